@@ -1,0 +1,12 @@
+"""fastconv: fast, exact 2-D convolution and its gradients on NumPy arrays.
+
+The public API is in :mod:`fastconv.api`; backends live in :mod:`fastconv.backends`.
+Importing fastconv imports neither numba nor torch.
+"""
+
+from .api import Conv2dGrads, choose_backend, conv2d, conv2d_backward
+from .backends import available as backends
+
+__version__ = "0.1.0"
+
+__all__ = ["Conv2dGrads", "backends", "choose_backend", "conv2d", "conv2d_backward", "__version__"]

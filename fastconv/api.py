@@ -1,0 +1,252 @@
+"""The public functions: normalise and validate the arguments once, pick a backend, call it.
+
+Everything that every backend would otherwise repeat lives here: array and dtype handling,
+layout conversion, unbatched input, the empty batch, bias, and ``backend="auto"``.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+
+from . import backends
+from .geometry import Geometry
+
+LAYOUTS = ("NCHW", "NHWC")
+_FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
+
+
+class Conv2dGrads(NamedTuple):
+    """Gradients of a convolution's loss with respect to its input, weight and bias."""
+
+    input: np.ndarray
+    weight: np.ndarray
+    bias: np.ndarray | None
+
+
+def _array(value, name: str, fn: str) -> np.ndarray:
+    """``value`` as an ndarray (no copy), with a dtype fastconv computes in, else ``TypeError``."""
+    try:
+        arr = np.asarray(value)
+    except Exception as exc:  # ragged lists and the like
+        raise TypeError(f"{fn}: `{name}` must be a numeric array; got {type(value).__name__}") from exc
+    if arr.dtype not in _FLOATS and arr.dtype.kind not in "iub":
+        raise TypeError(f"{fn}: `{name}` has dtype {arr.dtype}; expected float32 or float64 "
+                        f"(integer and bool arrays are computed in float64)")
+    return arr
+
+
+def _float_dtype(*arrays: np.ndarray) -> np.dtype:
+    """float32/float64 kept, integers and bool computed in float64, mixed inputs give the wider."""
+    return np.result_type(*(a.dtype if a.dtype in _FLOATS else np.float64 for a in arrays))
+
+
+def _check_layout(layout, fn: str) -> None:
+    if layout not in LAYOUTS:
+        raise ValueError(f"{fn}: `layout` must be 'NCHW' or 'NHWC'; got {layout!r}")
+
+
+_W_DIMS = {  # (transposed, layout) -> the weight's dimensions, for error messages
+    (False, "NCHW"): "(C_out, C_in/groups, kH, kW)", (False, "NHWC"): "(C_out, kH, kW, C_in/groups)",
+    (True, "NCHW"): "(C_in, C_out/groups, kH, kW)", (True, "NHWC"): "(C_in, kH, kW, C_out/groups)",
+}
+
+
+def _to_nchw(input, weight, layout: str, fn: str, *, transposed: bool = False):
+    """Batched NCHW views of ``input`` and ``weight`` (no data copied) and whether input was 3-D."""
+    x = _array(input, "input", fn)
+    w = _array(weight, "weight", fn)
+    spatial = "(N, C, H, W) or unbatched (C, H, W)" if layout == "NCHW" else "(N, H, W, C) or (H, W, C)"
+    if x.ndim not in (3, 4):
+        raise ValueError(f"{fn}: `input` must have 4 dimensions {spatial}; got shape {x.shape}")
+    if w.ndim != 4:
+        raise ValueError(f"{fn}: `weight` must have 4 dimensions {_W_DIMS[transposed, layout]}; "
+                         f"got shape {w.shape}")
+    unbatched = x.ndim == 3
+    if unbatched:
+        x = x[np.newaxis]
+    if layout == "NHWC":
+        x = x.transpose(0, 3, 1, 2)
+        w = w.transpose(0, 3, 1, 2)
+    return x, w, unbatched
+
+
+def _from_nchw(y: np.ndarray, layout: str, unbatched: bool) -> np.ndarray:
+    """Undo :func:`_to_nchw` on a result; always returns a C-contiguous array."""
+    if layout == "NHWC":
+        y = y.transpose(0, 2, 3, 1)
+    if unbatched:
+        y = y[0]
+    return np.ascontiguousarray(y)
+
+
+def _bias(bias, c_out: int, fn: str) -> np.ndarray | None:
+    if bias is None:
+        return None
+    b = _array(bias, "bias", fn)
+    if b.shape != (c_out,):
+        raise ValueError(f"{fn}: `bias` must have shape ({c_out},), one value per output channel; "
+                         f"got shape {b.shape}")
+    return b
+
+
+def _backend_name(backend, geom: Geometry, dtype) -> str:
+    return backends.choose(geom, dtype) if backend == "auto" else backend
+
+
+def _user_shape(shape4, layout: str, unbatched: bool) -> tuple[int, ...]:
+    """A batched NCHW shape as the caller sees it (layout, unbatched)."""
+    n, c, h, w_ = shape4
+    shape = (n, h, w_, c) if layout == "NHWC" else (n, c, h, w_)
+    return shape[1:] if unbatched else shape
+
+
+def choose_backend(input_shape, weight_shape, *, stride=1, padding=0, dilation=1, groups=1,
+                   dtype=np.float32, layout: str = "NCHW") -> str:
+    """The backend that ``backend="auto"`` runs for a call with these shapes and arguments.
+
+    Resolve ``"auto"`` once and pass the name as ``backend=`` to pin the choice.
+
+    Examples
+    --------
+    >>> choose_backend((8, 3, 32, 32), (16, 3, 3, 3), padding=1) in backends()
+    True
+    """
+    _check_layout(layout, "choose_backend")
+    x, w, _ = _to_nchw(np.empty(input_shape, dtype=np.uint8), np.empty(weight_shape, dtype=np.uint8),
+                       layout, "choose_backend")
+    geom = Geometry.from_args(x.shape, w.shape, stride=stride, padding=padding, dilation=dilation,
+                              groups=groups, fn="choose_backend")
+    return backends.choose(geom, np.dtype(dtype))
+
+
+def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, *,
+           backend: str = "auto", layout: str = "NCHW") -> np.ndarray:
+    """2-D convolution (cross-correlation, as in ``torch.nn.functional.conv2d``).
+
+    Parameters
+    ----------
+    input : ndarray
+        ``(N, C_in, H, W)`` or unbatched ``(C_in, H, W)``; with ``layout="NHWC"``,
+        ``(N, H, W, C_in)`` or ``(H, W, C_in)``.
+    weight : ndarray
+        ``(C_out, C_in // groups, kH, kW)``; with ``layout="NHWC"``, ``(C_out, kH, kW, C_in // groups)``.
+    bias : ndarray or None, default None
+        ``(C_out,)``.
+    stride, dilation : int or pair of ints, default 1
+        Each >= 1.
+    padding : int, pair, per-side pairs ``((top, bottom), (left, right))``, ``"valid"`` or ``"same"``
+        ``"same"`` gives ``ceil(H / stride)`` rows (any odd extra padding at the bottom/right) and,
+        unlike torch, is allowed with stride > 1.
+    groups : int, default 1
+        Divides ``C_in`` and ``C_out``; ``groups == C_in`` is a depthwise convolution.
+    backend : str, default "auto"
+        ``"auto"`` or one of :func:`fastconv.backends`.
+    layout : {"NCHW", "NHWC"}, default "NCHW"
+
+    Returns
+    -------
+    ndarray
+        ``(N, C_out, OH, OW)`` (or the matching NHWC / unbatched shape), a new C-contiguous array
+        of the dtype of ``input`` and ``weight``: float32 and float64 are kept, mixed inputs give
+        the wider one, integer and bool inputs give float64.
+
+    Raises
+    ------
+    ValueError
+        Bad shapes or hyper-parameter values, an unknown backend or layout; raised before any work.
+    TypeError
+        A non-numeric, complex or float16 array, or hyper-parameters of the wrong type.
+
+    Notes
+    -----
+    With total padding ``P`` along an axis, ``OH = floor((H + P - dilation*(kH - 1) - 1) / stride) + 1``.
+
+    Examples
+    --------
+    >>> import numpy as np, fastconv
+    >>> x = np.arange(16.0).reshape(1, 1, 4, 4)
+    >>> fastconv.conv2d(x, np.ones((1, 1, 2, 2)), stride=2)
+    array([[[[10., 18.],
+             [42., 50.]]]])
+    """
+    fn = "conv2d"
+    _check_layout(layout, fn)
+    backends.check_name(backend, fn)
+    x, w, unbatched = _to_nchw(input, weight, layout, fn)
+    geom = Geometry.from_args(x.shape, w.shape, stride=stride, padding=padding, dilation=dilation,
+                              groups=groups, fn=fn)
+    b = _bias(bias, geom.c_out, fn)
+    dtype = _float_dtype(x, w)
+    impl = backends.get(_backend_name(backend, geom, dtype))
+    if geom.n == 0:
+        y = np.zeros(geom.y_shape, dtype=dtype)
+    else:
+        y = impl.forward(np.ascontiguousarray(x, dtype=dtype), np.ascontiguousarray(w, dtype=dtype), geom)
+    if b is not None:
+        y += b.astype(dtype, copy=False).reshape(-1, 1, 1)
+    return _from_nchw(y, layout, unbatched)
+
+
+def conv2d_backward(grad_output, input, weight, stride=1, padding=0, dilation=1, groups=1, *,
+                    bias: bool = True, backend: str = "auto", layout: str = "NCHW") -> Conv2dGrads:
+    """Gradients of a loss through :func:`conv2d`, given the gradient of its output.
+
+    Parameters
+    ----------
+    grad_output : ndarray
+        The gradient of the loss with respect to ``conv2d``'s output: the output's shape.
+    input, weight, stride, padding, dilation, groups, backend, layout
+        As given to :func:`conv2d`.
+    bias : bool, default True
+        Whether the forward pass had a bias (whose gradient is then returned).
+
+    Returns
+    -------
+    Conv2dGrads
+        Named tuple ``(input, weight, bias)``: gradients shaped like ``input``, ``weight`` and
+        ``(C_out,)`` (``bias`` is None when ``bias=False``), new C-contiguous arrays of the forward
+        result's dtype.
+
+    Examples
+    --------
+    >>> import numpy as np, fastconv
+    >>> x, w = np.ones((1, 1, 3, 3)), np.ones((1, 1, 2, 2))
+    >>> g = fastconv.conv2d_backward(np.ones((1, 1, 2, 2)), x, w)
+    >>> g.input[0, 0]
+    array([[1., 2., 1.],
+           [2., 4., 2.],
+           [1., 2., 1.]])
+    >>> g.bias
+    array([4.])
+    """
+    fn = "conv2d_backward"
+    _check_layout(layout, fn)
+    backends.check_name(backend, fn)
+    if not isinstance(bias, (bool, np.bool_)):
+        raise TypeError(f"{fn}: `bias` must be True or False (whether the forward pass had one); "
+                        f"got {type(bias).__name__}")
+    x, w, unbatched = _to_nchw(input, weight, layout, fn)
+    geom = Geometry.from_args(x.shape, w.shape, stride=stride, padding=padding, dilation=dilation,
+                              groups=groups, fn=fn)
+    gy = _array(grad_output, "grad_output", fn)
+    expected = _user_shape(geom.y_shape, layout, unbatched)
+    if gy.shape != expected:
+        raise ValueError(f"{fn}: `grad_output` must have the forward output's shape {expected}; "
+                         f"got {gy.shape}")
+    if unbatched:
+        gy = gy[np.newaxis]
+    if layout == "NHWC":
+        gy = gy.transpose(0, 3, 1, 2)
+    dtype = _float_dtype(x, w)
+    impl = backends.get(_backend_name(backend, geom, dtype))
+    gy = np.ascontiguousarray(gy, dtype=dtype)
+    if geom.n == 0:
+        gx, gw = np.zeros(geom.x_shape, dtype=dtype), np.zeros(geom.w_shape, dtype=dtype)
+    else:
+        gx = impl.grad_input(gy, np.ascontiguousarray(w, dtype=dtype), geom)
+        gw = impl.grad_weight(gy, np.ascontiguousarray(x, dtype=dtype), geom)
+    gb = gy.sum(axis=(0, 2, 3)) if bias else None
+    return Conv2dGrads(_from_nchw(gx, layout, unbatched),
+                       _from_nchw(gw, layout, False), gb)

@@ -1,0 +1,173 @@
+"""All integer shape arithmetic of fastconv, and the validation that goes with it.
+
+Nothing here touches array data: the public functions in ``api.py`` hand shapes and
+hyper-parameters in, and get back a frozen :class:`Geometry` that every backend reads.
+The output-size formula is written once, in :func:`out_size`.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from dataclasses import dataclass
+
+PADDING_STRINGS = ("valid", "same")
+
+
+def _is_int(value) -> bool:
+    # bool is an int subclass, but `stride=True` is a bug in the caller, not a stride of 1.
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def pair(value, name: str, *, minimum: int = 1, fn: str = "conv2d") -> tuple[int, int]:
+    """``3`` -> ``(3, 3)``; ``(2, 3)`` or ``[2, 3]`` -> ``(2, 3)``; each entry must be >= minimum."""
+    kind = "positive" if minimum == 1 else f">= {minimum}"
+    expected = f"an int {kind} or a pair of such ints"
+    if _is_int(value):
+        items = (int(value), int(value))
+    elif isinstance(value, (tuple, list)) and len(value) == 2 and all(_is_int(v) for v in value):
+        items = (int(value[0]), int(value[1]))
+    else:
+        raise TypeError(f"{fn}: `{name}` must be {expected}; got {value!r}")
+    if min(items) < minimum:
+        raise ValueError(f"{fn}: `{name}` must be {expected}; got {value!r}")
+    return items
+
+
+def out_size(size: int, k: int, stride: int, pad: int, dil: int) -> int:
+    """Output length along one axis, given the *total* padding of that axis.
+
+    ``floor((size + pad - dil*(k-1) - 1) / stride) + 1``; may be < 1 (the caller reports it).
+    """
+    return (size + pad - dil * (k - 1) - 1) // stride + 1
+
+
+def same_padding(size: int, k: int, stride: int, dil: int) -> tuple[int, int]:
+    """Per-side padding that gives ``ceil(size / stride)`` outputs, any odd one at the end."""
+    span = dil * (k - 1) + 1
+    total = max((math.ceil(size / stride) - 1) * stride + span - size, 0)
+    return total // 2, total - total // 2
+
+
+def side_padding(padding, name: str = "padding", fn: str = "conv2d") -> tuple[tuple[int, int], tuple[int, int]]:
+    """Numeric padding -> ``((top, bottom), (left, right))``; strings are handled by the caller."""
+    expected = ("an int >= 0, a pair (ph, pw), per-side pairs ((top, bottom), (left, right))"
+                + (", 'valid' or 'same'" if fn == "conv2d" else ""))
+    if _is_int(padding) or (isinstance(padding, (tuple, list)) and len(padding) == 2
+                            and all(_is_int(p) for p in padding)):
+        ph, pw = pair(padding, name, minimum=0, fn=fn)
+        return (ph, ph), (pw, pw)
+    if (isinstance(padding, (tuple, list)) and len(padding) == 2
+            and all(isinstance(p, (tuple, list)) and len(p) == 2 for p in padding)
+            and all(_is_int(v) for p in padding for v in p)):
+        (top, bottom), (left, right) = padding
+        if min(top, bottom, left, right) < 0:
+            raise ValueError(f"{fn}: `{name}` must be {expected}; got {padding!r} (negative)")
+        return (int(top), int(bottom)), (int(left), int(right))
+    if isinstance(padding, str):
+        raise ValueError(f"{fn}: `{name}` must be {expected}; got the string {padding!r}")
+    raise TypeError(f"{fn}: `{name}` must be {expected}; got {padding!r}")
+
+
+@dataclass(frozen=True)
+class Geometry:
+    """A fully normalised 2-D convolution, batched NCHW: everything a backend needs but the data.
+
+    Input ``(n, c_in, ih, iw)``, weight ``(c_out, c_in // groups, kh, kw)``, output
+    ``(n, c_out, oh, ow)``. Padding is per side: ``pt, pb`` (top, bottom), ``pl, pr``
+    (left, right). Output pixel ``(oy, ox)`` reads input row ``oy*sh - pt + ky*dil_h``.
+    """
+
+    n: int
+    c_in: int
+    ih: int
+    iw: int
+    c_out: int
+    kh: int
+    kw: int
+    sh: int
+    sw: int
+    pt: int
+    pb: int
+    pl: int
+    pr: int
+    dil_h: int
+    dil_w: int
+    groups: int
+    oh: int
+    ow: int
+
+    @property
+    def c_in_g(self) -> int:
+        """Input channels per group (the weight's second dimension)."""
+        return self.c_in // self.groups
+
+    @property
+    def c_out_g(self) -> int:
+        """Output channels per group."""
+        return self.c_out // self.groups
+
+    @property
+    def x_shape(self) -> tuple[int, int, int, int]:
+        return (self.n, self.c_in, self.ih, self.iw)
+
+    @property
+    def w_shape(self) -> tuple[int, int, int, int]:
+        return (self.c_out, self.c_in_g, self.kh, self.kw)
+
+    @property
+    def y_shape(self) -> tuple[int, int, int, int]:
+        return (self.n, self.c_out, self.oh, self.ow)
+
+    @property
+    def macs(self) -> int:
+        """Multiply-accumulates of the forward pass (each gradient costs the same)."""
+        return self.n * self.c_out * self.oh * self.ow * self.c_in_g * self.kh * self.kw
+
+    @classmethod
+    def from_args(cls, x_shape, w_shape, *, stride=1, padding=0, dilation=1, groups=1,
+                  fn: str = "conv2d") -> "Geometry":
+        """Validate the hyper-parameters against batched-NCHW shapes and build the geometry.
+
+        Raises ``ValueError``/``TypeError`` naming the offending argument; never touches data.
+        """
+        n, c_in, ih, iw = (int(s) for s in x_shape)
+        c_out, c_in_g, kh, kw = (int(s) for s in w_shape)
+        sh, sw = pair(stride, "stride", fn=fn)
+        dil_h, dil_w = pair(dilation, "dilation", fn=fn)
+        if not _is_int(groups):
+            raise TypeError(f"{fn}: `groups` must be a positive int; got {groups!r}")
+        groups = int(groups)
+        if groups < 1:
+            raise ValueError(f"{fn}: `groups` must be a positive int; got {groups}")
+        if min(c_out, c_in_g, kh, kw) < 1:
+            raise ValueError(f"{fn}: `weight` must have no empty dimension (C_out, C_in/groups, kH, kW); "
+                             f"got shape {tuple(w_shape)}")
+        if c_in % groups:
+            raise ValueError(f"{fn}: `groups`={groups} must divide the input's {c_in} channels")
+        if c_out % groups:
+            raise ValueError(f"{fn}: `groups`={groups} must divide the weight's {c_out} output channels "
+                             f"(weight.shape[0])")
+        if c_in_g * groups != c_in:
+            raise ValueError(f"{fn}: `weight` has {c_in_g} input channels per group but `input` has "
+                             f"{c_in} channels and groups={groups} (expected {c_in // groups})")
+        if isinstance(padding, str):
+            if padding not in PADDING_STRINGS:
+                raise ValueError(f"{fn}: `padding` must be an int, a pair, per-side pairs, 'valid' or "
+                                 f"'same'; got the string {padding!r}")
+            if padding == "valid":
+                (pt, pb), (pl, pr) = (0, 0), (0, 0)
+            else:
+                (pt, pb), (pl, pr) = same_padding(ih, kh, sh, dil_h), same_padding(iw, kw, sw, dil_w)
+        else:
+            (pt, pb), (pl, pr) = side_padding(padding, fn=fn)
+        oh = out_size(ih, kh, sh, pt + pb, dil_h)
+        ow = out_size(iw, kw, sw, pl + pr, dil_w)
+        if oh < 1 or ow < 1:
+            raise ValueError(
+                f"{fn}: output would be empty: the dilated kernel spans "
+                f"{dil_h * (kh - 1) + 1}x{dil_w * (kw - 1) + 1} but the padded input is "
+                f"{ih + pt + pb}x{iw + pl + pr} (`weight` {kh}x{kw}, `dilation` {(dil_h, dil_w)}, "
+                f"`padding` {padding!r}, input {ih}x{iw})")
+        return cls(n=n, c_in=c_in, ih=ih, iw=iw, c_out=c_out, kh=kh, kw=kw, sh=sh, sw=sw,
+                   pt=pt, pb=pb, pl=pl, pr=pr, dil_h=dil_h, dil_w=dil_w, groups=groups, oh=oh, ow=ow)
