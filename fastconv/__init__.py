@@ -5,7 +5,7 @@ Importing fastconv imports neither numba nor torch.
 """
 
 from .api import Conv2dGrads, choose_backend, conv2d, conv2d_backward
-from .backends import available as backends
+from . import backends  # callable: fastconv.backends() lists the usable backend names
 
 __version__ = "0.1.0"
 

@@ -10,6 +10,7 @@ Adding a backend is one module plus one entry in ``_MODULES``; tests and benchma
 from __future__ import annotations
 
 import importlib
+import sys
 from types import ModuleType
 
 from ..geometry import Geometry
@@ -63,3 +64,17 @@ def choose(geom: Geometry, dtype) -> str:
         if preferred in names:
             return preferred
     return names[0]
+
+
+class _CallableRegistry(ModuleType):
+    """Lets ``fastconv.backends`` be both this registry module and the public ``backends()``.
+
+    API.md makes ``fastconv.backends()`` a function, and the registry package has the same name;
+    a callable module keeps ``fastconv.backends.NAMES`` and ``fastconv.backends()`` both working.
+    """
+
+    def __call__(self) -> list[str]:
+        return available()
+
+
+sys.modules[__name__].__class__ = _CallableRegistry
