@@ -11,7 +11,7 @@ from typing import NamedTuple
 import numpy as np
 
 from . import backends
-from .geometry import Geometry
+from .geometry import Geometry, transposed_geometry
 
 LAYOUTS = ("NCHW", "NHWC")
 _FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
@@ -250,3 +250,159 @@ def conv2d_backward(grad_output, input, weight, stride=1, padding=0, dilation=1,
     gb = gy.sum(axis=(0, 2, 3)) if bias else None
     return Conv2dGrads(_from_nchw(gx, layout, unbatched),
                        _from_nchw(gw, layout, False), gb)
+
+
+def _transposed_call(input, weight, stride, padding, output_padding, groups, dilation, backend,
+                     layout, fn):
+    """Validate a transposed-convolution call: ``(z, w, geom, dtype, unbatched, impl)``, NCHW."""
+    _check_layout(layout, fn)
+    backends.check_name(backend, fn)
+    z, w, unbatched = _to_nchw(input, weight, layout, fn, transposed=True)
+    geom = transposed_geometry(z.shape, w.shape, stride=stride, padding=padding,
+                               output_padding=output_padding, groups=groups, dilation=dilation, fn=fn)
+    dtype = _float_dtype(z, w)
+    return z, w, geom, dtype, unbatched, backends.get(_backend_name(backend, geom, dtype))
+
+
+def _zero_extend(z: np.ndarray, shape, dtype) -> np.ndarray:
+    """``z`` as a C-contiguous ``dtype`` array of ``shape``, the extra rows and columns zero."""
+    if z.shape == tuple(shape):
+        return np.ascontiguousarray(z, dtype=dtype)
+    out = np.zeros(shape, dtype=dtype)
+    out[:, :, :z.shape[2], :z.shape[3]] = z
+    return out
+
+
+def conv_transpose2d(input, weight, bias=None, stride=1, padding=0, output_padding=0, groups=1,
+                     dilation=1, *, backend: str = "auto", layout: str = "NCHW") -> np.ndarray:
+    """2-D transposed convolution, as in ``torch.nn.functional.conv_transpose2d``.
+
+    The input gradient of :func:`conv2d` with the same weight and hyper-parameters, so every
+    backend computes it with its ``grad_input`` kernel.
+
+    Parameters
+    ----------
+    input : ndarray
+        ``(N, C_in, H, W)`` or unbatched ``(C_in, H, W)``; with ``layout="NHWC"``,
+        ``(N, H, W, C_in)`` or ``(H, W, C_in)``.
+    weight : ndarray
+        ``(C_in, C_out // groups, kH, kW)``; with ``layout="NHWC"``, ``(C_in, kH, kW, C_out // groups)``.
+    bias : ndarray or None, default None
+        ``(C_out,)``.
+    stride, dilation : int or pair of ints, default 1
+        Each >= 1.
+    padding : int, pair or per-side pairs ``((top, bottom), (left, right))``, default 0
+        Rows and columns cropped from each side of the full output (no strings).
+    output_padding : int or pair of ints, default 0
+        Rows (columns) added at the bottom (right); smaller than ``max(stride, dilation)``.
+    groups : int, default 1
+        Divides ``C_in``.
+    backend : str, default "auto"
+        ``"auto"`` or one of :func:`fastconv.backends`.
+    layout : {"NCHW", "NHWC"}, default "NCHW"
+
+    Returns
+    -------
+    ndarray
+        ``(N, C_out, OH, OW)`` (or the matching NHWC / unbatched shape), a new C-contiguous array
+        of the dtype of ``input`` and ``weight``.
+
+    Raises
+    ------
+    ValueError
+        Bad shapes or hyper-parameter values, an unknown backend or layout; raised before any work.
+    TypeError
+        A non-numeric, complex or float16 array, or hyper-parameters of the wrong type.
+
+    Notes
+    -----
+    With total padding ``P`` along an axis,
+    ``OH = (H - 1)*stride - P + dilation*(kH - 1) + 1 + output_padding``.
+
+    Examples
+    --------
+    >>> import numpy as np, fastconv
+    >>> fastconv.conv_transpose2d(np.ones((1, 1, 2, 2)), np.ones((1, 1, 2, 2)), stride=2)[0, 0]
+    array([[1., 1., 1., 1.],
+           [1., 1., 1., 1.],
+           [1., 1., 1., 1.],
+           [1., 1., 1., 1.]])
+    >>> fastconv.conv_transpose2d(np.ones((1, 2, 2)), np.ones((1, 1, 2, 2)))
+    array([[[1., 2., 1.],
+            [2., 4., 2.],
+            [1., 2., 1.]]])
+    """
+    fn = "conv_transpose2d"
+    z, w, geom, dtype, unbatched, impl = _transposed_call(input, weight, stride, padding, output_padding,
+                                                          groups, dilation, backend, layout, fn)
+    b = _bias(bias, geom.c_in, fn)
+    if geom.n == 0:
+        y = np.zeros(geom.x_shape, dtype=dtype)
+    else:
+        y = impl.grad_input(_zero_extend(z, geom.y_shape, dtype), np.ascontiguousarray(w, dtype=dtype), geom)
+    if b is not None:
+        y += b.astype(dtype, copy=False).reshape(-1, 1, 1)
+    return _from_nchw(y, layout, unbatched)
+
+
+def conv_transpose2d_backward(grad_output, input, weight, stride=1, padding=0, output_padding=0, groups=1,
+                              dilation=1, *, bias: bool = True, backend: str = "auto",
+                              layout: str = "NCHW") -> Conv2dGrads:
+    """Gradients of a loss through :func:`conv_transpose2d`, given the gradient of its output.
+
+    The input gradient is a :func:`conv2d` of ``grad_output`` and the weight gradient is the
+    convolution's weight gradient with the roles of input and output swapped, so every backend
+    computes both with its existing kernels.
+
+    Parameters
+    ----------
+    grad_output : ndarray
+        The gradient of the loss with respect to ``conv_transpose2d``'s output: the output's shape.
+    input, weight, stride, padding, output_padding, groups, dilation, backend, layout
+        As given to :func:`conv_transpose2d`.
+    bias : bool, default True
+        Whether the forward pass had a bias (whose gradient is then returned).
+
+    Returns
+    -------
+    Conv2dGrads
+        Named tuple ``(input, weight, bias)``: gradients shaped like ``input``, ``weight`` and
+        ``(C_out,)`` (``bias`` is None when ``bias=False``), new C-contiguous arrays of the forward
+        result's dtype.
+
+    Examples
+    --------
+    >>> import numpy as np, fastconv
+    >>> z, w = np.ones((1, 1, 2, 2)), np.ones((1, 1, 2, 2))
+    >>> g = fastconv.conv_transpose2d_backward(np.ones((1, 1, 3, 3)), z, w)
+    >>> g.input[0, 0]
+    array([[4., 4.],
+           [4., 4.]])
+    >>> g.bias
+    array([9.])
+    """
+    fn = "conv_transpose2d_backward"
+    if not isinstance(bias, (bool, np.bool_)):
+        raise TypeError(f"{fn}: `bias` must be True or False (whether the forward pass had one); "
+                        f"got {type(bias).__name__}")
+    z, w, geom, dtype, unbatched, impl = _transposed_call(input, weight, stride, padding, output_padding,
+                                                          groups, dilation, backend, layout, fn)
+    gy = _array(grad_output, "grad_output", fn)
+    expected = _user_shape(geom.x_shape, layout, unbatched)
+    if gy.shape != expected:
+        raise ValueError(f"{fn}: `grad_output` must have the forward output's shape {expected}; "
+                         f"got {gy.shape}")
+    if unbatched:
+        gy = gy[np.newaxis]
+    if layout == "NHWC":
+        gy = gy.transpose(0, 3, 1, 2)
+    gy = np.ascontiguousarray(gy, dtype=dtype)
+    if geom.n == 0:
+        gz, gw = np.zeros(z.shape, dtype=dtype), np.zeros(geom.w_shape, dtype=dtype)
+    else:
+        # The convolution may see more rows than z (output_padding >= stride): those extra outputs
+        # are cropped from gz, and their zero padding in z adds nothing to gw.
+        gz = impl.forward(gy, np.ascontiguousarray(w, dtype=dtype), geom)[:, :, :z.shape[2], :z.shape[3]]
+        gw = impl.grad_weight(_zero_extend(z, geom.y_shape, dtype), gy, geom)
+    gb = gy.sum(axis=(0, 2, 3)) if bias else None
+    return Conv2dGrads(_from_nchw(gz, layout, unbatched), _from_nchw(gw, layout, False), gb)

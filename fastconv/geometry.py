@@ -21,8 +21,8 @@ def _is_int(value) -> bool:
 
 def pair(value, name: str, *, minimum: int = 1, fn: str = "conv2d") -> tuple[int, int]:
     """``3`` -> ``(3, 3)``; ``(2, 3)`` or ``[2, 3]`` -> ``(2, 3)``; each entry must be >= minimum."""
-    kind = "positive" if minimum == 1 else f">= {minimum}"
-    expected = f"an int {kind} or a pair of such ints"
+    expected = ("a positive int or a pair of positive ints" if minimum == 1
+                else f"an int >= {minimum} or a pair of ints >= {minimum}")
     if _is_int(value):
         items = (int(value), int(value))
     elif isinstance(value, (tuple, list)) and len(value) == 2 and all(_is_int(v) for v in value):
@@ -171,3 +171,60 @@ class Geometry:
                 f"`padding` {padding!r}, input {ih}x{iw})")
         return cls(n=n, c_in=c_in, ih=ih, iw=iw, c_out=c_out, kh=kh, kw=kw, sh=sh, sw=sw,
                    pt=pt, pb=pb, pl=pl, pr=pr, dil_h=dil_h, dil_w=dil_w, groups=groups, oh=oh, ow=ow)
+
+
+def transposed_out_size(size: int, k: int, stride: int, pad: int, dil: int, output_padding: int) -> int:
+    """Output length of a transposed convolution along one axis, given the *total* padding (cropping).
+
+    ``(size - 1)*stride - pad + dil*(k-1) + 1 + output_padding``: the inverse of :func:`out_size`
+    for the convolution whose input gradient it is; may be < 1 (the caller reports it).
+    """
+    return (size - 1) * stride - pad + dil * (k - 1) + 1 + output_padding
+
+
+def transposed_geometry(z_shape, w_shape, *, stride=1, padding=0, output_padding=0, groups=1,
+                        dilation=1, fn: str = "conv_transpose2d") -> Geometry:
+    """The convolution whose input gradient is the transposed convolution of ``z`` by ``w``.
+
+    ``z_shape`` is the transposed convolution's batched NCHW input ``(n, c_in, h, w)`` and
+    ``w_shape`` its weight ``(c_in, c_out // groups, kh, kw)``. In the returned geometry, ``x_shape``
+    is the transposed convolution's output and ``w_shape`` its weight. ``y_shape`` is ``z_shape``
+    except when ``output_padding >= stride`` (allowed when dilation > stride): the convolution
+    then has ``output_padding // stride`` more rows (columns) than ``z``, and the caller pads
+    ``z`` with zeros, which contribute nothing.
+    """
+    n, c_z, ih, iw = (int(s) for s in z_shape)
+    c_in, c_out_g, kh, kw = (int(s) for s in w_shape)
+    sh, sw = pair(stride, "stride", fn=fn)
+    dil_h, dil_w = pair(dilation, "dilation", fn=fn)
+    op_h, op_w = pair(output_padding, "output_padding", minimum=0, fn=fn)
+    if not _is_int(groups):
+        raise TypeError(f"{fn}: `groups` must be a positive int; got {groups!r}")
+    groups = int(groups)
+    if groups < 1:
+        raise ValueError(f"{fn}: `groups` must be a positive int; got {groups}")
+    if min(c_in, c_out_g, kh, kw) < 1:
+        raise ValueError(f"{fn}: `weight` must have no empty dimension (C_in, C_out/groups, kH, kW); "
+                         f"got shape {tuple(w_shape)}")
+    if c_z != c_in:
+        raise ValueError(f"{fn}: `weight` expects {c_in} input channels (weight.shape[0]) but `input` "
+                         f"has {c_z}")
+    if c_in % groups:
+        raise ValueError(f"{fn}: `groups`={groups} must divide the input's {c_in} channels")
+    if min(ih, iw) < 1:
+        raise ValueError(f"{fn}: `input` must have a non-empty image; got {ih}x{iw}")
+    if op_h >= max(sh, dil_h) or op_w >= max(sw, dil_w):
+        raise ValueError(f"{fn}: `output_padding` must be smaller than stride or dilation in each "
+                         f"dimension; got output_padding {(op_h, op_w)}, stride {(sh, sw)}, "
+                         f"dilation {(dil_h, dil_w)}")
+    (pt, pb), (pl, pr) = side_padding(padding, fn=fn)
+    oh = transposed_out_size(ih, kh, sh, pt + pb, dil_h, op_h)
+    ow = transposed_out_size(iw, kw, sw, pl + pr, dil_w, op_w)
+    if oh < 1 or ow < 1:
+        raise ValueError(f"{fn}: output would be empty ({oh}x{ow}): `padding` {padding!r} crops more "
+                         f"than the full {oh + pt + pb}x{ow + pl + pr} output of a {ih}x{iw} input")
+    geom = Geometry(n=n, c_in=c_out_g * groups, ih=oh, iw=ow, c_out=c_in, kh=kh, kw=kw, sh=sh, sw=sw,
+                    pt=pt, pb=pb, pl=pl, pr=pr, dil_h=dil_h, dil_w=dil_w, groups=groups,
+                    oh=ih + op_h // sh, ow=iw + op_w // sw)
+    assert geom.oh == out_size(oh, kh, sh, pt + pb, dil_h) and geom.ow == out_size(ow, kw, sw, pl + pr, dil_w)
+    return geom
