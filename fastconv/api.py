@@ -91,6 +91,11 @@ def _bias(bias, c_out: int, fn: str) -> np.ndarray | None:
     return b
 
 
+def _quiet():
+    """NaN and inf propagate silently, as in torch: ``inf * 0`` is not worth a RuntimeWarning."""
+    return np.errstate(invalid="ignore", over="ignore")
+
+
 def _backend_name(backend, geom: Geometry, dtype) -> str:
     return backends.choose(geom, dtype) if backend == "auto" else backend
 
@@ -183,7 +188,8 @@ def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, 
     if geom.n == 0:
         y = np.zeros(geom.y_shape, dtype=dtype)
     else:
-        y = impl.forward(np.ascontiguousarray(x, dtype=dtype), np.ascontiguousarray(w, dtype=dtype), geom)
+        with _quiet():
+            y = impl.forward(np.ascontiguousarray(x, dtype=dtype), np.ascontiguousarray(w, dtype=dtype), geom)
     if b is not None:
         y += b.astype(dtype, copy=False).reshape(-1, 1, 1)
     return _from_nchw(y, layout, unbatched)
@@ -245,8 +251,9 @@ def conv2d_backward(grad_output, input, weight, stride=1, padding=0, dilation=1,
     if geom.n == 0:
         gx, gw = np.zeros(geom.x_shape, dtype=dtype), np.zeros(geom.w_shape, dtype=dtype)
     else:
-        gx = impl.grad_input(gy, np.ascontiguousarray(w, dtype=dtype), geom)
-        gw = impl.grad_weight(gy, np.ascontiguousarray(x, dtype=dtype), geom)
+        with _quiet():
+            gx = impl.grad_input(gy, np.ascontiguousarray(w, dtype=dtype), geom)
+            gw = impl.grad_weight(gy, np.ascontiguousarray(x, dtype=dtype), geom)
     gb = gy.sum(axis=(0, 2, 3)) if bias else None
     return Conv2dGrads(_from_nchw(gx, layout, unbatched),
                        _from_nchw(gw, layout, False), gb)

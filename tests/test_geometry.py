@@ -1,0 +1,54 @@
+"""The shape arithmetic: out_size by invariant and against torch, padding forms, Geometry fields."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from fastconv.geometry import Geometry, out_size, pair, same_padding, side_padding
+
+
+@pytest.mark.parametrize("size", [1, 2, 5, 8, 13])
+@pytest.mark.parametrize("k, stride, pad, dil", [(1, 1, 0, 1), (3, 1, 2, 1), (3, 2, 1, 1), (2, 3, 0, 2),
+                                                  (5, 2, 4, 3), (4, 1, 3, 1)])
+def test_out_size_matches_torch_and_invariant(size, k, stride, pad, dil):
+    o = out_size(size, k, stride, pad, dil)
+    span = dil * (k - 1) + 1
+    if o >= 1:
+        # The last window fits in the padded input and one more stride would not.
+        assert (o - 1) * stride + span <= size + pad < o * stride + span
+        y = torch.nn.functional.conv2d(torch.zeros(1, 1, size, 1), torch.zeros(1, 1, k, 1),
+                                       stride=(stride, 1), padding=0, dilation=(dil, 1)) if pad == 0 else None
+        if y is not None:
+            assert y.shape[2] == o
+    else:
+        assert size + pad < span
+
+
+@pytest.mark.parametrize("size", range(1, 12))
+@pytest.mark.parametrize("k, stride, dil", [(1, 1, 1), (3, 1, 1), (4, 1, 1), (3, 2, 1), (2, 3, 2), (5, 2, 1)])
+def test_same_padding_gives_ceil_outputs_with_extra_at_the_end(size, k, stride, dil):
+    before, after = same_padding(size, k, stride, dil)
+    assert 0 <= after - before <= 1
+    assert out_size(size, k, stride, before + after, dil) == math.ceil(size / stride)
+
+
+def test_pair_and_side_padding_forms():
+    assert pair(3, "stride") == (3, 3) and pair([2, 5], "stride") == (2, 5) and pair(np.int64(2), "s") == (2, 2)
+    assert side_padding(1) == ((1, 1), (1, 1))
+    assert side_padding((1, 2)) == ((1, 1), (2, 2))
+    assert side_padding([[0, 1], (2, 3)]) == ((0, 1), (2, 3))
+    with pytest.raises(TypeError, match="`stride`"):
+        pair((1, 2, 3), "stride")
+
+
+def test_geometry_from_args():
+    g = Geometry.from_args((2, 6, 9, 8), (4, 3, 3, 2), stride=(2, 1), padding="same", dilation=(1, 2), groups=2)
+    assert (g.oh, g.ow) == (5, 8)
+    assert (g.pt, g.pb, g.pl, g.pr) == (1, 1, 1, 1)
+    assert g.c_in_g == 3 and g.c_out_g == 2
+    assert g.x_shape == (2, 6, 9, 8) and g.w_shape == (4, 3, 3, 2) and g.y_shape == (2, 4, 5, 8)
+    assert g.macs == 2 * 4 * 5 * 8 * 3 * 3 * 2
+    valid = Geometry.from_args((1, 1, 5, 5), (1, 1, 3, 3), padding="valid")
+    assert (valid.oh, valid.ow, valid.pt + valid.pb + valid.pl + valid.pr) == (3, 3, 0)

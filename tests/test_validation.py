@@ -1,0 +1,110 @@
+"""Bad arguments fail at the door, before any backend runs, with a message naming the argument."""
+
+import numpy as np
+import pytest
+
+import fastconv
+
+X = np.zeros((2, 6, 8, 8), np.float32)
+W = np.zeros((4, 3, 3, 3), np.float32)  # groups=2 for X
+OK = dict(groups=2)
+
+BAD = [
+    # (description, call kwargs overriding (input, weight, bias, ...), exception, regex)
+    ("input 2-D", dict(input=np.zeros((8, 8))), ValueError, r"`input` must have 4 dimensions.*\(8, 8\)"),
+    ("input 5-D", dict(input=np.zeros((1, 2, 6, 8, 8))), ValueError, r"`input` must have 4 dimensions"),
+    ("weight 3-D", dict(weight=np.zeros((4, 3, 3))), ValueError, r"`weight` must have 4 dimensions.*\(4, 3, 3\)"),
+    ("channel mismatch", dict(weight=np.zeros((4, 4, 3, 3))), ValueError,
+     r"`weight` has 4 input channels per group but `input` has 6 channels and groups=2 \(expected 3\)"),
+    ("groups not dividing c_in", dict(groups=4, weight=np.zeros((4, 1, 3, 3))), ValueError,
+     r"`groups`=4 must divide the input's 6 channels"),
+    ("groups not dividing c_out", dict(weight=np.zeros((5, 3, 3, 3))), ValueError,
+     r"`groups`=2 must divide the weight's 5 output channels"),
+    ("groups 0", dict(groups=0), ValueError, r"`groups` must be a positive int; got 0"),
+    ("groups float", dict(groups=2.0), TypeError, r"`groups` must be a positive int"),
+    ("negative padding", dict(padding=-1), ValueError, r"`padding` must be .*; got -1"),
+    ("negative per-side padding", dict(padding=((0, 1), (-1, 0))), ValueError, r"`padding`.*negative"),
+    ("unknown padding string", dict(padding="full"), ValueError, r"`padding` must be .*'full'"),
+    ("padding of three", dict(padding=(1, 1, 1)), TypeError, r"`padding` must be"),
+    ("stride 0", dict(stride=0), ValueError, r"`stride` must be a positive int .*got 0"),
+    ("stride pair with 0", dict(stride=(1, 0)), ValueError, r"`stride` .*got \(1, 0\)"),
+    ("stride bool", dict(stride=True), TypeError, r"`stride`"),
+    ("dilation 0", dict(dilation=0), ValueError, r"`dilation` must be a positive int"),
+    ("dilation float", dict(dilation=1.5), TypeError, r"`dilation`"),
+    ("kernel larger than padded input", dict(weight=np.zeros((4, 3, 9, 9))), ValueError,
+     r"output would be empty: the dilated kernel spans 9x9 but the padded input is 8x8"),
+    ("dilated kernel too large", dict(dilation=4), ValueError, r"kernel spans 9x9 but the padded input is 8x8"),
+    ("unknown backend", dict(backend="nmba"), ValueError,
+     r"unknown `backend` 'nmba'; choose from 'auto', 'reference', 'im2col', 'numba'"),
+    ("unknown layout", dict(layout="CHWN"), ValueError, r"`layout` must be 'NCHW' or 'NHWC'; got 'CHWN'"),
+    ("complex input", dict(input=X.astype(np.complex64)), TypeError, r"`input` has dtype complex64"),
+    ("object weight", dict(weight=W.astype(object)), TypeError, r"`weight` has dtype object"),
+    ("float16 input", dict(input=X.astype(np.float16)), TypeError, r"`input` has dtype float16"),
+    ("string input", dict(input="abc"), TypeError, r"`input` has dtype <U3"),
+    ("bias of wrong length", dict(bias=np.zeros(3)), ValueError, r"`bias` must have shape \(4,\).*got shape \(3,\)"),
+    ("bias 2-D", dict(bias=np.zeros((4, 1))), ValueError, r"`bias` must have shape \(4,\)"),
+    ("complex bias", dict(bias=np.zeros(4, np.complex128)), TypeError, r"`bias` has dtype complex128"),
+    ("empty weight", dict(weight=np.zeros((0, 3, 3, 3))), ValueError, r"`weight` must have no empty dimension"),
+]
+
+
+def _call_conv2d(**override):
+    args = dict(input=X, weight=W, bias=None, **OK)
+    args.update(override)
+    return fastconv.conv2d(args.pop("input"), args.pop("weight"), args.pop("bias"), **args)
+
+
+@pytest.mark.parametrize("override, exc, match", [pytest.param(*case[1:], id=case[0]) for case in BAD])
+def test_conv2d_rejects(override, exc, match, monkeypatch):
+    _forbid_backend_work(monkeypatch)
+    with pytest.raises(exc, match=match) as info:
+        _call_conv2d(**override)
+    assert str(info.value).startswith("conv2d: ")
+
+
+BAD_BACKWARD = [c for c in BAD if "bias" not in c[1]] + [
+    ("grad_output of wrong shape", dict(grad_output=np.zeros((2, 4, 5, 6))), ValueError,
+     r"`grad_output` must have the forward output's shape \(2, 4, 6, 6\); got \(2, 4, 5, 6\)"),
+    ("grad_output complex", dict(grad_output=np.zeros((2, 4, 6, 6), np.complex64)), TypeError,
+     r"`grad_output` has dtype complex64"),
+    ("bias not a bool", dict(bias=np.zeros(4)), TypeError, r"`bias` must be True or False"),
+]
+
+
+@pytest.mark.parametrize("override, exc, match", [pytest.param(*case[1:], id=case[0]) for case in BAD_BACKWARD])
+def test_conv2d_backward_rejects(override, exc, match, monkeypatch):
+    _forbid_backend_work(monkeypatch)
+    args = dict(grad_output=np.zeros((2, 4, 6, 6), np.float32), input=X, weight=W, **OK)
+    args.update(override)
+    with pytest.raises(exc, match=match.replace("conv2d", "conv2d_backward")) as info:
+        fastconv.conv2d_backward(args.pop("grad_output"), args.pop("input"), args.pop("weight"), **args)
+    assert str(info.value).startswith("conv2d_backward: ")
+
+
+def test_nhwc_shapes_are_validated_in_the_callers_layout():
+    with pytest.raises(ValueError, match=r"\(C_out, kH, kW, C_in/groups\)"):
+        fastconv.conv2d(np.zeros((1, 5, 5, 3)), np.zeros((2, 3, 3)), layout="NHWC")
+    with pytest.raises(ValueError, match=r"`weight` has 2 input channels per group but `input` has 3"):
+        fastconv.conv2d(np.zeros((1, 5, 5, 3)), np.zeros((2, 3, 3, 2)), layout="NHWC")
+    with pytest.raises(ValueError, match=r"`grad_output` must have the forward output's shape \(3, 3, 2\)"):
+        fastconv.conv2d_backward(np.zeros((2, 3, 3)), np.zeros((5, 5, 3)), np.zeros((2, 3, 3, 3)), layout="NHWC")
+
+
+def test_unavailable_backend_is_an_import_error(monkeypatch):
+    from fastconv import backends
+    monkeypatch.setitem(backends._failed, "numba", ImportError("No module named 'numba'"))
+    monkeypatch.delitem(backends._loaded, "numba", raising=False)
+    with pytest.raises(ImportError, match="backend 'numba' is not available"):
+        fastconv.conv2d(X, W, groups=2, backend="numba")
+
+
+def _forbid_backend_work(monkeypatch):
+    """Fail the test if validation let the call reach any backend (errors come before work)."""
+    from fastconv import backends
+
+    def boom(*args, **kwargs):
+        raise AssertionError("a backend ran before the arguments were validated")
+
+    for name in backends.available():
+        for fn in ("forward", "grad_input", "grad_weight"):
+            monkeypatch.setattr(backends.get(name), fn, boom)
