@@ -4,12 +4,12 @@ The public API is in :mod:`fastconv.api`; backends live in :mod:`fastconv.backen
 Importing fastconv imports neither numba nor torch.
 """
 
+from . import backends  # callable: fastconv.backends() lists the usable backend names
 from .api import (Conv2dGrads, choose_backend, conv2d, conv2d_backward, conv_transpose2d,
                   conv_transpose2d_backward)
 from .layer import Conv2d
-from . import backends  # callable: fastconv.backends() lists the usable backend names
 
 __version__ = "0.1.0"
 
-__all__ = ["Conv2d", "Conv2dGrads", "backends", "choose_backend", "conv2d", "conv2d_backward",
-           "conv_transpose2d", "conv_transpose2d_backward", "__version__"]
+__all__ = ["Conv2d", "Conv2dGrads", "__version__", "backends", "choose_backend", "conv2d", "conv2d_backward",
+           "conv_transpose2d", "conv_transpose2d_backward"]

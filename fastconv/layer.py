@@ -149,8 +149,8 @@ class Conv2d:
         w = np.array(self.weight, dtype=self.dtype, order="C")
         b = None if self.bias is None else np.asarray(self.bias, dtype=self.dtype)
         y = conv2d(xp, w, b, self.stride, padding, self.dilation, self.groups, backend=self.backend)
-        self._cache = dict(x=xp, w=w, padding=padding, index=index, x_hw=(geom.ih, geom.iw),
-                           y_shape=y.shape, unbatched=unbatched)
+        self._cache = {"x": xp, "w": w, "padding": padding, "index": index, "x_hw": (geom.ih, geom.iw),
+                       "y_shape": y.shape, "unbatched": unbatched}
         return y[0] if unbatched else y
 
     def backward(self, grad_output: np.ndarray) -> np.ndarray:
