@@ -6,12 +6,12 @@ Importing fastconv imports neither numba nor torch.
 
 from . import backends  # callable: fastconv.backends() lists the usable backend names
 from .api import (
-                  Conv2dGrads,
-                  choose_backend,
-                  conv2d,
-                  conv2d_backward,
-                  conv_transpose2d,
-                  conv_transpose2d_backward,
+    Conv2dGrads,
+    choose_backend,
+    conv2d,
+    conv2d_backward,
+    conv_transpose2d,
+    conv_transpose2d_backward,
 )
 from .layer import Conv2d
 
