@@ -129,7 +129,7 @@ class Conv2d:
         return self.forward(x)
 
     def forward(self, x: np.ndarray) -> np.ndarray:
-        """The convolution of ``x`` (``(N, C_in, H, W)`` or ``(C_in, H, W)``); keeps the cache for backward."""
+        """The convolution of ``x``, ``(N, C_in, H, W)`` or ``(C_in, H, W)``; keeps what backward needs."""
         fn = "Conv2d"
         x4, w, unbatched = _to_nchw(x, self.weight, "NCHW", fn)
         geom = Geometry.from_args(x4.shape, w.shape, stride=self.stride, padding=self.padding,
