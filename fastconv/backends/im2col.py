@@ -1,0 +1,311 @@
+"""im2col backend: the convolution as BLAS matrix products over a strided view of the input.
+
+Each chunk of images has its receptive fields copied once from an ``as_strided`` view into a
+reused column buffer laid out ``(C_in*kH*kW, chunk*OH*OW)``; forward and grad_weight are GEMMs
+against it, grad_input is a GEMM with the transposed weight folded back by one strided add per
+kernel offset. 1x1 stride-1 unpadded convolutions are plain matrix products; depthwise ones are
+a shifted multiply-accumulate. Extra memory: at most the budget (``set_memory_budget``); the
+backend to use for dense convolutions with many channels.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numpy.lib.stride_tricks import as_strided
+
+NAME = "im2col"
+
+DEFAULT_MEMORY_BUDGET = 256 * 2**20  # bytes; the default budget is this or 2x the input, if larger
+_budget: int | None = None  # None: the default rule above
+
+# Chunks larger than this gain nothing (the GEMMs are already large) but fall out of cache and
+# pay page faults on their fresh buffers; measured on the BENCH suite, see the README.
+PREFERRED_CHUNK_BYTES = 8 * 2**20
+# Depthwise chunks are streamed through ~18 elementwise passes, so they should stay in L2.
+PREFERRED_DEPTHWISE_CHUNK_BYTES = 1 * 2**20
+
+
+def set_memory_budget(nbytes: int | None) -> int | None:
+    """Cap the extra memory (bytes) of every later call; ``None`` restores the default rule.
+
+    The default is ``max(DEFAULT_MEMORY_BUDGET, 2 * input.nbytes)``. The batch is split into
+    chunks that fit; a single image whose scratch exceeds the budget is still computed (one image
+    is the smallest chunk). Returns the previous setting, so that callers can restore it.
+    """
+    global _budget
+    if nbytes is not None and (not isinstance(nbytes, (int, np.integer)) or nbytes < 0):
+        raise ValueError(f"`nbytes` must be a non-negative int or None; got {nbytes!r}")
+    previous, _budget = _budget, None if nbytes is None else int(nbytes)
+    return previous
+
+
+def memory_budget(input_nbytes: int) -> int:
+    """The budget in bytes that applies to a call whose input takes ``input_nbytes``."""
+    return _budget if _budget is not None else max(DEFAULT_MEMORY_BUDGET, 2 * input_nbytes)
+
+
+def _chunk_size(geom, itemsize: int, per_image: int, fixed: int = 0,
+                preferred: int = PREFERRED_CHUNK_BYTES) -> int:
+    """Images per chunk: scratch of ``per_image`` elements each plus ``fixed`` elements must fit."""
+    budget = memory_budget(geom.n * geom.c_in * geom.ih * geom.iw * itemsize)
+    fits = (budget - fixed * itemsize) // (per_image * itemsize)
+    return int(max(1, min(geom.n, fits, preferred // (per_image * itemsize))))
+
+
+def _chunks(geom, nb: int):
+    for b0 in range(0, geom.n, nb):
+        yield b0, min(geom.n, b0 + nb)
+
+
+def _padded_shape(geom):
+    return geom.ih + geom.pt + geom.pb, geom.iw + geom.pl + geom.pr
+
+
+def _is_padded(geom) -> bool:
+    return bool(geom.pt or geom.pb or geom.pl or geom.pr)
+
+
+class _Padder:
+    """Zero-padded copies of image chunks in one reused buffer; the border is zeroed only once,
+    since later chunks overwrite nothing but the interior."""
+
+    def __init__(self, geom, nb, dtype):
+        self.geom = geom
+        self.buf = np.zeros((nb, geom.c_in, *_padded_shape(geom)), dtype) if _is_padded(geom) else None
+
+    @staticmethod
+    def per_image(geom) -> int:
+        hp, wp = _padded_shape(geom)
+        return geom.c_in * hp * wp if _is_padded(geom) else 0
+
+    def __call__(self, x):
+        if self.buf is None:
+            return x
+        g, xp = self.geom, self.buf[:len(x)]
+        xp[:, :, g.pt:g.pt + g.ih, g.pl:g.pl + g.iw] = x
+        return xp
+
+
+def _taps(geom):
+    """Yield ``(ky, kx, rows, cols)``: each kernel offset and the slices of the padded input it
+    reads for all output pixels, ``padded[rows, cols][oy, ox] = padded[oy*sh + ky*dil_h, ...]``."""
+    for ky in range(geom.kh):
+        top = ky * geom.dil_h
+        rows = slice(top, top + geom.sh * (geom.oh - 1) + 1, geom.sh)
+        for kx in range(geom.kw):
+            left = kx * geom.dil_w
+            yield ky, kx, rows, slice(left, left + geom.sw * (geom.ow - 1) + 1, geom.sw)
+
+
+def _windows(xp, geom):
+    """Read-only view ``(m, c_in, kh, kw, oh, ow)`` of padded images: every receptive field."""
+    sn, sc, sy, sx = xp.strides
+    return as_strided(xp, (xp.shape[0], geom.c_in, geom.kh, geom.kw, geom.oh, geom.ow),
+                      (sn, sc, sy * geom.dil_h, sx * geom.dil_w, sy * geom.sh, sx * geom.sw),
+                      writeable=False)
+
+
+def _columns(x, geom, per_image_extra=0, fixed=0):
+    """Yield ``(b0, b1, cols)`` for each chunk of images: ``cols`` is the patch matrix
+    ``(c_in, kh, kw, m, oh, ow)``, C-contiguous, in one buffer reused for every chunk.
+
+    Channel-major (images inside a row) makes ``cols.reshape(groups, K, m*oh*ow)`` a matrix that
+    serves forward and both gradients, and the copy into it runs along output rows.
+    """
+    k = geom.c_in * geom.kh * geom.kw
+    p = geom.oh * geom.ow
+    nb = _chunk_size(geom, x.itemsize, k * p + _Padder.per_image(geom) + per_image_extra, fixed)
+    pad = _Padder(geom, nb, x.dtype)
+    buf = np.empty(k * nb * p, x.dtype)
+    for b0, b1 in _chunks(geom, nb):
+        m = b1 - b0
+        cols = buf[:k * m * p].reshape(geom.c_in, geom.kh, geom.kw, m, geom.oh, geom.ow)
+        np.copyto(cols.transpose(3, 0, 1, 2, 4, 5), _windows(pad(x[b0:b1]), geom))
+        yield b0, b1, cols
+
+
+def _is_pointwise(geom) -> bool:
+    return (geom.kh == geom.kw == geom.sh == geom.sw == 1) and not _is_padded(geom)
+
+
+def _is_depthwise(geom) -> bool:
+    return geom.groups > 1 and geom.c_in_g == 1
+
+
+# ---------------------------------------------------------------------------------- forward
+
+def forward(x, w, geom):
+    """``y = w @ cols`` per image; pointwise and depthwise convolutions take their own path."""
+    if _is_pointwise(geom):
+        return _forward_pointwise(x, w, geom)
+    if _is_depthwise(geom):
+        return _forward_depthwise(x, w, geom)
+    g, p = geom.groups, geom.oh * geom.ow
+    kg = geom.c_in_g * geom.kh * geom.kw
+    y = np.empty(geom.y_shape, x.dtype)
+    wg = w.reshape(g, geom.c_out_g, kg)
+    for b0, b1, cols in _columns(x, geom):
+        m = b1 - b0
+        # One GEMM per image writes straight into NCHW y: no transpose of the output.
+        np.matmul(wg, cols.reshape(g, kg, m, p).transpose(2, 0, 1, 3),
+                  out=y[b0:b1].reshape(m, g, geom.c_out_g, p))
+    return y
+
+
+def _forward_pointwise(x, w, geom):
+    g, p = geom.groups, geom.ih * geom.iw
+    y = np.empty(geom.y_shape, x.dtype)
+    np.matmul(w.reshape(g, geom.c_out_g, geom.c_in_g), x.reshape(geom.n, g, geom.c_in_g, p),
+              out=y.reshape(geom.n, g, geom.c_out_g, p))
+    return y
+
+
+# ---------------------------------------------------------------------------- grad_weight
+
+def grad_weight(gy, x, geom):
+    """``gw += gy_chunk @ cols.T``: one GEMM per chunk and group, contracting over images too."""
+    if _is_depthwise(geom):
+        return _grad_weight_depthwise(gy, x, geom)
+    g, cog, p = geom.groups, geom.c_out_g, geom.oh * geom.ow
+    kg = geom.c_in_g * geom.kh * geom.kw
+    gw = np.zeros((g, cog, kg), x.dtype)
+    part = np.empty_like(gw)
+    if _is_pointwise(geom):
+        # The input itself is the patch matrix, image-major; accumulate one GEMM per image.
+        for i in range(geom.n):
+            np.matmul(gy[i].reshape(g, cog, p), x[i].reshape(g, kg, p).transpose(0, 2, 1), out=part)
+            gw += part
+        return gw.reshape(geom.w_shape)
+    # gy chunk gathered channel-major, like cols, so that images join the contraction.
+    gyt = None
+    for b0, b1, cols in _columns(x, geom, per_image_extra=geom.c_out * p,
+                                 fixed=2 * gw.size):
+        m = b1 - b0
+        if gyt is None:
+            gyt = np.empty(geom.c_out * m * p, x.dtype)
+        gyc = gyt[:geom.c_out * m * p].reshape(g, cog, m, p)
+        np.copyto(gyc, gy[b0:b1].reshape(m, g, cog, p).transpose(1, 2, 0, 3))
+        np.matmul(gyc.reshape(g, cog, m * p), cols.reshape(g, kg, m * p).transpose(0, 2, 1), out=part)
+        gw += part
+    return gw.reshape(geom.w_shape)
+
+
+# ----------------------------------------------------------------------------- grad_input
+
+def grad_input(gy, w, geom):
+    """``gcols = w.T @ gy`` per image, then col2im: one strided add per kernel offset."""
+    if _is_pointwise(geom):
+        return _grad_input_pointwise(gy, w, geom)
+    if _is_depthwise(geom):
+        return _grad_input_depthwise(gy, w, geom)
+    g, cog, p = geom.groups, geom.c_out_g, geom.oh * geom.ow
+    kg = geom.c_in_g * geom.kh * geom.kw
+    k = geom.c_in * geom.kh * geom.kw
+    hp, wp = _padded_shape(geom)
+    padded = _is_padded(geom)
+    nb = _chunk_size(geom, gy.itemsize, k * p + (geom.c_in * hp * wp if padded else 0))
+    gx = np.empty(geom.x_shape, gy.dtype)
+    gxp_buf = np.empty((nb, geom.c_in, hp, wp), gy.dtype) if padded else None
+    buf = np.empty(k * nb * p, gy.dtype)
+    wt = w.reshape(g, cog, kg).transpose(0, 2, 1)
+    for b0, b1 in _chunks(geom, nb):
+        m = b1 - b0
+        gcols = buf[:k * m * p].reshape(g, kg, m, p)
+        np.matmul(wt, gy[b0:b1].reshape(m, g, cog, p), out=gcols.transpose(2, 0, 1, 3))
+        gcols = gcols.reshape(geom.c_in, geom.kh, geom.kw, m, geom.oh, geom.ow)
+        gxp = gxp_buf[:m] if padded else gx[b0:b1]
+        gxp[...] = 0
+        for ky, kx, rows, cols in _taps(geom):
+            gxp[:, :, rows, cols] += gcols[:, ky, kx].transpose(1, 0, 2, 3)
+        if padded:
+            gx[b0:b1] = gxp[:, :, geom.pt:geom.pt + geom.ih, geom.pl:geom.pl + geom.iw]
+    return gx
+
+
+def _grad_input_pointwise(gy, w, geom):
+    g, p = geom.groups, geom.ih * geom.iw
+    gx = np.empty(geom.x_shape, gy.dtype)
+    np.matmul(w.reshape(g, geom.c_out_g, geom.c_in_g).transpose(0, 2, 1),
+              gy.reshape(geom.n, g, geom.c_out_g, p), out=gx.reshape(geom.n, g, geom.c_in_g, p))
+    return gx
+
+
+# ------------------------------------------------------------------------------ depthwise
+# groups == c_in: a GEMM per channel would be a tiny (c_out_g x kH*kW) product, so instead each
+# kernel offset is one elementwise multiply-accumulate over a shifted view of the whole chunk.
+
+def _depthwise_chunk(geom, itemsize, per_image):
+    return _chunk_size(geom, itemsize, per_image, preferred=PREFERRED_DEPTHWISE_CHUNK_BYTES)
+
+
+def _forward_depthwise(x, w, geom):
+    g, cog = geom.groups, geom.c_out_g
+    y = np.empty(geom.y_shape, x.dtype)
+    out_image = geom.c_out * geom.oh * geom.ow
+    nb = _depthwise_chunk(geom, x.itemsize, _Padder.per_image(geom) + out_image)
+    pad = _Padder(geom, nb, x.dtype)
+    tmp_buf = np.empty(nb * out_image, x.dtype)
+    wk = w.reshape(g, cog, geom.kh, geom.kw)
+    for b0, b1 in _chunks(geom, nb):
+        m = b1 - b0
+        xp = pad(x[b0:b1])[:, :, None]  # (m, g, 1, hp, wp): broadcast over the channel multiplier
+        acc = y[b0:b1].reshape(m, g, cog, geom.oh, geom.ow)
+        tmp = tmp_buf[:m * out_image].reshape(acc.shape)
+        for ky, kx, rows, cols in _taps(geom):
+            if ky == kx == 0:
+                np.multiply(xp[..., rows, cols], wk[:, :, ky, kx, None, None], out=acc)
+            else:
+                np.multiply(xp[..., rows, cols], wk[:, :, ky, kx, None, None], out=tmp)
+                acc += tmp
+    return y
+
+
+def _grad_input_depthwise(gy, w, geom):
+    g, cog = geom.groups, geom.c_out_g
+    hp, wp = _padded_shape(geom)
+    padded = _is_padded(geom)
+    plane = geom.oh * geom.ow
+    nb = _depthwise_chunk(geom, gy.itemsize, geom.c_in * (hp * wp if padded else 0) + geom.c_in * plane)
+    gx = np.empty(geom.x_shape, gy.dtype)
+    gxp_buf = np.empty((nb, geom.c_in, hp, wp), gy.dtype) if padded else None
+    tmp_buf = np.empty(nb * geom.c_in * plane, gy.dtype)
+    wk = w.reshape(g, cog, geom.kh, geom.kw)
+    for b0, b1 in _chunks(geom, nb):
+        m = b1 - b0
+        gy5 = gy[b0:b1].reshape(m, g, cog, geom.oh, geom.ow)
+        gxp = gxp_buf[:m] if padded else gx[b0:b1]
+        gxp[...] = 0
+        tmp = tmp_buf[:m * geom.c_in * plane].reshape(m, g, geom.oh, geom.ow)
+        for ky, kx, rows, cols in _taps(geom):
+            for j in range(cog):  # the channel multiplier, almost always 1
+                np.multiply(gy5[:, :, j], wk[:, j, ky, kx, None, None], out=tmp)
+                gxp[:, :, rows, cols] += tmp
+        if padded:
+            gx[b0:b1] = gxp[:, :, geom.pt:geom.pt + geom.ih, geom.pl:geom.pl + geom.iw]
+    return gx
+
+
+def _grad_weight_depthwise(gy, x, geom):
+    g, cog = geom.groups, geom.c_out_g
+    plane = geom.oh * geom.ow
+    nb = _depthwise_chunk(geom, x.itemsize, _Padder.per_image(geom) + geom.c_in * plane + geom.c_out)
+    pad = _Padder(geom, nb, x.dtype)
+    gw = np.zeros((g, cog, geom.kh, geom.kw), x.dtype)
+    shifted_buf = np.empty(nb * geom.c_in * plane, x.dtype)
+    dots_buf = np.empty(nb * geom.c_out, x.dtype)
+    for b0, b1 in _chunks(geom, nb):
+        m = b1 - b0
+        xp = pad(x[b0:b1])
+        gy4 = gy[b0:b1].reshape(m, g, cog, plane)
+        shifted = shifted_buf[:m * geom.c_in * plane].reshape(m, g, 1, plane)
+        dots = dots_buf[:m * geom.c_out].reshape(m, g, cog)
+        for ky, kx, rows, cols in _taps(geom):
+            # A contiguous copy of the shifted view lets vecdot run BLAS dots over whole planes.
+            np.copyto(shifted.reshape(m, g, geom.oh, geom.ow), xp[:, :, rows, cols])
+            np.vecdot(gy4, shifted, out=dots)
+            gw[:, :, ky, kx] += dots.sum(axis=0)
+    return gw.reshape(geom.w_shape)
+
+
+def warmup(dtype):
+    """Nothing to compile; BLAS needs no priming."""
