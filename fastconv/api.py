@@ -91,6 +91,24 @@ def _bias(bias, c_out: int, fn: str) -> np.ndarray | None:
     return b
 
 
+def _check_bias_flag(bias, fn: str) -> None:
+    if not isinstance(bias, (bool, np.bool_)):
+        raise TypeError(f"{fn}: `bias` must be True or False (whether the forward pass had one); "
+                        f"got {type(bias).__name__}")
+
+
+def _grad_output(grad_output, shape4, layout: str, unbatched: bool, fn: str) -> np.ndarray:
+    """``grad_output`` checked against the forward result's shape, as a batched NCHW view."""
+    gy = _array(grad_output, "grad_output", fn)
+    expected = _user_shape(shape4, layout, unbatched)
+    if gy.shape != expected:
+        raise ValueError(f"{fn}: `grad_output` must have the forward output's shape {expected}; "
+                         f"got {gy.shape}")
+    if unbatched:
+        gy = gy[np.newaxis]
+    return gy.transpose(0, 3, 1, 2) if layout == "NHWC" else gy
+
+
 def _quiet():
     """NaN and inf propagate silently, as in torch: ``inf * 0`` is not worth a RuntimeWarning."""
     return np.errstate(invalid="ignore", over="ignore")
@@ -230,21 +248,11 @@ def conv2d_backward(grad_output, input, weight, stride=1, padding=0, dilation=1,
     fn = "conv2d_backward"
     _check_layout(layout, fn)
     backends.check_name(backend, fn)
-    if not isinstance(bias, (bool, np.bool_)):
-        raise TypeError(f"{fn}: `bias` must be True or False (whether the forward pass had one); "
-                        f"got {type(bias).__name__}")
+    _check_bias_flag(bias, fn)
     x, w, unbatched = _to_nchw(input, weight, layout, fn)
     geom = Geometry.from_args(x.shape, w.shape, stride=stride, padding=padding, dilation=dilation,
                               groups=groups, fn=fn)
-    gy = _array(grad_output, "grad_output", fn)
-    expected = _user_shape(geom.y_shape, layout, unbatched)
-    if gy.shape != expected:
-        raise ValueError(f"{fn}: `grad_output` must have the forward output's shape {expected}; "
-                         f"got {gy.shape}")
-    if unbatched:
-        gy = gy[np.newaxis]
-    if layout == "NHWC":
-        gy = gy.transpose(0, 3, 1, 2)
+    gy = _grad_output(grad_output, geom.y_shape, layout, unbatched, fn)
     dtype = _float_dtype(x, w)
     impl = backends.get(_backend_name(backend, geom, dtype))
     gy = np.ascontiguousarray(gy, dtype=dtype)
@@ -346,7 +354,9 @@ def conv_transpose2d(input, weight, bias=None, stride=1, padding=0, output_paddi
     if geom.n == 0:
         y = np.zeros(geom.x_shape, dtype=dtype)
     else:
-        y = impl.grad_input(_zero_extend(z, geom.y_shape, dtype), np.ascontiguousarray(w, dtype=dtype), geom)
+        with _quiet():
+            y = impl.grad_input(_zero_extend(z, geom.y_shape, dtype), np.ascontiguousarray(w, dtype=dtype),
+                                geom)
     if b is not None:
         y += b.astype(dtype, copy=False).reshape(-1, 1, 1)
     return _from_nchw(y, layout, unbatched)
@@ -389,27 +399,17 @@ def conv_transpose2d_backward(grad_output, input, weight, stride=1, padding=0, o
     array([9.])
     """
     fn = "conv_transpose2d_backward"
-    if not isinstance(bias, (bool, np.bool_)):
-        raise TypeError(f"{fn}: `bias` must be True or False (whether the forward pass had one); "
-                        f"got {type(bias).__name__}")
+    _check_bias_flag(bias, fn)
     z, w, geom, dtype, unbatched, impl = _transposed_call(input, weight, stride, padding, output_padding,
                                                           groups, dilation, backend, layout, fn)
-    gy = _array(grad_output, "grad_output", fn)
-    expected = _user_shape(geom.x_shape, layout, unbatched)
-    if gy.shape != expected:
-        raise ValueError(f"{fn}: `grad_output` must have the forward output's shape {expected}; "
-                         f"got {gy.shape}")
-    if unbatched:
-        gy = gy[np.newaxis]
-    if layout == "NHWC":
-        gy = gy.transpose(0, 3, 1, 2)
-    gy = np.ascontiguousarray(gy, dtype=dtype)
+    gy = np.ascontiguousarray(_grad_output(grad_output, geom.x_shape, layout, unbatched, fn), dtype=dtype)
     if geom.n == 0:
         gz, gw = np.zeros(z.shape, dtype=dtype), np.zeros(geom.w_shape, dtype=dtype)
     else:
         # The convolution may see more rows than z (output_padding >= stride): those extra outputs
         # are cropped from gz, and their zero padding in z adds nothing to gw.
-        gz = impl.forward(gy, np.ascontiguousarray(w, dtype=dtype), geom)[:, :, :z.shape[2], :z.shape[3]]
-        gw = impl.grad_weight(_zero_extend(z, geom.y_shape, dtype), gy, geom)
+        with _quiet():
+            gz = impl.forward(gy, np.ascontiguousarray(w, dtype=dtype), geom)[:, :, :z.shape[2], :z.shape[3]]
+            gw = impl.grad_weight(_zero_extend(z, geom.y_shape, dtype), gy, geom)
     gb = gy.sum(axis=(0, 2, 3)) if bias else None
     return Conv2dGrads(_from_nchw(gz, layout, unbatched), _from_nchw(gw, layout, False), gb)

@@ -34,6 +34,14 @@ def pair(value, name: str, *, minimum: int = 1, fn: str = "conv2d") -> tuple[int
     return items
 
 
+def _groups(groups, fn: str) -> int:
+    if not _is_int(groups):
+        raise TypeError(f"{fn}: `groups` must be a positive int; got {groups!r}")
+    if groups < 1:
+        raise ValueError(f"{fn}: `groups` must be a positive int; got {groups}")
+    return int(groups)
+
+
 def out_size(size: int, k: int, stride: int, pad: int, dil: int) -> int:
     """Output length along one axis, given the *total* padding of that axis.
 
@@ -49,7 +57,8 @@ def same_padding(size: int, k: int, stride: int, dil: int) -> tuple[int, int]:
     return total // 2, total - total // 2
 
 
-def side_padding(padding, name: str = "padding", fn: str = "conv2d") -> tuple[tuple[int, int], tuple[int, int]]:
+def side_padding(padding, name: str = "padding",
+                 fn: str = "conv2d") -> tuple[tuple[int, int], tuple[int, int]]:
     """Numeric padding -> ``((top, bottom), (left, right))``; strings are handled by the caller."""
     expected = ("an int >= 0, a pair (ph, pw), per-side pairs ((top, bottom), (left, right))"
                 + (", 'valid' or 'same'" if fn == "conv2d" else ""))
@@ -135,11 +144,7 @@ class Geometry:
         c_out, c_in_g, kh, kw = (int(s) for s in w_shape)
         sh, sw = pair(stride, "stride", fn=fn)
         dil_h, dil_w = pair(dilation, "dilation", fn=fn)
-        if not _is_int(groups):
-            raise TypeError(f"{fn}: `groups` must be a positive int; got {groups!r}")
-        groups = int(groups)
-        if groups < 1:
-            raise ValueError(f"{fn}: `groups` must be a positive int; got {groups}")
+        groups = _groups(groups, fn)
         if min(c_out, c_in_g, kh, kw) < 1:
             raise ValueError(f"{fn}: `weight` must have no empty dimension (C_out, C_in/groups, kH, kW); "
                              f"got shape {tuple(w_shape)}")
@@ -198,11 +203,7 @@ def transposed_geometry(z_shape, w_shape, *, stride=1, padding=0, output_padding
     sh, sw = pair(stride, "stride", fn=fn)
     dil_h, dil_w = pair(dilation, "dilation", fn=fn)
     op_h, op_w = pair(output_padding, "output_padding", minimum=0, fn=fn)
-    if not _is_int(groups):
-        raise TypeError(f"{fn}: `groups` must be a positive int; got {groups!r}")
-    groups = int(groups)
-    if groups < 1:
-        raise ValueError(f"{fn}: `groups` must be a positive int; got {groups}")
+    groups = _groups(groups, fn)
     if min(c_in, c_out_g, kh, kw) < 1:
         raise ValueError(f"{fn}: `weight` must have no empty dimension (C_in, C_out/groups, kH, kW); "
                          f"got shape {tuple(w_shape)}")
