@@ -44,10 +44,13 @@ def memory_budget(input_nbytes: int) -> int:
     return _budget if _budget is not None else max(DEFAULT_MEMORY_BUDGET, 2 * input_nbytes)
 
 
-def _chunk_size(geom, itemsize: int, per_image: int, fixed: int = 0,
-                preferred: int = PREFERRED_CHUNK_BYTES) -> int:
+def _chunk_size(geom, itemsize: int, per_image: int, fixed: int = 0, preferred: int | None = None) -> int:
     """Images per chunk: scratch of ``per_image`` elements each plus ``fixed`` elements must fit."""
+    preferred = PREFERRED_CHUNK_BYTES if preferred is None else preferred
     budget = memory_budget(geom.n * geom.c_in * geom.ih * geom.iw * itemsize)
+    # Elementwise ops on strided views run through numpy's buffered iterator, which allocates up to
+    # one buffer of np.getbufsize() elements per operand whatever the chunk; reserve them.
+    fixed += 3 * np.getbufsize()
     fits = (budget - fixed * itemsize) // (per_image * itemsize)
     return int(max(1, min(geom.n, fits, preferred // (per_image * itemsize))))
 

@@ -1,0 +1,164 @@
+"""What the shared suite cannot see of the im2col backend: its chunking, its memory budget and
+its special paths (pointwise and depthwise), each against the reference backend or torch."""
+
+import tracemalloc
+
+import numpy as np
+import pytest
+
+from fastconv.backends import im2col, reference
+from fastconv.geometry import Geometry
+
+from .oracle import assert_close
+
+PASSES = ("forward", "grad_input", "grad_weight")
+
+# (x shape, w shape, hyper-parameters): one per code path of the backend.
+PROBLEMS = {
+    "dense-k3-p1": ((7, 4, 9, 8), (5, 4, 3, 3), dict(padding=1)),
+    "grouped-asym": ((7, 6, 10, 9), (4, 3, 3, 2), dict(stride=(2, 1), padding=((2, 0), (1, 3)),
+                                                       dilation=(1, 2), groups=2)),
+    "dense-unpadded-s2": ((5, 3, 9, 9), (4, 3, 3, 3), dict(stride=2)),
+    "pointwise": ((7, 6, 5, 4), (9, 6, 1, 1), {}),
+    "pointwise-grouped": ((7, 6, 5, 4), (9, 2, 1, 1), dict(groups=3)),
+    "depthwise": ((7, 6, 9, 8), (6, 1, 3, 3), dict(padding=1, groups=6)),
+    "depthwise-x2-s2-d2": ((7, 4, 11, 10), (8, 1, 3, 2), dict(stride=2, padding=((1, 2), (0, 1)),
+                                                              dilation=2, groups=4)),
+    "kernel-is-input": ((3, 2, 5, 4), (3, 2, 5, 4), {}),
+}
+
+
+def _problem(name, dtype=np.float64, seed=0, n=None):
+    x_shape, w_shape, kwargs = PROBLEMS[name]
+    x_shape = x_shape if n is None else (n, *x_shape[1:])
+    geom = Geometry.from_args(x_shape, w_shape, **kwargs)
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal(x_shape).astype(dtype)
+    w = rng.standard_normal(w_shape).astype(dtype)
+    gy = rng.standard_normal(geom.y_shape).astype(dtype)
+    return geom, x, w, gy
+
+
+def _args(pass_, x, w, gy):
+    return {"forward": (x, w), "grad_input": (gy, w), "grad_weight": (gy, x)}[pass_]
+
+
+@pytest.fixture
+def budget():
+    """Set the im2col memory budget inside a test; the default rule is restored afterwards."""
+    previous = im2col.set_memory_budget(None)
+    yield im2col.set_memory_budget
+    im2col.set_memory_budget(previous)
+
+
+@pytest.fixture
+def chunk_sizes(monkeypatch):
+    """Record ``(batch, images per chunk)`` of every chunked loop the backend runs."""
+    seen = []
+    original = im2col._chunks
+
+    def spy(geom, nb):
+        seen.append((geom.n, nb))
+        return original(geom, nb)
+
+    monkeypatch.setattr(im2col, "_chunks", spy)
+    return seen
+
+
+@pytest.mark.parametrize("pass_", PASSES)
+@pytest.mark.parametrize("name", PROBLEMS)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_one_image_per_chunk_matches_reference(budget, chunk_sizes, name, pass_, dtype):
+    budget(1)  # smaller than any image's scratch: every chunk is a single image
+    geom, x, w, gy = _problem(name, dtype)
+    args = _args(pass_, x, w, gy)
+    got = getattr(im2col, pass_)(*args, geom)
+    assert got.dtype == dtype and got.flags.c_contiguous
+    assert_close(got, getattr(reference, pass_)(*args, geom), what=f"{name} {pass_}")
+    assert all(nb == 1 for _, nb in chunk_sizes)
+
+
+@pytest.mark.parametrize("pass_", PASSES)
+@pytest.mark.parametrize("name", [n for n in PROBLEMS if not n.startswith("pointwise")])
+def test_ragged_last_chunk_matches_reference(budget, chunk_sizes, monkeypatch, name, pass_):
+    geom, x, w, gy = _problem(name)
+    args = _args(pass_, x, w, gy)
+    want = getattr(reference, pass_)(*args, geom)
+    monkeypatch.setattr(im2col, "PREFERRED_CHUNK_BYTES", 2**40)
+    monkeypatch.setattr(im2col, "PREFERRED_DEPTHWISE_CHUNK_BYTES", 2**40)
+    ragged = False
+    # Growing budgets walk the chunk size through 1 .. n images; n = 7, 5 or 3 divides by few of
+    # them. The backend first reserves numpy's iterator buffers, whatever the chunk.
+    reserve = 3 * np.getbufsize() * x.itemsize
+    for nbytes in reserve + np.geomspace(2**6, 2**20, 80).astype(int):
+        budget(int(nbytes))
+        chunk_sizes.clear()
+        assert_close(getattr(im2col, pass_)(*args, geom), want, what=f"{name} {pass_} budget {nbytes}")
+        ragged |= any(1 < nb < n and n % nb for n, nb in chunk_sizes)
+    assert ragged, "no budget gave a batch that does not divide into chunks"
+
+
+@pytest.mark.parametrize("pass_", PASSES)
+@pytest.mark.parametrize("name", ["dense-k3-p1", "grouped-asym", "pointwise", "depthwise"])
+def test_extra_memory_stays_under_budget(budget, name, pass_):
+    # A batch of 256: the full patch matrix of the dense cases would be ~9x the input (~2.6 MiB).
+    geom, x, w, gy = _problem(name, np.float32, n=256)
+    limit = 256 * 2**10
+    budget(limit)
+    args = _args(pass_, x, w, gy)
+    tracemalloc.start()
+    try:
+        before, _ = tracemalloc.get_traced_memory()
+        got = getattr(im2col, pass_)(*args, geom)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    extra = peak - before - got.nbytes
+    assert extra <= limit, f"{name} {pass_}: {extra} bytes beyond the output, budget {limit}"
+    assert_close(got, getattr(reference, pass_)(*args, geom), what=f"{name} {pass_}")
+
+
+def test_default_budget_is_256_mib_or_twice_the_input(budget):
+    assert im2col.memory_budget(2**20) == 256 * 2**20
+    assert im2col.memory_budget(200 * 2**20) == 400 * 2**20
+    budget(12345)
+    assert im2col.memory_budget(200 * 2**20) == 12345
+    assert im2col.set_memory_budget(None) == 12345
+    assert im2col.memory_budget(0) == im2col.DEFAULT_MEMORY_BUDGET
+
+
+@pytest.mark.parametrize("nbytes", [-1, 1.5, "1MB"])
+def test_bad_budget_is_refused(nbytes):
+    with pytest.raises(ValueError, match="nbytes"):
+        im2col.set_memory_budget(nbytes)
+
+
+def test_pointwise_path_copies_no_patches(monkeypatch):
+    def forbidden(*args, **kwargs):
+        raise AssertionError("a 1x1 stride-1 unpadded convolution built a patch matrix")
+
+    monkeypatch.setattr(im2col, "_columns", forbidden)
+    geom, x, w, gy = _problem("pointwise-grouped")
+    for pass_ in PASSES:
+        args = _args(pass_, x, w, gy)
+        assert_close(getattr(im2col, pass_)(*args, geom), getattr(reference, pass_)(*args, geom))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("name", ["pointwise", "pointwise-grouped", "depthwise", "depthwise-x2-s2-d2"])
+def test_special_paths_match_torch(name, dtype):
+    torch = pytest.importorskip("torch")
+    geom, x, w, gy = _problem(name, dtype, seed=1)
+    x0, w0, gy0 = x.copy(), w.copy(), gy.copy()
+    (pt, pb), (pl, pr) = (geom.pt, geom.pb), (geom.pl, geom.pr)
+    tx = torch.from_numpy(x.astype(np.float64)).requires_grad_()
+    tw = torch.from_numpy(w.astype(np.float64)).requires_grad_()
+    ty = torch.nn.functional.conv2d(torch.nn.functional.pad(tx, (pl, pr, pt, pb)), tw,
+                                    stride=(geom.sh, geom.sw), dilation=(geom.dil_h, geom.dil_w),
+                                    groups=geom.groups)
+    tgx, tgw = torch.autograd.grad(ty, (tx, tw), torch.from_numpy(gy.astype(np.float64)))
+    for pass_, want in zip(PASSES, (ty, tgx, tgw)):
+        got = getattr(im2col, pass_)(*_args(pass_, x, w, gy), geom)
+        assert got.dtype == dtype
+        assert_close(got, want.detach().numpy(), dtype, what=f"{name} {pass_}")
+    assert (x == x0).all() and (w == w0).all() and (gy == gy0).all()
