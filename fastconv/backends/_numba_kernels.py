@@ -1,0 +1,316 @@
+"""Numba kernels of the ``numba`` backend: arrays and plain ints in, results written into outputs.
+
+Index convention (as in ``reference.py``): output pixel ``(oy, ox)`` reads input pixel
+``(oy*sh - pt + ky*dil_h, ox*sw - pl + kx*dil_w)``; padding is never materialised, each loop
+runs only over the taps that land inside the input.
+"""
+
+import os
+
+from numba import njit, prange
+
+# fastmath without 'nnan'/'ninf': NaN and inf still propagate as in torch; 'reassoc' lets LLVM
+# vectorise the dot products of the weight gradient, 'contract' fuses multiply-adds.
+_FASTMATH = {"reassoc", "contract", "nsz", "arcp"}
+_CACHE = os.environ.get("FASTCONV_NUMBA_CACHE", "1") != "0"
+_JIT = dict(nogil=True, cache=_CACHE, fastmath=_FASTMATH, error_model="numpy")
+_PJIT = dict(_JIT, parallel=True)
+
+CB = 4  # output channels computed together: each input load feeds CB multiply-adds
+
+
+@njit(**_JIT)
+def _ox_range(off, sw, iw, ow):  # pragma: no cover
+    """First and one-past-last ``ox`` whose input column ``ox*sw + off`` lies in ``[0, iw)``."""
+    lo = max(0, (sw - 1 - off) // sw)
+    hi = min(ow, (iw - 1 - off) // sw + 1)
+    return lo, hi
+
+
+TILE = 4096  # elements of the output block kept hot while the taps stream past (16 KiB in float32)
+
+
+@njit(**_JIT)
+def _fwd_flat(xf, wb, yf, ci0, ih, iw, oh, ow, pt, pl, dil_h, dil_w, zero):  # pragma: no cover
+    """Stride 1 and ``ow == iw``: each tap is one contiguous run over whole output rows.
+
+    A run over several rows also touches, at its row ends, columns where that tap falls in the
+    padding (it reads the neighbouring row instead); those border columns are recomputed exactly
+    at the end, which overwrites the wrong values (NaN and inf included).
+    """
+    cb, c_in_g, kh, kw = wb.shape
+    rows = max(1, TILE // (cb * ow))
+    for oy0 in range(0, oh, rows):
+        oy1 = min(oh, oy0 + rows)
+        for ci in range(c_in_g):
+            xr = xf[ci0 + ci]
+            for ky in range(kh):
+                a = ky * dil_h - pt  # input row minus output row
+                ylo = max(oy0, -a)
+                yhi = min(oy1, ih - a)
+                if ylo >= yhi:
+                    continue
+                for kx in range(kw):
+                    off = kx * dil_w - pl  # input column minus output column
+                    lo = max(0, -off)
+                    hi = min(ow, iw - off)
+                    if lo >= hi:
+                        continue
+                    p0 = ylo * ow + lo
+                    p1 = (yhi - 1) * ow + hi
+                    cnt = p1 - p0
+                    xs = xr[p0 + a * iw + off:]
+                    if cb == CB:
+                        w0 = wb[0, ci, ky, kx]
+                        w1 = wb[1, ci, ky, kx]
+                        w2 = wb[2, ci, ky, kx]
+                        w3 = wb[3, ci, ky, kx]
+                        y0 = yf[0, p0:p1]
+                        y1 = yf[1, p0:p1]
+                        y2 = yf[2, p0:p1]
+                        y3 = yf[3, p0:p1]
+                        for k in range(cnt):
+                            v = xs[k]
+                            y0[k] += w0 * v
+                            y1[k] += w1 * v
+                            y2[k] += w2 * v
+                            y3[k] += w3 * v
+                    else:
+                        for j in range(cb):
+                            wv = wb[j, ci, ky, kx]
+                            yj = yf[j, p0:p1]
+                            for k in range(cnt):
+                                yj[k] += wv * xs[k]
+    # border columns: those where some tap lands in the left or right padding
+    left = min(ow, pl)
+    right = max(left, min(ow, iw - ((kw - 1) * dil_w - pl)))
+    for j in range(cb):
+        for oy in range(oh):
+            for ox in range(ow):
+                if left <= ox < right:
+                    continue
+                acc = zero
+                for ky in range(kh):
+                    iy = oy - pt + ky * dil_h
+                    if iy < 0 or iy >= ih:
+                        continue
+                    for kx in range(kw):
+                        ix = ox - pl + kx * dil_w
+                        if ix < 0 or ix >= iw:
+                            continue
+                        q = iy * iw + ix  # flat input pixel
+                        for ci in range(c_in_g):
+                            acc += wb[j, ci, ky, kx] * xf[ci0 + ci, q]
+                yf[j, oy * ow + ox] = acc
+
+
+@njit(**_JIT)
+def _fwd_rows(x, w, y, bn, co0, cb, xc0, sh, sw, pt, pl, dil_h, dil_w):  # pragma: no cover
+    """Any stride and padding: one output row at a time, taps clipped to the input."""
+    n, c_in, ih, iw = x.shape
+    c_in_g, kh, kw = w.shape[1], w.shape[2], w.shape[3]
+    oh, ow = y.shape[2], y.shape[3]
+    for oy in range(oh):
+        for ci in range(c_in_g):
+            for ky in range(kh):
+                iy = oy * sh - pt + ky * dil_h  # input row of this tap
+                if iy < 0 or iy >= ih:
+                    continue
+                xrow = x[bn, xc0 + ci, iy]
+                for kx in range(kw):
+                    off = kx * dil_w - pl  # input column of ox = 0
+                    lo, hi = _ox_range(off, sw, iw, ow)
+                    cnt = hi - lo
+                    if cnt <= 0:
+                        continue
+                    xs = xrow[lo * sw + off:]
+                    if cb == CB:
+                        w0 = w[co0, ci, ky, kx]
+                        w1 = w[co0 + 1, ci, ky, kx]
+                        w2 = w[co0 + 2, ci, ky, kx]
+                        w3 = w[co0 + 3, ci, ky, kx]
+                        y0 = y[bn, co0, oy, lo:hi]
+                        y1 = y[bn, co0 + 1, oy, lo:hi]
+                        y2 = y[bn, co0 + 2, oy, lo:hi]
+                        y3 = y[bn, co0 + 3, oy, lo:hi]
+                        if sw == 1:
+                            for k in range(cnt):
+                                v = xs[k]
+                                y0[k] += w0 * v
+                                y1[k] += w1 * v
+                                y2[k] += w2 * v
+                                y3[k] += w3 * v
+                        else:
+                            for k in range(cnt):
+                                v = xs[k * sw]
+                                y0[k] += w0 * v
+                                y1[k] += w1 * v
+                                y2[k] += w2 * v
+                                y3[k] += w3 * v
+                    else:
+                        for j in range(cb):
+                            wv = w[co0 + j, ci, ky, kx]
+                            yr = y[bn, co0 + j, oy, lo:hi]
+                            for k in range(cnt):
+                                yr[k] += wv * xs[k * sw]
+
+
+@njit(**_PJIT)
+def _forward(x, w, y, sh, sw, pt, pl, dil_h, dil_w, groups, zero):  # pragma: no cover
+    """y[n, co] = sum over the group's ci, ky, kx of w[co, ci, ky, kx] * shifted x[n, ci]."""
+    n, c_in, ih, iw = x.shape
+    c_out, c_in_g, kh, kw = w.shape
+    oh, ow = y.shape[2], y.shape[3]
+    c_out_g = c_out // groups
+    nblk = (c_out_g + CB - 1) // CB
+    flat = sh == 1 and sw == 1 and ow == iw
+    xf = x.reshape(n, c_in, ih * iw)
+    yf = y.reshape(n, c_out, oh * ow)
+    for task in prange(n * groups * nblk):
+        bn = task // (groups * nblk)
+        g = (task // nblk) % groups
+        co0 = g * c_out_g + (task % nblk) * CB
+        cb = min(CB, g * c_out_g + c_out_g - co0)
+        for j in range(cb):
+            yr = yf[bn, co0 + j]
+            for p in range(oh * ow):
+                yr[p] = 0
+        if flat:
+            _fwd_flat(xf[bn], w[co0:co0 + cb], yf[bn, co0:co0 + cb], g * c_in_g, ih, iw, oh, ow,
+                      pt, pl, dil_h, dil_w, zero)
+        else:
+            _fwd_rows(x, w, y, bn, co0, cb, g * c_in_g, sh, sw, pt, pl, dil_h, dil_w)
+
+
+@njit(**_PJIT)
+def _grad_input(gy, w, gx, sh, sw, pt, pl, dil_h, dil_w, groups):  # pragma: no cover
+    """gx[n, ci] = sum over the group's co, ky, kx of w[co, ci, ky, kx] * gy[n, co] scattered back."""
+    n, c_in, ih, iw = gx.shape
+    c_out, c_in_g, kh, kw = w.shape
+    oh, ow = gy.shape[2], gy.shape[3]
+    c_out_g = c_out // groups
+    nblk = (c_in_g + CB - 1) // CB
+    for task in prange(n * groups * nblk):
+        bn = task // (groups * nblk)
+        g = (task // nblk) % groups
+        cil0 = (task % nblk) * CB  # first input channel within the group
+        ci0 = g * c_in_g + cil0
+        cb = min(CB, c_in_g - cil0)
+        for j in range(cb):
+            for iy in range(ih):
+                gr = gx[bn, ci0 + j, iy]
+                for ix in range(iw):
+                    gr[ix] = 0
+        for co in range(g * c_out_g, (g + 1) * c_out_g):
+            for oy in range(oh):
+                gyr = gy[bn, co, oy]
+                for ky in range(kh):
+                    iy = oy * sh - pt + ky * dil_h  # input row of this tap
+                    if iy < 0 or iy >= ih:
+                        continue
+                    for kx in range(kw):
+                        off = kx * dil_w - pl  # input column of ox = 0
+                        lo, hi = _ox_range(off, sw, iw, ow)
+                        cnt = hi - lo
+                        if cnt <= 0:
+                            continue
+                        gs = gyr[lo:hi]
+                        start = lo * sw + off
+                        if cb == CB:
+                            w0 = w[co, cil0, ky, kx]
+                            w1 = w[co, cil0 + 1, ky, kx]
+                            w2 = w[co, cil0 + 2, ky, kx]
+                            w3 = w[co, cil0 + 3, ky, kx]
+                            g0 = gx[bn, ci0, iy, start:]
+                            g1 = gx[bn, ci0 + 1, iy, start:]
+                            g2 = gx[bn, ci0 + 2, iy, start:]
+                            g3 = gx[bn, ci0 + 3, iy, start:]
+                            if sw == 1:
+                                for k in range(cnt):
+                                    v = gs[k]
+                                    g0[k] += w0 * v
+                                    g1[k] += w1 * v
+                                    g2[k] += w2 * v
+                                    g3[k] += w3 * v
+                            else:
+                                for k in range(cnt):
+                                    v = gs[k]
+                                    g0[k * sw] += w0 * v
+                                    g1[k * sw] += w1 * v
+                                    g2[k * sw] += w2 * v
+                                    g3[k * sw] += w3 * v
+                        else:
+                            for j in range(cb):
+                                wv = w[co, cil0 + j, ky, kx]
+                                gr = gx[bn, ci0 + j, iy, start:]
+                                for k in range(cnt):
+                                    gr[k * sw] += wv * gs[k]
+
+
+@njit(**_PJIT)
+def _grad_weight(gy, x, gw, sh, sw, pt, pl, dil_h, dil_w, groups, zero):  # pragma: no cover
+    """gw[co, ci, ky, kx] = sum over n, oy, ox of gy[n, co, oy, ox] * x[n, ci, tap pixel]."""
+    n, c_in, ih, iw = x.shape
+    c_out, c_in_g, kh, kw = gw.shape
+    oh, ow = gy.shape[2], gy.shape[3]
+    c_out_g = c_out // groups
+    nblk = (c_out_g + CB - 1) // CB
+    for task in prange(groups * nblk):
+        g = task // nblk
+        co0 = g * c_out_g + (task % nblk) * CB
+        cb = min(CB, g * c_out_g + c_out_g - co0)
+        for j in range(cb):
+            for ci in range(c_in_g):
+                for ky in range(kh):
+                    for kx in range(kw):
+                        gw[co0 + j, ci, ky, kx] = zero
+        for bn in range(n):
+            for ci in range(c_in_g):
+                xc = g * c_in_g + ci
+                for oy in range(oh):
+                    for ky in range(kh):
+                        iy = oy * sh - pt + ky * dil_h  # input row of this tap
+                        if iy < 0 or iy >= ih:
+                            continue
+                        xrow = x[bn, xc, iy]
+                        for kx in range(kw):
+                            off = kx * dil_w - pl  # input column of ox = 0
+                            lo, hi = _ox_range(off, sw, iw, ow)
+                            cnt = hi - lo
+                            if cnt <= 0:
+                                continue
+                            xs = xrow[lo * sw + off:]
+                            if cb == CB:
+                                y0 = gy[bn, co0, oy, lo:hi]
+                                y1 = gy[bn, co0 + 1, oy, lo:hi]
+                                y2 = gy[bn, co0 + 2, oy, lo:hi]
+                                y3 = gy[bn, co0 + 3, oy, lo:hi]
+                                a0 = zero
+                                a1 = zero
+                                a2 = zero
+                                a3 = zero
+                                if sw == 1:
+                                    for k in range(cnt):
+                                        v = xs[k]
+                                        a0 += y0[k] * v
+                                        a1 += y1[k] * v
+                                        a2 += y2[k] * v
+                                        a3 += y3[k] * v
+                                else:
+                                    for k in range(cnt):
+                                        v = xs[k * sw]
+                                        a0 += y0[k] * v
+                                        a1 += y1[k] * v
+                                        a2 += y2[k] * v
+                                        a3 += y3[k] * v
+                                gw[co0, ci, ky, kx] += a0
+                                gw[co0 + 1, ci, ky, kx] += a1
+                                gw[co0 + 2, ci, ky, kx] += a2
+                                gw[co0 + 3, ci, ky, kx] += a3
+                            else:
+                                for j in range(cb):
+                                    yr = gy[bn, co0 + j, oy, lo:hi]
+                                    a = zero
+                                    for k in range(cnt):
+                                        a += yr[k] * xs[k * sw]
+                                    gw[co0 + j, ci, ky, kx] += a
