@@ -36,6 +36,7 @@ class Budgets:
     threads: int = 2
     dtype: str = "float32"
     repeat: int = 7
+    stat: str = "best"  # of the rounds: "best" (min) or "median"; see bench/budgets.toml for why
     notes: str = ""  # the comment block at the top of the file, kept on update
 
 
@@ -47,7 +48,8 @@ def read_budgets(path) -> Budgets:
     ratios = {(pass_, impl, case): float(r) for pass_ in timing.PASSES
               for impl, by_case in doc.get(pass_, {}).items() for case, r in by_case.items()}
     return Budgets(ratios, float(doc.get("tolerance", DEFAULT_TOLERANCE)), doc.get("suite", "quick"),
-                   int(doc.get("threads", 2)), doc.get("dtype", "float32"), int(doc.get("repeat", 7)), notes)
+                   int(doc.get("threads", 2)), doc.get("dtype", "float32"), int(doc.get("repeat", 7)),
+                   doc.get("stat", "best"), notes)
 
 
 def format_budgets(b: Budgets) -> str:
@@ -55,7 +57,7 @@ def format_budgets(b: Budgets) -> str:
     lines = [b.notes.rstrip("\n")] if b.notes else []
     lines += ["# written by `fastconv gate --update` (make bench-budgets)",
               f"tolerance = {b.tolerance}", f'suite = "{b.suite}"', f"threads = {b.threads}",
-              f'dtype = "{b.dtype}"', f"repeat = {b.repeat}"]
+              f'dtype = "{b.dtype}"', f"repeat = {b.repeat}", f'stat = "{b.stat}"']
     for pass_ in timing.PASSES:
         for impl in dict.fromkeys(i for (p, i, _) in b.ratios if p == pass_):
             lines += ["", f"[{pass_}.{impl}]"]
@@ -119,11 +121,11 @@ def gate_impls() -> list[str]:
     return backends.available() + [timing.TORCH]
 
 
-def measure_ratios(cases_, impls, passes=timing.PASSES, *, dtype, repeat, on_step=None):
+def measure_ratios(cases_, impls, passes=timing.PASSES, *, dtype, repeat, stat="best", on_step=None):
     """``((pass, backend, case) -> time / torch's time, {keys whose result was wrong})``; threads
     are pinned by the caller."""
     results = timing.measure(cases_, impls, passes, dtype=dtype, repeat=repeat, on_step=on_step)
-    ratios = {(p, i, c): r[0] for (c, p, i), r in timing.ratios(results).items() if i != timing.TORCH}
+    ratios = {(p, i, c): r[0] for (c, p, i), r in timing.ratios(results, stat).items() if i != timing.TORCH}
     wrong = {(r.pass_, r.impl, r.case) for r in results if not r.ok}
     return ratios, wrong
 
@@ -153,7 +155,7 @@ def _run(budgets: Budgets, cases_, progress_label: str, repeat_runs: int = 1):
         with _Progress(total) as progress:
             for _ in range(repeat_runs):
                 ratios, bad = measure_ratios(cases_, impls, dtype=dtype, repeat=budgets.repeat,
-                                             on_step=progress.step)
+                                             stat=budgets.stat, on_step=progress.step)
                 runs.append(ratios)
                 wrong |= bad
     return runs, wrong
@@ -168,7 +170,8 @@ def cmd_gate(parser, args) -> int:
     if args.update:
         old = read_budgets(path) if path.exists() else Budgets()
         budgets = Budgets(tolerance=args.tolerance or old.tolerance, suite=args.suite or old.suite,
-                          threads=old.threads, dtype=old.dtype, repeat=old.repeat, notes=old.notes)
+                          threads=old.threads, dtype=old.dtype, repeat=old.repeat, stat=old.stat,
+                          notes=old.notes)
         runs, wrong = _run(budgets, cases.SUITES[budgets.suite], "update", repeat_runs=args.runs)
         if wrong:
             _print(f"not updating: wrong results for {sorted(wrong)}")
@@ -187,7 +190,7 @@ def cmd_gate(parser, args) -> int:
         parser.error(f"no budget file at {path}: run `make bench-budgets` (fastconv gate --update) first")
     budgets = read_budgets(path)
     cases_ = cases.SUITES[budgets.suite]
-    _print(f"gate: {budgets.suite} suite, {budgets.dtype}, {budgets.threads} threads, median of "
+    _print(f"gate: {budgets.suite} suite, {budgets.dtype}, {budgets.threads} threads, the {budgets.stat} of "
            f"{budgets.repeat} rounds; fail when time/torch > budget x {budgets.tolerance}")
     (measured,), wrong = _run(budgets, cases_, "gate")
     verdicts = compare(measured, budgets, wrong)

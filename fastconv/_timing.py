@@ -201,6 +201,10 @@ class Timing:
         return float(np.median(self.times)) if self.times else math.nan
 
     @property
+    def best(self) -> float:
+        return min(self.times) if self.times else math.nan
+
+    @property
     def gflops(self) -> float:
         # The backward pass computes two gradients, each as many multiply-accumulates as the forward.
         flops = 2 * self.macs * (2 if self.pass_ == "backward" else 1)
@@ -209,7 +213,7 @@ class Timing:
     def as_dict(self) -> dict:
         d = asdict(self)
         d["pass"] = d.pop("pass_")
-        d.update(median_s=self.median, gflops=self.gflops)
+        d.update(median_s=self.median, min_s=self.best, gflops=self.gflops)
         return d
 
 
@@ -265,12 +269,13 @@ def steps(cases, impls, passes, repeat: int) -> int:
     return timed * len(passes) * (repeat + 1)
 
 
-def ratios(results: list[Timing]) -> dict[tuple[str, str, str], tuple[float, float]]:
-    """``(case, pass, impl) -> (time / torch's, time / the fastest's)``; NaN where torch is absent."""
+def ratios(results: list[Timing], stat: str = "median") -> dict[tuple[str, str, str], tuple[float, float]]:
+    """``(case, pass, impl) -> (time / torch's, time / the fastest's)``, times being the ``"median"``
+    or the ``"best"`` of the rounds; NaN where torch is absent."""
     medians: dict[tuple[str, str], dict[str, float]] = {}
     for r in results:
         if r.times:
-            medians.setdefault((r.case, r.pass_), {})[r.impl] = r.median
+            medians.setdefault((r.case, r.pass_), {})[r.impl] = getattr(r, stat)
     out = {}
     for (case, pass_), by_impl in medians.items():
         torch_t = by_impl.get(TORCH, math.nan)
