@@ -7,6 +7,7 @@ runs only over the taps that land inside the input.
 
 import os
 
+import numpy as np
 from numba import njit, prange
 
 # fastmath without 'nnan'/'ninf': NaN and inf still propagate as in torch; 'reassoc' lets LLVM
@@ -182,14 +183,142 @@ def _forward(x, w, y, sh, sw, pt, pl, dil_h, dil_w, groups, zero):  # pragma: no
             _fwd_rows(x, w, y, bn, co0, cb, g * c_in_g, sh, sw, pt, pl, dil_h, dil_w)
 
 
+@njit(**_JIT)
+def _gx_flat(gyf, wb, gxf, co0, c_out_g, ih, iw, oh, ow, pt, pl, dil_h, dil_w, zero):  # pragma: no cover
+    """Stride 1 and ``ow == iw``: each tap scatters one contiguous run of gy onto whole gx rows.
+
+    As in ``_fwd_flat``, runs over several rows touch border columns of gx where the tap's output
+    column is outside ``gy``; those columns are recomputed exactly at the end.
+    """
+    cb, kh, kw = gxf.shape[0], wb.shape[2], wb.shape[3]
+    rows = max(1, TILE // (cb * iw))
+    for iy0 in range(0, ih, rows):
+        iy1 = min(ih, iy0 + rows)
+        for co in range(co0, co0 + c_out_g):
+            gr = gyf[co]
+            for ky in range(kh):
+                a = ky * dil_h - pt  # input row minus output row
+                ylo = max(iy0, a)
+                yhi = min(iy1, oh + a)
+                if ylo >= yhi:
+                    continue
+                for kx in range(kw):
+                    off = kx * dil_w - pl  # input column minus output column
+                    lo = max(0, off)
+                    hi = min(iw, ow + off)
+                    if lo >= hi:
+                        continue
+                    q0 = ylo * iw + lo
+                    q1 = (yhi - 1) * iw + hi
+                    cnt = q1 - q0
+                    gs = gr[q0 - a * iw - off:]
+                    if cb == CB:
+                        w0 = wb[co, 0, ky, kx]
+                        w1 = wb[co, 1, ky, kx]
+                        w2 = wb[co, 2, ky, kx]
+                        w3 = wb[co, 3, ky, kx]
+                        g0 = gxf[0, q0:q1]
+                        g1 = gxf[1, q0:q1]
+                        g2 = gxf[2, q0:q1]
+                        g3 = gxf[3, q0:q1]
+                        for k in range(cnt):
+                            v = gs[k]
+                            g0[k] += w0 * v
+                            g1[k] += w1 * v
+                            g2[k] += w2 * v
+                            g3[k] += w3 * v
+                    else:
+                        for j in range(cb):
+                            wv = wb[co, j, ky, kx]
+                            gj = gxf[j, q0:q1]
+                            for k in range(cnt):
+                                gj[k] += wv * gs[k]
+    # border columns: those where some tap's output column falls outside gy
+    left = min(iw, max(0, (kw - 1) * dil_w - pl))
+    right = max(left, min(iw, ow - pl))
+    for j in range(cb):
+        for iy in range(ih):
+            for ix in range(iw):
+                if left <= ix < right:
+                    continue
+                acc = zero
+                for ky in range(kh):
+                    oy = iy + pt - ky * dil_h
+                    if oy < 0 or oy >= oh:
+                        continue
+                    for kx in range(kw):
+                        ox = ix + pl - kx * dil_w
+                        if ox < 0 or ox >= ow:
+                            continue
+                        p = oy * ow + ox  # flat output pixel
+                        for co in range(co0, co0 + c_out_g):
+                            acc += wb[co, j, ky, kx] * gyf[co, p]
+                gxf[j, iy * iw + ix] = acc
+
+
+@njit(**_JIT)
+def _gx_rows(gy, w, gx, bn, ci0, cil0, cb, co0, c_out_g, sh, sw, pt, pl, dil_h, dil_w):  # pragma: no cover
+    """Any stride and padding: scatter one gy row at a time onto the gx rows it reads."""
+    ih, iw = gx.shape[2], gx.shape[3]
+    kh, kw = w.shape[2], w.shape[3]
+    oh, ow = gy.shape[2], gy.shape[3]
+    for co in range(co0, co0 + c_out_g):
+        for oy in range(oh):
+            gyr = gy[bn, co, oy]
+            for ky in range(kh):
+                iy = oy * sh - pt + ky * dil_h  # input row of this tap
+                if iy < 0 or iy >= ih:
+                    continue
+                for kx in range(kw):
+                    off = kx * dil_w - pl  # input column of ox = 0
+                    lo, hi = _ox_range(off, sw, iw, ow)
+                    cnt = hi - lo
+                    if cnt <= 0:
+                        continue
+                    gs = gyr[lo:hi]
+                    start = lo * sw + off
+                    if cb == CB:
+                        w0 = w[co, cil0, ky, kx]
+                        w1 = w[co, cil0 + 1, ky, kx]
+                        w2 = w[co, cil0 + 2, ky, kx]
+                        w3 = w[co, cil0 + 3, ky, kx]
+                        g0 = gx[bn, ci0, iy, start:]
+                        g1 = gx[bn, ci0 + 1, iy, start:]
+                        g2 = gx[bn, ci0 + 2, iy, start:]
+                        g3 = gx[bn, ci0 + 3, iy, start:]
+                        if sw == 1:
+                            for k in range(cnt):
+                                v = gs[k]
+                                g0[k] += w0 * v
+                                g1[k] += w1 * v
+                                g2[k] += w2 * v
+                                g3[k] += w3 * v
+                        else:
+                            for k in range(cnt):
+                                v = gs[k]
+                                g0[k * sw] += w0 * v
+                                g1[k * sw] += w1 * v
+                                g2[k * sw] += w2 * v
+                                g3[k * sw] += w3 * v
+                    else:
+                        for j in range(cb):
+                            wv = w[co, cil0 + j, ky, kx]
+                            gr = gx[bn, ci0 + j, iy, start:]
+                            for k in range(cnt):
+                                gr[k * sw] += wv * gs[k]
+
+
 @njit(**_PJIT)
-def _grad_input(gy, w, gx, sh, sw, pt, pl, dil_h, dil_w, groups):  # pragma: no cover
+def _grad_input(gy, w, gx, sh, sw, pt, pl, dil_h, dil_w, groups, zero):  # pragma: no cover
     """gx[n, ci] = sum over the group's co, ky, kx of w[co, ci, ky, kx] * gy[n, co] scattered back."""
     n, c_in, ih, iw = gx.shape
     c_out, c_in_g, kh, kw = w.shape
     oh, ow = gy.shape[2], gy.shape[3]
     c_out_g = c_out // groups
     nblk = (c_in_g + CB - 1) // CB
+    flat = sh == 1 and sw == 1 and ow == iw
+    gxf = gx.reshape(n, c_in, ih * iw)
+    gyf = gy.reshape(n, c_out, oh * ow)
     for task in prange(n * groups * nblk):
         bn = task // (groups * nblk)
         g = (task // nblk) % groups
@@ -197,54 +326,159 @@ def _grad_input(gy, w, gx, sh, sw, pt, pl, dil_h, dil_w, groups):  # pragma: no 
         ci0 = g * c_in_g + cil0
         cb = min(CB, c_in_g - cil0)
         for j in range(cb):
-            for iy in range(ih):
-                gr = gx[bn, ci0 + j, iy]
-                for ix in range(iw):
-                    gr[ix] = 0
-        for co in range(g * c_out_g, (g + 1) * c_out_g):
-            for oy in range(oh):
-                gyr = gy[bn, co, oy]
-                for ky in range(kh):
-                    iy = oy * sh - pt + ky * dil_h  # input row of this tap
-                    if iy < 0 or iy >= ih:
+            gr = gxf[bn, ci0 + j]
+            for q in range(ih * iw):
+                gr[q] = 0
+        if flat:
+            _gx_flat(gyf[bn], w[:, cil0:cil0 + cb], gxf[bn, ci0:ci0 + cb], g * c_out_g, c_out_g,
+                     ih, iw, oh, ow, pt, pl, dil_h, dil_w, zero)
+        else:
+            _gx_rows(gy, w, gx, bn, ci0, cil0, cb, g * c_out_g, c_out_g, sh, sw, pt, pl, dil_h, dil_w)
+
+
+@njit(**_JIT)
+def _gw_exact(gr, xr, ylo, yhi, lo, hi, a, off, ow, iw, zero):  # pragma: no cover
+    """Dot product of one tap over the valid rectangle only, row by row."""
+    acc = zero
+    for oy in range(ylo, yhi):
+        gs = gr[oy * ow + lo:]
+        xs = xr[(oy + a) * iw + lo + off:]
+        for k in range(hi - lo):
+            acc += gs[k] * xs[k]
+    return acc
+
+
+@njit(**_JIT)
+def _gw_flat(gyf, xf, gw, co0, cb, ci0, ih, iw, oh, ow, pt, pl, dil_h, dil_w, zero):  # pragma: no cover
+    """Stride 1 and ``ow == iw``: accumulate one image's contribution to gw[co0:co0+cb].
+
+    Each tap is one long dot product over whole rows. Between two rows the run also multiplies
+    ``abs(off)`` pairs that belong to no tap (a border column of gy with the neighbouring row of
+    x); that short contiguous stretch is summed again and subtracted. When either sum is not
+    finite the subtraction could turn a finite result into NaN, so that tap is redone exactly.
+    """
+    c_in_g, kh, kw = gw.shape[1], gw.shape[2], gw.shape[3]
+    for ci in range(c_in_g):
+        xr = xf[ci0 + ci]
+        for ky in range(kh):
+            a = ky * dil_h - pt  # input row minus output row
+            ylo = max(0, -a)
+            yhi = min(oh, ih - a)
+            if ylo >= yhi:
+                continue
+            for kx in range(kw):
+                off = kx * dil_w - pl  # input column minus output column
+                lo = max(0, -off)
+                hi = min(ow, iw - off)
+                if lo >= hi:
+                    continue
+                p0 = ylo * ow + lo
+                cnt = (yhi - 1) * ow + hi - p0
+                s = a * iw + off  # flat input pixel minus flat output pixel
+                xs = xr[p0 + s:]
+                clean = hi - lo == ow or yhi - ylo == 1  # the run has no stray pairs
+                for j0 in range(0, cb, CB):
+                    if cb - j0 >= CB:
+                        g0 = gyf[co0 + j0, p0:]
+                        g1 = gyf[co0 + j0 + 1, p0:]
+                        g2 = gyf[co0 + j0 + 2, p0:]
+                        g3 = gyf[co0 + j0 + 3, p0:]
+                        a0 = zero
+                        a1 = zero
+                        a2 = zero
+                        a3 = zero
+                        for k in range(cnt):
+                            v = xs[k]
+                            a0 += g0[k] * v
+                            a1 += g1[k] * v
+                            a2 += g2[k] * v
+                            a3 += g3[k] * v
+                        if not clean:
+                            b0 = zero
+                            b1 = zero
+                            b2 = zero
+                            b3 = zero
+                            for oy in range(ylo, yhi - 1):
+                                for p in range(oy * ow + hi, (oy + 1) * ow + lo):
+                                    v = xr[p + s]
+                                    b0 += gyf[co0 + j0, p] * v
+                                    b1 += gyf[co0 + j0 + 1, p] * v
+                                    b2 += gyf[co0 + j0 + 2, p] * v
+                                    b3 += gyf[co0 + j0 + 3, p] * v
+                            a0 -= b0
+                            a1 -= b1
+                            a2 -= b2
+                            a3 -= b3
+                            if not (np.isfinite(a0) and np.isfinite(a1) and np.isfinite(a2)
+                                    and np.isfinite(a3)):
+                                a0 = _gw_exact(gyf[co0 + j0], xr, ylo, yhi, lo, hi, a, off, ow, iw, zero)
+                                a1 = _gw_exact(gyf[co0 + j0 + 1], xr, ylo, yhi, lo, hi, a, off, ow, iw, zero)
+                                a2 = _gw_exact(gyf[co0 + j0 + 2], xr, ylo, yhi, lo, hi, a, off, ow, iw, zero)
+                                a3 = _gw_exact(gyf[co0 + j0 + 3], xr, ylo, yhi, lo, hi, a, off, ow, iw, zero)
+                        gw[co0 + j0, ci, ky, kx] += a0
+                        gw[co0 + j0 + 1, ci, ky, kx] += a1
+                        gw[co0 + j0 + 2, ci, ky, kx] += a2
+                        gw[co0 + j0 + 3, ci, ky, kx] += a3
+                    else:
+                        for j in range(j0, cb):
+                            gw[co0 + j, ci, ky, kx] += _gw_exact(gyf[co0 + j], xr, ylo, yhi, lo, hi, a, off,
+                                                                 ow, iw, zero)
+
+
+@njit(**_JIT)
+def _gw_rows(gy, x, gw, bn, co0, cb, xc0, sh, sw, pt, pl, dil_h, dil_w, zero):  # pragma: no cover
+    """Any stride and padding: one image's contribution to gw[co0:co0+cb], row by row."""
+    ih, iw = x.shape[2], x.shape[3]
+    c_in_g, kh, kw = gw.shape[1], gw.shape[2], gw.shape[3]
+    oh, ow = gy.shape[2], gy.shape[3]
+    for ci in range(c_in_g):
+        for oy in range(oh):
+            for ky in range(kh):
+                iy = oy * sh - pt + ky * dil_h  # input row of this tap
+                if iy < 0 or iy >= ih:
+                    continue
+                xrow = x[bn, xc0 + ci, iy]
+                for kx in range(kw):
+                    off = kx * dil_w - pl  # input column of ox = 0
+                    lo, hi = _ox_range(off, sw, iw, ow)
+                    cnt = hi - lo
+                    if cnt <= 0:
                         continue
-                    for kx in range(kw):
-                        off = kx * dil_w - pl  # input column of ox = 0
-                        lo, hi = _ox_range(off, sw, iw, ow)
-                        cnt = hi - lo
-                        if cnt <= 0:
-                            continue
-                        gs = gyr[lo:hi]
-                        start = lo * sw + off
-                        if cb == CB:
-                            w0 = w[co, cil0, ky, kx]
-                            w1 = w[co, cil0 + 1, ky, kx]
-                            w2 = w[co, cil0 + 2, ky, kx]
-                            w3 = w[co, cil0 + 3, ky, kx]
-                            g0 = gx[bn, ci0, iy, start:]
-                            g1 = gx[bn, ci0 + 1, iy, start:]
-                            g2 = gx[bn, ci0 + 2, iy, start:]
-                            g3 = gx[bn, ci0 + 3, iy, start:]
-                            if sw == 1:
-                                for k in range(cnt):
-                                    v = gs[k]
-                                    g0[k] += w0 * v
-                                    g1[k] += w1 * v
-                                    g2[k] += w2 * v
-                                    g3[k] += w3 * v
-                            else:
-                                for k in range(cnt):
-                                    v = gs[k]
-                                    g0[k * sw] += w0 * v
-                                    g1[k * sw] += w1 * v
-                                    g2[k * sw] += w2 * v
-                                    g3[k * sw] += w3 * v
+                    xs = xrow[lo * sw + off:]
+                    if cb == CB:
+                        y0 = gy[bn, co0, oy, lo:hi]
+                        y1 = gy[bn, co0 + 1, oy, lo:hi]
+                        y2 = gy[bn, co0 + 2, oy, lo:hi]
+                        y3 = gy[bn, co0 + 3, oy, lo:hi]
+                        a0 = zero
+                        a1 = zero
+                        a2 = zero
+                        a3 = zero
+                        if sw == 1:
+                            for k in range(cnt):
+                                v = xs[k]
+                                a0 += y0[k] * v
+                                a1 += y1[k] * v
+                                a2 += y2[k] * v
+                                a3 += y3[k] * v
                         else:
-                            for j in range(cb):
-                                wv = w[co, cil0 + j, ky, kx]
-                                gr = gx[bn, ci0 + j, iy, start:]
-                                for k in range(cnt):
-                                    gr[k * sw] += wv * gs[k]
+                            for k in range(cnt):
+                                v = xs[k * sw]
+                                a0 += y0[k] * v
+                                a1 += y1[k] * v
+                                a2 += y2[k] * v
+                                a3 += y3[k] * v
+                        gw[co0, ci, ky, kx] += a0
+                        gw[co0 + 1, ci, ky, kx] += a1
+                        gw[co0 + 2, ci, ky, kx] += a2
+                        gw[co0 + 3, ci, ky, kx] += a3
+                    else:
+                        for j in range(cb):
+                            yr = gy[bn, co0 + j, oy, lo:hi]
+                            acc = zero
+                            for k in range(cnt):
+                                acc += yr[k] * xs[k * sw]
+                            gw[co0 + j, ci, ky, kx] += acc
 
 
 @njit(**_PJIT)
@@ -255,6 +489,9 @@ def _grad_weight(gy, x, gw, sh, sw, pt, pl, dil_h, dil_w, groups, zero):  # prag
     oh, ow = gy.shape[2], gy.shape[3]
     c_out_g = c_out // groups
     nblk = (c_out_g + CB - 1) // CB
+    flat = sh == 1 and sw == 1 and ow == iw
+    xf = x.reshape(n, c_in, ih * iw)
+    gyf = gy.reshape(n, c_out, oh * ow)
     for task in prange(groups * nblk):
         g = task // nblk
         co0 = g * c_out_g + (task % nblk) * CB
@@ -265,52 +502,7 @@ def _grad_weight(gy, x, gw, sh, sw, pt, pl, dil_h, dil_w, groups, zero):  # prag
                     for kx in range(kw):
                         gw[co0 + j, ci, ky, kx] = zero
         for bn in range(n):
-            for ci in range(c_in_g):
-                xc = g * c_in_g + ci
-                for oy in range(oh):
-                    for ky in range(kh):
-                        iy = oy * sh - pt + ky * dil_h  # input row of this tap
-                        if iy < 0 or iy >= ih:
-                            continue
-                        xrow = x[bn, xc, iy]
-                        for kx in range(kw):
-                            off = kx * dil_w - pl  # input column of ox = 0
-                            lo, hi = _ox_range(off, sw, iw, ow)
-                            cnt = hi - lo
-                            if cnt <= 0:
-                                continue
-                            xs = xrow[lo * sw + off:]
-                            if cb == CB:
-                                y0 = gy[bn, co0, oy, lo:hi]
-                                y1 = gy[bn, co0 + 1, oy, lo:hi]
-                                y2 = gy[bn, co0 + 2, oy, lo:hi]
-                                y3 = gy[bn, co0 + 3, oy, lo:hi]
-                                a0 = zero
-                                a1 = zero
-                                a2 = zero
-                                a3 = zero
-                                if sw == 1:
-                                    for k in range(cnt):
-                                        v = xs[k]
-                                        a0 += y0[k] * v
-                                        a1 += y1[k] * v
-                                        a2 += y2[k] * v
-                                        a3 += y3[k] * v
-                                else:
-                                    for k in range(cnt):
-                                        v = xs[k * sw]
-                                        a0 += y0[k] * v
-                                        a1 += y1[k] * v
-                                        a2 += y2[k] * v
-                                        a3 += y3[k] * v
-                                gw[co0, ci, ky, kx] += a0
-                                gw[co0 + 1, ci, ky, kx] += a1
-                                gw[co0 + 2, ci, ky, kx] += a2
-                                gw[co0 + 3, ci, ky, kx] += a3
-                            else:
-                                for j in range(cb):
-                                    yr = gy[bn, co0 + j, oy, lo:hi]
-                                    a = zero
-                                    for k in range(cnt):
-                                        a += yr[k] * xs[k * sw]
-                                    gw[co0 + j, ci, ky, kx] += a
+            if flat:
+                _gw_flat(gyf[bn], xf[bn], gw, co0, cb, g * c_in_g, ih, iw, oh, ow, pt, pl, dil_h, dil_w, zero)
+            else:
+                _gw_rows(gy, x, gw, bn, co0, cb, g * c_in_g, sh, sw, pt, pl, dil_h, dil_w, zero)

@@ -28,7 +28,7 @@ def forward(x, w, geom):
 def grad_input(gy, w, geom):
     """Gradient with respect to the input, shaped like ``x``."""
     gx = np.empty(geom.x_shape, dtype=gy.dtype)
-    _k._grad_input(gy, w, gx, *_hyper(geom))
+    _k._grad_input(gy, w, gx, *_hyper(geom), gy.dtype.type(0))
     return gx
 
 
