@@ -12,7 +12,7 @@ from numba import njit, prange
 
 # fastmath without 'nnan'/'ninf': NaN and inf still propagate as in torch; 'reassoc' lets LLVM
 # vectorise the dot products of the weight gradient, 'contract' fuses multiply-adds.
-_FASTMATH = {"reassoc", "contract", "nsz", "arcp"}
+_FASTMATH = {"reassoc", "contract"}
 _CACHE = os.environ.get("FASTCONV_NUMBA_CACHE", "1") != "0"
 _JIT = dict(nogil=True, cache=_CACHE, fastmath=_FASTMATH, error_model="numpy")
 _PJIT = dict(_JIT, parallel=True)
