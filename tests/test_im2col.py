@@ -15,15 +15,15 @@ PASSES = ("forward", "grad_input", "grad_weight")
 
 # (x shape, w shape, hyper-parameters): one per code path of the backend.
 PROBLEMS = {
-    "dense-k3-p1": ((7, 4, 9, 8), (5, 4, 3, 3), dict(padding=1)),
-    "grouped-asym": ((7, 6, 10, 9), (4, 3, 3, 2), dict(stride=(2, 1), padding=((2, 0), (1, 3)),
-                                                       dilation=(1, 2), groups=2)),
-    "dense-unpadded-s2": ((5, 3, 9, 9), (4, 3, 3, 3), dict(stride=2)),
+    "dense-k3-p1": ((7, 4, 9, 8), (5, 4, 3, 3), {"padding": 1}),
+    "grouped-asym": ((7, 6, 10, 9), (4, 3, 3, 2), {"stride": (2, 1), "padding": ((2, 0), (1, 3)),
+                                                       "dilation": (1, 2), "groups": 2}),
+    "dense-unpadded-s2": ((5, 3, 9, 9), (4, 3, 3, 3), {"stride": 2}),
     "pointwise": ((7, 6, 5, 4), (9, 6, 1, 1), {}),
-    "pointwise-grouped": ((7, 6, 5, 4), (9, 2, 1, 1), dict(groups=3)),
-    "depthwise": ((7, 6, 9, 8), (6, 1, 3, 3), dict(padding=1, groups=6)),
-    "depthwise-x2-s2-d2": ((7, 4, 11, 10), (8, 1, 3, 2), dict(stride=2, padding=((1, 2), (0, 1)),
-                                                              dilation=2, groups=4)),
+    "pointwise-grouped": ((7, 6, 5, 4), (9, 2, 1, 1), {"groups": 3}),
+    "depthwise": ((7, 6, 9, 8), (6, 1, 3, 3), {"padding": 1, "groups": 6}),
+    "depthwise-x2-s2-d2": ((7, 4, 11, 10), (8, 1, 3, 2), {"stride": 2, "padding": ((1, 2), (0, 1)),
+                                                              "dilation": 2, "groups": 4}),
     "kernel-is-input": ((3, 2, 5, 4), (3, 2, 5, 4), {}),
 }
 

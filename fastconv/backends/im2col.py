@@ -1,11 +1,10 @@
-"""im2col backend: the convolution as BLAS matrix products over a strided view of the input.
+"""im2col backend: the convolution as BLAS matrix products over an ``as_strided`` view of the input.
 
-Each chunk of images has its receptive fields copied once from an ``as_strided`` view into a
-reused column buffer laid out ``(C_in*kH*kW, chunk*OH*OW)``; forward and grad_weight are GEMMs
-against it, grad_input is a GEMM with the transposed weight folded back by one strided add per
-kernel offset. 1x1 stride-1 unpadded convolutions are plain matrix products; depthwise ones are
-a shifted multiply-accumulate. Extra memory: at most the budget (``set_memory_budget``); the
-backend to use for dense convolutions with many channels.
+Per chunk of images the receptive fields are copied once into a ``(C_in*kH*kW, chunk*OH*OW)`` buffer;
+forward and grad_weight are one GEMM each against it, grad_input a GEMM with the transposed weight
+folded back (col2im) by one strided add per kernel offset. 1x1 stride-1 unpadded: plain matmul;
+depthwise: shifted multiply-accumulate. Extra memory: ``N*C_in*kH*kW*OH*OW`` elements capped by
+``set_memory_budget`` (default max(256 MiB, 2x input)). Wins on dense convolutions with many channels.
 """
 
 from __future__ import annotations
