@@ -13,9 +13,10 @@ from .api import (
     conv_transpose2d,
     conv_transpose2d_backward,
 )
+from ._threads import get_num_threads, set_num_threads, threads
 from .layer import Conv2d
 
 __version__ = "0.1.0"
 
 __all__ = ["Conv2d", "Conv2dGrads", "__version__", "backends", "choose_backend", "conv2d", "conv2d_backward",
-           "conv_transpose2d", "conv_transpose2d_backward"]
+           "conv_transpose2d", "conv_transpose2d_backward", "get_num_threads", "set_num_threads", "threads"]

@@ -8,7 +8,7 @@ runs only over the taps that land inside the input.
 import os
 
 import numpy as np
-from numba import njit, prange
+from numba import njit as _njit, prange
 
 # fastmath without 'nnan'/'ninf': NaN and inf still propagate as in torch; 'reassoc' lets LLVM
 # vectorise the dot products of the weight gradient, 'contract' fuses multiply-adds.
@@ -16,6 +16,16 @@ _FASTMATH = {"reassoc", "contract"}
 _CACHE = os.environ.get("FASTCONV_NUMBA_CACHE", "1") != "0"
 _JIT = dict(nogil=True, cache=_CACHE, fastmath=_FASTMATH, error_model="numpy")
 _PJIT = dict(_JIT, parallel=True)
+
+
+def njit(**options):
+    """``numba.njit``, compiling in memory when no cache directory is writable (read-only install)."""
+    def decorate(fn):
+        try:
+            return _njit(**options)(fn)
+        except RuntimeError:  # numba: "cannot cache function ...: no locator available"
+            return _njit(**dict(options, cache=False))(fn)
+    return decorate
 
 CB = 4  # output channels computed together: each input load feeds CB multiply-adds
 

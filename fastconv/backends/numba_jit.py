@@ -7,11 +7,37 @@ is handled by loop bounds). Wins where im2col's column matrix is large relative 
 small batches, depthwise, dilated and memory-tight calls.
 """
 
+import numba
 import numpy as np
 
+from .. import _threads
 from . import _numba_kernels as _k
 
 NAME = "numba"
+
+
+# Below this many multiply-adds a call runs on the calling thread alone: waking the worker threads
+# costs 10 us on an idle machine and several ms on a busy one (measured on 2 shared cores), more
+# than the whole single-r32-k3 case (0.2 M MACs, about 0.05 ms on one core).
+SERIAL_MAX_MACS = 2_000_000
+
+
+def _run(kernel, macs, *args):
+    """Call ``kernel`` with ``fastconv.set_num_threads``'s count (Numba's is per calling thread)."""
+    n = _threads.requested()
+    before = numba.get_num_threads()
+    want = before if n is None else min(n, numba.config.NUMBA_NUM_THREADS)
+    if macs < SERIAL_MAX_MACS:
+        want = 1
+    if want == before:
+        kernel(*args)
+        return
+    numba.set_num_threads(want)
+    try:
+        kernel(*args)
+    finally:
+        if n is None or macs < SERIAL_MAX_MACS:  # leave the caller's own numba setting as it was
+            numba.set_num_threads(before)
 
 
 def _hyper(geom):
@@ -21,21 +47,21 @@ def _hyper(geom):
 def forward(x, w, geom):
     """y of shape ``geom.y_shape``, dtype of ``x``."""
     y = np.empty(geom.y_shape, dtype=x.dtype)
-    _k._forward(x, w, y, *_hyper(geom), x.dtype.type(0))
+    _run(_k._forward, geom.macs, x, w, y, *_hyper(geom), x.dtype.type(0))
     return y
 
 
 def grad_input(gy, w, geom):
     """Gradient with respect to the input, shaped like ``x``."""
     gx = np.empty(geom.x_shape, dtype=gy.dtype)
-    _k._grad_input(gy, w, gx, *_hyper(geom), gy.dtype.type(0))
+    _run(_k._grad_input, geom.macs, gy, w, gx, *_hyper(geom), gy.dtype.type(0))
     return gx
 
 
 def grad_weight(gy, x, geom):
     """Gradient with respect to the weight, shaped like ``w``."""
     gw = np.empty(geom.w_shape, dtype=x.dtype)
-    _k._grad_weight(gy, x, gw, *_hyper(geom), x.dtype.type(0))
+    _run(_k._grad_weight, geom.macs, gy, x, gw, *_hyper(geom), x.dtype.type(0))
     return gw
 
 

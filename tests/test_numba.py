@@ -1,0 +1,199 @@
+"""The numba backend beyond the shared suite: its two code paths, NaN/inf, caching, numba absent.
+
+The shared suite (test_against_torch.py) checks every parameter form against torch; here the
+stride-1 "flat" path and its border-column repair get shapes chosen to hit each border case, and
+the process-level behaviour (on-disk cache, read-only install, numba missing) runs in subprocesses.
+"""
+
+import os
+import shutil
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import fastconv
+from fastconv.backends import reference
+from fastconv.geometry import Geometry
+
+nb = pytest.importorskip("numba")
+numba_jit = fastconv.backends.get("numba")
+ROOT = Path(__file__).resolve().parents[1]
+
+# (x shape, w shape, hyper-parameters): stride 1 with ow == iw takes the flat path, the rest rows.
+SHAPES = [
+    pytest.param((2, 5, 6, 7), (7, 5, 3, 3), dict(padding=((0, 2), (2, 0))), id="flat-left-pad"),
+    pytest.param((2, 5, 6, 7), (9, 5, 3, 3), dict(padding=((2, 2), (4, 0)), dilation=2), id="flat-dil2"),
+    pytest.param((2, 5, 6, 7), (9, 5, 3, 5), dict(padding=((1, 1), (3, 1))), id="flat-wide-kernel"),
+    pytest.param((2, 5, 3, 3), (9, 5, 5, 7), dict(padding=((0, 4), (6, 0))), id="flat-kernel-wider-than-input"),
+    pytest.param((3, 8, 14, 14), (16, 4, 3, 3), dict(padding=1, groups=2), id="flat-groups-cb-remainder"),
+    pytest.param((2, 6, 5, 5), (6, 6, 1, 1), {}, id="flat-1x1"),
+    pytest.param((3, 8, 7, 7), (8, 1, 3, 3), dict(padding=1, groups=8), id="flat-depthwise"),
+    pytest.param((2, 8, 9, 8), (12, 8, 3, 2), dict(stride=(2, 1), padding=((0, 2), (1, 3)), dilation=(2, 1)),
+                 id="rows-stride-dil"),
+    pytest.param((2, 8, 9, 8), (9, 8, 3, 2), dict(stride=(1, 3), padding=((3, 0), (0, 4))), id="rows-s13"),
+    pytest.param((2, 5, 6, 7), (5, 5, 2, 3), {}, id="rows-valid"),
+    pytest.param((1, 2, 4, 5), (5, 2, 4, 5), {}, id="kernel-eq-input"),
+]
+
+
+def _inputs(xs, ws, kwargs, dtype, seed=0):
+    geom = Geometry.from_args(xs, ws, **kwargs)
+    rng = np.random.default_rng(seed)
+    x, w, gy = (rng.standard_normal(s).astype(dtype) for s in (xs, ws, geom.y_shape))
+    return geom, x, w, gy
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("xs, ws, kwargs", SHAPES)
+def test_kernels_match_reference(xs, ws, kwargs, dtype):
+    geom, x, w, gy = _inputs(xs, ws, kwargs, dtype)
+    tol = dict(rtol=1e-4, atol=1e-4) if dtype == np.float32 else dict(rtol=1e-10, atol=1e-10)
+    for got, want in [(numba_jit.forward(x, w, geom), reference.forward(x, w, geom)),
+                      (numba_jit.grad_input(gy, w, geom), reference.grad_input(gy, w, geom)),
+                      (numba_jit.grad_weight(gy, x, geom), reference.grad_weight(gy, x, geom))]:
+        assert got.dtype == dtype and got.flags.c_contiguous and got.shape == want.shape
+        np.testing.assert_allclose(got, want, **tol)
+
+
+@pytest.mark.parametrize("value", [np.nan, np.inf, -np.inf])
+@pytest.mark.parametrize("xs, ws, kwargs", [SHAPES[0], SHAPES[4], SHAPES[7]])
+def test_nan_and_inf_in_x_propagate_like_reference(xs, ws, kwargs, value):
+    """Every output reading a non-finite input is non-finite, and no other: the weight gradient's
+    flat path subtracts stray products, and must not let that turn into NaN anywhere else."""
+    geom, x, w, gy = _inputs(xs, ws, kwargs, np.float64)
+    rng = np.random.default_rng(1)
+    for _ in range(4):
+        x[tuple(rng.integers(0, s) for s in x.shape)] = value
+    for got, want in [(numba_jit.forward(x, w, geom), reference.forward(x, w, geom)),
+                      (numba_jit.grad_weight(gy, x, geom), reference.grad_weight(gy, x, geom))]:
+        np.testing.assert_array_equal(np.isnan(got), np.isnan(want))
+        np.testing.assert_array_equal(np.isinf(got), np.isinf(want))
+        finite = np.isfinite(want)
+        np.testing.assert_allclose(got[finite], want[finite], rtol=1e-10, atol=1e-10)
+
+
+def test_inputs_are_not_modified_and_outputs_are_new():
+    geom, x, w, gy = _inputs((2, 4, 6, 6), (4, 4, 3, 3), dict(padding=1), np.float32)
+    saved = [a.copy() for a in (x, w, gy)]
+    outs = [numba_jit.forward(x, w, geom), numba_jit.grad_input(gy, w, geom), numba_jit.grad_weight(gy, x, geom)]
+    for a, s in zip((x, w, gy), saved):
+        np.testing.assert_array_equal(a, s)
+    for out in outs:
+        assert not any(np.shares_memory(out, a) for a in (x, w, gy))
+
+
+def _python(code: str, env_extra=None, cwd=ROOT) -> str:
+    env = dict(os.environ, **(env_extra or {}))
+    proc = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True,
+                          cwd=cwd, env=env, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout
+
+
+_TIMED_CALLS = """
+    import time
+    import numpy as np
+    import fastconv
+    x = np.ones((2, 3, 8, 8), np.float32)
+    w = np.ones((4, 3, 3, 3), np.float32)
+    def call():
+        t = time.perf_counter()
+        fastconv.conv2d(x, w, padding=1, backend="numba")
+        fastconv.conv2d_backward(np.ones((2, 4, 8, 8), np.float32), x, w, padding=1, backend="numba")
+        return time.perf_counter() - t
+    first, second = call(), call()
+    from fastconv.backends import _numba_kernels as k
+    hits = sum(sum(f.stats.cache_hits.values()) for f in (k._forward, k._grad_input, k._grad_weight))
+    print(first, second, hits)
+"""
+
+
+def test_second_process_loads_kernels_from_the_disk_cache():
+    """Compiling takes seconds; a later process loads the kernels from disk instead.
+
+    Numba's own one-time start (``import numba``, its typing registries and, when SciPy is
+    installed, a probe of SciPy's BLAS: about 0.6-0.9 s here) happens before the timed calls:
+    every Numba program pays it, and what this checks is that no compilation is left in them.
+    """
+    _python("import numpy as np, fastconv; fastconv.backends.get('numba').warmup(np.float32)")  # fills it
+    first, second, hits = _python("\n    import numba; numba.njit(lambda: 0)()" + _TIMED_CALLS).split()
+    assert int(hits) >= 3, "kernels were compiled again instead of loaded from the cache"
+    assert float(first) - float(second) < 0.5, (first, second)
+
+
+def test_without_the_cache_float32_kernels_use_no_float64():
+    """FASTCONV_NUMBA_CACHE=0 compiles in memory (inspectable); a float64 literal in a float32
+    kernel would appear as an fpext (float32 -> float64 conversion) in the LLVM IR."""
+    out = _python("""
+        import re
+        import numpy as np
+        from fastconv.backends import numba_jit, _numba_kernels as k
+        numba_jit.warmup(np.float32)
+        kernels = [f for f in vars(k).values() if hasattr(f, "inspect_llvm")]
+        assert sum(sum(f.stats.cache_hits.values()) for f in kernels) == 0
+        # Skip the wrappers that box a float32 result into a Python float for the interpreter.
+        bodies = [fn for f in kernels for ir in f.inspect_llvm().values()
+                  for fn in ir.split("\\ndefine ") if not re.match(r"[^@(]*@_ZN\\d*(cpython|cfunc)", fn)]
+        print(len(kernels), sum("fpext" in fn for fn in bodies))
+    """, {"FASTCONV_NUMBA_CACHE": "0"})
+    n_kernels, with_fpext = map(int, out.split())
+    assert n_kernels >= 3 and with_fpext == 0
+
+
+def test_read_only_install_compiles_in_memory(tmp_path):
+    """No writable cache anywhere (package dir, NUMBA_CACHE_DIR, user cache): still computes."""
+    shutil.copytree(ROOT / "fastconv", tmp_path / "fastconv", ignore=shutil.ignore_patterns("__pycache__"))
+    (tmp_path / "fastconv" / "backends" / "__pycache__").write_text("")  # a file: no dir can go here
+    blocked = tmp_path / "not-a-dir"
+    blocked.write_text("")
+    out = _python("""
+        import numpy as np, fastconv
+        assert fastconv.__file__.startswith(%r)
+        y = fastconv.conv2d(np.ones((1, 2, 5, 5)), np.ones((3, 2, 3, 3)), padding=1, backend="numba")
+        print(y[0, 0, 2, 2])
+    """ % str(tmp_path), {"NUMBA_CACHE_DIR": str(blocked / "numba"), "HOME": str(blocked),
+                          "XDG_CACHE_HOME": str(blocked), "PYTHONDONTWRITEBYTECODE": "1"}, cwd=tmp_path)
+    assert float(out) == 18.0
+
+
+def test_without_numba_the_backend_is_absent_and_the_rest_works():
+    out = _python("""
+        import sys
+        sys.modules["numba"] = None  # makes `import numba` raise ImportError
+        import numpy as np, fastconv
+        assert "numba" not in fastconv.backends(), fastconv.backends()
+        x, w = np.ones((1, 2, 5, 5)), np.ones((3, 2, 3, 3))
+        y = fastconv.conv2d(x, w, padding=1)
+        g = fastconv.conv2d_backward(np.ones_like(y), x, w, padding=1)
+        with fastconv.threads(1):
+            fastconv.conv2d(x, w, padding=1)
+        try:
+            fastconv.conv2d(x, w, backend="numba")
+        except ImportError as exc:
+            print("ImportError", "numba" in str(exc))
+        print(y[0, 0, 2, 2], g.weight.shape)
+    """)
+    assert out.split("\n")[:2] == ["ImportError True", "18.0 (3, 2, 3, 3)"]
+
+
+def test_thread_count_is_honoured_by_the_kernels():
+    x, w = np.ones((2, 16, 32, 32), np.float32), np.ones((16, 16, 3, 3), np.float32)  # above SERIAL_MAX_MACS
+    before = nb.get_num_threads()
+    with fastconv.threads(1):
+        nb.set_num_threads(nb.config.NUMBA_NUM_THREADS)  # someone else changed it meanwhile
+        fastconv.conv2d(x, w, padding=1, backend="numba")
+        assert nb.get_num_threads() == 1
+    assert nb.get_num_threads() == before
+    fastconv.conv2d(x, w, padding=1, backend="numba")
+    assert nb.get_num_threads() == before  # left alone while fastconv's setting is the default
+
+
+def test_small_calls_run_on_the_calling_thread_and_restore_the_count():
+    x, w = np.ones((1, 2, 5, 5), np.float32), np.ones((3, 2, 3, 3), np.float32)
+    before = nb.get_num_threads()
+    fastconv.conv2d(x, w, padding=1, backend="numba")
+    assert nb.get_num_threads() == before
