@@ -19,6 +19,7 @@ PROBLEMS = {
     "grouped-asym": ((7, 6, 10, 9), (4, 3, 3, 2), {"stride": (2, 1), "padding": ((2, 0), (1, 3)),
                                                        "dilation": (1, 2), "groups": 2}),
     "dense-unpadded-s2": ((5, 3, 9, 9), (4, 3, 3, 3), {"stride": 2}),
+    "dense-deep": ((5, 32, 6, 5), (6, 32, 3, 3), {"padding": 1}),  # GEMM in pixel-major orientation
     "pointwise": ((7, 6, 5, 4), (9, 6, 1, 1), {}),
     "pointwise-grouped": ((7, 6, 5, 4), (9, 2, 1, 1), {"groups": 3}),
     "depthwise": ((7, 6, 9, 8), (6, 1, 3, 3), {"padding": 1, "groups": 6}),
