@@ -22,6 +22,7 @@ PROBLEMS = {
     "dense-deep": ((5, 32, 6, 5), (6, 32, 3, 3), {"padding": 1}),  # GEMM in pixel-major orientation
     "pointwise": ((7, 6, 5, 4), (9, 6, 1, 1), {}),
     "pointwise-grouped": ((7, 6, 5, 4), (9, 2, 1, 1), {"groups": 3}),
+    "pointwise-large": ((3, 6, 32, 40), (4, 3, 1, 1), {"groups": 2}),  # a plain matmul per image
     "depthwise": ((7, 6, 9, 8), (6, 1, 3, 3), {"padding": 1, "groups": 6}),
     "depthwise-x2-s2-d2": ((7, 4, 11, 10), (8, 1, 3, 2), {"stride": 2, "padding": ((1, 2), (0, 1)),
                                                               "dilation": 2, "groups": 4}),
@@ -80,7 +81,7 @@ def test_one_image_per_chunk_matches_reference(budget, chunk_sizes, name, pass_,
 
 
 @pytest.mark.parametrize("pass_", PASSES)
-@pytest.mark.parametrize("name", [n for n in PROBLEMS if not n.startswith("pointwise")])
+@pytest.mark.parametrize("name", [n for n in PROBLEMS if n != "pointwise-large"])  # chunkless
 def test_ragged_last_chunk_matches_reference(budget, chunk_sizes, monkeypatch, name, pass_):
     geom, x, w, gy = _problem(name)
     args = _args(pass_, x, w, gy)
@@ -100,7 +101,7 @@ def test_ragged_last_chunk_matches_reference(budget, chunk_sizes, monkeypatch, n
 
 
 @pytest.mark.parametrize("pass_", PASSES)
-@pytest.mark.parametrize("name", ["dense-k3-p1", "grouped-asym", "pointwise", "depthwise"])
+@pytest.mark.parametrize("name", ["dense-k3-p1", "grouped-asym", "pointwise", "pointwise-large", "depthwise"])
 def test_extra_memory_stays_under_budget(budget, name, pass_):
     # A batch of 256: the full patch matrix of the dense cases would be ~9x the input (~2.6 MiB).
     geom, x, w, gy = _problem(name, np.float32, n=256)
@@ -139,14 +140,15 @@ def test_pointwise_path_copies_no_patches(monkeypatch):
         raise AssertionError("a 1x1 stride-1 unpadded convolution built a patch matrix")
 
     monkeypatch.setattr(im2col, "_columns", forbidden)
-    geom, x, w, gy = _problem("pointwise-grouped")
-    for pass_ in PASSES:
+    geom, x, w, gy = _problem("pointwise-large")
+    assert geom.oh * geom.ow >= im2col.POINTWISE_PER_IMAGE_MIN_PIXELS
+    for pass_ in ("forward", "grad_input"):  # grad_weight gathers, to contract over images at once
         args = _args(pass_, x, w, gy)
         assert_close(getattr(im2col, pass_)(*args, geom), getattr(reference, pass_)(*args, geom))
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-@pytest.mark.parametrize("name", ["pointwise", "pointwise-grouped", "depthwise", "depthwise-x2-s2-d2"])
+@pytest.mark.parametrize("name", ["pointwise", "pointwise-large", "depthwise", "depthwise-x2-s2-d2"])
 def test_special_paths_match_torch(name, dtype):
     torch = pytest.importorskip("torch")
     geom, x, w, gy = _problem(name, dtype, seed=1)

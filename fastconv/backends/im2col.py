@@ -2,8 +2,8 @@
 
 Per chunk of images the receptive fields are copied once into a ``(C_in*kH*kW, chunk*OH*OW)`` buffer;
 forward and grad_weight are one GEMM each against it, grad_input a GEMM with the transposed weight
-folded back (col2im) by one strided add per kernel offset. 1x1 stride-1 unpadded: plain matmul;
-depthwise: shifted multiply-accumulate. Extra memory: ``N*C_in*kH*kW*OH*OW`` elements capped by
+folded back (col2im) by one strided add per kernel offset. 1x1 stride-1 unpadded on large images:
+a plain matmul per image; depthwise: shifted multiply-accumulate. Extra memory: ``N*C_in*kH*kW*OH*OW`` elements capped by
 ``set_memory_budget`` (default max(256 MiB, 2x input)). Wins on dense convolutions with many channels.
 """
 
@@ -22,8 +22,15 @@ _budget: int | None = None  # None: the default rule above
 PREFERRED_CHUNK_BYTES = 24 * 2**20
 # From this many multiply-adds per output (C_in/groups*kH*kW) on, the forward GEMM runs as
 # cols.T @ w.T: OpenBLAS did the four 3x3 BENCH layers 20-30% faster that way, transposing copy
-# of the output included; below it (the 7x7 stem, MNIST) that copy costs more than it saves.
-PIXEL_MAJOR_MIN_K = 256
+# of the output included; below it (the 7x7 stem, MNIST, a 1x1 from 256 channels) that copy
+# costs more than it saves.
+PIXEL_MAJOR_MIN_K = 512
+# A 1x1 stride-1 unpadded convolution is a plain matmul per image, with no copy at all, when its
+# images have at least this many pixels. Smaller images make short GEMMs that lose up to 2x when
+# another process competes for the cores, so they are gathered channel-major into chunks first
+# (a copy the size of the input, no kH*kW blow-up) like any other convolution: 15% slower than
+# per-image GEMMs on an idle machine, 2x faster on a busy one (r14-c256-1x1-c1024).
+POINTWISE_PER_IMAGE_MIN_PIXELS = 1024
 # Depthwise chunks are streamed through ~18 elementwise passes: small enough to stay in cache,
 # large enough for long loops (1, 4 and 16 MiB measured on dw-r28-c128-k3; 4 was best).
 PREFERRED_DEPTHWISE_CHUNK_BYTES = 4 * 2**20
@@ -145,7 +152,9 @@ def _columns(x, geom, per_image_extra=0, fixed=0):
 
 
 def _is_pointwise(geom) -> bool:
-    return (geom.kh == geom.kw == geom.sh == geom.sw == 1) and not _is_padded(geom)
+    """A 1x1 stride-1 unpadded convolution on images large enough for one GEMM each."""
+    return (geom.kh == geom.kw == geom.sh == geom.sw == 1 and not _is_padded(geom)
+            and geom.oh * geom.ow >= POINTWISE_PER_IMAGE_MIN_PIXELS)
 
 
 def _is_depthwise(geom) -> bool:
@@ -215,12 +224,6 @@ def grad_weight(gy, x, geom):
     kg = geom.c_in_g * geom.kh * geom.kw
     gw = np.zeros((g, cog, kg), x.dtype)
     part = np.empty_like(gw)
-    if _is_pointwise(geom):
-        # The input itself is the patch matrix, image-major; accumulate one GEMM per image.
-        for i in range(geom.n):
-            _matmul_nt(gy[i].reshape(g, cog, p), x[i].reshape(g, kg, p), part)
-            gw += part
-        return gw.reshape(geom.w_shape)
     # gy chunk gathered channel-major, like cols, so that images join the contraction.
     gyt = _Lazy(x.dtype)
     for b0, b1, cols in _columns(x, geom, per_image_extra=geom.c_out * p, fixed=3 * gw.size):
