@@ -33,7 +33,9 @@ class Budgets:
     ratios: dict[tuple[str, str, str], float] = field(default_factory=dict)
     tolerance: float = DEFAULT_TOLERANCE
     suite: str = "quick"
-    threads: int = 2
+    # One thread: on a shared 2-core machine, two-thread runtimes stall at their barriers whenever a
+    # neighbour holds a core, and torch's own time then swings by up to 100x (bench/budgets.toml).
+    threads: int = 1
     dtype: str = "float32"
     repeat: int = 7
     stat: str = "best"  # of the rounds: "best" (min) or "median"; see bench/budgets.toml for why
@@ -48,7 +50,7 @@ def read_budgets(path) -> Budgets:
     ratios = {(pass_, impl, case): float(r) for pass_ in timing.PASSES
               for impl, by_case in doc.get(pass_, {}).items() for case, r in by_case.items()}
     return Budgets(ratios, float(doc.get("tolerance", DEFAULT_TOLERANCE)), doc.get("suite", "quick"),
-                   int(doc.get("threads", 2)), doc.get("dtype", "float32"), int(doc.get("repeat", 7)),
+                   int(doc.get("threads", 1)), doc.get("dtype", "float32"), int(doc.get("repeat", 7)),
                    doc.get("stat", "best"), notes)
 
 

@@ -170,7 +170,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     bench = sub.add_parser("bench", help="time every backend and torch side by side, one table per shape",
                            description="Time each backend and torch on a suite of shapes, in the same run "
-                           "and on the same threads; print median time, GFLOP/s, %% of the matrix-product "
+                           "and on the same threads; print median time, GFLOP/s, % of the matrix-product "
                            "peak, and ratios to torch and to the fastest.")
     _add_selection_flags(bench)
     bench.add_argument("--pass", dest="passes", choices=("forward", "backward", "both"), default="both",
@@ -304,7 +304,7 @@ def cmd_bench(parser, args) -> int:
         peak = timing.matmul_peak(dtype)
         _print(f"fastconv {__version__} · {dtype} · {args.threads} threads for BLAS, numba and torch alike · "
                f"median of {args.repeat} interleaved rounds · matmul peak {peak:.1f} GFLOP/s "
-               f"(1024x1024 {dtype} np.matmul)")
+               f"(best 2048x2048 {dtype} np.matmul)")
         if not have_torch:
             why = "torch is not installed" if timing.torch_module() is None else "torch was not selected"
             _print(f"No baseline: {why}, so the 'x torch' column is empty and results are checked "

@@ -10,6 +10,7 @@ Adding a backend is one module plus one entry in ``_MODULES``; tests and benchma
 from __future__ import annotations
 
 import importlib
+import os
 import sys
 from types import ModuleType
 
@@ -56,14 +57,69 @@ def get(name: str) -> ModuleType:
     return module
 
 
+# The "auto" rule, from `fastconv bench --suite full --threads 1 --repeat 3 --backends im2col,numba`
+# (2026-11-26, table in the README's "Choosing a backend"): im2col's GEMMs win every dense shape by
+# 1.5x to 15x, from 29M multiply-accumulates (mnist-r28-k5) up; numba's direct loops win
+# depthwise convolutions (dw-r28-c128-k3 2.3x forward, dw-r56-c32-k5 1.4x), where im2col has no
+# GEMM to batch over channels, and the smallest calls (single-r32-k3, 0.2M MACs: backward 2-3x,
+# forward 1.3x at 2 threads), where im2col's dozen NumPy calls cost more than the arithmetic.
+AUTO_NUMBA_MAX_MACS = 1_000_000  # at or below: numba (single-r32-k3 has 221k; mnist-r28-k5 29M)
+AUTO_MEASURE_ENV = "FASTCONV_AUTO"  # "measure": time the candidates once per shape, cache the fastest
+
+_measured: dict[tuple, str] = {}
+
+
 def choose(geom: Geometry, dtype) -> str:
     """The ``"auto"`` rule: the fastest available backend for this call, never ``"reference"``
-    while another is installed."""
-    names = available()
-    for preferred in ("im2col", "numba"):
-        if preferred in names:
-            return preferred
+    while another is installed.
+
+    A cheap rule on the geometry (see the constants above), or with ``FASTCONV_AUTO=measure`` in
+    the environment, the fastest candidate timed on this call's shapes, once per shape and dtype.
+    """
+    names = [name for name in available() if name != "reference"]
+    if not names:
+        return available()[0]
+    if len(names) == 1:
+        return names[0]
+    if os.environ.get(AUTO_MEASURE_ENV) == "measure":
+        return _measured_choice(geom, dtype, names)
+    if "numba" in names and "im2col" in names:
+        depthwise = geom.groups == geom.c_in > 1
+        return "numba" if depthwise or geom.macs <= AUTO_NUMBA_MAX_MACS else "im2col"
     return names[0]
+
+
+def _measured_choice(geom: Geometry, dtype, names: list[str]) -> str:
+    """The candidate with the least forward + both gradients time on random data of ``geom``'s
+    shapes (a warm-up call, then the best of 3), cached per geometry and dtype."""
+    import time
+
+    import numpy as np
+
+    key = (geom, np.dtype(dtype).str, tuple(names))
+    if key not in _measured:
+        rng = np.random.default_rng(0)
+        x = rng.standard_normal(geom.x_shape).astype(dtype)
+        w = rng.standard_normal(geom.w_shape).astype(dtype)
+        gy = rng.standard_normal(geom.y_shape).astype(dtype)
+        best = {}
+        for name in names:
+            impl = get(name)
+            impl.warmup(np.dtype(dtype))
+
+            def run(impl=impl):
+                impl.forward(x, w, geom)
+                impl.grad_input(gy, w, geom)
+                impl.grad_weight(gy, x, geom)
+            run()
+            times = []
+            for _ in range(3):
+                start = time.perf_counter()
+                run()
+                times.append(time.perf_counter() - start)
+            best[name] = min(times)
+        _measured[key] = min(best, key=best.get)
+    return _measured[key]
 
 
 class _CallableRegistry(ModuleType):

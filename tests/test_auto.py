@@ -1,0 +1,110 @@
+"""``backend="auto"``: each branch of the rule in ``backends.choose``, and that the public functions
+run exactly what ``choose_backend`` reports."""
+
+import time
+import types
+
+import numpy as np
+import pytest
+
+import fastconv
+from fastconv import backends, cases
+from fastconv.geometry import Geometry
+
+DENSE = Geometry.from_args((8, 64, 28, 28), (64, 64, 3, 3), padding=1)
+DEPTHWISE = Geometry.from_args((8, 64, 28, 28), (64, 1, 3, 3), padding=1, groups=64)
+GROUPED = Geometry.from_args((8, 64, 28, 28), (64, 16, 3, 3), padding=1, groups=4)
+ONE_CHANNEL_GROUP = Geometry.from_args((64, 1, 28, 28), (8, 1, 3, 3))  # groups == C_in == 1: not depthwise
+
+
+def _dense_with_macs(macs_at_most):
+    """The largest dense 3x3 geometry (growing the batch) with at most ``macs_at_most`` MACs."""
+    n = 1
+    while Geometry.from_args((n + 1, 3, 16, 16), (8, 3, 3, 3), padding=1).macs <= macs_at_most:
+        n += 1
+    return Geometry.from_args((n, 3, 16, 16), (8, 3, 3, 3), padding=1)
+
+
+SMALL = _dense_with_macs(backends.AUTO_NUMBA_MAX_MACS)
+JUST_ABOVE = Geometry.from_args((SMALL.n + 1, 3, 16, 16), (8, 3, 3, 3), padding=1)
+
+
+@pytest.fixture
+def installed(monkeypatch):
+    """Pretend only the given backends are installed."""
+    monkeypatch.delenv(backends.AUTO_MEASURE_ENV, raising=False)
+    return lambda *names: monkeypatch.setattr(backends, "available", lambda: list(names))
+
+
+@pytest.mark.parametrize("geom, expected", [(DENSE, "im2col"), (GROUPED, "im2col"),
+                                            (ONE_CHANNEL_GROUP, "im2col"), (DEPTHWISE, "numba"),
+                                            (SMALL, "numba"), (JUST_ABOVE, "im2col")])
+def test_rule_with_every_backend(installed, geom, expected):
+    installed("reference", "im2col", "numba")
+    assert backends.choose(geom, np.float32) == expected
+
+
+def test_small_threshold_is_where_the_rule_says():
+    assert SMALL.macs <= backends.AUTO_NUMBA_MAX_MACS < JUST_ABOVE.macs
+
+
+@pytest.mark.parametrize("geom", [DENSE, DEPTHWISE, SMALL])
+def test_without_numba_im2col_runs_everything(installed, geom):
+    installed("reference", "im2col")
+    assert backends.choose(geom, np.float32) == "im2col"
+
+
+@pytest.mark.parametrize("geom", [DENSE, DEPTHWISE, SMALL])
+def test_without_im2col_numba_runs_everything(installed, geom):
+    installed("reference", "numba")
+    assert backends.choose(geom, np.float64) == "numba"
+
+
+def test_reference_only_when_nothing_else_is_installed(installed):
+    installed("reference")
+    assert backends.choose(DENSE, np.float32) == "reference"
+
+
+def test_never_the_reference_on_the_suites():
+    if backends.available() == ["reference"]:
+        pytest.skip("no fast backend installed")
+    for case in cases.SUITES["full"] + cases.QUICK + cases.TINY:
+        assert backends.choose(case.geometry, np.float32) != "reference", case.name
+
+
+def test_measured_choice_picks_the_fastest_and_caches_it(monkeypatch):
+    calls = {"slow": 0, "fast": 0}
+
+    def fake(name, delay):
+        def op(*args):
+            calls[name] += 1
+            time.sleep(delay)
+        return types.SimpleNamespace(forward=op, grad_input=op, grad_weight=op, warmup=lambda dtype: None)
+    fakes = {"slow": fake("slow", 0.004), "fast": fake("fast", 0.0)}
+    monkeypatch.setattr(backends, "available", lambda: ["reference", "slow", "fast"])
+    monkeypatch.setattr(backends, "get", fakes.__getitem__)
+    monkeypatch.setattr(backends, "_measured", {})
+    monkeypatch.setenv(backends.AUTO_MEASURE_ENV, "measure")
+    assert backends.choose(DENSE, np.float32) == "fast"
+    timed = dict(calls)
+    assert backends.choose(DENSE, np.float32) == "fast"
+    assert calls == timed  # the second call used the cache
+    assert backends.choose(DEPTHWISE, np.float32) == "fast" and calls["slow"] > timed["slow"]
+
+
+@pytest.mark.parametrize("case", cases.TINY + cases.SUITES["full"], ids=cases.name)
+def test_auto_runs_what_choose_backend_says(monkeypatch, case):
+    # Only the dispatch is under test: a batch of one keeps the big suite shapes cheap.
+    x = np.zeros((1, *case.x_shape[1:]), np.float32)
+    w = np.zeros(case.w_shape, np.float32)
+    picked = fastconv.choose_backend(x.shape, w.shape, **case.kwargs, dtype=np.float32)
+    ran = []
+    get = backends.get
+
+    def spy(name):
+        ran.append(name)
+        return get(name)
+    monkeypatch.setattr(backends, "get", spy)
+    y = fastconv.conv2d(x, w, **case.kwargs)
+    fastconv.conv2d_backward(y, x, w, **case.kwargs)
+    assert ran == [picked, picked]
