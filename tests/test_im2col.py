@@ -20,6 +20,10 @@ PROBLEMS = {
                                                        "dilation": (1, 2), "groups": 2}),
     "dense-unpadded-s2": ((5, 3, 9, 9), (4, 3, 3, 3), {"stride": 2}),
     "dense-deep": ((5, 32, 6, 5), (6, 32, 3, 3), {"padding": 1}),  # GEMM in pixel-major orientation
+    # Unit stride: grad_input runs as a forward convolution of gy, unless the padding exceeds the span.
+    "dilated-asym-s1": ((5, 4, 9, 10), (6, 2, 3, 2), {"padding": ((3, 0), (1, 0)), "dilation": (2, 1),
+                                                      "groups": 2}),
+    "pad-beyond-span": ((3, 2, 5, 5), (3, 2, 2, 2), {"padding": 2}),
     "pointwise": ((7, 6, 5, 4), (9, 6, 1, 1), {}),
     "pointwise-grouped": ((7, 6, 5, 4), (9, 2, 1, 1), {"groups": 3}),
     "pointwise-large": ((3, 6, 32, 40), (4, 3, 1, 1), {"groups": 2}),  # a plain matmul per image

@@ -9,6 +9,8 @@ a plain matmul per image; depthwise: shifted multiply-accumulate. Extra memory: 
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
@@ -243,6 +245,9 @@ def grad_input(gy, w, geom):
         return _grad_input_pointwise(gy, w, geom)
     if _is_depthwise(geom):
         return _grad_input_depthwise(gy, w, geom)
+    transposed = _as_forward(geom)
+    if transposed is not None:
+        return forward(gy, _flipped(w, geom), transposed)
     g, cog, p = geom.groups, geom.c_out_g, geom.oh * geom.ow
     kg = geom.c_in_g * geom.kh * geom.kw
     k = geom.c_in * geom.kh * geom.kw
@@ -267,6 +272,33 @@ def grad_input(gy, w, geom):
         if padded:
             gx[b0:b1] = gxp[:, :, geom.pt:geom.pt + geom.ih, geom.pl:geom.pl + geom.iw]
     return gx
+
+
+def _as_forward(geom):
+    """The geometry of ``grad_input`` run as a forward convolution of ``gy``, or None.
+
+    With unit stride, ``gx`` is the correlation of ``gy``, padded by the dilated kernel span less
+    the original padding, with the flipped, transposed kernel. That is an im2col copy of ``gy``
+    (cheaper than the fold's read-modify-write adds) and a GEMM contracting over C_out*kH*kW.
+    It needs no cropping: every original padding at most ``dil*(k-1)``, as is usual. Its patch
+    matrix holds C_out*kH*kW rows against the fold's C_in*kH*kW, so it is only taken while C_out
+    is at most twice C_in (or the kernel is 1x1: no blow-up either way); MNIST's first layer
+    (1 -> 32 channels) folds 4x faster.
+    """
+    span_h, span_w = geom.dil_h * (geom.kh - 1), geom.dil_w * (geom.kw - 1)
+    if geom.sh != 1 or geom.sw != 1 or max(geom.pt, geom.pb) > span_h or max(geom.pl, geom.pr) > span_w:
+        return None
+    if geom.c_out > 2 * geom.c_in and geom.kh * geom.kw > 1:
+        return None
+    return replace(geom, c_in=geom.c_out, ih=geom.oh, iw=geom.ow, c_out=geom.c_in, oh=geom.ih, ow=geom.iw,
+                   pt=span_h - geom.pt, pb=span_h - geom.pb, pl=span_w - geom.pl, pr=span_w - geom.pr)
+
+
+def _flipped(w, geom):
+    """The kernel of :func:`_as_forward`: ``(c_in, c_out/groups, kh, kw)``, rotated 180 degrees."""
+    w5 = w.reshape(geom.groups, geom.c_out_g, geom.c_in_g, geom.kh, geom.kw)
+    return np.ascontiguousarray(w5.transpose(0, 2, 1, 3, 4)[..., ::-1, ::-1]).reshape(
+        geom.c_in, geom.c_out_g, geom.kh, geom.kw)
 
 
 def _grad_input_pointwise(gy, w, geom):
