@@ -28,6 +28,7 @@ def njit(**options):
     return decorate
 
 CB = 4  # output channels computed together: each input load feeds CB multiply-adds
+CI = 4  # input channels per pass of the forward flat path (each y load and store feeds CB*CI)
 
 
 @njit(**_JIT)
@@ -53,8 +54,10 @@ def _fwd_flat(xf, wb, yf, ci0, ih, iw, oh, ow, pt, pl, dil_h, dil_w, zero):  # p
     rows = max(1, TILE // (cb * ow))
     for oy0 in range(0, oh, rows):
         oy1 = min(oh, oy0 + rows)
-        for ci in range(c_in_g):
-            xr = xf[ci0 + ci]
+        ci = 0
+        while ci < c_in_g:
+            # 4 input channels per pass when possible: 16 multiply-adds per load and store of y
+            step = CI if cb == CB and c_in_g - ci >= CI else 1
             for ky in range(kh):
                 a = ky * dil_h - pt  # input row minus output row
                 ylo = max(oy0, -a)
@@ -70,16 +73,38 @@ def _fwd_flat(xf, wb, yf, ci0, ih, iw, oh, ow, pt, pl, dil_h, dil_w, zero):  # p
                     p0 = ylo * ow + lo
                     p1 = (yhi - 1) * ow + hi
                     cnt = p1 - p0
-                    xs = xr[p0 + a * iw + off:]
-                    if cb == CB:
+                    q0 = p0 + a * iw + off  # flat input pixel of p0
+                    y0 = yf[0, p0:p1]
+                    if step == CI:
+                        y1 = yf[1, p0:p1]
+                        y2 = yf[2, p0:p1]
+                        y3 = yf[3, p0:p1]
+                        x0 = xf[ci0 + ci, q0:]
+                        x1 = xf[ci0 + ci + 1, q0:]
+                        x2 = xf[ci0 + ci + 2, q0:]
+                        x3 = xf[ci0 + ci + 3, q0:]
+                        w00, w01, w02, w03 = wb[0, ci, ky, kx], wb[0, ci + 1, ky, kx], wb[0, ci + 2, ky, kx], wb[0, ci + 3, ky, kx]
+                        w10, w11, w12, w13 = wb[1, ci, ky, kx], wb[1, ci + 1, ky, kx], wb[1, ci + 2, ky, kx], wb[1, ci + 3, ky, kx]
+                        w20, w21, w22, w23 = wb[2, ci, ky, kx], wb[2, ci + 1, ky, kx], wb[2, ci + 2, ky, kx], wb[2, ci + 3, ky, kx]
+                        w30, w31, w32, w33 = wb[3, ci, ky, kx], wb[3, ci + 1, ky, kx], wb[3, ci + 2, ky, kx], wb[3, ci + 3, ky, kx]
+                        for k in range(cnt):
+                            v0 = x0[k]
+                            v1 = x1[k]
+                            v2 = x2[k]
+                            v3 = x3[k]
+                            y0[k] += w00 * v0 + w01 * v1 + w02 * v2 + w03 * v3
+                            y1[k] += w10 * v0 + w11 * v1 + w12 * v2 + w13 * v3
+                            y2[k] += w20 * v0 + w21 * v1 + w22 * v2 + w23 * v3
+                            y3[k] += w30 * v0 + w31 * v1 + w32 * v2 + w33 * v3
+                    elif cb == CB:
+                        y1 = yf[1, p0:p1]
+                        y2 = yf[2, p0:p1]
+                        y3 = yf[3, p0:p1]
+                        xs = xf[ci0 + ci, q0:]
                         w0 = wb[0, ci, ky, kx]
                         w1 = wb[1, ci, ky, kx]
                         w2 = wb[2, ci, ky, kx]
                         w3 = wb[3, ci, ky, kx]
-                        y0 = yf[0, p0:p1]
-                        y1 = yf[1, p0:p1]
-                        y2 = yf[2, p0:p1]
-                        y3 = yf[3, p0:p1]
                         for k in range(cnt):
                             v = xs[k]
                             y0[k] += w0 * v
@@ -87,20 +112,26 @@ def _fwd_flat(xf, wb, yf, ci0, ih, iw, oh, ow, pt, pl, dil_h, dil_w, zero):  # p
                             y2[k] += w2 * v
                             y3[k] += w3 * v
                     else:
+                        xs = xf[ci0 + ci, q0:]
                         for j in range(cb):
                             wv = wb[j, ci, ky, kx]
                             yj = yf[j, p0:p1]
                             for k in range(cnt):
                                 yj[k] += wv * xs[k]
+            ci += step
     # border columns: those where some tap lands in the left or right padding
     left = min(ow, pl)
     right = max(left, min(ow, iw - ((kw - 1) * dil_w - pl)))
-    for j in range(cb):
-        for oy in range(oh):
-            for ox in range(ow):
-                if left <= ox < right:
-                    continue
-                acc = zero
+    for oy in range(oh):
+        for ox in range(ow):
+            if left <= ox < right:
+                continue
+            for j0 in range(0, cb, CB):
+                jn = min(CB, cb - j0)
+                a0 = zero
+                a1 = zero
+                a2 = zero
+                a3 = zero
                 for ky in range(kh):
                     iy = oy - pt + ky * dil_h
                     if iy < 0 or iy >= ih:
@@ -110,9 +141,28 @@ def _fwd_flat(xf, wb, yf, ci0, ih, iw, oh, ow, pt, pl, dil_h, dil_w, zero):  # p
                         if ix < 0 or ix >= iw:
                             continue
                         q = iy * iw + ix  # flat input pixel
-                        for ci in range(c_in_g):
-                            acc += wb[j, ci, ky, kx] * xf[ci0 + ci, q]
-                yf[j, oy * ow + ox] = acc
+                        if jn == CB:
+                            for ci in range(c_in_g):
+                                v = xf[ci0 + ci, q]
+                                a0 += wb[j0, ci, ky, kx] * v
+                                a1 += wb[j0 + 1, ci, ky, kx] * v
+                                a2 += wb[j0 + 2, ci, ky, kx] * v
+                                a3 += wb[j0 + 3, ci, ky, kx] * v
+                        else:
+                            for ci in range(c_in_g):
+                                a0 += wb[j0, ci, ky, kx] * xf[ci0 + ci, q]
+                            for ci in range(c_in_g if jn > 1 else 0):
+                                a1 += wb[j0 + 1, ci, ky, kx] * xf[ci0 + ci, q]
+                            for ci in range(c_in_g if jn > 2 else 0):
+                                a2 += wb[j0 + 2, ci, ky, kx] * xf[ci0 + ci, q]
+                p = oy * ow + ox
+                yf[j0, p] = a0
+                if jn > 1:
+                    yf[j0 + 1, p] = a1
+                if jn > 2:
+                    yf[j0 + 2, p] = a2
+                if jn > 3:
+                    yf[j0 + 3, p] = a3
 
 
 @njit(**_JIT)
@@ -204,8 +254,10 @@ def _gx_flat(gyf, wb, gxf, co0, c_out_g, ih, iw, oh, ow, pt, pl, dil_h, dil_w, z
     rows = max(1, TILE // (cb * iw))
     for iy0 in range(0, ih, rows):
         iy1 = min(ih, iy0 + rows)
-        for co in range(co0, co0 + c_out_g):
-            gr = gyf[co]
+        co = co0
+        while co < co0 + c_out_g:
+            # 4 output channels per pass when possible: 16 multiply-adds per load and store of gx
+            step = CI if cb == CB and co0 + c_out_g - co >= CI else 1
             for ky in range(kh):
                 a = ky * dil_h - pt  # input row minus output row
                 ylo = max(iy0, a)
@@ -221,16 +273,38 @@ def _gx_flat(gyf, wb, gxf, co0, c_out_g, ih, iw, oh, ow, pt, pl, dil_h, dil_w, z
                     q0 = ylo * iw + lo
                     q1 = (yhi - 1) * iw + hi
                     cnt = q1 - q0
-                    gs = gr[q0 - a * iw - off:]
-                    if cb == CB:
+                    p0 = q0 - a * iw - off  # flat output pixel of q0
+                    g0 = gxf[0, q0:q1]
+                    if step == CI:
+                        g1 = gxf[1, q0:q1]
+                        g2 = gxf[2, q0:q1]
+                        g3 = gxf[3, q0:q1]
+                        s0 = gyf[co, p0:]
+                        s1 = gyf[co + 1, p0:]
+                        s2 = gyf[co + 2, p0:]
+                        s3 = gyf[co + 3, p0:]
+                        w00, w01, w02, w03 = wb[co, 0, ky, kx], wb[co + 1, 0, ky, kx], wb[co + 2, 0, ky, kx], wb[co + 3, 0, ky, kx]
+                        w10, w11, w12, w13 = wb[co, 1, ky, kx], wb[co + 1, 1, ky, kx], wb[co + 2, 1, ky, kx], wb[co + 3, 1, ky, kx]
+                        w20, w21, w22, w23 = wb[co, 2, ky, kx], wb[co + 1, 2, ky, kx], wb[co + 2, 2, ky, kx], wb[co + 3, 2, ky, kx]
+                        w30, w31, w32, w33 = wb[co, 3, ky, kx], wb[co + 1, 3, ky, kx], wb[co + 2, 3, ky, kx], wb[co + 3, 3, ky, kx]
+                        for k in range(cnt):
+                            v0 = s0[k]
+                            v1 = s1[k]
+                            v2 = s2[k]
+                            v3 = s3[k]
+                            g0[k] += w00 * v0 + w01 * v1 + w02 * v2 + w03 * v3
+                            g1[k] += w10 * v0 + w11 * v1 + w12 * v2 + w13 * v3
+                            g2[k] += w20 * v0 + w21 * v1 + w22 * v2 + w23 * v3
+                            g3[k] += w30 * v0 + w31 * v1 + w32 * v2 + w33 * v3
+                    elif cb == CB:
+                        g1 = gxf[1, q0:q1]
+                        g2 = gxf[2, q0:q1]
+                        g3 = gxf[3, q0:q1]
+                        gs = gyf[co, p0:]
                         w0 = wb[co, 0, ky, kx]
                         w1 = wb[co, 1, ky, kx]
                         w2 = wb[co, 2, ky, kx]
                         w3 = wb[co, 3, ky, kx]
-                        g0 = gxf[0, q0:q1]
-                        g1 = gxf[1, q0:q1]
-                        g2 = gxf[2, q0:q1]
-                        g3 = gxf[3, q0:q1]
                         for k in range(cnt):
                             v = gs[k]
                             g0[k] += w0 * v
@@ -238,32 +312,55 @@ def _gx_flat(gyf, wb, gxf, co0, c_out_g, ih, iw, oh, ow, pt, pl, dil_h, dil_w, z
                             g2[k] += w2 * v
                             g3[k] += w3 * v
                     else:
+                        gs = gyf[co, p0:]
                         for j in range(cb):
                             wv = wb[co, j, ky, kx]
                             gj = gxf[j, q0:q1]
                             for k in range(cnt):
                                 gj[k] += wv * gs[k]
+            co += step
     # border columns: those where some tap's output column falls outside gy
     left = min(iw, max(0, (kw - 1) * dil_w - pl))
     right = max(left, min(iw, ow - pl))
-    for j in range(cb):
-        for iy in range(ih):
-            for ix in range(iw):
-                if left <= ix < right:
+    for iy in range(ih):
+        for ix in range(iw):
+            if left <= ix < right:
+                continue
+            a0 = zero
+            a1 = zero
+            a2 = zero
+            a3 = zero
+            for ky in range(kh):
+                oy = iy + pt - ky * dil_h
+                if oy < 0 or oy >= oh:
                     continue
-                acc = zero
-                for ky in range(kh):
-                    oy = iy + pt - ky * dil_h
-                    if oy < 0 or oy >= oh:
+                for kx in range(kw):
+                    ox = ix + pl - kx * dil_w
+                    if ox < 0 or ox >= ow:
                         continue
-                    for kx in range(kw):
-                        ox = ix + pl - kx * dil_w
-                        if ox < 0 or ox >= ow:
-                            continue
-                        p = oy * ow + ox  # flat output pixel
+                    p = oy * ow + ox  # flat output pixel
+                    if cb == CB:
                         for co in range(co0, co0 + c_out_g):
-                            acc += wb[co, j, ky, kx] * gyf[co, p]
-                gxf[j, iy * iw + ix] = acc
+                            v = gyf[co, p]
+                            a0 += wb[co, 0, ky, kx] * v
+                            a1 += wb[co, 1, ky, kx] * v
+                            a2 += wb[co, 2, ky, kx] * v
+                            a3 += wb[co, 3, ky, kx] * v
+                    else:
+                        for co in range(co0, co0 + c_out_g):
+                            a0 += wb[co, 0, ky, kx] * gyf[co, p]
+                        for co in range(co0, co0 + c_out_g if cb > 1 else co0):
+                            a1 += wb[co, 1, ky, kx] * gyf[co, p]
+                        for co in range(co0, co0 + c_out_g if cb > 2 else co0):
+                            a2 += wb[co, 2, ky, kx] * gyf[co, p]
+            q = iy * iw + ix
+            gxf[0, q] = a0
+            if cb > 1:
+                gxf[1, q] = a1
+            if cb > 2:
+                gxf[2, q] = a2
+            if cb > 3:
+                gxf[3, q] = a3
 
 
 @njit(**_JIT)
