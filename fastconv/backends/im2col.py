@@ -9,6 +9,9 @@ a plain matmul per image; depthwise: shifted multiply-accumulate. Extra memory: 
 
 from __future__ import annotations
 
+import os
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 
 import numpy as np
@@ -33,6 +36,9 @@ PIXEL_MAJOR_MIN_K = 512
 # (a copy the size of the input, no kH*kW blow-up) like any other convolution: 15% slower than
 # per-image GEMMs on an idle machine, 2x faster on a busy one (r14-c256-1x1-c1024).
 POINTWISE_PER_IMAGE_MIN_PIXELS = 1024
+# numpy runs elementwise work on one core; the depthwise path, which has no BLAS call, spreads its
+# chunks over this many threads (torch uses all it is given). Set it to 1 to stay single-threaded.
+ELEMENTWISE_THREADS = min(4, os.cpu_count() or 1)
 # Depthwise chunks are streamed through ~18 elementwise passes: small enough to stay in cache,
 # large enough for long loops (1, 4 and 16 MiB measured on dw-r28-c128-k3; 4 was best).
 PREFERRED_DEPTHWISE_CHUNK_BYTES = 4 * 2**20
@@ -364,7 +370,43 @@ class _Planes:
 
 
 def _depthwise_chunk(geom, itemsize, per_image):
-    return _chunk_size(geom, itemsize, per_image, preferred=PREFERRED_DEPTHWISE_CHUNK_BYTES)
+    """Images per chunk when every worker thread holds one chunk's scratch."""
+    threads = max(1, ELEMENTWISE_THREADS)
+    budget = memory_budget(geom.n * geom.c_in * geom.ih * geom.iw * itemsize)
+    fits = (budget // threads - 3 * np.getbufsize() * itemsize) // (per_image * itemsize)
+    preferred = PREFERRED_DEPTHWISE_CHUNK_BYTES // (per_image * itemsize)
+    return int(max(1, min(-(-geom.n // threads), fits, preferred)))
+
+
+def _map_chunks(geom, nb, work):
+    """``[work(b0, b1, scratch) for each chunk]``, spread over ``ELEMENTWISE_THREADS`` threads.
+
+    numpy's elementwise loops release the GIL but run on one core, where torch and BLAS use all
+    the threads they are given; each thread reuses its own ``scratch`` dict across its chunks.
+    """
+    chunks = list(_chunks(geom, nb))
+    threads = min(ELEMENTWISE_THREADS, len(chunks))
+    if threads <= 1:
+        scratch = {}
+        return [work(b0, b1, scratch) for b0, b1 in chunks]
+    local = threading.local()
+
+    def run(chunk):
+        if not hasattr(local, "scratch"):
+            local.scratch = {}
+        return work(*chunk, local.scratch)
+
+    with ThreadPoolExecutor(threads) as pool:
+        return list(pool.map(run, chunks))
+
+
+def _buffer(scratch, name, shape, dtype, zeros=False):
+    """The scratch array ``name`` with ``shape``, carved from one buffer made for the first chunk
+    (the largest); ``zeros`` buffers are zeroed once, their users overwrite only what varies."""
+    size = int(np.prod(shape))
+    if name not in scratch:
+        scratch[name] = (np.zeros if zeros else np.empty)(size, dtype)
+    return scratch[name][:size].reshape(shape)
 
 
 def _forward_depthwise(x, w, geom):
@@ -372,16 +414,16 @@ def _forward_depthwise(x, w, geom):
     lay = _Planes(geom)
     padded, plane = int(np.prod(lay.padded)), int(np.prod(lay.plane))
     nb = _depthwise_chunk(geom, x.itemsize, geom.c_in * padded + 2 * geom.c_out * plane)
-    xp_buf = np.zeros((nb, g) + lay.padded, x.dtype)  # borders and overhang stay zero
-    acc_buf, tmp_buf = _Lazy(x.dtype), _Lazy(x.dtype)
     y = np.empty(geom.y_shape, x.dtype)
     wk = w.reshape(g, cog, geom.kh, geom.kw)
-    for b0, b1 in _chunks(geom, nb):
+
+    def work(b0, b1, scratch):
         m = b1 - b0
-        xp = xp_buf[:m]
+        xp = _buffer(scratch, "xp", (m, g) + lay.padded, x.dtype, zeros=True)  # borders stay zero
         lay.interior(xp)[...] = x[b0:b1]
         xp = xp[:, :, None]  # broadcast over the channel multiplier
-        acc, tmp = acc_buf(m, g, cog, *lay.plane), tmp_buf(m, g, cog, *lay.plane)
+        acc = _buffer(scratch, "acc", (m, g, cog) + lay.plane, x.dtype)
+        tmp = _buffer(scratch, "tmp", (m, g, cog) + lay.plane, x.dtype)
         for ky, kx, index in lay.taps():
             scale = lay.scalars(wk[:, :, ky, kx])
             if ky == kx == 0:
@@ -390,17 +432,17 @@ def _forward_depthwise(x, w, geom):
                 np.multiply(xp[index], scale, out=tmp)
                 acc += tmp
         y[b0:b1].reshape(m, g, cog, geom.oh, geom.ow)[...] = lay.pixels(acc)
+
+    _map_chunks(geom, nb, work)
     return y
 
 
-def _wide_gy(gy, geom, lay, nb):
-    """Yield ``(b0, b1, gyw)``: gy chunks as ``(m, g, c_out_g, *plane)``, zero off the image."""
-    g, cog = geom.groups, geom.c_out_g
-    buf = np.zeros((nb, g, cog) + lay.plane, gy.dtype)
-    for b0, b1 in _chunks(geom, nb):
-        gyw = buf[:b1 - b0]
-        lay.pixels(gyw)[...] = gy[b0:b1].reshape(b1 - b0, g, cog, geom.oh, geom.ow)
-        yield b0, b1, gyw
+def _wide_gy(gy, geom, lay, b0, b1, scratch):
+    """gy of images b0:b1 as ``(m, g, c_out_g, *plane)``, zero off the image."""
+    m = b1 - b0
+    gyw = _buffer(scratch, "gyw", (m, geom.groups, geom.c_out_g) + lay.plane, gy.dtype, zeros=True)
+    lay.pixels(gyw)[...] = gy[b0:b1].reshape(m, geom.groups, geom.c_out_g, geom.oh, geom.ow)
+    return gyw
 
 
 def _grad_input_depthwise(gy, w, geom):
@@ -409,17 +451,21 @@ def _grad_input_depthwise(gy, w, geom):
     padded, plane = int(np.prod(lay.padded)), int(np.prod(lay.plane))
     nb = _depthwise_chunk(geom, gy.itemsize, geom.c_in * padded + (geom.c_out + geom.c_in) * plane)
     gx = np.empty(geom.x_shape, gy.dtype)
-    gxp_buf, tmp_buf = np.empty((nb, g) + lay.padded, gy.dtype), _Lazy(gy.dtype)
     wk = w.reshape(g, cog, geom.kh, geom.kw)
-    for b0, b1, gyw in _wide_gy(gy, geom, lay, nb):
+
+    def work(b0, b1, scratch):
         m = b1 - b0
-        gxp, tmp = gxp_buf[:m], tmp_buf(m, g, *lay.plane)
+        gyw = _wide_gy(gy, geom, lay, b0, b1, scratch)
+        gxp = _buffer(scratch, "gxp", (m, g) + lay.padded, gy.dtype)
+        tmp = _buffer(scratch, "tmp", (m, g) + lay.plane, gy.dtype)
         gxp[...] = 0
         for ky, kx, index in lay.taps():
             for j in range(cog):  # the channel multiplier, almost always 1
                 np.multiply(gyw[:, :, j], lay.scalars(wk[:, j, ky, kx]), out=tmp)
                 gxp[index] += tmp
         gx[b0:b1] = lay.interior(gxp)
+
+    _map_chunks(geom, nb, work)
     return gx
 
 
@@ -428,24 +474,26 @@ def _grad_weight_depthwise(gy, x, geom):
     lay = _Planes(geom)
     padded, plane = int(np.prod(lay.padded)), int(np.prod(lay.plane))
     nb = _depthwise_chunk(geom, x.itemsize, geom.c_in * padded + (geom.c_out + geom.c_in) * plane
-                          + geom.c_out)
-    xp_buf = np.zeros((nb, g) + lay.padded, x.dtype)
-    shifted_buf, dots_buf = _Lazy(x.dtype), _Lazy(x.dtype)
-    gw = np.zeros((g, cog, geom.kh, geom.kw), x.dtype)
-    for b0, b1, gyw in _wide_gy(gy, geom, lay, nb):
+                          + 2 * geom.c_out)
+
+    def work(b0, b1, scratch):
         m = b1 - b0
-        xp = xp_buf[:m]
+        xp = _buffer(scratch, "xp", (m, g) + lay.padded, x.dtype, zeros=True)
         lay.interior(xp)[...] = x[b0:b1]
-        gyw, dots = gyw.reshape(m, g, cog, plane), dots_buf(m, g, cog)
+        gyw = _wide_gy(gy, geom, lay, b0, b1, scratch).reshape(m, g, cog, plane)
+        dots = _buffer(scratch, "dots", (m, g, cog), x.dtype)
+        gw = np.empty((g, cog, geom.kh, geom.kw), x.dtype)
         for ky, kx, index in lay.taps():
             shifted = xp[index]
             if not lay.wide:  # vecdot wants whole planes contiguous; the wide layout has them
-                shifted = shifted_buf(*shifted.shape)
+                shifted = _buffer(scratch, "shifted", shifted.shape, x.dtype)
                 np.copyto(shifted, xp[index])
             # The zero columns of gyw cancel the garbage that the wide rows read.
             np.vecdot(gyw, shifted.reshape(m, g, 1, plane), out=dots)
-            gw[:, :, ky, kx] += dots.sum(axis=0)
-    return gw.reshape(geom.w_shape)
+            np.sum(dots, axis=0, out=gw[:, :, ky, kx])
+        return gw
+
+    return np.sum(_map_chunks(geom, nb, work), axis=0).reshape(geom.w_shape)
 
 
 def warmup(dtype):
