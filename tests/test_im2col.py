@@ -169,3 +169,15 @@ def test_special_paths_match_torch(name, dtype):
         assert got.dtype == dtype
         assert_close(got, want.detach().numpy(), dtype, what=f"{name} {pass_}")
     assert (x == x0).all() and (w == w0).all() and (gy == gy0).all()
+
+
+@pytest.mark.parametrize("threads", [1, 3])
+@pytest.mark.parametrize("name", ["depthwise", "depthwise-x2-s2-d2"])
+def test_depthwise_threads_agree(budget, monkeypatch, name, threads):
+    monkeypatch.setattr(im2col, "ELEMENTWISE_THREADS", threads)
+    budget(1)  # one image per chunk: every thread gets several chunks
+    geom, x, w, gy = _problem(name)
+    for pass_ in PASSES:
+        args = _args(pass_, x, w, gy)
+        assert_close(getattr(im2col, pass_)(*args, geom), getattr(reference, pass_)(*args, geom),
+                     what=f"{name} {pass_} on {threads} threads")
