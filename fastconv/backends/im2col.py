@@ -249,11 +249,11 @@ def grad_input(gy, w, geom):
     """``gcols = w.T @ gy`` per chunk, then col2im: one strided add per kernel offset."""
     if _is_pointwise(geom):
         return _grad_input_pointwise(gy, w, geom)
+    transposed = _as_forward(geom)
+    if transposed is not None and (geom.c_out_g == 1 or not _is_depthwise(geom)):
+        return forward(gy, _flipped(w, geom), transposed)
     if _is_depthwise(geom):
         return _grad_input_depthwise(gy, w, geom)
-    transposed = _as_forward(geom)
-    if transposed is not None:
-        return forward(gy, _flipped(w, geom), transposed)
     g, cog, p = geom.groups, geom.c_out_g, geom.oh * geom.ow
     kg = geom.c_in_g * geom.kh * geom.kw
     k = geom.c_in * geom.kh * geom.kw
