@@ -1,10 +1,11 @@
 """im2col backend: the convolution as BLAS matrix products over an ``as_strided`` view of the input.
 
 Per chunk of images the receptive fields are copied once into a ``(C_in*kH*kW, chunk*OH*OW)`` buffer;
-forward and grad_weight are one GEMM each against it, grad_input a GEMM with the transposed weight
-folded back (col2im) by one strided add per kernel offset. 1x1 stride-1 unpadded on large images:
-a plain matmul per image; depthwise: shifted multiply-accumulate. Extra memory: ``N*C_in*kH*kW*OH*OW`` elements capped by
-``set_memory_budget`` (default max(256 MiB, 2x input)). Wins on dense convolutions with many channels.
+forward and grad_weight are one GEMM each against it; grad_input is, at unit stride, the forward of
+``gy`` with the flipped kernel, else a GEMM folded back (col2im) by one strided add per kernel offset.
+1x1 convolutions of large images: a matmul per image; depthwise: shifted multiply-accumulate.
+Extra memory: ``N*C_in*kH*kW*OH*OW`` elements, capped by ``set_memory_budget`` (default
+max(256 MiB, 2x input)). The backend for dense convolutions with many channels.
 """
 
 from __future__ import annotations
@@ -224,6 +225,7 @@ def _matmul_nt(a, b, out):
         np.matmul(b, a.swapaxes(-1, -2), out=scratch)
         np.copyto(out, scratch.swapaxes(-1, -2))
 
+
 def grad_weight(gy, x, geom):
     """``gw += gy_chunk @ cols.T``: one GEMM per chunk and group, contracting over images too."""
     if _is_depthwise(geom):
@@ -379,25 +381,30 @@ def _depthwise_chunk(geom, itemsize, per_image):
 
 
 def _map_chunks(geom, nb, work):
-    """``[work(b0, b1, scratch) for each chunk]``, spread over ``ELEMENTWISE_THREADS`` threads.
+    """Run ``work(b0, b1, scratch)`` on every chunk, spread over ``ELEMENTWISE_THREADS`` threads;
+    returns the ``scratch`` dicts, one per thread, which each thread reuses across its chunks.
 
     numpy's elementwise loops release the GIL but run on one core, where torch and BLAS use all
-    the threads they are given; each thread reuses its own ``scratch`` dict across its chunks.
+    the threads they are given.
     """
     chunks = list(_chunks(geom, nb))
     threads = min(ELEMENTWISE_THREADS, len(chunks))
     if threads <= 1:
         scratch = {}
-        return [work(b0, b1, scratch) for b0, b1 in chunks]
-    local = threading.local()
+        for b0, b1 in chunks:
+            work(b0, b1, scratch)
+        return [scratch]
+    local, scratches = threading.local(), []
 
     def run(chunk):
         if not hasattr(local, "scratch"):
             local.scratch = {}
-        return work(*chunk, local.scratch)
+            scratches.append(local.scratch)  # list.append is atomic under the GIL
+        work(*chunk, local.scratch)
 
     with ThreadPoolExecutor(threads) as pool:
-        return list(pool.map(run, chunks))
+        list(pool.map(run, chunks))
+    return scratches
 
 
 def _buffer(scratch, name, shape, dtype, zeros=False):
@@ -482,7 +489,8 @@ def _grad_weight_depthwise(gy, x, geom):
         lay.interior(xp)[...] = x[b0:b1]
         gyw = _wide_gy(gy, geom, lay, b0, b1, scratch).reshape(m, g, cog, plane)
         dots = _buffer(scratch, "dots", (m, g, cog), x.dtype)
-        gw = np.empty((g, cog, geom.kh, geom.kw), x.dtype)
+        part = _buffer(scratch, "part", (g, cog), x.dtype)
+        gw = _buffer(scratch, "gw", (g, cog, geom.kh, geom.kw), x.dtype, zeros=True)  # this thread's sum
         for ky, kx, index in lay.taps():
             shifted = xp[index]
             if not lay.wide:  # vecdot wants whole planes contiguous; the wide layout has them
@@ -490,10 +498,13 @@ def _grad_weight_depthwise(gy, x, geom):
                 np.copyto(shifted, xp[index])
             # The zero columns of gyw cancel the garbage that the wide rows read.
             np.vecdot(gyw, shifted.reshape(m, g, 1, plane), out=dots)
-            np.sum(dots, axis=0, out=gw[:, :, ky, kx])
-        return gw
+            gw[:, :, ky, kx] += np.sum(dots, axis=0, out=part)
 
-    return np.sum(_map_chunks(geom, nb, work), axis=0).reshape(geom.w_shape)
+    scratches = _map_chunks(geom, nb, work)
+    gw = scratches[0]["gw"].reshape(geom.w_shape)
+    for scratch in scratches[1:]:
+        gw += scratch["gw"].reshape(geom.w_shape)
+    return gw
 
 
 def warmup(dtype):
