@@ -122,47 +122,57 @@ def _fwd_flat(xf, wb, yf, ci0, ih, iw, oh, ow, pt, pl, dil_h, dil_w, zero):  # p
     # border columns: those where some tap lands in the left or right padding
     left = min(ow, pl)
     right = max(left, min(ow, iw - ((kw - 1) * dil_w - pl)))
-    for oy in range(oh):
-        for ox in range(ow):
-            if left <= ox < right:
-                continue
-            for j0 in range(0, cb, CB):
-                jn = min(CB, cb - j0)
-                a0 = zero
-                a1 = zero
-                a2 = zero
-                a3 = zero
-                for ky in range(kh):
-                    iy = oy - pt + ky * dil_h
-                    if iy < 0 or iy >= ih:
-                        continue
-                    for kx in range(kw):
-                        ix = ox - pl + kx * dil_w
-                        if ix < 0 or ix >= iw:
-                            continue
-                        q = iy * iw + ix  # flat input pixel
-                        if jn == CB:
-                            for ci in range(c_in_g):
+    if left > 0 or right < ow:
+        _fwd_border(xf, wb, yf, ci0, ih, iw, oh, ow, pt, pl, dil_h, dil_w, left, right)
+
+
+@njit(**_JIT)
+def _fwd_border(xf, wb, yf, ci0, ih, iw, oh, ow, pt, pl, dil_h, dil_w, left, right):  # pragma: no cover
+    """Recompute output columns ``[0, left)`` and ``[right, ow)`` exactly, tap by tap."""
+    cb, c_in_g, kh, kw = wb.shape
+    for j in range(cb):
+        for oy in range(oh):
+            for ox in range(ow):
+                if ox < left or ox >= right:
+                    yf[j, oy * ow + ox] = 0
+    ci = 0
+    while ci < c_in_g:
+        step = CI if cb == CB and c_in_g - ci >= CI else 1
+        for ky in range(kh):
+            a = ky * dil_h - pt  # input row minus output row
+            ylo = max(0, -a)
+            yhi = min(oh, ih - a)
+            for kx in range(kw):
+                off = kx * dil_w - pl  # input column minus output column
+                lo = max(0, -off)
+                hi = min(ow, iw - off)
+                w00 = w01 = w02 = w03 = w10 = w11 = w12 = w13 = wb[0, ci, ky, kx]  # typed for both branches
+                w20 = w21 = w22 = w23 = w30 = w31 = w32 = w33 = w00
+                if step == CI:
+                    w00, w01, w02, w03 = wb[0, ci, ky, kx], wb[0, ci + 1, ky, kx], wb[0, ci + 2, ky, kx], wb[0, ci + 3, ky, kx]
+                    w10, w11, w12, w13 = wb[1, ci, ky, kx], wb[1, ci + 1, ky, kx], wb[1, ci + 2, ky, kx], wb[1, ci + 3, ky, kx]
+                    w20, w21, w22, w23 = wb[2, ci, ky, kx], wb[2, ci + 1, ky, kx], wb[2, ci + 2, ky, kx], wb[2, ci + 3, ky, kx]
+                    w30, w31, w32, w33 = wb[3, ci, ky, kx], wb[3, ci + 1, ky, kx], wb[3, ci + 2, ky, kx], wb[3, ci + 3, ky, kx]
+                for part in range(2):
+                    c0, c1 = (lo, min(hi, left)) if part == 0 else (max(lo, right), hi)
+                    for ox in range(c0, c1):
+                        for oy in range(ylo, yhi):
+                            p = oy * ow + ox
+                            q = p + a * iw + off  # flat input pixel (ow == iw)
+                            if step == CI:
+                                v0 = xf[ci0 + ci, q]
+                                v1 = xf[ci0 + ci + 1, q]
+                                v2 = xf[ci0 + ci + 2, q]
+                                v3 = xf[ci0 + ci + 3, q]
+                                yf[0, p] += w00 * v0 + w01 * v1 + w02 * v2 + w03 * v3
+                                yf[1, p] += w10 * v0 + w11 * v1 + w12 * v2 + w13 * v3
+                                yf[2, p] += w20 * v0 + w21 * v1 + w22 * v2 + w23 * v3
+                                yf[3, p] += w30 * v0 + w31 * v1 + w32 * v2 + w33 * v3
+                            else:
                                 v = xf[ci0 + ci, q]
-                                a0 += wb[j0, ci, ky, kx] * v
-                                a1 += wb[j0 + 1, ci, ky, kx] * v
-                                a2 += wb[j0 + 2, ci, ky, kx] * v
-                                a3 += wb[j0 + 3, ci, ky, kx] * v
-                        else:
-                            for ci in range(c_in_g):
-                                a0 += wb[j0, ci, ky, kx] * xf[ci0 + ci, q]
-                            for ci in range(c_in_g if jn > 1 else 0):
-                                a1 += wb[j0 + 1, ci, ky, kx] * xf[ci0 + ci, q]
-                            for ci in range(c_in_g if jn > 2 else 0):
-                                a2 += wb[j0 + 2, ci, ky, kx] * xf[ci0 + ci, q]
-                p = oy * ow + ox
-                yf[j0, p] = a0
-                if jn > 1:
-                    yf[j0 + 1, p] = a1
-                if jn > 2:
-                    yf[j0 + 2, p] = a2
-                if jn > 3:
-                    yf[j0 + 3, p] = a3
+                                for j in range(cb):
+                                    yf[j, p] += wb[j, ci, ky, kx] * v
+        ci += step
 
 
 @njit(**_JIT)
@@ -322,45 +332,57 @@ def _gx_flat(gyf, wb, gxf, co0, c_out_g, ih, iw, oh, ow, pt, pl, dil_h, dil_w, z
     # border columns: those where some tap's output column falls outside gy
     left = min(iw, max(0, (kw - 1) * dil_w - pl))
     right = max(left, min(iw, ow - pl))
-    for iy in range(ih):
-        for ix in range(iw):
-            if left <= ix < right:
-                continue
-            a0 = zero
-            a1 = zero
-            a2 = zero
-            a3 = zero
-            for ky in range(kh):
-                oy = iy + pt - ky * dil_h
-                if oy < 0 or oy >= oh:
-                    continue
-                for kx in range(kw):
-                    ox = ix + pl - kx * dil_w
-                    if ox < 0 or ox >= ow:
-                        continue
-                    p = oy * ow + ox  # flat output pixel
-                    if cb == CB:
-                        for co in range(co0, co0 + c_out_g):
-                            v = gyf[co, p]
-                            a0 += wb[co, 0, ky, kx] * v
-                            a1 += wb[co, 1, ky, kx] * v
-                            a2 += wb[co, 2, ky, kx] * v
-                            a3 += wb[co, 3, ky, kx] * v
-                    else:
-                        for co in range(co0, co0 + c_out_g):
-                            a0 += wb[co, 0, ky, kx] * gyf[co, p]
-                        for co in range(co0, co0 + c_out_g if cb > 1 else co0):
-                            a1 += wb[co, 1, ky, kx] * gyf[co, p]
-                        for co in range(co0, co0 + c_out_g if cb > 2 else co0):
-                            a2 += wb[co, 2, ky, kx] * gyf[co, p]
-            q = iy * iw + ix
-            gxf[0, q] = a0
-            if cb > 1:
-                gxf[1, q] = a1
-            if cb > 2:
-                gxf[2, q] = a2
-            if cb > 3:
-                gxf[3, q] = a3
+    if left > 0 or right < iw:
+        _gx_border(gyf, wb, gxf, co0, c_out_g, ih, iw, oh, ow, pt, pl, dil_h, dil_w, left, right)
+
+
+@njit(**_JIT)
+def _gx_border(gyf, wb, gxf, co0, c_out_g, ih, iw, oh, ow, pt, pl, dil_h, dil_w, left, right):  # pragma: no cover
+    """Recompute gx columns ``[0, left)`` and ``[right, iw)`` exactly, tap by tap."""
+    cb, kh, kw = gxf.shape[0], wb.shape[2], wb.shape[3]
+    for j in range(cb):
+        for iy in range(ih):
+            for ix in range(iw):
+                if ix < left or ix >= right:
+                    gxf[j, iy * iw + ix] = 0
+    co = co0
+    while co < co0 + c_out_g:
+        step = CI if cb == CB and co0 + c_out_g - co >= CI else 1
+        for ky in range(kh):
+            a = ky * dil_h - pt  # input row minus output row
+            ylo = max(0, a)
+            yhi = min(ih, oh + a)
+            for kx in range(kw):
+                off = kx * dil_w - pl  # input column minus output column
+                lo = max(0, off)
+                hi = min(iw, ow + off)
+                w00 = w01 = w02 = w03 = w10 = w11 = w12 = w13 = wb[co, 0, ky, kx]  # typed for both branches
+                w20 = w21 = w22 = w23 = w30 = w31 = w32 = w33 = w00
+                if step == CI:
+                    w00, w01, w02, w03 = wb[co, 0, ky, kx], wb[co + 1, 0, ky, kx], wb[co + 2, 0, ky, kx], wb[co + 3, 0, ky, kx]
+                    w10, w11, w12, w13 = wb[co, 1, ky, kx], wb[co + 1, 1, ky, kx], wb[co + 2, 1, ky, kx], wb[co + 3, 1, ky, kx]
+                    w20, w21, w22, w23 = wb[co, 2, ky, kx], wb[co + 1, 2, ky, kx], wb[co + 2, 2, ky, kx], wb[co + 3, 2, ky, kx]
+                    w30, w31, w32, w33 = wb[co, 3, ky, kx], wb[co + 1, 3, ky, kx], wb[co + 2, 3, ky, kx], wb[co + 3, 3, ky, kx]
+                for part in range(2):
+                    c0, c1 = (lo, min(hi, left)) if part == 0 else (max(lo, right), hi)
+                    for ix in range(c0, c1):
+                        for iy in range(ylo, yhi):
+                            q = iy * iw + ix
+                            p = q - a * iw - off  # flat output pixel (ow == iw)
+                            if step == CI:
+                                v0 = gyf[co, p]
+                                v1 = gyf[co + 1, p]
+                                v2 = gyf[co + 2, p]
+                                v3 = gyf[co + 3, p]
+                                gxf[0, q] += w00 * v0 + w01 * v1 + w02 * v2 + w03 * v3
+                                gxf[1, q] += w10 * v0 + w11 * v1 + w12 * v2 + w13 * v3
+                                gxf[2, q] += w20 * v0 + w21 * v1 + w22 * v2 + w23 * v3
+                                gxf[3, q] += w30 * v0 + w31 * v1 + w32 * v2 + w33 * v3
+                            else:
+                                v = gyf[co, p]
+                                for j in range(cb):
+                                    gxf[j, q] += wb[co, j, ky, kx] * v
+        co += step
 
 
 @njit(**_JIT)
