@@ -192,7 +192,7 @@ def cmd_gate(parser, args) -> int:
         parser.error(f"no budget file at {path}: run `make bench-budgets` (fastconv gate --update) first")
     budgets = read_budgets(path)
     cases_ = cases.SUITES[budgets.suite]
-    _print(f"gate: {budgets.suite} suite, {budgets.dtype}, {budgets.threads} threads, the {budgets.stat} of "
+    _print(f"gate: {budgets.suite} suite, {budgets.dtype}, {timing.plural(budgets.threads, 'thread')}, the {budgets.stat} of "
            f"{budgets.repeat} rounds; fail when time/torch > budget x {budgets.tolerance}")
     (measured,), wrong = _run(budgets, cases_, "gate")
     verdicts = compare(measured, budgets, wrong)

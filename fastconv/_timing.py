@@ -98,6 +98,10 @@ def _by_hand(n: int):
             numba.set_num_threads(old)
 
 
+def plural(n: int, word: str) -> str:
+    return f"{n} {word}{'' if n == 1 else 's'}"
+
+
 def matmul_peak(dtype=np.float32, size: int = 2048, repeat: int = 5) -> float:
     """GFLOP/s of a square ``np.matmul`` on the current threads: the machine's practical peak.
 

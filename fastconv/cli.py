@@ -302,7 +302,7 @@ def cmd_bench(parser, args) -> int:
     have_torch = timing.TORCH in impls
     with timing.pinned_threads(args.threads):
         peak = timing.matmul_peak(dtype)
-        _print(f"fastconv {__version__} · {dtype} · {args.threads} threads for BLAS, numba and torch alike · "
+        _print(f"fastconv {__version__} · {dtype} · {timing.plural(args.threads, 'thread')} for BLAS, numba and torch alike · "
                f"median of {args.repeat} interleaved rounds · matmul peak {peak:.1f} GFLOP/s "
                f"(best 2048x2048 {dtype} np.matmul)")
         if not have_torch:

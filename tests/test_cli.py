@@ -43,7 +43,7 @@ def test_bench_prints_a_table_per_shape_and_writes_json(capsys, tmp_path):
     code, out, _ = run(capsys, "bench", "--suite", "tiny", "--backends", FAST, "--repeat", "2",
                        "--threads", "1", "--no-progress", "--json", str(path))
     assert code == 0, out
-    assert "1 threads" in out and "matmul peak" in out
+    assert "1 thread for" in out and "matmul peak" in out
     for case in cases.TINY:
         assert case.name in out
     doc = json.loads(path.read_text())
