@@ -19,7 +19,9 @@ PROBLEMS = {
     "grouped-asym": ((7, 6, 10, 9), (4, 3, 3, 2), {"stride": (2, 1), "padding": ((2, 0), (1, 3)),
                                                        "dilation": (1, 2), "groups": 2}),
     "dense-unpadded-s2": ((5, 3, 9, 9), (4, 3, 3, 3), {"stride": 2}),
-    "dense-deep": ((5, 32, 6, 5), (6, 32, 3, 3), {"padding": 1}),  # GEMM in pixel-major orientation
+    # Forward GEMM: per image below 64 multiply-adds per output, per chunk from 64, pixel-major from 512.
+    "dense-mid": ((5, 8, 7, 6), (6, 8, 3, 3), {"padding": 1}),
+    "dense-deep": ((5, 64, 6, 5), (6, 64, 3, 3), {"padding": 1}),
     # Unit stride: grad_input runs as a forward convolution of gy, unless the padding exceeds the span.
     "dilated-asym-s1": ((5, 4, 9, 10), (6, 2, 3, 2), {"padding": ((3, 0), (1, 0)), "dilation": (2, 1),
                                                       "groups": 2}),
@@ -174,7 +176,8 @@ def test_special_paths_match_torch(name, dtype):
 @pytest.mark.parametrize("threads", [1, 3])
 @pytest.mark.parametrize("name", ["depthwise", "depthwise-x2-s2-d2"])
 def test_depthwise_threads_agree(budget, monkeypatch, name, threads):
-    monkeypatch.setattr(im2col, "ELEMENTWISE_THREADS", threads)
+    # The depthwise path spreads its chunks over fastconv's thread count.
+    monkeypatch.setattr(im2col, "get_num_threads", lambda: threads)
     budget(1)  # one image per chunk: every thread gets several chunks
     geom, x, w, gy = _problem(name)
     for pass_ in PASSES:

@@ -10,13 +10,14 @@ max(256 MiB, 2x input)). The backend for dense convolutions with many channels.
 
 from __future__ import annotations
 
-import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
+
+from .._threads import get_num_threads
 
 NAME = "im2col"
 
@@ -31,15 +32,16 @@ PREFERRED_CHUNK_BYTES = 24 * 2**20
 # of the output included; below it (the 7x7 stem, MNIST, a 1x1 from 256 channels) that copy
 # costs more than it saves.
 PIXEL_MAJOR_MIN_K = 512
+# Below this many multiply-adds per output the forward GEMM is memory-bound and small: one per
+# image, written straight into NCHW, beat a chunk-wide GEMM and its transposing copy 3x on
+# MNIST's first layer (25), whether or not another process loaded the machine.
+PER_IMAGE_MAX_K = 64
 # A 1x1 stride-1 unpadded convolution is a plain matmul per image, with no copy at all, when its
 # images have at least this many pixels. Smaller images make short GEMMs that lose up to 2x when
 # another process competes for the cores, so they are gathered channel-major into chunks first
 # (a copy the size of the input, no kH*kW blow-up) like any other convolution: 15% slower than
 # per-image GEMMs on an idle machine, 2x faster on a busy one (r14-c256-1x1-c1024).
 POINTWISE_PER_IMAGE_MIN_PIXELS = 1024
-# numpy runs elementwise work on one core; the depthwise path, which has no BLAS call, spreads its
-# chunks over this many threads (torch uses all it is given). Set it to 1 to stay single-threaded.
-ELEMENTWISE_THREADS = min(4, os.cpu_count() or 1)
 # Depthwise chunks are streamed through ~18 elementwise passes: small enough to stay in cache,
 # large enough for long loops (1, 4 and 16 MiB measured on dw-r28-c128-k3; 4 was best).
 PREFERRED_DEPTHWISE_CHUNK_BYTES = 4 * 2**20
@@ -184,8 +186,12 @@ def forward(x, w, geom):
     wg = w.reshape(g, cog, kg)
     yt = _Lazy(x.dtype)
     pixel_major = kg >= PIXEL_MAJOR_MIN_K
-    for b0, b1, cols in _columns(x, geom, per_image_extra=geom.c_out * p):
+    per_image = kg < PER_IMAGE_MAX_K
+    for b0, b1, cols in _columns(x, geom, per_image_extra=0 if per_image else geom.c_out * p):
         m = b1 - b0
+        if per_image:  # a GEMM per image straight into NCHW y
+            np.matmul(wg, cols.reshape(g, kg, m, p).transpose(2, 0, 1, 3), out=y[b0:b1].reshape(m, g, cog, p))
+            continue
         # One GEMM for the whole chunk, then a transposing copy into NCHW: a GEMM per image is
         # as fast on an idle machine, but many short BLAS calls lose much more when another
         # process competes for the cores (each call waits for its slowest thread).
@@ -373,7 +379,7 @@ class _Planes:
 
 def _depthwise_chunk(geom, itemsize, per_image):
     """Images per chunk when every worker thread holds one chunk's scratch."""
-    threads = max(1, ELEMENTWISE_THREADS)
+    threads = get_num_threads()
     budget = memory_budget(geom.n * geom.c_in * geom.ih * geom.iw * itemsize)
     fits = (budget // threads - 3 * np.getbufsize() * itemsize) // (per_image * itemsize)
     preferred = PREFERRED_DEPTHWISE_CHUNK_BYTES // (per_image * itemsize)
@@ -381,14 +387,14 @@ def _depthwise_chunk(geom, itemsize, per_image):
 
 
 def _map_chunks(geom, nb, work):
-    """Run ``work(b0, b1, scratch)`` on every chunk, spread over ``ELEMENTWISE_THREADS`` threads;
-    returns the ``scratch`` dicts, one per thread, which each thread reuses across its chunks.
+    """Run ``work(b0, b1, scratch)`` on every chunk, spread over ``fastconv.get_num_threads()``
+    threads; returns the ``scratch`` dicts, one per thread, each reused across its chunks.
 
-    numpy's elementwise loops release the GIL but run on one core, where torch and BLAS use all
-    the threads they are given.
+    The depthwise path makes no BLAS call, and numpy's elementwise loops run on one core; they
+    release the GIL, so Python threads give it the cores that BLAS and torch would use.
     """
     chunks = list(_chunks(geom, nb))
-    threads = min(ELEMENTWISE_THREADS, len(chunks))
+    threads = min(get_num_threads(), len(chunks))
     if threads <= 1:
         scratch = {}
         for b0, b1 in chunks:
