@@ -57,7 +57,7 @@ def _fwd_flat(xf, wb, yf, ci0, ih, iw, oh, ow, pt, pl, dil_h, dil_w, zero):  # p
         ci = 0
         while ci < c_in_g:
             # 4 input channels per pass when possible: 16 multiply-adds per load and store of y
-            step = CI if cb == CB and c_in_g - ci >= CI else 1
+            step = 1 if cb < CB else CI if c_in_g - ci >= CI else 3 if c_in_g - ci == 3 else 1
             for ky in range(kh):
                 a = ky * dil_h - pt  # input row minus output row
                 ylo = max(oy0, -a)
@@ -96,6 +96,25 @@ def _fwd_flat(xf, wb, yf, ci0, ih, iw, oh, ow, pt, pl, dil_h, dil_w, zero):  # p
                             y1[k] += w10 * v0 + w11 * v1 + w12 * v2 + w13 * v3
                             y2[k] += w20 * v0 + w21 * v1 + w22 * v2 + w23 * v3
                             y3[k] += w30 * v0 + w31 * v1 + w32 * v2 + w33 * v3
+                    elif step == 3:  # three input channels left (RGB input layers)
+                        y1 = yf[1, p0:p1]
+                        y2 = yf[2, p0:p1]
+                        y3 = yf[3, p0:p1]
+                        x0 = xf[ci0 + ci, q0:]
+                        x1 = xf[ci0 + ci + 1, q0:]
+                        x2 = xf[ci0 + ci + 2, q0:]
+                        w00, w01, w02 = wb[0, ci, ky, kx], wb[0, ci + 1, ky, kx], wb[0, ci + 2, ky, kx]
+                        w10, w11, w12 = wb[1, ci, ky, kx], wb[1, ci + 1, ky, kx], wb[1, ci + 2, ky, kx]
+                        w20, w21, w22 = wb[2, ci, ky, kx], wb[2, ci + 1, ky, kx], wb[2, ci + 2, ky, kx]
+                        w30, w31, w32 = wb[3, ci, ky, kx], wb[3, ci + 1, ky, kx], wb[3, ci + 2, ky, kx]
+                        for k in range(cnt):
+                            v0 = x0[k]
+                            v1 = x1[k]
+                            v2 = x2[k]
+                            y0[k] += w00 * v0 + w01 * v1 + w02 * v2
+                            y1[k] += w10 * v0 + w11 * v1 + w12 * v2
+                            y2[k] += w20 * v0 + w21 * v1 + w22 * v2
+                            y3[k] += w30 * v0 + w31 * v1 + w32 * v2
                     elif cb == CB:
                         y1 = yf[1, p0:p1]
                         y2 = yf[2, p0:p1]
@@ -148,6 +167,8 @@ def _fwd_border(xf, wb, yf, ci0, ih, iw, oh, ow, pt, pl, dil_h, dil_w, left, rig
                 hi = min(ow, iw - off)
                 w00 = w01 = w02 = w03 = w10 = w11 = w12 = w13 = wb[0, ci, ky, kx]  # typed for both branches
                 w20 = w21 = w22 = w23 = w30 = w31 = w32 = w33 = w00
+                if step == 1 and cb == CB:
+                    w10, w20, w30 = wb[1, ci, ky, kx], wb[2, ci, ky, kx], wb[3, ci, ky, kx]
                 if step == CI:
                     w00, w01, w02, w03 = wb[0, ci, ky, kx], wb[0, ci + 1, ky, kx], wb[0, ci + 2, ky, kx], wb[0, ci + 3, ky, kx]
                     w10, w11, w12, w13 = wb[1, ci, ky, kx], wb[1, ci + 1, ky, kx], wb[1, ci + 2, ky, kx], wb[1, ci + 3, ky, kx]
@@ -168,6 +189,12 @@ def _fwd_border(xf, wb, yf, ci0, ih, iw, oh, ow, pt, pl, dil_h, dil_w, left, rig
                                 yf[1, p] += w10 * v0 + w11 * v1 + w12 * v2 + w13 * v3
                                 yf[2, p] += w20 * v0 + w21 * v1 + w22 * v2 + w23 * v3
                                 yf[3, p] += w30 * v0 + w31 * v1 + w32 * v2 + w33 * v3
+                            elif cb == CB:
+                                v = xf[ci0 + ci, q]
+                                yf[0, p] += w00 * v
+                                yf[1, p] += w10 * v
+                                yf[2, p] += w20 * v
+                                yf[3, p] += w30 * v
                             else:
                                 v = xf[ci0 + ci, q]
                                 for j in range(cb):
@@ -358,6 +385,8 @@ def _gx_border(gyf, wb, gxf, co0, c_out_g, ih, iw, oh, ow, pt, pl, dil_h, dil_w,
                 hi = min(iw, ow + off)
                 w00 = w01 = w02 = w03 = w10 = w11 = w12 = w13 = wb[co, 0, ky, kx]  # typed for both branches
                 w20 = w21 = w22 = w23 = w30 = w31 = w32 = w33 = w00
+                if step == 1 and cb == CB:
+                    w10, w20, w30 = wb[co, 1, ky, kx], wb[co, 2, ky, kx], wb[co, 3, ky, kx]
                 if step == CI:
                     w00, w01, w02, w03 = wb[co, 0, ky, kx], wb[co + 1, 0, ky, kx], wb[co + 2, 0, ky, kx], wb[co + 3, 0, ky, kx]
                     w10, w11, w12, w13 = wb[co, 1, ky, kx], wb[co + 1, 1, ky, kx], wb[co + 2, 1, ky, kx], wb[co + 3, 1, ky, kx]
@@ -378,6 +407,12 @@ def _gx_border(gyf, wb, gxf, co0, c_out_g, ih, iw, oh, ow, pt, pl, dil_h, dil_w,
                                 gxf[1, q] += w10 * v0 + w11 * v1 + w12 * v2 + w13 * v3
                                 gxf[2, q] += w20 * v0 + w21 * v1 + w22 * v2 + w23 * v3
                                 gxf[3, q] += w30 * v0 + w31 * v1 + w32 * v2 + w33 * v3
+                            elif cb == CB:
+                                v = gyf[co, p]
+                                gxf[0, q] += w00 * v
+                                gxf[1, q] += w10 * v
+                                gxf[2, q] += w20 * v
+                                gxf[3, q] += w30 * v
                             else:
                                 v = gyf[co, p]
                                 for j in range(cb):
