@@ -16,7 +16,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import tomllib
 
 from . import _timing as timing
 from . import backends, cases
@@ -43,6 +42,10 @@ class Budgets:
 
 
 def read_budgets(path) -> Budgets:
+    try:
+        import tomllib
+    except ImportError:  # Python 3.10
+        import tomli as tomllib
     text = Path(path).read_text()
     doc = tomllib.loads(text)
     notes = "".join(line + "\n" for line in text.splitlines() if line.startswith("#")
