@@ -483,7 +483,8 @@ def _forward_depthwise_runs(x, w, geom):
         # Rows laid out for nb images whatever m, so that the zero borders never move.
         xp = _buffer(scratch, "xp", (cb, nb * plane + overhang), x.dtype, zeros=True)
         grid = xp[:c1 - c0, :m * plane].reshape(c1 - c0, m, hp, wp)
-        grid[:, :, geom.pt:geom.pt + geom.ih, geom.pl:geom.pl + geom.iw] = x[b0:b1, c0:c1].transpose(1, 0, 2, 3)
+        interior = grid[:, :, geom.pt:geom.pt + geom.ih, geom.pl:geom.pl + geom.iw]
+        interior[...] = x[b0:b1, c0:c1].transpose(1, 0, 2, 3)
         acc = _buffer(scratch, "acc", (m * plane,), x.dtype)
         tmp = _buffer(scratch, "tmp", (m * plane,), x.dtype)
         for c in range(c0, c1):
