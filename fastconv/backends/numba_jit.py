@@ -1,10 +1,11 @@
-"""Numba backend: the direct convolution loops of ``reference.py``, compiled and run in parallel.
+"""Numba backend: the direct-convolution loops of ``reference.py``, compiled and run in parallel.
 
-Forward and input gradient run in parallel over (image, block of 4 channels); the weight gradient
-over blocks of 4 output channels. Each task accumulates whole output rows with the innermost loop
-along the contiguous width, so LLVM vectorises it. Extra memory: none beyond the outputs (padding
-is handled by loop bounds). Wins where im2col's column matrix is large relative to the work:
-small batches, depthwise, dilated and memory-tight calls.
+Forward and input gradient run in parallel over (image, block of 4 channels), the weight gradient
+over blocks of 4 output channels. With stride 1 and ``ow == iw`` (``"same"``-style padding, 1x1)
+every tap is one contiguous multiply-add run over whole rows (4x4 channels per pass), and the few
+border columns that such runs cross are recomputed exactly; other strides go row by row. Extra
+memory: none beyond the outputs (padding is handled by loop bounds). Wins on small batches,
+depthwise and memory-tight calls; loses to BLAS on many channels over small images (7x7, 14x14).
 """
 
 import numba
