@@ -229,9 +229,9 @@ def bench_report(results, cases_, passes, peak: float, dtype) -> list[dict]:
         for pass_ in passes:
             if rows:
                 rows.append(None)
-            for r in (r for r in results if r.case == case.name and r.pass_ == pass_):
+            for r in (r for r in results if r.case == case.name and r.pass_ == pass_ and not r.skipped):
                 vs_torch, vs_fastest = ratio.get((r.case, r.pass_, r.impl), (math.nan, math.nan))
-                notes = [r.skipped] if r.skipped else []
+                notes = []
                 if r.impl == auto:
                     notes.append("auto")
                 if not r.ok:
@@ -303,12 +303,17 @@ def cmd_bench(parser, args) -> int:
     with timing.pinned_threads(args.threads):
         peak = timing.matmul_peak(dtype)
         _print(f"fastconv {__version__} · {dtype} · {timing.plural(args.threads, 'thread')} for BLAS, numba and torch alike · "
-               f"median of {args.repeat} interleaved rounds · matmul peak {peak:.1f} GFLOP/s "
+               f"median of {timing.plural(args.repeat, 'interleaved round')} · matmul peak {peak:.1f} GFLOP/s "
                f"(best 2048x2048 {dtype} np.matmul)")
-        if not have_torch:
-            why = "torch is not installed" if timing.torch_module() is None else "torch was not selected"
-            _print(f"No baseline: {why}, so the 'x torch' column is empty and results are checked "
-                   "against the reference backend on small shapes only (pip install torch to compare).")
+        if timing.torch_module() is None:
+            _print("No baseline: torch is not installed, so the 'x torch' column is empty and results are "
+                   "checked against the reference backend on small shapes only (pip install torch to compare).")
+        elif not have_torch:
+            _print("No baseline: torch was not selected, so the 'x torch' column is empty "
+                   "(results are still checked against torch).")
+        skipped = sorted({timing.skip_reason(i, c) for i in impls for c in cases_} - {None})
+        for reason in skipped:
+            _print(f"Not timed on every shape: {reason} (it is slow on purpose).")
         total = timing.steps(cases_, impls, passes, args.repeat)
         with _Progress(total, enabled=not args.no_progress) as progress:
             results = timing.measure(cases_, impls, passes, dtype=dtype, repeat=args.repeat,
