@@ -74,8 +74,10 @@ def _fastconv_threads(n: int):
         from ._threads import threads
     except ImportError:
         return _by_hand(n)
-    import numba  # noqa: F401  (imported first, so that the setting reaches numba too)
-
+    try:
+        import numba  # noqa: F401  (imported first, so that the setting reaches numba too)
+    except ImportError:
+        pass
     return threads(n)
 
 
