@@ -184,3 +184,20 @@ def test_depthwise_threads_agree(budget, monkeypatch, name, threads):
         args = _args(pass_, x, w, gy)
         assert_close(getattr(im2col, pass_)(*args, geom), getattr(reference, pass_)(*args, geom),
                      what=f"{name} {pass_} on {threads} threads")
+
+
+@pytest.mark.parametrize("pass_", PASSES)
+@pytest.mark.parametrize("name", PROBLEMS)
+def test_inf_and_nan_land_where_the_reference_puts_them(name, pass_):
+    # The depthwise wide rows and the unit-stride forward read padding or garbage columns that
+    # the reference never touches; 0 * inf there must not leak a NaN into a real result.
+    geom, x, w, gy = _problem(name, seed=2)
+    x[0, 0, -1, -1], x[-1, -1, 0, 0], w[0, 0, 0, -1] = np.inf, np.nan, -np.inf
+    gy[0, -1, 0, 0] = np.inf
+    args = _args(pass_, x, w, gy)
+    with np.errstate(invalid="ignore", over="ignore"):
+        got, want = getattr(im2col, pass_)(*args, geom), getattr(reference, pass_)(*args, geom)
+    np.testing.assert_array_equal(np.isnan(got), np.isnan(want))
+    np.testing.assert_array_equal(np.isinf(got), np.isinf(want))
+    finite = np.isfinite(want)
+    assert_close(got[finite], want[finite])

@@ -262,7 +262,11 @@ def grad_input(gy, w, geom):
         return _grad_input_pointwise(gy, w, geom)
     transposed = _as_forward(geom)
     if transposed is not None and (geom.c_out_g == 1 or not _is_depthwise(geom)):
-        return forward(gy, _flipped(w, geom), transposed)
+        gx = forward(gy, _flipped(w, geom), transposed)
+        # The zeros padded around gy meet every weight; should one be infinite, 0 * inf puts
+        # NaN where the exact sum has none, so the rare non-finite result is redone by the fold.
+        if np.isfinite(gx.sum()):
+            return gx
     if _is_depthwise(geom):
         return _grad_input_depthwise(gy, w, geom)
     g, cog, p = geom.groups, geom.c_out_g, geom.oh * geom.ow
@@ -336,13 +340,15 @@ class _Planes:
     With unit stride, every output row is computed ``wp`` (the padded width) long, so that a
     kernel offset reads one contiguous run of the flattened padded plane instead of ``oh`` short
     rows (numpy then runs long SIMD loops); the ``wp - ow`` extra columns are cropped (forward)
-    or held at zero (gradients). Other strides use 2-D strided views.
+    or held at zero (gradients). Other strides use 2-D strided views. A gradient's zeros meet
+    real data in the extra columns, so an infinity there would leave NaN where the exact sum has
+    none: the gradients check their result and redo the rare non-finite one without wide rows.
     """
 
-    def __init__(self, geom):
+    def __init__(self, geom, wide=True):
         self.geom = geom
         self.hp, self.wp = _padded_shape(geom)
-        self.wide = geom.sh == geom.sw == 1
+        self.wide = wide and geom.sh == geom.sw == 1
         if self.wide:  # the last offset's run overhangs the last padded row by (kw-1)*dil_w
             self.padded = (self.hp * self.wp + (geom.kw - 1) * geom.dil_w,)
             self.plane = (geom.oh * self.wp,)
@@ -408,12 +414,14 @@ def _map_items(items, work):
             work(*item, scratch)
         return [scratch]
     local, scratches = threading.local(), []
+    errors = np.geterr()  # np.errstate is per thread: the caller's must hold in the workers too
 
     def run(item):
         if not hasattr(local, "scratch"):
             local.scratch = {}
             scratches.append(local.scratch)  # list.append is atomic under the GIL
-        work(*item, local.scratch)
+        with np.errstate(**errors):
+            work(*item, local.scratch)
 
     with ThreadPoolExecutor(threads) as pool:
         list(pool.map(run, items))
@@ -511,9 +519,9 @@ def _wide_gy(gy, geom, lay, b0, b1, scratch):
     return gyw
 
 
-def _grad_input_depthwise(gy, w, geom):
+def _grad_input_depthwise(gy, w, geom, wide=True):
     g, cog = geom.groups, geom.c_out_g
-    lay = _Planes(geom)
+    lay = _Planes(geom, wide)
     padded, plane = int(np.prod(lay.padded)), int(np.prod(lay.plane))
     nb = _depthwise_chunk(geom, gy.itemsize, geom.c_in * padded + (geom.c_out + geom.c_in) * plane)
     gx = np.empty(geom.x_shape, gy.dtype)
@@ -532,12 +540,14 @@ def _grad_input_depthwise(gy, w, geom):
         gx[b0:b1] = lay.interior(gxp)
 
     _map_chunks(geom, nb, work)
+    if lay.wide and not np.isfinite(gx.sum()):  # see _Planes; a sum allocates no mask
+        return _grad_input_depthwise(gy, w, geom, wide=False)
     return gx
 
 
-def _grad_weight_depthwise(gy, x, geom):
+def _grad_weight_depthwise(gy, x, geom, wide=True):
     g, cog = geom.groups, geom.c_out_g
-    lay = _Planes(geom)
+    lay = _Planes(geom, wide)
     padded, plane = int(np.prod(lay.padded)), int(np.prod(lay.plane))
     nb = _depthwise_chunk(geom, x.itemsize, geom.c_in * padded + (geom.c_out + geom.c_in) * plane
                           + 2 * geom.c_out)
@@ -563,6 +573,8 @@ def _grad_weight_depthwise(gy, x, geom):
     gw = scratches[0]["gw"].reshape(geom.w_shape)
     for scratch in scratches[1:]:
         gw += scratch["gw"].reshape(geom.w_shape)
+    if lay.wide and not np.isfinite(gw.sum()):  # see _Planes
+        return _grad_weight_depthwise(gy, x, geom, wide=False)
     return gw
 
 
