@@ -1,11 +1,10 @@
 """im2col backend: the convolution as BLAS matrix products over an ``as_strided`` view of the input.
 
-Per chunk of images the receptive fields are copied once into a ``(C_in*kH*kW, chunk*OH*OW)`` buffer;
-forward and grad_weight are one GEMM each against it; grad_input is, at unit stride, the forward of
-``gy`` with the flipped kernel, else a GEMM folded back (col2im) by one strided add per kernel offset.
-1x1 convolutions of large images: a matmul per image; depthwise: shifted multiply-accumulate.
-Extra memory: ``N*C_in*kH*kW*OH*OW`` elements, capped by ``set_memory_budget`` (default
-max(256 MiB, 2x input)). The backend for dense convolutions with many channels.
+Per chunk of images the receptive fields are copied once into a ``(C_in*kH*kW, chunk*OH*OW)`` buffer and
+forward and grad_weight are one GEMM each; grad_input is the forward of ``gy`` with the flipped kernel at
+unit stride, else a GEMM folded back (col2im) by one strided add per kernel offset. 1x1 on large images: a
+matmul per image; depthwise: shifted multiply-accumulate. Extra memory ``N*C_in*kH*kW*OH*OW`` elements,
+capped by ``set_memory_budget`` (default max(256 MiB, 2x input)). Wins on dense, many-channel layers.
 """
 
 from __future__ import annotations
