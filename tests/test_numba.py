@@ -36,6 +36,10 @@ SHAPES = [
                  id="rows-stride-dil"),
     pytest.param((2, 8, 9, 8), (9, 8, 3, 2), dict(stride=(1, 3), padding=((3, 0), (0, 4))), id="rows-s13"),
     pytest.param((2, 5, 6, 7), (5, 5, 2, 3), {}, id="rows-valid"),
+    pytest.param((2, 3, 9, 11), (8, 3, 3, 5), {}, id="rows-valid-k5"),
+    pytest.param((2, 3, 13, 12), (9, 3, 7, 7), dict(stride=2, padding=3), id="rows-stem-k7s2"),
+    pytest.param((1, 2, 9, 12), (4, 2, 3, 6), dict(stride=(1, 2), padding=((1, 0), (4, 1)), dilation=(1, 2)),
+                 id="rows-dil-merged-taps"),
     pytest.param((1, 2, 4, 5), (5, 2, 4, 5), {}, id="kernel-eq-input"),
 ]
 

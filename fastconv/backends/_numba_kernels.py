@@ -202,9 +202,40 @@ def _fwd_border(xf, wb, yf, ci0, ih, iw, oh, ow, pt, pl, dil_h, dil_w, left, rig
         ci += step
 
 
+@njit(inline="always", **_JIT)  # inlined in numba's IR: a call per row segment would cost more
+def _rows4_tap(y, bn, co0, oy, w0, w1, w2, w3, xrow, lo, hi, sw, off):  # pragma: no cover
+    """y[bn, co0:co0+4, oy, lo:hi] += w_j * (input row at columns ox*sw + off)."""
+    cnt = hi - lo
+    if cnt <= 0:
+        return
+    xs = xrow[lo * sw + off:]
+    y0 = y[bn, co0, oy, lo:hi]
+    y1 = y[bn, co0 + 1, oy, lo:hi]
+    y2 = y[bn, co0 + 2, oy, lo:hi]
+    y3 = y[bn, co0 + 3, oy, lo:hi]
+    if sw == 1:  # unit stride known to LLVM: plain vector loads
+        for k in range(cnt):
+            v = xs[k]
+            y0[k] += w0 * v
+            y1[k] += w1 * v
+            y2[k] += w2 * v
+            y3[k] += w3 * v
+    else:
+        for k in range(cnt):
+            v = xs[k * sw]
+            y0[k] += w0 * v
+            y1[k] += w1 * v
+            y2[k] += w2 * v
+            y3[k] += w3 * v
+
+
 @njit(**_JIT)
 def _fwd_rows(x, w, y, bn, co0, cb, xc0, sh, sw, pt, pl, dil_h, dil_w):  # pragma: no cover
-    """Any stride and padding: one output row at a time, taps clipped to the input."""
+    """Any stride and padding: one output row at a time, taps clipped to the input.
+
+    With 4 output channels, 4 neighbouring taps share one pass over the columns where all four
+    are inside the input (16 multiply-adds per load and store of y); their edges go tap by tap.
+    """
     n, c_in, ih, iw = x.shape
     c_in_g, kh, kw = w.shape[1], w.shape[2], w.shape[3]
     oh, ow = y.shape[2], y.shape[3]
@@ -215,42 +246,81 @@ def _fwd_rows(x, w, y, bn, co0, cb, xc0, sh, sw, pt, pl, dil_h, dil_w):  # pragm
                 if iy < 0 or iy >= ih:
                     continue
                 xrow = x[bn, xc0 + ci, iy]
-                for kx in range(kw):
-                    off = kx * dil_w - pl  # input column of ox = 0
-                    lo, hi = _ox_range(off, sw, iw, ow)
-                    cnt = hi - lo
-                    if cnt <= 0:
+                if cb != CB:
+                    for kx in range(kw):
+                        off = kx * dil_w - pl  # input column of ox = 0
+                        lo, hi = _ox_range(off, sw, iw, ow)
+                        if hi <= lo:
+                            continue
+                        xs = xrow[lo * sw + off:]
+                        for j in range(cb):
+                            wv = w[co0 + j, ci, ky, kx]
+                            yr = y[bn, co0 + j, oy, lo:hi]
+                            for k in range(hi - lo):
+                                yr[k] += wv * xs[k * sw]
+                    continue
+                kx = 0
+                while kx < kw:
+                    if kw - kx < 4:
+                        off = kx * dil_w - pl  # input column of ox = 0
+                        lo, hi = _ox_range(off, sw, iw, ow)
+                        _rows4_tap(y, bn, co0, oy, w[co0, ci, ky, kx], w[co0 + 1, ci, ky, kx],
+                                   w[co0 + 2, ci, ky, kx], w[co0 + 3, ci, ky, kx], xrow, lo, hi, sw, off)
+                        kx += 1
                         continue
-                    xs = xrow[lo * sw + off:]
-                    if cb == CB:
-                        w0 = w[co0, ci, ky, kx]
-                        w1 = w[co0 + 1, ci, ky, kx]
-                        w2 = w[co0 + 2, ci, ky, kx]
-                        w3 = w[co0 + 3, ci, ky, kx]
+                    o0 = kx * dil_w - pl  # input column of ox = 0, for taps kx .. kx+3
+                    o1 = o0 + dil_w
+                    o2 = o1 + dil_w
+                    o3 = o2 + dil_w
+                    lo0, hi0 = _ox_range(o0, sw, iw, ow)
+                    lo3, hi3 = _ox_range(o3, sw, iw, ow)
+                    lo, hi = lo0, hi3  # where all four taps are inside (lo grows, hi shrinks with kx)
+                    for t in range(4):
+                        ot = o0 + t * dil_w
+                        lt, ht = _ox_range(ot, sw, iw, ow)
+                        wt0, wt1 = w[co0, ci, ky, kx + t], w[co0 + 1, ci, ky, kx + t]
+                        wt2, wt3 = w[co0 + 2, ci, ky, kx + t], w[co0 + 3, ci, ky, kx + t]
+                        if hi <= lo:  # no common columns: every tap on its own
+                            _rows4_tap(y, bn, co0, oy, wt0, wt1, wt2, wt3, xrow, lt, ht, sw, ot)
+                        else:
+                            _rows4_tap(y, bn, co0, oy, wt0, wt1, wt2, wt3, xrow, lt, min(ht, lo), sw, ot)
+                            _rows4_tap(y, bn, co0, oy, wt0, wt1, wt2, wt3, xrow, max(lt, hi), ht, sw, ot)
+                    if hi > lo:
+                        cnt = hi - lo
+                        x0 = xrow[lo * sw + o0:]
+                        x1 = xrow[lo * sw + o1:]
+                        x2 = xrow[lo * sw + o2:]
+                        x3 = xrow[lo * sw + o3:]
                         y0 = y[bn, co0, oy, lo:hi]
                         y1 = y[bn, co0 + 1, oy, lo:hi]
                         y2 = y[bn, co0 + 2, oy, lo:hi]
                         y3 = y[bn, co0 + 3, oy, lo:hi]
-                        if sw == 1:
+                        w00, w01, w02, w03 = w[co0, ci, ky, kx], w[co0, ci, ky, kx + 1], w[co0, ci, ky, kx + 2], w[co0, ci, ky, kx + 3]
+                        w10, w11, w12, w13 = w[co0 + 1, ci, ky, kx], w[co0 + 1, ci, ky, kx + 1], w[co0 + 1, ci, ky, kx + 2], w[co0 + 1, ci, ky, kx + 3]
+                        w20, w21, w22, w23 = w[co0 + 2, ci, ky, kx], w[co0 + 2, ci, ky, kx + 1], w[co0 + 2, ci, ky, kx + 2], w[co0 + 2, ci, ky, kx + 3]
+                        w30, w31, w32, w33 = w[co0 + 3, ci, ky, kx], w[co0 + 3, ci, ky, kx + 1], w[co0 + 3, ci, ky, kx + 2], w[co0 + 3, ci, ky, kx + 3]
+                        if sw == 1:  # unit stride known to LLVM: plain vector loads
                             for k in range(cnt):
-                                v = xs[k]
-                                y0[k] += w0 * v
-                                y1[k] += w1 * v
-                                y2[k] += w2 * v
-                                y3[k] += w3 * v
+                                v0 = x0[k]
+                                v1 = x1[k]
+                                v2 = x2[k]
+                                v3 = x3[k]
+                                y0[k] += w00 * v0 + w01 * v1 + w02 * v2 + w03 * v3
+                                y1[k] += w10 * v0 + w11 * v1 + w12 * v2 + w13 * v3
+                                y2[k] += w20 * v0 + w21 * v1 + w22 * v2 + w23 * v3
+                                y3[k] += w30 * v0 + w31 * v1 + w32 * v2 + w33 * v3
                         else:
                             for k in range(cnt):
-                                v = xs[k * sw]
-                                y0[k] += w0 * v
-                                y1[k] += w1 * v
-                                y2[k] += w2 * v
-                                y3[k] += w3 * v
-                    else:
-                        for j in range(cb):
-                            wv = w[co0 + j, ci, ky, kx]
-                            yr = y[bn, co0 + j, oy, lo:hi]
-                            for k in range(cnt):
-                                yr[k] += wv * xs[k * sw]
+                                i = k * sw
+                                v0 = x0[i]
+                                v1 = x1[i]
+                                v2 = x2[i]
+                                v3 = x3[i]
+                                y0[k] += w00 * v0 + w01 * v1 + w02 * v2 + w03 * v3
+                                y1[k] += w10 * v0 + w11 * v1 + w12 * v2 + w13 * v3
+                                y2[k] += w20 * v0 + w21 * v1 + w22 * v2 + w23 * v3
+                                y3[k] += w30 * v0 + w31 * v1 + w32 * v2 + w33 * v3
+                    kx += 4
 
 
 @njit(**_PJIT)
