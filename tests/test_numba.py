@@ -38,8 +38,10 @@ SHAPES = [
     pytest.param((2, 5, 6, 7), (5, 5, 2, 3), {}, id="rows-valid"),
     pytest.param((2, 3, 9, 11), (8, 3, 3, 5), {}, id="rows-valid-k5"),
     pytest.param((2, 3, 13, 12), (9, 3, 7, 7), dict(stride=2, padding=3), id="rows-stem-k7s2"),
-    pytest.param((1, 2, 9, 12), (4, 2, 3, 6), dict(stride=(1, 2), padding=((1, 0), (4, 1)), dilation=(1, 2)),
-                 id="rows-dil-merged-taps"),
+    pytest.param((1, 2, 5, 70), (4, 2, 3, 7), dict(stride=(1, 2), padding=3), id="rows-merged-taps-s2"),
+    pytest.param((1, 2, 4, 40), (4, 2, 2, 5), {}, id="rows-merged-taps-valid"),
+    pytest.param((1, 2, 9, 80), (5, 2, 3, 6), dict(stride=(1, 2), padding=((1, 0), (4, 1)), dilation=(1, 2)),
+                 id="rows-merged-taps-dil"),
     pytest.param((1, 2, 4, 5), (5, 2, 4, 5), {}, id="kernel-eq-input"),
 ]
 
