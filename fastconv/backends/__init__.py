@@ -57,15 +57,16 @@ def get(name: str) -> ModuleType:
     return module
 
 
-# The "auto" rule, from `fastconv bench --suite full --backends im2col,numba,torch` (2026-11-26;
+# The "auto" rule, from `fastconv bench --suite full --backends im2col,numba,torch` (2026-11-26/27;
 # table in the README's "Choosing a backend"), best of 5 rounds at 2 threads on an otherwise idle
-# machine (`taskset -c 0,1`), cross-checked at 1 thread on the shared 2-core CI machine, where
-# 2-thread timings swing too much to decide anything. im2col's GEMMs win every dense shape from
-# 29M multiply-accumulates up (mnist-r28-k5) by 1.15x (g4-r28-c128-k3 forward) to 15x; numba's
-# direct loops win depthwise convolutions by 2.3x to 3.2x, where im2col has no GEMM to batch over
-# channels, and the smallest call (single-r32-k3, 0.2M MACs) by 2x backward (1.06x slower forward),
-# where im2col's dozen NumPy calls cost more than the arithmetic. The pick is within 1.06x of the
-# faster of the two on every shape and pass of the full suite.
+# machine (`taskset -c 0,1`, two runs at 23:58 and 00:25), cross-checked at 1 thread on the shared
+# 2-core CI machine, where 2-thread timings swing too much to decide anything. im2col's GEMMs win
+# every dense shape from 29M multiply-accumulates up (mnist-r28-k5) by up to 15x, or lose by at most
+# 1.08x (g4-r28-c128-k3 forward); numba's direct loops win depthwise convolutions by 1.7x to 3.2x,
+# where im2col has no GEMM to batch over channels, and the smallest call (single-r32-k3, 0.2M MACs)
+# by 1.9x to 2x backward (forward within 1.06x either way), where im2col's dozen NumPy calls cost
+# more than the arithmetic. The pick is within 1.08x of the faster of the two on every shape and
+# pass of the full suite, in both runs.
 AUTO_NUMBA_MAX_MACS = 1_000_000  # at or below: numba (single-r32-k3 has 221k; mnist-r28-k5 29M)
 AUTO_MEASURE_ENV = "FASTCONV_AUTO"  # "measure": time the candidates once per shape, cache the fastest
 
