@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
@@ -57,10 +58,11 @@ def read_budgets(path) -> Budgets:
                    doc.get("stat", "best"), notes)
 
 
-def format_budgets(b: Budgets) -> str:
-    """The TOML text of ``b`` (written by hand: the standard library only reads TOML)."""
+def format_budgets(b: Budgets, how: str = "") -> str:
+    """The TOML text of ``b`` (written by hand: the standard library only reads TOML); ``how``
+    says when and from how many runs, on the line that each update rewrites."""
     lines = [b.notes.rstrip("\n")] if b.notes else []
-    lines += ["# written by `fastconv gate --update` (make bench-budgets)",
+    lines += ["# written by `fastconv gate --update` (make bench-budgets)" + (f": {how}" if how else ""),
               f"tolerance = {b.tolerance}", f'suite = "{b.suite}"', f"threads = {b.threads}",
               f'dtype = "{b.dtype}"', f"repeat = {b.repeat}", f'stat = "{b.stat}"']
     for pass_ in timing.PASSES:
@@ -188,7 +190,8 @@ def cmd_gate(parser, args) -> int:
             rows.append([*key, *(f"{v:.3f}" for v in values), f"{max(values) / min(values):.2f}"])
         print_table(f"time / torch's time, {args.runs} runs", ["pass", "backend", "shape",
                     *(f"run {i + 1}" for i in range(args.runs)), "max/min"], rows, right_from=3)
-        path.write_text(format_budgets(budgets))
+        stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+        path.write_text(format_budgets(budgets, f"median of {args.runs} runs, {stamp}"))
         _print(f"wrote {path} (median of {args.runs} runs; tolerance {budgets.tolerance})")
         return 0
     if not path.exists():
