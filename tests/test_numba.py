@@ -66,7 +66,7 @@ def test_kernels_match_reference(xs, ws, kwargs, dtype):
 
 
 @pytest.mark.parametrize("value", [np.nan, np.inf, -np.inf])
-@pytest.mark.parametrize("xs, ws, kwargs", [SHAPES[0], SHAPES[4], SHAPES[7]])
+@pytest.mark.parametrize("xs, ws, kwargs", [SHAPES[0], SHAPES[4], SHAPES[6], SHAPES[7]])
 def test_nan_and_inf_in_x_propagate_like_reference(xs, ws, kwargs, value):
     """Every output reading a non-finite input is non-finite, and no other: the weight gradient's
     flat path subtracts stray products, and must not let that turn into NaN anywhere else."""

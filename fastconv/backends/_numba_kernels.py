@@ -657,9 +657,21 @@ def _gw_flat(gyf, xf, gw, co0, cb, ci0, ih, iw, oh, ow, pt, pl, dil_h, dil_w, ze
                         gw[co0 + j0 + 2, ci, ky, kx] += a2
                         gw[co0 + j0 + 3, ci, ky, kx] += a3
                     else:
-                        for j in range(j0, cb):
-                            gw[co0 + j, ci, ky, kx] += _gw_exact(gyf[co0 + j], xr, ylo, yhi, lo, hi, a, off,
-                                                                 ow, iw, zero)
+                        for j in range(j0, cb):  # one channel at a time (depthwise): same scheme
+                            gr = gyf[co0 + j]
+                            gs = gr[p0:]
+                            acc = zero
+                            for k in range(cnt):
+                                acc += gs[k] * xs[k]
+                            if not clean:
+                                stray = zero
+                                for oy in range(ylo, yhi - 1):
+                                    for p in range(oy * ow + hi, (oy + 1) * ow + lo):
+                                        stray += gr[p] * xr[p + s]
+                                acc -= stray
+                                if not np.isfinite(acc):
+                                    acc = _gw_exact(gr, xr, ylo, yhi, lo, hi, a, off, ow, iw, zero)
+                            gw[co0 + j, ci, ky, kx] += acc
 
 
 @njit(**_JIT)
