@@ -203,3 +203,23 @@ def test_small_calls_run_on_the_calling_thread_and_restore_the_count():
     before = nb.get_num_threads()
     fastconv.conv2d(x, w, padding=1, backend="numba")
     assert nb.get_num_threads() == before
+
+
+@pytest.mark.parametrize("where", ["w", "gy"])
+@pytest.mark.parametrize("xs, ws, kwargs", [SHAPES[0], SHAPES[6], SHAPES[7]])
+def test_nan_and_inf_meeting_padding_give_nan_like_reference(xs, ws, kwargs, where):
+    """A non-finite weight (forward) or gy (weight gradient) times a zero of the padding is NaN in the
+    reference and in torch's forward, although the kernels never read the padding."""
+    geom, x, w, gy = _inputs(xs, ws, kwargs, np.float64)
+    arr = w if where == "w" else gy
+    arr[(0,) * arr.ndim] = np.inf  # a corner: its taps reach the padding
+    arr[tuple(s - 1 for s in arr.shape)] = np.nan
+    with np.errstate(invalid="ignore"):
+        pairs = [(numba_jit.forward(x, w, geom), reference.forward(x, w, geom)),
+                 (numba_jit.grad_input(gy, w, geom), reference.grad_input(gy, w, geom)),
+                 (numba_jit.grad_weight(gy, x, geom), reference.grad_weight(gy, x, geom))]
+    for got, want in pairs:
+        np.testing.assert_array_equal(np.isnan(got), np.isnan(want))
+        np.testing.assert_array_equal(np.isinf(got), np.isinf(want))
+        finite = np.isfinite(want)
+        np.testing.assert_allclose(got[finite], want[finite], rtol=1e-10, atol=1e-10)

@@ -41,6 +41,28 @@ def _run(kernel, macs, *args):
             numba.set_num_threads(before)
 
 
+def _in_padding(geom, ky, kx):
+    """(oh, ow) mask of the output pixels whose tap (ky, kx) reads the zero padding."""
+    iy = np.arange(geom.oh) * geom.sh - geom.pt + ky * geom.dil_h
+    ix = np.arange(geom.ow) * geom.sw - geom.pl + kx * geom.dil_w
+    return ((iy < 0) | (iy >= geom.ih))[:, None] | ((ix < 0) | (ix >= geom.iw))[None, :]
+
+
+def _padding_products(out, bad, geom, forward):
+    """The kernels skip taps that read padding; where such a tap meets inf or NaN, the reference
+    (and torch's forward) compute ``inf * 0 = NaN`` there. Put those NaNs back: rare, so NumPy."""
+    for idx in np.argwhere(bad):
+        if forward:  # a non-finite weight w[co, ci, ky, kx]: every image, pixels reading padding
+            co, _, ky, kx = idx
+            out[:, co, _in_padding(geom, ky, kx)] = np.nan
+        else:  # a non-finite gy[n, co, oy, ox]: the weight taps whose input pixel is padding
+            _, co, oy, ox = idx
+            for ky in range(geom.kh):
+                for kx in range(geom.kw):
+                    if _in_padding(geom, ky, kx)[oy, ox]:
+                        out[co, :, ky, kx] = np.nan
+
+
 def _hyper(geom):
     return geom.sh, geom.sw, geom.pt, geom.pl, geom.dil_h, geom.dil_w, geom.groups
 
@@ -49,6 +71,8 @@ def forward(x, w, geom):
     """y of shape ``geom.y_shape``, dtype of ``x``."""
     y = np.empty(geom.y_shape, dtype=x.dtype)
     _run(_k._forward, geom.macs, x, w, y, *_hyper(geom), x.dtype.type(0))
+    if not np.isfinite(w).all():
+        _padding_products(y, ~np.isfinite(w), geom, forward=True)
     return y
 
 
@@ -63,6 +87,8 @@ def grad_weight(gy, x, geom):
     """Gradient with respect to the weight, shaped like ``w``."""
     gw = np.empty(geom.w_shape, dtype=x.dtype)
     _run(_k._grad_weight, geom.macs, gy, x, gw, *_hyper(geom), x.dtype.type(0))
+    if not np.isfinite(gy).all():
+        _padding_products(gw, ~np.isfinite(gy), geom, forward=False)
     return gw
 
 
