@@ -34,7 +34,7 @@ bench-budgets: $(STAMP)
 	.venv/bin/fastconv gate --budgets bench/budgets.toml --update --runs 5
 
 lint: $(STAMP)
-	.venv/bin/ruff check fastconv tests bench
+	.venv/bin/ruff check fastconv tests bench examples conftest.py
 
 clean:
 	rm -rf .venv .pytest_cache .benchmarks

@@ -5,6 +5,7 @@ Importing fastconv imports neither numba nor torch.
 """
 
 from . import backends  # callable: fastconv.backends() lists the usable backend names
+from ._threads import get_num_threads, set_num_threads, threads
 from .api import (
     Conv2dGrads,
     choose_backend,
@@ -13,7 +14,6 @@ from .api import (
     conv_transpose2d,
     conv_transpose2d_backward,
 )
-from ._threads import get_num_threads, set_num_threads, threads
 from .layer import Conv2d
 
 __version__ = "0.1.0"

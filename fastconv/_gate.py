@@ -198,8 +198,8 @@ def cmd_gate(parser, args) -> int:
         parser.error(f"no budget file at {path}: run `make bench-budgets` (fastconv gate --update) first")
     budgets = read_budgets(path)
     cases_ = cases.SUITES[budgets.suite]
-    _print(f"gate: {budgets.suite} suite, {budgets.dtype}, {timing.plural(budgets.threads, 'thread')}, the {budgets.stat} of "
-           f"{budgets.repeat} rounds; fail when time/torch > budget x {budgets.tolerance}")
+    _print(f"gate: {budgets.suite} suite, {budgets.dtype}, {timing.plural(budgets.threads, 'thread')}, "
+           f"the {budgets.stat} of {budgets.repeat} rounds; fail when time/torch > budget x {budgets.tolerance}")
     (measured,), wrong = _run(budgets, cases_, "gate")
     verdicts = compare(measured, budgets, wrong)
     slower = {v.key[2] for v in verdicts if v.status == "SLOWER"}

@@ -302,12 +302,13 @@ def cmd_bench(parser, args) -> int:
     have_torch = timing.TORCH in impls
     with timing.pinned_threads(args.threads):
         peak = timing.matmul_peak(dtype)
-        _print(f"fastconv {__version__} · {dtype} · {timing.plural(args.threads, 'thread')} for BLAS, numba and torch alike · "
-               f"median of {timing.plural(args.repeat, 'interleaved round')} · matmul peak {peak:.1f} GFLOP/s "
-               f"(best 2048x2048 {dtype} np.matmul)")
+        threads, rounds = timing.plural(args.threads, "thread"), timing.plural(args.repeat, "interleaved round")
+        _print(f"fastconv {__version__} · {dtype} · {threads} for BLAS, numba and torch alike · median of "
+               f"{rounds} · matmul peak {peak:.1f} GFLOP/s (best 2048x2048 {dtype} np.matmul)")
         if timing.torch_module() is None:
-            _print("No baseline: torch is not installed, so the 'x torch' column is empty and results are "
-                   "checked against the reference backend on small shapes only (pip install torch to compare).")
+            _print("No baseline: torch is not installed, so the 'x torch' column is empty and results "
+                   "are checked against the reference backend on small shapes only "
+                   "(pip install torch to compare).")
         elif not have_torch:
             _print("No baseline: torch was not selected, so the 'x torch' column is empty "
                    "(results are still checked against torch).")

@@ -135,7 +135,7 @@ class Geometry:
 
     @classmethod
     def from_args(cls, x_shape, w_shape, *, stride=1, padding=0, dilation=1, groups=1,
-                  fn: str = "conv2d") -> "Geometry":
+                  fn: str = "conv2d") -> Geometry:
         """Validate the hyper-parameters against batched-NCHW shapes and build the geometry.
 
         Raises ``ValueError``/``TypeError`` naming the offending argument; never touches data.

@@ -156,12 +156,12 @@ def test_read_only_install_compiles_in_memory(tmp_path):
     (tmp_path / "fastconv" / "backends" / "__pycache__").write_text("")  # a file: no dir can go here
     blocked = tmp_path / "not-a-dir"
     blocked.write_text("")
-    out = _python("""
+    out = _python(f"""
         import numpy as np, fastconv
-        assert fastconv.__file__.startswith(%r)
+        assert fastconv.__file__.startswith({str(tmp_path)!r})
         y = fastconv.conv2d(np.ones((1, 2, 5, 5)), np.ones((3, 2, 3, 3)), padding=1, backend="numba")
         print(y[0, 0, 2, 2])
-    """ % str(tmp_path), {"NUMBA_CACHE_DIR": str(blocked / "numba"), "HOME": str(blocked),
+    """, {"NUMBA_CACHE_DIR": str(blocked / "numba"), "HOME": str(blocked),
                           "XDG_CACHE_HOME": str(blocked), "PYTHONDONTWRITEBYTECODE": "1"}, cwd=tmp_path)
     assert float(out) == 18.0
 

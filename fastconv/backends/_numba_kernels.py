@@ -8,7 +8,8 @@ runs only over the taps that land inside the input.
 import os
 
 import numpy as np
-from numba import njit as _njit, prange
+from numba import njit as _njit
+from numba import prange
 
 # fastmath without 'nnan'/'ninf': NaN and inf still propagate as in torch; 'reassoc' lets LLVM
 # vectorise the dot products of the weight gradient, 'contract' fuses multiply-adds.
