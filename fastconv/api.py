@@ -125,6 +125,17 @@ def _user_shape(shape4, layout: str, unbatched: bool) -> tuple[int, ...]:
     return shape[1:] if unbatched else shape
 
 
+def _conv_call(input, weight, stride, padding, dilation, groups, backend, layout, fn):
+    """Validate a convolution call: ``(x, w, geom, dtype, unbatched, impl)``, batched NCHW views."""
+    _check_layout(layout, fn)
+    backends.check_name(backend, fn)
+    x, w, unbatched = _to_nchw(input, weight, layout, fn)
+    geom = Geometry.from_args(x.shape, w.shape, stride=stride, padding=padding, dilation=dilation,
+                              groups=groups, fn=fn)
+    dtype = _float_dtype(x, w)
+    return x, w, geom, dtype, unbatched, backends.get(_backend_name(backend, geom, dtype))
+
+
 def choose_backend(input_shape, weight_shape, *, stride=1, padding=0, dilation=1, groups=1,
                    dtype=np.float32, layout: str = "NCHW") -> str:
     """The backend that ``backend="auto"`` runs for a call with these shapes and arguments.
@@ -195,14 +206,9 @@ def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, 
              [42., 50.]]]])
     """
     fn = "conv2d"
-    _check_layout(layout, fn)
-    backends.check_name(backend, fn)
-    x, w, unbatched = _to_nchw(input, weight, layout, fn)
-    geom = Geometry.from_args(x.shape, w.shape, stride=stride, padding=padding, dilation=dilation,
-                              groups=groups, fn=fn)
+    x, w, geom, dtype, unbatched, impl = _conv_call(input, weight, stride, padding, dilation, groups,
+                                                    backend, layout, fn)
     b = _bias(bias, geom.c_out, fn)
-    dtype = _float_dtype(x, w)
-    impl = backends.get(_backend_name(backend, geom, dtype))
     if geom.n == 0:
         y = np.zeros(geom.y_shape, dtype=dtype)
     else:
@@ -246,16 +252,10 @@ def conv2d_backward(grad_output, input, weight, stride=1, padding=0, dilation=1,
     array([4.])
     """
     fn = "conv2d_backward"
-    _check_layout(layout, fn)
-    backends.check_name(backend, fn)
     _check_bias_flag(bias, fn)
-    x, w, unbatched = _to_nchw(input, weight, layout, fn)
-    geom = Geometry.from_args(x.shape, w.shape, stride=stride, padding=padding, dilation=dilation,
-                              groups=groups, fn=fn)
-    gy = _grad_output(grad_output, geom.y_shape, layout, unbatched, fn)
-    dtype = _float_dtype(x, w)
-    impl = backends.get(_backend_name(backend, geom, dtype))
-    gy = np.ascontiguousarray(gy, dtype=dtype)
+    x, w, geom, dtype, unbatched, impl = _conv_call(input, weight, stride, padding, dilation, groups,
+                                                    backend, layout, fn)
+    gy = np.ascontiguousarray(_grad_output(grad_output, geom.y_shape, layout, unbatched, fn), dtype=dtype)
     if geom.n == 0:
         gx, gw = np.zeros(geom.x_shape, dtype=dtype), np.zeros(geom.w_shape, dtype=dtype)
     else:
