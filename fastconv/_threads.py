@@ -113,3 +113,29 @@ def threads(n: int | None):
         set_num_threads(previous)
         if numba_previous is not None:  # also undo a count set with numba.set_num_threads directly
             numba.set_num_threads(numba_previous)
+
+
+_blas_controller = None  # threadpoolctl's view of the loaded BLAS libraries, found once (~1 ms)
+
+
+@contextlib.contextmanager
+def single_threaded_blas(active: bool = True):
+    """BLAS on one thread inside the block, then back to the count it had.
+
+    For a backend that runs BLAS calls from several threads of its own: each call then keeps to
+    its thread, so the threads never oversubscribe the cores or wait on each other's BLAS
+    workers. The setting is process-wide; ``active=False`` makes the block a no-op.
+    """
+    global _blas_controller
+    if not active:
+        yield
+        return
+    if _blas_controller is None:
+        from threadpoolctl import ThreadpoolController
+
+        _blas_controller = ThreadpoolController().select(user_api="blas")
+    limiter = _blas_controller.limit(limits=1)
+    try:
+        yield
+    finally:
+        limiter.restore_original_limits()

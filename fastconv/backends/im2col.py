@@ -9,6 +9,7 @@ capped by ``set_memory_budget`` (default max(256 MiB, 2x input)). Wins on dense,
 
 from __future__ import annotations
 
+import math
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
@@ -16,7 +17,7 @@ from dataclasses import replace
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
-from .._threads import get_num_threads
+from .._threads import get_num_threads, single_threaded_blas
 
 NAME = "im2col"
 
@@ -26,21 +27,17 @@ _budget: int | None = None  # None: the default rule above
 # Chunks larger than this gain nothing (the GEMMs are already large) but pay page faults on fresh
 # buffers: glibc recycles freed blocks up to 32 MiB without returning them to the kernel.
 PREFERRED_CHUNK_BYTES = 24 * 2**20
-# From this many multiply-adds per output (C_in/groups*kH*kW) on, the forward GEMM runs as
-# cols.T @ w.T: OpenBLAS did the four 3x3 BENCH layers 20-30% faster that way, transposing copy
-# of the output included; below it (the 7x7 stem, MNIST, a 1x1 from 256 channels) that copy
-# costs more than it saves.
-PIXEL_MAJOR_MIN_K = 512
-# Below this many multiply-adds per output the forward GEMM is memory-bound and small: one per
-# image, written straight into NCHW, beat a chunk-wide GEMM and its transposing copy 3x on
-# MNIST's first layer (25), whether or not another process loaded the machine.
-PER_IMAGE_MAX_K = 64
-# A 1x1 stride-1 unpadded convolution is a plain matmul per image, with no copy at all, when its
-# images have at least this many pixels. Smaller images make short GEMMs that lose up to 2x when
-# another process competes for the cores, so they are gathered channel-major into chunks first
-# (a copy the size of the input, no kH*kW blow-up) like any other convolution: 15% slower than
-# per-image GEMMs on an idle machine, 2x faster on a busy one (r14-c256-1x1-c1024).
-POINTWISE_PER_IMAGE_MIN_PIXELS = 1024
+# The forward pass runs work items (a few images each) on fastconv's threads, each item's GEMM on
+# one BLAS thread: the patch copies run in parallel too, and no thread waits on another's BLAS
+# workers. An item holds at least this many multiply-adds, so that handing it to a thread (tens of
+# microseconds) stays small next to its work (MNIST's first layer: 460 K per image).
+ITEM_MIN_MACS = 4_000_000
+# Images with fewer output pixels than this share one GEMM per item, then a transposing copy into
+# NCHW; larger ones get a GEMM each, written straight into y. One thread, r7-c512-k3 (49 pixels):
+# a GEMM per image 1.71x torch's time, 16 images per GEMM 1.34x; r14 (196 pixels) equal either way,
+# r28 (784) 1.24x per image against 1.36x grouped by 4.
+GROUP_BELOW_PIXELS = 128
+GROUP_COLUMNS = 1024  # columns (images x pixels) that a shared GEMM aims for
 # Depthwise chunks are streamed through ~18 elementwise passes: small enough to stay in cache,
 # large enough for long loops (1, 4 and 16 MiB measured on dw-r28-c128-k3; 4 was best).
 PREFERRED_DEPTHWISE_CHUNK_BYTES = 4 * 2**20
@@ -120,7 +117,7 @@ class _Lazy:
         self.dtype, self.buf = dtype, None
 
     def __call__(self, *shape):
-        size = int(np.prod(shape))
+        size = math.prod(shape)
         if self.buf is None:
             self.buf = np.empty(size, self.dtype)
         return self.buf[:size].reshape(shape)
@@ -165,9 +162,8 @@ def _columns(x, geom, per_image_extra=0, fixed=0):
 
 
 def _is_pointwise(geom) -> bool:
-    """A 1x1 stride-1 unpadded convolution on images large enough for one GEMM each."""
-    return (geom.kh == geom.kw == geom.sh == geom.sw == 1 and not _is_padded(geom)
-            and geom.oh * geom.ow >= POINTWISE_PER_IMAGE_MIN_PIXELS)
+    """A 1x1 stride-1 unpadded convolution: the input is its own patch matrix."""
+    return geom.kh == geom.kw == geom.sh == geom.sw == 1 and not _is_padded(geom)
 
 
 def _is_depthwise(geom) -> bool:
@@ -177,43 +173,50 @@ def _is_depthwise(geom) -> bool:
 # ---------------------------------------------------------------------------------- forward
 
 def forward(x, w, geom):
-    """``y = w @ cols`` per chunk; pointwise and depthwise convolutions take their own path."""
-    if _is_pointwise(geom):
-        return _forward_pointwise(x, w, geom)
+    """``y = w @ cols`` per work item of a few images, spread over threads; depthwise has its own path.
+
+    A GEMM per image writes its output straight into NCHW ``y``; images too small for a good GEMM
+    are grouped (see ``GROUP_BELOW_PIXELS``). A 1x1 stride-1 unpadded convolution multiplies the
+    input itself, with no copy.
+    """
     if _is_depthwise(geom):
         return _forward_depthwise(x, w, geom)
     g, cog, p = geom.groups, geom.c_out_g, geom.oh * geom.ow
     kg = geom.c_in_g * geom.kh * geom.kw
+    pointwise = _is_pointwise(geom)
+    grouped = p < GROUP_BELOW_PIXELS
+    per_image = (0 if pointwise and not grouped else geom.groups * kg * p + _Padder.per_image(geom)) \
+        + (geom.c_out * p if grouped else 0)
+    want = max(-(-ITEM_MIN_MACS // (geom.c_out * kg * p)), -(-GROUP_COLUMNS // p) if grouped else 1)
+    nb, threads = _thread_plan(geom, x.itemsize, max(per_image, 1), want)
     y = np.empty(geom.y_shape, x.dtype)
     wg = w.reshape(g, cog, kg)
-    yt = _Lazy(x.dtype)
-    pixel_major = kg >= PIXEL_MAJOR_MIN_K
-    per_image = kg < PER_IMAGE_MAX_K
-    for b0, b1, cols in _columns(x, geom, per_image_extra=0 if per_image else geom.c_out * p):
+
+    def work(b0, b1, scratch):
         m = b1 - b0
-        if per_image:  # a GEMM per image straight into NCHW y
-            np.matmul(wg, cols.reshape(g, kg, m, p).transpose(2, 0, 1, 3), out=y[b0:b1].reshape(m, g, cog, p))
-            continue
-        # One GEMM for the whole chunk, then a transposing copy into NCHW: a GEMM per image is
-        # as fast on an idle machine, but many short BLAS calls lose much more when another
-        # process competes for the cores (each call waits for its slowest thread).
-        if pixel_major:
-            ytc = yt(g, m * p, cog)
-            np.matmul(cols.reshape(g, kg, m * p).transpose(0, 2, 1), wg.transpose(0, 2, 1), out=ytc)
-            ytc = ytc.reshape(g, m, p, cog).transpose(1, 0, 3, 2)
-        else:
-            ytc = yt(g, cog, m * p)
-            np.matmul(wg, cols.reshape(g, kg, m * p), out=ytc)
-            ytc = ytc.reshape(g, cog, m, p).transpose(2, 0, 1, 3)
-        np.copyto(y[b0:b1].reshape(m, g, cog, p), ytc)
-    return y
+        ys = y[b0:b1].reshape(m, g, cog, p)
+        if pointwise and not grouped:
+            np.matmul(wg, x[b0:b1].reshape(m, g, kg, p), out=ys)
+            return
+        xs = x[b0:b1]
+        if _is_padded(geom):  # rows laid out for nb images whatever m, so the zero borders stay put
+            xp = _buffer(scratch, "xp", (m, geom.c_in, *_padded_shape(geom)), x.dtype, zeros=True)
+            xp[:, :, geom.pt:geom.pt + geom.ih, geom.pl:geom.pl + geom.iw] = xs
+            xs = xp
+        windows = _windows(xs, geom)
+        if not grouped:  # image-major patches: each image's GEMM lands in its own slice of y
+            cols = _buffer(scratch, "cols", (m, geom.c_in, geom.kh, geom.kw, geom.oh, geom.ow), x.dtype)
+            np.copyto(cols, windows)
+            np.matmul(wg, cols.reshape(m, g, kg, p), out=ys)
+            return
+        cols = _buffer(scratch, "cols", (geom.c_in, geom.kh, geom.kw, m, geom.oh, geom.ow), x.dtype)
+        np.copyto(cols.transpose(3, 0, 1, 2, 4, 5), windows)
+        yt = _buffer(scratch, "yt", (g, cog, m * p), x.dtype)
+        np.matmul(wg, cols.reshape(g, kg, m * p), out=yt)
+        np.copyto(ys, yt.reshape(g, cog, m, p).transpose(2, 0, 1, 3))
 
-
-def _forward_pointwise(x, w, geom):
-    g, p = geom.groups, geom.ih * geom.iw
-    y = np.empty(geom.y_shape, x.dtype)
-    np.matmul(w.reshape(g, geom.c_out_g, geom.c_in_g), x.reshape(geom.n, g, geom.c_in_g, p),
-              out=y.reshape(geom.n, g, geom.c_out_g, p))
+    with single_threaded_blas(threads > 1):
+        _map_chunks(geom, nb, work, threads)
     return y
 
 
@@ -385,53 +388,88 @@ class _Planes:
         return values.reshape(values.shape + (1,) * len(self.plane))
 
 
-def _depthwise_chunk(geom, itemsize, per_image):
-    """Images per chunk when every worker thread holds one chunk's scratch."""
+def _thread_plan(geom, itemsize: int, per_image: int, want: int) -> tuple[int, int]:
+    """``(images per work item, threads)`` for work spread over threads, each thread holding one
+    item's scratch of ``per_image`` elements per image: up to ``want`` images, no more than an even
+    share of the batch, and every thread's scratch within its share of the memory budget. When even
+    one image per thread does not fit, fewer threads run."""
     threads = get_num_threads()
     budget = memory_budget(geom.n * geom.c_in * geom.ih * geom.iw * itemsize)
-    fits = (budget // threads - 3 * np.getbufsize() * itemsize) // (per_image * itemsize)
-    preferred = PREFERRED_DEPTHWISE_CHUNK_BYTES // (per_image * itemsize)
-    return int(max(1, min(-(-geom.n // threads), fits, preferred)))
+    per_image_bytes = per_image * itemsize
+    iterator = 3 * np.getbufsize() * itemsize  # see _chunk_size
+    threads = int(max(1, min(threads, budget // (per_image_bytes + iterator))))
+    fits = (budget // threads - iterator) // per_image_bytes
+    return int(max(1, min(want, -(-geom.n // threads), fits))), threads
 
 
-def _map_chunks(geom, nb, work):
+def _depthwise_plan(geom, itemsize, per_image):
+    """``_thread_plan`` for depthwise chunks of about ``PREFERRED_DEPTHWISE_CHUNK_BYTES``."""
+    return _thread_plan(geom, itemsize, per_image, PREFERRED_DEPTHWISE_CHUNK_BYTES // (per_image * itemsize))
+
+
+def _map_chunks(geom, nb, work, threads):
     """``_map_items`` over the chunks of ``nb`` images: ``work(b0, b1, scratch)``."""
-    return _map_items(list(_chunks(geom, nb)), work)
+    return _map_items(list(_chunks(geom, nb)), work, threads)
 
 
-def _map_items(items, work):
-    """Run ``work(*item, scratch)`` on every item, spread over ``fastconv.get_num_threads()``
-    threads; returns the ``scratch`` dicts, one per thread, each reused across its items.
+def _map_items(items, work, threads):
+    """Run ``work(*item, scratch)`` on every item, spread over ``threads`` threads; returns the
+    ``scratch`` dicts, one per thread, each reused across its items.
 
-    The depthwise path makes no BLAS call, and numpy's elementwise loops run on one core; they
-    release the GIL, so Python threads give it the cores that BLAS and torch would use.
+    numpy's elementwise loops and copies run on one core, and release the GIL (as BLAS does), so
+    Python threads give them the cores that BLAS and torch would use. Items go to whichever
+    thread is free, so a core that another process slows takes fewer.
     """
-    threads = min(get_num_threads(), len(items))
+    threads = min(threads, len(items))
     if threads <= 1:
         scratch = {}
         for item in items:
             work(*item, scratch)
         return [scratch]
-    local, scratches = threading.local(), []
+    pending, lock = iter(items), threading.Lock()
     errors = np.geterr()  # np.errstate is per thread: the caller's must hold in the workers too
+    failed = threading.Event()
 
-    def run(item):
-        if not hasattr(local, "scratch"):
-            local.scratch = {}
-            scratches.append(local.scratch)  # list.append is atomic under the GIL
+    def worker():
+        # Each worker pulls items until none is left: memory stays one scratch per thread,
+        # however many items (a future per item held ~2 KB each, beyond a small budget).
+        scratch = {}
         with np.errstate(**errors):
-            work(*item, local.scratch)
+            while not failed.is_set():
+                with lock:
+                    item = next(pending, None)
+                if item is None:
+                    break
+                try:
+                    work(*item, scratch)
+                except BaseException:
+                    failed.set()  # the others stop at their next item
+                    raise
+        return scratch
 
-    with ThreadPoolExecutor(threads) as pool:
-        list(pool.map(run, items))
-    return scratches
+    others = [_pool(threads - 1).submit(worker) for _ in range(threads - 1)]
+    scratches = [worker()]  # the calling thread works too
+    return scratches + [future.result() for future in others]
+
+
+_executor: tuple[int, ThreadPoolExecutor] | None = None
+
+
+def _pool(workers: int) -> ThreadPoolExecutor:
+    """A pool kept between calls with at least ``workers`` threads: starting threads on every call
+    cost more than MNIST's first layer takes to compute. A larger pool replaces a smaller one
+    (whose idle threads end once no caller holds it)."""
+    global _executor
+    if _executor is None or _executor[0] < workers:
+        _executor = (workers, ThreadPoolExecutor(workers, thread_name_prefix="fastconv-im2col"))
+    return _executor[1]
 
 
 def _buffer(scratch, name, shape, dtype, zeros=False):
-    """The scratch array ``name`` with ``shape``, carved from one buffer made for the first chunk
-    (the largest); ``zeros`` buffers are zeroed once, their users overwrite only what varies."""
-    size = int(np.prod(shape))
-    if name not in scratch:
+    """The scratch array ``name`` with ``shape``, carved from one buffer made for the largest chunk
+    seen so far; ``zeros`` buffers are zeroed once, their users overwrite only what varies."""
+    size = math.prod(shape)
+    if name not in scratch or scratch[name].size < size:
         scratch[name] = (np.zeros if zeros else np.empty)(size, dtype)
     return scratch[name][:size].reshape(shape)
 
@@ -441,8 +479,8 @@ def _forward_depthwise(x, w, geom):
         return _forward_depthwise_runs(x, w, geom)
     g, cog = geom.groups, geom.c_out_g
     lay = _Planes(geom)
-    padded, plane = int(np.prod(lay.padded)), int(np.prod(lay.plane))
-    nb = _depthwise_chunk(geom, x.itemsize, geom.c_in * padded + 2 * geom.c_out * plane)
+    padded, plane = math.prod(lay.padded), math.prod(lay.plane)
+    nb, threads = _depthwise_plan(geom, x.itemsize, geom.c_in * padded + 2 * geom.c_out * plane)
     y = np.empty(geom.y_shape, x.dtype)
     wk = w.reshape(g, cog, geom.kh, geom.kw)
 
@@ -462,7 +500,7 @@ def _forward_depthwise(x, w, geom):
                 acc += tmp
         y[b0:b1].reshape(m, g, cog, geom.oh, geom.ow)[...] = lay.pixels(acc)
 
-    _map_chunks(geom, nb, work)
+    _map_chunks(geom, nb, work, threads)
     return y
 
 
@@ -506,7 +544,7 @@ def _forward_depthwise_runs(x, w, geom):
                 ys[b0:b1, c, j] = acc.reshape(m, hp, wp)[:, :geom.oh, :geom.ow]
 
     items = [(b0, b1, c0, min(g, c0 + cb)) for b0, b1 in _chunks(geom, nb) for c0 in range(0, g, cb)]
-    _map_items(items, work)
+    _map_items(items, work, threads)
     return y
 
 
@@ -521,8 +559,8 @@ def _wide_gy(gy, geom, lay, b0, b1, scratch):
 def _grad_input_depthwise(gy, w, geom, wide=True):
     g, cog = geom.groups, geom.c_out_g
     lay = _Planes(geom, wide)
-    padded, plane = int(np.prod(lay.padded)), int(np.prod(lay.plane))
-    nb = _depthwise_chunk(geom, gy.itemsize, geom.c_in * padded + (geom.c_out + geom.c_in) * plane)
+    padded, plane = math.prod(lay.padded), math.prod(lay.plane)
+    nb, threads = _depthwise_plan(geom, gy.itemsize, geom.c_in * padded + (geom.c_out + geom.c_in) * plane)
     gx = np.empty(geom.x_shape, gy.dtype)
     wk = w.reshape(g, cog, geom.kh, geom.kw)
 
@@ -538,7 +576,7 @@ def _grad_input_depthwise(gy, w, geom, wide=True):
                 gxp[index] += tmp
         gx[b0:b1] = lay.interior(gxp)
 
-    _map_chunks(geom, nb, work)
+    _map_chunks(geom, nb, work, threads)
     if lay.wide and not np.isfinite(gx.sum()):  # see _Planes; a sum allocates no mask
         return _grad_input_depthwise(gy, w, geom, wide=False)
     return gx
@@ -547,8 +585,8 @@ def _grad_input_depthwise(gy, w, geom, wide=True):
 def _grad_weight_depthwise(gy, x, geom, wide=True):
     g, cog = geom.groups, geom.c_out_g
     lay = _Planes(geom, wide)
-    padded, plane = int(np.prod(lay.padded)), int(np.prod(lay.plane))
-    nb = _depthwise_chunk(geom, x.itemsize, geom.c_in * padded + (geom.c_out + geom.c_in) * plane
+    padded, plane = math.prod(lay.padded), math.prod(lay.plane)
+    nb, threads = _depthwise_plan(geom, x.itemsize, geom.c_in * padded + (geom.c_out + geom.c_in) * plane
                           + 2 * geom.c_out)
 
     def work(b0, b1, scratch):
@@ -568,7 +606,7 @@ def _grad_weight_depthwise(gy, x, geom, wide=True):
             np.vecdot(gyw, shifted.reshape(m, g, 1, plane), out=dots)
             gw[:, :, ky, kx] += np.sum(dots, axis=0, out=part)
 
-    scratches = _map_chunks(geom, nb, work)
+    scratches = _map_chunks(geom, nb, work, threads)
     gw = scratches[0]["gw"].reshape(geom.w_shape)
     for scratch in scratches[1:]:
         gw += scratch["gw"].reshape(geom.w_shape)
