@@ -97,6 +97,7 @@ def test_ragged_last_chunk_matches_reference(budget, chunk_sizes, monkeypatch, n
     want = getattr(reference, pass_)(*args, geom)
     monkeypatch.setattr(im2col, "PREFERRED_CHUNK_BYTES", 2**40)
     monkeypatch.setattr(im2col, "PREFERRED_DEPTHWISE_CHUNK_BYTES", 2**40)
+    monkeypatch.setattr(im2col, "PREFERRED_DEPTHWISE_COLS_BYTES", 2**40)
     ragged = False
     # Growing budgets walk the chunk size through 1 .. n images; n = 7, 5 or 3 divides by few of
     # them. The backend first reserves numpy's iterator buffers, whatever the chunk.
