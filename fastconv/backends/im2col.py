@@ -1,10 +1,13 @@
 """im2col backend: the convolution as BLAS matrix products over an ``as_strided`` view of the input.
 
-Per chunk of images the receptive fields are copied once into a ``(C_in*kH*kW, chunk*OH*OW)`` buffer and
-forward and grad_weight are one GEMM each; grad_input is the forward of ``gy`` with the flipped kernel at
-unit stride, else a GEMM folded back (col2im) by one strided add per kernel offset. 1x1 on large images: a
-matmul per image; depthwise: shifted multiply-accumulate. Extra memory ``N*C_in*kH*kW*OH*OW`` elements,
-capped by ``set_memory_budget`` (default max(256 MiB, 2x input)). Wins on dense, many-channel layers.
+Forward: work items of a few images run on fastconv's threads, each on one BLAS thread; an item
+copies its receptive fields once into a reused ``(C_in*kH*kW, OH*OW)`` patch matrix per image and
+multiplies it straight into NCHW ``y`` (images too small for a good GEMM share one). A 1x1
+stride-1 unpadded convolution multiplies the input itself. grad_weight is one GEMM per chunk of
+images; grad_input is the forward of ``gy`` with the flipped kernel at unit stride, else a GEMM
+folded back (col2im) by one strided add per kernel offset. Depthwise layers use shifted runs of
+the padded planes instead of a tiny GEMM per channel. Extra memory is capped by
+``set_memory_budget`` (default max(256 MiB, 2x input)), all threads' scratch together.
 """
 
 from __future__ import annotations
@@ -399,7 +402,8 @@ def _thread_plan(geom, itemsize: int, per_image: int, want: int) -> tuple[int, i
     iterator = 3 * np.getbufsize() * itemsize  # see _chunk_size
     threads = int(max(1, min(threads, budget // (per_image_bytes + iterator))))
     fits = (budget // threads - iterator) // per_image_bytes
-    return int(max(1, min(want, -(-geom.n // threads), fits))), threads
+    nb = int(max(1, min(want, -(-geom.n // threads), fits)))
+    return nb, min(threads, -(-geom.n // nb))
 
 
 def _depthwise_plan(geom, itemsize, per_image):
