@@ -152,7 +152,7 @@ def test_pointwise_path_copies_no_patches(monkeypatch):
     def forbidden(*args, **kwargs):
         raise AssertionError("a 1x1 stride-1 unpadded convolution built a patch matrix")
 
-    monkeypatch.setattr(im2col, "_columns", forbidden)
+    monkeypatch.setattr(im2col, "_patches", forbidden)
     monkeypatch.setattr(im2col, "_windows", forbidden)
     geom, x, w, gy = _problem("pointwise-large")
     assert geom.oh * geom.ow >= im2col.GROUP_BELOW_PIXELS  # grouped small images are gathered

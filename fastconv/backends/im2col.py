@@ -92,25 +92,10 @@ def _is_padded(geom) -> bool:
     return bool(geom.pt or geom.pb or geom.pl or geom.pr)
 
 
-class _Padder:
-    """Zero-padded copies of image chunks in one reused buffer; the border is zeroed only once,
-    since later chunks overwrite nothing but the interior."""
-
-    def __init__(self, geom, nb, dtype):
-        self.geom = geom
-        self.buf = np.zeros((nb, geom.c_in, *_padded_shape(geom)), dtype) if _is_padded(geom) else None
-
-    @staticmethod
-    def per_image(geom) -> int:
-        hp, wp = _padded_shape(geom)
-        return geom.c_in * hp * wp if _is_padded(geom) else 0
-
-    def __call__(self, x):
-        if self.buf is None:
-            return x
-        g, xp = self.geom, self.buf[:len(x)]
-        xp[:, :, g.pt:g.pt + g.ih, g.pl:g.pl + g.iw] = x
-        return xp
+def _padded_size(geom) -> int:
+    """Elements of one zero-padded image copy; 0 when the convolution has no padding."""
+    hp, wp = _padded_shape(geom)
+    return geom.c_in * hp * wp if _is_padded(geom) else 0
 
 
 class _Lazy:
@@ -145,23 +130,28 @@ def _windows(xp, geom):
                       writeable=False)
 
 
-def _columns(x, geom, per_image_extra=0, fixed=0):
-    """Yield ``(b0, b1, cols)`` for each chunk of images: ``cols`` is the patch matrix
-    ``(c_in, kh, kw, m, oh, ow)``, C-contiguous, in one buffer reused for every chunk.
+def _patches(x, b0, b1, geom, scratch, image_major):
+    """The patch matrix of images ``b0:b1``, copied once into this thread's ``scratch``.
 
-    Channel-major (images inside a row) makes ``cols.reshape(groups, K, m*oh*ow)`` a matrix that
-    serves forward and both gradients, and the copy into it runs along output rows.
+    Image-major ``(m, c_in, kh, kw, oh, ow)``: each image's own matrix, for a GEMM per image that
+    writes straight into NCHW. Channel-major ``(c_in, kh, kw, m, oh, ow)``: images inside a row,
+    so that ``cols.reshape(groups, K, m*oh*ow)`` is one matrix for the whole chunk. Either way the
+    copy runs along output rows.
     """
-    k = geom.c_in * geom.kh * geom.kw
-    p = geom.oh * geom.ow
-    nb = _chunk_size(geom, x.itemsize, k * p + _Padder.per_image(geom) + per_image_extra, fixed)
-    pad = _Padder(geom, nb, x.dtype)
-    buf = np.empty(k * nb * p, x.dtype)
-    for b0, b1 in _chunks(geom, nb):
-        m = b1 - b0
-        cols = buf[:k * m * p].reshape(geom.c_in, geom.kh, geom.kw, m, geom.oh, geom.ow)
-        np.copyto(cols.transpose(3, 0, 1, 2, 4, 5), _windows(pad(x[b0:b1]), geom))
-        yield b0, b1, cols
+    m = b1 - b0
+    xs = x[b0:b1]
+    if _is_padded(geom):  # laid out for nb images whatever m, so the zero borders stay put
+        xp = _buffer(scratch, "xp", (m, geom.c_in, *_padded_shape(geom)), x.dtype, zeros=True)
+        xp[:, :, geom.pt:geom.pt + geom.ih, geom.pl:geom.pl + geom.iw] = xs
+        xs = xp
+    shape = (geom.c_in, geom.kh, geom.kw, geom.oh, geom.ow)
+    if image_major:
+        cols = _buffer(scratch, "cols", (m, *shape), x.dtype)
+        np.copyto(cols, _windows(xs, geom))
+    else:
+        cols = _buffer(scratch, "cols", (*shape[:3], m, *shape[3:]), x.dtype)
+        np.copyto(cols.transpose(3, 0, 1, 2, 4, 5), _windows(xs, geom))
+    return cols
 
 
 def _is_pointwise(geom) -> bool:
@@ -188,7 +178,7 @@ def forward(x, w, geom):
     kg = geom.c_in_g * geom.kh * geom.kw
     pointwise = _is_pointwise(geom)
     grouped = p < GROUP_BELOW_PIXELS
-    per_image = (0 if pointwise and not grouped else geom.groups * kg * p + _Padder.per_image(geom)) \
+    per_image = (0 if pointwise and not grouped else geom.groups * kg * p + _padded_size(geom)) \
         + (geom.c_out * p if grouped else 0)
     want = max(-(-ITEM_MIN_MACS // (geom.c_out * kg * p)), -(-GROUP_COLUMNS // p) if grouped else 1)
     nb, threads = _thread_plan(geom, x.itemsize, max(per_image, 1), want)
@@ -200,23 +190,13 @@ def forward(x, w, geom):
         ys = y[b0:b1].reshape(m, g, cog, p)
         if pointwise and not grouped:
             np.matmul(wg, x[b0:b1].reshape(m, g, kg, p), out=ys)
-            return
-        xs = x[b0:b1]
-        if _is_padded(geom):  # rows laid out for nb images whatever m, so the zero borders stay put
-            xp = _buffer(scratch, "xp", (m, geom.c_in, *_padded_shape(geom)), x.dtype, zeros=True)
-            xp[:, :, geom.pt:geom.pt + geom.ih, geom.pl:geom.pl + geom.iw] = xs
-            xs = xp
-        windows = _windows(xs, geom)
-        if not grouped:  # image-major patches: each image's GEMM lands in its own slice of y
-            cols = _buffer(scratch, "cols", (m, geom.c_in, geom.kh, geom.kw, geom.oh, geom.ow), x.dtype)
-            np.copyto(cols, windows)
-            np.matmul(wg, cols.reshape(m, g, kg, p), out=ys)
-            return
-        cols = _buffer(scratch, "cols", (geom.c_in, geom.kh, geom.kw, m, geom.oh, geom.ow), x.dtype)
-        np.copyto(cols.transpose(3, 0, 1, 2, 4, 5), windows)
-        yt = _buffer(scratch, "yt", (g, cog, m * p), x.dtype)
-        np.matmul(wg, cols.reshape(g, kg, m * p), out=yt)
-        np.copyto(ys, yt.reshape(g, cog, m, p).transpose(2, 0, 1, 3))
+        elif not grouped:  # each image's GEMM lands in its own slice of y
+            np.matmul(wg, _patches(x, b0, b1, geom, scratch, image_major=True).reshape(m, g, kg, p), out=ys)
+        else:
+            cols = _patches(x, b0, b1, geom, scratch, image_major=False)
+            yt = _buffer(scratch, "yt", (g, cog, m * p), x.dtype)
+            np.matmul(wg, cols.reshape(g, kg, m * p), out=yt)
+            np.copyto(ys, yt.reshape(g, cog, m, p).transpose(2, 0, 1, 3))
 
     with single_threaded_blas(threads > 1):
         _map_chunks(geom, nb, work, threads)
@@ -241,22 +221,37 @@ def _matmul_nt(a, b, out):
 
 
 def grad_weight(gy, x, geom):
-    """``gw += gy_chunk @ cols.T``: one GEMM per chunk and group, contracting over images too."""
+    """``gw += gy_chunk @ cols.T``: one GEMM per chunk and group, contracting over images too;
+    chunks spread over threads as in the forward pass, each thread summing its own ``gw``."""
     if _is_depthwise(geom):
         return _grad_weight_depthwise(gy, x, geom)
     g, cog, p = geom.groups, geom.c_out_g, geom.oh * geom.ow
     kg = geom.c_in_g * geom.kh * geom.kw
-    gw = np.zeros((g, cog, kg), x.dtype)
-    part = np.empty_like(gw)
-    # gy chunk gathered channel-major, like cols, so that images join the contraction.
-    gyt = _Lazy(x.dtype)
-    for b0, b1, cols in _columns(x, geom, per_image_extra=geom.c_out * p, fixed=3 * gw.size):
+    per_image = geom.c_in * geom.kh * geom.kw * p + _padded_size(geom) + geom.c_out * p
+    nb, threads = _thread_plan(geom, x.itemsize, per_image, PREFERRED_CHUNK_BYTES // (per_image * x.itemsize),
+                               fixed=3 * g * cog * kg)
+
+    def work(b0, b1, scratch):
         m = b1 - b0
-        gyc = gyt(g, cog, m, p)
+        cols = _patches(x, b0, b1, geom, scratch, image_major=False)
+        # gy gathered channel-major, like cols, so that images join the contraction
+        gyc = _buffer(scratch, "gy", (g, cog, m, p), x.dtype)
         np.copyto(gyc, gy[b0:b1].reshape(m, g, cog, p).transpose(1, 2, 0, 3))
+        part = _buffer(scratch, "part", (g, cog, kg), x.dtype)
         _matmul_nt(gyc.reshape(g, cog, m * p), cols.reshape(g, kg, m * p), part)
-        gw += part
-    return gw.reshape(geom.w_shape)
+        _buffer(scratch, "gw", (g, cog, kg), x.dtype, zeros=True)[...] += part
+
+    with single_threaded_blas(threads > 1):
+        scratches = _map_chunks(geom, nb, work, threads)
+    return _sum_of(scratches, "gw").reshape(geom.w_shape)
+
+
+def _sum_of(scratches, name):
+    """The sum of every thread's ``name`` scratch array (each thread's own partial sum)."""
+    total = scratches[0][name]
+    for scratch in scratches[1:]:
+        total += scratch[name]
+    return total
 
 
 # ----------------------------------------------------------------------------- grad_input
@@ -391,15 +386,15 @@ class _Planes:
         return values.reshape(values.shape + (1,) * len(self.plane))
 
 
-def _thread_plan(geom, itemsize: int, per_image: int, want: int) -> tuple[int, int]:
+def _thread_plan(geom, itemsize: int, per_image: int, want: int, fixed: int = 0) -> tuple[int, int]:
     """``(images per work item, threads)`` for work spread over threads, each thread holding one
-    item's scratch of ``per_image`` elements per image: up to ``want`` images, no more than an even
-    share of the batch, and every thread's scratch within its share of the memory budget. When even
-    one image per thread does not fit, fewer threads run."""
+    item's scratch of ``per_image`` elements per image plus ``fixed`` elements: up to ``want``
+    images, no more than an even share of the batch, and every thread's scratch within its share
+    of the memory budget. When even one image per thread does not fit, fewer threads run."""
     threads = get_num_threads()
     budget = memory_budget(geom.n * geom.c_in * geom.ih * geom.iw * itemsize)
     per_image_bytes = per_image * itemsize
-    iterator = 3 * np.getbufsize() * itemsize  # see _chunk_size
+    iterator = (3 * np.getbufsize() + fixed) * itemsize  # see _chunk_size
     threads = int(max(1, min(threads, budget // (per_image_bytes + iterator))))
     fits = (budget // threads - iterator) // per_image_bytes
     nb = int(max(1, min(want, -(-geom.n // threads), fits)))
@@ -623,9 +618,7 @@ def _grad_weight_depthwise(gy, x, geom, wide=True):
             gw[:, :, ky, kx] += np.sum(dots, axis=0, out=part)
 
     scratches = _map_chunks(geom, nb, work, threads)
-    gw = scratches[0]["gw"].reshape(geom.w_shape)
-    for scratch in scratches[1:]:
-        gw += scratch["gw"].reshape(geom.w_shape)
+    gw = _sum_of(scratches, "gw").reshape(geom.w_shape)
     if lay.wide and not np.isfinite(gw.sum()):  # see _Planes
         return _grad_weight_depthwise(gy, x, geom, wide=False)
     return gw
