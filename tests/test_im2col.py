@@ -209,3 +209,9 @@ def test_inf_and_nan_land_where_the_reference_puts_them(name, pass_):
     np.testing.assert_array_equal(np.isinf(got), np.isinf(want))
     finite = np.isfinite(want)
     assert_close(got[finite], want[finite])
+
+
+def test_partial_sums_skip_threads_that_found_no_work():
+    # A worker thread may find every item taken by the others, and so hold no partial sum.
+    a, b = np.ones(3), np.arange(3.0)
+    np.testing.assert_array_equal(im2col._sum_of([{}, {"gw": a.copy()}, {"gw": b}], "gw"), a + b)

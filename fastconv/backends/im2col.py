@@ -247,10 +247,11 @@ def grad_weight(gy, x, geom):
 
 
 def _sum_of(scratches, name):
-    """The sum of every thread's ``name`` scratch array (each thread's own partial sum)."""
-    total = scratches[0][name]
-    for scratch in scratches[1:]:
-        total += scratch[name]
+    """The sum of every thread's ``name`` scratch array (each thread's own partial sum); a thread
+    that found every item taken has none."""
+    total, *others = (scratch[name] for scratch in scratches if name in scratch)
+    for part in others:
+        total += part
     return total
 
 
