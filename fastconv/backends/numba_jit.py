@@ -23,13 +23,19 @@ NAME = "numba"
 SERIAL_MAX_MACS = 2_000_000
 
 
-def _run(kernel, macs, *args):
-    """Call ``kernel`` with ``fastconv.set_num_threads``'s count (Numba's is per calling thread)."""
+def _run(kernel, macs, *args, slots=False):
+    """Call ``kernel`` with ``fastconv.set_num_threads``'s count (Numba's is per calling thread).
+
+    ``slots``: the kernel splits its work into one range per thread itself and takes the count as
+    its last argument (``numba.get_num_threads`` inside a kernel would stop it being cached).
+    """
     n = _threads.requested()
     before = numba.get_num_threads()
     want = before if n is None else min(n, numba.config.NUMBA_NUM_THREADS)
     if macs < SERIAL_MAX_MACS:
         want = 1
+    if slots:
+        args = (*args, want)
     if want == before:
         kernel(*args)
         return
@@ -70,34 +76,73 @@ def _hyper(geom):
 def forward(x, w, geom):
     """y of shape ``geom.y_shape``, dtype of ``x``."""
     y = np.empty(geom.y_shape, dtype=x.dtype)
-    _run(_k._forward, geom.macs, x, w, y, *_hyper(geom), x.dtype.type(0))
+    if geom.c_out_g >= _k.CB:
+        _run(_k._forward_packed, geom.macs, x, w, y, *_hyper(geom), slots=True)
+    else:
+        _run(_k._forward, geom.macs, x, w, y, *_hyper(geom), x.dtype.type(0))
     if not np.isfinite(w).all():
         _padding_products(y, ~np.isfinite(w), geom, forward=True)
     return y
 
 
+def _transposed_weight(w, geom):
+    """Each group's weight with its kernel flipped and its channel axes swapped, contiguous."""
+    c_out, c_in_g, kh, kw = w.shape
+    wt = w.reshape(geom.groups, geom.c_out_g, c_in_g, kh, kw)[:, :, :, ::-1, ::-1]
+    return np.ascontiguousarray(wt.transpose(0, 2, 1, 3, 4)).reshape(geom.c_in, geom.c_out_g, kh, kw)
+
+
 def grad_input(gy, w, geom):
     """Gradient with respect to the input, shaped like ``x``."""
     gx = np.empty(geom.x_shape, dtype=gy.dtype)
-    _run(_k._grad_input, geom.macs, gy, w, gx, *_hyper(geom), gy.dtype.type(0))
+    depthwise = geom.c_in_g == 1 and geom.c_out_g == 1
+    unit = geom.sh == geom.sw == 1
+    if depthwise or not (unit or geom.dil_h == geom.dil_w == 1) or not np.isfinite(w).all():
+        # Non-finite weights stay on the direct loops: the packed path's zero padding times inf
+        # would give NaN where the reference has no product at all.
+        _run(_k._grad_input, geom.macs, gy, w, gx, *_hyper(geom), gy.dtype.type(0))
+        return gx
+    # gx is a forward convolution of gy with the transposed weight, padded by (k-1)*dilation - p
+    # (negative: cropped). With a stride s, each of the s*s phases gx[..., ry::s, rx::s] is one,
+    # with stride 1 and the taps ky = ry + pt (mod s) only.
+    for ry in range(geom.sh):
+        for rx in range(geom.sw):
+            out = gx[:, :, ry::geom.sh, rx::geom.sw]
+            ky0, kx0 = (ry + geom.pt) % geom.sh, (rx + geom.pl) % geom.sw
+            wsub = w[:, :, ky0::geom.sh, kx0::geom.sw]
+            if wsub.size == 0 or out.size == 0:
+                out[...] = 0
+                continue
+            m, mw = wsub.shape[2], wsub.shape[3]
+            pt = geom.dil_h * (m - 1) - (ry + geom.pt - ky0) // geom.sh
+            pl = geom.dil_w * (mw - 1) - (rx + geom.pl - kx0) // geom.sw
+            _run(_k._forward_packed, geom.macs // (geom.sh * geom.sw), gy, _transposed_weight(wsub, geom), out,
+                 1, 1, pt, pl, geom.dil_h, geom.dil_w, geom.groups, slots=True)
     return gx
 
 
 def grad_weight(gy, x, geom):
     """Gradient with respect to the weight, shaped like ``w``."""
     gw = np.empty(geom.w_shape, dtype=x.dtype)
-    _run(_k._grad_weight, geom.macs, gy, x, gw, *_hyper(geom), x.dtype.type(0))
+    if geom.c_out_g >= _k.CB:
+        _run(_k._grad_weight_packed, geom.macs, gy, x, gw, *_hyper(geom), x.dtype.type(0), slots=True)
+    else:
+        _run(_k._grad_weight, geom.macs, gy, x, gw, *_hyper(geom), x.dtype.type(0))
     if not np.isfinite(gy).all():
         _padding_products(gw, ~np.isfinite(gy), geom, forward=False)
     return gw
 
 
 def warmup(dtype):
-    """Compile (or load from the on-disk cache) all three kernels for ``dtype``."""
+    """Compile (or load from the on-disk cache) every kernel for ``dtype``: the packed and direct
+    paths of the three passes, and the stride-phase gradient of the input."""
     from ..geometry import Geometry
 
-    geom = Geometry.from_args((1, 4, 3, 3), (4, 4, 2, 2), padding=1)
-    x = np.ones(geom.x_shape, dtype=dtype)
-    w = np.ones(geom.w_shape, dtype=dtype)
-    grad_input(forward(x, w, geom), w, geom)
-    grad_weight(np.ones(geom.y_shape, dtype=dtype), x, geom)
+    for xs, ws, kwargs in [((1, 4, 3, 3), (4, 4, 2, 2), dict(padding=1)),
+                           ((1, 4, 3, 3), (4, 1, 2, 2), dict(padding=1, groups=4)),
+                           ((1, 4, 5, 5), (4, 4, 3, 3), dict(padding=1, stride=2))]:
+        geom = Geometry.from_args(xs, ws, **kwargs)
+        x = np.ones(geom.x_shape, dtype=dtype)
+        w = np.ones(geom.w_shape, dtype=dtype)
+        grad_input(forward(x, w, geom), w, geom)
+        grad_weight(np.ones(geom.y_shape, dtype=dtype), x, geom)
