@@ -32,9 +32,10 @@ _budget: int | None = None  # None: the default rule above
 PREFERRED_CHUNK_BYTES = 24 * 2**20
 # The forward pass runs work items (a few images each) on fastconv's threads, each item's GEMM on
 # one BLAS thread: the patch copies run in parallel too, and no thread waits on another's BLAS
-# workers. An item holds at least this many multiply-adds, so that handing it to a thread (tens of
-# microseconds) stays small next to its work (MNIST's first layer: 460 K per image).
-ITEM_MIN_MACS = 4_000_000
+# workers. An item holds at least this many multiply-adds, so that its Python-level cost (tens of
+# microseconds) stays small next to its work: MNIST's first layer (460 K per image) took 1.30 ms
+# in items of 4 M, 1.08 ms in one chunk, on one thread.
+ITEM_MIN_MACS = 16_000_000
 # Images with fewer output pixels than this share one GEMM per item, then a transposing copy into
 # NCHW; larger ones get a GEMM each, written straight into y. One thread, r7-c512-k3 (49 pixels):
 # a GEMM per image 1.71x torch's time, 16 images per GEMM 1.34x; r14 (196 pixels) equal either way,
@@ -44,9 +45,10 @@ GROUP_COLUMNS = 1024  # columns (images x pixels) that a shared GEMM aims for
 # Depthwise chunks are streamed through ~18 elementwise passes: small enough to stay in cache,
 # large enough for long loops (1, 4 and 16 MiB measured on dw-r28-c128-k3; 4 was best).
 PREFERRED_DEPTHWISE_CHUNK_BYTES = 4 * 2**20
-# The unit-stride depthwise forward copies each channel's kernel offsets into a patch matrix of
-# about this size: L2-resident, long enough that numpy's and BLAS's per-call costs stay small.
-PREFERRED_DEPTHWISE_COLS_BYTES = 2**20
+# Scratch of one work item of the unit-stride depthwise forward: numpy's and BLAS's per-call
+# costs, and the GIL they hold, shrink with larger items, cache hits with smaller. On
+# dw-r28-c128-k3 at two threads, 4 MiB took 8.5 ms, 1 MiB 12.0 and 16 MiB 9.9.
+PREFERRED_DEPTHWISE_COLS_BYTES = 4 * 2**20
 
 
 def set_memory_budget(nbytes: int | None) -> int | None:
@@ -511,48 +513,47 @@ def _forward_depthwise_runs(x, w, geom):
     with that matrix shifted down by whole padded rows, summed over rows. Outputs are computed
     ``hp x wp`` per image and cropped. On dw-r28-c128-k3, one thread: 5.1 ms for copies and
     products, against 5.9 ms copying all nine offsets for one product and 7.2 ms adding nine scaled
-    runs with numpy's fastest elementwise loops (a per-channel scale broadcast was slower still)."""
+    runs with numpy's fastest elementwise loops (a per-channel scale broadcast was slower still).
+
+    Every step covers a block of channels in one numpy call (matmul loops over them in C): with
+    a call per channel, two threads ran no faster than one, queueing for the GIL.
+    """
     g, cog = geom.groups, geom.c_out_g
     hp, wp = _padded_shape(geom)
     plane = hp * wp
     row_step = geom.dil_h * wp  # one kernel row further down, in the flat padded planes
     overhang = (geom.kh - 1) * row_step + (geom.kw - 1) * geom.dil_w  # the last offset reads past the planes
     threads = get_num_threads()
-    # Channels per item: about four items per thread, so that a slowed core takes fewer.
-    cb = max(1, -(-g // (4 * threads)))
-    per_image = (cb + geom.kw + 2 * cog) * plane  # padded planes, patch rows, output and its addend
-    budget = memory_budget(x.nbytes)
-    fits = (budget // threads // x.itemsize - 3 * np.getbufsize() - (cb + geom.kw) * overhang) // per_image
-    preferred = PREFERRED_DEPTHWISE_COLS_BYTES // (geom.kw * plane * x.itemsize)
-    nb = int(max(1, min(geom.n, fits, preferred)))
-    # ... and few enough that the chunk's padded planes stay in cache until their channel's turn
-    cb = max(1, min(cb, PREFERRED_DEPTHWISE_COLS_BYTES // (nb * plane * x.itemsize)))
+    # scratch per channel and image: its padded plane, kW patch rows, output and addend
+    unit = (1 + geom.kw + 2 * cog) * plane
+    units = max(1, PREFERRED_DEPTHWISE_COLS_BYTES // (unit * x.itemsize))
+    cb = int(min(g, -(-units // geom.n)))  # channels per item; images per item below
+    fits = (memory_budget(x.nbytes) // threads // x.itemsize - 3 * np.getbufsize()
+            - cb * (1 + geom.kw) * overhang) // (cb * unit)
+    nb = int(max(1, min(geom.n, fits, units // cb)))
     y = np.empty(geom.y_shape, x.dtype)
     ys = y.reshape(geom.n, g, cog, geom.oh, geom.ow)
     weights = w.reshape(g, cog, geom.kh, geom.kw)
 
     def work(b0, b1, c0, c1, scratch):
-        m = b1 - b0
+        m, c = b1 - b0, c1 - c0
         length = m * plane
         span = length + (geom.kh - 1) * row_step
         # Rows laid out for nb images whatever m, so that the zero borders never move.
-        xp = _buffer(scratch, "xp", (cb, nb * plane + overhang), x.dtype, zeros=True)
-        grid = xp[:c1 - c0, :length].reshape(c1 - c0, m, hp, wp)
+        xp = _buffer(scratch, "xp", (cb, nb * plane + overhang), x.dtype, zeros=True)[:c]
+        grid = xp[:, :length].reshape(c, m, hp, wp)
         grid[:, :, geom.pt:geom.pt + geom.ih, geom.pl:geom.pl + geom.iw] = x[b0:b1, c0:c1].transpose(1, 0, 2, 3)
-        cols = _buffer(scratch, "cols", (geom.kw, span), x.dtype)
-        acc = _buffer(scratch, "acc", (cog, m, hp, wp), x.dtype)
-        addend = _buffer(scratch, "addend", (cog, length), x.dtype)
+        cols = _buffer(scratch, "cols", (c, geom.kw, span), x.dtype)
         step = xp.itemsize
-        for c in range(c0, c1):
-            np.copyto(cols, as_strided(xp[c - c0], cols.shape, (geom.dil_w * step, step), writeable=False))
-            for ky in range(geom.kh):
-                rows = cols[:, ky * row_step:ky * row_step + length]
-                if ky == 0:
-                    np.matmul(weights[c, :, 0], rows, out=acc.reshape(cog, length))
-                else:
-                    np.matmul(weights[c, :, ky], rows, out=addend)
-                    np.add(acc.reshape(cog, length), addend, out=acc.reshape(cog, length))
-            ys[b0:b1, c] = acc[:, :, :geom.oh, :geom.ow].transpose(1, 0, 2, 3)
+        np.copyto(cols, as_strided(xp, cols.shape, (xp.strides[0], geom.dil_w * step, step), writeable=False))
+        acc = _buffer(scratch, "acc", (c, cog, length), x.dtype)
+        addend = _buffer(scratch, "addend", (c, cog, length), x.dtype)
+        for ky in range(geom.kh):
+            rows = cols[:, :, ky * row_step:ky * row_step + length]
+            np.matmul(weights[c0:c1, :, ky], rows, out=addend if ky else acc)
+            if ky:
+                np.add(acc, addend, out=acc)
+        ys[b0:b1, c0:c1] = acc.reshape(c, cog, m, hp, wp)[..., :geom.oh, :geom.ow].transpose(2, 0, 1, 3, 4)
 
     items = [(b0, b1, c0, min(g, c0 + cb)) for b0, b1 in _chunks(geom, nb) for c0 in range(0, g, cb)]
     with single_threaded_blas(threads > 1):
