@@ -70,17 +70,6 @@ def memory_budget(input_nbytes: int) -> int:
     return _budget if _budget is not None else max(DEFAULT_MEMORY_BUDGET, 2 * input_nbytes)
 
 
-def _chunk_size(geom, itemsize: int, per_image: int, fixed: int = 0, preferred: int | None = None) -> int:
-    """Images per chunk: scratch of ``per_image`` elements each plus ``fixed`` elements must fit."""
-    preferred = PREFERRED_CHUNK_BYTES if preferred is None else preferred
-    budget = memory_budget(geom.n * geom.c_in * geom.ih * geom.iw * itemsize)
-    # Elementwise ops on strided views run through numpy's buffered iterator, which allocates up to
-    # one buffer of np.getbufsize() elements per operand whatever the chunk; reserve them.
-    fixed += 3 * np.getbufsize()
-    fits = (budget - fixed * itemsize) // (per_image * itemsize)
-    return int(max(1, min(geom.n, fits, preferred // (per_image * itemsize))))
-
-
 def _chunks(geom, nb: int):
     for b0 in range(0, geom.n, nb):
         yield b0, min(geom.n, b0 + nb)
@@ -98,19 +87,6 @@ def _padded_size(geom) -> int:
     """Elements of one zero-padded image copy; 0 when the convolution has no padding."""
     hp, wp = _padded_shape(geom)
     return geom.c_in * hp * wp if _is_padded(geom) else 0
-
-
-class _Lazy:
-    """A scratch buffer allocated at the first chunk's size and reused for every smaller one."""
-
-    def __init__(self, dtype):
-        self.dtype, self.buf = dtype, None
-
-    def __call__(self, *shape):
-        size = math.prod(shape)
-        if self.buf is None:
-            self.buf = np.empty(size, self.dtype)
-        return self.buf[:size].reshape(shape)
 
 
 def _taps(geom):
@@ -260,7 +236,8 @@ def _sum_of(scratches, name):
 # ----------------------------------------------------------------------------- grad_input
 
 def grad_input(gy, w, geom):
-    """``gcols = w.T @ gy`` per chunk, then col2im: one strided add per kernel offset."""
+    """``gcols = w.T @ gy`` per image, then col2im: one strided add per kernel offset; with unit
+    stride (usually) a forward convolution of ``gy`` instead."""
     if _is_pointwise(geom):
         return _grad_input_pointwise(gy, w, geom)
     transposed = _as_forward(geom)
@@ -274,27 +251,27 @@ def grad_input(gy, w, geom):
         return _grad_input_depthwise(gy, w, geom)
     g, cog, p = geom.groups, geom.c_out_g, geom.oh * geom.ow
     kg = geom.c_in_g * geom.kh * geom.kw
-    k = geom.c_in * geom.kh * geom.kw
     hp, wp = _padded_shape(geom)
     padded = _is_padded(geom)
-    nb = _chunk_size(geom, gy.itemsize, k * p + geom.c_out * p + (geom.c_in * hp * wp if padded else 0))
+    per_image = geom.c_in * geom.kh * geom.kw * p + _padded_size(geom)
+    nb, threads = _thread_plan(geom, gy.itemsize, per_image, -(-ITEM_MIN_MACS // (geom.c_out * kg * p)))
     gx = np.empty(geom.x_shape, gy.dtype)
-    gxp_buf = np.empty((nb, geom.c_in, hp, wp), gy.dtype) if padded else None
-    gcols_buf, gyt = _Lazy(gy.dtype), _Lazy(gy.dtype)
     wt = w.reshape(g, cog, kg).transpose(0, 2, 1)
-    for b0, b1 in _chunks(geom, nb):
+
+    def work(b0, b1, scratch):
+        # As in the forward pass: a GEMM per image, on this thread's images, then their fold.
         m = b1 - b0
-        gyc = gyt(g, cog, m, p)
-        np.copyto(gyc, gy[b0:b1].reshape(m, g, cog, p).transpose(1, 2, 0, 3))
-        gcols = gcols_buf(g, kg, m * p)
-        np.matmul(wt, gyc.reshape(g, cog, m * p), out=gcols)
-        gcols = gcols.reshape(geom.c_in, geom.kh, geom.kw, m, geom.oh, geom.ow)
-        gxp = gxp_buf[:m] if padded else gx[b0:b1]
+        gcols = _buffer(scratch, "gcols", (m, geom.c_in, geom.kh, geom.kw, geom.oh, geom.ow), gy.dtype)
+        np.matmul(wt, gy[b0:b1].reshape(m, g, cog, p), out=gcols.reshape(m, g, kg, p))
+        gxp = _buffer(scratch, "gxp", (m, geom.c_in, hp, wp), gy.dtype) if padded else gx[b0:b1]
         gxp[...] = 0
         for ky, kx, rows, cols in _taps(geom):
-            gxp[:, :, rows, cols] += gcols[:, ky, kx].transpose(1, 0, 2, 3)
+            gxp[:, :, rows, cols] += gcols[:, :, ky, kx]
         if padded:
             gx[b0:b1] = gxp[:, :, geom.pt:geom.pt + geom.ih, geom.pl:geom.pl + geom.iw]
+
+    with single_threaded_blas(threads > 1):
+        _map_chunks(geom, nb, work, threads)
     return gx
 
 
@@ -397,7 +374,9 @@ def _thread_plan(geom, itemsize: int, per_image: int, want: int, fixed: int = 0)
     threads = get_num_threads()
     budget = memory_budget(geom.n * geom.c_in * geom.ih * geom.iw * itemsize)
     per_image_bytes = per_image * itemsize
-    iterator = (3 * np.getbufsize() + fixed) * itemsize  # see _chunk_size
+    # Elementwise ops on strided views run through numpy's buffered iterator, which allocates up to
+    # one buffer of np.getbufsize() elements per operand whatever the chunk; reserve them.
+    iterator = (3 * np.getbufsize() + fixed) * itemsize
     threads = int(max(1, min(threads, budget // (per_image_bytes + iterator))))
     fits = (budget // threads - iterator) // per_image_bytes
     nb = int(max(1, min(want, -(-geom.n // threads), fits)))
