@@ -29,7 +29,7 @@ def njit(**options):
     return decorate
 
 CB = 4  # output channels computed together: each input load feeds CB multiply-adds
-CI = 4  # input channels per pass of the forward flat path (each y load and store feeds CB*CI)
+CI = 4  # output channels per pass of the input gradient's flat path (each gx load and store feeds CB*CI)
 
 
 @njit(**_JIT)
@@ -40,291 +40,7 @@ def _ox_range(off, sw, iw, ow):  # pragma: no cover
     return lo, hi
 
 
-# Shortest output row for which _fwd_rows merges 4 taps: on shorter rows the extra edge handling
-# costs more than it saves (mnist-r28-k5, 24 columns: 6.6 ms merged vs 5.5 ms per tap, one thread).
-MERGE_MIN_OW = 32
 TILE = 4096  # elements of the output block kept hot while the taps stream past (16 KiB in float32)
-
-
-@njit(**_JIT)
-def _fwd_flat(xf, wb, yf, ci0, ih, iw, oh, ow, pt, pl, dil_h, dil_w, zero):  # pragma: no cover
-    """Stride 1 and ``ow == iw``: each tap is one contiguous run over whole output rows.
-
-    A run over several rows also touches, at its row ends, columns where that tap falls in the
-    padding (it reads the neighbouring row instead); those border columns are recomputed exactly
-    at the end, which overwrites the wrong values (NaN and inf included).
-    """
-    cb, c_in_g, kh, kw = wb.shape
-    rows = max(1, TILE // (cb * ow))
-    for oy0 in range(0, oh, rows):
-        oy1 = min(oh, oy0 + rows)
-        ci = 0
-        while ci < c_in_g:
-            # 4 input channels per pass when possible: 16 multiply-adds per load and store of y
-            step = 1 if cb < CB else CI if c_in_g - ci >= CI else 3 if c_in_g - ci == 3 else 1
-            for ky in range(kh):
-                a = ky * dil_h - pt  # input row minus output row
-                ylo = max(oy0, -a)
-                yhi = min(oy1, ih - a)
-                if ylo >= yhi:
-                    continue
-                for kx in range(kw):
-                    off = kx * dil_w - pl  # input column minus output column
-                    lo = max(0, -off)
-                    hi = min(ow, iw - off)
-                    if lo >= hi:
-                        continue
-                    p0 = ylo * ow + lo
-                    p1 = (yhi - 1) * ow + hi
-                    cnt = p1 - p0
-                    q0 = p0 + a * iw + off  # flat input pixel of p0
-                    y0 = yf[0, p0:p1]
-                    if step == CI:
-                        y1 = yf[1, p0:p1]
-                        y2 = yf[2, p0:p1]
-                        y3 = yf[3, p0:p1]
-                        x0 = xf[ci0 + ci, q0:]
-                        x1 = xf[ci0 + ci + 1, q0:]
-                        x2 = xf[ci0 + ci + 2, q0:]
-                        x3 = xf[ci0 + ci + 3, q0:]
-                        w00, w01, w02, w03 = wb[0, ci, ky, kx], wb[0, ci + 1, ky, kx], wb[0, ci + 2, ky, kx], wb[0, ci + 3, ky, kx]
-                        w10, w11, w12, w13 = wb[1, ci, ky, kx], wb[1, ci + 1, ky, kx], wb[1, ci + 2, ky, kx], wb[1, ci + 3, ky, kx]
-                        w20, w21, w22, w23 = wb[2, ci, ky, kx], wb[2, ci + 1, ky, kx], wb[2, ci + 2, ky, kx], wb[2, ci + 3, ky, kx]
-                        w30, w31, w32, w33 = wb[3, ci, ky, kx], wb[3, ci + 1, ky, kx], wb[3, ci + 2, ky, kx], wb[3, ci + 3, ky, kx]
-                        for k in range(cnt):
-                            v0 = x0[k]
-                            v1 = x1[k]
-                            v2 = x2[k]
-                            v3 = x3[k]
-                            y0[k] += w00 * v0 + w01 * v1 + w02 * v2 + w03 * v3
-                            y1[k] += w10 * v0 + w11 * v1 + w12 * v2 + w13 * v3
-                            y2[k] += w20 * v0 + w21 * v1 + w22 * v2 + w23 * v3
-                            y3[k] += w30 * v0 + w31 * v1 + w32 * v2 + w33 * v3
-                    elif step == 3:  # three input channels left (RGB input layers)
-                        y1 = yf[1, p0:p1]
-                        y2 = yf[2, p0:p1]
-                        y3 = yf[3, p0:p1]
-                        x0 = xf[ci0 + ci, q0:]
-                        x1 = xf[ci0 + ci + 1, q0:]
-                        x2 = xf[ci0 + ci + 2, q0:]
-                        w00, w01, w02 = wb[0, ci, ky, kx], wb[0, ci + 1, ky, kx], wb[0, ci + 2, ky, kx]
-                        w10, w11, w12 = wb[1, ci, ky, kx], wb[1, ci + 1, ky, kx], wb[1, ci + 2, ky, kx]
-                        w20, w21, w22 = wb[2, ci, ky, kx], wb[2, ci + 1, ky, kx], wb[2, ci + 2, ky, kx]
-                        w30, w31, w32 = wb[3, ci, ky, kx], wb[3, ci + 1, ky, kx], wb[3, ci + 2, ky, kx]
-                        for k in range(cnt):
-                            v0 = x0[k]
-                            v1 = x1[k]
-                            v2 = x2[k]
-                            y0[k] += w00 * v0 + w01 * v1 + w02 * v2
-                            y1[k] += w10 * v0 + w11 * v1 + w12 * v2
-                            y2[k] += w20 * v0 + w21 * v1 + w22 * v2
-                            y3[k] += w30 * v0 + w31 * v1 + w32 * v2
-                    elif cb == CB:
-                        y1 = yf[1, p0:p1]
-                        y2 = yf[2, p0:p1]
-                        y3 = yf[3, p0:p1]
-                        xs = xf[ci0 + ci, q0:]
-                        w0 = wb[0, ci, ky, kx]
-                        w1 = wb[1, ci, ky, kx]
-                        w2 = wb[2, ci, ky, kx]
-                        w3 = wb[3, ci, ky, kx]
-                        for k in range(cnt):
-                            v = xs[k]
-                            y0[k] += w0 * v
-                            y1[k] += w1 * v
-                            y2[k] += w2 * v
-                            y3[k] += w3 * v
-                    else:
-                        xs = xf[ci0 + ci, q0:]
-                        for j in range(cb):
-                            wv = wb[j, ci, ky, kx]
-                            yj = yf[j, p0:p1]
-                            for k in range(cnt):
-                                yj[k] += wv * xs[k]
-            ci += step
-    # border columns: those where some tap lands in the left or right padding
-    left = min(ow, pl)
-    right = max(left, min(ow, iw - ((kw - 1) * dil_w - pl)))
-    if left > 0 or right < ow:
-        _fwd_border(xf, wb, yf, ci0, ih, iw, oh, ow, pt, pl, dil_h, dil_w, left, right)
-
-
-@njit(**_JIT)
-def _fwd_border(xf, wb, yf, ci0, ih, iw, oh, ow, pt, pl, dil_h, dil_w, left, right):  # pragma: no cover
-    """Recompute output columns ``[0, left)`` and ``[right, ow)`` exactly, tap by tap."""
-    cb, c_in_g, kh, kw = wb.shape
-    for j in range(cb):
-        for oy in range(oh):
-            for ox in range(ow):
-                if ox < left or ox >= right:
-                    yf[j, oy * ow + ox] = 0
-    ci = 0
-    while ci < c_in_g:
-        step = CI if cb == CB and c_in_g - ci >= CI else 1
-        for ky in range(kh):
-            a = ky * dil_h - pt  # input row minus output row
-            ylo = max(0, -a)
-            yhi = min(oh, ih - a)
-            for kx in range(kw):
-                off = kx * dil_w - pl  # input column minus output column
-                lo = max(0, -off)
-                hi = min(ow, iw - off)
-                w00 = w01 = w02 = w03 = w10 = w11 = w12 = w13 = wb[0, ci, ky, kx]  # typed for both branches
-                w20 = w21 = w22 = w23 = w30 = w31 = w32 = w33 = w00
-                if step == 1 and cb == CB:
-                    w10, w20, w30 = wb[1, ci, ky, kx], wb[2, ci, ky, kx], wb[3, ci, ky, kx]
-                if step == CI:
-                    w00, w01, w02, w03 = wb[0, ci, ky, kx], wb[0, ci + 1, ky, kx], wb[0, ci + 2, ky, kx], wb[0, ci + 3, ky, kx]
-                    w10, w11, w12, w13 = wb[1, ci, ky, kx], wb[1, ci + 1, ky, kx], wb[1, ci + 2, ky, kx], wb[1, ci + 3, ky, kx]
-                    w20, w21, w22, w23 = wb[2, ci, ky, kx], wb[2, ci + 1, ky, kx], wb[2, ci + 2, ky, kx], wb[2, ci + 3, ky, kx]
-                    w30, w31, w32, w33 = wb[3, ci, ky, kx], wb[3, ci + 1, ky, kx], wb[3, ci + 2, ky, kx], wb[3, ci + 3, ky, kx]
-                for part in range(2):
-                    c0, c1 = (lo, min(hi, left)) if part == 0 else (max(lo, right), hi)
-                    for ox in range(c0, c1):
-                        for oy in range(ylo, yhi):
-                            p = oy * ow + ox
-                            q = p + a * iw + off  # flat input pixel (ow == iw)
-                            if step == CI:
-                                v0 = xf[ci0 + ci, q]
-                                v1 = xf[ci0 + ci + 1, q]
-                                v2 = xf[ci0 + ci + 2, q]
-                                v3 = xf[ci0 + ci + 3, q]
-                                yf[0, p] += w00 * v0 + w01 * v1 + w02 * v2 + w03 * v3
-                                yf[1, p] += w10 * v0 + w11 * v1 + w12 * v2 + w13 * v3
-                                yf[2, p] += w20 * v0 + w21 * v1 + w22 * v2 + w23 * v3
-                                yf[3, p] += w30 * v0 + w31 * v1 + w32 * v2 + w33 * v3
-                            elif cb == CB:
-                                v = xf[ci0 + ci, q]
-                                yf[0, p] += w00 * v
-                                yf[1, p] += w10 * v
-                                yf[2, p] += w20 * v
-                                yf[3, p] += w30 * v
-                            else:
-                                v = xf[ci0 + ci, q]
-                                for j in range(cb):
-                                    yf[j, p] += wb[j, ci, ky, kx] * v
-        ci += step
-
-
-@njit(inline="always", **_JIT)  # inlined in numba's IR: a call per row segment would cost more
-def _rows4_tap(y, bn, co0, oy, w0, w1, w2, w3, xrow, lo, hi, sw, off):  # pragma: no cover
-    """y[bn, co0:co0+4, oy, lo:hi] += w_j * (input row at columns ox*sw + off)."""
-    cnt = hi - lo
-    if cnt <= 0:
-        return
-    xs = xrow[lo * sw + off:]
-    y0 = y[bn, co0, oy, lo:hi]
-    y1 = y[bn, co0 + 1, oy, lo:hi]
-    y2 = y[bn, co0 + 2, oy, lo:hi]
-    y3 = y[bn, co0 + 3, oy, lo:hi]
-    if sw == 1:  # unit stride known to LLVM: plain vector loads
-        for k in range(cnt):
-            v = xs[k]
-            y0[k] += w0 * v
-            y1[k] += w1 * v
-            y2[k] += w2 * v
-            y3[k] += w3 * v
-    else:
-        for k in range(cnt):
-            v = xs[k * sw]
-            y0[k] += w0 * v
-            y1[k] += w1 * v
-            y2[k] += w2 * v
-            y3[k] += w3 * v
-
-
-@njit(**_JIT)
-def _fwd_rows(x, w, y, bn, co0, cb, xc0, sh, sw, pt, pl, dil_h, dil_w):  # pragma: no cover
-    """Any stride and padding: one output row at a time, taps clipped to the input.
-
-    With 4 output channels, 4 neighbouring taps share one pass over the columns where all four
-    are inside the input (16 multiply-adds per load and store of y); their edges go tap by tap.
-    """
-    n, c_in, ih, iw = x.shape
-    c_in_g, kh, kw = w.shape[1], w.shape[2], w.shape[3]
-    oh, ow = y.shape[2], y.shape[3]
-    for oy in range(oh):
-        for ci in range(c_in_g):
-            for ky in range(kh):
-                iy = oy * sh - pt + ky * dil_h  # input row of this tap
-                if iy < 0 or iy >= ih:
-                    continue
-                xrow = x[bn, xc0 + ci, iy]
-                if cb != CB:
-                    for kx in range(kw):
-                        off = kx * dil_w - pl  # input column of ox = 0
-                        lo, hi = _ox_range(off, sw, iw, ow)
-                        if hi <= lo:
-                            continue
-                        xs = xrow[lo * sw + off:]
-                        for j in range(cb):
-                            wv = w[co0 + j, ci, ky, kx]
-                            yr = y[bn, co0 + j, oy, lo:hi]
-                            for k in range(hi - lo):
-                                yr[k] += wv * xs[k * sw]
-                    continue
-                kx = 0
-                while kx < kw:
-                    if kw - kx < 4 or ow < MERGE_MIN_OW:
-                        off = kx * dil_w - pl  # input column of ox = 0
-                        lo, hi = _ox_range(off, sw, iw, ow)
-                        _rows4_tap(y, bn, co0, oy, w[co0, ci, ky, kx], w[co0 + 1, ci, ky, kx],
-                                   w[co0 + 2, ci, ky, kx], w[co0 + 3, ci, ky, kx], xrow, lo, hi, sw, off)
-                        kx += 1
-                        continue
-                    o0 = kx * dil_w - pl  # input column of ox = 0, for taps kx .. kx+3
-                    o1 = o0 + dil_w
-                    o2 = o1 + dil_w
-                    o3 = o2 + dil_w
-                    lo0, hi0 = _ox_range(o0, sw, iw, ow)
-                    lo3, hi3 = _ox_range(o3, sw, iw, ow)
-                    lo, hi = lo0, hi3  # where all four taps are inside (lo grows, hi shrinks with kx)
-                    for t in range(4):
-                        ot = o0 + t * dil_w
-                        lt, ht = _ox_range(ot, sw, iw, ow)
-                        wt0, wt1 = w[co0, ci, ky, kx + t], w[co0 + 1, ci, ky, kx + t]
-                        wt2, wt3 = w[co0 + 2, ci, ky, kx + t], w[co0 + 3, ci, ky, kx + t]
-                        if hi <= lo:  # no common columns: every tap on its own
-                            _rows4_tap(y, bn, co0, oy, wt0, wt1, wt2, wt3, xrow, lt, ht, sw, ot)
-                        else:
-                            _rows4_tap(y, bn, co0, oy, wt0, wt1, wt2, wt3, xrow, lt, min(ht, lo), sw, ot)
-                            _rows4_tap(y, bn, co0, oy, wt0, wt1, wt2, wt3, xrow, max(lt, hi), ht, sw, ot)
-                    if hi > lo:
-                        cnt = hi - lo
-                        x0 = xrow[lo * sw + o0:]
-                        x1 = xrow[lo * sw + o1:]
-                        x2 = xrow[lo * sw + o2:]
-                        x3 = xrow[lo * sw + o3:]
-                        y0 = y[bn, co0, oy, lo:hi]
-                        y1 = y[bn, co0 + 1, oy, lo:hi]
-                        y2 = y[bn, co0 + 2, oy, lo:hi]
-                        y3 = y[bn, co0 + 3, oy, lo:hi]
-                        w00, w01, w02, w03 = w[co0, ci, ky, kx], w[co0, ci, ky, kx + 1], w[co0, ci, ky, kx + 2], w[co0, ci, ky, kx + 3]
-                        w10, w11, w12, w13 = w[co0 + 1, ci, ky, kx], w[co0 + 1, ci, ky, kx + 1], w[co0 + 1, ci, ky, kx + 2], w[co0 + 1, ci, ky, kx + 3]
-                        w20, w21, w22, w23 = w[co0 + 2, ci, ky, kx], w[co0 + 2, ci, ky, kx + 1], w[co0 + 2, ci, ky, kx + 2], w[co0 + 2, ci, ky, kx + 3]
-                        w30, w31, w32, w33 = w[co0 + 3, ci, ky, kx], w[co0 + 3, ci, ky, kx + 1], w[co0 + 3, ci, ky, kx + 2], w[co0 + 3, ci, ky, kx + 3]
-                        if sw == 1:  # unit stride known to LLVM: plain vector loads
-                            for k in range(cnt):
-                                v0 = x0[k]
-                                v1 = x1[k]
-                                v2 = x2[k]
-                                v3 = x3[k]
-                                y0[k] += w00 * v0 + w01 * v1 + w02 * v2 + w03 * v3
-                                y1[k] += w10 * v0 + w11 * v1 + w12 * v2 + w13 * v3
-                                y2[k] += w20 * v0 + w21 * v1 + w22 * v2 + w23 * v3
-                                y3[k] += w30 * v0 + w31 * v1 + w32 * v2 + w33 * v3
-                        else:
-                            for k in range(cnt):
-                                i = k * sw
-                                v0 = x0[i]
-                                v1 = x1[i]
-                                v2 = x2[i]
-                                v3 = x3[i]
-                                y0[k] += w00 * v0 + w01 * v1 + w02 * v2 + w03 * v3
-                                y1[k] += w10 * v0 + w11 * v1 + w12 * v2 + w13 * v3
-                                y2[k] += w20 * v0 + w21 * v1 + w22 * v2 + w23 * v3
-                                y3[k] += w30 * v0 + w31 * v1 + w32 * v2 + w33 * v3
-                    kx += 4
 
 
 # Packed path (stride, dilation and padding of any kind, at least CB output channels per group).
@@ -347,19 +63,24 @@ def _packed_dims(oh, ow, kh, kw, sh, sw, dil_h, dil_w):  # pragma: no cover
 def _pack_input(x, bn, c0, cg, xp, sh, sw, pt, pl, hq, wq):  # pragma: no cover
     """xp[((c*sh + py)*sw + px)*hq*wq + u*wq + v] = padded x[bn, c0 + c] at (u*sh + py, v*sw + px)."""
     ih, iw = x.shape[2], x.shape[3]
-    xp[:] = 0
     for c in range(cg):
         for py in range(sh):
-            for u in range(hq):
-                iy = u * sh + py - pt
-                if iy < 0 or iy >= ih:
-                    continue
-                xrow = x[bn, c0 + c, iy]
-                for px in range(sw):
-                    lo, hi = _ox_range(px - pl, sw, iw, wq)
-                    base = ((c * sh + py) * sw + px) * hq * wq + u * wq
+            for px in range(sw):
+                lo, hi = _ox_range(px - pl, sw, iw, wq)
+                hi = max(lo, hi)
+                plane = xp[((c * sh + py) * sw + px) * hq * wq:]
+                for u in range(hq):
+                    row = plane[u * wq:(u + 1) * wq]
+                    iy = u * sh + py - pt
+                    if iy < 0 or iy >= ih:
+                        row[:] = 0
+                        continue
+                    xrow = x[bn, c0 + c, iy]
+                    row[:lo] = 0
+                    row[hi:] = 0
                     for v in range(lo, hi):
-                        xp[base + v] = xrow[v * sw + px - pl]
+                        row[v] = xrow[v * sw + px - pl]
+    xp[cg * sh * sw * hq * wq:] = 0  # the tail read by the last runs
 
 
 @njit(**_JIT)
@@ -436,6 +157,16 @@ def _fwd_packed(xp, offs, wb, y, bn, co0, cb, wq, acc):  # pragma: no cover
         a3[:] = 0
         base = oy0 * wq
         t = 0
+        if cb == 1:  # one channel (depthwise): its 4 terms per load and store, no idle rows
+            while t + 4 <= nt:
+                x0 = xp[offs[t] + base:]
+                x1 = xp[offs[t + 1] + base:]
+                x2 = xp[offs[t + 2] + base:]
+                x3 = xp[offs[t + 3] + base:]
+                w0, w1, w2, w3 = wb[t, 0], wb[t + 1, 0], wb[t + 2, 0], wb[t + 3, 0]
+                for k in range(cnt):
+                    a0[k] += w0 * x0[k] + w1 * x1[k] + w2 * x2[k] + w3 * x3[k]
+                t += 4
         while t + 4 <= nt:
             _mac4(a0, a1, a2, a3, xp, offs[t] + base, offs[t + 1] + base, offs[t + 2] + base,
                   offs[t + 3] + base, wb[t:t + 4], cnt)
@@ -443,6 +174,11 @@ def _fwd_packed(xp, offs, wb, y, bn, co0, cb, wq, acc):  # pragma: no cover
         while t < nt:  # the last 1-3 terms
             xs = xp[offs[t] + base:]
             w0, w1, w2, w3 = wb[t, 0], wb[t, 1], wb[t, 2], wb[t, 3]
+            if cb == 1:
+                for k in range(cnt):
+                    a0[k] += w0 * xs[k]
+                t += 1
+                continue
             for k in range(cnt):
                 v = xs[k]
                 a0[k] += w0 * v
@@ -460,7 +196,9 @@ def _fwd_packed(xp, offs, wb, y, bn, co0, cb, wq, acc):  # pragma: no cover
 
 @njit(**_PJIT)
 def _forward_packed(x, w, y, sh, sw, pt, pl, dil_h, dil_w, groups, nthreads):  # pragma: no cover
-    """The packed path of ``_forward``, in parallel over (image, group, block of CB channels).
+    """y[n, co] = sum over the group's ci, ky, kx of w[co, ci, ky, kx] * shifted x[n, ci], packed.
+
+    In parallel over (image, group, block of CB output channels).
 
     Each of ``nthreads`` threads takes one contiguous range of blocks with its own scratch, and packs an image's
     input again only when its range moves on to the next image or group (allocating and packing
@@ -496,39 +234,13 @@ def _forward_packed(x, w, y, sh, sw, pt, pl, dil_h, dil_w, groups, nthreads):  #
                         wq, acc)
 
 
-@njit(**_PJIT)
-def _forward(x, w, y, sh, sw, pt, pl, dil_h, dil_w, groups, zero):  # pragma: no cover
-    """y[n, co] = sum over the group's ci, ky, kx of w[co, ci, ky, kx] * shifted x[n, ci]."""
-    n, c_in, ih, iw = x.shape
-    c_out, c_in_g, kh, kw = w.shape
-    oh, ow = y.shape[2], y.shape[3]
-    c_out_g = c_out // groups
-    nblk = (c_out_g + CB - 1) // CB
-    flat = sh == 1 and sw == 1 and ow == iw
-    xf = x.reshape(n, c_in, ih * iw)
-    yf = y.reshape(n, c_out, oh * ow)
-    for task in prange(n * groups * nblk):
-        bn = task // (groups * nblk)
-        g = (task // nblk) % groups
-        co0 = g * c_out_g + (task % nblk) * CB
-        cb = min(CB, g * c_out_g + c_out_g - co0)
-        for j in range(cb):
-            yr = yf[bn, co0 + j]
-            for p in range(oh * ow):
-                yr[p] = 0
-        if flat:
-            _fwd_flat(xf[bn], w[co0:co0 + cb], yf[bn, co0:co0 + cb], g * c_in_g, ih, iw, oh, ow,
-                      pt, pl, dil_h, dil_w, zero)
-        else:
-            _fwd_rows(x, w, y, bn, co0, cb, g * c_in_g, sh, sw, pt, pl, dil_h, dil_w)
-
-
 @njit(**_JIT)
 def _gx_flat(gyf, wb, gxf, co0, c_out_g, ih, iw, oh, ow, pt, pl, dil_h, dil_w, zero):  # pragma: no cover
     """Stride 1 and ``ow == iw``: each tap scatters one contiguous run of gy onto whole gx rows.
 
-    As in ``_fwd_flat``, runs over several rows touch border columns of gx where the tap's output
-    column is outside ``gy``; those columns are recomputed exactly at the end.
+    A run over several rows also touches, at its row ends, border columns of gx where the tap's
+    output column is outside ``gy`` (it reads the neighbouring row instead); those columns are
+    recomputed exactly at the end, which overwrites the wrong values (NaN and inf included).
     """
     cb, kh, kw = gxf.shape[0], wb.shape[2], wb.shape[3]
     rows = max(1, TILE // (cb * iw))
@@ -744,107 +456,6 @@ def _grad_input(gy, w, gx, sh, sw, pt, pl, dil_h, dil_w, groups, zero):  # pragm
 
 
 @njit(**_JIT)
-def _gw_exact(gr, xr, ylo, yhi, lo, hi, a, off, ow, iw, zero):  # pragma: no cover
-    """Dot product of one tap over the valid rectangle only, row by row."""
-    acc = zero
-    for oy in range(ylo, yhi):
-        gs = gr[oy * ow + lo:]
-        xs = xr[(oy + a) * iw + lo + off:]
-        for k in range(hi - lo):
-            acc += gs[k] * xs[k]
-    return acc
-
-
-@njit(**_JIT)
-def _gw_flat(gyf, xf, gw, co0, cb, ci0, ih, iw, oh, ow, pt, pl, dil_h, dil_w, zero):  # pragma: no cover
-    """Stride 1 and ``ow == iw``: accumulate one image's contribution to gw[co0:co0+cb].
-
-    Each tap is one long dot product over whole rows. Between two rows the run also multiplies
-    ``abs(off)`` pairs that belong to no tap (a border column of gy with the neighbouring row of
-    x); that short contiguous stretch is summed again and subtracted. When either sum is not
-    finite the subtraction could turn a finite result into NaN, so that tap is redone exactly.
-    """
-    c_in_g, kh, kw = gw.shape[1], gw.shape[2], gw.shape[3]
-    for ci in range(c_in_g):
-        xr = xf[ci0 + ci]
-        for ky in range(kh):
-            a = ky * dil_h - pt  # input row minus output row
-            ylo = max(0, -a)
-            yhi = min(oh, ih - a)
-            if ylo >= yhi:
-                continue
-            for kx in range(kw):
-                off = kx * dil_w - pl  # input column minus output column
-                lo = max(0, -off)
-                hi = min(ow, iw - off)
-                if lo >= hi:
-                    continue
-                p0 = ylo * ow + lo
-                cnt = (yhi - 1) * ow + hi - p0
-                s = a * iw + off  # flat input pixel minus flat output pixel
-                xs = xr[p0 + s:]
-                clean = hi - lo == ow or yhi - ylo == 1  # the run has no stray pairs
-                for j0 in range(0, cb, CB):
-                    if cb - j0 >= CB:
-                        g0 = gyf[co0 + j0, p0:]
-                        g1 = gyf[co0 + j0 + 1, p0:]
-                        g2 = gyf[co0 + j0 + 2, p0:]
-                        g3 = gyf[co0 + j0 + 3, p0:]
-                        a0 = zero
-                        a1 = zero
-                        a2 = zero
-                        a3 = zero
-                        for k in range(cnt):
-                            v = xs[k]
-                            a0 += g0[k] * v
-                            a1 += g1[k] * v
-                            a2 += g2[k] * v
-                            a3 += g3[k] * v
-                        if not clean:
-                            b0 = zero
-                            b1 = zero
-                            b2 = zero
-                            b3 = zero
-                            for oy in range(ylo, yhi - 1):
-                                for p in range(oy * ow + hi, (oy + 1) * ow + lo):
-                                    v = xr[p + s]
-                                    b0 += gyf[co0 + j0, p] * v
-                                    b1 += gyf[co0 + j0 + 1, p] * v
-                                    b2 += gyf[co0 + j0 + 2, p] * v
-                                    b3 += gyf[co0 + j0 + 3, p] * v
-                            a0 -= b0
-                            a1 -= b1
-                            a2 -= b2
-                            a3 -= b3
-                            if not (np.isfinite(a0) and np.isfinite(a1) and np.isfinite(a2)
-                                    and np.isfinite(a3)):
-                                a0 = _gw_exact(gyf[co0 + j0], xr, ylo, yhi, lo, hi, a, off, ow, iw, zero)
-                                a1 = _gw_exact(gyf[co0 + j0 + 1], xr, ylo, yhi, lo, hi, a, off, ow, iw, zero)
-                                a2 = _gw_exact(gyf[co0 + j0 + 2], xr, ylo, yhi, lo, hi, a, off, ow, iw, zero)
-                                a3 = _gw_exact(gyf[co0 + j0 + 3], xr, ylo, yhi, lo, hi, a, off, ow, iw, zero)
-                        gw[co0 + j0, ci, ky, kx] += a0
-                        gw[co0 + j0 + 1, ci, ky, kx] += a1
-                        gw[co0 + j0 + 2, ci, ky, kx] += a2
-                        gw[co0 + j0 + 3, ci, ky, kx] += a3
-                    else:
-                        for j in range(j0, cb):  # one channel at a time (depthwise): same scheme
-                            gr = gyf[co0 + j]
-                            gs = gr[p0:]
-                            acc = zero
-                            for k in range(cnt):
-                                acc += gs[k] * xs[k]
-                            if not clean:
-                                stray = zero
-                                for oy in range(ylo, yhi - 1):
-                                    for p in range(oy * ow + hi, (oy + 1) * ow + lo):
-                                        stray += gr[p] * xr[p + s]
-                                acc -= stray
-                                if not np.isfinite(acc):
-                                    acc = _gw_exact(gr, xr, ylo, yhi, lo, hi, a, off, ow, iw, zero)
-                            gw[co0 + j, ci, ky, kx] += acc
-
-
-@njit(**_JIT)
 def _gw_rows(gy, x, gw, bn, co0, cb, xc0, sh, sw, pt, pl, dil_h, dil_w, zero):  # pragma: no cover
     """Any stride and padding: one image's contribution to gw[co0:co0+cb], row by row."""
     ih, iw = x.shape[2], x.shape[3]
@@ -905,13 +516,17 @@ def _pack_gy(gy, bn, co0, cb, gyp, wq):  # pragma: no cover
     """gyp[j, oy*wq + ox] = gy[bn, co0 + j, oy, ox], zero in the columns ``ox >= ow`` (and in rows
     ``j >= cb``), which meet the packed input's thrown-away columns."""
     oh, ow = gy.shape[2], gy.shape[3]
-    gyp[:] = 0
-    for j in range(cb):
+    for j in range(CB):
+        if j >= cb:
+            gyp[j] = 0
+            continue
         for oy in range(oh):
             src = gy[bn, co0 + j, oy]
-            dst = gyp[j, oy * wq:]
+            dst = gyp[j, oy * wq:(oy + 1) * wq]
             for ox in range(ow):
                 dst[ox] = src[ox]
+            dst[ow:] = 0
+        gyp[j, oh * wq:] = 0
 
 
 @njit(**_JIT)
@@ -927,7 +542,23 @@ def _gw_packed(xp, offs, gyp, gw, co0, cb, cnt, zero):  # pragma: no cover
     t = 0
     while t < nt:
         x0 = xp[offs[t]:]
-        if t + 4 <= nt:
+        if cb == 1 and t + 4 <= nt:  # one channel (depthwise): no idle rows
+            x1 = xp[offs[t + 1]:]
+            x2 = xp[offs[t + 2]:]
+            x3 = xp[offs[t + 3]:]
+            s0 = s1 = s2 = s3 = zero
+            for k in range(cnt):
+                u = g0[k]
+                s0 += u * x0[k]
+                s1 += u * x1[k]
+                s2 += u * x2[k]
+                s3 += u * x3[k]
+            gwf[co0, t] += s0
+            gwf[co0, t + 1] += s1
+            gwf[co0, t + 2] += s2
+            gwf[co0, t + 3] += s3
+            t += 4
+        elif t + 4 <= nt:
             x1 = xp[offs[t + 1]:]
             x2 = xp[offs[t + 2]:]
             x3 = xp[offs[t + 3]:]
@@ -965,6 +596,12 @@ def _gw_packed(xp, offs, gyp, gw, co0, cb, cnt, zero):  # pragma: no cover
             t += 4
         else:  # the last 1-3 terms
             s0 = s1 = s2 = s3 = zero
+            if cb == 1:
+                for k in range(cnt):
+                    s0 += g0[k] * x0[k]
+                gwf[co0, t] += s0
+                t += 1
+                continue
             for k in range(cnt):
                 v = x0[k]
                 s0 += g0[k] * v
@@ -979,7 +616,8 @@ def _gw_packed(xp, offs, gyp, gw, co0, cb, cnt, zero):  # pragma: no cover
 
 @njit(**_PJIT)
 def _grad_weight_packed(gy, x, gw, sh, sw, pt, pl, dil_h, dil_w, groups, zero, nthreads):  # pragma: no cover
-    """``_grad_weight`` from the packed input (see ``_forward_packed``): one dot product per term.
+    """gw[co, ci, ky, kx] = sum over n, oy, ox of gy[n, co, oy, ox] * x[n, ci, tap pixel], packed:
+    one dot product of a channel's gy (packed to the runs' row width) with each term's run.
 
     Each thread owns a range of blocks of output channels and packs each image once for them. The
     thrown-away columns pair zeros of gy with real inputs, so a non-finite input there turns a
@@ -1025,30 +663,3 @@ def _grad_weight_packed(gy, x, gw, sh, sw, pt, pl, dil_h, dil_w, groups, zero, n
                 gw[co0:co0 + cb] = zero
                 for bn in range(n):
                     _gw_rows(gy, x, gw, bn, co0, cb, g * c_in_g, sh, sw, pt, pl, dil_h, dil_w, zero)
-
-
-@njit(**_PJIT)
-def _grad_weight(gy, x, gw, sh, sw, pt, pl, dil_h, dil_w, groups, zero):  # pragma: no cover
-    """gw[co, ci, ky, kx] = sum over n, oy, ox of gy[n, co, oy, ox] * x[n, ci, tap pixel]."""
-    n, c_in, ih, iw = x.shape
-    c_out, c_in_g, kh, kw = gw.shape
-    oh, ow = gy.shape[2], gy.shape[3]
-    c_out_g = c_out // groups
-    nblk = (c_out_g + CB - 1) // CB
-    flat = sh == 1 and sw == 1 and ow == iw
-    xf = x.reshape(n, c_in, ih * iw)
-    gyf = gy.reshape(n, c_out, oh * ow)
-    for task in prange(groups * nblk):
-        g = task // nblk
-        co0 = g * c_out_g + (task % nblk) * CB
-        cb = min(CB, g * c_out_g + c_out_g - co0)
-        for j in range(cb):
-            for ci in range(c_in_g):
-                for ky in range(kh):
-                    for kx in range(kw):
-                        gw[co0 + j, ci, ky, kx] = zero
-        for bn in range(n):
-            if flat:
-                _gw_flat(gyf[bn], xf[bn], gw, co0, cb, g * c_in_g, ih, iw, oh, ow, pt, pl, dil_h, dil_w, zero)
-            else:
-                _gw_rows(gy, x, gw, bn, co0, cb, g * c_in_g, sh, sw, pt, pl, dil_h, dil_w, zero)

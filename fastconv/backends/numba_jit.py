@@ -1,11 +1,15 @@
-"""Numba backend: the direct-convolution loops of ``reference.py``, compiled and run in parallel.
+"""Numba backend: direct convolution over a packed copy of the input, compiled and run in parallel.
 
-Forward and input gradient run in parallel over (image, block of 4 channels), the weight gradient
-over blocks of 4 output channels. With stride 1 and ``ow == iw`` (``"same"``-style padding, 1x1)
-every tap is one contiguous multiply-add run over whole rows (4x4 channels per pass), and the few
-border columns that such runs cross are recomputed exactly; other strides go row by row. Extra
-memory: none beyond the outputs (padding is handled by loop bounds). Wins on small batches,
-depthwise and memory-tight calls; loses to BLAS on many channels over small images (7x7, 14x14).
+Each thread copies one image's input channels (of one group) at a time into a zero-padded buffer
+split into stride phases, where every (input channel, ky, kx) term of the sum is one contiguous run
+over whole output rows: 4 terms x 4 output channels per pass, 16 multiply-adds per load and store
+of the accumulator. Forward and input gradient (a transposed convolution: per stride phase, a
+stride-1 forward pass of gy with the flipped weight) run in parallel over (image, block of 4 output
+channels), the weight gradient (dot products of gy with the runs) over blocks of 4 channels. Extra
+memory: the packed weights and, per thread, one image's packed channels (x's, or gy's for the input
+gradient), 4 of its gy channels and a 4096-element accumulator. The input gradient of strided and
+dilated convolutions, and of non-finite weights, takes direct loops instead (padding by loop
+bounds). Loses to BLAS on many channels over small images (7x7).
 """
 
 import numba
@@ -76,10 +80,7 @@ def _hyper(geom):
 def forward(x, w, geom):
     """y of shape ``geom.y_shape``, dtype of ``x``."""
     y = np.empty(geom.y_shape, dtype=x.dtype)
-    if geom.c_out_g >= _k.CB:
-        _run(_k._forward_packed, geom.macs, x, w, y, *_hyper(geom), slots=True)
-    else:
-        _run(_k._forward, geom.macs, x, w, y, *_hyper(geom), x.dtype.type(0))
+    _run(_k._forward_packed, geom.macs, x, w, y, *_hyper(geom), slots=True)
     if not np.isfinite(w).all():
         _padding_products(y, ~np.isfinite(w), geom, forward=True)
     return y
@@ -95,9 +96,8 @@ def _transposed_weight(w, geom):
 def grad_input(gy, w, geom):
     """Gradient with respect to the input, shaped like ``x``."""
     gx = np.empty(geom.x_shape, dtype=gy.dtype)
-    depthwise = geom.c_in_g == 1 and geom.c_out_g == 1
     unit = geom.sh == geom.sw == 1
-    if depthwise or not (unit or geom.dil_h == geom.dil_w == 1) or not np.isfinite(w).all():
+    if not (unit or geom.dil_h == geom.dil_w == 1) or not np.isfinite(w).all():
         # Non-finite weights stay on the direct loops: the packed path's zero padding times inf
         # would give NaN where the reference has no product at all.
         _run(_k._grad_input, geom.macs, gy, w, gx, *_hyper(geom), gy.dtype.type(0))
@@ -124,23 +124,20 @@ def grad_input(gy, w, geom):
 def grad_weight(gy, x, geom):
     """Gradient with respect to the weight, shaped like ``w``."""
     gw = np.empty(geom.w_shape, dtype=x.dtype)
-    if geom.c_out_g >= _k.CB:
-        _run(_k._grad_weight_packed, geom.macs, gy, x, gw, *_hyper(geom), x.dtype.type(0), slots=True)
-    else:
-        _run(_k._grad_weight, geom.macs, gy, x, gw, *_hyper(geom), x.dtype.type(0))
+    _run(_k._grad_weight_packed, geom.macs, gy, x, gw, *_hyper(geom), x.dtype.type(0), slots=True)
     if not np.isfinite(gy).all():
         _padding_products(gw, ~np.isfinite(gy), geom, forward=False)
     return gw
 
 
 def warmup(dtype):
-    """Compile (or load from the on-disk cache) every kernel for ``dtype``: the packed and direct
-    paths of the three passes, and the stride-phase gradient of the input."""
+    """Compile (or load from the on-disk cache) every kernel for ``dtype``: the packed passes, the
+    input gradient's stride phases (written into strided views) and its direct loops."""
     from ..geometry import Geometry
 
     for xs, ws, kwargs in [((1, 4, 3, 3), (4, 4, 2, 2), dict(padding=1)),
-                           ((1, 4, 3, 3), (4, 1, 2, 2), dict(padding=1, groups=4)),
-                           ((1, 4, 5, 5), (4, 4, 3, 3), dict(padding=1, stride=2))]:
+                           ((1, 4, 5, 5), (4, 4, 3, 3), dict(padding=1, stride=2)),
+                           ((1, 4, 5, 5), (4, 4, 2, 2), dict(padding=1, stride=2, dilation=2))]:
         geom = Geometry.from_args(xs, ws, **kwargs)
         x = np.ones(geom.x_shape, dtype=dtype)
         w = np.ones(geom.w_shape, dtype=dtype)
