@@ -1,6 +1,8 @@
 """What the shared suite cannot see of the im2col backend: its chunking, its memory budget and
 its special paths (pointwise and depthwise), each against the reference backend or torch."""
 
+import multiprocessing
+import os
 import tracemalloc
 
 import numpy as np
@@ -215,3 +217,16 @@ def test_partial_sums_skip_threads_that_found_no_work():
     # A worker thread may find every item taken by the others, and so hold no partial sum.
     a, b = np.ones(3), np.arange(3.0)
     np.testing.assert_array_equal(im2col._sum_of([{}, {"gw": a.copy()}, {"gw": b}], "gw"), a + b)
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+def test_threads_work_in_a_forked_child(monkeypatch):
+    # The pool of worker threads does not survive fork; a child must get its own, not hang.
+    monkeypatch.setattr(im2col, "get_num_threads", lambda: 2)
+    geom, x, w, gy = _problem("dense-k3-p1")
+    want = reference.forward(x, w, geom)
+    assert_close(im2col.forward(x, w, geom), want)  # the parent's pool now exists
+    ctx = multiprocessing.get_context("fork")
+    with ctx.Pool(1) as pool:
+        got = pool.apply_async(im2col.forward, (x, w, geom)).get(timeout=60)
+    assert_close(got, want)

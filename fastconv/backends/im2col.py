@@ -13,6 +13,7 @@ the padded planes instead of a tiny GEMM per channel. Extra memory is capped by
 from __future__ import annotations
 
 import math
+import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
@@ -444,6 +445,17 @@ def _pool(workers: int) -> ThreadPoolExecutor:
     if _executor is None or _executor[0] < workers:
         _executor = (workers, ThreadPoolExecutor(workers, thread_name_prefix="fastconv-im2col"))
     return _executor[1]
+
+
+def _forget_pool():
+    """A forked child has none of its parent's threads: the pool must be started afresh there,
+    or work handed to it would wait forever (a DataLoader forking worker processes, say)."""
+    global _executor
+    _executor = None
+
+
+if hasattr(os, "register_at_fork"):  # not on Windows
+    os.register_at_fork(after_in_child=_forget_pool)
 
 
 def _buffer(scratch, name, shape, dtype, zeros=False):
