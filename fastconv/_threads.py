@@ -13,6 +13,7 @@ import contextlib
 import numbers
 import os
 import sys
+import threading
 
 _requested: int | None = None  # None: every core, the libraries' own defaults
 _blas_limiter = None  # threadpoolctl's handle on the BLAS limits we set, to undo them
@@ -116,6 +117,9 @@ def threads(n: int | None):
 
 
 _blas_controller = None  # threadpoolctl's view of the loaded BLAS libraries, found once (~1 ms)
+_single_lock = threading.Lock()
+_single_users = 0  # calls inside single_threaded_blas now, from any thread
+_single_limiter = None  # what the first of them changed, undone by the last
 
 
 @contextlib.contextmanager
@@ -124,18 +128,26 @@ def single_threaded_blas(active: bool = True):
 
     For a backend that runs BLAS calls from several threads of its own: each call then keeps to
     its thread, so the threads never oversubscribe the cores or wait on each other's BLAS
-    workers. The setting is process-wide; ``active=False`` makes the block a no-op.
+    workers. The setting is process-wide, so overlapping blocks (calls from several user threads)
+    share it: the first sets it, the last restores it. ``active=False`` makes the block a no-op.
     """
-    global _blas_controller
+    global _blas_controller, _single_users, _single_limiter
     if not active:
         yield
         return
-    if _blas_controller is None:
-        from threadpoolctl import ThreadpoolController
+    with _single_lock:
+        if _single_users == 0:
+            if _blas_controller is None:
+                from threadpoolctl import ThreadpoolController
 
-        _blas_controller = ThreadpoolController().select(user_api="blas")
-    limiter = _blas_controller.limit(limits=1)
+                _blas_controller = ThreadpoolController().select(user_api="blas")
+            _single_limiter = _blas_controller.limit(limits=1)
+        _single_users += 1
     try:
         yield
     finally:
-        limiter.restore_original_limits()
+        with _single_lock:
+            _single_users -= 1
+            if _single_users == 0:
+                _single_limiter.restore_original_limits()
+                _single_limiter = None

@@ -72,3 +72,25 @@ def test_numba_already_imported_follows_the_setting():
     with fastconv.threads(1):
         assert nb.get_num_threads() == 1
     assert nb.get_num_threads() == before
+
+
+def test_single_threaded_blas_restores_the_count_it_found():
+    fastconv.set_num_threads(3)
+    with _threads.single_threaded_blas():
+        assert set(_blas_threads().values()) == {1}
+    assert set(_blas_threads().values()) == {3}
+    with _threads.single_threaded_blas(active=False):
+        assert set(_blas_threads().values()) == {3}
+
+
+def test_overlapping_single_threaded_blocks_restore_once_the_last_one_ends():
+    # Calls from two user threads overlap: the first out must not restore under the second,
+    # nor the second restore the first's "1" for good.
+    fastconv.set_num_threads(3)
+    first, second = _threads.single_threaded_blas(), _threads.single_threaded_blas()
+    first.__enter__()
+    second.__enter__()
+    first.__exit__(None, None, None)
+    assert set(_blas_threads().values()) == {1}
+    second.__exit__(None, None, None)
+    assert set(_blas_threads().values()) == {3}
