@@ -50,6 +50,7 @@ TILE = 4096  # elements of the output block kept hot while the taps stream past 
 # sum is one contiguous run over whole output rows of width ``wq`` (the last ``wq - ow`` columns of
 # each row are computed and thrown away), so there is no border to repair and no short row loop:
 # 4 terms x 4 output channels share each load and store of the accumulator.
+STACK_MIN = 512  # the weight gradient stacks small images into runs of at least this many pixels
 RUN_PAD = 16  # runs are rounded up to a multiple of this, so that no scalar remainder loop runs
 
 
@@ -60,15 +61,16 @@ def _packed_dims(oh, ow, kh, kw, sh, sw, dil_h, dil_w):  # pragma: no cover
 
 
 @njit(**_JIT)
-def _pack_input(x, bn, c0, cg, xp, sh, sw, pt, pl, hq, wq):  # pragma: no cover
-    """xp[((c*sh + py)*sw + px)*hq*wq + u*wq + v] = padded x[bn, c0 + c] at (u*sh + py, v*sw + px)."""
+def _pack_input(x, bn, c0, cg, xp, sh, sw, pt, pl, hq, wq, nimg, b):  # pragma: no cover
+    """xp[((c*sh + py)*sw + px)*nimg*hq*wq + (b*hq + u)*wq + v] = padded x[bn, c0 + c] at
+    (u*sh + py, v*sw + px): image slot ``b`` of ``nimg`` stacked in each plane."""
     ih, iw = x.shape[2], x.shape[3]
     for c in range(cg):
         for py in range(sh):
             for px in range(sw):
                 lo, hi = _ox_range(px - pl, sw, iw, wq)
                 hi = max(lo, hi)
-                plane = xp[((c * sh + py) * sw + px) * hq * wq:]
+                plane = xp[(((c * sh + py) * sw + px) * nimg + b) * hq * wq:]
                 for u in range(hq):
                     row = plane[u * wq:(u + 1) * wq]
                     iy = u * sh + py - pt
@@ -80,7 +82,7 @@ def _pack_input(x, bn, c0, cg, xp, sh, sw, pt, pl, hq, wq):  # pragma: no cover
                     row[hi:] = 0
                     for v in range(lo, hi):
                         row[v] = xrow[v * sw + px - pl]
-    xp[cg * sh * sw * hq * wq:] = 0  # the tail read by the last runs
+    xp[cg * sh * sw * nimg * hq * wq:] = 0  # the tail read by the last runs
 
 
 @njit(**_JIT)
@@ -228,7 +230,7 @@ def _forward_packed(x, w, y, sh, sw, pt, pl, dil_h, dil_w, groups, nthreads):  #
             bn = img // groups
             g = img % groups
             if img != packed:
-                _pack_input(x, bn, g * c_in_g, c_in_g, xp, sh, sw, pt, pl, hq, wq)
+                _pack_input(x, bn, g * c_in_g, c_in_g, xp, sh, sw, pt, pl, hq, wq, 1, 0)
                 packed = img
             _fwd_packed(xp, offs, wp[g * nblk + b], y, bn, g * c_out_g + b * CB, min(CB, c_out_g - b * CB),
                         wq, acc)
@@ -512,21 +514,19 @@ def _gw_rows(gy, x, gw, bn, co0, cb, xc0, sh, sw, pt, pl, dil_h, dil_w, zero):  
 
 
 @njit(**_JIT)
-def _pack_gy(gy, bn, co0, cb, gyp, wq):  # pragma: no cover
-    """gyp[j, oy*wq + ox] = gy[bn, co0 + j, oy, ox], zero in the columns ``ox >= ow`` (and in rows
-    ``j >= cb``), which meet the packed input's thrown-away columns."""
+def _pack_gy(gy, bn, co0, cb, gyp, hq, wq, b):  # pragma: no cover
+    """gyp[j, (b*hq + oy)*wq + ox] = gy[bn, co0 + j, oy, ox] for j < cb, zero in the rest of slot
+    ``b``'s rows and columns, which meet the packed input's thrown-away ones."""
     oh, ow = gy.shape[2], gy.shape[3]
-    for j in range(CB):
-        if j >= cb:
-            gyp[j] = 0
-            continue
+    for j in range(cb):
+        slot = gyp[j, b * hq * wq:(b + 1) * hq * wq]
         for oy in range(oh):
             src = gy[bn, co0 + j, oy]
-            dst = gyp[j, oy * wq:(oy + 1) * wq]
+            dst = slot[oy * wq:(oy + 1) * wq]
             for ox in range(ow):
                 dst[ox] = src[ox]
             dst[ow:] = 0
-        gyp[j, oh * wq:] = 0
+        slot[oh * wq:] = 0
 
 
 @njit(**_JIT)
@@ -629,31 +629,40 @@ def _grad_weight_packed(gy, x, gw, sh, sw, pt, pl, dil_h, dil_w, groups, zero, n
     c_out_g = c_out // groups
     nblk = (c_out_g + CB - 1) // CB
     hq, wq = _packed_dims(oh, ow, kh, kw, sh, sw, dil_h, dil_w)
-    offs = _pack_terms(c_in_g, kh, kw, sh, sw, dil_h, dil_w, hq, wq)
-    size = c_in_g * sh * sw * hq * wq + 2 * wq + RUN_PAD
-    cnt = (oh * wq + RUN_PAD - 1) // RUN_PAD * RUN_PAD
+    # small images are stacked nimg at a time in each plane: one dot product covers them all, so
+    # that its setup and final sums are paid once (r7-c512: 1.4x faster)
+    nimg = min(n, max(1, STACK_MIN // (hq * wq)))
+    offs = _pack_terms(c_in_g, kh, kw, sh, sw, dil_h, dil_w, nimg * hq, wq)
+    size = c_in_g * sh * sw * nimg * hq * wq + 2 * wq + RUN_PAD
+    cnt = (((nimg - 1) * hq + oh) * wq + RUN_PAD - 1) // RUN_PAD * RUN_PAD
     ntask = groups * nblk
     nslot = min(ntask, nthreads)
     for slot in prange(nslot):
         t0 = ntask * slot // nslot
         t1 = ntask * (slot + 1) // nslot
-        xp = np.empty(size, x.dtype)
-        gyp = np.empty((CB, cnt), x.dtype)
+        xp = np.zeros(size, x.dtype)
+        gyp = np.empty((CB, max(cnt, nimg * hq * wq)), x.dtype)
         for task in range(t0, t1):
             g = task // nblk
             co0 = g * c_out_g + task % nblk * CB
             for j in range(min(CB, g * c_out_g + c_out_g - co0)):
                 gw[co0 + j] = zero
-        for bn in range(n):
+        for bn0 in range(0, n, nimg):
+            nb = min(nimg, n - bn0)
+            if nb < nimg:  # the last images: no stale ones in the slots left over
+                xp[:] = 0
             packed = -1
             for task in range(t0, t1):
                 g = task // nblk
                 co0 = g * c_out_g + task % nblk * CB
                 cb = min(CB, g * c_out_g + c_out_g - co0)
                 if g != packed:
-                    _pack_input(x, bn, g * c_in_g, c_in_g, xp, sh, sw, pt, pl, hq, wq)
+                    for b in range(nb):
+                        _pack_input(x, bn0 + b, g * c_in_g, c_in_g, xp, sh, sw, pt, pl, hq, wq, nimg, b)
                     packed = g
-                _pack_gy(gy, bn, co0, cb, gyp, wq)
+                for b in range(nb):
+                    _pack_gy(gy, bn0 + b, co0, cb, gyp, hq, wq, b)
+                gyp[:cb, nb * hq * wq:] = 0  # the rows j >= cb are read but their sums dropped
                 _gw_packed(xp, offs, gyp, gw, co0, cb, cnt, zero)
         for task in range(t0, t1):
             g = task // nblk
