@@ -141,18 +141,19 @@ def _mac4(a0, a1, a2, a3, xp, o0, o1, o2, o3, wt, cnt):  # pragma: no cover
 
 
 @njit(**_JIT)
-def _fwd_packed(xp, offs, wb, y, bn, co0, cb, wq, acc):  # pragma: no cover
-    """y[bn, co0:co0+cb] from the packed input; ``wb`` is this block's packed weights."""
+def _fwd_packed(xp, offs, wb, y, bn, co0, cb, wq, rows, acc):  # pragma: no cover
+    """y[bn, co0:co0+cb] from the packed input, ``rows`` output rows at a time; ``wb`` is this
+    block's packed weights, ``acc`` holds CB accumulator rows of ``acc.size // CB`` elements."""
     oh, ow = y.shape[2], y.shape[3]
     nt = offs.shape[0]
-    rows = max(1, acc.shape[1] // wq)
+    stride = acc.shape[0] // CB
     for oy0 in range(0, oh, rows):
         nr = min(rows, oh - oy0)
         cnt = (nr * wq + RUN_PAD - 1) // RUN_PAD * RUN_PAD
-        a0 = acc[0, :cnt]
-        a1 = acc[1, :cnt]
-        a2 = acc[2, :cnt]
-        a3 = acc[3, :cnt]
+        a0 = acc[:cnt]
+        a1 = acc[stride:stride + cnt]
+        a2 = acc[2 * stride:2 * stride + cnt]
+        a3 = acc[3 * stride:3 * stride + cnt]
         a0[:] = 0
         a1[:] = 0
         a2[:] = 0
@@ -191,7 +192,7 @@ def _fwd_packed(xp, offs, wb, y, bn, co0, cb, wq, acc):  # pragma: no cover
         for j in range(cb):
             for r in range(nr):
                 yr = y[bn, co0 + j, oy0 + r]
-                ar = acc[j, r * wq:]
+                ar = acc[j * stride + r * wq:]
                 for ox in range(ow):
                     yr[ox] = ar[ox]
 
@@ -215,6 +216,9 @@ def _forward_packed(x, w, y, sh, sw, pt, pl, dil_h, dil_w, groups, nthreads):  #
     offs = _pack_terms(c_in_g, kh, kw, sh, sw, dil_h, dil_w, hq, wq)
     wp = _pack_weights(w, groups)
     rows = max(1, TILE // (CB * wq))
+    # Accumulator rows 1024*k + 64 elements apart: rows a multiple of 4 KiB apart (r7: 4132 bytes
+    # before) make each load of a row wait on the store to the previous one (4K aliasing).
+    stride = (rows * wq + RUN_PAD + 1023) // 1024 * 1024 + 64
     # runs are rounded up to whole vectors, reading up to RUN_PAD + wq - 1 + (kw - 1)*dil_w//sw
     # past the last plane's end
     size = c_in_g * sh * sw * hq * wq + 2 * wq + RUN_PAD
@@ -222,7 +226,7 @@ def _forward_packed(x, w, y, sh, sw, pt, pl, dil_h, dil_w, groups, nthreads):  #
     nslot = min(ntask, nthreads)
     for slot in prange(nslot):
         xp = np.empty(size, x.dtype)
-        acc = np.empty((CB, rows * wq + RUN_PAD), x.dtype)
+        acc = np.empty(CB * stride, x.dtype)
         packed = -1
         for task in range(ntask * slot // nslot, ntask * (slot + 1) // nslot):
             img = task // nblk  # image and group
@@ -233,7 +237,7 @@ def _forward_packed(x, w, y, sh, sw, pt, pl, dil_h, dil_w, groups, nthreads):  #
                 _pack_input(x, bn, g * c_in_g, c_in_g, xp, sh, sw, pt, pl, hq, wq, 1, 0)
                 packed = img
             _fwd_packed(xp, offs, wp[g * nblk + b], y, bn, g * c_out_g + b * CB, min(CB, c_out_g - b * CB),
-                        wq, acc)
+                        wq, rows, acc)
 
 
 @njit(**_JIT)
