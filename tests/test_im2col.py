@@ -230,3 +230,12 @@ def test_threads_work_in_a_forked_child(monkeypatch):
     with ctx.Pool(1) as pool:
         got = pool.apply_async(im2col.forward, (x, w, geom)).get(timeout=60)
     assert_close(got, want)
+
+
+@pytest.mark.parametrize("name", ["dense-k3-p1", "grouped-asym", "dense-unpadded-s2", "dilated-asym-s1"])
+def test_row_bands_match_reference(monkeypatch, name):
+    # Large images are copied and multiplied a band of output rows at a time; one-row bands here.
+    monkeypatch.setattr(im2col, "ROW_BAND_BYTES", 1)
+    monkeypatch.setattr(im2col, "GROUP_BELOW_PIXELS", 1)  # these small images would be grouped
+    geom, x, w, gy = _problem(name)
+    assert_close(im2col.forward(x, w, geom), reference.forward(x, w, geom), what=name)
