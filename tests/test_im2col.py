@@ -234,8 +234,13 @@ def test_threads_work_in_a_forked_child(monkeypatch):
 
 @pytest.mark.parametrize("name", ["dense-k3-p1", "grouped-asym", "dense-unpadded-s2", "dilated-asym-s1"])
 def test_row_bands_match_reference(monkeypatch, name):
-    # Large images are copied and multiplied a band of output rows at a time; one-row bands here.
+    # Large images are copied and multiplied (forward) or contracted (grad_weight) a band of output
+    # rows at a time; one-row bands here.
     monkeypatch.setattr(im2col, "ROW_BAND_BYTES", 1)
     monkeypatch.setattr(im2col, "GROUP_BELOW_PIXELS", 1)  # these small images would be grouped
+    monkeypatch.setattr(im2col, "BAND_MIN_CONTRACTION", 1)  # nor would grad_weight band them
     geom, x, w, gy = _problem(name)
-    assert_close(im2col.forward(x, w, geom), reference.forward(x, w, geom), what=name)
+    for pass_ in ("forward", "grad_weight"):
+        args = _args(pass_, x, w, gy)
+        want = getattr(reference, pass_)(*args, geom)
+        assert_close(getattr(im2col, pass_)(*args, geom), want, what=f"{name} {pass_}")

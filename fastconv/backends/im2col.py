@@ -47,6 +47,10 @@ GROUP_COLUMNS = 1024  # columns (images x pixels) that a shared GEMM aims for
 # a time, so that the GEMM reads it from cache. One thread: r56-c64-k3 93 ms against 104 in one
 # piece, stem 27.5 against 30.6, r14 and r28 2-3% faster; 1 MiB and 512 KiB bands did no better.
 ROW_BAND_BYTES = 2 * 2**20
+# grad_weight contracts each band over its pixels: bands are used only when that contraction is at
+# least this long (r56: 896 pixels, 132 -> 110 ms; the stem 3472, 39.5 -> 30.8 ms), since shorter
+# ones lose to the GEMM over several whole images (r28's 448-pixel bands: 104 -> 112 ms).
+BAND_MIN_CONTRACTION = 768
 # Depthwise chunks are streamed through ~18 elementwise passes: small enough to stay in cache,
 # large enough for long loops (1, 4 and 16 MiB measured on dw-r28-c128-k3; 4 was best).
 PREFERRED_DEPTHWISE_CHUNK_BYTES = 4 * 2**20
@@ -229,6 +233,9 @@ def grad_weight(gy, x, geom):
         return _grad_weight_depthwise(gy, x, geom)
     g, cog, p = geom.groups, geom.c_out_g, geom.oh * geom.ow
     kg = geom.c_in_g * geom.kh * geom.kw
+    band = max(1, ROW_BAND_BYTES // (geom.c_in * geom.kh * geom.kw * geom.ow * x.itemsize))
+    if band < geom.oh and band * geom.ow >= BAND_MIN_CONTRACTION:
+        return _grad_weight_banded(gy, x, geom, band)
     per_image = geom.c_in * geom.kh * geom.kw * p + _padded_size(geom) + geom.c_out * p
     nb, threads = _thread_plan(geom, x.itemsize, per_image, PREFERRED_CHUNK_BYTES // (per_image * x.itemsize),
                                fixed=3 * g * cog * kg)
@@ -242,6 +249,30 @@ def grad_weight(gy, x, geom):
         part = _buffer(scratch, "part", (g, cog, kg), x.dtype)
         _matmul_nt(gyc.reshape(g, cog, m * p), cols.reshape(g, kg, m * p), part)
         _buffer(scratch, "gw", (g, cog, kg), x.dtype, zeros=True)[...] += part
+
+    with single_threaded_blas(threads > 1):
+        scratches = _map_chunks(geom, nb, work, threads)
+    return _sum_of(scratches, "gw").reshape(geom.w_shape)
+
+
+def _grad_weight_banded(gy, x, geom, band):
+    """Large images: a GEMM per band of ``band`` output rows of one image, whose patches stay in
+    cache, contracting over the band's pixels; ``gy``'s rows are read where they lie."""
+    g, cog, p = geom.groups, geom.c_out_g, geom.oh * geom.ow
+    kg = geom.c_in_g * geom.kh * geom.kw
+    per_image = geom.c_in * geom.kh * geom.kw * band * geom.ow + _padded_size(geom)
+    nb, threads = _thread_plan(geom, x.itemsize, per_image, 1, fixed=3 * g * cog * kg)
+
+    def work(b0, b1, scratch):
+        for i in range(b0, b1):
+            xp = _padded(x, i, i + 1, geom, scratch)
+            gyi = gy[i].reshape(g, cog, p)
+            for r0 in range(0, geom.oh, band):
+                r1 = min(geom.oh, r0 + band)
+                cols = _patches(xp, geom, scratch, image_major=True, rows=slice(r0, r1))
+                part = _buffer(scratch, "part", (g, cog, kg), x.dtype)
+                _matmul_nt(gyi[:, :, r0 * geom.ow:r1 * geom.ow], cols.reshape(g, kg, (r1 - r0) * geom.ow), part)
+                _buffer(scratch, "gw", (g, cog, kg), x.dtype, zeros=True)[...] += part
 
     with single_threaded_blas(threads > 1):
         scratches = _map_chunks(geom, nb, work, threads)
