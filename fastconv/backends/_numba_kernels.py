@@ -61,9 +61,10 @@ def _packed_dims(oh, ow, kh, kw, sh, sw, dil_h, dil_w):  # pragma: no cover
 
 
 @njit(**_JIT)
-def _pack_input(x, bn, c0, cg, xp, sh, sw, pt, pl, hq, wq, nimg, b):  # pragma: no cover
+def _pack_input(x, bn, c0, cg, xp, sh, sw, pt, pl, hq, wq, nimg, b, u0):  # pragma: no cover
     """xp[((c*sh + py)*sw + px)*nimg*hq*wq + (b*hq + u)*wq + v] = padded x[bn, c0 + c] at
-    (u*sh + py, v*sw + px): image slot ``b`` of ``nimg`` stacked in each plane."""
+    ((u0 + u)*sh + py, v*sw + px): a band of ``hq`` rows from phase row ``u0``, in image slot ``b``
+    of the ``nimg`` stacked in each plane."""
     ih, iw = x.shape[2], x.shape[3]
     for c in range(cg):
         for py in range(sh):
@@ -73,7 +74,7 @@ def _pack_input(x, bn, c0, cg, xp, sh, sw, pt, pl, hq, wq, nimg, b):  # pragma: 
                 plane = xp[(((c * sh + py) * sw + px) * nimg + b) * hq * wq:]
                 for u in range(hq):
                     row = plane[u * wq:(u + 1) * wq]
-                    iy = u * sh + py - pt
+                    iy = (u0 + u) * sh + py - pt
                     if iy < 0 or iy >= ih:
                         row[:] = 0
                         continue
@@ -141,71 +142,67 @@ def _mac4(a0, a1, a2, a3, xp, o0, o1, o2, o3, wt, cnt):  # pragma: no cover
 
 
 @njit(**_JIT)
-def _fwd_packed(xp, offs, wb, y, bn, co0, cb, wq, rows, acc):  # pragma: no cover
-    """y[bn, co0:co0+cb] from the packed input, ``rows`` output rows at a time; ``wb`` is this
-    block's packed weights, ``acc`` holds CB accumulator rows of ``acc.size // CB`` elements."""
-    oh, ow = y.shape[2], y.shape[3]
+def _fwd_packed(xp, offs, wb, y, bn, co0, cb, wq, oy0, nr, acc):  # pragma: no cover
+    """y[bn, co0:co0+cb, oy0:oy0+nr] from the packed band of input rows; ``wb`` is this block's
+    packed weights, ``acc`` holds CB accumulator rows of ``acc.size // CB`` elements."""
+    ow = y.shape[3]
     nt = offs.shape[0]
     stride = acc.shape[0] // CB
-    for oy0 in range(0, oh, rows):
-        nr = min(rows, oh - oy0)
-        cnt = (nr * wq + RUN_PAD - 1) // RUN_PAD * RUN_PAD
-        a0 = acc[:cnt]
-        a1 = acc[stride:stride + cnt]
-        a2 = acc[2 * stride:2 * stride + cnt]
-        a3 = acc[3 * stride:3 * stride + cnt]
-        a0[:] = 0
-        a1[:] = 0
-        a2[:] = 0
-        a3[:] = 0
-        base = oy0 * wq
-        t = 0
-        if cb == 1:  # one channel (depthwise): its 4 terms per load and store, no idle rows
-            while t + 4 <= nt:
-                x0 = xp[offs[t] + base:]
-                x1 = xp[offs[t + 1] + base:]
-                x2 = xp[offs[t + 2] + base:]
-                x3 = xp[offs[t + 3] + base:]
-                w0, w1, w2, w3 = wb[t, 0], wb[t + 1, 0], wb[t + 2, 0], wb[t + 3, 0]
-                for k in range(cnt):
-                    a0[k] += w0 * x0[k] + w1 * x1[k] + w2 * x2[k] + w3 * x3[k]
-                t += 4
+    cnt = (nr * wq + RUN_PAD - 1) // RUN_PAD * RUN_PAD
+    a0 = acc[:cnt]
+    a1 = acc[stride:stride + cnt]
+    a2 = acc[2 * stride:2 * stride + cnt]
+    a3 = acc[3 * stride:3 * stride + cnt]
+    a0[:] = 0
+    a1[:] = 0
+    a2[:] = 0
+    a3[:] = 0
+    t = 0
+    if cb == 1:  # one channel (depthwise): its 4 terms per load and store, no idle rows
         while t + 4 <= nt:
-            _mac4(a0, a1, a2, a3, xp, offs[t] + base, offs[t + 1] + base, offs[t + 2] + base,
-                  offs[t + 3] + base, wb[t:t + 4], cnt)
-            t += 4
-        while t < nt:  # the last 1-3 terms
-            xs = xp[offs[t] + base:]
-            w0, w1, w2, w3 = wb[t, 0], wb[t, 1], wb[t, 2], wb[t, 3]
-            if cb == 1:
-                for k in range(cnt):
-                    a0[k] += w0 * xs[k]
-                t += 1
-                continue
+            x0 = xp[offs[t]:]
+            x1 = xp[offs[t + 1]:]
+            x2 = xp[offs[t + 2]:]
+            x3 = xp[offs[t + 3]:]
+            w0, w1, w2, w3 = wb[t, 0], wb[t + 1, 0], wb[t + 2, 0], wb[t + 3, 0]
             for k in range(cnt):
-                v = xs[k]
-                a0[k] += w0 * v
-                a1[k] += w1 * v
-                a2[k] += w2 * v
-                a3[k] += w3 * v
+                a0[k] += w0 * x0[k] + w1 * x1[k] + w2 * x2[k] + w3 * x3[k]
+            t += 4
+    while t + 4 <= nt:
+        _mac4(a0, a1, a2, a3, xp, offs[t], offs[t + 1], offs[t + 2],
+              offs[t + 3], wb[t:t + 4], cnt)
+        t += 4
+    while t < nt:  # the last 1-3 terms
+        xs = xp[offs[t]:]
+        w0, w1, w2, w3 = wb[t, 0], wb[t, 1], wb[t, 2], wb[t, 3]
+        if cb == 1:
+            for k in range(cnt):
+                a0[k] += w0 * xs[k]
             t += 1
-        for j in range(cb):
-            for r in range(nr):
-                yr = y[bn, co0 + j, oy0 + r]
-                ar = acc[j * stride + r * wq:]
-                for ox in range(ow):
-                    yr[ox] = ar[ox]
+            continue
+        for k in range(cnt):
+            v = xs[k]
+            a0[k] += w0 * v
+            a1[k] += w1 * v
+            a2[k] += w2 * v
+            a3[k] += w3 * v
+        t += 1
+    for j in range(cb):
+        for r in range(nr):
+            yr = y[bn, co0 + j, oy0 + r]
+            ar = acc[j * stride + r * wq:]
+            for ox in range(ow):
+                yr[ox] = ar[ox]
 
 
 @njit(**_PJIT)
 def _forward_packed(x, w, y, sh, sw, pt, pl, dil_h, dil_w, groups, nthreads):  # pragma: no cover
     """y[n, co] = sum over the group's ci, ky, kx of w[co, ci, ky, kx] * shifted x[n, ci], packed.
 
-    In parallel over (image, group, block of CB output channels).
-
-    Each of ``nthreads`` threads takes one contiguous range of blocks with its own scratch, and packs an image's
-    input again only when its range moves on to the next image or group (allocating and packing
-    per block cost more than the 1x1 convolution's whole sum: 2.5x slower).
+    The work is split into (image, group, band of output rows, block of CB output channels); each
+    of ``nthreads`` threads takes one contiguous range of it with its own scratch, and packs a band
+    of input rows again only when its range moves on to the next band (allocating and packing per
+    block cost more than the 1x1 convolution's whole sum: 2.5x slower).
     """
     n = x.shape[0]
     c_out, c_in_g, kh, kw = w.shape
@@ -213,31 +210,34 @@ def _forward_packed(x, w, y, sh, sw, pt, pl, dil_h, dil_w, groups, nthreads):  #
     c_out_g = c_out // groups
     nblk = (c_out_g + CB - 1) // CB
     hq, wq = _packed_dims(oh, ow, kh, kw, sh, sw, dil_h, dil_w)
-    offs = _pack_terms(c_in_g, kh, kw, sh, sw, dil_h, dil_w, hq, wq)
+    rows = min(oh, max(1, TILE // (CB * wq)))  # output rows per band: the accumulator stays in L1
+    hb = rows + hq - oh  # packed input rows per band
+    nband = (oh + rows - 1) // rows
+    offs = _pack_terms(c_in_g, kh, kw, sh, sw, dil_h, dil_w, hb, wq)
     wp = _pack_weights(w, groups)
-    rows = max(1, TILE // (CB * wq))
     # Accumulator rows 1024*k + 64 elements apart: rows a multiple of 4 KiB apart (r7: 4132 bytes
     # before) make each load of a row wait on the store to the previous one (4K aliasing).
     stride = (rows * wq + RUN_PAD + 1023) // 1024 * 1024 + 64
     # runs are rounded up to whole vectors, reading up to RUN_PAD + wq - 1 + (kw - 1)*dil_w//sw
     # past the last plane's end
-    size = c_in_g * sh * sw * hq * wq + 2 * wq + RUN_PAD
-    ntask = n * groups * nblk
+    size = c_in_g * sh * sw * hb * wq + 2 * wq + RUN_PAD
+    ntask = n * groups * nband * nblk
     nslot = min(ntask, nthreads)
     for slot in prange(nslot):
         xp = np.empty(size, x.dtype)
         acc = np.empty(CB * stride, x.dtype)
         packed = -1
         for task in range(ntask * slot // nslot, ntask * (slot + 1) // nslot):
-            img = task // nblk  # image and group
+            band = task // nblk  # image, group and band
             b = task % nblk
-            bn = img // groups
-            g = img % groups
-            if img != packed:
-                _pack_input(x, bn, g * c_in_g, c_in_g, xp, sh, sw, pt, pl, hq, wq, 1, 0)
-                packed = img
+            g = band // nband % groups
+            bn = band // (nband * groups)
+            oy0 = band % nband * rows
+            if band != packed:
+                _pack_input(x, bn, g * c_in_g, c_in_g, xp, sh, sw, pt, pl, hb, wq, 1, 0, oy0)
+                packed = band
             _fwd_packed(xp, offs, wp[g * nblk + b], y, bn, g * c_out_g + b * CB, min(CB, c_out_g - b * CB),
-                        wq, rows, acc)
+                        wq, oy0, min(rows, oh - oy0), acc)
 
 
 @njit(**_JIT)
@@ -662,7 +662,7 @@ def _grad_weight_packed(gy, x, gw, sh, sw, pt, pl, dil_h, dil_w, groups, zero, n
                 cb = min(CB, g * c_out_g + c_out_g - co0)
                 if g != packed:
                     for b in range(nb):
-                        _pack_input(x, bn0 + b, g * c_in_g, c_in_g, xp, sh, sw, pt, pl, hq, wq, nimg, b)
+                        _pack_input(x, bn0 + b, g * c_in_g, c_in_g, xp, sh, sw, pt, pl, hq, wq, nimg, b, 0)
                     packed = g
                 for b in range(nb):
                     _pack_gy(gy, bn0 + b, co0, cb, gyp, hq, wq, b)
