@@ -46,10 +46,12 @@ SHAPES = [
     pytest.param((1, 2, 9, 80), (5, 2, 3, 6), dict(stride=(1, 2), padding=((1, 0), (4, 1)), dilation=(1, 2)),
                  id="rows-merged-taps-dil"),
     pytest.param((1, 2, 4, 5), (5, 2, 4, 5), {}, id="kernel-eq-input"),
-    # packed path: several row blocks per image (wide rows), a transposed padding below zero
+    # packed path: several bands of rows per image (wide rows), a transposed padding below zero
     # (cropped) in the input gradient, stride phases of an even kernel, one input channel
     pytest.param((1, 4, 6, 300), (5, 4, 3, 3), dict(padding=1), id="packed-row-blocks"),
     pytest.param((1, 2, 300, 3), (4, 2, 3, 3), dict(padding=1), id="packed-row-blocks-narrow"),
+    pytest.param((1, 3, 100, 98), (5, 3, 3, 3), dict(padding=((1, 0), (2, 1))), id="packed-bands"),
+    pytest.param((2, 3, 45, 98), (5, 3, 3, 3), dict(stride=2, padding=2, dilation=(2, 1)), id="packed-bands-s2"),
     pytest.param((2, 4, 5, 6), (4, 4, 3, 3), dict(padding=((3, 1), (0, 4))), id="packed-pad-over-kernel"),
     pytest.param((2, 3, 9, 10), (6, 3, 4, 4), dict(stride=2, padding=((1, 2), (0, 3))), id="packed-phases-k4s2"),
     pytest.param((3, 1, 12, 12), (6, 1, 5, 5), {}, id="packed-one-input-channel"),
