@@ -1,8 +1,9 @@
 """Numba kernels of the ``numba`` backend: arrays and plain ints in, results written into outputs.
 
 Index convention (as in ``reference.py``): output pixel ``(oy, ox)`` reads input pixel
-``(oy*sh - pt + ky*dil_h, ox*sw - pl + kx*dil_w)``; padding is never materialised, each loop
-runs only over the taps that land inside the input.
+``(oy*sh - pt + ky*dil_h, ox*sw - pl + kx*dil_w)``. The packed path copies the input with its zero
+padding, a band of rows at a time; the direct loops of the input gradient (``_grad_input``, also
+the exact fallback of the weight gradient's ``_gw_rows``) run only over the taps that land inside.
 """
 
 import os
@@ -43,13 +44,14 @@ def _ox_range(off, sw, iw, ow):  # pragma: no cover
 TILE = 4096  # elements of the output block kept hot while the taps stream past (16 KiB in float32)
 
 
-# Packed path (stride, dilation and padding of any kind, at least CB output channels per group).
-# Each task copies its image's input channels once into a zero-padded buffer split into stride
-# phases (the only scratch besides the packed weights: one image's group of channels, reused by
-# a thread's consecutive blocks of output channels). In that buffer every (input channel, ky, kx) "term" of the
-# sum is one contiguous run over whole output rows of width ``wq`` (the last ``wq - ow`` columns of
-# each row are computed and thrown away), so there is no border to repair and no short row loop:
-# 4 terms x 4 output channels share each load and store of the accumulator.
+# Packed path (any stride, dilation, padding and groups). A thread copies a band of input rows of
+# one image and group into a zero-padded buffer split into stride phases, and reuses it for its
+# consecutive blocks of output channels. There every (input channel, ky, kx) "term" of the sum is
+# one contiguous run over whole output rows of width ``wq`` (the last ``wq - ow`` columns of each
+# row are computed and thrown away), so there is no border to repair and no short row loop: 4 terms
+# x 4 output channels share each load and store of the accumulator. Scratch, allocated per call:
+# the packed weights (as large as w), and per thread the band (input channels x ~1K elements for
+# the forward pass, ~8K for the weight gradient), 4 channels of gy and a 4-row accumulator.
 STACK_MIN = 512  # the weight gradient stacks small images into runs of at least this many pixels
 GW_BAND = 8192  # and cuts larger ones into bands of about this many pixels (2048: r56 1.1x slower)
 RUN_PAD = 16  # runs are rounded up to a multiple of this, so that no scalar remainder loop runs

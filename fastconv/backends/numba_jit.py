@@ -1,15 +1,15 @@
 """Numba backend: direct convolution over a packed copy of the input, compiled and run in parallel.
 
-Each thread copies one image's input channels (of one group) at a time into a zero-padded buffer
-split into stride phases, where every (input channel, ky, kx) term of the sum is one contiguous run
-over whole output rows: 4 terms x 4 output channels per pass, 16 multiply-adds per load and store
-of the accumulator. Forward and input gradient (a transposed convolution: per stride phase, a
-stride-1 forward pass of gy with the flipped weight) run in parallel over (image, block of 4 output
-channels), the weight gradient (dot products of gy with the runs) over blocks of 4 channels. Extra
-memory: the packed weights and, per thread, one image's packed channels (x's, or gy's for the input
-gradient), 4 of its gy channels and a 4096-element accumulator. The input gradient of strided and
-dilated convolutions, and of non-finite weights, takes direct loops instead (padding by loop
-bounds). Loses to BLAS on many channels over small images (7x7).
+Each thread copies a band of input rows of one image (and group) at a time into a zero-padded
+buffer split into stride phases, where every (input channel, ky, kx) term of the sum is one
+contiguous run over whole output rows: 4 terms x 4 output channels per pass, 16 multiply-adds per
+load and store of the accumulator. Forward and input gradient (a transposed convolution: per stride
+phase, a stride-1 forward pass of gy with the flipped weight) run in parallel over (image, band,
+block of 4 output channels), the weight gradient (dot products of gy with the runs; small images
+stacked) over blocks of 4 channels. Extra memory: the packed weights and, per thread, the band
+(channels x ~1K elements; ~8K for the weight gradient), 4 channels of gy and a small accumulator.
+The input gradient of strided and dilated convolutions, and of non-finite weights, takes direct
+loops instead (padding by loop bounds). Loses to BLAS on many channels over small images (7x7).
 """
 
 import numba
