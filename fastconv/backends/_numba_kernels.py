@@ -214,8 +214,9 @@ def _forward_packed(x, w, y, sh, sw, pt, pl, dil_h, dil_w, groups, nthreads):  #
     nblk = (c_out_g + CB - 1) // CB
     hq, wq = _packed_dims(oh, ow, kh, kw, sh, sw, dil_h, dil_w)
     rows = min(oh, max(1, TILE // (CB * wq)))  # output rows per band: the accumulator stays in L1
-    hb = rows + hq - oh  # packed input rows per band
     nband = (oh + rows - 1) // rows
+    rows = (oh + nband - 1) // nband  # bands of equal size: no short last band (single-r32: 30 + 2)
+    hb = rows + hq - oh  # packed input rows per band
     offs = _pack_terms(c_in_g, kh, kw, sh, sw, dil_h, dil_w, hb, wq)
     wp = _pack_weights(w, groups)
     # Accumulator rows 1024*k + 64 elements apart: rows a multiple of 4 KiB apart (r7: 4132 bytes
@@ -641,6 +642,8 @@ def _grad_weight_packed(gy, x, gw, sh, sw, pt, pl, dil_h, dil_w, groups, zero, n
     # bands of rows, so that the packed input stays ~channels x GW_BAND elements.
     nimg = min(n, max(1, STACK_MIN // (hq * wq)))
     rows = oh if nimg > 1 else min(oh, max(1, GW_BAND // wq))
+    nband = (oh + rows - 1) // rows
+    rows = (oh + nband - 1) // nband  # bands of equal size
     hb = rows + hq - oh  # packed input rows per band
     offs = _pack_terms(c_in_g, kh, kw, sh, sw, dil_h, dil_w, nimg * hb, wq)
     size = c_in_g * sh * sw * nimg * hb * wq + 2 * wq + RUN_PAD
