@@ -1,8 +1,9 @@
 """The timing harness shared by ``fastconv bench``, ``fastconv check`` and the CI gate.
 
 Every implementation of one problem is timed in the same run, on the same inputs, with the same
-threads, in interleaved rounds (round r times every implementation once) so that a burst of load
-from a neighbour on a shared machine lands on all of them alike rather than on one. Times are
+threads, in interleaved rounds (round r times every implementation once, starting with the r-th)
+so that a burst of load from a neighbour on a shared machine, or the threads one implementation
+leaves spinning, lands on all of them alike rather than on one. Times are
 medians of rounds; ratios to torch and to the fastest are ratios of those medians. Warm-up
 (JIT compilation, first-touch allocations) happens before the first round and is reported apart.
 """
@@ -279,8 +280,12 @@ def measure(cases, impls, passes=PASSES, *, dtype=np.float32, repeat: int = 7, s
                 numbers[impl] = max(1, math.ceil(MIN_SAMPLE_S / max(once, 1e-9)))
                 if on_step:
                     on_step(f"{case.name} {pass_} {impl} warm-up")
-            for _ in range(repeat):
-                for impl in live:
+            for round_ in range(repeat):
+                # Each round starts with the next implementation: one that leaves threads spinning
+                # after its call (torch's and Numba's OpenMP pools do, for a while) then slows each
+                # of the others equally often, not always the one after it in the list.
+                k = round_ % len(live) if live else 0
+                for impl in live[k:] + live[:k]:
                     seconds, outs[impl] = _sample(runs[impl], numbers[impl])
                     row[impl].times.append(seconds)
                     if on_step:

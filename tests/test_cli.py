@@ -131,3 +131,17 @@ def test_unavailable_backend_is_a_usage_error(capsys, monkeypatch):
     code, _, err = run(capsys, "bench", "--backends", "numba")
     assert code == 2
     assert "backend 'numba' gone; available here: reference" in err
+
+
+def test_each_round_starts_with_the_next_implementation(monkeypatch):
+    # An implementation that leaves threads spinning slows whichever runs next: rotating the
+    # order spreads that over all of them instead of always the same one.
+    log = []
+    monkeypatch.setattr(timing, "MIN_SAMPLE_S", 0)  # one call per sample
+    monkeypatch.setattr(timing, "warm_up", lambda impl, dtype: None)
+    monkeypatch.setattr(timing.Problem, "runner", lambda self, impl, pass_: lambda: log.append(impl))
+    impls = ["reference", "im2col", "numba"]
+    timing.measure(cases.TINY[:1], impls, ("forward",), repeat=4, check=False)
+    rounds = log[2 * len(impls):]  # after two warm-up calls each
+    assert [rounds[i:i + 3] for i in range(0, 12, 3)] == [
+        impls, impls[1:] + impls[:1], impls[2:] + impls[:2], impls]
