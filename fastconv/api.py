@@ -209,13 +209,13 @@ def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, 
     x, w, geom, dtype, unbatched, impl = _conv_call(input, weight, stride, padding, dilation, groups,
                                                     backend, layout, fn)
     b = _bias(bias, geom.c_out, fn)
+    b = None if b is None else np.ascontiguousarray(b, dtype=dtype)
     if geom.n == 0:
         y = np.zeros(geom.y_shape, dtype=dtype)
     else:
         with _quiet():
-            y = impl.forward(np.ascontiguousarray(x, dtype=dtype), np.ascontiguousarray(w, dtype=dtype), geom)
-    if b is not None:
-        y += b.astype(dtype, copy=False).reshape(-1, 1, 1)
+            # the backend adds the bias, im2col while each block of output is still in cache
+            y = impl.forward(np.ascontiguousarray(x, dtype=dtype), np.ascontiguousarray(w, dtype=dtype), geom, b)
     return _from_nchw(y, layout, unbatched)
 
 

@@ -93,7 +93,7 @@ def test_check_fails_on_a_wrong_backend(capsys, monkeypatch):
     ref = backends.get("reference")
     forward = ref.forward
     # 1% off: far beyond float32 rounding
-    monkeypatch.setattr(ref, "forward", lambda x, w, geom: 1.01 * forward(x, w, geom))
+    monkeypatch.setattr(ref, "forward", lambda x, w, geom, bias=None: 1.01 * forward(x, w, geom, bias))
     code, out, _ = run(capsys, "check", "--suite", "tiny", "--backends", "reference")
     assert code == 1
     assert "FAIL" in out and "4 failed" not in out and "2 failed" in out  # forward only, both shapes

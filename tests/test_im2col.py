@@ -240,7 +240,16 @@ def test_row_bands_match_reference(monkeypatch, name):
     monkeypatch.setattr(im2col, "GROUP_BELOW_PIXELS", 1)  # these small images would be grouped
     monkeypatch.setattr(im2col, "BAND_MIN_CONTRACTION", 1)  # nor would grad_weight band them
     geom, x, w, gy = _problem(name)
+    bias = np.random.default_rng(2).standard_normal(geom.c_out)  # added band by band
+    assert_close(im2col.forward(x, w, geom, bias), reference.forward(x, w, geom, bias), what=f"{name} bias")
     for pass_ in ("forward", "grad_weight"):
         args = _args(pass_, x, w, gy)
         want = getattr(reference, pass_)(*args, geom)
         assert_close(getattr(im2col, pass_)(*args, geom), want, what=f"{name} {pass_}")
+
+
+@pytest.mark.parametrize("name", PROBLEMS)
+def test_bias_is_added_on_every_path(name):
+    geom, x, w, gy = _problem(name)
+    bias = np.random.default_rng(3).standard_normal(geom.c_out)
+    assert_close(im2col.forward(x, w, geom, bias), reference.forward(x, w, geom) + bias.reshape(-1, 1, 1), what=name)

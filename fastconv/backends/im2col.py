@@ -158,7 +158,7 @@ def _is_depthwise(geom) -> bool:
 
 # ---------------------------------------------------------------------------------- forward
 
-def forward(x, w, geom):
+def forward(x, w, geom, bias=None):
     """``y = w @ cols`` per work item of a few images, spread over threads; depthwise has its own path.
 
     A GEMM per image writes its output straight into NCHW ``y``; images too small for a good GEMM
@@ -166,9 +166,11 @@ def forward(x, w, geom):
     input itself, with no copy.
     """
     if _is_depthwise(geom):
-        return _forward_depthwise(x, w, geom)
+        return _forward_depthwise(x, w, geom, bias)
     g, cog, p = geom.groups, geom.c_out_g, geom.oh * geom.ow
     kg = geom.c_in_g * geom.kh * geom.kw
+    # The bias is added by each work item to the output it just wrote, while that is in cache.
+    bg = None if bias is None else bias.reshape(g, cog, 1)
     pointwise = _is_pointwise(geom)
     grouped = p < GROUP_BELOW_PIXELS
     per_image = (0 if pointwise and not grouped else geom.groups * kg * p + _padded_size(geom)) \
@@ -201,8 +203,13 @@ def forward(x, w, geom):
                 for r0 in range(0, geom.oh, band):
                     r1 = min(geom.oh, r0 + band)
                     cols = _patches(xp, geom, scratch, image_major=True, rows=slice(r0, r1))
-                    np.matmul(wg, cols.reshape(g, kg, (r1 - r0) * geom.ow),
-                              out=ys[i, :, :, r0 * geom.ow:r1 * geom.ow])
+                    out = ys[i, :, :, r0 * geom.ow:r1 * geom.ow]
+                    np.matmul(wg, cols.reshape(g, kg, (r1 - r0) * geom.ow), out=out)
+                    if bg is not None:
+                        out += bg
+            return
+        if bg is not None:
+            ys += bg
 
     with single_threaded_blas(threads > 1):
         _map_chunks(geom, nb, work, threads)
@@ -521,9 +528,9 @@ def _buffer(scratch, name, shape, dtype, zeros=False):
     return scratch[name][:size].reshape(shape)
 
 
-def _forward_depthwise(x, w, geom):
+def _forward_depthwise(x, w, geom, bias=None):
     if geom.sh == geom.sw == 1:
-        return _forward_depthwise_runs(x, w, geom)
+        return _forward_depthwise_runs(x, w, geom, bias)
     g, cog = geom.groups, geom.c_out_g
     lay = _Planes(geom)
     padded, plane = math.prod(lay.padded), math.prod(lay.plane)
@@ -545,13 +552,15 @@ def _forward_depthwise(x, w, geom):
             else:
                 np.multiply(xp[index], scale, out=tmp)
                 acc += tmp
+        if bias is not None:
+            acc += lay.scalars(bias.reshape(g, cog))
         y[b0:b1].reshape(m, g, cog, geom.oh, geom.ow)[...] = lay.pixels(acc)
 
     _map_chunks(geom, nb, work, threads)
     return y
 
 
-def _forward_depthwise_runs(x, w, geom):
+def _forward_depthwise_runs(x, w, geom, bias=None):
     """Unit stride: each channel's padded planes, for all images of a chunk, lie end to end, so a
     kernel offset reads one contiguous run. The ``kW`` column offsets are copied into a small patch
     matrix once; each kernel row is then a BLAS product of the channel's ``(c_out_g, kW)`` weights
@@ -598,6 +607,8 @@ def _forward_depthwise_runs(x, w, geom):
             np.matmul(weights[c0:c1, :, ky], rows, out=addend if ky else acc)
             if ky:
                 np.add(acc, addend, out=acc)
+        if bias is not None:
+            acc += bias.reshape(g, cog, 1)[c0:c1]
         ys[b0:b1, c0:c1] = acc.reshape(c, cog, m, hp, wp)[..., :geom.oh, :geom.ow].transpose(2, 0, 1, 3, 4)
 
     items = [(b0, b1, c0, min(g, c0 + cb)) for b0, b1 in _chunks(geom, nb) for c0 in range(0, g, cb)]

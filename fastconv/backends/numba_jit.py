@@ -77,12 +77,14 @@ def _hyper(geom):
     return geom.sh, geom.sw, geom.pt, geom.pl, geom.dil_h, geom.dil_w, geom.groups
 
 
-def forward(x, w, geom):
-    """y of shape ``geom.y_shape``, dtype of ``x``."""
+def forward(x, w, geom, bias=None):
+    """y of shape ``geom.y_shape``, dtype of ``x``, plus ``bias[co]`` when given."""
     y = np.empty(geom.y_shape, dtype=x.dtype)
     _run(_k._forward_packed, geom.macs, x, w, y, *_hyper(geom), slots=True)
     if not np.isfinite(w).all():
         _padding_products(y, ~np.isfinite(w), geom, forward=True)
+    if bias is not None:
+        y += bias.reshape(-1, 1, 1)
     return y
 
 

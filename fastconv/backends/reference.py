@@ -34,14 +34,17 @@ def _group_slices(geom):
                slice(g * geom.c_out_g, (g + 1) * geom.c_out_g))
 
 
-def forward(x, w, geom):
-    """y[n, co, oy, ox] = sum over (ci, ky, kx) of x_padded[n, ci, window] * w[co, ci, ky, kx]."""
+def forward(x, w, geom, bias=None):
+    """y[n, co, oy, ox] = sum over (ci, ky, kx) of x_padded[n, ci, window] * w[co, ci, ky, kx],
+    plus ``bias[co]`` when given."""
     xp = _padded(x, geom)
     y = np.zeros(geom.y_shape, dtype=x.dtype)
     for ci, co in _group_slices(geom):
         for oy, ox, rows, cols in _windows(geom):
             patch = xp[:, ci, rows, cols]  # (n, c_in_g, kh, kw)
             y[:, co, oy, ox] = np.tensordot(patch, w[co], axes=([1, 2, 3], [1, 2, 3]))
+    if bias is not None:
+        y += bias.reshape(-1, 1, 1)
     return y
 
 
