@@ -17,16 +17,20 @@ GROUPED = Geometry.from_args((8, 64, 28, 28), (64, 16, 3, 3), padding=1, groups=
 ONE_CHANNEL_GROUP = Geometry.from_args((64, 1, 28, 28), (8, 1, 3, 3))  # groups == C_in == 1: not depthwise
 
 
-def _dense_with_macs(macs_at_most):
-    """The largest dense 3x3 geometry (growing the batch) with at most ``macs_at_most`` MACs."""
+SMALL_IMAGES = Geometry.from_args((8, 128, 7, 7), (128, 128, 3, 3), padding=1)  # 49 pixels each
+POINTWISE = Geometry.from_args((8, 64, 28, 28), (128, 64, 1, 1))
+
+
+def _pointwise_with_macs(macs_at_most):
+    """The largest 1x1 geometry (growing the batch) with at most ``macs_at_most`` MACs."""
     n = 1
-    while Geometry.from_args((n + 1, 3, 16, 16), (8, 3, 3, 3), padding=1).macs <= macs_at_most:
+    while Geometry.from_args((n + 1, 16, 16, 16), (16, 16, 1, 1)).macs <= macs_at_most:
         n += 1
-    return Geometry.from_args((n, 3, 16, 16), (8, 3, 3, 3), padding=1)
+    return Geometry.from_args((n, 16, 16, 16), (16, 16, 1, 1))
 
 
-SMALL = _dense_with_macs(backends.AUTO_NUMBA_MAX_MACS)
-JUST_ABOVE = Geometry.from_args((SMALL.n + 1, 3, 16, 16), (8, 3, 3, 3), padding=1)
+SMALL = _pointwise_with_macs(backends.AUTO_NUMBA_MAX_MACS)
+JUST_ABOVE = Geometry.from_args((SMALL.n + 1, 16, 16, 16), (16, 16, 1, 1))
 
 
 @pytest.fixture
@@ -36,16 +40,17 @@ def installed(monkeypatch):
     return lambda *names: monkeypatch.setattr(backends, "available", lambda: list(names))
 
 
-@pytest.mark.parametrize("geom, expected", [(DENSE, "im2col"), (GROUPED, "im2col"),
-                                            (ONE_CHANNEL_GROUP, "im2col"), (DEPTHWISE, "numba"),
+@pytest.mark.parametrize("geom, expected", [(DENSE, "numba"), (GROUPED, "numba"), (ONE_CHANNEL_GROUP, "numba"),
+                                            (DEPTHWISE, "numba"), (SMALL_IMAGES, "im2col"), (POINTWISE, "im2col"),
                                             (SMALL, "numba"), (JUST_ABOVE, "im2col")])
 def test_rule_with_every_backend(installed, geom, expected):
     installed("reference", "im2col", "numba")
     assert backends.choose(geom, np.float32) == expected
 
 
-def test_small_threshold_is_where_the_rule_says():
+def test_thresholds_are_where_the_rule_says():
     assert SMALL.macs <= backends.AUTO_NUMBA_MAX_MACS < JUST_ABOVE.macs
+    assert SMALL_IMAGES.oh * SMALL_IMAGES.ow < backends.AUTO_IM2COL_BELOW_PIXELS <= DENSE.oh * DENSE.ow
 
 
 @pytest.mark.parametrize("geom", [DENSE, DEPTHWISE, SMALL])

@@ -57,17 +57,16 @@ def get(name: str) -> ModuleType:
     return module
 
 
-# The "auto" rule, from `fastconv bench --suite full --backends im2col,numba,torch` (2026-11-26/27;
-# table in the README's "Choosing a backend"), best of 5 rounds at 2 threads on an otherwise idle
-# machine (`taskset -c 0,1`, two runs at 23:58 and 00:25), cross-checked at 1 thread on the shared
-# 2-core CI machine, where 2-thread timings swing too much to decide anything. im2col's GEMMs win
-# every dense shape from 29M multiply-accumulates up (mnist-r28-k5) by up to 15x, or lose by at most
-# 1.08x (g4-r28-c128-k3 forward); numba's direct loops win depthwise convolutions by 1.7x to 3.2x,
-# where im2col has no GEMM to batch over channels, and the smallest call (single-r32-k3, 0.2M MACs)
-# by 1.9x to 2x backward (forward within 1.06x either way), where im2col's dozen NumPy calls cost
-# more than the arithmetic. The pick is within 1.08x of the faster of the two on every shape and
-# pass of the full suite, in both runs.
+# The "auto" rule, from `fastconv bench --suite full --threads 2 --backends im2col,numba,torch
+# --repeat 5`, two runs on the idle 2-core CI machine (2026-11-27 04:15; ratios in the README's
+# "Choosing a backend"). numba's packed direct loops are 1.1-1.6x faster than im2col on most
+# shapes, depthwise ones 1.7-2.6x; im2col's GEMMs win where each image has few output pixels and
+# many channels (r7-c512-k3: numba 1.56x slower; n1-r14-c256-k3, 196 pixels: 1.3-1.4x) and on 1x1
+# kernels (r14-c256-1x1-c1024: 1.07-1.31x), plain matrix products. r14-c256-k3 (196 pixels) is a
+# tie. Calls of at most 1M multiply-accumulates go to numba whatever their shape: im2col's dozen
+# NumPy calls cost more than the arithmetic there.
 AUTO_NUMBA_MAX_MACS = 1_000_000  # at or below: numba (single-r32-k3 has 221k; mnist-r28-k5 29M)
+AUTO_IM2COL_BELOW_PIXELS = 256  # output pixels per image below which im2col runs (r7: 49, r14: 196)
 AUTO_MEASURE_ENV = "FASTCONV_AUTO"  # "measure": time the candidates once per shape, cache the fastest
 
 _measured: dict[tuple, str] = {}
@@ -88,8 +87,10 @@ def choose(geom: Geometry, dtype) -> str:
     if os.environ.get(AUTO_MEASURE_ENV) == "measure":
         return _measured_choice(geom, dtype, names)
     if "numba" in names and "im2col" in names:
-        depthwise = geom.groups == geom.c_in > 1
-        return "numba" if depthwise or geom.macs <= AUTO_NUMBA_MAX_MACS else "im2col"
+        if geom.groups == geom.c_in > 1 or geom.macs <= AUTO_NUMBA_MAX_MACS:  # depthwise, or small
+            return "numba"
+        pointwise = geom.kh == geom.kw == 1
+        return "im2col" if pointwise or geom.oh * geom.ow < AUTO_IM2COL_BELOW_PIXELS else "numba"
     return names[0]
 
 
