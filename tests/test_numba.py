@@ -239,3 +239,38 @@ def test_nan_and_inf_meeting_padding_give_nan_like_reference(xs, ws, kwargs, whe
         np.testing.assert_array_equal(np.isinf(got), np.isinf(want))
         finite = np.isfinite(want)
         np.testing.assert_allclose(got[finite], want[finite], rtol=1e-10, atol=1e-10)
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("kwargs", [dict(padding=1), dict(stride=2, padding=1), dict(padding=1, groups=8),
+                                    dict(padding=2, dilation=2)])
+def test_a_warm_call_allocates_nothing_in_its_kernels(threads, kwargs):
+    # Packed weights, term offsets and every thread's band live in workspaces kept between calls;
+    # the only Numba allocations left are the wrappers of each kernel's array arguments.
+    from numba import njit
+    from numba.core.runtime import _nrt_python, rtsys
+
+    @njit
+    def five_arrays(a, b, c, d, e):
+        return a.size
+
+    geom = Geometry.from_args((4, 8, 40, 40), (8, 8 // kwargs.get("groups", 1), 3, 3), **kwargs)
+    rng = np.random.default_rng(0)
+    x, w, gy = (rng.standard_normal(s).astype(np.float32) for s in (geom.x_shape, geom.w_shape, geom.y_shape))
+    arrays = [np.ones(3)] * 5
+    five_arrays(*arrays)
+    calls = [(numba_jit.forward, (x, w, geom), 1), (numba_jit.grad_weight, (gy, x, geom), 1),
+             (numba_jit.grad_input, (gy, w, geom), geom.sh * geom.sw)]
+    _nrt_python.memsys_enable_stats()
+    try:
+        with fastconv.threads(threads):
+            before = rtsys.get_allocation_stats().alloc
+            five_arrays(*arrays)
+            per_call = rtsys.get_allocation_stats().alloc - before  # the five arguments' wrappers
+            for fn, args, kernels in calls:
+                fn(*args)  # warm: compiled, workspaces grown
+                before = rtsys.get_allocation_stats().alloc
+                fn(*args)
+                assert rtsys.get_allocation_stats().alloc - before == kernels * per_call, fn.__name__
+    finally:
+        _nrt_python.memsys_disable_stats()

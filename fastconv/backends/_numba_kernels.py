@@ -90,9 +90,9 @@ def _pack_input(x, bn, c0, cg, xp, sh, sw, pt, pl, hq, wq, nimg, b, u0):  # prag
 
 
 @njit(**_JIT)
-def _pack_terms(c_in_g, kh, kw, sh, sw, dil_h, dil_w, hq, wq):  # pragma: no cover
-    """Offset in the packed input of term (ci, ky, kx) for output pixel (0, 0), in w's order."""
-    offs = np.empty(c_in_g * kh * kw, np.int64)
+def _pack_terms(c_in_g, kh, kw, sh, sw, dil_h, dil_w, hq, wq, offs):  # pragma: no cover
+    """offs[t]: offset in the packed input of term t = (ci, ky, kx) for output pixel (0, 0), in w's
+    order."""
     t = 0
     for ci in range(c_in_g):
         for ky in range(kh):
@@ -100,11 +100,10 @@ def _pack_terms(c_in_g, kh, kw, sh, sw, dil_h, dil_w, hq, wq):  # pragma: no cov
                 ph = (ci * sh + ky * dil_h % sh) * sw + kx * dil_w % sw
                 offs[t] = ph * hq * wq + ky * dil_h // sh * wq + kx * dil_w // sw
                 t += 1
-    return offs
 
 
 @njit(**_JIT)
-def _pack_weights(w, groups):  # pragma: no cover
+def _pack_weights(w, groups, wp):  # pragma: no cover
     """wp[g*nblk + b, t, j] = w[output channel b*CB + j of group g, term t]; zero past the group's
     last channel, so remainder blocks run the same 4-channel code (their extra rows are dropped)."""
     c_out, c_in_g, kh, kw = w.shape
@@ -112,14 +111,13 @@ def _pack_weights(w, groups):  # pragma: no cover
     nblk = (c_out_g + CB - 1) // CB
     nt = c_in_g * kh * kw
     wf = w.reshape(c_out, nt)
-    wp = np.zeros((groups * nblk, nt, CB), w.dtype)
+    wp[:] = 0
     for g in range(groups):
         for b in range(nblk):
             for j in range(min(CB, c_out_g - b * CB)):
                 co = g * c_out_g + b * CB + j
                 for t in range(nt):
                     wp[g * nblk + b, t, j] = wf[co, t]
-    return wp
 
 
 @njit(inline="always", **_JIT)
@@ -198,18 +196,16 @@ def _fwd_packed(xp, offs, wb, y, bn, co0, cb, wq, oy0, nr, acc):  # pragma: no c
                 yr[ox] = ar[ox]
 
 
-@njit(**_PJIT)
-def _forward_packed(x, w, y, sh, sw, pt, pl, dil_h, dil_w, groups, nthreads):  # pragma: no cover
-    """y[n, co] = sum over the group's ci, ky, kx of w[co, ci, ky, kx] * shifted x[n, ci], packed.
+@njit(inline="always", **_JIT)
+def _aligned(n):  # pragma: no cover
+    """``n`` elements rounded up to whole 64-byte lines (in float32), for scratch carved from one
+    workspace: every piece starts where a fresh allocation would."""
+    return (n + 15) // 16 * 16
 
-    The work is split into (image, group, band of output rows, block of CB output channels); each
-    of ``nthreads`` threads takes one contiguous range of it with its own scratch, and packs a band
-    of input rows again only when its range moves on to the next band (allocating and packing per
-    block cost more than the 1x1 convolution's whole sum: 2.5x slower).
-    """
-    n = x.shape[0]
-    c_out, c_in_g, kh, kw = w.shape
-    oh, ow = y.shape[2], y.shape[3]
+
+@njit(**_JIT)
+def _forward_layout(n, c_out, c_in_g, kh, kw, oh, ow, sh, sw, dil_h, dil_w, groups, nthreads):  # pragma: no cover
+    """How ``_forward_packed`` cuts its work and scratch; shared with ``_forward_scratch``."""
     c_out_g = c_out // groups
     nblk = (c_out_g + CB - 1) // CB
     hq, wq = _packed_dims(oh, ow, kh, kw, sh, sw, dil_h, dil_w)
@@ -217,8 +213,6 @@ def _forward_packed(x, w, y, sh, sw, pt, pl, dil_h, dil_w, groups, nthreads):  #
     nband = (oh + rows - 1) // rows
     rows = (oh + nband - 1) // nband  # bands of equal size: no short last band (single-r32: 30 + 2)
     hb = rows + hq - oh  # packed input rows per band
-    offs = _pack_terms(c_in_g, kh, kw, sh, sw, dil_h, dil_w, hb, wq)
-    wp = _pack_weights(w, groups)
     # Accumulator rows 1024*k + 64 elements apart: rows a multiple of 4 KiB apart (r7: 4132 bytes
     # before) make each load of a row wait on the store to the previous one (4K aliasing).
     stride = (rows * wq + RUN_PAD + 1023) // 1024 * 1024 + 64
@@ -227,9 +221,44 @@ def _forward_packed(x, w, y, sh, sw, pt, pl, dil_h, dil_w, groups, nthreads):  #
     size = c_in_g * sh * sw * hb * wq + 2 * wq + RUN_PAD
     ntask = n * groups * nband * nblk
     nslot = min(ntask, nthreads)
+    wsize = _aligned(groups * nblk * c_in_g * kh * kw * CB)
+    slot = _aligned(size) + _aligned(CB * stride)
+    return nblk, wq, rows, nband, hb, stride, size, ntask, nslot, wsize, slot
+
+
+@njit(**_JIT)
+def _forward_scratch(n, c_out, c_in_g, kh, kw, oh, ow, sh, sw, dil_h, dil_w, groups, nthreads):  # pragma: no cover
+    """Elements of the float workspace and of the int64 one that ``_forward_packed`` needs."""
+    lay = _forward_layout(n, c_out, c_in_g, kh, kw, oh, ow, sh, sw, dil_h, dil_w, groups, nthreads)
+    return lay[9] + lay[8] * lay[10], c_in_g * kh * kw
+
+
+@njit(**_PJIT)
+def _forward_packed(x, w, y, sh, sw, pt, pl, dil_h, dil_w, groups, nthreads, fws, iws):  # pragma: no cover
+    """y[n, co] = sum over the group's ci, ky, kx of w[co, ci, ky, kx] * shifted x[n, ci], packed.
+
+    The work is split into (image, group, band of output rows, block of CB output channels); each
+    of ``nthreads`` threads takes one contiguous range of it with its own scratch, and packs a band
+    of input rows again only when its range moves on to the next band (allocating and packing per
+    block cost more than the 1x1 convolution's whole sum: 2.5x slower). All scratch (packed
+    weights, term offsets, each thread's band and accumulator) is carved from the workspaces
+    ``fws`` and ``iws`` (sized by ``_forward_scratch``), so a call allocates nothing.
+    """
+    n = x.shape[0]
+    c_out, c_in_g, kh, kw = w.shape
+    oh, ow = y.shape[2], y.shape[3]
+    c_out_g = c_out // groups
+    nblk, wq, rows, nband, hb, stride, size, ntask, nslot, wsize, slot_size = _forward_layout(
+        n, c_out, c_in_g, kh, kw, oh, ow, sh, sw, dil_h, dil_w, groups, nthreads)
+    nt = c_in_g * kh * kw
+    offs = iws[:nt]
+    _pack_terms(c_in_g, kh, kw, sh, sw, dil_h, dil_w, hb, wq, offs)
+    wp = fws[:groups * nblk * nt * CB].reshape((groups * nblk, nt, CB))
+    _pack_weights(w, groups, wp)
     for slot in prange(nslot):
-        xp = np.empty(size, x.dtype)
-        acc = np.empty(CB * stride, x.dtype)
+        base = wsize + slot * slot_size
+        xp = fws[base:base + size]
+        acc = fws[base + _aligned(size):base + _aligned(size) + CB * stride]
         packed = -1
         for task in range(ntask * slot // nslot, ntask * (slot + 1) // nslot):
             band = task // nblk  # image, group and band
@@ -622,18 +651,18 @@ def _gw_packed(xp, offs, gyp, gw, co0, cb, cnt, zero):  # pragma: no cover
             t += 1
 
 
-@njit(**_PJIT)
-def _grad_weight_packed(gy, x, gw, sh, sw, pt, pl, dil_h, dil_w, groups, zero, nthreads):  # pragma: no cover
-    """gw[co, ci, ky, kx] = sum over n, oy, ox of gy[n, co, oy, ox] * x[n, ci, tap pixel], packed:
-    one dot product of a channel's gy (packed to the runs' row width) with each term's run.
+@njit(**_JIT)
+def _all_finite(a):  # pragma: no cover
+    """``np.isfinite(a).all()`` without the temporary boolean array."""
+    for v in a.ravel():
+        if not np.isfinite(v):
+            return False
+    return True
 
-    Each thread owns a range of blocks of output channels and packs each image once for them. The
-    thrown-away columns pair zeros of gy with real inputs, so a non-finite input there turns a
-    block's result into NaN: such a block (rare) is summed again exactly by ``_gw_rows``.
-    """
-    n = x.shape[0]
-    c_out, c_in_g, kh, kw = gw.shape
-    oh, ow = gy.shape[2], gy.shape[3]
+
+@njit(**_JIT)
+def _gw_layout(n, c_out, c_in_g, kh, kw, oh, ow, sh, sw, dil_h, dil_w, groups, nthreads):  # pragma: no cover
+    """How ``_grad_weight_packed`` cuts its work and scratch; shared with ``_gw_scratch``."""
     c_out_g = c_out // groups
     nblk = (c_out_g + CB - 1) // CB
     hq, wq = _packed_dims(oh, ow, kh, kw, sh, sw, dil_h, dil_w)
@@ -645,15 +674,46 @@ def _grad_weight_packed(gy, x, gw, sh, sw, pt, pl, dil_h, dil_w, groups, zero, n
     nband = (oh + rows - 1) // rows
     rows = (oh + nband - 1) // nband  # bands of equal size
     hb = rows + hq - oh  # packed input rows per band
-    offs = _pack_terms(c_in_g, kh, kw, sh, sw, dil_h, dil_w, nimg * hb, wq)
     size = c_in_g * sh * sw * nimg * hb * wq + 2 * wq + RUN_PAD
+    gyp_row = _aligned(nimg * hb * wq + RUN_PAD)
     ntask = groups * nblk
     nslot = min(ntask, nthreads)
+    slot = _aligned(size) + CB * gyp_row
+    return nblk, wq, nimg, rows, hb, size, gyp_row, ntask, nslot, slot
+
+
+@njit(**_JIT)
+def _gw_scratch(n, c_out, c_in_g, kh, kw, oh, ow, sh, sw, dil_h, dil_w, groups, nthreads):  # pragma: no cover
+    """Elements of the float workspace and of the int64 one that ``_grad_weight_packed`` needs."""
+    lay = _gw_layout(n, c_out, c_in_g, kh, kw, oh, ow, sh, sw, dil_h, dil_w, groups, nthreads)
+    return lay[8] * lay[9], c_in_g * kh * kw
+
+
+@njit(**_PJIT)
+def _grad_weight_packed(gy, x, gw, sh, sw, pt, pl, dil_h, dil_w, groups, zero, nthreads, fws, iws):  # pragma: no cover
+    """gw[co, ci, ky, kx] = sum over n, oy, ox of gy[n, co, oy, ox] * x[n, ci, tap pixel], packed:
+    one dot product of a channel's gy (packed to the runs' row width) with each term's run.
+
+    Each thread owns a range of blocks of output channels and packs each image once for them. The
+    thrown-away columns pair zeros of gy with real inputs, so a non-finite input there turns a
+    block's result into NaN: such a block (rare) is summed again exactly by ``_gw_rows``. Scratch
+    is carved from the workspaces ``fws`` and ``iws`` (sized by ``_gw_scratch``).
+    """
+    n = x.shape[0]
+    c_out, c_in_g, kh, kw = gw.shape
+    oh, ow = gy.shape[2], gy.shape[3]
+    c_out_g = c_out // groups
+    nblk, wq, nimg, rows, hb, size, gyp_row, ntask, nslot, slot_size = _gw_layout(
+        n, c_out, c_in_g, kh, kw, oh, ow, sh, sw, dil_h, dil_w, groups, nthreads)
+    offs = iws[:c_in_g * kh * kw]
+    _pack_terms(c_in_g, kh, kw, sh, sw, dil_h, dil_w, nimg * hb, wq, offs)
     for slot in prange(nslot):
         t0 = ntask * slot // nslot
         t1 = ntask * (slot + 1) // nslot
-        xp = np.zeros(size, x.dtype)
-        gyp = np.empty((CB, nimg * hb * wq + RUN_PAD), x.dtype)
+        base = slot * slot_size
+        xp = fws[base:base + size]
+        xp[:] = 0
+        gyp = fws[base + _aligned(size):base + slot_size].reshape((CB, gyp_row))
         for task in range(t0, t1):
             g = task // nblk
             co0 = g * c_out_g + task % nblk * CB
@@ -683,7 +743,7 @@ def _grad_weight_packed(gy, x, gw, sh, sw, pt, pl, dil_h, dil_w, groups, zero, n
             g = task // nblk
             co0 = g * c_out_g + task % nblk * CB
             cb = min(CB, g * c_out_g + c_out_g - co0)
-            if not np.isfinite(gw[co0:co0 + cb]).all():
+            if not _all_finite(gw[co0:co0 + cb]):
                 gw[co0:co0 + cb] = zero
                 for bn in range(n):
                     _gw_rows(gy, x, gw, bn, co0, cb, g * c_in_g, sh, sw, pt, pl, dil_h, dil_w, zero)

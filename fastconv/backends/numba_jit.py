@@ -7,10 +7,14 @@ load and store of the accumulator. Forward and input gradient (a transposed conv
 phase, a stride-1 forward pass of gy with the flipped weight) run in parallel over (image, band,
 block of 4 output channels), the weight gradient (dot products of gy with the runs; small images
 stacked) over blocks of 4 channels. Extra memory: the packed weights and, per thread, the band
-(channels x ~1K elements; ~8K for the weight gradient), 4 channels of gy and a small accumulator.
+(channels x ~1K elements; ~8K for the weight gradient), 4 channels of gy and a small accumulator,
+all carved from workspaces that each calling thread keeps between calls, so that a warm call
+allocates nothing beyond its output.
 The input gradient of strided and dilated convolutions, and of non-finite weights, takes direct
 loops instead (padding by loop bounds). Loses to BLAS on many channels over small images (7x7).
 """
+
+import threading
 
 import numba
 import numpy as np
@@ -27,11 +31,41 @@ NAME = "numba"
 SERIAL_MAX_MACS = 2_000_000
 
 
-def _run(kernel, macs, *args, slots=False):
+_local = threading.local()  # each calling thread's workspaces: calls from two threads never share
+
+
+def _scratch(name, n, dtype):
+    """This calling thread's workspace ``name``: at least ``n`` elements of ``dtype``, starting on a
+    64-byte line, kept between calls (grown, never shrunk) so that a warm call allocates nothing.
+    The kernels carve what they need from its start."""
+    try:
+        spaces = _local.spaces
+    except AttributeError:
+        spaces = _local.spaces = {}
+    buf = spaces.get((name, dtype))
+    if buf is None or buf.size < n:
+        raw = np.empty(n + 64, dtype)
+        skip = (-raw.ctypes.data % 64) // raw.itemsize
+        buf = spaces[name, dtype] = raw[skip:skip + n]
+    return buf
+
+
+def _packed_workspaces(sizer, x, w, out_hw, sh, sw, dil_h, dil_w, groups):
+    """For ``_run``: the float and int64 workspaces that a packed kernel needs on ``nthreads``
+    threads, from the shapes it reads (``w``: the weight or its gradient, ``out_hw``: the output's
+    height and width)."""
+    def make(nthreads):
+        nfloat, nint = sizer(x.shape[0], *w.shape, *out_hw, sh, sw, dil_h, dil_w, groups, nthreads)
+        return _scratch("float", nfloat, x.dtype), _scratch("int", nint, np.int64)
+    return make
+
+
+def _run(kernel, macs, *args, slots=False, workspaces=None):
     """Call ``kernel`` with ``fastconv.set_num_threads``'s count (Numba's is per calling thread).
 
     ``slots``: the kernel splits its work into one range per thread itself and takes the count as
-    its last argument (``numba.get_num_threads`` inside a kernel would stop it being cached).
+    its last argument (``numba.get_num_threads`` inside a kernel would stop it being cached), then
+    the arrays ``workspaces(count)`` returns, if given.
     """
     n = _threads.requested()
     before = numba.get_num_threads()
@@ -39,7 +73,7 @@ def _run(kernel, macs, *args, slots=False):
     if macs < SERIAL_MAX_MACS:
         want = 1
     if slots:
-        args = (*args, want)
+        args = (*args, want, *(workspaces(want) if workspaces else ()))
     if want == before:
         kernel(*args)
         return
@@ -80,7 +114,9 @@ def _hyper(geom):
 def forward(x, w, geom, bias=None):
     """y of shape ``geom.y_shape``, dtype of ``x``, plus ``bias[co]`` when given."""
     y = np.empty(geom.y_shape, dtype=x.dtype)
-    _run(_k._forward_packed, geom.macs, x, w, y, *_hyper(geom), slots=True)
+    _run(_k._forward_packed, geom.macs, x, w, y, *_hyper(geom), slots=True,
+         workspaces=_packed_workspaces(_k._forward_scratch, x, w, (geom.oh, geom.ow), geom.sh, geom.sw,
+                                       geom.dil_h, geom.dil_w, geom.groups))
     if not np.isfinite(w).all():
         _padding_products(y, ~np.isfinite(w), geom, forward=True)
     if bias is not None:
@@ -89,10 +125,13 @@ def forward(x, w, geom, bias=None):
 
 
 def _transposed_weight(w, geom):
-    """Each group's weight with its kernel flipped and its channel axes swapped, contiguous."""
+    """Each group's weight with its kernel flipped and its channel axes swapped, contiguous (in
+    this thread's workspace: it lives until the next call)."""
     c_out, c_in_g, kh, kw = w.shape
     wt = w.reshape(geom.groups, geom.c_out_g, c_in_g, kh, kw)[:, :, :, ::-1, ::-1]
-    return np.ascontiguousarray(wt.transpose(0, 2, 1, 3, 4)).reshape(geom.c_in, geom.c_out_g, kh, kw)
+    out = _scratch("flipped", w.size, w.dtype)[:w.size].reshape(geom.groups, c_in_g, geom.c_out_g, kh, kw)
+    np.copyto(out, wt.transpose(0, 2, 1, 3, 4))
+    return out.reshape(geom.c_in, geom.c_out_g, kh, kw)
 
 
 def grad_input(gy, w, geom):
@@ -118,15 +157,20 @@ def grad_input(gy, w, geom):
             m, mw = wsub.shape[2], wsub.shape[3]
             pt = geom.dil_h * (m - 1) - (ry + geom.pt - ky0) // geom.sh
             pl = geom.dil_w * (mw - 1) - (rx + geom.pl - kx0) // geom.sw
-            _run(_k._forward_packed, geom.macs // (geom.sh * geom.sw), gy, _transposed_weight(wsub, geom), out,
-                 1, 1, pt, pl, geom.dil_h, geom.dil_w, geom.groups, slots=True)
+            wt = _transposed_weight(wsub, geom)
+            _run(_k._forward_packed, geom.macs // (geom.sh * geom.sw), gy, wt, out,
+                 1, 1, pt, pl, geom.dil_h, geom.dil_w, geom.groups, slots=True,
+                 workspaces=_packed_workspaces(_k._forward_scratch, gy, wt, out.shape[2:], 1, 1,
+                                               geom.dil_h, geom.dil_w, geom.groups))
     return gx
 
 
 def grad_weight(gy, x, geom):
     """Gradient with respect to the weight, shaped like ``w``."""
     gw = np.empty(geom.w_shape, dtype=x.dtype)
-    _run(_k._grad_weight_packed, geom.macs, gy, x, gw, *_hyper(geom), x.dtype.type(0), slots=True)
+    _run(_k._grad_weight_packed, geom.macs, gy, x, gw, *_hyper(geom), x.dtype.type(0), slots=True,
+         workspaces=_packed_workspaces(_k._gw_scratch, x, gw, (geom.oh, geom.ow), geom.sh, geom.sw,
+                                       geom.dil_h, geom.dil_w, geom.groups))
     if not np.isfinite(gy).all():
         _padding_products(gw, ~np.isfinite(gy), geom, forward=False)
     return gw
