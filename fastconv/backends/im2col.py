@@ -147,6 +147,12 @@ def _patches(xp, geom, scratch, image_major, rows=slice(None)):
     return cols
 
 
+def _band_rows(geom, itemsize) -> int:
+    """Output rows per band of one image's patch matrix (see ``ROW_BAND_BYTES``); ``oh`` or more
+    when an image's whole matrix is small enough to take at once."""
+    return max(1, ROW_BAND_BYTES // (geom.c_in * geom.kh * geom.kw * geom.ow * itemsize))
+
+
 def _is_pointwise(geom) -> bool:
     """A 1x1 stride-1 unpadded convolution: the input is its own patch matrix."""
     return geom.kh == geom.kw == geom.sh == geom.sw == 1 and not _is_padded(geom)
@@ -180,9 +186,7 @@ def forward(x, w, geom, bias=None):
     y = np.empty(geom.y_shape, x.dtype)
     wg = w.reshape(g, cog, kg)
 
-    # Output rows per band of one image's patch matrix (see ROW_BAND_BYTES); all rows at once
-    # when an image's whole matrix is small enough.
-    band = max(1, ROW_BAND_BYTES // (geom.c_in * geom.kh * geom.kw * geom.ow * x.itemsize))
+    band = _band_rows(geom, x.itemsize)
 
     def work(b0, b1, scratch):
         m = b1 - b0
@@ -240,7 +244,7 @@ def grad_weight(gy, x, geom):
         return _grad_weight_depthwise(gy, x, geom)
     g, cog, p = geom.groups, geom.c_out_g, geom.oh * geom.ow
     kg = geom.c_in_g * geom.kh * geom.kw
-    band = max(1, ROW_BAND_BYTES // (geom.c_in * geom.kh * geom.kw * geom.ow * x.itemsize))
+    band = _band_rows(geom, x.itemsize)
     if band < geom.oh and band * geom.ow >= BAND_MIN_CONTRACTION:
         return _grad_weight_banded(gy, x, geom, band)
     per_image = geom.c_in * geom.kh * geom.kw * p + _padded_size(geom) + geom.c_out * p
@@ -373,8 +377,9 @@ def _grad_input_pointwise(gy, w, geom):
 
 
 # ------------------------------------------------------------------------------ depthwise
-# groups == c_in: a GEMM per channel would be a tiny (c_out_g x kH*kW) product, so instead each
-# kernel offset is one elementwise multiply-accumulate over a shifted view of the whole chunk.
+# groups == c_in: a GEMM per channel would be a tiny (c_out_g x kH*kW) product, so instead the
+# kernel offsets are shifted views of the whole chunk's padded planes: elementwise
+# multiply-accumulates, or (unit-stride forward) one small batched product per kernel row.
 
 class _Planes:
     """How a depthwise chunk lays out its per-channel planes.
