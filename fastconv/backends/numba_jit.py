@@ -107,6 +107,13 @@ def _padding_products(out, bad, geom, forward):
                         out[co, :, ky, kx] = np.nan
 
 
+def _all_finite(a) -> bool:
+    """Whether ``a`` holds no inf or NaN, without a boolean mask of its size: any such element
+    makes the sum non-finite (an overflowing sum of finite values only sends the caller down its
+    exact, slower path)."""
+    return bool(np.isfinite(a.sum()))
+
+
 def _hyper(geom):
     return geom.sh, geom.sw, geom.pt, geom.pl, geom.dil_h, geom.dil_w, geom.groups
 
@@ -117,7 +124,7 @@ def forward(x, w, geom, bias=None):
     _run(_k._forward_packed, geom.macs, x, w, y, *_hyper(geom), slots=True,
          workspaces=_packed_workspaces(_k._forward_scratch, x, w, (geom.oh, geom.ow), geom.sh, geom.sw,
                                        geom.dil_h, geom.dil_w, geom.groups))
-    if not np.isfinite(w).all():
+    if not _all_finite(w):
         _padding_products(y, ~np.isfinite(w), geom, forward=True)
     if bias is not None:
         y += bias.reshape(-1, 1, 1)
@@ -138,7 +145,7 @@ def grad_input(gy, w, geom):
     """Gradient with respect to the input, shaped like ``x``."""
     gx = np.empty(geom.x_shape, dtype=gy.dtype)
     unit = geom.sh == geom.sw == 1
-    if not (unit or geom.dil_h == geom.dil_w == 1) or not np.isfinite(w).all():
+    if not (unit or geom.dil_h == geom.dil_w == 1) or not _all_finite(w):
         # Non-finite weights stay on the direct loops: the packed path's zero padding times inf
         # would give NaN where the reference has no product at all.
         _run(_k._grad_input, geom.macs, gy, w, gx, *_hyper(geom), gy.dtype.type(0))
@@ -171,7 +178,7 @@ def grad_weight(gy, x, geom):
     _run(_k._grad_weight_packed, geom.macs, gy, x, gw, *_hyper(geom), x.dtype.type(0), slots=True,
          workspaces=_packed_workspaces(_k._gw_scratch, x, gw, (geom.oh, geom.ow), geom.sh, geom.sw,
                                        geom.dil_h, geom.dil_w, geom.groups))
-    if not np.isfinite(gy).all():
+    if not _all_finite(gy):
         _padding_products(gw, ~np.isfinite(gy), geom, forward=False)
     return gw
 
