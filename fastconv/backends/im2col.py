@@ -56,8 +56,9 @@ BAND_MIN_CONTRACTION = 768
 PREFERRED_DEPTHWISE_CHUNK_BYTES = 4 * 2**20
 # Scratch of one work item of the unit-stride depthwise forward: numpy's and BLAS's per-call
 # costs, and the GIL they hold, shrink with larger items, cache hits with smaller. On
-# dw-r28-c128-k3 at two threads, 4 MiB took 8.5 ms, 1 MiB 12.0 and 16 MiB 9.9.
-PREFERRED_DEPTHWISE_COLS_BYTES = 4 * 2**20
+# dw-r28-c128-k3 at two threads (medians of `fastconv bench` runs): 2 MiB 8.4-8.6 ms, 4 MiB
+# 6.5-7.6, 8 MiB 5.0-6.1, 16 MiB 5.1-6.4, 32 MiB (an item per thread) 11.8.
+PREFERRED_DEPTHWISE_COLS_BYTES = 8 * 2**20
 
 
 def set_memory_budget(nbytes: int | None) -> int | None:
@@ -455,6 +456,12 @@ def _depthwise_plan(geom, itemsize, per_image):
     return _thread_plan(geom, itemsize, per_image, PREFERRED_DEPTHWISE_CHUNK_BYTES // (per_image * itemsize))
 
 
+def _even(total: int, most: int) -> int:
+    """The smallest part size that splits ``total`` into as few parts as parts of ``most`` would:
+    parts of 31 and 1 would leave a thread with the crumbs."""
+    return -(-total // -(-total // most))
+
+
 def _map_chunks(geom, nb, work, threads):
     """``_map_items`` over the chunks of ``nb`` images: ``work(b0, b1, scratch)``."""
     return _map_items(list(_chunks(geom, nb)), work, threads)
@@ -566,55 +573,88 @@ def _forward_depthwise(x, w, geom, bias=None):
 
 
 def _forward_depthwise_runs(x, w, geom, bias=None):
-    """Unit stride: each channel's padded planes, for all images of a chunk, lie end to end, so a
-    kernel offset reads one contiguous run. The ``kW`` column offsets are copied into a small patch
-    matrix once; each kernel row is then a BLAS product of the channel's ``(c_out_g, kW)`` weights
-    with that matrix shifted down by whole padded rows, summed over rows. Outputs are computed
-    ``hp x wp`` per image and cropped. On dw-r28-c128-k3, one thread: 5.1 ms for copies and
-    products, against 5.9 ms copying all nine offsets for one product and 7.2 ms adding nine scaled
-    runs with numpy's fastest elementwise loops (a per-channel scale broadcast was slower still).
+    """Unit stride. Each channel's planes, for all images of an item, lie end to end, ``ow`` wide
+    and padded above and below only, so that a kernel offset reads one contiguous run. The ``kW``
+    column offsets are copied once each, as runs shifted sideways with the columns they do not
+    reach zeroed (a row of ones below them carries the bias). One BLAS product per channel block,
+    ``(c_out_g*kH, kW+1) @ (kW+1, pixels)``, gives every kernel row's partial sums; adding them
+    shifted by whole rows gives the output, whose planes are then contiguous: the last add writes
+    straight into ``y``. dw-r28-c128-k3, one thread: 8.4 ms, against 10.3 ms for the layout
+    before (rows padded on both sides, a product per kernel row, then a crop into ``y`` whose
+    inner loops were one row long). Copying all nine offsets for one product, or adding nine
+    scaled runs, was slower than either (5.9 and 7.2 ms against 5.1 for the copies and products
+    of that older layout alone).
 
     Every step covers a block of channels in one numpy call (matmul loops over them in C): with
     a call per channel, two threads ran no faster than one, queueing for the GIL.
     """
-    g, cog = geom.groups, geom.c_out_g
-    hp, wp = _padded_shape(geom)
-    plane = hp * wp
-    row_step = geom.dil_h * wp  # one kernel row further down, in the flat padded planes
-    overhang = (geom.kh - 1) * row_step + (geom.kw - 1) * geom.dil_w  # the last offset reads past the planes
+    g, cog, kh, kw = geom.groups, geom.c_out_g, geom.kh, geom.kw
+    hq, wq = geom.ih + geom.pt + geom.pb, geom.ow  # every output column has its own layout column
+    plane, pixels = hq * wq, geom.oh * geom.ow
+    row_step = geom.dil_h * wq  # one kernel row further down
+    overhang = (kh - 1) * row_step  # the last kernel row reads past the item's planes
+    k = kw + (bias is not None)
     threads = get_num_threads()
-    # scratch per channel and image: its padded plane, kW patch rows, output and addend
-    unit = (1 + geom.kw + 2 * cog) * plane
+    # scratch per channel and image: kW (+1) shifted planes, the partial sums and their total
+    unit = (k + cog * kh + cog) * plane
     units = max(1, PREFERRED_DEPTHWISE_COLS_BYTES // (unit * x.itemsize))
     cb = int(min(g, -(-units // geom.n)))  # channels per item; images per item below
     fits = (memory_budget(x.nbytes) // threads // x.itemsize - 3 * np.getbufsize()
-            - cb * (1 + geom.kw) * overhang) // (cb * unit)
-    nb = int(max(1, min(geom.n, fits, units // cb)))
+            - cb * (k + cog * kh) * overhang) // (cb * unit)
+    nb = _even(geom.n, max(1, min(fits, units // cb)))
+    cb = _even(g, cb)
+    weights = np.zeros((g, cog, kh, k), x.dtype)
+    weights[..., :kw] = w.reshape(g, cog, kh, kw)
+    if bias is not None:  # the first kernel row's product adds it, from the row of ones
+        weights[:, :, 0, kw] = bias.reshape(g, cog)
+    weights = weights.reshape(g, cog * kh, k)
     y = np.empty(geom.y_shape, x.dtype)
-    ys = y.reshape(geom.n, g, cog, geom.oh, geom.ow)
-    weights = w.reshape(g, cog, geom.kh, geom.kw)
+    ys = y.reshape(geom.n, g, cog, pixels)
+    flat = geom.iw == wq  # rows of x and of the layout have one width: copy whole planes
 
     def work(b0, b1, c0, c1, scratch):
         m, c = b1 - b0, c1 - c0
         length = m * plane
-        span = length + (geom.kh - 1) * row_step
-        # Rows laid out for nb images whatever m, so that the zero borders never move.
-        xp = _buffer(scratch, "xp", (cb, nb * plane + overhang), x.dtype, zeros=True)[:c]
-        grid = xp[:, :length].reshape(c, m, hp, wp)
-        grid[:, :, geom.pt:geom.pt + geom.ih, geom.pl:geom.pl + geom.iw] = x[b0:b1, c0:c1].transpose(1, 0, 2, 3)
-        cols = _buffer(scratch, "cols", (c, geom.kw, span), x.dtype)
-        step = xp.itemsize
-        np.copyto(cols, as_strided(xp, cols.shape, (xp.strides[0], geom.dil_w * step, step), writeable=False))
-        acc = _buffer(scratch, "acc", (c, cog, length), x.dtype)
-        addend = _buffer(scratch, "addend", (c, cog, length), x.dtype)
-        for ky in range(geom.kh):
-            rows = cols[:, :, ky * row_step:ky * row_step + length]
-            np.matmul(weights[c0:c1, :, ky], rows, out=addend if ky else acc)
-            if ky:
-                np.add(acc, addend, out=acc)
-        if bias is not None:
-            acc += bias.reshape(g, cog, 1)[c0:c1]
-        ys[b0:b1, c0:c1] = acc.reshape(c, cog, m, hp, wp)[..., :geom.oh, :geom.ow].transpose(2, 0, 1, 3, 4)
+        fresh = "cols" not in scratch
+        # Laid out for nb images whatever m, so that the zeros never move.
+        cols = _buffer(scratch, "cols", (cb, k, nb * plane + overhang), x.dtype, zeros=True)
+        if fresh and bias is not None:
+            cols[:, kw] = 1
+        src = x[b0:b1, c0:c1].transpose(1, 0, 2, 3)
+        for kx in range(kw):
+            shift = kx * geom.dil_w - geom.pl  # layout column j holds input column j + shift
+            j0, j1 = max(0, -shift), min(wq, geom.iw - shift)
+            if j0 >= j1:
+                continue  # this offset reads only padding
+            grid = cols[:c, kx, :length].reshape(c, m, hq, wq)[:, :, geom.pt:geom.pt + geom.ih]
+            if flat:  # one long copy per plane; the values it wraps into other rows are zeroed
+                a, e = max(shift, 0), geom.ih * geom.iw - max(-shift, 0)
+                runs = grid.reshape(c, m, geom.ih * wq)
+                runs[:, :, a - shift:e - shift] = src.reshape(c, m, -1)[:, :, a:e]
+                grid[..., :j0] = 0
+                grid[..., j1:] = 0
+            else:
+                grid[..., j0:j1] = src[..., j0 + shift:j1 + shift]
+        sums = _buffer(scratch, "sums", (c, cog * kh, length + overhang), x.dtype)
+        np.matmul(weights[c0:c1], cols[:c, :, :length + overhang], out=sums)
+        sums = sums.reshape(c, cog, kh, length + overhang)
+
+        def term(ky):
+            return sums[:, :, ky, ky * row_step:ky * row_step + length]
+
+        def outputs(a):  # the output pixels: the first oh rows of each plane
+            return a.reshape(c, cog, m, plane)[..., :pixels]
+
+        out = ys[b0:b1, c0:c1].transpose(1, 2, 0, 3)
+        if kh == 1:
+            out[...] = outputs(term(0))
+            return
+        total = term(0)
+        if kh > 2:
+            total = np.add(total, term(1), out=_buffer(scratch, "total", (c, cog, length), x.dtype))
+            for ky in range(2, kh - 1):
+                total += term(ky)
+        np.add(outputs(total), outputs(term(kh - 1)), out=out)
 
     items = [(b0, b1, c0, min(g, c0 + cb)) for b0, b1 in _chunks(geom, nb) for c0 in range(0, g, cb)]
     with single_threaded_blas(threads > 1):
