@@ -6,7 +6,8 @@ multiplies it straight into NCHW ``y`` (images too small for a good GEMM share o
 stride-1 unpadded convolution multiplies the input itself. grad_weight is one GEMM per chunk of
 images; grad_input is the forward of ``gy`` with the flipped kernel at unit stride, else a GEMM
 folded back (col2im) by one strided add per kernel offset. Depthwise layers use shifted runs of
-the padded planes instead of a tiny GEMM per channel. Extra memory is capped by
+the planes, multiplied elementwise or in one batched product per block of channels, instead of a
+tiny GEMM per channel. Extra memory is capped by
 ``set_memory_budget`` (default max(256 MiB, 2x input)), all threads' scratch together.
 """
 
@@ -383,8 +384,9 @@ def _grad_input_pointwise(gy, w, geom):
 
 # ------------------------------------------------------------------------------ depthwise
 # groups == c_in: a GEMM per channel would be a tiny (c_out_g x kH*kW) product, so instead the
-# kernel offsets are shifted views of the whole chunk's padded planes: elementwise
-# multiply-accumulates, or (unit-stride forward) one small batched product per kernel row.
+# kernel offsets are shifted views of the whole chunk's planes: elementwise multiply-accumulates
+# (the gradients, and strided forwards), or at unit stride forward kW shifted copies and one
+# batched product for every kernel row (_forward_depthwise_runs).
 
 class _Planes:
     """How a depthwise chunk lays out its per-channel planes.
