@@ -119,9 +119,23 @@ def test_extra_memory_stays_under_budget(budget, monkeypatch, name, pass_, threa
     monkeypatch.setattr(im2col, "get_num_threads", lambda: threads)
     # A batch of 256: the full patch matrix of the dense cases would be ~9x the input (~2.6 MiB).
     geom, x, w, gy = _problem(name, np.float32, n=256)
-    limit = 256 * 2**10
+    _assert_within_budget(budget, 256 * 2**10, pass_, _args(pass_, x, w, gy), geom, name)
+
+
+@pytest.mark.parametrize("threads", [1, 3])
+@pytest.mark.parametrize("pass_", PASSES)
+def test_depthwise_channel_blocks_stay_under_budget(budget, monkeypatch, pass_, threads):
+    """Two images, but so many channels that one image's scratch is over the budget: the work
+    items must then take fewer channels, not just fewer images."""
+    monkeypatch.setattr(im2col, "get_num_threads", lambda: threads)
+    geom = Geometry.from_args((2, 64, 24, 24), (64, 1, 3, 3), padding=1, groups=64)
+    rng = np.random.default_rng(0)
+    x, w, gy = (rng.standard_normal(shape).astype(np.float32) for shape in (geom.x_shape, geom.w_shape, geom.y_shape))
+    _assert_within_budget(budget, 256 * 2**10, pass_, _args(pass_, x, w, gy), geom, "depthwise-64ch")
+
+
+def _assert_within_budget(budget, limit, pass_, args, geom, name):
     budget(limit)
-    args = _args(pass_, x, w, gy)
     getattr(im2col, pass_)(*args, geom)  # first call imports threadpoolctl: code, not scratch
     tracemalloc.start()
     try:

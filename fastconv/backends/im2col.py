@@ -457,9 +457,24 @@ def _thread_plan(geom, itemsize: int, per_image: int, want: int, fixed: int = 0)
     return nb, min(threads, -(-geom.n // nb))
 
 
-def _depthwise_plan(geom, itemsize, per_image):
-    """``_thread_plan`` for depthwise chunks of about ``PREFERRED_DEPTHWISE_CHUNK_BYTES``."""
-    return _thread_plan(geom, itemsize, per_image, PREFERRED_DEPTHWISE_CHUNK_BYTES // (per_image * itemsize))
+def _depthwise_items(geom, itemsize, unit, preferred, per_channel=0, per_thread=0):
+    """Work items ``(b0, b1, c0, c1)`` of a depthwise pass, blocks of images and channels of about
+    ``preferred`` bytes of scratch, and ``(items, threads, images, channels)``: the threads to run
+    them and the most images and channels in an item. A thread's scratch (``unit`` elements per
+    channel and image, ``per_channel`` per channel, ``per_thread`` more) stays within its share of
+    the memory budget: a layer of many channels takes fewer per item, not only fewer images; when
+    not even one channel of one image fits, fewer threads run."""
+    n, g = geom.n, geom.groups
+    budget = memory_budget(n * geom.c_in * geom.ih * geom.iw * itemsize) // itemsize
+    per_thread += 3 * np.getbufsize()  # numpy's iterator buffers, as in _thread_plan
+    threads = int(max(1, min(get_num_threads(), budget // (unit + per_channel + per_thread))))
+    room = budget // threads - per_thread
+    units = max(1, preferred // (unit * itemsize))
+    cb = int(max(1, min(g, -(-units // n), room // (unit + per_channel))))
+    nb = int(max(1, min(n, units // cb, (room - cb * per_channel) // (cb * unit))))
+    nb, cb = _even(n, nb), _even(g, cb)
+    items = [(b0, b1, c0, min(g, c0 + cb)) for b0, b1 in _chunks(geom, nb) for c0 in range(0, g, cb)]
+    return items, min(threads, len(items)), nb, cb
 
 
 def _even(total: int, most: int) -> int:
@@ -552,29 +567,32 @@ def _forward_depthwise(x, w, geom, bias=None):
     g, cog = geom.groups, geom.c_out_g
     lay = _Planes(geom)
     padded, plane = math.prod(lay.padded), math.prod(lay.plane)
-    nb, threads = _depthwise_plan(geom, x.itemsize, geom.c_in * padded + 2 * geom.c_out * plane)
+    items, threads, _, _ = _depthwise_items(geom, x.itemsize, padded + 2 * cog * plane,
+                                            PREFERRED_DEPTHWISE_CHUNK_BYTES)
     y = np.empty(geom.y_shape, x.dtype)
+    ys = y.reshape(geom.n, g, cog, geom.oh, geom.ow)
     wk = w.reshape(g, cog, geom.kh, geom.kw)
 
-    def work(b0, b1, scratch):
-        m = b1 - b0
-        xp = _buffer(scratch, "xp", (m, g) + lay.padded, x.dtype, zeros=True)  # borders stay zero
-        lay.interior(xp)[...] = x[b0:b1]
+    def work(b0, b1, c0, c1, scratch):
+        m, c = b1 - b0, c1 - c0
+        # Every plane has its own padded block, so the borders stay zero whatever m and c.
+        xp = _buffer(scratch, "xp", (m, c) + lay.padded, x.dtype, zeros=True)
+        lay.interior(xp)[...] = x[b0:b1, c0:c1]
         xp = xp[:, :, None]  # broadcast over the channel multiplier
-        acc = _buffer(scratch, "acc", (m, g, cog) + lay.plane, x.dtype)
-        tmp = _buffer(scratch, "tmp", (m, g, cog) + lay.plane, x.dtype)
+        acc = _buffer(scratch, "acc", (m, c, cog) + lay.plane, x.dtype)
+        tmp = _buffer(scratch, "tmp", (m, c, cog) + lay.plane, x.dtype)
         for ky, kx, index in lay.taps():
-            scale = lay.scalars(wk[:, :, ky, kx])
+            scale = lay.scalars(wk[c0:c1, :, ky, kx])
             if ky == kx == 0:
                 np.multiply(xp[index], scale, out=acc)
             else:
                 np.multiply(xp[index], scale, out=tmp)
                 acc += tmp
         if bias is not None:
-            acc += lay.scalars(bias.reshape(g, cog))
-        y[b0:b1].reshape(m, g, cog, geom.oh, geom.ow)[...] = lay.pixels(acc)
+            acc += lay.scalars(bias.reshape(g, cog)[c0:c1])
+        ys[b0:b1, c0:c1] = lay.pixels(acc)
 
-    _map_chunks(geom, nb, work, threads)
+    _map_items(items, work, threads)
     return y
 
 
@@ -600,15 +618,9 @@ def _forward_depthwise_runs(x, w, geom, bias=None):
     row_step = geom.dil_h * wq  # one kernel row further down
     overhang = (kh - 1) * row_step  # the last kernel row reads past the item's planes
     k = kw + (bias is not None)
-    threads = get_num_threads()
     # scratch per channel and image: kW (+1) shifted planes, the partial sums and their total
-    unit = (k + cog * kh + cog) * plane
-    units = max(1, PREFERRED_DEPTHWISE_COLS_BYTES // (unit * x.itemsize))
-    cb = int(min(g, -(-units // geom.n)))  # channels per item; images per item below
-    fits = (memory_budget(x.nbytes) // threads // x.itemsize - 3 * np.getbufsize()
-            - cb * (k + cog * kh) * overhang) // (cb * unit)
-    nb = _even(geom.n, max(1, min(fits, units // cb)))
-    cb = _even(g, cb)
+    items, threads, nb, cb = _depthwise_items(geom, x.itemsize, (k + cog * kh + cog) * plane,
+                                              PREFERRED_DEPTHWISE_COLS_BYTES, per_channel=(k + cog * kh) * overhang)
     weights = np.zeros((g, cog, kh, k), x.dtype)
     weights[..., :kw] = w.reshape(g, cog, kh, kw)
     if bias is not None:  # the first kernel row's product adds it, from the row of ones
@@ -662,17 +674,15 @@ def _forward_depthwise_runs(x, w, geom, bias=None):
                 total += term(ky)
         np.add(outputs(total), outputs(term(kh - 1)), out=out)
 
-    items = [(b0, b1, c0, min(g, c0 + cb)) for b0, b1 in _chunks(geom, nb) for c0 in range(0, g, cb)]
     with single_threaded_blas(threads > 1):
         _map_items(items, work, threads)
     return y
 
 
-def _wide_gy(gy, geom, lay, b0, b1, scratch):
-    """gy of images b0:b1 as ``(m, g, c_out_g, *plane)``, zero off the image."""
-    m = b1 - b0
-    gyw = _buffer(scratch, "gyw", (m, geom.groups, geom.c_out_g) + lay.plane, gy.dtype, zeros=True)
-    lay.pixels(gyw)[...] = gy[b0:b1].reshape(m, geom.groups, geom.c_out_g, geom.oh, geom.ow)
+def _wide_gy(gy, geom, lay, b0, b1, c0, c1, scratch):
+    """gy of images b0:b1, channels c0:c1, as ``(m, c, c_out_g, *plane)``, zero off the image."""
+    gyw = _buffer(scratch, "gyw", (b1 - b0, c1 - c0, geom.c_out_g) + lay.plane, gy.dtype, zeros=True)
+    lay.pixels(gyw)[...] = gy.reshape(geom.n, geom.groups, geom.c_out_g, geom.oh, geom.ow)[b0:b1, c0:c1]
     return gyw
 
 
@@ -680,23 +690,24 @@ def _grad_input_depthwise(gy, w, geom, wide=True):
     g, cog = geom.groups, geom.c_out_g
     lay = _Planes(geom, wide)
     padded, plane = math.prod(lay.padded), math.prod(lay.plane)
-    nb, threads = _depthwise_plan(geom, gy.itemsize, geom.c_in * padded + (geom.c_out + geom.c_in) * plane)
+    items, threads, _, _ = _depthwise_items(geom, gy.itemsize, padded + (cog + 1) * plane,
+                                            PREFERRED_DEPTHWISE_CHUNK_BYTES)
     gx = np.empty(geom.x_shape, gy.dtype)
     wk = w.reshape(g, cog, geom.kh, geom.kw)
 
-    def work(b0, b1, scratch):
-        m = b1 - b0
-        gyw = _wide_gy(gy, geom, lay, b0, b1, scratch)
-        gxp = _buffer(scratch, "gxp", (m, g) + lay.padded, gy.dtype)
-        tmp = _buffer(scratch, "tmp", (m, g) + lay.plane, gy.dtype)
+    def work(b0, b1, c0, c1, scratch):
+        m, c = b1 - b0, c1 - c0
+        gyw = _wide_gy(gy, geom, lay, b0, b1, c0, c1, scratch)
+        gxp = _buffer(scratch, "gxp", (m, c) + lay.padded, gy.dtype)
+        tmp = _buffer(scratch, "tmp", (m, c) + lay.plane, gy.dtype)
         gxp[...] = 0
         for ky, kx, index in lay.taps():
             for j in range(cog):  # the channel multiplier, almost always 1
-                np.multiply(gyw[:, :, j], lay.scalars(wk[:, j, ky, kx]), out=tmp)
+                np.multiply(gyw[:, :, j], lay.scalars(wk[c0:c1, j, ky, kx]), out=tmp)
                 gxp[index] += tmp
-        gx[b0:b1] = lay.interior(gxp)
+        gx[b0:b1, c0:c1] = lay.interior(gxp)
 
-    _map_chunks(geom, nb, work, threads)
+    _map_items(items, work, threads)
     if lay.wide and not np.isfinite(gx.sum()):  # see _Planes; a sum allocates no mask
         return _grad_input_depthwise(gy, w, geom, wide=False)
     return gx
@@ -706,27 +717,31 @@ def _grad_weight_depthwise(gy, x, geom, wide=True):
     g, cog = geom.groups, geom.c_out_g
     lay = _Planes(geom, wide)
     padded, plane = math.prod(lay.padded), math.prod(lay.plane)
-    nb, threads = _depthwise_plan(geom, x.itemsize, geom.c_in * padded + (geom.c_out + geom.c_in) * plane
-                          + 2 * geom.c_out)
+    taps = geom.kh * geom.kw
+    # per channel and image: the padded planes, gy's, x's shifted copy when not wide, the dots
+    items, threads, _, _ = _depthwise_items(geom, x.itemsize, padded + (cog + 1) * plane + taps * cog,
+                                            PREFERRED_DEPTHWISE_CHUNK_BYTES, per_channel=taps * cog,
+                                            per_thread=geom.c_out * taps)
 
-    def work(b0, b1, scratch):
-        m = b1 - b0
-        xp = _buffer(scratch, "xp", (m, g) + lay.padded, x.dtype, zeros=True)
-        lay.interior(xp)[...] = x[b0:b1]
-        gyw = _wide_gy(gy, geom, lay, b0, b1, scratch).reshape(m, g, cog, plane)
-        dots = _buffer(scratch, "dots", (m, g, cog), x.dtype)
-        part = _buffer(scratch, "part", (g, cog), x.dtype)
-        gw = _buffer(scratch, "gw", (g, cog, geom.kh, geom.kw), x.dtype, zeros=True)  # this thread's sum
-        for ky, kx, index in lay.taps():
+    def work(b0, b1, c0, c1, scratch):
+        m, c = b1 - b0, c1 - c0
+        xp = _buffer(scratch, "xp", (m, c) + lay.padded, x.dtype, zeros=True)
+        lay.interior(xp)[...] = x[b0:b1, c0:c1]
+        gyw = _wide_gy(gy, geom, lay, b0, b1, c0, c1, scratch).reshape(m, c, cog, plane)
+        dots = _buffer(scratch, "dots", (taps, m, c, cog), x.dtype)
+        for t, (_, _, index) in enumerate(lay.taps()):
             shifted = xp[index]
             if not lay.wide:  # vecdot wants whole planes contiguous; the wide layout has them
                 shifted = _buffer(scratch, "shifted", shifted.shape, x.dtype)
                 np.copyto(shifted, xp[index])
             # The zero columns of gyw cancel the garbage that the wide rows read.
-            np.vecdot(gyw, shifted.reshape(m, g, 1, plane), out=dots)
-            gw[:, :, ky, kx] += np.sum(dots, axis=0, out=part)
+            np.vecdot(gyw, shifted.reshape(m, c, 1, plane), out=dots[t])
+        # one sum over the item's images for every tap: numpy calls per tap cost more than the dots
+        part = np.sum(dots, axis=1, out=_buffer(scratch, "part", (taps, c, cog), x.dtype))
+        gw = _buffer(scratch, "gw", (g, cog, taps), x.dtype, zeros=True)  # this thread's sum
+        gw[c0:c1] += part.transpose(1, 2, 0)
 
-    scratches = _map_chunks(geom, nb, work, threads)
+    scratches = _map_items(items, work, threads)
     gw = _sum_of(scratches, "gw").reshape(geom.w_shape)
     if lay.wide and not np.isfinite(gw.sum()):  # see _Planes
         return _grad_weight_depthwise(gy, x, geom, wide=False)
