@@ -134,6 +134,19 @@ def test_depthwise_channel_blocks_stay_under_budget(budget, monkeypatch, pass_, 
     _assert_within_budget(budget, 256 * 2**10, pass_, _args(pass_, x, w, gy), geom, "depthwise-64ch")
 
 
+@pytest.mark.parametrize("threads", [1, 3])
+@pytest.mark.parametrize("pass_", PASSES)
+@pytest.mark.parametrize("stride", [1, 2])  # stride 2: grad_input is a fold, not a forward pass
+def test_large_image_stays_under_budget(budget, monkeypatch, pass_, threads, stride):
+    """One image whose patch matrix (1.2 MiB at stride 1) is over the budget: its patches go in
+    bands of output rows. The floor is one padded image (139 KiB) and one row of patches."""
+    monkeypatch.setattr(im2col, "get_num_threads", lambda: threads)
+    geom = Geometry.from_args((1, 8, 64, 64), (8, 8, 3, 3), stride=stride, padding=1)
+    rng = np.random.default_rng(0)
+    x, w, gy = (rng.standard_normal(shape).astype(np.float32) for shape in (geom.x_shape, geom.w_shape, geom.y_shape))
+    _assert_within_budget(budget, 512 * 2**10, pass_, _args(pass_, x, w, gy), geom, f"large-s{stride}")
+
+
 def _assert_within_budget(budget, limit, pass_, args, geom, name):
     budget(limit)
     getattr(im2col, pass_)(*args, geom)  # first call imports threadpoolctl: code, not scratch

@@ -66,8 +66,10 @@ def set_memory_budget(nbytes: int | None) -> int | None:
     """Cap the extra memory (bytes) of every later call; ``None`` restores the default rule.
 
     The default is ``max(DEFAULT_MEMORY_BUDGET, 2 * input.nbytes)``. The batch is split into
-    chunks that fit; a single image whose scratch exceeds the budget is still computed (one image
-    is the smallest chunk). Returns the previous setting, so that callers can restore it.
+    chunks that fit, depthwise layers into blocks of channels too, and an image whose patches do
+    not fit into bands of output rows. The smallest piece is one row of one image's patches (of
+    one channel, depthwise) beside its zero-padded copy: a budget below that is exceeded by what
+    the piece needs. Returns the previous setting, so that callers can restore it.
     """
     global _budget
     if nbytes is not None and (not isinstance(nbytes, (int, np.integer)) or nbytes < 0):
@@ -155,10 +157,27 @@ def _patches(xp, geom, scratch, image_major, rows=slice(None), ones=False):
     return cols
 
 
+def _reserved() -> int:
+    """Elements of each thread's share of the budget kept apart from its scratch arrays.
+    Elementwise ops on strided views run through numpy's buffered iterator, which allocates up to
+    one buffer of ``np.getbufsize()`` elements per operand whatever the chunk; the views and small
+    arrays a work item makes take a few hundred bytes more."""
+    return 3 * np.getbufsize() + 1024
+
+
+def _thread_share(geom, itemsize) -> int:
+    """Bytes of the memory budget that each of fastconv's threads may hold as scratch, besides
+    ``_reserved()``."""
+    budget = memory_budget(geom.n * geom.c_in * geom.ih * geom.iw * itemsize)
+    return budget // get_num_threads() - _reserved() * itemsize
+
+
 def _band_rows(geom, itemsize) -> int:
-    """Output rows per band of one image's patch matrix (see ``ROW_BAND_BYTES``); ``oh`` or more
-    when an image's whole matrix is small enough to take at once."""
-    return max(1, ROW_BAND_BYTES // (geom.c_in * geom.kh * geom.kw * geom.ow * itemsize))
+    """Output rows per band of one image's patch matrix: ``ROW_BAND_BYTES`` of it (see there), or
+    less when a thread's share of the memory budget, beyond its padded copy of the image, is
+    smaller (one row at least); ``oh`` or more when the whole matrix fits at once."""
+    room = _thread_share(geom, itemsize) - _padded_size(geom) * itemsize
+    return max(1, min(ROW_BAND_BYTES, room) // (geom.c_in * geom.kh * geom.kw * geom.ow * itemsize))
 
 
 def _is_pointwise(geom) -> bool:
@@ -187,16 +206,16 @@ def forward(x, w, geom, bias=None):
     grouped = p < GROUP_BELOW_PIXELS
     copied = not pointwise or grouped  # else the input is its own patch matrix
     ones = bias is not None and copied  # see _patches; on one thread, mnist 1.2 -> 1.0 ms
-    per_image = (geom.groups * (kg + ones) * p + _padded_size(geom) if copied else 0) \
+    band = _band_rows(geom, x.itemsize) if copied and not grouped else geom.oh
+    # a banded item holds one image's padded copy and one band of its patches at a time
+    per_image = (geom.groups * (kg + ones) * min(band, geom.oh) * geom.ow + _padded_size(geom) if copied else 0) \
         + (geom.c_out * p if grouped else 0)
     want = max(-(-ITEM_MIN_MACS // (geom.c_out * kg * p)), -(-GROUP_COLUMNS // p) if grouped else 1)
-    nb, threads = _thread_plan(geom, x.itemsize, max(per_image, 1), want)
+    nb, threads = _thread_plan(geom, x.itemsize, max(per_image, 1), 1 if band < geom.oh else want)
     y = np.empty(geom.y_shape, x.dtype)
     wg = w.reshape(g, cog, kg)
     if ones:
         wg = np.concatenate([wg, bias.reshape(g, cog, 1)], axis=2)
-
-    band = _band_rows(geom, x.itemsize)
 
     def work(b0, b1, scratch):
         m = b1 - b0
@@ -251,9 +270,10 @@ def grad_weight(gy, x, geom):
     g, cog, p = geom.groups, geom.c_out_g, geom.oh * geom.ow
     kg = geom.c_in_g * geom.kh * geom.kw
     band = _band_rows(geom, x.itemsize)
-    if band < geom.oh and band * geom.ow >= BAND_MIN_CONTRACTION:
-        return _grad_weight_banded(gy, x, geom, band)
     per_image = geom.c_in * geom.kh * geom.kw * p + _padded_size(geom) + geom.c_out * p
+    if band < geom.oh and (band * geom.ow >= BAND_MIN_CONTRACTION
+                           or per_image * x.itemsize > _thread_share(geom, x.itemsize)):
+        return _grad_weight_banded(gy, x, geom, band)
     nb, threads = _thread_plan(geom, x.itemsize, per_image, PREFERRED_CHUNK_BYTES // (per_image * x.itemsize),
                                fixed=3 * g * cog * kg)
 
@@ -326,19 +346,30 @@ def grad_input(gy, w, geom):
     hp, wp = _padded_shape(geom)
     padded = _is_padded(geom)
     per_image = geom.c_in * geom.kh * geom.kw * p + _padded_size(geom)
-    nb, threads = _thread_plan(geom, gy.itemsize, per_image, -(-ITEM_MIN_MACS // (geom.c_out * kg * p)))
+    # Bands of output rows only when one image's patches do not fit in a thread's share of the
+    # budget: the fold's strided adds per band cost more than cache misses save (stem: +5-12 %).
+    band = geom.oh
+    if per_image * gy.itemsize > _thread_share(geom, gy.itemsize):
+        band = min(_band_rows(geom, gy.itemsize), geom.oh)
+        per_image = geom.c_in * geom.kh * geom.kw * band * geom.ow + _padded_size(geom)
+    want = 1 if band < geom.oh else -(-ITEM_MIN_MACS // (geom.c_out * kg * p))
+    nb, threads = _thread_plan(geom, gy.itemsize, per_image, want)
     gx = np.empty(geom.x_shape, gy.dtype)
     wt = w.reshape(g, cog, kg).transpose(0, 2, 1)
 
     def work(b0, b1, scratch):
-        # As in the forward pass: a GEMM per image, on this thread's images, then their fold.
+        # As in the forward pass: a GEMM per image (or band of its rows), then their fold.
         m = b1 - b0
-        gcols = _buffer(scratch, "gcols", (m, geom.c_in, geom.kh, geom.kw, geom.oh, geom.ow), gy.dtype)
-        np.matmul(wt, gy[b0:b1].reshape(m, g, cog, p), out=gcols.reshape(m, g, kg, p))
+        gys = gy[b0:b1].reshape(m, g, cog, p)
         gxp = _buffer(scratch, "gxp", (m, geom.c_in, hp, wp), gy.dtype) if padded else gx[b0:b1]
         gxp[...] = 0
-        for ky, kx, rows, cols in _taps(geom):
-            gxp[:, :, rows, cols] += gcols[:, :, ky, kx]
+        for r0 in range(0, geom.oh, band):
+            r1 = min(geom.oh, r0 + band)
+            gcols = _buffer(scratch, "gcols", (m, geom.c_in, geom.kh, geom.kw, r1 - r0, geom.ow), gy.dtype)
+            np.matmul(wt, gys[..., r0 * geom.ow:r1 * geom.ow], out=gcols.reshape(m, g, kg, -1))
+            for ky, kx, rows, cols in _taps(geom):
+                rows = slice(rows.start + r0 * geom.sh, rows.start + (r1 - 1) * geom.sh + 1, geom.sh)
+                gxp[:, :, rows, cols] += gcols[:, :, ky, kx]
         if padded:
             gx[b0:b1] = gxp[:, :, geom.pt:geom.pt + geom.ih, geom.pl:geom.pl + geom.iw]
 
@@ -448,9 +479,7 @@ def _thread_plan(geom, itemsize: int, per_image: int, want: int, fixed: int = 0)
     threads = get_num_threads()
     budget = memory_budget(geom.n * geom.c_in * geom.ih * geom.iw * itemsize)
     per_image_bytes = per_image * itemsize
-    # Elementwise ops on strided views run through numpy's buffered iterator, which allocates up to
-    # one buffer of np.getbufsize() elements per operand whatever the chunk; reserve them.
-    iterator = (3 * np.getbufsize() + fixed) * itemsize
+    iterator = (_reserved() + fixed) * itemsize
     threads = int(max(1, min(threads, budget // (per_image_bytes + iterator))))
     fits = (budget // threads - iterator) // per_image_bytes
     nb = int(max(1, min(want, -(-geom.n // threads), fits)))
@@ -466,7 +495,7 @@ def _depthwise_items(geom, itemsize, unit, preferred, per_channel=0, per_thread=
     not even one channel of one image fits, fewer threads run."""
     n, g = geom.n, geom.groups
     budget = memory_budget(n * geom.c_in * geom.ih * geom.iw * itemsize) // itemsize
-    per_thread += 3 * np.getbufsize()  # numpy's iterator buffers, as in _thread_plan
+    per_thread += _reserved()
     threads = int(max(1, min(get_num_threads(), budget // (unit + per_channel + per_thread))))
     room = budget // threads - per_thread
     units = max(1, preferred // (unit * itemsize))
