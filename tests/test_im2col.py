@@ -42,11 +42,13 @@ def _problem(name, dtype=np.float64, seed=0, n=None):
     x_shape, w_shape, kwargs = PROBLEMS[name]
     x_shape = x_shape if n is None else (n, *x_shape[1:])
     geom = Geometry.from_args(x_shape, w_shape, **kwargs)
+    return (geom, *_inputs(geom, dtype, seed))
+
+
+def _inputs(geom, dtype=np.float64, seed=0):
+    """Random ``(x, w, gy)`` of ``geom``'s shapes."""
     rng = np.random.default_rng(seed)
-    x = rng.standard_normal(x_shape).astype(dtype)
-    w = rng.standard_normal(w_shape).astype(dtype)
-    gy = rng.standard_normal(geom.y_shape).astype(dtype)
-    return geom, x, w, gy
+    return tuple(rng.standard_normal(shape).astype(dtype) for shape in (geom.x_shape, geom.w_shape, geom.y_shape))
 
 
 def _args(pass_, x, w, gy):
@@ -129,8 +131,7 @@ def test_depthwise_channel_blocks_stay_under_budget(budget, monkeypatch, pass_, 
     items must then take fewer channels, not just fewer images."""
     monkeypatch.setattr(im2col, "get_num_threads", lambda: threads)
     geom = Geometry.from_args((2, 64, 24, 24), (64, 1, 3, 3), padding=1, groups=64)
-    rng = np.random.default_rng(0)
-    x, w, gy = (rng.standard_normal(shape).astype(np.float32) for shape in (geom.x_shape, geom.w_shape, geom.y_shape))
+    x, w, gy = _inputs(geom, np.float32)
     _assert_within_budget(budget, 256 * 2**10, pass_, _args(pass_, x, w, gy), geom, "depthwise-64ch")
 
 
@@ -142,8 +143,7 @@ def test_large_image_stays_under_budget(budget, monkeypatch, pass_, threads, str
     bands of output rows. The floor is one padded image (139 KiB) and one row of patches."""
     monkeypatch.setattr(im2col, "get_num_threads", lambda: threads)
     geom = Geometry.from_args((1, 8, 64, 64), (8, 8, 3, 3), stride=stride, padding=1)
-    rng = np.random.default_rng(0)
-    x, w, gy = (rng.standard_normal(shape).astype(np.float32) for shape in (geom.x_shape, geom.w_shape, geom.y_shape))
+    x, w, gy = _inputs(geom, np.float32)
     _assert_within_budget(budget, 512 * 2**10, pass_, _args(pass_, x, w, gy), geom, f"large-s{stride}")
 
 

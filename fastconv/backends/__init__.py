@@ -58,12 +58,13 @@ def get(name: str) -> ModuleType:
 
 
 # The "auto" rule, from `fastconv bench --suite full --threads 2 --backends im2col,numba,torch
-# --repeat 5`, two runs on the idle 2-core CI machine (2026-11-27 04:15; ratios in the README's
-# "Choosing a backend"). numba's packed direct loops are 1.1-1.6x faster than im2col on most
-# shapes, depthwise ones 1.7-2.6x; im2col's GEMMs win where each image has few output pixels and
-# many channels (r7-c512-k3: numba 1.56x slower; n1-r14-c256-k3, 196 pixels: 1.3-1.4x) and on 1x1
-# kernels (r14-c256-1x1-c1024: 1.07-1.31x), plain matrix products. r14-c256-k3 (196 pixels) is a
-# tie. Calls of at most 1M multiply-accumulates go to numba whatever their shape: im2col's dozen
+# --repeat 5`, two runs on the idle 2-core CI machine (2026-11-27 04:15, re-run 05:46 after
+# im2col's depthwise and bias changes; the table is in the README's `backend="auto"` section).
+# numba's packed direct loops are up to 1.7x faster than im2col on most shapes, depthwise ones
+# 1.2-2.4x; im2col's GEMMs win where each image has few output pixels and many channels
+# (r7-c512-k3: numba 1.5-2.2x slower; n1-r14-c256-k3, 196 pixels: 1.2-2.4x) and on 1x1 kernels
+# (r14-c256-1x1-c1024: 1.15-1.24x), plain matrix products. r14-c256-k3 (196 pixels) is a tie.
+# Calls of at most 1M multiply-accumulates go to numba whatever their shape: im2col's dozen
 # NumPy calls cost more than the arithmetic there.
 AUTO_NUMBA_MAX_MACS = 1_000_000  # at or below: numba (single-r32-k3 has 221k; mnist-r28-k5 29M)
 AUTO_IM2COL_BELOW_PIXELS = 256  # output pixels per image below which im2col runs (r7: 49, r14: 196)

@@ -52,8 +52,9 @@ ROW_BAND_BYTES = 2 * 2**20
 # least this long (r56: 896 pixels, 132 -> 110 ms; the stem 3472, 39.5 -> 30.8 ms), since shorter
 # ones lose to the GEMM over several whole images (r28's 448-pixel bands: 104 -> 112 ms).
 BAND_MIN_CONTRACTION = 768
-# Depthwise chunks are streamed through ~18 elementwise passes: small enough to stay in cache,
-# large enough for long loops (1, 4 and 16 MiB measured on dw-r28-c128-k3; 4 was best).
+# Work items of the elementwise depthwise passes (the gradients, strided forwards) are streamed
+# through ~18 passes: small enough to stay in cache, large enough for long loops (1, 4 and 16 MiB
+# measured on dw-r28-c128-k3's forward when it took this path, with whole-image chunks; 4 was best).
 PREFERRED_DEPTHWISE_CHUNK_BYTES = 4 * 2**20
 # Scratch of one work item of the unit-stride depthwise forward: numpy's and BLAS's per-call
 # costs, and the GIL they hold, shrink with larger items, cache hits with smaller. On
@@ -81,6 +82,11 @@ def set_memory_budget(nbytes: int | None) -> int | None:
 def memory_budget(input_nbytes: int) -> int:
     """The budget in bytes that applies to a call whose input takes ``input_nbytes``."""
     return _budget if _budget is not None else max(DEFAULT_MEMORY_BUDGET, 2 * input_nbytes)
+
+
+def _call_budget(geom, itemsize) -> int:
+    """``memory_budget`` of a call on ``geom``'s input."""
+    return memory_budget(geom.n * geom.c_in * geom.ih * geom.iw * itemsize)
 
 
 def _chunks(geom, nb: int):
@@ -168,8 +174,7 @@ def _reserved() -> int:
 def _thread_share(geom, itemsize) -> int:
     """Bytes of the memory budget that each of fastconv's threads may hold as scratch, besides
     ``_reserved()``."""
-    budget = memory_budget(geom.n * geom.c_in * geom.ih * geom.iw * itemsize)
-    return budget // get_num_threads() - _reserved() * itemsize
+    return _call_budget(geom, itemsize) // get_num_threads() - _reserved() * itemsize
 
 
 def _band_rows(geom, itemsize) -> int:
@@ -422,10 +427,10 @@ def _grad_input_pointwise(gy, w, geom):
 class _Planes:
     """How a depthwise chunk lays out its per-channel planes.
 
-    With unit stride, every output row is computed ``wp`` (the padded width) long, so that a
-    kernel offset reads one contiguous run of the flattened padded plane instead of ``oh`` short
-    rows (numpy then runs long SIMD loops); the ``wp - ow`` extra columns are cropped (forward)
-    or held at zero (gradients). Other strides use 2-D strided views. A gradient's zeros meet
+    With unit stride (the gradients: the unit-stride forward has its own layout), every output row
+    is computed ``wp`` (the padded width) long, so that a kernel offset reads one contiguous run of
+    the flattened padded plane instead of ``oh`` short rows (numpy then runs long SIMD loops); the
+    ``wp - ow`` extra columns are held at zero. Other strides use 2-D strided views. A gradient's zeros meet
     real data in the extra columns, so an infinity there would leave NaN where the exact sum has
     none: the gradients check their result and redo the rare non-finite one without wide rows.
     """
@@ -477,7 +482,7 @@ def _thread_plan(geom, itemsize: int, per_image: int, want: int, fixed: int = 0)
     images, no more than an even share of the batch, and every thread's scratch within its share
     of the memory budget. When even one image per thread does not fit, fewer threads run."""
     threads = get_num_threads()
-    budget = memory_budget(geom.n * geom.c_in * geom.ih * geom.iw * itemsize)
+    budget = _call_budget(geom, itemsize)
     per_image_bytes = per_image * itemsize
     iterator = (_reserved() + fixed) * itemsize
     threads = int(max(1, min(threads, budget // (per_image_bytes + iterator))))
@@ -494,7 +499,7 @@ def _depthwise_items(geom, itemsize, unit, preferred, per_channel=0, per_thread=
     the memory budget: a layer of many channels takes fewer per item, not only fewer images; when
     not even one channel of one image fits, fewer threads run."""
     n, g = geom.n, geom.groups
-    budget = memory_budget(n * geom.c_in * geom.ih * geom.iw * itemsize) // itemsize
+    budget = _call_budget(geom, itemsize) // itemsize
     per_thread += _reserved()
     threads = int(max(1, min(get_num_threads(), budget // (unit + per_channel + per_thread))))
     room = budget // threads - per_thread

@@ -110,7 +110,8 @@ def _padding_products(out, bad, geom, forward):
 def _all_finite(a) -> bool:
     """Whether ``a`` holds no inf or NaN, without a boolean mask of its size: any such element
     makes the sum non-finite (an overflowing sum of finite values only sends the caller down its
-    exact, slower path)."""
+    exact, slower path). Not the kernels' ``_k._all_finite``: called from Python, a Numba function
+    allocates a wrapper for its array argument, which the warm-call allocation test counts."""
     return bool(np.isfinite(a.sum()))
 
 
