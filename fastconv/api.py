@@ -1,23 +1,30 @@
 """The public functions: normalise and validate the arguments once, pick a backend, call it.
 
-Everything that every backend would otherwise repeat lives here: array and dtype handling,
-layout conversion, unbatched input, the empty batch, bias, and ``backend="auto"``.
+Everything that every backend would otherwise repeat lives here, for 1, 2 and 3 spatial axes
+alike: array and dtype handling, layout conversion, unbatched input, the empty batch, padding
+modes, the bias gradient, and ``backend="auto"``. Each public function is a thin door onto one
+of four N-d routines (:func:`_conv`, :func:`_conv_backward`, :func:`_conv_transpose`,
+:func:`_conv_transpose_backward`); the door adds the function's name to every validation error.
 """
 
 from __future__ import annotations
 
+import contextlib
+from dataclasses import dataclass
 from typing import NamedTuple
 
 import numpy as np
 
-from . import backends
+from . import _padmodes, backends
 from .geometry import Geometry, transposed_geometry
 
-LAYOUTS = ("NCHW", "NHWC")
+LAYOUTS = {1: ("NCL", "NLC"), 2: ("NCHW", "NHWC"), 3: ("NCDHW", "NDHWC")}  # channels first, last
 _FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
+_SPATIAL = {1: "L", 2: "H, W", 3: "D, H, W"}
+_KERNEL = {1: "k", 2: "kH, kW", 3: "kD, kH, kW"}
 
 
-class Conv2dGrads(NamedTuple):
+class ConvGrads(NamedTuple):
     """Gradients of a convolution's loss with respect to its input, weight and bias."""
 
     input: np.ndarray
@@ -25,88 +32,129 @@ class Conv2dGrads(NamedTuple):
     bias: np.ndarray | None
 
 
-def _array(value, name: str, fn: str) -> np.ndarray:
+Conv2dGrads = ConvGrads  # the 2-D name of API.md: the same type
+
+
+@contextlib.contextmanager
+def _door(fn: str):
+    """Prefix every ``ValueError``/``TypeError`` raised while validating with the public function's
+    name: the helpers below and ``geometry.py`` raise plain messages, and the context is added once."""
+    try:
+        yield
+    except (ValueError, TypeError) as exc:
+        if exc.args and isinstance(exc.args[0], str):
+            exc.args = (f"{fn}: {exc.args[0]}", *exc.args[1:])
+        raise
+
+
+def _array(value, name: str) -> np.ndarray:
     """``value`` as an ndarray (no copy), with a dtype fastconv computes in, else ``TypeError``."""
     try:
         arr = np.asarray(value)
     except Exception as exc:  # ragged lists and the like
-        raise TypeError(f"{fn}: `{name}` must be a numeric array; got {type(value).__name__}") from exc
-    if arr.dtype not in _FLOATS and arr.dtype.kind not in "iub":
-        raise TypeError(f"{fn}: `{name}` has dtype {arr.dtype}; expected float32 or float64 "
+        raise TypeError(f"`{name}` must be a numeric array; got {type(value).__name__}") from exc
+    if not (arr.dtype.kind == "f" and arr.dtype.itemsize in (4, 8)) and arr.dtype.kind not in "iub":
+        raise TypeError(f"`{name}` has dtype {arr.dtype}; expected float32 or float64 "
                         f"(integer and bool arrays are computed in float64)")
     return arr
 
 
-def _float_dtype(*arrays: np.ndarray) -> np.dtype:
-    """float32/float64 kept, integers and bool computed in float64, mixed inputs give the wider."""
-    return np.result_type(*(a.dtype if a.dtype in _FLOATS else np.float64 for a in arrays))
+def _float_dtype(*arrays) -> np.dtype:
+    """float32/float64 kept (in native byte order), integers and bool computed in float64, mixed
+    inputs (the bias included) give the wider."""
+    kinds = (a.dtype if a.dtype.kind == "f" else np.dtype(np.float64) for a in arrays if a is not None)
+    return np.result_type(*kinds).newbyteorder("=")
 
 
-def _check_layout(layout, fn: str) -> None:
-    if layout not in LAYOUTS:
-        raise ValueError(f"{fn}: `layout` must be 'NCHW' or 'NHWC'; got {layout!r}")
+@dataclass
+class _Call:
+    """A validated call: batched channels-first views of the arrays, the geometry, the dtype."""
+
+    ndim: int
+    layout: str
+    unbatched: bool
+    x: np.ndarray
+    w: np.ndarray
+    geom: Geometry
+    dtype: np.dtype
+    backend: str
+
+    def impl(self):
+        """The backend module: ``"auto"``'s pick, or the named one if it supports the call."""
+        if self.backend == "auto":
+            return backends.get(backends.choose(self.geom, self.dtype))
+        reason = backends.refusal(self.backend, self.geom, self.dtype)
+        if reason is not None:
+            raise ValueError(f"backend {self.backend!r} does not support this call: {reason}")
+        return backends.get(self.backend)
+
+    def contiguous(self, a: np.ndarray) -> np.ndarray:
+        return np.ascontiguousarray(a, dtype=self.dtype)
+
+    def channels_last(self) -> bool:
+        return self.layout == LAYOUTS[self.ndim][1]
+
+    def user(self, y: np.ndarray, batched: bool = False) -> np.ndarray:
+        """A channels-first batched result as the caller sees it (layout, unbatched), C-contiguous."""
+        if self.channels_last():
+            y = np.moveaxis(y, 1, -1)
+        if self.unbatched and not batched:
+            y = y[0]
+        return np.ascontiguousarray(y)
+
+    def user_shape(self, shape) -> tuple[int, ...]:
+        n, c, *size = shape
+        shape = (n, *size, c) if self.channels_last() else (n, c, *size)
+        return shape[1:] if self.unbatched else shape
+
+    def grad_output(self, grad_output, shape) -> np.ndarray:
+        """``grad_output`` checked against the forward result's shape, batched channels-first."""
+        gy = _array(grad_output, "grad_output")
+        expected = self.user_shape(shape)
+        if gy.shape != expected:
+            raise ValueError(f"`grad_output` must have the forward output's shape {expected}; got {gy.shape}")
+        if self.unbatched:
+            gy = gy[np.newaxis]
+        return self.contiguous(np.moveaxis(gy, -1, 1) if self.channels_last() else gy)
 
 
-_W_DIMS = {  # (transposed, layout) -> the weight's dimensions, for error messages
-    (False, "NCHW"): "(C_out, C_in/groups, kH, kW)", (False, "NHWC"): "(C_out, kH, kW, C_in/groups)",
-    (True, "NCHW"): "(C_in, C_out/groups, kH, kW)", (True, "NHWC"): "(C_in, kH, kW, C_out/groups)",
-}
-
-
-def _to_nchw(input, weight, layout: str, fn: str, *, transposed: bool = False):
-    """Batched NCHW views of ``input`` and ``weight`` (no data copied) and whether input was 3-D."""
-    x = _array(input, "input", fn)
-    w = _array(weight, "weight", fn)
-    spatial = "(N, C, H, W) or unbatched (C, H, W)" if layout == "NCHW" else "(N, H, W, C) or (H, W, C)"
-    if x.ndim not in (3, 4):
-        raise ValueError(f"{fn}: `input` must have 4 dimensions {spatial}; got shape {x.shape}")
-    if w.ndim != 4:
-        raise ValueError(f"{fn}: `weight` must have 4 dimensions {_W_DIMS[transposed, layout]}; "
-                         f"got shape {w.shape}")
-    unbatched = x.ndim == 3
+def _arrays(ndim: int, input, weight, layout, transposed: bool):
+    """Batched channels-first views of ``input`` and ``weight`` (no data copied), and whether the
+    input came unbatched."""
+    if layout not in LAYOUTS[ndim]:
+        raise ValueError(f"`layout` must be {' or '.join(map(repr, LAYOUTS[ndim]))}; got {layout!r}")
+    x = _array(input, "input")
+    w = _array(weight, "weight")
+    last = layout == LAYOUTS[ndim][1]
+    spatial = _SPATIAL[ndim]
+    dims = f"(N, {spatial}, C) or unbatched ({spatial}, C)" if last else f"(N, C, {spatial}) or unbatched (C, {spatial})"
+    if x.ndim not in (ndim + 1, ndim + 2):
+        raise ValueError(f"`input` must have {ndim + 2} dimensions {dims}; got shape {x.shape}")
+    io = ("C_in", "C_out/groups") if transposed else ("C_out", "C_in/groups")
+    w_dims = f"({io[0]}, {_KERNEL[ndim]}, {io[1]})" if last else f"({io[0]}, {io[1]}, {_KERNEL[ndim]})"
+    if w.ndim != ndim + 2:
+        raise ValueError(f"`weight` must have {ndim + 2} dimensions {w_dims}; got shape {w.shape}")
+    unbatched = x.ndim == ndim + 1
     if unbatched:
         x = x[np.newaxis]
-    if layout == "NHWC":
-        x = x.transpose(0, 3, 1, 2)
-        w = w.transpose(0, 3, 1, 2)
+    if last:
+        x, w = np.moveaxis(x, -1, 1), np.moveaxis(w, -1, 1)
     return x, w, unbatched
 
 
-def _from_nchw(y: np.ndarray, layout: str, unbatched: bool) -> np.ndarray:
-    """Undo :func:`_to_nchw` on a result; always returns a C-contiguous array."""
-    if layout == "NHWC":
-        y = y.transpose(0, 2, 3, 1)
-    if unbatched:
-        y = y[0]
-    return np.ascontiguousarray(y)
-
-
-def _bias(bias, c_out: int, fn: str) -> np.ndarray | None:
+def _bias(bias, c_out: int) -> np.ndarray | None:
     if bias is None:
         return None
-    b = _array(bias, "bias", fn)
+    b = _array(bias, "bias")
     if b.shape != (c_out,):
-        raise ValueError(f"{fn}: `bias` must have shape ({c_out},), one value per output channel; "
-                         f"got shape {b.shape}")
+        raise ValueError(f"`bias` must have shape ({c_out},), one value per output channel; got shape {b.shape}")
     return b
 
 
-def _check_bias_flag(bias, fn: str) -> None:
+def _check_bias_flag(bias) -> None:
     if not isinstance(bias, (bool, np.bool_)):
-        raise TypeError(f"{fn}: `bias` must be True or False (whether the forward pass had one); "
+        raise TypeError(f"`bias` must be True or False (whether the forward pass had one); "
                         f"got {type(bias).__name__}")
-
-
-def _grad_output(grad_output, shape4, layout: str, unbatched: bool, fn: str) -> np.ndarray:
-    """``grad_output`` checked against the forward result's shape, as a batched NCHW view."""
-    gy = _array(grad_output, "grad_output", fn)
-    expected = _user_shape(shape4, layout, unbatched)
-    if gy.shape != expected:
-        raise ValueError(f"{fn}: `grad_output` must have the forward output's shape {expected}; "
-                         f"got {gy.shape}")
-    if unbatched:
-        gy = gy[np.newaxis]
-    return gy.transpose(0, 3, 1, 2) if layout == "NHWC" else gy
 
 
 def _quiet():
@@ -114,48 +162,166 @@ def _quiet():
     return np.errstate(invalid="ignore", over="ignore")
 
 
-def _backend_name(backend, geom: Geometry, dtype) -> str:
-    return backends.choose(geom, dtype) if backend == "auto" else backend
+def _conv_call(ndim, input, weight, bias, stride, padding, dilation, groups, padding_mode, backend, layout):
+    """Validate a convolution call; with a padding mode other than zeros, the input is padded here
+    and the call's geometry has no padding. Returns ``(call, bias, pad)``."""
+    backends.check_name(backend)
+    x, w, unbatched = _arrays(ndim, input, weight, layout, transposed=False)
+    geom = Geometry.from_args(x.shape, w.shape, stride=stride, padding=padding, dilation=dilation, groups=groups)
+    b = _bias(bias, geom.c_out) if not isinstance(bias, (bool, np.bool_)) else None
+    pad = _padmodes.Padding.of(geom, padding_mode)
+    dtype = _float_dtype(x, w, b)
+    call = _Call(ndim, layout, unbatched, x, w, geom, dtype, backend)
+    if pad is not None:
+        call.geom = pad.geometry(geom)
+    return call, b, pad
 
 
-def _user_shape(shape4, layout: str, unbatched: bool) -> tuple[int, ...]:
-    """A batched NCHW shape as the caller sees it (layout, unbatched)."""
-    n, c, h, w_ = shape4
-    shape = (n, h, w_, c) if layout == "NHWC" else (n, c, h, w_)
-    return shape[1:] if unbatched else shape
+def _conv(ndim, input, weight, bias, stride, padding, dilation, groups, padding_mode, backend, layout):
+    call, b, pad = _conv_call(ndim, input, weight, bias, stride, padding, dilation, groups, padding_mode,
+                              backend, layout)
+    geom = call.geom
+    impl = call.impl()
+    if geom.n == 0:
+        return call.user(np.zeros(geom.y_shape, dtype=call.dtype))
+    x = call.contiguous(call.x) if pad is None else pad.apply(call.x, call.dtype)
+    b = None if b is None else call.contiguous(b)
+    with _quiet():
+        # the backend adds the bias, im2col while each block of output is still in cache
+        y = impl.forward(x, call.contiguous(call.w), geom, b)
+    return call.user(y)
 
 
-def _conv_call(input, weight, stride, padding, dilation, groups, backend, layout, fn):
-    """Validate a convolution call: ``(x, w, geom, dtype, unbatched, impl)``, batched NCHW views."""
-    _check_layout(layout, fn)
-    backends.check_name(backend, fn)
-    x, w, unbatched = _to_nchw(input, weight, layout, fn)
-    geom = Geometry.from_args(x.shape, w.shape, stride=stride, padding=padding, dilation=dilation,
-                              groups=groups, fn=fn)
-    dtype = _float_dtype(x, w)
-    return x, w, geom, dtype, unbatched, backends.get(_backend_name(backend, geom, dtype))
+def _conv_backward(ndim, grad_output, input, weight, stride, padding, dilation, groups, padding_mode, bias,
+                   backend, layout) -> ConvGrads:
+    _check_bias_flag(bias)
+    call, _, pad = _conv_call(ndim, input, weight, bias, stride, padding, dilation, groups, padding_mode,
+                              backend, layout)
+    geom = call.geom
+    gy = call.grad_output(grad_output, geom.y_shape)
+    impl = call.impl()
+    if geom.n == 0:
+        gx, gw = np.zeros(call.x.shape, dtype=call.dtype), np.zeros(geom.w_shape, dtype=call.dtype)
+    else:
+        x = call.contiguous(call.x) if pad is None else pad.apply(call.x, call.dtype)
+        with _quiet():
+            gx = impl.grad_input(gy, call.contiguous(call.w), geom)
+            gw = impl.grad_weight(gy, x, geom)
+        if pad is not None:
+            gx = pad.fold(gx)
+    gb = gy.sum(axis=(0, *range(2, ndim + 2))) if bias else None
+    return ConvGrads(call.user(gx), call.user(gw, batched=True), gb)
+
+
+def _transposed_call(ndim, input, weight, stride, padding, output_padding, groups, dilation, backend, layout):
+    """Validate a transposed-convolution call (its geometry is the convolution whose input
+    gradient it is: ``x_shape`` its output, ``y_shape`` its input, see ``transposed_geometry``)."""
+    backends.check_name(backend)
+    z, w, unbatched = _arrays(ndim, input, weight, layout, transposed=True)
+    geom = transposed_geometry(z.shape, w.shape, stride=stride, padding=padding, output_padding=output_padding,
+                               groups=groups, dilation=dilation)
+    return _Call(ndim, layout, unbatched, z, w, geom, _float_dtype(z, w), backend)
+
+
+def _zero_extend(z: np.ndarray, shape, dtype) -> np.ndarray:
+    """``z`` as a C-contiguous ``dtype`` array of ``shape``, the extra entries of each axis zero."""
+    if z.shape == tuple(shape):
+        return np.ascontiguousarray(z, dtype=dtype)
+    out = np.zeros(shape, dtype=dtype)
+    out[tuple(slice(0, s) for s in z.shape)] = z
+    return out
+
+
+def _conv_transpose(ndim, input, weight, bias, stride, padding, output_padding, groups, dilation, backend,
+                    layout):
+    call = _transposed_call(ndim, input, weight, stride, padding, output_padding, groups, dilation, backend,
+                            layout)
+    geom = call.geom
+    b = _bias(bias, geom.c_in)
+    if b is not None:
+        call.dtype = _float_dtype(call.x, call.w, b)
+    impl = call.impl()
+    if geom.n == 0:
+        return call.user(np.zeros(geom.x_shape, dtype=call.dtype))
+    with _quiet():
+        y = impl.grad_input(_zero_extend(call.x, geom.y_shape, call.dtype), call.contiguous(call.w), geom)
+    if b is not None:
+        y += b.astype(call.dtype, copy=False).reshape(-1, *(1,) * ndim)
+    return call.user(y)
+
+
+def _conv_transpose_backward(ndim, grad_output, input, weight, stride, padding, output_padding, groups,
+                             dilation, bias, backend, layout) -> ConvGrads:
+    _check_bias_flag(bias)
+    call = _transposed_call(ndim, input, weight, stride, padding, output_padding, groups, dilation, backend,
+                            layout)
+    geom = call.geom
+    gy = call.grad_output(grad_output, geom.x_shape)
+    impl = call.impl()
+    z = call.x
+    if geom.n == 0:
+        gz, gw = np.zeros(z.shape, dtype=call.dtype), np.zeros(geom.w_shape, dtype=call.dtype)
+    else:
+        # The convolution may see more entries than z (output_padding >= stride): those extra
+        # outputs are cropped from gz, and their zero padding in z adds nothing to gw.
+        with _quiet():
+            gz = impl.forward(gy, call.contiguous(call.w), geom)[tuple(slice(0, s) for s in z.shape)]
+            gw = impl.grad_weight(_zero_extend(z, geom.y_shape, call.dtype), gy, geom)
+    gb = gy.sum(axis=(0, *range(2, ndim + 2))) if bias else None
+    return ConvGrads(call.user(gz), call.user(gw, batched=True), gb)
 
 
 def choose_backend(input_shape, weight_shape, *, stride=1, padding=0, dilation=1, groups=1,
-                   dtype=np.float32, layout: str = "NCHW") -> str:
-    """The backend that ``backend="auto"`` runs for a call with these shapes and arguments.
+                   dtype=np.float32, layout: str | None = None) -> str:
+    """The backend that ``backend="auto"`` runs for a convolution with these shapes and arguments.
 
-    Resolve ``"auto"`` once and pass the name as ``backend=`` to pin the choice.
+    The number of spatial axes is ``len(weight_shape) - 2`` (1, 2 or 3); ``input_shape`` may be
+    batched or unbatched; ``layout`` defaults to channels first. Resolve ``"auto"`` once and pass
+    the name as ``backend=`` to pin the choice. The answer depends on the current precision level.
 
     Examples
     --------
     >>> choose_backend((8, 3, 32, 32), (16, 3, 3, 3), padding=1) in backends()
     True
+    >>> choose_backend((2, 16, 1000), (32, 16, 9), padding=4) in backends()
+    True
     """
-    _check_layout(layout, "choose_backend")
-    x, w, _ = _to_nchw(np.empty(input_shape, dtype=np.uint8), np.empty(weight_shape, dtype=np.uint8),
-                       layout, "choose_backend")
-    geom = Geometry.from_args(x.shape, w.shape, stride=stride, padding=padding, dilation=dilation,
-                              groups=groups, fn="choose_backend")
-    return backends.choose(geom, np.dtype(dtype))
+    with _door("choose_backend"):
+        ndim = len(weight_shape) - 2
+        if ndim not in LAYOUTS:
+            raise ValueError(f"`weight_shape` must have 3, 4 or 5 entries (1, 2 or 3 spatial axes); "
+                             f"got {tuple(weight_shape)}")
+        layout = LAYOUTS[ndim][0] if layout is None else layout
+        x, w, _ = _arrays(ndim, np.empty(input_shape, dtype=np.uint8), np.empty(weight_shape, dtype=np.uint8),
+                          layout, transposed=False)
+        geom = Geometry.from_args(x.shape, w.shape, stride=stride, padding=padding, dilation=dilation,
+                                  groups=groups)
+        return backends.choose(geom, np.dtype(dtype))
 
 
-def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, *,
+# ---------------------------------------------------------------------------- the public doors
+
+def conv1d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, *, padding_mode: str = "zeros",
+           backend: str = "auto", layout: str = "NCL") -> np.ndarray:
+    """1-D convolution (cross-correlation), as in ``torch.nn.functional.conv1d``.
+
+    ``input`` ``(N, C_in, L)`` or unbatched ``(C_in, L)`` (``layout="NLC"``: ``(N, L, C_in)``),
+    ``weight`` ``(C_out, C_in // groups, k)`` (``"NLC"``: ``(C_out, k, C_in // groups)``); every other
+    argument and the result's rules are those of :func:`conv2d` along one axis: ``stride`` and
+    ``dilation`` an int or a sequence of one, ``padding`` an int, a sequence of one, one
+    ``(before, after)`` pair in a sequence, ``"valid"`` or ``"same"``.
+
+    Examples
+    --------
+    >>> import numpy as np, fastconv
+    >>> fastconv.conv1d(np.arange(5.0).reshape(1, 1, 5), np.ones((1, 1, 2)))
+    array([[[1., 3., 5., 7.]]])
+    """
+    with _door("conv1d"):
+        return _conv(1, input, weight, bias, stride, padding, dilation, groups, padding_mode, backend, layout)
+
+
+def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, *, padding_mode: str = "zeros",
            backend: str = "auto", layout: str = "NCHW") -> np.ndarray:
     """2-D convolution (cross-correlation, as in ``torch.nn.functional.conv2d``).
 
@@ -175,6 +341,11 @@ def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, 
         unlike torch, is allowed with stride > 1.
     groups : int, default 1
         Divides ``C_in`` and ``C_out``; ``groups == C_in`` is a depthwise convolution.
+    padding_mode : {"zeros", "reflect", "replicate", "circular", "symmetric"}, default "zeros"
+        What the padding holds: zeros; the mirror image without the edge (torch's ``reflect``,
+        NumPy's ``reflect``, ndimage's ``mirror``; padding < size); copies of the edge; the opposite
+        side (padding <= size); the mirror image with the edge (NumPy's and SciPy's ``symmetric``,
+        ndimage's ``reflect``). Gradients landing in the border fold back onto the input.
     backend : str, default "auto"
         ``"auto"`` or one of :func:`fastconv.backends`.
     layout : {"NCHW", "NHWC"}, default "NCHW"
@@ -183,13 +354,14 @@ def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, 
     -------
     ndarray
         ``(N, C_out, OH, OW)`` (or the matching NHWC / unbatched shape), a new C-contiguous array
-        of the dtype of ``input`` and ``weight``: float32 and float64 are kept, mixed inputs give
-        the wider one, integer and bool inputs give float64.
+        of the dtype of ``input``, ``weight`` and ``bias``: float32 and float64 are kept, mixed
+        inputs give the wider one, integer and bool inputs give float64.
 
     Raises
     ------
     ValueError
-        Bad shapes or hyper-parameter values, an unknown backend or layout; raised before any work.
+        Bad shapes or hyper-parameter values, an unknown backend or layout, a backend that does
+        not support the call; raised before any work.
     TypeError
         A non-numeric, complex or float16 array, or hyper-parameters of the wrong type.
 
@@ -205,36 +377,55 @@ def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, 
     array([[[[10., 18.],
              [42., 50.]]]])
     """
-    fn = "conv2d"
-    x, w, geom, dtype, unbatched, impl = _conv_call(input, weight, stride, padding, dilation, groups,
-                                                    backend, layout, fn)
-    b = _bias(bias, geom.c_out, fn)
-    b = None if b is None else np.ascontiguousarray(b, dtype=dtype)
-    if geom.n == 0:
-        y = np.zeros(geom.y_shape, dtype=dtype)
-    else:
-        with _quiet():
-            # the backend adds the bias, im2col while each block of output is still in cache
-            y = impl.forward(np.ascontiguousarray(x, dtype=dtype), np.ascontiguousarray(w, dtype=dtype), geom, b)
-    return _from_nchw(y, layout, unbatched)
+    with _door("conv2d"):
+        return _conv(2, input, weight, bias, stride, padding, dilation, groups, padding_mode, backend, layout)
+
+
+def conv3d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, *, padding_mode: str = "zeros",
+           backend: str = "auto", layout: str = "NCDHW") -> np.ndarray:
+    """3-D convolution (cross-correlation), as in ``torch.nn.functional.conv3d``.
+
+    ``input`` ``(N, C_in, D, H, W)`` or unbatched ``(C_in, D, H, W)`` (``layout="NDHWC"``:
+    ``(N, D, H, W, C_in)``), ``weight`` ``(C_out, C_in // groups, kD, kH, kW)`` (``"NDHWC"``:
+    ``(C_out, kD, kH, kW, C_in // groups)``); every other argument and the result's rules are those
+    of :func:`conv2d` per axis, with triples where 2-D takes pairs.
+
+    Examples
+    --------
+    >>> import numpy as np, fastconv
+    >>> fastconv.conv3d(np.ones((1, 1, 3, 3, 3)), np.ones((1, 1, 2, 2, 2))).shape
+    (1, 1, 2, 2, 2)
+    """
+    with _door("conv3d"):
+        return _conv(3, input, weight, bias, stride, padding, dilation, groups, padding_mode, backend, layout)
+
+
+def conv1d_backward(grad_output, input, weight, stride=1, padding=0, dilation=1, groups=1, *,
+                    padding_mode: str = "zeros", bias: bool = True, backend: str = "auto",
+                    layout: str = "NCL") -> ConvGrads:
+    """Gradients of a loss through :func:`conv1d`; as :func:`conv2d_backward`, along one axis."""
+    with _door("conv1d_backward"):
+        return _conv_backward(1, grad_output, input, weight, stride, padding, dilation, groups, padding_mode,
+                              bias, backend, layout)
 
 
 def conv2d_backward(grad_output, input, weight, stride=1, padding=0, dilation=1, groups=1, *,
-                    bias: bool = True, backend: str = "auto", layout: str = "NCHW") -> Conv2dGrads:
+                    padding_mode: str = "zeros", bias: bool = True, backend: str = "auto",
+                    layout: str = "NCHW") -> ConvGrads:
     """Gradients of a loss through :func:`conv2d`, given the gradient of its output.
 
     Parameters
     ----------
     grad_output : ndarray
         The gradient of the loss with respect to ``conv2d``'s output: the output's shape.
-    input, weight, stride, padding, dilation, groups, backend, layout
+    input, weight, stride, padding, dilation, groups, padding_mode, backend, layout
         As given to :func:`conv2d`.
     bias : bool, default True
         Whether the forward pass had a bias (whose gradient is then returned).
 
     Returns
     -------
-    Conv2dGrads
+    ConvGrads
         Named tuple ``(input, weight, bias)``: gradients shaped like ``input``, ``weight`` and
         ``(C_out,)`` (``bias`` is None when ``bias=False``), new C-contiguous arrays of the forward
         result's dtype.
@@ -251,41 +442,27 @@ def conv2d_backward(grad_output, input, weight, stride=1, padding=0, dilation=1,
     >>> g.bias
     array([4.])
     """
-    fn = "conv2d_backward"
-    _check_bias_flag(bias, fn)
-    x, w, geom, dtype, unbatched, impl = _conv_call(input, weight, stride, padding, dilation, groups,
-                                                    backend, layout, fn)
-    gy = np.ascontiguousarray(_grad_output(grad_output, geom.y_shape, layout, unbatched, fn), dtype=dtype)
-    if geom.n == 0:
-        gx, gw = np.zeros(geom.x_shape, dtype=dtype), np.zeros(geom.w_shape, dtype=dtype)
-    else:
-        with _quiet():
-            gx = impl.grad_input(gy, np.ascontiguousarray(w, dtype=dtype), geom)
-            gw = impl.grad_weight(gy, np.ascontiguousarray(x, dtype=dtype), geom)
-    gb = gy.sum(axis=(0, 2, 3)) if bias else None
-    return Conv2dGrads(_from_nchw(gx, layout, unbatched),
-                       _from_nchw(gw, layout, False), gb)
+    with _door("conv2d_backward"):
+        return _conv_backward(2, grad_output, input, weight, stride, padding, dilation, groups, padding_mode,
+                              bias, backend, layout)
 
 
-def _transposed_call(input, weight, stride, padding, output_padding, groups, dilation, backend,
-                     layout, fn):
-    """Validate a transposed-convolution call: ``(z, w, geom, dtype, unbatched, impl)``, NCHW."""
-    _check_layout(layout, fn)
-    backends.check_name(backend, fn)
-    z, w, unbatched = _to_nchw(input, weight, layout, fn, transposed=True)
-    geom = transposed_geometry(z.shape, w.shape, stride=stride, padding=padding,
-                               output_padding=output_padding, groups=groups, dilation=dilation, fn=fn)
-    dtype = _float_dtype(z, w)
-    return z, w, geom, dtype, unbatched, backends.get(_backend_name(backend, geom, dtype))
+def conv3d_backward(grad_output, input, weight, stride=1, padding=0, dilation=1, groups=1, *,
+                    padding_mode: str = "zeros", bias: bool = True, backend: str = "auto",
+                    layout: str = "NCDHW") -> ConvGrads:
+    """Gradients of a loss through :func:`conv3d`; as :func:`conv2d_backward`, per axis."""
+    with _door("conv3d_backward"):
+        return _conv_backward(3, grad_output, input, weight, stride, padding, dilation, groups, padding_mode,
+                              bias, backend, layout)
 
 
-def _zero_extend(z: np.ndarray, shape, dtype) -> np.ndarray:
-    """``z`` as a C-contiguous ``dtype`` array of ``shape``, the extra rows and columns zero."""
-    if z.shape == tuple(shape):
-        return np.ascontiguousarray(z, dtype=dtype)
-    out = np.zeros(shape, dtype=dtype)
-    out[:, :, :z.shape[2], :z.shape[3]] = z
-    return out
+def conv_transpose1d(input, weight, bias=None, stride=1, padding=0, output_padding=0, groups=1, dilation=1, *,
+                     backend: str = "auto", layout: str = "NCL") -> np.ndarray:
+    """1-D transposed convolution, as in ``torch.nn.functional.conv_transpose1d``; see
+    :func:`conv_transpose2d` (weight ``(C_in, C_out // groups, k)``)."""
+    with _door("conv_transpose1d"):
+        return _conv_transpose(1, input, weight, bias, stride, padding, output_padding, groups, dilation,
+                               backend, layout)
 
 
 def conv_transpose2d(input, weight, bias=None, stride=1, padding=0, output_padding=0, groups=1,
@@ -320,7 +497,7 @@ def conv_transpose2d(input, weight, bias=None, stride=1, padding=0, output_paddi
     -------
     ndarray
         ``(N, C_out, OH, OW)`` (or the matching NHWC / unbatched shape), a new C-contiguous array
-        of the dtype of ``input`` and ``weight``.
+        of the dtype of ``input``, ``weight`` and ``bias``.
 
     Raises
     ------
@@ -347,24 +524,32 @@ def conv_transpose2d(input, weight, bias=None, stride=1, padding=0, output_paddi
             [2., 4., 2.],
             [1., 2., 1.]]])
     """
-    fn = "conv_transpose2d"
-    z, w, geom, dtype, unbatched, impl = _transposed_call(input, weight, stride, padding, output_padding,
-                                                          groups, dilation, backend, layout, fn)
-    b = _bias(bias, geom.c_in, fn)
-    if geom.n == 0:
-        y = np.zeros(geom.x_shape, dtype=dtype)
-    else:
-        with _quiet():
-            y = impl.grad_input(_zero_extend(z, geom.y_shape, dtype), np.ascontiguousarray(w, dtype=dtype),
-                                geom)
-    if b is not None:
-        y += b.astype(dtype, copy=False).reshape(-1, 1, 1)
-    return _from_nchw(y, layout, unbatched)
+    with _door("conv_transpose2d"):
+        return _conv_transpose(2, input, weight, bias, stride, padding, output_padding, groups, dilation,
+                               backend, layout)
+
+
+def conv_transpose3d(input, weight, bias=None, stride=1, padding=0, output_padding=0, groups=1, dilation=1, *,
+                     backend: str = "auto", layout: str = "NCDHW") -> np.ndarray:
+    """3-D transposed convolution, as in ``torch.nn.functional.conv_transpose3d``; see
+    :func:`conv_transpose2d` (weight ``(C_in, C_out // groups, kD, kH, kW)``)."""
+    with _door("conv_transpose3d"):
+        return _conv_transpose(3, input, weight, bias, stride, padding, output_padding, groups, dilation,
+                               backend, layout)
+
+
+def conv_transpose1d_backward(grad_output, input, weight, stride=1, padding=0, output_padding=0, groups=1,
+                              dilation=1, *, bias: bool = True, backend: str = "auto",
+                              layout: str = "NCL") -> ConvGrads:
+    """Gradients of a loss through :func:`conv_transpose1d`; see :func:`conv_transpose2d_backward`."""
+    with _door("conv_transpose1d_backward"):
+        return _conv_transpose_backward(1, grad_output, input, weight, stride, padding, output_padding, groups,
+                                        dilation, bias, backend, layout)
 
 
 def conv_transpose2d_backward(grad_output, input, weight, stride=1, padding=0, output_padding=0, groups=1,
                               dilation=1, *, bias: bool = True, backend: str = "auto",
-                              layout: str = "NCHW") -> Conv2dGrads:
+                              layout: str = "NCHW") -> ConvGrads:
     """Gradients of a loss through :func:`conv_transpose2d`, given the gradient of its output.
 
     The input gradient is a :func:`conv2d` of ``grad_output`` and the weight gradient is the
@@ -382,7 +567,7 @@ def conv_transpose2d_backward(grad_output, input, weight, stride=1, padding=0, o
 
     Returns
     -------
-    Conv2dGrads
+    ConvGrads
         Named tuple ``(input, weight, bias)``: gradients shaped like ``input``, ``weight`` and
         ``(C_out,)`` (``bias`` is None when ``bias=False``), new C-contiguous arrays of the forward
         result's dtype.
@@ -398,18 +583,15 @@ def conv_transpose2d_backward(grad_output, input, weight, stride=1, padding=0, o
     >>> g.bias
     array([9.])
     """
-    fn = "conv_transpose2d_backward"
-    _check_bias_flag(bias, fn)
-    z, w, geom, dtype, unbatched, impl = _transposed_call(input, weight, stride, padding, output_padding,
-                                                          groups, dilation, backend, layout, fn)
-    gy = np.ascontiguousarray(_grad_output(grad_output, geom.x_shape, layout, unbatched, fn), dtype=dtype)
-    if geom.n == 0:
-        gz, gw = np.zeros(z.shape, dtype=dtype), np.zeros(geom.w_shape, dtype=dtype)
-    else:
-        # The convolution may see more rows than z (output_padding >= stride): those extra outputs
-        # are cropped from gz, and their zero padding in z adds nothing to gw.
-        with _quiet():
-            gz = impl.forward(gy, np.ascontiguousarray(w, dtype=dtype), geom)[:, :, :z.shape[2], :z.shape[3]]
-            gw = impl.grad_weight(_zero_extend(z, geom.y_shape, dtype), gy, geom)
-    gb = gy.sum(axis=(0, 2, 3)) if bias else None
-    return Conv2dGrads(_from_nchw(gz, layout, unbatched), _from_nchw(gw, layout, False), gb)
+    with _door("conv_transpose2d_backward"):
+        return _conv_transpose_backward(2, grad_output, input, weight, stride, padding, output_padding, groups,
+                                        dilation, bias, backend, layout)
+
+
+def conv_transpose3d_backward(grad_output, input, weight, stride=1, padding=0, output_padding=0, groups=1,
+                              dilation=1, *, bias: bool = True, backend: str = "auto",
+                              layout: str = "NCDHW") -> ConvGrads:
+    """Gradients of a loss through :func:`conv_transpose3d`; see :func:`conv_transpose2d_backward`."""
+    with _door("conv_transpose3d_backward"):
+        return _conv_transpose_backward(3, grad_output, input, weight, stride, padding, output_padding, groups,
+                                        dilation, bias, backend, layout)

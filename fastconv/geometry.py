@@ -1,17 +1,26 @@
 """All integer shape arithmetic of fastconv, and the validation that goes with it.
 
 Nothing here touches array data: the public functions in ``api.py`` hand shapes and
-hyper-parameters in, and get back a frozen :class:`Geometry` that every backend reads.
-The output-size formula is written once, in :func:`out_size`.
+hyper-parameters in, and get back a frozen :class:`Geometry` that every backend reads. A
+geometry has 1, 2 or 3 spatial axes, each described by one entry of per-axis tuples, and every
+formula is written once, as a loop over axes (numpy's ``sliding_window_view`` is the model):
+the output size in :func:`out_size`, ``"same"`` padding in :func:`same_padding`, the transposed
+convolution in :func:`transposed_geometry`, and the input gradient as a forward convolution in
+:meth:`Geometry.input_gradient_as_forward`.
 """
 
 from __future__ import annotations
 
 import math
 import numbers
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 PADDING_STRINGS = ("valid", "same")
+AXES = {1: "L", 2: "HxW", 3: "DxHxW"}  # how messages name the spatial axes of each rank
+# The largest result or scratch buffer a call may ask for, in elements, before it is refused with
+# a ValueError naming the argument: numpy's own limit is 2**63 bytes, and long before that a
+# call would only fail inside a backend, each in its own way (OverflowError, negative dimensions).
+MAX_ELEMENTS = 2**48
 
 
 def _is_int(value) -> bool:
@@ -19,26 +28,44 @@ def _is_int(value) -> bool:
     return isinstance(value, numbers.Integral) and not isinstance(value, bool)
 
 
-def pair(value, name: str, *, minimum: int = 1, fn: str = "conv2d") -> tuple[int, int]:
-    """``3`` -> ``(3, 3)``; ``(2, 3)`` or ``[2, 3]`` -> ``(2, 3)``; each entry must be >= minimum."""
-    expected = ("a positive int or a pair of positive ints" if minimum == 1
-                else f"an int >= {minimum} or a pair of ints >= {minimum}")
+def _is_seq(value) -> bool:
+    return isinstance(value, (tuple, list))
+
+
+def per_axis(value, name: str, ndim: int, *, minimum: int = 1) -> tuple[int, ...]:
+    """``3`` -> ``(3,) * ndim``; a sequence of ``ndim`` ints as a tuple; each must be >= minimum.
+
+    >>> per_axis(2, "stride", 3), per_axis([1, 2], "stride", 2)
+    ((2, 2, 2), (1, 2))
+    """
+    kind = "a positive int" if minimum == 1 else f"an int >= {minimum}"
+    expected = f"{kind} or {ndim} of them, one per axis" if ndim > 1 else kind
+    if ndim == 1:
+        expected += " (or a sequence of one)"
     if _is_int(value):
-        items = (int(value), int(value))
-    elif isinstance(value, (tuple, list)) and len(value) == 2 and all(_is_int(v) for v in value):
-        items = (int(value[0]), int(value[1]))
+        items = (int(value),) * ndim
+    elif _is_seq(value) and all(_is_int(v) for v in value):
+        if len(value) != ndim:
+            raise ValueError(f"`{name}` must be {expected}; got {value!r} ({len(value)} values for "
+                             f"{ndim} spatial axes)")
+        items = tuple(int(v) for v in value)
     else:
-        raise TypeError(f"{fn}: `{name}` must be {expected}; got {value!r}")
+        raise TypeError(f"`{name}` must be {expected}; got {value!r}")
     if min(items) < minimum:
-        raise ValueError(f"{fn}: `{name}` must be {expected}; got {value!r}")
+        raise ValueError(f"`{name}` must be {expected}; got {value!r}")
     return items
 
 
-def _groups(groups, fn: str) -> int:
+def pair(value, name: str, *, minimum: int = 1) -> tuple[int, int]:
+    """``3`` -> ``(3, 3)``; ``(2, 3)`` or ``[2, 3]`` -> ``(2, 3)``: :func:`per_axis` for two axes."""
+    return per_axis(value, name, 2, minimum=minimum)
+
+
+def check_groups(groups) -> int:
     if not _is_int(groups):
-        raise TypeError(f"{fn}: `groups` must be a positive int; got {groups!r}")
+        raise TypeError(f"`groups` must be a positive int; got {groups!r}")
     if groups < 1:
-        raise ValueError(f"{fn}: `groups` must be a positive int; got {groups}")
+        raise ValueError(f"`groups` must be a positive int; got {groups}")
     return int(groups)
 
 
@@ -57,54 +84,74 @@ def same_padding(size: int, k: int, stride: int, dil: int) -> tuple[int, int]:
     return total // 2, total - total // 2
 
 
-def side_padding(padding, name: str = "padding",
-                 fn: str = "conv2d") -> tuple[tuple[int, int], tuple[int, int]]:
-    """Numeric padding -> ``((top, bottom), (left, right))``; strings are handled by the caller."""
-    expected = ("an int >= 0, a pair (ph, pw), per-side pairs ((top, bottom), (left, right))"
-                + (", 'valid' or 'same'" if fn == "conv2d" else ""))
-    if _is_int(padding) or (isinstance(padding, (tuple, list)) and len(padding) == 2
-                            and all(_is_int(p) for p in padding)):
-        ph, pw = pair(padding, name, minimum=0, fn=fn)
-        return (ph, ph), (pw, pw)
-    if (isinstance(padding, (tuple, list)) and len(padding) == 2
-            and all(isinstance(p, (tuple, list)) and len(p) == 2 for p in padding)
-            and all(_is_int(v) for p in padding for v in p)):
-        (top, bottom), (left, right) = padding
-        if min(top, bottom, left, right) < 0:
-            raise ValueError(f"{fn}: `{name}` must be {expected}; got {padding!r} (negative)")
-        return (int(top), int(bottom)), (int(left), int(right))
+def side_padding(padding, name: str = "padding", ndim: int = 2, *,
+                 strings: bool = True) -> tuple[tuple[int, int], ...]:
+    """Numeric padding -> one ``(before, after)`` pair per axis; strings are handled by the caller.
+
+    An int pads every side; ``ndim`` ints pad both sides of each axis; ``ndim`` pairs give each
+    side. ``((top, bottom), (left, right))`` in 2-D.
+    """
+    strings = ", 'valid' or 'same'" if strings else ""
+    expected = (f"an int >= 0, {ndim} of them (one per axis) or {ndim} (before, after) pairs{strings}"
+                if ndim > 1 else f"an int >= 0, a sequence of one, or one (before, after) pair{strings}")
+    if _is_seq(padding) and padding and all(_is_seq(p) for p in padding):
+        if len(padding) != ndim or not all(len(p) == 2 and all(_is_int(v) for v in p) for p in padding):
+            error = ValueError if all(_is_seq(p) and all(_is_int(v) for v in p) for p in padding) else TypeError
+            raise error(f"`{name}` must be {expected}; got {padding!r}")
+        if min(v for p in padding for v in p) < 0:
+            raise ValueError(f"`{name}` must be {expected}; got {padding!r} (negative)")
+        return tuple((int(a), int(b)) for a, b in padding)
     if isinstance(padding, str):
-        raise ValueError(f"{fn}: `{name}` must be {expected}; got the string {padding!r}")
-    raise TypeError(f"{fn}: `{name}` must be {expected}; got {padding!r}")
+        raise ValueError(f"`{name}` must be {expected}; got the string {padding!r}")
+    if not (_is_int(padding) or _is_seq(padding) and all(_is_int(p) for p in padding)):
+        raise TypeError(f"`{name}` must be {expected}; got {padding!r}")
+    if _is_seq(padding) and len(padding) != ndim:
+        raise ValueError(f"`{name}` must be {expected}; got {padding!r} ({len(padding)} values for {ndim} "
+                         f"spatial axes)")
+    return tuple((p, p) for p in per_axis(padding, name, ndim, minimum=0))
+
+
+def padding_arg(padding, ndim: int) -> str | tuple[tuple[int, int], ...]:
+    """A convolution's ``padding`` checked: ``"valid"``, ``"same"`` or one ``(before, after)`` pair
+    per axis."""
+    if isinstance(padding, str):
+        if padding not in PADDING_STRINGS:
+            raise ValueError(f"`padding` must be an int, one per axis, (before, after) pairs, "
+                             f"'valid' or 'same'; got the string {padding!r}")
+        return padding
+    return side_padding(padding, ndim=ndim)
+
+
+def _axes(sizes) -> str:
+    return "x".join(map(str, sizes))
 
 
 @dataclass(frozen=True)
 class Geometry:
-    """A fully normalised 2-D convolution, batched NCHW: everything a backend needs but the data.
+    """A fully normalised convolution over 1, 2 or 3 spatial axes, batched channels-first.
 
-    Input ``(n, c_in, ih, iw)``, weight ``(c_out, c_in // groups, kh, kw)``, output
-    ``(n, c_out, oh, ow)``. Padding is per side: ``pt, pb`` (top, bottom), ``pl, pr``
-    (left, right). Output pixel ``(oy, ox)`` reads input row ``oy*sh - pt + ky*dil_h``.
+    Input ``(n, c_in, *in_size)``, weight ``(c_out, c_in // groups, *kernel)``, output
+    ``(n, c_out, *out_size)``. ``padding`` holds one ``(before, after)`` pair per axis. Along
+    each axis, output index ``o`` reads input index ``o*stride - before + k*dilation``.
+    The 2-D names (``ih, iw, kh, kw, sh, sw, pt, pb, pl, pr, dil_h, dil_w, oh, ow``) read those
+    tuples on a 2-D geometry and raise ``AttributeError`` on any other.
     """
 
     n: int
     c_in: int
-    ih: int
-    iw: int
     c_out: int
-    kh: int
-    kw: int
-    sh: int
-    sw: int
-    pt: int
-    pb: int
-    pl: int
-    pr: int
-    dil_h: int
-    dil_w: int
     groups: int
-    oh: int
-    ow: int
+    in_size: tuple[int, ...]
+    kernel: tuple[int, ...]
+    stride: tuple[int, ...]
+    padding: tuple[tuple[int, int], ...]
+    dilation: tuple[int, ...]
+    out_size: tuple[int, ...]
+
+    @property
+    def ndim(self) -> int:
+        """Number of spatial axes: 1, 2 or 3."""
+        return len(self.in_size)
 
     @property
     def c_in_g(self) -> int:
@@ -117,65 +164,147 @@ class Geometry:
         return self.c_out // self.groups
 
     @property
-    def x_shape(self) -> tuple[int, int, int, int]:
-        return (self.n, self.c_in, self.ih, self.iw)
+    def x_shape(self) -> tuple[int, ...]:
+        return (self.n, self.c_in, *self.in_size)
 
     @property
-    def w_shape(self) -> tuple[int, int, int, int]:
-        return (self.c_out, self.c_in_g, self.kh, self.kw)
+    def w_shape(self) -> tuple[int, ...]:
+        return (self.c_out, self.c_in_g, *self.kernel)
 
     @property
-    def y_shape(self) -> tuple[int, int, int, int]:
-        return (self.n, self.c_out, self.oh, self.ow)
+    def y_shape(self) -> tuple[int, ...]:
+        return (self.n, self.c_out, *self.out_size)
+
+    @property
+    def padded_size(self) -> tuple[int, ...]:
+        """The zero-padded input's spatial size."""
+        return tuple(i + a + b for i, (a, b) in zip(self.in_size, self.padding))
+
+    @property
+    def interior(self) -> tuple[slice, ...]:
+        """Slices of the padded input's spatial axes that hold the input itself."""
+        return tuple(slice(a, a + i) for i, (a, _) in zip(self.in_size, self.padding))
+
+    @property
+    def is_padded(self) -> bool:
+        return any(a or b for a, b in self.padding)
+
+    @property
+    def span(self) -> tuple[int, ...]:
+        """Reach of the dilated kernel along each axis, ``dilation*(k-1) + 1``."""
+        return tuple(d * (k - 1) + 1 for k, d in zip(self.kernel, self.dilation))
 
     @property
     def macs(self) -> int:
         """Multiply-accumulates of the forward pass (each gradient costs the same)."""
-        return self.n * self.c_out * self.oh * self.ow * self.c_in_g * self.kh * self.kw
+        return self.n * self.c_out * math.prod(self.out_size) * self.c_in_g * math.prod(self.kernel)
+
+    @property
+    def is_depthwise(self) -> bool:
+        """One input channel per group, more than one group."""
+        return self.groups > 1 and self.c_in_g == 1
+
+    def _2d(self, field: str, axis: int, side: int | None = None) -> int:
+        if self.ndim != 2:
+            raise AttributeError(f"a {self.ndim}-D geometry has no 2-D-only attribute; read `{field}`'s "
+                                 f"per-axis tuple instead")
+        value = getattr(self, field)[axis]
+        return value if side is None else value[side]
+
+    # 2-D conveniences: the names the 2-D kernels are written in.
+    ih = property(lambda self: self._2d("in_size", 0))
+    iw = property(lambda self: self._2d("in_size", 1))
+    kh = property(lambda self: self._2d("kernel", 0))
+    kw = property(lambda self: self._2d("kernel", 1))
+    sh = property(lambda self: self._2d("stride", 0))
+    sw = property(lambda self: self._2d("stride", 1))
+    pt = property(lambda self: self._2d("padding", 0, 0))
+    pb = property(lambda self: self._2d("padding", 0, 1))
+    pl = property(lambda self: self._2d("padding", 1, 0))
+    pr = property(lambda self: self._2d("padding", 1, 1))
+    dil_h = property(lambda self: self._2d("dilation", 0))
+    dil_w = property(lambda self: self._2d("dilation", 1))
+    oh = property(lambda self: self._2d("out_size", 0))
+    ow = property(lambda self: self._2d("out_size", 1))
 
     @classmethod
-    def from_args(cls, x_shape, w_shape, *, stride=1, padding=0, dilation=1, groups=1,
-                  fn: str = "conv2d") -> Geometry:
-        """Validate the hyper-parameters against batched-NCHW shapes and build the geometry.
+    def from_args(cls, x_shape, w_shape, *, stride=1, padding=0, dilation=1, groups=1) -> Geometry:
+        """Validate the hyper-parameters against batched channels-first shapes; build the geometry.
 
-        Raises ``ValueError``/``TypeError`` naming the offending argument; never touches data.
+        The number of spatial axes is ``len(x_shape) - 2``. Raises ``ValueError``/``TypeError``
+        naming the offending argument (the public function adds its own name); never touches data.
         """
-        n, c_in, ih, iw = (int(s) for s in x_shape)
-        c_out, c_in_g, kh, kw = (int(s) for s in w_shape)
-        sh, sw = pair(stride, "stride", fn=fn)
-        dil_h, dil_w = pair(dilation, "dilation", fn=fn)
-        groups = _groups(groups, fn)
-        if min(c_out, c_in_g, kh, kw) < 1:
-            raise ValueError(f"{fn}: `weight` must have no empty dimension (C_out, C_in/groups, kH, kW); "
+        ndim = len(x_shape) - 2
+        n, c_in, *in_size = (int(s) for s in x_shape)
+        c_out, c_in_g, *kernel = (int(s) for s in w_shape)
+        stride = per_axis(stride, "stride", ndim)
+        dilation = per_axis(dilation, "dilation", ndim)
+        groups = check_groups(groups)
+        if min(c_out, c_in_g, *kernel) < 1:
+            raise ValueError(f"`weight` must have no empty dimension (C_out, C_in/groups, kernel); "
                              f"got shape {tuple(w_shape)}")
         if c_in % groups:
-            raise ValueError(f"{fn}: `groups`={groups} must divide the input's {c_in} channels")
+            raise ValueError(f"`groups`={groups} must divide the input's {c_in} channels")
         if c_out % groups:
-            raise ValueError(f"{fn}: `groups`={groups} must divide the weight's {c_out} output channels "
+            raise ValueError(f"`groups`={groups} must divide the weight's {c_out} output channels "
                              f"(weight.shape[0])")
         if c_in_g * groups != c_in:
-            raise ValueError(f"{fn}: `weight` has {c_in_g} input channels per group but `input` has "
+            raise ValueError(f"`weight` has {c_in_g} input channels per group but `input` has "
                              f"{c_in} channels and groups={groups} (expected {c_in // groups})")
-        if isinstance(padding, str):
-            if padding not in PADDING_STRINGS:
-                raise ValueError(f"{fn}: `padding` must be an int, a pair, per-side pairs, 'valid' or "
-                                 f"'same'; got the string {padding!r}")
-            if padding == "valid":
-                (pt, pb), (pl, pr) = (0, 0), (0, 0)
-            else:
-                (pt, pb), (pl, pr) = same_padding(ih, kh, sh, dil_h), same_padding(iw, kw, sw, dil_w)
-        else:
-            (pt, pb), (pl, pr) = side_padding(padding, fn=fn)
-        oh = out_size(ih, kh, sh, pt + pb, dil_h)
-        ow = out_size(iw, kw, sw, pl + pr, dil_w)
-        if oh < 1 or ow < 1:
+        pads = padding_arg(padding, ndim)
+        if pads == "valid":
+            pads = tuple((0, 0) for _ in in_size)
+        elif pads == "same":
+            pads = tuple(same_padding(*a) for a in zip(in_size, kernel, stride, dilation))
+        out = tuple(out_size(i, k, s, a + b, d)
+                    for i, k, s, (a, b), d in zip(in_size, kernel, stride, pads, dilation))
+        geom = cls(n=n, c_in=c_in, c_out=c_out, groups=groups, in_size=tuple(in_size), kernel=tuple(kernel),
+                   stride=stride, padding=pads, dilation=dilation, out_size=out)
+        if min(out) < 1:
             raise ValueError(
-                f"{fn}: output would be empty: the dilated kernel spans "
-                f"{dil_h * (kh - 1) + 1}x{dil_w * (kw - 1) + 1} but the padded input is "
-                f"{ih + pt + pb}x{iw + pl + pr} (`weight` {kh}x{kw}, `dilation` {(dil_h, dil_w)}, "
-                f"`padding` {padding!r}, input {ih}x{iw})")
-        return cls(n=n, c_in=c_in, ih=ih, iw=iw, c_out=c_out, kh=kh, kw=kw, sh=sh, sw=sw,
-                   pt=pt, pb=pb, pl=pl, pr=pr, dil_h=dil_h, dil_w=dil_w, groups=groups, oh=oh, ow=ow)
+                f"output would be empty: the dilated kernel spans {_axes(geom.span)} but the padded "
+                f"input is {_axes(geom.padded_size)} (`weight` {_axes(kernel)}, `dilation` "
+                f"{dilation if ndim > 1 else dilation[0]}, `padding` {padding!r}, input {_axes(in_size)})")
+        return geom.canonical()
+
+    def canonical(self) -> Geometry:
+        """The same convolution with every result and scratch size checked and its arithmetic kept
+        small: along an axis with one output, the stride never matters and becomes 1 (a legal
+        ``stride=10**18`` otherwise overflows the backends' index arithmetic), and padding that no
+        window reaches is dropped."""
+        stride, pads = list(self.stride), list(self.padding)
+        for axis, (i, o, span) in enumerate(zip(self.in_size, self.out_size, self.span)):
+            if o == 1:
+                stride[axis] = 1
+            before, after = pads[axis]
+            # The last window ends at (o-1)*stride + span in padded coordinates: what lies beyond
+            # is never read by any pass, so it need not be allocated.
+            reach = (o - 1) * stride[axis] + span
+            pads[axis] = (before, max(0, min(after, reach - before - i)))
+        geom = replace(self, stride=tuple(stride), padding=tuple(pads))
+        for what, size in (("the input's zero-padded copy", geom.c_in * math.prod(geom.padded_size)),
+                           ("the output", geom.n * geom.c_out * math.prod(geom.out_size)),
+                           ("one image's patch matrix", geom.c_in * math.prod(geom.kernel)
+                            * math.prod(geom.out_size))):
+            if size > MAX_ELEMENTS:
+                raise ValueError(f"{what} would hold {size:.3g} elements, more than fastconv "
+                                 f"allocates ({MAX_ELEMENTS:.3g}); check `padding`, `stride` and `dilation` "
+                                 f"(padding {self.padding}, output {_axes(self.out_size)})")
+        return geom
+
+    def input_gradient_as_forward(self) -> Geometry | None:
+        """The geometry of ``grad_input`` computed as a forward convolution of ``gy``, or None.
+
+        With unit stride, ``gx`` is the correlation of ``gy``, padded on each side by the dilated
+        kernel's reach less the original padding, with the flipped, channel-transposed kernel
+        (:func:`flip_kernel`). None when a stride is above 1 or a padding exceeds the reach
+        (then ``gx`` would need cropping).
+        """
+        reach = tuple(s - 1 for s in self.span)
+        if any(s != 1 for s in self.stride) or any(max(p) > r for p, r in zip(self.padding, reach)):
+            return None
+        return replace(self, c_in=self.c_out, c_out=self.c_in, in_size=self.out_size, out_size=self.in_size,
+                       padding=tuple((r - a, r - b) for r, (a, b) in zip(reach, self.padding)))
 
 
 def transposed_out_size(size: int, k: int, stride: int, pad: int, dil: int, output_padding: int) -> int:
@@ -188,44 +317,48 @@ def transposed_out_size(size: int, k: int, stride: int, pad: int, dil: int, outp
 
 
 def transposed_geometry(z_shape, w_shape, *, stride=1, padding=0, output_padding=0, groups=1,
-                        dilation=1, fn: str = "conv_transpose2d") -> Geometry:
+                        dilation=1) -> Geometry:
     """The convolution whose input gradient is the transposed convolution of ``z`` by ``w``.
 
-    ``z_shape`` is the transposed convolution's batched NCHW input ``(n, c_in, h, w)`` and
-    ``w_shape`` its weight ``(c_in, c_out // groups, kh, kw)``. In the returned geometry, ``x_shape``
-    is the transposed convolution's output and ``w_shape`` its weight. ``y_shape`` is ``z_shape``
-    except when ``output_padding >= stride`` (allowed when dilation > stride): the convolution
-    then has ``output_padding // stride`` more rows (columns) than ``z``, and the caller pads
-    ``z`` with zeros, which contribute nothing.
+    ``z_shape`` is the transposed convolution's batched channels-first input ``(n, c_in, *size)``
+    and ``w_shape`` its weight ``(c_in, c_out // groups, *kernel)``. In the returned geometry,
+    ``x_shape`` is the transposed convolution's output and ``w_shape`` its weight. ``y_shape`` is
+    ``z_shape`` except when ``output_padding >= stride`` (allowed when dilation > stride): the
+    convolution then has ``output_padding // stride`` more entries than ``z`` along that axis, and
+    the caller pads ``z`` with zeros, which contribute nothing.
     """
-    n, c_z, ih, iw = (int(s) for s in z_shape)
-    c_in, c_out_g, kh, kw = (int(s) for s in w_shape)
-    sh, sw = pair(stride, "stride", fn=fn)
-    dil_h, dil_w = pair(dilation, "dilation", fn=fn)
-    op_h, op_w = pair(output_padding, "output_padding", minimum=0, fn=fn)
-    groups = _groups(groups, fn)
-    if min(c_in, c_out_g, kh, kw) < 1:
-        raise ValueError(f"{fn}: `weight` must have no empty dimension (C_in, C_out/groups, kH, kW); "
+    ndim = len(z_shape) - 2
+    n, c_z, *size = (int(s) for s in z_shape)
+    c_in, c_out_g, *kernel = (int(s) for s in w_shape)
+    stride = per_axis(stride, "stride", ndim)
+    dilation = per_axis(dilation, "dilation", ndim)
+    out_pad = per_axis(output_padding, "output_padding", ndim, minimum=0)
+    groups = check_groups(groups)
+    if min(c_in, c_out_g, *kernel) < 1:
+        raise ValueError(f"`weight` must have no empty dimension (C_in, C_out/groups, kernel); "
                          f"got shape {tuple(w_shape)}")
     if c_z != c_in:
-        raise ValueError(f"{fn}: `weight` expects {c_in} input channels (weight.shape[0]) but `input` "
+        raise ValueError(f"`weight` expects {c_in} input channels (weight.shape[0]) but `input` "
                          f"has {c_z}")
     if c_in % groups:
-        raise ValueError(f"{fn}: `groups`={groups} must divide the input's {c_in} channels")
-    if min(ih, iw) < 1:
-        raise ValueError(f"{fn}: `input` must have a non-empty image; got {ih}x{iw}")
-    if op_h >= max(sh, dil_h) or op_w >= max(sw, dil_w):
-        raise ValueError(f"{fn}: `output_padding` must be smaller than stride or dilation in each "
-                         f"dimension; got output_padding {(op_h, op_w)}, stride {(sh, sw)}, "
-                         f"dilation {(dil_h, dil_w)}")
-    (pt, pb), (pl, pr) = side_padding(padding, fn=fn)
-    oh = transposed_out_size(ih, kh, sh, pt + pb, dil_h, op_h)
-    ow = transposed_out_size(iw, kw, sw, pl + pr, dil_w, op_w)
-    if oh < 1 or ow < 1:
-        raise ValueError(f"{fn}: output would be empty ({oh}x{ow}): `padding` {padding!r} crops more "
-                         f"than the full {oh + pt + pb}x{ow + pl + pr} output of a {ih}x{iw} input")
-    geom = Geometry(n=n, c_in=c_out_g * groups, ih=oh, iw=ow, c_out=c_in, kh=kh, kw=kw, sh=sh, sw=sw,
-                    pt=pt, pb=pb, pl=pl, pr=pr, dil_h=dil_h, dil_w=dil_w, groups=groups,
-                    oh=ih + op_h // sh, ow=iw + op_w // sw)
-    assert geom.oh == out_size(oh, kh, sh, pt + pb, dil_h) and geom.ow == out_size(ow, kw, sw, pl + pr, dil_w)
-    return geom
+        raise ValueError(f"`groups`={groups} must divide the input's {c_in} channels")
+    if min(size) < 1:
+        raise ValueError(f"`input` must have a non-empty image; got {_axes(size)}")
+    if any(op >= max(s, d) for op, s, d in zip(out_pad, stride, dilation)):
+        show = (lambda t: t if ndim > 1 else t[0])
+        raise ValueError(f"`output_padding` must be smaller than stride or dilation in each "
+                         f"dimension; got output_padding {show(out_pad)}, stride {show(stride)}, "
+                         f"dilation {show(dilation)}")
+    pads = side_padding(padding, ndim=ndim, strings=False)
+    full = tuple(transposed_out_size(i, k, s, a + b, d, op)
+                 for i, k, s, (a, b), d, op in zip(size, kernel, stride, pads, dilation, out_pad))
+    if min(full) < 1:
+        uncropped = tuple(f + a + b for f, (a, b) in zip(full, pads))
+        raise ValueError(f"output would be empty ({_axes(full)}): `padding` {padding!r} crops more "
+                         f"than the full {_axes(uncropped)} output of a {_axes(size)} input")
+    geom = Geometry(n=n, c_in=c_out_g * groups, c_out=c_in, groups=groups, in_size=full, kernel=tuple(kernel),
+                    stride=stride, padding=pads, dilation=dilation,
+                    out_size=tuple(i + op // s for i, op, s in zip(size, out_pad, stride)))
+    assert geom.out_size == tuple(out_size(f, k, s, a + b, d)
+                                  for f, k, s, (a, b), d in zip(full, kernel, stride, pads, dilation))
+    return geom.canonical()

@@ -1,19 +1,35 @@
 """The backend registry: which implementations exist, loading them, and the ``"auto"`` rule.
 
-A backend is a module exposing ``NAME``, ``forward(x, w, geom)``, ``grad_input(gy, w, geom)``,
-``grad_weight(gy, x, geom)`` and ``warmup(dtype)``. The caller (``fastconv.api``) guarantees
-C-contiguous float32/float64 arrays of one dtype that agree with ``geom``; a backend returns new
-C-contiguous arrays of that dtype, never mutates its inputs, never validates and never adds bias.
-Adding a backend is one module plus one entry in ``_MODULES``; tests and benchmarks find it here.
+The backend contract, written once (``tests/test_registry.py`` checks every registered backend
+against ``CONTRACT`` with ``inspect.signature``). A backend is a module with::
+
+    NAME = "name"                            # as in backend="name", the CLI and test ids
+    def supports(geom, dtype, precision):    # None if it runs this call, else the reason (a short phrase)
+    def forward(x, w, geom, bias=None):      # y: new array of geom.y_shape and x.dtype; adds the bias
+    def grad_input(gy, w, geom):             # gx: new array shaped like x (also the transposed conv)
+    def grad_weight(gy, x, geom):            # gw: new array shaped like w
+    def warmup(dtype):                       # compile or prime caches on a tiny problem; may do nothing
+
+and optionally ``ready(dtype) -> bool`` (False while its kernels for ``dtype`` are still compiling:
+``"auto"`` then runs something else instead of waiting). The bias goes into ``forward`` because a
+backend can add it while the output is in cache. The caller (``fastconv.api``) has validated the
+call, asked ``supports`` (``precision`` is ``"highest"`` or ``"high"``, see ``fastconv._precision``)
+and passes batched, C-contiguous, channels-first arrays of one float dtype (float32 or float64)
+that agree with ``geom`` (1, 2 or 3 spatial axes); a backend never mutates its inputs and never
+re-validates. Adding a backend is one module plus one entry in ``_MODULES`` (or, from another
+package, an entry point in the group ``fastconv.backends``); tests, benchmarks, the gate and
+``"auto"`` find it here.
 """
 
 from __future__ import annotations
 
 import importlib
+import math
 import os
 import sys
 from types import ModuleType
 
+from .._precision import get_precision
 from ..geometry import Geometry
 
 _MODULES = {
@@ -21,6 +37,26 @@ _MODULES = {
     "im2col": "fastconv.backends.im2col",
     "numba": "fastconv.backends.numba_jit",
 }
+ENTRY_POINT_GROUP = "fastconv.backends"  # installed packages add backends as name = "module.path"
+
+# (function, its parameters): the contract above, as the test checks it.
+CONTRACT = {
+    "supports": ("geom", "dtype", "precision"),
+    "forward": ("x", "w", "geom", "bias"),
+    "grad_input": ("gy", "w", "geom"),
+    "grad_weight": ("gy", "x", "geom"),
+    "warmup": ("dtype",),
+}
+
+
+def _entry_points() -> dict[str, str]:
+    """Backends that installed packages declare; none of them may replace a built-in name."""
+    from importlib.metadata import entry_points
+
+    return {ep.name: ep.value for ep in entry_points(group=ENTRY_POINT_GROUP) if ep.name not in _MODULES}
+
+
+_MODULES.update(_entry_points())
 NAMES: tuple[str, ...] = tuple(_MODULES)
 
 _loaded: dict[str, ModuleType] = {}
@@ -41,11 +77,12 @@ def available() -> list[str]:
     return [name for name in NAMES if _load(name) is not None]
 
 
-def check_name(name, fn: str = "conv2d") -> None:
-    """Raise ``ValueError`` for anything but ``"auto"`` or a registered backend name."""
+def check_name(name, fn: str | None = None) -> None:
+    """Raise ``ValueError`` for anything but ``"auto"`` or a registered backend name (the message
+    starts with ``fn``, when given)."""
     if name != "auto" and name not in NAMES:
         choices = ", ".join(repr(n) for n in ("auto", *NAMES))
-        raise ValueError(f"{fn}: unknown `backend` {name!r}; choose from {choices}")
+        raise ValueError(f"{fn + ': ' if fn else ''}unknown `backend` {name!r}; choose from {choices}")
 
 
 def get(name: str) -> ModuleType:
@@ -57,52 +94,78 @@ def get(name: str) -> ModuleType:
     return module
 
 
-# The "auto" rule, from `fastconv bench --suite full --threads 2 --backends im2col,numba,torch
-# --repeat 5`, two runs on the idle 2-core CI machine (2026-11-27 04:15, re-run 05:46 after
-# im2col's depthwise and bias changes; the table is in the README's `backend="auto"` section).
-# numba's packed direct loops are up to 1.7x faster than im2col on most shapes, depthwise ones
-# 1.2-2.4x; im2col's GEMMs win where each image has few output pixels and many channels
-# (r7-c512-k3: numba 1.5-2.2x slower; n1-r14-c256-k3, 196 pixels: 1.2-2.4x) and on 1x1 kernels
-# (r14-c256-1x1-c1024: 1.15-1.24x), plain matrix products. r14-c256-k3 (196 pixels) is a tie.
-# Calls of at most 1M multiply-accumulates go to numba whatever their shape: im2col's dozen
-# NumPy calls cost more than the arithmetic there.
+def refusal(name: str, geom: Geometry, dtype, precision: str | None = None) -> str | None:
+    """Why backend ``name`` cannot run this call (its ``supports``), or None when it can."""
+    return get(name).supports(geom, dtype, precision or get_precision())
+
+
+def _ready(name: str, dtype) -> bool:
+    ready = getattr(get(name), "ready", None)
+    return ready is None or ready(dtype)
+
+
+# The "auto" table. Each row: a name, a condition on the geometry, and the backends it prefers in
+# order. The first row whose condition holds ranks the candidates (the available backends whose
+# `supports` accepts the call at the current precision and that are ready); candidates that the
+# row does not name come next, in registry order, and "reference" last. So a new backend is
+# considered everywhere with no edit here, and a row is added once a measurement says where it wins.
+# Rows and constants from `fastconv bench --suite full --threads 2 --backends im2col,numba,torch
+# --repeat 5`, two runs on the idle 2-core CI machine (2026-11-27 04:15 and 05:46; the table is in the
+# README's `backend="auto"` section): numba's packed direct loops are up to 1.7x faster than im2col
+# on most shapes, depthwise ones 1.2-2.4x; im2col's GEMMs win where each image has few output pixels
+# and many channels (r7-c512-k3: numba 1.5-2.2x slower; n1-r14-c256-k3, 196 pixels: 1.2-2.4x) and
+# on 1x1 kernels (r14-c256-1x1-c1024: 1.15-1.24x), plain matrix products; r14-c256-k3 is a tie.
+# Calls of at most 1M multiply-accumulates go to numba whatever their shape: im2col's dozen NumPy
+# calls cost more than the arithmetic there.
 AUTO_NUMBA_MAX_MACS = 1_000_000  # at or below: numba (single-r32-k3 has 221k; mnist-r28-k5 29M)
 AUTO_IM2COL_BELOW_PIXELS = 256  # output pixels per image below which im2col runs (r7: 49, r14: 196)
+AUTO_RULES: tuple[tuple[str, object, tuple[str, ...]], ...] = (
+    ("depthwise", lambda g: g.is_depthwise, ("numba", "im2col")),
+    ("small call", lambda g: g.macs <= AUTO_NUMBA_MAX_MACS, ("numba", "im2col")),
+    ("1x1 kernel", lambda g: math.prod(g.kernel) == 1, ("im2col", "numba")),
+    ("few pixels per image", lambda g: math.prod(g.out_size) < AUTO_IM2COL_BELOW_PIXELS, ("im2col", "numba")),
+    ("otherwise", lambda g: True, ("numba", "im2col")),
+)
 AUTO_MEASURE_ENV = "FASTCONV_AUTO"  # "measure": time the candidates once per shape, cache the fastest
 
 _measured: dict[tuple, str] = {}
 
 
-def choose(geom: Geometry, dtype) -> str:
-    """The ``"auto"`` rule: the fastest available backend for this call, never ``"reference"``
-    while another is installed.
+def candidates(geom: Geometry, dtype, precision: str | None = None) -> list[str]:
+    """The backends that ``"auto"`` may run for this call, best first by ``AUTO_RULES``."""
+    precision = precision or get_precision()
+    names = [name for name in available() if refusal(name, geom, dtype, precision) is None]
+    prefer = next(order for _, applies, order in AUTO_RULES if applies(geom))
+    rank = {name: i for i, name in enumerate(prefer)}
+    names.sort(key=lambda name: (name == "reference", rank.get(name, len(rank))))
+    return names
 
-    A cheap rule on the geometry (see the constants above), or with ``FASTCONV_AUTO=measure`` in
-    the environment, the fastest candidate timed on this call's shapes, once per shape and dtype.
+
+def choose(geom: Geometry, dtype, precision: str | None = None) -> str:
+    """The ``"auto"`` rule: the best candidate for this call (see ``AUTO_RULES``), never
+    ``"reference"`` while another backend supports the call, and never one still compiling while
+    another is ready.
+
+    With ``FASTCONV_AUTO=measure`` in the environment, the fastest candidate timed on this call's
+    shapes instead, once per shape, dtype and precision.
     """
-    names = [name for name in available() if name != "reference"]
+    names = candidates(geom, dtype, precision)
     if not names:
-        return available()[0]
-    if len(names) == 1:
-        return names[0]
-    if os.environ.get(AUTO_MEASURE_ENV) == "measure":
-        return _measured_choice(geom, dtype, names)
-    if "numba" in names and "im2col" in names:
-        if geom.groups == geom.c_in > 1 or geom.macs <= AUTO_NUMBA_MAX_MACS:  # depthwise, or small
-            return "numba"
-        pointwise = geom.kh == geom.kw == 1
-        return "im2col" if pointwise or geom.oh * geom.ow < AUTO_IM2COL_BELOW_PIXELS else "numba"
-    return names[0]
+        raise ValueError(f"no installed backend supports this call ({geom}); installed: {available()}")
+    fast = [name for name in names if name != "reference"] or names
+    if len(fast) > 1 and os.environ.get(AUTO_MEASURE_ENV) == "measure":
+        return _measured_choice(geom, dtype, fast)
+    return next((name for name in fast if _ready(name, dtype)), fast[0])
 
 
 def _measured_choice(geom: Geometry, dtype, names: list[str]) -> str:
     """The candidate with the least forward + both gradients time on random data of ``geom``'s
-    shapes (a warm-up call, then the best of 3), cached per geometry and dtype."""
+    shapes (a warm-up call, then the best of 3), cached per geometry, dtype and precision."""
     import time
 
     import numpy as np
 
-    key = (geom, np.dtype(dtype).str, tuple(names))
+    key = (geom, np.dtype(dtype).str, get_precision(), tuple(names))
     if key not in _measured:
         rng = np.random.default_rng(0)
         x = rng.standard_normal(geom.x_shape).astype(dtype)

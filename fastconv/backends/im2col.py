@@ -17,14 +17,19 @@ import math
 import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import replace
 
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
 from .._threads import get_num_threads, single_threaded_blas
+from ._lift import lifted
 
 NAME = "im2col"
+
+
+def supports(geom, dtype, precision):
+    """Every call: 1-D and 3-D run through the 2-D kernels (``_lift``), exact at any precision."""
+    return None
 
 DEFAULT_MEMORY_BUDGET = 256 * 2**20  # bytes; the default budget is this or 2x the input, if larger
 _budget: int | None = None  # None: the default rule above
@@ -196,6 +201,7 @@ def _is_depthwise(geom) -> bool:
 
 # ---------------------------------------------------------------------------------- forward
 
+@lifted
 def forward(x, w, geom, bias=None):
     """``y = w @ cols`` per work item of a few images, spread over threads; depthwise has its own path.
 
@@ -267,6 +273,7 @@ def _matmul_nt(a, b, out):
         np.copyto(out, scratch.swapaxes(-1, -2))
 
 
+@lifted
 def grad_weight(gy, x, geom):
     """``gw += gy_chunk @ cols.T``: one GEMM per chunk and group, contracting over images too;
     chunks spread over threads as in the forward pass, each thread summing its own ``gw``."""
@@ -332,6 +339,7 @@ def _sum_of(scratches, name):
 
 # ----------------------------------------------------------------------------- grad_input
 
+@lifted
 def grad_input(gy, w, geom):
     """``gcols = w.T @ gy`` per image, then col2im: one strided add per kernel offset; with unit
     stride (usually) a forward convolution of ``gy`` instead."""
@@ -394,13 +402,9 @@ def _as_forward(geom):
     is at most twice C_in (or the kernel is 1x1: no blow-up either way); MNIST's first layer
     (1 -> 32 channels) folds 4x faster.
     """
-    span_h, span_w = geom.dil_h * (geom.kh - 1), geom.dil_w * (geom.kw - 1)
-    if geom.sh != 1 or geom.sw != 1 or max(geom.pt, geom.pb) > span_h or max(geom.pl, geom.pr) > span_w:
-        return None
     if geom.c_out > 2 * geom.c_in and geom.kh * geom.kw > 1:
         return None
-    return replace(geom, c_in=geom.c_out, ih=geom.oh, iw=geom.ow, c_out=geom.c_in, oh=geom.ih, ow=geom.iw,
-                   pt=span_h - geom.pt, pb=span_h - geom.pb, pl=span_w - geom.pl, pr=span_w - geom.pr)
+    return geom.input_gradient_as_forward()
 
 
 def _flipped(w, geom):

@@ -21,8 +21,14 @@ import numpy as np
 
 from .. import _threads
 from . import _numba_kernels as _k
+from ._lift import lifted
 
 NAME = "numba"
+
+
+def supports(geom, dtype, precision):
+    """Every call: 1-D and 3-D run through the 2-D kernels (``_lift``), exact at any precision."""
+    return None
 
 
 # Below this many multiply-adds a call runs on the calling thread alone: waking the worker threads
@@ -119,6 +125,7 @@ def _hyper(geom):
     return geom.sh, geom.sw, geom.pt, geom.pl, geom.dil_h, geom.dil_w, geom.groups
 
 
+@lifted
 def forward(x, w, geom, bias=None):
     """y of shape ``geom.y_shape``, dtype of ``x``, plus ``bias[co]`` when given."""
     y = np.empty(geom.y_shape, dtype=x.dtype)
@@ -142,6 +149,7 @@ def _transposed_weight(w, geom):
     return out.reshape(geom.c_in, geom.c_out_g, kh, kw)
 
 
+@lifted
 def grad_input(gy, w, geom):
     """Gradient with respect to the input, shaped like ``x``."""
     gx = np.empty(geom.x_shape, dtype=gy.dtype)
@@ -173,6 +181,7 @@ def grad_input(gy, w, geom):
     return gx
 
 
+@lifted
 def grad_weight(gy, x, geom):
     """Gradient with respect to the weight, shaped like ``w``."""
     gw = np.empty(geom.w_shape, dtype=x.dtype)

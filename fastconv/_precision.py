@@ -1,0 +1,67 @@
+"""How much rounding error fastconv's fast algorithms may add: ``"highest"`` or ``"high"``.
+
+API.md's rule: error is the root-mean-square difference from an exact result, relative to the
+result's root-mean-square, in each dtype's own epsilon. ``"highest"`` (the default) admits only
+algorithms within twice a direct sum's error; ``"high"`` admits larger, documented bounds (Winograd
+F(4x4,3x3)). Backends read the level through ``supports(geom, dtype, precision)``; the setting is
+per thread, like :func:`fastconv.threads`, so that one thread's ``with precision("high")`` never
+changes what another thread computes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+
+PRECISIONS = ("highest", "high")
+DEFAULT = "highest"
+
+_default = DEFAULT  # set_precision's process-wide level, seen by threads that never chose one
+_local = threading.local()  # a `with precision(...)` block's level, for its own thread only
+
+
+def _check(level, fn: str) -> str:
+    if level not in PRECISIONS:
+        raise ValueError(f"{fn}: `level` must be one of {', '.join(map(repr, PRECISIONS))}; got {level!r}")
+    return level
+
+
+def get_precision() -> str:
+    """The precision level that calls from this thread run at."""
+    return getattr(_local, "level", None) or _default
+
+
+def set_precision(level: str) -> None:
+    """Set the precision level of every later call: ``"highest"`` (default) or ``"high"``.
+
+    A ``with precision(...)`` block in progress keeps its own level until it ends.
+
+    Raises
+    ------
+    ValueError
+        When ``level`` is not one of ``"highest"``, ``"high"``.
+    """
+    global _default
+    _default = _check(level, "set_precision")
+
+
+@contextlib.contextmanager
+def precision(level: str):
+    """Run the calls inside the block, in this thread, at precision ``level``.
+
+    Examples
+    --------
+    >>> import fastconv as fc
+    >>> with fc.precision("high"):
+    ...     fc.get_precision()
+    'high'
+    >>> fc.get_precision()
+    'highest'
+    """
+    _check(level, "precision")
+    previous = getattr(_local, "level", None)
+    _local.level = level
+    try:
+        yield level
+    finally:
+        _local.level = previous

@@ -1,0 +1,161 @@
+"""1-D and 3-D convolutions run through a backend's 2-D kernels: ``@lifted`` on its three passes.
+
+1-D is 2-D with a unit height (views only, no copy). 3-D folds the kernel's depth into the
+channels: output plane ``od`` reads the input planes ``od*sd - pd + kd*dd`` for ``kd < kD``, so
+stacking those ``kD`` planes as ``kD * C_in/groups`` channels of each group makes the whole 3-D
+convolution one 2-D convolution over ``N*OD`` images, with the weight ``(C_out, kD*C_in/groups,
+kH, kW)``: the same multiply-adds as a direct 3-D sum, in one large GEMM or packed loop instead
+of ``kD`` small ones. The stacked copy holds ``kD/sd`` times the input; it is built for a
+slice of the output planes at a time, so that it stays under ``CHUNK_BYTES`` (or one plane).
+The input gradient is the 2-D one of the stacked copy, added back plane by plane in a fixed
+order (bit-reproducible); the weight gradient is the 2-D one, summed over the slices.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import replace
+
+import numpy as np
+
+from ..geometry import Geometry
+
+# Largest stacked copy of a 3-D call made at once (plus its output slice): large enough that the
+# 2-D call keeps every thread busy, small enough to stay far under the memory budget.
+CHUNK_BYTES = 64 * 2**20
+
+
+def as_2d(geom: Geometry) -> Geometry:
+    """The 2-D convolution that a 1-D or 3-D ``geom`` runs as (per slice of output planes in 3-D:
+    ``n`` counts the ``N*OD`` images)."""
+    if geom.ndim == 2:
+        return geom
+    if geom.ndim == 1:
+        return replace(geom, in_size=(1, *geom.in_size), kernel=(1, *geom.kernel), stride=(1, *geom.stride),
+                       padding=((0, 0), *geom.padding), dilation=(1, *geom.dilation),
+                       out_size=(1, *geom.out_size))
+    kd = geom.kernel[0]
+    return replace(geom, n=geom.n * geom.out_size[0], c_in=geom.c_in * kd, in_size=geom.in_size[1:],
+                   kernel=geom.kernel[1:], stride=geom.stride[1:], padding=geom.padding[1:],
+                   dilation=geom.dilation[1:], out_size=geom.out_size[1:])
+
+
+def lifted(pass_fn):
+    """Decorate a backend's 2-D ``forward``, ``grad_input`` or ``grad_weight`` so that it runs 1-D and
+    3-D geometries too."""
+    lift = _LIFTS[pass_fn.__name__]
+
+    @functools.wraps(pass_fn)
+    def run(a, b, geom, *rest):
+        if geom.ndim == 2:
+            return pass_fn(a, b, geom, *rest)
+        return lift(pass_fn, a, b, geom, *rest)
+    return run
+
+
+# ------------------------------------------------------------------------------------- 1-D
+
+def _unit_height(a: np.ndarray) -> np.ndarray:
+    return a.reshape(*a.shape[:2], 1, a.shape[2])
+
+
+def _forward_1d(fn, x, w, geom, bias=None):
+    return fn(_unit_height(x), _unit_height(w), as_2d(geom), bias).reshape(geom.y_shape)
+
+
+def _grad_input_1d(fn, gy, w, geom):
+    return fn(_unit_height(gy), _unit_height(w), as_2d(geom)).reshape(geom.x_shape)
+
+
+def _grad_weight_1d(fn, gy, x, geom):
+    return fn(_unit_height(gy), _unit_height(x), as_2d(geom)).reshape(geom.w_shape)
+
+
+# ------------------------------------------------------------------------------------- 3-D
+
+def _plane_slices(geom: Geometry):
+    """Per slice of output planes ``o0:o1`` (sized by ``CHUNK_BYTES``), its 2-D geometry."""
+    od, per_plane = geom.out_size[0], geom.c_in * geom.kernel[0] * int(np.prod(geom.in_size[1:]))
+    per_plane += geom.c_out * int(np.prod(geom.out_size[1:]))
+    step = max(1, min(od, CHUNK_BYTES // (8 * per_plane * max(1, geom.n))))
+    flat = as_2d(geom)
+    for o0 in range(0, od, step):
+        o1 = min(od, o0 + step)
+        yield o0, o1, replace(flat, n=geom.n * (o1 - o0))
+
+
+def _taps(geom: Geometry, o0: int, o1: int):
+    """Per depth tap ``kd``: the output planes ``a:b`` (within ``o0:o1``) whose input plane lies in
+    the input, and the slice of input planes they read."""
+    (d,), (sd,), ((pd, _),), (dd,) = geom.in_size[:1], geom.stride[:1], geom.padding[:1], geom.dilation[:1]
+    for kd in range(geom.kernel[0]):
+        first = kd * dd - pd  # input plane read by output plane 0
+        a = max(o0, -(first // sd))  # the first output plane reading a plane >= 0
+        b = min(o1, (d - 1 - first) // sd + 1)  # one past the last reading a plane < d
+        if a < b:
+            yield kd, a, b, slice(first + a * sd, first + (b - 1) * sd + 1, sd)
+
+
+def _stacked(x, geom: Geometry, o0: int, o1: int) -> np.ndarray:
+    """Input planes of output planes ``o0:o1`` stacked as channels: ``(N*(o1-o0), G*kD*Cg, H, W)``."""
+    n, g, cg, kd = geom.n, geom.groups, geom.c_in_g, geom.kernel[0]
+    out = np.zeros((n, o1 - o0, g, kd, cg, *geom.in_size[1:]), x.dtype)
+    xg = x.reshape(n, g, cg, *geom.in_size)
+    for k, a, b, planes in _taps(geom, o0, o1):
+        out[:, a - o0:b - o0, :, k] = xg[:, :, :, planes].transpose(0, 3, 1, 2, 4, 5)
+    return out.reshape(n * (o1 - o0), g * kd * cg, *geom.in_size[1:])
+
+
+def _stacked_weight(w, geom: Geometry) -> np.ndarray:
+    """``(C_out, Cg, kD, kH, kW)`` -> ``(C_out, kD*Cg, kH, kW)``, the channel order of :func:`_stacked`."""
+    return np.ascontiguousarray(w.transpose(0, 2, 1, 3, 4)).reshape(geom.c_out, -1, *geom.kernel[1:])
+
+
+def _planes_of(y2, geom: Geometry, o0: int, o1: int, out: np.ndarray) -> None:
+    """``(N*(o1-o0), C, OH, OW)`` -> ``out[:, :, o0:o1]``."""
+    out[:, :, o0:o1] = y2.reshape(geom.n, o1 - o0, *y2.shape[1:]).transpose(0, 2, 1, 3, 4)
+
+
+def _gy_planes(gy, o0: int, o1: int) -> np.ndarray:
+    return np.ascontiguousarray(gy[:, :, o0:o1].transpose(0, 2, 1, 3, 4)).reshape(-1, gy.shape[1], *gy.shape[3:])
+
+
+def _forward_3d(fn, x, w, geom, bias=None):
+    y = np.empty(geom.y_shape, x.dtype)
+    w2 = _stacked_weight(w, geom)
+    for o0, o1, flat in _plane_slices(geom):
+        _planes_of(fn(_stacked(x, geom, o0, o1), w2, flat, bias), geom, o0, o1, y)
+    return y
+
+
+def _grad_input_3d(fn, gy, w, geom):
+    gx = np.zeros(geom.x_shape, gy.dtype)
+    w2 = _stacked_weight(w, geom)
+    n, g, cg, kd = geom.n, geom.groups, geom.c_in_g, geom.kernel[0]
+    gxg = gx.reshape(n, g, cg, *geom.in_size)
+    for o0, o1, flat in _plane_slices(geom):
+        gx2 = fn(_gy_planes(gy, o0, o1), w2, flat).reshape(n, o1 - o0, g, kd, cg, *geom.in_size[1:])
+        for k, a, b, planes in _taps(geom, o0, o1):
+            # planes of one tap are distinct (stride >= 1), so this += never adds twice into one
+            gxg[:, :, :, planes] += gx2[:, a - o0:b - o0, :, k].transpose(0, 2, 3, 1, 4, 5)
+    return gx
+
+
+def _grad_weight_3d(fn, gy, x, geom):
+    gw2 = None
+    for o0, o1, flat in _plane_slices(geom):
+        part = fn(_gy_planes(gy, o0, o1), _stacked(x, geom, o0, o1), flat)
+        gw2 = part if gw2 is None else gw2 + part
+    kd = geom.kernel[0]
+    return np.ascontiguousarray(gw2.reshape(geom.c_out, kd, geom.c_in_g, *geom.kernel[1:]).transpose(0, 2, 1, 3, 4))
+
+
+def _by_rank(one, three):
+    return lambda fn, a, b, geom, *rest: (one if geom.ndim == 1 else three)(fn, a, b, geom, *rest)
+
+
+_LIFTS = {
+    "forward": _by_rank(_forward_1d, _forward_3d),
+    "grad_input": _by_rank(_grad_input_1d, _grad_input_3d),
+    "grad_weight": _by_rank(_grad_weight_1d, _grad_weight_3d),
+}
