@@ -84,10 +84,12 @@ def test_measured_choice_picks_the_fastest_and_caches_it(monkeypatch):
         def op(*args):
             calls[name] += 1
             time.sleep(delay)
-        return types.SimpleNamespace(forward=op, grad_input=op, grad_weight=op, warmup=lambda dtype: None)
-    fakes = {"slow": fake("slow", 0.004), "fast": fake("fast", 0.0)}
+        return types.SimpleNamespace(forward=op, grad_input=op, grad_weight=op, warmup=lambda dtype: None,
+                                     supports=lambda geom, dtype, precision: None)
+    fakes = {"reference": backends.get("reference"), "slow": fake("slow", 0.004), "fast": fake("fast", 0.0)}
     monkeypatch.setattr(backends, "available", lambda: ["reference", "slow", "fast"])
     monkeypatch.setattr(backends, "get", fakes.__getitem__)
+    monkeypatch.setattr(backends, "_load", fakes.__getitem__)
     monkeypatch.setattr(backends, "_measured", {})
     monkeypatch.setenv(backends.AUTO_MEASURE_ENV, "measure")
     assert backends.choose(DENSE, np.float32) == "fast"

@@ -39,7 +39,7 @@ def test_pair_and_side_padding_forms():
     assert side_padding(1) == ((1, 1), (1, 1))
     assert side_padding((1, 2)) == ((1, 1), (2, 2))
     assert side_padding([[0, 1], (2, 3)]) == ((0, 1), (2, 3))
-    with pytest.raises(TypeError, match="`stride`"):
+    with pytest.raises(ValueError, match="`stride`.*3 values for 2 spatial axes"):
         pair((1, 2, 3), "stride")
 
 

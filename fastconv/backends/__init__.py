@@ -100,7 +100,7 @@ def refusal(name: str, geom: Geometry, dtype, precision: str | None = None) -> s
 
 
 def _ready(name: str, dtype) -> bool:
-    ready = getattr(get(name), "ready", None)
+    ready = getattr(_load(name), "ready", None)
     return ready is None or ready(dtype)
 
 
@@ -134,7 +134,7 @@ _measured: dict[tuple, str] = {}
 def candidates(geom: Geometry, dtype, precision: str | None = None) -> list[str]:
     """The backends that ``"auto"`` may run for this call, best first by ``AUTO_RULES``."""
     precision = precision or get_precision()
-    names = [name for name in available() if refusal(name, geom, dtype, precision) is None]
+    names = [name for name in available() if _load(name).supports(geom, dtype, precision) is None]
     prefer = next(order for _, applies, order in AUTO_RULES if applies(geom))
     rank = {name: i for i, name in enumerate(prefer)}
     names.sort(key=lambda name: (name == "reference", rank.get(name, len(rank))))
