@@ -8,7 +8,8 @@ import tracemalloc
 import numpy as np
 import pytest
 
-from fastconv.backends import im2col, reference
+from fastconv import _workers
+from fastconv.backends import _im2col_depthwise, im2col, reference
 from fastconv.geometry import Geometry
 
 from .oracle import assert_close
@@ -55,6 +56,11 @@ def _args(pass_, x, w, gy):
     return {"forward": (x, w), "grad_input": (gy, w), "grad_weight": (gy, x)}[pass_]
 
 
+def _threads_are(monkeypatch, threads):
+    for module in (_workers, _im2col_depthwise):
+        monkeypatch.setattr(module, "get_num_threads", lambda: threads)
+
+
 @pytest.fixture
 def budget():
     """Set the im2col memory budget inside a test; the default rule is restored afterwards."""
@@ -67,13 +73,14 @@ def budget():
 def chunk_sizes(monkeypatch):
     """Record ``(batch, images per chunk)`` of every chunked loop the backend runs."""
     seen = []
-    original = im2col._chunks
+    original = _workers.chunks
 
-    def spy(geom, nb):
-        seen.append((geom.n, nb))
-        return original(geom, nb)
+    def spy(n, nb):
+        seen.append((n, nb))
+        return original(n, nb)
 
-    monkeypatch.setattr(im2col, "_chunks", spy)
+    monkeypatch.setattr(_workers, "chunks", spy)
+    monkeypatch.setattr(_im2col_depthwise, "chunks", spy)
     return seen
 
 
@@ -100,8 +107,8 @@ def test_ragged_last_chunk_matches_reference(budget, chunk_sizes, monkeypatch, n
     args = _args(pass_, x, w, gy)
     want = getattr(reference, pass_)(*args, geom)
     monkeypatch.setattr(im2col, "PREFERRED_CHUNK_BYTES", 2**40)
-    monkeypatch.setattr(im2col, "PREFERRED_DEPTHWISE_CHUNK_BYTES", 2**40)
-    monkeypatch.setattr(im2col, "PREFERRED_DEPTHWISE_COLS_BYTES", 2**40)
+    monkeypatch.setattr(_im2col_depthwise, "PREFERRED_DEPTHWISE_CHUNK_BYTES", 2**40)
+    monkeypatch.setattr(_im2col_depthwise, "PREFERRED_DEPTHWISE_COLS_BYTES", 2**40)
     ragged = False
     # Growing budgets walk the chunk size through 1 .. n images; n = 7, 5 or 3 divides by few of
     # them. The backend first reserves numpy's iterator buffers, whatever the chunk.
@@ -118,7 +125,7 @@ def test_ragged_last_chunk_matches_reference(budget, chunk_sizes, monkeypatch, n
 @pytest.mark.parametrize("pass_", PASSES)
 @pytest.mark.parametrize("name", ["dense-k3-p1", "grouped-asym", "pointwise", "pointwise-large", "depthwise"])
 def test_extra_memory_stays_under_budget(budget, monkeypatch, name, pass_, threads):
-    monkeypatch.setattr(im2col, "get_num_threads", lambda: threads)
+    _threads_are(monkeypatch, threads)
     # A batch of 256: the full patch matrix of the dense cases would be ~9x the input (~2.6 MiB).
     geom, x, w, gy = _problem(name, np.float32, n=256)
     _assert_within_budget(budget, 256 * 2**10, pass_, _args(pass_, x, w, gy), geom, name)
@@ -129,7 +136,7 @@ def test_extra_memory_stays_under_budget(budget, monkeypatch, name, pass_, threa
 def test_depthwise_channel_blocks_stay_under_budget(budget, monkeypatch, pass_, threads):
     """Two images, but so many channels that one image's scratch is over the budget: the work
     items must then take fewer channels, not just fewer images."""
-    monkeypatch.setattr(im2col, "get_num_threads", lambda: threads)
+    _threads_are(monkeypatch, threads)
     geom = Geometry.from_args((2, 64, 24, 24), (64, 1, 3, 3), padding=1, groups=64)
     x, w, gy = _inputs(geom, np.float32)
     _assert_within_budget(budget, 256 * 2**10, pass_, _args(pass_, x, w, gy), geom, "depthwise-64ch")
@@ -141,7 +148,7 @@ def test_depthwise_channel_blocks_stay_under_budget(budget, monkeypatch, pass_, 
 def test_large_image_stays_under_budget(budget, monkeypatch, pass_, threads, stride):
     """One image whose patch matrix (1.2 MiB at stride 1) is over the budget: its patches go in
     bands of output rows. The floor is one padded image (139 KiB) and one row of patches."""
-    monkeypatch.setattr(im2col, "get_num_threads", lambda: threads)
+    _threads_are(monkeypatch, threads)
     geom = Geometry.from_args((1, 8, 64, 64), (8, 8, 3, 3), stride=stride, padding=1)
     x, w, gy = _inputs(geom, np.float32)
     _assert_within_budget(budget, 512 * 2**10, pass_, _args(pass_, x, w, gy), geom, f"large-s{stride}")
@@ -168,7 +175,7 @@ def test_default_budget_is_256_mib_or_twice_the_input(budget):
     budget(12345)
     assert im2col.memory_budget(200 * 2**20) == 12345
     assert im2col.set_memory_budget(None) == 12345
-    assert im2col.memory_budget(0) == im2col.DEFAULT_MEMORY_BUDGET
+    assert im2col.memory_budget(0) == _workers.DEFAULT_MEMORY_BUDGET
 
 
 @pytest.mark.parametrize("nbytes", [-1, 1.5, "1MB"])
@@ -214,7 +221,7 @@ def test_special_paths_match_torch(name, dtype):
 @pytest.mark.parametrize("name", ["depthwise", "depthwise-x2-s2-d2"])
 def test_depthwise_threads_agree(budget, monkeypatch, name, threads):
     # The depthwise path spreads its chunks over fastconv's thread count.
-    monkeypatch.setattr(im2col, "get_num_threads", lambda: threads)
+    _threads_are(monkeypatch, threads)
     budget(1)  # one image per chunk: every thread gets several chunks
     geom, x, w, gy = _problem(name)
     for pass_ in PASSES:
@@ -243,13 +250,13 @@ def test_inf_and_nan_land_where_the_reference_puts_them(name, pass_):
 def test_partial_sums_skip_threads_that_found_no_work():
     # A worker thread may find every item taken by the others, and so hold no partial sum.
     a, b = np.ones(3), np.arange(3.0)
-    np.testing.assert_array_equal(im2col._sum_of([{}, {"gw": a.copy()}, {"gw": b}], "gw"), a + b)
+    np.testing.assert_array_equal(_workers.sum_of([{}, {"gw": a.copy()}, {"gw": b}], "gw"), a + b)
 
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
 def test_threads_work_in_a_forked_child(monkeypatch):
     # The pool of worker threads does not survive fork; a child must get its own, not hang.
-    monkeypatch.setattr(im2col, "get_num_threads", lambda: 2)
+    _threads_are(monkeypatch, 2)
     geom, x, w, gy = _problem("dense-k3-p1")
     want = reference.forward(x, w, geom)
     assert_close(im2col.forward(x, w, geom), want)  # the parent's pool now exists

@@ -12,8 +12,11 @@ import numpy as np
 
 from .._precision import get_precision
 from .._threads import get_num_threads, single_threaded_blas
+from .._workers import buffer as _buffer
+from .._workers import map_items as _map_items
+from .._workers import memory_budget
+from .._workers import reserved as _reserved
 from . import _winograd_kernels as _k
-from .im2col import _buffer, _map_items, _reserved, memory_budget
 
 NAME = "winograd"
 
