@@ -6,12 +6,26 @@ import pytest
 
 from fastconv import backends
 
+REFUSED = "does not support this call"  # the start of the ValueError that a partial backend's refusal raises
+
 
 @pytest.fixture(params=backends.NAMES)
 def backend(request):
     if request.param not in backends.available():
         pytest.skip(f"backend {request.param!r} is not installed")
     return request.param
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_call(item):
+    """A shared test body that a partial backend (winograd: 3x3 kernels at stride 1) refuses, with
+    the ValueError of the contract, is skipped for that backend: the body holds every backend to
+    every call it supports. Its own tests check that it supports what it claims."""
+    outcome = yield
+    excinfo = outcome.excinfo
+    name = getattr(item, "callspec", None) and item.callspec.params.get("backend")
+    if name and excinfo and excinfo[0] is ValueError and f"backend {name!r} {REFUSED}" in str(excinfo[1]):
+        outcome.force_exception(pytest.skip.Exception(f"{name} refuses this call: {excinfo[1]}", _use_item_location=True))
 
 
 def required_backends() -> set[str]:
