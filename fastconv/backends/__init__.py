@@ -122,8 +122,10 @@ AUTO_IM2COL_BELOW_PIXELS = 256  # output pixels per image below which im2col run
 AUTO_RULES: tuple[tuple[str, object, tuple[str, ...]], ...] = (
     ("depthwise", lambda g: g.is_depthwise, ("numba", "im2col")),
     ("small call", lambda g: g.macs <= AUTO_NUMBA_MAX_MACS, ("numba", "im2col")),
-    ("1x1 kernel", lambda g: math.prod(g.kernel) == 1, ("im2col", "numba")),
-    ("few pixels per image", lambda g: math.prod(g.out_size) < AUTO_IM2COL_BELOW_PIXELS, ("im2col", "numba")),
+    # On the last two axes: 3-D calls run as 2-D ones over their output planes, the kernel's depth
+    # folded into the channels (backends/_lift.py), so a 3x1x1 kernel is a 1x1 one there.
+    ("1x1 kernel", lambda g: math.prod(g.kernel[-2:]) == 1, ("im2col", "numba")),
+    ("few pixels per image", lambda g: math.prod(g.out_size[-2:]) < AUTO_IM2COL_BELOW_PIXELS, ("im2col", "numba")),
     ("otherwise", lambda g: True, ("numba", "im2col")),
 )
 AUTO_MEASURE_ENV = "FASTCONV_AUTO"  # "measure": time the candidates once per shape, cache the fastest
