@@ -14,7 +14,13 @@ The input gradient of strided and dilated convolutions, and of non-finite weight
 loops instead (padding by loop bounds). Loses to BLAS on many channels over small images (7x7).
 """
 
+import contextlib
+import ctypes
+import logging
+import os
+import sys
 import threading
+import time
 
 import numba
 import numpy as np
@@ -24,6 +30,62 @@ from . import _numba_kernels as _k
 from ._lift import lifted
 
 NAME = "numba"
+_log = logging.getLogger("fastconv")
+
+
+# -- threading layer: one that survives fork and concurrent callers ------------------------------
+#
+# Numba's default on Linux wheels is GNU OpenMP, which kills a forked child on its first parallel
+# call ("fork() called from a process already using GNU OpenMP") and hangs multiprocessing.Pool.
+# Unless the user chose a layer (NUMBA_THREADING_LAYER or numba.config), fastconv asks Numba for
+# its "forksafe" choice: TBB (fork- and thread-safe; the `numba` extra installs it where PyPI has
+# wheels: x86_64 Linux and Windows, Intel macOS), else OpenMP where it is fork-safe (macOS), else
+# the workqueue layer, which may not be entered by two threads at once: then calls are serialised
+# by a lock (each still uses every thread). Set at import, because any numba.get_num_threads()
+# or set_num_threads() (fastconv.threads does one) starts the layer.
+
+def _preload_pip_tbb():
+    """pip's tbb wheel puts its library in <prefix>/lib (Windows: Library/bin), off the loader's
+    search path, where Numba's CDLL("libtbb.so.12") never looks; loaded by its full path first,
+    the name then resolves to it. Without the wheel (or on another system layout) nothing
+    happens, and Numba looks for a system TBB as usual."""
+    names = {"linux": ("lib", "libtbb.so.12"), "win32": ("Library/bin", "tbb12.dll"),
+             "darwin": ("lib", "libtbb.12.dylib")}.get(sys.platform)
+    if names is None:
+        return
+    for prefix in dict.fromkeys((sys.prefix, sys.base_prefix)):
+        path = os.path.join(prefix, *names)
+        if os.path.exists(path):
+            with contextlib.suppress(OSError):
+                ctypes.CDLL(path, mode=getattr(ctypes, "RTLD_GLOBAL", 0))
+            return
+
+
+def _configure_threading_layer():
+    from numba.np.ufunc import parallel
+
+    chosen = "NUMBA_THREADING_LAYER" in os.environ or "NUMBA_THREADING_LAYER_PRIORITY" in os.environ
+    if getattr(parallel, "_is_initialized", True) or chosen or numba.config.THREADING_LAYER != "default":
+        return  # started already, or the user's choice: theirs to keep
+    _preload_pip_tbb()
+    numba.config.THREADING_LAYER = "forksafe"
+
+
+_configure_threading_layer()
+_guard = None  # after the first call: a Lock on the workqueue layer, else a no-op context
+_guard_made = threading.Lock()
+
+
+def _launch_guard():
+    """What each kernel call runs inside: a lock where the layer is not thread-safe."""
+    global _guard
+    if _guard is None:
+        with _guard_made:  # first calls from several threads at once must share one lock
+            if _guard is None:
+                numba.get_num_threads()  # starts the layer
+                workqueue = numba.threading_layer() == "workqueue"
+                _guard = threading.Lock() if workqueue else contextlib.nullcontext()
+    return _guard
 
 
 def supports(geom, dtype, precision):
@@ -74,6 +136,7 @@ def _run(kernel, macs, *args, slots=False, workspaces=None):
     the arrays ``workspaces(count)`` returns, if given.
     """
     n = _threads.requested()
+    guard = _launch_guard()
     before = numba.get_num_threads()
     want = before if n is None else min(n, numba.config.NUMBA_NUM_THREADS)
     if macs < SERIAL_MAX_MACS:
@@ -81,11 +144,13 @@ def _run(kernel, macs, *args, slots=False, workspaces=None):
     if slots:
         args = (*args, want, *(workspaces(want) if workspaces else ()))
     if want == before:
-        kernel(*args)
+        with guard:
+            kernel(*args)
         return
     numba.set_num_threads(want)
     try:
-        kernel(*args)
+        with guard:
+            kernel(*args)
     finally:
         if n is None or macs < SERIAL_MAX_MACS:  # leave the caller's own numba setting as it was
             numba.set_num_threads(before)
