@@ -269,14 +269,15 @@ class Geometry:
 
     def canonical(self) -> Geometry:
         """The same convolution with every result and scratch size checked and its arithmetic kept
-        small: along an axis with one output, the stride never matters and becomes 1 (a legal
-        ``stride=10**18`` otherwise overflows the backends' index arithmetic), and padding that no
-        window reaches is dropped."""
+        small: along an axis with one output, the stride never matters and becomes the smallest
+        that still gives one output (a legal ``stride=10**18`` otherwise overflows the backends'
+        index arithmetic; 1 would break ``out_size``'s formula when the input reaches past the
+        window), and padding that no window reaches is dropped."""
         stride, pads = list(self.stride), list(self.padding)
         for axis, (i, o, span) in enumerate(zip(self.in_size, self.out_size, self.span)):
-            if o == 1:
-                stride[axis] = 1
             before, after = pads[axis]
+            if o == 1:
+                stride[axis] = min(stride[axis], i + before + after - span + 1)
             # The last window ends at (o-1)*stride + span in padded coordinates: what lies beyond
             # is never read by any pass, so it need not be allocated.
             reach = (o - 1) * stride[axis] + span

@@ -52,3 +52,18 @@ def test_geometry_from_args():
     assert g.macs == 2 * 4 * 5 * 8 * 3 * 3 * 2
     valid = Geometry.from_args((1, 1, 5, 5), (1, 1, 3, 3), padding="valid")
     assert (valid.oh, valid.ow, valid.pt + valid.pb + valid.pl + valid.pr) == (3, 3, 0)
+
+
+@pytest.mark.parametrize("size, k, stride, pads, dil", [
+    (5, 3, 10**18, (0, 0), 1), (6, 2, 7, (3, 9), 1), (9, 3, 4, (1, 5), 2), (4, 1, 3, (0, 0), 1), (7, 3, 1, (2, 2), 1)])
+def test_canonical_geometry_keeps_the_output_size_formula(size, k, stride, pads, dil):
+    """Canonicalising (the stride of a single output, padding no window reaches) keeps every
+    geometry consistent: its own stride and padding still give its output size."""
+    g = Geometry.from_args((1, 1, size), (1, 1, k), stride=stride, padding=[pads], dilation=dil)
+    (a, b), = g.padding
+    assert g.out_size[0] == out_size(size, k, g.stride[0], a + b, dil)
+    assert g.stride[0] <= max(size + sum(pads), stride) and b <= pads[1]
+    flipped = g.input_gradient_as_forward()
+    if flipped is not None:
+        (fa, fb), = flipped.padding
+        assert flipped.out_size == g.in_size == (out_size(g.out_size[0], k, 1, fa + fb, dil),)
