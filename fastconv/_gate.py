@@ -1,61 +1,123 @@
-"""The CI performance-regression gate: ``fastconv gate`` (``make bench-check``).
+"""The CI performance-regression gate: ``fastconv gate`` (``make bench-check``), for fastconv's own CI
+and for any project's.
 
 Absolute times drift between machines and between runs on a shared one, so the gate compares each
-backend's median time *divided by torch's median time measured in the same run* (same inputs,
-threads and interleaved rounds, see ``fastconv._timing``) with a committed budget per pass, backend
-and shape. An entry fails when its ratio exceeds ``budget * tolerance``; failures are measured a
-second time and only those that fail twice count, so that one burst of load from a neighbour does
-not fail CI while a real slowdown, which repeats, does. ``fastconv gate --update`` rewrites the
-budgets (the median of several runs) after a deliberate change.
+implementation's time *divided by torch's time measured in the same run* (same inputs, threads
+and interleaved rounds, see ``fastconv._timing``) with a committed budget per pass,
+implementation and shape. An entry fails when its ratio exceeds ``budget * tolerance``; failures
+are measured a second time and only those that fail twice count, so that one burst of load from
+a neighbour does not fail CI while a real slowdown, which repeats, does.
+
+A budgets file (TOML) names its shapes (a built-in ``suite``, and/or ``[shapes]`` in the
+``--shape`` grammar), the implementations (the installed backends, or ``backends = [...]``, plus
+``impls = ["pkg.module:function"]``), the settings and the budgets. It is checked against a
+schema (:mod:`fastconv._budgets_schema`) before anything runs. ``fastconv gate --init`` writes a
+starter file, ``fastconv gate --update`` (re)writes the budgets (the median of several runs).
+Exit status: 0 passed; 1 a slowdown or a wrong result; 2 a bad or mismatched file (a schema
+error, a budget that was not measured, a measurement without a budget) or a bad flag.
 """
 
 from __future__ import annotations
 
-import math
+import json
+import re
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
 
+from . import _plugins, backends, cases
 from . import _timing as timing
-from . import backends, cases
+from ._args import add_impl_flags, load_plugins, positive_int
+from ._budgets_schema import BudgetsError, check_references, known_impls, validate
+from ._console import Progress, num, print_table, say
 
 DEFAULT_PATH = "bench/budgets.toml"
 # Used when a budget file has none; see bench/budgets.toml for the runs that chose the committed one.
 DEFAULT_TOLERANCE = 1.5
 
+HELP = "CI: fail when a backend (or your --impl) got slower relative to torch than its budget"
+DESCRIPTION = ("Time the budgets file's shapes and fail (exit 1) when an implementation's time divided by "
+               "torch's (same run) exceeds its committed budget times the tolerance, twice; exit 2 for a bad file. "
+               "--init writes a starter file; --update measures and writes the budgets.")
+
 
 @dataclass
 class Budgets:
-    """The committed ratios: ``ratios[(pass, backend, case)] = time / torch's time``."""
+    """A budgets file: ``ratios[(pass, implementation, case)] = time / torch's time`` and settings."""
 
     ratios: dict[tuple[str, str, str], float] = field(default_factory=dict)
     tolerance: float = DEFAULT_TOLERANCE
-    suite: str = "quick"
+    suite: str | None = "quick"  # a built-in suite, or None: the [shapes] only
     # One thread: on a shared 2-core machine, two-thread runtimes stall at their barriers whenever a
     # neighbour holds a core, and torch's own time then swings by up to 100x (bench/budgets.toml).
     threads: int = 1
     dtype: str = "float32"
     repeat: int = 7
-    stat: str = "best"  # of the rounds: "best" (min) or "median"; see bench/budgets.toml for why
+    stat: str = "best"  # of the rounds: see fastconv._timing.ratio_to and bench/budgets.toml for why
     notes: str = ""  # the comment block at the top of the file, kept on update
+    shapes: dict[str, str] = field(default_factory=dict)  # name -> shape in the --shape grammar
+    impls: list[str] = field(default_factory=list)  # user implementations, as for --impl
+    backends: list[str] | None = None  # None: every installed backend
+    precision: str | None = None  # None: fastconv's default
+
+    def cases(self) -> list[cases.Case]:
+        """The suite's cases, then the file's own shapes."""
+        own = [cases.parse_shape(text, name=name) for name, text in self.shapes.items()]
+        return [*(cases.SUITES[self.suite] if self.suite else ()), *own]
 
 
-def read_budgets(path) -> Budgets:
+def _toml():
     try:
         import tomllib
     except ImportError:  # Python 3.10
         import tomli as tomllib
-    text = Path(path).read_text()
-    doc = tomllib.loads(text)
-    notes = "".join(line + "\n" for line in text.splitlines() if line.startswith("#")
-                    and not line.startswith("# written by"))
-    ratios = {(pass_, impl, case): float(r) for pass_ in timing.PASSES
-              for impl, by_case in doc.get(pass_, {}).items() for case, r in by_case.items()}
-    return Budgets(ratios, float(doc.get("tolerance", DEFAULT_TOLERANCE)), doc.get("suite", "quick"),
-                   int(doc.get("threads", 1)), doc.get("dtype", "float32"), int(doc.get("repeat", 7)),
-                   doc.get("stat", "best"), notes)
+    return tomllib
+
+
+def read_budgets(path) -> Budgets:
+    """The file at ``path``, validated; ``BudgetsError`` naming every bad key otherwise."""
+    tomllib = _toml()
+    try:
+        text = Path(path).read_text()
+    except OSError as exc:
+        raise BudgetsError(f"{path}: cannot read it: {exc.strerror}") from None
+    try:
+        doc = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise BudgetsError(f"{path}: not valid TOML: {exc}") from None
+    validate(doc, path)
+    notes = "".join(line + "\n" for line in text.splitlines()
+                    if line.startswith("#") and not line.startswith("# written by"))
+    shapes = doc.get("shapes", {})
+    suite = doc.get("suite", None if shapes else "quick")
+    budgets_ = Budgets(
+        {(pass_, impl, case): float(r) for pass_ in timing.PASSES for impl, by_case in doc.get(pass_, {}).items()
+         for case, r in by_case.items()},
+        float(doc.get("tolerance", DEFAULT_TOLERANCE)), suite, doc.get("threads", 1), doc.get("dtype", "float32"),
+        doc.get("repeat", 7), doc.get("stat", "best"), notes, dict(shapes), list(doc.get("impls", [])),
+        doc.get("backends"), doc.get("precision"))
+    problems = []
+    for name, shape in shapes.items():
+        try:
+            cases.parse_shape(shape, name=name)
+        except ValueError as exc:
+            problems.append(f'shapes."{name}": {exc}')
+    if suite and (clash := sorted(set(shapes) & {c.name for c in cases.SUITES[suite]})):
+        problems.append(f"shapes: {', '.join(clash)} already in suite {suite!r}; rename them")
+    for name in doc.get("backends", []):
+        if name not in backends.NAMES:
+            problems.append(f"backends: unknown backend {name!r}; choose from {', '.join(backends.NAMES)}")
+    if problems:
+        raise BudgetsError(f"{path}: " + "; ".join(problems))
+    check_references(doc, path, {c.name for c in budgets_.cases()}, known_impls(doc))
+    return budgets_
+
+
+def _key(text: str) -> str:
+    """A TOML key: bare when it can be, quoted otherwise (``"pkg.mod:fn"``, shape names with dots)."""
+    return text if re.fullmatch(r"[A-Za-z0-9_-]+", text) else json.dumps(text)
 
 
 def format_budgets(b: Budgets, how: str = "") -> str:
@@ -63,19 +125,53 @@ def format_budgets(b: Budgets, how: str = "") -> str:
     says when and from how many runs, on the line that each update rewrites."""
     lines = [b.notes.rstrip("\n")] if b.notes else []
     lines += ["# written by `fastconv gate --update` (make bench-budgets)" + (f": {how}" if how else ""),
-              f"tolerance = {b.tolerance}", f'suite = "{b.suite}"', f"threads = {b.threads}",
-              f'dtype = "{b.dtype}"', f"repeat = {b.repeat}", f'stat = "{b.stat}"']
+              f"tolerance = {b.tolerance}"]
+    if b.suite:
+        lines.append(f'suite = "{b.suite}"')
+    lines += [f"threads = {b.threads}", f'dtype = "{b.dtype}"', f"repeat = {b.repeat}", f'stat = "{b.stat}"']
+    if b.precision:
+        lines.append(f'precision = "{b.precision}"')
+    if b.backends is not None:
+        lines.append(f"backends = {json.dumps(b.backends)}")
+    if b.impls:
+        lines.append(f"impls = {json.dumps(b.impls)}")
+    if b.shapes:
+        lines += ["", "[shapes]"] + [f"{_key(name)} = {json.dumps(text)}" for name, text in b.shapes.items()]
     for pass_ in timing.PASSES:
         for impl in dict.fromkeys(i for (p, i, _) in b.ratios if p == pass_):
-            lines += ["", f"[{pass_}.{impl}]"]
-            lines += [f'"{case}" = {r:.3f}' for (p, i, case), r in b.ratios.items()
+            lines += ["", f"[{pass_}.{_key(impl)}]"]
+            lines += [f"{json.dumps(case)} = {r:.3f}" for (p, i, case), r in b.ratios.items()
                       if (p, i) == (pass_, impl)]
     return "\n".join(lines) + "\n"
 
 
+STARTER = '''\
+# Performance budgets for `fastconv gate`: per pass, implementation and shape, the time divided by
+# torch's time in the same run. The gate fails (exit 1) when a ratio exceeds its budget times
+# `tolerance` twice in a row; a file that breaks the schema exits 2 naming the key.
+#
+# 1. List your shapes under [shapes] (fastconv bench --help shows the grammar) and, in `impls`,
+#    your own functions with conv2d's signature; `backends` limits fastconv's backends.
+# 2. Measure the budgets on the machine kind your CI runs on, and commit this file:
+#        fastconv gate --update --runs 5 --budgets {path}
+# 3. In CI:  fastconv gate --budgets {path}
+tolerance = 1.6
+threads = 1        # 1 thread: ratios on shared CI machines are far steadier than at 2+
+dtype = "float32"
+repeat = 11        # interleaved rounds per measurement
+stat = "best"      # best: ratio of the best rounds; median; paired: median of per-round ratios
+backends = ["im2col", "numba"]
+# impls = ["mypkg.conv:conv2d"]     # timed beside the backends, checked against torch
+
+[shapes]
+"conv3x3" = "n=8 c=64 size=28x28 k=64 kernel=3x3 pad=1"
+"signal-k9" = "n=8 c=32 size=4000 k=32 kernel=9 pad=4"
+'''
+
+
 @dataclass
 class Verdict:
-    key: tuple[str, str, str]  # (pass, backend, case)
+    key: tuple[str, str, str]  # (pass, implementation, case)
     ratio: float | None  # measured time / torch's time
     budget: float | None
     status: str  # "ok", "faster", "SLOWER", "WRONG", "MISSING", "NO BUDGET"
@@ -83,6 +179,11 @@ class Verdict:
     @property
     def failed(self) -> bool:
         return self.status not in ("ok", "faster")
+
+    @property
+    def mismatch(self) -> bool:
+        """The file and the measurement disagree on what exists (exit 2), rather than on speed."""
+        return self.status in ("MISSING", "NO BUDGET")
 
     def message(self, tolerance: float) -> str:
         pass_, impl, case = self.key
@@ -93,17 +194,17 @@ class Verdict:
         if self.status == "WRONG":
             return f"{what}: wrong result (see the table)"
         if self.status == "MISSING":
-            return f"{what}: has a budget but was not measured (backend not installed?)"
+            return f"{what}: has a budget but was not measured (backend not installed, or not supported there?)"
         if self.status == "NO BUDGET":
-            return f"{what}: measured {self.ratio:.2f}x torch but has no budget: run `make bench-budgets`"
+            return f"{what}: measured {self.ratio:.2f}x torch but has no budget: run `fastconv gate --update`"
         if self.status == "faster":
             return f"{what}: {self.ratio:.2f}x torch, faster than its budget {self.budget:.2f}x: " \
-                   "consider `make bench-budgets`"
+                   "consider `fastconv gate --update`"
         return f"{what}: {self.ratio:.2f}x torch (budget {self.budget:.2f}x)"
 
 
 def compare(measured: dict, budgets: Budgets, wrong=()) -> list[Verdict]:
-    """One verdict per entry of ``measured`` (``(pass, backend, case) -> ratio``) and of the budgets."""
+    """One verdict per entry of ``measured`` (``(pass, implementation, case) -> ratio``) and of the budgets."""
     verdicts = []
     for key in dict.fromkeys([*budgets.ratios, *measured]):
         ratio, budget = measured.get(key), budgets.ratios.get(key)
@@ -123,43 +224,41 @@ def compare(measured: dict, budgets: Budgets, wrong=()) -> list[Verdict]:
     return verdicts
 
 
-def gate_impls() -> list[str]:
-    """Every installed backend (the reference one only on the shapes it is timed on) and torch."""
-    return backends.available() + [timing.TORCH]
+def gate_impls(budgets: Budgets, plugins=()) -> list:
+    """The file's backends (default: every installed one; the reference one only on the shapes it
+    is timed on), its own implementations and ``plugins``, and torch."""
+    names = budgets.backends if budgets.backends is not None else backends.available()
+    return [*names, *plugins, timing.TORCH]
 
 
 def measure_ratios(cases_, impls, passes=timing.PASSES, *, dtype, repeat, stat="best", on_step=None):
-    """``((pass, backend, case) -> time / torch's time, {keys whose result was wrong})``; threads
-    are pinned by the caller."""
+    """``((pass, implementation, case) -> time / torch's time, {keys whose result was wrong})``;
+    threads and precision are set by the caller."""
     results = timing.measure(cases_, impls, passes, dtype=dtype, repeat=repeat, on_step=on_step)
-    ratios = {(p, i, c): r[0] for (c, p, i), r in timing.ratios(results, stat).items() if i != timing.TORCH}
+    ratios = {(p, i, c): r for (c, p, i), r in timing.ratio_to(results, stat).items() if i != timing.TORCH}
     wrong = {(r.pass_, r.impl, r.case) for r in results if not r.ok}
     return ratios, wrong
 
 
-def add_parser(sub) -> None:
-    p = sub.add_parser("gate", help="CI: fail when a backend got slower relative to torch than its budget",
-                       description="Time the budget file's suite and fail when a backend's time divided "
-                       "by torch's (same run) exceeds its committed budget times the tolerance.")
+def add_flags(p) -> None:
     p.add_argument("--budgets", default=DEFAULT_PATH, metavar="PATH", help=f"default: {DEFAULT_PATH}")
+    p.add_argument("--init", action="store_true", help="write a starter budgets file at --budgets and stop")
     p.add_argument("--update", action="store_true",
                    help="measure --runs times and write the median ratios as the new budgets")
-    p.add_argument("--runs", type=int, default=3, help="runs for --update (default: 3)")
+    p.add_argument("--runs", type=positive_int, default=3, help="runs for --update (default: 3)")
     p.add_argument("--tolerance", type=float, help="with --update: the factor to allow over a budget "
                    "(default: keep the file's)")
     p.add_argument("--suite", choices=tuple(cases.SUITES),
                    help="with --update: the suite (default: the file's, else quick)")
+    add_impl_flags(p)
 
 
-def _run(budgets: Budgets, cases_, progress_label: str, repeat_runs: int = 1):
-    from .cli import _Progress
-
-    impls = gate_impls()
+def _run(budgets: Budgets, cases_, impls, repeat_runs: int = 1):
     dtype = np.dtype(budgets.dtype)
     runs, wrong = [], set()
-    with timing.pinned_threads(budgets.threads):
-        total = repeat_runs * timing.steps(cases_, impls, timing.PASSES, budgets.repeat)
-        with _Progress(total) as progress:
+    with timing.pinned_threads(budgets.threads), timing.precision_level(budgets.precision):
+        total = repeat_runs * timing.steps(cases_, impls, timing.PASSES, budgets.repeat, dtype)
+        with Progress(total) as progress:
             for _ in range(repeat_runs):
                 ratios, bad = measure_ratios(cases_, impls, dtype=dtype, repeat=budgets.repeat,
                                              stat=budgets.stat, on_step=progress.step)
@@ -168,59 +267,94 @@ def _run(budgets: Budgets, cases_, progress_label: str, repeat_runs: int = 1):
     return runs, wrong
 
 
-def cmd_gate(parser, args) -> int:
-    from .cli import _print, print_table
+def _plugins_for(parser, budgets: Budgets, args) -> list:
+    extra = load_plugins(parser, args)
+    try:
+        own = _plugins.load_all(budgets.impls)
+    except ValueError as exc:
+        parser.error(f"{args.budgets}: impls: {exc}")
+    return own + [p for p in extra if p.name not in budgets.impls]
 
+
+def _init(parser, path: Path) -> int:
+    if path.exists():
+        parser.error(f"{path} exists already; --init writes a new file only")
+    if not path.parent.is_dir():
+        parser.error(f"--init: the folder {path.parent} does not exist")
+    path.write_text(STARTER.format(path=path))
+    say(f"wrote {path}: edit its [shapes], then measure the budgets: fastconv gate --update --budgets {path}")
+    return 0
+
+
+def _update(parser, args, path: Path) -> int:
+    try:
+        old = read_budgets(path) if path.exists() else Budgets()
+    except BudgetsError as exc:
+        parser.error(str(exc))
+    budgets = Budgets(tolerance=args.tolerance or old.tolerance, suite=args.suite or old.suite,
+                      threads=old.threads, dtype=old.dtype, repeat=old.repeat, stat=old.stat, notes=old.notes,
+                      shapes=old.shapes, impls=old.impls, backends=old.backends, precision=old.precision)
+    plugins = _plugins_for(parser, budgets, args)
+    budgets.impls = [p.name for p in plugins]
+    runs, wrong = _run(budgets, budgets.cases(), gate_impls(budgets, plugins), repeat_runs=args.runs)
+    if wrong:
+        say(f"not updating: wrong results for {sorted(wrong)}")
+        return 1
+    rows = []
+    for key in runs[0]:
+        values = [run[key] for run in runs]
+        budgets.ratios[key] = float(np.median(values))
+        rows.append([*key, *(f"{v:.3f}" for v in values), f"{max(values) / min(values):.2f}"])
+    print_table(f"time / torch's time, {args.runs} runs", ["pass", "backend", "shape",
+                *(f"run {i + 1}" for i in range(args.runs)), "max/min"], rows, right_from=3)
+    stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    path.write_text(format_budgets(budgets, f"median of {args.runs} runs, {stamp}"))
+    say(f"wrote {path} (median of {args.runs} runs; tolerance {budgets.tolerance})")
+    return 0
+
+
+def cmd_gate(parser, args) -> int:
+    path = Path(args.budgets)
+    if args.init:
+        return _init(parser, path)
     if timing.torch_module() is None:
         parser.error("the gate normalises by torch's time in the same run, but torch is not installed")
-    path = Path(args.budgets)
     if args.update:
-        old = read_budgets(path) if path.exists() else Budgets()
-        budgets = Budgets(tolerance=args.tolerance or old.tolerance, suite=args.suite or old.suite,
-                          threads=old.threads, dtype=old.dtype, repeat=old.repeat, stat=old.stat,
-                          notes=old.notes)
-        runs, wrong = _run(budgets, cases.SUITES[budgets.suite], "update", repeat_runs=args.runs)
-        if wrong:
-            _print(f"not updating: wrong results for {sorted(wrong)}")
-            return 1
-        rows = []
-        for key in runs[0]:
-            values = [run[key] for run in runs]
-            budgets.ratios[key] = float(np.median(values))
-            rows.append([*key, *(f"{v:.3f}" for v in values), f"{max(values) / min(values):.2f}"])
-        print_table(f"time / torch's time, {args.runs} runs", ["pass", "backend", "shape",
-                    *(f"run {i + 1}" for i in range(args.runs)), "max/min"], rows, right_from=3)
-        stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-        path.write_text(format_budgets(budgets, f"median of {args.runs} runs, {stamp}"))
-        _print(f"wrote {path} (median of {args.runs} runs; tolerance {budgets.tolerance})")
-        return 0
+        return _update(parser, args, path)
     if not path.exists():
-        parser.error(f"no budget file at {path}: run `make bench-budgets` (fastconv gate --update) first")
-    budgets = read_budgets(path)
-    cases_ = cases.SUITES[budgets.suite]
-    _print(f"gate: {budgets.suite} suite, {budgets.dtype}, {timing.plural(budgets.threads, 'thread')}, "
-           f"the {budgets.stat} of {budgets.repeat} rounds; fail when time/torch > budget x {budgets.tolerance}")
-    (measured,), wrong = _run(budgets, cases_, "gate")
+        parser.error(f"no budget file at {path}: `fastconv gate --init --budgets {path}` writes a starter, "
+                     "`make bench-budgets` re-measures fastconv's own")
+    try:
+        budgets = read_budgets(path)
+    except BudgetsError as exc:
+        parser.error(str(exc))
+    cases_ = budgets.cases()
+    impls = gate_impls(budgets, _plugins_for(parser, budgets, args))
+    where = " + ".join(filter(None, [f"{budgets.suite} suite" if budgets.suite else "",
+                                     f"{len(budgets.shapes)} shapes of the file" if budgets.shapes else ""]))
+    say(f"gate: {where}, {budgets.dtype}, {timing.plural(budgets.threads, 'thread')}, the {budgets.stat} of "
+        f"{budgets.repeat} rounds; fail when time/torch > budget x {budgets.tolerance}")
+    (measured,), wrong = _run(budgets, cases_, impls)
     verdicts = compare(measured, budgets, wrong)
     slower = {v.key[2] for v in verdicts if v.status == "SLOWER"}
     if slower:
         # Noise on a shared machine comes in bursts; a real regression survives a second look.
-        _print(f"re-measuring {len(slower)} shape(s) to confirm: {', '.join(sorted(slower))}")
-        (again,), wrong2 = _run(budgets, [c for c in cases_ if c.name in slower], "confirm")
+        say(f"re-measuring {len(slower)} shape(s) to confirm: {', '.join(sorted(slower))}")
+        (again,), wrong2 = _run(budgets, [c for c in cases_ if c.name in slower], impls)
         measured = {k: min(r, again.get(k, r)) for k, r in measured.items()}
         verdicts = compare(measured, budgets, wrong | wrong2)
-    rows = [[*v.key, _num(v.ratio), _num(v.budget),
-             _num(v.ratio / v.budget if v.ratio and v.budget else None), v.status] for v in verdicts]
+    rows = [[*v.key, num(v.ratio), num(v.budget), num(v.ratio / v.budget if v.ratio and v.budget else None),
+             v.status] for v in verdicts]
     print_table(f"time / torch's time vs {path} (fail above budget x {budgets.tolerance})",
                 ["pass", "backend", "shape", "now", "budget", "now/budget", "status"], rows, right_from=3)
     failures = [v for v in verdicts if v.failed]
     for v in verdicts:
         if v.failed or v.status == "faster":
-            _print(("FAIL " if v.failed else "note ") + v.message(budgets.tolerance))
-    _print(f"gate FAILED: {len(failures)} of {len(verdicts)} entries" if failures
-           else f"gate passed: {len(verdicts)} entries within budget")
-    return 1 if failures else 0
-
-
-def _num(value) -> str:
-    return "-" if value is None or not math.isfinite(value) else f"{value:.2f}"
+            say(("FAIL " if v.failed else "note ") + v.message(budgets.tolerance))
+    if not failures:
+        say(f"gate passed: {len(verdicts)} entries within budget")
+        return 0
+    say(f"gate FAILED: {len(failures)} of {len(verdicts)} entries")
+    # Exit 1 is kept for what a code change did (slower, wrong); a file that no longer matches
+    # what is installed is a set-up problem, like a bad file.
+    return 2 if all(v.mismatch for v in failures) else 1

@@ -3,9 +3,14 @@
 Every implementation of one problem is timed in the same run, on the same inputs, with the same
 threads, in interleaved rounds (round r times every implementation once, starting with the r-th)
 so that a burst of load from a neighbour on a shared machine, or the threads one implementation
-leaves spinning, lands on all of them alike rather than on one. Times are
-medians of rounds; ratios to torch and to the fastest are ratios of those medians. Warm-up
-(JIT compilation, first-touch allocations) happens before the first round and is reported apart.
+leaves spinning, lands on all of them alike rather than on one. A ratio (to torch, to the fastest)
+is taken within each round and the rounds' ratios are summarised by their median and range: a
+burst that slows one round moves one ratio, not the whole figure, and the range shows how noisy
+it was. Warm-up (JIT compilation, first-touch allocations) happens before the first round and is
+reported apart.
+
+What is timed: fastconv's backends (by name), torch (``"torch"``) and any user implementation
+(a :class:`fastconv._plugins.Plugin`), on 1, 2 or 3 spatial axes (``conv1d``/``conv2d``/``conv3d``).
 """
 
 from __future__ import annotations
@@ -19,8 +24,8 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from . import backends
-from .api import conv2d, conv2d_backward
+from . import _precision, backends
+from ._plugins import Plugin
 from .cases import REFERENCE_MAX_MACS, Case
 
 TORCH = "torch"
@@ -105,24 +110,78 @@ def plural(n: int, word: str) -> str:
     return f"{n} {word}{'' if n == 1 else 's'}"
 
 
-def matmul_peak(dtype=np.float32, size: int = 2048, repeat: int = 5) -> float:
-    """GFLOP/s of a square ``np.matmul`` on the current threads: the machine's practical peak.
+@contextlib.contextmanager
+def precision_level(level: str | None):
+    """Run the block at fastconv's precision ``level`` (None: leave it), restoring it after."""
+    if level is None:
+        yield _precision.get_precision()
+        return
+    previous = _precision.get_precision()
+    _precision.set_precision(level)
+    try:
+        yield level
+    finally:
+        _precision.set_precision(previous)
 
-    The best of ``repeat`` calls, as the peak is what the machine can do, not what a neighbour
-    leaves it. A convolution may exceed 100% of it: torch uses Winograd and FFT-like algorithms
-    for some shapes, doing fewer multiplications than ``2 * macs`` counts.
+
+# -- the machine's practical peak ----------------------------------------------------------------
+
+PEAK_SIZES = (512, 1024, 2048)
+
+
+@dataclass
+class Peak:
+    """The best GFLOP/s of square ``np.matmul`` over sizes and interleaved rounds."""
+
+    gflops: float  # the best sample of all
+    size: int  # the size that gave it
+    samples: dict[int, list[float]]  # size -> GFLOP/s of each round
+
+    def describe(self, dtype) -> str:
+        best = self.samples[self.size]
+        return (f"matmul peak {self.gflops:.1f} GFLOP/s (best of {plural(len(best), 'round')} over "
+                f"{'/'.join(map(str, self.samples))} square {np.dtype(dtype)} np.matmul; "
+                f"{self.size}: median {np.median(best):.1f}, range {min(best):.1f}-{max(best):.1f})")
+
+
+def matmul_peak(dtype=np.float32, sizes=PEAK_SIZES, repeat: int = 3) -> Peak:
+    """The machine's practical peak on the current threads, measured the way the convolutions are:
+    ``repeat`` interleaved rounds over several sizes (BLAS's best size differs between machines),
+    each sample long enough to time (:data:`MIN_SAMPLE_S`). The best sample is the peak, since the
+    peak is what the machine can do, not what a neighbour leaves it; the samples show the spread.
+    Nothing is capped: an algorithm doing fewer multiplications than ``2 * macs`` (Winograd) shows
+    above 100 % of it.
     """
     rng = np.random.default_rng(0)
-    a = rng.standard_normal((size, size)).astype(dtype)
-    b = rng.standard_normal((size, size)).astype(dtype)
-    out = np.empty_like(a)
-    np.matmul(a, b, out=out)
-    times = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        np.matmul(a, b, out=out)
-        times.append(time.perf_counter() - start)
-    return 2 * size**3 / min(times) / 1e9
+    operands = {}
+    for size in sizes:
+        a = rng.standard_normal((size, size)).astype(dtype)
+        b = rng.standard_normal((size, size)).astype(dtype)
+        out = np.empty_like(a)
+        operands[size] = (lambda a=a, b=b, out=out: np.matmul(a, b, out=out))
+    numbers = {}
+    for size, run in operands.items():
+        once, _ = _sample(run, 1)  # first touch, thread start-up
+        once, _ = _sample(run, 1)
+        numbers[size] = max(1, math.ceil(MIN_SAMPLE_S / max(once, 1e-9)))
+    samples: dict[int, list[float]] = {size: [] for size in sizes}
+    order = list(sizes)
+    for round_ in range(repeat):
+        k = round_ % len(order)
+        for size in order[k:] + order[:k]:
+            seconds, _ = _sample(operands[size], numbers[size])
+            samples[size].append(2 * size**3 / seconds / 1e9)
+    size = max(samples, key=lambda s: max(samples[s]))
+    return Peak(max(samples[size]), size, samples)
+
+
+# -- one problem and the callables that solve it ---------------------------------------------------
+
+def _public(name: str):
+    """``fastconv.<name>`` (``conv1d``...), or None in a version without it."""
+    import fastconv
+
+    return getattr(fastconv, name, None)
 
 
 class Problem:
@@ -136,29 +195,47 @@ class Problem:
         self.gy = np.random.default_rng(seed + 1).standard_normal(gy_shape).astype(self.dtype)
         self._expected: dict[str, tuple[np.ndarray, ...]] = {}
 
-    def runner(self, impl: str, pass_: str):
-        """A no-argument callable running ``impl``'s ``pass_`` on this problem; inputs built already."""
-        kw = self.case.kwargs
+    def runner(self, impl, pass_: str):
+        """A no-argument callable running ``impl``'s ``pass_`` on this problem; inputs built already.
+        ``impl`` is a backend's name, ``"torch"`` or a :class:`~fastconv._plugins.Plugin`."""
+        kw, fn = self.case.kwargs, self.case.function
         if impl == TORCH:
             return self._torch_runner(pass_)
+        if isinstance(impl, Plugin):
+            if pass_ == "forward":
+                forward = impl.forward(fn)
+                return lambda: (forward(self.x, self.w, self.b, **kw),)
+            backward = impl.backward(fn)
+            return lambda: tuple(backward(self.gy, self.x, self.w, **kw, bias=True))
         if pass_ == "forward":
-            return lambda: (conv2d(self.x, self.w, self.b, **kw, backend=impl),)
-        return lambda: tuple(conv2d_backward(self.gy, self.x, self.w, **kw, bias=True, backend=impl))
+            forward = _public(fn)
+            return lambda: (forward(self.x, self.w, self.b, **kw, backend=impl),)
+        backward = _public(f"{fn}_backward")
+        return lambda: tuple(backward(self.gy, self.x, self.w, **kw, bias=True, backend=impl))
 
     def _torch_runner(self, pass_: str):
         torch = torch_module()
-        F = torch.nn.functional
-        kw = self.case.kwargs
+        conv = getattr(torch.nn.functional, self.case.function)
+        kw = dict(self.case.kwargs)
+        pads = None
+        if not self.case.symmetric:
+            # torch pads both sides alike: an uneven padding is an explicit F.pad in the graph
+            # (last axis first), which a torch user would write too.
+            pads = [p for pair in reversed(self.case.padding) for p in pair]
+            kw["padding"] = 0
+
+        def call(x, w, b):
+            return conv(torch.nn.functional.pad(x, pads) if pads else x, w, b, **kw)
         x, w, b = (torch.from_numpy(a) for a in (self.x, self.w, self.b))
         if pass_ == "forward":
             def forward():
                 with torch.no_grad():
-                    return (F.conv2d(x, w, b, **kw),)
+                    return (call(x, w, b),)
             return forward
         # The graph is built once, outside the timer; retain_graph lets every round reuse it, so a
         # round times exactly the input, weight and bias gradients, as fastconv's backward does.
         x, w, b = (t.clone().requires_grad_(True) for t in (x, w, b))
-        y = F.conv2d(x, w, b, **kw)
+        y = call(x, w, b)
         gy = torch.from_numpy(self.gy)
         return lambda: torch.autograd.grad(y, (x, w, b), gy, retain_graph=True)
 
@@ -176,12 +253,16 @@ class Problem:
         return self._expected[pass_]
 
     def error(self, out, pass_: str, *, slow_ok: bool = False) -> float | None:
-        """Largest ``|out - expected| / max|expected|`` over the pass's results; None without oracle."""
+        """Largest ``|out - expected| / max|expected|`` over the pass's results; None without oracle.
+        A backward that returns only ``(grad_input, grad_weight)`` is checked on those two."""
         want = self.oracle(pass_, slow_ok=slow_ok)
         if want is None:
             return None
+        got_all = as_numpy(out)
+        if not 0 < len(got_all) <= len(want) or (pass_ == "backward" and len(got_all) < 2):
+            return math.inf
         errors = []
-        for got, exp in zip(as_numpy(out), want, strict=True):
+        for got, exp in zip(got_all, want):
             if got.shape != exp.shape:
                 return math.inf
             scale = float(np.max(np.abs(exp), initial=0.0)) or 1.0
@@ -194,10 +275,55 @@ def as_numpy(out) -> tuple[np.ndarray, ...]:
     return tuple(o.detach().numpy() if hasattr(o, "detach") else np.asarray(o) for o in out)
 
 
-def warm_up(impl: str, dtype) -> None:
+def name_of(impl) -> str:
+    """The name of ``impl`` in tables and JSON: the backend's, ``"torch"``, or the ``--impl`` text."""
+    return impl.name if isinstance(impl, Plugin) else impl
+
+
+def warm_up(impl, dtype) -> None:
     """Compile or prime ``impl`` on a tiny problem (numba's JIT), outside every timer."""
-    if impl != TORCH:
+    if impl != TORCH and not isinstance(impl, Plugin):
         backends.get(impl).warmup(np.dtype(dtype))
+
+
+def skip_reason(impl, case: Case, dtype=np.float32, precision: str | None = None) -> str | None:
+    """Why ``impl`` is not timed on ``case`` (None: it is): the reference backend is slow on
+    purpose; a backend may not support the call; this fastconv or the plugin may lack the function."""
+    if impl == TORCH:
+        torch = torch_module()
+        return None if torch is None or hasattr(torch.nn.functional, case.function) else \
+            f"torch has no {case.function}"
+    if isinstance(impl, Plugin):
+        return None if impl.forward(case.function) else f"{impl.name} has no {case.function}"
+    if _public(case.function) is None:
+        return f"this fastconv has no {case.function}"
+    if impl == "reference" and case.macs > REFERENCE_MAX_MACS:
+        return f"reference is timed only up to {REFERENCE_MAX_MACS:.0e} MACs"
+    module = backends.get(impl)
+    if hasattr(module, "supports"):
+        precision = precision or _precision.get_precision()
+        reason = module.supports(case.geometry, np.dtype(dtype), precision)
+        if reason:
+            return f"{impl}: {reason}"
+    return None
+
+
+def pass_skip_reason(impl, case: Case, pass_: str) -> str | None:
+    """Why ``impl`` runs no ``pass_`` on ``case`` though it runs the case (a plugin without backward)."""
+    if pass_ == "backward" and isinstance(impl, Plugin) and impl.backward(case.function) is None:
+        return f"{impl.name} has no backward (--impl-backward, or {impl.function or case.function}_backward)"
+    return None
+
+
+def algorithm(impl, case: Case, dtype, precision: str | None = None) -> str | None:
+    """What a backend module's optional ``algorithm(geom, dtype, precision)`` says it runs on
+    ``case`` (e.g. Winograd's tile size), else None."""
+    if impl == TORCH or isinstance(impl, Plugin):
+        return None
+    module = backends.get(impl)
+    if not hasattr(module, "algorithm"):
+        return None
+    return module.algorithm(case.geometry, np.dtype(dtype), precision or _precision.get_precision())
 
 
 def _sample(fn, number: int) -> tuple[float, object]:
@@ -223,11 +349,13 @@ class Timing:
     pass_: str
     impl: str
     macs: int
-    times: list[float] = field(default_factory=list)  # seconds per call, one per round
+    times: list[float] = field(default_factory=list)  # seconds per call, one per round (round order)
+    number: int = 1  # calls averaged in each sample
     warmup_s: float = 0.0  # the first call, including any compilation
     error: float | None = None  # vs the oracle; None: unchecked
     ok: bool = True
     skipped: str | None = None  # why it was not timed
+    algorithm: str | None = None  # what the backend says it ran, where it says
 
     @property
     def median(self) -> float:
@@ -238,23 +366,20 @@ class Timing:
         return min(self.times) if self.times else math.nan
 
     @property
+    def flops(self) -> int:
+        """Direct-convolution FLOPs: 2 per multiply-accumulate, twice that for the two gradients.
+        Effective FLOP/s divide these by the time, whatever the algorithm did."""
+        return 2 * self.macs * (2 if self.pass_ == "backward" else 1)
+
+    @property
     def gflops(self) -> float:
-        # The backward pass computes two gradients, each as many multiply-accumulates as the forward.
-        flops = 2 * self.macs * (2 if self.pass_ == "backward" else 1)
-        return flops / self.median / 1e9
+        return self.flops / self.median / 1e9
 
     def as_dict(self) -> dict:
         d = asdict(self)
         d["pass"] = d.pop("pass_")
-        d.update(median_s=self.median, min_s=self.best, gflops=self.gflops)
+        d.update(median_s=self.median, min_s=self.best, gflops=self.gflops if self.times else math.nan)
         return d
-
-
-def skip_reason(impl: str, case: Case) -> str | None:
-    """Why ``impl`` is not timed on ``case`` (the reference backend is slow on purpose)."""
-    if impl == "reference" and case.macs > REFERENCE_MAX_MACS:
-        return f"reference is timed only up to {REFERENCE_MAX_MACS:.0e} MACs"
-    return None
 
 
 def measure(cases, impls, passes=PASSES, *, dtype=np.float32, repeat: int = 7, seed: int = 0,
@@ -262,61 +387,101 @@ def measure(cases, impls, passes=PASSES, *, dtype=np.float32, repeat: int = 7, s
     """Time every ``impl`` on every case and pass in interleaved rounds; one :class:`Timing` each.
 
     ``on_step(description)`` is called after each timed call (a progress bar), and thread pinning
-    is the caller's job (:func:`pinned_threads`), so a session pins once for all cases.
+    and the precision level are the caller's job (:func:`pinned_threads`, :func:`precision_level`),
+    so a session sets them once for all cases.
     """
     results = []
     for case in cases:
         problem = Problem(case, dtype, seed)
+        skips = {name_of(i): skip_reason(i, case, dtype) for i in impls}
         for pass_ in passes:
-            row = {impl: Timing(case.name, pass_, impl, case.macs, skipped=skip_reason(impl, case))
-                   for impl in impls}
-            live = [impl for impl in impls if row[impl].skipped is None]
+            row = {}
+            for impl in impls:
+                name = name_of(impl)
+                row[name] = Timing(case.name, pass_, name, case.macs,
+                                   skipped=skips[name] or pass_skip_reason(impl, case, pass_))
+                if row[name].skipped is None:
+                    row[name].algorithm = algorithm(impl, case, dtype)
+            live = [impl for impl in impls if row[name_of(impl)].skipped is None]
             runs, numbers, outs = {}, {}, {}
             for impl in live:
+                name = name_of(impl)
                 warm_up(impl, dtype)
-                runs[impl] = problem.runner(impl, pass_)
-                row[impl].warmup_s, _ = _sample(runs[impl], 1)
-                once, _ = _sample(runs[impl], 1)
-                numbers[impl] = max(1, math.ceil(MIN_SAMPLE_S / max(once, 1e-9)))
+                runs[name] = problem.runner(impl, pass_)
+                row[name].warmup_s, _ = _sample(runs[name], 1)
+                once, _ = _sample(runs[name], 1)
+                numbers[name] = row[name].number = max(1, math.ceil(MIN_SAMPLE_S / max(once, 1e-9)))
                 if on_step:
-                    on_step(f"{case.name} {pass_} {impl} warm-up")
+                    on_step(f"{case.name} {pass_} {name} warm-up")
+            names = [name_of(i) for i in live]
             for round_ in range(repeat):
                 # Each round starts with the next implementation: one that leaves threads spinning
                 # after its call (torch's and Numba's OpenMP pools do, for a while) then slows each
                 # of the others equally often, not always the one after it in the list.
-                k = round_ % len(live) if live else 0
-                for impl in live[k:] + live[:k]:
-                    seconds, outs[impl] = _sample(runs[impl], numbers[impl])
-                    row[impl].times.append(seconds)
+                k = round_ % len(names) if names else 0
+                for name in names[k:] + names[:k]:
+                    seconds, outs[name] = _sample(runs[name], numbers[name])
+                    row[name].times.append(seconds)
                     if on_step:
-                        on_step(f"{case.name} {pass_} {impl}")
+                        on_step(f"{case.name} {pass_} {name}")
             if check:  # after timing: fast and wrong is not fast
-                for impl in live:
-                    if impl != TORCH:
-                        err = problem.error(outs[impl], pass_)
-                        row[impl].error = err
-                        row[impl].ok = err is None or err <= TOLERANCE[problem.dtype]
+                for name in names:
+                    if name != TORCH:
+                        err = problem.error(outs[name], pass_)
+                        row[name].error = err
+                        row[name].ok = err is None or err <= TOLERANCE[problem.dtype]
             results.extend(row.values())
     return results
 
 
-def steps(cases, impls, passes, repeat: int) -> int:
-    """How many times :func:`measure` calls ``on_step`` (the progress bar's total)."""
-    timed = sum(skip_reason(impl, case) is None for case in cases for impl in impls)
+def steps(cases, impls, passes, repeat: int, dtype=np.float32) -> int:
+    """How many times :func:`measure` calls ``on_step`` at most (the progress bar's total)."""
+    timed = sum(skip_reason(impl, case, dtype) is None for case in cases for impl in impls)
     return timed * len(passes) * (repeat + 1)
 
 
-def ratios(results: list[Timing], stat: str = "median") -> dict[tuple[str, str, str], tuple[float, float]]:
-    """``(case, pass, impl) -> (time / torch's, time / the fastest's)``, times being the ``"median"``
-    or the ``"best"`` of the rounds; NaN where torch is absent."""
-    medians: dict[tuple[str, str], dict[str, float]] = {}
+# -- ratios within rounds ----------------------------------------------------------------------
+
+STATS = ("best", "median", "paired")  # how a ratio to torch summarises the rounds; see ratio_to
+
+
+def per_round(results: list[Timing], baseline: str | None = TORCH) -> dict[tuple[str, str, str], np.ndarray]:
+    """``(case, pass, impl) -> time / baseline's time in each round``; ``baseline=None`` divides
+    by the fastest implementation of that round. Rounds pair up by index: round r of every
+    implementation of a case and pass ran back to back."""
+    groups: dict[tuple[str, str], dict[str, np.ndarray]] = {}
     for r in results:
         if r.times:
-            medians.setdefault((r.case, r.pass_), {})[r.impl] = getattr(r, stat)
+            groups.setdefault((r.case, r.pass_), {})[r.impl] = np.asarray(r.times)
     out = {}
-    for (case, pass_), by_impl in medians.items():
-        torch_t = by_impl.get(TORCH, math.nan)
-        fastest = min(by_impl.values())
-        for impl, t in by_impl.items():
-            out[case, pass_, impl] = (t / torch_t, t / fastest)
+    for (case, pass_), by_impl in groups.items():
+        if baseline is None:
+            base = np.min(np.vstack(list(by_impl.values())), axis=0)
+        elif baseline in by_impl:
+            base = by_impl[baseline]
+        else:
+            continue
+        for impl, times in by_impl.items():
+            out[case, pass_, impl] = times / base
     return out
+
+
+def ratio_to(results: list[Timing], stat: str = "paired", baseline: str = TORCH) -> dict[tuple[str, str, str], float]:
+    """``(case, pass, impl) -> time / baseline's time`` as one figure: ``"paired"``, the median of
+    the per-round ratios; ``"best"``, the ratio of the best rounds; ``"median"``, the ratio of the
+    median rounds."""
+    if stat == "paired":
+        return {k: float(np.median(v)) for k, v in per_round(results, baseline).items()}
+    times: dict[tuple[str, str], dict[str, float]] = {}
+    for r in results:
+        if r.times:
+            times.setdefault((r.case, r.pass_), {})[r.impl] = getattr(r, stat)
+    return {(case, pass_, impl): t / by_impl[baseline]
+            for (case, pass_), by_impl in times.items() if baseline in by_impl for impl, t in by_impl.items()}
+
+
+def geomean_per_round(ratios: list[np.ndarray]) -> np.ndarray:
+    """The geometric mean over shapes of each round's ratio (rounds paired by index; shapes with
+    fewer rounds are cut to the shortest)."""
+    rounds = min(len(r) for r in ratios)
+    return np.exp(np.mean(np.log(np.vstack([r[:rounds] for r in ratios])), axis=0))

@@ -1,140 +1,35 @@
 """The ``fastconv`` command: ``bench`` (time backends against torch), ``check`` (compare their results
-with torch's), ``info`` (what this machine runs) and ``gate`` (the CI performance-regression gate).
+with torch's), ``info`` (what this machine runs), ``compare`` (two saved runs) and ``gate`` (the
+CI performance-regression gate).
 
+Every subcommand is one entry of :data:`SUBCOMMANDS`: its help line, a function adding its flags
+and a function ``run(parser, args) -> exit status``; :func:`main` dispatches through that table
+only. Exit status: 0 success, 1 a slowdown or a wrong result, 2 a usage error (bad flag, bad file).
 Parsing is stdlib argparse, whose choices come from the backend registry and the suites so that
-``--help`` stays current; tables and the progress bar use ``rich`` (the ``cli`` extra) when it is
-installed and plain text otherwise.
+``--help`` stays current; output goes through :mod:`fastconv._console` (``rich`` when installed).
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import os
-import platform
 import sys
+from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
 
-from . import __version__, backends, cases
+from . import __version__, _compare, _gate, _precision, _results, backends, cases
 from . import _timing as timing
+from ._args import add_impl_flags, impl_list, impl_names, load_plugins, positive_int, shape
+from ._console import Progress, ms, num, print_table, say, spread, warn
 from .api import choose_backend
 
-IMPLS = (*backends.NAMES, timing.TORCH)
 DTYPES = ("float32", "float64")
 
 
-# -- output: rich when installed, plain text otherwise ------------------------------------------
-
-def _rich_console():
-    try:
-        from rich.console import Console
-    except ImportError:
-        return None
-    # Piped output (a file, CI logs, the README) is not a terminal; rich would squeeze it to 80 columns.
-    width = None if sys.stdout.isatty() else int(os.environ.get("COLUMNS", "150"))
-    return Console(highlight=False, width=width)
-
-
-def _print(text: str = "") -> None:
-    console = _rich_console()
-    if console is None:
-        print(text)
-    else:
-        console.print(text, markup=False, soft_wrap=True)
-
-
-def print_table(title: str, columns: list[str], rows: list[list[str] | None], right_from: int = 1) -> None:
-    """A table with a title; a ``None`` row draws a separator. Columns from ``right_from`` on are
-    right-aligned (numbers)."""
-    console = _rich_console()
-    if console is not None:
-        from rich.table import Table
-
-        table = Table(title=title, title_justify="left", title_style="bold")
-        for i, col in enumerate(columns):
-            table.add_column(col, justify="right" if i >= right_from else "left", no_wrap=True)
-        for row in rows:
-            if row is None:
-                table.add_section()
-            else:
-                table.add_row(*row)
-        console.print(table)
-        return
-    body = [r for r in rows if r is not None]
-    widths = [max(len(str(c)) for c in col) for col in zip(columns, *body)]
-
-    def line(cells):
-        return "  ".join(str(c).rjust(wd) if i >= right_from else str(c).ljust(wd)
-                         for i, (c, wd) in enumerate(zip(cells, widths)))
-    print(title)
-    print(line(columns))
-    print("  ".join("-" * wd for wd in widths))
-    for row in rows:
-        print("  ".join("-" * wd for wd in widths) if row is None else line(row))
-    print()
-
-
-class _Progress:
-    """A progress bar on stderr (rich), or nothing when rich is absent or output is not a terminal."""
-
-    def __init__(self, total: int, enabled: bool = True):
-        self.bar = None
-        if enabled:
-            try:
-                from rich.console import Console
-                from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
-            except ImportError:
-                return
-            self.bar = Progress(TextColumn("{task.description:<40}"), BarColumn(),
-                                TextColumn("{task.completed}/{task.total}"), TimeElapsedColumn(),
-                                console=Console(stderr=True), transient=True)
-            self.task = self.bar.add_task("warming up", total=total)
-
-    def __enter__(self):
-        if self.bar:
-            self.bar.__enter__()
-        return self
-
-    def __exit__(self, *exc):
-        if self.bar:
-            self.bar.__exit__(*exc)
-
-    def step(self, description: str) -> None:
-        if self.bar:
-            self.bar.update(self.task, advance=1, description=description)
-
-
-# -- argument types: each error names the flag's field and lists the choices --------------------
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive int; got {text!r}")
-    return value
-
-
-def _shape(text: str) -> cases.Case:
-    try:
-        return cases.parse_shape(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
-
-
-def _impl_list(text: str) -> list[str]:
-    names = [n.strip() for n in text.split(",") if n.strip()]
-    for name in names:
-        if name not in IMPLS:
-            choices = ", ".join(IMPLS)
-            raise argparse.ArgumentTypeError(f"unknown backend {name!r}; choose from {choices}")
-    return names
-
-
-def _selection(parser, args, *, with_torch: bool = True) -> tuple[list[cases.Case], list[str]]:
+def _selection(parser, args, *, with_torch: bool = True) -> tuple[list[cases.Case], list]:
     """The cases and implementations the flags ask for, or a usage error saying what is missing."""
     selected = args.shape or list(cases.SUITES[args.suite])
     if args.backends:
@@ -149,88 +44,107 @@ def _selection(parser, args, *, with_torch: bool = True) -> tuple[list[cases.Cas
                 backends.get(impl)
             except ImportError as exc:
                 parser.error(f"{exc}; available here: {', '.join(backends.available())}")
-    return selected, impls
+    return selected, impls + load_plugins(parser, args)
 
 
 def _add_selection_flags(p: argparse.ArgumentParser, *, suite_default: str = "default") -> None:
     p.add_argument("--suite", choices=tuple(cases.SUITES), default=suite_default,
                    help=f"named set of shapes (default: {suite_default}); see fastconv/cases.py")
-    p.add_argument("--shape", type=_shape, action="append", metavar=cases.SHAPE_FORMAT,
-                   help="a shape of your own instead of the suite, e.g. 8,64,56,56,64,3,1,1 (repeatable)")
-    p.add_argument("--backends", type=_impl_list, action="extend", metavar="NAME[,NAME...]",
-                   help=f"which of {', '.join(IMPLS)} (default: every installed backend, plus torch)")
+    p.add_argument("--shape", type=shape, action="append", metavar="SHAPE",
+                   help="a shape of your own instead of the suite (repeatable): 'n=8 c=64 size=56x56 k=64 "
+                   "kernel=3x3 pad=1' (any axes, stride, pad, dil per axis; see `fastconv bench --help`) "
+                   "or 8,64,56,56,64,3,1,1")
+    p.add_argument("--backends", type=impl_list, action="extend", metavar="NAME[,NAME...]",
+                   help=f"which of {', '.join(impl_names())} (default: every installed backend, plus torch)")
     p.add_argument("--dtype", choices=DTYPES, default="float32", help="default: float32")
+    add_impl_flags(p)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="fastconv", description="Fast 2-D convolution on NumPy arrays: "
-                                     "benchmark and check the backends on this machine.")
-    parser.add_argument("--version", action="version", version=f"fastconv {__version__}")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="{bench,check,info,gate}")
+# -- bench ----------------------------------------------------------------------------------------
 
-    bench = sub.add_parser("bench", help="time every backend and torch side by side, one table per shape",
-                           description="Time each backend and torch on a suite of shapes, in the same run "
-                           "and on the same threads; print median time, GFLOP/s, % of the matrix-product "
-                           "peak, and ratios to torch and to the fastest.")
-    _add_selection_flags(bench)
-    bench.add_argument("--pass", dest="passes", choices=("forward", "backward", "both"), default="both",
-                       help="forward, backward (input + weight gradients) or both (default)")
-    bench.add_argument("--threads", type=_positive_int, default=timing.default_threads(),
-                       help="threads for BLAS, numba and torch alike (default: this machine's CPUs, "
-                       f"{timing.default_threads()})")
-    bench.add_argument("--repeat", type=_positive_int, default=7, help="timed rounds; the median is shown "
-                       "(default: 7)")
-    bench.add_argument("--json", metavar="PATH", help="also write every timing to PATH as JSON")
-    bench.add_argument("--plot", metavar="PATH.png",
-                       help="also draw a bar chart per shape (needs matplotlib)")
-    bench.add_argument("--no-progress", action="store_true", help="no progress bar")
-
-    check = sub.add_parser("check", help="compare every backend with torch (or the reference backend)",
-                           description="Run every backend once per shape and pass and compare with torch "
-                           "(or with the reference backend when torch is absent); exit 1 on any mismatch.")
-    _add_selection_flags(check)
-
-    info = sub.add_parser("info", help="versions, BLAS, threads, CPU, backends and what auto picks")
-    info.add_argument("--suite", choices=tuple(cases.SUITES), default="default",
-                      help="the shapes whose auto choice is listed (default: default)")
-
-    from . import _gate
-
-    _gate.add_parser(sub)
-    return parser
+def _bench_flags(p: argparse.ArgumentParser) -> None:
+    _add_selection_flags(p)
+    p.add_argument("--pass", dest="passes", choices=("forward", "backward", "both"), default="both",
+                   help="forward, backward (input + weight gradients) or both (default)")
+    p.add_argument("--threads", type=positive_int, default=timing.default_threads(),
+                   help="threads for BLAS, numba and torch alike (default: this machine's usable CPUs, "
+                   f"{timing.default_threads()})")
+    p.add_argument("--repeat", type=positive_int, default=7, help="interleaved timed rounds (default: 7)")
+    p.add_argument("--precision", choices=_precision.PRECISIONS, default=None,
+                   help="fastconv.set_precision for the run (default: the current level, highest)")
+    p.add_argument("--json", metavar="PATH", help="also save the run (environment, raw samples, ratios) as JSON, "
+                   "for `fastconv compare`")
+    p.add_argument("--pytest-benchmark", metavar="PATH", dest="pytest_benchmark",
+                   help="also save the run in pytest-benchmark's JSON format (`pytest-benchmark compare PATH`)")
+    p.add_argument("--plot", metavar="PATH.png", help="also draw a bar chart per shape (needs matplotlib)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
-# -- sub-commands -------------------------------------------------------------------------------
+def _check_outputs(parser, args) -> None:
+    """Every output path and optional dependency, before anything is measured."""
+    for flag, path in (("--json", args.json), ("--pytest-benchmark", args.pytest_benchmark),
+                       ("--plot", args.plot)):
+        if path:
+            try:
+                _results.check_writable(path, flag)
+            except ValueError as exc:
+                parser.error(str(exc))
+    if args.plot:
+        try:
+            import matplotlib  # noqa: F401
+        except ImportError:
+            parser.error("--plot needs matplotlib: pip install 'fastconv[plot]'")
+    if args.pytest_benchmark:
+        try:
+            import pytest_benchmark  # noqa: F401
+        except ImportError:
+            parser.error("--pytest-benchmark needs pytest-benchmark: pip install pytest-benchmark")
+    usable = timing.default_threads()
+    if args.threads > usable:
+        warn(f"--threads {args.threads} is more than the {usable} CPUs this process may use: threads will "
+             "share cores and the timings measure oversubscription")
 
-def _fmt(value: float, digits: int = 2) -> str:
-    return "-" if value is None or not math.isfinite(value) else f"{value:.{digits}f}"
 
+@dataclass
+class Summary:
+    """Ratios of one implementation, pass and shape to torch (or to the fastest): the median of the
+    per-round ratios and their range."""
 
-def _ms(seconds: float) -> str:
-    if not math.isfinite(seconds):
-        return "-"
-    return f"{seconds * 1e3:.3f}" if seconds < 0.01 else f"{seconds * 1e3:.1f}"
+    median: float
+    low: float
+    high: float
 
+    @classmethod
+    def of(cls, values) -> Summary:
+        if values is None or len(values) == 0:
+            return cls(math.nan, math.nan, math.nan)
+        return cls(float(np.median(values)), float(np.min(values)), float(np.max(values)))
 
-def _describe(case: cases.Case) -> str:
-    extra = "".join(f" {k}{v}" for k, v in (("g", case.groups), ("d", case.dilation)) if v != 1)
-    return (f"x({case.n},{case.c_in},{case.ih},{case.iw}) -> {case.c_out}ch k{case.k} s{case.stride} "
-            f"p{case.pad}{extra} · {2 * case.macs / 1e9:.3g} GFLOP fwd")
+    def text(self) -> str:
+        return spread(self.median, self.low, self.high)
+
+    def as_dict(self) -> dict:
+        return {"median": self.median, "min": self.low, "max": self.high}
 
 
 def bench_report(results, cases_, passes, peak: float, dtype) -> list[dict]:
     """Print one table per shape and return the rows as dicts (for ``--json``)."""
-    ratio = timing.ratios(results)
-    have_torch = any(r.impl == timing.TORCH for r in results)
+    to_torch, to_fastest = timing.per_round(results, timing.TORCH), timing.per_round(results, None)
+    have_torch = any(r.impl == timing.TORCH and r.times for r in results)
+    with_algorithm = any(r.algorithm for r in results)
     rows_out = []
     for case in cases_:
-        auto = choose_backend(case.x_shape, case.w_shape, **case.kwargs, dtype=dtype)
+        try:
+            auto = choose_backend(case.x_shape, case.w_shape, **case.kwargs, dtype=dtype)
+        except (ValueError, TypeError):  # an N-d shape on a fastconv without it
+            auto = None
         rows: list[list[str] | None] = []
         for pass_ in passes:
             if rows:
                 rows.append(None)
             for r in (r for r in results if r.case == case.name and r.pass_ == pass_ and not r.skipped):
-                vs_torch, vs_fastest = ratio.get((r.case, r.pass_, r.impl), (math.nan, math.nan))
+                key = (r.case, r.pass_, r.impl)
+                vs_torch, vs_fastest = Summary.of(to_torch.get(key)), Summary.of(to_fastest.get(key))
                 notes = []
                 if r.impl == auto:
                     notes.append("auto")
@@ -239,43 +153,52 @@ def bench_report(results, cases_, passes, peak: float, dtype) -> list[dict]:
                 if r.times and r.warmup_s > 5 * r.median and r.warmup_s > 0.5:
                     notes.append(f"first call {r.warmup_s:.1f} s")
                 pct = 100 * r.gflops / peak if r.times else math.nan
-                rows.append([pass_, r.impl, _ms(r.median), _ms(min(r.times, default=math.nan)),
-                             _fmt(r.gflops if r.times else math.nan, 1), _fmt(pct, 0),
-                             _fmt(vs_torch) if have_torch else "-", _fmt(vs_fastest),
+                rows.append([pass_, r.impl, *([r.algorithm or "-"] if with_algorithm else []), ms(r.median),
+                             ms(r.best), num(r.gflops if r.times else math.nan, 1), num(pct, 0),
+                             vs_torch.text() if have_torch else "-", num(vs_fastest.median),
                              "-" if r.error is None else f"{r.error:.0e}", ", ".join(notes)])
-                rows_out.append(r.as_dict() | {"ratio_torch": vs_torch, "ratio_fastest": vs_fastest,
+                rows_out.append(r.as_dict() | {"ratio_torch": vs_torch.as_dict(), "ratio_fastest": vs_fastest.as_dict(),
                                                  "pct_peak": pct, "auto": auto})
-        print_table(f"{case.name}: {_describe(case)}",
-                    ["pass", "backend", "median ms", "min ms", "GFLOP/s", "%peak", "x torch", "x fastest",
-                     "error", "note"], rows, right_from=2)
+        print_table(f"{case.name}: {cases.describe(case)}",
+                    ["pass", "backend", *(["algorithm"] if with_algorithm else []), "median ms", "min ms",
+                     "eff. GFLOP/s", "%peak", "x torch [range]", "x fastest", "error", "note"], rows,
+                    right_from=3 if with_algorithm else 2)
     return rows_out
 
 
-def _geomean_summary(results, passes) -> None:
-    """Geometric mean of the ratio to torch per backend and pass: the figures the backend issues set."""
-    ratio = timing.ratios(results)
+def geomean_summary(results, passes) -> list[dict]:
+    """Per implementation and pass: the geometric mean over shapes of the median per-round ratio
+    to torch, the range of the per-round geomeans, and the worst shape. Printed and returned."""
+    to_torch = timing.per_round(results, timing.TORCH)
     impls = list(dict.fromkeys(r.impl for r in results if r.impl != timing.TORCH))
-    rows = []
+    rows, out = [], []
     for impl in impls:
         row = [impl]
         for pass_ in passes:
-            vals = [v[0] for (_, p, i), v in ratio.items()
-                    if i == impl and p == pass_ and math.isfinite(v[0])]
-            row += [_fmt(math.exp(np.mean(np.log(vals))) if vals else math.nan),
-                    _fmt(max(vals) if vals else math.nan)]
+            per_shape = [v for (_, p, i), v in to_torch.items() if i == impl and p == pass_]
+            if per_shape:
+                medians = [float(np.median(v)) for v in per_shape]
+                geo = math.exp(np.mean(np.log(medians)))
+                rounds = timing.geomean_per_round(per_shape)
+                entry = {"impl": impl, "pass": pass_, "shapes": len(per_shape), "geomean": geo,
+                         "round_geomean_min": float(rounds.min()), "round_geomean_max": float(rounds.max()),
+                         "worst": max(medians)}
+                out.append(entry)
+                row += [spread(geo, entry["round_geomean_min"], entry["round_geomean_max"]), num(max(medians))]
+            else:
+                row += ["-", "-"]
         rows.append(row)
-    cols = ["backend"] + [f"{p} {s}" for p in passes for s in ("geomean", "worst")]
-    print_table("time / torch's time over the shapes above", cols, rows)
+    cols = ["backend"] + [f"{p} {s}" for p in passes for s in ("geomean [rounds' range]", "worst")]
+    print_table("time / torch's time over the shapes above (median of per-round ratios)", cols, rows)
+    return out
 
 
 def _plot(path: str, results, cases_, passes) -> None:
-    try:
-        import matplotlib
+    import matplotlib
 
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        raise SystemExit("fastconv bench: --plot needs matplotlib: pip install 'fastconv[plot]'") from None
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
     panels = [(c, p) for c in cases_ for p in passes]
     cols = min(3, len(panels))
     rows = math.ceil(len(panels) / cols)
@@ -283,10 +206,11 @@ def _plot(path: str, results, cases_, passes) -> None:
     for ax, (case, pass_) in zip(axes.flat, panels):
         timed = [r for r in results if r.case == case.name and r.pass_ == pass_ and r.times]
         ax.barh([r.impl for r in timed], [r.median * 1e3 for r in timed],
+                xerr=[[(r.median - r.best) * 1e3 for r in timed], [(max(r.times) - r.median) * 1e3 for r in timed]],
                 color=["tab:gray" if r.impl == timing.TORCH else "tab:blue" for r in timed])
         ax.invert_yaxis()
         ax.set_title(f"{case.name} {pass_}", fontsize=9)
-        ax.set_xlabel("median ms (shorter is faster)", fontsize=8)
+        ax.set_xlabel("median ms, bars: range of rounds", fontsize=8)
         ax.tick_params(labelsize=8)
     for ax in list(axes.flat)[len(panels):]:
         ax.axis("off")
@@ -295,50 +219,62 @@ def _plot(path: str, results, cases_, passes) -> None:
     plt.close(fig)
 
 
+def _case_record(c: cases.Case) -> dict:
+    return {"name": c.name, "function": c.function, "n": c.n, "c_in": c.c_in, "size": list(c.size),
+            "c_out": c.c_out, "kernel": list(c.kernel), "stride": list(c.stride),
+            "padding": [list(p) for p in c.padding], "groups": c.groups, "dilation": list(c.dilation),
+            "macs": c.macs}
+
+
 def cmd_bench(parser, args) -> int:
+    _check_outputs(parser, args)
     cases_, impls = _selection(parser, args)
     passes = list(timing.PASSES) if args.passes == "both" else [args.passes]
     dtype = np.dtype(args.dtype)
     have_torch = timing.TORCH in impls
-    with timing.pinned_threads(args.threads):
+    with timing.pinned_threads(args.threads), timing.precision_level(args.precision) as level:
         peak = timing.matmul_peak(dtype)
         threads, rounds = timing.plural(args.threads, "thread"), timing.plural(args.repeat, "interleaved round")
-        _print(f"fastconv {__version__} · {dtype} · {threads} for BLAS, numba and torch alike · median of "
-               f"{rounds} · matmul peak {peak:.1f} GFLOP/s (best 2048x2048 {dtype} np.matmul)")
+        say(f"fastconv {__version__} · {dtype} · precision {level} · {threads} for BLAS, numba and torch alike · "
+            f"{rounds}, ratios are medians of per-round ratios · {peak.describe(dtype)}")
         if timing.torch_module() is None:
-            _print("No baseline: torch is not installed, so the 'x torch' column is empty and results "
-                   "are checked against the reference backend on small shapes only "
-                   "(pip install torch to compare).")
+            say("No baseline: torch is not installed, so the 'x torch' column is empty and results "
+                "are checked against the reference backend on small shapes only "
+                "(pip install torch to compare).")
         elif not have_torch:
-            _print("No baseline: torch was not selected, so the 'x torch' column is empty "
-                   "(results are still checked against torch).")
-        skipped = sorted({timing.skip_reason(i, c) for i in impls for c in cases_} - {None})
+            say("No baseline: torch was not selected, so the 'x torch' column is empty "
+                "(results are still checked against torch).")
+        skipped = sorted({timing.skip_reason(i, c, dtype) or timing.pass_skip_reason(i, c, p)
+                          for i in impls for c in cases_ for p in passes} - {None})
         for reason in skipped:
-            _print(f"Not timed on every shape: {reason} (it is slow on purpose).")
-        total = timing.steps(cases_, impls, passes, args.repeat)
-        with _Progress(total, enabled=not args.no_progress) as progress:
-            results = timing.measure(cases_, impls, passes, dtype=dtype, repeat=args.repeat,
-                                     on_step=progress.step)
-    rows = bench_report(results, cases_, passes, peak, dtype)
-    if have_torch and len(cases_) > 1:
-        _geomean_summary(results, passes)
-    if args.json:
-        fields = ("name", "n", "c_in", "ih", "iw", "c_out", "k", "stride", "pad", "groups", "dilation",
-                  "macs")
-        doc = {"fastconv": __version__, "dtype": str(dtype), "threads": args.threads, "repeat": args.repeat,
-               "matmul_peak_gflops": peak, "torch": _version("torch"), "numpy": np.__version__,
-               "cases": [{k: getattr(c, k) for k in fields} for c in cases_], "results": rows}
-        with open(args.json, "w") as f:
-            json.dump(doc, f, indent=1, allow_nan=True)
-        _print(f"wrote {args.json}")
+            say(f"Not timed on every shape: {reason}.")
+        environment = _results.environment()  # inside the pinning: the thread settings of the run
+        total = timing.steps(cases_, impls, passes, args.repeat, dtype)
+        with Progress(total, enabled=not args.no_progress) as progress:
+            results = timing.measure(cases_, impls, passes, dtype=dtype, repeat=args.repeat, on_step=progress.step)
+    rows = bench_report(results, cases_, passes, peak.gflops, dtype)
+    summary = geomean_summary(results, passes) if have_torch and len(cases_) > 1 else []
+    doc = {"format": _results.FORMAT, "format_version": _results.FORMAT_VERSION, "environment": environment,
+           "settings": {"dtype": str(dtype), "threads": args.threads, "repeat": args.repeat, "precision": level,
+                        "passes": passes, "suite": None if args.shape else args.suite,
+                        "impls": [timing.name_of(i) for i in impls], "min_sample_s": timing.MIN_SAMPLE_S},
+           "matmul_peak": {"gflops": peak.gflops, "size": peak.size,
+                           "samples": {str(k): v for k, v in peak.samples.items()}},
+           "cases": [_case_record(c) for c in cases_], "results": rows, "summary": summary}
+    for path, content in ((args.json, doc), (args.pytest_benchmark, None)):
+        if path:
+            _results.write(path, content or _results.pytest_benchmark(doc))
+            say(f"wrote {path}")
     if args.plot:
         _plot(args.plot, results, cases_, passes)
-        _print(f"wrote {args.plot}")
+        say(f"wrote {args.plot}")
     wrong = [r for r in results if not r.ok]
     for r in wrong:
-        _print(f"WRONG RESULT: {r.impl} {r.pass_} on {r.case}: error {r.error:.2e}")
+        say(f"WRONG RESULT: {r.impl} {r.pass_} on {r.case}: error {r.error:.2e}")
     return 1 if wrong else 0
 
+
+# -- check ------------------------------------------------------------------------------------------
 
 def cmd_check(parser, args) -> int:
     cases_, impls = _selection(parser, args, with_torch=False)
@@ -347,91 +283,129 @@ def cmd_check(parser, args) -> int:
     torch = timing.torch_module()
     oracle = "torch" if torch else "the reference backend"
     if torch is None:
-        _print("torch is not installed: comparing with the reference backend (slow on large shapes).")
+        say("torch is not installed: comparing with the reference backend (slow on large shapes).")
     tol = timing.TOLERANCE[dtype]
     rows, failed = [], 0
     for case in cases_:
         problem = timing.Problem(case, dtype)
         for pass_ in timing.PASSES:
             for impl in impls:
+                name = timing.name_of(impl)
                 if impl == "reference" and torch is None:
                     continue  # it is the oracle
-                if timing.skip_reason(impl, case):
-                    rows.append([case.name, pass_, impl, "-", "skipped (slow on purpose)"])
+                reason = timing.skip_reason(impl, case, dtype) or timing.pass_skip_reason(impl, case, pass_)
+                if reason and not reason.startswith("reference is timed only"):
+                    rows.append([case.name, pass_, name, "-", f"skipped: {reason}"])
+                    continue
+                if reason:
+                    rows.append([case.name, pass_, name, "-", "skipped (slow on purpose)"])
                     continue
                 err = problem.error(problem.runner(impl, pass_)(), pass_, slow_ok=True)
                 ok = err is not None and err <= tol
                 failed += not ok
-                rows.append([case.name, pass_, impl, "-" if err is None else f"{err:.1e}",
-                             "pass" if ok else "FAIL"])
+                rows.append([case.name, pass_, name, "-" if err is None else f"{err:.1e}", "pass" if ok else "FAIL"])
     print_table(f"largest |error| / max|expected| vs {oracle}, {dtype} (tolerance {tol:.0e})",
                 ["shape", "pass", "backend", "max error", "result"], rows, right_from=3)
-    _print(f"{failed} failed" if failed else "all passed")
+    say(f"{failed} failed" if failed else "all passed")
     return 1 if failed else 0
 
 
-def _version(module: str) -> str | None:
-    try:
-        return __import__(module).__version__
-    except ImportError:
-        return None
-
-
-def _cpu() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
+# -- info -------------------------------------------------------------------------------------------
 
 def cmd_info(parser, args) -> int:
     from threadpoolctl import threadpool_info
 
-    rows = [["fastconv", __version__], ["python", platform.python_version()], ["numpy", np.__version__]]
+    rows = [["fastconv", __version__], ["python", sys.version.split()[0]], ["numpy", np.__version__]]
     for pool in threadpool_info():
-        library = os.path.basename(pool["filepath"])
+        library = pool["filepath"].rsplit("/", 1)[-1]
         rows.append([f"{pool['user_api']} ({pool['internal_api']})",
                      f"{pool['version']} · {pool['num_threads']} threads · {library}"])
-    numba_line = _version("numba")
+    numba_line = _results.version("numba")
     if numba_line and "numba" in backends.available():
         import numba
 
+        # Cold, this compiles every kernel (~30 s): say so rather than sit silent.
+        print("starting numba: the first run on a machine compiles its kernels (about 30 s, then cached)...",
+              file=sys.stderr, flush=True)
         try:
             backends.get("numba").warmup(np.dtype(np.float32))  # the threading layer exists once a kernel ran
-            layer = numba.threading_layer()
         except (ValueError, RuntimeError):
-            layer = f"not started (configured: {numba.config.THREADING_LAYER})"
-        numba_line += f" · threading layer {layer} · {numba.get_num_threads()} threads"
+            pass
+        numba_line += f" · threading layer {_results._numba_layer(numba)} · {numba.get_num_threads()} threads"
     rows.append(["numba", numba_line or "not installed"])
     torch = timing.torch_module()
-    rows.append(["torch", f"{torch.__version__} · {torch.get_num_threads()} threads" if torch
-                 else "not installed"])
-    rows.append(["cpu", f"{_cpu()} · {os.cpu_count()} CPUs, {timing.default_threads()} usable"])
+    rows.append(["torch", f"{torch.__version__} · {torch.get_num_threads()} threads" if torch else "not installed"])
+    rows.append(["cpu", f"{_results.cpu_name()} · {os.cpu_count()} CPUs, "
+                 f"{timing.default_threads()} usable"])
     missing = [name for name in backends.NAMES if name not in backends.available()]
     rows.append(["backends", ", ".join(backends.available())
                  + (f" (not installed: {', '.join(missing)})" if missing else "")])
     print_table("fastconv info", ["", ""], rows)
-    picks = [[c.name, _describe(c), choose_backend(c.x_shape, c.w_shape, **c.kwargs)]
-             for c in cases.SUITES[args.suite]]
+    picks = []
+    for c in cases.SUITES[args.suite]:
+        try:
+            pick = choose_backend(c.x_shape, c.w_shape, **c.kwargs)
+        except (ValueError, TypeError) as exc:
+            pick = f"- ({exc})"
+        picks.append([c.name, cases.describe(c), pick])
     print_table(f'backend="auto" on the {args.suite} suite (float32)', ["shape", "geometry", "auto"], picks,
                 right_from=3)
     return 0
+
+
+def _info_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--suite", choices=tuple(cases.SUITES), default="default",
+                   help="the shapes whose auto choice is listed (default: default)")
+
+
+# -- the table of subcommands -------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Subcommand:
+    """One ``fastconv`` subcommand: ``add_flags(subparser)`` and ``run(parser, args) -> exit status``."""
+
+    help: str
+    description: str
+    add_flags: Callable[[argparse.ArgumentParser], None]
+    run: Callable[[argparse.ArgumentParser, argparse.Namespace], int]
+
+
+SUBCOMMANDS: dict[str, Subcommand] = {
+    "bench": Subcommand(
+        "time every backend and torch side by side, one table per shape",
+        "Time each backend, torch and your own --impl on a suite of shapes, in the same run, on the\n"
+        "same threads and interleaved rounds; print median time, effective GFLOP/s (direct-convolution\n"
+        "FLOPs over time), % of the matrix-product peak, and ratios to torch and to the fastest\n"
+        "(medians of per-round ratios, with their range).\n\n" + cases.SHAPE_HELP, _bench_flags, cmd_bench),
+    "check": Subcommand(
+        "compare every backend with torch (or the reference backend)",
+        "Run every backend once per shape and pass and compare with torch (or with the reference backend "
+        "when torch is absent); exit 1 on any mismatch.", _add_selection_flags, cmd_check),
+    "info": Subcommand("versions, BLAS, threads, CPU, backends and what auto picks",
+                       "Versions, BLAS, threads, CPU, backends and what auto picks.", _info_flags, cmd_info),
+    "compare": Subcommand(_compare.HELP, _compare.DESCRIPTION, _compare.add_flags, _compare.cmd_compare),
+    "gate": Subcommand(_gate.HELP, _gate.DESCRIPTION, _gate.add_flags, _gate.cmd_gate),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="fastconv", description="Fast 1-, 2- and 3-D convolution on NumPy "
+                                     "arrays: benchmark and check the backends on this machine.")
+    parser.add_argument("--version", action="version", version=f"fastconv {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="{" + ",".join(SUBCOMMANDS) + "}")
+    for name, command in SUBCOMMANDS.items():
+        p = sub.add_parser(name, help=command.help, description=command.description,
+                           formatter_class=argparse.RawDescriptionHelpFormatter)
+        command.add_flags(p)
+        p.set_defaults(run=command.run)
+    return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``fastconv`` console script and of ``python -m fastconv``."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    command = {"bench": cmd_bench, "check": cmd_check, "info": cmd_info}.get(args.command)
-    if command is None:
-        from . import _gate
-
-        return _gate.cmd_gate(parser, args)
-    return command(parser, args)
+    return args.run(parser, args)
 
 
 if __name__ == "__main__":

@@ -1,4 +1,8 @@
-"""The CI gate's comparison logic, on synthetic timings: no clock is read here."""
+"""The CI gate: its comparison logic on synthetic timings, the budgets file's schema (exit 2 naming
+the key), --init, and one end-to-end run on the tiny suite with a file's own shapes and function."""
+
+import sys
+import textwrap
 
 import numpy as np
 import pytest
@@ -31,7 +35,7 @@ def test_much_faster_passes_with_a_note():
     measured = {("forward", "im2col", "q-r28"): 0.5, ("backward", "numba", "q-dw"): 0.8}
     faster = gate.compare(measured, BUDGETS)[0]
     assert faster.status == "faster" and not faster.failed
-    assert "bench-budgets" in faster.message(BUDGETS.tolerance)
+    assert "gate --update" in faster.message(BUDGETS.tolerance)
 
 
 def test_missing_measurement_unbudgeted_entry_and_wrong_result_fail():
@@ -46,9 +50,11 @@ def test_missing_measurement_unbudgeted_entry_and_wrong_result_fail():
 
 def test_budget_file_round_trips(tmp_path):
     path = tmp_path / "budgets.toml"
-    path.write_text(gate.format_budgets(BUDGETS))
+    budgets = gate.Budgets({K3: 1.2, ("backward", "numba", DW[2]): 0.8}, tolerance=1.5, suite="tiny", threads=1,
+                           repeat=2, notes=BUDGETS.notes)
+    path.write_text(gate.format_budgets(budgets))
     back = gate.read_budgets(path)
-    assert back.ratios == BUDGETS.ratios
+    assert back.ratios == budgets.ratios
     assert (back.tolerance, back.suite, back.threads, back.repeat) == (1.5, "tiny", 1, 2)
     assert back.notes == BUDGETS.notes  # the explanation survives `--update`
 
@@ -58,7 +64,7 @@ def _fake_runs(monkeypatch, *runs):
     queue = list(runs)
     calls = []
 
-    def fake(budgets, cases_, label, repeat_runs=1):
+    def fake(budgets, cases_, impls, repeat_runs=1):
         calls.append([c.name for c in cases_])
         return [queue.pop(0) for _ in range(repeat_runs)], set()
     monkeypatch.setattr(gate, "_run", fake)
@@ -122,7 +128,7 @@ def test_update_writes_the_median_of_runs_and_keeps_the_tolerance(capsys, monkey
 def test_gate_without_budget_file_says_how_to_make_one(capsys, monkeypatch, tmp_path):
     monkeypatch.setattr(gate.timing, "torch_module", lambda: object())
     code, out = _gate(capsys, "--budgets", str(tmp_path / "none.toml"))
-    assert code == 2 and "make bench-budgets" in out
+    assert code == 2 and "fastconv gate --init" in out
 
 
 @pytest.mark.skipif(gate.timing.torch_module() is None, reason="the gate needs torch")
@@ -145,3 +151,161 @@ def test_gate_end_to_end_on_the_tiny_suite(capsys, tmp_path):
     code, out = _gate(capsys, "--budgets", str(path))
     assert code == 1 and "gate FAILED" in out
     assert "FAIL reference forward on tiny-k3" in out
+
+
+# -- the budgets file's schema: a bad file is exit 2 naming the key, before anything is measured --
+
+GOOD = '''
+tolerance = 1.5
+suite = "tiny"
+threads = 1
+repeat = 2
+stat = "best"
+
+[forward.im2col]
+"tiny-k3" = 1.2
+'''
+
+
+@pytest.fixture
+def no_measuring(monkeypatch):
+    def refuse(*args, **kwargs):
+        raise AssertionError("measured a file that should have been refused")
+    monkeypatch.setattr(gate, "_run", refuse)
+    monkeypatch.setattr(gate.timing, "torch_module", lambda: object())
+
+
+@pytest.mark.parametrize("edit, message", [
+    (("tolerance = 1.5", "tolerance = nan"), "tolerance: nan is not a finite number"),
+    (("tolerance = 1.5", "tolerance = inf"), "tolerance: inf is not a finite number"),
+    (("tolerance = 1.5", "tolerance = 0"), "tolerance: 0 is less than the minimum of 1"),
+    (("tolerance = 1.5", "tolerance = -2.0"), "tolerance: -2.0 is less than the minimum of 1"),
+    (('"tiny-k3" = 1.2', '"tiny-k3" = nan'), 'forward.im2col."tiny-k3": nan is not a finite number'),
+    (('"tiny-k3" = 1.2', '"tiny-k3" = -1.2'), 'forward.im2col."tiny-k3": -1.2 is less than or equal to the minimum'),
+    (('"tiny-k3" = 1.2', '"tiny-k3" = 0'), 'forward.im2col."tiny-k3": 0 is less than or equal to the minimum of 0'),
+    (('"tiny-k3" = 1.2', '"tiny-k3" = "1.2"'), "forward.im2col.\"tiny-k3\": '1.2' is not of type 'number'"),
+    (('suite = "tiny"', 'suite = "mine"'), "suite: 'mine' is not one of"),
+    (("repeat = 2", "repeat = 0"), "repeat: 0 is less than the minimum of 1"),
+    (("repeat = 2", "repeat = 2.5"), "repeat: 2.5 is not of type 'integer'"),
+    (("threads = 1", "threads = true"), "threads: True is not of type 'integer'"),
+    (('stat = "best"', 'stat = "mean"'), "stat: 'mean' is not one of ['best', 'median', 'paired']"),
+    (('stat = "best"', 'stats = "best"'), "Additional properties are not allowed ('stats' was unexpected)"),
+    (("[forward.im2col]", "[sideways.im2col]"), "'sideways' was unexpected"),
+    (("[forward.im2col]", "[forward.numbba]"), "forward.numbba: unknown implementation 'numbba'"),
+    (('"tiny-k3" = 1.2', '"tiny-k4" = 1.2'), 'forward.im2col."tiny-k4": no shape \'tiny-k4\' in the suite or [shapes]'),
+    (("repeat = 2", "repeat = 2\n[shapes]\nbad = 'n=1 c=2'"), "shapes.\"bad\": shape 'n=1 c=2': missing size, k"),
+    (("repeat = 2", 'repeat = 2\nimpls = ["not a module"]'), "impls.0: 'not a module' does not match"),
+    (("threads = 1", "threads = = 1"), "not valid TOML"),
+])
+def test_a_bad_budgets_file_is_exit_2_naming_the_key(capsys, tmp_path, no_measuring, edit, message):
+    old, new = edit
+    assert old in GOOD
+    path = tmp_path / "budgets.toml"
+    path.write_text(GOOD.replace(old, new, 1))
+    code, out = _gate(capsys, "--budgets", str(path))
+    assert code == 2, out
+    assert message in out and str(path) in out
+    assert "Traceback" not in out
+
+
+def test_the_good_file_passes_the_schema(tmp_path):
+    path = tmp_path / "budgets.toml"
+    path.write_text(GOOD)
+    assert gate.read_budgets(path).ratios == {("forward", "im2col", "tiny-k3"): 1.2}
+
+
+def test_a_file_that_no_longer_matches_the_machine_is_exit_2(capsys, monkeypatch, tmp_path):
+    # A budget that was not measured (backend gone) is a set-up problem, not a slowdown.
+    path = _budget_file(tmp_path)
+    _fake_runs(monkeypatch, {K3: 1.0})
+    code, out = _gate(capsys, "--budgets", str(path))
+    assert code == 2 and "MISSING" in out
+
+
+def test_init_writes_a_starter_that_passes_the_schema_and_is_not_overwritten(capsys, tmp_path):
+    path = tmp_path / "perf.toml"
+    code, out = _gate(capsys, "--init", "--budgets", str(path))
+    assert code == 0 and "gate --update" in out
+    budgets = gate.read_budgets(path)
+    assert budgets.suite is None and set(budgets.shapes) == {"conv3x3", "signal-k9"}
+    assert [c.name for c in budgets.cases()] == ["conv3x3", "signal-k9"] and budgets.cases()[1].ndim == 1
+    code, out = _gate(capsys, "--init", "--budgets", str(path))
+    assert code == 2 and "exists already" in out
+
+
+def test_the_files_own_shapes_and_implementations_are_measured(capsys, monkeypatch, tmp_path):
+    path = tmp_path / "budgets.toml"
+    path.write_text(textwrap.dedent('''
+        tolerance = 1.5
+        threads = 1
+        repeat = 2
+        backends = ["reference"]
+        impls = ["fastconv.api:conv2d"]
+
+        [shapes]
+        "my-layer" = "n=1 c=2 size=6x6 k=2 kernel=3 pad=1"
+
+        [forward.reference]
+        "my-layer" = 10.0
+
+        [forward."fastconv.api:conv2d"]
+        "my-layer" = 1.0
+    '''))
+    seen = {}
+
+    def fake(budgets, cases_, impls, repeat_runs=1):
+        seen["cases"], seen["impls"] = [c.name for c in cases_], [getattr(i, "name", i) for i in impls]
+        return [{("forward", "reference", "my-layer"): 10.0,
+                 ("forward", "fastconv.api:conv2d", "my-layer"): 1.0}], set()
+    monkeypatch.setattr(gate, "_run", fake)
+    monkeypatch.setattr(gate.timing, "torch_module", lambda: object())
+    code, out = _gate(capsys, "--budgets", str(path))
+    assert code == 0, out
+    assert seen == {"cases": ["my-layer"], "impls": ["reference", "fastconv.api:conv2d", "torch"]}
+    assert gate.read_budgets(path).shapes == {"my-layer": "n=1 c=2 size=6x6 k=2 kernel=3 pad=1"}
+
+
+def test_a_file_with_shapes_and_impls_round_trips(tmp_path):
+    budgets = gate.Budgets({("forward", "pkg.mod:fn", "my.layer"): 1.25}, 1.5, None, 1, "float32", 2, "paired",
+                           shapes={"my.layer": "n=1 c=2 size=6 k=2 kernel=3"}, impls=["pkg.mod:fn"],
+                           backends=["reference"], precision="high")
+    path = tmp_path / "b.toml"
+    path.write_text(gate.format_budgets(budgets))
+    back = gate.read_budgets(path)
+    assert (back.ratios, back.shapes, back.impls, back.backends, back.precision, back.stat, back.suite) == (
+        budgets.ratios, budgets.shapes, budgets.impls, budgets.backends, "high", "paired", None)
+
+
+@pytest.mark.skipif(gate.timing.torch_module() is None, reason="the gate needs torch")
+def test_gate_for_another_project_end_to_end(capsys, tmp_path, monkeypatch):
+    """A project's own 1-D shape and own function, budgets measured by --update, then the gate."""
+    (tmp_path / "theirconv.py").write_text(textwrap.dedent('''
+        import fastconv
+
+        def conv1d(x, w, b=None, stride=1, padding=0, dilation=1, groups=1):
+            return fastconv.conv1d(x, w, b, stride, padding, dilation, groups, backend="reference")
+    '''))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    sys.modules.pop("theirconv", None)
+    path = tmp_path / "perf.toml"
+    path.write_text(textwrap.dedent('''
+        tolerance = 1.5
+        threads = 1
+        repeat = 2
+        backends = ["reference"]
+        impls = ["theirconv"]
+
+        [shapes]
+        "sig" = "n=2 c=3 size=40 k=4 kernel=5 pad=2:2 dil=2"
+    '''))
+    if not hasattr(gate.cases, "FUNCTIONS") or not hasattr(__import__("fastconv"), "conv1d"):
+        pytest.skip("this fastconv has no conv1d")
+    code, out = _gate(capsys, "--budgets", str(path), "--update", "--runs", "1")
+    assert code == 0, out
+    ratios = gate.read_budgets(path).ratios
+    assert ("forward", "theirconv", "sig") in ratios and ("forward", "reference", "sig") in ratios
+    assert ("backward", "theirconv", "sig") not in ratios  # no backward given: not measured, not budgeted
+    text = path.read_text().replace("tolerance = 1.5", "tolerance = 1000.0")
+    path.write_text(text)
+    code, out = _gate(capsys, "--budgets", str(path))
+    assert code == 0 and "gate passed" in out
