@@ -12,15 +12,21 @@ import numpy as np
 
 from .._precision import get_precision
 from .._threads import get_num_threads, single_threaded_blas
-from .._workers import buffer as _buffer
-from .._workers import map_items as _map_items
-from .._workers import memory_budget
-from .._workers import reserved as _reserved
+from .._workers import buffer, call_budget, chunks, even, map_items, reserved
 from . import _winograd_kernels as _k
 
 NAME = "winograd"
 
 TILE = {"highest": 2, "high": 4}  # output tile m of F(m x m, 3x3) at each precision level
+# "high" allows F(4x4) but runs F(2x2), the more accurate, where it is also the faster: on outputs
+# this small, 4x4 tiles are mostly padding (7x7 -> 8x8) and their rows too short for SIMD. Two
+# threads, N=32, C=K=512, 7x7: F(2x2) forward 28 ms, F(4x4) 46; C=K=256, 14x14: 25 and 21
+# (OPENBLAS_CORETYPE=SkylakeX, /tmp/wbench.py in the README's measurements).
+F4_MIN_SIDE = 12
+# grad_weight is a direct method's: numba's on large images, im2col's below this many output
+# pixels, where its GEMMs beat numba's loops (same runs: 7x7 im2col 28 ms, numba 38; 14x14
+# numba 26, im2col 29; 28x28 numba 22.5, im2col 26.4).
+GW_IM2COL_BELOW_PIXELS = 128
 # A work item's transformed input and products (alpha^2 x (C + K) x tiles) aim for this size, so
 # that they stay in the core's 1 MiB share of L2 between the transform, the products and the
 # output transform; never fewer tiles than ITEM_MIN_TILES (the products get too thin).
@@ -45,8 +51,14 @@ def supports(geom, dtype, precision):
 
 def algorithm(geom, dtype, precision) -> str:
     """The algorithm a supported call runs at ``precision``, e.g. ``"F(4x4,3x3)"``."""
-    m = TILE[precision]
+    m = _tile(geom, precision)
     return f"F({m}x{m},3x3)"
+
+
+def _tile(geom, precision) -> int:
+    """The output tile m of F(m x m, 3x3) for this call (see ``F4_MIN_SIDE``)."""
+    m = TILE[precision]
+    return 2 if min(geom.oh, geom.ow) < F4_MIN_SIDE else m
 
 
 def forward(x, w, geom, bias=None):
@@ -69,57 +81,62 @@ def grad_input(gy, w, geom):
 
 
 def grad_weight(gy, x, geom):
-    """Gradient with respect to the weight, shaped like ``w``: the numba backend's direct loops."""
-    from . import numba_jit
-    return numba_jit.grad_weight(gy, x, geom)
+    """Gradient with respect to the weight, shaped like ``w``: a direct backend's (see
+    ``GW_IM2COL_BELOW_PIXELS``)."""
+    from . import im2col, numba_jit
+    direct = im2col if geom.oh * geom.ow < GW_IM2COL_BELOW_PIXELS else numba_jit
+    return direct.grad_weight(gy, x, geom)
 
 
-def _plan(tiles, per_tile, shared, geom, itemsize):
-    """``(tiles per work item, threads)``: items of about ``ITEM_BYTES``, an even share of the
-    tiles, and every thread's block plus the ``shared`` bytes within the memory budget (fewer
-    threads when one tile each does not fit; one tile per item at the least)."""
-    budget = memory_budget(geom.n * geom.c_in * geom.ih * geom.iw * itemsize) - shared
-    reserve = _reserved() * itemsize
-    threads = int(max(1, min(get_num_threads(), budget // (per_tile + reserve))))
-    fits = (budget // threads - reserve) // per_tile
-    want = max(ITEM_MIN_TILES, ITEM_BYTES // per_tile)
-    size = int(max(1, min(want, fits, -(-tiles // threads))))
-    return -(-tiles // -(-tiles // size)), threads  # equal items: no thread left with crumbs
+def _plan(rows, per_row, shared, geom, itemsize):
+    """``(tile rows per work item, threads)``: items of about ``ITEM_BYTES``, an even share of the
+    rows, and every thread's block plus the ``shared`` bytes within the memory budget (fewer
+    threads when one row each does not fit; one row per item at the least)."""
+    budget = call_budget(geom, itemsize) - shared
+    reserve = reserved() * itemsize
+    threads = int(max(1, min(get_num_threads(), budget // (per_row + reserve))))
+    fits = (budget // threads - reserve) // per_row
+    want = max(-(-ITEM_MIN_TILES * per_row // ITEM_BYTES), ITEM_BYTES // per_row)
+    size = int(max(1, min(want, fits, -(-rows // threads))))
+    return even(rows, size), threads
 
 
 def _convolve(src, w, geom, c_dst, out_hw, pt, pl, bias, transposed):
     """The stride-1 3x3 convolution of ``src`` into ``c_dst`` channels of ``out_hw`` pixels, input
     pixel ``(oy - pt + ky, ox - pl + kx)``; with w's kernels (``transposed``: flipped, channels
     swapped). None when a result is inf or NaN."""
-    m = TILE[get_precision()]
+    m = _tile(geom, get_precision())
     a2, groups, dtype = (m + 2) ** 2, geom.groups, src.dtype
     cs, cd = src.shape[1] // groups, c_dst // groups  # channels per group read and written
     tiles_h, tiles_w = -(-out_hw[0] // m), -(-out_hw[1] // m)
-    tiles = src.shape[0] * tiles_h * tiles_w
+    rows = src.shape[0] * tiles_h  # rows of tiles over the whole batch
     u = np.empty((groups, a2, cd, cs), dtype)
-    size, threads = _plan(tiles, a2 * (cs + cd) * src.itemsize, u.nbytes, geom, src.itemsize)
+    size, threads = _plan(rows, a2 * (cs + cd) * tiles_w * src.itemsize, u.nbytes, geom, src.itemsize)
     y = np.empty((src.shape[0], c_dst, *out_hw), dtype)
     b = np.empty(0, dtype) if bias is None else bias
     bad = []
+    wv = w.reshape(groups, cd if not transposed else w.shape[0] // groups, -1, 3, 3)
+    if transposed:  # (group, input channel, output channel, ky, kx), flipped: a view, no copy
+        wv = wv.transpose(0, 2, 1, 3, 4)[..., ::-1, ::-1]
 
-    def transform_filter(k0, k1, scratch):
-        _k._filter_transform(w, groups, m, transposed, k0, k1, u)
+    def transform_filter(r0, r1, scratch):
+        _k._filter_transform(wv, m, r0, r1, u)
 
-    def work(t0, t1, scratch):
-        nt = t1 - t0
-        v = _buffer(scratch, "v", (a2 * cs * nt,), dtype)
-        mm = _buffer(scratch, "m", (a2 * cd * nt,), dtype)
+    def work(r0, r1, scratch):
+        nt = (r1 - r0) * tiles_w
+        v = buffer(scratch, "v", (a2 * cs * nt,), dtype)
+        mm = buffer(scratch, "m", (a2 * cd * nt,), dtype)
         for g in range(groups):
-            _k._input_transform(src, g * cs, cs, t0, t1, tiles_h, tiles_w, pt, pl, m, v)
+            _k._input_transform(src, g * cs, cs, r0, r1, tiles_h, tiles_w, pt, pl, m, v)
             np.matmul(u[g], v.reshape(a2, cs, nt), out=mm.reshape(a2, cd, nt))
-            if _k._output_transform(mm, g * cd, cd, t0, t1, tiles_h, tiles_w, m, b, y):
+            if _k._output_transform(mm, g * cd, cd, r0, r1, tiles_h, tiles_w, m, b, y):
                 bad.append(True)
 
-    rows = w.shape[0]  # the filter transform splits w's rows evenly over the threads
-    per = -(-rows // threads)
+    nf = groups * cd  # the filter transform splits its (group, row) pairs evenly over the threads
+    per = -(-nf // threads)
     with single_threaded_blas(threads > 1):
-        _map_items([(k0, min(rows, k0 + per)) for k0 in range(0, rows, per)], transform_filter, threads)
-        _map_items([(t0, min(tiles, t0 + size)) for t0 in range(0, tiles, size)], work, threads)
+        map_items(list(chunks(nf, per)), transform_filter, threads)
+        map_items(list(chunks(rows, size)), work, threads)
     return None if bad else y
 
 
