@@ -6,27 +6,29 @@ padding, a band of rows at a time; the direct loops of the input gradient (``_gr
 the exact fallback of the weight gradient's ``_gw_rows``) run only over the taps that land inside.
 """
 
-import os
-
 import numpy as np
 from numba import njit as _njit
 from numba import prange
 
+from .. import _cache
+
 # fastmath without 'nnan'/'ninf': NaN and inf still propagate as in torch; 'reassoc' lets LLVM
 # vectorise the dot products of the weight gradient, 'contract' fuses multiply-adds.
 _FASTMATH = {"reassoc", "contract"}
-_CACHE = os.environ.get("FASTCONV_NUMBA_CACHE", "1") != "0"
+_CACHE = _cache.numba_enabled()
 _JIT = dict(nogil=True, cache=_CACHE, fastmath=_FASTMATH, error_model="numpy")
 _PJIT = dict(_JIT, parallel=True)
 
 
 def njit(**options):
-    """``numba.njit``, compiling in memory when no cache directory is writable (read-only install)."""
+    """``numba.njit`` whose ``cache=True`` means fastconv's cache (``fastconv._cache``: a per-user,
+    versioned directory, damaged files refused), not Numba's, which writes beside the package;
+    in memory when that directory is not writable."""
     def decorate(fn):
-        try:
-            return _njit(**options)(fn)
-        except RuntimeError:  # numba: "cannot cache function ...: no locator available"
-            return _njit(**dict(options, cache=False))(fn)
+        dispatcher = _njit(**dict(options, cache=False))(fn)
+        if options.get("cache"):
+            _cache.attach_numba_cache(dispatcher)
+        return dispatcher
     return decorate
 
 CB = 4  # output channels computed together: each input load feeds CB multiply-adds
