@@ -116,10 +116,18 @@ def threads(n: int | None):
             numba.set_num_threads(numba_previous)
 
 
-_blas_controller = None  # threadpoolctl's view of the loaded BLAS libraries, found once (~1 ms)
-_single_lock = threading.Lock()
-_single_users = 0  # calls inside single_threaded_blas now, from any thread
-_single_limiter = None  # what the first of them changed, undone by the last
+# BLAS's thread count is process-wide, so the blocks of all threads share one switch: the first
+# block to open sets one thread, the last to close restores the counts found. Interrupt-safe: a
+# KeyboardInterrupt may land between any two bytecodes of the caller (never in a pool thread),
+# so the record of who is inside is one atomic dict operation per block, and whatever the switch
+# should be is recomputed from that record on every entry and exit (_reconcile) instead of being
+# kept in step by counting; a block cut short anywhere is undone by its own exit or, at worst
+# (an interrupt inside that exit), by its thread's next block.
+_blas_libs = None  # threadpoolctl's controllers of the loaded BLAS libraries, found once (~1 ms)
+_blas_lock = threading.Lock()
+_blas_users: dict[int, None] = {}  # threads inside single_threaded_blas now, by thread id
+_blas_saved: list[int] | None = None  # counts found by the first block, restored by the last
+_inside = threading.local()  # .blas: this thread is inside a block (an inner one then does nothing)
 
 
 @contextlib.contextmanager
@@ -129,25 +137,64 @@ def single_threaded_blas(active: bool = True):
     For a backend that runs BLAS calls from several threads of its own: each call then keeps to
     its thread, so the threads never oversubscribe the cores or wait on each other's BLAS
     workers. The setting is process-wide, so overlapping blocks (calls from several user threads)
-    share it: the first sets it, the last restores it. ``active=False`` makes the block a no-op.
+    share it: the first sets it, the last restores it. Blocks nest (an inner one does nothing).
+    ``active=False`` makes the block a no-op.
     """
-    global _blas_controller, _single_users, _single_limiter
-    if not active:
+    if not active or getattr(_inside, "blas", False):
         yield
         return
-    with _single_lock:
-        if _single_users == 0:
-            if _blas_controller is None:
-                from threadpoolctl import ThreadpoolController
-
-                _blas_controller = ThreadpoolController().select(user_api="blas")
-            _single_limiter = _blas_controller.limit(limits=1)
-        _single_users += 1
+    me = threading.get_ident()
+    entered = []
     try:
+        entered.append(True)  # from here on, the finally undoes whatever happened
+        _inside.blas = True
+        _blas_users[me] = None
+        _reconcile()
         yield
     finally:
-        with _single_lock:
-            _single_users -= 1
-            if _single_users == 0:
-                _single_limiter.restore_original_limits()
-                _single_limiter = None
+        if entered:
+            _inside.blas = False  # first: should the rest be cut short, the next block heals it
+            _blas_users.pop(me, None)
+            _reconcile()
+
+
+def _reconcile() -> None:
+    """Make BLAS's thread count what ``_blas_users`` asks for: one while anyone is inside."""
+    global _blas_libs, _blas_saved
+    with _blas_lock:
+        if _blas_libs is None:
+            from threadpoolctl import ThreadpoolController
+
+            _blas_libs = ThreadpoolController().select(user_api="blas").lib_controllers
+        if _blas_users:
+            if _blas_saved is None:
+                _blas_saved = [lib.get_num_threads() for lib in _blas_libs]
+            for lib in _blas_libs:  # every time, not only on the first entry: cheap (~1 us), and it
+                _set_blas(lib, 1)   # repairs a switch that an interrupt cut short
+        elif _blas_saved is not None:
+            for lib, count in zip(_blas_libs, _blas_saved):
+                _set_blas(lib, count)
+            _blas_saved = None
+
+
+def _set_blas(lib, count) -> None:
+    # threadpoolctl lets only the first thread that set OpenBLAS's count set it again and ignores
+    # the others silently (its "controlling thread"); any of our threads may be the first or the
+    # last inside, so the library's own setter is called directly where threadpoolctl has one.
+    if count is not None:
+        getattr(lib, "_real_set_num_threads", lib.set_num_threads)(count)
+
+
+def _after_fork_in_child() -> None:
+    """A forked child has only the thread that forked: blocks that other threads had open are
+    gone, and so may be the holder of ``_blas_lock``. ``_blas_saved`` stays: the child's BLAS
+    has the parent's count, which the child's next block restores when it closes."""
+    global _blas_lock
+    _blas_lock = threading.Lock()
+    _blas_users.clear()
+    if getattr(_inside, "blas", False):  # forked from inside a block, whose exit runs here too
+        _blas_users[threading.get_ident()] = None
+
+
+if hasattr(os, "register_at_fork"):  # not on Windows
+    os.register_at_fork(after_in_child=_after_fork_in_child)

@@ -10,10 +10,12 @@ threads' scratch together.
 
 from __future__ import annotations
 
+import _thread
+import collections
+import itertools
 import math
 import os
 import threading
-from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
@@ -97,11 +99,13 @@ def map_chunks(n, nb, work, threads):
 
 def map_items(items, work, threads):
     """Run ``work(*item, scratch)`` on every item, spread over ``threads`` threads; returns the
-    ``scratch`` dicts, one per thread, each reused across its items.
+    ``scratch`` dicts, one per thread that took part, each reused across its items.
 
     numpy's elementwise loops and copies run on one core, and release the GIL (as BLAS does), so
-    Python threads give them the cores that BLAS and torch would use. Items go to whichever
-    thread is free, so a core that another process slows takes fewer.
+    Python threads give them the cores that BLAS and torch would use. The calling thread works
+    too; items go to whichever thread is free, so a core that another process slows takes fewer.
+    Should an item raise, or the caller be interrupted (KeyboardInterrupt), the other threads
+    finish the item they are on and take no other; then the exception propagates.
     """
     threads = min(threads, len(items))
     if threads <= 1:
@@ -109,30 +113,18 @@ def map_items(items, work, threads):
         for item in items:
             work(*item, scratch)
         return [scratch]
-    pending, lock = iter(items), threading.Lock()
-    errors = np.geterr()  # np.errstate is per thread: the caller's must hold in the workers too
-    failed = threading.Event()
-
-    def worker():
-        # Each worker pulls items until none is left: memory stays one scratch per thread,
-        # however many items (a future per item held ~2 KB each, beyond a small budget).
-        scratch = {}
-        with np.errstate(**errors):
-            while not failed.is_set():
-                with lock:
-                    item = next(pending, None)
-                if item is None:
-                    break
-                try:
-                    work(*item, scratch)
-                except BaseException:
-                    failed.set()  # the others stop at their next item
-                    raise
-        return scratch
-
-    others = [_pool(threads - 1).submit(worker) for _ in range(threads - 1)]
-    scratches = [worker()]  # the calling thread works too
-    return scratches + [future.result() for future in others]
+    job = _Job(items, work)
+    try:
+        _the_pool().post(job, threads - 1)
+        job.run(job.scratches[0])
+    except BaseException:
+        job.stop = True
+        raise
+    finally:
+        job.close()
+    if job.failures:
+        raise job.failures[0]
+    return job.scratches
 
 
 def sum_of(scratches, name):
@@ -144,24 +136,124 @@ def sum_of(scratches, name):
     return total
 
 
-_executor: tuple[int, ThreadPoolExecutor] | None = None
+class _Job:
+    """One ``map_items`` call: its items, taken in turn by the calling thread and the helpers
+    that join it.
+
+    A KeyboardInterrupt can land between any two bytecodes of the calling thread. So nothing the
+    helpers need is ever locked by the caller: items are handed out by ``itertools.count``, who
+    is inside by list appends and removals, and the stop by one attribute store, all atomic under
+    the GIL; the caller sleeps on a lock of its own, with a timeout, rechecking who is inside.
+    (Before, with a ThreadPoolExecutor, an interrupt inside ``future.result()`` could leave the
+    future's lock held and a pool thread waiting on it forever, so that a later call hung.)
+    """
+
+    def __init__(self, items, work):
+        self.items, self.work = items, work
+        self.taken = itertools.count()  # next(...) hands each item index to one thread
+        self.errors = np.geterr()  # np.errstate is per thread: the caller's holds in the helpers
+        self.stop = False  # no thread takes another item: the caller left, or an item raised
+        self.failures = []  # what the helpers' items raised
+        self.inside = []  # helpers in this job now
+        self.scratches = [{}]  # the caller's, then each helper's
+        self.left = _thread.allocate_lock()  # released by each helper leaving; the caller waits on it
+        self.left.acquire()
+
+    def run(self, scratch):
+        count = len(self.items)
+        while not self.stop:
+            i = next(self.taken)
+            if i >= count:
+                break
+            self.work(*self.items[i], scratch)
+
+    def help(self):
+        """A helper's part: items until none is left, unless the caller has already gone."""
+        me = object()
+        self.inside.append(me)  # before reading stop: the caller reads inside after setting it
+        try:
+            if not self.stop:
+                scratch = {}
+                self.scratches.append(scratch)
+                with np.errstate(**self.errors):
+                    self.run(scratch)
+        except BaseException as exc:  # handed to the caller, who raises it
+            self.failures.append(exc)
+            self.stop = True
+        finally:
+            self.inside.remove(me)
+            try:
+                self.left.release()
+            except RuntimeError:  # already released by another helper, not yet seen by the caller
+                pass
+
+    def close(self):
+        """In the caller, last: no new item starts; wait for the helpers to finish theirs. An
+        interrupt while waiting is held back until they have (they hold this call's arrays)."""
+        self.stop = True
+        interrupt = None
+        while self.inside:
+            try:
+                self.left.acquire(timeout=0.05)  # the timeout only guards against a missed release
+            except BaseException as exc:
+                interrupt = interrupt or exc
+        if interrupt is not None:
+            raise interrupt
 
 
-def _pool(workers: int) -> ThreadPoolExecutor:
-    """A pool kept between calls with at least ``workers`` threads: starting threads on every call
-    cost more than MNIST's first layer takes to compute. A larger pool replaces a smaller one
-    (whose idle threads end once no caller holds it)."""
-    global _executor
-    if _executor is None or _executor[0] < workers:
-        _executor = (workers, ThreadPoolExecutor(workers, thread_name_prefix="fastconv-worker"))
-    return _executor[1]
+class _Pool:
+    """Helper threads kept between calls (starting threads on every call cost more than MNIST's
+    first layer takes to compute), shared by every caller: a job asks for up to n helpers; a
+    helper busy with another caller's job joins when it is free, if work is left by then."""
+
+    def __init__(self):
+        self.jobs = collections.deque()  # one entry per helper a job asked for
+        self.wakes = []  # per helper: the lock it sleeps on; a release wakes it
+        self.grow = threading.Lock()
+
+    def post(self, job, helpers):
+        if len(self.wakes) < helpers:
+            with self.grow:
+                while len(self.wakes) < helpers:
+                    wake = _thread.allocate_lock()
+                    wake.acquire()
+                    threading.Thread(target=self._serve, args=(wake,), daemon=True,
+                                     name=f"fastconv-worker-{len(self.wakes)}").start()
+                    self.wakes.append(wake)
+        self.jobs.extend([job] * helpers)
+        for wake in list(self.wakes):  # all: the idle ones take the entries, the busy ones look later
+            try:
+                wake.release()
+            except RuntimeError:  # already woken, has not looked yet
+                pass
+
+    def _serve(self, wake):
+        while True:
+            wake.acquire()
+            while True:
+                try:
+                    job = self.jobs.popleft()
+                except IndexError:
+                    break
+                job.help()
+                del job  # a finished call's arrays are not kept alive by an idle helper
+
+
+_pool: _Pool | None = None
+
+
+def _the_pool() -> _Pool:
+    global _pool
+    if _pool is None:
+        _pool = _Pool()
+    return _pool
 
 
 def _forget_pool():
     """A forked child has none of its parent's threads: the pool must be started afresh there,
     or work handed to it would wait forever (a DataLoader forking worker processes, say)."""
-    global _executor
-    _executor = None
+    global _pool
+    _pool = None
 
 
 if hasattr(os, "register_at_fork"):  # not on Windows

@@ -2,6 +2,7 @@
 
 import subprocess
 import sys
+import threading
 
 import pytest
 from threadpoolctl import threadpool_info
@@ -85,12 +86,37 @@ def test_single_threaded_blas_restores_the_count_it_found():
 
 def test_overlapping_single_threaded_blocks_restore_once_the_last_one_ends():
     # Calls from two user threads overlap: the first out must not restore under the second,
-    # nor the second restore the first's "1" for good.
+    # nor the second restore the first's "1" for good. Each thread opens and closes its own block.
     fastconv.set_num_threads(3)
-    first, second = _threads.single_threaded_blas(), _threads.single_threaded_blas()
-    first.__enter__()
-    second.__enter__()
-    first.__exit__(None, None, None)
-    assert set(_blas_threads().values()) == {1}
-    second.__exit__(None, None, None)
+    first_in, second_in, first_out = threading.Event(), threading.Event(), threading.Event()
+    seen = {}
+
+    def first():
+        with _threads.single_threaded_blas():
+            first_in.set()
+            second_in.wait(10)
+        first_out.set()
+
+    def second():
+        first_in.wait(10)
+        with _threads.single_threaded_blas():
+            second_in.set()
+            first_out.wait(10)
+            seen["after the first left"] = set(_blas_threads().values())
+
+    threads = [threading.Thread(target=first), threading.Thread(target=second)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(20)
+    assert seen == {"after the first left": {1}}
+    assert set(_blas_threads().values()) == {3}
+
+
+def test_nested_blocks_restore_at_the_outer_exit():
+    fastconv.set_num_threads(3)
+    with _threads.single_threaded_blas():
+        with _threads.single_threaded_blas():
+            assert set(_blas_threads().values()) == {1}
+        assert set(_blas_threads().values()) == {1}
     assert set(_blas_threads().values()) == {3}

@@ -1,0 +1,127 @@
+"""Reliability of fastconv's threads: interrupts at any point, work items that raise.
+
+The interrupt tests run in a child process, so that a hang is a timeout with every thread's stack
+(faulthandler) rather than a stuck test session, and so that their signal handlers stay there.
+"""
+
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+
+from fastconv import _workers
+
+# Interrupts at random points of im2col calls on two threads (about 1 ms each): half from a timer
+# thread calling _thread.interrupt_main() (the next bytecode raises), half from SIGALRM via
+# setitimer, whose handler raises KeyboardInterrupt and which also cuts short blocking waits.
+INTERRUPTS = textwrap.dedent("""
+    import _thread, faulthandler, random, signal, sys, threading, time
+    import numpy as np
+    from threadpoolctl import threadpool_info
+    import fastconv
+    from fastconv import _threads, _workers
+    from fastconv.backends import im2col
+    from fastconv.geometry import Geometry
+
+    rounds, seed, limit = int(sys.argv[1]), int(sys.argv[2]), float(sys.argv[3])
+    faulthandler.dump_traceback_later(limit, exit=True)  # a hang prints every thread's stack, exits 1
+
+    def blas():
+        return sorted(i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas")
+
+    geom = Geometry.from_args((8, 16, 20, 20), (16, 16, 3, 3), padding=1)
+    rng = np.random.default_rng(0)
+    x, w, gy = (rng.standard_normal(s).astype(np.float32) for s in (geom.x_shape, geom.w_shape, geom.y_shape))
+    passes = [(im2col.forward, (x, w, geom)), (im2col.grad_input, (gy, w, geom)),
+              (im2col.grad_weight, (gy, x, geom))]
+    fastconv.set_num_threads(2)
+
+    def call_all():
+        return [f(*args) for f, args in passes]
+
+    def best_time():
+        times = []
+        for _ in range(7):
+            t0 = time.perf_counter()
+            call_all()
+            times.append(time.perf_counter() - t0)
+        return min(times)
+
+    want = call_all()
+    blas_before = blas()
+    span = best_time()
+
+    def alarm(signum, frame):
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGALRM, alarm)
+    rnd = random.Random(seed)
+    inside = 0  # interrupts that landed inside a call
+    for i in range(rounds):
+        delay = rnd.uniform(0, 1.5 * span)
+        in_call = False
+        try:
+            if i % 2:
+                signal.setitimer(signal.ITIMER_REAL, delay)
+            else:
+                threading.Timer(delay, _thread.interrupt_main).start()
+            in_call = True
+            call_all()
+            in_call = False
+            for _ in range(10_000):  # short sleeps: interrupt_main() wakes no sleeping thread
+                time.sleep(0.001)
+            raise AssertionError("no interrupt arrived")
+        except KeyboardInterrupt:
+            inside += in_call
+    signal.setitimer(signal.ITIMER_REAL, 0)
+
+    got = call_all()
+    for a, b in zip(got, want):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
+    assert blas() == blas_before, (blas(), blas_before)
+    assert not _threads._blas_users, _threads._blas_users
+    after = best_time()
+    assert after < 3 * span, f"calls after the interrupts took {after:.4f} s, before {span:.4f} s"
+    print(f"OK {inside} of {rounds} interrupts inside a call; round {span * 1e3:.2f} ms before, "
+          f"{after * 1e3:.2f} ms after")
+""")
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_interrupts_at_random_points_leave_the_next_call_correct_and_fast(seed):
+    rounds, limit = 150, 40
+    run = subprocess.run([sys.executable, "-c", INTERRUPTS, str(rounds), str(seed), str(limit)],
+                         capture_output=True, text=True, timeout=limit + 20)
+    assert run.returncode == 0 and run.stdout.startswith("OK"), run.stdout + run.stderr
+    inside = int(run.stdout.split()[1])
+    assert inside > rounds // 4, run.stdout  # most interrupts must land inside a call
+
+
+def test_an_item_that_raises_stops_the_others_and_the_next_call_works():
+    done = []
+
+    def work(i, scratch):
+        if i == 3:
+            raise ValueError("item 3")
+        done.append(i)
+
+    with pytest.raises(ValueError, match="item 3"):
+        _workers.map_items([(i,) for i in range(64)], work, 2)
+    assert len(done) < 63  # the threads stopped taking items
+    done.clear()
+    _workers.map_items([(i,) for i in range(64)], lambda i, scratch: done.append(i), 2)
+    assert sorted(done) == list(range(64))
+
+
+def test_every_item_runs_once_and_the_callers_errstate_holds_in_every_thread():
+    seen = []
+
+    def work(i, scratch):
+        seen.append((i, np.geterr()["divide"]))
+
+    with np.errstate(divide="raise"):
+        _workers.map_items([(i,) for i in range(100)], work, 3)
+    assert sorted(i for i, _ in seen) == list(range(100))
+    assert {mode for _, mode in seen} == {"raise"}
