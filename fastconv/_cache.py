@@ -69,7 +69,7 @@ def attach_numba_cache(dispatcher) -> bool:
     return True
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _unusable(reason: str) -> None:
     """Logged once per reason: the kernels still work, compiled in memory by every process."""
     _log.info("fastconv: compiled kernels are not cached on disk (%s); each process compiles them", reason)
@@ -87,7 +87,7 @@ def _checked(data: bytes, path: str):
     return pickle.loads(body)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _numba_classes():
     """Numba's FunctionCache, with fastconv's directory, digests and damage handling (built on
     first use: importing this module must not import numba)."""
