@@ -126,6 +126,17 @@ def _axes(sizes) -> str:
     return "x".join(map(str, sizes))
 
 
+def _axis_2d(field: str, axis: int, side: int | None = None):
+    """A getter of ``field[axis]`` (``[side]``) that only a 2-D geometry answers."""
+    def get(geom):
+        if len(geom.in_size) != 2:
+            raise AttributeError(f"a {len(geom.in_size)}-D geometry has no 2-D-only attribute; read `{field}`'s "
+                                 f"per-axis tuple instead")
+        value = getattr(geom, field)[axis]
+        return value if side is None else value[side]
+    return get
+
+
 @dataclass(frozen=True)
 class Geometry:
     """A fully normalised convolution over 1, 2 or 3 spatial axes, batched channels-first.
@@ -204,31 +215,39 @@ class Geometry:
         """One input channel per group, more than one group."""
         return self.groups > 1 and self.c_in_g == 1
 
-    def _2d(self, field: str, axis: int, side: int | None = None) -> int:
-        if self.ndim != 2:
-            raise AttributeError(f"a {self.ndim}-D geometry has no 2-D-only attribute; read `{field}`'s "
-                                 f"per-axis tuple instead")
-        value = getattr(self, field)[axis]
-        return value if side is None else value[side]
-
-    # 2-D conveniences: the names the 2-D kernels are written in.
-    ih = property(lambda self: self._2d("in_size", 0))
-    iw = property(lambda self: self._2d("in_size", 1))
-    kh = property(lambda self: self._2d("kernel", 0))
-    kw = property(lambda self: self._2d("kernel", 1))
-    sh = property(lambda self: self._2d("stride", 0))
-    sw = property(lambda self: self._2d("stride", 1))
-    pt = property(lambda self: self._2d("padding", 0, 0))
-    pb = property(lambda self: self._2d("padding", 0, 1))
-    pl = property(lambda self: self._2d("padding", 1, 0))
-    pr = property(lambda self: self._2d("padding", 1, 1))
-    dil_h = property(lambda self: self._2d("dilation", 0))
-    dil_w = property(lambda self: self._2d("dilation", 1))
-    oh = property(lambda self: self._2d("out_size", 0))
-    ow = property(lambda self: self._2d("out_size", 1))
+    # 2-D conveniences: the names the 2-D kernels are written in (read on every call: kept cheap).
+    ih = property(_axis_2d("in_size", 0))
+    iw = property(_axis_2d("in_size", 1))
+    kh = property(_axis_2d("kernel", 0))
+    kw = property(_axis_2d("kernel", 1))
+    sh = property(_axis_2d("stride", 0))
+    sw = property(_axis_2d("stride", 1))
+    pt = property(_axis_2d("padding", 0, 0))
+    pb = property(_axis_2d("padding", 0, 1))
+    pl = property(_axis_2d("padding", 1, 0))
+    pr = property(_axis_2d("padding", 1, 1))
+    dil_h = property(_axis_2d("dilation", 0))
+    dil_w = property(_axis_2d("dilation", 1))
+    oh = property(_axis_2d("out_size", 0))
+    ow = property(_axis_2d("out_size", 1))
 
     @classmethod
     def from_args(cls, x_shape, w_shape, *, stride=1, padding=0, dilation=1, groups=1) -> Geometry:
+        """:meth:`_build`, cached by the arguments' values and types."""
+        try:
+            key = (tuple(x_shape), tuple(w_shape), _key(stride), _key(padding), _key(dilation), _key(groups))
+            return _GEOMETRIES[key]
+        except KeyError:
+            geom = cls._build(x_shape, w_shape, stride=stride, padding=padding, dilation=dilation, groups=groups)
+            if len(_GEOMETRIES) >= 1024:  # a bound, not an LRU: long-running callers see few shapes
+                _GEOMETRIES.clear()
+            _GEOMETRIES[key] = geom
+            return geom
+        except TypeError:  # unhashable arguments: no cache, and _build says what is wrong with them
+            return cls._build(x_shape, w_shape, stride=stride, padding=padding, dilation=dilation, groups=groups)
+
+    @classmethod
+    def _build(cls, x_shape, w_shape, *, stride=1, padding=0, dilation=1, groups=1) -> Geometry:
         """Validate the hyper-parameters against batched channels-first shapes; build the geometry.
 
         The number of spatial axes is ``len(x_shape) - 2``. Raises ``ValueError``/``TypeError``
@@ -306,6 +325,17 @@ class Geometry:
             return None
         return replace(self, c_in=self.c_out, c_out=self.c_in, in_size=self.out_size, out_size=self.in_size,
                        padding=tuple((r - a, r - b) for r, (a, b) in zip(reach, self.padding)))
+
+
+def _key(value):
+    """A cache key for an argument that tells apart what validation tells apart: the type of every
+    entry goes in with its value (``True == 1`` and ``2.0 == 2``, but neither is a valid stride)."""
+    if isinstance(value, (tuple, list)):
+        return (type(value), tuple(_key(v) for v in value))
+    return (type(value), value)
+
+
+_GEOMETRIES: dict = {}  # from_args' cache: a small call spends ~10 us building its geometry
 
 
 def transposed_out_size(size: int, k: int, stride: int, pad: int, dil: int, output_padding: int) -> int:

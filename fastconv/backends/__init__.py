@@ -133,14 +133,23 @@ AUTO_MEASURE_ENV = "FASTCONV_AUTO"  # "measure": time the candidates once per sh
 _measured: dict[tuple, str] = {}
 
 
+_ranked: dict[tuple, list[str]] = {}  # candidates' cache: ~10 us of a small call otherwise
+
+
 def candidates(geom: Geometry, dtype, precision: str | None = None) -> list[str]:
     """The backends that ``"auto"`` may run for this call, best first by ``AUTO_RULES``."""
     precision = precision or get_precision()
-    names = [name for name in available() if _load(name).supports(geom, dtype, precision) is None]
-    prefer = next(order for _, applies, order in AUTO_RULES if applies(geom))
-    rank = {name: i for i, name in enumerate(prefer)}
-    names.sort(key=lambda name: (name == "reference", rank.get(name, len(rank))))
-    return names
+    names = available()
+    key = (geom, getattr(dtype, "str", dtype), precision, tuple(names), AUTO_RULES)
+    if key not in _ranked:
+        names = [name for name in names if _load(name).supports(geom, dtype, precision) is None]
+        prefer = next(order for _, applies, order in AUTO_RULES if applies(geom))
+        rank = {name: i for i, name in enumerate(prefer)}
+        names.sort(key=lambda name: (name == "reference", rank.get(name, len(rank))))
+        if len(_ranked) >= 1024:  # a bound, not an LRU: long-running callers see few shapes
+            _ranked.clear()
+        _ranked[key] = names
+    return list(_ranked[key])
 
 
 def choose(geom: Geometry, dtype, precision: str | None = None) -> str:
