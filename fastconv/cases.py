@@ -10,7 +10,7 @@ A :class:`Case` is a convolution over 1, 2 or 3 spatial axes, batched and channe
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -254,14 +254,11 @@ def parse_shape(text: str, name: str | None = None) -> Case:
     """
     text = str(text)
     parsed = _parse_keyed(text) if "=" in text else _parse_legacy(text)
-    parsed = Case(name or "", *(getattr(parsed, f) for f in Case.__dataclass_fields__ if f != "name"))
     try:
         parsed.geometry  # noqa: B018  (validates: groups dividing channels, a kernel larger than the input...)
     except (ValueError, TypeError) as exc:
         raise ValueError(f"shape {text!r}: {str(exc).split(': ', 1)[-1]}") from None
-    if name is None:
-        parsed = Case(shape_name(parsed), *(getattr(parsed, f) for f in Case.__dataclass_fields__ if f != "name"))
-    return parsed
+    return replace(parsed, name=name or shape_name(parsed))
 
 
 def _int(text: str, what: str, minimum: int, shape: str, fmt: str) -> int:
