@@ -35,8 +35,9 @@ JUST_ABOVE = Geometry.from_args((SMALL.n + 1, 16, 16, 16), (16, 16, 1, 1))
 
 @pytest.fixture
 def installed(monkeypatch):
-    """Pretend only the given backends are installed."""
+    """Pretend only the given backends are installed (and compiled: readiness has its own tests)."""
     monkeypatch.delenv(backends.AUTO_MEASURE_ENV, raising=False)
+    monkeypatch.setattr(backends, "_ready", lambda name, dtype: True)
     return lambda *names: monkeypatch.setattr(backends, "available", lambda: list(names))
 
 
@@ -101,7 +102,9 @@ def test_measured_choice_picks_the_fastest_and_caches_it(monkeypatch):
 
 @pytest.mark.parametrize("case", cases.TINY + cases.SUITES["full"], ids=cases.name)
 def test_auto_runs_what_choose_backend_says(monkeypatch, case):
-    # Only the dispatch is under test: a batch of one keeps the big suite shapes cheap.
+    # Only the dispatch is under test: a batch of one keeps the big suite shapes cheap, and every
+    # backend counts as compiled (numba finishing in the background between the two would change auto's pick).
+    monkeypatch.setattr(backends, "_ready", lambda name, dtype: True)
     x = np.zeros((1, *case.x_shape[1:]), np.float32)
     w = np.zeros(case.w_shape, np.float32)
     picked = fastconv.choose_backend(x.shape, w.shape, **case.kwargs, dtype=np.float32)
