@@ -36,6 +36,7 @@ _MODULES = {
     "reference": "fastconv.backends.reference",
     "im2col": "fastconv.backends.im2col",
     "numba": "fastconv.backends.numba_jit",
+    "winograd": "fastconv.backends.winograd",
 }
 ENTRY_POINT_GROUP = "fastconv.backends"  # installed packages add backends as name = "module.path"
 

@@ -134,7 +134,8 @@ def _convolve(src, w, geom, c_dst, out_hw, pt, pl, bias, transposed):
 
     nf = groups * cd  # the filter transform splits its (group, row) pairs evenly over the threads
     per = -(-nf // threads)
-    with single_threaded_blas(threads > 1):
+    # inf and NaN only send the call to the direct fallback: no warning for them
+    with single_threaded_blas(threads > 1), np.errstate(invalid="ignore", over="ignore"):
         map_items(list(chunks(nf, per)), transform_filter, threads)
         map_items(list(chunks(rows, size)), work, threads)
     return None if bad else y

@@ -1,0 +1,239 @@
+"""What the shared suite cannot see of the winograd backend: both tile sizes at both precisions,
+every padding form at the tiles' edges, its error bounds (API.md's precision levels) on random
+and adversarial inputs, its memory budget, its fallbacks, and its refusals through the public API."""
+
+import tracemalloc
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+from numpy.lib.stride_tricks import sliding_window_view
+
+import fastconv
+from fastconv import _workers
+from fastconv._precision import precision
+from fastconv.backends import im2col, numba_jit, winograd
+from fastconv.geometry import Geometry
+
+from .oracle import assert_close
+
+torch = pytest.importorskip("torch")
+F = torch.nn.functional
+
+# (x shape, w shape, padding, groups): odd sizes, tiles cut by every edge, per-side padding
+# (including more than the kernel's reach, which crops the input gradient), groups.
+PROBLEMS = {
+    "p1-odd": ((2, 4, 7, 9), (6, 4, 3, 3), 1, 1),
+    "valid-13x6": ((2, 5, 13, 6), (3, 5, 3, 3), 0, 1),
+    "asym-grouped": ((3, 6, 5, 4), (4, 3, 3, 3), ((2, 0), (1, 3)), 2),
+    "pad-beyond-reach": ((2, 5, 11, 6), (3, 5, 3, 3), ((0, 4), (3, 0)), 1),
+    "one-pixel": ((1, 3, 1, 1), (2, 3, 3, 3), ((2, 2), (1, 1)), 1),
+    "large-tiles-17": ((2, 8, 17, 14), (8, 4, 3, 3), 1, 2),  # F(4x4) at "high": 17 and 14 >= 12
+}
+LEVELS = ("highest", "high")
+
+
+def _torch_pad(padding):
+    if isinstance(padding, int):
+        return (padding,) * 4
+    (top, bottom), (left, right) = padding
+    return (left, right, top, bottom)
+
+
+def _case(name, dtype, seed=0):
+    x_shape, w_shape, padding, groups = PROBLEMS[name]
+    geom = Geometry.from_args(x_shape, w_shape, padding=padding, groups=groups)
+    rng = np.random.default_rng(seed)
+    x, w, gy = (rng.standard_normal(s).astype(dtype) for s in (geom.x_shape, geom.w_shape, geom.y_shape))
+    b = rng.standard_normal(geom.c_out).astype(dtype)
+    return geom, x, w, b, gy, padding, groups
+
+
+def _torch_results(x, w, b, gy, padding, groups):
+    """float64 torch: y, gx, gw (gradients with the random upstream gy)."""
+    tx, tw = (torch.from_numpy(a.astype(np.float64)).requires_grad_() for a in (x, w))
+    ty = F.conv2d(F.pad(tx, _torch_pad(padding)), tw, torch.from_numpy(b.astype(np.float64)), groups=groups)
+    gx, gw = torch.autograd.grad(ty, (tx, tw), torch.from_numpy(gy.astype(np.float64)))
+    return ty.detach().numpy(), gx.numpy(), gw.numpy()
+
+
+@pytest.mark.parametrize("level", LEVELS)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("name", PROBLEMS)
+def test_passes_match_torch(name, dtype, level):
+    geom, x, w, b, gy, padding, groups = _case(name, dtype)
+    saved = [a.copy() for a in (x, w, b, gy)]
+    want = _torch_results(x, w, b, gy, padding, groups)
+    with precision(level):
+        got = (winograd.forward(x, w, geom, b), winograd.grad_input(gy, w, geom), winograd.grad_weight(gy, x, geom))
+    for what, g, ref in zip(("y", "gx", "gw"), got, want):
+        assert g.dtype == dtype and g.flags.c_contiguous and g.shape == ref.shape, what
+        assert_close(g, ref, what=f"{name} {level} {what}")
+    assert all(np.array_equal(a, s) for a, s in zip((x, w, b, gy), saved)), "an input was modified"
+
+
+def test_tile_follows_precision_and_output_size():
+    big = Geometry.from_args((1, 4, 28, 28), (4, 4, 3, 3), padding=1)
+    small = Geometry.from_args((1, 4, 7, 7), (4, 4, 3, 3), padding=1)
+    assert winograd.algorithm(big, np.float32, "highest") == "F(2x2,3x3)"
+    assert winograd.algorithm(big, np.float32, "high") == "F(4x4,3x3)"
+    assert winograd.algorithm(small, np.float32, "high") == "F(2x2,3x3)"  # see F4_MIN_SIDE
+
+
+def test_supports_and_refusals():
+    ok = Geometry.from_args((1, 4, 8, 8), (4, 2, 3, 3), padding=1, groups=2)
+    assert winograd.supports(ok, np.dtype(np.float32), "highest") is None
+    assert winograd.supports(ok, np.dtype(np.float64), "high") is None
+    for kwargs, w_shape in [({"stride": 2}, (4, 4, 3, 3)), ({"dilation": 2}, (4, 4, 3, 3)), ({}, (4, 4, 5, 5)),
+                            ({}, (4, 4, 1, 1))]:
+        geom = Geometry.from_args((1, 4, 9, 9), w_shape, **kwargs)
+        assert "3x3 kernels at stride 1" in winograd.supports(geom, np.dtype(np.float32), "highest")
+    depthwise = Geometry.from_args((1, 4, 8, 8), (4, 1, 3, 3), groups=4)
+    assert "depthwise" in winograd.supports(depthwise, np.dtype(np.float32), "highest")
+    assert "2-D" in winograd.supports(SimpleNamespace(ndim=1), np.dtype(np.float32), "highest")
+    assert "2-D" in winograd.supports(SimpleNamespace(ndim=3), np.dtype(np.float32), "highest")
+
+
+@pytest.mark.parametrize("level", LEVELS)
+def test_public_api_runs_it_and_refuses_what_it_does_not_support(level):
+    geom, x, w, b, gy, padding, groups = _case("asym-grouped", np.float64)
+    want = _torch_results(x, w, b, gy, padding, groups)
+    with precision(level):
+        y = fastconv.conv2d(x, w, b, padding=padding, groups=groups, backend="winograd")
+        g = fastconv.conv2d_backward(gy, x, w, padding=padding, groups=groups, backend="winograd")
+    assert_close(y, want[0])
+    assert_close(g.input, want[1])
+    assert_close(g.weight, want[2])
+    with pytest.raises(ValueError, match="winograd.*3x3 kernels at stride 1"):
+        fastconv.conv2d(x, w, padding=1, stride=2, groups=groups, backend="winograd")
+    with pytest.raises(ValueError, match="winograd.*depthwise"):
+        fastconv.conv2d(x, np.ones((6, 1, 3, 3)), groups=6, backend="winograd")
+
+
+# --------------------------------------------------------------------------- error bounds
+
+F4_BOUND = 16  # F(4x4)'s documented bound: relative RMS error at most 16x a direct sum's (README)
+
+
+def _exact(x, w, padding):
+    """The convolution in a wider type: float64 for float32 data, long double for float64."""
+    wide = np.float64 if x.dtype == np.float32 else np.longdouble
+    xp = np.pad(x.astype(wide), ((0, 0), (0, 0), (padding, padding), (padding, padding)))
+    win = sliding_window_view(xp, (3, 3), axis=(2, 3))
+    wd = w.astype(wide)
+    out = 0
+    for ky in range(3):
+        for kx in range(3):  # tensordot: long double has no BLAS, einsum would be slower
+            out = out + np.tensordot(wd[:, :, ky, kx], win[..., ky, kx], axes=([1], [1])).transpose(1, 0, 2, 3)
+    return out
+
+
+def _rel_rms(got, exact):
+    d = got.astype(exact.dtype) - exact
+    return float(np.sqrt(np.mean(d * d) / np.mean(exact * exact)))
+
+
+def _error_inputs(kind, dtype, n, c, size, seed=0):
+    """N(0,1) input and He-scaled weights; "range": each value also scaled by 10^U(-3, 3)."""
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((n, c, size, size))
+    w = rng.standard_normal((c, c, 3, 3)) * np.sqrt(2 / (9 * c))
+    if kind == "range":
+        x *= 10.0 ** rng.uniform(-3, 3, x.shape)
+        w *= 10.0 ** rng.uniform(-3, 3, w.shape)
+    return x.astype(dtype), w.astype(dtype)
+
+
+@pytest.mark.parametrize(("kind", "n", "c", "size"), [("normal", 2, 32, 16), ("range", 2, 32, 16),
+                                                      ("normal", 1, 256, 12)])  # many channels
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_error_within_documented_bounds(kind, n, c, size, dtype):
+    """API.md: "highest" within 2x a direct sum's relative RMS error (im2col: BLAS dot products of
+    the same C*9 terms, in the same dtype), "high" within its documented bound; forward and input
+    gradient (the same convolution with the flipped, transposed kernel)."""
+    x, w = _error_inputs(kind, dtype, n, c, size)
+    geom = Geometry.from_args(x.shape, w.shape, padding=1)
+    wt = np.ascontiguousarray(w.transpose(1, 0, 2, 3)[:, :, ::-1, ::-1])
+    for what, run, direct, exact in [
+            ("forward", lambda: winograd.forward(x, w, geom), im2col.forward(x, w, geom), _exact(x, w, 1)),
+            ("grad_input", lambda: winograd.grad_input(x, w, geom), im2col.grad_input(x, w, geom), _exact(x, wt, 1))]:
+        direct_error = _rel_rms(direct, exact)
+        for level, bound in [("highest", 2), ("high", F4_BOUND)]:
+            with precision(level):
+                error = _rel_rms(run(), exact)
+            assert error <= bound * direct_error, f"{what} {level}: {error:.3g} > {bound} x {direct_error:.3g}"
+
+
+# --------------------------------------------------------------------------- memory and items
+
+@pytest.fixture
+def budget():
+    previous = _workers.set_memory_budget(None)
+    yield _workers.set_memory_budget
+    _workers.set_memory_budget(previous)
+
+
+@pytest.mark.parametrize("threads", [1, 3])
+@pytest.mark.parametrize("level", LEVELS)
+@pytest.mark.parametrize("pass_", ["forward", "grad_input"])
+def test_extra_memory_stays_under_budget(budget, monkeypatch, pass_, level, threads):
+    """Batch 16, 32 channels of 24x24: one block of all tiles would be 4-9x the input (~1.2 MiB)."""
+    monkeypatch.setattr(winograd, "get_num_threads", lambda: threads)
+    geom = Geometry.from_args((16, 32, 24, 24), (32, 32, 3, 3), padding=1)
+    rng = np.random.default_rng(0)
+    x, w, gy = (rng.standard_normal(s).astype(np.float32) for s in (geom.x_shape, geom.w_shape, geom.y_shape))
+    args = (x, w) if pass_ == "forward" else (gy, w)
+    limit = 512 * 2**10
+    budget(limit)
+    with precision(level):
+        getattr(winograd, pass_)(*args, geom)  # first call: compiles, imports threadpoolctl
+        tracemalloc.start()
+        try:
+            before, _ = tracemalloc.get_traced_memory()
+            got = getattr(winograd, pass_)(*args, geom)
+            _, peak = tracemalloc.get_traced_memory()
+        finally:
+            tracemalloc.stop()
+    extra = peak - before - got.nbytes
+    assert extra <= limit, f"{pass_} {level}: {extra} bytes beyond the output, budget {limit}"
+    assert_close(got, getattr(im2col, pass_)(*args, geom))
+
+
+@pytest.mark.parametrize("item_bytes", [1, 40_000, 2**30])  # one tile row per item .. all rows in one
+def test_item_sizes_agree(monkeypatch, item_bytes):
+    geom, x, w, b, gy, _, _ = _case("large-tiles-17", np.float64)
+    want = numba_jit.forward(x, w, geom, b), numba_jit.grad_input(gy, w, geom)
+    monkeypatch.setattr(winograd, "ITEM_BYTES", item_bytes)
+    monkeypatch.setattr(winograd, "ITEM_MIN_TILES", 1)
+    for level in LEVELS:
+        with precision(level):
+            assert_close(winograd.forward(x, w, geom, b), want[0])
+            assert_close(winograd.grad_input(gy, w, geom), want[1])
+
+
+# ----------------------------------------------------------------------------- non-finite values
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf])
+def test_non_finite_values_reach_what_a_direct_sum_reaches(bad):
+    """Winograd would spread them over whole tiles (inf - inf): the call reruns directly."""
+    geom, x, w, b, gy, _, _ = _case("p1-odd", np.float32)
+    x[1, 2, 3, 4] = bad
+    w[0, 1, 2, 2] = bad
+    for level in LEVELS:
+        with precision(level):
+            np.testing.assert_array_equal(winograd.forward(x, w, geom, b), numba_jit.forward(x, w, geom, b))
+            np.testing.assert_array_equal(winograd.grad_input(gy, w, geom), numba_jit.grad_input(gy, w, geom))
+
+
+def test_overflow_to_inf_reruns_directly():
+    """Finite float32 inputs whose transformed tiles overflow (B^T d B adds up to 100 values of
+    1e38 with signs that line up) while the direct sums, with small weights, stay finite."""
+    geom, x, w, b, gy, _, _ = _case("large-tiles-17", np.float32)
+    iy, ix = np.indices(geom.x_shape[2:])
+    x[...] = np.float32(1e38) * np.where((iy // 2 + ix // 2) % 2, -1, 1)
+    w = (w * np.float32(1e-3)).astype(np.float32)
+    want = numba_jit.forward(x, w, geom, b)
+    assert np.isfinite(want).all()
+    for level in LEVELS:
+        with precision(level):
+            np.testing.assert_array_equal(winograd.forward(x, w, geom, b), want)
