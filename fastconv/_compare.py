@@ -8,6 +8,11 @@ noise`` otherwise. ``--fail-above 1.10`` turns it into a CI check: exit 1 when a
 ``slower`` and its ratio is above 1.10, that is, a slowdown of more than 10 % that the spread of
 the samples does not explain. Two runs are comparable only on the same machine and settings;
 differences in the recorded environment are listed above the table.
+
+The interval covers the noise *within* each run. Between two runs a shared machine can change
+(a neighbour's job, the CPU's clock), which moves every implementation, torch included:
+``--relative-to torch`` compares each round's time divided by torch's time in the same round,
+so that such a change cancels, as the gate does.
 """
 
 from __future__ import annotations
@@ -34,6 +39,9 @@ def add_flags(p) -> None:
     p.add_argument("--confidence", type=_confidence, default=0.95, help="of the intervals (default: 0.95)")
     p.add_argument("--impl", action="append", default=[], metavar="NAME",
                    help="only these implementations (a backend, torch, or an --impl name); repeatable")
+    p.add_argument("--relative-to", metavar="NAME",
+                   help="compare each implementation's time divided by NAME's (e.g. torch) in the same round, "
+                   "instead of its time: what changed in the machine between the runs cancels out")
 
 
 def _ratio(text: str) -> float:
@@ -113,9 +121,20 @@ def _commit(doc: dict) -> str:
     return info["commit"][:10] + (" (with uncommitted changes)" if info["dirty"] else "")
 
 
-def _samples(doc: dict, impls) -> dict[tuple[str, str, str], list[float]]:
-    return {(r["case"], r["pass"], r["impl"]): r["times"] for r in doc["results"]
-            if r["times"] and (not impls or r["impl"] in impls)}
+def _samples(doc: dict, impls, relative_to: str | None = None) -> dict[tuple[str, str, str], np.ndarray]:
+    """``(case, pass, impl) -> samples``: the times of the rounds, or with ``relative_to`` each
+    round's time divided by that implementation's time in the same round (rounds pair up by
+    index, as in :func:`fastconv._timing.per_round`)."""
+    times = {(r["case"], r["pass"], r["impl"]): np.asarray(r["times"], float) for r in doc["results"] if r["times"]}
+    out = {}
+    for (case, pass_, impl), t in times.items():
+        if impls and impl not in impls:
+            continue
+        if relative_to is None:
+            out[case, pass_, impl] = t
+        elif impl != relative_to and (case, pass_, relative_to) in times:
+            out[case, pass_, impl] = t / times[case, pass_, relative_to]
+    return out
 
 
 def cmd_compare(parser, args) -> int:
@@ -127,11 +146,12 @@ def cmd_compare(parser, args) -> int:
     say(f"B: {args.candidate} · {b['environment']['created']} · {_commit(b)}")
     for line in _environment_differences(a, b):
         say(f"differs: {line}")
-    sa, sb = _samples(a, args.impl), _samples(b, args.impl)
+    sa, sb = _samples(a, args.impl, args.relative_to), _samples(b, args.impl, args.relative_to)
     common = [k for k in sa if k in sb]
     if not common:
         parser.error("the two runs have no shape, pass and implementation in common"
-                     + (f" among --impl {', '.join(args.impl)}" if args.impl else ""))
+                     + (f" among --impl {', '.join(args.impl)}" if args.impl else "")
+                     + (f" timed beside {args.relative_to}" if args.relative_to else ""))
     rows, failed, by_impl = [], [], {}
     level = f"{args.confidence:.0%}"
     for key in common:
@@ -141,9 +161,11 @@ def cmd_compare(parser, args) -> int:
         if fails:
             failed.append((key, ratio, low, high))
         by_impl.setdefault((key[2], key[1]), []).append(ratio)
-        rows.append([*key, f"{np.median(sa[key]) * 1e3:.3f}", f"{np.median(sb[key]) * 1e3:.3f}", num(ratio, 3),
-                     f"{num(low, 3)}-{num(high, 3)}", status + (" FAIL" if fails else "")])
-    print_table(f"B / A median time, {level} bootstrap interval", ["shape", "pass", "backend", "A ms", "B ms",
+        scale, digits = (1, 2) if args.relative_to else (1e3, 3)
+        rows.append([*key, num(np.median(sa[key]) * scale, digits), num(np.median(sb[key]) * scale, digits),
+                     num(ratio, 3), f"{num(low, 3)}-{num(high, 3)}", status + (" FAIL" if fails else "")])
+    what, unit = (f"time / {args.relative_to}'s (same round)", "") if args.relative_to else ("median time", " ms")
+    print_table(f"B / A {what}, {level} bootstrap interval", ["shape", "pass", "backend", f"A{unit}", f"B{unit}",
                 "B/A", f"{level} interval", "verdict"], rows, right_from=3)
     summary = [[impl, pass_, str(len(r)), num(math.exp(np.mean(np.log(r))), 3), num(min(r), 3), num(max(r), 3)]
                for (impl, pass_), r in by_impl.items()]

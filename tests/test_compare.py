@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from fastconv import _compare, cli
+from fastconv import _timing as timing
 
 
 def run(capsys, *argv):
@@ -23,9 +24,10 @@ def run(capsys, *argv):
 
 @pytest.fixture(scope="module")
 def saved(tmp_path_factory):
-    """A real ``fastconv bench --json`` run of the reference backend on the tiny suite, 5 rounds."""
+    """A real ``fastconv bench --json`` run of the reference backend (and torch) on the tiny suite."""
     path = tmp_path_factory.mktemp("runs") / "a.json"
-    code = cli.main(["bench", "--suite", "tiny", "--backends", "reference", "--repeat", "5", "--threads", "1",
+    impls = "reference,torch" if timing.torch_module() else "reference"
+    code = cli.main(["bench", "--suite", "tiny", "--backends", impls, "--repeat", "5", "--threads", "1",
                      "--no-progress", "--json", str(path)])
     assert code == 0
     return json.loads(path.read_text())
@@ -47,7 +49,7 @@ def _variant(tmp_path, doc, name, factor=1.0, spread=0.0, only=None):
 def test_the_same_run_is_within_noise(capsys, tmp_path, saved):
     a = _variant(tmp_path, saved, "a.json")
     b = _variant(tmp_path, saved, "b.json", spread=0.05)
-    code, out = run(capsys, "compare", a, b, "--fail-above", "1.10")
+    code, out = run(capsys, "compare", a, b, "--fail-above", "1.10", "--impl", "reference")
     assert code == 0, out
     assert "0 faster, 0 slower, 4 within noise of 4 entries" in out and "compare passed" in out
 
@@ -55,10 +57,10 @@ def test_the_same_run_is_within_noise(capsys, tmp_path, saved):
 def test_a_slowdown_is_slower_and_fails_above_the_threshold(capsys, tmp_path, saved):
     a = _variant(tmp_path, saved, "a.json", spread=0.02)
     b = _variant(tmp_path, saved, "b.json", factor=1.5, spread=0.02, only=("tiny-k3", "forward"))
-    code, out = run(capsys, "compare", a, b, "--fail-above", "1.10")
+    code, out = run(capsys, "compare", a, b, "--fail-above", "1.10", "--impl", "reference")
     assert code == 1
     assert "FAIL reference forward on tiny-k3: 1.500x A's time" in out and "compare FAILED: 1 entries" in out
-    code, out = run(capsys, "compare", a, b, "--fail-above", "1.60")  # slower, but within the allowance
+    code, out = run(capsys, "compare", a, b, "--fail-above", "1.60", "--impl", "reference")  # within the allowance
     assert code == 0 and "1 slower" in out
     code, out = run(capsys, "compare", a, b)  # no threshold: a report, never a failure
     assert code == 0 and "slower" in out
@@ -67,8 +69,20 @@ def test_a_slowdown_is_slower_and_fails_above_the_threshold(capsys, tmp_path, sa
 def test_a_speedup_is_faster(capsys, tmp_path, saved):
     a = _variant(tmp_path, saved, "a.json", spread=0.02)
     b = _variant(tmp_path, saved, "b.json", factor=0.5, spread=0.02)
-    code, out = run(capsys, "compare", a, b, "--fail-above", "1.1")
+    code, out = run(capsys, "compare", a, b, "--fail-above", "1.1", "--impl", "reference")
     assert code == 0 and "4 faster" in out
+
+
+@pytest.mark.skipif(timing.torch_module() is None, reason="needs torch in the run")
+def test_relative_to_torch_cancels_a_slower_machine(capsys, tmp_path, saved):
+    # Everything, torch included, 1.5x slower: the machine changed, not the code.
+    a = _variant(tmp_path, saved, "a.json", spread=0.02)
+    b = _variant(tmp_path, saved, "b.json", factor=1.5, spread=0.02)
+    code, out = run(capsys, "compare", a, b, "--fail-above", "1.1")
+    assert code == 1 and "compare FAILED" in out
+    code, out = run(capsys, "compare", a, b, "--fail-above", "1.1", "--relative-to", "torch")
+    assert code == 0, out
+    assert "time / torch's (same round)" in out and "4 within noise of 4 entries" in out
 
 
 def test_impl_filter_and_environment_differences(capsys, tmp_path, saved):
