@@ -10,9 +10,13 @@ neighbouring chunk. :class:`Axis` holds one spatial axis's convolution arithmeti
 from __future__ import annotations
 
 import math
-import operator
 from dataclasses import dataclass
 from itertools import product
+
+
+def cut(chunk, src):
+    """A copy of part of a chunk: a view would keep the whole chunk in memory until its reader ran."""
+    return chunk[src].copy()
 
 
 def edges(chunks) -> list[int]:
@@ -126,7 +130,7 @@ class Gatherer:
                 cached = self._slices.get(ident)
                 if cached is None:
                     cached = self._slices[ident] = (self.name, len(self._slices))
-                    self.dsk[cached] = (operator.getitem, key, src)
+                    self.dsk[cached] = (cut, key, src)
                 key = cached
             keys.append(key)
             places.append(tuple(p.dst for p in combo))

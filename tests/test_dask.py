@@ -1,0 +1,258 @@
+"""fastconv.dask against fastconv's in-memory functions: every chunking, padding, stride, 1-3 axes, schedulers."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import threading
+import tracemalloc
+
+import numpy as np
+import pytest
+
+da = pytest.importorskip("dask.array")
+dask = pytest.importorskip("dask")
+Callback = pytest.importorskip("dask.callbacks").Callback
+
+import fastconv  # noqa: E402
+import fastconv.dask as fcd  # noqa: E402
+from fastconv import _dask_tasks  # noqa: E402
+
+EXACT = "numba"  # its per-element order of terms does not depend on the array's extent: same bits
+rng = np.random.default_rng(14)
+
+
+def _run(nd, x, w, b, chunks, gy_chunks=None, backend=EXACT, scheduler="sync", **kw):
+    """fastconv.dask's forward pass and gradients, computed, and the in-memory ones."""
+    conv, back = getattr(fastconv, f"conv{nd}d"), getattr(fastconv, f"conv{nd}d_backward")
+    y_ref = conv(x, w, b, backend=backend, **kw)
+    gy = rng.standard_normal(y_ref.shape)
+    ref = back(gy, x, w, backend=backend, **kw)
+    xd = da.from_array(x, chunks=chunks)
+    y = getattr(fcd, f"conv{nd}d")(xd, w, b, backend=backend, **kw)
+    g = getattr(fcd, f"conv{nd}d_backward")(da.from_array(gy, chunks=gy_chunks or 3), xd, w, backend=backend, **kw)
+    assert g.weight.numblocks == (1,) * w.ndim and g.bias.numblocks == (1,)
+    got = dask.compute(y, *g, scheduler=scheduler)
+    return got, (y_ref, *ref)
+
+
+def _check(got, ref, exact=True):
+    (y, gx, gw, gb), (y_ref, gx_ref, gw_ref, gb_ref) = got, ref
+    assert y.shape == y_ref.shape and y.dtype == y_ref.dtype and gx.shape == gx_ref.shape
+    if exact:
+        np.testing.assert_array_equal(y, y_ref)
+        np.testing.assert_array_equal(gx, gx_ref)
+    else:  # BLAS picks its kernels (and so its rounding) by the matrices' sizes
+        np.testing.assert_allclose(y, y_ref, rtol=1e-12, atol=1e-12)
+        np.testing.assert_allclose(gx, gx_ref, rtol=1e-12, atol=1e-12)
+    tol = 1e-12 if y.dtype == np.float64 else 1e-5  # sums over chunks, in another order
+    np.testing.assert_allclose(gw, gw_ref, rtol=tol, atol=tol * np.abs(gw_ref).max())
+    np.testing.assert_allclose(gb, gb_ref, rtol=tol, atol=tol * np.abs(gb_ref).max())
+
+
+# chunkings of a (3, 4, 13, 11) input: every axis split, uneven, 1-wide (smaller than any halo)
+CHUNKS_2D = [(2, 4, 5, 4), (1, 4, 1, 2), (3, 4, (6, 7), (1, 10)), (3, 4, (2, 9, 1, 1), (4, 1, 6))]
+CASES_2D = [
+    dict(padding="same"),
+    dict(padding="valid"),
+    dict(padding=2),
+    dict(padding=(1, 0)),
+    dict(padding=((2, 0), (1, 3))),
+    dict(padding="same", stride=2),
+    dict(padding=((2, 0), (1, 3)), stride=2),
+    dict(padding=1, stride=(2, 3)),
+    dict(padding="same", stride=3, dilation=2),
+    dict(padding="valid", stride=3, dilation=(2, 1)),
+    dict(padding="same", dilation=3, groups=2),
+    dict(padding=1, stride=2, groups=4),  # depthwise
+]
+
+
+@pytest.mark.parametrize("kw", CASES_2D, ids=str)
+@pytest.mark.parametrize("chunks", CHUNKS_2D, ids=str)
+def test_2d_equals_in_memory(kw, chunks):
+    c_out = 8 if kw.get("groups") == 4 else 6
+    x = rng.standard_normal((3, 4, 13, 11))
+    w = rng.standard_normal((c_out, 4 // kw.get("groups", 1), 3, 3))
+    _check(*_run(2, x, w, rng.standard_normal(c_out), chunks, gy_chunks=(2, 3, 4, 3), **kw))
+
+
+@pytest.mark.parametrize("kw", [dict(padding="same"), dict(padding=((2, 1),), stride=2, dilation=2),
+                                dict(padding="valid", stride=3, groups=2)], ids=str)
+def test_1d_equals_in_memory(kw):
+    x, w = rng.standard_normal((3, 4, 29)), rng.standard_normal((6, 4 // kw.get("groups", 1), 4))
+    for chunks in [(1, 4, 1), (2, 4, (3, 20, 5, 1))]:
+        _check(*_run(1, x, w, rng.standard_normal(6), chunks, **kw))
+
+
+@pytest.mark.parametrize("kw", [dict(padding="same"), dict(padding=((1, 0), (2, 2), (0, 3)), stride=(2, 1, 3)),
+                                dict(padding="valid", dilation=2, groups=2)], ids=str)
+def test_3d_equals_in_memory(kw):
+    x, w = rng.standard_normal((2, 4, 7, 9, 8)), rng.standard_normal((6, 4 // kw.get("groups", 1), 3, 2, 3))
+    for chunks in [(1, 4, 2, 4, 3), (2, 4, (1, 6), 9, (5, 1, 2))]:
+        _check(*_run(3, x, w, rng.standard_normal(6), chunks, **kw))
+
+
+@pytest.mark.parametrize("mode", ["reflect", "replicate", "circular", "symmetric"])
+def test_padding_modes(mode):
+    x, w = rng.standard_normal((2, 3, 9, 10)), rng.standard_normal((5, 3, 3, 3))
+    for chunks, kw in [((1, 3, 4, 3), dict(padding="same")), ((2, 3, 2, (1, 9)), dict(padding=(2, 1), stride=2))]:
+        _check(*_run(2, x, w, rng.standard_normal(5), chunks, padding_mode=mode, **kw))
+
+
+@pytest.mark.parametrize("backend", ["reference", "im2col", "auto"])
+def test_other_backends_to_rounding(backend):
+    if backend != "auto" and backend not in fastconv.backends():
+        pytest.skip(f"backend {backend!r} is not installed")
+    x, w = rng.standard_normal((3, 4, 13, 11)), rng.standard_normal((6, 2, 3, 3))
+    _check(*_run(2, x, w, rng.standard_normal(6), (2, 4, 5, 4), backend=backend, padding="same", stride=2,
+                 groups=2), exact=False)
+
+
+def test_layouts_dtypes_and_unbatched():
+    x, w = rng.standard_normal((2, 9, 8, 4)).astype(np.float32), rng.standard_normal((6, 3, 3, 4)).astype(np.float32)
+    got, ref = _run(2, x, w, np.ones(6, np.float32), (1, 4, 3, 4), padding="same", stride=2, layout="NHWC")
+    assert got[0].dtype == np.float32
+    _check(got, ref)
+    xi = rng.integers(-5, 5, (4, 9, 8))  # unbatched, integers: computed in float64
+    y = fcd.conv2d(da.from_array(xi, chunks=(4, 3, 3)), w.transpose(0, 3, 1, 2), padding=1, backend=EXACT)
+    np.testing.assert_array_equal(y.compute(scheduler="sync"),
+                                  fastconv.conv2d(xi, w.transpose(0, 3, 1, 2), padding=1, backend=EXACT))
+
+
+def test_chunk_layout_follows_input_and_stride():
+    x = da.zeros((4, 3, 20, 17), chunks=(1, 3, (8, 7, 5), (9, 8)))
+    w = np.ones((2, 3, 3, 3))
+    assert fcd.conv2d(x, w, padding="same").chunks == ((1, 1, 1, 1), (2,), (8, 7, 5), (9, 8))
+    # stride 2: output o goes with the chunk holding input row 2*o; no input rechunking
+    assert fcd.conv2d(x, w, padding="same", stride=2).chunks[2:] == ((4, 4, 2), (5, 4))
+    x1 = da.zeros((1, 3, 12, 5), chunks=(1, 1, 1, 5))  # channels in several chunks: merged
+    assert fcd.conv2d(x1, w, padding=1, stride=3).chunks[1:] == ((2,), (1, 1, 1, 1), (2,))
+
+
+def test_halos_are_sliced_where_they_live():
+    """Only a halo-sized slice of a neighbouring chunk reaches a task, not the whole chunk."""
+    x = da.zeros((1, 2, 40, 40), chunks=(1, 2, 20, 20))
+    y = fcd.conv2d(x, np.ones((1, 2, 3, 3)), padding="same")
+    graph = dict(y.__dask_graph__())
+    halos = [v for k, v in graph.items() if isinstance(k, tuple) and "-halo" in str(k[0])]
+    assert halos and all(max(s.stop - s.start for s in task[2][2:]) <= 20 for task in halos)
+    assert all(min(s.stop - s.start for s in task[2][2:]) == 1 for task in halos)
+
+
+def test_weight_gradient_is_a_tree_reduction():
+    x = da.ones((16, 1, 8, 8), chunks=(1, 1, 4, 4))  # 64 partial sums
+    g = fcd.conv2d_backward(da.ones((16, 1, 8, 8), chunks=(1, 1, 4, 4)), x, np.ones((1, 1, 3, 3)), padding=1)
+    graph = g.weight.__dask_graph__()
+    deps = graph.get_all_dependencies()
+    partial = [k for k in graph if "grad-weight" in str(k[0]) and len(k) == 6]
+    assert len(partial) == 64
+    assert max(len(d & set(partial)) for d in deps.values()) <= fcd.SPLIT_EVERY
+    # each tap reads the 8x8 ones where the padding lets it: 7x7 at the corners, 7x8 on the edges
+    taps = np.array([[49, 56, 49], [56, 64, 56], [49, 56, 49]]) * 16.0
+    np.testing.assert_array_equal(g.weight.compute(scheduler="sync")[0, 0], taps)
+
+
+def test_threaded_scheduler_gives_the_same_bits():
+    x, w = rng.standard_normal((4, 4, 24, 20)), rng.standard_normal((6, 4, 3, 3))
+    got, ref = _run(2, x, w, rng.standard_normal(6), (1, 4, 7, 6), scheduler="threads", padding="same", stride=2)
+    _check(got, ref)
+
+
+def test_each_task_gets_its_share_of_threads():
+    assert _dask_tasks.task_threads(None) is None  # the calling thread: the caller's own setting
+    assert _dask_tasks.task_threads(3) == 3
+    seen = []
+    thread = threading.Thread(target=lambda: seen.append(_dask_tasks.task_threads(None)))
+    thread.start()
+    thread.join()
+    assert seen == [max(1, fastconv._threads._all_cores() // dask.system.CPU_COUNT)]
+    with dask.config.set(num_workers=1):
+        thread = threading.Thread(target=lambda: seen.append(_dask_tasks.task_threads(None)))
+        thread.start()
+        thread.join()
+    assert seen[-1] == fastconv._threads._all_cores()
+
+
+def test_precision_and_backend_fixed_when_the_graph_is_built():
+    x = da.ones((1, 1, 6, 6), chunks=3)
+    with fastconv.precision("high"):
+        y = fcd.conv2d(x, np.ones((1, 1, 3, 3)))
+        auto = fastconv.choose_backend((1, 1, 6, 6), (1, 1, 3, 3))  # may depend on the precision
+    plans = [t[-1] for t in dict(y.__dask_graph__()).values() if isinstance(t, tuple) and callable(t[0])
+             and t[0] is _dask_tasks.forward]
+    assert plans and {p.precision for p in plans} == {"high"}
+    assert {p.backend for p in plans} == {auto}
+
+
+def test_errors_are_fastconvs_and_come_before_any_work():
+    x = da.ones((2, 3, 8, 8), chunks=4)
+    with pytest.raises(ValueError, match="padding"):
+        fcd.conv2d(x, np.ones((4, 3, 3, 3)), padding="full")
+    with pytest.raises(ValueError, match="groups"):
+        fcd.conv2d(x, np.ones((4, 3, 3, 3)), groups=2)
+    with pytest.raises(TypeError, match="dtype"):
+        fcd.conv2d(x.astype(complex), np.ones((4, 3, 3, 3)))
+    with pytest.raises(ValueError, match="dimensions"):
+        fcd.conv2d(da.ones((8, 8)), np.ones((4, 3, 3, 3)))
+    with pytest.raises(ValueError, match="grad_output"):
+        fcd.conv2d_backward(da.ones((3, 4, 6, 6)), x, np.ones((4, 3, 3, 3)))
+    with pytest.raises(ValueError, match="backend"):
+        fcd.conv2d(x, np.ones((4, 3, 3, 3)), backend="nope")
+
+
+def test_empty_batch():
+    y = fcd.conv2d(da.ones((0, 2, 5, 5), chunks=(1, 2, 2, 2)), np.ones((3, 2, 3, 3)), padding=1)
+    assert y.compute(scheduler="sync").shape == (0, 3, 5, 5)
+
+
+def test_import_fastconv_does_not_import_dask():
+    code = "import sys, fastconv; fastconv.conv2d([[[[1.0]]]], [[[[1.0]]]]); print('dask' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout == "False\n"
+
+
+class _TaskPeaks(Callback):
+    """Each task's peak of traced allocations above what was held when it started (sync scheduler)."""
+
+    def __init__(self):
+        super().__init__()
+        self.peaks, self._held = {}, {}
+
+    def _pretask(self, key, dsk, state):
+        self._held[key] = tracemalloc.get_traced_memory()[0]
+        tracemalloc.reset_peak()
+
+    def _posttask(self, key, result, dsk, state, worker_id):
+        self.peaks[key] = tracemalloc.get_traced_memory()[1] - self._held[key]
+
+
+def test_memory_is_bounded_by_the_chunk():
+    """A 128 MB input, generated chunk by chunk (1 MB each), filtered and summed: each task's peak is
+    its window and its output, about two chunks, and the whole computation's a small part of the
+    array."""
+    x = da.random.default_rng(0).standard_normal((8, 4, 1024, 512), chunks=(1, 4, 128, 256))
+    w = np.ones((4, 4, 3, 3)) / 36
+    fcd.conv2d(x[:1, :, :128, :256], w, padding="same", backend=EXACT).compute(scheduler="sync")  # compiled
+    total = fcd.conv2d(x, w, padding="same", backend=EXACT).sum()
+    chunk = 4 * 128 * 256 * 8
+    tracemalloc.start()
+    try:
+        with _TaskPeaks() as tasks:
+            total.compute(scheduler="sync")
+        tracemalloc.reset_peak()
+        total.compute(scheduler="sync")
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    # the tasks: random chunks, halos, and the convolutions (dask fuses each with its chunk's sum)
+    assert len(tasks.peaks) > 8 * 8 * 2 and max(tasks.peaks.values()) < 3 * chunk, (max(tasks.peaks.values()), chunk)
+    assert peak < x.nbytes / 4, (peak, x.nbytes)
+
+
+def test_local_cluster_with_processes():
+    distributed = pytest.importorskip("distributed")
+    x, w = rng.standard_normal((2, 3, 16, 12)), rng.standard_normal((4, 3, 3, 3))
+    cluster = distributed.LocalCluster(processes=True, n_workers=2, threads_per_worker=1, dashboard_address=None)
+    with cluster, distributed.Client(cluster):
+        got, ref = _run(2, x, w, rng.standard_normal(4), (1, 3, 5, 6), scheduler=None, padding="same", stride=2)
+    _check(got, ref)
