@@ -9,7 +9,7 @@ export FASTCONV_REQUIRE ?= reference,im2col,numba
 $(STAMP): pyproject.toml
 	python3 -m venv .venv
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[numba,test,cli,plot,examples,dev]'
+	$(PY) -m pip install --quiet -e '.[numba,test,cli,plot,examples,dask,dev]'
 	touch $(STAMP)
 
 install: $(STAMP)
