@@ -20,6 +20,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import fastconv
+from fastconv import backends
+from fastconv.geometry import Geometry
 from tests.oracle import assert_close
 
 
@@ -221,8 +223,10 @@ def test_hypothesis_over_the_number_of_axes(data):
     kw = dict(stride=stride, padding=pads, dilation=dilation, groups=groups)
     want = F.conv1d if nd == 1 else F.conv2d if nd == 2 else F.conv3d
     expected = want(F.pad(_t(x), _torch_pad(pads)), _t(w), stride=stride, dilation=dilation, groups=groups)
+    geom = Geometry.from_args(x.shape, w.shape, **kw)
     for name in fastconv.backends():
-        assert_close(FC[nd][0](x, w, **kw, backend=name), expected.numpy(), np.float64, name)
+        if backends.refusal(name, geom, x.dtype) is None:  # a partial backend is held to what it supports
+            assert_close(FC[nd][0](x, w, **kw, backend=name), expected.numpy(), np.float64, name)
 
 
 @pytest.mark.parametrize("mode", ["reflect", "replicate", "circular", "symmetric"])
