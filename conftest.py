@@ -25,7 +25,8 @@ def pytest_runtest_call(item):
     excinfo = outcome.excinfo
     name = getattr(item, "callspec", None) and item.callspec.params.get("backend")
     if name and excinfo and excinfo[0] is ValueError and f"backend {name!r} {REFUSED}" in str(excinfo[1]):
-        outcome.force_exception(pytest.skip.Exception(f"{name} refuses this call: {excinfo[1]}", _use_item_location=True))
+        skip = pytest.skip.Exception(f"{name} refuses this call: {excinfo[1]}", _use_item_location=True)
+        outcome.force_exception(skip)
 
 
 def required_backends() -> set[str]:

@@ -127,7 +127,8 @@ def _arrays(ndim: int, input, weight, layout, transposed: bool):
     w = _array(weight, "weight")
     last = layout == LAYOUTS[ndim][1]
     spatial = _SPATIAL[ndim]
-    dims = f"(N, {spatial}, C) or unbatched ({spatial}, C)" if last else f"(N, C, {spatial}) or unbatched (C, {spatial})"
+    dims = (f"(N, {spatial}, C) or unbatched ({spatial}, C)" if last
+            else f"(N, C, {spatial}) or unbatched (C, {spatial})")
     if x.ndim not in (ndim + 1, ndim + 2):
         raise ValueError(f"`input` must have {ndim + 2} dimensions {dims}; got shape {x.shape}")
     io = ("C_in", "C_out/groups") if transposed else ("C_out", "C_in/groups")

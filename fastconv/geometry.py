@@ -376,10 +376,9 @@ def transposed_geometry(z_shape, w_shape, *, stride=1, padding=0, output_padding
     if min(size) < 1:
         raise ValueError(f"`input` must have a non-empty image; got {_axes(size)}")
     if any(op >= max(s, d) for op, s, d in zip(out_pad, stride, dilation)):
-        show = (lambda t: t if ndim > 1 else t[0])
+        show = [t if ndim > 1 else t[0] for t in (out_pad, stride, dilation)]
         raise ValueError(f"`output_padding` must be smaller than stride or dilation in each "
-                         f"dimension; got output_padding {show(out_pad)}, stride {show(stride)}, "
-                         f"dilation {show(dilation)}")
+                         f"dimension; got output_padding {show[0]}, stride {show[1]}, dilation {show[2]}")
     pads = side_padding(padding, ndim=ndim, strings=False)
     full = tuple(transposed_out_size(i, k, s, a + b, d, op)
                  for i, k, s, (a, b), d, op in zip(size, kernel, stride, pads, dilation, out_pad))

@@ -15,8 +15,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from fastconv._precision import TOLERANCE
+
 # Results are compared with a float64 oracle; atol scales with the largest expected magnitude.
-TOL = {np.dtype(np.float32): 1e-4, np.dtype(np.float64): 1e-10}
+TOL = TOLERANCE
 
 
 def assert_close(got, want, dtype=None, what=""):
