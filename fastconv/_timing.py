@@ -30,10 +30,7 @@ from .cases import REFERENCE_MAX_MACS, Case
 
 TORCH = "torch"
 PASSES = ("forward", "backward")
-# Largest |got - want| / max|want| that counts as correct. float32 sums of a few thousand
-# products carry relative errors near 1e-6 on each side; 1e-4 leaves room without hiding a bug
-# (a wrong index gives errors of order 1).
-TOLERANCE = {np.dtype(np.float32): 1e-4, np.dtype(np.float64): 1e-10}
+TOLERANCE = _precision.TOLERANCE  # what counts as a correct result, written once
 # A sample shorter than this is too close to the timer's and the scheduler's granularity: calls
 # faster than it are repeated inside one sample, as timeit does.
 MIN_SAMPLE_S = 0.02

@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 
 import fastconv
+from fastconv._precision import TOLERANCE
 from fastconv.backends import reference
 from fastconv.geometry import Geometry
 
@@ -69,7 +70,7 @@ def _inputs(xs, ws, kwargs, dtype, seed=0):
 @pytest.mark.parametrize("xs, ws, kwargs", SHAPES)
 def test_kernels_match_reference(xs, ws, kwargs, dtype):
     geom, x, w, gy = _inputs(xs, ws, kwargs, dtype)
-    tol = dict(rtol=1e-4, atol=1e-4) if dtype == np.float32 else dict(rtol=1e-10, atol=1e-10)
+    tol = dict(rtol=TOLERANCE[np.dtype(dtype)], atol=TOLERANCE[np.dtype(dtype)])
     for got, want in [(numba_jit.forward(x, w, geom), reference.forward(x, w, geom)),
                       (numba_jit.grad_input(gy, w, geom), reference.grad_input(gy, w, geom)),
                       (numba_jit.grad_weight(gy, x, geom), reference.grad_weight(gy, x, geom))]:
