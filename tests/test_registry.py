@@ -113,6 +113,14 @@ def test_an_installed_package_registers_a_backend_through_an_entry_point(tmp_pat
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), str(Path(__file__).parents[1])])}
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env).stdout
     assert "'toy3x3'" in out.splitlines()[0] and out.splitlines()[1] == "9.0"
+    # ... and benchmarked beside the built-in backends, refused (and said so) where it does not apply
+    shapes = ["--shape", "n=1 c=2 size=6x6 k=2 kernel=3x3 pad=1", "--shape", "n=1 c=2 size=6x6 k=2 kernel=5x5 pad=2"]
+    bench = subprocess.run([sys.executable, "-m", "fastconv", "bench", "--backends", "toy3x3,reference", *shapes,
+                            "--repeat", "1", "--no-progress", "--pass", "forward"],
+                           capture_output=True, text=True, env={**env, "COLUMNS": "200"})
+    assert bench.returncode == 0, bench.stderr
+    assert "Not timed on every shape: toy3x3: 2-D 3x3 kernels only" in bench.stdout
+    assert bench.stdout.count("│ toy3x3") == 1  # timed on the 3x3 shape, not on the 5x5 one
 
 
 def test_import_fastconv_imports_neither_torch_nor_numba():
