@@ -12,14 +12,15 @@ import os
 import sys
 
 
-def _rich_console(stderr: bool = False):
+def _rich_console(stderr: bool = False, min_width: int = 0):
     try:
         from rich.console import Console
     except ImportError:
         return None
     stream = sys.stderr if stderr else sys.stdout
-    # Piped output (a file, CI logs, the README) is not a terminal; rich would squeeze it to 80 columns.
-    width = None if stream.isatty() else int(os.environ.get("COLUMNS", "150"))
+    # Piped output (a file, CI logs, the README) is not a terminal; rich would squeeze it to 80
+    # columns, and cut a wide table's cells: there, the table sets the width it needs.
+    width = None if stream.isatty() else max(int(os.environ.get("COLUMNS", "150")), min_width)
     return Console(highlight=False, width=width, stderr=stderr)
 
 
@@ -40,7 +41,9 @@ def warn(text: str) -> None:
 def print_table(title: str, columns: list[str], rows: list[list[str] | None], right_from: int = 1) -> None:
     """A table with a title; a ``None`` row draws a separator. Columns from ``right_from`` on are
     right-aligned (numbers)."""
-    console = _rich_console()
+    body = [r for r in rows if r is not None]
+    widths = [max(len(str(c)) for c in col) for col in zip(columns, *body)]
+    console = _rich_console(min_width=sum(widths) + 3 * len(widths) + 1)  # cells, padding and borders
     if console is not None:
         from rich.markup import escape
         from rich.table import Table
@@ -56,8 +59,6 @@ def print_table(title: str, columns: list[str], rows: list[list[str] | None], ri
                 table.add_row(*(escape(str(cell)) for cell in row))
         console.print(table)
         return
-    body = [r for r in rows if r is not None]
-    widths = [max(len(str(c)) for c in col) for col in zip(columns, *body)]
 
     def line(cells):
         return "  ".join(str(c).rjust(wd) if i >= right_from else str(c).ljust(wd)
