@@ -310,3 +310,41 @@ def test_onnx_pytorch_converted_1d_3d(backend, case):
     y = FC[nd][0](x, w, b, stride=attrs.get("strides", 1), dilation=attrs.get("dilations", 1),
                   groups=attrs.get("group", 1), padding=[(pads[i], pads[i + nd]) for i in range(nd)], backend=backend)
     np.testing.assert_allclose(y, want, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("chunk", [1, 10**9])
+def test_3d_runs_the_same_in_slices_of_output_planes(backend, chunk, monkeypatch):
+    """The 3-D lift's stacked copies, one output plane at a time or all at once, give the same result."""
+    from fastconv.backends import _lift
+
+    monkeypatch.setattr(_lift, "CHUNK_BYTES", chunk)
+    rng = np.random.default_rng(6)
+    x, w = rng.standard_normal((2, 4, 7, 5, 6)), rng.standard_normal((6, 2, 3, 2, 3))
+    kw = dict(stride=(2, 1, 1), padding=((2, 1), (1, 0), (1, 1)), dilation=(2, 1, 1), groups=2)
+    y = fastconv.conv3d(x, w, **kw, backend=backend)
+    assert_close(y, fastconv.conv3d(x, w, **kw, backend="reference"), np.float64)
+    gy = rng.standard_normal(y.shape)
+    got, want = (fastconv.conv3d_backward(gy, x, w, **kw, backend=name) for name in (backend, "reference"))
+    assert_close(got.input, want.input, np.float64)
+    assert_close(got.weight, want.weight, np.float64)
+
+
+def test_3d_stacked_copies_stay_within_a_quarter_of_the_budget(monkeypatch):
+    """The stacked planes of a 3-D call through a 2-D backend are sized by the memory budget."""
+    import tracemalloc
+
+    from fastconv import _workers
+
+    budget = 4 * 2**20
+    previous = _workers.set_memory_budget(budget)
+    try:
+        x = np.ones((1, 16, 16, 32, 32), np.float32)  # 1 MiB in; stacking 3 planes of it whole: 3 MiB
+        w = np.ones((16, 16, 3, 3, 3), np.float32)
+        fastconv.conv3d(x, w, padding=1, backend="im2col")  # warm: pools and scratch
+        tracemalloc.start()
+        y = fastconv.conv3d(x, w, padding=1, backend="im2col")
+        peak = tracemalloc.get_traced_memory()[1] - y.nbytes
+        tracemalloc.stop()
+    finally:
+        _workers.set_memory_budget(previous)
+    assert peak <= budget * 1.25, peak

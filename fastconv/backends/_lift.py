@@ -6,7 +6,8 @@ stacking those ``kD`` planes as ``kD * C_in/groups`` channels of each group make
 convolution one 2-D convolution over ``N*OD`` images, with the weight ``(C_out, kD*C_in/groups,
 kH, kW)``: the same multiply-adds as a direct 3-D sum, in one large GEMM or packed loop instead
 of ``kD`` small ones. The stacked copy holds ``kD/sd`` times the input; it is built for a
-slice of the output planes at a time, so that it stays under ``CHUNK_BYTES`` (or one plane).
+slice of the output planes at a time, so that it stays under ``CHUNK_BYTES`` and a quarter of
+the memory budget (or one plane), beside the 2-D call's own scratch.
 The input gradient is the 2-D one of the stacked copy, added back plane by plane in a fixed
 order (bit-reproducible); the weight gradient is the 2-D one, summed over the slices.
 """
@@ -14,10 +15,12 @@ order (bit-reproducible); the weight gradient is the 2-D one, summed over the sl
 from __future__ import annotations
 
 import functools
+import math
 from dataclasses import replace
 
 import numpy as np
 
+from .._workers import call_budget
 from ..geometry import Geometry
 
 # Largest stacked copy of a 3-D call made at once (plus its output slice): large enough that the
@@ -73,11 +76,14 @@ def _grad_weight_1d(fn, gy, x, geom):
 
 # ------------------------------------------------------------------------------------- 3-D
 
-def _plane_slices(geom: Geometry):
-    """Per slice of output planes ``o0:o1`` (sized by ``CHUNK_BYTES``), its 2-D geometry."""
-    od, per_plane = geom.out_size[0], geom.c_in * geom.kernel[0] * int(np.prod(geom.in_size[1:]))
-    per_plane += geom.c_out * int(np.prod(geom.out_size[1:]))
-    step = max(1, min(od, CHUNK_BYTES // (8 * per_plane * max(1, geom.n))))
+def _plane_slices(geom: Geometry, itemsize: int):
+    """Per slice of output planes ``o0:o1``, its 2-D geometry. A slice's stacked input and output
+    take at most ``CHUNK_BYTES`` and a quarter of the memory budget (one plane at least), on top of
+    what the 2-D call itself keeps under the budget."""
+    od, per_plane = geom.out_size[0], geom.c_in * geom.kernel[0] * math.prod(geom.in_size[1:])
+    per_plane = (per_plane + geom.c_out * math.prod(geom.out_size[1:])) * geom.n * itemsize
+    room = min(CHUNK_BYTES, call_budget(geom, itemsize) // 4)
+    step = max(1, min(od, room // max(1, per_plane)))
     flat = as_2d(geom)
     for o0 in range(0, od, step):
         o1 = min(od, o0 + step)
@@ -123,7 +129,7 @@ def _gy_planes(gy, o0: int, o1: int) -> np.ndarray:
 def _forward_3d(fn, x, w, geom, bias=None):
     y = np.empty(geom.y_shape, x.dtype)
     w2 = _stacked_weight(w, geom)
-    for o0, o1, flat in _plane_slices(geom):
+    for o0, o1, flat in _plane_slices(geom, x.itemsize):
         _planes_of(fn(_stacked(x, geom, o0, o1), w2, flat, bias), geom, o0, o1, y)
     return y
 
@@ -133,7 +139,7 @@ def _grad_input_3d(fn, gy, w, geom):
     w2 = _stacked_weight(w, geom)
     n, g, cg, kd = geom.n, geom.groups, geom.c_in_g, geom.kernel[0]
     gxg = gx.reshape(n, g, cg, *geom.in_size)
-    for o0, o1, flat in _plane_slices(geom):
+    for o0, o1, flat in _plane_slices(geom, gy.itemsize):
         gx2 = fn(_gy_planes(gy, o0, o1), w2, flat).reshape(n, o1 - o0, g, kd, cg, *geom.in_size[1:])
         for k, a, b, planes in _taps(geom, o0, o1):
             # planes of one tap are distinct (stride >= 1), so this += never adds twice into one
@@ -143,7 +149,7 @@ def _grad_input_3d(fn, gy, w, geom):
 
 def _grad_weight_3d(fn, gy, x, geom):
     gw2 = None
-    for o0, o1, flat in _plane_slices(geom):
+    for o0, o1, flat in _plane_slices(geom, x.itemsize):
         part = fn(_gy_planes(gy, o0, o1), _stacked(x, geom, o0, o1), flat)
         gw2 = part if gw2 is None else gw2 + part
     kd = geom.kernel[0]
