@@ -22,7 +22,8 @@ def test_default_set_and_context():
         fastconv.set_precision("highest")
 
 
-@pytest.mark.parametrize("call", [lambda: fastconv.set_precision("low"), lambda: fastconv.precision("fast").__enter__()])
+@pytest.mark.parametrize("call", [lambda: fastconv.set_precision("low"),
+                                  lambda: fastconv.precision("fast").__enter__()])
 def test_unknown_levels_are_refused(call):
     with pytest.raises(ValueError, match=r"`level` must be one of 'highest', 'high'"):
         call()
