@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 
 from . import _plugins, backends, cases
 from . import _timing as timing
@@ -24,6 +25,20 @@ def positive_int(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"expected a positive int; got {text!r}")
     return value
+
+
+def number(minimum: float, *, inclusive: bool, example: str):
+    """An argparse type: a finite float above ``minimum`` (or equal, when ``inclusive``)."""
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            value = math.nan
+        if not (math.isfinite(value) and (value >= minimum if inclusive else value > minimum)):
+            bound = f"{'at least' if inclusive else 'above'} {minimum:g}"
+            raise argparse.ArgumentTypeError(f"expected a finite number {bound} such as {example}; got {text!r}")
+        return value
+    return parse
 
 
 def shape(text: str) -> cases.Case:

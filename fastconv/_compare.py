@@ -24,6 +24,7 @@ import warnings
 import numpy as np
 
 from . import _results
+from ._args import number
 from ._console import num, print_table, say
 
 HELP = "compare two saved runs (bench --json): B/A time per shape, pass and backend, with a verdict"
@@ -34,7 +35,7 @@ N_RESAMPLES = 4999
 def add_flags(p) -> None:
     p.add_argument("baseline", metavar="A.json", help="the run before (fastconv bench --json)")
     p.add_argument("candidate", metavar="B.json", help="the run after")
-    p.add_argument("--fail-above", type=_ratio, metavar="RATIO",
+    p.add_argument("--fail-above", type=number(0, inclusive=False, example="1.10"), metavar="RATIO",
                    help="exit 1 when an entry is significantly slower and B/A exceeds RATIO (e.g. 1.10)")
     p.add_argument("--confidence", type=_confidence, default=0.95, help="of the intervals (default: 0.95)")
     p.add_argument("--impl", action="append", default=[], metavar="NAME",
@@ -42,16 +43,6 @@ def add_flags(p) -> None:
     p.add_argument("--relative-to", metavar="NAME",
                    help="compare each implementation's time divided by NAME's (e.g. torch) in the same round, "
                    "instead of its time: what changed in the machine between the runs cancels out")
-
-
-def _ratio(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = math.nan
-    if not (math.isfinite(value) and value > 0):
-        raise argparse.ArgumentTypeError(f"expected a positive number such as 1.10; got {text!r}")
-    return value
 
 
 def _confidence(text: str) -> float:

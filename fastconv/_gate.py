@@ -29,7 +29,7 @@ import numpy as np
 
 from . import _plugins, backends, cases
 from . import _timing as timing
-from ._args import add_impl_flags, load_plugins, positive_int
+from ._args import add_impl_flags, load_plugins, number, positive_int
 from ._budgets_schema import BudgetsError, check_references, known_impls, validate
 from ._console import Progress, num, print_table, say
 
@@ -38,9 +38,9 @@ DEFAULT_PATH = "bench/budgets.toml"
 DEFAULT_TOLERANCE = 1.5
 
 HELP = "CI: fail when a backend (or your --impl) got slower relative to torch than its budget"
-DESCRIPTION = ("Time the budgets file's shapes and fail (exit 1) when an implementation's time divided by "
-               "torch's (same run) exceeds its committed budget times the tolerance, twice; exit 2 for a bad file. "
-               "--init writes a starter file; --update measures and writes the budgets.")
+DESCRIPTION = ("Time the budgets file's shapes and fail (exit 1) when an implementation's time divided\n"
+               "by torch's (same run) exceeds its committed budget times the tolerance, twice; exit 2 for a\n"
+               "bad file. --init writes a starter file; --update measures and writes the budgets.")
 
 
 @dataclass
@@ -246,7 +246,8 @@ def add_flags(p) -> None:
     p.add_argument("--update", action="store_true",
                    help="measure --runs times and write the median ratios as the new budgets")
     p.add_argument("--runs", type=positive_int, default=3, help="runs for --update (default: 3)")
-    p.add_argument("--tolerance", type=float, help="with --update: the factor to allow over a budget "
+    p.add_argument("--tolerance", type=number(1, inclusive=True, example="1.6"),
+                   help="with --update: the factor to allow over a budget "
                    "(default: keep the file's)")
     p.add_argument("--suite", choices=tuple(cases.SUITES),
                    help="with --update: the suite (default: the file's, else quick)")

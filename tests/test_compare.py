@@ -113,8 +113,8 @@ def test_a_file_that_is_not_a_run_is_exit_2(capsys, tmp_path, saved, content, me
 
 
 @pytest.mark.parametrize("argv, message", [
-    (["--fail-above", "nan"], "expected a positive number such as 1.10"),
-    (["--fail-above", "-1"], "expected a positive number such as 1.10"),
+    (["--fail-above", "nan"], "expected a finite number above 0 such as 1.10"),
+    (["--fail-above", "-1"], "expected a finite number above 0 such as 1.10"),
     (["--confidence", "95"], "expected a level between 0 and 1"),
 ])
 def test_bad_flags(capsys, argv, message):

@@ -309,3 +309,9 @@ def test_gate_for_another_project_end_to_end(capsys, tmp_path, monkeypatch):
     path.write_text(text)
     code, out = _gate(capsys, "--budgets", str(path))
     assert code == 0 and "gate passed" in out
+
+
+@pytest.mark.parametrize("value", ["nan", "0.5", "-1", "inf"])
+def test_update_refuses_a_tolerance_that_would_switch_the_gate_off(capsys, tmp_path, no_measuring, value):
+    code, out = _gate(capsys, "--budgets", str(tmp_path / "b.toml"), "--update", "--tolerance", value)
+    assert code == 2 and "expected a finite number at least 1" in out
