@@ -177,3 +177,47 @@ def _numba_classes():
             self._cache_file.remove()
 
     return Cache, CheckedFile
+
+
+# -- `fastconv warmup`: fill the cache ahead of time (Docker images, CI caches) -------------------
+
+WARMUP_HELP = "compile every backend's kernels now, into the cache (for Docker images and CI caches)"
+WARMUP_DESCRIPTION = ("Compile (or load) the kernels of every installed backend for float32 and float64, "
+                      "with a line per step, so that no later process compiles on first use. The cache "
+                      "directory is $FASTCONV_CACHE_DIR, else $XDG_CACHE_HOME/fastconv or ~/.cache/fastconv.")
+
+
+def warmup_flags(p) -> None:
+    p.add_argument("--dtype", choices=("float32", "float64", "both"), default="both", help="default: both")
+
+
+def cmd_warmup(parser, args) -> int:
+    """``fastconv warmup``: each backend's ``warmup`` per dtype, a progress line per step."""
+    import time
+
+    import numpy as np
+
+    from . import backends
+
+    def say(text):
+        print(text, flush=True)
+
+    say(f"cache: {numba_dir() if numba_enabled() else 'none (FASTCONV_NUMBA_CACHE=0): nothing is kept'}"
+        if "numba" in backends.available() else f"cache: {cache_dir()}")
+    start = time.perf_counter()
+    for name in backends.available():
+        module = backends.get(name)
+        for dtype in ("float32", "float64") if args.dtype == "both" else (args.dtype,):
+            t0 = time.perf_counter()
+            steps = getattr(module, "warmup_steps", None)
+            if steps is None:
+                module.warmup(np.dtype(dtype))
+            else:
+                say(f"{name} {dtype}: compiling (or loading) {len(module.WARMUP_STEPS)} steps...")
+                for i, label in enumerate(steps(dtype), 1):
+                    say(f"  [{i}/{len(module.WARMUP_STEPS)}] {label}: {time.perf_counter() - t0:.1f} s")
+            say(f"{name} {dtype}: done in {time.perf_counter() - t0:.1f} s")
+    if "numba" not in backends.available():
+        say("numba is not installed, so nothing needs compiling (pip install 'fastconv[numba]' adds it)")
+    say(f"warmup done in {time.perf_counter() - start:.1f} s")
+    return 0

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from . import __version__, _compare, _gate, _precision, _results, backends, cases
+from . import __version__, _cache, _compare, _gate, _precision, _results, backends, cases
 from . import _timing as timing
 from ._args import add_impl_flags, impl_list, impl_names, load_plugins, positive_int, shape
 from ._console import Progress, ms, num, print_table, say, spread, warn
@@ -322,16 +322,7 @@ def cmd_info(parser, args) -> int:
                      f"{pool['version']} · {pool['num_threads']} threads · {library}"])
     numba_line = _results.version("numba")
     if numba_line and "numba" in backends.available():
-        import numba
-
-        # Cold, this compiles every kernel (~30 s): say so rather than sit silent.
-        print("starting numba: the first run on a machine compiles its kernels (about 30 s, then cached)...",
-              file=sys.stderr, flush=True)
-        try:
-            backends.get("numba").warmup(np.dtype(np.float32))  # the threading layer exists once a kernel ran
-        except (ValueError, RuntimeError):
-            pass
-        numba_line += f" · threading layer {_results._numba_layer(numba)} · {numba.get_num_threads()} threads"
+        numba_line += f" · {backends.get('numba').describe()}"  # compiles nothing
     rows.append(["numba", numba_line or "not installed"])
     torch = timing.torch_module()
     rows.append(["torch", f"{torch.__version__} · {torch.get_num_threads()} threads" if torch else "not installed"])
@@ -385,6 +376,7 @@ SUBCOMMANDS: dict[str, Subcommand] = {
                        "Versions, BLAS, threads, CPU, backends and what auto picks.", _info_flags, cmd_info),
     "compare": Subcommand(_compare.HELP, _compare.DESCRIPTION, _compare.add_flags, _compare.cmd_compare),
     "gate": Subcommand(_gate.HELP, _gate.DESCRIPTION, _gate.add_flags, _gate.cmd_gate),
+    "warmup": Subcommand(_cache.WARMUP_HELP, _cache.WARMUP_DESCRIPTION, _cache.warmup_flags, _cache.cmd_warmup),
 }
 
 

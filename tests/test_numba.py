@@ -275,3 +275,71 @@ def test_a_warm_call_allocates_nothing_in_its_kernels(threads, kwargs):
                 assert rtsys.get_allocation_stats().alloc - before == kernels * per_call, fn.__name__
     finally:
         _nrt_python.memsys_disable_stats()
+
+
+# -- first use: auto never waits for a compile; explicit calls say so; warmup ahead of time -------
+
+_FIRST_AUTO = """
+    import time
+    import numpy as np
+    import fastconv
+    from fastconv.backends import numba_jit
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((8, 3, 32, 32)).astype(np.float32)
+    w = rng.standard_normal((16, 3, 3, 3)).astype(np.float32)
+    start = time.perf_counter()
+    y = fastconv.conv2d(x, w, padding=1)
+    first = time.perf_counter() - start
+    ok = np.allclose(y, fastconv.conv2d(x, w, padding=1, backend="reference"), rtol=1e-4, atol=1e-4)
+    print(first, ok, fastconv.choose_backend(x.shape, w.shape, padding=1))
+    deadline = time.perf_counter() + {wait}
+    while not numba_jit.ready(np.float32) and time.perf_counter() < deadline:
+        time.sleep(0.05)
+    print(numba_jit.ready(np.float32), fastconv.choose_backend(x.shape, w.shape, padding=1))
+"""
+
+
+def test_first_auto_call_with_an_empty_cache_does_not_wait_for_the_compile(tmp_path):
+    """Issue 13: under 1 s and correct, while numba compiles in the background."""
+    first, second = _python(_FIRST_AUTO.format(wait=0), {"FASTCONV_CACHE_DIR": str(tmp_path)}).splitlines()
+    seconds, ok, pick = first.split()
+    assert float(seconds) < 1.0 and ok == "True" and pick != "numba"
+    assert second.split()[0] == "False"  # still compiling: the process exits without waiting
+
+
+def test_auto_switches_to_numba_once_its_kernels_are_loaded():
+    _python("import numpy as np; from fastconv.backends import numba_jit; numba_jit.warmup(np.float32)")
+    first, second = _python(_FIRST_AUTO.format(wait=60)).splitlines()
+    assert first.split()[1] == "True"
+    assert second.split() == ["True", "numba"]
+
+
+_EXPLICIT = """
+    import logging
+    import numpy as np
+    import fastconv
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
+    for _ in range(3):
+        fastconv.conv2d(np.ones((1, 4, 6, 6), np.float32), np.ones((4, 4, 3, 3), np.float32), backend="numba")
+"""
+
+
+def test_an_explicit_numba_call_says_once_that_it_compiles(tmp_path):
+    proc = subprocess.run([sys.executable, "-c", textwrap.dedent(_EXPLICIT)], capture_output=True, text=True,
+                          cwd=ROOT, env=dict(os.environ, FASTCONV_CACHE_DIR=str(tmp_path)), timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    said = [line for line in proc.stderr.splitlines() if "numba kernels for float32" in line]
+    assert len(said) == 1 and said[0].startswith("WARNING") and "compiling" in said[0], proc.stderr
+
+
+def test_warmup_command_compiles_every_step_with_progress_and_info_compiles_nothing(tmp_path):
+    out = _python("import sys; from fastconv.cli import main; sys.exit(main(['warmup', '--dtype', 'float32']))")
+    assert "numba float32: compiling (or loading) 4 steps" in out and "[4/4] input gradient" in out, out
+    assert "warmup done in" in out
+    # info on an empty cache: a line about the kernels, no compile (the layer starts by itself)
+    line = _python("""
+        from fastconv.backends import numba_jit, _numba_kernels as k
+        print(numba_jit.describe(), sum(sum(f.stats.cache_misses.values()) for f in vars(k).values()
+                                         if hasattr(f, "stats")))
+    """, {"FASTCONV_CACHE_DIR": str(tmp_path)})
+    assert "kernels float32 not compiled, float64 not compiled" in line and line.split()[-1] == "0", line

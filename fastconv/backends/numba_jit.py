@@ -20,12 +20,11 @@ import logging
 import os
 import sys
 import threading
-import time
 
 import numba
 import numpy as np
 
-from .. import _threads
+from .. import _cache, _threads
 from . import _numba_kernels as _k
 from ._lift import lifted
 
@@ -88,9 +87,104 @@ def _launch_guard():
     return _guard
 
 
+# Started here, by the importing thread (normally the main one): TBB's fork handling shuts it down
+# cleanly only from the thread that started it, never from auto's background compile thread.
+_launch_guard()
+
+
 def supports(geom, dtype, precision):
     """Every call: 1-D and 3-D run through the 2-D kernels (``_lift``), exact at any precision."""
     return None
+
+
+# -- compiling: in the background for auto, announced for explicit calls ------------------------
+#
+# Cold, the kernels of one dtype take seconds to compile (see warmup). ``ready`` lets "auto" run
+# another backend meanwhile: its first call starts the compile on a daemon thread (a process that
+# exits sooner simply drops it; each kernel finished is already on disk). An explicit
+# backend="numba" call compiles what it needs itself, after one log message.
+
+_ready: set[str] = set()  # dtype names whose packed kernels are compiled or loaded in this process
+_compiling: dict[str, threading.Thread] = {}
+_announced: set[str] = set()
+_state = threading.Lock()
+
+
+def ready(dtype) -> bool:
+    """True when the kernels for ``dtype`` are compiled (or loaded from the cache) in this
+    process. Otherwise starts compiling them on a background thread, once, and returns False at
+    once, so that ``backend="auto"`` runs another backend instead of waiting."""
+    name = np.dtype(dtype).name
+    if name in _ready:
+        return True
+    with _state:
+        if name not in _compiling:
+            thread = threading.Thread(target=_compile_in_background, args=(name,),
+                                      name=f"fastconv-numba-compile-{name}", daemon=True)
+            _compiling[name] = thread
+            thread.start()
+    return name in _ready
+
+
+def _compile_in_background(name):
+    try:
+        warmup(np.dtype(name))
+    except Exception:  # noqa: BLE001 - a broken install: auto keeps to the other backends
+        _log.warning("fastconv: compiling the numba kernels for %s failed; backend='auto' will not use "
+                     "numba", name, exc_info=True)
+
+
+def _announce(dtype):
+    """Once per dtype, before an explicit call's kernels are compiled or loaded: say which."""
+    name = dtype.name
+    if name in _ready or name in _announced:
+        return
+    _announced.add(name)
+    if _cached(dtype):
+        _log.info("fastconv: loading the numba kernels for %s from %s", name, _cache.numba_dir())
+    else:
+        _log.warning("fastconv: compiling the numba kernels for %s on first use (seconds per pass; later "
+                     "processes load them from %s; `fastconv warmup` compiles them ahead of time)",
+                     name, _cache.numba_dir() if _cache.numba_enabled() else "nowhere: FASTCONV_NUMBA_CACHE=0")
+
+
+def _cached(dtype) -> bool:
+    """Whether the disk cache holds the forward kernel for ``dtype`` (so it loads, not compiles)."""
+    file = getattr(getattr(_k._forward_packed, "_cache", None), "_cache_file", None)
+    try:
+        index = file._load_index()
+    except Exception:  # noqa: BLE001 - no cache, or a damaged one: it will be compiled
+        return False
+    want = numba.from_dtype(dtype)
+    return any(getattr(key[0][0], "dtype", None) == want for key in index)  # key: (signature, ...)
+
+
+def _before_fork():
+    # A child forked while a kernel compiles would inherit Numba's compiler lock held (and LLVM
+    # mid-way) by a thread it does not have: its first compile would hang. Fork waits instead.
+    from numba.core.compiler_lock import global_compiler_lock
+
+    global_compiler_lock.acquire()
+
+
+def _after_fork_in_parent():
+    from numba.core.compiler_lock import global_compiler_lock
+
+    global_compiler_lock.release()
+
+
+def _after_fork_in_child():
+    global _state, _guard, _guard_made
+    _after_fork_in_parent()
+    _state, _guard_made = threading.Lock(), threading.Lock()  # a parent's thread may have held them
+    _compiling.clear()  # its compile threads did not come along: ready() starts its own
+    if _guard is not None and not isinstance(_guard, contextlib.nullcontext):
+        _guard = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(before=_before_fork, after_in_parent=_after_fork_in_parent,
+                        after_in_child=_after_fork_in_child)
 
 
 # Below this many multiply-adds a call runs on the calling thread alone: waking the worker threads
@@ -143,6 +237,9 @@ def _run(kernel, macs, *args, slots=False, workspaces=None):
         want = 1
     if slots:
         args = (*args, want, *(workspaces(want) if workspaces else ()))
+    if getattr(_local, "compile_only", False):  # warmup: the overload a call would pick, not run
+        kernel.compile(tuple(numba.typeof(a) for a in args))
+        return
     if want == before:
         with guard:
             kernel(*args)
@@ -193,6 +290,7 @@ def _hyper(geom):
 @lifted
 def forward(x, w, geom, bias=None):
     """y of shape ``geom.y_shape``, dtype of ``x``, plus ``bias[co]`` when given."""
+    _announce(x.dtype)
     y = np.empty(geom.y_shape, dtype=x.dtype)
     _run(_k._forward_packed, geom.macs, x, w, y, *_hyper(geom), slots=True,
          workspaces=_packed_workspaces(_k._forward_scratch, x, w, (geom.oh, geom.ow), geom.sh, geom.sw,
@@ -217,6 +315,7 @@ def _transposed_weight(w, geom):
 @lifted
 def grad_input(gy, w, geom):
     """Gradient with respect to the input, shaped like ``x``."""
+    _announce(gy.dtype)
     gx = np.empty(geom.x_shape, dtype=gy.dtype)
     unit = geom.sh == geom.sw == 1
     if not (unit or geom.dil_h == geom.dil_w == 1) or not _all_finite(w):
@@ -249,6 +348,7 @@ def grad_input(gy, w, geom):
 @lifted
 def grad_weight(gy, x, geom):
     """Gradient with respect to the weight, shaped like ``w``."""
+    _announce(x.dtype)
     gw = np.empty(geom.w_shape, dtype=x.dtype)
     _run(_k._grad_weight_packed, geom.macs, gy, x, gw, *_hyper(geom), x.dtype.type(0), slots=True,
          workspaces=_packed_workspaces(_k._gw_scratch, x, gw, (geom.oh, geom.ow), geom.sh, geom.sw,
@@ -258,16 +358,63 @@ def grad_weight(gy, x, geom):
     return gw
 
 
+# What warmup compiles, in the order auto needs it: (label, x shape, w shape, hyper-parameters,
+# passes). The packed kernels first; after them ``ready`` is True. Then the direct loops that only
+# the input gradient of strided and dilated convolutions (or of non-finite weights) takes.
+WARMUP_STEPS = (
+    ("forward (packed)", (1, 4, 3, 3), (4, 4, 2, 2), dict(padding=1), ("forward",)),
+    ("weight gradient (packed)", (1, 4, 3, 3), (4, 4, 2, 2), dict(padding=1), ("grad_weight",)),
+    ("input gradient (stride phases)", (1, 4, 5, 5), (4, 4, 3, 3), dict(padding=1, stride=2), ("grad_input",)),
+    ("input gradient (direct loops)", (1, 4, 5, 5), (4, 4, 2, 2), dict(padding=1, stride=2, dilation=2),
+     ("grad_input",)),
+)
+_READY_AFTER = 3  # steps
+
+
+def warmup_steps(dtype):
+    """Compile (or load from the cache) every kernel for ``dtype``, one step of ``WARMUP_STEPS``
+    at a time, yielding each step's label when it is done: for a progress line."""
+    from ..geometry import Geometry
+
+    dtype = np.dtype(dtype)
+    for i, (label, xs, ws, kwargs, passes) in enumerate(WARMUP_STEPS):
+        geom = Geometry.from_args(xs, ws, **kwargs)
+        x, w, gy = (np.ones(shape, dtype) for shape in (geom.x_shape, geom.w_shape, geom.y_shape))
+        args = {"forward": (x, w, geom), "grad_input": (gy, w, geom), "grad_weight": (gy, x, geom)}
+        _announced.add(dtype.name)  # warming up says so itself
+        # Compiled, not run: a thread that ran a TBB kernel and is still alive when the process
+        # forks keeps TBB from shutting down cleanly for the fork (it prints "Unable to join
+        # threads"), and the background compile thread may well be alive then.
+        _local.compile_only = True
+        try:
+            for name in passes:
+                globals()[name](*args[name])
+        finally:
+            _local.compile_only = False
+        if i + 1 == _READY_AFTER:
+            _ready.add(dtype.name)
+        yield label
+
+
 def warmup(dtype):
     """Compile (or load from the on-disk cache) every kernel for ``dtype``: the packed passes, the
     input gradient's stride phases (written into strided views) and its direct loops."""
-    from ..geometry import Geometry
+    for _ in warmup_steps(dtype):
+        pass
 
-    for xs, ws, kwargs in [((1, 4, 3, 3), (4, 4, 2, 2), dict(padding=1)),
-                           ((1, 4, 5, 5), (4, 4, 3, 3), dict(padding=1, stride=2)),
-                           ((1, 4, 5, 5), (4, 4, 2, 2), dict(padding=1, stride=2, dilation=2))]:
-        geom = Geometry.from_args(xs, ws, **kwargs)
-        x = np.ones(geom.x_shape, dtype=dtype)
-        w = np.ones(geom.w_shape, dtype=dtype)
-        grad_input(forward(x, w, geom), w, geom)
-        grad_weight(np.ones(geom.y_shape, dtype=dtype), x, geom)
+
+def describe() -> str:
+    """One line for ``fastconv info``, compiling nothing: the threading layer, threads, and which
+    dtypes' kernels are loaded or only cached (float32's are loaded when cached, a fraction of a
+    second, so that info's table of auto's picks is the one a warm process makes)."""
+    threads = numba.get_num_threads()
+    if _cached(np.dtype(np.float32)):
+        warmup(np.float32)
+
+    def state(name):
+        return "loaded" if name in _ready else "cached" if _cached(np.dtype(name)) else "not compiled"
+    kernels = ", ".join(f"{name} {state(name)}" for name in ("float32", "float64"))
+    if "not compiled" in kernels:
+        kernels += " (auto runs other backends until they are: `fastconv warmup` compiles them)"
+    where = _cache.numba_dir() if _cache.numba_enabled() else "memory only (FASTCONV_NUMBA_CACHE=0)"
+    return f"threading layer {numba.threading_layer()} · {threads} threads · kernels {kernels} · cache {where}"
