@@ -1,22 +1,31 @@
-"""One thread setting for fastconv: Numba's worker threads and the BLAS threads of ``im2col``.
+"""fastconv's thread setting: a process-wide default and a per-thread override, shared fairly
+among concurrent calls.
 
-The two never run at the same time within a call, so giving both the same count keeps fastconv
-at that many busy cores. The default (no call to :func:`set_num_threads`) leaves both libraries
-at their own defaults, which use every core. Numba is never imported from here: the numba backend
-reads :func:`requested` before each call (Numba's setting is per calling thread), and
-threadpoolctl is imported only when a count is set.
+:func:`set_num_threads` sets the default for every thread; ``with threads(n):`` overrides it in
+the calling thread only, so that user threads (dask's threaded scheduler, say) may each choose
+their own. With neither, a call uses all cores, shared evenly among the calls in progress in
+other threads (:func:`call_threads`), so that k concurrent callers use about cores/k threads
+each instead of k times the cores. Numba's own setting is per calling thread: the numba backend
+reads :func:`requested` before each call. BLAS's is process-wide, so no setting here changes it;
+a backend that runs BLAS on threads of its own switches it to one thread only while its calls
+run (:func:`single_threaded_blas`). Numba is never imported from here, threadpoolctl only by the
+first such call.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import numbers
 import os
 import sys
 import threading
 
-_requested: int | None = None  # None: every core, the libraries' own defaults
-_blas_limiter = None  # threadpoolctl's handle on the BLAS limits we set, to undo them
+_default: int | None = None  # set_num_threads's count; None: all cores
+_UNSET = object()
+_local = threading.local()  # .count: the count of this thread's innermost `threads` block
+_calls: dict[int, None] = {}  # threads inside a counted backend call now, by thread id
+_call = threading.local()  # .threads: the count fixed for the call this thread is in
 
 
 def _all_cores() -> int:
@@ -27,33 +36,66 @@ def _all_cores() -> int:
 
 
 def requested() -> int | None:
-    """The count set by :func:`set_num_threads`, or ``None`` when left at the default."""
-    return _requested
+    """This thread's count: its ``threads(n)`` block's, else :func:`set_num_threads`'s; ``None``
+    when neither set one."""
+    count = getattr(_local, "count", _UNSET)
+    return _default if count is _UNSET else count
 
 
 def get_num_threads() -> int:
-    """Threads fastconv computes with: the count set by :func:`set_num_threads`, else all cores."""
-    return _requested if _requested is not None else _all_cores()
+    """Threads fastconv computes with in this thread: its setting (:func:`threads`,
+    :func:`set_num_threads`), else all cores."""
+    count = requested()
+    return count if count is not None else _all_cores()
 
 
-def _check(n) -> int:
+def call_threads() -> int:
+    """Threads for the backend call in progress in this thread, fixed when it began (see
+    :func:`counted_call`): this thread's setting if any, else the cores shared evenly among the
+    counted calls in progress, this one included. Outside a call, what one starting now gets."""
+    count = getattr(_call, "threads", None)
+    if count is not None:
+        return count
+    count = requested()
+    if count is not None:
+        return count
+    cores = _all_cores()
+    calls = len(_calls) + (threading.get_ident() not in _calls)  # this one counts too
+    return max(1, cores // calls)
+
+
+def counted_call(pass_fn):
+    """Decorate a backend pass: while it runs, it counts among the calls that share the cores,
+    and :func:`call_threads` stays what it was when it began (its work plan and its memory
+    shares must agree). A call made inside another (grad_input through forward) is part of it."""
+    @functools.wraps(pass_fn)
+    def run(*args, **kwargs):
+        if getattr(_call, "threads", None) is not None:
+            return pass_fn(*args, **kwargs)
+        me = threading.get_ident()
+        try:  # an interrupt anywhere in here is undone by the finally (or by this thread's next call)
+            _calls[me] = None
+            _call.threads = call_threads()
+            return pass_fn(*args, **kwargs)
+        finally:
+            _call.threads = None
+            _calls.pop(me, None)
+    return run
+
+
+def _check(n, fn: str) -> int | None:
+    if n is None:
+        return None
     if not isinstance(n, numbers.Integral) or isinstance(n, bool):
-        raise TypeError(f"set_num_threads: `n` must be a positive int or None; got {n!r}")
+        raise TypeError(f"{fn}: `n` must be a positive int or None; got {n!r}")
     if n < 1:
-        raise ValueError(f"set_num_threads: `n` must be a positive int or None; got {n}")
+        raise ValueError(f"{fn}: `n` must be a positive int or None; got {n}")
     return int(n)
 
 
-def _apply(n: int | None) -> None:
-    """Give BLAS (process-wide) and Numba (this Python thread, if already imported) ``n`` threads."""
-    global _blas_limiter
-    if _blas_limiter is not None:  # back to the limits found before fastconv changed them
-        _blas_limiter.restore_original_limits()
-        _blas_limiter = None
-    if n is not None:
-        from threadpoolctl import threadpool_limits
-
-        _blas_limiter = threadpool_limits(limits=n, user_api="blas")
+def _apply_numba(n: int | None) -> None:
+    """Give Numba ``n`` threads in this Python thread (Numba's setting is per thread), if already
+    imported."""
     numba = _numba()
     if numba is not None:
         cap = numba.config.NUMBA_NUM_THREADS
@@ -67,7 +109,8 @@ def _numba():
 
 
 def set_num_threads(n: int | None) -> None:
-    """Use ``n`` threads for every backend (Numba kernels and BLAS); ``None`` restores all cores.
+    """Use ``n`` threads for every backend, in every thread without a ``threads(n)`` block of its
+    own; ``None`` restores the default (all cores, shared among concurrent calls).
 
     Parameters
     ----------
@@ -87,15 +130,16 @@ def set_num_threads(n: int | None) -> None:
     1
     >>> fastconv.set_num_threads(None)
     """
-    global _requested
-    n = None if n is None else _check(n)
-    _requested = n
-    _apply(n)
+    global _default
+    _default = _check(n, "set_num_threads")
+    if getattr(_local, "count", _UNSET) is _UNSET:  # else this thread's block still decides
+        _apply_numba(_default)
 
 
 @contextlib.contextmanager
 def threads(n: int | None):
-    """Context manager: compute with ``n`` threads inside the block, then restore the previous setting.
+    """Context manager: compute with ``n`` threads inside the block, in this thread only, then
+    restore the previous setting (other threads keep theirs; ``None``: all cores).
 
     Examples
     --------
@@ -104,15 +148,20 @@ def threads(n: int | None):
     ...     fastconv.get_num_threads()
     1
     """
-    previous = _requested
+    n = _check(n, "threads")
+    previous = getattr(_local, "count", _UNSET)
     numba = _numba()
     numba_previous = numba.get_num_threads() if numba is not None else None
-    set_num_threads(n)
     try:
+        _local.count = n
+        _apply_numba(n)
         yield
     finally:
-        set_num_threads(previous)
-        if numba_previous is not None:  # also undo a count set with numba.set_num_threads directly
+        if previous is _UNSET:
+            del _local.count
+        else:
+            _local.count = previous
+        if numba_previous is not None:  # also undoes a count set with numba.set_num_threads directly
             numba.set_num_threads(numba_previous)
 
 
@@ -186,14 +235,17 @@ def _set_blas(lib, count) -> None:
 
 
 def _after_fork_in_child() -> None:
-    """A forked child has only the thread that forked: blocks that other threads had open are
-    gone, and so may be the holder of ``_blas_lock``. ``_blas_saved`` stays: the child's BLAS
-    has the parent's count, which the child's next block restores when it closes."""
+    """A forked child has only the thread that forked: blocks and calls that other threads had
+    open are gone, and so may be the holder of ``_blas_lock``. ``_blas_saved`` stays: the child's
+    BLAS has the parent's count, which the child's next block restores when it closes."""
     global _blas_lock
     _blas_lock = threading.Lock()
-    _blas_users.clear()
-    if getattr(_inside, "blas", False):  # forked from inside a block, whose exit runs here too
-        _blas_users[threading.get_ident()] = None
+    me = threading.get_ident()
+    for record, mine in ((_blas_users, getattr(_inside, "blas", False)),
+                         (_calls, getattr(_call, "threads", None) is not None)):
+        record.clear()
+        if mine:  # forked from inside, whose exit runs in the child too
+            record[me] = None
 
 
 if hasattr(os, "register_at_fork"):  # not on Windows

@@ -1,11 +1,12 @@
 """Work items on fastconv's threads, within a memory budget: what every BLAS-based backend shares.
 
-A backend splits a call into work items (a few images, a block of channels), plans how many
+A backend splits a call into work items (a few images, a block of channels) and plans how many
 images an item holds so that every thread's scratch fits its share of the memory budget
-(:func:`thread_plan`), then runs the items on a pool of threads kept between calls
-(:func:`map_items`), each thread carving its scratch arrays from buffers of its own
-(:func:`buffer`). The budget (:func:`set_memory_budget`) caps the extra memory of a call, all
-threads' scratch together.
+(:func:`thread_plan`); the threads are ``fastconv._threads.call_threads()``, fixed for the call
+by the ``counted_call`` decorator on its passes. It then runs the items on a pool of threads
+kept between calls (:func:`map_items`), each thread carving its scratch arrays from buffers of
+its own (:func:`buffer`). The budget (:func:`set_memory_budget`) caps the extra memory of a
+call, all threads' scratch together.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import threading
 
 import numpy as np
 
-from ._threads import get_num_threads
+from ._threads import call_threads, single_threaded_blas
 
 DEFAULT_MEMORY_BUDGET = 256 * 2**20  # bytes; the default budget is this or 2x the input, if larger
 _budget: int | None = None  # None: the default rule above
@@ -62,7 +63,7 @@ def reserved() -> int:
 def thread_share(geom, itemsize) -> int:
     """Bytes of the memory budget that each of fastconv's threads may hold as scratch, besides
     ``reserved()``."""
-    return call_budget(geom, itemsize) // get_num_threads() - reserved() * itemsize
+    return call_budget(geom, itemsize) // call_threads() - reserved() * itemsize
 
 
 def thread_plan(geom, itemsize: int, per_image: int, want: int, fixed: int = 0) -> tuple[int, int]:
@@ -70,7 +71,7 @@ def thread_plan(geom, itemsize: int, per_image: int, want: int, fixed: int = 0) 
     item's scratch of ``per_image`` elements per image plus ``fixed`` elements: up to ``want``
     images, no more than an even share of the batch, and every thread's scratch within its share
     of the memory budget. When even one image per thread does not fit, fewer threads run."""
-    threads = get_num_threads()
+    threads = call_threads()
     budget = call_budget(geom, itemsize)
     per_image_bytes = per_image * itemsize
     iterator = (reserved() + fixed) * itemsize
@@ -106,8 +107,16 @@ def map_items(items, work, threads):
     too; items go to whichever thread is free, so a core that another process slows takes fewer.
     Should an item raise, or the caller be interrupted (KeyboardInterrupt), the other threads
     finish the item they are on and take no other; then the exception propagates.
+
+    BLAS runs on one thread meanwhile when several threads run items (each product then keeps to
+    its thread) or when the call may use only one; a single thread allowed more keeps BLAS's own.
     """
     threads = min(threads, len(items))
+    with single_threaded_blas(threads > 1 or call_threads() == 1):
+        return _map(items, work, threads)
+
+
+def _map(items, work, threads):
     if threads <= 1:
         scratch = {}
         for item in items:

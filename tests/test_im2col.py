@@ -1,6 +1,7 @@
 """What the shared suite cannot see of the im2col backend: its chunking, its memory budget and
 its special paths (pointwise and depthwise), each against the reference backend or torch."""
 
+import contextlib
 import multiprocessing
 import os
 import tracemalloc
@@ -8,6 +9,7 @@ import tracemalloc
 import numpy as np
 import pytest
 
+import fastconv
 from fastconv import _workers
 from fastconv.backends import _im2col_depthwise, im2col, reference
 from fastconv.geometry import Geometry
@@ -56,9 +58,11 @@ def _args(pass_, x, w, gy):
     return {"forward": (x, w), "grad_input": (gy, w), "grad_weight": (gy, x)}[pass_]
 
 
-def _threads_are(monkeypatch, threads):
-    for module in (_workers, _im2col_depthwise):
-        monkeypatch.setattr(module, "get_num_threads", lambda: threads)
+@pytest.fixture
+def use_threads():
+    """``use_threads(n)``: fastconv computes with ``n`` threads in this test (this thread's setting)."""
+    with contextlib.ExitStack() as stack:
+        yield lambda n: stack.enter_context(fastconv.threads(n))
 
 
 @pytest.fixture
@@ -124,8 +128,8 @@ def test_ragged_last_chunk_matches_reference(budget, chunk_sizes, monkeypatch, n
 @pytest.mark.parametrize("threads", [1, 3])  # every worker thread holds scratch of its own
 @pytest.mark.parametrize("pass_", PASSES)
 @pytest.mark.parametrize("name", ["dense-k3-p1", "grouped-asym", "pointwise", "pointwise-large", "depthwise"])
-def test_extra_memory_stays_under_budget(budget, monkeypatch, name, pass_, threads):
-    _threads_are(monkeypatch, threads)
+def test_extra_memory_stays_under_budget(budget, use_threads, name, pass_, threads):
+    use_threads(threads)
     # A batch of 256: the full patch matrix of the dense cases would be ~9x the input (~2.6 MiB).
     geom, x, w, gy = _problem(name, np.float32, n=256)
     _assert_within_budget(budget, 256 * 2**10, pass_, _args(pass_, x, w, gy), geom, name)
@@ -133,10 +137,10 @@ def test_extra_memory_stays_under_budget(budget, monkeypatch, name, pass_, threa
 
 @pytest.mark.parametrize("threads", [1, 3])
 @pytest.mark.parametrize("pass_", PASSES)
-def test_depthwise_channel_blocks_stay_under_budget(budget, monkeypatch, pass_, threads):
+def test_depthwise_channel_blocks_stay_under_budget(budget, use_threads, pass_, threads):
     """Two images, but so many channels that one image's scratch is over the budget: the work
     items must then take fewer channels, not just fewer images."""
-    _threads_are(monkeypatch, threads)
+    use_threads(threads)
     geom = Geometry.from_args((2, 64, 24, 24), (64, 1, 3, 3), padding=1, groups=64)
     x, w, gy = _inputs(geom, np.float32)
     _assert_within_budget(budget, 256 * 2**10, pass_, _args(pass_, x, w, gy), geom, "depthwise-64ch")
@@ -145,10 +149,10 @@ def test_depthwise_channel_blocks_stay_under_budget(budget, monkeypatch, pass_, 
 @pytest.mark.parametrize("threads", [1, 3])
 @pytest.mark.parametrize("pass_", PASSES)
 @pytest.mark.parametrize("stride", [1, 2])  # stride 2: grad_input is a fold, not a forward pass
-def test_large_image_stays_under_budget(budget, monkeypatch, pass_, threads, stride):
+def test_large_image_stays_under_budget(budget, use_threads, pass_, threads, stride):
     """One image whose patch matrix (1.2 MiB at stride 1) is over the budget: its patches go in
     bands of output rows. The floor is one padded image (139 KiB) and one row of patches."""
-    _threads_are(monkeypatch, threads)
+    use_threads(threads)
     geom = Geometry.from_args((1, 8, 64, 64), (8, 8, 3, 3), stride=stride, padding=1)
     x, w, gy = _inputs(geom, np.float32)
     _assert_within_budget(budget, 512 * 2**10, pass_, _args(pass_, x, w, gy), geom, f"large-s{stride}")
@@ -219,9 +223,9 @@ def test_special_paths_match_torch(name, dtype):
 
 @pytest.mark.parametrize("threads", [1, 3])
 @pytest.mark.parametrize("name", ["depthwise", "depthwise-x2-s2-d2"])
-def test_depthwise_threads_agree(budget, monkeypatch, name, threads):
+def test_depthwise_threads_agree(budget, use_threads, name, threads):
     # The depthwise path spreads its chunks over fastconv's thread count.
-    _threads_are(monkeypatch, threads)
+    use_threads(threads)
     budget(1)  # one image per chunk: every thread gets several chunks
     geom, x, w, gy = _problem(name)
     for pass_ in PASSES:
@@ -254,9 +258,9 @@ def test_partial_sums_skip_threads_that_found_no_work():
 
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
-def test_threads_work_in_a_forked_child(monkeypatch):
+def test_threads_work_in_a_forked_child(use_threads):
     # The pool of worker threads does not survive fork; a child must get its own, not hang.
-    _threads_are(monkeypatch, 2)
+    use_threads(2)
     geom, x, w, gy = _problem("dense-k3-p1")
     want = reference.forward(x, w, geom)
     assert_close(im2col.forward(x, w, geom), want)  # the parent's pool now exists

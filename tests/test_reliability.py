@@ -1,17 +1,27 @@
-"""Reliability of fastconv's threads: interrupts at any point, work items that raise.
+"""Reliability of fastconv's threads: interrupts at any point, items that raise, concurrent callers.
 
 The interrupt tests run in a child process, so that a hang is a timeout with every thread's stack
 (faulthandler) rather than a stuck test session, and so that their signal handlers stay there.
 """
 
+import contextlib
 import subprocess
 import sys
 import textwrap
+import threading
 
 import numpy as np
 import pytest
+from threadpoolctl import threadpool_info
 
-from fastconv import _workers
+import fastconv
+from fastconv import _threads, _workers
+from fastconv.backends import im2col, reference
+from fastconv.geometry import Geometry
+
+
+def blas():
+    return sorted(i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas")
 
 # Interrupts at random points of im2col calls on two threads (about 1 ms each): half from a timer
 # thread calling _thread.interrupt_main() (the next bytecode raises), half from SIGALRM via
@@ -125,3 +135,41 @@ def test_every_item_runs_once_and_the_callers_errstate_holds_in_every_thread():
         _workers.map_items([(i,) for i in range(100)], work, 3)
     assert sorted(i for i, _ in seen) == list(range(100))
     assert {mode for _, mode in seen} == {"raise"}
+
+
+def test_concurrent_callers_get_correct_results_and_leave_blas_as_found():
+    # As dask's threaded scheduler calls: several user threads, each a mix of passes and shapes,
+    # some inside a `threads(n)` block of their own.
+    problems = []
+    for shape, kwargs in [(((6, 8, 12, 12), (8, 8, 3, 3)), {"padding": 1}),
+                          (((5, 6, 9, 9), (6, 1, 3, 3)), {"padding": 1, "groups": 6}),
+                          (((4, 8, 10, 10), (4, 8, 1, 1)), {})]:
+        geom = Geometry.from_args(*shape, **kwargs)
+        rng = np.random.default_rng(len(problems))
+        x, w, gy = (rng.standard_normal(s) for s in (geom.x_shape, geom.w_shape, geom.y_shape))
+        want = (reference.forward(x, w, geom), reference.grad_input(gy, w, geom), reference.grad_weight(gy, x, geom))
+        problems.append((geom, x, w, gy, want))
+    blas_before = blas()
+    errors = []
+
+    def caller(k):
+        try:
+            with fastconv.threads(k % 3 + 1) if k % 2 else contextlib.nullcontext():
+                for i in range(30):
+                    geom, x, w, gy, want = problems[(i + k) % len(problems)]
+                    got = (im2col.forward(x, w, geom), im2col.grad_input(gy, w, geom), im2col.grad_weight(gy, x, geom))
+                    for a, b in zip(got, want):
+                        np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-10)
+        except BaseException as exc:  # noqa: BLE001  (reported by the test's thread)
+            errors.append(exc)
+
+    callers = [threading.Thread(target=caller, args=(k,)) for k in range(4)]
+    for t in callers:
+        t.start()
+    for t in callers:
+        t.join(60)
+    assert not any(t.is_alive() for t in callers)
+    if errors:
+        raise errors[0]
+    assert blas() == blas_before and not _threads._blas_users and not _threads._calls
+

@@ -1,18 +1,26 @@
-"""fastconv.set_num_threads / get_num_threads / threads: one setting for Numba and BLAS."""
+"""fastconv.set_num_threads / get_num_threads / threads: a process-wide default, a per-thread
+override, cores shared among concurrent calls, BLAS switched only while im2col's calls run."""
 
 import subprocess
 import sys
 import threading
 
+import numpy as np
 import pytest
-from threadpoolctl import threadpool_info
+from threadpoolctl import threadpool_info, threadpool_limits
 
 import fastconv
-from fastconv import _threads
+from fastconv import _threads, _workers
+from fastconv.backends import im2col
+from fastconv.geometry import Geometry
 
 
 def _blas_threads():
-    return {info["filepath"]: info["num_threads"] for info in threadpool_info() if info["user_api"] == "blas"}
+    """Thread counts of numpy's BLAS (torch or scipy may load others, which fastconv never uses):
+    the one in numpy's wheel, else every BLAS loaded."""
+    blas = {info["filepath"]: info["num_threads"] for info in threadpool_info() if info["user_api"] == "blas"}
+    wheel = {path: n for path, n in blas.items() if "numpy" in path}
+    return wheel or blas
 
 
 @pytest.fixture(autouse=True)
@@ -21,29 +29,72 @@ def _restore():
     fastconv.set_num_threads(None)
 
 
+@pytest.fixture
+def blas_at_3():
+    """BLAS at 3 threads during the test (an unusual count, so that a stray 1 or default shows)."""
+    with threadpool_limits(limits=3, user_api="blas"):
+        yield
+
+
+def _in_threads(*targets, timeout=30):
+    """Run each target in a thread of its own; re-raise the first failure here."""
+    errors = []
+
+    def run(target):
+        try:
+            target()
+        except BaseException as exc:  # noqa: BLE001  (reported in the test's thread)
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run, args=(target,)) for target in targets]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout)
+        assert not t.is_alive(), "a thread hung"
+    if errors:
+        raise errors[0]
+
+
 def test_default_is_all_cores():
     assert _threads.requested() is None
     assert fastconv.get_num_threads() == _threads._all_cores() >= 1
 
 
-def test_set_and_get():
+def test_set_and_get_leave_blas_alone():
+    blas_before = _blas_threads()
     fastconv.set_num_threads(1)
     assert fastconv.get_num_threads() == 1 and _threads.requested() == 1
-    assert set(_blas_threads().values()) <= {1}
+    assert _blas_threads() == blas_before  # process-wide: only im2col's calls switch it, and back
     fastconv.set_num_threads(None)
     assert fastconv.get_num_threads() == _threads._all_cores()
 
 
-def test_context_manager_restores_blas_and_setting():
+def test_set_num_threads_is_seen_by_every_thread():
+    fastconv.set_num_threads(1)
+    seen = []
+    _in_threads(lambda: seen.append(fastconv.get_num_threads()))
+    assert seen == [1]
+
+
+def test_context_manager_nests_and_restores():
     blas_before = _blas_threads()
     with fastconv.threads(1):
         assert fastconv.get_num_threads() == 1
-        assert set(_blas_threads().values()) <= {1}
         with fastconv.threads(2):
             assert fastconv.get_num_threads() == 2
         assert fastconv.get_num_threads() == 1
     assert _threads.requested() is None
     assert _blas_threads() == blas_before
+
+
+def test_block_overrides_the_default_in_its_thread_only():
+    fastconv.set_num_threads(3)
+    with fastconv.threads(1):
+        assert fastconv.get_num_threads() == 1
+        fastconv.set_num_threads(2)  # the default changes; this block still decides here
+        assert fastconv.get_num_threads() == 1
+    assert fastconv.get_num_threads() == 2
 
 
 def test_context_manager_restores_on_error():
@@ -58,6 +109,9 @@ def test_context_manager_restores_on_error():
 def test_bad_counts_are_rejected(bad, exc):
     with pytest.raises(exc, match=r"set_num_threads: `n` must be a positive int or None; got"):
         fastconv.set_num_threads(bad)
+    with pytest.raises(exc, match=r"threads: `n` must be a positive int or None; got"):
+        with fastconv.threads(bad):
+            pass
     assert _threads.requested() is None
 
 
@@ -75,8 +129,140 @@ def test_numba_already_imported_follows_the_setting():
     assert nb.get_num_threads() == before
 
 
-def test_single_threaded_blas_restores_the_count_it_found():
-    fastconv.set_num_threads(3)
+# --------------------------------------------------- the issue's repros (#15 item 3), one each
+
+def test_overlapping_blocks_in_two_threads_each_see_their_own_count():
+    # Before: one process-wide setting; the block that closed last restored the other's count,
+    # leaving the setting at 1 for good.
+    one_in, two_in, one_out = threading.Event(), threading.Event(), threading.Event()
+    seen = {}
+
+    def first():
+        with fastconv.threads(1):
+            one_in.set()
+            two_in.wait(10)
+            seen["first, second inside"] = fastconv.get_num_threads()
+        one_out.set()
+        seen["first, after"] = _threads.requested()
+
+    def second():
+        one_in.wait(10)
+        with fastconv.threads(2):
+            two_in.set()
+            one_out.wait(10)
+            seen["second, first gone"] = fastconv.get_num_threads()
+        seen["second, after"] = _threads.requested()
+
+    _in_threads(first, second)
+    assert seen == {"first, second inside": 1, "second, first gone": 2, "first, after": None, "second, after": None}
+    assert _threads.requested() is None and fastconv.get_num_threads() == _threads._all_cores()
+
+
+def test_a_block_while_another_thread_runs_im2col_leaves_blas_alone(blas_at_3):
+    # Before: `threads(2)` captured the 1 that a concurrent im2col call had set and restored it.
+    geom = Geometry.from_args((8, 8, 16, 16), (8, 8, 3, 3), padding=1)
+    x, w = np.ones(geom.x_shape, np.float32), np.ones(geom.w_shape, np.float32)
+    stop = threading.Event()
+
+    def compute():
+        while not stop.is_set():
+            im2col.forward(x, w, geom)
+
+    def blocks():
+        try:
+            for _ in range(200):
+                with fastconv.threads(2):
+                    pass
+        finally:
+            stop.set()
+
+    _in_threads(compute, blocks)
+    assert set(_blas_threads().values()) == {3}
+
+
+def test_a_numba_thread_keeps_its_count_while_another_is_inside_threads_1():
+    # Before: the numba backend read the process-wide 1 and kept it (21.5 -> 51.6 ms per call).
+    nb = pytest.importorskip("numba")
+    before = nb.get_num_threads()
+    x, w = np.ones((2, 16, 32, 32), np.float32), np.ones((16, 16, 3, 3), np.float32)  # above SERIAL_MAX_MACS
+    inside, done = threading.Event(), threading.Event()
+
+    def holder():
+        with fastconv.threads(1):
+            inside.set()
+            done.wait(20)
+
+    def numba_user():
+        try:
+            inside.wait(10)
+            assert _threads.requested() is None
+            fastconv.conv2d(x, w, padding=1, backend="numba")
+            assert nb.get_num_threads() == before
+        finally:
+            done.set()
+
+    _in_threads(holder, numba_user)
+    fastconv.conv2d(x, w, padding=1, backend="numba")
+    assert nb.get_num_threads() == before
+
+
+def test_concurrent_calls_share_the_cores(monkeypatch):
+    # k user threads calling at once (dask's threaded scheduler) get about cores/k threads each.
+    geom = Geometry.from_args((16, 8, 16, 16), (8, 8, 3, 3), padding=1)
+    x, w = np.ones(geom.x_shape, np.float32), np.ones(geom.w_shape, np.float32)
+    want = im2col.forward(x, w, geom)
+    arrived = threading.Barrier(2, timeout=10)
+
+    def four_cores():  # reached by each call once it is counted: both are, past the barrier
+        arrived.wait()
+        return 4
+
+    monkeypatch.setattr(_threads, "_all_cores", four_cores)
+    planned = []
+    original = _workers._map
+
+    def spy(items, work, threads):
+        planned.append((_threads.call_threads(), threads))
+        arrived.wait()  # neither call ends before the other has counted the calls in progress
+        return original(items, work, threads)
+
+    monkeypatch.setattr(_workers, "_map", spy)
+    results = []
+    _in_threads(*[lambda: results.append(im2col.forward(x, w, geom))] * 2)
+    assert sorted(planned[-2:]) == [(2, 2), (2, 2)]
+    assert all(np.array_equal(r, want) for r in results)
+
+
+def test_call_threads_counts_calls_in_progress(monkeypatch):
+    monkeypatch.setattr(_threads, "_all_cores", lambda: 6)
+    assert _threads.call_threads() == 6
+    monkeypatch.setitem(_threads._calls, -1, None)  # another thread's call in progress
+    monkeypatch.setitem(_threads._calls, -2, None)
+    assert _threads.call_threads() == 2  # a call starting now would be the third
+    with fastconv.threads(5):
+        assert _threads.call_threads() == 5  # a count asked for is a count given
+
+
+def test_a_call_keeps_its_count_while_others_start(monkeypatch):
+    monkeypatch.setattr(_threads, "_all_cores", lambda: 4)
+    seen = []
+
+    @_threads.counted_call
+    def call():
+        seen.append(_threads.call_threads())
+        _threads._calls[-1] = None  # another call starts meanwhile
+        try:
+            seen.append(_threads.call_threads())
+        finally:
+            del _threads._calls[-1]
+
+    call()
+    assert seen == [4, 4] and not _threads._calls
+
+
+# ------------------------------------------------------------------- single_threaded_blas
+
+def test_single_threaded_blas_restores_the_count_it_found(blas_at_3):
     with _threads.single_threaded_blas():
         assert set(_blas_threads().values()) == {1}
     assert set(_blas_threads().values()) == {3}
@@ -84,10 +270,9 @@ def test_single_threaded_blas_restores_the_count_it_found():
         assert set(_blas_threads().values()) == {3}
 
 
-def test_overlapping_single_threaded_blocks_restore_once_the_last_one_ends():
+def test_overlapping_single_threaded_blocks_restore_once_the_last_one_ends(blas_at_3):
     # Calls from two user threads overlap: the first out must not restore under the second,
     # nor the second restore the first's "1" for good. Each thread opens and closes its own block.
-    fastconv.set_num_threads(3)
     first_in, second_in, first_out = threading.Event(), threading.Event(), threading.Event()
     seen = {}
 
@@ -104,19 +289,30 @@ def test_overlapping_single_threaded_blocks_restore_once_the_last_one_ends():
             first_out.wait(10)
             seen["after the first left"] = set(_blas_threads().values())
 
-    threads = [threading.Thread(target=first), threading.Thread(target=second)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(20)
+    _in_threads(first, second)
     assert seen == {"after the first left": {1}}
     assert set(_blas_threads().values()) == {3}
 
 
-def test_nested_blocks_restore_at_the_outer_exit():
-    fastconv.set_num_threads(3)
+def test_nested_blocks_restore_at_the_outer_exit(blas_at_3):
     with _threads.single_threaded_blas():
         with _threads.single_threaded_blas():
             assert set(_blas_threads().values()) == {1}
         assert set(_blas_threads().values()) == {1}
+    assert set(_blas_threads().values()) == {3}
+
+
+def test_im2col_on_one_thread_keeps_blas_to_one_thread_and_restores_it(blas_at_3, monkeypatch):
+    seen = []
+    original = _workers._map
+
+    def spy(items, work, threads):
+        seen.append(set(_blas_threads().values()))
+        return original(items, work, threads)
+
+    monkeypatch.setattr(_workers, "_map", spy)
+    geom = Geometry.from_args((1, 4, 8, 8), (4, 4, 3, 3), padding=1)
+    with fastconv.threads(1):
+        im2col.forward(np.ones(geom.x_shape), np.ones(geom.w_shape), geom)
+    assert seen == [{1}]
     assert set(_blas_threads().values()) == {3}

@@ -12,7 +12,7 @@ import math
 
 import numpy as np
 
-from .._threads import get_num_threads, single_threaded_blas
+from .._threads import call_threads
 from .._workers import buffer, call_budget, chunks, even, map_items, reserved, sum_of
 from . import im2col  # its shape helpers (_padded_shape, _taps), read at call time: it imports this module
 
@@ -89,7 +89,7 @@ def _items(geom, itemsize, unit, preferred, per_channel=0, per_thread=0):
     n, g = geom.n, geom.groups
     budget = call_budget(geom, itemsize) // itemsize
     per_thread += reserved()
-    threads = int(max(1, min(get_num_threads(), budget // (unit + per_channel + per_thread))))
+    threads = int(max(1, min(call_threads(), budget // (unit + per_channel + per_thread))))
     room = budget // threads - per_thread
     units = max(1, preferred // (unit * itemsize))
     cb = int(max(1, min(g, -(-units // n), room // (unit + per_channel))))
@@ -212,8 +212,7 @@ def _forward_runs(x, w, geom, bias=None):
                 total += term(ky)
         np.add(outputs(total), outputs(term(kh - 1)), out=out)
 
-    with single_threaded_blas(threads > 1):
-        map_items(items, work, threads)
+    map_items(items, work, threads)
     return y
 
 

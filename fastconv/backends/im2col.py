@@ -17,7 +17,7 @@ from __future__ import annotations
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
-from .._threads import single_threaded_blas
+from .._threads import counted_call
 from .._workers import buffer, map_chunks, memory_budget, set_memory_budget, sum_of, thread_plan, thread_share
 from . import _im2col_depthwise as _depthwise
 from ._lift import lifted
@@ -146,6 +146,7 @@ def _is_depthwise(geom) -> bool:
 
 # ---------------------------------------------------------------------------------- forward
 
+@counted_call
 @lifted
 def forward(x, w, geom, bias=None):
     """``y = w @ cols`` per work item of a few images, spread over threads; depthwise has its own path.
@@ -196,8 +197,7 @@ def forward(x, w, geom, bias=None):
                     cols = _patches(xp, geom, scratch, image_major=True, rows=slice(r0, r1), ones=ones)
                     np.matmul(wg, cols[0], out=ys[i, :, :, r0 * geom.ow:r1 * geom.ow])
 
-    with single_threaded_blas(threads > 1):
-        map_chunks(geom.n, nb, work, threads)
+    map_chunks(geom.n, nb, work, threads)
     return y
 
 
@@ -218,6 +218,7 @@ def _matmul_nt(a, b, out):
         np.copyto(out, scratch.swapaxes(-1, -2))
 
 
+@counted_call
 @lifted
 def grad_weight(gy, x, geom):
     """``gw += gy_chunk @ cols.T``: one GEMM per chunk and group, contracting over images too;
@@ -244,8 +245,7 @@ def grad_weight(gy, x, geom):
         _matmul_nt(gyc.reshape(g, cog, m * p), cols, part)
         buffer(scratch, "gw", (g, cog, kg), x.dtype, zeros=True)[...] += part
 
-    with single_threaded_blas(threads > 1):
-        scratches = map_chunks(geom.n, nb, work, threads)
+    scratches = map_chunks(geom.n, nb, work, threads)
     return sum_of(scratches, "gw").reshape(geom.w_shape)
 
 
@@ -268,13 +268,13 @@ def _grad_weight_banded(gy, x, geom, band):
                 _matmul_nt(gyi[:, :, r0 * geom.ow:r1 * geom.ow], cols[0], part)
                 buffer(scratch, "gw", (g, cog, kg), x.dtype, zeros=True)[...] += part
 
-    with single_threaded_blas(threads > 1):
-        scratches = map_chunks(geom.n, nb, work, threads)
+    scratches = map_chunks(geom.n, nb, work, threads)
     return sum_of(scratches, "gw").reshape(geom.w_shape)
 
 
 # ----------------------------------------------------------------------------- grad_input
 
+@counted_call
 @lifted
 def grad_input(gy, w, geom):
     """``gcols = w.T @ gy`` per image, then col2im: one strided add per kernel offset; with unit
@@ -322,8 +322,7 @@ def grad_input(gy, w, geom):
         if padded:
             gx[b0:b1] = gxp[:, :, geom.pt:geom.pt + geom.ih, geom.pl:geom.pl + geom.iw]
 
-    with single_threaded_blas(threads > 1):
-        map_chunks(geom.n, nb, work, threads)
+    map_chunks(geom.n, nb, work, threads)
     return gx
 
 
@@ -351,10 +350,18 @@ def _flipped(w, geom):
 
 
 def _grad_input_pointwise(gy, w, geom):
-    g, p = geom.groups, geom.ih * geom.iw
+    """``gx = w.T @ gy`` per image, with no copy; images spread over threads like the forward
+    pass's, so that the call keeps to its thread count whatever BLAS's own."""
+    g, cog, cig, p = geom.groups, geom.c_out_g, geom.c_in_g, geom.ih * geom.iw
     gx = np.empty(geom.x_shape, gy.dtype)
-    np.matmul(w.reshape(g, geom.c_out_g, geom.c_in_g).transpose(0, 2, 1),
-              gy.reshape(geom.n, g, geom.c_out_g, p), out=gx.reshape(geom.n, g, geom.c_in_g, p))
+    wt = w.reshape(g, cog, cig).transpose(0, 2, 1)
+    nb, threads = thread_plan(geom, gy.itemsize, 1, -(-ITEM_MIN_MACS // (geom.c_out * cig * p)))
+
+    def work(b0, b1, scratch):
+        m = b1 - b0
+        np.matmul(wt, gy[b0:b1].reshape(m, g, cog, p), out=gx[b0:b1].reshape(m, g, cig, p))
+
+    map_chunks(geom.n, nb, work, threads)
     return gx
 
 
