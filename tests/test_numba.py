@@ -343,3 +343,49 @@ def test_warmup_command_compiles_every_step_with_progress_and_info_compiles_noth
                                          if hasattr(f, "stats")))
     """, {"FASTCONV_CACHE_DIR": str(tmp_path)})
     assert "kernels float32 not compiled, float64 not compiled" in line and line.split()[-1] == "0", line
+
+
+_WITHOUT_NUMBA = """
+    import sys
+    import numpy as np
+    import fastconv as fc
+    x = np.random.default_rng(0).standard_normal((2, 3, 8, 8))
+    w = np.ones((4, 3, 3, 3))
+    y = fc.conv2d(x, w, padding=1)
+    g = fc.conv2d_backward(np.ones_like(y), x, w, padding=1)
+    dw = fc.conv2d(np.ones((1, 4, 9, 9), np.float32), np.ones((4, 1, 3, 3), np.float32), groups=4)
+    try:
+        fc.conv2d(x, w, backend="numba")
+    except ImportError as exc:
+        print(exc)
+    print(np.__version__, "numba" in sys.modules, fc.backends(), fc.choose_backend(x.shape, w.shape, padding=1))
+    print(y.shape, g.weight.shape, dw.dtype, float(y[0, 0, 3, 3] - x[0, :, 2:5, 2:5].sum()) < 1e-12)
+"""
+
+
+def test_pip_install_with_numpy_alone_runs(tmp_path):
+    """`pip install` of this tree into a fresh environment with NumPy 2.0 (the lowest declared)
+    and no numba: fastconv imports and convolves with im2col, and asking for numba names the
+    extra. About 8 s: a venv, then pip from its cache (or the package index)."""
+    src = tmp_path / "src"
+    shutil.copytree(ROOT / "fastconv", src / "fastconv", ignore=shutil.ignore_patterns("__pycache__"))
+    for name in ("pyproject.toml", "README.md", "LICENSE"):
+        shutil.copy(ROOT / name, src / name)
+    subprocess.run([sys.executable, "-m", "venv", str(tmp_path / "venv")], check=True, timeout=120)
+    python = tmp_path / "venv" / ("Scripts/python.exe" if sys.platform == "win32" else "bin/python")
+    proc = subprocess.run([python, "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
+                           "numpy==2.0.*", str(src)], capture_output=True, text=True, timeout=600)
+    if proc.returncode and any(s in proc.stderr for s in ("NewConnectionError", "Temporary failure in name resolution",
+                                                          "No matching distribution")):
+        pytest.skip(f"no package index or cache to install from: {proc.stderr[-300:]}")
+    assert proc.returncode == 0, proc.stderr
+    run = subprocess.run([python, "-c", textwrap.dedent(_WITHOUT_NUMBA)], capture_output=True, text=True,
+                         cwd=tmp_path, timeout=120)
+    assert run.returncode == 0, run.stderr
+    error, versions, results = run.stdout.splitlines()
+    assert "pip install 'fastconv[numba]'" in error
+    assert versions.startswith("2.0.") and versions.split()[1:] == ["False", "['reference',", "'im2col']", "im2col"]
+    assert results == "(2, 4, 8, 8) (4, 3, 3, 3) float32 True"
+    installed = subprocess.run([python, "-c", "import fastconv, pathlib; print(pathlib.Path(fastconv.__file__)"
+                                ".with_name('py.typed').exists())"], capture_output=True, text=True, cwd=tmp_path)
+    assert installed.stdout.strip() == "True"  # PEP 561 marker shipped

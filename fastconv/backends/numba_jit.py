@@ -21,8 +21,12 @@ import os
 import sys
 import threading
 
-import numba
 import numpy as np
+
+try:
+    import numba
+except ImportError as exc:  # the registry then lists the backend as unavailable, with this reason
+    raise ImportError("it needs Numba: pip install 'fastconv[numba]'") from exc
 
 from .. import _cache, _threads
 from . import _numba_kernels as _k
