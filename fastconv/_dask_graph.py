@@ -2,9 +2,9 @@
 
 Every task of a chunked convolution needs a *window* of an array: its own chunk plus a halo from
 its neighbours, and zeros where the window passes the array's true ends (the convolution's
-padding). :func:`gather` finds the pieces of the chunks that make up a window and adds a small
-slicing task for every partial chunk, so that only the halo travels to the task, not the whole
-neighbouring chunk. :class:`Axis` holds one spatial axis's convolution arithmetic.
+padding). :class:`Gatherer` finds the pieces of the chunks that make up each window and cuts the
+halos where their chunks live, so that only halos travel between workers, never whole chunks.
+:class:`Axis` holds one spatial axis's convolution arithmetic.
 """
 
 from __future__ import annotations
@@ -14,9 +14,9 @@ from dataclasses import dataclass
 from itertools import product
 
 
-def cut(chunk, src):
-    """A copy of part of a chunk: a view would keep the whole chunk in memory until its reader ran."""
-    return chunk[src].copy()
+def cut(chunk, srcs) -> list:
+    """Copies of parts of a chunk: views would keep the whole chunk in memory until its readers ran."""
+    return [chunk[src].copy() for src in srcs]
 
 
 def edges(chunks) -> list[int]:
@@ -104,34 +104,61 @@ def _axis_pieces(bounds, lo: int, hi: int) -> list[_Piece]:
     return pieces
 
 
+@dataclass(frozen=True)
+class Window:
+    """How a task assembles its window from the arrays it reads: which part of each (an index into
+    a :func:`cut`, or None for a whole chunk), where each goes, and the window's shape."""
+
+    picks: tuple
+    places: tuple
+    shape: tuple[int, ...]
+
+
 class Gatherer:
-    """Adds to one graph ``dsk`` the slicing tasks that windows of dask arrays need, each once."""
+    """Builds the windows of dask arrays for the tasks of one graph ``dsk``.
+
+    Parts of chunks (halos) are cut where their chunk lives, by one task per chunk that returns
+    every part any window wants from it (:func:`cut`): only those parts travel to other workers,
+    never a whole neighbouring chunk, and a chunk costs one extra task, not one per neighbour.
+    Call :meth:`finish` once every window is gathered.
+    """
 
     def __init__(self, dsk: dict, name: str):
         self.dsk = dsk
-        self.name = name  # the slicing tasks' key prefix
-        self._slices: dict = {}
+        self.name = name  # the cutting tasks' key prefix
+        self._parts: dict = {}  # chunk key -> {part's bounds: index in its cut}, in request order
+        self._srcs: dict = {}  # chunk key -> the parts' slices, in the same order
+        self._names: dict = {}  # an array's name -> the name of its cuts (one gatherer may serve two arrays)
 
-    def gather(self, arr, window) -> tuple[list, list[tuple[slice, ...]]]:
-        """Keys of the pieces of ``arr`` that cover ``window`` (one ``(lo, hi)`` per axis, in the array's
-        coordinates, possibly past its ends) and where each piece goes in the window.
+    def gather(self, arr, window) -> tuple[list, Window]:
+        """The keys a task reads for ``window`` of ``arr`` (one ``(lo, hi)`` per axis, in the array's
+        coordinates, possibly past its ends), and how it assembles them.
 
         The window's positions outside the array are covered by no piece: the task fills them with
-        zeros. A piece that is a whole chunk is that chunk's key; a part of a chunk is a new task
-        slicing it, run where the chunk lives.
+        zeros (the padding).
         """
         per_axis = [_axis_pieces(edges(chunks), lo, hi) for chunks, (lo, hi) in zip(arr.chunks, window)]
-        keys, places = [], []
+        keys, picks, places = [], [], []
         for combo in product(*per_axis):
-            key = (arr.name, *(p.index for p in combo))
+            key, pick = (arr.name, *(p.index for p in combo)), None
             if not all(p.full for p in combo):
                 src = tuple(p.src for p in combo)
-                ident = (key, tuple((s.start, s.stop) for s in src))  # slices are unhashable before 3.12
-                cached = self._slices.get(ident)
-                if cached is None:
-                    cached = self._slices[ident] = (self.name, len(self._slices))
-                    self.dsk[cached] = (cut, key, src)
-                key = cached
+                parts = self._parts.setdefault(key, {})
+                ident = tuple((s.start, s.stop) for s in src)  # slices are unhashable before Python 3.12
+                if ident not in parts:
+                    parts[ident] = len(parts)
+                    self._srcs.setdefault(key, []).append(src)
+                key, pick = self._cut_key(key), parts[ident]
             keys.append(key)
+            picks.append(pick)
             places.append(tuple(p.dst for p in combo))
-        return keys, places
+        return keys, Window(tuple(picks), tuple(places), tuple(hi - lo for lo, hi in window))
+
+    def finish(self) -> None:
+        """Add the cutting tasks to the graph."""
+        for key, srcs in self._srcs.items():
+            self.dsk[self._cut_key(key)] = (cut, key, srcs)
+
+    def _cut_key(self, chunk_key) -> tuple:
+        name = self._names.setdefault(chunk_key[0], f"{self.name}-{len(self._names)}")
+        return (name, *chunk_key[1:])

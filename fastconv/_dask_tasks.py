@@ -17,6 +17,7 @@ import numpy as np
 import fastconv
 
 from . import _threads, backends
+from ._dask_graph import Window
 from ._precision import precision
 from .geometry import Geometry
 
@@ -35,12 +36,14 @@ class Plan:
     threads: int | None  # the caller's fastconv thread count (None: every core)
 
 
-def assemble(pieces, places, shape, dtype) -> np.ndarray:
-    """One C-contiguous ``dtype`` window from its pieces; positions no piece covers are zero padding."""
-    if len(pieces) == 1 and pieces[0].shape == tuple(shape):
+def assemble(arrays, window: Window, dtype) -> np.ndarray:
+    """One C-contiguous ``dtype`` window from the chunks and cuts it reads; positions no piece covers
+    are zero padding."""
+    pieces = [a if pick is None else a[pick] for a, pick in zip(arrays, window.picks)]
+    if len(pieces) == 1 and pieces[0].shape == window.shape:
         return np.ascontiguousarray(pieces[0], dtype=dtype)
-    out = np.zeros(shape, dtype=dtype)
-    for piece, place in zip(pieces, places):
+    out = np.zeros(window.shape, dtype=dtype)
+    for piece, place in zip(pieces, window.places):
         out[place] = piece
     return out
 
@@ -86,21 +89,21 @@ def _running(plan: Plan):
         yield
 
 
-def forward(pieces, places, shape, w, b, plan: Plan) -> np.ndarray:
+def forward(arrays, window: Window, w, b, plan: Plan) -> np.ndarray:
     """One output chunk: the valid convolution of its input window (padding already in the window)."""
-    x = assemble(pieces, places, shape, plan.dtype)
+    x = assemble(arrays, window, plan.dtype)
     conv = getattr(fastconv, f"conv{plan.nd}d")
     with _running(plan):
         return conv(x, w, b, plan.stride, 0, plan.dilation, plan.groups, backend=plan.backend)
 
 
-def grad_input(pieces, places, shape, w, plan: Plan, crops, offsets, out_shape) -> np.ndarray:
+def grad_input(arrays, window: Window, w, plan: Plan, crops, offsets, out_shape) -> np.ndarray:
     """One input-gradient chunk of ``out_shape``: the transposed convolution of the output-gradient
     window that reads it, cropped by ``crops`` (per-side pairs) to the chunk, placed at ``offsets``;
     positions that no output reads keep a zero gradient."""
-    if 0 in shape:  # no output reads this chunk
+    if 0 in window.shape:  # no output reads this chunk
         return np.zeros(out_shape, dtype=plan.dtype)
-    gy = assemble(pieces, places, shape, plan.dtype)
+    gy = assemble(arrays, window, plan.dtype)
     transposed = getattr(fastconv, f"conv_transpose{plan.nd}d")
     with _running(plan):
         gx = transposed(gy, w, None, plan.stride, crops, 0, plan.groups, plan.dilation, backend=plan.backend)
@@ -111,14 +114,14 @@ def grad_input(pieces, places, shape, w, plan: Plan, crops, offsets, out_shape) 
     return out
 
 
-def grad_weight(x_pieces, x_places, x_shape, gy_pieces, gy_places, gy_shape, w_shape, plan: Plan) -> np.ndarray:
+def grad_weight(x_arrays, x_window: Window, gy_arrays, gy_window: Window, w_shape, plan: Plan) -> np.ndarray:
     """One chunk's share of the weight gradient, ``(1, *w_shape)``: its output-gradient chunk against
     the input window that chunk's outputs read. The backend is called directly: the public
     ``conv*d_backward`` would also compute an input gradient, as costly, only to discard it."""
-    if x_shape[0] == 0:
+    if x_window.shape[0] == 0:
         return np.zeros((1, *w_shape), dtype=plan.dtype)
-    x = assemble(x_pieces, x_places, x_shape, plan.dtype)
-    gy = assemble(gy_pieces, gy_places, gy_shape, plan.dtype)
+    x = assemble(x_arrays, x_window, plan.dtype)
+    gy = assemble(gy_arrays, gy_window, plan.dtype)
     geom = Geometry.from_args(x.shape, w_shape, stride=plan.stride, padding=0, dilation=plan.dilation,
                               groups=plan.groups)
     impl = backends.get(plan.backend)

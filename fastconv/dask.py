@@ -143,15 +143,11 @@ def _graph(kind, call, *extra):
 def _forward(call: _Call):
     name, dsk, wkey, gather = _graph("conv", call)
     for i, idx, batch, ranges in call.out_blocks():
-        window = call.x_window(batch, ranges)
-        keys, places = gather.gather(call.x, window)
-        dsk[(name, i, 0, *idx)] = (_dask_tasks.forward, keys, places, _extent(window), wkey, call.b, call.plan)
+        keys, window = gather.gather(call.x, call.x_window(batch, ranges))
+        dsk[(name, i, 0, *idx)] = (_dask_tasks.forward, keys, window, wkey, call.b, call.plan)
+    gather.finish()
     graph = HighLevelGraph.from_collections(name, dsk, dependencies=[call.x])
     return da.Array(graph, name, call.out_chunks(), dtype=call.dtype)
-
-
-def _extent(window) -> tuple[int, ...]:
-    return tuple(hi - lo for lo, hi in window)
 
 
 def _grad_input(call: _Call, gy):
@@ -167,9 +163,10 @@ def _grad_input(call: _Call, gy):
             crops = tuple((max(p0 - q0, 0), max(q1 - p1, 0)) for (p0, p1), (q0, q1) in zip(own, read))
             offsets = tuple(max(q0 - p0, 0) for (p0, _), (q0, _) in zip(own, read))
             out_shape = (n1 - n0, c_in, *(p1 - p0 for p0, p1 in own))
-            keys, places = gather.gather(gy, window)
-            dsk[(name, i, 0, *idx)] = (_dask_tasks.grad_input, keys, places, _extent(window), wkey, call.plan,
-                                       crops, offsets, out_shape)
+            keys, gy_window = gather.gather(gy, window)
+            dsk[(name, i, 0, *idx)] = (_dask_tasks.grad_input, keys, gy_window, wkey, call.plan, crops, offsets,
+                                       out_shape)
+    gather.finish()
     graph = HighLevelGraph.from_collections(name, dsk, dependencies=[gy])
     return da.Array(graph, name, call.x.chunks, dtype=call.dtype)
 
@@ -179,14 +176,12 @@ def _grad_weight(call: _Call, gy):
     name, dsk, _, gather = _graph("grad-weight", call, gy.name)
     count = 0
     for _, _, batch, ranges in call.out_blocks():
-        x_window = call.x_window(batch, ranges)
-        gy_window = [batch, (0, call.w.shape[0]), *ranges]
-        x_keys, x_places = gather.gather(call.x, x_window)
-        gy_keys, gy_places = gather.gather(gy, gy_window)
-        dsk[(name, count) + (0,) * (call.nd + 2)] = (
-            _dask_tasks.grad_weight, x_keys, x_places, _extent(x_window), gy_keys, gy_places, _extent(gy_window),
-            call.w.shape, call.plan)
+        x_keys, x_window = gather.gather(call.x, call.x_window(batch, ranges))
+        gy_keys, gy_window = gather.gather(gy, [batch, (0, call.w.shape[0]), *ranges])
+        dsk[(name, count) + (0,) * (call.nd + 2)] = (_dask_tasks.grad_weight, x_keys, x_window, gy_keys, gy_window,
+                                                     call.w.shape, call.plan)
         count += 1
+    gather.finish()
     graph = HighLevelGraph.from_collections(name, dsk, dependencies=[call.x, gy])
     partials = da.Array(graph, name, ((1,) * count, *((s,) for s in call.w.shape)), dtype=call.dtype)
     return partials.sum(axis=0, split_every=SPLIT_EVERY)
