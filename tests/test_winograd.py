@@ -199,12 +199,12 @@ def test_extra_memory_stays_under_budget(budget, monkeypatch, pass_, level, thre
     assert_close(got, getattr(im2col, pass_)(*args, geom))
 
 
-@pytest.mark.parametrize("item_bytes", [1, 40_000, 2**30])  # one tile row per item .. all rows in one
-def test_item_sizes_agree(monkeypatch, item_bytes):
+@pytest.mark.parametrize("item_tiles", [1, 9, 2**30])  # one tile row per item .. all rows in one
+def test_item_sizes_agree(monkeypatch, item_tiles):
     geom, x, w, b, gy, _, _ = _case("large-tiles-17", np.float64)
     want = numba_jit.forward(x, w, geom, b), numba_jit.grad_input(gy, w, geom)
-    monkeypatch.setattr(winograd, "ITEM_BYTES", item_bytes)
-    monkeypatch.setattr(winograd, "ITEM_MIN_TILES", 1)
+    monkeypatch.setattr(winograd, "ITEM_TILES", item_tiles)
+    monkeypatch.setattr(winograd, "ITEM_BYTES", 2**40)
     for level in LEVELS:
         with precision(level):
             assert_close(winograd.forward(x, w, geom, b), want[0])

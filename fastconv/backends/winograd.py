@@ -27,11 +27,12 @@ F4_MIN_SIDE = 12
 # pixels, where its GEMMs beat numba's loops (same runs: 7x7 im2col 28 ms, numba 38; 14x14
 # numba 26, im2col 29; 28x28 numba 22.5, im2col 26.4).
 GW_IM2COL_BELOW_PIXELS = 128
-# A work item's transformed input and products (alpha^2 x (C + K) x tiles) aim for this size, so
-# that they stay in the core's 1 MiB share of L2 between the transform, the products and the
-# output transform; never fewer tiles than ITEM_MIN_TILES (the products get too thin).
-ITEM_BYTES = 1 * 2**20
-ITEM_MIN_TILES = 16
+# A work item's tiles: the products' width. One thread, OPENBLAS_CORETYPE=SkylakeX, F(2x2): 56
+# tiles 179-190 GFLOP/s, 224 tiles 188-228 (C=64-128), 448 182; at C=512 (7x7) 32 tiles 146,
+# 128 tiles 184. Items hold at most ITEM_BYTES of transformed input and products (in L3 with the
+# other thread's and the transformed kernel) and at least one row of tiles.
+ITEM_TILES = 224
+ITEM_BYTES = 8 * 2**20
 
 
 def supports(geom, dtype, precision):
@@ -88,15 +89,16 @@ def grad_weight(gy, x, geom):
     return direct.grad_weight(gy, x, geom)
 
 
-def _plan(rows, per_row, shared, geom, itemsize):
-    """``(tile rows per work item, threads)``: items of about ``ITEM_BYTES``, an even share of the
-    rows, and every thread's block plus the ``shared`` bytes within the memory budget (fewer
-    threads when one row each does not fit; one row per item at the least)."""
+def _plan(rows, tiles_w, per_tile, shared, geom, itemsize):
+    """``(tile rows per work item, threads)``: items of about ``ITEM_TILES`` tiles and at most
+    ``ITEM_BYTES``, an even share of the rows, and every thread's block plus the ``shared`` bytes
+    within the memory budget (fewer threads when one row each does not fit; one row at least)."""
+    per_row = per_tile * tiles_w
     budget = call_budget(geom, itemsize) - shared
     reserve = reserved() * itemsize
     threads = int(max(1, min(get_num_threads(), budget // (per_row + reserve))))
     fits = (budget // threads - reserve) // per_row
-    want = max(-(-ITEM_MIN_TILES * per_row // ITEM_BYTES), ITEM_BYTES // per_row)
+    want = min(-(-ITEM_TILES // tiles_w), ITEM_BYTES // per_row)
     size = int(max(1, min(want, fits, -(-rows // threads))))
     return even(rows, size), threads
 
@@ -111,7 +113,7 @@ def _convolve(src, w, geom, c_dst, out_hw, pt, pl, bias, transposed):
     tiles_h, tiles_w = -(-out_hw[0] // m), -(-out_hw[1] // m)
     rows = src.shape[0] * tiles_h  # rows of tiles over the whole batch
     u = np.empty((groups, a2, cd, cs), dtype)
-    size, threads = _plan(rows, a2 * (cs + cd) * tiles_w * src.itemsize, u.nbytes, geom, src.itemsize)
+    size, threads = _plan(rows, tiles_w, a2 * (cs + cd) * src.itemsize, u.nbytes, geom, src.itemsize)
     y = np.empty((src.shape[0], c_dst, *out_hw), dtype)
     b = np.empty(0, dtype) if bias is None else bias
     bad = []
