@@ -72,6 +72,25 @@ def _bt_columns(m, rows, cols, n):  # pragma: no cover
 
 
 @njit(**_JIT)
+def _bt_columns_inside(m, xc, iy0, pl, cols, lo, hi):  # pragma: no cover
+    """``_bt_columns`` of input rows iy0 .. iy0 + m + 1, all inside the plane ``xc``, read in place
+    (columns ``lo <= q < hi``: the others stay zero)."""
+    if m == 2:
+        r0, r1, r2, r3 = xc[iy0], xc[iy0 + 1], xc[iy0 + 2], xc[iy0 + 3]
+        for q in range(lo, hi):
+            d0, d1, d2, d3 = np.float64(r0[q - pl]), np.float64(r1[q - pl]), np.float64(r2[q - pl]), r3[q - pl]
+            cols[0, q], cols[1, q], cols[2, q], cols[3, q] = d0 - d2, d1 + d2, d2 - d1, d1 - d3
+    else:
+        r0, r1, r2, r3, r4, r5 = xc[iy0], xc[iy0 + 1], xc[iy0 + 2], xc[iy0 + 3], xc[iy0 + 4], xc[iy0 + 5]
+        for q in range(lo, hi):
+            d0, d1, d2 = np.float64(r0[q - pl]), np.float64(r1[q - pl]), np.float64(r2[q - pl])
+            d3, d4, d5 = np.float64(r3[q - pl]), np.float64(r4[q - pl]), r5[q - pl]
+            cols[0, q], cols[1, q] = 4.0 * d0 - 5.0 * d2 + d4, d3 + d4 - 4.0 * (d1 + d2)
+            cols[2, q], cols[3, q] = 4.0 * (d1 - d2) + d4 - d3, 2.0 * (d3 - d1) + d4 - d2
+            cols[4, q], cols[5, q] = 2.0 * (d1 - d3) + d4 - d2, 4.0 * d1 - 5.0 * d3 + d5
+
+
+@njit(**_JIT)
 def _input_transform(x, c0, cg, r0, r1, tiles_h, tiles_w, pt, pl, m, v):  # pragma: no cover
     """v[xi, c, t] = (B^T d B)[xi], d the input tile t of channel c0 + c, tile rows r0 .. r1."""
     ih, iw = x.shape[2], x.shape[3]
@@ -82,22 +101,25 @@ def _input_transform(x, c0, cg, r0, r1, tiles_h, tiles_w, pt, pl, m, v):  # prag
     lo, hi = min(max(0, pl), wp), max(min(wp, iw + pl), 0)  # the columns inside the image
     hi = max(lo, hi)
     rows = np.zeros((a, wp))
-    cols = np.empty((a, wp))
+    cols = np.zeros((a, wp))
     for c in range(cg):
         for rr in range(r0, r1):
             bn, iy0 = rr // tiles_h, (rr % tiles_h) * m - pt
             xc = x[bn, c0 + c]
-            for k in range(a):
-                row = rows[k]
-                if iy0 + k < 0 or iy0 + k >= ih:
-                    row[:] = 0.0
-                    continue
-                src = xc[iy0 + k]
-                row[:lo] = 0.0
-                for q in range(lo, hi):
-                    row[q] = src[q - pl]
-                row[hi:] = 0.0
-            _bt_columns(m, rows, cols, wp)
+            if iy0 >= 0 and iy0 + a <= ih:  # no row of padding: the columns read x in place
+                _bt_columns_inside(m, xc, iy0, pl, cols, lo, hi)
+            else:
+                for k in range(a):
+                    row = rows[k]
+                    if iy0 + k < 0 or iy0 + k >= ih:
+                        row[:] = 0.0
+                        continue
+                    src = xc[iy0 + k]
+                    row[:lo] = 0.0
+                    for q in range(lo, hi):
+                        row[q] = src[q - pl]
+                    row[hi:] = 0.0
+                _bt_columns(m, rows, cols, wp)
             base = c * nt + (rr - r0) * tiles_w
             for i in range(a):
                 d = cols[i]

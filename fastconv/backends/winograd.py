@@ -23,10 +23,6 @@ TILE = {"highest": 2, "high": 4}  # output tile m of F(m x m, 3x3) at each preci
 # threads, N=32, C=K=512, 7x7: F(2x2) forward 28 ms, F(4x4) 46; C=K=256, 14x14: 25 and 21
 # (OPENBLAS_CORETYPE=SkylakeX, /tmp/wbench.py in the README's measurements).
 F4_MIN_SIDE = 12
-# grad_weight is a direct method's: numba's on large images, im2col's below this many output
-# pixels, where its GEMMs beat numba's loops (same runs: 7x7 im2col 28 ms, numba 38; 14x14
-# numba 26, im2col 29; 28x28 numba 22.5, im2col 26.4).
-GW_IM2COL_BELOW_PIXELS = 128
 # A work item's tiles: the products' width. One thread, OPENBLAS_CORETYPE=SkylakeX, F(2x2): 56
 # tiles 179-190 GFLOP/s, 224 tiles 188-228 (C=64-128), 448 182; at C=512 (7x7) 32 tiles 146,
 # 128 tiles 184. Items hold at most ITEM_BYTES of transformed input and products (in L3 with the
@@ -82,11 +78,11 @@ def grad_input(gy, w, geom):
 
 
 def grad_weight(gy, x, geom):
-    """Gradient with respect to the weight, shaped like ``w``: a direct backend's (see
-    ``GW_IM2COL_BELOW_PIXELS``)."""
-    from . import im2col, numba_jit
-    direct = im2col if geom.oh * geom.ow < GW_IM2COL_BELOW_PIXELS else numba_jit
-    return direct.grad_weight(gy, x, geom)
+    """Gradient with respect to the weight, shaped like ``w``: the numba backend's, faster than
+    im2col's on the README's dense 3x3 layers with the default OpenBLAS (two threads, N=32: 7x7
+    C=512 36 against 41 ms, 56x56 C=64 23 against 38). No Winograd weight gradient is written."""
+    from . import numba_jit
+    return numba_jit.grad_weight(gy, x, geom)
 
 
 def _plan(rows, tiles_w, per_tile, shared, geom, itemsize):
