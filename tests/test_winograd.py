@@ -28,7 +28,7 @@ PROBLEMS = {
     "asym-grouped": ((3, 6, 5, 4), (4, 3, 3, 3), ((2, 0), (1, 3)), 2),
     "pad-beyond-reach": ((2, 5, 11, 6), (3, 5, 3, 3), ((0, 4), (3, 0)), 1),
     "one-pixel": ((1, 3, 1, 1), (2, 3, 3, 3), ((2, 2), (1, 1)), 1),
-    "large-tiles-17": ((2, 8, 17, 14), (8, 4, 3, 3), 1, 2),  # F(4x4) at "high": 17 and 14 >= 12
+    "large-tiles-25": ((2, 8, 25, 27), (8, 4, 3, 3), 1, 2),  # F(4x4) at "high": 25 and 27 >= 24
 }
 LEVELS = ("highest", "high")
 
@@ -60,7 +60,8 @@ def _torch_results(x, w, b, gy, padding, groups):
 @pytest.mark.parametrize("level", LEVELS)
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("name", PROBLEMS)
-def test_passes_match_torch(name, dtype, level):
+def test_passes_match_torch(monkeypatch, name, dtype, level):
+    monkeypatch.setattr(winograd, "F4_MIN_SIDE", 1)  # "high": F(4x4) on every size, edges and all
     geom, x, w, b, gy, padding, groups = _case(name, dtype)
     saved = [a.copy() for a in (x, w, b, gy)]
     want = _torch_results(x, w, b, gy, padding, groups)
@@ -74,7 +75,7 @@ def test_passes_match_torch(name, dtype, level):
 
 def test_tile_follows_precision_and_output_size():
     big = Geometry.from_args((1, 4, 28, 28), (4, 4, 3, 3), padding=1)
-    small = Geometry.from_args((1, 4, 7, 7), (4, 4, 3, 3), padding=1)
+    small = Geometry.from_args((1, 4, 14, 23), (4, 4, 3, 3), padding=1)
     assert winograd.algorithm(big, np.float32, "highest") == "F(2x2,3x3)"
     assert winograd.algorithm(big, np.float32, "high") == "F(4x4,3x3)"
     assert winograd.algorithm(small, np.float32, "high") == "F(2x2,3x3)"  # see F4_MIN_SIDE
@@ -147,12 +148,14 @@ def _error_inputs(kind, dtype, n, c, size, seed=0):
 @pytest.mark.parametrize(("kind", "n", "c", "size"), [("normal", 2, 32, 16), ("range", 2, 32, 16),
                                                       ("normal", 1, 256, 12)])  # many channels
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_error_within_documented_bounds(kind, n, c, size, dtype):
+def test_error_within_documented_bounds(monkeypatch, kind, n, c, size, dtype):
     """API.md: "highest" within 2x a direct sum's relative RMS error (im2col: BLAS dot products of
     the same C*9 terms, in the same dtype), "high" within its documented bound; forward and input
     gradient (the same convolution with the flipped, transposed kernel)."""
+    monkeypatch.setattr(winograd, "F4_MIN_SIDE", 1)  # "high": F(4x4) on these small images too
     x, w = _error_inputs(kind, dtype, n, c, size)
     geom = Geometry.from_args(x.shape, w.shape, padding=1)
+    assert winograd.algorithm(geom, dtype, "high") == "F(4x4,3x3)"
     wt = np.ascontiguousarray(w.transpose(1, 0, 2, 3)[:, :, ::-1, ::-1])
     for what, run, direct, exact in [
             ("forward", lambda: winograd.forward(x, w, geom), im2col.forward(x, w, geom), _exact(x, w, 1)),
@@ -201,7 +204,7 @@ def test_extra_memory_stays_under_budget(budget, monkeypatch, pass_, level, thre
 
 @pytest.mark.parametrize("item_tiles", [1, 9, 2**30])  # one tile row per item .. all rows in one
 def test_item_sizes_agree(monkeypatch, item_tiles):
-    geom, x, w, b, gy, _, _ = _case("large-tiles-17", np.float64)
+    geom, x, w, b, gy, _, _ = _case("large-tiles-25", np.float64)
     want = numba_jit.forward(x, w, geom, b), numba_jit.grad_input(gy, w, geom)
     monkeypatch.setattr(winograd, "ITEM_TILES", item_tiles)
     monkeypatch.setattr(winograd, "ITEM_BYTES", 2**40)
@@ -228,7 +231,7 @@ def test_non_finite_values_reach_what_a_direct_sum_reaches(bad):
 def test_overflow_to_inf_reruns_directly():
     """Finite float32 inputs whose transformed tiles overflow (B^T d B adds up to 100 values of
     1e38 with signs that line up) while the direct sums, with small weights, stay finite."""
-    geom, x, w, b, gy, _, _ = _case("large-tiles-17", np.float32)
+    geom, x, w, b, gy, _, _ = _case("large-tiles-25", np.float32)
     iy, ix = np.indices(geom.x_shape[2:])
     x[...] = np.float32(1e38) * np.where((iy // 2 + ix // 2) % 2, -1, 1)
     w = (w * np.float32(1e-3)).astype(np.float32)

@@ -18,11 +18,12 @@ from . import _winograd_kernels as _k
 NAME = "winograd"
 
 TILE = {"highest": 2, "high": 4}  # output tile m of F(m x m, 3x3) at each precision level
-# "high" allows F(4x4) but runs F(2x2), the more accurate, where it is also the faster: on outputs
-# this small, 4x4 tiles are mostly padding (7x7 -> 8x8) and their rows too short for SIMD. Two
-# threads, N=32, C=K=512, 7x7: F(2x2) forward 28 ms, F(4x4) 46; C=K=256, 14x14: 25 and 21
-# (OPENBLAS_CORETYPE=SkylakeX, /tmp/wbench.py in the README's measurements).
-F4_MIN_SIDE = 12
+# "high" allows F(4x4) but runs F(2x2), the more accurate, where it is not slower: on small
+# outputs 4x4 tiles are largely padding (7x7 -> 8x8) and their rows too short for SIMD. Two threads,
+# N=32, input gradient (the forward's work, timed apart from torch), /tmp/winograd-helper/wbench.py
+# (README): F(2x2) / F(4x4) 7x7 C=512 25.6 / 45 ms, 14x14 C=256 23.4 / 27.8, 28x28 C=128 23.4 /
+# 23.9 (16.1 / 19.4 with OPENBLAS_CORETYPE=SkylakeX, the other way round), 56x56 C=64 26.8 / 22.7.
+F4_MIN_SIDE = 24
 # A work item's tiles: the products' width. One thread, OPENBLAS_CORETYPE=SkylakeX, F(2x2): 56
 # tiles 179-190 GFLOP/s, 224 tiles 188-228 (C=64-128), 448 182; at C=512 (7x7) 32 tiles 146,
 # 128 tiles 184. Items hold at most ITEM_BYTES of transformed input and products (in L3 with the
