@@ -341,12 +341,42 @@ def cmd_info(parser, args) -> int:
         picks.append([c.name, cases.describe(c), pick])
     print_table(f'backend="auto" on the {args.suite} suite (float32)', ["shape", "geometry", "auto"], picks,
                 right_from=3)
+    if args.time_auto != "none":
+        _check_auto_rule(cases.SUITES[args.time_auto], args.time_auto)
     return 0
+
+
+def _check_auto_rule(suite, name: str) -> None:
+    """Time auto's candidates on ``suite`` and say where the rule's pick is not the fastest here
+    (a rule measured on one machine can be wrong on another)."""
+    print(f"timing auto's candidates (forward + both gradients, best of 3) on the {name} suite ...", flush=True)
+    rows, wrong = [], 0
+    names = {c.geometry: c.name for c in suite}
+    for geom, pick, times in backends.rule_check(list(names), np.float32):  # shapes with a choice to make
+        fastest = min(times, key=times.get)
+        slower = times[pick] / times[fastest]
+        wrong += slower > AUTO_RULE_SLACK
+        rows.append([names[geom], pick, fastest, f"{slower:.2f}",
+                     "  ".join(f"{n} {t * 1e3:.3g} ms" for n, t in times.items())])
+    print_table("auto's rule against the fastest candidate here", ["shape", "rule picks", "fastest", "pick / fastest",
+                                                                   "times"], rows, right_from=3)
+    if wrong:
+        print(f"auto's rule picks a backend over {AUTO_RULE_SLACK:.2f}x slower than the fastest on {wrong} of "
+              f"{len(rows)} shapes here: set FASTCONV_AUTO=measure to time the candidates on each new shape "
+              f"instead (the choices are saved in {backends._choices_file().parent} and reused).")
+    else:
+        print(f"auto's rule picks the fastest candidate here (within {AUTO_RULE_SLACK:.2f}x) on every shape timed.")
+
+
+AUTO_RULE_SLACK = 1.15  # single timings on a shared machine move by this much; beyond it, the rule is wrong
 
 
 def _info_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--suite", choices=tuple(cases.SUITES), default="default",
                    help="the shapes whose auto choice is listed (default: default)")
+    p.add_argument("--time-auto", choices=(*cases.SUITES, "none"), default="quick", metavar="SUITE",
+                   help="time auto's candidates on these shapes and say where the rule is wrong here "
+                        "(default: quick, a few seconds; none to skip)")
 
 
 # -- the table of subcommands -------------------------------------------------------------------

@@ -78,7 +78,8 @@ def test_never_the_reference_on_the_suites():
         assert backends.choose(case.geometry, np.float32) != "reference", case.name
 
 
-def test_measured_choice_picks_the_fastest_and_caches_it(monkeypatch):
+def test_measured_choice_picks_the_fastest_and_caches_it(monkeypatch, tmp_path):
+    monkeypatch.setenv("FASTCONV_CACHE_DIR", str(tmp_path))
     calls = {"slow": 0, "fast": 0}
 
     def fake(name, delay):
@@ -118,3 +119,23 @@ def test_auto_runs_what_choose_backend_says(monkeypatch, case):
     y = fastconv.conv2d(x, w, **case.kwargs)
     fastconv.conv2d_backward(y, x, w, **case.kwargs)
     assert ran == [picked, picked]
+
+
+def test_measured_choices_are_saved_and_reused_by_the_next_process(monkeypatch, tmp_path):
+    """FASTCONV_AUTO=measure writes its choices to the cache directory; a fresh process (an empty
+    in-memory cache) reads them instead of timing again; a damaged file is measured over."""
+    monkeypatch.setenv("FASTCONV_CACHE_DIR", str(tmp_path))
+    monkeypatch.setenv(backends.AUTO_MEASURE_ENV, "measure")
+    monkeypatch.setattr(backends, "_ready", lambda name, dtype: True)
+    monkeypatch.setattr(backends, "available", lambda: ["reference", "im2col", "numba"])
+    monkeypatch.setattr(backends, "time_candidates", lambda geom, dtype, names: {"im2col": 2.0, "numba": 1.0})
+    monkeypatch.setattr(backends, "_measured", {})
+    assert backends.choose(DENSE, np.float32) == "numba"
+    assert "numba" in backends._choices_file().read_text()
+    monkeypatch.setattr(backends, "_measured", {})  # as in a new process
+    monkeypatch.setattr(backends, "time_candidates", lambda *a: pytest.fail("timed again"))
+    assert backends.choose(DENSE, np.float32) == "numba"
+    backends._choices_file().write_text("{not json")
+    monkeypatch.setattr(backends, "_measured", {})
+    monkeypatch.setattr(backends, "time_candidates", lambda geom, dtype, names: {"im2col": 1.0, "numba": 2.0})
+    assert backends.choose(DENSE, np.float32) == "im2col"

@@ -282,7 +282,7 @@ def test_check_fails_on_a_wrong_backend(capsys, monkeypatch):
 
 
 def test_info_lists_versions_backends_and_auto(capsys):
-    code, out, _ = run(capsys, "info", "--suite", "tiny")
+    code, out, _ = run(capsys, "info", "--suite", "tiny", "--time-auto", "tiny")
     assert code == 0
     for word in ("numpy", "numba", "torch", "cpu", "backends", *(c.name for c in cases.TINY)):
         assert word in out  # whole: a long cell widens a piped table rather than cutting its labels

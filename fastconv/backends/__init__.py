@@ -131,7 +131,7 @@ AUTO_RULES: tuple[tuple[str, object, tuple[str, ...]], ...] = (
 )
 AUTO_MEASURE_ENV = "FASTCONV_AUTO"  # "measure": time the candidates once per shape, cache the fastest
 
-_measured: dict[tuple, str] = {}
+_measured: dict[str, str] = {}  # FASTCONV_AUTO=measure's choices, keyed by the call's repr
 
 
 _ranked: dict[tuple, list[str]] = {}  # candidates' cache: ~10 us of a small call otherwise
@@ -170,37 +170,91 @@ def choose(geom: Geometry, dtype, precision: str | None = None) -> str:
     return next((name for name in fast if _ready(name, dtype)), fast[0])
 
 
-def _measured_choice(geom: Geometry, dtype, names: list[str]) -> str:
-    """The candidate with the least forward + both gradients time on random data of ``geom``'s
-    shapes (a warm-up call, then the best of 3), cached per geometry, dtype and precision."""
+def time_candidates(geom: Geometry, dtype, names: list[str]) -> dict[str, float]:
+    """Seconds of forward + both gradients on random data of ``geom``'s shapes, per backend: a
+    warm-up call (compiling if need be), then the best of 3."""
     import time
 
     import numpy as np
 
-    key = (geom, np.dtype(dtype).str, get_precision(), tuple(names))
-    if key not in _measured:
-        rng = np.random.default_rng(0)
-        x = rng.standard_normal(geom.x_shape).astype(dtype)
-        w = rng.standard_normal(geom.w_shape).astype(dtype)
-        gy = rng.standard_normal(geom.y_shape).astype(dtype)
-        best = {}
-        for name in names:
-            impl = get(name)
-            impl.warmup(np.dtype(dtype))
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal(geom.x_shape).astype(dtype)
+    w = rng.standard_normal(geom.w_shape).astype(dtype)
+    gy = rng.standard_normal(geom.y_shape).astype(dtype)
+    best = {}
+    for name in names:
+        impl = get(name)
+        impl.warmup(np.dtype(dtype))
 
-            def run(impl=impl):
-                impl.forward(x, w, geom)
-                impl.grad_input(gy, w, geom)
-                impl.grad_weight(gy, x, geom)
+        def run(impl=impl):
+            impl.forward(x, w, geom)
+            impl.grad_input(gy, w, geom)
+            impl.grad_weight(gy, x, geom)
+        run()
+        times = []
+        for _ in range(3):
+            start = time.perf_counter()
             run()
-            times = []
-            for _ in range(3):
-                start = time.perf_counter()
-                run()
-                times.append(time.perf_counter() - start)
-            best[name] = min(times)
+            times.append(time.perf_counter() - start)
+        best[name] = min(times)
+    return best
+
+
+def _measured_choice(geom: Geometry, dtype, names: list[str]) -> str:
+    """The fastest candidate by :func:`time_candidates`, cached per geometry, dtype, precision and
+    candidates, in memory and in the cache directory's ``auto-measured.json`` (so a choice survives
+    the process; a file that cannot be read or written is ignored)."""
+    import numpy as np
+
+    key = repr((geom, np.dtype(dtype).str, get_precision(), tuple(names)))
+    if not _measured:
+        _measured.update(_saved_choices())
+    if key not in _measured:
+        best = time_candidates(geom, dtype, names)
         _measured[key] = min(best, key=best.get)
+        _save_choices(_measured)
     return _measured[key]
+
+
+def _choices_file():
+    from .. import __version__
+    from .._cache import cache_dir
+
+    return cache_dir() / f"auto-measured-{__version__}.json"  # a version's rules and kernels may differ
+
+
+def _saved_choices() -> dict[str, str]:
+    import json
+
+    try:
+        saved = json.loads(_choices_file().read_text())
+    except (OSError, ValueError):  # none yet, unreadable or damaged: measure again
+        return {}
+    return {k: v for k, v in saved.items() if isinstance(k, str) and v in NAMES} if isinstance(saved, dict) else {}
+
+
+def _save_choices(choices: dict[str, str]) -> None:
+    import json
+    import tempfile
+
+    try:
+        path = _choices_file()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile("w", dir=path.parent, delete=False, suffix=".tmp") as tmp:
+            json.dump(choices, tmp)
+        os.replace(tmp.name, path)  # atomic: a reader never sees half a file
+    except OSError:
+        pass  # an unwritable cache: the choices live as long as the process
+
+
+def rule_check(geoms, dtype) -> list[tuple[Geometry, str, dict[str, float]]]:
+    """For ``fastconv info``: per geometry, what the rule picks and every candidate's time here."""
+    out = []
+    for geom in geoms:
+        names = [name for name in candidates(geom, dtype) if name != "reference"]
+        if len(names) > 1:
+            out.append((geom, choose(geom, dtype), time_candidates(geom, dtype, names)))
+    return out
 
 
 class _CallableRegistry(ModuleType):
