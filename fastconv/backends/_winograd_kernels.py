@@ -19,9 +19,24 @@ _JIT = dict(nogil=True, cache=_CACHE, fastmath=False, error_model="numpy")
 
 
 @njit(**_JIT)
+def _g_rows(m, f0, f1, f2, out, n):  # pragma: no cover
+    """out[i, :n] = sum over k of G[i, k] * fk[:n]."""
+    if m == 2:
+        for s in range(n):
+            g0, g1, g2 = f0[s], f1[s], f2[s]
+            out[0, s], out[1, s], out[2, s], out[3, s] = g0, 0.5 * (g0 + g1 + g2), 0.5 * (g0 - g1 + g2), g2
+    else:
+        for s in range(n):
+            g0, g1, g2 = f0[s], f1[s], f2[s]
+            out[0, s], out[1, s], out[2, s] = 0.25 * g0, -(g0 + g1 + g2) / 6.0, -(g0 - g1 + g2) / 6.0
+            out[3, s], out[4, s] = (g0 + 2.0 * g1 + 4.0 * g2) / 24.0, (g0 - 2.0 * g1 + 4.0 * g2) / 24.0
+            out[5, s] = g2
+
+
+@njit(**_JIT)
 def _filter_transform(wv, m, r0, r1, u):  # pragma: no cover
     """u[g, xi, r, s] = (G f G^T)[xi] for f = wv[g, r, s] (3x3), for ``r0 <= g*R + r < r1``."""
-    groups, nr, ns = wv.shape[0], wv.shape[1], wv.shape[2]
+    nr, ns = wv.shape[1], wv.shape[2]
     a = m + 2
     f = np.empty((9, ns))
     t = np.empty((a, 3, ns))  # G applied down the kernel's columns
@@ -31,29 +46,9 @@ def _filter_transform(wv, m, r0, r1, u):  # pragma: no cover
             for tap in range(9):
                 f[tap, s] = wv[g, r, s, tap // 3, tap % 3]
         for kx in range(3):
-            f0, f1, f2, tc = f[kx], f[3 + kx], f[6 + kx], t[:, kx]
-            if m == 2:
-                for s in range(ns):
-                    g0, g1, g2 = f0[s], f1[s], f2[s]
-                    tc[0, s], tc[1, s], tc[2, s], tc[3, s] = g0, 0.5 * (g0 + g1 + g2), 0.5 * (g0 - g1 + g2), g2
-            else:
-                for s in range(ns):
-                    g0, g1, g2 = f0[s], f1[s], f2[s]
-                    tc[0, s], tc[1, s], tc[2, s] = 0.25 * g0, -(g0 + g1 + g2) / 6.0, -(g0 - g1 + g2) / 6.0
-                    tc[3, s], tc[4, s] = (g0 + 2.0 * g1 + 4.0 * g2) / 24.0, (g0 - 2.0 * g1 + 4.0 * g2) / 24.0
-                    tc[5, s] = g2
+            _g_rows(m, f[kx], f[3 + kx], f[6 + kx], t[:, kx], ns)
         for i in range(a):
-            t0, t1, t2, o = t[i, 0], t[i, 1], t[i, 2], u[g, i * a:(i + 1) * a, r]
-            if m == 2:
-                for s in range(ns):
-                    g0, g1, g2 = t0[s], t1[s], t2[s]
-                    o[0, s], o[1, s], o[2, s], o[3, s] = g0, 0.5 * (g0 + g1 + g2), 0.5 * (g0 - g1 + g2), g2
-            else:
-                for s in range(ns):
-                    g0, g1, g2 = t0[s], t1[s], t2[s]
-                    o[0, s], o[1, s], o[2, s] = 0.25 * g0, -(g0 + g1 + g2) / 6.0, -(g0 - g1 + g2) / 6.0
-                    o[3, s], o[4, s] = (g0 + 2.0 * g1 + 4.0 * g2) / 24.0, (g0 - 2.0 * g1 + 4.0 * g2) / 24.0
-                    o[5, s] = g2
+            _g_rows(m, t[i, 0], t[i, 1], t[i, 2], u[g, i * a:(i + 1) * a, r], ns)
 
 
 @njit(**_JIT)
