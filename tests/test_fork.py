@@ -52,7 +52,8 @@ def test_fork_pool_after_numba_im2col_and_auto_calls(env):
     out = _run("""
         for backend in ("numba", "im2col", "auto"):
             assert err(backend) < 1e-3
-        with multiprocessing.get_context("fork").Pool(2) as pool:
+        # maxtasksperchild=1: the replacement workers are forked from the pool's handler thread
+        with multiprocessing.get_context("fork").Pool(2, maxtasksperchild=1) as pool:
             errors = pool.map_async(err, ["numba", "auto", "im2col", "numba"], chunksize=1).get(timeout=120)
         import numba
         print(max(errors), numba.threading_layer())
