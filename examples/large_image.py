@@ -1,14 +1,16 @@
 """A Gabor filter bank over an image stack larger than the memory it is given, with fastconv.dask.
 
     python examples/large_image.py [--images 16] [--size 4096] [--chunk 1024] [--workers 2]
-                                   [--budget 1GiB] [--filters 16] [--kernel 9] [--repeat 1] [--in-memory]
+                                   [--budget 1GiB] [--filters 16] [--kernel 9] [--repeat 1]
+                                   [--backend auto] [--threads] [--in-memory]
 
 The stack (``images`` grayscale ``size`` x ``size`` float32 images) is generated lazily, one
 ``chunk`` x ``chunk`` tile per task, as a stand-in for tiles read from disk (``da.from_zarr``,
 ``da.from_array`` on a memory map; the timing includes it: 1.4-2.8 ms per million pixels). It is
 filtered with ``filters`` Gabor kernels (``kernel`` x ``kernel``, "same" padding) on a
 ``dask.distributed.LocalCluster`` of ``workers`` processes with one thread and ``budget`` of
-memory each. The result is each image's mean energy per filter (``images`` x ``filters`` texture
+memory each (``--threads``: dask's threaded scheduler in this process, ``workers`` threads, no
+memory limit). The result is each image's mean energy per filter (``images`` x ``filters`` texture
 features); the filter responses, ``filters`` times the stack's size, exist only tile by tile.
 
 Prints the time of each of ``repeat`` runs, each worker's peak resident memory (and its resident
@@ -28,6 +30,7 @@ import subprocess
 import sys
 import time
 
+import dask
 import numpy as np
 
 import fastconv
@@ -58,8 +61,9 @@ def image_stack(images: int, size: int, chunk: int, seed: int = 0):
 
 
 def energies(y):
-    """Each image's mean squared response per filter, ``(N, C)`` float64 (works on dask and NumPy)."""
-    return (y.astype(np.float64) ** 2).mean(axis=(2, 3))
+    """Each image's mean squared response per filter, ``(N, C)`` float64 (works on dask and NumPy):
+    squares in float32, sums in float64 without a float64 copy of ``y``."""
+    return (y * y).mean(axis=(2, 3), dtype=np.float64)
 
 
 def peak_rss() -> int:
@@ -73,31 +77,50 @@ def rss() -> int:
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
 
 
-def run_dask(args, w) -> dict:
-    from distributed import Client, LocalCluster, progress
-
+def warm_up(w, backend) -> None:
+    """Numba compiles (or loads from its cache) on a tiny problem, outside the timing."""
     import fastconv.dask as fcd
+
+    fcd.conv2d(image_stack(1, 64, 32), w, padding="same", backend=backend).compute(scheduler="sync")
+
+
+def run_dask(args, w) -> dict:
+    """The features on a LocalCluster (or, with ``--threads``, dask's threaded scheduler in this
+    process), timed ``repeat`` times."""
+    import fastconv.dask as fcd
+
+    features = energies(fcd.conv2d(image_stack(args.images, args.size, args.chunk), w, padding="same",
+                                   backend=args.backend))
+    out = {"seconds": [], "tasks": len(dask.optimize(features)[0].__dask_graph__())}
+    if args.threads:
+        from dask.diagnostics import ProgressBar
+
+        warm_up(w, args.backend)
+        out["worker_before"] = [rss()]
+        for _ in range(args.repeat):
+            start = time.perf_counter()
+            with ProgressBar():
+                out["features"] = features.compute(scheduler="threads", num_workers=args.workers)
+            out["seconds"].append(time.perf_counter() - start)
+        out["worker_peaks"] = [peak_rss()]
+        return out
+    from distributed import Client, LocalCluster, progress
 
     cluster = LocalCluster(n_workers=args.workers, threads_per_worker=1, processes=True,
                            memory_limit=args.budget, dashboard_address=None)
     with cluster, Client(cluster) as client:
-        x = image_stack(args.images, args.size, args.chunk)
-        features = energies(fcd.conv2d(x, w, padding="same"))
-        client.run(lambda: fcd.conv2d(image_stack(1, 64, 32), w, padding="same").compute(scheduler="sync"))  # JIT
-        before = client.run(rss)
-        seconds = []
+        client.run(warm_up, w, args.backend)
+        out["worker_before"] = sorted(client.run(rss).values())
         for _ in range(args.repeat):
             start = time.perf_counter()
             future = client.compute(features)
             progress(future)
-            result = future.result()
-            seconds.append(time.perf_counter() - start)
+            out["features"] = future.result()
+            out["seconds"].append(time.perf_counter() - start)
             del future
             print()
-        peaks = client.run(peak_rss)
-        tasks = len(features.__dask_graph__())
-    return {"seconds": seconds, "worker_peaks": sorted(peaks.values()), "worker_before": sorted(before.values()),
-            "features": result, "tasks": tasks}
+        out["worker_peaks"] = sorted(client.run(peak_rss).values())
+    return out
 
 
 def run_in_memory(args, w) -> dict:
@@ -107,8 +130,8 @@ def run_in_memory(args, w) -> dict:
     seconds = []
     for _ in range(args.repeat):
         start = time.perf_counter()
-        y = fastconv.conv2d(x, w, padding="same")
-        features = np.concatenate([energies(y[i:i + 1]) for i in range(len(y))])  # no float64 copy of all of y
+        y = fastconv.conv2d(x, w, padding="same", backend=args.backend)
+        features = np.concatenate([energies(y[i:i + 1]) for i in range(len(y))])  # no second copy of all of y
         seconds.append(time.perf_counter() - start)
         del y
     return {"seconds": seconds, "peak": peak_rss(), "features": features.tolist()}
@@ -131,6 +154,9 @@ def main(argv=None) -> None:
     parser.add_argument("--budget", default="1GiB", help="memory limit of each worker")
     parser.add_argument("--filters", type=int, default=16)
     parser.add_argument("--kernel", type=int, default=9)
+    parser.add_argument("--backend", default="auto", help="fastconv's backend, for both paths")
+    parser.add_argument("--threads", action="store_true",
+                        help="dask's threaded scheduler in this process instead of a LocalCluster")
     parser.add_argument("--repeat", type=int, default=1, help="timed runs")
     parser.add_argument("--in-memory", action="store_true", help="also run fastconv.conv2d on the whole stack")
     parser.add_argument("--in-memory-only", action="store_true", help=argparse.SUPPRESS)  # the fresh process
@@ -140,10 +166,14 @@ def main(argv=None) -> None:
         print(json.dumps(run_in_memory(args, w)))
         return
     stack = args.images * args.size**2 * 4
+    resolved = fastconv.choose_backend((args.images, 1, args.size, args.size), w.shape, padding="same",
+                                       dtype=np.float32) if args.backend == "auto" else args.backend
     print(f"stack {args.images} x {args.size}x{args.size} float32: {gib(stack)}; filter responses "
-          f"{gib(stack * args.filters)}; {args.workers} workers x {args.budget}; tiles {args.chunk}x{args.chunk}")
+          f"{gib(stack * args.filters)}; {args.workers} workers x {args.budget}; tiles {args.chunk}x{args.chunk}; "
+          f"backend {args.backend} ({resolved})")
     d = run_dask(args, w)
-    print(f"fastconv.dask: {seconds(d['seconds'])}, {d['tasks']} tasks, peak memory per worker "
+    print(f"fastconv.dask: {seconds(d['seconds'])}, {d['tasks']} tasks, peak memory per "
+          f"{'process' if args.threads else 'worker'} "
           f"{', '.join(gib(p) for p in d['worker_peaks'])} (before the first run "
           f"{', '.join(gib(p) for p in d['worker_before'])}); checksum {d['features'].sum():.6g}")
     if args.in_memory:
