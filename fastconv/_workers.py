@@ -93,14 +93,21 @@ def chunks(n: int, nb: int):
         yield b0, min(n, b0 + nb)
 
 
-def map_chunks(n, nb, work, threads):
+def map_chunks(n, nb, work, threads, total=None):
     """``map_items`` over the chunks of ``nb`` images of a batch of ``n``: ``work(b0, b1, scratch)``."""
-    return map_items(list(chunks(n, nb)), work, threads)
+    return map_items(list(chunks(n, nb)), work, threads, total)
 
 
-def map_items(items, work, threads):
-    """Run ``work(*item, scratch)`` on every item, spread over ``threads`` threads; returns the
-    ``scratch`` dicts, one per thread that took part, each reused across its items.
+def map_items(items, work, threads, total=None):
+    """Run ``work(*item, scratch)`` on every item, spread over ``threads`` threads, ``scratch``
+    being a dict of the running thread's, kept across its items (see :func:`buffer`).
+
+    With ``total`` (an array), the items are the terms of a sum: each ``work`` returns
+    ``(where, part)``, and ``total[where] += part`` is done for every item in item order,
+    whichever thread finishes first, so that the sum has the same bits on every run with the same
+    items (fastconv's rule: each backend is bit-reproducible for a given thread count). A part
+    that finishes before the ones ahead of it is copied to wait for them; when ``threads`` copies
+    wait already, its thread waits too. Returns ``total``.
 
     numpy's elementwise loops and copies run on one core, and release the GIL (as BLAS does), so
     Python threads give them the cores that BLAS and torch would use. The calling thread works
@@ -113,36 +120,69 @@ def map_items(items, work, threads):
     """
     threads = min(threads, len(items))
     with single_threaded_blas(threads > 1 or call_threads() == 1):
-        return _map(items, work, threads)
+        _map(items, work, threads, None if total is None else _OrderedSum(total, threads))
+    return total
 
 
-def _map(items, work, threads):
+def _map(items, work, threads, terms):
     if threads <= 1:
         scratch = {}
         for item in items:
-            work(*item, scratch)
-        return [scratch]
-    job = _Job(items, work)
+            result = work(*item, scratch)
+            if terms is not None:
+                terms.total[result[0]] += result[1]
+        return
+    job = _Job(items, work, terms)
     try:
         _the_pool().post(job, threads - 1)
-        job.run(job.scratches[0])
+        job.run({})
     except BaseException:
-        job.stop = True
+        job.failed = job.stop = True
         raise
     finally:
         job.close()
     if job.failures:
         raise job.failures[0]
-    return job.scratches
 
 
-def sum_of(scratches, name):
-    """The sum of every thread's ``name`` scratch array (each thread's own partial sum); a thread
-    that found every item taken has none."""
-    total, *others = (scratch[name] for scratch in scratches if name in scratch)
-    for part in others:
-        total += part
-    return total
+class _Stopped(Exception):
+    """A thread waiting to add its part learns that the job failed: it takes no other item."""
+
+
+class _OrderedSum:
+    """``total[where] += part`` for every item, in item order (see :func:`map_items`)."""
+
+    def __init__(self, total, spare):
+        self.total, self.spare = total, spare
+        self.next = 0  # the item whose part is added next
+        self.waiting = {}  # item index -> (where, a copy of its part): items ahead still run
+        self.lock = threading.Lock()
+        self.progress = _thread.allocate_lock()  # released when parts were added: waiters recheck
+        self.progress.acquire()
+
+    def add(self, i, where, part, job):
+        while True:
+            with self.lock:
+                if i == self.next:
+                    self.total[where] += part
+                    self.next += 1
+                    while self.next in self.waiting:
+                        later_where, later = self.waiting.pop(self.next)
+                        self.total[later_where] += later
+                        self.next += 1
+                    break
+                if len(self.waiting) < self.spare:
+                    self.waiting[i] = (where, part.copy())
+                    return
+            # As many copies wait as threads run: the item ``next`` is running (items are taken
+            # in order, and it never waits), so this wait ends, unless the job failed.
+            if job.failed:
+                raise _Stopped
+            self.progress.acquire(timeout=0.01)
+        try:
+            self.progress.release()
+        except RuntimeError:  # released already, not yet seen by a waiter
+            pass
 
 
 class _Job:
@@ -157,14 +197,14 @@ class _Job:
     future's lock held and a pool thread waiting on it forever, so that a later call hung.)
     """
 
-    def __init__(self, items, work):
-        self.items, self.work = items, work
+    def __init__(self, items, work, terms):
+        self.items, self.work, self.terms = items, work, terms
         self.taken = itertools.count()  # next(...) hands each item index to one thread
         self.errors = np.geterr()  # np.errstate is per thread: the caller's holds in the helpers
         self.stop = False  # no thread takes another item: the caller left, or an item raised
+        self.failed = False  # an item raised, or the caller was interrupted: parts are dropped
         self.failures = []  # what the helpers' items raised
         self.inside = []  # helpers in this job now
-        self.scratches = [{}]  # the caller's, then each helper's
         self.left = _thread.allocate_lock()  # released by each helper leaving; the caller waits on it
         self.left.acquire()
 
@@ -174,7 +214,12 @@ class _Job:
             i = next(self.taken)
             if i >= count:
                 break
-            self.work(*self.items[i], scratch)
+            result = self.work(*self.items[i], scratch)
+            if self.terms is not None:
+                try:
+                    self.terms.add(i, *result, self)
+                except _Stopped:
+                    break
 
     def help(self):
         """A helper's part: items until none is left, unless the caller has already gone."""
@@ -182,13 +227,11 @@ class _Job:
         self.inside.append(me)  # before reading stop: the caller reads inside after setting it
         try:
             if not self.stop:
-                scratch = {}
-                self.scratches.append(scratch)
                 with np.errstate(**self.errors):
-                    self.run(scratch)
+                    self.run({})
         except BaseException as exc:  # handed to the caller, who raises it
             self.failures.append(exc)
-            self.stop = True
+            self.failed = self.stop = True
         finally:
             self.inside.remove(me)
             try:

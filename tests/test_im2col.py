@@ -251,12 +251,6 @@ def test_inf_and_nan_land_where_the_reference_puts_them(name, pass_):
     assert_close(got[finite], want[finite])
 
 
-def test_partial_sums_skip_threads_that_found_no_work():
-    # A worker thread may find every item taken by the others, and so hold no partial sum.
-    a, b = np.ones(3), np.arange(3.0)
-    np.testing.assert_array_equal(_workers.sum_of([{}, {"gw": a.copy()}, {"gw": b}], "gw"), a + b)
-
-
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
 def test_threads_work_in_a_forked_child(use_threads):
     # The pool of worker threads does not survive fork; a child must get its own, not hang.

@@ -5,10 +5,12 @@ The interrupt tests run in a child process, so that a hang is a timeout with eve
 """
 
 import contextlib
+import random
 import subprocess
 import sys
 import textwrap
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -89,7 +91,7 @@ INTERRUPTS = textwrap.dedent("""
 
     got = call_all()
     for a, b in zip(got, want):
-        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
+        np.testing.assert_array_equal(a, b)  # the same bits: every pass is deterministic
     assert blas() == blas_before, (blas(), blas_before)
     assert not _threads._blas_users, _threads._blas_users
     after = best_time()
@@ -173,3 +175,80 @@ def test_concurrent_callers_get_correct_results_and_leave_blas_as_found():
         raise errors[0]
     assert blas() == blas_before and not _threads._blas_users and not _threads._calls
 
+
+
+# (x shape, w shape, hyper-parameters, memory budget): a dense layer in many chunks, one whose
+# images go in bands of rows, a depthwise one in blocks of images and channels.
+DETERMINISM = {
+    "dense-chunks": ((16, 8, 12, 12), (16, 8, 3, 3), {"padding": 1}, 400 * 2**10),  # 16 items
+    "dense-bands": ((8, 8, 40, 40), (8, 8, 3, 3), {"padding": 1}, 400 * 2**10),  # 8 images, in bands
+    "depthwise": ((16, 32, 14, 14), (32, 1, 3, 3), {"padding": 1, "groups": 32}, 400 * 2**10),  # 16 items
+}
+
+
+@pytest.mark.parametrize("threads", [2, 3])
+@pytest.mark.parametrize("name", DETERMINISM)
+def test_every_pass_gives_the_same_bits_on_every_run_under_load(name, threads):
+    x_shape, w_shape, kwargs, nbytes = DETERMINISM[name]
+    geom = Geometry.from_args(x_shape, w_shape, **kwargs)
+    rng = np.random.default_rng(7)
+    # values of very different sizes, so that the order of a sum shows in its last bits
+    x, w, gy = (rng.standard_normal(s).astype(np.float32) * rng.choice([1e-3, 1, 1e3], s).astype(np.float32)
+                for s in (geom.x_shape, geom.w_shape, geom.y_shape))
+    busy, stop = threading.Event(), threading.Event()
+
+    def load():  # another thread keeps a core busy, so that the threads finish in varying order
+        a = np.ones(2**16)
+        busy.set()
+        while not stop.is_set():
+            np.sqrt(a, out=a)
+
+    loader = threading.Thread(target=load)
+    loader.start()
+    previous = _workers.set_memory_budget(nbytes)
+    try:
+        busy.wait(10)
+        with fastconv.threads(threads):
+            for pass_, args in [("forward", (x, w)), ("grad_input", (gy, w)), ("grad_weight", (gy, x))]:
+                runs = [getattr(im2col, pass_)(*args, geom) for _ in range(12)]
+                assert all(np.array_equal(r, runs[0]) for r in runs), f"{name} {pass_}: results differ"
+    finally:
+        _workers.set_memory_budget(previous)
+        stop.set()
+        loader.join()
+
+
+def test_parts_are_added_in_item_order_whatever_the_order_they_finish():
+    # Items finish in a shuffled order (random sleeps); the sum must still be ((p0 + p1) + p2) ...
+    # Floats of very different sizes make any other order show.
+    rnd = random.Random(3)
+    parts = [np.float64(v) for v in (1e16, 1.0, -1e16, 1.0, 3.5, 1e-3, 2.0**53, 1.0) * 4]
+    delays = [rnd.uniform(0, 0.003) for _ in parts]
+    want = np.zeros(1)
+    for p in parts:
+        want[0] += p
+
+    def work(i, scratch):
+        time.sleep(delays[i])
+        return Ellipsis, np.array([parts[i]])
+
+    for threads in (1, 2, 3, 5):
+        got = _workers.map_items([(i,) for i in range(len(parts))], work, threads, np.zeros(1))
+        assert got.tobytes() == want.tobytes(), threads
+
+
+@pytest.mark.parametrize("slow", [0, 5])
+def test_parts_that_wait_for_a_slow_item_are_all_added(slow):
+    # One slow item: the others' parts fill the waiting room, then their threads wait for it. Every
+    # part must still be added once (a thread that gave up waiting when the caller ran out of items
+    # dropped its part: a wrong gradient, seen as results that differed between runs).
+    parts = [float(2**i) for i in range(40)]
+
+    def work(i, scratch):
+        if i == slow:
+            time.sleep(0.05)
+        return Ellipsis, np.array([parts[i]])
+
+    for threads in (2, 3):
+        got = _workers.map_items([(i,) for i in range(len(parts))], work, threads, np.zeros(1))
+        assert got[0] == sum(parts), threads

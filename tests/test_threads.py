@@ -221,10 +221,10 @@ def test_concurrent_calls_share_the_cores(monkeypatch):
     planned = []
     original = _workers._map
 
-    def spy(items, work, threads):
+    def spy(items, work, threads, *rest):
         planned.append((_threads.call_threads(), threads))
         arrived.wait()  # neither call ends before the other has counted the calls in progress
-        return original(items, work, threads)
+        return original(items, work, threads, *rest)
 
     monkeypatch.setattr(_workers, "_map", spy)
     results = []
@@ -306,9 +306,9 @@ def test_im2col_on_one_thread_keeps_blas_to_one_thread_and_restores_it(blas_at_3
     seen = []
     original = _workers._map
 
-    def spy(items, work, threads):
+    def spy(items, work, threads, *rest):
         seen.append(set(_blas_threads().values()))
-        return original(items, work, threads)
+        return original(items, work, threads, *rest)
 
     monkeypatch.setattr(_workers, "_map", spy)
     geom = Geometry.from_args((1, 4, 8, 8), (4, 4, 3, 3), padding=1)

@@ -13,7 +13,7 @@ import math
 import numpy as np
 
 from .._threads import call_threads
-from .._workers import buffer, call_budget, chunks, even, map_items, reserved, sum_of
+from .._workers import buffer, call_budget, chunks, even, map_items, reserved
 from . import im2col  # its shape helpers (_padded_shape, _taps), read at call time: it imports this module
 
 # Work items of the elementwise depthwise passes (the gradients, strided forwards) are streamed
@@ -277,11 +277,9 @@ def grad_weight(gy, x, geom, wide=True):
             np.vecdot(gyw, shifted.reshape(m, c, 1, plane), out=dots[t])
         # one sum over the item's images for every tap: numpy calls per tap cost more than the dots
         part = np.sum(dots, axis=1, out=buffer(scratch, "part", (taps, c, cog), x.dtype))
-        gw = buffer(scratch, "gw", (g, cog, taps), x.dtype, zeros=True)  # this thread's sum
-        gw[c0:c1] += part.transpose(1, 2, 0)
+        return slice(c0, c1), part.transpose(1, 2, 0)  # added into gw's channels in item order
 
-    scratches = map_items(items, work, threads)
-    gw = sum_of(scratches, "gw").reshape(geom.w_shape)
+    gw = map_items(items, work, threads, np.zeros((g, cog, taps), x.dtype)).reshape(geom.w_shape)
     if lay.wide and not np.isfinite(gw.sum()):  # see _Planes
         return grad_weight(gy, x, geom, wide=False)
     return gw

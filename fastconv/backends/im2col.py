@@ -18,7 +18,7 @@ import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
 from .._threads import counted_call
-from .._workers import buffer, map_chunks, memory_budget, set_memory_budget, sum_of, thread_plan, thread_share
+from .._workers import buffer, map_chunks, memory_budget, set_memory_budget, thread_plan, thread_share
 from . import _im2col_depthwise as _depthwise
 from ._lift import lifted
 
@@ -222,7 +222,7 @@ def _matmul_nt(a, b, out):
 @lifted
 def grad_weight(gy, x, geom):
     """``gw += gy_chunk @ cols.T``: one GEMM per chunk and group, contracting over images too;
-    chunks spread over threads as in the forward pass, each thread summing its own ``gw``."""
+    chunks spread over threads as in the forward pass, their parts added in chunk order."""
     if _is_depthwise(geom):
         return _depthwise.grad_weight(gy, x, geom)
     g, cog, p = geom.groups, geom.c_out_g, geom.oh * geom.ow
@@ -232,8 +232,9 @@ def grad_weight(gy, x, geom):
     if band < geom.oh and (band * geom.ow >= BAND_MIN_CONTRACTION
                            or per_image * x.itemsize > thread_share(geom, x.itemsize)):
         return _grad_weight_banded(gy, x, geom, band)
+    # fixed: per thread a part, a copy of one waiting for the chunks ahead, _matmul_nt's scratch
     nb, threads = thread_plan(geom, x.itemsize, per_image, PREFERRED_CHUNK_BYTES // (per_image * x.itemsize),
-                               fixed=3 * g * cog * kg)
+                              fixed=3 * g * cog * kg)
 
     def work(b0, b1, scratch):
         m = b1 - b0
@@ -243,10 +244,9 @@ def grad_weight(gy, x, geom):
         np.copyto(gyc, gy[b0:b1].reshape(m, g, cog, p).transpose(1, 2, 0, 3))
         part = buffer(scratch, "part", (g, cog, kg), x.dtype)
         _matmul_nt(gyc.reshape(g, cog, m * p), cols, part)
-        buffer(scratch, "gw", (g, cog, kg), x.dtype, zeros=True)[...] += part
+        return Ellipsis, part
 
-    scratches = map_chunks(geom.n, nb, work, threads)
-    return sum_of(scratches, "gw").reshape(geom.w_shape)
+    return map_chunks(geom.n, nb, work, threads, np.zeros((g, cog, kg), x.dtype)).reshape(geom.w_shape)
 
 
 def _grad_weight_banded(gy, x, geom, band):
@@ -255,21 +255,25 @@ def _grad_weight_banded(gy, x, geom, band):
     g, cog, p = geom.groups, geom.c_out_g, geom.oh * geom.ow
     kg = geom.c_in_g * geom.kh * geom.kw
     per_image = geom.c_in * geom.kh * geom.kw * band * geom.ow + _padded_size(geom)
-    nb, threads = thread_plan(geom, x.itemsize, per_image, 1, fixed=3 * g * cog * kg)
+    # fixed: per thread the item's part, a band's, a copy waiting for the items ahead, _matmul_nt's scratch
+    nb, threads = thread_plan(geom, x.itemsize, per_image, 1, fixed=4 * g * cog * kg)
 
     def work(b0, b1, scratch):
+        part = buffer(scratch, "part", (g, cog, kg), x.dtype)
         for i in range(b0, b1):
             xp = _padded(x, i, i + 1, geom, scratch)
             gyi = gy[i].reshape(g, cog, p)
-            for r0 in range(0, geom.oh, band):
+            for r0 in range(0, geom.oh, band):  # the bands' sum in band order, in this item
                 r1 = min(geom.oh, r0 + band)
                 cols = _patches(xp, geom, scratch, image_major=True, rows=slice(r0, r1))
-                part = buffer(scratch, "part", (g, cog, kg), x.dtype)
-                _matmul_nt(gyi[:, :, r0 * geom.ow:r1 * geom.ow], cols[0], part)
-                buffer(scratch, "gw", (g, cog, kg), x.dtype, zeros=True)[...] += part
+                first = i == b0 and r0 == 0
+                out = part if first else buffer(scratch, "band", (g, cog, kg), x.dtype)
+                _matmul_nt(gyi[:, :, r0 * geom.ow:r1 * geom.ow], cols[0], out)
+                if not first:
+                    part += out
+        return Ellipsis, part
 
-    scratches = map_chunks(geom.n, nb, work, threads)
-    return sum_of(scratches, "gw").reshape(geom.w_shape)
+    return map_chunks(geom.n, nb, work, threads, np.zeros((g, cog, kg), x.dtype)).reshape(geom.w_shape)
 
 
 # ----------------------------------------------------------------------------- grad_input
