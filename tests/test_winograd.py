@@ -28,7 +28,7 @@ PROBLEMS = {
     "asym-grouped": ((3, 6, 5, 4), (4, 3, 3, 3), ((2, 0), (1, 3)), 2),
     "pad-beyond-reach": ((2, 5, 11, 6), (3, 5, 3, 3), ((0, 4), (3, 0)), 1),
     "one-pixel": ((1, 3, 1, 1), (2, 3, 3, 3), ((2, 2), (1, 1)), 1),
-    "large-tiles-25": ((2, 8, 25, 27), (8, 4, 3, 3), 1, 2),  # F(4x4) at "high": 25 and 27 >= 24
+    "large-tiles-41": ((2, 8, 41, 43), (8, 4, 3, 3), 1, 2),  # F(4x4) at "high": 41 and 43 >= 40
 }
 LEVELS = ("highest", "high")
 
@@ -74,8 +74,8 @@ def test_passes_match_torch(monkeypatch, name, dtype, level):
 
 
 def test_tile_follows_precision_and_output_size():
-    big = Geometry.from_args((1, 4, 28, 28), (4, 4, 3, 3), padding=1)
-    small = Geometry.from_args((1, 4, 14, 23), (4, 4, 3, 3), padding=1)
+    big = Geometry.from_args((1, 4, 40, 56), (4, 4, 3, 3), padding=1)
+    small = Geometry.from_args((1, 4, 56, 39), (4, 4, 3, 3), padding=1)
     assert winograd.algorithm(big, np.float32, "highest") == "F(2x2,3x3)"
     assert winograd.algorithm(big, np.float32, "high") == "F(4x4,3x3)"
     assert winograd.algorithm(small, np.float32, "high") == "F(2x2,3x3)"  # see F4_MIN_SIDE
@@ -180,9 +180,9 @@ def budget():
 @pytest.mark.parametrize("level", LEVELS)
 @pytest.mark.parametrize("pass_", ["forward", "grad_input"])
 def test_extra_memory_stays_under_budget(budget, monkeypatch, pass_, level, threads):
-    """Batch 16, 32 channels of 24x24: one block of all tiles would be 4-9x the input (~1.2 MiB)."""
+    """Batch 16, 32 channels of 40x40: one block of all tiles would be 4-9x the input (~3.3 MiB)."""
     monkeypatch.setattr(winograd, "get_num_threads", lambda: threads)
-    geom = Geometry.from_args((16, 32, 24, 24), (32, 32, 3, 3), padding=1)
+    geom = Geometry.from_args((16, 32, 40, 40), (32, 32, 3, 3), padding=1)
     rng = np.random.default_rng(0)
     x, w, gy = (rng.standard_normal(s).astype(np.float32) for s in (geom.x_shape, geom.w_shape, geom.y_shape))
     args = (x, w) if pass_ == "forward" else (gy, w)
@@ -204,7 +204,7 @@ def test_extra_memory_stays_under_budget(budget, monkeypatch, pass_, level, thre
 
 @pytest.mark.parametrize("item_tiles", [1, 9, 2**30])  # one tile row per item .. all rows in one
 def test_item_sizes_agree(monkeypatch, item_tiles):
-    geom, x, w, b, gy, _, _ = _case("large-tiles-25", np.float64)
+    geom, x, w, b, gy, _, _ = _case("large-tiles-41", np.float64)
     want = numba_jit.forward(x, w, geom, b), numba_jit.grad_input(gy, w, geom)
     monkeypatch.setattr(winograd, "ITEM_TILES", item_tiles)
     monkeypatch.setattr(winograd, "ITEM_BYTES", 2**40)
@@ -231,7 +231,7 @@ def test_non_finite_values_reach_what_a_direct_sum_reaches(bad):
 def test_overflow_to_inf_reruns_directly():
     """Finite float32 inputs whose transformed tiles overflow (B^T d B adds up to 100 values of
     1e38 with signs that line up) while the direct sums, with small weights, stay finite."""
-    geom, x, w, b, gy, _, _ = _case("large-tiles-25", np.float32)
+    geom, x, w, b, gy, _, _ = _case("large-tiles-41", np.float32)
     iy, ix = np.indices(geom.x_shape[2:])
     x[...] = np.float32(1e38) * np.where((iy // 2 + ix // 2) % 2, -1, 1)
     w = (w * np.float32(1e-3)).astype(np.float32)

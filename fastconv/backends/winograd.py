@@ -20,10 +20,10 @@ NAME = "winograd"
 TILE = {"highest": 2, "high": 4}  # output tile m of F(m x m, 3x3) at each precision level
 # "high" allows F(4x4) but runs F(2x2), the more accurate, where it is not slower: on small
 # outputs 4x4 tiles are largely padding (7x7 -> 8x8) and their rows too short for SIMD. Two threads,
-# N=32, input gradient (the forward's work, timed apart from torch), /tmp/winograd-helper/wbench.py
-# (README): F(2x2) / F(4x4) 7x7 C=512 25.6 / 45 ms, 14x14 C=256 23.4 / 27.8, 28x28 C=128 23.4 /
-# 23.9 (16.1 / 19.4 with OPENBLAS_CORETYPE=SkylakeX, the other way round), 56x56 C=64 26.8 / 22.7.
-F4_MIN_SIDE = 24
+# N=32, default OpenBLAS: `fastconv bench` (README), F(2x2) / F(4x4) forward 28x28 C=128 24.8 /
+# 26.9 ms, 56x56 C=64 30.1 / 25.7; input gradient (/tmp/winograd-helper/wbench.py) 7x7 C=512
+# 25.6 / 45, 14x14 C=256 23.4 / 27.8. The threshold lies between 28 and 56.
+F4_MIN_SIDE = 40
 # A work item's tiles: the products' width. One thread, OPENBLAS_CORETYPE=SkylakeX, F(2x2): 56
 # tiles 179-190 GFLOP/s, 224 tiles 188-228 (C=64-128), 448 182; at C=512 (7x7) 32 tiles 146,
 # 128 tiles 184. Items hold at most ITEM_BYTES of transformed input and products (in L3 with the
