@@ -1,9 +1,9 @@
 """Winograd backend: 3x3 stride-1 convolutions as F(2x2,3x3) tiles ("highest") or F(4x4,3x3) ("high").
-Blocks of tiles run on fastconv's threads: Numba transforms into a cache-sized (alpha^2, C, tiles) block,
-alpha^2 single-threaded BLAS products with the transformed kernel, the output transform; grad_input is
-the same with the flipped kernel, grad_weight the numba backend's. Extra memory: the transformed kernel
-(16/9 or 4x w) and per thread one block, under im2col's memory budget. Error (README): F(2x2) within 2x a
-direct sum's, F(4x4) ~10x; wins on many channels over 14-56 pixel images; non-finite results rerun direct.
+Blocks of tiles run on fastconv's threads: Numba transforms, alpha^2 single-threaded BLAS products with
+the transformed kernel, the output transform; grad_input is the same with the flipped kernel, grad_weight
+numba's. Extra memory: the transformed kernel (16/9 or 4x w), per thread one block, within the memory
+budget. Error (README): F(2x2) within 2x a direct sum's, F(4x4) within 16x. The fastest fastconv backend
+on dense 3x3 layers of 7-56 pixels (yet 1.0-2.1x torch's time on default OpenBLAS); inf/NaN rerun direct.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ TILE = {"highest": 2, "high": 4}  # output tile m of F(m x m, 3x3) at each preci
 # "high" allows F(4x4) but runs F(2x2), the more accurate, where it is not slower: on small
 # outputs 4x4 tiles are largely padding (7x7 -> 8x8) and their rows too short for SIMD. Two threads,
 # N=32, default OpenBLAS: `fastconv bench` (README), F(2x2) / F(4x4) forward 28x28 C=128 24.8 /
-# 26.9 ms, 56x56 C=64 30.1 / 25.7; input gradient (/tmp/winograd-helper/wbench.py) 7x7 C=512
+# 26.9 ms, 56x56 C=64 30.1 / 25.7; the input gradient alone, 7 interleaved rounds: 7x7 C=512
 # 25.6 / 45, 14x14 C=256 23.4 / 27.8. The threshold lies between 28 and 56.
 F4_MIN_SIDE = 40
 # A work item's tiles: the products' width. One thread, OPENBLAS_CORETYPE=SkylakeX, F(2x2): 56
