@@ -73,6 +73,13 @@ def test_passes_match_torch(monkeypatch, name, dtype, level):
     assert all(np.array_equal(a, s) for a, s in zip((x, w, b, gy), saved)), "an input was modified"
 
 
+def test_empty_batch_gives_empty_results():
+    geom = Geometry.from_args((0, 4, 9, 9), (6, 4, 3, 3), padding=1)
+    x, w, gy = (np.ones(s) for s in (geom.x_shape, geom.w_shape, geom.y_shape))
+    assert winograd.forward(x, w, geom).shape == geom.y_shape
+    assert winograd.grad_input(gy, w, geom).shape == geom.x_shape
+
+
 def test_tile_follows_precision_and_output_size():
     big = Geometry.from_args((1, 4, 40, 56), (4, 4, 3, 3), padding=1)
     small = Geometry.from_args((1, 4, 56, 39), (4, 4, 3, 3), padding=1)

@@ -97,7 +97,7 @@ def _plan(rows, tiles_w, per_tile, shared, geom, itemsize):
     fits = (budget // threads - reserve) // per_row
     want = min(-(-ITEM_TILES // tiles_w), ITEM_BYTES // per_row)
     size = int(max(1, min(want, fits, -(-rows // threads))))
-    return even(rows, size), threads
+    return (even(rows, size) if rows else 1), threads  # an empty batch: no items
 
 
 def _convolve(src, w, geom, c_dst, out_hw, pt, pl, bias, transposed):
