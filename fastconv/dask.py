@@ -11,9 +11,9 @@ How the work is split
 - One task per output chunk. Its input *window* is its own part of the input plus a halo of the
   kernel's reach from the neighbouring chunks; the padding (every form, "same" included) is
   applied once, at the true borders of the whole array: positions of a window past the array's
-  ends are zeros, and each task runs a valid (unpadded) convolution of its window. A halo is cut
-  from its chunk by a small task of its own, so only the halo moves between workers; a chunk
-  smaller than the halo is simply read whole, by as many windows as reach it.
+  ends are zeros, and each task runs a valid (unpadded) convolution of its window. One small
+  task per chunk cuts the halos its neighbours need, so only halos move between workers, never
+  whole chunks; a chunk smaller than the halo is simply read whole, by every window that reaches it.
 - Output chunks follow the input's: output ``o`` belongs to the input chunk holding position
   ``o * stride`` (with "same" padding at stride 1 the output chunks equal the input's). Chunk
   boundaries are thus aligned to the stride without rechunking the input; input chunks shorter
@@ -24,10 +24,16 @@ How the work is split
   gradient is one partial sum per output chunk, added up by a tree reduction of fan-in
   ``SPLIT_EVERY`` (no task holds all partials); the bias gradient is dask's tree-reduced sum.
 
-Results equal fastconv's in-memory functions on the computed arrays: the forward pass and the
-input gradient to the bit with the same backend (``backend="auto"`` is resolved once, on the whole
-array's geometry, so every chunk runs what the in-memory call would run); the weight and bias
-gradients, sums in another order, to float rounding.
+Padding modes other than zeros pad the dask array itself once (border rows joining the end chunks)
+and fold the border's gradient back, in fastconv's order of additions. Channels-last layouts and
+unbatched input are transposed / expanded lazily around the same computation.
+
+Results equal fastconv's in-memory functions on the computed arrays (``backend="auto"`` is resolved
+once, on the whole array's geometry, so every chunk runs the backend the in-memory call would).
+The forward pass and the input gradient are the same bits with the numba backend, whose order of
+terms per element does not depend on the array's extent; backends built on BLAS (im2col, the
+reference's tensordot) may differ in the last bits, as BLAS picks its kernels by the matrices'
+sizes. The weight and bias gradients, sums in another order, agree to float rounding.
 
 Threads: each task runs fastconv on its share of the cores: one thread on a ``dask.distributed``
 worker (dask's own convention) or in a thread of the local threaded scheduler (one thread per core
@@ -222,17 +228,17 @@ _DOC = """{n}-D convolution of a dask array, lazily, chunk by chunk: :func:`fast
     any spatial axis, chunks of any size; ``weight`` and ``bias`` are NumPy arrays. Returns a dask
     array whose batch chunks are the input's and whose spatial chunks follow the input's at the
     stride (see the module's docstring); computed, it equals ``fastconv.conv{n}d`` on the computed
-    input, to the bit with the same backend. Bad arguments raise fastconv's own errors before any
-    graph is built.{example}
+    input (to the bit with numba; BLAS-based backends may differ in the last bits). Bad arguments
+    raise fastconv's own errors before any graph is built.{example}
     """
 
 _BACKWARD_DOC = """Gradients through :func:`conv{n}d`, lazily: :func:`fastconv.conv{n}d_backward`'s arguments.
 
     ``grad_output`` and ``input`` are dask arrays (chunked independently), ``weight`` a NumPy array.
     Returns ``fastconv.ConvGrads(input, weight, bias)`` of dask arrays: ``input`` chunked like the
-    input (each chunk exact: equal to fastconv's to the bit with the same backend), ``weight`` and
-    ``bias`` (None when ``bias=False``) of one chunk each, tree-reduced sums of per-chunk partial
-    results (equal to fastconv's to float rounding).{example}
+    input (each chunk exact: equal to fastconv's to the bit with numba), ``weight`` and ``bias``
+    (None when ``bias=False``) of one chunk each, tree-reduced sums of per-chunk partial results
+    (equal to fastconv's to float rounding).{example}
     """
 
 _EXAMPLE_2D = """
