@@ -67,11 +67,12 @@ def _preload_pip_tbb():
 def _configure_threading_layer():
     from numba.np.ufunc import parallel
 
+    if getattr(parallel, "_is_initialized", True):
+        return  # started already: by the user's own numba code
+    _preload_pip_tbb()  # also for a user who asked for tbb
     chosen = "NUMBA_THREADING_LAYER" in os.environ or "NUMBA_THREADING_LAYER_PRIORITY" in os.environ
-    if getattr(parallel, "_is_initialized", True) or chosen or numba.config.THREADING_LAYER != "default":
-        return  # started already, or the user's choice: theirs to keep
-    _preload_pip_tbb()
-    numba.config.THREADING_LAYER = "forksafe"
+    if not chosen and numba.config.THREADING_LAYER == "default":  # else the user's choice stands
+        numba.config.THREADING_LAYER = "forksafe"
 
 
 _configure_threading_layer()
