@@ -263,3 +263,22 @@ def test_local_cluster_with_processes():
     with cluster, distributed.Client(cluster):
         got, ref = _run(2, x, w, rng.standard_normal(4), (1, 3, 5, 6), scheduler=None, padding="same", stride=2)
     _check(got, ref)
+
+
+def test_large_image_example_runs_and_agrees_with_in_memory(capsys):
+    import argparse
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "examples" / "large_image.py"
+    spec = importlib.util.spec_from_file_location("large_image", path)
+    example = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(example)
+    example.main(["--images", "2", "--size", "96", "--chunk", "40", "--filters", "4", "--kernel", "5", "--threads"])
+    printed = capsys.readouterr().out
+    assert "fastconv.dask:" in printed and "tasks" in printed
+    args = argparse.Namespace(images=2, size=96, chunk=40, repeat=1, backend=EXACT, threads=True, workers=2)
+    w = example.gabor_bank(4, 5)
+    lazy, eager = example.run_dask(args, w), example.run_in_memory(args, w)
+    assert lazy["features"].shape == (2, 4)
+    np.testing.assert_allclose(lazy["features"], eager["features"], rtol=1e-6)
