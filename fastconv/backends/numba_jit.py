@@ -338,13 +338,17 @@ def grad_input(gy, w, geom):
     # gx is a forward convolution of gy with the transposed weight, padded by (k-1)*dilation - p
     # (negative: cropped). With a stride s, each of the s*s phases gx[..., ry::s, rx::s] is one,
     # with stride 1 and the taps ky = ry + pt (mod s) only.
-    for ry in range(geom.sh):
-        for rx in range(geom.sw):
+    # Only the phases that some tap reaches are computed (ky0 < kh), the others are zeros: a stride
+    # of 2000 on a 3x3 kernel would otherwise loop over 4M empty phases (seconds per call).
+    if geom.sh > geom.kh or geom.sw > geom.kw:
+        gx[...] = 0
+    for ky0 in range(min(geom.kh, geom.sh)):
+        ry = (ky0 - geom.pt) % geom.sh
+        for kx0 in range(min(geom.kw, geom.sw)):
+            rx = (kx0 - geom.pl) % geom.sw
             out = gx[:, :, ry::geom.sh, rx::geom.sw]
-            ky0, kx0 = (ry + geom.pt) % geom.sh, (rx + geom.pl) % geom.sw
             wsub = w[:, :, ky0::geom.sh, kx0::geom.sw]
-            if wsub.size == 0 or out.size == 0:
-                out[...] = 0
+            if out.size == 0:
                 continue
             m, mw = wsub.shape[2], wsub.shape[3]
             pt = geom.dil_h * (m - 1) - (ry + geom.pt - ky0) // geom.sh
