@@ -78,7 +78,8 @@ def test_a_partial_backend_refuses_the_rest_before_any_work(toy, monkeypatch):
         fastconv.conv1d_backward(np.zeros((1, 4, 4)), np.zeros((1, 3, 6)), np.zeros((4, 3, 3)), backend="toy3x3")
 
 
-def test_auto_considers_a_partial_backend_only_where_it_supports_the_call(toy, monkeypatch):
+def test_auto_considers_a_partial_backend_only_where_it_supports_the_call(toy, monkeypatch, tmp_path):
+    monkeypatch.setenv("FASTCONV_CACHE_DIR", str(tmp_path))  # no measured choices saved by earlier runs
     three = Geometry.from_args((1, 3, 6, 6), (4, 3, 3, 3), padding=1)
     five = Geometry.from_args((1, 3, 6, 6), (4, 3, 5, 5), padding=2)
     assert "toy3x3" in backends.candidates(three, np.float64)
