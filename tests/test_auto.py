@@ -49,6 +49,14 @@ def test_rule_with_every_backend(installed, geom, expected):
     assert backends.choose(geom, np.float32) == expected
 
 
+@pytest.mark.parametrize("geom, expected", [(DENSE, "winograd"), (SMALL_IMAGES, "winograd"), (DEPTHWISE, "numba"),
+                                            (POINTWISE, "im2col"), (SMALL, "numba"),
+                                            (Geometry.from_args((8, 64, 56, 56), (64, 64, 3, 3), stride=2), "numba")])
+def test_rule_with_winograd(installed, geom, expected):
+    installed("reference", "im2col", "numba", "winograd")
+    assert backends.choose(geom, np.float32) == expected
+
+
 def test_thresholds_are_where_the_rule_says():
     assert SMALL.macs <= backends.AUTO_NUMBA_MAX_MACS < JUST_ABOVE.macs
     assert SMALL_IMAGES.oh * SMALL_IMAGES.ow < backends.AUTO_IM2COL_BELOW_PIXELS <= DENSE.oh * DENSE.ow

@@ -3,7 +3,6 @@ every padding form at the tiles' edges, its error bounds (API.md's precision lev
 and adversarial inputs, its memory budget, its fallbacks, and its refusals through the public API."""
 
 import tracemalloc
-from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -98,8 +97,13 @@ def test_supports_and_refusals():
         assert "3x3 kernels at stride 1" in winograd.supports(geom, np.dtype(np.float32), "highest")
     depthwise = Geometry.from_args((1, 4, 8, 8), (4, 1, 3, 3), groups=4)
     assert "depthwise" in winograd.supports(depthwise, np.dtype(np.float32), "highest")
-    assert "2-D" in winograd.supports(SimpleNamespace(ndim=1), np.dtype(np.float32), "highest")
-    assert "2-D" in winograd.supports(SimpleNamespace(ndim=3), np.dtype(np.float32), "highest")
+    one_d = Geometry.from_args((1, 4, 9), (4, 4, 3), padding=1)
+    assert "2-D and 3-D" in winograd.supports(one_d, np.dtype(np.float32), "highest")
+    # 3-D runs as 2-D with the kernel's depth folded into the channels: any depth, stride and dilation
+    three_d = Geometry.from_args((1, 4, 5, 8, 8), (4, 4, 2, 3, 3), stride=(2, 1, 1), dilation=(2, 1, 1))
+    assert winograd.supports(three_d, np.dtype(np.float32), "highest") is None
+    flat_strided = Geometry.from_args((1, 4, 5, 8, 8), (4, 4, 3, 3, 3), stride=(1, 2, 1))
+    assert "3x3 kernels at stride 1" in winograd.supports(flat_strided, np.dtype(np.float32), "highest")
 
 
 @pytest.mark.parametrize("level", LEVELS)

@@ -120,13 +120,30 @@ def _ready(name: str, dtype) -> bool:
 # calls cost more than the arithmetic there.
 AUTO_NUMBA_MAX_MACS = 1_000_000  # at or below: numba (single-r32-k3 has 221k; mnist-r28-k5 29M)
 AUTO_IM2COL_BELOW_PIXELS = 256  # output pixels per image below which im2col runs (r7: 49, r14: 196)
+def _pixels(geom: Geometry) -> int:
+    """Output pixels per image of the 2-D call that runs (3-D calls: per output plane)."""
+    return math.prod(geom.out_size[-2:])
+
+
+def _is_3x3s1(geom: Geometry) -> bool:
+    return (geom.kernel[-2:], geom.stride[-2:], geom.dilation[-2:]) == ((3, 3), (1, 1), (1, 1))
+
+
+# Winograd (F(2x2,3x3) at "highest") is the fastest fastconv backend on the dense 3x3 stride-1
+# layers of 7-56 pixels: `fastconv bench --shape 32,64,56,56,64,3,1,1 --shape 32,128,28,28,128,3,1,1
+# --shape 32,256,14,14,256,3,1,1 --shape 32,512,7,7,512,3,1,1 --backends winograd,numba,im2col,torch`,
+# 2026-12-01 14:52: forward 1.30/1.53/1.58/2.08x torch's time against the best other's
+# 1.50/1.92/2.00/2.14, backward 1.04/1.34/1.58/2.06 against 1.14/1.70/1.69/2.30 (README).
 AUTO_RULES: tuple[tuple[str, object, tuple[str, ...]], ...] = (
     ("depthwise", lambda g: g.is_depthwise, ("numba", "im2col")),
     ("small call", lambda g: g.macs <= AUTO_NUMBA_MAX_MACS, ("numba", "im2col")),
+    ("3x3 at stride 1, few pixels", lambda g: _is_3x3s1(g) and _pixels(g) < AUTO_IM2COL_BELOW_PIXELS,
+     ("winograd", "im2col", "numba")),
+    ("3x3 at stride 1", _is_3x3s1, ("winograd", "numba", "im2col")),
     # On the last two axes: 3-D calls run as 2-D ones over their output planes, the kernel's depth
     # folded into the channels (backends/_lift.py), so a 3x1x1 kernel is a 1x1 one there.
     ("1x1 kernel", lambda g: math.prod(g.kernel[-2:]) == 1, ("im2col", "numba")),
-    ("few pixels per image", lambda g: math.prod(g.out_size[-2:]) < AUTO_IM2COL_BELOW_PIXELS, ("im2col", "numba")),
+    ("few pixels per image", lambda g: _pixels(g) < AUTO_IM2COL_BELOW_PIXELS, ("im2col", "numba")),
     ("otherwise", lambda g: True, ("numba", "im2col")),
 )
 AUTO_MEASURE_ENV = "FASTCONV_AUTO"  # "measure": time the candidates once per shape, cache the fastest

@@ -8,12 +8,18 @@ on dense 3x3 layers of 7-56 pixels (yet 1.0-2.1x torch's time on default OpenBLA
 
 from __future__ import annotations
 
+import contextlib
+import os
+import sys
+import threading
+
 import numpy as np
 
 from .._precision import get_precision
 from .._threads import get_num_threads, single_threaded_blas
 from .._workers import buffer, call_budget, chunks, even, map_items, reserved
 from . import _winograd_kernels as _k
+from ._lift import as_2d, lifted
 
 NAME = "winograd"
 
@@ -33,13 +39,15 @@ ITEM_BYTES = 8 * 2**20
 
 
 def supports(geom, dtype, precision):
-    """None when this backend runs the call, else why not."""
-    if getattr(geom, "ndim", 2) != 2:  # older geometries are 2-D and have no ndim
-        return "2-D convolutions only"
-    if (geom.kh, geom.kw, geom.sh, geom.sw, geom.dil_h, geom.dil_w) != (3, 3, 1, 1, 1, 1):
-        return "3x3 kernels at stride 1 and dilation 1 only"
+    """None when this backend runs the call, else why not. 3-D calls run as 2-D ones with the
+    kernel's depth folded into the channels (``_lift``), so a kD x 3 x 3 kernel qualifies."""
+    if geom.ndim == 1:
+        return "2-D and 3-D convolutions only"
     if geom.c_in_g == 1:
         return "not depthwise layers (one input channel per group): direct loops are faster"
+    flat = as_2d(geom)
+    if (flat.kh, flat.kw, flat.sh, flat.sw, flat.dil_h, flat.dil_w) != (3, 3, 1, 1, 1, 1):
+        return "3x3 kernels at stride 1 and dilation 1 only"
     if np.dtype(dtype) not in (np.float32, np.float64):
         return "float32 and float64 only"
     if precision not in TILE:
@@ -49,7 +57,7 @@ def supports(geom, dtype, precision):
 
 def algorithm(geom, dtype, precision) -> str:
     """The algorithm a supported call runs at ``precision``, e.g. ``"F(4x4,3x3)"``."""
-    m = _tile(geom, precision)
+    m = _tile(as_2d(geom), precision)
     return f"F({m}x{m},3x3)"
 
 
@@ -59,6 +67,7 @@ def _tile(geom, precision) -> int:
     return 2 if min(geom.oh, geom.ow) < F4_MIN_SIDE else m
 
 
+@lifted
 def forward(x, w, geom, bias=None):
     """y of shape ``geom.y_shape``, dtype of ``x``, plus ``bias[co]`` when given."""
     y = _convolve(x, w, geom, geom.c_out, (geom.oh, geom.ow), geom.pt, geom.pl, bias, transposed=False)
@@ -68,6 +77,7 @@ def forward(x, w, geom, bias=None):
     return y
 
 
+@lifted
 def grad_input(gy, w, geom):
     """Gradient with respect to the input: the stride-1 convolution of gy with the flipped,
     channel-transposed kernel, padded by 2 - p on each side (negative: cropped)."""
@@ -78,6 +88,7 @@ def grad_input(gy, w, geom):
     return gx
 
 
+@lifted
 def grad_weight(gy, x, geom):
     """Gradient with respect to the weight, shaped like ``w``: the numba backend's, faster than
     im2col's on the README's dense 3x3 layers with the default OpenBLAS (two threads, N=32: 7x7
@@ -140,13 +151,61 @@ def _convolve(src, w, geom, c_dst, out_hw, pt, pl, bias, transposed):
     return None if bad else y
 
 
-def warmup(dtype):
-    """Compile (or load from the on-disk cache) the kernels for ``dtype``: one call per pass,
-    which compiles F(2x2) and F(4x4) alike (m is an argument)."""
+# Compiled in the background for "auto", as the numba backend's kernels are (see its `ready`): a
+# first call never waits seconds for Numba. Fork safety comes from the numba backend's fork hooks,
+# which hold Numba's compiler lock over a fork, whichever thread compiles.
+_ready: set[str] = set()
+_compiling: dict[str, threading.Thread] = {}
+_state = threading.Lock()
+
+
+def ready(dtype) -> bool:
+    """True once this backend's kernels for ``dtype`` are compiled or loaded, and the numba
+    backend's (its weight gradient); until then each call starts what is missing in the background."""
+    from . import numba_jit
+
+    name = np.dtype(dtype).name
+    if name not in _ready:
+        with _state:
+            if name not in _compiling:
+                _compiling[name] = threading.Thread(target=_compile_in_background, args=(name,), daemon=True,
+                                                    name=f"fastconv-winograd-compile-{name}")
+                _compiling[name].start()
+    return numba_jit.ready(dtype) and name in _ready
+
+
+def _compile_in_background(name):
+    if sys.platform.startswith("linux"):  # the lowest priority, as the numba backend's compile thread
+        with contextlib.suppress(OSError, AttributeError):
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)
+    with contextlib.suppress(Exception):  # a broken install: auto keeps to the other backends
+        _transforms(np.dtype(name))
+
+
+def _after_fork_in_child():
+    global _state
+    _state = threading.Lock()
+    _compiling.clear()  # the parent's compile thread did not come along
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+def _transforms(dtype):
+    """Compile (or load) the transforms for ``dtype``: one forward and one input gradient, which
+    compile F(2x2) and F(4x4) alike (m is an argument)."""
     from ..geometry import Geometry
 
     geom = Geometry.from_args((1, 2, 5, 5), (2, 2, 3, 3), padding=1)
     x, w = np.ones(geom.x_shape, dtype), np.ones(geom.w_shape, dtype)
-    gy = forward(x, w, geom, np.ones(2, dtype))
-    grad_input(gy, w, geom)
-    grad_weight(gy, x, geom)
+    grad_input(forward(x, w, geom, np.ones(2, dtype)), w, geom)
+    _ready.add(np.dtype(dtype).name)
+    return geom, x, w
+
+
+def warmup(dtype):
+    """Compile (or load from the on-disk cache) the kernels for ``dtype``, the numba backend's
+    weight gradient included."""
+    geom, x, w = _transforms(np.dtype(dtype))
+    grad_weight(np.ones(geom.y_shape, dtype), x, geom)
