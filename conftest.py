@@ -1,10 +1,12 @@
 """Shared by tests/ and bench/: the `backend` fixture runs a test body once per registered backend."""
 
+import contextlib
 import os
 
 import pytest
 
-from fastconv import backends
+import fastconv
+from fastconv import _workers, backends
 
 REFUSED = "does not support this call"  # the start of the ValueError that a partial backend's refusal raises
 
@@ -32,3 +34,18 @@ def pytest_runtest_call(item):
 def required_backends() -> set[str]:
     """Backends whose absence fails the suite instead of skipping it (CI requires them all)."""
     return set(filter(None, os.environ.get("FASTCONV_REQUIRE", "reference").split(",")))
+
+
+@pytest.fixture
+def budget():
+    """``budget(nbytes)``: the memory budget inside a test; the default rule is restored afterwards."""
+    previous = _workers.set_memory_budget(None)
+    yield _workers.set_memory_budget
+    _workers.set_memory_budget(previous)
+
+
+@pytest.fixture
+def use_threads():
+    """``use_threads(n)``: fastconv computes with ``n`` threads in this test (this thread's setting)."""
+    with contextlib.ExitStack() as stack:
+        yield lambda n: stack.enter_context(fastconv.threads(n))

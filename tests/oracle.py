@@ -27,6 +27,22 @@ def assert_close(got, want, dtype=None, what=""):
     np.testing.assert_allclose(got, want, rtol=TOL[dtype], atol=TOL[dtype] * scale, err_msg=what)
 
 
+def extra_bytes(run):
+    """``(bytes, result)``: the peak memory that ``run()`` allocates beyond its result, measured by
+    tracemalloc on a second call (the first imports code and warms pools, which is not scratch)."""
+    import tracemalloc
+
+    run()
+    tracemalloc.start()
+    try:
+        before, _ = tracemalloc.get_traced_memory()
+        got = run()
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    return peak - before - got.nbytes, got
+
+
 def _pair(v):
     return (v, v) if isinstance(v, int) else tuple(v)
 

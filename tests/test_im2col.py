@@ -1,20 +1,17 @@
 """What the shared suite cannot see of the im2col backend: its chunking, its memory budget and
 its special paths (pointwise and depthwise), each against the reference backend or torch."""
 
-import contextlib
 import multiprocessing
 import os
-import tracemalloc
 
 import numpy as np
 import pytest
 
-import fastconv
 from fastconv import _workers
 from fastconv.backends import _im2col_depthwise, im2col, reference
 from fastconv.geometry import Geometry
 
-from .oracle import assert_close
+from .oracle import assert_close, extra_bytes
 
 PASSES = ("forward", "grad_input", "grad_weight")
 
@@ -56,21 +53,6 @@ def _inputs(geom, dtype=np.float64, seed=0):
 
 def _args(pass_, x, w, gy):
     return {"forward": (x, w), "grad_input": (gy, w), "grad_weight": (gy, x)}[pass_]
-
-
-@pytest.fixture
-def use_threads():
-    """``use_threads(n)``: fastconv computes with ``n`` threads in this test (this thread's setting)."""
-    with contextlib.ExitStack() as stack:
-        yield lambda n: stack.enter_context(fastconv.threads(n))
-
-
-@pytest.fixture
-def budget():
-    """Set the im2col memory budget inside a test; the default rule is restored afterwards."""
-    previous = im2col.set_memory_budget(None)
-    yield im2col.set_memory_budget
-    im2col.set_memory_budget(previous)
 
 
 @pytest.fixture
@@ -160,15 +142,7 @@ def test_large_image_stays_under_budget(budget, use_threads, pass_, threads, str
 
 def _assert_within_budget(budget, limit, pass_, args, geom, name):
     budget(limit)
-    getattr(im2col, pass_)(*args, geom)  # first call imports threadpoolctl: code, not scratch
-    tracemalloc.start()
-    try:
-        before, _ = tracemalloc.get_traced_memory()
-        got = getattr(im2col, pass_)(*args, geom)
-        _, peak = tracemalloc.get_traced_memory()
-    finally:
-        tracemalloc.stop()
-    extra = peak - before - got.nbytes
+    extra, got = extra_bytes(lambda: getattr(im2col, pass_)(*args, geom))
     assert extra <= limit, f"{name} {pass_}: {extra} bytes beyond the output, budget {limit}"
     assert_close(got, getattr(reference, pass_)(*args, geom), what=f"{name} {pass_}")
 

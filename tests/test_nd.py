@@ -22,7 +22,7 @@ from hypothesis import strategies as st
 import fastconv
 from fastconv import backends
 from fastconv.geometry import Geometry
-from tests.oracle import assert_close
+from tests.oracle import assert_close, extra_bytes
 
 
 def _per_axis(v, nd):
@@ -329,22 +329,11 @@ def test_3d_runs_the_same_in_slices_of_output_planes(backend, chunk, monkeypatch
     assert_close(got.weight, want.weight, np.float64)
 
 
-def test_3d_stacked_copies_stay_within_a_quarter_of_the_budget(monkeypatch):
+def test_3d_stacked_copies_stay_within_a_quarter_of_the_budget(budget):
     """The stacked planes of a 3-D call through a 2-D backend are sized by the memory budget."""
-    import tracemalloc
-
-    from fastconv import _workers
-
-    budget = 4 * 2**20
-    previous = _workers.set_memory_budget(budget)
-    try:
-        x = np.ones((1, 16, 16, 32, 32), np.float32)  # 1 MiB in; stacking 3 planes of it whole: 3 MiB
-        w = np.ones((16, 16, 3, 3, 3), np.float32)
-        fastconv.conv3d(x, w, padding=1, backend="im2col")  # warm: pools and scratch
-        tracemalloc.start()
-        y = fastconv.conv3d(x, w, padding=1, backend="im2col")
-        peak = tracemalloc.get_traced_memory()[1] - y.nbytes
-        tracemalloc.stop()
-    finally:
-        _workers.set_memory_budget(previous)
-    assert peak <= budget * 1.25, peak
+    limit = 4 * 2**20
+    budget(limit)
+    x = np.ones((1, 16, 16, 32, 32), np.float32)  # 1 MiB in; stacking 3 planes of it whole: 3 MiB
+    w = np.ones((16, 16, 3, 3, 3), np.float32)
+    extra, _ = extra_bytes(lambda: fastconv.conv3d(x, w, padding=1, backend="im2col"))
+    assert extra <= limit * 1.25, extra

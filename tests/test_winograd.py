@@ -2,19 +2,17 @@
 every padding form at the tiles' edges, its error bounds (API.md's precision levels) on random
 and adversarial inputs, its memory budget, its fallbacks, and its refusals through the public API."""
 
-import tracemalloc
 
 import numpy as np
 import pytest
 from numpy.lib.stride_tricks import sliding_window_view
 
 import fastconv
-from fastconv import _workers
 from fastconv._precision import precision
 from fastconv.backends import im2col, numba_jit, winograd
 from fastconv.geometry import Geometry
 
-from .oracle import assert_close
+from .oracle import assert_close, extra_bytes
 
 torch = pytest.importorskip("torch")
 F = torch.nn.functional
@@ -180,19 +178,12 @@ def test_error_within_documented_bounds(monkeypatch, kind, n, c, size, dtype):
 
 # --------------------------------------------------------------------------- memory and items
 
-@pytest.fixture
-def budget():
-    previous = _workers.set_memory_budget(None)
-    yield _workers.set_memory_budget
-    _workers.set_memory_budget(previous)
-
-
 @pytest.mark.parametrize("threads", [1, 3])
 @pytest.mark.parametrize("level", LEVELS)
 @pytest.mark.parametrize("pass_", ["forward", "grad_input"])
-def test_extra_memory_stays_under_budget(budget, monkeypatch, pass_, level, threads):
+def test_extra_memory_stays_under_budget(budget, use_threads, pass_, level, threads):
     """Batch 16, 32 channels of 40x40: one block of all tiles would be 4-9x the input (~3.3 MiB)."""
-    monkeypatch.setattr(winograd, "get_num_threads", lambda: threads)
+    use_threads(threads)
     geom = Geometry.from_args((16, 32, 40, 40), (32, 32, 3, 3), padding=1)
     rng = np.random.default_rng(0)
     x, w, gy = (rng.standard_normal(s).astype(np.float32) for s in (geom.x_shape, geom.w_shape, geom.y_shape))
@@ -200,15 +191,7 @@ def test_extra_memory_stays_under_budget(budget, monkeypatch, pass_, level, thre
     limit = 512 * 2**10
     budget(limit)
     with precision(level):
-        getattr(winograd, pass_)(*args, geom)  # first call: compiles, imports threadpoolctl
-        tracemalloc.start()
-        try:
-            before, _ = tracemalloc.get_traced_memory()
-            got = getattr(winograd, pass_)(*args, geom)
-            _, peak = tracemalloc.get_traced_memory()
-        finally:
-            tracemalloc.stop()
-    extra = peak - before - got.nbytes
+        extra, got = extra_bytes(lambda: getattr(winograd, pass_)(*args, geom))
     assert extra <= limit, f"{pass_} {level}: {extra} bytes beyond the output, budget {limit}"
     assert_close(got, getattr(im2col, pass_)(*args, geom))
 

@@ -16,7 +16,7 @@ import threading
 import numpy as np
 
 from .._precision import get_precision
-from .._threads import get_num_threads, single_threaded_blas
+from .._threads import call_threads, counted_call
 from .._workers import buffer, call_budget, chunks, even, map_items, reserved
 from . import _winograd_kernels as _k
 from ._lift import as_2d, lifted
@@ -67,6 +67,7 @@ def _tile(geom, precision) -> int:
     return 2 if min(geom.oh, geom.ow) < F4_MIN_SIDE else m
 
 
+@counted_call
 @lifted
 def forward(x, w, geom, bias=None):
     """y of shape ``geom.y_shape``, dtype of ``x``, plus ``bias[co]`` when given."""
@@ -77,6 +78,7 @@ def forward(x, w, geom, bias=None):
     return y
 
 
+@counted_call
 @lifted
 def grad_input(gy, w, geom):
     """Gradient with respect to the input: the stride-1 convolution of gy with the flipped,
@@ -88,6 +90,7 @@ def grad_input(gy, w, geom):
     return gx
 
 
+@counted_call
 @lifted
 def grad_weight(gy, x, geom):
     """Gradient with respect to the weight, shaped like ``w``: the numba backend's, faster than
@@ -104,7 +107,7 @@ def _plan(rows, tiles_w, per_tile, shared, geom, itemsize):
     per_row = per_tile * tiles_w
     budget = call_budget(geom, itemsize) - shared
     reserve = reserved() * itemsize
-    threads = int(max(1, min(get_num_threads(), budget // (per_row + reserve))))
+    threads = int(max(1, min(call_threads(), budget // (per_row + reserve))))
     fits = (budget // threads - reserve) // per_row
     want = min(-(-ITEM_TILES // tiles_w), ITEM_BYTES // per_row)
     size = int(max(1, min(want, fits, -(-rows // threads))))
@@ -145,7 +148,7 @@ def _convolve(src, w, geom, c_dst, out_hw, pt, pl, bias, transposed):
     nf = groups * cd  # the filter transform splits its (group, row) pairs evenly over the threads
     per = -(-nf // threads)
     # inf and NaN only send the call to the direct fallback: no warning for them
-    with single_threaded_blas(threads > 1), np.errstate(invalid="ignore", over="ignore"):
+    with np.errstate(invalid="ignore", over="ignore"):  # map_items keeps BLAS to one thread per worker
         map_items(list(chunks(nf, per)), transform_filter, threads)
         map_items(list(chunks(rows, size)), work, threads)
     return None if bad else y
