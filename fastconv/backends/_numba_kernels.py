@@ -6,6 +6,8 @@ padding, a band of rows at a time; the direct loops of the input gradient (``_gr
 the exact fallback of the weight gradient's ``_gw_rows``) run only over the taps that land inside.
 """
 
+from collections import namedtuple
+
 import numpy as np
 from numba import njit as _njit
 from numba import prange
@@ -31,8 +33,171 @@ def njit(**options):
         return dispatcher
     return decorate
 
+
+# The multiply-add bodies, each written once. CB (and CI) is the width of these register tiles,
+# not a free setting: the helpers name their four accumulators, sources and weights as scalars,
+# which is what keeps them in registers (Numba has no stack arrays: a loop over a small array of
+# accumulators would load and store them at every step). Another width means new helpers.
+# The helpers take their rows as separate 1-D views: 4-tuples of views passed into them cost
+# 1.1-1.5x in the forward pass (measured), so ``_rows4`` and its kin are unpacked where called. A
+# caller with fewer than 4 channels gets repeated rows from them and uses only the first ``cb``.
 CB = 4  # output channels computed together: each input load feeds CB multiply-adds
-CI = 4  # output channels per pass of the input gradient's flat path (each gx load and store feeds CB*CI)
+CI = 4  # gy channels per pass of the input gradient's flat path (each gx load and store feeds CB*CI)
+
+
+@njit(inline="always", **_JIT)
+def _rows4(a, r0, lo, hi):  # pragma: no cover
+    """(a[r0, lo:hi], ..., a[r0 + 3, lo:hi]), rows past ``a``'s last repeating it (never used)."""
+    last = a.shape[0] - 1
+    return (a[r0, lo:hi], a[min(r0 + 1, last), lo:hi], a[min(r0 + 2, last), lo:hi],
+            a[min(r0 + 3, last), lo:hi])
+
+
+@njit(inline="always", **_JIT)
+def _strided4(a, r0, lo, step, cnt):  # pragma: no cover
+    """``_rows4`` of ``cnt`` elements ``step`` apart from ``lo``."""
+    last = a.shape[0] - 1
+    hi = lo + (cnt - 1) * step + 1
+    return (a[r0, lo:hi:step], a[min(r0 + 1, last), lo:hi:step], a[min(r0 + 2, last), lo:hi:step],
+            a[min(r0 + 3, last), lo:hi:step])
+
+
+@njit(inline="always", **_JIT)
+def _runs4(xp, offs, t, cnt):  # pragma: no cover
+    """The packed input's runs of terms t..t+3: 4 views of ``cnt`` elements."""
+    return (xp[offs[t]:offs[t] + cnt], xp[offs[t + 1]:offs[t + 1] + cnt],
+            xp[offs[t + 2]:offs[t + 2] + cnt], xp[offs[t + 3]:offs[t + 3] + cnt])
+
+
+@njit(inline="always", **_JIT)
+def _axpy4x4(a0, a1, a2, a3, x0, x1, x2, x3, wt, cnt):  # pragma: no cover
+    """a_j[k] += sum over i of wt[i, j] * x_i[k]: 16 multiply-adds per load and store of a_j."""
+    w00, w01, w02, w03 = wt[0, 0], wt[1, 0], wt[2, 0], wt[3, 0]
+    w10, w11, w12, w13 = wt[0, 1], wt[1, 1], wt[2, 1], wt[3, 1]
+    w20, w21, w22, w23 = wt[0, 2], wt[1, 2], wt[2, 2], wt[3, 2]
+    w30, w31, w32, w33 = wt[0, 3], wt[1, 3], wt[2, 3], wt[3, 3]
+    for k in range(cnt):
+        v0 = x0[k]
+        v1 = x1[k]
+        v2 = x2[k]
+        v3 = x3[k]
+        a0[k] += w00 * v0 + w01 * v1 + w02 * v2 + w03 * v3
+        a1[k] += w10 * v0 + w11 * v1 + w12 * v2 + w13 * v3
+        a2[k] += w20 * v0 + w21 * v1 + w22 * v2 + w23 * v3
+        a3[k] += w30 * v0 + w31 * v1 + w32 * v2 + w33 * v3
+
+
+@njit(inline="always", **_JIT)
+def _axpy1x4(a, x0, x1, x2, x3, wv, cnt):  # pragma: no cover
+    """a[k] += sum over i of wv[i] * x_i[k]: one row fed by 4 sources (one channel, 4 terms)."""
+    w0, w1, w2, w3 = wv[0], wv[1], wv[2], wv[3]
+    for k in range(cnt):
+        a[k] += w0 * x0[k] + w1 * x1[k] + w2 * x2[k] + w3 * x3[k]
+
+
+@njit(inline="always", **_JIT)
+def _axpy4x1(a0, a1, a2, a3, x, wv, cnt):  # pragma: no cover
+    """a_j[k] += wv[j] * x[k]: 4 rows fed by one source (one term, 4 channels)."""
+    w0, w1, w2, w3 = wv[0], wv[1], wv[2], wv[3]
+    for k in range(cnt):
+        v = x[k]
+        a0[k] += w0 * v
+        a1[k] += w1 * v
+        a2[k] += w2 * v
+        a3[k] += w3 * v
+
+
+@njit(inline="always", **_JIT)
+def _axpy(a, x, w, cnt):  # pragma: no cover
+    """a[k] += w * x[k]."""
+    for k in range(cnt):
+        a[k] += w * x[k]
+
+
+@njit(inline="always", **_JIT)
+def _dot4x4(y0, y1, y2, y3, x0, x1, x2, x3, cnt, zero):  # pragma: no cover
+    """s[j][i] = dot(y_j[:cnt], x_i[:cnt]): 16 sums in registers, 8 loads per 16 multiply-adds."""
+    s00 = s01 = s02 = s03 = s10 = s11 = s12 = s13 = zero
+    s20 = s21 = s22 = s23 = s30 = s31 = s32 = s33 = zero
+    for k in range(cnt):
+        v0 = x0[k]
+        v1 = x1[k]
+        v2 = x2[k]
+        v3 = x3[k]
+        u = y0[k]
+        s00 += u * v0
+        s01 += u * v1
+        s02 += u * v2
+        s03 += u * v3
+        u = y1[k]
+        s10 += u * v0
+        s11 += u * v1
+        s12 += u * v2
+        s13 += u * v3
+        u = y2[k]
+        s20 += u * v0
+        s21 += u * v1
+        s22 += u * v2
+        s23 += u * v3
+        u = y3[k]
+        s30 += u * v0
+        s31 += u * v1
+        s32 += u * v2
+        s33 += u * v3
+    return ((s00, s01, s02, s03), (s10, s11, s12, s13), (s20, s21, s22, s23), (s30, s31, s32, s33))
+
+
+@njit(inline="always", **_JIT)
+def _dot1x4(u, x0, x1, x2, x3, cnt, zero):  # pragma: no cover
+    """s[i] = dot(u[:cnt], x_i[:cnt]) for the 4 rows x_i: each load of u feeds 4 sums."""
+    s0 = s1 = s2 = s3 = zero
+    for k in range(cnt):
+        v = u[k]
+        s0 += v * x0[k]
+        s1 += v * x1[k]
+        s2 += v * x2[k]
+        s3 += v * x3[k]
+    return s0, s1, s2, s3
+
+
+@njit(inline="always", **_JIT)
+def _dot(u, x, cnt, zero):  # pragma: no cover
+    """dot(u[:cnt], x[:cnt])."""
+    s = zero
+    for k in range(cnt):
+        s += u[k] * x[k]
+    return s
+
+
+@njit(inline="always", **_JIT)
+def _scatter_tap(g0, g1, g2, g3, s0, s1, s2, s3, wt, cb, step, cnt):  # pragma: no cover
+    """One tap of the input gradient: g_j += sum over the ``step`` gy rows s_i of wt[i, j] * s_i,
+    for the ``cb`` gx rows g_j: the 4x4 tile with 4 of each, else one gy row at a time."""
+    if step == CI:
+        _axpy4x4(g0, g1, g2, g3, s0, s1, s2, s3, wt, cnt)
+    elif cb == CB:
+        _axpy4x1(g0, g1, g2, g3, s0, wt[0], cnt)
+    else:
+        _axpy(g0, s0, wt[0, 0], cnt)
+        if cb > 1:
+            _axpy(g1, s0, wt[0, 1], cnt)
+        if cb > 2:
+            _axpy(g2, s0, wt[0, 2], cnt)
+
+
+@njit(inline="always", **_JIT)
+def _gather_tap(gwv, y0, y1, y2, y3, x, cb, cnt, zero):  # pragma: no cover
+    """One tap of the weight gradient: gwv[j] += dot(y_j, x) for the ``cb`` gy rows y_j."""
+    if cb == CB:
+        sums = _dot1x4(x, y0, y1, y2, y3, cnt, zero)
+        for j in range(CB):
+            gwv[j] += sums[j]
+    else:
+        gwv[0] += _dot(y0, x, cnt, zero)
+        if cb > 1:
+            gwv[1] += _dot(y1, x, cnt, zero)
+        if cb > 2:
+            gwv[2] += _dot(y2, x, cnt, zero)
 
 
 @njit(**_JIT)
@@ -122,26 +287,14 @@ def _pack_weights(w, groups, wp):  # pragma: no cover
                     wp[g * nblk + b, t, j] = wf[co, t]
 
 
+# The forward pass slices the packed input open-ended (``xp[o:]``) where the other passes use
+# ``_runs4``'s bounded views: in ``_fwd_packed`` those compiled to code that ran 1.5x slower once
+# loaded from the disk cache (though faster when compiled in the process: same kernels, measured
+# both ways, r56 and r28 forward); the form below measures as before in both.
 @njit(inline="always", **_JIT)
 def _mac4(a0, a1, a2, a3, xp, o0, o1, o2, o3, wt, cnt):  # pragma: no cover
-    """a_j[k] += sum over i of wt[i, j] * xp[o_i + k]: 16 multiply-adds per accumulator load and store."""
-    w00, w01, w02, w03 = wt[0, 0], wt[1, 0], wt[2, 0], wt[3, 0]
-    w10, w11, w12, w13 = wt[0, 1], wt[1, 1], wt[2, 1], wt[3, 1]
-    w20, w21, w22, w23 = wt[0, 2], wt[1, 2], wt[2, 2], wt[3, 2]
-    w30, w31, w32, w33 = wt[0, 3], wt[1, 3], wt[2, 3], wt[3, 3]
-    x0 = xp[o0:]
-    x1 = xp[o1:]
-    x2 = xp[o2:]
-    x3 = xp[o3:]
-    for k in range(cnt):
-        v0 = x0[k]
-        v1 = x1[k]
-        v2 = x2[k]
-        v3 = x3[k]
-        a0[k] += w00 * v0 + w01 * v1 + w02 * v2 + w03 * v3
-        a1[k] += w10 * v0 + w11 * v1 + w12 * v2 + w13 * v3
-        a2[k] += w20 * v0 + w21 * v1 + w22 * v2 + w23 * v3
-        a3[k] += w30 * v0 + w31 * v1 + w32 * v2 + w33 * v3
+    """``_axpy4x4`` over the packed input's runs at offsets o0..o3."""
+    _axpy4x4(a0, a1, a2, a3, xp[o0:], xp[o1:], xp[o2:], xp[o3:], wt, cnt)
 
 
 @njit(**_JIT)
@@ -163,32 +316,17 @@ def _fwd_packed(xp, offs, wb, y, bn, co0, cb, wq, oy0, nr, acc):  # pragma: no c
     t = 0
     if cb == 1:  # one channel (depthwise): its 4 terms per load and store, no idle rows
         while t + 4 <= nt:
-            x0 = xp[offs[t]:]
-            x1 = xp[offs[t + 1]:]
-            x2 = xp[offs[t + 2]:]
-            x3 = xp[offs[t + 3]:]
-            w0, w1, w2, w3 = wb[t, 0], wb[t + 1, 0], wb[t + 2, 0], wb[t + 3, 0]
-            for k in range(cnt):
-                a0[k] += w0 * x0[k] + w1 * x1[k] + w2 * x2[k] + w3 * x3[k]
+            _axpy1x4(a0, xp[offs[t]:], xp[offs[t + 1]:], xp[offs[t + 2]:], xp[offs[t + 3]:], wb[t:t + 4, 0], cnt)
             t += 4
     while t + 4 <= nt:
         _mac4(a0, a1, a2, a3, xp, offs[t], offs[t + 1], offs[t + 2],
               offs[t + 3], wb[t:t + 4], cnt)
         t += 4
     while t < nt:  # the last 1-3 terms
-        xs = xp[offs[t]:]
-        w0, w1, w2, w3 = wb[t, 0], wb[t, 1], wb[t, 2], wb[t, 3]
         if cb == 1:
-            for k in range(cnt):
-                a0[k] += w0 * xs[k]
-            t += 1
-            continue
-        for k in range(cnt):
-            v = xs[k]
-            a0[k] += w0 * v
-            a1[k] += w1 * v
-            a2[k] += w2 * v
-            a3[k] += w3 * v
+            _axpy(a0, xp[offs[t]:], wb[t, 0], cnt)
+        else:
+            _axpy4x1(a0, a1, a2, a3, xp[offs[t]:], wb[t], cnt)
         t += 1
     for j in range(cb):
         for r in range(nr):
@@ -203,6 +341,30 @@ def _aligned(n):  # pragma: no cover
     """``n`` elements rounded up to whole 64-byte lines (in float32), for scratch carved from one
     workspace: every piece starts where a fresh allocation would."""
     return (n + 15) // 16 * 16
+
+
+# How the packed passes cut their work and scratch (each shared by the pass and its sizer).
+ForwardLayout = namedtuple("ForwardLayout", [
+    "nblk",    # blocks of CB output channels per group
+    "wq",      # row width of the packed input and of the accumulator rows
+    "rows",    # output rows per band
+    "nband",   # bands per image
+    "hb",      # packed input rows per band
+    "stride",  # elements between accumulator rows
+    "size",    # elements of one thread's packed band
+    "ntask",   # (image, group, band, block) tasks
+    "nslot",   # threads that take a range of them
+    "wsize",   # elements of the packed weights (first in the float workspace)
+    "slot",    # elements of one thread's scratch (band + accumulator)
+])
+GwLayout = namedtuple("GwLayout", [
+    "nblk", "wq",
+    "nimg",     # images stacked in each plane
+    "rows", "hb", "size",
+    "gyp_row",  # elements of each packed gy row
+    "ntask",    # (group, block) tasks
+    "nslot", "slot",
+])
 
 
 @njit(**_JIT)
@@ -225,14 +387,14 @@ def _forward_layout(n, c_out, c_in_g, kh, kw, oh, ow, sh, sw, dil_h, dil_w, grou
     nslot = min(ntask, nthreads)
     wsize = _aligned(groups * nblk * c_in_g * kh * kw * CB)
     slot = _aligned(size) + _aligned(CB * stride)
-    return nblk, wq, rows, nband, hb, stride, size, ntask, nslot, wsize, slot
+    return ForwardLayout(nblk, wq, rows, nband, hb, stride, size, ntask, nslot, wsize, slot)
 
 
 @njit(**_JIT)
 def _forward_scratch(n, c_out, c_in_g, kh, kw, oh, ow, sh, sw, dil_h, dil_w, groups, nthreads):  # pragma: no cover
     """Elements of the float workspace and of the int64 one that ``_forward_packed`` needs."""
     lay = _forward_layout(n, c_out, c_in_g, kh, kw, oh, ow, sh, sw, dil_h, dil_w, groups, nthreads)
-    return lay[9] + lay[8] * lay[10], c_in_g * kh * kw
+    return lay.wsize + lay.nslot * lay.slot, c_in_g * kh * kw
 
 
 @njit(**_PJIT)
@@ -248,10 +410,11 @@ def _forward_packed(x, w, y, sh, sw, pt, pl, dil_h, dil_w, groups, nthreads, fws
     """
     n = x.shape[0]
     c_out, c_in_g, kh, kw = w.shape
-    oh, ow = y.shape[2], y.shape[3]
+    oh = y.shape[2]
     c_out_g = c_out // groups
-    nblk, wq, rows, nband, hb, stride, size, ntask, nslot, wsize, slot_size = _forward_layout(
-        n, c_out, c_in_g, kh, kw, oh, ow, sh, sw, dil_h, dil_w, groups, nthreads)
+    lay = _forward_layout(n, c_out, c_in_g, kh, kw, oh, y.shape[3], sh, sw, dil_h, dil_w, groups, nthreads)
+    nblk, wq, rows, nband, hb, size = lay.nblk, lay.wq, lay.rows, lay.nband, lay.hb, lay.size
+    ntask, nslot, wsize, slot_size, acc_size = lay.ntask, lay.nslot, lay.wsize, lay.slot, CB * lay.stride
     nt = c_in_g * kh * kw
     offs = iws[:nt]
     _pack_terms(c_in_g, kh, kw, sh, sw, dil_h, dil_w, hb, wq, offs)
@@ -260,7 +423,7 @@ def _forward_packed(x, w, y, sh, sw, pt, pl, dil_h, dil_w, groups, nthreads, fws
     for slot in prange(nslot):
         base = wsize + slot * slot_size
         xp = fws[base:base + size]
-        acc = fws[base + _aligned(size):base + _aligned(size) + CB * stride]
+        acc = fws[base + _aligned(size):base + _aligned(size) + acc_size]
         packed = -1
         for task in range(ntask * slot // nslot, ntask * (slot + 1) // nslot):
             band = task // nblk  # image, group and band
@@ -307,50 +470,9 @@ def _gx_flat(gyf, wb, gxf, co0, c_out_g, ih, iw, oh, ow, pt, pl, dil_h, dil_w, z
                     q1 = (yhi - 1) * iw + hi
                     cnt = q1 - q0
                     p0 = q0 - a * iw - off  # flat output pixel of q0
-                    g0 = gxf[0, q0:q1]
-                    if step == CI:
-                        g1 = gxf[1, q0:q1]
-                        g2 = gxf[2, q0:q1]
-                        g3 = gxf[3, q0:q1]
-                        s0 = gyf[co, p0:]
-                        s1 = gyf[co + 1, p0:]
-                        s2 = gyf[co + 2, p0:]
-                        s3 = gyf[co + 3, p0:]
-                        w00, w01, w02, w03 = wb[co, 0, ky, kx], wb[co + 1, 0, ky, kx], wb[co + 2, 0, ky, kx], wb[co + 3, 0, ky, kx]
-                        w10, w11, w12, w13 = wb[co, 1, ky, kx], wb[co + 1, 1, ky, kx], wb[co + 2, 1, ky, kx], wb[co + 3, 1, ky, kx]
-                        w20, w21, w22, w23 = wb[co, 2, ky, kx], wb[co + 1, 2, ky, kx], wb[co + 2, 2, ky, kx], wb[co + 3, 2, ky, kx]
-                        w30, w31, w32, w33 = wb[co, 3, ky, kx], wb[co + 1, 3, ky, kx], wb[co + 2, 3, ky, kx], wb[co + 3, 3, ky, kx]
-                        for k in range(cnt):
-                            v0 = s0[k]
-                            v1 = s1[k]
-                            v2 = s2[k]
-                            v3 = s3[k]
-                            g0[k] += w00 * v0 + w01 * v1 + w02 * v2 + w03 * v3
-                            g1[k] += w10 * v0 + w11 * v1 + w12 * v2 + w13 * v3
-                            g2[k] += w20 * v0 + w21 * v1 + w22 * v2 + w23 * v3
-                            g3[k] += w30 * v0 + w31 * v1 + w32 * v2 + w33 * v3
-                    elif cb == CB:
-                        g1 = gxf[1, q0:q1]
-                        g2 = gxf[2, q0:q1]
-                        g3 = gxf[3, q0:q1]
-                        gs = gyf[co, p0:]
-                        w0 = wb[co, 0, ky, kx]
-                        w1 = wb[co, 1, ky, kx]
-                        w2 = wb[co, 2, ky, kx]
-                        w3 = wb[co, 3, ky, kx]
-                        for k in range(cnt):
-                            v = gs[k]
-                            g0[k] += w0 * v
-                            g1[k] += w1 * v
-                            g2[k] += w2 * v
-                            g3[k] += w3 * v
-                    else:
-                        gs = gyf[co, p0:]
-                        for j in range(cb):
-                            wv = wb[co, j, ky, kx]
-                            gj = gxf[j, q0:q1]
-                            for k in range(cnt):
-                                gj[k] += wv * gs[k]
+                    g0, g1, g2, g3 = _rows4(gxf, 0, q0, q1)
+                    s0, s1, s2, s3 = _rows4(gyf, co, p0, p0 + cnt)
+                    _scatter_tap(g0, g1, g2, g3, s0, s1, s2, s3, wb[co:co + step, :, ky, kx], cb, step, cnt)
             co += step
     # border columns: those where some tap's output column falls outside gy
     left = min(iw, max(0, (kw - 1) * dil_w - pl))
@@ -361,7 +483,8 @@ def _gx_flat(gyf, wb, gxf, co0, c_out_g, ih, iw, oh, ow, pt, pl, dil_h, dil_w, z
 
 @njit(**_JIT)
 def _gx_border(gyf, wb, gxf, co0, c_out_g, ih, iw, oh, ow, pt, pl, dil_h, dil_w, left, right):  # pragma: no cover
-    """Recompute gx columns ``[0, left)`` and ``[right, iw)`` exactly, tap by tap."""
+    """Recompute gx columns ``[0, left)`` and ``[right, iw)`` exactly, tap by tap, a column (a
+    run ``iw`` apart in the flat arrays) at a time."""
     cb, kh, kw = gxf.shape[0], wb.shape[2], wb.shape[3]
     for j in range(cb):
         for iy in range(ih):
@@ -375,56 +498,31 @@ def _gx_border(gyf, wb, gxf, co0, c_out_g, ih, iw, oh, ow, pt, pl, dil_h, dil_w,
             a = ky * dil_h - pt  # input row minus output row
             ylo = max(0, a)
             yhi = min(ih, oh + a)
+            if ylo >= yhi:
+                continue
             for kx in range(kw):
                 off = kx * dil_w - pl  # input column minus output column
                 lo = max(0, off)
                 hi = min(iw, ow + off)
-                w00 = w01 = w02 = w03 = w10 = w11 = w12 = w13 = wb[co, 0, ky, kx]  # typed for both branches
-                w20 = w21 = w22 = w23 = w30 = w31 = w32 = w33 = w00
-                if step == 1 and cb == CB:
-                    w10, w20, w30 = wb[co, 1, ky, kx], wb[co, 2, ky, kx], wb[co, 3, ky, kx]
-                if step == CI:
-                    w00, w01, w02, w03 = wb[co, 0, ky, kx], wb[co + 1, 0, ky, kx], wb[co + 2, 0, ky, kx], wb[co + 3, 0, ky, kx]
-                    w10, w11, w12, w13 = wb[co, 1, ky, kx], wb[co + 1, 1, ky, kx], wb[co + 2, 1, ky, kx], wb[co + 3, 1, ky, kx]
-                    w20, w21, w22, w23 = wb[co, 2, ky, kx], wb[co + 1, 2, ky, kx], wb[co + 2, 2, ky, kx], wb[co + 3, 2, ky, kx]
-                    w30, w31, w32, w33 = wb[co, 3, ky, kx], wb[co + 1, 3, ky, kx], wb[co + 2, 3, ky, kx], wb[co + 3, 3, ky, kx]
+                wt = wb[co:co + step, :, ky, kx]
                 for part in range(2):
                     c0, c1 = (lo, min(hi, left)) if part == 0 else (max(lo, right), hi)
                     for ix in range(c0, c1):
-                        for iy in range(ylo, yhi):
-                            q = iy * iw + ix
-                            p = q - a * iw - off  # flat output pixel (ow == iw)
-                            if step == CI:
-                                v0 = gyf[co, p]
-                                v1 = gyf[co + 1, p]
-                                v2 = gyf[co + 2, p]
-                                v3 = gyf[co + 3, p]
-                                gxf[0, q] += w00 * v0 + w01 * v1 + w02 * v2 + w03 * v3
-                                gxf[1, q] += w10 * v0 + w11 * v1 + w12 * v2 + w13 * v3
-                                gxf[2, q] += w20 * v0 + w21 * v1 + w22 * v2 + w23 * v3
-                                gxf[3, q] += w30 * v0 + w31 * v1 + w32 * v2 + w33 * v3
-                            elif cb == CB:
-                                v = gyf[co, p]
-                                gxf[0, q] += w00 * v
-                                gxf[1, q] += w10 * v
-                                gxf[2, q] += w20 * v
-                                gxf[3, q] += w30 * v
-                            else:
-                                v = gyf[co, p]
-                                for j in range(cb):
-                                    gxf[j, q] += wb[co, j, ky, kx] * v
+                        q = ylo * iw + ix
+                        p = q - a * iw - off  # flat output pixel (ow == iw)
+                        g0, g1, g2, g3 = _strided4(gxf, 0, q, iw, yhi - ylo)
+                        s0, s1, s2, s3 = _strided4(gyf, co, p, iw, yhi - ylo)
+                        _scatter_tap(g0, g1, g2, g3, s0, s1, s2, s3, wt, cb, step, yhi - ylo)
         co += step
 
 
 @njit(**_JIT)
-def _gx_rows(gy, w, gx, bn, ci0, cil0, cb, co0, c_out_g, sh, sw, pt, pl, dil_h, dil_w):  # pragma: no cover
-    """Any stride and padding: scatter one gy row at a time onto the gx rows it reads."""
-    ih, iw = gx.shape[2], gx.shape[3]
+def _gx_rows(gyf, w, gxf, ci0, cil0, cb, co0, c_out_g, ih, iw, oh, ow, sh, sw, pt, pl, dil_h, dil_w):  # pragma: no cover
+    """Any stride and padding: scatter one gy row at a time onto the gx rows it reads (``gyf``,
+    ``gxf``: one image's channels, flat)."""
     kh, kw = w.shape[2], w.shape[3]
-    oh, ow = gy.shape[2], gy.shape[3]
     for co in range(co0, co0 + c_out_g):
         for oy in range(oh):
-            gyr = gy[bn, co, oy]
             for ky in range(kh):
                 iy = oy * sh - pt + ky * dil_h  # input row of this tap
                 if iy < 0 or iy >= ih:
@@ -435,37 +533,16 @@ def _gx_rows(gy, w, gx, bn, ci0, cil0, cb, co0, c_out_g, sh, sw, pt, pl, dil_h, 
                     cnt = hi - lo
                     if cnt <= 0:
                         continue
-                    gs = gyr[lo:hi]
-                    start = lo * sw + off
-                    if cb == CB:
-                        w0 = w[co, cil0, ky, kx]
-                        w1 = w[co, cil0 + 1, ky, kx]
-                        w2 = w[co, cil0 + 2, ky, kx]
-                        w3 = w[co, cil0 + 3, ky, kx]
-                        g0 = gx[bn, ci0, iy, start:]
-                        g1 = gx[bn, ci0 + 1, iy, start:]
-                        g2 = gx[bn, ci0 + 2, iy, start:]
-                        g3 = gx[bn, ci0 + 3, iy, start:]
-                        if sw == 1:
-                            for k in range(cnt):
-                                v = gs[k]
-                                g0[k] += w0 * v
-                                g1[k] += w1 * v
-                                g2[k] += w2 * v
-                                g3[k] += w3 * v
-                        else:
-                            for k in range(cnt):
-                                v = gs[k]
-                                g0[k * sw] += w0 * v
-                                g1[k * sw] += w1 * v
-                                g2[k * sw] += w2 * v
-                                g3[k * sw] += w3 * v
+                    q = iy * iw + lo * sw + off
+                    p = oy * ow + lo
+                    gs = gyf[co, p:p + cnt]
+                    wt = w[co:co + 1, cil0:cil0 + cb, ky, kx]
+                    if sw == 1:
+                        g0, g1, g2, g3 = _rows4(gxf, ci0, q, q + cnt)
+                        _scatter_tap(g0, g1, g2, g3, gs, gs, gs, gs, wt, cb, 1, cnt)
                     else:
-                        for j in range(cb):
-                            wv = w[co, cil0 + j, ky, kx]
-                            gr = gx[bn, ci0 + j, iy, start:]
-                            for k in range(cnt):
-                                gr[k * sw] += wv * gs[k]
+                        h0, h1, h2, h3 = _strided4(gxf, ci0, q, sw, cnt)
+                        _scatter_tap(h0, h1, h2, h3, gs, gs, gs, gs, wt, cb, 1, cnt)
 
 
 @njit(**_PJIT)
@@ -493,7 +570,8 @@ def _grad_input(gy, w, gx, sh, sw, pt, pl, dil_h, dil_w, groups, zero):  # pragm
             _gx_flat(gyf[bn], w[:, cil0:cil0 + cb], gxf[bn, ci0:ci0 + cb], g * c_out_g, c_out_g,
                      ih, iw, oh, ow, pt, pl, dil_h, dil_w, zero)
         else:
-            _gx_rows(gy, w, gx, bn, ci0, cil0, cb, g * c_out_g, c_out_g, sh, sw, pt, pl, dil_h, dil_w)
+            _gx_rows(gyf[bn], w, gxf[bn], ci0, cil0, cb, g * c_out_g, c_out_g, ih, iw, oh, ow,
+                     sh, sw, pt, pl, dil_h, dil_w)
 
 
 @njit(**_JIT)
@@ -502,54 +580,28 @@ def _gw_rows(gy, x, gw, bn, co0, cb, xc0, sh, sw, pt, pl, dil_h, dil_w, zero):  
     ih, iw = x.shape[2], x.shape[3]
     c_in_g, kh, kw = gw.shape[1], gw.shape[2], gw.shape[3]
     oh, ow = gy.shape[2], gy.shape[3]
+    gyf = gy[bn].reshape(gy.shape[1], oh * ow)
+    xf = x[bn].reshape(x.shape[1], ih * iw)
     for ci in range(c_in_g):
         for oy in range(oh):
             for ky in range(kh):
                 iy = oy * sh - pt + ky * dil_h  # input row of this tap
                 if iy < 0 or iy >= ih:
                     continue
-                xrow = x[bn, xc0 + ci, iy]
                 for kx in range(kw):
                     off = kx * dil_w - pl  # input column of ox = 0
                     lo, hi = _ox_range(off, sw, iw, ow)
                     cnt = hi - lo
                     if cnt <= 0:
                         continue
-                    xs = xrow[lo * sw + off:]
-                    if cb == CB:
-                        y0 = gy[bn, co0, oy, lo:hi]
-                        y1 = gy[bn, co0 + 1, oy, lo:hi]
-                        y2 = gy[bn, co0 + 2, oy, lo:hi]
-                        y3 = gy[bn, co0 + 3, oy, lo:hi]
-                        a0 = zero
-                        a1 = zero
-                        a2 = zero
-                        a3 = zero
-                        if sw == 1:
-                            for k in range(cnt):
-                                v = xs[k]
-                                a0 += y0[k] * v
-                                a1 += y1[k] * v
-                                a2 += y2[k] * v
-                                a3 += y3[k] * v
-                        else:
-                            for k in range(cnt):
-                                v = xs[k * sw]
-                                a0 += y0[k] * v
-                                a1 += y1[k] * v
-                                a2 += y2[k] * v
-                                a3 += y3[k] * v
-                        gw[co0, ci, ky, kx] += a0
-                        gw[co0 + 1, ci, ky, kx] += a1
-                        gw[co0 + 2, ci, ky, kx] += a2
-                        gw[co0 + 3, ci, ky, kx] += a3
+                    q = iy * iw + lo * sw + off
+                    p = oy * ow + lo
+                    y0, y1, y2, y3 = _rows4(gyf, co0, p, p + cnt)
+                    gwv = gw[co0:co0 + cb, ci, ky, kx]
+                    if sw == 1:
+                        _gather_tap(gwv, y0, y1, y2, y3, xf[xc0 + ci, q:q + cnt], cb, cnt, zero)
                     else:
-                        for j in range(cb):
-                            yr = gy[bn, co0 + j, oy, lo:hi]
-                            acc = zero
-                            for k in range(cnt):
-                                acc += yr[k] * xs[k * sw]
-                            gw[co0 + j, ci, ky, kx] += acc
+                        _gather_tap(gwv, y0, y1, y2, y3, xf[xc0 + ci, q:q + (cnt - 1) * sw + 1:sw], cb, cnt, zero)
 
 
 @njit(**_JIT)
@@ -572,85 +624,30 @@ def _pack_gy(gy, bn, co0, cb, gyp, hb, wq, b, oy0, nr):  # pragma: no cover
 def _gw_packed(xp, offs, gyp, gw, co0, cb, cnt, zero):  # pragma: no cover
     """gw[co0 + j, term t] += dot(gyp[j, :cnt], xp[offs[t]:][:cnt]), 4 channels x 4 terms per pass."""
     nt = offs.shape[0]
-    c_in_g, kh, kw = gw.shape[1], gw.shape[2], gw.shape[3]
-    gwf = gw.reshape(gw.shape[0], c_in_g * kh * kw)
-    g0 = gyp[0, :cnt]
-    g1 = gyp[1, :cnt]
-    g2 = gyp[2, :cnt]
-    g3 = gyp[3, :cnt]
+    gwf = gw.reshape(gw.shape[0], nt)
+    g0, g1, g2, g3 = _rows4(gyp, 0, 0, cnt)
     t = 0
-    while t < nt:
-        x0 = xp[offs[t]:]
-        if cb == 1 and t + 4 <= nt:  # one channel (depthwise): no idle rows
-            x1 = xp[offs[t + 1]:]
-            x2 = xp[offs[t + 2]:]
-            x3 = xp[offs[t + 3]:]
-            s0 = s1 = s2 = s3 = zero
-            for k in range(cnt):
-                u = g0[k]
-                s0 += u * x0[k]
-                s1 += u * x1[k]
-                s2 += u * x2[k]
-                s3 += u * x3[k]
-            gwf[co0, t] += s0
-            gwf[co0, t + 1] += s1
-            gwf[co0, t + 2] += s2
-            gwf[co0, t + 3] += s3
-            t += 4
-        elif t + 4 <= nt:
-            x1 = xp[offs[t + 1]:]
-            x2 = xp[offs[t + 2]:]
-            x3 = xp[offs[t + 3]:]
-            s00 = s01 = s02 = s03 = s10 = s11 = s12 = s13 = zero
-            s20 = s21 = s22 = s23 = s30 = s31 = s32 = s33 = zero
-            for k in range(cnt):
-                v0 = x0[k]
-                v1 = x1[k]
-                v2 = x2[k]
-                v3 = x3[k]
-                u = g0[k]
-                s00 += u * v0
-                s01 += u * v1
-                s02 += u * v2
-                s03 += u * v3
-                u = g1[k]
-                s10 += u * v0
-                s11 += u * v1
-                s12 += u * v2
-                s13 += u * v3
-                u = g2[k]
-                s20 += u * v0
-                s21 += u * v1
-                s22 += u * v2
-                s23 += u * v3
-                u = g3[k]
-                s30 += u * v0
-                s31 += u * v1
-                s32 += u * v2
-                s33 += u * v3
-            sums = ((s00, s01, s02, s03), (s10, s11, s12, s13), (s20, s21, s22, s23), (s30, s31, s32, s33))
+    while t + 4 <= nt:
+        x0, x1, x2, x3 = _runs4(xp, offs, t, cnt)
+        if cb == 1:  # one channel (depthwise): no idle rows
+            sums1 = _dot1x4(g0, x0, x1, x2, x3, cnt, zero)
+            for i in range(4):
+                gwf[co0, t + i] += sums1[i]
+        else:
+            sums = _dot4x4(g0, g1, g2, g3, x0, x1, x2, x3, cnt, zero)
             for j in range(cb):
                 for i in range(4):
                     gwf[co0 + j, t + i] += sums[j][i]
-            t += 4
-        else:  # the last 1-3 terms
-            s0 = s1 = s2 = s3 = zero
-            if cb == 1:
-                for k in range(cnt):
-                    s0 += g0[k] * x0[k]
-                gwf[co0, t] += s0
-                t += 1
-                continue
-            for k in range(cnt):
-                v = x0[k]
-                s0 += g0[k] * v
-                s1 += g1[k] * v
-                s2 += g2[k] * v
-                s3 += g3[k] * v
-            sums1 = (s0, s1, s2, s3)
+        t += 4
+    while t < nt:  # the last 1-3 terms
+        run = xp[offs[t]:offs[t] + cnt]
+        if cb == 1:
+            gwf[co0, t] += _dot(g0, run, cnt, zero)
+        else:
+            sums1 = _dot1x4(run, g0, g1, g2, g3, cnt, zero)
             for j in range(cb):
                 gwf[co0 + j, t] += sums1[j]
-            t += 1
+        t += 1
 
 
 @njit(**_JIT)
@@ -681,14 +678,14 @@ def _gw_layout(n, c_out, c_in_g, kh, kw, oh, ow, sh, sw, dil_h, dil_w, groups, n
     ntask = groups * nblk
     nslot = min(ntask, nthreads)
     slot = _aligned(size) + CB * gyp_row
-    return nblk, wq, nimg, rows, hb, size, gyp_row, ntask, nslot, slot
+    return GwLayout(nblk, wq, nimg, rows, hb, size, gyp_row, ntask, nslot, slot)
 
 
 @njit(**_JIT)
 def _gw_scratch(n, c_out, c_in_g, kh, kw, oh, ow, sh, sw, dil_h, dil_w, groups, nthreads):  # pragma: no cover
     """Elements of the float workspace and of the int64 one that ``_grad_weight_packed`` needs."""
     lay = _gw_layout(n, c_out, c_in_g, kh, kw, oh, ow, sh, sw, dil_h, dil_w, groups, nthreads)
-    return lay[8] * lay[9], c_in_g * kh * kw
+    return lay.nslot * lay.slot, c_in_g * kh * kw
 
 
 @njit(**_PJIT)
@@ -705,8 +702,9 @@ def _grad_weight_packed(gy, x, gw, sh, sw, pt, pl, dil_h, dil_w, groups, zero, n
     c_out, c_in_g, kh, kw = gw.shape
     oh, ow = gy.shape[2], gy.shape[3]
     c_out_g = c_out // groups
-    nblk, wq, nimg, rows, hb, size, gyp_row, ntask, nslot, slot_size = _gw_layout(
-        n, c_out, c_in_g, kh, kw, oh, ow, sh, sw, dil_h, dil_w, groups, nthreads)
+    lay = _gw_layout(n, c_out, c_in_g, kh, kw, oh, ow, sh, sw, dil_h, dil_w, groups, nthreads)
+    nblk, wq, nimg, rows, hb, size = lay.nblk, lay.wq, lay.nimg, lay.rows, lay.hb, lay.size
+    gyp_row, ntask, nslot, slot_size = lay.gyp_row, lay.ntask, lay.nslot, lay.slot
     offs = iws[:c_in_g * kh * kw]
     _pack_terms(c_in_g, kh, kw, sh, sw, dil_h, dil_w, nimg * hb, wq, offs)
     for slot in prange(nslot):
