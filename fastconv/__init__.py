@@ -9,8 +9,8 @@ from . import backends  # callable: fastconv.backends() lists the usable backend
 from ._precision import get_precision, precision, set_precision
 from ._threads import get_num_threads, set_num_threads, threads
 from .api import (
-    ConvGrads,
     Conv2dGrads,
+    ConvGrads,
     choose_backend,
     conv1d,
     conv1d_backward,
