@@ -2,7 +2,7 @@
 PY      := .venv/bin/python
 STAMP   := .venv/.installed-stamp
 # CI and `make test` require every backend, so a broken install fails instead of skipping tests.
-export FASTCONV_REQUIRE ?= reference,im2col,numba
+export FASTCONV_REQUIRE ?= reference,im2col,numba,winograd
 
 .PHONY: install test bench bench-pytest bench-check bench-budgets lint clean
 
