@@ -31,6 +31,7 @@ from types import ModuleType
 
 from .._precision import get_precision
 from ..geometry import Geometry
+from ._lift import as_2d
 
 _MODULES = {
     "reference": "fastconv.backends.reference",
@@ -121,12 +122,13 @@ def _ready(name: str, dtype) -> bool:
 AUTO_NUMBA_MAX_MACS = 1_000_000  # at or below: numba (single-r32-k3 has 221k; mnist-r28-k5 29M)
 AUTO_IM2COL_BELOW_PIXELS = 256  # output pixels per image below which im2col runs (r7: 49, r14: 196)
 def _pixels(geom: Geometry) -> int:
-    """Output pixels per image of the 2-D call that runs (3-D calls: per output plane)."""
-    return math.prod(geom.out_size[-2:])
+    """Output pixels per image of the 2-D call that runs (1-D and 3-D calls run as 2-D ones)."""
+    return math.prod(as_2d(geom).out_size)
 
 
 def _is_3x3s1(geom: Geometry) -> bool:
-    return (geom.kernel[-2:], geom.stride[-2:], geom.dilation[-2:]) == ((3, 3), (1, 1), (1, 1))
+    flat = as_2d(geom)
+    return (flat.kernel, flat.stride, flat.dilation) == ((3, 3), (1, 1), (1, 1))
 
 
 # Winograd (F(2x2,3x3) at "highest") is the fastest fastconv backend on the dense 3x3 stride-1
@@ -140,9 +142,9 @@ AUTO_RULES: tuple[tuple[str, object, tuple[str, ...]], ...] = (
     ("3x3 at stride 1, few pixels", lambda g: _is_3x3s1(g) and _pixels(g) < AUTO_IM2COL_BELOW_PIXELS,
      ("winograd", "im2col", "numba")),
     ("3x3 at stride 1", _is_3x3s1, ("winograd", "numba", "im2col")),
-    # On the last two axes: 3-D calls run as 2-D ones over their output planes, the kernel's depth
-    # folded into the channels (backends/_lift.py), so a 3x1x1 kernel is a 1x1 one there.
-    ("1x1 kernel", lambda g: math.prod(g.kernel[-2:]) == 1, ("im2col", "numba")),
+    # Read on the 2-D call that runs (backends/_lift.py): 3-D calls with the kernel's depth folded
+    # into the channels, so a 1x3x3 kernel is a 3x3 one; a 3x1x1 kernel runs as 3x1 over (D, H*W).
+    ("1x1 kernel", lambda g: math.prod(as_2d(g).kernel) == 1, ("im2col", "numba")),
     ("few pixels per image", lambda g: _pixels(g) < AUTO_IM2COL_BELOW_PIXELS, ("im2col", "numba")),
     ("otherwise", lambda g: True, ("numba", "im2col")),
 )

@@ -1,15 +1,16 @@
 """1-D and 3-D convolutions run through a backend's 2-D kernels: ``@lifted`` on its three passes.
 
-1-D is 2-D with a unit height (views only, no copy). 3-D folds the kernel's depth into the
-channels: output plane ``od`` reads the input planes ``od*sd - pd + kd*dd`` for ``kd < kD``, so
-stacking those ``kD`` planes as ``kD * C_in/groups`` channels of each group makes the whole 3-D
-convolution one 2-D convolution over ``N*OD`` images, with the weight ``(C_out, kD*C_in/groups,
-kH, kW)``: the same multiply-adds as a direct 3-D sum, in one large GEMM or packed loop instead
-of ``kD`` small ones. The stacked copy holds ``kD/sd`` times the input; it is built for a
-slice of the output planes at a time, so that it stays under ``CHUNK_BYTES`` and a quarter of
-the memory budget (or one plane), beside the 2-D call's own scratch.
-The input gradient is the 2-D one of the stacked copy, added back plane by plane in a fixed
-order (bit-reproducible); the weight gradient is the 2-D one, summed over the slices.
+1-D is 2-D with a unit height, and a 3-D kernel that is 1x1 in the plane (at stride 1, unpadded
+there: a temporal 3x1x1 kernel) is 2-D over ``(D, H*W)``: views only, no copy. Other 3-D calls
+fold the kernel's depth into the channels: output plane ``od`` reads the input planes
+``od*sd - pd + kd*dd`` for ``kd < kD``, so stacking those ``kD`` planes as ``kD * C_in/groups``
+channels of each group makes the whole 3-D convolution one 2-D convolution over ``N*OD`` images,
+with the weight ``(C_out, kD*C_in/groups, kH, kW)``: the same multiply-adds as a direct 3-D sum,
+in one large GEMM or packed loop instead of ``kD`` small ones. The stacked copy holds ``kD/sd``
+times the input; it is built for a slice of the output planes at a time, so that it stays under
+``CHUNK_BYTES`` and a quarter of the memory budget (or one plane), beside the 2-D call's own
+scratch. The input gradient is the 2-D one of the stacked copy, added back plane by plane in a
+fixed order (bit-reproducible); the weight gradient is the 2-D one, summed over the slices.
 """
 
 from __future__ import annotations
@@ -28,15 +29,27 @@ from ..geometry import Geometry
 CHUNK_BYTES = 64 * 2**20
 
 
+def _is_view(geom: Geometry) -> bool:
+    """Whether the 2-D convolution is a view of the arrays: 1-D (a unit height), or 3-D with a
+    kernel of 1x1 in the plane at stride 1 and no padding there (a 3x1x1 temporal kernel: the
+    planes' pixels form one long row, ``(D, H*W)``, and nothing is copied)."""
+    return geom.ndim == 1 or (geom.kernel[1:] == (1, 1) and geom.stride[1:] == (1, 1)
+                              and geom.padding[1:] == ((0, 0), (0, 0)))
+
+
 def as_2d(geom: Geometry) -> Geometry:
-    """The 2-D convolution that a 1-D or 3-D ``geom`` runs as (per slice of output planes in 3-D:
-    ``n`` counts the ``N*OD`` images)."""
+    """The 2-D convolution that a 1-D or 3-D ``geom`` runs as (per slice of output planes when 3-D
+    planes are stacked: ``n`` counts the ``N*OD`` images)."""
     if geom.ndim == 2:
         return geom
     if geom.ndim == 1:
         return replace(geom, in_size=(1, *geom.in_size), kernel=(1, *geom.kernel), stride=(1, *geom.stride),
                        padding=((0, 0), *geom.padding), dilation=(1, *geom.dilation),
                        out_size=(1, *geom.out_size))
+    if _is_view(geom):
+        (d, h, w), (od, _, _) = geom.in_size, geom.out_size
+        return replace(geom, in_size=(d, h * w), kernel=(geom.kernel[0], 1), stride=(geom.stride[0], 1),
+                       padding=(geom.padding[0], (0, 0)), dilation=(geom.dilation[0], 1), out_size=(od, h * w))
     kd = geom.kernel[0]
     return replace(geom, n=geom.n * geom.out_size[0], c_in=geom.c_in * kd, in_size=geom.in_size[1:],
                    kernel=geom.kernel[1:], stride=geom.stride[1:], padding=geom.padding[1:],
@@ -56,22 +69,21 @@ def lifted(pass_fn):
     return run
 
 
-# ------------------------------------------------------------------------------------- 1-D
+# ------------------------------------------------------------- 1-D, and 3-D with 1x1 in the plane
 
-def _unit_height(a: np.ndarray) -> np.ndarray:
-    return a.reshape(*a.shape[:2], 1, a.shape[2])
-
-
-def _forward_1d(fn, x, w, geom, bias=None):
-    return fn(_unit_height(x), _unit_height(w), as_2d(geom), bias).reshape(geom.y_shape)
+def _forward_view(fn, x, w, geom, bias=None):
+    flat = as_2d(geom)
+    return fn(x.reshape(flat.x_shape), w.reshape(flat.w_shape), flat, bias).reshape(geom.y_shape)
 
 
-def _grad_input_1d(fn, gy, w, geom):
-    return fn(_unit_height(gy), _unit_height(w), as_2d(geom)).reshape(geom.x_shape)
+def _grad_input_view(fn, gy, w, geom):
+    flat = as_2d(geom)
+    return fn(gy.reshape(flat.y_shape), w.reshape(flat.w_shape), flat).reshape(geom.x_shape)
 
 
-def _grad_weight_1d(fn, gy, x, geom):
-    return fn(_unit_height(gy), _unit_height(x), as_2d(geom)).reshape(geom.w_shape)
+def _grad_weight_view(fn, gy, x, geom):
+    flat = as_2d(geom)
+    return fn(gy.reshape(flat.y_shape), x.reshape(flat.x_shape), flat).reshape(geom.w_shape)
 
 
 # ------------------------------------------------------------------------------------- 3-D
@@ -156,12 +168,12 @@ def _grad_weight_3d(fn, gy, x, geom):
     return np.ascontiguousarray(gw2.reshape(geom.c_out, kd, geom.c_in_g, *geom.kernel[1:]).transpose(0, 2, 1, 3, 4))
 
 
-def _by_rank(one, three):
-    return lambda fn, a, b, geom, *rest: (one if geom.ndim == 1 else three)(fn, a, b, geom, *rest)
+def _by_shape(view, stacked):
+    return lambda fn, a, b, geom, *rest: (view if _is_view(geom) else stacked)(fn, a, b, geom, *rest)
 
 
 _LIFTS = {
-    "forward": _by_rank(_forward_1d, _forward_3d),
-    "grad_input": _by_rank(_grad_input_1d, _grad_input_3d),
-    "grad_weight": _by_rank(_grad_weight_1d, _grad_weight_3d),
+    "forward": _by_shape(_forward_view, _forward_3d),
+    "grad_input": _by_shape(_grad_input_view, _grad_input_3d),
+    "grad_weight": _by_shape(_grad_weight_view, _grad_weight_3d),
 }
