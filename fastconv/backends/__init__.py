@@ -131,17 +131,17 @@ def _is_3x3s1(geom: Geometry) -> bool:
     return (flat.kernel, flat.stride, flat.dilation) == ((3, 3), (1, 1), (1, 1))
 
 
-# Winograd (F(2x2,3x3) at "highest") is the fastest fastconv backend on the dense 3x3 stride-1
-# layers of 7-56 pixels: `fastconv bench --shape 32,64,56,56,64,3,1,1 --shape 32,128,28,28,128,3,1,1
-# --shape 32,256,14,14,256,3,1,1 --shape 32,512,7,7,512,3,1,1 --backends winograd,numba,im2col,torch`,
-# 2026-12-01 14:52: forward 1.30/1.53/1.58/2.08x torch's time against the best other's
-# 1.50/1.92/2.00/2.14, backward 1.04/1.34/1.58/2.06 against 1.14/1.70/1.69/2.30 (README).
+# Winograd (F(2x2,3x3) at "highest") wins on 3x3 stride-1 layers of few pixels per image, where
+# numba's loops are short: three runs of `make bench` (2 threads, 2026-12-01 15:24-15:32, medians
+# of the runs): r7-c512 forward winograd 1.79x torch's time, im2col 2.57, numba 3.04; backward
+# 1.95 / 2.42 / 2.59; r14-c256 a tie with numba (1.51-1.55). On larger images numba's are faster
+# (r56-c64 forward 0.99 against winograd's 1.12, r28-c128 1.23 against 1.39; the 3d suite's
+# 56x56 planes 1.44-1.53 against 1.60-1.72), so there the rows below pick numba.
 AUTO_RULES: tuple[tuple[str, object, tuple[str, ...]], ...] = (
     ("depthwise", lambda g: g.is_depthwise, ("numba", "im2col")),
     ("small call", lambda g: g.macs <= AUTO_NUMBA_MAX_MACS, ("numba", "im2col")),
     ("3x3 at stride 1, few pixels", lambda g: _is_3x3s1(g) and _pixels(g) < AUTO_IM2COL_BELOW_PIXELS,
      ("winograd", "im2col", "numba")),
-    ("3x3 at stride 1", _is_3x3s1, ("winograd", "numba", "im2col")),
     # Read on the 2-D call that runs (backends/_lift.py): 3-D calls with the kernel's depth folded
     # into the channels, so a 1x3x3 kernel is a 3x3 one; a 3x1x1 kernel runs as 3x1 over (D, H*W).
     ("1x1 kernel", lambda g: math.prod(as_2d(g).kernel) == 1, ("im2col", "numba")),
