@@ -62,6 +62,9 @@ def _array(value, name: str) -> np.ndarray:
 def _float_dtype(*arrays) -> np.dtype:
     """float32/float64 kept (in native byte order), integers and bool computed in float64, mixed
     inputs (the bias included) give the wider."""
+    first = arrays[0].dtype
+    if first in _FLOATS and all(a is None or a.dtype is first for a in arrays):  # the usual call: ~1 us less
+        return first
     kinds = (a.dtype if a.dtype.kind == "f" else np.dtype(np.float64) for a in arrays if a is not None)
     return np.result_type(*kinds).newbyteorder("=")
 

@@ -101,9 +101,17 @@ def refusal(name: str, geom: Geometry, dtype, precision: str | None = None) -> s
     return get(name).supports(geom, dtype, precision or get_precision())
 
 
+_ready_seen: set[tuple] = set()  # (backend, dtype) found ready: compiled code stays compiled
+
+
 def _ready(name: str, dtype) -> bool:
+    if (name, dtype) in _ready_seen:  # asked on every auto call: a set lookup, not a dtype's name
+        return True
     ready = getattr(_load(name), "ready", None)
-    return ready is None or ready(dtype)
+    if ready is None or ready(dtype):
+        _ready_seen.add((name, dtype))
+        return True
+    return False
 
 
 # The "auto" table. Each row: a name, a condition on the geometry, and the backends it prefers in
