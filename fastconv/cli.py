@@ -352,7 +352,11 @@ def _check_auto_rule(suite, name: str) -> None:
     print(f"timing auto's candidates (forward + both gradients, best of 3) on the {name} suite ...", flush=True)
     rows, wrong = [], 0
     names = {c.geometry: c.name for c in suite}
-    for geom, pick, times in backends.rule_check(list(names), np.float32):  # shapes with a choice to make
+    checked, compiling = backends.rule_check(list(names), np.float32)
+    if compiling:
+        print(f"not timed, their kernels are not compiled yet: {', '.join(sorted(compiling))} "
+              f"(`fastconv warmup` compiles them)")
+    for geom, pick, times in checked:  # shapes with a choice to make
         fastest = min(times, key=times.get)
         slower = times[pick] / times[fastest]
         wrong += slower > AUTO_RULE_SLACK
