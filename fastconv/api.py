@@ -167,12 +167,13 @@ def _quiet():
 
 
 def _conv_call(ndim, input, weight, bias, stride, padding, dilation, groups, padding_mode, backend, layout):
-    """Validate a convolution call; with a padding mode other than zeros, the input is padded here
-    and the call's geometry has no padding. Returns ``(call, bias, pad)``."""
+    """Validate a convolution call: ``(call, bias, pad)``. With a padding mode other than zeros,
+    ``pad`` fills the border (``pad.apply``) and the call's geometry is the padded input's, with no
+    padding left for the backend."""
     backends.check_name(backend)
     x, w, unbatched = _arrays(ndim, input, weight, layout, transposed=False)
     geom = Geometry.from_args(x.shape, w.shape, stride=stride, padding=padding, dilation=dilation, groups=groups)
-    b = _bias(bias, geom.c_out) if not isinstance(bias, (bool, np.bool_)) else None
+    b = _bias(bias, geom.c_out)
     pad = _padmodes.Padding.of(geom, padding_mode)
     dtype = _float_dtype(x, w, b)
     call = _Call(ndim, layout, unbatched, x, w, geom, dtype, backend)
@@ -199,7 +200,7 @@ def _conv(ndim, input, weight, bias, stride, padding, dilation, groups, padding_
 def _conv_backward(ndim, grad_output, input, weight, stride, padding, dilation, groups, padding_mode, bias,
                    backend, layout) -> ConvGrads:
     _check_bias_flag(bias)
-    call, _, pad = _conv_call(ndim, input, weight, bias, stride, padding, dilation, groups, padding_mode,
+    call, _, pad = _conv_call(ndim, input, weight, None, stride, padding, dilation, groups, padding_mode,
                               backend, layout)
     geom = call.geom
     gy = call.grad_output(grad_output, geom.y_shape)
