@@ -260,19 +260,23 @@ def test_a_warm_call_allocates_nothing_in_its_kernels(threads, kwargs):
     x, w, gy = (rng.standard_normal(s).astype(np.float32) for s in (geom.x_shape, geom.w_shape, geom.y_shape))
     arrays = [np.ones(3)] * 5
     five_arrays(*arrays)
-    calls = [(numba_jit.forward, (x, w, geom), 1), (numba_jit.grad_weight, (gy, x, geom), 1),
-             (numba_jit.grad_input, (gy, w, geom), geom.sh * geom.sw)]
+    # array arguments per call: 5 per packed kernel; the depthwise one (forward, and the input
+    # gradient at stride 1) also takes the bias
+    dw = 6 if numba_jit._depthwise(geom) else 5
+    calls = [(numba_jit.forward, (x, w, geom), dw), (numba_jit.grad_weight, (gy, x, geom), 5),
+             (numba_jit.grad_input, (gy, w, geom), dw if geom.sh == geom.sw == 1 else 5 * geom.sh * geom.sw)]
     _nrt_python.memsys_enable_stats()
     try:
         with fastconv.threads(threads):
             before = rtsys.get_allocation_stats().alloc
             five_arrays(*arrays)
             per_call = rtsys.get_allocation_stats().alloc - before  # the five arguments' wrappers
-            for fn, args, kernels in calls:
+            assert per_call % 5 == 0
+            for fn, args, nargs in calls:
                 fn(*args)  # warm: compiled, workspaces grown
                 before = rtsys.get_allocation_stats().alloc
                 fn(*args)
-                assert rtsys.get_allocation_stats().alloc - before == kernels * per_call, fn.__name__
+                assert rtsys.get_allocation_stats().alloc - before == nargs * per_call // 5, fn.__name__
     finally:
         _nrt_python.memsys_disable_stats()
 
@@ -334,7 +338,7 @@ def test_an_explicit_numba_call_says_once_that_it_compiles(tmp_path):
 
 def test_warmup_command_compiles_every_step_with_progress_and_info_compiles_nothing(tmp_path):
     out = _python("import sys; from fastconv.cli import main; sys.exit(main(['warmup', '--dtype', 'float32']))")
-    assert "numba float32: compiling (or loading) 4 steps" in out and "[4/4] input gradient" in out, out
+    assert "numba float32: compiling (or loading) 5 steps" in out and "[5/5] input gradient" in out, out
     assert "warmup done in" in out
     # info on an empty cache: a line about the kernels, no compile (the layer starts by itself)
     line = _python("""

@@ -29,6 +29,7 @@ except ImportError as exc:  # the registry then lists the backend as unavailable
     raise ImportError("it needs Numba: pip install 'fastconv[numba]'") from exc
 
 from .. import _cache, _threads
+from . import _numba_depthwise as _dw
 from . import _numba_kernels as _k
 from ._lift import lifted
 
@@ -299,18 +300,41 @@ def _hyper(geom):
     return geom.sh, geom.sw, geom.pt, geom.pl, geom.dil_h, geom.dil_w, geom.groups
 
 
+def _depthwise(geom) -> bool:
+    """Whether ``_numba_depthwise`` runs the call: one input channel per group, several groups.
+    (One group of one input channel, e.g. MNIST's first layer, measured no faster there: the
+    general kernel's 4 output channels per load pay off.)"""
+    return geom.groups > 1 and geom.c_in_g == 1
+
+
+def _run_depthwise(x, w, y, bias, sh, sw, pt, pl, dil_h, dil_w, macs):
+    """``_dw._depthwise_forward`` into the C-contiguous ``y``; ``bias`` None: zeros."""
+    if bias is None:
+        bias = _scratch("zeros", w.shape[0], x.dtype)[:w.shape[0]]
+        bias[:] = 0
+
+    def workspaces(nthreads):
+        nfloat, nint = _dw._dw_scratch(x.shape, y.shape, w.shape[2], w.shape[3], sh, sw, pl, dil_h, dil_w, nthreads)
+        return _scratch("float", nfloat, x.dtype), _scratch("int", nint, np.int64)
+    _run(_dw._depthwise_forward, macs, x, w, bias, y, sh, sw, pt, pl, dil_h, dil_w, slots=True,
+         workspaces=workspaces)
+
+
 @lifted
 def forward(x, w, geom, bias=None):
     """y of shape ``geom.y_shape``, dtype of ``x``, plus ``bias[co]`` when given."""
     _announce(x.dtype)
     y = np.empty(geom.y_shape, dtype=x.dtype)
-    _run(_k._forward_packed, geom.macs, x, w, y, *_hyper(geom), slots=True,
-         workspaces=_packed_workspaces(_k._forward_scratch, x, w, (geom.oh, geom.ow), geom.sh, geom.sw,
-                                       geom.dil_h, geom.dil_w, geom.groups))
+    if _depthwise(geom):  # the bias is the kernel's starting value
+        _run_depthwise(x, w, y, bias, geom.sh, geom.sw, geom.pt, geom.pl, geom.dil_h, geom.dil_w, geom.macs)
+    else:
+        _run(_k._forward_packed, geom.macs, x, w, y, *_hyper(geom), slots=True,
+             workspaces=_packed_workspaces(_k._forward_scratch, x, w, (geom.oh, geom.ow), geom.sh, geom.sw,
+                                           geom.dil_h, geom.dil_w, geom.groups))
+        if bias is not None:
+            y += bias.reshape(-1, 1, 1)
     if not _all_finite(w):
         _padding_products(y, ~np.isfinite(w), geom, forward=True)
-    if bias is not None:
-        y += bias.reshape(-1, 1, 1)
     return y
 
 
@@ -354,6 +378,9 @@ def grad_input(gy, w, geom):
             pt = geom.dil_h * (m - 1) - (ry + geom.pt - ky0) // geom.sh
             pl = geom.dil_w * (mw - 1) - (rx + geom.pl - kx0) // geom.sw
             wt = _transposed_weight(wsub, geom)
+            if unit and _depthwise(geom) and geom.c_out_g == 1:  # gx: depthwise too, and contiguous
+                _run_depthwise(gy, wt, gx, None, 1, 1, pt, pl, geom.dil_h, geom.dil_w, geom.macs)
+                continue
             _run(_k._forward_packed, geom.macs // (geom.sh * geom.sw), gy, wt, out,
                  1, 1, pt, pl, geom.dil_h, geom.dil_w, geom.groups, slots=True,
                  workspaces=_packed_workspaces(_k._forward_scratch, gy, wt, out.shape[2:], 1, 1,
@@ -379,12 +406,13 @@ def grad_weight(gy, x, geom):
 # the input gradient of strided and dilated convolutions (or of non-finite weights) takes.
 WARMUP_STEPS = (
     ("forward (packed)", (1, 4, 3, 3), (4, 4, 2, 2), dict(padding=1), ("forward",)),
+    ("depthwise", (1, 4, 3, 3), (4, 1, 2, 2), dict(padding=1, groups=4), ("forward",)),
     ("weight gradient (packed)", (1, 4, 3, 3), (4, 4, 2, 2), dict(padding=1), ("grad_weight",)),
     ("input gradient (stride phases)", (1, 4, 5, 5), (4, 4, 3, 3), dict(padding=1, stride=2), ("grad_input",)),
     ("input gradient (direct loops)", (1, 4, 5, 5), (4, 4, 2, 2), dict(padding=1, stride=2, dilation=2),
      ("grad_input",)),
 )
-_READY_AFTER = 3  # steps
+_READY_AFTER = 4  # steps
 
 
 def warmup_steps(dtype):
