@@ -251,11 +251,8 @@ def _pack_input(x, bn, c0, cg, xp, sh, sw, pt, pl, hq, wq, nimg, b, u0):  # prag
                     xrow = x[bn, c0 + c, iy]
                     row[:lo] = 0
                     row[hi:] = 0
-                    if sw == 1:  # a slice copy (memcpy); the loop below copies an element at a time
-                        row[lo:hi] = xrow[lo - pl:hi - pl]
-                    else:
-                        for v in range(lo, hi):
-                            row[v] = xrow[v * sw + px - pl]
+                    for v in range(lo, hi):
+                        row[v] = xrow[v * sw + px - pl]
     xp[cg * sh * sw * nimg * hq * wq:] = 0  # the tail read by the last runs
 
 
