@@ -35,6 +35,11 @@ PROBLEMS = {
     "depthwise-x2-s2-d2": ((7, 4, 11, 10), (8, 1, 3, 2), {"stride": 2, "padding": ((1, 2), (0, 1)),
                                                               "dilation": 2, "groups": 4}),
     "kernel-is-input": ((3, 2, 5, 4), (3, 2, 5, 4), {}),
+    # k x 1 kernels at unit stride, unpadded across: shifted GEMMs of the input's columns
+    "shifted-k3x1": ((3, 4, 9, 7), (5, 4, 3, 1), {"padding": (1, 0)}),
+    "shifted-grouped-dilated": ((3, 6, 11, 5), (4, 3, 4, 1), {"padding": ((3, 1), (0, 0)), "dilation": (2, 1),
+                                                               "groups": 2}),
+    "shifted-pad-beyond": ((3, 3, 4, 6), (3, 3, 2, 1), {"padding": ((3, 3), (0, 0))}),  # rows of padding only
 }
 
 
@@ -87,7 +92,9 @@ def test_one_image_per_chunk_matches_reference(budget, chunk_sizes, name, pass_,
     (name, pass_) for name in PROBLEMS for pass_ in PASSES
     # 1x1 stride-1 unpadded: grad_input is one matmul over the whole batch, and the forward pass
     # multiplies the input where it lies (images too small are gathered, as in "pointwise")
-    if not (name.startswith("pointwise") and pass_ == "grad_input" or (name, pass_) == ("pointwise-large", "forward"))])
+    # k x 1 kernels: work items are chunks of one image's columns, never of several images
+    if not (name.startswith("pointwise") and pass_ == "grad_input" or (name, pass_) == ("pointwise-large", "forward")
+            or name.startswith("shifted"))])
 def test_ragged_last_chunk_matches_reference(budget, chunk_sizes, monkeypatch, name, pass_):
     geom, x, w, gy = _problem(name)
     args = _args(pass_, x, w, gy)
@@ -109,7 +116,8 @@ def test_ragged_last_chunk_matches_reference(budget, chunk_sizes, monkeypatch, n
 
 @pytest.mark.parametrize("threads", [1, 3])  # every worker thread holds scratch of its own
 @pytest.mark.parametrize("pass_", PASSES)
-@pytest.mark.parametrize("name", ["dense-k3-p1", "grouped-asym", "pointwise", "pointwise-large", "depthwise"])
+@pytest.mark.parametrize("name", ["dense-k3-p1", "grouped-asym", "pointwise", "pointwise-large", "depthwise",
+                                  "shifted-grouped-dilated"])
 def test_extra_memory_stays_under_budget(budget, use_threads, name, pass_, threads):
     use_threads(threads)
     # A batch of 256: the full patch matrix of the dense cases would be ~9x the input (~2.6 MiB).
@@ -162,6 +170,20 @@ def test_bad_budget_is_refused(nbytes):
         im2col.set_memory_budget(nbytes)
 
 
+def test_k_by_1_kernels_copy_no_patches(monkeypatch):
+    def forbidden(*args, **kwargs):
+        raise AssertionError("a k x 1 kernel at unit stride built a patch matrix")
+
+    monkeypatch.setattr(im2col, "_patches", forbidden)
+    monkeypatch.setattr(im2col, "_windows", forbidden)
+    for name in ("shifted-k3x1", "shifted-grouped-dilated", "shifted-pad-beyond"):
+        geom, x, w, gy = _problem(name)
+        for pass_ in PASSES:
+            args = _args(pass_, x, w, gy)
+            assert_close(getattr(im2col, pass_)(*args, geom), getattr(reference, pass_)(*args, geom),
+                         what=f"{name} {pass_}")
+
+
 def test_pointwise_path_copies_no_patches(monkeypatch):
     def forbidden(*args, **kwargs):
         raise AssertionError("a 1x1 stride-1 unpadded convolution built a patch matrix")
@@ -176,7 +198,8 @@ def test_pointwise_path_copies_no_patches(monkeypatch):
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-@pytest.mark.parametrize("name", ["pointwise", "pointwise-large", "depthwise", "depthwise-x2-s2-d2"])
+@pytest.mark.parametrize("name", ["pointwise", "pointwise-large", "depthwise", "depthwise-x2-s2-d2",
+                                  "shifted-grouped-dilated"])
 def test_special_paths_match_torch(name, dtype):
     torch = pytest.importorskip("torch")
     geom, x, w, gy = _problem(name, dtype, seed=1)

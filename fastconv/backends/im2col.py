@@ -17,9 +17,10 @@ from __future__ import annotations
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
-from .._threads import counted_call
+from .._threads import call_threads, counted_call
 from .._workers import buffer, map_chunks, memory_budget, set_memory_budget, thread_plan, thread_share
 from . import _im2col_depthwise as _depthwise
+from . import _im2col_shifted as _shifted
 from ._lift import lifted
 
 NAME = "im2col"
@@ -157,6 +158,8 @@ def forward(x, w, geom, bias=None):
     """
     if _is_depthwise(geom):
         return _depthwise.forward(x, w, geom, bias)
+    if _shifted.applies(geom):
+        return _shifted.forward(x, w, geom, bias, call_threads())
     g, cog, p = geom.groups, geom.c_out_g, geom.oh * geom.ow
     kg = geom.c_in_g * geom.kh * geom.kw
     pointwise = _is_pointwise(geom)
@@ -225,6 +228,8 @@ def grad_weight(gy, x, geom):
     chunks spread over threads as in the forward pass, their parts added in chunk order."""
     if _is_depthwise(geom):
         return _depthwise.grad_weight(gy, x, geom)
+    if _shifted.applies(geom):
+        return _shifted.grad_weight(gy, x, geom, call_threads(), _matmul_nt)
     g, cog, p = geom.groups, geom.c_out_g, geom.oh * geom.ow
     kg = geom.c_in_g * geom.kh * geom.kw
     band = _band_rows(geom, x.itemsize)

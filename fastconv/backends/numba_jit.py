@@ -32,6 +32,7 @@ from .. import _cache, _threads
 from . import _numba_depthwise as _dw
 from . import _numba_kernels as _k
 from ._lift import lifted
+from ._padding_nan import padding_products
 
 NAME = "numba"
 _log = logging.getLogger("fastconv")
@@ -266,28 +267,6 @@ def _run(kernel, macs, *args, slots=False, workspaces=None):
             numba.set_num_threads(before)
 
 
-def _in_padding(geom, ky, kx):
-    """(oh, ow) mask of the output pixels whose tap (ky, kx) reads the zero padding."""
-    iy = np.arange(geom.oh) * geom.sh - geom.pt + ky * geom.dil_h
-    ix = np.arange(geom.ow) * geom.sw - geom.pl + kx * geom.dil_w
-    return ((iy < 0) | (iy >= geom.ih))[:, None] | ((ix < 0) | (ix >= geom.iw))[None, :]
-
-
-def _padding_products(out, bad, geom, forward):
-    """The kernels skip taps that read padding; where such a tap meets inf or NaN, the reference
-    (and torch's forward) compute ``inf * 0 = NaN`` there. Put those NaNs back: rare, so NumPy."""
-    for idx in np.argwhere(bad):
-        if forward:  # a non-finite weight w[co, ci, ky, kx]: every image, pixels reading padding
-            co, _, ky, kx = idx
-            out[:, co, _in_padding(geom, ky, kx)] = np.nan
-        else:  # a non-finite gy[n, co, oy, ox]: the weight taps whose input pixel is padding
-            _, co, oy, ox = idx
-            for ky in range(geom.kh):
-                for kx in range(geom.kw):
-                    if _in_padding(geom, ky, kx)[oy, ox]:
-                        out[co, :, ky, kx] = np.nan
-
-
 def _all_finite(a) -> bool:
     """Whether ``a`` holds no inf or NaN, without a boolean mask of its size: any such element
     makes the sum non-finite (an overflowing sum of finite values only sends the caller down its
@@ -334,7 +313,7 @@ def forward(x, w, geom, bias=None):
         if bias is not None:
             y += bias.reshape(-1, 1, 1)
     if not _all_finite(w):
-        _padding_products(y, ~np.isfinite(w), geom, forward=True)
+        padding_products(y, ~np.isfinite(w), geom, forward=True)
     return y
 
 
@@ -397,7 +376,7 @@ def grad_weight(gy, x, geom):
          workspaces=_packed_workspaces(_k._gw_scratch, x, gw, (geom.oh, geom.ow), geom.sh, geom.sw,
                                        geom.dil_h, geom.dil_w, geom.groups))
     if not _all_finite(gy):
-        _padding_products(gw, ~np.isfinite(gy), geom, forward=False)
+        padding_products(gw, ~np.isfinite(gy), geom, forward=False)
     return gw
 
 
