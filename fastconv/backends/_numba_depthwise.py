@@ -19,10 +19,11 @@ output channels that read it:
   one accumulator row kept in L1, then copied into ``y``.
 
 Both read each input plane from memory once and write each output plane once; the bias is the
-accumulator's starting value. Measured on one thread (N=32, C=128, 28x28, 3x3, pad 1): 2.7-3.2 ms
-against the general kernel's 4.1-4.5 ms and torch's 4.6 ms. The flat path sums a kernel column's
-taps together (up to 4 per pass): on 28x28 planes the per-plane costs dominate and that gains
-nothing, on 56x56 (5x5) 11 % and on 112x112 (3x3) 25 %.
+accumulator's starting value. Measured on one thread (N=32, C=128, 28x28, 3x3, pad 1): 2.5-2.9 ms
+against the general kernel's 4.1-4.5 ms and torch's 4.6 ms. Summing a kernel column's taps together
+(up to 4 per pass, the rows near the top and bottom apart) was tried: 15-25 % faster on 56x56 and
+112x112 planes, but 1.3x slower on 28x28 and 2.4x on 14x14 (its setup per column and plane), and
+its compile took 7.5 s against 3.2; not kept.
 """
 
 from collections import namedtuple
@@ -38,7 +39,7 @@ DwLayout = namedtuple("DwLayout", [
     "nband",   # bands per plane
     "hb",      # packed input rows per band
     "size",    # elements of one thread's packed band, or of its saved edge pixels (flat)
-    "acc",     # elements of one thread's accumulator, or of one kernel column's weights (flat)
+    "acc",     # elements of one thread's accumulator
     "ntask",   # (image, input channel, band) tasks
     "nslot",   # threads that take a range of them
     "slot",    # elements of one thread's scratch
@@ -54,9 +55,9 @@ def _dw_layout(n, c_in, ih, iw, kh, kw, oh, ow, sh, sw, pl, dil_h, dil_w, nthrea
     nband = (oh + rows - 1) // rows
     rows = (oh + nband - 1) // nband  # bands of equal size
     hb = rows + hq - oh
-    if flat:  # the outputs of one column's row ends (|dx| <= max(pl, (kw-1)*dil_w - pl) per row),
+    if flat:  # the outputs of one tap's row ends: |dx| <= max(pl, (kw-1)*dil_w - pl) per row
         size = oh * max(1, pl, (kw - 1) * dil_w - pl)
-        acc = _aligned(kh)  # and the column's weights
+        acc = 0
     else:
         size = sh * sw * hb * wq + 2 * wq + RUN_PAD
         acc = _aligned(rows * wq + RUN_PAD)
@@ -70,108 +71,40 @@ def _dw_scratch(x_shape, y_shape, kh, kw, sh, sw, pl, dil_h, dil_w, nthreads):  
     """Elements of the float and int64 workspaces that ``_depthwise_forward`` needs."""
     n, c_in, ih, iw = x_shape
     lay = _dw_layout(n, c_in, ih, iw, kh, kw, y_shape[2], y_shape[3], sh, sw, pl, dil_h, dil_w, nthreads)
-    return lay.nslot * lay.slot, kh * kw + lay.nslot * kh  # offsets, and per thread a column's shifts
-
-
-@njit(inline="always", **_JIT)
-def _axpy1x3(a, x0, x1, x2, wv, cnt):  # pragma: no cover
-    """a[k] += sum over i < 3 of wv[i] * x_i[k]."""
-    w0, w1, w2 = wv[0], wv[1], wv[2]
-    for k in range(cnt):
-        a[k] += w0 * x0[k] + w1 * x1[k] + w2 * x2[k]
-
-
-@njit(inline="always", **_JIT)
-def _axpy1x2(a, x0, x1, wv, cnt):  # pragma: no cover
-    """a[k] += wv[0] * x0[k] + wv[1] * x1[k]."""
-    w0, w1 = wv[0], wv[1]
-    for k in range(cnt):
-        a[k] += w0 * x0[k] + w1 * x1[k]
-
-
-@njit(inline="always", **_JIT)
-def _column_taps(yf, xf, wc, shifts, r0, r1, ow, dx):  # pragma: no cover
-    """``yf[o] += sum over the taps i of wc[i] * xf[o + shifts[i]]`` over rows ``r0:r1``, up to 4
-    taps per pass (the outermost pixels of the run, which have no tap inside, are left out)."""
-    o0 = r0 * ow + max(0, -dx)
-    o1 = r1 * ow - max(0, dx)
-    cnt = o1 - o0
-    if cnt <= 0:
-        return
-    a = yf[o0:o1]
-    t, nt = 0, shifts.shape[0]
-    while t < nt:
-        left = min(4, nt - t)
-        s0 = o0 + shifts[t]
-        if left == 4:
-            _axpy1x4(a, xf[s0:], xf[o0 + shifts[t + 1]:], xf[o0 + shifts[t + 2]:], xf[o0 + shifts[t + 3]:],
-                     wc[t:t + 4], cnt)
-        elif left == 3:
-            _axpy1x3(a, xf[s0:], xf[o0 + shifts[t + 1]:], xf[o0 + shifts[t + 2]:], wc[t:t + 3], cnt)
-        elif left == 2:
-            _axpy1x2(a, xf[s0:], xf[o0 + shifts[t + 1]:], wc[t:t + 2], cnt)
-        else:
-            _axpy(a, xf[s0:], wc[t], cnt)
-        t += left
+    return lay.nslot * lay.slot, kh * kw
 
 
 @njit(**_JIT)
-def _flat_plane(xf, wv, bias, yf, ih, iw, oh, ow, kh, kw, pt, pl, dil_h, dil_w, save, shifts, wc):  # pragma: no cover
-    """One output plane from one input plane, both flat (row width ``ow == iw``), stride 1.
-
-    The taps of one kernel column (one ``dx``) share their row-end pixels: those are saved before
-    the column's runs and put back after them. The rows that every tap of the column reaches take
-    the taps together, up to 4 per pass; the few rows near the top and bottom that only some reach
-    take them one at a time. ``save``, ``shifts`` and ``wc`` are scratch."""
+def _flat_plane(xf, wv, bias, yf, ih, iw, oh, ow, kh, kw, pt, pl, dil_h, dil_w, save):  # pragma: no cover
+    """One output plane from one input plane, both flat (row width ``ow == iw``), stride 1."""
     for o in range(oh * ow):
         yf[o] = bias
-    lo_all, hi_all = 0, oh  # the rows that every tap inside reaches
-    lo_any, hi_any = oh, 0  # and those that any reaches
     for ky in range(kh):
         dy = ky * dil_h - pt
-        r0, r1 = max(0, -dy), min(oh, ih - dy)
-        if r0 < r1:
-            lo_all, hi_all = max(lo_all, r0), min(hi_all, r1)
-            lo_any, hi_any = min(lo_any, r0), max(hi_any, r1)
-    if lo_any >= hi_any:
-        return  # every tap lies in the padding
-    for kx in range(kw):
-        dx = kx * dil_w - pl
-        if dx <= -ow or dx >= ow:
-            continue  # the column reads padding only
-        nt = 0
-        for ky in range(kh):
-            dy = ky * dil_h - pt
-            if max(0, -dy) < min(oh, ih - dy):
-                shifts[nt] = dy * iw + dx
-                wc[nt] = wv[ky * kw + kx]
-                nt += 1
-        e0 = ow - dx if dx > 0 else 0  # the columns whose runs cross a row end
-        ne, nr = abs(dx), hi_any - lo_any
-        for col in range(ne):
-            edge = yf[lo_any * ow + e0 + col:hi_any * ow:ow]
-            kept = save[col * nr:(col + 1) * nr]
-            for r in range(nr):
-                kept[r] = edge[r]
-        if lo_all < hi_all:
-            _column_taps(yf, xf, wc[:nt], shifts[:nt], lo_all, hi_all, ow, dx)
-        t = 0
-        for ky in range(kh):  # the rows outside lo_all:hi_all, one tap at a time
-            dy = ky * dil_h - pt
-            r0, r1 = max(0, -dy), min(oh, ih - dy)
-            if r0 >= r1:
-                continue
-            if lo_all < hi_all:
-                _column_taps(yf, xf, wc[t:t + 1], shifts[t:t + 1], r0, min(r1, lo_all), ow, dx)
-                _column_taps(yf, xf, wc[t:t + 1], shifts[t:t + 1], max(r0, hi_all), r1, ow, dx)
-            else:
-                _column_taps(yf, xf, wc[t:t + 1], shifts[t:t + 1], r0, r1, ow, dx)
-            t += 1
-        for col in range(ne):
-            edge = yf[lo_any * ow + e0 + col:hi_any * ow:ow]
-            kept = save[col * nr:(col + 1) * nr]
-            for r in range(nr):
-                edge[r] = kept[r]
+        r0 = max(0, -dy)
+        r1 = min(oh, ih - dy)
+        if r0 >= r1:
+            continue
+        nr = r1 - r0
+        for kx in range(kw):
+            dx = kx * dil_w - pl
+            if dx <= -ow or dx >= ow:
+                continue  # the tap reads padding only
+            o0 = r0 * ow + max(0, -dx)  # the first and last row's outermost pixels are left out
+            o1 = r1 * ow - max(0, dx)
+            e0 = ow - dx if dx > 0 else 0  # the columns whose run crosses a row end
+            ne = abs(dx)
+            for col in range(ne):
+                edge = yf[r0 * ow + e0 + col:r1 * ow:ow]
+                kept = save[col * nr:(col + 1) * nr]
+                for r in range(nr):
+                    kept[r] = edge[r]
+            _axpy(yf[o0:o1], xf[o0 + dy * iw + dx:o1 + dy * iw + dx], wv[ky * kw + kx], o1 - o0)
+            for col in range(ne):
+                edge = yf[r0 * ow + e0 + col:r1 * ow:ow]
+                kept = save[col * nr:(col + 1) * nr]
+                for r in range(nr):
+                    edge[r] = kept[r]
 
 
 @njit(**_JIT)
@@ -233,7 +166,7 @@ def _depthwise_forward(x, w, bias, y, sh, sw, pt, pl, dil_h, dil_w, nthreads, fw
                 for j in range(m):
                     co = ci * m + j
                     _flat_plane(xf[bn, ci], wf[co], bias[co], yf[bn, co], ih, iw, oh, ow, kh, kw, pt, pl,
-                                dil_h, dil_w, xp, iws[nt + slot * kh:nt + (slot + 1) * kh], acc)
+                                dil_h, dil_w, xp)
                 continue
             oy0 = band * rows
             nr = min(rows, oh - oy0)
