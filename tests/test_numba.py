@@ -260,11 +260,10 @@ def test_a_warm_call_allocates_nothing_in_its_kernels(threads, kwargs):
     x, w, gy = (rng.standard_normal(s).astype(np.float32) for s in (geom.x_shape, geom.w_shape, geom.y_shape))
     arrays = [np.ones(3)] * 5
     five_arrays(*arrays)
-    # array arguments per call: 5 per packed kernel; the depthwise one (forward, and the input
-    # gradient at stride 1) also takes the bias
-    dw = 6 if numba_jit._depthwise(geom) else 5
-    calls = [(numba_jit.forward, (x, w, geom), dw), (numba_jit.grad_weight, (gy, x, geom), 5),
-             (numba_jit.grad_input, (gy, w, geom), dw if geom.sh == geom.sw == 1 else 5 * geom.sh * geom.sw)]
+    # array arguments per call: the forward kernels take 6 (x, w, bias, y and the two
+    # workspaces; the input gradient runs them once per stride phase), the weight gradient's 5
+    calls = [(numba_jit.forward, (x, w, geom), 6), (numba_jit.grad_weight, (gy, x, geom), 5),
+             (numba_jit.grad_input, (gy, w, geom), 6 * geom.sh * geom.sw)]
     _nrt_python.memsys_enable_stats()
     try:
         with fastconv.threads(threads):

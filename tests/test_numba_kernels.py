@@ -140,7 +140,7 @@ def test_packed_kernels_stay_inside_the_scratch_they_size(kernel, threads):
     fws = np.full(nf + 64, np.nan, np.float32)
     iws = np.full(ni + 8, -7, np.int64)
     if kernel == "forward":
-        k._forward_packed(x, w, y, 2, 1, 1, 1, 1, 2, 1, threads, fws[:nf], iws[:ni])
+        k._forward_packed(x, w, np.empty(0, np.float32), y, 2, 1, 1, 1, 1, 2, 1, threads, fws[:nf], iws[:ni])
         want = reference.forward(x, w, geom)
         got = y
     else:

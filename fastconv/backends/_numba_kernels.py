@@ -298,9 +298,10 @@ def _mac4(a0, a1, a2, a3, xp, o0, o1, o2, o3, wt, cnt):  # pragma: no cover
 
 
 @njit(**_JIT)
-def _fwd_packed(xp, offs, wb, y, bn, co0, cb, wq, oy0, nr, acc):  # pragma: no cover
-    """y[bn, co0:co0+cb, oy0:oy0+nr] from the packed band of input rows; ``wb`` is this block's
-    packed weights, ``acc`` holds CB accumulator rows of ``acc.size // CB`` elements."""
+def _fwd_packed(xp, offs, wb, bias, y, bn, co0, cb, wq, oy0, nr, acc):  # pragma: no cover
+    """y[bn, co0:co0+cb, oy0:oy0+nr] from the packed band of input rows, plus ``bias[co]`` unless
+    ``bias`` is empty; ``wb`` is this block's packed weights, ``acc`` holds CB accumulator rows of
+    ``acc.size // CB`` elements."""
     ow = y.shape[3]
     nt = offs.shape[0]
     stride = acc.shape[0] // CB
@@ -309,10 +310,11 @@ def _fwd_packed(xp, offs, wb, y, bn, co0, cb, wq, oy0, nr, acc):  # pragma: no c
     a1 = acc[stride:stride + cnt]
     a2 = acc[2 * stride:2 * stride + cnt]
     a3 = acc[3 * stride:3 * stride + cnt]
-    a0[:] = 0
-    a1[:] = 0
-    a2[:] = 0
-    a3[:] = 0
+    # the sums start from the bias: no pass over y to add it afterwards (rows past cb are idle)
+    a0[:] = bias[co0] if bias.size else 0
+    a1[:] = bias[co0 + 1] if bias.size and cb > 1 else 0
+    a2[:] = bias[co0 + 2] if bias.size and cb > 2 else 0
+    a3[:] = bias[co0 + 3] if bias.size and cb > 3 else 0
     t = 0
     if cb == 1:  # one channel (depthwise): its 4 terms per load and store, no idle rows
         while t + 4 <= nt:
@@ -398,8 +400,9 @@ def _forward_scratch(n, c_out, c_in_g, kh, kw, oh, ow, sh, sw, dil_h, dil_w, gro
 
 
 @njit(**_PJIT)
-def _forward_packed(x, w, y, sh, sw, pt, pl, dil_h, dil_w, groups, nthreads, fws, iws):  # pragma: no cover
-    """y[n, co] = sum over the group's ci, ky, kx of w[co, ci, ky, kx] * shifted x[n, ci], packed.
+def _forward_packed(x, w, bias, y, sh, sw, pt, pl, dil_h, dil_w, groups, nthreads, fws, iws):  # pragma: no cover
+    """y[n, co] = bias[co] (none if empty) + sum over the group's ci, ky, kx of w[co, ci, ky, kx] *
+    shifted x[n, ci], packed.
 
     The work is split into (image, group, band of output rows, block of CB output channels); each
     of ``nthreads`` threads takes one contiguous range of it with its own scratch, and packs a band
@@ -434,7 +437,7 @@ def _forward_packed(x, w, y, sh, sw, pt, pl, dil_h, dil_w, groups, nthreads, fws
             if band != packed:
                 _pack_input(x, bn, g * c_in_g, c_in_g, xp, sh, sw, pt, pl, hb, wq, 1, 0, oy0)
                 packed = band
-            _fwd_packed(xp, offs, wp[g * nblk + b], y, bn, g * c_out_g + b * CB, min(CB, c_out_g - b * CB),
+            _fwd_packed(xp, offs, wp[g * nblk + b], bias, y, bn, g * c_out_g + b * CB, min(CB, c_out_g - b * CB),
                         wq, oy0, min(rows, oh - oy0), acc)
 
 

@@ -279,6 +279,16 @@ def _hyper(geom):
     return geom.sh, geom.sw, geom.pt, geom.pl, geom.dil_h, geom.dil_w, geom.groups
 
 
+_NO_BIAS: dict = {}
+
+
+def _no_bias(dtype):
+    """An empty array of ``dtype``: the packed forward kernel's "no bias" (one per dtype, reused)."""
+    if dtype not in _NO_BIAS:
+        _NO_BIAS[dtype] = np.empty(0, dtype)
+    return _NO_BIAS[dtype]
+
+
 def _depthwise(geom) -> bool:
     """Whether ``_numba_depthwise`` runs the call: one input channel per group, several groups.
     (One group of one input channel, e.g. MNIST's first layer, measured no faster there: the
@@ -306,12 +316,10 @@ def forward(x, w, geom, bias=None):
     y = np.empty(geom.y_shape, dtype=x.dtype)
     if _depthwise(geom):  # the bias is the kernel's starting value
         _run_depthwise(x, w, y, bias, geom.sh, geom.sw, geom.pt, geom.pl, geom.dil_h, geom.dil_w, geom.macs)
-    else:
-        _run(_k._forward_packed, geom.macs, x, w, y, *_hyper(geom), slots=True,
-             workspaces=_packed_workspaces(_k._forward_scratch, x, w, (geom.oh, geom.ow), geom.sh, geom.sw,
-                                           geom.dil_h, geom.dil_w, geom.groups))
-        if bias is not None:
-            y += bias.reshape(-1, 1, 1)
+    else:  # the bias is the sums' starting value too
+        _run(_k._forward_packed, geom.macs, x, w, _no_bias(x.dtype) if bias is None else bias, y, *_hyper(geom),
+             slots=True, workspaces=_packed_workspaces(_k._forward_scratch, x, w, (geom.oh, geom.ow), geom.sh,
+                                                       geom.sw, geom.dil_h, geom.dil_w, geom.groups))
     if not _all_finite(w):
         padding_products(y, ~np.isfinite(w), geom, forward=True)
     return y
@@ -360,7 +368,7 @@ def grad_input(gy, w, geom):
             if unit and _depthwise(geom) and geom.c_out_g == 1:  # gx: depthwise too, and contiguous
                 _run_depthwise(gy, wt, gx, None, 1, 1, pt, pl, geom.dil_h, geom.dil_w, geom.macs)
                 continue
-            _run(_k._forward_packed, geom.macs // (geom.sh * geom.sw), gy, wt, out,
+            _run(_k._forward_packed, geom.macs // (geom.sh * geom.sw), gy, wt, _no_bias(gy.dtype), out,
                  1, 1, pt, pl, geom.dil_h, geom.dil_w, geom.groups, slots=True,
                  workspaces=_packed_workspaces(_k._forward_scratch, gy, wt, out.shape[2:], 1, 1,
                                                geom.dil_h, geom.dil_w, geom.groups))
