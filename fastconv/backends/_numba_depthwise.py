@@ -132,6 +132,60 @@ def _pack_plane(x, bn, ci, xp, sh, sw, pt, pl, hb, wq, u0):  # pragma: no cover
                         dst[v] = src[v]
 
 
+@njit(**_JIT)
+def _dw_slot(x, w, bias, y, sh, sw, pt, pl, dil_h, dil_w, flat, wq, rows, nband, hb, size, acc_size, t0, t1, offs,
+             fws, base):  # pragma: no cover
+    """Tasks ``t0:t1`` of ``_depthwise_forward``, with the scratch at ``fws[base:]``: a plain
+    compiled function called from the parallel loop (the loop's own body compiled 20-30 % slower
+    in the general kernel), and the whole of a small call."""
+    n, c_in, ih, iw = x.shape
+    c_out, _, kh, kw = w.shape
+    m = c_out // c_in
+    oh, ow = y.shape[2], y.shape[3]
+    nt = kh * kw
+    wf = w.reshape((c_out, nt))
+    xf = x.reshape((n, c_in, ih * iw))
+    yf = y.reshape((n, c_out, oh * ow))
+    xp = fws[base:base + size]
+    acc = fws[base + _aligned(size):base + _aligned(size) + acc_size]
+    if not flat:
+        xp[:] = 0  # the padding columns, which _pack_plane never writes
+    for task in range(t0, t1):
+        band = task % nband
+        ci = task // nband % c_in
+        bn = task // (nband * c_in)
+        if flat:
+            for j in range(m):
+                co = ci * m + j
+                _flat_plane(xf[bn, ci], wf[co], bias[co], yf[bn, co], ih, iw, oh, ow, kh, kw, pt, pl,
+                            dil_h, dil_w, xp)
+            continue
+        oy0 = band * rows
+        nr = min(rows, oh - oy0)
+        cnt = (nr * wq + RUN_PAD - 1) // RUN_PAD * RUN_PAD
+        _pack_plane(x, bn, ci, xp, sh, sw, pt, pl, hb, wq, oy0)
+        for j in range(m):
+            co = ci * m + j
+            wv = wf[co]
+            a = acc[:cnt]
+            b0 = bias[co]
+            for k in range(cnt):
+                a[k] = b0
+            t = 0
+            while t + 4 <= nt:
+                _axpy1x4(a, xp[offs[t]:], xp[offs[t + 1]:], xp[offs[t + 2]:], xp[offs[t + 3]:], wv[t:t + 4], cnt)
+                t += 4
+            while t < nt:
+                _axpy(a, xp[offs[t]:], wv[t], cnt)
+                t += 1
+            out = yf[bn, co, oy0 * ow:(oy0 + nr) * ow]
+            for r in range(nr):
+                src = a[r * wq:r * wq + ow]
+                dst = out[r * ow:(r + 1) * ow]
+                for ox in range(ow):
+                    dst[ox] = src[ox]
+
+
 @njit(**_PJIT)
 def _depthwise_forward(x, w, bias, y, sh, sw, pt, pl, dil_h, dil_w, nthreads, fws, iws):  # pragma: no cover
     """y[n, co] = bias[co] + sum over ky, kx of w[co, 0, ky, kx] * shifted x[n, co // m], with
@@ -140,55 +194,25 @@ def _depthwise_forward(x, w, bias, y, sh, sw, pt, pl, dil_h, dil_w, nthreads, fw
     Tasks are (image, input channel, band of output rows), one contiguous range of them per
     thread; each reads its input once for the ``m`` output channels."""
     n, c_in, ih, iw = x.shape
-    c_out, _, kh, kw = w.shape
-    m = c_out // c_in
+    kh, kw = w.shape[2], w.shape[3]
     oh, ow = y.shape[2], y.shape[3]
     lay = _dw_layout(n, c_in, ih, iw, kh, kw, oh, ow, sh, sw, pl, dil_h, dil_w, nthreads)
     flat, wq, rows, nband, hb, size = lay.flat, lay.wq, lay.rows, lay.nband, lay.hb, lay.size
     ntask, nslot, slot_size, acc_size = lay.ntask, lay.nslot, lay.slot, lay.acc  # plain values for prange
-    nt = kh * kw
-    offs = iws[:nt]
+    offs = iws[:kh * kw]
     _pack_terms(1, kh, kw, sh, sw, dil_h, dil_w, hb, wq, offs)
-    wf = w.reshape((c_out, nt))
-    xf = x.reshape((n, c_in, ih * iw))
-    yf = y.reshape((n, c_out, oh * ow))
     for slot in prange(nslot):
-        base = slot * slot_size
-        xp = fws[base:base + size]
-        acc = fws[base + _aligned(size):base + _aligned(size) + acc_size]
-        if not flat:
-            xp[:] = 0  # the padding columns, which _pack_plane never writes
-        for task in range(ntask * slot // nslot, ntask * (slot + 1) // nslot):
-            band = task % nband
-            ci = task // nband % c_in
-            bn = task // (nband * c_in)
-            if flat:
-                for j in range(m):
-                    co = ci * m + j
-                    _flat_plane(xf[bn, ci], wf[co], bias[co], yf[bn, co], ih, iw, oh, ow, kh, kw, pt, pl,
-                                dil_h, dil_w, xp)
-                continue
-            oy0 = band * rows
-            nr = min(rows, oh - oy0)
-            cnt = (nr * wq + RUN_PAD - 1) // RUN_PAD * RUN_PAD
-            _pack_plane(x, bn, ci, xp, sh, sw, pt, pl, hb, wq, oy0)
-            for j in range(m):
-                co = ci * m + j
-                wv = wf[co]
-                a = acc[:cnt]
-                b0 = bias[co]
-                for k in range(cnt):
-                    a[k] = b0
-                t = 0
-                while t + 4 <= nt:
-                    _axpy1x4(a, xp[offs[t]:], xp[offs[t + 1]:], xp[offs[t + 2]:], xp[offs[t + 3]:], wv[t:t + 4], cnt)
-                    t += 4
-                while t < nt:
-                    _axpy(a, xp[offs[t]:], wv[t], cnt)
-                    t += 1
-                out = yf[bn, co, oy0 * ow:(oy0 + nr) * ow]
-                for r in range(nr):
-                    src = a[r * wq:r * wq + ow]
-                    dst = out[r * ow:(r + 1) * ow]
-                    for ox in range(ow):
-                        dst[ox] = src[ox]
+        _dw_slot(x, w, bias, y, sh, sw, pt, pl, dil_h, dil_w, flat, wq, rows, nband, hb, size, acc_size,
+                 ntask * slot // nslot, ntask * (slot + 1) // nslot, offs, fws, slot * slot_size)
+
+
+@njit(**_JIT)
+def _depthwise_serial(x, w, bias, y, sh, sw, pt, pl, dil_h, dil_w, nthreads, fws, iws):  # pragma: no cover
+    """``_depthwise_forward`` on the calling thread alone (``nthreads`` is 1), for small calls."""
+    n, c_in, ih, iw = x.shape
+    kh, kw = w.shape[2], w.shape[3]
+    lay = _dw_layout(n, c_in, ih, iw, kh, kw, y.shape[2], y.shape[3], sh, sw, pl, dil_h, dil_w, 1)
+    offs = iws[:kh * kw]
+    _pack_terms(1, kh, kw, sh, sw, dil_h, dil_w, lay.hb, lay.wq, offs)
+    _dw_slot(x, w, bias, y, sh, sw, pt, pl, dil_h, dil_w, lay.flat, lay.wq, lay.rows, lay.nband, lay.hb, lay.size,
+             lay.acc, 0, lay.ntask, offs, fws, 0)

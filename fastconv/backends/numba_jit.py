@@ -319,7 +319,7 @@ def _run_depthwise(x, w, y, bias, sh, sw, pt, pl, dil_h, dil_w, macs):
         nfloat, nint = _dw._dw_scratch(x.shape, y.shape, w.shape[2], w.shape[3], sh, sw, pl, dil_h, dil_w, nthreads)
         return _scratch("float", nfloat, x.dtype), _scratch("int", nint, np.int64)
     _run(_dw._depthwise_forward, macs, x, w, bias, y, sh, sw, pt, pl, dil_h, dil_w, slots=True,
-         workspaces=workspaces)
+         workspaces=workspaces, serial=_dw._depthwise_serial)
 
 
 @lifted
