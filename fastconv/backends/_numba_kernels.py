@@ -717,53 +717,6 @@ def _gw_scratch(n, c_out, c_in_g, kh, kw, oh, ow, sh, sw, dil_h, dil_w, groups, 
     return lay.nslot * lay.slot, c_in_g * kh * kw
 
 
-@njit(**_JIT)
-def _gw_slot(gy, x, gw, sh, sw, pt, pl, dil_h, dil_w, groups, zero, nblk, wq, nimg, rows, hb, size, gyp_row,
-             t0, t1, base, slot_size, offs, fws):  # pragma: no cover
-    """Tasks ``t0:t1`` of ``_grad_weight_packed``, with the scratch at ``fws[base:]``. (Plain ints,
-    no layout tuple: Numba's parallel loops cannot take a tuple into their body.)"""
-    n = x.shape[0]
-    c_in_g = gw.shape[1]
-    oh = gy.shape[2]
-    c_out_g = gw.shape[0] // groups
-    xp = fws[base:base + size]
-    xp[:] = 0
-    gyp = fws[base + _aligned(size):base + slot_size].reshape((CB, gyp_row))
-    for task in range(t0, t1):
-        g = task // nblk
-        co0 = g * c_out_g + task % nblk * CB
-        for j in range(min(CB, g * c_out_g + c_out_g - co0)):
-            gw[co0 + j] = zero
-    for bn0 in range(0, n, nimg):
-        nb = min(nimg, n - bn0)
-        if nb < nimg:  # the last images: no stale ones in the slots left over
-            xp[:] = 0
-        for oy0 in range(0, oh, rows):
-            nr = min(rows, oh - oy0)
-            cnt = (((nimg - 1) * hb + nr) * wq + RUN_PAD - 1) // RUN_PAD * RUN_PAD
-            packed = -1
-            for task in range(t0, t1):
-                g = task // nblk
-                co0 = g * c_out_g + task % nblk * CB
-                cb = min(CB, g * c_out_g + c_out_g - co0)
-                if g != packed:
-                    for b in range(nb):
-                        _pack_input(x, bn0 + b, g * c_in_g, c_in_g, xp, sh, sw, pt, pl, hb, wq, nimg, b, oy0)
-                    packed = g
-                for b in range(nb):
-                    _pack_gy(gy, bn0 + b, co0, cb, gyp, hb, wq, b, oy0, nr)
-                gyp[:cb, nb * hb * wq:] = 0  # the rows j >= cb are read but their sums dropped
-                _gw_packed(xp, offs, gyp, gw, co0, cb, cnt, zero)
-    for task in range(t0, t1):
-        g = task // nblk
-        co0 = g * c_out_g + task % nblk * CB
-        cb = min(CB, g * c_out_g + c_out_g - co0)
-        if not _all_finite(gw[co0:co0 + cb]):
-            gw[co0:co0 + cb] = zero
-            for bn in range(n):
-                _gw_rows(gy, x, gw, bn, co0, cb, g * c_in_g, sh, sw, pt, pl, dil_h, dil_w, zero)
-
-
 @njit(**_PJIT)
 def _grad_weight_packed(gy, x, gw, sh, sw, pt, pl, dil_h, dil_w, groups, zero, nthreads, fws, iws):  # pragma: no cover
     """gw[co, ci, ky, kx] = sum over n, oy, ox of gy[n, co, oy, ox] * x[n, ci, tap pixel], packed:
@@ -774,24 +727,52 @@ def _grad_weight_packed(gy, x, gw, sh, sw, pt, pl, dil_h, dil_w, groups, zero, n
     block's result into NaN: such a block (rare) is summed again exactly by ``_gw_rows``. Scratch
     is carved from the workspaces ``fws`` and ``iws`` (sized by ``_gw_scratch``).
     """
+    n = x.shape[0]
     c_out, c_in_g, kh, kw = gw.shape
-    lay = _gw_layout(x.shape[0], c_out, c_in_g, kh, kw, gy.shape[2], gy.shape[3], sh, sw, dil_h, dil_w, groups,
-                     nthreads)
+    oh, ow = gy.shape[2], gy.shape[3]
+    c_out_g = c_out // groups
+    lay = _gw_layout(n, c_out, c_in_g, kh, kw, oh, ow, sh, sw, dil_h, dil_w, groups, nthreads)
     nblk, wq, nimg, rows, hb, size = lay.nblk, lay.wq, lay.nimg, lay.rows, lay.hb, lay.size
     gyp_row, ntask, nslot, slot_size = lay.gyp_row, lay.ntask, lay.nslot, lay.slot
     offs = iws[:c_in_g * kh * kw]
     _pack_terms(c_in_g, kh, kw, sh, sw, dil_h, dil_w, nimg * hb, wq, offs)
     for slot in prange(nslot):
-        _gw_slot(gy, x, gw, sh, sw, pt, pl, dil_h, dil_w, groups, zero, nblk, wq, nimg, rows, hb, size, gyp_row,
-                 ntask * slot // nslot, ntask * (slot + 1) // nslot, slot * slot_size, slot_size, offs, fws)
-
-
-@njit(**_JIT)
-def _grad_weight_serial(gy, x, gw, sh, sw, pt, pl, dil_h, dil_w, groups, zero, nthreads, fws, iws):  # pragma: no cover
-    """``_grad_weight_packed`` on the calling thread alone (``nthreads`` is 1), for small calls."""
-    c_out, c_in_g, kh, kw = gw.shape
-    lay = _gw_layout(x.shape[0], c_out, c_in_g, kh, kw, gy.shape[2], gy.shape[3], sh, sw, dil_h, dil_w, groups, 1)
-    offs = iws[:c_in_g * kh * kw]
-    _pack_terms(c_in_g, kh, kw, sh, sw, dil_h, dil_w, lay.nimg * lay.hb, lay.wq, offs)
-    _gw_slot(gy, x, gw, sh, sw, pt, pl, dil_h, dil_w, groups, zero, lay.nblk, lay.wq, lay.nimg, lay.rows, lay.hb,
-             lay.size, lay.gyp_row, 0, lay.ntask, 0, lay.slot, offs, fws)
+        t0 = ntask * slot // nslot
+        t1 = ntask * (slot + 1) // nslot
+        base = slot * slot_size
+        xp = fws[base:base + size]
+        xp[:] = 0
+        gyp = fws[base + _aligned(size):base + slot_size].reshape((CB, gyp_row))
+        for task in range(t0, t1):
+            g = task // nblk
+            co0 = g * c_out_g + task % nblk * CB
+            for j in range(min(CB, g * c_out_g + c_out_g - co0)):
+                gw[co0 + j] = zero
+        for bn0 in range(0, n, nimg):
+            nb = min(nimg, n - bn0)
+            if nb < nimg:  # the last images: no stale ones in the slots left over
+                xp[:] = 0
+            for oy0 in range(0, oh, rows):
+                nr = min(rows, oh - oy0)
+                cnt = (((nimg - 1) * hb + nr) * wq + RUN_PAD - 1) // RUN_PAD * RUN_PAD
+                packed = -1
+                for task in range(t0, t1):
+                    g = task // nblk
+                    co0 = g * c_out_g + task % nblk * CB
+                    cb = min(CB, g * c_out_g + c_out_g - co0)
+                    if g != packed:
+                        for b in range(nb):
+                            _pack_input(x, bn0 + b, g * c_in_g, c_in_g, xp, sh, sw, pt, pl, hb, wq, nimg, b, oy0)
+                        packed = g
+                    for b in range(nb):
+                        _pack_gy(gy, bn0 + b, co0, cb, gyp, hb, wq, b, oy0, nr)
+                    gyp[:cb, nb * hb * wq:] = 0  # the rows j >= cb are read but their sums dropped
+                    _gw_packed(xp, offs, gyp, gw, co0, cb, cnt, zero)
+        for task in range(t0, t1):
+            g = task // nblk
+            co0 = g * c_out_g + task % nblk * CB
+            cb = min(CB, g * c_out_g + c_out_g - co0)
+            if not _all_finite(gw[co0:co0 + cb]):
+                gw[co0:co0 + cb] = zero
+                for bn in range(n):
+                    _gw_rows(gy, x, gw, bn, co0, cb, g * c_in_g, sh, sw, pt, pl, dil_h, dil_w, zero)

@@ -396,7 +396,7 @@ def grad_weight(gy, x, geom):
     gw = np.empty(geom.w_shape, dtype=x.dtype)
     _run(_k._grad_weight_packed, geom.macs, gy, x, gw, *_hyper(geom), x.dtype.type(0), slots=True,
          workspaces=_packed_workspaces(_k._gw_scratch, x, gw, (geom.oh, geom.ow), geom.sh, geom.sw,
-                                       geom.dil_h, geom.dil_w, geom.groups), serial=_k._grad_weight_serial)
+                                       geom.dil_h, geom.dil_w, geom.groups))
     if not _all_finite(gy):
         padding_products(gw, ~np.isfinite(gy), geom, forward=False)
     return gw
