@@ -183,3 +183,30 @@ def test_partial_tiles_match_reference(c_in_g, c_out_g, kwargs):
                 k._gw_rows(gy, x, gw, bn, co0, cb, g * c_in_g, geom.sh, geom.sw, geom.pt, geom.pl,
                            geom.dil_h, geom.dil_w, 0.0)
     np.testing.assert_allclose(gw, reference.grad_weight(gy, x, geom), **tol)
+
+
+@pytest.mark.parametrize("x_shape, w_shape, kwargs", [
+    ((2, 3, 2048), (4, 3, 5), dict(padding=4, dilation=2)),  # a long signal: one-row bands of 2048
+    ((1, 4, 3, 48, 48), (6, 2, 3, 1, 1), dict(padding=(1, 0, 0), groups=2)),  # temporal: rows of 2304
+])
+def test_long_rows_are_summed_in_segments_and_match(x_shape, w_shape, kwargs):
+    # One-row bands longer than SEGMENT are summed a segment of output columns at a time.
+    import fastconv.backends._lift as lift
+
+    geom = Geometry.from_args(x_shape, w_shape, **kwargs)
+    flat = lift.as_2d(geom)
+    lay = k._forward_layout(flat.n, *flat.w_shape, flat.oh, flat.ow, flat.sh, flat.sw, flat.dil_h, flat.dil_w,
+                            flat.groups, 2)
+    assert lay.nseg > 1 and flat.ow % lay.nseg == 0
+    x, w, gy = (_rand(*s) for s in (geom.x_shape, geom.w_shape, geom.y_shape))
+    bias = _rand(geom.c_out)
+    conv = {3: (fastconv.conv1d, fastconv.conv1d_backward), 5: (fastconv.conv3d, fastconv.conv3d_backward)}
+    fwd, bwd = conv[len(x_shape)]
+    for threads in (1, 2):
+        with fastconv.threads(threads):
+            np.testing.assert_allclose(fwd(x, w, bias, backend="numba", **kwargs),
+                                       fwd(x, w, bias, backend="reference", **kwargs), rtol=1e-10, atol=1e-10)
+            got = bwd(gy, x, w, backend="numba", **kwargs)
+            want = bwd(gy, x, w, backend="reference", **kwargs)
+            for a, b in zip(got, want):
+                np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-10)

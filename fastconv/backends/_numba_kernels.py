@@ -209,6 +209,7 @@ def _ox_range(off, sw, iw, ow):  # pragma: no cover
 
 
 TILE = 4096  # elements of the output block kept hot while the taps stream past (16 KiB in float32)
+SEGMENT = 1024  # columns of a long one-row band summed at a time (see _forward_layout)
 
 
 # Packed path (any stride, dilation, padding and groups). A thread copies a band of input rows of
@@ -354,10 +355,11 @@ ForwardLayout = namedtuple("ForwardLayout", [
     "hb",      # packed input rows per band
     "stride",  # elements between accumulator rows
     "size",    # elements of one thread's packed band
-    "ntask",   # (image, group, band, block) tasks
+    "ntask",   # (image, group, band, segment, block) tasks
     "nslot",   # threads that take a range of them
     "wsize",   # elements of the packed weights (first in the float workspace)
     "slot",    # elements of one thread's scratch (band + accumulator)
+    "nseg",    # segments of each (one-row) band's columns summed apart; 1: whole bands
 ])
 GwLayout = namedtuple("GwLayout", [
     "nblk", "wq",
@@ -385,11 +387,23 @@ def _forward_layout(n, c_out, c_in_g, kh, kw, oh, ow, sh, sw, dil_h, dil_w, grou
     # runs are rounded up to whole vectors, reading up to RUN_PAD + wq - 1 + (kw - 1)*dil_w//sw
     # past the last plane's end
     size = c_in_g * sh * sw * hb * wq + 2 * wq + RUN_PAD
-    ntask = n * groups * nband * nblk
+    # A band of one long row (a 3x1x1 kernel over (D, H*W) planes: rows of 3136; a long signal)
+    # packs channels x kernel rows x the row, far more than L2 holds, and every block of output
+    # channels would read it from memory again. At unit stride output column c reads packed
+    # columns c + kx*dil_w, so the row can be summed in segments of output columns, every block
+    # running over one segment while it is in cache: equal segments, a divisor of the width of at
+    # most SEGMENT columns (a whole number of vectors).
+    nseg = 1
+    if rows == 1 and sw == 1 and ow > SEGMENT:
+        for k in range(2, ow // (SEGMENT // 4) + 1):
+            if ow % k == 0 and ow // k <= SEGMENT and (ow // k) % RUN_PAD == 0:
+                nseg = k
+                break
+    ntask = n * groups * nband * nseg * nblk
     nslot = min(ntask, nthreads)
     wsize = _aligned(groups * nblk * c_in_g * kh * kw * CB)
     slot = _aligned(size) + _aligned(CB * stride)
-    return ForwardLayout(nblk, wq, rows, nband, hb, stride, size, ntask, nslot, wsize, slot)
+    return ForwardLayout(nblk, wq, rows, nband, hb, stride, size, ntask, nslot, wsize, slot, nseg)
 
 
 @njit(**_JIT)
@@ -415,7 +429,7 @@ def _forward_setup(w, y, sh, sw, dil_h, dil_w, groups, nthreads, fws, iws):  # p
 
 @njit(**_JIT)
 def _forward_slot(x, bias, y, sh, sw, pt, pl, groups, nblk, wq, rows, nband, hb, size, base, acc_size, t0, t1,
-                  offs, wp, fws):  # pragma: no cover
+                  offs, wp, fws, nseg):  # pragma: no cover
     """Tasks ``t0:t1`` of ``_forward_packed``, with the scratch at ``fws[base:]``. (Plain ints, no
     layout tuple: Numba's parallel loops cannot take a tuple into their body.)"""
     c_out_g = y.shape[1] // groups
@@ -423,9 +437,13 @@ def _forward_slot(x, bias, y, sh, sw, pt, pl, groups, nblk, wq, rows, nband, hb,
     oh = y.shape[2]
     xp = fws[base:base + size]
     acc = fws[base + _aligned(size):base + _aligned(size) + acc_size]
+    seg = y.shape[3] // nseg
+    # segments of a one-row band are the rows of this view of y, and start seg*s into the packed row
+    ys = y.reshape((y.shape[0], y.shape[1], oh * nseg, y.shape[3] // nseg))
     packed = -1
     for task in range(t0, t1):
-        band = task // nblk  # image, group and band
+        band = task // (nseg * nblk)  # image, group and band
+        s = task // nblk % nseg
         b = task % nblk
         g = band // nband % groups
         bn = band // (nband * groups)
@@ -433,8 +451,12 @@ def _forward_slot(x, bias, y, sh, sw, pt, pl, groups, nblk, wq, rows, nband, hb,
         if band != packed:
             _pack_input(x, bn, g * c_in_g, c_in_g, xp, sh, sw, pt, pl, hb, wq, 1, 0, oy0)
             packed = band
-        _fwd_packed(xp, offs, wp[g * nblk + b], bias, y, bn, g * c_out_g + b * CB, min(CB, c_out_g - b * CB),
-                    wq, oy0, min(rows, oh - oy0), acc)
+        if nseg == 1:
+            _fwd_packed(xp, offs, wp[g * nblk + b], bias, y, bn, g * c_out_g + b * CB, min(CB, c_out_g - b * CB),
+                        wq, oy0, min(rows, oh - oy0), acc)
+        else:
+            _fwd_packed(xp[s * seg:], offs, wp[g * nblk + b], bias, ys, bn, g * c_out_g + b * CB,
+                        min(CB, c_out_g - b * CB), seg, oy0 * nseg + s, 1, acc)
 
 
 @njit(**_PJIT)
@@ -452,9 +474,10 @@ def _forward_packed(x, w, bias, y, sh, sw, pt, pl, dil_h, dil_w, groups, nthread
     lay, offs, wp = _forward_setup(w, y, sh, sw, dil_h, dil_w, groups, nthreads, fws, iws)
     nblk, wq, rows, nband, hb, size = lay.nblk, lay.wq, lay.rows, lay.nband, lay.hb, lay.size
     ntask, nslot, wsize, slot_size, acc_size = lay.ntask, lay.nslot, lay.wsize, lay.slot, CB * lay.stride
+    nseg = lay.nseg
     for slot in prange(nslot):
         _forward_slot(x, bias, y, sh, sw, pt, pl, groups, nblk, wq, rows, nband, hb, size, wsize + slot * slot_size,
-                      acc_size, ntask * slot // nslot, ntask * (slot + 1) // nslot, offs, wp, fws)
+                      acc_size, ntask * slot // nslot, ntask * (slot + 1) // nslot, offs, wp, fws, nseg)
 
 
 @njit(**_JIT)
@@ -464,7 +487,7 @@ def _forward_serial(x, w, bias, y, sh, sw, pt, pl, dil_h, dil_w, groups, nthread
     (single-r32-k3: 8.2 us against 10.7 plus 2 for the thread count)."""
     lay, offs, wp = _forward_setup(w, y, sh, sw, dil_h, dil_w, groups, nthreads, fws, iws)
     _forward_slot(x, bias, y, sh, sw, pt, pl, groups, lay.nblk, lay.wq, lay.rows, lay.nband, lay.hb, lay.size,
-                  lay.wsize, CB * lay.stride, 0, lay.ntask, offs, wp, fws)
+                  lay.wsize, CB * lay.stride, 0, lay.ntask, offs, wp, fws, lay.nseg)
 
 
 @njit(**_JIT)
