@@ -113,23 +113,23 @@ def _pack_plane(x, bn, ci, xp, sh, sw, pt, pl, hb, wq, u0):  # pragma: no cover
     wholly in the padding are zeroed; the rest copy their inside columns only, the padding
     columns being zero since the buffer was cleared (they are never written otherwise)."""
     ih, iw = x.shape[2], x.shape[3]
+    plane = x[bn, ci]
+    # plain flat indices: the strided views and slices of a first version cost ~35 ns a row,
+    # 95 % of a stride-2 28x28 plane's time
     for py in range(sh):
         for px in range(sw):
             lo = max(0, (sw - 1 - (px - pl)) // sw)  # _ox_range(px - pl, sw, iw, wq)
             hi = max(lo, min(wq, (iw - 1 - (px - pl)) // sw + 1))
-            plane = xp[(py * sw + px) * hb * wq:]
+            c0 = lo * sw + px - pl  # the input column of packed column lo
             for u in range(hb):
-                row = plane[u * wq:(u + 1) * wq]
+                rb = ((py * sw + px) * hb + u) * wq
                 iy = (u0 + u) * sh + py - pt
                 if iy < 0 or iy >= ih:
                     for v in range(wq):
-                        row[v] = 0
+                        xp[rb + v] = 0
                     continue
-                if hi > lo:
-                    src = x[bn, ci, iy, lo * sw + px - pl:(hi - 1) * sw + px - pl + 1:sw]
-                    dst = row[lo:hi]
-                    for v in range(hi - lo):
-                        dst[v] = src[v]
+                for v in range(hi - lo):
+                    xp[rb + lo + v] = plane[iy, c0 + v * sw]
 
 
 @njit(**_JIT)
