@@ -379,16 +379,17 @@ def grad_input(gy, w, geom):
             pt = geom.dil_h * (m - 1) - (ry + geom.pt - ky0) // geom.sh
             pl = geom.dil_w * (mw - 1) - (rx + geom.pl - kx0) // geom.sw
             wt = _transposed_weight(wsub, geom)
-            if unit and _depthwise(geom) and geom.c_out_g == 1:  # gx: depthwise too, and contiguous
-                _run_depthwise(gy, wt, gx, None, 1, 1, pt, pl, geom.dil_h, geom.dil_w, geom.macs)
-                continue
             # a strided phase is computed contiguous, then copied into place: a kernel specialised for
             # strided outputs took 5 s more to compile, for a copy that costs little beside the sums
             dest = out if unit else _scratch("phase", out.size, gy.dtype)[:out.size].reshape(out.shape)
-            _run(_k._forward_packed, geom.macs // (geom.sh * geom.sw), gy, wt, _no_bias(gy.dtype), dest,
-                 1, 1, pt, pl, geom.dil_h, geom.dil_w, geom.groups, slots=True,
-                 workspaces=_packed_workspaces(_k._forward_scratch, gy, wt, out.shape[2:], 1, 1,
-                                               geom.dil_h, geom.dil_w, geom.groups), serial=_k._forward_serial)
+            if _depthwise(geom) and geom.c_out_g == 1:  # each phase is a depthwise convolution too
+                _run_depthwise(gy, wt, dest, None, 1, 1, pt, pl, geom.dil_h, geom.dil_w,
+                               geom.macs // (geom.sh * geom.sw))
+            else:
+                _run(_k._forward_packed, geom.macs // (geom.sh * geom.sw), gy, wt, _no_bias(gy.dtype), dest,
+                     1, 1, pt, pl, geom.dil_h, geom.dil_w, geom.groups, slots=True,
+                     workspaces=_packed_workspaces(_k._forward_scratch, gy, wt, out.shape[2:], 1, 1,
+                                                   geom.dil_h, geom.dil_w, geom.groups), serial=_k._forward_serial)
             if dest is not out:
                 out[...] = dest
     return gx
