@@ -147,7 +147,9 @@ def _is_shifted_long(geom: Geometry) -> bool:
     2026-12-01 16:10: 3x1x1 over 16x56x56 planes (rows of 3136 in the lift's (D, H*W) view)
     im2col 1.67x torch's time forward, 1.43 backward, numba 1.95 / 1.70; over 8x32x32 (rows of
     1024) a tie (2.2 / 1.9 against 2.0 / 1.8); 2-D 7x1 on 17x17 and 5x1 on 64x64 numba 1.2-1.5
-    against im2col's 2.2-2.5."""
+    against im2col's 2.2-2.5. Since numba sums long rows in segments (16:50), 3x1x1 over 56x56
+    planes is a tie: numba 1.69 / 1.73, im2col 1.79 / 1.54 (numba's weight gradient is not
+    segmented)."""
     flat = as_2d(geom)
     return flat.iw >= AUTO_SHIFTED_MIN_WIDTH and _shifted_route(flat)
 
