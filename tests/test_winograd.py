@@ -234,3 +234,65 @@ def test_overflow_to_inf_reruns_directly():
     for level in LEVELS:
         with precision(level):
             np.testing.assert_array_equal(winograd.forward(x, w, geom, b), want)
+
+
+# -------------------------------------------------------------------- 3-D: each plane transformed once
+
+# (x shape, w shape, kwargs): depth padding on one side, beyond the kernel, a depth stride (forward
+# only runs natively then), a 1x3x3 kernel, and F(4x4)-sized planes
+NATIVE_3D = {
+    "k3-p1": ((2, 3, 5, 6, 7), (4, 3, 3, 3, 3), dict(padding=1)),
+    "k2-asym": ((1, 4, 6, 9, 8), (5, 4, 2, 3, 3), dict(padding=((1, 0), (1, 1), (0, 2)))),
+    "depth-stride-2": ((2, 3, 7, 5, 5), (2, 3, 3, 3, 3), dict(padding=(2, 1, 1), stride=(2, 1, 1))),
+    "k1-large-planes": ((1, 2, 4, 44, 41), (3, 2, 1, 3, 3), dict(padding=(0, 1, 1))),
+    "depth-pad-beyond": ((1, 2, 3, 6, 6), (3, 2, 3, 3, 3), dict(padding=(4, 0, 0))),
+}
+
+
+@pytest.mark.parametrize("level", LEVELS)
+@pytest.mark.parametrize("name", NATIVE_3D)
+def test_3d_transforms_each_plane_once_and_matches(monkeypatch, name, level):
+    x_shape, w_shape, kwargs = NATIVE_3D[name]
+    geom = Geometry.from_args(x_shape, w_shape, **kwargs)
+    assert winograd._native_3d(geom, 8)
+    rng = np.random.default_rng(3)
+    x, w, gy = (rng.standard_normal(s) for s in (geom.x_shape, geom.w_shape, geom.y_shape))
+    b = rng.standard_normal(geom.c_out)
+    calls = []
+    monkeypatch.setattr(winograd, "_forward_nd", lambda *a: calls.append("lifted"))  # never taken here
+    with precision(level):
+        got_y = winograd.forward(x, w, geom, b)
+        assert_close(got_y, numba_jit.forward(x, w, geom, b))
+        if geom.stride[0] == 1:
+            assert_close(winograd.grad_input(gy, w, geom), numba_jit.grad_input(gy, w, geom))
+    assert not calls
+
+
+def test_3d_non_finite_values_rerun_directly_and_groups_take_the_lift():
+    geom = Geometry.from_args((1, 2, 3, 6, 6), (2, 2, 3, 3, 3), padding=1)
+    rng = np.random.default_rng(4)
+    x, w = rng.standard_normal(geom.x_shape), rng.standard_normal(geom.w_shape)
+    x[0, 1, 1, 2, 3] = np.inf
+    np.testing.assert_array_equal(winograd.forward(x, w, geom), numba_jit.forward(x, w, geom))
+    grouped = Geometry.from_args((1, 4, 3, 6, 6), (4, 2, 3, 3, 3), padding=1, groups=2)
+    assert not winograd._native_3d(grouped, 8)
+    x, w = rng.standard_normal(grouped.x_shape), rng.standard_normal(grouped.w_shape)
+    assert_close(winograd.forward(x, w, grouped), numba_jit.forward(x, w, grouped))
+
+
+@pytest.mark.parametrize("threads", [1, 3])
+def test_3d_extra_memory_stays_under_budget(budget, use_threads, threads):
+    """The transposed copies of input and output (1.6 MiB each) and each thread's block of
+    transformed planes, against an 8 MiB budget; a 2 MiB one sends the call through the lift."""
+    use_threads(threads)
+    geom = Geometry.from_args((2, 16, 8, 40, 40), (16, 16, 3, 3, 3), padding=1)
+    rng = np.random.default_rng(5)
+    x, w = (rng.standard_normal(s).astype(np.float32) for s in (geom.x_shape, geom.w_shape))
+    limit = 8 * 2**20
+    budget(limit)
+    assert winograd._native_3d(geom, 4)
+    extra, got = extra_bytes(lambda: winograd.forward(x, w, geom))
+    assert extra <= limit, f"{extra} bytes beyond the output, budget {limit}"
+    assert_close(got, numba_jit.forward(x, w, geom))
+    budget(2 * 2**20)
+    assert not winograd._native_3d(geom, 4)

@@ -57,10 +57,10 @@ def as_2d(geom: Geometry) -> Geometry:
                    dilation=geom.dilation[1:], out_size=geom.out_size[1:])
 
 
-def lifted(pass_fn):
+def lifted(pass_fn, pass_name: str | None = None):
     """Decorate a backend's 2-D ``forward``, ``grad_input`` or ``grad_weight`` so that it runs 1-D and
-    3-D geometries too."""
-    lift = _LIFTS[pass_fn.__name__]
+    3-D geometries too (``pass_name``: which of the three, when the function is named otherwise)."""
+    lift = _LIFTS[pass_name or pass_fn.__name__]
 
     @functools.wraps(pass_fn)
     def run(a, b, geom, *rest):

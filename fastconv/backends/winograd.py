@@ -3,12 +3,15 @@ Blocks of tiles run on fastconv's threads: Numba transforms, alpha^2 single-thre
 the transformed kernel, the output transform; grad_input is the same with the flipped kernel, grad_weight
 numba's. Extra memory: the transformed kernel (16/9 or 4x w), per thread one block, within the memory
 budget. Error (README): F(2x2) within 2x a direct sum's, F(4x4) within 16x. The fastest fastconv backend
-on dense 3x3 layers of 7-56 pixels (yet 1.0-2.1x torch's time on default OpenBLAS); inf/NaN rerun direct.
+on dense 3x3 layers of 7-14 pixels (yet 1.5-1.9x torch's time here); inf/NaN rerun direct. 3-D kD x 3 x 3
+kernels transform each input plane once (``_convolve_3d``); 1-D, grouped and depth-dilated 3-D calls
+run through the 2-D passes (``_lift``).
 """
 
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import sys
 import threading
@@ -68,26 +71,43 @@ def _tile(geom, precision) -> int:
 
 
 @counted_call
-@lifted
 def forward(x, w, geom, bias=None):
     """y of shape ``geom.y_shape``, dtype of ``x``, plus ``bias[co]`` when given."""
+    if not _native_3d(geom, x.itemsize):
+        return _forward_nd(x, w, geom, bias)
+    y = _convolve_3d(x, w, geom, bias, transposed=False)
+    return y if y is not None else _direct().forward(x, w, geom, bias)
+
+
+def _forward_2d(x, w, geom, bias=None):
     y = _convolve(x, w, geom, geom.c_out, (geom.oh, geom.ow), geom.pt, geom.pl, bias, transposed=False)
-    if y is None:  # inf or NaN in the result: Winograd spreads them over whole tiles
-        from . import numba_jit
-        return numba_jit.forward(x, w, geom, bias)
-    return y
+    # inf or NaN in the result: Winograd spreads them over whole tiles; the direct sums do not
+    return y if y is not None else _direct().forward(x, w, geom, bias)
 
 
 @counted_call
-@lifted
 def grad_input(gy, w, geom):
     """Gradient with respect to the input: the stride-1 convolution of gy with the flipped,
     channel-transposed kernel, padded by 2 - p on each side (negative: cropped)."""
+    if not (_native_3d(geom, gy.itemsize) and geom.stride[0] == 1):
+        return _grad_input_nd(gy, w, geom)
+    gx = _convolve_3d(gy, w, geom, None, transposed=True)
+    return gx if gx is not None else _direct().grad_input(gy, w, geom)
+
+
+def _grad_input_2d(gy, w, geom):
     gx = _convolve(gy, w, geom, geom.c_in, (geom.ih, geom.iw), 2 - geom.pt, 2 - geom.pl, None, transposed=True)
-    if gx is None:
-        from . import numba_jit
-        return numba_jit.grad_input(gy, w, geom)
-    return gx
+    return gx if gx is not None else _direct().grad_input(gy, w, geom)
+
+
+def _direct():
+    from . import numba_jit
+    return numba_jit
+
+
+# 1-D and 3-D calls otherwise run through the 2-D passes (``_lift``)
+_forward_nd = lifted(_forward_2d, "forward")
+_grad_input_nd = lifted(_grad_input_2d, "grad_input")
 
 
 @counted_call
@@ -152,6 +172,98 @@ def _convolve(src, w, geom, c_dst, out_hw, pt, pl, bias, transposed):
         map_items(list(chunks(nf, per)), transform_filter, threads)
         map_items(list(chunks(rows, size)), work, threads)
     return None if bad else y
+
+
+# ----------------------------------------------------------------- 3-D, each plane transformed once
+
+def _native_3d(geom, itemsize) -> bool:
+    """Whether a 3-D call runs :func:`_convolve_3d`: one group, depth dilation 1, and the
+    transposed copies of input and output within half the memory budget (else the lift's slices)."""
+    if geom.ndim != 3 or geom.groups != 1 or geom.dilation[0] != 1:
+        return False
+    planes = (math.prod(geom.x_shape) + math.prod(geom.y_shape)) * itemsize
+    return 2 * planes <= call_budget(geom, itemsize)
+
+
+def _convolve_3d(src, w, geom, bias, transposed):
+    """A 3-D convolution with a ``kD x 3 x 3`` kernel as F(m x m, 3x3) tiles in each plane.
+
+    Through the lift, output plane ``od`` stacks its ``kD`` input planes as channels, so each input
+    plane is copied and transformed ``kD`` times. Here each plane is transformed once: a work item
+    (an image, a block of tile rows) transforms the block in every input plane into
+    ``V[xi, plane, c, tile]`` (zero planes for the depth padding), where the ``kD`` planes of an
+    output plane are adjacent; its products are then ``U[xi] @ V[xi, od*sd : od*sd + kD]`` with K =
+    kD*C, the stacked kernel's order. ``transposed``: the input gradient (unit depth stride), the
+    same with the flipped, channel-swapped kernel. None when a result is inf or NaN."""
+    n, (kd,) = src.shape[0], geom.kernel[:1]
+    if transposed:  # gx[c] = sum over co and taps of the flipped w[co, c] * gy[co], padded 2 - p
+        cs, cd, (d_in,), (d_out,) = geom.c_out, geom.c_in, geom.out_size[:1], geom.in_size[:1]
+        pd, sd = kd - 1 - geom.padding[0][0], 1
+        pt, pl = 2 - geom.padding[1][0], 2 - geom.padding[2][0]
+        out_hw = geom.in_size[1:]
+        wk = w.transpose(1, 0, 2, 3, 4)[:, :, ::-1, ::-1, ::-1]  # (c, co, kd, ky, kx)
+    else:
+        cs, cd, (d_in,), (d_out,) = geom.c_in, geom.c_out, geom.in_size[:1], geom.out_size[:1]
+        pd, sd = geom.padding[0][0], geom.stride[0]
+        pt, pl = geom.padding[1][0], geom.padding[2][0]
+        out_hw = geom.out_size[1:]
+        wk = w
+    m = _tile(as_2d(geom), get_precision())  # the forward's planes decide, as in 2-D
+    a2, dtype = (m + 2) ** 2, src.dtype
+    tiles_h, tiles_w = -(-out_hw[0] // m), -(-out_hw[1] // m)
+    q0 = -pd  # the first input plane read (negative: padding); V's plane j is input plane q0 + j
+    depth = (d_out - 1) * sd + kd
+    # the stacked kernel (cd, kD*cs, 3, 3) in (kd, c) order, transformed: u[0, xi, cd, kD*cs]
+    wst = np.ascontiguousarray(wk.transpose(0, 2, 1, 3, 4)).reshape(1, cd, kd * cs, 3, 3)
+    u = np.empty((1, a2, cd, kd * cs), dtype)
+    per_tile = a2 * (depth * cs + cs + cd) * src.itemsize
+    size, threads = _plan(tiles_h, tiles_w, per_tile, u.nbytes + 2 * (src.nbytes + n * cd * d_out *
+                                                                     out_hw[0] * out_hw[1] * src.itemsize),
+                          geom, src.itemsize)
+    # planes first, channels second: each plane (d, C, H, W) is a 2-D batch item of the transforms
+    xt = np.empty((n, d_in, cs, *src.shape[3:]), dtype)
+    yt = np.empty((n, d_out, cd, *out_hw), dtype)
+    b = np.empty(0, dtype) if bias is None else bias
+    bad = []
+
+    def planes_in(i, d, scratch):
+        xt[i, d] = src[i, :, d]
+
+    def work(i, r0, r1, scratch):
+        nt = (r1 - r0) * tiles_w
+        v3 = buffer(scratch, "v3", (a2, depth, cs, nt), dtype)
+        v = buffer(scratch, "v", (a2 * cs * nt,), dtype)
+        mm = buffer(scratch, "m", (a2 * cd * nt,), dtype)
+        for j in range(depth):
+            q = q0 + j
+            if 0 <= q < d_in:
+                _k._input_transform(xt[i], 0, cs, q * tiles_h + r0, q * tiles_h + r1, tiles_h, tiles_w, pt, pl,
+                                    m, v)
+                v3[:, j] = v.reshape(a2, cs, nt)
+            else:
+                v3[:, j] = 0
+        for od in range(d_out):
+            np.matmul(u[0], v3[:, od * sd:od * sd + kd].reshape(a2, kd * cs, nt), out=mm.reshape(a2, cd, nt))
+            if _k._output_transform(mm, 0, cd, od * tiles_h + r0, od * tiles_h + r1, tiles_h, tiles_w, m, b,
+                                    yt[i]):
+                bad.append(True)
+
+    def planes_out(i, d, scratch):
+        out[i, :, d] = yt[i, d]
+
+    items = [(i, r0, min(tiles_h, r0 + size)) for i in range(n) for r0 in range(0, tiles_h, size)]
+    def transform_filter(r0, r1, scratch):
+        _k._filter_transform(wst, m, r0, r1, u)
+
+    with np.errstate(invalid="ignore", over="ignore"):
+        map_items([(i, d) for i in range(n) for d in range(d_in)], planes_in, threads)
+        map_items(list(chunks(cd, -(-cd // threads))), transform_filter, threads)
+        map_items(items, work, threads)
+    if bad:
+        return None
+    out = np.empty((n, cd, d_out, *out_hw), dtype)
+    map_items([(i, d) for i in range(n) for d in range(d_out)], planes_out, threads)
+    return out
 
 
 # Compiled in the background for "auto", as the numba backend's kernels are (see its `ready`): a
