@@ -76,3 +76,29 @@ def test_conv1d_depthwise_runs_the_flat_path_and_matches():
     got = fastconv.conv1d(x, w, padding="same", groups=4, backend="numba")
     want = fastconv.conv1d(x, w, padding="same", groups=4, backend="reference")
     np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("shape,kernel,mult,kwargs,path", CASES)
+def test_weight_gradient_matches_the_reference(shape, kernel, mult, kwargs, path, dtype):
+    n, c, h, w_ = shape
+    geom = Geometry.from_args(shape, (c * mult, 1, *kernel), groups=c, **kwargs)
+    x, gy = (RNG.standard_normal(s) for s in (geom.x_shape, geom.y_shape))
+    tol = dict(rtol=1e-4, atol=1e-4) if dtype == np.float32 else dict(rtol=1e-11, atol=1e-11)
+    got = numba_jit.grad_weight(gy.astype(dtype), x.astype(dtype), geom)
+    assert got.dtype == dtype
+    np.testing.assert_allclose(got, reference.grad_weight(gy, x, geom), **tol)
+
+
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")  # the reference's inf * 0
+def test_weight_gradient_non_finite_values_match_the_reference():
+    # an inf at a row's end meets gy's thrown-away columns: that channel is summed again exactly
+    geom = Geometry.from_args((2, 3, 6, 7), (3, 1, 3, 3), groups=3, padding=1)
+    x, gy = RNG.standard_normal(geom.x_shape), RNG.standard_normal(geom.y_shape)
+    x[1, 0, 2, 6] = np.inf
+    gy[0, 2, 0, 0] = np.nan
+    got, want = numba_jit.grad_weight(gy, x, geom), reference.grad_weight(gy, x, geom)
+    np.testing.assert_array_equal(np.isnan(got), np.isnan(want))
+    np.testing.assert_array_equal(np.isinf(got), np.isinf(want))
+    finite = np.isfinite(want)
+    np.testing.assert_allclose(got[finite], want[finite], rtol=1e-12, atol=1e-12)

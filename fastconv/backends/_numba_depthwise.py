@@ -30,7 +30,22 @@ from collections import namedtuple
 
 from numba import prange
 
-from ._numba_kernels import _JIT, _PJIT, RUN_PAD, TILE, _aligned, _axpy, _axpy1x4, _pack_terms, _packed_dims, njit
+from ._numba_kernels import (
+    _JIT,
+    _PJIT,
+    RUN_PAD,
+    TILE,
+    _aligned,
+    _all_finite,
+    _axpy,
+    _axpy1x4,
+    _dot,
+    _dot1x4,
+    _gw_rows,
+    _pack_terms,
+    _packed_dims,
+    njit,
+)
 
 DwLayout = namedtuple("DwLayout", [
     "flat",    # the flat path (else the packed one)
@@ -216,3 +231,89 @@ def _depthwise_serial(x, w, bias, y, sh, sw, pt, pl, dil_h, dil_w, nthreads, fws
     _pack_terms(1, kh, kw, sh, sw, dil_h, dil_w, lay.hb, lay.wq, offs)
     _dw_slot(x, w, bias, y, sh, sw, pt, pl, dil_h, dil_w, lay.flat, lay.wq, lay.rows, lay.nband, lay.hb, lay.size,
              lay.acc, 0, lay.ntask, offs, fws, 0)
+
+
+# ---------------------------------------------------------------------------- weight gradient
+
+@njit(**_JIT)
+def _dwgw_layout(c_in, kh, kw, oh, ow, sh, sw, dil_h, dil_w, nthreads):  # pragma: no cover
+    """``(wq, hq, size, gsize, nslot, slot)`` of ``_depthwise_grad_weight``: whole planes, packed
+    input and gy side by side in each thread's scratch."""
+    hq, wq = _packed_dims(oh, ow, kh, kw, sh, sw, dil_h, dil_w)
+    size = sh * sw * hq * wq + 2 * wq + RUN_PAD
+    gsize = _aligned(oh * wq + RUN_PAD)
+    nslot = max(1, min(c_in, nthreads))
+    return wq, hq, size, gsize, nslot, _aligned(size) + gsize
+
+
+@njit(**_JIT)
+def _dwgw_scratch(x_shape, y_shape, kh, kw, sh, sw, dil_h, dil_w, nthreads):  # pragma: no cover
+    """Elements of the float and int64 workspaces that ``_depthwise_grad_weight`` needs."""
+    wq, hq, size, gsize, nslot, slot = _dwgw_layout(x_shape[1], kh, kw, y_shape[2], y_shape[3], sh, sw, dil_h,
+                                                    dil_w, nthreads)
+    return nslot * slot, kh * kw
+
+
+@njit(**_JIT)
+def _dwgw_slot(gy, x, gw, sh, sw, pt, pl, dil_h, dil_w, zero, wq, hq, size, gsize, c0, c1, offs, fws,
+               base):  # pragma: no cover
+    """Input channels ``c0:c1`` of ``_depthwise_grad_weight``, with the scratch at ``fws[base:]``."""
+    n, c_in = x.shape[0], x.shape[1]
+    c_out, _, kh, kw = gw.shape
+    m = c_out // c_in
+    oh, ow = gy.shape[2], gy.shape[3]
+    nt = kh * kw
+    cnt = (oh * wq + RUN_PAD - 1) // RUN_PAD * RUN_PAD
+    gwf = gw.reshape((c_out, nt))
+    xp = fws[base:base + size]
+    gp = fws[base + _aligned(size):base + _aligned(size) + gsize]
+    xp[:] = 0  # the padding columns, which _pack_plane never writes
+    gp[:] = 0  # and gy's thrown-away columns and tail
+    for ci in range(c0, c1):
+        for j in range(m):
+            gwf[ci * m + j] = zero
+        for bn in range(n):
+            _pack_plane(x, bn, ci, xp, sh, sw, pt, pl, hq, wq, 0)
+            for j in range(m):
+                co = ci * m + j
+                g = gy[bn, co]
+                for r in range(oh):
+                    for ox in range(ow):
+                        gp[r * wq + ox] = g[r, ox]
+                t = 0
+                while t + 4 <= nt:
+                    s0, s1, s2, s3 = _dot1x4(gp, xp[offs[t]:], xp[offs[t + 1]:], xp[offs[t + 2]:],
+                                             xp[offs[t + 3]:], cnt, zero)
+                    gwf[co, t] += s0
+                    gwf[co, t + 1] += s1
+                    gwf[co, t + 2] += s2
+                    gwf[co, t + 3] += s3
+                    t += 4
+                while t < nt:
+                    gwf[co, t] += _dot(gp, xp[offs[t]:], cnt, zero)
+                    t += 1
+        # The thrown-away columns pair gy's zeros with real inputs: an inf or NaN there makes the
+        # sum NaN. Such a channel (rare) is summed again exactly, row by row.
+        for j in range(m):
+            co = ci * m + j
+            if not _all_finite(gwf[co]):
+                gwf[co] = zero
+                for bn in range(n):
+                    _gw_rows(gy, x, gw, bn, co, 1, ci, sh, sw, pt, pl, dil_h, dil_w, zero)
+
+
+@njit(**_PJIT)
+def _depthwise_grad_weight(gy, x, gw, sh, sw, pt, pl, dil_h, dil_w, zero, nthreads, fws, iws):  # pragma: no cover
+    """gw[co, 0, ky, kx] = sum over n and output pixels of gy[n, co] * shifted x[n, co // m]: per
+    input channel, each image's plane packed once (as the forward's packed path) and gy laid out
+    in the packed rows' width, then one dot product per tap. Threads take ranges of input
+    channels; each channel's sum runs over the images in order (the same bits on any thread count)."""
+    c_in = x.shape[1]
+    kh, kw = gw.shape[2], gw.shape[3]
+    wq, hq, size, gsize, nslot, slot_size = _dwgw_layout(c_in, kh, kw, gy.shape[2], gy.shape[3], sh, sw, dil_h,
+                                                         dil_w, nthreads)
+    offs = iws[:kh * kw]
+    _pack_terms(1, kh, kw, sh, sw, dil_h, dil_w, hq, wq, offs)
+    for slot in prange(nslot):
+        _dwgw_slot(gy, x, gw, sh, sw, pt, pl, dil_h, dil_w, zero, wq, hq, size, gsize, c_in * slot // nslot,
+                   c_in * (slot + 1) // nslot, offs, fws, slot * slot_size)

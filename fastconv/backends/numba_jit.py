@@ -400,9 +400,17 @@ def grad_weight(gy, x, geom):
     """Gradient with respect to the weight, shaped like ``w``."""
     _announce(x.dtype)
     gw = np.empty(geom.w_shape, dtype=x.dtype)
-    _run(_k._grad_weight_packed, geom.macs, gy, x, gw, *_hyper(geom), x.dtype.type(0), slots=True,
-         workspaces=_packed_workspaces(_k._gw_scratch, x, gw, (geom.oh, geom.ow), geom.sh, geom.sw,
-                                       geom.dil_h, geom.dil_w, geom.groups))
+    if _depthwise(geom):
+        def workspaces(nthreads):
+            nfloat, nint = _dw._dwgw_scratch(x.shape, gy.shape, geom.kh, geom.kw, geom.sh, geom.sw, geom.dil_h,
+                                             geom.dil_w, nthreads)
+            return _scratch("float", nfloat, x.dtype), _scratch("int", nint, np.int64)
+        _run(_dw._depthwise_grad_weight, geom.macs, gy, x, gw, geom.sh, geom.sw, geom.pt, geom.pl, geom.dil_h,
+             geom.dil_w, x.dtype.type(0), slots=True, workspaces=workspaces)
+    else:
+        _run(_k._grad_weight_packed, geom.macs, gy, x, gw, *_hyper(geom), x.dtype.type(0), slots=True,
+             workspaces=_packed_workspaces(_k._gw_scratch, x, gw, (geom.oh, geom.ow), geom.sh, geom.sw,
+                                           geom.dil_h, geom.dil_w, geom.groups))
     if not _all_finite(gy):
         padding_products(gw, ~np.isfinite(gy), geom, forward=False)
     return gw
@@ -413,7 +421,7 @@ def grad_weight(gy, x, geom):
 # the input gradient of strided and dilated convolutions (or of non-finite weights) takes.
 WARMUP_STEPS = (
     ("forward (packed)", (1, 4, 3, 3), (4, 4, 2, 2), dict(padding=1), ("forward",)),
-    ("depthwise", (1, 4, 3, 3), (4, 1, 2, 2), dict(padding=1, groups=4), ("forward",)),
+    ("depthwise", (1, 4, 3, 3), (4, 1, 2, 2), dict(padding=1, groups=4), ("forward", "grad_weight")),
     ("weight gradient (packed)", (1, 4, 3, 3), (4, 4, 2, 2), dict(padding=1), ("grad_weight",)),
     ("input gradient (stride phases)", (1, 4, 5, 5), (4, 4, 3, 3), dict(padding=1, stride=2), ("grad_input",)),
     ("input gradient (direct loops)", (1, 4, 5, 5), (4, 4, 2, 2), dict(padding=1, stride=2, dilation=2),
