@@ -255,16 +255,45 @@ def _dwgw_scratch(x_shape, y_shape, kh, kw, sh, sw, dil_h, dil_w, nthreads):  # 
 
 
 @njit(**_JIT)
+def _dwgw_flat_plane(gf, xf, gwc, ih, iw, oh, ow, kh, kw, pt, pl, dil_h, dil_w, zero):  # pragma: no cover
+    """gwc[t] += this plane's sum for each tap, both planes flat (``ow == iw``, stride 1): one dot
+    product over the run of rows the tap reaches, less the products its run took across row ends
+    (an inf or NaN there leaves a NaN, which the caller's exact recount replaces)."""
+    for ky in range(kh):
+        dy = ky * dil_h - pt
+        r0, r1 = max(0, -dy), min(oh, ih - dy)
+        if r0 >= r1:
+            continue
+        for kx in range(kw):
+            dx = kx * dil_w - pl
+            if dx <= -ow or dx >= ow:
+                continue
+            o0, o1 = r0 * ow + max(0, -dx), r1 * ow - max(0, dx)
+            shift = dy * iw + dx
+            s = _dot(gf[o0:o1], xf[o0 + shift:o1 + shift], o1 - o0, zero)
+            e0 = ow - dx if dx > 0 else 0  # the columns whose products crossed a row end
+            for r in range(r0, r1):
+                for col in range(e0, e0 + abs(dx)):
+                    o = r * ow + col
+                    if o0 <= o < o1:
+                        s -= gf[o] * xf[o + shift]
+            gwc[ky * kw + kx] += s
+
+
+@njit(**_JIT)
 def _dwgw_slot(gy, x, gw, sh, sw, pt, pl, dil_h, dil_w, zero, wq, hq, size, gsize, c0, c1, offs, fws,
                base):  # pragma: no cover
     """Input channels ``c0:c1`` of ``_depthwise_grad_weight``, with the scratch at ``fws[base:]``."""
-    n, c_in = x.shape[0], x.shape[1]
+    n, c_in, ih, iw = x.shape
     c_out, _, kh, kw = gw.shape
     m = c_out // c_in
     oh, ow = gy.shape[2], gy.shape[3]
     nt = kh * kw
     cnt = (oh * wq + RUN_PAD - 1) // RUN_PAD * RUN_PAD
     gwf = gw.reshape((c_out, nt))
+    flat = sh == 1 and sw == 1 and ow == iw  # as the forward's flat path: no packing at all
+    xf = x.reshape((n, c_in, ih * iw))
+    gyf = gy.reshape((n, c_out, oh * ow))
     xp = fws[base:base + size]
     gp = fws[base + _aligned(size):base + _aligned(size) + gsize]
     xp[:] = 0  # the padding columns, which _pack_plane never writes
@@ -273,6 +302,12 @@ def _dwgw_slot(gy, x, gw, sh, sw, pt, pl, dil_h, dil_w, zero, wq, hq, size, gsiz
         for j in range(m):
             gwf[ci * m + j] = zero
         for bn in range(n):
+            if flat:
+                for j in range(m):
+                    co = ci * m + j
+                    _dwgw_flat_plane(gyf[bn, co], xf[bn, ci], gwf[co], ih, iw, oh, ow, kh, kw, pt, pl, dil_h, dil_w,
+                                     zero)
+                continue
             _pack_plane(x, bn, ci, xp, sh, sw, pt, pl, hq, wq, 0)
             for j in range(m):
                 co = ci * m + j
