@@ -28,11 +28,8 @@ its compile took 7.5 s against 3.2; not kept.
 
 from collections import namedtuple
 
-from numba import prange
-
 from ._numba_kernels import (
     _JIT,
-    _PJIT,
     RUN_PAD,
     TILE,
     _aligned,
@@ -63,7 +60,7 @@ DwLayout = namedtuple("DwLayout", [
 
 @njit(**_JIT)
 def _dw_layout(n, c_in, ih, iw, kh, kw, oh, ow, sh, sw, pl, dil_h, dil_w, nthreads):  # pragma: no cover
-    """How ``_depthwise_forward`` cuts its work and scratch; shared with ``_dw_scratch``."""
+    """How ``_depthwise_part`` cuts its work and scratch; shared with ``_dw_scratch``."""
     flat = sh == 1 and sw == 1 and ow == iw
     hq, wq = _packed_dims(oh, ow, kh, kw, sh, sw, dil_h, dil_w)
     rows = oh if flat else min(oh, max(1, TILE // wq))  # the accumulator stays in L1
@@ -83,10 +80,10 @@ def _dw_layout(n, c_in, ih, iw, kh, kw, oh, ow, sh, sw, pl, dil_h, dil_w, nthrea
 
 @njit(**_JIT)
 def _dw_scratch(x_shape, y_shape, kh, kw, sh, sw, pl, dil_h, dil_w, nthreads):  # pragma: no cover
-    """Elements of the float and int64 workspaces that ``_depthwise_forward`` needs."""
+    """Elements of the float and int64 workspaces that ``_depthwise_part`` needs."""
     n, c_in, ih, iw = x_shape
     lay = _dw_layout(n, c_in, ih, iw, kh, kw, y_shape[2], y_shape[3], sh, sw, pl, dil_h, dil_w, nthreads)
-    return lay.nslot * lay.slot, kh * kw
+    return lay.nslot * lay.slot, lay.nslot * kh * kw
 
 
 @njit(**_JIT)
@@ -150,9 +147,7 @@ def _pack_plane(x, bn, ci, xp, sh, sw, pt, pl, hb, wq, u0):  # pragma: no cover
 @njit(**_JIT)
 def _dw_slot(x, w, bias, y, sh, sw, pt, pl, dil_h, dil_w, flat, wq, rows, nband, hb, size, acc_size, t0, t1, offs,
              fws, base):  # pragma: no cover
-    """Tasks ``t0:t1`` of ``_depthwise_forward``, with the scratch at ``fws[base:]``: a plain
-    compiled function called from the parallel loop (the loop's own body compiled 20-30 % slower
-    in the general kernel), and the whole of a small call."""
+    """Tasks ``t0:t1`` of ``_depthwise_part``, with the scratch at ``fws[base:]``."""
     n, c_in, ih, iw = x.shape
     c_out, _, kh, kw = w.shape
     m = c_out // c_in
@@ -201,43 +196,34 @@ def _dw_slot(x, w, bias, y, sh, sw, pt, pl, dil_h, dil_w, flat, wq, rows, nband,
                     dst[ox] = src[ox]
 
 
-@njit(**_PJIT)
-def _depthwise_forward(x, w, bias, y, sh, sw, pt, pl, dil_h, dil_w, nthreads, fws, iws):  # pragma: no cover
-    """y[n, co] = bias[co] + sum over ky, kx of w[co, 0, ky, kx] * shifted x[n, co // m], with
-    ``m = C_out / C_in``; ``y`` C-contiguous.
+@njit(**_JIT)
+def _depthwise_part(x, w, bias, y, sh, sw, pt, pl, dil_h, dil_w, nthreads, fws, iws, slot):  # pragma: no cover
+    """Slot ``slot`` of ``nthreads`` of y[n, co] = bias[co] + sum over ky, kx of w[co, 0, ky, kx] *
+    shifted x[n, co // m], with ``m = C_out / C_in`` and ``y`` C-contiguous.
 
-    Tasks are (image, input channel, band of output rows), one contiguous range of them per
-    thread; each reads its input once for the ``m`` output channels."""
+    Tasks are (image, input channel, band of output rows), one contiguous range per slot; each
+    reads its input once for the ``m`` output channels. Each slot is run by one of fastconv's
+    threads (``numba_jit._run_parts``): a kernel without Numba's parallel loops compiles in a
+    third of the time, and these tasks are long enough for the thread pool's ~12 us."""
     n, c_in, ih, iw = x.shape
     kh, kw = w.shape[2], w.shape[3]
     oh, ow = y.shape[2], y.shape[3]
     lay = _dw_layout(n, c_in, ih, iw, kh, kw, oh, ow, sh, sw, pl, dil_h, dil_w, nthreads)
-    flat, wq, rows, nband, hb, size = lay.flat, lay.wq, lay.rows, lay.nband, lay.hb, lay.size
-    ntask, nslot, slot_size, acc_size = lay.ntask, lay.nslot, lay.slot, lay.acc  # plain values for prange
-    offs = iws[:kh * kw]
-    _pack_terms(1, kh, kw, sh, sw, dil_h, dil_w, hb, wq, offs)
-    for slot in prange(nslot):
-        _dw_slot(x, w, bias, y, sh, sw, pt, pl, dil_h, dil_w, flat, wq, rows, nband, hb, size, acc_size,
-                 ntask * slot // nslot, ntask * (slot + 1) // nslot, offs, fws, slot * slot_size)
-
-
-@njit(**_JIT)
-def _depthwise_serial(x, w, bias, y, sh, sw, pt, pl, dil_h, dil_w, nthreads, fws, iws):  # pragma: no cover
-    """``_depthwise_forward`` on the calling thread alone (``nthreads`` is 1), for small calls."""
-    n, c_in, ih, iw = x.shape
-    kh, kw = w.shape[2], w.shape[3]
-    lay = _dw_layout(n, c_in, ih, iw, kh, kw, y.shape[2], y.shape[3], sh, sw, pl, dil_h, dil_w, 1)
-    offs = iws[:kh * kw]
+    if slot >= lay.nslot:
+        return
+    nt = kh * kw
+    offs = iws[slot * nt:(slot + 1) * nt]  # each slot its own: no two threads write one array
     _pack_terms(1, kh, kw, sh, sw, dil_h, dil_w, lay.hb, lay.wq, offs)
     _dw_slot(x, w, bias, y, sh, sw, pt, pl, dil_h, dil_w, lay.flat, lay.wq, lay.rows, lay.nband, lay.hb, lay.size,
-             lay.acc, 0, lay.ntask, offs, fws, 0)
+             lay.acc, lay.ntask * slot // lay.nslot, lay.ntask * (slot + 1) // lay.nslot, offs, fws,
+             slot * lay.slot)
 
 
 # ---------------------------------------------------------------------------- weight gradient
 
 @njit(**_JIT)
 def _dwgw_layout(c_in, kh, kw, oh, ow, sh, sw, dil_h, dil_w, nthreads):  # pragma: no cover
-    """``(wq, hq, size, gsize, nslot, slot)`` of ``_depthwise_grad_weight``: whole planes, packed
+    """``(wq, hq, size, gsize, nslot, slot)`` of ``_dwgw_part``: whole planes, packed
     input and gy side by side in each thread's scratch."""
     hq, wq = _packed_dims(oh, ow, kh, kw, sh, sw, dil_h, dil_w)
     size = sh * sw * hq * wq + 2 * wq + RUN_PAD
@@ -248,10 +234,10 @@ def _dwgw_layout(c_in, kh, kw, oh, ow, sh, sw, dil_h, dil_w, nthreads):  # pragm
 
 @njit(**_JIT)
 def _dwgw_scratch(x_shape, y_shape, kh, kw, sh, sw, dil_h, dil_w, nthreads):  # pragma: no cover
-    """Elements of the float and int64 workspaces that ``_depthwise_grad_weight`` needs."""
+    """Elements of the float and int64 workspaces that ``_dwgw_part`` needs."""
     wq, hq, size, gsize, nslot, slot = _dwgw_layout(x_shape[1], kh, kw, y_shape[2], y_shape[3], sh, sw, dil_h,
                                                     dil_w, nthreads)
-    return nslot * slot, kh * kw
+    return nslot * slot, nslot * kh * kw
 
 
 @njit(**_JIT)
@@ -283,7 +269,7 @@ def _dwgw_flat_plane(gf, xf, gwc, ih, iw, oh, ow, kh, kw, pt, pl, dil_h, dil_w, 
 @njit(**_JIT)
 def _dwgw_slot(gy, x, gw, sh, sw, pt, pl, dil_h, dil_w, zero, wq, hq, size, gsize, c0, c1, offs, fws,
                base):  # pragma: no cover
-    """Input channels ``c0:c1`` of ``_depthwise_grad_weight``, with the scratch at ``fws[base:]``."""
+    """Input channels ``c0:c1`` of ``_dwgw_part``, with the scratch at ``fws[base:]``."""
     n, c_in, ih, iw = x.shape
     c_out, _, kh, kw = gw.shape
     m = c_out // c_in
@@ -337,18 +323,21 @@ def _dwgw_slot(gy, x, gw, sh, sw, pt, pl, dil_h, dil_w, zero, wq, hq, size, gsiz
                     _gw_rows(gy, x, gw, bn, co, 1, ci, sh, sw, pt, pl, dil_h, dil_w, zero)
 
 
-@njit(**_PJIT)
-def _depthwise_grad_weight(gy, x, gw, sh, sw, pt, pl, dil_h, dil_w, zero, nthreads, fws, iws):  # pragma: no cover
-    """gw[co, 0, ky, kx] = sum over n and output pixels of gy[n, co] * shifted x[n, co // m]: per
-    input channel, each image's plane packed once (as the forward's packed path) and gy laid out
-    in the packed rows' width, then one dot product per tap. Threads take ranges of input
-    channels; each channel's sum runs over the images in order (the same bits on any thread count)."""
+@njit(**_JIT)
+def _dwgw_part(gy, x, gw, sh, sw, pt, pl, dil_h, dil_w, zero, nthreads, fws, iws, slot):  # pragma: no cover
+    """Slot ``slot`` of ``nthreads`` of gw[co, 0, ky, kx] = sum over n and output pixels of gy[n, co]
+    * shifted x[n, co // m]: a range of input channels. Per channel, each image's plane is packed
+    once (as the forward's packed path) with gy laid out at the packed width, one dot product per
+    tap; at stride 1 with the width kept the planes are read where they lie. Each channel's sum runs
+    over the images in order: the same bits on any thread count."""
     c_in = x.shape[1]
     kh, kw = gw.shape[2], gw.shape[3]
     wq, hq, size, gsize, nslot, slot_size = _dwgw_layout(c_in, kh, kw, gy.shape[2], gy.shape[3], sh, sw, dil_h,
                                                          dil_w, nthreads)
-    offs = iws[:kh * kw]
+    if slot >= nslot:
+        return
+    nt = kh * kw
+    offs = iws[slot * nt:(slot + 1) * nt]
     _pack_terms(1, kh, kw, sh, sw, dil_h, dil_w, hq, wq, offs)
-    for slot in prange(nslot):
-        _dwgw_slot(gy, x, gw, sh, sw, pt, pl, dil_h, dil_w, zero, wq, hq, size, gsize, c_in * slot // nslot,
-                   c_in * (slot + 1) // nslot, offs, fws, slot * slot_size)
+    _dwgw_slot(gy, x, gw, sh, sw, pt, pl, dil_h, dil_w, zero, wq, hq, size, gsize, c_in * slot // nslot,
+               c_in * (slot + 1) // nslot, offs, fws, slot * slot_size)

@@ -29,6 +29,7 @@ except ImportError as exc:  # the registry then lists the backend as unavailable
     raise ImportError("it needs Numba: pip install 'fastconv[numba]'") from exc
 
 from .. import _cache, _threads
+from .._workers import map_items
 from . import _numba_depthwise as _dw
 from . import _numba_kernels as _k
 from ._lift import lifted
@@ -280,6 +281,23 @@ def _run(kernel, macs, *args, slots=False, workspaces=None, serial=None):
         numba.set_num_threads(before)
 
 
+def _run_parts(part, macs, *args, workspaces):
+    """Call ``part(*args, nthreads, fws, iws, slot)`` for every slot, on fastconv's threads (the
+    call's count, ``_threads.call_threads``; one for a small call), with the workspaces that
+    ``workspaces(nthreads)`` returns: kernels written as one slot of work each, compiled without
+    Numba's parallel loops (which take two to three times as long to compile)."""
+    nthreads = 1 if macs < SERIAL_MAX_MACS else _threads.call_threads()
+    fws, iws = workspaces(nthreads)
+    if getattr(_local, "compile_only", False):  # warmup: compile, not run
+        part.compile(tuple(numba.typeof(a) for a in (*args, nthreads, fws, iws, 0)))
+        return
+    if nthreads == 1:
+        part(*args, 1, fws, iws, 0)
+        return
+    map_items([(slot,) for slot in range(nthreads)], lambda slot, scratch: part(*args, nthreads, fws, iws, slot),
+              nthreads)
+
+
 def _all_finite(a) -> bool:
     """Whether ``a`` holds no inf or NaN, without a boolean mask of its size: any such element
     makes the sum non-finite (an overflowing sum of finite values only sends the caller down its
@@ -318,8 +336,7 @@ def _run_depthwise(x, w, y, bias, sh, sw, pt, pl, dil_h, dil_w, macs):
     def workspaces(nthreads):
         nfloat, nint = _dw._dw_scratch(x.shape, y.shape, w.shape[2], w.shape[3], sh, sw, pl, dil_h, dil_w, nthreads)
         return _scratch("float", nfloat, x.dtype), _scratch("int", nint, np.int64)
-    _run(_dw._depthwise_forward, macs, x, w, bias, y, sh, sw, pt, pl, dil_h, dil_w, slots=True,
-         workspaces=workspaces, serial=_dw._depthwise_serial)
+    _run_parts(_dw._depthwise_part, macs, x, w, bias, y, sh, sw, pt, pl, dil_h, dil_w, workspaces=workspaces)
 
 
 @lifted
@@ -405,8 +422,8 @@ def grad_weight(gy, x, geom):
             nfloat, nint = _dw._dwgw_scratch(x.shape, gy.shape, geom.kh, geom.kw, geom.sh, geom.sw, geom.dil_h,
                                              geom.dil_w, nthreads)
             return _scratch("float", nfloat, x.dtype), _scratch("int", nint, np.int64)
-        _run(_dw._depthwise_grad_weight, geom.macs, gy, x, gw, geom.sh, geom.sw, geom.pt, geom.pl, geom.dil_h,
-             geom.dil_w, x.dtype.type(0), slots=True, workspaces=workspaces)
+        _run_parts(_dw._dwgw_part, geom.macs, gy, x, gw, geom.sh, geom.sw, geom.pt, geom.pl, geom.dil_h,
+                   geom.dil_w, x.dtype.type(0), workspaces=workspaces)
     else:
         _run(_k._grad_weight_packed, geom.macs, gy, x, gw, *_hyper(geom), x.dtype.type(0), slots=True,
              workspaces=_packed_workspaces(_k._gw_scratch, x, gw, (geom.oh, geom.ow), geom.sh, geom.sw,
