@@ -171,9 +171,12 @@ def test_partial_tiles_match_reference(c_in_g, c_out_g, kwargs):
     np.testing.assert_allclose(numba_jit.grad_weight(gy, x, geom), reference.grad_weight(gy, x, geom), **tol)
     np.testing.assert_allclose(numba_jit.grad_input(gy, w, geom), reference.grad_input(gy, w, geom), **tol)
     # the direct loops (flat path and border repair, or the row loops) with the same channels
-    gx = np.empty(geom.x_shape)
-    k._grad_input(gy, w, gx, geom.sh, geom.sw, geom.pt, geom.pl, geom.dil_h, geom.dil_w, groups, 0.0)
-    np.testing.assert_allclose(gx, reference.grad_input(gy, w, geom), **tol)
+    for nthreads in (1, 3):  # every slot of the work, as fastconv's threads would run them
+        gx = np.full(geom.x_shape, np.nan)
+        for slot in range(nthreads):
+            k._grad_input_part(gy, w, gx, geom.sh, geom.sw, geom.pt, geom.pl, geom.dil_h, geom.dil_w, groups, 0.0,
+                               nthreads, np.empty(0), np.empty(0, np.int64), slot)
+        np.testing.assert_allclose(gx, reference.grad_input(gy, w, geom), **tol)
     # the weight gradient's exact row loops (its fallback for non-finite blocks)
     gw = np.zeros(w.shape)
     for g in range(groups):

@@ -603,9 +603,14 @@ def _gx_rows(gyf, w, gxf, ci0, cil0, cb, co0, c_out_g, ih, iw, oh, ow, sh, sw, p
                         _scatter_tap(h0, h1, h2, h3, gs, gs, gs, gs, wt, cb, 1, cnt)
 
 
-@njit(**_PJIT)
-def _grad_input(gy, w, gx, sh, sw, pt, pl, dil_h, dil_w, groups, zero):  # pragma: no cover
-    """gx[n, ci] = sum over the group's co, ky, kx of w[co, ci, ky, kx] * gy[n, co] scattered back."""
+@njit(**_JIT)
+def _grad_input_part(gy, w, gx, sh, sw, pt, pl, dil_h, dil_w, groups, zero, nthreads, fws, iws, slot):  # pragma: no cover
+    """Slot ``slot`` of ``nthreads`` of gx[n, ci] = sum over the group's co, ky, kx of
+    w[co, ci, ky, kx] * gy[n, co] scattered back: a range of (image, group, block of CB input
+    channels) tasks. The direct loops, for the rare calls the packed path does not take
+    (strided and dilated, non-finite weights), run on fastconv's threads (``numba_jit._run_parts``):
+    without Numba's parallel loop the kernel compiles in a third of the time. ``fws`` and ``iws``
+    are unused (the signature of every slot kernel)."""
     n, c_in, ih, iw = gx.shape
     c_out, c_in_g, kh, kw = w.shape
     oh, ow = gy.shape[2], gy.shape[3]
@@ -614,7 +619,8 @@ def _grad_input(gy, w, gx, sh, sw, pt, pl, dil_h, dil_w, groups, zero):  # pragm
     flat = sh == 1 and sw == 1 and ow == iw
     gxf = gx.reshape(n, c_in, ih * iw)
     gyf = gy.reshape(n, c_out, oh * ow)
-    for task in prange(n * groups * nblk):
+    ntask = n * groups * nblk
+    for task in range(ntask * slot // nthreads, ntask * (slot + 1) // nthreads):
         bn = task // (groups * nblk)
         g = (task // nblk) % groups
         cil0 = (task % nblk) * CB  # first input channel within the group

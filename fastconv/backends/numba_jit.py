@@ -281,6 +281,14 @@ def _run(kernel, macs, *args, slots=False, workspaces=None, serial=None):
         numba.set_num_threads(before)
 
 
+def _no_workspaces(dtype):
+    """For ``_run_parts``: a slot kernel that needs no scratch gets empty workspaces."""
+    return lambda nthreads: (_no_bias(dtype), _NO_INTS)
+
+
+_NO_INTS = np.empty(0, np.int64)
+
+
 def _run_parts(part, macs, *args, workspaces):
     """Call ``part(*args, nthreads, fws, iws, slot)`` for every slot, on fastconv's threads (the
     call's count, ``_threads.call_threads``; one for a small call), with the workspaces that
@@ -375,7 +383,8 @@ def grad_input(gy, w, geom):
     if not (unit or geom.dil_h == geom.dil_w == 1) or not _all_finite(w):
         # Non-finite weights stay on the direct loops: the packed path's zero padding times inf
         # would give NaN where the reference has no product at all.
-        _run(_k._grad_input, geom.macs, gy, w, gx, *_hyper(geom), gy.dtype.type(0))
+        _run_parts(_k._grad_input_part, geom.macs, gy, w, gx, *_hyper(geom), gy.dtype.type(0),
+                   workspaces=_no_workspaces(gy.dtype))
         return gx
     # gx is a forward convolution of gy with the transposed weight, padded by (k-1)*dilation - p
     # (negative: cropped). With a stride s, each of the s*s phases gx[..., ry::s, rx::s] is one,
