@@ -262,7 +262,9 @@ def test_a_warm_call_allocates_nothing_in_its_kernels(threads, kwargs):
     five_arrays(*arrays)
     # array arguments per call: the forward kernels take 6 (x, w, bias, y and the two
     # workspaces; the input gradient runs them once per stride phase), the weight gradient's 5
-    calls = [(numba_jit.forward, (x, w, geom), 6), (numba_jit.grad_weight, (gy, x, geom), 5),
+    # per slot of work (one per thread, one for a small call)
+    slots = threads if geom.macs >= numba_jit.SERIAL_MAX_MACS else 1
+    calls = [(numba_jit.forward, (x, w, geom), 6), (numba_jit.grad_weight, (gy, x, geom), 5 * slots),
              (numba_jit.grad_input, (gy, w, geom), 6 * geom.sh * geom.sw)]
     _nrt_python.memsys_enable_stats()
     try:

@@ -120,11 +120,11 @@ def test_layouts_are_named_and_cover_the_output(args):
     lay = k._forward_layout(*args)
     assert type(lay).__name__ == "ForwardLayout" and lay._fields[0] == "nblk"
     assert lay.rows * lay.nband >= oh > (lay.nband - 1) * lay.rows
-    assert lay.nblk * k.CB >= c_out // groups and lay.ntask == n * groups * lay.nband * lay.nblk
+    assert lay.nblk * k.CB >= c_out // groups and lay.ntask == n * groups * lay.nband * lay.nseg * lay.nblk
     assert k._forward_scratch(*args) == (lay.wsize + lay.nslot * lay.slot, c_in_g * kh * kw)
     gl = k._gw_layout(*args)
     assert type(gl).__name__ == "GwLayout"
-    assert k._gw_scratch(*args) == (gl.nslot * gl.slot, c_in_g * kh * kw)
+    assert k._gw_scratch(*args) == (gl.nslot * gl.slot, gl.nslot * c_in_g * kh * kw)
     assert gl.nimg >= 1 and gl.ntask == groups * gl.nblk
 
 
@@ -146,7 +146,8 @@ def test_packed_kernels_stay_inside_the_scratch_they_size(kernel, threads):
     else:
         gy = _rand(*geom.y_shape).astype(np.float32)
         got = np.empty(w.shape, np.float32)
-        k._grad_weight_packed(gy, x, got, 2, 1, 1, 1, 1, 2, 1, np.float32(0), threads, fws[:nf], iws[:ni])
+        for slot in range(threads):  # every slot, as fastconv's threads run them
+            k._grad_weight_part(gy, x, got, 2, 1, 1, 1, 1, 2, 1, np.float32(0), threads, fws[:nf], iws[:ni], slot)
         want = reference.grad_weight(gy, x, geom)
     assert np.isnan(fws[nf:]).all() and (iws[ni:] == -7).all()
     tol = TOLERANCE[np.dtype(np.float32)]

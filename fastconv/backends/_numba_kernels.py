@@ -725,7 +725,7 @@ def _all_finite(a):  # pragma: no cover
 
 @njit(**_JIT)
 def _gw_layout(n, c_out, c_in_g, kh, kw, oh, ow, sh, sw, dil_h, dil_w, groups, nthreads):  # pragma: no cover
-    """How ``_grad_weight_packed`` cuts its work and scratch; shared with ``_gw_scratch``."""
+    """How ``_grad_weight_part`` cuts its work and scratch; shared with ``_gw_scratch``."""
     c_out_g = c_out // groups
     nblk = (c_out_g + CB - 1) // CB
     hq, wq = _packed_dims(oh, ow, kh, kw, sh, sw, dil_h, dil_w)
@@ -747,20 +747,23 @@ def _gw_layout(n, c_out, c_in_g, kh, kw, oh, ow, sh, sw, dil_h, dil_w, groups, n
 
 @njit(**_JIT)
 def _gw_scratch(n, c_out, c_in_g, kh, kw, oh, ow, sh, sw, dil_h, dil_w, groups, nthreads):  # pragma: no cover
-    """Elements of the float workspace and of the int64 one that ``_grad_weight_packed`` needs."""
+    """Elements of the float workspace and of the int64 one that ``_grad_weight_part`` needs."""
     lay = _gw_layout(n, c_out, c_in_g, kh, kw, oh, ow, sh, sw, dil_h, dil_w, groups, nthreads)
-    return lay.nslot * lay.slot, c_in_g * kh * kw
+    return lay.nslot * lay.slot, lay.nslot * c_in_g * kh * kw  # each slot its own term offsets
 
 
-@njit(**_PJIT)
-def _grad_weight_packed(gy, x, gw, sh, sw, pt, pl, dil_h, dil_w, groups, zero, nthreads, fws, iws):  # pragma: no cover
-    """gw[co, ci, ky, kx] = sum over n, oy, ox of gy[n, co, oy, ox] * x[n, ci, tap pixel], packed:
-    one dot product of a channel's gy (packed to the runs' row width) with each term's run.
+@njit(**_JIT)
+def _grad_weight_part(gy, x, gw, sh, sw, pt, pl, dil_h, dil_w, groups, zero, nthreads, fws, iws, slot):  # pragma: no cover
+    """Slot ``slot`` of ``nthreads`` of gw[co, ci, ky, kx] = sum over n, oy, ox of gy[n, co, oy, ox] *
+    x[n, ci, tap pixel], packed: one dot product of a channel's gy (packed to the runs' row width)
+    with each term's run.
 
-    Each thread owns a range of blocks of output channels and packs each image once for them. The
-    thrown-away columns pair zeros of gy with real inputs, so a non-finite input there turns a
-    block's result into NaN: such a block (rare) is summed again exactly by ``_gw_rows``. Scratch
-    is carved from the workspaces ``fws`` and ``iws`` (sized by ``_gw_scratch``).
+    Each slot owns a range of blocks of output channels and packs each image once for them; the
+    slots run on fastconv's threads (``numba_jit._run_parts``: without Numba's parallel loop the
+    kernel compiles in half the time). The thrown-away columns pair zeros of gy with real inputs,
+    so a non-finite input there turns a block's result into NaN: such a block (rare) is summed
+    again exactly by ``_gw_rows``. Scratch is carved from the workspaces ``fws`` and ``iws``
+    (sized by ``_gw_scratch``).
     """
     n = x.shape[0]
     c_out, c_in_g, kh, kw = gw.shape
@@ -769,45 +772,47 @@ def _grad_weight_packed(gy, x, gw, sh, sw, pt, pl, dil_h, dil_w, groups, zero, n
     lay = _gw_layout(n, c_out, c_in_g, kh, kw, oh, ow, sh, sw, dil_h, dil_w, groups, nthreads)
     nblk, wq, nimg, rows, hb, size = lay.nblk, lay.wq, lay.nimg, lay.rows, lay.hb, lay.size
     gyp_row, ntask, nslot, slot_size = lay.gyp_row, lay.ntask, lay.nslot, lay.slot
-    offs = iws[:c_in_g * kh * kw]
+    if slot >= nslot:
+        return
+    nt = c_in_g * kh * kw
+    offs = iws[slot * nt:(slot + 1) * nt]
     _pack_terms(c_in_g, kh, kw, sh, sw, dil_h, dil_w, nimg * hb, wq, offs)
-    for slot in prange(nslot):
-        t0 = ntask * slot // nslot
-        t1 = ntask * (slot + 1) // nslot
-        base = slot * slot_size
-        xp = fws[base:base + size]
-        xp[:] = 0
-        gyp = fws[base + _aligned(size):base + slot_size].reshape((CB, gyp_row))
-        for task in range(t0, t1):
-            g = task // nblk
-            co0 = g * c_out_g + task % nblk * CB
-            for j in range(min(CB, g * c_out_g + c_out_g - co0)):
-                gw[co0 + j] = zero
-        for bn0 in range(0, n, nimg):
-            nb = min(nimg, n - bn0)
-            if nb < nimg:  # the last images: no stale ones in the slots left over
-                xp[:] = 0
-            for oy0 in range(0, oh, rows):
-                nr = min(rows, oh - oy0)
-                cnt = (((nimg - 1) * hb + nr) * wq + RUN_PAD - 1) // RUN_PAD * RUN_PAD
-                packed = -1
-                for task in range(t0, t1):
-                    g = task // nblk
-                    co0 = g * c_out_g + task % nblk * CB
-                    cb = min(CB, g * c_out_g + c_out_g - co0)
-                    if g != packed:
-                        for b in range(nb):
-                            _pack_input(x, bn0 + b, g * c_in_g, c_in_g, xp, sh, sw, pt, pl, hb, wq, nimg, b, oy0)
-                        packed = g
+    t0 = ntask * slot // nslot
+    t1 = ntask * (slot + 1) // nslot
+    base = slot * slot_size
+    xp = fws[base:base + size]
+    xp[:] = 0
+    gyp = fws[base + _aligned(size):base + slot_size].reshape((CB, gyp_row))
+    for task in range(t0, t1):
+        g = task // nblk
+        co0 = g * c_out_g + task % nblk * CB
+        for j in range(min(CB, g * c_out_g + c_out_g - co0)):
+            gw[co0 + j] = zero
+    for bn0 in range(0, n, nimg):
+        nb = min(nimg, n - bn0)
+        if nb < nimg:  # the last images: no stale ones in the slots left over
+            xp[:] = 0
+        for oy0 in range(0, oh, rows):
+            nr = min(rows, oh - oy0)
+            cnt = (((nimg - 1) * hb + nr) * wq + RUN_PAD - 1) // RUN_PAD * RUN_PAD
+            packed = -1
+            for task in range(t0, t1):
+                g = task // nblk
+                co0 = g * c_out_g + task % nblk * CB
+                cb = min(CB, g * c_out_g + c_out_g - co0)
+                if g != packed:
                     for b in range(nb):
-                        _pack_gy(gy, bn0 + b, co0, cb, gyp, hb, wq, b, oy0, nr)
-                    gyp[:cb, nb * hb * wq:] = 0  # the rows j >= cb are read but their sums dropped
-                    _gw_packed(xp, offs, gyp, gw, co0, cb, cnt, zero)
-        for task in range(t0, t1):
-            g = task // nblk
-            co0 = g * c_out_g + task % nblk * CB
-            cb = min(CB, g * c_out_g + c_out_g - co0)
-            if not _all_finite(gw[co0:co0 + cb]):
-                gw[co0:co0 + cb] = zero
-                for bn in range(n):
-                    _gw_rows(gy, x, gw, bn, co0, cb, g * c_in_g, sh, sw, pt, pl, dil_h, dil_w, zero)
+                        _pack_input(x, bn0 + b, g * c_in_g, c_in_g, xp, sh, sw, pt, pl, hb, wq, nimg, b, oy0)
+                    packed = g
+                for b in range(nb):
+                    _pack_gy(gy, bn0 + b, co0, cb, gyp, hb, wq, b, oy0, nr)
+                gyp[:cb, nb * hb * wq:] = 0  # the rows j >= cb are read but their sums dropped
+                _gw_packed(xp, offs, gyp, gw, co0, cb, cnt, zero)
+    for task in range(t0, t1):
+        g = task // nblk
+        co0 = g * c_out_g + task % nblk * CB
+        cb = min(CB, g * c_out_g + c_out_g - co0)
+        if not _all_finite(gw[co0:co0 + cb]):
+            gw[co0:co0 + cb] = zero
+            for bn in range(n):
+                _gw_rows(gy, x, gw, bn, co0, cb, g * c_in_g, sh, sw, pt, pl, dil_h, dil_w, zero)

@@ -434,9 +434,9 @@ def grad_weight(gy, x, geom):
         _run_parts(_dw._dwgw_part, geom.macs, gy, x, gw, geom.sh, geom.sw, geom.pt, geom.pl, geom.dil_h,
                    geom.dil_w, x.dtype.type(0), workspaces=workspaces)
     else:
-        _run(_k._grad_weight_packed, geom.macs, gy, x, gw, *_hyper(geom), x.dtype.type(0), slots=True,
-             workspaces=_packed_workspaces(_k._gw_scratch, x, gw, (geom.oh, geom.ow), geom.sh, geom.sw,
-                                           geom.dil_h, geom.dil_w, geom.groups))
+        _run_parts(_k._grad_weight_part, geom.macs, gy, x, gw, *_hyper(geom), x.dtype.type(0),
+                   workspaces=_packed_workspaces(_k._gw_scratch, x, gw, (geom.oh, geom.ow), geom.sh, geom.sw,
+                                                 geom.dil_h, geom.dil_w, geom.groups))
     if not _all_finite(gy):
         padding_products(gw, ~np.isfinite(gy), geom, forward=False)
     return gw
