@@ -237,30 +237,24 @@ def _pack_input(x, bn, c0, cg, xp, sh, sw, pt, pl, hq, wq, nimg, b, u0):  # prag
     ((u0 + u)*sh + py, v*sw + px): a band of ``hq`` rows from phase row ``u0``, in image slot ``b``
     of the ``nimg`` stacked in each plane."""
     ih, iw = x.shape[2], x.shape[3]
-    # Plain flat indices, no views or slices per row: those cost ~35 ns a row, which dominated
-    # the packing of planes with short rows (a stride-2 depthwise layer's: 3x as long).
     for c in range(cg):
-        xc = x[bn, c0 + c]
         for py in range(sh):
             for px in range(sw):
                 lo, hi = _ox_range(px - pl, sw, iw, wq)
                 hi = max(lo, hi)
-                col0 = lo * sw + px - pl  # the input column of packed column lo
+                plane = xp[(((c * sh + py) * sw + px) * nimg + b) * hq * wq:]
                 for u in range(hq):
-                    rb = ((((c * sh + py) * sw + px) * nimg + b) * hq + u) * wq
+                    row = plane[u * wq:(u + 1) * wq]
                     iy = (u0 + u) * sh + py - pt
                     if iy < 0 or iy >= ih:
-                        for v in range(wq):
-                            xp[rb + v] = 0
+                        row[:] = 0
                         continue
-                    for v in range(lo):
-                        xp[rb + v] = 0
-                    for v in range(hi - lo):
-                        xp[rb + lo + v] = xc[iy, col0 + v * sw]
-                    for v in range(hi, wq):
-                        xp[rb + v] = 0
-    for v in range(cg * sh * sw * nimg * hq * wq, xp.shape[0]):  # the tail read by the last runs
-        xp[v] = 0
+                    xrow = x[bn, c0 + c, iy]
+                    row[:lo] = 0
+                    row[hi:] = 0
+                    for v in range(lo, hi):
+                        row[v] = xrow[v * sw + px - pl]
+    xp[cg * sh * sw * nimg * hq * wq:] = 0  # the tail read by the last runs
 
 
 @njit(**_JIT)
