@@ -203,16 +203,24 @@ def test_without_numba_the_backend_is_absent_and_the_rest_works():
     assert out.split("\n")[:2] == ["ImportError True", "18.0 (3, 2, 3, 3)"]
 
 
-def test_thread_count_is_honoured_by_the_kernels():
+def test_thread_count_is_honoured_by_the_kernels(monkeypatch):
+    # The kernels are slots of work on fastconv's threads: as many slots as the call's count.
     x, w = np.ones((2, 16, 32, 32), np.float32), np.ones((16, 16, 3, 3), np.float32)  # above SERIAL_MAX_MACS
-    before = nb.get_num_threads()
+    seen = []
+    original = numba_jit.map_items
+
+    def spy(items, work, threads, total=None):
+        seen.append(threads)
+        return original(items, work, threads, total)
+
+    monkeypatch.setattr(numba_jit, "map_items", spy)
     with fastconv.threads(1):
-        nb.set_num_threads(nb.config.NUMBA_NUM_THREADS)  # someone else changed it meanwhile
         fastconv.conv2d(x, w, padding=1, backend="numba")
-        assert nb.get_num_threads() == 1
-    assert nb.get_num_threads() == before
-    fastconv.conv2d(x, w, padding=1, backend="numba")
-    assert nb.get_num_threads() == before  # left alone while fastconv's setting is the default
+        fastconv.conv2d_backward(np.ones((2, 16, 32, 32), np.float32), x, w, padding=1, backend="numba")
+    assert seen == []  # one thread: the calling thread alone
+    with fastconv.threads(2):
+        fastconv.conv2d(x, w, padding=1, backend="numba")
+    assert seen == [2]
 
 
 def test_small_calls_run_on_the_calling_thread_and_restore_the_count():
@@ -260,12 +268,22 @@ def test_a_warm_call_allocates_nothing_in_its_kernels(threads, kwargs):
     x, w, gy = (rng.standard_normal(s).astype(np.float32) for s in (geom.x_shape, geom.w_shape, geom.y_shape))
     arrays = [np.ones(3)] * 5
     five_arrays(*arrays)
-    # array arguments per call: the forward kernels take 6 (x, w, bias, y and the two
-    # workspaces; the input gradient runs them once per stride phase), the weight gradient's 5
-    # per slot of work (one per thread, one for a small call)
-    slots = threads if geom.macs >= numba_jit.SERIAL_MAX_MACS else 1
-    calls = [(numba_jit.forward, (x, w, geom), 6), (numba_jit.grad_weight, (gy, x, geom), 5 * slots),
-             (numba_jit.grad_input, (gy, w, geom), 6 * geom.sh * geom.sw)]
+    # Array arguments wrapped per call: the forward kernels take 6 (x, w, bias, y and the two
+    # workspaces), once for a small call (the serial kernel), else once to prepare and once per
+    # slot of work (a thread each; the depthwise kernel prepares nothing); the input gradient runs
+    # them once per stride phase; the weight gradient's 5 once per slot.
+    def slots(macs):
+        return threads if macs >= numba_jit.SERIAL_MAX_MACS else 1
+
+    def forward_arrays(macs):
+        if numba_jit._depthwise(geom):
+            return 6 * slots(macs)
+        return 6 if slots(macs) == 1 else 6 * (slots(macs) + 1)
+
+    phases = geom.sh * geom.sw
+    calls = [(numba_jit.forward, (x, w, geom), forward_arrays(geom.macs)),
+             (numba_jit.grad_weight, (gy, x, geom), 5 * slots(geom.macs)),
+             (numba_jit.grad_input, (gy, w, geom), phases * forward_arrays(geom.macs // phases))]
     _nrt_python.memsys_enable_stats()
     try:
         with fastconv.threads(threads):

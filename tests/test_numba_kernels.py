@@ -140,7 +140,10 @@ def test_packed_kernels_stay_inside_the_scratch_they_size(kernel, threads):
     fws = np.full(nf + 64, np.nan, np.float32)
     iws = np.full(ni + 8, -7, np.int64)
     if kernel == "forward":
-        k._forward_packed(x, w, np.empty(0, np.float32), y, 2, 1, 1, 1, 1, 2, 1, threads, fws[:nf], iws[:ni])
+        args = (x, w, np.empty(0, np.float32), y, 2, 1, 1, 1, 1, 2, 1, threads, fws[:nf], iws[:ni])
+        k._forward_prepare(*args)
+        for slot in range(threads):  # every slot, as fastconv's threads run them
+            k._forward_part(*args, slot)
         want = reference.forward(x, w, geom)
         got = y
     else:
@@ -190,18 +193,19 @@ def test_partial_tiles_match_reference(c_in_g, c_out_g, kwargs):
 
 
 @pytest.mark.parametrize("x_shape, w_shape, kwargs", [
-    ((2, 3, 2048), (4, 3, 5), dict(padding=4, dilation=2)),  # a long signal: one-row bands of 2048
+    ((2, 3, 2048), (4, 3, 5), dict(padding=4, dilation=2)),  # a long signal: whole one-row bands of 2048
     ((1, 4, 3, 48, 48), (6, 2, 3, 1, 1), dict(padding=(1, 0, 0), groups=2)),  # temporal: rows of 2304
 ])
 def test_long_rows_are_summed_in_segments_and_match(x_shape, w_shape, kwargs):
-    # One-row bands longer than SEGMENT are summed a segment of output columns at a time.
+    # One-row bands longer than SEGMENT are summed a segment of output columns at a time when the
+    # kernel is one pixel wide.
     import fastconv.backends._lift as lift
 
     geom = Geometry.from_args(x_shape, w_shape, **kwargs)
     flat = lift.as_2d(geom)
     lay = k._forward_layout(flat.n, *flat.w_shape, flat.oh, flat.ow, flat.sh, flat.sw, flat.dil_h, flat.dil_w,
                             flat.groups, 2)
-    assert lay.nseg > 1 and flat.ow % lay.nseg == 0
+    assert (lay.nseg > 1) == (flat.kw == 1) and flat.ow % lay.nseg == 0  # 1-D: whole rows
     x, w, gy = (_rand(*s) for s in (geom.x_shape, geom.w_shape, geom.y_shape))
     bias = _rand(geom.c_out)
     conv = {3: (fastconv.conv1d, fastconv.conv1d_backward), 5: (fastconv.conv3d, fastconv.conv3d_backward)}

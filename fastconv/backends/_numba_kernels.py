@@ -10,7 +10,6 @@ from collections import namedtuple
 
 import numpy as np
 from numba import njit as _njit
-from numba import prange
 
 from .. import _cache
 
@@ -19,7 +18,6 @@ from .. import _cache
 _FASTMATH = {"reassoc", "contract"}
 _CACHE = _cache.numba_enabled()
 _JIT = dict(nogil=True, cache=_CACHE, fastmath=_FASTMATH, error_model="numpy")
-_PJIT = dict(_JIT, parallel=True)
 
 
 def njit(**options):
@@ -299,10 +297,12 @@ def _mac4(a0, a1, a2, a3, xp, o0, o1, o2, o3, wt, cnt):  # pragma: no cover
 
 
 @njit(**_JIT)
-def _fwd_packed(xp, offs, wb, bias, y, bn, co0, cb, wq, oy0, nr, acc):  # pragma: no cover
-    """y[bn, co0:co0+cb, oy0:oy0+nr] from the packed band of input rows, plus ``bias[co]`` unless
-    ``bias`` is empty; ``wb`` is this block's packed weights, ``acc`` holds CB accumulator rows of
-    ``acc.size // CB`` elements."""
+def _fwd_packed(xp, offs, wb, y, bn, co0, cb, wq, oy0, nr, acc):  # pragma: no cover
+    """y[bn, co0:co0+cb, oy0:oy0+nr] from the packed band of input rows; ``wb`` is this block's
+    packed weights, ``acc`` holds CB accumulator rows of ``acc.size // CB`` elements. (It takes
+    no bias: with a bias array among its arguments, the same code ran 1.6x slower once loaded from
+    the disk cache, as fast as ever when compiled in the process; the caller adds the bias to the
+    block while it is in cache.)"""
     ow = y.shape[3]
     nt = offs.shape[0]
     stride = acc.shape[0] // CB
@@ -311,11 +311,10 @@ def _fwd_packed(xp, offs, wb, bias, y, bn, co0, cb, wq, oy0, nr, acc):  # pragma
     a1 = acc[stride:stride + cnt]
     a2 = acc[2 * stride:2 * stride + cnt]
     a3 = acc[3 * stride:3 * stride + cnt]
-    # the sums start from the bias: no pass over y to add it afterwards (rows past cb are idle)
-    a0[:] = bias[co0] if bias.size else 0
-    a1[:] = bias[co0 + 1] if bias.size and cb > 1 else 0
-    a2[:] = bias[co0 + 2] if bias.size and cb > 2 else 0
-    a3[:] = bias[co0 + 3] if bias.size and cb > 3 else 0
+    a0[:] = 0
+    a1[:] = 0
+    a2[:] = 0
+    a3[:] = 0
     t = 0
     if cb == 1:  # one channel (depthwise): its 4 terms per load and store, no idle rows
         while t + 4 <= nt:
@@ -373,7 +372,7 @@ GwLayout = namedtuple("GwLayout", [
 
 @njit(**_JIT)
 def _forward_layout(n, c_out, c_in_g, kh, kw, oh, ow, sh, sw, dil_h, dil_w, groups, nthreads):  # pragma: no cover
-    """How ``_forward_packed`` cuts its work and scratch; shared with ``_forward_scratch``."""
+    """How ``_forward_part`` cuts its work and scratch; shared with ``_forward_scratch``."""
     c_out_g = c_out // groups
     nblk = (c_out_g + CB - 1) // CB
     hq, wq = _packed_dims(oh, ow, kh, kw, sh, sw, dil_h, dil_w)
@@ -387,14 +386,14 @@ def _forward_layout(n, c_out, c_in_g, kh, kw, oh, ow, sh, sw, dil_h, dil_w, grou
     # runs are rounded up to whole vectors, reading up to RUN_PAD + wq - 1 + (kw - 1)*dil_w//sw
     # past the last plane's end
     size = c_in_g * sh * sw * hb * wq + 2 * wq + RUN_PAD
-    # A band of one long row (a 3x1x1 kernel over (D, H*W) planes: rows of 3136; a long signal)
-    # packs channels x kernel rows x the row, far more than L2 holds, and every block of output
-    # channels would read it from memory again. At unit stride output column c reads packed
-    # columns c + kx*dil_w, so the row can be summed in segments of output columns, every block
-    # running over one segment while it is in cache: equal segments, a divisor of the width of at
-    # most SEGMENT columns (a whole number of vectors).
+    # A band of one long row (a 3x1x1 kernel over (D, H*W) planes: rows of 3136) packs channels x
+    # kernel rows x the row, far more than L2 holds, and every block of output channels would read
+    # it from memory again. At unit stride output column c reads packed columns c + kx*dil_w, so
+    # the row can be summed in segments of output columns, every block running over one segment
+    # while it is in cache: equal segments, a divisor of the width of at most SEGMENT columns (a
+    # whole number of vectors). Kernels one pixel wide only: 1-D signals measured no faster.
     nseg = 1
-    if rows == 1 and sw == 1 and ow > SEGMENT:
+    if rows == 1 and sw == 1 and kw == 1 and ow > SEGMENT:  # 1-D rows measured no faster in segments
         for k in range(2, ow // (SEGMENT // 4) + 1):
             if ow % k == 0 and ow // k <= SEGMENT and (ow // k) % RUN_PAD == 0:
                 nseg = k
@@ -408,14 +407,14 @@ def _forward_layout(n, c_out, c_in_g, kh, kw, oh, ow, sh, sw, dil_h, dil_w, grou
 
 @njit(**_JIT)
 def _forward_scratch(n, c_out, c_in_g, kh, kw, oh, ow, sh, sw, dil_h, dil_w, groups, nthreads):  # pragma: no cover
-    """Elements of the float workspace and of the int64 one that ``_forward_packed`` needs."""
+    """Elements of the float workspace and of the int64 one that ``_forward_part`` needs."""
     lay = _forward_layout(n, c_out, c_in_g, kh, kw, oh, ow, sh, sw, dil_h, dil_w, groups, nthreads)
     return lay.wsize + lay.nslot * lay.slot, c_in_g * kh * kw
 
 
 @njit(**_JIT)
 def _forward_setup(w, y, sh, sw, dil_h, dil_w, groups, nthreads, fws, iws):  # pragma: no cover
-    """``_forward_packed``'s layout, term offsets and packed weights (carved from ``iws``, ``fws``)."""
+    """``_forward_part``'s layout, term offsets and packed weights (carved from ``iws``, ``fws``)."""
     c_out, c_in_g, kh, kw = w.shape
     lay = _forward_layout(y.shape[0], c_out, c_in_g, kh, kw, y.shape[2], y.shape[3], sh, sw, dil_h, dil_w, groups,
                           nthreads)
@@ -430,8 +429,7 @@ def _forward_setup(w, y, sh, sw, dil_h, dil_w, groups, nthreads, fws, iws):  # p
 @njit(**_JIT)
 def _forward_slot(x, bias, y, sh, sw, pt, pl, groups, nblk, wq, rows, nband, hb, size, base, acc_size, t0, t1,
                   offs, wp, fws, nseg):  # pragma: no cover
-    """Tasks ``t0:t1`` of ``_forward_packed``, with the scratch at ``fws[base:]``. (Plain ints, no
-    layout tuple: Numba's parallel loops cannot take a tuple into their body.)"""
+    """Tasks ``t0:t1`` of ``_forward_part``, with the scratch at ``fws[base:]``."""
     c_out_g = y.shape[1] // groups
     c_in_g = x.shape[1] // groups
     oh = y.shape[2]
@@ -451,40 +449,57 @@ def _forward_slot(x, bias, y, sh, sw, pt, pl, groups, nblk, wq, rows, nband, hb,
         if band != packed:
             _pack_input(x, bn, g * c_in_g, c_in_g, xp, sh, sw, pt, pl, hb, wq, 1, 0, oy0)
             packed = band
+        co0, cb = g * c_out_g + b * CB, min(CB, c_out_g - b * CB)
         if nseg == 1:
-            _fwd_packed(xp, offs, wp[g * nblk + b], bias, y, bn, g * c_out_g + b * CB, min(CB, c_out_g - b * CB),
-                        wq, oy0, min(rows, oh - oy0), acc)
+            nr = min(rows, oh - oy0)
+            _fwd_packed(xp, offs, wp[g * nblk + b], y, bn, co0, cb, wq, oy0, nr, acc)
+            if bias.size:  # the block just written, while it is in cache
+                for j in range(cb):
+                    y[bn, co0 + j, oy0:oy0 + nr] += bias[co0 + j]
         else:
-            _fwd_packed(xp[s * seg:], offs, wp[g * nblk + b], bias, ys, bn, g * c_out_g + b * CB,
-                        min(CB, c_out_g - b * CB), seg, oy0 * nseg + s, 1, acc)
+            _fwd_packed(xp[s * seg:], offs, wp[g * nblk + b], ys, bn, co0, cb, seg, oy0 * nseg + s, 1, acc)
+            if bias.size:
+                for j in range(cb):
+                    ys[bn, co0 + j, oy0 * nseg + s] += bias[co0 + j]
 
 
-@njit(**_PJIT)
-def _forward_packed(x, w, bias, y, sh, sw, pt, pl, dil_h, dil_w, groups, nthreads, fws, iws):  # pragma: no cover
-    """y[n, co] = bias[co] (none if empty) + sum over the group's ci, ky, kx of w[co, ci, ky, kx] *
-    shifted x[n, ci], packed.
+@njit(**_JIT)
+def _forward_prepare(x, w, bias, y, sh, sw, pt, pl, dil_h, dil_w, groups, nthreads, fws, iws):  # pragma: no cover
+    """The term offsets and packed weights that every slot of ``_forward_part`` reads (once, before
+    the slots run)."""
+    _forward_setup(w, y, sh, sw, dil_h, dil_w, groups, nthreads, fws, iws)
+
+
+@njit(**_JIT)
+def _forward_part(x, w, bias, y, sh, sw, pt, pl, dil_h, dil_w, groups, nthreads, fws, iws, slot):  # pragma: no cover
+    """Slot ``slot`` of ``nthreads`` of y[n, co] = bias[co] (none if empty) + sum over the group's
+    ci, ky, kx of w[co, ci, ky, kx] * shifted x[n, ci], packed, after ``_forward_prepare``.
 
     The work is split into (image, group, band of output rows, block of CB output channels); each
-    of ``nthreads`` threads takes one contiguous range of it with its own scratch, and packs a band
-    of input rows again only when its range moves on to the next band (allocating and packing per
-    block cost more than the 1x1 convolution's whole sum: 2.5x slower). All scratch (packed
-    weights, term offsets, each thread's band and accumulator) is carved from the workspaces
-    ``fws`` and ``iws`` (sized by ``_forward_scratch``), so a call allocates nothing.
-    """
-    lay, offs, wp = _forward_setup(w, y, sh, sw, dil_h, dil_w, groups, nthreads, fws, iws)
-    nblk, wq, rows, nband, hb, size = lay.nblk, lay.wq, lay.rows, lay.nband, lay.hb, lay.size
-    ntask, nslot, wsize, slot_size, acc_size = lay.ntask, lay.nslot, lay.wsize, lay.slot, CB * lay.stride
-    nseg = lay.nseg
-    for slot in prange(nslot):
-        _forward_slot(x, bias, y, sh, sw, pt, pl, groups, nblk, wq, rows, nband, hb, size, wsize + slot * slot_size,
-                      acc_size, ntask * slot // nslot, ntask * (slot + 1) // nslot, offs, wp, fws, nseg)
+    slot takes one contiguous range of it with its own scratch, and packs a band of input rows
+    again only when its range moves on to the next band (allocating and packing per block cost
+    more than the 1x1 convolution's whole sum: 2.5x slower). All scratch (packed weights, term
+    offsets, each slot's band and accumulator) is carved from the workspaces ``fws`` and ``iws``
+    (sized by ``_forward_scratch``), so a call allocates nothing. The slots run on fastconv's
+    threads (``numba_jit._run_parts``), not in a Numba parallel loop, which took twice as long to
+    compile."""
+    c_out, c_in_g, kh, kw = w.shape
+    lay = _forward_layout(y.shape[0], c_out, c_in_g, kh, kw, y.shape[2], y.shape[3], sh, sw, dil_h, dil_w, groups,
+                          nthreads)
+    if slot >= lay.nslot:
+        return
+    nt = c_in_g * kh * kw
+    offs = iws[:nt]
+    wp = fws[:groups * lay.nblk * nt * CB].reshape((groups * lay.nblk, nt, CB))
+    _forward_slot(x, bias, y, sh, sw, pt, pl, groups, lay.nblk, lay.wq, lay.rows, lay.nband, lay.hb, lay.size,
+                  lay.wsize + slot * lay.slot, CB * lay.stride, lay.ntask * slot // lay.nslot,
+                  lay.ntask * (slot + 1) // lay.nslot, offs, wp, fws, lay.nseg)
 
 
 @njit(**_JIT)
 def _forward_serial(x, w, bias, y, sh, sw, pt, pl, dil_h, dil_w, groups, nthreads, fws, iws):  # pragma: no cover
-    """``_forward_packed`` on the calling thread alone (``nthreads`` is 1): for small calls, where
-    entering a parallel region and setting Numba's thread count cost about as much as the sums
-    (single-r32-k3: 8.2 us against 10.7 plus 2 for the thread count)."""
+    """``_forward_prepare`` and every slot of ``_forward_part`` on the calling thread (``nthreads``
+    is 1): one dispatch for a small call (single-r32-k3: 8 us)."""
     lay, offs, wp = _forward_setup(w, y, sh, sw, dil_h, dil_w, groups, nthreads, fws, iws)
     _forward_slot(x, bias, y, sh, sw, pt, pl, groups, lay.nblk, lay.wq, lay.rows, lay.nband, lay.hb, lay.size,
                   lay.wsize, CB * lay.stride, 0, lay.ntask, offs, wp, fws, lay.nseg)

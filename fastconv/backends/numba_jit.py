@@ -171,7 +171,7 @@ def _announce(dtype):
 
 def _cached(dtype) -> bool:
     """Whether the disk cache holds the forward kernel for ``dtype`` (so it loads, not compiles)."""
-    file = getattr(getattr(_k._forward_packed, "_cache", None), "_cache_file", None)
+    file = getattr(getattr(_k._forward_part, "_cache", None), "_cache_file", None)
     try:
         index = file._load_index()
     except Exception:  # noqa: BLE001 - no cache, or a damaged one: it will be compiled
@@ -243,44 +243,6 @@ def _packed_workspaces(sizer, x, w, out_hw, sh, sw, dil_h, dil_w, groups):
     return make
 
 
-def _run(kernel, macs, *args, slots=False, workspaces=None, serial=None):
-    """Call ``kernel`` with ``fastconv.set_num_threads``'s count (Numba's is per calling thread).
-
-    ``slots``: the kernel splits its work into one range per thread itself and takes the count as
-    its last argument (``numba.get_num_threads`` inside a kernel would stop it being cached), then
-    the arrays ``workspaces(count)`` returns, if given. ``serial``: the kernel's twin compiled
-    without a parallel loop, run on this thread alone when one thread is wanted, with Numba's
-    thread count left alone (small calls: 8 us against 10.7 plus 2 for the count).
-    """
-    n = _threads.requested()
-    if n is not None:  # the caller's setting becomes Numba's too (per calling thread), and stays
-        n = min(n, numba.config.NUMBA_NUM_THREADS)
-        if numba.get_num_threads() != n:
-            numba.set_num_threads(n)
-    want = 1 if macs < SERIAL_MAX_MACS else n if n is not None else numba.get_num_threads()
-    if slots:
-        args = (*args, want, *(workspaces(want) if workspaces else ()))
-    if getattr(_local, "compile_only", False):  # warmup: the overloads a call would pick, not run
-        for fn in (kernel, serial) if serial is not None else (kernel,):
-            fn.compile(tuple(numba.typeof(a) for a in args))
-        return
-    if want == 1 and serial is not None:
-        serial(*args)  # no parallel region: neither the launch guard nor the thread count
-        return
-    guard = _launch_guard()
-    before = numba.get_num_threads()
-    if want == before:
-        with guard:
-            kernel(*args)
-        return
-    numba.set_num_threads(want)  # a small call, on one thread
-    try:
-        with guard:
-            kernel(*args)
-    finally:
-        numba.set_num_threads(before)
-
-
 def _no_workspaces(dtype):
     """For ``_run_parts``: a slot kernel that needs no scratch gets empty workspaces."""
     return lambda nthreads: (_no_bias(dtype), _NO_INTS)
@@ -289,19 +251,32 @@ def _no_workspaces(dtype):
 _NO_INTS = np.empty(0, np.int64)
 
 
-def _run_parts(part, macs, *args, workspaces):
+def _run_parts(part, macs, *args, workspaces, prepare=None, serial=None):
     """Call ``part(*args, nthreads, fws, iws, slot)`` for every slot, on fastconv's threads (the
     call's count, ``_threads.call_threads``; one for a small call), with the workspaces that
-    ``workspaces(nthreads)`` returns: kernels written as one slot of work each, compiled without
-    Numba's parallel loops (which take two to three times as long to compile)."""
+    ``workspaces(nthreads)`` returns, after ``prepare(*args, nthreads, fws, iws)`` (what every slot
+    reads); a one-thread call runs ``serial(*args, 1, fws, iws)`` instead when given (one dispatch).
+    The kernels are written as one slot of work each, compiled without Numba's parallel loops,
+    which took two to three times as long to compile."""
     nthreads = 1 if macs < SERIAL_MAX_MACS else _threads.call_threads()
     fws, iws = workspaces(nthreads)
     if getattr(_local, "compile_only", False):  # warmup: compile, not run
-        part.compile(tuple(numba.typeof(a) for a in (*args, nthreads, fws, iws, 0)))
+        types = tuple(numba.typeof(a) for a in (*args, nthreads, fws, iws))
+        part.compile((*types, numba.typeof(0)))
+        for fn in (prepare, serial):
+            if fn is not None:
+                fn.compile(types)
         return
     if nthreads == 1:
-        part(*args, 1, fws, iws, 0)
+        if serial is not None:
+            serial(*args, 1, fws, iws)
+        else:
+            if prepare is not None:
+                prepare(*args, 1, fws, iws)
+            part(*args, 1, fws, iws, 0)
         return
+    if prepare is not None:
+        prepare(*args, nthreads, fws, iws)
     map_items([(slot,) for slot in range(nthreads)], lambda slot, scratch: part(*args, nthreads, fws, iws, slot),
               nthreads)
 
@@ -355,10 +330,10 @@ def forward(x, w, geom, bias=None):
     if _depthwise(geom):  # the bias is the kernel's starting value
         _run_depthwise(x, w, y, bias, geom.sh, geom.sw, geom.pt, geom.pl, geom.dil_h, geom.dil_w, geom.macs)
     else:  # the bias is the sums' starting value too
-        _run(_k._forward_packed, geom.macs, x, w, _no_bias(x.dtype) if bias is None else bias, y, *_hyper(geom),
-             slots=True, workspaces=_packed_workspaces(_k._forward_scratch, x, w, (geom.oh, geom.ow), geom.sh,
-                                                       geom.sw, geom.dil_h, geom.dil_w, geom.groups),
-             serial=_k._forward_serial)
+        _run_parts(_k._forward_part, geom.macs, x, w, _no_bias(x.dtype) if bias is None else bias, y, *_hyper(geom),
+                   workspaces=_packed_workspaces(_k._forward_scratch, x, w, (geom.oh, geom.ow), geom.sh, geom.sw,
+                                                 geom.dil_h, geom.dil_w, geom.groups),
+                   prepare=_k._forward_prepare, serial=_k._forward_serial)
     if not _all_finite(w):
         padding_products(y, ~np.isfinite(w), geom, forward=True)
     return y
@@ -412,10 +387,11 @@ def grad_input(gy, w, geom):
                 _run_depthwise(gy, wt, dest, None, 1, 1, pt, pl, geom.dil_h, geom.dil_w,
                                geom.macs // (geom.sh * geom.sw))
             else:
-                _run(_k._forward_packed, geom.macs // (geom.sh * geom.sw), gy, wt, _no_bias(gy.dtype), dest,
-                     1, 1, pt, pl, geom.dil_h, geom.dil_w, geom.groups, slots=True,
-                     workspaces=_packed_workspaces(_k._forward_scratch, gy, wt, out.shape[2:], 1, 1,
-                                                   geom.dil_h, geom.dil_w, geom.groups), serial=_k._forward_serial)
+                _run_parts(_k._forward_part, geom.macs // (geom.sh * geom.sw), gy, wt, _no_bias(gy.dtype), dest,
+                           1, 1, pt, pl, geom.dil_h, geom.dil_w, geom.groups,
+                           workspaces=_packed_workspaces(_k._forward_scratch, gy, wt, out.shape[2:], 1, 1,
+                                                         geom.dil_h, geom.dil_w, geom.groups),
+                           prepare=_k._forward_prepare, serial=_k._forward_serial)
             if dest is not out:
                 out[...] = dest
     return gx
