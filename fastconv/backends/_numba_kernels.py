@@ -453,14 +453,21 @@ def _forward_slot(x, bias, y, sh, sw, pt, pl, groups, nblk, wq, rows, nband, hb,
         if nseg == 1:
             nr = min(rows, oh - oy0)
             _fwd_packed(xp, offs, wp[g * nblk + b], y, bn, co0, cb, wq, oy0, nr, acc)
-            if bias.size:  # the block just written, while it is in cache
-                for j in range(cb):
-                    y[bn, co0 + j, oy0:oy0 + nr] += bias[co0 + j]
+            if bias.size:  # the block just written, while it is in cache; plain loops (a slice's
+                for j in range(cb):  # += was a generic loop: mnist's forward 2x slower)
+                    bj = bias[co0 + j]
+                    for r in range(nr):
+                        yr = y[bn, co0 + j, oy0 + r]
+                        for ox in range(yr.shape[0]):
+                            yr[ox] += bj
         else:
             _fwd_packed(xp[s * seg:], offs, wp[g * nblk + b], ys, bn, co0, cb, seg, oy0 * nseg + s, 1, acc)
             if bias.size:
                 for j in range(cb):
-                    ys[bn, co0 + j, oy0 * nseg + s] += bias[co0 + j]
+                    bj = bias[co0 + j]
+                    yr = ys[bn, co0 + j, oy0 * nseg + s]
+                    for ox in range(yr.shape[0]):
+                        yr[ox] += bj
 
 
 @njit(**_JIT)
