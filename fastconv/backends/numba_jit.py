@@ -1,17 +1,21 @@
-"""Numba backend: direct convolution over a packed copy of the input, compiled and run in parallel.
+"""Numba backend: direct convolution over a packed copy of the input, compiled, on fastconv's threads.
 
 Each thread copies a band of input rows of one image (and group) at a time into a zero-padded
 buffer split into stride phases, where every (input channel, ky, kx) term of the sum is one
 contiguous run over whole output rows: 4 terms x 4 output channels per pass, 16 multiply-adds per
 load and store of the accumulator. Forward and input gradient (a transposed convolution: per stride
-phase, a stride-1 forward pass of gy with the flipped weight) run in parallel over (image, band,
-block of 4 output channels), the weight gradient (dot products of gy with the runs; small images
-stacked) over blocks of 4 channels. Extra memory: the packed weights and, per thread, the band
-(channels x ~1K elements; ~8K for the weight gradient), 4 channels of gy and a small accumulator,
-all carved from workspaces that each calling thread keeps between calls, so that a warm call
-allocates nothing beyond its output.
+phase, a stride-1 forward pass of gy with the flipped weight) split into (image, band, block of 4
+output channels) tasks, the weight gradient (dot products of gy with the runs; small images
+stacked) into blocks of 4 channels; each kernel runs one contiguous range of them (a slot) per
+thread of fastconv's pool (``_run_parts``), a small call one serial kernel on the calling thread.
+Depthwise layers have their own kernels (``_numba_depthwise``). Extra memory: the packed weights
+and, per thread, the band (channels x ~1K elements; ~8K for the weight gradient), 4 channels of gy
+and a small accumulator, all carved from workspaces that each calling thread keeps between calls,
+so that a warm call allocates nothing beyond its output.
 The input gradient of strided and dilated convolutions, and of non-finite weights, takes direct
 loops instead (padding by loop bounds). Loses to BLAS on many channels over small images (7x7).
+Numba's threading layer (set up below) no longer runs fastconv's kernels; it is still chosen
+fork-safe for whatever else in the process uses it.
 """
 
 import contextlib
