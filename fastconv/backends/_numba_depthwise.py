@@ -1,6 +1,6 @@
-"""Numba kernel of the ``numba`` backend for depthwise convolutions (``groups == C_in``, any channel
-multiplier, kernel size, stride, dilation and padding): the forward pass, and the input gradient
-at stride 1 (a forward pass with the flipped kernel).
+"""Numba kernels of the ``numba`` backend for depthwise convolutions (``groups == C_in``, any channel
+multiplier, kernel size, stride, dilation and padding): the forward pass (also each stride phase
+of the input gradient, a forward pass with the flipped kernel) and the weight gradient.
 
 The general packed kernel computes blocks of 4 output channels that share each input load; a
 depthwise channel has no partner, and there a task (one image's channel: a few hundred

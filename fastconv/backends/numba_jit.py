@@ -43,16 +43,16 @@ NAME = "numba"
 _log = logging.getLogger("fastconv")
 
 
-# -- threading layer: one that survives fork and concurrent callers ------------------------------
+# -- threading layer: one that survives fork ------------------------------------------------------
 #
-# Numba's default on Linux wheels is GNU OpenMP, which kills a forked child on its first parallel
-# call ("fork() called from a process already using GNU OpenMP") and hangs multiprocessing.Pool.
-# Unless the user chose a layer (NUMBA_THREADING_LAYER or numba.config), fastconv asks Numba for
-# its "forksafe" choice: TBB (fork- and thread-safe; the `numba` extra installs it where PyPI has
-# wheels: x86_64 Linux and Windows, Intel macOS), else OpenMP where it is fork-safe (macOS), else
-# the workqueue layer, which may not be entered by two threads at once: then calls are serialised
-# by a lock (each still uses every thread). Set at import, because any numba.get_num_threads()
-# or set_num_threads() (fastconv.threads does one) starts the layer.
+# fastconv's kernels run on its own threads, but fastconv.threads / set_num_threads also set
+# Numba's count (per calling thread), which starts Numba's threading layer. Numba's default on
+# Linux wheels is GNU OpenMP, which kills a forked child on its first parallel call ("fork() called
+# from a process already using GNU OpenMP") and hangs multiprocessing.Pool. Unless the user chose
+# a layer (NUMBA_THREADING_LAYER or numba.config), fastconv asks Numba for its "forksafe" choice:
+# TBB (the `numba` extra installs it where PyPI has wheels: x86_64 Linux and Windows, Intel macOS),
+# else OpenMP where it is fork-safe (macOS), else the workqueue layer. Set at import, before
+# anything starts the layer.
 
 def _preload_pip_tbb():
     """pip's tbb wheel puts its library in <prefix>/lib (Windows: Library/bin), off the loader's
@@ -83,25 +83,9 @@ def _configure_threading_layer():
 
 
 _configure_threading_layer()
-_guard = None  # after the first call: a Lock on the workqueue layer, else a no-op context
-_guard_made = threading.Lock()
-
-
-def _launch_guard():
-    """What each kernel call runs inside: a lock where the layer is not thread-safe."""
-    global _guard
-    if _guard is None:
-        with _guard_made:  # first calls from several threads at once must share one lock
-            if _guard is None:
-                numba.get_num_threads()  # starts the layer
-                workqueue = numba.threading_layer() == "workqueue"
-                _guard = threading.Lock() if workqueue else contextlib.nullcontext()
-    return _guard
-
-
 # Started here, by the importing thread (normally the main one): TBB's fork handling shuts it down
-# cleanly only from the thread that started it, never from auto's background compile thread.
-_launch_guard()
+# cleanly only from the thread that started it, not from a thread that later sets a count.
+numba.get_num_threads()
 
 
 def supports(geom, dtype, precision):
@@ -199,12 +183,10 @@ def _after_fork_in_parent():
 
 
 def _after_fork_in_child():
-    global _state, _guard, _guard_made
+    global _state
     _after_fork_in_parent()
-    _state, _guard_made = threading.Lock(), threading.Lock()  # a parent's thread may have held them
+    _state = threading.Lock()  # a parent's thread may have held it
     _compiling.clear()  # its compile threads did not come along: ready() starts its own
-    if _guard is not None and not isinstance(_guard, contextlib.nullcontext):
-        _guard = threading.Lock()
 
 
 if hasattr(os, "register_at_fork"):
@@ -237,14 +219,20 @@ def _scratch(name, n, dtype):
     return buf
 
 
-def _packed_workspaces(sizer, x, w, out_hw, sh, sw, dil_h, dil_w, groups):
-    """For ``_run``: the float and int64 workspaces that a packed kernel needs on ``nthreads``
-    threads, from the shapes it reads (``w``: the weight or its gradient, ``out_hw``: the output's
-    height and width)."""
+def _workspaces(dtype, sizes):
+    """For ``_run_parts``: this thread's float (``dtype``) and int64 workspaces, of the element
+    counts ``sizes(nthreads)`` gives for a kernel's slots."""
     def make(nthreads):
-        nfloat, nint = sizer(x.shape[0], *w.shape, *out_hw, sh, sw, dil_h, dil_w, groups, nthreads)
-        return _scratch("float", nfloat, x.dtype), _scratch("int", nint, np.int64)
+        nfloat, nint = sizes(nthreads)
+        return _scratch("float", nfloat, dtype), _scratch("int", nint, np.int64)
     return make
+
+
+def _packed_workspaces(sizer, x, w, out_hw, sh, sw, dil_h, dil_w, groups):
+    """``_workspaces`` of a packed kernel, sized by ``sizer`` from the shapes it reads (``w``: the
+    weight or its gradient, ``out_hw``: the output's height and width)."""
+    return _workspaces(x.dtype, lambda nthreads: sizer(x.shape[0], *w.shape, *out_hw, sh, sw, dil_h, dil_w, groups,
+                                                        nthreads))
 
 
 def _no_workspaces(dtype):
@@ -315,15 +303,13 @@ def _depthwise(geom) -> bool:
 
 
 def _run_depthwise(x, w, y, bias, sh, sw, pt, pl, dil_h, dil_w, macs):
-    """``_dw._depthwise_forward`` into the C-contiguous ``y``; ``bias`` None: zeros."""
+    """``_dw._depthwise_part`` into the C-contiguous ``y``; ``bias`` None: zeros."""
     if bias is None:
         bias = _scratch("zeros", w.shape[0], x.dtype)[:w.shape[0]]
         bias[:] = 0
-
-    def workspaces(nthreads):
-        nfloat, nint = _dw._dw_scratch(x.shape, y.shape, w.shape[2], w.shape[3], sh, sw, pl, dil_h, dil_w, nthreads)
-        return _scratch("float", nfloat, x.dtype), _scratch("int", nint, np.int64)
-    _run_parts(_dw._depthwise_part, macs, x, w, bias, y, sh, sw, pt, pl, dil_h, dil_w, workspaces=workspaces)
+    _run_parts(_dw._depthwise_part, macs, x, w, bias, y, sh, sw, pt, pl, dil_h, dil_w,
+               workspaces=_workspaces(x.dtype, lambda nthreads: _dw._dw_scratch(
+                   x.shape, y.shape, w.shape[2], w.shape[3], sh, sw, pl, dil_h, dil_w, nthreads)))
 
 
 @lifted
@@ -333,7 +319,7 @@ def forward(x, w, geom, bias=None):
     y = np.empty(geom.y_shape, dtype=x.dtype)
     if _depthwise(geom):  # the bias is the kernel's starting value
         _run_depthwise(x, w, y, bias, geom.sh, geom.sw, geom.pt, geom.pl, geom.dil_h, geom.dil_w, geom.macs)
-    else:  # the bias is the sums' starting value too
+    else:  # the kernel adds the bias to each block of y while it is in cache
         _run_parts(_k._forward_part, geom.macs, x, w, _no_bias(x.dtype) if bias is None else bias, y, *_hyper(geom),
                    workspaces=_packed_workspaces(_k._forward_scratch, x, w, (geom.oh, geom.ow), geom.sh, geom.sw,
                                                  geom.dil_h, geom.dil_w, geom.groups),
@@ -407,12 +393,10 @@ def grad_weight(gy, x, geom):
     _announce(x.dtype)
     gw = np.empty(geom.w_shape, dtype=x.dtype)
     if _depthwise(geom):
-        def workspaces(nthreads):
-            nfloat, nint = _dw._dwgw_scratch(x.shape, gy.shape, geom.kh, geom.kw, geom.sh, geom.sw, geom.dil_h,
-                                             geom.dil_w, nthreads)
-            return _scratch("float", nfloat, x.dtype), _scratch("int", nint, np.int64)
         _run_parts(_dw._dwgw_part, geom.macs, gy, x, gw, geom.sh, geom.sw, geom.pt, geom.pl, geom.dil_h,
-                   geom.dil_w, x.dtype.type(0), workspaces=workspaces)
+                   geom.dil_w, x.dtype.type(0),
+                   workspaces=_workspaces(x.dtype, lambda nthreads: _dw._dwgw_scratch(
+                       x.shape, gy.shape, geom.kh, geom.kw, geom.sh, geom.sw, geom.dil_h, geom.dil_w, nthreads)))
     else:
         _run_parts(_k._grad_weight_part, geom.macs, gy, x, gw, *_hyper(geom), x.dtype.type(0),
                    workspaces=_packed_workspaces(_k._gw_scratch, x, gw, (geom.oh, geom.ow), geom.sh, geom.sw,
