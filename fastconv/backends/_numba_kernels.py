@@ -412,16 +412,23 @@ def _forward_scratch(n, c_out, c_in_g, kh, kw, oh, ow, sh, sw, dil_h, dil_w, gro
     return lay.wsize + lay.nslot * lay.slot, c_in_g * kh * kw
 
 
-@njit(**_JIT)
-def _forward_setup(w, y, sh, sw, dil_h, dil_w, groups, nthreads, fws, iws):  # pragma: no cover
-    """``_forward_part``'s layout, term offsets and packed weights (carved from ``iws``, ``fws``)."""
+@njit(inline="always", **_JIT)
+def _forward_views(w, y, sh, sw, dil_h, dil_w, groups, nthreads, fws, iws):  # pragma: no cover
+    """``_forward_part``'s layout, and where its term offsets and packed weights lie in ``iws`` and
+    ``fws``."""
     c_out, c_in_g, kh, kw = w.shape
     lay = _forward_layout(y.shape[0], c_out, c_in_g, kh, kw, y.shape[2], y.shape[3], sh, sw, dil_h, dil_w, groups,
                           nthreads)
     nt = c_in_g * kh * kw
-    offs = iws[:nt]
+    return lay, iws[:nt], fws[:groups * lay.nblk * nt * CB].reshape((groups * lay.nblk, nt, CB))
+
+
+@njit(**_JIT)
+def _forward_setup(w, y, sh, sw, dil_h, dil_w, groups, nthreads, fws, iws):  # pragma: no cover
+    """``_forward_views``, with the term offsets and packed weights written there."""
+    lay, offs, wp = _forward_views(w, y, sh, sw, dil_h, dil_w, groups, nthreads, fws, iws)
+    c_in_g, kh, kw = w.shape[1], w.shape[2], w.shape[3]
     _pack_terms(c_in_g, kh, kw, sh, sw, dil_h, dil_w, lay.hb, lay.wq, offs)
-    wp = fws[:groups * lay.nblk * nt * CB].reshape((groups * lay.nblk, nt, CB))
     _pack_weights(w, groups, wp)
     return lay, offs, wp
 
@@ -436,8 +443,9 @@ def _forward_slot(x, bias, y, sh, sw, pt, pl, groups, nblk, wq, rows, nband, hb,
     xp = fws[base:base + size]
     acc = fws[base + _aligned(size):base + _aligned(size) + acc_size]
     seg = y.shape[3] // nseg
-    # segments of a one-row band are the rows of this view of y, and start seg*s into the packed row
-    ys = y.reshape((y.shape[0], y.shape[1], oh * nseg, y.shape[3] // nseg))
+    # segments of a one-row band are the rows of this view of y (y itself when nseg is 1), and
+    # start seg*s into the packed row
+    ys = y.reshape((y.shape[0], y.shape[1], oh * nseg, seg))
     packed = -1
     for task in range(t0, t1):
         band = task // (nseg * nblk)  # image, group and band
@@ -450,22 +458,14 @@ def _forward_slot(x, bias, y, sh, sw, pt, pl, groups, nblk, wq, rows, nband, hb,
             _pack_input(x, bn, g * c_in_g, c_in_g, xp, sh, sw, pt, pl, hb, wq, 1, 0, oy0)
             packed = band
         co0, cb = g * c_out_g + b * CB, min(CB, c_out_g - b * CB)
-        if nseg == 1:
-            nr = min(rows, oh - oy0)
-            _fwd_packed(xp, offs, wp[g * nblk + b], y, bn, co0, cb, wq, oy0, nr, acc)
-            if bias.size:  # the block just written, while it is in cache; plain loops (a slice's
-                for j in range(cb):  # += was a generic loop: mnist's forward 2x slower)
-                    bj = bias[co0 + j]
-                    for r in range(nr):
-                        yr = y[bn, co0 + j, oy0 + r]
-                        for ox in range(yr.shape[0]):
-                            yr[ox] += bj
-        else:
-            _fwd_packed(xp[s * seg:], offs, wp[g * nblk + b], ys, bn, co0, cb, seg, oy0 * nseg + s, 1, acc)
-            if bias.size:
-                for j in range(cb):
-                    bj = bias[co0 + j]
-                    yr = ys[bn, co0 + j, oy0 * nseg + s]
+        # a whole band of rows of y, or segment s of a one-row band (a row of ys)
+        r0, nr = (oy0, min(rows, oh - oy0)) if nseg == 1 else (oy0 * nseg + s, 1)
+        _fwd_packed(xp[s * seg:], offs, wp[g * nblk + b], ys, bn, co0, cb, wq if nseg == 1 else seg, r0, nr, acc)
+        if bias.size:  # the block just written, while it is in cache; plain loops (a slice's
+            for j in range(cb):  # += was a generic loop: mnist's forward 2x slower)
+                bj = bias[co0 + j]
+                for r in range(r0, r0 + nr):
+                    yr = ys[bn, co0 + j, r]
                     for ox in range(yr.shape[0]):
                         yr[ox] += bj
 
@@ -490,14 +490,9 @@ def _forward_part(x, w, bias, y, sh, sw, pt, pl, dil_h, dil_w, groups, nthreads,
     (sized by ``_forward_scratch``), so a call allocates nothing. The slots run on fastconv's
     threads (``numba_jit._run_parts``), not in a Numba parallel loop, which took twice as long to
     compile."""
-    c_out, c_in_g, kh, kw = w.shape
-    lay = _forward_layout(y.shape[0], c_out, c_in_g, kh, kw, y.shape[2], y.shape[3], sh, sw, dil_h, dil_w, groups,
-                          nthreads)
+    lay, offs, wp = _forward_views(w, y, sh, sw, dil_h, dil_w, groups, nthreads, fws, iws)
     if slot >= lay.nslot:
         return
-    nt = c_in_g * kh * kw
-    offs = iws[:nt]
-    wp = fws[:groups * lay.nblk * nt * CB].reshape((groups * lay.nblk, nt, CB))
     _forward_slot(x, bias, y, sh, sw, pt, pl, groups, lay.nblk, lay.wq, lay.rows, lay.nband, lay.hb, lay.size,
                   lay.wsize + slot * lay.slot, CB * lay.stride, lay.ntask * slot // lay.nslot,
                   lay.ntask * (slot + 1) // lay.nslot, offs, wp, fws, lay.nseg)
