@@ -295,6 +295,8 @@ def _dwgw_slot(gy, x, gw, sh, sw, pt, pl, dil_h, dil_w, zero, wq, hq, size, gsiz
                                      zero)
                 continue
             _pack_plane(x, bn, ci, xp, sh, sw, pt, pl, hq, wq, 0)
+            # _pack_gy and _gw_packed (the general kernel's, with one channel) do the same as the
+            # loops below; called here they measured 8-15 % slower (stride-2 dw-r28, one thread)
             for j in range(m):
                 co = ci * m + j
                 g = gy[bn, co]
