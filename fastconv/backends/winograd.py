@@ -152,9 +152,6 @@ def _convolve(src, w, geom, c_dst, out_hw, pt, pl, bias, transposed):
     if transposed:  # (group, input channel, output channel, ky, kx), flipped: a view, no copy
         wv = wv.transpose(0, 2, 1, 3, 4)[..., ::-1, ::-1]
 
-    def transform_filter(r0, r1, scratch):
-        _k._filter_transform(wv, m, r0, r1, u)
-
     def work(r0, r1, scratch):
         nt = (r1 - r0) * tiles_w
         v = buffer(scratch, "v", (a2 * cs * nt,), dtype)
@@ -165,13 +162,21 @@ def _convolve(src, w, geom, c_dst, out_hw, pt, pl, bias, transposed):
             if _k._output_transform(mm, g * cd, cd, r0, r1, tiles_h, tiles_w, m, b, y):
                 bad.append(True)
 
-    nf = groups * cd  # the filter transform splits its (group, row) pairs evenly over the threads
-    per = -(-nf // threads)
     # inf and NaN only send the call to the direct fallback: no warning for them
     with np.errstate(invalid="ignore", over="ignore"):  # map_items keeps BLAS to one thread per worker
-        map_items(list(chunks(nf, per)), transform_filter, threads)
+        _transform_filters(wv, m, u, threads)
         map_items(list(chunks(rows, size)), work, threads)
     return None if bad else y
+
+
+def _transform_filters(wv, m, u, threads):
+    """``u[g, xi] = (G f G^T)[xi]`` for every filter ``wv[g, r, s]``, the (group, row) pairs split
+    evenly over the threads."""
+    nf = wv.shape[0] * wv.shape[1]
+
+    def transform(r0, r1, scratch):
+        _k._filter_transform(wv, m, r0, r1, u)
+    map_items(list(chunks(nf, -(-nf // threads))), transform, threads)
 
 
 # ----------------------------------------------------------------- 3-D, each plane transformed once
@@ -252,12 +257,9 @@ def _convolve_3d(src, w, geom, bias, transposed):
         out[i, :, d] = yt[i, d]
 
     items = [(i, r0, min(tiles_h, r0 + size)) for i in range(n) for r0 in range(0, tiles_h, size)]
-    def transform_filter(r0, r1, scratch):
-        _k._filter_transform(wst, m, r0, r1, u)
-
     with np.errstate(invalid="ignore", over="ignore"):
         map_items([(i, d) for i in range(n) for d in range(d_in)], planes_in, threads)
-        map_items(list(chunks(cd, -(-cd // threads))), transform_filter, threads)
+        _transform_filters(wst, m, u, threads)
         map_items(items, work, threads)
     if bad:
         return None
