@@ -194,7 +194,8 @@ def test_partial_tiles_match_reference(c_in_g, c_out_g, kwargs):
 
 @pytest.mark.parametrize("x_shape, w_shape, kwargs", [
     ((2, 3, 2048), (4, 3, 5), dict(padding=4, dilation=2)),  # a long signal: whole one-row bands of 2048
-    ((1, 4, 3, 48, 48), (6, 2, 3, 1, 1), dict(padding=(1, 0, 0), groups=2)),  # temporal: rows of 2304
+    # temporal, strided: rows of 2304 (at unit stride _numba_columns takes them)
+    ((1, 4, 5, 48, 48), (6, 2, 3, 1, 1), dict(stride=(2, 1, 1), padding=(1, 0, 0), groups=2)),
 ])
 def test_long_rows_are_summed_in_segments_and_match(x_shape, w_shape, kwargs):
     # One-row bands longer than SEGMENT are summed a segment of output columns at a time when the

@@ -31,7 +31,6 @@ from types import ModuleType
 
 from .._precision import get_precision
 from ..geometry import Geometry
-from ._im2col_shifted import applies as _shifted_route
 from ._lift import as_2d
 
 _MODULES = {
@@ -140,29 +139,15 @@ def _is_3x3s1(geom: Geometry) -> bool:
     return (flat.kernel, flat.stride, flat.dilation) == ((3, 3), (1, 1), (1, 1))
 
 
-def _is_shifted_long(geom: Geometry) -> bool:
-    """A kernel one pixel wide that im2col runs as shifted GEMMs (``_im2col_shifted``), over rows of
-    at least ``AUTO_SHIFTED_MIN_WIDTH``: numba's packed band (input channels x kernel rows x the
-    row) then outgrows the caches. `fastconv bench --suite 3d` and three k x 1 shapes, 2 threads,
-    2026-12-01 16:10: 3x1x1 over 16x56x56 planes (rows of 3136 in the lift's (D, H*W) view)
-    im2col 1.67x torch's time forward, 1.43 backward, numba 1.95 / 1.70; over 8x32x32 (rows of
-    1024) a tie (2.2 / 1.9 against 2.0 / 1.8); 2-D 7x1 on 17x17 and 5x1 on 64x64 numba 1.2-1.5
-    against im2col's 2.2-2.5. Since numba sums long rows in segments (16:50), 3x1x1 over 56x56
-    planes is a tie: numba 1.69 / 1.73, im2col 1.79 / 1.54 (numba's weight gradient is not
-    segmented)."""
-    flat = as_2d(geom)
-    return flat.iw >= AUTO_SHIFTED_MIN_WIDTH and _shifted_route(flat)
-
-
-AUTO_SHIFTED_MIN_WIDTH = 2048
-
-
 # Winograd (F(2x2,3x3) at "highest") wins on 3x3 stride-1 layers of few pixels per image, where
 # numba's loops are short: three runs of `make bench` (2 threads, 2026-12-01 15:24-15:32, medians
 # of the runs): r7-c512 forward winograd 1.79x torch's time, im2col 2.57, numba 3.04; backward
 # 1.95 / 2.42 / 2.59; r14-c256 a tie with numba (1.51-1.55). On larger images numba's are faster
 # (r56-c64 forward 0.99 against winograd's 1.12, r28-c128 1.23 against 1.39; the 3d suite's
-# 56x56 planes 1.44-1.53 against 1.60-1.72), so there the rows below pick numba.
+# 56x56 planes 1.44-1.53 against 1.60-1.72), so there the rows below pick numba. A kernel one pixel
+# wide over long rows (a 3x1x1 kernel's (D, H*W) view) is numba's too since its taps read the input
+# where it lies (`_numba_columns`): `fastconv bench --suite 3d`, 2026-12-01 18:40, 3x1x1 numba 0.94x
+# torch's time forward and 1.30 backward against im2col's shifted GEMMs' 1.32 and 1.51.
 AUTO_RULES: tuple[tuple[str, object, tuple[str, ...]], ...] = (
     ("depthwise", lambda g: g.is_depthwise, ("numba", "im2col")),
     ("small call", lambda g: g.macs <= AUTO_NUMBA_MAX_MACS, ("numba", "im2col")),
@@ -171,7 +156,6 @@ AUTO_RULES: tuple[tuple[str, object, tuple[str, ...]], ...] = (
     # Read on the 2-D call that runs (backends/_lift.py): 3-D calls with the kernel's depth folded
     # into the channels, so a 1x3x3 kernel is a 3x3 one; a 3x1x1 kernel runs as 3x1 over (D, H*W).
     ("1x1 kernel", lambda g: math.prod(as_2d(g).kernel) == 1, ("im2col", "numba")),
-    ("k x 1 kernel over long rows", _is_shifted_long, ("im2col", "numba")),
     ("few pixels per image", lambda g: _pixels(g) < AUTO_IM2COL_BELOW_PIXELS, ("im2col", "numba")),
     ("otherwise", lambda g: True, ("numba", "im2col")),
 )

@@ -8,7 +8,9 @@ phase, a stride-1 forward pass of gy with the flipped weight) split into (image,
 output channels) tasks, the weight gradient (dot products of gy with the runs; small images
 stacked) into blocks of 4 channels; each kernel runs one contiguous range of them (a slot) per
 thread of fastconv's pool (``_run_parts``), a small call one serial kernel on the calling thread.
-Depthwise layers have their own kernels (``_numba_depthwise``). Extra memory: the packed weights
+Depthwise layers have their own kernels (``_numba_depthwise``), and so do kernels one pixel wide over
+long rows (``_numba_columns``: a 3-D temporal kernel's view, whose taps read the input where it
+lies instead of a packed band of one row per output row). Extra memory: the packed weights
 and, per thread, the band (channels x ~1K elements; ~8K for the weight gradient), 4 channels of gy
 and a small accumulator, all carved from workspaces that each calling thread keeps between calls,
 so that a warm call allocates nothing beyond its output.
@@ -34,6 +36,7 @@ except ImportError as exc:  # the registry then lists the backend as unavailable
 
 from .. import _cache, _threads
 from .._workers import map_items
+from . import _numba_columns as _cols
 from . import _numba_depthwise as _dw
 from . import _numba_kernels as _k
 from ._lift import lifted
@@ -312,6 +315,22 @@ def _run_depthwise(x, w, y, bias, sh, sw, pt, pl, dil_h, dil_w, macs):
                    x.shape, y.shape, w.shape[2], w.shape[3], sh, sw, pl, dil_h, dil_w, nthreads)))
 
 
+def _run_forward(x, w, bias, y, sh, sw, pt, pl, dil_h, dil_w, groups, macs):
+    """The general forward kernels into the C-contiguous ``y``, which add ``bias`` (None: none) to
+    each block while it is in cache: a ``k x 1`` kernel's taps read the input where it lies
+    (``_numba_columns``), any other kernel's a packed copy."""
+    bias = _no_bias(x.dtype) if bias is None else bias
+    if _cols.applies(w.shape[3], sh, sw, pl, x.shape[3], y.shape[3]):
+        _run_parts(_cols._columns_part, macs, x, w, bias, y, pt, dil_h, groups,
+                   workspaces=_packed_workspaces(_cols._columns_scratch, x, w, y.shape[2:], sh, sw, dil_h, dil_w,
+                                                 groups),
+                   prepare=_cols._columns_prepare)
+    else:
+        _run_parts(_k._forward_part, macs, x, w, bias, y, sh, sw, pt, pl, dil_h, dil_w, groups,
+                   workspaces=_packed_workspaces(_k._forward_scratch, x, w, y.shape[2:], sh, sw, dil_h, dil_w, groups),
+                   prepare=_k._forward_prepare, serial=_k._forward_serial)
+
+
 @lifted
 def forward(x, w, geom, bias=None):
     """y of shape ``geom.y_shape``, dtype of ``x``, plus ``bias[co]`` when given."""
@@ -319,11 +338,8 @@ def forward(x, w, geom, bias=None):
     y = np.empty(geom.y_shape, dtype=x.dtype)
     if _depthwise(geom):  # the bias is the kernel's starting value
         _run_depthwise(x, w, y, bias, geom.sh, geom.sw, geom.pt, geom.pl, geom.dil_h, geom.dil_w, geom.macs)
-    else:  # the kernel adds the bias to each block of y while it is in cache
-        _run_parts(_k._forward_part, geom.macs, x, w, _no_bias(x.dtype) if bias is None else bias, y, *_hyper(geom),
-                   workspaces=_packed_workspaces(_k._forward_scratch, x, w, (geom.oh, geom.ow), geom.sh, geom.sw,
-                                                 geom.dil_h, geom.dil_w, geom.groups),
-                   prepare=_k._forward_prepare, serial=_k._forward_serial)
+    else:
+        _run_forward(x, w, bias, y, geom.sh, geom.sw, geom.pt, geom.pl, geom.dil_h, geom.dil_w, geom.groups, geom.macs)
     if not _all_finite(w):
         padding_products(y, ~np.isfinite(w), geom, forward=True)
     return y
@@ -377,11 +393,8 @@ def grad_input(gy, w, geom):
                 _run_depthwise(gy, wt, dest, None, 1, 1, pt, pl, geom.dil_h, geom.dil_w,
                                geom.macs // (geom.sh * geom.sw))
             else:
-                _run_parts(_k._forward_part, geom.macs // (geom.sh * geom.sw), gy, wt, _no_bias(gy.dtype), dest,
-                           1, 1, pt, pl, geom.dil_h, geom.dil_w, geom.groups,
-                           workspaces=_packed_workspaces(_k._forward_scratch, gy, wt, out.shape[2:], 1, 1,
-                                                         geom.dil_h, geom.dil_w, geom.groups),
-                           prepare=_k._forward_prepare, serial=_k._forward_serial)
+                _run_forward(gy, wt, None, dest, 1, 1, pt, pl, geom.dil_h, geom.dil_w, geom.groups,
+                             geom.macs // (geom.sh * geom.sw))
             if dest is not out:
                 out[...] = dest
     return gx
@@ -397,6 +410,9 @@ def grad_weight(gy, x, geom):
                    geom.dil_w, x.dtype.type(0),
                    workspaces=_workspaces(x.dtype, lambda nthreads: _dw._dwgw_scratch(
                        x.shape, gy.shape, geom.kh, geom.kw, geom.sh, geom.sw, geom.dil_h, geom.dil_w, nthreads)))
+    elif _cols.applies(geom.kw, geom.sh, geom.sw, geom.pl, geom.iw, geom.ow):
+        _run_parts(_cols._columns_gw_part, geom.macs, gy, x, gw, geom.pt, geom.dil_h, geom.groups, x.dtype.type(0),
+                   workspaces=_no_workspaces(x.dtype))
     else:
         _run_parts(_k._grad_weight_part, geom.macs, gy, x, gw, *_hyper(geom), x.dtype.type(0),
                    workspaces=_packed_workspaces(_k._gw_scratch, x, gw, (geom.oh, geom.ow), geom.sh, geom.sw,
@@ -413,11 +429,13 @@ WARMUP_STEPS = (
     ("forward (packed)", (1, 4, 3, 3), (4, 4, 2, 2), dict(padding=1), ("forward",)),
     ("depthwise", (1, 4, 3, 3), (4, 1, 2, 2), dict(padding=1, groups=4), ("forward", "grad_weight")),
     ("weight gradient (packed)", (1, 4, 3, 3), (4, 4, 2, 2), dict(padding=1), ("grad_weight",)),
+    ("k x 1 kernels over long rows", (1, 4, 2, 520), (4, 4, 2, 1), dict(padding=((1, 0), (0, 0))),
+     ("forward", "grad_weight")),
     ("input gradient (stride phases)", (1, 4, 5, 5), (4, 4, 3, 3), dict(padding=1, stride=2), ("grad_input",)),
     ("input gradient (direct loops)", (1, 4, 5, 5), (4, 4, 2, 2), dict(padding=1, stride=2, dilation=2),
      ("grad_input",)),
 )
-_READY_AFTER = 4  # steps
+_READY_AFTER = 5  # steps
 
 
 def warmup_steps(dtype):
