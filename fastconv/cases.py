@@ -159,10 +159,35 @@ TINY_3D: tuple[Case, ...] = (
     case("tiny-v4x6-k1x3x3s2", 1, 2, (4, 6, 6), 2, (1, 3, 3), (1, 2, 2), (0, 1, 1)),
 )
 
+# The shapes that placed the "auto" rule's channel line (fastconv/backends/__init__.py), none of
+# them in the suites above: 1-D pointwise and strided layers, 7x1 and 1x7 kernels, ResNeXt's 32
+# groups, 3x3 layers over 7x7 and 14x14 images with 32 to 256 channels, 1x1 kernels over 7x7 to
+# 28x28 images with 64 to 512 channels, ResNet's strided layers and 3-D 3x3x3 and 1x1x1 ones. In
+# the --shape grammar, parsed below (after the grammar's functions).
+RULES_SHAPES = (
+    "n=16 c=64 size=4096 k=64 kernel=1", "n=16 c=64 size=8000 k=128 kernel=5 stride=2 pad=2",
+    "n=32 c=128 size=17x17 k=128 kernel=7x1 pad=3x0", "n=32 c=128 size=17x17 k=128 kernel=1x7 pad=0x3",
+    "n=32 c=256 size=14x14 k=256 kernel=3x3 pad=1 groups=32",
+    "n=32 c=512 size=14x14 k=512 kernel=3x3 pad=1 groups=32", "n=8 c=32 size=112x112 k=64 kernel=5x5 pad=2",
+    "n=64 c=3 size=32x32 k=64 kernel=3x3 pad=1",
+    "n=32 c=32 size=7x7 k=32 kernel=3x3 pad=1", "n=32 c=64 size=7x7 k=64 kernel=3x3 pad=1",
+    "n=32 c=128 size=7x7 k=128 kernel=3x3 pad=1", "n=32 c=256 size=7x7 k=256 kernel=3x3 pad=1",
+    "n=32 c=64 size=14x14 k=64 kernel=3x3 pad=1", "n=32 c=96 size=14x14 k=96 kernel=3x3 pad=1",
+    "n=32 c=128 size=14x14 k=128 kernel=3x3 pad=1",
+    "n=32 c=64 size=14x14 k=64 kernel=1x1", "n=32 c=128 size=14x14 k=512 kernel=1x1",
+    "n=32 c=512 size=7x7 k=128 kernel=1x1", "n=32 c=256 size=20x20 k=256 kernel=1x1",
+    "n=32 c=64 size=28x28 k=256 kernel=1x1", "n=32 c=256 size=28x28 k=256 kernel=1x1",
+    "n=8 c=512 size=28x28 k=512 kernel=1x1",
+    "n=32 c=64 size=28x28 k=128 kernel=3x3 stride=2 pad=1", "n=32 c=128 size=28x28 k=256 kernel=3x3 stride=2 pad=1",
+    "n=32 c=256 size=14x14 k=512 kernel=3x3 stride=2 pad=1", "n=32 c=256 size=28x28 k=512 kernel=1x1 stride=2",
+    "n=2 c=64 size=16x28x28 k=128 kernel=3x3x3 stride=2 pad=1", "n=2 c=128 size=8x14x14 k=128 kernel=3x3x3 pad=1",
+    "n=2 c=64 size=16x28x28 k=64 kernel=1x1x1",
+)
+
 SUITES: dict[str, tuple[Case, ...]] = {
     "default": BENCH, "quick": QUICK, "full": BENCH + EXTRA, "1d": ONE_D, "3d": THREE_D,
     "tiny": TINY, "tiny1d": TINY_1D, "tiny3d": TINY_3D,
-}
+}  # and "rules", below
 
 # The reference backend loops over output pixels in Python: timed only up to this many
 # multiply-accumulates (single-r32-k3 and the tiny shapes), where a call takes milliseconds.
@@ -336,3 +361,6 @@ def _parse_pad(value: str, size, kernel, stride, dilation, text: str):
         a = _int(before, "pad", 0, text, KEYED_FORMAT)
         pairs.append((a, _int(after, "pad", 0, text, KEYED_FORMAT) if sep else a))
     return tuple(pairs)
+
+
+SUITES["rules"] = tuple(parse_shape(text) for text in RULES_SHAPES)

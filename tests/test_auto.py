@@ -18,19 +18,24 @@ ONE_CHANNEL_GROUP = Geometry.from_args((64, 1, 28, 28), (8, 1, 3, 3))  # groups 
 
 
 SMALL_IMAGES = Geometry.from_args((8, 128, 7, 7), (128, 128, 3, 3), padding=1)  # 49 pixels each
-POINTWISE = Geometry.from_args((8, 64, 28, 28), (128, 64, 1, 1))
+# few pixels but few channels per group: numba's loops beat BLAS's blocking of small products
+SMALL_IMAGES_FEW_CHANNELS = Geometry.from_args((8, 32, 7, 7), (32, 32, 3, 3), padding=1)
+SMALL_IMAGES_GROUPED = Geometry.from_args((8, 256, 14, 14), (256, 8, 3, 3), padding=1, groups=32)  # ResNeXt
+POINTWISE = Geometry.from_args((8, 64, 28, 28), (128, 64, 1, 1))  # many pixels, few channels: numba
+POINTWISE_SMALL_IMAGES = Geometry.from_args((8, 64, 14, 14), (64, 64, 1, 1))  # few pixels: a matrix product
+POINTWISE_MANY_CHANNELS = Geometry.from_args((8, 256, 20, 20), (256, 256, 1, 1))
 
 
 def _pointwise_with_macs(macs_at_most):
-    """The largest 1x1 geometry (growing the batch) with at most ``macs_at_most`` MACs."""
+    """The largest 1x1 geometry over 14x14 images (growing the batch) with at most ``macs_at_most`` MACs."""
     n = 1
-    while Geometry.from_args((n + 1, 16, 16, 16), (16, 16, 1, 1)).macs <= macs_at_most:
+    while Geometry.from_args((n + 1, 16, 14, 14), (16, 16, 1, 1)).macs <= macs_at_most:
         n += 1
-    return Geometry.from_args((n, 16, 16, 16), (16, 16, 1, 1))
+    return Geometry.from_args((n, 16, 14, 14), (16, 16, 1, 1))
 
 
 SMALL = _pointwise_with_macs(backends.AUTO_NUMBA_MAX_MACS)
-JUST_ABOVE = Geometry.from_args((SMALL.n + 1, 16, 16, 16), (16, 16, 1, 1))
+JUST_ABOVE = Geometry.from_args((SMALL.n + 1, 16, 14, 14), (16, 16, 1, 1))  # 196 pixels: im2col
 
 
 @pytest.fixture
@@ -42,7 +47,9 @@ def installed(monkeypatch):
 
 
 @pytest.mark.parametrize("geom, expected", [(DENSE, "numba"), (GROUPED, "numba"), (ONE_CHANNEL_GROUP, "numba"),
-                                            (DEPTHWISE, "numba"), (SMALL_IMAGES, "im2col"), (POINTWISE, "im2col"),
+                                            (DEPTHWISE, "numba"), (SMALL_IMAGES, "im2col"), (POINTWISE, "numba"),
+                                            (SMALL_IMAGES_FEW_CHANNELS, "numba"), (SMALL_IMAGES_GROUPED, "numba"),
+                                            (POINTWISE_SMALL_IMAGES, "im2col"), (POINTWISE_MANY_CHANNELS, "im2col"),
                                             (SMALL, "numba"), (JUST_ABOVE, "im2col")])
 def test_rule_with_every_backend(installed, geom, expected):
     installed("reference", "im2col", "numba")
@@ -50,7 +57,8 @@ def test_rule_with_every_backend(installed, geom, expected):
 
 
 @pytest.mark.parametrize("geom, expected", [(DENSE, "numba"), (SMALL_IMAGES, "winograd"), (DEPTHWISE, "numba"),
-                                            (POINTWISE, "im2col"), (SMALL, "numba"),
+                                            (SMALL_IMAGES_FEW_CHANNELS, "numba"), (SMALL_IMAGES_GROUPED, "numba"),
+                                            (POINTWISE_SMALL_IMAGES, "im2col"), (SMALL, "numba"),
                                             (Geometry.from_args((8, 64, 56, 56), (64, 64, 3, 3), stride=2), "numba")])
 def test_rule_with_winograd(installed, geom, expected):
     installed("reference", "im2col", "numba", "winograd")
@@ -60,6 +68,9 @@ def test_rule_with_winograd(installed, geom, expected):
 def test_thresholds_are_where_the_rule_says():
     assert SMALL.macs <= backends.AUTO_NUMBA_MAX_MACS < JUST_ABOVE.macs
     assert SMALL_IMAGES.oh * SMALL_IMAGES.ow < backends.AUTO_IM2COL_BELOW_PIXELS <= DENSE.oh * DENSE.ow
+    # channels per group against AUTO_BLAS_CHANNELS x sqrt(pixels): 7 x 7 = 49 at 7x7, 140 at 20x20
+    assert SMALL_IMAGES_FEW_CHANNELS.c_in_g < backends.AUTO_BLAS_CHANNELS * 7 <= SMALL_IMAGES.c_in_g
+    assert POINTWISE.c_in_g < backends.AUTO_BLAS_CHANNELS * 28 and POINTWISE_MANY_CHANNELS.c_in_g >= 7 * 20
 
 
 @pytest.mark.parametrize("geom", [DENSE, DEPTHWISE, SMALL])

@@ -121,17 +121,37 @@ def _ready(name: str, dtype) -> bool:
 # considered everywhere with no edit here, and a row is added once a measurement says where it wins.
 # Rows and constants from `fastconv bench --suite full --threads 2 --backends im2col,numba,torch
 # --repeat 5`, two runs on the idle 2-core CI machine (2026-11-27 04:15 and 05:46; the table is in the
-# README's `backend="auto"` section): numba's packed direct loops are up to 1.7x faster than im2col
-# on most shapes, depthwise ones 1.2-2.4x; im2col's GEMMs win where each image has few output pixels
-# and many channels (r7-c512-k3: numba 1.5-2.2x slower; n1-r14-c256-k3, 196 pixels: 1.2-2.4x) and
-# on 1x1 kernels (r14-c256-1x1-c1024: 1.15-1.24x), plain matrix products; r14-c256-k3 is a tie.
-# Calls of at most 1M multiply-accumulates go to numba whatever their shape: im2col's dozen NumPy
-# calls cost more than the arithmetic there.
+# README's `backend="auto"` section), and from 29 more shapes on 2026-12-01 18:20-18:30 (now
+# `fastconv bench --suite rules --repeat 5`, 2 threads; README): numba's packed direct loops are up to 1.7x
+# faster than im2col on most shapes, depthwise ones 1.2-2.4x. BLAS's blocking (im2col, winograd)
+# wins where each image has few output pixels and many channels per group: at 49 pixels (7x7) from
+# 64 channels on (r7-c64: im2col 2.98x torch's time, numba 4.13; r7-c32: numba 3.33, im2col 4.08),
+# at 196 (14x14) from about 100 (r14-c128: winograd 1.82, numba 2.44; r14-c96 a tie; r14-c64 and
+# ResNeXt's 32 groups of 8 or 16 channels: numba 1.55-2.00 against 2.45-4.22), so the line is
+# drawn at ``AUTO_BLAS_CHANNELS`` x sqrt(pixels) channels. 1x1 kernels are plain matrix products:
+# im2col on few pixels whatever the channels (r14-c64-1x1: 1.66 against numba's 3.08), and on more
+# pixels past the same channel line (20x20 c256: 1.12 against 1.29; 28x28 c256 and c512 ties;
+# 28x28 c64 numba, 1.11 against 1.41). Calls of at most 1M multiply-accumulates go to numba whatever
+# their shape: im2col's dozen NumPy calls cost more than the arithmetic there.
 AUTO_NUMBA_MAX_MACS = 1_000_000  # at or below: numba (single-r32-k3 has 221k; mnist-r28-k5 29M)
-AUTO_IM2COL_BELOW_PIXELS = 256  # output pixels per image below which im2col runs (r7: 49, r14: 196)
+AUTO_IM2COL_BELOW_PIXELS = 256  # output pixels per image below which BLAS may run (r7: 49, r14: 196)
+AUTO_BLAS_CHANNELS = 7  # ... given at least this x sqrt(pixels) input channels per group (49: 49, 196: 98)
+
+
 def _pixels(geom: Geometry) -> int:
     """Output pixels per image of the 2-D call that runs (1-D and 3-D calls run as 2-D ones)."""
     return math.prod(as_2d(geom).out_size)
+
+
+def _many_channels(geom: Geometry) -> bool:
+    """At least ``AUTO_BLAS_CHANNELS`` x sqrt(output pixels) input channels per group, in the 2-D
+    call that runs (a 3-D kernel's depth folded into them)."""
+    return as_2d(geom).c_in_g >= AUTO_BLAS_CHANNELS * math.sqrt(_pixels(geom))
+
+
+def _blas_shaped(geom: Geometry) -> bool:
+    """Few output pixels per image and many channels per group: BLAS's blocking wins there."""
+    return _pixels(geom) < AUTO_IM2COL_BELOW_PIXELS and _many_channels(geom)
 
 
 def _is_3x3s1(geom: Geometry) -> bool:
@@ -151,12 +171,13 @@ def _is_3x3s1(geom: Geometry) -> bool:
 AUTO_RULES: tuple[tuple[str, object, tuple[str, ...]], ...] = (
     ("depthwise", lambda g: g.is_depthwise, ("numba", "im2col")),
     ("small call", lambda g: g.macs <= AUTO_NUMBA_MAX_MACS, ("numba", "im2col")),
-    ("3x3 at stride 1, few pixels", lambda g: _is_3x3s1(g) and _pixels(g) < AUTO_IM2COL_BELOW_PIXELS,
+    ("3x3 at stride 1, few pixels, many channels", lambda g: _is_3x3s1(g) and _blas_shaped(g),
      ("winograd", "im2col", "numba")),
     # Read on the 2-D call that runs (backends/_lift.py): 3-D calls with the kernel's depth folded
     # into the channels, so a 1x3x3 kernel is a 3x3 one; a 3x1x1 kernel runs as 3x1 over (D, H*W).
-    ("1x1 kernel", lambda g: math.prod(as_2d(g).kernel) == 1, ("im2col", "numba")),
-    ("few pixels per image", lambda g: _pixels(g) < AUTO_IM2COL_BELOW_PIXELS, ("im2col", "numba")),
+    ("1x1 kernel, few pixels or many channels", lambda g: math.prod(as_2d(g).kernel) == 1 and (
+        _pixels(g) < AUTO_IM2COL_BELOW_PIXELS or _many_channels(g)), ("im2col", "numba")),
+    ("few pixels per image, many channels", _blas_shaped, ("im2col", "numba")),
     ("otherwise", lambda g: True, ("numba", "im2col")),
 )
 AUTO_MEASURE_ENV = "FASTCONV_AUTO"  # "measure": time the candidates once per shape, cache the fastest
