@@ -388,10 +388,11 @@ def _forward_layout(n, c_out, c_in_g, kh, kw, oh, ow, sh, sw, dil_h, dil_w, grou
     size = c_in_g * sh * sw * hb * wq + 2 * wq + RUN_PAD
     # A band of one long row (a 3x1x1 kernel at a temporal stride over (D, H*W) planes: rows of
     # 3136; at unit stride ``_numba_columns`` takes it) packs channels x kernel rows x the row, far
-    # more than L2 holds, and every block of output channels would read it from memory again. At unit stride output column c reads packed columns c + kx*dil_w, so
-    # the row can be summed in segments of output columns, every block running over one segment
-    # while it is in cache: equal segments, a divisor of the width of at most SEGMENT columns (a
-    # whole number of vectors). Kernels one pixel wide only: 1-D signals measured no faster.
+    # more than L2 holds, and every block of output channels would read it from memory again. At
+    # unit stride output column c reads packed columns c + kx*dil_w, so the row can be summed in
+    # segments of output columns, every block running over one segment while it is in cache: equal
+    # segments, a divisor of the width of at most SEGMENT columns (a whole number of vectors).
+    # Kernels one pixel wide only: 1-D signals measured no faster.
     nseg = 1
     if rows == 1 and sw == 1 and kw == 1 and ow > SEGMENT:  # 1-D rows measured no faster in segments
         for k in range(2, ow // (SEGMENT // 4) + 1):
