@@ -231,7 +231,9 @@ def test_small_calls_run_on_the_calling_thread_and_restore_the_count():
 
 
 @pytest.mark.parametrize("where", ["w", "gy"])
-@pytest.mark.parametrize("xs, ws, kwargs", [SHAPES[0], SHAPES[6], SHAPES[7]])
+@pytest.mark.parametrize("xs, ws, kwargs", [SHAPES[0], SHAPES[6], SHAPES[7],
+                                            pytest.param((1, 4, 3, 600), (4, 4, 3, 1), dict(padding=(1, 0)),
+                                                         id="columns-k3x1-long-rows")])
 def test_nan_and_inf_meeting_padding_give_nan_like_reference(xs, ws, kwargs, where):
     """A non-finite weight (forward) or gy (weight gradient) times a zero of the padding is NaN in the
     reference and in torch's forward, although the kernels never read the padding."""

@@ -78,24 +78,8 @@ def test_every_slot_of_a_large_call_and_the_rounded_chunk_ends(monkeypatch):
     np.testing.assert_allclose(got[1], reference.grad_weight(gy, x, geom), rtol=2e-4, atol=5e-3)
 
 
-@pytest.mark.parametrize("where", ["w", "x", "gy"])
-def test_nan_and_inf_like_reference(where):
-    # The taps never read the padding rows; where the reference's inf * 0 there gives NaN, the
-    # backend's padding repair puts it back.
-    geom = Geometry.from_args((1, 4, 3, 600), (4, 4, 3, 1), padding=(1, 0))
-    x, w, gy = (_rand(s, np.float64, i) for i, s in enumerate((geom.x_shape, geom.w_shape, geom.y_shape)))
-    arr = {"w": w, "x": x, "gy": gy}[where]
-    arr[(0,) * arr.ndim] = np.inf
-    arr[tuple(s - 1 for s in arr.shape)] = np.nan
-    with np.errstate(invalid="ignore"):
-        pairs = [(numba_jit.forward(x, w, geom), reference.forward(x, w, geom)),
-                 (numba_jit.grad_input(gy, w, geom), reference.grad_input(gy, w, geom)),
-                 (numba_jit.grad_weight(gy, x, geom), reference.grad_weight(gy, x, geom))]
-    for got, want in pairs:
-        np.testing.assert_array_equal(np.isnan(got), np.isnan(want))
-        np.testing.assert_array_equal(np.isinf(got), np.isinf(want))
-        finite = np.isfinite(want)
-        np.testing.assert_allclose(got[finite], want[finite], rtol=1e-10, atol=1e-10)
+# NaN and inf meeting the padding: test_numba.py's test_nan_and_inf_meeting_padding_give_nan_like_reference
+# has a case of these kernels.
 
 
 def test_the_columns_kernels_run_and_allocate_nothing_when_warm(monkeypatch):

@@ -99,6 +99,14 @@ def _columns_prepare(x, w, bias, y, pt, dil_h, groups, nthreads, fws, iws):  # p
                         wp[g * lay.nblk + b, ky, ci, j] = w[co, ci, ky, 0]
 
 
+@njit(inline="always", **_JIT)
+def _tap_columns(ky, dil_h, pt, iw, plane, c0, c1):  # pragma: no cover
+    """Tap ``ky``'s shift in the flat input, and the output columns ``lo:hi`` within ``c0:c1``
+    whose input row lies inside the image (``lo >= hi``: none)."""
+    shift = (ky * dil_h - pt) * iw
+    return shift, max(c0, -shift), min(c1, plane - shift)
+
+
 @njit(**_JIT)
 def _columns_slot(x, bias, y, pt, dil_h, groups, lay, wp, acc, t0, t1):  # pragma: no cover
     """Tasks ``t0:t1`` of ``_columns_part`` with the accumulator ``acc`` (CB rows ``lay.astride``
@@ -129,9 +137,7 @@ def _columns_slot(x, bias, y, pt, dil_h, groups, lay, wp, acc, t0, t1):  # pragm
         wb = wp[g * lay.nblk + b]
         base = (bn * c_in + g * c_in_g) * plane  # the group's first input channel
         for ky in range(kh):
-            shift = (ky * dil_h - pt) * iw
-            lo = max(c0, -shift)  # the columns whose input row lies inside the image
-            hi = min(c1, plane - shift)
+            shift, lo, hi = _tap_columns(ky, dil_h, pt, iw, plane, c0, c1)
             if lo >= hi:
                 continue
             o, cnt = lo - c0, hi - lo
@@ -212,9 +218,7 @@ def _columns_gw_part(gy, x, gw, pt, dil_h, groups, zero, nthreads, fws, iws, slo
                 co0 = g * c_out_g + task % nblk * CB
                 cb = min(CB, c_out_g - task % nblk * CB)
                 for ky in range(kh):
-                    shift = (ky * dil_h - pt) * iw
-                    lo = max(c0, -shift)  # the columns whose input row lies inside the image
-                    hi = min(c1, plane - shift)
+                    shift, lo, hi = _tap_columns(ky, dil_h, pt, iw, plane, c0, c1)
                     if lo >= hi:
                         continue
                     cnt = hi - lo
