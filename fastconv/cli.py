@@ -127,8 +127,9 @@ class Summary:
         return {"median": self.median, "min": self.low, "max": self.high}
 
 
-def bench_report(results, cases_, passes, peak: float, dtype) -> list[dict]:
-    """Print one table per shape and return the rows as dicts (for ``--json``)."""
+def bench_report(results, cases_, passes, peak: float, dtype, picks=None) -> list[dict]:
+    """Print one table per shape and return the rows as dicts (for ``--json``); ``picks`` (a dict)
+    gets auto's pick per shape."""
     to_torch, to_fastest = timing.per_round(results, timing.TORCH), timing.per_round(results, None)
     have_torch = any(r.impl == timing.TORCH and r.times for r in results)
     with_algorithm = any(r.algorithm for r in results)
@@ -138,6 +139,8 @@ def bench_report(results, cases_, passes, peak: float, dtype) -> list[dict]:
             auto = choose_backend(case.x_shape, case.w_shape, **case.kwargs, dtype=dtype)
         except (ValueError, TypeError):  # an N-d shape on a fastconv without it
             auto = None
+        if picks is not None and auto is not None:
+            picks[case.name] = auto
         rows: list[list[str] | None] = []
         for pass_ in passes:
             if rows:
@@ -166,16 +169,28 @@ def bench_report(results, cases_, passes, peak: float, dtype) -> list[dict]:
     return rows_out
 
 
-def geomean_summary(results, passes) -> list[dict]:
+def geomean_summary(results, passes, picks=None) -> list[dict]:
     """Per implementation and pass: the geometric mean over shapes of the median per-round ratio
-    to torch, the range of the per-round geomeans, and the worst shape. Printed and returned."""
+    to torch, the range of the per-round geomeans, and the worst shape; and a row "auto" for the
+    backend ``picks`` names per shape (``choose_backend``'s), where every pick was timed, with its
+    geomean to the fastest. Printed and returned."""
     to_torch = timing.per_round(results, timing.TORCH)
     impls = list(dict.fromkeys(i for (_, _, i) in to_torch if i != timing.TORCH))  # those timed somewhere
     rows, out = [], []
-    for impl in impls:
+    auto_rows = {}  # pass -> (per-shape ratios to torch, to the fastest backend) of auto's picks
+    ours = set(backends.available())
+    to_fastest = timing.per_round([r for r in results if r.impl in ours], None)
+    for pass_ in passes:
+        keys = [(case, pass_, pick) for case, pick in (picks or {}).items()]
+        if keys and all(k in to_torch and k in to_fastest for k in keys):
+            auto_rows[pass_] = [to_torch[k] for k in keys], [to_fastest[k] for k in keys]
+    for impl in impls + (["auto"] if auto_rows else []):
         row = [impl]
         for pass_ in passes:
-            per_shape = [v for (_, p, i), v in to_torch.items() if i == impl and p == pass_]
+            if impl == "auto":
+                per_shape = auto_rows.get(pass_, ([], []))[0]
+            else:
+                per_shape = [v for (_, p, i), v in to_torch.items() if i == impl and p == pass_]
             if per_shape:
                 medians = [float(np.median(v)) for v in per_shape]
                 geo = math.exp(np.mean(np.log(medians)))
@@ -183,6 +198,9 @@ def geomean_summary(results, passes) -> list[dict]:
                 entry = {"impl": impl, "pass": pass_, "shapes": len(per_shape), "geomean": geo,
                          "round_geomean_min": float(rounds.min()), "round_geomean_max": float(rounds.max()),
                          "worst": max(medians)}
+                if impl == "auto":  # how far auto's picks are from the fastest implementation timed
+                    off = [float(np.median(v)) for v in auto_rows[pass_][1]]
+                    entry |= {"fastest_geomean": math.exp(np.mean(np.log(off))), "fastest_worst": max(off)}
                 out.append(entry)
                 row += [spread(geo, entry["round_geomean_min"], entry["round_geomean_max"]), num(max(medians))]
             else:
@@ -190,6 +208,9 @@ def geomean_summary(results, passes) -> list[dict]:
         rows.append(row)
     cols = ["backend"] + [f"{p} {s}" for p in passes for s in ("geomean [rounds' range]", "worst")]
     print_table("time / torch's time over the shapes above (median of per-round ratios)", cols, rows)
+    for entry in (e for e in out if e["impl"] == "auto"):
+        say(f"auto ({entry['pass']}): the backend it picks per shape took {entry['fastest_geomean']:.2f}x the "
+            f"fastest backend's time (geomean), {entry['fastest_worst']:.2f}x at worst")
     return out
 
 
@@ -252,8 +273,9 @@ def cmd_bench(parser, args) -> int:
         total = timing.steps(cases_, impls, passes, args.repeat, dtype)
         with Progress(total, enabled=not args.no_progress) as progress:
             results = timing.measure(cases_, impls, passes, dtype=dtype, repeat=args.repeat, on_step=progress.step)
-    rows = bench_report(results, cases_, passes, peak.gflops, dtype)
-    summary = geomean_summary(results, passes) if have_torch and len(cases_) > 1 else []
+    picks: dict[str, str] = {}
+    rows = bench_report(results, cases_, passes, peak.gflops, dtype, picks)
+    summary = geomean_summary(results, passes, picks) if have_torch and len(cases_) > 1 else []
     doc = {"format": _results.FORMAT, "format_version": _results.FORMAT_VERSION, "environment": environment,
            "settings": {"dtype": str(dtype), "threads": args.threads, "repeat": args.repeat, "precision": level,
                         "passes": passes, "suite": None if args.shape else args.suite,
