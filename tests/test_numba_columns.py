@@ -66,6 +66,20 @@ def test_columns_kernels_match_reference(xs, ws, kwargs, dtype):
                 np.testing.assert_allclose(got, want, **tol)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_the_input_gradient_of_a_strided_k_x_1_kernel_runs_its_phases_here(monkeypatch, dtype):
+    # A stride of 2 down the rows: the forward pass is the packed path's, each stride phase of the
+    # input gradient (a stride-1 convolution with a 2x1 or 1x1 kernel over long rows) these kernels'.
+    geom = Geometry.from_args((2, 6, 7, 600), (5, 6, 3, 1), stride=(2, 1), padding=(1, 0))
+    x, w, gy = (_rand(s, dtype, i) for i, s in enumerate((geom.x_shape, geom.w_shape, geom.y_shape)))
+    ran = []
+    real_run = numba_jit._run_parts
+    monkeypatch.setattr(numba_jit, "_run_parts", lambda part, *a, **k: (ran.append(part), real_run(part, *a, **k)))
+    tol = dict(rtol=2e-4, atol=2e-4) if dtype == np.float32 else dict(rtol=1e-10, atol=1e-10)
+    np.testing.assert_allclose(numba_jit.grad_input(gy, w, geom), reference.grad_input(gy, w, geom), **tol)
+    assert ran == [cols._columns_part] * 2
+
+
 def test_every_slot_of_a_large_call_and_the_rounded_chunk_ends(monkeypatch):
     # Calls under SERIAL_MAX_MACS run one slot; this one is split among threads, its chunks end on
     # whole vectors only where that reads nothing past the input (the last image's last channel).
