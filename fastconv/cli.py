@@ -354,6 +354,8 @@ def cmd_info(parser, args) -> int:
     rows.append(["backends", ", ".join(backends.available())
                  + (f" (not installed: {', '.join(missing)})" if missing else "")])
     print_table("fastconv info", ["", ""], rows)
+    # the picks of a warm process: kernels in the disk cache are loaded first (about a second)
+    loading = backends.wait_ready([name for name in backends.available() if name != "reference"], np.float32)
     picks = []
     for c in cases.SUITES[args.suite]:
         try:
@@ -363,6 +365,9 @@ def cmd_info(parser, args) -> int:
         picks.append([c.name, cases.describe(c), pick])
     print_table(f'backend="auto" on the {args.suite} suite (float32)', ["shape", "geometry", "auto"], picks,
                 right_from=3)
+    if loading:
+        print(f"(picked while {', '.join(sorted(loading))} still compiles: auto runs another backend until then; "
+              f"`fastconv warmup` compiles ahead of time)")
     if args.time_auto != "none":
         _check_auto_rule(cases.SUITES[args.time_auto], args.time_auto)
     return 0

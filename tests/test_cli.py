@@ -303,6 +303,26 @@ def test_info_lists_versions_backends_and_auto(capsys):
         assert word in out  # whole: a long cell widens a piped table rather than cutting its labels
 
 
+def test_info_shows_the_picks_of_a_warm_process(capsys, monkeypatch):
+    # Kernels that load from the disk cache are waited for (a second or so) before auto's table; a
+    # backend still compiling after READY_WAIT_S is named under it.
+    if "winograd" not in backends.available():
+        pytest.skip("needs the winograd backend")
+    asked = {"n": 0}
+
+    def loads_after_a_while(name, dtype):
+        asked["n"] += 1
+        return name != "winograd" or asked["n"] > 20
+    monkeypatch.setattr(backends, "_ready", loads_after_a_while)
+    code, out, _ = run(capsys, "info", "--time-auto", "none")
+    assert code == 0 and "still compiles" not in out
+    assert any("r14-c256-k3" in line and "winograd" in line for line in out.splitlines()), out
+    monkeypatch.setattr(backends, "_ready", lambda name, dtype: name != "winograd")
+    monkeypatch.setattr(backends.wait_ready, "__defaults__", (0.1,))
+    code, out, _ = run(capsys, "info", "--time-auto", "none")
+    assert code == 0 and "(picked while winograd still compiles" in out
+
+
 @pytest.mark.parametrize("argv, message", [
     (["bench", "--backends", "nmba"], f"unknown backend 'nmba'; choose from {', '.join(impl_names())}"),
     (["bench", "--shape", "8,x,56,56,64,3,1,1"], "field C (input channels) must be a positive int; got 'x'"),

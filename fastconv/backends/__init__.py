@@ -298,22 +298,28 @@ def _save_choices(choices: dict[str, str]) -> None:
         pass  # an unwritable cache: the choices live as long as the process
 
 
-READY_WAIT_S = 5.0  # rule_check's wait for kernels that load from the disk cache
+READY_WAIT_S = 5.0  # fastconv info's wait for kernels that load from the disk cache
+
+
+def wait_ready(names, dtype, seconds: float = READY_WAIT_S) -> set[str]:
+    """Wait up to ``seconds`` for the kernels of the backends ``names`` (asking starts their
+    compile or load; those in the disk cache load in about a second); the names still not ready."""
+    import time
+
+    deadline = time.monotonic() + seconds
+    while not all(_ready(name, dtype) for name in names) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return {name for name in names if not _ready(name, dtype)}
 
 
 def rule_check(geoms, dtype) -> tuple[list[tuple[Geometry, str, dict[str, float]]], set[str]]:
     """For ``fastconv info``: per geometry, what the rule picks and every compiled candidate's time
     here; and the candidates left out because their kernels are not compiled yet (timing them
     would first compile for seconds: `fastconv warmup` does that)."""
-    import time
-
     out, compiling = [], set()
     for geom in geoms:
         names = [name for name in candidates(geom, dtype) if name != "reference"]
-        deadline = time.monotonic() + READY_WAIT_S  # kernels in the disk cache load in about a second
-        while not all(_ready(name, dtype) for name in names) and time.monotonic() < deadline:
-            time.sleep(0.05)
-        compiling.update(name for name in names if not _ready(name, dtype))
+        compiling.update(wait_ready([name for name in names if name not in compiling], dtype))
         names = [name for name in names if name not in compiling]
         if len(names) > 1:
             out.append((geom, choose(geom, dtype), time_candidates(geom, dtype, names)))
