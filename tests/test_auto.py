@@ -24,6 +24,9 @@ SMALL_IMAGES_GROUPED = Geometry.from_args((8, 256, 14, 14), (256, 8, 3, 3), padd
 POINTWISE = Geometry.from_args((8, 64, 28, 28), (128, 64, 1, 1))  # many pixels, few channels: numba
 POINTWISE_SMALL_IMAGES = Geometry.from_args((8, 64, 14, 14), (64, 64, 1, 1))  # few pixels: a matrix product
 POINTWISE_MANY_CHANNELS = Geometry.from_args((8, 256, 20, 20), (256, 256, 1, 1))
+# 3-D: the channel line reads the call's own channels, not the lift's (kD x C_in per plane)
+VOLUME_STRIDED = Geometry.from_args((2, 64, 16, 28, 28), (128, 64, 3, 3, 3), stride=2, padding=1)  # 14x14 out
+VOLUME_SMALL_PLANES = Geometry.from_args((2, 128, 8, 14, 14), (128, 128, 3, 3, 3), padding=1)
 
 
 def _pointwise_with_macs(macs_at_most):
@@ -59,6 +62,7 @@ def test_rule_with_every_backend(installed, geom, expected):
 @pytest.mark.parametrize("geom, expected", [(DENSE, "numba"), (SMALL_IMAGES, "winograd"), (DEPTHWISE, "numba"),
                                             (SMALL_IMAGES_FEW_CHANNELS, "numba"), (SMALL_IMAGES_GROUPED, "numba"),
                                             (POINTWISE_SMALL_IMAGES, "im2col"), (SMALL, "numba"),
+                                            (VOLUME_STRIDED, "numba"), (VOLUME_SMALL_PLANES, "winograd"),
                                             (Geometry.from_args((8, 64, 56, 56), (64, 64, 3, 3), stride=2), "numba")])
 def test_rule_with_winograd(installed, geom, expected):
     installed("reference", "im2col", "numba", "winograd")
