@@ -86,26 +86,31 @@ def _dw_scratch(x_shape, y_shape, kh, kw, sh, sw, pl, dil_h, dil_w, nthreads):  
     return lay.nslot * lay.slot, lay.nslot * kh * kw
 
 
+@njit(inline="always", **_JIT)
+def _flat_run(ky, kx, ih, oh, ow, pt, pl, dil_h, dil_w):  # pragma: no cover
+    """Tap ``(ky, kx)`` of a flat pair of planes (``ow == iw``, stride 1), shared by the forward
+    pass and the weight gradient: its row and column shifts ``dy, dx``; the output rows ``r0:r1``
+    it reaches (``r0 >= r1``: none, or it reads padding only); its flat run ``o0:o1`` (the first and
+    last row's outermost pixels left out); and ``e0``, the first of the ``|dx|`` columns whose run
+    crosses a row end."""
+    dy, dx = ky * dil_h - pt, kx * dil_w - pl
+    r0, r1 = max(0, -dy), min(oh, ih - dy)
+    if dx <= -ow or dx >= ow:
+        r1 = r0  # the tap reads padding only
+    return dy, dx, r0, r1, r0 * ow + max(0, -dx), r1 * ow - max(0, dx), ow - dx if dx > 0 else 0
+
+
 @njit(**_JIT)
 def _flat_plane(xf, wv, bias, yf, ih, iw, oh, ow, kh, kw, pt, pl, dil_h, dil_w, save):  # pragma: no cover
     """One output plane from one input plane, both flat (row width ``ow == iw``), stride 1."""
     for o in range(oh * ow):
         yf[o] = bias
     for ky in range(kh):
-        dy = ky * dil_h - pt
-        r0 = max(0, -dy)
-        r1 = min(oh, ih - dy)
-        if r0 >= r1:
-            continue
-        nr = r1 - r0
         for kx in range(kw):
-            dx = kx * dil_w - pl
-            if dx <= -ow or dx >= ow:
-                continue  # the tap reads padding only
-            o0 = r0 * ow + max(0, -dx)  # the first and last row's outermost pixels are left out
-            o1 = r1 * ow - max(0, dx)
-            e0 = ow - dx if dx > 0 else 0  # the columns whose run crosses a row end
-            ne = abs(dx)
+            dy, dx, r0, r1, o0, o1, e0 = _flat_run(ky, kx, ih, oh, ow, pt, pl, dil_h, dil_w)
+            if r0 >= r1:
+                continue
+            nr, ne = r1 - r0, abs(dx)
             for col in range(ne):
                 edge = yf[r0 * ow + e0 + col:r1 * ow:ow]
                 kept = save[col * nr:(col + 1) * nr]
@@ -246,19 +251,13 @@ def _dwgw_flat_plane(gf, xf, gwc, ih, iw, oh, ow, kh, kw, pt, pl, dil_h, dil_w, 
     product over the run of rows the tap reaches, less the products its run took across row ends
     (an inf or NaN there leaves a NaN, which the caller's exact recount replaces)."""
     for ky in range(kh):
-        dy = ky * dil_h - pt
-        r0, r1 = max(0, -dy), min(oh, ih - dy)
-        if r0 >= r1:
-            continue
         for kx in range(kw):
-            dx = kx * dil_w - pl
-            if dx <= -ow or dx >= ow:
+            dy, dx, r0, r1, o0, o1, e0 = _flat_run(ky, kx, ih, oh, ow, pt, pl, dil_h, dil_w)
+            if r0 >= r1:
                 continue
-            o0, o1 = r0 * ow + max(0, -dx), r1 * ow - max(0, dx)
             shift = dy * iw + dx
             s = _dot(gf[o0:o1], xf[o0 + shift:o1 + shift], o1 - o0, zero)
-            e0 = ow - dx if dx > 0 else 0  # the columns whose products crossed a row end
-            for r in range(r0, r1):
+            for r in range(r0, r1):  # the columns e0.. whose products crossed a row end
                 for col in range(e0, e0 + abs(dx)):
                     o = r * ow + col
                     if o0 <= o < o1:
