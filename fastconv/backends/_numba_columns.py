@@ -1,5 +1,6 @@
-"""Numba kernel of the ``numba`` backend for kernels one pixel wide at unit stride, unpadded sideways
-(``k x 1``, the ``1 x 1`` kernel included): the forward pass with no packed copy of the input.
+"""Numba kernels of the ``numba`` backend for kernels one pixel wide at unit stride, unpadded sideways
+(``k x 1``, the ``1 x 1`` kernel included), over long rows: the forward pass (also each stride
+phase of the input gradient) and the weight gradient, with no packed copy of the input.
 
 Such a kernel keeps the width (``OW == W``), and with the rows of an image laid end to end, tap
 ``ky`` of output column ``c`` (flat) reads input column ``c + (ky*dil_h - pt)*W``: one fixed shift
