@@ -116,16 +116,22 @@ def ready(dtype) -> bool:
     name = np.dtype(dtype).name
     if name in _ready:
         return True
-    with _state:
-        if name not in _compiling:
-            thread = threading.Thread(target=_compile_in_background, args=(name,),
-                                      name=f"fastconv-numba-compile-{name}", daemon=True)
-            _compiling[name] = thread
-            thread.start()
+    start_compile(_compile_in_background, name, "numba", _compiling, _state)
     return name in _ready
 
 
-def _compile_in_background(name):
+def start_compile(target, name, label, compiling, lock):
+    """Start ``target(name)`` on a daemon thread, once per ``name`` (``compiling``: a backend's own
+    dict of name -> thread, guarded by ``lock`` and cleared in a forked child), at the lowest
+    priority; for the numba and winograd backends' ``ready``."""
+    with lock:
+        if name not in compiling:
+            compiling[name] = threading.Thread(target=_at_lowest_priority, args=(target, name), daemon=True,
+                                               name=f"fastconv-{label}-compile-{name}")
+            compiling[name].start()
+
+
+def _at_lowest_priority(target, name):
     # At the lowest priority (Linux sets it per thread): on a busy machine the caller's own work
     # keeps its speed and the compile waits (an im2col forward measured 2.5 ms idle, 4.7-4.8 ms
     # beside a normal-priority compile, 2.6 ms beside this one; ready after 14 s on an idle core,
@@ -133,6 +139,10 @@ def _compile_in_background(name):
     if sys.platform.startswith("linux"):
         with contextlib.suppress(OSError, AttributeError):
             os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)
+    target(name)
+
+
+def _compile_in_background(name):
     try:
         warmup(np.dtype(name))
     except Exception:  # noqa: BLE001 - a broken install: auto keeps to the other backends

@@ -13,7 +13,6 @@ from __future__ import annotations
 import contextlib
 import math
 import os
-import sys
 import threading
 
 import numpy as np
@@ -283,18 +282,11 @@ def ready(dtype) -> bool:
 
     name = np.dtype(dtype).name
     if name not in _ready:
-        with _state:
-            if name not in _compiling:
-                _compiling[name] = threading.Thread(target=_compile_in_background, args=(name,), daemon=True,
-                                                    name=f"fastconv-winograd-compile-{name}")
-                _compiling[name].start()
+        numba_jit.start_compile(_compile_in_background, name, "winograd", _compiling, _state)
     return numba_jit.ready(dtype) and name in _ready
 
 
 def _compile_in_background(name):
-    if sys.platform.startswith("linux"):  # the lowest priority, as the numba backend's compile thread
-        with contextlib.suppress(OSError, AttributeError):
-            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)
     with contextlib.suppress(Exception):  # a broken install: auto keeps to the other backends
         _transforms(np.dtype(name))
 
