@@ -24,6 +24,9 @@ SMALL_IMAGES_GROUPED = Geometry.from_args((8, 256, 14, 14), (256, 8, 3, 3), padd
 POINTWISE = Geometry.from_args((8, 64, 28, 28), (128, 64, 1, 1))  # many pixels, few channels: numba
 POINTWISE_SMALL_IMAGES = Geometry.from_args((8, 64, 14, 14), (64, 64, 1, 1))  # few pixels: a matrix product
 POINTWISE_MANY_CHANNELS = Geometry.from_args((8, 256, 20, 20), (256, 256, 1, 1))
+# strided: not a matrix product of the input as it lies, so not numba's register tiles
+POINTWISE_STRIDED = Geometry.from_args((8, 256, 28, 28), (512, 256, 1, 1), stride=2)
+POINTWISE_FEW_CHANNELS = Geometry.from_args((64, 4, 14, 14), (64, 4, 1, 1))  # fewer than a tile's rows
 # 3-D: the channel line reads the call's own channels, not the lift's (kD x C_in per plane)
 VOLUME_STRIDED = Geometry.from_args((2, 64, 16, 28, 28), (128, 64, 3, 3, 3), stride=2, padding=1)  # 14x14 out
 VOLUME_SMALL_PLANES = Geometry.from_args((2, 128, 8, 14, 14), (128, 128, 3, 3, 3), padding=1)
@@ -38,7 +41,21 @@ def _pointwise_with_macs(macs_at_most):
 
 
 SMALL = _pointwise_with_macs(backends.AUTO_NUMBA_MAX_MACS)
-JUST_ABOVE = Geometry.from_args((SMALL.n + 1, 16, 14, 14), (16, 16, 1, 1))  # 196 pixels: im2col
+JUST_ABOVE = Geometry.from_args((SMALL.n + 1, 16, 14, 14), (16, 16, 1, 1))  # 196 pixels: a matrix product
+
+
+def _tiles() -> bool:
+    """Whether this machine runs numba's register tiles (1x1 matrix products; AVX-512 only)."""
+    try:
+        from fastconv.backends import _numba_gemm
+    except ImportError:  # no numba
+        return False
+    return _numba_gemm.WIDE
+
+
+# 1x1 kernels at unit stride, unpadded, in one group: numba's register tiles where the CPU has
+# AVX-512, else BLAS's products on few pixels or many channels
+PRODUCT = "numba" if _tiles() else "im2col"
 
 
 @pytest.fixture
@@ -52,8 +69,9 @@ def installed(monkeypatch):
 @pytest.mark.parametrize("geom, expected", [(DENSE, "numba"), (GROUPED, "numba"), (ONE_CHANNEL_GROUP, "numba"),
                                             (DEPTHWISE, "numba"), (SMALL_IMAGES, "im2col"), (POINTWISE, "numba"),
                                             (SMALL_IMAGES_FEW_CHANNELS, "numba"), (SMALL_IMAGES_GROUPED, "numba"),
-                                            (POINTWISE_SMALL_IMAGES, "im2col"), (POINTWISE_MANY_CHANNELS, "im2col"),
-                                            (SMALL, "numba"), (JUST_ABOVE, "im2col")])
+                                            (POINTWISE_SMALL_IMAGES, PRODUCT), (POINTWISE_MANY_CHANNELS, PRODUCT),
+                                            (SMALL, "numba"), (JUST_ABOVE, PRODUCT), (POINTWISE_STRIDED, "im2col"),
+                                            (POINTWISE_FEW_CHANNELS, "im2col")])
 def test_rule_with_every_backend(installed, geom, expected):
     installed("reference", "im2col", "numba")
     assert backends.choose(geom, np.float32) == expected
@@ -61,7 +79,7 @@ def test_rule_with_every_backend(installed, geom, expected):
 
 @pytest.mark.parametrize("geom, expected", [(DENSE, "numba"), (SMALL_IMAGES, "winograd"), (DEPTHWISE, "numba"),
                                             (SMALL_IMAGES_FEW_CHANNELS, "numba"), (SMALL_IMAGES_GROUPED, "numba"),
-                                            (POINTWISE_SMALL_IMAGES, "im2col"), (SMALL, "numba"),
+                                            (POINTWISE_SMALL_IMAGES, PRODUCT), (SMALL, "numba"),
                                             (VOLUME_STRIDED, "numba"), (VOLUME_SMALL_PLANES, "winograd"),
                                             (Geometry.from_args((8, 64, 56, 56), (64, 64, 3, 3), stride=2), "numba")])
 def test_rule_with_winograd(installed, geom, expected):

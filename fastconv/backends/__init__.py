@@ -171,6 +171,14 @@ def _is_3x3s1(geom: Geometry) -> bool:
 # wide over long rows (a 3x1x1 kernel's (D, H*W) view) is numba's too since its taps read the input
 # where it lies (`_numba_columns`): `fastconv bench --suite 3d`, 2026-12-01 18:40, 3x1x1 numba 0.94x
 # torch's time forward and 1.30 backward against im2col's shifted GEMMs' 1.32 and 1.51.
+def _register_tiles(geom: Geometry) -> bool:
+    """Whether numba runs this call as matrix products in registers (``_numba_gemm``: 1x1, unit
+    stride, unpadded, one group, AVX-512): 0.6-1.1x torch's time there, against BLAS's 1.4-1.8x
+    with this machine's AVX2 OpenBLAS (see the README's measurements)."""
+    numba = _load("numba") if "numba" in available() else None
+    return numba is not None and numba.matrix_product(geom)
+
+
 AUTO_RULES: tuple[tuple[str, object, tuple[str, ...]], ...] = (
     ("depthwise", lambda g: g.is_depthwise, ("numba", "im2col")),
     ("small call", lambda g: g.macs <= AUTO_NUMBA_MAX_MACS, ("numba", "im2col")),
@@ -178,6 +186,7 @@ AUTO_RULES: tuple[tuple[str, object, tuple[str, ...]], ...] = (
      ("winograd", "im2col", "numba")),
     # Read on the 2-D call that runs (backends/_lift.py): 3-D calls with the kernel's depth folded
     # into the channels, so a 1x3x3 kernel is a 3x3 one; a 3x1x1 kernel runs as 3x1 over (D, H*W).
+    ("1x1 matrix product on numba's register tiles", _register_tiles, ("numba", "im2col")),
     ("1x1 kernel, few pixels or many channels", lambda g: math.prod(as_2d(g).kernel) == 1 and (
         _pixels(g) < AUTO_IM2COL_BELOW_PIXELS or _many_channels(g)), ("im2col", "numba")),
     ("few pixels per image, many channels", _blas_shaped, ("im2col", "numba")),

@@ -38,8 +38,9 @@ from .. import _cache, _threads
 from .._workers import map_items
 from . import _numba_columns as _cols
 from . import _numba_depthwise as _dw
+from . import _numba_gemm as _gemm
 from . import _numba_kernels as _k
-from ._lift import lifted
+from ._lift import as_2d, lifted
 from ._padding_nan import padding_products
 
 NAME = "numba"
@@ -94,6 +95,13 @@ numba.get_num_threads()
 def supports(geom, dtype, precision):
     """Every call: 1-D and 3-D run through the 2-D kernels (``_lift``), exact at any precision."""
     return None
+
+
+def matrix_product(geom) -> bool:
+    """Whether the call's passes run as matrix products on ``_numba_gemm``'s register tiles (a 1x1
+    kernel at unit stride, unpadded, one group, on a CPU with AVX-512): for ``"auto"``."""
+    flat = as_2d(geom)
+    return _gemm.applies(flat.kh, flat.kw, flat.sh, flat.sw, flat.is_padded, flat.groups, flat.c_in, flat.c_out)
 
 
 # -- compiling: in the background for auto, announced for explicit calls ------------------------
@@ -256,19 +264,23 @@ def _no_workspaces(dtype):
 _NO_INTS = np.empty(0, np.int64)
 
 
-def _run_parts(part, macs, *args, workspaces, prepare=None, serial=None):
-    """Call ``part(*args, nthreads, fws, iws, slot)`` for every slot, on fastconv's threads (the
+def _run_parts(part, macs, *args, workspaces, prepare=None, serial=None, finish=None, pieces=1):
+    """Call ``part(*args, nslots, fws, iws, slot)`` for every slot, on fastconv's threads (the
     call's count, ``_threads.call_threads``; one for a small call), with the workspaces that
-    ``workspaces(nthreads)`` returns, after ``prepare(*args, nthreads, fws, iws)`` (what every slot
-    reads); a one-thread call runs ``serial(*args, 1, fws, iws)`` instead when given (one dispatch).
+    ``workspaces(nslots)`` returns, after ``prepare(*args, nslots, fws, iws)`` (what every slot
+    reads) and before ``finish(*args, nslots, fws, iws)`` (what joins several slots' results); a
+    one-thread call runs ``serial(*args, 1, fws, iws)`` instead when given (one dispatch).
+    ``nslots`` is the thread count times ``pieces``: with more slots than threads, a thread that
+    another process slows takes fewer of them (the slots go to whichever thread is free).
     The kernels are written as one slot of work each, compiled without Numba's parallel loops,
     which took two to three times as long to compile."""
     nthreads = 1 if macs < SERIAL_MAX_MACS else _threads.call_threads()
-    fws, iws = workspaces(nthreads)
+    nslots = nthreads * pieces if nthreads > 1 else 1
+    fws, iws = workspaces(nslots)
     if getattr(_local, "compile_only", False):  # warmup: compile, not run
-        types = tuple(numba.typeof(a) for a in (*args, nthreads, fws, iws))
+        types = tuple(numba.typeof(a) for a in (*args, nslots, fws, iws))
         part.compile((*types, numba.typeof(0)))
-        for fn in (prepare, serial):
+        for fn in (prepare, serial, finish):
             if fn is not None:
                 fn.compile(types)
         return
@@ -279,11 +291,13 @@ def _run_parts(part, macs, *args, workspaces, prepare=None, serial=None):
             if prepare is not None:
                 prepare(*args, 1, fws, iws)
             part(*args, 1, fws, iws, 0)
-        return
-    if prepare is not None:
-        prepare(*args, nthreads, fws, iws)
-    map_items([(slot,) for slot in range(nthreads)], lambda slot, scratch: part(*args, nthreads, fws, iws, slot),
-              nthreads)
+    else:
+        if prepare is not None:
+            prepare(*args, nslots, fws, iws)
+        map_items([(slot,) for slot in range(nslots)], lambda slot, scratch: part(*args, nslots, fws, iws, slot),
+                  nthreads)
+    if finish is not None and nslots > 1:
+        finish(*args, nslots, fws, iws)
 
 
 def _all_finite(a) -> bool:
@@ -328,9 +342,17 @@ def _run_depthwise(x, w, y, bias, sh, sw, pt, pl, dil_h, dil_w, macs):
 def _run_forward(x, w, bias, y, sh, sw, pt, pl, dil_h, dil_w, groups, macs):
     """The general forward kernels into the C-contiguous ``y``, which add ``bias`` (None: none) to
     each block while it is in cache: a ``k x 1`` kernel's taps read the input where it lies
-    (``_numba_columns``), any other kernel's a packed copy."""
+    (``_numba_columns``), a 1x1 kernel's are one matrix product (``_numba_gemm``), any other
+    kernel's a packed copy."""
     bias = _no_bias(x.dtype) if bias is None else bias
-    if _cols.applies(w.shape[3], sh, sw, pl, x.shape[3], y.shape[3]):
+    n, c_in, c_out = x.shape[0], x.shape[1], w.shape[0]
+    if _gemm.applies(w.shape[2], w.shape[3], sh, sw, pt or pl or x.shape[2:] != y.shape[2:], groups, c_in, c_out):
+        p = x.shape[2] * x.shape[3]
+        _run_parts(_gemm._cols_part, macs, w.reshape(c_out, c_in), x.reshape(n, c_in, p), y.reshape(n, c_out, p), bias,
+                   workspaces=_workspaces(x.dtype, lambda nthreads: _gemm.cols_scratch(c_out, c_in, nthreads,
+                                                                                       x.itemsize)),
+                   prepare=_gemm._cols_prepare, serial=_gemm._cols_serial, pieces=_gemm.PIECES)
+    elif _cols.applies(w.shape[3], sh, sw, pl, x.shape[3], y.shape[3]):
         _run_parts(_cols._columns_part, macs, x, w, bias, y, pt, dil_h, groups,
                    workspaces=_packed_workspaces(_cols._columns_scratch, x, w, y.shape[2:], sh, sw, dil_h, dil_w,
                                                  groups),
@@ -420,6 +442,13 @@ def grad_weight(gy, x, geom):
                    geom.dil_w, x.dtype.type(0),
                    workspaces=_workspaces(x.dtype, lambda nthreads: _dw._dwgw_scratch(
                        x.shape, gy.shape, geom.kh, geom.kw, geom.sh, geom.sw, geom.dil_h, geom.dil_w, nthreads)))
+    elif _gemm.applies(geom.kh, geom.kw, geom.sh, geom.sw, geom.is_padded, geom.groups, geom.c_in, geom.c_out):
+        n, p = x.shape[0], geom.ih * geom.iw
+        _run_parts(_gemm._red_part, geom.macs, gy.reshape(n, geom.c_out, p), x.reshape(n, geom.c_in, p),
+                   gw.reshape(geom.c_out, geom.c_in),
+                   workspaces=_workspaces(x.dtype, lambda nthreads: _gemm.red_scratch(geom.c_out, geom.c_in, nthreads,
+                                                                                      x.itemsize)),
+                   finish=_gemm._red_finish, pieces=_gemm.RED_PIECES)
     elif _cols.applies(geom.kw, geom.sh, geom.sw, geom.pl, geom.iw, geom.ow):
         _run_parts(_cols._columns_gw_part, geom.macs, gy, x, gw, geom.pt, geom.dil_h, geom.groups, x.dtype.type(0),
                    workspaces=_no_workspaces(x.dtype))
@@ -439,13 +468,14 @@ WARMUP_STEPS = (
     ("forward (packed)", (1, 4, 3, 3), (4, 4, 2, 2), dict(padding=1), ("forward",)),
     ("depthwise", (1, 4, 3, 3), (4, 1, 2, 2), dict(padding=1, groups=4), ("forward", "grad_weight")),
     ("weight gradient (packed)", (1, 4, 3, 3), (4, 4, 2, 2), dict(padding=1), ("grad_weight",)),
+    ("1x1 kernels (register tiles)", (1, 8, 3, 3), (8, 8, 1, 1), {}, ("forward", "grad_input", "grad_weight")),
     ("k x 1 kernels over long rows", (1, 4, 2, 520), (4, 4, 2, 1), dict(padding=((1, 0), (0, 0))),
      ("forward", "grad_weight")),
     ("input gradient (stride phases)", (1, 4, 5, 5), (4, 4, 3, 3), dict(padding=1, stride=2), ("grad_input",)),
     ("input gradient (direct loops)", (1, 4, 5, 5), (4, 4, 2, 2), dict(padding=1, stride=2, dilation=2),
      ("grad_input",)),
 )
-_READY_AFTER = 5  # steps
+_READY_AFTER = 6  # steps
 
 
 def warmup_steps(dtype):

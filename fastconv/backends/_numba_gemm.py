@@ -1,0 +1,367 @@
+"""Numba kernels of the ``numba`` backend for 1x1 kernels at unit stride, unpadded, in one group:
+such a convolution is a matrix product per image, and so are both its gradients.
+
+    forward      y[n] (Cout x P)  = W (Cout x Cin)   @ x[n] (Cin x P)
+    input grad   gx[n] (Cin x P)  = W.T (Cin x Cout) @ gy[n] (Cout x P)
+    weight grad  gw (Cout x Cin)  = sum over n of gy[n] (Cout x P) @ x[n].T (P x Cin)
+
+NumPy's BLAS does these at its own speed, which an environment can hold to AVX2
+(``OPENBLAS_CORETYPE=Haswell`` here); the packed kernels of ``_numba_kernels`` keep their sums in
+memory (an accumulator in L1), 4 loads and stores per 16 multiply-adds. Here the sums stay in
+registers: a tile of ``MR`` rows x two vectors of columns (16 vector sums; 2 vector loads and
+``MR`` broadcasts per ``2*MR`` multiply-adds), over ``KC`` steps of the reduction at a time. Numba's
+loop vectoriser never keeps such a tile in registers across a loop (it vectorises the innermost
+loop only), so the tile is written in LLVM IR (``_tile``, a Numba intrinsic). Around it, the
+GotoBLAS layout: operands copied into panels in the order the tile reads them (``_pack_*``), the
+columns of every image laid end to end (so that 14x14 images fill whole tiles), a tile that ends
+past the matrix computed into a scratch tile and copied.
+
+Measured (2 threads, float32, N=32, 256 -> 1024 channels, 14x14; AVX-512): forward 10 ms, input
+gradient 11 ms, weight gradient 12 ms, against 14-16 ms each for the packed kernels and NumPy's
+products here. Used only where the CPU has AVX-512 (``WIDE``): with narrower vectors the tile's
+16 sums would not fit in registers.
+"""
+
+import llvmlite.binding as _llvm
+from llvmlite import ir
+from numba import types
+from numba.extending import intrinsic
+
+from ._numba_kernels import _JIT, _aligned, njit
+
+MR = 8  # rows of a tile (output channels in the forward pass)
+NV = 2  # vectors of columns per tile row: MR * NV = 16 sums in registers, of the 32 AVX-512 has
+PIECES = 4  # slots per thread (numba_jit._run_parts): a thread slowed by another process takes fewer
+RED_PIECES = 2  # ... in the weight gradient, where each slot past the first adds a partial gw to sum
+KC = 256  # reduction steps per tile call: its B panel (KC x 2 vectors, float32 32 KiB) stays in L1
+
+WIDE = "avx512f" in _llvm.get_host_cpu_features().flatten()
+
+
+def applies(kh, kw, sh, sw, padded, groups, c_in, c_out) -> bool:
+    """Whether a 2-D call takes these kernels: a 1x1 kernel, unit stride, no padding, one group, at
+    least one tile's rows of channels each side, on a CPU with AVX-512."""
+    return WIDE and kh == kw == 1 and sh == sw == 1 and not padded and groups == 1 and min(c_in, c_out) >= MR
+
+
+def _tile_function(module, bits, rows):
+    """The tile as an LLVM function of ``module`` (one per module, dtype and A layout), never
+    inlined: inlined into its caller's loops, the caller's live values could take its registers.
+    Arguments ``(a, b, c, bias, lda, ldb, ldc, kc, add, addb)``: pointers to the first elements, then
+
+        c[r*ldc + j] = (c[r*ldc + j] if add else 0) + (bias[r] if addb else 0)
+                       + sum over k < kc of A(r, k) * b[k*ldb + j]
+
+    for r < MR, j < NV vectors, where A(r, k) is ``a[r*lda + k]`` (``rows``: A's rows where they
+    lie) or ``a[k*MR + r]`` (packed; ``lda`` unused)."""
+    name = f"fastconv_gemm_tile_{'rows' if rows else 'packed'}_f{bits}"
+    if name in module.globals:
+        return module.globals[name]
+    scalar = ir.FloatType() if bits == 32 else ir.DoubleType()
+    lanes = 512 // bits
+    vec = ir.VectorType(scalar, lanes)
+    i64 = ir.IntType(64)
+    i32 = ir.IntType(32)
+    ptr = scalar.as_pointer()
+    fn = ir.Function(module, ir.FunctionType(ir.VoidType(), [ptr, ptr, ptr, ptr] + [i64] * 6), name=name)
+    fn.linkage = "internal"
+    fn.attributes.add("noinline")
+    a, b, c, bias, lda, ldb, ldc, kc, add, addb = fn.args
+    fma_name = f"llvm.fmuladd.v{lanes}f{bits}"
+    fma = module.globals.get(fma_name) or ir.Function(module, ir.FunctionType(vec, [vec, vec, vec]), name=fma_name)
+    zero = ir.Constant(vec, [0.0] * lanes)
+    undef = ir.Constant(vec, ir.Undefined)
+    splat = ir.Constant(ir.VectorType(i32, lanes), [0] * lanes)
+    align = bits // 8
+
+    def const(v):
+        return ir.Constant(i64, v)
+
+    entry = fn.append_basic_block("entry")
+    loop = fn.append_basic_block("loop")
+    done = fn.append_basic_block("done")
+    builder = ir.IRBuilder(entry)
+    row_at = [builder.mul(const(r), lda) if rows else const(r) for r in range(MR)]
+    builder.cbranch(builder.icmp_signed(">", kc, const(0)), loop, done)
+    builder.position_at_end(loop)
+    k = builder.phi(i64)
+    k.add_incoming(const(0), entry)
+    sums = []
+    for _ in range(MR * NV):
+        s = builder.phi(vec)
+        s.add_incoming(zero, entry)
+        sums.append(s)
+    brow = builder.gep(b, [builder.mul(k, ldb)])
+    bv = [builder.load(builder.bitcast(builder.gep(brow, [const(v * lanes)]), vec.as_pointer()), align=align)
+          for v in range(NV)]
+    acol = builder.gep(a, [k if rows else builder.mul(k, const(MR))])
+    new = []
+    for r in range(MR):
+        s = builder.load(builder.gep(acol, [row_at[r]]))
+        av = builder.shuffle_vector(builder.insert_element(undef, s, ir.Constant(i32, 0)), undef, splat)
+        new.extend(builder.call(fma, [av, bv[v], sums[r * NV + v]]) for v in range(NV))
+    k1 = builder.add(k, const(1))
+    k.add_incoming(k1, loop)
+    for s, n in zip(sums, new):
+        s.add_incoming(n, loop)
+    builder.cbranch(builder.icmp_signed("<", k1, kc), loop, done)
+    builder.position_at_end(done)
+    totals = []
+    for s in new:  # (every phi first: LLVM wants them at the top of the block)
+        total = builder.phi(vec)
+        total.add_incoming(zero, entry)
+        total.add_incoming(s, loop)
+        totals.append(total)
+    adding = builder.icmp_signed("!=", add, const(0))
+    biasing = builder.icmp_signed("!=", addb, const(0))
+    for r in range(MR):
+        one = builder.load(builder.gep(bias, [const(r)]))  # (bias: always MR readable elements)
+        start = builder.select(biasing, builder.shuffle_vector(
+            builder.insert_element(undef, one, ir.Constant(i32, 0)), undef, splat), zero)
+        for v in range(NV):
+            q = builder.bitcast(builder.gep(c, [builder.add(builder.mul(const(r), ldc), const(v * lanes))]),
+                                vec.as_pointer())
+            old = builder.select(adding, builder.load(q, align=align), zero)
+            builder.store(builder.fadd(builder.fadd(old, start), totals[r * NV + v]), q, align=align)
+    builder.ret_void()
+    return fn
+
+
+def _tile_call(rows):
+    """The intrinsic that calls the tile function:
+    ``(a, a0, lda, b, b0, ldb, c, c0, ldc, kc, add, bias, bias0, addb)``, 1-D arrays of one float
+    dtype (float32: 16 lanes, float64: 8) with element offsets; ``bias[bias0:bias0 + MR]`` must be
+    readable even when ``addb`` is 0."""
+    def tile(typingctx, a, a0, lda, b, b0, ldb, c, c0, ldc, kc, add, bias, bias0, addb):
+        ip = types.intp
+        sig = types.void(a, ip, ip, b, ip, ip, c, ip, ip, ip, ip, bias, ip, ip)
+
+        def codegen(context, builder, signature, args):
+            aa, ia, lda, bb, ib, ldb, cc, ic, ldc, kc, add, bv, iv, addb = args
+
+            def at(ary, aty, off):
+                return builder.gep(context.make_array(aty)(context, builder, ary).data, [off])
+
+            fn = _tile_function(builder.module, signature.args[0].dtype.bitwidth, rows)
+            builder.call(fn, [at(aa, signature.args[0], ia), at(bb, signature.args[3], ib),
+                              at(cc, signature.args[6], ic), at(bv, signature.args[11], iv),
+                              lda, ldb, ldc, kc, add, addb])
+            return context.get_dummy_value()
+
+        return sig, codegen
+    return intrinsic(tile)
+
+
+_tile = _tile_call(rows=False)  # A packed (the forward's weight, once per call)
+_tile_rows = _tile_call(rows=True)  # A's rows where they lie (the weight gradient's gy)
+
+
+@njit(inline="always", **_JIT)
+def _nr(a):  # pragma: no cover
+    """Columns per tile for ``a``'s dtype: two 64-byte vectors."""
+    return NV * (64 // a.itemsize)
+
+
+@njit(inline="always", **_JIT)
+def _put(ct, c, c0, ldc, rows, cols, add):  # pragma: no cover
+    """The scratch tile's first ``rows`` x ``cols`` into ``c[c0 + r*ldc + j]`` (added when ``add``)."""
+    nr = _nr(ct)
+    for r in range(rows):  # (loops: Numba's ``view += array`` allocated a temporary)
+        for j in range(cols):
+            v = ct[r * nr + j]
+            if add:
+                v += c[c0 + r * ldc + j]
+            c[c0 + r * ldc + j] = v
+
+
+# -- forward and input gradient: columns are the images' pixels, laid end to end ------------------
+
+
+def cols_scratch(m, k, nthreads, itemsize):
+    """Float and int64 workspace elements of ``_cols_part``: A packed (all of it, shared) and the
+    bias padded to whole tiles, and per slot a B panel for the tiles that cross an image's end, and
+    a scratch tile."""
+    nr = NV * 64 // itemsize
+    mp = (m + MR - 1) // MR * MR
+    return _aligned(mp * k) + _aligned(mp) + nthreads * _aligned((KC + MR) * nr), 0
+
+
+@njit(inline="always", **_JIT)
+def _cols_views(wm, nthreads, fws, slot):  # pragma: no cover
+    m, k = wm.shape
+    mp = (m + MR - 1) // MR * MR
+    nr = _nr(fws)
+    asize = _aligned(mp * k)
+    shared = asize + _aligned(mp)
+    per = _aligned((KC + MR) * nr)
+    own = fws[shared + slot * per:shared + (slot + 1) * per]
+    return m, k, mp, fws[:asize], fws[asize:asize + mp], own[:KC * nr], own[KC * nr:(KC + MR) * nr]
+
+
+@njit(**_JIT)
+def _cols_prepare(wm, b3, c3, bias, nthreads, fws, iws):  # pragma: no cover
+    """Pack A (``wm``) for every slot: per block of KC reduction steps, panels of MR rows,
+    ``ap[pc*mp + ip*kc*MR + k*MR + r] = wm[ip*MR + r, pc + k]`` (zero rows past wm's); and the
+    bias, zeros past its end (all zeros without one)."""
+    m, k, mp, ap, bias_p, _, _ = _cols_views(wm, nthreads, fws, 0)
+    for i in range(mp):
+        bias_p[i] = bias[i] if i < bias.size else 0
+    for pc in range(0, k, KC):
+        kc = min(KC, k - pc)
+        for ip in range(mp // MR):
+            base = pc * mp + ip * kc * MR
+            for kk in range(kc):
+                for r in range(MR):
+                    i = ip * MR + r
+                    ap[base + kk * MR + r] = wm[i, pc + kk] if i < m else 0
+
+
+@njit(**_JIT)
+def _cols_part(wm, b3, c3, bias, nthreads, fws, iws, slot):  # pragma: no cover
+    """``c3[n, :, p] = wm @ b3[n, :, p] (+ bias)`` for this slot's share of the flat columns
+    ``j = n*P + p``, a panel of ``nr`` at a time: B is read where it lies, but for the panels that
+    cross an image's end (copied, with zeros past the last column)."""
+    n_img, _, p_img = b3.shape
+    m, k, mp, ap, bias_p, bp, ct = _cols_views(wm, nthreads, fws, slot)
+    nr = _nr(fws)
+    total = n_img * p_img
+    share = ((total + nthreads - 1) // nthreads + nr - 1) // nr * nr
+    j0 = min(slot * share, total)
+    j1 = min(j0 + share, total)
+    bflat = b3.reshape(-1)
+    cflat = c3.reshape(-1)
+    for jb in range(j0, j1, nr):
+        cols = min(nr, j1 - jb)
+        img = jb // p_img
+        p = jb - img * p_img
+        whole = cols == nr and p + nr <= p_img  # the panel: one run of one image
+        for pc in range(0, k, KC):
+            kc = min(KC, k - pc)
+            add = 1 if pc > 0 else 0
+            last = 1 if pc + kc == k else 0  # the bias goes in with the last block
+            if whole:
+                src, b0, ldb = bflat, (img * k + pc) * p_img + p, p_img
+            else:
+                for l in range(nr):
+                    for kk in range(kc):
+                        bp[kk * nr + l] = 0
+                for l in range(cols):
+                    jm = (jb + l) // p_img
+                    col = b3[jm, pc:pc + kc, jb + l - jm * p_img]
+                    for kk in range(kc):
+                        bp[kk * nr + l] = col[kk]
+                src, b0, ldb = bp, 0, nr
+            for ip in range(mp // MR):
+                i0 = ip * MR
+                a0 = pc * mp + ip * kc * MR
+                if whole and i0 + MR <= m:
+                    c0 = (img * m + i0) * p_img + p
+                    _tile(ap, a0, 0, src, b0, ldb, cflat, c0, p_img, kc, add, bias_p, i0, last)
+                    continue
+                _tile(ap, a0, 0, src, b0, ldb, ct, 0, nr, kc, 0, bias_p, i0, last)
+                for r in range(min(MR, m - i0)):
+                    for l in range(cols):
+                        jm = (jb + l) // p_img
+                        jq = jb + l - jm * p_img
+                        v = ct[r * nr + l]
+                        if add:
+                            v += c3[jm, i0 + r, jq]
+                        c3[jm, i0 + r, jq] = v
+
+
+@njit(**_JIT)
+def _cols_serial(wm, b3, c3, bias, nthreads, fws, iws):  # pragma: no cover
+    """A one-slot call's ``_cols_prepare`` and ``_cols_part`` in one dispatch."""
+    _cols_prepare(wm, b3, c3, bias, 1, fws, iws)
+    _cols_part(wm, b3, c3, bias, 1, fws, iws, 0)
+
+
+# -- weight gradient: the reduction runs over the images' pixels, each slot a share of it ----------
+
+
+def red_scratch(m, n, nthreads, itemsize):
+    """Float and int64 workspace elements of ``_red_part``: per slot B packed for one block of
+    pixels (KC x all of gw's columns), A's last rows when they are fewer than MR, a scratch tile;
+    and the partial sums of slots 1 and up (slot 0 writes into gw)."""
+    nr = NV * 64 // itemsize
+    npad = (n + nr - 1) // nr * nr
+    return nthreads * _aligned(KC * npad + MR * KC + MR * nr) + (nthreads - 1) * _aligned(m * n), 0
+
+
+@njit(inline="always", **_JIT)
+def _red_views(m, n, nthreads, fws, slot):  # pragma: no cover
+    nr = _nr(fws)
+    npad = (n + nr - 1) // nr * nr
+    per = _aligned(KC * npad + MR * KC + MR * nr)
+    own = fws[slot * per:(slot + 1) * per]
+    part = _aligned(m * n)
+    base = nthreads * per + (slot - 1) * part
+    return (own[:KC * npad], own[KC * npad:KC * npad + MR * KC], own[KC * npad + MR * KC:per],
+            fws[base:base + m * n])
+
+
+@njit(**_JIT)
+def _red_part(gy3, x3, gw2, nthreads, fws, iws, slot):  # pragma: no cover
+    """This slot's share of ``gw = sum over n, p of gy3[n, :, p] (outer) x3[n, :, p]``, in blocks
+    of up to KC pixels of one image (a slot takes whole blocks): into ``gw2`` for slot 0, else
+    into its own partial sums (``_red_finish`` adds them). A is gy's rows where they lie; B, x's
+    block transposed into panels, is copied once per block for all of gw's rows."""
+    n_img, m, p_img = gy3.shape
+    n = x3.shape[1]
+    bp, ae, ct, part = _red_views(m, n, nthreads, fws, slot)
+    out = gw2.reshape(-1) if slot == 0 else part
+    nr = _nr(fws)
+    npan = (n + nr - 1) // nr
+    nblk = (p_img + KC - 1) // KC
+    units = n_img * nblk
+    share = (units + nthreads - 1) // nthreads
+    u0 = min(slot * share, units)
+    u1 = min(u0 + share, units)
+    if u0 == u1:
+        out[:] = 0
+        return
+    gyflat = gy3.reshape(-1)
+    for u in range(u0, u1):
+        img = u // nblk
+        p0 = (u - img * nblk) * KC
+        kc = min(KC, p_img - p0)
+        add = 1 if u > u0 else 0
+        for jp in range(npan):  # bp[jp*kc*nr + kk*nr + l] = x3[img, jp*nr + l, p0 + kk]
+            base = jp * kc * nr
+            for l in range(nr):
+                j = jp * nr + l
+                if j < n:
+                    src = x3[img, j, p0:p0 + kc]
+                    for kk in range(kc):
+                        bp[base + kk * nr + l] = src[kk]
+                else:
+                    for kk in range(kc):
+                        bp[base + kk * nr + l] = 0
+        tail = m // MR * MR
+        if tail < m:  # A's last rows, fewer than MR: copied, with zero rows after them
+            for r in range(MR):
+                for kk in range(kc):
+                    ae[r * kc + kk] = gy3[img, tail + r, p0 + kk] if tail + r < m else 0
+        for jp in range(npan):
+            j0 = jp * nr
+            for i0 in range(0, m, MR):
+                if i0 < tail:
+                    src, a0, lda = gyflat, (img * m + i0) * p_img + p0, p_img
+                else:
+                    src, a0, lda = ae, 0, kc
+                if i0 < tail and j0 + nr <= n:
+                    _tile_rows(src, a0, lda, bp, jp * kc * nr, nr, out, i0 * n + j0, n, kc, add, ct, 0, 0)
+                else:
+                    _tile_rows(src, a0, lda, bp, jp * kc * nr, nr, ct, 0, nr, kc, 0, ct, 0, 0)
+                    _put(ct, out, i0 * n + j0, n, min(MR, m - i0), min(nr, n - j0), add)
+
+
+@njit(**_JIT)
+def _red_finish(gy3, x3, gw2, nthreads, fws, iws):  # pragma: no cover
+    """gw2 += the partial sums of slots 1 .. nthreads-1."""
+    m, n = gw2.shape
+    out = gw2.reshape(-1)
+    for slot in range(1, nthreads):
+        _, _, _, part = _red_views(m, n, nthreads, fws, slot)
+        for j in range(m * n):
+            out[j] += part[j]

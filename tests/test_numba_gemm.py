@@ -1,0 +1,180 @@
+"""numba's register-tiled matrix products for 1x1 kernels (``_numba_gemm``): which calls take them,
+and every edge of their tiles (rows and columns past whole tiles, tiles across an image's end,
+reductions of several blocks, slots, bias, non-finite values, 1-D and 3-D calls through the lift)
+against a float64 (or longdouble) reference."""
+
+import numpy as np
+import pytest
+
+import fastconv
+from fastconv.backends import reference
+from fastconv.geometry import Geometry
+
+pytest.importorskip("numba")
+numba_jit = fastconv.backends.get("numba")
+from fastconv.backends import _numba_gemm as gemm  # noqa: E402  (needs numba)
+
+wide = pytest.mark.skipif(not gemm.WIDE, reason="the register tiles run only on CPUs with AVX-512")
+
+
+def _rand(shape, dtype=np.float64, seed=0):
+    return np.random.default_rng(seed).standard_normal(shape).astype(dtype)
+
+
+@pytest.mark.parametrize("kh, kw, sh, sw, padded, groups, c_in, c_out, takes", [
+    (1, 1, 1, 1, False, 1, 256, 1024, True),
+    (1, 1, 1, 1, False, 1, 8, 8, True),     # one tile's rows each side
+    (1, 1, 1, 1, False, 1, 7, 64, False),   # fewer input channels than a tile's rows
+    (1, 1, 1, 1, False, 1, 64, 5, False),
+    (1, 1, 2, 2, False, 1, 64, 64, False),  # strided
+    (1, 1, 1, 1, True, 1, 64, 64, False),   # padded
+    (1, 1, 1, 1, False, 2, 64, 64, False),  # groups
+    (3, 1, 1, 1, False, 1, 64, 64, False),
+    (1, 3, 1, 1, False, 1, 64, 64, False),
+])
+def test_which_calls_take_the_register_tiles(kh, kw, sh, sw, padded, groups, c_in, c_out, takes):
+    assert gemm.applies(kh, kw, sh, sw, padded, groups, c_in, c_out) == (takes and gemm.WIDE)
+
+
+# (x shape, c_out): channels past whole tiles of rows (MR) and columns (two vectors), images
+# smaller than a tile's columns (so that tiles cross images' ends), reductions longer than KC
+# (several blocks, the last one short), pixels per image past KC (the weight gradient's blocks),
+# and 1-D and 3-D calls
+CASES = [
+    pytest.param((2, 8, 3, 3), 8, id="one-tile"),
+    pytest.param((3, 17, 5, 7), 9, id="ragged"),
+    pytest.param((5, 40, 14, 14), 72, id="r14"),
+    pytest.param((2, 600, 4, 5), 20, id="k-blocks"),
+    pytest.param((1, 24, 30, 31), 33, id="p-blocks"),
+    pytest.param((4, 300, 1, 1), 270, id="1-pixel"),
+    pytest.param((3, 16, 70), 24, id="1d"),
+    pytest.param((2, 12, 3, 5, 6), 16, id="3d"),
+]
+CONV = {3: (fastconv.conv1d, fastconv.conv1d_backward), 4: (fastconv.conv2d, fastconv.conv2d_backward),
+        5: (fastconv.conv3d, fastconv.conv3d_backward)}
+
+
+def _expected(x, w, bias, gy):
+    """y, gx and gw of the 1x1 convolution as products in longdouble."""
+    n, c_in, c_out = x.shape[0], x.shape[1], w.shape[0]
+    x3, w2, gy3 = (a.astype(np.longdouble) for a in (x.reshape(n, c_in, -1), w.reshape(c_out, c_in),
+                                                     gy.reshape(n, c_out, -1)))
+    y = np.einsum("kc,ncp->nkp", w2, x3) + bias.astype(np.longdouble)[:, None]
+    gx = np.einsum("kc,nkp->ncp", w2, gy3)
+    gw = np.einsum("nkp,ncp->kc", gy3, x3)
+    return y.reshape(gy.shape), gx.reshape(x.shape), gw.reshape(w.shape)
+
+
+@wide
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("xs, c_out", CASES)
+def test_register_tiles_match_longdouble_products(monkeypatch, xs, c_out, dtype):
+    ws = (c_out, xs[1]) + (1,) * (len(xs) - 2)
+    geom = Geometry.from_args(xs, ws)
+    x, w, gy, bias = (_rand(s, dtype, i) for i, s in enumerate((xs, ws, geom.y_shape, (c_out,))))
+    want_y, want_gx, want_gw = _expected(x, w, bias, gy)
+    ran = []
+    real_run = numba_jit._run_parts
+    monkeypatch.setattr(numba_jit, "_run_parts", lambda part, *a, **k: (ran.append(part), real_run(part, *a, **k)))
+    fwd, bwd = CONV[len(xs)]
+    eps = np.finfo(dtype).eps
+    for threads in (1, 2, 3):  # 3: slots that split columns and blocks unevenly
+        with fastconv.threads(threads):
+            got = fwd(x, w, bias, backend="numba"), *bwd(gy, x, w, backend="numba")
+        for g, want, reduction in zip(got, (want_y, want_gx, want_gw), (xs[1], c_out, gy.size // c_out)):
+            # each element is one sum of `reduction` products: the error of a direct sum is within
+            # ~ sqrt(reduction) * eps * sum|terms|; bounded here by reduction * eps * max|want| * 4
+            scale = np.abs(want).max()
+            assert np.abs(g - want).max() <= 4 * reduction * eps * scale + 1e-30, threads
+    assert set(ran) == {gemm._cols_part, gemm._red_part}
+
+
+@wide
+def test_every_slot_of_a_large_call_runs_in_pieces(monkeypatch):
+    # Over SERIAL_MAX_MACS: 2 threads x PIECES slots for the columns, 2 x RED_PIECES partial sums
+    # of gw, added in slot order; the result has the same bits on every run with the same threads.
+    geom = Geometry.from_args((6, 96, 20, 20), (72, 96, 1, 1))
+    assert geom.macs > numba_jit.SERIAL_MAX_MACS
+    x, w, gy = (_rand(s, np.float32, i) for i, s in enumerate((geom.x_shape, geom.w_shape, geom.y_shape)))
+    slots = []
+    real_run = numba_jit._run_parts
+    monkeypatch.setattr(numba_jit, "_run_parts", lambda part, *a, **k: (slots.append(k.get("pieces")),
+                                                                        real_run(part, *a, **k)))
+    with fastconv.threads(2):
+        first = numba_jit.forward(x, w, geom), numba_jit.grad_input(gy, w, geom), numba_jit.grad_weight(gy, x, geom)
+        again = numba_jit.forward(x, w, geom), numba_jit.grad_input(gy, w, geom), numba_jit.grad_weight(gy, x, geom)
+    assert slots[:3] == [gemm.PIECES, gemm.PIECES, gemm.RED_PIECES]
+    for a, b in zip(first, again):
+        assert np.array_equal(a, b)
+    want = reference.forward(x, w, geom), reference.grad_input(gy, w, geom), reference.grad_weight(gy, x, geom)
+    for got, ref, tol in zip(first, want, (2e-4, 2e-4, 2e-3)):
+        np.testing.assert_allclose(got, ref, rtol=tol, atol=tol)
+
+
+@wide
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_non_finite_values_reach_only_their_own_sums(dtype):
+    # An inf in x (and a NaN in gy) reaches exactly the outputs the reference gives inf or NaN;
+    # the zero rows and columns that pad the last tiles never mix them into the others.
+    geom = Geometry.from_args((3, 19, 5, 7), (13, 19, 1, 1))
+    x, w, gy = (_rand(s, dtype, i) for i, s in enumerate((geom.x_shape, geom.w_shape, geom.y_shape)))
+    x[1, 4, 2, 3] = np.inf
+    gy[2, 12, 4, 6] = np.nan
+    w[12, 18] = -np.inf
+    with np.errstate(invalid="ignore"):  # the reference's inf - inf
+        pairs = ((numba_jit.forward(x, w, geom), reference.forward(x, w, geom)),
+                 (numba_jit.grad_input(gy, w, geom), reference.grad_input(gy, w, geom)),
+                 (numba_jit.grad_weight(gy, x, geom), reference.grad_weight(gy, x, geom)))
+    for got, want in pairs:
+        np.testing.assert_array_equal(np.isnan(got), np.isnan(want))
+        np.testing.assert_array_equal(np.isinf(got), np.isinf(want))
+        fin = np.isfinite(want)
+        np.testing.assert_allclose(got[fin], want[fin], rtol=1e-4, atol=1e-4)
+
+
+@wide
+def test_the_register_tiles_leave_their_inputs_alone_and_allocate_nothing_when_warm():
+    from numba import njit
+    from numba.core.runtime import _nrt_python, rtsys
+
+    @njit
+    def one_array(a):
+        return a.size
+
+    geom = Geometry.from_args((4, 64, 16, 16), (96, 64, 1, 1))
+    assert geom.macs >= numba_jit.SERIAL_MAX_MACS
+    x, w, gy, bias = (_rand(s, np.float32, i) for i, s in enumerate((geom.x_shape, geom.w_shape, geom.y_shape,
+                                                                       (96,))))
+    copies = [a.copy() for a in (x, w, gy, bias)]
+    calls = ((numba_jit.forward, (x, w, geom, bias)), (numba_jit.grad_input, (gy, w, geom)),
+             (numba_jit.grad_weight, (gy, x, geom)))
+    with fastconv.threads(2):
+        for fn, args in calls:
+            fn(*args)  # warm: compiled, workspaces grown
+        one_array(x)
+        _nrt_python.memsys_enable_stats()
+        try:
+            before = rtsys.get_allocation_stats().alloc
+            one_array(x)
+            per_array = rtsys.get_allocation_stats().alloc - before
+            for fn, args in calls:
+                before = rtsys.get_allocation_stats().alloc
+                fn(*args)
+                # only the wrappers of the kernels' array arguments, per slot and per prepare/finish
+                assert (rtsys.get_allocation_stats().alloc - before) % per_array == 0, fn.__name__
+                assert rtsys.get_allocation_stats().alloc - before <= 6 * 9 * per_array, fn.__name__
+        finally:
+            _nrt_python.memsys_disable_stats()
+    for a, b in zip((x, w, gy, bias), copies):
+        assert np.array_equal(a, b)
+
+
+@wide
+def test_the_scratch_of_the_register_tiles_is_small():
+    # The columns' scratch: the packed weight, the bias and per slot a B panel and a tile (KiB);
+    # the weight gradient's: a block of x per slot and the partial sums (one gw per extra slot).
+    m, k, slots = 1024, 256, 8
+    nfloat, nint = gemm.cols_scratch(m, k, slots, 4)
+    assert nint == 0 and nfloat * 4 <= m * k * 4 + 64 * 1024 * slots
+    nfloat, nint = gemm.red_scratch(m, k, slots, 4)
+    assert nint == 0 and nfloat * 4 <= (slots - 1) * m * k * 4 + 300 * 1024 * slots
