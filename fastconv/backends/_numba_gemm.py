@@ -242,14 +242,14 @@ def _cols_part(wm, b3, c3, bias, nthreads, fws, iws, slot):  # pragma: no cover
             if whole:
                 src, b0, ldb = bflat, (img * k + pc) * p_img + p, p_img
             else:
-                for l in range(nr):
+                for q in range(nr):
                     for kk in range(kc):
-                        bp[kk * nr + l] = 0
-                for l in range(cols):
-                    jm = (jb + l) // p_img
-                    col = b3[jm, pc:pc + kc, jb + l - jm * p_img]
+                        bp[kk * nr + q] = 0
+                for q in range(cols):
+                    jm = (jb + q) // p_img
+                    col = b3[jm, pc:pc + kc, jb + q - jm * p_img]
                     for kk in range(kc):
-                        bp[kk * nr + l] = col[kk]
+                        bp[kk * nr + q] = col[kk]
                 src, b0, ldb = bp, 0, nr
             for ip in range(mp // MR):
                 i0 = ip * MR
@@ -260,10 +260,10 @@ def _cols_part(wm, b3, c3, bias, nthreads, fws, iws, slot):  # pragma: no cover
                     continue
                 _tile(ap, a0, 0, src, b0, ldb, ct, 0, nr, kc, 0, bias_p, i0, last)
                 for r in range(min(MR, m - i0)):
-                    for l in range(cols):
-                        jm = (jb + l) // p_img
-                        jq = jb + l - jm * p_img
-                        v = ct[r * nr + l]
+                    for q in range(cols):
+                        jm = (jb + q) // p_img
+                        jq = jb + q - jm * p_img
+                        v = ct[r * nr + q]
                         if add:
                             v += c3[jm, i0 + r, jq]
                         c3[jm, i0 + r, jq] = v
@@ -326,17 +326,17 @@ def _red_part(gy3, x3, gw2, nthreads, fws, iws, slot):  # pragma: no cover
         p0 = (u - img * nblk) * KC
         kc = min(KC, p_img - p0)
         add = 1 if u > u0 else 0
-        for jp in range(npan):  # bp[jp*kc*nr + kk*nr + l] = x3[img, jp*nr + l, p0 + kk]
+        for jp in range(npan):  # bp[jp*kc*nr + kk*nr + q] = x3[img, jp*nr + q, p0 + kk]
             base = jp * kc * nr
-            for l in range(nr):
-                j = jp * nr + l
+            for q in range(nr):
+                j = jp * nr + q
                 if j < n:
                     src = x3[img, j, p0:p0 + kc]
                     for kk in range(kc):
-                        bp[base + kk * nr + l] = src[kk]
+                        bp[base + kk * nr + q] = src[kk]
                 else:
                     for kk in range(kc):
-                        bp[base + kk * nr + l] = 0
+                        bp[base + kk * nr + q] = 0
         tail = m // MR * MR
         if tail < m:  # A's last rows, fewer than MR: copied, with zero rows after them
             for r in range(MR):
