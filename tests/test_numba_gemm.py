@@ -21,19 +21,18 @@ def _rand(shape, dtype=np.float64, seed=0):
     return np.random.default_rng(seed).standard_normal(shape).astype(dtype)
 
 
-@pytest.mark.parametrize("kh, kw, sh, sw, padded, groups, c_in, c_out, takes", [
-    (1, 1, 1, 1, False, 1, 256, 1024, True),
-    (1, 1, 1, 1, False, 1, 8, 8, True),     # one tile's rows each side
-    (1, 1, 1, 1, False, 1, 7, 64, False),   # fewer input channels than a tile's rows
-    (1, 1, 1, 1, False, 1, 64, 5, False),
-    (1, 1, 2, 2, False, 1, 64, 64, False),  # strided
-    (1, 1, 1, 1, True, 1, 64, 64, False),   # padded
-    (1, 1, 1, 1, False, 2, 64, 64, False),  # groups
-    (3, 1, 1, 1, False, 1, 64, 64, False),
-    (1, 3, 1, 1, False, 1, 64, 64, False),
+@pytest.mark.parametrize("kh, kw, padded, groups, c_in, c_out, takes", [
+    (1, 1, False, 1, 256, 1024, True),
+    (1, 1, False, 1, 8, 8, True),     # one tile's rows each side
+    (1, 1, False, 1, 7, 64, False),   # fewer input channels than a tile's rows
+    (1, 1, False, 1, 64, 5, False),
+    (1, 1, True, 1, 64, 64, False),   # padded
+    (1, 1, False, 2, 64, 64, False),  # groups
+    (3, 1, False, 1, 64, 64, False),
+    (1, 3, False, 1, 64, 64, False),
 ])
-def test_which_calls_take_the_register_tiles(kh, kw, sh, sw, padded, groups, c_in, c_out, takes):
-    assert gemm.applies(kh, kw, sh, sw, padded, groups, c_in, c_out) == (takes and gemm.WIDE)
+def test_which_calls_take_the_register_tiles(kh, kw, padded, groups, c_in, c_out, takes):
+    assert gemm.applies(kh, kw, padded, groups, c_in, c_out) == (takes and gemm.WIDE)
 
 
 # (x shape, c_out): channels past whole tiles of rows (MR) and columns (two vectors), images
@@ -41,21 +40,23 @@ def test_which_calls_take_the_register_tiles(kh, kw, sh, sw, padded, groups, c_i
 # (several blocks, the last one short), pixels per image past KC (the weight gradient's blocks),
 # and 1-D and 3-D calls
 CASES = [
-    pytest.param((2, 8, 3, 3), 8, id="one-tile"),
-    pytest.param((3, 17, 5, 7), 9, id="ragged"),
-    pytest.param((5, 40, 14, 14), 72, id="r14"),
-    pytest.param((2, 600, 4, 5), 20, id="k-blocks"),
-    pytest.param((1, 24, 30, 31), 33, id="p-blocks"),
-    pytest.param((4, 300, 1, 1), 270, id="1-pixel"),
-    pytest.param((3, 16, 70), 24, id="1d"),
-    pytest.param((2, 12, 3, 5, 6), 16, id="3d"),
+    pytest.param((2, 8, 3, 3), 8, {}, id="one-tile"),
+    pytest.param((3, 17, 5, 7), 9, {}, id="ragged"),
+    pytest.param((5, 40, 14, 14), 72, {}, id="r14"),
+    pytest.param((2, 600, 4, 5), 20, {}, id="k-blocks"),
+    pytest.param((1, 24, 30, 31), 33, {}, id="p-blocks"),
+    pytest.param((4, 300, 1, 1), 270, {}, id="1-pixel"),
+    pytest.param((3, 20, 9, 10), 24, dict(stride=2), id="stride2"),  # the pixels it reads, copied
+    pytest.param((2, 16, 7, 11), 8, dict(stride=(1, 3)), id="stride1x3"),
+    pytest.param((3, 16, 70), 24, {}, id="1d"),
+    pytest.param((2, 12, 3, 5, 6), 16, {}, id="3d"),
 ]
 CONV = {3: (fastconv.conv1d, fastconv.conv1d_backward), 4: (fastconv.conv2d, fastconv.conv2d_backward),
         5: (fastconv.conv3d, fastconv.conv3d_backward)}
 
 
 def _expected(x, w, bias, gy):
-    """y, gx and gw of the 1x1 convolution as products in longdouble."""
+    """y, gx and gw of the unit-stride 1x1 convolution as products in longdouble."""
     n, c_in, c_out = x.shape[0], x.shape[1], w.shape[0]
     x3, w2, gy3 = (a.astype(np.longdouble) for a in (x.reshape(n, c_in, -1), w.reshape(c_out, c_in),
                                                      gy.reshape(n, c_out, -1)))
@@ -67,12 +68,15 @@ def _expected(x, w, bias, gy):
 
 @wide
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-@pytest.mark.parametrize("xs, c_out", CASES)
-def test_register_tiles_match_longdouble_products(monkeypatch, xs, c_out, dtype):
+@pytest.mark.parametrize("xs, c_out, kwargs", CASES)
+def test_register_tiles_match_longdouble_products(monkeypatch, xs, c_out, kwargs, dtype):
     ws = (c_out, xs[1]) + (1,) * (len(xs) - 2)
-    geom = Geometry.from_args(xs, ws)
+    geom = Geometry.from_args(xs, ws, **kwargs)
     x, w, gy, bias = (_rand(s, dtype, i) for i, s in enumerate((xs, ws, geom.y_shape, (c_out,))))
-    want_y, want_gx, want_gw = _expected(x, w, bias, gy)
+    strided = tuple(slice(None, None, s) for s in geom.stride)
+    want_y, want_gx_read, want_gw = _expected(x[(..., *strided)], w, bias, gy)
+    want_gx = np.zeros(xs, want_gx_read.dtype)
+    want_gx[(..., *strided)] = want_gx_read  # the pixels never read get no gradient
     ran = []
     real_run = numba_jit._run_parts
     monkeypatch.setattr(numba_jit, "_run_parts", lambda part, *a, **k: (ran.append(part), real_run(part, *a, **k)))
@@ -80,7 +84,7 @@ def test_register_tiles_match_longdouble_products(monkeypatch, xs, c_out, dtype)
     eps = np.finfo(dtype).eps
     for threads in (1, 2, 3):  # 3: slots that split columns and blocks unevenly
         with fastconv.threads(threads):
-            got = fwd(x, w, bias, backend="numba"), *bwd(gy, x, w, backend="numba")
+            got = fwd(x, w, bias, backend="numba", **kwargs), *bwd(gy, x, w, backend="numba", **kwargs)
         for g, want, reduction in zip(got, (want_y, want_gx, want_gw), (xs[1], c_out, gy.size // c_out)):
             # each element is one sum of `reduction` products: the error of a direct sum is within
             # ~ sqrt(reduction) * eps * sum|terms|; bounded here by reduction * eps * max|want| * 4

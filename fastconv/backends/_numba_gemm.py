@@ -1,5 +1,6 @@
-"""Numba kernels of the ``numba`` backend for 1x1 kernels at unit stride, unpadded, in one group:
-such a convolution is a matrix product per image, and so are both its gradients.
+"""Numba kernels of the ``numba`` backend for 1x1 kernels, unpadded, in one group: such a
+convolution is a matrix product per image (of the pixels it reads: at a stride, the caller
+copies them), and so are both its gradients.
 
     forward      y[n] (Cout x P)  = W (Cout x Cin)   @ x[n] (Cin x P)
     input grad   gx[n] (Cin x P)  = W.T (Cin x Cout) @ gy[n] (Cout x P)
@@ -38,10 +39,11 @@ KC = 256  # reduction steps per tile call: its B panel (KC x 2 vectors, float32 
 WIDE = "avx512f" in _llvm.get_host_cpu_features().flatten()
 
 
-def applies(kh, kw, sh, sw, padded, groups, c_in, c_out) -> bool:
-    """Whether a 2-D call takes these kernels: a 1x1 kernel, unit stride, no padding, one group, at
-    least one tile's rows of channels each side, on a CPU with AVX-512."""
-    return WIDE and kh == kw == 1 and sh == sw == 1 and not padded and groups == 1 and min(c_in, c_out) >= MR
+def applies(kh, kw, padded, groups, c_in, c_out) -> bool:
+    """Whether a 2-D call takes these kernels: a 1x1 kernel, no padding, one group, at least one
+    tile's rows of channels each side, on a CPU with AVX-512. (At a stride, the caller passes the
+    pixels the kernel reads, copied: a product of those.)"""
+    return WIDE and kh == kw == 1 and not padded and groups == 1 and min(c_in, c_out) >= MR
 
 
 def _tile_function(module, bits, rows):

@@ -99,9 +99,22 @@ def supports(geom, dtype, precision):
 
 def matrix_product(geom) -> bool:
     """Whether the call's passes run as matrix products on ``_numba_gemm``'s register tiles (a 1x1
-    kernel at unit stride, unpadded, one group, on a CPU with AVX-512): for ``"auto"``."""
+    kernel, unpadded, one group, on a CPU with AVX-512; strided: of the pixels it reads): for
+    ``"auto"``."""
     flat = as_2d(geom)
-    return _gemm.applies(flat.kh, flat.kw, flat.sh, flat.sw, flat.is_padded, flat.groups, flat.c_in, flat.c_out)
+    return _gemm.applies(flat.kh, flat.kw, flat.is_padded, flat.groups, flat.c_in, flat.c_out)
+
+
+def _at_stride(x, sh, sw):
+    """The pixels of ``x`` that a 1x1 kernel at strides ``sh, sw`` reads, C-contiguous (a copy in
+    this thread's workspace when strided, a quarter of ``x`` at stride 2): the operand of
+    ``_numba_gemm``'s products, which then run as at unit stride."""
+    if sh == sw == 1:
+        return x
+    view = x[:, :, ::sh, ::sw]
+    out = _scratch("strided", view.size, x.dtype)[:view.size].reshape(view.shape)
+    np.copyto(out, view)
+    return out
 
 
 # -- compiling: in the background for auto, announced for explicit calls ------------------------
@@ -346,9 +359,11 @@ def _run_forward(x, w, bias, y, sh, sw, pt, pl, dil_h, dil_w, groups, macs):
     kernel's a packed copy."""
     bias = _no_bias(x.dtype) if bias is None else bias
     n, c_in, c_out = x.shape[0], x.shape[1], w.shape[0]
-    if _gemm.applies(w.shape[2], w.shape[3], sh, sw, pt or pl or x.shape[2:] != y.shape[2:], groups, c_in, c_out):
-        p = x.shape[2] * x.shape[3]
-        _run_parts(_gemm._cols_part, macs, w.reshape(c_out, c_in), x.reshape(n, c_in, p), y.reshape(n, c_out, p), bias,
+    if _gemm.applies(w.shape[2], w.shape[3], pt or pl or x[:, :, ::sh, ::sw].shape[2:] != y.shape[2:], groups, c_in,
+                     c_out):
+        p = y.shape[2] * y.shape[3]
+        xs = _at_stride(x, sh, sw)
+        _run_parts(_gemm._cols_part, macs, w.reshape(c_out, c_in), xs.reshape(n, c_in, p), y.reshape(n, c_out, p), bias,
                    workspaces=_workspaces(x.dtype, lambda nthreads: _gemm.cols_scratch(c_out, c_in, nthreads,
                                                                                        x.itemsize)),
                    prepare=_gemm._cols_prepare, serial=_gemm._cols_serial, pieces=_gemm.PIECES)
@@ -442,9 +457,10 @@ def grad_weight(gy, x, geom):
                    geom.dil_w, x.dtype.type(0),
                    workspaces=_workspaces(x.dtype, lambda nthreads: _dw._dwgw_scratch(
                        x.shape, gy.shape, geom.kh, geom.kw, geom.sh, geom.sw, geom.dil_h, geom.dil_w, nthreads)))
-    elif _gemm.applies(geom.kh, geom.kw, geom.sh, geom.sw, geom.is_padded, geom.groups, geom.c_in, geom.c_out):
-        n, p = x.shape[0], geom.ih * geom.iw
-        _run_parts(_gemm._red_part, geom.macs, gy.reshape(n, geom.c_out, p), x.reshape(n, geom.c_in, p),
+    elif _gemm.applies(geom.kh, geom.kw, geom.is_padded, geom.groups, geom.c_in, geom.c_out):
+        n, p = x.shape[0], geom.oh * geom.ow
+        xs = _at_stride(x, geom.sh, geom.sw)
+        _run_parts(_gemm._red_part, geom.macs, gy.reshape(n, geom.c_out, p), xs.reshape(n, geom.c_in, p),
                    gw.reshape(geom.c_out, geom.c_in),
                    workspaces=_workspaces(x.dtype, lambda nthreads: _gemm.red_scratch(geom.c_out, geom.c_in, nthreads,
                                                                                       x.itemsize)),
