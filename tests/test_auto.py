@@ -24,8 +24,8 @@ SMALL_IMAGES_GROUPED = Geometry.from_args((8, 256, 14, 14), (256, 8, 3, 3), padd
 POINTWISE = Geometry.from_args((8, 64, 28, 28), (128, 64, 1, 1))  # many pixels, few channels: numba
 POINTWISE_SMALL_IMAGES = Geometry.from_args((8, 64, 14, 14), (64, 64, 1, 1))  # few pixels: a matrix product
 POINTWISE_MANY_CHANNELS = Geometry.from_args((8, 256, 20, 20), (256, 256, 1, 1))
-# strided: not a matrix product of the input as it lies, so not numba's register tiles
-POINTWISE_STRIDED = Geometry.from_args((8, 256, 28, 28), (512, 256, 1, 1), stride=2)
+POINTWISE_STRIDED = Geometry.from_args((8, 256, 28, 28), (512, 256, 1, 1), stride=2)  # of the pixels it reads
+POINTWISE_PADDED = Geometry.from_args((8, 256, 12, 12), (512, 256, 1, 1), padding=1)  # not one product
 POINTWISE_FEW_CHANNELS = Geometry.from_args((64, 4, 14, 14), (64, 4, 1, 1))  # fewer than a tile's rows
 # 3-D: the channel line reads the call's own channels, not the lift's (kD x C_in per plane)
 VOLUME_STRIDED = Geometry.from_args((2, 64, 16, 28, 28), (128, 64, 3, 3, 3), stride=2, padding=1)  # 14x14 out
@@ -70,7 +70,8 @@ def installed(monkeypatch):
                                             (DEPTHWISE, "numba"), (SMALL_IMAGES, "im2col"), (POINTWISE, "numba"),
                                             (SMALL_IMAGES_FEW_CHANNELS, "numba"), (SMALL_IMAGES_GROUPED, "numba"),
                                             (POINTWISE_SMALL_IMAGES, PRODUCT), (POINTWISE_MANY_CHANNELS, PRODUCT),
-                                            (SMALL, "numba"), (JUST_ABOVE, PRODUCT), (POINTWISE_STRIDED, "im2col"),
+                                            (SMALL, "numba"), (JUST_ABOVE, PRODUCT), (POINTWISE_STRIDED, PRODUCT),
+                                            (POINTWISE_PADDED, "im2col"),
                                             (POINTWISE_FEW_CHANNELS, "im2col")])
 def test_rule_with_every_backend(installed, geom, expected):
     installed("reference", "im2col", "numba")
