@@ -182,3 +182,31 @@ def test_the_scratch_of_the_register_tiles_is_small():
     assert nint == 0 and nfloat * 4 <= m * k * 4 + 64 * 1024 * slots
     nfloat, nint = gemm.red_scratch(m, k, slots, 4)
     assert nint == 0 and nfloat * 4 <= (slots - 1) * m * k * 4 + 300 * 1024 * slots
+
+
+@wide
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_batched_products_match_longdouble(dtype):
+    # winograd's products: one per transform point, each A packed once per call
+    a, b = _rand((16, 20, 300), dtype, 0), _rand((16, 300, 45), dtype, 1)  # 300: two reduction blocks
+    packed = np.empty((16, gemm.packed_size(20, 300)), dtype)
+    gemm.pack_batch(a, packed)
+    c = np.full((16, 20, 45), np.nan, dtype)
+    gemm.batch(packed, 20, b.reshape(-1), c.reshape(-1), 300, 45,
+               np.empty(gemm.batch_scratch(20, np.dtype(dtype).itemsize), dtype))
+    want = np.matmul(a.astype(np.longdouble), b.astype(np.longdouble))
+    assert np.abs(c - want).max() <= 4 * 300 * np.finfo(dtype).eps * np.abs(want).max()
+
+
+@wide
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_winograd_on_the_register_tiles_agrees_with_its_blas_products(monkeypatch, dtype):
+    winograd = fastconv.backends.get("winograd")
+    geom = Geometry.from_args((3, 24, 10, 9), (16, 12, 3, 3), padding=1, groups=2)
+    x, w, gy = (_rand(s, dtype, i) for i, s in enumerate((geom.x_shape, geom.w_shape, geom.y_shape)))
+    tiles = winograd.forward(x, w, geom), winograd.grad_input(gy, w, geom)
+    monkeypatch.setattr(gemm, "WIDE", False)  # as on a CPU without AVX-512: NumPy's products
+    blas = winograd.forward(x, w, geom), winograd.grad_input(gy, w, geom)
+    tol = 1e-5 if dtype == np.float32 else 1e-13
+    for a, b in zip(tiles, blas):
+        np.testing.assert_allclose(a, b, rtol=tol, atol=tol)

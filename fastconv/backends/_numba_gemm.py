@@ -201,13 +201,12 @@ def _cols_views(wm, nthreads, fws, slot):  # pragma: no cover
 
 
 @njit(**_JIT)
-def _cols_prepare(wm, b3, c3, bias, nthreads, fws, iws):  # pragma: no cover
-    """Pack A (``wm``) for every slot: per block of KC reduction steps, panels of MR rows,
-    ``ap[pc*mp + ip*kc*MR + k*MR + r] = wm[ip*MR + r, pc + k]`` (zero rows past wm's); and the
-    bias, zeros past its end (all zeros without one)."""
-    m, k, mp, ap, bias_p, _, _ = _cols_views(wm, nthreads, fws, 0)
-    for i in range(mp):
-        bias_p[i] = bias[i] if i < bias.size else 0
+def _pack_a(wm, ap):  # pragma: no cover
+    """A (``wm``, m x k) into ``ap`` the way the tile reads it: per block of KC reduction steps,
+    panels of MR rows, ``ap[pc*mp + ip*kc*MR + k*MR + r] = wm[ip*MR + r, pc + k]`` (``mp``: m
+    rounded up to whole panels, zero rows past wm's)."""
+    m, k = wm.shape
+    mp = (m + MR - 1) // MR * MR
     for pc in range(0, k, KC):
         kc = min(KC, k - pc)
         for ip in range(mp // MR):
@@ -219,19 +218,36 @@ def _cols_prepare(wm, b3, c3, bias, nthreads, fws, iws):  # pragma: no cover
 
 
 @njit(**_JIT)
+def _cols_prepare(wm, b3, c3, bias, nthreads, fws, iws):  # pragma: no cover
+    """Pack A (``wm``) for every slot (``_pack_a``), and the bias, zeros past its end (all zeros
+    without one)."""
+    _, _, mp, ap, bias_p, _, _ = _cols_views(wm, nthreads, fws, 0)
+    for i in range(mp):
+        bias_p[i] = bias[i] if i < bias.size else 0
+    _pack_a(wm, ap)
+
+
+@njit(**_JIT)
 def _cols_part(wm, b3, c3, bias, nthreads, fws, iws, slot):  # pragma: no cover
     """``c3[n, :, p] = wm @ b3[n, :, p] (+ bias)`` for this slot's share of the flat columns
-    ``j = n*P + p``, a panel of ``nr`` at a time: B is read where it lies, but for the panels that
-    cross an image's end (copied, with zeros past the last column)."""
+    ``j = n*P + p`` (whole panels of them)."""
     n_img, _, p_img = b3.shape
     m, k, mp, ap, bias_p, bp, ct = _cols_views(wm, nthreads, fws, slot)
     nr = _nr(fws)
     total = n_img * p_img
     share = ((total + nthreads - 1) // nthreads + nr - 1) // nr * nr
     j0 = min(slot * share, total)
-    j1 = min(j0 + share, total)
-    bflat = b3.reshape(-1)
-    cflat = c3.reshape(-1)
+    _cols_run(ap, m, bias_p, b3.reshape(-1), c3.reshape(-1), k, p_img, bp, ct, j0, min(j0 + share, total))
+
+
+@njit(**_JIT)
+def _cols_run(ap, m, bias_p, bflat, cflat, k, p_img, bp, ct, j0, j1):  # pragma: no cover
+    """``C[n, :, p] = A @ B[n, :, p] + bias_p[:m]`` for the flat columns ``j = n*P + p`` in
+    ``[j0, j1)``, a panel of ``nr`` at a time, with A (m x k) packed in ``ap`` (``_pack_a``), B and
+    C the flat C-contiguous ``(N, k, P)`` and ``(N, m, P)``. B is read where it lies, but for the
+    panels that cross an image's end (copied into ``bp``, with zeros past the last column)."""
+    mp = (m + MR - 1) // MR * MR
+    nr = _nr(ct)
     for jb in range(j0, j1, nr):
         cols = min(nr, j1 - jb)
         img = jb // p_img
@@ -249,9 +265,9 @@ def _cols_part(wm, b3, c3, bias, nthreads, fws, iws, slot):  # pragma: no cover
                         bp[kk * nr + q] = 0
                 for q in range(cols):
                     jm = (jb + q) // p_img
-                    col = b3[jm, pc:pc + kc, jb + q - jm * p_img]
+                    at = (jm * k + pc) * p_img + jb + q - jm * p_img
                     for kk in range(kc):
-                        bp[kk * nr + q] = col[kk]
+                        bp[kk * nr + q] = bflat[at + kk * p_img]
                 src, b0, ldb = bp, 0, nr
             for ip in range(mp // MR):
                 i0 = ip * MR
@@ -264,11 +280,11 @@ def _cols_part(wm, b3, c3, bias, nthreads, fws, iws, slot):  # pragma: no cover
                 for r in range(min(MR, m - i0)):
                     for q in range(cols):
                         jm = (jb + q) // p_img
-                        jq = jb + q - jm * p_img
+                        at = (jm * m + i0 + r) * p_img + jb + q - jm * p_img
                         v = ct[r * nr + q]
                         if add:
-                            v += c3[jm, i0 + r, jq]
-                        c3[jm, i0 + r, jq] = v
+                            v += cflat[at]
+                        cflat[at] = v
 
 
 @njit(**_JIT)
@@ -276,6 +292,41 @@ def _cols_serial(wm, b3, c3, bias, nthreads, fws, iws):  # pragma: no cover
     """A one-slot call's ``_cols_prepare`` and ``_cols_part`` in one dispatch."""
     _cols_prepare(wm, b3, c3, bias, 1, fws, iws)
     _cols_part(wm, b3, c3, bias, 1, fws, iws, 0)
+
+
+# -- many products of one shape (winograd's, one per transform point) ------------------------------
+
+
+def packed_size(m, k):
+    """Elements of one A (m x k) packed by ``_pack_a``."""
+    return (m + MR - 1) // MR * MR * k
+
+
+def batch_scratch(m, itemsize):
+    """Elements of ``batch``'s scratch for products of m rows: a B panel, a scratch tile and a
+    zero bias of whole panels."""
+    nr = NV * 64 // itemsize
+    return (KC + MR) * nr + (m + MR - 1) // MR * MR
+
+
+@njit(**_JIT)
+def pack_batch(a3, ap2):  # pragma: no cover
+    """``ap2[i]`` = ``a3[i]`` packed (``_pack_a``), for every i."""
+    for i in range(a3.shape[0]):
+        _pack_a(a3[i], ap2[i])
+
+
+@njit(**_JIT)
+def batch(ap2, m, b, c, k, p, scratch):  # pragma: no cover
+    """``C[i] = A_i @ B[i]`` for every i on this thread: ``A_i`` (m x k) packed in ``ap2[i]``, B and
+    C the flat C-contiguous ``(len(ap2), k, p)`` and ``(len(ap2), m, p)``."""
+    nr = _nr(scratch)
+    bp = scratch[:KC * nr]
+    ct = scratch[KC * nr:(KC + MR) * nr]
+    zeros = scratch[(KC + MR) * nr:(KC + MR) * nr + (m + MR - 1) // MR * MR]  # the bias: none
+    zeros[:] = 0
+    for i in range(ap2.shape[0]):
+        _cols_run(ap2[i], m, zeros, b[i * k * p:(i + 1) * k * p], c[i * m * p:(i + 1) * m * p], k, p, bp, ct, 0, p)
 
 
 # -- weight gradient: the reduction runs over the images' pixels, each slot a share of it ----------
