@@ -56,6 +56,8 @@ def _tiles() -> bool:
 # 1x1 kernels at unit stride, unpadded, in one group: numba's register tiles where the CPU has
 # AVX-512, else BLAS's products on few pixels or many channels
 PRODUCT = "numba" if _tiles() else "im2col"
+# 3x3 at stride 1 with 64+ channels per group: winograd, its products on those tiles; else numba
+TILED_3X3 = "winograd" if _tiles() else "numba"
 
 
 @pytest.fixture
@@ -78,7 +80,9 @@ def test_rule_with_every_backend(installed, geom, expected):
     assert backends.choose(geom, np.float32) == expected
 
 
-@pytest.mark.parametrize("geom, expected", [(DENSE, "numba"), (SMALL_IMAGES, "winograd"), (DEPTHWISE, "numba"),
+@pytest.mark.parametrize("geom, expected", [(DENSE, TILED_3X3), (SMALL_IMAGES, "winograd"), (DEPTHWISE, "numba"),
+                                            (Geometry.from_args((8, 32, 56, 56), (32, 32, 3, 3), padding=1), "numba"),
+                                            (GROUPED, "numba"),
                                             (SMALL_IMAGES_FEW_CHANNELS, "numba"), (SMALL_IMAGES_GROUPED, "numba"),
                                             (POINTWISE_SMALL_IMAGES, PRODUCT), (SMALL, "numba"),
                                             (VOLUME_STRIDED, "numba"), (VOLUME_SMALL_PLANES, "winograd"),

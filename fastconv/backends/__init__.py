@@ -171,6 +171,15 @@ def _is_3x3s1(geom: Geometry) -> bool:
 # wide over long rows (a 3x1x1 kernel's (D, H*W) view) is numba's too since its taps read the input
 # where it lies (`_numba_columns`): `fastconv bench --suite 3d`, 2026-12-01 18:40, 3x1x1 numba 0.94x
 # torch's time forward and 1.30 backward against im2col's shifted GEMMs' 1.32 and 1.51.
+def _winograd_tiled(geom: Geometry) -> bool:
+    """Whether winograd's products run on numba's register tiles with channels enough to beat
+    numba's loops (``winograd.tiled``): `make bench`, 2026-12-01 19:3x, 2 threads, winograd
+    forward / backward 0.97 / 0.93x torch's time on r56-c64 (numba 1.11 / 1.00), 0.94 / 1.16 on
+    r28-c128 (numba 1.20 / 1.30)."""
+    winograd = _load("winograd") if "winograd" in available() else None
+    return winograd is not None and winograd.tiled(geom)
+
+
 def _register_tiles(geom: Geometry) -> bool:
     """Whether numba runs this call as matrix products in registers (``_numba_gemm``: 1x1, unit
     stride, unpadded, one group, AVX-512): 0.6-1.1x torch's time there, against BLAS's 1.4-1.8x
@@ -182,6 +191,8 @@ def _register_tiles(geom: Geometry) -> bool:
 AUTO_RULES: tuple[tuple[str, object, tuple[str, ...]], ...] = (
     ("depthwise", lambda g: g.is_depthwise, ("numba", "im2col")),
     ("small call", lambda g: g.macs <= AUTO_NUMBA_MAX_MACS, ("numba", "im2col")),
+    ("3x3 at stride 1, 64+ channels, products on register tiles", lambda g: _is_3x3s1(g) and _winograd_tiled(g),
+     ("winograd", "numba", "im2col")),
     ("3x3 at stride 1, few pixels, many channels", lambda g: _is_3x3s1(g) and _blas_shaped(g),
      ("winograd", "im2col", "numba")),
     # Read on the 2-D call that runs (backends/_lift.py): 3-D calls with the kernel's depth folded

@@ -41,6 +41,21 @@ ITEM_TILES = 224
 ITEM_BYTES = 8 * 2**20
 
 
+# Channels per group (read and written) from which winograd on the register tiles beats numba's
+# direct loops (for "auto"): 2 threads, N=32 (16 and 8 for the larger images), forward time over
+# numba's, 7 interleaved rounds: 16 channels at 56x56 1.99, 32 at 56x56 / 28x28 / 7x7 1.32-1.44,
+# 64 at 112x112 / 56x56 / 14x14 0.86-1.01, 96 at 14x14 0.96, and 8-32 per group (ResNeXt, groups
+# of 4) 1.7-2.9; the input gradient alike.
+TILED_MIN_CHANNELS = 64
+
+
+def tiled(geom) -> bool:
+    """Whether a 2-D call's products run on numba's register tiles (AVX-512) with channels enough
+    (``TILED_MIN_CHANNELS``) that this backend beats numba's direct loops: for ``"auto"``. (3-D
+    calls take NumPy's products, in ``_convolve_3d``.)"""
+    return geom.ndim == 2 and _gemm.WIDE and min(geom.c_in_g, geom.c_out_g) >= TILED_MIN_CHANNELS
+
+
 def supports(geom, dtype, precision):
     """None when this backend runs the call, else why not. 3-D calls run as 2-D ones with the
     kernel's depth folded into the channels (``_lift``), so a kD x 3 x 3 kernel qualifies."""
