@@ -12,15 +12,17 @@ memory (an accumulator in L1), 4 loads and stores per 16 multiply-adds. Here the
 registers: a tile of ``MR`` rows x two vectors of columns (16 vector sums; 2 vector loads and
 ``MR`` broadcasts per ``2*MR`` multiply-adds), over ``KC`` steps of the reduction at a time. Numba's
 loop vectoriser never keeps such a tile in registers across a loop (it vectorises the innermost
-loop only), so the tile is written in LLVM IR (``_tile``, a Numba intrinsic). Around it, the
-GotoBLAS layout: operands copied into panels in the order the tile reads them (``_pack_*``), the
-columns of every image laid end to end (so that 14x14 images fill whole tiles), a tile that ends
-past the matrix computed into a scratch tile and copied.
+loop only), so the tile is written in LLVM IR (``_tile_function``, called through Numba
+intrinsics). Around it, the GotoBLAS layout: A copied into panels in the order the tile reads it
+(``_pack_a``), B read where it lies (the weight gradient's x transposed into panels), the columns
+of every image laid end to end (so that 14x14 images fill whole tiles), a tile that ends past the
+matrix computed into a scratch tile and copied. winograd's products use the same tiles
+(``batch``).
 
-Measured (2 threads, float32, N=32, 256 -> 1024 channels, 14x14; AVX-512): forward 10 ms, input
-gradient 11 ms, weight gradient 12 ms, against 14-16 ms each for the packed kernels and NumPy's
-products here. Used only where the CPU has AVX-512 (``WIDE``): with narrower vectors the tile's
-16 sums would not fit in registers.
+Measured (2 threads, float32, N=32, 256 -> 1024 channels, 14x14; AVX-512): forward 8.6-9.0 ms,
+input gradient 9.8-10.0 ms, weight gradient 9.0-9.5 ms, against 14-16 ms each for the packed
+kernels and NumPy's products here. Used only where the CPU has AVX-512 (``WIDE``): with narrower
+vectors the tile's 16 sums would not fit in registers.
 """
 
 import llvmlite.binding as _llvm

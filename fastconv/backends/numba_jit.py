@@ -10,7 +10,8 @@ stacked) into blocks of 4 channels; each kernel runs one contiguous range of the
 thread of fastconv's pool (``_run_parts``), a small call one serial kernel on the calling thread.
 Depthwise layers have their own kernels (``_numba_depthwise``), and so do kernels one pixel wide over
 long rows (``_numba_columns``: a 3-D temporal kernel's view, whose taps read the input where it
-lies instead of a packed band of one row per output row). Extra memory: the packed weights
+lies instead of a packed band of one row per output row), and so do 1x1 kernels on AVX-512 CPUs
+(``_numba_gemm``: matrix products on register tiles). Extra memory: the packed weights
 and, per thread, the band (channels x ~1K elements; ~8K for the weight gradient), 4 channels of gy
 and a small accumulator, all carved from workspaces that each calling thread keeps between calls,
 so that a warm call allocates nothing beyond its output.
