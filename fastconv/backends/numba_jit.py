@@ -37,6 +37,7 @@ except ImportError as exc:  # the registry then lists the backend as unavailable
 
 from .. import _cache, _threads
 from .._workers import map_items
+from ..geometry import out_size
 from . import _numba_columns as _cols
 from . import _numba_depthwise as _dw
 from . import _numba_gemm as _gemm
@@ -353,6 +354,16 @@ def _run_depthwise(x, w, y, bias, sh, sw, pt, pl, dil_h, dil_w, macs):
                    x.shape, y.shape, w.shape[2], w.shape[3], sh, sw, pl, dil_h, dil_w, nthreads)))
 
 
+def _is_matrix_product(x, w, y, sh, sw, pt, pl, groups) -> bool:
+    """Whether a forward call (or an input gradient's phase) into ``y`` is one of ``_numba_gemm``'s
+    products: a 1x1 kernel whose output is exactly the pixels it reads (unpadded), checked with
+    integer arithmetic only after the kernel's size (every forward call asks)."""
+    if w.shape[2] != 1 or w.shape[3] != 1 or pt or pl:
+        return False
+    unpadded = y.shape[2:] == (out_size(x.shape[2], 1, sh, 0, 1), out_size(x.shape[3], 1, sw, 0, 1))
+    return _gemm.applies(1, 1, not unpadded, groups, x.shape[1], w.shape[0])
+
+
 def _run_forward(x, w, bias, y, sh, sw, pt, pl, dil_h, dil_w, groups, macs):
     """The general forward kernels into the C-contiguous ``y``, which add ``bias`` (None: none) to
     each block while it is in cache: a ``k x 1`` kernel's taps read the input where it lies
@@ -360,8 +371,7 @@ def _run_forward(x, w, bias, y, sh, sw, pt, pl, dil_h, dil_w, groups, macs):
     kernel's a packed copy."""
     bias = _no_bias(x.dtype) if bias is None else bias
     n, c_in, c_out = x.shape[0], x.shape[1], w.shape[0]
-    if _gemm.applies(w.shape[2], w.shape[3], pt or pl or x[:, :, ::sh, ::sw].shape[2:] != y.shape[2:], groups, c_in,
-                     c_out):
+    if _is_matrix_product(x, w, y, sh, sw, pt, pl, groups):
         p = y.shape[2] * y.shape[3]
         xs = _at_stride(x, sh, sw)
         _run_parts(_gemm._cols_part, macs, w.reshape(c_out, c_in), xs.reshape(n, c_in, p), y.reshape(n, c_out, p), bias,
