@@ -161,9 +161,21 @@ _tile_rows = _tile_call(rows=True)  # A's rows where they lie (the weight gradie
 
 
 @njit(inline="always", **_JIT)
+def _tile_cols(itemsize):  # pragma: no cover
+    """Columns per tile for elements of ``itemsize`` bytes: two 64-byte vectors."""
+    return NV * (64 // itemsize)
+
+
+@njit(inline="always", **_JIT)
 def _nr(a):  # pragma: no cover
-    """Columns per tile for ``a``'s dtype: two 64-byte vectors."""
-    return NV * (64 // a.itemsize)
+    """``_tile_cols`` for ``a``'s dtype."""
+    return _tile_cols(a.itemsize)
+
+
+@njit(inline="always", **_JIT)
+def _whole_rows(m):  # pragma: no cover
+    """``m`` rows rounded up to whole tiles (MR): packed A's rows, the padded bias's length."""
+    return (m + MR - 1) // MR * MR
 
 
 @njit(inline="always", **_JIT)
@@ -185,15 +197,15 @@ def cols_scratch(m, k, nthreads, itemsize):
     """Float and int64 workspace elements of ``_cols_part``: A packed (all of it, shared) and the
     bias padded to whole tiles, and per slot a B panel for the tiles that cross an image's end, and
     a scratch tile."""
-    nr = NV * 64 // itemsize
-    mp = (m + MR - 1) // MR * MR
+    nr = _tile_cols(itemsize)
+    mp = _whole_rows(m)
     return _aligned(mp * k) + _aligned(mp) + nthreads * _aligned((KC + MR) * nr), 0
 
 
 @njit(inline="always", **_JIT)
 def _cols_views(wm, nthreads, fws, slot):  # pragma: no cover
     m, k = wm.shape
-    mp = (m + MR - 1) // MR * MR
+    mp = _whole_rows(m)
     nr = _nr(fws)
     asize = _aligned(mp * k)
     shared = asize + _aligned(mp)
@@ -208,7 +220,7 @@ def _pack_a(wm, ap):  # pragma: no cover
     panels of MR rows, ``ap[pc*mp + ip*kc*MR + k*MR + r] = wm[ip*MR + r, pc + k]`` (``mp``: m
     rounded up to whole panels, zero rows past wm's)."""
     m, k = wm.shape
-    mp = (m + MR - 1) // MR * MR
+    mp = _whole_rows(m)
     for pc in range(0, k, KC):
         kc = min(KC, k - pc)
         for ip in range(mp // MR):
@@ -248,7 +260,7 @@ def _cols_run(ap, m, bias_p, bflat, cflat, k, p_img, bp, ct, j0, j1):  # pragma:
     ``[j0, j1)``, a panel of ``nr`` at a time, with A (m x k) packed in ``ap`` (``_pack_a``), B and
     C the flat C-contiguous ``(N, k, P)`` and ``(N, m, P)``. B is read where it lies, but for the
     panels that cross an image's end (copied into ``bp``, with zeros past the last column)."""
-    mp = (m + MR - 1) // MR * MR
+    mp = _whole_rows(m)
     nr = _nr(ct)
     for jb in range(j0, j1, nr):
         cols = min(nr, j1 - jb)
@@ -301,14 +313,14 @@ def _cols_serial(wm, b3, c3, bias, nthreads, fws, iws):  # pragma: no cover
 
 def packed_size(m, k):
     """Elements of one A (m x k) packed by ``_pack_a``."""
-    return (m + MR - 1) // MR * MR * k
+    return _whole_rows(m) * k
 
 
 def batch_scratch(m, itemsize):
     """Elements of ``batch``'s scratch for products of m rows: a B panel, a scratch tile and a
     zero bias of whole panels."""
-    nr = NV * 64 // itemsize
-    return (KC + MR) * nr + (m + MR - 1) // MR * MR
+    nr = _tile_cols(itemsize)
+    return (KC + MR) * nr + _whole_rows(m)
 
 
 @njit(**_JIT)
@@ -325,7 +337,7 @@ def batch(ap2, m, b, c, k, p, scratch):  # pragma: no cover
     nr = _nr(scratch)
     bp = scratch[:KC * nr]
     ct = scratch[KC * nr:(KC + MR) * nr]
-    zeros = scratch[(KC + MR) * nr:(KC + MR) * nr + (m + MR - 1) // MR * MR]  # the bias: none
+    zeros = scratch[(KC + MR) * nr:(KC + MR) * nr + _whole_rows(m)]  # the bias: none
     zeros[:] = 0
     for i in range(ap2.shape[0]):
         _cols_run(ap2[i], m, zeros, b[i * k * p:(i + 1) * k * p], c[i * m * p:(i + 1) * m * p], k, p, bp, ct, 0, p)
@@ -338,7 +350,7 @@ def red_scratch(m, n, nthreads, itemsize):
     """Float and int64 workspace elements of ``_red_part``: per slot B packed for one block of
     pixels (KC x all of gw's columns), A's last rows when they are fewer than MR, a scratch tile;
     and the partial sums of slots 1 and up (slot 0 writes into gw)."""
-    nr = NV * 64 // itemsize
+    nr = _tile_cols(itemsize)
     npad = (n + nr - 1) // nr * nr
     return nthreads * _aligned(KC * npad + MR * KC + MR * nr) + (nthreads - 1) * _aligned(m * n), 0
 

@@ -163,7 +163,7 @@ def _convolve(src, w, geom, c_dst, out_hw, pt, pl, bias, transposed):
     # NumPy's BLAS may run narrower ones (AVX2 here, at about half their speed).
     tiles = _gemm.WIDE and min(cs, cd) >= _gemm.MR
     up = np.empty((groups, a2, _gemm.packed_size(cd, cs) if tiles else 0), dtype)  # u packed for them
-    size, threads = _plan(rows, tiles_w, a2 * (cs + cd) * src.itemsize, u.nbytes + up.nbytes, geom, src.itemsize)
+    size, threads = _plan(rows, tiles_w, a2 * (cs + cd) * itemsize, u.nbytes + up.nbytes, geom, itemsize)
     y = np.empty((src.shape[0], c_dst, *out_hw), dtype)
     b = np.empty(0, dtype) if bias is None else bias
     bad = []
