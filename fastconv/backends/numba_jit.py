@@ -11,10 +11,12 @@ thread of fastconv's pool (``_run_parts``), a small call one serial kernel on th
 Depthwise layers have their own kernels (``_numba_depthwise``), and so do kernels one pixel wide over
 long rows (``_numba_columns``: a 3-D temporal kernel's view, whose taps read the input where it
 lies instead of a packed band of one row per output row), and so do 1x1 kernels on AVX-512 CPUs
-(``_numba_gemm``: matrix products on register tiles). Extra memory: the packed weights
-and, per thread, the band (channels x ~1K elements; ~8K for the weight gradient), 4 channels of gy
-and a small accumulator, all carved from workspaces that each calling thread keeps between calls,
-so that a warm call allocates nothing beyond its output.
+(``_numba_gemm``: matrix products on register tiles), and so does the weight gradient of stride-1
+layers with 32+ channels there (``_numba_implicit``: an implicit matrix product on the same tiles).
+Extra memory: the packed weights and, per thread, the band (channels x ~1K elements; ~8K for the
+weight gradient), 4 channels of gy and a small accumulator (the implicit product: gw's size and a
+few padded images per thread), all carved from workspaces that each calling thread keeps between
+calls, so that a warm call allocates nothing beyond its output.
 The input gradient of strided and dilated convolutions, and of non-finite weights, takes direct
 loops instead (padding by loop bounds). Loses to BLAS on many channels over small images (7x7).
 Numba's threading layer (set up below) no longer runs fastconv's kernels; it is still chosen
@@ -36,11 +38,12 @@ except ImportError as exc:  # the registry then lists the backend as unavailable
     raise ImportError("it needs Numba: pip install 'fastconv[numba]'") from exc
 
 from .. import _cache, _threads
-from .._workers import map_items
+from .._workers import call_budget, map_items
 from ..geometry import out_size
 from . import _numba_columns as _cols
 from . import _numba_depthwise as _dw
 from . import _numba_gemm as _gemm
+from . import _numba_implicit as _implicit
 from . import _numba_kernels as _k
 from ._lift import as_2d, lifted
 from ._padding_nan import padding_products
@@ -288,9 +291,9 @@ def _run_parts(part, macs, *args, workspaces, prepare=None, serial=None, finish=
     ``nslots`` is the thread count times ``pieces``: with more slots than threads, a thread that
     another process slows takes fewer of them (the slots go to whichever thread is free).
     The kernels are written as one slot of work each, compiled without Numba's parallel loops,
-    which took two to three times as long to compile."""
-    nthreads = 1 if macs < SERIAL_MAX_MACS else _threads.call_threads()
-    nslots = nthreads * pieces if nthreads > 1 else 1
+    which took two to three times as long to compile. Returns the int64 workspace (where slots may
+    leave flags)."""
+    nthreads, nslots = _slots(macs, pieces)
     fws, iws = workspaces(nslots)
     if getattr(_local, "compile_only", False):  # warmup: compile, not run
         types = tuple(numba.typeof(a) for a in (*args, nslots, fws, iws))
@@ -298,7 +301,7 @@ def _run_parts(part, macs, *args, workspaces, prepare=None, serial=None, finish=
         for fn in (prepare, serial, finish):
             if fn is not None:
                 fn.compile(types)
-        return
+        return iws
     if nthreads == 1:
         if serial is not None:
             serial(*args, 1, fws, iws)
@@ -313,6 +316,13 @@ def _run_parts(part, macs, *args, workspaces, prepare=None, serial=None, finish=
                   nthreads)
     if finish is not None and nslots > 1:
         finish(*args, nslots, fws, iws)
+    return iws
+
+
+def _slots(macs, pieces=1):
+    """``(threads, slots)`` of a kernel's call (``_run_parts``)."""
+    nthreads = 1 if macs < SERIAL_MAX_MACS else _threads.call_threads()
+    return nthreads, (nthreads * pieces if nthreads > 1 else 1)
 
 
 def _all_finite(a) -> bool:
@@ -476,6 +486,8 @@ def grad_weight(gy, x, geom):
                    workspaces=_workspaces(x.dtype, lambda nthreads: _gemm.red_scratch(geom.c_out, geom.c_in, nthreads,
                                                                                       x.itemsize)),
                    finish=_gemm._red_finish, pieces=_gemm.RED_PIECES)
+    elif _implicit.applies(geom) and _implicit_grad_weight(gy, x, gw, geom):
+        pass  # done on the register tiles
     elif _cols.applies(geom.kw, geom.sh, geom.sw, geom.pl, geom.iw, geom.ow):
         _run_parts(_cols._columns_gw_part, geom.macs, gy, x, gw, geom.pt, geom.dil_h, geom.groups, x.dtype.type(0),
                    workspaces=_no_workspaces(x.dtype))
@@ -488,6 +500,20 @@ def grad_weight(gy, x, geom):
     return gw
 
 
+def _implicit_grad_weight(gy, x, gw, geom) -> bool:
+    """gw as an implicit matrix product on the register tiles (``_numba_implicit``); False, gw
+    unfinished, where its scratch would pass the memory budget or a value is inf or NaN (the packed
+    kernels then take the call)."""
+    nslots = _slots(geom.macs)[1]
+    plan = _implicit.Plan(geom, x.itemsize, nslots)
+    if plan.scratch(nslots)[0] * x.itemsize > call_budget(geom, x.itemsize):
+        return False
+    flags = _run_parts(_implicit.gw_part, geom.macs, gy.reshape(*gy.shape[:2], -1), x, gw.reshape(geom.c_out, -1),
+                       geom.kh, geom.kw, geom.dil_h, geom.dil_w, geom.pt, geom.pl, *plan.args(),
+                       workspaces=_workspaces(x.dtype, plan.scratch))
+    return getattr(_local, "compile_only", False) or not flags[:nslots].any()
+
+
 # What warmup compiles, in the order auto needs it: (label, x shape, w shape, hyper-parameters,
 # passes). The packed kernels first; after them ``ready`` is True. Then the direct loops that only
 # the input gradient of strided and dilated convolutions (or of non-finite weights) takes.
@@ -496,13 +522,14 @@ WARMUP_STEPS = (
     ("depthwise", (1, 4, 3, 3), (4, 1, 2, 2), dict(padding=1, groups=4), ("forward", "grad_weight")),
     ("weight gradient (packed)", (1, 4, 3, 3), (4, 4, 2, 2), dict(padding=1), ("grad_weight",)),
     ("1x1 kernels (register tiles)", (1, 8, 3, 3), (8, 8, 1, 1), {}, ("forward", "grad_input", "grad_weight")),
+    ("weight gradient (register tiles)", (1, 32, 3, 3), (64, 32, 3, 3), dict(padding=1), ("grad_weight",)),
     ("k x 1 kernels over long rows", (1, 4, 2, 520), (4, 4, 2, 1), dict(padding=((1, 0), (0, 0))),
      ("forward", "grad_weight")),
     ("input gradient (stride phases)", (1, 4, 5, 5), (4, 4, 3, 3), dict(padding=1, stride=2), ("grad_input",)),
     ("input gradient (direct loops)", (1, 4, 5, 5), (4, 4, 2, 2), dict(padding=1, stride=2, dilation=2),
      ("grad_input",)),
 )
-_READY_AFTER = 6  # steps
+_READY_AFTER = 7  # steps
 
 
 def warmup_steps(dtype):

@@ -1,0 +1,179 @@
+"""Numba kernel of the ``numba`` backend for the weight gradient of stride-1 convolutions with
+channels enough to fill ``_numba_gemm``'s register tiles: an implicit matrix product.
+
+    gw[co, ci, ky, kx] = sum over n, oy, ox of gy[n, co, oy, ox] * xp[n, ci, oy + ky*dh, ox + kx*dw]
+
+with ``xp`` the zero-padded input, of ``Hp x Wp`` pixels. Number the "wide" pixels
+``q = oy * Wp + ox`` with ``ox`` running on past the output's width to ``Wp``: then the factor of tap
+``(ky, kx)`` and channel ``ci`` is one run of xp's plane, from ``ky*dh*Wp + kx*dw`` on, so A's rows
+(tap, channel) are the padded input where it lies, one plane apart from a channel to the next. B is
+gy transposed into panels of ``nr`` output channels, zero at the wide pixels past the output's
+width (what A's rows hold there is multiplied by zero). C is gw transposed, rows (tap, channel),
+copied into gw when the sum is done. Against the packed kernels' dot products (sums in memory),
+the sums stay in registers; the price is ``Wp / ow`` times the multiply-adds (9/7 at 7x7 outputs,
+16/14 at 14x14) and a padded copy of each image.
+
+Each slot takes a range of panels (output channels): it pads every image itself (a copy, cheap
+against the product) and packs only its panels of gy, so slots share nothing and every sum runs in
+the same order whatever the thread count. Small images go in groups (``GROUP_PIXELS``), whose tile
+calls keep one tile of C in L1; a large image's wide pixels split into blocks of up to ``KC``.
+
+Measured (2 threads, float32, N=32, 3x3, padded; each call after 50 ms idle): 7x7 C=512 30-33 ms
+against the packed kernels' 56-66, 14x14 C=256 22-28 against 39-43, 28x28 C=128 25-28 against
+30-33, 56x56 C=64 27-29 against 27-31.
+"""
+
+from . import _numba_gemm as _gemm
+from ._numba_gemm import KC, MR, _nr, _tile_cols, _tile_rows, _whole_rows
+from ._numba_kernels import _JIT, _aligned, njit
+
+# Input channels from which this beats the packed kernels' weight gradient, and output channels
+# (two panels: one per thread) from which it runs on two threads
+MIN_CHANNELS = 32
+MIN_OUT_CHANNELS = 64
+# A unit of work: images whose wide pixels (up to GROUP_PIXELS) run through every tile of C before
+# the next unit, and whose B (gy's panels) stays in L2 (GROUP_BYTES); a larger unit loads and stores
+# each tile of C fewer times. Two threads, N=32, 7x7 C=512: 256 pixels 33.1 ms, 1024 29.9.
+GROUP_PIXELS = 1024
+GROUP_BYTES = 512 * 2**10
+
+
+def applies(geom) -> bool:
+    """Whether a 2-D weight gradient takes this kernel: stride 1, one group, channels enough each
+    side, a non-empty output, on a CPU with AVX-512."""
+    return (_gemm.WIDE and geom.n * geom.oh * geom.ow > 0 and (geom.sh, geom.sw) == (1, 1) and geom.groups == 1
+            and geom.c_in >= MIN_CHANNELS and geom.c_out >= MIN_OUT_CHANNELS)
+
+
+class Plan:
+    """How a call on ``geom`` in ``nslots`` slots cuts its work: ``args()`` are ``gw_part``'s
+    after the arrays and the hyper-parameters: ``wp`` and ``plane`` (the padded width and pixels),
+    ``k_img`` (an image's wide pixels), ``group`` (images per unit), ``kc`` (wide pixels per block),
+    ``cpad`` (input channels rounded up to whole tiles)."""
+
+    def __init__(self, geom, itemsize, nslots):
+        hp, self.wp = geom.oh + (geom.kh - 1) * geom.dil_h, geom.ow + (geom.kw - 1) * geom.dil_w
+        self.plane = hp * self.wp
+        self.k_img = (geom.oh - 1) * self.wp + geom.ow
+        nblk = -(-self.k_img // KC)
+        self.kc = -(-self.k_img // nblk)
+        self.cpad = _whole_rows(geom.c_in)
+        self.nr = _tile_cols(itemsize)
+        self.taps, self.c_out = geom.kh * geom.kw, geom.c_out
+        share = _slot_size(self.c_out, self.taps, 1, self.kc, self.cpad, self.plane, nslots, self.nr)[0]
+        b_image = self.kc * share * self.nr * itemsize
+        self.group = max(1, min(geom.n, GROUP_PIXELS // self.k_img, GROUP_BYTES // b_image))
+
+    def args(self):
+        return self.wp, self.plane, self.k_img, self.group, self.kc, self.cpad
+
+    def scratch(self, nslots):
+        """Float and int64 workspace elements of ``gw_part`` for ``nslots`` slots."""
+        _, *sizes = _slot_size(self.c_out, self.taps, self.group, self.kc, self.cpad, self.plane, nslots, self.nr)
+        return nslots * sum(sizes), nslots
+
+
+@njit(inline="always", **_JIT)
+def _slot_size(c_out, taps, group, kc, cpad, plane, nslots, nr):  # pragma: no cover
+    """``(panels per slot, x's padded copy, B, C)``: a slot's share and scratch, in elements."""
+    share = ((c_out + nr - 1) // nr + nslots - 1) // nslots
+    ws = share * nr
+    return share, _aligned(cpad * group * plane), _aligned(group * kc * ws), _aligned(taps * cpad * ws)
+
+
+@njit(**_JIT)
+def _pad_images(x, n0, g, pt, pl, cpad, wp, plane, xl):  # pragma: no cover
+    """xl[c, j] = image n0 + j of x, channel c, zero-padded to a plane of ``wp`` columns (zero
+    channels from x's channel count to ``cpad``)."""
+    c_in, ih, iw = x.shape[1], x.shape[2], x.shape[3]
+    for c in range(cpad):
+        for j in range(g):
+            base = (c * g + j) * plane
+            for i in range(plane):  # (a loop: a slice's assignment costs more on small planes)
+                xl[base + i] = 0
+            if c >= c_in:
+                continue
+            for iy in range(ih):
+                row = base + (pt + iy) * wp + pl
+                for ix in range(iw):
+                    xl[row + ix] = x[n0 + j, c, iy, ix]
+
+
+@njit(**_JIT)
+def _pack_gy(gy3, n0, g, p0, kc, jp0, npan, wp, ow, bp):  # pragma: no cover
+    """bp[(j*npan + jl)*kc*nr + kk*nr + q] = gy3[n0 + j, (jp0 + jl)*nr + q] at wide pixel p0 + kk,
+    zero past the output's width (``ow``) or gy's channels. A pixel's ``nr`` values are written
+    together (from as many rows of gy): twice as fast as a channel's run at a stride."""
+    c_out = gy3.shape[1]
+    nr = _nr(bp)
+    for j in range(g):
+        for jl in range(npan):
+            base = (j * npan + jl) * kc * nr
+            cq = min(nr, c_out - (jp0 + jl) * nr)
+            src = gy3[n0 + j, (jp0 + jl) * nr:(jp0 + jl) * nr + cq]
+            pos = p0
+            while pos < p0 + kc:  # a run of one wide row: the output's pixels, then zeros
+                oy = pos // wp
+                end = min(p0 + kc, (oy + 1) * wp)
+                valid = min(end, oy * wp + ow)
+                for t in range(pos, valid):
+                    o = base + (t - p0) * nr
+                    pix = oy * ow + t - oy * wp
+                    for q in range(cq):
+                        bp[o + q] = src[q, pix]
+                    for q in range(cq, nr):
+                        bp[o + q] = 0
+                for t in range(max(pos, valid), end):
+                    o = base + (t - p0) * nr
+                    for q in range(nr):
+                        bp[o + q] = 0
+                pos = end
+
+
+@njit(**_JIT)
+def gw_part(gy3, x, gw2, kh, kw, dil_h, dil_w, pt, pl, wp, plane, k_img, group, kc, cpad, nthreads, fws, iws,
+            slot):  # pragma: no cover
+    """This slot's panels of gw (see the module's docstring); ``iws[slot]`` = 1 when a value is
+    inf or NaN (the caller then recomputes by the packed kernels: what A's rows hold past the
+    output's width is not multiplied by zero when it is inf)."""
+    n_img, c_in, ow = x.shape[0], x.shape[1], wp - (kw - 1) * dil_w
+    c_out = gy3.shape[1]
+    nr = _nr(fws)
+    taps = kh * kw
+    share, xsize, bsize, csize = _slot_size(c_out, taps, group, kc, cpad, plane, nthreads, nr)
+    ws = share * nr
+    npan_all = (c_out + nr - 1) // nr
+    jp0 = min(slot * share, npan_all)
+    npan = min(share, npan_all - jp0)
+    iws[slot] = 0
+    if npan == 0:
+        return
+    own = fws[slot * (xsize + bsize + csize):]
+    xl, bp, ct = own[:xsize], own[xsize:xsize + bsize], own[xsize + bsize:xsize + bsize + csize]
+    first = True
+    for n0 in range(0, n_img, group):
+        g = min(group, n_img - n0)
+        _pad_images(x, n0, g, pt, pl, cpad, wp, plane, xl)
+        lda = g * plane  # from one channel's row to the next's
+        for p0 in range(0, k_img, kc):
+            kb = min(kc, k_img - p0)
+            _pack_gy(gy3, n0, g, p0, kb, jp0, npan, wp, ow, bp)
+            for cb in range(0, cpad, MR):  # a tile's rows of channels: their planes stay in L1 over the taps
+                for tap in range(taps):
+                    toff = (tap // kw) * dil_h * wp + (tap % kw) * dil_w + p0
+                    for jl in range(npan):
+                        c0 = (tap * cpad + cb) * ws + jl * nr
+                        for j in range(g):
+                            add = 0 if first and j == 0 else 1
+                            _tile_rows(xl, cb * lda + j * plane + toff, lda, bp, (j * npan + jl) * kb * nr, nr,
+                                       ct, c0, ws, kb, add, bp, 0, 0)
+            first = False
+    bad = False
+    for c in range(c_in):  # C (rows tap, channel) into gw (rows output channel): in L1, 9 rows of C
+        for co in range(jp0 * nr, min((jp0 + npan) * nr, c_out)):
+            for tap in range(taps):
+                v = ct[(tap * cpad + c) * ws + co - jp0 * nr]
+                gw2[co, c * taps + tap] = v
+                bad |= v - v != 0
+    if bad:
+        iws[slot] = 1

@@ -1,0 +1,171 @@
+"""numba's weight gradient of stride-1 convolutions as an implicit matrix product on the register
+tiles (``_numba_implicit``): which calls take it, and every edge of its work (padding on any side,
+dilation, kernels of any size, channels past whole tiles, groups of small images and blocks of large
+ones, slots, non-finite values, the memory budget) against a longdouble reference."""
+
+import numpy as np
+import pytest
+
+import fastconv
+from fastconv.geometry import Geometry
+from tests.nrt_count import array_wrappers
+
+pytest.importorskip("numba")
+numba_jit = fastconv.backends.get("numba")
+from fastconv.backends import _numba_gemm as gemm  # noqa: E402  (needs numba)
+from fastconv.backends import _numba_implicit as implicit  # noqa: E402
+from fastconv.backends import _numba_kernels as packed  # noqa: E402
+
+wide = pytest.mark.skipif(not gemm.WIDE, reason="the register tiles run only on CPUs with AVX-512")
+
+
+def _rand(shape, dtype=np.float64, seed=0):
+    return np.random.default_rng(seed).standard_normal(shape).astype(dtype)
+
+
+@pytest.mark.parametrize("x_shape, w_shape, kwargs, takes", [
+    ((32, 512, 7, 7), (512, 512, 3, 3), dict(padding=1), True),
+    ((2, 32, 9, 9), (64, 32, 5, 5), dict(padding=2, dilation=2), True),
+    ((2, 32, 9, 9), (64, 32, 1, 1), dict(padding=1), True),  # padded 1x1: not the 1x1 products
+    ((2, 31, 9, 9), (64, 31, 3, 3), dict(padding=1), False),  # input channels
+    ((2, 32, 9, 9), (63, 32, 3, 3), dict(padding=1), False),  # output channels: one thread's panel
+    ((2, 32, 9, 9), (64, 32, 3, 3), dict(stride=2), False),
+    ((2, 64, 9, 9), (64, 32, 3, 3), dict(groups=2), False),
+    ((0, 32, 9, 9), (64, 32, 3, 3), {}, False),  # nothing to sum
+])
+def test_which_weight_gradients_take_the_implicit_product(x_shape, w_shape, kwargs, takes):
+    assert implicit.applies(Geometry.from_args(x_shape, w_shape, **kwargs)) == (takes and gemm.WIDE)
+
+
+def _expected(gy, x, geom):
+    """gw in longdouble: for each tap, the products of gy with the window of the padded x it reads."""
+    (pt, pb), (pl, pr) = geom.padding
+    xp = np.pad(x.astype(np.longdouble), ((0, 0), (0, 0), (pt, pb), (pl, pr)))
+    g = gy.astype(np.longdouble)
+    gw = np.empty(geom.w_shape, np.longdouble)
+    for ky in range(geom.kh):
+        for kx in range(geom.kw):
+            y0, x0 = ky * geom.dil_h, kx * geom.dil_w
+            gw[:, :, ky, kx] = np.einsum("nkhw,nchw->kc", g, xp[:, :, y0:y0 + geom.oh, x0:x0 + geom.ow])
+    return gw
+
+
+# (x shape, w shape, hyper-parameters): channels past whole tiles of rows (8) and of columns (two
+# vectors), images in groups (the last one short) and images in several blocks, padding on one side
+# only or none, dilation, kernels of other sizes and shapes, calls small enough for one slot
+CASES = [
+    pytest.param((3, 40, 7, 7), (70, 40, 3, 3), dict(padding=1), id="r7-ragged-channels"),
+    pytest.param((37, 32, 5, 5), (64, 32, 3, 3), dict(padding=1), id="groups-ragged"),
+    pytest.param((2, 32, 30, 31), (72, 32, 3, 3), dict(padding=1), id="blocks"),
+    pytest.param((3, 33, 8, 11), (64, 33, 3, 3), dict(padding=((2, 0), (1, 3))), id="uneven-padding"),
+    pytest.param((2, 32, 10, 9), (96, 32, 3, 3), dict(padding=2, dilation=2), id="dilated"),
+    pytest.param((2, 36, 12, 12), (64, 36, 5, 5), dict(padding=2), id="5x5"),
+    pytest.param((4, 32, 6, 13), (65, 32, 1, 3), dict(padding=(0, 1)), id="1x3"),
+    pytest.param((4, 32, 13, 6), (64, 32, 3, 1), dict(padding=(1, 0)), id="3x1"),
+    pytest.param((2, 48, 9, 8), (64, 48, 2, 2), {}, id="2x2-valid"),
+    pytest.param((1, 32, 3, 3), (64, 32, 3, 3), dict(padding=1), id="one-slot"),
+    pytest.param((3, 32, 50), (64, 32, 3), dict(padding=1), id="1d"),
+]
+BACKWARD = {3: fastconv.conv1d_backward, 4: fastconv.conv2d_backward}
+
+
+@wide
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("xs, ws, kwargs", CASES)
+def test_implicit_product_matches_longdouble(monkeypatch, xs, ws, kwargs, dtype):
+    geom = Geometry.from_args(xs, ws, **kwargs)
+    x, w, gy = (_rand(s, dtype, i) for i, s in enumerate((xs, ws, geom.y_shape)))
+    want = _expected(gy.reshape(geom.n, geom.c_out, -1, geom.y_shape[-1]),
+                     x.reshape(geom.n, geom.c_in, -1, xs[-1]), Geometry.from_args(
+                         (geom.n, geom.c_in, 1, xs[-1]) if len(xs) == 3 else xs,
+                         (ws[0], ws[1], 1, ws[-1]) if len(ws) == 3 else ws,
+                         **({"padding": ((0, 0), geom.padding[0])} if len(xs) == 3 else kwargs))).reshape(ws)
+    ran = []
+    real_run = numba_jit._run_parts
+    monkeypatch.setattr(numba_jit, "_run_parts", lambda part, *a, **k: (ran.append(part), real_run(part, *a, **k))[1])
+    eps, reduction = np.finfo(dtype).eps, gy.size // geom.c_out
+    for threads in (1, 2, 3):  # 3: panels that do not split evenly
+        with fastconv.threads(threads):
+            _, gw, _ = BACKWARD[len(xs)](gy, x, w, backend="numba", **kwargs)
+        # each element is one sum of `reduction` products, bounded as test_numba_gemm's are
+        assert np.abs(gw - want).max() <= 4 * reduction * eps * np.abs(want).max(), threads
+    assert implicit.gw_part in ran and packed._grad_weight_part not in ran
+
+
+@wide
+def test_the_bits_are_the_same_on_any_number_of_threads():
+    # every sum runs over the same units in the same order, whichever slot holds its panel
+    geom = Geometry.from_args((9, 64, 14, 14), (128, 64, 3, 3), padding=1)
+    x, gy = _rand(geom.x_shape, np.float32, 0), _rand(geom.y_shape, np.float32, 1)
+    runs = []
+    for threads in (1, 2, 3, 4):
+        with fastconv.threads(threads):
+            runs.append(numba_jit.grad_weight(gy, x, geom))
+    for other in runs[1:]:
+        assert np.array_equal(runs[0], other)
+
+
+@wide
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("where", ["x-last-column", "x-inside", "gy"])
+def test_non_finite_values_give_the_packed_kernels_result(monkeypatch, where, dtype):
+    # x's last column is read past the output's width by the taps of kx = 0, where gy's zeros meet
+    # it: inf * 0 would put NaN where the sum has none, so such a call is redone by the packed kernels.
+    geom = Geometry.from_args((3, 32, 7, 9), (64, 32, 3, 3), padding=1)
+    x, gy = _rand(geom.x_shape, dtype, 0), _rand(geom.y_shape, dtype, 1)
+    if where == "x-last-column":
+        x[1, 5, 3, 8] = np.inf
+    elif where == "x-inside":
+        x[2, 7, 4, 4] = -np.inf
+    else:
+        gy[0, 9, 2, 2] = np.nan
+    got = numba_jit.grad_weight(gy, x, geom)
+    monkeypatch.setattr(implicit, "MIN_CHANNELS", 10**9)
+    want = numba_jit.grad_weight(gy, x, geom)
+    assert np.array_equal(got, want, equal_nan=True)
+    assert np.isfinite(got).sum() > 0
+
+
+@wide
+def test_a_call_whose_scratch_passes_the_budget_takes_the_packed_kernels(budget, monkeypatch):
+    geom = Geometry.from_args((4, 64, 14, 14), (128, 64, 3, 3), padding=1)
+    x, gy = _rand(geom.x_shape, np.float32, 0), _rand(geom.y_shape, np.float32, 1)
+    nslots = numba_jit._slots(geom.macs)[1]
+    need = implicit.Plan(geom, 4, nslots).scratch(nslots)[0] * 4
+    ran = []
+    real_run = numba_jit._run_parts
+    monkeypatch.setattr(numba_jit, "_run_parts", lambda part, *a, **k: (ran.append(part), real_run(part, *a, **k))[1])
+    budget(need - 1)
+    low = numba_jit.grad_weight(gy, x, geom)
+    assert ran == [packed._grad_weight_part]
+    budget(need)
+    high = numba_jit.grad_weight(gy, x, geom)
+    assert ran[1:] == [implicit.gw_part]
+    np.testing.assert_allclose(low, high, rtol=1e-4, atol=1e-4)
+
+
+@wide
+def test_the_scratch_is_gw_and_a_few_images_per_slot():
+    # C (gw transposed, channels rounded up to 8 and panels to whole ones), and per slot a group of
+    # padded images (about GROUP_PIXELS pixels of every channel) and their panels of gy (at most
+    # GROUP_BYTES): within gw's size and 4 MiB per slot on these layers
+    for xs, ws in (((32, 512, 7, 7), (512, 512, 3, 3)), ((32, 64, 56, 56), (64, 64, 3, 3)),
+                   ((32, 256, 14, 14), (256, 256, 3, 3))):
+        geom = Geometry.from_args(xs, ws, padding=1)
+        for nslots in (1, 2, 4):
+            nfloat, nint = implicit.Plan(geom, 4, nslots).scratch(nslots)
+            assert nint == nslots and nfloat * 4 <= 4 * np.prod(ws) + nslots * 4 * 2**20, (xs, nslots)
+
+
+@wide
+def test_the_implicit_product_leaves_its_inputs_alone_and_allocates_nothing_when_warm():
+    geom = Geometry.from_args((4, 64, 16, 16), (96, 64, 3, 3), padding=1)
+    assert geom.macs >= numba_jit.SERIAL_MAX_MACS
+    x, gy = _rand(geom.x_shape, np.float32, 0), _rand(geom.y_shape, np.float32, 1)
+    copies = x.copy(), gy.copy()
+    calls = ((numba_jit.grad_weight, (gy, x, geom)),)
+    with fastconv.threads(2):
+        numba_jit.grad_weight(gy, x, geom)  # warm: compiled, workspaces grown
+        counts = array_wrappers(calls)
+    assert counts == [5 * 2]  # the wrappers of the kernel's 5 array arguments, once per slot
+    assert np.array_equal(x, copies[0]) and np.array_equal(gy, copies[1])
