@@ -1,7 +1,7 @@
 """``fastconv compare``: ratios of two saved runs with bootstrap intervals, verdicts and --fail-above.
 
-One real tiny run is saved once; the others are copies with their samples scaled, so that the
-verdicts are decided by construction, not by the machine's noise."""
+One real tiny run is saved once; the others are copies with their samples set from its medians and
+scaled, so that the verdicts are decided by construction, not by the machine's noise."""
 
 import copy
 import json
@@ -34,13 +34,14 @@ def saved(tmp_path_factory):
 
 
 def _variant(tmp_path, doc, name, factor=1.0, spread=0.0, only=None):
-    """``doc`` with every sample (or those of ``only``) times ``factor`` and a deterministic
-    +-``spread`` wobble, written to ``name``."""
+    """``doc`` with every entry's samples replaced by their median with a deterministic +-``spread``
+    wobble (times ``factor`` for ``only``, or all), written to ``name``: the real samples' noise (a
+    burst of load on a shared machine) would widen the intervals the verdicts are tested on."""
     new = copy.deepcopy(doc)
-    for r in new["results"]:
-        if only is None or (r["case"], r["pass"]) == only:
-            wobble = 1 + spread * np.linspace(-1, 1, len(r["times"]))
-            r["times"] = list(np.asarray(r["times"]) * factor * wobble)
+    for r in (r for r in new["results"] if r["times"]):
+        wobble = 1 + spread * np.linspace(-1, 1, len(r["times"]))
+        scale = factor if only is None or (r["case"], r["pass"]) == only else 1.0
+        r["times"] = list(np.median(r["times"]) * scale * wobble)
     path = tmp_path / name
     path.write_text(json.dumps(new))
     return str(path)
