@@ -2,8 +2,9 @@
 
 Every implementation of one problem is timed in the same run, on the same inputs, with the same
 threads, in interleaved rounds (round r times every implementation once, starting with the r-th)
-so that a burst of load from a neighbour on a shared machine, or the threads one implementation
-leaves spinning, lands on all of them alike rather than on one. A ratio (to torch, to the fastest)
+so that a burst of load from a neighbour on a shared machine lands on all of them alike rather than
+on one, and each sample starts after a pause (``SETTLE_S``) in which the threads one implementation
+leaves spinning stop, rather than slowing the next. A ratio (to torch, to the fastest)
 is taken within each round and the rounds' ratios are summarised by their median and range: a
 burst that slows one round moves one ratio, not the whole figure, and the range shows how noisy
 it was. Warm-up (JIT compilation, first-touch allocations) happens before the first round and is
@@ -34,6 +35,13 @@ TOLERANCE = _precision.TOLERANCE  # what counts as a correct result, written onc
 # A sample shorter than this is too close to the timer's and the scheduler's granularity: calls
 # faster than it are repeated inside one sample, as timeit does.
 MIN_SAMPLE_S = 0.02
+# Idle time before every sample, so that no implementation runs while another's threads still spin.
+# torch's OpenMP threads spin for a while after each call (libgomp's default wait policy) and take
+# a core from whatever runs next: two threads, N=32, 128 channels of 28x28, fastconv's 3x3 forward
+# took 25.0 ms right after a torch call and 19.6-20.7 ms after itself or 50 ms idle (its threads
+# block, they do not spin), while torch's took 22.6-22.9 ms in all three cases; the penalty was gone
+# after 20-50 ms of idle. The same pause before every sample of every implementation.
+SETTLE_S = 0.05
 
 
 def torch_module():
@@ -412,11 +420,12 @@ def measure(cases, impls, passes=PASSES, *, dtype=np.float32, repeat: int = 7, s
                     on_step(f"{case.name} {pass_} {name} warm-up")
             names = [name_of(i) for i in live]
             for round_ in range(repeat):
-                # Each round starts with the next implementation: one that leaves threads spinning
-                # after its call (torch's and Numba's OpenMP pools do, for a while) then slows each
-                # of the others equally often, not always the one after it in the list.
+                # Each round starts with the next implementation, so that whatever one leaves behind
+                # (caches full of its data) lands on each of the others equally often; threads left
+                # spinning get SETTLE_S to stop first.
                 k = round_ % len(names) if names else 0
                 for name in names[k:] + names[:k]:
+                    time.sleep(SETTLE_S)
                     seconds, outs[name] = _sample(runs[name], numbers[name])
                     row[name].times.append(seconds)
                     if on_step:

@@ -385,6 +385,23 @@ def test_each_round_starts_with_the_next_implementation(monkeypatch):
         impls, impls[1:] + impls[:1], impls[2:] + impls[:2], impls]
 
 
+def test_every_sample_starts_after_the_settling_pause(monkeypatch):
+    # torch's threads spin for a while after its call and take a core from whatever runs next; a
+    # pause before every sample of every implementation lets them stop first.
+    log = []
+    monkeypatch.setattr(timing, "MIN_SAMPLE_S", 0)
+    monkeypatch.setattr(timing, "warm_up", lambda impl, dtype: None)
+    monkeypatch.setattr(timing, "skip_reason", lambda *args, **kwargs: None)
+    monkeypatch.setattr(timing, "algorithm", lambda *args, **kwargs: None)
+    monkeypatch.setattr(timing.Problem, "runner", lambda self, impl, pass_: lambda: log.append(impl))
+    monkeypatch.setattr(timing.time, "sleep", lambda s: log.append(("sleep", s)))
+    impls = ["im2col", "numba"]
+    timing.measure(cases.TINY[:1], impls, ("forward",), repeat=3, check=False)
+    rounds = log[2 * len(impls):]  # after two warm-up calls each, unpaused
+    assert rounds[0::2] == [("sleep", timing.SETTLE_S)] * 6 and sorted(rounds[1::2]) == sorted(impls * 3)
+    assert timing.SETTLE_S >= 0.02
+
+
 def test_ratios_are_medians_of_per_round_ratios():
     # Round 2 is a burst of load on both: the per-round ratio stays 2, the ratio of medians does not.
     def timing_(impl, times):
