@@ -3,11 +3,11 @@
 Every implementation of one problem is timed in the same run, on the same inputs, with the same
 threads, in interleaved rounds (round r times every implementation once, starting with the r-th)
 so that a burst of load from a neighbour on a shared machine lands on all of them alike rather than
-on one, and each sample starts after a pause (``SETTLE_S``) in which the threads one implementation
-leaves spinning stop, rather than slowing the next. A ratio (to torch, to the fastest)
-is taken within each round and the rounds' ratios are summarised by their median and range: a
-burst that slows one round moves one ratio, not the whole figure, and the range shows how noisy
-it was. Warm-up (JIT compilation, first-touch allocations) happens before the first round and is
+on one, and each sample follows untimed calls of the same implementation (``LEAD_IN_S``), so that
+threads another implementation leaves spinning stop before it is timed, rather than slowing it.
+A ratio (to torch, to the fastest) is taken within each round and the rounds' ratios are summarised
+by their median and range: a burst that slows one round moves one ratio, not the whole figure, and
+the range shows how noisy it was. Warm-up (JIT compilation, first-touch allocations) happens before the first round and is
 reported apart.
 
 What is timed: fastconv's backends (by name), torch (``"torch"``) and any user implementation
@@ -35,13 +35,16 @@ TOLERANCE = _precision.TOLERANCE  # what counts as a correct result, written onc
 # A sample shorter than this is too close to the timer's and the scheduler's granularity: calls
 # faster than it are repeated inside one sample, as timeit does.
 MIN_SAMPLE_S = 0.02
-# Idle time before every sample, so that no implementation runs while another's threads still spin.
-# torch's OpenMP threads spin for a while after each call (libgomp's default wait policy) and take
-# a core from whatever runs next: two threads, N=32, 128 channels of 28x28, fastconv's 3x3 forward
-# took 25.0 ms right after a torch call and 19.6-20.7 ms after itself or 50 ms idle (its threads
-# block, they do not spin), while torch's took 22.6-22.9 ms in all three cases; the penalty was gone
-# after 20-50 ms of idle. The same pause before every sample of every implementation.
-SETTLE_S = 0.05
+# Untimed calls of the implementation itself before each of its samples, for at least this long, so
+# that its sample runs in its own steady state rather than in what the previous implementation left.
+# torch's OpenMP threads spin for a while after each call (libgomp's default wait policy) and take a
+# core from whatever runs next: two threads, N=32, 128 channels of 28x28, fastconv's 3x3 forward
+# took 25.0 ms right after a torch call and 19.6-20.7 ms after itself, while torch's took 22.6-22.9
+# ms after either; the penalty was gone after 20-50 ms. An idle pause instead would time the
+# wake-up from idle, which costs fastconv's helper threads (they block, they do not spin) more than
+# torch's: MNIST's 5x5 forward took 0.85-1.3 ms per call in the 20 ms after a 50 ms pause and
+# 0.5-0.7 ms in a loop.
+LEAD_IN_S = 0.03
 
 
 def torch_module():
@@ -331,6 +334,15 @@ def algorithm(impl, case: Case, dtype, precision: str | None = None) -> str | No
     return module.algorithm(case.geometry, np.dtype(dtype), precision or _precision.get_precision())
 
 
+def _lead_in(fn) -> None:
+    """Call ``fn``, untimed, until ``LEAD_IN_S`` has passed (once at least)."""
+    start = time.perf_counter()
+    while True:
+        fn()
+        if time.perf_counter() - start >= LEAD_IN_S:
+            return
+
+
 def _sample(fn, number: int) -> tuple[float, object]:
     """Seconds per call of ``fn`` over ``number`` calls, with the garbage collector paused (timeit)."""
     gc_was_enabled = gc.isenabled()
@@ -421,11 +433,10 @@ def measure(cases, impls, passes=PASSES, *, dtype=np.float32, repeat: int = 7, s
             names = [name_of(i) for i in live]
             for round_ in range(repeat):
                 # Each round starts with the next implementation, so that whatever one leaves behind
-                # (caches full of its data) lands on each of the others equally often; threads left
-                # spinning get SETTLE_S to stop first.
+                # lands on each of the others equally often; the lead-in absorbs most of it.
                 k = round_ % len(names) if names else 0
                 for name in names[k:] + names[:k]:
-                    time.sleep(SETTLE_S)
+                    _lead_in(runs[name])
                     seconds, outs[name] = _sample(runs[name], numbers[name])
                     row[name].times.append(seconds)
                     if on_step:

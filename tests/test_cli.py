@@ -374,32 +374,34 @@ def test_each_round_starts_with_the_next_implementation(monkeypatch):
     # order spreads that over all of them instead of always the same one.
     log = []
     monkeypatch.setattr(timing, "MIN_SAMPLE_S", 0)  # one call per sample
+    monkeypatch.setattr(timing, "LEAD_IN_S", 0)  # after one untimed call
     monkeypatch.setattr(timing, "warm_up", lambda impl, dtype: None)
     monkeypatch.setattr(timing, "skip_reason", lambda *args, **kwargs: None)
     monkeypatch.setattr(timing, "algorithm", lambda *args, **kwargs: None)
     monkeypatch.setattr(timing.Problem, "runner", lambda self, impl, pass_: lambda: log.append(impl))
     impls = ["reference", "im2col", "numba"]
     timing.measure(cases.TINY[:1], impls, ("forward",), repeat=4, check=False)
-    rounds = log[2 * len(impls):]  # after two warm-up calls each
+    rounds = log[2 * len(impls)::2]  # after two warm-up calls each; the timed calls
     assert [rounds[i:i + 3] for i in range(0, 12, 3)] == [
         impls, impls[1:] + impls[:1], impls[2:] + impls[:2], impls]
 
 
-def test_every_sample_starts_after_the_settling_pause(monkeypatch):
-    # torch's threads spin for a while after its call and take a core from whatever runs next; a
-    # pause before every sample of every implementation lets them stop first.
+def test_every_sample_follows_untimed_calls_of_its_own(monkeypatch):
+    # torch's threads spin for a while after its call and take a core from whatever runs next:
+    # each sample follows LEAD_IN_S of untimed calls of the same implementation.
     log = []
+    clock = iter(range(10**6))
     monkeypatch.setattr(timing, "MIN_SAMPLE_S", 0)
+    monkeypatch.setattr(timing, "LEAD_IN_S", 2)  # ticks of the fake clock: two calls
+    monkeypatch.setattr(timing.time, "perf_counter", lambda: next(clock))
     monkeypatch.setattr(timing, "warm_up", lambda impl, dtype: None)
     monkeypatch.setattr(timing, "skip_reason", lambda *args, **kwargs: None)
     monkeypatch.setattr(timing, "algorithm", lambda *args, **kwargs: None)
     monkeypatch.setattr(timing.Problem, "runner", lambda self, impl, pass_: lambda: log.append(impl))
-    monkeypatch.setattr(timing.time, "sleep", lambda s: log.append(("sleep", s)))
     impls = ["im2col", "numba"]
     timing.measure(cases.TINY[:1], impls, ("forward",), repeat=3, check=False)
-    rounds = log[2 * len(impls):]  # after two warm-up calls each, unpaused
-    assert rounds[0::2] == [("sleep", timing.SETTLE_S)] * 6 and sorted(rounds[1::2]) == sorted(impls * 3)
-    assert timing.SETTLE_S >= 0.02
+    rounds = log[2 * len(impls):]  # after two warm-up calls each
+    assert rounds == [impl for k in range(3) for impl in impls[k % 2:] + impls[:k % 2] for _ in range(3)]
 
 
 def test_ratios_are_medians_of_per_round_ratios():
