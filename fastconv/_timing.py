@@ -7,8 +7,8 @@ on one, and each sample follows untimed calls of the same implementation (``LEAD
 threads another implementation leaves spinning stop before it is timed, rather than slowing it.
 A ratio (to torch, to the fastest) is taken within each round and the rounds' ratios are summarised
 by their median and range: a burst that slows one round moves one ratio, not the whole figure, and
-the range shows how noisy it was. Warm-up (JIT compilation, first-touch allocations) happens before the first round and is
-reported apart.
+the range shows how noisy it was. Warm-up (JIT compilation, first-touch allocations) happens before
+the first round and is reported apart.
 
 What is timed: fastconv's backends (by name), torch (``"torch"``) and any user implementation
 (a :class:`fastconv._plugins.Plugin`), on 1, 2 or 3 spatial axes (``conv1d``/``conv2d``/``conv3d``).
