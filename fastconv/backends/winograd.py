@@ -190,7 +190,7 @@ def _convolve(src, w, geom, c_dst, out_hw, pt, pl, bias, transposed):
     with np.errstate(invalid="ignore", over="ignore"):  # map_items keeps BLAS to one thread per worker
         _transform_filters(wv, m, u, threads)
         if tiles:
-            _gemm.pack_batch(u.reshape(groups * a2, cd, cs), up.reshape(groups * a2, -1))
+            _pack_filters(u.reshape(groups * a2, cd, cs), up.reshape(groups * a2, -1), threads)
         map_items(list(chunks(rows, size)), work, threads)
     return None if bad else y
 
@@ -203,6 +203,16 @@ def _transform_filters(wv, m, u, threads):
     def transform(r0, r1, scratch):
         _k._filter_transform(wv, m, r0, r1, u)
     map_items(list(chunks(nf, -(-nf // threads))), transform, threads)
+
+
+def _pack_filters(u3, up2, threads):
+    """``up2[i]`` = ``u3[i]`` packed for the register tiles, the matrices split evenly over the
+    threads (at 7x7 C=512, 16 MiB of them: 1.9 ms on one thread)."""
+    nm = u3.shape[0]
+
+    def pack(i0, i1, scratch):
+        _gemm.pack_batch(u3[i0:i1], up2[i0:i1])
+    map_items(list(chunks(nm, -(-nm // threads))), pack, threads)
 
 
 # ----------------------------------------------------------------- 3-D, each plane transformed once
