@@ -15,12 +15,7 @@ numba_jit = fastconv.backends.get("numba")
 from fastconv.backends import _numba_gemm as gemm  # noqa: E402  (needs numba)
 from fastconv.backends import _numba_implicit as implicit  # noqa: E402
 from fastconv.backends import _numba_kernels as packed  # noqa: E402
-
-wide = pytest.mark.skipif(not gemm.WIDE, reason="the register tiles run only on CPUs with AVX-512")
-
-
-def _rand(shape, dtype=np.float64, seed=0):
-    return np.random.default_rng(seed).standard_normal(shape).astype(dtype)
+from tests.test_numba_gemm import _rand, wide  # noqa: E402  (the same tiles, the same skip)
 
 
 @pytest.mark.parametrize("x_shape, w_shape, kwargs, takes", [
