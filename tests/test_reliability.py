@@ -39,6 +39,9 @@ INTERRUPTS = textwrap.dedent("""
 
     rounds, seed, limit = int(sys.argv[1]), int(sys.argv[2]), float(sys.argv[3])
     faulthandler.dump_traceback_later(limit, exit=True)  # a hang prints every thread's stack, exits 1
+    # A parent that ignores SIGINT passes that on, and interrupt_main() then does nothing: in two
+    # full-suite runs (fresh kernels to compile) the first interrupt never arrived. Not seen alone.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
     def blas():
         return sorted(i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas")
