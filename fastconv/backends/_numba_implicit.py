@@ -52,7 +52,7 @@ class Plan:
     ``cpad`` (input channels rounded up to whole tiles)."""
 
     def __init__(self, geom, itemsize, nslots):
-        hp, self.wp = geom.oh + (geom.kh - 1) * geom.dil_h, geom.ow + (geom.kw - 1) * geom.dil_w
+        hp, self.wp = geom.padded_size  # at stride 1: the output's size plus the kernel's reach
         self.plane = hp * self.wp
         self.k_img = (geom.oh - 1) * self.wp + geom.ow
         nblk = -(-self.k_img // KC)
