@@ -198,21 +198,18 @@ def _convolve(src, w, geom, c_dst, out_hw, pt, pl, bias, transposed):
 def _transform_filters(wv, m, u, threads):
     """``u[g, xi] = (G f G^T)[xi]`` for every filter ``wv[g, r, s]``, the (group, row) pairs split
     evenly over the threads."""
-    nf = wv.shape[0] * wv.shape[1]
-
-    def transform(r0, r1, scratch):
-        _k._filter_transform(wv, m, r0, r1, u)
-    map_items(list(chunks(nf, -(-nf // threads))), transform, threads)
+    _evenly(wv.shape[0] * wv.shape[1], threads, lambda r0, r1: _k._filter_transform(wv, m, r0, r1, u))
 
 
 def _pack_filters(u3, up2, threads):
     """``up2[i]`` = ``u3[i]`` packed for the register tiles, the matrices split evenly over the
     threads (at 7x7 C=512, 16 MiB of them: 1.9 ms on one thread)."""
-    nm = u3.shape[0]
+    _evenly(u3.shape[0], threads, lambda i0, i1: _gemm.pack_batch(u3[i0:i1], up2[i0:i1]))
 
-    def pack(i0, i1, scratch):
-        _gemm.pack_batch(u3[i0:i1], up2[i0:i1])
-    map_items(list(chunks(nm, -(-nm // threads))), pack, threads)
+
+def _evenly(n, threads, run):
+    """``run(i0, i1)`` over ``range(n)`` cut into one even part per thread, on the threads."""
+    map_items(list(chunks(n, -(-n // threads))), lambda i0, i1, scratch: run(i0, i1), threads)
 
 
 # ----------------------------------------------------------------- 3-D, each plane transformed once
