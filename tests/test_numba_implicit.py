@@ -1,7 +1,8 @@
-"""numba's weight gradient of stride-1 convolutions as an implicit matrix product on the register
-tiles (``_numba_implicit``): which calls take it, and every edge of its work (padding on any side,
-dilation, kernels of any size, channels past whole tiles, groups of small images and blocks of large
-ones, slots, non-finite values, the memory budget) against a longdouble reference."""
+"""numba's weight gradient of stride-1 convolutions, and its forward of few input channels, as
+implicit matrix products on the register tiles (``_numba_implicit``): which calls take them, and
+every edge of their work (padding on any side, dilation, kernels of any size, channels past whole
+tiles, groups of small images and blocks of large ones, rows that spill, slots, non-finite values,
+the memory budget) against a longdouble reference."""
 
 import numpy as np
 import pytest
@@ -164,3 +165,130 @@ def test_the_implicit_product_leaves_its_inputs_alone_and_allocates_nothing_when
         counts = array_wrappers(calls)
     assert counts == [5 * 2]  # the wrappers of the kernel's 5 array arguments, once per slot
     assert np.array_equal(x, copies[0]) and np.array_equal(gy, copies[1])
+
+
+# -- the forward ------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("x_shape, w_shape, kwargs, takes", [
+    ((64, 1, 28, 28), (32, 1, 5, 5), {}, True),  # MNIST's first layer: 24-pixel rows, one 32-column tile
+    ((32, 3, 32, 32), (64, 3, 3, 3), dict(padding=1), True),
+    ((2, 8, 48, 48), (8, 8, 3, 3), dict(padding=2, dilation=2), True),
+    ((2, 9, 32, 32), (64, 9, 3, 3), dict(padding=1), False),  # input channels
+    ((2, 3, 32, 32), (7, 3, 3, 3), dict(padding=1), False),  # output channels: under one tile's rows
+    ((2, 3, 14, 14), (64, 3, 3, 3), dict(padding=1), False),  # 14-pixel rows: 32 columns, 18 of them lost
+    ((2, 3, 32, 32), (64, 3, 3, 3), dict(stride=2), False),
+    ((2, 4, 32, 32), (64, 2, 3, 3), dict(groups=2), False),
+    ((0, 3, 32, 32), (64, 3, 3, 3), {}, False),
+])
+def test_which_forwards_take_the_implicit_product(x_shape, w_shape, kwargs, takes):
+    assert implicit.forward_applies(Geometry.from_args(x_shape, w_shape, **kwargs), 4) == (takes and gemm.WIDE)
+
+
+def _expected_y(x, w, b, geom):
+    """y in longdouble: for each tap, the weight's products with the window of the padded x."""
+    (pt, pb), (pl, pr) = geom.padding
+    xp = np.pad(x.astype(np.longdouble), ((0, 0), (0, 0), (pt, pb), (pl, pr)))
+    y = np.zeros(geom.y_shape, np.longdouble) + (0 if b is None else b.astype(np.longdouble)[:, None, None])
+    for ky in range(geom.kh):
+        for kx in range(geom.kw):
+            y0, x0 = ky * geom.dil_h, kx * geom.dil_w
+            y += np.einsum("kc,nchw->nkhw", w[:, :, ky, kx].astype(np.longdouble),
+                           xp[:, :, y0:y0 + geom.oh, x0:x0 + geom.ow])
+    return y
+
+
+# Rows that spill into the next (24 and 30 pixels of 32 columns), several tiles per row, output
+# channels past whole tiles (the last panel through the scratch tile), padding on one side, dilation,
+# a single input channel and the most, rows of one image split over slots, a 1-D call
+FORWARD_CASES = [
+    pytest.param((5, 1, 28, 28), (32, 1, 5, 5), {}, id="mnist"),
+    pytest.param((3, 3, 30, 32), (20, 3, 3, 3), dict(padding=1), id="ragged-channels"),
+    pytest.param((2, 2, 9, 60), (8, 2, 3, 2), dict(padding=((2, 0), (1, 0))), id="two-tiles-uneven-padding"),
+    pytest.param((2, 8, 16, 30), (16, 8, 3, 3), dict(padding=2, dilation=2), id="dilated"),
+    pytest.param((1, 3, 5, 24), (9, 3, 1, 1), {}, id="1x1"),
+    pytest.param((3, 4, 50), (16, 4, 5), dict(padding=2), id="1d"),
+]
+FORWARD = {3: fastconv.conv1d, 4: fastconv.conv2d}
+
+
+@wide
+@pytest.mark.parametrize("bias", [True, False])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("xs, ws, kwargs", FORWARD_CASES)
+def test_implicit_forward_matches_longdouble(monkeypatch, xs, ws, kwargs, dtype, bias):
+    x, w, b = (_rand(s, dtype, i) for i, s in enumerate((xs, ws, ws[:1])))
+    b = b if bias else None
+    x4, w4 = (a.reshape(*a.shape[:2], 1, -1) if a.ndim == 3 else a for a in (x, w))
+    geom = Geometry.from_args(x4.shape, w4.shape, **({"padding": ((0, 0), (2, 2))} if len(xs) == 3 else kwargs))
+    want = _expected_y(x4, w4, b, geom).reshape(*xs[:1], ws[0], *([-1] if len(xs) == 3 else geom.y_shape[2:]))
+    ran = []
+    real_run = numba_jit._run_parts
+    monkeypatch.setattr(numba_jit, "_run_parts", lambda part, *a, **k: (ran.append(part), real_run(part, *a, **k))[1])
+    eps, terms = np.finfo(dtype).eps, np.prod(ws[1:]) + 1
+    for threads in (1, 2, 3):  # 3: images that do not split evenly
+        with fastconv.threads(threads):
+            y = FORWARD[len(xs)](x, w, b, backend="numba", **kwargs)
+        assert np.abs(y - want).max() <= 4 * terms * eps * np.abs(want).max(), threads
+    if ws[2:] != (1, 1):  # a 1x1 kernel is a plain matrix product (_numba_gemm)
+        assert ran and set(ran) == {implicit.fw_part}
+
+
+@wide
+def test_the_forward_bits_are_the_same_on_any_number_of_threads():
+    x, w = _rand((7, 3, 32, 32), np.float32, 0), _rand((24, 3, 5, 5), np.float32, 1)
+    runs = []
+    for threads in (1, 2, 3, 4):
+        with fastconv.threads(threads):
+            runs.append(fastconv.conv2d(x, w, padding=2, backend="numba"))
+    for other in runs[1:]:
+        assert np.array_equal(runs[0], other)
+
+
+@wide
+@pytest.mark.parametrize("where", ["x", "w-padding-tap", "w"])
+def test_the_forward_with_non_finite_values_matches_the_packed_kernels(monkeypatch, where):
+    # every column of the tile sums its own pixel's taps only, so inf and NaN go where the direct
+    # sum puts them; a weight's inf times the padding is numba's padding rule (padding_products)
+    x, w = _rand((2, 2, 10, 30), np.float64, 0), _rand((8, 2, 3, 3), np.float64, 1)
+    if where == "x":
+        x[1, 1, 4, 29] = np.inf
+    else:
+        w[3, 1, 0, 0 if where == "w-padding-tap" else 1] = np.nan
+    got = fastconv.conv2d(x, w, padding=1, backend="numba")
+    monkeypatch.setattr(implicit, "FW_MAX_CHANNELS", 0)
+    want = fastconv.conv2d(x, w, padding=1, backend="numba")
+    same = np.isfinite(want)
+    assert np.array_equal(got[~same], want[~same], equal_nan=True) and same.sum() > 0  # (sums in another order)
+    np.testing.assert_allclose(got[same], want[same], rtol=1e-12, atol=1e-12)
+
+
+@wide
+def test_a_forward_whose_scratch_passes_the_budget_takes_the_packed_kernels(budget, monkeypatch):
+    geom = Geometry.from_args((4, 8, 64, 64), (16, 8, 3, 3), padding=1)
+    x, w = _rand(geom.x_shape, np.float32, 0), _rand(geom.w_shape, np.float32, 1)
+    nslots = numba_jit._slots(geom.macs)[1]
+    need = implicit.fw_scratch(16, 8, 9, 66 * 66, nslots, 4)[0] * 4
+    ran = []
+    real_run = numba_jit._run_parts
+    monkeypatch.setattr(numba_jit, "_run_parts", lambda part, *a, **k: (ran.append(part), real_run(part, *a, **k))[1])
+    budget(need - 1)
+    low = numba_jit.forward(x, w, geom)
+    assert implicit.fw_part not in ran
+    budget(need)
+    high = numba_jit.forward(x, w, geom)
+    assert ran[-1] == implicit.fw_part
+    np.testing.assert_allclose(low, high, rtol=1e-4, atol=1e-4)
+
+
+@wide
+def test_the_implicit_forward_leaves_its_inputs_alone_and_allocates_nothing_when_warm():
+    geom = Geometry.from_args((64, 1, 28, 28), (32, 1, 5, 5))
+    assert geom.macs >= numba_jit.SERIAL_MAX_MACS
+    x, w, b = _rand(geom.x_shape, np.float32, 0), _rand(geom.w_shape, np.float32, 1), _rand((32,), np.float32, 2)
+    copies = x.copy(), w.copy(), b.copy()
+    with fastconv.threads(2):
+        numba_jit.forward(x, w, geom, b)  # warm: compiled, workspaces grown
+        counts = array_wrappers(((numba_jit.forward, (x, w, geom, b)),))
+    assert counts == [6 * 3]  # the wrappers of the 6 array arguments of prepare and of each slot (2)
+    assert all(np.array_equal(a, c) for a, c in zip((x, w, b), copies))

@@ -48,7 +48,7 @@ def applies(kh, kw, padded, groups, c_in, c_out) -> bool:
     return WIDE and kh == kw == 1 and not padded and groups == 1 and min(c_in, c_out) >= MR
 
 
-def _tile_function(module, bits, rows):
+def _tile_function(module, bits, rows, taps=False):
     """The tile as an LLVM function of ``module`` (one per module, dtype and A layout), never
     inlined: inlined into its caller's loops, the caller's live values could take its registers.
     Arguments ``(a, b, c, bias, lda, ldb, ldc, kc, add, addb)``: pointers to the first elements, then
@@ -57,8 +57,11 @@ def _tile_function(module, bits, rows):
                        + sum over k < kc of A(r, k) * b[k*ldb + j]
 
     for r < MR, j < NV vectors, where A(r, k) is ``a[r*lda + k]`` (``rows``: A's rows where they
-    lie) or ``a[k*MR + r]`` (packed; ``lda`` unused)."""
-    name = f"fastconv_gemm_tile_{'rows' if rows else 'packed'}_f{bits}"
+    lie) or ``a[k*MR + r]`` (packed; ``lda`` unused). With ``taps``, two more arguments
+    ``(kw, ldr)``: B's steps run in rows of ``kw``, ``ldb`` apart within a row and ``ldr`` from one
+    row's first to the next's, so step k reads ``b[(k // kw)*ldr + (k % kw)*ldb + j]`` (a kernel's
+    taps over an image's plane: the implicit forward's)."""
+    name = f"fastconv_gemm_tile_{'rows' if rows else 'packed'}{'_taps' if taps else ''}_f{bits}"
     if name in module.globals:
         return module.globals[name]
     scalar = ir.FloatType() if bits == 32 else ir.DoubleType()
@@ -67,10 +70,11 @@ def _tile_function(module, bits, rows):
     i64 = ir.IntType(64)
     i32 = ir.IntType(32)
     ptr = scalar.as_pointer()
-    fn = ir.Function(module, ir.FunctionType(ir.VoidType(), [ptr, ptr, ptr, ptr] + [i64] * 6), name=name)
+    fn = ir.Function(module, ir.FunctionType(ir.VoidType(), [ptr, ptr, ptr, ptr] + [i64] * (8 if taps else 6)),
+                     name=name)
     fn.linkage = "internal"
     fn.attributes.add("noinline")
-    a, b, c, bias, lda, ldb, ldc, kc, add, addb = fn.args
+    a, b, c, bias, lda, ldb, ldc, kc, add, addb = fn.args[:10]
     fma_name = f"llvm.fmuladd.v{lanes}f{bits}"
     fma = module.globals.get(fma_name) or ir.Function(module, ir.FunctionType(vec, [vec, vec, vec]), name=fma_name)
     zero = ir.Constant(vec, [0.0] * lanes)
@@ -95,7 +99,15 @@ def _tile_function(module, bits, rows):
         s = builder.phi(vec)
         s.add_incoming(zero, entry)
         sums.append(s)
-    brow = builder.gep(b, [builder.mul(k, ldb)])
+    if taps:  # B's offset, its row's first and the step within the row, kept as the loop goes
+        kw, ldr = fn.args[10:]
+        at = [builder.phi(i64) for _ in range(3)]
+        for v in at:
+            v.add_incoming(const(0), entry)
+        boff, row, j = at
+        brow = builder.gep(b, [boff])
+    else:
+        brow = builder.gep(b, [builder.mul(k, ldb)])
     bv = [builder.load(builder.bitcast(builder.gep(brow, [const(v * lanes)]), vec.as_pointer()), align=align)
           for v in range(NV)]
     acol = builder.gep(a, [k if rows else builder.mul(k, const(MR))])
@@ -106,6 +118,13 @@ def _tile_function(module, bits, rows):
         new.extend(builder.call(fma, [av, bv[v], sums[r * NV + v]]) for v in range(NV))
     k1 = builder.add(k, const(1))
     k.add_incoming(k1, loop)
+    if taps:
+        j1 = builder.add(j, const(1))
+        wrap = builder.icmp_signed("==", j1, kw)
+        row1 = builder.select(wrap, builder.add(row, ldr), row)
+        boff.add_incoming(builder.select(wrap, row1, builder.add(boff, ldb)), loop)
+        row.add_incoming(row1, loop)
+        j.add_incoming(builder.select(wrap, const(0), j1), loop)
     for s, n in zip(sums, new):
         s.add_incoming(n, loop)
     builder.cbranch(builder.icmp_signed("<", k1, kc), loop, done)
@@ -131,33 +150,36 @@ def _tile_function(module, bits, rows):
     return fn
 
 
-def _tile_call(rows):
+def _tile_call(rows, taps=False):
     """The intrinsic that calls the tile function:
-    ``(a, a0, lda, b, b0, ldb, c, c0, ldc, kc, add, bias, bias0, addb)``, 1-D arrays of one float
-    dtype (float32: 16 lanes, float64: 8) with element offsets; ``bias[bias0:bias0 + MR]`` must be
-    readable even when ``addb`` is 0."""
-    def tile(typingctx, a, a0, lda, b, b0, ldb, c, c0, ldc, kc, add, bias, bias0, addb):
-        ip = types.intp
-        sig = types.void(a, ip, ip, b, ip, ip, c, ip, ip, ip, ip, bias, ip, ip)
+    ``(a, a0, lda, b, b0, ldb, c, c0, ldc, kc, add, bias, bias0, addb)`` (with ``taps``, then
+    ``kw, ldr``), 1-D arrays of one float dtype (float32: 16 lanes, float64: 8) with element
+    offsets; ``bias[bias0:bias0 + MR]`` must be readable even when ``addb`` is 0."""
+    def codegen(context, builder, signature, args):
+        aa, ia, lda, bb, ib, ldb, cc, ic, ldc, kc, add, bv, iv, addb = args[:14]
 
-        def codegen(context, builder, signature, args):
-            aa, ia, lda, bb, ib, ldb, cc, ic, ldc, kc, add, bv, iv, addb = args
+        def at(ary, aty, off):
+            return builder.gep(context.make_array(aty)(context, builder, ary).data, [off])
 
-            def at(ary, aty, off):
-                return builder.gep(context.make_array(aty)(context, builder, ary).data, [off])
+        fn = _tile_function(builder.module, signature.args[0].dtype.bitwidth, rows, taps)
+        builder.call(fn, [at(aa, signature.args[0], ia), at(bb, signature.args[3], ib),
+                          at(cc, signature.args[6], ic), at(bv, signature.args[11], iv),
+                          lda, ldb, ldc, kc, add, addb, *args[14:]])
+        return context.get_dummy_value()
 
-            fn = _tile_function(builder.module, signature.args[0].dtype.bitwidth, rows)
-            builder.call(fn, [at(aa, signature.args[0], ia), at(bb, signature.args[3], ib),
-                              at(cc, signature.args[6], ic), at(bv, signature.args[11], iv),
-                              lda, ldb, ldc, kc, add, addb])
-            return context.get_dummy_value()
-
-        return sig, codegen
+    ip = types.intp
+    if taps:
+        def tile(typingctx, a, a0, lda, b, b0, ldb, c, c0, ldc, kc, add, bias, bias0, addb, kw, ldr):
+            return types.void(a, ip, ip, b, ip, ip, c, ip, ip, ip, ip, bias, ip, ip, ip, ip), codegen
+    else:
+        def tile(typingctx, a, a0, lda, b, b0, ldb, c, c0, ldc, kc, add, bias, bias0, addb):
+            return types.void(a, ip, ip, b, ip, ip, c, ip, ip, ip, ip, bias, ip, ip), codegen
     return intrinsic(tile)
 
 
 _tile = _tile_call(rows=False)  # A packed (the forward's weight, once per call)
 _tile_rows = _tile_call(rows=True)  # A's rows where they lie (the weight gradient's gy)
+_tile_taps = _tile_call(rows=False, taps=True)  # A packed, B a kernel's taps over a plane (implicit forward)
 
 
 @njit(inline="always", **_JIT)

@@ -24,7 +24,7 @@ against the packed kernels' 56-66, 14x14 C=256 22-28 against 39-43, 28x28 C=128 
 """
 
 from . import _numba_gemm as _gemm
-from ._numba_gemm import KC, MR, _nr, _tile_cols, _tile_rows, _whole_rows
+from ._numba_gemm import KC, MR, _nr, _tile_cols, _tile_rows, _tile_taps, _whole_rows
 from ._numba_kernels import _JIT, _aligned, njit
 
 # Input channels from which this beats the packed kernels' weight gradient, and output channels
@@ -43,6 +43,23 @@ def applies(geom) -> bool:
     side, a non-empty output, on a CPU with AVX-512."""
     return (_gemm.WIDE and geom.n * geom.oh * geom.ow > 0 and (geom.sh, geom.sw) == (1, 1) and geom.groups == 1
             and geom.c_in >= MIN_CHANNELS and geom.c_out >= MIN_OUT_CHANNELS)
+
+
+# The forward: input channels up to which one tile call per channel (kh*kw steps, C loaded and
+# stored between calls) beats the packed kernels, and the most columns a tile may compute past an
+# output row's end, as a fraction of the row (a 24-pixel row takes one 32-column tile: 1/3)
+FW_MAX_CHANNELS = 8
+FW_MAX_WASTE = 1 / 3
+
+
+def forward_applies(geom, itemsize) -> bool:
+    """Whether a 2-D forward call takes ``fw_part``: stride 1, one group, few input channels, a
+    tile's rows of output channels or more, output rows that fill their tiles well, on a CPU with
+    AVX-512."""
+    nr = _gemm.NV * 64 // itemsize
+    ow = geom.ow
+    return (_gemm.WIDE and geom.n * geom.oh * ow > 0 and (geom.sh, geom.sw) == (1, 1) and geom.groups == 1
+            and geom.c_in <= FW_MAX_CHANNELS and geom.c_out >= MR and -(-ow // nr) * nr <= (1 + FW_MAX_WASTE) * ow)
 
 
 class Plan:
@@ -86,17 +103,20 @@ def _pad_images(x, n0, g, pt, pl, cpad, wp, plane, xl):  # pragma: no cover
     """xl[c, j] = image n0 + j of x, channel c, zero-padded to a plane of ``wp`` columns (zero
     channels from x's channel count to ``cpad``)."""
     c_in, ih, iw = x.shape[1], x.shape[2], x.shape[3]
+    # (loops over views indexed from 0: with an offset in the index, Numba's loops were not
+    # vectorised, 4-6x slower; a slice's assignment costs more on small planes)
     for c in range(cpad):
         for j in range(g):
-            base = (c * g + j) * plane
-            for i in range(plane):  # (a loop: a slice's assignment costs more on small planes)
-                xl[base + i] = 0
+            dst = xl[(c * g + j) * plane:(c * g + j + 1) * plane]
+            for i in range(plane):
+                dst[i] = 0
             if c >= c_in:
                 continue
             for iy in range(ih):
-                row = base + (pt + iy) * wp + pl
+                row = dst[(pt + iy) * wp + pl:(pt + iy) * wp + pl + iw]
+                src = x[n0 + j, c, iy]
                 for ix in range(iw):
-                    xl[row + ix] = x[n0 + j, c, iy, ix]
+                    row[ix] = src[ix]
 
 
 @njit(**_JIT)
@@ -177,3 +197,93 @@ def gw_part(gy3, x, gw2, kh, kw, dil_h, dil_w, pt, pl, wp, plane, k_img, group, 
                 bad |= v - v != 0
     if bad:
         iws[slot] = 1
+
+
+# -- forward: rows are output channels, columns an output row's pixels, written into y ------------
+
+
+def fw_scratch(c_out, c_in, taps, plane, nslots, itemsize):
+    """Float workspace elements of ``fw_part``: A packed and the bias padded to whole tiles (shared),
+    and per slot an image's padded planes (with a tile's columns of slack past the last: the last
+    tile reads past its image) and a scratch tile."""
+    nr = _tile_cols(itemsize)
+    mp = _whole_rows(c_out)
+    return _aligned(mp * c_in * taps) + _aligned(mp) + nslots * _fw_slot(c_in, plane, nr), 0
+
+
+@njit(inline="always", **_JIT)
+def _fw_slot(c_in, plane, nr):  # pragma: no cover
+    return _aligned(c_in * plane + 2 * nr) + _aligned(MR * nr)
+
+
+@njit(**_JIT)
+def fw_prepare(x, w, bias, y3, dil_h, dil_w, pt, pl, wp, plane, nthreads, fws, iws):  # pragma: no cover
+    """A (w, rows output channels, steps (ci, ky, kx)) packed in panels of MR rows,
+    ``ap[ip*K*MR + k*MR + r]``, zero rows past w's; the bias padded to whole panels."""
+    c_out, c_in, kh, kw = w.shape
+    k = c_in * kh * kw
+    mp = _whole_rows(c_out)
+    wm = w.reshape(c_out, k)
+    ap = fws[:_aligned(mp * k)]
+    bias_p = fws[_aligned(mp * k):_aligned(mp * k) + mp]
+    for ip in range(mp // MR):
+        for kk in range(k):
+            for r in range(MR):
+                i = ip * MR + r
+                ap[(ip * k + kk) * MR + r] = wm[i, kk] if i < c_out else 0
+    for i in range(mp):
+        bias_p[i] = bias[i] if i < bias.size else 0
+
+
+@njit(**_JIT)
+def fw_part(x, w, bias, y3, dil_h, dil_w, pt, pl, wp, plane, nthreads, fws, iws, slot):  # pragma: no cover
+    """This slot's share of the images: y3[n, co, oy*ow + ox] = sum over (ci, ky, kx) of
+    w[co, ci, ky, kx] * xp[n, ci, (oy + ky*dil_h)*wp + ox + kx*dil_w] + bias[co], a tile of MR
+    output channels x ``nr`` pixels of one output row at a time, one call of kh*kw steps per input
+    channel: B is the padded plane where it lies, from the tile's first pixel on.
+
+    The tile is written straight into y: where the row ends within it, its last columns spill into
+    the next row of the same channels, which a later tile overwrites (rows go in order). Only a
+    plane's last row, and a panel of fewer than MR channels, go through the scratch tile, whose
+    spill would land in other channels."""
+    n_img, c_in = x.shape[0], x.shape[1]
+    c_out, _, kh, kw = w.shape
+    ow = wp - (kw - 1) * dil_w
+    pix = y3.shape[2]
+    oh = pix // ow
+    k = c_in * kh * kw
+    mp = _whole_rows(c_out)
+    nr = _nr(fws)
+    shared = _aligned(mp * k) + _aligned(mp)
+    per = _fw_slot(c_in, plane, nr)
+    ap, bias_p = fws[:_aligned(mp * k)], fws[_aligned(mp * k):_aligned(mp * k) + mp]
+    own = fws[shared + slot * per:shared + (slot + 1) * per]
+    xsize = _aligned(c_in * plane + 2 * nr)
+    xl, ct = own[:xsize], own[xsize:xsize + MR * nr]
+    yf = y3.reshape(-1)
+    share = (n_img + nthreads - 1) // nthreads
+    n0 = min(slot * share, n_img)
+    n1 = min(n0 + share, n_img)
+    addb = 1 if bias.size else 0
+    for i in range(c_in * plane, xsize):
+        xl[i] = 0
+    for n in range(n0, n1):
+        _pad_images(x, n, 1, pt, pl, c_in, wp, plane, xl)
+        for ip in range(mp // MR):
+            i0 = ip * MR
+            rows = min(MR, c_out - i0)
+            for oy in range(oh):
+                for ox0 in range(0, ow, nr):
+                    direct = rows == MR and (oy < oh - 1 or ox0 + nr <= ow)
+                    dst, c0, ldc = (yf, (n * c_out + i0) * pix + oy * ow + ox0, pix) if direct else (ct, 0, nr)
+                    for ci in range(c_in):
+                        _tile_taps(ap, (ip * c_in + ci) * kh * kw * MR, 0, xl, ci * plane + oy * wp + ox0, dil_w,
+                                   dst, c0, ldc, kh * kw, 1 if ci else 0, bias_p, i0, 0 if ci else addb, kw,
+                                   dil_h * wp)
+                    if not direct:
+                        cols = min(nr, ow - ox0)
+                        for r in range(rows):
+                            out = y3[n, i0 + r, oy * ow + ox0:oy * ow + ox0 + cols]  # (a view: see _pad_images)
+                            tile = ct[r * nr:r * nr + cols]
+                            for j in range(cols):
+                                out[j] = tile[j]

@@ -406,6 +406,8 @@ def forward(x, w, geom, bias=None):
     y = np.empty(geom.y_shape, dtype=x.dtype)
     if _depthwise(geom):  # the bias is the kernel's starting value
         _run_depthwise(x, w, y, bias, geom.sh, geom.sw, geom.pt, geom.pl, geom.dil_h, geom.dil_w, geom.macs)
+    elif _implicit.forward_applies(geom, x.itemsize) and _implicit_forward(x, w, bias, y, geom):
+        pass
     else:
         _run_forward(x, w, bias, y, geom.sh, geom.sw, geom.pt, geom.pl, geom.dil_h, geom.dil_w, geom.groups, geom.macs)
     if not _all_finite(w):
@@ -514,6 +516,21 @@ def _implicit_grad_weight(gy, x, gw, geom) -> bool:
     return getattr(_local, "compile_only", False) or not flags[:nslots].any()
 
 
+def _implicit_forward(x, w, bias, y, geom) -> bool:
+    """y as an implicit matrix product on the register tiles (``_numba_implicit``); False, y
+    unwritten, where its scratch would pass the memory budget (the packed kernels then take it)."""
+    hp, wp = geom.padded_size
+
+    def sizes(nslots):
+        return _implicit.fw_scratch(geom.c_out, geom.c_in, geom.kh * geom.kw, hp * wp, nslots, x.itemsize)
+    if sizes(_slots(geom.macs)[1])[0] * x.itemsize > call_budget(geom, x.itemsize):
+        return False
+    _run_parts(_implicit.fw_part, geom.macs, x, w, _no_bias(x.dtype) if bias is None else bias,
+               y.reshape(*y.shape[:2], -1), geom.dil_h, geom.dil_w, geom.pt, geom.pl, wp, hp * wp,
+               workspaces=_workspaces(x.dtype, sizes), prepare=_implicit.fw_prepare)
+    return True
+
+
 # What warmup compiles, in the order auto needs it: (label, x shape, w shape, hyper-parameters,
 # passes). The packed kernels first; after them ``ready`` is True. Then the direct loops that only
 # the input gradient of strided and dilated convolutions (or of non-finite weights) takes.
@@ -523,13 +540,14 @@ WARMUP_STEPS = (
     ("weight gradient (packed)", (1, 4, 3, 3), (4, 4, 2, 2), dict(padding=1), ("grad_weight",)),
     ("1x1 kernels (register tiles)", (1, 8, 3, 3), (8, 8, 1, 1), {}, ("forward", "grad_input", "grad_weight")),
     ("weight gradient (register tiles)", (1, 32, 3, 3), (64, 32, 3, 3), dict(padding=1), ("grad_weight",)),
+    ("forward of few input channels (register tiles)", (1, 1, 32, 32), (8, 1, 3, 3), {}, ("forward",)),
     ("k x 1 kernels over long rows", (1, 4, 2, 520), (4, 4, 2, 1), dict(padding=((1, 0), (0, 0))),
      ("forward", "grad_weight")),
     ("input gradient (stride phases)", (1, 4, 5, 5), (4, 4, 3, 3), dict(padding=1, stride=2), ("grad_input",)),
     ("input gradient (direct loops)", (1, 4, 5, 5), (4, 4, 2, 2), dict(padding=1, stride=2, dilation=2),
      ("grad_input",)),
 )
-_READY_AFTER = 7  # steps
+_READY_AFTER = 8  # steps
 
 
 def warmup_steps(dtype):
@@ -553,7 +571,7 @@ def warmup_steps(dtype):
         finally:
             _local.compile_only = False
         if i + 1 == _READY_AFTER:
-            _ready.add(dtype.name)
+                    _ready.add(dtype.name)
         yield label
 
 
