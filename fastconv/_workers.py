@@ -253,15 +253,31 @@ class _Job:
             raise interrupt
 
 
+_idle_spin = None  # wait(counter, seen) -> bool, or None: see set_idle_spin
+
+
+def set_idle_spin(wait) -> None:
+    """Have the pool's helpers, out of work, call ``wait(posts, seen)`` before they sleep:
+    compiled code that returns True as soon as ``posts[0]`` (the pool's count of posted jobs, an
+    int64 array) is no longer ``seen``, and False after a short while (the numba backend's
+    ``_numba_spin``). ``None``: helpers sleep at once."""
+    global _idle_spin
+    _idle_spin = wait
+
+
 class _Pool:
     """Helper threads kept between calls (starting threads on every call cost more than MNIST's
     first layer takes to compute), shared by every caller: a job asks for up to n helpers; a
-    helper busy with another caller's job joins when it is free, if work is left by then."""
+    helper busy with another caller's job joins when it is free, if work is left by then. Out of
+    work, a helper spins a while before it sleeps, when a backend has provided the spin
+    (``set_idle_spin``): woken from sleep, it started after the caller had done the whole of a
+    small call."""
 
     def __init__(self):
         self.jobs = collections.deque()  # one entry per helper a job asked for
         self.wakes = []  # per helper: the lock it sleeps on; a release wakes it
         self.grow = threading.Lock()
+        self.posts = np.zeros(1, np.int64)  # jobs posted so far: what a spinning helper watches
 
     def post(self, job, helpers):
         if len(self.wakes) < helpers:
@@ -273,6 +289,7 @@ class _Pool:
                                      name=f"fastconv-worker-{len(self.wakes)}").start()
                     self.wakes.append(wake)
         self.jobs.extend([job] * helpers)
+        self.posts[0] += 1  # (racing posters may count one: the value still moves)
         for wake in list(self.wakes):  # all: the idle ones take the entries, the busy ones look later
             try:
                 wake.release()
@@ -281,7 +298,7 @@ class _Pool:
 
     def _serve(self, wake):
         while True:
-            wake.acquire()
+            seen = int(self.posts[0])  # before looking: a job posted after this moves the count
             while True:
                 try:
                     job = self.jobs.popleft()
@@ -289,6 +306,10 @@ class _Pool:
                     break
                 job.help()
                 del job  # a finished call's arrays are not kept alive by an idle helper
+            spin = _idle_spin
+            if spin is not None and spin(self.posts, seen):
+                continue  # a job was posted while spinning (its release of ``wake`` is stale, harmless)
+            wake.acquire()
 
 
 _pool: _Pool | None = None

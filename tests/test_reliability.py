@@ -255,3 +255,59 @@ def test_parts_that_wait_for_a_slow_item_are_all_added(slow):
     for threads in (2, 3):
         got = _workers.map_items([(i,) for i in range(len(parts))], work, threads, np.zeros(1))
         assert got[0] == sum(parts), threads
+
+
+@pytest.fixture
+def idle_spin():
+    """``idle_spin(wait)``: the pool's helpers call ``wait`` out of work in this test."""
+    previous = _workers._idle_spin
+    yield _workers.set_idle_spin
+    _workers.set_idle_spin(previous)
+
+
+def test_a_helper_out_of_work_spins_on_the_post_count_then_sleeps(idle_spin):
+    # The spin gets the pool's count of posts and the value it had before the helper looked for
+    # work; returning False sends the helper to sleep, and the next post wakes it as before.
+    seen = []
+    idle_spin(lambda posts, value: seen.append((posts, value)) or False)
+    both = threading.Barrier(2, timeout=10)  # each item needs the other thread inside: the helper joins
+    for _ in range(3):
+        _workers.map_items([(0,), (1,)], lambda i, scratch: both.wait(), 2)
+    deadline = time.monotonic() + 10
+    while len(seen) < 3 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    pool = _workers._the_pool()
+    assert len(seen) >= 3 and all(posts is pool.posts for posts, _ in seen)
+    assert all(value <= pool.posts[0] for _, value in seen)
+
+
+def test_a_job_posted_while_helpers_spin_is_taken_and_none_is_lost(idle_spin):
+    spin = pytest.importorskip("fastconv.backends._numba_spin")
+    if not spin.AVAILABLE:
+        pytest.skip("the spin is x86-64 only")
+    idle_spin(spin.spinner())
+    both = threading.Barrier(2, timeout=10)
+    for i in range(200):  # back to back: each job is posted while the helper spins, or after it slept
+        got = _workers.map_items([(0,), (1,)], lambda j, scratch: (both.wait(), j)[1], 2)
+        assert got is None, i
+        if i % 50 == 49:
+            time.sleep(2 * spin.SPIN_S)  # and after a spin that ran out
+
+
+def test_the_spin_returns_when_the_count_moves_and_gives_up_after_spin_s():
+    spin = pytest.importorskip("fastconv.backends._numba_spin")
+    if not spin.AVAILABLE:
+        pytest.skip("the spin is x86-64 only")
+    wait = spin.spinner()
+    posts = np.zeros(1, np.int64)
+    start = time.perf_counter()
+    assert wait(posts, 0) is False
+    took = time.perf_counter() - start
+    assert 0.5 * spin.SPIN_S <= took < 0.5  # roughly SPIN_S; generous for a loaded machine
+    posts[0] = 1
+    assert wait(posts, 0) is True
+    later = threading.Timer(0.0002, lambda: posts.__setitem__(0, 2))
+    later.start()
+    assert wait(posts, 1) in (True, False)  # moved within the spin, or the timer thread was late
+    later.join()
+    assert wait(posts, 1) is True

@@ -38,13 +38,14 @@ except ImportError as exc:  # the registry then lists the backend as unavailable
     raise ImportError("it needs Numba: pip install 'fastconv[numba]'") from exc
 
 from .. import _cache, _threads
-from .._workers import call_budget, map_items
+from .._workers import call_budget, map_items, set_idle_spin
 from ..geometry import out_size
 from . import _numba_columns as _cols
 from . import _numba_depthwise as _dw
 from . import _numba_gemm as _gemm
 from . import _numba_implicit as _implicit
 from . import _numba_kernels as _k
+from . import _numba_spin as _spin
 from ._lift import as_2d, lifted
 from ._padding_nan import padding_products
 
@@ -188,6 +189,7 @@ def _announce(dtype):
         _quiet.add(dtype)
         return
     _announced.add(name)
+    _spin_when_idle()
     if _cached(dtype):
         _log.info("fastconv: loading the numba kernels for %s from %s", name, _cache.numba_dir())
     else:
@@ -571,8 +573,20 @@ def warmup_steps(dtype):
         finally:
             _local.compile_only = False
         if i + 1 == _READY_AFTER:
-                    _ready.add(dtype.name)
+            _spin_when_idle()
+            _ready.add(dtype.name)
         yield label
+
+
+_spin_lock = threading.Lock()
+
+
+def _spin_when_idle():
+    """Give fastconv's helper threads the compiled spin (``_numba_spin``), once per process."""
+    with _spin_lock:
+        if _spin.AVAILABLE and not getattr(_spin_when_idle, "done", False):
+            set_idle_spin(_spin.spinner())
+            _spin_when_idle.done = True
 
 
 def warmup(dtype):
