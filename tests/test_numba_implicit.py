@@ -180,9 +180,13 @@ def test_the_implicit_product_leaves_its_inputs_alone_and_allocates_nothing_when
     ((2, 3, 32, 32), (64, 3, 3, 3), dict(stride=2), False),
     ((2, 4, 32, 32), (64, 2, 3, 3), dict(groups=2), False),
     ((0, 3, 32, 32), (64, 3, 3, 3), {}, False),
+    ((2, 8, 8, 1024), (8, 8, 3, 1), dict(padding=(1, 0)), None),  # k x 1 over long rows: the columns kernels'
+    ((2, 8, 32, 32), (16, 8, 1, 1), {}, None),  # 1x1, 8+ channels each side: the 1x1 products'
 ])
 def test_which_forwards_take_the_implicit_product(x_shape, w_shape, kwargs, takes):
-    assert implicit.forward_applies(Geometry.from_args(x_shape, w_shape, **kwargs), 4) == (takes and gemm.WIDE)
+    geom = Geometry.from_args(x_shape, w_shape, **kwargs)
+    assert implicit.forward_applies(geom, 4) == ((takes is not False) and gemm.WIDE)
+    assert numba_jit._implicit_takes(geom, 4) == (bool(takes) and gemm.WIDE)
 
 
 def _expected_y(x, w, b, geom):
@@ -206,7 +210,7 @@ FORWARD_CASES = [
     pytest.param((3, 3, 30, 32), (20, 3, 3, 3), dict(padding=1), id="ragged-channels"),
     pytest.param((2, 2, 9, 60), (8, 2, 3, 2), dict(padding=((2, 0), (1, 0))), id="two-tiles-uneven-padding"),
     pytest.param((2, 8, 16, 30), (16, 8, 3, 3), dict(padding=2, dilation=2), id="dilated"),
-    pytest.param((1, 3, 5, 24), (9, 3, 1, 1), {}, id="1x1"),
+    pytest.param((1, 3, 5, 24), (9, 3, 1, 1), {}, id="1x1"),  # (3 channels: not the 1x1 products' call)
     pytest.param((3, 4, 50), (16, 4, 5), dict(padding=2), id="1d"),
 ]
 FORWARD = {3: fastconv.conv1d, 4: fastconv.conv2d}
@@ -230,8 +234,7 @@ def test_implicit_forward_matches_longdouble(monkeypatch, xs, ws, kwargs, dtype,
         with fastconv.threads(threads):
             y = FORWARD[len(xs)](x, w, b, backend="numba", **kwargs)
         assert np.abs(y - want).max() <= 4 * terms * eps * np.abs(want).max(), threads
-    if ws[2:] != (1, 1):  # a 1x1 kernel is a plain matrix product (_numba_gemm)
-        assert ran and set(ran) == {implicit.fw_part}
+    assert ran and set(ran) == {implicit.fw_part}
 
 
 @wide

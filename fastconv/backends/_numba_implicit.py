@@ -1,5 +1,9 @@
-"""Numba kernel of the ``numba`` backend for the weight gradient of stride-1 convolutions with
-channels enough to fill ``_numba_gemm``'s register tiles: an implicit matrix product.
+"""Numba kernels of the ``numba`` backend that run stride-1 convolutions as implicit matrix
+products on ``_numba_gemm``'s register tiles, reading the zero-padded input where it lies instead
+of a copy per tap: the weight gradient of layers with channels enough to fill the tiles, and the
+forward of layers with few input channels (``fw_part``, at the end).
+
+The weight gradient:
 
     gw[co, ci, ky, kx] = sum over n, oy, ox of gy[n, co, oy, ox] * xp[n, ci, oy + ky*dh, ox + kx*dw]
 
@@ -21,6 +25,15 @@ calls keep one tile of C in L1; a large image's wide pixels split into blocks of
 Measured (2 threads, float32, N=32, 3x3, padded; each call after 50 ms idle): 7x7 C=512 30-33 ms
 against the packed kernels' 56-66, 14x14 C=256 22-28 against 39-43, 28x28 C=128 25-28 against
 30-33, 56x56 C=64 27-29 against 27-31.
+
+The forward: rows are output channels, columns an output row's pixels, and the reduction runs over
+(input channel, ky, kx): for each input channel, one call of the tile's ``taps`` variant, whose B
+steps run along a kernel row (``dil_w`` apart) and wrap to the next (``dil_h`` padded rows on), so
+the tile's sums stay in registers over all kh*kw taps. A tile is 32 (float32) pixels wide: an
+output row of 24 takes one, with 8 columns lost (``FW_MAX_WASTE``). Measured (2 threads, float32,
+same run as torch): MNIST's first layer (N=64, 1 -> 32 channels, 5x5, 28x28) 1.2-1.4x torch's
+time, against 1.9-2.0x for the packed kernels; N=32, 3 -> 64 channels, 3x3, 32x32: 0.6-0.9x,
+against 1.5x.
 """
 
 from . import _numba_gemm as _gemm

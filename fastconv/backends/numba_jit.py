@@ -11,8 +11,10 @@ thread of fastconv's pool (``_run_parts``), a small call one serial kernel on th
 Depthwise layers have their own kernels (``_numba_depthwise``), and so do kernels one pixel wide over
 long rows (``_numba_columns``: a 3-D temporal kernel's view, whose taps read the input where it
 lies instead of a packed band of one row per output row), and so do 1x1 kernels on AVX-512 CPUs
-(``_numba_gemm``: matrix products on register tiles), and so does the weight gradient of stride-1
-layers with 32+ channels there (``_numba_implicit``: an implicit matrix product on the same tiles).
+(``_numba_gemm``: matrix products on register tiles), and so do the weight gradient of stride-1
+layers with 32+ channels there and the forward of stride-1 layers with up to 8 input channels
+(``_numba_implicit``: implicit matrix products on the same tiles). When numba is set up, the pool's
+helper threads spin a while for the next call before they sleep (``_numba_spin``).
 Extra memory: the packed weights and, per thread, the band (channels x ~1K elements; ~8K for the
 weight gradient), 4 channels of gy and a small accumulator (the implicit product: gw's size and a
 few padded images per thread), all carved from workspaces that each calling thread keeps between
@@ -408,7 +410,7 @@ def forward(x, w, geom, bias=None):
     y = np.empty(geom.y_shape, dtype=x.dtype)
     if _depthwise(geom):  # the bias is the kernel's starting value
         _run_depthwise(x, w, y, bias, geom.sh, geom.sw, geom.pt, geom.pl, geom.dil_h, geom.dil_w, geom.macs)
-    elif _implicit.forward_applies(geom, x.itemsize) and _implicit_forward(x, w, bias, y, geom):
+    elif _implicit_takes(geom, x.itemsize) and _implicit_forward(x, w, bias, y, geom):
         pass
     else:
         _run_forward(x, w, bias, y, geom.sh, geom.sw, geom.pt, geom.pl, geom.dil_h, geom.dil_w, geom.groups, geom.macs)
@@ -516,6 +518,14 @@ def _implicit_grad_weight(gy, x, gw, geom) -> bool:
                        geom.kh, geom.kw, geom.dil_h, geom.dil_w, geom.pt, geom.pl, *plan.args(),
                        workspaces=_workspaces(x.dtype, plan.scratch))
     return getattr(_local, "compile_only", False) or not flags[:nslots].any()
+
+
+def _implicit_takes(geom, itemsize) -> bool:
+    """Whether the implicit forward takes the call: where it applies, but for the calls of the 1x1
+    products and of the columns kernels (which read the input in place too)."""
+    return (_implicit.forward_applies(geom, itemsize) and not _cols.applies(geom.kw, 1, 1, geom.pl, geom.iw, geom.ow)
+            and not _gemm.applies(geom.kh, geom.kw, geom.pt + geom.pl + geom.padding[0][1] + geom.padding[1][1] > 0,
+                                  1, geom.c_in, geom.c_out))
 
 
 def _implicit_forward(x, w, bias, y, geom) -> bool:
