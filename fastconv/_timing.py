@@ -41,9 +41,11 @@ MIN_SAMPLE_S = 0.02
 # core from whatever runs next: two threads, N=32, 128 channels of 28x28, fastconv's 3x3 forward
 # took 25.0 ms right after a torch call and 19.6-20.7 ms after itself, while torch's took 22.6-22.9
 # ms after either; the penalty was gone after 20-50 ms. An idle pause instead would time the
-# wake-up from idle, which costs fastconv's helper threads (they block, they do not spin) more than
+# wake-up from idle, which cost fastconv's helper threads (they slept on a lock at once then; now
+# they spin 1 ms first, ``backends/_numba_spin.py``, which a 50 ms pause outlasts) more than
 # torch's: MNIST's 5x5 forward took 0.85-1.3 ms per call in the 20 ms after a 50 ms pause and
-# 0.5-0.7 ms in a loop.
+# 0.5-0.7 ms in a loop. Spinning, fastconv's helpers now take a core from the next call for up
+# to 1 ms too: the lead-in covers both.
 LEAD_IN_S = 0.03
 
 

@@ -300,3 +300,10 @@ def fw_part(x, w, bias, y3, dil_h, dil_w, pt, pl, wp, plane, nthreads, fws, iws,
                             tile = ct[r * nr:r * nr + cols]
                             for j in range(cols):
                                 out[j] = tile[j]
+
+
+@njit(**_JIT)
+def fw_serial(x, w, bias, y3, dil_h, dil_w, pt, pl, wp, plane, nthreads, fws, iws):  # pragma: no cover
+    """A one-slot call's ``fw_prepare`` and ``fw_part`` in one dispatch."""
+    fw_prepare(x, w, bias, y3, dil_h, dil_w, pt, pl, wp, plane, 1, fws, iws)
+    fw_part(x, w, bias, y3, dil_h, dil_w, pt, pl, wp, plane, 1, fws, iws, 0)

@@ -532,14 +532,14 @@ def _implicit_forward(x, w, bias, y, geom) -> bool:
     """y as an implicit matrix product on the register tiles (``_numba_implicit``); False, y
     unwritten, where its scratch would pass the memory budget (the packed kernels then take it)."""
     hp, wp = geom.padded_size
-
-    def sizes(nslots):
-        return _implicit.fw_scratch(geom.c_out, geom.c_in, geom.kh * geom.kw, hp * wp, nslots, x.itemsize)
-    if sizes(_slots(geom.macs)[1])[0] * x.itemsize > call_budget(geom, x.itemsize):
+    nslots = _slots(geom.macs)[1]
+    need = _implicit.fw_scratch(geom.c_out, geom.c_in, geom.kh * geom.kw, hp * wp, nslots, x.itemsize)
+    if need[0] * x.itemsize > call_budget(geom, x.itemsize):
         return False
     _run_parts(_implicit.fw_part, geom.macs, x, w, _no_bias(x.dtype) if bias is None else bias,
                y.reshape(*y.shape[:2], -1), geom.dil_h, geom.dil_w, geom.pt, geom.pl, wp, hp * wp,
-               workspaces=_workspaces(x.dtype, sizes), prepare=_implicit.fw_prepare)
+               workspaces=_workspaces(x.dtype, lambda _: need), prepare=_implicit.fw_prepare,
+               serial=_implicit.fw_serial)
     return True
 
 
