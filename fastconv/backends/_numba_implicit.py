@@ -36,6 +36,8 @@ time, against 1.9-2.0x for the packed kernels; N=32, 3 -> 64 channels, 3x3, 32x3
 against 1.5x.
 """
 
+import functools
+
 from . import _numba_gemm as _gemm
 from ._numba_gemm import KC, MR, _nr, _tile_cols, _tile_rows, _tile_taps, _whole_rows
 from ._numba_kernels import _JIT, _aligned, njit
@@ -215,6 +217,7 @@ def gw_part(gy3, x, gw2, kh, kw, dil_h, dil_w, pt, pl, wp, plane, k_img, group, 
 # -- forward: rows are output channels, columns an output row's pixels, written into y ------------
 
 
+@functools.lru_cache(maxsize=1024)  # every call asks, and the Numba helpers below cost ~1 us from Python
 def fw_scratch(c_out, c_in, taps, plane, nslots, itemsize):
     """Float workspace elements of ``fw_part``: A packed and the bias padded to whole tiles (shared),
     and per slot an image's padded planes (with a tile's columns of slack past the last: the last
