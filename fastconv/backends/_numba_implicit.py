@@ -222,14 +222,26 @@ def fw_scratch(c_out, c_in, taps, plane, nslots, itemsize):
     """Float workspace elements of ``fw_part``: A packed and the bias padded to whole tiles (shared),
     and per slot an image's padded planes (with a tile's columns of slack past the last: the last
     tile reads past its image) and a scratch tile."""
-    nr = _tile_cols(itemsize)
     mp = _whole_rows(c_out)
-    return _aligned(mp * c_in * taps) + _aligned(mp) + nslots * _fw_slot(c_in, plane, nr), 0
+    return _aligned(mp * c_in * taps) + _aligned(mp) + nslots * sum(_fw_slot(c_in, plane, _tile_cols(itemsize))), 0
 
 
 @njit(inline="always", **_JIT)
 def _fw_slot(c_in, plane, nr):  # pragma: no cover
-    return _aligned(c_in * plane + 2 * nr) + _aligned(MR * nr)
+    """A slot's padded planes and its scratch tile, in elements."""
+    return _aligned(c_in * plane + 2 * nr), _aligned(MR * nr)
+
+
+@njit(inline="always", **_JIT)
+def _fw_views(w, plane, nthreads, fws, slot):  # pragma: no cover
+    """``fw_part``'s workspace, laid out as ``fw_scratch`` sizes it: A packed and the padded bias
+    (shared), and slot ``slot``'s padded planes and scratch tile."""
+    c_out, c_in, kh, kw = w.shape
+    mp = _whole_rows(c_out)
+    asize = _aligned(mp * c_in * kh * kw)
+    xsize, tsize = _fw_slot(c_in, plane, _nr(fws))
+    own = asize + _aligned(mp) + slot * (xsize + tsize)
+    return fws[:asize], fws[asize:asize + mp], fws[own:own + xsize], fws[own + xsize:own + xsize + MR * _nr(fws)]
 
 
 @njit(**_JIT)
@@ -240,8 +252,7 @@ def fw_prepare(x, w, bias, y3, dil_h, dil_w, pt, pl, wp, plane, nthreads, fws, i
     k = c_in * kh * kw
     mp = _whole_rows(c_out)
     wm = w.reshape(c_out, k)
-    ap = fws[:_aligned(mp * k)]
-    bias_p = fws[_aligned(mp * k):_aligned(mp * k) + mp]
+    ap, bias_p, _, _ = _fw_views(w, plane, nthreads, fws, 0)
     for ip in range(mp // MR):
         for kk in range(k):
             for r in range(MR):
@@ -267,21 +278,15 @@ def fw_part(x, w, bias, y3, dil_h, dil_w, pt, pl, wp, plane, nthreads, fws, iws,
     ow = wp - (kw - 1) * dil_w
     pix = y3.shape[2]
     oh = pix // ow
-    k = c_in * kh * kw
     mp = _whole_rows(c_out)
     nr = _nr(fws)
-    shared = _aligned(mp * k) + _aligned(mp)
-    per = _fw_slot(c_in, plane, nr)
-    ap, bias_p = fws[:_aligned(mp * k)], fws[_aligned(mp * k):_aligned(mp * k) + mp]
-    own = fws[shared + slot * per:shared + (slot + 1) * per]
-    xsize = _aligned(c_in * plane + 2 * nr)
-    xl, ct = own[:xsize], own[xsize:xsize + MR * nr]
+    ap, bias_p, xl, ct = _fw_views(w, plane, nthreads, fws, slot)
     yf = y3.reshape(-1)
     share = (n_img + nthreads - 1) // nthreads
     n0 = min(slot * share, n_img)
     n1 = min(n0 + share, n_img)
     addb = 1 if bias.size else 0
-    for i in range(c_in * plane, xsize):
+    for i in range(c_in * plane, xl.size):
         xl[i] = 0
     for n in range(n0, n1):
         _pad_images(x, n, 1, pt, pl, c_in, wp, plane, xl)

@@ -523,9 +523,8 @@ def _implicit_grad_weight(gy, x, gw, geom) -> bool:
 def _implicit_takes(geom, itemsize) -> bool:
     """Whether the implicit forward takes the call: where it applies, but for the calls of the 1x1
     products and of the columns kernels (which read the input in place too)."""
-    return (_implicit.forward_applies(geom, itemsize) and not _cols.applies(geom.kw, 1, 1, geom.pl, geom.iw, geom.ow)
-            and not _gemm.applies(geom.kh, geom.kw, geom.pt + geom.pl + geom.padding[0][1] + geom.padding[1][1] > 0,
-                                  1, geom.c_in, geom.c_out))
+    return (_implicit.forward_applies(geom, itemsize) and not matrix_product(geom)
+            and not _cols.applies(geom.kw, geom.sh, geom.sw, geom.pl, geom.iw, geom.ow))
 
 
 def _implicit_forward(x, w, bias, y, geom) -> bool:
