@@ -2,7 +2,7 @@
 
 1-D transforms of Lavin & Gray (2016), interpolation points 0, +-1, +-2 and infinity, for
 ``y = A^T [(G g) * (B^T d)]``; a 2-D transform applies one along columns, then along rows, each
-as a loop over a whole row of tiles so that it runs in SIMD lanes. Values are float64 inside a
+as loops over all the tiles of a block so that they run in SIMD lanes. Values are float64 inside a
 transform, rounded once when stored. Tile rows are numbered ``R = n * tiles_h + tr``; tile
 ``(tr, tc)`` reads input rows ``tr*m - pt ...`` and columns ``tc*m - pl ...`` (zero outside the
 image) and writes output rows ``tr*m ...``, columns ``tc*m ...`` (dropped past the output's edge).
@@ -51,132 +51,221 @@ def _filter_transform(wv, m, r0, r1, u):  # pragma: no cover
             _g_rows(m, t[i, 0], t[i, 1], t[i, 2], u[g, i * a:(i + 1) * a, r], ns)
 
 
+# The input and output transforms run as long loops over all the tiles of a block (one channel at
+# a time), each loop one row of B^T or A^T applied to whole arrays of values: a loop over a row of
+# tiles (4-28 tiles here) is too short for SIMD, and one over a tile's values is not SIMD at all.
+# Their work arrays are flat and indexed by unsigned offsets, without views: Numba tests a signed
+# index for wrap-around (which stops the loop vectorising) and counts references to every view
+# (which cost more than the arithmetic: 4x slower in a first version with views).
+# One thread, a block of 64-224 tiles (the README's 3x3 layers, 7x7 to 56x56), ns per tile and
+# channel, loops over a row of tiles / these: input F(2x2) 9-26 / 9-17, F(4x4) 41-173 / 17-120;
+# output F(2x2) 15-19 / 7-11, F(4x4) 26-87 / 13-62. Results are bit for bit the same.
+U = np.uint64
+E = 2  # the columns (and rows) a tile reads past its m: the next tile's first two
+
+
+def transform_scratch(m, rows, tiles_w, itemsize):
+    """``(bytes, (input copy elements, float64 elements))`` of the transforms' work arrays for a
+    block of ``rows`` tile rows: ``_input_transform``'s ``s`` (input dtype) and the ``wk`` that
+    both transforms use (the block's input transform is done before its output transform)."""
+    a, nt = m + 2, rows * tiles_w
+    s = a * rows * m * tiles_w
+    wk = max(2 * m * a * nt + 1 + 2 * E * a * rows + E * nt, (a * m + m * m) * nt)
+    return s * itemsize + 8 * wk, (s, wk)
+
+
 @njit(**_JIT)
-def _bt_columns(m, rows, cols, n):  # pragma: no cover
-    """cols[i, :n] = sum over k of B^T[i, k] * rows[k, :n]."""
+def _bt_stream(m, i, src, o0, o1, o2, o3, o4, o5, dst, od, n):  # pragma: no cover
+    """dst[od + f] = sum over j of B^T[i, j] * src[oj + f] for f < n: row i of B^T applied to n
+    values at once (o4, o5 unused for m = 2)."""
     if m == 2:
-        for q in range(n):
-            d0, d1, d2, d3 = rows[0, q], rows[1, q], rows[2, q], rows[3, q]
-            cols[0, q], cols[1, q], cols[2, q], cols[3, q] = d0 - d2, d1 + d2, d2 - d1, d1 - d3
+        if i == 0:
+            for f in range(n):
+                dst[od + f] = src[o0 + f] - src[o2 + f]
+        elif i == 1:
+            for f in range(n):
+                dst[od + f] = src[o1 + f] + src[o2 + f]
+        elif i == 2:
+            for f in range(n):
+                dst[od + f] = src[o2 + f] - src[o1 + f]
+        else:
+            for f in range(n):
+                dst[od + f] = src[o1 + f] - src[o3 + f]
+    elif i == 0:
+        for f in range(n):
+            dst[od + f] = 4.0 * src[o0 + f] - 5.0 * src[o2 + f] + src[o4 + f]
+    elif i == 1:
+        for f in range(n):
+            dst[od + f] = src[o3 + f] + src[o4 + f] - 4.0 * (src[o1 + f] + src[o2 + f])
+    elif i == 2:
+        for f in range(n):
+            dst[od + f] = 4.0 * (src[o1 + f] - src[o2 + f]) + src[o4 + f] - src[o3 + f]
+    elif i == 3:
+        for f in range(n):
+            dst[od + f] = 2.0 * (src[o3 + f] - src[o1 + f]) + src[o4 + f] - src[o2 + f]
+    elif i == 4:
+        for f in range(n):
+            dst[od + f] = 2.0 * (src[o1 + f] - src[o3 + f]) + src[o4 + f] - src[o2 + f]
     else:
-        for q in range(n):
-            d0, d1, d2, d3, d4, d5 = rows[0, q], rows[1, q], rows[2, q], rows[3, q], rows[4, q], rows[5, q]
-            cols[0, q], cols[1, q] = 4.0 * d0 - 5.0 * d2 + d4, d3 + d4 - 4.0 * (d1 + d2)
-            cols[2, q], cols[3, q] = 4.0 * (d1 - d2) + d4 - d3, 2.0 * (d3 - d1) + d4 - d2
-            cols[4, q], cols[5, q] = 2.0 * (d1 - d3) + d4 - d2, 4.0 * d1 - 5.0 * d3 + d5
+        for f in range(n):
+            dst[od + f] = 4.0 * src[o1 + f] - 5.0 * src[o3 + f] + src[o5 + f]
 
 
 @njit(**_JIT)
-def _bt_columns_inside(m, xc, iy0, pl, cols, lo, hi):  # pragma: no cover
-    """``_bt_columns`` of input rows iy0 .. iy0 + m + 1, all inside the plane ``xc``, read in place
-    (columns ``lo <= q < hi``: the others stay zero)."""
-    if m == 2:
-        r0, r1, r2, r3 = xc[iy0], xc[iy0 + 1], xc[iy0 + 2], xc[iy0 + 3]
-        for q in range(lo, hi):
-            d0, d1, d2, d3 = np.float64(r0[q - pl]), np.float64(r1[q - pl]), np.float64(r2[q - pl]), r3[q - pl]
-            cols[0, q], cols[1, q], cols[2, q], cols[3, q] = d0 - d2, d1 + d2, d2 - d1, d1 - d3
-    else:
-        r0, r1, r2, r3, r4, r5 = xc[iy0], xc[iy0 + 1], xc[iy0 + 2], xc[iy0 + 3], xc[iy0 + 4], xc[iy0 + 5]
-        for q in range(lo, hi):
-            d0, d1, d2 = np.float64(r0[q - pl]), np.float64(r1[q - pl]), np.float64(r2[q - pl])
-            d3, d4, d5 = np.float64(r3[q - pl]), np.float64(r4[q - pl]), r5[q - pl]
-            cols[0, q], cols[1, q] = 4.0 * d0 - 5.0 * d2 + d4, d3 + d4 - 4.0 * (d1 + d2)
-            cols[2, q], cols[3, q] = 4.0 * (d1 - d2) + d4 - d3, 2.0 * (d3 - d1) + d4 - d2
-            cols[4, q], cols[5, q] = 2.0 * (d1 - d3) + d4 - d2, 4.0 * d1 - 5.0 * d3 + d5
+def _bt_block(m, src, o, pitch, dst, od, dpitch, n):  # pragma: no cover
+    """dst[od + i*dpitch + f] = sum over j of B^T[i, j] * src[o + j*pitch + f], every row i, f < n."""
+    o4 = o + U(4) * pitch if m == 4 else o
+    o5 = o + U(5) * pitch if m == 4 else o
+    for i in range(m + 2):
+        _bt_stream(m, i, src, o, o + pitch, o + U(2) * pitch, o + U(3) * pitch, o4, o5, dst, od + U(i) * dpitch, n)
 
 
 @njit(**_JIT)
-def _input_transform(x, c0, cg, r0, r1, tiles_h, tiles_w, pt, pl, m, v):  # pragma: no cover
-    """v[xi, c, t] = (B^T d B)[xi], d the input tile t of channel c0 + c, tile rows r0 .. r1."""
+def _input_transform(x, c0, cg, r0, r1, tiles_h, tiles_w, pt, pl, m, v, s, wk):  # pragma: no cover
+    """v[xi, c, t] = (B^T d B)[xi], d the input tile t of channel c0 + c, tile rows r0 .. r1.
+    ``s`` and ``wk``: work arrays of ``transform_scratch``'s sizes.
+
+    Per channel: the block's input rows are copied end to end (a tile row's a rows, m*tiles_w
+    columns each, its last tile's E extra columns aside), split into m phases (column m*tc + r of
+    tile tc), B^T applied down the columns (long loops over all tiles), then along the rows: value
+    j < m of tile t is phase j's at t, j >= m phase j - m's at t + 1, except that a tile row's last
+    tile takes it from the extra columns."""
     ih, iw = x.shape[2], x.shape[3]
     a = m + 2
-    wp = tiles_w * m + 2  # input columns that a row of tiles reads
-    nt = (r1 - r0) * tiles_w
-    step = cg * nt  # from one xi to the next
-    lo, hi = min(max(0, pl), wp), max(min(wp, iw + pl), 0)  # the columns inside the image
+    rows = r1 - r0
+    nt = rows * tiles_w
+    mt = m * tiles_w
+    step = cg * nt
+    lo, hi = min(max(0, pl), mt + E), max(min(mt + E, iw + pl), 0)  # columns inside the image
     hi = max(lo, hi)
-    rows = np.zeros((a, wp))
-    cols = np.zeros((a, wp))
+    hin = max(lo, min(hi, mt))
+    un, ur = U(nt), U(rows)
+    # wk: p[(r*a + k)*nt + t] input row k of tile t at column m*tc + r; col the same after B^T down
+    # the columns (and one more value, read past the end by the shift); ex, cole[(q*a + k)*rows +
+    # row] the extra columns, and after B^T; sh[q*nt + t] = col of phase q at t + 1, fixed up
+    op, ocol = U(0), U(m * a * nt)
+    oex = ocol + U(m * a * nt + 1)
+    ocole = oex + U(E * a * rows)
+    osh = ocole + U(E * a * rows)
     for c in range(cg):
-        for rr in range(r0, r1):
+        for jj in range(rows):  # s[(k*rows + row)*mt + column]: zero outside the image
+            rr = r0 + jj
             bn, iy0 = rr // tiles_h, (rr % tiles_h) * m - pt
-            xc = x[bn, c0 + c]
-            if iy0 >= 0 and iy0 + a <= ih:  # no row of padding: the columns read x in place
-                _bt_columns_inside(m, xc, iy0, pl, cols, lo, hi)
-            else:
-                for k in range(a):
-                    row = rows[k]
-                    if iy0 + k < 0 or iy0 + k >= ih:
-                        row[:] = 0.0
-                        continue
-                    src = xc[iy0 + k]
-                    row[:lo] = 0.0
-                    for q in range(lo, hi):
-                        row[q] = src[q - pl]
-                    row[hi:] = 0.0
-                _bt_columns(m, rows, cols, wp)
-            base = c * nt + (rr - r0) * tiles_w
-            for i in range(a):
-                d = cols[i]
-                o = v[i * a * step + base:]
-                if m == 2:
-                    for tc in range(tiles_w):
-                        d0, d1, d2, d3 = d[2 * tc], d[2 * tc + 1], d[2 * tc + 2], d[2 * tc + 3]
-                        o[tc], o[step + tc], o[2 * step + tc], o[3 * step + tc] = d0 - d2, d1 + d2, d2 - d1, d1 - d3
+            for k in range(a):
+                d0 = U((k * rows + jj) * mt)
+                for q in range(U(lo)):
+                    s[d0 + q] = 0.0
+                for q in range(U(hin), U(mt)):
+                    s[d0 + q] = 0.0
+                if 0 <= iy0 + k < ih:
+                    s0, d1 = U(lo - pl), d0 + U(lo)
+                    for q in range(U(hin - lo)):
+                        s[d1 + q] = x[bn, c0 + c, iy0 + k, s0 + q]
+                    for q in range(E):
+                        wk[oex + U((q * a + k) * rows + jj)] = (x[bn, c0 + c, iy0 + k, mt + q - pl]
+                                                                if lo <= mt + q < hi else 0.0)
                 else:
-                    for tc in range(tiles_w):
-                        q = 4 * tc
-                        d0, d1, d2, d3, d4, d5 = d[q], d[q + 1], d[q + 2], d[q + 3], d[q + 4], d[q + 5]
-                        o[tc], o[step + tc] = 4.0 * d0 - 5.0 * d2 + d4, d3 + d4 - 4.0 * (d1 + d2)
-                        o[2 * step + tc], o[3 * step + tc] = 4.0 * (d1 - d2) + d4 - d3, 2.0 * (d3 - d1) + d4 - d2
-                        o[4 * step + tc], o[5 * step + tc] = 2.0 * (d1 - d3) + d4 - d2, 4.0 * d1 - 5.0 * d3 + d5
+                    for q in range(U(hin - lo)):
+                        s[d0 + U(lo) + q] = 0.0
+                    for q in range(E):
+                        wk[oex + U((q * a + k) * rows + jj)] = 0.0
+        for k in range(a):  # into phases
+            sk = U(k * rows * mt)
+            if m == 2:
+                d0, d1 = op + U(k) * un, op + U(a + k) * un
+                for t in range(un):
+                    wk[d0 + t], wk[d1 + t] = s[sk + U(2) * t], s[sk + U(2) * t + U(1)]
+            else:
+                d0, d1, d2, d3 = op + U(k) * un, op + U(a + k) * un, op + U(2 * a + k) * un, op + U(3 * a + k) * un
+                for t in range(un):
+                    q = sk + U(4) * t
+                    wk[d0 + t], wk[d1 + t], wk[d2 + t], wk[d3 + t] = s[q], s[q + U(1)], s[q + U(2)], s[q + U(3)]
+        for r in range(m):  # B^T down the columns
+            _bt_block(m, wk, op + U(r * a) * un, un, wk, ocol + U(r * a) * un, un, un)
+        for q in range(E):
+            _bt_block(m, wk, oex + U(q * a) * ur, ur, wk, ocole + U(q * a) * ur, ur, ur)
+        for i in range(a):  # B^T along the rows
+            for q in range(E):
+                src, dst = ocol + U(q * a + i) * un + U(1), osh + U(q) * un
+                for t in range(un):
+                    wk[dst + t] = wk[src + t]
+                for jj in range(rows):
+                    wk[dst + U(jj * tiles_w + tiles_w - 1)] = wk[ocole + U((q * a + i) * rows + jj)]
+            ov, ci = U(i * a * step + c * nt), ocol + U(i) * un
+            for j in range(a):
+                if m == 2:
+                    _bt_stream(m, j, wk, ci, ci + U(a) * un, osh, osh + un, osh, osh, v, ov + U(j * step), un)
+                else:
+                    _bt_stream(m, j, wk, ci, ci + U(a) * un, ci + U(2 * a) * un, ci + U(3 * a) * un, osh, osh + un,
+                               v, ov + U(j * step), un)
 
 
 @njit(**_JIT)
-def _output_transform(mm, k0, kg, r0, r1, tiles_h, tiles_w, m, bias, y):  # pragma: no cover
+def _at_block(m, src, o, pitch, dst, od, dpitch, n):  # pragma: no cover
+    """dst[od + j*dpitch + f] = sum over i of A^T[j, i] * src[o + i*pitch + f] for every row j of
+    A^T, f < n, in float64."""
+    s0, s1, s2, s3 = o, o + pitch, o + U(2) * pitch, o + U(3) * pitch
+    d0, d1 = od, od + dpitch
+    if m == 2:
+        for f in range(n):
+            dst[d0 + f] = np.float64(src[s0 + f]) + src[s1 + f] + src[s2 + f]
+        for f in range(n):
+            dst[d1 + f] = np.float64(src[s1 + f]) - src[s2 + f] - src[s3 + f]
+        return
+    s4, s5 = o + U(4) * pitch, o + U(5) * pitch
+    d2, d3 = od + U(2) * dpitch, od + U(3) * dpitch
+    for f in range(n):
+        dst[d0 + f] = (np.float64(src[s0 + f]) + (np.float64(src[s1 + f]) + src[s2 + f])
+                       + (np.float64(src[s3 + f]) + src[s4 + f]))
+    for f in range(n):
+        dst[d1 + f] = (np.float64(src[s1 + f]) - src[s2 + f]) + 2.0 * (np.float64(src[s3 + f]) - src[s4 + f])
+    for f in range(n):
+        dst[d2 + f] = (np.float64(src[s1 + f]) + src[s2 + f]) + 4.0 * (np.float64(src[s3 + f]) + src[s4 + f])
+    for f in range(n):
+        dst[d3 + f] = ((np.float64(src[s1 + f]) - src[s2 + f]) + 8.0 * (np.float64(src[s3 + f]) - src[s4 + f])
+                       + src[s5 + f])
+
+
+@njit(**_JIT)
+def _output_transform(mm, k0, kg, r0, r1, tiles_h, tiles_w, m, bias, y, wk):  # pragma: no cover
     """y[n, k0 + k, tile] = A^T M A (+ bias[k0 + k] when ``bias`` is not empty), M the products of
     output channel k and the tile in ``mm``, tile rows r0 .. r1; pixels past y's edge are dropped.
-    Returns whether a value written is inf or NaN (the caller then recomputes directly)."""
+    ``wk``: a float64 work array of ``transform_scratch``'s size. Returns whether a value written
+    is inf or NaN (the caller then recomputes directly)."""
     oh, ow = y.shape[2], y.shape[3]
-    a = m + 2
-    nt = (r1 - r0) * tiles_w
-    step = kg * nt
-    across = np.empty((a, m, tiles_w))  # A^T applied along each row of every tile
-    out = np.empty((m, tiles_w * m))
+    rows = r1 - r0
+    nt = rows * tiles_w
+    un, step = U(nt), U(kg * nt)
+    oa, oo = U(0), U((m + 2) * m * nt)  # wk: A^T along the tiles' rows, then down their columns
+    full = min(tiles_w, ow // m)  # the tiles whose m columns all lie inside y
     bad = False
     for k in range(kg):
         b = bias[k0 + k] if bias.size else 0.0
-        for rr in range(r0, r1):
+        for i in range(m + 2):
+            _at_block(m, mm, U(i * (m + 2)) * step + U(k * nt), step, wk, oa + U(i * m) * un, un, un)
+        for j in range(m):
+            _at_block(m, wk, oa + U(j) * un, U(m) * un, wk, oo + U(j) * un, U(m) * un, un)
+        for jj in range(rows):
+            rr = r0 + jj
             bn, oy = rr // tiles_h, (rr % tiles_h) * m
-            base = k * nt + (rr - r0) * tiles_w
-            for i in range(a):
-                s = mm[i * a * step + base:]
-                h = across[i]
+            for r in range(min(m, oh - oy)):
+                yr = y[bn, k0 + k, oy + r]
+                o = oo + U(r * m) * un + U(jj * tiles_w)
+                # inf or NaN tested after rounding to y's dtype (float32 overflows)
                 if m == 2:
-                    for tc in range(tiles_w):
-                        s0, s1, s2, s3 = s[tc], s[step + tc], s[2 * step + tc], s[3 * step + tc]
-                        h[0, tc], h[1, tc] = np.float64(s0) + s1 + s2, np.float64(s1) - s2 - s3
+                    for tc in range(U(full)):
+                        q = U(2) * tc
+                        yr[q], yr[q + U(1)] = wk[o + tc] + b, wk[o + un + tc] + b
+                        z0, z1 = yr[q], yr[q + U(1)]
+                        bad |= (z0 - z0 != 0.0) | (z1 - z1 != 0.0)
                 else:
-                    for tc in range(tiles_w):
-                        s0, s1, s2 = np.float64(s[tc]), np.float64(s[step + tc]), np.float64(s[2 * step + tc])
-                        s3, s4, s5 = np.float64(s[3 * step + tc]), np.float64(s[4 * step + tc]), s[5 * step + tc]
-                        p, q, r, u = s1 + s2, s1 - s2, s3 + s4, s3 - s4
-                        h[0, tc], h[1, tc], h[2, tc], h[3, tc] = s0 + p + r, q + 2.0 * u, p + 4.0 * r, q + 8.0 * u + s5
-            for j in range(m):  # A^T down the columns: output column j of every tile
-                if m == 2:
-                    for tc in range(tiles_w):
-                        e0, e1, e2, e3 = across[0, j, tc], across[1, j, tc], across[2, j, tc], across[3, j, tc]
-                        out[0, 2 * tc + j], out[1, 2 * tc + j] = e0 + e1 + e2, e1 - e2 - e3
-                else:
-                    for tc in range(tiles_w):
-                        e0, e1, e2 = across[0, j, tc], across[1, j, tc], across[2, j, tc]
-                        e3, e4, e5 = across[3, j, tc], across[4, j, tc], across[5, j, tc]
-                        p, q, r, u = e1 + e2, e1 - e2, e3 + e4, e3 - e4
-                        out[0, 4 * tc + j], out[1, 4 * tc + j] = e0 + p + r, q + 2.0 * u
-                        out[2, 4 * tc + j], out[3, 4 * tc + j] = p + 4.0 * r, q + 8.0 * u + e5
-            for i in range(min(m, oh - oy)):
-                yr, o = y[bn, k0 + k, oy + i], out[i]
-                for q in range(ow):
-                    yr[q] = o[q] + b
-                    bad |= yr[q] - yr[q] != 0.0  # inf or NaN, after rounding (float32 overflows)
+                    for tc in range(U(full)):
+                        q = U(4) * tc
+                        yr[q], yr[q + U(1)] = wk[o + tc] + b, wk[o + un + tc] + b
+                        yr[q + U(2)], yr[q + U(3)] = wk[o + U(2) * un + tc] + b, wk[o + U(3) * un + tc] + b
+                        z0, z1, z2, z3 = yr[q], yr[q + U(1)], yr[q + U(2)], yr[q + U(3)]
+                        bad |= (z0 - z0 != 0.0) | (z1 - z1 != 0.0) | (z2 - z2 != 0.0) | (z3 - z3 != 0.0)
+                for q in range(full * m, ow):  # the last tile, cropped
+                    yr[q] = wk[o + U(q % m) * un + U(q // m)] + b
+                    bad |= yr[q] - yr[q] != 0.0
     return bad

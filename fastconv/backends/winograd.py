@@ -164,7 +164,8 @@ def _convolve(src, w, geom, c_dst, out_hw, pt, pl, bias, transposed):
     # NumPy's BLAS may run narrower ones (AVX2 here, at about half their speed).
     tiles = _gemm.WIDE and min(cs, cd) >= _gemm.MR
     up = np.empty((groups, a2, _gemm.packed_size(cd, cs) if tiles else 0), dtype)  # u packed for them
-    size, threads = _plan(rows, tiles_w, a2 * (cs + cd) * itemsize, u.nbytes + up.nbytes, geom, itemsize)
+    per_tile = a2 * (cs + cd) * itemsize + _k.transform_scratch(m, 1, 1, itemsize)[0]
+    size, threads = _plan(rows, tiles_w, per_tile, u.nbytes + up.nbytes, geom, itemsize)
     y = np.empty((src.shape[0], c_dst, *out_hw), dtype)
     b = np.empty(0, dtype) if bias is None else bias
     bad = []
@@ -176,14 +177,15 @@ def _convolve(src, w, geom, c_dst, out_hw, pt, pl, bias, transposed):
         nt = (r1 - r0) * tiles_w
         v = buffer(scratch, "v", (a2 * cs * nt,), dtype)
         mm = buffer(scratch, "m", (a2 * cd * nt,), dtype)
+        s, wk = _transform_work(scratch, m, r1 - r0, tiles_w, dtype)
         for g in range(groups):
-            _k._input_transform(src, g * cs, cs, r0, r1, tiles_h, tiles_w, pt, pl, m, v)
+            _k._input_transform(src, g * cs, cs, r0, r1, tiles_h, tiles_w, pt, pl, m, v, s, wk)
             if tiles:
                 _gemm.batch(up[g], cd, v, mm, cs, nt, buffer(scratch, "tiles", (_gemm.batch_scratch(cd, itemsize),),
                                                              dtype))
             else:
                 np.matmul(u[g], v.reshape(a2, cs, nt), out=mm.reshape(a2, cd, nt))
-            if _k._output_transform(mm, g * cd, cd, r0, r1, tiles_h, tiles_w, m, b, y):
+            if _k._output_transform(mm, g * cd, cd, r0, r1, tiles_h, tiles_w, m, b, y, wk):
                 bad.append(True)
 
     # inf and NaN only send the call to the direct fallback: no warning for them
@@ -193,6 +195,12 @@ def _convolve(src, w, geom, c_dst, out_hw, pt, pl, bias, transposed):
             _pack_filters(u.reshape(groups * a2, cd, cs), up.reshape(groups * a2, -1), threads)
         map_items(list(chunks(rows, size)), work, threads)
     return None if bad else y
+
+
+def _transform_work(scratch, m, rows, tiles_w, dtype):
+    """The transforms' work arrays for a block of ``rows`` tile rows (``transform_scratch``)."""
+    s, wk = _k.transform_scratch(m, rows, tiles_w, np.dtype(dtype).itemsize)[1]
+    return buffer(scratch, "s", (s,), dtype), buffer(scratch, "wk", (wk,), np.float64)
 
 
 def _transform_filters(wv, m, u, threads):
@@ -254,7 +262,7 @@ def _convolve_3d(src, w, geom, bias, transposed):
     # the stacked kernel (cd, kD*cs, 3, 3) in (kd, c) order, transformed: u[0, xi, cd, kD*cs]
     wst = np.ascontiguousarray(wk.transpose(0, 2, 1, 3, 4)).reshape(1, cd, kd * cs, 3, 3)
     u = np.empty((1, a2, cd, kd * cs), dtype)
-    per_tile = a2 * (depth * cs + cs + cd) * src.itemsize
+    per_tile = a2 * (depth * cs + cs + cd) * src.itemsize + _k.transform_scratch(m, 1, 1, src.itemsize)[0]
     size, threads = _plan(tiles_h, tiles_w, per_tile, u.nbytes + 2 * (src.nbytes + n * cd * d_out *
                                                                      out_hw[0] * out_hw[1] * src.itemsize),
                           geom, src.itemsize)
@@ -272,18 +280,19 @@ def _convolve_3d(src, w, geom, bias, transposed):
         v3 = buffer(scratch, "v3", (a2, depth, cs, nt), dtype)
         v = buffer(scratch, "v", (a2 * cs * nt,), dtype)
         mm = buffer(scratch, "m", (a2 * cd * nt,), dtype)
+        s, wk = _transform_work(scratch, m, r1 - r0, tiles_w, dtype)
         for j in range(depth):
             q = q0 + j
             if 0 <= q < d_in:
                 _k._input_transform(xt[i], 0, cs, q * tiles_h + r0, q * tiles_h + r1, tiles_h, tiles_w, pt, pl,
-                                    m, v)
+                                    m, v, s, wk)
                 v3[:, j] = v.reshape(a2, cs, nt)
             else:
                 v3[:, j] = 0
         for od in range(d_out):
             np.matmul(u[0], v3[:, od * sd:od * sd + kd].reshape(a2, kd * cs, nt), out=mm.reshape(a2, cd, nt))
             if _k._output_transform(mm, 0, cd, od * tiles_h + r0, od * tiles_h + r1, tiles_h, tiles_w, m, b,
-                                    yt[i]):
+                                    yt[i], wk):
                 bad.append(True)
 
     def planes_out(i, d, scratch):
