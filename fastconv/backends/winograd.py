@@ -136,15 +136,16 @@ def grad_weight(gy, x, geom):
     return numba_jit.grad_weight(gy, x, geom)
 
 
-def _plan(rows, tiles_w, per_tile, shared, geom, itemsize):
+def _plan(rows, tiles_w, per_tile, shared, geom, itemsize, work=0):
     """``(tile rows per work item, threads)``: items of about ``ITEM_TILES`` tiles and at most
-    ``ITEM_BYTES``, an even share of the rows, and every thread's block plus the ``shared`` bytes
-    within the memory budget (fewer threads when one row each does not fit; one row at least)."""
+    ``ITEM_BYTES`` (of ``per_tile`` bytes each), an even share of the rows, and every thread's
+    block, with its transforms' ``work`` bytes per tile, plus the ``shared`` bytes within the memory
+    budget (fewer threads when one row each does not fit; one row at least)."""
     per_row = per_tile * tiles_w
     budget = call_budget(geom, itemsize) - shared
     reserve = reserved() * itemsize
-    threads = int(max(1, min(call_threads(), budget // (per_row + reserve))))
-    fits = (budget // threads - reserve) // per_row
+    threads = int(max(1, min(call_threads(), budget // (per_row + work * tiles_w + reserve))))
+    fits = (budget // threads - reserve) // (per_row + work * tiles_w)
     want = min(-(-ITEM_TILES // tiles_w), ITEM_BYTES // per_row)
     size = int(max(1, min(want, fits, -(-rows // threads))))
     return (even(rows, size) if rows else 1), threads  # an empty batch: no items
@@ -164,8 +165,8 @@ def _convolve(src, w, geom, c_dst, out_hw, pt, pl, bias, transposed):
     # NumPy's BLAS may run narrower ones (AVX2 here, at about half their speed).
     tiles = _gemm.WIDE and min(cs, cd) >= _gemm.MR
     up = np.empty((groups, a2, _gemm.packed_size(cd, cs) if tiles else 0), dtype)  # u packed for them
-    per_tile = a2 * (cs + cd) * itemsize + _k.transform_scratch(m, 1, 1, itemsize)[0]
-    size, threads = _plan(rows, tiles_w, per_tile, u.nbytes + up.nbytes, geom, itemsize)
+    size, threads = _plan(rows, tiles_w, a2 * (cs + cd) * itemsize, u.nbytes + up.nbytes, geom, itemsize,
+                          _k.transform_scratch(m, 1, 1, itemsize)[0])
     y = np.empty((src.shape[0], c_dst, *out_hw), dtype)
     b = np.empty(0, dtype) if bias is None else bias
     bad = []
@@ -262,10 +263,10 @@ def _convolve_3d(src, w, geom, bias, transposed):
     # the stacked kernel (cd, kD*cs, 3, 3) in (kd, c) order, transformed: u[0, xi, cd, kD*cs]
     wst = np.ascontiguousarray(wk.transpose(0, 2, 1, 3, 4)).reshape(1, cd, kd * cs, 3, 3)
     u = np.empty((1, a2, cd, kd * cs), dtype)
-    per_tile = a2 * (depth * cs + cs + cd) * src.itemsize + _k.transform_scratch(m, 1, 1, src.itemsize)[0]
+    per_tile = a2 * (depth * cs + cs + cd) * src.itemsize
     size, threads = _plan(tiles_h, tiles_w, per_tile, u.nbytes + 2 * (src.nbytes + n * cd * d_out *
                                                                      out_hw[0] * out_hw[1] * src.itemsize),
-                          geom, src.itemsize)
+                          geom, src.itemsize, _k.transform_scratch(m, 1, 1, src.itemsize)[0])
     # planes first, channels second: each plane (d, C, H, W) is a 2-D batch item of the transforms
     xt = np.empty((n, d_in, cs, *src.shape[3:]), dtype)
     yt = np.empty((n, d_out, cd, *out_hw), dtype)
