@@ -58,7 +58,7 @@ def _torch_results(x, w, b, gy, padding, groups):
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("name", PROBLEMS)
 def test_passes_match_torch(monkeypatch, name, dtype, level):
-    monkeypatch.setattr(winograd, "F4_MIN_SIDE", 1)  # "high": F(4x4) on every size, edges and all
+    monkeypatch.setattr(winograd, "_f4_pays", lambda geom, itemsize: True)  # "high": F(4x4) on every size
     geom, x, w, b, gy, padding, groups = _case(name, dtype)
     saved = [a.copy() for a in (x, w, b, gy)]
     want = _torch_results(x, w, b, gy, padding, groups)
@@ -77,12 +77,19 @@ def test_empty_batch_gives_empty_results():
     assert winograd.grad_input(gy, w, geom).shape == geom.x_shape
 
 
-def test_tile_follows_precision_and_output_size():
+def test_tile_follows_precision_products_and_filter_bytes():
+    """"high" runs F(4x4) where it saves products enough and its filters are few bytes per tile."""
     big = Geometry.from_args((1, 4, 40, 56), (4, 4, 3, 3), padding=1)
-    small = Geometry.from_args((1, 4, 56, 39), (4, 4, 3, 3), padding=1)
     assert winograd.algorithm(big, np.float32, "highest") == "F(2x2,3x3)"
     assert winograd.algorithm(big, np.float32, "high") == "F(4x4,3x3)"
-    assert winograd.algorithm(small, np.float32, "high") == "F(2x2,3x3)"  # see F4_MIN_SIDE
+    padded = Geometry.from_args((32, 4, 14, 14), (4, 4, 3, 3), padding=1)  # 16 4x4 tiles against 49 2x2
+    assert winograd.algorithm(padded, np.float32, "high") == "F(2x2,3x3)"
+    for n, want in [(32, "F(4x4,3x3)"), (8, "F(2x2,3x3)")]:  # 9 MiB of F(4x4) filters: 18 or 72 KiB a tile
+        geom = Geometry.from_args((n, 256, 16, 16), (256, 256, 3, 3), padding=1)
+        assert winograd.algorithm(geom, np.float32, "high") == want, n
+    geom = Geometry.from_args((16, 256, 16, 16), (256, 256, 3, 3), padding=1)
+    assert winograd.algorithm(geom, np.float32, "high") == "F(4x4,3x3)"
+    assert winograd.algorithm(geom, np.float64, "high") == "F(2x2,3x3)"  # twice the bytes
 
 
 def test_supports_and_refusals():
@@ -161,7 +168,7 @@ def test_error_within_documented_bounds(monkeypatch, kind, n, c, size, dtype):
     """API.md: "highest" within 2x a direct sum's relative RMS error (im2col: BLAS dot products of
     the same C*9 terms, in the same dtype), "high" within its documented bound; forward and input
     gradient (the same convolution with the flipped, transposed kernel)."""
-    monkeypatch.setattr(winograd, "F4_MIN_SIDE", 1)  # "high": F(4x4) on these small images too
+    monkeypatch.setattr(winograd, "_f4_pays", lambda geom, itemsize: True)  # "high": F(4x4) here too
     x, w = _error_inputs(kind, dtype, n, c, size)
     geom = Geometry.from_args(x.shape, w.shape, padding=1)
     assert winograd.algorithm(geom, dtype, "high") == "F(4x4,3x3)"

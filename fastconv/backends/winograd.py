@@ -27,12 +27,17 @@ from ._lift import as_2d, lifted
 NAME = "winograd"
 
 TILE = {"highest": 2, "high": 4}  # output tile m of F(m x m, 3x3) at each precision level
-# "high" allows F(4x4) but runs F(2x2), the more accurate, where it is not slower: on small
-# outputs 4x4 tiles are largely padding (7x7 -> 8x8) and their rows too short for SIMD. Two threads,
-# N=32, default OpenBLAS: `fastconv bench` (README), F(2x2) / F(4x4) forward 28x28 C=128 24.8 /
-# 26.9 ms, 56x56 C=64 30.1 / 25.7; the input gradient alone, 7 interleaved rounds: 7x7 C=512
-# 25.6 / 45, 14x14 C=256 23.4 / 27.8. The threshold lies between 28 and 56.
-F4_MIN_SIDE = 40
+# "high" allows F(4x4) but runs F(2x2), the more accurate, where F(4x4) is not faster
+# (``_f4_pays``): where 4x4 tiles pad the output so much that they save little (14x14: 16 tiles of
+# 36 products against 49 of 16), and where F(4x4)'s transformed filters, 2.25x F(2x2)'s, are many
+# bytes per tile (many channels, few images): the products then stream them for little work.
+# Two threads, float32, forward time F(4x4) / F(2x2), 7 interleaved rounds (the input gradient
+# alike), with filter bytes per 4x4 tile: N=32 C=64 56x56 0.5 KB 0.79 (bench); N=32 C=128 28x28
+# 1.5 KB 0.88; N=32 C=64 7x7 4.6 KB 0.89; N=32 C=192 18x18 6.6 KB 0.89; N=32 C=256 16x16 18 KB
+# 0.84; N=8 C=256 20x20 47 KB 0.84; N=16 C=256 16x16 37 KB 1.03; N=32 C=512 16x16 72 KB 1.17;
+# N=8 C=512 16x16 288 KB 1.49; N=32 C=256 14x14 (products 0.73x) 1.13.
+F4_MAX_PRODUCTS = 0.7  # F(4x4)'s multiplications over F(2x2)'s, the tiles' padding included
+F4_MAX_FILTER_BYTES = 48 * 2**10  # F(4x4)'s transformed filters per 4x4 tile of the batch
 # A work item's tiles: the products' width. One thread, OPENBLAS_CORETYPE=SkylakeX, F(2x2): 56
 # tiles 179-190 GFLOP/s, 224 tiles 188-228 (C=64-128), 448 182; at C=512 (7x7) 32 tiles 146,
 # 128 tiles 184. Items hold at most ITEM_BYTES of transformed input and products (in L3 with the
@@ -75,14 +80,21 @@ def supports(geom, dtype, precision):
 
 def algorithm(geom, dtype, precision) -> str:
     """The algorithm a supported call runs at ``precision``, e.g. ``"F(4x4,3x3)"``."""
-    m = _tile(as_2d(geom), precision)
+    m = _tile(as_2d(geom), precision, np.dtype(dtype).itemsize)
     return f"F({m}x{m},3x3)"
 
 
-def _tile(geom, precision) -> int:
-    """The output tile m of F(m x m, 3x3) for this call (see ``F4_MIN_SIDE``)."""
-    m = TILE[precision]
-    return 2 if min(geom.oh, geom.ow) < F4_MIN_SIDE else m
+def _tile(geom, precision, itemsize) -> int:
+    """The output tile m of F(m x m, 3x3) for this (2-D) call."""
+    return 4 if TILE[precision] == 4 and _f4_pays(geom, itemsize) else 2
+
+
+def _f4_pays(geom, itemsize) -> bool:
+    """Whether F(4x4) is expected to be faster than F(2x2) here (see ``F4_MAX_PRODUCTS``)."""
+    t4 = -(-geom.oh // 4) * -(-geom.ow // 4)
+    t2 = -(-geom.oh // 2) * -(-geom.ow // 2)
+    filters = 36 * geom.groups * geom.c_in_g * geom.c_out_g * itemsize
+    return 36 * t4 <= F4_MAX_PRODUCTS * 16 * t2 and filters <= F4_MAX_FILTER_BYTES * max(1, geom.n * t4)
 
 
 @counted_call
@@ -155,7 +167,7 @@ def _convolve(src, w, geom, c_dst, out_hw, pt, pl, bias, transposed):
     """The stride-1 3x3 convolution of ``src`` into ``c_dst`` channels of ``out_hw`` pixels, input
     pixel ``(oy - pt + ky, ox - pl + kx)``; with w's kernels (``transposed``: flipped, channels
     swapped). None when a result is inf or NaN."""
-    m = _tile(geom, get_precision())
+    m = _tile(geom, get_precision(), src.itemsize)
     a2, groups, dtype, itemsize = (m + 2) ** 2, geom.groups, src.dtype, src.itemsize
     cs, cd = src.shape[1] // groups, c_dst // groups  # channels per group read and written
     tiles_h, tiles_w = -(-out_hw[0] // m), -(-out_hw[1] // m)
@@ -255,7 +267,7 @@ def _convolve_3d(src, w, geom, bias, transposed):
         pt, pl = geom.padding[1][0], geom.padding[2][0]
         out_hw = geom.out_size[1:]
         wk = w
-    m = _tile(as_2d(geom), get_precision())  # the forward's planes decide, as in 2-D
+    m = _tile(as_2d(geom), get_precision(), src.itemsize)  # the forward's planes decide, as in 2-D
     a2, dtype = (m + 2) ** 2, src.dtype
     tiles_h, tiles_w = -(-out_hw[0] // m), -(-out_hw[1] // m)
     q0 = -pd  # the first input plane read (negative: padding); V's plane j is input plane q0 + j
