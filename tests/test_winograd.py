@@ -9,7 +9,7 @@ from numpy.lib.stride_tricks import sliding_window_view
 
 import fastconv
 from fastconv._precision import precision
-from fastconv.backends import im2col, numba_jit, winograd
+from fastconv.backends import _winograd_kernels, im2col, numba_jit, winograd
 from fastconv.geometry import Geometry
 
 from .oracle import assert_close, extra_bytes
@@ -181,6 +181,61 @@ def test_error_within_documented_bounds(monkeypatch, kind, n, c, size, dtype):
             with precision(level):
                 error = _rel_rms(run(), exact)
             assert error <= bound * direct_error, f"{what} {level}: {error:.3g} > {bound} x {direct_error:.3g}"
+
+
+# ------------------------------------------------------------------- the transforms, against matrices
+
+BT = {2: np.array([[1, 0, -1, 0], [0, 1, 1, 0], [0, -1, 1, 0], [0, 1, 0, -1]]),
+      4: np.array([[4, 0, -5, 0, 1, 0], [0, -4, -4, 1, 1, 0], [0, 4, -4, -1, 1, 0], [0, -2, -1, 2, 1, 0],
+                   [0, 2, -1, -2, 1, 0], [0, 4, 0, -5, 0, 1]])}
+AT = {2: np.array([[1, 1, 1, 0], [0, 1, -1, -1]]),
+      4: np.array([[1, 1, 1, 1, 1, 0], [0, 1, -1, 2, -2, 0], [0, 1, 1, 4, 4, 0], [0, 1, -1, 8, -8, 1]])}
+
+
+def _tiles(x, m, pt, pl, tiles_h, tiles_w):
+    """d[R, tc, c] = the (m+2) x (m+2) input tile of tile row R (over the batch), column tc."""
+    a = m + 2
+    canvas = np.zeros((x.shape[0], x.shape[1], tiles_h * m + 2 + 2 * a, tiles_w * m + 2 + 2 * a))
+    canvas[:, :, a + pt:a + pt + x.shape[2], a + pl:a + pl + x.shape[3]] = x  # pt, pl may be negative
+    return np.array([[canvas[n, :, a + tr * m:a + tr * m + a, a + tc * m:a + tc * m + a] for tc in range(tiles_w)]
+                     for n in range(x.shape[0]) for tr in range(tiles_h)])
+
+
+@pytest.mark.parametrize("m", [2, 4])
+@pytest.mark.parametrize(("size", "pt", "pl"), [((7, 7), 1, 1), ((9, 6), 0, 2), ((5, 11), 2, -1), ((1, 3), 2, 2)])
+@pytest.mark.parametrize(("r0", "r1"), [(0, None), (1, 3)])
+def test_input_transform_is_bt_d_b(m, size, pt, pl, r0, r1):
+    """Every tile, at the image's edges and a tile row's end (where the long loops' shift is fixed
+    up), and blocks that start and end mid-image."""
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((2, 3, *size))
+    a = m + 2
+    tiles_h, tiles_w = -(-(size[0] + 2 * pt - 2) // m), -(-(size[1] + 2 * pl - 2) // m)
+    r1 = 2 * tiles_h if r1 is None else min(r1, 2 * tiles_h)
+    nt = (r1 - r0) * tiles_w
+    v = np.full(a * a * 3 * nt, np.nan)
+    s, wk = _winograd_kernels.transform_scratch(m, r1 - r0, tiles_w, 8)[1]
+    _winograd_kernels._input_transform(x, 0, 3, r0, r1, tiles_h, tiles_w, pt, pl, m, v, np.empty(s), np.empty(wk))
+    d = _tiles(x, m, pt, pl, tiles_h, tiles_w)[r0:r1]  # (rows, tc, c, a, a)
+    want = np.einsum("ik,rtckl,jl->ijcrt", BT[m], d, BT[m]).reshape(a * a * 3 * nt)
+    np.testing.assert_allclose(v, want, rtol=1e-13, atol=1e-12)
+
+
+@pytest.mark.parametrize("m", [2, 4])
+@pytest.mark.parametrize("out", [(7, 7), (8, 5), (1, 2)])
+def test_output_transform_is_at_m_a_cropped(m, out):
+    rng = np.random.default_rng(1)
+    a, n, kg = m + 2, 2, 3
+    tiles_h, tiles_w = -(-out[0] // m), -(-out[1] // m)
+    mm = rng.standard_normal((a, a, kg, n, tiles_h, tiles_w))
+    bias = rng.standard_normal(kg + 1)
+    y = np.full((n, kg + 1, *out), np.nan)
+    wk = np.empty(_winograd_kernels.transform_scratch(m, n * tiles_h, tiles_w, 8)[1][1])
+    bad = _winograd_kernels._output_transform(mm.reshape(-1), 1, kg, 0, n * tiles_h, tiles_h, tiles_w, m, bias, y, wk)
+    tiles = np.einsum("ik,klcnhw,jl->cnhiwj", AT[m], mm, AT[m]).reshape(kg, n, tiles_h * m, tiles_w * m)
+    want = tiles[:, :, :out[0], :out[1]].transpose(1, 0, 2, 3) + bias[1:, None, None]
+    np.testing.assert_allclose(y[:, 1:], want, rtol=1e-13, atol=1e-12)
+    assert np.isnan(y[:, 0]).all() and not bad  # channels outside k0 .. k0 + kg untouched
 
 
 # --------------------------------------------------------------------------- memory and items
