@@ -55,6 +55,7 @@ def _g_stream(m, i, src, o0, o1, o2, dst, od, n):  # pragma: no cover
         for f in range(n):
             dst[od + f] = src[o2 + f]
 
+
 @njit(**_JIT)
 def _filter_transform(wv, m, r0, r1, u):  # pragma: no cover
     """u[g, xi, r, s] = (G f G^T)[xi] for f = wv[g, r, s] (3x3), for ``r0 <= g*R + r < r1``: a row's
@@ -176,28 +177,29 @@ def _input_transform(x, c0, cg, r0, r1, tiles_h, tiles_w, pt, pl, m, v, s, wk): 
     oex = ocol + U(m * a * nt + 1)
     ocole = oex + U(E * a * rows)
     osh = ocole + U(E * a * rows)
+    # s[(k*rows + row)*mt + column] and ex: the padding is the same for every channel, zeroed once
+    for jj in range(rows):
+        iy0 = ((r0 + jj) % tiles_h) * m - pt
+        for k in range(a):
+            d0 = U((k * rows + jj) * mt)
+            inside = 0 <= iy0 + k < ih
+            for q in range(U(mt)):
+                if not inside or q < U(lo) or q >= U(hin):
+                    s[d0 + q] = 0.0
+            for q in range(E):
+                if not inside or not lo <= mt + q < hi:
+                    wk[oex + U((q * a + k) * rows + jj)] = 0.0
     for c in range(cg):
-        for jj in range(rows):  # s[(k*rows + row)*mt + column]: zero outside the image
+        for jj in range(rows):  # the image's part of each input row
             rr = r0 + jj
             bn, iy0 = rr // tiles_h, (rr % tiles_h) * m - pt
-            for k in range(a):
-                d0 = U((k * rows + jj) * mt)
-                for q in range(U(lo)):
-                    s[d0 + q] = 0.0
-                for q in range(U(hin), U(mt)):
-                    s[d0 + q] = 0.0
-                if 0 <= iy0 + k < ih:
-                    s0, d1 = U(lo - pl), d0 + U(lo)
-                    for q in range(U(hin - lo)):
-                        s[d1 + q] = x[bn, c0 + c, iy0 + k, s0 + q]
-                    for q in range(E):
-                        wk[oex + U((q * a + k) * rows + jj)] = (x[bn, c0 + c, iy0 + k, mt + q - pl]
-                                                                if lo <= mt + q < hi else 0.0)
-                else:
-                    for q in range(U(hin - lo)):
-                        s[d0 + U(lo) + q] = 0.0
-                    for q in range(E):
-                        wk[oex + U((q * a + k) * rows + jj)] = 0.0
+            for k in range(max(0, -iy0), min(a, ih - iy0)):
+                d1, s0 = U((k * rows + jj) * mt + lo), U(lo - pl)
+                for q in range(U(hin - lo)):
+                    s[d1 + q] = x[bn, c0 + c, iy0 + k, s0 + q]
+                for q in range(E):
+                    if lo <= mt + q < hi:
+                        wk[oex + U((q * a + k) * rows + jj)] = x[bn, c0 + c, iy0 + k, mt + q - pl]
         for k in range(a):  # into phases
             sk = U(k * rows * mt)
             if m == 2:
