@@ -184,6 +184,23 @@ def test_batched_products_match_longdouble(dtype):
 
 @wide
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize(("m", "n", "p"), [(20, 45, 300), (8, 32, 256), (3, 70, 17)])
+def test_reduction_products_match_longdouble(m, n, p, dtype):
+    # winograd's weight gradient: C[i] (+)= A[i] @ B[i].T, the reduction along both rows (two
+    # blocks at 300), rows and columns past whole tiles (3 rows: fewer than a tile's), added or not
+    a, b, c0 = _rand((16, m, p), dtype, 0), _rand((16, n, p), dtype, 1), _rand((16, m, n), dtype, 2)
+    scratch = np.empty(gemm.red_batch_scratch(n, np.dtype(dtype).itemsize), dtype)
+    wide_ = np.longdouble
+    want = np.matmul(a.astype(wide_), b.astype(wide_).transpose(0, 2, 1))
+    for add in (False, True):
+        c = c0.copy()
+        gemm.red_batch(a.reshape(-1), b.reshape(-1), c.reshape(-1), m, n, p, add, scratch)
+        expect = want + c0 if add else want
+        assert np.abs(c - expect).max() <= 4 * p * np.finfo(dtype).eps * np.abs(expect).max()
+
+
+@wide
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_winograd_on_the_register_tiles_agrees_with_its_blas_products(monkeypatch, dtype):
     winograd = fastconv.backends.get("winograd")
     geom = Geometry.from_args((3, 24, 10, 9), (16, 12, 3, 3), padding=1, groups=2)

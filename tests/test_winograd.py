@@ -9,6 +9,7 @@ from numpy.lib.stride_tricks import sliding_window_view
 
 import fastconv
 from fastconv._precision import precision
+from fastconv.backends import _numba_gemm as _gemm
 from fastconv.backends import _winograd_kernels, im2col, numba_jit, winograd
 from fastconv.geometry import Geometry
 
@@ -59,11 +60,13 @@ def _torch_results(x, w, b, gy, padding, groups):
 @pytest.mark.parametrize("name", PROBLEMS)
 def test_passes_match_torch(monkeypatch, name, dtype, level):
     monkeypatch.setattr(winograd, "_f4_pays", lambda geom, itemsize: True)  # "high": F(4x4) on every size
+    monkeypatch.setattr(winograd, "WEIGHT_MIN_CHANNELS", 1)  # the weight gradient's tiles too
     geom, x, w, b, gy, padding, groups = _case(name, dtype)
     saved = [a.copy() for a in (x, w, b, gy)]
     want = _torch_results(x, w, b, gy, padding, groups)
     with precision(level):
         got = (winograd.forward(x, w, geom, b), winograd.grad_input(gy, w, geom), winograd.grad_weight(gy, x, geom))
+    assert winograd._winograd_weight(geom, x.itemsize) == _gemm.WIDE
     for what, g, ref in zip(("y", "gx", "gw"), got, want):
         assert g.dtype == dtype and g.flags.c_contiguous and g.shape == ref.shape, what
         assert_close(g, ref, what=f"{name} {level} {what}")
@@ -145,6 +148,14 @@ def _exact(x, w, padding):
     return out
 
 
+def _exact_gw(gy, x, padding):
+    """The weight gradient in a wider type, as ``_exact``."""
+    wide = np.float64 if x.dtype == np.float32 else np.longdouble
+    xp = np.pad(x.astype(wide), ((0, 0), (0, 0), (padding, padding), (padding, padding)))
+    win = sliding_window_view(xp, (3, 3), axis=(2, 3))  # (n, c, oh, ow, ky, kx)
+    return np.tensordot(gy.astype(wide), win, axes=([0, 2, 3], [0, 2, 3]))
+
+
 def _rel_rms(got, exact):
     d = got.astype(exact.dtype) - exact
     return float(np.sqrt(np.mean(d * d) / np.mean(exact * exact)))
@@ -166,16 +177,21 @@ def _error_inputs(kind, dtype, n, c, size, seed=0):
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_error_within_documented_bounds(monkeypatch, kind, n, c, size, dtype):
     """API.md: "highest" within 2x a direct sum's relative RMS error (im2col: BLAS dot products of
-    the same C*9 terms, in the same dtype), "high" within its documented bound; forward and input
-    gradient (the same convolution with the flipped, transposed kernel)."""
+    the same C*9 terms, in the same dtype), "high" within its documented bound; forward, input
+    gradient (the same convolution with the flipped, transposed kernel) and weight gradient (its
+    adjoint, where the register tiles run it: a sum over N*H*W pixels)."""
     monkeypatch.setattr(winograd, "_f4_pays", lambda geom, itemsize: True)  # "high": F(4x4) here too
+    monkeypatch.setattr(winograd, "WEIGHT_MIN_CHANNELS", 1)
     x, w = _error_inputs(kind, dtype, n, c, size)
+    gy = _error_inputs(kind, dtype, n, c, size, seed=1)[0]
     geom = Geometry.from_args(x.shape, w.shape, padding=1)
     assert winograd.algorithm(geom, dtype, "high") == "F(4x4,3x3)"
     wt = np.ascontiguousarray(w.transpose(1, 0, 2, 3)[:, :, ::-1, ::-1])
     for what, run, direct, exact in [
             ("forward", lambda: winograd.forward(x, w, geom), im2col.forward(x, w, geom), _exact(x, w, 1)),
-            ("grad_input", lambda: winograd.grad_input(x, w, geom), im2col.grad_input(x, w, geom), _exact(x, wt, 1))]:
+            ("grad_input", lambda: winograd.grad_input(x, w, geom), im2col.grad_input(x, w, geom), _exact(x, wt, 1)),
+            ("grad_weight", lambda: winograd.grad_weight(gy, x, geom), im2col.grad_weight(gy, x, geom),
+             _exact_gw(gy, x, 1))]:
         direct_error = _rel_rms(direct, exact)
         for level, bound in [("highest", 2), ("high", F4_BOUND)]:
             with precision(level):
@@ -238,18 +254,62 @@ def test_output_transform_is_at_m_a_cropped(m, out):
     assert np.isnan(y[:, 0]).all() and not bad  # channels outside k0 .. k0 + kg untouched
 
 
+G = {2: np.array([[1, 0, 0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0, 0, 1]]),
+     4: np.array([[1 / 4, 0, 0], [-1 / 6, -1 / 6, -1 / 6], [-1 / 6, 1 / 6, -1 / 6], [1 / 24, 1 / 12, 1 / 6],
+                  [1 / 24, -1 / 12, 1 / 6], [0, 0, 1]])}
+
+
+@pytest.mark.parametrize("m", [2, 4])
+@pytest.mark.parametrize("out", [(7, 7), (8, 5), (1, 2)])
+@pytest.mark.parametrize(("r0", "r1"), [(0, None), (1, 3)])
+def test_grad_output_transform_is_a_dy_at(m, out, r0, r1):
+    """The output transform's adjoint: tiles cut by gy's edges read zeros past them."""
+    rng = np.random.default_rng(2)
+    a, n, kg = m + 2, 2, 3
+    tiles_h, tiles_w = -(-out[0] // m), -(-out[1] // m)
+    r1 = n * tiles_h if r1 is None else min(r1, n * tiles_h)
+    nt = (r1 - r0) * tiles_w
+    gy = rng.standard_normal((n, kg + 1, *out))
+    dm = np.full(a * a * kg * nt, np.nan)
+    wk = np.empty(_winograd_kernels.transform_scratch(m, r1 - r0, tiles_w, 8)[1][1])
+    _winograd_kernels._grad_output_transform(gy, 1, kg, r0, r1, tiles_h, tiles_w, m, dm, wk)
+    canvas = np.zeros((n, kg, tiles_h * m, tiles_w * m))
+    canvas[:, :, :out[0], :out[1]] = gy[:, 1:]
+    d = canvas.reshape(n, kg, tiles_h, m, tiles_w, m).transpose(0, 2, 4, 1, 3, 5)
+    d = d.reshape(n * tiles_h, tiles_w, kg, m, m)  # (tile row over the batch, tc, k, r, q)
+    want = np.einsum("ir,Rtkrq,jq->ijkRt", AT[m].T, d[r0:r1], AT[m].T).reshape(-1)
+    np.testing.assert_allclose(dm, want, rtol=1e-13, atol=1e-12)
+
+
+@pytest.mark.parametrize("m", [2, 4])
+def test_filter_grad_transform_is_gt_du_g_of_the_summed_slices(m):
+    rng = np.random.default_rng(3)
+    a, parts_n, groups, kg, cg = m + 2, 3, 2, 4, 5
+    parts = rng.standard_normal((parts_n, groups, a * a, kg, cg))
+    gw = np.full((groups * kg, cg, 3, 3), np.nan)
+    assert not _winograd_kernels._filter_grad_transform(parts, m, 1, groups * kg, gw)
+    du = parts.sum(axis=0).reshape(groups, a, a, kg, cg)
+    want = np.einsum("iy,gijkc,jx->gkcyx", G[m], du, G[m]).reshape(groups * kg, cg, 3, 3)
+    np.testing.assert_allclose(gw[1:], want[1:], rtol=1e-13, atol=1e-12)
+    assert np.isnan(gw[0]).all()  # rows outside r0 .. r1 untouched
+    parts[1, 1, 0, 2, 3] = np.inf
+    assert _winograd_kernels._filter_grad_transform(parts, m, 0, groups * kg, gw)
+
+
 # --------------------------------------------------------------------------- memory and items
 
 @pytest.mark.parametrize("threads", [1, 3])
 @pytest.mark.parametrize("level", LEVELS)
-@pytest.mark.parametrize("pass_", ["forward", "grad_input"])
-def test_extra_memory_stays_under_budget(budget, use_threads, pass_, level, threads):
-    """Batch 16, 32 channels of 40x40: one block of all tiles would be 4-9x the input (~3.3 MiB)."""
+@pytest.mark.parametrize("pass_", ["forward", "grad_input", "grad_weight"])
+def test_extra_memory_stays_under_budget(monkeypatch, budget, use_threads, pass_, level, threads):
+    """Batch 16, 32 channels of 40x40: one block of all tiles would be 4-9x the input (~3.3 MiB);
+    the weight gradient's slices hold 64-144 KiB of sums each."""
     use_threads(threads)
+    monkeypatch.setattr(winograd, "WEIGHT_MIN_CHANNELS", 1)
     geom = Geometry.from_args((16, 32, 40, 40), (32, 32, 3, 3), padding=1)
     rng = np.random.default_rng(0)
     x, w, gy = (rng.standard_normal(s).astype(np.float32) for s in (geom.x_shape, geom.w_shape, geom.y_shape))
-    args = (x, w) if pass_ == "forward" else (gy, w)
+    args = {"forward": (x, w), "grad_input": (gy, w), "grad_weight": (gy, x)}[pass_]
     limit = 512 * 2**10
     budget(limit)
     with precision(level):
@@ -270,6 +330,28 @@ def test_item_sizes_agree(monkeypatch, item_tiles):
             assert_close(winograd.grad_input(gy, w, geom), want[1])
 
 
+@pytest.mark.skipif(not _gemm.WIDE, reason="the weight gradient's tiles run only on CPUs with AVX-512")
+@pytest.mark.parametrize("threads", [1, 3])
+def test_weight_gradient_slices_blocks_and_repeats(monkeypatch, use_threads, threads):
+    """Slices of a few tiles (each summing in blocks of one to nine tile rows) agree with one slice,
+    and a call repeats to the bit whichever thread runs which slice; fewer channels than
+    WEIGHT_MIN_CHANNELS take numba's weight gradient, bit for bit."""
+    use_threads(threads)
+    geom, x, w, b, gy, _, _ = _case("large-tiles-41", np.float32)
+    want = numba_jit.grad_weight(gy, x, geom)
+    assert min(geom.c_in_g, geom.c_out_g) < winograd.WEIGHT_MIN_CHANNELS
+    np.testing.assert_array_equal(winograd.grad_weight(gy, x, geom), want)
+    monkeypatch.setattr(winograd, "WEIGHT_MIN_CHANNELS", 1)
+    one = winograd.grad_weight(gy, x, geom)
+    assert_close(one, want)
+    for slice_tiles, item_tiles in [(30, 1), (100, 200), (2**30, 9)]:
+        monkeypatch.setattr(winograd, "SLICE_TILES", slice_tiles)
+        monkeypatch.setattr(winograd, "ITEM_TILES", item_tiles)
+        got = winograd.grad_weight(gy, x, geom)
+        assert_close(got, want)
+        np.testing.assert_array_equal(winograd.grad_weight(gy, x, geom), got)
+
+
 # ----------------------------------------------------------------------------- non-finite values
 
 @pytest.mark.parametrize("bad", [np.nan, np.inf])
@@ -282,6 +364,18 @@ def test_non_finite_values_reach_what_a_direct_sum_reaches(bad):
         with precision(level):
             np.testing.assert_array_equal(winograd.forward(x, w, geom, b), numba_jit.forward(x, w, geom, b))
             np.testing.assert_array_equal(winograd.grad_input(gy, w, geom), numba_jit.grad_input(gy, w, geom))
+
+
+@pytest.mark.skipif(not _gemm.WIDE, reason="the weight gradient's tiles run only on CPUs with AVX-512")
+@pytest.mark.parametrize("bad", [np.nan, np.inf])
+def test_non_finite_weight_gradients_rerun_directly(monkeypatch, bad):
+    monkeypatch.setattr(winograd, "WEIGHT_MIN_CHANNELS", 1)
+    geom, x, w, b, gy, _, _ = _case("p1-odd", np.float32)
+    x[1, 2, 3, 4] = bad
+    gy[0, 1, 2, 2] = -bad
+    for level in LEVELS:
+        with precision(level):
+            np.testing.assert_array_equal(winograd.grad_weight(gy, x, geom), numba_jit.grad_weight(gy, x, geom))
 
 
 def test_overflow_to_inf_reruns_directly():

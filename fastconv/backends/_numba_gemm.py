@@ -436,8 +436,6 @@ def _red_part(gy3, x3, gw2, nthreads, fws, iws, slot):  # pragma: no cover
     n = x3.shape[1]
     bp, ae, ct, part = _red_views(m, n, nthreads, fws, slot)
     out = gw2.reshape(-1) if slot == 0 else part
-    nr = _nr(fws)
-    npan = (n + nr - 1) // nr
     nblk = (p_img + KC - 1) // KC
     units = n_img * nblk
     share = (units + nthreads - 1) // nthreads
@@ -446,40 +444,74 @@ def _red_part(gy3, x3, gw2, nthreads, fws, iws, slot):  # pragma: no cover
     if u0 == u1:
         out[:] = 0
         return
-    gyflat = gy3.reshape(-1)
+    gyflat, xflat = gy3.reshape(-1), x3.reshape(-1)
     for u in range(u0, u1):
         img = u // nblk
         p0 = (u - img * nblk) * KC
-        kc = min(KC, p_img - p0)
-        add = 1 if u > u0 else 0
-        for jp in range(npan):  # bp[jp*kc*nr + kk*nr + q] = x3[img, jp*nr + q, p0 + kk]
-            base = jp * kc * nr
-            for q in range(nr):
-                j = jp * nr + q
-                if j < n:
-                    src = x3[img, j, p0:p0 + kc]
-                    for kk in range(kc):
-                        bp[base + kk * nr + q] = src[kk]
-                else:
-                    for kk in range(kc):
-                        bp[base + kk * nr + q] = 0
-        tail = m // MR * MR
-        if tail < m:  # A's last rows, fewer than MR: copied, with zero rows after them
-            for r in range(MR):
+        _red_unit(gyflat, (img * m) * p_img + p0, p_img, m, xflat, (img * n) * p_img + p0, p_img, n,
+                  min(KC, p_img - p0), out, 0, 1 if u > u0 else 0, bp, ae, ct)
+
+
+@njit(**_JIT)
+def _red_unit(a, a0, lda, m, b, b0, ldb, n, kc, out, o0, add, bp, ae, ct):  # pragma: no cover
+    """``out[o0 + i*n + j] (+)= sum over kk < kc of a[a0 + i*lda + kk] * b[b0 + j*ldb + kk]`` for
+    i < m, j < n (added when ``add``): one block of at most KC reduction steps of a product
+    ``A @ B.T``. A is read where it lies; B, transposed into panels, is copied once (``bp``) for
+    all of A's rows; A's last rows, when fewer than MR, go through ``ae``; tiles cut by the
+    matrix's edge through the scratch tile ``ct``."""
+    nr = _nr(ct)
+    npan = (n + nr - 1) // nr
+    for jp in range(npan):  # bp[jp*kc*nr + kk*nr + q] = b[b0 + (jp*nr + q)*ldb + kk]
+        base = jp * kc * nr
+        for q in range(nr):
+            j = jp * nr + q
+            if j < n:
+                src = b[b0 + j * ldb:b0 + j * ldb + kc]
                 for kk in range(kc):
-                    ae[r * kc + kk] = gy3[img, tail + r, p0 + kk] if tail + r < m else 0
-        for jp in range(npan):
-            j0 = jp * nr
-            for i0 in range(0, m, MR):
-                if i0 < tail:
-                    src, a0, lda = gyflat, (img * m + i0) * p_img + p0, p_img
-                else:
-                    src, a0, lda = ae, 0, kc
-                if i0 < tail and j0 + nr <= n:
-                    _tile_rows(src, a0, lda, bp, jp * kc * nr, nr, out, i0 * n + j0, n, kc, add, ct, 0, 0)
-                else:
-                    _tile_rows(src, a0, lda, bp, jp * kc * nr, nr, ct, 0, nr, kc, 0, ct, 0, 0)
-                    _put(ct, out, i0 * n + j0, n, min(MR, m - i0), min(nr, n - j0), add)
+                    bp[base + kk * nr + q] = src[kk]
+            else:
+                for kk in range(kc):
+                    bp[base + kk * nr + q] = 0
+    tail = m // MR * MR
+    if tail < m:  # A's last rows, fewer than MR: copied, with zero rows after them
+        for r in range(MR):
+            for kk in range(kc):
+                ae[r * kc + kk] = a[a0 + (tail + r) * lda + kk] if tail + r < m else 0
+    for jp in range(npan):
+        j0 = jp * nr
+        for i0 in range(0, m, MR):
+            if i0 < tail:
+                src, s0, lds = a, a0 + i0 * lda, lda
+            else:
+                src, s0, lds = ae, 0, kc
+            if i0 < tail and j0 + nr <= n:
+                _tile_rows(src, s0, lds, bp, jp * kc * nr, nr, out, o0 + i0 * n + j0, n, kc, add, ct, 0, 0)
+            else:
+                _tile_rows(src, s0, lds, bp, jp * kc * nr, nr, ct, 0, nr, kc, 0, ct, 0, 0)
+                _put(ct, out[o0:], i0 * n + j0, n, min(MR, m - i0), min(nr, n - j0), add)
+
+
+def red_batch_scratch(n, itemsize):
+    """Elements of ``red_batch``'s scratch for products of ``n`` columns (``_red_unit``'s B panels,
+    A's last rows and a scratch tile)."""
+    nr = _tile_cols(itemsize)
+    return _aligned(KC * ((n + nr - 1) // nr * nr)) + _aligned(MR * KC) + MR * nr
+
+
+@njit(**_JIT)
+def red_batch(a, b, c, m, n, p, add, scratch):  # pragma: no cover
+    """``C[i] (+)= A[i] @ B[i].T`` for every i on this thread (added when ``add``): A, B and C the
+    flat C-contiguous ``(len, m, p)``, ``(len, n, p)`` and ``(len, m, n)``, the reduction over p in
+    blocks of KC (winograd's weight gradient: output gradient by input, per transform point)."""
+    nr = _nr(scratch)
+    npad = (n + nr - 1) // nr * nr
+    bp = scratch[:KC * npad]
+    ae = scratch[_aligned(KC * npad):_aligned(KC * npad) + MR * KC]
+    ct = scratch[_aligned(KC * npad) + _aligned(MR * KC):_aligned(KC * npad) + _aligned(MR * KC) + MR * nr]
+    for i in range(c.size // (m * n)):
+        for p0 in range(0, p, KC):
+            _red_unit(a, i * m * p + p0, p, m, b, i * n * p + p0, p, n, min(KC, p - p0), c, i * m * n,
+                      1 if add or p0 > 0 else 0, bp, ae, ct)
 
 
 @njit(**_JIT)

@@ -300,3 +300,143 @@ def _output_transform(mm, k0, kg, r0, r1, tiles_h, tiles_w, m, bias, y, wk):  # 
                     yr[q] = wk[o + U(q % m) * un + U(q // m)] + b
                     bad |= yr[q] - yr[q] != 0.0
     return bad
+
+
+# -- the weight gradient: the adjoints of the output and filter transforms ------------------------
+# With M = the products of the forward, y = A^T M A and U = G g G^T, the weight gradient is
+# dg = sum over tiles and images of G^T [(A dy A^T) * (B^T d B)] G: the output gradient's tiles go
+# through A (``_grad_output_transform``), the products run over the tiles (reduction), and G^T
+# comes last, once per filter (``_filter_grad_transform``).
+
+
+@njit(**_JIT)
+def _a_block(m, src, o, pitch, dst, od, dpitch, n):  # pragma: no cover
+    """dst[od + i*dpitch + f] = sum over r of A[i, r] * src[o + r*pitch + f] for every row i of A
+    ((m+2) x m, the transpose of ``_at_block``'s A^T), f < n, in float64."""
+    s0, s1, s2, s3 = o, o + pitch, o + U(2) * pitch, o + U(3) * pitch
+    d0, d1, d2, d3 = od, od + dpitch, od + U(2) * dpitch, od + U(3) * dpitch
+    if m == 2:
+        for f in range(n):
+            z0, z1 = np.float64(src[s0 + f]), np.float64(src[s1 + f])
+            dst[d0 + f], dst[d1 + f], dst[d2 + f], dst[d3 + f] = z0, z0 + z1, z0 - z1, -z1
+        return
+    d4, d5 = od + U(4) * dpitch, od + U(5) * dpitch
+    for f in range(n):
+        z0, z1, z2, z3 = np.float64(src[s0 + f]), np.float64(src[s1 + f]), src[s2 + f], src[s3 + f]
+        e, o_ = z0 + z2, z1 + z3
+        e4, o4 = z0 + 4.0 * z2, 2.0 * (z1 + 4.0 * z3)
+        dst[d0 + f], dst[d1 + f], dst[d2 + f] = z0, e + o_, e - o_
+        dst[d3 + f], dst[d4 + f], dst[d5 + f] = e4 + o4, e4 - o4, z3
+
+
+@njit(**_JIT)
+def _grad_output_transform(gy, k0, kg, r0, r1, tiles_h, tiles_w, m, dm, wk):  # pragma: no cover
+    """dm[xi, k, t] = (A dy A^T)[xi], dy the m x m tile t of gy's channel k0 + k (zeros past gy's
+    edge), tile rows r0 .. r1: the adjoint of ``_output_transform``, in its layout (``mm``'s).
+    ``wk``: a float64 work array of ``transform_scratch``'s size."""
+    oh, ow = gy.shape[2], gy.shape[3]
+    rows = r1 - r0
+    nt = rows * tiles_w
+    a = m + 2
+    un, step = U(nt), U(kg * nt)
+    # wk: p[(r*m + q)*nt + t] value (r, q) of tile t; h[(i*m + q)*nt + t] after A down the columns
+    op, oh_ = U(0), U(m * m * nt)
+    full = min(tiles_w, ow // m)  # the tiles whose m columns all lie inside gy
+    for k in range(kg):
+        for jj in range(rows):
+            rr = r0 + jj
+            bn, oy = rr // tiles_h, (rr % tiles_h) * m
+            for r in range(m):
+                o = op + U(r * m) * un + U(jj * tiles_w)
+                if oy + r >= oh:
+                    for q in range(m):
+                        for tc in range(U(tiles_w)):
+                            wk[o + U(q) * un + tc] = 0.0
+                    continue
+                gr = gy[bn, k0 + k, oy + r]
+                if m == 2:
+                    for tc in range(U(full)):
+                        wk[o + tc], wk[o + un + tc] = gr[U(2) * tc], gr[U(2) * tc + U(1)]
+                else:
+                    for tc in range(U(full)):
+                        q = U(4) * tc
+                        wk[o + tc], wk[o + un + tc] = gr[q], gr[q + U(1)]
+                        wk[o + U(2) * un + tc], wk[o + U(3) * un + tc] = gr[q + U(2)], gr[q + U(3)]
+                for tc in range(full, tiles_w):  # the last tile, cut by the edge
+                    for q in range(m):
+                        c = tc * m + q
+                        wk[o + U(q) * un + U(tc)] = gr[c] if c < ow else 0.0
+        for q in range(m):  # A down the columns
+            _a_block(m, wk, op + U(q) * un, U(m) * un, wk, oh_ + U(q) * un, U(m) * un, un)
+        for i in range(a):  # A along the rows
+            _a_block(m, wk, oh_ + U(i * m) * un, un, dm, U(i * a) * step + U(k * nt), step, un)
+
+
+@njit(**_JIT)
+def _gt_stream(m, j, src, o, pitch, dst, od, n):  # pragma: no cover
+    """dst[od + f] = sum over i of G[i, j] * src[o + i*pitch + f], f < n: column j of G (row j
+    of G^T) applied to n values at once."""
+    s0, s1, s2, s3 = o, o + pitch, o + U(2) * pitch, o + U(3) * pitch
+    if m == 2:
+        if j == 0:
+            for f in range(n):
+                dst[od + f] = src[s0 + f] + 0.5 * (src[s1 + f] + src[s2 + f])
+        elif j == 1:
+            for f in range(n):
+                dst[od + f] = 0.5 * (src[s1 + f] - src[s2 + f])
+        else:
+            for f in range(n):
+                dst[od + f] = src[s3 + f] + 0.5 * (src[s1 + f] + src[s2 + f])
+        return
+    s4, s5 = o + U(4) * pitch, o + U(5) * pitch
+    if j == 0:
+        for f in range(n):
+            dst[od + f] = 0.25 * src[s0 + f] - (src[s1 + f] + src[s2 + f]) / 6.0 + (src[s3 + f] + src[s4 + f]) / 24.0
+    elif j == 1:
+        for f in range(n):
+            dst[od + f] = (src[s2 + f] - src[s1 + f]) / 6.0 + (src[s3 + f] - src[s4 + f]) / 12.0
+    else:
+        for f in range(n):
+            dst[od + f] = src[s5 + f] - (src[s1 + f] + src[s2 + f]) / 6.0 + (src[s3 + f] + src[s4 + f]) / 6.0
+
+
+@njit(**_JIT)
+def _filter_grad_transform(parts, m, r0, r1, gw):  # pragma: no cover
+    """gw[g*K + k, c, ky, kx] = (G^T dU G)[ky, kx], dU[xi] the sum over p, in order, of
+    ``parts[p, g, xi, k, c]`` (the slices' products), for the (group, output channel) rows
+    ``r0 <= g*K + k < r1``; the adjoint of ``_filter_transform``. Returns whether a value written
+    is inf or NaN (the caller then recomputes directly)."""
+    npart, groups, a2, kg, cg = parts.shape
+    a = m + 2
+    uc = U(cg)
+    pf, gf = parts.reshape(-1), gw.reshape(-1)
+    du = np.empty(a2 * cg)  # du[xi*cg + c], summed in float64
+    t = np.empty(3 * a * cg)  # t[(ky*a + j)*cg + c]: G^T down the columns
+    o = np.empty(9 * cg)  # o[(ky*3 + kx)*cg + c]
+    bad = False
+    for row in range(r0, r1):
+        g, k = row // kg, row % kg
+        for xi in range(a2):
+            d = U(xi * cg)
+            s = U(((g * a2 + xi) * kg + k) * cg)
+            for c in range(uc):
+                du[d + c] = pf[s + c]
+            for p in range(1, npart):
+                s = U((((p * groups + g) * a2 + xi) * kg + k) * cg)
+                for c in range(uc):
+                    du[d + c] += pf[s + c]
+        for ky in range(3):
+            for j in range(a):
+                _gt_stream(m, ky, du, U(j) * uc, U(a) * uc, t, U(ky * a + j) * uc, uc)
+        for ky in range(3):
+            for kx in range(3):
+                _gt_stream(m, kx, t, U(ky * a) * uc, uc, o, U(ky * 3 + kx) * uc, uc)
+        ob = U(row * cg * 9)
+        for tap in range(9):  # gw's row: (c, ky, kx), so each tap's values go 9 apart
+            oo = U(tap) * uc
+            for c in range(uc):
+                gf[ob + U(9) * c + U(tap)] = o[oo + c]
+        for c in range(U(9 * cg)):  # inf or NaN, tested after rounding to gw's dtype
+            z = gf[ob + c]
+            bad |= z - z != 0.0
+    return bad

@@ -44,6 +44,11 @@ F4_MAX_FILTER_BYTES = 48 * 2**10  # F(4x4)'s transformed filters per 4x4 tile of
 # other thread's and the transformed kernel) and at least one row of tiles.
 ITEM_TILES = 224
 ITEM_BYTES = 8 * 2**20
+# The weight gradient's slices: each sums its tiles' products in the dtype, over at most about
+# SLICE_TILES tiles (the slices' sums are added in float64), so that its rounding error stays
+# near a direct sum's on large batches and images (float32, relative RMS over a direct sum's,
+# BLAS's: N=32 C=64 56x56, 25088 tiles, one slice per thread 1.62x, slices of 2048 1.47x).
+SLICE_TILES = 2048
 
 
 # Channels per group (read and written) from which winograd on the register tiles beats numba's
@@ -52,6 +57,11 @@ ITEM_BYTES = 8 * 2**20
 # 64 at 112x112 / 56x56 / 14x14 0.86-1.01, 96 at 14x14 0.96, and 8-32 per group (ResNeXt, groups
 # of 4) 1.7-2.9; the input gradient alike.
 TILED_MIN_CHANNELS = 64
+# Channels per group (read and written) from which the weight gradient's Winograd tiles beat
+# numba's: 2 threads, float32, ms winograd / numba: N=32 C=64 56x56 25.0 / 25.3, 28x28 6.8 / 6.6;
+# C=96 28x28 11.6 / 16.8, 14x14 3.5 / 4.9; N=16 C=128 14x14 3.2 / 3.4; N=8 C=256 28x28 18.3 /
+# 20.9. At 64 a tie: numba's direct sums, the more accurate, keep it.
+WEIGHT_MIN_CHANNELS = 96
 
 
 def tiled(geom) -> bool:
@@ -140,12 +150,81 @@ _grad_input_nd = lifted(_grad_input_2d, "grad_input")
 @counted_call
 @lifted
 def grad_weight(gy, x, geom):
-    """Gradient with respect to the weight, shaped like ``w``: the numba backend's (on AVX-512 CPUs an
-    implicit matrix product on register tiles, ``_numba_implicit``), faster than im2col's on the
-    README's dense 3x3 layers (two threads, N=32: 7x7 C=512 30-33 against 41-46 ms, 56x56 C=64
-    27-29 against 38-44). No Winograd weight gradient is written."""
+    """Gradient with respect to the weight, shaped like ``w``: the F(m x m, 3x3) adjoint
+    (``_grad_weight_2d``) where its products run on the register tiles, else the numba backend's."""
+    if _winograd_weight(geom, x.itemsize):
+        gw = _grad_weight_2d(gy, x, geom)
+        if gw is not None:
+            return gw
     from . import numba_jit
     return numba_jit.grad_weight(gy, x, geom)
+
+
+def _winograd_weight(geom, itemsize) -> bool:
+    """Whether a 2-D call's weight gradient runs as Winograd tiles: a 3x3 stride-1 kernel (what the
+    lift passes for a supported call), products on the register tiles with channels enough that
+    they beat numba's (``WEIGHT_MIN_CHANNELS``), and one slice's sums (``alpha^2`` kernels) within
+    half the memory budget."""
+    if (geom.ndim, geom.kh, geom.kw, geom.sh, geom.sw, geom.dil_h, geom.dil_w) != (2, 3, 3, 1, 1, 1, 1):
+        return False
+    sums = 36 * geom.groups * geom.c_in_g * geom.c_out_g * itemsize
+    return (_gemm.WIDE and min(geom.c_in_g, geom.c_out_g) >= WEIGHT_MIN_CHANNELS
+            and 2 * sums <= call_budget(geom, itemsize))
+
+
+def _grad_weight_2d(gy, x, geom):
+    """gw = sum over tiles of G^T [(A dy A^T) * (B^T d B)] G: the input's tiles transformed as the
+    forward's, the output gradient's through A, per transform point a product over the tiles,
+    G^T last. The batch's tile rows are cut into one slice per thread, each summing its products
+    into its own ``alpha^2`` kernels (in blocks of tile rows, as the forward's items), so that the
+    result does not depend on which thread ran what; the slices' sums are added in order before
+    G^T. None when a result is inf or NaN."""
+    m = _tile(geom, get_precision(), x.itemsize)
+    a2, groups, dtype, itemsize = (m + 2) ** 2, geom.groups, x.dtype, x.itemsize
+    cs, cd = geom.c_in_g, geom.c_out_g
+    tiles_h, tiles_w = -(-geom.oh // m), -(-geom.ow // m)
+    rows = geom.n * tiles_h
+    gw = np.empty(geom.w_shape, dtype)
+    if rows == 0:
+        gw[...] = 0
+        return gw
+    one = groups * a2 * cd * cs * itemsize  # one slice's sums
+    budget = call_budget(geom, itemsize)
+    threads = call_threads()
+    want = -(-rows * tiles_w // SLICE_TILES)
+    want = -(-want // threads) * threads  # whole rounds of the threads
+    cut = even(rows, -(-rows // int(max(1, min(want, budget // 2 // one)))))
+    slices = -(-rows // cut)
+    red = _gemm.red_batch_scratch(cs, itemsize)
+    size, threads = _plan(rows, tiles_w, a2 * (cs + cd) * itemsize, slices * one + threads * red * itemsize,
+                          geom, itemsize, _k.transform_scratch(m, 1, 1, itemsize)[0])
+    parts = np.empty((slices, groups, a2, cd, cs), dtype)
+
+    def work(i, scratch):
+        r_first, r_last = i * cut, min(rows, (i + 1) * cut)
+        step = even(r_last - r_first, size)  # blocks of one size: a short one would cost its C traffic
+        for r0 in range(r_first, r_last, step):
+            r1 = min(r_last, r0 + step)
+            nt = (r1 - r0) * tiles_w
+            v = buffer(scratch, "v", (a2 * cs * nt,), dtype)
+            dm = buffer(scratch, "m", (a2 * cd * nt,), dtype)
+            s, wk = _transform_work(scratch, m, r1 - r0, tiles_w, dtype)
+            rs = buffer(scratch, "red", (red,), dtype)
+            for g in range(groups):
+                _k._input_transform(x, g * cs, cs, r0, r1, tiles_h, tiles_w, geom.pt, geom.pl, m, v, s, wk)
+                _k._grad_output_transform(gy, g * cd, cd, r0, r1, tiles_h, tiles_w, m, dm, wk)
+                _gemm.red_batch(dm, v, parts[i, g].reshape(-1), cd, cs, nt, r0 > r_first, rs)
+
+    bad = []
+
+    def finish(r0, r1):
+        if _k._filter_grad_transform(parts, m, r0, r1, gw):
+            bad.append(True)
+
+    with np.errstate(invalid="ignore", over="ignore"):
+        map_items([(i,) for i in range(slices)], work, threads)
+        _evenly(groups * cd, threads, finish)
+    return None if bad else gw
 
 
 def _plan(rows, tiles_w, per_tile, shared, geom, itemsize, work=0):
