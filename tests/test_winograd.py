@@ -346,7 +346,7 @@ def test_weight_gradient_slices_blocks_and_repeats(monkeypatch, use_threads, thr
     assert_close(one, want)
     for slice_tiles, item_tiles in [(30, 1), (100, 200), (2**30, 9)]:
         monkeypatch.setattr(winograd, "SLICE_TILES", slice_tiles)
-        monkeypatch.setattr(winograd, "ITEM_TILES", item_tiles)
+        monkeypatch.setattr(winograd, "GW_ITEM_TILES", item_tiles)
         got = winograd.grad_weight(gy, x, geom)
         assert_close(got, want)
         np.testing.assert_array_equal(winograd.grad_weight(gy, x, geom), got)

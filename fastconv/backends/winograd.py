@@ -49,6 +49,13 @@ ITEM_BYTES = 8 * 2**20
 # near a direct sum's on large batches and images (float32, relative RMS over a direct sum's,
 # BLAS's: N=32 C=64 56x56, 25088 tiles, one slice per thread 1.62x, slices of 2048 1.47x).
 SLICE_TILES = 2048
+# ... summing in blocks of up to GW_ITEM_TILES tiles and GW_ITEM_BYTES of transformed tiles: each
+# block reads and writes the slice's sums once (at 7x7 C=512 16 MiB a slice), so larger blocks
+# than the forward's items pay there. Two threads, float32, time over blocks of 224 tiles and 8
+# MiB, 11 interleaved rounds: 7x7 C=512 N=32 0.82 (blocks of 256 tiles and 16 MiB
+# 0.98, 32 MiB 0.88); 14x14 C=256 0.99; 28x28 C=128 0.97.
+GW_ITEM_TILES = 512
+GW_ITEM_BYTES = 32 * 2**20
 
 
 # Channels per group (read and written) from which winograd on the register tiles beats numba's
@@ -197,7 +204,7 @@ def _grad_weight_2d(gy, x, geom):
     slices = -(-rows // cut)
     red = _gemm.red_batch_scratch(cs, itemsize)
     size, threads = _plan(rows, tiles_w, a2 * (cs + cd) * itemsize, slices * one + threads * red * itemsize,
-                          geom, itemsize, _k.transform_scratch(m, 1, 1, itemsize)[0])
+                          geom, itemsize, _k.transform_scratch(m, 1, 1, itemsize)[0], GW_ITEM_TILES, GW_ITEM_BYTES)
     parts = np.empty((slices, groups, a2, cd, cs), dtype)
 
     def work(i, scratch):
@@ -227,17 +234,18 @@ def _grad_weight_2d(gy, x, geom):
     return None if bad else gw
 
 
-def _plan(rows, tiles_w, per_tile, shared, geom, itemsize, work=0):
-    """``(tile rows per work item, threads)``: items of about ``ITEM_TILES`` tiles and at most
-    ``ITEM_BYTES`` (of ``per_tile`` bytes each), an even share of the rows, and every thread's
-    block, with its transforms' ``work`` bytes per tile, plus the ``shared`` bytes within the memory
-    budget (fewer threads when one row each does not fit; one row at least)."""
+def _plan(rows, tiles_w, per_tile, shared, geom, itemsize, work=0, item_tiles=None, item_bytes=None):
+    """``(tile rows per work item, threads)``: items of about ``item_tiles`` tiles and at most
+    ``item_bytes`` (of ``per_tile`` bytes each; ``ITEM_TILES`` and ``ITEM_BYTES`` unless given),
+    an even share of the rows, and every thread's block, with its transforms' ``work`` bytes per
+    tile, plus the ``shared`` bytes within the memory budget (fewer threads when one row each does
+    not fit; one row at least)."""
     per_row = per_tile * tiles_w
     budget = call_budget(geom, itemsize) - shared
     reserve = reserved() * itemsize
     threads = int(max(1, min(call_threads(), budget // (per_row + work * tiles_w + reserve))))
     fits = (budget // threads - reserve) // (per_row + work * tiles_w)
-    want = min(-(-ITEM_TILES // tiles_w), ITEM_BYTES // per_row)
+    want = min(-(-(item_tiles or ITEM_TILES) // tiles_w), (item_bytes or ITEM_BYTES) // per_row)
     size = int(max(1, min(want, fits, -(-rows // threads))))
     return (even(rows, size) if rows else 1), threads  # an empty batch: no items
 
