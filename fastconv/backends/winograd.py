@@ -445,13 +445,15 @@ if hasattr(os, "register_at_fork"):
 
 
 def _transforms(dtype):
-    """Compile (or load) the transforms for ``dtype``: one forward and one input gradient, which
-    compile F(2x2) and F(4x4) alike (m is an argument)."""
+    """Compile (or load) the transforms for ``dtype``: one forward, one input gradient and one
+    weight gradient of its own, which compile F(2x2) and F(4x4) alike (m is an argument)."""
     from ..geometry import Geometry
 
     geom = Geometry.from_args((1, 2, 5, 5), (2, 2, 3, 3), padding=1)
     x, w = np.ones(geom.x_shape, dtype), np.ones(geom.w_shape, dtype)
     grad_input(forward(x, w, geom, np.ones(2, dtype)), w, geom)
+    if _gemm.WIDE:  # the weight gradient's own kernels, which grad_weight runs from WEIGHT_MIN_CHANNELS
+        counted_call(_grad_weight_2d)(np.ones(geom.y_shape, dtype), x, geom)
     _ready.add(np.dtype(dtype).name)
     return geom, x, w
 
