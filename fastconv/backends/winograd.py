@@ -1,11 +1,13 @@
 """Winograd backend: 3x3 stride-1 convolutions as F(2x2,3x3) tiles ("highest") or F(4x4,3x3) ("high").
 Blocks of tiles run on fastconv's threads: Numba transforms, alpha^2 single-threaded BLAS products with
-the transformed kernel, the output transform; grad_input is the same with the flipped kernel, grad_weight
-numba's. Extra memory: the transformed kernel (16/9 or 4x w), per thread one block, within the memory
-budget. Error (README): F(2x2) within 2x a direct sum's, F(4x4) within 16x. The fastest fastconv backend
-on dense 3x3 layers of 64+ channels (0.7-0.9x torch's time here from 14x14 to 56x56, 1.1-1.3x at 7x7);
-inf/NaN rerun direct. 3-D kD x 3 x 3 kernels transform each input plane once (``_convolve_3d``); 1-D,
-grouped and depth-dilated 3-D calls run through the 2-D passes (``_lift``).
+the transformed kernel, the output transform; grad_input is the same with the flipped kernel,
+grad_weight the adjoint (products over the tiles, per slice of the batch) from 96 channels, else
+numba's. Extra memory: the transformed kernel (16/9 or 4x w), per thread one block, the weight
+gradient's slices' sums, within the memory budget. Error (README): F(2x2) within 2x a direct sum's,
+F(4x4) within 16x. The fastest fastconv backend on dense 3x3 layers of 64+ channels (0.7-0.9x torch's
+time here from 14x14 to 56x56, 1.0-1.3x at 7x7); inf/NaN rerun direct. 3-D kD x 3 x 3 kernels
+transform each input plane once (``_convolve_3d``); 1-D, grouped and depth-dilated 3-D calls run
+through the 2-D passes (``_lift``).
 """
 
 from __future__ import annotations
