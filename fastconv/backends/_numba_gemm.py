@@ -406,24 +406,37 @@ def batch(ap2, m, b, c, k, p, scratch):  # pragma: no cover
 
 
 def red_scratch(m, n, nthreads, itemsize):
-    """Float and int64 workspace elements of ``_red_part``: per slot B packed for one block of
-    pixels (KC x all of gw's columns), A's last rows when they are fewer than MR, a scratch tile;
-    and the partial sums of slots 1 and up (slot 0 writes into gw)."""
-    nr = _tile_cols(itemsize)
+    """Float and int64 workspace elements of ``_red_part``: per slot ``_red_unit``'s scratch
+    (``red_batch_scratch``); and the partial sums of slots 1 and up (slot 0 writes into gw)."""
+    return nthreads * red_batch_scratch(n, itemsize) + (nthreads - 1) * _aligned(m * n), 0
+
+
+def red_batch_scratch(n, itemsize):
+    """Elements of ``_red_unit``'s scratch for products of ``n`` columns (``_unit_views``): B packed
+    for one block (KC x n, n in whole panels), A's last rows when they are fewer than MR, a scratch
+    tile."""
+    return _unit_size(n, _tile_cols(itemsize))
+
+
+@njit(inline="always", **_JIT)
+def _unit_size(n, nr):  # pragma: no cover
+    return _aligned(KC * ((n + nr - 1) // nr * nr) + MR * KC + MR * nr)
+
+
+@njit(inline="always", **_JIT)
+def _unit_views(n, own):  # pragma: no cover
+    """``(bp, ae, ct)`` of ``_red_unit`` carved from ``own`` (``red_batch_scratch`` elements)."""
+    nr = _nr(own)
     npad = (n + nr - 1) // nr * nr
-    return nthreads * _aligned(KC * npad + MR * KC + MR * nr) + (nthreads - 1) * _aligned(m * n), 0
+    return own[:KC * npad], own[KC * npad:KC * npad + MR * KC], own[KC * npad + MR * KC:KC * npad + MR * KC + MR * nr]
 
 
 @njit(inline="always", **_JIT)
 def _red_views(m, n, nthreads, fws, slot):  # pragma: no cover
-    nr = _nr(fws)
-    npad = (n + nr - 1) // nr * nr
-    per = _aligned(KC * npad + MR * KC + MR * nr)
-    own = fws[slot * per:(slot + 1) * per]
-    part = _aligned(m * n)
-    base = nthreads * per + (slot - 1) * part
-    return (own[:KC * npad], own[KC * npad:KC * npad + MR * KC], own[KC * npad + MR * KC:per],
-            fws[base:base + m * n])
+    per = _unit_size(n, _nr(fws))
+    bp, ae, ct = _unit_views(n, fws[slot * per:(slot + 1) * per])
+    base = nthreads * per + (slot - 1) * _aligned(m * n)
+    return bp, ae, ct, fws[base:base + m * n]
 
 
 @njit(**_JIT)
@@ -491,23 +504,12 @@ def _red_unit(a, a0, lda, m, b, b0, ldb, n, kc, out, o0, add, bp, ae, ct):  # pr
                 _put(ct, out[o0:], i0 * n + j0, n, min(MR, m - i0), min(nr, n - j0), add)
 
 
-def red_batch_scratch(n, itemsize):
-    """Elements of ``red_batch``'s scratch for products of ``n`` columns (``_red_unit``'s B panels,
-    A's last rows and a scratch tile)."""
-    nr = _tile_cols(itemsize)
-    return _aligned(KC * ((n + nr - 1) // nr * nr)) + _aligned(MR * KC) + MR * nr
-
-
 @njit(**_JIT)
 def red_batch(a, b, c, m, n, p, add, scratch):  # pragma: no cover
     """``C[i] (+)= A[i] @ B[i].T`` for every i on this thread (added when ``add``): A, B and C the
     flat C-contiguous ``(len, m, p)``, ``(len, n, p)`` and ``(len, m, n)``, the reduction over p in
     blocks of KC (winograd's weight gradient: output gradient by input, per transform point)."""
-    nr = _nr(scratch)
-    npad = (n + nr - 1) // nr * nr
-    bp = scratch[:KC * npad]
-    ae = scratch[_aligned(KC * npad):_aligned(KC * npad) + MR * KC]
-    ct = scratch[_aligned(KC * npad) + _aligned(MR * KC):_aligned(KC * npad) + _aligned(MR * KC) + MR * nr]
+    bp, ae, ct = _unit_views(n, scratch)
     for i in range(c.size // (m * n)):
         for p0 in range(0, p, KC):
             _red_unit(a, i * m * p + p0, p, m, b, i * n * p + p0, p, n, min(KC, p - p0), c, i * m * n,
