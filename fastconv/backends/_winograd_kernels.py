@@ -342,17 +342,20 @@ def _grad_output_transform(gy, k0, kg, r0, r1, tiles_h, tiles_w, m, dm, wk):  # 
     # wk: p[(r*m + q)*nt + t] value (r, q) of tile t; h[(i*m + q)*nt + t] after A down the columns
     op, oh_ = U(0), U(m * m * nt)
     full = min(tiles_w, ow // m)  # the tiles whose m columns all lie inside gy
+    for jj in range(rows):  # values past gy's edge: zeros, the same for every channel, set once
+        oy = ((r0 + jj) % tiles_h) * m
+        for r in range(m):
+            o = op + U(r * m) * un + U(jj * tiles_w)
+            for q in range(m):
+                for tc in range(tiles_w):
+                    if oy + r >= oh or tc * m + q >= ow:
+                        wk[o + U(q) * un + U(tc)] = 0.0
     for k in range(kg):
         for jj in range(rows):
             rr = r0 + jj
             bn, oy = rr // tiles_h, (rr % tiles_h) * m
-            for r in range(m):
+            for r in range(min(m, oh - oy)):
                 o = op + U(r * m) * un + U(jj * tiles_w)
-                if oy + r >= oh:
-                    for q in range(m):
-                        for tc in range(U(tiles_w)):
-                            wk[o + U(q) * un + tc] = 0.0
-                    continue
                 gr = gy[bn, k0 + k, oy + r]
                 if m == 2:
                     for tc in range(U(full)):
@@ -363,9 +366,8 @@ def _grad_output_transform(gy, k0, kg, r0, r1, tiles_h, tiles_w, m, dm, wk):  # 
                         wk[o + tc], wk[o + un + tc] = gr[q], gr[q + U(1)]
                         wk[o + U(2) * un + tc], wk[o + U(3) * un + tc] = gr[q + U(2)], gr[q + U(3)]
                 for tc in range(full, tiles_w):  # the last tile, cut by the edge
-                    for q in range(m):
-                        c = tc * m + q
-                        wk[o + U(q) * un + U(tc)] = gr[c] if c < ow else 0.0
+                    for q in range(min(m, ow - tc * m)):
+                        wk[o + U(q) * un + U(tc)] = gr[tc * m + q]
         for q in range(m):  # A down the columns
             _a_block(m, wk, op + U(q) * un, U(m) * un, wk, oh_ + U(q) * un, U(m) * un, un)
         for i in range(a):  # A along the rows
