@@ -184,10 +184,11 @@ def _winograd_weight(geom, itemsize) -> bool:
 def _grad_weight_2d(gy, x, geom):
     """gw = sum over tiles of G^T [(A dy A^T) * (B^T d B)] G: the input's tiles transformed as the
     forward's, the output gradient's through A, per transform point a product over the tiles,
-    G^T last. The batch's tile rows are cut into one slice per thread, each summing its products
-    into its own ``alpha^2`` kernels (in blocks of tile rows, as the forward's items), so that the
-    result does not depend on which thread ran what; the slices' sums are added in order before
-    G^T. None when a result is inf or NaN."""
+    G^T last. The batch's tile rows are cut into slices of about ``SLICE_TILES`` tiles, in whole
+    rounds of the threads, each summing its products into its own ``alpha^2`` kernels (in blocks of
+    up to ``GW_ITEM_TILES`` tiles), so that the result does not depend on which thread ran what;
+    the slices' sums are added in order, in float64, before G^T. None when a result is inf or
+    NaN."""
     m = _tile(geom, get_precision(), x.itemsize)
     a2, groups, dtype, itemsize = (m + 2) ** 2, geom.groups, x.dtype, x.itemsize
     cs, cd = geom.c_in_g, geom.c_out_g
