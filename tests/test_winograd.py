@@ -330,6 +330,25 @@ def test_item_sizes_agree(monkeypatch, item_tiles):
             assert_close(winograd.grad_input(gy, w, geom), want[1])
 
 
+def test_items_hold_whole_panels_where_the_threads_stay_even(use_threads):
+    """Work items of the products hold whole panels of 32 tiles (float32) where one is near
+    ITEM_TILES, unless that leaves one thread much more to do than an even cut would; without a
+    panel (3-D, NumPy's products) the sizes still keep the threads' shares even."""
+    use_threads(2)
+    geom = Geometry.from_args((32, 512, 7, 7), (512, 512, 3, 3), padding=1)
+
+    def plan(rows, tiles_w, panel):
+        return winograd._plan(rows, tiles_w, 64, 0, geom, 4, panel=panel)[0]
+
+    assert plan(128, 4, 32) == 64  # 7x7: two items of 256 tiles, one per thread
+    assert plan(224, 7, 32) == 32  # 14x14: items of 224 tiles
+    assert plan(160, 10, 32) == 32  # 20x20: 320 tiles
+    assert plan(160, 10, 1) == 26  # no panels: busiest thread 82 rows (26, 26, 26, 4), not 92 (7 of 23)
+    assert plan(100, 7, 32) == 25  # 32 rows would leave one thread 64 of 100 rows: 25 is even
+    assert plan(7, 7, 32) == 4  # one image of 14x14: a share per thread, whatever the panels
+    assert plan(30, 15, 32) == 15  # 480 tiles (q = 32 rows) is far from ITEM_TILES: no panels, 225 tiles
+
+
 @pytest.mark.skipif(not _gemm.WIDE, reason="the weight gradient's tiles run only on CPUs with AVX-512")
 @pytest.mark.parametrize("threads", [1, 3])
 def test_weight_gradient_slices_blocks_and_repeats(monkeypatch, use_threads, threads):

@@ -182,10 +182,12 @@ _tile_rows = _tile_call(rows=True)  # A's rows where they lie (the weight gradie
 _tile_taps = _tile_call(rows=False, taps=True)  # A packed, B a kernel's taps over a plane (implicit forward)
 
 
-@njit(inline="always", **_JIT)
-def _tile_cols(itemsize):  # pragma: no cover
-    """Columns per tile for elements of ``itemsize`` bytes: two 64-byte vectors."""
+def tile_cols(itemsize):
+    """Columns per tile (a B panel's width) for elements of ``itemsize`` bytes: two 64-byte vectors."""
     return NV * (64 // itemsize)
+
+
+_tile_cols = njit(inline="always", **_JIT)(tile_cols)
 
 
 @njit(inline="always", **_JIT)
@@ -219,7 +221,7 @@ def cols_scratch(m, k, nthreads, itemsize):
     """Float and int64 workspace elements of ``_cols_part``: A packed (all of it, shared) and the
     bias padded to whole tiles, and per slot a B panel for the tiles that cross an image's end, and
     a scratch tile."""
-    nr = _tile_cols(itemsize)
+    nr = tile_cols(itemsize)
     mp = _whole_rows(m)
     return _aligned(mp * k) + _aligned(mp) + nthreads * _aligned((KC + MR) * nr), 0
 
@@ -341,7 +343,7 @@ def packed_size(m, k):
 def batch_scratch(m, itemsize):
     """Elements of ``batch``'s scratch for products of m rows: a B panel, a scratch tile and a
     zero bias of whole panels."""
-    nr = _tile_cols(itemsize)
+    nr = tile_cols(itemsize)
     return (KC + MR) * nr + _whole_rows(m)
 
 
@@ -415,7 +417,7 @@ def red_batch_scratch(n, itemsize):
     """Elements of ``_red_unit``'s scratch for products of ``n`` columns (``_unit_views``): B packed
     for one block (KC x n, n in whole panels), A's last rows when they are fewer than MR, a scratch
     tile."""
-    return _unit_size(n, _tile_cols(itemsize))
+    return _unit_size(n, tile_cols(itemsize))
 
 
 @njit(inline="always", **_JIT)

@@ -39,7 +39,7 @@ against 1.5x.
 import functools
 
 from . import _numba_gemm as _gemm
-from ._numba_gemm import KC, MR, _nr, _tile_cols, _tile_rows, _tile_taps, _whole_rows
+from ._numba_gemm import KC, MR, _nr, _tile_rows, _tile_taps, _whole_rows, tile_cols
 from ._numba_kernels import _JIT, _aligned, njit
 
 # Input channels from which this beats the packed kernels' weight gradient, and output channels
@@ -90,7 +90,7 @@ class Plan:
         nblk = -(-self.k_img // KC)
         self.kc = -(-self.k_img // nblk)
         self.cpad = _whole_rows(geom.c_in)
-        self.nr = _tile_cols(itemsize)
+        self.nr = tile_cols(itemsize)
         self.taps, self.c_out = geom.kh * geom.kw, geom.c_out
         share = _slot_size(self.c_out, self.taps, 1, self.kc, self.cpad, self.plane, nslots, self.nr)[0]
         b_image = self.kc * share * self.nr * itemsize
@@ -223,7 +223,7 @@ def fw_scratch(c_out, c_in, taps, plane, nslots, itemsize):
     and per slot an image's padded planes (with a tile's columns of slack past the last: the last
     tile reads past its image) and a scratch tile."""
     mp = _whole_rows(c_out)
-    return _aligned(mp * c_in * taps) + _aligned(mp) + nslots * sum(_fw_slot(c_in, plane, _tile_cols(itemsize))), 0
+    return _aligned(mp * c_in * taps) + _aligned(mp) + nslots * sum(_fw_slot(c_in, plane, tile_cols(itemsize))), 0
 
 
 @njit(inline="always", **_JIT)

@@ -42,10 +42,18 @@ F4_MAX_PRODUCTS = 0.7  # F(4x4)'s multiplications over F(2x2)'s, the tiles' padd
 F4_MAX_FILTER_BYTES = 48 * 2**10  # F(4x4)'s transformed filters per 4x4 tile of the batch
 # A work item's tiles: the products' width. One thread, OPENBLAS_CORETYPE=SkylakeX, F(2x2): 56
 # tiles 179-190 GFLOP/s, 224 tiles 188-228 (C=64-128), 448 182; at C=512 (7x7) 32 tiles 146,
-# 128 tiles 184. Items hold at most ITEM_BYTES of transformed input and products (in L3 with the
-# other thread's and the transformed kernel) and at least one row of tiles.
-ITEM_TILES = 224
-ITEM_BYTES = 8 * 2**20
+# 128 tiles 184. Items hold at most ITEM_BYTES of transformed input and products and at least one
+# row of tiles. Two threads, float32, forward time over items of at most 224 tiles and 8 MiB cut
+# evenly (11 interleaved rounds): N=32 C=512 7x7 (256 tiles against 128) 0.91, N=16 C=512 14x14
+# (224 against 112) 0.83, N=4 C=512 28x28 0.79, N=32 C=256 16x16 (whole panels) 0.81, N=20-24
+# C=256 14x14 0.88, N=64 C=64 32x32 0.92; the bench's other 3x3 shapes the same items.
+ITEM_TILES = 256
+ITEM_BYTES = 16 * 2**20
+# Items hold whole panels of the register tiles' columns (32 tiles in float32) where one is near
+# that size and the threads' shares stay even (``_slowest``): an item that ends in part of a
+# panel took about this much longer per tile (two threads, N=32 C=256 16x16, items of 27 and 29
+# tile rows of 8 against 24, 28 and 32: 1.04-1.17x).
+PART_PANEL_COST = 1.15
 # The weight gradient's slices: each sums its tiles' products in the dtype, over at most about
 # SLICE_TILES tiles (the slices' sums are added in float64), so that its rounding error stays
 # near a direct sum's on large batches and images (float32, relative RMS over a direct sum's,
@@ -237,20 +245,39 @@ def _grad_weight_2d(gy, x, geom):
     return None if bad else gw
 
 
-def _plan(rows, tiles_w, per_tile, shared, geom, itemsize, work=0, item_tiles=None, item_bytes=None):
+def _plan(rows, tiles_w, per_tile, shared, geom, itemsize, work=0, item_tiles=None, item_bytes=None, panel=1):
     """``(tile rows per work item, threads)``: items of about ``item_tiles`` tiles and at most
     ``item_bytes`` (of ``per_tile`` bytes each; ``ITEM_TILES`` and ``ITEM_BYTES`` unless given),
-    an even share of the rows, and every thread's block, with its transforms' ``work`` bytes per
-    tile, plus the ``shared`` bytes within the memory budget (fewer threads when one row each does
-    not fit; one row at least)."""
+    at most a thread's share of the rows, and every thread's block, with its transforms' ``work``
+    bytes per tile, plus the ``shared`` bytes within the memory budget (fewer threads when one row
+    each does not fit; one row at least). With ``panel`` (the products' columns per register
+    tile), items hold whole panels of tiles where that is near the size wanted. That size or an
+    even cut of the rows, whichever leaves the busiest thread less (``_slowest``)."""
     per_row = per_tile * tiles_w
     budget = call_budget(geom, itemsize) - shared
     reserve = reserved() * itemsize
     threads = int(max(1, min(call_threads(), budget // (per_row + work * tiles_w + reserve))))
     fits = (budget // threads - reserve) // (per_row + work * tiles_w)
-    want = min(-(-(item_tiles or ITEM_TILES) // tiles_w), (item_bytes or ITEM_BYTES) // per_row)
-    size = int(max(1, min(want, fits, -(-rows // threads))))
-    return (even(rows, size) if rows else 1), threads  # an empty batch: no items
+    tiles = item_tiles or ITEM_TILES
+    q = panel // math.gcd(panel, tiles_w)  # rows of a whole number of panels
+    q = q if q * tiles_w <= 2 * tiles else 1
+    want = max(q, round(-(-tiles // tiles_w) / q) * q)
+    most = min(fits, (item_bytes or ITEM_BYTES) // per_row, -(-rows // threads))
+    size = int(max(1, min(want, most // q * q or most)))
+    if not rows:
+        return 1, threads  # an empty batch: no items
+    return min((size, even(rows, size)), key=lambda s: _slowest(rows, s, threads, q)), threads
+
+
+def _slowest(rows, size, threads, q) -> float:
+    """The busiest thread's work when ``rows`` run in items of ``size`` rows, items going to
+    whichever thread is free (in order): rows, those of items that are not whole panels (of ``q``
+    rows) counted ``PART_PANEL_COST`` times."""
+    load = [0.0] * threads
+    for r0 in range(0, rows, size):
+        r = min(size, rows - r0)
+        load[load.index(min(load))] += r * (PART_PANEL_COST if r % q else 1.0)
+    return max(load)
 
 
 def _convolve(src, w, geom, c_dst, out_hw, pt, pl, bias, transposed):
@@ -268,7 +295,7 @@ def _convolve(src, w, geom, c_dst, out_hw, pt, pl, bias, transposed):
     tiles = _gemm.WIDE and min(cs, cd) >= _gemm.MR
     up = np.empty((groups, a2, _gemm.packed_size(cd, cs) if tiles else 0), dtype)  # u packed for them
     size, threads = _plan(rows, tiles_w, a2 * (cs + cd) * itemsize, u.nbytes + up.nbytes, geom, itemsize,
-                          _k.transform_scratch(m, 1, 1, itemsize)[0])
+                          _k.transform_scratch(m, 1, 1, itemsize)[0], panel=_gemm.tile_cols(itemsize) if tiles else 1)
     y = np.empty((src.shape[0], c_dst, *out_hw), dtype)
     b = np.empty(0, dtype) if bias is None else bias
     bad = []
