@@ -333,6 +333,36 @@ if hasattr(os, "register_at_fork"):  # not on Windows
     os.register_at_fork(after_in_child=_forget_pool)
 
 
+# Scratch kept for each calling thread between calls (``kept``), at most this many bytes of it.
+KEPT_MAX_BYTES = DEFAULT_MEMORY_BUDGET // 2
+_kept = threading.local()
+
+
+def kept(name, shape, dtype):
+    """Scratch array ``name`` of ``shape`` for the calling thread's call, carved from a buffer kept
+    for this thread between calls and grown to the largest size asked (up to ``KEPT_MAX_BYTES``;
+    larger ones are made afresh). glibc maps an allocation of 32 MiB or more afresh on every call,
+    and the kernel zeroes its pages at their first touch each time: winograd's weight gradient at
+    7x7 C=512 (32 MiB of slices' sums) spent 5-55 ms a call in the kernel, two threads, against
+    27-41 ms of products and transforms. The buffer is this thread's, and a call uses it only
+    while it runs, so threads and successive calls never share it; ``drop_kept`` frees it."""
+    dtype = np.dtype(dtype)
+    nbytes = math.prod(shape) * dtype.itemsize
+    if nbytes > KEPT_MAX_BYTES:
+        return np.empty(shape, dtype)
+    raw = getattr(_kept, name, None)
+    if raw is None or raw.size < nbytes:
+        setattr(_kept, name, None)  # the old one goes first: never both at once
+        raw = _aligned(np.empty, nbytes, np.dtype(np.uint8))
+        setattr(_kept, name, raw)
+    return raw[:nbytes].view(dtype).reshape(shape)
+
+
+def drop_kept():
+    """Free the calling thread's ``kept`` buffers."""
+    _kept.__dict__.clear()
+
+
 def buffer(scratch, name, shape, dtype, zeros=False):
     """The scratch array ``name`` with ``shape``, carved from one buffer made for the largest chunk
     seen so far; ``zeros`` buffers are zeroed once, their users overwrite only what varies."""

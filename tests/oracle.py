@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 
 from fastconv._precision import TOLERANCE
+from fastconv._workers import drop_kept
 
 # Results are compared with a float64 oracle; atol scales with the largest expected magnitude.
 TOL = TOLERANCE
@@ -29,10 +30,12 @@ def assert_close(got, want, dtype=None, what=""):
 
 def extra_bytes(run):
     """``(bytes, result)``: the peak memory that ``run()`` allocates beyond its result, measured by
-    tracemalloc on a second call (the first imports code and warms pools, which is not scratch)."""
+    tracemalloc on a second call (the first imports code and warms pools, which is not scratch);
+    scratch kept between calls (``_workers.kept``) is freed first, so that it counts."""
     import tracemalloc
 
     run()
+    drop_kept()
     tracemalloc.start()
     try:
         before, _ = tracemalloc.get_traced_memory()

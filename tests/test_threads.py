@@ -316,3 +316,26 @@ def test_im2col_on_one_thread_keeps_blas_to_one_thread_and_restores_it(blas_at_3
         im2col.forward(np.ones(geom.x_shape), np.ones(geom.w_shape), geom)
     assert seen == [{1}]
     assert set(_blas_threads().values()) == {3}
+
+
+def test_kept_scratch_is_reused_per_thread_and_bounded(monkeypatch):
+    """``kept`` scratch: the same memory on this thread's next call when it fits (grown when not),
+    another thread's own, sizes past KEPT_MAX_BYTES made afresh, and ``drop_kept`` frees it."""
+    _workers.drop_kept()
+    a = _workers.kept("t", (4, 8), np.float32)
+    assert a.shape == (4, 8) and a.dtype == np.float32 and a.ctypes.data % 64 == 0
+    b = _workers.kept("t", (3, 2), np.float64)  # 48 bytes fit in the 128 kept
+    assert np.shares_memory(a, b)
+    c = _workers.kept("t", (64,), np.float64)  # 512 bytes: grown
+    assert not np.shares_memory(a, c) and np.shares_memory(c, _workers.kept("t", (64,), np.float64))
+    other = []
+    thread = threading.Thread(target=lambda: other.append(_workers.kept("t", (64,), np.float64)))
+    thread.start()
+    thread.join()
+    assert not np.shares_memory(c, other[0])
+    monkeypatch.setattr(_workers, "KEPT_MAX_BYTES", 256)
+    big = _workers.kept("t", (64,), np.float64)
+    assert not np.shares_memory(c, big) and not np.shares_memory(big, _workers.kept("t", (64,), np.float64))
+    _workers.drop_kept()
+    assert not np.shares_memory(c, _workers.kept("t", (8,), np.float64))
+    _workers.drop_kept()

@@ -21,7 +21,7 @@ import numpy as np
 
 from .._precision import get_precision
 from .._threads import call_threads, counted_call
-from .._workers import buffer, call_budget, chunks, even, map_items, reserved
+from .._workers import buffer, call_budget, chunks, even, kept, map_items, reserved
 from . import _numba_gemm as _gemm
 from . import _winograd_kernels as _k
 from ._lift import as_2d, lifted
@@ -216,7 +216,7 @@ def _grad_weight_2d(gy, x, geom):
     red = _gemm.red_batch_scratch(cs, itemsize)
     size, threads = _plan(rows, tiles_w, a2 * (cs + cd) * itemsize, slices * one + threads * red * itemsize,
                           geom, itemsize, _k.transform_scratch(m, 1, 1, itemsize)[0], GW_ITEM_TILES, GW_ITEM_BYTES)
-    parts = np.empty((slices, groups, a2, cd, cs), dtype)
+    parts = kept("gw-slices", (slices, groups, a2, cd, cs), dtype)  # written whole before read
 
     def work(i, scratch):
         r_first, r_last = i * cut, min(rows, (i + 1) * cut)
