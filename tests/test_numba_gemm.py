@@ -174,7 +174,8 @@ def test_batched_products_match_longdouble(dtype):
     # winograd's products: one per transform point, each A packed once per call
     a, b = _rand((16, 20, 300), dtype, 0), _rand((16, 300, 45), dtype, 1)  # 300: two reduction blocks
     packed = np.empty((16, gemm.packed_size(20, 300)), dtype)
-    gemm.pack_batch(a, packed)
+    for i in range(16):
+        gemm._pack_a(a[i], packed[i])
     c = np.full((16, 20, 45), np.nan, dtype)
     gemm.batch(packed, 20, b.reshape(-1), c.reshape(-1), 300, 45,
                np.empty(gemm.batch_scratch(20, np.dtype(dtype).itemsize), dtype))

@@ -330,6 +330,30 @@ def test_item_sizes_agree(monkeypatch, item_tiles):
             assert_close(winograd.grad_input(gy, w, geom), want[1])
 
 
+@pytest.mark.parametrize("m", [2, 4])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_filters_transformed_into_the_packed_layout(m, dtype):
+    """The kernel transformed straight into the register tiles' packed layout holds the same bits
+    as the transform then ``_pack_a``: two groups, output channels past whole panels (13), input
+    channels over two reduction blocks (300), and a flipped, channel-swapped view (the input
+    gradient's)."""
+    rng = np.random.default_rng(4)
+    a2 = (m + 2) ** 2
+    for wv in (rng.standard_normal((2, 13, 300, 3, 3)).astype(dtype),
+               rng.standard_normal((2, 300, 13, 3, 3)).astype(dtype).transpose(0, 2, 1, 3, 4)[..., ::-1, ::-1]):
+        groups, nr, ns = wv.shape[:3]
+        u = np.empty((groups, a2, nr, ns), dtype)
+        _winograd_kernels._filter_transform(wv, m, 0, groups * nr, u)
+        want = np.empty((groups * a2, _gemm.packed_size(nr, ns)), dtype)
+        for i in range(groups * a2):
+            _gemm._pack_a(u.reshape(groups * a2, nr, ns)[i], want[i])
+        got = np.full_like(want, np.nan)
+        panels = -(-nr // _gemm.MR)
+        _winograd_kernels._filter_transform_packed(wv, m, 0, 3, got)  # in two parts
+        _winograd_kernels._filter_transform_packed(wv, m, 3, groups * panels, got)
+        np.testing.assert_array_equal(got, want)
+
+
 def test_items_hold_whole_panels_where_the_threads_stay_even(use_threads):
     """Work items of the products hold whole panels of 32 tiles (float32) where one is near
     ITEM_TILES, unless that leaves one thread much more to do than an even cut would; without a

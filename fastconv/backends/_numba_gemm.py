@@ -348,13 +348,6 @@ def batch_scratch(m, itemsize):
 
 
 @njit(**_JIT)
-def pack_batch(a3, ap2):  # pragma: no cover
-    """``ap2[i]`` = ``a3[i]`` packed (``_pack_a``), for every i."""
-    for i in range(a3.shape[0]):
-        _pack_a(a3[i], ap2[i])
-
-
-@njit(**_JIT)
 def _batch_run(ap, m, zeros, b, c, k, p, bp, ct):  # pragma: no cover
     """C = A @ B, A (m x k) packed, B and C the flat (k, p) and (m, p): per block of KC reduction
     steps, every panel of nr columns, every panel of rows. Unlike ``_cols_run`` (panels outside,

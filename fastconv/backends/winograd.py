@@ -289,11 +289,11 @@ def _convolve(src, w, geom, c_dst, out_hw, pt, pl, bias, transposed):
     cs, cd = src.shape[1] // groups, c_dst // groups  # channels per group read and written
     tiles_h, tiles_w = -(-out_hw[0] // m), -(-out_hw[1] // m)
     rows = src.shape[0] * tiles_h  # rows of tiles over the whole batch
-    u = np.empty((groups, a2, cd, cs), dtype)
     # The products on numba's register tiles (AVX-512) where there are channels enough to fill them:
     # NumPy's BLAS may run narrower ones (AVX2 here, at about half their speed).
     tiles = _gemm.WIDE and min(cs, cd) >= _gemm.MR
-    up = np.empty((groups, a2, _gemm.packed_size(cd, cs) if tiles else 0), dtype)  # u packed for them
+    u = np.empty((groups, a2, cd, cs) if not tiles else (0,), dtype)  # the transformed kernel, for BLAS
+    up = np.empty((groups, a2, _gemm.packed_size(cd, cs) if tiles else 0), dtype)  # ... packed, for the tiles
     size, threads = _plan(rows, tiles_w, a2 * (cs + cd) * itemsize, u.nbytes + up.nbytes, geom, itemsize,
                           _k.transform_scratch(m, 1, 1, itemsize)[0], panel=_gemm.tile_cols(itemsize) if tiles else 1)
     y = np.empty((src.shape[0], c_dst, *out_hw), dtype)
@@ -320,9 +320,10 @@ def _convolve(src, w, geom, c_dst, out_hw, pt, pl, bias, transposed):
 
     # inf and NaN only send the call to the direct fallback: no warning for them
     with np.errstate(invalid="ignore", over="ignore"):  # map_items keeps BLAS to one thread per worker
-        _transform_filters(wv, m, u, threads)
         if tiles:
-            _pack_filters(u.reshape(groups * a2, cd, cs), up.reshape(groups * a2, -1), threads)
+            _transform_filters_packed(wv, m, up.reshape(groups * a2, -1), threads)
+        else:
+            _transform_filters(wv, m, u, threads)
         map_items(list(chunks(rows, size)), work, threads)
     return None if bad else y
 
@@ -339,10 +340,11 @@ def _transform_filters(wv, m, u, threads):
     _evenly(wv.shape[0] * wv.shape[1], threads, lambda r0, r1: _k._filter_transform(wv, m, r0, r1, u))
 
 
-def _pack_filters(u3, up2, threads):
-    """``up2[i]`` = ``u3[i]`` packed for the register tiles, the matrices split evenly over the
-    threads (at 7x7 C=512, 16 MiB of them: 1.9 ms on one thread)."""
-    _evenly(u3.shape[0], threads, lambda i0, i1: _gemm.pack_batch(u3[i0:i1], up2[i0:i1]))
+def _transform_filters_packed(wv, m, up2, threads):
+    """``up2[g*alpha^2 + xi]`` = the transformed kernel's ``xi`` of group g packed for the register
+    tiles, the (group, panel of output channels) pairs split evenly over the threads."""
+    pairs = wv.shape[0] * -(-wv.shape[1] // _gemm.MR)
+    _evenly(pairs, threads, lambda p0, p1: _k._filter_transform_packed(wv, m, p0, p1, up2))
 
 
 def _evenly(n, threads, run):
