@@ -4,10 +4,11 @@ the transformed kernel, the output transform; grad_input is the same with the fl
 grad_weight the adjoint (products over the tiles, per slice of the batch) from 96 channels, else
 numba's. Extra memory: the transformed kernel (16/9 or 4x w), per thread one block, the weight
 gradient's slices' sums (kept for the calling thread between calls), within the memory budget.
-Error (README): F(2x2) within 2x a direct sum's, F(4x4) within 16x. The fastest fastconv backend on dense 3x3 layers of 64+ channels (0.7-0.9x torch's
-time here from 14x14 to 56x56, 0.9-1.1x at 7x7); inf/NaN rerun direct. 3-D kD x 3 x 3 kernels
-transform each input plane once (``_convolve_3d``); 1-D, grouped and depth-dilated 3-D calls run
-through the 2-D passes (``_lift``).
+Error (README): F(2x2) within 2x a direct sum's, F(4x4) within 16x. The fastest fastconv backend
+on dense 3x3 layers of 64+ channels (0.7-0.9x torch's time here from 14x14 to 56x56, 0.9-1.1x at
+7x7); inf/NaN rerun direct. 3-D kD x 3 x 3 kernels transform each input plane once
+(``_convolve_3d``); 1-D, grouped and depth-dilated 3-D calls run through the 2-D passes
+(``_lift``).
 """
 
 from __future__ import annotations
