@@ -373,6 +373,19 @@ def test_items_hold_whole_panels_where_the_threads_stay_even(use_threads):
     assert plan(30, 15, 32) == 15  # 480 tiles (q = 32 rows) is far from ITEM_TILES: no panels, 225 tiles
 
 
+def test_busiest_thread_as_items_go_to_the_free_thread():
+    """``_slowest`` in closed form equals handing items one by one to the least loaded thread."""
+    rng = np.random.default_rng(5)
+    for _ in range(3000):
+        rows, size, threads = (int(v) for v in rng.integers(1, (400, 80, 6)))
+        q = int(rng.choice([1, 2, 8, 32]))
+        load = [0.0] * threads
+        for r0 in range(0, rows, size):
+            r = min(size, rows - r0)
+            load[load.index(min(load))] += r * (winograd.PART_PANEL_COST if r % q else 1.0)
+        assert winograd._slowest(rows, size, threads, q) == pytest.approx(max(load))
+
+
 @pytest.mark.skipif(not _gemm.WIDE, reason="the weight gradient's tiles run only on CPUs with AVX-512")
 @pytest.mark.parametrize("threads", [1, 3])
 def test_weight_gradient_slices_blocks_and_repeats(monkeypatch, use_threads, threads):

@@ -274,11 +274,12 @@ def _slowest(rows, size, threads, q) -> float:
     """The busiest thread's work when ``rows`` run in items of ``size`` rows, items going to
     whichever thread is free (in order): rows, those of items that are not whole panels (of ``q``
     rows) counted ``PART_PANEL_COST`` times."""
-    load = [0.0] * threads
-    for r0 in range(0, rows, size):
-        r = min(size, rows - r0)
-        load[load.index(min(load))] += r * (PART_PANEL_COST if r % q else 1.0)
-    return max(load)
+    def cost(r):
+        return r * (PART_PANEL_COST if r % q else 1.0)
+    whole, last = divmod(rows, size)
+    rounds, extra = divmod(whole, threads)  # ``extra`` threads run one item more
+    busiest = (rounds + (extra > 0)) * cost(size)
+    return max(busiest, rounds * cost(size) + cost(last)) if last else busiest  # last: a thread of ``rounds``
 
 
 def _convolve(src, w, geom, c_dst, out_hw, pt, pl, bias, transposed):
