@@ -338,17 +338,19 @@ KEPT_MAX_BYTES = DEFAULT_MEMORY_BUDGET // 2
 _kept = threading.local()
 
 
-def kept(name, shape, dtype):
-    """Scratch array ``name`` of ``shape`` for the calling thread's call, carved from a buffer kept
-    for this thread between calls and grown to the largest size asked (up to ``KEPT_MAX_BYTES``;
-    larger ones are made afresh). glibc maps an allocation of 32 MiB or more afresh on every call,
-    and the kernel zeroes its pages at their first touch each time: winograd's weight gradient at
-    7x7 C=512 (32 MiB of slices' sums) spent 5-55 ms a call in the kernel, two threads, against
-    27-41 ms of products and transforms. The buffer is this thread's, and a call uses it only
-    while it runs, so threads and successive calls never share it; ``drop_kept`` frees it."""
+def kept(name, shape, dtype, capped=True):
+    """Scratch array ``name`` of ``shape`` for the calling thread's call, 64-byte aligned, carved
+    from a buffer kept for this thread between calls and grown to the largest size asked
+    (``capped``: up to ``KEPT_MAX_BYTES``, larger ones made afresh; the numba backend's workspaces
+    are not capped). A warm call then allocates nothing: glibc maps an allocation of 32 MiB or more
+    afresh on every call, and the kernel zeroes its pages at their first touch each time
+    (winograd's weight gradient at 7x7 C=512, 32 MiB of slices' sums, spent 5-55 ms a call in the
+    kernel, two threads, against 27-41 ms of products and transforms). The buffer is this
+    thread's, and a call uses it only while it runs, so threads and successive calls never share
+    it; ``drop_kept`` frees it."""
     dtype = np.dtype(dtype)
     nbytes = math.prod(shape) * dtype.itemsize
-    if nbytes > KEPT_MAX_BYTES:
+    if capped and nbytes > KEPT_MAX_BYTES:
         return np.empty(shape, dtype)
     raw = getattr(_kept, name, None)
     if raw is None or raw.size < nbytes:

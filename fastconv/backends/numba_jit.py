@@ -40,7 +40,7 @@ except ImportError as exc:  # the registry then lists the backend as unavailable
     raise ImportError("it needs Numba: pip install 'fastconv[numba]'") from exc
 
 from .. import _cache, _threads
-from .._workers import call_budget, map_items, set_idle_spin
+from .._workers import call_budget, kept, map_items, set_idle_spin
 from ..geometry import out_size
 from . import _numba_columns as _cols
 from . import _numba_depthwise as _dw
@@ -243,23 +243,14 @@ if hasattr(os, "register_at_fork"):
 SERIAL_MAX_MACS = 2_000_000
 
 
-_local = threading.local()  # each calling thread's workspaces: calls from two threads never share
+_local = threading.local()  # each calling thread's compile_only flag
 
 
 def _scratch(name, n, dtype):
-    """This calling thread's workspace ``name``: at least ``n`` elements of ``dtype``, starting on a
-    64-byte line, kept between calls (grown, never shrunk) so that a warm call allocates nothing.
-    The kernels carve what they need from its start."""
-    try:
-        spaces = _local.spaces
-    except AttributeError:
-        spaces = _local.spaces = {}
-    buf = spaces.get((name, dtype))
-    if buf is None or buf.size < n:
-        raw = np.empty(n + 64, dtype)
-        skip = (-raw.ctypes.data % 64) // raw.itemsize
-        buf = spaces[name, dtype] = raw[skip:skip + n]
-    return buf
+    """This calling thread's workspace ``name``: ``n`` elements of ``dtype`` starting on a 64-byte
+    line, kept between calls (``_workers.kept``, uncapped: grown, never shrunk) so that a warm call
+    allocates nothing. The kernels carve what they need from its start."""
+    return kept(f"numba-{name}-{np.dtype(dtype).name}", (n,), dtype, capped=False)
 
 
 def _workspaces(dtype, sizes):
