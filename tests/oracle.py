@@ -17,6 +17,7 @@ import torch.nn.functional as F
 
 from fastconv._precision import TOLERANCE
 from fastconv._workers import drop_kept
+from tests.quiet import settle
 
 # Results are compared with a float64 oracle; atol scales with the largest expected magnitude.
 TOL = TOLERANCE
@@ -31,11 +32,13 @@ def assert_close(got, want, dtype=None, what=""):
 def extra_bytes(run):
     """``(bytes, result)``: the peak memory that ``run()`` allocates beyond its result, measured by
     tracemalloc on a second call (the first imports code and warms pools, which is not scratch);
-    scratch kept between calls (``_workers.kept``) is freed first, so that it counts."""
+    scratch kept between calls (``_workers.kept``) is freed first, so that it counts, and a
+    background compile is waited for, so that its allocations do not."""
     import tracemalloc
 
     run()
     drop_kept()
+    settle()
     tracemalloc.start()
     try:
         before, _ = tracemalloc.get_traced_memory()

@@ -10,6 +10,7 @@ from fastconv.backends import reference
 from fastconv.backends._lift import as_2d
 from fastconv.geometry import Geometry
 from tests.nrt_count import array_wrappers
+from tests.quiet import ran_parts
 
 pytest.importorskip("numba")
 numba_jit = fastconv.backends.get("numba")
@@ -73,9 +74,7 @@ def test_the_input_gradient_of_a_strided_k_x_1_kernel_runs_its_phases_here(monke
     # input gradient (a stride-1 convolution with a 2x1 or 1x1 kernel over long rows) these kernels'.
     geom = Geometry.from_args((2, 6, 7, 600), (5, 6, 3, 1), stride=(2, 1), padding=(1, 0))
     x, w, gy = (_rand(s, dtype, i) for i, s in enumerate((geom.x_shape, geom.w_shape, geom.y_shape)))
-    ran = []
-    real_run = numba_jit._run_parts
-    monkeypatch.setattr(numba_jit, "_run_parts", lambda part, *a, **k: (ran.append(part), real_run(part, *a, **k)))
+    ran = ran_parts(monkeypatch)
     tol = dict(rtol=2e-4, atol=2e-4) if dtype == np.float32 else dict(rtol=1e-10, atol=1e-10)
     np.testing.assert_allclose(numba_jit.grad_input(gy, w, geom), reference.grad_input(gy, w, geom), **tol)
     assert ran == [cols._columns_part] * 2
@@ -103,9 +102,7 @@ def test_the_columns_kernels_run_and_allocate_nothing_when_warm(monkeypatch):
     geom = Geometry.from_args((2, 8, 8, 1024), (8, 8, 3, 1), padding=(1, 0))
     assert geom.macs >= numba_jit.SERIAL_MAX_MACS  # two slots
     x, w, gy = (_rand(s, np.float32, i) for i, s in enumerate((geom.x_shape, geom.w_shape, geom.y_shape)))
-    ran = []
-    real_run = numba_jit._run_parts
-    monkeypatch.setattr(numba_jit, "_run_parts", lambda part, *a, **k: (ran.append(part), real_run(part, *a, **k)))
+    ran = ran_parts(monkeypatch)
     calls = ((numba_jit.forward, (x, w, geom)), (numba_jit.grad_weight, (gy, x, geom)))
     with fastconv.threads(2):
         for fn, args in calls:

@@ -10,6 +10,7 @@ import fastconv
 from fastconv.backends import reference
 from fastconv.geometry import Geometry
 from tests.nrt_count import array_wrappers
+from tests.quiet import ran_parts
 
 pytest.importorskip("numba")
 numba_jit = fastconv.backends.get("numba")
@@ -78,9 +79,7 @@ def test_register_tiles_match_longdouble_products(monkeypatch, xs, c_out, kwargs
     want_y, want_gx_read, want_gw = _expected(x[(..., *strided)], w, bias, gy)
     want_gx = np.zeros(xs, want_gx_read.dtype)
     want_gx[(..., *strided)] = want_gx_read  # the pixels never read get no gradient
-    ran = []
-    real_run = numba_jit._run_parts
-    monkeypatch.setattr(numba_jit, "_run_parts", lambda part, *a, **k: (ran.append(part), real_run(part, *a, **k)))
+    ran = ran_parts(monkeypatch)
     fwd, bwd = CONV[len(xs)]
     eps = np.finfo(dtype).eps
     for threads in (1, 2, 3):  # 3: slots that split columns and blocks unevenly
@@ -101,10 +100,7 @@ def test_every_slot_of_a_large_call_runs_in_pieces(monkeypatch):
     geom = Geometry.from_args((6, 96, 20, 20), (72, 96, 1, 1))
     assert geom.macs > numba_jit.SERIAL_MAX_MACS
     x, w, gy = (_rand(s, np.float32, i) for i, s in enumerate((geom.x_shape, geom.w_shape, geom.y_shape)))
-    slots = []
-    real_run = numba_jit._run_parts
-    monkeypatch.setattr(numba_jit, "_run_parts", lambda part, *a, **k: (slots.append(k.get("pieces")),
-                                                                        real_run(part, *a, **k)))
+    slots = ran_parts(monkeypatch, lambda part, kwargs: kwargs.get("pieces"))
     with fastconv.threads(2):
         first = numba_jit.forward(x, w, geom), numba_jit.grad_input(gy, w, geom), numba_jit.grad_weight(gy, x, geom)
         again = numba_jit.forward(x, w, geom), numba_jit.grad_input(gy, w, geom), numba_jit.grad_weight(gy, x, geom)

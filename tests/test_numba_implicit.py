@@ -10,6 +10,7 @@ import pytest
 import fastconv
 from fastconv.geometry import Geometry
 from tests.nrt_count import array_wrappers
+from tests.quiet import ran_parts
 
 pytest.importorskip("numba")
 numba_jit = fastconv.backends.get("numba")
@@ -76,9 +77,7 @@ def test_implicit_product_matches_longdouble(monkeypatch, xs, ws, kwargs, dtype)
                          (geom.n, geom.c_in, 1, xs[-1]) if len(xs) == 3 else xs,
                          (ws[0], ws[1], 1, ws[-1]) if len(ws) == 3 else ws,
                          **({"padding": ((0, 0), geom.padding[0])} if len(xs) == 3 else kwargs))).reshape(ws)
-    ran = []
-    real_run = numba_jit._run_parts
-    monkeypatch.setattr(numba_jit, "_run_parts", lambda part, *a, **k: (ran.append(part), real_run(part, *a, **k))[1])
+    ran = ran_parts(monkeypatch)
     eps, reduction = np.finfo(dtype).eps, gy.size // geom.c_out
     for threads in (1, 2, 3):  # 3: panels that do not split evenly
         with fastconv.threads(threads):
@@ -128,9 +127,7 @@ def test_a_call_whose_scratch_passes_the_budget_takes_the_packed_kernels(budget,
     x, gy = _rand(geom.x_shape, np.float32, 0), _rand(geom.y_shape, np.float32, 1)
     nslots = numba_jit._slots(geom.macs)[1]
     need = implicit.Plan(geom, 4, nslots).scratch(nslots)[0] * 4
-    ran = []
-    real_run = numba_jit._run_parts
-    monkeypatch.setattr(numba_jit, "_run_parts", lambda part, *a, **k: (ran.append(part), real_run(part, *a, **k))[1])
+    ran = ran_parts(monkeypatch)
     budget(need - 1)
     low = numba_jit.grad_weight(gy, x, geom)
     assert ran == [packed._grad_weight_part]
@@ -226,9 +223,7 @@ def test_implicit_forward_matches_longdouble(monkeypatch, xs, ws, kwargs, dtype,
     x4, w4 = (a.reshape(*a.shape[:2], 1, -1) if a.ndim == 3 else a for a in (x, w))
     geom = Geometry.from_args(x4.shape, w4.shape, **({"padding": ((0, 0), (2, 2))} if len(xs) == 3 else kwargs))
     want = _expected_y(x4, w4, b, geom).reshape(*xs[:1], ws[0], *([-1] if len(xs) == 3 else geom.y_shape[2:]))
-    ran = []
-    real_run = numba_jit._run_parts
-    monkeypatch.setattr(numba_jit, "_run_parts", lambda part, *a, **k: (ran.append(part), real_run(part, *a, **k))[1])
+    ran = ran_parts(monkeypatch)
     eps, terms = np.finfo(dtype).eps, np.prod(ws[1:]) + 1
     for threads in (1, 2, 3):  # 3: images that do not split evenly
         with fastconv.threads(threads):
@@ -272,9 +267,7 @@ def test_a_forward_whose_scratch_passes_the_budget_takes_the_packed_kernels(budg
     x, w = _rand(geom.x_shape, np.float32, 0), _rand(geom.w_shape, np.float32, 1)
     nslots = numba_jit._slots(geom.macs)[1]
     need = implicit.fw_scratch(16, 8, 9, 66 * 66, nslots, 4)[0] * 4
-    ran = []
-    real_run = numba_jit._run_parts
-    monkeypatch.setattr(numba_jit, "_run_parts", lambda part, *a, **k: (ran.append(part), real_run(part, *a, **k))[1])
+    ran = ran_parts(monkeypatch)
     budget(need - 1)
     low = numba_jit.forward(x, w, geom)
     assert implicit.fw_part not in ran
