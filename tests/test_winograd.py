@@ -508,3 +508,30 @@ def test_3d_extra_memory_stays_under_budget(budget, use_threads, threads):
     assert_close(got, numba_jit.forward(x, w, geom))
     budget(2 * 2**20)
     assert not winograd._native_3d(geom, 4)
+
+
+def test_warmup_compiles_what_a_first_call_runs():
+    """After ``warmup``, a call on channels enough for the register tiles compiles nothing more (a
+    first call at 64 channels once compiled their kernels for 1.7 s). In a new process: a kernel
+    loaded from the on-disk cache also adds a signature to its dispatcher."""
+    import subprocess
+    import sys
+
+    code = """if True:
+        import numpy as np, fastconv
+        from fastconv.backends import _numba_gemm, _winograd_kernels, winograd
+        def compiled():
+            return {(m.__name__, n): len(f.signatures) for m in (_numba_gemm, _winograd_kernels)
+                    for n, f in vars(m).items() if hasattr(f, "signatures")}
+        winograd.warmup(np.float32)
+        before = compiled()
+        x, w = np.ones((2, 16, 9, 9), np.float32), np.ones((16, 16, 3, 3), np.float32)
+        for level in ("highest", "high"):
+            with fastconv.precision(level):
+                y = fastconv.conv2d(x, w, padding=1, backend="winograd")
+                fastconv.conv2d_backward(y, x, w, padding=1, backend="winograd")
+        print({k: (before.get(k, 0), v) for k, v in compiled().items() if v != before.get(k, 0)})
+    """
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.strip() == "{}", run.stdout

@@ -479,13 +479,16 @@ if hasattr(os, "register_at_fork"):
 
 
 def _transforms(dtype):
-    """Compile (or load) the transforms for ``dtype``: one forward, one input gradient and one
-    weight gradient of its own, which compile F(2x2) and F(4x4) alike (m is an argument)."""
+    """Compile (or load) the transforms for ``dtype``: a forward and an input gradient with
+    NumPy's products (2 channels) and with the register tiles' (``_gemm.MR`` channels: a first
+    call at 64 channels waited 1.7 s for them without), and one weight gradient of its own; they
+    compile F(2x2) and F(4x4) alike (m is an argument)."""
     from ..geometry import Geometry
 
-    geom = Geometry.from_args((1, 2, 5, 5), (2, 2, 3, 3), padding=1)
-    x, w = np.ones(geom.x_shape, dtype), np.ones(geom.w_shape, dtype)
-    grad_input(forward(x, w, geom, np.ones(2, dtype)), w, geom)
+    for c in sorted({2, _gemm.MR}):
+        geom = Geometry.from_args((1, c, 5, 5), (c, c, 3, 3), padding=1)
+        x, w = np.ones(geom.x_shape, dtype), np.ones(geom.w_shape, dtype)
+        grad_input(forward(x, w, geom, np.ones(c, dtype)), w, geom)
     if _gemm.WIDE:  # the weight gradient's own kernels, which grad_weight runs from WEIGHT_MIN_CHANNELS
         counted_call(_grad_weight_2d)(np.ones(geom.y_shape, dtype), x, geom)
     _ready.add(np.dtype(dtype).name)
