@@ -373,6 +373,78 @@ def test_items_hold_whole_panels_where_the_threads_stay_even(use_threads):
     assert plan(30, 15, 32) == 15  # 480 tiles (q = 32 rows) is far from ITEM_TILES: no panels, 225 tiles
 
 
+tiles_only = pytest.mark.skipif(not _gemm.WIDE, reason="the register tiles run only on CPUs with AVX-512")
+
+
+@tiles_only
+@pytest.mark.parametrize("threads", [2, 3])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_output_channels_split_over_the_threads_gives_the_same_bits(monkeypatch, use_threads, dtype, threads):
+    """Blocks of output channels over the whole batch (``_by_channels``) sum the same products in
+    the same order as items of tiles: the same bits, at both tile sizes, with groups, output
+    channels past whole panels, odd image sizes, cropped and padded edges, and the input
+    gradient's flipped, channel-swapped kernel (a Fortran-ordered one too)."""
+    use_threads(threads)
+    rng = np.random.default_rng(6)
+    ran = []
+    real = winograd._by_channels
+    monkeypatch.setattr(winograd, "_by_channels", lambda *a: ran.append(a[3]) or real(*a))
+    monkeypatch.setattr(winograd, "BLOCK_BYTES", 1)  # one panel a block: many blocks, a short last one
+    for x_shape, w_shape, padding, groups in [((3, 24, 9, 7), (20, 24, 3, 3), 1, 1),
+                                              ((2, 32, 6, 11), (44, 16, 3, 3), ((2, 0), (1, 3)), 2)]:
+        geom = Geometry.from_args(x_shape, w_shape, padding=padding, groups=groups)
+        x, w, gy = (rng.standard_normal(s).astype(dtype) for s in (geom.x_shape, geom.w_shape, geom.y_shape))
+        b = rng.standard_normal(geom.c_out).astype(dtype)
+        for level in LEVELS:
+            with precision(level):
+                got = []
+                for ratio in (0.0, 2**60):  # by channels, then by items
+                    monkeypatch.setattr(winograd, "BY_CHANNELS_RATIO", ratio)
+                    got.append((winograd.forward(x, w, geom, b), winograd.grad_input(gy, w, geom),
+                                winograd.grad_input(gy, np.asfortranarray(w), geom)))
+                for by_channels, by_items in zip(*got):
+                    np.testing.assert_array_equal(by_channels, by_items)
+                assert_close(got[0][0], numba_jit.forward(x, w, geom, b))
+    assert len(ran) == 2 * 2 * 3 and all(kb == _gemm.MR for _, kb, _ in ran)
+
+
+@tiles_only
+def test_output_channels_split_where_the_kernel_outweighs_the_input(budget, use_threads):
+    """``_channel_plan``: where the transformed kernel is BY_CHANNELS_RATIO times the batch's
+    transformed input, in blocks of about BLOCK_BYTES in whole rounds of the threads; not on one
+    thread, nor with more input than BY_CHANNELS_MAX_BYTES, nor where the two do not fit the
+    budget; and within the budget it is given."""
+    use_threads(2)
+
+    def plan(n, c, size, m=2):
+        geom = Geometry.from_args((n, c, size, size), (c, c, 3, 3), padding=1)
+        tiles_h = -(-size // m)
+        return winograd._channel_plan(n * tiles_h, tiles_h, m, c, c, geom, 4)
+
+    # 7x7 C=512: F(2x2) 16.8 MB of filters against 16.8 MB of input (N=32) and 8.4 (N=16)
+    assert plan(32, 512, 7) is None
+    _, kb, threads = plan(16, 512, 7)
+    assert threads == 2 and kb == 64  # 2 MiB: 8 panels of 262 KiB, eight blocks
+    _, kb, _ = plan(32, 512, 7, m=4)  # F(4x4): 36 points, 590 KiB a panel: 3 panels, 22 blocks
+    assert kb == 24
+    assert plan(32, 64, 56) is None  # many tiles, few channels
+    assert plan(8, 1024, 10) is not None  # 67 MB of filters against 13 MB of input
+    assert plan(16, 1024, 10) is None  # ... 26 MB: over BY_CHANNELS_MAX_BYTES
+    use_threads(1)
+    assert plan(16, 512, 7) is None
+    use_threads(2)
+    budget(4 * 2**20)  # below the input's 8.4 MB
+    assert plan(16, 512, 7) is None
+    geom = Geometry.from_args((1, 128, 8, 8), (128, 128, 3, 3), padding=1)  # 1 MiB of filters, 128 KiB of input
+    x, w = (np.random.default_rng(7).standard_normal(s).astype(np.float32) for s in (geom.x_shape, geom.w_shape))
+    limit = 2 * 2**20
+    budget(limit)
+    assert winograd._channel_plan(4, 4, 2, 128, 128, geom, 4) is not None
+    extra, got = extra_bytes(lambda: winograd.forward(x, w, geom))
+    assert extra <= limit, extra
+    assert_close(got, numba_jit.forward(x, w, geom))
+
+
 def test_busiest_thread_as_items_go_to_the_free_thread():
     """``_slowest`` in closed form equals handing items one by one to the least loaded thread."""
     rng = np.random.default_rng(5)

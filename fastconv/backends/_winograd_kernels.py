@@ -42,16 +42,16 @@ def _g_stream(m, i, src, o0, o1, o2, dst, od, n):  # pragma: no cover
             dst[od + f] = 0.25 * src[o0 + f]
     elif i == 1:
         for f in range(n):
-            dst[od + f] = -(src[o0 + f] + src[o1 + f] + src[o2 + f]) / 6.0
+            dst[od + f] = (src[o0 + f] + src[o1 + f] + src[o2 + f]) * (-1.0 / 6.0)
     elif i == 2:
         for f in range(n):
-            dst[od + f] = -(src[o0 + f] - src[o1 + f] + src[o2 + f]) / 6.0
+            dst[od + f] = (src[o0 + f] - src[o1 + f] + src[o2 + f]) * (-1.0 / 6.0)
     elif i == 3:
         for f in range(n):
-            dst[od + f] = (src[o0 + f] + 2.0 * src[o1 + f] + 4.0 * src[o2 + f]) / 24.0
+            dst[od + f] = (src[o0 + f] + 2.0 * src[o1 + f] + 4.0 * src[o2 + f]) * (1.0 / 24.0)
     elif i == 4:
         for f in range(n):
-            dst[od + f] = (src[o0 + f] - 2.0 * src[o1 + f] + 4.0 * src[o2 + f]) / 24.0
+            dst[od + f] = (src[o0 + f] - 2.0 * src[o1 + f] + 4.0 * src[o2 + f]) * (1.0 / 24.0)
     else:
         for f in range(n):
             dst[od + f] = src[o2 + f]
@@ -102,11 +102,12 @@ def _filter_transform_packed(wv, m, p0, p1, up):  # pragma: no cover
     t = np.empty(3 * a * ns * MR)  # t[((kx*a + i)*ns + s)*MR + row]: G down the columns
     for pp in range(p0, p1):
         g, ip = pp // panels, pp % panels
-        for s in range(ns):
-            for rr in range(MR):
-                r = ip * MR + rr
-                for tap in range(9):
-                    f[(tap * ns + s) * MR + rr] = wv[g, r, s, tap // 3, tap % 3] if r < nr else 0.0
+        for rr in range(MR):  # unsigned indices: no test for wrap-around per element
+            r = U(ip * MR + rr)
+            for s in range(U(ns)):
+                for ky in range(U(3)):
+                    for kx in range(U(3)):
+                        f[((ky * U(3) + kx) * U(ns) + s) * U(MR) + U(rr)] = wv[U(g), r, s, ky, kx] if r < nr else 0.0
         for kx in range(3):
             for i in range(a):
                 _g_stream(m, i, f, U(kx) * n8, U(3 + kx) * n8, U(6 + kx) * n8, t, U(kx * a + i) * n8, n8)

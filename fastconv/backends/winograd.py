@@ -69,6 +69,16 @@ GW_ITEM_TILES = 512
 GW_ITEM_BYTES = 32 * 2**20
 
 
+# Where the transformed kernel (per group alpha^2 x C_out x C_in) is large beside the batch's
+# transformed input (alpha^2 x C_in x tiles), every item above streams all of it from memory, each
+# thread its own copy: at 7x7 C=512 N=32, F(4x4)'s 38 MB of filters against 9 MB of input, two
+# threads took 23.6 ms of products where one took 13.8. There the threads split the output
+# channels instead (``_by_channels``): the input is transformed once into memory that stays in
+# L3, each block's filters are transformed into an L2-sized buffer of its thread and used at once.
+BY_CHANNELS_RATIO = 1.5  # transformed kernel bytes over transformed input bytes
+BY_CHANNELS_MAX_BYTES = 24 * 2**20  # the transformed input, read once per block: within L3 (32 MiB)
+BLOCK_BYTES = 2 * 2**20  # a block's transformed filters
+
 # Channels per group (read and written) from which winograd on the register tiles beats numba's
 # direct loops (for "auto"): 2 threads, N=32 (16 and 8 for the larger images), forward time over
 # numba's, 7 interleaved rounds: 16 channels at 56x56 1.99, 32 at 56x56 / 28x28 / 7x7 1.32-1.44,
@@ -294,16 +304,22 @@ def _convolve(src, w, geom, c_dst, out_hw, pt, pl, bias, transposed):
     # The products on numba's register tiles (AVX-512) where there are channels enough to fill them:
     # NumPy's BLAS may run narrower ones (AVX2 here, at about half their speed).
     tiles = _gemm.WIDE and min(cs, cd) >= _gemm.MR
+    y = np.empty((src.shape[0], c_dst, *out_hw), dtype)
+    b = np.empty(0, dtype) if bias is None else bias
+    wv = w.reshape(groups, cd if not transposed else w.shape[0] // groups, -1, 3, 3)
+    if transposed:  # (group, input channel, output channel, ky, kx), flipped: a view, no copy
+        wv = wv.transpose(0, 2, 1, 3, 4)[..., ::-1, ::-1]
+    if tiles:
+        plan = _channel_plan(rows, tiles_w, m, cs, cd, geom, itemsize)
+        if plan:
+            with np.errstate(invalid="ignore", over="ignore"):
+                bad = _by_channels(src, wv, m, plan, tiles_h, tiles_w, pt, pl, b, y)
+            return None if bad else y
     u = np.empty((groups, a2, cd, cs) if not tiles else (0,), dtype)  # the transformed kernel, for BLAS
     up = np.empty((groups, a2, _gemm.packed_size(cd, cs) if tiles else 0), dtype)  # ... packed, for the tiles
     size, threads = _plan(rows, tiles_w, a2 * (cs + cd) * itemsize, u.nbytes + up.nbytes, geom, itemsize,
                           _k.transform_scratch(m, 1, 1, itemsize)[0], panel=_gemm.tile_cols(itemsize) if tiles else 1)
-    y = np.empty((src.shape[0], c_dst, *out_hw), dtype)
-    b = np.empty(0, dtype) if bias is None else bias
     bad = []
-    wv = w.reshape(groups, cd if not transposed else w.shape[0] // groups, -1, 3, 3)
-    if transposed:  # (group, input channel, output channel, ky, kx), flipped: a view, no copy
-        wv = wv.transpose(0, 2, 1, 3, 4)[..., ::-1, ::-1]
 
     def work(r0, r1, scratch):
         nt = (r1 - r0) * tiles_w
@@ -328,6 +344,73 @@ def _convolve(src, w, geom, c_dst, out_hw, pt, pl, bias, transposed):
             _transform_filters(wv, m, u, threads)
         map_items(list(chunks(rows, size)), work, threads)
     return None if bad else y
+
+
+def _channel_plan(rows, tiles_w, m, cs, cd, geom, itemsize):
+    """For ``_by_channels``: ``(tile rows per item, output channels per block, threads)``, or None
+    where the transformed kernel is small beside the transformed input (``BY_CHANNELS_RATIO``),
+    the input's is over ``BY_CHANNELS_MAX_BYTES`` or the two do not fit the memory budget."""
+    a2, groups, threads = (m + 2) ** 2, geom.groups, call_threads()
+    tiles = rows * tiles_w
+    v = groups * a2 * cs * tiles * itemsize  # the whole batch's transformed input
+    if (groups * a2 * cd * cs * itemsize < BY_CHANNELS_RATIO * v or v > BY_CHANNELS_MAX_BYTES
+            or threads < 2 or not rows):
+        return None
+    # blocks of whole panels of a group's output channels, of about BLOCK_BYTES of transformed
+    # filters each, as many as whole rounds of the threads where there are panels enough
+    panels = -(-cd // _gemm.MR)  # per group
+    per_group = -(-panels // max(1, BLOCK_BYTES // (a2 * cs * _gemm.MR * itemsize)))  # blocks
+    rounds = -(-groups * per_group // threads)
+    per_group = min(panels, max(per_group, -(-rounds * threads // groups)))
+    kb = -(-panels // per_group) * _gemm.MR  # output channels per block
+    block = (a2 * _gemm.packed_size(kb, cs) + _gemm.batch_scratch(kb, itemsize)) * itemsize  # per thread
+    size, threads = _plan(rows, tiles_w, a2 * kb * itemsize, v + threads * block, geom, itemsize,
+                          _k.transform_scratch(m, 1, 1, itemsize)[0], panel=_gemm.tile_cols(itemsize))
+    return (size, kb, threads) if threads > 1 else None
+
+
+def _by_channels(src, wv, m, plan, tiles_h, tiles_w, pt, pl, b, y):
+    """``_convolve``'s work with the threads splitting the output channels: the whole batch's
+    input tiles are transformed first (items of tile rows, into ``vs``, shared), then each block
+    of output channels transforms its filters into its thread's buffer and runs its products and
+    output transform over every item. The same sums in the same order as by items: the same
+    bits. Returns whether a value written is inf or NaN."""
+    size, kb, threads = plan
+    groups, cd, cs = wv.shape[0], wv.shape[1], wv.shape[2]
+    a2, dtype = (m + 2) ** 2, src.dtype
+    rows = src.shape[0] * tiles_h
+    items = list(chunks(rows, size))
+    vs = np.empty(groups * a2 * cs * rows * tiles_w, dtype)  # item after item: groups x (a2, cs, tiles)
+
+    def v_of(r0, r1, g):
+        nt = (r1 - r0) * tiles_w
+        start = (groups * r0 * tiles_w + g * nt) * a2 * cs
+        return vs[start:start + a2 * cs * nt]
+
+    def transform(r0, r1, scratch):
+        s, wk = _transform_work(scratch, m, r1 - r0, tiles_w, dtype)
+        for g in range(groups):
+            _k._input_transform(src, g * cs, cs, r0, r1, tiles_h, tiles_w, pt, pl, m, v_of(r0, r1, g), s, wk)
+
+    bad = []
+    blocks = [(g, k0) for g in range(groups) for k0 in range(0, cd, kb)]
+
+    def block(g, k0, scratch):
+        k = min(kb, cd - k0)
+        up = buffer(scratch, "up", (a2, _gemm.packed_size(k, cs)), dtype)
+        _k._filter_transform_packed(wv[g:g + 1, k0:k0 + k], m, 0, -(-k // _gemm.MR), up)
+        tiles = buffer(scratch, "tiles", (_gemm.batch_scratch(k, dtype.itemsize),), dtype)
+        for r0, r1 in items:
+            nt = (r1 - r0) * tiles_w
+            mm = buffer(scratch, "m", (a2 * k * nt,), dtype)
+            _gemm.batch(up, k, v_of(r0, r1, g), mm, cs, nt, tiles)
+            wk = _transform_work(scratch, m, r1 - r0, tiles_w, dtype)[1]
+            if _k._output_transform(mm, g * cd + k0, k, r0, r1, tiles_h, tiles_w, m, b, y, wk):
+                bad.append(True)
+
+    map_items(items, transform, threads)
+    map_items(blocks, block, threads)
+    return bool(bad)
 
 
 def _transform_work(scratch, m, rows, tiles_w, dtype):
