@@ -390,6 +390,7 @@ def test_output_channels_split_over_the_threads_gives_the_same_bits(monkeypatch,
     real = winograd._by_channels
     monkeypatch.setattr(winograd, "_by_channels", lambda *a: ran.append(a[3]) or real(*a))
     monkeypatch.setattr(winograd, "BLOCK_BYTES", 1)  # one panel a block: many blocks, a short last one
+    monkeypatch.setattr(winograd, "BY_CHANNELS_MIN_BYTES", 0)
     for x_shape, w_shape, padding, groups in [((3, 24, 9, 7), (20, 24, 3, 3), 1, 1),
                                               ((2, 32, 6, 11), (44, 16, 3, 3), ((2, 0), (1, 3)), 2)]:
         geom = Geometry.from_args(x_shape, w_shape, padding=padding, groups=groups)
@@ -409,11 +410,11 @@ def test_output_channels_split_over_the_threads_gives_the_same_bits(monkeypatch,
 
 
 @tiles_only
-def test_output_channels_split_where_the_kernel_outweighs_the_input(budget, use_threads):
-    """``_channel_plan``: where the transformed kernel is BY_CHANNELS_RATIO times the batch's
-    transformed input, in blocks of about BLOCK_BYTES in whole rounds of the threads; not on one
-    thread, nor with more input than BY_CHANNELS_MAX_BYTES, nor where the two do not fit the
-    budget; and within the budget it is given."""
+def test_output_channels_split_where_the_kernel_outweighs_the_input(monkeypatch, budget, use_threads):
+    """``_channel_plan``: where the transformed kernel is over BY_CHANNELS_MIN_BYTES and
+    BY_CHANNELS_RATIO times the batch's transformed input, in blocks of about BLOCK_BYTES in whole
+    rounds of the threads; not on one thread, nor with more input than BY_CHANNELS_MAX_BYTES, nor
+    where the two do not fit the budget; and within the budget it is given."""
     use_threads(2)
 
     def plan(n, c, size, m=2):
@@ -421,20 +422,18 @@ def test_output_channels_split_where_the_kernel_outweighs_the_input(budget, use_
         tiles_h = -(-size // m)
         return winograd._channel_plan(n * tiles_h, tiles_h, m, c, c, geom, 4)
 
-    # 7x7 C=512: F(2x2) 16.8 MB of filters against 16.8 MB of input (N=32) and 8.4 (N=16)
-    assert plan(32, 512, 7) is None
-    _, kb, threads = plan(16, 512, 7)
-    assert threads == 2 and kb == 64  # 2 MiB: 8 panels of 262 KiB, eight blocks
-    _, kb, _ = plan(32, 512, 7, m=4)  # F(4x4): 36 points, 590 KiB a panel: 3 panels, 22 blocks
-    assert kb == 24
-    assert plan(32, 64, 56) is None  # many tiles, few channels
-    assert plan(8, 1024, 10) is not None  # 67 MB of filters against 13 MB of input
-    assert plan(16, 1024, 10) is None  # ... 26 MB: over BY_CHANNELS_MAX_BYTES
+    assert plan(8, 512, 7) is None  # F(2x2) C=512: 16 MiB of filters, which L3 holds
+    _, kb, threads = plan(32, 512, 7, m=4)  # F(4x4): 36 MiB against 9 MiB of input (N=32)
+    assert threads == 2 and kb == 24  # 2 MiB blocks: 3 panels of 590 KiB, 22 blocks
+    assert plan(8, 1024, 10)[1] == 32  # F(2x2) C=1024: 64 MiB against 12.5 MiB; 1 MiB a panel
+    assert plan(16, 1024, 10) is None  # ... against 25 MiB: over BY_CHANNELS_MAX_BYTES
+    assert plan(32, 64, 56, m=4) is None  # many tiles, few channels
     use_threads(1)
-    assert plan(16, 512, 7) is None
+    assert plan(32, 512, 7, m=4) is None
     use_threads(2)
-    budget(4 * 2**20)  # below the input's 8.4 MB
-    assert plan(16, 512, 7) is None
+    budget(8 * 2**20)  # below the input's 9 MiB
+    assert plan(32, 512, 7, m=4) is None
+    monkeypatch.setattr(winograd, "BY_CHANNELS_MIN_BYTES", 0)
     geom = Geometry.from_args((1, 128, 8, 8), (128, 128, 3, 3), padding=1)  # 1 MiB of filters, 128 KiB of input
     x, w = (np.random.default_rng(7).standard_normal(s).astype(np.float32) for s in (geom.x_shape, geom.w_shape))
     limit = 2 * 2**20

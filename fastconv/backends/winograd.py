@@ -2,7 +2,9 @@
 Blocks of tiles run on fastconv's threads: Numba transforms, alpha^2 single-threaded BLAS products with
 the transformed kernel, the output transform; grad_input is the same with the flipped kernel,
 grad_weight the adjoint (products over the tiles, per slice of the batch) from 96 channels, else
-numba's. Extra memory: the transformed kernel (16/9 or 4x w), per thread one block, the weight
+numba's. Where the transformed kernel outgrows L3 and the transformed input, the threads take
+blocks of output channels instead (``_by_channels``). Extra memory: the transformed kernel (16/9 or
+4x w; by channels one block per thread and the transformed input), per thread one block, the weight
 gradient's slices' sums (kept for the calling thread between calls), within the memory budget.
 Error (README): F(2x2) within 2x a direct sum's, F(4x4) within 16x. The fastest fastconv backend
 on dense 3x3 layers of 64+ channels (0.7-0.9x torch's time here from 14x14 to 56x56, 0.9-1.1x at
@@ -69,15 +71,20 @@ GW_ITEM_TILES = 512
 GW_ITEM_BYTES = 32 * 2**20
 
 
-# Where the transformed kernel (per group alpha^2 x C_out x C_in) is large beside the batch's
-# transformed input (alpha^2 x C_in x tiles), every item above streams all of it from memory, each
-# thread its own copy: at 7x7 C=512 N=32, F(4x4)'s 38 MB of filters against 9 MB of input, two
-# threads took 23.6 ms of products where one took 13.8. There the threads split the output
-# channels instead (``_by_channels``): the input is transformed once into memory that stays in
-# L3, each block's filters are transformed into an L2-sized buffer of its thread and used at once.
-BY_CHANNELS_RATIO = 1.5  # transformed kernel bytes over transformed input bytes
+# Where the transformed kernel (per group alpha^2 x C_out x C_in) is larger than L3 and than the
+# batch's transformed input (alpha^2 x C_in x tiles), every item above streams all of it from
+# memory, each thread its own copy: at 7x7 C=512 N=32, F(4x4)'s 38 MB of filters against 9 MB of
+# input, two threads took 23.6 ms of products where one took 13.8. There the threads split the
+# output channels instead (``_by_channels``): the input is transformed once into memory that stays
+# in L3, each block's filters are transformed into an L2-sized buffer of its thread and used at
+# once. Two threads, float32, forward time by channels / by items, 7-11 interleaved rounds:
+# F(4x4) N=32 C=512 7x7 0.64-0.69, N=16 C=512 14x14 0.91-0.92; F(2x2), 16 MiB of filters (which
+# L3 holds over the items), N=8 C=512 7x7 0.79-0.91, N=16 7x7 0.89-1.01, N=4 14x14 1.05-1.06,
+# N=2 14x14 1.09, N=1 C=256 14x14 1.17.
+BY_CHANNELS_MIN_BYTES = 24 * 2**20  # the transformed kernel
+BY_CHANNELS_RATIO = 1.5  # ... over the transformed input
 BY_CHANNELS_MAX_BYTES = 24 * 2**20  # the transformed input, read once per block: within L3 (32 MiB)
-BLOCK_BYTES = 2 * 2**20  # a block's transformed filters
+BLOCK_BYTES = 2 * 2**20  # a block's transformed filters (1-3 MiB measured alike)
 
 # Channels per group (read and written) from which winograd on the register tiles beats numba's
 # direct loops (for "auto"): 2 threads, N=32 (16 and 8 for the larger images), forward time over
@@ -348,12 +355,13 @@ def _convolve(src, w, geom, c_dst, out_hw, pt, pl, bias, transposed):
 
 def _channel_plan(rows, tiles_w, m, cs, cd, geom, itemsize):
     """For ``_by_channels``: ``(tile rows per item, output channels per block, threads)``, or None
-    where the transformed kernel is small beside the transformed input (``BY_CHANNELS_RATIO``),
-    the input's is over ``BY_CHANNELS_MAX_BYTES`` or the two do not fit the memory budget."""
+    where the transformed kernel is under ``BY_CHANNELS_MIN_BYTES`` or small beside the
+    transformed input (``BY_CHANNELS_RATIO``), the input's is over ``BY_CHANNELS_MAX_BYTES`` or
+    the two do not fit the memory budget."""
     a2, groups, threads = (m + 2) ** 2, geom.groups, call_threads()
-    tiles = rows * tiles_w
-    v = groups * a2 * cs * tiles * itemsize  # the whole batch's transformed input
-    if (groups * a2 * cd * cs * itemsize < BY_CHANNELS_RATIO * v or v > BY_CHANNELS_MAX_BYTES
+    u = groups * a2 * cd * cs * itemsize  # the transformed kernel
+    v = groups * a2 * cs * rows * tiles_w * itemsize  # the whole batch's transformed input
+    if (u < max(BY_CHANNELS_MIN_BYTES, BY_CHANNELS_RATIO * v) or v > BY_CHANNELS_MAX_BYTES
             or threads < 2 or not rows):
         return None
     # blocks of whole panels of a group's output channels, of about BLOCK_BYTES of transformed
