@@ -59,7 +59,7 @@ def _torch_results(x, w, b, gy, padding, groups):
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("name", PROBLEMS)
 def test_passes_match_torch(monkeypatch, name, dtype, level):
-    monkeypatch.setattr(winograd, "_f4_pays", lambda geom, itemsize: True)  # "high": F(4x4) on every size
+    monkeypatch.setattr(winograd, "_f4_pays", lambda geom, itemsize, split: True)  # "high": F(4x4) on every size
     monkeypatch.setattr(winograd, "WEIGHT_MIN_CHANNELS", 1)  # the weight gradient's tiles too
     geom, x, w, b, gy, padding, groups = _case(name, dtype)
     saved = [a.copy() for a in (x, w, b, gy)]
@@ -93,6 +93,24 @@ def test_tile_follows_precision_products_and_filter_bytes():
     geom = Geometry.from_args((16, 256, 16, 16), (256, 256, 3, 3), padding=1)
     assert winograd.algorithm(geom, np.float32, "high") == "F(4x4,3x3)"
     assert winograd.algorithm(geom, np.float64, "high") == "F(2x2,3x3)"  # twice the bytes
+
+
+@pytest.mark.skipif(not _gemm.WIDE, reason="the register tiles run only on CPUs with AVX-512")
+def test_many_filter_bytes_take_f4_where_the_threads_split_the_output_channels(use_threads):
+    """36 MiB of F(4x4) filters at 7x7 C=512 (295 KiB a tile at N=32): F(4x4) by channels for
+    the forward and input gradient from a panel of tiles (N=8: 32 tiles), F(2x2) for the weight
+    gradient; one thread, 16 tiles, or input over BY_CHANNELS_MAX_BYTES: F(2x2)."""
+    use_threads(2)
+
+    def algorithm(n, c=512, size=7):
+        geom = Geometry.from_args((n, c, size, size), (c, c, 3, 3), padding=1)
+        return winograd.algorithm(geom, np.float32, "high")
+
+    assert algorithm(32) == algorithm(8) == "F(4x4,3x3), weight F(2x2,3x3)"
+    assert algorithm(4) == "F(2x2,3x3)"  # 16 tiles: half a panel
+    assert algorithm(128) == "F(2x2,3x3)"  # 36 MiB of transformed input (and 72 KiB of filters a tile)
+    use_threads(1)
+    assert algorithm(32) == "F(2x2,3x3)"
 
 
 def test_supports_and_refusals():
@@ -180,7 +198,7 @@ def test_error_within_documented_bounds(monkeypatch, kind, n, c, size, dtype):
     the same C*9 terms, in the same dtype), "high" within its documented bound; forward, input
     gradient (the same convolution with the flipped, transposed kernel) and weight gradient (its
     adjoint, where the register tiles run it: a sum over N*H*W pixels)."""
-    monkeypatch.setattr(winograd, "_f4_pays", lambda geom, itemsize: True)  # "high": F(4x4) here too
+    monkeypatch.setattr(winograd, "_f4_pays", lambda geom, itemsize, split: True)  # "high": F(4x4) here too
     monkeypatch.setattr(winograd, "WEIGHT_MIN_CHANNELS", 1)
     x, w = _error_inputs(kind, dtype, n, c, size)
     gy = _error_inputs(kind, dtype, n, c, size, seed=1)[0]
@@ -231,7 +249,9 @@ def test_input_transform_is_bt_d_b(m, size, pt, pl, r0, r1):
     nt = (r1 - r0) * tiles_w
     v = np.full(a * a * 3 * nt, np.nan)
     s, wk = _winograd_kernels.transform_scratch(m, r1 - r0, tiles_w, 8)[1]
-    _winograd_kernels._input_transform(x, 0, 3, r0, r1, tiles_h, tiles_w, pt, pl, m, v, np.empty(s), np.empty(wk))
+    s, wk = np.empty(s), np.empty(wk)
+    _winograd_kernels._input_transform(x, 0, 1, r0, r1, tiles_h, tiles_w, pt, pl, m, v, s, wk, 0, 3)  # channel 0
+    _winograd_kernels._input_transform(x, 1, 2, r0, r1, tiles_h, tiles_w, pt, pl, m, v, s, wk, 1, 3)  # ... 1 and 2
     d = _tiles(x, m, pt, pl, tiles_h, tiles_w)[r0:r1]  # (rows, tc, c, a, a)
     want = np.einsum("ik,rtckl,jl->ijcrt", BT[m], d, BT[m]).reshape(a * a * 3 * nt)
     np.testing.assert_allclose(v, want, rtol=1e-13, atol=1e-12)
@@ -406,7 +426,7 @@ def test_output_channels_split_over_the_threads_gives_the_same_bits(monkeypatch,
                 for by_channels, by_items in zip(*got):
                     np.testing.assert_array_equal(by_channels, by_items)
                 assert_close(got[0][0], numba_jit.forward(x, w, geom, b))
-    assert len(ran) == 2 * 2 * 3 and all(kb == _gemm.MR for _, kb, _ in ran)
+    assert len(ran) == 2 * 2 * 3 and all(kb == _gemm.MR for kb, _ in ran)
 
 
 @tiles_only
@@ -423,9 +443,9 @@ def test_output_channels_split_where_the_kernel_outweighs_the_input(monkeypatch,
         return winograd._channel_plan(n * tiles_h, tiles_h, m, c, c, geom, 4)
 
     assert plan(8, 512, 7) is None  # F(2x2) C=512: 16 MiB of filters, which L3 holds
-    _, kb, threads = plan(32, 512, 7, m=4)  # F(4x4): 36 MiB against 9 MiB of input (N=32)
+    kb, threads = plan(32, 512, 7, m=4)  # F(4x4): 36 MiB against 9 MiB of input (N=32)
     assert threads == 2 and kb == 24  # 2 MiB blocks: 3 panels of 590 KiB, 22 blocks
-    assert plan(8, 1024, 10)[1] == 32  # F(2x2) C=1024: 64 MiB against 12.5 MiB; 1 MiB a panel
+    assert plan(8, 1024, 10)[0] == 32  # F(2x2) C=1024: 64 MiB against 12.5 MiB; 1 MiB a panel
     assert plan(16, 1024, 10) is None  # ... against 25 MiB: over BY_CHANNELS_MAX_BYTES
     assert plan(32, 64, 56, m=4) is None  # many tiles, few channels
     use_threads(1)

@@ -190,8 +190,9 @@ def _bt_block(m, src, o, pitch, dst, od, dpitch, n):  # pragma: no cover
 
 
 @njit(**_JIT)
-def _input_transform(x, c0, cg, r0, r1, tiles_h, tiles_w, pt, pl, m, v, s, wk):  # pragma: no cover
-    """v[xi, c, t] = (B^T d B)[xi], d the input tile t of channel c0 + c, tile rows r0 .. r1.
+def _input_transform(x, c0, cg, r0, r1, tiles_h, tiles_w, pt, pl, m, v, s, wk, vc0, vc):  # pragma: no cover
+    """v[xi, vc0 + c, t] = (B^T d B)[xi], d the input tile t of channel c0 + c < c0 + cg, tile rows
+    r0 .. r1; ``v`` holds ``vc`` channels (a part of them transformed here: ``vc0``, ``cg``).
     ``s`` and ``wk``: work arrays of ``transform_scratch``'s sizes.
 
     Per channel: the block's input rows are copied end to end (a tile row's a rows, m*tiles_w
@@ -204,7 +205,7 @@ def _input_transform(x, c0, cg, r0, r1, tiles_h, tiles_w, pt, pl, m, v, s, wk): 
     rows = r1 - r0
     nt = rows * tiles_w
     mt = m * tiles_w
-    step = cg * nt
+    step = vc * nt
     lo, hi = min(max(0, pl), mt + E), max(min(mt + E, iw + pl), 0)  # columns inside the image
     hi = max(lo, hi)
     hin = max(lo, min(hi, mt))
@@ -261,7 +262,7 @@ def _input_transform(x, c0, cg, r0, r1, tiles_h, tiles_w, pt, pl, m, v, s, wk): 
                     wk[dst + t] = wk[src + t]
                 for jj in range(rows):
                     wk[dst + U(jj * tiles_w + tiles_w - 1)] = wk[ocole + U((q * a + i) * rows + jj)]
-            ov, ci = U(i * a * step + c * nt), ocol + U(i) * un
+            ov, ci = U(i * a * step + (vc0 + c) * nt), ocol + U(i) * un
             for j in range(a):
                 if m == 2:
                     _bt_stream(m, j, wk, ci, ci + U(a) * un, osh, osh + un, osh, osh, v, ov + U(j * step), un)

@@ -124,22 +124,39 @@ def supports(geom, dtype, precision):
 
 
 def algorithm(geom, dtype, precision) -> str:
-    """The algorithm a supported call runs at ``precision``, e.g. ``"F(4x4,3x3)"``."""
-    m = _tile(as_2d(geom), precision, np.dtype(dtype).itemsize)
-    return f"F({m}x{m},3x3)"
+    """The algorithm a supported call runs at ``precision``, e.g. ``"F(4x4,3x3)"``, with the
+    weight gradient's where it differs."""
+    flat, itemsize = as_2d(geom), np.dtype(dtype).itemsize
+    m = _tile(flat, precision, itemsize, split=not _native_3d(geom, itemsize))
+    mw = _tile(flat, precision, itemsize, split=False)
+    return f"F({m}x{m},3x3)" + (f", weight F({mw}x{mw},3x3)" if mw != m else "")
 
 
-def _tile(geom, precision, itemsize) -> int:
-    """The output tile m of F(m x m, 3x3) for this (2-D) call."""
-    return 4 if TILE[precision] == 4 and _f4_pays(geom, itemsize) else 2
+def _tile(geom, precision, itemsize, split) -> int:
+    """The output tile m of F(m x m, 3x3) for this (2-D) call; ``split``: in a pass that may split
+    the output channels over the threads (``_by_channels``: the 2-D forward and input gradient)."""
+    return 4 if TILE[precision] == 4 and _f4_pays(geom, itemsize, split) else 2
 
 
-def _f4_pays(geom, itemsize) -> bool:
-    """Whether F(4x4) is expected to be faster than F(2x2) here (see ``F4_MAX_PRODUCTS``)."""
+def _f4_pays(geom, itemsize, split) -> bool:
+    """Whether F(4x4) is expected to be faster than F(2x2) here (see ``F4_MAX_PRODUCTS``): with
+    many filter bytes per tile, only where the threads split the output channels both ways
+    (``split``, ``_channel_plan``) over a panel of tiles at least. Two threads, float32, time
+    F(4x4) by channels / F(2x2), 9 interleaved rounds: forward N=32 C=512 7x7 0.81, N=16 0.77,
+    N=8 0.72 (N=4, 16 tiles, 1.49); backward with F(4x4)'s weight gradient too 0.99 and 1.12,
+    which therefore keeps F(2x2) there."""
     t4 = -(-geom.oh // 4) * -(-geom.ow // 4)
     t2 = -(-geom.oh // 2) * -(-geom.ow // 2)
     filters = 36 * geom.groups * geom.c_in_g * geom.c_out_g * itemsize
-    return 36 * t4 <= F4_MAX_PRODUCTS * 16 * t2 and filters <= F4_MAX_FILTER_BYTES * max(1, geom.n * t4)
+    if 36 * t4 > F4_MAX_PRODUCTS * 16 * t2:
+        return False
+    if filters <= F4_MAX_FILTER_BYTES * max(1, geom.n * t4):
+        return True
+    if not split or geom.n * t4 < _gemm.tile_cols(itemsize) or not _gemm.WIDE:
+        return False
+    forward = _channel_plan(geom.n * -(-geom.oh // 4), -(-geom.ow // 4), 4, geom.c_in_g, geom.c_out_g, geom, itemsize)
+    backward = _channel_plan(geom.n * -(-geom.ih // 4), -(-geom.iw // 4), 4, geom.c_out_g, geom.c_in_g, geom, itemsize)
+    return forward is not None and backward is not None
 
 
 @counted_call
@@ -215,7 +232,7 @@ def _grad_weight_2d(gy, x, geom):
     up to ``GW_ITEM_TILES`` tiles), so that the result does not depend on which thread ran what;
     the slices' sums are added in order, in float64, before G^T. None when a result is inf or
     NaN."""
-    m = _tile(geom, get_precision(), x.itemsize)
+    m = _tile(geom, get_precision(), x.itemsize, split=False)
     a2, groups, dtype, itemsize = (m + 2) ** 2, geom.groups, x.dtype, x.itemsize
     cs, cd = geom.c_in_g, geom.c_out_g
     tiles_h, tiles_w = -(-geom.oh // m), -(-geom.ow // m)
@@ -247,7 +264,7 @@ def _grad_weight_2d(gy, x, geom):
             s, wk = _transform_work(scratch, m, r1 - r0, tiles_w, dtype)
             rs = buffer(scratch, "red", (red,), dtype)
             for g in range(groups):
-                _k._input_transform(x, g * cs, cs, r0, r1, tiles_h, tiles_w, geom.pt, geom.pl, m, v, s, wk)
+                _k._input_transform(x, g * cs, cs, r0, r1, tiles_h, tiles_w, geom.pt, geom.pl, m, v, s, wk, 0, cs)
                 _k._grad_output_transform(gy, g * cd, cd, r0, r1, tiles_h, tiles_w, m, dm, wk)
                 _gemm.red_batch(dm, v, parts[i, g].reshape(-1), cd, cs, nt, r0 > r_first, rs)
 
@@ -303,7 +320,7 @@ def _convolve(src, w, geom, c_dst, out_hw, pt, pl, bias, transposed):
     """The stride-1 3x3 convolution of ``src`` into ``c_dst`` channels of ``out_hw`` pixels, input
     pixel ``(oy - pt + ky, ox - pl + kx)``; with w's kernels (``transposed``: flipped, channels
     swapped). None when a result is inf or NaN."""
-    m = _tile(geom, get_precision(), src.itemsize)
+    m = _tile(geom, get_precision(), src.itemsize, split=True)
     a2, groups, dtype, itemsize = (m + 2) ** 2, geom.groups, src.dtype, src.itemsize
     cs, cd = src.shape[1] // groups, c_dst // groups  # channels per group read and written
     tiles_h, tiles_w = -(-out_hw[0] // m), -(-out_hw[1] // m)
@@ -334,7 +351,7 @@ def _convolve(src, w, geom, c_dst, out_hw, pt, pl, bias, transposed):
         mm = buffer(scratch, "m", (a2 * cd * nt,), dtype)
         s, wk = _transform_work(scratch, m, r1 - r0, tiles_w, dtype)
         for g in range(groups):
-            _k._input_transform(src, g * cs, cs, r0, r1, tiles_h, tiles_w, pt, pl, m, v, s, wk)
+            _k._input_transform(src, g * cs, cs, r0, r1, tiles_h, tiles_w, pt, pl, m, v, s, wk, 0, cs)
             if tiles:
                 _gemm.batch(up[g], cd, v, mm, cs, nt, buffer(scratch, "tiles", (_gemm.batch_scratch(cd, itemsize),),
                                                              dtype))
@@ -354,10 +371,10 @@ def _convolve(src, w, geom, c_dst, out_hw, pt, pl, bias, transposed):
 
 
 def _channel_plan(rows, tiles_w, m, cs, cd, geom, itemsize):
-    """For ``_by_channels``: ``(tile rows per item, output channels per block, threads)``, or None
-    where the transformed kernel is under ``BY_CHANNELS_MIN_BYTES`` or small beside the
-    transformed input (``BY_CHANNELS_RATIO``), the input's is over ``BY_CHANNELS_MAX_BYTES`` or
-    the two do not fit the memory budget."""
+    """For ``_by_channels``: ``(output channels per block, threads)``, or None where the transformed
+    kernel is under ``BY_CHANNELS_MIN_BYTES`` or small beside the transformed input
+    (``BY_CHANNELS_RATIO``), the input's is over ``BY_CHANNELS_MAX_BYTES`` or the two do not fit
+    the memory budget."""
     a2, groups, threads = (m + 2) ** 2, geom.groups, call_threads()
     u = groups * a2 * cd * cs * itemsize  # the transformed kernel
     v = groups * a2 * cs * rows * tiles_w * itemsize  # the whole batch's transformed input
@@ -371,53 +388,44 @@ def _channel_plan(rows, tiles_w, m, cs, cd, geom, itemsize):
     rounds = -(-groups * per_group // threads)
     per_group = min(panels, max(per_group, -(-rounds * threads // groups)))
     kb = -(-panels // per_group) * _gemm.MR  # output channels per block
-    block = (a2 * _gemm.packed_size(kb, cs) + _gemm.batch_scratch(kb, itemsize)) * itemsize  # per thread
-    size, threads = _plan(rows, tiles_w, a2 * kb * itemsize, v + threads * block, geom, itemsize,
-                          _k.transform_scratch(m, 1, 1, itemsize)[0], panel=_gemm.tile_cols(itemsize))
-    return (size, kb, threads) if threads > 1 else None
+    per_thread = ((a2 * _gemm.packed_size(kb, cs) + _gemm.batch_scratch(kb, itemsize) + a2 * kb * rows * tiles_w
+                   + reserved()) * itemsize + _k.transform_scratch(m, rows, tiles_w, itemsize)[0])
+    return (kb, threads) if v + threads * per_thread <= call_budget(geom, itemsize) else None
 
 
 def _by_channels(src, wv, m, plan, tiles_h, tiles_w, pt, pl, b, y):
-    """``_convolve``'s work with the threads splitting the output channels: the whole batch's
-    input tiles are transformed first (items of tile rows, into ``vs``, shared), then each block
-    of output channels transforms its filters into its thread's buffer and runs its products and
-    output transform over every item. The same sums in the same order as by items: the same
-    bits. Returns whether a value written is inf or NaN."""
-    size, kb, threads = plan
+    """``_convolve``'s work with the threads splitting the channels, over the whole batch at once:
+    the input tiles are transformed first (the threads taking parts of the input channels, into
+    ``vs``, shared), then each block of output channels transforms its filters into its thread's
+    buffer and runs its products and output transform. The same sums in the same order as by
+    items: the same bits. Returns whether a value written is inf or NaN."""
+    kb, threads = plan
     groups, cd, cs = wv.shape[0], wv.shape[1], wv.shape[2]
     a2, dtype = (m + 2) ** 2, src.dtype
     rows = src.shape[0] * tiles_h
-    items = list(chunks(rows, size))
-    vs = np.empty(groups * a2 * cs * rows * tiles_w, dtype)  # item after item: groups x (a2, cs, tiles)
+    nt = rows * tiles_w
+    vs = np.empty((groups, a2 * cs * nt), dtype)  # per group (a2, cs, tiles)
+    parts = -(-threads // groups)  # of a group's input channels: at least a part per thread
 
-    def v_of(r0, r1, g):
-        nt = (r1 - r0) * tiles_w
-        start = (groups * r0 * tiles_w + g * nt) * a2 * cs
-        return vs[start:start + a2 * cs * nt]
-
-    def transform(r0, r1, scratch):
-        s, wk = _transform_work(scratch, m, r1 - r0, tiles_w, dtype)
-        for g in range(groups):
-            _k._input_transform(src, g * cs, cs, r0, r1, tiles_h, tiles_w, pt, pl, m, v_of(r0, r1, g), s, wk)
+    def transform(g, c0, c1, scratch):
+        s, wk = _transform_work(scratch, m, rows, tiles_w, dtype)
+        _k._input_transform(src, g * cs + c0, c1 - c0, 0, rows, tiles_h, tiles_w, pt, pl, m, vs[g], s, wk, c0, cs)
 
     bad = []
-    blocks = [(g, k0) for g in range(groups) for k0 in range(0, cd, kb)]
 
     def block(g, k0, scratch):
         k = min(kb, cd - k0)
         up = buffer(scratch, "up", (a2, _gemm.packed_size(k, cs)), dtype)
         _k._filter_transform_packed(wv[g:g + 1, k0:k0 + k], m, 0, -(-k // _gemm.MR), up)
-        tiles = buffer(scratch, "tiles", (_gemm.batch_scratch(k, dtype.itemsize),), dtype)
-        for r0, r1 in items:
-            nt = (r1 - r0) * tiles_w
-            mm = buffer(scratch, "m", (a2 * k * nt,), dtype)
-            _gemm.batch(up, k, v_of(r0, r1, g), mm, cs, nt, tiles)
-            wk = _transform_work(scratch, m, r1 - r0, tiles_w, dtype)[1]
-            if _k._output_transform(mm, g * cd + k0, k, r0, r1, tiles_h, tiles_w, m, b, y, wk):
-                bad.append(True)
+        mm = buffer(scratch, "m", (a2 * k * nt,), dtype)
+        _gemm.batch(up, k, vs[g], mm, cs, nt, buffer(scratch, "tiles", (_gemm.batch_scratch(k, dtype.itemsize),),
+                                                     dtype))
+        wk = _transform_work(scratch, m, rows, tiles_w, dtype)[1]
+        if _k._output_transform(mm, g * cd + k0, k, 0, rows, tiles_h, tiles_w, m, b, y, wk):
+            bad.append(True)
 
-    map_items(items, transform, threads)
-    map_items(blocks, block, threads)
+    map_items([(g, c0, c1) for g in range(groups) for c0, c1 in chunks(cs, -(-cs // parts))], transform, threads)
+    map_items([(g, k0) for g in range(groups) for k0 in range(0, cd, kb)], block, threads)
     return bool(bad)
 
 
@@ -479,7 +487,7 @@ def _convolve_3d(src, w, geom, bias, transposed):
         pt, pl = geom.padding[1][0], geom.padding[2][0]
         out_hw = geom.out_size[1:]
         wk = w
-    m = _tile(as_2d(geom), get_precision(), src.itemsize)  # the forward's planes decide, as in 2-D
+    m = _tile(as_2d(geom), get_precision(), src.itemsize, split=False)  # the forward's planes decide, as in 2-D
     a2, dtype = (m + 2) ** 2, src.dtype
     tiles_h, tiles_w = -(-out_hw[0] // m), -(-out_hw[1] // m)
     q0 = -pd  # the first input plane read (negative: padding); V's plane j is input plane q0 + j
@@ -510,7 +518,7 @@ def _convolve_3d(src, w, geom, bias, transposed):
             q = q0 + j
             if 0 <= q < d_in:
                 _k._input_transform(xt[i], 0, cs, q * tiles_h + r0, q * tiles_h + r1, tiles_h, tiles_w, pt, pl,
-                                    m, v, s, wk)
+                                    m, v, s, wk, 0, cs)
                 v3[:, j] = v.reshape(a2, cs, nt)
             else:
                 v3[:, j] = 0
