@@ -145,7 +145,8 @@ def _f4_pays(geom, itemsize, split) -> bool:
     F(4x4) by channels / F(2x2), 9 interleaved rounds: forward N=32 C=512 7x7 0.81, N=16 0.77,
     N=8 0.72 (N=4, 16 tiles, 1.49); backward with F(4x4)'s weight gradient too 0.99 and 1.12,
     which therefore keeps F(2x2) there."""
-    t4 = -(-geom.oh // 4) * -(-geom.ow // 4)
+    h4, w4 = -(-geom.oh // 4), -(-geom.ow // 4)  # 4x4 tiles down and across an output
+    t4 = h4 * w4
     t2 = -(-geom.oh // 2) * -(-geom.ow // 2)
     filters = 36 * geom.groups * geom.c_in_g * geom.c_out_g * itemsize
     if 36 * t4 > F4_MAX_PRODUCTS * 16 * t2:
@@ -154,7 +155,7 @@ def _f4_pays(geom, itemsize, split) -> bool:
         return True
     if not split or geom.n * t4 < _gemm.tile_cols(itemsize) or not _gemm.WIDE:
         return False
-    forward = _channel_plan(geom.n * -(-geom.oh // 4), -(-geom.ow // 4), 4, geom.c_in_g, geom.c_out_g, geom, itemsize)
+    forward = _channel_plan(geom.n * h4, w4, 4, geom.c_in_g, geom.c_out_g, geom, itemsize)
     backward = _channel_plan(geom.n * -(-geom.ih // 4), -(-geom.iw // 4), 4, geom.c_out_g, geom.c_in_g, geom, itemsize)
     return forward is not None and backward is not None
 
