@@ -131,15 +131,19 @@ def _filter_transform_packed(wv, m, p0, p1, up):  # pragma: no cover
 # channel, loops over a row of tiles / these: input F(2x2) 9-26 / 9-17, F(4x4) 41-173 / 17-120;
 # output F(2x2) 15-19 / 7-11, F(4x4) 26-87 / 13-62. Results are bit for bit the same.
 E = 2  # the columns (and rows) a tile reads past its m: the next tile's first two
+STAGE_TILES = 12  # tiles per row below which the output transform stages its rows (see there)
 
 
 def transform_scratch(m, rows, tiles_w, itemsize):
     """``(bytes, (input copy elements, float64 elements))`` of the transforms' work arrays for a
-    block of ``rows`` tile rows: ``_input_transform``'s ``s`` (input dtype) and the ``wk`` that
-    both transforms use (the block's input transform is done before its output transform)."""
+    block of ``rows`` tile rows: ``_input_transform``'s ``s`` (input dtype: the rows its tiles
+    read, and a zero) and the ``wk`` that both transforms use (the block's input transform is
+    done before its output transform; its gather table is int64 in ``wk``)."""
     a, nt = m + 2, rows * tiles_w
-    s = a * rows * m * tiles_w
-    wk = max(2 * m * a * nt + 1 + 2 * E * a * rows + E * nt, (a * m + m * m) * nt)
+    s = a * rows * (m * tiles_w + E) + 1
+    wk_in = 2 * m * a * nt + 1 + 2 * E * a * rows + E * nt + (m * a * nt + E * a * rows) + 3 * (rows + 1)
+    wk_out = (a * m + 3 * m * m) * nt + 1 + 3 * (rows + 1)  # also _grad_output_transform's
+    wk = max(wk_in, wk_out)
     return s * itemsize + 8 * wk, (s, wk)
 
 
@@ -193,64 +197,91 @@ def _bt_block(m, src, o, pitch, dst, od, dpitch, n):  # pragma: no cover
 def _input_transform(x, c0, cg, r0, r1, tiles_h, tiles_w, pt, pl, m, v, s, wk, vc0, vc):  # pragma: no cover
     """v[xi, vc0 + c, t] = (B^T d B)[xi], d the input tile t of channel c0 + c < c0 + cg, tile rows
     r0 .. r1; ``v`` holds ``vc`` channels (a part of them transformed here: ``vc0``, ``cg``).
-    ``s`` and ``wk``: work arrays of ``transform_scratch``'s sizes.
+    ``x`` C-contiguous; ``s`` and ``wk``: work arrays of ``transform_scratch``'s sizes.
 
-    Per channel: the block's input rows are copied end to end (a tile row's a rows, m*tiles_w
-    columns each, its last tile's E extra columns aside), split into m phases (column m*tc + r of
-    tile tc), B^T applied down the columns (long loops over all tiles), then along the rows: value
-    j < m of tile t is phase j's at t, j >= m phase j - m's at t + 1, except that a tile row's last
-    tile takes it from the extra columns."""
+    Per channel: the input rows the block's tiles read (their columns inside the window) are
+    copied into ``s``, one loop per image where they are whole rows, then gathered by a table
+    (made once per call; padding reads a zero after the copy) into m phases (column m*tc + r of
+    tile tc: the a rows of tile t at ``p[(r*a + k)*nt + t]``, the E extra columns past a tile
+    row's last tile aside), B^T applied down the columns (long loops over all tiles), then along
+    the rows: value j < m of tile t is phase j's at t, j >= m phase j - m's at t + 1, except that
+    a tile row's last tile takes it from the extra columns. Before, each tile row's a input rows
+    were copied one by one and then split into phases: on small images those short loops took
+    most of the time. One thread, ns per tile and channel before -> now, F(2x2): 7x7 C=512 19.7 ->
+    11.1, 14x14 C=256 11.7 -> 7.7, 28x28 C=128 8.6 -> 7.0, 56x56 C=64 7.7 -> 6.6; F(4x4): 7x7 56
+    -> 30, 56x56 24.5 -> 21.3 (the same bits)."""
     ih, iw = x.shape[2], x.shape[3]
+    xf = x.reshape(x.size)
     a = m + 2
     rows = r1 - r0
     nt = rows * tiles_w
     mt = m * tiles_w
     step = vc * nt
-    lo, hi = min(max(0, pl), mt + E), max(min(mt + E, iw + pl), 0)  # columns inside the image
+    lo, hi = min(max(0, pl), mt + E), max(min(mt + E, iw + pl), 0)  # window columns inside the image
     hi = max(lo, hi)
-    hin = max(lo, min(hi, mt))
+    pitch = hi - lo  # of a row copied into s
+    whole = lo - pl == 0 and pitch == iw  # the rows copied are whole rows: one loop per image
     un, ur = U(nt), U(rows)
     # wk: p[(r*a + k)*nt + t] input row k of tile t at column m*tc + r; col the same after B^T down
     # the columns (and one more value, read past the end by the shift); ex, cole[(q*a + k)*rows +
-    # row] the extra columns, and after B^T; sh[q*nt + t] = col of phase q at t + 1, fixed up
+    # row] the extra columns, and after B^T; sh[q*nt + t] = col of phase q at t + 1, fixed up; then
+    # (int64) the gather table of p and ex, and per image of the block (its first input row copied,
+    # the rows past its last, its place in s)
     op, ocol = U(0), U(m * a * nt)
     oex = ocol + U(m * a * nt + 1)
     ocole = oex + U(E * a * rows)
     osh = ocole + U(E * a * rows)
-    # s[(k*rows + row)*mt + column] and ex: the padding is the same for every channel, zeroed once
+    oix = osh + U(E * nt)
+    oixe = oix + U(m * a * nt)
+    oim = oixe + U(E * a * rows)
+    ix = wk.view(np.int64)
+    bn0 = r0 // tiles_h
+    images = (r1 - 1) // tiles_h + 1 - bn0 if rows else 0
+    zero = 0
+    for j in range(images):
+        first = max(r0 - (bn0 + j) * tiles_h, 0)  # the image's tile rows in the block
+        last = min(r1 - (bn0 + j) * tiles_h, tiles_h)
+        ylo, yhi = max(first * m - pt, 0), min((last - 1) * m - pt + a, ih)
+        yhi = max(ylo, yhi)
+        o = oim + U(3 * j)
+        ix[o], ix[o + U(1)], ix[o + U(2)] = ylo, yhi, zero
+        zero += (yhi - ylo) * pitch
+    s[zero] = 0.0  # what padding reads
     for jj in range(rows):
-        iy0 = ((r0 + jj) % tiles_h) * m - pt
+        rr = r0 + jj
+        j, iy0 = rr // tiles_h - bn0, (rr % tiles_h) * m - pt
+        o = oim + U(3 * j)
+        ylo, yhi, z0 = ix[o], ix[o + U(1)], ix[o + U(2)]
         for k in range(a):
-            d0 = U((k * rows + jj) * mt)
-            inside = 0 <= iy0 + k < ih
-            for q in range(U(mt)):
-                if not inside or q < U(lo) or q >= U(hin):
-                    s[d0 + q] = 0.0
+            iy = iy0 + k
+            row = z0 + (iy - ylo) * pitch - lo  # s's place of window column q: row + q
+            inside = ylo <= iy < yhi
+            for r in range(m):
+                d = oix + U((r * a + k) * nt + jj * tiles_w)
+                for tc in range(tiles_w):
+                    q = m * tc + r
+                    ix[d + U(tc)] = row + q if inside and lo <= q < hi else zero
             for q in range(E):
-                if not inside or not lo <= mt + q < hi:
-                    wk[oex + U((q * a + k) * rows + jj)] = 0.0
+                ix[oixe + U((q * a + k) * rows + jj)] = row + mt + q if inside and lo <= mt + q < hi else zero
+    cx = x.shape[1]
     for c in range(cg):
-        for jj in range(rows):  # the image's part of each input row
-            rr = r0 + jj
-            bn, iy0 = rr // tiles_h, (rr % tiles_h) * m - pt
-            for k in range(max(0, -iy0), min(a, ih - iy0)):
-                d1, s0 = U((k * rows + jj) * mt + lo), U(lo - pl)
-                for q in range(U(hin - lo)):
-                    s[d1 + q] = x[bn, c0 + c, iy0 + k, s0 + q]
-                for q in range(E):
-                    if lo <= mt + q < hi:
-                        wk[oex + U((q * a + k) * rows + jj)] = x[bn, c0 + c, iy0 + k, mt + q - pl]
-        for k in range(a):  # into phases
-            sk = U(k * rows * mt)
-            if m == 2:
-                d0, d1 = op + U(k) * un, op + U(a + k) * un
-                for t in range(un):
-                    wk[d0 + t], wk[d1 + t] = s[sk + U(2) * t], s[sk + U(2) * t + U(1)]
+        for j in range(images):  # the rows read, into s
+            o = oim + U(3 * j)
+            ylo, yhi, z0 = ix[o], ix[o + U(1)], U(ix[o + U(2)])
+            plane = (((bn0 + j) * cx + c0 + c) * ih) * iw
+            if whole:
+                src = U(plane + ylo * iw)
+                for q in range(U((yhi - ylo) * iw)):
+                    s[z0 + q] = xf[src + q]
             else:
-                d0, d1, d2, d3 = op + U(k) * un, op + U(a + k) * un, op + U(2 * a + k) * un, op + U(3 * a + k) * un
-                for t in range(un):
-                    q = sk + U(4) * t
-                    wk[d0 + t], wk[d1 + t], wk[d2 + t], wk[d3 + t] = s[q], s[q + U(1)], s[q + U(2)], s[q + U(3)]
+                for y in range(ylo, yhi):
+                    src, dst = U(plane + y * iw + lo - pl), z0 + U((y - ylo) * pitch)
+                    for q in range(U(pitch)):
+                        s[dst + q] = xf[src + q]
+        for i in range(U(m * a * nt)):  # into phases
+            wk[op + i] = s[U(ix[oix + i])]
+        for i in range(U(E * a * rows)):
+            wk[oex + i] = s[U(ix[oixe + i])]
         for r in range(m):  # B^T down the columns
             _bt_block(m, wk, op + U(r * a) * un, un, wk, ocol + U(r * a) * un, un, un)
         for q in range(E):
@@ -301,21 +332,43 @@ def _at_block(m, src, o, pitch, dst, od, dpitch, n):  # pragma: no cover
 def _output_transform(mm, k0, kg, r0, r1, tiles_h, tiles_w, m, bias, y, wk):  # pragma: no cover
     """y[n, k0 + k, tile] = A^T M A (+ bias[k0 + k] when ``bias`` is not empty), M the products of
     output channel k and the tile in ``mm``, tile rows r0 .. r1; pixels past y's edge are dropped.
-    ``wk``: a float64 work array of ``transform_scratch``'s size. Returns whether a value written
-    is inf or NaN (the caller then recomputes directly)."""
+    ``y`` C-contiguous; ``wk``: a float64 work array of ``transform_scratch``'s size. Returns
+    whether a value written is inf or NaN (the caller then recomputes directly).
+
+    Per channel: A^T along the tiles' rows, then down their columns (``_at_tiles``), then into y
+    a tile row at a time (``_output_rows``), or, for rows of fewer than ``STAGE_TILES`` tiles,
+    through the block's output rows staged (``_output_staged``). One thread, F(2x2), ns per tile
+    and channel, by tile rows / staged: 7x7 C=512 6.7 / 3.7, 14x14 C=256 4.6 / 3.3, 28x28 C=128
+    3.3 / 3.1-3.6, 56x56 C=64 2.6 / 3.3-4.2; F(4x4) 7x7 34 / 16. (One kernel with both ways ran
+    the staged one at 4.4 and 22-28.)"""
+    if tiles_w < STAGE_TILES:
+        return _output_staged(mm, k0, kg, r0, r1, tiles_h, tiles_w, m, bias, y, wk)
+    return _output_rows(mm, k0, kg, r0, r1, tiles_h, tiles_w, m, bias, y, wk)
+
+
+@njit(**_JIT)
+def _at_tiles(m, mm, k, nt, step, wk):  # pragma: no cover
+    """Pixel (r, q) of every tile t of output channel k at wk[(m + 2)*m*nt + (r*m + q)*nt + t]: A^T
+    along the tiles' rows (into wk's first (m + 2)*m*nt), then down their columns, in float64."""
+    un, oa, oo = U(nt), U(0), U((m + 2) * m * nt)
+    for i in range(m + 2):
+        _at_block(m, mm, U(i * (m + 2)) * step + U(k * nt), step, wk, oa + U(i * m) * un, un, un)
+    for j in range(m):
+        _at_block(m, wk, oa + U(j) * un, U(m) * un, wk, oo + U(j) * un, U(m) * un, un)
+
+
+@njit(**_JIT)
+def _output_rows(mm, k0, kg, r0, r1, tiles_h, tiles_w, m, bias, y, wk):  # pragma: no cover
+    """``_output_transform`` writing y a tile row at a time."""
     oh, ow = y.shape[2], y.shape[3]
     rows = r1 - r0
     nt = rows * tiles_w
-    un, step = U(nt), U(kg * nt)
-    oa, oo = U(0), U((m + 2) * m * nt)  # wk: A^T along the tiles' rows, then down their columns
+    un, step, oo = U(nt), U(kg * nt), U((m + 2) * m * nt)
     full = min(tiles_w, ow // m)  # the tiles whose m columns all lie inside y
     bad = False
     for k in range(kg):
         b = bias[k0 + k] if bias.size else 0.0
-        for i in range(m + 2):
-            _at_block(m, mm, U(i * (m + 2)) * step + U(k * nt), step, wk, oa + U(i * m) * un, un, un)
-        for j in range(m):
-            _at_block(m, wk, oa + U(j) * un, U(m) * un, wk, oo + U(j) * un, U(m) * un, un)
+        _at_tiles(m, mm, k, nt, step, wk)
         for jj in range(rows):
             rr = r0 + jj
             bn, oy = rr // tiles_h, (rr % tiles_h) * m
@@ -339,6 +392,63 @@ def _output_transform(mm, k0, kg, r0, r1, tiles_h, tiles_w, m, bias, y, wk):  # 
                 for q in range(full * m, ow):  # the last tile, cropped
                     yr[q] = wk[o + U(q % m) * un + U(q // m)] + b
                     bad |= yr[q] - yr[q] != 0.0
+    return bad
+
+
+@njit(**_JIT)
+def _output_staged(mm, k0, kg, r0, r1, tiles_h, tiles_w, m, bias, y, wk):  # pragma: no cover
+    """``_output_transform`` through the block's output rows: the pixels scattered by a table
+    (made once per call) into those rows, image by image (cropped pixels into one slot past
+    them), which are then copied into y, one loop per image."""
+    oh, ow = y.shape[2], y.shape[3]
+    yf = y.reshape(y.size)
+    rows = r1 - r0
+    nt = rows * tiles_w
+    step = U(kg * nt)
+    # wk: _at_tiles' values; the rows staged; (int64) the scatter table, and per image of the
+    # block (its first output row, the rows past its last, its place in the stage)
+    oo = U((m + 2) * m * nt)
+    ost = oo + U(m * m * nt)
+    oix = ost + U(m * m * nt + 1)
+    oim = oix + U(m * m * nt)
+    ix = wk.view(np.int64)
+    bn0 = r0 // tiles_h
+    images = (r1 - 1) // tiles_h + 1 - bn0 if rows else 0
+    staged = 0
+    for j in range(images):
+        first = max(r0 - (bn0 + j) * tiles_h, 0)  # the image's tile rows in the block
+        last = min(r1 - (bn0 + j) * tiles_h, tiles_h)
+        ylo, yhi = first * m, min(last * m, oh)
+        yhi = max(ylo, yhi)
+        o = oim + U(3 * j)
+        ix[o], ix[o + U(1)], ix[o + U(2)] = ylo, yhi, staged
+        staged += (yhi - ylo) * ow
+    for jj in range(rows):
+        rr = r0 + jj
+        j, oy = rr // tiles_h - bn0, (rr % tiles_h) * m
+        o = oim + U(3 * j)
+        ylo, yhi, s0 = ix[o], ix[o + U(1)], ix[o + U(2)]
+        for r in range(m):
+            row = s0 + (oy + r - ylo) * ow
+            for q in range(m):
+                d = oix + U((r * m + q) * nt + jj * tiles_w)
+                for tc in range(tiles_w):
+                    ix[d + U(tc)] = row + tc * m + q if oy + r < yhi and tc * m + q < ow else staged
+    cy = y.shape[1]
+    bad = False
+    for k in range(kg):
+        b = bias[k0 + k] if bias.size else 0.0
+        _at_tiles(m, mm, k, nt, step, wk)
+        for i in range(U(m * m * nt)):
+            wk[ost + U(ix[oix + i])] = wk[oo + i] + b
+        for j in range(images):
+            o = oim + U(3 * j)
+            ylo, yhi, s0 = ix[o], ix[o + U(1)], U(ix[o + U(2)])
+            dst = U((((bn0 + j) * cy + k0 + k) * oh + ylo) * ow)
+            for q in range(U((yhi - ylo) * ow)):
+                yf[dst + q] = wk[ost + s0 + q]
+                z = yf[dst + q]  # inf or NaN tested after rounding to y's dtype (float32 overflows)
+                bad |= z - z != 0.0
     return bad
 
 
@@ -373,41 +483,61 @@ def _a_block(m, src, o, pitch, dst, od, dpitch, n):  # pragma: no cover
 def _grad_output_transform(gy, k0, kg, r0, r1, tiles_h, tiles_w, m, dm, wk):  # pragma: no cover
     """dm[xi, k, t] = (A dy A^T)[xi], dy the m x m tile t of gy's channel k0 + k (zeros past gy's
     edge), tile rows r0 .. r1: the adjoint of ``_output_transform``, in its layout (``mm``'s).
-    ``wk``: a float64 work array of ``transform_scratch``'s size."""
+    ``gy`` C-contiguous; ``wk``: a float64 work array of ``transform_scratch``'s size.
+
+    Per channel, as ``_input_transform`` reads its tiles: the block's rows of gy copied, one loop
+    per image, then gathered by a table (made once per call; past gy's edge a zero after the
+    copy) into the tiles' values, A down their columns and along their rows in long loops. One
+    thread, ns per tile and channel, read a tile row at a time before -> now (two runs), F(2x2):
+    7x7 C=512 12.1 -> 3.0-5.8, 14x14 C=256 5.7 -> 2.8-3.8, 56x56 C=64 3.0 -> 2.8-3.9; F(4x4): 7x7
+    56 -> 20-28, 56x56 15 -> 12-14 (the same bits)."""
     oh, ow = gy.shape[2], gy.shape[3]
+    gf = gy.reshape(gy.size)
     rows = r1 - r0
     nt = rows * tiles_w
     a = m + 2
     un, step = U(nt), U(kg * nt)
-    # wk: p[(r*m + q)*nt + t] value (r, q) of tile t; h[(i*m + q)*nt + t] after A down the columns
+    # wk: p[(r*m + q)*nt + t] value (r, q) of tile t; h[(i*m + q)*nt + t] after A down the columns;
+    # the rows copied and a zero; (int64) the gather table, and per image of the block (its first
+    # row copied, the rows past its last, its place in the copy)
     op, oh_ = U(0), U(m * m * nt)
-    full = min(tiles_w, ow // m)  # the tiles whose m columns all lie inside gy
-    for jj in range(rows):  # values past gy's edge: zeros, the same for every channel, set once
-        oy = ((r0 + jj) % tiles_h) * m
+    ost = oh_ + U(a * m * nt)
+    oix = ost + U(m * m * nt + 1)
+    oim = oix + U(m * m * nt)
+    ix = wk.view(np.int64)
+    bn0 = r0 // tiles_h
+    images = (r1 - 1) // tiles_h + 1 - bn0 if rows else 0
+    zero = 0
+    for j in range(images):
+        first = max(r0 - (bn0 + j) * tiles_h, 0)  # the image's tile rows in the block
+        last = min(r1 - (bn0 + j) * tiles_h, tiles_h)
+        ylo, yhi = first * m, min(last * m, oh)
+        yhi = max(ylo, yhi)
+        o = oim + U(3 * j)
+        ix[o], ix[o + U(1)], ix[o + U(2)] = ylo, yhi, zero
+        zero += (yhi - ylo) * ow
+    wk[ost + U(zero)] = 0.0
+    for jj in range(rows):
+        rr = r0 + jj
+        j, oy = rr // tiles_h - bn0, (rr % tiles_h) * m
+        o = oim + U(3 * j)
+        ylo, yhi, s0 = ix[o], ix[o + U(1)], ix[o + U(2)]
         for r in range(m):
-            o = op + U(r * m) * un + U(jj * tiles_w)
+            row = s0 + (oy + r - ylo) * ow
             for q in range(m):
+                d = oix + U((r * m + q) * nt + jj * tiles_w)
                 for tc in range(tiles_w):
-                    if oy + r >= oh or tc * m + q >= ow:
-                        wk[o + U(q) * un + U(tc)] = 0.0
+                    ix[d + U(tc)] = row + tc * m + q if oy + r < yhi and tc * m + q < ow else zero
+    cy = gy.shape[1]
     for k in range(kg):
-        for jj in range(rows):
-            rr = r0 + jj
-            bn, oy = rr // tiles_h, (rr % tiles_h) * m
-            for r in range(min(m, oh - oy)):
-                o = op + U(r * m) * un + U(jj * tiles_w)
-                gr = gy[bn, k0 + k, oy + r]
-                if m == 2:
-                    for tc in range(U(full)):
-                        wk[o + tc], wk[o + un + tc] = gr[U(2) * tc], gr[U(2) * tc + U(1)]
-                else:
-                    for tc in range(U(full)):
-                        q = U(4) * tc
-                        wk[o + tc], wk[o + un + tc] = gr[q], gr[q + U(1)]
-                        wk[o + U(2) * un + tc], wk[o + U(3) * un + tc] = gr[q + U(2)], gr[q + U(3)]
-                for tc in range(full, tiles_w):  # the last tile, cut by the edge
-                    for q in range(min(m, ow - tc * m)):
-                        wk[o + U(q) * un + U(tc)] = gr[tc * m + q]
+        for j in range(images):
+            o = oim + U(3 * j)
+            ylo, yhi, s0 = ix[o], ix[o + U(1)], U(ix[o + U(2)])
+            src = U((((bn0 + j) * cy + k0 + k) * oh + ylo) * ow)
+            for q in range(U((yhi - ylo) * ow)):
+                wk[ost + s0 + q] = gf[src + q]
+        for i in range(U(m * m * nt)):
+            wk[op + i] = wk[ost + U(ix[oix + i])]
         for q in range(m):  # A down the columns
             _a_block(m, wk, op + U(q) * un, U(m) * un, wk, oh_ + U(q) * un, U(m) * un, un)
         for i in range(a):  # A along the rows
