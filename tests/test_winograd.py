@@ -99,7 +99,8 @@ def test_tile_follows_precision_products_and_filter_bytes():
 def test_many_filter_bytes_take_f4_where_the_threads_split_the_output_channels(use_threads):
     """36 MiB of F(4x4) filters at 7x7 C=512 (295 KiB a tile at N=32): F(4x4) by channels for
     the forward and input gradient from a panel of tiles (N=8: 32 tiles), F(2x2) for the weight
-    gradient; one thread, 16 tiles, or input over BY_CHANNELS_MAX_BYTES: F(2x2)."""
+    gradient; one thread, 16 tiles, or input over BY_CHANNELS_MAX_BYTES: F(2x2). The same at
+    14x14, where F(4x4) saves fewer products."""
     use_threads(2)
 
     def algorithm(n, c=512, size=7):
@@ -109,8 +110,11 @@ def test_many_filter_bytes_take_f4_where_the_threads_split_the_output_channels(u
     assert algorithm(32) == algorithm(8) == "F(4x4,3x3), weight F(2x2,3x3)"
     assert algorithm(4) == "F(2x2,3x3)"  # 16 tiles: half a panel
     assert algorithm(128) == "F(2x2,3x3)"  # 36 MiB of transformed input (and 72 KiB of filters a tile)
+    # 14x14, 0.73x F(2x2)'s products: by channels only (F4_SPLIT_MAX_PRODUCTS); 10x10, 0.81x: never
+    assert algorithm(8, size=14) == algorithm(2, size=14) == "F(4x4,3x3), weight F(2x2,3x3)"
+    assert algorithm(32, size=14) == algorithm(8, c=256, size=14) == algorithm(8, size=10) == "F(2x2,3x3)"
     use_threads(1)
-    assert algorithm(32) == "F(2x2,3x3)"
+    assert algorithm(32) == algorithm(8, size=14) == "F(2x2,3x3)"
 
 
 def test_supports_and_refusals():

@@ -42,6 +42,7 @@ TILE = {"highest": 2, "high": 4}  # output tile m of F(m x m, 3x3) at each preci
 # 0.84; N=8 C=256 20x20 47 KB 0.84; N=16 C=256 16x16 37 KB 1.03; N=32 C=512 16x16 72 KB 1.17;
 # N=8 C=512 16x16 288 KB 1.49; N=32 C=256 14x14 (products 0.73x) 1.13.
 F4_MAX_PRODUCTS = 0.7  # F(4x4)'s multiplications over F(2x2)'s, the tiles' padding included
+F4_SPLIT_MAX_PRODUCTS = 0.75  # ... where it splits the output channels (``_f4_pays``): 13x13, 14x14
 F4_MAX_FILTER_BYTES = 48 * 2**10  # F(4x4)'s transformed filters per 4x4 tile of the batch
 # A work item's tiles: the products' width. One thread, OPENBLAS_CORETYPE=SkylakeX, F(2x2): 56
 # tiles 179-190 GFLOP/s, 224 tiles 188-228 (C=64-128), 448 182; at C=512 (7x7) 32 tiles 146,
@@ -144,16 +145,19 @@ def _f4_pays(geom, itemsize, split) -> bool:
     (``split``, ``_channel_plan``) over a panel of tiles at least. Two threads, float32, time
     F(4x4) by channels / F(2x2), 9 interleaved rounds: forward N=32 C=512 7x7 0.81, N=16 0.77,
     N=8 0.72 (N=4, 16 tiles, 1.49); backward with F(4x4)'s weight gradient too 0.99 and 1.12,
-    which therefore keeps F(2x2) there."""
+    which therefore keeps F(2x2) there. Split so, F(4x4) also pays with up to
+    ``F4_SPLIT_MAX_PRODUCTS`` of F(2x2)'s products, F(2x2) running by items: 14x14 (0.73) C=512,
+    9 rounds, two or three runs, forward N=2 0.66-0.71, N=4 0.66-0.70, N=8 0.75-0.83, N=16
+    0.99-1.02; backward (its weight gradient F(2x2)) N=2 0.96, N=4 0.92, N=8 1.01, N=16 1.02; at
+    10x10 (0.81) N=8 forward 1.22."""
     h4, w4 = -(-geom.oh // 4), -(-geom.ow // 4)  # 4x4 tiles down and across an output
     t4 = h4 * w4
     t2 = -(-geom.oh // 2) * -(-geom.ow // 2)
     filters = 36 * geom.groups * geom.c_in_g * geom.c_out_g * itemsize
-    if 36 * t4 > F4_MAX_PRODUCTS * 16 * t2:
-        return False
-    if filters <= F4_MAX_FILTER_BYTES * max(1, geom.n * t4):
+    if 36 * t4 <= F4_MAX_PRODUCTS * 16 * t2 and filters <= F4_MAX_FILTER_BYTES * max(1, geom.n * t4):
         return True
-    if not split or geom.n * t4 < _gemm.tile_cols(itemsize) or not _gemm.WIDE:
+    if (36 * t4 > F4_SPLIT_MAX_PRODUCTS * 16 * t2 or not split or geom.n * t4 < _gemm.tile_cols(itemsize)
+            or not _gemm.WIDE):
         return False
     forward = _channel_plan(geom.n * h4, w4, 4, geom.c_in_g, geom.c_out_g, geom, itemsize)
     backward = _channel_plan(geom.n * -(-geom.ih // 4), -(-geom.iw // 4), 4, geom.c_out_g, geom.c_in_g, geom, itemsize)
