@@ -262,19 +262,25 @@ def test_input_transform_is_bt_d_b(m, size, pt, pl, r0, r1):
 
 
 @pytest.mark.parametrize("m", [2, 4])
-@pytest.mark.parametrize("out", [(7, 7), (8, 5), (1, 2)])
-def test_output_transform_is_at_m_a_cropped(m, out):
+@pytest.mark.parametrize("out", [(7, 7), (8, 5), (1, 2), (5, 99)])  # (5, 99): rows of STAGE_TILES or more
+@pytest.mark.parametrize(("r0", "r1"), [(0, None), (1, 3)])
+def test_output_transform_is_at_m_a_cropped(m, out, r0, r1):
+    """Both ways of writing y (staged, and a tile row at a time on wide outputs), from blocks that
+    start and end mid-image."""
     rng = np.random.default_rng(1)
     a, n, kg = m + 2, 2, 3
     tiles_h, tiles_w = -(-out[0] // m), -(-out[1] // m)
-    mm = rng.standard_normal((a, a, kg, n, tiles_h, tiles_w))
+    r1 = n * tiles_h if r1 is None else min(r1, n * tiles_h)
+    mm = rng.standard_normal((a, a, kg, n * tiles_h, tiles_w))[:, :, :, r0:r1]
     bias = rng.standard_normal(kg + 1)
     y = np.full((n, kg + 1, *out), np.nan)
-    wk = np.empty(_winograd_kernels.transform_scratch(m, n * tiles_h, tiles_w, 8)[1][1])
-    bad = _winograd_kernels._output_transform(mm.reshape(-1), 1, kg, 0, n * tiles_h, tiles_h, tiles_w, m, bias, y, wk)
-    tiles = np.einsum("ik,klcnhw,jl->cnhiwj", AT[m], mm, AT[m]).reshape(kg, n, tiles_h * m, tiles_w * m)
+    wk = np.empty(_winograd_kernels.transform_scratch(m, r1 - r0, tiles_w, 8)[1][1])
+    bad = _winograd_kernels._output_transform(mm.copy().reshape(-1), 1, kg, r0, r1, tiles_h, tiles_w, m, bias, y, wk)
+    tiles = np.full((kg, n * tiles_h, m, tiles_w, m), np.nan)
+    tiles[:, r0:r1] = np.einsum("ik,klcrw,jl->criwj", AT[m], mm, AT[m])
+    tiles = tiles.reshape(kg, n, tiles_h * m, tiles_w * m)
     want = tiles[:, :, :out[0], :out[1]].transpose(1, 0, 2, 3) + bias[1:, None, None]
-    np.testing.assert_allclose(y[:, 1:], want, rtol=1e-13, atol=1e-12)
+    np.testing.assert_allclose(y[:, 1:], want, rtol=1e-13, atol=1e-12)  # NaN where no tile row of the block
     assert np.isnan(y[:, 0]).all() and not bad  # channels outside k0 .. k0 + kg untouched
 
 

@@ -194,6 +194,25 @@ def _bt_block(m, src, o, pitch, dst, od, dpitch, n):  # pragma: no cover
 
 
 @njit(**_JIT)
+def _image_rows(r0, r1, tiles_h, m, shift, span, height, pitch, ix, oim):  # pragma: no cover
+    """For each image j of tile rows r0 .. r1 (numbered from r0's image), at ``ix[oim + 3*j]``:
+    the first row its tiles there read (tile row tr reads ``tr*m - shift`` .. ``+ span``, within
+    ``height``), the row past the last, and where those rows start in a copy of them, image by
+    image, ``pitch`` values each. Returns the copy's length."""
+    bn0 = r0 // tiles_h
+    n = 0
+    for j in range((r1 - 1) // tiles_h + 1 - bn0 if r1 > r0 else 0):
+        first = max(r0 - (bn0 + j) * tiles_h, 0)  # the image's tile rows in the block
+        last = min(r1 - (bn0 + j) * tiles_h, tiles_h)
+        lo, hi = max(first * m - shift, 0), min((last - 1) * m - shift + span, height)
+        hi = max(lo, hi)
+        o = oim + U(3 * j)
+        ix[o], ix[o + U(1)], ix[o + U(2)] = lo, hi, n
+        n += (hi - lo) * pitch
+    return n
+
+
+@njit(**_JIT)
 def _input_transform(x, c0, cg, r0, r1, tiles_h, tiles_w, pt, pl, m, v, s, wk, vc0, vc):  # pragma: no cover
     """v[xi, vc0 + c, t] = (B^T d B)[xi], d the input tile t of channel c0 + c < c0 + cg, tile rows
     r0 .. r1; ``v`` holds ``vc`` channels (a part of them transformed here: ``vc0``, ``cg``).
@@ -237,15 +256,7 @@ def _input_transform(x, c0, cg, r0, r1, tiles_h, tiles_w, pt, pl, m, v, s, wk, v
     ix = wk.view(np.int64)
     bn0 = r0 // tiles_h
     images = (r1 - 1) // tiles_h + 1 - bn0 if rows else 0
-    zero = 0
-    for j in range(images):
-        first = max(r0 - (bn0 + j) * tiles_h, 0)  # the image's tile rows in the block
-        last = min(r1 - (bn0 + j) * tiles_h, tiles_h)
-        ylo, yhi = max(first * m - pt, 0), min((last - 1) * m - pt + a, ih)
-        yhi = max(ylo, yhi)
-        o = oim + U(3 * j)
-        ix[o], ix[o + U(1)], ix[o + U(2)] = ylo, yhi, zero
-        zero += (yhi - ylo) * pitch
+    zero = _image_rows(r0, r1, tiles_h, m, pt, a, ih, pitch, ix, oim)
     s[zero] = 0.0  # what padding reads
     for jj in range(rows):
         rr = r0 + jj
@@ -329,6 +340,34 @@ def _at_block(m, src, o, pitch, dst, od, dpitch, n):  # pragma: no cover
 
 
 @njit(**_JIT)
+def _pixel_tables(r0, r1, tiles_h, tiles_w, m, oh, ow, wk):  # pragma: no cover
+    """The work arrays of ``_output_staged`` and ``_grad_output_transform`` past their A passes'
+    ``(m + 2)*m*nt + m*m*nt`` values in ``wk``: returns ``(ost, oix, oim, n)``, where ``wk[ost:]``
+    holds the block's rows of the output (``oh`` x ``ow``), image by image, ``n`` values, and one
+    slot past them; (int64) ``ix[oix + (r*m + q)*nt + t]`` where pixel (r, q) of tile t lies in
+    those rows (``n`` past the edges); ``ix[oim:]`` ``_image_rows``' table."""
+    nt = (r1 - r0) * tiles_w
+    ost = U((m + 2) * m * nt + m * m * nt)
+    oix = ost + U(m * m * nt + 1)
+    oim = oix + U(m * m * nt)
+    ix = wk.view(np.int64)
+    n = _image_rows(r0, r1, tiles_h, m, 0, m, oh, ow, ix, oim)
+    bn0 = r0 // tiles_h
+    for jj in range(r1 - r0):
+        rr = r0 + jj
+        j, oy = rr // tiles_h - bn0, (rr % tiles_h) * m
+        o = oim + U(3 * j)
+        lo, hi, s0 = ix[o], ix[o + U(1)], ix[o + U(2)]
+        for r in range(m):
+            row = s0 + (oy + r - lo) * ow
+            for q in range(m):
+                d = oix + U((r * m + q) * nt + jj * tiles_w)
+                for tc in range(tiles_w):
+                    ix[d + U(tc)] = row + tc * m + q if oy + r < hi and tc * m + q < ow else n
+    return ost, oix, oim, n
+
+
+@njit(**_JIT)
 def _output_transform(mm, k0, kg, r0, r1, tiles_h, tiles_w, m, bias, y, wk):  # pragma: no cover
     """y[n, k0 + k, tile] = A^T M A (+ bias[k0 + k] when ``bias`` is not empty), M the products of
     output channel k and the tile in ``mm``, tile rows r0 .. r1; pixels past y's edge are dropped.
@@ -405,35 +444,11 @@ def _output_staged(mm, k0, kg, r0, r1, tiles_h, tiles_w, m, bias, y, wk):  # pra
     rows = r1 - r0
     nt = rows * tiles_w
     step = U(kg * nt)
-    # wk: _at_tiles' values; the rows staged; (int64) the scatter table, and per image of the
-    # block (its first output row, the rows past its last, its place in the stage)
-    oo = U((m + 2) * m * nt)
-    ost = oo + U(m * m * nt)
-    oix = ost + U(m * m * nt + 1)
-    oim = oix + U(m * m * nt)
+    oo = U((m + 2) * m * nt)  # wk: _at_tiles' values, then the rows staged and the tables
+    ost, oix, oim, staged = _pixel_tables(r0, r1, tiles_h, tiles_w, m, oh, ow, wk)
     ix = wk.view(np.int64)
     bn0 = r0 // tiles_h
     images = (r1 - 1) // tiles_h + 1 - bn0 if rows else 0
-    staged = 0
-    for j in range(images):
-        first = max(r0 - (bn0 + j) * tiles_h, 0)  # the image's tile rows in the block
-        last = min(r1 - (bn0 + j) * tiles_h, tiles_h)
-        ylo, yhi = first * m, min(last * m, oh)
-        yhi = max(ylo, yhi)
-        o = oim + U(3 * j)
-        ix[o], ix[o + U(1)], ix[o + U(2)] = ylo, yhi, staged
-        staged += (yhi - ylo) * ow
-    for jj in range(rows):
-        rr = r0 + jj
-        j, oy = rr // tiles_h - bn0, (rr % tiles_h) * m
-        o = oim + U(3 * j)
-        ylo, yhi, s0 = ix[o], ix[o + U(1)], ix[o + U(2)]
-        for r in range(m):
-            row = s0 + (oy + r - ylo) * ow
-            for q in range(m):
-                d = oix + U((r * m + q) * nt + jj * tiles_w)
-                for tc in range(tiles_w):
-                    ix[d + U(tc)] = row + tc * m + q if oy + r < yhi and tc * m + q < ow else staged
     cy = y.shape[1]
     bad = False
     for k in range(kg):
@@ -498,36 +513,13 @@ def _grad_output_transform(gy, k0, kg, r0, r1, tiles_h, tiles_w, m, dm, wk):  # 
     a = m + 2
     un, step = U(nt), U(kg * nt)
     # wk: p[(r*m + q)*nt + t] value (r, q) of tile t; h[(i*m + q)*nt + t] after A down the columns;
-    # the rows copied and a zero; (int64) the gather table, and per image of the block (its first
-    # row copied, the rows past its last, its place in the copy)
+    # then the rows copied, a zero past them, and the tables
     op, oh_ = U(0), U(m * m * nt)
-    ost = oh_ + U(a * m * nt)
-    oix = ost + U(m * m * nt + 1)
-    oim = oix + U(m * m * nt)
+    ost, oix, oim, zero = _pixel_tables(r0, r1, tiles_h, tiles_w, m, oh, ow, wk)
+    wk[ost + U(zero)] = 0.0
     ix = wk.view(np.int64)
     bn0 = r0 // tiles_h
     images = (r1 - 1) // tiles_h + 1 - bn0 if rows else 0
-    zero = 0
-    for j in range(images):
-        first = max(r0 - (bn0 + j) * tiles_h, 0)  # the image's tile rows in the block
-        last = min(r1 - (bn0 + j) * tiles_h, tiles_h)
-        ylo, yhi = first * m, min(last * m, oh)
-        yhi = max(ylo, yhi)
-        o = oim + U(3 * j)
-        ix[o], ix[o + U(1)], ix[o + U(2)] = ylo, yhi, zero
-        zero += (yhi - ylo) * ow
-    wk[ost + U(zero)] = 0.0
-    for jj in range(rows):
-        rr = r0 + jj
-        j, oy = rr // tiles_h - bn0, (rr % tiles_h) * m
-        o = oim + U(3 * j)
-        ylo, yhi, s0 = ix[o], ix[o + U(1)], ix[o + U(2)]
-        for r in range(m):
-            row = s0 + (oy + r - ylo) * ow
-            for q in range(m):
-                d = oix + U((r * m + q) * nt + jj * tiles_w)
-                for tc in range(tiles_w):
-                    ix[d + U(tc)] = row + tc * m + q if oy + r < yhi and tc * m + q < ow else zero
     cy = gy.shape[1]
     for k in range(kg):
         for j in range(images):
