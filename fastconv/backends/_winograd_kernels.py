@@ -198,10 +198,11 @@ def _image_rows(r0, r1, tiles_h, m, shift, span, height, pitch, ix, oim):  # pra
     """For each image j of tile rows r0 .. r1 (numbered from r0's image), at ``ix[oim + 3*j]``:
     the first row its tiles there read (tile row tr reads ``tr*m - shift`` .. ``+ span``, within
     ``height``), the row past the last, and where those rows start in a copy of them, image by
-    image, ``pitch`` values each. Returns the copy's length."""
+    image, ``pitch`` values each. Returns ``(the copy's length, the images)``."""
     bn0 = r0 // tiles_h
+    images = (r1 - 1) // tiles_h + 1 - bn0 if r1 > r0 else 0
     n = 0
-    for j in range((r1 - 1) // tiles_h + 1 - bn0 if r1 > r0 else 0):
+    for j in range(images):
         first = max(r0 - (bn0 + j) * tiles_h, 0)  # the image's tile rows in the block
         last = min(r1 - (bn0 + j) * tiles_h, tiles_h)
         lo, hi = max(first * m - shift, 0), min((last - 1) * m - shift + span, height)
@@ -209,7 +210,7 @@ def _image_rows(r0, r1, tiles_h, m, shift, span, height, pitch, ix, oim):  # pra
         o = oim + U(3 * j)
         ix[o], ix[o + U(1)], ix[o + U(2)] = lo, hi, n
         n += (hi - lo) * pitch
-    return n
+    return n, images
 
 
 @njit(**_JIT)
@@ -255,8 +256,7 @@ def _input_transform(x, c0, cg, r0, r1, tiles_h, tiles_w, pt, pl, m, v, s, wk, v
     oim = oixe + U(E * a * rows)
     ix = wk.view(np.int64)
     bn0 = r0 // tiles_h
-    images = (r1 - 1) // tiles_h + 1 - bn0 if rows else 0
-    zero = _image_rows(r0, r1, tiles_h, m, pt, a, ih, pitch, ix, oim)
+    zero, images = _image_rows(r0, r1, tiles_h, m, pt, a, ih, pitch, ix, oim)
     s[zero] = 0.0  # what padding reads
     for jj in range(rows):
         rr = r0 + jj
@@ -342,16 +342,16 @@ def _at_block(m, src, o, pitch, dst, od, dpitch, n):  # pragma: no cover
 @njit(**_JIT)
 def _pixel_tables(r0, r1, tiles_h, tiles_w, m, oh, ow, wk):  # pragma: no cover
     """The work arrays of ``_output_staged`` and ``_grad_output_transform`` past their A passes'
-    ``(m + 2)*m*nt + m*m*nt`` values in ``wk``: returns ``(ost, oix, oim, n)``, where ``wk[ost:]``
+    ``(m + 2)*m*nt + m*m*nt`` values in ``wk``: returns ``(ost, oix, oim, n, images)``, where ``wk[ost:]``
     holds the block's rows of the output (``oh`` x ``ow``), image by image, ``n`` values, and one
     slot past them; (int64) ``ix[oix + (r*m + q)*nt + t]`` where pixel (r, q) of tile t lies in
-    those rows (``n`` past the edges); ``ix[oim:]`` ``_image_rows``' table."""
+    those rows (``n`` past the edges); ``ix[oim:]`` ``_image_rows``' table, of ``images``."""
     nt = (r1 - r0) * tiles_w
     ost = U((m + 2) * m * nt + m * m * nt)
     oix = ost + U(m * m * nt + 1)
     oim = oix + U(m * m * nt)
     ix = wk.view(np.int64)
-    n = _image_rows(r0, r1, tiles_h, m, 0, m, oh, ow, ix, oim)
+    n, images = _image_rows(r0, r1, tiles_h, m, 0, m, oh, ow, ix, oim)
     bn0 = r0 // tiles_h
     for jj in range(r1 - r0):
         rr = r0 + jj
@@ -364,7 +364,7 @@ def _pixel_tables(r0, r1, tiles_h, tiles_w, m, oh, ow, wk):  # pragma: no cover
                 d = oix + U((r * m + q) * nt + jj * tiles_w)
                 for tc in range(tiles_w):
                     ix[d + U(tc)] = row + tc * m + q if oy + r < hi and tc * m + q < ow else n
-    return ost, oix, oim, n
+    return ost, oix, oim, n, images
 
 
 @njit(**_JIT)
@@ -445,10 +445,9 @@ def _output_staged(mm, k0, kg, r0, r1, tiles_h, tiles_w, m, bias, y, wk):  # pra
     nt = rows * tiles_w
     step = U(kg * nt)
     oo = U((m + 2) * m * nt)  # wk: _at_tiles' values, then the rows staged and the tables
-    ost, oix, oim, staged = _pixel_tables(r0, r1, tiles_h, tiles_w, m, oh, ow, wk)
+    ost, oix, oim, staged, images = _pixel_tables(r0, r1, tiles_h, tiles_w, m, oh, ow, wk)
     ix = wk.view(np.int64)
     bn0 = r0 // tiles_h
-    images = (r1 - 1) // tiles_h + 1 - bn0 if rows else 0
     cy = y.shape[1]
     bad = False
     for k in range(kg):
@@ -515,11 +514,10 @@ def _grad_output_transform(gy, k0, kg, r0, r1, tiles_h, tiles_w, m, dm, wk):  # 
     # wk: p[(r*m + q)*nt + t] value (r, q) of tile t; h[(i*m + q)*nt + t] after A down the columns;
     # then the rows copied, a zero past them, and the tables
     op, oh_ = U(0), U(m * m * nt)
-    ost, oix, oim, zero = _pixel_tables(r0, r1, tiles_h, tiles_w, m, oh, ow, wk)
+    ost, oix, oim, zero, images = _pixel_tables(r0, r1, tiles_h, tiles_w, m, oh, ow, wk)
     wk[ost + U(zero)] = 0.0
     ix = wk.view(np.int64)
     bn0 = r0 // tiles_h
-    images = (r1 - 1) // tiles_h + 1 - bn0 if rows else 0
     cy = gy.shape[1]
     for k in range(kg):
         for j in range(images):
