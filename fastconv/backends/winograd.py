@@ -561,7 +561,7 @@ def ready(dtype) -> bool:
     backend's (its weight gradient); until then each call starts what is missing in the background."""
     from . import numba_jit
 
-    name = np.dtype(dtype).name
+    name = numba_jit.dtype_name(dtype)
     if name not in _ready:
         numba_jit.start_compile(_compile_in_background, name, "winograd", _compiling, _state)
     return numba_jit.ready(dtype) and name in _ready
