@@ -112,8 +112,9 @@ def _filter_transform_packed(wv, m, p0, p1, up):  # pragma: no cover
 
 
 # The input and output transforms run as long loops over all the tiles of a block (one channel at
-# a time), each loop one row of B^T or A^T applied to whole arrays of values: a loop over a row of
-# tiles (4-28 tiles here) is too short for SIMD, and one over a tile's values is not SIMD at all.
+# a time), each loop B^T or A^T (all their rows in one pass) applied to whole arrays of values: a
+# loop over a row of tiles (4-28 tiles here) is too short for SIMD, and one over a tile's values is
+# not SIMD at all.
 # Their work arrays are flat and indexed by unsigned offsets, without views: Numba tests a signed
 # index for wrap-around (which stops the loop vectorising) and counts references to every view
 # (which cost more than the arithmetic: 4x slower in a first version with views).
