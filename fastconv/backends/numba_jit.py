@@ -187,16 +187,10 @@ def _compile_in_background(name):
                      "numba", name, exc_info=True)
 
 
-_quiet: set = set()  # dtypes already announced or ready: a set of dtypes, since dtype.name costs ~1 us
-
-
 def _announce(dtype):
     """Once per dtype, before an explicit call's kernels are compiled or loaded: say which."""
-    if dtype in _quiet:
-        return
-    name = dtype.name
+    name = dtype_name(dtype)
     if name in _ready or name in _announced:
-        _quiet.add(dtype)
         return
     _announced.add(name)
     _spin_when_idle()
