@@ -173,10 +173,18 @@ def test_batched_products_match_longdouble(dtype):
     for i in range(16):
         gemm._pack_a(a[i], packed[i])
     c = np.full((16, 20, 45), np.nan, dtype)
-    gemm.batch(packed, 20, b.reshape(-1), c.reshape(-1), 300, 45,
-               np.empty(gemm.batch_scratch(20, np.dtype(dtype).itemsize), dtype))
+    scratch = np.empty(gemm.batch_scratch(20, np.dtype(dtype).itemsize), dtype)
+    gemm.batch(packed, 20, b.reshape(-1), c.reshape(-1), 300, 45, scratch, np.empty((0, 4), np.int64))
     want = np.matmul(a.astype(np.longdouble), b.astype(np.longdouble))
     assert np.abs(c - want).max() <= 4 * 300 * np.finfo(dtype).eps * np.abs(want).max()
+    # only the spans' columns (two ranges, either empty, starting mid-panel), the others untouched
+    spans = np.array([[0, 45, 0, 0], [3, 40, 0, 0], [0, 10, 20, 45], [0, 0, 7, 9]] * 4, np.int64)
+    part = np.full_like(c, np.nan)
+    gemm.batch(packed, 20, b.reshape(-1), part.reshape(-1), 300, 45, scratch, spans)
+    for i, (lo0, hi0, lo1, hi1) in enumerate(spans):
+        cols = np.r_[lo0:hi0, lo1:hi1]
+        assert np.array_equal(part[i][:, cols], c[i][:, cols])
+        assert np.isnan(np.delete(part[i], cols, axis=1)).all()
 
 
 @wide

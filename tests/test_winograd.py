@@ -239,12 +239,44 @@ def _tiles(x, m, pt, pl, tiles_h, tiles_w):
                      for n in range(x.shape[0]) for tr in range(tiles_h)])
 
 
+def _order(r0, r1, tiles_h, tiles_w, m, cuts):
+    """``tile_order``'s (order, spans) for ``cuts`` = (cut_h, cut_w); row order where neither."""
+    a, nt = m + 2, (r1 - r0) * tiles_w
+    if not any(cuts):
+        return np.empty(0, np.int64), np.empty((0, 4), np.int64)
+    order, spans = np.full(nt, -1, np.int64), np.full((a * a, 4), -1, np.int64)
+    _winograd_kernels.tile_order(r0, r1, tiles_h, tiles_w, m, *cuts, order, spans)
+    return order, spans
+
+
+@pytest.mark.parametrize("m", [2, 4])
+@pytest.mark.parametrize(("tiles_h", "tiles_w", "r0", "r1"), [(4, 4, 0, 12), (4, 4, 3, 10), (1, 5, 0, 3), (3, 1, 1, 7)])
+@pytest.mark.parametrize("cuts", [(True, True), (True, False), (False, True)])
+def test_tile_order_spans_the_tiles_each_product_needs(m, tiles_h, tiles_w, r0, r1, cuts):
+    """A permutation of the block's tiles; transform point xi's spans hold exactly the tiles that
+    are not in an image's last row (where xi is in the alpha x alpha's last row and ``cut_h``)
+    nor its last column (last column, ``cut_w``)."""
+    a, nt = m + 2, (r1 - r0) * tiles_w
+    order, spans = _order(r0, r1, tiles_h, tiles_w, m, cuts)
+    assert sorted(order) == list(range(nt))
+    where = {int(order[jj * tiles_w + tc]): ((r0 + jj) % tiles_h == tiles_h - 1, tc == tiles_w - 1)
+             for jj in range(r1 - r0) for tc in range(tiles_w)}
+    for i in range(a):
+        for j in range(a):
+            lo0, hi0, lo1, hi1 = spans[i * a + j]
+            got = set(range(lo0, hi0)) | set(range(lo1, hi1))
+            want = {t for t, (last_row, last_col) in where.items()
+                    if not (cuts[0] and i == a - 1 and last_row) and not (cuts[1] and j == a - 1 and last_col)}
+            assert got == want and hi0 - lo0 + hi1 - lo1 == len(want)
+
+
 @pytest.mark.parametrize("m", [2, 4])
 @pytest.mark.parametrize(("size", "pt", "pl"), [((7, 7), 1, 1), ((9, 6), 0, 2), ((5, 11), 2, -1), ((1, 3), 2, 2)])
 @pytest.mark.parametrize(("r0", "r1"), [(0, None), (1, 3)])
-def test_input_transform_is_bt_d_b(m, size, pt, pl, r0, r1):
+@pytest.mark.parametrize("cuts", [(False, False), (True, True), (True, False), (False, True)])
+def test_input_transform_is_bt_d_b(m, size, pt, pl, r0, r1, cuts):
     """Every tile, at the image's edges and a tile row's end (where the long loops' shift is fixed
-    up), and blocks that start and end mid-image."""
+    up), and blocks that start and end mid-image; in row order and in ``tile_order``'s."""
     rng = np.random.default_rng(0)
     x = rng.standard_normal((2, 3, *size))
     a = m + 2
@@ -254,19 +286,24 @@ def test_input_transform_is_bt_d_b(m, size, pt, pl, r0, r1):
     v = np.full(a * a * 3 * nt, np.nan)
     s, wk = _winograd_kernels.transform_scratch(m, r1 - r0, tiles_w, 8)[1]
     s, wk = np.empty(s), np.empty(wk)
-    _winograd_kernels._input_transform(x, 0, 1, r0, r1, tiles_h, tiles_w, pt, pl, m, v, s, wk, 0, 3)  # channel 0
-    _winograd_kernels._input_transform(x, 1, 2, r0, r1, tiles_h, tiles_w, pt, pl, m, v, s, wk, 1, 3)  # ... 1 and 2
+    order = _order(r0, r1, tiles_h, tiles_w, m, cuts)[0]
+    _winograd_kernels._input_transform(x, 0, 1, r0, r1, tiles_h, tiles_w, pt, pl, m, v, s, wk, 0, 3, order)  # channel 0
+    _winograd_kernels._input_transform(x, 1, 2, r0, r1, tiles_h, tiles_w, pt, pl, m, v, s, wk, 1, 3, order)  # 1, 2
     d = _tiles(x, m, pt, pl, tiles_h, tiles_w)[r0:r1]  # (rows, tc, c, a, a)
-    want = np.einsum("ik,rtckl,jl->ijcrt", BT[m], d, BT[m]).reshape(a * a * 3 * nt)
-    np.testing.assert_allclose(v, want, rtol=1e-13, atol=1e-12)
+    want = np.einsum("ik,rtckl,jl->ijcrt", BT[m], d, BT[m]).reshape(a * a, 3, nt)
+    if order.size:
+        want[..., order] = want.copy()
+    np.testing.assert_allclose(v, want.reshape(-1), rtol=1e-13, atol=1e-12)
 
 
 @pytest.mark.parametrize("m", [2, 4])
 @pytest.mark.parametrize("out", [(7, 7), (8, 5), (1, 2), (5, 99)])  # (5, 99): rows of STAGE_TILES or more
 @pytest.mark.parametrize(("r0", "r1"), [(0, None), (1, 3)])
-def test_output_transform_is_at_m_a_cropped(m, out, r0, r1):
+@pytest.mark.parametrize("ordered", [False, True])
+def test_output_transform_is_at_m_a_cropped(m, out, r0, r1, ordered):
     """Both ways of writing y (staged, and a tile row at a time on wide outputs), from blocks that
-    start and end mid-image."""
+    start and end mid-image; ``ordered``: the tiles in ``tile_order``'s order, the products
+    outside its spans NaN (no pixel written reads them)."""
     rng = np.random.default_rng(1)
     a, n, kg = m + 2, 2, 3
     tiles_h, tiles_w = -(-out[0] // m), -(-out[1] // m)
@@ -275,7 +312,17 @@ def test_output_transform_is_at_m_a_cropped(m, out, r0, r1):
     bias = rng.standard_normal(kg + 1)
     y = np.full((n, kg + 1, *out), np.nan)
     wk = np.empty(_winograd_kernels.transform_scratch(m, r1 - r0, tiles_w, 8)[1][1])
-    bad = _winograd_kernels._output_transform(mm.copy().reshape(-1), 1, kg, r0, r1, tiles_h, tiles_w, m, bias, y, wk)
+    cuts = (out[0] % m != 0, out[1] % m != 0) if ordered else (False, False)
+    order, spans = _order(r0, r1, tiles_h, tiles_w, m, cuts)
+    flat = mm.reshape(a * a, kg, -1).copy()
+    if order.size:
+        flat[..., order] = flat.copy()
+        for xi, (lo0, hi0, lo1, hi1) in enumerate(spans):
+            keep = np.zeros(flat.shape[2], bool)
+            keep[lo0:hi0] = keep[lo1:hi1] = True
+            flat[xi][:, ~keep] = np.nan
+    bad = _winograd_kernels._output_transform(flat.reshape(-1), 1, kg, r0, r1, tiles_h, tiles_w, m, bias, y, wk,
+                                              order)
     tiles = np.full((kg, n * tiles_h, m, tiles_w, m), np.nan)
     tiles[:, r0:r1] = np.einsum("ik,klcrw,jl->criwj", AT[m], mm, AT[m])
     tiles = tiles.reshape(kg, n, tiles_h * m, tiles_w * m)
@@ -437,6 +484,40 @@ def test_output_channels_split_over_the_threads_gives_the_same_bits(monkeypatch,
                     np.testing.assert_array_equal(by_channels, by_items)
                 assert_close(got[0][0], numba_jit.forward(x, w, geom, b))
     assert len(ran) == 2 * 2 * 3 and all(kb == _gemm.MR for kb, _ in ran)
+
+
+@tiles_only
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_skipping_the_products_of_cropped_pixels_gives_the_same_bits(monkeypatch, use_threads, dtype):
+    """Where m does not divide the output, the products that only cropped pixels read are skipped
+    (``_cropped``, when it pays): the same bits as every product, by items and by channels, at
+    both tile sizes, cut at the bottom, the right or both, with groups and the input gradient."""
+    use_threads(2)
+    rng = np.random.default_rng(7)
+    monkeypatch.setattr(winograd, "_f4_pays", lambda geom, itemsize, split: True)
+    monkeypatch.setattr(winograd, "BLOCK_BYTES", 1)
+    monkeypatch.setattr(winograd, "BY_CHANNELS_MIN_BYTES", 0)
+    skipped = []
+    real = _winograd_kernels.tile_order
+    monkeypatch.setattr(_winograd_kernels, "tile_order", lambda *a: skipped.append(a[5:7]) or real(*a))
+    for x_shape, w_shape, padding, groups in [((3, 16, 7, 7), (16, 16, 3, 3), 1, 1),
+                                              ((2, 16, 9, 8), (24, 8, 3, 3), ((1, 0), (1, 1)), 2),
+                                              ((2, 16, 8, 7), (16, 16, 3, 3), 1, 1)]:
+        geom = Geometry.from_args(x_shape, w_shape, padding=padding, groups=groups)
+        x, w, gy = (rng.standard_normal(s).astype(dtype) for s in (geom.x_shape, geom.w_shape, geom.y_shape))
+        b = rng.standard_normal(geom.c_out).astype(dtype)
+        for level in LEVELS:
+            with precision(level):
+                for ratio in (0.0, 2**60):  # by channels, then by items
+                    monkeypatch.setattr(winograd, "BY_CHANNELS_RATIO", ratio)
+                    got = []
+                    for most in (2**60, -1):  # skip wherever cropped, then never
+                        monkeypatch.setattr(winograd, "CROP_MAX_PANELS", most)
+                        got.append((winograd.forward(x, w, geom, b), winograd.grad_input(gy, w, geom)))
+                    for skipping, every in zip(*got):
+                        np.testing.assert_array_equal(skipping, every)
+                    assert_close(got[0][0], numba_jit.forward(x, w, geom, b))
+    assert {(True, True), (True, False), (False, True)} <= set(skipped)
 
 
 @tiles_only

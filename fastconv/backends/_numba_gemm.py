@@ -348,8 +348,8 @@ def batch_scratch(m, itemsize):
 
 
 @njit(**_JIT)
-def _batch_run(ap, m, zeros, b, c, k, p, bp, ct):  # pragma: no cover
-    """C = A @ B, A (m x k) packed, B and C the flat (k, p) and (m, p): per block of KC reduction
+def _batch_run(ap, m, zeros, b, c, k, p, j0, j1, bp, ct):  # pragma: no cover
+    """C = A @ B in columns j0 .. j1, A (m x k) packed, B and C the flat (k, p) and (m, p): per block of KC reduction
     steps, every panel of nr columns, every panel of rows. Unlike ``_cols_run`` (panels outside,
     blocks inside), a block of A (up to 512 KiB at 512 rows) stays in L2 over all the panels of B
     rather than streaming from L3 for each: one thread, 16 products 512 x 512 x 128 137 -> 145
@@ -360,8 +360,8 @@ def _batch_run(ap, m, zeros, b, c, k, p, bp, ct):  # pragma: no cover
     for pc in range(0, k, KC):
         kc = min(KC, k - pc)
         add = 1 if pc > 0 else 0
-        for jb in range(0, p, nr):
-            cols = min(nr, p - jb)
+        for jb in range(j0, j1, nr):
+            cols = min(nr, j1 - jb)
             if cols == nr:
                 src, b0, ldb = b, pc * p + jb, p
             else:
@@ -385,16 +385,24 @@ def _batch_run(ap, m, zeros, b, c, k, p, bp, ct):  # pragma: no cover
 
 
 @njit(**_JIT)
-def batch(ap2, m, b, c, k, p, scratch):  # pragma: no cover
+def batch(ap2, m, b, c, k, p, scratch, spans):  # pragma: no cover
     """``C[i] = A_i @ B[i]`` for every i on this thread: ``A_i`` (m x k) packed in ``ap2[i]``, B and
-    C the flat C-contiguous ``(len(ap2), k, p)`` and ``(len(ap2), m, p)``."""
+    C the flat C-contiguous ``(len(ap2), k, p)`` and ``(len(ap2), m, p)``; only in the columns
+    ``spans[i, 0] .. spans[i, 1]`` and ``spans[i, 2] .. spans[i, 3]`` where ``spans`` is not empty
+    (C's other columns are left as they were)."""
     nr = _nr(scratch)
     bp = scratch[:KC * nr]
     ct = scratch[KC * nr:(KC + MR) * nr]
     zeros = scratch[(KC + MR) * nr:(KC + MR) * nr + _whole_rows(m)]  # the bias: none
     zeros[:] = 0
     for i in range(ap2.shape[0]):
-        _batch_run(ap2[i], m, zeros, b[i * k * p:(i + 1) * k * p], c[i * m * p:(i + 1) * m * p], k, p, bp, ct)
+        bi, ci = b[i * k * p:(i + 1) * k * p], c[i * m * p:(i + 1) * m * p]
+        if spans.shape[0] == 0:
+            _batch_run(ap2[i], m, zeros, bi, ci, k, p, 0, p, bp, ct)
+            continue
+        for h in range(0, 4, 2):
+            if spans[i, h + 1] > spans[i, h]:
+                _batch_run(ap2[i], m, zeros, bi, ci, k, p, spans[i, h], spans[i, h + 1], bp, ct)
 
 
 # -- weight gradient: the reduction runs over the images' pixels, each slot a share of it ----------

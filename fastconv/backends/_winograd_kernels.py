@@ -129,13 +129,65 @@ def transform_scratch(m, rows, tiles_w, itemsize):
     """``(bytes, (input copy elements, float64 elements))`` of the transforms' work arrays for a
     block of ``rows`` tile rows: ``_input_transform``'s ``s`` (input dtype: the rows its tiles
     read, and a zero) and the ``wk`` that both transforms use (the block's input transform is
-    done before its output transform; its gather table is int64 in ``wk``)."""
+    done before its output transform; its gather table is int64 in ``wk``); the bytes also count
+    ``tile_order``'s order and spans."""
     a, nt = m + 2, rows * tiles_w
     s = a * rows * (m * tiles_w + E) + 1
     wk_in = 2 * m * a * nt + 1 + 2 * E * a * rows + E * nt + (m * a * nt + E * a * rows) + 3 * (rows + 1)
     wk_out = (a * m + 3 * m * m) * nt + 1 + 3 * (rows + 1)  # also _grad_output_transform's
     wk = max(wk_in, wk_out)
-    return s * itemsize + 8 * wk, (s, wk)
+    return s * itemsize + 8 * (wk + nt + 4 * a * a), (s, wk)  # with ``tile_order``'s arrays
+
+
+@njit(**_JIT)
+def tile_order(r0, r1, tiles_h, tiles_w, m, cut_h, cut_w, order, spans):  # pragma: no cover
+    """Where the products put each tile of tile rows r0 .. r1 when an image's last tile row
+    (``cut_h``) or column (``cut_w``) is cropped: ``order[jj*tiles_w + tc]`` = the column of tile
+    tc of row jj. The tiles run in four spans: in neither an image's last row nor its last column
+    (I), in the last row only (R), in the last column only (C), in both (X), each row's tiles
+    adjacent within a span. A cropped tile's last transform point down (or across) is read by its
+    last row (column) of pixels alone (A^T's last column is 0 but in its last row), which lies
+    past y's edge: ``spans[xi]`` (two column ranges, ``_gemm.batch``'s) are the tiles whose
+    products at transform point xi some kept pixel reads: all of them, I and R (point xi in the
+    last column of the alpha x alpha), I and C (last row), or I (both). On 7x7 outputs F(2x2)
+    then runs 225 products per image and channel pair instead of 256, F(4x4) 121 instead of
+    144."""
+    rows = r1 - r0
+    w0 = tiles_w - 1 if cut_w else tiles_w  # a row's tiles outside the last column
+    last = 0
+    for jj in range(rows):
+        if cut_h and (r0 + jj) % tiles_h == tiles_h - 1:
+            last += 1
+    n_i, n_r = (rows - last) * w0, last * w0
+    n_c = rows - last if cut_w else 0
+    ki, kl = 0, 0
+    for jj in range(rows):
+        if cut_h and (r0 + jj) % tiles_h == tiles_h - 1:
+            base, col = n_i + kl * w0, n_i + n_r + n_c + kl
+            kl += 1
+        else:
+            base, col = ki * w0, n_i + n_r + ki
+            ki += 1
+        for tc in range(w0):
+            order[jj * tiles_w + tc] = base + tc
+        if cut_w:
+            order[jj * tiles_w + tiles_w - 1] = col
+    a = m + 2
+    for i in range(a):
+        for j in range(a):
+            sp = spans[i * a + j]
+            sp[0], sp[1], sp[2], sp[3] = 0, rows * tiles_w, 0, 0
+            if cut_h and i == a - 1:
+                sp[1], sp[2], sp[3] = n_i, n_i + n_r, n_i + n_r + n_c
+            if cut_w and j == a - 1:
+                sp[1], sp[2], sp[3] = n_i + (0 if cut_h and i == a - 1 else n_r), 0, 0
+
+
+@njit(inline="always", **_JIT)
+def _column(order, jj, tiles_w, tc):  # pragma: no cover
+    """The products' column of tile tc of row jj: ``order``'s (``tile_order``), or in row order
+    where ``order`` is empty."""
+    return U(order[jj * tiles_w + tc]) if order.size else U(jj * tiles_w + tc)
 
 
 @njit(**_JIT)
@@ -193,7 +245,7 @@ def _image_rows(r0, r1, tiles_h, m, shift, span, height, pitch, ix, oim):  # pra
 
 
 @njit(**_JIT)
-def _input_transform(x, c0, cg, r0, r1, tiles_h, tiles_w, pt, pl, m, v, s, wk, vc0, vc):  # pragma: no cover
+def _input_transform(x, c0, cg, r0, r1, tiles_h, tiles_w, pt, pl, m, v, s, wk, vc0, vc, order):  # pragma: no cover
     """v[xi, vc0 + c, t] = (B^T d B)[xi], d the input tile t of channel c0 + c < c0 + cg, tile rows
     r0 .. r1; ``v`` holds ``vc`` channels (a part of them transformed here: ``vc0``, ``cg``).
     ``x`` C-contiguous; ``s`` and ``wk``: work arrays of ``transform_scratch``'s sizes.
@@ -247,10 +299,10 @@ def _input_transform(x, c0, cg, r0, r1, tiles_h, tiles_w, pt, pl, m, v, s, wk, v
             row = z0 + (iy - ylo) * pitch - lo  # s's place of window column q: row + q
             inside = ylo <= iy < yhi
             for r in range(m):
-                d = oix + U((r * a + k) * nt + jj * tiles_w)
+                d = oix + U((r * a + k) * nt)
                 for tc in range(tiles_w):
                     q = m * tc + r
-                    ix[d + U(tc)] = row + q if inside and lo <= q < hi else zero
+                    ix[d + _column(order, jj, tiles_w, tc)] = row + q if inside and lo <= q < hi else zero
             for q in range(E):
                 ix[oixe + U((q * a + k) * rows + jj)] = row + mt + q if inside and lo <= mt + q < hi else zero
     cx = x.shape[1]
@@ -281,8 +333,16 @@ def _input_transform(x, c0, cg, r0, r1, tiles_h, tiles_w, pt, pl, m, v, s, wk, v
                 src, dst = ocol + U(q * a + i) * un + U(1), osh + U(q) * un
                 for t in range(un):
                     wk[dst + t] = wk[src + t]
-                for jj in range(rows):
-                    wk[dst + U(jj * tiles_w + tiles_w - 1)] = wk[ocole + U((q * a + i) * rows + jj)]
+                oe = ocole + U((q * a + i) * rows)
+                if not order.size:
+                    for jj in range(rows):
+                        wk[dst + U(jj * tiles_w + tiles_w - 1)] = wk[oe + U(jj)]
+                    continue
+                for jj in range(rows):  # and the tile before a row's last, which may lie elsewhere
+                    end = U(order[jj * tiles_w + tiles_w - 1])
+                    wk[dst + end] = wk[oe + U(jj)]
+                    if tiles_w > 1:
+                        wk[dst + U(order[jj * tiles_w + tiles_w - 2])] = wk[src - U(1) + end]
             ov, ci = U(i * a * step + (vc0 + c) * nt), ocol + U(i) * un
             if m == 2:
                 _bt_rows(m, wk, ci, ci + U(a) * un, osh, osh + un, osh, osh, v, ov, U(step), un)
@@ -317,7 +377,7 @@ def _at_block(m, src, o, pitch, dst, od, dpitch, n):  # pragma: no cover
 
 
 @njit(**_JIT)
-def _pixel_tables(r0, r1, tiles_h, tiles_w, m, oh, ow, wk):  # pragma: no cover
+def _pixel_tables(r0, r1, tiles_h, tiles_w, m, oh, ow, wk, order):  # pragma: no cover
     """The work arrays of ``_output_staged`` and ``_grad_output_transform`` past their A passes'
     ``(m + 2)*m*nt + m*m*nt`` values in ``wk``: returns ``(ost, oix, oim, n, images)``, where ``wk[ost:]``
     holds the block's rows of the output (``oh`` x ``ow``), image by image, ``n`` values, and one
@@ -338,14 +398,14 @@ def _pixel_tables(r0, r1, tiles_h, tiles_w, m, oh, ow, wk):  # pragma: no cover
         for r in range(m):
             row = s0 + (oy + r - lo) * ow
             for q in range(m):
-                d = oix + U((r * m + q) * nt + jj * tiles_w)
+                d = oix + U((r * m + q) * nt)
                 for tc in range(tiles_w):
-                    ix[d + U(tc)] = row + tc * m + q if oy + r < hi and tc * m + q < ow else n
+                    ix[d + _column(order, jj, tiles_w, tc)] = row + tc * m + q if oy + r < hi and tc * m + q < ow else n
     return ost, oix, oim, n, images
 
 
 @njit(**_JIT)
-def _output_transform(mm, k0, kg, r0, r1, tiles_h, tiles_w, m, bias, y, wk):  # pragma: no cover
+def _output_transform(mm, k0, kg, r0, r1, tiles_h, tiles_w, m, bias, y, wk, order):  # pragma: no cover
     """y[n, k0 + k, tile] = A^T M A (+ bias[k0 + k] when ``bias`` is not empty), M the products of
     output channel k and the tile in ``mm``, tile rows r0 .. r1; pixels past y's edge are dropped.
     ``y`` C-contiguous; ``wk``: a float64 work array of ``transform_scratch``'s size. Returns
@@ -358,8 +418,8 @@ def _output_transform(mm, k0, kg, r0, r1, tiles_h, tiles_w, m, bias, y, wk):  # 
     3.3 / 3.1-3.6, 56x56 C=64 2.6 / 3.3-4.2; F(4x4) 7x7 34 / 16. (One kernel with both ways ran
     the staged one at 4.4 and 22-28.)"""
     if tiles_w < STAGE_TILES:
-        return _output_staged(mm, k0, kg, r0, r1, tiles_h, tiles_w, m, bias, y, wk)
-    return _output_rows(mm, k0, kg, r0, r1, tiles_h, tiles_w, m, bias, y, wk)
+        return _output_staged(mm, k0, kg, r0, r1, tiles_h, tiles_w, m, bias, y, wk, order)
+    return _output_rows(mm, k0, kg, r0, r1, tiles_h, tiles_w, m, bias, y, wk, order)
 
 
 @njit(**_JIT)
@@ -374,7 +434,7 @@ def _at_tiles(m, mm, k, nt, step, wk):  # pragma: no cover
 
 
 @njit(**_JIT)
-def _output_rows(mm, k0, kg, r0, r1, tiles_h, tiles_w, m, bias, y, wk):  # pragma: no cover
+def _output_rows(mm, k0, kg, r0, r1, tiles_h, tiles_w, m, bias, y, wk, order):  # pragma: no cover
     """``_output_transform`` writing y a tile row at a time."""
     oh, ow = y.shape[2], y.shape[3]
     rows = r1 - r0
@@ -390,7 +450,7 @@ def _output_rows(mm, k0, kg, r0, r1, tiles_h, tiles_w, m, bias, y, wk):  # pragm
             bn, oy = rr // tiles_h, (rr % tiles_h) * m
             for r in range(min(m, oh - oy)):
                 yr = y[bn, k0 + k, oy + r]
-                o = oo + U(r * m) * un + U(jj * tiles_w)
+                o = oo + U(r * m) * un + _column(order, jj, tiles_w, 0)  # a row's uncropped tiles are adjacent
                 # inf or NaN tested after rounding to y's dtype (float32 overflows)
                 if m == 2:
                     for tc in range(U(full)):
@@ -406,13 +466,13 @@ def _output_rows(mm, k0, kg, r0, r1, tiles_h, tiles_w, m, bias, y, wk):  # pragm
                         z0, z1, z2, z3 = yr[q], yr[q + U(1)], yr[q + U(2)], yr[q + U(3)]
                         bad |= (z0 - z0 != 0.0) | (z1 - z1 != 0.0) | (z2 - z2 != 0.0) | (z3 - z3 != 0.0)
                 for q in range(full * m, ow):  # the last tile, cropped
-                    yr[q] = wk[o + U(q % m) * un + U(q // m)] + b
+                    yr[q] = wk[oo + U(r * m + q % m) * un + _column(order, jj, tiles_w, q // m)] + b
                     bad |= yr[q] - yr[q] != 0.0
     return bad
 
 
 @njit(**_JIT)
-def _output_staged(mm, k0, kg, r0, r1, tiles_h, tiles_w, m, bias, y, wk):  # pragma: no cover
+def _output_staged(mm, k0, kg, r0, r1, tiles_h, tiles_w, m, bias, y, wk, order):  # pragma: no cover
     """``_output_transform`` through the block's output rows: the pixels scattered by a table
     (made once per call) into those rows, image by image (cropped pixels into one slot past
     them), which are then copied into y, one loop per image."""
@@ -422,7 +482,7 @@ def _output_staged(mm, k0, kg, r0, r1, tiles_h, tiles_w, m, bias, y, wk):  # pra
     nt = rows * tiles_w
     step = U(kg * nt)
     oo = U((m + 2) * m * nt)  # wk: _at_tiles' values, then the rows staged and the tables
-    ost, oix, oim, staged, images = _pixel_tables(r0, r1, tiles_h, tiles_w, m, oh, ow, wk)
+    ost, oix, oim, staged, images = _pixel_tables(r0, r1, tiles_h, tiles_w, m, oh, ow, wk, order)
     ix = wk.view(np.int64)
     bn0 = r0 // tiles_h
     cy = y.shape[1]
@@ -491,7 +551,7 @@ def _grad_output_transform(gy, k0, kg, r0, r1, tiles_h, tiles_w, m, dm, wk):  # 
     # wk: p[(r*m + q)*nt + t] value (r, q) of tile t; h[(i*m + q)*nt + t] after A down the columns;
     # then the rows copied, a zero past them, and the tables
     op, oh_ = U(0), U(m * m * nt)
-    ost, oix, oim, zero, images = _pixel_tables(r0, r1, tiles_h, tiles_w, m, oh, ow, wk)
+    ost, oix, oim, zero, images = _pixel_tables(r0, r1, tiles_h, tiles_w, m, oh, ow, wk, np.empty(0, np.int64))
     wk[ost + U(zero)] = 0.0
     ix = wk.view(np.int64)
     bn0 = r0 // tiles_h
