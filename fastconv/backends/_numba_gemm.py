@@ -349,12 +349,12 @@ def batch_scratch(m, itemsize):
 
 @njit(**_JIT)
 def _batch_run(ap, m, zeros, b, c, k, p, j0, j1, bp, ct):  # pragma: no cover
-    """C = A @ B in columns j0 .. j1, A (m x k) packed, B and C the flat (k, p) and (m, p): per block of KC reduction
-    steps, every panel of nr columns, every panel of rows. Unlike ``_cols_run`` (panels outside,
-    blocks inside), a block of A (up to 512 KiB at 512 rows) stays in L2 over all the panels of B
-    rather than streaming from L3 for each: one thread, 16 products 512 x 512 x 128 137 -> 145
-    GFLOP/s, 256 x 256 x 196 116 -> 134, 128 x 128 x 224 184 -> 199. The sums run in the same
-    order, so the results are the same bits."""
+    """C = A @ B in columns j0 .. j1, A (m x k) packed, B and C the flat (k, p) and (m, p): per
+    block of KC reduction steps, every panel of nr columns, every panel of rows. Unlike
+    ``_cols_run`` (panels outside, blocks inside), a block of A (up to 512 KiB at 512 rows) stays
+    in L2 over all the panels of B rather than streaming from L3 for each: one thread, 16 products
+    512 x 512 x 128 137 -> 145 GFLOP/s, 256 x 256 x 196 116 -> 134, 128 x 128 x 224 184 -> 199.
+    The sums run in the same order, so the results are the same bits."""
     mp = _whole_rows(m)
     nr = _nr(ct)
     for pc in range(0, k, KC):

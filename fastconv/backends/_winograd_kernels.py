@@ -149,9 +149,9 @@ def tile_order(r0, r1, tiles_h, tiles_w, m, cut_h, cut_w, order, spans):  # prag
     last row (column) of pixels alone (A^T's last column is 0 but in its last row), which lies
     past y's edge: ``spans[xi]`` (two column ranges, ``_gemm.batch``'s) are the tiles whose
     products at transform point xi some kept pixel reads: all of them, I and R (point xi in the
-    last column of the alpha x alpha), I and C (last row), or I (both). On 7x7 outputs F(2x2)
-    then runs 225 products per image and channel pair instead of 256, F(4x4) 121 instead of
-    144."""
+    last column of the alpha x alpha), I and C (last row), or I (both). On 7x7 outputs they
+    hold 225 of F(2x2)'s 256 products per image and channel pair, 121 of F(4x4)'s 144 (where
+    skipping the rest pays: ``winograd._cropped``)."""
     rows = r1 - r0
     w0 = tiles_w - 1 if cut_w else tiles_w  # a row's tiles outside the last column
     last = 0
