@@ -5,12 +5,14 @@ hyper-parameters in, and get back a frozen :class:`Geometry` that every backend 
 geometry has 1, 2 or 3 spatial axes, each described by one entry of per-axis tuples, and every
 formula is written once, as a loop over axes (numpy's ``sliding_window_view`` is the model):
 the output size in :func:`out_size`, ``"same"`` padding in :func:`same_padding`, the transposed
-convolution in :func:`transposed_geometry`, and the input gradient as a forward convolution in
-:meth:`Geometry.input_gradient_as_forward`.
+convolution in :func:`transposed_geometry`, the input gradient as a forward convolution in
+:meth:`Geometry.input_gradient_as_forward`, and a dilated convolution as undilated ones on its
+phases in :meth:`Geometry.phases`.
 """
 
 from __future__ import annotations
 
+import itertools
 import math
 import numbers
 from dataclasses import dataclass, replace
@@ -328,6 +330,33 @@ class Geometry:
             return None
         return replace(self, c_in=self.c_out, c_out=self.c_in, in_size=self.out_size, out_size=self.in_size,
                        padding=tuple((r - a, r - b) for r, (a, b) in zip(reach, self.padding)))
+
+    def phases(self) -> list[tuple[tuple[int, ...], tuple[int, ...], Geometry | None]]:
+        """A dilated convolution at unit stride as undilated ones on its phases.
+
+        Along an axis of dilation d, the outputs ``o = p + d*q`` of phase ``p`` read only the
+        inputs ``r + d*j`` of one phase ``r`` (``p - before`` modulo d), at ``j = q + k + s``
+        (``s = (p - before - r) / d``): an undilated convolution of that phase, padded by ``-s``
+        before (never negative) and by what makes its output the phase's. Per output phase that
+        holds outputs (one index per axis, ``p[a] < dilation[a]``), ``(p, r, geom)``: ``geom`` that
+        convolution, the batch unchanged; None where input phase ``r`` is empty along an axis (the
+        outputs read only padding). Raises ``ValueError`` at a stride above 1."""
+        if any(s != 1 for s in self.stride):
+            raise ValueError(f"phases need unit stride, not {self.stride}")
+        per_axis = []
+        for i, o, k, d, (before, _) in zip(self.in_size, self.out_size, self.kernel, self.dilation, self.padding):
+            axis = []
+            for p in range(min(d, o)):
+                r = (p - before) % d
+                shift, outs, ins = (p - before - r) // d, len(range(p, o, d)), len(range(r, i, d))
+                axis.append((p, r, ins, (-shift, outs + k - 1 - ins + shift), outs))
+            per_axis.append(axis)
+        out = []
+        for combo in itertools.product(*per_axis):
+            p, r, ins, pads, outs = zip(*combo)
+            sub = replace(self, in_size=ins, padding=pads, dilation=(1,) * self.ndim, out_size=outs)
+            out.append((p, r, sub if all(ins) else None))
+        return out
 
 
 def _key(value):

@@ -1,5 +1,6 @@
 """The shape arithmetic: out_size by invariant and against torch, padding forms, Geometry fields."""
 
+import itertools
 import math
 
 import numpy as np
@@ -67,3 +68,36 @@ def test_canonical_geometry_keeps_the_output_size_formula(size, k, stride, pads,
     if flipped is not None:
         (fa, fb), = flipped.padding
         assert flipped.out_size == g.in_size == (out_size(g.out_size[0], k, 1, fa + fb, dil),)
+
+
+def test_phases_split_a_dilated_convolution_into_undilated_ones():
+    """Every output of every phase reads, through its undilated geometry, exactly the input
+    pixels (or padding) that the dilated convolution reads; paddings are never negative; each
+    input phase serves one output phase. Sizes 1-12, dilations 1-4, kernels 1-3, any padding."""
+    checked = 0
+    for size, d, k, before, after in itertools.product(range(1, 13), range(1, 5), (1, 2, 3), range(6), range(0, 6, 2)):
+        try:
+            g = Geometry.from_args((1, 1, size), (1, 1, k), padding=[(before, after)], dilation=d)
+        except ValueError:  # an empty output
+            continue
+        (p0, _), = g.padding
+        phases = g.phases()
+        assert sorted(p for (p,), _, _ in phases) == list(range(min(d, g.out_size[0])))
+        assert len({r for _, r, _ in phases}) == len(phases)
+        for (p,), (r,), sub in phases:
+            for q, o in enumerate(range(p, g.out_size[0], d)):
+                reads = [o - p0 + d * j for j in range(k)]
+                if sub is None:
+                    assert not any(0 <= i < size for i in reads)
+                    continue
+                (a, b), = sub.padding
+                assert a >= 0 and b >= 0 and sub.dilation == (1,) and sub.stride == (1,)
+                assert sub.out_size[0] == len(range(p, g.out_size[0], d)) == sub.in_size[0] + a + b - k + 1
+                got = [r + d * (q - a + j) if 0 <= q - a + j < sub.in_size[0] else None for j in range(k)]
+                assert got == [i if 0 <= i < size else None for i in reads]
+            checked += 1
+    assert checked > 1000
+    two_d = Geometry.from_args((2, 4, 9, 8), (6, 4, 3, 3), padding=2, dilation=(2, 3))
+    assert len(two_d.phases()) == 6 and all(sub.n == 2 and sub.dilation == (1, 1) for _, _, sub in two_d.phases())
+    with pytest.raises(ValueError, match="unit stride"):
+        Geometry.from_args((1, 1, 9, 9), (1, 1, 3, 3), stride=2, dilation=2).phases()
