@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import _thread
 import collections
+import contextlib
 import itertools
 import math
 import os
@@ -47,9 +48,24 @@ def memory_budget(input_nbytes: int) -> int:
     return _budget if _budget is not None else max(DEFAULT_MEMORY_BUDGET, 2 * input_nbytes)
 
 
+_held = threading.local()  # bytes that this thread's caller holds beside its calls (``holding``)
+
+
+@contextlib.contextmanager
+def holding(nbytes: int):
+    """Calls made on this thread within plan with ``nbytes`` less of the budget: what a wrapper
+    holds beside the calls it makes (a dilated call's copies of its phases, ``backends/_phases.py``)."""
+    before = getattr(_held, "nbytes", 0)
+    _held.nbytes = before + int(nbytes)
+    try:
+        yield
+    finally:
+        _held.nbytes = before
+
+
 def call_budget(geom, itemsize) -> int:
-    """``memory_budget`` of a call on ``geom``'s input."""
-    return memory_budget(math.prod(geom.x_shape) * itemsize)
+    """``memory_budget`` of a call on ``geom``'s input, less what its caller holds (``holding``)."""
+    return max(0, memory_budget(math.prod(geom.x_shape) * itemsize) - getattr(_held, "nbytes", 0))
 
 
 def reserved() -> int:

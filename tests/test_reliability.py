@@ -221,6 +221,30 @@ def test_every_pass_gives_the_same_bits_on_every_run_under_load(name, threads):
         loader.join()
 
 
+def test_holding_lowers_this_threads_budget_only_and_always_restores_it():
+    """``_workers.holding``: what a wrapper holds comes off the budget of the calls it makes, on
+    its own thread only (another caller keeps the whole budget), nested holds add up, and the
+    budget is back whole after an exception."""
+    geom = Geometry.from_args((1, 1, 8, 8), (1, 1, 3, 3))
+    previous = _workers.set_memory_budget(10_000)
+    try:
+        seen = []
+        with _workers.holding(3_000):
+            with _workers.holding(4_000):
+                assert _workers.call_budget(geom, 8) == 3_000
+                other = threading.Thread(target=lambda: seen.append(_workers.call_budget(geom, 8)))
+                other.start()
+                other.join()
+            assert _workers.call_budget(geom, 8) == 7_000
+            with pytest.raises(RuntimeError), _workers.holding(20_000):
+                assert _workers.call_budget(geom, 8) == 0  # never negative
+                raise RuntimeError
+            assert _workers.call_budget(geom, 8) == 7_000
+        assert seen == [10_000] and _workers.call_budget(geom, 8) == 10_000
+    finally:
+        _workers.set_memory_budget(previous)
+
+
 def test_parts_are_added_in_item_order_whatever_the_order_they_finish():
     # Items finish in a shuffled order (random sleeps); the sum must still be ((p0 + p1) + p2) ...
     # Floats of very different sizes make any other order show.
