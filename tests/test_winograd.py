@@ -73,6 +73,70 @@ def test_passes_match_torch(monkeypatch, name, dtype, level):
     assert all(np.array_equal(a, s) for a, s in zip((x, w, b, gy), saved)), "an input was modified"
 
 
+# Dilated calls at stride 1 run as undilated ones on their phases (``_phases``): (x shape, w shape,
+# padding, dilation, groups). Phases of one geometry (stacked into one call), of several (odd sizes,
+# per-side padding), and phases whose input is empty (outputs that read only padding).
+DILATED = {
+    "d2-stacked": ((2, 4, 12, 10), (6, 4, 3, 3), 2, 2, 1),
+    "d23-odd-asym-grouped": ((2, 6, 11, 13), (4, 3, 3, 3), ((3, 1), (0, 4)), (2, 3), 2),
+    "d3-valid": ((3, 5, 16, 9), (3, 5, 3, 3), 0, (3, 1), 1),
+    "d34-reads-only-padding": ((1, 3, 2, 3), (2, 3, 3, 3), ((5, 5), (4, 4)), (3, 4), 1),
+    "d2-large-tiles": ((2, 8, 84, 82), (8, 8, 3, 3), 2, 2, 1),  # phases of 42 and 41: F(4x4) at "high"
+}
+
+
+@pytest.mark.parametrize("level", LEVELS)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("name", DILATED)
+def test_dilated_passes_match_torch(monkeypatch, name, dtype, level):
+    monkeypatch.setattr(winograd, "WEIGHT_MIN_CHANNELS", 1)  # the weight gradient's tiles too
+    x_shape, w_shape, padding, dilation, groups = DILATED[name]
+    geom = Geometry.from_args(x_shape, w_shape, padding=padding, dilation=dilation, groups=groups)
+    rng = np.random.default_rng(1)
+    x, w, gy = (rng.standard_normal(s).astype(dtype) for s in (geom.x_shape, geom.w_shape, geom.y_shape))
+    b = rng.standard_normal(geom.c_out).astype(dtype)
+    saved = [a.copy() for a in (x, w, b, gy)]
+    tx, tw = (torch.from_numpy(a.astype(np.float64)).requires_grad_() for a in (x, w))
+    ty = F.conv2d(F.pad(tx, _torch_pad(padding)), tw, torch.from_numpy(b.astype(np.float64)), dilation=dilation,
+                  groups=groups)
+    want = (ty.detach().numpy(), *(t.numpy() for t in torch.autograd.grad(ty, (tx, tw), torch.from_numpy(
+        gy.astype(np.float64)))))
+    with precision(level):
+        got = (winograd.forward(x, w, geom, b), winograd.grad_input(gy, w, geom), winograd.grad_weight(gy, x, geom))
+    for what, g, ref in zip(("y", "gx", "gw"), got, want):
+        assert g.dtype == dtype and g.flags.c_contiguous and g.shape == ref.shape, what
+        assert_close(g, ref, what=f"{name} {level} {what}")
+    assert all(np.array_equal(a, s) for a, s in zip((x, w, b, gy), saved)), "an input was modified"
+
+
+def test_dilated_phases_of_one_geometry_run_as_one_call(monkeypatch):
+    """Sizes that the dilation divides at ``padding = dilation``: every phase is the same
+    undilated convolution, and the four run stacked along the batch, as one call of 4N images."""
+    calls = []
+    convolve = winograd._convolve
+    monkeypatch.setattr(winograd, "_convolve", lambda src, *a, **k: calls.append(src.shape) or convolve(src, *a, **k))
+    geom = Geometry.from_args((3, 4, 12, 10), (6, 4, 3, 3), padding=2, dilation=2)
+    x = np.random.default_rng(2).standard_normal(geom.x_shape)
+    w = np.random.default_rng(3).standard_normal(geom.w_shape)
+    y = winograd.forward(x, w, geom)
+    assert calls == [(12, 4, 6, 5)]
+    assert_close(y, numba_jit.forward(x, w, geom))
+    assert winograd.algorithm(geom, np.float64, "highest") == "F(2x2,3x3)"
+
+
+def test_dilated_3d_runs_through_the_lift():
+    """In-plane dilation: not the native 3-D path (its planes are undilated), the lift's 2-D calls
+    on the phases; depth dilation folds into the channels as before."""
+    geom = Geometry.from_args((2, 8, 5, 9, 10), (6, 8, 3, 3, 3), padding=2, dilation=(2, 2, 3))
+    assert not winograd._native_3d(geom, 8) and winograd.supports(geom, np.dtype(np.float64), "highest") is None
+    rng = np.random.default_rng(4)
+    x, w, gy = (rng.standard_normal(s) for s in (geom.x_shape, geom.w_shape, geom.y_shape))
+    for got, want in [(winograd.forward(x, w, geom), numba_jit.forward(x, w, geom)),
+                      (winograd.grad_input(gy, w, geom), numba_jit.grad_input(gy, w, geom)),
+                      (winograd.grad_weight(gy, x, geom), numba_jit.grad_weight(gy, x, geom))]:
+        assert_close(got, want)
+
+
 def test_empty_batch_gives_empty_results():
     geom = Geometry.from_args((0, 4, 9, 9), (6, 4, 3, 3), padding=1)
     x, w, gy = (np.ones(s) for s in (geom.x_shape, geom.w_shape, geom.y_shape))
@@ -121,10 +185,12 @@ def test_supports_and_refusals():
     ok = Geometry.from_args((1, 4, 8, 8), (4, 2, 3, 3), padding=1, groups=2)
     assert winograd.supports(ok, np.dtype(np.float32), "highest") is None
     assert winograd.supports(ok, np.dtype(np.float64), "high") is None
-    for kwargs, w_shape in [({"stride": 2}, (4, 4, 3, 3)), ({"dilation": 2}, (4, 4, 3, 3)), ({}, (4, 4, 5, 5)),
-                            ({}, (4, 4, 1, 1))]:
+    for kwargs, w_shape in [({"stride": 2}, (4, 4, 3, 3)), ({"stride": 2, "dilation": 2}, (4, 4, 3, 3)),
+                            ({}, (4, 4, 5, 5)), ({}, (4, 4, 1, 1))]:
         geom = Geometry.from_args((1, 4, 9, 9), w_shape, **kwargs)
         assert "3x3 kernels at stride 1" in winograd.supports(geom, np.dtype(np.float32), "highest")
+    dilated = Geometry.from_args((1, 4, 9, 9), (4, 4, 3, 3), dilation=(2, 3), padding=1)  # on its phases
+    assert winograd.supports(dilated, np.dtype(np.float32), "highest") is None
     depthwise = Geometry.from_args((1, 4, 8, 8), (4, 1, 3, 3), groups=4)
     assert "depthwise" in winograd.supports(depthwise, np.dtype(np.float32), "highest")
     one_d = Geometry.from_args((1, 4, 9), (4, 4, 3), padding=1)
@@ -393,6 +459,25 @@ def test_extra_memory_stays_under_budget(monkeypatch, budget, use_threads, pass_
         extra, got = extra_bytes(lambda: getattr(winograd, pass_)(*args, geom))
     assert extra <= limit, f"{pass_} {level}: {extra} bytes beyond the output, budget {limit}"
     assert_close(got, getattr(im2col, pass_)(*args, geom))
+
+
+@pytest.mark.parametrize("threads", [1, 3])
+@pytest.mark.parametrize("pass_", ["forward", "grad_input", "grad_weight"])
+def test_dilated_extra_memory_stays_under_budget(monkeypatch, budget, use_threads, pass_, threads):
+    """The phases' copies (a quarter of the budget at most, a slice of the batch at a time) and
+    the undilated calls' scratch within what the copies leave (``_workers.holding``): batch 16, 32
+    channels of 40x40 at dilation 2, as four stacked phases of 20x20."""
+    use_threads(threads)
+    monkeypatch.setattr(winograd, "WEIGHT_MIN_CHANNELS", 1)
+    geom = Geometry.from_args((16, 32, 40, 40), (32, 32, 3, 3), padding=2, dilation=2)
+    rng = np.random.default_rng(0)
+    x, w, gy = (rng.standard_normal(s).astype(np.float32) for s in (geom.x_shape, geom.w_shape, geom.y_shape))
+    args = {"forward": (x, w), "grad_input": (gy, w), "grad_weight": (gy, x)}[pass_]
+    limit = 2 * 2**20  # a fifth of the input: several slices of the batch
+    budget(limit)
+    extra, got = extra_bytes(lambda: getattr(winograd, pass_)(*args, geom))
+    assert extra <= limit, f"{pass_}: {extra} bytes beyond the output, budget {limit}"
+    assert_close(got, getattr(numba_jit, pass_)(*args, geom))
 
 
 @pytest.mark.parametrize("item_tiles", [1, 9, 2**30])  # one tile row per item .. all rows in one

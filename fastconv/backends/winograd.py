@@ -28,6 +28,7 @@ from .._workers import buffer, call_budget, chunks, even, kept, map_items, reser
 from . import _numba_gemm as _gemm
 from . import _winograd_kernels as _k
 from ._lift import as_2d, lifted
+from ._phases import phased, undilated
 
 NAME = "winograd"
 
@@ -115,8 +116,8 @@ def supports(geom, dtype, precision):
     if geom.c_in_g == 1:
         return "not depthwise layers (one input channel per group): direct loops are faster"
     flat = as_2d(geom)
-    if (flat.kh, flat.kw, flat.sh, flat.sw, flat.dil_h, flat.dil_w) != (3, 3, 1, 1, 1, 1):
-        return "3x3 kernels at stride 1 and dilation 1 only"
+    if (flat.kh, flat.kw, flat.sh, flat.sw) != (3, 3, 1, 1):
+        return "3x3 kernels at stride 1 only"
     if np.dtype(dtype) not in (np.float32, np.float64):
         return "float32 and float64 only"
     if precision not in TILE:
@@ -127,7 +128,7 @@ def supports(geom, dtype, precision):
 def algorithm(geom, dtype, precision) -> str:
     """The algorithm a supported call runs at ``precision``, e.g. ``"F(4x4,3x3)"``, with the
     weight gradient's where it differs."""
-    flat, itemsize = as_2d(geom), np.dtype(dtype).itemsize
+    flat, itemsize = undilated(as_2d(geom)), np.dtype(dtype).itemsize
     m = _tile(flat, precision, itemsize, split=not _native_3d(geom, itemsize))
     mw = _tile(flat, precision, itemsize, split=False)
     return f"F({m}x{m},3x3)" + (f", weight F({mw}x{mw},3x3)" if mw != m else "")
@@ -199,22 +200,30 @@ def _direct():
     return numba_jit
 
 
-# 1-D and 3-D calls otherwise run through the 2-D passes (``_lift``)
-_forward_nd = lifted(_forward_2d, "forward")
-_grad_input_nd = lifted(_grad_input_2d, "grad_input")
+# 1-D and 3-D calls otherwise run through the 2-D passes (``_lift``), dilated ones through
+# undilated calls on their phases (``_phases``)
+_forward_nd = lifted(phased(_forward_2d, "forward"), "forward")
+_grad_input_nd = lifted(phased(_grad_input_2d, "grad_input"), "grad_input")
 
 
 @counted_call
 @lifted
 def grad_weight(gy, x, geom):
     """Gradient with respect to the weight, shaped like ``w``: the F(m x m, 3x3) adjoint
-    (``_grad_weight_2d``) where its products run on the register tiles, else the numba backend's."""
-    if _winograd_weight(geom, x.itemsize):
-        gw = _grad_weight_2d(gy, x, geom)
-        if gw is not None:
-            return gw
-    from . import numba_jit
-    return numba_jit.grad_weight(gy, x, geom)
+    (``_grad_weight_2d``; dilated, on the phases) where its products run on the register tiles,
+    else the numba backend's (dilated, on the call itself: the phases' copies would only add)."""
+    if _winograd_weight(undilated(geom), x.itemsize):
+        return _grad_weight_phases(gy, x, geom)
+    return _direct().grad_weight(gy, x, geom)
+
+
+def _grad_weight_tiles(gy, x, geom):
+    """``_grad_weight_2d``, or numba's where a result is inf or NaN."""
+    gw = _grad_weight_2d(gy, x, geom)
+    return gw if gw is not None else _direct().grad_weight(gy, x, geom)
+
+
+_grad_weight_phases = phased(_grad_weight_tiles, "grad_weight")
 
 
 def _winograd_weight(geom, itemsize) -> bool:
@@ -494,9 +503,9 @@ def _evenly(n, threads, run):
 # ----------------------------------------------------------------- 3-D, each plane transformed once
 
 def _native_3d(geom, itemsize) -> bool:
-    """Whether a 3-D call runs :func:`_convolve_3d`: one group, depth dilation 1, and the
+    """Whether a 3-D call runs :func:`_convolve_3d`: one group, no dilation, and the
     transposed copies of input and output within half the memory budget (else the lift's slices)."""
-    if geom.ndim != 3 or geom.groups != 1 or geom.dilation[0] != 1:
+    if geom.ndim != 3 or geom.groups != 1 or geom.dilation != (1, 1, 1):
         return False
     planes = (math.prod(geom.x_shape) + math.prod(geom.y_shape)) * itemsize
     return 2 * planes <= call_budget(geom, itemsize)
