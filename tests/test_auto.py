@@ -30,6 +30,10 @@ POINTWISE_FEW_CHANNELS = Geometry.from_args((64, 4, 14, 14), (64, 4, 1, 1))  # f
 # 3-D: the channel line reads the call's own channels, not the lift's (kD x C_in per plane)
 VOLUME_STRIDED = Geometry.from_args((2, 64, 16, 28, 28), (128, 64, 3, 3, 3), stride=2, padding=1)  # 14x14 out
 VOLUME_SMALL_PLANES = Geometry.from_args((2, 128, 8, 14, 14), (128, 128, 3, 3, 3), padding=1)
+# dilated 3x3 at stride 1: winograd on the phases where they are 4x4 pixels or more, 128+ channels
+DILATED = Geometry.from_args((8, 128, 28, 28), (128, 128, 3, 3), padding=2, dilation=2)  # phases 14x14
+DILATED_SMALL_PHASES = Geometry.from_args((8, 128, 24, 24), (128, 128, 3, 3), padding=8, dilation=8)  # 3x3
+DILATED_FEW_CHANNELS = Geometry.from_args((8, 96, 28, 28), (96, 96, 3, 3), padding=2, dilation=2)
 
 
 def _pointwise_with_macs(macs_at_most):
@@ -86,6 +90,8 @@ def test_rule_with_every_backend(installed, geom, expected):
                                             (SMALL_IMAGES_FEW_CHANNELS, "numba"), (SMALL_IMAGES_GROUPED, "numba"),
                                             (POINTWISE_SMALL_IMAGES, PRODUCT), (SMALL, "numba"),
                                             (VOLUME_STRIDED, "numba"), (VOLUME_SMALL_PLANES, "winograd"),
+                                            (DILATED, TILED_3X3), (DILATED_SMALL_PHASES, "numba"),
+                                            (DILATED_FEW_CHANNELS, "numba"),
                                             (Geometry.from_args((8, 64, 56, 56), (64, 64, 3, 3), stride=2), "numba")])
 def test_rule_with_winograd(installed, geom, expected):
     installed("reference", "im2col", "numba", "winograd")
@@ -98,6 +104,8 @@ def test_thresholds_are_where_the_rule_says():
     # channels per group against AUTO_BLAS_CHANNELS x sqrt(pixels): 7 x 7 = 49 at 7x7, 140 at 20x20
     assert SMALL_IMAGES_FEW_CHANNELS.c_in_g < backends.AUTO_BLAS_CHANNELS * 7 <= SMALL_IMAGES.c_in_g
     assert POINTWISE.c_in_g < backends.AUTO_BLAS_CHANNELS * 28 and POINTWISE_MANY_CHANNELS.c_in_g >= 7 * 20
+    assert DILATED_SMALL_PHASES.oh // 8 < backends.AUTO_PHASE_MIN <= DILATED.oh // 2
+    assert DILATED_FEW_CHANNELS.c_in_g < backends.AUTO_PHASE_CHANNELS <= DILATED.c_in_g
 
 
 @pytest.mark.parametrize("geom", [DENSE, DEPTHWISE, SMALL])

@@ -136,6 +136,20 @@ def _ready(name: str, dtype) -> bool:
 AUTO_NUMBA_MAX_MACS = 1_000_000  # at or below: numba (single-r32-k3 has 221k; mnist-r28-k5 29M)
 AUTO_IM2COL_BELOW_PIXELS = 256  # output pixels per image below which BLAS may run (r7: 49, r14: 196)
 AUTO_BLAS_CHANNELS = 7  # ... given at least this x sqrt(pixels) input channels per group (49: 49, 196: 98)
+# winograd runs a dilated 3x3 call at stride 1 as undilated ones on its phases (every d-th pixel
+# from each offset, stacked along the batch: ``backends/_phases.py``), which pays where the phases
+# are not tiny and the channels many: `fastconv bench --shape ... --backends winograd,numba,torch
+# --repeat 5` (2 threads, float32, 2026-12-02, two runs), forward / backward time over torch's,
+# winograd against numba: 28x28 d2 N=32 C=128 0.80-0.85 / 0.94-1.03 against 1.29-1.40 /
+# 1.18-1.20, N=8 C=256 0.83-0.85 / 0.84-0.93 against 1.29-1.39 / 1.17-1.18; 32x32 d4 N=8 C=256
+# (phases 8x8) 0.99-1.01 / 0.94-1.08 against 1.65 / 1.40; 28x28 d6 N=4 C=512 (4-5) 1.65-1.86 /
+# 1.95-2.16 against 1.99-2.29 / 1.94-2.09; 20x20 d5 N=8 C=128 (4) 2.34 / 2.26 against 2.36 /
+# 2.49. Numba's below: 24x24 d8 C=128 (phases 3x3) 3.21 / 3.72 against 2.50 / 2.42, 32x32 d12
+# C=256 (2-3) 1.65-1.72 / 3.24-3.91 against 1.66-1.75 / 2.52-2.56; 24x24 d3 C=96 (8x8) 1.75-2.02 /
+# 2.03-2.16 against 1.57-1.71 / 1.69-1.79; 56x56 d2 C=64 1.16-1.20 / 1.08-1.45 against 1.21-1.34 /
+# 1.06-1.17.
+AUTO_PHASE_MIN = 4  # output pixels of a phase, down and across
+AUTO_PHASE_CHANNELS = 128  # per group, in and out
 
 
 def _pixels(geom: Geometry) -> int:
@@ -160,6 +174,15 @@ def _blas_shaped(geom: Geometry) -> bool:
 def _is_3x3s1(geom: Geometry) -> bool:
     flat = as_2d(geom)
     return (flat.kernel, flat.stride, flat.dilation) == ((3, 3), (1, 1), (1, 1))
+
+
+def _on_phases(geom: Geometry) -> bool:
+    """A dilated 3x3 kernel at stride 1 with ``AUTO_PHASE_CHANNELS`` channels per group (in and
+    out) and output phases of at least ``AUTO_PHASE_MIN`` pixels down and across."""
+    flat = as_2d(geom)
+    return ((flat.kernel, flat.stride) == ((3, 3), (1, 1)) and flat.dilation != (1, 1)
+            and min(flat.c_in_g, flat.c_out_g) >= AUTO_PHASE_CHANNELS
+            and all(o // d >= AUTO_PHASE_MIN for o, d in zip(flat.out_size, flat.dilation)))
 
 
 def _backend_says(name: str, question: str, geom: Geometry) -> bool:
@@ -191,6 +214,8 @@ AUTO_RULES: tuple[tuple[str, object, tuple[str, ...]], ...] = (
      ("winograd", "numba", "im2col")),
     ("3x3 at stride 1, few pixels, many channels", lambda g: _is_3x3s1(g) and _blas_shaped(g),
      ("winograd", "im2col", "numba")),
+    ("dilated 3x3 at stride 1, 128+ channels, phases of 4x4+ pixels, products on register tiles",
+     lambda g: _on_phases(g) and _backend_says("winograd", "tiled", g), ("winograd", "numba", "im2col")),
     # Read on the 2-D call that runs (backends/_lift.py): 3-D calls with the kernel's depth folded
     # into the channels, so a 1x3x3 kernel is a 3x3 one; a 3x1x1 kernel runs as 3x1 over (D, H*W).
     ("1x1 matrix product on numba's register tiles", lambda g: _backend_says("numba", "matrix_product", g),
