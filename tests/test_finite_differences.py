@@ -11,6 +11,8 @@ CASES = [
                  id="asym"),
     pytest.param(Spec((1, 4, 5, 5), (4, 2, 3, 3), padding="same", stride=2, groups=2), id="same-s2-groups"),
     pytest.param(Spec((2, 3, 5, 6), (3, 1, 2, 2), padding=1, groups=3, layout="NHWC"), id="depthwise-nhwc"),
+    # dilated at stride 1: winograd's phases (of two sizes per axis here), every backend
+    pytest.param(Spec((2, 4, 9, 8), (3, 4, 3, 3), padding=((2, 1), (3, 0)), dilation=(2, 3)), id="dilated-s1"),
 ]
 
 
