@@ -329,11 +329,20 @@ def test_3d_runs_the_same_in_slices_of_output_planes(backend, chunk, monkeypatch
     assert_close(got.weight, want.weight, np.float64)
 
 
-def test_3d_stacked_copies_stay_within_a_quarter_of_the_budget(budget):
-    """The stacked planes of a 3-D call through a 2-D backend are sized by the memory budget."""
+@pytest.mark.parametrize("name", ["im2col", "numba"])
+@pytest.mark.parametrize("pass_", ["forward", "backward"])
+def test_3d_stacked_copies_and_the_2d_calls_stay_within_the_budget(budget, name, pass_):
+    """The stacked planes of a 3-D call through a 2-D backend take at most a quarter of the memory
+    budget, and the 2-D calls plan their scratch within what they leave (``_workers.holding``)."""
+    pytest.importorskip("numba") if name == "numba" else None
     limit = 4 * 2**20
     budget(limit)
     x = np.ones((1, 16, 16, 32, 32), np.float32)  # 1 MiB in; stacking 3 planes of it whole: 3 MiB
     w = np.ones((16, 16, 3, 3, 3), np.float32)
-    extra, _ = extra_bytes(lambda: fastconv.conv3d(x, w, padding=1, backend="im2col"))
-    assert extra <= limit * 1.25, extra
+    gy = np.ones((1, 16, 16, 32, 32), np.float32)
+    run = {"forward": lambda: fastconv.conv3d(x, w, padding=1, backend=name),
+           "backward": lambda: fastconv.conv3d_backward(gy, x, w, padding=1, backend=name).input}[pass_]
+    extra, _ = extra_bytes(run)
+    # backward: the weight gradient's parts that finish before the ones ahead of them wait as
+    # copies (``map_items``' ordered sum), which the 2-D plans do not count: 0.55-1.17x measured
+    assert extra <= limit * (1 if pass_ == "forward" else 1.25), extra

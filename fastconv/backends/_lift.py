@@ -8,9 +8,10 @@ channels of each group makes the whole 3-D convolution one 2-D convolution over 
 with the weight ``(C_out, kD*C_in/groups, kH, kW)``: the same multiply-adds as a direct 3-D sum,
 in one large GEMM or packed loop instead of ``kD`` small ones. The stacked copy holds ``kD/sd``
 times the input; it is built for a slice of the output planes at a time, so that it stays under
-``CHUNK_BYTES`` and a quarter of the memory budget (or one plane), beside the 2-D call's own
-scratch. The input gradient is the 2-D one of the stacked copy, added back plane by plane in a
-fixed order (bit-reproducible); the weight gradient is the 2-D one, summed over the slices.
+``CHUNK_BYTES`` and a quarter of the memory budget (or one plane), and the 2-D call plans its own
+scratch within what the copies leave of the budget (``_workers.holding``). The input gradient is
+the 2-D one of the stacked copy, added back plane by plane in a fixed order (bit-reproducible);
+the weight gradient is the 2-D one, summed over the slices.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from dataclasses import replace
 import numpy as np
 
 from .._threads import call_threads
-from .._workers import call_budget, map_items
+from .._workers import call_budget, holding, map_items
 from ..geometry import Geometry
 
 # Largest stacked copy of a 3-D call made at once (plus its output slice): large enough that the
@@ -169,7 +170,11 @@ def _forward_3d(fn, x, w, geom, bias=None):
     y = np.empty(geom.y_shape, x.dtype)
     w2 = _stacked_weight(w, geom)
     for o0, o1, flat in _plane_slices(geom, x.itemsize):
-        _planes_of(fn(_stacked(x, geom, o0, o1), w2, flat, bias), geom, o0, o1, y)
+        xs = _stacked(x, geom, o0, o1)
+        with holding(w2.nbytes + xs.nbytes + math.prod(flat.y_shape) * x.itemsize):
+            y2 = fn(xs, w2, flat, bias)
+        _planes_of(y2, geom, o0, o1, y)
+        del xs, y2  # never two slices' copies at once (the next slice's are made before assignment)
     return y
 
 
@@ -179,21 +184,28 @@ def _grad_input_3d(fn, gy, w, geom):
     n, g, cg, kd = geom.n, geom.groups, geom.c_in_g, geom.kernel[0]
     gxg = gx.reshape(n, g, cg, *geom.in_size)
     for o0, o1, flat in _plane_slices(geom, gy.itemsize):
-        gx2 = fn(_gy_planes(gy, o0, o1), w2, flat).reshape(n, o1 - o0, g, kd, cg, *geom.in_size[1:])
+        gys = _gy_planes(gy, o0, o1)
+        with holding(w2.nbytes + gys.nbytes + math.prod(flat.x_shape) * gy.itemsize):
+            gx2 = fn(gys, w2, flat)
+        gx2 = gx2.reshape(n, o1 - o0, g, kd, cg, *geom.in_size[1:])
 
         def add(image, _, gx2=gx2, o0=o0, o1=o1):  # per image, the taps in order: bit-reproducible
             for k, a, b, planes in _taps(geom, o0, o1):
                 # planes of one tap are distinct (stride >= 1), so this += never adds twice into one
                 gxg[image, :, :, planes] += gx2[image, a - o0:b - o0, :, k].transpose(1, 2, 0, 3, 4)
         _each_plane(n, 0, 1, add)
+        del gys, gx2, add
     return gx
 
 
 def _grad_weight_3d(fn, gy, x, geom):
     gw2 = None
     for o0, o1, flat in _plane_slices(geom, x.itemsize):
-        part = fn(_gy_planes(gy, o0, o1), _stacked(x, geom, o0, o1), flat)
+        gys, xs = _gy_planes(gy, o0, o1), _stacked(x, geom, o0, o1)
+        with holding(gys.nbytes + xs.nbytes + (0 if gw2 is None else 2 * gw2.nbytes)):
+            part = fn(gys, xs, flat)
         gw2 = part if gw2 is None else gw2 + part
+        del gys, xs, part
     kd = geom.kernel[0]
     return np.ascontiguousarray(gw2.reshape(geom.c_out, kd, geom.c_in_g, *geom.kernel[1:]).transpose(0, 2, 1, 3, 4))
 
