@@ -128,6 +128,7 @@ def _forward(fn, x, w, geom, bias=None):
         with holding(xs.nbytes + math.prod(sub.y_shape) * x.itemsize):
             ys = fn(xs, w, sub, bias)
         _scatter(ys, outs, y, geom, b0, b1)
+        del xs, ys  # never two pieces' copies at once (the next piece's are made before assignment)
     return y
 
 
@@ -144,6 +145,7 @@ def _grad_input(fn, gy, w, geom):
         with holding(gys.nbytes + math.prod(sub.x_shape) * gy.itemsize):
             gxs = fn(gys, w, sub)
         _scatter(gxs, ins, gx, geom, b0, b1)
+        del gys, gxs
     for r in np.ndindex(*geom.dilation):  # input phases that no output reads (past the last window)
         if r not in read:
             gx[_phase(r, geom)] = 0
@@ -163,12 +165,14 @@ def _grad_weight(fn, gy, x, geom):
         held = gys.nbytes + xs.nbytes + (0 if first is None else kernel * (x.itemsize * 2 + 8))
         with holding(held):
             part = fn(gys, xs, replace(sub, n=len(pairs) * (b1 - b0)))
+        del gys, xs
         if first is None:
             first = part
             continue
         if total is None:
             total = first.astype(np.float64)
         total += part
+        del part
     if total is not None:
         return total.astype(x.dtype)
     return first if first is not None else np.zeros(geom.w_shape, x.dtype)
