@@ -218,9 +218,13 @@ def grad_weight(gy, x, geom):
 
 
 def _grad_weight_tiles(gy, x, geom):
-    """``_grad_weight_2d``, or numba's where a result is inf or NaN."""
-    gw = _grad_weight_2d(gy, x, geom)
-    return gw if gw is not None else _direct().grad_weight(gy, x, geom)
+    """``_grad_weight_2d`` where it runs (``_winograd_weight``: each undilated piece checks its own
+    sums against the budget its caller leaves), else, or where a result is inf or NaN, numba's."""
+    if _winograd_weight(geom, x.itemsize):
+        gw = _grad_weight_2d(gy, x, geom)
+        if gw is not None:
+            return gw
+    return _direct().grad_weight(gy, x, geom)
 
 
 _grad_weight_phases = phased(_grad_weight_tiles, "grad_weight")
