@@ -265,6 +265,11 @@ class _Job:
                 self.left.acquire(timeout=0.05)  # the timeout only guards against a missed release
             except BaseException as exc:
                 interrupt = interrupt or exc
+        # The pool's queue keeps this job until each helper it asked for has looked at it, which
+        # may be after the call returns (the caller did every item first); a helper that looks
+        # late only reads ``stop``. Dropping the work and items here frees the call's arrays
+        # now: they had outlived the call, by a whole slice's copies in the 3-D lift.
+        self.items = self.work = self.terms = None
         if interrupt is not None:
             raise interrupt
 

@@ -343,6 +343,7 @@ def test_3d_stacked_copies_and_the_2d_calls_stay_within_the_budget(budget, name,
     run = {"forward": lambda: fastconv.conv3d(x, w, padding=1, backend=name),
            "backward": lambda: fastconv.conv3d_backward(gy, x, w, padding=1, backend=name).input}[pass_]
     extra, _ = extra_bytes(run)
-    # backward: the weight gradient's parts that finish before the ones ahead of them wait as
-    # copies (``map_items``' ordered sum), which the 2-D plans do not count: 0.55-1.17x measured
-    assert extra <= limit * (1 if pass_ == "forward" else 1.25), extra
+    # Backward was allowed 1.25x, having measured 0.55-1.17x from run to run. The cause found: a
+    # call whose helper had not yet looked at its queued job kept that job's arrays (a slice's
+    # copies) alive into the next slice (``_workers._Job.close`` drops them now).
+    assert extra <= limit, extra

@@ -281,6 +281,34 @@ def test_parts_that_wait_for_a_slow_item_are_all_added(slow):
         assert got[0] == sum(parts), threads
 
 
+def test_a_call_done_before_a_helper_looks_leaves_none_of_its_arrays_alive():
+    # Every helper is busy on another caller's job, so this call's entry in the pool's queue waits
+    # there after the caller has done every item and returned: it must not keep the call's arrays.
+    import weakref
+
+    started, go = [], threading.Event()
+
+    def blocking(i, scratch):
+        started.append(i)
+        go.wait(10)
+
+    other = threading.Thread(target=_workers.map_items, args=([(i,) for i in range(8)], blocking, 8))
+    other.start()
+    try:
+        deadline = time.monotonic() + 10
+        while len(started) < 8 and time.monotonic() < deadline:
+            time.sleep(0.001)
+        assert len(started) == 8, "the helpers did not all start"
+        big = np.ones(1000)
+        _workers.map_items([(0,), (1,)], lambda i, scratch, big=big: big.sum(), 2)
+        gone = weakref.ref(big)
+        del big
+        assert gone() is None
+    finally:
+        go.set()
+        other.join()
+
+
 @pytest.fixture
 def idle_spin():
     """``idle_spin(wait)``: the pool's helpers call ``wait`` out of work in this test."""
