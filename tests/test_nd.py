@@ -330,6 +330,27 @@ def test_3d_runs_the_same_in_slices_of_output_planes(backend, chunk, monkeypatch
 
 
 @pytest.mark.parametrize("name", ["im2col", "numba"])
+def test_3d_weight_gradient_in_slices_is_as_accurate_as_in_one_call(name, monkeypatch):
+    """Float32: the slices' weight gradients are added in float64 and rounded once (``PartSum``),
+    so one output plane per slice loses nothing against one call over all of them. Added in
+    float32 instead, 64 slices measured 1.4x the single call's error with numba."""
+    pytest.importorskip("numba") if name == "numba" else None
+    from fastconv.backends import _lift
+
+    rng = np.random.default_rng(1)
+    shapes = (1, 8, 64, 6, 6), (8, 8, 3, 3, 3), (1, 8, 64, 6, 6)
+    x, w, gy = (rng.standard_normal(s).astype(np.float32) for s in shapes)
+    want = fastconv.conv3d_backward(*(a.astype(np.float64) for a in (gy, x, w)), padding=1, backend="reference").weight
+
+    def error(chunk):
+        monkeypatch.setattr(_lift, "CHUNK_BYTES", chunk)
+        got = fastconv.conv3d_backward(gy, x, w, padding=1, backend=name).weight
+        return np.sqrt(np.mean((got - want) ** 2) / np.mean(want**2))
+
+    assert error(1) <= error(10**9)
+
+
+@pytest.mark.parametrize("name", ["im2col", "numba"])
 @pytest.mark.parametrize("pass_", ["forward", "backward"])
 def test_3d_stacked_copies_and_the_2d_calls_stay_within_the_budget(budget, name, pass_):
     """The stacked planes of a 3-D call through a 2-D backend take at most a quarter of the memory

@@ -11,7 +11,7 @@ times the input; it is built for a slice of the output planes at a time, so that
 ``CHUNK_BYTES`` and a quarter of the memory budget (or one plane), and the 2-D call plans its own
 scratch within what the copies leave of the budget (``_workers.holding``). The input gradient is
 the 2-D one of the stacked copy, added back plane by plane in a fixed order (bit-reproducible);
-the weight gradient is the 2-D one, summed over the slices.
+the weight gradient is the 2-D one, summed over the slices in float64 (``PartSum``).
 """
 
 from __future__ import annotations
@@ -56,6 +56,33 @@ def as_2d(geom: Geometry) -> Geometry:
     return replace(geom, n=geom.n * geom.out_size[0], c_in=geom.c_in * kd, in_size=geom.in_size[1:],
                    kernel=geom.kernel[1:], stride=geom.stride[1:], padding=geom.padding[1:],
                    dilation=geom.dilation[1:], out_size=geom.out_size[1:])
+
+
+class PartSum:
+    """The weight gradients of a wrapped call's pieces (3-D slices here, phases in ``_phases``):
+    the first as it is where it is the only one, else all added in float64, in the pieces'
+    order, and rounded once, so that the error stays one piece's however many there are."""
+
+    def __init__(self):
+        self.first = self.total = None
+
+    def held(self, nbytes: int) -> int:
+        """The bytes held beside the call that makes the next piece's gradient (``nbytes``): from
+        the second piece on, the first, the float64 total, and that piece's gradient itself."""
+        return 0 if self.first is None else 2 * nbytes + nbytes * 8 // self.first.itemsize
+
+    def add(self, part: np.ndarray) -> None:
+        if self.first is None:
+            self.first = part
+            return
+        if self.total is None:
+            self.total = self.first.astype(np.float64)
+        self.total += part
+
+    def result(self, shape, dtype) -> np.ndarray:
+        if self.total is not None:
+            return self.total.astype(dtype)
+        return self.first if self.first is not None else np.zeros(shape, dtype)
 
 
 def lifted(pass_fn, pass_name: str | None = None):
@@ -199,13 +226,15 @@ def _grad_input_3d(fn, gy, w, geom):
 
 
 def _grad_weight_3d(fn, gy, x, geom):
-    gw2 = None
+    parts = PartSum()
     for o0, o1, flat in _plane_slices(geom, x.itemsize):
         gys, xs = _gy_planes(gy, o0, o1), _stacked(x, geom, o0, o1)
-        with holding(gys.nbytes + xs.nbytes + (0 if gw2 is None else 2 * gw2.nbytes)):
+        with holding(gys.nbytes + xs.nbytes + parts.held(math.prod(flat.w_shape) * x.itemsize)):
             part = fn(gys, xs, flat)
-        gw2 = part if gw2 is None else gw2 + part
-        del gys, xs, part
+        del gys, xs
+        parts.add(part)
+        del part
+    gw2 = parts.result(as_2d(geom).w_shape, x.dtype)
     kd = geom.kernel[0]
     return np.ascontiguousarray(gw2.reshape(geom.c_out, kd, geom.c_in_g, *geom.kernel[1:]).transpose(0, 2, 1, 3, 4))
 

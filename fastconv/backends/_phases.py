@@ -23,7 +23,7 @@ import numpy as np
 
 from .._threads import call_threads
 from .._workers import call_budget, holding, map_items
-from ._lift import CHUNK_BYTES
+from ._lift import CHUNK_BYTES, PartSum
 
 
 def phased(pass_fn, pass_name: str | None = None):
@@ -153,29 +153,20 @@ def _grad_input(fn, gy, w, geom):
 
 
 def _grad_weight(fn, gy, x, geom):
-    """The pieces' weight gradients: the first as it is where it is the only one, else all
-    added in float64, in the pieces' order, and rounded once."""
-    first = total = None
-    kernel = math.prod(geom.w_shape)
+    """The pieces' weight gradients, added as ``PartSum`` does."""
+    parts = PartSum()
+    kernel = math.prod(geom.w_shape) * x.itemsize
     for sub, pairs, b0, b1 in _pieces(geom, x.itemsize):
         if sub is None:
             continue
         gys = _gather(gy, [p for p, _ in pairs], geom, b0, b1)
         xs = _gather(x, [r for _, r in pairs], geom, b0, b1)
-        held = gys.nbytes + xs.nbytes + (0 if first is None else kernel * (x.itemsize * 2 + 8))
-        with holding(held):
+        with holding(gys.nbytes + xs.nbytes + parts.held(kernel)):
             part = fn(gys, xs, replace(sub, n=len(pairs) * (b1 - b0)))
         del gys, xs
-        if first is None:
-            first = part
-            continue
-        if total is None:
-            total = first.astype(np.float64)
-        total += part
+        parts.add(part)
         del part
-    if total is not None:
-        return total.astype(x.dtype)
-    return first if first is not None else np.zeros(geom.w_shape, x.dtype)
+    return parts.result(geom.w_shape, x.dtype)
 
 
 _PASSES = {"forward": _forward, "grad_input": _grad_input, "grad_weight": _grad_weight}
