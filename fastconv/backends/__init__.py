@@ -136,6 +136,18 @@ def _ready(name: str, dtype) -> bool:
 AUTO_NUMBA_MAX_MACS = 1_000_000  # at or below: numba (single-r32-k3 has 221k; mnist-r28-k5 29M)
 AUTO_IM2COL_BELOW_PIXELS = 256  # output pixels per image below which BLAS may run (r7: 49, r14: 196)
 AUTO_BLAS_CHANNELS = 7  # ... given at least this x sqrt(pixels) input channels per group (49: 49, 196: 98)
+# winograd transforms the whole weight on every call (C_out x C_in x 3x3 -> x 4x4, then streamed by
+# its products), which a batch of few tiles does not repay: one image of 7x7 (16 F(2x2) tiles),
+# 10x10 (25) or 4x4 (4). `fastconv bench --shape ... --backends winograd,im2col,numba,torch
+# --repeat 7` (2 threads, float32, 2026-12-02, two runs), ms winograd / im2col, forward then
+# backward: N=1 7x7 C=128 1.06 / 0.32, 1.61 / 0.95; C=256 1.82-2.14 / 0.55-0.69, 4.2-10.5 /
+# 3.6-3.7; C=384 5.59 / 1.32, 11.7 / 6.5; C=512 6.4-8.3 / 2.5-3.3, 14.1-16.7 / 17.0-16.9; N=1 10x10
+# C=256 1.95 / 0.91, 8.0 / 4.2; N=1 4x4 C=512 9.0 / 1.25, 14.7 / 14.6. From 32 tiles winograd
+# is as fast or faster: N=2 7x7 C=512 4.4-7.0 / 4.1-5.2, 13.2-14.8 / 21.7-22.0; N=1 14x14 C=256
+# (49 tiles) 1.9 / 2.2, 4.9 / 5.9. At C=1024 im2col's backward is slow (N=1 7x7: 125 ms against
+# winograd's 33), so the rule stops at 512 channels.
+AUTO_FEW_TILES = 32  # F(2x2) tiles over the batch (the 2-D call's images): below, im2col
+AUTO_FEW_TILES_MAX_CHANNELS = 512  # per group, in and out
 # winograd runs a dilated 3x3 call at stride 1 as undilated ones on its phases (every d-th pixel
 # from each offset, stacked along the batch: ``backends/_phases.py``), which pays where the phases
 # are not tiny and the channels many: `fastconv bench --shape ... --backends winograd,numba,torch
@@ -176,6 +188,17 @@ def _is_3x3s1(geom: Geometry) -> bool:
     return (flat.kernel, flat.stride, flat.dilation) == ((3, 3), (1, 1), (1, 1))
 
 
+def _few_tiles(geom: Geometry) -> bool:
+    """A 3x3 stride-1 call whose batch has fewer than ``AUTO_FEW_TILES`` F(2x2) tiles and at most
+    ``AUTO_FEW_TILES_MAX_CHANNELS`` channels per group each side: winograd's filter transform
+    (per call, as large as the weight's products with ``AUTO_FEW_TILES`` tiles) outweighs what its
+    products save."""
+    flat = as_2d(geom)
+    tiles = flat.n * math.prod(-(-o // 2) for o in flat.out_size)
+    return (_is_3x3s1(geom) and tiles < AUTO_FEW_TILES
+            and max(flat.c_in_g, flat.c_out_g) <= AUTO_FEW_TILES_MAX_CHANNELS)
+
+
 def _on_phases(geom: Geometry) -> bool:
     """A dilated 3x3 kernel at stride 1 with ``AUTO_PHASE_CHANNELS`` channels per group (in and
     out) and output phases of at least ``AUTO_PHASE_MIN`` pixels down and across."""
@@ -209,6 +232,7 @@ def _backend_says(name: str, question: str, geom: Geometry) -> bool:
 AUTO_RULES: tuple[tuple[str, object, tuple[str, ...]], ...] = (
     ("depthwise", lambda g: g.is_depthwise, ("numba", "im2col")),
     ("small call", lambda g: g.macs <= AUTO_NUMBA_MAX_MACS, ("numba", "im2col")),
+    ("3x3 at stride 1, few tiles in the batch, up to 512 channels", _few_tiles, ("im2col", "winograd", "numba")),
     ("3x3 at stride 1, 64+ channels, products on register tiles",
      lambda g: _is_3x3s1(g) and _backend_says("winograd", "tiled", g),
      ("winograd", "numba", "im2col")),
