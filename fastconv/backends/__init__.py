@@ -137,16 +137,15 @@ AUTO_NUMBA_MAX_MACS = 1_000_000  # at or below: numba (single-r32-k3 has 221k; m
 AUTO_IM2COL_BELOW_PIXELS = 256  # output pixels per image below which BLAS may run (r7: 49, r14: 196)
 AUTO_BLAS_CHANNELS = 7  # ... given at least this x sqrt(pixels) input channels per group (49: 49, 196: 98)
 # winograd transforms the whole weight on every call (C_out x C_in x 3x3 -> x 4x4, then streamed by
-# its products), which a batch of few tiles does not repay: one image of 7x7 (16 F(2x2) tiles),
-# 10x10 (25) or 4x4 (4). `fastconv bench --shape ... --backends winograd,im2col,numba,torch
-# --repeat 7` (2 threads, float32, 2026-12-02, two runs), ms winograd / im2col, forward then
-# backward: N=1 7x7 C=128 1.06 / 0.32, 1.61 / 0.95; C=256 1.82-2.14 / 0.55-0.69, 4.2-10.5 /
-# 3.6-3.7; C=384 5.59 / 1.32, 11.7 / 6.5; C=512 6.4-8.3 / 2.5-3.3, 14.1-16.7 / 17.0-16.9; N=1 10x10
-# C=256 1.95 / 0.91, 8.0 / 4.2; N=1 4x4 C=512 9.0 / 1.25, 14.7 / 14.6. From 32 tiles winograd
-# is as fast or faster: N=2 7x7 C=512 4.4-7.0 / 4.1-5.2, 13.2-14.8 / 21.7-22.0; N=1 14x14 C=256
-# (49 tiles) 1.9 / 2.2, 4.9 / 5.9. At C=1024 im2col's backward is slow (N=1 7x7: 125 ms against
-# winograd's 33), so the rule stops at 512 channels.
-AUTO_FEW_TILES = 32  # F(2x2) tiles over the batch (the 2-D call's images): below, im2col
+# its products), which a batch of few tiles does not repay: `fastconv bench --shape ... --backends
+# winograd,im2col,torch --repeat 5` (2 threads, float32, 2026-12-02, after im2col's weight gradient
+# lost its transposed copy), im2col's time over winograd's, forward / backward, by F(2x2) tiles in
+# the batch: 16 (one 7x7 image, C=512) 0.29 / 0.58; 25 (10x10, C=256) 0.59 / 0.29; 32 (two 7x7,
+# C=512) 0.83 / 0.85; 49 (one 14x14, C=256) 0.99 / 0.69; 64 (four 7x7, C=512) 1.36 / 1.10, (C=256)
+# 1.52 / 1.35; 98 (two 14x14, C=256) 1.54 / 1.44. With 1024 channels winograd's backward wins
+# even on one 7x7 image (0.71 / 1.75), so the rule stops at 512. Earlier runs, before that fix,
+# agree on the forward: one 7x7 image of 128-448 channels 0.24-0.39, 8x8 and C=512 0.56.
+AUTO_FEW_TILES = 64  # F(2x2) tiles over the batch (the 2-D call's images): below, im2col
 AUTO_FEW_TILES_MAX_CHANNELS = 512  # per group, in and out
 # winograd runs a dilated 3x3 call at stride 1 as undilated ones on its phases (every d-th pixel
 # from each offset, stacked along the batch: ``backends/_phases.py``), which pays where the phases
@@ -190,9 +189,8 @@ def _is_3x3s1(geom: Geometry) -> bool:
 
 def _few_tiles(geom: Geometry) -> bool:
     """A 3x3 stride-1 call whose batch has fewer than ``AUTO_FEW_TILES`` F(2x2) tiles and at most
-    ``AUTO_FEW_TILES_MAX_CHANNELS`` channels per group each side: winograd's filter transform
-    (per call, as large as the weight's products with ``AUTO_FEW_TILES`` tiles) outweighs what its
-    products save."""
+    ``AUTO_FEW_TILES_MAX_CHANNELS`` channels per group each side: what winograd's products save
+    there does not repay its transform of the whole weight on every call."""
     flat = as_2d(geom)
     tiles = flat.n * math.prod(-(-o // 2) for o in flat.out_size)
     return (_is_3x3s1(geom) and tiles < AUTO_FEW_TILES
