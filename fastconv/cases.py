@@ -162,7 +162,8 @@ TINY_3D: tuple[Case, ...] = (
 # The shapes that placed the "auto" rule's channel line (fastconv/backends/__init__.py), none of
 # them in the suites above: 1-D pointwise and strided layers, 7x1 and 1x7 kernels, ResNeXt's 32
 # groups, 3x3 layers over 7x7 and 14x14 images with 32 to 256 channels, 1x1 kernels over 7x7 to
-# 28x28 images with 64 to 512 channels, ResNet's strided layers and 3-D 3x3x3 and 1x1x1 ones. In
+# 28x28 images with 64 to 512 channels, ResNet's strided layers and 3-D 3x3x3 and 1x1x1 ones; and
+# 3x3 layers over batches of few tiles (the few-tiles row: 16 and 36 tiles; 50 and 64 past it). In
 # the --shape grammar, parsed below (after the grammar's functions).
 RULES_SHAPES = (
     "n=16 c=64 size=4096 k=64 kernel=1", "n=16 c=64 size=8000 k=128 kernel=5 stride=2 pad=2",
@@ -182,6 +183,8 @@ RULES_SHAPES = (
     "n=32 c=256 size=14x14 k=512 kernel=3x3 stride=2 pad=1", "n=32 c=256 size=28x28 k=512 kernel=1x1 stride=2",
     "n=2 c=64 size=16x28x28 k=128 kernel=3x3x3 stride=2 pad=1", "n=2 c=128 size=8x14x14 k=128 kernel=3x3x3 pad=1",
     "n=2 c=64 size=16x28x28 k=64 kernel=1x1x1",
+    "n=1 c=512 size=7x7 k=512 kernel=3x3 pad=1", "n=1 c=384 size=12x12 k=384 kernel=3x3 pad=1",
+    "n=2 c=256 size=10x10 k=256 kernel=3x3 pad=1", "n=4 c=384 size=7x7 k=384 kernel=3x3 pad=1",
 )
 
 SUITES: dict[str, tuple[Case, ...]] = {

@@ -35,8 +35,8 @@ DILATED = Geometry.from_args((8, 128, 28, 28), (128, 128, 3, 3), padding=2, dila
 DILATED_SMALL_PHASES = Geometry.from_args((8, 128, 24, 24), (128, 128, 3, 3), padding=8, dilation=8)  # 3x3
 DILATED_FEW_CHANNELS = Geometry.from_args((8, 96, 28, 28), (96, 96, 3, 3), padding=2, dilation=2)
 FEW_TILES = Geometry.from_args((1, 512, 7, 7), (512, 512, 3, 3), padding=1)  # 16 F(2x2) tiles: im2col
-FEW_TILES_14X14 = Geometry.from_args((1, 256, 14, 14), (256, 256, 3, 3), padding=1)  # 49
-ENOUGH_TILES = Geometry.from_args((4, 512, 7, 7), (512, 512, 3, 3), padding=1)  # 64: winograd
+FEW_TILES_12X12 = Geometry.from_args((1, 384, 12, 12), (384, 384, 3, 3), padding=1)  # 36
+ENOUGH_TILES = Geometry.from_args((3, 256, 8, 8), (256, 256, 3, 3), padding=1)  # 48: winograd
 FEW_TILES_MANY_CHANNELS = Geometry.from_args((1, 1024, 7, 7), (1024, 1024, 3, 3), padding=1)  # winograd
 
 
@@ -96,7 +96,7 @@ def test_rule_with_every_backend(installed, geom, expected):
                                             (VOLUME_STRIDED, "numba"), (VOLUME_SMALL_PLANES, "winograd"),
                                             (DILATED, TILED_3X3), (DILATED_SMALL_PHASES, "numba"),
                                             (DILATED_FEW_CHANNELS, "numba"),
-                                            (FEW_TILES, "im2col"), (FEW_TILES_14X14, "im2col"),
+                                            (FEW_TILES, "im2col"), (FEW_TILES_12X12, "im2col"),
                                             (ENOUGH_TILES, "winograd"), (FEW_TILES_MANY_CHANNELS, "winograd"),
                                             (Geometry.from_args((8, 64, 56, 56), (64, 64, 3, 3), stride=2), "numba")])
 def test_rule_with_winograd(installed, geom, expected):
@@ -112,7 +112,7 @@ def test_thresholds_are_where_the_rule_says():
     assert POINTWISE.c_in_g < backends.AUTO_BLAS_CHANNELS * 28 and POINTWISE_MANY_CHANNELS.c_in_g >= 7 * 20
     assert DILATED_SMALL_PHASES.oh // 8 < backends.AUTO_PHASE_MIN <= DILATED.oh // 2
     assert DILATED_FEW_CHANNELS.c_in_g < backends.AUTO_PHASE_CHANNELS <= DILATED.c_in_g
-    assert 7 * 7 < backends.AUTO_FEW_TILES <= 4 * 4 * 4  # FEW_TILES_14X14's 7x7 tiles, ENOUGH_TILES' 4 x 4x4
+    assert 6 * 6 < backends.AUTO_FEW_TILES <= 3 * 4 * 4  # FEW_TILES_12X12's 6x6 tiles, ENOUGH_TILES' 3 x 4x4
     assert FEW_TILES.c_in_g <= backends.AUTO_FEW_TILES_MAX_CHANNELS < FEW_TILES_MANY_CHANNELS.c_in_g
 
 

@@ -138,14 +138,17 @@ AUTO_IM2COL_BELOW_PIXELS = 256  # output pixels per image below which BLAS may r
 AUTO_BLAS_CHANNELS = 7  # ... given at least this x sqrt(pixels) input channels per group (49: 49, 196: 98)
 # winograd transforms the whole weight on every call (C_out x C_in x 3x3 -> x 4x4, then streamed by
 # its products), which a batch of few tiles does not repay: `fastconv bench --shape ... --backends
-# winograd,im2col,torch --repeat 5` (2 threads, float32, 2026-12-02, after im2col's weight gradient
-# lost its transposed copy), im2col's time over winograd's, forward / backward, by F(2x2) tiles in
-# the batch: 16 (one 7x7 image, C=512) 0.29 / 0.58; 25 (10x10, C=256) 0.59 / 0.29; 32 (two 7x7,
-# C=512) 0.83 / 0.85; 49 (one 14x14, C=256) 0.99 / 0.69; 64 (four 7x7, C=512) 1.36 / 1.10, (C=256)
-# 1.52 / 1.35; 98 (two 14x14, C=256) 1.54 / 1.44. With 1024 channels winograd's backward wins
-# even on one 7x7 image (0.71 / 1.75), so the rule stops at 512. Earlier runs, before that fix,
-# agree on the forward: one 7x7 image of 128-448 channels 0.24-0.39, 8x8 and C=512 0.56.
-AUTO_FEW_TILES = 64  # F(2x2) tiles over the batch (the 2-D call's images): below, im2col
+# winograd,im2col,torch --repeat 5` and `--repeat 7` (2 threads, float32, 2026-12-02, after im2col's
+# weight gradient lost its transposed copy), im2col's time over winograd's, forward / backward, by
+# F(2x2) tiles in the batch: 16 (one 7x7 image, C=512) 0.29 / 0.58; 25 (10x10, C=256) 0.59 / 0.29;
+# 32 (two 7x7, C=512) 0.83 / 0.85; 36 (one 12x12, C=384) 0.37 / 0.43; 48 (three 8x8, C=256) 1.41 /
+# 1.41, (three 7x7, C=128) 0.87 / 1.04; 49 (one 14x14, C=256) 0.99-1.37 / 0.69-0.91; 50 (two
+# 10x10, C=256) 1.03-1.49 / 1.15-1.28, (two 9x9, C=512) 0.96 / 0.97; 64 (four 7x7, C=512) 1.36 /
+# 1.10, (C=256) 1.52 / 1.35. So the line is at 48, where the runs turn to ties and winograd. With
+# 1024 channels winograd's backward wins even on one 7x7 image (0.71 / 1.75): the rule stops at
+# 512. Earlier runs, before that fix, agree on the forward: one 7x7 image of 128-448 channels
+# 0.24-0.39, 8x8 and C=512 0.56.
+AUTO_FEW_TILES = 48  # F(2x2) tiles over the batch (the 2-D call's images): below, im2col
 AUTO_FEW_TILES_MAX_CHANNELS = 512  # per group, in and out
 # winograd runs a dilated 3x3 call at stride 1 as undilated ones on its phases (every d-th pixel
 # from each offset, stacked along the batch: ``backends/_phases.py``), which pays where the phases
