@@ -38,6 +38,7 @@ FEW_TILES = Geometry.from_args((1, 512, 7, 7), (512, 512, 3, 3), padding=1)  # 1
 FEW_TILES_12X12 = Geometry.from_args((1, 384, 12, 12), (384, 384, 3, 3), padding=1)  # 36
 ENOUGH_TILES = Geometry.from_args((3, 256, 8, 8), (256, 256, 3, 3), padding=1)  # 48: winograd
 FEW_TILES_MANY_CHANNELS = Geometry.from_args((1, 1024, 7, 7), (1024, 1024, 3, 3), padding=1)  # winograd
+FEW_TILES_GROUPED = Geometry.from_args((1, 256, 7, 7), (256, 8, 3, 3), padding=1, groups=32)  # numba, as before
 
 
 def _pointwise_with_macs(macs_at_most):
@@ -98,6 +99,7 @@ def test_rule_with_every_backend(installed, geom, expected):
                                             (DILATED_FEW_CHANNELS, "numba"),
                                             (FEW_TILES, "im2col"), (FEW_TILES_12X12, "im2col"),
                                             (ENOUGH_TILES, "winograd"), (FEW_TILES_MANY_CHANNELS, "winograd"),
+                                            (FEW_TILES_GROUPED, "numba"),
                                             (Geometry.from_args((8, 64, 56, 56), (64, 64, 3, 3), stride=2), "numba")])
 def test_rule_with_winograd(installed, geom, expected):
     installed("reference", "im2col", "numba", "winograd")

@@ -233,7 +233,10 @@ def _backend_says(name: str, question: str, geom: Geometry) -> bool:
 AUTO_RULES: tuple[tuple[str, object, tuple[str, ...]], ...] = (
     ("depthwise", lambda g: g.is_depthwise, ("numba", "im2col")),
     ("small call", lambda g: g.macs <= AUTO_NUMBA_MAX_MACS, ("numba", "im2col")),
-    ("3x3 at stride 1, few tiles in the batch, up to 512 channels", _few_tiles, ("im2col", "winograd", "numba")),
+    # (of the calls that the next two rows give winograd)
+    ("3x3 at stride 1, few tiles in the batch, up to 512 channels",
+     lambda g: _few_tiles(g) and (_backend_says("winograd", "tiled", g) or _blas_shaped(g)),
+     ("im2col", "winograd", "numba")),
     ("3x3 at stride 1, 64+ channels, products on register tiles",
      lambda g: _is_3x3s1(g) and _backend_says("winograd", "tiled", g),
      ("winograd", "numba", "im2col")),

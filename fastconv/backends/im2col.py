@@ -207,7 +207,7 @@ def forward(x, w, geom, bias=None):
 # ---------------------------------------------------------------------------- grad_weight
 
 def _matmul_nt(a, b, out):
-    """``out = a @ b.T`` over a long shared axis, written to ``out`` (..., m, k), C-contiguous.
+    """``out = a @ b.T`` over a long shared axis, written to ``out`` (..., m, n), C-contiguous.
 
     OpenBLAS has run such a product up to several times faster when the longer side of the result
     is its rows (measured: (147 x 64) from rows of 37632 in 16 ms, its transpose in 370 ms); the
