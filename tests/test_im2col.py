@@ -282,3 +282,14 @@ def test_bias_is_added_on_every_path(name):
     geom, x, w, gy = _problem(name)
     bias = np.random.default_rng(3).standard_normal(geom.c_out)
     assert_close(im2col.forward(x, w, geom, bias), reference.forward(x, w, geom) + bias.reshape(-1, 1, 1), what=name)
+
+
+@pytest.mark.parametrize("m, n, k", [(3, 40, 500), (40, 3, 500), (30, 400, 5), (2, 2, 1)])
+def test_matmul_nt_gives_a_times_b_transposed_on_either_route(m, n, k):
+    """``_matmul_nt`` takes a transposed scratch only where the result is small beside the operands
+    (3 x 40 from rows of 500), and the direct product elsewhere (30 x 400 from rows of 5)."""
+    rng = np.random.default_rng(0)
+    a, b = rng.standard_normal((2, m, k)), rng.standard_normal((2, n, k))
+    out = np.empty((2, m, n))
+    im2col._matmul_nt(a, b, out)
+    np.testing.assert_allclose(out, a @ b.swapaxes(-1, -2), rtol=1e-12, atol=1e-12)
