@@ -73,9 +73,9 @@ def _pieces(geom, itemsize):
             yield sub, pairs, b0, min(geom.n, b0 + step)
 
 
-def _phase(p, geom):
-    """The index of phase ``p`` (one start per axis) of an array batched channels-first."""
-    return (slice(None), slice(None), *(slice(s, None, d) for s, d in zip(p, geom.dilation)))
+def _phase(p, geom, images=slice(None)):
+    """The index of phase ``p`` (one start per axis) of ``images`` of an array batched channels-first."""
+    return (images, slice(None), *(slice(s, None, d) for s, d in zip(p, geom.dilation)))
 
 
 def _copies(starts, b0, b1, copy):
@@ -95,12 +95,12 @@ def _copies(starts, b0, b1, copy):
 def _gather(src, starts, geom, b0, b1):
     """``src[b0:b1]``'s phases ``starts``, stacked along the batch: ``(len(starts)*(b1-b0), C, ...)``.
     These copies move the whole input, so they run on the call's threads."""
-    first = src[(slice(b0, b1), *_phase(starts[0], geom)[1:])]
+    first = src[_phase(starts[0], geom, slice(b0, b1))]
     out = np.empty((len(starts), *first.shape), src.dtype)
 
     def copy(i0, i1, c0, c1):
         for i in range(i0, i1):
-            out[i, c0 - b0:c1 - b0] = src[(slice(c0, c1), *_phase(starts[i], geom)[1:])]
+            out[i, c0 - b0:c1 - b0] = src[_phase(starts[i], geom, slice(c0, c1))]
     _copies(starts, b0, b1, copy)
     return out.reshape(-1, *first.shape[1:])
 
@@ -111,7 +111,7 @@ def _scatter(stacked, starts, dst, geom, b0, b1):
 
     def copy(i0, i1, c0, c1):
         for i in range(i0, i1):
-            dst[(slice(c0, c1), *_phase(starts[i], geom)[1:])] = parts[i, c0 - b0:c1 - b0]
+            dst[_phase(starts[i], geom, slice(c0, c1))] = parts[i, c0 - b0:c1 - b0]
     _copies(starts, b0, b1, copy)
 
 
@@ -121,7 +121,7 @@ def _forward(fn, x, w, geom, bias=None):
         outs = [p for p, _ in pairs]
         if sub is None:  # outputs that read only padding: the bias
             for p in outs:
-                y[(slice(b0, b1), *_phase(p, geom)[1:])] = 0 if bias is None else bias.reshape(-1, *[1] * geom.ndim)
+                y[_phase(p, geom, slice(b0, b1))] = 0 if bias is None else bias.reshape(-1, *[1] * geom.ndim)
             continue
         sub = replace(sub, n=len(pairs) * (b1 - b0))
         xs = _gather(x, [r for _, r in pairs], geom, b0, b1)
