@@ -144,19 +144,23 @@ def test_empty_batch_gives_empty_results():
     assert winograd.grad_input(gy, w, geom).shape == geom.x_shape
 
 
-def test_tile_follows_precision_products_and_filter_bytes():
+def test_tile_follows_precision_products_and_filter_bytes(use_threads):
     """"high" runs F(4x4) where it saves products enough and its filters are few bytes per tile."""
+    use_threads(2)  # F(4x4) by items with more filter bytes is for two threads and more
     big = Geometry.from_args((1, 4, 40, 56), (4, 4, 3, 3), padding=1)
     assert winograd.algorithm(big, np.float32, "highest") == "F(2x2,3x3)"
     assert winograd.algorithm(big, np.float32, "high") == "F(4x4,3x3)"
     padded = Geometry.from_args((32, 4, 14, 14), (4, 4, 3, 3), padding=1)  # 16 4x4 tiles against 49 2x2
     assert winograd.algorithm(padded, np.float32, "high") == "F(2x2,3x3)"
-    for n, want in [(32, "F(4x4,3x3)"), (8, "F(2x2,3x3)")]:  # 9 MiB of F(4x4) filters: 18 or 72 KiB a tile
+    # 9 MiB of F(4x4) filters: 18, 72 or 144 KiB a tile; from 48 KiB F(4x4) only where the
+    # output channels may split (forward, input gradient), and up to F4_SPLIT_FILTER_BYTES
+    split = "F(4x4,3x3), weight F(2x2,3x3)" if _gemm.WIDE else "F(2x2,3x3)"  # on the register tiles only
+    for n, want in [(32, "F(4x4,3x3)"), (8, split), (4, "F(2x2,3x3)")]:
         geom = Geometry.from_args((n, 256, 16, 16), (256, 256, 3, 3), padding=1)
         assert winograd.algorithm(geom, np.float32, "high") == want, n
     geom = Geometry.from_args((16, 256, 16, 16), (256, 256, 3, 3), padding=1)
     assert winograd.algorithm(geom, np.float32, "high") == "F(4x4,3x3)"
-    assert winograd.algorithm(geom, np.float64, "high") == "F(2x2,3x3)"  # twice the bytes
+    assert winograd.algorithm(geom, np.float64, "high") == "F(2x2,3x3)"  # twice the bytes (a tie by items)
 
 
 @pytest.mark.skipif(not _gemm.WIDE, reason="the register tiles run only on CPUs with AVX-512")
@@ -174,11 +178,15 @@ def test_many_filter_bytes_take_f4_where_the_threads_split_the_output_channels(u
     assert algorithm(32) == algorithm(8) == "F(4x4,3x3), weight F(2x2,3x3)"
     assert algorithm(4) == "F(2x2,3x3)"  # 16 tiles: half a panel
     assert algorithm(128) == "F(2x2,3x3)"  # 36 MiB of transformed input (and 72 KiB of filters a tile)
-    # 14x14, 0.73x F(2x2)'s products: by channels only (F4_SPLIT_MAX_PRODUCTS); 10x10, 0.81x: never
+    # 14x14, 0.73x F(2x2)'s products (F4_SPLIT_MAX_PRODUCTS): by channels, or by items with few
+    # filter bytes (F4_SPLIT_FILTER_BYTES: 74 KiB a tile at N=8 C=256, 147 at N=4) within L3 (C=512:
+    # 36 MiB, too many); 10x10, 0.81x: never
     assert algorithm(8, size=14) == algorithm(2, size=14) == "F(4x4,3x3), weight F(2x2,3x3)"
-    assert algorithm(32, size=14) == algorithm(8, c=256, size=14) == algorithm(8, size=10) == "F(2x2,3x3)"
+    assert algorithm(8, c=256, size=14) == algorithm(32, c=64, size=14) == "F(4x4,3x3), weight F(2x2,3x3)"
+    assert algorithm(32, size=14) == algorithm(4, c=256, size=14) == algorithm(8, size=10) == "F(2x2,3x3)"
+    assert algorithm(32, c=32, size=14) == "F(2x2,3x3)"  # few channels: unmeasured
     use_threads(1)
-    assert algorithm(32) == algorithm(8, size=14) == "F(2x2,3x3)"
+    assert algorithm(32) == algorithm(8, size=14) == algorithm(8, c=256, size=14) == "F(2x2,3x3)"
 
 
 def test_supports_and_refusals():

@@ -43,8 +43,19 @@ TILE = {"highest": 2, "high": 4}  # output tile m of F(m x m, 3x3) at each preci
 # 0.84; N=8 C=256 20x20 47 KB 0.84; N=16 C=256 16x16 37 KB 1.03; N=32 C=512 16x16 72 KB 1.17;
 # N=8 C=512 16x16 288 KB 1.49; N=32 C=256 14x14 (products 0.73x) 1.13.
 F4_MAX_PRODUCTS = 0.7  # F(4x4)'s multiplications over F(2x2)'s, the tiles' padding included
-F4_SPLIT_MAX_PRODUCTS = 0.75  # ... where it splits the output channels (``_f4_pays``): 13x13, 14x14
+F4_SPLIT_MAX_PRODUCTS = 0.75  # ... in the passes that may split the output channels (``_f4_pays``): 13x13, 14x14
 F4_MAX_FILTER_BYTES = 48 * 2**10  # F(4x4)'s transformed filters per 4x4 tile of the batch
+# In those passes (forward, input gradient), by items, F(4x4) also pays at 13x13 and 14x14 with
+# up to F4_SPLIT_FILTER_BYTES of filters a tile while all of them stay within L3
+# (BY_CHANNELS_MIN_BYTES). Two threads, float32, forward time F(4x4) / F(2x2), 9 interleaved
+# rounds, items of 24 MiB (2026-12-02): 14x14 N=32 C=64 0.94, C=128 0.90, C=192 0.85, C=256 0.81-0.84
+# (the input gradient 0.81), N=64 C=256 0.89, N=16 C=256 0.89, N=8 C=256 (74 KB a tile) 0.94,
+# N=16 C=384 (83 KB) 0.86; 13x13 N=32 C=256 0.79; 16x16 N=8 C=256 (74 KB) 0.92. Past them:
+# N=4 C=256 (147 KB) 0.86-0.97 at 14x14 but 1.00-1.15 at 16x16, N=8 C=384 (166 KB) 0.97-1.00,
+# N=2 C=256 (295 KB) 1.20-1.30, N=32 C=512 (38 MB of filters) 1.00-1.03; float64 N=32 C=256
+# 14x14 and N=16 16x16 1.00 and 0.99; one thread, N=32 and N=8 C=256 14x14, 1.02 and 0.99 (ties:
+# the more accurate F(2x2) runs there).
+F4_SPLIT_FILTER_BYTES = 128 * 2**10
 # A work item's tiles: the products' width. One thread, OPENBLAS_CORETYPE=SkylakeX, F(2x2): 56
 # tiles 179-190 GFLOP/s, 224 tiles 188-228 (C=64-128), 448 182; at C=512 (7x7) 32 tiles 146,
 # 128 tiles 184. Items hold at most ITEM_BYTES of transformed input and products and at least one
@@ -52,8 +63,11 @@ F4_MAX_FILTER_BYTES = 48 * 2**10  # F(4x4)'s transformed filters per 4x4 tile of
 # evenly (11 interleaved rounds): N=32 C=512 7x7 (256 tiles against 128) 0.91, N=16 C=512 14x14
 # (224 against 112) 0.83, N=4 C=512 28x28 0.79, N=32 C=256 16x16 (whole panels) 0.81, N=20-24
 # C=256 14x14 0.88, N=64 C=64 32x32 0.92; the bench's other 3x3 shapes the same items.
+# At most 16 MiB, F(4x4) at C=256 (74 KB a tile) had items of 224 tiles: 14x14 N=32, 512 tiles,
+# ran three items on two threads. Forward time with 24 MiB over 16 MiB, F(4x4), same rounds as
+# above: 14x14 N=32 C=256 0.85-0.89, 13x13 0.85, N=64 C=256 0.90; eleven other shapes 0.89-1.03.
 ITEM_TILES = 256
-ITEM_BYTES = 16 * 2**20
+ITEM_BYTES = 24 * 2**20
 # Items hold whole panels of the register tiles' columns (32 tiles in float32) where one is near
 # that size and the threads' shares stay even (``_slowest``): an item that ends in part of a
 # panel took about this much longer per tile (two threads, N=32 C=256 16x16, items of 27 and 29
@@ -142,8 +156,10 @@ def _tile(geom, precision, itemsize, split) -> int:
 
 def _f4_pays(geom, itemsize, split) -> bool:
     """Whether F(4x4) is expected to be faster than F(2x2) here (see ``F4_MAX_PRODUCTS``): with
-    many filter bytes per tile, only where the threads split the output channels both ways
-    (``split``, ``_channel_plan``) over a panel of tiles at least. Two threads, float32, time
+    many filter bytes per tile, or up to ``F4_SPLIT_MAX_PRODUCTS``, only in the passes that may
+    split the output channels (``split``) over a panel of tiles at least, by items where the
+    filters are few enough (``F4_SPLIT_FILTER_BYTES``), else where the threads split the output
+    channels both ways (``_channel_plan``). Two threads, float32, time
     F(4x4) by channels / F(2x2), 9 interleaved rounds: forward N=32 C=512 7x7 0.81, N=16 0.77,
     N=8 0.72 (N=4, 16 tiles, 1.49); backward with F(4x4)'s weight gradient too 0.99 and 1.12,
     which therefore keeps F(2x2) there. Split so, F(4x4) also pays with up to
@@ -160,6 +176,9 @@ def _f4_pays(geom, itemsize, split) -> bool:
     if (36 * t4 > F4_SPLIT_MAX_PRODUCTS * 16 * t2 or not split or geom.n * t4 < _gemm.tile_cols(itemsize)
             or not _gemm.WIDE):
         return False
+    if (itemsize == 4 and call_threads() >= 2 and min(geom.c_in_g, geom.c_out_g) >= TILED_MIN_CHANNELS
+            and filters <= min(BY_CHANNELS_MIN_BYTES, F4_SPLIT_FILTER_BYTES * geom.n * t4)):
+        return True  # by items (F4_SPLIT_FILTER_BYTES); where it ties, the more accurate F(2x2) runs
     forward = _channel_plan(geom.n * h4, w4, 4, geom.c_in_g, geom.c_out_g, geom, itemsize)
     backward = _channel_plan(geom.n * -(-geom.ih // 4), -(-geom.iw // 4), 4, geom.c_out_g, geom.c_in_g, geom, itemsize)
     return forward is not None and backward is not None
