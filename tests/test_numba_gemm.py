@@ -189,6 +189,32 @@ def test_batched_products_match_longdouble(dtype):
 
 @wide
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("m", [24, 20])  # whole panels of rows, then a part (whose tile takes a copy)
+def test_spans_ending_on_half_panels_give_the_same_bits(dtype, m):
+    """A span whose last columns are half a panel runs them on the half-width tile, straight into
+    C (rows in whole panels), reading B only within the span (the last span ends at B's end): the
+    same bits as the whole product, the columns outside left as they were."""
+    half = gemm.tile_cols(np.dtype(dtype).itemsize) // 2
+    p, k = 5 * half, 300  # two reduction blocks
+    a, b = _rand((4, m, k), dtype, 2), _rand((4, k, p), dtype, 3)
+    packed = np.empty((4, gemm.packed_size(m, k)), dtype)
+    for i in range(4):
+        gemm._pack_a(a[i], packed[i])
+    scratch = np.empty(gemm.batch_scratch(m, np.dtype(dtype).itemsize), dtype)
+    every = np.full((4, m, p), np.nan, dtype)
+    gemm.batch(packed, m, b.reshape(-1), every.reshape(-1), k, p, scratch, np.empty((0, 4), np.int64))
+    spans = np.array([[0, 3 * half, 4 * half, 5 * half], [0, half, 0, 0], [half, 2 * half, 3 * half, 5 * half],
+                      [0, 0, 2 * half, 5 * half]], np.int64)
+    part = np.full_like(every, np.nan)
+    gemm.batch(packed, m, b.reshape(-1), part.reshape(-1), k, p, scratch, spans)
+    for i, (lo0, hi0, lo1, hi1) in enumerate(spans):
+        cols = np.r_[lo0:hi0, lo1:hi1]
+        assert np.array_equal(part[i][:, cols], every[i][:, cols])
+        assert np.isnan(np.delete(part[i], cols, axis=1)).all()
+
+
+@wide
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize(("m", "n", "p"), [(20, 45, 300), (8, 32, 256), (3, 70, 17)])
 def test_reduction_products_match_longdouble(m, n, p, dtype):
     # winograd's weight gradient: C[i] (+)= A[i] @ B[i].T, the reduction along both rows (two

@@ -26,6 +26,7 @@ vectors the tile's 16 sums would not fit in registers.
 """
 
 import llvmlite.binding as _llvm
+import numpy as np
 from llvmlite import ir
 from numba import types
 from numba.extending import intrinsic
@@ -48,7 +49,7 @@ def applies(kh, kw, padded, groups, c_in, c_out) -> bool:
     return WIDE and kh == kw == 1 and not padded and groups == 1 and min(c_in, c_out) >= MR
 
 
-def _tile_function(module, bits, rows, taps=False):
+def _tile_function(module, bits, rows, taps=False, nv=NV):
     """The tile as an LLVM function of ``module`` (one per module, dtype and A layout), never
     inlined: inlined into its caller's loops, the caller's live values could take its registers.
     Arguments ``(a, b, c, bias, lda, ldb, ldc, kc, add, addb)``: pointers to the first elements, then
@@ -56,12 +57,12 @@ def _tile_function(module, bits, rows, taps=False):
         c[r*ldc + j] = (c[r*ldc + j] if add else 0) + (bias[r] if addb else 0)
                        + sum over k < kc of A(r, k) * b[k*ldb + j]
 
-    for r < MR, j < NV vectors, where A(r, k) is ``a[r*lda + k]`` (``rows``: A's rows where they
+    for r < MR, j < ``nv`` vectors (``NV``; one for a half-width tile), where A(r, k) is ``a[r*lda + k]`` (``rows``: A's rows where they
     lie) or ``a[k*MR + r]`` (packed; ``lda`` unused). With ``taps``, two more arguments
     ``(kw, ldr)``: B's steps run in rows of ``kw``, ``ldb`` apart within a row and ``ldr`` from one
     row's first to the next's, so step k reads ``b[(k // kw)*ldr + (k % kw)*ldb + j]`` (a kernel's
     taps over an image's plane: the implicit forward's)."""
-    name = f"fastconv_gemm_tile_{'rows' if rows else 'packed'}{'_taps' if taps else ''}_f{bits}"
+    name = f"fastconv_gemm_tile_{'rows' if rows else 'packed'}{'_taps' if taps else ''}_f{bits}_v{nv}"
     if name in module.globals:
         return module.globals[name]
     scalar = ir.FloatType() if bits == 32 else ir.DoubleType()
@@ -95,7 +96,7 @@ def _tile_function(module, bits, rows, taps=False):
     k = builder.phi(i64)
     k.add_incoming(const(0), entry)
     sums = []
-    for _ in range(MR * NV):
+    for _ in range(MR * nv):
         s = builder.phi(vec)
         s.add_incoming(zero, entry)
         sums.append(s)
@@ -109,13 +110,13 @@ def _tile_function(module, bits, rows, taps=False):
     else:
         brow = builder.gep(b, [builder.mul(k, ldb)])
     bv = [builder.load(builder.bitcast(builder.gep(brow, [const(v * lanes)]), vec.as_pointer()), align=align)
-          for v in range(NV)]
+          for v in range(nv)]
     acol = builder.gep(a, [k if rows else builder.mul(k, const(MR))])
     new = []
     for r in range(MR):
         s = builder.load(builder.gep(acol, [row_at[r]]))
         av = builder.shuffle_vector(builder.insert_element(undef, s, ir.Constant(i32, 0)), undef, splat)
-        new.extend(builder.call(fma, [av, bv[v], sums[r * NV + v]]) for v in range(NV))
+        new.extend(builder.call(fma, [av, bv[v], sums[r * nv + v]]) for v in range(nv))
     k1 = builder.add(k, const(1))
     k.add_incoming(k1, loop)
     if taps:
@@ -141,16 +142,16 @@ def _tile_function(module, bits, rows, taps=False):
         one = builder.load(builder.gep(bias, [const(r)]))  # (bias: always MR readable elements)
         start = builder.select(biasing, builder.shuffle_vector(
             builder.insert_element(undef, one, ir.Constant(i32, 0)), undef, splat), zero)
-        for v in range(NV):
+        for v in range(nv):
             q = builder.bitcast(builder.gep(c, [builder.add(builder.mul(const(r), ldc), const(v * lanes))]),
                                 vec.as_pointer())
             old = builder.select(adding, builder.load(q, align=align), zero)
-            builder.store(builder.fadd(builder.fadd(old, start), totals[r * NV + v]), q, align=align)
+            builder.store(builder.fadd(builder.fadd(old, start), totals[r * nv + v]), q, align=align)
     builder.ret_void()
     return fn
 
 
-def _tile_call(rows, taps=False):
+def _tile_call(rows, taps=False, nv=NV):
     """The intrinsic that calls the tile function:
     ``(a, a0, lda, b, b0, ldb, c, c0, ldc, kc, add, bias, bias0, addb)`` (with ``taps``, then
     ``kw, ldr``), 1-D arrays of one float dtype (float32: 16 lanes, float64: 8) with element
@@ -161,7 +162,7 @@ def _tile_call(rows, taps=False):
         def at(ary, aty, off):
             return builder.gep(context.make_array(aty)(context, builder, ary).data, [off])
 
-        fn = _tile_function(builder.module, signature.args[0].dtype.bitwidth, rows, taps)
+        fn = _tile_function(builder.module, signature.args[0].dtype.bitwidth, rows, taps, nv)
         builder.call(fn, [at(aa, signature.args[0], ia), at(bb, signature.args[3], ib),
                           at(cc, signature.args[6], ic), at(bv, signature.args[11], iv),
                           lda, ldb, ldc, kc, add, addb, *args[14:]])
@@ -180,6 +181,7 @@ def _tile_call(rows, taps=False):
 _tile = _tile_call(rows=False)  # A packed (the forward's weight, once per call)
 _tile_rows = _tile_call(rows=True)  # A's rows where they lie (the weight gradient's gy)
 _tile_taps = _tile_call(rows=False, taps=True)  # A packed, B a kernel's taps over a plane (implicit forward)
+_tile_half = _tile_call(rows=False, nv=1)  # A packed, half a panel of B's columns (winograd's cropped spans)
 
 
 def tile_cols(itemsize):
@@ -348,40 +350,54 @@ def batch_scratch(m, itemsize):
 
 
 @njit(**_JIT)
-def _batch_run(ap, m, zeros, b, c, k, p, j0, j1, bp, ct):  # pragma: no cover
-    """C = A @ B in columns j0 .. j1, A (m x k) packed, B and C the flat (k, p) and (m, p): per
-    block of KC reduction steps, every panel of nr columns, every panel of rows. Unlike
-    ``_cols_run`` (panels outside, blocks inside), a block of A (up to 512 KiB at 512 rows) stays
-    in L2 over all the panels of B rather than streaming from L3 for each: one thread, 16 products
-    512 x 512 x 128 137 -> 145 GFLOP/s, 256 x 256 x 196 116 -> 134, 128 x 128 x 224 184 -> 199.
-    The sums run in the same order, so the results are the same bits."""
+def _batch_run(ap, m, zeros, b, c, k, p, spans, bp, ct):  # pragma: no cover
+    """C = A @ B in the column ranges ``spans[0] .. spans[1]`` and ``spans[2] .. spans[3]``, A (m x k)
+    packed, B and C the flat (k, p) and (m, p): per block of KC reduction steps, every panel of nr
+    columns of both ranges, every panel of rows. Unlike ``_cols_run`` (panels outside, blocks
+    inside), a block of A (up to 512 KiB at 512 rows) stays in L2 over all the panels of B rather
+    than streaming from L3 for each: one thread, 16 products 512 x 512 x 128 137 -> 145 GFLOP/s,
+    256 x 256 x 196 116 -> 134, 128 x 128 x 224 184 -> 199. A range's last half panel runs on a
+    half-width tile, straight into C, instead of through a scratch tile: at 512 x 512 x 256 a
+    panel of 16 columns so cost 1.6 whole ones. The sums run in the same order, so the results are
+    the same bits."""
     mp = _whole_rows(m)
     nr = _nr(ct)
     for pc in range(0, k, KC):
         kc = min(KC, k - pc)
         add = 1 if pc > 0 else 0
-        for jb in range(j0, j1, nr):
-            cols = min(nr, j1 - jb)
+        for h in range(0, 4, 2):  # both ranges in one pass over A's block (read from L3 once)
+            for jb in range(spans[h], spans[h + 1], nr):
+                _batch_panel(ap, m, mp, zeros, b, c, p, pc, kc, add, jb, min(nr, spans[h + 1] - jb), nr, bp, ct)
+
+
+@njit(inline="always", **_JIT)
+def _batch_panel(ap, m, mp, zeros, b, c, p, pc, kc, add, jb, cols, nr, bp, ct):  # pragma: no cover
+    """``_batch_run``'s block pc .. pc + kc on the columns jb .. jb + cols (at most a panel)."""
+    half = cols == nr // 2 and m % MR == 0  # (a half tile past C's last row would read past B's end)
+    if cols == nr or half:  # B read where it lies
+        src, b0, ldb = b, pc * p + jb, p
+    else:
+        for kk in range(kc):
+            for q in range(nr):
+                bp[kk * nr + q] = b[(pc + kk) * p + jb + q] if q < cols else 0
+        src, b0, ldb = bp, 0, nr
+    for ip in range(mp // MR):
+        i0 = ip * MR
+        a0 = pc * mp + ip * kc * MR
+        if i0 + MR <= m:
             if cols == nr:
-                src, b0, ldb = b, pc * p + jb, p
-            else:
-                for kk in range(kc):
-                    for q in range(nr):
-                        bp[kk * nr + q] = b[(pc + kk) * p + jb + q] if q < cols else 0
-                src, b0, ldb = bp, 0, nr
-            for ip in range(mp // MR):
-                i0 = ip * MR
-                a0 = pc * mp + ip * kc * MR
-                if cols == nr and i0 + MR <= m:
-                    _tile(ap, a0, 0, src, b0, ldb, c, i0 * p + jb, p, kc, add, zeros, i0, 0)
-                    continue
-                _tile(ap, a0, 0, src, b0, ldb, ct, 0, nr, kc, 0, zeros, i0, 0)
-                for r in range(min(MR, m - i0)):
-                    for q in range(cols):
-                        v = ct[r * nr + q]
-                        if add:
-                            v += c[(i0 + r) * p + jb + q]
-                        c[(i0 + r) * p + jb + q] = v
+                _tile(ap, a0, 0, src, b0, ldb, c, i0 * p + jb, p, kc, add, zeros, i0, 0)
+                continue
+            if half:
+                _tile_half(ap, a0, 0, src, b0, ldb, c, i0 * p + jb, p, kc, add, zeros, i0, 0)
+                continue
+        _tile(ap, a0, 0, src, b0, ldb, ct, 0, nr, kc, 0, zeros, i0, 0)
+        for r in range(min(MR, m - i0)):
+            for q in range(cols):
+                v = ct[r * nr + q]
+                if add:
+                    v += c[(i0 + r) * p + jb + q]
+                c[(i0 + r) * p + jb + q] = v
 
 
 @njit(**_JIT)
@@ -395,14 +411,10 @@ def batch(ap2, m, b, c, k, p, scratch, spans):  # pragma: no cover
     ct = scratch[KC * nr:(KC + MR) * nr]
     zeros = scratch[(KC + MR) * nr:(KC + MR) * nr + _whole_rows(m)]  # the bias: none
     zeros[:] = 0
+    every = np.array([0, p, 0, 0], np.int64)
     for i in range(ap2.shape[0]):
         bi, ci = b[i * k * p:(i + 1) * k * p], c[i * m * p:(i + 1) * m * p]
-        if spans.shape[0] == 0:
-            _batch_run(ap2[i], m, zeros, bi, ci, k, p, 0, p, bp, ct)
-            continue
-        for h in range(0, 4, 2):
-            if spans[i, h + 1] > spans[i, h]:
-                _batch_run(ap2[i], m, zeros, bi, ci, k, p, spans[i, h], spans[i, h + 1], bp, ct)
+        _batch_run(ap2[i], m, zeros, bi, ci, k, p, spans[i] if spans.shape[0] else every, bp, ct)
 
 
 # -- weight gradient: the reduction runs over the images' pixels, each slot a share of it ----------

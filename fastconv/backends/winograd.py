@@ -473,12 +473,15 @@ def _by_channels(src, wv, m, plan, tiles_h, tiles_w, pt, pl, b, y, out_hw):
 
 _NO_ORDER, _NO_SPANS = np.empty(0, np.int64), np.empty((0, 4), np.int64)  # every tile, in row order
 # The products that only cropped pixels read (``_k.tile_order``) are skipped where that leaves at
-# most this share of the products' panels of register-tile columns (a span that ends mid-panel
-# costs a whole one): the tiles' new order costs the input transform about 15 % more (its shift's
-# fix-ups). Two threads, float32, time skipping / not, 11-15 interleaved rounds, same bits: N=32
-# C=512 7x7 F(4x4) by channels (121 panels of 144) forward 0.89-0.97, input gradient 0.88-0.92;
-# F(2x2) by items (116 of 128) 0.98-1.00; N=8 F(4x4) (41 of 36) 1.5; N=32 C=128 27x27 F(2x2) 1.09.
-CROP_MAX_PANELS = 0.85
+# most this share of the products' panels of register-tile columns, counted in halves (a span that
+# ends mid-panel costs a half-width tile there, ``_gemm._batch_panel``): the tiles' new order costs
+# the input transform about 15 % more (its shift's fix-ups). Two threads, float32, time skipping /
+# not, 11-13 interleaved rounds, same bits (2026-12-02, since spans end on half tiles): N=32 C=512
+# 7x7 F(2x2) by items (112.5 panels of 128) forward 0.94, input gradient 0.92 (0.98-1.00 when such
+# an end cost a whole tile and a copy); F(4x4) by channels forward 0.89, input gradient 0.90; N=32
+# C=256 14x14 F(4x4) by items (264.5 of 288) 0.97-0.98. Left whole: N=8 C=512 7x7 F(2x2) (30 of
+# 32) 0.98-0.99; N=32 C=128 27x27 F(2x2) (0.97) 1.09 before; N=8 F(4x4) (41 of 36) 1.5 before.
+CROP_MAX_PANELS = 0.92
 
 
 def _cropped(scratch, m, r0, r1, tiles_h, tiles_w, out_hw, itemsize):
@@ -493,8 +496,9 @@ def _cropped(scratch, m, r0, r1, tiles_h, tiles_w, out_hw, itemsize):
     spans = buffer(scratch, "spans", ((m + 2) ** 2, 4), np.int64)
     _k.tile_order(r0, r1, tiles_h, tiles_w, m, cut_h, cut_w, order, spans)
     nr = _gemm.tile_cols(itemsize)
-    panels = int((-(-(spans[:, 1] - spans[:, 0]) // nr) - (-(spans[:, 3] - spans[:, 2]) // nr)).sum())
-    if panels > CROP_MAX_PANELS * len(spans) * -(-nt // nr):
+    half = nr // 2
+    halves = int((-(-(spans[:, 1] - spans[:, 0]) // half) - (-(spans[:, 3] - spans[:, 2]) // half)).sum())
+    if halves > CROP_MAX_PANELS * len(spans) * 2 * -(-nt // nr):
         return _NO_ORDER, _NO_SPANS
     return order, spans
 
