@@ -57,8 +57,9 @@ def _tile_function(module, bits, rows, taps=False, nv=NV):
         c[r*ldc + j] = (c[r*ldc + j] if add else 0) + (bias[r] if addb else 0)
                        + sum over k < kc of A(r, k) * b[k*ldb + j]
 
-    for r < MR, j < ``nv`` vectors (``NV``; one for a half-width tile), where A(r, k) is ``a[r*lda + k]`` (``rows``: A's rows where they
-    lie) or ``a[k*MR + r]`` (packed; ``lda`` unused). With ``taps``, two more arguments
+    for r < MR, j < ``nv`` vectors (``NV``; one for a half-width tile), where A(r, k) is
+    ``a[r*lda + k]`` (``rows``: A's rows where they lie) or ``a[k*MR + r]`` (packed; ``lda``
+    unused). With ``taps``, two more arguments
     ``(kw, ldr)``: B's steps run in rows of ``kw``, ``ldb`` apart within a row and ``ldr`` from one
     row's first to the next's, so step k reads ``b[(k // kw)*ldr + (k % kw)*ldb + j]`` (a kernel's
     taps over an image's plane: the implicit forward's)."""
