@@ -30,6 +30,8 @@ POINTWISE_FEW_CHANNELS = Geometry.from_args((64, 4, 14, 14), (64, 4, 1, 1))  # f
 # 3-D: the channel line reads the call's own channels, not the lift's (kD x C_in per plane)
 VOLUME_STRIDED = Geometry.from_args((2, 64, 16, 28, 28), (128, 64, 3, 3, 3), stride=2, padding=1)  # 14x14 out
 VOLUME_SMALL_PLANES = Geometry.from_args((2, 128, 8, 14, 14), (128, 128, 3, 3, 3), padding=1)
+VOLUME = Geometry.from_args((2, 64, 16, 56, 56), (64, 64, 3, 3, 3), padding=1)  # the 3d suite's: as 2-D
+VOLUME_PLANES = Geometry.from_args((2, 64, 16, 56, 56), (64, 64, 1, 3, 3), padding=(0, 1, 1))
 # dilated 3x3 at stride 1: winograd on the phases where they are 4x4 pixels or more, 128+ channels
 DILATED = Geometry.from_args((8, 128, 28, 28), (128, 128, 3, 3), padding=2, dilation=2)  # phases 14x14
 DILATED_SMALL_PHASES = Geometry.from_args((8, 128, 24, 24), (128, 128, 3, 3), padding=8, dilation=8)  # 3x3
@@ -95,6 +97,7 @@ def test_rule_with_every_backend(installed, geom, expected):
                                             (SMALL_IMAGES_FEW_CHANNELS, "numba"), (SMALL_IMAGES_GROUPED, "numba"),
                                             (POINTWISE_SMALL_IMAGES, PRODUCT), (SMALL, "numba"),
                                             (VOLUME_STRIDED, "numba"), (VOLUME_SMALL_PLANES, "winograd"),
+                                            (VOLUME, TILED_3X3), (VOLUME_PLANES, TILED_3X3),
                                             (DILATED, TILED_3X3), (DILATED_SMALL_PHASES, "numba"),
                                             (DILATED_FEW_CHANNELS, "numba"),
                                             (FEW_TILES, "im2col"), (FEW_TILES_12X12, "im2col"),

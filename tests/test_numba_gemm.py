@@ -174,13 +174,13 @@ def test_batched_products_match_longdouble(dtype):
         gemm._pack_a(a[i], packed[i])
     c = np.full((16, 20, 45), np.nan, dtype)
     scratch = np.empty(gemm.batch_scratch(20, np.dtype(dtype).itemsize), dtype)
-    gemm.batch(packed, 20, b.reshape(-1), c.reshape(-1), 300, 45, scratch, np.empty((0, 4), np.int64))
+    gemm.batch(packed, 20, b.reshape(-1), c.reshape(-1), 300, 45, scratch, np.empty((0, 4), np.int64), 300 * 45)
     want = np.matmul(a.astype(np.longdouble), b.astype(np.longdouble))
     assert np.abs(c - want).max() <= 4 * 300 * np.finfo(dtype).eps * np.abs(want).max()
     # only the spans' columns (two ranges, either empty, starting mid-panel), the others untouched
     spans = np.array([[0, 45, 0, 0], [3, 40, 0, 0], [0, 10, 20, 45], [0, 0, 7, 9]] * 4, np.int64)
     part = np.full_like(c, np.nan)
-    gemm.batch(packed, 20, b.reshape(-1), part.reshape(-1), 300, 45, scratch, spans)
+    gemm.batch(packed, 20, b.reshape(-1), part.reshape(-1), 300, 45, scratch, spans, 300 * 45)
     for i, (lo0, hi0, lo1, hi1) in enumerate(spans):
         cols = np.r_[lo0:hi0, lo1:hi1]
         assert np.array_equal(part[i][:, cols], c[i][:, cols])
@@ -202,11 +202,11 @@ def test_spans_ending_on_half_panels_give_the_same_bits(dtype, m):
         gemm._pack_a(a[i], packed[i])
     scratch = np.empty(gemm.batch_scratch(m, np.dtype(dtype).itemsize), dtype)
     every = np.full((4, m, p), np.nan, dtype)
-    gemm.batch(packed, m, b.reshape(-1), every.reshape(-1), k, p, scratch, np.empty((0, 4), np.int64))
+    gemm.batch(packed, m, b.reshape(-1), every.reshape(-1), k, p, scratch, np.empty((0, 4), np.int64), k * p)
     spans = np.array([[0, 3 * half, 4 * half, 5 * half], [0, half, 0, 0], [half, 2 * half, 3 * half, 5 * half],
                       [0, 0, 2 * half, 5 * half]], np.int64)
     part = np.full_like(every, np.nan)
-    gemm.batch(packed, m, b.reshape(-1), part.reshape(-1), k, p, scratch, spans)
+    gemm.batch(packed, m, b.reshape(-1), part.reshape(-1), k, p, scratch, spans, k * p)
     for i, (lo0, hi0, lo1, hi1) in enumerate(spans):
         cols = np.r_[lo0:hi0, lo1:hi1]
         assert np.array_equal(part[i][:, cols], every[i][:, cols])

@@ -402,11 +402,12 @@ def _batch_panel(ap, m, mp, zeros, b, c, p, pc, kc, add, jb, cols, nr, bp, ct): 
 
 
 @njit(**_JIT)
-def batch(ap2, m, b, c, k, p, scratch, spans):  # pragma: no cover
-    """``C[i] = A_i @ B[i]`` for every i on this thread: ``A_i`` (m x k) packed in ``ap2[i]``, B and
-    C the flat C-contiguous ``(len(ap2), k, p)`` and ``(len(ap2), m, p)``; only in the columns
-    ``spans[i, 0] .. spans[i, 1]`` and ``spans[i, 2] .. spans[i, 3]`` where ``spans`` is not empty
-    (C's other columns are left as they were)."""
+def batch(ap2, m, b, c, k, p, scratch, spans, bstep):  # pragma: no cover
+    """``C[i] = A_i @ B[i]`` for every i on this thread: ``A_i`` (m x k) packed in ``ap2[i]``, C the
+    flat C-contiguous ``(len(ap2), m, p)``, ``B[i]`` the C-contiguous (k, p) at ``b[i*bstep:]``
+    (``bstep`` = k*p: B C-contiguous too); only in the columns ``spans[i, 0] .. spans[i, 1]`` and
+    ``spans[i, 2] .. spans[i, 3]`` where ``spans`` is not empty (C's other columns are left as
+    they were)."""
     nr = _nr(scratch)
     bp = scratch[:KC * nr]
     ct = scratch[KC * nr:(KC + MR) * nr]
@@ -414,7 +415,7 @@ def batch(ap2, m, b, c, k, p, scratch, spans):  # pragma: no cover
     zeros[:] = 0
     every = np.array([0, p, 0, 0], np.int64)
     for i in range(ap2.shape[0]):
-        bi, ci = b[i * k * p:(i + 1) * k * p], c[i * m * p:(i + 1) * m * p]
+        bi, ci = b[i * bstep:i * bstep + k * p], c[i * m * p:(i + 1) * m * p]
         _batch_run(ap2[i], m, zeros, bi, ci, k, p, spans[i] if spans.shape[0] else every, bp, ct)
 
 
