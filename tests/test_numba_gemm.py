@@ -164,27 +164,41 @@ def test_the_scratch_of_the_register_tiles_is_small():
     assert nint == 0 and nfloat * 4 <= (slots - 1) * m * k * 4 + 300 * 1024 * slots
 
 
+_EVERY = np.empty((0, 4), np.int64)  # no spans: every column
+
+
+def _batched(a, b, spans=_EVERY):
+    """``gemm.batch`` of a[i] @ b[i] (A packed, B contiguous) into NaNs: the spans' columns only,
+    or all of them."""
+    (count, m, k), p = a.shape, b.shape[2]
+    packed = np.empty((count, gemm.packed_size(m, k)), a.dtype)
+    for i in range(count):
+        gemm._pack_a(a[i], packed[i])
+    c = np.full((count, m, p), np.nan, a.dtype)
+    scratch = np.empty(gemm.batch_scratch(m, a.itemsize), a.dtype)
+    gemm.batch(packed, m, b.reshape(-1), c.reshape(-1), k, p, scratch, spans, k * p)
+    return c
+
+
+def _assert_only_spans(part, every, spans):
+    """``part`` holds ``every``'s bits in the spans' columns and NaN elsewhere."""
+    for i, (lo0, hi0, lo1, hi1) in enumerate(spans):
+        cols = np.r_[lo0:hi0, lo1:hi1]
+        assert np.array_equal(part[i][:, cols], every[i][:, cols])
+        assert np.isnan(np.delete(part[i], cols, axis=1)).all()
+
+
 @wide
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_batched_products_match_longdouble(dtype):
     # winograd's products: one per transform point, each A packed once per call
     a, b = _rand((16, 20, 300), dtype, 0), _rand((16, 300, 45), dtype, 1)  # 300: two reduction blocks
-    packed = np.empty((16, gemm.packed_size(20, 300)), dtype)
-    for i in range(16):
-        gemm._pack_a(a[i], packed[i])
-    c = np.full((16, 20, 45), np.nan, dtype)
-    scratch = np.empty(gemm.batch_scratch(20, np.dtype(dtype).itemsize), dtype)
-    gemm.batch(packed, 20, b.reshape(-1), c.reshape(-1), 300, 45, scratch, np.empty((0, 4), np.int64), 300 * 45)
+    c = _batched(a, b)
     want = np.matmul(a.astype(np.longdouble), b.astype(np.longdouble))
     assert np.abs(c - want).max() <= 4 * 300 * np.finfo(dtype).eps * np.abs(want).max()
     # only the spans' columns (two ranges, either empty, starting mid-panel), the others untouched
     spans = np.array([[0, 45, 0, 0], [3, 40, 0, 0], [0, 10, 20, 45], [0, 0, 7, 9]] * 4, np.int64)
-    part = np.full_like(c, np.nan)
-    gemm.batch(packed, 20, b.reshape(-1), part.reshape(-1), 300, 45, scratch, spans, 300 * 45)
-    for i, (lo0, hi0, lo1, hi1) in enumerate(spans):
-        cols = np.r_[lo0:hi0, lo1:hi1]
-        assert np.array_equal(part[i][:, cols], c[i][:, cols])
-        assert np.isnan(np.delete(part[i], cols, axis=1)).all()
+    _assert_only_spans(_batched(a, b, spans), c, spans)
 
 
 @wide
@@ -197,20 +211,9 @@ def test_spans_ending_on_half_panels_give_the_same_bits(dtype, m):
     half = gemm.tile_cols(np.dtype(dtype).itemsize) // 2
     p, k = 5 * half, 300  # two reduction blocks
     a, b = _rand((4, m, k), dtype, 2), _rand((4, k, p), dtype, 3)
-    packed = np.empty((4, gemm.packed_size(m, k)), dtype)
-    for i in range(4):
-        gemm._pack_a(a[i], packed[i])
-    scratch = np.empty(gemm.batch_scratch(m, np.dtype(dtype).itemsize), dtype)
-    every = np.full((4, m, p), np.nan, dtype)
-    gemm.batch(packed, m, b.reshape(-1), every.reshape(-1), k, p, scratch, np.empty((0, 4), np.int64), k * p)
     spans = np.array([[0, 3 * half, 4 * half, 5 * half], [0, half, 0, 0], [half, 2 * half, 3 * half, 5 * half],
                       [0, 0, 2 * half, 5 * half]], np.int64)
-    part = np.full_like(every, np.nan)
-    gemm.batch(packed, m, b.reshape(-1), part.reshape(-1), k, p, scratch, spans, k * p)
-    for i, (lo0, hi0, lo1, hi1) in enumerate(spans):
-        cols = np.r_[lo0:hi0, lo1:hi1]
-        assert np.array_equal(part[i][:, cols], every[i][:, cols])
-        assert np.isnan(np.delete(part[i], cols, axis=1)).all()
+    _assert_only_spans(_batched(a, b, spans), _batched(a, b), spans)
 
 
 @wide

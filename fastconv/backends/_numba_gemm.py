@@ -26,7 +26,6 @@ vectors the tile's 16 sums would not fit in registers.
 """
 
 import llvmlite.binding as _llvm
-import numpy as np
 from llvmlite import ir
 from numba import types
 from numba.extending import intrinsic
@@ -351,8 +350,8 @@ def batch_scratch(m, itemsize):
 
 
 @njit(**_JIT)
-def _batch_run(ap, m, zeros, b, c, k, p, spans, bp, ct):  # pragma: no cover
-    """C = A @ B in the column ranges ``spans[0] .. spans[1]`` and ``spans[2] .. spans[3]``, A (m x k)
+def _batch_run(ap, m, zeros, b, c, k, p, j0, j1, j2, j3, bp, ct):  # pragma: no cover
+    """C = A @ B in the column ranges j0 .. j1 and j2 .. j3, A (m x k)
     packed, B and C the flat (k, p) and (m, p): per block of KC reduction steps, every panel of nr
     columns of both ranges, every panel of rows. Unlike ``_cols_run`` (panels outside, blocks
     inside), a block of A (up to 512 KiB at 512 rows) stays in L2 over all the panels of B rather
@@ -366,15 +365,17 @@ def _batch_run(ap, m, zeros, b, c, k, p, spans, bp, ct):  # pragma: no cover
     for pc in range(0, k, KC):
         kc = min(KC, k - pc)
         add = 1 if pc > 0 else 0
-        for h in range(0, 4, 2):  # both ranges in one pass over A's block (read from L3 once)
-            for jb in range(spans[h], spans[h + 1], nr):
-                _batch_panel(ap, m, mp, zeros, b, c, p, pc, kc, add, jb, min(nr, spans[h + 1] - jb), nr, bp, ct)
+        for lo, hi in ((j0, j1), (j2, j3)):  # both ranges in one pass over A's block (read from L3 once)
+            for jb in range(lo, hi, nr):
+                _batch_panel(ap, m, mp, zeros, b, c, p, pc, kc, add, jb, min(nr, hi - jb), nr, bp, ct)
 
 
 @njit(inline="always", **_JIT)
 def _batch_panel(ap, m, mp, zeros, b, c, p, pc, kc, add, jb, cols, nr, bp, ct):  # pragma: no cover
     """``_batch_run``'s block pc .. pc + kc on the columns jb .. jb + cols (at most a panel)."""
-    half = cols == nr // 2 and m % MR == 0  # (a half tile past C's last row would read past B's end)
+    # (C's last rows, if not a whole tile's, take the scratch tile, whose whole panel read of B
+    # where it lies would run past the span)
+    half = cols == nr // 2 and m % MR == 0
     if cols == nr or half:  # B read where it lies
         src, b0, ldb = b, pc * p + jb, p
     else:
@@ -413,10 +414,12 @@ def batch(ap2, m, b, c, k, p, scratch, spans, bstep):  # pragma: no cover
     ct = scratch[KC * nr:(KC + MR) * nr]
     zeros = scratch[(KC + MR) * nr:(KC + MR) * nr + _whole_rows(m)]  # the bias: none
     zeros[:] = 0
-    every = np.array([0, p, 0, 0], np.int64)
     for i in range(ap2.shape[0]):
         bi, ci = b[i * bstep:i * bstep + k * p], c[i * m * p:(i + 1) * m * p]
-        _batch_run(ap2[i], m, zeros, bi, ci, k, p, spans[i] if spans.shape[0] else every, bp, ct)
+        if spans.shape[0] == 0:
+            _batch_run(ap2[i], m, zeros, bi, ci, k, p, 0, p, 0, 0, bp, ct)
+        else:
+            _batch_run(ap2[i], m, zeros, bi, ci, k, p, spans[i, 0], spans[i, 1], spans[i, 2], spans[i, 3], bp, ct)
 
 
 # -- weight gradient: the reduction runs over the images' pixels, each slot a share of it ----------

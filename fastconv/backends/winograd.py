@@ -366,9 +366,7 @@ def _convolve(src, w, geom, c_dst, out_hw, pt, pl, bias, transposed):
     cs, cd = src.shape[1] // groups, c_dst // groups  # channels per group read and written
     tiles_h, tiles_w = -(-out_hw[0] // m), -(-out_hw[1] // m)
     rows = src.shape[0] * tiles_h  # rows of tiles over the whole batch
-    # The products on numba's register tiles (AVX-512) where there are channels enough to fill them:
-    # NumPy's BLAS may run narrower ones (AVX2 here, at about half their speed).
-    tiles = _gemm.WIDE and min(cs, cd) >= _gemm.MR
+    tiles = _on_tiles(cs, cd)
     y = np.empty((src.shape[0], c_dst, *out_hw), dtype)
     b = np.empty(0, dtype) if bias is None else bias
     wv = w.reshape(groups, cd if not transposed else w.shape[0] // groups, -1, 3, 3)
@@ -380,8 +378,7 @@ def _convolve(src, w, geom, c_dst, out_hw, pt, pl, bias, transposed):
             with np.errstate(invalid="ignore", over="ignore"):
                 bad = _by_channels(src, wv, m, plan, tiles_h, tiles_w, pt, pl, b, y, out_hw)
             return None if bad else y
-    u = np.empty((groups, a2, cd, cs) if not tiles else (0,), dtype)  # the transformed kernel, for BLAS
-    up = np.empty((groups, a2, _gemm.packed_size(cd, cs) if tiles else 0), dtype)  # ... packed, for the tiles
+    u, up = _kernel_arrays(groups, a2, cd, cs, dtype, tiles)
     size, threads = _plan(rows, tiles_w, a2 * (cs + cd) * itemsize, u.nbytes + up.nbytes, geom, itemsize,
                           _k.transform_scratch(m, 1, 1, itemsize)[0], panel=_gemm.tile_cols(itemsize) if tiles else 1)
     bad = []
@@ -405,10 +402,7 @@ def _convolve(src, w, geom, c_dst, out_hw, pt, pl, bias, transposed):
 
     # inf and NaN only send the call to the direct fallback: no warning for them
     with np.errstate(invalid="ignore", over="ignore"):  # map_items keeps BLAS to one thread per worker
-        if tiles:
-            _transform_filters_packed(wv, m, up.reshape(groups * a2, -1), threads)
-        else:
-            _transform_filters(wv, m, u, threads)
+        _transform_kernel(wv, m, u, up, tiles, threads)
         map_items(list(chunks(rows, size)), work, threads)
     return None if bad else y
 
@@ -512,6 +506,29 @@ def _transform_work(scratch, m, rows, tiles_w, dtype):
     return buffer(scratch, "s", (s,), dtype), buffer(scratch, "wk", (wk,), np.float64)
 
 
+def _on_tiles(cs, cd) -> bool:
+    """Whether the products run on numba's register tiles (AVX-512): channels enough to fill them,
+    cs read and cd written per group. NumPy's BLAS may run narrower ones (AVX2 here, at about half
+    their speed)."""
+    return _gemm.WIDE and min(cs, cd) >= _gemm.MR
+
+
+def _kernel_arrays(groups, a2, cd, k, dtype, tiles):
+    """``(u, up)``: the transformed kernel ``u[g, xi]`` (cd x k) for NumPy's products, or, with
+    ``tiles``, ``up[g, xi]`` the same packed for the register tiles; the other one empty."""
+    u = np.empty((groups, a2, cd, k) if not tiles else (0,), dtype)
+    up = np.empty((groups, a2, _gemm.packed_size(cd, k) if tiles else 0), dtype)
+    return u, up
+
+
+def _transform_kernel(wv, m, u, up, tiles, threads):
+    """Fill ``_kernel_arrays``' ``u`` or (``tiles``) ``up`` from the kernels ``wv`` (groups, cd, k, 3, 3)."""
+    if tiles:
+        _transform_filters_packed(wv, m, up.reshape(-1, up.shape[-1]), threads)
+    else:
+        _transform_filters(wv, m, u, threads)
+
+
 def _transform_filters(wv, m, u, threads):
     """``u[g, xi] = (G f G^T)[xi]`` for every filter ``wv[g, r, s]``, the (group, row) pairs split
     evenly over the threads."""
@@ -572,9 +589,8 @@ def _convolve_3d(src, w, geom, bias, transposed):
     # the stacked kernel (cd, kD*cs, 3, 3) in (kd, c) order, transformed: u[0, xi, cd, kD*cs], or
     # packed for numba's register tiles where the 2-D call would run its products there
     wst = np.ascontiguousarray(wk.transpose(0, 2, 1, 3, 4)).reshape(1, cd, kd * cs, 3, 3)
-    tiles = _gemm.WIDE and min(cs, cd) >= _gemm.MR
-    u = np.empty((1, a2, cd, kd * cs) if not tiles else (0,), dtype)
-    up = np.empty((1, a2, _gemm.packed_size(cd, kd * cs) if tiles else 0), dtype)
+    tiles = _on_tiles(cs, cd)
+    u, up = _kernel_arrays(1, a2, cd, kd * cs, dtype, tiles)
     per_tile = a2 * (depth * cs + cs + cd) * src.itemsize
     size, threads = _plan(tiles_h, tiles_w, per_tile, u.nbytes + up.nbytes + 2 * (
         src.nbytes + n * cd * d_out * out_hw[0] * out_hw[1] * src.itemsize), geom, src.itemsize,
@@ -619,10 +635,7 @@ def _convolve_3d(src, w, geom, bias, transposed):
     items = [(i, r0, min(tiles_h, r0 + size)) for i in range(n) for r0 in range(0, tiles_h, size)]
     with np.errstate(invalid="ignore", over="ignore"):
         map_items([(i, d) for i in range(n) for d in range(d_in)], planes_in, threads)
-        if tiles:
-            _transform_filters_packed(wst, m, up.reshape(a2, -1), threads)
-        else:
-            _transform_filters(wst, m, u, threads)
+        _transform_kernel(wst, m, u, up, tiles, threads)
         map_items(items, work, threads)
     if bad:
         return None
