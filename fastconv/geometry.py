@@ -218,6 +218,17 @@ class Geometry:
         """One input channel per group, more than one group."""
         return self.groups > 1 and self.c_in_g == 1
 
+    @cached_property
+    def _hash(self) -> int:
+        return hash((self.n, self.c_in, self.c_out, self.groups, self.in_size, self.kernel, self.stride,
+                     self.padding, self.dilation, self.out_size))
+
+    def __hash__(self) -> int:
+        """The fields' hash, computed once per instance: geometries key the per-call caches
+        (``backends._ranking``), and the dataclass's hash built the fields' tuple anew each time
+        (0.5 us of a small call)."""
+        return self._hash
+
     # 2-D conveniences: the names the 2-D kernels are written in. Read a dozen times per call, and
     # geometries are reused (from_args caches them): each is computed once per instance and then
     # read from the instance's dict (0.35 -> 0.03 us each). The fields stay the dataclass's own.

@@ -258,7 +258,12 @@ AUTO_MEASURE_ENV = "FASTCONV_AUTO"  # "measure": time the candidates once per sh
 _measured: dict[str, str] = {}  # FASTCONV_AUTO=measure's choices, keyed by the call's repr
 
 
-_ranked: dict[tuple, list[str]] = {}  # candidates' cache: ~10 us of a small call otherwise
+# candidates' cache, keyed by (geometry, dtype, precision): ~10 us of a small call otherwise. It
+# holds for one ``AUTO_RULES`` object and one list of available backends (``_ranked_for``; a
+# test or plugin that changes either empties it). Not keyed by those two: hashing the rules'
+# nested tuples on every call cost 2 us of auto's 5 us over the backend it picks.
+_ranked: dict[tuple, list[str]] = {}
+_ranked_for: list = [None, None]
 
 
 def candidates(geom: Geometry, dtype, precision: str | None = None) -> list[str]:
@@ -271,16 +276,20 @@ def _ranking(geom: Geometry, dtype, precision: str | None) -> list[str]:
     and a filtered copy cost ~1 us of a small call's ~10 us of overhead); not to be changed."""
     precision = precision or get_precision()
     names = available()
-    key = (geom, getattr(dtype, "str", dtype), precision, tuple(names), AUTO_RULES)
-    if key not in _ranked:
+    if _ranked_for[0] is not AUTO_RULES or _ranked_for[1] != names:
+        _ranked.clear()
+        _ranked_for[:] = AUTO_RULES, names
+    key = (geom, getattr(dtype, "str", dtype), precision)
+    ranked = _ranked.get(key)
+    if ranked is None:
         names = [name for name in names if _load(name).supports(geom, dtype, precision) is None]
         prefer = next(order for _, applies, order in AUTO_RULES if applies(geom))
         rank = {name: i for i, name in enumerate(prefer)}
         names.sort(key=lambda name: (name == "reference", rank.get(name, len(rank))))
         if len(_ranked) >= 1024:  # a bound, not an LRU: long-running callers see few shapes
             _ranked.clear()
-        _ranked[key] = names
-    return _ranked[key]
+        _ranked[key] = ranked = names
+    return ranked
 
 
 def choose(geom: Geometry, dtype, precision: str | None = None) -> str:
