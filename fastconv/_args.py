@@ -11,8 +11,8 @@ from . import _timing as timing
 
 
 def impl_names() -> tuple[str, ...]:
-    """Every name ``--backends`` accepts: the registered backends and torch."""
-    return (*backends.NAMES, timing.TORCH)
+    """Every name ``--backends`` accepts: the registered backends, auto and torch."""
+    return (*backends.NAMES, timing.AUTO, timing.TORCH)
 
 
 # Each error names the flag's field and lists the choices.

@@ -30,6 +30,7 @@ from ._plugins import Plugin
 from .cases import REFERENCE_MAX_MACS, Case
 
 TORCH = "torch"
+AUTO = "auto"  # fastconv's default, timed as a user calls it: the pick and the picking
 PASSES = ("forward", "backward")
 TOLERANCE = _precision.TOLERANCE  # what counts as a correct result, written once
 # A sample shorter than this is too close to the timer's and the scheduler's granularity: calls
@@ -292,7 +293,10 @@ def name_of(impl) -> str:
 
 def warm_up(impl, dtype) -> None:
     """Compile or prime ``impl`` on a tiny problem (numba's JIT), outside every timer."""
-    if impl != TORCH and not isinstance(impl, Plugin):
+    if impl == AUTO:
+        for name in backends.available():  # every candidate compiled: auto then runs its pick
+            backends.get(name).warmup(np.dtype(dtype))
+    elif impl != TORCH and not isinstance(impl, Plugin):
         backends.get(impl).warmup(np.dtype(dtype))
 
 
@@ -307,6 +311,12 @@ def skip_reason(impl, case: Case, dtype=np.float32, precision: str | None = None
         return None if impl.forward(case.function) else f"{impl.name} has no {case.function}"
     if _public(case.function) is None:
         return f"this fastconv has no {case.function}"
+    if impl == AUTO:
+        try:
+            backends.choose(case.geometry, np.dtype(dtype), precision)
+        except ValueError as exc:
+            return f"auto: {exc}"
+        return None
     if impl == "reference" and case.macs > REFERENCE_MAX_MACS:
         return f"reference is timed only up to {REFERENCE_MAX_MACS:.0e} MACs"
     module = backends.get(impl)
@@ -330,6 +340,9 @@ def algorithm(impl, case: Case, dtype, precision: str | None = None) -> str | No
     ``case`` (e.g. Winograd's tile size), else None."""
     if impl == TORCH or isinstance(impl, Plugin):
         return None
+    if impl == AUTO:  # the backend it picks, and what that runs
+        pick = backends.choose(case.geometry, np.dtype(dtype), precision)
+        return " ".join(filter(None, (pick, algorithm(pick, case, dtype, precision))))
     module = backends.get(impl)
     if not hasattr(module, "algorithm"):
         return None
@@ -419,13 +432,12 @@ def measure(cases, impls, passes=PASSES, *, dtype=np.float32, repeat: int = 7, s
                 name = name_of(impl)
                 row[name] = Timing(case.name, pass_, name, case.macs,
                                    skipped=skips[name] or pass_skip_reason(impl, case, pass_))
-                if row[name].skipped is None:
-                    row[name].algorithm = algorithm(impl, case, dtype)
             live = [impl for impl in impls if row[name_of(impl)].skipped is None]
             runs, numbers, outs = {}, {}, {}
             for impl in live:
                 name = name_of(impl)
                 warm_up(impl, dtype)
+                row[name].algorithm = algorithm(impl, case, dtype)  # warm: auto's pick is ready
                 runs[name] = problem.runner(impl, pass_)
                 row[name].warmup_s, _ = _sample(runs[name], 1)
                 once, _ = _sample(runs[name], 1)

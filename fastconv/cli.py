@@ -35,11 +35,11 @@ def _selection(parser, args, *, with_torch: bool = True) -> tuple[list[cases.Cas
     if args.backends:
         impls = list(dict.fromkeys(args.backends))
     else:
-        impls = backends.available() + ([timing.TORCH] if with_torch and timing.torch_module() else [])
+        impls = [*backends.available(), timing.AUTO, *([timing.TORCH] if with_torch and timing.torch_module() else [])]
     for impl in impls:
         if impl == timing.TORCH and timing.torch_module() is None:
             parser.error("backend 'torch' needs PyTorch, which is not installed: pip install torch")
-        if impl != timing.TORCH and impl not in backends.available():
+        if impl not in (timing.TORCH, timing.AUTO) and impl not in backends.available():
             try:
                 backends.get(impl)
             except ImportError as exc:
@@ -55,7 +55,7 @@ def _add_selection_flags(p: argparse.ArgumentParser, *, suite_default: str = "de
                    "kernel=3x3 pad=1' (any axes, stride, pad, dil per axis; see `fastconv bench --help`) "
                    "or 8,64,56,56,64,3,1,1")
     p.add_argument("--backends", type=impl_list, action="extend", metavar="NAME[,NAME...]",
-                   help=f"which of {', '.join(impl_names())} (default: every installed backend, plus torch)")
+                   help=f"which of {', '.join(impl_names())} (default: every installed backend, auto and torch)")
     p.add_argument("--dtype", choices=DTYPES, default="float32", help="default: float32")
     add_impl_flags(p)
 
@@ -127,9 +127,9 @@ class Summary:
         return {"median": self.median, "min": self.low, "max": self.high}
 
 
-def bench_report(results, cases_, passes, peak: float, dtype, picks=None) -> list[dict]:
-    """Print one table per shape and return the rows as dicts (for ``--json``); ``picks`` (a dict)
-    gets auto's pick per shape."""
+def bench_report(results, cases_, passes, peak: float, dtype) -> list[dict]:
+    """Print one table per shape and return the rows as dicts (for ``--json``); each row names
+    auto's pick for its shape."""
     to_torch, to_fastest = timing.per_round(results, timing.TORCH), timing.per_round(results, None)
     have_torch = any(r.impl == timing.TORCH and r.times for r in results)
     with_algorithm = any(r.algorithm for r in results)
@@ -139,8 +139,6 @@ def bench_report(results, cases_, passes, peak: float, dtype, picks=None) -> lis
             auto = choose_backend(case.x_shape, case.w_shape, **case.kwargs, dtype=dtype)
         except (ValueError, TypeError):  # an N-d shape on a fastconv without it
             auto = None
-        if picks is not None and auto is not None:
-            picks[case.name] = auto
         rows: list[list[str] | None] = []
         for pass_ in passes:
             if rows:
@@ -169,37 +167,27 @@ def bench_report(results, cases_, passes, peak: float, dtype, picks=None) -> lis
     return rows_out
 
 
-def geomean_summary(results, passes, picks=None) -> list[dict]:
+def geomean_summary(results, passes) -> list[dict]:
     """Per implementation and pass: the geometric mean over shapes of the median per-round ratio
-    to torch, the range of the per-round geomeans, and the worst shape; and a row "auto" for the
-    backend ``picks`` names per shape (``choose_backend``'s), where every pick was timed, with its
-    geomean to the fastest. Printed and returned."""
+    to torch, the range of the per-round geomeans, and the worst shape; auto's entries also say
+    how far it is from the fastest backend timed (geomean and worst). Printed and returned."""
     to_torch = timing.per_round(results, timing.TORCH)
     impls = list(dict.fromkeys(i for (_, _, i) in to_torch if i != timing.TORCH))  # those timed somewhere
+    to_fastest = _auto_to_fastest(results, set(backends.available()))
     rows, out = [], []
-    auto_rows = {}  # pass -> (per-shape ratios to torch, to the fastest backend) of auto's picks
-    ours = set(backends.available())
-    to_fastest = timing.per_round([r for r in results if r.impl in ours], None)
-    for pass_ in passes:
-        keys = [(case, pass_, pick) for case, pick in (picks or {}).items()]
-        if keys and all(k in to_torch and k in to_fastest for k in keys):
-            auto_rows[pass_] = [to_torch[k] for k in keys], [to_fastest[k] for k in keys]
-    for impl in impls + (["auto"] if auto_rows else []):
+    for impl in impls:
         row = [impl]
         for pass_ in passes:
-            if impl == "auto":
-                per_shape = auto_rows.get(pass_, ([], []))[0]
-            else:
-                per_shape = [v for (_, p, i), v in to_torch.items() if i == impl and p == pass_]
-            if per_shape:
-                medians = [float(np.median(v)) for v in per_shape]
+            keys = [k for k in to_torch if k[2] == impl and k[1] == pass_]
+            if keys:
+                medians = [float(np.median(to_torch[k])) for k in keys]
                 geo = math.exp(np.mean(np.log(medians)))
-                rounds = timing.geomean_per_round(per_shape)
-                entry = {"impl": impl, "pass": pass_, "shapes": len(per_shape), "geomean": geo,
+                rounds = timing.geomean_per_round([to_torch[k] for k in keys])
+                entry = {"impl": impl, "pass": pass_, "shapes": len(keys), "geomean": geo,
                          "round_geomean_min": float(rounds.min()), "round_geomean_max": float(rounds.max()),
                          "worst": max(medians)}
-                if impl == "auto":  # how far auto's picks are from the fastest implementation timed
-                    off = [float(np.median(v)) for v in auto_rows[pass_][1]]
+                off = [float(np.median(to_fastest[k[:2]])) for k in keys if k[:2] in to_fastest]
+                if impl == timing.AUTO and off:  # how far auto is from the fastest backend timed
                     entry |= {"fastest_geomean": math.exp(np.mean(np.log(off))), "fastest_worst": max(off)}
                 out.append(entry)
                 row += [spread(geo, entry["round_geomean_min"], entry["round_geomean_max"]), num(max(medians))]
@@ -208,10 +196,20 @@ def geomean_summary(results, passes, picks=None) -> list[dict]:
         rows.append(row)
     cols = ["backend"] + [f"{p} {s}" for p in passes for s in ("geomean [rounds' range]", "worst")]
     print_table("time / torch's time over the shapes above (median of per-round ratios)", cols, rows)
-    for entry in (e for e in out if e["impl"] == "auto"):
-        say(f"auto ({entry['pass']}): the backend it picks per shape took {entry['fastest_geomean']:.2f}x the "
-            f"fastest backend's time (geomean), {entry['fastest_worst']:.2f}x at worst")
+    for entry in (e for e in out if "fastest_geomean" in e):
+        say(f"auto ({entry['pass']}): {entry['fastest_geomean']:.2f}x the fastest backend's time (geomean), "
+            f"{entry['fastest_worst']:.2f}x at worst, its choice and the choosing timed")
     return out
+
+
+def _auto_to_fastest(results, ours) -> dict[tuple[str, str], np.ndarray]:
+    """``(case, pass) -> auto's time / the fastest of ``ours`` (backends) in each round``."""
+    by: dict[tuple[str, str], dict[str, np.ndarray]] = {}
+    for r in results:
+        if r.times and (r.impl in ours or r.impl == timing.AUTO):
+            by.setdefault((r.case, r.pass_), {})[r.impl] = np.asarray(r.times)
+    return {k: v[timing.AUTO] / np.min(np.vstack([t for i, t in v.items() if i != timing.AUTO]), axis=0)
+            for k, v in by.items() if timing.AUTO in v and len(v) > 1}
 
 
 def _plot(path: str, results, cases_, passes) -> None:
@@ -273,9 +271,8 @@ def cmd_bench(parser, args) -> int:
         total = timing.steps(cases_, impls, passes, args.repeat, dtype)
         with Progress(total, enabled=not args.no_progress) as progress:
             results = timing.measure(cases_, impls, passes, dtype=dtype, repeat=args.repeat, on_step=progress.step)
-    picks: dict[str, str] = {}
-    rows = bench_report(results, cases_, passes, peak.gflops, dtype, picks)
-    summary = geomean_summary(results, passes, picks) if have_torch and len(cases_) > 1 else []
+    rows = bench_report(results, cases_, passes, peak.gflops, dtype)
+    summary = geomean_summary(results, passes) if have_torch and len(cases_) > 1 else []
     doc = {"format": _results.FORMAT, "format_version": _results.FORMAT_VERSION, "environment": environment,
            "settings": {"dtype": str(dtype), "threads": args.threads, "repeat": args.repeat, "precision": level,
                         "passes": passes, "suite": None if args.shape else args.suite,

@@ -225,7 +225,7 @@ class Geometry:
 
     def __hash__(self) -> int:
         """The fields' hash, computed once per instance: geometries key the per-call caches
-        (``backends._ranking``), and the dataclass's hash built the fields' tuple anew each time
+        (``backends._entry``), and the dataclass's hash built the fields' tuple anew each time
         (0.5 us of a small call)."""
         return self._hash
 

@@ -145,6 +145,25 @@ def test_never_the_reference_on_the_suites():
         assert backends.choose(case.geometry, np.float32) != "reference", case.name
 
 
+def test_the_best_candidate_is_settled_once_ready(installed, monkeypatch):
+    # auto runs another backend while its best compiles, then the best, and stops asking
+    installed("reference", "im2col", "numba")
+    monkeypatch.setattr(backends, "_ranked", {})
+    asked = []
+    monkeypatch.setattr(backends, "_ready", lambda name, dtype: asked.append(name) or name != "numba")
+    assert backends.choose(DENSE, np.float32) == "im2col"
+    monkeypatch.setattr(backends, "_ready", lambda name, dtype: asked.append(name) or True)
+    assert backends.choose(DENSE, np.float32) == "numba"
+    settled = len(asked)
+    assert backends.choose(DENSE, np.float32) == "numba" and len(asked) == settled
+    monkeypatch.setattr(backends, "_measured_choice", lambda geom, dtype, names: "im2col")
+    monkeypatch.setenv(backends.AUTO_MEASURE_ENV, "measure")
+    assert backends.choose(DENSE, np.float32) == "im2col"  # FASTCONV_AUTO=measure still applies
+    installed("reference", "im2col")  # another set of backends: chosen anew
+    monkeypatch.delenv(backends.AUTO_MEASURE_ENV)
+    assert backends.choose(DENSE, np.float32) == "im2col"
+
+
 def test_measured_choice_picks_the_fastest_and_caches_it(monkeypatch, tmp_path):
     monkeypatch.setenv("FASTCONV_CACHE_DIR", str(tmp_path))
     calls = {"slow": 0, "fast": 0}

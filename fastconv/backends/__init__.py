@@ -258,38 +258,40 @@ AUTO_MEASURE_ENV = "FASTCONV_AUTO"  # "measure": time the candidates once per sh
 _measured: dict[str, str] = {}  # FASTCONV_AUTO=measure's choices, keyed by the call's repr
 
 
-# candidates' cache, keyed by (geometry, dtype, precision): ~10 us of a small call otherwise. It
-# holds for one ``AUTO_RULES`` object and one list of available backends (``_ranked_for``; a
-# test or plugin that changes either empties it). Not keyed by those two: hashing the rules'
-# nested tuples on every call cost 2 us of auto's 5 us over the backend it picks.
-_ranked: dict[tuple, list[str]] = {}
+# The candidates' cache, keyed by (geometry, dtype, precision): ~10 us of a small call otherwise.
+# Each entry: the ranked names and auto's settled pick (the best candidate, once it is ready: a
+# compiled backend stays compiled). It holds for one ``AUTO_RULES`` object and one list of
+# available backends (``_ranked_for``; a test or plugin that changes either empties it). Not
+# keyed by those two: hashing the rules' nested tuples on every call cost 2 us; auto's whole
+# cost over the backend it picks went from 5 to about 2 us a call.
+_ranked: dict[tuple, list] = {}
 _ranked_for: list = [None, None]
 
 
 def candidates(geom: Geometry, dtype, precision: str | None = None) -> list[str]:
     """The backends that ``"auto"`` may run for this call, best first by ``AUTO_RULES``."""
-    return list(_ranking(geom, dtype, precision))
+    return list(_entry(geom, dtype, precision)[0])
 
 
-def _ranking(geom: Geometry, dtype, precision: str | None) -> list[str]:
-    """``candidates``, as the cached list itself (``choose`` reads it on every auto call: a copy
-    and a filtered copy cost ~1 us of a small call's ~10 us of overhead); not to be changed."""
+def _entry(geom: Geometry, dtype, precision: str | None) -> list:
+    """``[candidates, settled pick or None]``, the cached entry itself (``choose`` reads it on
+    every auto call); its list of names is not to be changed."""
     precision = precision or get_precision()
     names = available()
     if _ranked_for[0] is not AUTO_RULES or _ranked_for[1] != names:
         _ranked.clear()
         _ranked_for[:] = AUTO_RULES, names
     key = (geom, getattr(dtype, "str", dtype), precision)
-    ranked = _ranked.get(key)
-    if ranked is None:
+    entry = _ranked.get(key)
+    if entry is None:
         names = [name for name in names if _load(name).supports(geom, dtype, precision) is None]
         prefer = next(order for _, applies, order in AUTO_RULES if applies(geom))
         rank = {name: i for i, name in enumerate(prefer)}
         names.sort(key=lambda name: (name == "reference", rank.get(name, len(rank))))
         if len(_ranked) >= 1024:  # a bound, not an LRU: long-running callers see few shapes
             _ranked.clear()
-        _ranked[key] = ranked = names
-    return ranked
+        _ranked[key] = entry = [names, None]
+    return entry
 
 
 def choose(geom: Geometry, dtype, precision: str | None = None) -> str:
@@ -300,13 +302,20 @@ def choose(geom: Geometry, dtype, precision: str | None = None) -> str:
     With ``FASTCONV_AUTO=measure`` in the environment, the fastest candidate timed on this call's
     shapes instead, once per shape, dtype and precision.
     """
-    names = _ranking(geom, dtype, precision)
+    entry = _entry(geom, dtype, precision)
+    measure = os.environ.get(AUTO_MEASURE_ENV) == "measure"
+    if entry[1] is not None and not measure:
+        return entry[1]
+    names = entry[0]
     if not names:
         raise ValueError(f"no installed backend supports this call ({geom}); installed: {available()}")
     fast = names[:-1] if len(names) > 1 and names[-1] == "reference" else names  # (ranked last)
-    if len(fast) > 1 and os.environ.get(AUTO_MEASURE_ENV) == "measure":
+    if len(fast) > 1 and measure:
         return _measured_choice(geom, dtype, fast)
-    return next((name for name in fast if _ready(name, dtype)), fast[0])
+    pick = next((name for name in fast if _ready(name, dtype)), fast[0])
+    if pick == fast[0] and _ready(pick, dtype):
+        entry[1] = pick
+    return pick
 
 
 def time_candidates(geom: Geometry, dtype, names: list[str]) -> dict[str, float]:
