@@ -189,9 +189,9 @@ class Geometry:
     def y_shape(self) -> tuple[int, ...]:
         return (self.n, self.c_out, *self.out_size)
 
-    @property
+    @cached_property
     def padded_size(self) -> tuple[int, ...]:
-        """The zero-padded input's spatial size."""
+        """The zero-padded input's spatial size (read on every numba call: computed once)."""
         return tuple(i + a + b for i, (a, b) in zip(self.in_size, self.padding))
 
     @property

@@ -318,6 +318,20 @@ def test_im2col_on_one_thread_keeps_blas_to_one_thread_and_restores_it(blas_at_3
     assert set(_blas_threads().values()) == {3}
 
 
+def test_uncapped_kept_scratch_returns_its_last_view_again():
+    # the numba backend's workspaces: the same view while shape and dtype repeat, a new one otherwise
+    _workers.drop_kept()
+    a = _workers.kept("u", (16,), np.float32, capped=False)
+    assert _workers.kept("u", (16,), np.float32, capped=False) is a
+    b = _workers.kept("u", (8,), np.float32, capped=False)
+    assert b is not a and b.shape == (8,) and np.shares_memory(a, b)
+    c = _workers.kept("u", (64,), np.float64, capped=False)  # grown
+    assert c.dtype == np.float64 and not np.shares_memory(a, c)
+    _workers.drop_kept()
+    assert _workers.kept("u", (64,), np.float64, capped=False) is not c
+    _workers.drop_kept()
+
+
 def test_kept_scratch_is_reused_per_thread_and_bounded(monkeypatch):
     """``kept`` scratch: the same memory on this thread's next call when it fits (grown when not),
     another thread's own, sizes past KEPT_MAX_BYTES made afresh, and ``drop_kept`` frees it."""

@@ -252,7 +252,8 @@ def _scratch(name, n, dtype):
     """This calling thread's workspace ``name``: ``n`` elements of ``dtype`` starting on a 64-byte
     line, kept between calls (``_workers.kept``, uncapped: grown, never shrunk) so that a warm call
     allocates nothing. The kernels carve what they need from its start."""
-    return kept(f"numba-{name}-{dtype_name(dtype)}", (n,), dtype, capped=False)
+    dtype = np.dtype(dtype)
+    return kept(("numba", name, dtype), (n,), dtype, capped=False)
 
 
 def _workspaces(dtype, sizes):
