@@ -186,8 +186,9 @@ def geomean_summary(results, passes) -> list[dict]:
                 entry = {"impl": impl, "pass": pass_, "shapes": len(keys), "geomean": geo,
                          "round_geomean_min": float(rounds.min()), "round_geomean_max": float(rounds.max()),
                          "worst": max(medians)}
-                off = [float(np.median(to_fastest[k[:2]])) for k in keys if k[:2] in to_fastest]
-                if impl == timing.AUTO and off:  # how far auto is from the fastest backend timed
+                off = [float(np.median(to_fastest[k[:2]])) for k in keys if k[:2] in to_fastest] \
+                    if impl == timing.AUTO else []  # how far auto is from the fastest backend timed
+                if off:
                     entry |= {"fastest_geomean": math.exp(np.mean(np.log(off))), "fastest_worst": max(off)}
                 out.append(entry)
                 row += [spread(geo, entry["round_geomean_min"], entry["round_geomean_max"]), num(max(medians))]
