@@ -173,7 +173,8 @@ def geomean_summary(results, passes) -> list[dict]:
     how far it is from the fastest backend timed (geomean and worst). Printed and returned."""
     to_torch = timing.per_round(results, timing.TORCH)
     impls = list(dict.fromkeys(i for (_, _, i) in to_torch if i != timing.TORCH))  # those timed somewhere
-    to_fastest = _auto_to_fastest(results, set(backends.available()))
+    ours = {*backends.available(), timing.AUTO}  # auto over the fastest of fastconv's, itself included
+    to_fastest = timing.per_round([r for r in results if r.impl in ours], None)
     rows, out = [], []
     for impl in impls:
         row = [impl]
@@ -186,7 +187,7 @@ def geomean_summary(results, passes) -> list[dict]:
                 entry = {"impl": impl, "pass": pass_, "shapes": len(keys), "geomean": geo,
                          "round_geomean_min": float(rounds.min()), "round_geomean_max": float(rounds.max()),
                          "worst": max(medians)}
-                off = [float(np.median(to_fastest[k[:2]])) for k in keys if k[:2] in to_fastest] \
+                off = [float(np.median(to_fastest[k])) for k in keys if k in to_fastest] \
                     if impl == timing.AUTO else []  # how far auto is from the fastest backend timed
                 if off:
                     entry |= {"fastest_geomean": math.exp(np.mean(np.log(off))), "fastest_worst": max(off)}
@@ -201,16 +202,6 @@ def geomean_summary(results, passes) -> list[dict]:
         say(f"auto ({entry['pass']}): {entry['fastest_geomean']:.2f}x the fastest backend's time (geomean), "
             f"{entry['fastest_worst']:.2f}x at worst, its choice and the choosing timed")
     return out
-
-
-def _auto_to_fastest(results, ours) -> dict[tuple[str, str], np.ndarray]:
-    """``(case, pass) -> auto's time / the fastest of ``ours`` (backends) in each round``."""
-    by: dict[tuple[str, str], dict[str, np.ndarray]] = {}
-    for r in results:
-        if r.times and (r.impl in ours or r.impl == timing.AUTO):
-            by.setdefault((r.case, r.pass_), {})[r.impl] = np.asarray(r.times)
-    return {k: v[timing.AUTO] / np.min(np.vstack([t for i, t in v.items() if i != timing.AUTO]), axis=0)
-            for k, v in by.items() if timing.AUTO in v and len(v) > 1}
 
 
 def _plot(path: str, results, cases_, passes) -> None:

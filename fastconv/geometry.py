@@ -15,7 +15,7 @@ from __future__ import annotations
 import itertools
 import math
 import numbers
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields, replace
 from functools import cached_property
 
 PADDING_STRINGS = ("valid", "same")
@@ -220,8 +220,7 @@ class Geometry:
 
     @cached_property
     def _hash(self) -> int:
-        return hash((self.n, self.c_in, self.c_out, self.groups, self.in_size, self.kernel, self.stride,
-                     self.padding, self.dilation, self.out_size))
+        return hash(tuple(getattr(self, f.name) for f in fields(self)))
 
     def __hash__(self) -> int:
         """The fields' hash, computed once per instance: geometries key the per-call caches

@@ -312,10 +312,10 @@ def choose(geom: Geometry, dtype, precision: str | None = None) -> str:
     fast = names[:-1] if len(names) > 1 and names[-1] == "reference" else names  # (ranked last)
     if len(fast) > 1 and measure:
         return _measured_choice(geom, dtype, fast)
-    pick = next((name for name in fast if _ready(name, dtype)), fast[0])
-    if pick == fast[0] and _ready(pick, dtype):
-        entry[1] = pick
-    return pick
+    if _ready(fast[0], dtype):
+        entry[1] = fast[0]  # settled
+        return fast[0]
+    return next((name for name in fast[1:] if _ready(name, dtype)), fast[0])
 
 
 def time_candidates(geom: Geometry, dtype, names: list[str]) -> dict[str, float]:
