@@ -11,9 +11,10 @@ changes what another thread computes.
 from __future__ import annotations
 
 import contextlib
-import threading
 
 import numpy as np
+
+from ._threads import thread_local
 
 PRECISIONS = ("highest", "high")
 # Largest |got - want| / max|want| that counts as a correct result (the tests' oracle and the
@@ -24,7 +25,7 @@ TOLERANCE = {np.dtype(np.float32): 1e-4, np.dtype(np.float64): 1e-10}
 DEFAULT = "highest"
 
 _default = DEFAULT  # set_precision's process-wide level, seen by threads that never chose one
-_local = threading.local()  # a `with precision(...)` block's level, for its own thread only
+_local = thread_local(level=None)  # a `with precision(...)` block's level, for its own thread only
 
 
 def _check(level, fn: str) -> str:
@@ -35,7 +36,7 @@ def _check(level, fn: str) -> str:
 
 def get_precision() -> str:
     """The precision level that calls from this thread run at."""
-    return getattr(_local, "level", None) or _default
+    return _local.level or _default
 
 
 def set_precision(level: str) -> None:
@@ -66,7 +67,7 @@ def precision(level: str):
     'highest'
     """
     _check(level, "precision")
-    previous = getattr(_local, "level", None)
+    previous = _local.level
     _local.level = level
     try:
         yield level

@@ -21,11 +21,19 @@ import os
 import sys
 import threading
 
+
+def thread_local(**defaults) -> threading.local:
+    """A ``threading.local`` whose attributes read ``defaults`` in a thread that has not set them.
+    Read on every call: ``getattr(local, name, default)`` on an unset attribute raises and catches
+    an AttributeError inside, 0.3 us each time; a class attribute is found at once."""
+    return type("ThreadLocal", (threading.local,), defaults)()
+
+
 _default: int | None = None  # set_num_threads's count; None: all cores
 _UNSET = object()
-_local = threading.local()  # .count: the count of this thread's innermost `threads` block
+_local = thread_local(count=_UNSET)  # the count of this thread's innermost `threads` block
 _calls: dict[int, None] = {}  # threads inside a counted backend call now, by thread id
-_call = threading.local()  # .threads: the count fixed for the call this thread is in
+_call = thread_local(threads=None)  # the count fixed for the call this thread is in
 
 
 def _all_cores() -> int:
@@ -38,7 +46,7 @@ def _all_cores() -> int:
 def requested() -> int | None:
     """This thread's count: its ``threads(n)`` block's, else :func:`set_num_threads`'s; ``None``
     when neither set one."""
-    count = getattr(_local, "count", _UNSET)
+    count = _local.count
     return _default if count is _UNSET else count
 
 
@@ -53,7 +61,7 @@ def call_threads() -> int:
     """Threads for the backend call in progress in this thread, fixed when it began (see
     :func:`counted_call`): this thread's setting if any, else the cores shared evenly among the
     counted calls in progress, this one included. Outside a call, what one starting now gets."""
-    count = getattr(_call, "threads", None)
+    count = _call.threads
     if count is not None:
         return count
     count = requested()
@@ -70,7 +78,7 @@ def counted_call(pass_fn):
     shares must agree). A call made inside another (grad_input through forward) is part of it."""
     @functools.wraps(pass_fn)
     def run(*args, **kwargs):
-        if getattr(_call, "threads", None) is not None:
+        if _call.threads is not None:
             return pass_fn(*args, **kwargs)
         me = threading.get_ident()
         try:  # an interrupt anywhere in here is undone by the finally (or by this thread's next call)
@@ -132,7 +140,7 @@ def set_num_threads(n: int | None) -> None:
     """
     global _default
     _default = _check(n, "set_num_threads")
-    if getattr(_local, "count", _UNSET) is _UNSET:  # else this thread's block still decides
+    if _local.count is _UNSET:  # else this thread's block still decides
         _apply_numba(_default)
 
 
@@ -149,7 +157,7 @@ def threads(n: int | None):
     1
     """
     n = _check(n, "threads")
-    previous = getattr(_local, "count", _UNSET)
+    previous = _local.count
     numba = _numba()
     numba_previous = numba.get_num_threads() if numba is not None else None
     try:
@@ -176,7 +184,7 @@ _blas_libs = None  # threadpoolctl's controllers of the loaded BLAS libraries, f
 _blas_lock = threading.Lock()
 _blas_users: dict[int, None] = {}  # threads inside single_threaded_blas now, by thread id
 _blas_saved: list[int] | None = None  # counts found by the first block, restored by the last
-_inside = threading.local()  # .blas: this thread is inside a block (an inner one then does nothing)
+_inside = thread_local(blas=False)  # this thread is inside a block (an inner one then does nothing)
 
 
 @contextlib.contextmanager
@@ -189,7 +197,7 @@ def single_threaded_blas(active: bool = True):
     share it: the first sets it, the last restores it. Blocks nest (an inner one does nothing).
     ``active=False`` makes the block a no-op.
     """
-    if not active or getattr(_inside, "blas", False):
+    if not active or _inside.blas:
         yield
         return
     me = threading.get_ident()
@@ -241,8 +249,8 @@ def _after_fork_in_child() -> None:
     global _blas_lock
     _blas_lock = threading.Lock()
     me = threading.get_ident()
-    for record, mine in ((_blas_users, getattr(_inside, "blas", False)),
-                         (_calls, getattr(_call, "threads", None) is not None)):
+    for record, mine in ((_blas_users, _inside.blas),
+                         (_calls, _call.threads is not None)):
         record.clear()
         if mine:  # forked from inside, whose exit runs in the child too
             record[me] = None

@@ -21,7 +21,7 @@ import threading
 
 import numpy as np
 
-from ._threads import call_threads, single_threaded_blas
+from ._threads import call_threads, single_threaded_blas, thread_local
 
 DEFAULT_MEMORY_BUDGET = 256 * 2**20  # bytes; the default budget is this or 2x the input, if larger
 _budget: int | None = None  # None: the default rule above
@@ -48,14 +48,14 @@ def memory_budget(input_nbytes: int) -> int:
     return _budget if _budget is not None else max(DEFAULT_MEMORY_BUDGET, 2 * input_nbytes)
 
 
-_held = threading.local()  # bytes that this thread's caller holds beside its calls (``holding``)
+_held = thread_local(nbytes=0)  # bytes that this thread's caller holds beside its calls (``holding``)
 
 
 @contextlib.contextmanager
 def holding(nbytes: int):
     """Calls made on this thread within plan with ``nbytes`` less of the budget: what a wrapper
     holds beside the calls it makes (a dilated call's copies of its phases, ``backends/_phases.py``)."""
-    before = getattr(_held, "nbytes", 0)
+    before = _held.nbytes
     _held.nbytes = before + int(nbytes)
     try:
         yield
@@ -65,7 +65,8 @@ def holding(nbytes: int):
 
 def call_budget(geom, itemsize) -> int:
     """``memory_budget`` of a call on ``geom``'s input, less what its caller holds (``holding``)."""
-    return max(0, memory_budget(math.prod(geom.x_shape) * itemsize) - getattr(_held, "nbytes", 0))
+    budget = _budget if _budget is not None else max(DEFAULT_MEMORY_BUDGET, 2 * itemsize * math.prod(geom.x_shape))
+    return max(0, budget - _held.nbytes)  # (memory_budget inlined: read on every call)
 
 
 def reserved() -> int:

@@ -199,7 +199,7 @@ class Geometry:
         """Slices of the padded input's spatial axes that hold the input itself."""
         return tuple(slice(a, a + i) for i, (a, _) in zip(self.in_size, self.padding))
 
-    @property
+    @cached_property
     def is_padded(self) -> bool:
         return any(a or b for a, b in self.padding)
 

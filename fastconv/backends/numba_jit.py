@@ -29,6 +29,7 @@ import contextlib
 import ctypes
 import functools
 import logging
+import math
 import os
 import sys
 import threading
@@ -245,7 +246,7 @@ if hasattr(os, "register_at_fork"):
 SERIAL_MAX_MACS = 2_000_000
 
 
-_local = threading.local()  # each calling thread's compile_only flag
+_local = _threads.thread_local(compile_only=False)  # each calling thread's compile_only flag
 
 
 def _scratch(name, n, dtype):
@@ -261,7 +262,7 @@ def _workspaces(dtype, sizes):
     counts ``sizes(nthreads)`` gives for a kernel's slots."""
     def make(nthreads):
         nfloat, nint = sizes(nthreads)
-        return _scratch("float", nfloat, dtype), _scratch("int", nint, np.int64)
+        return _scratch("float", nfloat, dtype), _scratch("int", nint, np.int64) if nint else _NO_INTS
     return make
 
 
@@ -293,7 +294,7 @@ def _run_parts(part, macs, *args, workspaces, prepare=None, serial=None, finish=
     leave flags)."""
     nthreads, nslots = _slots(macs, pieces)
     fws, iws = workspaces(nslots)
-    if getattr(_local, "compile_only", False):  # warmup: compile, not run
+    if _local.compile_only:  # warmup: compile, not run
         types = tuple(numba.typeof(a) for a in (*args, nslots, fws, iws))
         part.compile((*types, numba.typeof(0)))
         for fn in (prepare, serial, finish):
@@ -324,11 +325,14 @@ def _slots(macs, pieces=1):
 
 
 def _all_finite(a) -> bool:
-    """Whether ``a`` holds no inf or NaN, without a boolean mask of its size: any such element
-    makes the sum non-finite (an overflowing sum of finite values only sends the caller down its
-    exact, slower path). Not the kernels' ``_k._all_finite``: called from Python, a Numba function
-    allocates a wrapper for its array argument, which the warm-call allocation test counts."""
-    return bool(np.isfinite(a.sum()))
+    """Whether ``a`` (C-contiguous) holds no inf or NaN, without a boolean mask of its size: any
+    such element makes the sum of squares non-finite (one that overflows from finite values only
+    sends the caller down its exact, slower path). A dot product, not ``a.sum()``: BLAS's is 0.5
+    against 1.4 us on a small weight and 130 against 370 us on 2.4 M values. Not the kernels'
+    ``_k._all_finite``: called from Python, a Numba function allocates a wrapper for its array
+    argument, which the warm-call allocation test counts."""
+    flat = a.reshape(-1)
+    return math.isfinite(np.dot(flat, flat))
 
 
 def _hyper(geom):
@@ -408,7 +412,7 @@ def forward(x, w, geom, bias=None):
         pass
     else:
         _run_forward(x, w, bias, y, geom.sh, geom.sw, geom.pt, geom.pl, geom.dil_h, geom.dil_w, geom.groups, geom.macs)
-    if not _all_finite(w):
+    if geom.is_padded and not _all_finite(w):  # inf * 0 only where a tap reads padding
         padding_products(y, ~np.isfinite(w), geom, forward=True)
     return y
 
@@ -495,7 +499,7 @@ def grad_weight(gy, x, geom):
         _run_parts(_k._grad_weight_part, geom.macs, gy, x, gw, *_hyper(geom), x.dtype.type(0),
                    workspaces=_packed_workspaces(_k._gw_scratch, x, gw, (geom.oh, geom.ow), geom.sh, geom.sw,
                                                  geom.dil_h, geom.dil_w, geom.groups))
-    if not _all_finite(gy):
+    if geom.is_padded and not _all_finite(gy):  # inf * 0 only where a tap reads padding
         padding_products(gw, ~np.isfinite(gy), geom, forward=False)
     return gw
 
@@ -511,13 +515,14 @@ def _implicit_grad_weight(gy, x, gw, geom) -> bool:
     flags = _run_parts(_implicit.gw_part, geom.macs, gy.reshape(*gy.shape[:2], -1), x, gw.reshape(geom.c_out, -1),
                        geom.kh, geom.kw, geom.dil_h, geom.dil_w, geom.pt, geom.pl, *plan.args(),
                        workspaces=_workspaces(x.dtype, plan.scratch))
-    return getattr(_local, "compile_only", False) or not flags[:nslots].any()
+    return _local.compile_only or not flags[:nslots].any()
 
 
 def _implicit_takes(geom, itemsize) -> bool:
     """Whether the implicit forward takes the call: where it applies, but for the calls of the 1x1
     products and of the columns kernels (which read the input in place too)."""
-    return (_implicit.forward_applies(geom, itemsize) and not matrix_product(geom)
+    return (_implicit.forward_applies(geom, itemsize)  # (geom is 2-D here: matrix_product's as_2d is not needed)
+            and not _gemm.applies(geom.kh, geom.kw, geom.is_padded, geom.groups, geom.c_in, geom.c_out)
             and not _cols.applies(geom.kw, geom.sh, geom.sw, geom.pl, geom.iw, geom.ow))
 
 
