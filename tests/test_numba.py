@@ -252,6 +252,20 @@ def test_nan_and_inf_meeting_padding_give_nan_like_reference(xs, ws, kwargs, whe
         np.testing.assert_allclose(got[finite], want[finite], rtol=1e-10, atol=1e-10)
 
 
+def test_finite_values_whose_squares_overflow_put_no_nan_at_the_padding():
+    """The finiteness check sums squares (``_all_finite``): 1e20 squared overflows float32, which
+    sends the call down the exact path for non-finite values, and that path must find none."""
+    geom, x, w, gy = _inputs((1, 2, 5, 5), (3, 2, 3, 3), dict(padding=1), np.float32)
+    w[0, 0, 0, 0] = gy[0, 0, 0, 0] = 1e20
+    with np.errstate(over="ignore"):  # as the public functions run it
+        assert not numba_jit._all_finite(w)
+        pairs = [(numba_jit.forward(x, w, geom), reference.forward(x, w, geom)),
+                 (numba_jit.grad_weight(gy, x, geom), reference.grad_weight(gy, x, geom))]
+    for got, want in pairs:
+        assert np.isfinite(got).all()
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5 * np.abs(want).max())
+
+
 @pytest.mark.parametrize("threads", [1, 2])
 @pytest.mark.parametrize("kwargs", [dict(padding=1), dict(stride=2, padding=1), dict(padding=1, groups=8),
                                     dict(padding=2, dilation=2)])
