@@ -65,8 +65,7 @@ def holding(nbytes: int):
 
 def call_budget(geom, itemsize) -> int:
     """``memory_budget`` of a call on ``geom``'s input, less what its caller holds (``holding``)."""
-    budget = _budget if _budget is not None else max(DEFAULT_MEMORY_BUDGET, 2 * itemsize * math.prod(geom.x_shape))
-    return max(0, budget - _held.nbytes)  # (memory_budget inlined: read on every call)
+    return max(0, memory_budget(math.prod(geom.x_shape) * itemsize) - _held.nbytes)
 
 
 def reserved() -> int:

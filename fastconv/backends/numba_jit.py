@@ -521,8 +521,7 @@ def _implicit_grad_weight(gy, x, gw, geom) -> bool:
 def _implicit_takes(geom, itemsize) -> bool:
     """Whether the implicit forward takes the call: where it applies, but for the calls of the 1x1
     products and of the columns kernels (which read the input in place too)."""
-    return (_implicit.forward_applies(geom, itemsize)  # (geom is 2-D here: matrix_product's as_2d is not needed)
-            and not _gemm.applies(geom.kh, geom.kw, geom.is_padded, geom.groups, geom.c_in, geom.c_out)
+    return (_implicit.forward_applies(geom, itemsize) and not matrix_product(geom)
             and not _cols.applies(geom.kw, geom.sh, geom.sw, geom.pl, geom.iw, geom.ow))
 
 
