@@ -53,6 +53,11 @@ def schema() -> dict:
                        "description": "name -> shape in the --shape grammar"},
             "forward": _PASS_TABLE,
             "backward": _PASS_TABLE,
+            "machine": {"type": "string", "minLength": 1,
+                        "description": "the machine kind the top-level budgets were measured on"},
+            "machines": {"type": "object", "description": "machine kind -> its own budgets",
+                         "additionalProperties": {"type": "object", "additionalProperties": False,
+                                                  "properties": {"forward": _PASS_TABLE, "backward": _PASS_TABLE}}},
         },
     }
 
@@ -94,15 +99,17 @@ def _message(error) -> str:
 def check_references(doc: dict, path, case_names, impl_names) -> None:
     """``BudgetsError`` for budgets naming a shape or implementation the file does not define."""
     problems = []
-    for pass_ in timing.PASSES:
-        for impl, by_case in doc.get(pass_, {}).items():
-            if impl not in impl_names:
-                problems.append(f"{key_path([pass_, impl])}: unknown implementation {impl!r}; budgets are for "
-                                f"{', '.join(impl_names)}")
-                continue
-            for case in by_case:
-                if case not in case_names:
-                    problems.append(f"{key_path([pass_, impl, case])}: no shape {case!r} in the suite or [shapes]")
+    for where, tables in [((), doc), *((("machines", kind), t) for kind, t in doc.get("machines", {}).items())]:
+        for pass_ in timing.PASSES:
+            for impl, by_case in tables.get(pass_, {}).items():
+                if impl not in impl_names:
+                    problems.append(f"{key_path([*where, pass_, impl])}: unknown implementation {impl!r}; budgets "
+                                    f"are for {', '.join(impl_names)}")
+                    continue
+                for case in by_case:
+                    if case not in case_names:
+                        problems.append(f"{key_path([*where, pass_, impl, case])}: no shape {case!r} in the suite "
+                                        "or [shapes]")
     if problems:
         raise BudgetsError(f"{path}: " + "; ".join(problems))
 

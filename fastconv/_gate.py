@@ -15,10 +15,19 @@ schema (:mod:`fastconv._budgets_schema`) before anything runs. ``fastconv gate -
 starter file, ``fastconv gate --update`` (re)writes the budgets (the median of several runs).
 Exit status: 0 passed; 1 a slowdown or a wrong result; 2 a bad or mismatched file (a schema
 error, a budget that was not measured, a measurement without a budget) or a bad flag.
+
+Ratios to torch do not carry across CPU kinds: how numba's register tiles fare against oneDNN
+depends on the core (numba's 1x1 forward on the quick suite: 0.49x torch's time on an Intel
+AVX-512 machine, 0.96x on an AMD one). So a file keeps budgets per machine kind
+(``_results.machine_kind``, the CPU's vendor and vector width): the top-level tables for the kind
+named by ``machine``, ``[machines."<kind>".<pass>.<impl>]`` for others. The gate uses the tables of
+the kind it runs on; on a kind with none, the loosest budget of the known kinds, with a note that
+says so; ``--update`` writes the tables of the kind it runs on.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 from dataclasses import dataclass, field
@@ -32,6 +41,7 @@ from . import _timing as timing
 from ._args import add_impl_flags, load_plugins, number, positive_int
 from ._budgets_schema import BudgetsError, check_references, known_impls, validate
 from ._console import Progress, num, print_table, say
+from ._results import machine_kind
 
 DEFAULT_PATH = "bench/budgets.toml"
 # Used when a budget file has none; see bench/budgets.toml for the runs that chose the committed one.
@@ -61,6 +71,23 @@ class Budgets:
     impls: list[str] = field(default_factory=list)  # user implementations, as for --impl
     backends: list[str] | None = None  # None: every installed backend
     precision: str | None = None  # None: fastconv's default
+    machine: str | None = None  # the machine kind ``ratios`` were measured on (None: not recorded)
+    others: dict[str, dict[tuple[str, str, str], float]] = field(default_factory=dict)  # other kinds' ratios
+
+    def on(self, kind: str) -> tuple[Budgets, str | None]:
+        """``(these budgets with the ratios for machine kind ``kind``, a note when that kind has none
+        of its own)``: the top-level ratios where ``machine`` is ``kind`` or unrecorded and no other
+        kind has tables, a kind's own tables, else each entry's loosest budget over the known kinds."""
+        if kind == self.machine or (self.machine is None and not self.others):
+            return self, None
+        if kind in self.others:
+            return dataclasses.replace(self, ratios=dict(self.others[kind])), None
+        tables = [self.ratios, *self.others.values()]
+        loosest = {key: max(t[key] for t in tables if key in t) for t in tables for key in t}
+        known = ", ".join(repr(k) for k in [self.machine or "unrecorded", *self.others])
+        return dataclasses.replace(self, ratios=loosest), (
+            f"no budgets for this machine kind ({kind!r}; the file has {known}): each entry's loosest "
+            "budget of those kinds applies; `fastconv gate --update` measures this kind's own")
 
     def cases(self) -> list[cases.Case]:
         """The suite's cases, then the file's own shapes."""
@@ -93,11 +120,10 @@ def read_budgets(path) -> Budgets:
     shapes = doc.get("shapes", {})
     suite = doc.get("suite", None if shapes else "quick")
     budgets_ = Budgets(
-        {(pass_, impl, case): float(r) for pass_ in timing.PASSES for impl, by_case in doc.get(pass_, {}).items()
-         for case, r in by_case.items()},
-        float(doc.get("tolerance", DEFAULT_TOLERANCE)), suite, doc.get("threads", 1), doc.get("dtype", "float32"),
-        doc.get("repeat", 7), doc.get("stat", "best"), notes, dict(shapes), list(doc.get("impls", [])),
-        doc.get("backends"), doc.get("precision"))
+        _ratios(doc), float(doc.get("tolerance", DEFAULT_TOLERANCE)), suite, doc.get("threads", 1),
+        doc.get("dtype", "float32"), doc.get("repeat", 7), doc.get("stat", "best"), notes, dict(shapes),
+        list(doc.get("impls", [])), doc.get("backends"), doc.get("precision"), doc.get("machine"),
+        {kind: _ratios(tables) for kind, tables in doc.get("machines", {}).items()})
     problems = []
     for name, shape in shapes.items():
         try:
@@ -115,6 +141,12 @@ def read_budgets(path) -> Budgets:
     return budgets_
 
 
+def _ratios(tables: dict) -> dict[tuple[str, str, str], float]:
+    """``{(pass, implementation, case): budget}`` of a document's (or a machine kind's) pass tables."""
+    return {(pass_, impl, case): float(r) for pass_ in timing.PASSES for impl, by_case in tables.get(pass_, {}).items()
+            for case, r in by_case.items()}
+
+
 def _key(text: str) -> str:
     """A TOML key: bare when it can be, quoted otherwise (``"pkg.mod:fn"``, shape names with dots)."""
     return text if re.fullmatch(r"[A-Za-z0-9_-]+", text) else json.dumps(text)
@@ -126,6 +158,8 @@ def format_budgets(b: Budgets, how: str = "") -> str:
     lines = [b.notes.rstrip("\n")] if b.notes else []
     lines += ["# written by `fastconv gate --update` (make bench-budgets)" + (f": {how}" if how else ""),
               f"tolerance = {b.tolerance}"]
+    if b.machine:
+        lines.append(f"machine = {json.dumps(b.machine)}  # the kind the top-level budgets were measured on")
     if b.suite:
         lines.append(f'suite = "{b.suite}"')
     lines += [f"threads = {b.threads}", f'dtype = "{b.dtype}"', f"repeat = {b.repeat}", f'stat = "{b.stat}"']
@@ -137,12 +171,20 @@ def format_budgets(b: Budgets, how: str = "") -> str:
         lines.append(f"impls = {json.dumps(b.impls)}")
     if b.shapes:
         lines += ["", "[shapes]"] + [f"{_key(name)} = {json.dumps(text)}" for name, text in b.shapes.items()]
-    for pass_ in timing.PASSES:
-        for impl in dict.fromkeys(i for (p, i, _) in b.ratios if p == pass_):
-            lines += ["", f"[{pass_}.{_key(impl)}]"]
-            lines += [f"{json.dumps(case)} = {r:.3f}" for (p, i, case), r in b.ratios.items()
-                      if (p, i) == (pass_, impl)]
+    lines += _tables(b.ratios, "")
+    for kind, ratios in b.others.items():
+        lines += _tables(ratios, f"machines.{json.dumps(kind)}.")
     return "\n".join(lines) + "\n"
+
+
+def _tables(ratios, prefix) -> list[str]:
+    """TOML lines of ``ratios``' pass tables, their headers under ``prefix``."""
+    lines = []
+    for pass_ in timing.PASSES:
+        for impl in dict.fromkeys(i for (p, i, _) in ratios if p == pass_):
+            lines += ["", f"[{prefix}{pass_}.{_key(impl)}]"]
+            lines += [f"{json.dumps(case)} = {r:.3f}" for (p, i, case), r in ratios.items() if (p, i) == (pass_, impl)]
+    return lines
 
 
 STARTER = '''\
@@ -292,9 +334,16 @@ def _update(parser, args, path: Path) -> int:
         old = read_budgets(path) if path.exists() else Budgets()
     except BudgetsError as exc:
         parser.error(str(exc))
+    kind = machine_kind()
     budgets = Budgets(tolerance=args.tolerance or old.tolerance, suite=args.suite or old.suite,
                       threads=old.threads, dtype=old.dtype, repeat=old.repeat, stat=old.stat, notes=old.notes,
-                      shapes=old.shapes, impls=old.impls, backends=old.backends, precision=old.precision)
+                      shapes=old.shapes, impls=old.impls, backends=old.backends, precision=old.precision,
+                      machine=kind, others={k: r for k, r in old.others.items() if k != kind})
+    if old.machine not in (None, kind):  # another kind's top-level tables stay; this kind's go beside them
+        budgets.ratios, budgets.machine, budgets.others = dict(old.ratios), old.machine, {**old.others}
+        budgets.others[kind] = new = {}
+    else:
+        new = budgets.ratios
     plugins = _plugins_for(parser, budgets, args)
     budgets.impls = [p.name for p in plugins]
     runs, wrong = _run(budgets, budgets.cases(), gate_impls(budgets, plugins), repeat_runs=args.runs)
@@ -304,13 +353,14 @@ def _update(parser, args, path: Path) -> int:
     rows = []
     for key in runs[0]:
         values = [run[key] for run in runs]
-        budgets.ratios[key] = float(np.median(values))
+        new[key] = float(np.median(values))
         rows.append([*key, *(f"{v:.3f}" for v in values), f"{max(values) / min(values):.2f}"])
     print_table(f"time / torch's time, {args.runs} runs", ["pass", "backend", "shape",
                 *(f"run {i + 1}" for i in range(args.runs)), "max/min"], rows, right_from=3)
     stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     path.write_text(format_budgets(budgets, f"median of {args.runs} runs, {stamp}"))
-    say(f"wrote {path} (median of {args.runs} runs; tolerance {budgets.tolerance})")
+    say(f"wrote {path}: the budgets of machine kind {kind!r} (median of {args.runs} runs; tolerance "
+        f"{budgets.tolerance})")
     return 0
 
 
@@ -326,7 +376,7 @@ def cmd_gate(parser, args) -> int:
         parser.error(f"no budget file at {path}: `fastconv gate --init --budgets {path}` writes a starter, "
                      "`make bench-budgets` re-measures fastconv's own")
     try:
-        budgets = read_budgets(path)
+        budgets, no_own = read_budgets(path).on(kind := machine_kind())
     except BudgetsError as exc:
         parser.error(str(exc))
     cases_ = budgets.cases()
@@ -334,7 +384,9 @@ def cmd_gate(parser, args) -> int:
     where = " + ".join(filter(None, [f"{budgets.suite} suite" if budgets.suite else "",
                                      f"{len(budgets.shapes)} shapes of the file" if budgets.shapes else ""]))
     say(f"gate: {where}, {budgets.dtype}, {timing.plural(budgets.threads, 'thread')}, the {budgets.stat} of "
-        f"{budgets.repeat} rounds; fail when time/torch > budget x {budgets.tolerance}")
+        f"{budgets.repeat} rounds; fail when time/torch > budget x {budgets.tolerance}; budgets of {kind!r}")
+    if no_own:
+        say(f"note {no_own}")
     (measured,), wrong = _run(budgets, cases_, impls)
     verdicts = compare(measured, budgets, wrong)
     slower = {v.key[2] for v in verdicts if v.status == "SLOWER"}

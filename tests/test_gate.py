@@ -196,12 +196,23 @@ def no_measuring(monkeypatch):
     (("repeat = 2", "repeat = 2\n[shapes]\nbad = 'n=1 c=2'"), "shapes.\"bad\": shape 'n=1 c=2': missing size, k"),
     (("repeat = 2", 'repeat = 2\nimpls = ["not a module"]'), "impls.0: 'not a module' does not match"),
     (("threads = 1", "threads = = 1"), "not valid TOML"),
+    (("[forward.im2col]", '[machines."amd avx512".forward.im2col]'), ""),  # a kind's tables alone: fine
+    (('"tiny-k3" = 1.2', '"tiny-k3" = 1.2\n[machines.amd.forward.im2col]\n"tiny-k3" = -1'),
+     'machines.amd.forward.im2col."tiny-k3": -1 is less than or equal to the minimum'),
+    (('"tiny-k3" = 1.2', '"tiny-k3" = 1.2\n[machines.amd.sideways.im2col]\n"tiny-k3" = 1'),
+     "'sideways' was unexpected"),
+    (('"tiny-k3" = 1.2', '"tiny-k3" = 1.2\n[machines.amd.forward.im2col]\n"tiny-k4" = 1'),
+     'machines.amd.forward.im2col."tiny-k4": no shape \'tiny-k4\''),
+    (("repeat = 2", 'repeat = 2\nmachine = ""'), "machine: '' should be non-empty"),
 ])
 def test_a_bad_budgets_file_is_exit_2_naming_the_key(capsys, tmp_path, no_measuring, edit, message):
     old, new = edit
     assert old in GOOD
     path = tmp_path / "budgets.toml"
     path.write_text(GOOD.replace(old, new, 1))
+    if not message:  # a good file after all
+        gate.read_budgets(path)
+        return
     code, out = _gate(capsys, "--budgets", str(path))
     assert code == 2, out
     assert message in out and str(path) in out
@@ -314,3 +325,81 @@ def test_gate_for_another_project_end_to_end(capsys, tmp_path, monkeypatch):
 def test_update_refuses_a_tolerance_that_would_switch_the_gate_off(capsys, tmp_path, no_measuring, value):
     code, out = _gate(capsys, "--budgets", str(tmp_path / "b.toml"), "--update", "--tolerance", value)
     assert code == 2 and "expected a finite number at least 1" in out
+
+
+# -- budgets per machine kind: ratios to torch do not carry from one CPU kind to another ----------
+
+def _kinds_file(tmp_path):
+    budgets = gate.Budgets({K3: 0.5, DW: 1.0}, tolerance=1.5, suite="tiny", machine="GenuineIntel avx512",
+                           others={"AuthenticAMD avx512": {K3: 1.0, DW: 0.8}})
+    path = tmp_path / "budgets.toml"
+    path.write_text(gate.format_budgets(budgets))
+    return path
+
+
+def test_each_machine_kind_keeps_its_own_budgets_through_the_file(tmp_path):
+    back = gate.read_budgets(_kinds_file(tmp_path))
+    assert back.machine == "GenuineIntel avx512" and back.ratios == {K3: 0.5, DW: 1.0}
+    assert back.others == {"AuthenticAMD avx512": {K3: 1.0, DW: 0.8}}
+    assert back.on("GenuineIntel avx512") == (back, None)
+    amd, note = back.on("AuthenticAMD avx512")
+    assert amd.ratios == {K3: 1.0, DW: 0.8} and note is None
+    other, note = back.on("HygonGenuine avx2")  # a kind without budgets: each entry's loosest
+    assert other.ratios == {K3: 1.0, DW: 1.0}
+    assert "'HygonGenuine avx2'" in note and "gate --update" in note
+
+
+def test_a_file_without_kinds_applies_on_every_machine(tmp_path):
+    path = _budget_file(tmp_path)
+    budgets = gate.read_budgets(path)
+    assert budgets.machine is None and budgets.on("anything") == (budgets, None)
+
+
+@pytest.mark.parametrize("kind, code", [("AuthenticAMD avx512", 0), ("GenuineIntel avx512", 1)])
+def test_the_gate_uses_the_budgets_of_the_kind_it_runs_on(capsys, monkeypatch, tmp_path, kind, code):
+    path = _kinds_file(tmp_path)
+    monkeypatch.setattr(gate, "machine_kind", lambda: kind)
+    _fake_runs(monkeypatch, {K3: 0.95, DW: 0.8}, {K3: 0.95})  # 0.95: within AMD's 1.0, over Intel's 0.5 x 1.5
+    got, out = _gate(capsys, "--budgets", str(path))
+    assert got == code, out
+    assert f"budgets of {kind!r}" in out
+
+
+def test_on_a_kind_without_budgets_the_gate_says_so_and_uses_the_loosest(capsys, monkeypatch, tmp_path):
+    path = _kinds_file(tmp_path)
+    monkeypatch.setattr(gate, "machine_kind", lambda: "HygonGenuine avx2")
+    _fake_runs(monkeypatch, {K3: 1.4, DW: 1.4})
+    code, out = _gate(capsys, "--budgets", str(path))
+    assert code == 0, out
+    assert "no budgets for this machine kind ('HygonGenuine avx2'" in out
+
+
+def test_update_on_another_kind_adds_its_tables_and_keeps_the_others(capsys, monkeypatch, tmp_path):
+    path = _kinds_file(tmp_path)
+    monkeypatch.setattr(gate, "machine_kind", lambda: "HygonGenuine avx2")
+    _fake_runs(monkeypatch, {K3: 2.0, DW: 3.0})
+    code, out = _gate(capsys, "--budgets", str(path), "--update", "--runs", "1")
+    assert code == 0 and "machine kind 'HygonGenuine avx2'" in out
+    back = gate.read_budgets(path)
+    assert back.machine == "GenuineIntel avx512" and back.ratios == {K3: 0.5, DW: 1.0}
+    assert back.others == {"AuthenticAMD avx512": {K3: 1.0, DW: 0.8}, "HygonGenuine avx2": {K3: 2.0, DW: 3.0}}
+    monkeypatch.setattr(gate, "machine_kind", lambda: "AuthenticAMD avx512")  # and a kind's own, re-measured
+    _fake_runs(monkeypatch, {K3: 1.1, DW: 0.9})
+    assert _gate(capsys, "--budgets", str(path), "--update", "--runs", "1")[0] == 0
+    back = gate.read_budgets(path)
+    assert back.others["AuthenticAMD avx512"] == {K3: 1.1, DW: 0.9} and back.ratios == {K3: 0.5, DW: 1.0}
+
+
+def test_update_of_a_file_without_kinds_records_the_kind(capsys, monkeypatch, tmp_path):
+    path = _budget_file(tmp_path)
+    monkeypatch.setattr(gate, "machine_kind", lambda: "AuthenticAMD avx512")
+    _fake_runs(monkeypatch, {K3: 1.3, DW: 2.5})
+    assert _gate(capsys, "--budgets", str(path), "--update", "--runs", "1")[0] == 0
+    back = gate.read_budgets(path)
+    assert back.machine == "AuthenticAMD avx512" and back.ratios == {K3: 1.3, DW: 2.5} and not back.others
+
+
+def test_machine_kind_names_the_vendor_and_vector_width():
+    from fastconv._results import machine_kind
+    kind = machine_kind()
+    assert kind and kind == kind.strip() and "\n" not in kind
