@@ -335,15 +335,16 @@ def _update(parser, args, path: Path) -> int:
     except BudgetsError as exc:
         parser.error(str(exc))
     kind = machine_kind()
-    budgets = Budgets(tolerance=args.tolerance or old.tolerance, suite=args.suite or old.suite,
-                      threads=old.threads, dtype=old.dtype, repeat=old.repeat, stat=old.stat, notes=old.notes,
-                      shapes=old.shapes, impls=old.impls, backends=old.backends, precision=old.precision,
-                      machine=kind, others={k: r for k, r in old.others.items() if k != kind})
-    if old.machine not in (None, kind):  # another kind's top-level tables stay; this kind's go beside them
-        budgets.ratios, budgets.machine, budgets.others = dict(old.ratios), old.machine, {**old.others}
-        budgets.others[kind] = new = {}
-    else:
+    top = old.machine in (None, kind)  # this kind's budgets are the top-level tables, else another kind's stay
+    budgets = Budgets({} if top else dict(old.ratios), tolerance=args.tolerance or old.tolerance,
+                      suite=args.suite or old.suite, threads=old.threads, dtype=old.dtype, repeat=old.repeat,
+                      stat=old.stat, notes=old.notes, shapes=old.shapes, impls=old.impls, backends=old.backends,
+                      precision=old.precision, machine=kind if top else old.machine,
+                      others={k: r for k, r in old.others.items() if not (top and k == kind)})
+    if top:
         new = budgets.ratios
+    else:
+        new = budgets.others[kind] = {}  # measured afresh, in place of any earlier ones
     plugins = _plugins_for(parser, budgets, args)
     budgets.impls = [p.name for p in plugins]
     runs, wrong = _run(budgets, budgets.cases(), gate_impls(budgets, plugins), repeat_runs=args.runs)

@@ -45,36 +45,32 @@ def version(module: str) -> str | None:
         return None
 
 
-def cpu_name() -> str:
+def _cpuinfo() -> dict[str, str]:
+    """Each field of /proc/cpuinfo at its first appearance (the first processor's); empty where
+    there is no such file."""
+    info: dict[str, str] = {}
     try:
         with open("/proc/cpuinfo") as f:
             for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
+                key, _, value = line.partition(":")
+                info.setdefault(key.strip(), value.strip())
     except OSError:
         pass
-    return platform.processor() or platform.machine()
+    return info
+
+
+def cpu_name() -> str:
+    return _cpuinfo().get("model name") or platform.processor() or platform.machine()
 
 
 def machine_kind() -> str:
     """The CPU's vendor and widest vector instructions, e.g. ``"AuthenticAMD avx512"``: what sets how
     fastconv's kernels fare against torch's oneDNN, so the CI gate keeps budgets per kind (an Intel
     and an AMD machine, both AVX-512, put numba's 1x1 forward at 0.49x and 0.96x torch's time)."""
-    vendor, flags = "", set()
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                key, _, value = line.partition(":")
-                if key.strip() == "vendor_id" and not vendor:
-                    vendor = value.strip()
-                elif key.strip() == "flags" and not flags:
-                    flags = set(value.split())
-                if vendor and flags:
-                    break
-    except OSError:
-        pass
+    info = _cpuinfo()
+    flags = set(info.get("flags", "").split())
     width = "avx512" if "avx512f" in flags else "avx2" if "avx2" in flags else ""
-    return " ".join(filter(None, [vendor or platform.machine(), width])) or "unknown"
+    return " ".join(filter(None, [info.get("vendor_id") or platform.machine(), width])) or "unknown"
 
 
 def git_info(folder) -> dict | None:
