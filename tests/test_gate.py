@@ -399,7 +399,15 @@ def test_update_of_a_file_without_kinds_records_the_kind(capsys, monkeypatch, tm
     assert back.machine == "AuthenticAMD avx512" and back.ratios == {K3: 1.3, DW: 2.5} and not back.others
 
 
-def test_machine_kind_names_the_vendor_and_vector_width():
-    from fastconv._results import machine_kind
-    kind = machine_kind()
+def test_machine_kind_names_the_vendor_family_and_vector_width(monkeypatch):
+    from fastconv import _results
+    kind = _results.machine_kind()
     assert kind and kind == kind.strip() and "\n" not in kind
+    # Zen 4 and Zen 5 differ by family alone (both AVX-512), and fare differently against torch
+    for family, flags, want in [("25", "fpu avx2 avx512f", "AuthenticAMD family 25 avx512"),
+                                ("26", "fpu avx2 avx512f", "AuthenticAMD family 26 avx512"),
+                                ("26", "fpu avx2", "AuthenticAMD family 26 avx2"),
+                                (None, "fpu", "AuthenticAMD")]:
+        info = {"vendor_id": "AuthenticAMD", "flags": flags} | ({"cpu family": family} if family else {})
+        monkeypatch.setattr(_results, "_cpuinfo", lambda info=info: info)
+        assert _results.machine_kind() == want
