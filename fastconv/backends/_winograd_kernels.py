@@ -206,11 +206,15 @@ def _bt_rows(m, src, o0, o1, o2, o3, o4, o5, dst, od, dpitch, n):  # pragma: no 
             dst[d3 + f] = s1 - s3
         return
     d4, d5 = od + U(4) * dpitch, od + U(5) * dpitch
+    # two loops of three rows: one loop of six did not vectorise (one thread, 252 tiles into
+    # the transformed input's rows: 0.20 -> 0.09 ns per value, the same bits)
     for f in range(n):
-        s0, s1, s2, s3, s4, s5 = src[o0 + f], src[o1 + f], src[o2 + f], src[o3 + f], src[o4 + f], src[o5 + f]
+        s0, s1, s2, s3, s4 = src[o0 + f], src[o1 + f], src[o2 + f], src[o3 + f], src[o4 + f]
         dst[od + f] = 4.0 * s0 - 5.0 * s2 + s4
         dst[d1 + f] = s3 + s4 - 4.0 * (s1 + s2)
         dst[d2 + f] = 4.0 * (s1 - s2) + s4 - s3
+    for f in range(n):
+        s1, s2, s3, s4, s5 = src[o1 + f], src[o2 + f], src[o3 + f], src[o4 + f], src[o5 + f]
         dst[d3 + f] = 2.0 * (s3 - s1) + s4 - s2
         dst[d4 + f] = 2.0 * (s1 - s3) + s4 - s2
         dst[d5 + f] = 4.0 * s1 - 5.0 * s3 + s5
