@@ -114,7 +114,7 @@ def map_chunks(n, nb, work, threads, total=None):
     return map_items(list(chunks(n, nb)), work, threads, total)
 
 
-def map_items(items, work, threads, total=None):
+def map_items(items, work, threads, total=None, shared=()):
     """Run ``work(*item, scratch)`` on every item, spread over ``threads`` threads, ``scratch``
     being a dict of the running thread's, kept across its items (see :func:`buffer`).
 
@@ -131,16 +131,18 @@ def map_items(items, work, threads, total=None):
     Should an item raise, or the caller be interrupted (KeyboardInterrupt), the other threads
     finish the item they are on and take no other; then the exception propagates.
 
+    ``shared``: the :class:`Shared` work that the items need (whose waits end, should the job fail).
+
     BLAS runs on one thread meanwhile when several threads run items (each product then keeps to
     its thread) or when the call may use only one; a single thread allowed more keeps BLAS's own.
     """
     threads = min(threads, len(items))
     with single_threaded_blas(threads > 1 or call_threads() == 1):
-        _map(items, work, threads, None if total is None else _OrderedSum(total, threads))
+        _map(items, work, threads, None if total is None else _OrderedSum(total, threads), shared)
     return total
 
 
-def _map(items, work, threads, terms):
+def _map(items, work, threads, terms, shared):
     if threads <= 1:
         scratch = {}
         for item in items:
@@ -148,12 +150,12 @@ def _map(items, work, threads, terms):
             if terms is not None:
                 terms.total[result[0]] += result[1]
         return
-    job = _Job(items, work, terms)
+    job = _Job(items, work, terms, shared)
     try:
         _the_pool().post(job, threads - 1)
         job.run({})
     except BaseException:
-        job.failed = job.stop = True
+        job.fail()
         raise
     finally:
         job.close()
@@ -162,7 +164,57 @@ def _map(items, work, threads, terms):
 
 
 class _Stopped(Exception):
-    """A thread waiting to add its part learns that the job failed: it takes no other item."""
+    """A thread waiting to add its part, or for :class:`Shared` work, learns that the job failed: it
+    takes no other item."""
+
+
+class Shared:
+    """Work that every item of a ``map_items`` job needs done first, shared by its threads within the
+    job: ``run(*part)`` for every part. An item calls :meth:`help` when it starts (taking parts no
+    thread has taken yet) and :meth:`ready` where it first needs the whole (helping, then waiting
+    for the parts other threads are on). A separate ``map_items`` call before the job waited for its
+    slowest thread and woke the helpers twice; here a helper that wakes late finds the parts taken
+    and goes on with its item, and the threads' first steps that do not need the parts (winograd's
+    input transform) overlap the last parts. Safe because a part is only ever taken by a thread
+    that runs it to the end before it waits; should the job fail, waiters raise ``_Stopped``.
+    """
+
+    def __init__(self, parts, run):
+        self.parts, self.run = parts, run
+        self.taken = itertools.count()  # next(...) hands each part to one thread
+        self.left = len(parts)  # parts not finished yet
+        self.lock = threading.Lock()
+        self.done = threading.Event()  # set when every part is finished, or when the job failed
+        self.broken = False
+        if not parts:
+            self.done.set()
+
+    def help(self):
+        """Run parts no thread has taken yet, until none is left."""
+        while not self.broken:
+            i = next(self.taken)
+            if i >= len(self.parts):
+                return
+            try:
+                self.run(*self.parts[i])
+            except BaseException:
+                self.fail()
+                raise
+            with self.lock:
+                self.left -= 1
+                if not self.left:
+                    self.done.set()
+
+    def ready(self):
+        """Return once every part is finished (helping first); raise ``_Stopped`` if the job failed."""
+        self.help()
+        self.done.wait()
+        if self.broken:
+            raise _Stopped
+
+    def fail(self):
+        self.broken = True
+        self.done.set()
 
 
 class _OrderedSum:
@@ -213,8 +265,8 @@ class _Job:
     future's lock held and a pool thread waiting on it forever, so that a later call hung.)
     """
 
-    def __init__(self, items, work, terms):
-        self.items, self.work, self.terms = items, work, terms
+    def __init__(self, items, work, terms, shared=()):
+        self.items, self.work, self.terms, self.shared = items, work, terms, shared
         self.taken = itertools.count()  # next(...) hands each item index to one thread
         self.errors = np.geterr()  # np.errstate is per thread: the caller's holds in the helpers
         self.stop = False  # no thread takes another item: the caller left, or an item raised
@@ -230,7 +282,10 @@ class _Job:
             i = next(self.taken)
             if i >= count:
                 break
-            result = self.work(*self.items[i], scratch)
+            try:
+                result = self.work(*self.items[i], scratch)
+            except _Stopped:  # another thread failed: it raises its own exception
+                break
             if self.terms is not None:
                 try:
                     self.terms.add(i, *result, self)
@@ -247,13 +302,20 @@ class _Job:
                     self.run({})
         except BaseException as exc:  # handed to the caller, who raises it
             self.failures.append(exc)
-            self.failed = self.stop = True
+            self.fail()
         finally:
             self.inside.remove(me)
             try:
                 self.left.release()
             except RuntimeError:  # already released by another helper, not yet seen by the caller
                 pass
+
+    def fail(self):
+        """No thread takes another item, and parts wait no longer (an item raised, or the caller
+        was interrupted)."""
+        self.failed = self.stop = True
+        for work in self.shared:
+            work.fail()
 
     def close(self):
         """In the caller, last: no new item starts; wait for the helpers to finish theirs. An
@@ -269,7 +331,7 @@ class _Job:
         # may be after the call returns (the caller did every item first); a helper that looks
         # late only reads ``stop``. Dropping the work and items here frees the call's arrays
         # now: they had outlived the call, by a whole slice's copies in the 3-D lift.
-        self.items = self.work = self.terms = None
+        self.items = self.work = self.terms = self.shared = None
         if interrupt is not None:
             raise interrupt
 

@@ -130,6 +130,59 @@ def test_an_item_that_raises_stops_the_others_and_the_next_call_works():
     assert sorted(done) == list(range(64))
 
 
+def test_shared_work_runs_each_part_once_and_is_whole_where_items_need_it():
+    ran, lock = [], threading.Lock()
+
+    def part(i):
+        time.sleep(0.001 * (i % 3))  # parts of uneven length, taken by whichever thread is free
+        with lock:
+            ran.append(i)
+
+    for threads in (1, 2, 3):
+        ran.clear()
+        shared = _workers.Shared([(i,) for i in range(13)], part)
+        seen = []
+
+        def work(i, scratch, shared=shared, seen=seen):
+            shared.help()
+            shared.ready()
+            seen.append(len(ran))
+
+        _workers.map_items([(i,) for i in range(7)], work, threads, shared=(shared,))
+        assert sorted(ran) == list(range(13)) and seen == [13] * 7, threads
+    _workers.Shared([], None).ready()  # no parts: nothing to wait for
+
+
+@pytest.mark.parametrize("failing", ["part", "item"])
+def test_a_failure_in_shared_work_or_an_item_ends_every_wait_and_is_raised(failing):
+    # One thread fails while the other waits for the parts it took: the wait must end (the job
+    # failed), and map_items raise the failure, not the waiter's _Stopped.
+    started = threading.Event()
+
+    def part(i):
+        if i == 0:
+            started.wait(10)  # the other thread has reached ready() and waits for this part
+            time.sleep(0.02)
+            if failing == "part":
+                raise ValueError("part 0")
+
+    shared = _workers.Shared([(0,), (1,)], part)
+
+    def work(i, scratch):
+        shared.help()
+        if failing == "item" and i == 1:
+            started.set()
+            raise ValueError("item 1")
+        started.set()
+        shared.ready()
+
+    with pytest.raises(ValueError, match="part 0" if failing == "part" else "item 1"):
+        _workers.map_items([(0,), (1,)], work, 2, shared=(shared,))
+    done = []
+    _workers.map_items([(i,) for i in range(8)], lambda i, scratch: done.append(i), 2)
+    assert sorted(done) == list(range(8))
+
+
 def test_every_item_runs_once_and_the_callers_errstate_holds_in_every_thread():
     seen = []
 

@@ -24,7 +24,7 @@ import numpy as np
 
 from .._precision import get_precision
 from .._threads import call_threads, counted_call
-from .._workers import buffer, call_budget, chunks, even, kept, map_items, reserved
+from .._workers import Shared, buffer, call_budget, chunks, even, kept, map_items, reserved
 from . import _numba_gemm as _gemm
 from . import _winograd_kernels as _k
 from ._lift import as_2d, lifted
@@ -382,8 +382,10 @@ def _convolve(src, w, geom, c_dst, out_hw, pt, pl, bias, transposed):
     size, threads = _plan(rows, tiles_w, a2 * (cs + cd) * itemsize, u.nbytes + up.nbytes, geom, itemsize,
                           _k.transform_scratch(m, 1, 1, itemsize)[0], panel=_gemm.tile_cols(itemsize) if tiles else 1)
     bad = []
+    kernel = _kernel_work(wv, m, u, up, tiles, threads)
 
     def work(r0, r1, scratch):
+        kernel.help()
         nt = (r1 - r0) * tiles_w
         v = buffer(scratch, "v", (a2 * cs * nt,), dtype)
         mm = buffer(scratch, "m", (a2 * cd * nt,), dtype)
@@ -392,6 +394,7 @@ def _convolve(src, w, geom, c_dst, out_hw, pt, pl, bias, transposed):
                         else (_NO_ORDER, _NO_SPANS))
         for g in range(groups):
             _k._input_transform(src, g * cs, cs, r0, r1, tiles_h, tiles_w, pt, pl, m, v, s, wk, 0, cs, order)
+            kernel.ready()
             if tiles:
                 _gemm.batch(up[g], cd, v, mm, cs, nt, buffer(scratch, "tiles", (_gemm.batch_scratch(cd, itemsize),),
                                                              dtype), spans, cs * nt)
@@ -402,8 +405,7 @@ def _convolve(src, w, geom, c_dst, out_hw, pt, pl, bias, transposed):
 
     # inf and NaN only send the call to the direct fallback: no warning for them
     with np.errstate(invalid="ignore", over="ignore"):  # map_items keeps BLAS to one thread per worker
-        _transform_kernel(wv, m, u, up, tiles, threads)
-        map_items(list(chunks(rows, size)), work, threads)
+        map_items(list(chunks(rows, size)), work, threads, shared=(kernel,))
     return None if bad else y
 
 
@@ -521,25 +523,25 @@ def _kernel_arrays(groups, a2, cd, k, dtype, tiles):
     return u, up
 
 
-def _transform_kernel(wv, m, u, up, tiles, threads):
-    """Fill ``_kernel_arrays``' ``u`` or (``tiles``) ``up`` from the kernels ``wv`` (groups, cd, k, 3, 3)."""
+# Parts of the kernel's transform per thread (``_kernel_work``): a helper that wakes late finds
+# most of them taken by the threads already running.
+KERNEL_PARTS = 2
+
+
+def _kernel_work(wv, m, u, up, tiles, threads):
+    """The transform of the kernels ``wv`` (groups, cd, k, 3, 3) into ``_kernel_arrays``' ``u``
+    (``u[g, xi] = (G f G^T)[xi]``, in parts of (group, row) pairs) or, with ``tiles``, ``up`` (each
+    group's ``xi`` packed for the register tiles, in parts of (group, panel of output channels)
+    pairs), as work the items' threads share (:class:`Shared`). Two threads, float32, N=32 C=512
+    7x7 F(2x2), forward: it had run as a ``map_items`` call of its own, which took 1.6-1.9 ms for
+    1.0-1.2 of transforms a thread (the helper waking late), then woke the helper again."""
     if tiles:
-        _transform_filters_packed(wv, m, up.reshape(-1, up.shape[-1]), threads)
+        up2 = up.reshape(-1, up.shape[-1])
+        n = wv.shape[0] * -(-wv.shape[1] // _gemm.MR)
+        run = lambda p0, p1: _k._filter_transform_packed(wv, m, p0, p1, up2)  # noqa: E731
     else:
-        _transform_filters(wv, m, u, threads)
-
-
-def _transform_filters(wv, m, u, threads):
-    """``u[g, xi] = (G f G^T)[xi]`` for every filter ``wv[g, r, s]``, the (group, row) pairs split
-    evenly over the threads."""
-    _evenly(wv.shape[0] * wv.shape[1], threads, lambda r0, r1: _k._filter_transform(wv, m, r0, r1, u))
-
-
-def _transform_filters_packed(wv, m, up2, threads):
-    """``up2[g*alpha^2 + xi]`` = the transformed kernel's ``xi`` of group g packed for the register
-    tiles, the (group, panel of output channels) pairs split evenly over the threads."""
-    pairs = wv.shape[0] * -(-wv.shape[1] // _gemm.MR)
-    _evenly(pairs, threads, lambda p0, p1: _k._filter_transform_packed(wv, m, p0, p1, up2))
+        n, run = wv.shape[0] * wv.shape[1], lambda r0, r1: _k._filter_transform(wv, m, r0, r1, u)
+    return Shared(list(chunks(n, max(1, -(-n // (KERNEL_PARTS * threads))))), run)
 
 
 def _evenly(n, threads, run):
@@ -600,11 +602,13 @@ def _convolve_3d(src, w, geom, bias, transposed):
     yt = np.empty((n, d_out, cd, *out_hw), dtype)
     b = np.empty(0, dtype) if bias is None else bias
     bad = []
+    kernel = _kernel_work(wst, m, u, up, tiles, threads)
 
     def planes_in(i, d, scratch):
         xt[i, d] = src[i, :, d]
 
     def work(i, r0, r1, scratch):
+        kernel.help()
         nt = (r1 - r0) * tiles_w
         v3 = buffer(scratch, "v3", (a2, depth, cs, nt), dtype)
         v = buffer(scratch, "v", (a2 * cs * nt,), dtype)
@@ -618,6 +622,7 @@ def _convolve_3d(src, w, geom, bias, transposed):
                 v3[:, j] = v.reshape(a2, cs, nt)
             else:
                 v3[:, j] = 0
+        kernel.ready()
         for od in range(d_out):
             if tiles:  # B[xi] = v3[xi, od*sd : od*sd + kD], depth*cs*nt apart
                 _gemm.batch(up[0], cd, v3.reshape(-1)[od * sd * cs * nt:], mm, kd * cs, nt,
@@ -635,8 +640,7 @@ def _convolve_3d(src, w, geom, bias, transposed):
     items = [(i, r0, min(tiles_h, r0 + size)) for i in range(n) for r0 in range(0, tiles_h, size)]
     with np.errstate(invalid="ignore", over="ignore"):
         map_items([(i, d) for i in range(n) for d in range(d_in)], planes_in, threads)
-        _transform_kernel(wst, m, u, up, tiles, threads)
-        map_items(items, work, threads)
+        map_items(items, work, threads, shared=(kernel,))
     if bad:
         return None
     out = np.empty((n, cd, d_out, *out_hw), dtype)
