@@ -170,9 +170,10 @@ class _Stopped(Exception):
 
 class Shared:
     """Work that every item of a ``map_items`` job needs done first, shared by its threads within the
-    job: ``run(*part)`` for every part. An item calls :meth:`help` when it starts (taking parts no
-    thread has taken yet) and :meth:`ready` where it first needs the whole (helping, then waiting
-    for the parts other threads are on). A separate ``map_items`` call before the job waited for its
+    job: ``run(*part, *args)`` for every part, ``args`` those of the item's call (say its thread's
+    scratch). An item calls :meth:`help` when it starts (taking parts no thread has taken yet) and
+    :meth:`ready` where it first needs the whole (helping, then waiting for the parts other threads
+    are on). A separate ``map_items`` call before the job waited for its
     slowest thread and woke the helpers twice; here a helper that wakes late finds the parts taken
     and goes on with its item, and the threads' first steps that do not need the parts (winograd's
     input transform) overlap the last parts. Safe because a part is only ever taken by a thread
@@ -189,14 +190,14 @@ class Shared:
         if not parts:
             self.done.set()
 
-    def help(self):
-        """Run parts no thread has taken yet, until none is left."""
+    def help(self, *args):
+        """Run parts no thread has taken yet, until none is left: ``run(*part, *args)``."""
         while not self.broken:
             i = next(self.taken)
             if i >= len(self.parts):
                 return
             try:
-                self.run(*self.parts[i])
+                self.run(*self.parts[i], *args)
             except BaseException:
                 self.fail()
                 raise
@@ -205,9 +206,10 @@ class Shared:
                 if not self.left:
                     self.done.set()
 
-    def ready(self):
-        """Return once every part is finished (helping first); raise ``_Stopped`` if the job failed."""
-        self.help()
+    def ready(self, *args):
+        """Return once every part is finished (helping first, with ``args``); raise ``_Stopped`` if
+        the job failed."""
+        self.help(*args)
         self.done.wait()
         if self.broken:
             raise _Stopped

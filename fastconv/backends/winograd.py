@@ -434,9 +434,9 @@ def _channel_plan(rows, tiles_w, m, cs, cd, geom, itemsize):
 
 def _by_channels(src, wv, m, plan, tiles_h, tiles_w, pt, pl, b, y, out_hw):
     """``_convolve``'s work with the threads splitting the channels, over the whole batch at once:
-    the input tiles are transformed first (the threads taking parts of the input channels, into
-    ``vs``, shared), then each block of output channels transforms its filters into its thread's
-    buffer and runs its products and output transform. The same sums in the same order as by
+    the input tiles are transformed (parts of the input channels, into ``vs``, shared), each block
+    of output channels transforms its filters into its thread's buffer and, once the input's parts
+    are done, runs its products and output transform. The same sums in the same order as by
     items: the same bits. Returns whether a value written is inf or NaN."""
     kb, threads = plan
     groups, cd, cs = wv.shape[0], wv.shape[1], wv.shape[2]
@@ -453,11 +453,16 @@ def _by_channels(src, wv, m, plan, tiles_h, tiles_w, pt, pl, b, y, out_hw):
                             order)
 
     bad = []
+    # the input's parts as work the blocks share (``Shared``): a block takes the parts not yet taken,
+    # transforms its filters, then waits for the parts other threads are on
+    inputs = Shared([(g, c0, c1) for g in range(groups) for c0, c1 in chunks(cs, -(-cs // parts))], transform)
 
     def block(g, k0, scratch):
+        inputs.help(scratch)
         k = min(kb, cd - k0)
         up = buffer(scratch, "up", (a2, _gemm.packed_size(k, cs)), dtype)
         _k._filter_transform_packed(wv[g:g + 1, k0:k0 + k], m, 0, -(-k // _gemm.MR), up)
+        inputs.ready(scratch)
         mm = buffer(scratch, "m", (a2 * k * nt,), dtype)
         _gemm.batch(up, k, vs[g], mm, cs, nt, buffer(scratch, "tiles", (_gemm.batch_scratch(k, dtype.itemsize),),
                                                      dtype), spans, cs * nt)
@@ -465,8 +470,7 @@ def _by_channels(src, wv, m, plan, tiles_h, tiles_w, pt, pl, b, y, out_hw):
         if _k._output_transform(mm, g * cd + k0, k, 0, rows, tiles_h, tiles_w, m, b, y, wk, order):
             bad.append(True)
 
-    map_items([(g, c0, c1) for g in range(groups) for c0, c1 in chunks(cs, -(-cs // parts))], transform, threads)
-    map_items([(g, k0) for g in range(groups) for k0 in range(0, cd, kb)], block, threads)
+    map_items([(g, k0) for g in range(groups) for k0 in range(0, cd, kb)], block, threads, shared=(inputs,))
     return bool(bad)
 
 
