@@ -173,11 +173,11 @@ class Shared:
     job: ``run(*part, *args)`` for every part, ``args`` those of the item's call (say its thread's
     scratch). An item calls :meth:`help` when it starts (taking parts no thread has taken yet) and
     :meth:`ready` where it first needs the whole (helping, then waiting for the parts other threads
-    are on). A separate ``map_items`` call before the job waited for its
-    slowest thread and woke the helpers twice; here a helper that wakes late finds the parts taken
-    and goes on with its item, and the threads' first steps that do not need the parts (winograd's
-    input transform) overlap the last parts. Safe because a part is only ever taken by a thread
-    that runs it to the end before it waits; should the job fail, waiters raise ``_Stopped``.
+    are on). A separate ``map_items`` call before the job waited for its slowest thread and woke the
+    helpers twice; here a helper that wakes late finds the parts taken and goes on with its item,
+    and the threads' first steps that do not need the parts (winograd's input transform) overlap
+    the last parts. Safe because a part is only ever taken by a thread that runs it to the end
+    before it waits; should the job fail, waiters raise ``_Stopped``.
     """
 
     def __init__(self, parts, run):
@@ -215,6 +215,7 @@ class Shared:
             raise _Stopped
 
     def fail(self):
+        """No part starts any more, and every wait ends (the job failed)."""
         self.broken = True
         self.done.set()
 
