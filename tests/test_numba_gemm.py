@@ -39,13 +39,16 @@ def test_which_calls_take_the_register_tiles(kh, kw, padded, groups, c_in, c_out
 
 # (x shape, c_out): channels past whole tiles of rows (MR) and columns (two vectors), images
 # smaller than a tile's columns (so that tiles cross images' ends), reductions longer than KC
-# (several blocks, the last one short), pixels per image past KC (the weight gradient's blocks),
-# and 1-D and 3-D calls
+# (several blocks, the last one short; an A run block by block), pixels per image past KC (the
+# weight gradient's blocks), and 1-D and 3-D calls
 CASES = [
     pytest.param((2, 8, 3, 3), 8, {}, id="one-tile"),
     pytest.param((3, 17, 5, 7), 9, {}, id="ragged"),
     pytest.param((5, 40, 14, 14), 72, {}, id="r14"),
     pytest.param((2, 600, 4, 5), 20, {}, id="k-blocks"),
+    # a packed A over COLS_L2_BYTES whose KC blocks fit COLS_BLOCK_BYTES (both dtypes): the forward
+    # runs block by block over the panels
+    pytest.param((3, 1100, 3, 5), 250, {}, id="a-blocks"),
     pytest.param((1, 24, 30, 31), 33, {}, id="p-blocks"),
     pytest.param((4, 300, 1, 1), 270, {}, id="1-pixel"),
     pytest.param((3, 20, 9, 10), 24, dict(stride=2), id="stride2"),  # the pixels it reads, copied

@@ -37,6 +37,11 @@ NV = 2  # vectors of columns per tile row: MR * NV = 16 sums in registers, of th
 PIECES = 4  # slots per thread (numba_jit._run_parts): a thread slowed by another process takes fewer
 RED_PIECES = 2  # ... in the weight gradient, where each slot past the first adds a partial gw to sum
 KC = 256  # reduction steps per tile call: its B panel (KC x 2 vectors, float32 32 KiB) stays in L1
+# ``_cols_run``: a packed A larger than L2 (COLS_L2_BYTES) whose blocks of KC steps L2 holds (at
+# most COLS_BLOCK_BYTES) runs block by block over all of a slot's panels of B; any other A whole,
+# per panel. The AVX-512 machines measured (Skylake-X, Zen 4 and 5) have 1 MiB of L2 a core.
+COLS_L2_BYTES = 2**20
+COLS_BLOCK_BYTES = 512 * 2**10
 
 WIDE = "avx512f" in _llvm.get_host_cpu_features().flatten()
 
@@ -280,51 +285,83 @@ def _cols_part(wm, b3, c3, bias, nthreads, fws, iws, slot):  # pragma: no cover
     _cols_run(ap, m, bias_p, b3.reshape(-1), c3.reshape(-1), k, p_img, bp, ct, j0, min(j0 + share, total))
 
 
+@njit(inline="always", **_JIT)
+def _cols_panel(ap, m, mp, bias_p, bflat, cflat, k, p_img, bp, ct, jb, cols, pc, kc, add,
+                last):  # pragma: no cover
+    """``_cols_run``'s block pc .. pc + kc on the columns jb .. jb + cols (at most a panel). B is
+    read where it lies, but for a panel that crosses an image's end (copied into ``bp``, with zeros
+    past the last column, and C then written through the scratch tile ``ct``)."""
+    nr = _nr(ct)
+    img = jb // p_img
+    p = jb - img * p_img
+    whole = cols == nr and p + nr <= p_img  # the panel: one run of one image
+    if whole:
+        src, b0, ldb = bflat, (img * k + pc) * p_img + p, p_img
+    else:
+        for q in range(nr):
+            for kk in range(kc):
+                bp[kk * nr + q] = 0
+        for q in range(cols):
+            jm = (jb + q) // p_img
+            at = (jm * k + pc) * p_img + jb + q - jm * p_img
+            for kk in range(kc):
+                bp[kk * nr + q] = bflat[at + kk * p_img]
+        src, b0, ldb = bp, 0, nr
+    for ip in range(mp // MR):
+        i0 = ip * MR
+        a0 = pc * mp + ip * kc * MR
+        if whole and i0 + MR <= m:
+            c0 = (img * m + i0) * p_img + p
+            _tile(ap, a0, 0, src, b0, ldb, cflat, c0, p_img, kc, add, bias_p, i0, last)
+            continue
+        _tile(ap, a0, 0, src, b0, ldb, ct, 0, nr, kc, 0, bias_p, i0, last)
+        rows = min(MR, m - i0)
+        q = 0
+        while q < cols:  # by runs of one image's columns: a division per run, not per value
+            jm = (jb + q) // p_img
+            pq = jb + q - jm * p_img
+            run = min(cols - q, p_img - pq)
+            at = (jm * m + i0) * p_img + pq
+            for r in range(rows):
+                o, t0 = at + r * p_img, r * nr + q
+                if add:
+                    for t in range(run):
+                        cflat[o + t] += ct[t0 + t]
+                else:
+                    for t in range(run):
+                        cflat[o + t] = ct[t0 + t]
+            q += run
+
+
 @njit(**_JIT)
 def _cols_run(ap, m, bias_p, bflat, cflat, k, p_img, bp, ct, j0, j1):  # pragma: no cover
     """``C[n, :, p] = A @ B[n, :, p] + bias_p[:m]`` for the flat columns ``j = n*P + p`` in
-    ``[j0, j1)``, a panel of ``nr`` at a time, with A (m x k) packed in ``ap`` (``_pack_a``), B and
-    C the flat C-contiguous ``(N, k, P)`` and ``(N, m, P)``. B is read where it lies, but for the
-    panels that cross an image's end (copied into ``bp``, with zeros past the last column)."""
+    ``[j0, j1)``, with A (m x k) packed in ``ap`` (``_pack_a``), B and C the flat C-contiguous
+    ``(N, k, P)`` and ``(N, m, P)``, a panel of ``nr`` columns and a block of KC reduction steps at
+    a time (``_cols_panel``). Most A run whole for each panel, the panel's sums staying in cache
+    over the blocks. An A larger than L2 whose blocks L2 holds (``COLS_L2_BYTES``,
+    ``COLS_BLOCK_BYTES``: m at most 512 in float32) runs block by block over every panel, as
+    ``_batch_run`` does, so that each block comes from L3 once rather than once per panel: two
+    threads, float32, N=32 7x7 2048 -> 512 channels, forward time over torch's 1.49-1.54 against
+    1.81-1.86 (one thread, N=16: 136-148 against 109-117 GFLOP/s). Blocks of rows of a taller A
+    (m = 2048, blocks of 512 rows) gained on one thread and lost on two, where each of the 8 slots
+    has only 6 or 7 panels to reuse a block over (512 -> 2048 channels 1.73-1.77 against
+    1.51-1.57). The sums run in the same order either way: the same bits."""
     mp = _whole_rows(m)
     nr = _nr(ct)
-    for jb in range(j0, j1, nr):
-        cols = min(nr, j1 - jb)
-        img = jb // p_img
-        p = jb - img * p_img
-        whole = cols == nr and p + nr <= p_img  # the panel: one run of one image
-        for pc in range(0, k, KC):
-            kc = min(KC, k - pc)
-            add = 1 if pc > 0 else 0
-            last = 1 if pc + kc == k else 0  # the bias goes in with the last block
-            if whole:
-                src, b0, ldb = bflat, (img * k + pc) * p_img + p, p_img
-            else:
-                for q in range(nr):
-                    for kk in range(kc):
-                        bp[kk * nr + q] = 0
-                for q in range(cols):
-                    jm = (jb + q) // p_img
-                    at = (jm * k + pc) * p_img + jb + q - jm * p_img
-                    for kk in range(kc):
-                        bp[kk * nr + q] = bflat[at + kk * p_img]
-                src, b0, ldb = bp, 0, nr
-            for ip in range(mp // MR):
-                i0 = ip * MR
-                a0 = pc * mp + ip * kc * MR
-                if whole and i0 + MR <= m:
-                    c0 = (img * m + i0) * p_img + p
-                    _tile(ap, a0, 0, src, b0, ldb, cflat, c0, p_img, kc, add, bias_p, i0, last)
-                    continue
-                _tile(ap, a0, 0, src, b0, ldb, ct, 0, nr, kc, 0, bias_p, i0, last)
-                for r in range(min(MR, m - i0)):
-                    for q in range(cols):
-                        jm = (jb + q) // p_img
-                        at = (jm * m + i0 + r) * p_img + jb + q - jm * p_img
-                        v = ct[r * nr + q]
-                        if add:
-                            v += cflat[at]
-                        cflat[at] = v
+    blocks = mp * k * ct.itemsize > COLS_L2_BYTES and mp * KC * ct.itemsize <= COLS_BLOCK_BYTES
+    if not blocks:
+        for jb in range(j0, j1, nr):
+            for pc in range(0, k, KC):
+                kc = min(KC, k - pc)  # (the bias goes in with the last block)
+                _cols_panel(ap, m, mp, bias_p, bflat, cflat, k, p_img, bp, ct, jb, min(nr, j1 - jb), pc, kc,
+                            1 if pc > 0 else 0, 1 if pc + kc == k else 0)
+        return
+    for pc in range(0, k, KC):
+        kc = min(KC, k - pc)
+        for jb in range(j0, j1, nr):
+            _cols_panel(ap, m, mp, bias_p, bflat, cflat, k, p_img, bp, ct, jb, min(nr, j1 - jb), pc, kc,
+                        1 if pc > 0 else 0, 1 if pc + kc == k else 0)
 
 
 @njit(**_JIT)
@@ -351,15 +388,14 @@ def batch_scratch(m, itemsize):
 
 @njit(**_JIT)
 def _batch_run(ap, m, zeros, b, c, k, p, j0, j1, j2, j3, bp, ct):  # pragma: no cover
-    """C = A @ B in the column ranges j0 .. j1 and j2 .. j3, A (m x k)
-    packed, B and C the flat (k, p) and (m, p): per block of KC reduction steps, every panel of nr
-    columns of both ranges, every panel of rows. Unlike ``_cols_run`` (panels outside, blocks
-    inside), a block of A (up to 512 KiB at 512 rows) stays in L2 over all the panels of B rather
-    than streaming from L3 for each: one thread, 16 products 512 x 512 x 128 137 -> 145 GFLOP/s,
-    256 x 256 x 196 116 -> 134, 128 x 128 x 224 184 -> 199. A range's last half panel runs on a
-    half-width tile, straight into C, instead of through a scratch tile: at 512 x 512 x 256 a
-    panel of 16 columns so cost 1.6 whole ones. The sums run in the same order, so the results are
-    the same bits."""
+    """C = A @ B in the column ranges j0 .. j1 and j2 .. j3, A (m x k) packed, B and C the flat
+    (k, p) and (m, p): per block of KC reduction steps, every panel of nr columns of both ranges,
+    every panel of rows. A block of A (up to 512 KiB at 512 rows) stays in L2 over all the panels
+    of B rather than streaming from L3 for each (as in ``_cols_run``): one thread, 16 products 512
+    x 512 x 128 137 -> 145 GFLOP/s, 256 x 256 x 196 116 -> 134, 128 x 128 x 224 184 -> 199. A
+    range's last half panel runs on a half-width tile, straight into C, instead of through a
+    scratch tile: at 512 x 512 x 256 a panel of 16 columns so cost 1.6 whole ones. The sums run in
+    the same order, so the results are the same bits."""
     mp = _whole_rows(m)
     nr = _nr(ct)
     for pc in range(0, k, KC):
