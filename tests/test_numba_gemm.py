@@ -45,6 +45,10 @@ CASES = [
     pytest.param((2, 8, 3, 3), 8, {}, id="one-tile"),
     pytest.param((3, 17, 5, 7), 9, {}, id="ragged"),
     pytest.param((5, 40, 14, 14), 72, {}, id="r14"),
+    # 49 columns an image: a whole panel, a half one (rows of whole tiles only) and one column
+    # gathered with other images'
+    pytest.param((5, 24, 7, 7), 16, {}, id="r7-half"),
+    pytest.param((5, 24, 7, 7), 13, {}, id="r7-ragged"),
     pytest.param((2, 600, 4, 5), 20, {}, id="k-blocks"),
     # a packed A over COLS_L2_BYTES whose KC blocks fit COLS_BLOCK_BYTES (both dtypes): the forward
     # runs block by block over the panels
@@ -158,11 +162,13 @@ def test_the_register_tiles_leave_their_inputs_alone_and_allocate_nothing_when_w
 
 @wide
 def test_the_scratch_of_the_register_tiles_is_small():
-    # The columns' scratch: the packed weight, the bias and per slot a B panel and a tile (KiB);
-    # the weight gradient's: a block of x per slot and the partial sums (one gw per extra slot).
+    # The columns' scratch: the packed weight, the bias and per slot a B panel and a tile (KiB),
+    # and its panels (ints, a few KiB); the weight gradient's: a block of x per slot and the
+    # partial sums (one gw per extra slot).
     m, k, slots = 1024, 256, 8
-    nfloat, nint = gemm.cols_scratch(m, k, slots, 4)
-    assert nint == 0 and nfloat * 4 <= m * k * 4 + 64 * 1024 * slots
+    for columns, p_img in ((32 * 196, 196), (32 * 49, 49), (3136, 3136), (64, 1)):
+        nfloat, nint = gemm.cols_scratch(m, k, slots, 4, columns, p_img)
+        assert nfloat * 4 <= m * k * 4 + 64 * 1024 * slots and nint * 8 <= 8 * 1024 * slots
     nfloat, nint = gemm.red_scratch(m, k, slots, 4)
     assert nint == 0 and nfloat * 4 <= (slots - 1) * m * k * 4 + 300 * 1024 * slots
 

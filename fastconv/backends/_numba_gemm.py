@@ -224,13 +224,32 @@ def _put(ct, c, c0, ldc, rows, cols, add):  # pragma: no cover
 # -- forward and input gradient: columns are the images' pixels, laid end to end ------------------
 
 
-def cols_scratch(m, k, nthreads, itemsize):
+def cols_scratch(m, k, nthreads, itemsize, columns=0, p_img=1):
     """Float and int64 workspace elements of ``_cols_part``: A packed (all of it, shared) and the
-    bias padded to whole tiles, and per slot a B panel for the tiles that cross an image's end, and
-    a scratch tile."""
+    bias padded to whole tiles, and per slot a B panel for the panels gathered from several
+    images, a scratch tile, and (ints) the slot's panels and runs (``_cols_panels``) over
+    ``columns`` columns of images of ``p_img``."""
     nr = tile_cols(itemsize)
     mp = _whole_rows(m)
-    return _aligned(mp * k) + _aligned(mp) + nthreads * _aligned((KC + MR) * nr), 0
+    panels, runs = cols_panels_max(cols_share(columns, nthreads, nr), p_img, nr)
+    return _aligned(mp * k) + _aligned(mp) + nthreads * _aligned((KC + MR) * nr), nthreads * (4 * panels + 2 * runs)
+
+
+def cols_share(total, nslots, nr):
+    """A slot's share of ``total`` columns: whole panels of ``nr``."""
+    return ((total + nslots - 1) // nslots + nr - 1) // nr * nr
+
+
+def cols_panels_max(share, p_img, nr):
+    """``(panels, runs)``: at most how many ``_cols_panels`` makes of ``share`` columns of images of
+    ``p_img``: a half panel and a gathered one per image at most, besides the columns' halves."""
+    images = share // p_img + 2
+    panels = share // (nr // 2) + 2 * images + 1
+    return panels, panels + images
+
+
+_cols_share = njit(inline="always", **_JIT)(cols_share)
+_cols_panels_max = njit(inline="always", **_JIT)(cols_panels_max)
 
 
 @njit(inline="always", **_JIT)
@@ -280,50 +299,101 @@ def _cols_part(wm, b3, c3, bias, nthreads, fws, iws, slot):  # pragma: no cover
     m, k, mp, ap, bias_p, bp, ct = _cols_views(wm, nthreads, fws, slot)
     nr = _nr(fws)
     total = n_img * p_img
-    share = ((total + nthreads - 1) // nthreads + nr - 1) // nr * nr
+    share = _cols_share(total, nthreads, nr)
+    most, nruns = _cols_panels_max(share, p_img, nr)
+    ints = iws[slot * (4 * most + 2 * nruns):(slot + 1) * (4 * most + 2 * nruns)]
+    panels, runs = ints[:4 * most].reshape((most, 4)), ints[4 * most:].reshape((nruns, 2))
     j0 = min(slot * share, total)
-    _cols_run(ap, m, bias_p, b3.reshape(-1), c3.reshape(-1), k, p_img, bp, ct, j0, min(j0 + share, total))
+    _cols_run(ap, m, bias_p, b3.reshape(-1), c3.reshape(-1), k, p_img, bp, ct, panels, runs, j0,
+              min(j0 + share, total))
+
+
+@njit(**_JIT)
+def _cols_panels(j0, j1, p_img, nr, half, panels, runs):  # pragma: no cover
+    """The flat columns ``[j0, j1)`` as panels, image by image: as many whole panels of ``nr``
+    columns as an image's part holds, then (with ``half``) a half panel, both read where they lie;
+    the columns left (fewer than half a panel) gathered with other images' into panels of
+    ``nr``. ``panels[i] = (first column, columns, first run, last run)``, the runs of a
+    gathered panel ``runs[r] = (first column, columns)`` (none for a panel read where it lies).
+    Returns the panels' count. Before, panels ran on end to end over the flat columns, and at 7x7
+    (49 columns an image) two in three crossed an image's end, each copied and put through the
+    scratch tile; now one column an image is."""
+    hp = nr // 2
+    n, nruns, pend, first = 0, 0, 0, 0
+    j = j0
+    while j < j1:
+        img = j // p_img
+        end = min(j1, (img + 1) * p_img)
+        while j + nr <= end:
+            panels[n, 0], panels[n, 1], panels[n, 2], panels[n, 3] = j, nr, 0, 0
+            n += 1
+            j += nr
+        if half and j + hp <= end:
+            panels[n, 0], panels[n, 1], panels[n, 2], panels[n, 3] = j, hp, 0, 0
+            n += 1
+            j += hp
+        while j < end:
+            take = min(end - j, nr - pend)
+            runs[nruns, 0], runs[nruns, 1] = j, take
+            nruns += 1
+            pend += take
+            j += take
+            if pend == nr:
+                panels[n, 0], panels[n, 1], panels[n, 2], panels[n, 3] = -1, nr, first, nruns
+                n += 1
+                pend, first = 0, nruns
+    if pend:
+        panels[n, 0], panels[n, 1], panels[n, 2], panels[n, 3] = -1, pend, first, nruns
+        n += 1
+    return n
 
 
 @njit(inline="always", **_JIT)
-def _cols_panel(ap, m, mp, bias_p, bflat, cflat, k, p_img, bp, ct, jb, cols, pc, kc, add,
+def _cols_panel(ap, m, mp, bias_p, bflat, cflat, k, p_img, bp, ct, panel, runs, pc, kc, add,
                 last):  # pragma: no cover
-    """``_cols_run``'s block pc .. pc + kc on the columns jb .. jb + cols (at most a panel). B is
-    read where it lies, but for a panel that crosses an image's end (copied into ``bp``, with zeros
-    past the last column, and C then written through the scratch tile ``ct``)."""
+    """``_cols_run``'s block pc .. pc + kc on one panel of ``_cols_panels``: read where it lies
+    (whole, or half on ``_tile_half``), or its runs copied into ``bp`` (zeros past its columns)
+    and its sums put from the scratch tile ``ct``, as are the rows past whole tiles of C."""
     nr = _nr(ct)
-    img = jb // p_img
-    p = jb - img * p_img
-    whole = cols == nr and p + nr <= p_img  # the panel: one run of one image
-    if whole:
+    jb, cols, r0, r1 = panel[0], panel[1], panel[2], panel[3]
+    gathered = jb < 0
+    if not gathered:
+        img = jb // p_img
+        p = jb - img * p_img
         src, b0, ldb = bflat, (img * k + pc) * p_img + p, p_img
     else:
-        for q in range(nr):
+        for q in range(cols, nr):
             for kk in range(kc):
                 bp[kk * nr + q] = 0
-        for q in range(cols):
-            jm = (jb + q) // p_img
-            at = (jm * k + pc) * p_img + jb + q - jm * p_img
-            for kk in range(kc):
-                bp[kk * nr + q] = bflat[at + kk * p_img]
+        q = 0
+        for r in range(r0, r1):
+            j, run = runs[r, 0], runs[r, 1]
+            jm = j // p_img
+            at = (jm * k + pc) * p_img + j - jm * p_img
+            for t in range(run):
+                for kk in range(kc):
+                    bp[kk * nr + q + t] = bflat[at + t + kk * p_img]
+            q += run
         src, b0, ldb = bp, 0, nr
     for ip in range(mp // MR):
         i0 = ip * MR
         a0 = pc * mp + ip * kc * MR
-        if whole and i0 + MR <= m:
+        if not gathered and i0 + MR <= m:
             c0 = (img * m + i0) * p_img + p
-            _tile(ap, a0, 0, src, b0, ldb, cflat, c0, p_img, kc, add, bias_p, i0, last)
+            if cols == nr:
+                _tile(ap, a0, 0, src, b0, ldb, cflat, c0, p_img, kc, add, bias_p, i0, last)
+            else:
+                _tile_half(ap, a0, 0, src, b0, ldb, cflat, c0, p_img, kc, add, bias_p, i0, last)
             continue
         _tile(ap, a0, 0, src, b0, ldb, ct, 0, nr, kc, 0, bias_p, i0, last)
         rows = min(MR, m - i0)
         q = 0
-        while q < cols:  # by runs of one image's columns: a division per run, not per value
-            jm = (jb + q) // p_img
-            pq = jb + q - jm * p_img
-            run = min(cols - q, p_img - pq)
-            at = (jm * m + i0) * p_img + pq
-            for r in range(rows):
-                o, t0 = at + r * p_img, r * nr + q
+        for r in range(r0, r1 if gathered else r0 + 1):  # by runs of one image's columns
+            j, run = (runs[r, 0], runs[r, 1]) if gathered else (jb, cols)
+            jm = j // p_img
+            at = (jm * m + i0) * p_img + j - jm * p_img
+            for rr in range(rows):
+                o, t0 = at + rr * p_img, rr * nr + q
                 if add:
                     for t in range(run):
                         cflat[o + t] += ct[t0 + t]
@@ -334,33 +404,34 @@ def _cols_panel(ap, m, mp, bias_p, bflat, cflat, k, p_img, bp, ct, jb, cols, pc,
 
 
 @njit(**_JIT)
-def _cols_run(ap, m, bias_p, bflat, cflat, k, p_img, bp, ct, j0, j1):  # pragma: no cover
-    """``C[n, :, p] = A @ B[n, :, p] + bias_p[:m]`` for the flat columns ``j = n*P + p`` in
-    ``[j0, j1)``, with A (m x k) packed in ``ap`` (``_pack_a``), B and C the flat C-contiguous
-    ``(N, k, P)`` and ``(N, m, P)``, a panel of ``nr`` columns and a block of KC reduction steps at
-    a time (``_cols_panel``). Most A run whole for each panel, the panel's sums staying in cache
-    over the blocks. An A larger than L2 whose blocks L2 holds (``COLS_L2_BYTES``,
-    ``COLS_BLOCK_BYTES``: m at most 512 in float32) runs block by block over every panel, as
-    ``_batch_run`` does, so that each block comes from L3 once rather than once per panel: two
-    threads, float32, N=32 7x7 2048 -> 512 channels, forward time over torch's 1.49-1.54 against
-    1.81-1.86 (one thread, N=16: 136-148 against 109-117 GFLOP/s). Blocks of rows of a taller A
-    (m = 2048, blocks of 512 rows) gained on one thread and lost on two, where each of the 8 slots
-    has only 6 or 7 panels to reuse a block over (512 -> 2048 channels 1.73-1.77 against
-    1.51-1.57). The sums run in the same order either way: the same bits."""
+def _cols_run(ap, m, bias_p, bflat, cflat, k, p_img, bp, ct, panels, runs, j0, j1):  # pragma: no cover
+    """``C[n, :, p] = A @ B[n, :, p] + bias_p[:m]`` for the flat columns ``j = n*P + p`` in ``[j0, j1)``,
+    with A (m x k) packed in ``ap`` (``_pack_a``), B and C the flat C-contiguous ``(N, k, P)`` and
+    ``(N, m, P)``, a panel of ``_cols_panels`` (into ``panels`` and ``runs``, of
+    ``cols_panels_max``'s rows) and a block of KC reduction steps at a time (``_cols_panel``). Most
+    A run whole for each panel, the panel's sums staying in cache over the blocks. An A larger than
+    L2 whose blocks L2 holds (``COLS_L2_BYTES``, ``COLS_BLOCK_BYTES``: m at most 512 in float32)
+    runs block by block over every panel, as ``_batch_run`` does, so that each block comes from L3
+    once rather than once per panel: two threads, float32, N=32 7x7 2048 -> 512 channels, forward
+    time over torch's 1.49-1.54 against 1.81-1.86 (one thread, N=16: 136-148 against 109-117
+    GFLOP/s). Blocks of rows of a taller A (m = 2048, blocks of 512 rows) gained on one thread and
+    lost on two, where each of the 8 slots has only 6 or 7 panels to reuse a block over (512 -> 2048
+    channels 1.73-1.77 against 1.51-1.57). The sums run in the same order either way: the same bits."""
     mp = _whole_rows(m)
     nr = _nr(ct)
+    n = _cols_panels(j0, j1, p_img, nr, m % MR == 0, panels, runs)
     blocks = mp * k * ct.itemsize > COLS_L2_BYTES and mp * KC * ct.itemsize <= COLS_BLOCK_BYTES
     if not blocks:
-        for jb in range(j0, j1, nr):
+        for i in range(n):
             for pc in range(0, k, KC):
                 kc = min(KC, k - pc)  # (the bias goes in with the last block)
-                _cols_panel(ap, m, mp, bias_p, bflat, cflat, k, p_img, bp, ct, jb, min(nr, j1 - jb), pc, kc,
+                _cols_panel(ap, m, mp, bias_p, bflat, cflat, k, p_img, bp, ct, panels[i], runs, pc, kc,
                             1 if pc > 0 else 0, 1 if pc + kc == k else 0)
         return
     for pc in range(0, k, KC):
         kc = min(KC, k - pc)
-        for jb in range(j0, j1, nr):
-            _cols_panel(ap, m, mp, bias_p, bflat, cflat, k, p_img, bp, ct, jb, min(nr, j1 - jb), pc, kc,
+        for i in range(n):
+            _cols_panel(ap, m, mp, bias_p, bflat, cflat, k, p_img, bp, ct, panels[i], runs, pc, kc,
                         1 if pc > 0 else 0, 1 if pc + kc == k else 0)
 
 

@@ -388,7 +388,7 @@ def _run_forward(x, w, bias, y, sh, sw, pt, pl, dil_h, dil_w, groups, macs):
         xs = _at_stride(x, sh, sw)
         _run_parts(_gemm._cols_part, macs, w.reshape(c_out, c_in), xs.reshape(n, c_in, p), y.reshape(n, c_out, p), bias,
                    workspaces=_workspaces(x.dtype, lambda nthreads: _gemm.cols_scratch(c_out, c_in, nthreads,
-                                                                                       x.itemsize)),
+                                                                                       x.itemsize, n * p, p)),
                    prepare=_gemm._cols_prepare, serial=_gemm._cols_serial, pieces=_gemm.PIECES)
     elif _cols.applies(w.shape[3], sh, sw, pl, x.shape[3], y.shape[3]):
         _run_parts(_cols._columns_part, macs, x, w, bias, y, pt, dil_h, groups,
