@@ -317,7 +317,10 @@ def _cols_panels(j0, j1, p_img, nr, half, panels, runs):  # pragma: no cover
     gathered panel ``runs[r] = (first column, columns)`` (none for a panel read where it lies).
     Returns the panels' count. Before, panels ran on end to end over the flat columns, and at 7x7
     (49 columns an image) two in three crossed an image's end, each copied and put through the
-    scratch tile; now one column an image is."""
+    scratch tile; now one column an image is. One thread, float32, N=16 7x7, GFLOP/s now / before
+    (7 interleaved rounds): 2048 -> 512 channels 191-198 / 132-148, 512 -> 2048 186-195 / 133-142;
+    14x14 256 -> 1024 219-223 / 172-185, 1024 -> 256 211-216 / 153-155; two threads, N=32 7x7,
+    forward time over torch's: 2048 -> 512 1.22 / 1.43-1.54, 512 -> 2048 1.17 / 1.26-1.50."""
     hp = nr // 2
     n, nruns, pend, first = 0, 0, 0, 0
     j = j0
