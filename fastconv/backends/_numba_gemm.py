@@ -390,36 +390,32 @@ def _cols_panel(ap, m, mp, bias_p, bflat, cflat, k, p_img, bp, ct, panel, runs, 
             continue
         _tile(ap, a0, 0, src, b0, ldb, ct, 0, nr, kc, 0, bias_p, i0, last)
         rows = min(MR, m - i0)
+        if not gathered:
+            _put(ct, cflat, (img * m + i0) * p_img + p, p_img, rows, cols, add)
+            continue
         q = 0
-        for r in range(r0, r1 if gathered else r0 + 1):  # by runs of one image's columns
-            j, run = (runs[r, 0], runs[r, 1]) if gathered else (jb, cols)
+        for r in range(r0, r1):  # by runs of one image's columns
+            j, run = runs[r, 0], runs[r, 1]
             jm = j // p_img
-            at = (jm * m + i0) * p_img + j - jm * p_img
-            for rr in range(rows):
-                o, t0 = at + rr * p_img, rr * nr + q
-                if add:
-                    for t in range(run):
-                        cflat[o + t] += ct[t0 + t]
-                else:
-                    for t in range(run):
-                        cflat[o + t] = ct[t0 + t]
+            _put(ct[q:], cflat, (jm * m + i0) * p_img + j - jm * p_img, p_img, rows, run, add)
             q += run
 
 
 @njit(**_JIT)
 def _cols_run(ap, m, bias_p, bflat, cflat, k, p_img, bp, ct, panels, runs, j0, j1):  # pragma: no cover
-    """``C[n, :, p] = A @ B[n, :, p] + bias_p[:m]`` for the flat columns ``j = n*P + p`` in ``[j0, j1)``,
-    with A (m x k) packed in ``ap`` (``_pack_a``), B and C the flat C-contiguous ``(N, k, P)`` and
-    ``(N, m, P)``, a panel of ``_cols_panels`` (into ``panels`` and ``runs``, of
-    ``cols_panels_max``'s rows) and a block of KC reduction steps at a time (``_cols_panel``). Most
-    A run whole for each panel, the panel's sums staying in cache over the blocks. An A larger than
-    L2 whose blocks L2 holds (``COLS_L2_BYTES``, ``COLS_BLOCK_BYTES``: m at most 512 in float32)
-    runs block by block over every panel, as ``_batch_run`` does, so that each block comes from L3
-    once rather than once per panel: two threads, float32, N=32 7x7 2048 -> 512 channels, forward
-    time over torch's 1.49-1.54 against 1.81-1.86 (one thread, N=16: 136-148 against 109-117
-    GFLOP/s). Blocks of rows of a taller A (m = 2048, blocks of 512 rows) gained on one thread and
-    lost on two, where each of the 8 slots has only 6 or 7 panels to reuse a block over (512 -> 2048
-    channels 1.73-1.77 against 1.51-1.57). The sums run in the same order either way: the same bits."""
+    """``C[n, :, p] = A @ B[n, :, p] + bias_p[:m]`` for the flat columns ``j = n*P + p`` in
+    ``[j0, j1)``, with A (m x k) packed in ``ap`` (``_pack_a``), B and C the flat C-contiguous
+    ``(N, k, P)`` and ``(N, m, P)``, a panel of ``_cols_panels`` (into ``panels`` and ``runs``, of
+    ``cols_panels_max``'s rows) and a block of KC reduction steps at a time (``_cols_panel``).
+    Most A run whole for each panel, the panel's sums staying in cache over the blocks. An A
+    larger than L2 whose blocks L2 holds (``COLS_L2_BYTES``, ``COLS_BLOCK_BYTES``: m at most 512 in
+    float32) runs block by block over every panel, as ``_batch_run`` does, so that each block
+    comes from L3 once rather than once per panel: two threads, float32, N=32 7x7 2048 -> 512
+    channels, forward time over torch's 1.49-1.54 against 1.81-1.86 (one thread, N=16: 136-148
+    against 109-117 GFLOP/s). Blocks of rows of a taller A (m = 2048, blocks of 512 rows) gained
+    on one thread and lost on two, where each of the 8 slots has only 6 or 7 panels to reuse a
+    block over (512 -> 2048 channels 1.73-1.77 against 1.51-1.57). The sums run in the same order
+    either way: the same bits."""
     mp = _whole_rows(m)
     nr = _nr(ct)
     n = _cols_panels(j0, j1, p_img, nr, m % MR == 0, panels, runs)
@@ -504,12 +500,7 @@ def _batch_panel(ap, m, mp, zeros, b, c, p, pc, kc, add, jb, cols, nr, bp, ct): 
                 _tile_half(ap, a0, 0, src, b0, ldb, c, i0 * p + jb, p, kc, add, zeros, i0, 0)
                 continue
         _tile(ap, a0, 0, src, b0, ldb, ct, 0, nr, kc, 0, zeros, i0, 0)
-        for r in range(min(MR, m - i0)):
-            for q in range(cols):
-                v = ct[r * nr + q]
-                if add:
-                    v += c[(i0 + r) * p + jb + q]
-                c[(i0 + r) * p + jb + q] = v
+        _put(ct, c, i0 * p + jb, p, min(MR, m - i0), cols, add)
 
 
 @njit(**_JIT)
