@@ -54,6 +54,9 @@ CASES = [
     # runs block by block over the panels
     pytest.param((3, 1100, 3, 5), 250, {}, id="a-blocks"),
     pytest.param((1, 24, 30, 31), 33, {}, id="p-blocks"),
+    # images of fewer pixels than KC: the weight gradient's units of several whole images, with
+    # rows and columns past whole tiles
+    pytest.param((7, 19, 5, 5), 13, {}, id="image-units"),
     pytest.param((4, 300, 1, 1), 270, {}, id="1-pixel"),
     pytest.param((3, 20, 9, 10), 24, dict(stride=2), id="stride2"),  # the pixels it reads, copied
     pytest.param((2, 16, 7, 11), 8, dict(stride=(1, 3)), id="stride1x3"),
@@ -101,10 +104,11 @@ def test_register_tiles_match_longdouble_products(monkeypatch, xs, c_out, kwargs
 
 
 @wide
-def test_every_slot_of_a_large_call_runs_in_pieces(monkeypatch):
+@pytest.mark.parametrize("xs", [(6, 96, 20, 20), (40, 96, 7, 7)])  # 7x7: gw's units of several images
+def test_every_slot_of_a_large_call_runs_in_pieces(monkeypatch, xs):
     # Over SERIAL_MAX_MACS: 2 threads x PIECES slots for the columns, 2 x RED_PIECES partial sums
     # of gw, added in slot order; the result has the same bits on every run with the same threads.
-    geom = Geometry.from_args((6, 96, 20, 20), (72, 96, 1, 1))
+    geom = Geometry.from_args(xs, (72, 96, 1, 1))
     assert geom.macs > numba_jit.SERIAL_MAX_MACS
     x, w, gy = (_rand(s, np.float32, i) for i, s in enumerate((geom.x_shape, geom.w_shape, geom.y_shape)))
     slots = ran_parts(monkeypatch, lambda part, kwargs: kwargs.get("pieces"))
@@ -254,3 +258,16 @@ def test_winograd_on_the_register_tiles_agrees_with_its_blas_products(monkeypatc
     tol = 1e-5 if dtype == np.float32 else 1e-13
     for a, b in zip(tiles, blas):
         np.testing.assert_allclose(a, b, rtol=tol, atol=tol)
+
+
+@pytest.mark.parametrize("n_img, p_img, slots, want", [
+    (32, 49, 4, 4),   # 7x7: at most 5 images a unit, in whole rounds of the slots: 8 units of 4
+    (5, 49, 1, 5),
+    (7, 25, 6, 2),    # fewer images than slots could take: units of 2 (4 of the 6 slots busy)
+    (3, 196, 4, 1),   # 14x14: one image already fills most of KC
+    (2, 930, 2, 1),   # blocks of KC within an image
+])
+def test_the_weight_gradient_groups_small_images_into_units(n_img, p_img, slots, want):
+    per = gemm._red_images(n_img, p_img, slots)
+    assert per == want
+    assert per == 1 or per * p_img <= gemm.KC

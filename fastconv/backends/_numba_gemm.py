@@ -560,18 +560,37 @@ def _red_views(m, n, nthreads, fws, slot):  # pragma: no cover
     return bp, ae, ct, fws[base:base + m * n]
 
 
+@njit(inline="always", **_JIT)
+def _red_images(n_img, p_img, nslots):  # pragma: no cover
+    """Images per unit of ``_red_part``: as many as fill KC reduction steps where an image has
+    fewer pixels (at most ``KC // p_img``), in whole rounds of the slots; else 1 (its pixels in
+    blocks of KC)."""
+    most = KC // p_img if p_img else 1
+    if most < 2:
+        return 1
+    rounds = (n_img + nslots * most - 1) // (nslots * most)
+    return (n_img + nslots * rounds - 1) // (nslots * rounds)
+
+
 @njit(**_JIT)
 def _red_part(gy3, x3, gw2, nthreads, fws, iws, slot):  # pragma: no cover
-    """This slot's share of ``gw = sum over n, p of gy3[n, :, p] (outer) x3[n, :, p]``, in blocks
-    of up to KC pixels of one image (a slot takes whole blocks): into ``gw2`` for slot 0, else
-    into its own partial sums (``_red_finish`` adds them). A is gy's rows where they lie; B, x's
-    block transposed into panels, is copied once per block for all of gw's rows."""
+    """This slot's share of ``gw = sum over n, p of gy3[n, :, p] (outer) x3[n, :, p]``, in units
+    of up to KC pixels (a slot takes whole units): a block of one image's pixels, or, for images
+    of fewer pixels, several whole images (``_red_images``). Into ``gw2`` for slot 0, else into its
+    own partial sums (``_red_finish`` adds them). A is gy's rows where they lie; B, x's pixels
+    transposed into panels, is copied once per unit for all of gw's rows.
+
+    Several images a unit because each tile of gw is read and written once per unit: at 7x7 (49
+    pixels an image) a unit of one image ran 49 steps of the reduction per read and write of its
+    gw tile, from L3 (gw of 512 x 2048 is 4 MiB). Each image's sum is added to gw (or the slot's
+    partial sums) in the same order as with one image a unit: on one slot, the same bits."""
     n_img, m, p_img = gy3.shape
     n = x3.shape[1]
     bp, ae, ct, part = _red_views(m, n, nthreads, fws, slot)
     out = gw2.reshape(-1) if slot == 0 else part
-    nblk = (p_img + KC - 1) // KC
-    units = n_img * nblk
+    per = _red_images(n_img, p_img, nthreads)
+    nblk = (p_img + KC - 1) // KC if per == 1 else 1
+    units = n_img * nblk if per == 1 else (n_img + per - 1) // per
     share = (units + nthreads - 1) // nthreads
     u0 = min(slot * share, units)
     u1 = min(u0 + share, units)
@@ -580,49 +599,66 @@ def _red_part(gy3, x3, gw2, nthreads, fws, iws, slot):  # pragma: no cover
         return
     gyflat, xflat = gy3.reshape(-1), x3.reshape(-1)
     for u in range(u0, u1):
-        img = u // nblk
-        p0 = (u - img * nblk) * KC
-        _red_unit(gyflat, (img * m) * p_img + p0, p_img, m, xflat, (img * n) * p_img + p0, p_img, n,
-                  min(KC, p_img - p0), out, 0, 1 if u > u0 else 0, bp, ae, ct)
+        if per == 1:
+            img = u // nblk
+            p0 = (u - img * nblk) * KC
+            kc, segs = min(KC, p_img - p0), 1
+        else:
+            img, p0 = u * per, 0
+            kc, segs = p_img, min(per, n_img - u * per)
+        _red_unit(gyflat, (img * m) * p_img + p0, p_img, m * p_img, m, xflat, (img * n) * p_img + p0, p_img,
+                  n * p_img, n, kc, segs, out, 0, 1 if u > u0 else 0, bp, ae, ct)
 
 
 @njit(**_JIT)
-def _red_unit(a, a0, lda, m, b, b0, ldb, n, kc, out, o0, add, bp, ae, ct):  # pragma: no cover
-    """``out[o0 + i*n + j] (+)= sum over kk < kc of a[a0 + i*lda + kk] * b[b0 + j*ldb + kk]`` for
-    i < m, j < n (added when ``add``): one block of at most KC reduction steps of a product
-    ``A @ B.T``. A is read where it lies; B, transposed into panels, is copied once (``bp``) for
-    all of A's rows; A's last rows, when fewer than MR, go through ``ae``; tiles cut by the
-    matrix's edge through the scratch tile ``ct``."""
+def _red_unit(a, a0, lda, astep, m, b, b0, ldb, bstep, n, kc, segs, out, o0, add, bp, ae, ct):  # pragma: no cover
+    """``out[o0 + i*n + j] (+)= sum over s < segs of (sum over kk < kc of a[a0 + s*astep + i*lda +
+    kk] * b[b0 + s*bstep + j*ldb + kk])`` for i < m, j < n (added to when ``add``), segment by
+    segment in order: a product ``A @ B.T`` of ``segs`` blocks of kc reduction steps (segs * kc
+    at most KC), each block's sum added in turn. A is read where it lies; B, transposed into
+    panels, is copied once (``bp``) for all of A's rows; A's last rows, when fewer than MR, go
+    through ``ae``; tiles cut by the matrix's edge through the scratch tile ``ct``. Rows run in
+    chunks whose blocks of A fit ``COLS_BLOCK_BYTES`` (in L2 over all the panels), and each tile
+    runs every segment before the next tile, so that its part of ``out`` stays in L1 meanwhile."""
     nr = _nr(ct)
+    kt = segs * kc
     npan = (n + nr - 1) // nr
-    for jp in range(npan):  # bp[jp*kc*nr + kk*nr + q] = b[b0 + (jp*nr + q)*ldb + kk]
-        base = jp * kc * nr
-        for q in range(nr):
-            j = jp * nr + q
-            if j < n:
-                src = b[b0 + j * ldb:b0 + j * ldb + kc]
-                for kk in range(kc):
-                    bp[base + kk * nr + q] = src[kk]
-            else:
-                for kk in range(kc):
-                    bp[base + kk * nr + q] = 0
+    for jp in range(npan):  # bp[jp*kt*nr + (s*kc + kk)*nr + q] = b[b0 + s*bstep + (jp*nr + q)*ldb + kk]
+        for s in range(segs):
+            base = jp * kt * nr + s * kc * nr
+            for q in range(nr):
+                j = jp * nr + q
+                if j < n:
+                    src = b[b0 + s * bstep + j * ldb:b0 + s * bstep + j * ldb + kc]
+                    for kk in range(kc):
+                        bp[base + kk * nr + q] = src[kk]
+                else:
+                    for kk in range(kc):
+                        bp[base + kk * nr + q] = 0
     tail = m // MR * MR
     if tail < m:  # A's last rows, fewer than MR: copied, with zero rows after them
-        for r in range(MR):
-            for kk in range(kc):
-                ae[r * kc + kk] = a[a0 + (tail + r) * lda + kk] if tail + r < m else 0
-    for jp in range(npan):
-        j0 = jp * nr
-        for i0 in range(0, m, MR):
-            if i0 < tail:
-                src, s0, lds = a, a0 + i0 * lda, lda
-            else:
-                src, s0, lds = ae, 0, kc
-            if i0 < tail and j0 + nr <= n:
-                _tile_rows(src, s0, lds, bp, jp * kc * nr, nr, out, o0 + i0 * n + j0, n, kc, add, ct, 0, 0)
-            else:
-                _tile_rows(src, s0, lds, bp, jp * kc * nr, nr, ct, 0, nr, kc, 0, ct, 0, 0)
-                _put(ct, out[o0:], i0 * n + j0, n, min(MR, m - i0), min(nr, n - j0), add)
+        for s in range(segs):
+            for r in range(MR):
+                for kk in range(kc):
+                    ae[(s * MR + r) * kc + kk] = a[a0 + s * astep + (tail + r) * lda + kk] if tail + r < m else 0
+    chunk = max(MR, COLS_BLOCK_BYTES // (kt * ct.itemsize) // MR * MR)  # rows of A kept in L2
+    for ic in range(0, m, chunk):
+        for jp in range(npan):
+            j0 = jp * nr
+            for i0 in range(ic, min(m, ic + chunk), MR):
+                whole = i0 < tail and j0 + nr <= n
+                for s in range(segs):
+                    if i0 < tail:
+                        src, s0, lds = a, a0 + s * astep + i0 * lda, lda
+                    else:
+                        src, s0, lds = ae, s * MR * kc, kc
+                    b1 = jp * kt * nr + s * kc * nr
+                    adds = add if s == 0 else 1
+                    if whole:
+                        _tile_rows(src, s0, lds, bp, b1, nr, out, o0 + i0 * n + j0, n, kc, adds, ct, 0, 0)
+                    else:
+                        _tile_rows(src, s0, lds, bp, b1, nr, ct, 0, nr, kc, 0, ct, 0, 0)
+                        _put(ct, out[o0:], i0 * n + j0, n, min(MR, m - i0), min(nr, n - j0), adds)
 
 
 @njit(**_JIT)
@@ -633,7 +669,7 @@ def red_batch(a, b, c, m, n, p, add, scratch):  # pragma: no cover
     bp, ae, ct = _unit_views(n, scratch)
     for i in range(c.size // (m * n)):
         for p0 in range(0, p, KC):
-            _red_unit(a, i * m * p + p0, p, m, b, i * n * p + p0, p, n, min(KC, p - p0), c, i * m * n,
+            _red_unit(a, i * m * p + p0, p, 0, m, b, i * n * p + p0, p, 0, n, min(KC, p - p0), 1, c, i * m * n,
                       1 if add or p0 > 0 else 0, bp, ae, ct)
 
 
