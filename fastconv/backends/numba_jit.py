@@ -460,15 +460,12 @@ def grad_input(gy, w, geom):
             # a strided phase is computed contiguous, then copied into place: a kernel specialised for
             # strided outputs took 5 s more to compile, for a copy that costs little beside the sums
             dest = out if unit else _scratch("phase", out.size, gy.dtype)[:out.size].reshape(out.shape)
-            wt = None
-            if m == mw == 1 and geom.groups == 1:
-                # a 1x1 kernel's is w's transpose, a view that the matrix product packs as it reads it
-                # (``_gemm._pack_a``): the copy, 2048 x 512 channels, took 2.3-3.0 ms on one thread, a
-                # fifth of the input gradient's time
-                wt = wsub.reshape(geom.c_out, geom.c_in).T.reshape(geom.c_in, geom.c_out, 1, 1)
-                if not _is_matrix_product(gy, wt, dest, 1, 1, pt, pl, 1):
-                    wt = None
-            if wt is None:
+            # a 1x1 kernel's is w's transpose, a view that the matrix product packs as it reads it
+            # (``_gemm._pack_a``): the copy, 2048 x 512 channels, took 2.3-3.0 ms on one thread, a
+            # fifth of the input gradient's time; the other kernels read a contiguous copy
+            one = m == mw == 1 and geom.groups == 1
+            wt = wsub.reshape(geom.c_out, geom.c_in).T.reshape(geom.c_in, geom.c_out, 1, 1) if one else None
+            if wt is None or not _is_matrix_product(gy, wt, dest, 1, 1, pt, pl, 1):
                 wt = _transposed_weight(wsub, geom)
             if _depthwise(geom) and geom.c_out_g == 1:  # each phase is a depthwise convolution too
                 _run_depthwise(gy, wt, dest, None, 1, 1, pt, pl, geom.dil_h, geom.dil_w,
