@@ -49,6 +49,7 @@ from . import _numba_depthwise as _dw
 from . import _numba_gemm as _gemm
 from . import _numba_implicit as _implicit
 from . import _numba_kernels as _k
+from . import _numba_patches as _patches
 from . import _numba_spin as _spin
 from ._lift import as_2d, lifted
 from ._padding_nan import padding_products
@@ -376,11 +377,12 @@ def _is_matrix_product(x, w, y, sh, sw, pt, pl, groups) -> bool:
     return _gemm.applies(1, 1, not unpadded, groups, x.shape[1], w.shape[0])
 
 
-def _run_forward(x, w, bias, y, sh, sw, pt, pl, dil_h, dil_w, groups, macs):
+def _run_forward(x, w, bias, y, sh, sw, pt, pl, dil_h, dil_w, groups, macs, budget):
     """The general forward kernels into the C-contiguous ``y``, which add ``bias`` (None: none) to
     each block while it is in cache: a ``k x 1`` kernel's taps read the input where it lies
-    (``_numba_columns``), a 1x1 kernel's are one matrix product (``_numba_gemm``), any other
-    kernel's a packed copy."""
+    (``_numba_columns``), a 1x1 kernel's are one matrix product (``_numba_gemm``), a kernel of
+    more taps with channels enough multiplies columns of patches on the register tiles
+    (``_numba_patches``, where its scratch fits ``budget`` bytes), any other kernel's a packed copy."""
     bias = _no_bias(x.dtype) if bias is None else bias
     n, c_in, c_out = x.shape[0], x.shape[1], w.shape[0]
     if _is_matrix_product(x, w, y, sh, sw, pt, pl, groups):
@@ -395,10 +397,24 @@ def _run_forward(x, w, bias, y, sh, sw, pt, pl, dil_h, dil_w, groups, macs):
                    workspaces=_packed_workspaces(_cols._columns_scratch, x, w, y.shape[2:], sh, sw, dil_h, dil_w,
                                                  groups),
                    prepare=_cols._columns_prepare)
+    elif _patches_forward(x, w.reshape(groups, w.shape[0] // groups, *w.shape[1:]), bias, y, sh, sw, pt, pl, dil_h,
+                          dil_w, macs, budget):
+        pass
     else:
         _run_parts(_k._forward_part, macs, x, w, bias, y, sh, sw, pt, pl, dil_h, dil_w, groups,
                    workspaces=_packed_workspaces(_k._forward_scratch, x, w, y.shape[2:], sh, sw, dil_h, dil_w, groups),
                    prepare=_k._forward_prepare, serial=_k._forward_serial)
+
+
+def _patches_forward(x, w5, bias, y, sh, sw, pt, pl, dil_h, dil_w, macs, budget) -> bool:
+    """The forward (or an input gradient's phase) on the register tiles over columns of patches
+    (``_numba_patches``), with the kernels ``w5[g, k, c]`` where they lie, where it applies and
+    the columns kernels (``_numba_columns``) do not; False where it does not run."""
+    groups, kg, _, kh, kw = w5.shape
+    return (_patches.applies(kh, kw, groups, x.shape[1], groups * kg)
+            and not _cols.applies(kw, sh, sw, pl, x.shape[3], y.shape[3])
+            and _patches.forward(x, w5, bias, y, sh, sw, pt, pl, dil_h, dil_w, _slots(macs)[0], budget,
+                                 _local.compile_only))
 
 
 @lifted
@@ -411,7 +427,8 @@ def forward(x, w, geom, bias=None):
     elif _implicit_takes(geom, x.itemsize) and _implicit_forward(x, w, bias, y, geom):
         pass
     else:
-        _run_forward(x, w, bias, y, geom.sh, geom.sw, geom.pt, geom.pl, geom.dil_h, geom.dil_w, geom.groups, geom.macs)
+        _run_forward(x, w, bias, y, geom.sh, geom.sw, geom.pt, geom.pl, geom.dil_h, geom.dil_w, geom.groups, geom.macs,
+                     call_budget(geom, x.itemsize))
     if geom.is_padded and not _all_finite(w):  # inf * 0 only where a tap reads padding
         padding_products(y, ~np.isfinite(w), geom, forward=True)
     return y
@@ -446,6 +463,7 @@ def grad_input(gy, w, geom):
     # of 2000 on a 3x3 kernel would otherwise loop over 4M empty phases (seconds per call).
     if geom.sh > geom.kh or geom.sw > geom.kw:
         gx[...] = 0
+    budget = call_budget(geom, gy.itemsize)
     for ky0 in range(min(geom.kh, geom.sh)):
         ry = (ky0 - geom.pt) % geom.sh
         for kx0 in range(min(geom.kw, geom.sw)):
@@ -465,14 +483,22 @@ def grad_input(gy, w, geom):
             # fifth of the input gradient's time; the other kernels read a contiguous copy
             one = m == mw == 1 and geom.groups == 1
             wt = wsub.reshape(geom.c_out, geom.c_in).T.reshape(geom.c_in, geom.c_out, 1, 1) if one else None
+            macs = geom.macs // (geom.sh * geom.sw)
             if wt is None or not _is_matrix_product(gy, wt, dest, 1, 1, pt, pl, 1):
+                # the patches' products pack the flipped, transposed kernels where they lie: no
+                # copy to keep (packing from the view costs about what the copy did, 1 ms a phase
+                # at 512 x 256 channels, 3x3 at stride 2: it reads every line of w)
+                flipped = wsub.reshape(geom.groups, geom.c_out_g, geom.c_in_g, m, mw).transpose(0, 2, 1, 3, 4)
+                if not _depthwise(geom) and _patches_forward(gy, flipped[..., ::-1, ::-1], None, dest, 1, 1, pt, pl,
+                                                             geom.dil_h, geom.dil_w, macs, budget):
+                    if dest is not out:
+                        out[...] = dest
+                    continue
                 wt = _transposed_weight(wsub, geom)
             if _depthwise(geom) and geom.c_out_g == 1:  # each phase is a depthwise convolution too
-                _run_depthwise(gy, wt, dest, None, 1, 1, pt, pl, geom.dil_h, geom.dil_w,
-                               geom.macs // (geom.sh * geom.sw))
+                _run_depthwise(gy, wt, dest, None, 1, 1, pt, pl, geom.dil_h, geom.dil_w, macs)
             else:
-                _run_forward(gy, wt, None, dest, 1, 1, pt, pl, geom.dil_h, geom.dil_w, geom.groups,
-                             geom.macs // (geom.sh * geom.sw))
+                _run_forward(gy, wt, None, dest, 1, 1, pt, pl, geom.dil_h, geom.dil_w, geom.groups, macs, budget)
             if dest is not out:
                 out[...] = dest
     return gx
@@ -498,6 +524,10 @@ def grad_weight(gy, x, geom):
                    finish=_gemm._red_finish, pieces=_gemm.RED_PIECES)
     elif _implicit.applies(geom) and _implicit_grad_weight(gy, x, gw, geom):
         pass  # done on the register tiles
+    elif (_patches.applies(geom.kh, geom.kw, geom.groups, geom.c_in, geom.c_out)
+          and _patches.grad_weight(gy, x, gw, geom.sh, geom.sw, geom.pt, geom.pl, geom.dil_h, geom.dil_w,
+                                   _slots(geom.macs)[0], call_budget(geom, x.itemsize), _local.compile_only)):
+        pass  # on the register tiles, over columns of patches
     elif _cols.applies(geom.kw, geom.sh, geom.sw, geom.pl, geom.iw, geom.ow):
         _run_parts(_cols._columns_gw_part, geom.macs, gy, x, gw, geom.pt, geom.dil_h, geom.groups, x.dtype.type(0),
                    workspaces=_no_workspaces(x.dtype))
@@ -558,11 +588,13 @@ WARMUP_STEPS = (
     ("forward of few input channels (register tiles)", (1, 1, 32, 32), (8, 1, 3, 3), {}, ("forward",)),
     ("k x 1 kernels over long rows", (1, 4, 2, 520), (4, 4, 2, 1), dict(padding=((1, 0), (0, 0))),
      ("forward", "grad_weight")),
+    ("patches on the register tiles", (1, 32, 5, 5), (32, 32, 3, 3), dict(padding=1, stride=2),
+     ("forward", "grad_input", "grad_weight")),
     ("input gradient (stride phases)", (1, 4, 5, 5), (4, 4, 3, 3), dict(padding=1, stride=2), ("grad_input",)),
     ("input gradient (direct loops)", (1, 4, 5, 5), (4, 4, 2, 2), dict(padding=1, stride=2, dilation=2),
      ("grad_input",)),
 )
-_READY_AFTER = 8  # steps
+_READY_AFTER = 9  # steps
 
 
 def warmup_steps(dtype):
