@@ -16,7 +16,7 @@ picks AVX2 kernels. The columns are ``kh*kw / (sh*sw)`` times the input, an item
 
 import numpy as np
 
-from .._workers import Shared, buffer, chunks, map_items, reserved
+from .._workers import Shared, buffer, chunks, kept, map_items, reserved
 from . import _numba_gemm as _gemm
 from ._numba_gemm import KC, MR
 from ._numba_kernels import _JIT, njit
@@ -81,7 +81,7 @@ def forward(x, w5, bias, y, sh, sw, pt, pl, dh, dw, threads, budget, compile_onl
     if plan is None:
         return False
     size, threads = plan
-    ap = np.empty((groups, _gemm.packed_size(kg, kr)), x.dtype)
+    ap = kept("patches-packed", (groups, _gemm.packed_size(kg, kr)), x.dtype)  # (a new one each call: page faults)
     y3 = y.reshape(n, c_out, p_img)
     bias = bias if bias is not None else np.empty(0, x.dtype)
     panels = _gemm._whole_rows(kg) // _gemm.MR
@@ -141,7 +141,7 @@ def grad_weight(gy, x, gw, sh, sw, pt, pl, dh, dw, threads, budget, compile_only
     if plan is None:
         return False
     size, threads = plan
-    parts = np.empty((slices, groups, kg * kr), x.dtype)
+    parts = kept("patches-gw", (slices, groups, kg * kr), x.dtype)  # written whole before read
     gy3 = gy.reshape(n, c_out, p_img)
 
     def work(i, scratch):

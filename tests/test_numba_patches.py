@@ -1,0 +1,178 @@
+"""numba's strided and other multi-tap kernels with many channels as products of columns of patches
+on the register tiles (``_numba_patches``): which calls take them, every edge of their work (strides,
+dilation, padding on any side or cropped, groups, channels past whole tiles, items that cross
+images, 1-3 threads), the input gradient's phases with the flipped kernels packed where they lie,
+non-finite values, the memory budget and a warm call's allocations."""
+
+import numpy as np
+import pytest
+
+import fastconv
+from fastconv.backends import reference
+from fastconv.geometry import Geometry
+from tests.nrt_count import array_wrappers
+from tests.oracle import assert_close, extra_bytes
+from tests.quiet import ran_parts
+
+pytest.importorskip("numba")
+numba_jit = fastconv.backends.get("numba")
+from fastconv.backends import _numba_kernels as packed  # noqa: E402  (needs numba)
+from fastconv.backends import _numba_patches as patches  # noqa: E402
+from tests.test_numba_gemm import _rand, wide  # noqa: E402  (the same tiles, the same skip)
+
+
+@pytest.mark.parametrize("kh, kw, groups, c_in, c_out, takes", [
+    (3, 3, 1, 256, 512, True),
+    (3, 3, 1, 8, 32, True),     # 72 reduction steps
+    (3, 3, 1, 7, 32, False),    # 63: too short a reduction for the tiles
+    (3, 3, 1, 64, 31, False),   # too few output channels
+    (3, 3, 2, 64, 64, True),    # per group: 32 -> 32
+    (3, 3, 4, 64, 64, False),   # per group: 16 -> 16
+    (2, 1, 1, 64, 64, True),    # a phase of a stride-2 3x3 layer's input gradient
+    (1, 1, 1, 256, 256, False),  # one tap: the 1x1 products
+])
+def test_which_calls_take_the_patches(kh, kw, groups, c_in, c_out, takes):
+    assert patches.applies(kh, kw, groups, c_in, c_out) == (takes and patches._gemm.WIDE)
+
+
+def _spy(monkeypatch):
+    """A list of the names of the patches' passes that ran (returned True) from now on."""
+    ran = []
+    for name in ("forward", "grad_weight"):
+        real = getattr(patches, name)
+
+        def spy(*args, _real=real, _name=name, **kwargs):
+            done = _real(*args, **kwargs)
+            if done:
+                ran.append(_name)
+            return done
+        monkeypatch.setattr(patches, name, spy)
+    return ran
+
+
+# (x shape, w shape, hyper-parameters): items that cross images (42 output pixels an image),
+# strides that differ by axis, padding on one side, more than one item a thread, dilation, a 5x5
+# kernel, groups, rows and reductions past whole tiles and KC blocks, an input gradient whose
+# phases are cropped (padding larger than the kernel reaches), a 2x2 kernel at stride 1
+CASES = [
+    pytest.param((3, 40, 13, 11), (48, 40, 3, 3), dict(stride=2, padding=1), id="s2-crossing-images"),
+    pytest.param((2, 33, 12, 17), (40, 33, 3, 3), dict(stride=(2, 1), padding=((2, 0), (1, 3))), id="uneven"),
+    pytest.param((5, 32, 20, 20), (70, 32, 3, 3), dict(stride=2, padding=1), id="several-items-ragged-rows"),
+    pytest.param((2, 16, 21, 21), (64, 16, 5, 5), dict(stride=2, padding=4, dilation=2), id="5x5-dilated"),
+    pytest.param((2, 64, 9, 9), (64, 32, 3, 3), dict(stride=2, groups=2), id="groups"),
+    pytest.param((2, 40, 10, 10), (36, 40, 3, 3), dict(stride=3, padding=2), id="stride-3"),
+    pytest.param((5, 32, 7, 7), (40, 32, 2, 2), {}, id="2x2-valid"),
+]
+PASSES = {"forward": lambda x, w, gy, geom: numba_jit.forward(x, w, geom),
+          "grad_input": lambda x, w, gy, geom: numba_jit.grad_input(gy, w, geom),
+          "grad_weight": lambda x, w, gy, geom: numba_jit.grad_weight(gy, x, geom)}
+
+
+@wide
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("xs, ws, kwargs", CASES)
+def test_the_patches_match_the_reference(monkeypatch, xs, ws, kwargs, dtype):
+    geom = Geometry.from_args(xs, ws, **kwargs)
+    x, w, gy = (_rand(s, dtype, i) for i, s in enumerate((geom.x_shape, geom.w_shape, geom.y_shape)))
+    wants = {name: getattr(reference, name)(*(a.astype(np.float64) for a in args), geom) for name, args in (
+        ("forward", (x, w)), ("grad_input", (gy, w)), ("grad_weight", (gy, x)))}
+    ran = _spy(monkeypatch)
+    for threads in (1, 2, 3):
+        with fastconv.threads(threads):
+            for name, run in PASSES.items():
+                assert_close(run(x, w, gy, geom), wants[name], dtype, what=f"{name}, {threads} threads")
+    assert "forward" in ran and "grad_weight" in ran
+    # the input gradient's phases of more than one tap too (with a stride and a dilation, the
+    # input gradient runs direct loops)
+    if (geom.kh > geom.sh or geom.kw > geom.sw) and (geom.dilation == (1, 1) or geom.stride == (1, 1)):
+        assert ran.count("forward") > 3
+
+
+@wide
+def test_the_forward_has_the_same_bits_on_any_number_of_threads_and_the_weight_gradient_on_the_same():
+    # a forward sum is one tile's, whichever item holds its pixel; the weight gradient's slices are
+    # whole rounds of the threads, added in order
+    geom = Geometry.from_args((9, 64, 14, 14), (96, 64, 3, 3), stride=2, padding=1)
+    x, w, gy = (_rand(s, np.float32, i) for i, s in enumerate((geom.x_shape, geom.w_shape, geom.y_shape)))
+    ys, gws = [], []
+    for threads in (1, 2, 3, 4):
+        with fastconv.threads(threads):
+            ys.append(numba_jit.forward(x, w, geom))
+            gws.append((numba_jit.grad_weight(gy, x, geom), numba_jit.grad_weight(gy, x, geom)))
+    for y in ys[1:]:
+        assert np.array_equal(ys[0], y)
+    for first, again in gws:
+        assert np.array_equal(first, again)
+
+
+@wide
+@pytest.mark.parametrize("where", ["w", "x", "gy"])
+def test_non_finite_values_give_the_packed_kernels_result(monkeypatch, where):
+    # the columns hold the padding's zeros, so inf * 0 gives NaN where the reference's sum over the
+    # padded input has it, as the packed kernels (with their fix-ups) do
+    geom = Geometry.from_args((3, 32, 9, 9), (64, 32, 3, 3), stride=2, padding=1)
+    x, w, gy = (_rand(s, np.float32, i) for i, s in enumerate((geom.x_shape, geom.w_shape, geom.y_shape)))
+    {"w": w, "x": x, "gy": gy}[where].reshape(-1)[[5, 700]] = [np.inf, np.nan]
+    ran = _spy(monkeypatch)
+    got = [run(x, w, gy, geom) for run in PASSES.values()]
+    assert ran
+    monkeypatch.setattr(patches, "MIN_REDUCTION", 10**9)
+    for name, run, have in zip(PASSES, PASSES.values(), got):
+        want = run(x, w, gy, geom)
+        np.testing.assert_array_equal(np.isnan(have), np.isnan(want), err_msg=name)
+        np.testing.assert_array_equal(np.isinf(have), np.isinf(want), err_msg=name)
+        fin = np.isfinite(want)
+        np.testing.assert_allclose(have[fin], want[fin], rtol=1e-4, atol=1e-4 * np.abs(want[fin]).max(), err_msg=name)
+
+
+@wide
+@pytest.mark.parametrize("threads", [1, 3])
+@pytest.mark.parametrize("name", list(PASSES))
+def test_extra_memory_stays_under_budget(budget, use_threads, monkeypatch, name, threads):
+    # 2 MiB: the packed kernel (147 KiB), per thread an item's columns (2.6 KiB a pixel), the
+    # tiles' scratch and NumPy's buffers; the weight gradient's reduction scratch (576 KiB a
+    # thread) and its slices' sums (147 KiB each)
+    use_threads(threads)
+    geom = Geometry.from_args((8, 64, 16, 16), (64, 64, 3, 3), stride=2, padding=1)
+    x, w, gy = (_rand(s, np.float32, i) for i, s in enumerate((geom.x_shape, geom.w_shape, geom.y_shape)))
+    ran = _spy(monkeypatch)
+    budget(2 * 2**20)
+    extra, got = extra_bytes(lambda: PASSES[name](x, w, gy, geom))
+    assert extra <= 2 * 2**20, f"{name}: {extra} bytes beyond the output"
+    assert ran
+    assert_close(got, getattr(reference, name)(*((x, w) if name == "forward" else (gy, w) if name == "grad_input"
+                                                   else (gy, x)), geom), np.float32)
+
+
+@wide
+def test_a_call_whose_scratch_passes_the_budget_takes_the_packed_kernels(budget, monkeypatch):
+    geom = Geometry.from_args((4, 64, 14, 14), (128, 64, 3, 3), stride=2, padding=1)
+    x, w = _rand(geom.x_shape, np.float32, 0), _rand(geom.w_shape, np.float32, 1)
+    ran = ran_parts(monkeypatch)
+    spied = _spy(monkeypatch)
+    budget(64 * 2**10)  # the packed kernel alone is 288 KiB
+    low = numba_jit.forward(x, w, geom)
+    assert ran == [packed._forward_part] and not spied
+    budget(None)
+    high = numba_jit.forward(x, w, geom)
+    assert spied == ["forward"]
+    np.testing.assert_allclose(low, high, rtol=1e-4, atol=1e-4 * np.abs(high).max())
+
+
+@wide
+def test_the_patches_leave_their_inputs_alone_and_allocate_nothing_when_warm():
+    geom = Geometry.from_args((2, 32, 9, 9), (64, 32, 3, 3), stride=2, padding=1)
+    x, w, gy, bias = (_rand(s, np.float32, i) for i, s in enumerate((geom.x_shape, geom.w_shape, geom.y_shape,
+                                                                       (64,))))
+    copies = [a.copy() for a in (x, w, gy, bias)]
+    calls = ((numba_jit.forward, (x, w, geom, bias)), (numba_jit.grad_weight, (gy, x, geom)))
+    with fastconv.threads(1):
+        for fn, args in calls:
+            fn(*args)  # warm: compiled, workspaces grown
+        counts = array_wrappers(calls)
+    # one item (50 pixels), the packing in two parts: only the wrappers of the kernels' array
+    # arguments, 2 a part to pack, 5 for the columns, 5 for the products and 3 to put them (or 2
+    # to take gy's columns and 4 for the weight gradient's sums)
+    assert counts == [2 * 2 + 5 + 5 + 3, 5 + 2 + 4]
+    for a, b in zip((x, w, gy, bias), copies):
+        assert np.array_equal(a, b)
