@@ -31,15 +31,30 @@ PART_PIXELS = 16  # items hold whole half panels of the tiles' columns (a half r
 _NO_SPANS = np.empty((0, 4), np.int64)
 
 
-def applies(kh, kw, groups, c_in, c_out) -> bool:
-    """Whether a 2-D forward (or a stride phase of an input gradient) with this kernel and these
-    channels runs here: more than one tap, and rows and reductions enough to fill the tiles."""
-    return (_gemm.WIDE and kh * kw > 1 and c_out // groups >= MIN_OUT_CHANNELS
-            and c_in // groups * kh * kw >= MIN_REDUCTION)
+def applies(kh, kw, sh, sw, groups, c_in, c_out, ow) -> bool:
+    """Whether a 2-D forward (or a stride phase of an input gradient, or a weight gradient) with
+    this kernel, stride, channels and output width runs here: more than one tap, rows and a
+    reduction enough to fill the tiles, and either a stride or a reduction long beside the output's
+    rows (``STRIDE1_STEPS_PER_COLUMN``), where the packed kernels' loops along the rows are short."""
+    cg, kg = c_in // groups, c_out // groups
+    if not _gemm.WIDE or kh * kw == 1 or kg < MIN_OUT_CHANNELS or cg * kh * kw < MIN_REDUCTION:
+        return False
+    return sh * sw > 1 or cg * kh * kw >= STRIDE1_STEPS_PER_COLUMN * ow
 
 
-MIN_OUT_CHANNELS = 32
-MIN_REDUCTION = 64
+# Two threads, float32, 3x3, C = K, batches of about 2 GFLOP, forward time over the packed
+# kernels' (2026-12-02): at stride 2, 7x7 outputs C=32 0.63, C=64-512 0.34-0.44; 14x14 C=32 0.93,
+# 64-512 0.64-0.83; 28x28 C=32 1.52, C=64 1.01, 128-512 0.68-0.79; 56x56 C=32 1.01, 64-512
+# 0.60-0.92. At stride 1, 7x7 C=32 0.93, 64-512 0.44-0.60; 14x14 C=32 1.79, 64 1.12, 128-512
+# 0.83-0.90; 28x28 C=64 1.45, 128 1.09, 256 1.00, 512 0.91; 56x56 C=64 1.27, 128 0.98, 256
+# 0.90, 512 0.78; 5x5 at 28x28 C=64 1.18, 1-D k=3 C=128 over 2000 1.06. The weight gradient at
+# stride 2: 0.42-0.97 but 1.17 at 56x56 C=32 (stride 1: numba's implicit products come first).
+# A short reduction leaves the columns' copy as costly as the products (ResNet's stem, 7x7 at
+# stride 2 from 3 channels, 147 steps: forward 1.9-2.5x, items of 256-4096 pixels; an item of
+# 4096: columns 0.54 ms, products 0.65 at 121 GFLOP/s): at least one whole block (KC).
+MIN_OUT_CHANNELS = 64
+MIN_REDUCTION = 256
+STRIDE1_STEPS_PER_COLUMN = 81  # at stride 1: reduction steps (c_in/groups * kh * kw) per output column
 
 
 def _items(q, per_pixel, fixed, shared, threads, budget):
@@ -60,6 +75,16 @@ def _items(q, per_pixel, fixed, shared, threads, budget):
     return size, min(threads, -(-q // size))
 
 
+def _item_bytes(rows, work, p_img, ow, sh, hp, wp, taps, item):
+    """``(bytes a pixel, bytes)`` of a thread's scratch for an item: ``rows`` values a pixel (the
+    columns and the product's), ``work`` values (the products' own scratch), and
+    ``columns_scratch``'s, bounded linearly (the windows' rows: ``sh`` an output row, and at
+    most ``2*sh + reach`` more an image)."""
+    extra = 2 * sh + hp - (p_img // ow - 1) * sh
+    per_pixel = (rows + (sh / ow + extra / p_img) * wp) * item + (taps + 5 / p_img) * 8
+    return per_pixel, (2 * extra * wp + work + reserved()) * item + 10 * 8
+
+
 def forward(x, w5, bias, y, sh, sw, pt, pl, dh, dw, threads, budget, compile_only=False) -> bool:
     """``y`` (C-contiguous ``(N, K, OH, OW)``) = the convolution of ``x`` (C-contiguous, padded by
     ``pt`` rows above and ``pl`` columns left) with the kernels ``w5[g, k, c]`` (any view:
@@ -72,11 +97,10 @@ def forward(x, w5, bias, y, sh, sw, pt, pl, dh, dw, threads, budget, compile_onl
     kr, p_img = cg * taps, y.shape[2] * y.shape[3]
     q = n * p_img
     hp, wp = padded_plane(h, wd, kh, kw, sh, sw, dh, dw, y.shape[2], y.shape[3])
-    table = tap_table(kh, kw, sh, sw, dh, dw, y.shape[2], y.shape[3], wp)
+    table = tap_table(kh, kw, sh, sw, dh, dw, y.shape[2], y.shape[3])
+    ow = y.shape[3]
     item = x.itemsize
-    # per thread: b and c, the item's planes and gather table, and the tiles' scratch
-    per_pixel = (kr + kg + hp * wp / p_img) * item + taps * 8
-    fixed = (2 * hp * wp + _gemm.batch_scratch(kg, item) + reserved()) * item
+    per_pixel, fixed = _item_bytes(kr + kg, _gemm.batch_scratch(kg, item), p_img, ow, sh, hp, wp, taps, item)
     plan = _items(q, per_pixel, fixed, groups * _gemm.packed_size(kg, kr) * item, threads, budget)
     if plan is None:
         return False
@@ -94,11 +118,11 @@ def forward(x, w5, bias, y, sh, sw, pt, pl, dh, dw, threads, budget, compile_onl
         nt = q1 - q0
         b = buffer(scratch, "b", (kr * nt,), x.dtype)
         c = buffer(scratch, "c", (kg * nt,), x.dtype)
-        nf, ni = columns_scratch(nt, p_img, hp, wp, taps)
-        s, ix = buffer(scratch, "s", (nf,), x.dtype), buffer(scratch, "ix", (ni,), np.uint64)
+        nf, ni = columns_scratch(nt, p_img, ow, sh, hp, wp, taps)
+        s, ix = buffer(scratch, "s", (nf,), x.dtype), buffer(scratch, "ix", (ni,), np.int64)
         tiles = buffer(scratch, "tiles", (_gemm.batch_scratch(kg, item),), x.dtype)
         for g in range(groups):
-            columns(x, g * cg, cg, pt, pl, table, q0, q1, hp, wp, s, ix, b)
+            columns(x, g * cg, cg, pt, pl, table, q0, q1, ow, sh, sw, hp, wp, s, ix, b)
             packing.ready()  # (the first group's columns overlap the packing's last parts)
             _gemm.batch(ap[g:g + 1], kg, b, c, kr, nt, tiles, _NO_SPANS, kr * nt)
             put(c, g * kg, kg, q0, q1, bias, y3)
@@ -129,13 +153,12 @@ def grad_weight(gy, x, gw, sh, sw, pt, pl, dh, dw, threads, budget, compile_only
     kr, p_img = cg * taps, oh * ow
     q = n * p_img
     hp, wp = padded_plane(h, wd, kh, kw, sh, sw, dh, dw, oh, ow)
-    table = tap_table(kh, kw, sh, sw, dh, dw, oh, ow, wp)
+    table = tap_table(kh, kw, sh, sw, dh, dw, oh, ow)
     item = x.itemsize
     one = gw.size * item  # a slice's sums
     want = -(-max(1, -(-q // SLICE_PIXELS)) // threads) * threads
     slices = int(min(want, max(1, budget // 2 // one), max(1, q)))
-    per_pixel = (kr + kg + hp * wp / p_img) * item + taps * 8
-    fixed = (2 * hp * wp + _gemm.red_batch_scratch(kr, item) + reserved()) * item
+    per_pixel, fixed = _item_bytes(kr + kg, _gemm.red_batch_scratch(kr, item), p_img, ow, sh, hp, wp, taps, item)
     cut = -(-q // slices)
     plan = _items(cut, per_pixel, fixed, slices * one, min(threads, slices), budget)
     if plan is None:
@@ -153,10 +176,10 @@ def grad_weight(gy, x, gw, sh, sw, pt, pl, dh, dw, threads, budget, compile_only
             nt = r1 - r0
             b = buffer(scratch, "b", (kr * nt,), x.dtype)
             a = buffer(scratch, "a", (kg * nt,), x.dtype)
-            nf, ni = columns_scratch(nt, p_img, hp, wp, taps)
-            s, ix = buffer(scratch, "s", (nf,), x.dtype), buffer(scratch, "ix", (ni,), np.uint64)
+            nf, ni = columns_scratch(nt, p_img, ow, sh, hp, wp, taps)
+            s, ix = buffer(scratch, "s", (nf,), x.dtype), buffer(scratch, "ix", (ni,), np.int64)
             for g in range(groups):
-                columns(x, g * cg, cg, pt, pl, table, r0, r1, hp, wp, s, ix, b)
+                columns(x, g * cg, cg, pt, pl, table, r0, r1, ow, sh, sw, hp, wp, s, ix, b)
                 take(gy3, g * kg, kg, r0, r1, a)
                 _gemm.red_batch(a, b, parts[i, g], kg, kr, nt, r0 > q0, red)
 
@@ -202,57 +225,84 @@ def padded_plane(h, w, kh, kw, sh, sw, dh, dw, oh, ow):
     return (oh - 1) * sh + (kh - 1) * dh + 1, (ow - 1) * sw + (kw - 1) * dw + 1
 
 
-def tap_table(kh, kw, sh, sw, dh, dw, oh, ow, wp):
-    """``(kh*kw, oh*ow)`` int64: for each tap and output pixel of an image, the offset of the pixel
-    it reads in a padded plane ``wp`` wide (``padded_plane``)."""
+def tap_table(kh, kw, sh, sw, dh, dw, oh, ow):
+    """``(2, kh*kw, oh*ow)`` int64: for each tap and output pixel of an image, the row and the
+    column of the padded plane that it reads (padded row ``oy*sh + ky*dh`` holds input row
+    ``oy*sh - pt + ky*dh``)."""
     ky, kx = np.divmod(np.arange(kh * kw), kw)
     oy, ox = np.divmod(np.arange(oh * ow), ow)
-    return ((oy[None, :] * sh + ky[:, None] * dh) * wp + ox[None, :] * sw + kx[:, None] * dw).astype(np.int64)
+    return np.stack(np.broadcast_arrays(oy[None, :] * sh + ky[:, None] * dh, ox[None, :] * sw + kx[:, None] * dw))
 
 
-def columns_scratch(nt, p_img, hp, wp, taps):
-    """``(floats, ints)``: elements of ``columns``' work arrays for an item of ``nt`` pixels."""
+def columns_scratch(nt, p_img, ow, sh, hp, wp, taps):
+    """``(floats, ints)``: elements of ``columns``' work arrays for an item of ``nt`` pixels, images
+    of ``p_img`` pixels in rows of ``ow``: the windows of the padded planes it reads (``hp x wp``
+    at most, fewer rows where it covers part of an image), its gather table and 5 ints an image."""
     images = (nt - 1) // p_img + 2 if nt else 0  # an item may start part-way into an image
-    return images * hp * wp, taps * nt
+    reach = hp - (p_img // ow - 1) * sh  # the rows below an output row's first that its taps read
+    rows = min(images * hp, (nt // ow + 2 * images) * sh + images * reach)
+    return rows * wp, taps * nt + 5 * images
 
 
 @njit(**_JIT)
-def columns(x, c0, cn, pt, pl, table, q0, q1, hp, wp, s, ix, b):  # pragma: no cover
+def columns(x, c0, cn, pt, pl, table, q0, q1, ow, sh, sw, hp, wp, s, ix, b):  # pragma: no cover
     """``b`` (flat ``(cn*T, q1 - q0)``, T = taps) = the patches of the flat output pixels q0 .. q1
     over input channels c0 .. c0 + cn of ``x`` (C-contiguous ``(N, C, H, W)``, padded by ``pt``
-    rows above and ``pl`` columns left, negative: cropped): row ``c*T + t``, column ``q - q0``
-    reads ``table[t, p]`` in the padded plane (``hp x wp``) of channel ``c0 + c`` of image
-    ``q // P``. Per channel, the item's planes are copied into ``s`` (whose borders stay zero),
-    then each tap's row is gathered by a table over the whole item (``ix``), in loops of unsigned
-    offsets (Numba tests a signed index for a negative one on every access). One thread, 14x14
-    C=256 stride 2, items of 256 pixels: 0.3 ns a value where a test per value in loops of one
-    image's pixels took 1.4-1.8."""
-    taps, p_img = table.shape
+    rows above and ``pl`` columns left, negative: cropped): row ``c*T + t``, column ``q - q0`` is
+    the pixel ``table[:, t, p]`` (row, column) of the padded plane (``hp x wp``) of channel
+    ``c0 + c`` of image ``q // P``, output rows ``ow`` pixels wide at strides ``sh, sw``.
+
+    Per image, the window of the padded plane that the item's pixels read (its rows; only its
+    columns too where they lie in one output row) is laid in ``s``: its padding zeroed once,
+    each channel's pixels copied. Then each tap's row of ``b`` is gathered by a table over the
+    whole item (``ix``), in loops of unsigned offsets (Numba tests a signed index for a negative
+    one on every access). One thread, 14x14 C=256 stride 2, items of 256 pixels: 0.3 ns a value
+    where a test per value in loops of one image's pixels took 1.4-1.8; whole planes copied
+    for every item cost 3.4x on 224x224 images."""
+    taps, p_img = table.shape[1], table.shape[2]
     h, w = x.shape[2], x.shape[3]
+    reach_h = hp - (p_img // ow - 1) * sh
+    reach_w = wp - (ow - 1) * sw
     nt = q1 - q0
     n0 = q0 // p_img
     images = (q1 - 1) // p_img + 1 - n0 if nt else 0
-    plane = U(hp * wp)
-    s[:U(images) * plane] = 0
-    for t in range(taps):
-        for j in range(nt):
-            q = q0 + j
-            n = q // p_img
-            ix[U(t * nt + j)] = U(n - n0) * plane + U(table[t, q - n * p_img])
-    y0, y1 = max(0, -pt), min(h, hp - pt)  # the input rows and columns inside the padded plane
-    x0, x1 = max(0, -pl), min(w, wp - pl)
+    win = U(taps * nt)  # ix[win + 5*i ..]: image i's first row and column, pitch, rows, place in s
+    used = 0
+    for i in range(images):
+        a = max(q0, (n0 + i) * p_img) - (n0 + i) * p_img  # the image's pixels a .. e in the item
+        e = min(q1, (n0 + i + 1) * p_img) - (n0 + i) * p_img
+        oy0, oy1 = a // ow, (e - 1) // ow
+        c_lo, c_hi = (0, wp) if oy0 < oy1 else ((a - oy0 * ow) * sw, (e - 1 - oy0 * ow) * sw + reach_w)
+        rows = (oy1 - oy0) * sh + reach_h
+        o = win + U(5 * i)
+        ix[o], ix[o + U(1)], ix[o + U(2)], ix[o + U(3)], ix[o + U(4)] = oy0 * sh, c_lo, c_hi - c_lo, rows, used
+        used += rows * (c_hi - c_lo)
+    s[:U(used)] = 0
+    for i in range(images):  # the gather table: an image's pixels at a time (no division per value)
+        o = win + U(5 * i)
+        r_lo, c_lo, pitch, place = ix[o], ix[o + U(1)], ix[o + U(2)], ix[o + U(4)]
+        a = max(q0, (n0 + i) * p_img) - (n0 + i) * p_img
+        e = min(q1, (n0 + i + 1) * p_img) - (n0 + i) * p_img
+        j0 = (n0 + i) * p_img + a - q0
+        for t in range(taps):
+            d = U(t * nt + j0 - a)
+            for p in range(a, e):
+                ix[d + U(p)] = place + (table[0, t, p] - r_lo) * pitch + table[1, t, p] - c_lo
     xf = x.reshape(x.size)
     for c in range(cn):  # a channel's rows of b whole before the next's
         for i in range(images):
+            o = win + U(5 * i)
+            r_lo, c_lo, pitch, rows, place = ix[o], ix[o + U(1)], ix[o + U(2)], ix[o + U(3)], ix[o + U(4)]
+            x0, x1 = max(0, c_lo - pl), min(w, c_lo + pitch - pl)  # the input columns in the window
             src0 = U(((n0 + i) * x.shape[1] + c0 + c) * h * w)
-            for iy in range(y0, y1):
-                src, dst = src0 + U(iy * w + x0), U(i) * plane + U((iy + pt) * wp + x0 + pl)
-                for k in range(U(x1 - x0)):
+            for iy in range(max(0, r_lo - pt), min(h, r_lo + rows - pt)):
+                src, dst = src0 + U(iy * w + x0), U(place + (iy + pt - r_lo) * pitch + x0 + pl - c_lo)
+                for k in range(U(max(0, x1 - x0))):
                     s[dst + k] = xf[src + k]
         for t in range(taps):
             row, o = U((c * taps + t) * nt), U(t * nt)
             for j in range(U(nt)):
-                b[row + j] = s[ix[o + j]]
+                b[row + j] = s[U(ix[o + j])]
 
 
 @njit(**_JIT)

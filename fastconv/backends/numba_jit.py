@@ -411,7 +411,7 @@ def _patches_forward(x, w5, bias, y, sh, sw, pt, pl, dil_h, dil_w, macs, budget)
     (``_numba_patches``), with the kernels ``w5[g, k, c]`` where they lie, where it applies and
     the columns kernels (``_numba_columns``) do not; False where it does not run."""
     groups, kg, _, kh, kw = w5.shape
-    return (_patches.applies(kh, kw, groups, x.shape[1], groups * kg)
+    return (_patches.applies(kh, kw, sh, sw, groups, x.shape[1], groups * kg, y.shape[3])
             and not _cols.applies(kw, sh, sw, pl, x.shape[3], y.shape[3])
             and _patches.forward(x, w5, bias, y, sh, sw, pt, pl, dil_h, dil_w, _slots(macs)[0], budget,
                                  _local.compile_only))
@@ -524,7 +524,7 @@ def grad_weight(gy, x, geom):
                    finish=_gemm._red_finish, pieces=_gemm.RED_PIECES)
     elif _implicit.applies(geom) and _implicit_grad_weight(gy, x, gw, geom):
         pass  # done on the register tiles
-    elif (_patches.applies(geom.kh, geom.kw, geom.groups, geom.c_in, geom.c_out)
+    elif (_patches.applies(geom.kh, geom.kw, geom.sh, geom.sw, geom.groups, geom.c_in, geom.c_out, geom.ow)
           and _patches.grad_weight(gy, x, gw, geom.sh, geom.sw, geom.pt, geom.pl, geom.dil_h, geom.dil_w,
                                    _slots(geom.macs)[0], call_budget(geom, x.itemsize), _local.compile_only)):
         pass  # on the register tiles, over columns of patches
