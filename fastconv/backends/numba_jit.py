@@ -116,6 +116,13 @@ def matrix_product(geom) -> bool:
     return _gemm.applies(flat.kh, flat.kw, flat.is_padded, flat.groups, flat.c_in, flat.c_out)
 
 
+def patches(geom) -> bool:
+    """Whether the call's forward runs on the register tiles over columns of patches
+    (``_numba_patches``: strided layers of many channels, say): for ``"auto"``."""
+    flat = as_2d(geom)
+    return _patches.applies(flat.kh, flat.kw, flat.sh, flat.sw, flat.groups, flat.c_in, flat.c_out, flat.ow)
+
+
 def _at_stride(x, sh, sw):
     """The pixels of ``x`` that a 1x1 kernel at strides ``sh, sw`` reads, C-contiguous (a copy in
     this thread's workspace when strided, a quarter of ``x`` at stride 2): the operand of
