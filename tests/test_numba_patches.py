@@ -41,7 +41,7 @@ def test_which_calls_take_the_patches(kh, kw, sh, sw, groups, c_in, c_out, ow, t
 def _spy(monkeypatch):
     """A list of the names of the patches' passes that ran (returned True) from now on."""
     ran = []
-    for name in ("forward", "grad_weight"):
+    for name in ("forward", "grad_input", "grad_weight"):
         real = getattr(patches, name)
 
         def spy(*args, _real=real, _name=name, **kwargs):
@@ -56,7 +56,8 @@ def _spy(monkeypatch):
 # (x shape, w shape, hyper-parameters): items that cross images (42 output pixels an image),
 # strides that differ by axis, padding on one side, more than one item a thread, dilation, a 5x5
 # kernel, groups, rows and reductions past whole tiles and KC blocks, an input gradient whose
-# phases are cropped (padding larger than the kernel reaches), a 2x2 kernel at stride 1
+# phases are cropped (padding larger than the kernel reaches), a 2x2 kernel at stride 1, an input
+# gradient over several chunks of the transposed kernels' rows (300 channels x 9 taps)
 CASES = [
     pytest.param((3, 40, 13, 11), (72, 40, 3, 3), dict(stride=2, padding=1), id="s2-crossing-images"),
     pytest.param((2, 33, 12, 17), (64, 33, 3, 3), dict(stride=(2, 1), padding=((2, 0), (1, 3))), id="uneven"),
@@ -66,7 +67,8 @@ CASES = [
     pytest.param((2, 128, 9, 9), (128, 64, 3, 3), dict(stride=2, groups=2), id="groups"),
     pytest.param((2, 40, 10, 10), (64, 40, 3, 3), dict(stride=3, padding=2), id="stride-3"),
     pytest.param((5, 160, 7, 7), (64, 160, 2, 2), {}, id="2x2-valid"),
-    pytest.param((3, 72, 9, 9), (160, 72, 3, 3), dict(stride=2, padding=1), id="input-gradient-phases"),
+    pytest.param((3, 72, 9, 9), (160, 72, 3, 3), dict(stride=2, padding=1), id="wide"),
+    pytest.param((2, 300, 9, 9), (64, 300, 3, 3), dict(stride=2, padding=1), id="input-gradient-chunks"),
 ]
 PASSES = {"forward": lambda x, w, gy, geom: numba_jit.forward(x, w, geom),
           "grad_input": lambda x, w, gy, geom: numba_jit.grad_input(gy, w, geom),
@@ -87,9 +89,8 @@ def test_the_patches_match_the_reference(monkeypatch, xs, ws, kwargs, dtype):
             for name, run in PASSES.items():
                 assert_close(run(x, w, gy, geom), wants[name], dtype, what=f"{name}, {threads} threads")
     assert "forward" in ran
-    assert ("grad_weight" in ran) == (geom.stride != (1, 1))  # at stride 1, numba's implicit products
-    if xs[1] == 72:  # the forward and the input gradient's 2x2 phase (640 steps for 5 columns; its
-        assert ran.count("forward") == 3 * 2  # 2x1 and 1x2 phases' 320 are short), at 3 thread counts
+    strided = geom.stride != (1, 1)  # at stride 1: numba's implicit products, the one phase's forward
+    assert ("grad_weight" in ran) == strided and ("grad_input" in ran) == strided
 
 
 @wide
@@ -135,8 +136,7 @@ def test_non_finite_values_give_the_packed_kernels_result(monkeypatch, where):
 def test_extra_memory_stays_under_budget(budget, use_threads, monkeypatch, name, threads):
     # 4 MiB: the packed kernel (432 KiB), per thread an item's columns (3 KiB a pixel), the
     # tiles' scratch and NumPy's buffers; the weight gradient's reduction scratch (576 KiB a
-    # thread) and its slices' sums (432 KiB each); the input gradient's phases (2x2 and so on)
-    # take the patches too
+    # thread) and its slices' sums (432 KiB each)
     use_threads(threads)
     geom = Geometry.from_args((4, 64, 16, 16), (192, 64, 3, 3), stride=2, padding=1)
     x, w, gy = (_rand(s, np.float32, i) for i, s in enumerate((geom.x_shape, geom.w_shape, geom.y_shape)))
@@ -181,3 +181,20 @@ def test_the_patches_leave_their_inputs_alone_and_allocate_nothing_when_warm():
     assert counts == [2 * 2 + 5 + 5 + 3, 5 + 2 + 4]
     for a, b in zip((x, w, gy, bias), copies):
         assert np.array_equal(a, b)
+
+
+@wide
+def test_warmup_compiles_every_kernel_the_patches_run():
+    # auto's first strided call must not wait for a compile: warmup's steps cover the layouts of
+    # every argument (a kernel's view, chunks of the transposed kernel's rows, a phase's flipped view)
+    numba_jit.warmup(np.float32)
+    kernels = (patches.columns, patches.scatter, patches.put, patches.take, patches.pack, patches.pack_rows,
+               patches._gemm.batch, patches._gemm.red_batch)
+    before = [len(k.signatures) for k in kernels]
+    for xs, ws, kwargs in (((2, 256, 14, 14), (512, 256, 3, 3), dict(stride=2, padding=1)),
+                           ((2, 512, 7, 7), (512, 512, 3, 3), dict(padding=1))):
+        geom = Geometry.from_args(xs, ws, **kwargs)
+        x, w, gy = (_rand(s, np.float32, i) for i, s in enumerate((geom.x_shape, geom.w_shape, geom.y_shape)))
+        for run in PASSES.values():
+            run(x, w, gy, geom)
+    assert [len(k.signatures) for k in kernels] == before

@@ -193,6 +193,70 @@ def grad_weight(gy, x, gw, sh, sw, pt, pl, dh, dw, threads, budget, compile_only
     return True
 
 
+# The input gradient's products run over chunks of A's rows (the transposed kernels', (c, ky,
+# kx)) of about this many, so that a KC block of a chunk (512 KiB in float32) stays in L2.
+CHUNK_ROWS = 512
+
+
+def grad_input(gy, w, gx, sh, sw, pt, pl, dh, dw, threads, budget, compile_only=False) -> bool:
+    """``gx`` (C-contiguous, shaped like the input) = the input gradient of the convolution with
+    ``w`` (C-contiguous) into ``gy`` (C-contiguous; ``forward``'s geometry), as ``forward``'s
+    adjoint: per block of output pixels, the transposed kernels (rows ``(c, ky, kx)``, in chunks
+    of about ``CHUNK_ROWS``) times ``gy``'s columns on the register tiles, each chunk's product
+    added into ``gx`` at the pixels its taps read (``scatter``). A work item holds whole images,
+    whose ``gx`` it zeroes and then adds to in order, so no two threads write a pixel. For a
+    strided layer: its phases as stride-1 convolutions each packed a part of the weight and ran
+    its own pass (two threads, float32, 14x14 256 -> 512 at stride 2: 14.9 ms). False, ``gx``
+    unwritten, where the scratch does not fit ``budget`` bytes."""
+    n, c_in, h, wd = gx.shape
+    c_out, cg, kh, kw = w.shape
+    groups, oh, ow = c_in // cg, gy.shape[2], gy.shape[3]
+    kg, taps = c_out // groups, kh * kw
+    p_img = oh * ow
+    q = n * p_img
+    hp, wp = padded_plane(h, wd, kh, kw, sh, sw, dh, dw, oh, ow)
+    table = tap_table(kh, kw, sh, sw, dh, dw, oh, ow)
+    item = gx.itemsize
+    cc = max(1, min(cg, CHUNK_ROWS // taps))  # input channels a chunk
+    parts = [(g, c0, min(cg, c0 + cc)) for g in range(groups) for c0 in range(0, cg, cc)]
+    rows = cc * taps
+    per_pixel, fixed = _item_bytes(rows + kg, _gemm.batch_scratch(rows, item), p_img, ow, sh, hp, wp, taps, item)
+    ap = _gemm.packed_size(rows, kg)
+    plan = _items(q, per_pixel, fixed, len(parts) * ap * item, threads, budget)
+    if plan is None:
+        return False
+    size, threads = plan
+    per = max(1, min(size // p_img, -(-n // threads)))  # whole images an item
+    packed = kept("patches-packed", (len(parts), ap), gx.dtype)
+    wt = w.reshape(groups, kg, cg * taps)
+    packing = Shared([(i,) for i in range(len(parts))], lambda i: pack_rows(
+        wt[parts[i][0]], parts[i][1] * taps, parts[i][2] * taps, packed[i]))
+    gy3 = gy.reshape(n, c_out, p_img)
+
+    def work(i0, i1, scratch):
+        packing.help()
+        gx[i0:i1] = 0
+        for r0 in range(i0 * p_img, i1 * p_img, size):
+            r1 = min(i1 * p_img, r0 + size)
+            nt = r1 - r0
+            a = buffer(scratch, "a", (kg * nt,), gx.dtype)
+            cm = buffer(scratch, "c", (rows * nt,), gx.dtype)
+            nf, ni = columns_scratch(nt, p_img, ow, sh, hp, wp, taps)
+            s, ix = buffer(scratch, "s", (nf,), gx.dtype), buffer(scratch, "ix", (ni,), np.int64)
+            tiles = buffer(scratch, "tiles", (_gemm.batch_scratch(rows, item),), gx.dtype)
+            for j, (g, c0, c1) in enumerate(parts):
+                if c0 == 0:
+                    take(gy3, g * kg, kg, r0, r1, a)
+                packing.ready()
+                m = (c1 - c0) * taps
+                _gemm.batch(packed[j:j + 1], m, a, cm, kg, nt, tiles, _NO_SPANS, kg * nt)
+                scatter(cm, g * cg + c0, c1 - c0, pt, pl, table, r0, r1, ow, sh, sw, hp, wp, s, ix, gx)
+
+    map_items([(i0, min(n, i0 + per)) for i0 in range(0, n, per)], work, 1 if compile_only else threads,
+              shared=(packing,))
+    return True
+
+
 @njit(**_JIT)
 def pack(w4, ap, ip0, ip1):  # pragma: no cover
     """The panels of rows ip0 .. ip1 of A (rows k, columns ``(c, ky, kx)`` of the kernels
@@ -217,6 +281,24 @@ def pack(w4, ap, ip0, ip1):  # pragma: no cover
                     kx, ky = 0, ky + 1
                     if ky == kh:
                         ky, c = 0, c + 1
+
+
+@njit(**_JIT)
+def pack_rows(wm, r0, r1, ap):  # pragma: no cover
+    """A = the columns r0 .. r1 of ``wm`` (C-contiguous, k x n) as rows (``wm.T[r0:r1]``) into ``ap``
+    as ``_numba_gemm._pack_a`` lays them out: one compiled signature for every chunk (a view of
+    the transpose is F-contiguous or not as the chunk falls, and each layout compiles anew)."""
+    k = wm.shape[0]
+    m = r1 - r0
+    mp = _gemm._whole_rows(m)
+    for pc in range(0, k, KC):
+        kc = min(KC, k - pc)
+        for ip in range(mp // MR):
+            base = pc * mp + ip * kc * MR
+            for kk in range(kc):
+                for r in range(MR):
+                    i = ip * MR + r
+                    ap[base + kk * MR + r] = wm[pc + kk, r0 + i] if i < m else 0
 
 
 def padded_plane(h, w, kh, kw, sh, sw, dh, dw, oh, ow):
@@ -245,6 +327,67 @@ def columns_scratch(nt, p_img, ow, sh, hp, wp, taps):
 
 
 @njit(**_JIT)
+def _windows(table, q0, q1, ow, sh, sw, hp, wp, ix):  # pragma: no cover
+    """For ``columns`` and ``scatter``: each image's window of the padded plane that the pixels q0
+    .. q1 read, at ``ix[T*nt + 5*i ..]`` (its first row and column, pitch, rows, place in the
+    windows laid end to end), and the table ``ix[t*nt + j]`` of the place of tap t of pixel q0 + j
+    in them, an image's pixels at a time (no division per value). Returns ``(first image,
+    images, the windows' size)``."""
+    taps, p_img = table.shape[1], table.shape[2]
+    reach_h = hp - (p_img // ow - 1) * sh
+    reach_w = wp - (ow - 1) * sw
+    nt = q1 - q0
+    n0 = q0 // p_img
+    images = (q1 - 1) // p_img + 1 - n0 if nt else 0
+    win = U(taps * nt)
+    used = 0
+    for i in range(images):
+        a = max(q0, (n0 + i) * p_img) - (n0 + i) * p_img  # the image's pixels a .. e in the item
+        e = min(q1, (n0 + i + 1) * p_img) - (n0 + i) * p_img
+        oy0, oy1 = a // ow, (e - 1) // ow
+        c_lo, c_hi = (0, wp) if oy0 < oy1 else ((a - oy0 * ow) * sw, (e - 1 - oy0 * ow) * sw + reach_w)
+        rows = (oy1 - oy0) * sh + reach_h
+        o = win + U(5 * i)
+        ix[o], ix[o + U(1)], ix[o + U(2)], ix[o + U(3)], ix[o + U(4)] = oy0 * sh, c_lo, c_hi - c_lo, rows, used
+        used += rows * (c_hi - c_lo)
+        j0 = (n0 + i) * p_img + a - q0
+        for t in range(taps):
+            d = U(t * nt + j0 - a)
+            for p in range(a, e):
+                ix[d + U(p)] = used - rows * (c_hi - c_lo) + (table[0, t, p] - oy0 * sh) * (c_hi - c_lo) \
+                    + table[1, t, p] - c_lo
+    return n0, images, used
+
+
+@njit(**_JIT)
+def scatter(cm, c0, cn, pt, pl, table, q0, q1, ow, sh, sw, hp, wp, s, ix, gx):  # pragma: no cover
+    """``columns``' adjoint: ``gx[n, c0 + c]`` += each tap's row ``c*T + t`` of ``cm`` (flat ``(cn*T,
+    q1 - q0)``) at the pixels it reads, through the same windows: per channel, the windows are
+    zeroed, every tap added in, and their pixels inside the input added to ``gx``. The caller
+    runs the items that share an image on one thread, in order."""
+    taps, nt = table.shape[1], q1 - q0
+    h, w = gx.shape[2], gx.shape[3]
+    n0, images, used = _windows(table, q0, q1, ow, sh, sw, hp, wp, ix)
+    win = U(taps * nt)
+    gf = gx.reshape(gx.size)
+    for c in range(cn):
+        s[:U(used)] = 0
+        for t in range(taps):
+            row, o = U((c * taps + t) * nt), U(t * nt)
+            for j in range(U(nt)):
+                s[U(ix[o + j])] += cm[row + j]
+        for i in range(images):
+            o = win + U(5 * i)
+            r_lo, c_lo, pitch, rows, place = ix[o], ix[o + U(1)], ix[o + U(2)], ix[o + U(3)], ix[o + U(4)]
+            x0, x1 = max(0, c_lo - pl), min(w, c_lo + pitch - pl)
+            dst0 = U(((n0 + i) * gx.shape[1] + c0 + c) * h * w)
+            for iy in range(max(0, r_lo - pt), min(h, r_lo + rows - pt)):
+                dst, src = dst0 + U(iy * w + x0), U(place + (iy + pt - r_lo) * pitch + x0 + pl - c_lo)
+                for k in range(U(max(0, x1 - x0))):
+                    gf[dst + k] += s[src + k]
+
+
+@njit(**_JIT)
 def columns(x, c0, cn, pt, pl, table, q0, q1, ow, sh, sw, hp, wp, s, ix, b):  # pragma: no cover
     """``b`` (flat ``(cn*T, q1 - q0)``, T = taps) = the patches of the flat output pixels q0 .. q1
     over input channels c0 .. c0 + cn of ``x`` (C-contiguous ``(N, C, H, W)``, padded by ``pt``
@@ -259,35 +402,11 @@ def columns(x, c0, cn, pt, pl, table, q0, q1, ow, sh, sw, hp, wp, s, ix, b):  # 
     one on every access). One thread, 14x14 C=256 stride 2, items of 256 pixels: 0.3 ns a value
     where a test per value in loops of one image's pixels took 1.4-1.8; whole planes copied
     for every item cost 3.4x on 224x224 images."""
-    taps, p_img = table.shape[1], table.shape[2]
+    taps, nt = table.shape[1], q1 - q0
     h, w = x.shape[2], x.shape[3]
-    reach_h = hp - (p_img // ow - 1) * sh
-    reach_w = wp - (ow - 1) * sw
-    nt = q1 - q0
-    n0 = q0 // p_img
-    images = (q1 - 1) // p_img + 1 - n0 if nt else 0
-    win = U(taps * nt)  # ix[win + 5*i ..]: image i's first row and column, pitch, rows, place in s
-    used = 0
-    for i in range(images):
-        a = max(q0, (n0 + i) * p_img) - (n0 + i) * p_img  # the image's pixels a .. e in the item
-        e = min(q1, (n0 + i + 1) * p_img) - (n0 + i) * p_img
-        oy0, oy1 = a // ow, (e - 1) // ow
-        c_lo, c_hi = (0, wp) if oy0 < oy1 else ((a - oy0 * ow) * sw, (e - 1 - oy0 * ow) * sw + reach_w)
-        rows = (oy1 - oy0) * sh + reach_h
-        o = win + U(5 * i)
-        ix[o], ix[o + U(1)], ix[o + U(2)], ix[o + U(3)], ix[o + U(4)] = oy0 * sh, c_lo, c_hi - c_lo, rows, used
-        used += rows * (c_hi - c_lo)
+    n0, images, used = _windows(table, q0, q1, ow, sh, sw, hp, wp, ix)
+    win = U(taps * nt)
     s[:U(used)] = 0
-    for i in range(images):  # the gather table: an image's pixels at a time (no division per value)
-        o = win + U(5 * i)
-        r_lo, c_lo, pitch, place = ix[o], ix[o + U(1)], ix[o + U(2)], ix[o + U(4)]
-        a = max(q0, (n0 + i) * p_img) - (n0 + i) * p_img
-        e = min(q1, (n0 + i + 1) * p_img) - (n0 + i) * p_img
-        j0 = (n0 + i) * p_img + a - q0
-        for t in range(taps):
-            d = U(t * nt + j0 - a)
-            for p in range(a, e):
-                ix[d + U(p)] = place + (table[0, t, p] - r_lo) * pitch + table[1, t, p] - c_lo
     xf = x.reshape(x.size)
     for c in range(cn):  # a channel's rows of b whole before the next's
         for i in range(images):

@@ -457,6 +457,13 @@ def grad_input(gy, w, geom):
     _announce(gy.dtype)
     gx = np.empty(geom.x_shape, dtype=gy.dtype)
     unit = geom.sh == geom.sw == 1
+    budget = call_budget(geom, gy.itemsize)
+    # a strided layer of many channels: the forward's columns' adjoint, on the register tiles (any
+    # dilation; it never multiplies padding, so inf and NaN weights give the direct loops' result)
+    if (not unit and _patches.applies(geom.kh, geom.kw, geom.sh, geom.sw, geom.groups, geom.c_in, geom.c_out, geom.ow)
+            and _patches.grad_input(gy, w, gx, geom.sh, geom.sw, geom.pt, geom.pl, geom.dil_h, geom.dil_w,
+                                    _slots(geom.macs)[0], budget, _local.compile_only)):
+        return gx
     if not (unit or geom.dil_h == geom.dil_w == 1) or not _all_finite(w):
         # Non-finite weights stay on the direct loops: the packed path's zero padding times inf
         # would give NaN where the reference has no product at all.
@@ -470,7 +477,6 @@ def grad_input(gy, w, geom):
     # of 2000 on a 3x3 kernel would otherwise loop over 4M empty phases (seconds per call).
     if geom.sh > geom.kh or geom.sw > geom.kw:
         gx[...] = 0
-    budget = call_budget(geom, gy.itemsize)
     for ky0 in range(min(geom.kh, geom.sh)):
         ry = (ky0 - geom.pt) % geom.sh
         for kx0 in range(min(geom.kw, geom.sw)):
@@ -595,13 +601,14 @@ WARMUP_STEPS = (
     ("forward of few input channels (register tiles)", (1, 1, 32, 32), (8, 1, 3, 3), {}, ("forward",)),
     ("k x 1 kernels over long rows", (1, 4, 2, 520), (4, 4, 2, 1), dict(padding=((1, 0), (0, 0))),
      ("forward", "grad_weight")),
-    ("patches on the register tiles", (1, 32, 5, 5), (32, 32, 3, 3), dict(padding=1, stride=2),
+    ("patches on the register tiles", (1, 32, 5, 5), (64, 32, 3, 3), dict(padding=1, stride=2),
      ("forward", "grad_input", "grad_weight")),
+    ("patches: an input gradient's phase", (1, 64, 3, 3), (64, 64, 3, 3), dict(padding=1), ("grad_input",)),
     ("input gradient (stride phases)", (1, 4, 5, 5), (4, 4, 3, 3), dict(padding=1, stride=2), ("grad_input",)),
     ("input gradient (direct loops)", (1, 4, 5, 5), (4, 4, 2, 2), dict(padding=1, stride=2, dilation=2),
      ("grad_input",)),
 )
-_READY_AFTER = 9  # steps
+_READY_AFTER = 10  # steps
 
 
 def warmup_steps(dtype):
