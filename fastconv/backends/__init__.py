@@ -249,8 +249,9 @@ AUTO_RULES: tuple[tuple[str, object, tuple[str, ...]], ...] = (
     ("1x1 matrix product on numba's register tiles", lambda g: _backend_says("numba", "matrix_product", g),
      ("numba", "im2col")),
     # `fastconv bench --shape ... --backends numba,im2col,torch` (2 threads, float32, 2026-12-02):
-    # N=32 3x3 stride 2, 14x14 256 -> 512 forward 10.3 against im2col's 18.8 ms, backward 37 / 43;
-    # 28x28 128 -> 256 10.2 / 18.8 and 34 / 44
+    # N=32 3x3 stride 2, 14x14 256 -> 512 forward 10.3-10.9 against im2col's 18.8 ms, backward
+    # 26 (with the input gradient as the patches' adjoint) against 43-48; 28x28 128 -> 256
+    # forward 10.2 / 18.8
     ("strided or short rows, many channels: columns of patches on numba's register tiles",
      lambda g: _backend_says("numba", "patches", g), ("numba", "im2col")),
     ("1x1 kernel, few pixels or many channels", lambda g: math.prod(as_2d(g).kernel) == 1 and (
