@@ -116,11 +116,8 @@ def forward(x, w5, bias, y, sh, sw, pt, pl, dh, dw, threads, budget, compile_onl
     def work(q0, q1, scratch):
         packing.help()
         nt = q1 - q0
-        b = buffer(scratch, "b", (kr * nt,), x.dtype)
-        c = buffer(scratch, "c", (kg * nt,), x.dtype)
-        nf, ni = columns_scratch(nt, p_img, ow, sh, hp, wp, taps)
-        s, ix = buffer(scratch, "s", (nf,), x.dtype), buffer(scratch, "ix", (ni,), np.int64)
-        tiles = buffer(scratch, "tiles", (_gemm.batch_scratch(kg, item),), x.dtype)
+        b, c, s, ix, tiles = _buffers(scratch, x.dtype, nt, kr, kg, _gemm.batch_scratch(kg, item), p_img, ow, sh,
+                                      hp, wp, taps)
         for g in range(groups):
             columns(x, g * cg, cg, pt, pl, table, q0, q1, ow, sh, sw, hp, wp, s, ix, b)
             packing.ready()  # (the first group's columns overlap the packing's last parts)
@@ -170,14 +167,11 @@ def grad_weight(gy, x, gw, sh, sw, pt, pl, dh, dw, threads, budget, compile_only
     def work(i, scratch):
         q0, q1 = i * cut, min(q, (i + 1) * cut)
         step = -(-(q1 - q0) // -(-(q1 - q0) // size))  # blocks of one size
-        red = buffer(scratch, "red", (_gemm.red_batch_scratch(kr, item),), x.dtype)
         for r0 in range(q0, q1, step):
             r1 = min(q1, r0 + step)
             nt = r1 - r0
-            b = buffer(scratch, "b", (kr * nt,), x.dtype)
-            a = buffer(scratch, "a", (kg * nt,), x.dtype)
-            nf, ni = columns_scratch(nt, p_img, ow, sh, hp, wp, taps)
-            s, ix = buffer(scratch, "s", (nf,), x.dtype), buffer(scratch, "ix", (ni,), np.int64)
+            b, a, s, ix, red = _buffers(scratch, x.dtype, nt, kr, kg, _gemm.red_batch_scratch(kr, item), p_img, ow, sh,
+                                        hp, wp, taps)
             for g in range(groups):
                 columns(x, g * cg, cg, pt, pl, table, r0, r1, ow, sh, sw, hp, wp, s, ix, b)
                 take(gy3, g * kg, kg, r0, r1, a)
@@ -239,11 +233,8 @@ def grad_input(gy, w, gx, sh, sw, pt, pl, dh, dw, threads, budget, compile_only=
         for r0 in range(i0 * p_img, i1 * p_img, size):
             r1 = min(i1 * p_img, r0 + size)
             nt = r1 - r0
-            a = buffer(scratch, "a", (kg * nt,), gx.dtype)
-            cm = buffer(scratch, "c", (rows * nt,), gx.dtype)
-            nf, ni = columns_scratch(nt, p_img, ow, sh, hp, wp, taps)
-            s, ix = buffer(scratch, "s", (nf,), gx.dtype), buffer(scratch, "ix", (ni,), np.int64)
-            tiles = buffer(scratch, "tiles", (_gemm.batch_scratch(rows, item),), gx.dtype)
+            a, cm, s, ix, tiles = _buffers(scratch, gx.dtype, nt, kg, rows, _gemm.batch_scratch(rows, item), p_img,
+                                           ow, sh, hp, wp, taps)
             for j, (g, c0, c1) in enumerate(parts):
                 if c0 == 0:
                     take(gy3, g * kg, kg, r0, r1, a)
@@ -285,20 +276,19 @@ def pack(w4, ap, ip0, ip1):  # pragma: no cover
 
 @njit(**_JIT)
 def pack_rows(wm, r0, r1, ap):  # pragma: no cover
-    """A = the columns r0 .. r1 of ``wm`` (C-contiguous, k x n) as rows (``wm.T[r0:r1]``) into ``ap``
-    as ``_numba_gemm._pack_a`` lays them out: one compiled signature for every chunk (a view of
-    the transpose is F-contiguous or not as the chunk falls, and each layout compiles anew)."""
-    k = wm.shape[0]
-    m = r1 - r0
-    mp = _gemm._whole_rows(m)
-    for pc in range(0, k, KC):
-        kc = min(KC, k - pc)
-        for ip in range(mp // MR):
-            base = pc * mp + ip * kc * MR
-            for kk in range(kc):
-                for r in range(MR):
-                    i = ip * MR + r
-                    ap[base + kk * MR + r] = wm[pc + kk, r0 + i] if i < m else 0
+    """A = the columns r0 .. r1 of ``wm`` (C-contiguous) as rows (``wm.T[r0:r1]``) into ``ap`` by
+    ``_numba_gemm._pack_a``: the view made here has one layout for every chunk (made in Python,
+    it is F-contiguous or not as the chunk falls, and each layout compiles anew)."""
+    _gemm._pack_a(wm.T[r0:r1], ap)
+
+
+def _buffers(scratch, dtype, nt, first, second, work, p_img, ow, sh, hp, wp, taps):
+    """An item's scratch arrays: matrices of ``first`` and ``second`` rows by ``nt`` pixels, the
+    windows and gather table of ``columns`` and ``scatter``, and ``work`` values for the products."""
+    nf, ni = columns_scratch(nt, p_img, ow, sh, hp, wp, taps)
+    return (buffer(scratch, "b", (first * nt,), dtype), buffer(scratch, "c", (second * nt,), dtype),
+            buffer(scratch, "s", (nf,), dtype), buffer(scratch, "ix", (ni,), np.int64),
+            buffer(scratch, "work", (work,), dtype))
 
 
 def padded_plane(h, w, kh, kw, sh, sw, dh, dw, oh, ow):
@@ -424,10 +414,9 @@ def columns(x, c0, cn, pt, pl, table, q0, q1, ow, sh, sw, hp, wp, s, ix, b):  # 
                 b[row + j] = s[U(ix[o + j])]
 
 
-@njit(**_JIT)
-def put(cm, k0, kn, q0, q1, bias, y):  # pragma: no cover
-    """``y[n, k0 + k, p] = cm[k, q - q0] (+ bias[k0 + k])`` for the flat output pixels q0 .. q1,
-    ``cm`` the flat ``(kn, q1 - q0)`` product, ``y`` C-contiguous ``(N, K, P)``."""
+@njit(inline="always", **_JIT)
+def _rows(cm, k0, kn, q0, q1, bias, y, back):  # pragma: no cover
+    """``put`` (``back`` false) and ``take``: the runs of an image's pixels, row by row."""
     p_img, kk = y.shape[2], y.shape[1]
     yf = y.reshape(y.size)
     nt = q1 - q0
@@ -439,25 +428,24 @@ def put(cm, k0, kn, q0, q1, bias, y):  # pragma: no cover
         for k in range(kn):
             add = bias[k0 + k] if bias.size else 0
             src, dst = U(k * nt + q - q0), U((n * kk + k0 + k) * p_img + p0)
-            for p in range(U(p1 - p0)):
-                yf[dst + p] = cm[src + p] + add
+            if back:
+                for p in range(U(p1 - p0)):
+                    cm[src + p] = yf[dst + p]
+            else:
+                for p in range(U(p1 - p0)):
+                    yf[dst + p] = cm[src + p] + add
         q += p1 - p0
+
+
+@njit(**_JIT)
+def put(cm, k0, kn, q0, q1, bias, y):  # pragma: no cover
+    """``y[n, k0 + k, p] = cm[k, q - q0] (+ bias[k0 + k])`` for the flat output pixels q0 .. q1,
+    ``cm`` the flat ``(kn, q1 - q0)`` product, ``y`` C-contiguous ``(N, K, P)``."""
+    _rows(cm, k0, kn, q0, q1, bias, y, False)
 
 
 @njit(**_JIT)
 def take(gy, k0, kn, q0, q1, a):  # pragma: no cover
     """``a`` (flat ``(kn, q1 - q0)``) = ``gy[n, k0 + k, p]`` for the flat pixels q0 .. q1 (``put``'s
     adjoint, ``gy`` C-contiguous ``(N, K, P)``)."""
-    p_img, kk = gy.shape[2], gy.shape[1]
-    gf = gy.reshape(gy.size)
-    nt = q1 - q0
-    q = q0
-    while q < q1:
-        n = q // p_img
-        p0 = q - n * p_img
-        p1 = min(p_img, p0 + q1 - q)
-        for k in range(kn):
-            dst, src = U(k * nt + q - q0), U((n * kk + k0 + k) * p_img + p0)
-            for p in range(U(p1 - p0)):
-                a[dst + p] = gf[src + p]
-        q += p1 - p0
+    _rows(a, k0, kn, q0, q1, a[:0], gy, True)
