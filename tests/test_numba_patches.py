@@ -1,8 +1,8 @@
 """numba's strided and other multi-tap kernels with many channels as products of columns of patches
 on the register tiles (``_numba_patches``): which calls take them, every edge of their work (strides,
 dilation, padding on any side or cropped, groups, channels past whole tiles, items that cross
-images, 1-3 threads), the input gradient's phases with the flipped kernels packed where they lie,
-non-finite values, the memory budget and a warm call's allocations."""
+images, 1-3 threads), the input gradient as the forward's adjoint, non-finite values, the memory
+budget and a warm call's allocations."""
 
 import numpy as np
 import pytest
@@ -55,8 +55,8 @@ def _spy(monkeypatch):
 
 # (x shape, w shape, hyper-parameters): items that cross images (42 output pixels an image),
 # strides that differ by axis, padding on one side, more than one item a thread, dilation, a 5x5
-# kernel, groups, rows and reductions past whole tiles and KC blocks, an input gradient whose
-# phases are cropped (padding larger than the kernel reaches), a 2x2 kernel at stride 1, an input
+# kernel, groups, rows and reductions past whole tiles and KC blocks, a stride of 3 (input pixels
+# no tap reads), a 2x2 kernel at stride 1, an input
 # gradient over several chunks of the transposed kernels' rows (300 channels x 9 taps)
 CASES = [
     pytest.param((3, 40, 13, 11), (72, 40, 3, 3), dict(stride=2, padding=1), id="s2-crossing-images"),
@@ -186,7 +186,7 @@ def test_the_patches_leave_their_inputs_alone_and_allocate_nothing_when_warm():
 @wide
 def test_warmup_compiles_every_kernel_the_patches_run():
     # auto's first strided call must not wait for a compile: warmup's steps cover the layouts of
-    # every argument (a kernel's view, chunks of the transposed kernel's rows, a phase's flipped view)
+    # every argument (chunks of the transposed kernel's rows, a stride-1 input gradient's phase)
     numba_jit.warmup(np.float32)
     kernels = (patches.columns, patches.scatter, patches.put, patches.take, patches.pack, patches.pack_rows,
                patches._gemm.batch, patches._gemm.red_batch)

@@ -1,19 +1,20 @@
 """Numba kernels of the ``numba`` backend that run a multi-tap kernel with many channels (a strided
-3x3, a 2x2 phase of a strided layer's input gradient, a 7x7 stem) as matrix products on
-``_numba_gemm``'s register tiles, over columns of patches.
+3x3 layer, say) as matrix products on ``_numba_gemm``'s register tiles, over columns of patches.
 
 A work item is a range of the batch's flat output pixels ``q = n*P + p`` (``P`` pixels an image).
 It copies each pixel's patch into a column of ``B`` (rows ``(c, ky, kx)``, the order of ``w``'s
 flat rows; zero where a tap reads padding), multiplies the packed weight by it
-(``_numba_gemm.batch``) and puts the product's rows into ``y``, adding the bias. The weight
-gradient is the same columns' adjoint: each slice of the pixels sums ``gy``'s columns times
-``B``'s into its own ``gw`` (``_numba_gemm.red_batch``), and the slices' sums are added in order.
+(``_numba_gemm.batch``) and puts the product's rows into ``y``, adding the bias. The input
+gradient of a strided layer is its adjoint: the transposed kernel times ``gy``'s columns,
+scattered into ``gx`` through the same windows (``scatter``). The weight gradient sums ``gy``'s
+columns times ``B``'s per slice of the pixels into the slice's own ``gw``
+(``_numba_gemm.red_batch``), and the slices' sums are added in order.
 
 Against the packed path (``_numba_kernels``' 4x4 dot products, sums in memory) the sums stay in
 registers; against im2col's NumPy products the tiles run AVX-512 where this machine's OpenBLAS
 picks AVX2 kernels. The columns are ``kh*kw / (sh*sw)`` times the input, an item's at a time.
+Where they do not pay (a short reduction, long rows at stride 1) ``applies`` says no.
 """
-
 import numpy as np
 
 from .._workers import Shared, buffer, chunks, kept, map_items, reserved
@@ -63,9 +64,8 @@ def _items(q, per_pixel, fixed, shared, threads, budget):
     (``per_pixel`` bytes a pixel and ``fixed``) and the ``shared`` bytes within ``budget`` (fewer
     threads where they do not fit); None where one part of one thread does not fit."""
     spare = budget - shared
-    each = fixed
-    threads = int(max(1, min(threads, spare // (each + PART_PIXELS * per_pixel))))
-    most = int((spare // threads - each) // per_pixel) // PART_PIXELS * PART_PIXELS
+    threads = int(max(1, min(threads, spare // (fixed + PART_PIXELS * per_pixel))))
+    most = int((spare // threads - fixed) // per_pixel) // PART_PIXELS * PART_PIXELS
     if most < PART_PIXELS:
         return None
     items = -(-q // min(ITEM_PIXELS, most))
@@ -88,8 +88,7 @@ def _item_bytes(rows, work, p_img, ow, sh, hp, wp, taps, item):
 def forward(x, w5, bias, y, sh, sw, pt, pl, dh, dw, threads, budget, compile_only=False) -> bool:
     """``y`` (C-contiguous ``(N, K, OH, OW)``) = the convolution of ``x`` (C-contiguous, padded by
     ``pt`` rows above and ``pl`` columns left) with the kernels ``w5[g, k, c]`` (any view:
-    ``(groups, K/groups, C/groups, kh, kw)``, say an input gradient's flipped and transposed
-    kernels where they lie), plus ``bias`` (empty: none). False, ``y`` unwritten, where an item's
+    ``(groups, K/groups, C/groups, kh, kw)``), plus ``bias`` (empty: none). False, ``y`` unwritten, where an item's
     scratch does not fit ``budget`` bytes. ``compile_only`` (warmup): on the calling thread alone."""
     n, _, h, wd = x.shape
     groups, kg, cg, kh, kw = w5.shape

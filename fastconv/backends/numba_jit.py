@@ -414,9 +414,9 @@ def _run_forward(x, w, bias, y, sh, sw, pt, pl, dil_h, dil_w, groups, macs, budg
 
 
 def _patches_forward(x, w5, bias, y, sh, sw, pt, pl, dil_h, dil_w, macs, budget) -> bool:
-    """The forward (or an input gradient's phase) on the register tiles over columns of patches
-    (``_numba_patches``), with the kernels ``w5[g, k, c]`` where they lie, where it applies and
-    the columns kernels (``_numba_columns``) do not; False where it does not run."""
+    """The forward (or a stride-1 input gradient's one phase) on the register tiles over columns of
+    patches (``_numba_patches``), with the kernels ``w5[g, k, c]``, where it applies and the
+    columns kernels (``_numba_columns``) do not; False where it does not run."""
     groups, kg, _, kh, kw = w5.shape
     return (_patches.applies(kh, kw, sh, sw, groups, x.shape[1], groups * kg, y.shape[3])
             and not _cols.applies(kw, sh, sw, pl, x.shape[3], y.shape[3])
@@ -460,7 +460,7 @@ def grad_input(gy, w, geom):
     budget = call_budget(geom, gy.itemsize)
     # a strided layer of many channels: the forward's columns' adjoint, on the register tiles (any
     # dilation; it never multiplies padding, so inf and NaN weights give the direct loops' result)
-    if (not unit and _patches.applies(geom.kh, geom.kw, geom.sh, geom.sw, geom.groups, geom.c_in, geom.c_out, geom.ow)
+    if (not unit and patches(geom)
             and _patches.grad_input(gy, w, gx, geom.sh, geom.sw, geom.pt, geom.pl, geom.dil_h, geom.dil_w,
                                     _slots(geom.macs)[0], budget, _local.compile_only)):
         return gx
@@ -498,15 +498,6 @@ def grad_input(gy, w, geom):
             wt = wsub.reshape(geom.c_out, geom.c_in).T.reshape(geom.c_in, geom.c_out, 1, 1) if one else None
             macs = geom.macs // (geom.sh * geom.sw)
             if wt is None or not _is_matrix_product(gy, wt, dest, 1, 1, pt, pl, 1):
-                # the patches' products pack the flipped, transposed kernels where they lie: no
-                # copy to keep (packing from the view costs about what the copy did, 1 ms a phase
-                # at 512 x 256 channels, 3x3 at stride 2: it reads every line of w)
-                flipped = wsub.reshape(geom.groups, geom.c_out_g, geom.c_in_g, m, mw).transpose(0, 2, 1, 3, 4)
-                if not _depthwise(geom) and _patches_forward(gy, flipped[..., ::-1, ::-1], None, dest, 1, 1, pt, pl,
-                                                             geom.dil_h, geom.dil_w, macs, budget):
-                    if dest is not out:
-                        out[...] = dest
-                    continue
                 wt = _transposed_weight(wsub, geom)
             if _depthwise(geom) and geom.c_out_g == 1:  # each phase is a depthwise convolution too
                 _run_depthwise(gy, wt, dest, None, 1, 1, pt, pl, geom.dil_h, geom.dil_w, macs)
@@ -537,13 +528,13 @@ def grad_weight(gy, x, geom):
                    finish=_gemm._red_finish, pieces=_gemm.RED_PIECES)
     elif _implicit.applies(geom) and _implicit_grad_weight(gy, x, gw, geom):
         pass  # done on the register tiles
-    elif (_patches.applies(geom.kh, geom.kw, geom.sh, geom.sw, geom.groups, geom.c_in, geom.c_out, geom.ow)
-          and _patches.grad_weight(gy, x, gw, geom.sh, geom.sw, geom.pt, geom.pl, geom.dil_h, geom.dil_w,
-                                   _slots(geom.macs)[0], call_budget(geom, x.itemsize), _local.compile_only)):
-        pass  # on the register tiles, over columns of patches
     elif _cols.applies(geom.kw, geom.sh, geom.sw, geom.pl, geom.iw, geom.ow):
         _run_parts(_cols._columns_gw_part, geom.macs, gy, x, gw, geom.pt, geom.dil_h, geom.groups, x.dtype.type(0),
                    workspaces=_no_workspaces(x.dtype))
+    elif patches(geom) and _patches.grad_weight(gy, x, gw, geom.sh, geom.sw, geom.pt, geom.pl, geom.dil_h, geom.dil_w,
+                                                _slots(geom.macs)[0], call_budget(geom, x.itemsize),
+                                                _local.compile_only):
+        pass  # on the register tiles, over columns of patches (the columns kernels first, as forward)
     else:
         _run_parts(_k._grad_weight_part, geom.macs, gy, x, gw, *_hyper(geom), x.dtype.type(0),
                    workspaces=_packed_workspaces(_k._gw_scratch, x, gw, (geom.oh, geom.ow), geom.sh, geom.sw,
@@ -603,12 +594,11 @@ WARMUP_STEPS = (
      ("forward", "grad_weight")),
     ("patches on the register tiles", (1, 32, 5, 5), (64, 32, 3, 3), dict(padding=1, stride=2),
      ("forward", "grad_input", "grad_weight")),
-    ("patches: an input gradient's phase", (1, 64, 3, 3), (64, 64, 3, 3), dict(padding=1), ("grad_input",)),
     ("input gradient (stride phases)", (1, 4, 5, 5), (4, 4, 3, 3), dict(padding=1, stride=2), ("grad_input",)),
     ("input gradient (direct loops)", (1, 4, 5, 5), (4, 4, 2, 2), dict(padding=1, stride=2, dilation=2),
      ("grad_input",)),
 )
-_READY_AFTER = 10  # steps
+_READY_AFTER = 9  # steps
 
 
 def warmup_steps(dtype):
