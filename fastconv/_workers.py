@@ -143,17 +143,19 @@ def map_items(items, work, threads, total=None, shared=()):
 
 
 def _map(items, work, threads, terms, shared):
+    keep = not _held.nbytes  # (the caller's: helpers have their own)
     if threads <= 1:
-        scratch = {}
-        for item in items:
-            result = work(*item, scratch)
-            if terms is not None:
-                terms.total[result[0]] += result[1]
+        with thread_scratch(work, keep) as scratch:
+            for item in items:
+                result = work(*item, scratch)
+                if terms is not None:
+                    terms.total[result[0]] += result[1]
         return
-    job = _Job(items, work, terms, shared)
+    job = _Job(items, work, terms, shared, keep)
     try:
         _the_pool().post(job, threads - 1)
-        job.run({})
+        with thread_scratch(work, keep) as scratch:
+            job.run(scratch)
     except BaseException:
         job.fail()
         raise
@@ -268,8 +270,9 @@ class _Job:
     future's lock held and a pool thread waiting on it forever, so that a later call hung.)
     """
 
-    def __init__(self, items, work, terms, shared=()):
+    def __init__(self, items, work, terms, shared=(), keep=True):
         self.items, self.work, self.terms, self.shared = items, work, terms, shared
+        self.keep = keep  # whether the threads keep their scratch for their next job (thread_scratch)
         self.taken = itertools.count()  # next(...) hands each item index to one thread
         self.errors = np.geterr()  # np.errstate is per thread: the caller's holds in the helpers
         self.stop = False  # no thread takes another item: the caller left, or an item raised
@@ -301,8 +304,8 @@ class _Job:
         self.inside.append(me)  # before reading stop: the caller reads inside after setting it
         try:
             if not self.stop:
-                with np.errstate(**self.errors):
-                    self.run({})
+                with np.errstate(**self.errors), thread_scratch(self.work, self.keep) as scratch:
+                    self.run(scratch)
         except BaseException as exc:  # handed to the caller, who raises it
             self.failures.append(exc)
             self.fail()
@@ -419,9 +422,11 @@ if hasattr(os, "register_at_fork"):  # not on Windows
     os.register_at_fork(after_in_child=_forget_pool)
 
 
-# Scratch kept for each calling thread between calls (``kept``), at most this many bytes of it.
+# Scratch kept for each thread between calls (``kept``, and ``thread_scratch``'s buffers), at most
+# this many bytes of each.
 KEPT_MAX_BYTES = DEFAULT_MEMORY_BUDGET // 2
 _kept = threading.local()
+_dropped = [0]  # drop_kept calls so far: a thread's kept buffers made before the last are dropped
 
 
 def kept(name, shape, dtype, capped=True):
@@ -436,6 +441,9 @@ def kept(name, shape, dtype, capped=True):
     it; ``drop_kept`` frees it. Uncapped, the same shape and dtype as the last time get the same
     view again (making it, two a call, was 2 us of single-r32-k3's 21)."""
     store = _kept.__dict__  # (keys that need not be names: this dict is only read here)
+    if store.get("dropped", 0) != _dropped[0]:  # drop_kept ran (maybe on another thread) since
+        store.clear()
+        store["dropped"] = _dropped[0]
     last = None if capped else store.get((name, "view"))
     if last is not None and last.shape == shape and last.dtype == dtype:
         return last
@@ -452,17 +460,81 @@ def kept(name, shape, dtype, capped=True):
 
 
 def drop_kept():
-    """Free the calling thread's ``kept`` buffers."""
+    """Free the calling thread's ``kept`` buffers and scratch (``thread_scratch``) now, and every
+    other thread's where it next asks for them (the memory tests measure a call that allocates
+    its scratch afresh)."""
+    _dropped[0] += 1
     _kept.__dict__.clear()
+    _scratch.store = None
+
+
+class _Scratch(dict):
+    """A thread's scratch buffers by name (``buffer``), and which of them were made zeroed."""
+
+    def __init__(self, code=None):
+        super().__init__()
+        self.zeroed = set()
+        self.dropped = _dropped[0]
+        self.code = code  # the work's code that made the buffers
+
+
+_scratch = thread_local(store=None)  # this thread's _Scratch between its jobs
+
+
+@contextlib.contextmanager
+def thread_scratch(work, keep=True):
+    """The scratch dict of ``map_items``' ``work`` on this thread, kept between its calls up to
+    ``KEPT_MAX_BYTES``, as ``kept`` is: made afresh on every call, winograd's 16 MiB a thread at
+    N=32 C=512 7x7 went back to the kernel when freed, and its pages were zeroed again at their
+    first touch (1,500-2,800 page faults and 8-19 ms of system time a call at 14x14 and 7x7, two
+    threads, where an earlier call in the process had not yet raised glibc's thresholds).
+
+    Buffers made zeroed (``buffer(..., zeros=True)``) are dropped when the job ends: their users
+    rely on the zeros their own call's layout left. The dict is taken from the thread for the job
+    and given back only when the job ends normally, so a job inside an item on the same thread
+    gets a dict of its own, and a job cut short (an exception, an interrupt anywhere) leaves none
+    half-made behind.
+
+    What a thread keeps is one work's (by its code): a job of other work frees it before it
+    makes its own, so a call's scratch never sits beside another kind of call's (the budget is
+    each call's). Nor is it kept (``keep`` false) where the job's caller holds memory beside its
+    calls (``holding``: the 3-D lift's stacked planes), whose share of the budget assumes the
+    calls' scratch gone."""
+    code = getattr(work, "__code__", work)
+    store = _scratch.store
+    _scratch.store = None
+    if not keep or store is None or store.dropped != _dropped[0] or store.code is not code:
+        store = None  # the old one goes first
+        store = _Scratch(code)
+    yield store
+    for name in store.zeroed:
+        store.pop(name, None)
+    store.zeroed.clear()
+    if keep and sum(raw.nbytes for raw in store.values()) <= KEPT_MAX_BYTES:
+        _scratch.store = store
 
 
 def buffer(scratch, name, shape, dtype, zeros=False):
-    """The scratch array ``name`` with ``shape``, carved from one buffer made for the largest chunk
-    seen so far; ``zeros`` buffers are zeroed once, their users overwrite only what varies."""
+    """The scratch array ``name`` with ``shape`` and ``dtype``, carved from one buffer of bytes made
+    for the largest chunk seen so far (in ``scratch``, the dict that ``map_items`` hands its work:
+    kept between calls, so the buffer may come from an earlier call, of another dtype); ``zeros``
+    buffers are zeroed once, in this call, their users overwrite only what varies."""
+    dtype = np.dtype(dtype)
     size = math.prod(shape)
-    if name not in scratch or scratch[name].size < size:
-        scratch[name] = _aligned((np.zeros if zeros else np.empty), size, np.dtype(dtype))
-    return scratch[name][:size].reshape(shape)
+    nbytes = size * dtype.itemsize
+    raw = scratch.get(name)
+    if raw is None or raw.nbytes < nbytes or zeros and not zeroed(scratch, name):
+        scratch.pop(name, None)  # the old one goes first
+        raw = scratch[name] = _aligned((np.zeros if zeros else np.empty), nbytes, np.dtype(np.uint8))
+        if zeros and isinstance(scratch, _Scratch):
+            scratch.zeroed.add(name)
+    return raw[:nbytes].view(dtype).reshape(shape)
+
+
+def zeroed(scratch, name) -> bool:
+    """Whether ``buffer(scratch, name, ..., zeros=True)`` has made ``name`` in this job already (a
+    kept buffer of that name, from an earlier call, is no zeroed one)."""
+    return name in scratch.zeroed if isinstance(scratch, _Scratch) else name in scratch
 
 
 def _aligned(make, size, dtype):

@@ -353,3 +353,105 @@ def test_kept_scratch_is_reused_per_thread_and_bounded(monkeypatch):
     _workers.drop_kept()
     assert not np.shares_memory(c, _workers.kept("t", (8,), np.float64))
     _workers.drop_kept()
+
+
+def test_map_items_scratch_is_kept_between_calls_of_the_same_work():
+    """A thread's buffers from one call serve its next call of the same work, in any dtype; a call
+    of other work frees them first (a call's scratch never sits beside another kind's)."""
+    _workers.drop_kept()
+    seen = []
+
+    def work(i, scratch):
+        seen.append(_workers.buffer(scratch, "v", (1024,), np.float32))
+
+    def other(i, scratch):
+        seen.append(_workers.buffer(scratch, "v", (512,), np.float64))
+
+    for run in (work, work, other, work):
+        _workers.map_items([(0,)], run, 1)
+    first, again, after_other, back = (v.ctypes.data for v in seen)
+    assert again == first and after_other != first and back != after_other
+    _workers.map_items([(0,)], work, 1)
+    assert seen[-1].ctypes.data == back
+    _workers.drop_kept()
+    _workers.map_items([(0,)], work, 1)
+    assert not np.shares_memory(seen[-1], seen[-2])
+
+
+def test_a_second_warm_call_allocates_no_scratch():
+    """winograd's products' buffers (16 MiB a thread at N=32 C=512 7x7) and its transformed kernel
+    come back from the last call: freed and made afresh, their pages went back to the kernel,
+    which zeroed them again on every call."""
+    pytest.importorskip("numba")
+    from tests.oracle import extra_bytes
+    from fastconv.backends import winograd
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((8, 64, 8, 8)).astype(np.float32)
+    w = rng.standard_normal((64, 64, 3, 3)).astype(np.float32)
+    call = lambda: fastconv.conv2d(x, w, padding=1, backend="winograd")  # noqa: E731
+    winograd.warmup(np.float32)  # (else the first calls may run the direct fallback)
+    cold, _ = extra_bytes(call)  # scratch dropped first
+    assert cold > 256 * 2**10
+    import tracemalloc
+    call()
+    tracemalloc.start()
+    try:
+        got = call()
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak - got.nbytes < cold / 4, (peak - got.nbytes, cold)
+
+
+def test_zeroed_scratch_is_zeroed_in_every_job():
+    """A zeroed buffer is made in each job: the kept one of that name, from an earlier call's work,
+    holds that call's values (im2col's padded copies rely on the zeros their own layout left)."""
+    _workers.drop_kept()
+
+    def dirty(i, scratch):
+        _workers.buffer(scratch, "xp", (64,), np.float32)[:] = 7
+
+    def clean(i, scratch):
+        first = not _workers.zeroed(scratch, "xp")
+        xp = _workers.buffer(scratch, "xp", (64,), np.float32, zeros=True)
+        if first:
+            assert not xp.any()
+        xp[:] = 1
+
+    for work in (dirty, clean, dirty, clean, clean):
+        _workers.map_items([(i,) for i in range(4)], work, 2)
+    for work in (dirty, clean):  # the same code both times: zeroed buffers are still not kept
+        _workers.map_items([(0,)], lambda i, scratch, work=work: work(i, scratch), 1)
+
+
+def test_scratch_is_not_kept_after_a_failed_job_nor_where_the_caller_holds_memory():
+    """A job cut short (here an exception; an interrupt anywhere in the same way) leaves no
+    scratch behind; a job whose caller holds memory beside its calls (``holding``: its share of
+    the budget assumes the calls' scratch freed) neither uses the kept scratch nor keeps its own;
+    a job inside an item gets its own."""
+    _workers.drop_kept()
+    made = []
+
+    def work(fail, scratch):
+        made.append(_workers.buffer(scratch, "v", (256,), np.float32))
+        if fail:
+            raise ValueError("item")
+
+    _workers.map_items([(False,)], work, 1)
+    with pytest.raises(ValueError):
+        _workers.map_items([(True,)], work, 1)
+    _workers.map_items([(False,)], work, 1)
+    same = np.shares_memory
+    assert same(made[1], made[0]) and not same(made[2], made[0])
+    with _workers.holding(1):
+        _workers.map_items([(False,)], work, 1)
+    _workers.map_items([(False,)], work, 1)
+    assert not same(made[3], made[2]) and not same(made[4], made[3]) and not same(made[4], made[2])
+
+    def outer(i, scratch):
+        made.append(_workers.buffer(scratch, "v", (256,), np.float32))
+        _workers.map_items([(False,)], work, 1)
+    made.clear()
+    _workers.map_items([(0,)], outer, 1)
+    assert not same(made[0], made[1])
+    _workers.drop_kept()

@@ -13,7 +13,7 @@ import math
 import numpy as np
 
 from .._threads import call_threads
-from .._workers import buffer, call_budget, chunks, even, map_items, reserved
+from .._workers import buffer, call_budget, chunks, even, map_items, reserved, zeroed
 from . import im2col  # its shape helpers (_padded_shape, _taps), read at call time: it imports this module
 
 # Work items of the elementwise depthwise passes (the gradients, strided forwards) are streamed
@@ -171,7 +171,7 @@ def _forward_runs(x, w, geom, bias=None):
     def work(b0, b1, c0, c1, scratch):
         m, c = b1 - b0, c1 - c0
         length = m * plane
-        fresh = "cols" not in scratch
+        fresh = not zeroed(scratch, "cols")
         # Laid out for nb images whatever m, so that the zeros never move.
         cols = buffer(scratch, "cols", (cb, k, nb * plane + overhang), x.dtype, zeros=True)
         if fresh and bias is not None:

@@ -521,10 +521,12 @@ def _on_tiles(cs, cd) -> bool:
 
 def _kernel_arrays(groups, a2, cd, k, dtype, tiles):
     """``(u, up)``: the transformed kernel ``u[g, xi]`` (cd x k) for NumPy's products, or, with
-    ``tiles``, ``up[g, xi]`` the same packed for the register tiles; the other one empty."""
-    u = np.empty((groups, a2, cd, k) if not tiles else (0,), dtype)
-    up = np.empty((groups, a2, _gemm.packed_size(cd, k) if tiles else 0), dtype)
-    return u, up
+    ``tiles``, ``up[g, xi]`` the same packed for the register tiles; the other one empty. Kept
+    between calls (``kept``): 16 MiB at C=512, made afresh each call, was 4,096 pages for the
+    kernel to zero at their first touch, where glibc gave its pages back."""
+    if tiles:
+        return np.empty(0, dtype), kept("winograd-kernel", (groups, a2, _gemm.packed_size(cd, k)), dtype)
+    return kept("winograd-kernel", (groups, a2, cd, k), dtype), np.empty((groups, a2, 0), dtype)
 
 
 # Parts of the kernel's transform per thread (``_kernel_work``): a helper that wakes late finds
