@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import itertools
 import numbers
 import os
 import sys
@@ -33,7 +34,8 @@ _default: int | None = None  # set_num_threads's count; None: all cores
 _UNSET = object()
 _local = thread_local(count=_UNSET)  # the count of this thread's innermost `threads` block
 _calls: dict[int, None] = {}  # threads inside a counted backend call now, by thread id
-_call = thread_local(threads=None)  # the count fixed for the call this thread is in
+_call = thread_local(threads=None, number=0)  # the count fixed for the call this thread is in, and its number
+_numbers = itertools.count(1)  # calls begun so far (``next`` is atomic under the GIL)
 
 
 def _all_cores() -> int:
@@ -78,17 +80,33 @@ def counted_call(pass_fn):
     shares must agree). A call made inside another (grad_input through forward) is part of it."""
     @functools.wraps(pass_fn)
     def run(*args, **kwargs):
-        if _call.threads is not None:
+        with one_call():
             return pass_fn(*args, **kwargs)
-        me = threading.get_ident()
-        try:  # an interrupt anywhere in here is undone by the finally (or by this thread's next call)
-            _calls[me] = None
-            _call.threads = call_threads()
-            return pass_fn(*args, **kwargs)
-        finally:
-            _call.threads = None
-            _calls.pop(me, None)
     return run
+
+
+@contextlib.contextmanager
+def one_call():
+    """The block is one call, as a ``counted_call`` pass is (it counts among the calls sharing
+    the cores, its thread count is fixed when it begins, it has a number of its own: ``call_number``);
+    the passes inside it are parts of it (the two gradients of ``conv2d_backward``)."""
+    if _call.threads is not None:
+        yield
+        return
+    me = threading.get_ident()
+    try:  # an interrupt anywhere in here is undone by the finally (or by this thread's next call)
+        _calls[me] = None
+        _call.number = next(_numbers)
+        _call.threads = call_threads()
+        yield
+    finally:
+        _call.threads = None
+        _calls.pop(me, None)
+
+
+def call_number() -> int:
+    """The number of the call in progress in this thread (0 outside any)."""
+    return _call.number if _call.threads is not None else 0
 
 
 def _check(n, fn: str) -> int | None:

@@ -21,6 +21,7 @@ import threading
 
 import numpy as np
 
+from ._threads import call_number as _threads_call_number
 from ._threads import call_threads, single_threaded_blas, thread_local
 
 DEFAULT_MEMORY_BUDGET = 256 * 2**20  # bytes; the default budget is this or 2x the input, if larger
@@ -144,17 +145,18 @@ def map_items(items, work, threads, total=None, shared=()):
 
 def _map(items, work, threads, terms, shared):
     keep = not _held.nbytes  # (the caller's: helpers have their own)
+    call = _threads_call_number()
     if threads <= 1:
-        with thread_scratch(work, keep) as scratch:
+        with thread_scratch(work, keep, call) as scratch:
             for item in items:
                 result = work(*item, scratch)
                 if terms is not None:
                     terms.total[result[0]] += result[1]
         return
-    job = _Job(items, work, terms, shared, keep)
+    job = _Job(items, work, terms, shared, keep, call)
     try:
         _the_pool().post(job, threads - 1)
-        with thread_scratch(work, keep) as scratch:
+        with thread_scratch(work, keep, call) as scratch:
             job.run(scratch)
     except BaseException:
         job.fail()
@@ -270,9 +272,9 @@ class _Job:
     future's lock held and a pool thread waiting on it forever, so that a later call hung.)
     """
 
-    def __init__(self, items, work, terms, shared=(), keep=True):
+    def __init__(self, items, work, terms, shared=(), keep=True, call=0):
         self.items, self.work, self.terms, self.shared = items, work, terms, shared
-        self.keep = keep  # whether the threads keep their scratch for their next job (thread_scratch)
+        self.keep, self.call = keep, call  # for the threads' scratch (``thread_scratch``)
         self.taken = itertools.count()  # next(...) hands each item index to one thread
         self.errors = np.geterr()  # np.errstate is per thread: the caller's holds in the helpers
         self.stop = False  # no thread takes another item: the caller left, or an item raised
@@ -304,7 +306,7 @@ class _Job:
         self.inside.append(me)  # before reading stop: the caller reads inside after setting it
         try:
             if not self.stop:
-                with np.errstate(**self.errors), thread_scratch(self.work, self.keep) as scratch:
+                with np.errstate(**self.errors), thread_scratch(self.work, self.keep, self.call) as scratch:
                     self.run(scratch)
         except BaseException as exc:  # handed to the caller, who raises it
             self.failures.append(exc)
@@ -465,53 +467,76 @@ def drop_kept():
     its scratch afresh)."""
     _dropped[0] += 1
     _kept.__dict__.clear()
-    _scratch.store = None
+    _scratch.stores = None
 
 
 class _Scratch(dict):
-    """A thread's scratch buffers by name (``buffer``), and which of them were made zeroed."""
+    """One work's scratch buffers on one thread, by name (``buffer``): which were made zeroed in
+    this job, the call the job is part of, the call that last grew them, and the thread's other
+    works' (``thread_scratch``)."""
 
-    def __init__(self, code=None):
+    def __init__(self, stores, call):
         super().__init__()
         self.zeroed = set()
-        self.dropped = _dropped[0]
-        self.code = code  # the work's code that made the buffers
+        self.stores, self.call, self.grown = stores, call, 0
+
+    def grow(self):
+        """Before a buffer is made: free the thread's other works' buffers made or grown in this
+        same call, so that a call's scratch stays what its budget planned (one work's at a
+        time); those kept from earlier calls stay."""
+        for code, other in list(self.stores.items()):
+            if other.grown == self.call:
+                del self.stores[code]
+        self.grown = self.call
 
 
-_scratch = thread_local(store=None)  # this thread's _Scratch between its jobs
+_scratch = thread_local(stores=None)  # this thread's kept _Scratch of each work, by code
+_stores_dropped = thread_local(count=0)  # _dropped[0] when this thread's stores were made
 
 
 @contextlib.contextmanager
-def thread_scratch(work, keep=True):
-    """The scratch dict of ``map_items``' ``work`` on this thread, kept between its calls up to
-    ``KEPT_MAX_BYTES``, as ``kept`` is: made afresh on every call, winograd's 16 MiB a thread at
-    N=32 C=512 7x7 went back to the kernel when freed, and its pages were zeroed again at their
-    first touch (1,500-2,800 page faults and 8-19 ms of system time a call at 14x14 and 7x7, two
-    threads, where an earlier call in the process had not yet raised glibc's thresholds).
+def thread_scratch(work, keep=True, call=None):
+    """The scratch dict of ``map_items``' ``work`` on this thread, kept between its calls, as
+    ``kept`` is: made afresh on every call, winograd's 16 MiB a thread at N=32 C=512 7x7 went
+    back to the kernel when freed, and its pages were zeroed again at their first touch
+    (1,500-3,500 page faults and 8-19 ms of system time a call at 14x14 and 7x7, two threads,
+    where an earlier call in the process had not yet raised glibc's thresholds).
+
+    A thread keeps one dict per work (by its code), up to ``KEPT_MAX_BYTES`` in all: a training
+    step's forward, input gradient and weight gradient each find their own. Within one call
+    (``call``: the ``_threads.call_number`` of the job's caller), a work that must make a buffer
+    first frees the others' made in that call (``_Scratch.grow``), so that the call's scratch
+    stays within its budget as it did when every job freed its own. A job whose caller holds
+    memory beside its calls (``holding``: the 3-D lift's stacked planes, whose share of the budget
+    assumes the calls' scratch freed) neither finds nor keeps any (``keep`` false).
 
     Buffers made zeroed (``buffer(..., zeros=True)``) are dropped when the job ends: their users
     rely on the zeros their own call's layout left. The dict is taken from the thread for the job
     and given back only when the job ends normally, so a job inside an item on the same thread
     gets a dict of its own, and a job cut short (an exception, an interrupt anywhere) leaves none
-    half-made behind.
-
-    What a thread keeps is one work's (by its code): a job of other work frees it before it
-    makes its own, so a call's scratch never sits beside another kind of call's (the budget is
-    each call's). Nor is it kept (``keep`` false) where the job's caller holds memory beside its
-    calls (``holding``: the 3-D lift's stacked planes), whose share of the budget assumes the
-    calls' scratch gone."""
+    half-made behind."""
     code = getattr(work, "__code__", work)
-    store = _scratch.store
-    _scratch.store = None
-    if not keep or store is None or store.dropped != _dropped[0] or store.code is not code:
-        store = None  # the old one goes first
-        store = _Scratch(code)
+    stores = _scratch.stores
+    if stores is None or _stores_dropped.count != _dropped[0]:
+        stores = _scratch.stores = None  # the old ones go first
+        stores = _scratch.stores = {}
+        _stores_dropped.count = _dropped[0]
+    if not keep:
+        stores.clear()
+    store = stores.pop(code, None)
+    if store is None:
+        store = _Scratch(stores, 0)
+    store.call = _threads_call_number() if call is None else call
     yield store
     for name in store.zeroed:
         store.pop(name, None)
     store.zeroed.clear()
-    if keep and sum(raw.nbytes for raw in store.values()) <= KEPT_MAX_BYTES:
-        _scratch.store = store
+    if keep:
+        stores[code] = store
+        if sum(raw.nbytes for kept_store in stores.values() for raw in kept_store.values()) > KEPT_MAX_BYTES:
+            stores.clear()
+            if sum(raw.nbytes for raw in store.values()) <= KEPT_MAX_BYTES:
+                stores[code] = store
 
 
 def buffer(scratch, name, shape, dtype, zeros=False):
@@ -525,6 +550,8 @@ def buffer(scratch, name, shape, dtype, zeros=False):
     raw = scratch.get(name)
     if raw is None or raw.nbytes < nbytes or zeros and not zeroed(scratch, name):
         scratch.pop(name, None)  # the old one goes first
+        if isinstance(scratch, _Scratch):
+            scratch.grow()
         raw = scratch[name] = _aligned((np.zeros if zeros else np.empty), nbytes, np.dtype(np.uint8))
         if zeros and isinstance(scratch, _Scratch):
             scratch.zeroed.add(name)

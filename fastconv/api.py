@@ -15,6 +15,7 @@ from typing import NamedTuple
 import numpy as np
 
 from . import _padmodes, backends
+from ._threads import one_call
 from .geometry import Geometry, transposed_geometry
 
 LAYOUTS = {1: ("NCL", "NLC"), 2: ("NCHW", "NHWC"), 3: ("NCDHW", "NDHWC")}  # channels first, last
@@ -217,7 +218,7 @@ def _conv_backward(ndim, grad_output, input, weight, stride, padding, dilation, 
         gx, gw = np.zeros(call.x.shape, dtype=call.dtype), np.zeros(geom.w_shape, dtype=call.dtype)
     else:
         x = call.contiguous(call.x) if pad is None else pad.apply(call.x, call.dtype)
-        with _quiet():
+        with _quiet(), one_call():  # one call: its scratch within one budget (``_workers.thread_scratch``)
             gx = impl.grad_input(gy, call.contiguous(call.w), geom)
             gw = impl.grad_weight(gy, x, geom)
         if pad is not None:
@@ -277,7 +278,7 @@ def _conv_transpose_backward(ndim, grad_output, input, weight, stride, padding, 
     else:
         # The convolution may see more entries than z (output_padding >= stride): those extra
         # outputs are cropped from gz, and their zero padding in z adds nothing to gw.
-        with _quiet():
+        with _quiet(), one_call():
             gz = impl.forward(gy, call.contiguous(call.w), geom)[tuple(slice(0, s) for s in z.shape)]
             gw = impl.grad_weight(_zero_extend(z, geom.y_shape, call.dtype), gy, geom)
     gb = gy.sum(axis=(0, *range(2, ndim + 2))) if bias else None

@@ -355,9 +355,10 @@ def test_kept_scratch_is_reused_per_thread_and_bounded(monkeypatch):
     _workers.drop_kept()
 
 
-def test_map_items_scratch_is_kept_between_calls_of_the_same_work():
-    """A thread's buffers from one call serve its next call of the same work, in any dtype; a call
-    of other work frees them first (a call's scratch never sits beside another kind's)."""
+def test_map_items_scratch_is_kept_between_calls_per_work():
+    """A thread's buffers from one call serve its next call of the same work, in any dtype, and
+    each work keeps its own (a training step's passes); but within one call, a work that makes
+    buffers frees those other works made in that call (the call's scratch stays in its budget)."""
     _workers.drop_kept()
     seen = []
 
@@ -367,15 +368,26 @@ def test_map_items_scratch_is_kept_between_calls_of_the_same_work():
     def other(i, scratch):
         seen.append(_workers.buffer(scratch, "v", (512,), np.float64))
 
-    for run in (work, work, other, work):
-        _workers.map_items([(0,)], run, 1)
-    first, again, after_other, back = (v.ctypes.data for v in seen)
-    assert again == first and after_other != first and back != after_other
-    _workers.map_items([(0,)], work, 1)
-    assert seen[-1].ctypes.data == back
+    def calls(*runs):
+        for run in runs:
+            with _threads.one_call():
+                _workers.map_items([(0,)], run, 1)
+        return [v.ctypes.data for v in seen[-len(runs):]]
+
+    first, again = calls(work, work)
+    assert again == first
+    mine, theirs, mine_again, theirs_again = calls(work, other, work, other)
+    assert mine == first and theirs != first and (mine_again, theirs_again) == (mine, theirs)
+    with _threads.one_call():  # both in one call: the second frees the first's, which it made
+        _workers.drop_kept()
+        _workers.map_items([(0,)], work, 1)
+        _workers.map_items([(0,)], other, 1)
+    made, theirs = seen[-2:]
+    assert calls(other)[0] == theirs.ctypes.data and calls(work)[0] != made.ctypes.data  # (made is alive)
     _workers.drop_kept()
-    _workers.map_items([(0,)], work, 1)
-    assert not np.shares_memory(seen[-1], seen[-2])
+    calls(other)
+    assert not np.shares_memory(seen[-1], theirs)
+    _workers.drop_kept()
 
 
 def test_a_second_warm_call_allocates_no_scratch():
@@ -383,12 +395,14 @@ def test_a_second_warm_call_allocates_no_scratch():
     come back from the last call: freed and made afresh, their pages went back to the kernel,
     which zeroed them again on every call."""
     pytest.importorskip("numba")
-    from tests.oracle import extra_bytes
     from fastconv.backends import winograd
+    from tests.oracle import extra_bytes
     rng = np.random.default_rng(0)
     x = rng.standard_normal((8, 64, 8, 8)).astype(np.float32)
     w = rng.standard_normal((64, 64, 3, 3)).astype(np.float32)
-    call = lambda: fastconv.conv2d(x, w, padding=1, backend="winograd")  # noqa: E731
+    def call():  # one thread: a helper that joins no item of a call makes its scratch in a later one
+        with fastconv.threads(1):
+            return fastconv.conv2d(x, w, padding=1, backend="winograd")
     winograd.warmup(np.float32)  # (else the first calls may run the direct fallback)
     cold, _ = extra_bytes(call)  # scratch dropped first
     assert cold > 256 * 2**10
