@@ -53,7 +53,7 @@ def applies(kh, kw, padded, groups, c_in, c_out) -> bool:
     return WIDE and kh == kw == 1 and not padded and groups == 1 and min(c_in, c_out) >= MR
 
 
-def _tile_function(module, bits, rows, taps=False, nv=NV):
+def _tile_function(module, bits, rows, taps=False, nv=NV, masked=False):
     """The tile as an LLVM function of ``module`` (one per module, dtype and A layout), never
     inlined: inlined into its caller's loops, the caller's live values could take its registers.
     Arguments ``(a, b, c, bias, lda, ldb, ldc, kc, add, addb)``: pointers to the first elements, then
@@ -66,8 +66,11 @@ def _tile_function(module, bits, rows, taps=False, nv=NV):
     unused). With ``taps``, two more arguments
     ``(kw, ldr)``: B's steps run in rows of ``kw``, ``ldb`` apart within a row and ``ldr`` from one
     row's first to the next's, so step k reads ``b[(k // kw)*ldr + (k % kw)*ldb + j]`` (a kernel's
-    taps over an image's plane: the implicit forward's)."""
-    name = f"fastconv_gemm_tile_{'rows' if rows else 'packed'}{'_taps' if taps else ''}_f{bits}_v{nv}"
+    taps over an image's plane: the implicit forward's). With ``masked``, one more argument ``cols``:
+    only the first ``cols`` columns are read from B and written to C (AVX-512's masked loads and
+    stores), so a panel's ragged end runs where it lies, as a whole one does."""
+    name = (f"fastconv_gemm_tile_{'rows' if rows else 'packed'}{'_taps' if taps else ''}_f{bits}_v{nv}"
+            f"{'_masked' if masked else ''}")
     if name in module.globals:
         return module.globals[name]
     scalar = ir.FloatType() if bits == 32 else ir.DoubleType()
@@ -76,8 +79,8 @@ def _tile_function(module, bits, rows, taps=False, nv=NV):
     i64 = ir.IntType(64)
     i32 = ir.IntType(32)
     ptr = scalar.as_pointer()
-    fn = ir.Function(module, ir.FunctionType(ir.VoidType(), [ptr, ptr, ptr, ptr] + [i64] * (8 if taps else 6)),
-                     name=name)
+    fn = ir.Function(module, ir.FunctionType(ir.VoidType(), [ptr, ptr, ptr, ptr]
+                                             + [i64] * (6 + 2 * taps + masked)), name=name)
     fn.linkage = "internal"
     fn.attributes.add("noinline")
     a, b, c, bias, lda, ldb, ldc, kc, add, addb = fn.args[:10]
@@ -95,6 +98,36 @@ def _tile_function(module, bits, rows, taps=False, nv=NV):
     loop = fn.append_basic_block("loop")
     done = fn.append_basic_block("done")
     builder = ir.IRBuilder(entry)
+    masks = None
+    if masked:  # lane q of vector v is read and written where v*lanes + q < cols
+        bit = ir.IntType(1)
+        mvec = ir.VectorType(bit, lanes)
+        vptr = vec.as_pointer()
+        mload = _declared(module, f"llvm.masked.load.v{lanes}f{bits}.p0", vec, [vptr, i32, mvec, vec])
+        mstore = _declared(module, f"llvm.masked.store.v{lanes}f{bits}.p0", ir.VoidType(), [vec, vptr, i32, mvec])
+        cols = fn.args[10 + 2 * taps]
+        lane = ir.Constant(ir.VectorType(i64, lanes), list(range(lanes)))
+        masks = []
+        for v in range(nv):
+            left = builder.sub(cols, const(v * lanes))
+            spread = builder.shuffle_vector(builder.insert_element(ir.Constant(ir.VectorType(i64, lanes), ir.Undefined),
+                                                                   left, ir.Constant(i32, 0)),
+                                            ir.Constant(ir.VectorType(i64, lanes), ir.Undefined), splat)
+            masks.append(builder.icmp_signed("<", lane, spread))
+        at_align = ir.Constant(i32, align)
+
+    def load(p, v):
+        q = builder.bitcast(p, vec.as_pointer())
+        if masks is None:
+            return builder.load(q, align=align)
+        return builder.call(mload, [q, at_align, masks[v], zero])
+
+    def store(value, p, v):
+        q = builder.bitcast(p, vec.as_pointer())
+        if masks is None:
+            builder.store(value, q, align=align)
+        else:
+            builder.call(mstore, [value, q, at_align, masks[v]])
     row_at = [builder.mul(const(r), lda) if rows else const(r) for r in range(MR)]
     builder.cbranch(builder.icmp_signed(">", kc, const(0)), loop, done)
     builder.position_at_end(loop)
@@ -114,8 +147,7 @@ def _tile_function(module, bits, rows, taps=False, nv=NV):
         brow = builder.gep(b, [boff])
     else:
         brow = builder.gep(b, [builder.mul(k, ldb)])
-    bv = [builder.load(builder.bitcast(builder.gep(brow, [const(v * lanes)]), vec.as_pointer()), align=align)
-          for v in range(nv)]
+    bv = [load(builder.gep(brow, [const(v * lanes)]), v) for v in range(nv)]
     acol = builder.gep(a, [k if rows else builder.mul(k, const(MR))])
     new = []
     for r in range(MR):
@@ -148,33 +180,41 @@ def _tile_function(module, bits, rows, taps=False, nv=NV):
         start = builder.select(biasing, builder.shuffle_vector(
             builder.insert_element(undef, one, ir.Constant(i32, 0)), undef, splat), zero)
         for v in range(nv):
-            q = builder.bitcast(builder.gep(c, [builder.add(builder.mul(const(r), ldc), const(v * lanes))]),
-                                vec.as_pointer())
-            old = builder.select(adding, builder.load(q, align=align), zero)
-            builder.store(builder.fadd(builder.fadd(old, start), totals[r * nv + v]), q, align=align)
+            q = builder.gep(c, [builder.add(builder.mul(const(r), ldc), const(v * lanes))])
+            old = builder.select(adding, load(q, v), zero)
+            store(builder.fadd(builder.fadd(old, start), totals[r * nv + v]), q, v)
     builder.ret_void()
     return fn
 
 
-def _tile_call(rows, taps=False, nv=NV):
+def _declared(module, name, ret, args):
+    """The function ``name`` of ``module`` (an LLVM intrinsic), declared on first use."""
+    return module.globals.get(name) or ir.Function(module, ir.FunctionType(ret, args), name=name)
+
+
+def _tile_call(rows, taps=False, nv=NV, masked=False):
     """The intrinsic that calls the tile function:
     ``(a, a0, lda, b, b0, ldb, c, c0, ldc, kc, add, bias, bias0, addb)`` (with ``taps``, then
-    ``kw, ldr``), 1-D arrays of one float dtype (float32: 16 lanes, float64: 8) with element
-    offsets; ``bias[bias0:bias0 + MR]`` must be readable even when ``addb`` is 0."""
+    ``kw, ldr``; ``masked``, then ``cols``), 1-D arrays of one float dtype (float32: 16 lanes,
+    float64: 8) with element offsets; ``bias[bias0:bias0 + MR]`` must be readable even when
+    ``addb`` is 0."""
     def codegen(context, builder, signature, args):
         aa, ia, lda, bb, ib, ldb, cc, ic, ldc, kc, add, bv, iv, addb = args[:14]
 
         def at(ary, aty, off):
             return builder.gep(context.make_array(aty)(context, builder, ary).data, [off])
 
-        fn = _tile_function(builder.module, signature.args[0].dtype.bitwidth, rows, taps, nv)
+        fn = _tile_function(builder.module, signature.args[0].dtype.bitwidth, rows, taps, nv, masked)
         builder.call(fn, [at(aa, signature.args[0], ia), at(bb, signature.args[3], ib),
                           at(cc, signature.args[6], ic), at(bv, signature.args[11], iv),
                           lda, ldb, ldc, kc, add, addb, *args[14:]])
         return context.get_dummy_value()
 
     ip = types.intp
-    if taps:
+    if masked:
+        def tile(typingctx, a, a0, lda, b, b0, ldb, c, c0, ldc, kc, add, bias, bias0, addb, cols):
+            return types.void(a, ip, ip, b, ip, ip, c, ip, ip, ip, ip, bias, ip, ip, ip), codegen
+    elif taps:
         def tile(typingctx, a, a0, lda, b, b0, ldb, c, c0, ldc, kc, add, bias, bias0, addb, kw, ldr):
             return types.void(a, ip, ip, b, ip, ip, c, ip, ip, ip, ip, bias, ip, ip, ip, ip), codegen
     else:
@@ -187,6 +227,8 @@ _tile = _tile_call(rows=False)  # A packed (the forward's weight, once per call)
 _tile_rows = _tile_call(rows=True)  # A's rows where they lie (the weight gradient's gy)
 _tile_taps = _tile_call(rows=False, taps=True)  # A packed, B a kernel's taps over a plane (implicit forward)
 _tile_half = _tile_call(rows=False, nv=1)  # A packed, half a panel of B's columns (winograd's cropped spans)
+_tile_ragged = _tile_call(rows=False, masked=True)  # A packed, the first ``cols`` of a panel of B's columns
+_tile_ragged_half = _tile_call(rows=False, nv=1, masked=True)  # ... of at most half a panel
 
 
 def tile_cols(itemsize):
@@ -450,22 +492,23 @@ def packed_size(m, k):
 
 
 def batch_scratch(m, itemsize):
-    """Elements of ``batch``'s scratch for products of m rows: a B panel, a scratch tile and a
-    zero bias of whole panels."""
+    """Elements of ``batch``'s scratch for products of m rows: a scratch tile and a zero bias of
+    whole panels."""
     nr = tile_cols(itemsize)
-    return (KC + MR) * nr + _whole_rows(m)
+    return MR * nr + _whole_rows(m)
 
 
 @njit(**_JIT)
-def _batch_run(ap, m, zeros, b, c, k, p, j0, j1, j2, j3, bp, ct):  # pragma: no cover
+def _batch_run(ap, m, zeros, b, c, k, p, j0, j1, j2, j3, ct):  # pragma: no cover
     """C = A @ B in the column ranges j0 .. j1 and j2 .. j3, A (m x k) packed, B and C the flat
     (k, p) and (m, p): per block of KC reduction steps, every panel of nr columns of both ranges,
     every panel of rows. A block of A (up to 512 KiB at 512 rows) stays in L2 over all the panels
     of B rather than streaming from L3 for each (as in ``_cols_run``): one thread, 16 products 512
     x 512 x 128 137 -> 145 GFLOP/s, 256 x 256 x 196 116 -> 134, 128 x 128 x 224 184 -> 199. A
     range's last half panel runs on a half-width tile, straight into C, instead of through a
-    scratch tile: at 512 x 512 x 256 a panel of 16 columns so cost 1.6 whole ones. The sums run in
-    the same order, so the results are the same bits."""
+    scratch tile: at 512 x 512 x 256 a panel of 16 columns so cost 1.6 whole ones; any other ragged
+    end runs on the masked tiles (``_batch_panel``). The sums run in the same order, so the results
+    are the same bits."""
     mp = _whole_rows(m)
     nr = _nr(ct)
     for pc in range(0, k, KC):
@@ -473,34 +516,32 @@ def _batch_run(ap, m, zeros, b, c, k, p, j0, j1, j2, j3, bp, ct):  # pragma: no 
         add = 1 if pc > 0 else 0
         for lo, hi in ((j0, j1), (j2, j3)):  # both ranges in one pass over A's block (read from L3 once)
             for jb in range(lo, hi, nr):
-                _batch_panel(ap, m, mp, zeros, b, c, p, pc, kc, add, jb, min(nr, hi - jb), nr, bp, ct)
+                _batch_panel(ap, m, mp, zeros, b, c, p, pc, kc, add, jb, min(nr, hi - jb), nr, ct)
 
 
 @njit(inline="always", **_JIT)
-def _batch_panel(ap, m, mp, zeros, b, c, p, pc, kc, add, jb, cols, nr, bp, ct):  # pragma: no cover
-    """``_batch_run``'s block pc .. pc + kc on the columns jb .. jb + cols (at most a panel)."""
-    # (C's last rows, if not a whole tile's, take the scratch tile, whose whole panel read of B
-    # where it lies would run past the span)
-    half = cols == nr // 2 and m % MR == 0
-    if cols == nr or half:  # B read where it lies
-        src, b0, ldb = b, pc * p + jb, p
-    else:
-        for kk in range(kc):
-            for q in range(nr):
-                bp[kk * nr + q] = b[(pc + kk) * p + jb + q] if q < cols else 0
-        src, b0, ldb = bp, 0, nr
+def _batch_panel(ap, m, mp, zeros, b, c, p, pc, kc, add, jb, cols, nr, ct):  # pragma: no cover
+    """``_batch_run``'s block pc .. pc + kc on the columns jb .. jb + cols (at most a panel), B read
+    where it lies: a ragged panel (fewer than nr columns) by the masked tiles, which read and write
+    only its columns. (It had been copied into a zero-padded panel and run as a whole one through
+    the scratch tile: one thread, 16 products 128 x 384 x 49, 54-64 GFLOP/s against 105-112 at 48
+    columns.) C's last rows, if not a whole tile's, go through the scratch tile."""
+    half = cols <= nr // 2
     for ip in range(mp // MR):
         i0 = ip * MR
         a0 = pc * mp + ip * kc * MR
-        if i0 + MR <= m:
-            if cols == nr:
-                _tile(ap, a0, 0, src, b0, ldb, c, i0 * p + jb, p, kc, add, zeros, i0, 0)
-                continue
-            if half:
-                _tile_half(ap, a0, 0, src, b0, ldb, c, i0 * p + jb, p, kc, add, zeros, i0, 0)
-                continue
-        _tile(ap, a0, 0, src, b0, ldb, ct, 0, nr, kc, 0, zeros, i0, 0)
-        _put(ct, c, i0 * p + jb, p, min(MR, m - i0), cols, add)
+        whole = i0 + MR <= m
+        cc, c0, ldc, ad = (c, i0 * p + jb, p, add) if whole else (ct, 0, nr, 0)
+        if cols == nr:
+            _tile(ap, a0, 0, b, pc * p + jb, p, cc, c0, ldc, kc, ad, zeros, i0, 0)
+        elif cols == nr // 2:
+            _tile_half(ap, a0, 0, b, pc * p + jb, p, cc, c0, ldc, kc, ad, zeros, i0, 0)
+        elif half:
+            _tile_ragged_half(ap, a0, 0, b, pc * p + jb, p, cc, c0, ldc, kc, ad, zeros, i0, 0, cols)
+        else:
+            _tile_ragged(ap, a0, 0, b, pc * p + jb, p, cc, c0, ldc, kc, ad, zeros, i0, 0, cols)
+        if not whole:
+            _put(ct, c, i0 * p + jb, p, m - i0, cols, add)
 
 
 @njit(**_JIT)
@@ -511,16 +552,15 @@ def batch(ap2, m, b, c, k, p, scratch, spans, bstep):  # pragma: no cover
     ``spans[i, 2] .. spans[i, 3]`` where ``spans`` is not empty (C's other columns are left as
     they were)."""
     nr = _nr(scratch)
-    bp = scratch[:KC * nr]
-    ct = scratch[KC * nr:(KC + MR) * nr]
-    zeros = scratch[(KC + MR) * nr:(KC + MR) * nr + _whole_rows(m)]  # the bias: none
+    ct = scratch[:MR * nr]
+    zeros = scratch[MR * nr:MR * nr + _whole_rows(m)]  # the bias: none
     zeros[:] = 0
     for i in range(ap2.shape[0]):
         bi, ci = b[i * bstep:i * bstep + k * p], c[i * m * p:(i + 1) * m * p]
         if spans.shape[0] == 0:
-            _batch_run(ap2[i], m, zeros, bi, ci, k, p, 0, p, 0, 0, bp, ct)
+            _batch_run(ap2[i], m, zeros, bi, ci, k, p, 0, p, 0, 0, ct)
         else:
-            _batch_run(ap2[i], m, zeros, bi, ci, k, p, spans[i, 0], spans[i, 1], spans[i, 2], spans[i, 3], bp, ct)
+            _batch_run(ap2[i], m, zeros, bi, ci, k, p, spans[i, 0], spans[i, 1], spans[i, 2], spans[i, 3], ct)
 
 
 # -- weight gradient: the reduction runs over the images' pixels, each slot a share of it ----------
