@@ -29,13 +29,25 @@ from tests.test_numba_gemm import _rand, wide  # noqa: E402  (the same tiles, th
     (3, 3, 2, 2, 1, 64, 63, 7, False),     # too few output channels
     (3, 3, 2, 2, 2, 128, 128, 7, True),    # per group: 64 -> 64
     (3, 3, 2, 2, 4, 128, 128, 7, False),   # per group: 32 -> 32
-    (3, 3, 1, 1, 1, 64, 64, 7, True),      # stride 1: 576 steps for 7 columns
-    (3, 3, 1, 1, 1, 64, 64, 8, False),     # ... not for 8 (the packed kernels' rows are long enough)
+    (3, 3, 1, 1, 1, 64, 64, 7, True),      # stride 1: 576 steps for 7 columns (score 106)
+    (3, 3, 1, 1, 1, 64, 64, 8, True),      # ... and 8 (90)
+    (3, 3, 1, 1, 1, 64, 64, 10, False),    # ... not for 10 (69; the packed kernels' rows are long enough)
+    (3, 3, 1, 1, 1, 96, 96, 14, True),     # 96+ output channels pass a lower bar: 71
+    (3, 3, 1, 1, 1, 95, 95, 14, False),    # ... 95 do not
+    (1, 7, 1, 1, 1, 128, 128, 17, True),   # Inception's 1x7: the packed rows 23 wide for 17 (71)
+    (7, 1, 1, 1, 1, 128, 128, 17, False),  # its 7x1: rows not padded (53)
+    (5, 5, 1, 1, 1, 64, 64, 28, False),    # 65, 64 channels
     (2, 2, 1, 1, 1, 512, 256, 7, True),    # a phase of a stride-2 3x3 layer's input gradient
     (1, 1, 2, 2, 1, 256, 256, 7, False),   # one tap: the 1x1 products
 ])
 def test_which_calls_take_the_patches(kh, kw, sh, sw, groups, c_in, c_out, ow, takes):
     assert patches.applies(kh, kw, sh, sw, groups, c_in, c_out, ow) == (takes and patches._gemm.WIDE)
+
+
+def test_a_dilated_kernel_pads_the_packed_rows_more():
+    # 3x3 over 10 columns: the packed rows 12 wide (score 69); at dilation 3, 16 (92)
+    assert not patches.applies(3, 3, 1, 1, 1, 64, 64, 10)
+    assert patches.applies(3, 3, 1, 1, 1, 64, 64, 10, dil_w=3) == patches._gemm.WIDE
 
 
 def _spy(monkeypatch):

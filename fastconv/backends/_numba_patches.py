@@ -32,30 +32,54 @@ PART_PIXELS = 16  # items hold whole half panels of the tiles' columns (a half r
 _NO_SPANS = np.empty((0, 4), np.int64)
 
 
-def applies(kh, kw, sh, sw, groups, c_in, c_out, ow) -> bool:
+def applies(kh, kw, sh, sw, groups, c_in, c_out, ow, dil_w=1) -> bool:
     """Whether a 2-D forward (or a stride phase of an input gradient, or a weight gradient) with
     this kernel, stride, channels and output width runs here: more than one tap, rows and a
-    reduction enough to fill the tiles, and either a stride or a reduction long beside the output's
-    rows (``STRIDE1_STEPS_PER_COLUMN``), where the packed kernels' loops along the rows are short."""
+    reduction enough to fill the tiles, and either a stride or, at stride 1, a reduction long
+    beside rows that the packed kernels run short and padded (``_stride1_pays``)."""
     cg, kg = c_in // groups, c_out // groups
     if not _gemm.WIDE or kh * kw == 1 or kg < MIN_OUT_CHANNELS or cg * kh * kw < MIN_REDUCTION:
         return False
-    return sh * sw > 1 or cg * kh * kw >= STRIDE1_STEPS_PER_COLUMN * ow
+    return sh * sw > 1 or _stride1_pays(cg * kh * kw, kg, ow, ow + (kw - 1) * dil_w)
+
+
+def _stride1_pays(steps, kg, ow, wq) -> bool:
+    """At stride 1: whether the columns beat the packed kernels, which run each output row over
+    the padded input's width ``wq`` (the ``kw - 1`` extra columns are computed and dropped) in
+    loops of ``ow``. The score, reduction steps per output column times ``wq / ow``, must pass a
+    higher bar with few output channels a group, whose products amortize the columns' copy
+    less."""
+    score = steps / ow * wq / ow
+    return score >= (STRIDE1_MIN_SCORE if kg >= MANY_OUT_CHANNELS else STRIDE1_MIN_SCORE_FEW)
 
 
 # Two threads, float32, 3x3, C = K, batches of about 2 GFLOP, forward time over the packed
 # kernels' (2026-12-02): at stride 2, 7x7 outputs C=32 0.63, C=64-512 0.34-0.44; 14x14 C=32 0.93,
 # 64-512 0.64-0.83; 28x28 C=32 1.52, C=64 1.01, 128-512 0.68-0.79; 56x56 C=32 1.01, 64-512
-# 0.60-0.92. At stride 1, 7x7 C=32 0.93, 64-512 0.44-0.60; 14x14 C=32 1.79, 64 1.12, 128-512
-# 0.83-0.90; 28x28 C=64 1.45, 128 1.09, 256 1.00, 512 0.91; 56x56 C=64 1.27, 128 0.98, 256
-# 0.90, 512 0.78; 5x5 at 28x28 C=64 1.18, 1-D k=3 C=128 over 2000 1.06. The weight gradient at
-# stride 2: 0.42-0.97 but 1.17 at 56x56 C=32 (stride 1: numba's implicit products come first).
+# 0.60-0.92. The weight gradient at stride 2: 0.42-0.97 but 1.17 at 56x56 C=32 (stride 1:
+# numba's implicit products come first).
 # A short reduction leaves the columns' copy as costly as the products (ResNet's stem, 7x7 at
 # stride 2 from 3 channels, 147 steps: forward 1.9-2.5x, items of 256-4096 pixels; an item of
 # 4096: columns 0.54 ms, products 0.65 at 121 GFLOP/s): at least one whole block (KC).
 MIN_OUT_CHANNELS = 64
 MIN_REDUCTION = 256
-STRIDE1_STEPS_PER_COLUMN = 81  # at stride 1: reduction steps (c_in/groups * kh * kw) per output column
+# At stride 1, N=32 (16 at 24x24 and above), C = K unless given, forward / backward time over the
+# packed kernels', 7-9 interleaved rounds (the score in brackets). 3x3 (2026-12-02, an earlier
+# stop): 7x7 C=32 0.93 [53], C=64-512 0.44-0.60 [106+]; 14x14 C=32 1.79 [24], 64 1.12 [47],
+# 128-512 0.83-0.90 [94+]; 28x28 C=64 1.45 [22], 128 1.09 [44], 256 1.00 [88], 512 0.91; 56x56
+# C=64 1.27, 128 0.98 [21], 256 0.90 [43], 512 0.78 [85]. This stop (Zen 4), 64 output channels:
+# 3x3 8x8 0.82 / 0.82 [90], 10x10 0.96 / 0.96 [69]; 5x5 14x14 0.97 / 0.97 [147], 24x24 1.04 /
+# 1.05 [78], 28x28 1.01-1.10 / 1.01-1.06 [65], 35x35 C=48 1.20 / 1.04 [38]; 7x7 32x32 1.00-1.11
+# / 1.03-1.04 [116], 14x14 C=32 0.92 / 1.02 [160]; 1x7 56x56 1.20 / 1.08 [9], 1x5 20x20 1.12 /
+# 1.04 [19]. 96+ output channels: 1x7 17x17 C=128 0.47-0.71 / 0.84-0.86 [71], C=160 0.78 / 0.90
+# [89], C=192 0.72 / 0.84 [107], 14x14 0.68 / 0.79 [91], 20x20 0.76 / 0.89 [58]; 7x1 17x17 C=128
+# 0.77-1.07 / 0.98-1.01 [53], C=160 0.90 / 0.94 [66], C=192 0.83 / 0.90 [79]; 1x3 14x14 C=256
+# 0.80-0.84 / 0.90-0.91 [63]; 3x1 8x8 C=384 0.68 / 0.81 [144]; 3x3 14x14 C=96 0.78 / 0.90 [71],
+# 17x17 C=128 0.83 / 0.91 [76]. (The rule before, 81 steps per column whatever the width and
+# channels, left Inception's 1x7 layers on the packed kernels: 1.8x torch's time.)
+STRIDE1_MIN_SCORE = 55
+STRIDE1_MIN_SCORE_FEW = 85  # ... below MANY_OUT_CHANNELS output channels a group
+MANY_OUT_CHANNELS = 96
 
 
 def _items(q, per_pixel, fixed, shared, threads, budget):

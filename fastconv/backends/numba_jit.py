@@ -120,7 +120,8 @@ def patches(geom) -> bool:
     """Whether the call's forward runs on the register tiles over columns of patches
     (``_numba_patches``: strided layers of many channels, say): for ``"auto"``."""
     flat = as_2d(geom)
-    return _patches.applies(flat.kh, flat.kw, flat.sh, flat.sw, flat.groups, flat.c_in, flat.c_out, flat.ow)
+    return _patches.applies(flat.kh, flat.kw, flat.sh, flat.sw, flat.groups, flat.c_in, flat.c_out, flat.ow,
+                           flat.dil_w)
 
 
 def _at_stride(x, sh, sw):
@@ -418,7 +419,7 @@ def _patches_forward(x, w5, bias, y, sh, sw, pt, pl, dil_h, dil_w, macs, budget)
     patches (``_numba_patches``), with the kernels ``w5[g, k, c]``, where it applies and the
     columns kernels (``_numba_columns``) do not; False where it does not run."""
     groups, kg, _, kh, kw = w5.shape
-    return (_patches.applies(kh, kw, sh, sw, groups, x.shape[1], groups * kg, y.shape[3])
+    return (_patches.applies(kh, kw, sh, sw, groups, x.shape[1], groups * kg, y.shape[3], dil_w)
             and not _cols.applies(kw, sh, sw, pl, x.shape[3], y.shape[3])
             and _patches.forward(x, w5, bias, y, sh, sw, pt, pl, dil_h, dil_w, _slots(macs)[0], budget,
                                  _local.compile_only))
