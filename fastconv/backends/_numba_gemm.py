@@ -139,7 +139,7 @@ def _tile_function(module, bits, rows, taps=False, nv=NV, masked=False):
         s.add_incoming(zero, entry)
         sums.append(s)
     if taps:  # B's offset, its row's first and the step within the row, kept as the loop goes
-        kw, ldr = fn.args[10:]
+        kw, ldr = fn.args[10:12]
         at = [builder.phi(i64) for _ in range(3)]
         for v in at:
             v.add_incoming(const(0), entry)
@@ -211,7 +211,10 @@ def _tile_call(rows, taps=False, nv=NV, masked=False):
         return context.get_dummy_value()
 
     ip = types.intp
-    if masked:
+    if masked and taps:
+        def tile(typingctx, a, a0, lda, b, b0, ldb, c, c0, ldc, kc, add, bias, bias0, addb, kw, ldr, cols):
+            return types.void(a, ip, ip, b, ip, ip, c, ip, ip, ip, ip, bias, ip, ip, ip, ip, ip), codegen
+    elif masked:
         def tile(typingctx, a, a0, lda, b, b0, ldb, c, c0, ldc, kc, add, bias, bias0, addb, cols):
             return types.void(a, ip, ip, b, ip, ip, c, ip, ip, ip, ip, bias, ip, ip, ip), codegen
     elif taps:
@@ -229,6 +232,8 @@ _tile_taps = _tile_call(rows=False, taps=True)  # A packed, B a kernel's taps ov
 _tile_half = _tile_call(rows=False, nv=1)  # A packed, half a panel of B's columns (winograd's cropped spans)
 _tile_ragged = _tile_call(rows=False, masked=True)  # A packed, the first ``cols`` of a panel of B's columns
 _tile_ragged_half = _tile_call(rows=False, nv=1, masked=True)  # ... of at most half a panel
+_tile_taps_ragged = _tile_call(rows=False, taps=True, masked=True)  # a kernel's taps, the first ``cols`` columns
+_tile_taps_ragged_half = _tile_call(rows=False, taps=True, nv=1, masked=True)  # ... of at most half a panel
 
 
 def tile_cols(itemsize):
