@@ -288,3 +288,138 @@ def test_the_implicit_forward_leaves_its_inputs_alone_and_allocates_nothing_when
         counts = array_wrappers(((numba_jit.forward, (x, w, geom, b)),))
     assert counts == [6 * 3]  # the wrappers of the 6 array arguments of prepare and of each slot (2)
     assert all(np.array_equal(a, c) for a, c in zip((x, w, b), copies))
+
+
+# -- the forward of grouped layers of few channels a group -------------------------------------------
+
+
+@pytest.mark.parametrize("x_shape, w_shape, kwargs, takes", [
+    ((32, 256, 14, 14), (256, 8, 3, 3), dict(padding=1, groups=32), True),  # ResNeXt's 32x8d
+    ((2, 64, 9, 9), (64, 32, 3, 3), dict(padding=1, groups=2), True),  # 32 a group each side
+    ((2, 66, 9, 9), (66, 33, 3, 3), dict(padding=1, groups=2), False),  # 33
+    ((2, 128, 9, 9), (128, 4, 3, 3), dict(padding=1, groups=32), False),  # 4 output channels: half a tile
+    ((2, 64, 9, 9), (64, 8, 3, 3), dict(padding=1, groups=8, stride=2), False),
+    ((2, 64, 9, 9), (64, 8, 3, 3), dict(padding=2, groups=8, dilation=(2, 1)), False),  # dilated rows
+    ((2, 64, 9, 9), (64, 8, 3, 3), dict(padding=2, groups=8, dilation=(1, 2)), True),  # ... columns: any
+    ((2, 64, 9, 9), (64, 64, 3, 3), dict(padding=1), False),  # one group
+])
+def test_which_forwards_take_the_grouped_tiles(x_shape, w_shape, kwargs, takes):
+    geom = Geometry.from_args(x_shape, w_shape, **kwargs)
+    got = implicit.grouped_applies(geom.sh, geom.sw, geom.dil_h, geom.groups, geom.c_in, geom.c_out)
+    assert got == (takes and gemm.WIDE)
+
+
+# Output rows of a whole tile and a ragged half (40), a ragged one over half (20), a ragged half
+# (14), padding on one side, dilated columns, 16 output channels a group, 32 input channels a
+# group, 16 input channels to 8 output ones a group (its input gradient 8 to 16), a 1-D call
+GROUPED_CASES = [
+    pytest.param((3, 16, 7, 40), (16, 8, 3, 3), dict(padding=1, groups=2), id="whole-and-half"),
+    pytest.param((2, 24, 9, 20), (24, 8, 3, 3), dict(padding=1, groups=3), id="ragged"),
+    pytest.param((3, 32, 14, 14), (64, 4, 3, 3), dict(padding=((2, 0), (0, 1)), groups=8), id="uneven-padding"),
+    pytest.param((2, 16, 10, 21), (32, 8, 2, 3), dict(padding=2, groups=2, dilation=(1, 2)), id="dilated-columns"),
+    pytest.param((2, 64, 5, 6), (32, 32, 3, 3), dict(padding=1, groups=2), id="32-input-channels"),
+    pytest.param((2, 32, 6, 19), (16, 16, 3, 3), dict(padding=1, groups=2), id="16-in-8-out"),
+    pytest.param((3, 16, 50), (16, 8, 5), dict(padding=2, groups=2), id="1d"),
+]
+
+
+BACKWARD = {3: fastconv.conv1d_backward, 4: fastconv.conv2d_backward}
+
+
+@wide
+@pytest.mark.parametrize("bias", [True, False])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("xs, ws, kwargs", GROUPED_CASES)
+def test_grouped_forward_and_input_gradient_match_float64(monkeypatch, xs, ws, kwargs, dtype, bias):
+    # the input gradient of a stride-1 layer is a stride-1 grouped forward too (the flipped,
+    # transposed kernel over gy), so it takes these tiles where its channels do
+    x, w, b = (_rand(s, dtype, i) for i, s in enumerate((xs, ws, ws[:1])))
+    b = b if bias else None
+    fn, bwd = FORWARD[len(xs)], BACKWARD[len(xs)]
+    want = fn(*(a if a is None else a.astype(np.float64) for a in (x, w, b)), backend="im2col", **kwargs)
+    gy = _rand(want.shape, dtype, 5)
+    want_gx = bwd(gy.astype(np.float64), x.astype(np.float64), w.astype(np.float64), bias=False, backend="im2col",
+                  **kwargs).input
+    ran = ran_parts(monkeypatch)
+    eps = np.finfo(dtype).eps
+    for threads in (1, 2, 3):  # 3: (image, group) pairs that do not split evenly
+        with fastconv.threads(threads):
+            y = fn(x, w, b, backend="numba", **kwargs)
+            gx = bwd(gy, x, w, bias=False, backend="numba", **kwargs).input
+        assert np.abs(y - want).max() <= 4 * (np.prod(ws[1:]) + 1) * eps * np.abs(want).max(), threads
+        assert np.abs(gx - want_gx).max() <= 4 * ws[0] * np.prod(ws[2:]) * eps * np.abs(want_gx).max(), threads
+    assert implicit.gfw_part in ran
+
+
+@wide
+def test_the_grouped_forward_bits_are_the_same_on_any_number_of_threads():
+    x, w = _rand((5, 64, 14, 14), np.float32, 0), _rand((64, 8, 3, 3), np.float32, 1)
+    runs = []
+    for threads in (1, 2, 3, 4):
+        with fastconv.threads(threads):
+            runs.append(fastconv.conv2d(x, w, padding=1, groups=8, backend="numba"))
+    for other in runs[1:]:
+        assert np.array_equal(runs[0], other)
+
+
+@wide
+@pytest.mark.parametrize("where", ["x", "w-padding-tap", "w"])
+def test_the_grouped_forward_with_non_finite_values_matches_the_packed_kernels(monkeypatch, where):
+    # as the implicit forward: each column sums its own pixel's taps (the zero padding included)
+    x, w = _rand((2, 16, 10, 30), np.float64, 0), _rand((16, 8, 3, 3), np.float64, 1)
+    if where == "x":
+        x[1, 9, 4, 29] = np.inf
+    else:
+        w[11, 1, 0, 0 if where == "w-padding-tap" else 1] = np.nan
+    got = fastconv.conv2d(x, w, padding=1, groups=2, backend="numba")
+    monkeypatch.setattr(implicit, "GROUPED_MAX_CHANNELS", 0)
+    want = fastconv.conv2d(x, w, padding=1, groups=2, backend="numba")
+    same = np.isfinite(want)
+    assert np.array_equal(got[~same], want[~same], equal_nan=True) and same.sum() > 0
+    np.testing.assert_allclose(got[same], want[same], rtol=1e-12, atol=1e-12)
+
+
+@wide
+def test_a_grouped_forward_whose_scratch_passes_the_budget_takes_the_packed_kernels(budget, monkeypatch):
+    geom = Geometry.from_args((4, 64, 30, 30), (64, 8, 3, 3), padding=1, groups=8)
+    x, w = _rand(geom.x_shape, np.float32, 0), _rand(geom.w_shape, np.float32, 1)
+    nslots = numba_jit._slots(geom.macs)[1]
+    need = implicit.gfw_scratch(8, 8, 8, 9, 32 * 32, 2, nslots, 4)[0] * 4
+    ran = ran_parts(monkeypatch)
+    budget(need - 1)
+    low = numba_jit.forward(x, w, geom)
+    assert implicit.gfw_part not in ran
+    budget(need)
+    high = numba_jit.forward(x, w, geom)
+    assert ran[-1] == implicit.gfw_part
+    np.testing.assert_allclose(low, high, rtol=1e-4, atol=1e-4)
+
+
+@wide
+def test_the_grouped_forward_leaves_its_inputs_alone_and_allocates_nothing_when_warm():
+    geom = Geometry.from_args((32, 64, 14, 14), (64, 8, 3, 3), padding=1, groups=8)
+    assert geom.macs >= numba_jit.SERIAL_MAX_MACS
+    x, w, b = _rand(geom.x_shape, np.float32, 0), _rand(geom.w_shape, np.float32, 1), _rand((64,), np.float32, 2)
+    copies = x.copy(), w.copy(), b.copy()
+    with fastconv.threads(2):
+        numba_jit.forward(x, w, geom, b)  # warm: compiled, workspaces grown
+        counts = array_wrappers(((numba_jit.forward, (x, w, geom, b)),))
+    assert counts == [6 * 3]  # the wrappers of the 6 array arguments of prepare and of each slot (2)
+    assert all(np.array_equal(a, c) for a, c in zip((x, w, b), copies))
+
+
+@wide
+def test_warmup_compiles_the_grouped_forward():
+    # auto's first grouped call must not wait for a compile: the forward and the input gradient
+    # (a grouped forward of gy) of a ResNeXt layer find every kernel compiled
+    numba_jit.warmup(np.float32)
+    kernels = (implicit.gfw_part, implicit.gfw_prepare, implicit.gfw_serial)
+    before = [len(k.signatures) for k in kernels]
+    assert all(before)
+    for n in (1, 8):  # one thread (serial) and two
+        geom = Geometry.from_args((n, 64, 14, 14), (64, 8, 3, 3), padding=1, groups=8)
+        x, w, gy = (_rand(s, np.float32, i) for i, s in enumerate((geom.x_shape, geom.w_shape, geom.y_shape)))
+        with fastconv.threads(2):
+            numba_jit.forward(x, w, geom)
+            numba_jit.grad_input(gy, w, geom)
+    assert [len(k.signatures) for k in kernels] == before

@@ -38,9 +38,23 @@ against 1.5x.
 
 import functools
 
+import numpy as np
+
 from . import _numba_gemm as _gemm
-from ._numba_gemm import KC, MR, _nr, _tile_rows, _tile_taps, _whole_rows, tile_cols
+from ._numba_gemm import (
+    KC,
+    MR,
+    _nr,
+    _tile_rows,
+    _tile_taps,
+    _tile_taps_ragged,
+    _tile_taps_ragged_half,
+    _whole_rows,
+    tile_cols,
+)
 from ._numba_kernels import _JIT, _aligned, njit
+
+U = np.uint64  # offsets into flat arrays
 
 # Input channels from which this beats the packed kernels' weight gradient, and output channels
 # (two panels: one per thread) from which it runs on two threads
@@ -315,3 +329,124 @@ def fw_serial(x, w, bias, y3, dil_h, dil_w, pt, pl, wp, plane, nthreads, fws, iw
     """A one-slot call's ``fw_prepare`` and ``fw_part`` in one dispatch."""
     fw_prepare(x, w, bias, y3, dil_h, dil_w, pt, pl, wp, plane, 1, fws, iws)
     fw_part(x, w, bias, y3, dil_h, dil_w, pt, pl, wp, plane, 1, fws, iws, 0)
+
+
+# -- the forward of grouped layers of few channels a group (ResNeXt's) ---------------------------
+#
+# Each (image, group) is a small stride-1 convolution of ``cg`` input and ``kg`` output channels:
+# too few for the packed kernels' 4x4 dot products, whose sums live in memory. Here a tile of MR
+# output channels runs over ``nr`` pixels of one output row with every (ky, ci, kx) step in one
+# call, its sums in registers throughout: the group's padded input is laid out with its channels
+# inside each row, ``xl[(yy*cg + ci)*wp + xx]``, so that step ``(ky*cg + ci)*kw + kx`` reads row
+# ``ky*cg + ci`` past the tile's, ``wp`` apart (the ``taps`` tile's ``ldr``). A row's ragged end
+# runs on the masked tiles, straight into y.
+
+
+def grouped_applies(sh, sw, dil_h, groups, c_in, c_out) -> bool:
+    """Whether a stride-1 grouped 2-D forward (or stride-1 input gradient) takes ``gfw_part``: up
+    to ``GROUPED_MAX_CHANNELS`` input channels a group, output channels a group in whole tiles of
+    MR, undilated rows (the layout above), on a CPU with AVX-512."""
+    cg, kg = c_in // groups, c_out // groups
+    return (_gemm.WIDE and groups > 1 and sh == sw == 1 and dil_h == 1 and cg <= GROUPED_MAX_CHANNELS
+            and kg % MR == 0 and kg <= GROUPED_MAX_CHANNELS)
+
+
+GROUPED_MAX_CHANNELS = 32
+
+
+def gfw_scratch(groups, kg, cg, taps, plane, reach, nslots, itemsize):
+    """Float workspace elements of ``gfw_part``: A packed per group and the bias per group (shared),
+    and per slot a group's padded input (with a tile's columns and the kernel's reach of slack past
+    its end)."""
+    nr = tile_cols(itemsize)
+    return (_aligned(groups * kg * cg * taps) + _aligned(groups * kg)
+            + nslots * _aligned(cg * plane + nr + reach)), 0
+
+
+@njit(inline="always", **_JIT)
+def _gfw_views(w, groups, plane, reach, nthreads, fws, slot):  # pragma: no cover
+    """``gfw_part``'s workspace, laid out as ``gfw_scratch`` sizes it."""
+    c_out, cg, kh, kw = w.shape
+    asize = _aligned(c_out * cg * kh * kw)
+    xsize = _aligned(cg * plane + _nr(fws) + reach)
+    own = asize + _aligned(c_out) + slot * xsize
+    return fws[:asize], fws[asize:asize + c_out], fws[own:own + xsize]
+
+
+@njit(**_JIT)
+def gfw_prepare(x, w, bias, y3, groups, dil_w, pt, pl, wp, plane, nthreads, fws, iws):  # pragma: no cover
+    """A packed per panel of MR output channels, steps (ky, ci, kx):
+    ``ap[(ip*K + (ky*cg + ci)*kw + kx)*MR + r] = w[ip*MR + r, ci, ky, kx]`` (the panels of every
+    group in turn); the bias, zero where there is none."""
+    c_out, cg, kh, kw = w.shape
+    k = cg * kh * kw
+    ap, bias_p, _ = _gfw_views(w, groups, plane, (kw - 1) * dil_w, nthreads, fws, 0)
+    for ip in range(c_out // MR):
+        for ky in range(kh):
+            for ci in range(cg):
+                for kx in range(kw):
+                    kk = (ky * cg + ci) * kw + kx
+                    for r in range(MR):
+                        ap[(ip * k + kk) * MR + r] = w[ip * MR + r, ci, ky, kx]
+    for i in range(c_out):
+        bias_p[i] = bias[i] if bias.size else 0
+
+
+@njit(**_JIT)
+def gfw_part(x, w, bias, y3, groups, dil_w, pt, pl, wp, plane, nthreads, fws, iws, slot):  # pragma: no cover
+    """This slot's share of the (image, group) pairs: y3[n, g*kg + co, oy*ow + ox] = sum over (ky,
+    ci, kx) of w[g*kg + co, ci, ky, kx] * xp[n, g*cg + ci, oy + ky, ox + kx*dil_w] + bias, a tile
+    of MR output channels x ``nr`` pixels of an output row at a time, written into y."""
+    n_img, c_in, ih, iw = x.shape
+    c_out, cg, kh, kw = w.shape
+    kg = c_out // groups
+    ow = wp - (kw - 1) * dil_w
+    pix = y3.shape[2]
+    oh = pix // ow
+    hp = plane // wp
+    k = cg * kh * kw
+    nr = _nr(fws)
+    ap, bias_p, xl = _gfw_views(w, groups, plane, (kw - 1) * dil_w, nthreads, fws, slot)
+    yf = y3.reshape(-1)
+    xf = x.reshape(x.size)
+    units = n_img * groups
+    share = (units + nthreads - 1) // nthreads
+    u0 = min(slot * share, units)
+    u1 = min(u0 + share, units)
+    addb = 1 if bias.size else 0
+    for i in range(xl.size):  # the padding, and the slack, stay zero over the slot's units
+        xl[i] = 0
+    iy0, iy1 = max(0, -pt), min(ih, hp - pt)  # (cropped where a padding is negative)
+    ix0, ix1 = max(0, -pl), min(iw, wp - pl)
+    for u in range(u0, u1):
+        n, g = u // groups, u % groups
+        for c in range(cg):
+            # (unsigned offsets, as in _numba_patches: a signed index is tested for a negative
+            # value on every access; with views per row the copy took as long as the tiles)
+            src0 = U(((n * c_in + g * cg + c) * ih + iy0) * iw + ix0)
+            dst0 = U(((pt + iy0) * cg + c) * wp + pl + ix0)
+            for iy in range(U(iy1 - iy0)):
+                src, dst = src0 + iy * U(iw), dst0 + iy * U(cg * wp)
+                for j in range(U(ix1 - ix0)):
+                    xl[dst + j] = xf[src + j]
+        for ip in range(g * kg // MR, (g + 1) * kg // MR):
+            for oy in range(oh):
+                for ox0 in range(0, ow, nr):
+                    cols = min(nr, ow - ox0)
+                    b0 = oy * cg * wp + ox0
+                    c0 = (n * c_out + ip * MR) * pix + oy * ow + ox0
+                    if cols == nr:
+                        _tile_taps(ap, ip * k * MR, 0, xl, b0, dil_w, yf, c0, pix, k, 0, bias_p, ip * MR, addb, kw, wp)
+                    elif 2 * cols > nr:
+                        _tile_taps_ragged(ap, ip * k * MR, 0, xl, b0, dil_w, yf, c0, pix, k, 0, bias_p, ip * MR, addb,
+                                          kw, wp, cols)
+                    else:
+                        _tile_taps_ragged_half(ap, ip * k * MR, 0, xl, b0, dil_w, yf, c0, pix, k, 0, bias_p, ip * MR,
+                                               addb, kw, wp, cols)
+
+
+@njit(**_JIT)
+def gfw_serial(x, w, bias, y3, groups, dil_w, pt, pl, wp, plane, nthreads, fws, iws):  # pragma: no cover
+    """A one-slot call's ``gfw_prepare`` and ``gfw_part`` in one dispatch."""
+    gfw_prepare(x, w, bias, y3, groups, dil_w, pt, pl, wp, plane, 1, fws, iws)
+    gfw_part(x, w, bias, y3, groups, dil_w, pt, pl, wp, plane, 1, fws, iws, 0)

@@ -400,6 +400,9 @@ def _run_forward(x, w, bias, y, sh, sw, pt, pl, dil_h, dil_w, groups, macs, budg
                    workspaces=_workspaces(x.dtype, lambda nthreads: _gemm.cols_scratch(c_out, c_in, nthreads,
                                                                                        x.itemsize, n * p, p)),
                    prepare=_gemm._cols_prepare, serial=_gemm._cols_serial, pieces=_gemm.PIECES)
+    elif (_implicit.grouped_applies(sh, sw, dil_h, groups, c_in, c_out)
+          and _grouped_forward(x, w, bias, y, pt, pl, dil_w, groups, macs, budget)):
+        pass
     elif _cols.applies(w.shape[3], sh, sw, pl, x.shape[3], y.shape[3]):
         _run_parts(_cols._columns_part, macs, x, w, bias, y, pt, dil_h, groups,
                    workspaces=_packed_workspaces(_cols._columns_scratch, x, w, y.shape[2:], sh, sw, dil_h, dil_w,
@@ -412,6 +415,26 @@ def _run_forward(x, w, bias, y, sh, sw, pt, pl, dil_h, dil_w, groups, macs, budg
         _run_parts(_k._forward_part, macs, x, w, bias, y, sh, sw, pt, pl, dil_h, dil_w, groups,
                    workspaces=_packed_workspaces(_k._forward_scratch, x, w, y.shape[2:], sh, sw, dil_h, dil_w, groups),
                    prepare=_k._forward_prepare, serial=_k._forward_serial)
+
+
+def _grouped_forward(x, w, bias, y, pt, pl, dil_w, groups, macs, budget) -> bool:
+    """A stride-1 grouped forward of few channels a group (``_numba_implicit.gfw_part``) into y,
+    unless its scratch would pass ``budget`` bytes (False: the packed kernels then take it). Its
+    scratch: the packed weight (w's size) and per thread one group's padded input."""
+    c_out, cg, kh, kw = w.shape
+    oh, ow = y.shape[2], y.shape[3]
+    hp, wp = oh + kh - 1, ow + (kw - 1) * dil_w  # the padded input (undilated rows)
+
+    def sizes(nslots):
+        return _implicit.gfw_scratch(groups, c_out // groups, cg, kh * kw, hp * wp, (kw - 1) * dil_w, nslots,
+                                     x.itemsize)
+
+    if sizes(_slots(macs)[1])[0] * x.itemsize > budget:
+        return False
+    _run_parts(_implicit.gfw_part, macs, x, w, bias, y.reshape(*y.shape[:2], -1), groups, dil_w, pt, pl, wp, hp * wp,
+               workspaces=_workspaces(x.dtype, sizes),
+               prepare=_implicit.gfw_prepare, serial=_implicit.gfw_serial)
+    return True
 
 
 def _patches_forward(x, w5, bias, y, sh, sw, pt, pl, dil_h, dil_w, macs, budget) -> bool:
@@ -595,11 +618,13 @@ WARMUP_STEPS = (
      ("forward", "grad_weight")),
     ("patches on the register tiles", (1, 32, 5, 5), (64, 32, 3, 3), dict(padding=1, stride=2),
      ("forward", "grad_input", "grad_weight")),
+    ("grouped layers of few channels (register tiles)", (1, 16, 3, 3), (16, 8, 3, 3), dict(padding=1, groups=2),
+     ("forward",)),
     ("input gradient (stride phases)", (1, 4, 5, 5), (4, 4, 3, 3), dict(padding=1, stride=2), ("grad_input",)),
     ("input gradient (direct loops)", (1, 4, 5, 5), (4, 4, 2, 2), dict(padding=1, stride=2, dilation=2),
      ("grad_input",)),
 )
-_READY_AFTER = 9  # steps
+_READY_AFTER = 10  # steps
 
 
 def warmup_steps(dtype):
