@@ -409,11 +409,11 @@ def test_the_grouped_forward_leaves_its_inputs_alone_and_allocates_nothing_when_
 
 
 @wide
-def test_warmup_compiles_the_grouped_forward():
-    # auto's first grouped call must not wait for a compile: the forward and the input gradient
-    # (a grouped forward of gy) of a ResNeXt layer find every kernel compiled
+def test_warmup_compiles_the_grouped_forward_and_weight_gradient():
+    # auto's first grouped call must not wait for a compile: the forward, the input gradient (a
+    # grouped forward of gy) and the weight gradient of a ResNeXt layer find every kernel compiled
     numba_jit.warmup(np.float32)
-    kernels = (implicit.gfw_part, implicit.gfw_prepare, implicit.gfw_serial)
+    kernels = (implicit.gfw_part, implicit.gfw_prepare, implicit.gfw_serial, implicit.ggw_part)
     before = [len(k.signatures) for k in kernels]
     assert all(before)
     for n in (1, 8):  # one thread (serial) and two
@@ -422,4 +422,120 @@ def test_warmup_compiles_the_grouped_forward():
         with fastconv.threads(2):
             numba_jit.forward(x, w, geom)
             numba_jit.grad_input(gy, w, geom)
+            numba_jit.grad_weight(gy, x, geom)
     assert [len(k.signatures) for k in kernels] == before
+
+
+# -- the grouped weight gradient (ggw_part) ------------------------------------------------------
+
+
+@pytest.mark.parametrize("x_shape, w_shape, kwargs, takes", [
+    ((32, 256, 14, 14), (256, 8, 3, 3), dict(padding=1, groups=32), True),  # ResNeXt's 32x8d
+    ((2, 64, 9, 9), (64, 32, 3, 3), dict(padding=1, groups=2), True),  # 32 a group each side
+    ((2, 64, 9, 9), (64, 32, 3, 3), dict(padding=2, groups=2, dilation=(2, 1)), True),  # dilated rows
+    ((2, 32, 9, 9), (2, 16, 3, 3), dict(padding=1, groups=2), True),  # one output channel a group
+    ((2, 66, 9, 9), (66, 33, 3, 3), dict(padding=1, groups=2), False),  # 33 input channels a group
+    ((2, 128, 9, 9), (128, 4, 3, 3), dict(padding=1, groups=32), False),  # 4: half a tile's rows
+    ((2, 64, 9, 9), (128, 8, 3, 3), dict(padding=1, groups=8), True),  # 16 output channels a group
+    ((2, 32, 9, 9), (132, 8, 3, 3), dict(padding=1, groups=4), False),  # 33
+    ((2, 64, 9, 9), (64, 8, 3, 3), dict(padding=1, groups=8, stride=2), False),
+    ((2, 64, 9, 9), (64, 8, 3, 3), dict(padding=2, groups=8, dilation=(1, 2)), False),  # dilated columns
+    ((2, 64, 9, 9), (64, 64, 3, 3), dict(padding=1), False),  # one group
+])
+def test_which_weight_gradients_take_the_grouped_tiles(x_shape, w_shape, kwargs, takes):
+    assert implicit.grouped_gw_applies(Geometry.from_args(x_shape, w_shape, **kwargs)) == (takes and gemm.WIDE)
+
+
+# 8 channels a group (24 columns: one panel), 16 (48: a panel and a half), 32 (96: three), one
+# output channel a group, 8 in to 16 out, rows dilated, padding on one side, a wide
+# image (a tile call's steps past KC), a 1-D call, a 1x1 kernel
+GROUPED_GW_CASES = [
+    pytest.param((3, 16, 7, 11), (16, 8, 3, 3), dict(padding=1, groups=2), id="8"),
+    pytest.param((2, 32, 9, 10), (32, 16, 3, 3), dict(padding=1, groups=2), id="16"),
+    pytest.param((2, 64, 5, 6), (64, 32, 3, 3), dict(padding=1, groups=2), id="32"),
+    pytest.param((2, 24, 6, 7), (3, 8, 3, 3), dict(padding=1, groups=3), id="one-out"),
+    pytest.param((2, 16, 6, 9), (32, 8, 3, 3), dict(padding=1, groups=2), id="8-in-16-out"),
+    pytest.param((2, 16, 10, 12), (32, 8, 2, 3), dict(padding=2, groups=2, dilation=(3, 1)), id="dilated-rows"),
+    pytest.param((3, 16, 14, 14), (16, 8, 3, 3), dict(padding=((2, 0), (0, 1)), groups=2), id="uneven-padding"),
+    pytest.param((2, 16, 3, 300), (16, 8, 3, 5), dict(padding=1, groups=2), id="wide-image"),
+    pytest.param((3, 16, 50), (16, 8, 5), dict(padding=2, groups=2), id="1d"),
+    pytest.param((2, 16, 5, 7), (32, 8, 1, 1), dict(padding=1, groups=2), id="1x1-padded"),
+]
+
+
+@wide
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("xs, ws, kwargs", GROUPED_GW_CASES)
+def test_grouped_weight_gradient_matches_float64(monkeypatch, xs, ws, kwargs, dtype):
+    x, w = _rand(xs, dtype, 0), _rand(ws, dtype, 1)
+    fn, bwd = FORWARD[len(xs)], BACKWARD[len(xs)]
+    x64, w64 = x.astype(np.float64), w.astype(np.float64)
+    gy = _rand(fn(x64, w64, backend="im2col", **kwargs).shape, dtype, 5)
+    want = bwd(gy.astype(np.float64), x64, w64, bias=False, backend="im2col", **kwargs).weight
+    ran = ran_parts(monkeypatch)
+    bound = 4 * np.prod(gy.shape) // ws[0] * np.finfo(dtype).eps * np.abs(want).max()
+    for threads in (1, 2, 3):  # 3: groups that do not split evenly
+        with fastconv.threads(threads):
+            got = bwd(gy, x, w, bias=False, backend="numba", **kwargs).weight
+        assert got.dtype == dtype and np.abs(got - want).max() <= bound, threads
+    assert implicit.ggw_part in ran
+
+
+@wide
+def test_the_grouped_weight_gradient_bits_are_the_same_on_any_number_of_threads():
+    geom = Geometry.from_args((5, 64, 14, 14), (64, 8, 3, 3), padding=1, groups=8)
+    x, gy = _rand(geom.x_shape, np.float32, 0), _rand(geom.y_shape, np.float32, 1)
+    runs = []
+    for threads in (1, 2, 3, 4):
+        with fastconv.threads(threads):
+            runs.append(numba_jit.grad_weight(gy, x, geom))
+    for other in runs[1:]:
+        assert np.array_equal(runs[0], other)
+
+
+@wide
+@pytest.mark.parametrize("where", ["x", "gy"])
+def test_the_grouped_weight_gradient_with_non_finite_values_matches_another_kernel(monkeypatch, where):
+    # an inf in x meets gy's zeros at the wide pixels (NaN in the tiles' sums where the direct sum
+    # has inf): the call goes to another kernel, as it does for a NaN in gy
+    geom = Geometry.from_args((2, 16, 10, 30), (16, 8, 3, 3), padding=1, groups=2)
+    x, gy = _rand(geom.x_shape, np.float64, 0), _rand(geom.y_shape, np.float64, 1)
+    if where == "gy":
+        gy[1, 9, 4, 29] = np.nan
+    else:
+        x[0, 3, 2, 29] = np.inf
+    got = numba_jit.grad_weight(gy, x, geom)
+    monkeypatch.setattr(implicit, "GROUPED_MAX_CHANNELS", 0)
+    want = numba_jit.grad_weight(gy, x, geom)
+    same = np.isfinite(want)
+    assert np.array_equal(got[~same], want[~same], equal_nan=True) and same.sum() > 0
+    np.testing.assert_allclose(got[same], want[same], rtol=1e-12, atol=1e-12)
+
+
+@wide
+def test_a_grouped_weight_gradient_whose_scratch_passes_the_budget_takes_another_kernel(budget, monkeypatch):
+    geom = Geometry.from_args((4, 64, 30, 30), (64, 8, 3, 3), padding=1, groups=8)
+    x, gy = _rand(geom.x_shape, np.float32, 0), _rand(geom.y_shape, np.float32, 1)
+    nslots = numba_jit._slots(geom.macs)[1]
+    need = implicit.ggw_scratch(8, 8, 8, 3, 3, 30, 32, 32 * 32, nslots, 4)[0] * 4
+    ran = ran_parts(monkeypatch)
+    budget(need - 1)
+    low = numba_jit.grad_weight(gy, x, geom)
+    assert implicit.ggw_part not in ran
+    budget(need)
+    high = numba_jit.grad_weight(gy, x, geom)
+    assert ran[-1] == implicit.ggw_part
+    np.testing.assert_allclose(low, high, rtol=1e-4, atol=1e-3)
+
+
+@wide
+def test_the_grouped_weight_gradient_leaves_its_inputs_alone_and_allocates_nothing_when_warm():
+    geom = Geometry.from_args((32, 64, 14, 14), (64, 8, 3, 3), padding=1, groups=8)
+    assert geom.macs >= numba_jit.SERIAL_MAX_MACS
+    x, gy = _rand(geom.x_shape, np.float32, 0), _rand(geom.y_shape, np.float32, 1)
+    copies = x.copy(), gy.copy()
+    with fastconv.threads(2):
+        numba_jit.grad_weight(gy, x, geom)  # warm: compiled, workspaces grown
+        counts = array_wrappers(((numba_jit.grad_weight, (gy, x, geom)),))
+    assert counts == [5 * 2]  # the wrappers of the 5 array arguments of each slot (2)
+    assert all(np.array_equal(a, c) for a, c in zip((x, gy), copies))

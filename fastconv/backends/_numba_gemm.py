@@ -228,6 +228,7 @@ def _tile_call(rows, taps=False, nv=NV, masked=False):
 
 _tile = _tile_call(rows=False)  # A packed (the forward's weight, once per call)
 _tile_rows = _tile_call(rows=True)  # A's rows where they lie (the weight gradient's gy)
+_tile_rows_half = _tile_call(rows=True, nv=1)  # ... and half a panel of B's columns
 _tile_taps = _tile_call(rows=False, taps=True)  # A packed, B a kernel's taps over a plane (implicit forward)
 _tile_half = _tile_call(rows=False, nv=1)  # A packed, half a panel of B's columns (winograd's cropped spans)
 _tile_ragged = _tile_call(rows=False, masked=True)  # A packed, the first ``cols`` of a panel of B's columns

@@ -1,7 +1,8 @@
 """Numba kernels of the ``numba`` backend that run stride-1 convolutions as implicit matrix
 products on ``_numba_gemm``'s register tiles, reading the zero-padded input where it lies instead
-of a copy per tap: the weight gradient of layers with channels enough to fill the tiles, and the
-forward of layers with few input channels (``fw_part``, at the end).
+of a copy per tap: the weight gradient of layers with channels enough to fill the tiles, the
+forward of layers with few input channels (``fw_part``), and the forward and weight gradient of
+grouped layers of few channels a group (``gfw_part``, ``ggw_part``, at the end).
 
 The weight gradient:
 
@@ -46,6 +47,7 @@ from ._numba_gemm import (
     MR,
     _nr,
     _tile_rows,
+    _tile_rows_half,
     _tile_taps,
     _tile_taps_ragged,
     _tile_taps_ragged_half,
@@ -450,3 +452,117 @@ def gfw_serial(x, w, bias, y3, groups, dil_w, pt, pl, wp, plane, nthreads, fws, 
     """A one-slot call's ``gfw_prepare`` and ``gfw_part`` in one dispatch."""
     gfw_prepare(x, w, bias, y3, groups, dil_w, pt, pl, wp, plane, 1, fws, iws)
     gfw_part(x, w, bias, y3, groups, dil_w, pt, pl, wp, plane, 1, fws, iws, 0)
+
+
+# -- grouped weight gradient: C's rows are (ky, input channel), its columns (kx, output channel) --
+#
+# A layer of few channels a group leaves the weight gradient's tiles mostly empty (8 output
+# channels of a panel of 32). So the kernel's columns go into B as well: with gt holding gy
+# transposed, ``gt[(q + kw - 1)*kg + co] = gy_wide[co, q]`` (wide pixels q as above, zero past the
+# output's width and outside the image), B's row q read where it lies at ``gt[q*kg:]`` is
+# ``gy_wide[co, q - kx]`` at column ``(kw - 1 - kx)*kg + co``: every tap's column for the
+# output channels of one group, ``kg`` apart (the columns past ``kw*kg`` are computed and dropped).
+# A's rows are the group's padded input planes where they lie, ``ky*dil_h`` padded rows on, so
+#
+#     C[(ky, ci), (kw - 1 - kx)*kg + co] = sum over q of xp[ci, q + ky*dil_h*wp + kx] * gy_wide[co, q]
+#
+# with the reduction over the oh*wp wide pixels of each image, nothing packed but gy's transpose.
+
+
+def grouped_gw_applies(geom) -> bool:
+    """Whether a 2-D weight gradient takes ``ggw_part``: stride 1, undilated columns (B's rows
+    are gt's, ``kg`` apart), groups of up to ``GROUPED_MAX_CHANNELS`` input channels in whole
+    tiles of MR and as many output channels at most, a non-empty output, AVX-512."""
+    cg, kg = geom.c_in // geom.groups, geom.c_out // geom.groups
+    return (_gemm.WIDE and geom.groups > 1 and (geom.sh, geom.sw) == (1, 1) and geom.dil_w == 1
+            and geom.n * geom.oh * geom.ow > 0 and cg % MR == 0 and cg <= GROUPED_MAX_CHANNELS
+            and kg <= GROUPED_MAX_CHANNELS)
+
+
+@njit(inline="always", **_JIT)
+def _ggw_sizes(groups, kg, cg, kh, kw, oh, wp, plane, nslots, nr):  # pragma: no cover
+    """``(groups per slot, panels, x's padded copy, gt, C)`` of a slot of ``ggw_part``, in
+    elements."""
+    share = (groups + nslots - 1) // nslots
+    panels = (kw * kg + nr - 1) // nr
+    wide = oh * wp
+    gsize = max((wide + kw - 1) * kg, (wide - 1) * kg + panels * nr)
+    return share, panels, _aligned(cg * plane), _aligned(gsize), _aligned(share * kh * cg * panels * nr)
+
+
+def ggw_scratch(groups, kg, cg, kh, kw, oh, wp, plane, nslots, itemsize):
+    """Float and int64 workspace elements of ``ggw_part`` for ``nslots`` slots."""
+    _, _, *sizes = _ggw_sizes(groups, kg, cg, kh, kw, oh, wp, plane, nslots, tile_cols(itemsize))
+    return nslots * sum(sizes), nslots
+
+
+@njit(**_JIT)
+def ggw_part(gy3, x, gw2, groups, kh, kw, dil_h, pt, pl, wp, plane, nthreads, fws, iws, slot):  # pragma: no cover
+    """This slot's share of the groups' weight gradients (see above), each summed over the images
+    in order (the same bits on any number of threads); ``iws[slot]`` = 1 when a value is inf or
+    NaN (the caller then recomputes by another kernel: A's values at the wide pixels are multiplied
+    by zero, and inf * 0 is NaN). An image at a time, through all of the slot's groups: x and gy
+    are read in order (a group at a time over the images read each a few KiB apart, and the copies
+    took as long as the tiles), and C stays in L2 (a group's is 3 KiB at 8 channels)."""
+    n_img, c_in, ih, iw = x.shape
+    c_out, pix = gy3.shape[1], gy3.shape[2]
+    cg, kg = c_in // groups, c_out // groups
+    ow = wp - (kw - 1)
+    oh = pix // ow
+    hp = plane // wp
+    wide = oh * wp
+    taps = kh * kw
+    nr = _nr(fws)
+    share, panels, xsize, gsize, csize = _ggw_sizes(groups, kg, cg, kh, kw, oh, wp, plane, nthreads, nr)
+    ws = panels * nr
+    gc = kh * cg * ws  # a group's C
+    own = fws[slot * (xsize + gsize + csize):]
+    xl, gt, ct = own[:xsize], own[xsize:xsize + gsize], own[xsize + gsize:xsize + gsize + csize]
+    g0 = min(slot * share, groups)
+    g1 = min(g0 + share, groups)
+    iws[slot] = 0
+    for i in range(xl.size):  # the padding and gt's zeros stay over the slot's groups and images
+        xl[i] = 0
+    for i in range(gt.size):
+        gt[i] = 0
+    xf = x.reshape(x.size)
+    gf = gy3.reshape(gy3.size)
+    iy0, iy1 = max(0, -pt), min(ih, hp - pt)  # (cropped where a padding is negative)
+    ix0, ix1 = max(0, -pl), min(iw, wp - pl)
+    for n in range(n_img):
+        add = 0 if n == 0 else 1
+        for g in range(g0, g1):
+            for c in range(cg):  # (unsigned offsets: see gfw_part)
+                src0 = U(((n * c_in + g * cg + c) * ih + iy0) * iw + ix0)
+                dst0 = U(c * plane + (pt + iy0) * wp + pl + ix0)
+                for iy in range(U(iy1 - iy0)):
+                    src, dst = src0 + iy * U(iw), dst0 + iy * U(wp)
+                    for j in range(U(ix1 - ix0)):
+                        xl[dst + j] = xf[src + j]
+            for co in range(U(kg)):  # gy's group transposed: a pixel's kg values together
+                src0 = U((n * c_out + g * kg) * pix) + co * U(pix)
+                for oy in range(U(oh)):
+                    src, dst = src0 + oy * U(ow), (oy * U(wp) + U(kw - 1)) * U(kg) + co
+                    for ox in range(U(ow)):
+                        gt[dst + ox * U(kg)] = gf[src + ox]
+            cg0 = (g - g0) * gc
+            for ky in range(kh):
+                for cb in range(0, cg, MR):
+                    for p in range(panels):
+                        a0, b0, c0 = cb * plane + ky * dil_h * wp, p * nr, cg0 + (ky * cg + cb) * ws + p * nr
+                        if 2 * (kw * kg - p * nr) > nr:
+                            _tile_rows(xl, a0, plane, gt, b0, kg, ct, c0, ws, wide, add, gt, 0, 0)
+                        else:  # a half panel's columns or fewer left (48 columns: a panel and a half)
+                            _tile_rows_half(xl, a0, plane, gt, b0, kg, ct, c0, ws, wide, add, gt, 0, 0)
+    bad = False
+    for g in range(g0, g1):  # C into gw
+        cg0 = (g - g0) * gc
+        for ci in range(cg):
+            for co in range(kg):
+                for ky in range(kh):
+                    for kx in range(kw):
+                        v = ct[cg0 + (ky * cg + ci) * ws + (kw - 1 - kx) * kg + co]
+                        gw2[g * kg + co, ci * taps + ky * kw + kx] = v
+                        bad |= v - v != 0
+    if bad:
+        iws[slot] = 1

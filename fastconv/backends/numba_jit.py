@@ -550,6 +550,8 @@ def grad_weight(gy, x, geom):
                    workspaces=_workspaces(x.dtype, lambda nthreads: _gemm.red_scratch(geom.c_out, geom.c_in, nthreads,
                                                                                       x.itemsize)),
                    finish=_gemm._red_finish, pieces=_gemm.RED_PIECES)
+    elif _implicit.grouped_gw_applies(geom) and _grouped_grad_weight(gy, x, gw, geom):
+        pass  # done on the register tiles, a group at a time
     elif _implicit.applies(geom) and _implicit_grad_weight(gy, x, gw, geom):
         pass  # done on the register tiles
     elif _cols.applies(geom.kw, geom.sh, geom.sw, geom.pl, geom.iw, geom.ow):
@@ -580,6 +582,24 @@ def _implicit_grad_weight(gy, x, gw, geom) -> bool:
                        geom.kh, geom.kw, geom.dil_h, geom.dil_w, geom.pt, geom.pl, *plan.args(),
                        workspaces=_workspaces(x.dtype, plan.scratch))
     return _local.compile_only or not flags[:nslots].any()
+
+
+def _grouped_grad_weight(gy, x, gw, geom) -> bool:
+    """gw of a layer of few channels a group on the register tiles (``_numba_implicit.ggw_part``);
+    False, gw unfinished, where its scratch would pass the memory budget or a value is inf or NaN
+    (another kernel then takes the call)."""
+    hp, wp = geom.padded_size
+
+    def sizes(nslots):
+        return _implicit.ggw_scratch(geom.groups, geom.c_out // geom.groups, geom.c_in // geom.groups, geom.kh,
+                                     geom.kw, geom.oh, wp, hp * wp, nslots, x.itemsize)
+
+    if sizes(_slots(geom.macs)[1])[0] * x.itemsize > call_budget(geom, x.itemsize):
+        return False
+    flags = _run_parts(_implicit.ggw_part, geom.macs, gy.reshape(*gy.shape[:2], -1), x, gw.reshape(geom.c_out, -1),
+                       geom.groups, geom.kh, geom.kw, geom.dil_h, geom.pt, geom.pl, wp, hp * wp,
+                       workspaces=_workspaces(x.dtype, sizes))
+    return _local.compile_only or not flags[:_slots(geom.macs)[1]].any()
 
 
 def _implicit_takes(geom, itemsize) -> bool:
@@ -619,7 +639,7 @@ WARMUP_STEPS = (
     ("patches on the register tiles", (1, 32, 5, 5), (64, 32, 3, 3), dict(padding=1, stride=2),
      ("forward", "grad_input", "grad_weight")),
     ("grouped layers of few channels (register tiles)", (1, 16, 3, 3), (16, 8, 3, 3), dict(padding=1, groups=2),
-     ("forward",)),
+     ("forward", "grad_weight")),
     ("input gradient (stride phases)", (1, 4, 5, 5), (4, 4, 3, 3), dict(padding=1, stride=2), ("grad_input",)),
     ("input gradient (direct loops)", (1, 4, 5, 5), (4, 4, 2, 2), dict(padding=1, stride=2, dilation=2),
      ("grad_input",)),
