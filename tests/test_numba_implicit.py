@@ -121,20 +121,40 @@ def test_non_finite_values_give_the_packed_kernels_result(monkeypatch, where, dt
     assert np.isfinite(got).sum() > 0
 
 
+# (x, w, groups, the pass, the kernel it takes within its budget, that kernel's scratch in elements)
+BUDGET_CASES = [
+    pytest.param((4, 64, 14, 14), (128, 64, 3, 3), 1, "grad_weight", "gw_part",
+                 lambda geom, nslots: implicit.Plan(geom, 4, nslots).scratch(nslots)[0], id="weight-gradient"),
+    pytest.param((4, 8, 64, 64), (16, 8, 3, 3), 1, "forward", "fw_part",
+                 lambda geom, nslots: implicit.fw_scratch(16, 8, 9, 66 * 66, nslots, 4)[0], id="forward"),
+    pytest.param((4, 64, 30, 30), (64, 8, 3, 3), 8, "forward", "gfw_part",
+                 lambda geom, nslots: implicit.gfw_scratch(8, 8, 8, 9, 32 * 32, 2, nslots, 4)[0], id="grouped-forward"),
+    pytest.param((4, 64, 30, 30), (64, 8, 3, 3), 8, "grad_weight", "ggw_part",
+                 lambda geom, nslots: implicit.ggw_scratch(8, 8, 8, 3, 3, 30, 32, 32 * 32, nslots, 4)[0],
+                 id="grouped-weight-gradient"),
+]
+
+
 @wide
-def test_a_call_whose_scratch_passes_the_budget_takes_the_packed_kernels(budget, monkeypatch):
-    geom = Geometry.from_args((4, 64, 14, 14), (128, 64, 3, 3), padding=1)
-    x, gy = _rand(geom.x_shape, np.float32, 0), _rand(geom.y_shape, np.float32, 1)
-    nslots = numba_jit._slots(geom.macs)[1]
-    need = implicit.Plan(geom, 4, nslots).scratch(nslots)[0] * 4
+@pytest.mark.parametrize("x_shape, w_shape, groups, pass_, part, need", BUDGET_CASES)
+def test_a_call_whose_scratch_passes_the_budget_takes_another_kernel(budget, monkeypatch, x_shape, w_shape, groups,
+                                                                      pass_, part, need):
+    geom = Geometry.from_args(x_shape, w_shape, padding=1, groups=groups)
+    x, w, gy = (_rand(s, np.float32, i) for i, s in enumerate((geom.x_shape, geom.w_shape, geom.y_shape)))
+    nbytes = need(geom, numba_jit._slots(geom.macs)[1]) * 4
+    kernel = getattr(implicit, part)
+
+    def call():
+        return numba_jit.forward(x, w, geom) if pass_ == "forward" else numba_jit.grad_weight(gy, x, geom)
+
     ran = ran_parts(monkeypatch)
-    budget(need - 1)
-    low = numba_jit.grad_weight(gy, x, geom)
-    assert ran == [packed._grad_weight_part]
-    budget(need)
-    high = numba_jit.grad_weight(gy, x, geom)
-    assert ran[1:] == [implicit.gw_part]
-    np.testing.assert_allclose(low, high, rtol=1e-4, atol=1e-4)
+    budget(nbytes - 1)
+    low = call()
+    assert kernel not in ran
+    budget(nbytes)
+    high = call()
+    assert ran[-1] == kernel
+    np.testing.assert_allclose(low, high, rtol=1e-4, atol=1e-3)
 
 
 @wide
@@ -262,22 +282,6 @@ def test_the_forward_with_non_finite_values_matches_the_packed_kernels(monkeypat
 
 
 @wide
-def test_a_forward_whose_scratch_passes_the_budget_takes_the_packed_kernels(budget, monkeypatch):
-    geom = Geometry.from_args((4, 8, 64, 64), (16, 8, 3, 3), padding=1)
-    x, w = _rand(geom.x_shape, np.float32, 0), _rand(geom.w_shape, np.float32, 1)
-    nslots = numba_jit._slots(geom.macs)[1]
-    need = implicit.fw_scratch(16, 8, 9, 66 * 66, nslots, 4)[0] * 4
-    ran = ran_parts(monkeypatch)
-    budget(need - 1)
-    low = numba_jit.forward(x, w, geom)
-    assert implicit.fw_part not in ran
-    budget(need)
-    high = numba_jit.forward(x, w, geom)
-    assert ran[-1] == implicit.fw_part
-    np.testing.assert_allclose(low, high, rtol=1e-4, atol=1e-4)
-
-
-@wide
 def test_the_implicit_forward_leaves_its_inputs_alone_and_allocates_nothing_when_warm():
     geom = Geometry.from_args((64, 1, 28, 28), (32, 1, 5, 5))
     assert geom.macs >= numba_jit.SERIAL_MAX_MACS
@@ -377,22 +381,6 @@ def test_the_grouped_forward_with_non_finite_values_matches_the_packed_kernels(m
     same = np.isfinite(want)
     assert np.array_equal(got[~same], want[~same], equal_nan=True) and same.sum() > 0
     np.testing.assert_allclose(got[same], want[same], rtol=1e-12, atol=1e-12)
-
-
-@wide
-def test_a_grouped_forward_whose_scratch_passes_the_budget_takes_the_packed_kernels(budget, monkeypatch):
-    geom = Geometry.from_args((4, 64, 30, 30), (64, 8, 3, 3), padding=1, groups=8)
-    x, w = _rand(geom.x_shape, np.float32, 0), _rand(geom.w_shape, np.float32, 1)
-    nslots = numba_jit._slots(geom.macs)[1]
-    need = implicit.gfw_scratch(8, 8, 8, 9, 32 * 32, 2, nslots, 4)[0] * 4
-    ran = ran_parts(monkeypatch)
-    budget(need - 1)
-    low = numba_jit.forward(x, w, geom)
-    assert implicit.gfw_part not in ran
-    budget(need)
-    high = numba_jit.forward(x, w, geom)
-    assert ran[-1] == implicit.gfw_part
-    np.testing.assert_allclose(low, high, rtol=1e-4, atol=1e-4)
 
 
 @wide
@@ -510,22 +498,6 @@ def test_the_grouped_weight_gradient_with_non_finite_values_matches_another_kern
     same = np.isfinite(want)
     assert np.array_equal(got[~same], want[~same], equal_nan=True) and same.sum() > 0
     np.testing.assert_allclose(got[same], want[same], rtol=1e-12, atol=1e-12)
-
-
-@wide
-def test_a_grouped_weight_gradient_whose_scratch_passes_the_budget_takes_another_kernel(budget, monkeypatch):
-    geom = Geometry.from_args((4, 64, 30, 30), (64, 8, 3, 3), padding=1, groups=8)
-    x, gy = _rand(geom.x_shape, np.float32, 0), _rand(geom.y_shape, np.float32, 1)
-    nslots = numba_jit._slots(geom.macs)[1]
-    need = implicit.ggw_scratch(8, 8, 8, 3, 3, 30, 32, 32 * 32, nslots, 4)[0] * 4
-    ran = ran_parts(monkeypatch)
-    budget(need - 1)
-    low = numba_jit.grad_weight(gy, x, geom)
-    assert implicit.ggw_part not in ran
-    budget(need)
-    high = numba_jit.grad_weight(gy, x, geom)
-    assert ran[-1] == implicit.ggw_part
-    np.testing.assert_allclose(low, high, rtol=1e-4, atol=1e-3)
 
 
 @wide
