@@ -252,30 +252,41 @@ def test_implicit_forward_matches_longdouble(monkeypatch, xs, ws, kwargs, dtype,
     assert ran and set(ran) == {implicit.fw_part}
 
 
+# The implicit forward (few input channels) and the grouped one: (x, w, padding, groups, the
+# limit that sends the call to the packed kernels when set to 0)
+IMPLICIT_FORWARDS = [
+    pytest.param((7, 3, 32, 32), (24, 3, 5, 5), 2, 1, "FW_MAX_CHANNELS", id="implicit"),
+    pytest.param((5, 64, 14, 14), (64, 8, 3, 3), 1, 8, "GROUPED_MAX_CHANNELS", id="grouped"),
+]
+
+
 @wide
-def test_the_forward_bits_are_the_same_on_any_number_of_threads():
-    x, w = _rand((7, 3, 32, 32), np.float32, 0), _rand((24, 3, 5, 5), np.float32, 1)
+@pytest.mark.parametrize("xs, ws, padding, groups, limit", IMPLICIT_FORWARDS)
+def test_the_forward_bits_are_the_same_on_any_number_of_threads(xs, ws, padding, groups, limit):
+    x, w = _rand(xs, np.float32, 0), _rand(ws, np.float32, 1)
     runs = []
     for threads in (1, 2, 3, 4):
         with fastconv.threads(threads):
-            runs.append(fastconv.conv2d(x, w, padding=2, backend="numba"))
+            runs.append(fastconv.conv2d(x, w, padding=padding, groups=groups, backend="numba"))
     for other in runs[1:]:
         assert np.array_equal(runs[0], other)
 
 
 @wide
 @pytest.mark.parametrize("where", ["x", "w-padding-tap", "w"])
-def test_the_forward_with_non_finite_values_matches_the_packed_kernels(monkeypatch, where):
+@pytest.mark.parametrize("xs, ws, padding, groups, limit", IMPLICIT_FORWARDS)
+def test_the_forward_with_non_finite_values_matches_the_packed_kernels(monkeypatch, where, xs, ws, padding, groups,
+                                                                       limit):
     # every column of the tile sums its own pixel's taps only, so inf and NaN go where the direct
     # sum puts them; a weight's inf times the padding is numba's padding rule (padding_products)
-    x, w = _rand((2, 2, 10, 30), np.float64, 0), _rand((8, 2, 3, 3), np.float64, 1)
+    x, w = _rand((2, xs[1], 10, 30), np.float64, 0), _rand((ws[0], ws[1], 3, 3), np.float64, 1)
     if where == "x":
-        x[1, 1, 4, 29] = np.inf
+        x[1, xs[1] - 1, 4, 29] = np.inf
     else:
         w[3, 1, 0, 0 if where == "w-padding-tap" else 1] = np.nan
-    got = fastconv.conv2d(x, w, padding=1, backend="numba")
-    monkeypatch.setattr(implicit, "FW_MAX_CHANNELS", 0)
-    want = fastconv.conv2d(x, w, padding=1, backend="numba")
+    got = fastconv.conv2d(x, w, padding=1, groups=groups, backend="numba")
+    monkeypatch.setattr(implicit, limit, 0)
+    want = fastconv.conv2d(x, w, padding=1, groups=groups, backend="numba")
     same = np.isfinite(want)
     assert np.array_equal(got[~same], want[~same], equal_nan=True) and same.sum() > 0  # (sums in another order)
     np.testing.assert_allclose(got[same], want[same], rtol=1e-12, atol=1e-12)
@@ -353,34 +364,6 @@ def test_grouped_forward_and_input_gradient_match_float64(monkeypatch, xs, ws, k
         assert np.abs(y - want).max() <= 4 * (np.prod(ws[1:]) + 1) * eps * np.abs(want).max(), threads
         assert np.abs(gx - want_gx).max() <= 4 * ws[0] * np.prod(ws[2:]) * eps * np.abs(want_gx).max(), threads
     assert implicit.gfw_part in ran
-
-
-@wide
-def test_the_grouped_forward_bits_are_the_same_on_any_number_of_threads():
-    x, w = _rand((5, 64, 14, 14), np.float32, 0), _rand((64, 8, 3, 3), np.float32, 1)
-    runs = []
-    for threads in (1, 2, 3, 4):
-        with fastconv.threads(threads):
-            runs.append(fastconv.conv2d(x, w, padding=1, groups=8, backend="numba"))
-    for other in runs[1:]:
-        assert np.array_equal(runs[0], other)
-
-
-@wide
-@pytest.mark.parametrize("where", ["x", "w-padding-tap", "w"])
-def test_the_grouped_forward_with_non_finite_values_matches_the_packed_kernels(monkeypatch, where):
-    # as the implicit forward: each column sums its own pixel's taps (the zero padding included)
-    x, w = _rand((2, 16, 10, 30), np.float64, 0), _rand((16, 8, 3, 3), np.float64, 1)
-    if where == "x":
-        x[1, 9, 4, 29] = np.inf
-    else:
-        w[11, 1, 0, 0 if where == "w-padding-tap" else 1] = np.nan
-    got = fastconv.conv2d(x, w, padding=1, groups=2, backend="numba")
-    monkeypatch.setattr(implicit, "GROUPED_MAX_CHANNELS", 0)
-    want = fastconv.conv2d(x, w, padding=1, groups=2, backend="numba")
-    same = np.isfinite(want)
-    assert np.array_equal(got[~same], want[~same], equal_nan=True) and same.sum() > 0
-    np.testing.assert_allclose(got[same], want[same], rtol=1e-12, atol=1e-12)
 
 
 @wide
