@@ -344,6 +344,24 @@ def fw_serial(x, w, bias, y3, dil_h, dil_w, pt, pl, wp, plane, nthreads, fws, iw
 # runs on the masked tiles, straight into y.
 
 
+@njit(inline="always", **_JIT)
+def _copy_group(xf, xl, n, g, cg, c_in, ih, iw, pt, pl, hp, wp, cstride, rstride):  # pragma: no cover
+    """``xl[c*cstride + (pt + iy)*rstride + pl + ix] = x[n, g*cg + c, iy, ix]`` (x flat as ``xf``)
+    for a group's channels, the pixels inside the ``hp x wp`` padded plane (cropped where a padding
+    is negative); the padding is left as it is. Unsigned offsets, as in _numba_patches: a signed
+    index is tested for a negative value on every access, and with views per row the copy took as
+    long as the tiles."""
+    iy0, iy1 = max(0, -pt), min(ih, hp - pt)
+    ix0, ix1 = max(0, -pl), min(iw, wp - pl)
+    for c in range(cg):
+        src0 = U(((n * c_in + g * cg + c) * ih + iy0) * iw + ix0)
+        dst0 = U(c * cstride + (pt + iy0) * rstride + pl + ix0)
+        for iy in range(U(iy1 - iy0)):
+            src, dst = src0 + iy * U(iw), dst0 + iy * U(rstride)
+            for j in range(U(ix1 - ix0)):
+                xl[dst + j] = xf[src + j]
+
+
 def grouped_applies(sh, sw, dil_h, groups, c_in, c_out) -> bool:
     """Whether a stride-1 grouped 2-D forward (or stride-1 input gradient) takes ``gfw_part``: up
     to ``GROUPED_MAX_CHANNELS`` input channels a group, output channels a group in whole tiles of
@@ -418,19 +436,9 @@ def gfw_part(x, w, bias, y3, groups, dil_w, pt, pl, wp, plane, nthreads, fws, iw
     addb = 1 if bias.size else 0
     for i in range(xl.size):  # the padding, and the slack, stay zero over the slot's units
         xl[i] = 0
-    iy0, iy1 = max(0, -pt), min(ih, hp - pt)  # (cropped where a padding is negative)
-    ix0, ix1 = max(0, -pl), min(iw, wp - pl)
     for u in range(u0, u1):
         n, g = u // groups, u % groups
-        for c in range(cg):
-            # (unsigned offsets, as in _numba_patches: a signed index is tested for a negative
-            # value on every access; with views per row the copy took as long as the tiles)
-            src0 = U(((n * c_in + g * cg + c) * ih + iy0) * iw + ix0)
-            dst0 = U(((pt + iy0) * cg + c) * wp + pl + ix0)
-            for iy in range(U(iy1 - iy0)):
-                src, dst = src0 + iy * U(iw), dst0 + iy * U(cg * wp)
-                for j in range(U(ix1 - ix0)):
-                    xl[dst + j] = xf[src + j]
+        _copy_group(xf, xl, n, g, cg, c_in, ih, iw, pt, pl, hp, wp, wp, cg * wp)  # channels inside each row
         for ip in range(g * kg // MR, (g + 1) * kg // MR):
             for oy in range(oh):
                 for ox0 in range(0, ow, nr):
@@ -527,18 +535,10 @@ def ggw_part(gy3, x, gw2, groups, kh, kw, dil_h, pt, pl, wp, plane, nthreads, fw
         gt[i] = 0
     xf = x.reshape(x.size)
     gf = gy3.reshape(gy3.size)
-    iy0, iy1 = max(0, -pt), min(ih, hp - pt)  # (cropped where a padding is negative)
-    ix0, ix1 = max(0, -pl), min(iw, wp - pl)
     for n in range(n_img):
         add = 0 if n == 0 else 1
         for g in range(g0, g1):
-            for c in range(cg):  # (unsigned offsets: see gfw_part)
-                src0 = U(((n * c_in + g * cg + c) * ih + iy0) * iw + ix0)
-                dst0 = U(c * plane + (pt + iy0) * wp + pl + ix0)
-                for iy in range(U(iy1 - iy0)):
-                    src, dst = src0 + iy * U(iw), dst0 + iy * U(wp)
-                    for j in range(U(ix1 - ix0)):
-                        xl[dst + j] = xf[src + j]
+            _copy_group(xf, xl, n, g, cg, c_in, ih, iw, pt, pl, hp, wp, plane, wp)  # a plane per channel
             for co in range(U(kg)):  # gy's group transposed: a pixel's kg values together
                 src0 = U((n * c_out + g * kg) * pix) + co * U(pix)
                 for oy in range(U(oh)):

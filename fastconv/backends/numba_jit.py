@@ -589,17 +589,18 @@ def _grouped_grad_weight(gy, x, gw, geom) -> bool:
     False, gw unfinished, where its scratch would pass the memory budget or a value is inf or NaN
     (another kernel then takes the call)."""
     hp, wp = geom.padded_size
+    nslots = _slots(geom.macs)[1]
 
     def sizes(nslots):
         return _implicit.ggw_scratch(geom.groups, geom.c_out // geom.groups, geom.c_in // geom.groups, geom.kh,
                                      geom.kw, geom.oh, wp, hp * wp, nslots, x.itemsize)
 
-    if sizes(_slots(geom.macs)[1])[0] * x.itemsize > call_budget(geom, x.itemsize):
+    if sizes(nslots)[0] * x.itemsize > call_budget(geom, x.itemsize):
         return False
     flags = _run_parts(_implicit.ggw_part, geom.macs, gy.reshape(*gy.shape[:2], -1), x, gw.reshape(geom.c_out, -1),
                        geom.groups, geom.kh, geom.kw, geom.dil_h, geom.pt, geom.pl, wp, hp * wp,
                        workspaces=_workspaces(x.dtype, sizes))
-    return _local.compile_only or not flags[:_slots(geom.macs)[1]].any()
+    return _local.compile_only or not flags[:nslots].any()
 
 
 def _implicit_takes(geom, itemsize) -> bool:
