@@ -53,7 +53,7 @@ def applies(kh, kw, padded, groups, c_in, c_out) -> bool:
     return WIDE and kh == kw == 1 and not padded and groups == 1 and min(c_in, c_out) >= MR
 
 
-def _tile_function(module, bits, rows, taps=False, nv=NV, masked=False):
+def _tile_function(module, bits, rows, taps=False, nv=NV, masked=False, planes=False):
     """The tile as an LLVM function of ``module`` (one per module, dtype and A layout), never
     inlined: inlined into its caller's loops, the caller's live values could take its registers.
     Arguments ``(a, b, c, bias, lda, ldb, ldc, kc, add, addb)``: pointers to the first elements, then
@@ -66,10 +66,14 @@ def _tile_function(module, bits, rows, taps=False, nv=NV, masked=False):
     unused). With ``taps``, two more arguments
     ``(kw, ldr)``: B's steps run in rows of ``kw``, ``ldb`` apart within a row and ``ldr`` from one
     row's first to the next's, so step k reads ``b[(k // kw)*ldr + (k % kw)*ldb + j]`` (a kernel's
-    taps over an image's plane: the implicit forward's). With ``masked``, one more argument ``cols``:
+    taps over an image's plane: the implicit forward's). With ``planes`` too, two more ``(kh, ldp)``:
+    the rows come in planes of ``kh``, ``ldp`` from one plane's first to the next's, so step k reads
+    ``b[(k // (kh*kw))*ldp + (k // kw % kh)*ldr + (k % kw)*ldb + j]`` (every input channel's taps, a
+    plane each, in one call). With ``masked``, one more argument ``cols``:
     only the first ``cols`` columns are read from B and written to C (AVX-512's masked loads and
     stores), so a panel's ragged end runs where it lies, as a whole one does."""
-    name = (f"fastconv_gemm_tile_{'rows' if rows else 'packed'}{'_taps' if taps else ''}_f{bits}_v{nv}"
+    name = (f"fastconv_gemm_tile_{'rows' if rows else 'packed'}{'_taps' if taps else ''}{'_planes' if planes else ''}"
+            f"_f{bits}_v{nv}"
             f"{'_masked' if masked else ''}")
     if name in module.globals:
         return module.globals[name]
@@ -80,7 +84,7 @@ def _tile_function(module, bits, rows, taps=False, nv=NV, masked=False):
     i32 = ir.IntType(32)
     ptr = scalar.as_pointer()
     fn = ir.Function(module, ir.FunctionType(ir.VoidType(), [ptr, ptr, ptr, ptr]
-                                             + [i64] * (6 + 2 * taps + masked)), name=name)
+                                             + [i64] * (6 + 2 * taps + 2 * planes + masked)), name=name)
     fn.linkage = "internal"
     fn.attributes.add("noinline")
     a, b, c, bias, lda, ldb, ldc, kc, add, addb = fn.args[:10]
@@ -105,7 +109,7 @@ def _tile_function(module, bits, rows, taps=False, nv=NV, masked=False):
         vptr = vec.as_pointer()
         mload = _declared(module, f"llvm.masked.load.v{lanes}f{bits}.p0", vec, [vptr, i32, mvec, vec])
         mstore = _declared(module, f"llvm.masked.store.v{lanes}f{bits}.p0", ir.VoidType(), [vec, vptr, i32, mvec])
-        cols = fn.args[10 + 2 * taps]
+        cols = fn.args[10 + 2 * taps + 2 * planes]
         lane = ir.Constant(ir.VectorType(i64, lanes), list(range(lanes)))
         masks = []
         for v in range(nv):
@@ -144,6 +148,11 @@ def _tile_function(module, bits, rows, taps=False, nv=NV, masked=False):
         for v in at:
             v.add_incoming(const(0), entry)
         boff, row, j = at
+        if planes:  # the row within its plane, and the plane's first
+            kh, ldp = fn.args[12:14]
+            rr, first = builder.phi(i64), builder.phi(i64)
+            rr.add_incoming(const(0), entry)
+            first.add_incoming(const(0), entry)
         brow = builder.gep(b, [boff])
     else:
         brow = builder.gep(b, [builder.mul(k, ldb)])
@@ -160,6 +169,13 @@ def _tile_function(module, bits, rows, taps=False, nv=NV, masked=False):
         j1 = builder.add(j, const(1))
         wrap = builder.icmp_signed("==", j1, kw)
         row1 = builder.select(wrap, builder.add(row, ldr), row)
+        if planes:
+            rr1 = builder.add(rr, const(1))
+            next_plane = builder.and_(wrap, builder.icmp_signed("==", rr1, kh))
+            first1 = builder.select(next_plane, builder.add(first, ldp), first)
+            row1 = builder.select(next_plane, first1, row1)
+            rr.add_incoming(builder.select(wrap, builder.select(next_plane, const(0), rr1), rr), loop)
+            first.add_incoming(first1, loop)
         boff.add_incoming(builder.select(wrap, row1, builder.add(boff, ldb)), loop)
         row.add_incoming(row1, loop)
         j.add_incoming(builder.select(wrap, const(0), j1), loop)
@@ -192,26 +208,32 @@ def _declared(module, name, ret, args):
     return module.globals.get(name) or ir.Function(module, ir.FunctionType(ret, args), name=name)
 
 
-def _tile_call(rows, taps=False, nv=NV, masked=False):
+def _tile_call(rows, taps=False, nv=NV, masked=False, planes=False):
     """The intrinsic that calls the tile function:
     ``(a, a0, lda, b, b0, ldb, c, c0, ldc, kc, add, bias, bias0, addb)`` (with ``taps``, then
-    ``kw, ldr``; ``masked``, then ``cols``), 1-D arrays of one float dtype (float32: 16 lanes,
-    float64: 8) with element offsets; ``bias[bias0:bias0 + MR]`` must be readable even when
-    ``addb`` is 0."""
+    ``kw, ldr``; ``planes``, then ``kh, ldp``; ``masked``, then ``cols``), 1-D arrays of one float
+    dtype (float32: 16 lanes, float64: 8) with element offsets; ``bias[bias0:bias0 + MR]`` must be
+    readable even when ``addb`` is 0."""
     def codegen(context, builder, signature, args):
         aa, ia, lda, bb, ib, ldb, cc, ic, ldc, kc, add, bv, iv, addb = args[:14]
 
         def at(ary, aty, off):
             return builder.gep(context.make_array(aty)(context, builder, ary).data, [off])
 
-        fn = _tile_function(builder.module, signature.args[0].dtype.bitwidth, rows, taps, nv, masked)
+        fn = _tile_function(builder.module, signature.args[0].dtype.bitwidth, rows, taps, nv, masked, planes)
         builder.call(fn, [at(aa, signature.args[0], ia), at(bb, signature.args[3], ib),
                           at(cc, signature.args[6], ic), at(bv, signature.args[11], iv),
                           lda, ldb, ldc, kc, add, addb, *args[14:]])
         return context.get_dummy_value()
 
     ip = types.intp
-    if masked and taps:
+    if planes and masked:  # (taps too)
+        def tile(typingctx, a, a0, lda, b, b0, ldb, c, c0, ldc, kc, add, bias, bias0, addb, kw, ldr, kh, ldp, cols):
+            return types.void(a, ip, ip, b, ip, ip, c, ip, ip, ip, ip, bias, ip, ip, ip, ip, ip, ip, ip), codegen
+    elif planes:
+        def tile(typingctx, a, a0, lda, b, b0, ldb, c, c0, ldc, kc, add, bias, bias0, addb, kw, ldr, kh, ldp):
+            return types.void(a, ip, ip, b, ip, ip, c, ip, ip, ip, ip, bias, ip, ip, ip, ip, ip, ip), codegen
+    elif masked and taps:
         def tile(typingctx, a, a0, lda, b, b0, ldb, c, c0, ldc, kc, add, bias, bias0, addb, kw, ldr, cols):
             return types.void(a, ip, ip, b, ip, ip, c, ip, ip, ip, ip, bias, ip, ip, ip, ip, ip), codegen
     elif masked:
@@ -235,6 +257,9 @@ _tile_ragged = _tile_call(rows=False, masked=True)  # A packed, the first ``cols
 _tile_ragged_half = _tile_call(rows=False, nv=1, masked=True)  # ... of at most half a panel
 _tile_taps_ragged = _tile_call(rows=False, taps=True, masked=True)  # a kernel's taps, the first ``cols`` columns
 _tile_taps_ragged_half = _tile_call(rows=False, taps=True, nv=1, masked=True)  # ... of at most half a panel
+_tile_planes = _tile_call(rows=False, taps=True, planes=True)  # every channel's taps, a plane each, in one call
+_tile_planes_ragged = _tile_call(rows=False, taps=True, planes=True, masked=True)  # ... the first ``cols`` columns
+_tile_planes_ragged_half = _tile_call(rows=False, taps=True, planes=True, nv=1, masked=True)  # ... of a half panel
 
 
 def tile_cols(itemsize):
