@@ -284,22 +284,24 @@ def test_a_warm_call_allocates_nothing_in_its_kernels(threads, kwargs):
     x, w, gy = (rng.standard_normal(s).astype(np.float32) for s in (geom.x_shape, geom.w_shape, geom.y_shape))
     arrays = [np.ones(3)] * 5
     five_arrays(*arrays)
-    # Array arguments wrapped per call: the forward kernels take 6 (x, w, bias, y and the two
-    # workspaces), once for a small call (the serial kernel), else once to prepare and once per
-    # slot of work (a thread each; the depthwise kernel prepares nothing); the input gradient runs
-    # them once per stride phase; the weight gradient's 5 once per slot.
-    def slots(macs):
-        return threads if macs >= numba_jit.SERIAL_MAX_MACS else 1
+    # Array arguments wrapped per call: each kernel's (its arrays and the two workspaces), once for
+    # a small call (the serial kernel), else once to prepare, once per slot of work and once to
+    # finish, as ``_run_parts`` runs them (counted by a spy on it: the slots depend on the path)
+    wrappers = []
 
-    def forward_arrays(macs):
-        if numba_jit._depthwise(geom):
-            return 6 * slots(macs)
-        return 6 if slots(macs) == 1 else 6 * (slots(macs) + 1)
+    def spy(part, macs, *args, workspaces, prepare=None, serial=None, finish=None, pieces=1):
+        nthreads, nslots = numba_jit._slots(macs, pieces)
+        arrays = 2 + sum(isinstance(a, np.ndarray) for a in args)
+        if nthreads == 1 and serial is not None:
+            wrappers.append(arrays)
+        else:
+            wrappers.append(arrays * ((prepare is not None) + nslots + (finish is not None and nslots > 1)))
+        return real_run(part, macs, *args, workspaces=workspaces, prepare=prepare, serial=serial, finish=finish,
+                        pieces=pieces)
 
-    phases = geom.sh * geom.sw
-    calls = [(numba_jit.forward, (x, w, geom), forward_arrays(geom.macs)),
-             (numba_jit.grad_weight, (gy, x, geom), 5 * slots(geom.macs)),
-             (numba_jit.grad_input, (gy, w, geom), phases * forward_arrays(geom.macs // phases))]
+    real_run = numba_jit._run_parts
+    calls = [(numba_jit.forward, (x, w, geom)), (numba_jit.grad_weight, (gy, x, geom)),
+             (numba_jit.grad_input, (gy, w, geom))]
     _nrt_python.memsys_enable_stats()
     try:
         with fastconv.threads(threads):
@@ -307,11 +309,15 @@ def test_a_warm_call_allocates_nothing_in_its_kernels(threads, kwargs):
             five_arrays(*arrays)
             per_call = rtsys.get_allocation_stats().alloc - before  # the five arguments' wrappers
             assert per_call % 5 == 0
-            for fn, args, nargs in calls:
+            for fn, args in calls:
                 fn(*args)  # warm: compiled, workspaces grown
+                wrappers.clear()
                 before = rtsys.get_allocation_stats().alloc
-                fn(*args)
-                assert rtsys.get_allocation_stats().alloc - before == nargs * per_call // 5, fn.__name__
+                with pytest.MonkeyPatch.context() as mp:
+                    mp.setattr(numba_jit, "_run_parts", spy)
+                    fn(*args)
+                assert wrappers, fn.__name__
+                assert rtsys.get_allocation_stats().alloc - before == sum(wrappers) * per_call // 5, fn.__name__
     finally:
         _nrt_python.memsys_disable_stats()
 

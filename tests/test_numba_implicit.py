@@ -128,7 +128,8 @@ BUDGET_CASES = [
                  lambda geom, nslots: implicit.Plan(geom, 4, nslots).scratch(nslots)[0],
                  [packed._grad_weight_part], 1e-4, id="weight-gradient"),
     pytest.param((4, 8, 64, 64), (16, 8, 3, 3), 1, "forward", "fw_part",
-                 lambda geom, nslots: implicit.fw_scratch(16, 8, 9, 66 * 66, nslots, 4)[0], None, 1e-4, id="forward"),
+                 lambda geom, _: implicit.fw_scratch(16, 8, 9, 66 * 66, numba_jit._slots(geom.macs, gemm.PIECES)[1],
+                                                     4)[0], None, 1e-4, id="forward"),
     pytest.param((4, 64, 30, 30), (64, 8, 3, 3), 8, "forward", "gfw_part",
                  lambda geom, nslots: implicit.gfw_scratch(8, 8, 8, 9, 32 * 32, 2, nslots, 4)[0], None, 1e-4,
                  id="grouped-forward"),
@@ -199,19 +200,26 @@ def test_the_implicit_product_leaves_its_inputs_alone_and_allocates_nothing_when
     ((64, 1, 28, 28), (32, 1, 5, 5), {}, True),  # MNIST's first layer: 24-pixel rows, one 32-column tile
     ((32, 3, 32, 32), (64, 3, 3, 3), dict(padding=1), True),
     ((2, 8, 48, 48), (8, 8, 3, 3), dict(padding=2, dilation=2), True),
-    ((2, 9, 32, 32), (64, 9, 3, 3), dict(padding=1), False),  # input channels
+    ((2, 9, 32, 32), (64, 9, 3, 3), dict(padding=1), False),  # input channels, over rows
     ((2, 3, 32, 32), (7, 3, 3, 3), dict(padding=1), False),  # output channels: under one tile's rows
-    ((2, 3, 14, 14), (64, 3, 3, 3), dict(padding=1), False),  # 14-pixel rows: 32 columns, 18 of them lost
+    ((2, 3, 14, 14), (64, 3, 3, 3), dict(padding=1), True),  # 14-pixel rows: 222 wide pixels in 7 tiles
+    ((2, 64, 7, 7), (64, 64, 3, 3), dict(padding=1), True),  # 61 wide pixels in 2 tiles, 64 channels
+    ((2, 65, 7, 7), (64, 65, 3, 3), dict(padding=1), False),  # ... 65
+    ((2, 16, 5, 5), (16, 16, 3, 3), {}, False),  # 13 wide pixels for 9: a half tile wastes too much
+    ((2, 16, 9, 9), (16, 16, 3, 3), dict(padding=2, dilation=2), False),  # 113 for 81: likewise
     ((2, 3, 32, 32), (64, 3, 3, 3), dict(stride=2), False),
     ((2, 4, 32, 32), (64, 2, 3, 3), dict(groups=2), False),
     ((0, 3, 32, 32), (64, 3, 3, 3), {}, False),
     ((2, 8, 8, 1024), (8, 8, 3, 1), dict(padding=(1, 0)), None),  # k x 1 over long rows: the columns kernels'
     ((2, 8, 32, 32), (16, 8, 1, 1), {}, None),  # 1x1, 8+ channels each side: the 1x1 products'
 ])
-def test_which_forwards_take_the_implicit_product(x_shape, w_shape, kwargs, takes):
+def test_which_forwards_take_the_implicit_product(monkeypatch, x_shape, w_shape, kwargs, takes):
     geom = Geometry.from_args(x_shape, w_shape, **kwargs)
-    assert implicit.forward_applies(geom, 4) == ((takes is not False) and gemm.WIDE)
-    assert numba_jit._implicit_takes(geom, 4) == (bool(takes) and gemm.WIDE)
+    assert implicit.forward_applies(geom.sh, geom.sw, geom.groups, geom.n, geom.c_in, geom.c_out, geom.oh, geom.ow,
+                                    geom.kw, geom.dil_w, 4) == ((takes is not False) and gemm.WIDE)
+    ran = ran_parts(monkeypatch)
+    fastconv.conv2d(np.ones(x_shape, np.float32), np.ones(w_shape, np.float32), backend="numba", **kwargs)
+    assert (implicit.fw_part in ran) == (bool(takes) and gemm.WIDE)
 
 
 def _expected_y(x, w, b, geom):
@@ -237,6 +245,11 @@ FORWARD_CASES = [
     pytest.param((2, 8, 16, 30), (16, 8, 3, 3), dict(padding=2, dilation=2), id="dilated"),
     pytest.param((1, 3, 5, 24), (9, 3, 1, 1), {}, id="1x1"),  # (3 channels: not the 1x1 products' call)
     pytest.param((3, 4, 50), (16, 4, 5), dict(padding=2), id="1d"),
+    # wide pixels: two tiles (the second masked) with output channels past whole tiles, a half
+    # tile, uneven padding
+    pytest.param((3, 24, 7, 7), (20, 24, 3, 3), dict(padding=1), id="wide"),
+    pytest.param((2, 8, 3, 4), (8, 8, 3, 3), dict(padding=1), id="wide-half-tile"),
+    pytest.param((2, 16, 7, 8), (16, 16, 3, 3), dict(padding=((2, 0), (1, 1))), id="wide-uneven-padding"),
 ]
 FORWARD = {3: fastconv.conv1d, 4: fastconv.conv2d}
 
@@ -309,7 +322,8 @@ def test_the_implicit_forward_leaves_its_inputs_alone_and_allocates_nothing_when
     with fastconv.threads(2):
         numba_jit.forward(x, w, geom, b)  # warm: compiled, workspaces grown
         counts = array_wrappers(((numba_jit.forward, (x, w, geom, b)),))
-    assert counts == [6 * 3]  # the wrappers of the 6 array arguments of prepare and of each slot (2)
+    # the wrappers of the 6 array arguments of prepare and of each slot (PIECES a thread)
+    assert counts == [6 * (1 + 2 * gemm.PIECES)]
     assert all(np.array_equal(a, c) for a, c in zip((x, w, b), copies))
 
 

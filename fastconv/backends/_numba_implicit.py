@@ -28,13 +28,16 @@ against the packed kernels' 56-66, 14x14 C=256 22-28 against 39-43, 28x28 C=128 
 30-33, 56x56 C=64 27-29 against 27-31.
 
 The forward: rows are output channels, columns an output row's pixels, and the reduction runs over
-(input channel, ky, kx): for each input channel, one call of the tile's ``taps`` variant, whose B
-steps run along a kernel row (``dil_w`` apart) and wrap to the next (``dil_h`` padded rows on), so
-the tile's sums stay in registers over all kh*kw taps. A tile is 32 (float32) pixels wide: an
-output row of 24 takes one, with 8 columns lost (``FW_MAX_WASTE``). Measured (2 threads, float32,
-same run as torch): MNIST's first layer (N=64, 1 -> 32 channels, 5x5, 28x28) 1.2-1.4x torch's
-time, against 1.9-2.0x for the packed kernels; N=32, 3 -> 64 channels, 3x3, 32x32: 0.6-0.9x,
-against 1.5x.
+(input channel, ky, kx), all of it in one call of the tile's ``planes`` variant, whose B steps run
+along a kernel row (``dil_w`` apart), wrap to the next (``dil_h`` padded rows on) and, every kh
+rows, to the next channel's plane, so the tile's sums stay in registers throughout. A tile is 32
+(float32) pixels wide: an output row of 24 takes one, with 8 columns lost (``FW_MAX_WASTE``).
+Measured (2 threads, float32, same run as torch): MNIST's first layer (N=64, 1 -> 32 channels,
+5x5, 28x28) 1.2-1.4x torch's time, against 1.9-2.0x for the packed kernels; N=32, 3 -> 64
+channels, 3x3, 32x32: 0.6-0.9x, against 1.5x. On small images (7x7 to 14x14), whose rows would
+fill a quarter to a half of a tile, the columns are the image's wide pixels instead (as the weight
+gradient's), and up to 64 input channels (``FW_WIDE_MAX_CHANNELS``); the stride-1 input gradient
+takes the same kernel.
 """
 
 import functools
@@ -46,6 +49,9 @@ from ._numba_gemm import (
     KC,
     MR,
     _nr,
+    _tile_planes,
+    _tile_planes_ragged,
+    _tile_planes_ragged_half,
     _tile_rows,
     _tile_rows_half,
     _tile_taps,
@@ -76,21 +82,52 @@ def applies(geom) -> bool:
             and geom.c_in >= MIN_CHANNELS and geom.c_out >= MIN_OUT_CHANNELS)
 
 
-# The forward: input channels up to which one tile call per channel (kh*kw steps, C loaded and
-# stored between calls) beats the packed kernels, and the most columns a tile may compute past an
-# output row's end, as a fraction of the row (a 24-pixel row takes one 32-column tile: 1/3)
+# The forward: input channels up to which its tiles beat the packed kernels, and the most columns
+# a tile may compute past an output row's end, as a fraction of the row (a 24-pixel row takes one
+# 32-column tile: 1/3)
 FW_MAX_CHANNELS = 8
 FW_MAX_WASTE = 1 / 3
+# ... and on small images, whose rows fill few of a tile's columns, over wide pixels: up to this
+# many input channels, where the wide pixels waste at most FW_WIDE_MAX_WASTE of the tiles' columns
+# (7x7, padded: 61 wide pixels for 49, in two tiles of 32). Two threads, float32, N=32, 3x3 padded,
+# forward ms, wide pixels / the kernels that ran before (packed) / winograd, 11 interleaved rounds:
+# 7x7 C=16 0.26 / 0.30 / 0.52, C=32 0.44 / 0.69 / 0.66, C=48 0.75 / 1.30 / 0.86, C=64 1.12 / 1.31 /
+# 1.25 (N=8 0.47 / 0.61 / 0.67), C=128 4.67 / 3.90 / 4.12; 10x10 C=32 0.72 / 1.00 / 0.77, C=64 2.11 /
+# 3.13 / 1.57; 14x14 C=32 1.17 / 1.52 / 1.45, C=64 3.93 / 5.04 / 3.22. (auto keeps winograd from 64
+# channels: ``winograd.TILED_MIN_CHANNELS``.)
+FW_WIDE_MAX_CHANNELS = 64
+FW_WIDE_MAX_WASTE = 0.5
 
 
-def forward_applies(geom, itemsize) -> bool:
-    """Whether a 2-D forward call takes ``fw_part``: stride 1, one group, few input channels, a
-    tile's rows of output channels or more, output rows that fill their tiles well, on a CPU with
-    AVX-512."""
-    nr = _gemm.NV * 64 // itemsize
-    ow = geom.ow
-    return (_gemm.WIDE and geom.n * geom.oh * ow > 0 and (geom.sh, geom.sw) == (1, 1) and geom.groups == 1
-            and geom.c_in <= FW_MAX_CHANNELS and geom.c_out >= MR and -(-ow // nr) * nr <= (1 + FW_MAX_WASTE) * ow)
+def forward_applies(sh, sw, groups, n, c_in, c_out, oh, ow, kw, dil_w, itemsize) -> bool:
+    """Whether a 2-D forward call (``n`` images of ``oh x ow`` outputs, a kernel ``kw`` wide) takes
+    ``fw_part``: stride 1, one group, a tile's rows of output channels or more, on a CPU with
+    AVX-512; few input channels and output rows that fill their tiles well, or (``forward_wide``)
+    up to ``FW_WIDE_MAX_CHANNELS`` over small images."""
+    if not (_gemm.WIDE and n * oh * ow > 0 and (sh, sw) == (1, 1) and groups == 1 and c_out >= MR):
+        return False
+    by_rows, wide = _fw_fill(oh, ow, kw, dil_w, itemsize)
+    if by_rows:
+        return c_in <= FW_MAX_CHANNELS
+    return wide and c_in <= FW_WIDE_MAX_CHANNELS
+
+
+def forward_wide(oh, ow, kw, dil_w, itemsize) -> bool:
+    """Whether ``fw_part`` runs over wide pixels: where output rows fill their tiles poorly and the
+    wide pixels well (``_fw_fill``)."""
+    by_rows, wide = _fw_fill(oh, ow, kw, dil_w, itemsize)
+    return wide and not by_rows
+
+
+def _fw_fill(oh, ow, kw, dil_w, itemsize):
+    """Whether an image's output fills ``fw_part``'s tiles well ``(by rows, by wide pixels)``: at most
+    ``FW_MAX_WASTE`` and ``FW_WIDE_MAX_WASTE`` of their columns past it, a half-width tile counted
+    half."""
+    nr = tile_cols(itemsize)
+    k_img = (oh - 1) * (ow + (kw - 1) * dil_w) + ow
+    whole, left = divmod(k_img, nr)
+    wide = whole * nr + (0 if not left else nr // 2 if 2 * left <= nr else nr)
+    return (oh * -(-ow // nr) * nr <= (1 + FW_MAX_WASTE) * oh * ow, wide <= (1 + FW_WIDE_MAX_WASTE) * oh * ow)
 
 
 class Plan:
@@ -234,41 +271,45 @@ def gw_part(gy3, x, gw2, kh, kw, dil_h, dil_w, pt, pl, wp, plane, k_img, group, 
 
 
 @functools.lru_cache(maxsize=1024)  # every call asks, and the Numba helpers below cost ~1 us from Python
-def fw_scratch(c_out, c_in, taps, plane, nslots, itemsize):
+def fw_scratch(c_out, c_in, taps, plane, nslots, itemsize, wide_px=0):
     """Float workspace elements of ``fw_part``: A packed and the bias padded to whole tiles (shared),
     and per slot an image's padded planes (with a tile's columns of slack past the last: the last
-    tile reads past its image) and a scratch tile."""
+    tile reads past its image), a scratch tile and, over ``wide_px`` wide pixels, an image's output
+    in wide pixels."""
     mp = _whole_rows(c_out)
-    return _aligned(mp * c_in * taps) + _aligned(mp) + nslots * sum(_fw_slot(c_in, plane, tile_cols(itemsize))), 0
+    slot = sum(_fw_slot(c_in, plane, tile_cols(itemsize), mp * wide_px))
+    return _aligned(mp * c_in * taps) + _aligned(mp) + nslots * slot, 0
 
 
 @njit(inline="always", **_JIT)
-def _fw_slot(c_in, plane, nr):  # pragma: no cover
-    """A slot's padded planes and its scratch tile, in elements."""
-    return _aligned(c_in * plane + 2 * nr), _aligned(MR * nr)
+def _fw_slot(c_in, plane, nr, wide):  # pragma: no cover
+    """A slot's padded planes, its scratch tile and its wide output, in elements."""
+    return _aligned(c_in * plane + 2 * nr), _aligned(MR * nr), _aligned(wide)
 
 
 @njit(inline="always", **_JIT)
-def _fw_views(w, plane, nthreads, fws, slot):  # pragma: no cover
+def _fw_views(w, plane, wide, nthreads, fws, slot):  # pragma: no cover
     """``fw_part``'s workspace, laid out as ``fw_scratch`` sizes it: A packed and the padded bias
-    (shared), and slot ``slot``'s padded planes and scratch tile."""
+    (shared), and slot ``slot``'s padded planes, scratch tile and wide output (``wide`` elements)."""
     c_out, c_in, kh, kw = w.shape
     mp = _whole_rows(c_out)
     asize = _aligned(mp * c_in * kh * kw)
-    xsize, tsize = _fw_slot(c_in, plane, _nr(fws))
-    own = asize + _aligned(mp) + slot * (xsize + tsize)
-    return fws[:asize], fws[asize:asize + mp], fws[own:own + xsize], fws[own + xsize:own + xsize + MR * _nr(fws)]
+    xsize, tsize, wsize = _fw_slot(c_in, plane, _nr(fws), wide)
+    own = asize + _aligned(mp) + slot * (xsize + tsize + wsize)
+    tile = own + xsize
+    return (fws[:asize], fws[asize:asize + mp], fws[own:tile], fws[tile:tile + MR * _nr(fws)],
+            fws[tile + tsize:tile + tsize + wide])
 
 
 @njit(**_JIT)
-def fw_prepare(x, w, bias, y3, dil_h, dil_w, pt, pl, wp, plane, nthreads, fws, iws):  # pragma: no cover
+def fw_prepare(x, w, bias, y3, dil_h, dil_w, pt, pl, wp, plane, wide, nthreads, fws, iws):  # pragma: no cover
     """A (w, rows output channels, steps (ci, ky, kx)) packed in panels of MR rows,
     ``ap[ip*K*MR + k*MR + r]``, zero rows past w's; the bias padded to whole panels."""
     c_out, c_in, kh, kw = w.shape
     k = c_in * kh * kw
     mp = _whole_rows(c_out)
     wm = w.reshape(c_out, k)
-    ap, bias_p, _, _ = _fw_views(w, plane, nthreads, fws, 0)
+    ap, bias_p, _, _, _ = _fw_views(w, plane, 0, nthreads, fws, 0)
     for ip in range(mp // MR):
         for kk in range(k):
             for r in range(MR):
@@ -279,24 +320,30 @@ def fw_prepare(x, w, bias, y3, dil_h, dil_w, pt, pl, wp, plane, nthreads, fws, i
 
 
 @njit(**_JIT)
-def fw_part(x, w, bias, y3, dil_h, dil_w, pt, pl, wp, plane, nthreads, fws, iws, slot):  # pragma: no cover
+def fw_part(x, w, bias, y3, dil_h, dil_w, pt, pl, wp, plane, wide, nthreads, fws, iws, slot):  # pragma: no cover
     """This slot's share of the images: y3[n, co, oy*ow + ox] = sum over (ci, ky, kx) of
     w[co, ci, ky, kx] * xp[n, ci, (oy + ky*dil_h)*wp + ox + kx*dil_w] + bias[co], a tile of MR
-    output channels x ``nr`` pixels of one output row at a time, one call of kh*kw steps per input
-    channel: B is the padded plane where it lies, from the tile's first pixel on.
+    output channels x ``nr`` pixels at a time, every (ci, ky, kx) step in one call of the tile's
+    ``planes`` variant: B is the padded planes where they lie, from the tile's first pixel on.
 
-    The tile is written straight into y: where the row ends within it, its last columns spill into
-    the next row of the same channels, which a later tile overwrites (rows go in order). Only a
-    plane's last row, and a panel of fewer than MR channels, go through the scratch tile, whose
-    spill would land in other channels."""
+    The tile's pixels are either ``nr`` of one output row (``wide`` 0), written straight into y:
+    where the row ends within the tile, its last columns spill into the next row of the same
+    channels, which a later tile overwrites (rows go in order); only a tile that would pass the
+    plane's end (its last row's), and a panel of fewer than MR channels, go through the scratch
+    tile, whose spill would land in other channels. Or (``wide`` 1: small images, whose rows would
+    fill few of a tile's columns) ``nr`` wide pixels ``q = oy*wp + ox``, running on over the
+    padding's columns from one row to the next, into the slot's wide output, whose pixels inside the
+    output are copied into y once the image is done."""
     n_img, c_in = x.shape[0], x.shape[1]
     c_out, _, kh, kw = w.shape
     ow = wp - (kw - 1) * dil_w
     pix = y3.shape[2]
     oh = pix // ow
+    k_img = (oh - 1) * wp + ow  # wide pixels up to the output's last
     mp = _whole_rows(c_out)
     nr = _nr(fws)
-    ap, bias_p, xl, ct = _fw_views(w, plane, nthreads, fws, slot)
+    k = c_in * kh * kw
+    ap, bias_p, xl, ct, yw = _fw_views(w, plane, mp * k_img if wide else 0, nthreads, fws, slot)
     yf = y3.reshape(-1)
     share = (n_img + nthreads - 1) // nthreads
     n0 = min(slot * share, n_img)
@@ -308,15 +355,28 @@ def fw_part(x, w, bias, y3, dil_h, dil_w, pt, pl, wp, plane, nthreads, fws, iws,
         _pad_images(x, n, 1, pt, pl, c_in, wp, plane, xl)
         for ip in range(mp // MR):
             i0 = ip * MR
+            a0 = ip * k * MR
             rows = min(MR, c_out - i0)
+            if wide:
+                for q0 in range(0, k_img, nr):
+                    cols = min(nr, k_img - q0)
+                    c0 = i0 * k_img + q0
+                    if cols == nr:
+                        _tile_planes(ap, a0, 0, xl, q0, dil_w, yw, c0, k_img, k, 0, bias_p, i0, addb, kw, dil_h * wp,
+                                     kh, plane)
+                    elif 2 * cols <= nr:
+                        _tile_planes_ragged_half(ap, a0, 0, xl, q0, dil_w, yw, c0, k_img, k, 0, bias_p, i0, addb, kw,
+                                                 dil_h * wp, kh, plane, cols)
+                    else:
+                        _tile_planes_ragged(ap, a0, 0, xl, q0, dil_w, yw, c0, k_img, k, 0, bias_p, i0, addb, kw,
+                                            dil_h * wp, kh, plane, cols)
+                continue
             for oy in range(oh):
                 for ox0 in range(0, ow, nr):
-                    direct = rows == MR and (oy < oh - 1 or ox0 + nr <= ow)
+                    direct = rows == MR and oy * ow + ox0 + nr <= pix  # (a spill within the plane)
                     dst, c0, ldc = (yf, (n * c_out + i0) * pix + oy * ow + ox0, pix) if direct else (ct, 0, nr)
-                    for ci in range(c_in):
-                        _tile_taps(ap, (ip * c_in + ci) * kh * kw * MR, 0, xl, ci * plane + oy * wp + ox0, dil_w,
-                                   dst, c0, ldc, kh * kw, 1 if ci else 0, bias_p, i0, 0 if ci else addb, kw,
-                                   dil_h * wp)
+                    _tile_planes(ap, a0, 0, xl, oy * wp + ox0, dil_w, dst, c0, ldc, k, 0, bias_p, i0, addb, kw,
+                                 dil_h * wp, kh, plane)
                     if not direct:
                         cols = min(nr, ow - ox0)
                         for r in range(rows):
@@ -324,13 +384,20 @@ def fw_part(x, w, bias, y3, dil_h, dil_w, pt, pl, wp, plane, nthreads, fws, iws,
                             tile = ct[r * nr:r * nr + cols]
                             for j in range(cols):
                                 out[j] = tile[j]
+        if wide:  # the image's output pixels out of its wide ones
+            for co in range(c_out):
+                for oy in range(oh):  # (views indexed from 0: see _pad_images)
+                    out = yf[(n * c_out + co) * pix + oy * ow:(n * c_out + co) * pix + (oy + 1) * ow]
+                    src = yw[co * k_img + oy * wp:co * k_img + oy * wp + ow]
+                    for ox in range(ow):
+                        out[ox] = src[ox]
 
 
 @njit(**_JIT)
-def fw_serial(x, w, bias, y3, dil_h, dil_w, pt, pl, wp, plane, nthreads, fws, iws):  # pragma: no cover
+def fw_serial(x, w, bias, y3, dil_h, dil_w, pt, pl, wp, plane, wide, nthreads, fws, iws):  # pragma: no cover
     """A one-slot call's ``fw_prepare`` and ``fw_part`` in one dispatch."""
-    fw_prepare(x, w, bias, y3, dil_h, dil_w, pt, pl, wp, plane, 1, fws, iws)
-    fw_part(x, w, bias, y3, dil_h, dil_w, pt, pl, wp, plane, 1, fws, iws, 0)
+    fw_prepare(x, w, bias, y3, dil_h, dil_w, pt, pl, wp, plane, wide, 1, fws, iws)
+    fw_part(x, w, bias, y3, dil_h, dil_w, pt, pl, wp, plane, wide, 1, fws, iws, 0)
 
 
 # -- the forward of grouped layers of few channels a group (ResNeXt's) ---------------------------

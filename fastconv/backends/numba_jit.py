@@ -605,23 +605,30 @@ def _grouped_grad_weight(gy, x, gw, geom) -> bool:
 
 def _implicit_takes(geom, itemsize) -> bool:
     """Whether the implicit forward takes the call: where it applies, but for the calls of the 1x1
-    products and of the columns kernels (which read the input in place too)."""
-    return (_implicit.forward_applies(geom, itemsize) and not matrix_product(geom)
-            and not _cols.applies(geom.kw, geom.sh, geom.sw, geom.pl, geom.iw, geom.ow))
+    products and of the columns kernels (which read the input in place too). The forward only: in
+    the input gradient, which it applies to by the image's size, ``fastconv.dask``'s chunks would
+    take it where the whole array's call does not, or the reverse, and sum gx in another order
+    (``tests/test_dask.py`` checks the same bits)."""
+    return (_implicit.forward_applies(geom.sh, geom.sw, geom.groups, geom.n, geom.c_in, geom.c_out, geom.oh, geom.ow,
+                                      geom.kw, geom.dil_w, itemsize)
+            and not matrix_product(geom) and not _cols.applies(geom.kw, geom.sh, geom.sw, geom.pl, geom.iw, geom.ow))
 
 
 def _implicit_forward(x, w, bias, y, geom) -> bool:
-    """y as an implicit matrix product on the register tiles (``_numba_implicit``); False, y
-    unwritten, where its scratch would pass the memory budget (the packed kernels then take it)."""
+    """y as an implicit matrix product on the register tiles (``_numba_implicit.fw_part``, by rows or
+    by wide pixels); False, y unwritten, where its scratch would pass the memory budget (the packed
+    kernels then take it)."""
     hp, wp = geom.padded_size
-    nslots = _slots(geom.macs)[1]
-    need = _implicit.fw_scratch(geom.c_out, geom.c_in, geom.kh * geom.kw, hp * wp, nslots, x.itemsize)
+    nslots = _slots(geom.macs, _gemm.PIECES)[1]
+    wide = _implicit.forward_wide(geom.oh, geom.ow, geom.kw, geom.dil_w, x.itemsize)
+    need = _implicit.fw_scratch(geom.c_out, geom.c_in, geom.kh * geom.kw, hp * wp, nslots, x.itemsize,
+                                (geom.oh - 1) * wp + geom.ow if wide else 0)
     if need[0] * x.itemsize > call_budget(geom, x.itemsize):
         return False
     _run_parts(_implicit.fw_part, geom.macs, x, w, _no_bias(x.dtype) if bias is None else bias,
-               y.reshape(*y.shape[:2], -1), geom.dil_h, geom.dil_w, geom.pt, geom.pl, wp, hp * wp,
+               y.reshape(*y.shape[:2], -1), geom.dil_h, geom.dil_w, geom.pt, geom.pl, wp, hp * wp, int(wide),
                workspaces=_workspaces(x.dtype, lambda _: need), prepare=_implicit.fw_prepare,
-               serial=_implicit.fw_serial)
+               serial=_implicit.fw_serial, pieces=_gemm.PIECES)
     return True
 
 
