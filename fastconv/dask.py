@@ -30,8 +30,13 @@ unbatched input are transposed / expanded lazily around the same computation.
 
 Results equal fastconv's in-memory functions on the computed arrays (``backend="auto"`` is resolved
 once, on the whole array's geometry, so every chunk runs the backend the in-memory call would).
-The forward pass and the input gradient are the same bits with the numba backend, whose order of
-terms per element does not depend on the array's extent; backends built on BLAS (im2col, the
+The forward pass and the input gradient are the same bits with the numba backend where every
+chunk runs the kernel the whole array's call runs, as its order of terms per element does not
+depend on the array's extent otherwise; one kernel is chosen by the image's size, the implicit
+forward of stride-1 layers with at least 8 output channels and up to 8 input channels (or 64
+where the output rows would fill under three quarters of its 32-column tiles: 7x7 to 20x20
+images), so chunks of such a layer cut narrower or wider than the whole may differ from it in the
+last bits. Backends built on BLAS (im2col, the
 reference's tensordot) may differ in the last bits, as BLAS picks its kernels by the matrices'
 sizes. The weight and bias gradients, sums in another order, agree to float rounding.
 
