@@ -215,8 +215,7 @@ def test_the_implicit_product_leaves_its_inputs_alone_and_allocates_nothing_when
 ])
 def test_which_forwards_take_the_implicit_product(monkeypatch, x_shape, w_shape, kwargs, takes):
     geom = Geometry.from_args(x_shape, w_shape, **kwargs)
-    assert implicit.forward_applies(geom.sh, geom.sw, geom.groups, geom.n, geom.c_in, geom.c_out, geom.oh, geom.ow,
-                                    geom.kw, geom.dil_w, 4) == ((takes is not False) and gemm.WIDE)
+    assert implicit.forward_applies(geom, 4) == ((takes is not False) and gemm.WIDE)
     ran = ran_parts(monkeypatch)
     fastconv.conv2d(np.ones(x_shape, np.float32), np.ones(w_shape, np.float32), backend="numba", **kwargs)
     assert (implicit.fw_part in ran) == (bool(takes) and gemm.WIDE)

@@ -36,8 +36,8 @@ Measured (2 threads, float32, same run as torch): MNIST's first layer (N=64, 1 -
 5x5, 28x28) 1.2-1.4x torch's time, against 1.9-2.0x for the packed kernels; N=32, 3 -> 64
 channels, 3x3, 32x32: 0.6-0.9x, against 1.5x. On small images (7x7 to 14x14), whose rows would
 fill a quarter to a half of a tile, the columns are the image's wide pixels instead (as the weight
-gradient's), and up to 64 input channels (``FW_WIDE_MAX_CHANNELS``); the stride-1 input gradient
-takes the same kernel.
+gradient's), and up to 64 input channels (``FW_WIDE_MAX_CHANNELS``). The forward only: the input
+gradient keeps its kernels (see ``numba_jit._implicit_takes``).
 """
 
 import functools
@@ -99,32 +99,33 @@ FW_WIDE_MAX_CHANNELS = 64
 FW_WIDE_MAX_WASTE = 0.5
 
 
-def forward_applies(sh, sw, groups, n, c_in, c_out, oh, ow, kw, dil_w, itemsize) -> bool:
-    """Whether a 2-D forward call (``n`` images of ``oh x ow`` outputs, a kernel ``kw`` wide) takes
-    ``fw_part``: stride 1, one group, a tile's rows of output channels or more, on a CPU with
-    AVX-512; few input channels and output rows that fill their tiles well, or (``forward_wide``)
-    up to ``FW_WIDE_MAX_CHANNELS`` over small images."""
-    if not (_gemm.WIDE and n * oh * ow > 0 and (sh, sw) == (1, 1) and groups == 1 and c_out >= MR):
+def forward_applies(geom, itemsize) -> bool:
+    """Whether a 2-D forward call takes ``fw_part``: stride 1, one group, a tile's rows of output
+    channels or more, on a CPU with AVX-512; few input channels and output rows that fill their
+    tiles well, or (``forward_wide``) up to ``FW_WIDE_MAX_CHANNELS`` over small images."""
+    if not (_gemm.WIDE and geom.n * geom.oh * geom.ow > 0 and (geom.sh, geom.sw) == (1, 1) and geom.groups == 1
+            and geom.c_out >= MR):
         return False
-    by_rows, wide = _fw_fill(oh, ow, kw, dil_w, itemsize)
+    by_rows, wide = _fw_fill(geom, itemsize)
     if by_rows:
-        return c_in <= FW_MAX_CHANNELS
-    return wide and c_in <= FW_WIDE_MAX_CHANNELS
+        return geom.c_in <= FW_MAX_CHANNELS
+    return wide and geom.c_in <= FW_WIDE_MAX_CHANNELS
 
 
-def forward_wide(oh, ow, kw, dil_w, itemsize) -> bool:
+def forward_wide(geom, itemsize) -> bool:
     """Whether ``fw_part`` runs over wide pixels: where output rows fill their tiles poorly and the
     wide pixels well (``_fw_fill``)."""
-    by_rows, wide = _fw_fill(oh, ow, kw, dil_w, itemsize)
+    by_rows, wide = _fw_fill(geom, itemsize)
     return wide and not by_rows
 
 
-def _fw_fill(oh, ow, kw, dil_w, itemsize):
+def _fw_fill(geom, itemsize):
     """Whether an image's output fills ``fw_part``'s tiles well ``(by rows, by wide pixels)``: at most
     ``FW_MAX_WASTE`` and ``FW_WIDE_MAX_WASTE`` of their columns past it, a half-width tile counted
     half."""
     nr = tile_cols(itemsize)
-    k_img = (oh - 1) * (ow + (kw - 1) * dil_w) + ow
+    oh, ow = geom.oh, geom.ow
+    k_img = (oh - 1) * (ow + (geom.kw - 1) * geom.dil_w) + ow
     whole, left = divmod(k_img, nr)
     wide = whole * nr + (0 if not left else nr // 2 if 2 * left <= nr else nr)
     return (oh * -(-ow // nr) * nr <= (1 + FW_MAX_WASTE) * oh * ow, wide <= (1 + FW_WIDE_MAX_WASTE) * oh * ow)

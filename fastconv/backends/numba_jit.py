@@ -609,9 +609,8 @@ def _implicit_takes(geom, itemsize) -> bool:
     the input gradient, which it applies to by the image's size, ``fastconv.dask``'s chunks would
     take it where the whole array's call does not, or the reverse, and sum gx in another order
     (``tests/test_dask.py`` checks the same bits)."""
-    return (_implicit.forward_applies(geom.sh, geom.sw, geom.groups, geom.n, geom.c_in, geom.c_out, geom.oh, geom.ow,
-                                      geom.kw, geom.dil_w, itemsize)
-            and not matrix_product(geom) and not _cols.applies(geom.kw, geom.sh, geom.sw, geom.pl, geom.iw, geom.ow))
+    return (_implicit.forward_applies(geom, itemsize) and not matrix_product(geom)
+            and not _cols.applies(geom.kw, geom.sh, geom.sw, geom.pl, geom.iw, geom.ow))
 
 
 def _implicit_forward(x, w, bias, y, geom) -> bool:
@@ -620,7 +619,7 @@ def _implicit_forward(x, w, bias, y, geom) -> bool:
     kernels then take it)."""
     hp, wp = geom.padded_size
     nslots = _slots(geom.macs, _gemm.PIECES)[1]
-    wide = _implicit.forward_wide(geom.oh, geom.ow, geom.kw, geom.dil_w, x.itemsize)
+    wide = _implicit.forward_wide(geom, x.itemsize)
     need = _implicit.fw_scratch(geom.c_out, geom.c_in, geom.kh * geom.kw, hp * wp, nslots, x.itemsize,
                                 (geom.oh - 1) * wp + geom.ow if wide else 0)
     if need[0] * x.itemsize > call_budget(geom, x.itemsize):
