@@ -34,6 +34,7 @@ class Plan:
     dtype: np.dtype  # the result's dtype
     precision: str  # the caller's precision level: a task's thread would otherwise see the default
     threads: int | None  # the caller's fastconv thread count (None: every core)
+    choices: object = None  # the backend's choices by size on the whole array (``whole_choices``), or None
 
 
 def assemble(arrays, window: Window, dtype) -> np.ndarray:
@@ -81,11 +82,14 @@ def task_threads(budget: int | None) -> int | None:
 
 @contextlib.contextmanager
 def _running(plan: Plan):
-    """The plan's precision and this task's share of the threads around one fastconv call; NaN and
-    inf propagate silently, as in ``fastconv``'s own functions."""
+    """The plan's precision, its backend's choices by the whole array's size and this task's share
+    of the threads around one fastconv call; NaN and inf propagate silently, as in ``fastconv``'s
+    own functions."""
     n = task_threads(plan.threads)
     counted = contextlib.nullcontext() if n == _threads.requested() else fastconv.threads(n)
-    with counted, precision(plan.precision), np.errstate(invalid="ignore", over="ignore"):
+    chosen = (contextlib.nullcontext() if plan.choices is None
+              else backends.get(plan.backend).choosing_as(plan.choices))
+    with counted, chosen, precision(plan.precision), np.errstate(invalid="ignore", over="ignore"):
         yield
 
 

@@ -28,17 +28,15 @@ Padding modes other than zeros pad the dask array itself once (border rows joini
 and fold the border's gradient back, in fastconv's order of additions. Channels-last layouts and
 unbatched input are transposed / expanded lazily around the same computation.
 
-Results equal fastconv's in-memory functions on the computed arrays (``backend="auto"`` is resolved
-once, on the whole array's geometry, so every chunk runs the backend the in-memory call would).
-The forward pass and the input gradient are the same bits with the numba backend where every
-chunk runs the kernel the whole array's call runs, as its order of terms per element does not
-depend on the array's extent otherwise; one kernel is chosen by the image's size, the implicit
-forward of stride-1 layers with at least 8 output channels and up to 8 input channels (or 64
-where the output rows would fill under three quarters of its 32-column tiles: 7x7 to 20x20
-images), so chunks of such a layer cut narrower or wider than the whole may differ from it in the
-last bits. Backends built on BLAS (im2col, the
-reference's tensordot) may differ in the last bits, as BLAS picks its kernels by the matrices'
-sizes. The weight and bias gradients, sums in another order, agree to float rounding.
+Results equal fastconv's in-memory functions on the computed arrays. ``backend="auto"`` is resolved
+once, on the whole array's geometry, so every chunk runs the backend the in-memory call would; so
+are the kernels a backend picks by the array's size (its ``whole_choices``, run in each task under
+its ``choosing_as``): numba's implicit forward, for one, which also runs stride-1 input gradients
+and takes a call by the image's size. The forward pass and the input gradient are then the same
+bits with the numba backend, as its order of terms per element does not depend on the array's
+extent otherwise. Backends built on BLAS (im2col, the reference's tensordot) may differ in the last
+bits, as BLAS picks its kernels by the matrices' sizes. The weight and bias gradients, sums in
+another order, agree to float rounding.
 
 Threads: each task runs fastconv on its share of the cores: one thread on a ``dask.distributed``
 worker (dask's own convention) or in a thread of the local threaded scheduler (one thread per core
@@ -57,7 +55,7 @@ from dask.highlevelgraph import HighLevelGraph
 
 import fastconv
 
-from . import _dask_padding, _dask_tasks, _padmodes, _threads
+from . import _dask_padding, _dask_tasks, _padmodes, _threads, backends
 from ._dask_graph import Axis, Gatherer, edges, spans
 from ._precision import get_precision
 from .api import LAYOUTS
@@ -103,8 +101,9 @@ class _Call:
             geom = self.pad.geometry(geom)
         self.axes = [Axis(*a, *p, o, origin) for *a, p, o, origin in zip(
             geom.in_size, geom.kernel, geom.stride, geom.dilation, geom.padding, geom.out_size, origins)]
+        whole = getattr(backends.get(name), "whole_choices", None)  # what it chooses by the whole array's size
         self.plan = _dask_tasks.Plan(nd, geom.stride, geom.dilation, geom.groups, name, self.dtype, get_precision(),
-                                     _threads.requested())
+                                     _threads.requested(), whole and whole(geom, self.dtype))
         self.out_bounds = [a.out_edges(edges(c)) for a, c in zip(self.axes, self.x.chunks[2:])]
 
     def to_internal(self, arr):

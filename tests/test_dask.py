@@ -18,6 +18,7 @@ import fastconv  # noqa: E402
 import fastconv.dask as fcd  # noqa: E402
 from fastconv import _dask_tasks  # noqa: E402
 from fastconv._dask_graph import cut  # noqa: E402
+from fastconv.geometry import Geometry  # noqa: E402
 
 EXACT = "numba"  # its per-element order of terms does not depend on the array's extent: same bits
 rng = np.random.default_rng(14)
@@ -179,6 +180,21 @@ def test_each_task_gets_its_share_of_threads():
         thread.start()
         thread.join()
     assert seen[-1] == fastconv._threads._all_cores()
+
+
+# numba's implicit forward (which runs stride-1 input gradients too) sums in another order than its
+# other kernels and takes a call by the image's size: chunks cut to another size run the whole
+# array's choice. Whole: the packed kernels, where the chunks' 8x8 images would take the implicit
+# forward; and the implicit forward over 7x7 wide pixels, where the chunks' 3x3 would not.
+@pytest.mark.parametrize("shape, chunks", [((2, 16, 32, 32), (1, 16, 8, 8)), ((4, 16, 7, 7), (1, 16, 3, 3))],
+                         ids=["whole-packed", "whole-implicit"])
+def test_kernels_chosen_by_size_follow_the_whole_array(shape, chunks):
+    numba_jit = pytest.importorskip("fastconv.backends.numba_jit")
+    x, w = rng.standard_normal(shape), rng.standard_normal((16, 16, 3, 3))
+    whole = numba_jit.whole_choices(Geometry.from_args(shape, w.shape, padding=1), np.float64)
+    window = numba_jit.whole_choices(Geometry.from_args((1, 16, chunks[2] + 2, chunks[3] + 2), w.shape), np.float64)
+    assert whole != window or not numba_jit._gemm.WIDE  # (the implicit forward needs AVX-512)
+    _check(*_run(2, x, w, rng.standard_normal(16), chunks, gy_chunks=chunks, padding=1))
 
 
 def test_precision_and_backend_fixed_when_the_graph_is_built():

@@ -63,7 +63,6 @@ CASES = [
     pytest.param((1, 32, 3, 3), (64, 32, 3, 3), dict(padding=1), id="one-slot"),
     pytest.param((3, 32, 50), (64, 32, 3), dict(padding=1), id="1d"),
 ]
-BACKWARD = {3: fastconv.conv1d_backward, 4: fastconv.conv2d_backward}
 
 
 @wide
@@ -324,6 +323,69 @@ def test_the_implicit_forward_leaves_its_inputs_alone_and_allocates_nothing_when
     # the wrappers of the 6 array arguments of prepare and of each slot (PIECES a thread)
     assert counts == [6 * (1 + 2 * gemm.PIECES)]
     assert all(np.array_equal(a, c) for a, c in zip((x, w, b), copies))
+
+
+# -- the input gradient of stride-1 layers: one forward of gy by the flipped kernel -----------------
+
+
+@pytest.mark.parametrize("x_shape, w_shape, kwargs, takes", [
+    ((2, 16, 7, 7), (16, 16, 3, 3), dict(padding=1), True),  # wide pixels: 16 -> 16 channels
+    ((2, 64, 32, 32), (8, 64, 3, 3), dict(padding=1), True),  # by rows: 8 -> 64
+    ((2, 64, 32, 32), (9, 64, 3, 3), dict(padding=1), False),  # 9 over rows
+    ((2, 16, 7, 7), (65, 16, 3, 3), dict(padding=1), False),  # 65 over wide pixels
+    ((2, 7, 7, 7), (16, 7, 3, 3), dict(padding=1), False),  # gx's 7 channels: under one tile's rows
+    ((2, 16, 7, 7), (16, 16, 3, 3), dict(padding=3), False),  # padded past the kernel's reach
+    ((2, 16, 14, 14), (16, 16, 3, 3), dict(padding=1, stride=2), False),
+    ((2, 32, 7, 7), (32, 16, 3, 3), dict(padding=1, groups=2), False),
+])
+def test_which_input_gradients_take_the_implicit_forward(monkeypatch, x_shape, w_shape, kwargs, takes):
+    geom = Geometry.from_args(x_shape, w_shape, **kwargs)
+    assert numba_jit.whole_choices(geom, np.float32)[1] == (takes and gemm.WIDE)
+    ran = ran_parts(monkeypatch)
+    numba_jit.grad_input(np.ones(geom.y_shape, np.float32), np.ones(w_shape, np.float32), geom)
+    assert (implicit.fw_part in ran) == (takes and gemm.WIDE)
+
+
+def _expected_gx(gy, w, geom):
+    """gx in longdouble: each tap's products of the weight with gy, added into the padded input."""
+    (pt, _), (pl, _) = geom.padding
+    gxp = np.zeros((geom.n, geom.c_in, *geom.padded_size), np.longdouble)
+    for ky in range(geom.kh):
+        for kx in range(geom.kw):
+            y0, x0 = ky * geom.dil_h, kx * geom.dil_w
+            gxp[:, :, y0:y0 + geom.oh, x0:x0 + geom.ow] += np.einsum(
+                "kc,nkhw->nchw", w[:, :, ky, kx].astype(np.longdouble), gy.astype(np.longdouble))
+    return gxp[:, :, pt:pt + geom.ih, pl:pl + geom.iw]
+
+
+# wide pixels (gx's channels past whole tiles, a half tile, no padding), rows (uneven padding, two
+# tiles a row, dilation), a 1-D call
+GX_CASES = [
+    pytest.param((3, 20, 7, 7), (24, 20, 3, 3), dict(padding=1), id="wide-ragged-channels"),
+    pytest.param((2, 8, 3, 4), (8, 8, 3, 3), dict(padding=1), id="wide-half-tile"),
+    pytest.param((2, 16, 7, 7), (16, 16, 3, 3), {}, id="wide-unpadded"),
+    pytest.param((2, 16, 9, 60), (8, 16, 3, 2), dict(padding=((2, 0), (1, 0))), id="rows-uneven-padding"),
+    pytest.param((2, 16, 16, 30), (8, 16, 3, 3), dict(padding=2, dilation=2), id="rows-dilated"),
+    pytest.param((3, 16, 50), (4, 16, 5), dict(padding=2), id="1d"),
+]
+
+
+@wide
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("xs, ws, kwargs", GX_CASES)
+def test_implicit_input_gradient_matches_longdouble(monkeypatch, xs, ws, kwargs, dtype):
+    x4s, w4s = ((*s[:2], 1, s[2]) if len(s) == 3 else s for s in (xs, ws))
+    geom = Geometry.from_args(x4s, w4s, **({"padding": ((0, 0), (2, 2))} if len(xs) == 3 else kwargs))
+    w, gy = _rand(ws, dtype, 1), _rand(geom.y_shape, dtype, 2)
+    want = _expected_gx(gy, w.reshape(w4s), geom).reshape(xs)
+    gy = gy.reshape(*gy.shape[:2], -1) if len(xs) == 3 else gy
+    ran = ran_parts(monkeypatch)
+    eps, terms = np.finfo(dtype).eps, np.prod(ws) // ws[1]
+    for threads in (1, 2, 3):
+        with fastconv.threads(threads):
+            gx = BACKWARD[len(xs)](gy, np.zeros(xs, dtype), w, backend="numba", **kwargs).input
+        assert np.abs(gx - want).max() <= 4 * terms * eps * np.abs(want).max(), threads
+    assert implicit.fw_part in ran
 
 
 # -- the forward of grouped layers of few channels a group -------------------------------------------

@@ -35,12 +35,14 @@ def test_every_available_backend_has_the_contract():
             signature = inspect.signature(getattr(module, fn))
             assert tuple(signature.parameters) == params, (name, fn, signature)
         assert inspect.signature(module.forward).parameters["bias"].default is None, name
-        ready = getattr(module, "ready", None)
-        assert ready is None or tuple(inspect.signature(ready).parameters) == ("dtype",), name
+        for fn, params in backends.OPTIONAL.items():
+            optional = getattr(module, fn, None)
+            assert optional is None or tuple(inspect.signature(optional).parameters) == params, (name, fn)
+        assert hasattr(module, "whole_choices") == hasattr(module, "choosing_as"), name  # a pair
 
 
 def test_the_docstring_states_the_contract_the_test_checks():
-    for fn, params in backends.CONTRACT.items():
+    for fn, params in {**backends.CONTRACT, **backends.OPTIONAL}.items():
         shown = ", ".join(p if p != "bias" else "bias=None" for p in params)
         assert f"def {fn}({shown}):" in backends.__doc__, fn
 

@@ -10,8 +10,15 @@ against ``CONTRACT`` with ``inspect.signature``). A backend is a module with::
     def grad_weight(gy, x, geom):            # gw: new array shaped like w
     def warmup(dtype):                       # compile or prime caches on a tiny problem; may do nothing
 
-and optionally ``ready(dtype) -> bool`` (False while its kernels for ``dtype`` are still compiling:
-``"auto"`` then runs something else instead of waiting). The bias goes into ``forward`` because a
+and optionally (``OPTIONAL``)::
+
+    def ready(dtype):                 # False while its kernels for dtype still compile: "auto" runs another
+    def whole_choices(geom, dtype):   # what it chooses by the arrays' size on this call (picklable)
+    def choosing_as(choices):         # a context: calls on this thread choose so, whatever their size
+
+``fastconv.dask`` asks ``whole_choices`` on the whole array and runs each chunk's call under
+``choosing_as``, so that a chunk runs the kernels the whole array's call runs (and where those sum
+each element's terms in one order, gives the same bits). The bias goes into ``forward`` because a
 backend can add it while the output is in cache. The caller (``fastconv.api``) has validated the
 call, asked ``supports`` (``precision`` is ``"highest"`` or ``"high"``, see ``fastconv._precision``)
 and passes batched, C-contiguous, channels-first arrays of one float dtype (float32 or float64)
@@ -48,6 +55,11 @@ CONTRACT = {
     "grad_input": ("gy", "w", "geom"),
     "grad_weight": ("gy", "x", "geom"),
     "warmup": ("dtype",),
+}
+OPTIONAL = {
+    "ready": ("dtype",),
+    "whole_choices": ("geom", "dtype"),
+    "choosing_as": ("choices",),
 }
 
 

@@ -36,8 +36,13 @@ Measured (2 threads, float32, same run as torch): MNIST's first layer (N=64, 1 -
 5x5, 28x28) 1.2-1.4x torch's time, against 1.9-2.0x for the packed kernels; N=32, 3 -> 64
 channels, 3x3, 32x32: 0.6-0.9x, against 1.5x. On small images (7x7 to 14x14), whose rows would
 fill a quarter to a half of a tile, the columns are the image's wide pixels instead (as the weight
-gradient's), and up to 64 input channels (``FW_WIDE_MAX_CHANNELS``). The forward only: the input
-gradient keeps its kernels (see ``numba_jit._implicit_takes``).
+gradient's), and up to 64 input channels (``FW_WIDE_MAX_CHANNELS``). The input gradient of a
+stride-1 layer is such a forward too (of gy, by the flipped kernel: ``numba_jit.grad_input``), with
+gy's channels as its input channels: two threads, float32, N=32, 3x3 padded, gx ms against the
+packed kernels' (11 interleaved rounds): 7x7 C=16 0.38 / 0.45, C=32 0.61 / 0.87, C=64 1.43 / 1.56;
+10x10 C=48 1.60 / 2.25; 14x14 C=32 1.19 / 1.59, C=64 4.73 / 5.40. Its sums run in another order
+than the packed kernels', and it takes a call by the image's size: ``fastconv.dask`` runs a chunk
+under the whole array's choice (``numba_jit.whole_choices``).
 """
 
 import functools
@@ -99,13 +104,17 @@ FW_WIDE_MAX_CHANNELS = 64
 FW_WIDE_MAX_WASTE = 0.5
 
 
-def forward_applies(geom, itemsize) -> bool:
+def forward_applies(geom, itemsize, by_size=None) -> bool:
     """Whether a 2-D forward call takes ``fw_part``: stride 1, one group, a tile's rows of output
     channels or more, on a CPU with AVX-512; few input channels and output rows that fill their
-    tiles well, or (``forward_wide``) up to ``FW_WIDE_MAX_CHANNELS`` over small images."""
+    tiles well, or (``forward_wide``) up to ``FW_WIDE_MAX_CHANNELS`` over small images. With
+    ``by_size`` (a bool) that answer replaces the one by channels and image size: a chunk of a
+    larger array takes the kernel where the whole array's call does (``numba_jit.choosing_as``)."""
     if not (_gemm.WIDE and geom.n * geom.oh * geom.ow > 0 and (geom.sh, geom.sw) == (1, 1) and geom.groups == 1
             and geom.c_out >= MR):
         return False
+    if by_size is not None:
+        return by_size
     by_rows, wide = _fw_fill(geom, itemsize)
     if by_rows:
         return geom.c_in <= FW_MAX_CHANNELS

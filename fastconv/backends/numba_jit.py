@@ -12,8 +12,8 @@ Depthwise layers have their own kernels (``_numba_depthwise``), and so do kernel
 long rows (``_numba_columns``: a 3-D temporal kernel's view, whose taps read the input where it
 lies instead of a packed band of one row per output row), and so do 1x1 kernels on AVX-512 CPUs
 (``_numba_gemm``: matrix products on register tiles), and so do the weight gradient of stride-1
-layers with 32+ channels there and the forward of stride-1 layers with up to 8 input channels
-(``_numba_implicit``: implicit matrix products on the same tiles). When numba is set up, the pool's
+layers with 32+ channels there and the forward and input gradient of stride-1 layers of few input
+(output) channels (``_numba_implicit``: implicit matrix products on the same tiles). When numba is set up, the pool's
 helper threads spin a while for the next call before they sleep (``_numba_spin``).
 Extra memory: the packed weights and, per thread, the band (channels x ~1K elements; ~8K for the
 weight gradient), 4 channels of gy and a small accumulator (the implicit product: gw's size and a
@@ -255,7 +255,8 @@ if hasattr(os, "register_at_fork"):
 SERIAL_MAX_MACS = 2_000_000
 
 
-_local = _threads.thread_local(compile_only=False)  # each calling thread's compile_only flag
+# each calling thread's compile_only flag, and the choices by size it runs under (``choosing_as``)
+_local = _threads.thread_local(compile_only=False, choices=None)
 
 
 def _scratch(name, n, dtype):
@@ -455,7 +456,7 @@ def forward(x, w, geom, bias=None):
     y = np.empty(geom.y_shape, dtype=x.dtype)
     if _depthwise(geom):  # the bias is the kernel's starting value
         _run_depthwise(x, w, y, bias, geom.sh, geom.sw, geom.pt, geom.pl, geom.dil_h, geom.dil_w, geom.macs)
-    elif _implicit_takes(geom, x.itemsize) and _implicit_forward(x, w, bias, y, geom):
+    elif _implicit_takes(geom, x.itemsize, _pinned(0)) and _implicit_forward(x, w, bias, y, geom):
         pass
     else:
         _run_forward(x, w, bias, y, geom.sh, geom.sw, geom.pt, geom.pl, geom.dil_h, geom.dil_w, geom.groups, geom.macs,
@@ -493,6 +494,10 @@ def grad_input(gy, w, geom):
         # would give NaN where the reference has no product at all.
         _run_parts(_k._grad_input_part, geom.macs, gy, w, gx, *_hyper(geom), gy.dtype.type(0),
                    workspaces=_no_workspaces(gy.dtype))
+        return gx
+    flipped = geom.input_gradient_as_forward()  # a stride-1 gx is one forward: the implicit one where it takes it
+    if (flipped is not None and _implicit_takes(flipped, gy.itemsize, _pinned(1))
+            and _implicit_forward(gy, _transposed_weight(w, geom), None, gx, flipped)):
         return gx
     # gx is a forward convolution of gy with the transposed weight, padded by (k-1)*dilation - p
     # (negative: cropped). With a stride s, each of the s*s phases gx[..., ry::s, rx::s] is one,
@@ -603,14 +608,52 @@ def _grouped_grad_weight(gy, x, gw, geom) -> bool:
     return _local.compile_only or not flags[:nslots].any()
 
 
-def _implicit_takes(geom, itemsize) -> bool:
+def _implicit_takes(geom, itemsize, by_size=None) -> bool:
     """Whether the implicit forward takes the call: where it applies, but for the calls of the 1x1
-    products and of the columns kernels (which read the input in place too). The forward only: in
-    the input gradient, which it applies to by the image's size, ``fastconv.dask``'s chunks would
-    take it where the whole array's call does not, or the reverse, and sum gx in another order
-    (``tests/test_dask.py`` checks the same bits)."""
-    return (_implicit.forward_applies(geom, itemsize) and not matrix_product(geom)
+    products and of the columns kernels (which read the input in place too). ``by_size``: the
+    whole array's answer for a chunk of it (``choosing_as``), else None."""
+    return (_implicit.forward_applies(geom, itemsize, by_size) and not matrix_product(geom)
             and not _cols.applies(geom.kw, geom.sh, geom.sw, geom.pl, geom.iw, geom.ow))
+
+
+# -- choices by the array's size, carried into chunks ----------------------------------------------
+#
+# Which kernel runs a call is mostly fixed by its channels, kernel and stride, and every kernel but
+# one sums each output element's terms in the same order. The implicit forward (which also runs the
+# input gradient of stride-1 layers) sums them in another, and takes a call by the image's size as
+# well: ``fastconv.dask`` asks ``whole_choices`` on the whole array's geometry and runs each chunk
+# under ``choosing_as``, so that a chunk cut to another size runs the kernel the whole call runs,
+# and the results are the same bits.
+
+
+def whole_choices(geom, dtype):
+    """The choices this backend makes by the image's size on the call ``geom`` (any axes): whether
+    the implicit forward runs its forward and its input gradient (where it takes them and its
+    scratch fits the memory budget). Picklable (a chunk's task may run in another process)."""
+    itemsize = np.dtype(dtype).itemsize
+
+    def runs(g):
+        return (g is not None and _implicit_takes(g, itemsize)
+                and _implicit_scratch(g, itemsize, _implicit.forward_wide(g, itemsize)) is not None)
+
+    g2 = as_2d(geom)
+    return runs(g2), runs(g2.input_gradient_as_forward())
+
+
+@contextlib.contextmanager
+def choosing_as(choices):
+    """Calls on this thread make ``choices`` (``whole_choices``'s, or None: by their own size)."""
+    saved, _local.choices = _local.choices, choices
+    try:
+        yield
+    finally:
+        _local.choices = saved
+
+
+def _pinned(which):
+    """The choice ``which`` (0: the forward, 1: the input gradient) this thread runs under, or None."""
+    choices = _local.choices
+    return None if choices is None else choices[which]
 
 
 def _implicit_forward(x, w, bias, y, geom) -> bool:
@@ -618,17 +661,24 @@ def _implicit_forward(x, w, bias, y, geom) -> bool:
     by wide pixels); False, y unwritten, where its scratch would pass the memory budget (the packed
     kernels then take it)."""
     hp, wp = geom.padded_size
-    nslots = _slots(geom.macs, _gemm.PIECES)[1]
     wide = _implicit.forward_wide(geom, x.itemsize)
-    need = _implicit.fw_scratch(geom.c_out, geom.c_in, geom.kh * geom.kw, hp * wp, nslots, x.itemsize,
-                                (geom.oh - 1) * wp + geom.ow if wide else 0)
-    if need[0] * x.itemsize > call_budget(geom, x.itemsize):
+    need = _implicit_scratch(geom, x.itemsize, wide)
+    if need is None:
         return False
     _run_parts(_implicit.fw_part, geom.macs, x, w, _no_bias(x.dtype) if bias is None else bias,
                y.reshape(*y.shape[:2], -1), geom.dil_h, geom.dil_w, geom.pt, geom.pl, wp, hp * wp, int(wide),
                workspaces=_workspaces(x.dtype, lambda _: need), prepare=_implicit.fw_prepare,
                serial=_implicit.fw_serial, pieces=_gemm.PIECES)
     return True
+
+
+def _implicit_scratch(geom, itemsize, wide):
+    """``fw_scratch``'s sizes for the implicit forward on ``geom`` (by ``wide`` pixels or not), or
+    None where they pass the memory budget."""
+    hp, wp = geom.padded_size
+    need = _implicit.fw_scratch(geom.c_out, geom.c_in, geom.kh * geom.kw, hp * wp, _slots(geom.macs, _gemm.PIECES)[1],
+                                itemsize, (geom.oh - 1) * wp + geom.ow if wide else 0)
+    return None if need[0] * itemsize > call_budget(geom, itemsize) else need
 
 
 # What warmup compiles, in the order auto needs it: (label, x shape, w shape, hyper-parameters,
