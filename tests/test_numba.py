@@ -209,9 +209,9 @@ def test_thread_count_is_honoured_by_the_kernels(monkeypatch):
     seen = []
     original = numba_jit.map_items
 
-    def spy(items, work, threads, total=None):
+    def spy(items, work, threads, total=None, compiled=False):
         seen.append(threads)
-        return original(items, work, threads, total)
+        return original(items, work, threads, total, compiled=compiled)
 
     monkeypatch.setattr(numba_jit, "map_items", spy)
     with fastconv.threads(1):

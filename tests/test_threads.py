@@ -469,3 +469,26 @@ def test_scratch_is_not_kept_after_a_failed_job_nor_where_the_caller_holds_memor
     _workers.map_items([(0,)], outer, 1)
     assert not same(made[0], made[1])
     _workers.drop_kept()
+
+
+def test_compiled_items_leave_blas_alone_and_get_no_scratch(blas_at_3):
+    """``map_items(..., compiled=True)`` (numba's slot kernels): BLAS keeps its count, the items get
+    no scratch, every item runs once on two threads, and an item's exception still reaches the
+    caller."""
+    seen, blas = [], []
+
+    def work(i, scratch):
+        assert scratch is None
+        blas.append(set(_blas_threads().values()))
+        seen.append(i)
+
+    with fastconv.threads(2):
+        _workers.map_items([(i,) for i in range(16)], work, 2, compiled=True)
+    assert sorted(seen) == list(range(16)) and blas and all(b == {3} for b in blas)
+
+    def fails(i, scratch):
+        if i == 5:
+            raise ValueError("item 5")
+
+    with fastconv.threads(2), pytest.raises(ValueError, match="item 5"):
+        _workers.map_items([(i,) for i in range(8)], fails, 2, compiled=True)

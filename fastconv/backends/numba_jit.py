@@ -322,7 +322,7 @@ def _run_parts(part, macs, *args, workspaces, prepare=None, serial=None, finish=
         if prepare is not None:
             prepare(*args, nslots, fws, iws)
         map_items([(slot,) for slot in range(nslots)], lambda slot, scratch: part(*args, nslots, fws, iws, slot),
-                  nthreads)
+                  nthreads, compiled=True)
     if finish is not None and nslots > 1:
         finish(*args, nslots, fws, iws)
     return iws
