@@ -294,6 +294,7 @@ class _Job:
         self.inside = []  # helpers in this job now
         self.left = _thread.allocate_lock()  # released by each helper leaving; the caller waits on it
         self.left.acquire()
+        self.gone = np.zeros(1, np.int64)  # helpers gone, counted once they released the GIL (a hint)
 
     def run(self, scratch):
         count = len(self.items)
@@ -347,7 +348,13 @@ class _Job:
         interrupt = None
         while self.inside:
             try:
-                self.left.acquire(timeout=0.05)  # the timeout only guards against a missed release
+                # a helper leaves ``inside`` before it counts itself gone: a count that moves is
+                # seen here after, and ``inside`` is read again
+                seen = int(self.gone[0])
+                if not self.inside:
+                    break
+                if _leave_wait is None or not _leave_wait(self.gone, seen):
+                    self.left.acquire(timeout=0.05)  # the timeout only guards against a missed release
             except BaseException as exc:
                 interrupt = interrupt or exc
         # The pool's queue keeps this job until each helper it asked for has looked at it, which
@@ -359,16 +366,20 @@ class _Job:
             raise interrupt
 
 
-_idle_spin = None  # wait(counter, seen) -> bool, or None: see set_idle_spin
+_idle_spin = None  # wait(counter, seen, left) -> bool, or None: see set_idle_spin
+_leave_wait = None  # leave_wait(counter, seen) -> bool, or None
 
 
-def set_idle_spin(wait) -> None:
-    """Have the pool's helpers, out of work, call ``wait(posts, seen)`` before they sleep:
-    compiled code that returns True as soon as ``posts[0]`` (the pool's count of posted jobs, an
-    int64 array) is no longer ``seen``, and False after a short while (the numba backend's
-    ``_numba_spin``). ``None``: helpers sleep at once."""
-    global _idle_spin
-    _idle_spin = wait
+def set_idle_spin(wait, leave_wait=None) -> None:
+    """Have the pool's helpers, out of work, call ``wait(posts, seen, left)`` before they sleep:
+    compiled code that adds one to ``left[0]`` (the count of helpers gone from the job they left
+    last, an int64 array), then returns True as soon as ``posts[0]`` (the pool's count of posted
+    jobs) is no longer ``seen``, and False after a short while (the numba backend's
+    ``_numba_spin``). And have a caller waiting for its helpers call ``leave_wait(left, seen)``:
+    True once ``left[0]`` is no longer ``seen``, False after a short while. ``None``: helpers
+    sleep at once, callers sleep on a lock."""
+    global _idle_spin, _leave_wait
+    _idle_spin, _leave_wait = wait, leave_wait
 
 
 class _Pool:
@@ -405,20 +416,24 @@ class _Pool:
     def _serve(self, wake):
         while True:
             seen = int(self.posts[0])  # before looking: a job posted after this moves the count
+            gone = _NOBODY  # the count of the job this helper left last, not yet moved
             while True:
                 try:
                     job = self.jobs.popleft()
                 except IndexError:
                     break
+                gone[0] += 1  # (another helper may add at once: a hint lost, its caller then sleeps)
                 job.help()
+                gone = job.gone
                 del job  # a finished call's arrays are not kept alive by an idle helper
             spin = _idle_spin
-            if spin is not None and spin(self.posts, seen):
+            if spin is not None and spin(self.posts, seen, gone):
                 continue  # a job was posted while spinning (its release of ``wake`` is stale, harmless)
             wake.acquire()
 
 
 _pool: _Pool | None = None
+_NOBODY = np.zeros(1, np.int64)  # what a helper counts itself gone from before its first job
 
 
 def _the_pool() -> _Pool:

@@ -365,16 +365,17 @@ def test_a_call_done_before_a_helper_looks_leaves_none_of_its_arrays_alive():
 @pytest.fixture
 def idle_spin():
     """``idle_spin(wait)``: the pool's helpers call ``wait`` out of work in this test."""
-    previous = _workers._idle_spin
+    previous = _workers._idle_spin, _workers._leave_wait
     yield _workers.set_idle_spin
-    _workers.set_idle_spin(previous)
+    _workers.set_idle_spin(*previous)
 
 
 def test_a_helper_out_of_work_spins_on_the_post_count_then_sleeps(idle_spin):
     # The spin gets the pool's count of posts and the value it had before the helper looked for
-    # work; returning False sends the helper to sleep, and the next post wakes it as before.
+    # work, and the count of helpers gone from the job it left; returning False sends the helper
+    # to sleep, and the next post wakes it as before.
     seen = []
-    idle_spin(lambda posts, value: seen.append((posts, value)) or False)
+    idle_spin(lambda posts, value, gone: seen.append((posts, value)) or False)
     both = threading.Barrier(2, timeout=10)  # each item needs the other thread inside: the helper joins
     for _ in range(3):
         _workers.map_items([(0,), (1,)], lambda i, scratch: both.wait(), 2)
@@ -390,7 +391,7 @@ def test_a_job_posted_while_helpers_spin_is_taken_and_none_is_lost(idle_spin):
     spin = pytest.importorskip("fastconv.backends._numba_spin")
     if not spin.AVAILABLE:
         pytest.skip("the spin is x86-64 only")
-    idle_spin(spin.spinner())
+    idle_spin(*spin.spinner())
     both = threading.Barrier(2, timeout=10)
     for i in range(200):  # back to back: each job is posted while the helper spins, or after it slept
         got = _workers.map_items([(0,), (1,)], lambda j, scratch: (both.wait(), j)[1], 2)
@@ -403,7 +404,7 @@ def test_the_spin_returns_when_the_count_moves_and_gives_up_after_spin_s():
     spin = pytest.importorskip("fastconv.backends._numba_spin")
     if not spin.AVAILABLE:
         pytest.skip("the spin is x86-64 only")
-    wait = spin.spinner()
+    wait = spin.spinner()[1]
     posts = np.zeros(1, np.int64)
     start = time.perf_counter()
     assert wait(posts, 0) is False
@@ -416,3 +417,21 @@ def test_the_spin_returns_when_the_count_moves_and_gives_up_after_spin_s():
     assert wait(posts, 1) in (True, False)  # moved within the spin, or the timer thread was late
     later.join()
     assert wait(posts, 1) is True
+
+
+def test_a_helper_counts_itself_gone_once_out_of_the_gil_and_the_caller_sees_it():
+    # The idle spin adds one to the count of the job the helper left (compiled, the GIL released),
+    # then spins on the post count; the caller's leave_wait returns once that count moves.
+    spin = pytest.importorskip("fastconv.backends._numba_spin")
+    if not spin.AVAILABLE:
+        pytest.skip("the spin is x86-64 only")
+    wait, leave_wait = spin.spinner()
+    posts, gone = np.zeros(1, np.int64), np.zeros(1, np.int64)
+    assert wait(posts, 1, gone) is True and gone[0] == 1  # the count moved; the posts had too
+    assert leave_wait(gone, 1) is False and leave_wait(gone, 0) is True
+    helper = threading.Thread(target=wait, args=(posts, 0, gone))
+    helper.start()
+    assert leave_wait(gone, 1) in (True, False)  # the helper added within the spin, or started late
+    posts[0] = 1
+    helper.join()
+    assert gone[0] == 2

@@ -737,7 +737,7 @@ def _spin_when_idle():
     """Give fastconv's helper threads the compiled spin (``_numba_spin``), once per process."""
     with _spin_lock:
         if _spin.AVAILABLE and not getattr(_spin_when_idle, "done", False):
-            set_idle_spin(_spin.spinner())
+            set_idle_spin(*_spin.spinner())
             _spin_when_idle.done = True
 
 
