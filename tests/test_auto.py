@@ -41,6 +41,12 @@ FEW_TILES_12X12 = Geometry.from_args((1, 384, 12, 12), (384, 384, 3, 3), padding
 ENOUGH_TILES = Geometry.from_args((3, 256, 8, 8), (256, 256, 3, 3), padding=1)  # 48: winograd
 FEW_TILES_MANY_CHANNELS = Geometry.from_args((1, 1024, 7, 7), (1024, 1024, 3, 3), padding=1)  # winograd
 FEW_TILES_GROUPED = Geometry.from_args((1, 256, 7, 7), (256, 8, 3, 3), padding=1, groups=32)  # numba, as before
+# 64 channels on small images: numba's implicit forward runs both passes (where AVX-512 runs it) up
+# to 81 output pixels; past them, and past 64 channels, winograd
+IMPLICIT_7X7 = Geometry.from_args((32, 64, 7, 7), (64, 64, 3, 3), padding=1)
+IMPLICIT_9X9 = Geometry.from_args((32, 64, 9, 9), (64, 64, 3, 3), padding=1)
+PAST_SMALL_10X10 = Geometry.from_args((32, 64, 10, 10), (64, 64, 3, 3), padding=1)
+PAST_WIDE_CHANNELS = Geometry.from_args((32, 65, 7, 7), (65, 65, 3, 3), padding=1)
 
 
 def _pointwise_with_macs(macs_at_most):
@@ -69,6 +75,9 @@ def _tiles() -> bool:
 PRODUCT = "numba" if _tiles() else "im2col"
 # 3x3 at stride 1 with 64+ channels per group: winograd, its products on those tiles; else numba
 TILED_3X3 = "winograd" if _tiles() else "numba"
+# ... but numba on small images where its implicit forward runs both passes (those tiles too);
+# without them, 64 channels over 7x7 to 9x9 pixels are BLAS-shaped: winograd
+IMPLICIT = "numba" if _tiles() else "winograd"
 
 
 @pytest.fixture
@@ -103,6 +112,8 @@ def test_rule_with_every_backend(installed, geom, expected):
                                             (FEW_TILES, "im2col"), (FEW_TILES_12X12, "im2col"),
                                             (ENOUGH_TILES, "winograd"), (FEW_TILES_MANY_CHANNELS, "winograd"),
                                             (FEW_TILES_GROUPED, "numba"),
+                                            (IMPLICIT_7X7, IMPLICIT), (IMPLICIT_9X9, IMPLICIT),
+                                            (PAST_SMALL_10X10, TILED_3X3), (PAST_WIDE_CHANNELS, "winograd"),
                                             (Geometry.from_args((8, 64, 56, 56), (64, 64, 3, 3), stride=2), "numba")])
 def test_rule_with_winograd(installed, geom, expected):
     installed("reference", "im2col", "numba", "winograd")
@@ -119,6 +130,8 @@ def test_thresholds_are_where_the_rule_says():
     assert DILATED_FEW_CHANNELS.c_in_g < backends.AUTO_PHASE_CHANNELS <= DILATED.c_in_g
     assert 6 * 6 < backends.AUTO_FEW_TILES <= 3 * 4 * 4  # FEW_TILES_12X12's 6x6 tiles, ENOUGH_TILES' 3 x 4x4
     assert FEW_TILES.c_in_g <= backends.AUTO_FEW_TILES_MAX_CHANNELS < FEW_TILES_MANY_CHANNELS.c_in_g
+    numba_jit = pytest.importorskip("fastconv.backends.numba_jit")
+    assert 9 * 9 <= numba_jit.SMALL_IMAGE_PIXELS < 10 * 10
 
 
 @pytest.mark.parametrize("geom", [DENSE, DEPTHWISE, SMALL])

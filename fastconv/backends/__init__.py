@@ -249,6 +249,8 @@ AUTO_RULES: tuple[tuple[str, object, tuple[str, ...]], ...] = (
     ("3x3 at stride 1, few tiles in the batch, up to 512 channels",
      lambda g: _few_tiles(g) and (_backend_says("winograd", "tiled", g) or _blas_shaped(g)),
      ("im2col", "winograd", "numba")),
+    ("3x3 at stride 1 on small images, numba's implicit forward both ways",
+     lambda g: _is_3x3s1(g) and _backend_says("numba", "small_images", g), ("numba", "winograd", "im2col")),
     ("3x3 at stride 1, 64+ channels, products on register tiles",
      lambda g: _is_3x3s1(g) and _backend_says("winograd", "tiled", g),
      ("winograd", "numba", "im2col")),

@@ -616,6 +616,22 @@ def _implicit_takes(geom, itemsize, by_size=None) -> bool:
             and not _cols.applies(geom.kw, geom.sh, geom.sw, geom.pl, geom.iw, geom.ow))
 
 
+# `fastconv bench --shape ... --backends numba,winograd,torch --pass both --repeat 11` (2 threads,
+# float32, 2026-12-03, after the input gradient took the implicit forward), N=32 3x3 64 -> 64
+# channels, time over torch's, forward and backward, numba against winograd: 7x7 1.65-1.76 /
+# 1.29-1.57 against 1.97-2.39 / 1.77-1.79; 8x8 1.77 / 1.37 against 1.71 / 1.41; 9x9 1.68 / 1.44
+# against 1.81 / 1.72; 10x10 1.57 / 1.30 against 1.50 / 1.35; 14x14 1.35 / 1.22 against 1.12 /
+# 1.14 (winograd's transforms cost as much as its products on so few tiles a channel).
+SMALL_IMAGE_PIXELS = 81  # output pixels per image up to which numba's implicit forward beats winograd
+
+
+def small_images(geom) -> bool:
+    """For ``"auto"``: whether both the forward and the input gradient of a float32 call run on
+    the implicit forward over images of at most ``SMALL_IMAGE_PIXELS`` output pixels (and so up
+    to ``_numba_implicit.FW_WIDE_MAX_CHANNELS`` channels)."""
+    return math.prod(as_2d(geom).out_size) <= SMALL_IMAGE_PIXELS and all(whole_choices(geom, np.float32))
+
+
 # -- choices by the array's size, carried into chunks ----------------------------------------------
 #
 # Which kernel runs a call is mostly fixed by its channels, kernel and stride, and every kernel but
