@@ -13,8 +13,8 @@ long rows (``_numba_columns``: a 3-D temporal kernel's view, whose taps read the
 lies instead of a packed band of one row per output row), and so do 1x1 kernels on AVX-512 CPUs
 (``_numba_gemm``: matrix products on register tiles), and so do the weight gradient of stride-1
 layers with 32+ channels there and the forward and input gradient of stride-1 layers of few input
-(output) channels (``_numba_implicit``: implicit matrix products on the same tiles). When numba is set up, the pool's
-helper threads spin a while for the next call before they sleep (``_numba_spin``).
+(output) channels (``_numba_implicit``: implicit matrix products on the same tiles). When numba is
+set up, the pool's helper threads spin a while for the next call before they sleep (``_numba_spin``).
 Extra memory: the packed weights and, per thread, the band (channels x ~1K elements; ~8K for the
 weight gradient), 4 channels of gy and a small accumulator (the implicit product: gw's size and a
 few padded images per thread), all carved from workspaces that each calling thread keeps between
@@ -639,7 +639,9 @@ def small_images(geom) -> bool:
 # input gradient of stride-1 layers) sums them in another, and takes a call by the image's size as
 # well: ``fastconv.dask`` asks ``whole_choices`` on the whole array's geometry and runs each chunk
 # under ``choosing_as``, so that a chunk cut to another size runs the kernel the whole call runs,
-# and the results are the same bits.
+# and the results are the same bits. (The columns kernels, which ``_cols.applies`` picks by the
+# row's length for ``k x 1`` kernels, are not carried yet: carrying the whole call's kernel, not
+# one choice, would.)
 
 
 def whole_choices(geom, dtype):
