@@ -31,15 +31,16 @@ unbatched input are transposed / expanded lazily around the same computation.
 Results equal fastconv's in-memory functions on the computed arrays. ``backend="auto"`` is resolved
 once, on the whole array's geometry, so every chunk runs the backend the in-memory call would; so
 are the kernels a backend picks by the array's size (its ``whole_choices``, run in each task under
-its ``choosing_as``): numba's implicit forward, for one, which also runs stride-1 input gradients
-and takes a call by the image's size. The forward pass and the input gradient are then the same
-bits with the numba backend, but where a chunk's size picks another of its kernels that the
-whole array's choices do not carry: a ``k x 1`` kernel over long rows runs its columns kernels
-(chosen by the row's length and the width's padding), and chunks cut to other widths than the
-whole array's may run the implicit forward or the packed kernels instead, or the reverse (5e-15
-in float64 on 2 x 4 x 16 x 1024 by 3x1 in chunks 512 or 100 wide). Backends built on BLAS
-(im2col, the reference's tensordot) may differ in the last bits, as BLAS picks its kernels by the
-matrices' sizes. The weight and bias gradients, sums in another order, agree to float rounding.
+its ``choosing_as``). numba names the kernel of the whole array's forward and of each stride phase
+of its input gradient (its kernels each sum a pixel's terms in their own order, and some are chosen
+by the image's size: the implicit forward, the columns kernels of ``k x 1`` kernels over long rows,
+the patches; a depthwise layer's flat path needs an output as wide as its input, which a chunk
+gets by computing a wider one and keeping its own columns). The forward pass and the input
+gradient are then the same bits with the numba backend, but where the whole array's kernel would
+take a chunk past its memory budget (it then runs its own). Winograd's output tiles start at each
+chunk's edge, not the array's, and backends built on BLAS (im2col, the reference's tensordot) let
+BLAS pick its kernels by the matrices' sizes: those may differ in the last bits. The weight and
+bias gradients, sums in another order, agree to float rounding.
 
 Threads: each task runs fastconv on its share of the cores: one thread on a ``dask.distributed``
 worker (dask's own convention) or in a thread of the local threaded scheduler (one thread per core

@@ -17,6 +17,7 @@ import math
 import numbers
 from dataclasses import dataclass, fields, replace
 from functools import cached_property
+from typing import NamedTuple
 
 PADDING_STRINGS = ("valid", "same")
 AXES = {1: "L", 2: "HxW", 3: "DxHxW"}  # how messages name the spatial axes of each rank
@@ -138,6 +139,16 @@ def _axis_2d(field: str, axis: int, side: int | None = None):
         value = getattr(geom, field)[axis]
         return value if side is None else value[side]
     return get
+
+
+class StridePhase(NamedTuple):
+    """One phase of a strided input gradient (``Geometry.stride_phases``), a tuple per axis."""
+
+    first: tuple[int, ...]    # its first tap k0: the taps k0, k0 + stride, ... of the kernel
+    offset: tuple[int, ...]   # the input positions it holds: offset, offset + stride, ...
+    taps: tuple[int, ...]     # how many taps
+    pad: tuple[int, ...]      # gy's padding before it on each axis (negative: cropped)
+    size: tuple[int, ...]     # its extent: how many input positions
 
 
 @dataclass(frozen=True)
@@ -367,6 +378,23 @@ class Geometry:
             sub = replace(self, in_size=ins, padding=pads, dilation=(1,) * self.ndim, out_size=outs)
             out.append((p, r, sub if all(ins) else None))
         return out
+
+    def stride_phases(self) -> list[StridePhase]:
+        """The input gradient at a stride as stride-1 forward convolutions of ``gy``, one per phase.
+
+        Along an axis of stride s, the inputs ``x[r::s]`` (phase r) receive gradient only from the
+        taps ``k0, k0 + s, ...`` with ``k0 - before = r`` (mod s): those taps, flipped, over ``gy``
+        padded by the reach of the ``m`` taps less ``(r + before - k0) // s`` (negative: cropped).
+        Only the phases some tap reaches (``k0 < min(k, s)``) are listed; the others get no
+        gradient. At unit stride: one phase, ``input_gradient_as_forward``'s convolution."""
+        per_axis = []
+        for i, k, s, d, (before, _) in zip(self.in_size, self.kernel, self.stride, self.dilation, self.padding):
+            axis = []
+            for k0 in range(min(k, s)):
+                r, m = (k0 - before) % s, len(range(k0, k, s))
+                axis.append((k0, r, m, d * (m - 1) - (r + before - k0) // s, len(range(r, i, s))))
+            per_axis.append(axis)
+        return [StridePhase(*zip(*combo)) for combo in itertools.product(*per_axis)]
 
 
 def _key(value):

@@ -13,8 +13,8 @@ against ``CONTRACT`` with ``inspect.signature``). A backend is a module with::
 and optionally (``OPTIONAL``)::
 
     def ready(dtype):                 # False while its kernels for dtype still compile: "auto" runs another
-    def whole_choices(geom, dtype):   # what it chooses by the arrays' size on this call (picklable)
-    def choosing_as(choices):         # a context: calls on this thread choose so, whatever their size
+    def whole_choices(geom, dtype):   # the kernels it runs this call on, where size decides (picklable)
+    def choosing_as(choices):         # a context: calls on this thread run those, whatever their size
 
 ``fastconv.dask`` asks ``whole_choices`` on the whole array and runs each chunk's call under
 ``choosing_as``, so that a chunk runs the kernels the whole array's call runs (and where those sum

@@ -26,15 +26,21 @@ from ._numba_kernels import _JIT, CB, RUN_PAD, TILE, _aligned, _axpy4x1, _axpy4x
 CHUNK = 512  # flat output columns per task (float32: the runs of 64 channels x 3 taps, 384 KiB, in L2)
 
 
-def applies(kw, sh, sw, pl, iw, ow) -> bool:
+def applies(kw, sh, sw, pl, iw, ow, by_size=None) -> bool:
     """Whether a 2-D call (kernel width, strides, left padding, input and output widths) takes
-    these kernels: a ``k x 1`` kernel that keeps the width, over rows so long that the packed path's
-    band is one row (copied again for every output row, kH times the input). On shorter rows the
+    these kernels: a ``k x 1`` kernel whose output columns are input columns (the width kept; an
+    input gradient's phase may read a cut of its input, ``-pl`` columns in, which the caller
+    copies out first), over rows so long that the packed path's
+    band is one row (copied again for every output row, kH times the input). With ``by_size`` (a
+    bool), that answer replaces the one by the rows' length (a chunk of a larger array takes the
+    kernels where the whole array's call does: ``numba_jit.choosing_as``). On shorter rows the
     packed path is as fast or faster (its runs are whole bands; here a tap that stops at the
     image's top or bottom row leaves a run that is not whole vectors): measured 2 threads, float32,
     7x1 over 8x64x28x28 1.33 ms packed against 1.62, 3x1 over 4x64x16x384 a tie, over widths 640
     and 2048 4.1 against 4.9 ms and 6.5 against 8.2; 3x1x1 over 2x64x16x56x56 11.6 against 14.4."""
-    return kw == 1 and sh == sw == 1 and pl == 0 and iw == ow and CB * ow * 2 > TILE
+    if not (kw == 1 and sh == sw == 1 and pl <= 0 and ow - pl <= iw):
+        return False
+    return CB * ow * 2 > TILE if by_size is None else by_size
 
 
 ColumnsLayout = namedtuple("ColumnsLayout", [

@@ -42,7 +42,7 @@ gy's channels as its input channels: two threads, float32, N=32, 3x3 padded, gx 
 packed kernels' (11 interleaved rounds): 7x7 C=16 0.38 / 0.45, C=32 0.61 / 0.87, C=64 1.43 / 1.56;
 10x10 C=48 1.60 / 2.25; 14x14 C=32 1.19 / 1.59, C=64 4.73 / 5.40. Its sums run in another order
 than the packed kernels', and it takes a call by the image's size: ``fastconv.dask`` runs a chunk
-under the whole array's choice (``numba_jit.whole_choices``).
+on the whole array's kernel (``numba_jit.whole_choices``).
 """
 
 import functools

@@ -32,15 +32,19 @@ PART_PIXELS = 16  # items hold whole half panels of the tiles' columns (a half r
 _NO_SPANS = np.empty((0, 4), np.int64)
 
 
-def applies(kh, kw, sh, sw, groups, c_in, c_out, ow, dil_w=1) -> bool:
+def applies(kh, kw, sh, sw, groups, c_in, c_out, ow, dil_w=1, by_size=None) -> bool:
     """Whether a 2-D forward (or a stride phase of an input gradient, or a weight gradient) with
     this kernel, stride, channels and output width runs here: more than one tap, rows and a
     reduction enough to fill the tiles, and either a stride or, at stride 1, a reduction long
-    beside rows that the packed kernels run short and padded (``_stride1_pays``)."""
+    beside rows that the packed kernels run short and padded (``_stride1_pays``). With
+    ``by_size`` (a bool), that answer replaces the one by the rows' width at stride 1 (a chunk of
+    a larger array takes the kernels where the whole array's call does)."""
     cg, kg = c_in // groups, c_out // groups
     if not _gemm.WIDE or kh * kw == 1 or kg < MIN_OUT_CHANNELS or cg * kh * kw < MIN_REDUCTION:
         return False
-    return sh * sw > 1 or _stride1_pays(cg * kh * kw, kg, ow, ow + (kw - 1) * dil_w)
+    if sh * sw > 1:
+        return True
+    return _stride1_pays(cg * kh * kw, kg, ow, ow + (kw - 1) * dil_w) if by_size is None else by_size
 
 
 def _stride1_pays(steps, kg, ow, wq) -> bool:
@@ -109,6 +113,18 @@ def _item_bytes(rows, work, p_img, ow, sh, hp, wp, taps, item):
     return per_pixel, (2 * extra * wp + work + reserved()) * item + 10 * 8
 
 
+def forward_plan(x_shape, w5_shape, y_shape, sh, sw, dh, dw, item, threads, budget):
+    """``forward``'s ``(pixels per item, threads)`` (``_items``) for these shapes (``w5``'s: groups
+    first) and bytes an element, or None where one part of one thread does not fit ``budget``."""
+    n, _, h, wd = x_shape
+    groups, kg, cg, kh, kw = w5_shape
+    taps, oh, ow = kh * kw, y_shape[2], y_shape[3]
+    kr, p_img = cg * taps, oh * ow
+    hp, wp = padded_plane(h, wd, kh, kw, sh, sw, dh, dw, oh, ow)
+    per_pixel, fixed = _item_bytes(kr + kg, _gemm.batch_scratch(kg, item), p_img, ow, sh, hp, wp, taps, item)
+    return _items(n * p_img, per_pixel, fixed, groups * _gemm.packed_size(kg, kr) * item, threads, budget)
+
+
 def forward(x, w5, bias, y, sh, sw, pt, pl, dh, dw, threads, budget, compile_only=False) -> bool:
     """``y`` (C-contiguous ``(N, K, OH, OW)``) = the convolution of ``x`` (C-contiguous, padded by
     ``pt`` rows above and ``pl`` columns left) with the kernels ``w5[g, k, c]`` (any view:
@@ -122,9 +138,7 @@ def forward(x, w5, bias, y, sh, sw, pt, pl, dh, dw, threads, budget, compile_onl
     hp, wp = padded_plane(h, wd, kh, kw, sh, sw, dh, dw, y.shape[2], y.shape[3])
     table = tap_table(kh, kw, sh, sw, dh, dw, y.shape[2], y.shape[3])
     ow = y.shape[3]
-    item = x.itemsize
-    per_pixel, fixed = _item_bytes(kr + kg, _gemm.batch_scratch(kg, item), p_img, ow, sh, hp, wp, taps, item)
-    plan = _items(q, per_pixel, fixed, groups * _gemm.packed_size(kg, kr) * item, threads, budget)
+    plan = forward_plan(x.shape, w5.shape, y.shape, sh, sw, dh, dw, x.itemsize, threads, budget)
     if plan is None:
         return False
     size, threads = plan
@@ -139,7 +153,7 @@ def forward(x, w5, bias, y, sh, sw, pt, pl, dh, dw, threads, budget, compile_onl
     def work(q0, q1, scratch):
         packing.help()
         nt = q1 - q0
-        b, c, s, ix, tiles = _buffers(scratch, x.dtype, nt, kr, kg, _gemm.batch_scratch(kg, item), p_img, ow, sh,
+        b, c, s, ix, tiles = _buffers(scratch, x.dtype, nt, kr, kg, _gemm.batch_scratch(kg, x.itemsize), p_img, ow, sh,
                                       hp, wp, taps)
         for g in range(groups):
             columns(x, g * cg, cg, pt, pl, table, q0, q1, ow, sh, sw, hp, wp, s, ix, b)
@@ -215,6 +229,26 @@ def grad_weight(gy, x, gw, sh, sw, pt, pl, dh, dw, threads, budget, compile_only
 CHUNK_ROWS = 512
 
 
+def _chunk_channels(cg, taps):
+    """Input channels in each of ``grad_input``'s chunks of A's rows."""
+    return max(1, min(cg, CHUNK_ROWS // taps))
+
+
+def grad_input_plan(gy_shape, w_shape, gx_shape, sh, sw, dh, dw, item, threads, budget):
+    """``grad_input``'s ``(pixels per item, threads)`` (``_items``) for these shapes and bytes an
+    element, or None where one part of one thread does not fit ``budget``."""
+    n, c_in, h, wd = gx_shape
+    c_out, cg, kh, kw = w_shape
+    groups, oh, ow = c_in // cg, gy_shape[2], gy_shape[3]
+    kg, taps = c_out // groups, kh * kw
+    cc = _chunk_channels(cg, taps)
+    rows, p_img = cc * taps, oh * ow
+    hp, wp = padded_plane(h, wd, kh, kw, sh, sw, dh, dw, oh, ow)
+    per_pixel, fixed = _item_bytes(rows + kg, _gemm.batch_scratch(rows, item), p_img, ow, sh, hp, wp, taps, item)
+    nparts = groups * -(-cg // cc)
+    return _items(n * p_img, per_pixel, fixed, nparts * _gemm.packed_size(rows, kg) * item, threads, budget)
+
+
 def grad_input(gy, w, gx, sh, sw, pt, pl, dh, dw, threads, budget, compile_only=False) -> bool:
     """``gx`` (C-contiguous, shaped like the input) = the input gradient of the convolution with
     ``w`` (C-contiguous) into ``gy`` (C-contiguous; ``forward``'s geometry), as ``forward``'s
@@ -230,16 +264,14 @@ def grad_input(gy, w, gx, sh, sw, pt, pl, dh, dw, threads, budget, compile_only=
     groups, oh, ow = c_in // cg, gy.shape[2], gy.shape[3]
     kg, taps = c_out // groups, kh * kw
     p_img = oh * ow
-    q = n * p_img
     hp, wp = padded_plane(h, wd, kh, kw, sh, sw, dh, dw, oh, ow)
     table = tap_table(kh, kw, sh, sw, dh, dw, oh, ow)
     item = gx.itemsize
-    cc = max(1, min(cg, CHUNK_ROWS // taps))  # input channels a chunk
+    cc = _chunk_channels(cg, taps)
     parts = [(g, c0, min(cg, c0 + cc)) for g in range(groups) for c0 in range(0, cg, cc)]
     rows = cc * taps
-    per_pixel, fixed = _item_bytes(rows + kg, _gemm.batch_scratch(rows, item), p_img, ow, sh, hp, wp, taps, item)
     ap = _gemm.packed_size(rows, kg)
-    plan = _items(q, per_pixel, fixed, len(parts) * ap * item, threads, budget)
+    plan = grad_input_plan(gy.shape, w.shape, gx.shape, sh, sw, dh, dw, item, threads, budget)
     if plan is None:
         return False
     size, threads = plan

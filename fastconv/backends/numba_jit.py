@@ -33,6 +33,7 @@ import math
 import os
 import sys
 import threading
+from collections import namedtuple
 
 import numpy as np
 
@@ -43,7 +44,6 @@ except ImportError as exc:  # the registry then lists the backend as unavailable
 
 from .. import _cache, _threads
 from .._workers import call_budget, kept, map_items, set_idle_spin
-from ..geometry import out_size
 from . import _numba_columns as _cols
 from . import _numba_depthwise as _dw
 from . import _numba_gemm as _gemm
@@ -124,13 +124,16 @@ def patches(geom) -> bool:
                            flat.dil_w)
 
 
-def _at_stride(x, sh, sw):
-    """The pixels of ``x`` that a 1x1 kernel at strides ``sh, sw`` reads, C-contiguous (a copy in
-    this thread's workspace when strided, a quarter of ``x`` at stride 2): the operand of
-    ``_numba_gemm``'s products, which then run as at unit stride."""
-    if sh == sw == 1:
+def _at_stride(x, sh, sw, top=0, left=0, out_hw=None):
+    """The pixels of ``x`` that a 1x1 kernel at strides ``sh, sw`` reads, from row ``top`` and
+    column ``left`` on (an input gradient's cropped phase), ``out_hw`` of them (None: to the end),
+    C-contiguous (a copy in this thread's workspace but where that is ``x``: a quarter of ``x``
+    at stride 2): the operand of ``_numba_gemm``'s products, which then run as at unit stride."""
+    view = x[:, :, top::sh, left::sw]
+    if out_hw is not None:
+        view = view[:, :, :out_hw[0], :out_hw[1]]
+    if view.shape == x.shape:
         return x
-    view = x[:, :, ::sh, ::sw]
     out = _scratch("strided", view.size, x.dtype)[:view.size].reshape(view.shape)
     np.copyto(out, view)
     return out
@@ -366,87 +369,202 @@ def _depthwise(geom) -> bool:
     return geom.groups > 1 and geom.c_in_g == 1
 
 
-def _run_depthwise(x, w, y, bias, sh, sw, pt, pl, dil_h, dil_w, macs):
-    """``_dw._depthwise_part`` into the C-contiguous ``y``; ``bias`` None: zeros."""
+def _run_depthwise(x, w, y, bias, c, flat):
+    """``_dw._depthwise_part`` on the forward call ``c`` into the C-contiguous ``y``, on its
+    ``flat`` path or its packed one; ``bias`` None: zeros. The kernel takes the flat path where
+    the output keeps the input's width at stride 1: a chunk of an array whose call took the other
+    path (``_forward_kernel``) runs over an output as wide as its input (flat) or one column wider
+    (packed), of which it keeps ``y``'s columns."""
+    width = y.shape[3]
+    if flat != (c.sh == c.sw == 1 and x.shape[3] == width):
+        width = x.shape[3] + (not flat)
+    out = y if width == y.shape[3] else _scratch("wide", y.size // y.shape[3] * width, y.dtype)[
+        :y.size // y.shape[3] * width].reshape(*y.shape[:3], width)
     if bias is None:
         bias = _scratch("zeros", w.shape[0], x.dtype)[:w.shape[0]]
         bias[:] = 0
-    _run_parts(_dw._depthwise_part, macs, x, w, bias, y, sh, sw, pt, pl, dil_h, dil_w,
+    _run_parts(_dw._depthwise_part, c.macs, x, w, bias, out, c.sh, c.sw, c.pt, c.pl, c.dil_h, c.dil_w,
                workspaces=_workspaces(x.dtype, lambda nthreads: _dw._dw_scratch(
-                   x.shape, y.shape, w.shape[2], w.shape[3], sh, sw, pl, dil_h, dil_w, nthreads)))
+                   x.shape, out.shape, w.shape[2], w.shape[3], c.sh, c.sw, c.pl, c.dil_h, c.dil_w, nthreads)))
+    if out is not y:
+        y[...] = out[..., :y.shape[3]]
 
 
-def _is_matrix_product(x, w, y, sh, sw, pt, pl, groups) -> bool:
-    """Whether a forward call (or an input gradient's phase) into ``y`` is one of ``_numba_gemm``'s
-    products: a 1x1 kernel whose output is exactly the pixels it reads (unpadded), checked with
-    integer arithmetic only after the kernel's size (every forward call asks)."""
-    if w.shape[2] != 1 or w.shape[3] != 1 or pt or pl:
+# -- which kernel runs a forward call --------------------------------------------------------------
+#
+# A forward call, and each stride phase of an input gradient (a stride-1 forward of gy by the
+# flipped weight), runs one of ``KERNELS``: the first that applies and whose scratch fits the
+# memory budget, ``"packed"`` taking every call. Each sums an output element's terms in its own
+# order, and some are chosen by the image's size as well (the columns kernels by the rows' length,
+# the implicit forward and the patches by how well the rows fill their tiles), so a chunk of a
+# larger array would pick its own: ``whole_choices`` names the whole array's kernels and a chunk
+# run under ``choosing_as`` takes the same, for the same bits.
+
+KERNELS = ("depthwise-flat", "depthwise-packed", "matrix", "grouped", "columns", "implicit", "patches", "packed")
+
+# A forward call as the kernels see it: input, weight and output shapes, strides, padding (of a
+# phase: negative where cropped), dilations, groups, bytes an element, multiply-adds, and its
+# Geometry where it has one (the implicit forward reads it; an input gradient's phase at a stride
+# has none).
+_Call = namedtuple("_Call", "xs ws ys sh sw pt pl dil_h dil_w groups item macs geom")
+
+
+def _forward_call(geom, item) -> _Call:
+    """A forward call on ``geom`` (2-D), of ``item`` bytes an element."""
+    return _Call(geom.x_shape, geom.w_shape, geom.y_shape, geom.sh, geom.sw, geom.pt, geom.pl, geom.dil_h,
+                 geom.dil_w, geom.groups, item, geom.macs, geom)
+
+
+def _phase_call(geom, phase, item, flipped) -> _Call:
+    """The stride-1 forward of gy by the flipped, transposed taps of one phase of ``geom``'s input
+    gradient (``Geometry.stride_phases``); ``flipped``: the whole input gradient as one forward
+    (``Geometry.input_gradient_as_forward``, at unit stride), else None."""
+    (m, mw), (pt, pl) = phase.taps, phase.pad
+    return _Call(geom.y_shape, (geom.c_in, geom.c_out_g, m, mw), (geom.n, geom.c_in, *phase.size), 1, 1, pt, pl,
+                 geom.dil_h, geom.dil_w, geom.groups, item, geom.macs // (geom.sh * geom.sw), flipped)
+
+
+def _forward_kernel(c, budget, pinned=None) -> str:
+    """The kernel of ``KERNELS`` that runs the forward call ``c`` (a ``_Call``) within ``budget``
+    bytes. ``pinned``: the one the whole array's call runs (``choosing_as``): that one where it
+    applies to this chunk whatever its size (and fits), else ``"packed"``."""
+    kh, kw = c.ws[2], c.ws[3]
+    if c.groups > 1 and c.ws[1] == 1:  # depthwise (``_depthwise``): its kernel's flat or packed path
+        own = "depthwise-flat" if c.sh == c.sw == 1 and c.xs[3] == c.ys[3] else "depthwise-packed"
+        if pinned is None or pinned == own:
+            return own
+        # the whole array's path, over a wider output (``_run_depthwise``) where that fits
+        width = c.xs[3] + (pinned == "depthwise-packed")
+        fits = c.sh == c.sw == 1 and math.prod(c.ys[:3]) * width * c.item <= budget
+        if pinned == "depthwise-flat":
+            fits = fits and c.ys[3] <= c.xs[3] and 0 <= c.pl <= (kw - 1) * c.dil_w
+        return pinned if fits else own
+
+    def takes(name, applies):  # applies(by_size): by_size None decides by the call's size
+        return applies(None) if pinned is None else pinned == name and applies(True)
+
+    if takes("matrix", lambda _: _is_matrix_product(c, budget)):
+        return "matrix"
+    if takes("grouped", lambda _: (_implicit.grouped_applies(c.sh, c.sw, c.dil_h, c.groups, c.xs[1], c.ws[0])
+                                   and _grouped_scratch(c, _slots(c.macs)[1])[0] * c.item <= budget)):
+        return "grouped"
+    if takes("columns", lambda by_size: (_cols.applies(kw, c.sh, c.sw, c.pl, c.xs[3], c.ys[3], by_size)
+                                         and _cut_bytes(c, c.xs[2], c.ys[3]) <= budget)):
+        return "columns"
+    if c.geom is not None and takes("implicit", lambda by_size: (
+            _implicit.forward_applies(c.geom, c.item, by_size)
+            and _implicit_scratch(c.geom, c.item, _implicit.forward_wide(c.geom, c.item)) is not None)):
+        return "implicit"
+    if takes("patches", lambda by_size: (
+            _patches.applies(kh, kw, c.sh, c.sw, c.groups, c.xs[1], c.ws[0], c.ys[3], c.dil_w, by_size)
+            and _patches.forward_plan(c.xs, (c.groups, c.ws[0] // c.groups, *c.ws[1:]), c.ys, c.sh, c.sw, c.dil_h,
+                                      c.dil_w, c.item, _slots(c.macs)[0], budget) is not None)):
+        return "patches"
+    return "packed"
+
+
+# Working out a call's kernel takes 3-12 us (scratch sizes against the budget), a tenth of a small
+# call: each answer is kept, for the thread count too, which the scratch sizes read (``_slots``).
+
+@functools.lru_cache(maxsize=256)
+def _forward_plan(geom, item, budget, pinned, nthreads):
+    """``(call, kernel)`` of the forward on ``geom`` (``_forward_call``, ``_forward_kernel``)."""
+    call = _forward_call(geom, item)
+    return call, _forward_kernel(call, budget, pinned)
+
+
+@functools.lru_cache(maxsize=256)
+def _input_gradient_plan(geom, item, budget, pinned, nthreads):
+    """``(phase, call, kernel)`` of each stride phase of the input gradient on ``geom``; ``pinned``:
+    the whole array's ``Choices.phases`` (``choosing_as``), or None."""
+    flipped = geom.input_gradient_as_forward()
+    kernels = dict(pinned or ())
+    plan = []
+    for phase in geom.stride_phases():
+        call = _phase_call(geom, phase, item, flipped)
+        plan.append((phase, call, _forward_kernel(call, budget, kernels.get(phase.first))))
+    return tuple(plan)
+
+
+def _is_matrix_product(c, budget) -> bool:
+    """Whether the forward call ``c`` is one of ``_numba_gemm``'s products: a 1x1 kernel whose
+    output is pixels it reads (unpadded; an input gradient's phase may be cropped), checked with
+    integer arithmetic only after the kernel's size (every forward call asks), whose copy of
+    those pixels (``_at_stride``, where they are not the whole input) fits ``budget`` bytes."""
+    if c.ws[2] != 1 or c.ws[3] != 1 or c.pt > 0 or c.pl > 0:
         return False
-    unpadded = y.shape[2:] == (out_size(x.shape[2], 1, sh, 0, 1), out_size(x.shape[3], 1, sw, 0, 1))
-    return _gemm.applies(1, 1, not unpadded, groups, x.shape[1], w.shape[0])
+    (oh, ow), (ih, iw) = c.ys[2:], c.xs[2:]
+    if (oh - 1) * c.sh - c.pt >= ih or (ow - 1) * c.sw - c.pl >= iw:  # a read in the padding
+        return False
+    return _cut_bytes(c, oh, ow) <= budget and _gemm.applies(1, 1, False, c.groups, c.xs[1], c.ws[0])
 
 
-def _run_forward(x, w, bias, y, sh, sw, pt, pl, dil_h, dil_w, groups, macs, budget):
-    """The general forward kernels into the C-contiguous ``y``, which add ``bias`` (None: none) to
-    each block while it is in cache: a ``k x 1`` kernel's taps read the input where it lies
-    (``_numba_columns``), a 1x1 kernel's are one matrix product (``_numba_gemm``), a kernel of
-    more taps with channels enough multiplies columns of patches on the register tiles
-    (``_numba_patches``, where its scratch fits ``budget`` bytes), any other kernel's a packed copy."""
+def _cut_bytes(c, rows, cols) -> int:
+    """Bytes of ``_at_stride``'s copy of ``rows x cols`` pixels of each of ``c``'s input planes:
+    none where that is the whole input (which is read in place)."""
+    return 0 if (rows, cols) == tuple(c.xs[2:]) else c.xs[0] * c.xs[1] * rows * cols * c.item
+
+
+def _run_forward(kernel, x, w, bias, y, c, budget):
+    """The forward call ``c`` on ``kernel`` (``_forward_kernel``'s) into the C-contiguous ``y``,
+    adding ``bias`` (None: none) to each block while it is in cache: a 1x1 kernel's taps are one
+    matrix product (``_numba_gemm``), a ``k x 1`` kernel's read the input where it lies
+    (``_numba_columns``), the implicit forward and the patches multiply on the register tiles
+    (``_numba_implicit``, ``_numba_patches``), any other call runs on a packed copy. A kernel
+    whose scratch would pass ``budget`` bytes leaves the call to the packed kernels."""
+    if kernel.startswith("depthwise"):
+        _run_depthwise(x, w, y, bias, c, kernel == "depthwise-flat")
+        return
+    if kernel == "implicit" and _implicit_forward(x, w, bias, y, c.geom):
+        return
     bias = _no_bias(x.dtype) if bias is None else bias
     n, c_in, c_out = x.shape[0], x.shape[1], w.shape[0]
-    if _is_matrix_product(x, w, y, sh, sw, pt, pl, groups):
+    if kernel == "matrix":
         p = y.shape[2] * y.shape[3]
-        xs = _at_stride(x, sh, sw)
-        _run_parts(_gemm._cols_part, macs, w.reshape(c_out, c_in), xs.reshape(n, c_in, p), y.reshape(n, c_out, p), bias,
-                   workspaces=_workspaces(x.dtype, lambda nthreads: _gemm.cols_scratch(c_out, c_in, nthreads,
-                                                                                       x.itemsize, n * p, p)),
+        xs = _at_stride(x, c.sh, c.sw, -c.pt, -c.pl, y.shape[2:])
+        _run_parts(_gemm._cols_part, c.macs, w.reshape(c_out, c_in), xs.reshape(n, c_in, p), y.reshape(n, c_out, p),
+                   bias, workspaces=_workspaces(x.dtype, lambda nthreads: _gemm.cols_scratch(
+                       c_out, c_in, nthreads, x.itemsize, n * p, p)),
                    prepare=_gemm._cols_prepare, serial=_gemm._cols_serial, pieces=_gemm.PIECES)
-    elif (_implicit.grouped_applies(sh, sw, dil_h, groups, c_in, c_out)
-          and _grouped_forward(x, w, bias, y, pt, pl, dil_w, groups, macs, budget)):
+    elif kernel == "grouped" and _grouped_forward(x, w, bias, y, c, budget):
         pass
-    elif _cols.applies(w.shape[3], sh, sw, pl, x.shape[3], y.shape[3]):
-        _run_parts(_cols._columns_part, macs, x, w, bias, y, pt, dil_h, groups,
-                   workspaces=_packed_workspaces(_cols._columns_scratch, x, w, y.shape[2:], sh, sw, dil_h, dil_w,
-                                                 groups),
+    elif kernel == "columns":  # (a cropped phase's input: the columns it reads, from -pl on)
+        x = _at_stride(x, 1, 1, 0, -c.pl, (x.shape[2], y.shape[3]))
+        _run_parts(_cols._columns_part, c.macs, x, w, bias, y, c.pt, c.dil_h, c.groups,
+                   workspaces=_packed_workspaces(_cols._columns_scratch, x, w, y.shape[2:], c.sh, c.sw, c.dil_h,
+                                                 c.dil_w, c.groups),
                    prepare=_cols._columns_prepare)
-    elif _patches_forward(x, w.reshape(groups, w.shape[0] // groups, *w.shape[1:]), bias, y, sh, sw, pt, pl, dil_h,
-                          dil_w, macs, budget):
+    elif kernel == "patches" and _patches.forward(
+            x, w.reshape(c.groups, c_out // c.groups, *w.shape[1:]), bias, y, c.sh, c.sw, c.pt, c.pl, c.dil_h,
+            c.dil_w, _slots(c.macs)[0], budget, _local.compile_only):
         pass
     else:
-        _run_parts(_k._forward_part, macs, x, w, bias, y, sh, sw, pt, pl, dil_h, dil_w, groups,
-                   workspaces=_packed_workspaces(_k._forward_scratch, x, w, y.shape[2:], sh, sw, dil_h, dil_w, groups),
+        _run_parts(_k._forward_part, c.macs, x, w, bias, y, c.sh, c.sw, c.pt, c.pl, c.dil_h, c.dil_w, c.groups,
+                   workspaces=_packed_workspaces(_k._forward_scratch, x, w, y.shape[2:], c.sh, c.sw, c.dil_h, c.dil_w,
+                                                 c.groups),
                    prepare=_k._forward_prepare, serial=_k._forward_serial)
 
 
-def _grouped_forward(x, w, bias, y, pt, pl, dil_w, groups, macs, budget) -> bool:
+def _grouped_scratch(c, nslots):
+    """``gfw_scratch``'s sizes for the grouped forward call ``c`` in ``nslots`` slots."""
+    c_out, cg, kh, kw = c.ws
+    hp, wp = c.ys[2] + kh - 1, c.ys[3] + (kw - 1) * c.dil_w  # the padded input (undilated rows)
+    return _implicit.gfw_scratch(c.groups, c_out // c.groups, cg, kh * kw, hp * wp, (kw - 1) * c.dil_w, nslots,
+                                 c.item)
+
+
+def _grouped_forward(x, w, bias, y, c, budget) -> bool:
     """A stride-1 grouped forward of few channels a group (``_numba_implicit.gfw_part``) into y,
     unless its scratch would pass ``budget`` bytes (False: the packed kernels then take it). Its
     scratch: the packed weight (w's size) and per thread one group's padded input."""
-    c_out, cg, kh, kw = w.shape
-    oh, ow = y.shape[2], y.shape[3]
-    hp, wp = oh + kh - 1, ow + (kw - 1) * dil_w  # the padded input (undilated rows)
-
-    def sizes(nslots):
-        return _implicit.gfw_scratch(groups, c_out // groups, cg, kh * kw, hp * wp, (kw - 1) * dil_w, nslots,
-                                     x.itemsize)
-
-    if sizes(_slots(macs)[1])[0] * x.itemsize > budget:
+    kh, kw = w.shape[2], w.shape[3]
+    hp, wp = y.shape[2] + kh - 1, y.shape[3] + (kw - 1) * c.dil_w
+    if _grouped_scratch(c, _slots(c.macs)[1])[0] * x.itemsize > budget:
         return False
-    _run_parts(_implicit.gfw_part, macs, x, w, bias, y.reshape(*y.shape[:2], -1), groups, dil_w, pt, pl, wp, hp * wp,
-               workspaces=_workspaces(x.dtype, sizes),
+    _run_parts(_implicit.gfw_part, c.macs, x, w, bias, y.reshape(*y.shape[:2], -1), c.groups, c.dil_w, c.pt, c.pl,
+               wp, hp * wp, workspaces=_workspaces(x.dtype, lambda nslots: _grouped_scratch(c, nslots)),
                prepare=_implicit.gfw_prepare, serial=_implicit.gfw_serial)
     return True
-
-
-def _patches_forward(x, w5, bias, y, sh, sw, pt, pl, dil_h, dil_w, macs, budget) -> bool:
-    """The forward (or a stride-1 input gradient's one phase) on the register tiles over columns of
-    patches (``_numba_patches``), with the kernels ``w5[g, k, c]``, where it applies and the
-    columns kernels (``_numba_columns``) do not; False where it does not run."""
-    groups, kg, _, kh, kw = w5.shape
-    return (_patches.applies(kh, kw, sh, sw, groups, x.shape[1], groups * kg, y.shape[3], dil_w)
-            and not _cols.applies(kw, sh, sw, pl, x.shape[3], y.shape[3])
-            and _patches.forward(x, w5, bias, y, sh, sw, pt, pl, dil_h, dil_w, _slots(macs)[0], budget,
-                                 _local.compile_only))
 
 
 @lifted
@@ -454,13 +572,9 @@ def forward(x, w, geom, bias=None):
     """y of shape ``geom.y_shape``, dtype of ``x``, plus ``bias[co]`` when given."""
     _announce(x.dtype)
     y = np.empty(geom.y_shape, dtype=x.dtype)
-    if _depthwise(geom):  # the bias is the kernel's starting value
-        _run_depthwise(x, w, y, bias, geom.sh, geom.sw, geom.pt, geom.pl, geom.dil_h, geom.dil_w, geom.macs)
-    elif _implicit_takes(geom, x.itemsize, _pinned(0)) and _implicit_forward(x, w, bias, y, geom):
-        pass
-    else:
-        _run_forward(x, w, bias, y, geom.sh, geom.sw, geom.pt, geom.pl, geom.dil_h, geom.dil_w, geom.groups, geom.macs,
-                     call_budget(geom, x.itemsize))
+    budget = call_budget(geom, x.itemsize)
+    call, kernel = _forward_plan(geom, x.itemsize, budget, _pinned("forward"), _threads.call_threads())
+    _run_forward(kernel, x, w, bias, y, call, budget)
     if geom.is_padded and not _all_finite(w):  # inf * 0 only where a tap reads padding
         padding_products(y, ~np.isfinite(w), geom, forward=True)
     return y
@@ -476,6 +590,17 @@ def _transposed_weight(w, geom):
     return out.reshape(geom.c_in, geom.c_out_g, kh, kw)
 
 
+def _adjoint(geom, item, budget, pinned=None) -> bool:
+    """Whether a strided input gradient runs as the forward's adjoint on the register tiles
+    (``_numba_patches.grad_input``: strided layers of many channels, where its scratch fits
+    ``budget`` bytes). ``pinned``: the whole array's answer (``choosing_as``), which a chunk
+    follows where its own scratch fits."""
+    if geom.sh == geom.sw == 1 or not patches(geom) or pinned is False:
+        return False
+    return _patches.grad_input_plan(geom.y_shape, geom.w_shape, geom.x_shape, geom.sh, geom.sw, geom.dil_h,
+                                    geom.dil_w, item, _slots(geom.macs)[0], budget) is not None
+
+
 @lifted
 def grad_input(gy, w, geom):
     """Gradient with respect to the input, shaped like ``x``."""
@@ -485,7 +610,7 @@ def grad_input(gy, w, geom):
     budget = call_budget(geom, gy.itemsize)
     # a strided layer of many channels: the forward's columns' adjoint, on the register tiles (any
     # dilation; it never multiplies padding, so inf and NaN weights give the direct loops' result)
-    if (not unit and patches(geom)
+    if (_adjoint(geom, gy.itemsize, budget, _pinned("adjoint"))
             and _patches.grad_input(gy, w, gx, geom.sh, geom.sw, geom.pt, geom.pl, geom.dil_h, geom.dil_w,
                                     _slots(geom.macs)[0], budget, _local.compile_only)):
         return gx
@@ -495,45 +620,32 @@ def grad_input(gy, w, geom):
         _run_parts(_k._grad_input_part, geom.macs, gy, w, gx, *_hyper(geom), gy.dtype.type(0),
                    workspaces=_no_workspaces(gy.dtype))
         return gx
-    flipped = geom.input_gradient_as_forward()  # a stride-1 gx is one forward: the implicit one where it takes it
-    if (flipped is not None and _implicit_takes(flipped, gy.itemsize, _pinned(1))
-            and _implicit_forward(gy, _transposed_weight(w, geom), None, gx, flipped)):
-        return gx
     # gx is a forward convolution of gy with the transposed weight, padded by (k-1)*dilation - p
-    # (negative: cropped). With a stride s, each of the s*s phases gx[..., ry::s, rx::s] is one,
-    # with stride 1 and the taps ky = ry + pt (mod s) only.
+    # (negative: cropped): at unit stride one, the implicit forward's where it takes it; with a
+    # stride s, each of the s*s phases gx[..., ry::s, rx::s] is one, with stride 1 and the taps
+    # ky = ry + pt (mod s) only (``Geometry.stride_phases``).
     # Only the phases that some tap reaches are computed (ky0 < kh), the others are zeros: a stride
     # of 2000 on a 3x3 kernel would otherwise loop over 4M empty phases (seconds per call).
     if geom.sh > geom.kh or geom.sw > geom.kw:
         gx[...] = 0
-    for ky0 in range(min(geom.kh, geom.sh)):
-        ry = (ky0 - geom.pt) % geom.sh
-        for kx0 in range(min(geom.kw, geom.sw)):
-            rx = (kx0 - geom.pl) % geom.sw
-            out = gx[:, :, ry::geom.sh, rx::geom.sw]
-            wsub = w[:, :, ky0::geom.sh, kx0::geom.sw]
-            if out.size == 0:
-                continue
-            m, mw = wsub.shape[2], wsub.shape[3]
-            pt = geom.dil_h * (m - 1) - (ry + geom.pt - ky0) // geom.sh
-            pl = geom.dil_w * (mw - 1) - (rx + geom.pl - kx0) // geom.sw
-            # a strided phase is computed contiguous, then copied into place: a kernel specialised for
-            # strided outputs took 5 s more to compile, for a copy that costs little beside the sums
-            dest = out if unit else _scratch("phase", out.size, gy.dtype)[:out.size].reshape(out.shape)
-            # a 1x1 kernel's is w's transpose, a view that the matrix product packs as it reads it
-            # (``_gemm._pack_a``): the copy, 2048 x 512 channels, took 2.3-3.0 ms on one thread, a
-            # fifth of the input gradient's time; the other kernels read a contiguous copy
-            one = m == mw == 1 and geom.groups == 1
-            wt = wsub.reshape(geom.c_out, geom.c_in).T.reshape(geom.c_in, geom.c_out, 1, 1) if one else None
-            macs = geom.macs // (geom.sh * geom.sw)
-            if wt is None or not _is_matrix_product(gy, wt, dest, 1, 1, pt, pl, 1):
-                wt = _transposed_weight(wsub, geom)
-            if _depthwise(geom) and geom.c_out_g == 1:  # each phase is a depthwise convolution too
-                _run_depthwise(gy, wt, dest, None, 1, 1, pt, pl, geom.dil_h, geom.dil_w, macs)
-            else:
-                _run_forward(gy, wt, None, dest, 1, 1, pt, pl, geom.dil_h, geom.dil_w, geom.groups, macs, budget)
-            if dest is not out:
-                out[...] = dest
+    for phase, call, kernel in _input_gradient_plan(geom, gy.itemsize, budget, _pinned("phases"),
+                                                    _threads.call_threads()):
+        (ky0, kx0), (ry, rx) = phase.first, phase.offset
+        out = gx[:, :, ry::geom.sh, rx::geom.sw]
+        if out.size == 0:
+            continue
+        wsub = w[:, :, ky0::geom.sh, kx0::geom.sw]
+        # a strided phase is computed contiguous, then copied into place: a kernel specialised for
+        # strided outputs took 5 s more to compile, for a copy that costs little beside the sums
+        dest = out if unit else _scratch("phase", out.size, gy.dtype)[:out.size].reshape(out.shape)
+        # a 1x1 kernel's product reads w's transpose, a view that it packs as it reads it
+        # (``_gemm._pack_a``): the copy, 2048 x 512 channels, took 2.3-3.0 ms on one thread, a
+        # fifth of the input gradient's time; the other kernels read a contiguous copy
+        wt = (wsub.reshape(geom.c_out, geom.c_in).T.reshape(geom.c_in, geom.c_out, 1, 1) if kernel == "matrix"
+              else _transposed_weight(wsub, geom))
+        _run_forward(kernel, gy, wt, None, dest, call, budget)
+        if dest is not out:
+            out[...] = dest
     return gx
 
 
@@ -608,14 +720,6 @@ def _grouped_grad_weight(gy, x, gw, geom) -> bool:
     return _local.compile_only or not flags[:nslots].any()
 
 
-def _implicit_takes(geom, itemsize, by_size=None) -> bool:
-    """Whether the implicit forward takes the call: where it applies, but for the calls of the 1x1
-    products and of the columns kernels (which read the input in place too). ``by_size``: the
-    whole array's answer for a chunk of it (``choosing_as``), else None."""
-    return (_implicit.forward_applies(geom, itemsize, by_size) and not matrix_product(geom)
-            and not _cols.applies(geom.kw, geom.sh, geom.sw, geom.pl, geom.iw, geom.ow))
-
-
 # `fastconv bench --shape ... --backends numba,winograd,torch --pass both --repeat 11` (2 threads,
 # float32, 2026-12-03, after the input gradient took the implicit forward), N=32 3x3 64 -> 64
 # channels, time over torch's, forward and backward, numba against winograd: 7x7 1.65-1.76 /
@@ -629,38 +733,41 @@ def small_images(geom) -> bool:
     """For ``"auto"``: whether both the forward and the input gradient of a float32 call run on
     the implicit forward over images of at most ``SMALL_IMAGE_PIXELS`` output pixels (and so up
     to ``_numba_implicit.FW_WIDE_MAX_CHANNELS`` channels)."""
-    return math.prod(as_2d(geom).out_size) <= SMALL_IMAGE_PIXELS and all(whole_choices(geom, np.float32))
+    if math.prod(as_2d(geom).out_size) > SMALL_IMAGE_PIXELS:
+        return False
+    chosen = whole_choices(geom, np.float32)
+    return chosen.forward == "implicit" and dict(chosen.phases).get((0, 0)) == "implicit"
 
 
-# -- choices by the array's size, carried into chunks ----------------------------------------------
+# -- the whole array's kernels, carried into its chunks --------------------------------------------
 #
-# Which kernel runs a call is mostly fixed by its channels, kernel and stride, and every kernel but
-# one sums each output element's terms in the same order. The implicit forward (which also runs the
-# input gradient of stride-1 layers) sums them in another, and takes a call by the image's size as
-# well: ``fastconv.dask`` asks ``whole_choices`` on the whole array's geometry and runs each chunk
-# under ``choosing_as``, so that a chunk cut to another size runs the kernel the whole call runs,
-# and the results are the same bits. (The columns kernels, which ``_cols.applies`` picks by the
-# row's length for ``k x 1`` kernels, are not carried yet: carrying the whole call's kernel, not
-# one choice, would.)
+# ``fastconv.dask`` asks ``whole_choices`` on the whole array's geometry and runs each chunk under
+# ``choosing_as``: a chunk cut to another size then runs the kernels the whole call runs (where
+# its own scratch fits the budget), and the forward and the input gradient are the same bits.
+
+# The whole call's kernels: the forward's (of ``KERNELS``), whether a strided input gradient
+# runs as the adjoint (``_adjoint``), and the kernel of each of its stride phases, as
+# ``(phase.first, kernel)`` pairs.
+Choices = namedtuple("Choices", "forward adjoint phases")
 
 
-def whole_choices(geom, dtype):
-    """The choices this backend makes by the image's size on the call ``geom`` (any axes): whether
-    the implicit forward runs its forward and its input gradient (where it takes them and its
-    scratch fits the memory budget). Picklable (a chunk's task may run in another process)."""
-    itemsize = np.dtype(dtype).itemsize
-
-    def runs(g):
-        return (g is not None and _implicit_takes(g, itemsize)
-                and _implicit_scratch(g, itemsize, _implicit.forward_wide(g, itemsize)) is not None)
-
-    g2 = as_2d(geom)
-    return runs(g2), runs(g2.input_gradient_as_forward())
+def whole_choices(geom, dtype) -> Choices:
+    """The kernels this backend runs the call ``geom`` (any axes) of ``dtype`` on, where it
+    chooses among them by the image's size and the memory budget as well. Picklable (a chunk's
+    task may run in another process)."""
+    g = as_2d(geom)
+    item = np.dtype(dtype).itemsize
+    budget = call_budget(g, item)
+    flipped = g.input_gradient_as_forward()
+    return Choices(_forward_kernel(_forward_call(g, item), budget),
+                   _adjoint(g, item, budget),
+                   tuple((phase.first, _forward_kernel(_phase_call(g, phase, item, flipped), budget))
+                         for phase in g.stride_phases()))
 
 
 @contextlib.contextmanager
 def choosing_as(choices):
-    """Calls on this thread make ``choices`` (``whole_choices``'s, or None: by their own size)."""
+    """Calls on this thread run ``choices``'s kernels (``whole_choices``'s, or None: their own)."""
     saved, _local.choices = _local.choices, choices
     try:
         yield
@@ -668,10 +775,11 @@ def choosing_as(choices):
         _local.choices = saved
 
 
-def _pinned(which):
-    """The choice ``which`` (0: the forward, 1: the input gradient) this thread runs under, or None."""
+def _pinned(field):
+    """The field ``field`` of the ``Choices`` this thread runs under (``choosing_as``); None: the
+    call's own choice."""
     choices = _local.choices
-    return None if choices is None else choices[which]
+    return None if choices is None else getattr(choices, field)
 
 
 def _implicit_forward(x, w, bias, y, geom) -> bool:
