@@ -2,6 +2,7 @@
 
 import contextlib
 import os
+import sys
 
 import pytest
 
@@ -29,6 +30,20 @@ def pytest_runtest_call(item):
     if name and excinfo and excinfo[0] is ValueError and f"backend {name!r} {REFUSED}" in str(excinfo[1]):
         skip = pytest.skip.Exception(f"{name} refuses this call: {excinfo[1]}", _use_item_location=True)
         outcome.force_exception(skip)
+
+
+@pytest.fixture(autouse=True)
+def _fresh_numba_kernels():
+    """numba keeps each call's kernel choice, and tests change its thresholds (``monkeypatch``):
+    every test starts and ends with none kept (one that changes them mid-test calls
+    ``numba_jit.forget_kernels`` itself)."""
+    forget = getattr(sys.modules.get("fastconv.backends.numba_jit"), "forget_kernels", None)
+    if forget:
+        forget()
+    yield
+    forget = getattr(sys.modules.get("fastconv.backends.numba_jit"), "forget_kernels", None)
+    if forget:
+        forget()
 
 
 def required_backends() -> set[str]:

@@ -386,7 +386,11 @@ class Geometry:
         taps ``k0, k0 + s, ...`` with ``k0 - before = r`` (mod s): those taps, flipped, over ``gy``
         padded by the reach of the ``m`` taps less ``(r + before - k0) // s`` (negative: cropped).
         Only the phases some tap reaches (``k0 < min(k, s)``) are listed; the others get no
-        gradient. At unit stride: one phase, ``input_gradient_as_forward``'s convolution."""
+        gradient. At unit stride: one phase, ``input_gradient_as_forward``'s convolution. Raises
+        ``ValueError`` where an axis has both a stride and a dilation (its taps' phases would
+        follow ``d*k0``: not needed, as no backend splits such a call)."""
+        if any(s > 1 and d > 1 for s, d in zip(self.stride, self.dilation)):
+            raise ValueError(f"stride phases need unit stride or dilation, not {self.stride} and {self.dilation}")
         per_axis = []
         for i, k, s, d, (before, _) in zip(self.in_size, self.kernel, self.stride, self.dilation, self.padding):
             axis = []

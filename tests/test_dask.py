@@ -222,8 +222,6 @@ def test_kernels_chosen_by_size_follow_the_whole_array(request, x_shape, w_shape
 
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(numba_jit, "_forward_kernel", spy)
-        numba_jit._forward_plan.cache_clear()  # (the calls' kernels are kept)
-        numba_jit._input_gradient_plan.cache_clear()
         _check(*_run(2, x, w, rng.standard_normal(w_shape[0]), chunks, gy_chunks=gy_chunks, **kw))
     pinned = any(mine != ran for mine, ran in seen)
     assert pinned == ("cropped" not in request.node.callspec.id) or not numba_jit._gemm.WIDE  # (most need AVX-512)

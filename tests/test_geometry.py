@@ -70,6 +70,38 @@ def test_canonical_geometry_keeps_the_output_size_formula(size, k, stride, pads,
         assert flipped.out_size == g.in_size == (out_size(g.out_size[0], k, 1, fa + fb, dil),)
 
 
+def test_stride_phases_compose_the_input_gradient():
+    """Each input position gets its gradient from exactly the (output, tap) pairs that read it:
+    through its stride phase's forward (the phase's taps flipped, over gy padded or cropped by
+    ``pad``) where a phase holds it, from none where none does. Sizes 1-12, strides 1-4 (or
+    dilations 1-3 at unit stride), kernels 1-5, any padding."""
+    checked = 0
+    for size, s, d, k, before, after in itertools.product(range(1, 13), range(1, 5), (1, 2, 3), range(1, 6), range(5),
+                                                          (0, 3)):
+        if s > 1 and d > 1:
+            continue
+        try:
+            g = Geometry.from_args((1, 1, size), (1, 1, k), stride=s, padding=[(before, after)], dilation=d)
+        except ValueError:  # an empty output
+            continue
+        (p0, _), = g.padding
+        (s,), out = g.stride, g.out_size[0]  # (canonical: the stride of a single output may shrink)
+        reads = {i: sorted((o, t) for o in range(out) for t in range(k) if o * s - p0 + d * t == i)
+                 for i in range(size)}
+        held = set()
+        for (k0,), (r,), (m,), (pad,), (n,) in g.stride_phases():
+            assert n == len(range(r, size, s)) and k0 < min(k, s)
+            for q, i in enumerate(range(r, size, s)):
+                held.add(i)
+                got = [(q - pad + d * j, k0 + s * (m - 1 - j)) for j in range(m)]  # flipped taps
+                assert sorted(p for p in got if 0 <= p[0] < out) == reads[i]
+        assert all(not reads[i] for i in range(size) if i not in held)
+        checked += 1
+    assert checked > 1000
+    with pytest.raises(ValueError, match="unit stride or dilation"):
+        Geometry.from_args((1, 1, 9, 9), (1, 1, 3, 3), stride=2, dilation=2).stride_phases()
+
+
 def test_phases_split_a_dilated_convolution_into_undilated_ones():
     """Every output of every phase reads, through its undilated geometry, exactly the input
     pixels (or padding) that the dilated convolution reads; paddings are never negative; each

@@ -465,6 +465,14 @@ def _forward_kernel(c, budget, pinned=None) -> str:
 
 # Working out a call's kernel takes 3-12 us (scratch sizes against the budget), a tenth of a small
 # call: each answer is kept, for the thread count too, which the scratch sizes read (``_slots``).
+# The kernels' thresholds (module constants) are not in the key: ``forget_kernels`` after a change.
+
+def forget_kernels():
+    """Drop the kernels kept for calls (``_forward_plan``, ``_input_gradient_plan``): after a
+    change to a kernel module's thresholds, as tests make."""
+    _forward_plan.cache_clear()
+    _input_gradient_plan.cache_clear()
+
 
 @functools.lru_cache(maxsize=256)
 def _forward_plan(geom, item, budget, pinned, nthreads):
@@ -759,10 +767,11 @@ def whole_choices(geom, dtype) -> Choices:
     item = np.dtype(dtype).itemsize
     budget = call_budget(g, item)
     flipped = g.input_gradient_as_forward()
+    phased = g.sh == g.sw == 1 or g.dil_h == g.dil_w == 1  # (else the direct loops: ``grad_input``)
     return Choices(_forward_kernel(_forward_call(g, item), budget),
                    _adjoint(g, item, budget),
                    tuple((phase.first, _forward_kernel(_phase_call(g, phase, item, flipped), budget))
-                         for phase in g.stride_phases()))
+                         for phase in (g.stride_phases() if phased else ())))
 
 
 @contextlib.contextmanager
