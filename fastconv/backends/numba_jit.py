@@ -19,8 +19,12 @@ Extra memory: the packed weights and, per thread, the band (channels x ~1K eleme
 weight gradient), 4 channels of gy and a small accumulator (the implicit product: gw's size and a
 few padded images per thread), all carved from workspaces that each calling thread keeps between
 calls, so that a warm call allocates nothing beyond its output.
-The input gradient of strided and dilated convolutions, and of non-finite weights, takes direct
-loops instead (padding by loop bounds). Loses to BLAS on many channels over small images (7x7).
+Which of these kernels runs a forward call, or a stride phase of an input gradient, one function
+names (``_forward_kernel``, of ``KERNELS``): the passes dispatch on it, and ``fastconv.dask``
+carries the whole array's names into its chunks (``whole_choices``), as the kernels sum a pixel's
+terms in different orders. The input gradient of strided and dilated convolutions, and of
+non-finite weights, takes direct loops instead (padding by loop bounds). Loses to BLAS on many
+channels over small images (7x7).
 Numba's threading layer (set up below) no longer runs fastconv's kernels; it is still chosen
 fork-safe for whatever else in the process uses it.
 """
