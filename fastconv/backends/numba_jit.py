@@ -441,7 +441,7 @@ def _forward_kernel(c, budget, pinned=None) -> str:
         width = c.xs[3] + (pinned == "depthwise-packed")
         fits = c.sh == c.sw == 1 and math.prod(c.ys[:3]) * width * c.item <= budget
         if pinned == "depthwise-flat":
-            fits = fits and c.ys[3] <= c.xs[3] and 0 <= c.pl <= (kw - 1) * c.dil_w
+            fits = fits and c.ys[3] <= c.xs[3] and c.pl <= (kw - 1) * c.dil_w
         return pinned if fits else own
 
     def takes(name, applies):  # applies(by_size): by_size None decides by the call's size
