@@ -431,7 +431,8 @@ def _phase_call(geom, phase, item, flipped) -> _Call:
 def _forward_kernel(c, budget, pinned=None) -> str:
     """The kernel of ``KERNELS`` that runs the forward call ``c`` (a ``_Call``) within ``budget``
     bytes. ``pinned``: the one the whole array's call runs (``choosing_as``): that one where it
-    applies to this chunk whatever its size (and fits), else ``"packed"``."""
+    applies to this chunk whatever its size (and fits), else ``"packed"`` (a depthwise call: its
+    own path)."""
     kh, kw = c.ws[2], c.ws[3]
     if c.groups > 1 and c.ws[1] == 1:  # depthwise (``_depthwise``): its kernel's flat or packed path
         own = "depthwise-flat" if c.sh == c.sw == 1 and c.xs[3] == c.ys[3] else "depthwise-packed"
@@ -467,8 +468,8 @@ def _forward_kernel(c, budget, pinned=None) -> str:
     return "packed"
 
 
-# Working out a call's kernel takes 3-12 us (scratch sizes against the budget), a tenth of a small
-# call: each answer is kept, for the thread count too, which the scratch sizes read (``_slots``).
+# Working out a call's kernel takes up to 12 us (scratch sizes against the budget), a tenth of a
+# small call: each answer is kept, for the thread count too, which the scratch sizes read (``_slots``).
 # The kernels' thresholds (module constants) are not in the key: ``forget_kernels`` after a change.
 
 def forget_kernels():
