@@ -42,7 +42,7 @@ CASES = [
 def test_both_passes_match_the_reference(shape, kernel, mult, kwargs, path, dtype):
     n, c, h, w_ = shape
     geom = Geometry.from_args(shape, (c * mult, 1, *kernel), groups=c, **kwargs)
-    assert numba_jit._depthwise(geom) and _flat(geom) == (path == "flat")
+    assert numba_jit._depthwise(geom.groups, geom.c_in_g) and _flat(geom) == (path == "flat")
     x, w, gy = (RNG.standard_normal(s) for s in (geom.x_shape, geom.w_shape, geom.y_shape))
     bias = RNG.standard_normal(geom.c_out)
     tol = dict(rtol=1e-5, atol=1e-5) if dtype == np.float32 else dict(rtol=1e-12, atol=1e-12)

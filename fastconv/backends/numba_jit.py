@@ -366,11 +366,12 @@ def _no_bias(dtype):
     return _NO_BIAS[dtype]
 
 
-def _depthwise(geom) -> bool:
-    """Whether ``_numba_depthwise`` runs the call: one input channel per group, several groups.
+def _depthwise(groups, c_in_g) -> bool:
+    """Whether ``_numba_depthwise`` runs a call of ``groups`` groups of ``c_in_g`` input channels
+    each (a forward call's, or an input-gradient phase's: gy's): one, several groups.
     (One group of one input channel, e.g. MNIST's first layer, measured no faster there: the
     general kernel's 4 output channels per load pay off.)"""
-    return geom.groups > 1 and geom.c_in_g == 1
+    return groups > 1 and c_in_g == 1
 
 
 def _run_depthwise(x, w, y, bias, c, flat):
@@ -382,8 +383,8 @@ def _run_depthwise(x, w, y, bias, c, flat):
     width = y.shape[3]
     if flat != (c.sh == c.sw == 1 and x.shape[3] == width):
         width = x.shape[3] + (not flat)
-    out = y if width == y.shape[3] else _scratch("wide", y.size // y.shape[3] * width, y.dtype)[
-        :y.size // y.shape[3] * width].reshape(*y.shape[:3], width)
+    size = y.size // y.shape[3] * width
+    out = y if width == y.shape[3] else _scratch("wide", size, y.dtype)[:size].reshape(*y.shape[:3], width)
     if bias is None:
         bias = _scratch("zeros", w.shape[0], x.dtype)[:w.shape[0]]
         bias[:] = 0
@@ -434,7 +435,7 @@ def _forward_kernel(c, budget, pinned=None) -> str:
     applies to this chunk whatever its size (and fits), else ``"packed"`` (a depthwise call: its
     own path)."""
     kh, kw = c.ws[2], c.ws[3]
-    if c.groups > 1 and c.ws[1] == 1:  # depthwise (``_depthwise``): its kernel's flat or packed path
+    if _depthwise(c.groups, c.ws[1]):  # its kernel's flat or packed path
         own = "depthwise-flat" if c.sh == c.sw == 1 and c.xs[3] == c.ys[3] else "depthwise-packed"
         if pinned is None or pinned == own:
             return own
@@ -523,12 +524,14 @@ def _run_forward(kernel, x, w, bias, y, c, budget):
     adding ``bias`` (None: none) to each block while it is in cache: a 1x1 kernel's taps are one
     matrix product (``_numba_gemm``), a ``k x 1`` kernel's read the input where it lies
     (``_numba_columns``), the implicit forward and the patches multiply on the register tiles
-    (``_numba_implicit``, ``_numba_patches``), any other call runs on a packed copy. A kernel
-    whose scratch would pass ``budget`` bytes leaves the call to the packed kernels."""
+    (``_numba_implicit``, ``_numba_patches``), any other call runs on a packed copy. (The chooser
+    checked each kernel's scratch against ``budget`` bytes; the patches check theirs again, as
+    their module's interface.)"""
     if kernel.startswith("depthwise"):
         _run_depthwise(x, w, y, bias, c, kernel == "depthwise-flat")
         return
-    if kernel == "implicit" and _implicit_forward(x, w, bias, y, c.geom):
+    if kernel == "implicit":
+        _implicit_forward(x, w, bias, y, c.geom)
         return
     bias = _no_bias(x.dtype) if bias is None else bias
     n, c_in, c_out = x.shape[0], x.shape[1], w.shape[0]
@@ -539,8 +542,8 @@ def _run_forward(kernel, x, w, bias, y, c, budget):
                    bias, workspaces=_workspaces(x.dtype, lambda nthreads: _gemm.cols_scratch(
                        c_out, c_in, nthreads, x.itemsize, n * p, p)),
                    prepare=_gemm._cols_prepare, serial=_gemm._cols_serial, pieces=_gemm.PIECES)
-    elif kernel == "grouped" and _grouped_forward(x, w, bias, y, c, budget):
-        pass
+    elif kernel == "grouped":
+        _grouped_forward(x, w, bias, y, c)
     elif kernel == "columns":  # (a cropped phase's input: the columns it reads, from -pl on)
         x = _at_stride(x, 1, 1, 0, -c.pl, (x.shape[2], y.shape[3]))
         _run_parts(_cols._columns_part, c.macs, x, w, bias, y, c.pt, c.dil_h, c.groups,
@@ -566,18 +569,15 @@ def _grouped_scratch(c, nslots):
                                  c.item)
 
 
-def _grouped_forward(x, w, bias, y, c, budget) -> bool:
-    """A stride-1 grouped forward of few channels a group (``_numba_implicit.gfw_part``) into y,
-    unless its scratch would pass ``budget`` bytes (False: the packed kernels then take it). Its
-    scratch: the packed weight (w's size) and per thread one group's padded input."""
+def _grouped_forward(x, w, bias, y, c):
+    """A stride-1 grouped forward of few channels a group (``_numba_implicit.gfw_part``) into y.
+    Its scratch (``_grouped_scratch``, within the budget: ``_forward_kernel``): the packed weight
+    (w's size) and per thread one group's padded input."""
     kh, kw = w.shape[2], w.shape[3]
     hp, wp = y.shape[2] + kh - 1, y.shape[3] + (kw - 1) * c.dil_w
-    if _grouped_scratch(c, _slots(c.macs)[1])[0] * x.itemsize > budget:
-        return False
     _run_parts(_implicit.gfw_part, c.macs, x, w, bias, y.reshape(*y.shape[:2], -1), c.groups, c.dil_w, c.pt, c.pl,
                wp, hp * wp, workspaces=_workspaces(x.dtype, lambda nslots: _grouped_scratch(c, nslots)),
                prepare=_implicit.gfw_prepare, serial=_implicit.gfw_serial)
-    return True
 
 
 @lifted
@@ -614,6 +614,12 @@ def _adjoint(geom, item, budget, pinned=None) -> bool:
                                     geom.dil_w, item, _slots(geom.macs)[0], budget) is not None
 
 
+def _by_phases(geom) -> bool:
+    """Whether the input gradient (of finite weights, not the adjoint's) runs as stride-1 forward
+    calls, one per stride phase: at unit stride or dilation (else the direct loops)."""
+    return geom.sh == geom.sw == 1 or geom.dil_h == geom.dil_w == 1
+
+
 @lifted
 def grad_input(gy, w, geom):
     """Gradient with respect to the input, shaped like ``x``."""
@@ -627,7 +633,7 @@ def grad_input(gy, w, geom):
             and _patches.grad_input(gy, w, gx, geom.sh, geom.sw, geom.pt, geom.pl, geom.dil_h, geom.dil_w,
                                     _slots(geom.macs)[0], budget, _local.compile_only)):
         return gx
-    if not (unit or geom.dil_h == geom.dil_w == 1) or not _all_finite(w):
+    if not _by_phases(geom) or not _all_finite(w):
         # Non-finite weights stay on the direct loops: the packed path's zero padding times inf
         # would give NaN where the reference has no product at all.
         _run_parts(_k._grad_input_part, geom.macs, gy, w, gx, *_hyper(geom), gy.dtype.type(0),
@@ -667,7 +673,7 @@ def grad_weight(gy, x, geom):
     """Gradient with respect to the weight, shaped like ``w``."""
     _announce(x.dtype)
     gw = np.empty(geom.w_shape, dtype=x.dtype)
-    if _depthwise(geom):
+    if _depthwise(geom.groups, geom.c_in_g):
         _run_parts(_dw._dwgw_part, geom.macs, gy, x, gw, geom.sh, geom.sw, geom.pt, geom.pl, geom.dil_h,
                    geom.dil_w, x.dtype.type(0),
                    workspaces=_workspaces(x.dtype, lambda nthreads: _dw._dwgw_scratch(
@@ -770,13 +776,10 @@ def whole_choices(geom, dtype) -> Choices:
     task may run in another process)."""
     g = as_2d(geom)
     item = np.dtype(dtype).itemsize
-    budget = call_budget(g, item)
-    flipped = g.input_gradient_as_forward()
-    phased = g.sh == g.sw == 1 or g.dil_h == g.dil_w == 1  # (else the direct loops: ``grad_input``)
-    return Choices(_forward_kernel(_forward_call(g, item), budget),
-                   _adjoint(g, item, budget),
-                   tuple((phase.first, _forward_kernel(_phase_call(g, phase, item, flipped), budget))
-                         for phase in (g.stride_phases() if phased else ())))
+    budget, threads = call_budget(g, item), _threads.call_threads()
+    phases = _input_gradient_plan(g, item, budget, None, threads) if _by_phases(g) else ()
+    return Choices(_forward_plan(g, item, budget, None, threads)[1], _adjoint(g, item, budget),
+                   tuple((phase.first, kernel) for phase, _, kernel in phases))
 
 
 @contextlib.contextmanager
@@ -796,20 +799,16 @@ def _pinned(field):
     return None if choices is None else getattr(choices, field)
 
 
-def _implicit_forward(x, w, bias, y, geom) -> bool:
+def _implicit_forward(x, w, bias, y, geom):
     """y as an implicit matrix product on the register tiles (``_numba_implicit.fw_part``, by rows or
-    by wide pixels); False, y unwritten, where its scratch would pass the memory budget (the packed
-    kernels then take it)."""
+    by wide pixels), whose scratch ``_forward_kernel`` found within the memory budget."""
     hp, wp = geom.padded_size
     wide = _implicit.forward_wide(geom, x.itemsize)
     need = _implicit_scratch(geom, x.itemsize, wide)
-    if need is None:
-        return False
     _run_parts(_implicit.fw_part, geom.macs, x, w, _no_bias(x.dtype) if bias is None else bias,
                y.reshape(*y.shape[:2], -1), geom.dil_h, geom.dil_w, geom.pt, geom.pl, wp, hp * wp, int(wide),
                workspaces=_workspaces(x.dtype, lambda _: need), prepare=_implicit.fw_prepare,
                serial=_implicit.fw_serial, pieces=_gemm.PIECES)
-    return True
 
 
 def _implicit_scratch(geom, itemsize, wide):
