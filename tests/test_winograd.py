@@ -524,6 +524,19 @@ def test_filters_transformed_into_the_packed_layout(m, dtype):
         np.testing.assert_array_equal(got, want)
 
 
+@pytest.mark.parametrize("a2", [16, 36])
+@pytest.mark.parametrize(("cs", "cd"), [(8, 8), (16, 40), (40, 16), (512, 512)])
+def test_products_overwrite_only_input_slots_already_read(a2, cs, cd):
+    """``_slots``: in the one buffer, product slot xi (from the start) overlaps no input slot from xi
+    on (at the end), which ``_gemm.batch`` reads after it or while it writes xi; and the buffer is
+    no larger than that needs: a2 + 1 slots where the channels are alike."""
+    total = winograd._slots(a2, cs, cd)
+    v0 = total - a2 * cs  # where the input's slots start
+    assert all((xi + 1) * cd <= v0 + xi * cs for xi in range(a2))
+    assert any((xi + 1) * cd == v0 + xi * cs for xi in range(a2))  # none of it spare
+    assert cs != cd or total == (a2 + 1) * cs
+
+
 def test_items_hold_whole_panels_where_the_threads_stay_even(use_threads):
     """Work items of the products hold whole panels of 32 tiles (float32) where one is near
     ITEM_TILES, unless that leaves one thread much more to do than an even cut would; without a
