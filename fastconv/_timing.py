@@ -335,14 +335,17 @@ def pass_skip_reason(impl, case: Case, pass_: str) -> str | None:
     return None
 
 
-def algorithm(impl, case: Case, dtype, precision: str | None = None) -> str | None:
+def algorithm(impl, case: Case, dtype, precision: str | None = None, pass_: str = "forward") -> str | None:
     """What a backend module's optional ``algorithm(geom, dtype, precision)`` says it runs on
-    ``case`` (e.g. Winograd's tile size), else None."""
+    ``case`` (e.g. Winograd's tile size), else None; for auto, the backend it picks for ``pass_``
+    (``"backward"``: the input gradient's, then `` + `` the weight gradient's where they differ)
+    and what that runs."""
     if impl == TORCH or isinstance(impl, Plugin):
         return None
     if impl == AUTO:  # the backend it picks, and what that runs
-        pick = backends.choose(case.geometry, np.dtype(dtype), precision)
-        return " ".join(filter(None, (pick, algorithm(pick, case, dtype, precision))))
+        steps = ("grad_input", "grad_weight") if pass_ == "backward" else ("forward",)
+        picks = dict.fromkeys(backends.choose(case.geometry, np.dtype(dtype), precision, step) for step in steps)
+        return " + ".join(" ".join(filter(None, (pick, algorithm(pick, case, dtype, precision)))) for pick in picks)
     module = backends.get(impl)
     if not hasattr(module, "algorithm"):
         return None
@@ -437,7 +440,7 @@ def measure(cases, impls, passes=PASSES, *, dtype=np.float32, repeat: int = 7, s
             for impl in live:
                 name = name_of(impl)
                 warm_up(impl, dtype)
-                row[name].algorithm = algorithm(impl, case, dtype)  # warm: auto's pick is ready
+                row[name].algorithm = algorithm(impl, case, dtype, pass_=pass_)  # warm: auto's pick is ready
                 runs[name] = problem.runner(impl, pass_)
                 row[name].warmup_s, _ = _sample(runs[name], 1)
                 once, _ = _sample(runs[name], 1)

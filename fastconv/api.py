@@ -91,10 +91,11 @@ class _Call:
     dtype: np.dtype
     backend: str
 
-    def impl(self):
-        """The backend module: ``"auto"``'s pick, or the named one if it supports the call."""
+    def impl(self, pass_: str = "forward"):
+        """The backend module that runs ``pass_`` (``backends.PASSES``): ``"auto"``'s pick for it,
+        or the named one if it supports the call."""
         if self.backend == "auto":
-            return backends.get(backends.choose(self.geom, self.dtype))
+            return backends.get(backends.choose(self.geom, self.dtype, pass_=pass_))
         reason = backends.refusal(self.backend, self.geom, self.dtype)
         if reason is not None:
             raise ValueError(f"backend {self.backend!r} does not support this call: {reason}")
@@ -213,14 +214,14 @@ def _conv_backward(ndim, grad_output, input, weight, stride, padding, dilation, 
                               backend, layout)
     geom = call.geom
     gy = call.grad_output(grad_output, geom.y_shape)
-    impl = call.impl()
+    gx_impl, gw_impl = call.impl("grad_input"), call.impl("grad_weight")  # auto may pick two
     if geom.n == 0:
         gx, gw = np.zeros(call.x.shape, dtype=call.dtype), np.zeros(geom.w_shape, dtype=call.dtype)
     else:
         x = call.contiguous(call.x) if pad is None else pad.apply(call.x, call.dtype)
         with _quiet(), one_call():  # one call: its scratch within one budget (``_workers.thread_scratch``)
-            gx = impl.grad_input(gy, call.contiguous(call.w), geom)
-            gw = impl.grad_weight(gy, x, geom)
+            gx = gx_impl.grad_input(gy, call.contiguous(call.w), geom)
+            gw = gw_impl.grad_weight(gy, x, geom)
         if pad is not None:
             gx = pad.fold(gx)
     gb = gy.sum(axis=(0, *range(2, ndim + 2))) if bias else None
@@ -254,7 +255,7 @@ def _conv_transpose(ndim, input, weight, bias, stride, padding, output_padding, 
     b = _bias(bias, geom.c_in)
     if b is not None:
         call.dtype = _float_dtype(call.x, call.w, b)
-    impl = call.impl()
+    impl = call.impl("grad_input")  # a transposed convolution is the convolution's input gradient
     if geom.n == 0:
         return call.user(np.zeros(geom.x_shape, dtype=call.dtype))
     with _quiet():
@@ -271,7 +272,7 @@ def _conv_transpose_backward(ndim, grad_output, input, weight, stride, padding, 
                             layout)
     geom = call.geom
     gy = call.grad_output(grad_output, geom.x_shape)
-    impl = call.impl()
+    gz_impl, gw_impl = call.impl("forward"), call.impl("grad_weight")
     z = call.x
     if geom.n == 0:
         gz, gw = np.zeros(z.shape, dtype=call.dtype), np.zeros(geom.w_shape, dtype=call.dtype)
@@ -279,15 +280,19 @@ def _conv_transpose_backward(ndim, grad_output, input, weight, stride, padding, 
         # The convolution may see more entries than z (output_padding >= stride): those extra
         # outputs are cropped from gz, and their zero padding in z adds nothing to gw.
         with _quiet(), one_call():
-            gz = impl.forward(gy, call.contiguous(call.w), geom)[tuple(slice(0, s) for s in z.shape)]
-            gw = impl.grad_weight(_zero_extend(z, geom.y_shape, call.dtype), gy, geom)
+            gz = gz_impl.forward(gy, call.contiguous(call.w), geom)[tuple(slice(0, s) for s in z.shape)]
+            gw = gw_impl.grad_weight(_zero_extend(z, geom.y_shape, call.dtype), gy, geom)
     gb = gy.sum(axis=(0, *range(2, ndim + 2))) if bias else None
     return ConvGrads(call.user(gz), call.user(gw, batched=True), gb)
 
 
 def choose_backend(input_shape, weight_shape, *, stride=1, padding=0, dilation=1, groups=1,
-                   dtype=np.float32, layout: str | None = None) -> str:
-    """The backend that ``backend="auto"`` runs for a convolution with these shapes and arguments.
+                   dtype=np.float32, layout: str | None = None, gradient: str | None = None) -> str:
+    """The backend that ``backend="auto"`` runs for a convolution with these shapes and arguments:
+    its forward, or with ``gradient="input"`` or ``"weight"`` that gradient (``conv2d_backward``
+    and the like may run the two on different backends; a transposed convolution is the input
+    gradient of the convolution whose shapes it takes, and its backward the forward and the
+    weight gradient).
 
     The number of spatial axes is ``len(weight_shape) - 2`` (1, 2 or 3); ``input_shape`` may be
     batched or unbatched; ``layout`` defaults to channels first. Resolve ``"auto"`` once and pass
@@ -310,7 +315,10 @@ def choose_backend(input_shape, weight_shape, *, stride=1, padding=0, dilation=1
                           layout, transposed=False)
         geom = Geometry.from_args(x.shape, w.shape, stride=stride, padding=padding, dilation=dilation,
                                   groups=groups)
-        return backends.choose(geom, np.dtype(dtype))
+        passes = {None: "forward", "input": "grad_input", "weight": "grad_weight"}
+        if gradient not in passes:
+            raise ValueError(f"`gradient` must be None, 'input' or 'weight'; got {gradient!r}")
+        return backends.choose(geom, np.dtype(dtype), pass_=passes[gradient])
 
 
 # ---------------------------------------------------------------------------- the public doors

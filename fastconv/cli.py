@@ -135,20 +135,22 @@ def bench_report(results, cases_, passes, peak: float, dtype) -> list[dict]:
     with_algorithm = any(r.algorithm for r in results)
     rows_out = []
     for case in cases_:
-        try:
-            auto = choose_backend(case.x_shape, case.w_shape, **case.kwargs, dtype=dtype)
-        except (ValueError, TypeError):  # an N-d shape on a fastconv without it
-            auto = None
         rows: list[list[str] | None] = []
         for pass_ in passes:
+            try:  # auto's picks: the forward's, or the input and the weight gradient's
+                auto = [choose_backend(case.x_shape, case.w_shape, **case.kwargs, dtype=dtype, gradient=g)
+                        for g in ((None,) if pass_ == "forward" else ("input", "weight"))]
+            except (ValueError, TypeError):  # an N-d shape on a fastconv without it
+                auto = [None]
             if rows:
                 rows.append(None)
             for r in (r for r in results if r.case == case.name and r.pass_ == pass_ and not r.skipped):
                 key = (r.case, r.pass_, r.impl)
                 vs_torch, vs_fastest = Summary.of(to_torch.get(key)), Summary.of(to_fastest.get(key))
                 notes = []
-                if r.impl == auto:
-                    notes.append("auto")
+                if r.impl in auto:
+                    notes.append("auto" if len(set(auto)) == 1 else
+                                 f"auto: {'input' if r.impl == auto[0] else 'weight'} gradient")
                 if not r.ok:
                     notes.append(f"WRONG (error {r.error:.1e})")
                 if r.times and r.warmup_s > 5 * r.median and r.warmup_s > 0.5:
@@ -159,7 +161,7 @@ def bench_report(results, cases_, passes, peak: float, dtype) -> list[dict]:
                              vs_torch.text() if have_torch else "-", num(vs_fastest.median),
                              "-" if r.error is None else f"{r.error:.0e}", ", ".join(notes)])
                 rows_out.append(r.as_dict() | {"ratio_torch": vs_torch.as_dict(), "ratio_fastest": vs_fastest.as_dict(),
-                                                 "pct_peak": pct, "auto": auto})
+                                                 "pct_peak": pct, "auto": " + ".join(dict.fromkeys(map(str, auto)))})
         print_table(f"{case.name}: {cases.describe(case)}",
                     ["pass", "backend", *(["algorithm"] if with_algorithm else []), "median ms", "min ms",
                      "eff. GFLOP/s", "%peak", "x torch [range]", "x fastest", "error", "note"], rows,

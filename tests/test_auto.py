@@ -120,6 +120,32 @@ def test_rule_with_winograd(installed, geom, expected):
     assert backends.choose(geom, np.float32) == expected
 
 
+STEM = Geometry.from_args((2, 3, 64, 64), (16, 3, 7, 7), stride=2, padding=3)
+WEIGHT_FEW_TILES = Geometry.from_args((2, 256, 10, 10), (256, 256, 3, 3), padding=1)  # 50 F(2x2) tiles
+STRIDED = Geometry.from_args((8, 64, 28, 28), (128, 64, 3, 3), stride=2, padding=1)
+
+
+@pytest.mark.parametrize("geom, forward, grad_input, grad_weight", [
+    (POINTWISE, PRODUCT, "im2col", PRODUCT), (STEM, "numba", "im2col", "numba"),
+    (WEIGHT_FEW_TILES, "winograd", "winograd", "numba"), (STRIDED, "numba", "numba", "im2col"),
+    (VOLUME_STRIDED, "numba", "numba", "numba"), (DEPTHWISE, "numba", "numba", "numba"),
+    (SMALL, "numba", "numba", "numba"), (DENSE, TILED_3X3, TILED_3X3, TILED_3X3)])
+def test_each_pass_takes_its_own_pick(installed, geom, forward, grad_input, grad_weight):
+    """``AUTO_PASS_RULES``: a gradient's own rows first (1x1 and few-channel input gradients on
+    BLAS, the weight gradient of few tiles on numba, of strided layers on BLAS), never for
+    depthwise or small calls, else the forward's row."""
+    installed("reference", "im2col", "numba", "winograd")
+    got = [backends.choose(geom, np.float32, pass_=p) for p in backends.PASSES]
+    assert got == [forward, grad_input, grad_weight]
+
+
+def test_gradient_and_pass_names_are_checked():
+    with pytest.raises(ValueError, match="`gradient` must be None, 'input' or 'weight'"):
+        fastconv.choose_backend((1, 3, 8, 8), (4, 3, 3, 3), gradient="bias")
+    with pytest.raises(ValueError, match="pass must be one of"):
+        backends.choose(DENSE, np.float32, pass_="backward")
+
+
 def test_thresholds_are_where_the_rule_says():
     assert SMALL.macs <= backends.AUTO_NUMBA_MAX_MACS < JUST_ABOVE.macs
     assert SMALL_IMAGES.oh * SMALL_IMAGES.ow < backends.AUTO_IM2COL_BELOW_PIXELS <= DENSE.oh * DENSE.ow
@@ -215,9 +241,11 @@ def test_auto_runs_what_choose_backend_says(monkeypatch, case):
         ran.append(name)
         return get(name)
     monkeypatch.setattr(backends, "get", spy)
+    gradients = [fastconv.choose_backend(x.shape, w.shape, **case.kwargs, dtype=np.float32, gradient=g)
+                 for g in ("input", "weight")]
     y = fastconv.conv2d(x, w, **case.kwargs)
     fastconv.conv2d_backward(y, x, w, **case.kwargs)
-    assert ran == [picked, picked]
+    assert ran == [picked, *gradients]
 
 
 def test_measured_choices_are_saved_and_reused_by_the_next_process(monkeypatch, tmp_path):

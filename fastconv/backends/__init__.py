@@ -202,13 +202,18 @@ def _is_3x3s1(geom: Geometry) -> bool:
     return (flat.kernel, flat.stride, flat.dilation) == ((3, 3), (1, 1), (1, 1))
 
 
+def _tiles(geom: Geometry) -> int:
+    """F(2x2) tiles over the batch of the 2-D call that runs."""
+    flat = as_2d(geom)
+    return flat.n * math.prod(-(-o // 2) for o in flat.out_size)
+
+
 def _few_tiles(geom: Geometry) -> bool:
     """A 3x3 stride-1 call whose batch has fewer than ``AUTO_FEW_TILES`` F(2x2) tiles and at most
     ``AUTO_FEW_TILES_MAX_CHANNELS`` channels per group each side: what winograd's products save
     there does not repay its transform of the whole weight on every call."""
     flat = as_2d(geom)
-    tiles = flat.n * math.prod(-(-o // 2) for o in flat.out_size)
-    return (_is_3x3s1(geom) and tiles < AUTO_FEW_TILES
+    return (_is_3x3s1(geom) and _tiles(geom) < AUTO_FEW_TILES
             and max(flat.c_in_g, flat.c_out_g) <= AUTO_FEW_TILES_MAX_CHANNELS)
 
 
@@ -273,6 +278,39 @@ AUTO_RULES: tuple[tuple[str, object, tuple[str, ...]], ...] = (
     ("few pixels per image, many channels", _blas_shaped, ("im2col", "numba")),
     ("otherwise", lambda g: True, ("numba", "im2col")),
 )
+PASSES = ("forward", "grad_input", "grad_weight")
+
+
+def _past_small(g: Geometry) -> bool:
+    """Neither depthwise nor a small call: ``AUTO_RULES``' first two rows hold for every pass."""
+    return not g.is_depthwise and g.macs > AUTO_NUMBA_MAX_MACS
+
+
+# A gradient may run on another backend than the forward: these rows come first for their pass,
+# else ``AUTO_RULES`` decides. Two threads, float32, each gradient timed alone, medians of 5-9
+# interleaved rounds (2026-12-03, the default and rules suites), ms, numba against im2col unless
+# said. Input gradient: 1x1 kernels (w's transpose times gy) 24.0 / 21.7 (14x14 256 -> 1024),
+# 22.0 / 20.9 (28x28 256 -> 256), 12.5 / 11.4 (20x20), 8.8 / 7.9 (14x14 128 -> 512), 7.9 / 7.3,
+# 1.0 / 0.8, 16.4 / 15.0 at stride 2; up to 4 input channels (numba's register tiles want 8 rows
+# of them): the stem 7x7/2 51.2 / 34.3, 32x32 3 -> 64 6.9 / 5.0, MNIST 2.3 / 2.0. Weight
+# gradient: 3x3 stride 1 on few F(2x2) tiles, numba against winograd: 75 tiles (3 x 10x10, C=384)
+# 7.0 / 7.8, 98 (2 x 14x14, 512) 14.0 / 16.4, 128 (8 x 7x7, 256) 4.5 / 5.2, (512) 16.0 / 15.9,
+# 196 (4 x 14x14, 256) 8.5 / 7.1, 256 (16 x 7x7) 7.5 / 7.2; strided, kernels past 1x1, 64+ input
+# channels, 1-D and 2-D: 1-D k=5 s=2 72.1 / 49.2, 3x3/2 9.8 / 9.6, 31.9 / 29.5, 32.5 / 29.3 (3-D
+# 3x3x3/2: 16.3 / 17.1, left to numba).
+AUTO_WEIGHT_TILES = 128  # F(2x2) tiles below which numba's weight gradient beats winograd's
+AUTO_PASS_RULES: tuple[tuple[str, str, object, tuple[str, ...]], ...] = (
+    ("grad_input", "1x1 kernel: w's transpose times gy", lambda g: _past_small(g) and math.prod(g.kernel) == 1,
+     ("im2col", "numba")),
+    ("grad_input", "up to 4 input channels per group", lambda g: _past_small(g) and g.c_in_g <= 4,
+     ("im2col", "numba")),
+    ("grad_weight", "3x3 at stride 1, 48-127 F(2x2) tiles in the batch",
+     lambda g: _past_small(g) and _is_3x3s1(g) and AUTO_FEW_TILES <= _tiles(g) < AUTO_WEIGHT_TILES,
+     ("numba", "im2col", "winograd")),
+    ("grad_weight", "strided 1-D and 2-D, kernel past 1x1, 64+ input channels per group",
+     lambda g: (_past_small(g) and g.ndim <= 2 and max(g.stride) > 1 and math.prod(g.kernel) > 1
+                and g.c_in_g >= 64), ("im2col", "numba")),
+)
 AUTO_MEASURE_ENV = "FASTCONV_AUTO"  # "measure": time the candidates once per shape, cache the fastest
 
 _measured: dict[str, str] = {}  # FASTCONV_AUTO=measure's choices, keyed by the call's repr
@@ -285,27 +323,38 @@ _measured: dict[str, str] = {}  # FASTCONV_AUTO=measure's choices, keyed by the 
 # keyed by those two: hashing the rules' nested tuples on every call cost 2 us; auto's whole
 # cost over the backend it picks went from 5 to about 2 us a call.
 _ranked: dict[tuple, list] = {}
-_ranked_for: list = [None, None]
+_ranked_for: list = [None, None, None]
 
 
-def candidates(geom: Geometry, dtype, precision: str | None = None) -> list[str]:
-    """The backends that ``"auto"`` may run for this call, best first by ``AUTO_RULES``."""
-    return list(_entry(geom, dtype, precision)[0])
+def candidates(geom: Geometry, dtype, precision: str | None = None, pass_: str = "forward") -> list[str]:
+    """The backends that ``"auto"`` may run for this call's ``pass_`` (one of ``PASSES``), best
+    first by ``AUTO_PASS_RULES`` and ``AUTO_RULES``."""
+    return list(_entry(geom, dtype, precision, pass_)[0])
 
 
-def _entry(geom: Geometry, dtype, precision: str | None) -> list:
+def _order(geom: Geometry, pass_: str) -> tuple[str, ...]:
+    """The backends in ``"auto"``'s order for ``pass_``: the first row that holds."""
+    if pass_ not in PASSES:
+        raise ValueError(f"pass must be one of {PASSES}; got {pass_!r}")
+    for rule_pass, _, applies, order in AUTO_PASS_RULES:
+        if rule_pass == pass_ and applies(geom):
+            return order
+    return next(order for _, applies, order in AUTO_RULES if applies(geom))
+
+
+def _entry(geom: Geometry, dtype, precision: str | None, pass_: str = "forward") -> list:
     """``[candidates, settled pick or None]``, the cached entry itself (``choose`` reads it on
     every auto call); its list of names is not to be changed."""
     precision = precision or get_precision()
     names = available()
-    if _ranked_for[0] is not AUTO_RULES or _ranked_for[1] != names:
+    if _ranked_for[0] is not AUTO_RULES or _ranked_for[1] is not AUTO_PASS_RULES or _ranked_for[2] != names:
         _ranked.clear()
-        _ranked_for[:] = AUTO_RULES, names
-    key = (geom, getattr(dtype, "str", dtype), precision)
+        _ranked_for[:] = AUTO_RULES, AUTO_PASS_RULES, names
+    key = (geom, getattr(dtype, "str", dtype), precision, pass_)
     entry = _ranked.get(key)
     if entry is None:
         names = [name for name in names if _load(name).supports(geom, dtype, precision) is None]
-        prefer = next(order for _, applies, order in AUTO_RULES if applies(geom))
+        prefer = _order(geom, pass_)
         rank = {name: i for i, name in enumerate(prefer)}
         names.sort(key=lambda name: (name == "reference", rank.get(name, len(rank))))
         if len(_ranked) >= 1024:  # a bound, not an LRU: long-running callers see few shapes
@@ -314,15 +363,16 @@ def _entry(geom: Geometry, dtype, precision: str | None) -> list:
     return entry
 
 
-def choose(geom: Geometry, dtype, precision: str | None = None) -> str:
-    """The ``"auto"`` rule: the best candidate for this call (see ``AUTO_RULES``), never
-    ``"reference"`` while another backend supports the call, and never one still compiling while
-    another is ready.
+def choose(geom: Geometry, dtype, precision: str | None = None, pass_: str = "forward") -> str:
+    """The ``"auto"`` rule: the best candidate for this call's ``pass_`` (``PASSES``; see
+    ``AUTO_PASS_RULES`` and ``AUTO_RULES``), never ``"reference"`` while another backend supports
+    the call, and never one still compiling while another is ready.
 
     With ``FASTCONV_AUTO=measure`` in the environment, the fastest candidate timed on this call's
-    shapes instead, once per shape, dtype and precision.
+    shapes instead (forward and both gradients together: one backend for every pass), once per
+    shape, dtype and precision.
     """
-    entry = _entry(geom, dtype, precision)
+    entry = _entry(geom, dtype, precision, pass_)
     measure = os.environ.get(AUTO_MEASURE_ENV) == "measure"
     if entry[1] is not None and not measure:
         return entry[1]
@@ -331,7 +381,7 @@ def choose(geom: Geometry, dtype, precision: str | None = None) -> str:
         raise ValueError(f"no installed backend supports this call ({geom}); installed: {available()}")
     fast = names[:-1] if len(names) > 1 and names[-1] == "reference" else names  # (ranked last)
     if len(fast) > 1 and measure:
-        return _measured_choice(geom, dtype, fast)
+        return _measured_choice(geom, dtype, sorted(fast))  # every pass's order: one timing
     if _ready(fast[0], dtype):
         entry[1] = fast[0]  # settled
         return fast[0]
