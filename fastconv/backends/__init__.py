@@ -291,7 +291,8 @@ def _past_small(g: Geometry) -> bool:
 # interleaved rounds (2026-12-03, the default and rules suites), ms, numba against im2col unless
 # said. Input gradient: 1x1 kernels (w's transpose times gy) 24.0 / 21.7 (14x14 256 -> 1024),
 # 22.0 / 20.9 (28x28 256 -> 256), 12.5 / 11.4 (20x20), 8.8 / 7.9 (14x14 128 -> 512), 7.9 / 7.3,
-# 1.0 / 0.8, 16.4 / 15.0 at stride 2; up to 4 input channels (numba's register tiles want 8 rows
+# 1.0 / 0.8, 16.4 / 15.0 at stride 2, 1-D 6.4 / 6.2, 8 x 28x28 512 20.5 / 20.2 (but 7x7 512 -> 128
+# 2.4 / 2.7); up to 4 input channels (numba's register tiles want 8 rows
 # of them): the stem 7x7/2 51.2 / 34.3, 32x32 3 -> 64 6.9 / 5.0, MNIST 2.3 / 2.0. Weight
 # gradient: 3x3 stride 1 on few F(2x2) tiles, numba against winograd: 75 tiles (3 x 10x10, C=384)
 # 7.0 / 7.8, 98 (2 x 14x14, 512) 14.0 / 16.4, 128 (8 x 7x7, 256) 4.5 / 5.2, (512) 16.0 / 15.9,
