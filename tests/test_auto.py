@@ -123,17 +123,20 @@ def test_rule_with_winograd(installed, geom, expected):
 STEM = Geometry.from_args((2, 3, 64, 64), (16, 3, 7, 7), stride=2, padding=3)
 WEIGHT_FEW_TILES = Geometry.from_args((2, 256, 10, 10), (256, 256, 3, 3), padding=1)  # 50 F(2x2) tiles
 STRIDED = Geometry.from_args((8, 64, 28, 28), (128, 64, 3, 3), stride=2, padding=1)
+STEM_GROUPED = Geometry.from_args((2, 8, 64, 64), (16, 4, 7, 7), stride=2, padding=3, groups=2)  # untimed
 
 
 @pytest.mark.parametrize("geom, forward, grad_input, grad_weight", [
     (POINTWISE, PRODUCT, "im2col", PRODUCT), (STEM, "numba", "im2col", "numba"),
     (WEIGHT_FEW_TILES, "winograd", "winograd", "numba"), (STRIDED, "numba", "numba", "im2col"),
     (VOLUME_STRIDED, "numba", "numba", "numba"), (DEPTHWISE, "numba", "numba", "numba"),
-    (SMALL, "numba", "numba", "numba"), (DENSE, TILED_3X3, TILED_3X3, TILED_3X3)])
+    (SMALL, "numba", "numba", "numba"), (DENSE, TILED_3X3, TILED_3X3, TILED_3X3),
+    (STEM_GROUPED, "numba", "numba", "numba")])
 def test_each_pass_takes_its_own_pick(installed, geom, forward, grad_input, grad_weight):
     """``AUTO_PASS_RULES``: a gradient's own rows first (1x1 and few-channel input gradients on
     BLAS, the weight gradient of few tiles on numba, of strided layers on BLAS), never for
-    depthwise or small calls, else the forward's row."""
+    depthwise or small calls (nor grouped ones where no grouped layer was timed), else the
+    forward's row."""
     installed("reference", "im2col", "numba", "winograd")
     got = [backends.choose(geom, np.float32, pass_=p) for p in backends.PASSES]
     assert got == [forward, grad_input, grad_weight]
