@@ -160,8 +160,9 @@ def bench_report(results, cases_, passes, peak: float, dtype) -> list[dict]:
                              ms(r.best), num(r.gflops if r.times else math.nan, 1), num(pct, 0),
                              vs_torch.text() if have_torch else "-", num(vs_fastest.median),
                              "-" if r.error is None else f"{r.error:.0e}", ", ".join(notes)])
+                picks = None if None in auto else " + ".join(dict.fromkeys(auto))  # as the algorithm column
                 rows_out.append(r.as_dict() | {"ratio_torch": vs_torch.as_dict(), "ratio_fastest": vs_fastest.as_dict(),
-                                                 "pct_peak": pct, "auto": " + ".join(dict.fromkeys(map(str, auto)))})
+                                                 "pct_peak": pct, "auto": picks})
         print_table(f"{case.name}: {cases.describe(case)}",
                     ["pass", "backend", *(["algorithm"] if with_algorithm else []), "median ms", "min ms",
                      "eff. GFLOP/s", "%peak", "x torch [range]", "x fastest", "error", "note"], rows,

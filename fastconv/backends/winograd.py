@@ -389,8 +389,9 @@ def _convolve(src, w, geom, c_dst, out_hw, pt, pl, bias, transposed):
         kernel.help()
         nt = (r1 - r0) * tiles_w
         if tiles:  # one buffer (``_slots``)
-            z = buffer(scratch, "vm", (_slots(a2, cs, cd) * nt,), dtype)
-            v, mm = z[(_slots(a2, cs, cd) - a2 * cs) * nt:], z[:a2 * cd * nt]
+            per_tile = _slots(a2, cs, cd)
+            z = buffer(scratch, "vm", (per_tile * nt,), dtype)
+            v, mm = z[(per_tile - a2 * cs) * nt:], z[:a2 * cd * nt]
         else:  # NumPy's products would copy an input that overlaps their output
             v = buffer(scratch, "v", (a2 * cs * nt,), dtype)
             mm = buffer(scratch, "m", (a2 * cd * nt,), dtype)
