@@ -335,6 +335,13 @@ def pass_skip_reason(impl, case: Case, pass_: str) -> str | None:
     return None
 
 
+def auto_picks(case: Case, dtype, pass_: str = "forward", precision: str | None = None) -> list[str]:
+    """The backends auto runs for ``pass_`` on ``case``: the forward's, or (``"backward"``) the
+    input gradient's then the weight gradient's, once each."""
+    steps = ("grad_input", "grad_weight") if pass_ == "backward" else ("forward",)
+    return list(dict.fromkeys(backends.choose(case.geometry, np.dtype(dtype), precision, step) for step in steps))
+
+
 def algorithm(impl, case: Case, dtype, precision: str | None = None, pass_: str = "forward") -> str | None:
     """What a backend module's optional ``algorithm(geom, dtype, precision)`` says it runs on
     ``case`` (e.g. Winograd's tile size), else None; for auto, the backend it picks for ``pass_``
@@ -343,9 +350,8 @@ def algorithm(impl, case: Case, dtype, precision: str | None = None, pass_: str 
     if impl == TORCH or isinstance(impl, Plugin):
         return None
     if impl == AUTO:  # the backend it picks, and what that runs
-        steps = ("grad_input", "grad_weight") if pass_ == "backward" else ("forward",)
-        picks = dict.fromkeys(backends.choose(case.geometry, np.dtype(dtype), precision, step) for step in steps)
-        return " + ".join(" ".join(filter(None, (pick, algorithm(pick, case, dtype, precision)))) for pick in picks)
+        return " + ".join(" ".join(filter(None, (pick, algorithm(pick, case, dtype, precision))))
+                          for pick in auto_picks(case, dtype, pass_, precision))
     module = backends.get(impl)
     if not hasattr(module, "algorithm"):
         return None

@@ -138,9 +138,8 @@ def bench_report(results, cases_, passes, peak: float, dtype) -> list[dict]:
         rows: list[list[str] | None] = []
         for pass_ in passes:
             try:  # auto's picks: the forward's, or the input and the weight gradient's
-                auto = [choose_backend(case.x_shape, case.w_shape, **case.kwargs, dtype=dtype, gradient=g)
-                        for g in ((None,) if pass_ == "forward" else ("input", "weight"))]
-            except (ValueError, TypeError):  # an N-d shape on a fastconv without it
+                auto = timing.auto_picks(case, dtype, pass_)
+            except (ValueError, TypeError):  # a shape no installed backend runs
                 auto = [None]
             if rows:
                 rows.append(None)
@@ -149,7 +148,7 @@ def bench_report(results, cases_, passes, peak: float, dtype) -> list[dict]:
                 vs_torch, vs_fastest = Summary.of(to_torch.get(key)), Summary.of(to_fastest.get(key))
                 notes = []
                 if r.impl in auto:
-                    notes.append("auto" if len(set(auto)) == 1 else
+                    notes.append("auto" if len(auto) == 1 else
                                  f"auto: {'input' if r.impl == auto[0] else 'weight'} gradient")
                 if not r.ok:
                     notes.append(f"WRONG (error {r.error:.1e})")
@@ -160,7 +159,7 @@ def bench_report(results, cases_, passes, peak: float, dtype) -> list[dict]:
                              ms(r.best), num(r.gflops if r.times else math.nan, 1), num(pct, 0),
                              vs_torch.text() if have_torch else "-", num(vs_fastest.median),
                              "-" if r.error is None else f"{r.error:.0e}", ", ".join(notes)])
-                picks = None if None in auto else " + ".join(dict.fromkeys(auto))  # as the algorithm column
+                picks = None if None in auto else " + ".join(auto)  # as the algorithm column
                 rows_out.append(r.as_dict() | {"ratio_torch": vs_torch.as_dict(), "ratio_fastest": vs_fastest.as_dict(),
                                                  "pct_peak": pct, "auto": picks})
         print_table(f"{case.name}: {cases.describe(case)}",

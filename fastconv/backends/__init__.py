@@ -286,32 +286,31 @@ def _past_small(g: Geometry) -> bool:
     return not g.is_depthwise and g.macs > AUTO_NUMBA_MAX_MACS
 
 
-# A gradient may run on another backend than the forward: these rows come first for their pass,
-# else ``AUTO_RULES`` decides. Two threads, float32, each gradient timed alone, medians of 5-9
-# interleaved rounds (2026-12-03, the default and rules suites), ms, numba against im2col unless
-# said. Input gradient: 1x1 kernels (w's transpose times gy) 24.0 / 21.7 (14x14 256 -> 1024),
-# 22.0 / 20.9 (28x28 256 -> 256), 12.5 / 11.4 (20x20), 8.8 / 7.9 (14x14 128 -> 512), 7.9 / 7.3,
-# 1.0 / 0.8, 16.4 / 15.0 at stride 2, 1-D 6.4 / 6.2, 8 x 28x28 512 20.5 / 20.2 (but 7x7 512 -> 128
-# 2.4 / 2.7); up to 4 input channels (numba's register tiles want 8 rows of them): the stem 7x7/2
-# 51.2 / 34.3, 32x32 3 -> 64 6.9 / 5.0, MNIST 2.3 / 2.0. Both rows in one group only: no grouped
-# layer was timed (numba's grouped kernels against im2col's loop over groups). Weight
-# gradient: 3x3 stride 1 on few F(2x2) tiles, numba against winograd: 75 tiles (3 x 10x10, C=384)
-# 7.0 / 7.8, 98 (2 x 14x14, 512) 14.0 / 16.4, 128 (8 x 7x7, 256) 4.5 / 5.2, (512) 16.0 / 15.9,
-# 196 (4 x 14x14, 256) 8.5 / 7.1, 256 (16 x 7x7) 7.5 / 7.2; strided, kernels past 1x1, 64+ input
-# channels, 1-D and 2-D: 1-D k=5 s=2 72.1 / 49.2, 3x3/2 9.8 / 9.6, 31.9 / 29.5, 32.5 / 29.3 (3-D
-# 3x3x3/2: 16.3 / 17.1, left to numba).
+# A gradient may run on another backend than the forward: these rows come first for their pass (past
+# depthwise and small calls, ``_past_small``), else ``AUTO_RULES`` decides. Two threads, float32,
+# each gradient timed alone, medians of 5-9 interleaved rounds (2026-12-03, the default and rules
+# suites), ms, numba against im2col unless said. Input gradient: 1x1 kernels (w's transpose times
+# gy) 24.0 / 21.7 (14x14 256 -> 1024), 22.0 / 20.9 (28x28 256 -> 256), 12.5 / 11.4 (20x20), 8.8 /
+# 7.9 (14x14 128 -> 512), 7.9 / 7.3, 1.0 / 0.8, 16.4 / 15.0 at stride 2, 1-D 6.4 / 6.2, 8 x 28x28
+# 512 20.5 / 20.2 (but 7x7 512 -> 128 2.4 / 2.7); up to 4 input channels (numba's register tiles
+# want 8 rows of them): the stem 7x7/2 51.2 / 34.3, 32x32 3 -> 64 6.9 / 5.0, MNIST 2.3 / 2.0. Both
+# rows in one group only: no grouped layer was timed (numba's grouped kernels against im2col's loop
+# over groups). Weight gradient: 3x3 stride 1 on few F(2x2) tiles, numba against winograd: 75 tiles
+# (3 x 10x10, C=384) 7.0 / 7.8, 98 (2 x 14x14, 512) 14.0 / 16.4, 128 (8 x 7x7, 256) 4.5 / 5.2, (512)
+# 16.0 / 15.9, 196 (4 x 14x14, 256) 8.5 / 7.1, 256 (16 x 7x7) 7.5 / 7.2; strided, kernels past 1x1,
+# 64+ input channels, 1-D and 2-D: 1-D k=5 s=2 72.1 / 49.2, 3x3/2 9.8 / 9.6, 31.9 / 29.5, 32.5 /
+# 29.3 (3-D 3x3x3/2: 16.3 / 17.1, left to numba).
 AUTO_WEIGHT_TILES = 128  # F(2x2) tiles below which numba's weight gradient beats winograd's
 AUTO_PASS_RULES: tuple[tuple[str, str, object, tuple[str, ...]], ...] = (
     ("grad_input", "1x1 kernel, one group: w's transpose times gy",
-     lambda g: _past_small(g) and g.groups == 1 and math.prod(g.kernel) == 1, ("im2col", "numba")),
-    ("grad_input", "up to 4 input channels, one group",
-     lambda g: _past_small(g) and g.groups == 1 and g.c_in <= 4, ("im2col", "numba")),
+     lambda g: g.groups == 1 and math.prod(g.kernel) == 1, ("im2col", "numba")),
+    ("grad_input", "up to 4 input channels, one group", lambda g: g.groups == 1 and g.c_in <= 4,
+     ("im2col", "numba")),
     ("grad_weight", "3x3 at stride 1, 48-127 F(2x2) tiles in the batch",
-     lambda g: _past_small(g) and _is_3x3s1(g) and AUTO_FEW_TILES <= _tiles(g) < AUTO_WEIGHT_TILES,
-     ("numba", "im2col", "winograd")),
+     lambda g: _is_3x3s1(g) and AUTO_FEW_TILES <= _tiles(g) < AUTO_WEIGHT_TILES, ("numba", "im2col", "winograd")),
     ("grad_weight", "strided 1-D and 2-D, kernel past 1x1, 64+ input channels per group",
-     lambda g: (_past_small(g) and g.ndim <= 2 and max(g.stride) > 1 and math.prod(g.kernel) > 1
-                and g.c_in_g >= 64), ("im2col", "numba")),
+     lambda g: g.ndim <= 2 and max(g.stride) > 1 and math.prod(g.kernel) > 1 and g.c_in_g >= 64,
+     ("im2col", "numba")),
 )
 AUTO_MEASURE_ENV = "FASTCONV_AUTO"  # "measure": time the candidates once per shape, cache the fastest
 
@@ -338,9 +337,10 @@ def _order(geom: Geometry, pass_: str) -> tuple[str, ...]:
     """The backends in ``"auto"``'s order for ``pass_``: the first row that holds."""
     if pass_ not in PASSES:
         raise ValueError(f"pass must be one of {PASSES}; got {pass_!r}")
-    for rule_pass, _, applies, order in AUTO_PASS_RULES:
-        if rule_pass == pass_ and applies(geom):
-            return order
+    if pass_ != "forward" and _past_small(geom):
+        for rule_pass, _, applies, order in AUTO_PASS_RULES:
+            if rule_pass == pass_ and applies(geom):
+                return order
     return next(order for _, applies, order in AUTO_RULES if applies(geom))
 
 
