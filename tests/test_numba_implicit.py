@@ -166,6 +166,17 @@ def test_a_call_whose_scratch_passes_the_budget_takes_another_kernel(budget, mon
 
 
 @wide
+def test_the_implicit_forward_is_judged_against_the_budget_it_is_given():
+    # an input gradient's phase is a forward over gy whose Geometry has a budget of its own (that of
+    # gy's size): the chooser holds the implicit forward to the call's, the one it is passed
+    geom = Geometry.from_args((4, 8, 64, 64), (16, 8, 3, 3), padding=1)
+    nbytes = implicit.fw_scratch(16, 8, 9, 66 * 66, numba_jit._slots(geom.macs, gemm.PIECES)[1], 4)[0] * 4
+    call = numba_jit._forward_call(geom, 4)
+    assert numba_jit._forward_kernel(call, nbytes) == "implicit"
+    assert numba_jit._forward_kernel(call, nbytes - 1) != "implicit"
+
+
+@wide
 def test_the_scratch_is_gw_and_a_few_images_per_slot():
     # C (gw transposed, channels rounded up to 8 and panels to whole ones), and per slot a group of
     # padded images (about GROUP_PIXELS pixels of every channel) and their panels of gy (at most

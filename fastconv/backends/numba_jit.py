@@ -459,7 +459,7 @@ def _forward_kernel(c, budget, pinned=None) -> str:
         return "columns"
     if c.geom is not None and takes("implicit", lambda by_size: (
             _implicit.forward_applies(c.geom, c.item, by_size)
-            and _implicit_scratch(c.geom, c.item, _implicit.forward_wide(c.geom, c.item)) is not None)):
+            and _implicit_scratch(c.geom, c.item, _implicit.forward_wide(c.geom, c.item), budget) is not None)):
         return "implicit"
     if takes("patches", lambda by_size: (
             _patches.applies(kh, kw, c.sh, c.sw, c.groups, c.xs[1], c.ws[0], c.ys[3], c.dil_w, by_size)
@@ -531,7 +531,7 @@ def _run_forward(kernel, x, w, bias, y, c, budget):
         _run_depthwise(x, w, y, bias, c, kernel == "depthwise-flat")
         return
     if kernel == "implicit":
-        _implicit_forward(x, w, bias, y, c.geom)
+        _implicit_forward(x, w, bias, y, c.geom, budget)
         return
     bias = _no_bias(x.dtype) if bias is None else bias
     n, c_in, c_out = x.shape[0], x.shape[1], w.shape[0]
@@ -799,25 +799,26 @@ def _pinned(field):
     return None if choices is None else getattr(choices, field)
 
 
-def _implicit_forward(x, w, bias, y, geom):
+def _implicit_forward(x, w, bias, y, geom, budget):
     """y as an implicit matrix product on the register tiles (``_numba_implicit.fw_part``, by rows or
-    by wide pixels), whose scratch ``_forward_kernel`` found within the memory budget."""
+    by wide pixels), whose scratch ``_forward_kernel`` found within ``budget`` bytes."""
     hp, wp = geom.padded_size
     wide = _implicit.forward_wide(geom, x.itemsize)
-    need = _implicit_scratch(geom, x.itemsize, wide)
+    need = _implicit_scratch(geom, x.itemsize, wide, budget)
     _run_parts(_implicit.fw_part, geom.macs, x, w, _no_bias(x.dtype) if bias is None else bias,
                y.reshape(*y.shape[:2], -1), geom.dil_h, geom.dil_w, geom.pt, geom.pl, wp, hp * wp, int(wide),
                workspaces=_workspaces(x.dtype, lambda _: need), prepare=_implicit.fw_prepare,
                serial=_implicit.fw_serial, pieces=_gemm.PIECES)
 
 
-def _implicit_scratch(geom, itemsize, wide):
+def _implicit_scratch(geom, itemsize, wide, budget):
     """``fw_scratch``'s sizes for the implicit forward on ``geom`` (by ``wide`` pixels or not), or
-    None where they pass the memory budget."""
+    None where they pass ``budget`` bytes: the call's (``_forward_kernel``'s), which for a phase of
+    the input gradient is the gradient call's, not that of ``geom``, the phase's forward over gy."""
     hp, wp = geom.padded_size
     need = _implicit.fw_scratch(geom.c_out, geom.c_in, geom.kh * geom.kw, hp * wp, _slots(geom.macs, _gemm.PIECES)[1],
                                 itemsize, (geom.oh - 1) * wp + geom.ow if wide else 0)
-    return None if need[0] * itemsize > call_budget(geom, itemsize) else need
+    return None if need[0] * itemsize > budget else need
 
 
 # What warmup compiles, in the order auto needs it: (label, x shape, w shape, hyper-parameters,
