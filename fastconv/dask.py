@@ -29,7 +29,8 @@ and fold the border's gradient back, in fastconv's order of additions. Channels-
 unbatched input are transposed / expanded lazily around the same computation.
 
 Results equal fastconv's in-memory functions on the computed arrays. ``backend="auto"`` is resolved
-once, on the whole array's geometry, so every chunk runs the backend the in-memory call would; so
+once per pass, on the whole array's geometry, so every chunk runs the backend the in-memory call
+would (the forward's pick, and for ``conv*d_backward`` the input and the weight gradient's); so
 are the kernels a backend picks by the array's size (its ``whole_choices``, run in each task under
 its ``choosing_as``). numba names the kernel of the whole array's forward and of each stride phase
 of its input gradient (its kernels each sum a pixel's terms in their own order, and some are chosen
@@ -68,12 +69,13 @@ from .geometry import Geometry
 __all__ = ["SPLIT_EVERY", "conv1d", "conv1d_backward", "conv2d", "conv2d_backward", "conv3d", "conv3d_backward"]
 
 SPLIT_EVERY = 8  # fan-in of the weight and bias gradients' tree reductions
+_GRADIENTS = {"forward": None, "grad_input": "input", "grad_weight": "weight"}  # choose_backend's names
 
 
 class _Call:
     """A validated call, as batched channels-first arrays: ``x`` (dask, channels in one chunk, padded
     here for a padding mode other than zeros), ``w`` (NumPy, the result's dtype), the per-axis
-    arithmetic ``axes`` and the tasks' ``plan``."""
+    arithmetic ``axes`` and the tasks' ``plans`` (one a pass)."""
 
     def __init__(self, nd, input, weight, bias, stride, padding, dilation, groups, padding_mode, backend,
                  layout):
@@ -93,9 +95,10 @@ class _Call:
         self.b = None if bias is None else np.ascontiguousarray(bias, dtype=self.dtype)
         geom = Geometry.from_args(self.x.shape, self.w.shape, stride=stride, padding=padding, dilation=dilation,
                                   groups=groups)
-        name = backend if backend != "auto" else fastconv.choose_backend(
+        # "auto" per pass, as the in-memory calls pick it (``choose_backend``'s ``gradient``)
+        names = {pass_: backend if backend != "auto" else fastconv.choose_backend(
             self.x.shape, self.w.shape, stride=stride, padding=padding, dilation=dilation, groups=groups,
-            dtype=self.dtype)
+            dtype=self.dtype, gradient=gradient) for pass_, gradient in _GRADIENTS.items()}
         self.x_chunks = self.x.chunks  # the input's own chunks: the input gradient's
         self.pad = _padmodes.Padding.of(geom, padding_mode)
         origins = (0,) * nd
@@ -105,9 +108,12 @@ class _Call:
             geom = self.pad.geometry(geom)
         self.axes = [Axis(*a, *p, o, origin) for *a, p, o, origin in zip(
             geom.in_size, geom.kernel, geom.stride, geom.dilation, geom.padding, geom.out_size, origins)]
-        whole = getattr(backends.get(name), "whole_choices", None)  # what it chooses by the whole array's size
-        self.plan = _dask_tasks.Plan(nd, geom.stride, geom.dilation, geom.groups, name, self.dtype, get_precision(),
-                                     _threads.requested(), whole and whole(geom, self.dtype))
+        self.plans = {}  # each pass's, by its backend
+        for pass_, name in names.items():
+            whole = getattr(backends.get(name), "whole_choices", None)  # what it chooses by the whole array's size
+            self.plans[pass_] = _dask_tasks.Plan(nd, geom.stride, geom.dilation, geom.groups, name, self.dtype,
+                                                 get_precision(), _threads.requested(),
+                                                 whole and whole(geom, self.dtype))
         self.out_bounds = [a.out_edges(edges(c)) for a, c in zip(self.axes, self.x.chunks[2:])]
 
     def to_internal(self, arr):
@@ -146,19 +152,20 @@ def _empty_batch(arr, nd):
     return np.broadcast_to(np.zeros((), dtype=arr.dtype), arr.shape)
 
 
-def _graph(kind, call, *extra):
+def _graph(kind, call, plan, *extra):
     """A new graph's layer name, its dict with the weight under one key (sent once to each worker,
     not once per task), and its halo gatherer."""
-    name = f"fastconv-{kind}{call.nd}d-{tokenize(call.x.name, call.w, call.b, call.plan, *extra)}"
+    name = f"fastconv-{kind}{call.nd}d-{tokenize(call.x.name, call.w, call.b, plan, *extra)}"
     dsk = {} if kind == "grad-weight" else {(f"{name}-weight",): call.w}  # the weight's shape is enough there
     return name, dsk, (f"{name}-weight",), Gatherer(dsk, f"{name}-halo")
 
 
 def _forward(call: _Call):
-    name, dsk, wkey, gather = _graph("conv", call)
+    plan = call.plans["forward"]
+    name, dsk, wkey, gather = _graph("conv", call, plan)
     for i, idx, batch, ranges in call.out_blocks():
         keys, window = gather.gather(call.x, call.x_window(batch, ranges))
-        dsk[(name, i, 0, *idx)] = (_dask_tasks.forward, keys, window, wkey, call.b, call.plan)
+        dsk[(name, i, 0, *idx)] = (_dask_tasks.forward, keys, window, wkey, call.b, plan)
     gather.finish()
     graph = HighLevelGraph.from_collections(name, dsk, dependencies=[call.x])
     return da.Array(graph, name, call.out_chunks(), dtype=call.dtype)
@@ -166,7 +173,8 @@ def _forward(call: _Call):
 
 def _grad_input(call: _Call, gy):
     """Chunked like the input: each chunk from the window of ``gy`` whose outputs read it."""
-    name, dsk, wkey, gather = _graph("grad-input", call, gy.name)
+    plan = call.plans["grad_input"]
+    name, dsk, wkey, gather = _graph("grad-input", call, plan, gy.name)
     c_in, c_out = call.x.shape[1], call.w.shape[0]
     for i, (n0, n1) in enumerate(spans(edges(call.x.chunks[0]))):
         for idx in product(*(range(len(c)) for c in call.x.chunks[2:])):
@@ -178,7 +186,7 @@ def _grad_input(call: _Call, gy):
             offsets = tuple(max(q0 - p0, 0) for (p0, _), (q0, _) in zip(own, read))
             out_shape = (n1 - n0, c_in, *(p1 - p0 for p0, p1 in own))
             keys, gy_window = gather.gather(gy, window)
-            dsk[(name, i, 0, *idx)] = (_dask_tasks.grad_input, keys, gy_window, wkey, call.plan, crops, offsets,
+            dsk[(name, i, 0, *idx)] = (_dask_tasks.grad_input, keys, gy_window, wkey, plan, crops, offsets,
                                        out_shape)
     gather.finish()
     graph = HighLevelGraph.from_collections(name, dsk, dependencies=[gy])
@@ -187,13 +195,14 @@ def _grad_input(call: _Call, gy):
 
 def _grad_weight(call: _Call, gy):
     """One partial weight gradient per output chunk, stacked on a new axis, then tree-summed."""
-    name, dsk, _, gather = _graph("grad-weight", call, gy.name)
+    plan = call.plans["grad_weight"]
+    name, dsk, _, gather = _graph("grad-weight", call, plan, gy.name)
     count = 0
     for _, _, batch, ranges in call.out_blocks():
         x_keys, x_window = gather.gather(call.x, call.x_window(batch, ranges))
         gy_keys, gy_window = gather.gather(gy, [batch, (0, call.w.shape[0]), *ranges])
         dsk[(name, count) + (0,) * (call.nd + 2)] = (_dask_tasks.grad_weight, x_keys, x_window, gy_keys, gy_window,
-                                                     call.w.shape, call.plan)
+                                                     call.w.shape, plan)
         count += 1
     gather.finish()
     graph = HighLevelGraph.from_collections(name, dsk, dependencies=[call.x, gy])

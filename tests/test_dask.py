@@ -269,6 +269,26 @@ def test_precision_and_backend_fixed_when_the_graph_is_built():
     assert {p.backend for p in plans} == {auto}
 
 
+def test_auto_picks_each_pass_as_the_in_memory_calls_do(monkeypatch):
+    # auto may run the two gradients on other backends than the forward (``AUTO_PASS_RULES``):
+    # each pass's tasks carry their own pick, made once on the whole array, as conv2d_backward does
+    picks = {"forward": "reference", "grad_input": "numba", "grad_weight": "im2col"}
+    if not set(picks.values()) <= set(fastconv.backends()):
+        pytest.skip("needs the reference, numba and im2col backends")
+    monkeypatch.setattr(fastconv.backends, "choose", lambda geom, dtype, pass_="forward": picks[pass_])
+    x, w = rng.standard_normal((2, 3, 9, 8)), rng.standard_normal((4, 3, 3, 3))
+    y = fcd.conv2d(da.from_array(x, chunks=(1, 3, 5, 4)), w, padding=1)
+    g = fcd.conv2d_backward(da.ones((2, 4, 9, 8), chunks=(1, 4, 4, 8)), da.from_array(x, chunks=(1, 3, 5, 4)), w,
+                            padding=1)
+    tasks = {}
+    for graph in (y.__dask_graph__(), g.input.__dask_graph__(), g.weight.__dask_graph__()):
+        for t in dict(graph).values():
+            if isinstance(t, tuple) and callable(t[0]) and t[0].__module__ == _dask_tasks.__name__:
+                tasks.setdefault(t[0].__name__, set()).add(next(a for a in t if isinstance(a, _dask_tasks.Plan)).backend)
+    assert tasks == {p: {b} for p, b in picks.items()}
+    _check(*_run(2, x, w, None, (1, 3, 5, 4), backend="auto", padding=1), exact=False)
+
+
 def test_errors_are_fastconvs_and_come_before_any_work():
     x = da.ones((2, 3, 8, 8), chunks=4)
     with pytest.raises(ValueError, match="padding"):
