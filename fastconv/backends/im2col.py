@@ -57,6 +57,15 @@ ROW_BAND_BYTES = 2 * 2**20
 # least this long (r56: 896 pixels, 132 -> 110 ms; the stem 3472, 39.5 -> 30.8 ms), since shorter
 # ones lose to the GEMM over several whole images (r28's 448-pixel bands: 104 -> 112 ms).
 BAND_MIN_CONTRACTION = 768
+# grad_input at unit stride runs as a forward of gy by the kernel flipped and transposed, a copy
+# of C_in x C_out/groups x kH x kW elements (NumPy's strided copy: 2-3.5 ms at 512 x 512 x 3 x 3
+# here), against the fold's adds over C_in x kH x kW x the batch's output pixels: where those are
+# few beside the output channels, the fold is faster. Two threads, float32, 3x3 padded, C_in =
+# C_out, gx time fold / as a forward, 11 interleaved rounds, by C_out over the batch's output
+# pixels: 5.2 (C=512 N=2 7x7, C=256 N=1 7x7) 0.73, 0.71; 2.6 (N=1 7x7 C=128, 14x14 C=512; N=4 7x7
+# C=512; N=2 7x7 C=256) 0.50, 0.76, 0.96, 1.00; 1.3 (N=1 14x14 C=256, N=2 14x14 C=512, N=4 7x7
+# C=256, N=8 7x7 C=512) 0.88, 0.86, 1.02, 1.20; 0.65 and below 0.95-1.29 (2026-12-03).
+FOLD_CHANNELS_PER_PIXEL = 2
 
 
 def _padded_shape(geom):
@@ -348,9 +357,13 @@ def _as_forward(geom):
     It needs no cropping: every original padding at most ``dil*(k-1)``, as is usual. Its patch
     matrix holds C_out*kH*kW rows against the fold's C_in*kH*kW, so it is only taken while C_out
     is at most twice C_in (or the kernel is 1x1: no blow-up either way); MNIST's first layer
-    (1 -> 32 channels) folds 4x faster.
+    (1 -> 32 channels) folds 4x faster. Nor where the batch has few output pixels beside the
+    output channels (``FOLD_CHANNELS_PER_PIXEL``): the kernel's flipped copy then costs more than
+    the fold.
     """
     if geom.c_out > 2 * geom.c_in and geom.kh * geom.kw > 1:
+        return None
+    if geom.kh * geom.kw > 1 and geom.n * geom.oh * geom.ow * FOLD_CHANNELS_PER_PIXEL <= geom.c_out_g:
         return None
     return geom.input_gradient_as_forward()
 
