@@ -284,7 +284,8 @@ def test_auto_picks_each_pass_as_the_in_memory_calls_do(monkeypatch):
     for graph in (y.__dask_graph__(), g.input.__dask_graph__(), g.weight.__dask_graph__()):
         for t in dict(graph).values():
             if isinstance(t, tuple) and callable(t[0]) and t[0].__module__ == _dask_tasks.__name__:
-                tasks.setdefault(t[0].__name__, set()).add(next(a for a in t if isinstance(a, _dask_tasks.Plan)).backend)
+                plan = next(a for a in t if isinstance(a, _dask_tasks.Plan))
+                tasks.setdefault(t[0].__name__, set()).add(plan.backend)
     assert tasks == {p: {b} for p, b in picks.items()}
     _check(*_run(2, x, w, None, (1, 3, 5, 4), backend="auto", padding=1), exact=False)
 
