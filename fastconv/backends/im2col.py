@@ -253,6 +253,10 @@ def grad_weight(gy, x, geom):
     # fixed: per thread a part, a copy of one waiting for the chunks ahead, _matmul_nt's scratch
     nb, threads = thread_plan(geom, x.itemsize, per_image, PREFERRED_CHUNK_BYTES // (per_image * x.itemsize),
                               fixed=3 * g * cog * kg)
+    # One chunk (a small batch): its product is the gradient, written in place; a zeroed total
+    # and the part added to it cost 25 % of the call at N=1 C=512 7x7 (0.85 of 3.3 ms).
+    one = nb >= geom.n
+    gw = np.empty((g, cog, kg), x.dtype) if one else np.zeros((g, cog, kg), x.dtype)
 
     def work(b0, b1, scratch):
         m = b1 - b0
@@ -260,11 +264,12 @@ def grad_weight(gy, x, geom):
         # gy gathered channel-major, like cols, so that images join the contraction
         gyc = buffer(scratch, "gy", (g, cog, m, p), x.dtype)
         np.copyto(gyc, gy[b0:b1].reshape(m, g, cog, p).transpose(1, 2, 0, 3))
-        part = buffer(scratch, "part", (g, cog, kg), x.dtype)
+        part = gw if one else buffer(scratch, "part", (g, cog, kg), x.dtype)
         _matmul_nt(gyc.reshape(g, cog, m * p), cols, part)
         return Ellipsis, part
 
-    return map_chunks(geom.n, nb, work, threads, np.zeros((g, cog, kg), x.dtype)).reshape(geom.w_shape)
+    map_chunks(geom.n, nb, work, threads, None if one else gw)
+    return gw.reshape(geom.w_shape)
 
 
 def _grad_weight_banded(gy, x, geom, band):
