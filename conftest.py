@@ -64,3 +64,12 @@ def use_threads():
     """``use_threads(n)``: fastconv computes with ``n`` threads in this test (this thread's setting)."""
     with contextlib.ExitStack() as stack:
         yield lambda n: stack.enter_context(fastconv.threads(n))
+
+
+@pytest.fixture(autouse=True)
+def _no_settling_pauses(monkeypatch):
+    """The timing harness's idle pause between implementations (``_timing.SETTLE_S``, 0.12 s a
+    sample) is for real measurements; tests that time run without it unless they set it."""
+    from fastconv import _timing
+
+    monkeypatch.setattr(_timing, "SETTLE_S", 0.0)

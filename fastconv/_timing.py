@@ -3,8 +3,9 @@
 Every implementation of one problem is timed in the same run, on the same inputs, with the same
 threads, in interleaved rounds (round r times every implementation once, starting with the r-th)
 so that a burst of load from a neighbour on a shared machine lands on all of them alike rather than
-on one, and each sample follows untimed calls of the same implementation (``LEAD_IN_S``), so that
-threads another implementation leaves spinning stop before it is timed, rather than slowing it.
+on one, and each sample follows an idle pause (``SETTLE_S``) and untimed calls of the same
+implementation (``LEAD_IN_S``), so that threads another implementation leaves spinning stop
+before it is timed, rather than slowing it.
 A ratio (to torch, to the fastest) is taken within each round and the rounds' ratios are summarised
 by their median and range: a burst that slows one round moves one ratio, not the whole figure, and
 the range shows how noisy it was. Warm-up (JIT compilation, first-touch allocations) happens before
@@ -27,6 +28,7 @@ import numpy as np
 
 from . import _precision, backends
 from ._plugins import Plugin
+from ._threads import call_threads
 from .cases import REFERENCE_MAX_MACS, Case
 
 TORCH = "torch"
@@ -48,6 +50,16 @@ MIN_SAMPLE_S = 0.02
 # 0.5-0.7 ms in a loop. Spinning, fastconv's helpers now take a core from the next call for up
 # to 1 ms too: the lead-in covers both.
 LEAD_IN_S = 0.03
+# ... which some threads outlast: NumPy's OpenBLAS keeps its worker threads spinning after each call
+# for about 0.1 s (2^28 cycles, its default THREAD_TIMEOUT), so after an implementation on BLAS
+# (im2col, auto where it picks im2col) the next one ran beside a spinning thread through its
+# lead-in and its sample. Two threads, torch's forward of N=1 C=512 7x7 after 30 ms of its own
+# calls: 2.43 ms alone, 6.80 ms when NumPy's BLAS had run just before; with 0.1 s of its own calls
+# instead, 2.46 and 2.24 (2026-12-03). So each sample of an implementation that follows another
+# starts with an idle pause this long, then the lead-in: everything left spinning has gone to
+# sleep, and the lead-in wakes the implementation's own threads again before it is timed. (On one
+# thread there are no workers to spin: no pause, as in the CI gate's runs.)
+SETTLE_S = 0.12
 
 
 def torch_module():
@@ -454,11 +466,15 @@ def measure(cases, impls, passes=PASSES, *, dtype=np.float32, repeat: int = 7, s
                 if on_step:
                     on_step(f"{case.name} {pass_} {name} warm-up")
             names = [name_of(i) for i in live]
+            settle, last = (SETTLE_S if call_threads() > 1 else 0.0), None
             for round_ in range(repeat):
                 # Each round starts with the next implementation, so that whatever one leaves behind
-                # lands on each of the others equally often; the lead-in absorbs most of it.
+                # lands on each of the others equally often; the pause and the lead-in absorb it.
                 k = round_ % len(names) if names else 0
                 for name in names[k:] + names[:k]:
+                    if settle and last is not None and name != last:
+                        time.sleep(settle)
+                    last = name
                     _lead_in(runs[name])
                     seconds, outs[name] = _sample(runs[name], numbers[name])
                     row[name].times.append(seconds)

@@ -389,6 +389,30 @@ def test_each_round_starts_with_the_next_implementation(monkeypatch):
         impls, impls[1:] + impls[:1], impls[2:] + impls[:2], impls]
 
 
+def test_a_sample_after_another_implementation_follows_an_idle_pause(monkeypatch):
+    # NumPy's OpenBLAS leaves its workers spinning for about 0.1 s after a call: a pause lets
+    # them sleep before the next implementation's lead-in; none on one thread (no workers).
+    log = []
+    monkeypatch.setattr(timing, "SETTLE_S", 0.5)
+    monkeypatch.setattr(timing, "MIN_SAMPLE_S", 0)
+    monkeypatch.setattr(timing, "LEAD_IN_S", 0)
+    monkeypatch.setattr(timing.time, "sleep", lambda s: log.append(("sleep", s)))
+    monkeypatch.setattr(timing, "warm_up", lambda impl, dtype: None)
+    monkeypatch.setattr(timing, "skip_reason", lambda *args, **kwargs: None)
+    monkeypatch.setattr(timing, "algorithm", lambda *args, **kwargs: None)
+    monkeypatch.setattr(timing.Problem, "runner", lambda self, impl, pass_: lambda: log.append(impl))
+    with timing.pinned_threads(2):
+        timing.measure(cases.TINY[:1], ["im2col", "numba"], ("forward",), repeat=2, check=False)
+    timed = log[4:]  # after the warm-up calls
+    # rounds im2col, numba | numba, im2col: a pause wherever the implementation changes
+    assert timed == ["im2col", "im2col", ("sleep", 0.5), "numba", "numba",
+                     "numba", "numba", ("sleep", 0.5), "im2col", "im2col"]
+    log.clear()
+    with timing.pinned_threads(1):
+        timing.measure(cases.TINY[:1], ["im2col", "numba"], ("forward",), repeat=2, check=False)
+    assert ("sleep", 0.5) not in log
+
+
 def test_every_sample_follows_untimed_calls_of_its_own(monkeypatch):
     # torch's threads spin for a while after its call and take a core from whatever runs next:
     # each sample follows LEAD_IN_S of untimed calls of the same implementation.
