@@ -106,6 +106,7 @@ def test_bench_prints_a_table_per_shape_and_writes_a_comparable_run(capsys, tmp_
     assert env["versions"]["numpy"] == np.__version__ and "torch" in env["versions"]
     assert env["threads"]["pools"] and env["threads"]["torch"]["threads"] == 1  # measured inside the pinning
     assert "git" in env and doc["settings"]["threads"] == 1 and doc["settings"]["precision"] == "highest"
+    assert doc["settings"]["settle_s"] == 0.0  # one thread: no idle pause between implementations
     assert doc["matmul_peak"]["gflops"] == max(max(v) for v in doc["matmul_peak"]["samples"].values())
     rows = doc["results"]
     assert len(rows) == len(cases.TINY) * 2 * 2  # shapes x passes x (reference, torch)
