@@ -69,7 +69,6 @@ from .geometry import Geometry
 __all__ = ["SPLIT_EVERY", "conv1d", "conv1d_backward", "conv2d", "conv2d_backward", "conv3d", "conv3d_backward"]
 
 SPLIT_EVERY = 8  # fan-in of the weight and bias gradients' tree reductions
-_GRADIENTS = {"forward": None, "grad_input": "input", "grad_weight": "weight"}  # choose_backend's names
 
 
 class _Call:
@@ -95,10 +94,9 @@ class _Call:
         self.b = None if bias is None else np.ascontiguousarray(bias, dtype=self.dtype)
         geom = Geometry.from_args(self.x.shape, self.w.shape, stride=stride, padding=padding, dilation=dilation,
                                   groups=groups)
-        # "auto" per pass, as the in-memory calls pick it (``choose_backend``'s ``gradient``)
-        names = {pass_: backend if backend != "auto" else fastconv.choose_backend(
-            self.x.shape, self.w.shape, stride=stride, padding=padding, dilation=dilation, groups=groups,
-            dtype=self.dtype, gradient=gradient) for pass_, gradient in _GRADIENTS.items()}
+        # "auto" per pass, on the whole array, as the in-memory calls pick it
+        names = {pass_: backend if backend != "auto" else backends.choose(geom, self.dtype, pass_=pass_)
+                 for pass_ in backends.PASSES}
         self.x_chunks = self.x.chunks  # the input's own chunks: the input gradient's
         self.pad = _padmodes.Padding.of(geom, padding_mode)
         origins = (0,) * nd
