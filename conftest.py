@@ -37,13 +37,12 @@ def _fresh_numba_kernels():
     """numba keeps each call's kernel choice, and tests change its thresholds (``monkeypatch``):
     every test starts and ends with none kept (one that changes them mid-test calls
     ``numba_jit.forget_kernels`` itself)."""
-    forget = getattr(sys.modules.get("fastconv.backends.numba_jit"), "forget_kernels", None)
-    if forget:
-        forget()
+    def forget():  # (numba_jit is imported only where numba is installed)
+        getattr(sys.modules.get("fastconv.backends.numba_jit"), "forget_kernels", lambda: None)()
+
+    forget()
     yield
-    forget = getattr(sys.modules.get("fastconv.backends.numba_jit"), "forget_kernels", None)
-    if forget:
-        forget()
+    forget()
 
 
 def required_backends() -> set[str]:
