@@ -8,6 +8,7 @@ import pytest
 from numpy.lib.stride_tricks import sliding_window_view
 
 import fastconv
+from fastconv import _workers
 from fastconv._precision import precision
 from fastconv.backends import _numba_gemm as _gemm
 from fastconv.backends import _winograd_kernels, im2col, numba_jit, winograd
@@ -590,6 +591,33 @@ def test_output_channels_split_over_the_threads_gives_the_same_bits(monkeypatch,
                     np.testing.assert_array_equal(by_channels, by_items)
                 assert_close(got[0][0], numba_jit.forward(x, w, geom, b))
     assert len(ran) == 2 * 2 * 3 and all(kb == _gemm.MR for kb, _ in ran)
+
+
+@tiles_only
+def test_the_transformed_input_by_channels_is_kept_between_calls(monkeypatch, use_threads):
+    """``_by_channels``' transformed input comes from the calling thread's kept scratch, as the
+    transformed kernel does: made afresh, its pages went back to the system after every call and
+    were zeroed again at the next one's first touch. A second call gets the same memory, and a
+    call on other data over the first call's values gives the same bits as a fresh process would."""
+    use_threads(2)
+    monkeypatch.setattr(winograd, "BY_CHANNELS_MIN_BYTES", 0)
+    monkeypatch.setattr(winograd, "BY_CHANNELS_RATIO", 0.0)
+    asked = []
+    real = winograd.kept
+
+    def recorded(name, *args, **kwargs):
+        asked.append((name, real(name, *args, **kwargs)))
+        return asked[-1][1]
+    monkeypatch.setattr(winograd, "kept", recorded)
+    rng = np.random.default_rng(11)
+    geom = Geometry.from_args((2, 24, 9, 7), (20, 24, 3, 3), padding=1)
+    xs = [rng.standard_normal(geom.x_shape).astype(np.float32) for _ in range(2)]
+    w = rng.standard_normal(geom.w_shape).astype(np.float32)
+    second = [winograd.forward(x, w, geom) for x in xs][1]
+    inputs = [a for name, a in asked if name == "winograd-input"]
+    assert len(inputs) == 2 and np.shares_memory(inputs[0], inputs[1])
+    _workers.drop_kept()
+    np.testing.assert_array_equal(winograd.forward(xs[1], w, geom), second)
 
 
 @tiles_only
