@@ -74,7 +74,7 @@ SPLIT_EVERY = 8  # fan-in of the weight and bias gradients' tree reductions
 class _Call:
     """A validated call, as batched channels-first arrays: ``x`` (dask, channels in one chunk, padded
     here for a padding mode other than zeros), ``w`` (NumPy, the result's dtype), the per-axis
-    arithmetic ``axes`` and the tasks' ``plans`` (one a pass)."""
+    arithmetic ``axes`` and the tasks' ``plan`` of each pass."""
 
     def __init__(self, nd, input, weight, bias, stride, padding, dilation, groups, padding_mode, backend,
                  layout):
@@ -94,9 +94,7 @@ class _Call:
         self.b = None if bias is None else np.ascontiguousarray(bias, dtype=self.dtype)
         geom = Geometry.from_args(self.x.shape, self.w.shape, stride=stride, padding=padding, dilation=dilation,
                                   groups=groups)
-        # "auto" per pass, on the whole array, as the in-memory calls pick it
-        names = {pass_: backend if backend != "auto" else backends.choose(geom, self.dtype, pass_=pass_)
-                 for pass_ in backends.PASSES}
+        self.backend, self.picked_on = backend, geom  # "auto" is resolved per pass on this (``plan``)
         self.x_chunks = self.x.chunks  # the input's own chunks: the input gradient's
         self.pad = _padmodes.Padding.of(geom, padding_mode)
         origins = (0,) * nd
@@ -106,13 +104,20 @@ class _Call:
             geom = self.pad.geometry(geom)
         self.axes = [Axis(*a, *p, o, origin) for *a, p, o, origin in zip(
             geom.in_size, geom.kernel, geom.stride, geom.dilation, geom.padding, geom.out_size, origins)]
-        self.plans = {}  # each pass's, by its backend
-        for pass_, name in names.items():
-            whole = getattr(backends.get(name), "whole_choices", None)  # what it chooses by the whole array's size
-            self.plans[pass_] = _dask_tasks.Plan(nd, geom.stride, geom.dilation, geom.groups, name, self.dtype,
-                                                 get_precision(), _threads.requested(),
-                                                 whole and whole(geom, self.dtype))
+        self.geom = geom
         self.out_bounds = [a.out_edges(edges(c)) for a, c in zip(self.axes, self.x.chunks[2:])]
+
+    def plan(self, pass_):
+        """The tasks' plan for ``pass_`` (``backends.PASSES``), made when the graph that runs it is
+        built (inside the public call: its precision and threads): ``"auto"`` resolved for that
+        pass on the whole array, as the in-memory call resolves it, and what the backend chooses
+        by the whole array's size. A forward's graph asks nothing about the gradients (whose pick
+        could start compiling a backend that the forward does not run)."""
+        name = self.backend if self.backend != "auto" else backends.choose(self.picked_on, self.dtype, pass_=pass_)
+        whole = getattr(backends.get(name), "whole_choices", None)  # what it chooses by the whole array's size
+        g = self.geom
+        return _dask_tasks.Plan(self.nd, g.stride, g.dilation, g.groups, name, self.dtype, get_precision(),
+                                _threads.requested(), whole and whole(g, self.dtype))
 
     def to_internal(self, arr):
         """A user-layout dask array as batched channels-first, its channels in one chunk."""
@@ -159,7 +164,7 @@ def _graph(kind, call, plan, *extra):
 
 
 def _forward(call: _Call):
-    plan = call.plans["forward"]
+    plan = call.plan("forward")
     name, dsk, wkey, gather = _graph("conv", call, plan)
     for i, idx, batch, ranges in call.out_blocks():
         keys, window = gather.gather(call.x, call.x_window(batch, ranges))
@@ -171,7 +176,7 @@ def _forward(call: _Call):
 
 def _grad_input(call: _Call, gy):
     """Chunked like the input: each chunk from the window of ``gy`` whose outputs read it."""
-    plan = call.plans["grad_input"]
+    plan = call.plan("grad_input")
     name, dsk, wkey, gather = _graph("grad-input", call, plan, gy.name)
     c_in, c_out = call.x.shape[1], call.w.shape[0]
     for i, (n0, n1) in enumerate(spans(edges(call.x.chunks[0]))):
@@ -193,7 +198,7 @@ def _grad_input(call: _Call, gy):
 
 def _grad_weight(call: _Call, gy):
     """One partial weight gradient per output chunk, stacked on a new axis, then tree-summed."""
-    plan = call.plans["grad_weight"]
+    plan = call.plan("grad_weight")
     name, dsk, _, gather = _graph("grad-weight", call, plan, gy.name)
     count = 0
     for _, _, batch, ranges in call.out_blocks():

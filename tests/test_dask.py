@@ -290,6 +290,22 @@ def test_auto_picks_each_pass_as_the_in_memory_calls_do(monkeypatch):
     _check(*_run(2, x, w, None, (1, 3, 5, 4), backend="auto", padding=1), exact=False)
 
 
+def test_a_forward_graph_resolves_auto_for_the_forward_alone(monkeypatch):
+    # the gradients' picks are made by the graphs that run them: a forward's pick of theirs could
+    # start compiling a backend (numba's ``ready``) that the forward never runs
+    asked = []
+    real = fastconv.backends.choose
+    monkeypatch.setattr(fastconv.backends, "choose",
+                        lambda geom, dtype, pass_="forward": asked.append(pass_) or real(geom, dtype, pass_=pass_))
+    x, w = rng.standard_normal((2, 3, 9, 8)), rng.standard_normal((4, 3, 3, 3))
+    fcd.conv2d(da.from_array(x, chunks=(1, 3, 5, 4)), w, padding=1)
+    assert set(asked) == {"forward"}  # (the validating probe, an in-memory conv2d, asks too)
+    asked.clear()
+    fcd.conv2d_backward(da.ones((2, 4, 9, 8), chunks=(1, 4, 4, 8)), da.from_array(x, chunks=(1, 3, 5, 4)), w,
+                        padding=1)
+    assert {"grad_input", "grad_weight"} <= set(asked)  # (its probe, conv2d_backward, asks them too)
+
+
 def test_errors_are_fastconvs_and_come_before_any_work():
     x = da.ones((2, 3, 8, 8), chunks=4)
     with pytest.raises(ValueError, match="padding"):
