@@ -62,6 +62,11 @@ LEAD_IN_S = 0.03
 SETTLE_S = 0.12
 
 
+def settle_s(threads: int) -> float:
+    """The idle pause before a sample that follows another implementation, on ``threads``."""
+    return SETTLE_S if threads > 1 else 0.0
+
+
 def torch_module():
     """``torch`` when installed, else None (the CLI then runs without a baseline)."""
     try:
@@ -466,7 +471,7 @@ def measure(cases, impls, passes=PASSES, *, dtype=np.float32, repeat: int = 7, s
                 if on_step:
                     on_step(f"{case.name} {pass_} {name} warm-up")
             names = [name_of(i) for i in live]
-            settle, last = (SETTLE_S if call_threads() > 1 else 0.0), None
+            settle, last = settle_s(call_threads()), None
             for round_ in range(repeat):
                 # Each round starts with the next implementation, so that whatever one leaves behind
                 # lands on each of the others equally often; the pause and the lead-in absorb it.

@@ -272,7 +272,7 @@ def cmd_bench(parser, args) -> int:
                         "passes": passes, "suite": None if args.shape else args.suite,
                         "impls": [timing.name_of(i) for i in impls], "min_sample_s": timing.MIN_SAMPLE_S,
                         "lead_in_s": timing.LEAD_IN_S,
-                        "settle_s": timing.SETTLE_S if args.threads > 1 else 0.0},  # (none on one thread)
+                        "settle_s": timing.settle_s(args.threads)},
            "matmul_peak": {"gflops": peak.gflops, "size": peak.size,
                            "samples": {str(k): v for k, v in peak.samples.items()}},
            "cases": [_case_record(c) for c in cases_], "results": rows, "summary": summary}
