@@ -246,9 +246,13 @@ def _expected_y(x, w, b, geom):
 
 # Rows that spill into the next (24 and 30 pixels of 32 columns), several tiles per row, output
 # channels past whole tiles (the last panel through the scratch tile), padding on one side, dilation,
-# a single input channel and the most, rows of one image split over slots, a 1-D call
+# a single input channel and the most, rows of one image split over slots, a 1-D call; a row's
+# last tile narrower than a whole one (``_row_tile``: float32 rows of 52 end in three quarters of a
+# tile on Zen 4, of 80 in a half; float64 rows of 24 and 52 in a half)
 FORWARD_CASES = [
     pytest.param((5, 1, 28, 28), (32, 1, 5, 5), {}, id="mnist"),
+    pytest.param((2, 2, 10, 54), (12, 2, 3, 3), {}, id="narrow-last-tile"),
+    pytest.param((2, 1, 6, 82), (8, 1, 3, 3), {}, id="half-last-tile"),
     pytest.param((3, 3, 30, 32), (20, 3, 3, 3), dict(padding=1), id="ragged-channels"),
     pytest.param((2, 2, 9, 60), (8, 2, 3, 2), dict(padding=((2, 0), (1, 0))), id="two-tiles-uneven-padding"),
     pytest.param((2, 8, 16, 30), (16, 8, 3, 3), dict(padding=2, dilation=2), id="dilated"),

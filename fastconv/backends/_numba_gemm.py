@@ -44,6 +44,11 @@ COLS_L2_BYTES = 2**20
 COLS_BLOCK_BYTES = 512 * 2**10
 
 WIDE = "avx512f" in _llvm.get_host_cpu_features().flatten()
+# Cores that run a 512-bit multiply-add as two 256-bit halves (AMD Zen 4): there a tile of three
+# 256-bit vectors of columns costs three quarters of a two-vector tile, so a row's last three
+# quarters of a panel take one (``_tile_planes_narrow``). Where 512-bit multiply-adds run whole
+# (Intel's server cores, Zen 5) it would cost 1.5x a two-vector tile: not used there.
+NARROW = WIDE and _llvm.get_host_cpu_name() == "znver4"
 
 
 def applies(kh, kw, padded, groups, c_in, c_out) -> bool:
@@ -53,7 +58,7 @@ def applies(kh, kw, padded, groups, c_in, c_out) -> bool:
     return WIDE and kh == kw == 1 and not padded and groups == 1 and min(c_in, c_out) >= MR
 
 
-def _tile_function(module, bits, rows, taps=False, nv=NV, masked=False, planes=False):
+def _tile_function(module, bits, rows, taps=False, nv=NV, masked=False, planes=False, vbits=512):
     """The tile as an LLVM function of ``module`` (one per module, dtype and A layout), never
     inlined: inlined into its caller's loops, the caller's live values could take its registers.
     Arguments ``(a, b, c, bias, lda, ldb, ldc, kc, add, addb)``: pointers to the first elements, then
@@ -71,14 +76,15 @@ def _tile_function(module, bits, rows, taps=False, nv=NV, masked=False, planes=F
     ``b[(k // (kh*kw))*ldp + (k // kw % kh)*ldr + (k % kw)*ldb + j]`` (every input channel's taps, a
     plane each, in one call). With ``masked``, one more argument ``cols``:
     only the first ``cols`` columns are read from B and written to C (AVX-512's masked loads and
-    stores), so a panel's ragged end runs where it lies, as a whole one does."""
+    stores), so a panel's ragged end runs where it lies, as a whole one does. ``vbits``: the
+    vectors' width (``NARROW``'s tiles: 256)."""
     name = (f"fastconv_gemm_tile_{'rows' if rows else 'packed'}{'_taps' if taps else ''}{'_planes' if planes else ''}"
-            f"_f{bits}_v{nv}"
+            f"_f{bits}_v{nv}{'' if vbits == 512 else f'x{vbits}'}"
             f"{'_masked' if masked else ''}")
     if name in module.globals:
         return module.globals[name]
     scalar = ir.FloatType() if bits == 32 else ir.DoubleType()
-    lanes = 512 // bits
+    lanes = vbits // bits
     vec = ir.VectorType(scalar, lanes)
     i64 = ir.IntType(64)
     i32 = ir.IntType(32)
@@ -208,19 +214,19 @@ def _declared(module, name, ret, args):
     return module.globals.get(name) or ir.Function(module, ir.FunctionType(ret, args), name=name)
 
 
-def _tile_call(rows, taps=False, nv=NV, masked=False, planes=False):
+def _tile_call(rows, taps=False, nv=NV, masked=False, planes=False, vbits=512):
     """The intrinsic that calls the tile function:
     ``(a, a0, lda, b, b0, ldb, c, c0, ldc, kc, add, bias, bias0, addb)`` (with ``taps``, then
     ``kw, ldr``; ``planes``, then ``kh, ldp``; ``masked``, then ``cols``), 1-D arrays of one float
     dtype (float32: 16 lanes, float64: 8) with element offsets; ``bias[bias0:bias0 + MR]`` must be
-    readable even when ``addb`` is 0."""
+    readable even when ``addb`` is 0. ``vbits``: the vectors' width."""
     def codegen(context, builder, signature, args):
         aa, ia, lda, bb, ib, ldb, cc, ic, ldc, kc, add, bv, iv, addb = args[:14]
 
         def at(ary, aty, off):
             return builder.gep(context.make_array(aty)(context, builder, ary).data, [off])
 
-        fn = _tile_function(builder.module, signature.args[0].dtype.bitwidth, rows, taps, nv, masked, planes)
+        fn = _tile_function(builder.module, signature.args[0].dtype.bitwidth, rows, taps, nv, masked, planes, vbits)
         builder.call(fn, [at(aa, signature.args[0], ia), at(bb, signature.args[3], ib),
                           at(cc, signature.args[6], ic), at(bv, signature.args[11], iv),
                           lda, ldb, ldc, kc, add, addb, *args[14:]])
@@ -260,6 +266,9 @@ _tile_taps_ragged_half = _tile_call(rows=False, taps=True, nv=1, masked=True)  #
 _tile_planes = _tile_call(rows=False, taps=True, planes=True)  # every channel's taps, a plane each, in one call
 _tile_planes_ragged = _tile_call(rows=False, taps=True, planes=True, masked=True)  # ... the first ``cols`` columns
 _tile_planes_ragged_half = _tile_call(rows=False, taps=True, planes=True, nv=1, masked=True)  # ... of a half panel
+_tile_planes_half = _tile_call(rows=False, taps=True, planes=True, nv=1)  # ... a half panel, unmasked
+# ... three quarters of a panel, in three 256-bit vectors (``NARROW``)
+_tile_planes_narrow = _tile_call(rows=False, taps=True, planes=True, nv=3, vbits=256)
 
 
 def tile_cols(itemsize):
