@@ -657,9 +657,10 @@ def test_skipping_the_products_of_cropped_pixels_gives_the_same_bits(monkeypatch
 @tiles_only
 def test_output_channels_split_where_the_kernel_outweighs_the_input(monkeypatch, budget, use_threads):
     """``_channel_plan``: where the transformed kernel is over BY_CHANNELS_MIN_BYTES and
-    BY_CHANNELS_RATIO times the batch's transformed input, in blocks of about BLOCK_BYTES in whole
-    rounds of the threads; not on one thread, nor with more input than BY_CHANNELS_MAX_BYTES, nor
-    where the two do not fit the budget; and within the budget it is given."""
+    BY_CHANNELS_RATIO times the batch's transformed input, in blocks of about BLOCK_BYTES (from
+    LARGE_INPUT_BYTES of input on LARGE_BLOCK_BYTES, where the budget holds them) in whole rounds
+    of the threads; not on one thread, nor with more input than BY_CHANNELS_MAX_BYTES, nor where
+    the two do not fit the budget; and within the budget it is given."""
     use_threads(2)
 
     def plan(n, c, size, m=2):
@@ -668,10 +669,14 @@ def test_output_channels_split_where_the_kernel_outweighs_the_input(monkeypatch,
         return winograd._channel_plan(n * tiles_h, tiles_h, m, c, c, geom, 4)
 
     assert plan(8, 512, 7) is None  # F(2x2) C=512: 16 MiB of filters, which L3 holds
-    kb, threads = plan(32, 512, 7, m=4)  # F(4x4): 36 MiB against 9 MiB of input (N=32)
+    kb, threads = plan(16, 512, 7, m=4)  # F(4x4): 36 MiB against 4.5 MiB of input (N=16)
     assert threads == 2 and kb == 24  # 2 MiB blocks: 3 panels of 590 KiB, 22 blocks
-    assert plan(8, 1024, 10)[0] == 32  # F(2x2) C=1024: 64 MiB against 12.5 MiB; 1 MiB a panel
+    assert plan(32, 512, 7, m=4) == (128, 2)  # 9 MiB of input: 12 MiB blocks, 16 panels, 4 blocks
+    assert plan(8, 1024, 10)[0] == 176  # F(2x2) C=1024: 64 MiB against 12.5 MiB; 512 KiB a panel, 6 blocks
     assert plan(16, 1024, 10) is None  # ... against 25 MiB: over BY_CHANNELS_MAX_BYTES
+    budget(20 * 2**20)  # the 2 MiB blocks fit, the 12 MiB ones do not
+    assert plan(32, 512, 7, m=4) == (24, 2)
+    budget(None)
     assert plan(32, 64, 56, m=4) is None  # many tiles, few channels
     use_threads(1)
     assert plan(32, 512, 7, m=4) is None

@@ -101,6 +101,17 @@ BY_CHANNELS_MIN_BYTES = 24 * 2**20  # the transformed kernel
 BY_CHANNELS_RATIO = 1.5  # ... over the transformed input
 BY_CHANNELS_MAX_BYTES = 24 * 2**20  # the transformed input, read once per block: within L3 (32 MiB)
 BLOCK_BYTES = 2 * 2**20  # a block's transformed filters (1-3 MiB measured alike)
+# ... and from LARGE_INPUT_BYTES of transformed input on, LARGE_BLOCK_BYTES (where the budget holds
+# them; else BLOCK_BYTES): every block reads the whole transformed input, which from about that
+# size no longer stays in cache from one block to the next (L3 is 32 MiB, shared with other
+# tenants), so fewer blocks read it fewer times; where it stays, smaller blocks keep their
+# filters' transform nearer the products that read it. Two threads, float32, F(4x4) C=512 at
+# "high", forward ms with blocks of 2 MiB / 12 MiB, medians of 11 calls in five alternating pairs
+# of processes (2026-12-03, Zen 4): N=4 28x28 (14 MiB of input) 72-95 / 32-39, N=16 14x14 (18
+# MiB) 49-60 / 35-47, N=2 28x28 (7 MiB) 23-30 / 16-24, N=32 7x7 (9 MiB) 17-23 / 19-21; 4.5 MiB of
+# input: N=16 7x7 9.7-15 / 12-13, N=4 14x14 9.8-16 / 12-14 (medians 10.3 / 12.0, 10.2 / 12.9).
+LARGE_INPUT_BYTES = 6 * 2**20
+LARGE_BLOCK_BYTES = 12 * 2**20
 
 # Channels per group (read and written) from which winograd on the register tiles beats numba's
 # direct loops (for "auto"): 2 threads, N=32 (16 and 8 for the larger images), forward time over
@@ -429,23 +440,32 @@ def _channel_plan(rows, tiles_w, m, cs, cd, geom, itemsize):
     """For ``_by_channels``: ``(output channels per block, threads)``, or None where the transformed
     kernel is under ``BY_CHANNELS_MIN_BYTES`` or small beside the transformed input
     (``BY_CHANNELS_RATIO``), the input's is over ``BY_CHANNELS_MAX_BYTES`` or the two do not fit
-    the memory budget."""
+    the memory budget. Blocks of about ``BLOCK_BYTES`` of transformed filters, or
+    ``LARGE_BLOCK_BYTES`` from ``LARGE_INPUT_BYTES`` of transformed input on where they fit."""
     a2, groups, threads = (m + 2) ** 2, geom.groups, call_threads()
     u = groups * a2 * cd * cs * itemsize  # the transformed kernel
     v = groups * a2 * cs * rows * tiles_w * itemsize  # the whole batch's transformed input
     if (u < max(BY_CHANNELS_MIN_BYTES, BY_CHANNELS_RATIO * v) or v > BY_CHANNELS_MAX_BYTES
             or threads < 2 or not rows):
         return None
-    # blocks of whole panels of a group's output channels, of about BLOCK_BYTES of transformed
-    # filters each, as many as whole rounds of the threads where there are panels enough
+    for block in ((LARGE_BLOCK_BYTES,) if v >= LARGE_INPUT_BYTES else ()) + (BLOCK_BYTES,):
+        kb = _block_channels(block, a2, cs, cd, groups, threads, itemsize)
+        per_thread = ((a2 * _gemm.packed_size(kb, cs) + _gemm.batch_scratch(kb, itemsize) + a2 * kb * rows * tiles_w
+                       + reserved()) * itemsize + _k.transform_scratch(m, rows, tiles_w, itemsize)[0])
+        if v + threads * per_thread <= call_budget(geom, itemsize):
+            return kb, threads
+    return None
+
+
+def _block_channels(block, a2, cs, cd, groups, threads, itemsize) -> int:
+    """Output channels per block of ``_by_channels``: whole panels of a group's output channels, of
+    about ``block`` bytes of transformed filters each, as many blocks as whole rounds of the
+    threads where there are panels enough."""
     panels = -(-cd // _gemm.MR)  # per group
-    per_group = -(-panels // max(1, BLOCK_BYTES // (a2 * cs * _gemm.MR * itemsize)))  # blocks
+    per_group = -(-panels // max(1, block // (a2 * cs * _gemm.MR * itemsize)))  # blocks
     rounds = -(-groups * per_group // threads)
     per_group = min(panels, max(per_group, -(-rounds * threads // groups)))
-    kb = -(-panels // per_group) * _gemm.MR  # output channels per block
-    per_thread = ((a2 * _gemm.packed_size(kb, cs) + _gemm.batch_scratch(kb, itemsize) + a2 * kb * rows * tiles_w
-                   + reserved()) * itemsize + _k.transform_scratch(m, rows, tiles_w, itemsize)[0])
-    return (kb, threads) if v + threads * per_thread <= call_budget(geom, itemsize) else None
+    return -(-panels // per_group) * _gemm.MR
 
 
 def _by_channels(src, wv, m, plan, tiles_h, tiles_w, pt, pl, b, y, out_hw):
