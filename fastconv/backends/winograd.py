@@ -92,7 +92,7 @@ GW_ITEM_BYTES = 32 * 2**20
 # memory, each thread its own copy: at 7x7 C=512 N=32, F(4x4)'s 38 MB of filters against 9 MB of
 # input, two threads took 23.6 ms of products where one took 13.8. There the threads split the
 # output channels instead (``_by_channels``): the input is transformed once into memory that stays
-# in L3, each block's filters are transformed into an L2-sized buffer of its thread and used at
+# in L3, each block's filters are transformed into a buffer of its thread (``BLOCK_BYTES``) and used at
 # once. Two threads, float32, forward time by channels / by items, 7-11 interleaved rounds:
 # F(4x4) N=32 C=512 7x7 0.64-0.69, N=16 C=512 14x14 0.91-0.92; F(2x2), 16 MiB of filters (which
 # L3 holds over the items), N=8 C=512 7x7 0.79-0.91, N=16 7x7 0.89-1.01, N=4 14x14 1.05-1.06,
