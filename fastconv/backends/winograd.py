@@ -407,17 +407,18 @@ def _convolve(src, w, geom, c_dst, out_hw, pt, pl, bias, transposed):
             v = buffer(scratch, "v", (a2 * cs * nt,), dtype)
             mm = buffer(scratch, "m", (a2 * cd * nt,), dtype)
         s, wk = _transform_work(scratch, m, r1 - r0, tiles_w, dtype)
-        order, spans = (_cropped(scratch, m, r0, r1, tiles_h, tiles_w, out_hw, itemsize) if tiles
-                        else (_NO_ORDER, _NO_SPANS))
-        for g in range(groups):
-            _k._input_transform(src, g * cs, cs, r0, r1, tiles_h, tiles_w, pt, pl, m, v, s, wk, 0, cs, order)
+        if tiles:  # the item's transforms and products in one compiled call, once the kernel is transformed
+            order, spans = _cropped(scratch, m, r0, r1, tiles_h, tiles_w, out_hw, itemsize)
             kernel.ready()
-            if tiles:
-                _gemm.batch(up[g], cd, v, mm, cs, nt, buffer(scratch, "tiles", (_gemm.batch_scratch(cd, itemsize),),
-                                                             dtype), spans, cs * nt)
-            else:
-                np.matmul(u[g], v.reshape(a2, cs, nt), out=mm.reshape(a2, cd, nt))
-            if _k._output_transform(mm, g * cd, cd, r0, r1, tiles_h, tiles_w, m, b, y, wk, order):
+            if _k.item(src, cs, cd, r0, r1, tiles_h, tiles_w, pt, pl, m, v, mm, s, wk, order, up,
+                       buffer(scratch, "tiles", (_gemm.batch_scratch(cd, itemsize),), dtype), spans, b, y):
+                bad.append(True)
+            return
+        for g in range(groups):  # NumPy's products
+            _k._input_transform(src, g * cs, cs, r0, r1, tiles_h, tiles_w, pt, pl, m, v, s, wk, 0, cs, _NO_ORDER)
+            kernel.ready()
+            np.matmul(u[g], v.reshape(a2, cs, nt), out=mm.reshape(a2, cd, nt))
+            if _k._output_transform(mm, g * cd, cd, r0, r1, tiles_h, tiles_w, m, b, y, wk, _NO_ORDER):
                 bad.append(True)
 
     # inf and NaN only send the call to the direct fallback: no warning for them
