@@ -47,7 +47,8 @@ WIDE = "avx512f" in _llvm.get_host_cpu_features().flatten()
 # Cores that run a 512-bit multiply-add as two 256-bit halves (AMD Zen 4): there a tile of three
 # 256-bit vectors of columns costs three quarters of a two-vector tile, so a row's last three
 # quarters of a panel take one (``_tile_planes_narrow``). Where 512-bit multiply-adds run whole
-# (Intel's server cores, Zen 5) it would cost 1.5x a two-vector tile: not used there.
+# (Intel's server cores, Zen 5) it would cost about 1.5x a two-vector tile, by their units' width
+# (not measured here): not used there.
 NARROW = WIDE and _llvm.get_host_cpu_name() == "znver4"
 
 

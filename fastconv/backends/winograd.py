@@ -103,8 +103,8 @@ BY_CHANNELS_MAX_BYTES = 24 * 2**20  # the transformed input, read once per block
 BLOCK_BYTES = 2 * 2**20  # a block's transformed filters (1-3 MiB measured alike)
 # ... and from LARGE_INPUT_BYTES of transformed input on, LARGE_BLOCK_BYTES (where the budget holds
 # them; else BLOCK_BYTES): every block reads the whole transformed input, which from about that
-# size no longer stays in cache from one block to the next (L3 is 32 MiB, shared with other
-# tenants), so fewer blocks read it fewer times; where it stays, smaller blocks keep their
+# size no longer stays in cache from one block to the next (as measured below; L3 is 32 MiB), so
+# fewer blocks read it fewer times; where it stays, smaller blocks keep their
 # filters' transform nearer the products that read it. Two threads, float32, F(4x4) C=512 at
 # "high", forward ms with blocks of 2 MiB / 12 MiB, medians of 11 calls in five alternating pairs
 # of processes (2026-12-03, Zen 4): N=4 28x28 (14 MiB of input) 72-95 / 32-39, N=16 14x14 (18
