@@ -92,8 +92,9 @@ GW_ITEM_BYTES = 32 * 2**20
 # memory, each thread its own copy: at 7x7 C=512 N=32, F(4x4)'s 38 MB of filters against 9 MB of
 # input, two threads took 23.6 ms of products where one took 13.8. There the threads split the
 # output channels instead (``_by_channels``): the input is transformed once into memory that stays
-# in L3, each block's filters are transformed into a buffer of its thread (``BLOCK_BYTES``) and used at
-# once. Two threads, float32, forward time by channels / by items, 7-11 interleaved rounds:
+# in L3, each block's filters are transformed into a buffer of its thread (``BLOCK_BYTES``) and
+# used at once. Two threads, float32, forward time by channels / by items, 7-11 interleaved rounds
+# (2 MiB blocks):
 # F(4x4) N=32 C=512 7x7 0.64-0.69, N=16 C=512 14x14 0.91-0.92; F(2x2), 16 MiB of filters (which
 # L3 holds over the items), N=8 C=512 7x7 0.79-0.91, N=16 7x7 0.89-1.01, N=4 14x14 1.05-1.06,
 # N=2 14x14 1.09, N=1 C=256 14x14 1.17.
@@ -104,8 +105,8 @@ BLOCK_BYTES = 2 * 2**20  # a block's transformed filters (1-3 MiB measured alike
 # ... and from LARGE_INPUT_BYTES of transformed input on, LARGE_BLOCK_BYTES (where the budget holds
 # them; else BLOCK_BYTES): every block reads the whole transformed input, which from about that
 # size no longer stays in cache from one block to the next (as measured below; L3 is 32 MiB), so
-# fewer blocks read it fewer times; where it stays, smaller blocks keep their
-# filters' transform nearer the products that read it. Two threads, float32, F(4x4) C=512 at
+# fewer blocks read it fewer times; where it stays, smaller blocks keep their filters' transform
+# nearer the products that read it. Two threads, float32, F(4x4) C=512 at
 # "high", forward ms with blocks of 2 MiB / 12 MiB, medians of 11 calls in five alternating pairs
 # of processes (2026-12-03, Zen 4): N=4 28x28 (14 MiB of input) 72-95 / 32-39, N=16 14x14 (18
 # MiB) 49-60 / 35-47, N=2 28x28 (7 MiB) 23-30 / 16-24, N=32 7x7 (9 MiB) 17-23 / 19-21; 4.5 MiB of
