@@ -668,7 +668,9 @@ def test_output_channels_split_where_the_kernel_outweighs_the_input(monkeypatch,
         tiles_h = -(-size // m)
         return winograd._channel_plan(n * tiles_h, tiles_h, m, c, c, geom, 4)
 
-    assert plan(8, 512, 7) is None  # F(2x2) C=512: 16 MiB of filters, which L3 holds
+    assert plan(8, 448, 7) is None  # F(2x2) C=448: 12.25 MiB of filters, under BY_CHANNELS_MIN_BYTES
+    assert plan(32, 512, 7) is None  # F(2x2) C=512: 16 MiB of filters against 16 MiB of input
+    assert plan(8, 512, 7) == (64, 2)  # ... against 4 MiB: 2 MiB blocks, 8 panels of 256 KiB, 8 blocks
     kb, threads = plan(16, 512, 7, m=4)  # F(4x4): 36 MiB against 4.5 MiB of input (N=16)
     assert threads == 2 and kb == 24  # 2 MiB blocks: 3 panels of 590 KiB, 22 blocks
     assert plan(32, 512, 7, m=4) == (128, 2)  # 9 MiB of input: 12 MiB blocks, 16 panels, 4 blocks

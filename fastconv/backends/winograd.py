@@ -47,7 +47,7 @@ F4_SPLIT_MAX_PRODUCTS = 0.75  # ... in the passes that may split the output chan
 F4_MAX_FILTER_BYTES = 48 * 2**10  # F(4x4)'s transformed filters per 4x4 tile of the batch
 # In those passes (forward, input gradient), by items, F(4x4) also pays at 13x13 and 14x14 with
 # up to F4_SPLIT_FILTER_BYTES of filters a tile while all of them stay within L3
-# (BY_CHANNELS_MIN_BYTES). Two threads, float32, forward time F(4x4) / F(2x2), 9 interleaved
+# (F4_ITEMS_MAX_FILTER_BYTES). Two threads, float32, forward time F(4x4) / F(2x2), 9 interleaved
 # rounds, items of 24 MiB (2026-12-02): 14x14 N=32 C=64 0.94, C=128 0.90, C=192 0.85, C=256 0.81-0.84
 # (the input gradient 0.81), N=64 C=256 0.89, N=16 C=256 0.89, N=8 C=256 (74 KB a tile) 0.94,
 # N=16 C=384 (83 KB) 0.86; 13x13 N=32 C=256 0.79; 16x16 N=8 C=256 (74 KB) 0.92. Past them:
@@ -56,6 +56,7 @@ F4_MAX_FILTER_BYTES = 48 * 2**10  # F(4x4)'s transformed filters per 4x4 tile of
 # 14x14 and N=16 16x16 1.00 and 0.99; one thread, N=32 and N=8 C=256 14x14, 1.02 and 0.99 (ties:
 # the more accurate F(2x2) runs there).
 F4_SPLIT_FILTER_BYTES = 128 * 2**10
+F4_ITEMS_MAX_FILTER_BYTES = 24 * 2**20  # (BY_CHANNELS_MIN_BYTES's value when these were measured)
 # A work item's tiles: the products' width. One thread, OPENBLAS_CORETYPE=SkylakeX, F(2x2): 56
 # tiles 179-190 GFLOP/s, 224 tiles 188-228 (C=64-128), 448 182; at C=512 (7x7) 32 tiles 146,
 # 128 tiles 184. Items hold at most ITEM_BYTES of transformed input and products and at least one
@@ -98,8 +99,17 @@ GW_ITEM_BYTES = 32 * 2**20
 # F(4x4) N=32 C=512 7x7 0.64-0.69, N=16 C=512 14x14 0.91-0.92; F(2x2), 16 MiB of filters (which
 # L3 holds over the items), N=8 C=512 7x7 0.79-0.91, N=16 7x7 0.89-1.01, N=4 14x14 1.05-1.06,
 # N=2 14x14 1.09, N=1 C=256 14x14 1.17.
-BY_CHANNELS_MIN_BYTES = 24 * 2**20  # the transformed kernel
-BY_CHANNELS_RATIO = 1.5  # ... over the transformed input
+# Since the blocks of LARGE_BLOCK_BYTES (below), by channels pays from 16 MiB of transformed kernel
+# (half of L3) and 1.2x the input: two threads, time with these two limits / with 24 MiB and 1.5x
+# before, forward / backward (the input gradient splits the same way), 7-9 interleaved rounds in
+# one process (2026-12-03, Zen 4): F(2x2) float32 C=512 N=8 14x14 0.91 / 0.97, N=2 28x28 0.96 /
+# 0.95, N=8 7x7 0.93 / 0.96, N=1 14x14 0.80 / 0.95, N=4 14x14 0.95 / 1.03, N=16 7x7 1.03 / 0.98;
+# float64 C=384 N=4 14x14 0.88 / 0.96, N=8 7x7 1.01 / 1.02; at "high", where F(4x4) now also
+# runs at 7x7 and 14x14 (``_f4_pays``), C=384 N=8 14x14 0.76 / 0.95, N=32 7x7 0.71 / 0.88, N=16
+# 7x7 0.67 / 0.90, N=16 14x14 0.99 / 1.00, N=4 28x28 1.02 / 1.03. The same bits wherever the
+# algorithm is the same.
+BY_CHANNELS_MIN_BYTES = 16 * 2**20  # the transformed kernel
+BY_CHANNELS_RATIO = 1.2  # ... over the transformed input
 BY_CHANNELS_MAX_BYTES = 24 * 2**20  # the transformed input, read once per block: within L3 (32 MiB)
 BLOCK_BYTES = 2 * 2**20  # a block's transformed filters (1-3 MiB measured alike)
 # ... and from LARGE_INPUT_BYTES of transformed input on, LARGE_BLOCK_BYTES (where the budget holds
@@ -192,7 +202,7 @@ def _f4_pays(geom, itemsize, split) -> bool:
             or not _gemm.WIDE):
         return False
     if (itemsize == 4 and call_threads() >= 2 and min(geom.c_in_g, geom.c_out_g) >= TILED_MIN_CHANNELS
-            and filters <= min(BY_CHANNELS_MIN_BYTES, F4_SPLIT_FILTER_BYTES * geom.n * t4)):
+            and filters <= min(F4_ITEMS_MAX_FILTER_BYTES, F4_SPLIT_FILTER_BYTES * geom.n * t4)):
         return True  # by items (F4_SPLIT_FILTER_BYTES); where it ties, the more accurate F(2x2) runs
     forward = _channel_plan(geom.n * h4, w4, 4, geom.c_in_g, geom.c_out_g, geom, itemsize)
     backward = _channel_plan(geom.n * -(-geom.ih // 4), -(-geom.iw // 4), 4, geom.c_out_g, geom.c_in_g, geom, itemsize)
