@@ -88,7 +88,7 @@ GW_ITEM_TILES = 512
 GW_ITEM_BYTES = 32 * 2**20
 
 
-# Where the transformed kernel (per group alpha^2 x C_out x C_in) is larger than L3 and than the
+# Where the transformed kernel (per group alpha^2 x C_out x C_in) is large beside L3 and beside the
 # batch's transformed input (alpha^2 x C_in x tiles), every item above streams all of it from
 # memory, each thread its own copy: at 7x7 C=512 N=32, F(4x4)'s 38 MB of filters against 9 MB of
 # input, two threads took 23.6 ms of products where one took 13.8. There the threads split the
