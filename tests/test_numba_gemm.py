@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 import fastconv
+from fastconv._results import _cpuinfo
 from fastconv.backends import reference
 from fastconv.geometry import Geometry
 from tests.nrt_count import array_wrappers
@@ -35,6 +36,13 @@ def _rand(shape, dtype=np.float64, seed=0):
 ])
 def test_which_calls_take_the_register_tiles(kh, kw, padded, groups, c_in, c_out, takes):
     assert gemm.applies(kh, kw, padded, groups, c_in, c_out) == (takes and gemm.WIDE)
+
+
+@pytest.mark.skipif(not _cpuinfo().get("flags"), reason="no /proc/cpuinfo flags to compare with")
+def test_the_tiles_run_where_the_cpu_has_avx512():
+    """``WIDE`` as the kernel sees the CPU: a string test on LLVM's flattened feature list took
+    "-avx512f" for AVX-512 and ran the 16-sum tiles on an AVX2 Zen 3."""
+    assert gemm.WIDE == ("avx512f" in _cpuinfo()["flags"].split())
 
 
 # (x shape, c_out): channels past whole tiles of rows (MR) and columns (two vectors), images

@@ -43,7 +43,10 @@ KC = 256  # reduction steps per tile call: its B panel (KC x 2 vectors, float32 
 COLS_L2_BYTES = 2**20
 COLS_BLOCK_BYTES = 512 * 2**10
 
-WIDE = "avx512f" in _llvm.get_host_cpu_features().flatten()
+# The feature map, not its flattened string: that lists every feature LLVM knows, "-avx512f" on a
+# CPU without it (an AVX2 Zen 3 took the 16-sum tiles, spilled from its 16 registers: winograd's
+# 7x7 C=512 forward 72 ms).
+WIDE = bool(_llvm.get_host_cpu_features().get("avx512f", False))
 # Cores that run a 512-bit multiply-add as two 256-bit halves (AMD Zen 4): there a tile of three
 # 256-bit vectors of columns costs three quarters of a two-vector tile, so a row's last three
 # quarters of a panel take one (``_tile_planes_narrow``). Where 512-bit multiply-adds run whole
