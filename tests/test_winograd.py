@@ -62,12 +62,13 @@ def _torch_results(x, w, b, gy, padding, groups):
 def test_passes_match_torch(monkeypatch, name, dtype, level):
     monkeypatch.setattr(winograd, "_f4_pays", lambda geom, itemsize, split: True)  # "high": F(4x4) on every size
     monkeypatch.setattr(winograd, "WEIGHT_MIN_CHANNELS", 1)  # the weight gradient's tiles too
+    monkeypatch.setattr(winograd, "WEIGHT_MIN_CHANNELS_BLAS", 1)
     geom, x, w, b, gy, padding, groups = _case(name, dtype)
     saved = [a.copy() for a in (x, w, b, gy)]
     want = _torch_results(x, w, b, gy, padding, groups)
     with precision(level):
         got = (winograd.forward(x, w, geom, b), winograd.grad_input(gy, w, geom), winograd.grad_weight(gy, x, geom))
-    assert winograd._winograd_weight(geom, x.itemsize) == _gemm.WIDE
+    assert winograd._winograd_weight(geom, x.itemsize)
     for what, g, ref in zip(("y", "gx", "gw"), got, want):
         assert g.dtype == dtype and g.flags.c_contiguous and g.shape == ref.shape, what
         assert_close(g, ref, what=f"{name} {level} {what}")
@@ -91,6 +92,7 @@ DILATED = {
 @pytest.mark.parametrize("name", DILATED)
 def test_dilated_passes_match_torch(monkeypatch, name, dtype, level):
     monkeypatch.setattr(winograd, "WEIGHT_MIN_CHANNELS", 1)  # the weight gradient's tiles too
+    monkeypatch.setattr(winograd, "WEIGHT_MIN_CHANNELS_BLAS", 1)
     x_shape, w_shape, padding, dilation, groups = DILATED[name]
     geom = Geometry.from_args(x_shape, w_shape, padding=padding, dilation=dilation, groups=groups)
     rng = np.random.default_rng(1)
@@ -712,18 +714,30 @@ def test_busiest_thread_as_items_go_to_the_free_thread():
         assert winograd._slowest(rows, size, threads, q) == pytest.approx(max(load))
 
 
-@pytest.mark.skipif(not _gemm.WIDE, reason="the weight gradient's tiles run only on CPUs with AVX-512")
+def _weight_products(monkeypatch, products):
+    """The weight gradient's products on numba's register tiles (skipped without AVX-512) or on
+    NumPy's (as without AVX-512); returns the name of the fewest channels they run from."""
+    if products == "tiles":
+        if not _gemm.WIDE:
+            pytest.skip("the weight gradient's tiles run only on CPUs with AVX-512")
+        return "WEIGHT_MIN_CHANNELS"
+    monkeypatch.setattr(_gemm, "WIDE", False)
+    return "WEIGHT_MIN_CHANNELS_BLAS"
+
+
+@pytest.mark.parametrize("products", ["tiles", "numpy"])
 @pytest.mark.parametrize("threads", [1, 3])
-def test_weight_gradient_slices_blocks_and_repeats(monkeypatch, use_threads, threads):
+def test_weight_gradient_slices_blocks_and_repeats(monkeypatch, use_threads, threads, products):
     """Slices of a few tiles (each summing in blocks of one to nine tile rows) agree with one slice,
     and a call repeats to the bit whichever thread runs which slice; fewer channels than
-    WEIGHT_MIN_CHANNELS take numba's weight gradient, bit for bit."""
+    WEIGHT_MIN_CHANNELS (or WEIGHT_MIN_CHANNELS_BLAS) take numba's weight gradient, bit for bit."""
+    least = _weight_products(monkeypatch, products)
     use_threads(threads)
     geom, x, w, b, gy, _, _ = _case("large-tiles-41", np.float32)
     want = numba_jit.grad_weight(gy, x, geom)
-    assert min(geom.c_in_g, geom.c_out_g) < winograd.WEIGHT_MIN_CHANNELS
+    assert min(geom.c_in_g, geom.c_out_g) < getattr(winograd, least)
     np.testing.assert_array_equal(winograd.grad_weight(gy, x, geom), want)
-    monkeypatch.setattr(winograd, "WEIGHT_MIN_CHANNELS", 1)
+    monkeypatch.setattr(winograd, least, 1)
     one = winograd.grad_weight(gy, x, geom)
     assert_close(one, want)
     for slice_tiles, item_tiles in [(30, 1), (100, 200), (2**30, 9)]:
@@ -748,10 +762,10 @@ def test_non_finite_values_reach_what_a_direct_sum_reaches(bad):
             np.testing.assert_array_equal(winograd.grad_input(gy, w, geom), numba_jit.grad_input(gy, w, geom))
 
 
-@pytest.mark.skipif(not _gemm.WIDE, reason="the weight gradient's tiles run only on CPUs with AVX-512")
+@pytest.mark.parametrize("products", ["tiles", "numpy"])
 @pytest.mark.parametrize("bad", [np.nan, np.inf])
-def test_non_finite_weight_gradients_rerun_directly(monkeypatch, bad):
-    monkeypatch.setattr(winograd, "WEIGHT_MIN_CHANNELS", 1)
+def test_non_finite_weight_gradients_rerun_directly(monkeypatch, bad, products):
+    monkeypatch.setattr(winograd, _weight_products(monkeypatch, products), 1)
     geom, x, w, b, gy, _, _ = _case("p1-odd", np.float32)
     x[1, 2, 3, 4] = bad
     gy[0, 1, 2, 2] = -bad

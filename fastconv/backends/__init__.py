@@ -236,33 +236,36 @@ def _backend_says(name: str, question: str, geom: Geometry) -> bool:
 # Winograd (F(2x2,3x3) at "highest") wins on 3x3 stride-1 layers of few pixels per image, where
 # numba's loops are short: three runs of `make bench` (2 threads, 2026-12-01 15:24-15:32, medians
 # of the runs): r7-c512 forward winograd 1.79x torch's time, im2col 2.57, numba 3.04; backward
-# 1.95 / 2.42 / 2.59; r14-c256 a tie with numba (1.51-1.55). With NumPy's products, numba's are
-# faster on larger images (r56-c64 forward 0.99 against winograd's 1.12, r28-c128 1.23 against 1.39; the 3d suite's
-# 56x56 planes 1.44-1.53 against 1.60-1.72), so there the rows below pick numba (but see the tiles). A kernel one pixel
-# wide over long rows (a 3x1x1 kernel's (D, H*W) view) is numba's too since its taps read the input
+# 1.95 / 2.42 / 2.59; r14-c256 a tie with numba (1.51-1.55). With NumPy's products on that
+# AVX-512 machine, numba's were faster on larger images (r56-c64 forward 0.99 against winograd's
+# 1.12, r28-c128 1.23 against 1.39; the 3d suite's 56x56 planes 1.44-1.53 against 1.60-1.72), so
+# rows below picked numba there until the register tiles. A kernel one pixel wide over long rows (a 3x1x1 kernel's (D, H*W) view) is numba's too since its taps read the input
 # where it lies (`_numba_columns`): `fastconv bench --suite 3d`, 2026-12-01 18:40, 3x1x1 numba 0.94x
 # torch's time forward and 1.30 backward against im2col's shifted GEMMs' 1.32 and 1.51.
 # Where numba's register tiles (`_numba_gemm`, AVX-512) run the products, the backends say so:
-# winograd's (`winograd.tiled`, 64+ channels per group; `make bench`, 2026-12-01 19:3x, 2 threads,
+# winograd's (`winograd.beats_direct`, 64+ channels per group; `make bench`, 2026-12-01 19:3x, 2 threads,
 # winograd forward / backward 0.97 / 0.93x torch's time on r56-c64, numba 1.11 / 1.00; 0.94 / 1.16
 # on r28-c128, numba 1.20 / 1.30) and numba's 1x1 kernels (`numba_jit.matrix_product`: 0.6-1.1x
-# torch's time, against BLAS's 1.4-1.8x with this machine's AVX2 OpenBLAS; README).
+# torch's time, against BLAS's 1.4-1.8x with this machine's AVX2 OpenBLAS; README). Without AVX-512
+# numba's loops have narrower vectors too, and winograd on NumPy's products beats them from 64
+# channels as well (an AVX2 Zen 3, 2026-12-03: `make bench` r56-c64 forward 0.62x torch's time
+# against numba's 1.43, r28-c128 0.82 against 1.37; `winograd.TILED_MIN_CHANNELS`).
 AUTO_RULES: tuple[tuple[str, object, tuple[str, ...]], ...] = (
     ("depthwise", lambda g: g.is_depthwise, ("numba", "im2col")),
     ("small call", lambda g: g.macs <= AUTO_NUMBA_MAX_MACS, ("numba", "im2col")),
     # (of the calls that the next two rows give winograd)
     ("3x3 at stride 1, few tiles in the batch, up to 512 channels",
-     lambda g: _few_tiles(g) and (_backend_says("winograd", "tiled", g) or _blas_shaped(g)),
+     lambda g: _few_tiles(g) and (_backend_says("winograd", "beats_direct", g) or _blas_shaped(g)),
      ("im2col", "winograd", "numba")),
     ("3x3 at stride 1 on small images, numba's implicit forward both ways",
      lambda g: _is_3x3s1(g) and _backend_says("numba", "small_images", g), ("numba", "winograd", "im2col")),
-    ("3x3 at stride 1, 64+ channels, products on register tiles",
-     lambda g: _is_3x3s1(g) and _backend_says("winograd", "tiled", g),
+    ("3x3 at stride 1, 64+ channels",
+     lambda g: _is_3x3s1(g) and _backend_says("winograd", "beats_direct", g),
      ("winograd", "numba", "im2col")),
     ("3x3 at stride 1, few pixels, many channels", lambda g: _is_3x3s1(g) and _blas_shaped(g),
      ("winograd", "im2col", "numba")),
-    ("dilated 3x3 at stride 1, 128+ channels, phases of 4x4+ pixels, products on register tiles",
-     lambda g: _on_phases(g) and _backend_says("winograd", "tiled", g), ("winograd", "numba", "im2col")),
+    ("dilated 3x3 at stride 1, 128+ channels, phases of 4x4+ pixels",
+     lambda g: _on_phases(g) and _backend_says("winograd", "beats_direct", g), ("winograd", "numba", "im2col")),
     # Read on the 2-D call that runs (backends/_lift.py): 3-D calls with the kernel's depth folded
     # into the channels, so a 1x3x3 kernel is a 3x3 one; a 3x1x1 kernel runs as 3x1 over (D, H*W).
     ("1x1 matrix product on numba's register tiles", lambda g: _backend_says("numba", "matrix_product", g),

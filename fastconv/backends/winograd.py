@@ -1,14 +1,14 @@
 """Winograd backend: 3x3 stride-1 convolutions as F(2x2,3x3) tiles ("highest") or F(4x4,3x3) ("high").
 Blocks of tiles run on fastconv's threads: Numba transforms, alpha^2 single-threaded BLAS products with
 the transformed kernel, the output transform; grad_input is the same with the flipped kernel,
-grad_weight the adjoint (products over the tiles, per slice of the batch) from 96 channels, else
-numba's. Where the transformed kernel outgrows L3 and the transformed input, the threads take
+grad_weight the adjoint (products over the tiles, per slice of the batch) from 96 channels (32
+without AVX-512), else numba's. Where the transformed kernel outgrows L3 and the transformed input, the threads take
 blocks of output channels instead (``_by_channels``). Extra memory: the transformed kernel (16/9 or
 4x w; by channels one block per thread and the transformed input), per thread one block, the weight
 gradient's slices' sums (kept for the calling thread between calls), within the memory budget.
 Error (README): F(2x2) within 2x a direct sum's, F(4x4) within 16x. The fastest fastconv backend
-on dense 3x3 layers of 64+ channels (0.7-0.9x torch's time here from 14x14 to 56x56, 0.9-1.1x at
-7x7); inf/NaN rerun direct. 3-D kD x 3 x 3 kernels transform each input plane once
+on dense 3x3 layers of 64+ channels (with AVX-512 0.7-0.9x torch's time from 14x14 to 56x56,
+0.8-0.9x at 7x7; on an AVX2 Zen 3 0.4-0.8x, each pass); inf/NaN rerun direct. 3-D kD x 3 x 3 kernels transform each input plane once
 (``_convolve_3d``); 1-D, grouped and depth-dilated 3-D calls run through the 2-D passes
 (``_lift``).
 """
@@ -124,27 +124,37 @@ BLOCK_BYTES = 2 * 2**20  # a block's transformed filters (1-3 MiB measured alike
 LARGE_INPUT_BYTES = 6 * 2**20
 LARGE_BLOCK_BYTES = 12 * 2**20
 
-# Channels per group (read and written) from which winograd on the register tiles beats numba's
-# direct loops (for "auto"): 2 threads, N=32 (16 and 8 for the larger images), forward time over
-# numba's, 7 interleaved rounds: 16 channels at 56x56 1.99, 32 at 56x56 / 28x28 / 7x7 1.32-1.44,
-# 64 at 112x112 / 56x56 / 14x14 0.86-1.01, 96 at 14x14 0.96, and 8-32 per group (ResNeXt, groups
-# of 4) 1.7-2.9; the input gradient alike.
+# Channels per group (read and written) from which winograd beats numba's direct loops (for
+# "auto"). On the register tiles (AVX-512): 2 threads, N=32 (16 and 8 for the larger images),
+# forward time over numba's, 7 interleaved rounds: 16 channels at 56x56 1.99, 32 at 56x56 / 28x28 /
+# 7x7 1.32-1.44, 64 at 112x112 / 56x56 / 14x14 0.86-1.01, 96 at 14x14 0.96, and 8-32 per group
+# (ResNeXt, groups of 4) 1.7-2.9; the input gradient alike. On NumPy's products without AVX-512
+# (an AVX2 Zen 3, 2026-12-03), where numba's loops have narrower vectors too: N=32, ms winograd /
+# numba, forward, input gradient: 16 channels 56x56 16.4 / 8.2, 12.4 / 7.3; 32 at 56x56 28.0 /
+# 24.0, 22.2 / 23.8, at 28x28 7.9 / 5.5, 8.6 / 5.6; 64 at 14x14 7.2 / 6.6, 6.6 / 6.8, at 56x56
+# 47.4 / 66.8, 41.8 / 64.4; 128 at 28x28 53.3 / 73.6; 256 at 14x14 40.7 / 91.7; 512 at 7x7
+# 49.6 / 166 (torch 60-80 ms from 56x56 to 7x7: winograd 0.46-0.83x its time).
 TILED_MIN_CHANNELS = 64
 # Channels per group (read and written) from which the weight gradient's Winograd tiles beat
 # numba's: 2 threads, float32, ms winograd / numba: N=32 C=64 56x56 25.0 / 25.3, 28x28 6.8 / 6.6;
 # C=96 28x28 11.6 / 16.8, 14x14 3.5 / 4.9; N=16 C=128 14x14 3.2 / 3.4; N=8 C=256 28x28 18.3 /
 # 20.9. At 64 a tie: numba's direct sums, the more accurate, keep it.
 WEIGHT_MIN_CHANNELS = 96
+# ... and on NumPy's products (``_red_products``; no AVX-512), where numba's loops are slower:
+# Zen 3, 2 threads, float32, N=32, ms winograd / numba (/ im2col): 16 channels 56x56 22.1 / 11.6;
+# 32 at 56x56 29.2 / 32.9 (/ 26.2), at 28x28 8.2 / 9.1 (/ 8.5); 64 at 14x14 6.5 / 9.9 (/ 7.0),
+# at 56x56 56.7 / 106 (/ 66); 128 at 28x28 51.5 / 113 (/ 78); 512 at 7x7 46.0 / 190 (/ 68).
+WEIGHT_MIN_CHANNELS_BLAS = 32
 
 
-def tiled(geom) -> bool:
-    """Whether a 2-D or 3-D call's products run on numba's register tiles (AVX-512) with channels
-    enough (``TILED_MIN_CHANNELS``) that this backend beats numba's direct loops: for ``"auto"``.
-    3-D calls run them in ``_convolve_3d`` or in the lift's 2-D calls. `fastconv bench --suite 3d`
-    (2 threads, float32, 2026-12-02), time over torch's, winograd / numba, forward and backward:
-    3x3x3 0.81 / 1.50 and 0.98 / 1.18, 1x3x3 1.23 / 1.36 and 1.11 / 1.13 (3x3x3 forward 1.34-1.38
-    with NumPy's products before)."""
-    return geom.ndim in (2, 3) and _gemm.WIDE and min(geom.c_in_g, geom.c_out_g) >= TILED_MIN_CHANNELS
+def beats_direct(geom) -> bool:
+    """Whether a 2-D or 3-D call has channels enough (``TILED_MIN_CHANNELS``) that this backend
+    beats numba's direct loops, its products on numba's register tiles (AVX-512) or else on
+    NumPy's: for ``"auto"``. 3-D calls run them in ``_convolve_3d`` or in the lift's 2-D calls.
+    `fastconv bench --suite 3d` (2 threads, float32, 2026-12-02, AVX-512), time over torch's,
+    winograd / numba, forward and backward: 3x3x3 0.81 / 1.50 and 0.98 / 1.18, 1x3x3 1.23 / 1.36
+    and 1.11 / 1.13 (3x3x3 forward 1.34-1.38 with NumPy's products before)."""
+    return geom.ndim in (2, 3) and min(geom.c_in_g, geom.c_out_g) >= TILED_MIN_CHANNELS
 
 
 def supports(geom, dtype, precision):
@@ -254,7 +264,7 @@ _grad_input_nd = lifted(phased(_grad_input_2d, "grad_input"), "grad_input")
 @lifted
 def grad_weight(gy, x, geom):
     """Gradient with respect to the weight, shaped like ``w``: the F(m x m, 3x3) adjoint
-    (``_grad_weight_2d``; dilated, on the phases) where its products run on the register tiles,
+    (``_grad_weight_2d``; dilated, on the phases) where it beats numba's (``_winograd_weight``),
     else the numba backend's (dilated, on the call itself: the phases' copies would only add)."""
     if _winograd_weight(undilated(geom), x.itemsize):
         return _grad_weight_phases(gy, x, geom)
@@ -276,13 +286,14 @@ _grad_weight_phases = phased(_grad_weight_tiles, "grad_weight")
 
 def _winograd_weight(geom, itemsize) -> bool:
     """Whether a 2-D call's weight gradient runs as Winograd tiles: a 3x3 stride-1 kernel (what the
-    lift passes for a supported call), products on the register tiles with channels enough that
-    they beat numba's (``WEIGHT_MIN_CHANNELS``), and one slice's sums (``alpha^2`` kernels) within
-    half the memory budget."""
+    lift passes for a supported call), channels enough that they beat numba's
+    (``WEIGHT_MIN_CHANNELS`` on the register tiles, else ``WEIGHT_MIN_CHANNELS_BLAS``), and one
+    slice's sums (``alpha^2`` kernels) within half the memory budget."""
     if (geom.ndim, geom.kh, geom.kw, geom.sh, geom.sw, geom.dil_h, geom.dil_w) != (2, 3, 3, 1, 1, 1, 1):
         return False
     sums = 36 * geom.groups * geom.c_in_g * geom.c_out_g * itemsize
-    return (_gemm.WIDE and min(geom.c_in_g, geom.c_out_g) >= WEIGHT_MIN_CHANNELS
+    least = WEIGHT_MIN_CHANNELS if _gemm.WIDE else WEIGHT_MIN_CHANNELS_BLAS
+    return (min(geom.c_in_g, geom.c_out_g) >= least
             and 2 * sums <= call_budget(geom, itemsize))
 
 
@@ -310,7 +321,9 @@ def _grad_weight_2d(gy, x, geom):
     want = -(-want // threads) * threads  # whole rounds of the threads
     cut = even(rows, -(-rows // int(max(1, min(want, budget // 2 // one)))))
     slices = -(-rows // cut)
-    red = _gemm.red_batch_scratch(cs, itemsize)
+    tiles = _gemm.WIDE  # (``red_batch`` runs any channel counts, its last tiles padded)
+    # NumPy's products write each point's product into ``red`` before adding it to the slice's sums
+    red = _gemm.red_batch_scratch(cs, itemsize) if tiles else cd * cs
     size, threads = _plan(rows, tiles_w, a2 * (cs + cd) * itemsize, slices * one + threads * red * itemsize,
                           geom, itemsize, _k.transform_scratch(m, 1, 1, itemsize)[0], GW_ITEM_TILES, GW_ITEM_BYTES)
     parts = kept("gw-slices", (slices, groups, a2, cd, cs), dtype)  # written whole before read
@@ -329,7 +342,11 @@ def _grad_weight_2d(gy, x, geom):
                 _k._input_transform(x, g * cs, cs, r0, r1, tiles_h, tiles_w, geom.pt, geom.pl, m, v, s, wk, 0, cs,
                                     _NO_ORDER)
                 _k._grad_output_transform(gy, g * cd, cd, r0, r1, tiles_h, tiles_w, m, dm, wk)
-                _gemm.red_batch(dm, v, parts[i, g].reshape(-1), cd, cs, nt, r0 > r_first, rs)
+                if tiles:
+                    _gemm.red_batch(dm, v, parts[i, g].reshape(-1), cd, cs, nt, r0 > r_first, rs)
+                    continue
+                _red_products(dm.reshape(a2, cd, nt), v.reshape(a2, cs, nt), parts[i, g], r0 > r_first,
+                              rs.reshape(cd, cs))
 
     bad = []
 
@@ -341,6 +358,17 @@ def _grad_weight_2d(gy, x, geom):
         map_items([(i,) for i in range(slices)], work, threads)
         _evenly(groups * cd, threads, finish)
     return None if bad else gw
+
+
+def _red_products(dm, v, sums, add, product):
+    """``sums[xi] (+)= dm[xi] @ v[xi].T`` for each transform point xi (added when ``add``) on NumPy's
+    products: ``_gemm.red_batch`` where the register tiles do not run. ``product``: one point's."""
+    for xi in range(dm.shape[0]):
+        if add:
+            np.matmul(dm[xi], v[xi].T, out=product)
+            sums[xi] += product
+        else:
+            np.matmul(dm[xi], v[xi].T, out=sums[xi])
 
 
 def _plan(rows, tiles_w, per_tile, shared, geom, itemsize, work=0, item_tiles=None, item_bytes=None, panel=1):
