@@ -239,8 +239,9 @@ def _backend_says(name: str, question: str, geom: Geometry) -> bool:
 # 1.95 / 2.42 / 2.59; r14-c256 a tie with numba (1.51-1.55). With NumPy's products on that
 # AVX-512 machine, numba's were faster on larger images (r56-c64 forward 0.99 against winograd's
 # 1.12, r28-c128 1.23 against 1.39; the 3d suite's 56x56 planes 1.44-1.53 against 1.60-1.72), so
-# rows below picked numba there until the register tiles. A kernel one pixel wide over long rows (a 3x1x1 kernel's (D, H*W) view) is numba's too since its taps read the input
-# where it lies (`_numba_columns`): `fastconv bench --suite 3d`, 2026-12-01 18:40, 3x1x1 numba 0.94x
+# rows below picked numba there until the register tiles. A kernel one pixel wide over long rows
+# (a 3x1x1 kernel's (D, H*W) view) is numba's too since its taps read the input where it lies
+# (`_numba_columns`): `fastconv bench --suite 3d`, 2026-12-01 18:40, 3x1x1 numba 0.94x
 # torch's time forward and 1.30 backward against im2col's shifted GEMMs' 1.32 and 1.51.
 # Where numba's register tiles (`_numba_gemm`, AVX-512) run the products, the backends say so:
 # winograd's (`winograd.beats_direct`, 64+ channels per group; `make bench`, 2026-12-01 19:3x, 2 threads,
