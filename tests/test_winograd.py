@@ -157,7 +157,7 @@ def test_tile_follows_precision_products_and_filter_bytes(use_threads):
     assert winograd.algorithm(padded, np.float32, "high") == "F(2x2,3x3)"
     # 9 MiB of F(4x4) filters: 18, 72 or 144 KiB a tile; from 48 KiB F(4x4) only where the
     # output channels may split (forward, input gradient), and up to F4_SPLIT_FILTER_BYTES
-    split = "F(4x4,3x3), weight F(2x2,3x3)" if _gemm.WIDE else "F(2x2,3x3)"  # on the register tiles only
+    split = "F(4x4,3x3), weight F(2x2,3x3)"  # by items, on the register tiles or NumPy's products
     for n, want in [(32, "F(4x4,3x3)"), (8, split), (4, "F(2x2,3x3)")]:
         geom = Geometry.from_args((n, 256, 16, 16), (256, 256, 3, 3), padding=1)
         assert winograd.algorithm(geom, np.float32, "high") == want, n

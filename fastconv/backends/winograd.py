@@ -201,19 +201,24 @@ def _f4_pays(geom, itemsize, split) -> bool:
     ``F4_SPLIT_MAX_PRODUCTS`` of F(2x2)'s products, F(2x2) running by items: 14x14 (0.73) C=512,
     9 rounds, two or three runs, forward N=2 0.66-0.71, N=4 0.66-0.70, N=8 0.75-0.83, N=16
     0.99-1.02; backward (its weight gradient F(2x2)) N=2 0.96, N=4 0.92, N=8 1.01, N=16 1.02; at
-    10x10 (0.81) N=8 forward 1.22."""
+    10x10 (0.81) N=8 forward 1.22. By items it pays on NumPy's products too (no AVX-512: an AVX2
+    Zen 3, 2026-12-03, 9 interleaved rounds in one process, forward / input gradient F(4x4) over
+    F(2x2)): 14x14 N=32 C=64 0.90 / 0.87, C=128 0.82 / 0.81, C=256 0.80 / 0.82, N=16 0.87 /
+    0.84, N=8 1.00 / 1.02, N=16 C=384 0.84 / 0.83; 13x13 N=32 C=256 0.73 / 0.78; 16x16 N=8 C=256
+    0.78 / 0.79; 20x20 0.71 / 0.72; 14x14 N=8 C=192 0.91 / 1.00."""
     h4, w4 = -(-geom.oh // 4), -(-geom.ow // 4)  # 4x4 tiles down and across an output
     t4 = h4 * w4
     t2 = -(-geom.oh // 2) * -(-geom.ow // 2)
     filters = 36 * geom.groups * geom.c_in_g * geom.c_out_g * itemsize
     if 36 * t4 <= F4_MAX_PRODUCTS * 16 * t2 and filters <= F4_MAX_FILTER_BYTES * max(1, geom.n * t4):
         return True
-    if (36 * t4 > F4_SPLIT_MAX_PRODUCTS * 16 * t2 or not split or geom.n * t4 < _gemm.tile_cols(itemsize)
-            or not _gemm.WIDE):
+    if 36 * t4 > F4_SPLIT_MAX_PRODUCTS * 16 * t2 or not split or geom.n * t4 < _gemm.tile_cols(itemsize):
         return False
     if (itemsize == 4 and call_threads() >= 2 and min(geom.c_in_g, geom.c_out_g) >= TILED_MIN_CHANNELS
             and filters <= min(F4_ITEMS_MAX_FILTER_BYTES, F4_SPLIT_FILTER_BYTES * geom.n * t4)):
         return True  # by items (F4_SPLIT_FILTER_BYTES); where it ties, the more accurate F(2x2) runs
+    if not _gemm.WIDE:
+        return False  # (only the register tiles split the output channels)
     forward = _channel_plan(geom.n * h4, w4, 4, geom.c_in_g, geom.c_out_g, geom, itemsize)
     backward = _channel_plan(geom.n * -(-geom.ih // 4), -(-geom.iw // 4), 4, geom.c_out_g, geom.c_in_g, geom, itemsize)
     return forward is not None and backward is not None
