@@ -128,13 +128,15 @@ STEM_GROUPED = Geometry.from_args((2, 8, 64, 64), (16, 4, 7, 7), stride=2, paddi
 
 @pytest.mark.parametrize("geom, forward, grad_input, grad_weight", [
     (POINTWISE, "numba", "im2col", "numba"), (STEM, "numba", "im2col", "numba"),
-    (WEIGHT_FEW_TILES, "winograd", "winograd", "numba"), (STRIDED, "numba", "numba", "im2col"),
+    (WEIGHT_FEW_TILES, "winograd", "winograd", "numba" if _tiles() else "im2col"),
+    (STRIDED, "numba", "numba", "im2col"),
     (VOLUME_STRIDED, "numba", "numba", "numba"), (DEPTHWISE, "numba", "numba", "numba"),
     (SMALL, "numba", "numba", "numba"), (DENSE, TILED_3X3, TILED_3X3, TILED_3X3),
     (STEM_GROUPED, "numba", "numba", "numba")])
 def test_each_pass_takes_its_own_pick(installed, geom, forward, grad_input, grad_weight):
     """``AUTO_PASS_RULES``: a gradient's own rows first (1x1 and few-channel input gradients on
-    BLAS, the weight gradient of few tiles on numba, of strided layers on BLAS), never for
+    BLAS, the weight gradient of few tiles on numba's register tiles, else BLAS, of strided layers
+    on BLAS), never for
     depthwise or small calls (nor grouped ones where no grouped layer was timed), else the
     forward's row."""
     installed("reference", "im2col", "numba", "winograd")

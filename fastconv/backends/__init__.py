@@ -304,14 +304,21 @@ def _past_small(g: Geometry) -> bool:
 # 16.0 / 15.9, 196 (4 x 14x14, 256) 8.5 / 7.1, 256 (16 x 7x7) 7.5 / 7.2; strided, kernels past 1x1,
 # 64+ input channels, 1-D and 2-D: 1-D k=5 s=2 72.1 / 49.2, 3x3/2 9.8 / 9.6, 31.9 / 29.5, 32.5 /
 # 29.3 (3-D 3x3x3/2: 16.3 / 17.1, left to numba).
+# Without numba's register tiles (an AVX2 Zen 3, 2026-12-03, 9 interleaved rounds), ms winograd /
+# numba / im2col: 75 tiles (3 x 10x10, C=384) 10.0 / 21.9 / 13.2, 98 (2 x 14x14, 512) 17.7 / 43.8
+# / 22.6, 64 (4 x 7x7, 128) 3.1 / 3.6 / 1.6, 96 (6 x 7x7, 256) 7.7 / 11.5 / 5.6: im2col first, at
+# most 1.3x the fastest there.
 AUTO_WEIGHT_TILES = 128  # F(2x2) tiles below which numba's weight gradient beats winograd's
 AUTO_PASS_RULES: tuple[tuple[str, str, object, tuple[str, ...]], ...] = (
     ("grad_input", "1x1 kernel, one group: w's transpose times gy",
      lambda g: g.groups == 1 and math.prod(g.kernel) == 1, ("im2col", "numba")),
     ("grad_input", "up to 4 input channels, one group", lambda g: g.groups == 1 and g.c_in <= 4,
      ("im2col", "numba")),
+    ("grad_weight", "3x3 at stride 1, 48-127 F(2x2) tiles in the batch, numba's register tiles",
+     lambda g: _is_3x3s1(g) and AUTO_FEW_TILES <= _tiles(g) < AUTO_WEIGHT_TILES
+     and _backend_says("numba", "implicit_weight", g), ("numba", "im2col", "winograd")),
     ("grad_weight", "3x3 at stride 1, 48-127 F(2x2) tiles in the batch",
-     lambda g: _is_3x3s1(g) and AUTO_FEW_TILES <= _tiles(g) < AUTO_WEIGHT_TILES, ("numba", "im2col", "winograd")),
+     lambda g: _is_3x3s1(g) and AUTO_FEW_TILES <= _tiles(g) < AUTO_WEIGHT_TILES, ("im2col", "winograd", "numba")),
     ("grad_weight", "strided 1-D and 2-D, kernel past 1x1, 64+ input channels per group",
      lambda g: g.ndim <= 2 and max(g.stride) > 1 and math.prod(g.kernel) > 1 and g.c_in_g >= 64,
      ("im2col", "numba")),

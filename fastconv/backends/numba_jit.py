@@ -120,6 +120,12 @@ def matrix_product(geom) -> bool:
     return _gemm.applies(flat.kh, flat.kw, flat.is_padded, flat.groups, flat.c_in, flat.c_out)
 
 
+def implicit_weight(geom) -> bool:
+    """Whether the call's weight gradient runs on the register tiles over the input where it lies
+    (``_numba_implicit``: one group, stride 1, on a CPU with AVX-512): for ``"auto"``."""
+    return _implicit.applies(as_2d(geom))
+
+
 def patches(geom) -> bool:
     """Whether the call's forward runs on the register tiles over columns of patches
     (``_numba_patches``: strided layers of many channels, say): for ``"auto"``."""
