@@ -120,10 +120,10 @@ def matrix_product(geom) -> bool:
     return _gemm.applies(flat.kh, flat.kw, flat.is_padded, flat.groups, flat.c_in, flat.c_out)
 
 
-def implicit_weight(geom) -> bool:
-    """Whether the call's weight gradient runs on the register tiles over the input where it lies
-    (``_numba_implicit``: one group, stride 1, on a CPU with AVX-512): for ``"auto"``."""
-    return _implicit.applies(as_2d(geom))
+def register_tiles(geom) -> bool:
+    """Whether this CPU runs ``_numba_gemm``'s register tiles (AVX-512), whatever the call: for
+    ``"auto"``, whose measurements of numba's kernels hold with them."""
+    return _gemm.WIDE
 
 
 def patches(geom) -> bool:
