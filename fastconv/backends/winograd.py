@@ -2,12 +2,12 @@
 Blocks of tiles run on fastconv's threads: Numba transforms, alpha^2 single-threaded BLAS products with
 the transformed kernel, the output transform; grad_input is the same with the flipped kernel,
 grad_weight the adjoint (products over the tiles, per slice of the batch) from 96 channels (32
-without AVX-512), else numba's. Where the transformed kernel outgrows L3 and the transformed input, the threads take
-blocks of output channels instead (``_by_channels``). Extra memory: the transformed kernel (16/9 or
-4x w; by channels one block per thread and the transformed input), per thread one block, the weight
-gradient's slices' sums (kept for the calling thread between calls), within the memory budget.
-Error (README): F(2x2) within 2x a direct sum's, F(4x4) within 16x. The fastest fastconv backend
-on dense 3x3 layers of 64+ channels (with AVX-512 0.7-0.9x torch's time from 14x14 to 56x56,
+without AVX-512), else numba's. Where the transformed kernel outgrows L3 and the transformed
+input, the threads take blocks of output channels instead (``_by_channels``). Extra memory: the
+transformed kernel (16/9 or 4x w; by channels one block per thread and the transformed input), per
+thread one block, the weight gradient's slices' sums (kept for the calling thread between calls),
+within the memory budget. Error (README): F(2x2) within 2x a direct sum's, F(4x4) within 16x. The
+fastest fastconv backend on dense 3x3 layers of 64+ channels (with AVX-512 0.7-0.9x torch's time from 14x14 to 56x56,
 0.8-0.9x at 7x7; on an AVX2 Zen 3 0.4-0.8x, each pass); inf/NaN rerun direct. 3-D kD x 3 x 3
 kernels transform each input plane once (``_convolve_3d``); 1-D, grouped and depth-dilated 3-D
 calls run through the 2-D passes (``_lift``).
