@@ -7,10 +7,10 @@ input, the threads take blocks of output channels instead (``_by_channels``). Ex
 transformed kernel (16/9 or 4x w; by channels one block per thread and the transformed input), per
 thread one block, the weight gradient's slices' sums (kept for the calling thread between calls),
 within the memory budget. Error (README): F(2x2) within 2x a direct sum's, F(4x4) within 16x. The
-fastest fastconv backend on dense 3x3 layers of 64+ channels (with AVX-512 0.7-0.9x torch's time from 14x14 to 56x56,
-0.8-0.9x at 7x7; on an AVX2 Zen 3 0.4-0.8x, each pass); inf/NaN rerun direct. 3-D kD x 3 x 3
-kernels transform each input plane once (``_convolve_3d``); 1-D, grouped and depth-dilated 3-D
-calls run through the 2-D passes (``_lift``).
+fastest fastconv backend on dense 3x3 layers of 64+ channels (with AVX-512 0.7-0.9x torch's time
+from 14x14 to 56x56, 0.8-0.9x at 7x7; on an AVX2 Zen 3 0.4-0.8x, each pass); inf/NaN rerun
+direct. 3-D kD x 3 x 3 kernels transform each input plane once (``_convolve_3d``); 1-D, grouped
+and depth-dilated 3-D calls run through the 2-D passes (``_lift``).
 """
 
 from __future__ import annotations
