@@ -88,6 +88,15 @@ def _checked(data: bytes, path: str):
 
 
 @functools.cache
+def _package_stamp(directory: str) -> str:
+    """A digest of every Python module in ``directory`` (the kernels' package)."""
+    digest = hashlib.sha256()
+    for path in sorted(Path(directory).glob("*.py")):
+        digest.update(path.name.encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()
+
+
+@functools.cache
 def _numba_classes():
     """Numba's FunctionCache, with fastconv's directory, digests and damage handling (built on
     first use: importing this module must not import numba)."""
@@ -102,6 +111,11 @@ def _numba_classes():
 
         def get_cache_path(self):
             return self._cache_path
+
+        def get_source_stamp(self):
+            # A kernel's code also holds the constants it reads from the package's other modules
+            # (the register tiles' rows, say), frozen when compiled: those modules are stamped too.
+            return super().get_source_stamp(), _package_stamp(os.path.dirname(self._py_file))
 
     class Impl(caching.CompileResultCacheImpl):
         # The only locator tried; its from_function returns None when the directory cannot be

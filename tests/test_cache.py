@@ -7,6 +7,7 @@ kernel (``_packed_dims``) so that each compile takes well under a second.
 """
 
 import os
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -53,12 +54,12 @@ _KERNEL = """
 """
 
 
-def _kernel(cache, before="", **env) -> tuple:
+def _kernel(cache, before="", cwd=ROOT, **env) -> tuple:
     """Run the kernel in a fresh process: (result, cache hits, misses, damage warnings)."""
     inherited = {k: v for k, v in os.environ.items() if k != "FASTCONV_NUMBA_CACHE"}
     env = dict(inherited, FASTCONV_CACHE_DIR=str(cache), **env)
     code = textwrap.dedent(_KERNEL).format(before=before)
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=ROOT,
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=cwd,
                           timeout=120)
     assert proc.returncode == 0, proc.stderr[-2000:]
     *result, hits, misses, damaged = proc.stdout.replace("[", "").replace("]", "").replace(",", "").split()
@@ -98,6 +99,22 @@ def test_a_version_change_never_loads_the_other_versions_code(tmp_path, change):
     assert _kernel(tmp_path, patch) == (result, 0, 1, 0)  # compiled again, into its own directory
     assert len(list((tmp_path / "numba").iterdir())) == 2
     assert _kernel(tmp_path, patch) == (result, 1, 0, 0)
+
+
+def test_a_change_to_another_module_of_the_kernels_compiles_them_again(tmp_path):
+    # A kernel's compiled code holds the constants it reads from other modules (the register
+    # tiles' rows: 8 with AVX-512, 6 with AVX2), so a cache written before such a module changed
+    # must not be loaded after, though the kernel's own file is the same.
+    _numba()
+    copy = tmp_path / "src"
+    shutil.copytree(ROOT / "fastconv", copy / "fastconv", ignore=shutil.ignore_patterns("__pycache__", "*.nb[ic]"))
+    cache = tmp_path / "cache"
+    result = _kernel(cache, cwd=copy)[0]
+    assert _kernel(cache, cwd=copy) == (result, 1, 0, 0)
+    other = copy / "fastconv" / "backends" / "_numba_gemm.py"
+    other.write_text(other.read_text() + "\n# changed\n")
+    assert _kernel(cache, cwd=copy) == (result, 0, 1, 0)
+    assert _kernel(cache, cwd=copy) == (result, 1, 0, 0)
 
 
 def test_an_unwritable_directory_compiles_in_memory(tmp_path):
