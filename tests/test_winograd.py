@@ -166,7 +166,7 @@ def test_tile_follows_precision_products_and_filter_bytes(use_threads):
     assert winograd.algorithm(geom, np.float64, "high") == "F(2x2,3x3)"  # twice the bytes (a tie by items)
 
 
-@pytest.mark.skipif(not _gemm.WIDE, reason="the register tiles run only on CPUs with AVX-512")
+@pytest.mark.skipif(not _gemm.TILES, reason="the register tiles run only on CPUs with AVX-512 or AVX2")
 def test_many_filter_bytes_take_f4_where_the_threads_split_the_output_channels(use_threads):
     """36 MiB of F(4x4) filters at 7x7 C=512 (295 KiB a tile at N=32): F(4x4) by channels for
     the forward and input gradient from a panel of tiles (N=8: 32 tiles), F(2x2) for the weight
@@ -562,7 +562,7 @@ def test_items_hold_whole_panels_where_the_threads_stay_even(use_threads):
     assert plan(30, 15, 32) == 15  # 480 tiles (q = 32 rows) is far from ITEM_TILES: no panels, 225 tiles
 
 
-tiles_only = pytest.mark.skipif(not _gemm.WIDE, reason="the register tiles run only on CPUs with AVX-512")
+tiles_only = pytest.mark.skipif(not _gemm.TILES, reason="the register tiles run only on CPUs with AVX-512 or AVX2")
 
 
 @tiles_only
@@ -675,11 +675,14 @@ def test_output_channels_split_where_the_kernel_outweighs_the_input(monkeypatch,
 
     assert plan(8, 448, 7) is None  # F(2x2) C=448: 12.25 MiB of filters, under BY_CHANNELS_MIN_BYTES
     assert plan(32, 512, 7) is None  # F(2x2) C=512: 16 MiB of filters against 16 MiB of input
-    assert plan(8, 512, 7) == (64, 2)  # ... against 4 MiB: 2 MiB blocks, 8 panels of 256 KiB, 8 blocks
+    # (the blocks are whole panels of MR output channels: 8 with AVX-512, 6 with AVX2)
+    mr = _gemm.MR
+    # ... against 4 MiB: 2 MiB blocks, 8 panels of 256 KiB (AVX2: 10 of 192 KiB), 8 blocks (9)
+    assert plan(8, 512, 7) == ({8: 64, 6: 54}[mr], 2)
     kb, threads = plan(16, 512, 7, m=4)  # F(4x4): 36 MiB against 4.5 MiB of input (N=16)
-    assert threads == 2 and kb == 24  # 2 MiB blocks: 3 panels of 590 KiB, 22 blocks
-    assert plan(32, 512, 7, m=4) == (128, 2)  # 9 MiB of input: 12 MiB blocks, 16 panels, 4 blocks
-    assert plan(8, 1024, 10)[0] == 176  # F(2x2) C=1024: 64 MiB against 12.5 MiB; 512 KiB a panel, 6 blocks
+    assert threads == 2 and kb == 24  # 2 MiB blocks: 3 panels of 590 KiB, 22 blocks (4 of 443 KiB)
+    assert plan(32, 512, 7, m=4) == ({8: 128, 6: 132}[mr], 2)  # 9 MiB of input: 12 MiB blocks, 4 blocks
+    assert plan(8, 1024, 10)[0] == {8: 176, 6: 174}[mr]  # F(2x2) C=1024: 64 MiB against 12.5 MiB, 6 blocks
     assert plan(16, 1024, 10) is None  # ... against 25 MiB: over BY_CHANNELS_MAX_BYTES
     budget(20 * 2**20)  # the 2 MiB blocks fit, the 12 MiB ones do not
     assert plan(32, 512, 7, m=4) == (24, 2)

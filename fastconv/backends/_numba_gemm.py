@@ -21,8 +21,10 @@ matrix computed into a scratch tile and copied. winograd's products use the same
 
 Measured (2 threads, float32, N=32, 256 -> 1024 channels, 14x14; AVX-512): forward 8.6-9.0 ms,
 input gradient 9.8-10.0 ms, weight gradient 9.0-9.5 ms, against 14-16 ms each for the packed
-kernels and NumPy's products here. Used only where the CPU has AVX-512 (``WIDE``): with narrower
-vectors the tile's 16 sums would not fit in registers.
+kernels and NumPy's products here. The convolutions' kernels run on them where the CPU has
+AVX-512 (``WIDE``). With AVX2 (``TILES``) a tile is ``MR`` = 6 rows x two 256-bit vectors: 12
+sums, two vectors of B and a broadcast in its 16 registers; winograd's forward products run on
+those.
 """
 
 import llvmlite.binding as _llvm
@@ -32,8 +34,17 @@ from numba.extending import intrinsic
 
 from ._numba_kernels import _JIT, _aligned, njit
 
-MR = 8  # rows of a tile (output channels in the forward pass)
-NV = 2  # vectors of columns per tile row: MR * NV = 16 sums in registers, of the 32 AVX-512 has
+# The feature map, not its flattened string: that lists every feature LLVM knows, "-avx512f" on a
+# CPU without it (an AVX2 Zen 3 took the 16-sum tiles, spilled from its 16 registers: winograd's
+# 7x7 C=512 forward 72 ms).
+_FEATURES = _llvm.get_host_cpu_features()
+WIDE = bool(_FEATURES.get("avx512f", False))
+# AVX2 and FMA, without AVX-512: tiles of 6 rows (one thread, 36 products of 48 x 48 by 48 x 264,
+# float32: 6 rows 78 GFLOP/s, 8 rows of one vector 65, NumPy's 66; 96 x 96: 68, 60, 67)
+TILES = WIDE or bool(_FEATURES.get("avx2", False) and _FEATURES.get("fma", False))
+VBITS = 512 if WIDE else 256  # of a vector
+MR = 8 if WIDE else 6  # rows of a tile (output channels in the forward pass)
+NV = 2  # vectors of columns per tile row: MR * NV sums in registers (16 of AVX-512's 32, 12 of AVX2's 16)
 PIECES = 4  # slots per thread (numba_jit._run_parts): a thread slowed by another process takes fewer
 RED_PIECES = 2  # ... in the weight gradient, where each slot past the first adds a partial gw to sum
 KC = 256  # reduction steps per tile call: its B panel (KC x 2 vectors, float32 32 KiB) stays in L1
@@ -43,10 +54,6 @@ KC = 256  # reduction steps per tile call: its B panel (KC x 2 vectors, float32 
 COLS_L2_BYTES = 2**20
 COLS_BLOCK_BYTES = 512 * 2**10
 
-# The feature map, not its flattened string: that lists every feature LLVM knows, "-avx512f" on a
-# CPU without it (an AVX2 Zen 3 took the 16-sum tiles, spilled from its 16 registers: winograd's
-# 7x7 C=512 forward 72 ms).
-WIDE = bool(_llvm.get_host_cpu_features().get("avx512f", False))
 # Cores that run a 512-bit multiply-add as two 256-bit halves (AMD Zen 4): there a tile of three
 # 256-bit vectors of columns costs three quarters of a two-vector tile, so a row's last three
 # quarters of a panel take one (``_tile_planes_narrow``). Where 512-bit multiply-adds run whole
@@ -62,7 +69,7 @@ def applies(kh, kw, padded, groups, c_in, c_out) -> bool:
     return WIDE and kh == kw == 1 and not padded and groups == 1 and min(c_in, c_out) >= MR
 
 
-def _tile_function(module, bits, rows, taps=False, nv=NV, masked=False, planes=False, vbits=512):
+def _tile_function(module, bits, rows, taps=False, nv=NV, masked=False, planes=False, vbits=VBITS):
     """The tile as an LLVM function of ``module`` (one per module, dtype and A layout), never
     inlined: inlined into its caller's loops, the caller's live values could take its registers.
     Arguments ``(a, b, c, bias, lda, ldb, ldc, kc, add, addb)``: pointers to the first elements, then
@@ -218,11 +225,11 @@ def _declared(module, name, ret, args):
     return module.globals.get(name) or ir.Function(module, ir.FunctionType(ret, args), name=name)
 
 
-def _tile_call(rows, taps=False, nv=NV, masked=False, planes=False, vbits=512):
+def _tile_call(rows, taps=False, nv=NV, masked=False, planes=False, vbits=VBITS):
     """The intrinsic that calls the tile function:
     ``(a, a0, lda, b, b0, ldb, c, c0, ldc, kc, add, bias, bias0, addb)`` (with ``taps``, then
     ``kw, ldr``; ``planes``, then ``kh, ldp``; ``masked``, then ``cols``), 1-D arrays of one float
-    dtype (float32: 16 lanes, float64: 8) with element offsets; ``bias[bias0:bias0 + MR]`` must be
+    dtype (a vector of ``VBITS``) with element offsets; ``bias[bias0:bias0 + MR]`` must be
     readable even when ``addb`` is 0. ``vbits``: the vectors' width."""
     def codegen(context, builder, signature, args):
         aa, ia, lda, bb, ib, ldb, cc, ic, ldc, kc, add, bv, iv, addb = args[:14]
@@ -276,8 +283,8 @@ _tile_planes_narrow = _tile_call(rows=False, taps=True, planes=True, nv=3, vbits
 
 
 def tile_cols(itemsize):
-    """Columns per tile (a B panel's width) for elements of ``itemsize`` bytes: two 64-byte vectors."""
-    return NV * (64 // itemsize)
+    """Columns per tile (a B panel's width) for elements of ``itemsize`` bytes: ``NV`` vectors."""
+    return NV * (VBITS // 8 // itemsize)
 
 
 _tile_cols = njit(inline="always", **_JIT)(tile_cols)

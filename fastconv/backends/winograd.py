@@ -1,16 +1,16 @@
 """Winograd backend: 3x3 stride-1 convolutions as F(2x2,3x3) tiles ("highest") or F(4x4,3x3) ("high").
-Blocks of tiles run on fastconv's threads: Numba transforms, alpha^2 single-threaded BLAS products with
-the transformed kernel, the output transform; grad_input is the same with the flipped kernel,
-grad_weight the adjoint (products over the tiles, per slice of the batch) from 96 channels (32
-without AVX-512), else numba's. Where the transformed kernel outgrows L3 and the transformed
-input, the threads take blocks of output channels instead (``_by_channels``). Extra memory: the
-transformed kernel (16/9 or 4x w; by channels one block per thread and the transformed input), per
-thread one block, the weight gradient's slices' sums (kept for the calling thread between calls),
-within the memory budget. Error (README): F(2x2) within 2x a direct sum's, F(4x4) within 16x. The
-fastest fastconv backend on dense 3x3 layers of 64+ channels (with AVX-512 0.7-0.9x torch's time
-from 14x14 to 56x56, 0.8-0.9x at 7x7; on an AVX2 Zen 3 0.4-0.8x, each pass); inf/NaN rerun
-direct. 3-D kD x 3 x 3 kernels transform each input plane once (``_convolve_3d``); 1-D, grouped
-and depth-dilated 3-D calls run through the 2-D passes (``_lift``).
+Blocks of tiles run on fastconv's threads: Numba transforms, alpha^2 products with the transformed
+kernel (on numba's register tiles with AVX-512 or AVX2, else single-threaded BLAS), the output
+transform; grad_input is the same with the flipped kernel, grad_weight the adjoint (products over
+the tiles, per slice of the batch) from 96 channels (32 without AVX-512), else numba's. Where the
+transformed kernel outgrows L3 and the transformed input, the threads take blocks of output channels
+instead (``_by_channels``). Extra memory: the transformed kernel (16/9 or 4x w; by channels one
+block per thread and the transformed input), per thread one block, the weight gradient's slices'
+sums (kept for the calling thread between calls), within the memory budget. Error (README): F(2x2)
+within 2x a direct sum's, F(4x4) within 16x. The fastest fastconv backend on dense 3x3 layers of 64+
+channels (with AVX-512 0.7-0.9x torch's time from 14x14 to 56x56, 0.8-0.9x at 7x7; on an AVX2 Zen 3
+0.4-0.8x, each pass); inf/NaN rerun direct. 3-D kD x 3 x 3 kernels transform each input plane once
+(``_convolve_3d``); 1-D, grouped and depth-dilated 3-D calls run through the 2-D passes (``_lift``).
 """
 
 from __future__ import annotations
@@ -56,6 +56,9 @@ F4_MAX_FILTER_BYTES = 48 * 2**10  # F(4x4)'s transformed filters per 4x4 tile of
 # 14x14 and N=16 16x16 1.00 and 0.99; one thread, N=32 and N=8 C=256 14x14, 1.02 and 0.99 (ties:
 # the more accurate F(2x2) runs there).
 F4_SPLIT_FILTER_BYTES = 128 * 2**10
+# ... and from a panel of AVX-512's tiles (two 64-byte vectors of tiles) on: at N=4 7x7 C=512 (16
+# tiles) F(4x4) by channels took 1.49x F(2x2)'s time there, and on AVX2 (a panel of 16 tiles) 1.20x
+F4_MIN_TILE_BYTES = 128
 F4_ITEMS_MAX_FILTER_BYTES = 24 * 2**20  # (BY_CHANNELS_MIN_BYTES's value when these were measured)
 # A work item's tiles: the products' width. One thread, OPENBLAS_CORETYPE=SkylakeX, F(2x2): 56
 # tiles 179-190 GFLOP/s, 224 tiles 188-228 (C=64-128), 448 182; at C=512 (7x7) 32 tiles 146,
@@ -133,7 +136,8 @@ LARGE_BLOCK_BYTES = 12 * 2**20
 # numba, forward, input gradient: 16 channels 56x56 16.4 / 8.2, 12.4 / 7.3; 32 at 56x56 28.0 /
 # 24.0, 22.2 / 23.8, at 28x28 7.9 / 5.5, 8.6 / 5.6; 64 at 14x14 7.2 / 6.6, 6.6 / 6.8, at 56x56
 # 47.4 / 66.8, 41.8 / 64.4; 128 at 28x28 53.3 / 73.6; 256 at 14x14 40.7 / 91.7; 512 at 7x7
-# 49.6 / 166 (torch 60-80 ms from 56x56 to 7x7: winograd 0.46-0.83x its time).
+# 49.6 / 166 (torch 60-80 ms from 56x56 to 7x7: winograd 0.46-0.83x its time). (Before the AVX2
+# tiles, which tie with NumPy's products at F(2x2): ``_on_tiles``.)
 TILED_MIN_CHANNELS = 64
 # Channels per group (read and written) from which the weight gradient's Winograd tiles beat
 # numba's: 2 threads, float32, ms winograd / numba: N=32 C=64 56x56 25.0 / 25.3, 28x28 6.8 / 6.6;
@@ -149,8 +153,8 @@ WEIGHT_MIN_CHANNELS_BLAS = 32
 
 def beats_direct(geom) -> bool:
     """Whether a 2-D or 3-D call has channels enough (``TILED_MIN_CHANNELS``) that this backend
-    beats numba's direct loops, its products on numba's register tiles (AVX-512) or else on
-    NumPy's: for ``"auto"``. 3-D calls run them in ``_convolve_3d`` or in the lift's 2-D calls.
+    beats numba's direct loops, its products on numba's register tiles (AVX-512 or AVX2) or else
+    on NumPy's: for ``"auto"``. 3-D calls run them in ``_convolve_3d`` or in the lift's 2-D calls.
     `fastconv bench --suite 3d` (2 threads, float32, 2026-12-02, AVX-512), time over torch's,
     winograd / numba, forward and backward: 3x3x3 0.81 / 1.50 and 0.98 / 1.18, 1x3x3 1.23 / 1.36
     and 1.11 / 1.13 (3x3x3 forward 1.34-1.38 with NumPy's products before)."""
@@ -212,12 +216,12 @@ def _f4_pays(geom, itemsize, split) -> bool:
     filters = 36 * geom.groups * geom.c_in_g * geom.c_out_g * itemsize
     if 36 * t4 <= F4_MAX_PRODUCTS * 16 * t2 and filters <= F4_MAX_FILTER_BYTES * max(1, geom.n * t4):
         return True
-    if 36 * t4 > F4_SPLIT_MAX_PRODUCTS * 16 * t2 or not split or geom.n * t4 < _gemm.tile_cols(itemsize):
+    if 36 * t4 > F4_SPLIT_MAX_PRODUCTS * 16 * t2 or not split or geom.n * t4 < F4_MIN_TILE_BYTES // itemsize:
         return False
     if (itemsize == 4 and call_threads() >= 2 and min(geom.c_in_g, geom.c_out_g) >= TILED_MIN_CHANNELS
             and filters <= min(F4_ITEMS_MAX_FILTER_BYTES, F4_SPLIT_FILTER_BYTES * geom.n * t4)):
         return True  # by items (F4_SPLIT_FILTER_BYTES); where it ties, the more accurate F(2x2) runs
-    if not _gemm.WIDE:
+    if not _gemm.TILES:
         return False  # (only the register tiles split the output channels)
     forward = _channel_plan(geom.n * h4, w4, 4, geom.c_in_g, geom.c_out_g, geom, itemsize)
     backward = _channel_plan(geom.n * -(-geom.ih // 4), -(-geom.iw // 4), 4, geom.c_out_g, geom.c_in_g, geom, itemsize)
@@ -599,10 +603,16 @@ def _transform_work(scratch, m, rows, tiles_w, dtype):
 
 
 def _on_tiles(cs, cd) -> bool:
-    """Whether the products run on numba's register tiles (AVX-512): channels enough to fill them,
-    cs read and cd written per group. NumPy's BLAS may run narrower ones (AVX2 here, at about half
-    their speed)."""
-    return _gemm.WIDE and min(cs, cd) >= _gemm.MR
+    """Whether the products run on numba's register tiles (AVX-512 or AVX2: ``_gemm.TILES``):
+    channels enough to fill them, cs read and cd written per group. On AVX2 against NumPy's
+    products (Zen 3, 2026-12-03, two threads, float32, N=32, 9 interleaved rounds in one
+    process), forward time over torch's, "highest" (F(2x2)): 56x56 C=64 0.55 / 0.57, 28x28
+    C=128 0.68 / 0.69, 14x14 C=256 0.60 / 0.63, 7x7 C=512 0.55 / 0.55; "high" (F(4x4)): 0.34 /
+    0.40, 0.38 / 0.42, 14x14 25.4 / 27.1 ms, 7x7 (F(4x4) by channels, against F(2x2) by items)
+    22.6 / 35.9 ms; the input gradient alike. The weight gradient keeps NumPy's products there
+    (``_grad_weight_2d``): on the tiles it took 1.03-1.45x their time (the same shapes, both
+    levels, 9 rounds)."""
+    return _gemm.TILES and min(cs, cd) >= _gemm.MR
 
 
 def _kernel_arrays(groups, a2, cd, k, dtype, tiles):
