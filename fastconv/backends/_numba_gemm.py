@@ -9,7 +9,7 @@ copies them), and so are both its gradients.
 NumPy's BLAS does these at its own speed, which an environment can hold to AVX2
 (``OPENBLAS_CORETYPE=Haswell`` here); the packed kernels of ``_numba_kernels`` keep their sums in
 memory (an accumulator in L1), 4 loads and stores per 16 multiply-adds. Here the sums stay in
-registers: a tile of ``MR`` rows x two vectors of columns (16 vector sums; 2 vector loads and
+registers: a tile of ``MR`` rows x two vectors of columns (2 x ``MR`` vector sums; 2 vector loads and
 ``MR`` broadcasts per ``2*MR`` multiply-adds), over ``KC`` steps of the reduction at a time. Numba's
 loop vectoriser never keeps such a tile in registers across a loop (it vectorises the innermost
 loop only), so the tile is written in LLVM IR (``_tile_function``, called through Numba
