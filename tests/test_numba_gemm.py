@@ -42,7 +42,12 @@ def test_which_calls_take_the_register_tiles(kh, kw, padded, groups, c_in, c_out
 def test_the_tiles_run_where_the_cpu_has_avx512():
     """``WIDE`` as the kernel sees the CPU: a string test on LLVM's flattened feature list took
     "-avx512f" for AVX-512 and ran the 16-sum tiles on an AVX2 Zen 3."""
-    assert gemm.WIDE == ("avx512f" in _cpuinfo()["flags"].split())
+    flags = _cpuinfo()["flags"].split()
+    assert gemm.WIDE == ("avx512f" in flags)
+    # without AVX-512, AVX2's tiles (winograd's forward products): 6 rows x two 256-bit vectors,
+    # 12 sums of its 16 registers
+    assert gemm.TILES == ("avx512f" in flags or {"avx2", "fma"} <= set(flags))
+    assert (gemm.MR, gemm.VBITS, gemm.tile_cols(4)) == ((8, 512, 32) if gemm.WIDE else (6, 256, 16))
 
 
 # (x shape, c_out): channels past whole tiles of rows (MR) and columns (two vectors), images
