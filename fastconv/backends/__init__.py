@@ -309,16 +309,23 @@ def _past_small(g: Geometry) -> bool:
 # / 22.6, 64 (4 x 7x7, 128) 3.1 / 3.6 / 1.6, 96 (6 x 7x7, 256) 7.7 / 11.5 / 5.6: im2col first, at
 # most 1.3x the fastest there.
 AUTO_WEIGHT_TILES = 128  # F(2x2) tiles below which numba's weight gradient beats winograd's
+
+
+def _few_weight_tiles(g: Geometry) -> bool:
+    """A 3x3 stride-1 layer of ``AUTO_FEW_TILES`` to ``AUTO_WEIGHT_TILES`` F(2x2) tiles in the
+    batch: the weight gradient's rows below."""
+    return _is_3x3s1(g) and AUTO_FEW_TILES <= _tiles(g) < AUTO_WEIGHT_TILES
+
+
 AUTO_PASS_RULES: tuple[tuple[str, str, object, tuple[str, ...]], ...] = (
     ("grad_input", "1x1 kernel, one group: w's transpose times gy",
      lambda g: g.groups == 1 and math.prod(g.kernel) == 1, ("im2col", "numba")),
     ("grad_input", "up to 4 input channels, one group", lambda g: g.groups == 1 and g.c_in <= 4,
      ("im2col", "numba")),
     ("grad_weight", "3x3 at stride 1, 48-127 F(2x2) tiles in the batch, numba's register tiles",
-     lambda g: _is_3x3s1(g) and AUTO_FEW_TILES <= _tiles(g) < AUTO_WEIGHT_TILES
-     and _backend_says("numba", "register_tiles", g), ("numba", "im2col", "winograd")),
-    ("grad_weight", "3x3 at stride 1, 48-127 F(2x2) tiles in the batch",
-     lambda g: _is_3x3s1(g) and AUTO_FEW_TILES <= _tiles(g) < AUTO_WEIGHT_TILES, ("im2col", "winograd", "numba")),
+     lambda g: _few_weight_tiles(g) and _backend_says("numba", "register_tiles", g), ("numba", "im2col", "winograd")),
+    ("grad_weight", "3x3 at stride 1, 48-127 F(2x2) tiles in the batch", _few_weight_tiles,
+     ("im2col", "winograd", "numba")),
     ("grad_weight", "strided 1-D and 2-D, kernel past 1x1, 64+ input channels per group",
      lambda g: g.ndim <= 2 and max(g.stride) > 1 and math.prod(g.kernel) > 1 and g.c_in_g >= 64,
      ("im2col", "numba")),

@@ -301,7 +301,7 @@ def _winograd_weight(geom, itemsize) -> bool:
     if (geom.ndim, geom.kh, geom.kw, geom.sh, geom.sw, geom.dil_h, geom.dil_w) != (2, 3, 3, 1, 1, 1, 1):
         return False
     sums = 36 * geom.groups * geom.c_in_g * geom.c_out_g * itemsize
-    least = WEIGHT_MIN_CHANNELS if _gemm.WIDE else WEIGHT_MIN_CHANNELS_BLAS
+    least = WEIGHT_MIN_CHANNELS if _weight_on_tiles() else WEIGHT_MIN_CHANNELS_BLAS
     return (min(geom.c_in_g, geom.c_out_g) >= least
             and 2 * sums <= call_budget(geom, itemsize))
 
@@ -330,7 +330,7 @@ def _grad_weight_2d(gy, x, geom):
     want = -(-want // threads) * threads  # whole rounds of the threads
     cut = even(rows, -(-rows // int(max(1, min(want, budget // 2 // one)))))
     slices = -(-rows // cut)
-    tiles = _gemm.WIDE  # (``red_batch`` runs any channel counts, its last tiles padded)
+    tiles = _weight_on_tiles()  # (``red_batch`` runs any channel counts, its last tiles padded)
     # NumPy's products write each point's product into ``red`` before adding it to the slice's sums
     red = _gemm.red_batch_scratch(cs, itemsize) if tiles else cd * cs
     size, threads = _plan(rows, tiles_w, a2 * (cs + cd) * itemsize, slices * one + threads * red * itemsize,
@@ -609,10 +609,16 @@ def _on_tiles(cs, cd) -> bool:
     process), forward time over torch's, "highest" (F(2x2)): 56x56 C=64 0.55 / 0.57, 28x28
     C=128 0.68 / 0.69, 14x14 C=256 0.60 / 0.63, 7x7 C=512 0.55 / 0.55; "high" (F(4x4)): 0.34 /
     0.40, 0.38 / 0.42, 14x14 25.4 / 27.1 ms, 7x7 (F(4x4) by channels, against F(2x2) by items)
-    22.6 / 35.9 ms; the input gradient alike. The weight gradient keeps NumPy's products there
-    (``_grad_weight_2d``): on the tiles it took 1.03-1.45x their time (the same shapes, both
-    levels, 9 rounds)."""
+    22.6 / 35.9 ms; the input gradient alike. (The weight gradient's: ``_weight_on_tiles``.)"""
     return _gemm.TILES and min(cs, cd) >= _gemm.MR
+
+
+def _weight_on_tiles() -> bool:
+    """Whether the weight gradient's products run on numba's register tiles (``_gemm.red_batch``),
+    else on NumPy's (``_red_products``): with AVX-512 only. On AVX2's tiles it took 1.03-1.45x
+    NumPy's time (Zen 3, 2026-12-03, N=32, 56x56 C=64 to 7x7 C=512, both levels, 9 interleaved
+    rounds in one process)."""
+    return _gemm.WIDE
 
 
 def _kernel_arrays(groups, a2, cd, k, dtype, tiles):
@@ -798,7 +804,7 @@ def _transforms(dtype):
         geom = Geometry.from_args((1, c, 5, 5), (c, c, 3, 3), padding=1)
         x, w = np.ones(geom.x_shape, dtype), np.ones(geom.w_shape, dtype)
         grad_input(forward(x, w, geom, np.ones(c, dtype)), w, geom)
-    if _gemm.WIDE:  # the weight gradient's own kernels, which grad_weight runs from WEIGHT_MIN_CHANNELS
+    if _weight_on_tiles():  # the weight gradient's own kernels, which grad_weight runs from WEIGHT_MIN_CHANNELS
         counted_call(_grad_weight_2d)(np.ones(geom.y_shape, dtype), x, geom)
     _ready.add(np.dtype(dtype).name)
     return geom, x, w
