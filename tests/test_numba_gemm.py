@@ -18,6 +18,7 @@ numba_jit = fastconv.backends.get("numba")
 from fastconv.backends import _numba_gemm as gemm  # noqa: E402  (needs numba)
 
 wide = pytest.mark.skipif(not gemm.WIDE, reason="the register tiles run only on CPUs with AVX-512")
+tiles = pytest.mark.skipif(not gemm.TILES, reason="the register tiles need AVX-512, or AVX2 with FMA")
 
 
 def _rand(shape, dtype=np.float64, seed=0):

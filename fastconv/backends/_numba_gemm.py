@@ -85,7 +85,8 @@ def _tile_function(module, bits, rows, taps=False, nv=NV, masked=False, planes=F
     taps over an image's plane: the implicit forward's). With ``planes`` too, two more ``(kh, ldp)``:
     the rows come in planes of ``kh``, ``ldp`` from one plane's first to the next's, so step k reads
     ``b[(k // (kh*kw))*ldp + (k // kw % kh)*ldr + (k % kw)*ldb + j]`` (every input channel's taps, a
-    plane each, in one call). With ``masked``, one more argument ``cols``:
+    plane each, in one call). With ``taps``, ``kc`` is whole rows of ``kw`` steps (and with
+    ``planes`` whole planes). With ``masked``, one more argument ``cols``:
     only the first ``cols`` columns are read from B and written to C (AVX-512's masked loads and
     stores), so a panel's ragged end runs where it lies, as a whole one does. ``vbits``: the
     vectors' width (``NARROW``'s tiles: 256)."""

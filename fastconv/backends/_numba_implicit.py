@@ -111,15 +111,22 @@ FW_MAX_WASTE = 1 / 3
 # channels: ``winograd.TILED_MIN_CHANNELS``.)
 FW_WIDE_MAX_CHANNELS = 64
 FW_WIDE_MAX_WASTE = 0.5
+FILL_COLS_BYTES = 128  # a tile's row of columns on AVX-512 (two 512-bit vectors): ``_fw_fill``
+# With AVX2 (an AVX2 Zen 3, 2 threads, float32, forward time over torch's, medians of 9 interleaved
+# rounds, these tiles / the packed kernels that ran there before, 2026-12-03): MNIST's first layer
+# 0.89 / 1.35; N=32 3 -> 64 channels 32x32 0.56 / 0.94, 8 -> 32 0.94 / 1.46; N=16 3 -> 64 56x56 0.74
+# / 0.92; wide pixels, N=32 padded 3x3, min ms: 7x7 C=16 0.20 / 0.24, C=32 0.46 / 0.63, C=64 1.32
+# / 2.05; 10x10 C=32 0.60 / 0.88, C=64 1.89 / 2.93.
 
 
 def forward_applies(geom, itemsize, by_size=None) -> bool:
     """Whether a 2-D forward call takes ``fw_part``: stride 1, one group, a tile's rows of output
-    channels or more, on a CPU with AVX-512; few input channels and output rows that fill their
+    channels or more, on a CPU with register tiles (``_numba_gemm.TILES``: AVX-512, or AVX2 and
+    FMA, whose tiles won too; see below); few input channels and output rows that fill their
     tiles well, or (``forward_wide``) up to ``FW_WIDE_MAX_CHANNELS`` over small images. With
     ``by_size`` (a bool) that answer replaces the one by channels and image size: a chunk of a
     larger array takes the kernel where the whole array's call does (``numba_jit.choosing_as``)."""
-    if not (_gemm.WIDE and geom.n * geom.oh * geom.ow > 0 and (geom.sh, geom.sw) == (1, 1) and geom.groups == 1
+    if not (_gemm.TILES and geom.n * geom.oh * geom.ow > 0 and (geom.sh, geom.sw) == (1, 1) and geom.groups == 1
             and geom.c_out >= MR):
         return False
     if by_size is not None:
@@ -140,8 +147,9 @@ def forward_wide(geom, itemsize) -> bool:
 def _fw_fill(geom, itemsize):
     """Whether an image's output fills ``fw_part``'s tiles well ``(by rows, by wide pixels)``: at most
     ``FW_MAX_WASTE`` and ``FW_WIDE_MAX_WASTE`` of their columns past it, a half-width tile counted
-    half."""
-    nr = tile_cols(itemsize)
+    half. Counted in AVX-512's tiles on every CPU, so that a call takes the same kernel everywhere
+    (its tests' expectations with it): AVX2's tiles, half as wide, waste at most as many columns."""
+    nr = FILL_COLS_BYTES // itemsize
     oh, ow = geom.oh, geom.ow
     k_img = (oh - 1) * (ow + (geom.kw - 1) * geom.dil_w) + ow
     whole, left = divmod(k_img, nr)
