@@ -31,7 +31,7 @@ from tests.test_numba_gemm import _rand, tiles, wide  # noqa: E402  (the same ti
     ((0, 32, 9, 9), (64, 32, 3, 3), {}, False),  # nothing to sum
 ])
 def test_which_weight_gradients_take_the_implicit_product(x_shape, w_shape, kwargs, takes):
-    assert implicit.applies(Geometry.from_args(x_shape, w_shape, **kwargs)) == (takes and gemm.WIDE)
+    assert implicit.applies(Geometry.from_args(x_shape, w_shape, **kwargs)) == (takes and gemm.TILES)
 
 
 def _expected(gy, x, geom):
@@ -65,7 +65,7 @@ CASES = [
 ]
 
 
-@wide
+@tiles
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("xs, ws, kwargs", CASES)
 def test_implicit_product_matches_longdouble(monkeypatch, xs, ws, kwargs, dtype):
@@ -86,7 +86,7 @@ def test_implicit_product_matches_longdouble(monkeypatch, xs, ws, kwargs, dtype)
     assert implicit.gw_part in ran and packed._grad_weight_part not in ran
 
 
-@wide
+@tiles
 def test_the_bits_are_the_same_on_any_number_of_threads():
     # every sum runs over the same units in the same order, whichever slot holds its panel
     geom = Geometry.from_args((9, 64, 14, 14), (128, 64, 3, 3), padding=1)
@@ -99,7 +99,7 @@ def test_the_bits_are_the_same_on_any_number_of_threads():
         assert np.array_equal(runs[0], other)
 
 
-@wide
+@tiles
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("where", ["x-last-column", "x-inside", "gy"])
 def test_non_finite_values_give_the_packed_kernels_result(monkeypatch, where, dtype):
@@ -125,7 +125,7 @@ def test_non_finite_values_give_the_packed_kernels_result(monkeypatch, where, dt
 BUDGET_CASES = [
     pytest.param((4, 64, 14, 14), (128, 64, 3, 3), 1, "grad_weight", "gw_part",
                  lambda geom, nslots: implicit.Plan(geom, 4, nslots).scratch(nslots)[0],
-                 [packed._grad_weight_part], 1e-4, id="weight-gradient", marks=wide),
+                 [packed._grad_weight_part], 1e-4, id="weight-gradient", marks=tiles),
     pytest.param((4, 8, 64, 64), (16, 8, 3, 3), 1, "forward", "fw_part",
                  lambda geom, _: implicit.fw_scratch(16, 8, 9, 66 * 66, numba_jit._slots(geom.macs, gemm.PIECES)[1],
                                                      4)[0], None, 1e-4, id="forward", marks=tiles),
@@ -175,7 +175,7 @@ def test_the_implicit_forward_is_judged_against_the_budget_it_is_given():
     assert numba_jit._forward_kernel(call, nbytes - 1) != "implicit"
 
 
-@wide
+@tiles
 def test_the_scratch_is_gw_and_a_few_images_per_slot():
     # C (gw transposed, channels rounded up to 8 and panels to whole ones), and per slot a group of
     # padded images (about GROUP_PIXELS pixels of every channel) and their panels of gy (at most
@@ -188,7 +188,7 @@ def test_the_scratch_is_gw_and_a_few_images_per_slot():
             assert nint == nslots and nfloat * 4 <= 4 * np.prod(ws) + nslots * 4 * 2**20, (xs, nslots)
 
 
-@wide
+@tiles
 def test_the_implicit_product_leaves_its_inputs_alone_and_allocates_nothing_when_warm():
     geom = Geometry.from_args((4, 64, 16, 16), (96, 64, 3, 3), padding=1)
     assert geom.macs >= numba_jit.SERIAL_MAX_MACS

@@ -11,10 +11,10 @@ thread of fastconv's pool (``_run_parts``), a small call one serial kernel on th
 Depthwise layers have their own kernels (``_numba_depthwise``), and so do kernels one pixel wide over
 long rows (``_numba_columns``: a 3-D temporal kernel's view, whose taps read the input where it
 lies instead of a packed band of one row per output row), and so do 1x1 kernels on AVX-512 CPUs
-(``_numba_gemm``: matrix products on register tiles), and so do the weight gradient of stride-1
-layers with 32+ channels there and, with AVX2 too, the forward and input gradient of stride-1
-layers of few input (output) channels (``_numba_implicit``: implicit matrix products on the same
-tiles). When numba is
+(``_numba_gemm``: matrix products on register tiles), and so do, on AVX-512 or AVX2 with FMA
+(``_numba_gemm.TILES``), the weight gradient of stride-1 layers with 32+ channels and the forward
+and input gradient of stride-1 layers of few input (output) channels (``_numba_implicit``:
+implicit matrix products on the same tiles). When numba is
 set up, the pool's helper threads spin a while for the next call before they sleep (``_numba_spin``).
 Extra memory: the packed weights and, per thread, the band (channels x ~1K elements; ~8K for the
 weight gradient), 4 channels of gy and a small accumulator (the implicit product: gw's size and a
@@ -123,8 +123,9 @@ def matrix_product(geom) -> bool:
 
 def register_tiles(geom) -> bool:
     """Whether this CPU runs every kernel of numba's that has them on ``_numba_gemm``'s register
-    tiles (AVX-512; with AVX2 only the implicit forward does), whatever the call: for ``"auto"``,
-    whose measurements of numba's kernels hold with them."""
+    tiles (AVX-512; with AVX2 the implicit forward and weight gradient do, not the 1x1, grouped and
+    patches kernels), whatever the call: for ``"auto"``, whose measurements of numba's kernels hold
+    with them."""
     return _gemm.WIDE
 
 
