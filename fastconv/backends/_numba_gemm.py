@@ -23,8 +23,8 @@ Measured (2 threads, float32, N=32, 256 -> 1024 channels, 14x14; AVX-512): forwa
 input gradient 9.8-10.0 ms, weight gradient 9.0-9.5 ms, against 14-16 ms each for the packed
 kernels and NumPy's products here. The convolutions' kernels run on them where the CPU has
 AVX-512 (``WIDE``). With AVX2 (``TILES``) a tile is ``MR`` = 6 rows x two 256-bit vectors: 12
-sums, two vectors of B and a broadcast in its 16 registers; winograd's forward products run on
-those.
+sums, two vectors of B and a broadcast in its 16 registers; winograd's forward products and
+numba's implicit forward and weight gradient (``_numba_implicit``) run on those.
 """
 
 import llvmlite.binding as _llvm
@@ -164,6 +164,8 @@ def _tile_function(module, bits, rows, taps=False, nv=NV, masked=False, planes=F
         return new
 
     def phis(incoming, block, count=MR * nv, ty=vec):
+        """New phis at the builder's block, each given ``incoming`` (one value for all ``count``, or
+        a list) from ``block``; the loop's own values are added once they are built."""
         out = []
         for value in (incoming if isinstance(incoming, list) else [incoming] * count):
             p = builder.phi(ty)
@@ -177,7 +179,8 @@ def _tile_function(module, bits, rows, taps=False, nv=NV, masked=False, planes=F
         # Two loops, a kernel row's kw steps inside, so that the inner one keeps only a counter and
         # the row's offset: one loop wrapping its counters by compare-and-select spent more
         # instructions on them than on the multiply-adds with AVX2's 12 (MNIST's forward, AVX2,
-        # one thread: 2.0 ms, against 1.7 for the packed kernels). kc is whole rows (planes).
+        # one thread: 2.0 ms, against 1.7 for the packed kernels; as two loops 1.18). kc is whole
+        # rows (planes).
         kw, ldr = fn.args[10:12]
         k0, row = phis(const(0), entry, 2, i64)
         rr, first = phis(const(0), entry, 2, i64) if planes else (None, None)

@@ -115,17 +115,17 @@ FW_MAX_WASTE = 1 / 3
 FW_WIDE_MAX_CHANNELS = 64
 FW_WIDE_MAX_WASTE = 0.5
 FILL_COLS_BYTES = 128  # a tile's row of columns on AVX-512 (two 512-bit vectors): ``_fw_fill``
-# With AVX2 (an AVX2 Zen 3, 2 threads, float32, forward time over torch's, medians of 9 interleaved
-# rounds, these tiles / the packed kernels that ran there before, 2026-12-03): MNIST's first layer
-# 0.89 / 1.35; N=32 3 -> 64 channels 32x32 0.56 / 0.94, 8 -> 32 0.94 / 1.46; N=16 3 -> 64 56x56 0.74
-# / 0.92; wide pixels, N=32 padded 3x3, min ms: 7x7 C=16 0.20 / 0.24, C=32 0.46 / 0.63, C=64 1.32
-# / 2.05; 10x10 C=32 0.60 / 0.88, C=64 1.89 / 2.93.
+# The forward on AVX2's tiles (an AVX2 Zen 3, 2 threads, float32, time over torch's, medians of 9
+# interleaved rounds, these tiles / the packed kernels that ran there before, 2026-12-03): MNIST's
+# first layer 0.89 / 1.35; N=32 3 -> 64 channels 32x32 0.56 / 0.94, 8 -> 32 0.94 / 1.46; N=16 3 ->
+# 64 56x56 0.74 / 0.92; wide pixels, N=32 padded 3x3, min ms: 7x7 C=16 0.20 / 0.24, C=32 0.46 /
+# 0.63, C=64 1.32 / 2.05; 10x10 C=32 0.60 / 0.88, C=64 1.89 / 2.93.
 
 
 def forward_applies(geom, itemsize, by_size=None) -> bool:
     """Whether a 2-D forward call takes ``fw_part``: stride 1, one group, a tile's rows of output
     channels or more, on a CPU with register tiles (``_numba_gemm.TILES``: AVX-512, or AVX2 and
-    FMA, whose tiles won too; see below); few input channels and output rows that fill their
+    FMA, whose tiles won too: measured above); few input channels and output rows that fill their
     tiles well, or (``forward_wide``) up to ``FW_WIDE_MAX_CHANNELS`` over small images. With
     ``by_size`` (a bool) that answer replaces the one by channels and image size: a chunk of a
     larger array takes the kernel where the whole array's call does (``numba_jit.choosing_as``)."""
