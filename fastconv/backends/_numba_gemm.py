@@ -45,6 +45,9 @@ TILES = WIDE or bool(_FEATURES.get("avx2", False) and _FEATURES.get("fma", False
 VBITS = 512 if WIDE else 256  # of a vector
 MR = 8 if WIDE else 6  # rows of a tile (output channels in the forward pass)
 NV = 2  # vectors of columns per tile row: MR * NV sums in registers (16 of AVX-512's 32, 12 of AVX2's 16)
+# A tile row's columns on AVX-512, in bytes, whatever this CPU's: choices made by it (whether a
+# call's columns fill the tiles) come out the same on every CPU with tiles
+WIDE_ROW_BYTES = NV * 512 // 8
 PIECES = 4  # slots per thread (numba_jit._run_parts): a thread slowed by another process takes fewer
 RED_PIECES = 2  # ... in the weight gradient, where each slot past the first adds a partial gw to sum
 KC = 256  # reduction steps per tile call: its B panel (KC x 2 vectors, float32 32 KiB) stays in L1

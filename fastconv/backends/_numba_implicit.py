@@ -114,7 +114,6 @@ FW_MAX_WASTE = 1 / 3
 # channels: ``winograd.TILED_MIN_CHANNELS``.)
 FW_WIDE_MAX_CHANNELS = 64
 FW_WIDE_MAX_WASTE = 0.5
-FILL_COLS_BYTES = 128  # a tile's row of columns on AVX-512 (two 512-bit vectors): ``_fw_fill``
 # The forward on AVX2's tiles (an AVX2 Zen 3, 2 threads, float32, time over torch's, medians of 9
 # interleaved rounds, these tiles / the packed kernels that ran there before, 2026-12-03): MNIST's
 # first layer 0.89 / 1.35; N=32 3 -> 64 channels 32x32 0.56 / 0.94, 8 -> 32 0.94 / 1.46; N=16 3 ->
@@ -152,7 +151,7 @@ def _fw_fill(geom, itemsize):
     ``FW_MAX_WASTE`` and ``FW_WIDE_MAX_WASTE`` of their columns past it, a half-width tile counted
     half. Counted in AVX-512's tiles on every CPU, so that a call takes the same kernel everywhere
     (its tests' expectations with it): AVX2's tiles, half as wide, waste at most as many columns."""
-    nr = FILL_COLS_BYTES // itemsize
+    nr = _gemm.WIDE_ROW_BYTES // itemsize
     oh, ow = geom.oh, geom.ow
     k_img = (oh - 1) * (ow + (geom.kw - 1) * geom.dil_w) + ow
     whole, left = divmod(k_img, nr)

@@ -58,7 +58,7 @@ F4_MAX_FILTER_BYTES = 48 * 2**10  # F(4x4)'s transformed filters per 4x4 tile of
 F4_SPLIT_FILTER_BYTES = 128 * 2**10
 # ... and from a panel of AVX-512's tiles (two 64-byte vectors of tiles) on: at N=4 7x7 C=512 (16
 # tiles) F(4x4) by channels took 1.49x F(2x2)'s time there, and on AVX2 (a panel of 16 tiles) 1.20x
-F4_MIN_TILE_BYTES = 128
+F4_MIN_TILE_BYTES = _gemm.WIDE_ROW_BYTES
 F4_ITEMS_MAX_FILTER_BYTES = 24 * 2**20  # (BY_CHANNELS_MIN_BYTES's value when these were measured)
 # A work item's tiles: the products' width. One thread, OPENBLAS_CORETYPE=SkylakeX, F(2x2): 56
 # tiles 179-190 GFLOP/s, 224 tiles 188-228 (C=64-128), 448 182; at C=512 (7x7) 32 tiles 146,
