@@ -86,9 +86,15 @@ def _load(name: str) -> ModuleType | None:
     return _loaded.get(name)
 
 
+_available: list = [None, []]  # (what it was read from, the names): asked on every call (``generation``)
+
+
 def available() -> list[str]:
     """Names of the backends that import on this machine, in registry order."""
-    return [name for name in NAMES if _load(name) is not None]
+    if _available[0] != (NAMES, len(_loaded), len(_failed)):  # once every name is tried, only a test changes these
+        names = [name for name in NAMES if _load(name) is not None]
+        _available[:] = (NAMES, len(_loaded), len(_failed)), names
+    return list(_available[1])
 
 
 def check_name(name, fn: str | None = None) -> None:
@@ -346,7 +352,18 @@ _measured: dict[str, str] = {}  # FASTCONV_AUTO=measure's choices, keyed by the 
 # keyed by those two: hashing the rules' nested tuples on every call cost 2 us; auto's whole
 # cost over the backend it picks went from 5 to about 2 us a call.
 _ranked: dict[tuple, list] = {}
-_ranked_for: list = [None, None, None]
+_ranked_for: list = [None, None, None, 0]  # the rules, pass rules and names it holds for; a generation
+
+
+def generation() -> int:
+    """A number that changes whenever what auto's cached choices rest on may have changed (the
+    rules, the available backends), emptying the cache then. ``fastconv.api`` keeps the calls it has
+    validated, with their backend, for as long as this number stays (``api._validated``)."""
+    names = available()
+    if _ranked_for[0] is not AUTO_RULES or _ranked_for[1] is not AUTO_PASS_RULES or _ranked_for[2] != names:
+        _ranked.clear()
+        _ranked_for[:] = AUTO_RULES, AUTO_PASS_RULES, names, _ranked_for[3] + 1
+    return _ranked_for[3]
 
 
 def candidates(geom: Geometry, dtype, precision: str | None = None, pass_: str = "forward") -> list[str]:
@@ -370,14 +387,11 @@ def _entry(geom: Geometry, dtype, precision: str | None, pass_: str = "forward")
     """``[candidates, settled pick or None]``, the cached entry itself (``choose`` reads it on
     every auto call); its list of names is not to be changed."""
     precision = precision or get_precision()
-    names = available()
-    if _ranked_for[0] is not AUTO_RULES or _ranked_for[1] is not AUTO_PASS_RULES or _ranked_for[2] != names:
-        _ranked.clear()
-        _ranked_for[:] = AUTO_RULES, AUTO_PASS_RULES, names
+    generation()
     key = (geom, getattr(dtype, "str", dtype), precision, pass_)
     entry = _ranked.get(key)
     if entry is None:
-        names = [name for name in names if _load(name).supports(geom, dtype, precision) is None]
+        names = [name for name in _ranked_for[2] if _load(name).supports(geom, dtype, precision) is None]
         prefer = _order(geom, pass_)
         rank = {name: i for i, name in enumerate(prefer)}
         names.sort(key=lambda name: (name == "reference", rank.get(name, len(rank))))
@@ -397,7 +411,7 @@ def choose(geom: Geometry, dtype, precision: str | None = None, pass_: str = "fo
     shape, dtype and precision.
     """
     entry = _entry(geom, dtype, precision, pass_)
-    measure = os.environ.get(AUTO_MEASURE_ENV) == "measure"
+    measure = measuring()
     if entry[1] is not None and not measure:
         return entry[1]
     names = entry[0]
@@ -410,6 +424,17 @@ def choose(geom: Geometry, dtype, precision: str | None = None, pass_: str = "fo
         entry[1] = fast[0]  # settled
         return fast[0]
     return next((name for name in fast[1:] if _ready(name, dtype)), fast[0])
+
+
+def measuring() -> bool:
+    """Whether ``FASTCONV_AUTO=measure`` is set now: auto then times its candidates."""
+    return os.environ.get(AUTO_MEASURE_ENV) == "measure"
+
+
+def settled(geom: Geometry, dtype, pass_: str = "forward") -> str | None:
+    """``"auto"``'s pick for this call's ``pass_`` at the current precision if it is final (its best
+    candidate, ready), else None (still compiling, or measuring)."""
+    return None if measuring() else _entry(geom, dtype, None, pass_)[1]
 
 
 def time_candidates(geom: Geometry, dtype, names: list[str]) -> dict[str, float]:
