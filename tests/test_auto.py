@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import fastconv
-from fastconv import backends, cases
+from fastconv import api, backends, cases
 from fastconv.geometry import Geometry
 
 DENSE = Geometry.from_args((8, 64, 28, 28), (64, 64, 3, 3), padding=1)
@@ -236,6 +236,7 @@ def test_auto_runs_what_choose_backend_says(monkeypatch, case):
     # Only the dispatch is under test: a batch of one keeps the big suite shapes cheap, and every
     # backend counts as compiled (numba finishing in the background between the two would change auto's pick).
     monkeypatch.setattr(backends, "_ready", lambda name, dtype: True)
+    monkeypatch.setattr(api, "_VALIDATED", {})  # a call seen before would skip auto's choice
     x = np.zeros((1, *case.x_shape[1:]), np.float32)
     w = np.zeros(case.w_shape, np.float32)
     picked = fastconv.choose_backend(x.shape, w.shape, **case.kwargs, dtype=np.float32)
@@ -271,3 +272,37 @@ def test_measured_choices_are_saved_and_reused_by_the_next_process(monkeypatch, 
     monkeypatch.setattr(backends, "_measured", {})
     monkeypatch.setattr(backends, "time_candidates", lambda geom, dtype, names: {"im2col": 1.0, "numba": 2.0})
     assert backends.choose(DENSE, np.float32) == "im2col"
+
+
+def test_a_repeated_call_runs_what_auto_picks_now(installed, monkeypatch):
+    """A call seen before skips validation and auto's choice (``api._VALIDATED``), but still runs
+    auto's pick of the moment: after the rules or the precision change, or under FASTCONV_AUTO=measure."""
+    installed(*backends.available())  # all of them, compiled
+    monkeypatch.setattr(api, "_VALIDATED", {})
+    ran = []
+    for name in backends.available():
+        module = backends.get(name)
+        monkeypatch.setattr(module, "forward", lambda *a, _name=name, _run=module.forward, **k:
+                            ran.append(_name) or _run(*a, **k))
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((1, 64, 9, 9)).astype(np.float32)
+    w = rng.standard_normal((64, 64, 3, 3)).astype(np.float32)
+
+    def run():
+        return fastconv.conv2d(x, w, padding=1)
+
+    first, pick = run(), fastconv.choose_backend(x.shape, w.shape, padding=1, dtype=np.float32)
+    np.testing.assert_array_equal(run(), first)  # the same backend, the same bits
+    assert ran == [pick, pick] and len(api._VALIDATED) == 1
+    for precision in ("high", "highest"):
+        with fastconv.precision(precision):
+            run()
+            assert ran[-1] == fastconv.choose_backend(x.shape, w.shape, padding=1, dtype=np.float32)
+    other = "im2col" if pick != "im2col" else "numba"
+    monkeypatch.setattr(backends, "AUTO_RULES", (("otherwise", lambda g: True, (other,)),))
+    run()
+    assert ran[-1] == other
+    monkeypatch.setattr(backends, "_measured_choice", lambda geom, dtype, names: "reference")
+    monkeypatch.setenv(backends.AUTO_MEASURE_ENV, "measure")
+    run()
+    assert ran[-1] == "reference"

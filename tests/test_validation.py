@@ -54,8 +54,26 @@ def _call_conv2d(**override):
     return fastconv.conv2d(args.pop("input"), args.pop("weight"), args.pop("bias"), **args)
 
 
+def _validated_before(monkeypatch, warm: bool) -> None:
+    """With ``warm``, first run the valid call (forward and backward) so that fastconv keeps it as
+    validated (``api._VALIDATED``): a bad call that hashes like it must still fail at the door."""
+    from fastconv import api, backends
+
+    monkeypatch.setattr(api, "_VALIDATED", {})
+    if warm:
+        monkeypatch.setattr(backends, "available", lambda: ["reference", "im2col"])  # auto's pick final at once
+        y = _call_conv2d()
+        fastconv.conv2d_backward(y, X, W, **OK)
+        assert len(api._VALIDATED) == 2
+
+
+WARM = pytest.mark.parametrize("warm", [False, True], ids=["cold", "after-a-valid-call"])
+
+
+@WARM
 @pytest.mark.parametrize("override, exc, match", [pytest.param(*case[1:], id=case[0]) for case in BAD])
-def test_conv2d_rejects(override, exc, match, monkeypatch):
+def test_conv2d_rejects(override, exc, match, warm, monkeypatch):
+    _validated_before(monkeypatch, warm)
     _forbid_backend_work(monkeypatch)
     with pytest.raises(exc, match=match) as info:
         _call_conv2d(**override)
@@ -71,8 +89,10 @@ BAD_BACKWARD = [c for c in BAD if "bias" not in c[1]] + [
 ]
 
 
+@WARM
 @pytest.mark.parametrize("override, exc, match", [pytest.param(*case[1:], id=case[0]) for case in BAD_BACKWARD])
-def test_conv2d_backward_rejects(override, exc, match, monkeypatch):
+def test_conv2d_backward_rejects(override, exc, match, warm, monkeypatch):
+    _validated_before(monkeypatch, warm)
     _forbid_backend_work(monkeypatch)
     args = dict(grad_output=np.zeros((2, 4, 6, 6), np.float32), input=X, weight=W, **OK)
     args.update(override)
@@ -98,6 +118,17 @@ def test_unavailable_backend_is_an_import_error(monkeypatch):
         fastconv.conv2d(X, W, groups=2, backend="numba")
 
 
+def test_a_backend_gone_since_a_call_is_an_import_error_on_its_repeat(monkeypatch):
+    from fastconv import backends
+    if "numba" not in backends.available():
+        pytest.skip("numba is not installed")
+    fastconv.conv2d(X, W, groups=2, backend="numba")  # kept as validated, with its backend
+    monkeypatch.setitem(backends._failed, "numba", ImportError("No module named 'numba'"))
+    monkeypatch.delitem(backends._loaded, "numba")
+    with pytest.raises(ImportError, match="backend 'numba' is not available"):
+        fastconv.conv2d(X, W, groups=2, backend="numba")
+
+
 def _forbid_backend_work(monkeypatch):
     """Fail the test if validation let the call reach any backend (errors come before work)."""
     from fastconv import backends
@@ -108,3 +139,25 @@ def _forbid_backend_work(monkeypatch):
     for name in backends.available():
         for fn in ("forward", "grad_input", "grad_weight"):
             monkeypatch.setattr(backends.get(name), fn, boom)
+
+
+@pytest.mark.parametrize("backend", ["im2col", "auto"])
+def test_a_repeated_call_gives_the_first_calls_result_and_leaves_its_inputs_alone(backend, monkeypatch):
+    # the second of each call skips validation (api._VALIDATED; with auto once its pick is final):
+    # Fortran-ordered, integer and big-endian arrays go through the same conversions as the first time
+    from fastconv import api, backends
+    monkeypatch.setattr(api, "_VALIDATED", {})
+    monkeypatch.setattr(backends, "available", lambda: ["reference", "im2col"])  # not numba while it compiles
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((2, 6, 8, 8)).astype(np.float32)
+    w, b = rng.standard_normal((4, 3, 3, 3)).astype(np.float32), rng.standard_normal(4).astype(np.float32)
+    for xs, ws in [(x, w), (np.asfortranarray(x), w), (x.astype(np.int64), w.astype(">f8")), (x.astype(">f4"), w)]:
+        before = xs.copy(), ws.copy()
+        y = [fastconv.conv2d(xs, ws, b, padding=1, backend=backend, **OK) for _ in range(2)]
+        g = [fastconv.conv2d_backward(y[0], xs, ws, padding=1, bias=True, backend=backend, **OK) for _ in range(2)]
+        for first, second in [(y[0], y[1]), *zip(g[0], g[1])]:
+            np.testing.assert_array_equal(second, first)
+            assert second.dtype == first.dtype and second.flags.c_contiguous
+        np.testing.assert_array_equal(xs, before[0])
+        np.testing.assert_array_equal(ws, before[1])
+    assert len(api._VALIDATED) == 6  # three dtype pairs (not the memory order), two passes
