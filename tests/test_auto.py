@@ -306,3 +306,14 @@ def test_a_repeated_call_runs_what_auto_picks_now(installed, monkeypatch):
     monkeypatch.setenv(backends.AUTO_MEASURE_ENV, "measure")
     run()
     assert ran[-1] == "reference"
+
+
+@pytest.mark.parametrize("value, expected", [("measure", True), ("rule", False), (None, False)])
+def test_measuring_reads_the_environment_of_the_moment(monkeypatch, value, expected):
+    if value is None:
+        monkeypatch.delenv(backends.AUTO_MEASURE_ENV, raising=False)
+    else:
+        monkeypatch.setenv(backends.AUTO_MEASURE_ENV, value)
+    assert backends.measuring() is expected
+    monkeypatch.setattr(backends, "_MEASURE_ITEM", None)  # the plain os.environ.get
+    assert backends.measuring() is expected
