@@ -81,13 +81,12 @@ def _float_dtype(*arrays) -> np.dtype:
 
 @dataclass
 class _Call:
-    """A validated call: batched channels-first views of the arrays, the geometry, the dtype."""
+    """A validated call without its arrays (which travel beside it as batched channels-first views):
+    the layout, the geometry, the dtype, the backend asked for."""
 
     ndim: int
     layout: str
     unbatched: bool
-    x: np.ndarray
-    w: np.ndarray
     geom: Geometry
     dtype: np.dtype
     backend: str
@@ -150,11 +149,17 @@ def _arrays(ndim: int, input, weight, layout, transposed: bool):
         w_dims = f"({io[0]}, {_KERNEL[ndim]}, {io[1]})" if last else f"({io[0]}, {io[1]}, {_KERNEL[ndim]})"
         raise ValueError(f"`weight` must have {ndim + 2} dimensions {w_dims}; got shape {w.shape}")
     unbatched = x.ndim == ndim + 1
+    x, w = _views(x, w, unbatched, last)
+    return x, w, unbatched
+
+
+def _views(x: np.ndarray, w: np.ndarray, unbatched: bool, channels_last: bool):
+    """``x`` batched and both channels-first, as views."""
     if unbatched:
         x = x[np.newaxis]
-    if last:
+    if channels_last:
         x, w = np.moveaxis(x, -1, 1), np.moveaxis(w, -1, 1)
-    return x, w, unbatched
+    return x, w
 
 
 def _bias(bias, c_out: int) -> np.ndarray | None:
@@ -178,7 +183,8 @@ def _quiet():
 
 
 def _conv_call(ndim, input, weight, bias, stride, padding, dilation, groups, padding_mode, backend, layout):
-    """Validate a convolution call: ``(call, bias, pad)``. With a padding mode other than zeros,
+    """Validate a convolution call: ``(call, x, w, bias, pad)``, ``x`` and ``w`` batched
+    channels-first views. With a padding mode other than zeros,
     ``pad`` fills the border (``pad.apply``) and the call's geometry is the padded input's, with no
     padding left for the backend."""
     backends.check_name(backend)
@@ -187,18 +193,16 @@ def _conv_call(ndim, input, weight, bias, stride, padding, dilation, groups, pad
     b = _bias(bias, geom.c_out)
     pad = _padmodes.Padding.of(geom, padding_mode)
     dtype = _float_dtype(x, w, b)
-    call = _Call(ndim, layout, unbatched, x, w, geom, dtype, backend)
-    if pad is not None:
-        call.geom = pad.geometry(geom)
-    return call, b, pad
+    call = _Call(ndim, layout, unbatched, geom if pad is None else pad.geometry(geom), dtype, backend)
+    return call, x, w, b, pad
 
 
-# Calls validated before, by their arguments: the geometry, dtype and backends of each, so that a
-# call repeated on same-shaped arrays skips the validation and auto's choice. On single-r32-k3 (one
-# 32x32 image, 3 -> 8 channels, a 25 us kernel) those were 4 and 3.5 us alone but cost 25 us of the
-# call's 55: Python's work between two compiled calls runs slower than alone (2026-12-03, Zen 3;
-# the same on one thread, so not the helper threads). Kept only for batched channels-first arrays,
-# zero padding and auto's final picks, and only as long as ``backends.generation()`` stays.
+# Calls validated before, by their arguments: each one's checked ``_Call`` (without its arrays),
+# padding and backends, so that a call repeated on same-shaped arrays skips the validation and
+# auto's choice. On single-r32-k3 (one 32x32 image, 3 -> 8 channels, a 25 us kernel) those were 4
+# and 3.5 us alone but cost 25 us of the call's 55: Python's work between two compiled calls runs
+# slower than alone (2026-12-03, Zen 3; the same on one thread, so not the helper threads). Kept
+# with auto's final picks only, and as long as ``backends.generation()`` stays.
 _VALIDATED: dict[tuple, tuple] = {}
 _VALIDATED_MAX = 1024  # a bound, not an LRU, like auto's own cache
 
@@ -213,85 +217,87 @@ def _plain(values) -> bool:
     return True
 
 
-def _key(ndim: int, x, w, b, args: tuple) -> tuple | None:
-    """The key of a call in ``_VALIDATED``: arrays' shapes and dtypes, the other arguments and the
-    precision; None for anything but ndarrays and plain arguments (``_plain``)."""
+def _key(fn: str, ndim: int, x, w, b, args: tuple) -> tuple | None:
+    """The key of a call of ``fn`` in ``_VALIDATED``: the arrays' shapes and dtypes, the other
+    arguments and the precision; None for anything but ndarrays and plain arguments (``_plain``)."""
     if type(x) is not np.ndarray or type(w) is not np.ndarray or not (b is None or type(b) is np.ndarray) \
             or not _plain(args):
         return None
-    return ndim, x.shape, x.dtype, w.shape, w.dtype, None if b is None else (b.shape, b.dtype), args, get_precision()
+    return (fn, ndim, x.shape, x.dtype, w.shape, w.dtype, None if b is None else (b.shape, b.dtype), args,
+            get_precision())
 
 
-def _validated(key: tuple | None) -> tuple | None:
-    """``(geometry, dtype, backend modules)`` of a call validated before, or None."""
+def _validated(key: tuple | None, x: np.ndarray, w: np.ndarray):
+    """``(call, x, w, pad, backend modules)`` of a call validated before, ``x`` and ``w`` as
+    batched channels-first views; or None."""
     hit = _VALIDATED.get(key) if key is not None else None
-    if hit is None or hit[3] != backends.generation() or (hit[4] and backends.measuring()):
+    if hit is None:
         return None
-    return hit
+    call, pad, impls, generation = hit
+    if generation != backends.generation() or (call.backend == "auto" and backends.measuring()):
+        return None
+    if call.unbatched or call.channels_last():
+        x, w = _views(x, w, call.unbatched, call.channels_last())
+    return call, x, w, pad, impls
 
 
 def _remember(key: tuple | None, call: _Call, pad, impls: tuple, passes=("forward",)) -> None:
-    """Keep a call that has just passed validation, with the backend module ``impls`` of each pass
-    (``backends.PASSES``), where a repeat can skip both: see ``_VALIDATED``."""
-    if key is None or pad is not None or call.unbatched or call.channels_last() or call.geom.n == 0:
+    """Keep a call that has just passed validation, with its padding and the backend module
+    ``impls`` of each pass (``backends.PASSES``): see ``_VALIDATED``."""
+    if key is None:
         return
-    auto = call.backend == "auto"
-    if auto and any(backends.settled(call.geom, call.dtype, p) != impl.NAME for p, impl in zip(passes, impls)):
+    if call.backend == "auto" and any(backends.settled(call.geom, call.dtype, p) != impl.NAME
+                                      for p, impl in zip(passes, impls)):
         return  # not auto's final pick: its best backend still compiles
     if len(_VALIDATED) >= _VALIDATED_MAX:
         _VALIDATED.clear()
-    _VALIDATED[key] = (call.geom, call.dtype, impls, backends.generation(), auto)
+    _VALIDATED[key] = (call, pad, impls, backends.generation())
 
 
 def _conv(ndim, input, weight, bias, stride, padding, dilation, groups, padding_mode, backend, layout):
-    key = _key(ndim, input, weight, bias, (stride, padding, dilation, groups, padding_mode, backend, layout))
-    hit = _validated(key)
-    if hit is not None:
-        geom, dtype, (impl,) = hit[:3]
-        b = None if bias is None else np.ascontiguousarray(bias, dtype)
-        with _quiet():
-            y = impl.forward(np.ascontiguousarray(input, dtype), np.ascontiguousarray(weight, dtype), geom, b)
-        return np.ascontiguousarray(y)
-    call, b, pad = _conv_call(ndim, input, weight, bias, stride, padding, dilation, groups, padding_mode,
-                              backend, layout)
-    geom = call.geom
-    impl = call.impl()
-    _remember(key, call, pad, (impl,))
+    key = _key("conv", ndim, input, weight, bias, (stride, padding, dilation, groups, padding_mode, backend,
+                                                    layout))
+    hit = _validated(key, input, weight)
+    if hit is None:
+        call, x, w, b, pad = _conv_call(ndim, input, weight, bias, stride, padding, dilation, groups, padding_mode,
+                                        backend, layout)
+        impls = (call.impl(),)
+        _remember(key, call, pad, impls)
+    else:
+        (call, x, w, pad, impls), b = hit, bias
+    geom, (impl,) = call.geom, impls
     if geom.n == 0:
         return call.user(np.zeros(geom.y_shape, dtype=call.dtype))
-    x = call.contiguous(call.x) if pad is None else pad.apply(call.x, call.dtype)
+    x = call.contiguous(x) if pad is None else pad.apply(x, call.dtype)
     b = None if b is None else call.contiguous(b)
     with _quiet():
         # the backend adds the bias, im2col while each block of output is still in cache
-        y = impl.forward(x, call.contiguous(call.w), geom, b)
+        y = impl.forward(x, call.contiguous(w), geom, b)
     return call.user(y)
 
 
 def _conv_backward(ndim, grad_output, input, weight, stride, padding, dilation, groups, padding_mode, bias,
                    backend, layout) -> ConvGrads:
     _check_bias_flag(bias)
-    key = _key(-ndim, input, weight, None, (stride, padding, dilation, groups, padding_mode, backend, layout))
-    hit = _validated(key)
-    if hit is not None and type(grad_output) is np.ndarray and grad_output.shape == hit[0].y_shape:
-        geom, dtype, (gx_impl, gw_impl) = hit[:3]
-        gy = np.ascontiguousarray(_array(grad_output, "grad_output"), dtype)
-        with _quiet(), one_call():
-            gx = gx_impl.grad_input(gy, np.ascontiguousarray(weight, dtype), geom)
-            gw = gw_impl.grad_weight(gy, np.ascontiguousarray(input, dtype), geom)
-        gb = gy.sum(axis=(0, *range(2, ndim + 2))) if bias else None
-        return ConvGrads(np.ascontiguousarray(gx), np.ascontiguousarray(gw), gb)
-    call, _, pad = _conv_call(ndim, input, weight, None, stride, padding, dilation, groups, padding_mode,
-                              backend, layout)
-    geom = call.geom
-    gy = call.grad_output(grad_output, geom.y_shape)
-    gx_impl, gw_impl = call.impl("grad_input"), call.impl("grad_weight")  # auto may pick two
-    _remember(key, call, pad, (gx_impl, gw_impl), ("grad_input", "grad_weight"))
-    if geom.n == 0:
-        gx, gw = np.zeros(call.x.shape, dtype=call.dtype), np.zeros(geom.w_shape, dtype=call.dtype)
+    key = _key("conv_backward", ndim, input, weight, None, (stride, padding, dilation, groups, padding_mode,
+                                                             backend, layout))
+    hit = _validated(key, input, weight)
+    if hit is None:
+        call, x, w, _, pad = _conv_call(ndim, input, weight, None, stride, padding, dilation, groups, padding_mode,
+                                        backend, layout)
+        gy = call.grad_output(grad_output, call.geom.y_shape)
+        impls = call.impl("grad_input"), call.impl("grad_weight")  # auto may pick two
+        _remember(key, call, pad, impls, ("grad_input", "grad_weight"))
     else:
-        x = call.contiguous(call.x) if pad is None else pad.apply(call.x, call.dtype)
+        call, x, w, pad, impls = hit
+        gy = call.grad_output(grad_output, call.geom.y_shape)
+    geom, (gx_impl, gw_impl) = call.geom, impls
+    if geom.n == 0:
+        gx, gw = np.zeros(x.shape, dtype=call.dtype), np.zeros(geom.w_shape, dtype=call.dtype)
+    else:
+        x = call.contiguous(x) if pad is None else pad.apply(x, call.dtype)
         with _quiet(), one_call():  # one call: its scratch within one budget (``_workers.thread_scratch``)
-            gx = gx_impl.grad_input(gy, call.contiguous(call.w), geom)
+            gx = gx_impl.grad_input(gy, call.contiguous(w), geom)
             gw = gw_impl.grad_weight(gy, x, geom)
         if pad is not None:
             gx = pad.fold(gx)
@@ -300,13 +306,14 @@ def _conv_backward(ndim, grad_output, input, weight, stride, padding, dilation, 
 
 
 def _transposed_call(ndim, input, weight, stride, padding, output_padding, groups, dilation, backend, layout):
-    """Validate a transposed-convolution call (its geometry is the convolution whose input
-    gradient it is: ``x_shape`` its output, ``y_shape`` its input, see ``transposed_geometry``)."""
+    """Validate a transposed-convolution call: ``(call, z, w)``, ``z`` and ``w`` batched channels-first
+    views (its geometry is the convolution whose input gradient it is: ``x_shape`` its output,
+    ``y_shape`` its input, see ``transposed_geometry``)."""
     backends.check_name(backend)
     z, w, unbatched = _arrays(ndim, input, weight, layout, transposed=True)
     geom = transposed_geometry(z.shape, w.shape, stride=stride, padding=padding, output_padding=output_padding,
                                groups=groups, dilation=dilation)
-    return _Call(ndim, layout, unbatched, z, w, geom, _float_dtype(z, w), backend)
+    return _Call(ndim, layout, unbatched, geom, _float_dtype(z, w), backend), z, w
 
 
 def _zero_extend(z: np.ndarray, shape, dtype) -> np.ndarray:
@@ -320,17 +327,24 @@ def _zero_extend(z: np.ndarray, shape, dtype) -> np.ndarray:
 
 def _conv_transpose(ndim, input, weight, bias, stride, padding, output_padding, groups, dilation, backend,
                     layout):
-    call = _transposed_call(ndim, input, weight, stride, padding, output_padding, groups, dilation, backend,
-                            layout)
-    geom = call.geom
-    b = _bias(bias, geom.c_in)
-    if b is not None:
-        call.dtype = _float_dtype(call.x, call.w, b)
-    impl = call.impl("grad_input")  # a transposed convolution is the convolution's input gradient
+    key = _key("conv_transpose", ndim, input, weight, bias, (stride, padding, output_padding, groups, dilation,
+                                                              backend, layout))
+    hit = _validated(key, input, weight)
+    if hit is None:
+        call, z, w = _transposed_call(ndim, input, weight, stride, padding, output_padding, groups, dilation,
+                                      backend, layout)
+        b = _bias(bias, call.geom.c_in)
+        if b is not None:
+            call.dtype = _float_dtype(z, w, b)
+        impls = (call.impl("grad_input"),)  # a transposed convolution is the convolution's input gradient
+        _remember(key, call, None, impls, ("grad_input",))
+    else:
+        (call, z, w, _, impls), b = hit, bias
+    geom, (impl,) = call.geom, impls
     if geom.n == 0:
         return call.user(np.zeros(geom.x_shape, dtype=call.dtype))
     with _quiet():
-        y = impl.grad_input(_zero_extend(call.x, geom.y_shape, call.dtype), call.contiguous(call.w), geom)
+        y = impl.grad_input(_zero_extend(z, geom.y_shape, call.dtype), call.contiguous(w), geom)
     if b is not None:
         y += b.astype(call.dtype, copy=False).reshape(-1, *(1,) * ndim)
     return call.user(y)
@@ -339,19 +353,26 @@ def _conv_transpose(ndim, input, weight, bias, stride, padding, output_padding, 
 def _conv_transpose_backward(ndim, grad_output, input, weight, stride, padding, output_padding, groups,
                              dilation, bias, backend, layout) -> ConvGrads:
     _check_bias_flag(bias)
-    call = _transposed_call(ndim, input, weight, stride, padding, output_padding, groups, dilation, backend,
-                            layout)
-    geom = call.geom
-    gy = call.grad_output(grad_output, geom.x_shape)
-    gz_impl, gw_impl = call.impl("forward"), call.impl("grad_weight")
-    z = call.x
+    key = _key("conv_transpose_backward", ndim, input, weight, None, (stride, padding, output_padding, groups,
+                                                                       dilation, backend, layout))
+    hit = _validated(key, input, weight)
+    if hit is None:
+        call, z, w = _transposed_call(ndim, input, weight, stride, padding, output_padding, groups, dilation,
+                                      backend, layout)
+        gy = call.grad_output(grad_output, call.geom.x_shape)
+        impls = call.impl("forward"), call.impl("grad_weight")
+        _remember(key, call, None, impls, ("forward", "grad_weight"))
+    else:
+        call, z, w, _, impls = hit
+        gy = call.grad_output(grad_output, call.geom.x_shape)
+    geom, (gz_impl, gw_impl) = call.geom, impls
     if geom.n == 0:
         gz, gw = np.zeros(z.shape, dtype=call.dtype), np.zeros(geom.w_shape, dtype=call.dtype)
     else:
         # The convolution may see more entries than z (output_padding >= stride): those extra
         # outputs are cropped from gz, and their zero padding in z adds nothing to gw.
         with _quiet(), one_call():
-            gz = gz_impl.forward(gy, call.contiguous(call.w), geom)[tuple(slice(0, s) for s in z.shape)]
+            gz = gz_impl.forward(gy, call.contiguous(w), geom)[tuple(slice(0, s) for s in z.shape)]
             gw = gw_impl.grad_weight(_zero_extend(z, geom.y_shape, call.dtype), gy, geom)
     gb = gy.sum(axis=(0, *range(2, ndim + 2))) if bias else None
     return ConvGrads(call.user(gz), call.user(gw, batched=True), gb)

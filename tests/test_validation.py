@@ -161,3 +161,43 @@ def test_a_repeated_call_gives_the_first_calls_result_and_leaves_its_inputs_alon
         np.testing.assert_array_equal(xs, before[0])
         np.testing.assert_array_equal(ws, before[1])
     assert len(api._VALIDATED) == 6  # three dtype pairs (not the memory order), two passes
+
+
+_RNG = np.random.default_rng(2)
+_X, _W, _B = (_RNG.standard_normal(s).astype(np.float32) for s in ((2, 6, 8, 8), (4, 3, 3, 3), (4,)))
+_WT = _RNG.standard_normal((6, 2, 3, 3)).astype(np.float32)  # a transposed conv's weight, groups=2
+REPEATS = {  # a call and its arguments each way it is kept (api._VALIDATED): the repeat must agree
+    "unbatched": lambda **kw: fastconv.conv2d(_X[0], _W, _B, padding=1, groups=2, **kw),
+    "NHWC": lambda **kw: fastconv.conv2d(_X.transpose(0, 2, 3, 1), _W.transpose(0, 2, 3, 1), _B, padding=1, groups=2,
+                                    layout="NHWC", **kw),
+    "reflect": lambda **kw: fastconv.conv2d(_X, _W, _B, padding=2, groups=2, padding_mode="reflect", **kw),
+    "reflect backward": lambda **kw: fastconv.conv2d_backward(np.ones((2, 4, 10, 10), np.float32), _X, _W, padding=2,
+                                                         groups=2, padding_mode="reflect", bias=True, **kw),
+    "NHWC backward": lambda **kw: fastconv.conv2d_backward(np.ones((1, 6, 6, 4), np.float32),
+                                                           _X[:1].transpose(0, 2, 3, 1), _W.transpose(0, 2, 3, 1),
+                                                           groups=2, layout="NHWC", **kw),
+    "transposed": lambda **kw: fastconv.conv_transpose2d(_X, _WT, _B, stride=2, output_padding=1, groups=2, **kw),
+    "transposed unbatched": lambda **kw: fastconv.conv_transpose2d(_X[0], _WT, stride=2, groups=2, **kw),
+    "transposed backward": lambda **kw: fastconv.conv_transpose2d_backward(np.ones((2, 4, 18, 18), np.float32), _X, _WT,
+                                                                      stride=2, output_padding=1, groups=2,
+                                                                      bias=True, **kw),
+    "1-D": lambda **kw: fastconv.conv1d(_X[:, :, 0], _W[:, :, 0], padding="same", groups=2, **kw),
+    "3-D": lambda **kw: fastconv.conv3d(_X[:, :, None], _W[:, :, None], padding=(0, 1, 1), groups=2, **kw),
+}
+
+
+@pytest.mark.parametrize("backend", ["im2col", "auto"])
+@pytest.mark.parametrize("name", list(REPEATS))
+def test_every_kind_of_call_repeats_with_the_same_result(name, backend, monkeypatch):
+    from fastconv import api, backends
+    monkeypatch.setattr(api, "_VALIDATED", {})
+    monkeypatch.setattr(backends, "available", lambda: ["reference", "im2col"])  # auto's pick final at once
+    first = REPEATS[name](backend=backend)
+    assert len(api._VALIDATED) == 1
+    again = REPEATS[name](backend=backend)
+    for a, b in zip(first if isinstance(first, tuple) else (first,), again if isinstance(again, tuple) else (again,)):
+        if a is None:
+            assert b is None
+            continue
+        np.testing.assert_array_equal(b, a)
+        assert b.dtype == a.dtype and b.shape == a.shape and b.flags.c_contiguous
