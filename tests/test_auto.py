@@ -73,6 +73,9 @@ def _tiles() -> bool:
 # 1x1 kernels at unit stride, unpadded, in one group: numba's register tiles where the CPU has
 # AVX-512, else BLAS's products on few pixels or many channels
 PRODUCT = "numba" if _tiles() else "im2col"
+# 48+ channels at a stride or with fewer than 9 taps: numba's register tiles or packed loops where the
+# CPU has AVX-512, else BLAS's products (numba's loops then run BLAS's vector width)
+FEW_TAPS = "numba" if _tiles() else "im2col"
 # 3x3 at stride 1 with 64+ channels per group: winograd, its products on those tiles or on BLAS
 TILED_3X3 = "winograd"
 # ... but numba on small images where its implicit forward runs both passes (those tiles too);
@@ -89,7 +92,7 @@ def installed(monkeypatch):
 
 
 @pytest.mark.parametrize("geom, expected", [(DENSE, "numba"), (GROUPED, "numba"), (ONE_CHANNEL_GROUP, "numba"),
-                                            (DEPTHWISE, "numba"), (SMALL_IMAGES, "im2col"), (POINTWISE, "numba"),
+                                            (DEPTHWISE, "numba"), (SMALL_IMAGES, "im2col"), (POINTWISE, FEW_TAPS),
                                             (SMALL_IMAGES_FEW_CHANNELS, "numba"), (SMALL_IMAGES_GROUPED, "numba"),
                                             (POINTWISE_SMALL_IMAGES, PRODUCT), (POINTWISE_MANY_CHANNELS, PRODUCT),
                                             (SMALL, "numba"), (JUST_ABOVE, PRODUCT), (POINTWISE_STRIDED, PRODUCT),
@@ -105,7 +108,7 @@ def test_rule_with_every_backend(installed, geom, expected):
                                             (GROUPED, "numba"),
                                             (SMALL_IMAGES_FEW_CHANNELS, "numba"), (SMALL_IMAGES_GROUPED, "numba"),
                                             (POINTWISE_SMALL_IMAGES, PRODUCT), (SMALL, "numba"),
-                                            (VOLUME_STRIDED, "numba"), (VOLUME_SMALL_PLANES, "winograd"),
+                                            (VOLUME_STRIDED, FEW_TAPS), (VOLUME_SMALL_PLANES, "winograd"),
                                             (VOLUME, TILED_3X3), (VOLUME_PLANES, TILED_3X3),
                                             (DILATED, TILED_3X3), (DILATED_SMALL_PHASES, "numba"),
                                             (DILATED_FEW_CHANNELS, "numba"),
@@ -114,7 +117,7 @@ def test_rule_with_every_backend(installed, geom, expected):
                                             (FEW_TILES_GROUPED, "numba"),
                                             (IMPLICIT_7X7, IMPLICIT), (IMPLICIT_9X9, IMPLICIT),
                                             (PAST_SMALL_10X10, TILED_3X3), (PAST_WIDE_CHANNELS, "winograd"),
-                                            (Geometry.from_args((8, 64, 56, 56), (64, 64, 3, 3), stride=2), "numba")])
+                                            (Geometry.from_args((8, 64, 56, 56), (64, 64, 3, 3), stride=2), FEW_TAPS)])
 def test_rule_with_winograd(installed, geom, expected):
     installed("reference", "im2col", "numba", "winograd")
     assert backends.choose(geom, np.float32) == expected
@@ -127,10 +130,10 @@ STEM_GROUPED = Geometry.from_args((2, 8, 64, 64), (16, 4, 7, 7), stride=2, paddi
 
 
 @pytest.mark.parametrize("geom, forward, grad_input, grad_weight", [
-    (POINTWISE, "numba", "im2col", "numba"), (STEM, "numba", "im2col", "numba"),
+    (POINTWISE, FEW_TAPS, "im2col", FEW_TAPS), (STEM, "numba", "im2col", "numba"),
     (WEIGHT_FEW_TILES, "winograd", "winograd", "numba" if _tiles() else "im2col"),
-    (STRIDED, "numba", "numba", "im2col"),
-    (VOLUME_STRIDED, "numba", "numba", "numba"), (DEPTHWISE, "numba", "numba", "numba"),
+    (STRIDED, FEW_TAPS, FEW_TAPS, "im2col"),
+    (VOLUME_STRIDED, FEW_TAPS, FEW_TAPS, FEW_TAPS), (DEPTHWISE, "numba", "numba", "numba"),
     (SMALL, "numba", "numba", "numba"), (DENSE, TILED_3X3, TILED_3X3, TILED_3X3),
     (STEM_GROUPED, "numba", "numba", "numba")])
 def test_each_pass_takes_its_own_pick(installed, geom, forward, grad_input, grad_weight):
@@ -142,6 +145,32 @@ def test_each_pass_takes_its_own_pick(installed, geom, forward, grad_input, grad
     installed("reference", "im2col", "numba", "winograd")
     got = [backends.choose(geom, np.float32, pass_=p) for p in backends.PASSES]
     assert got == [forward, grad_input, grad_weight]
+
+
+@pytest.mark.parametrize("wide", [False, True])
+@pytest.mark.parametrize("geom, blas", [
+    (POINTWISE, True), (STRIDED, True), (VOLUME_STRIDED, True),  # 1x1, 3x3 at stride 2, 3x3x3 at stride 2
+    (Geometry.from_args((16, 64, 4096), (64, 64, 3), padding=1), True),  # 1-D, 3 taps
+    (Geometry.from_args((2, 64, 16, 56, 56), (64, 64, 3, 1, 1), padding=(1, 0, 0)), True),  # 3x1 over (D, H*W)
+    (Geometry.from_args((8, 128, 17, 17), (128, 128, 1, 7), padding=(0, 3)), True),  # 7 taps
+    (Geometry.from_args((8, 48, 28, 28), (96, 48, 3, 3), stride=2, padding=1), True),  # the channel line
+    (Geometry.from_args((8, 47, 28, 28), (96, 47, 3, 3), stride=2, padding=1), False),
+    (Geometry.from_args((16, 64, 16000), (64, 64, 9), padding=4), False),  # 9 taps at stride 1
+    (Geometry.from_args((8, 64, 28, 28), (64, 64, 5, 5), padding=2), False),
+    (Geometry.from_args((8, 3, 64, 64), (64, 3, 3, 3), stride=2, padding=1), False),  # few channels
+    (Geometry.from_args((8, 256, 28, 28), (256, 8, 1, 1), groups=32), False)])  # 8 a group
+def test_without_wide_tiles_blas_takes_strided_and_few_tap_calls(installed, monkeypatch, geom, blas, wide):
+    """``AUTO_NARROW_BLAS_CHANNELS``' row: where numba has no AVX-512 register tiles, calls of 48+
+    input channels per group at a stride or with fewer than 9 taps run im2col (measured on an AVX2
+    Zen 3); with the tiles, the rows of before decide."""
+    numba_jit = pytest.importorskip("fastconv.backends.numba_jit")
+    monkeypatch.setattr(numba_jit, "register_tiles", lambda geom: wide)
+    monkeypatch.setattr(numba_jit, "matrix_product", lambda geom: False)  # the AVX-512 rows, out of the way
+    monkeypatch.setattr(numba_jit, "patches", lambda geom: False)
+    installed("reference", "im2col", "numba")
+    assert backends._blas_without_wide_tiles(geom) is (blas and not wide)
+    if blas and not wide:
+        assert backends.choose(geom, np.float32) == "im2col"
 
 
 def test_gradient_and_pass_names_are_checked():

@@ -180,6 +180,17 @@ AUTO_FEW_TILES_MAX_CHANNELS = 512  # per group, in and out
 # C=256 (2-3) 1.65-1.72 / 3.24-3.91 against 1.66-1.75 / 2.52-2.56; 24x24 d3 C=96 (8x8) 1.75-2.02 /
 # 2.03-2.16 against 1.57-1.71 / 1.69-1.79; 56x56 d2 C=64 1.16-1.20 / 1.08-1.45 against 1.21-1.34 /
 # 1.06-1.17.
+# Without AVX-512, numba's packed loops run 256-bit vectors like BLAS's, and BLAS's blocking wins
+# where each output pixel reads few taps or the input at a stride: numba's time over im2col's, two
+# threads, float32, forward / backward, medians of 5 interleaved rounds (`fastconv bench --suite
+# rules --backends numba,im2col,winograd,auto,torch` and 14 more `--shape`s, an AVX2 Zen 3,
+# 2026-12-04): 3x3 at stride 2, 48 to 256 channels, 1.19-2.62 / 1.31-2.11; 3x3x3 at stride 2 1.29
+# / 1.43; 1-D k5 at stride 2 1.18 / 1.45; 1x1 from 48 channels 1.21-2.38 / 1.07-2.81 (28x28 64 ->
+# 256 1.55 / 1.34); 3x1x1 1.27 / 1.19, 7x1 1.38 / 1.08, 1x7 1.20 / 1.13, 1-D k3 1.00-1.21 / 0.99-
+# 1.07. Not with more taps at stride 1: 1-D k9 over 16000 0.78 / 0.73, 5x5 1.06-1.14 / 0.94-0.96,
+# 7x7 0.96 / 1.09; nor with fewer channels: 3 -> 64 at 32x32 0.58 forward, 32-channel 5x5 0.95 /
+# 0.80, ResNeXt's 8 or 16 a group 0.57-0.79.
+AUTO_NARROW_BLAS_CHANNELS = 48
 AUTO_PHASE_MIN = 4  # output pixels of a phase, down and across
 AUTO_PHASE_CHANNELS = 128  # per group, in and out
 
@@ -230,6 +241,15 @@ def _on_phases(geom: Geometry) -> bool:
     return ((flat.kernel, flat.stride) == ((3, 3), (1, 1)) and flat.dilation != (1, 1)
             and min(flat.c_in_g, flat.c_out_g) >= AUTO_PHASE_CHANNELS
             and all(o // d >= AUTO_PHASE_MIN for o, d in zip(flat.out_size, flat.dilation)))
+
+
+def _blas_without_wide_tiles(geom: Geometry) -> bool:
+    """Where numba runs no AVX-512 register tiles: at least ``AUTO_NARROW_BLAS_CHANNELS`` input
+    channels per group (the call's own) and a stride, or a kernel of fewer than 9 taps (the 2-D
+    call's: 1x1, 3x1 or a 3x1x1 kernel's (D, H*W) view, 1x7, 1-D k3)."""
+    flat = as_2d(geom)
+    return (geom.c_in_g >= AUTO_NARROW_BLAS_CHANNELS and (max(flat.stride) > 1 or math.prod(flat.kernel) < 9)
+            and not _backend_says("numba", "register_tiles", geom))
 
 
 def _backend_says(name: str, question: str, geom: Geometry) -> bool:
@@ -287,6 +307,8 @@ AUTO_RULES: tuple[tuple[str, object, tuple[str, ...]], ...] = (
     # forward 10.2 / 18.8
     ("strided or short rows, many channels: columns of patches on numba's register tiles",
      lambda g: _backend_says("numba", "patches", g), ("numba", "im2col")),
+    ("without AVX-512, 48+ channels: strided or fewer than 9 taps on BLAS", _blas_without_wide_tiles,
+     ("im2col", "numba")),
     ("1x1 kernel, few pixels or many channels", lambda g: math.prod(as_2d(g).kernel) == 1 and (
         _pixels(g) < AUTO_IM2COL_BELOW_PIXELS or _many_channels(g)), ("im2col", "numba")),
     ("few pixels per image, many channels", _blas_shaped, ("im2col", "numba")),
