@@ -247,7 +247,9 @@ def test_measured_choice_picks_the_fastest_and_caches_it(monkeypatch, tmp_path):
             time.sleep(delay)
         return types.SimpleNamespace(forward=op, grad_input=op, grad_weight=op, warmup=lambda dtype: None,
                                      supports=lambda geom, dtype, precision: None)
-    fakes = {"reference": backends.get("reference"), "slow": fake("slow", 0.004), "fast": fake("fast", 0.0)}
+    # 20 ms a pass: once (2026-12-04, in `make test` just after an edit, while numba's kernels
+    # compiled on their background thread) 4 ms did not separate the two
+    fakes = {"reference": backends.get("reference"), "slow": fake("slow", 0.02), "fast": fake("fast", 0.0)}
     monkeypatch.setattr(backends, "available", lambda: ["reference", "slow", "fast"])
     monkeypatch.setattr(backends, "get", fakes.__getitem__)
     monkeypatch.setattr(backends, "_load", fakes.__getitem__)
