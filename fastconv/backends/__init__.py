@@ -339,7 +339,10 @@ def _past_small(g: Geometry) -> bool:
 # Without numba's register tiles (an AVX2 Zen 3, 2026-12-03, 9 interleaved rounds), ms winograd /
 # numba / im2col: 75 tiles (3 x 10x10, C=384) 10.0 / 21.9 / 13.2, 98 (2 x 14x14, 512) 17.7 / 43.8
 # / 22.6, 64 (4 x 7x7, 128) 3.1 / 3.6 / 1.6, 96 (6 x 7x7, 256) 7.7 / 11.5 / 5.6: im2col first, at
-# most 1.3x the fastest there.
+# most 1.3x the fastest there. The weight gradient of up to 4 input channels, on the AVX2 Zen 3
+# (2026-12-04, 7-9 interleaved rounds, ms numba / im2col, float32 then float64): the stem 7x7/2
+# 24.4 / 18.1, 103.5 / 44.6; 32x32 3 -> 64 6.3 / 5.8, 18.6 / 13.5; MNIST 2.0 / 1.7, 2.7 / 3.1. Not
+# measured with AVX-512, where numba's loops run twice the lanes: left to the rows below there.
 AUTO_WEIGHT_TILES = 128  # F(2x2) tiles below which numba's weight gradient beats winograd's
 
 
@@ -353,6 +356,9 @@ AUTO_PASS_RULES: tuple[tuple[str, str, object, tuple[str, ...]], ...] = (
     ("grad_input", "1x1 kernel, one group: w's transpose times gy",
      lambda g: g.groups == 1 and math.prod(g.kernel) == 1, ("im2col", "numba")),
     ("grad_input", "up to 4 input channels, one group", lambda g: g.groups == 1 and g.c_in <= 4,
+     ("im2col", "numba")),
+    ("grad_weight", "up to 4 input channels, one group, without AVX-512",
+     lambda g: g.groups == 1 and g.c_in <= 4 and not _backend_says("numba", "register_tiles", g),
      ("im2col", "numba")),
     ("grad_weight", "3x3 at stride 1, 48-127 F(2x2) tiles in the batch, numba's register tiles",
      lambda g: _few_weight_tiles(g) and _backend_says("numba", "register_tiles", g), ("numba", "im2col", "winograd")),
