@@ -245,8 +245,8 @@ def _on_phases(geom: Geometry) -> bool:
 
 def _blas_without_wide_tiles(geom: Geometry) -> bool:
     """Where numba runs no AVX-512 register tiles: at least ``AUTO_NARROW_BLAS_CHANNELS`` input
-    channels per group (the call's own) and a stride, or a kernel of fewer than 9 taps (the 2-D
-    call's: 1x1, 3x1 or a 3x1x1 kernel's (D, H*W) view, 1x7, 1-D k3)."""
+    channels per group (the call's own), and either a stride or a kernel of fewer than 9 taps (the
+    2-D call's: 1x1, 3x1 or a 3x1x1 kernel's (D, H*W) view, 1x7, 1-D k3)."""
     flat = as_2d(geom)
     return (geom.c_in_g >= AUTO_NARROW_BLAS_CHANNELS and (max(flat.stride) > 1 or math.prod(flat.kernel) < 9)
             and not _backend_says("numba", "register_tiles", geom))
