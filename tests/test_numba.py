@@ -352,6 +352,29 @@ def test_first_auto_call_with_an_empty_cache_does_not_wait_for_the_compile(tmp_p
     assert second.split()[0] == "False"  # still compiling: the process exits without waiting
 
 
+_EXIT_DURING_COMPILE = """
+    import atexit, threading
+    import numpy as np
+
+    def report():  # registered before fastconv's own handler, so it runs after it
+        from fastconv.backends import numba_jit
+        alive = [t.name for t in threading.enumerate() if "-compile-" in t.name and t.is_alive()]
+        print(numba_jit.stopping(), "float32" in numba_jit._ready, alive)
+
+    atexit.register(report)
+    import fastconv
+    # auto: starts numba's compile in the background; the process exits at once
+    fastconv.conv2d(np.ones((8, 3, 32, 32), np.float32), np.ones((16, 3, 5, 5), np.float32), padding=2)
+"""
+
+
+def test_an_exit_during_the_background_compile_waits_for_its_current_kernel_only(tmp_path):
+    """A process that exits while auto's background compile runs stops it after the kernel it is on
+    (an exit with a thread still inside LLVM aborted twice): none is left running when the
+    interpreter shuts down, and the later kernels are not compiled for nothing."""
+    assert _python(_EXIT_DURING_COMPILE, {"FASTCONV_CACHE_DIR": str(tmp_path)}).split() == ["True", "False", "[]"]
+
+
 def test_auto_switches_to_numba_once_its_kernels_are_loaded():
     _python("import numpy as np; from fastconv.backends import numba_jit; numba_jit.warmup(np.float32)")
     first, second = _python(_FIRST_AUTO.format(wait=60)).splitlines()

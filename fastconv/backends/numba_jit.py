@@ -30,6 +30,7 @@ Numba's threading layer (set up below) no longer runs fastconv's kernels; it is 
 fork-safe for whatever else in the process uses it.
 """
 
+import atexit
 import contextlib
 import ctypes
 import functools
@@ -155,9 +156,12 @@ def _at_stride(x, sh, sw, top=0, left=0, out_hw=None):
 # -- compiling: in the background for auto, announced for explicit calls ------------------------
 #
 # Cold, the kernels of one dtype take seconds to compile (see warmup). ``ready`` lets "auto" run
-# another backend meanwhile: its first call starts the compile on a daemon thread (a process that
-# exits sooner simply drops it; each kernel finished is already on disk). An explicit
-# backend="numba" call compiles what it needs itself, after one log message.
+# another backend meanwhile: its first call starts the compile on a daemon thread. A process that
+# exits sooner stops it after the kernel it is on (each kernel finished is already on disk): the
+# interpreter's exit tears down LLVM's global state under a thread still inside LLVM: a segfault at
+# exit once (2026-12-03), and an abort ("Assertion `Val && "isa<> used on a null pointer"' failed")
+# once (2026-12-04, two processes exiting while their compiles ran); rare, not reproduced in 60 more
+# tries. An explicit backend="numba" call compiles what it needs itself, after one log message.
 
 _ready: set[str] = set()  # dtype names whose packed kernels are compiled or loaded in this process
 _compiling: dict[str, threading.Thread] = {}
@@ -186,12 +190,40 @@ def ready(dtype) -> bool:
 def start_compile(target, name, label, compiling, lock):
     """Start ``target(name)`` on a daemon thread, once per ``name`` (``compiling``: a backend's own
     dict of name -> thread, guarded by ``lock`` and cleared in a forked child), at the lowest
-    priority; for the numba and winograd backends' ``ready``."""
+    priority; for the numba and winograd backends' ``ready``. ``target`` returns early once
+    ``stopping()``; the process's exit waits for it (``_stop_compiles``)."""
     with lock:
-        if name not in compiling:
-            compiling[name] = threading.Thread(target=_at_lowest_priority, args=(target, name), daemon=True,
-                                               name=f"fastconv-{label}-compile-{name}")
-            compiling[name].start()
+        if name not in compiling and not _stop.is_set():
+            compiling[name] = thread = threading.Thread(target=_at_lowest_priority, args=(target, name), daemon=True,
+                                                        name=f"fastconv-{label}-compile-{name}")
+            with _compile_threads_lock:
+                _compile_threads.append(thread)
+            thread.start()
+
+
+_stop = threading.Event()  # set at exit: background compiles return after their current kernel
+_compile_threads: list[threading.Thread] = []
+_compile_threads_lock = threading.Lock()
+EXIT_WAIT_S = 120.0  # the most the exit waits for one compile thread (a cold step takes seconds)
+
+
+def stopping() -> bool:
+    """Whether the process is exiting: a background compile then returns at its next step."""
+    return _stop.is_set()
+
+
+def _stop_compiles():
+    """At exit (atexit): ask the background compiles to stop and wait for each to finish the kernel
+    it is on, so that none is inside LLVM when the interpreter tears it down."""
+    _stop.set()
+    with _compile_threads_lock:
+        threads = list(_compile_threads)
+    for thread in threads:
+        if thread is not threading.current_thread():
+            thread.join(EXIT_WAIT_S)
+
+
+atexit.register(_stop_compiles)
 
 
 def _at_lowest_priority(target, name):
@@ -207,7 +239,9 @@ def _at_lowest_priority(target, name):
 
 def _compile_in_background(name):
     try:
-        warmup(np.dtype(name))
+        for _ in warmup_steps(np.dtype(name)):
+            if stopping():
+                return
     except Exception:  # noqa: BLE001 - a broken install: auto keeps to the other backends
         _log.warning("fastconv: compiling the numba kernels for %s failed; backend='auto' will not use "
                      "numba", name, exc_info=True)
@@ -254,10 +288,12 @@ def _after_fork_in_parent():
 
 
 def _after_fork_in_child():
-    global _state
+    global _state, _compile_threads_lock
     _after_fork_in_parent()
     _state = threading.Lock()  # a parent's thread may have held it
+    _compile_threads_lock = threading.Lock()
     _compiling.clear()  # its compile threads did not come along: ready() starts its own
+    _compile_threads.clear()
 
 
 if hasattr(os, "register_at_fork"):

@@ -779,6 +779,10 @@ def ready(dtype) -> bool:
 
 
 def _compile_in_background(name):
+    from . import numba_jit
+
+    if numba_jit.stopping():  # the process is exiting (``numba_jit._stop_compiles``)
+        return
     with contextlib.suppress(Exception):  # a broken install: auto keeps to the other backends
         _transforms(np.dtype(name))
 
