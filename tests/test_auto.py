@@ -186,6 +186,46 @@ def test_without_wide_tiles_the_weight_gradient_of_few_input_channels_runs_blas(
     assert (backends.choose(geom, np.float32, pass_="grad_weight") == "im2col") is (blas and not wide)
 
 
+# float64 without AVX-512 (``AUTO_DTYPE_RULES``): forward, input gradient, weight gradient
+F64_PICKS = [
+    (Geometry.from_args((8, 32, 28, 28), (32, 32, 3, 3), padding=1), "winograd", "winograd", "winograd"),
+    # below 32 channels winograd's weight gradient would run numba's: BLAS's
+    (Geometry.from_args((8, 24, 28, 28), (48, 24, 3, 3), padding=1), "winograd", "winograd", "im2col"),
+    (Geometry.from_args((8, 23, 28, 28), (48, 23, 3, 3), padding=1), "numba", "numba", "im2col"),  # the line
+    (Geometry.from_args((8, 256, 14, 14), (256, 8, 3, 3), padding=1, groups=32), "winograd", "winograd", "im2col"),
+    (Geometry.from_args((8, 56, 14, 14), (56, 7, 3, 3), padding=1, groups=8), "numba", "numba", "im2col"),  # 7 a group
+    (Geometry.from_args((2, 32, 8, 28, 28), (32, 32, 3, 3, 3), padding=1), "winograd", "winograd", "winograd"),
+    (Geometry.from_args((8, 64, 28, 28), (64, 64, 5, 5), padding=2), "im2col", "im2col", "im2col"),
+    (Geometry.from_args((8, 16, 56, 56), (32, 16, 3, 3), stride=2, padding=1), "im2col", "im2col", "im2col"),
+    (Geometry.from_args((8, 32, 32, 32), (32, 32, 3, 3), padding=2, dilation=2), "numba", "numba", "im2col"),
+    # 1x1: im2col's products, but numba's weight gradient up to 64 channels
+    (Geometry.from_args((8, 32, 28, 28), (64, 32, 1, 1)), "im2col", "im2col", "numba"),
+    (Geometry.from_args((8, 65, 28, 28), (64, 65, 1, 1)), "im2col", "im2col", "im2col"),
+    (Geometry.from_args((8, 15, 28, 28), (32, 15, 5, 5), padding=2), "numba", "numba", "im2col"),
+    (Geometry.from_args((16, 32, 8000), (32, 32, 9), padding=4), "numba", "numba", "im2col"),  # 1-D: not measured
+    (FEW_TILES, "im2col", "im2col", "im2col"), (FEW_TILES_12X12, "im2col", "im2col", "im2col"),
+    (DEPTHWISE, "numba", "numba", "numba"), (SMALL, "numba", "numba", "numba")]
+
+
+@pytest.mark.parametrize("wide", [False, True])
+@pytest.mark.parametrize("geom, forward, grad_input, grad_weight", F64_PICKS)
+def test_float64_without_wide_tiles_has_its_own_rows(installed, monkeypatch, geom, forward, grad_input, grad_weight,
+                                                      wide):
+    """``AUTO_DTYPE_RULES``: in float64 without AVX-512 (an AVX2 Zen 3 measured), 3x3 stride-1 layers of
+    24+ channels a group (8+ grouped) run winograd, other 2-D and 3-D kernels of 16+ input channels
+    im2col, and the weight gradient BLAS's products but where winograd's own runs and for 1x1
+    kernels of up to 64 channels; float32, and float64 with the tiles, keep the other rows."""
+    numba_jit = pytest.importorskip("fastconv.backends.numba_jit")
+    monkeypatch.setattr(numba_jit, "register_tiles", lambda geom: wide)
+    monkeypatch.setattr(backends, "_ranked", {})  # auto's cached picks rest on the real answers
+    installed("reference", "im2col", "numba", "winograd")
+    f64 = [backends.choose(geom, np.float64, pass_=p) for p in backends.PASSES]
+    f32 = [backends.choose(geom, np.float32, pass_=p) for p in backends.PASSES]
+    assert f64 == (f32 if wide else [forward, grad_input, grad_weight])
+    monkeypatch.setattr(backends, "AUTO_DTYPE_RULES", ())
+    assert [backends.choose(geom, np.float32, pass_=p) for p in backends.PASSES] == f32
+
+
 def test_gradient_and_pass_names_are_checked():
     with pytest.raises(ValueError, match="`gradient` must be None, 'input' or 'weight'"):
         fastconv.choose_backend((1, 3, 8, 8), (4, 3, 3, 3), gradient="bias")
@@ -205,6 +245,8 @@ def test_thresholds_are_where_the_rule_says():
     assert FEW_TILES.c_in_g <= backends.AUTO_FEW_TILES_MAX_CHANNELS < FEW_TILES_MANY_CHANNELS.c_in_g
     numba_jit = pytest.importorskip("fastconv.backends.numba_jit")
     assert 9 * 9 <= numba_jit.SMALL_IMAGE_PIXELS < 10 * 10
+    from fastconv.backends import winograd  # float64's weight-gradient row sends winograd its own tiles only
+    assert backends.AUTO_F64_WINOGRAD_WEIGHT_CHANNELS == winograd.WEIGHT_MIN_CHANNELS_BLAS
 
 
 @pytest.mark.parametrize("geom", [DENSE, DEPTHWISE, SMALL])

@@ -368,6 +368,73 @@ AUTO_PASS_RULES: tuple[tuple[str, str, object, tuple[str, ...]], ...] = (
      lambda g: g.ndim <= 2 and max(g.stride) > 1 and math.prod(g.kernel) > 1 and g.c_in_g >= 64,
      ("im2col", "numba")),
 )
+# Rows for one dtype, first for it (past depthwise and small calls, ``_past_small``): ``(dtype name,
+# pass or "*" for every pass, name, condition, order)``. In float64 without AVX-512 numba's loops
+# lose far more than in float32: two threads, an AVX2 Zen 3 (2026-12-04), numba's packed forward
+# of N=32 C=128 28x28 ran at 47 GFLOP/s (float32 132), BLAS's at 76 (118), and its packed weight
+# gradient scaled to two threads in float32 (47.7 -> 24.7 ms, N=32 C=32 56x56) but not in float64
+# (85.6 -> 70.1). Each pass timed alone, medians of 5 interleaved rounds, ms, float64, N=32 unless
+# said, winograd / numba / im2col. 3x3 at stride 1: C=32 56x56 forward 23.4 / 33.7 / 40.0, input
+# gradient 21.6 / 34.1 / 39.8, weight gradient 32.4 / 149 / 41.6; 28x28 7.1 / 16.1 / 12.7, 8.2 /
+# 10.5 / 11.3, 10.9 / 46.5 / 18.3; 14x14 2.6 / 3.1 / 6.0, 3.2 / 5.3 / 4.1, 4.3 / 13.7 / 4.9; 7x7
+# 1.60 / 1.82 / 2.10, 1.66 / 1.40 / 2.22, 3.07 / 7.06 / 1.81; C=48 28x28 10.3 / 34.4 / 19.0, 9.8 /
+# 35.2 / 20.5, 16.6 / 93.9 / 26.3; N=16 24 -> 48 28x28 4.4 / 10.9 / 9.2, 5.0 / 11.4 / 8.0, (numba's)
+# 13.4 / 34.7 / 7.7; C=16 56x56 10.8 / 8.8 / 13.9, 11.0 / 10.1 / 15.5, 28.4 / 44.3 / 15.7; N=8 8 ->
+# 16 112x112 7.2 / 5.7 / 12.5, 8.9 / 6.8 / 12.0, 13.8 / 20.7 / 8.4; grouped, N=16, 32 groups of 16
+# 14x14 12.2 / 18.6 / 15.9, 12.2 / 19.7 / 19.2, 30.2 / 58.1 / 24.1; of 8 28x28 17.5 / 21.1 / 20.2,
+# 17.5 / 22.2 / 22.3, 28.3 / 46.3 / 37.7; 4 groups of 32 28x28 11.8 / 30.4 / 18.7, 11.7 / 30.8 /
+# 18.7, 13.6 / 84.0 / 26.7; 3-D 3x3x3 N=2 C=32 8x28x28 8.9 / 23.5 / 16.0, 9.0 / 23.5 / 13.0, 11.7 /
+# 35.1 / 23.5. Other kernels, numba / im2col: 5x5 N=8 32 -> 64 56x56 75.2 / 37.4, 77.4 / 48.1, 71.3
+# / 50.5; N=16 C=64 28x28 81.4 / 39.8, 81.4 / 40.4, 67.5 / 47.6; 16 -> 32 28x28 20.9 / 13.3, 20.9 /
+# 17.0, 55.1 / 16.2; 7x7 N=8 C=32 28x28 22.1 / 12.6, 22.3 / 13.0, 59.0 / 14.9; 3x3 at stride 2
+# 32 -> 64 56x56 36.4 / 19.0, 45.2 / 25.4, 89.1 / 26.1; 1x1 32 -> 64 56x56 10.9 / 8.7, 12.2 / 8.2,
+# 14.6 / 15.9 (the weight gradient of 1x1 kernels stays numba's: 24 -> 96 7.4 / 10.4, 40 -> 80
+# 4.4 / 4.3, 64 -> 128 4.4 / 5.1); but 1-D k9 N=16 C=32 over 8000 39.3 / 59.4, 39.1 / 60.9, 101 /
+# 68.7, and dilated 3x3 (N=8 C=32 32x32 d2 3.3 / 6.8, 3.5 / 5.5, 7.6 / 5.3). Batches of few tiles
+# keep im2col (one 7x7 image of 256 channels 2.63 / 3.71 / 1.64, one 12x12 of 128 1.17 / 1.69 /
+# 1.16; two 7x7 of 512 7.9 / 27.0 / 11.7). Scored on 20 shapes not used to draw the rows (3x3 of
+# 12-96 channels over 20x20 to 64x64, grouped, 5x5, 7x7, strided, dilated, 1x1, 1-D, 3-D, few
+# input channels; 5 interleaved rounds): auto's pick over the fastest backend's time, per pass,
+# geomean 1.05 (the float32 rows: about 1.3), 9 of 60 passes over 1.1x (32), worst the input gradient
+# of few input channels (``AUTO_PASS_RULES``' float32 row; 5x5 3 -> 16 2.84), 3x3x3 with 16
+# channels 1.64, 3x3 24 -> 24 over 20x20 1.40. Not measured with AVX-512.
+AUTO_F64_WINOGRAD_CHANNELS = 24  # per group, in and out (8 in grouped layers): 3x3 stride-1 to winograd
+AUTO_F64_WINOGRAD_GROUPED_CHANNELS = 8
+AUTO_F64_WINOGRAD_WEIGHT_CHANNELS = 32  # ... and its weight gradient (winograd.WEIGHT_MIN_CHANNELS_BLAS)
+AUTO_F64_BLAS_CHANNELS = 16  # input channels per group from which other kernels run im2col
+AUTO_F64_POINTWISE_CHANNELS = 64  # input channels per group up to which a 1x1 weight gradient runs numba
+
+
+def _without_wide_tiles(g: Geometry) -> bool:
+    return not _backend_says("numba", "register_tiles", g)
+
+
+def _f64_winograd(g: Geometry) -> bool:
+    """A 3x3 stride-1 layer past the few-tiles row with ``AUTO_F64_WINOGRAD_CHANNELS`` channels per
+    group each side (``AUTO_F64_WINOGRAD_GROUPED_CHANNELS`` in grouped layers), without AVX-512."""
+    flat = as_2d(g)
+    least = AUTO_F64_WINOGRAD_GROUPED_CHANNELS if g.groups > 1 else AUTO_F64_WINOGRAD_CHANNELS
+    return (_is_3x3s1(g) and not _few_tiles(g) and min(flat.c_in_g, flat.c_out_g) >= least
+            and _without_wide_tiles(g))
+
+
+AUTO_DTYPE_RULES: tuple[tuple[str, str, str, object, tuple[str, ...]], ...] = (
+    # (winograd's own weight gradient runs from 32 channels a group without AVX-512; below, numba's)
+    ("float64", "grad_weight", "3x3 at stride 1, 32+ channels per group, without AVX-512",
+     lambda g: _f64_winograd(g) and min(as_2d(g).c_in_g, as_2d(g).c_out_g) >= AUTO_F64_WINOGRAD_WEIGHT_CHANNELS,
+     ("winograd", "im2col", "numba")),
+    ("float64", "grad_weight", "1x1 kernels, up to 64 input channels per group, without AVX-512",
+     lambda g: math.prod(g.kernel) == 1 and g.c_in_g <= AUTO_F64_POINTWISE_CHANNELS and _without_wide_tiles(g),
+     ("numba", "im2col")),
+    ("float64", "grad_weight", "without AVX-512: BLAS's products", _without_wide_tiles, ("im2col", "numba")),
+    ("float64", "*", "3x3 at stride 1, 24+ channels per group (8+ in grouped layers), without AVX-512",
+     _f64_winograd, ("winograd", "im2col", "numba")),
+    ("float64", "*", "2-D and 3-D kernels but 3x3 at stride 1, 16+ input channels per group, without AVX-512",
+     lambda g: (g.ndim >= 2 and (as_2d(g).kernel, as_2d(g).stride) != ((3, 3), (1, 1))
+                and g.c_in_g >= AUTO_F64_BLAS_CHANNELS and _without_wide_tiles(g)), ("im2col", "numba")),
+)
+
+
 AUTO_MEASURE_ENV = "FASTCONV_AUTO"  # "measure": time the candidates once per shape, cache the fastest
 
 _measured: dict[str, str] = {}  # FASTCONV_AUTO=measure's choices, keyed by the call's repr
@@ -375,12 +442,12 @@ _measured: dict[str, str] = {}  # FASTCONV_AUTO=measure's choices, keyed by the 
 
 # The candidates' cache, keyed by (geometry, dtype, precision): ~10 us of a small call otherwise.
 # Each entry: the ranked names and auto's settled pick (the best candidate, once it is ready: a
-# compiled backend stays compiled). It holds for one ``AUTO_RULES`` object and one list of
+# compiled backend stays compiled). It holds for one object of each rule table and one list of
 # available backends (``_ranked_for``; a test or plugin that changes either empties it). Not
 # keyed by those two: hashing the rules' nested tuples on every call cost 2 us; auto's whole
 # cost over the backend it picks went from 5 to about 2 us a call.
 _ranked: dict[tuple, list] = {}
-_ranked_for: list = [None, None, None, 0]  # the rules, pass rules and names it holds for; a generation
+_ranked_for: list = [None, None, 0]  # the rule tables and the names it holds for; a generation
 
 
 def generation() -> int:
@@ -388,10 +455,12 @@ def generation() -> int:
     rules, the available backends), emptying the cache then. ``fastconv.api`` keeps the calls it has
     validated, with their backend, for as long as this number stays (``api._validated``)."""
     names = available()
-    if _ranked_for[0] is not AUTO_RULES or _ranked_for[1] is not AUTO_PASS_RULES or _ranked_for[2] != names:
+    tables = _ranked_for[0]
+    if (tables is None or tables[0] is not AUTO_RULES or tables[1] is not AUTO_PASS_RULES
+            or tables[2] is not AUTO_DTYPE_RULES or _ranked_for[1] != names):
         _ranked.clear()
-        _ranked_for[:] = AUTO_RULES, AUTO_PASS_RULES, names, _ranked_for[3] + 1
-    return _ranked_for[3]
+        _ranked_for[:] = (AUTO_RULES, AUTO_PASS_RULES, AUTO_DTYPE_RULES), names, _ranked_for[2] + 1
+    return _ranked_for[2]
 
 
 def candidates(geom: Geometry, dtype, precision: str | None = None, pass_: str = "forward") -> list[str]:
@@ -400,10 +469,17 @@ def candidates(geom: Geometry, dtype, precision: str | None = None, pass_: str =
     return list(_entry(geom, dtype, precision, pass_)[0])
 
 
-def _order(geom: Geometry, pass_: str) -> tuple[str, ...]:
+def _order(geom: Geometry, dtype, pass_: str) -> tuple[str, ...]:
     """The backends in ``"auto"``'s order for ``pass_``: the first row that holds."""
     if pass_ not in PASSES:
         raise ValueError(f"pass must be one of {PASSES}; got {pass_!r}")
+    if AUTO_DTYPE_RULES and _past_small(geom):
+        import numpy as np
+
+        name = np.dtype(dtype).name
+        for rule_dtype, rule_pass, _, applies, order in AUTO_DTYPE_RULES:
+            if rule_dtype == name and rule_pass in ("*", pass_) and applies(geom):
+                return order
     if pass_ != "forward" and _past_small(geom):
         for rule_pass, _, applies, order in AUTO_PASS_RULES:
             if rule_pass == pass_ and applies(geom):
@@ -419,8 +495,8 @@ def _entry(geom: Geometry, dtype, precision: str | None, pass_: str = "forward")
     key = (geom, getattr(dtype, "str", dtype), precision, pass_)
     entry = _ranked.get(key)
     if entry is None:
-        names = [name for name in _ranked_for[2] if _load(name).supports(geom, dtype, precision) is None]
-        prefer = _order(geom, pass_)
+        names = [name for name in _ranked_for[1] if _load(name).supports(geom, dtype, precision) is None]
+        prefer = _order(geom, dtype, pass_)
         rank = {name: i for i, name in enumerate(prefer)}
         names.sort(key=lambda name: (name == "reference", rank.get(name, len(rank))))
         if len(_ranked) >= 1024:  # a bound, not an LRU: long-running callers see few shapes
