@@ -186,6 +186,45 @@ def test_without_wide_tiles_the_weight_gradient_of_few_input_channels_runs_blas(
     assert (backends.choose(geom, np.float32, pass_="grad_weight") == "im2col") is (blas and not wide)
 
 
+@pytest.mark.parametrize("wide", [False, True])
+@pytest.mark.parametrize("geom, own", [
+    (Geometry.from_args((8, 32, 28, 28), (32, 32, 3, 3), padding=1), True),
+    (Geometry.from_args((8, 128, 28, 28), (128, 32, 3, 3), padding=1, groups=4), True),  # 32 a group
+    (Geometry.from_args((8, 31, 28, 28), (32, 31, 3, 3), padding=1), False),  # the channel line
+    (Geometry.from_args((2, 32, 14, 14), (32, 32, 3, 3), padding=1), False),  # 98 tiles: the few-tiles rows
+    (Geometry.from_args((8, 32, 28, 28), (32, 32, 3, 3), padding=2, dilation=2), False)])
+def test_without_wide_tiles_winograd_takes_the_weight_gradient_from_32_channels(installed, monkeypatch, geom, own,
+                                                                                 wide):
+    """Without AVX-512 numba's weight gradient of 3x3 layers under 64 output channels runs its
+    packed loops, which winograd's own (from 32 channels a group) beat on 8 of 9 layers measured."""
+    numba_jit = pytest.importorskip("fastconv.backends.numba_jit")
+    monkeypatch.setattr(numba_jit, "register_tiles", lambda geom: wide)
+    monkeypatch.setattr(backends, "_ranked", {})  # auto's cached picks rest on the real answers
+    installed("reference", "im2col", "numba", "winograd")
+    assert backends._winograd_own_weight(geom) is (own and not wide)
+    if own and not wide:
+        assert [backends.choose(geom, dtype, pass_="grad_weight") for dtype in (np.float32, np.float64)] == [
+            "winograd", "winograd"]
+
+
+@pytest.mark.parametrize("wide", [False, True])
+@pytest.mark.parametrize("geom, own", [
+    (Geometry.from_args((8, 128, 28, 28), (128, 32, 3, 3), padding=1, groups=4), True),  # 32 a group
+    (Geometry.from_args((8, 168, 28, 28), (168, 24, 3, 3), padding=1, groups=7), False),  # 24: ties
+    (Geometry.from_args((2, 32, 8, 28, 28), (32, 32, 3, 3, 3), padding=1), True),
+    (Geometry.from_args((2, 32, 8, 28, 28), (32, 32, 1, 3, 3), padding=(0, 1, 1)), False),  # one plane deep
+    (Geometry.from_args((8, 48, 28, 28), (48, 48, 3, 3), padding=1), False)])  # dense 2-D
+def test_without_wide_tiles_winograd_takes_grouped_and_deep_3x3_layers_from_32_channels(installed, monkeypatch,
+                                                                                      geom, own, wide):
+    numba_jit = pytest.importorskip("fastconv.backends.numba_jit")
+    monkeypatch.setattr(numba_jit, "register_tiles", lambda geom: wide)
+    monkeypatch.setattr(backends, "_ranked", {})  # auto's cached picks rest on the real answers
+    installed("reference", "im2col", "numba", "winograd")
+    assert backends._winograd_without_wide_tiles(geom) is (own and not wide)
+    if own and not wide:
+        assert [backends.choose(geom, np.float32, pass_=p) for p in backends.PASSES] == ["winograd"] * 3
+
+
 # float64 without AVX-512 (``AUTO_DTYPE_RULES``): forward, input gradient, weight gradient
 F64_PICKS = [
     (Geometry.from_args((8, 32, 28, 28), (32, 32, 3, 3), padding=1), "winograd", "winograd", "winograd"),
@@ -245,8 +284,8 @@ def test_thresholds_are_where_the_rule_says():
     assert FEW_TILES.c_in_g <= backends.AUTO_FEW_TILES_MAX_CHANNELS < FEW_TILES_MANY_CHANNELS.c_in_g
     numba_jit = pytest.importorskip("fastconv.backends.numba_jit")
     assert 9 * 9 <= numba_jit.SMALL_IMAGE_PIXELS < 10 * 10
-    from fastconv.backends import winograd  # float64's weight-gradient row sends winograd its own tiles only
-    assert backends.AUTO_F64_WINOGRAD_WEIGHT_CHANNELS == winograd.WEIGHT_MIN_CHANNELS_BLAS
+    from fastconv.backends import winograd  # the weight-gradient rows send winograd its own products only
+    assert backends.AUTO_WINOGRAD_WEIGHT_CHANNELS == winograd.WEIGHT_MIN_CHANNELS_BLAS
 
 
 @pytest.mark.parametrize("geom", [DENSE, DEPTHWISE, SMALL])

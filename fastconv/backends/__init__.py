@@ -249,7 +249,7 @@ def _blas_without_wide_tiles(geom: Geometry) -> bool:
     2-D call's: 1x1, 3x1 or a 3x1x1 kernel's (D, H*W) view, 1x7, 1-D k3)."""
     flat = as_2d(geom)
     return (geom.c_in_g >= AUTO_NARROW_BLAS_CHANNELS and (max(flat.stride) > 1 or math.prod(flat.kernel) < 9)
-            and not _backend_says("numba", "register_tiles", geom))
+            and _without_wide_tiles(geom))
 
 
 def _backend_says(name: str, question: str, geom: Geometry) -> bool:
@@ -257,6 +257,30 @@ def _backend_says(name: str, question: str, geom: Geometry) -> bool:
     for this call; False when it is not installed."""
     module = _load(name) if name in available() else None
     return module is not None and getattr(module, question)(geom)
+
+
+def _without_wide_tiles(g: Geometry) -> bool:
+    """Where numba runs no AVX-512 register tiles (``numba_jit.register_tiles``): rows measured on
+    an AVX2 CPU, where numba's loops run BLAS's vector width."""
+    return not _backend_says("numba", "register_tiles", g)
+
+
+# Without AVX-512, numba's grouped kernels and its 3-D calls' lifted ones run packed loops, and
+# winograd beats them from 32 channels a group (in and out) where dense 2-D layers of 32-63
+# channels are near ties: float32, each pass alone, 7 interleaved rounds, 2 threads, an AVX2 Zen 3
+# (2026-12-04), forward ms winograd / numba: grouped 32 a group N=16 28x28 6.9 / 7.4, N=16 14x14
+# 3.7 / 4.8, 32x32 6.0 / 7.6; 40 a group 28x28 5.7 / 8.7; 48 a group 14x14 3.8 / 7.7, N=32 7x7 5.7 /
+# 12.3; 56 a group 14x14 8.5 / 13.4 (24 a group ties: 7.9 / 7.5 and 5.2 / 5.7); 3x3x3 N=2 C=32
+# 8x28x28 4.7 / 6.5, C=40 8x20x20 5.5 / 7.8, C=48 8x16x16 4.5 / 7.6 (the input gradient ties, C=24
+# ties both), but 1x3x3 C=32 5.2 / 3.4; dense 2-D, 32 to 56 channels, numba faster on 5 of 9.
+AUTO_GROUPED_WINOGRAD_CHANNELS = 32
+
+
+def _winograd_without_wide_tiles(g: Geometry) -> bool:
+    """A 3x3 stride-1 call without AVX-512, grouped with ``AUTO_GROUPED_WINOGRAD_CHANNELS`` channels
+    per group each side, or 3-D with a kernel 3+ deep and as many channels."""
+    return (_is_3x3s1(g) and min(g.c_in_g, g.c_out_g) >= AUTO_GROUPED_WINOGRAD_CHANNELS
+            and (g.groups > 1 or (g.ndim == 3 and g.kernel[0] >= 3)) and _without_wide_tiles(g))
 
 
 # Winograd (F(2x2,3x3) at "highest") wins on 3x3 stride-1 layers of few pixels per image, where
@@ -292,6 +316,8 @@ AUTO_RULES: tuple[tuple[str, object, tuple[str, ...]], ...] = (
                 and _backend_says("numba", "register_tiles", g)), ("numba", "winograd", "im2col")),
     ("3x3 at stride 1, 64+ channels",
      lambda g: _is_3x3s1(g) and _backend_says("winograd", "beats_direct", g),
+     ("winograd", "numba", "im2col")),
+    ("3x3 at stride 1 without AVX-512, 32+ channels: grouped, or 3-D kernels 3+ deep", _winograd_without_wide_tiles,
      ("winograd", "numba", "im2col")),
     ("3x3 at stride 1, few pixels, many channels", lambda g: _is_3x3s1(g) and _blas_shaped(g),
      ("winograd", "im2col", "numba")),
@@ -343,7 +369,18 @@ def _past_small(g: Geometry) -> bool:
 # (2026-12-04, 7-9 interleaved rounds, ms numba / im2col, float32 then float64): the stem 7x7/2
 # 24.4 / 18.1, 103.5 / 44.6; 32x32 3 -> 64 6.3 / 5.8, 18.6 / 13.5; MNIST 2.0 / 1.7, 2.7 / 3.1. Not
 # measured with AVX-512, where numba's loops run twice the lanes: left to the rows below there.
+# Without AVX-512, numba's weight gradient of 3x3 stride-1 layers with fewer than 64 output
+# channels runs its packed loops (its register tiles want 64, ``_numba_implicit.MIN_OUT_CHANNELS``),
+# where auto's rows give the layer numba (below ``winograd.TILED_MIN_CHANNELS``). winograd's own
+# weight gradient runs from 32 channels a group (``winograd.WEIGHT_MIN_CHANNELS_BLAS``) and was
+# faster on 8 of 9 such layers: float32, each pass alone, 5 interleaved rounds, 2 threads, an AVX2
+# Zen 3 (2026-12-04), ms winograd / numba / im2col: N=32 C=32 56x56 16.7 / 23.3 / 17.2, 28x28 4.8 /
+# 6.7 / 6.3, 7x7 1.16 / 1.35 / 1.18 (14x14 3.37 / 2.95 / 4.12); C=48 28x28 7.2 / 13.9 / 11.6; N=16
+# C=40 40x40 6.7 / 9.8 / 8.5; 4 groups of 32 28x28 8.9 / 12.1 / 14.8, 8 of 32 14x14 4.1 / 7.0 / 6.7,
+# 2 of 32 32x32 7.3 / 9.9 / 9.6; 3x3x3 N=2 C=32 8x28x28 7.0 / 10.7 / 11.5. (Identical code timed
+# so varies by up to +-30 % a round on this host: medians.)
 AUTO_WEIGHT_TILES = 128  # F(2x2) tiles below which numba's weight gradient beats winograd's
+AUTO_WINOGRAD_WEIGHT_CHANNELS = 32  # per group each side, without AVX-512: winograd's own weight gradient
 
 
 def _few_weight_tiles(g: Geometry) -> bool:
@@ -352,18 +389,29 @@ def _few_weight_tiles(g: Geometry) -> bool:
     return _is_3x3s1(g) and AUTO_FEW_TILES <= _tiles(g) < AUTO_WEIGHT_TILES
 
 
+def _winograd_own_weight(g: Geometry) -> bool:
+    """A 3x3 stride-1 layer of ``AUTO_WEIGHT_TILES`` F(2x2) tiles or more and
+    ``AUTO_WINOGRAD_WEIGHT_CHANNELS`` channels per group each side (the 2-D call's), without
+    AVX-512: winograd's own weight gradient runs there, on NumPy's products."""
+    flat = as_2d(g)
+    return (_is_3x3s1(g) and _tiles(g) >= AUTO_WEIGHT_TILES
+            and min(flat.c_in_g, flat.c_out_g) >= AUTO_WINOGRAD_WEIGHT_CHANNELS and _without_wide_tiles(g))
+
+
 AUTO_PASS_RULES: tuple[tuple[str, str, object, tuple[str, ...]], ...] = (
     ("grad_input", "1x1 kernel, one group: w's transpose times gy",
      lambda g: g.groups == 1 and math.prod(g.kernel) == 1, ("im2col", "numba")),
     ("grad_input", "up to 4 input channels, one group", lambda g: g.groups == 1 and g.c_in <= 4,
      ("im2col", "numba")),
     ("grad_weight", "up to 4 input channels, one group, without AVX-512",
-     lambda g: g.groups == 1 and g.c_in <= 4 and not _backend_says("numba", "register_tiles", g),
+     lambda g: g.groups == 1 and g.c_in <= 4 and _without_wide_tiles(g),
      ("im2col", "numba")),
     ("grad_weight", "3x3 at stride 1, 48-127 F(2x2) tiles in the batch, numba's register tiles",
      lambda g: _few_weight_tiles(g) and _backend_says("numba", "register_tiles", g), ("numba", "im2col", "winograd")),
     ("grad_weight", "3x3 at stride 1, 48-127 F(2x2) tiles in the batch", _few_weight_tiles,
      ("im2col", "winograd", "numba")),
+    ("grad_weight", "3x3 at stride 1, 128+ F(2x2) tiles, 32+ channels per group, without AVX-512",
+     _winograd_own_weight, ("winograd", "im2col", "numba")),
     ("grad_weight", "strided 1-D and 2-D, kernel past 1x1, 64+ input channels per group",
      lambda g: g.ndim <= 2 and max(g.stride) > 1 and math.prod(g.kernel) > 1 and g.c_in_g >= 64,
      ("im2col", "numba")),
@@ -400,13 +448,8 @@ AUTO_PASS_RULES: tuple[tuple[str, str, object, tuple[str, ...]], ...] = (
 # channels 1.64, 3x3 24 -> 24 over 20x20 1.40. Not measured with AVX-512.
 AUTO_F64_WINOGRAD_CHANNELS = 24  # per group, in and out (8 in grouped layers): 3x3 stride-1 to winograd
 AUTO_F64_WINOGRAD_GROUPED_CHANNELS = 8
-AUTO_F64_WINOGRAD_WEIGHT_CHANNELS = 32  # ... and its weight gradient (winograd.WEIGHT_MIN_CHANNELS_BLAS)
 AUTO_F64_BLAS_CHANNELS = 16  # input channels per group from which other kernels run im2col
 AUTO_F64_POINTWISE_CHANNELS = 64  # input channels per group up to which a 1x1 weight gradient runs numba
-
-
-def _without_wide_tiles(g: Geometry) -> bool:
-    return not _backend_says("numba", "register_tiles", g)
 
 
 def _f64_winograd(g: Geometry) -> bool:
@@ -419,10 +462,8 @@ def _f64_winograd(g: Geometry) -> bool:
 
 
 AUTO_DTYPE_RULES: tuple[tuple[str, str, str, object, tuple[str, ...]], ...] = (
-    # (winograd's own weight gradient runs from 32 channels a group without AVX-512; below, numba's)
-    ("float64", "grad_weight", "3x3 at stride 1, 32+ channels per group, without AVX-512",
-     lambda g: _f64_winograd(g) and min(as_2d(g).c_in_g, as_2d(g).c_out_g) >= AUTO_F64_WINOGRAD_WEIGHT_CHANNELS,
-     ("winograd", "im2col", "numba")),
+    ("float64", "grad_weight", "3x3 at stride 1, 128+ F(2x2) tiles, 32+ channels per group, without AVX-512",
+     _winograd_own_weight, ("winograd", "im2col", "numba")),
     ("float64", "grad_weight", "1x1 kernels, up to 64 input channels per group, without AVX-512",
      lambda g: math.prod(g.kernel) == 1 and g.c_in_g <= AUTO_F64_POINTWISE_CHANNELS and _without_wide_tiles(g),
      ("numba", "im2col")),
