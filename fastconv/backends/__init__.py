@@ -377,8 +377,11 @@ def _past_small(g: Geometry) -> bool:
 # Zen 3 (2026-12-04), ms winograd / numba / im2col: N=32 C=32 56x56 16.7 / 23.3 / 17.2, 28x28 4.8 /
 # 6.7 / 6.3, 7x7 1.16 / 1.35 / 1.18 (14x14 3.37 / 2.95 / 4.12); C=48 28x28 7.2 / 13.9 / 11.6; N=16
 # C=40 40x40 6.7 / 9.8 / 8.5; 4 groups of 32 28x28 8.9 / 12.1 / 14.8, 8 of 32 14x14 4.1 / 7.0 / 6.7,
-# 2 of 32 32x32 7.3 / 9.9 / 9.6; 3x3x3 N=2 C=32 8x28x28 7.0 / 10.7 / 11.5. (Identical code timed
-# so varies by up to +-30 % a round on this host: medians.)
+# 2 of 32 32x32 7.3 / 9.9 / 9.6; 3x3x3 N=2 C=32 8x28x28 7.0 / 10.7 / 11.5. Checked on 8 layers
+# not used to draw it (32 to 60 channels, 7x7 to 36x36, 4 groups of 48, 3x3x3 with 48; 7 rounds):
+# numba's 1.24-2.0x winograd's time, winograd the fastest on all 8. (Identical code timed so
+# varies by up to +-30 % a round on this host: medians; N=32 C=32 14x14 alone, 15 rounds: 1.89 /
+# 2.51 / 2.02.)
 AUTO_WEIGHT_TILES = 128  # F(2x2) tiles below which numba's weight gradient beats winograd's
 AUTO_WINOGRAD_WEIGHT_CHANNELS = 32  # per group each side, without AVX-512: winograd's own weight gradient
 
