@@ -419,6 +419,7 @@ AUTO_PASS_RULES: tuple[tuple[str, str, object, tuple[str, ...]], ...] = (
      lambda g: g.ndim <= 2 and max(g.stride) > 1 and math.prod(g.kernel) > 1 and g.c_in_g >= 64,
      ("im2col", "numba")),
 )
+
 # Rows for one dtype, first for it (past depthwise and small calls, ``_past_small``): ``(dtype name,
 # pass or "*" for every pass, name, condition, order)``. In float64 without AVX-512 numba's loops
 # lose far more than in float32: two threads, an AVX2 Zen 3 (2026-12-04), numba's packed forward
@@ -509,12 +510,14 @@ def generation() -> int:
 
 def candidates(geom: Geometry, dtype, precision: str | None = None, pass_: str = "forward") -> list[str]:
     """The backends that ``"auto"`` may run for this call's ``pass_`` (one of ``PASSES``), best
-    first by ``AUTO_PASS_RULES`` and ``AUTO_RULES``."""
+    first by ``AUTO_DTYPE_RULES``, ``AUTO_PASS_RULES`` and ``AUTO_RULES`` (``_order``)."""
     return list(_entry(geom, dtype, precision, pass_)[0])
 
 
 def _order(geom: Geometry, dtype, pass_: str) -> tuple[str, ...]:
-    """The backends in ``"auto"``'s order for ``pass_``: the first row that holds."""
+    """The backends in ``"auto"``'s order for ``pass_``: the first row that holds, of
+    ``AUTO_DTYPE_RULES`` for ``dtype`` and ``AUTO_PASS_RULES`` for a gradient (past depthwise and
+    small calls), then of ``AUTO_RULES``."""
     if pass_ not in PASSES:
         raise ValueError(f"pass must be one of {PASSES}; got {pass_!r}")
     if AUTO_DTYPE_RULES and _past_small(geom):
@@ -551,7 +554,7 @@ def _entry(geom: Geometry, dtype, precision: str | None, pass_: str = "forward")
 
 def choose(geom: Geometry, dtype, precision: str | None = None, pass_: str = "forward") -> str:
     """The ``"auto"`` rule: the best candidate for this call's ``pass_`` (``PASSES``; see
-    ``AUTO_PASS_RULES`` and ``AUTO_RULES``), never ``"reference"`` while another backend supports
+    ``_order``), never ``"reference"`` while another backend supports
     the call, and never one still compiling while another is ready.
 
     With ``FASTCONV_AUTO=measure`` in the environment, the fastest candidate timed on this call's
