@@ -91,6 +91,21 @@ def installed(monkeypatch):
     return lambda *names: monkeypatch.setattr(backends, "available", lambda: list(names))
 
 
+@pytest.fixture
+def tiles(installed, monkeypatch):
+    """``tiles(wide, *names)``: numba's AVX-512 register tiles there or not (the rows for CPUs without
+    them), only ``names`` installed, auto's cached picks emptied (they rest on the real answers);
+    returns the numba backend's module."""
+    numba_jit = pytest.importorskip("fastconv.backends.numba_jit")
+
+    def set_up(wide, *names):
+        monkeypatch.setattr(numba_jit, "register_tiles", lambda geom: wide)
+        monkeypatch.setattr(backends, "_ranked", {})
+        installed(*names)
+        return numba_jit
+    return set_up
+
+
 @pytest.mark.parametrize("geom, expected", [(DENSE, "numba"), (GROUPED, "numba"), (ONE_CHANNEL_GROUP, "numba"),
                                             (DEPTHWISE, "numba"), (SMALL_IMAGES, "im2col"), (POINTWISE, FEW_TAPS),
                                             (SMALL_IMAGES_FEW_CHANNELS, "numba"), (SMALL_IMAGES_GROUPED, "numba"),
@@ -159,16 +174,13 @@ def test_each_pass_takes_its_own_pick(installed, geom, forward, grad_input, grad
     (Geometry.from_args((8, 64, 28, 28), (64, 64, 5, 5), padding=2), False),
     (Geometry.from_args((8, 3, 64, 64), (64, 3, 3, 3), stride=2, padding=1), False),  # few channels
     (Geometry.from_args((8, 256, 28, 28), (256, 8, 1, 1), groups=32), False)])  # 8 a group
-def test_without_wide_tiles_blas_takes_strided_and_few_tap_calls(installed, monkeypatch, geom, blas, wide):
+def test_without_wide_tiles_blas_takes_strided_and_few_tap_calls(tiles, monkeypatch, geom, blas, wide):
     """``AUTO_NARROW_BLAS_CHANNELS``' row: where numba has no AVX-512 register tiles, calls of 48+
     input channels per group at a stride or with fewer than 9 taps run im2col (measured on an AVX2
     Zen 3); with the tiles, the rows of before decide."""
-    numba_jit = pytest.importorskip("fastconv.backends.numba_jit")
-    monkeypatch.setattr(numba_jit, "register_tiles", lambda geom: wide)
+    numba_jit = tiles(wide, "reference", "im2col", "numba")
     monkeypatch.setattr(numba_jit, "matrix_product", lambda geom: False)  # the AVX-512 rows, out of the way
     monkeypatch.setattr(numba_jit, "patches", lambda geom: False)
-    monkeypatch.setattr(backends, "_ranked", {})  # auto's cached picks rest on the real answers
-    installed("reference", "im2col", "numba")
     assert backends._blas_without_wide_tiles(geom) is (blas and not wide)
     if blas and not wide:
         assert backends.choose(geom, np.float32) == "im2col"
@@ -177,12 +189,8 @@ def test_without_wide_tiles_blas_takes_strided_and_few_tap_calls(installed, monk
 @pytest.mark.parametrize("wide", [False, True])
 @pytest.mark.parametrize("geom, blas", [(STEM, True), (ONE_CHANNEL_GROUP, True), (STEM_GROUPED, False),
                                         (Geometry.from_args((8, 5, 32, 32), (16, 5, 3, 3), padding=1), False)])
-def test_without_wide_tiles_the_weight_gradient_of_few_input_channels_runs_blas(installed, monkeypatch, geom, blas,
-                                                                                  wide):
-    numba_jit = pytest.importorskip("fastconv.backends.numba_jit")
-    monkeypatch.setattr(numba_jit, "register_tiles", lambda geom: wide)
-    monkeypatch.setattr(backends, "_ranked", {})  # auto's cached picks rest on the real answer
-    installed("reference", "im2col", "numba")
+def test_without_wide_tiles_the_weight_gradient_of_few_input_channels_runs_blas(tiles, geom, blas, wide):
+    tiles(wide, "reference", "im2col", "numba")
     assert (backends.choose(geom, np.float32, pass_="grad_weight") == "im2col") is (blas and not wide)
 
 
@@ -193,14 +201,10 @@ def test_without_wide_tiles_the_weight_gradient_of_few_input_channels_runs_blas(
     (Geometry.from_args((8, 31, 28, 28), (32, 31, 3, 3), padding=1), False),  # the channel line
     (Geometry.from_args((2, 32, 14, 14), (32, 32, 3, 3), padding=1), False),  # 98 tiles: the few-tiles rows
     (Geometry.from_args((8, 32, 28, 28), (32, 32, 3, 3), padding=2, dilation=2), False)])
-def test_without_wide_tiles_winograd_takes_the_weight_gradient_from_32_channels(installed, monkeypatch, geom, own,
-                                                                                 wide):
+def test_without_wide_tiles_winograd_takes_the_weight_gradient_from_32_channels(tiles, geom, own, wide):
     """Without AVX-512 numba's weight gradient of 3x3 layers under 64 output channels runs its
     packed loops, which winograd's own (from 32 channels a group) beat on 8 of 9 layers measured."""
-    numba_jit = pytest.importorskip("fastconv.backends.numba_jit")
-    monkeypatch.setattr(numba_jit, "register_tiles", lambda geom: wide)
-    monkeypatch.setattr(backends, "_ranked", {})  # auto's cached picks rest on the real answers
-    installed("reference", "im2col", "numba", "winograd")
+    tiles(wide, "reference", "im2col", "numba", "winograd")
     assert backends._winograd_own_weight(geom) is (own and not wide)
     if own and not wide:
         assert [backends.choose(geom, dtype, pass_="grad_weight") for dtype in (np.float32, np.float64)] == [
@@ -214,12 +218,8 @@ def test_without_wide_tiles_winograd_takes_the_weight_gradient_from_32_channels(
     (Geometry.from_args((2, 32, 8, 28, 28), (32, 32, 3, 3, 3), padding=1), True),
     (Geometry.from_args((2, 32, 8, 28, 28), (32, 32, 1, 3, 3), padding=(0, 1, 1)), False),  # one plane deep
     (Geometry.from_args((8, 48, 28, 28), (48, 48, 3, 3), padding=1), False)])  # dense 2-D
-def test_without_wide_tiles_winograd_takes_grouped_and_deep_3x3_layers_from_32_channels(installed, monkeypatch,
-                                                                                      geom, own, wide):
-    numba_jit = pytest.importorskip("fastconv.backends.numba_jit")
-    monkeypatch.setattr(numba_jit, "register_tiles", lambda geom: wide)
-    monkeypatch.setattr(backends, "_ranked", {})  # auto's cached picks rest on the real answers
-    installed("reference", "im2col", "numba", "winograd")
+def test_without_wide_tiles_winograd_takes_grouped_and_deep_3x3_layers_from_32_channels(tiles, geom, own, wide):
+    tiles(wide, "reference", "im2col", "numba", "winograd")
     assert backends._winograd_without_wide_tiles(geom) is (own and not wide)
     if own and not wide:
         assert [backends.choose(geom, np.float32, pass_=p) for p in backends.PASSES] == ["winograd"] * 3
@@ -248,16 +248,13 @@ F64_PICKS = [
 
 @pytest.mark.parametrize("wide", [False, True])
 @pytest.mark.parametrize("geom, forward, grad_input, grad_weight", F64_PICKS)
-def test_float64_without_wide_tiles_has_its_own_rows(installed, monkeypatch, geom, forward, grad_input, grad_weight,
+def test_float64_without_wide_tiles_has_its_own_rows(tiles, monkeypatch, geom, forward, grad_input, grad_weight,
                                                       wide):
     """``AUTO_DTYPE_RULES``: in float64 without AVX-512 (an AVX2 Zen 3 measured), 3x3 stride-1 layers of
     24+ channels a group (8+ grouped) run winograd, other 2-D and 3-D kernels of 16+ input channels
     im2col, and the weight gradient BLAS's products but where winograd's own runs and for 1x1
     kernels of up to 64 channels; float32, and float64 with the tiles, keep the other rows."""
-    numba_jit = pytest.importorskip("fastconv.backends.numba_jit")
-    monkeypatch.setattr(numba_jit, "register_tiles", lambda geom: wide)
-    monkeypatch.setattr(backends, "_ranked", {})  # auto's cached picks rest on the real answers
-    installed("reference", "im2col", "numba", "winograd")
+    tiles(wide, "reference", "im2col", "numba", "winograd")
     f64 = [backends.choose(geom, np.float64, pass_=p) for p in backends.PASSES]
     f32 = [backends.choose(geom, np.float32, pass_=p) for p in backends.PASSES]
     assert f64 == (f32 if wide else [forward, grad_input, grad_weight])
