@@ -160,8 +160,8 @@ def _at_stride(x, sh, sw, top=0, left=0, out_hw=None):
 # exits sooner stops it after the kernel it is on (each kernel finished is already on disk): the
 # interpreter's exit tears down LLVM's global state under a thread still inside LLVM: a segfault at
 # exit once (2026-12-03), and an abort ("Assertion `Val && "isa<> used on a null pointer"' failed")
-# once (2026-12-04, two processes exiting while their compiles ran); rare, not reproduced in 60 more
-# tries. An explicit backend="numba" call compiles what it needs itself, after one log message.
+# once (2026-12-04, two processes exiting while their compiles ran); rare: 76 exits timed to land
+# mid-compile did not. An explicit backend="numba" call compiles what it needs itself, after one log message.
 
 _ready: set[str] = set()  # dtype names whose packed kernels are compiled or loaded in this process
 _compiling: dict[str, threading.Thread] = {}
