@@ -492,7 +492,7 @@ _measured: dict[str, str] = {}  # FASTCONV_AUTO=measure's choices, keyed by the 
 # keyed by those two: hashing the rules' nested tuples on every call cost 2 us; auto's whole
 # cost over the backend it picks went from 5 to about 2 us a call.
 _ranked: dict[tuple, list] = {}
-_ranked_for: list = [None, None, 0]  # the rule tables and the names it holds for; a generation
+_ranked_for: list = [None, None, None, None, 0]  # the three rule tables and the names it holds for; a generation
 
 
 def generation() -> int:
@@ -500,12 +500,11 @@ def generation() -> int:
     rules, the available backends), emptying the cache then. ``fastconv.api`` keeps the calls it has
     validated, with their backend, for as long as this number stays (``api._validated``)."""
     names = available()
-    tables = _ranked_for[0]
-    if (tables is None or tables[0] is not AUTO_RULES or tables[1] is not AUTO_PASS_RULES
-            or tables[2] is not AUTO_DTYPE_RULES or _ranked_for[1] != names):
+    if (_ranked_for[0] is not AUTO_RULES or _ranked_for[1] is not AUTO_PASS_RULES
+            or _ranked_for[2] is not AUTO_DTYPE_RULES or _ranked_for[3] != names):
         _ranked.clear()
-        _ranked_for[:] = (AUTO_RULES, AUTO_PASS_RULES, AUTO_DTYPE_RULES), names, _ranked_for[2] + 1
-    return _ranked_for[2]
+        _ranked_for[:] = AUTO_RULES, AUTO_PASS_RULES, AUTO_DTYPE_RULES, names, _ranked_for[4] + 1
+    return _ranked_for[4]
 
 
 def candidates(geom: Geometry, dtype, precision: str | None = None, pass_: str = "forward") -> list[str]:
@@ -520,14 +519,15 @@ def _order(geom: Geometry, dtype, pass_: str) -> tuple[str, ...]:
     small calls), then of ``AUTO_RULES``."""
     if pass_ not in PASSES:
         raise ValueError(f"pass must be one of {PASSES}; got {pass_!r}")
-    if AUTO_DTYPE_RULES and _past_small(geom):
+    past_small = _past_small(geom)
+    if AUTO_DTYPE_RULES and past_small:
         import numpy as np
 
         name = np.dtype(dtype).name
         for rule_dtype, rule_pass, _, applies, order in AUTO_DTYPE_RULES:
             if rule_dtype == name and rule_pass in ("*", pass_) and applies(geom):
                 return order
-    if pass_ != "forward" and _past_small(geom):
+    if pass_ != "forward" and past_small:
         for rule_pass, _, applies, order in AUTO_PASS_RULES:
             if rule_pass == pass_ and applies(geom):
                 return order
@@ -542,7 +542,7 @@ def _entry(geom: Geometry, dtype, precision: str | None, pass_: str = "forward")
     key = (geom, getattr(dtype, "str", dtype), precision, pass_)
     entry = _ranked.get(key)
     if entry is None:
-        names = [name for name in _ranked_for[1] if _load(name).supports(geom, dtype, precision) is None]
+        names = [name for name in _ranked_for[3] if _load(name).supports(geom, dtype, precision) is None]
         prefer = _order(geom, dtype, pass_)
         rank = {name: i for i, name in enumerate(prefer)}
         names.sort(key=lambda name: (name == "reference", rank.get(name, len(rank))))

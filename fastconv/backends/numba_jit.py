@@ -196,14 +196,12 @@ def start_compile(target, name, label, compiling, lock):
         if name not in compiling and not _stop.is_set():
             compiling[name] = thread = threading.Thread(target=_at_lowest_priority, args=(target, name), daemon=True,
                                                         name=f"fastconv-{label}-compile-{name}")
-            with _compile_threads_lock:
-                _compile_threads.append(thread)
+            _compile_threads.append(thread)  # (list.append is atomic: the two backends' locks differ)
             thread.start()
 
 
 _stop = threading.Event()  # set at exit: background compiles return after their current kernel
-_compile_threads: list[threading.Thread] = []
-_compile_threads_lock = threading.Lock()
+_compile_threads: list[threading.Thread] = []  # every backend's, for the exit to wait on
 EXIT_WAIT_S = 120.0  # the most the exit waits for one compile thread (a cold step takes seconds)
 
 
@@ -216,11 +214,8 @@ def _stop_compiles():
     """At exit (atexit): ask the background compiles to stop and wait for each to finish the kernel
     it is on, so that none is inside LLVM when the interpreter tears it down."""
     _stop.set()
-    with _compile_threads_lock:
-        threads = list(_compile_threads)
-    for thread in threads:
-        if thread is not threading.current_thread():
-            thread.join(EXIT_WAIT_S)
+    for thread in list(_compile_threads):  # (atexit runs on the main thread, never a compile thread)
+        thread.join(EXIT_WAIT_S)
 
 
 atexit.register(_stop_compiles)
@@ -288,10 +283,9 @@ def _after_fork_in_parent():
 
 
 def _after_fork_in_child():
-    global _state, _compile_threads_lock
+    global _state
     _after_fork_in_parent()
     _state = threading.Lock()  # a parent's thread may have held it
-    _compile_threads_lock = threading.Lock()
     _compiling.clear()  # its compile threads did not come along: ready() starts its own
     _compile_threads.clear()
 
