@@ -138,7 +138,8 @@ def test_rule_with_winograd(installed, geom, expected):
     assert backends.choose(geom, np.float32) == expected
 
 
-STEM = Geometry.from_args((2, 3, 64, 64), (16, 3, 7, 7), stride=2, padding=3)
+STEM = Geometry.from_args((2, 3, 64, 64), (64, 3, 7, 7), stride=2, padding=3)
+STEM_FEW_OUTPUTS = Geometry.from_args((2, 3, 64, 64), (16, 3, 7, 7), stride=2, padding=3)
 WEIGHT_FEW_TILES = Geometry.from_args((2, 256, 10, 10), (256, 256, 3, 3), padding=1)  # 50 F(2x2) tiles
 STRIDED = Geometry.from_args((8, 64, 28, 28), (128, 64, 3, 3), stride=2, padding=1)
 STEM_GROUPED = Geometry.from_args((2, 8, 64, 64), (16, 4, 7, 7), stride=2, padding=3, groups=2)  # untimed
@@ -150,13 +151,12 @@ STEM_GROUPED = Geometry.from_args((2, 8, 64, 64), (16, 4, 7, 7), stride=2, paddi
     (STRIDED, FEW_TAPS, FEW_TAPS, "im2col"),
     (VOLUME_STRIDED, FEW_TAPS, FEW_TAPS, FEW_TAPS), (DEPTHWISE, "numba", "numba", "numba"),
     (SMALL, "numba", "numba", "numba"), (DENSE, TILED_3X3, TILED_3X3, TILED_3X3),
-    (STEM_GROUPED, "numba", "numba", "numba")])
+    (STEM_GROUPED, "numba", "numba", "numba"), (STEM_FEW_OUTPUTS, "numba", "numba", "numba")])
 def test_each_pass_takes_its_own_pick(installed, geom, forward, grad_input, grad_weight):
-    """``AUTO_PASS_RULES``: a gradient's own rows first (1x1 and few-channel input gradients on
-    BLAS, the weight gradient of few tiles on numba's register tiles, else BLAS, of strided layers
-    on BLAS), never for
-    depthwise or small calls (nor grouped ones where no grouped layer was timed), else the
-    forward's row."""
+    """``AUTO_PASS_RULES``: a gradient's own rows first (1x1 input gradients and those of few input
+    channels but 17+ output channels on BLAS, the weight gradient of few tiles on numba's register
+    tiles, else BLAS, of strided layers on BLAS), never for depthwise or small calls (nor grouped
+    ones where no grouped layer was timed), else the forward's row."""
     installed("reference", "im2col", "numba", "winograd")
     got = [backends.choose(geom, np.float32, pass_=p) for p in backends.PASSES]
     assert got == [forward, grad_input, grad_weight]
@@ -187,11 +187,36 @@ def test_without_wide_tiles_blas_takes_strided_and_few_tap_calls(tiles, monkeypa
 
 
 @pytest.mark.parametrize("wide", [False, True])
-@pytest.mark.parametrize("geom, blas", [(STEM, True), (ONE_CHANNEL_GROUP, True), (STEM_GROUPED, False),
-                                        (Geometry.from_args((8, 5, 32, 32), (16, 5, 3, 3), padding=1), False)])
+@pytest.mark.parametrize("geom, blas", [
+    (STEM, True), (Geometry.from_args((64, 1, 28, 28), (17, 1, 5, 5)), True),  # the channel line
+    (ONE_CHANNEL_GROUP, False), (STEM_FEW_OUTPUTS, False),  # 8 and 16 output channels
+    (STEM_GROUPED, False), (Geometry.from_args((8, 5, 32, 32), (32, 5, 3, 3), padding=1), False)])
 def test_without_wide_tiles_the_weight_gradient_of_few_input_channels_runs_blas(tiles, geom, blas, wide):
+    """Up to 4 input channels and 17+ output channels: numba's loops won below."""
     tiles(wide, "reference", "im2col", "numba")
     assert (backends.choose(geom, np.float32, pass_="grad_weight") == "im2col") is (blas and not wide)
+    # the input gradient's row, whatever the CPU
+    assert (backends.choose(geom, np.float32, pass_="grad_input") == "im2col") is blas
+
+
+@pytest.mark.parametrize("wide", [False, True])
+@pytest.mark.parametrize("geom, own", [
+    (Geometry.from_args((8, 64, 32, 32), (32, 64, 3, 3), stride=2, padding=1), True),
+    (Geometry.from_args((8, 64, 32, 32), (33, 64, 3, 3), stride=2, padding=1), False),  # the line: 32 per 9 taps
+    (Geometry.from_args((8, 64, 32, 32), (88, 64, 5, 5), stride=2, padding=2), True),
+    (Geometry.from_args((8, 64, 32, 32), (89, 64, 5, 5), stride=2, padding=2), False),
+    (Geometry.from_args((2, 128, 56, 56), (128, 128, 7, 7), stride=2, padding=3), True),
+    (Geometry.from_args((8, 64, 28, 28), (16, 64, 1, 1), stride=2), False),  # 1x1: w's transpose times gy
+    (Geometry.from_args((8, 64, 28, 28), (32, 32, 3, 3), stride=2, padding=1, groups=2), False),  # untimed
+    (Geometry.from_args((8, 64, 28, 28), (32, 64, 3, 3), padding=1), False)])  # stride 1
+def test_without_wide_tiles_strided_input_gradients_of_few_outputs_run_numba(tiles, geom, own, wide):
+    """The input gradient at a stride of at most ``AUTO_FOLD_OUT_CHANNELS`` output channels per 9
+    taps runs numba's phases without AVX-512; the forward and weight gradient keep their rows."""
+    tiles(wide, "reference", "im2col", "numba")
+    assert backends._strided_few_outputs(geom) is (own and not wide)
+    picks = [backends.choose(geom, np.float32, pass_=p) for p in backends.PASSES]
+    if own and not wide:
+        assert picks == ["im2col", "numba", "im2col"]
 
 
 @pytest.mark.parametrize("wide", [False, True])

@@ -382,6 +382,16 @@ def _past_small(g: Geometry) -> bool:
 # numba's 1.24-2.0x winograd's time, winograd the fastest on all 8. (Identical code timed so
 # varies by up to +-30 % a round on this host: medians; N=32 C=32 14x14 alone, 15 rounds: 1.89 /
 # 2.51 / 2.02.)
+# Both rows of up to 4 input channels hold from 17 output channels: with fewer, each pass of
+# numba's ran faster, its loops short of nothing while BLAS's products have few rows. Float32,
+# each pass alone, 7-9 interleaved rounds, 2 threads, an AVX2 Zen 3 (2026-12-04), ms numba /
+# im2col, input gradient then weight gradient: 5x5 N=64 1 -> 2 112x112 3.90 / 15.5, 6.44 / 19.1;
+# N=16 3 -> 6 4.46 / 14.5, 5.07 / 14.9; 7x7 N=4 2 -> 8 128x128 3.56 / 6.55, 1.91 / 3.74; 3x3 N=32 3
+# -> 16 64x64 5.04 / 6.51, 3.25 / 6.10; 3x3x3 N=64 1 -> 16 8x14x14 12.2 / 14.3, 12.5 / 14.3. From
+# 24 output channels BLAS wins or ties: 3x3 3 -> 32 7.93 / 5.71 (the weight gradient 6.01 /
+# 6.89), 3 -> 48 11.3 / 7.65, 8.45 / 8.22; 5x5 1 -> 24 4.56 / 4.15, 3.68 / 3.10; MNIST 1 -> 32
+# ties. The input gradient's row was measured with AVX-512 from 32 output channels only.
+AUTO_FEW_INPUT_MIN_OUT_CHANNELS = 17
 AUTO_WEIGHT_TILES = 128  # F(2x2) tiles below which numba's weight gradient beats winograd's
 AUTO_WINOGRAD_WEIGHT_CHANNELS = 32  # per group each side, without AVX-512: winograd's own weight gradient
 
@@ -401,14 +411,41 @@ def _winograd_own_weight(g: Geometry) -> bool:
             and min(flat.c_in_g, flat.c_out_g) >= AUTO_WINOGRAD_WEIGHT_CHANNELS and _without_wide_tiles(g))
 
 
+def _few_inputs(g: Geometry) -> bool:
+    """One group of up to 4 input channels and ``AUTO_FEW_INPUT_MIN_OUT_CHANNELS`` output channels."""
+    return g.groups == 1 and g.c_in <= 4 and g.c_out >= AUTO_FEW_INPUT_MIN_OUT_CHANNELS
+
+
+# Without AVX-512, numba's input gradient at a stride (a stride-1 forward per phase of the input)
+# beats im2col's (a GEMM, then adding its columns back over every tap) where the output channels
+# are few for the taps: up to this many for every 9 taps (3x3: 32, 5x5: 88, 7x7: 174). Float32,
+# each pass alone, 7-9 interleaved rounds, 2 threads, an AVX2 Zen 3 (2026-12-04), ms numba /
+# im2col: 3x3 stride 2 N=32 64 -> 16 32x32 5.91 / 8.09, 128 -> 32 28x28 9.52 / 12.7; 5x5 stride 2
+# N=32 96 -> 16 17x17 7.18 / 17.9, N=16 64 -> 32 32x32 5.94 / 11.1, 64 -> 64 12.2 / 15.4, N=32 32
+# -> 32 17x17 3.99 / 8.10; 7x7 stride 2 N=1 192 -> 64 64x64 21.5 / 35.7, N=16 48 -> 128 17x17 11.7
+# / 13.9, N=2 128 -> 128 56x56 24.0 / 26.3. Past the line BLAS's: 3x3 stride 2 64 -> 64 56x56 36.0
+# / 34.3, 64 -> 128 18.6 / 15.6, 96 -> 192 23.3 / 16.3, 128 -> 256 58.6 / 37.4, 256 -> 512 102 /
+# 40.9; 1-D k5 stride 2 64 -> 128 64.1 / 49.1; 3x3x3 stride 2 64 -> 128 ties. The forward and
+# weight gradient of these layers stay BLAS's (``AUTO_RULES``' row without AVX-512).
+AUTO_FOLD_OUT_CHANNELS = 32  # per 9 taps: strided input gradients of at most this many run numba
+
+
+def _strided_few_outputs(g: Geometry) -> bool:
+    """One group, a stride, a kernel past 1x1 and at most ``AUTO_FOLD_OUT_CHANNELS`` output channels
+    per 9 taps (the 2-D call's), without AVX-512."""
+    taps = math.prod(as_2d(g).kernel)
+    return (g.groups == 1 and max(g.stride) > 1 and taps > 1 and 9 * g.c_out <= AUTO_FOLD_OUT_CHANNELS * taps
+            and _without_wide_tiles(g))
+
+
 AUTO_PASS_RULES: tuple[tuple[str, str, object, tuple[str, ...]], ...] = (
     ("grad_input", "1x1 kernel, one group: w's transpose times gy",
      lambda g: g.groups == 1 and math.prod(g.kernel) == 1, ("im2col", "numba")),
-    ("grad_input", "up to 4 input channels, one group", lambda g: g.groups == 1 and g.c_in <= 4,
-     ("im2col", "numba")),
-    ("grad_weight", "up to 4 input channels, one group, without AVX-512",
-     lambda g: g.groups == 1 and g.c_in <= 4 and _without_wide_tiles(g),
-     ("im2col", "numba")),
+    ("grad_input", "up to 4 input channels, 17+ output channels, one group", _few_inputs, ("im2col", "numba")),
+    ("grad_input", "at a stride, few output channels for the taps, one group, without AVX-512", _strided_few_outputs,
+     ("numba", "im2col")),
+    ("grad_weight", "up to 4 input channels, 17+ output channels, one group, without AVX-512",
+     lambda g: _few_inputs(g) and _without_wide_tiles(g), ("im2col", "numba")),
     ("grad_weight", "3x3 at stride 1, 48-127 F(2x2) tiles in the batch, numba's register tiles",
      lambda g: _few_weight_tiles(g) and _backend_says("numba", "register_tiles", g), ("numba", "im2col", "winograd")),
     ("grad_weight", "3x3 at stride 1, 48-127 F(2x2) tiles in the batch", _few_weight_tiles,
