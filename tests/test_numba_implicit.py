@@ -205,17 +205,24 @@ def test_the_implicit_product_leaves_its_inputs_alone_and_allocates_nothing_when
 # -- the forward ------------------------------------------------------------------------------------
 
 
+NARROW = not gemm.WIDE  # the forwards that AVX2's limits take and AVX-512's do not
+
+
 @pytest.mark.parametrize("x_shape, w_shape, kwargs, takes", [
     ((64, 1, 28, 28), (32, 1, 5, 5), {}, True),  # MNIST's first layer: 24-pixel rows, one 32-column tile
     ((32, 3, 32, 32), (64, 3, 3, 3), dict(padding=1), True),
     ((2, 8, 48, 48), (8, 8, 3, 3), dict(padding=2, dilation=2), True),
-    ((2, 9, 32, 32), (64, 9, 3, 3), dict(padding=1), False),  # input channels, over rows
+    # (without AVX-512 the limits are wider: ``FW_NARROW_LIMITS``)
+    ((2, 9, 32, 32), (64, 9, 3, 3), dict(padding=1), NARROW),  # input channels, over rows
+    ((2, 32, 32, 32), (64, 32, 3, 3), dict(padding=1), NARROW),
+    ((2, 33, 32, 32), (64, 33, 3, 3), dict(padding=1), False),
     ((2, 3, 32, 32), (5, 3, 3, 3), dict(padding=1), False),  # output channels: under one tile's rows
     ((2, 3, 14, 14), (64, 3, 3, 3), dict(padding=1), True),  # 14-pixel rows: 222 wide pixels in 7 tiles
     ((2, 64, 7, 7), (64, 64, 3, 3), dict(padding=1), True),  # 61 wide pixels in 2 tiles, 64 channels
-    ((2, 65, 7, 7), (64, 65, 3, 3), dict(padding=1), False),  # ... 65
-    ((2, 16, 5, 5), (16, 16, 3, 3), {}, False),  # 13 wide pixels for 9: a half tile wastes too much
-    ((2, 16, 9, 9), (16, 16, 3, 3), dict(padding=2, dilation=2), False),  # 113 for 81: likewise
+    ((2, 65, 7, 7), (64, 65, 3, 3), dict(padding=1), NARROW),  # ... 65
+    ((2, 16, 5, 5), (16, 16, 3, 3), {}, NARROW),  # 13 wide pixels for 9: a half tile wastes 0.78
+    ((2, 16, 9, 9), (16, 16, 3, 3), dict(padding=2, dilation=2), NARROW),  # 113 for 81: 0.58
+    ((2, 16, 3, 3), (16, 16, 3, 3), {}, False),  # 1 pixel in a half tile: 15
     ((2, 3, 32, 32), (64, 3, 3, 3), dict(stride=2), False),
     ((2, 4, 32, 32), (64, 2, 3, 3), dict(groups=2), False),
     ((0, 3, 32, 32), (64, 3, 3, 3), {}, False),
@@ -286,11 +293,30 @@ def test_implicit_forward_matches_longdouble(monkeypatch, xs, ws, kwargs, dtype,
     assert ran and set(ran) == {implicit.fw_part}
 
 
-# The implicit forward (few input channels) and the grouped one: (x, w, padding, groups, the
-# limit that sends the call to the packed kernels when set to 0)
+# Calls that only AVX2's limits (``FW_NARROW_LIMITS``) give the implicit forward: wide pixels of 80
+# channels past whole tiles with 0.63 of the columns wasted (both dtypes), the most waste taken
+# (0.78), rows of 32 input channels (float32's limit)
+NARROW_FORWARD_CASES = [
+    pytest.param((2, 80, 7, 7), (20, 80, 5, 5), dict(padding=2), (np.float32, np.float64), id="wide-80-channels"),
+    pytest.param((3, 16, 5, 5), (16, 16, 3, 3), {}, (np.float32, np.float64), id="wide-most-waste"),
+    pytest.param((2, 32, 6, 30), (16, 32, 3, 3), dict(padding=1), (np.float32,), id="rows-32-channels"),
+]
+
+
+@tiles
+@pytest.mark.skipif(gemm.WIDE, reason="AVX-512's limits: the cases above")
+@pytest.mark.parametrize("bias", [True, False])
+@pytest.mark.parametrize("xs, ws, kwargs, dtypes", NARROW_FORWARD_CASES)
+def test_implicit_forward_without_avx512_matches_longdouble(monkeypatch, xs, ws, kwargs, dtypes, bias):
+    for dtype in dtypes:
+        test_implicit_forward_matches_longdouble(monkeypatch, xs, ws, kwargs, dtype, bias)
+
+
+# The implicit forward (few input channels) and the grouped one: (x, w, padding, groups, and the
+# limit and value that send the call to the packed kernels)
 IMPLICIT_FORWARDS = [
-    pytest.param((7, 3, 32, 32), (24, 3, 5, 5), 2, 1, "FW_MAX_CHANNELS", id="implicit"),
-    pytest.param((5, 64, 14, 14), (64, 8, 3, 3), 1, 8, "GROUPED_MAX_CHANNELS", id="grouped"),
+    pytest.param((7, 3, 32, 32), (24, 3, 5, 5), 2, 1, ("_fw_limits", lambda itemsize: (0, 0, 0.0)), id="implicit"),
+    pytest.param((5, 64, 14, 14), (64, 8, 3, 3), 1, 8, ("GROUPED_MAX_CHANNELS", 0), id="grouped"),
 ]
 
 
@@ -319,7 +345,7 @@ def test_the_forward_with_non_finite_values_matches_the_packed_kernels(monkeypat
     else:
         w[3, 1, 0, 0 if where == "w-padding-tap" else 1] = np.nan
     got = fastconv.conv2d(x, w, padding=1, groups=groups, backend="numba")
-    monkeypatch.setattr(implicit, limit, 0)
+    monkeypatch.setattr(implicit, *limit)
     fastconv.backends.get("numba").forget_kernels()
     want = fastconv.conv2d(x, w, padding=1, groups=groups, backend="numba")
     same = np.isfinite(want)
@@ -347,8 +373,9 @@ def test_the_implicit_forward_leaves_its_inputs_alone_and_allocates_nothing_when
 @pytest.mark.parametrize("x_shape, w_shape, kwargs, takes", [
     ((2, 16, 7, 7), (16, 16, 3, 3), dict(padding=1), True),  # wide pixels: 16 -> 16 channels
     ((2, 64, 32, 32), (8, 64, 3, 3), dict(padding=1), True),  # by rows: 8 -> 64
-    ((2, 64, 32, 32), (9, 64, 3, 3), dict(padding=1), False),  # 9 over rows
-    ((2, 16, 7, 7), (65, 16, 3, 3), dict(padding=1), False),  # 65 over wide pixels
+    ((2, 64, 32, 32), (9, 64, 3, 3), dict(padding=1), NARROW),  # 9 over rows (``FW_NARROW_LIMITS``: 32)
+    ((2, 64, 32, 32), (33, 64, 3, 3), dict(padding=1), False),
+    ((2, 16, 7, 7), (65, 16, 3, 3), dict(padding=1), NARROW),  # 65 over wide pixels
     ((2, 5, 7, 7), (16, 5, 3, 3), dict(padding=1), False),  # gx's 5 channels: under one tile's rows
     ((2, 16, 7, 7), (16, 16, 3, 3), dict(padding=3), False),  # padded past the kernel's reach
     ((2, 16, 14, 14), (16, 16, 3, 3), dict(padding=1, stride=2), False),

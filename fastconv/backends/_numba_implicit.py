@@ -51,6 +51,7 @@ on the whole array's kernel (``numba_jit.whole_choices``).
 """
 
 import functools
+import math
 
 import numpy as np
 
@@ -119,6 +120,29 @@ FW_WIDE_MAX_WASTE = 0.5
 # first layer 0.89 / 1.35; N=32 3 -> 64 channels 32x32 0.56 / 0.94, 8 -> 32 0.94 / 1.46; N=16 3 ->
 # 64 56x56 0.74 / 0.92; wide pixels, N=32 padded 3x3, min ms: 7x7 C=16 0.20 / 0.24, C=32 0.46 /
 # 0.63, C=64 1.32 / 2.05; 10x10 C=32 0.60 / 0.88, C=64 1.89 / 2.93.
+# Without AVX-512 the limits above (drawn on a Zen 4, whose packed kernels run 512-bit vectors)
+# keep too many calls on the packed kernels. On AVX2 the wide pixels won at every channel count and
+# up to 0.92 of their columns wasted, and rows of up to 32 input channels won too (an AVX2 Zen 3, 2
+# threads, float32, forward ms, these tiles / the packed kernels, 7 interleaved rounds,
+# 2026-12-04). Wide pixels: 3x3 N=32 C=64 5x5 0.97 / 1.96, C=96 1.76 / 3.65, C=128 7x7 5.6 / 8.6,
+# C=192 13.1 / 22.4, N=8 C=256 14x14 15.4 / 16.6; 5x5 N=32 C=256 7x7 79 / 133, N=16 C=96 4.6 /
+# 7.1, C=128 14x14 25.7 / 36.7, N=64 C=48 7x7 6.4 / 10.7, N=32 C=64 9x9 7.9 / 12.9, N=4 C=160
+# 10x10 5.1 / 7.1; 7x7 N=16 32 -> 64 10x10 5.1 / 6.9. Rows: 5x5 N=8 32 -> 64 28x28 6.0 / 7.8, N=8
+# 16 -> 32 56x56 6.4 / 7.5; 7x7 N=8 C=32 28x28 6.5 / 8.1; 3x3 N=16 C=32 28x28 2.19 / 2.43; 1-D k5
+# N=16 C=32 11.2 / 13.0 (16 channels over 56x56 tie: 3.52 / 3.38). Rows of 64 channels and more
+# won on 5x5 and 7x7 kernels (0.86-0.88) but lost on 3x3 ones (1.0-1.3, 9 rounds; 3x3x3 with 64
+# channels 1.32): left to the packed kernels. In float64 (the same runs, 7 rounds) the wide pixels
+# won up to 128 channels (3x3 N=32 C=64 5x5 2.63 / 6.37, C=128 7x7 22.0 / 23.8 and the input
+# gradient 19.1 / 25.4; 5x5 N=16 C=96 7x7 16.2 / 24.1) but not at 256 (14x14: 69.8 / 62.9), and
+# rows of 32 channels lost (3x3 N=16 28x28 11.8 / 6.1). Per bytes an element: ``(rows' channels,
+# wide pixels' channels, wide pixels' waste)``.
+FW_NARROW_LIMITS = {4: (32, math.inf, 1.0), 8: (FW_MAX_CHANNELS, 128, 1.0)}
+
+
+def _fw_limits(itemsize):
+    """``(FW_MAX_CHANNELS, FW_WIDE_MAX_CHANNELS, FW_WIDE_MAX_WASTE)`` with AVX-512's tiles, else
+    ``FW_NARROW_LIMITS`` for the dtype's ``itemsize``."""
+    return (FW_MAX_CHANNELS, FW_WIDE_MAX_CHANNELS, FW_WIDE_MAX_WASTE) if _gemm.WIDE else FW_NARROW_LIMITS[itemsize]
 
 
 def forward_applies(geom, itemsize, by_size=None) -> bool:
@@ -133,10 +157,11 @@ def forward_applies(geom, itemsize, by_size=None) -> bool:
         return False
     if by_size is not None:
         return by_size
+    rows_channels, wide_channels, _ = _fw_limits(itemsize)
     by_rows, wide = _fw_fill(geom, itemsize)
     if by_rows:
-        return geom.c_in <= FW_MAX_CHANNELS
-    return wide and geom.c_in <= FW_WIDE_MAX_CHANNELS
+        return geom.c_in <= rows_channels
+    return wide and geom.c_in <= wide_channels
 
 
 def forward_wide(geom, itemsize) -> bool:
@@ -148,15 +173,16 @@ def forward_wide(geom, itemsize) -> bool:
 
 def _fw_fill(geom, itemsize):
     """Whether an image's output fills ``fw_part``'s tiles well ``(by rows, by wide pixels)``: at most
-    ``FW_MAX_WASTE`` and ``FW_WIDE_MAX_WASTE`` of their columns past it, a half-width tile counted
-    half. Counted in AVX-512's tiles on every CPU, so that a call takes the same kernel everywhere
-    (its tests' expectations with it): AVX2's tiles, half as wide, waste at most as many columns."""
+    ``FW_MAX_WASTE`` and the wide pixels' waste (``_fw_limits``) of their columns past it, a
+    half-width tile counted half. Counted in AVX-512's tiles on every CPU, so that the tiles' width
+    moves no call from one kernel to another: AVX2's tiles, half as wide, waste at most as many
+    columns."""
     nr = _gemm.WIDE_ROW_BYTES // itemsize
     oh, ow = geom.oh, geom.ow
     k_img = (oh - 1) * (ow + (geom.kw - 1) * geom.dil_w) + ow
     whole, left = divmod(k_img, nr)
     wide = whole * nr + (0 if not left else nr // 2 if 2 * left <= nr else nr)
-    return (oh * -(-ow // nr) * nr <= (1 + FW_MAX_WASTE) * oh * ow, wide <= (1 + FW_WIDE_MAX_WASTE) * oh * ow)
+    return (oh * -(-ow // nr) * nr <= (1 + FW_MAX_WASTE) * oh * ow, wide <= (1 + _fw_limits(itemsize)[2]) * oh * ow)
 
 
 class Plan:
