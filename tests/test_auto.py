@@ -70,12 +70,24 @@ def _tiles() -> bool:
     return _numba_gemm.WIDE
 
 
+def _narrow_tiles() -> bool:
+    """Whether numba's register tiles run here on AVX2 (no AVX-512)."""
+    try:
+        from fastconv.backends import _numba_gemm
+    except ImportError:  # no numba
+        return False
+    return _numba_gemm.TILES and not _numba_gemm.WIDE
+
+
 # 1x1 kernels at unit stride, unpadded, in one group: numba's register tiles where the CPU has
 # AVX-512, else BLAS's products on few pixels or many channels
 PRODUCT = "numba" if _tiles() else "im2col"
 # 48+ channels at a stride or with fewer than 9 taps: numba's register tiles or packed loops where the
 # CPU has AVX-512, else BLAS's products (numba's loops then run BLAS's vector width)
 FEW_TAPS = "numba" if _tiles() else "im2col"
+# strided layers of many channels on numba's patches: on AVX2's tiles too, their input gradient
+# always, their forward (and a 3-D call's weight gradient) over 768+ reduction steps (3x3x3 from 64 channels)
+PATCHES = "numba" if _tiles() or _narrow_tiles() else "im2col"
 # 3x3 at stride 1 with 64+ channels per group: winograd, its products on those tiles or on BLAS
 TILED_3X3 = "winograd"
 # ... but numba on small images where its implicit forward runs both passes (those tiles too);
@@ -123,7 +135,7 @@ def test_rule_with_every_backend(installed, geom, expected):
                                             (GROUPED, "numba"),
                                             (SMALL_IMAGES_FEW_CHANNELS, "numba"), (SMALL_IMAGES_GROUPED, "numba"),
                                             (POINTWISE_SMALL_IMAGES, PRODUCT), (SMALL, "numba"),
-                                            (VOLUME_STRIDED, FEW_TAPS), (VOLUME_SMALL_PLANES, "winograd"),
+                                            (VOLUME_STRIDED, PATCHES), (VOLUME_SMALL_PLANES, "winograd"),
                                             (VOLUME, TILED_3X3), (VOLUME_PLANES, TILED_3X3),
                                             (DILATED, TILED_3X3), (DILATED_SMALL_PHASES, "numba"),
                                             (DILATED_FEW_CHANNELS, "numba"),
@@ -148,8 +160,8 @@ STEM_GROUPED = Geometry.from_args((2, 8, 64, 64), (16, 4, 7, 7), stride=2, paddi
 @pytest.mark.parametrize("geom, forward, grad_input, grad_weight", [
     (POINTWISE, FEW_TAPS, "im2col", FEW_TAPS), (STEM, "numba", "im2col", "numba" if _tiles() else "im2col"),
     (WEIGHT_FEW_TILES, "winograd", "winograd", "numba" if _tiles() else "im2col"),
-    (STRIDED, FEW_TAPS, FEW_TAPS, "im2col"),
-    (VOLUME_STRIDED, FEW_TAPS, FEW_TAPS, FEW_TAPS), (DEPTHWISE, "numba", "numba", "numba"),
+    (STRIDED, FEW_TAPS, PATCHES, "im2col"), (VOLUME_STRIDED, PATCHES, PATCHES, PATCHES),
+    (DEPTHWISE, "numba", "numba", "numba"),
     (SMALL, "numba", "numba", "numba"), (DENSE, TILED_3X3, TILED_3X3, TILED_3X3),
     (STEM_GROUPED, "numba", "numba", "numba"), (STEM_FEW_OUTPUTS, "numba", "numba", "numba")])
 def test_each_pass_takes_its_own_pick(installed, geom, forward, grad_input, grad_weight):
@@ -199,6 +211,24 @@ def test_without_wide_tiles_the_weight_gradient_of_few_input_channels_runs_blas(
     assert (backends.choose(geom, np.float32, pass_="grad_input") == "im2col") is blas
 
 
+@pytest.mark.parametrize("geom, forward, grad_input", [
+    (Geometry.from_args((8, 96, 14, 14), (192, 96, 3, 3), stride=2, padding=1), "numba", "numba"),  # 864 steps
+    (Geometry.from_args((8, 86, 14, 14), (192, 86, 3, 3), stride=2, padding=1), "numba", "numba"),  # the line: 774
+    (Geometry.from_args((8, 85, 14, 14), (192, 85, 3, 3), stride=2, padding=1), "im2col", "numba"),  # 765
+    (Geometry.from_args((8, 64, 28, 28), (128, 64, 3, 3), stride=2, padding=1), "im2col", "numba"),  # 576
+    (Geometry.from_args((8, 256, 1000), (128, 256, 3), stride=2, padding=1), "im2col", "im2col")])  # 1-D
+def test_without_wide_tiles_patches_take_long_reductions_and_strided_input_gradients(tiles, monkeypatch, geom,
+                                                                                     forward, grad_input):
+    """Without AVX-512 numba's patches run the forward of 2-D and 3-D layers over 768+ reduction
+    steps (``AUTO_NARROW_PATCHES_REDUCTION``) and their input gradient; with AVX-512 both wherever
+    the patches apply."""
+    numba_jit = tiles(False, "reference", "im2col", "numba")
+    monkeypatch.setattr(numba_jit, "patches", lambda geom: True)
+    assert [backends.choose(geom, np.float32, pass_=p) for p in backends.PASSES[:2]] == [forward, grad_input]
+    tiles(True, "reference", "im2col", "numba")
+    assert backends.choose(geom, np.float32) == "numba"
+
+
 @pytest.mark.parametrize("wide", [False, True])
 @pytest.mark.parametrize("geom, own", [
     (Geometry.from_args((8, 64, 32, 32), (32, 64, 3, 3), stride=2, padding=1), True),
@@ -214,9 +244,8 @@ def test_without_wide_tiles_strided_input_gradients_of_few_outputs_run_numba(til
     taps runs numba's phases without AVX-512; the forward and weight gradient keep their rows."""
     tiles(wide, "reference", "im2col", "numba")
     assert backends._strided_few_outputs(geom) is (own and not wide)
-    picks = [backends.choose(geom, np.float32, pass_=p) for p in backends.PASSES]
-    if own and not wide:
-        assert picks == ["im2col", "numba", "im2col"]
+    if own and not wide:  # (the forward: im2col's, or numba's patches over a long reduction)
+        assert [backends.choose(geom, np.float32, pass_=p) for p in backends.PASSES[1:]] == ["numba", "im2col"]
 
 
 @pytest.mark.parametrize("wide", [False, True])

@@ -18,7 +18,7 @@ pytest.importorskip("numba")
 numba_jit = fastconv.backends.get("numba")
 from fastconv.backends import _numba_kernels as packed  # noqa: E402  (needs numba)
 from fastconv.backends import _numba_patches as patches  # noqa: E402
-from tests.test_numba_gemm import _rand, wide  # noqa: E402  (the same tiles, the same skip)
+from tests.test_numba_gemm import _rand, tiles  # noqa: E402  (the same tiles, the same skip)
 
 
 @pytest.mark.parametrize("kh, kw, sh, sw, groups, c_in, c_out, ow, takes", [
@@ -41,7 +41,10 @@ from tests.test_numba_gemm import _rand, wide  # noqa: E402  (the same tiles, th
     (1, 1, 2, 2, 1, 256, 256, 7, False),   # one tap: the 1x1 products
 ])
 def test_which_calls_take_the_patches(kh, kw, sh, sw, groups, c_in, c_out, ow, takes):
-    assert patches.applies(kh, kw, sh, sw, groups, c_in, c_out, ow) == (takes and patches._gemm.WIDE)
+    # at a stride on any register tiles; at stride 1 (measured there only) on AVX-512's
+    gemm = patches._gemm
+    assert patches.applies(kh, kw, sh, sw, groups, c_in, c_out, ow) == (
+        takes and gemm.TILES and (sh * sw > 1 or gemm.WIDE))
 
 
 def test_a_dilated_kernel_pads_the_packed_rows_more():
@@ -87,7 +90,7 @@ PASSES = {"forward": lambda x, w, gy, geom: numba_jit.forward(x, w, geom),
           "grad_weight": lambda x, w, gy, geom: numba_jit.grad_weight(gy, x, geom)}
 
 
-@wide
+@tiles
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("xs, ws, kwargs", CASES)
 def test_the_patches_match_the_reference(monkeypatch, xs, ws, kwargs, dtype):
@@ -100,12 +103,12 @@ def test_the_patches_match_the_reference(monkeypatch, xs, ws, kwargs, dtype):
         with fastconv.threads(threads):
             for name, run in PASSES.items():
                 assert_close(run(x, w, gy, geom), wants[name], dtype, what=f"{name}, {threads} threads")
-    assert "forward" in ran
     strided = geom.stride != (1, 1)  # at stride 1: numba's implicit products, the one phase's forward
+    assert ("forward" in ran) == (strided or patches._gemm.WIDE)  # at stride 1 with AVX-512 only
     assert ("grad_weight" in ran) == strided and ("grad_input" in ran) == strided
 
 
-@wide
+@tiles
 def test_the_forward_has_the_same_bits_on_any_number_of_threads_and_the_weight_gradient_on_the_same():
     # a forward sum is one tile's, whichever item holds its pixel; the weight gradient's slices are
     # whole rounds of the threads, added in order
@@ -122,7 +125,7 @@ def test_the_forward_has_the_same_bits_on_any_number_of_threads_and_the_weight_g
         assert np.array_equal(first, again)
 
 
-@wide
+@tiles
 @pytest.mark.parametrize("where", ["w", "x", "gy"])
 def test_non_finite_values_give_the_packed_kernels_result(monkeypatch, where):
     # the columns hold the padding's zeros, so inf * 0 gives NaN where the reference's sum over the
@@ -143,7 +146,7 @@ def test_non_finite_values_give_the_packed_kernels_result(monkeypatch, where):
         np.testing.assert_allclose(have[fin], want[fin], rtol=1e-4, atol=1e-4 * np.abs(want[fin]).max(), err_msg=name)
 
 
-@wide
+@tiles
 @pytest.mark.parametrize("threads", [1, 3])
 @pytest.mark.parametrize("name", list(PASSES))
 def test_extra_memory_stays_under_budget(budget, use_threads, monkeypatch, name, threads):
@@ -162,7 +165,7 @@ def test_extra_memory_stays_under_budget(budget, use_threads, monkeypatch, name,
                                                    else (gy, x)), geom), np.float32)
 
 
-@wide
+@tiles
 def test_a_call_whose_scratch_passes_the_budget_takes_the_packed_kernels(budget, monkeypatch):
     geom = Geometry.from_args((4, 64, 14, 14), (128, 64, 3, 3), stride=2, padding=1)
     x, w = _rand(geom.x_shape, np.float32, 0), _rand(geom.w_shape, np.float32, 1)
@@ -177,7 +180,7 @@ def test_a_call_whose_scratch_passes_the_budget_takes_the_packed_kernels(budget,
     np.testing.assert_allclose(low, high, rtol=1e-4, atol=1e-4 * np.abs(high).max())
 
 
-@wide
+@tiles
 def test_the_patches_leave_their_inputs_alone_and_allocate_nothing_when_warm():
     geom = Geometry.from_args((2, 32, 9, 9), (64, 32, 3, 3), stride=2, padding=1)
     x, w, gy, bias = (_rand(s, np.float32, i) for i, s in enumerate((geom.x_shape, geom.w_shape, geom.y_shape,
@@ -196,7 +199,7 @@ def test_the_patches_leave_their_inputs_alone_and_allocate_nothing_when_warm():
         assert np.array_equal(a, b)
 
 
-@wide
+@tiles
 def test_warmup_compiles_every_kernel_the_patches_run():
     # auto's first strided call must not wait for a compile: warmup's steps cover the layouts of
     # every argument (chunks of the transposed kernel's rows, a stride-1 input gradient's phase)

@@ -252,6 +252,28 @@ def _blas_without_wide_tiles(geom: Geometry) -> bool:
             and _without_wide_tiles(geom))
 
 
+# Without AVX-512 numba's patches (strided layers of 64+ output channels a group, on AVX2's tiles)
+# beat im2col's forward only over a long reduction: float32, each pass alone, 7 interleaved rounds,
+# 2 threads, an AVX2 Zen 3 (2026-12-04), forward ms numba / im2col by input channels x taps: 3x3
+# stride 2 N=64 96 -> 192 14x14 (864) 9.8 / 14.3, N=32 128 -> 256 28x28 (1152) 27.6 / 28.1, 256 ->
+# 512 14x14 (2304) 31.3 / 32.9, N=8 192 -> 128 40x40 (1728) 11.8 / 12.7; 5x5 stride 2 N=8 128 -> 64
+# 24x24 (3200) 6.05 / 7.10; 7x7 stride 2 N=2 128 -> 128 56x56 (6272) 22.2 / 28.1, N=16 48 -> 128
+# 17x17 (2352) 6.3 / 6.6; but 64 -> 64 56x56 (576) 24.0 / 19.3, 64 -> 128 28x28 (576) 8.8 / 8.9, 32 ->
+# 64 64x64 (288) 10.6 / 8.6, 1-D k5 64 -> 128 (320) 53.7 / 48.9. Their input gradient, the patches'
+# adjoint, won on every 2-D and 3-D layer measured (``AUTO_PASS_RULES``).
+AUTO_NARROW_PATCHES_REDUCTION = 768  # input channels a group x taps from which the forward takes them
+
+
+def _on_patches(g: Geometry) -> bool:
+    """numba's patches run the call (``numba_jit.patches``): with AVX-512 wherever they apply,
+    without it on 2-D and 3-D calls of ``AUTO_NARROW_PATCHES_REDUCTION`` reduction steps."""
+    if not _backend_says("numba", "patches", g):
+        return False
+    flat = as_2d(g)
+    return not _without_wide_tiles(g) or (
+        g.ndim >= 2 and flat.c_in_g * math.prod(flat.kernel) >= AUTO_NARROW_PATCHES_REDUCTION)
+
+
 def _backend_says(name: str, question: str, geom: Geometry) -> bool:
     """Backend ``name``'s own answer to ``question`` (a function of the geometry in its module)
     for this call; False when it is not installed."""
@@ -332,7 +354,7 @@ AUTO_RULES: tuple[tuple[str, object, tuple[str, ...]], ...] = (
     # 26 (with the input gradient as the patches' adjoint) against 43-48; 28x28 128 -> 256
     # forward 10.2 / 18.8
     ("strided or short rows, many channels: columns of patches on numba's register tiles",
-     lambda g: _backend_says("numba", "patches", g), ("numba", "im2col")),
+     _on_patches, ("numba", "im2col")),
     ("without AVX-512, 48+ channels: strided or fewer than 9 taps on BLAS", _blas_without_wide_tiles,
      ("im2col", "numba")),
     ("1x1 kernel, few pixels or many channels", lambda g: math.prod(as_2d(g).kernel) == 1 and (
@@ -444,6 +466,8 @@ AUTO_PASS_RULES: tuple[tuple[str, str, object, tuple[str, ...]], ...] = (
     ("grad_input", "up to 4 input channels, 17+ output channels, one group", _few_inputs, ("im2col", "numba")),
     ("grad_input", "at a stride, few output channels for the taps, one group, without AVX-512", _strided_few_outputs,
      ("numba", "im2col")),
+    ("grad_input", "2-D and 3-D on numba's patches (at a stride, many channels), without AVX-512",
+     lambda g: g.ndim >= 2 and _backend_says("numba", "patches", g) and _without_wide_tiles(g), ("numba", "im2col")),
     ("grad_weight", "up to 4 input channels, 17+ output channels, one group, without AVX-512",
      lambda g: _few_inputs(g) and _without_wide_tiles(g), ("im2col", "numba")),
     ("grad_weight", "3x3 at stride 1, 48-127 F(2x2) tiles in the batch, numba's register tiles",

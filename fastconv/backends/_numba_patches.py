@@ -40,10 +40,12 @@ def applies(kh, kw, sh, sw, groups, c_in, c_out, ow, dil_w=1, by_size=None) -> b
     ``by_size`` (a bool), that answer replaces the one by the rows' width at stride 1 (a chunk of
     a larger array takes the kernels where the whole array's call does)."""
     cg, kg = c_in // groups, c_out // groups
-    if not _gemm.WIDE or kh * kw == 1 or kg < MIN_OUT_CHANNELS or cg * kh * kw < MIN_REDUCTION:
+    if not _gemm.TILES or kh * kw == 1 or kg < MIN_OUT_CHANNELS or cg * kh * kw < MIN_REDUCTION:
         return False
     if sh * sw > 1:
         return True
+    if not _gemm.WIDE:  # at stride 1 measured against the packed kernels with AVX-512 only
+        return False
     return _stride1_pays(cg * kh * kw, kg, ow, ow + (kw - 1) * dil_w) if by_size is None else by_size
 
 

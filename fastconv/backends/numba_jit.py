@@ -124,9 +124,9 @@ def matrix_product(geom) -> bool:
 
 def register_tiles(geom) -> bool:
     """Whether this CPU runs every kernel of numba's that has them on ``_numba_gemm``'s register
-    tiles (AVX-512; with AVX2 the implicit forward and weight gradient do, not the 1x1, grouped and
-    patches kernels), whatever the call: for ``"auto"``, whose measurements of numba's kernels hold
-    with them."""
+    tiles (AVX-512; with AVX2 the implicit forward and weight gradient and the strided patches do,
+    not the 1x1, grouped and stride-1 patches kernels), whatever the call: for ``"auto"``, whose
+    measurements of numba's kernels hold with them."""
     return _gemm.WIDE
 
 
