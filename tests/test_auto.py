@@ -211,6 +211,20 @@ def test_without_wide_tiles_the_weight_gradient_of_few_input_channels_runs_blas(
     assert (backends.choose(geom, np.float32, pass_="grad_input") == "im2col") is blas
 
 
+@pytest.mark.parametrize("geom, blas", [
+    (Geometry.from_args((8, 24, 56, 56), (24, 24, 1, 1)), True),
+    (Geometry.from_args((8, 8, 56, 56), (16, 8, 1, 1)), True),
+    (Geometry.from_args((8, 16, 56, 56), (64, 16, 1, 1), stride=2), True),
+    (Geometry.from_args((16, 32, 4096), (32, 32, 1)), False),  # 1-D and 3-D: numba's weight gradient won
+    (Geometry.from_args((8, 24, 8, 28, 28), (48, 24, 1, 1, 1)), False),
+    (Geometry.from_args((8, 32, 56, 56), (32, 16, 1, 1), groups=2), False)])  # untimed
+def test_without_wide_tiles_2d_pointwise_layers_run_blas(tiles, monkeypatch, geom, blas):
+    """Without AVX-512, 2-D 1x1 kernels of one group run im2col below 48 channels too."""
+    tiles(False, "reference", "im2col", "numba")
+    picks = [backends.choose(geom, np.float32, pass_=p) for p in backends.PASSES]
+    assert (picks == ["im2col"] * 3) is blas
+
+
 @pytest.mark.parametrize("geom, forward, grad_input", [
     (Geometry.from_args((8, 96, 14, 14), (192, 96, 3, 3), stride=2, padding=1), "numba", "numba"),  # 864 steps
     (Geometry.from_args((8, 86, 14, 14), (192, 86, 3, 3), stride=2, padding=1), "numba", "numba"),  # the line: 774

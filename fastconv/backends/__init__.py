@@ -357,6 +357,16 @@ AUTO_RULES: tuple[tuple[str, object, tuple[str, ...]], ...] = (
      _on_patches, ("numba", "im2col")),
     ("without AVX-512, 48+ channels: strided or fewer than 9 taps on BLAS", _blas_without_wide_tiles,
      ("im2col", "numba")),
+    # (Below 48 channels too, 2-D 1x1 kernels: float32, each pass alone, 7 interleaved rounds, 2
+    # threads, an AVX2 Zen 3 (2026-12-04), ms im2col / numba, forward, input gradient, weight
+    # gradient: N=32 16 -> 64 56x56 3.55 / 5.69, 3.09 / 8.17, 5.77 / 6.52; 24 -> 24 2.21 / 3.53, 2.82
+    # / 3.37, 5.17 / 6.94; 32 -> 32 28x28 1.55 / 1.61, 1.35 / 1.56, 2.27 / 2.63; N=16 40 -> 80 40x40
+    # 3.04 / 3.12, 2.78 / 3.10, 3.88 / 4.87; 8 -> 16 and 16 -> 16 56x56, 12 -> 24 112x112 forward ties,
+    # the gradients 1.02-1.75x. A 1-D or 3-D call's 1x1 weight gradient ran faster on numba: 1-D 32
+    # channels over 4096 3.05 / 4.26, 1x1x1 24 -> 48 8x28x28 3.38 / 4.36; those stay numba's.)
+    ("without AVX-512, 2-D 1x1 kernels of one group on BLAS",
+     lambda g: g.ndim == 2 and g.groups == 1 and math.prod(g.kernel) == 1 and _without_wide_tiles(g),
+     ("im2col", "numba")),
     ("1x1 kernel, few pixels or many channels", lambda g: math.prod(as_2d(g).kernel) == 1 and (
         _pixels(g) < AUTO_IM2COL_BELOW_PIXELS or _many_channels(g)), ("im2col", "numba")),
     ("few pixels per image, many channels", _blas_shaped, ("im2col", "numba")),
