@@ -17,18 +17,25 @@ RNG = np.random.default_rng(11)
 
 
 def _flat(geom):
-    return dw._dw_layout(geom.n, geom.c_in, geom.ih, geom.iw, geom.kh, geom.kw, geom.oh, geom.ow, geom.sh,
+    flat = dw._dw_layout(geom.n, geom.c_in, geom.ih, geom.iw, geom.kh, geom.kw, geom.oh, geom.ow, geom.sh,
                          geom.sw, geom.pl, geom.dil_h, geom.dil_w, 2).flat
+    assert flat == dw.takes_flat(geom.sh, geom.sw, geom.iw, geom.ow, geom.oh, geom.kw, geom.dil_w)  # said twice
+    return flat
 
 
-# (x shape, kernel, multiplier, kwargs, path): "flat" keeps the width at stride 1
+# (x shape, kernel, multiplier, kwargs, path): "flat" keeps the width at stride 1, with a kernel at
+# most 3 wide (``FLAT_MAX_REACH``) or planes of one row
 CASES = [
     ((2, 3, 7, 9), (3, 3), 1, dict(padding=1), "flat"),
-    ((2, 3, 7, 9), (3, 3), 1, dict(padding="same", dilation=2), "flat"),
-    ((1, 2, 6, 5), (5, 5), 2, dict(padding=2), "flat"),
-    ((1, 2, 6, 5), (1, 5), 1, dict(padding=((0, 0), (4, 0))), "flat"),       # causal: every dx < 0
+    ((2, 3, 7, 9), (3, 3), 1, dict(padding="same", dilation=2), "packed"),  # 5 wide: the packed path
+    ((1, 2, 6, 5), (5, 5), 2, dict(padding=2), "packed"),
+    ((1, 2, 6, 5), (1, 5), 1, dict(padding=((0, 0), (4, 0))), "packed"),
+    ((1, 2, 6, 5), (1, 3), 1, dict(padding=((0, 0), (2, 0))), "flat"),       # causal: every dx < 0
+    ((1, 2, 6, 5), (3, 3), 1, dict(padding=((1, 1), (0, 2))), "flat"),       # every dx > 0
     ((1, 2, 6, 5), (3, 3), 1, dict(padding=((3, 3), (0, 2))), "flat"),       # taps wholly in the padding
-    ((1, 2, 4, 3), (3, 7), 3, dict(padding=((1, 1), (3, 3))), "flat"),       # |dx| up to the width
+    ((1, 2, 4, 2), (3, 3), 3, dict(padding=((1, 1), (2, 0))), "flat"),       # |dx| up to the width
+    ((1, 2, 1, 9), (1, 7), 1, dict(padding=((0, 0), (3, 3))), "flat"),       # one row: flat at any width
+    ((1, 2, 4, 3), (3, 7), 3, dict(padding=((1, 1), (3, 3))), "packed"),
     ((2, 4, 9, 8), (3, 3), 1, dict(padding=0), "packed"),
     ((2, 4, 9, 8), (3, 3), 1, dict(stride=2, padding=1), "packed"),
     ((1, 3, 11, 10), (5, 5), 2, dict(stride=(2, 3), padding=(2, 1), dilation=(1, 2)), "packed"),

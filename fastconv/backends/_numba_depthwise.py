@@ -8,7 +8,8 @@ multiply-adds per row) paid mostly for packing and bookkeeping (6 GMAC/s on one 
 C=128, 28x28, 3x3). Here each task is one input plane (a band of rows when it is large) and the
 output channels that read it:
 
-- "flat" (stride 1, and padding that keeps the width: ``OW == W``, e.g. ``padding="same"``): no
+- "flat" (stride 1, padding that keeps the width: ``OW == W``, e.g. ``padding="same"``, and a
+  kernel at most 3 wide or planes of one row: ``FLAT_MAX_REACH``): no
   copy at all. With equal row widths every tap is one contiguous run ``y[o] += w * x[o + shift]``
   over the plane's rows (restricted to the rows whose tap row lies inside), written straight into
   ``y``. Where a run crosses a row end it would add the neighbouring row's edge pixel in place of
@@ -58,10 +59,26 @@ DwLayout = namedtuple("DwLayout", [
 ])
 
 
+# The flat path saves and restores the |dx| outputs at each row's ends for every tap, a strided
+# loop that a wide kernel on small planes pays more for than its multiply-adds: it runs kernels of
+# at most this reach across (3x3: 2), the packed path the rest. Two threads, float32, forward ms
+# flat / packed (the packed one then over a column more and copied back), 2026-12-04, an AVX2 Zen
+# 3: 7x7 N=16 C=256 14x14 5.33 / 2.98, C=384 7x7 4.57 / 2.00, N=8 C=192 28x28 5.39 / 4.24, C=96
+# 56x56 6.53 / 5.48, C=64 112x112 18.6 / 14.4; 5x5 C=256 14x14 2.40 / 2.13; but 3x3 14x14 1.07 /
+# 1.68, 28x28 2.47 / 5.11, 112x112 4.75 / 10.7. A plane of one row (1-D) has no row ends to fix:
+# flat at any reach, as before.
+FLAT_MAX_REACH = 2
+
+
+def takes_flat(sh, sw, iw, ow, oh, kw, dil_w) -> bool:
+    """Whether ``_depthwise_part`` takes the flat path (``_dw_layout`` asks the same)."""
+    return sh == 1 and sw == 1 and ow == iw and ((kw - 1) * dil_w <= FLAT_MAX_REACH or oh == 1)
+
+
 @njit(**_JIT)
 def _dw_layout(n, c_in, ih, iw, kh, kw, oh, ow, sh, sw, pl, dil_h, dil_w, nthreads):  # pragma: no cover
     """How ``_depthwise_part`` cuts its work and scratch; shared with ``_dw_scratch``."""
-    flat = sh == 1 and sw == 1 and ow == iw
+    flat = sh == 1 and sw == 1 and ow == iw and ((kw - 1) * dil_w <= FLAT_MAX_REACH or oh == 1)  # takes_flat
     hq, wq = _packed_dims(oh, ow, kh, kw, sh, sw, dil_h, dil_w)
     rows = oh if flat else min(oh, max(1, TILE // wq))  # the accumulator stays in L1
     nband = (oh + rows - 1) // rows

@@ -416,11 +416,11 @@ def _depthwise(groups, c_in_g) -> bool:
 def _run_depthwise(x, w, y, bias, c, flat):
     """``_dw._depthwise_part`` on the forward call ``c`` into the C-contiguous ``y``, on its
     ``flat`` path or its packed one; ``bias`` None: zeros. The kernel takes the flat path where
-    the output keeps the input's width at stride 1: a chunk of an array whose call took the other
-    path (``_forward_kernel``) runs over an output as wide as its input (flat) or one column wider
-    (packed), of which it keeps ``y``'s columns."""
+    the output keeps the input's width at stride 1 and the kernel is narrow (``_dw.takes_flat``):
+    a chunk of an array whose call took the other path (``_forward_kernel``) runs over an output
+    as wide as its input (flat) or one column wider (packed), of which it keeps ``y``'s columns."""
     width = y.shape[3]
-    if flat != (c.sh == c.sw == 1 and x.shape[3] == width):
+    if flat != _dw.takes_flat(c.sh, c.sw, x.shape[3], width, y.shape[2], w.shape[3], c.dil_w):
         width = x.shape[3] + (not flat)
     size = y.size // y.shape[3] * width
     out = y if width == y.shape[3] else _scratch("wide", size, y.dtype)[:size].reshape(*y.shape[:3], width)
@@ -475,7 +475,8 @@ def _forward_kernel(c, budget, pinned=None) -> str:
     own path)."""
     kh, kw = c.ws[2], c.ws[3]
     if _depthwise(c.groups, c.ws[1]):  # its kernel's flat or packed path
-        own = "depthwise-flat" if c.sh == c.sw == 1 and c.xs[3] == c.ys[3] else "depthwise-packed"
+        flat = _dw.takes_flat(c.sh, c.sw, c.xs[3], c.ys[3], c.ys[2], kw, c.dil_w)
+        own = "depthwise-flat" if flat else "depthwise-packed"
         if pinned is None or pinned == own:
             return own
         # the whole array's path, over a wider output (``_run_depthwise``) where that fits
