@@ -254,12 +254,14 @@ def test_without_wide_tiles_patches_take_long_reductions_and_strided_input_gradi
     (Geometry.from_args((8, 64, 28, 28), (32, 32, 3, 3), stride=2, padding=1, groups=2), False),  # untimed
     (Geometry.from_args((8, 64, 28, 28), (32, 64, 3, 3), padding=1), False)])  # stride 1
 def test_without_wide_tiles_strided_input_gradients_of_few_outputs_run_numba(tiles, geom, own, wide):
-    """The input gradient at a stride of at most ``AUTO_FOLD_OUT_CHANNELS`` output channels per 9
-    taps runs numba's phases without AVX-512; the forward and weight gradient keep their rows."""
+    """A strided layer of at most ``AUTO_FOLD_OUT_CHANNELS`` output channels per 9 taps runs numba
+    without AVX-512 (its forward past the BLAS row, its input gradient by its own row); its weight
+    gradient stays BLAS's from 64 input channels."""
     tiles(wide, "reference", "im2col", "numba")
     assert backends._strided_few_outputs(geom) is (own and not wide)
-    if own and not wide:  # (the forward: im2col's, or numba's patches over a long reduction)
-        assert [backends.choose(geom, np.float32, pass_=p) for p in backends.PASSES[1:]] == ["numba", "im2col"]
+    if own and not wide:
+        assert not backends._blas_without_wide_tiles(geom)
+        assert [backends.choose(geom, np.float32, pass_=p) for p in backends.PASSES] == ["numba", "numba", "im2col"]
 
 
 @pytest.mark.parametrize("wide", [False, True])

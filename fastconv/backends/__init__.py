@@ -245,11 +245,14 @@ def _on_phases(geom: Geometry) -> bool:
 
 def _blas_without_wide_tiles(geom: Geometry) -> bool:
     """Where numba runs no AVX-512 register tiles: at least ``AUTO_NARROW_BLAS_CHANNELS`` input
-    channels per group (the call's own), and either a stride or a kernel of fewer than 9 taps (the
-    2-D call's: 1x1, 3x1 or a 3x1x1 kernel's (D, H*W) view, 1x7, 1-D k3)."""
+    channels per group (the call's own), and either a stride (but not few output channels for the
+    taps in one group: ``_few_outputs_for_taps``) or a kernel of fewer than 9 taps (the 2-D call's:
+    1x1, 3x1 or a 3x1x1 kernel's (D, H*W) view, 1x7, 1-D k3)."""
     flat = as_2d(geom)
-    return (geom.c_in_g >= AUTO_NARROW_BLAS_CHANNELS and (max(flat.stride) > 1 or math.prod(flat.kernel) < 9)
-            and _without_wide_tiles(geom))
+    strided = max(flat.stride) > 1
+    return (geom.c_in_g >= AUTO_NARROW_BLAS_CHANNELS and _without_wide_tiles(geom)
+            and ((strided and not (geom.groups == 1 and _few_outputs_for_taps(geom)))
+                 or math.prod(flat.kernel) < 9))
 
 
 # Without AVX-512 numba's patches (strided layers of 64+ output channels a group, on AVX2's tiles)
@@ -457,17 +460,27 @@ def _few_inputs(g: Geometry) -> bool:
 # -> 32 17x17 3.99 / 8.10; 7x7 stride 2 N=1 192 -> 64 64x64 21.5 / 35.7, N=16 48 -> 128 17x17 11.7
 # / 13.9, N=2 128 -> 128 56x56 24.0 / 26.3. Past the line BLAS's: 3x3 stride 2 64 -> 64 56x56 36.0
 # / 34.3, 64 -> 128 18.6 / 15.6, 96 -> 192 23.3 / 16.3, 128 -> 256 58.6 / 37.4, 256 -> 512 102 /
-# 40.9; 1-D k5 stride 2 64 -> 128 64.1 / 49.1; 3x3x3 stride 2 64 -> 128 ties. The forward and
-# weight gradient of these layers stay BLAS's (``AUTO_RULES``' row without AVX-512).
-AUTO_FOLD_OUT_CHANNELS = 32  # per 9 taps: strided input gradients of at most this many run numba
+# 40.9; 1-D k5 stride 2 64 -> 128 64.1 / 49.1; 3x3x3 stride 2 64 -> 128 ties. Their forward ran
+# faster on numba too, or tied (forward ms numba / im2col, 5 interleaved rounds: 5x5 stride 2 N=32
+# 96 -> 16 17x17 3.58 / 6.10, N=16 64 -> 32 32x32 4.48 / 6.07, 48 -> 24 28x28 2.33 / 3.36, 64 -> 64
+# 8.31 / 9.55; 3x3 stride 2 N=8 64 -> 16 56x56 1.94 / 3.25, 64 -> 32 32x32 4.92 / 5.02, 128 -> 32
+# 28x28 7.10 / 7.20, 256 -> 32 14x14 5.25 / 4.97, 96 -> 24 40x40 6.12 / 6.00): ``AUTO_RULES``' BLAS
+# row without AVX-512 leaves them to numba. Their weight gradient stays BLAS's from 64 input
+# channels (the pass row below; im2col 1.1-1.4x faster).
+AUTO_FOLD_OUT_CHANNELS = 32  # per 9 taps: strided layers of at most this many run numba
+
+
+def _few_outputs_for_taps(g: Geometry) -> bool:
+    """At most ``AUTO_FOLD_OUT_CHANNELS`` output channels per group for every 9 taps of the 2-D
+    call's kernel (which has more than one)."""
+    taps = math.prod(as_2d(g).kernel)
+    return taps > 1 and 9 * g.c_out_g <= AUTO_FOLD_OUT_CHANNELS * taps
 
 
 def _strided_few_outputs(g: Geometry) -> bool:
-    """One group, a stride, a kernel past 1x1 and at most ``AUTO_FOLD_OUT_CHANNELS`` output channels
-    per 9 taps (the 2-D call's), without AVX-512."""
-    taps = math.prod(as_2d(g).kernel)
-    return (g.groups == 1 and max(g.stride) > 1 and taps > 1 and 9 * g.c_out <= AUTO_FOLD_OUT_CHANNELS * taps
-            and _without_wide_tiles(g))
+    """One group, a stride, and few output channels for the kernel's taps (``_few_outputs_for_taps``),
+    without AVX-512."""
+    return g.groups == 1 and max(g.stride) > 1 and _few_outputs_for_taps(g) and _without_wide_tiles(g)
 
 
 AUTO_PASS_RULES: tuple[tuple[str, str, object, tuple[str, ...]], ...] = (

@@ -34,7 +34,8 @@ _NO_SPANS = np.empty((0, 4), np.int64)
 
 def applies(kh, kw, sh, sw, groups, c_in, c_out, ow, dil_w=1, by_size=None) -> bool:
     """Whether a 2-D forward (or a stride phase of an input gradient, or a weight gradient) with
-    this kernel, stride, channels and output width runs here: more than one tap, rows and a
+    this kernel, stride, channels and output width runs here: more than one tap, rows (output
+    channels a group: ``MIN_OUT_CHANNELS``) and a
     reduction enough to fill the tiles, and either a stride or, at stride 1, a reduction long
     beside rows that the packed kernels run short and padded (``_stride1_pays``). With
     ``by_size`` (a bool), that answer replaces the one by the rows' width at stride 1 (a chunk of
@@ -67,7 +68,14 @@ def _stride1_pays(steps, kg, ow, wq) -> bool:
 # A short reduction leaves the columns' copy as costly as the products (ResNet's stem, 7x7 at
 # stride 2 from 3 channels, 147 steps: forward 1.9-2.5x, items of 256-4096 pixels; an item of
 # 4096: columns 0.54 ms, products 0.65 at 121 GFLOP/s): at least one whole block (KC).
-MIN_OUT_CHANNELS = 64
+# Output channels a group, from which the products pay for the columns' copy: 64 with AVX-512's
+# tiles of 8 rows; with AVX2's of 6, 32 (an AVX2 Zen 3, 2 threads, float32, 2026-12-04, 5
+# interleaved rounds, stride 2, ms forward / input gradient / weight gradient, patches against the
+# packed kernels: 3x3 N=32 64 -> 32 32x32 4.92 / 6.44 / 7.70 against 5.73 / 7.96 / 8.48, N=64 20x20
+# 3.62 / 4.21 / 4.66 against 4.26 / 5.95 / 7.00, 128 -> 48 28x28 7.23 / 9.26 / 12.7 against 12.6 /
+# 13.1 / 17.9; 5x5 N=32 32 -> 32 17x17 1.76 / 2.19 / 2.41 against 2.12 / 2.66 / 2.95; but 24 output
+# channels lost the forward, 2.58 against 2.33, and 16 lost 1.0-1.5x).
+MIN_OUT_CHANNELS = 64 if _gemm.WIDE else 32
 MIN_REDUCTION = 256
 # At stride 1, N=32 (16 at 24x24 and above), C = K unless given, forward / backward time over the
 # packed kernels', 7-9 interleaved rounds (the score in brackets). 3x3 (2026-12-02, an earlier
