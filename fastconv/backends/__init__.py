@@ -255,8 +255,9 @@ def _blas_without_wide_tiles(geom: Geometry) -> bool:
                  or math.prod(flat.kernel) < 9))
 
 
-# Without AVX-512 numba's patches (strided layers of 64+ output channels a group, on AVX2's tiles)
-# beat im2col's forward only over a long reduction: float32, each pass alone, 7 interleaved rounds,
+# Without AVX-512 numba's patches (strided layers of 32+ output channels a group, on AVX2's tiles)
+# beat im2col's forward only over a long reduction (or with few output channels for the taps:
+# ``_few_outputs_for_taps``): float32, each pass alone, 7 interleaved rounds,
 # 2 threads, an AVX2 Zen 3 (2026-12-04), forward ms numba / im2col by input channels x taps: 3x3
 # stride 2 N=64 96 -> 192 14x14 (864) 9.8 / 14.3, N=32 128 -> 256 28x28 (1152) 27.6 / 28.1, 256 ->
 # 512 14x14 (2304) 31.3 / 32.9, N=8 192 -> 128 40x40 (1728) 11.8 / 12.7; 5x5 stride 2 N=8 128 -> 64

@@ -35,9 +35,9 @@ _NO_SPANS = np.empty((0, 4), np.int64)
 def applies(kh, kw, sh, sw, groups, c_in, c_out, ow, dil_w=1, by_size=None) -> bool:
     """Whether a 2-D forward (or a stride phase of an input gradient, or a weight gradient) with
     this kernel, stride, channels and output width runs here: more than one tap, rows (output
-    channels a group: ``MIN_OUT_CHANNELS``) and a
-    reduction enough to fill the tiles, and either a stride or, at stride 1, a reduction long
-    beside rows that the packed kernels run short and padded (``_stride1_pays``). With
+    channels a group: ``MIN_OUT_CHANNELS``) and a reduction enough to fill the tiles, and either a
+    stride or, with AVX-512, at stride 1 a reduction long beside rows that the packed kernels run
+    short and padded (``_stride1_pays``). With
     ``by_size`` (a bool), that answer replaces the one by the rows' width at stride 1 (a chunk of
     a larger array takes the kernels where the whole array's call does)."""
     cg, kg = c_in // groups, c_out // groups
