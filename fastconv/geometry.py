@@ -352,6 +352,24 @@ class Geometry:
         return replace(self, c_in=self.c_out, c_out=self.c_in, in_size=self.out_size, out_size=self.in_size,
                        padding=tuple((r - a, r - b) for r, (a, b) in zip(reach, self.padding)))
 
+    def stride_as_channels(self) -> Geometry | None:
+        """A strided convolution of one group, undilated, as a stride-1 one (space to depth), or
+        None where it has no stride, groups or a dilation.
+
+        Along an axis of stride s, output ``o`` reads the padded input at ``s*o + k``; with
+        ``k = s*t + r`` that is input phase r (``xp[r::s]``) at ``o + t``. So the phases, stacked as
+        channels (``(r_1, .., r_d, c)``, the channel last), convolved at stride 1 and without padding
+        by the kernel's taps split the same way (``w[..., r::s]``, zero past the kernel's end:
+        ``ceil(k / s)`` taps an axis), give the same output. Each phase holds ``out + taps - 1``
+        pixels along an axis, ``xp[s*j + r]`` at j (zero outside the input)."""
+        if self.groups != 1 or any(d != 1 for d in self.dilation) or all(s == 1 for s in self.stride):
+            return None
+        taps = tuple(-(-k // s) for k, s in zip(self.kernel, self.stride))
+        size = tuple(o + t - 1 for o, t in zip(self.out_size, taps))
+        c = self.c_in * math.prod(self.stride)
+        return replace(self, c_in=c, in_size=size, kernel=taps, stride=(1,) * self.ndim,
+                       padding=((0, 0),) * self.ndim)
+
     def phases(self) -> list[tuple[tuple[int, ...], tuple[int, ...], Geometry | None]]:
         """A dilated convolution at unit stride as undilated ones on its phases.
 

@@ -133,3 +133,14 @@ def test_phases_split_a_dilated_convolution_into_undilated_ones():
     assert len(two_d.phases()) == 6 and all(sub.n == 2 and sub.dilation == (1, 1) for _, _, sub in two_d.phases())
     with pytest.raises(ValueError, match="unit stride"):
         Geometry.from_args((1, 1, 9, 9), (1, 1, 3, 3), stride=2, dilation=2).phases()
+
+
+def test_a_strided_convolution_as_its_phases_stacked_as_channels():
+    g = Geometry.from_args((8, 3, 224, 224), (64, 3, 7, 7), stride=2, padding=3).stride_as_channels()
+    assert (g.c_in, g.c_out, g.kernel, g.stride, g.padding) == (12, 64, (4, 4), (1, 1), ((0, 0), (0, 0)))
+    assert g.in_size == (115, 115) and g.out_size == (112, 112)
+    g = Geometry.from_args((1, 2, 1, 300), (5, 2, 1, 9), stride=(1, 3), padding=(0, 1)).stride_as_channels()
+    assert (g.c_in, g.kernel, g.out_size, g.in_size) == (6, (1, 3), (1, 98), (1, 100))
+    for kwargs in (dict(padding=3), dict(stride=2, groups=3), dict(stride=2, dilation=2)):
+        assert Geometry.from_args((1, 3, 32, 32), (6, 1 if "groups" in kwargs else 3, 7, 7),
+                                  **kwargs).stride_as_channels() is None

@@ -620,3 +620,113 @@ def test_the_grouped_weight_gradient_leaves_its_inputs_alone_and_allocates_nothi
         counts = array_wrappers(((numba_jit.grad_weight, (gy, x, geom)),))
     assert counts == [5 * 2]  # the wrappers of the 5 array arguments of each slot (2)
     assert all(np.array_equal(a, c) for a, c in zip((x, gy), copies))
+
+
+# -- strided forwards of few input channels: their stride phases stacked as channels ------------
+# (``numba_jit.PHASES``: measured on an Intel AVX-512 CPU only, so forced on here wherever the
+# tiles run)
+
+
+@pytest.fixture
+def phases(monkeypatch):
+    """The stacked phases taken on any CPU with register tiles; the kernels chosen afresh."""
+    monkeypatch.setattr(numba_jit, "PHASES", True)
+    numba_jit.forget_kernels()
+    yield
+    numba_jit.forget_kernels()
+
+
+@tiles
+@pytest.mark.parametrize("x_shape, w_shape, kwargs, takes", [
+    ((2, 3, 64, 64), (64, 3, 7, 7), dict(stride=2, padding=3), True),  # a network's first layer: 12 stacked
+    ((2, 1, 1, 300), (32, 1, 1, 9), dict(stride=(1, 2), padding=(0, 4)), True),  # 10 taps for 9
+    ((2, 4, 32, 32), (32, 4, 7, 7), dict(stride=2), True),  # 16 stacked channels: the most
+    ((2, 5, 32, 32), (32, 5, 7, 7), dict(stride=2), False),  # 20
+    ((2, 3, 64, 64), (64, 3, 5, 5), dict(stride=2, padding=2), False),  # 36 taps for 25
+    ((2, 3, 64, 64), (64, 3, 3, 3), dict(stride=2, padding=1), False),  # 16 for 9
+    ((2, 3, 64, 64), (24, 3, 7, 7), dict(stride=2, padding=3), False),  # output channels
+    ((2, 4, 64, 64), (64, 2, 7, 7), dict(stride=2, groups=2), False),
+    ((2, 3, 64, 64), (64, 3, 7, 7), dict(stride=2, dilation=2), False),
+    ((2, 3, 64, 64), (64, 3, 7, 7), dict(padding=3), False),  # no stride: the implicit forward's own
+])
+def test_which_strided_forwards_take_the_stacked_phases(phases, monkeypatch, x_shape, w_shape, kwargs, takes):
+    geom = Geometry.from_args(x_shape, w_shape, **kwargs)
+    call = numba_jit._forward_call(geom, 4)
+    assert (numba_jit._forward_kernel(call, 2**40) == "phases") == takes
+    ran = ran_parts(monkeypatch)
+    fastconv.conv2d(np.ones(x_shape, np.float32), np.ones(w_shape, np.float32), backend="numba", **kwargs)
+    assert (ran == [implicit.fw_part]) == takes or not takes and geom.stride == (1, 1)  # (its own implicit forward)
+
+
+@tiles
+def test_the_stacked_phases_need_their_copy_and_scratch_within_the_budget(phases):
+    geom = Geometry.from_args((2, 3, 64, 64), (64, 3, 7, 7), stride=2, padding=3)
+    g = geom.stride_as_channels()
+    held = g.n * g.c_in * np.prod(g.in_size) * 4
+    wide = implicit.forward_wide(g, 4)
+    nbytes = held + numba_jit._implicit_scratch(g, 4, wide, 2**40)[0] * 4
+    call = numba_jit._forward_call(geom, 4)
+    assert numba_jit._forward_kernel(call, nbytes) == "phases"
+    assert numba_jit._forward_kernel(call, nbytes - 1) != "phases"
+
+
+# Every phase's edge: padding on one side or none (phases that start past the input, or end short
+# of the stacked plane), strides that do not divide the kernel, different strides per axis, a
+# stride of 3, a kernel smaller than its stride along an axis, an odd-sized image, a 1-D call
+PHASES_CASES = [
+    pytest.param((3, 3, 29, 31), (32, 3, 7, 7), dict(stride=2, padding=3), id="stem-odd"),
+    pytest.param((2, 2, 17, 13), (40, 2, 7, 6), dict(stride=(2, 3), padding=((3, 0), (1, 2))), id="uneven"),
+    pytest.param((2, 1, 20, 19), (32, 1, 6, 6), dict(stride=3, padding=((0, 2), (2, 0))), id="stride-3"),
+    pytest.param((2, 3, 16, 18), (33, 3, 2, 4), dict(stride=2, padding=(1, 0)), id="no-waste"),
+    pytest.param((1, 2, 9, 40), (32, 2, 1, 7), dict(stride=(1, 2), padding=(0, 3)), id="1xk"),
+    pytest.param((3, 1, 101), (32, 1, 9), dict(stride=2, padding=4), id="1d"),
+]
+
+
+@tiles
+@pytest.mark.parametrize("bias", [True, False])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("xs, ws, kwargs", PHASES_CASES)
+def test_the_stacked_phases_match_longdouble(phases, monkeypatch, xs, ws, kwargs, dtype, bias):
+    x, w, b = (_rand(s, dtype, i) for i, s in enumerate((xs, ws, ws[:1])))
+    b = b if bias else None
+    x4, w4 = (a.reshape(*a.shape[:2], 1, -1) if a.ndim == 3 else a for a in (x, w))
+    kw4 = dict(stride=(1, kwargs["stride"]), padding=((0, 0), (kwargs["padding"],) * 2)) if len(xs) == 3 else kwargs
+    geom = Geometry.from_args(x4.shape, w4.shape, **kw4)
+    assert numba_jit._forward_kernel(numba_jit._forward_call(geom, x.itemsize), 2**40) == "phases"
+    (pt, pb), (pl, pr) = geom.padding
+    xp = np.pad(x4.astype(np.longdouble), ((0, 0), (0, 0), (pt, pb), (pl, pr)))
+    want = np.zeros(geom.y_shape, np.longdouble) + (0 if b is None else b.astype(np.longdouble)[:, None, None])
+    for ky in range(geom.kh):
+        for kx in range(geom.kw):
+            win = xp[:, :, ky:ky + geom.sh * (geom.oh - 1) + 1:geom.sh, kx:kx + geom.sw * (geom.ow - 1) + 1:geom.sw]
+            want += np.einsum("kc,nchw->nkhw", w4[:, :, ky, kx].astype(np.longdouble), win)
+    want = want.reshape(*xs[:1], ws[0], *([-1] if len(xs) == 3 else geom.y_shape[2:]))
+    ran = ran_parts(monkeypatch)
+    eps, terms = np.finfo(dtype).eps, np.prod(ws[1:]) + 1
+    copies = x.copy(), w.copy()
+    for threads in (1, 2, 3):
+        with fastconv.threads(threads):
+            y = FORWARD[len(xs)](x, w, b, backend="numba", **kwargs)
+        assert y.shape == want.shape and y.dtype == dtype
+        assert np.abs(y - want).max() <= 4 * terms * eps * np.abs(want).max(), threads
+    assert ran and set(ran) == {implicit.fw_part}
+    assert np.array_equal(x, copies[0]) and np.array_equal(w, copies[1])
+
+
+@tiles
+@pytest.mark.parametrize("where", ["x", "w-padding-tap", "w"])
+def test_the_stacked_phases_leave_non_finite_values_to_the_packed_kernels(phases, monkeypatch, where):
+    # the split kernel's zero taps would multiply an inf of x into NaN where no product is
+    x, w = _rand((2, 3, 20, 21), np.float64, 0), _rand((32, 3, 7, 7), np.float64, 1)
+    if where == "x":
+        x[1, 2, 5, 6] = np.inf
+    else:
+        w[3, 1, 0, 0 if where == "w-padding-tap" else 1] = np.nan
+    ran = ran_parts(monkeypatch)
+    got = fastconv.conv2d(x, w, stride=2, padding=3, backend="numba")
+    assert implicit.fw_part not in ran
+    monkeypatch.setattr(numba_jit, "PHASES", False)
+    numba_jit.forget_kernels()
+    want = fastconv.conv2d(x, w, stride=2, padding=3, backend="numba")
+    assert np.array_equal(got, want, equal_nan=True) and not np.isfinite(got).all()

@@ -444,7 +444,8 @@ def _run_depthwise(x, w, y, bias, c, flat):
 # larger array would pick its own: ``whole_choices`` names the whole array's kernels and a chunk
 # run under ``choosing_as`` takes the same, for the same bits.
 
-KERNELS = ("depthwise-flat", "depthwise-packed", "matrix", "grouped", "columns", "implicit", "patches", "packed")
+KERNELS = ("depthwise-flat", "depthwise-packed", "matrix", "grouped", "columns", "implicit", "phases", "patches",
+           "packed")
 
 # A forward call as the kernels see it: input, weight and output shapes, strides, padding (of a
 # phase: negative where cropped), dilations, groups, bytes an element, multiply-adds, and its
@@ -501,6 +502,8 @@ def _forward_kernel(c, budget, pinned=None) -> str:
             _implicit.forward_applies(c.geom, c.item, by_size)
             and _implicit_scratch(c.geom, c.item, _implicit.forward_wide(c.geom, c.item), budget) is not None)):
         return "implicit"
+    if takes("phases", lambda _: _phases_fit(c, budget)):
+        return "phases"
     if takes("patches", lambda by_size: (
             _patches.applies(kh, kw, c.sh, c.sw, c.groups, c.xs[1], c.ws[0], c.ys[3], c.dil_w, by_size)
             and _patches.forward_plan(c.xs, (c.groups, c.ws[0] // c.groups, *c.ws[1:]), c.ys, c.sh, c.sw, c.dil_h,
@@ -572,6 +575,8 @@ def _run_forward(kernel, x, w, bias, y, c, budget):
         return
     if kernel == "implicit":
         _implicit_forward(x, w, bias, y, c.geom, budget)
+        return
+    if kernel == "phases" and _phases_forward(x, w, bias, y, c.geom, budget):
         return
     bias = _no_bias(x.dtype) if bias is None else bias
     n, c_in, c_out = x.shape[0], x.shape[1], w.shape[0]
@@ -849,6 +854,71 @@ def _implicit_forward(x, w, bias, y, geom, budget):
                y.reshape(*y.shape[:2], -1), geom.dil_h, geom.dil_w, geom.pt, geom.pl, wp, hp * wp, int(wide),
                workspaces=_workspaces(x.dtype, lambda _: need), prepare=_implicit.fw_prepare,
                serial=_implicit.fw_serial, pieces=_gemm.PIECES)
+
+
+# A strided layer of few input channels (a network's first: 3 -> 64 channels, 7x7 at stride 2) runs
+# on the packed kernels, whose sums live in memory. Its stride phases stacked as channels
+# (``Geometry.stride_as_channels``: 7x7 at stride 2 over 3 channels is 4x4 at stride 1 over 12)
+# run on the implicit forward's register tiles instead, at the price of a copy of the input and of
+# the taps past the kernel's end (zeros). Two threads, float32, forward ms, phases / the packed
+# kernels (/ im2col), medians of 5 runs interleaved in one process, 2026-12-04, an Intel Xeon with
+# AVX-512. Taken: 7x7 s2 (64 taps for 49) N=8 3 -> 64 224x224 9.3 / 11.5 (/ 10.6), 3 -> 32 5.4 /
+# 5.6, 3 -> 96 15.6 / 18.1, N=16 3 -> 64 112x112 4.9 / 5.3; 1-D k9 s2 N=16 1 -> 32 16000 0.79 /
+# 1.09; 4x4 s4 3 -> 64 1.41 / 1.39. Left to the packed kernels: more taps wasted (5x5 s2, 36 for
+# 25: 3 -> 64 5.9 / 6.0, 4 -> 48 2.1 / 2.0; 3x3 s2, 16 for 9: 1.3-1.9x the packed kernels' time),
+# fewer output channels (7x7 s2 2 -> 24 0.32 / 0.31) and more stacked channels (5x5 s2 8 -> 64,
+# 32 stacked, with the copy 4.0 / 3.8). Measured there only: neither on Zen 4 (whose packed
+# kernels the implicit forward beat only up to 8 channels) nor on AVX2.
+PHASES = _gemm.WIDE and not _gemm.NARROW
+PHASES_MAX_CHANNELS = 16  # stacked: input channels times the stride's phases
+PHASES_MAX_WASTE = 4 / 3  # the stacked taps over the kernel's
+PHASES_MIN_OUT_CHANNELS = 32
+
+
+def _phases_fit(c, budget) -> bool:
+    """Whether the forward call ``c`` runs as its stride phases stacked as channels (``"phases"``):
+    a strided layer of one group, undilated, of at most ``PHASES_MAX_CHANNELS`` stacked channels,
+    ``PHASES_MAX_WASTE`` taps and ``PHASES_MIN_OUT_CHANNELS`` output channels or more, whose
+    stacked copy and implicit forward's scratch fit ``budget`` bytes."""
+    if not PHASES or c.geom is None:
+        return False
+    g = c.geom.stride_as_channels()
+    if (g is None or g.c_in > PHASES_MAX_CHANNELS or g.c_out < PHASES_MIN_OUT_CHANNELS
+            or math.prod(g.kernel) * math.prod(c.geom.stride) > PHASES_MAX_WASTE * math.prod(c.geom.kernel)):
+        return False
+    held = g.n * g.c_in * math.prod(g.in_size) * c.item
+    return held < budget and _implicit_scratch(g, c.item, _implicit.forward_wide(g, c.item), budget - held) is not None
+
+
+def _phases_forward(x, w, bias, y, geom, budget) -> bool:
+    """y as the implicit forward of ``x``'s stride phases stacked as channels by the kernel's taps
+    split the same way (``Geometry.stride_as_channels``); False, y untouched, where x or w holds
+    inf or NaN: the split kernel's zero taps would multiply them into NaN where no product is."""
+    if not (_all_finite(x) and _all_finite(w)):
+        return False
+    g = geom.stride_as_channels()
+    (sh, sw), (th, tw), (hp, wp) = geom.stride, g.kernel, g.in_size
+    n, c, ih, iw = x.shape
+    # kept between calls (their zeros written afresh), as the winograd backend's arrays: fresh
+    # pages each call would be zeroed by the kernel at their first touch
+    xs = kept("numba-phases-x", (n, sh, sw, c, hp, wp), x.dtype)
+    ws = kept("numba-phases-w", (w.shape[0], sh, sw, c, th, tw), w.dtype)
+    xs.fill(0)
+    ws.fill(0)
+    for r in range(sh):  # phase row j holds input row sh*j + r - pt: from j0 on, j1 - j0 of them
+        j0 = max(0, -(-(geom.pt - r) // sh))
+        j1 = min(hp, -(-(ih + geom.pt - r) // sh))
+        for q in range(sw):
+            k0 = max(0, -(-(geom.pl - q) // sw))
+            k1 = min(wp, -(-(iw + geom.pl - q) // sw))
+            taps = w[:, :, r::sh, q::sw]
+            ws[:, r, q, :, :taps.shape[2], :taps.shape[3]] = taps
+            if j1 > j0 and k1 > k0:
+                i0, l0 = sh * j0 + r - geom.pt, sw * k0 + q - geom.pl
+                xs[:, r, q, :, j0:j1, k0:k1] = x[:, :, i0::sh, l0::sw][:, :, :j1 - j0, :k1 - k0]
+    _implicit_forward(xs.reshape(n, -1, hp, wp), ws.reshape(w.shape[0], -1, th, tw), bias, y, g,
+                      budget - xs.nbytes)
+    return True
 
 
 def _implicit_scratch(geom, itemsize, wide, budget):
