@@ -1,6 +1,7 @@
 """``backend="auto"``: each branch of the rule in ``backends.choose``, and that the public functions
 run exactly what ``choose_backend`` reports."""
 
+import math
 import time
 import types
 
@@ -112,6 +113,13 @@ def tiles(installed, monkeypatch):
 
     def set_up(wide, *names):
         monkeypatch.setattr(numba_jit, "register_tiles", lambda geom: wide)
+        # the rows measured on full-width AVX-512 have tests of their own; without AVX-512 no 1x1
+        # matrix products run on the tiles (whatever this machine runs)
+        monkeypatch.setattr(numba_jit, "full_width_tiles", lambda geom: False)
+        if not wide:  # ... nor patches at stride 1
+            monkeypatch.setattr(numba_jit, "matrix_product", lambda geom: False)
+            real = numba_jit.patches
+            monkeypatch.setattr(numba_jit, "patches", lambda geom: max(geom.stride) > 1 and real(geom))
         monkeypatch.setattr(backends, "_ranked", {})
         installed(*names)
         return numba_jit
@@ -209,6 +217,35 @@ def test_without_wide_tiles_the_weight_gradient_of_few_input_channels_runs_blas(
     assert (backends.choose(geom, np.float32, pass_="grad_weight") == "im2col") is (blas and not wide)
     # the input gradient's row, whatever the CPU
     assert (backends.choose(geom, np.float32, pass_="grad_input") == "im2col") is blas
+
+
+@pytest.mark.parametrize("full", [False, True])
+@pytest.mark.parametrize("geom, forward, grad_input, grad_weight", [
+    # few pixels, many input channels, up to 32 output channels: numba's (the line: 33 -> BLAS's)
+    (Geometry.from_args((8, 192, 14, 14), (8, 192, 3, 3), padding=2, dilation=2), "numba", "numba", "numba"),
+    (Geometry.from_args((16, 384, 10, 10), (24, 384, 5, 5), padding=2), "numba", "numba", "numba"),
+    (Geometry.from_args((16, 384, 10, 10), (32, 384, 5, 5), padding=2), "numba", "numba", "numba"),
+    (Geometry.from_args((16, 384, 10, 10), (33, 384, 5, 5), padding=2), "im2col", "im2col", "im2col"),
+    # 8x as many output channels as input ones: BLAS's from 512 (the input gradient from 256)
+    (Geometry.from_args((64, 3, 10, 10), (512, 3, 7, 7), padding=3), "im2col", "im2col", "im2col"),
+    (Geometry.from_args((8, 64, 1024), (512, 64, 5), padding=2), "im2col", "im2col", "im2col"),
+    (Geometry.from_args((8, 65, 1024), (512, 65, 5), padding=2), "numba", "numba", "numba"),  # 7.9x
+    (Geometry.from_args((16, 32, 14, 14), (256, 32, 5, 5), padding=2), "numba", "im2col", "numba"),
+    (Geometry.from_args((16, 32, 14, 14), (255, 32, 5, 5), padding=2), "numba", "numba", "numba"),
+    (Geometry.from_args((8, 8, 28, 28), (512, 8, 1, 1)), "numba", "im2col", "numba")])  # 1x1: its own rows
+def test_full_width_avx512_rows(tiles, monkeypatch, geom, forward, grad_input, grad_weight, full):
+    """With AVX-512 on full-width units (an Intel Xeon measured), numba's kernels beat BLAS's few-row
+    products (up to 32 output channels where ``_blas_shaped`` gives im2col) and lose to its products
+    of many output channels beside few input channels; elsewhere (Zen 4, AVX2) the rows of before."""
+    numba_jit = tiles(True, "reference", "im2col", "numba")
+    monkeypatch.setattr(numba_jit, "matrix_product", lambda geom: math.prod(geom.kernel) == 1)
+    picks = [backends.choose(geom, np.float32, pass_=p) for p in backends.PASSES]
+    monkeypatch.setattr(numba_jit, "full_width_tiles", lambda geom: full)
+    monkeypatch.setattr(backends, "_ranked", {})
+    got = [backends.choose(geom, np.float32, pass_=p) for p in backends.PASSES]
+    assert got == ([forward, grad_input, grad_weight] if full else picks)
+    if full and got != picks:  # a row of its own decided
+        assert [forward, grad_input, grad_weight] != picks
 
 
 @pytest.mark.parametrize("geom, blas", [

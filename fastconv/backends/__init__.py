@@ -302,6 +302,42 @@ def _without_wide_tiles(g: Geometry) -> bool:
 AUTO_GROUPED_WINOGRAD_CHANNELS = 32
 
 
+# With AVX-512 on full-width units (an Intel Xeon, 2 threads, float32, each pass alone, medians of
+# 5 interleaved rounds, 2026-12-04; ms numba / im2col (/ winograd), forward, input gradient, weight
+# gradient), BLAS's products lose where they have few rows, the output channels of layers that
+# ``_blas_shaped`` gives them: 3x3 d2 N=8 192 -> 8 14x14 0.57 / 1.55, 0.40 / 0.63, 0.95 / 1.57; 3x3
+# N=8 256 -> 16 10x10 0.78 / 1.49, 0.45 / 0.81, 0.99 / 1.54, N=16 128 -> 8 7x7 0.33 / 0.86, 0.22 /
+# 0.52, 0.48 / 0.98; 5x5 N=16 384 -> 24 10x10 6.78 / 11.65, 3.67 / 3.28, 8.14 / 13.15; (3x3 at
+# stride 1 runs winograd there: 256 -> 32 14x14 1.74 / 2.42 / 1.25). And they win where the
+# output channels are many beside the input's: 8x as many and 512 (forward, weight gradient) or
+# 256 (input gradient): 7x7 N=64 3 -> 512 10x10 11.1 / 4.8, 16.7 / 7.0, 13.5 / 5.4; 3x3 N=16 16 ->
+# 512 28x28 11.2 / 7.2, 15.5 / 8.5, 12.1 / 8.7; 7x7 N=4 32 -> 512 14x14 6.3 / 5.3, 11.5 / 6.5, 6.4 /
+# 5.4; 1-D k7 s2 N=32 24 -> 512 over 256 5.7 / 3.6, 7.5 / 3.6, 5.2 / 3.8; 1-D k5 N=8 64 -> 512
+# 14.5 / 10.1, 17.5 / 10.7, 11.5 / 11.5; 1-D k3 d2 N=1 8 -> 512 1.04 / 1.02, 5.17 / 0.97, 1.73 /
+# 1.54; 3x3 N=1 48 -> 512 80x80 27.9 / 10.6 (/ 8.3), 18.2 / 10.8 (/ 10.4), 10.8 / 12.4. At 256 and
+# 384 only the input gradient: 5x5 N=32 3 -> 256 28x28 3.72 / 6.71, 12.9 / 8.5, 8.8 / 8.6; 3x3 N=4
+# 8 -> 256 56x56 1.76 / 2.30, 3.71 / 2.65, 2.87 / 3.15; 5x5 N=16 32 -> 256 14x14 5.21 / 5.61, 9.55 /
+# 7.17, 5.40 / 5.94; N=16 16 -> 256 20x20 5.18 / 5.50, 8.81 / 7.82, 9.54 / 6.22; 1-D k7 N=8 16 ->
+# 256 over 2048 5.33 / 4.46, 7.09 / 4.49, 5.25 / 5.58; 3x3 N=8 8 -> 384 28x28 1.42 / 1.81, 3.00 /
+# 2.02, 2.58 / 2.34. (On Zen 4 and on AVX2 these rows were not measured: they do not apply there.)
+AUTO_FEW_OUT_CHANNELS = 32  # per group: at most this many keep numba on full-width AVX-512
+AUTO_MANY_OUT_RATIO = 8  # output channels over input channels, per group ...
+AUTO_MANY_OUT_CHANNELS = 512  # ... and at least this many: BLAS's forward and weight gradient
+AUTO_MANY_OUT_GRAD_INPUT_CHANNELS = 256  # ... the input gradient's
+
+
+def _full_width(g: Geometry) -> bool:
+    """Where numba's register tiles run AVX-512 on full-width units (``numba_jit.full_width_tiles``)."""
+    return _backend_says("numba", "full_width_tiles", g)
+
+
+def _many_outputs(g: Geometry, least: int) -> bool:
+    """A kernel past 1x1 with ``least`` output channels per group or more, ``AUTO_MANY_OUT_RATIO``
+    times the input channels, on full-width AVX-512."""
+    return (math.prod(g.kernel) > 1 and g.c_out_g >= max(least, AUTO_MANY_OUT_RATIO * g.c_in_g)
+            and _full_width(g))
+
+
 def _winograd_without_wide_tiles(g: Geometry) -> bool:
     """A 3x3 stride-1 call without AVX-512, grouped with ``AUTO_GROUPED_WINOGRAD_CHANNELS`` channels
     per group each side, or 3-D with a kernel 3+ deep and as many channels."""
@@ -373,6 +409,10 @@ AUTO_RULES: tuple[tuple[str, object, tuple[str, ...]], ...] = (
      ("im2col", "numba")),
     ("1x1 kernel, few pixels or many channels", lambda g: math.prod(as_2d(g).kernel) == 1 and (
         _pixels(g) < AUTO_IM2COL_BELOW_PIXELS or _many_channels(g)), ("im2col", "numba")),
+    ("full-width AVX-512: few pixels per image, many input channels, up to 32 output channels",
+     lambda g: _blas_shaped(g) and g.c_out_g <= AUTO_FEW_OUT_CHANNELS and _full_width(g), ("numba", "im2col")),
+    ("full-width AVX-512: 512+ output channels, 8x the input's", lambda g: _many_outputs(g, AUTO_MANY_OUT_CHANNELS),
+     ("im2col", "numba")),
     ("few pixels per image, many channels", _blas_shaped, ("im2col", "numba")),
     ("otherwise", lambda g: True, ("numba", "im2col")),
 )
@@ -488,6 +528,8 @@ AUTO_PASS_RULES: tuple[tuple[str, str, object, tuple[str, ...]], ...] = (
     ("grad_input", "1x1 kernel, one group: w's transpose times gy",
      lambda g: g.groups == 1 and math.prod(g.kernel) == 1, ("im2col", "numba")),
     ("grad_input", "up to 4 input channels, 17+ output channels, one group", _few_inputs, ("im2col", "numba")),
+    ("grad_input", "full-width AVX-512: 256+ output channels, 8x the input's",
+     lambda g: _many_outputs(g, AUTO_MANY_OUT_GRAD_INPUT_CHANNELS), ("im2col", "numba")),
     ("grad_input", "at a stride, few output channels for the taps, one group, without AVX-512", _strided_few_outputs,
      ("numba", "im2col")),
     ("grad_input", "2-D and 3-D on numba's patches (at a stride, many channels), without AVX-512",

@@ -130,6 +130,13 @@ def register_tiles(geom) -> bool:
     return _gemm.WIDE
 
 
+def full_width_tiles(geom) -> bool:
+    """Whether the register tiles run AVX-512 on full-width units (an Intel Xeon; not Zen 4, which
+    runs each 512-bit operation as two 256-bit halves: ``_numba_gemm.NARROW``), where BLAS's
+    kernels run them too: for ``"auto"``'s rows measured there."""
+    return _gemm.WIDE and not _gemm.NARROW
+
+
 def patches(geom) -> bool:
     """Whether the call's forward runs on the register tiles over columns of patches
     (``_numba_patches``: strided layers of many channels, say): for ``"auto"``."""
