@@ -319,7 +319,9 @@ AUTO_GROUPED_WINOGRAD_CHANNELS = 32
 # 8 -> 256 56x56 1.76 / 2.30, 3.71 / 2.65, 2.87 / 3.15; 5x5 N=16 32 -> 256 14x14 5.21 / 5.61, 9.55 /
 # 7.17, 5.40 / 5.94; N=16 16 -> 256 20x20 5.18 / 5.50, 8.81 / 7.82, 9.54 / 6.22; 1-D k7 N=8 16 ->
 # 256 over 2048 5.33 / 4.46, 7.09 / 4.49, 5.25 / 5.58; 3x3 N=8 8 -> 384 28x28 1.42 / 1.81, 3.00 /
-# 2.02, 2.58 / 2.34. (On Zen 4 and on AVX2 these rows were not measured: they do not apply there.)
+# 2.02, 2.58 / 2.34. (On Zen 4 and on AVX2 these rows were not measured: they do not apply there.
+# Nor does the first at a stride: 7x7 s2 N=16 256 -> 32 7x7, auto's forward 4.8x torch's time on
+# BLAS, 7.1x on numba.)
 AUTO_FEW_OUT_CHANNELS = 32  # per group: at most this many keep numba on full-width AVX-512
 AUTO_MANY_OUT_RATIO = 8  # output channels over input channels, per group ...
 AUTO_MANY_OUT_CHANNELS = 512  # ... and at least this many: BLAS's forward and weight gradient
@@ -409,8 +411,9 @@ AUTO_RULES: tuple[tuple[str, object, tuple[str, ...]], ...] = (
      ("im2col", "numba")),
     ("1x1 kernel, few pixels or many channels", lambda g: math.prod(as_2d(g).kernel) == 1 and (
         _pixels(g) < AUTO_IM2COL_BELOW_PIXELS or _many_channels(g)), ("im2col", "numba")),
-    ("full-width AVX-512: few pixels per image, many input channels, up to 32 output channels",
-     lambda g: _blas_shaped(g) and g.c_out_g <= AUTO_FEW_OUT_CHANNELS and _full_width(g), ("numba", "im2col")),
+    ("full-width AVX-512: few pixels per image, many input channels, up to 32 output channels, stride 1",
+     lambda g: (_blas_shaped(g) and g.c_out_g <= AUTO_FEW_OUT_CHANNELS and max(g.stride) == 1
+                and _full_width(g)), ("numba", "im2col")),
     ("full-width AVX-512: 512+ output channels, 8x the input's", lambda g: _many_outputs(g, AUTO_MANY_OUT_CHANNELS),
      ("im2col", "numba")),
     ("few pixels per image, many channels", _blas_shaped, ("im2col", "numba")),
