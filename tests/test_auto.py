@@ -226,9 +226,12 @@ def test_without_wide_tiles_the_weight_gradient_of_few_input_channels_runs_blas(
     (Geometry.from_args((16, 384, 10, 10), (24, 384, 5, 5), padding=2), "numba", "numba", "numba"),
     (Geometry.from_args((16, 384, 10, 10), (32, 384, 5, 5), padding=2), "numba", "numba", "numba"),
     (Geometry.from_args((16, 384, 10, 10), (33, 384, 5, 5), padding=2), "im2col", "im2col", "im2col"),
+    (Geometry.from_args((1, 384, 10, 10), (24, 384, 5, 5), padding=2), "im2col", "im2col", "im2col"),  # one image
     # 8x as many output channels as input ones: BLAS's from 512 (the input gradient from 256)
+    # (the forward's only up to 4 input channels or at a stride)
     (Geometry.from_args((64, 3, 10, 10), (512, 3, 7, 7), padding=3), "im2col", "im2col", "im2col"),
-    (Geometry.from_args((8, 64, 1024), (512, 64, 5), padding=2), "im2col", "im2col", "im2col"),
+    (Geometry.from_args((32, 24, 256), (512, 24, 7), stride=2, padding=3), "im2col", "im2col", "im2col"),
+    (Geometry.from_args((8, 64, 1024), (512, 64, 5), padding=2), "numba", "im2col", "im2col"),
     (Geometry.from_args((8, 65, 1024), (512, 65, 5), padding=2), "numba", "numba", "numba"),  # 7.9x
     (Geometry.from_args((16, 32, 14, 14), (256, 32, 5, 5), padding=2), "numba", "im2col", "numba"),
     (Geometry.from_args((16, 32, 14, 14), (255, 32, 5, 5), padding=2), "numba", "numba", "numba"),

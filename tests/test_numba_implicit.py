@@ -206,16 +206,22 @@ def test_the_implicit_product_leaves_its_inputs_alone_and_allocates_nothing_when
 
 
 NARROW = not gemm.WIDE  # the forwards that AVX2's limits take and AVX-512's do not
+FULL = gemm.WIDE and not gemm.NARROW  # ... and those that full-width AVX-512's take (an Intel Xeon)
 
 
 @pytest.mark.parametrize("x_shape, w_shape, kwargs, takes", [
     ((64, 1, 28, 28), (32, 1, 5, 5), {}, True),  # MNIST's first layer: 24-pixel rows, one 32-column tile
     ((32, 3, 32, 32), (64, 3, 3, 3), dict(padding=1), True),
     ((2, 8, 48, 48), (8, 8, 3, 3), dict(padding=2, dilation=2), True),
-    # (without AVX-512 the limits are wider: ``FW_NARROW_LIMITS``)
-    ((2, 9, 32, 32), (64, 9, 3, 3), dict(padding=1), NARROW),  # input channels, over rows
-    ((2, 32, 32, 32), (64, 32, 3, 3), dict(padding=1), NARROW),
-    ((2, 33, 32, 32), (64, 33, 3, 3), dict(padding=1), False),
+    # (without AVX-512 the limits are wider: ``FW_NARROW_LIMITS``; on full-width AVX-512 rows of
+    # up to ``FW_FULL_WIDTH_MAX_CHANNELS`` over an image a thread)
+    ((2, 9, 32, 32), (64, 9, 3, 3), dict(padding=1), NARROW or FULL),  # input channels, over rows
+    ((2, 32, 32, 32), (64, 32, 3, 3), dict(padding=1), NARROW or FULL),
+    ((2, 33, 32, 32), (64, 33, 3, 3), dict(padding=1), FULL),
+    ((2, 128, 32, 32), (64, 128, 3, 3), dict(padding=1), FULL),
+    ((2, 129, 32, 32), (64, 129, 3, 3), dict(padding=1), False),
+    ((1, 33, 32, 32), (64, 33, 3, 3), dict(padding=1), False),  # one image: one thread's
+
     ((2, 3, 32, 32), (5, 3, 3, 3), dict(padding=1), False),  # output channels: under one tile's rows
     ((2, 3, 14, 14), (64, 3, 3, 3), dict(padding=1), True),  # 14-pixel rows: 222 wide pixels in 7 tiles
     ((2, 64, 7, 7), (64, 64, 3, 3), dict(padding=1), True),  # 61 wide pixels in 2 tiles, 64 channels
@@ -232,9 +238,10 @@ NARROW = not gemm.WIDE  # the forwards that AVX2's limits take and AVX-512's do 
 ])
 def test_which_forwards_take_the_implicit_product(monkeypatch, x_shape, w_shape, kwargs, takes):
     geom = Geometry.from_args(x_shape, w_shape, **kwargs)
-    assert implicit.forward_applies(geom, 4) == ((takes is not False) and gemm.TILES)
-    ran = ran_parts(monkeypatch)
-    fastconv.conv2d(np.ones(x_shape, np.float32), np.ones(w_shape, np.float32), backend="numba", **kwargs)
+    with fastconv.threads(2):  # (full-width AVX-512's rows need an image a thread)
+        assert implicit.forward_applies(geom, 4) == ((takes is not False) and gemm.TILES)
+        ran = ran_parts(monkeypatch)
+        fastconv.conv2d(np.ones(x_shape, np.float32), np.ones(w_shape, np.float32), backend="numba", **kwargs)
     assert (implicit.fw_part in ran) == (bool(takes) and gemm.TILES)
 
 
@@ -312,10 +319,29 @@ def test_implicit_forward_without_avx512_matches_longdouble(monkeypatch, xs, ws,
         test_implicit_forward_matches_longdouble(monkeypatch, xs, ws, kwargs, dtype, bias)
 
 
+# Calls that only full-width AVX-512's limits give the implicit forward (float32 rows of up to 128
+# input channels over an image a thread: three images for the three threads tried), past whole
+# tiles of rows and columns
+FULL_FORWARD_CASES = [
+    pytest.param((3, 128, 6, 30), (20, 128, 3, 3), dict(padding=1), id="rows-128-channels"),
+    pytest.param((4, 33, 9, 40), (16, 33, 5, 5), dict(padding=((2, 1), (0, 2))), id="rows-33-channels"),
+    pytest.param((3, 40, 70), (24, 40, 5), dict(padding=2), id="1d-40-channels"),
+]
+
+
+@tiles
+@pytest.mark.skipif(not FULL, reason="full-width AVX-512's limits (an Intel Xeon's)")
+@pytest.mark.parametrize("bias", [True, False])
+@pytest.mark.parametrize("xs, ws, kwargs", FULL_FORWARD_CASES)
+def test_implicit_forward_on_full_width_avx512_matches_longdouble(monkeypatch, xs, ws, kwargs, bias):
+    test_implicit_forward_matches_longdouble(monkeypatch, xs, ws, kwargs, np.float32, bias)
+
+
 # The implicit forward (few input channels) and the grouped one: (x, w, padding, groups, and the
 # limit and value that send the call to the packed kernels)
 IMPLICIT_FORWARDS = [
-    pytest.param((7, 3, 32, 32), (24, 3, 5, 5), 2, 1, ("_fw_limits", lambda itemsize: (0, 0, 0.0)), id="implicit"),
+    pytest.param((7, 3, 32, 32), (24, 3, 5, 5), 2, 1, ("_fw_limits", lambda itemsize, images=0: (0, 0, 0.0)),
+                 id="implicit"),
     pytest.param((5, 64, 14, 14), (64, 8, 3, 3), 1, 8, ("GROUPED_MAX_CHANNELS", 0), id="grouped"),
 ]
 
@@ -373,8 +399,9 @@ def test_the_implicit_forward_leaves_its_inputs_alone_and_allocates_nothing_when
 @pytest.mark.parametrize("x_shape, w_shape, kwargs, takes", [
     ((2, 16, 7, 7), (16, 16, 3, 3), dict(padding=1), True),  # wide pixels: 16 -> 16 channels
     ((2, 64, 32, 32), (8, 64, 3, 3), dict(padding=1), True),  # by rows: 8 -> 64
-    ((2, 64, 32, 32), (9, 64, 3, 3), dict(padding=1), NARROW),  # 9 over rows (``FW_NARROW_LIMITS``: 32)
-    ((2, 64, 32, 32), (33, 64, 3, 3), dict(padding=1), False),
+    ((2, 64, 32, 32), (9, 64, 3, 3), dict(padding=1), NARROW or FULL),  # 9 over rows (``FW_NARROW_LIMITS``: 32)
+    ((2, 64, 32, 32), (33, 64, 3, 3), dict(padding=1), FULL),
+    ((2, 64, 32, 32), (129, 64, 3, 3), dict(padding=1), False),
     ((2, 16, 7, 7), (65, 16, 3, 3), dict(padding=1), NARROW),  # 65 over wide pixels
     ((2, 5, 7, 7), (16, 5, 3, 3), dict(padding=1), False),  # gx's 5 channels: under one tile's rows
     ((2, 16, 7, 7), (16, 16, 3, 3), dict(padding=3), False),  # padded past the kernel's reach
@@ -383,9 +410,11 @@ def test_the_implicit_forward_leaves_its_inputs_alone_and_allocates_nothing_when
 ])
 def test_which_input_gradients_take_the_implicit_forward(monkeypatch, x_shape, w_shape, kwargs, takes):
     geom = Geometry.from_args(x_shape, w_shape, **kwargs)
-    assert (dict(numba_jit.whole_choices(geom, np.float32).phases).get((0, 0)) == "implicit") == (takes and gemm.TILES)
-    ran = ran_parts(monkeypatch)
-    numba_jit.grad_input(np.ones(geom.y_shape, np.float32), np.ones(w_shape, np.float32), geom)
+    with fastconv.threads(2):  # (full-width AVX-512's rows need an image a thread)
+        chosen = dict(numba_jit.whole_choices(geom, np.float32).phases).get((0, 0))
+        assert (chosen == "implicit") == (takes and gemm.TILES)
+        ran = ran_parts(monkeypatch)
+        numba_jit.grad_input(np.ones(geom.y_shape, np.float32), np.ones(w_shape, np.float32), geom)
     assert (implicit.fw_part in ran) == (takes and gemm.TILES)
 
 

@@ -320,11 +320,16 @@ AUTO_GROUPED_WINOGRAD_CHANNELS = 32
 # 7.17, 5.40 / 5.94; N=16 16 -> 256 20x20 5.18 / 5.50, 8.81 / 7.82, 9.54 / 6.22; 1-D k7 N=8 16 ->
 # 256 over 2048 5.33 / 4.46, 7.09 / 4.49, 5.25 / 5.58; 3x3 N=8 8 -> 384 28x28 1.42 / 1.81, 3.00 /
 # 2.02, 2.58 / 2.34. (On Zen 4 and on AVX2 these rows were not measured: they do not apply there.
-# Nor does the first at a stride: 7x7 s2 N=16 256 -> 32 7x7, auto's forward 4.8x torch's time on
-# BLAS, 7.1x on numba.)
+# Nor does the first at a stride, nor on one image: 7x7 s2 N=16 256 -> 32 7x7, auto's forward 4.8x
+# torch's time on BLAS, 7.1x on numba; 7x7 N=1 128 -> 32 14x14 backward 1.37x BLAS's time.) Since
+# the implicit forward's rows of up to 128 channels there (``_numba_implicit._fw_limits``), numba's
+# forward wins or ties on many of those many-output layers (ms numba / im2col: 3x3 N=16 16 -> 512
+# 28x28 6.96 / 7.57, 14x14 2.17 / 2.56; 1-D k5 N=8 64 -> 512 9.63 / 10.40; 5x5 N=8 32 -> 512 28x28
+# 18.0 / 18.7) but not on up to 4 input channels (7x7 3 -> 512 11.3 / 5.0) nor at a stride (1-D k7
+# s2 24 -> 512 5.8 / 3.6): the forward's row holds there only.
 AUTO_FEW_OUT_CHANNELS = 32  # per group: at most this many keep numba on full-width AVX-512
 AUTO_MANY_OUT_RATIO = 8  # output channels over input channels, per group ...
-AUTO_MANY_OUT_CHANNELS = 512  # ... and at least this many: BLAS's forward and weight gradient
+AUTO_MANY_OUT_CHANNELS = 512  # ... and at least this many: BLAS's weight gradient (its forward: see the row)
 AUTO_MANY_OUT_GRAD_INPUT_CHANNELS = 256  # ... the input gradient's
 
 
@@ -411,10 +416,11 @@ AUTO_RULES: tuple[tuple[str, object, tuple[str, ...]], ...] = (
      ("im2col", "numba")),
     ("1x1 kernel, few pixels or many channels", lambda g: math.prod(as_2d(g).kernel) == 1 and (
         _pixels(g) < AUTO_IM2COL_BELOW_PIXELS or _many_channels(g)), ("im2col", "numba")),
-    ("full-width AVX-512: few pixels per image, many input channels, up to 32 output channels, stride 1",
-     lambda g: (_blas_shaped(g) and g.c_out_g <= AUTO_FEW_OUT_CHANNELS and max(g.stride) == 1
+    ("full-width AVX-512: few pixels per image, many input channels, up to 32 output channels, stride 1, 2+ images",
+     lambda g: (_blas_shaped(g) and g.c_out_g <= AUTO_FEW_OUT_CHANNELS and max(g.stride) == 1 and g.n >= 2
                 and _full_width(g)), ("numba", "im2col")),
-    ("full-width AVX-512: 512+ output channels, 8x the input's", lambda g: _many_outputs(g, AUTO_MANY_OUT_CHANNELS),
+    ("full-width AVX-512: 512+ output channels, 8x the input's, up to 4 input channels or at a stride",
+     lambda g: _many_outputs(g, AUTO_MANY_OUT_CHANNELS) and (g.c_in_g <= 4 or max(g.stride) > 1),
      ("im2col", "numba")),
     ("few pixels per image, many channels", _blas_shaped, ("im2col", "numba")),
     ("otherwise", lambda g: True, ("numba", "im2col")),
@@ -537,6 +543,8 @@ AUTO_PASS_RULES: tuple[tuple[str, str, object, tuple[str, ...]], ...] = (
      ("numba", "im2col")),
     ("grad_input", "2-D and 3-D on numba's patches (at a stride, many channels), without AVX-512",
      lambda g: g.ndim >= 2 and _backend_says("numba", "patches", g) and _without_wide_tiles(g), ("numba", "im2col")),
+    ("grad_weight", "full-width AVX-512: 512+ output channels, 8x the input's",
+     lambda g: _many_outputs(g, AUTO_MANY_OUT_CHANNELS), ("im2col", "numba")),
     ("grad_weight", "up to 4 input channels, 17+ output channels, one group, without AVX-512",
      lambda g: _few_inputs(g) and _without_wide_tiles(g), ("im2col", "numba")),
     ("grad_weight", "3x3 at stride 1, 48-127 F(2x2) tiles in the batch, numba's register tiles",

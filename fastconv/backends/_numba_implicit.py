@@ -55,6 +55,7 @@ import math
 
 import numpy as np
 
+from .._threads import call_threads
 from . import _numba_gemm as _gemm
 from ._numba_gemm import (
     KC,
@@ -137,12 +138,33 @@ FW_WIDE_MAX_WASTE = 0.5
 # rows of 32 channels lost (3x3 N=16 28x28 11.8 / 6.1). Per bytes an element: ``(rows' channels,
 # wide pixels' channels, wide pixels' waste)``.
 FW_NARROW_LIMITS = {4: (32, math.inf, 1.0), 8: (FW_MAX_CHANNELS, 128, 1.0)}
+# With AVX-512 on full-width units (an Intel Xeon, where the packed kernels' 512-bit sums in memory
+# are no faster than Zen 4's but the tiles twice as fast) rows won up to 128 input channels, in
+# float32, where the batch has an image for every thread (the slots split the images): 2 threads,
+# forward ms these tiles / what ran before (packed, or the patches), medians of 5 rounds
+# interleaved in one process (2026-12-04): 3x3 N=8 16 -> 32 56x56 0.97 / 1.72, 48 -> 48 3.83 /
+# 5.73, N=16 64 -> 128 28x28 5.67 / 9.69, N=8 128 -> 64 56x56 15.8 / 20.8, 12 -> 64 1.31 / 2.12;
+# 5x5 N=16 16 -> 32 28x28 1.19 / 1.90, 32 -> 64 4.29 / 7.11, N=8 32 -> 32 80x80 8.0 / 13.5, 64 ->
+# 64 28x28 3.92 / 7.12, 96 -> 96 9.63 / 11.91 (patches), 128 -> 128 16.6 / 18.3 (patches); 7x7 N=8
+# 40 -> 80 28x28 6.30 / 8.71 (patches), N=16 96 -> 96 20x20 23.6 / 25.4 (patches); 1-D k5 N=64 32
+# -> 48 over 1024 (0.58x), N=16 128 -> 128 9.7 / 14.3, k7 N=8 32 -> 256 over 256 0.84 / 1.54, k9
+# N=16 64 -> 64 3.71 / 6.06; N=2 16 -> 32 112x112 0.80 / 1.40, N=3 32 -> 32 56x56 5x5 2.37 /
+# 2.63. Lost: 256 channels (5x5 N=8 14x14 21.1 / 17.6, patches) and one image on two threads (N=1
+# 32 -> 96 80x80 5x5 6.48 / 5.17, 16 -> 32 112x112 0.76 / 0.74). The input gradients that run as
+# this forward gained alike (0.44-0.66 of their time). The wide pixels' limits stay AVX-512's
+# (``"auto"`` reads them: ``numba_jit.small_images``); float64 was not measured.
+FW_FULL_WIDTH_MAX_CHANNELS = 128
 
 
-def _fw_limits(itemsize):
-    """``(FW_MAX_CHANNELS, FW_WIDE_MAX_CHANNELS, FW_WIDE_MAX_WASTE)`` with AVX-512's tiles, else
-    ``FW_NARROW_LIMITS`` for the dtype's ``itemsize``."""
-    return (FW_MAX_CHANNELS, FW_WIDE_MAX_CHANNELS, FW_WIDE_MAX_WASTE) if _gemm.WIDE else FW_NARROW_LIMITS[itemsize]
+def _fw_limits(itemsize, images=0):
+    """``(FW_MAX_CHANNELS, FW_WIDE_MAX_CHANNELS, FW_WIDE_MAX_WASTE)`` with AVX-512's tiles (rows up
+    to ``FW_FULL_WIDTH_MAX_CHANNELS`` on full-width units in float32 over at least as many
+    ``images`` as threads), else ``FW_NARROW_LIMITS`` for the dtype's ``itemsize``."""
+    if not _gemm.WIDE:
+        return FW_NARROW_LIMITS[itemsize]
+    if not _gemm.NARROW and itemsize == 4 and images >= max(2, call_threads()):
+        return FW_FULL_WIDTH_MAX_CHANNELS, FW_WIDE_MAX_CHANNELS, FW_WIDE_MAX_WASTE
+    return FW_MAX_CHANNELS, FW_WIDE_MAX_CHANNELS, FW_WIDE_MAX_WASTE
 
 
 def forward_applies(geom, itemsize, by_size=None) -> bool:
@@ -157,7 +179,7 @@ def forward_applies(geom, itemsize, by_size=None) -> bool:
         return False
     if by_size is not None:
         return by_size
-    rows_channels, wide_channels, _ = _fw_limits(itemsize)
+    rows_channels, wide_channels, _ = _fw_limits(itemsize, geom.n)
     by_rows, wide = _fw_fill(geom, itemsize)
     if by_rows:
         return geom.c_in <= rows_channels
