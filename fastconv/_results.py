@@ -64,16 +64,19 @@ def cpu_name() -> str:
 
 
 def machine_kind() -> str:
-    """The CPU's vendor, family and widest vector instructions, e.g. ``"AuthenticAMD family 26
-    avx512"``: what sets how fastconv's kernels fare against torch's oneDNN, so the CI gate keeps
-    budgets per kind. An Intel and an AMD machine, both AVX-512, put numba's 1x1 forward at 0.49x
-    and 0.96x torch's time; two AMD ones, Zen 4 (family 25, 512-bit operations in two halves) and
-    Zen 5 (family 26, whole), at 0.96x and 0.50x."""
+    """The CPU's vendor, family (and for Intel, whose CPUs are all family 6, model) and widest
+    vector instructions, e.g. ``"AuthenticAMD family 26 avx512"``: what sets how fastconv's kernels
+    fare against torch's oneDNN, so the CI gate keeps budgets per kind. An Intel and an AMD machine,
+    both AVX-512, put numba's 1x1 forward at 0.49x and 0.96x torch's time; two AMD ones, Zen 4
+    (family 25, 512-bit operations in two halves) and Zen 5 (family 26, whole), at 0.96x and 0.50x;
+    two Intel ones, the early stops' and a model 167 with AMX (2026-12-04), at 0.49x and 0.96x."""
     info = _cpuinfo()
     flags = set(info.get("flags", "").split())
     width = "avx512" if "avx512f" in flags else "avx2" if "avx2" in flags else ""
+    vendor = info.get("vendor_id") or platform.machine()
     family = f"family {info['cpu family']}" if info.get("cpu family") else ""
-    return " ".join(filter(None, [info.get("vendor_id") or platform.machine(), family, width])) or "unknown"
+    model = f"model {info['model']}" if vendor == "GenuineIntel" and info.get("model") else ""
+    return " ".join(filter(None, [vendor, family, model, width])) or "unknown"
 
 
 def git_info(folder) -> dict | None:
