@@ -18,11 +18,12 @@ error, a budget that was not measured, a measurement without a budget) or a bad 
 
 Ratios to torch do not carry across CPU kinds: how numba's register tiles fare against oneDNN
 depends on the core (numba's 1x1 forward on the quick suite: 0.49x torch's time on an Intel
-AVX-512 machine, 0.96x on an AMD Zen 4, 0.50x on an AMD Zen 5). So a file keeps budgets per
-machine kind (``_results.machine_kind``, the CPU's vendor, family and vector width): the top-level
-tables for the kind named by ``machine``, ``[machines."<kind>".<pass>.<impl>]`` for others. The
-gate uses the tables of the kind it runs on; on a kind with none, the loosest budget of the known
-kinds, with a note that says so; ``--update`` writes the tables of the kind it runs on.
+AVX-512 machine, 0.96x on an AMD Zen 4, 0.50x on an AMD Zen 5, 0.96x on a later Intel Xeon). So a
+file keeps budgets per machine kind (``_results.machine_kind``, the CPU's vendor, family, Intel's
+model and vector width): the top-level tables for the kind named by ``machine``,
+``[machines."<kind>".<pass>.<impl>]`` for others. The gate uses the tables of the kind it runs on;
+on a kind with none, the loosest budget of the known kinds, with a note that says so; ``--update``
+writes the tables of the kind it runs on.
 """
 
 from __future__ import annotations
