@@ -206,7 +206,7 @@ def test_the_implicit_product_leaves_its_inputs_alone_and_allocates_nothing_when
 
 
 NARROW = not gemm.WIDE  # the forwards that AVX2's limits take and AVX-512's do not
-FULL = gemm.WIDE and not gemm.NARROW  # ... and those that full-width AVX-512's take (an Intel Xeon)
+FULL = gemm.FULL_WIDTH  # ... and those that full-width AVX-512's take (an Intel Xeon)
 
 
 @pytest.mark.parametrize("x_shape, w_shape, kwargs, takes", [

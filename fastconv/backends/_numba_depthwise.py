@@ -71,14 +71,17 @@ FLAT_MAX_REACH = 2
 
 
 def takes_flat(sh, sw, iw, ow, oh, kw, dil_w) -> bool:
-    """Whether ``_depthwise_part`` takes the flat path (``_dw_layout`` asks the same)."""
+    """Whether ``_depthwise_part`` takes the flat path (``_dw_layout`` asks its compiled twin)."""
     return sh == 1 and sw == 1 and ow == iw and ((kw - 1) * dil_w <= FLAT_MAX_REACH or oh == 1)
+
+
+_takes_flat = njit(inline="always", **_JIT)(takes_flat)
 
 
 @njit(**_JIT)
 def _dw_layout(n, c_in, ih, iw, kh, kw, oh, ow, sh, sw, pl, dil_h, dil_w, nthreads):  # pragma: no cover
     """How ``_depthwise_part`` cuts its work and scratch; shared with ``_dw_scratch``."""
-    flat = sh == 1 and sw == 1 and ow == iw and ((kw - 1) * dil_w <= FLAT_MAX_REACH or oh == 1)  # takes_flat
+    flat = _takes_flat(sh, sw, iw, ow, oh, kw, dil_w)
     hq, wq = _packed_dims(oh, ow, kh, kw, sh, sw, dil_h, dil_w)
     rows = oh if flat else min(oh, max(1, TILE // wq))  # the accumulator stays in L1
     nband = (oh + rows - 1) // rows

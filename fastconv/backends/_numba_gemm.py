@@ -63,6 +63,9 @@ COLS_BLOCK_BYTES = 512 * 2**10
 # (Intel's server cores, Zen 5) it would cost about 1.5x a two-vector tile, by their units' width
 # (not measured here): not used there.
 NARROW = WIDE and _llvm.get_host_cpu_name() == "znver4"
+# ... and the others with AVX-512, whose 512-bit operations run whole, as BLAS's do (measured on an
+# Intel Xeon): the rows and limits drawn there (``numba_jit.full_width_tiles``) hold for these.
+FULL_WIDTH = WIDE and not NARROW
 
 
 def applies(kh, kw, padded, groups, c_in, c_out) -> bool:

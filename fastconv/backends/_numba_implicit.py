@@ -162,7 +162,7 @@ def _fw_limits(itemsize, images=0):
     ``images`` as threads), else ``FW_NARROW_LIMITS`` for the dtype's ``itemsize``."""
     if not _gemm.WIDE:
         return FW_NARROW_LIMITS[itemsize]
-    if not _gemm.NARROW and itemsize == 4 and images >= max(2, call_threads()):
+    if _gemm.FULL_WIDTH and itemsize == 4 and images >= max(2, call_threads()):
         return FW_FULL_WIDTH_MAX_CHANNELS, FW_WIDE_MAX_CHANNELS, FW_WIDE_MAX_WASTE
     return FW_MAX_CHANNELS, FW_WIDE_MAX_CHANNELS, FW_WIDE_MAX_WASTE
 

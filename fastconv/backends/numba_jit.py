@@ -134,7 +134,7 @@ def full_width_tiles(geom) -> bool:
     """Whether the register tiles run AVX-512 on full-width units (an Intel Xeon; not Zen 4, which
     runs each 512-bit operation as two 256-bit halves: ``_numba_gemm.NARROW``), where BLAS's
     kernels run them too: for ``"auto"``'s rows measured there."""
-    return _gemm.WIDE and not _gemm.NARROW
+    return _gemm.FULL_WIDTH
 
 
 def patches(geom) -> bool:
@@ -876,7 +876,7 @@ def _implicit_forward(x, w, bias, y, geom, budget):
 # fewer output channels (7x7 s2 2 -> 24 0.32 / 0.31) and more stacked channels (5x5 s2 8 -> 64,
 # 32 stacked, with the copy 4.0 / 3.8). Measured there only: neither on Zen 4 (whose packed
 # kernels the implicit forward beat only up to 8 channels) nor on AVX2.
-PHASES = _gemm.WIDE and not _gemm.NARROW
+PHASES = _gemm.FULL_WIDTH
 PHASES_MAX_CHANNELS = 16  # stacked: input channels times the stride's phases
 PHASES_MAX_WASTE = 4 / 3  # the stacked taps over the kernel's
 PHASES_MIN_OUT_CHANNELS = 32
