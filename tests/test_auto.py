@@ -172,11 +172,14 @@ STEM_GROUPED = Geometry.from_args((2, 8, 64, 64), (16, 4, 7, 7), stride=2, paddi
     (DEPTHWISE, "numba", "numba", "numba"),
     (SMALL, "numba", "numba", "numba"), (DENSE, TILED_3X3, TILED_3X3, TILED_3X3),
     (STEM_GROUPED, "numba", "numba", "numba"), (STEM_FEW_OUTPUTS, "numba", "numba", "numba")])
-def test_each_pass_takes_its_own_pick(installed, geom, forward, grad_input, grad_weight):
+def test_each_pass_takes_its_own_pick(installed, monkeypatch, geom, forward, grad_input, grad_weight):
     """``AUTO_PASS_RULES``: a gradient's own rows first (1x1 input gradients and those of few input
     channels but 17+ output channels on BLAS, the weight gradient of few tiles on numba's register
     tiles, else BLAS, of strided layers on BLAS), never for depthwise or small calls (nor grouped
-    ones where no grouped layer was timed), else the forward's row."""
+    ones where no grouped layer was timed), else the forward's row. (Full-width AVX-512's own rows:
+    ``test_full_width_avx512_rows``.)"""
+    numba_jit = pytest.importorskip("fastconv.backends.numba_jit")
+    monkeypatch.setattr(numba_jit, "full_width_tiles", lambda geom: False)
     installed("reference", "im2col", "numba", "winograd")
     got = [backends.choose(geom, np.float32, pass_=p) for p in backends.PASSES]
     assert got == [forward, grad_input, grad_weight]
@@ -227,6 +230,17 @@ def test_without_wide_tiles_the_weight_gradient_of_few_input_channels_runs_blas(
     (Geometry.from_args((16, 384, 10, 10), (32, 384, 5, 5), padding=2), "numba", "numba", "numba"),
     (Geometry.from_args((16, 384, 10, 10), (33, 384, 5, 5), padding=2), "im2col", "im2col", "im2col"),
     (Geometry.from_args((1, 384, 10, 10), (24, 384, 5, 5), padding=2), "im2col", "im2col", "im2col"),  # one image
+    # ... at a stride from 49 output pixels an image (the input gradient at any size: the strided
+    # input gradients' row of few output channels for the taps, which holds on full width too)
+    (Geometry.from_args((8, 256, 28, 28), (16, 256, 3, 3), stride=2, padding=1), "numba", "numba", "numba"),
+    (Geometry.from_args((16, 192, 14, 14), (24, 192, 5, 5), stride=2, padding=2), "numba", "numba", "numba"),
+    (Geometry.from_args((16, 256, 12, 12), (32, 256, 3, 3), stride=2, padding=1), "im2col", "numba", "im2col"),
+    # strided weight gradients of 64+ input channels: numba's, but BLAS's for one image of up to
+    # 8 Mi elements of patches (3x3 192 -> 48 over 28x28 output pixels: 1.4 Mi; 7x7 128 -> 8 over
+    # 56x56: 19 Mi)
+    (Geometry.from_args((1, 192, 56, 56), (48, 192, 3, 3), stride=2, padding=1), "numba", "numba", "im2col"),
+    (Geometry.from_args((1, 128, 112, 112), (8, 128, 7, 7), stride=2, padding=3), "numba", "numba", "numba"),
+    (Geometry.from_args((2, 192, 56, 56), (48, 192, 3, 3), stride=2, padding=1), "numba", "numba", "numba"),
     # 8x as many output channels as input ones: BLAS's from 512 (the input gradient from 256)
     # (the forward's only up to 4 input channels or at a stride)
     (Geometry.from_args((64, 3, 10, 10), (512, 3, 7, 7), padding=3), "im2col", "im2col", "im2col"),
@@ -249,6 +263,26 @@ def test_full_width_avx512_rows(tiles, monkeypatch, geom, forward, grad_input, g
     assert got == ([forward, grad_input, grad_weight] if full else picks)
     if full and got != picks:  # a row of its own decided
         assert [forward, grad_input, grad_weight] != picks
+
+
+@pytest.mark.parametrize("full", [False, True])
+@pytest.mark.parametrize("geom, lopsided", [
+    (Geometry.from_args((16, 256, 20, 20), (48, 256, 3, 3), padding=1), True),
+    (Geometry.from_args((8, 48, 32, 32), (320, 48, 3, 3), padding=1), True),
+    (Geometry.from_args((4, 256, 56, 56), (24, 256, 3, 3), padding=1), True),  # the lines: 24 and 256
+    (Geometry.from_args((4, 256, 56, 56), (23, 256, 3, 3), padding=1), False),
+    (Geometry.from_args((8, 255, 28, 28), (32, 255, 3, 3), padding=1), False),
+    (Geometry.from_args((2, 1024, 28, 28), (128, 256, 3, 3), padding=1, groups=4), True),  # per group
+    (Geometry.from_args((2, 256, 8, 16, 16), (32, 256, 1, 3, 3), padding=(0, 1, 1)), False),  # 3-D lost
+    (Geometry.from_args((8, 256, 28, 28), (32, 256, 3, 3), stride=2, padding=1), False)])
+def test_full_width_avx512_lopsided_3x3_runs_winograd(tiles, monkeypatch, geom, lopsided, full):
+    """With AVX-512 on full-width units, 2-D 3x3 stride-1 layers of 24+ channels one way and 256+
+    the other run winograd (below ``winograd.TILED_MIN_CHANNELS`` on the fewer side)."""
+    numba_jit = tiles(True, "reference", "im2col", "numba", "winograd")
+    monkeypatch.setattr(numba_jit, "full_width_tiles", lambda geom: full)
+    assert backends._lopsided_3x3(geom) is (lopsided and full)
+    if lopsided and full:
+        assert backends.choose(geom, np.float32) == "winograd"
 
 
 @pytest.mark.parametrize("geom, blas", [

@@ -320,7 +320,7 @@ AUTO_GROUPED_WINOGRAD_CHANNELS = 32
 # 7.17, 5.40 / 5.94; N=16 16 -> 256 20x20 5.18 / 5.50, 8.81 / 7.82, 9.54 / 6.22; 1-D k7 N=8 16 ->
 # 256 over 2048 5.33 / 4.46, 7.09 / 4.49, 5.25 / 5.58; 3x3 N=8 8 -> 384 28x28 1.42 / 1.81, 3.00 /
 # 2.02, 2.58 / 2.34. (On Zen 4 and on AVX2 these rows were not measured: they do not apply there.
-# Nor does the first at a stride, nor on one image: 7x7 s2 N=16 256 -> 32 7x7, auto's forward 4.8x
+# Nor does the first on one image, nor at a stride on few pixels (below): 7x7 s2 N=16 256 -> 32 7x7, auto's forward 4.8x
 # torch's time on BLAS, 7.1x on numba; 7x7 N=1 128 -> 32 14x14 backward 1.37x BLAS's time.) Since
 # the implicit forward's rows of up to 128 channels there (``_numba_implicit._fw_limits``), numba's
 # forward wins or ties on many of those many-output layers (ms numba / im2col: 3x3 N=16 16 -> 512
@@ -331,6 +331,54 @@ AUTO_FEW_OUT_CHANNELS = 32  # per group: at most this many keep numba on full-wi
 AUTO_MANY_OUT_RATIO = 8  # output channels over input channels, per group ...
 AUTO_MANY_OUT_CHANNELS = 512  # ... and at least this many: BLAS's weight gradient (its forward: see the row)
 AUTO_MANY_OUT_GRAD_INPUT_CHANNELS = 256  # ... the input gradient's
+# At a stride (same machine, 2026-12-04, 7 interleaved rounds, ms numba / im2col, forward, input
+# gradient, weight gradient) the first row holds from 49 output pixels an image: 3x3 s2 N=8 256 ->
+# 16 28x28 2.13 / 3.09, 3.13 / 5.82, 3.17 / 3.29; 5x5 s2 N=16 192 -> 24 14x14 2.94 / 3.84, 3.77 /
+# 7.15, 3.48 / 4.37; 7x7 s2 N=16 256 -> 16 14x14 5.60 / 9.21, 6.16 / 15.5, 6.74 / 9.42; 5x5 s2 N=16
+# 256 -> 32 20x20 7.69 / 11.3, 8.82 / 14.4, 9.56 / 10.6; 3x3 s2 N=4 384 -> 24 28x28 and N=8 512 -> 8
+# 14x14 alike; N=32 128 -> 32 14x14 (7x7 out) 2.24 / 2.24, 3.05 / 3.83, 2.48 / 2.33. Below, BLAS's
+# forward and weight gradient won or tied: 6x6 out (N=16 256 -> 32 12x12) 1.88 / 1.91, 2.43 / 1.95;
+# 4x4 (7x7 s2 N=16 256 -> 32 7x7) 5.76 / 4.57, 6.08 / 5.20. Their input gradients all ran faster on
+# numba (3.29 / 8.69 at 4x4): the strided row of few output channels for the taps
+# (``_strided_few_outputs``) holds there too.
+AUTO_FEW_OUT_STRIDED_MIN_PIXELS = 49  # output pixels per image from which the few-output row holds at a stride
+# The strided weight gradients that ``AUTO_PASS_RULES`` gives BLAS ran faster on numba there (ms
+# numba / im2col): 7x7 s2 N=1 128 -> 8 112x112 7.72 / 22.9, -> 32 9.15 / 25.8, -> 128 32.4 / 43.2,
+# N=4 64 -> 16 56x56 2.93 / 6.66; 1-D k7 s2 N=64 256 -> 8 (2 groups) 12.3 / 26.8, k5 s2 N=16 128 ->
+# 32 3.96 / 4.82, -> 128 8.37 / 8.91; 3x3 s2 N=8 256 -> 64 28x28 4.08 / 4.64, -> 256 9.79 / 10.2, N=16
+# 64 -> 32 56x56 6.52 / 7.06, -> 128 12.3 / 12.7; but not on one image of fewer patches, where
+# BLAS's products are short: N=1 3x3 s2 192 -> 48 56x56 (1.4 Mi elements of patches) 3.09 / 2.06,
+# -> 96 3.59 / 2.59, 128 -> 64 2.03 / 1.49, 256 -> 64 80x80 (3.7 Mi) 7.79 / 6.11, 96 -> 48 112x112
+# (2.7 Mi) 5.85 / 4.03, 5x5 192 -> 48 56x56 (3.8 Mi) 6.19 / 5.24 (N=2 192 -> 48 3.09 / 3.08), while
+# 7x7 128 -> 8 (19 Mi) and 3x3 384 -> 128 112x112 (11 Mi; backward 0.88x) ran faster on numba.
+AUTO_FULL_WIDTH_WEIGHT_PATCHES = 8 * 2**20  # elements of one image's patches: see the strided weight gradient's row
+
+
+def _patches(g: Geometry) -> int:
+    """Elements of one image's patches (im2col's columns): input channels per group x taps x output pixels."""
+    return g.c_in_g * math.prod(g.kernel) * math.prod(g.out_size)
+
+
+# winograd beat numba's direct loops there on 3x3 stride-1 layers with fewer than
+# ``winograd.TILED_MIN_CHANNELS`` channels on one side where the other has many (same machine, ms
+# winograd / numba, forward, input gradient; the weight gradient runs numba's at these counts
+# either way): N=16 256 -> 48 20x20 6.41 / 10.5, 5.34 / 5.92; 48 -> 256 5.19 / 5.71, 6.19 / 10.4;
+# 256 -> 32 5.72 / 7.52, 4.39 / 4.34; N=4 256 -> 24 56x56 8.28 / 9.94, 5.89 / 5.61; N=1 4 groups of
+# 128 -> 32 56x56 4.81 / 12.9, 3.86 / 12.3; N=8 320 -> 40 24x24 5.55 / 7.83, 3.59 / 5.24; N=16 512
+# -> 24 16x16 6.29 / 8.35, 3.96 / 4.47; N=8 48 -> 320 32x32 6.95 / 8.21, 8.35 / 15.9; N=32 32 -> 256
+# 14x14 3.92 / 4.10, 4.98 / 7.98. Not below 256 on the other side: N=8 128 -> 32 28x28 2.69 / 2.26,
+# 32 -> 128 2.24 / 1.95, 64 -> 32 40x40 2.37 / 2.12, N=32 48 -> 48 28x28 4.73 / 4.35 (96 -> 48
+# 56x56 won, 3.99 / 4.93); nor 3-D (1x3x3 256 -> 32 8x16x16 5.71 / 5.58, 4.52 / 3.56).
+AUTO_LOPSIDED_MIN_CHANNELS = 24  # per group, the fewer side ...
+AUTO_LOPSIDED_MAX_CHANNELS = 256  # ... and the more: winograd on full-width AVX-512
+
+
+def _lopsided_3x3(g: Geometry) -> bool:
+    """A 2-D 3x3 stride-1 layer of ``AUTO_LOPSIDED_MIN_CHANNELS`` channels per group or more one
+    way and ``AUTO_LOPSIDED_MAX_CHANNELS`` or more the other, on full-width AVX-512."""
+    few, many = sorted((g.c_in_g, g.c_out_g))
+    return (g.ndim == 2 and _is_3x3s1(g) and few >= AUTO_LOPSIDED_MIN_CHANNELS and many >= AUTO_LOPSIDED_MAX_CHANNELS
+            and _full_width(g))
 
 
 def _full_width(g: Geometry) -> bool:
@@ -386,6 +434,8 @@ AUTO_RULES: tuple[tuple[str, object, tuple[str, ...]], ...] = (
     ("3x3 at stride 1, 64+ channels",
      lambda g: _is_3x3s1(g) and _backend_says("winograd", "beats_direct", g),
      ("winograd", "numba", "im2col")),
+    ("full-width AVX-512: 2-D 3x3 at stride 1, 24+ channels one way and 256+ the other", _lopsided_3x3,
+     ("winograd", "numba", "im2col")),
     ("3x3 at stride 1 without AVX-512, 32+ channels: grouped, or 3-D kernels 3+ deep", _winograd_without_wide_tiles,
      ("winograd", "numba", "im2col")),
     ("3x3 at stride 1, few pixels, many channels", lambda g: _is_3x3s1(g) and _blas_shaped(g),
@@ -416,9 +466,11 @@ AUTO_RULES: tuple[tuple[str, object, tuple[str, ...]], ...] = (
      ("im2col", "numba")),
     ("1x1 kernel, few pixels or many channels", lambda g: math.prod(as_2d(g).kernel) == 1 and (
         _pixels(g) < AUTO_IM2COL_BELOW_PIXELS or _many_channels(g)), ("im2col", "numba")),
-    ("full-width AVX-512: few pixels per image, many input channels, up to 32 output channels, stride 1, 2+ images",
-     lambda g: (_blas_shaped(g) and g.c_out_g <= AUTO_FEW_OUT_CHANNELS and max(g.stride) == 1 and g.n >= 2
-                and _full_width(g)), ("numba", "im2col")),
+    ("full-width AVX-512: few pixels per image, many input channels, up to 32 output channels, 2+ images, "
+     "at a stride 49+ pixels",
+     lambda g: (_blas_shaped(g) and g.c_out_g <= AUTO_FEW_OUT_CHANNELS and g.n >= 2
+                and (max(g.stride) == 1 or _pixels(g) >= AUTO_FEW_OUT_STRIDED_MIN_PIXELS) and _full_width(g)),
+     ("numba", "im2col")),
     ("full-width AVX-512: 512+ output channels, 8x the input's, up to 4 input channels or at a stride",
      lambda g: _many_outputs(g, AUTO_MANY_OUT_CHANNELS) and (g.c_in_g <= 4 or max(g.stride) > 1),
      ("im2col", "numba")),
@@ -529,8 +581,9 @@ def _few_outputs_for_taps(g: Geometry) -> bool:
 
 def _strided_few_outputs(g: Geometry) -> bool:
     """One group, a stride, and few output channels for the kernel's taps (``_few_outputs_for_taps``),
-    without AVX-512."""
-    return g.groups == 1 and max(g.stride) > 1 and _few_outputs_for_taps(g) and _without_wide_tiles(g)
+    without AVX-512 or on full-width AVX-512 (not measured on AVX-512 as two halves, Zen 4)."""
+    return (g.groups == 1 and max(g.stride) > 1 and _few_outputs_for_taps(g)
+            and (_without_wide_tiles(g) or _full_width(g)))
 
 
 AUTO_PASS_RULES: tuple[tuple[str, str, object, tuple[str, ...]], ...] = (
@@ -539,8 +592,8 @@ AUTO_PASS_RULES: tuple[tuple[str, str, object, tuple[str, ...]], ...] = (
     ("grad_input", "up to 4 input channels, 17+ output channels, one group", _few_inputs, ("im2col", "numba")),
     ("grad_input", "full-width AVX-512: 256+ output channels, 8x the input's",
      lambda g: _many_outputs(g, AUTO_MANY_OUT_GRAD_INPUT_CHANNELS), ("im2col", "numba")),
-    ("grad_input", "at a stride, few output channels for the taps, one group, without AVX-512", _strided_few_outputs,
-     ("numba", "im2col")),
+    ("grad_input", "at a stride, few output channels for the taps, one group, without AVX-512 or on full-width AVX-512",
+     _strided_few_outputs, ("numba", "im2col")),
     ("grad_input", "2-D and 3-D on numba's patches (at a stride, many channels), without AVX-512",
      lambda g: g.ndim >= 2 and _backend_says("numba", "patches", g) and _without_wide_tiles(g), ("numba", "im2col")),
     ("grad_weight", "full-width AVX-512: 512+ output channels, 8x the input's",
@@ -553,8 +606,10 @@ AUTO_PASS_RULES: tuple[tuple[str, str, object, tuple[str, ...]], ...] = (
      ("im2col", "winograd", "numba")),
     ("grad_weight", "3x3 at stride 1, 128+ F(2x2) tiles, 32+ channels per group, without AVX-512",
      _winograd_own_weight, ("winograd", "im2col", "numba")),
-    ("grad_weight", "strided 1-D and 2-D, kernel past 1x1, 64+ input channels per group",
-     lambda g: g.ndim <= 2 and max(g.stride) > 1 and math.prod(g.kernel) > 1 and g.c_in_g >= 64,
+    ("grad_weight", "strided 1-D and 2-D, kernel past 1x1, 64+ input channels per group (on full-width AVX-512 "
+     "one image of up to 8 Mi patch elements)",
+     lambda g: (g.ndim <= 2 and max(g.stride) > 1 and math.prod(g.kernel) > 1 and g.c_in_g >= 64
+                and (not _full_width(g) or (g.n == 1 and _patches(g) <= AUTO_FULL_WIDTH_WEIGHT_PATCHES))),
      ("im2col", "numba")),
 )
 
