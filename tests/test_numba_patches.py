@@ -112,6 +112,27 @@ def test_the_patches_match_the_reference(monkeypatch, xs, ws, kwargs, dtype):
 
 
 @tiles
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("xs, ws, kwargs", [
+    ((3, 40, 13, 11), (72, 40, 3, 3), dict(stride=2, padding=1)),  # rows past whole tiles both ways
+    ((2, 128, 9, 9), (128, 64, 3, 3), dict(stride=2, groups=2)),
+    ((5, 32, 20, 20), (40, 32, 3, 3), dict(stride=2, padding=1))])  # several items and slices
+def test_the_weight_gradient_packs_either_operand_with_the_same_bits(monkeypatch, xs, ws, kwargs, dtype):
+    """gy's columns packed and the sums transposed (``_swaps``) or the patches packed: the same
+    sums in the same order, so the same bits, and the reference's values."""
+    geom = Geometry.from_args(xs, ws, **kwargs)
+    x, gy = _rand(geom.x_shape, dtype, 0), _rand(geom.y_shape, dtype, 1)
+    want = reference.grad_weight(gy.astype(np.float64), x.astype(np.float64), geom)
+    got = {}
+    for swapped in (False, True):
+        monkeypatch.setattr(patches, "_swaps", lambda kg, kr, itemsize, _s=swapped: _s)
+        with fastconv.threads(2):
+            got[swapped] = numba_jit.grad_weight(gy, x, geom)
+        assert_close(got[swapped], want, dtype, what=f"swapped {swapped}")
+    assert np.array_equal(got[False], got[True])
+
+
+@tiles
 def test_the_forward_has_the_same_bits_on_any_number_of_threads_and_the_weight_gradient_on_the_same():
     # a forward sum is one tile's, whichever item holds its pixel; the weight gradient's slices are
     # whole rounds of the threads, added in order

@@ -182,6 +182,26 @@ def forward(x, w5, bias, y, sh, sw, pt, pl, dh, dw, threads, budget, compile_onl
 SLICE_PIXELS = 2048
 
 
+# The products (``red_batch``) pack one operand, a block of KC pixels of its rows, and read the
+# other's rows where they lie: with fewer output channels than input channels x taps, packing gy's
+# columns (the sums then come out transposed, and gw is their transpose) repaid where the output
+# channels fill a panel of the tiles' columns and the sums stay within L2. Full-width AVX-512 (an
+# Intel Xeon, 2 MiB of L2 a core; two threads, float32, 2026-12-04, weight gradient ms before /
+# swapped, medians of 7 interleaved rounds, the same bits): 3x3 s2 N=8 256 -> 96 28x28 4.84 / 3.79,
+# -> 128 5.73 / 4.99, -> 192 (1.7 MiB of sums) 7.62 / 7.17, N=32 128 -> 64 7.43 / 5.50, -> 256 18.2 /
+# 16.0, N=16 64 -> 128 56x56 12.1 / 10.1; 1-D k5 s2 N=16 64 -> 64 3.12 / 2.51, 256 -> 128 17.2 / 13.7;
+# 3x3x3 s2 N=32 96 -> 128 8x12x12 24.8 / 21.0, -> 64 17.8 / 14.2. Past L2 they lost: 3x3 s2 256 ->
+# 256 (2.25 MiB) 9.26 / 10.8, N=16 512 -> 128 14x14 6.26 / 7.24, -> 512 22.7 / 36.5; and with
+# fewer output channels than a panel: 1-D k7 s2 N=64 256 -> 8 (4 a group) 13.8 / 16.6.
+SWAP_MAX_SUMS_BYTES = 2 * 2**20
+
+
+def _swaps(kg, kr, itemsize) -> bool:
+    """Whether the products pack gy's ``kg`` rows rather than the patches' ``kr`` (see above)."""
+    return (_gemm.FULL_WIDTH and _gemm.tile_cols(itemsize) <= kg < kr
+            and kg * kr * itemsize <= SWAP_MAX_SUMS_BYTES)
+
+
 def grad_weight(gy, x, gw, sh, sw, pt, pl, dh, dw, threads, budget, compile_only=False) -> bool:
     """``gw`` (C-contiguous, shaped like the weight) = the weight gradient of the convolution of
     ``x`` into ``gy`` (both C-contiguous; ``forward``'s geometry): per slice of the flat output
@@ -202,7 +222,9 @@ def grad_weight(gy, x, gw, sh, sw, pt, pl, dh, dw, threads, budget, compile_only
     one = gw.size * item  # a slice's sums
     want = -(-max(1, -(-q // SLICE_PIXELS)) // threads) * threads
     slices = int(min(want, max(1, budget // 2 // one), max(1, q)))
-    per_pixel, fixed = _item_bytes(kr + kg, _gemm.red_batch_scratch(kr, item), p_img, ow, sh, hp, wp, taps, item)
+    swap = _swaps(kg, kr, item)
+    packed = kg if swap else kr  # rows of the operand that ``red_batch`` packs
+    per_pixel, fixed = _item_bytes(kr + kg, _gemm.red_batch_scratch(packed, item), p_img, ow, sh, hp, wp, taps, item)
     cut = -(-q // slices)
     plan = _items(cut, per_pixel, fixed, slices * one, min(threads, slices), budget)
     if plan is None:
@@ -217,16 +239,24 @@ def grad_weight(gy, x, gw, sh, sw, pt, pl, dh, dw, threads, budget, compile_only
         for r0 in range(q0, q1, step):
             r1 = min(q1, r0 + step)
             nt = r1 - r0
-            b, a, s, ix, red = _buffers(scratch, x.dtype, nt, kr, kg, _gemm.red_batch_scratch(kr, item), p_img, ow, sh,
-                                        hp, wp, taps)
+            b, a, s, ix, red = _buffers(scratch, x.dtype, nt, kr, kg, _gemm.red_batch_scratch(packed, item), p_img, ow,
+                                        sh, hp, wp, taps)
             for g in range(groups):
                 columns(x, g * cg, cg, pt, pl, table, r0, r1, ow, sh, sw, hp, wp, s, ix, b)
                 take(gy3, g * kg, kg, r0, r1, a)
-                _gemm.red_batch(a, b, parts[i, g], kg, kr, nt, r0 > q0, red)
+                if swap:  # the sums transposed, (kr, kg)
+                    _gemm.red_batch(b, a, parts[i, g], kr, kg, nt, r0 > q0, red)
+                else:
+                    _gemm.red_batch(a, b, parts[i, g], kg, kr, nt, r0 > q0, red)
 
     items = [(i,) for i in range(slices) if i * cut < q]
     parts[len(items):] = 0
     map_items(items, work, 1 if compile_only else threads)
+    if swap:  # summed in the first slice's (kept) sums, then transposed into gw
+        for i in range(1, slices):
+            parts[0] += parts[i]
+        gw.reshape(groups, kg, kr)[...] = parts[0].reshape(groups, kr, kg).transpose(0, 2, 1)
+        return True
     out = gw.reshape(groups, kg * kr)
     out[...] = parts[0]
     for i in range(1, slices):
