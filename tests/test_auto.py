@@ -273,11 +273,17 @@ def test_full_width_avx512_rows(tiles, monkeypatch, geom, forward, grad_input, g
     (Geometry.from_args((4, 256, 56, 56), (23, 256, 3, 3), padding=1), False),
     (Geometry.from_args((8, 255, 28, 28), (32, 255, 3, 3), padding=1), False),
     (Geometry.from_args((2, 1024, 28, 28), (128, 256, 3, 3), padding=1, groups=4), True),  # per group
+    # grouped: from 40 on the more side (numba's grouped kernels won at 32 -> 32)
+    (Geometry.from_args((16, 192, 20, 20), (192, 48, 3, 3), padding=1, groups=4), True),
+    (Geometry.from_args((8, 128, 28, 28), (256, 32, 3, 3), padding=1, groups=4), True),
+    (Geometry.from_args((8, 256, 28, 28), (256, 32, 3, 3), padding=1, groups=8), False),
+    (Geometry.from_args((8, 312, 28, 28), (312, 39, 3, 3), padding=1, groups=8), False),
     (Geometry.from_args((2, 256, 8, 16, 16), (32, 256, 1, 3, 3), padding=(0, 1, 1)), False),  # 3-D lost
     (Geometry.from_args((8, 256, 28, 28), (32, 256, 3, 3), stride=2, padding=1), False)])
 def test_full_width_avx512_lopsided_3x3_runs_winograd(tiles, monkeypatch, geom, lopsided, full):
     """With AVX-512 on full-width units, 2-D 3x3 stride-1 layers of 24+ channels one way and 256+
-    the other run winograd (below ``winograd.TILED_MIN_CHANNELS`` on the fewer side)."""
+    the other (40+ in grouped layers) run winograd (below ``winograd.TILED_MIN_CHANNELS`` on the
+    fewer side)."""
     numba_jit = tiles(True, "reference", "im2col", "numba", "winograd")
     monkeypatch.setattr(numba_jit, "full_width_tiles", lambda geom: full)
     assert backends._lopsided_3x3(geom) is (lopsided and full)

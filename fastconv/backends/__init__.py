@@ -369,15 +369,25 @@ def _patches(g: Geometry) -> int:
 # 14x14 3.92 / 4.10, 4.98 / 7.98. Not below 256 on the other side: N=8 128 -> 32 28x28 2.69 / 2.26,
 # 32 -> 128 2.24 / 1.95, 64 -> 32 40x40 2.37 / 2.12, N=32 48 -> 48 28x28 4.73 / 4.35 (96 -> 48
 # 56x56 won, 3.99 / 4.93); nor 3-D (1x3x3 256 -> 32 8x16x16 5.71 / 5.58, 4.52 / 3.56).
+# In grouped layers numba's kernels lost from fewer channels: ms winograd / numba, forward, input
+# gradient, per group in -> out: N=1 4 groups of 128 -> 32 56x56 4.69 / 12.7, 3.80 / 11.9; N=16 4
+# of 48 -> 48 20x20 5.34 / 8.18, 5.26 / 8.29; N=8 2 of 64 -> 32 40x40 4.55 / 6.61, 4.09 / 6.21; N=8
+# 4 of 32 -> 64 28x28 4.86 / 6.58, 5.18 / 6.91; 4 of 40 -> 40 3.97 / 5.13, 3.92 / 5.12; 8 of 48 ->
+# 48 10.2 / 14.8, 10.2 / 15.0; N=16 4 of 96 -> 24 14x14 3.41 / 4.83, 2.73 / 4.64; N=2 2 of 128 ->
+# 32 56x56 5.10 / 6.50, 4.02 / 6.20; but at 32 -> 32 numba's won (N=8 8 groups 28x28 3.82 / 5.86,
+# N=4 2.11 / 3.25, N=8 2 groups 56x56 3.85 / 5.49), and at 16 -> 16 (1.29 / 2.70).
 AUTO_LOPSIDED_MIN_CHANNELS = 24  # per group, the fewer side ...
 AUTO_LOPSIDED_MAX_CHANNELS = 256  # ... and the more: winograd on full-width AVX-512
+AUTO_LOPSIDED_GROUPED_MAX_CHANNELS = 40  # ... in grouped layers
 
 
 def _lopsided_3x3(g: Geometry) -> bool:
     """A 2-D 3x3 stride-1 layer of ``AUTO_LOPSIDED_MIN_CHANNELS`` channels per group or more one
-    way and ``AUTO_LOPSIDED_MAX_CHANNELS`` or more the other, on full-width AVX-512."""
+    way and ``AUTO_LOPSIDED_MAX_CHANNELS`` or more the other (``AUTO_LOPSIDED_GROUPED_MAX_CHANNELS``
+    in grouped layers), on full-width AVX-512."""
     few, many = sorted((g.c_in_g, g.c_out_g))
-    return (g.ndim == 2 and _is_3x3s1(g) and few >= AUTO_LOPSIDED_MIN_CHANNELS and many >= AUTO_LOPSIDED_MAX_CHANNELS
+    most = AUTO_LOPSIDED_GROUPED_MAX_CHANNELS if g.groups > 1 else AUTO_LOPSIDED_MAX_CHANNELS
+    return (g.ndim == 2 and _is_3x3s1(g) and few >= AUTO_LOPSIDED_MIN_CHANNELS and many >= most
             and _full_width(g))
 
 
@@ -434,7 +444,7 @@ AUTO_RULES: tuple[tuple[str, object, tuple[str, ...]], ...] = (
     ("3x3 at stride 1, 64+ channels",
      lambda g: _is_3x3s1(g) and _backend_says("winograd", "beats_direct", g),
      ("winograd", "numba", "im2col")),
-    ("full-width AVX-512: 2-D 3x3 at stride 1, 24+ channels one way and 256+ the other", _lopsided_3x3,
+    ("full-width AVX-512: 2-D 3x3 at stride 1, 24+ channels one way and 256+ (grouped: 40+) the other", _lopsided_3x3,
      ("winograd", "numba", "im2col")),
     ("3x3 at stride 1 without AVX-512, 32+ channels: grouped, or 3-D kernels 3+ deep", _winograd_without_wide_tiles,
      ("winograd", "numba", "im2col")),
