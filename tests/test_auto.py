@@ -291,6 +291,22 @@ def test_full_width_avx512_lopsided_3x3_runs_winograd(tiles, monkeypatch, geom, 
         assert backends.choose(geom, np.float32) == "winograd"
 
 
+@pytest.mark.parametrize("geom, winograd", [
+    (Geometry.from_args((16, 64, 14, 14), (512, 64, 3, 3), padding=1), True),
+    (Geometry.from_args((16, 32, 28, 28), (256, 32, 3, 3), padding=1), False)])  # lopsided: BLAS's input gradient
+def test_full_width_avx512_many_outputs_leave_winograd_its_layers(tiles, monkeypatch, geom, winograd):
+    """The rows of many output channels beside few input channels (BLAS's gradients) do not take
+    3x3 stride-1 layers of 64+ channels each side, which winograd's rows take; without winograd
+    they do."""
+    numba_jit = tiles(True, "reference", "im2col", "numba", "winograd")
+    monkeypatch.setattr(numba_jit, "full_width_tiles", lambda geom: True)
+    picks = [backends.choose(geom, np.float32, pass_=p) for p in backends.PASSES]
+    assert picks == ["winograd"] * 3 if winograd else picks == ["winograd", "im2col", "winograd"]
+    tiles(True, "reference", "im2col", "numba")
+    monkeypatch.setattr(numba_jit, "full_width_tiles", lambda geom: True)
+    assert backends.choose(geom, np.float32, pass_="grad_input") == "im2col"
+
+
 @pytest.mark.parametrize("geom, blas", [
     (Geometry.from_args((8, 24, 56, 56), (24, 24, 1, 1)), True),
     (Geometry.from_args((8, 8, 56, 56), (16, 8, 1, 1)), True),

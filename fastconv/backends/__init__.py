@@ -398,9 +398,15 @@ def _full_width(g: Geometry) -> bool:
 
 def _many_outputs(g: Geometry, least: int) -> bool:
     """A kernel past 1x1 with ``least`` output channels per group or more, ``AUTO_MANY_OUT_RATIO``
-    times the input channels, on full-width AVX-512."""
+    times the input channels, on full-width AVX-512; not a 3x3 stride-1 layer of 64+ channels
+    each side that winograd's rows take (``winograd.beats_direct``), whose backward then ran
+    faster on winograd's passes on small images, the same or slower on larger ones (auto's
+    backward, this row / without it, 7 interleaved rounds in one process, 2026-12-04: 3x3 N=16 64
+    -> 512 14x14 0.88, N=32 96 -> 1024 7x7 0.85, N=16 128 -> 1024 7x7 0.87, N=32 64 -> 512 10x10
+    0.92, N=8 64 -> 512 28x28 0.99, N=2 64 -> 640 56x56 1.08; with fewer input channels it lost,
+    24-48 -> 256-512 0.98-1.12: those keep BLAS's). On five layers drawn after it: 0.83-0.99."""
     return (math.prod(g.kernel) > 1 and g.c_out_g >= max(least, AUTO_MANY_OUT_RATIO * g.c_in_g)
-            and _full_width(g))
+            and _full_width(g) and not (_is_3x3s1(g) and _backend_says("winograd", "beats_direct", g)))
 
 
 def _winograd_without_wide_tiles(g: Geometry) -> bool:
