@@ -794,12 +794,13 @@ def test_overflow_to_inf_reruns_directly():
 # -------------------------------------------------------------------- 3-D: each plane transformed once
 
 # (x shape, w shape, kwargs): depth padding on one side, beyond the kernel, a depth stride (forward
-# only runs natively then), a 1x3x3 kernel, and F(4x4)-sized planes
+# only runs natively then), and F(4x4)-sized planes; small planes, run natively here (the rule sends
+# planes of fewer than ``NATIVE_3D_MIN_TILES`` tiles through the lift)
 NATIVE_3D = {
     "k3-p1": ((2, 3, 5, 6, 7), (4, 3, 3, 3, 3), dict(padding=1)),
     "k2-asym": ((1, 4, 6, 9, 8), (5, 4, 2, 3, 3), dict(padding=((1, 0), (1, 1), (0, 2)))),
     "depth-stride-2": ((2, 3, 7, 5, 5), (2, 3, 3, 3, 3), dict(padding=(2, 1, 1), stride=(2, 1, 1))),
-    "k1-large-planes": ((1, 2, 4, 44, 41), (3, 2, 1, 3, 3), dict(padding=(0, 1, 1))),
+    "k2-large-planes": ((1, 2, 4, 44, 41), (3, 2, 2, 3, 3), dict(padding=(0, 1, 1))),
     "depth-pad-beyond": ((1, 2, 3, 6, 6), (3, 2, 3, 3, 3), dict(padding=(4, 0, 0))),
 }
 
@@ -809,6 +810,7 @@ NATIVE_3D = {
 def test_3d_transforms_each_plane_once_and_matches(monkeypatch, name, level):
     x_shape, w_shape, kwargs = NATIVE_3D[name]
     geom = Geometry.from_args(x_shape, w_shape, **kwargs)
+    monkeypatch.setattr(winograd, "NATIVE_3D_MIN_TILES", 1)
     assert winograd._native_3d(geom, 8)
     rng = np.random.default_rng(3)
     x, w, gy = (rng.standard_normal(s) for s in (geom.x_shape, geom.w_shape, geom.y_shape))
@@ -823,7 +825,18 @@ def test_3d_transforms_each_plane_once_and_matches(monkeypatch, name, level):
     assert not calls
 
 
-def test_3d_non_finite_values_rerun_directly_and_groups_take_the_lift():
+@pytest.mark.parametrize("geom, native", [
+    (Geometry.from_args((2, 8, 4, 16, 16), (8, 8, 3, 3, 3), padding=1), True),  # 64 F(2x2) tiles a plane
+    (Geometry.from_args((2, 8, 4, 15, 14), (8, 8, 3, 3, 3), padding=1), False),  # 56
+    (Geometry.from_args((2, 8, 4, 44, 41), (8, 8, 1, 3, 3), padding=(0, 1, 1)), False)])  # 1x3x3
+def test_3d_small_planes_and_flat_kernels_take_the_lift(geom, native):
+    """``_convolve_3d``'s products are one plane's tiles wide: small planes, and kernels one plane
+    deep (which the lift copies once too), run the lift's 2-D call over every plane at once."""
+    assert winograd._native_3d(geom, 4) is native
+
+
+def test_3d_non_finite_values_rerun_directly_and_groups_take_the_lift(monkeypatch):
+    monkeypatch.setattr(winograd, "NATIVE_3D_MIN_TILES", 1)
     geom = Geometry.from_args((1, 2, 3, 6, 6), (2, 2, 3, 3, 3), padding=1)
     rng = np.random.default_rng(4)
     x, w = rng.standard_normal(geom.x_shape), rng.standard_normal(geom.w_shape)

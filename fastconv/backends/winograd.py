@@ -662,10 +662,24 @@ def _evenly(n, threads, run):
 
 # ----------------------------------------------------------------- 3-D, each plane transformed once
 
+# A 3-D call's work items in ``_convolve_3d`` are an image's blocks of tile rows in one plane, so
+# their products are as wide as a plane's tiles; the lift's 2-D call takes every plane of the batch
+# together. Two threads, float32, ms native / lift, medians of 7 interleaved rounds (an Intel Xeon,
+# 2026-12-04), forward, input gradient: 1x3x3 (where the lift copies each plane once too) N=8 64 ->
+# 256 8x8x8 11.5 / 4.07, 13.0 / 4.56; N=4 64 -> 64 8x16x16 5.02 / 2.84, 5.08 / 2.96; N=2 8x28x28
+# 5.26 / 4.19, 5.14 / 4.11; 8x56x56 16.8 / 14.4, 16.5 / 14.5; 3x3x3 N=4 C=64 8x8x8 (16 F(2x2) tiles
+# a plane) 4.32 / 2.36, 4.35 / 2.34; but N=2 8x16x16 (64) 3.72 / 4.11, 3.78 / 3.51; 8x28x28 8.80 /
+# 10.0, 8.96 / 8.92; C=32 16x56x56 21.2 / 28.8, 21.5 / 29.1 (the weight gradient alike either way).
+NATIVE_3D_MIN_TILES = 64  # F(2x2) tiles in an output plane
+
+
 def _native_3d(geom, itemsize) -> bool:
-    """Whether a 3-D call runs :func:`_convolve_3d`: one group, no dilation, and the
-    transposed copies of input and output within half the memory budget (else the lift's slices)."""
-    if geom.ndim != 3 or geom.groups != 1 or geom.dilation != (1, 1, 1):
+    """Whether a 3-D call runs :func:`_convolve_3d`: one group, no dilation, a kernel 2+ deep,
+    planes of ``NATIVE_3D_MIN_TILES`` tiles or more, and the transposed copies of input and output
+    within half the memory budget (else the lift's slices)."""
+    if geom.ndim != 3 or geom.groups != 1 or geom.dilation != (1, 1, 1) or geom.kernel[0] == 1:
+        return False
+    if -(-geom.out_size[1] // 2) * -(-geom.out_size[2] // 2) < NATIVE_3D_MIN_TILES:
         return False
     planes = (math.prod(geom.x_shape) + math.prod(geom.y_shape)) * itemsize
     return 2 * planes <= call_budget(geom, itemsize)
