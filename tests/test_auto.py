@@ -307,6 +307,19 @@ def test_full_width_avx512_many_outputs_leave_winograd_its_layers(tiles, monkeyp
     assert backends.choose(geom, np.float32, pass_="grad_input") == "im2col"
 
 
+def test_full_width_avx512_float64_keeps_blas_gradients(tiles, monkeypatch):
+    """In float64 numba's strided weight gradients and winograd's passes of many-output layers lost
+    to BLAS's on full-width AVX-512, where float32's rows give them those: ``AUTO_DTYPE_RULES``."""
+    numba_jit = tiles(True, "reference", "im2col", "numba", "winograd")
+    monkeypatch.setattr(numba_jit, "full_width_tiles", lambda geom: True)
+    strided = Geometry.from_args((32, 128, 28, 28), (256, 128, 3, 3), stride=2, padding=1)
+    many = Geometry.from_args((16, 64, 14, 14), (512, 64, 3, 3), padding=1)
+    assert backends.choose(strided, np.float32, pass_="grad_weight") == "numba"
+    assert backends.choose(strided, np.float64, pass_="grad_weight") == "im2col"
+    assert [backends.choose(many, np.float32, pass_=p) for p in backends.PASSES] == ["winograd"] * 3
+    assert [backends.choose(many, np.float64, pass_=p) for p in backends.PASSES] == ["winograd", "im2col", "im2col"]
+
+
 @pytest.mark.parametrize("geom, blas", [
     (Geometry.from_args((8, 24, 56, 56), (24, 24, 1, 1)), True),
     (Geometry.from_args((8, 8, 56, 56), (16, 8, 1, 1)), True),

@@ -354,6 +354,12 @@ AUTO_FEW_OUT_STRIDED_MIN_PIXELS = 49  # output pixels per image from which the f
 AUTO_FULL_WIDTH_WEIGHT_PATCHES = 8 * 2**20  # elements of one image's patches: see the strided weight gradient's row
 
 
+def _strided_weight(g: Geometry) -> bool:
+    """A strided 1-D or 2-D layer, a kernel past 1x1, 64+ input channels per group: BLAS's weight
+    gradient (``AUTO_PASS_RULES``, and in float64 ``AUTO_DTYPE_RULES``)."""
+    return g.ndim <= 2 and max(g.stride) > 1 and math.prod(g.kernel) > 1 and g.c_in_g >= 64
+
+
 def _patches(g: Geometry) -> int:
     """Elements of one image's patches (im2col's columns): input channels per group x taps x output pixels."""
     return g.c_in_g * math.prod(g.kernel) * math.prod(g.out_size)
@@ -398,15 +404,22 @@ def _full_width(g: Geometry) -> bool:
 
 def _many_outputs(g: Geometry, least: int) -> bool:
     """A kernel past 1x1 with ``least`` output channels per group or more, ``AUTO_MANY_OUT_RATIO``
-    times the input channels, on full-width AVX-512; not a 3x3 stride-1 layer of 64+ channels
-    each side that winograd's rows take (``winograd.beats_direct``), whose backward then ran
-    faster on winograd's passes on small images, the same or slower on larger ones (auto's
-    backward, this row / without it, 7 interleaved rounds in one process, 2026-12-04: 3x3 N=16 64
-    -> 512 14x14 0.88, N=32 96 -> 1024 7x7 0.85, N=16 128 -> 1024 7x7 0.87, N=32 64 -> 512 10x10
-    0.92, N=8 64 -> 512 28x28 0.99, N=2 64 -> 640 56x56 1.08; with fewer input channels it lost,
-    24-48 -> 256-512 0.98-1.12: those keep BLAS's). On five layers drawn after it: 0.83-0.99."""
+    times the input channels, on full-width AVX-512 (``_many_outputs_any``); not a 3x3 stride-1
+    layer of 64+ channels each side that winograd's rows take (``winograd.beats_direct``), whose
+    float32 backward then ran faster on winograd's passes on small images, the same or slower on
+    larger ones (auto's backward, this row / without it, 7 interleaved rounds in one process,
+    2026-12-04: 3x3 N=16 64 -> 512 14x14 0.88, N=32 96 -> 1024 7x7 0.85, N=16 128 -> 1024 7x7 0.87,
+    N=32 64 -> 512 10x10 0.92, N=8 64 -> 512 28x28 0.99, N=2 64 -> 640 56x56 1.08; with fewer input
+    channels it lost, 24-48 -> 256-512 0.98-1.12: those keep BLAS's). On five layers drawn after
+    it: 0.83-0.99. (Not in float64: ``AUTO_DTYPE_RULES``.)"""
+    return _many_outputs_any(g, least) and not (_is_3x3s1(g) and _backend_says("winograd", "beats_direct", g))
+
+
+def _many_outputs_any(g: Geometry, least: int) -> bool:
+    """A kernel past 1x1 with ``least`` output channels per group or more, ``AUTO_MANY_OUT_RATIO``
+    times the input channels, on full-width AVX-512."""
     return (math.prod(g.kernel) > 1 and g.c_out_g >= max(least, AUTO_MANY_OUT_RATIO * g.c_in_g)
-            and _full_width(g) and not (_is_3x3s1(g) and _backend_says("winograd", "beats_direct", g)))
+            and _full_width(g))
 
 
 def _winograd_without_wide_tiles(g: Geometry) -> bool:
@@ -624,8 +637,8 @@ AUTO_PASS_RULES: tuple[tuple[str, str, object, tuple[str, ...]], ...] = (
      _winograd_own_weight, ("winograd", "im2col", "numba")),
     ("grad_weight", "strided 1-D and 2-D, kernel past 1x1, 64+ input channels per group (on full-width AVX-512 "
      "one image of up to 8 Mi patch elements)",
-     lambda g: (g.ndim <= 2 and max(g.stride) > 1 and math.prod(g.kernel) > 1 and g.c_in_g >= 64
-                and (not _full_width(g) or (g.n == 1 and _patches(g) <= AUTO_FULL_WIDTH_WEIGHT_PATCHES))),
+     lambda g: _strided_weight(g) and (not _full_width(g)
+                                       or (g.n == 1 and _patches(g) <= AUTO_FULL_WIDTH_WEIGHT_PATCHES)),
      ("im2col", "numba")),
 )
 
@@ -681,6 +694,20 @@ AUTO_DTYPE_RULES: tuple[tuple[str, str, str, object, tuple[str, ...]], ...] = (
      lambda g: math.prod(g.kernel) == 1 and g.c_in_g <= AUTO_F64_POINTWISE_CHANNELS and _without_wide_tiles(g),
      ("numba", "im2col")),
     ("float64", "grad_weight", "without AVX-512: BLAS's products", _without_wide_tiles, ("im2col", "numba")),
+    # (On full-width AVX-512 the float32 row of ``AUTO_PASS_RULES`` gives these numba's; in float64
+    # numba's took 1.26-2.04x BLAS's time there: auto's backward, 5 rounds in one process,
+    # 2026-12-04, 3x3 s2 N=32 64 -> 64 56x56 1.45, 64 -> 128 28x28 1.47, 128 -> 256 1.72, 256 ->
+    # 512 14x14 2.04, 1-D k5 s2 64 -> 128 1.26.)
+    ("float64", "grad_weight", "strided 1-D and 2-D, kernel past 1x1, 64+ input channels per group",
+     _strided_weight, ("im2col", "numba")),
+    # (In float64 the many-output rows also hold where winograd's take the layer in float32: auto's
+    # backward with winograd's passes / BLAS's, 5 rounds, 3x3 N=16 64 -> 512 14x14 1.69, N=8 28x28
+    # 1.45, N=16 20x20 1.48, N=32 7x7 1.58, N=8 40x40 1.34; 96 -> 768 14x14 0.82, N=32 96 -> 1024 7x7
+    # 0.93, N=4 128 -> 1024 28x28 0.85.)
+    ("float64", "grad_input", "full-width AVX-512: 256+ output channels, 8x the input's",
+     lambda g: _many_outputs_any(g, AUTO_MANY_OUT_GRAD_INPUT_CHANNELS), ("im2col", "numba")),
+    ("float64", "grad_weight", "full-width AVX-512: 512+ output channels, 8x the input's",
+     lambda g: _many_outputs_any(g, AUTO_MANY_OUT_CHANNELS), ("im2col", "numba")),
     ("float64", "*", "3x3 at stride 1, 24+ channels per group (8+ in grouped layers), without AVX-512",
      _f64_winograd, ("winograd", "im2col", "numba")),
     ("float64", "*", "2-D and 3-D kernels but 3x3 at stride 1, 16+ input channels per group, without AVX-512",
