@@ -320,8 +320,9 @@ AUTO_GROUPED_WINOGRAD_CHANNELS = 32
 # 7.17, 5.40 / 5.94; N=16 16 -> 256 20x20 5.18 / 5.50, 8.81 / 7.82, 9.54 / 6.22; 1-D k7 N=8 16 ->
 # 256 over 2048 5.33 / 4.46, 7.09 / 4.49, 5.25 / 5.58; 3x3 N=8 8 -> 384 28x28 1.42 / 1.81, 3.00 /
 # 2.02, 2.58 / 2.34. (On Zen 4 and on AVX2 these rows were not measured: they do not apply there.
-# Nor does the first on one image, nor at a stride on few pixels (below): 7x7 s2 N=16 256 -> 32 7x7, auto's forward 4.8x
-# torch's time on BLAS, 7.1x on numba; 7x7 N=1 128 -> 32 14x14 backward 1.37x BLAS's time.) Since
+# Nor does the first on one image, nor at a stride on few pixels (below): 7x7 s2 N=16 256 -> 32
+# 7x7, auto's forward 4.8x torch's time on BLAS, 7.1x on numba; 7x7 N=1 128 -> 32 14x14 backward
+# 1.37x BLAS's time.) Since
 # the implicit forward's rows of up to 128 channels there (``_numba_implicit._fw_limits``), numba's
 # forward wins or ties on many of those many-output layers (ms numba / im2col: 3x3 N=16 16 -> 512
 # 28x28 6.96 / 7.57, 14x14 2.17 / 2.56; 1-D k5 N=8 64 -> 512 9.63 / 10.40; 5x5 N=8 32 -> 512 28x28
@@ -351,6 +352,9 @@ AUTO_FEW_OUT_STRIDED_MIN_PIXELS = 49  # output pixels per image from which the f
 # -> 96 3.59 / 2.59, 128 -> 64 2.03 / 1.49, 256 -> 64 80x80 (3.7 Mi) 7.79 / 6.11, 96 -> 48 112x112
 # (2.7 Mi) 5.85 / 4.03, 5x5 192 -> 48 56x56 (3.8 Mi) 6.19 / 5.24 (N=2 192 -> 48 3.09 / 3.08), while
 # 7x7 128 -> 8 (19 Mi) and 3x3 384 -> 128 112x112 (11 Mi; backward 0.88x) ran faster on numba.
+# (Since numba's packs gy's columns there, ``_numba_patches._swaps``, its pass alone, repeated, ran
+# faster on those single images too, 192 -> 48 1.54 / 1.69 ms, but auto's backward, its passes in
+# turn as a caller runs them, took 1.03-1.24x as long with it: the one-image line stays.)
 AUTO_FULL_WIDTH_WEIGHT_PATCHES = 8 * 2**20  # elements of one image's patches: see the strided weight gradient's row
 
 
