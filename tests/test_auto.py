@@ -307,6 +307,25 @@ def test_full_width_avx512_many_outputs_leave_winograd_its_layers(tiles, monkeyp
     assert backends.choose(geom, np.float32, pass_="grad_input") == "im2col"
 
 
+@pytest.mark.parametrize("geom, blas", [
+    (Geometry.from_args((1, 128, 4096), (256, 128, 3), padding=1), True),
+    (Geometry.from_args((1, 64, 4096), (32, 64, 5), stride=2, padding=2), True),
+    (Geometry.from_args((1, 64, 4096), (16, 64, 5), padding=2), False),  # 16 output channels
+    (Geometry.from_args((1, 64, 4096), (64, 64, 5), padding=4, dilation=2), False),
+    (Geometry.from_args((2, 128, 4096), (256, 128, 3), padding=1), False)])  # two signals
+def test_full_width_avx512_one_signal_forward_runs_blas(tiles, monkeypatch, geom, blas):
+    """One undilated 1-D signal of 32+ output channels: BLAS's forward on full-width AVX-512, the
+    gradients as before (a row of ``AUTO_PASS_RULES`` for the forward)."""
+    numba_jit = tiles(True, "reference", "im2col", "numba")
+    monkeypatch.setattr(numba_jit, "full_width_tiles", lambda geom: True)
+    monkeypatch.setattr(backends, "_ranked", {})
+    picks = [backends.choose(geom, np.float32, pass_=p) for p in backends.PASSES]
+    assert backends._one_signal(geom) is blas
+    monkeypatch.setattr(backends, "AUTO_PASS_RULES", tuple(r for r in backends.AUTO_PASS_RULES if r[0] != "forward"))
+    without = [backends.choose(geom, np.float32, pass_=p) for p in backends.PASSES]
+    assert picks == (["im2col", *without[1:]] if blas else without)
+
+
 def test_full_width_avx512_float64_keeps_blas_gradients(tiles, monkeypatch):
     """In float64 numba's strided weight gradients and winograd's passes of many-output layers lost
     to BLAS's on full-width AVX-512, where float32's rows give them those: ``AUTO_DTYPE_RULES``."""

@@ -401,6 +401,30 @@ def _lopsided_3x3(g: Geometry) -> bool:
             and _full_width(g))
 
 
+# One 1-D signal: numba's kernels scaled poorly to two threads there (its packed forward of 128 ->
+# 512 channels, k9 over 1024: 13.2 ms on one thread, 13.7 on two) and BLAS's won (same machine,
+# ms im2col / numba, forward, input gradient, weight gradient, 5 interleaved rounds): k9 128 ->
+# 512 over 1024 5.41 / 13.5, 5.06 / 16.1, 5.13 / 5.37; k5 32 -> 256 over 16000 7.02 / 18.3, 7.15 /
+# 14.9, 9.70 / 7.49; k7 d2 48 -> 256 over 4096 3.39 / 8.62, 3.08 / 10.1, 4.16 / 6.02; k3 32 -> 32
+# over 16000 1.73 / 2.19, 1.67 / 2.18, 2.03 / 2.20; k5 16 -> 256 over 1024 0.33 / 0.54, 0.31 /
+# 1.01, 0.42 / 0.60; but k3 8 -> 64 over 16000 0.59 / 0.51, 0.65 / 2.30, 1.21 / 1.17. On 14 more
+# (seed 22, auto with the row / without, 5 rounds in one process): forward 0.32-0.93 but 1.27 (k5
+# d2 8 -> 48), backward 0.61-1.00 undilated, dilated 0.61-2.55 (k5 d2 32 -> 64 over 32000): dilated
+# calls keep the rows below. On 14 undilated ones (seed 23): forward 0.30-0.89 and backward
+# 0.54-1.17 from 32 output channels, but with 8 or 16 forward 1.34-1.98 (k9 32 -> 16, k7 96 -> 8,
+# k5 s2 256 -> 8; k1 64 -> 16 0.67) and backward 1.36-1.71: those keep numba's. On 12 more (seed
+# 24, 32+ output channels) forward 0.33-0.92 but 1.13 (k3 8 -> 64), backward 0.52-0.99 but 1.55 and
+# 1.56 (k3 96 and 128 -> 64 over 32000): a row of the forward pass only (``AUTO_PASS_RULES``).
+AUTO_ONE_SIGNAL_MIN_OUT_CHANNELS = 32
+
+
+def _one_signal(g: Geometry) -> bool:
+    """An undilated 1-D call on one image with ``AUTO_ONE_SIGNAL_MIN_OUT_CHANNELS`` output channels
+    per group or more, on full-width AVX-512."""
+    return (g.ndim == 1 and g.n == 1 and g.dilation == (1,) and g.c_out_g >= AUTO_ONE_SIGNAL_MIN_OUT_CHANNELS
+            and _full_width(g))
+
+
 def _full_width(g: Geometry) -> bool:
     """Where numba's register tiles run AVX-512 on full-width units (``numba_jit.full_width_tiles``)."""
     return _backend_says("numba", "full_width_tiles", g)
@@ -518,7 +542,7 @@ def _past_small(g: Geometry) -> bool:
     return not g.is_depthwise and g.macs > AUTO_NUMBA_MAX_MACS
 
 
-# A gradient may run on another backend than the forward: these rows come first for their pass (past
+# A pass may run on another backend than the others: these rows come first for their pass (past
 # depthwise and small calls, ``_past_small``), else ``AUTO_RULES`` decides. Two threads, float32,
 # each gradient timed alone, medians of 5-9 interleaved rounds (2026-12-03, the default and rules
 # suites), ms, numba against im2col unless said. Input gradient: 1x1 kernels (w's transpose times
@@ -620,6 +644,8 @@ def _strided_few_outputs(g: Geometry) -> bool:
 
 
 AUTO_PASS_RULES: tuple[tuple[str, str, object, tuple[str, ...]], ...] = (
+    ("forward", "full-width AVX-512: 1-D, one image, undilated, 32+ output channels", _one_signal,
+     ("im2col", "numba")),
     ("grad_input", "1x1 kernel, one group: w's transpose times gy",
      lambda g: g.groups == 1 and math.prod(g.kernel) == 1, ("im2col", "numba")),
     ("grad_input", "up to 4 input channels, 17+ output channels, one group", _few_inputs, ("im2col", "numba")),
@@ -755,7 +781,7 @@ def candidates(geom: Geometry, dtype, precision: str | None = None, pass_: str =
 
 def _order(geom: Geometry, dtype, pass_: str) -> tuple[str, ...]:
     """The backends in ``"auto"``'s order for ``pass_``: the first row that holds, of
-    ``AUTO_DTYPE_RULES`` for ``dtype`` and ``AUTO_PASS_RULES`` for a gradient (past depthwise and
+    ``AUTO_DTYPE_RULES`` for ``dtype`` and ``AUTO_PASS_RULES`` for the pass (past depthwise and
     small calls), then of ``AUTO_RULES``."""
     if pass_ not in PASSES:
         raise ValueError(f"pass must be one of {PASSES}; got {pass_!r}")
@@ -767,7 +793,7 @@ def _order(geom: Geometry, dtype, pass_: str) -> tuple[str, ...]:
         for rule_dtype, rule_pass, _, applies, order in AUTO_DTYPE_RULES:
             if rule_dtype == name and rule_pass in ("*", pass_) and applies(geom):
                 return order
-    if pass_ != "forward" and past_small:
+    if past_small:
         for rule_pass, _, applies, order in AUTO_PASS_RULES:
             if rule_pass == pass_ and applies(geom):
                 return order
