@@ -433,14 +433,21 @@ def _full_width(g: Geometry) -> bool:
 def _many_outputs(g: Geometry, least: int) -> bool:
     """A kernel past 1x1 with ``least`` output channels per group or more, ``AUTO_MANY_OUT_RATIO``
     times the input channels, on full-width AVX-512 (``_many_outputs_any``); not a 3x3 stride-1
-    layer of 64+ channels each side that winograd's rows take (``winograd.beats_direct``), whose
+    layer of 64+ channels each side that winograd's rows take (``_winograd_channels``), whose
     float32 backward then ran faster on winograd's passes on small images, the same or slower on
     larger ones (auto's backward, this row / without it, 7 interleaved rounds in one process,
     2026-12-04: 3x3 N=16 64 -> 512 14x14 0.88, N=32 96 -> 1024 7x7 0.85, N=16 128 -> 1024 7x7 0.87,
     N=32 64 -> 512 10x10 0.92, N=8 64 -> 512 28x28 0.99, N=2 64 -> 640 56x56 1.08; with fewer input
     channels it lost, 24-48 -> 256-512 0.98-1.12: those keep BLAS's). On five layers drawn after
     it: 0.83-0.99. (Not in float64: ``AUTO_DTYPE_RULES``.)"""
-    return _many_outputs_any(g, least) and not (_is_3x3s1(g) and _backend_says("winograd", "beats_direct", g))
+    return _many_outputs_any(g, least) and not _winograd_channels(g)
+
+
+def _winograd_channels(g: Geometry) -> bool:
+    """A 3x3 stride-1 layer of channels enough that winograd beats numba's direct loops
+    (``winograd.beats_direct``): ``AUTO_RULES``' row of 64+ channels, which the many-output rows
+    leave to it."""
+    return _is_3x3s1(g) and _backend_says("winograd", "beats_direct", g)
 
 
 def _many_outputs_any(g: Geometry, least: int) -> bool:
@@ -489,8 +496,7 @@ AUTO_RULES: tuple[tuple[str, object, tuple[str, ...]], ...] = (
      lambda g: (_is_3x3s1(g) and _backend_says("numba", "small_images", g)
                 and _backend_says("numba", "register_tiles", g)), ("numba", "winograd", "im2col")),
     ("3x3 at stride 1, 64+ channels",
-     lambda g: _is_3x3s1(g) and _backend_says("winograd", "beats_direct", g),
-     ("winograd", "numba", "im2col")),
+     _winograd_channels, ("winograd", "numba", "im2col")),
     ("full-width AVX-512: 2-D 3x3 at stride 1, 24+ channels one way and 256+ (grouped: 40+) the other", _lopsided_3x3,
      ("winograd", "numba", "im2col")),
     ("3x3 at stride 1 without AVX-512, 32+ channels: grouped, or 3-D kernels 3+ deep", _winograd_without_wide_tiles,

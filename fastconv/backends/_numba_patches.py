@@ -252,15 +252,12 @@ def grad_weight(gy, x, gw, sh, sw, pt, pl, dh, dw, threads, budget, compile_only
     items = [(i,) for i in range(slices) if i * cut < q]
     parts[len(items):] = 0
     map_items(items, work, 1 if compile_only else threads)
-    if swap:  # summed in the first slice's (kept) sums, then transposed into gw
-        for i in range(1, slices):
-            parts[0] += parts[i]
+    for i in range(1, slices):  # in order, into the first slice's (kept) sums
+        parts[0] += parts[i]
+    if swap:  # the sums transposed, (kr, kg)
         gw.reshape(groups, kg, kr)[...] = parts[0].reshape(groups, kr, kg).transpose(0, 2, 1)
-        return True
-    out = gw.reshape(groups, kg * kr)
-    out[...] = parts[0]
-    for i in range(1, slices):
-        out += parts[i]
+    else:
+        gw.reshape(groups, kg * kr)[...] = parts[0]
     return True
 
 
