@@ -5,6 +5,7 @@ The interrupt tests run in a child process, so that a hang is a timeout with eve
 """
 
 import contextlib
+import os
 import random
 import subprocess
 import sys
@@ -398,6 +399,52 @@ def test_a_job_posted_while_helpers_spin_is_taken_and_none_is_lost(idle_spin):
         assert got is None, i
         if i % 50 == 49:
             time.sleep(2 * spin.SPIN_S)  # and after a spin that ran out
+
+
+needs_affinity = pytest.mark.skipif(
+    _workers._read_cpu is None or len(getattr(os, "sched_getaffinity", lambda pid: ())(0)) < 2,
+    reason="needs sched_getcpu, sched_setaffinity and two CPUs")
+
+
+@needs_affinity
+def test_a_helper_that_wakes_on_a_cpu_of_its_job_moves_off_it_and_keeps_its_mask(monkeypatch):
+    # Linux may wake a helper on its caller's CPU (both idle a while): the helper leaves it with a
+    # mask that excludes the CPUs the job's threads are on, then sets its mask back at once.
+    calls = []
+    real = os.sched_setaffinity
+    monkeypatch.setattr(os, "sched_setaffinity", lambda pid, mask: (calls.append(set(mask)), real(pid, mask)))
+    allowed = os.sched_getaffinity(0)
+    here = _workers._cpu()
+    cpus = {here}
+    _workers._apart(cpus)
+    assert calls == [allowed - {here}, allowed]
+    assert os.sched_getaffinity(0) == allowed
+    assert len(cpus) == 2  # its own CPU added: a third thread keeps off both
+    calls.clear()
+    _workers._apart({-5})  # on none of the job's CPUs: no system call
+    assert calls == []
+
+
+@needs_affinity
+def test_a_helper_stays_where_it_is_when_no_other_cpu_is_allowed_or_the_mask_cannot_be_set(monkeypatch):
+    allowed = os.sched_getaffinity(0)
+    cpus = set(allowed)
+    _workers._apart(cpus)  # every allowed CPU taken: nowhere to go
+    assert os.sched_getaffinity(0) == allowed
+
+    def refused(pid, mask):
+        raise OSError(22, "Invalid argument")
+    monkeypatch.setattr(os, "sched_setaffinity", refused)
+    cpus = {_workers._cpu()}
+    _workers._apart(cpus)  # a cpuset changed meanwhile: the helper runs on where it is
+    assert os.sched_getaffinity(0) == allowed
+
+
+def test_jobs_run_where_the_cpu_cannot_be_read(monkeypatch):
+    monkeypatch.setattr(_workers, "_read_cpu", None)
+    assert _workers._cpu() == -1
+    got = _workers.map_items([(i,) for i in range(6)], lambda i, scratch: None, 2)
+    assert got is None
 
 
 def test_the_spin_returns_when_the_count_moves_and_gives_up_after_spin_s():
