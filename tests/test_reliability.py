@@ -415,11 +415,15 @@ def test_a_helper_that_wakes_on_a_cpu_of_its_job_moves_off_it_and_keeps_its_mask
     monkeypatch.setattr(os, "sched_setaffinity", lambda pid, mask: (calls.append(set(mask)), real(pid, mask)))
     allowed = os.sched_getaffinity(0)
     here = _workers._cpu()
+    there = min(allowed - {here})
+    reads = iter([here, there])  # where it woke, then where the mask sent it
+    monkeypatch.setattr(_workers, "_read_cpu", lambda: next(reads))
     cpus = {here}
     _workers._apart(cpus)
     assert calls == [allowed - {here}, allowed]
     assert os.sched_getaffinity(0) == allowed
-    assert len(cpus) == 2  # its own CPU added: a third thread keeps off both
+    assert cpus == {here, there}  # its own CPU added: a third thread keeps off both
+    monkeypatch.setattr(_workers, "_read_cpu", lambda: here)
     calls.clear()
     _workers._apart({-5})  # on none of the job's CPUs: no system call
     assert calls == []
