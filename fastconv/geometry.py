@@ -224,6 +224,11 @@ class Geometry:
         """Multiply-accumulates of the forward pass (each gradient costs the same)."""
         return self.n * self.c_out * math.prod(self.out_size) * self.c_in_g * math.prod(self.kernel)
 
+    def tiles(self, m: int) -> int:
+        """``m x m`` tiles over one output plane (the last two axes; a 1-D output is one row of
+        ``m``-wide tiles): Winograd's F(m x m) work units, the last ones padded past the edge."""
+        return math.prod(-(-o // m) for o in self.out_size[-2:])
+
     @property
     def is_depthwise(self) -> bool:
         """One input channel per group, more than one group."""

@@ -55,6 +55,16 @@ def test_geometry_from_args():
     assert (valid.oh, valid.ow, valid.pt + valid.pb + valid.pl + valid.pr) == (3, 3, 0)
 
 
+def test_tiles_cover_the_last_two_output_axes_the_last_ones_past_the_edge():
+    g = Geometry.from_args((2, 6, 9, 8), (4, 3, 3, 2), stride=(2, 1), padding="same", dilation=(1, 2), groups=2)
+    assert (g.oh, g.ow) == (5, 8)
+    assert (g.tiles(2), g.tiles(4)) == (3 * 4, 2 * 2)
+    volume = Geometry.from_args((1, 1, 3, 7, 7), (1, 1, 3, 3, 3), padding=1)  # planes of 7x7
+    assert volume.tiles(2) == 4 * 4
+    signal = Geometry.from_args((1, 1, 9), (1, 1, 3))  # one row of 7
+    assert signal.tiles(2) == 4
+
+
 @pytest.mark.parametrize("size, k, stride, pads, dil", [
     (5, 3, 10**18, (0, 0), 1), (6, 2, 7, (3, 9), 1), (9, 3, 4, (1, 5), 2), (4, 1, 3, (0, 0), 1), (7, 3, 1, (2, 2), 1)])
 def test_canonical_geometry_keeps_the_output_size_formula(size, k, stride, pads, dil):

@@ -222,7 +222,7 @@ def _is_3x3s1(geom: Geometry) -> bool:
 def _tiles(geom: Geometry) -> int:
     """F(2x2) tiles over the batch of the 2-D call that runs."""
     flat = as_2d(geom)
-    return flat.n * math.prod(-(-o // 2) for o in flat.out_size)
+    return flat.n * flat.tiles(2)
 
 
 def _few_tiles(geom: Geometry) -> bool:

@@ -211,8 +211,7 @@ def _f4_pays(geom, itemsize, split) -> bool:
     0.84, N=8 1.00 / 1.02, N=16 C=384 0.84 / 0.83; 13x13 N=32 C=256 0.73 / 0.78; 16x16 N=8 C=256
     0.78 / 0.79; 20x20 0.71 / 0.72; 14x14 N=8 C=192 0.91 / 1.00."""
     h4, w4 = -(-geom.oh // 4), -(-geom.ow // 4)  # 4x4 tiles down and across an output
-    t4 = h4 * w4
-    t2 = -(-geom.oh // 2) * -(-geom.ow // 2)
+    t4, t2 = geom.tiles(4), geom.tiles(2)
     filters = 36 * geom.groups * geom.c_in_g * geom.c_out_g * itemsize
     if 36 * t4 <= F4_MAX_PRODUCTS * 16 * t2 and filters <= F4_MAX_FILTER_BYTES * max(1, geom.n * t4):
         return True
@@ -679,7 +678,7 @@ def _native_3d(geom, itemsize) -> bool:
     within half the memory budget (else the lift's slices)."""
     if geom.ndim != 3 or geom.groups != 1 or geom.dilation != (1, 1, 1) or geom.kernel[0] == 1:
         return False
-    if -(-geom.out_size[1] // 2) * -(-geom.out_size[2] // 2) < NATIVE_3D_MIN_TILES:
+    if geom.tiles(2) < NATIVE_3D_MIN_TILES:
         return False
     planes = (math.prod(geom.x_shape) + math.prod(geom.y_shape)) * itemsize
     return 2 * planes <= call_budget(geom, itemsize)
