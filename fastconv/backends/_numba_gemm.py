@@ -75,7 +75,7 @@ def applies(kh, kw, padded, groups, c_in, c_out) -> bool:
     return WIDE and kh == kw == 1 and not padded and groups == 1 and min(c_in, c_out) >= MR
 
 
-def _tile_function(module, bits, rows, taps=False, nv=NV, masked=False, planes=False, vbits=VBITS):
+def _tile_function(module, bits, rows, taps=False, nv=NV, masked=False, planes=False, vbits=VBITS, gather=0):
     """The tile as an LLVM function of ``module`` (one per module, dtype and A layout), never
     inlined: inlined into its caller's loops, the caller's live values could take its registers.
     Arguments ``(a, b, c, bias, lda, ldb, ldc, kc, add, addb)``: pointers to the first elements, then
@@ -95,9 +95,15 @@ def _tile_function(module, bits, rows, taps=False, nv=NV, masked=False, planes=F
     ``planes`` whole planes). With ``masked``, one more argument ``cols``:
     only the first ``cols`` columns are read from B and written to C (AVX-512's masked loads and
     stores), so a panel's ragged end runs where it lies, as a whole one does. ``vbits``: the
-    vectors' width (``NARROW``'s tiles: 256)."""
+    vectors' width (``NARROW``'s tiles: 256). With ``gather`` (no ``taps``), ``gather`` rows
+    instead of MR and two more arguments, int64 pointers ``ro`` and ``ko``: A(r, k) is
+    ``a[ro[r] + ko[k]]``, each row's and each step's offset its own (row r an output pixel, step
+    k a tap of an input channel: ``_numba_pixels``), and B is read by rows, ``b[k*ldb + j]`` (the
+    weight packed with its output channels across; ``lda`` unused). One loop, the step's offset
+    loaded in it: the taps' two nested loops cost their outer loop's bookkeeping every ``kw``
+    steps, with the rows' offsets taking the registers it needed (3-5 steps a row)."""
     name = (f"fastconv_gemm_tile_{'rows' if rows else 'packed'}{'_taps' if taps else ''}{'_planes' if planes else ''}"
-            f"_f{bits}_v{nv}{'' if vbits == 512 else f'x{vbits}'}"
+            f"{f'_gather{gather}' if gather else ''}_f{bits}_v{nv}{'' if vbits == 512 else f'x{vbits}'}"
             f"{'_masked' if masked else ''}")
     if name in module.globals:
         return module.globals[name]
@@ -108,7 +114,8 @@ def _tile_function(module, bits, rows, taps=False, nv=NV, masked=False, planes=F
     i32 = ir.IntType(32)
     ptr = scalar.as_pointer()
     fn = ir.Function(module, ir.FunctionType(ir.VoidType(), [ptr, ptr, ptr, ptr]
-                                             + [i64] * (6 + 2 * taps + 2 * planes + masked)), name=name)
+                                             + [i64] * (6 + 2 * taps + 2 * planes + masked)
+                                             + [i64.as_pointer()] * (2 * bool(gather))), name=name)
     fn.linkage = "internal"
     fn.attributes.add("noinline")
     a, b, c, bias, lda, ldb, ldc, kc, add, addb = fn.args[:10]
@@ -156,20 +163,26 @@ def _tile_function(module, bits, rows, taps=False, nv=NV, masked=False, planes=F
             builder.store(value, q, align=align)
         else:
             builder.call(mstore, [value, q, at_align, masks[v]])
-    row_at = [builder.mul(const(r), lda) if rows else const(r) for r in range(MR)]
+    mr = gather or MR  # rows
+    if gather:  # the rows' own offsets, held in registers over the loop
+        row_at = [builder.load(builder.gep(fn.args[-2], [const(r)])) for r in range(mr)]
+    else:
+        row_at = [builder.mul(const(r), lda) if rows else const(r) for r in range(mr)]
 
-    def step(k, brow, sums):
-        """One reduction step's multiply-adds into ``sums``, B's row at ``brow``: the new sums."""
+    def step(k, brow, sums, acol=None):
+        """One reduction step's multiply-adds into ``sums``, B's row at ``brow``, A's column at
+        ``acol`` (by default that of step ``k``): the new sums."""
         bv = [load(builder.gep(brow, [const(v * lanes)]), v) for v in range(nv)]
-        acol = builder.gep(a, [k if rows else builder.mul(k, const(MR))])
+        if acol is None:
+            acol = builder.gep(a, [k if rows else builder.mul(k, const(MR))])
         new = []
-        for r in range(MR):
+        for r in range(mr):
             s = builder.load(builder.gep(acol, [row_at[r]]))
             av = builder.shuffle_vector(builder.insert_element(undef, s, ir.Constant(i32, 0)), undef, splat)
             new.extend(builder.call(fma, [av, bv[v], sums[r * nv + v]]) for v in range(nv))
         return new
 
-    def phis(incoming, block, count=MR * nv, ty=vec):
+    def phis(incoming, block, count=mr * nv, ty=vec):
         """New phis at the builder's block, each given ``incoming`` (one value for all ``count``, or
         a list) from ``block``; the loop's own values are added once they are built."""
         out = []
@@ -224,7 +237,8 @@ def _tile_function(module, bits, rows, taps=False, nv=NV, masked=False, planes=F
         k = builder.phi(i64)
         k.add_incoming(const(0), entry)
         sums = phis(zero, entry)
-        new = step(k, builder.gep(b, [builder.mul(k, ldb)]), sums)
+        acol = builder.gep(a, [builder.load(builder.gep(fn.args[-1], [k]))]) if gather else None
+        new = step(k, builder.gep(b, [builder.mul(k, ldb)]), sums, acol)
         k1 = builder.add(k, const(1))
         k.add_incoming(k1, loop)
         for s, n in zip(sums, new):
@@ -240,8 +254,8 @@ def _tile_function(module, bits, rows, taps=False, nv=NV, masked=False, planes=F
         totals.append(total)
     adding = builder.icmp_signed("!=", add, const(0))
     biasing = builder.icmp_signed("!=", addb, const(0))
-    for r in range(MR):
-        one = builder.load(builder.gep(bias, [const(r)]))  # (bias: always MR readable elements)
+    for r in range(mr):
+        one = builder.load(builder.gep(bias, [const(r)]))  # (bias: always mr readable elements)
         start = builder.select(biasing, builder.shuffle_vector(
             builder.insert_element(undef, one, ir.Constant(i32, 0)), undef, splat), zero)
         for v in range(nv):
@@ -257,26 +271,34 @@ def _declared(module, name, ret, args):
     return module.globals.get(name) or ir.Function(module, ir.FunctionType(ret, args), name=name)
 
 
-def _tile_call(rows, taps=False, nv=NV, masked=False, planes=False, vbits=VBITS):
+def _tile_call(rows, taps=False, nv=NV, masked=False, planes=False, vbits=VBITS, gather=0):
     """The intrinsic that calls the tile function:
     ``(a, a0, lda, b, b0, ldb, c, c0, ldc, kc, add, bias, bias0, addb)`` (with ``taps``, then
     ``kw, ldr``; ``planes``, then ``kh, ldp``; ``masked``, then ``cols``), 1-D arrays of one float
     dtype (a vector of ``VBITS``) with element offsets; ``bias[bias0:bias0 + MR]`` must be
-    readable even when ``addb`` is 0. ``vbits``: the vectors' width."""
+    readable even when ``addb`` is 0. ``vbits``: the vectors' width. ``gather`` (rows): then
+    ``ro, ro0, ko, ko0``, int64 arrays of A's rows' and steps' offsets with their first's index."""
     def codegen(context, builder, signature, args):
         aa, ia, lda, bb, ib, ldb, cc, ic, ldc, kc, add, bv, iv, addb = args[:14]
 
         def at(ary, aty, off):
             return builder.gep(context.make_array(aty)(context, builder, ary).data, [off])
 
-        fn = _tile_function(builder.module, signature.args[0].dtype.bitwidth, rows, taps, nv, masked, planes, vbits)
+        fn = _tile_function(builder.module, signature.args[0].dtype.bitwidth, rows, taps, nv, masked, planes, vbits,
+                            gather)
+        rest = list(args[14:])
+        if gather:  # (ro, ro0, ko, ko0): pointers to ro[ro0] and ko[ko0]
+            rest = [at(rest[0], signature.args[14], rest[1]), at(rest[2], signature.args[16], rest[3])]
         builder.call(fn, [at(aa, signature.args[0], ia), at(bb, signature.args[3], ib),
                           at(cc, signature.args[6], ic), at(bv, signature.args[11], iv),
-                          lda, ldb, ldc, kc, add, addb, *args[14:]])
+                          lda, ldb, ldc, kc, add, addb, *rest])
         return context.get_dummy_value()
 
     ip = types.intp
-    if planes and masked:  # (taps too)
+    if gather:
+        def tile(typingctx, a, a0, lda, b, b0, ldb, c, c0, ldc, kc, add, bias, bias0, addb, ro, ro0, ko, ko0):
+            return types.void(a, ip, ip, b, ip, ip, c, ip, ip, ip, ip, bias, ip, ip, ro, ip, ko, ip), codegen
+    elif planes and masked:  # (taps too)
         def tile(typingctx, a, a0, lda, b, b0, ldb, c, c0, ldc, kc, add, bias, bias0, addb, kw, ldr, kh, ldp, cols):
             return types.void(a, ip, ip, b, ip, ip, c, ip, ip, ip, ip, bias, ip, ip, ip, ip, ip, ip, ip), codegen
     elif planes:
@@ -312,6 +334,10 @@ _tile_planes_ragged_half = _tile_call(rows=False, taps=True, planes=True, nv=1, 
 _tile_planes_half = _tile_call(rows=False, taps=True, planes=True, nv=1)  # ... a half panel, unmasked
 # ... three quarters of a panel, in three 256-bit vectors (``NARROW``)
 _tile_planes_narrow = _tile_call(rows=False, taps=True, planes=True, nv=3, vbits=256)
+# A gathered (output pixels and taps at offsets of their own), B the weight by rows
+GATHER_ROWS = MR  # rows: output pixels (12, with 24 sums, measured the same or slower: 0.9-1.4x the time)
+_tile_gather = _tile_call(rows=True, gather=GATHER_ROWS)
+_tile_gather_half = _tile_call(rows=True, nv=1, gather=GATHER_ROWS)  # ... half a panel of B
 
 
 def tile_cols(itemsize):

@@ -56,6 +56,7 @@ from . import _numba_gemm as _gemm
 from . import _numba_implicit as _implicit
 from . import _numba_kernels as _k
 from . import _numba_patches as _patches
+from . import _numba_pixels as _pixels
 from . import _numba_spin as _spin
 from ._lift import as_2d, lifted
 from ._padding_nan import padding_products
@@ -452,7 +453,7 @@ def _run_depthwise(x, w, y, bias, c, flat):
 # run under ``choosing_as`` takes the same, for the same bits.
 
 KERNELS = ("depthwise-flat", "depthwise-packed", "matrix", "grouped", "columns", "implicit", "phases", "patches",
-           "packed")
+           "pixels", "packed")
 
 # A forward call as the kernels see it: input, weight and output shapes, strides, padding (of a
 # phase: negative where cropped), dilations, groups, bytes an element, multiply-adds, and its
@@ -516,6 +517,8 @@ def _forward_kernel(c, budget, pinned=None) -> str:
             and _patches.forward_plan(c.xs, (c.groups, c.ws[0] // c.groups, *c.ws[1:]), c.ys, c.sh, c.sw, c.dil_h,
                                       c.dil_w, c.item, _slots(c.macs)[0], budget) is not None)):
         return "patches"
+    if takes("pixels", lambda _: _pixels_fit(c, budget)):
+        return "pixels"
     return "packed"
 
 
@@ -573,8 +576,9 @@ def _run_forward(kernel, x, w, bias, y, c, budget):
     """The forward call ``c`` on ``kernel`` (``_forward_kernel``'s) into the C-contiguous ``y``,
     adding ``bias`` (None: none) to each block while it is in cache: a 1x1 kernel's taps are one
     matrix product (``_numba_gemm``), a ``k x 1`` kernel's read the input where it lies
-    (``_numba_columns``), the implicit forward and the patches multiply on the register tiles
-    (``_numba_implicit``, ``_numba_patches``), any other call runs on a packed copy. (The chooser
+    (``_numba_columns``), the implicit forward, the patches and the pixel tiles multiply on the
+    register tiles (``_numba_implicit``, ``_numba_patches``, ``_numba_pixels``), any other call runs
+    on a packed copy. (The chooser
     checked each kernel's scratch against ``budget`` bytes; the patches check theirs again, as
     their module's interface.)"""
     if kernel.startswith("depthwise"):
@@ -596,6 +600,8 @@ def _run_forward(kernel, x, w, bias, y, c, budget):
                    prepare=_gemm._cols_prepare, serial=_gemm._cols_serial, pieces=_gemm.PIECES)
     elif kernel == "grouped":
         _grouped_forward(x, w, bias, y, c)
+    elif kernel == "pixels":
+        _pixels_forward(x, w, bias, y, c)
     elif kernel == "columns":  # (a cropped phase's input: the columns it reads, from -pl on)
         x = _at_stride(x, 1, 1, 0, -c.pl, (x.shape[2], y.shape[3]))
         _run_parts(_cols._columns_part, c.macs, x, w, bias, y, c.pt, c.dil_h, c.groups,
@@ -611,6 +617,65 @@ def _run_forward(kernel, x, w, bias, y, c, budget):
                    workspaces=_packed_workspaces(_k._forward_scratch, x, w, y.shape[2:], c.sh, c.sw, c.dil_h, c.dil_w,
                                                  c.groups),
                    prepare=_k._forward_prepare, serial=_k._forward_serial)
+
+
+# What the other kernels leave to the packed path (few output channels a group, small or strided
+# images, dilations) runs on tiles of output pixels times output channels instead
+# (``_numba_pixels``), and so do the input gradient's stride phases (``_pixels_fit`` says where).
+# Two threads, float32, ms pixels / packed, 7 interleaved rounds, 2026-12-04, an Intel Xeon with
+# AVX-512 (torch's in brackets), forward: N=64 192 -> 32 5x5 7x7 4.4 / 13.2 (2.6); N=16 192 -> 48
+# 3x3 s2 7x7 0.40 / 1.38 (0.25); N=64 16 -> 64 3x3 s2 20x20 0.84 / 1.60 (0.55); N=64 256 -> 16
+# 5x5 s2 28x28 15.3 / 27.0 (11.4); N=8 384 -> 16 3x3 20x20 2.3 / 3.0 (1.3). The limits below
+# come from 120 random layers (gen seeds 31, 37, 41: forward and backward through the API, 5
+# interleaved rounds): the losses were output channels that fill little of a panel (3 of 32:
+# 1.3-1.8x), short reductions (8 input channels, 3x3: 1.07-1.14x) and long stride-1 rows (40-56
+# pixels: 1.2-1.5x). Validation on 70 layers drawn after the limits (seed 43): forward 0.59x the
+# time (geomean of the 12 calls that take it, 0.36-1.07), backward 0.90x (11, 0.67-1.04); float64
+# on seed 31's: 0.63x (18, 0.42-1.16) and 0.86x (18, 0.59-1.55: 8 output channels over dilated
+# rows of 1024, now excluded). Measured there only (as ``PHASES``).
+PIXELS = _gemm.FULL_WIDTH
+PIXELS_MIN_FILL = 0.25  # output channels a group, of a panel's columns (two vectors)
+PIXELS_MIN_STEPS = 100  # taps a pixel, input channels times kernel taps
+PIXELS_MAX_WIDTH = 32  # output pixels a row at stride 1, undilated ...
+PIXELS_WIDE_MIN_CHANNELS = 16  # ... or dilated with fewer output channels a group than this
+
+
+def _pixels_extent(c):
+    """The padded input's rows and columns that the forward call ``c`` reads (its top-left corner
+    the padding's)."""
+    (oh, ow), kh, kw = c.ys[2:], c.ws[2], c.ws[3]
+    return (oh - 1) * c.sh + (kh - 1) * c.dil_h + 1, (ow - 1) * c.sw + (kw - 1) * c.dil_w + 1
+
+
+def _pixels_scratch(c, nslots):
+    """``_numba_pixels.scratch``'s sizes for the forward call ``c`` in ``nslots`` slots."""
+    return _pixels.scratch(c.xs[1], c.ws[0], c.ws[2], c.ws[3], c.groups, *_pixels_extent(c), nslots, c.item)
+
+
+def _pixels_fit(c, budget) -> bool:
+    """Whether the forward call ``c`` runs on ``_numba_pixels`` (``PIXELS``): a non-empty output,
+    output channels a group to fill a quarter of a panel at least (``PIXELS_MIN_FILL``), taps
+    enough a pixel (``PIXELS_MIN_STEPS``: a tile's products past its loads and stores), a stride,
+    output rows of at most ``PIXELS_MAX_WIDTH`` (past it the packed path's rows are long enough)
+    or a dilation with ``PIXELS_WIDE_MIN_CHANNELS`` output channels a group, scratch within
+    ``budget`` bytes."""
+    kg = c.ws[0] // c.groups
+    if (not PIXELS or 0 in c.ys or kg < PIXELS_MIN_FILL * _gemm.tile_cols(c.item)
+            or math.prod(c.ws[1:]) < PIXELS_MIN_STEPS):
+        return False
+    if (c.sh == c.sw == 1 and c.ys[3] > PIXELS_MAX_WIDTH
+            and (c.dil_h == c.dil_w == 1 or kg < PIXELS_WIDE_MIN_CHANNELS)):
+        return False
+    nfloat, nint = _pixels_scratch(c, _slots(c.macs, _gemm.PIECES)[1])
+    return nfloat * c.item + nint * 8 <= budget
+
+
+def _pixels_forward(x, w, bias, y, c):
+    """The forward call ``c`` on ``_numba_pixels`` into ``y``."""
+    hp, wp = _pixels_extent(c)
+    _run_parts(_pixels.part, c.macs, x, w, bias, y.reshape(*y.shape[:2], -1), c.sh, c.sw, c.pt, c.pl, c.dil_h,
+               c.dil_w, c.groups, hp, wp, workspaces=_workspaces(x.dtype, lambda nslots: _pixels_scratch(c, nslots)),
+               prepare=_pixels.prepare, serial=_pixels.serial, pieces=_gemm.PIECES)
 
 
 def _grouped_scratch(c, nslots):
@@ -943,6 +1008,8 @@ def _implicit_scratch(geom, itemsize, wide, budget):
 # the input gradient of strided and dilated convolutions (or of non-finite weights) takes.
 WARMUP_STEPS = (
     ("forward (packed)", (1, 4, 3, 3), (4, 4, 2, 2), dict(padding=1), ("forward",)),
+    ("forward of few output channels (pixel tiles)", (1, 8, 5, 5), (8, 8, 3, 3), dict(padding=1, stride=2),
+     ("forward",)),
     ("depthwise", (1, 4, 3, 3), (4, 1, 2, 2), dict(padding=1, groups=4), ("forward", "grad_weight")),
     ("weight gradient (packed)", (1, 4, 3, 3), (4, 4, 2, 2), dict(padding=1), ("grad_weight",)),
     ("1x1 kernels (register tiles)", (1, 8, 3, 3), (8, 8, 1, 1), {}, ("forward", "grad_input", "grad_weight")),
@@ -958,7 +1025,10 @@ WARMUP_STEPS = (
     ("input gradient (direct loops)", (1, 4, 5, 5), (4, 4, 2, 2), dict(padding=1, stride=2, dilation=2),
      ("grad_input",)),
 )
-_READY_AFTER = 10  # steps
+_READY_AFTER = 11  # steps
+# Steps whose forward runs a kernel of its own choosing (``choosing_as``): what the packed path
+# runs (the fallback of every other kernel) where tiles of pixels would take the call.
+_WARMUP_PINNED = {"forward (packed)": "packed"}
 
 
 def warmup_steps(dtype):
@@ -976,9 +1046,11 @@ def warmup_steps(dtype):
         # forks keeps TBB from shutting down cleanly for the fork (it prints "Unable to join
         # threads"), and the background compile thread may well be alive then.
         _local.compile_only = True
+        pinned = _WARMUP_PINNED.get(label)
         try:
-            for name in passes:
-                globals()[name](*args[name])
+            with choosing_as(Choices(pinned, False, ()) if pinned else None):
+                for name in passes:
+                    globals()[name](*args[name])
         finally:
             _local.compile_only = False
         if i + 1 == _READY_AFTER:

@@ -1,0 +1,172 @@
+"""Numba kernels of the ``numba`` backend for forwards that the other tiled kernels leave to the
+packed path (few output channels a group, small, strided or dilated images): output pixels as the
+register tile's rows, output channels across its columns.
+
+The other tiled kernels put output channels in the tile's rows (MR of them) and pixels across its
+columns (two vectors): a layer of 7x7 outputs fills such a panel of 32 pixels poorly, and one of
+few output channels leaves the packed path's 4x4 dot products, sums in memory, to run it (192 -> 32
+channels, 5x5 over 7x7, N=64: 12.8 ms, 75 GFLOP/s, against torch's 2.6). Here a tile is MR output
+pixels, anywhere in an image (each row's offset into the padded input its own, ``ro``), times a
+panel of output channels: the weight is packed once per call with its output channels across
+(``b[(ci, ky, kx), co]``), and each pixel's taps are read where they lie in a zero-padded copy of
+its image's group (``_numba_gemm``'s ``gather`` tiles, each tap's offset from a table, ``ko``), so
+strides, dilations, ragged rows and small images cost no columns.
+
+A work item (a slot's unit) is one image's group, or a block of its pixel tiles where the batch has
+too few images for the threads. Its tiles run in blocks, a chunk of input channels at a time over
+the whole block (the chunk's packed weight near L1's size), summing into the block's products,
+which then go into ``y`` with the bias. Each output's sum runs over the same chunks in the same
+order on any number of threads: the same bits. Measured in ``numba_jit`` (``PIXELS``): one
+thread, float32, the 7x7 layer above 7.0-7.5 ms (129-138 GFLOP/s); a tile of 12 pixels (24 sums)
+took 1.0-1.4x the time of 8, and half panels of 16 pixels 1.05-1.14x (their broadcasts, one a
+sum, then bound them).
+"""
+import numpy as np
+
+from ._numba_gemm import GATHER_ROWS as MR  # output pixels a tile
+from ._numba_gemm import _nr, _tile_gather, _tile_gather_half, tile_cols
+from ._numba_kernels import _JIT, _aligned, njit
+
+U = np.uint64  # offsets into flat arrays (a signed index is tested for a negative value on every access)
+BLOCKS_PER_SLOT = 2  # where images are fewer than slots: blocks of pixel tiles, this many a slot
+BLOCK_TILES = 32  # pixel tiles whose products sum over the chunks of input channels at once
+CHUNK_BYTES = 48 * 2**10  # packed weight a chunk of input channels (near L1's size)
+
+
+@njit(inline="always", **_JIT)
+def _chunk(cg, taps, nr, itemsize):  # pragma: no cover
+    """Input channels a chunk (``CHUNK_BYTES`` of packed weight, one channel at least)."""
+    return max(1, min(cg, CHUNK_BYTES // (taps * nr * itemsize)))
+
+
+def scratch(c_in, c_out, kh, kw, groups, hp, wp, nslots, itemsize):
+    """``(float, int)`` workspace elements of ``part``: the packed weight (output channels in whole
+    panels of a tile's columns), and per slot a group's padded input, a block's products, its
+    tiles' rows' offsets and a chunk's steps' offsets."""
+    nr = tile_cols(itemsize)
+    cg, kg = c_in // groups, c_out // groups
+    packed = groups * -(-kg // nr) * cg * kh * kw * nr
+    ints = BLOCK_TILES * MR + _chunk(cg, kh * kw, nr, itemsize) * kh * kw
+    return (_aligned(packed) + nslots * (_aligned(cg * hp * wp) + _aligned(BLOCK_TILES * -(-kg // nr) * MR * nr)),
+            nslots * ints)
+
+
+@njit(inline="always", **_JIT)
+def _views(c_in, c_out, kh, kw, groups, hp, wp, nthreads, fws, iws, slot):  # pragma: no cover
+    """``part``'s workspaces, laid out as ``scratch`` sizes them."""
+    nr = _nr(fws)
+    cg, kg = c_in // groups, c_out // groups
+    bsize = _aligned(groups * ((kg + nr - 1) // nr) * cg * kh * kw * nr)
+    xsize, tsize = _aligned(cg * hp * wp), _aligned(BLOCK_TILES * ((kg + nr - 1) // nr) * MR * nr)
+    own = bsize + slot * (xsize + tsize)
+    rsize = BLOCK_TILES * MR
+    isize = rsize + _chunk(cg, kh * kw, nr, fws.itemsize) * kh * kw
+    return (fws[:bsize], fws[own:own + xsize], fws[own + xsize:own + xsize + tsize],
+            iws[slot * isize:slot * isize + rsize], iws[slot * isize + rsize:(slot + 1) * isize])
+
+
+@njit(**_JIT)
+def prepare(x, w, bias, y3, sh, sw, pt, pl, dil_h, dil_w, groups, hp, wp, nthreads, fws, iws):  # pragma: no cover
+    """The weight packed per group and panel of ``nr`` output channels, steps ``(ci, ky, kx)``
+    (an input channel's taps, as the gather tile reads them): ``bp[((g*panels + pn)*k + step)*nr
+    + j] = w[g*kg + pn*nr + j, ci, ky, kx]``, zero past the group's channels."""
+    c_out, cg, kh, kw = w.shape
+    k = cg * kh * kw
+    kg = c_out // groups
+    nr = _nr(fws)
+    panels = (kg + nr - 1) // nr
+    bp, _, _, _, _ = _views(x.shape[1], c_out, kh, kw, groups, hp, wp, nthreads, fws, iws, 0)
+    for g in range(groups):
+        for pn in range(panels):
+            base = (g * panels + pn) * k * nr
+            cols = min(nr, kg - pn * nr)
+            for ci in range(cg):
+                for ky in range(kh):
+                    for kx in range(kw):
+                        row = base + ((ci * kh + ky) * kw + kx) * nr
+                        for j in range(cols):
+                            bp[row + j] = w[g * kg + pn * nr + j, ci, ky, kx]
+                        for j in range(cols, nr):
+                            bp[row + j] = 0
+
+
+@njit(**_JIT)
+def part(x, w, bias, y3, sh, sw, pt, pl, dil_h, dil_w, groups, hp, wp, nthreads, fws, iws, slot):  # pragma: no cover
+    """This slot's share of the units (an image's group, or a block of its pixel tiles):
+    ``y3[n, g*kg + co, oy*ow + ox] = sum over (ci, ky, kx) of w[g*kg + co, ci, ky, kx] *
+    xp[n, g*cg + ci, oy*sh + ky*dil_h, ox*sw + kx*dil_w] + bias[g*kg + co]``, xp the input
+    zero-padded (a negative padding: cropped) and cut to the ``hp x wp`` that the taps read."""
+    n_img, c_in, ih, iw = x.shape
+    c_out, cg, kh, kw = w.shape
+    kg = c_out // groups
+    nr = _nr(fws)
+    half = nr // 2
+    panels = (kg + nr - 1) // nr
+    pix = y3.shape[2]
+    ow = (wp - (kw - 1) * dil_w - 1) // sw + 1
+    tiles = (pix + MR - 1) // MR
+    bp, xl, acc, ro, ko = _views(c_in, c_out, kh, kw, groups, hp, wp, nthreads, fws, iws, slot)
+    cb = _chunk(cg, kh * kw, nr, fws.itemsize)
+    for c in range(cb):  # a step's offset into a chunk's planes
+        for ky in range(kh):
+            for kx in range(kw):
+                ko[(c * kh + ky) * kw + kx] = c * hp * wp + ky * dil_h * wp + kx * dil_w
+    per = n_img * groups
+    blocks = max(1, min(tiles, (BLOCKS_PER_SLOT * nthreads + per - 1) // per)) if per < nthreads else 1
+    tiles_per = (tiles + blocks - 1) // blocks
+    units = per * blocks
+    share = (units + nthreads - 1) // nthreads
+    u0 = min(slot * share, units)
+    u1 = min(u0 + share, units)
+    plane = hp * wp
+    iy0, iy1 = max(0, -pt), max(max(0, -pt), min(ih, hp - pt))  # the input's rows and columns read
+    ix0, ix1 = max(0, -pl), max(max(0, -pl), min(iw, wp - pl))
+    xf = x.reshape(x.size)
+    for i in range(xl.size):  # the padding stays zero over the slot's units
+        xl[i] = 0
+    last = -1
+    for u in range(u0, u1):
+        ng, blk = u // blocks, u % blocks
+        n, g = ng // groups, ng % groups
+        if ng != last:  # the group's channels, padded
+            last = ng
+            for c in range(cg):  # (rows and columns that no tap reads, a negative padding's too, left out)
+                src0 = U(((n * c_in + g * cg + c) * ih + iy0) * iw + ix0)
+                dst0 = U(c * plane + (pt + iy0) * wp + pl + ix0)
+                for iy in range(U(iy1 - iy0)):
+                    src, dst = src0 + iy * U(iw), dst0 + iy * U(wp)
+                    for ix in range(U(ix1 - ix0)):
+                        xl[dst + ix] = xf[src + ix]
+        t_end = min(tiles, (blk + 1) * tiles_per)
+        for tb in range(blk * tiles_per, t_end, BLOCK_TILES):
+            te = min(t_end, tb + BLOCK_TILES)
+            for i in range((te - tb) * MR):
+                p = min(tb * MR + i, pix - 1)  # past the image's last pixel: that one again, dropped
+                ro[i] = (p // ow) * sh * wp + (p % ow) * sw
+            for c0 in range(0, cg, cb):
+                kc = min(cb, cg - c0) * kh * kw
+                for t in range(tb, te):
+                    for pn in range(panels):
+                        b0 = ((g * panels + pn) * cg + c0) * kh * kw * nr
+                        at = ((t - tb) * panels + pn) * MR * nr
+                        if kg - pn * nr <= half:
+                            _tile_gather_half(xl, c0 * plane, 0, bp, b0, nr, acc, at, nr, kc, c0, acc, 0, 0,
+                                              ro, (t - tb) * MR, ko, 0)
+                        else:
+                            _tile_gather(xl, c0 * plane, 0, bp, b0, nr, acc, at, nr, kc, c0, acc, 0, 0,
+                                         ro, (t - tb) * MR, ko, 0)
+            for pn in range(panels):
+                co0 = g * kg + pn * nr
+                for j in range(min(nr, kg - pn * nr)):
+                    add = bias[co0 + j] if bias.size else 0
+                    for t in range(tb, te):
+                        at = ((t - tb) * panels + pn) * MR * nr
+                        for r in range(min(MR, pix - t * MR)):
+                            y3[n, co0 + j, t * MR + r] = acc[at + r * nr + j] + add
+
+
+@njit(**_JIT)
+def serial(x, w, bias, y3, sh, sw, pt, pl, dil_h, dil_w, groups, hp, wp, nthreads, fws, iws):  # pragma: no cover
+    """A one-slot call's ``prepare`` and ``part`` in one dispatch."""
+    prepare(x, w, bias, y3, sh, sw, pt, pl, dil_h, dil_w, groups, hp, wp, 1, fws, iws)
+    part(x, w, bias, y3, sh, sw, pt, pl, dil_h, dil_w, groups, hp, wp, 1, fws, iws, 0)
