@@ -224,17 +224,18 @@ def test_without_wide_tiles_the_weight_gradient_of_few_input_channels_runs_blas(
 
 @pytest.mark.parametrize("full", [False, True])
 @pytest.mark.parametrize("geom, forward, grad_input, grad_weight", [
-    # few pixels, many input channels, up to 32 output channels: numba's (the line: 33 -> BLAS's)
+    # few pixels, many input channels, up to 32 output channels: numba's (the line: 33 -> BLAS's;
+    # the forward numba's tiles of output pixels past it, and on one image)
     (Geometry.from_args((8, 192, 14, 14), (8, 192, 3, 3), padding=2, dilation=2), "numba", "numba", "numba"),
     (Geometry.from_args((16, 384, 10, 10), (24, 384, 5, 5), padding=2), "numba", "numba", "numba"),
     (Geometry.from_args((16, 384, 10, 10), (32, 384, 5, 5), padding=2), "numba", "numba", "numba"),
-    (Geometry.from_args((16, 384, 10, 10), (33, 384, 5, 5), padding=2), "im2col", "im2col", "im2col"),
-    (Geometry.from_args((1, 384, 10, 10), (24, 384, 5, 5), padding=2), "im2col", "im2col", "im2col"),  # one image
+    (Geometry.from_args((16, 384, 10, 10), (33, 384, 5, 5), padding=2), "numba", "im2col", "im2col"),
+    (Geometry.from_args((1, 384, 10, 10), (24, 384, 5, 5), padding=2), "numba", "im2col", "im2col"),  # one image
     # ... at a stride from 49 output pixels an image (the input gradient at any size: the strided
     # input gradients' row of few output channels for the taps, which holds on full width too)
     (Geometry.from_args((8, 256, 28, 28), (16, 256, 3, 3), stride=2, padding=1), "numba", "numba", "numba"),
     (Geometry.from_args((16, 192, 14, 14), (24, 192, 5, 5), stride=2, padding=2), "numba", "numba", "numba"),
-    (Geometry.from_args((16, 256, 12, 12), (32, 256, 3, 3), stride=2, padding=1), "im2col", "numba", "im2col"),
+    (Geometry.from_args((16, 256, 12, 12), (32, 256, 3, 3), stride=2, padding=1), "numba", "numba", "im2col"),
     # strided weight gradients of 64+ input channels: numba's, but BLAS's for one image of up to
     # 8 Mi elements of patches (3x3 192 -> 48 over 28x28 output pixels: 1.4 Mi; 7x7 128 -> 8 over
     # 56x56: 19 Mi)

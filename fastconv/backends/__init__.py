@@ -649,9 +649,29 @@ def _strided_few_outputs(g: Geometry) -> bool:
             and (_without_wide_tiles(g) or _full_width(g)))
 
 
+# Where numba's forward runs its tiles of output pixels (``numba_jit.pixel_tiles``), and its input
+# gradient's stride phases do, the rows below give it the pass on full-width AVX-512, past the rows
+# that had given it BLAS (few pixels per image and many channels, mostly). Two threads, float32,
+# each pass alone, 7 interleaved rounds (2026-12-04, an Intel Xeon), ms numba / im2col, forward
+# then input gradient, on the 6 of 140 random layers whose pick moved: 3x3 s2 N=16 192 -> 48 7x7
+# 0.31 / 0.82, 1.28 / 1.14; N=32 512 -> 96 14x14 (2 groups) 3.65 / 7.64, 10.0 / 12.3; N=16 512 ->
+# 48 28x28 6.76 / 11.9, 14.0 / 18.6; N=64 96 -> 48 20x20 2.54 / 4.60, 6.58 / 8.12; 1x5x5 s2 N=1
+# 512 -> 64 16x16x16 (2 groups) 2.52 / 6.12, 5.18 / 9.77; dilated 3x3 N=4 128 -> 48 14x14 forward
+# 0.52 / 0.90. Their weight gradients stay where they were (BLAS's was faster on 4 of 5). 3x3
+# layers at stride 1 are left to winograd's rows, and to BLAS the forward of padded 1x1 kernels (8
+# x 12x12 256 -> 512 2.14 / 1.98, 32 x 14x14 256 -> 1024 23.0 / 20.1), of up to 4 input channels
+# (7x7 N=64 3 -> 512 10x10 5.14 / 4.79) and of 8x as many output channels, 512+, as their row has
+# it (near ties: 1-D k7 s2 N=32 24 -> 512 3.39 / 3.16, 48 -> 512 5.04 / 5.79). On the lines of the row of few pixels per image
+# and up to 32 output channels the forward moved too: 5x5 N=16 384 -> 33 10x10 7.20 / 15.4, -> 48
+# 6.96 / 15.7, one image 384 -> 24 1.00 / 1.34; 3x3 s2 N=16 256 -> 32 12x12 0.61 / 1.82.
 AUTO_PASS_RULES: tuple[tuple[str, str, object, tuple[str, ...]], ...] = (
     ("forward", "full-width AVX-512: 1-D, one image, undilated, 32+ output channels", _one_signal,
      ("im2col", "numba")),
+    ("forward", "full-width AVX-512: numba's tiles of output pixels, kernel past 1x1, 5+ input channels, "
+     "not 3x3 at stride 1 nor 512+ output channels 8x the input's",
+     lambda g: (_full_width(g) and math.prod(as_2d(g).kernel) > 1 and g.c_in_g > 4 and not _is_3x3s1(g)
+                and not _many_outputs(g, AUTO_MANY_OUT_CHANNELS) and _backend_says("numba", "pixel_tiles", g)),
+     ("numba", "im2col")),
     ("grad_input", "1x1 kernel, one group: w's transpose times gy",
      lambda g: g.groups == 1 and math.prod(g.kernel) == 1, ("im2col", "numba")),
     ("grad_input", "up to 4 input channels, 17+ output channels, one group", _few_inputs, ("im2col", "numba")),
@@ -661,6 +681,9 @@ AUTO_PASS_RULES: tuple[tuple[str, str, object, tuple[str, ...]], ...] = (
      _strided_few_outputs, ("numba", "im2col")),
     ("grad_input", "2-D and 3-D on numba's patches (at a stride, many channels), without AVX-512",
      lambda g: g.ndim >= 2 and _backend_says("numba", "patches", g) and _without_wide_tiles(g), ("numba", "im2col")),
+    ("grad_input", "full-width AVX-512: numba's stride phases on tiles of output pixels, not 3x3 at stride 1",
+     lambda g: _full_width(g) and not _is_3x3s1(g) and _backend_says("numba", "pixel_tiles_input", g),
+     ("numba", "im2col")),
     ("grad_weight", "full-width AVX-512: 512+ output channels, 8x the input's",
      lambda g: _many_outputs(g, AUTO_MANY_OUT_CHANNELS), ("im2col", "numba")),
     ("grad_weight", "up to 4 input channels, 17+ output channels, one group, without AVX-512",

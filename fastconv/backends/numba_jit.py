@@ -138,6 +138,19 @@ def full_width_tiles(geom) -> bool:
     return _gemm.FULL_WIDTH
 
 
+def pixel_tiles(geom) -> bool:
+    """Whether the call's forward runs on tiles of output pixels (``_numba_pixels``), in float32
+    within the default budget: for ``"auto"``."""
+    return whole_choices(geom, np.float32).forward == "pixels"
+
+
+def pixel_tiles_input(geom) -> bool:
+    """Whether the call's input gradient runs as stride phases, one of them at least on tiles of
+    output pixels (float32, the default budget): for ``"auto"``."""
+    chosen = whole_choices(geom, np.float32)
+    return not chosen.adjoint and _by_phases(as_2d(geom)) and any(kernel == "pixels" for _, kernel in chosen.phases)
+
+
 def patches(geom) -> bool:
     """Whether the call's forward runs on the register tiles over columns of patches
     (``_numba_patches``: strided layers of many channels, say): for ``"auto"``."""
