@@ -661,9 +661,10 @@ def _strided_few_outputs(g: Geometry) -> bool:
 # layers at stride 1 are left to winograd's rows, and to BLAS the forward of padded 1x1 kernels (8
 # x 12x12 256 -> 512 2.14 / 1.98, 32 x 14x14 256 -> 1024 23.0 / 20.1), of up to 4 input channels
 # (7x7 N=64 3 -> 512 10x10 5.14 / 4.79) and of 8x as many output channels, 512+, as their row has
-# it (near ties: 1-D k7 s2 N=32 24 -> 512 3.39 / 3.16, 48 -> 512 5.04 / 5.79). On the lines of the row of few pixels per image
-# and up to 32 output channels the forward moved too: 5x5 N=16 384 -> 33 10x10 7.20 / 15.4, -> 48
-# 6.96 / 15.7, one image 384 -> 24 1.00 / 1.34; 3x3 s2 N=16 256 -> 32 12x12 0.61 / 1.82.
+# it (near ties: 1-D k7 s2 N=32 24 -> 512 3.39 / 3.16, 48 -> 512 5.04 / 5.79). On the lines of
+# the row of few pixels per image and up to 32 output channels the forward moved too: 5x5 N=16 384
+# -> 33 10x10 7.20 / 15.4, -> 48 6.96 / 15.7, one image 384 -> 24 1.00 / 1.34; 3x3 s2 N=16 256 ->
+# 32 12x12 0.61 / 1.82.
 AUTO_PASS_RULES: tuple[tuple[str, str, object, tuple[str, ...]], ...] = (
     ("forward", "full-width AVX-512: 1-D, one image, undilated, 32+ output channels", _one_signal,
      ("im2col", "numba")),
