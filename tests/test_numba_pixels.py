@@ -158,6 +158,88 @@ def test_which_forwards_take_pixel_tiles(monkeypatch):
             (4, 96, 7, 7), (32, 96, 5, 5), padding=2), 4), 2**40, "packed") == "packed"
 
 
+def _expected_gw(gy, x, geom):
+    """gw in longdouble: for each group and tap, gy's products with the strided window of the
+    padded x that the tap reads."""
+    (pt, pb), (pl, pr) = geom.padding
+    xp = np.pad(x.astype(np.longdouble), ((0, 0), (0, 0), (pt, pb), (pl, pr)))
+    g64 = gy.astype(np.longdouble)
+    gw = np.zeros(geom.w_shape, np.longdouble)
+    cg, kg = geom.c_in_g, geom.c_out_g
+    for g in range(geom.groups):
+        for ky in range(geom.kh):
+            for kx in range(geom.kw):
+                y0, x0 = ky * geom.dil_h, kx * geom.dil_w
+                window = xp[:, g * cg:(g + 1) * cg, y0:y0 + (geom.oh - 1) * geom.sh + 1:geom.sh,
+                            x0:x0 + (geom.ow - 1) * geom.sw + 1:geom.sw]
+                gw[g * kg:(g + 1) * kg, :, ky, kx] = np.einsum("nkhw,nchw->kc", g64[:, g * kg:(g + 1) * kg], window)
+    return gw
+
+
+# The weight gradient's edges besides the forward's: blocks of images (256 pixels: 7x7 takes 6
+# images a block, the last one short), taps past whole tiles of 8, a group's block split by its
+# taps over the slots (two images of 13x13: one block), output channels past a panel (the half
+# tile), groups, strides, dilation, uneven and cut padding
+GW_CASES = [
+    pytest.param((13, 24, 7, 7), (32, 24, 5, 5), dict(padding=2), id="blocks-7x7"),
+    pytest.param((2, 10, 13, 13), (40, 10, 3, 3), dict(padding=1), id="taps-split"),
+    pytest.param((3, 16, 9, 9), (48, 8, 3, 3), dict(padding=1, stride=2, groups=2), id="groups-strided"),
+    pytest.param((4, 8, 14, 14), (24, 8, 5, 5), dict(padding=4, dilation=2), id="dilated"),
+    pytest.param((3, 10, 11, 13), (20, 10, 3, 3), dict(stride=(2, 3), padding=((2, 0), (0, 1))), id="uneven"),
+    pytest.param((2, 10, 13, 14), (20, 10, 3, 3), dict(stride=3), id="cut"),
+]
+
+
+@tiles
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("xs, ws, kwargs", GW_CASES)
+def test_the_weight_gradient_on_pixel_tiles_matches_longdouble(on, monkeypatch, xs, ws, kwargs, dtype):
+    geom = Geometry.from_args(xs, ws, **kwargs)
+    x, w, gy = (_rand(s, dtype, i) for i, s in enumerate((xs, ws, geom.y_shape)))
+    want = _expected_gw(gy, x, geom)
+    ran = ran_parts(monkeypatch)
+    eps, terms = np.finfo(dtype).eps, geom.n * geom.oh * geom.ow
+    for threads in (1, 2, 3):
+        with fastconv.threads(threads):
+            gw = numba_jit.grad_weight(gy, x, geom)
+            again = numba_jit.grad_weight(gy, x, geom)
+        assert np.abs(gw - want).max() <= 4 * terms * eps * np.abs(want).max(), threads
+        assert np.array_equal(gw, again)  # the same bits for a given number of threads
+    assert pixels.gw_part in ran
+
+
+@tiles
+@pytest.mark.parametrize("where", ["x", "gy", "gy-padding"])
+def test_weight_gradient_non_finite_values_go_where_the_packed_kernels_put_them(on, monkeypatch, where):
+    x, w = _rand((3, 8, 9, 9), np.float64, 0), _rand((20, 8, 3, 3), np.float64, 1)
+    geom = Geometry.from_args(x.shape, w.shape, padding=1, stride=2)
+    gy = _rand(geom.y_shape, np.float64, 2)
+    if where == "x":
+        x[1, 7, 4, 8] = np.inf
+    else:
+        gy[1, 3, 0 if where == "gy-padding" else 2, 2] = np.nan
+    got = numba_jit.grad_weight(gy, x, geom)
+    monkeypatch.setattr(numba_jit, "PIXELS", False)
+    numba_jit.forget_kernels()
+    want = numba_jit.grad_weight(gy, x, geom)
+    same = np.isfinite(want)
+    assert np.array_equal(got[~same], want[~same], equal_nan=True) and (~same).any()
+    np.testing.assert_allclose(got[same], want[same], rtol=1e-12, atol=1e-12)
+
+
+@tiles
+def test_which_weight_gradients_take_pixel_tiles(monkeypatch):
+    monkeypatch.setattr(numba_jit, "PIXELS", True)
+
+    def takes(xs, ws, **kwargs):
+        return numba_jit._pixels_gw_fit(Geometry.from_args(xs, ws, **kwargs), 4)
+    assert takes((4, 96, 7, 7), (32, 96, 5, 5), padding=2)
+    assert not takes((1, 96, 7, 7), (32, 96, 5, 5), padding=2)  # one image: the packed path
+    assert takes((4, 96, 7, 7), (96, 96, 5, 5), padding=2)
+    assert not takes((4, 96, 7, 7), (97, 96, 5, 5), padding=2)  # past PIXELS_GW_MAX_CHANNELS
+    assert not takes((4, 96, 9, 9), (7, 96, 3, 3), stride=2)  # where the forward does not either
+
+
 def test_pixel_tiles_are_held_to_the_cpus_measured():
     assert numba_jit.PIXELS == gemm.FULL_WIDTH
 
@@ -169,7 +251,7 @@ def test_the_scratch_is_the_packed_weight_and_a_padded_group_a_slot():
     weight = 96 * 25 * nr
     per_slot = 96 * 11 * 11 + pixels.BLOCK_TILES * pixels.MR * nr
     assert weight + 4 * per_slot <= nfloat <= weight + 4 * per_slot + 5 * 16  # (64-byte lines)
-    assert nint == 4 * (pixels.BLOCK_TILES * pixels.MR + pixels._chunk(96, 25, nr, 4) * 25)
+    assert nint == 4 * (pixels.BLOCK_TILES * pixels.MR + pixels.chunk(96, 25, nr, 4) * 25)
 
 
 @tiles

@@ -338,11 +338,14 @@ def _fwd_packed(xp, offs, wb, y, bn, co0, cb, wq, oy0, nr, acc):  # pragma: no c
                 yr[ox] = ar[ox]
 
 
-@njit(inline="always", **_JIT)
-def _aligned(n):  # pragma: no cover
+def aligned(n):
     """``n`` elements rounded up to whole 64-byte lines (in float32), for scratch carved from one
-    workspace: every piece starts where a fresh allocation would."""
+    workspace: every piece starts where a fresh allocation would. (Called from Python by sizers
+    that must compile nothing: a first call after ``warmup`` compiles nothing more.)"""
     return (n + 15) // 16 * 16
+
+
+_aligned = njit(inline="always", **_JIT)(aligned)  # the same, in compiled code
 
 
 # How the packed passes cut their work and scratch (each shared by the pass and its sizer).

@@ -1,6 +1,7 @@
-"""Numba kernels of the ``numba`` backend for forwards that the other tiled kernels leave to the
-packed path (few output channels a group, small, strided or dilated images): output pixels as the
-register tile's rows, output channels across its columns.
+"""Numba kernels of the ``numba`` backend for the forwards and weight gradients that the other
+tiled kernels leave to the packed path (few output channels a group, small, strided or dilated
+images): output pixels (the weight gradient: taps) as the register tile's rows, output channels
+across its columns.
 
 The other tiled kernels put output channels in the tile's rows (MR of them) and pixels across its
 columns (two vectors): a layer of 7x7 outputs fills such a panel of 32 pixels poorly, and one of
@@ -25,18 +26,21 @@ import numpy as np
 
 from ._numba_gemm import GATHER_ROWS as MR  # output pixels a tile
 from ._numba_gemm import _nr, _tile_gather, _tile_gather_half, tile_cols
-from ._numba_kernels import _JIT, _aligned, njit
+from ._numba_kernels import _JIT, _aligned, aligned, njit
 
 U = np.uint64  # offsets into flat arrays (a signed index is tested for a negative value on every access)
 BLOCKS_PER_SLOT = 2  # where images are fewer than slots: blocks of pixel tiles, this many a slot
 BLOCK_TILES = 32  # pixel tiles whose products sum over the chunks of input channels at once
 CHUNK_BYTES = 48 * 2**10  # packed weight a chunk of input channels (near L1's size)
+GW_BLOCK_PIXELS = 256  # the weight gradient's steps a tile call: output pixels of a block of images
 
 
-@njit(inline="always", **_JIT)
-def _chunk(cg, taps, nr, itemsize):  # pragma: no cover
+def chunk(cg, taps, nr, itemsize):
     """Input channels a chunk (``CHUNK_BYTES`` of packed weight, one channel at least)."""
     return max(1, min(cg, CHUNK_BYTES // (taps * nr * itemsize)))
+
+
+_chunk = njit(inline="always", **_JIT)(chunk)  # the same, in compiled code (the sizers call ``chunk``)
 
 
 def scratch(c_in, c_out, kh, kw, groups, hp, wp, nslots, itemsize):
@@ -46,8 +50,8 @@ def scratch(c_in, c_out, kh, kw, groups, hp, wp, nslots, itemsize):
     nr = tile_cols(itemsize)
     cg, kg = c_in // groups, c_out // groups
     packed = groups * -(-kg // nr) * cg * kh * kw * nr
-    ints = BLOCK_TILES * MR + _chunk(cg, kh * kw, nr, itemsize) * kh * kw
-    return (_aligned(packed) + nslots * (_aligned(cg * hp * wp) + _aligned(BLOCK_TILES * -(-kg // nr) * MR * nr)),
+    ints = BLOCK_TILES * MR + chunk(cg, kh * kw, nr, itemsize) * kh * kw
+    return (aligned(packed) + nslots * (aligned(cg * hp * wp) + aligned(BLOCK_TILES * -(-kg // nr) * MR * nr)),
             nslots * ints)
 
 
@@ -170,3 +174,161 @@ def serial(x, w, bias, y3, sh, sw, pt, pl, dil_h, dil_w, groups, hp, wp, nthread
     """A one-slot call's ``prepare`` and ``part`` in one dispatch."""
     prepare(x, w, bias, y3, sh, sw, pt, pl, dil_h, dil_w, groups, hp, wp, 1, fws, iws)
     part(x, w, bias, y3, sh, sw, pt, pl, dil_h, dil_w, groups, hp, wp, 1, fws, iws, 0)
+
+
+# -- the weight gradient: taps as the tile's rows, output channels across, pixels summed --------------
+#
+# gw[g*kg + co, ci, ky, kx] = sum over images n and output pixels p of gy[n, g*kg + co, p] *
+# xp[n, g*cg + ci, oy*sh + ky*dil_h, ox*sw + kx*dil_w]: the same gather tile with its rows MR taps
+# (each tap's offset into a group's padded planes its own, ``ro``) and its steps the pixels of a
+# block of images (each pixel's offset, image included, from ``ko``), B being gy's block transposed
+# (pixels down, output channels across). Each slot sums its images' blocks into sums of its own,
+# which ``gw_finish`` adds in slot order: the same bits for a given number of threads.
+
+def gw_images(pix, n_img):
+    """Images a block: ``GW_BLOCK_PIXELS`` output pixels or more, the batch at most."""
+    return max(1, min(n_img, (GW_BLOCK_PIXELS + pix - 1) // pix))
+
+
+_gw_images = njit(inline="always", **_JIT)(gw_images)  # the same, in compiled code
+
+
+def gw_scratch(n_img, c_in, c_out, kh, kw, groups, hp, wp, pix, nslots, itemsize):
+    """``(float, int)`` workspace elements of ``gw_part``: per slot its sums (the group's taps in
+    whole tiles times its output channels in whole panels, every group), a block's padded planes
+    and its gy transposed, the taps' and the pixels' offsets."""
+    nr = tile_cols(itemsize)
+    cg, kg = c_in // groups, c_out // groups
+    taps = -(-cg * kh * kw // MR) * MR
+    cols = -(-kg // nr) * nr
+    nb = gw_images(pix, n_img)
+    per_slot = aligned(groups * taps * cols) + aligned(nb * cg * hp * wp) + aligned(nb * pix * cols)
+    return nslots * per_slot, nslots * (taps + nb * pix)
+
+
+@njit(inline="always", **_JIT)
+def _gw_views(n_img, c_in, c_out, kh, kw, groups, hp, wp, pix, nthreads, fws, iws, slot):  # pragma: no cover
+    """``gw_part``'s workspaces, laid out as ``gw_scratch`` sizes them."""
+    nr = _nr(fws)
+    cg, kg = c_in // groups, c_out // groups
+    taps = (cg * kh * kw + MR - 1) // MR * MR
+    cols = (kg + nr - 1) // nr * nr
+    nb = _gw_images(pix, n_img)
+    ssize, xsize, bsize = _aligned(groups * taps * cols), _aligned(nb * cg * hp * wp), _aligned(nb * pix * cols)
+    own = slot * (ssize + xsize + bsize)
+    ints = slot * (taps + nb * pix)
+    return (fws[own:own + ssize], fws[own + ssize:own + ssize + xsize],
+            fws[own + ssize + xsize:own + ssize + xsize + bsize], iws[ints:ints + taps],
+            iws[ints + taps:ints + taps + nb * pix])
+
+
+@njit(**_JIT)
+def gw_part(gy, x, gw, sh, sw, pt, pl, dil_h, dil_w, groups, hp, wp, nthreads, fws, iws, slot):  # pragma: no cover
+    """This slot's share of the units (a group's block of images, or part of its taps where the
+    blocks are fewer than the slots), summed into its own sums."""
+    n_img, c_in, ih, iw = x.shape
+    c_out, cg, kh, kw = gw.shape
+    kg = c_out // groups
+    nr = _nr(fws)
+    half = nr // 2
+    panels = (kg + nr - 1) // nr
+    cols = panels * nr
+    pix = gy.shape[2] * gy.shape[3]
+    ow = gy.shape[3]
+    plane = hp * wp
+    ntaps = cg * kh * kw
+    tiles = (ntaps + MR - 1) // MR
+    sums, xl, gt, ro, ko = _gw_views(n_img, c_in, c_out, kh, kw, groups, hp, wp, pix, nthreads, fws, iws, slot)
+    nb = _gw_images(pix, n_img)
+    blocks = (n_img + nb - 1) // nb
+    per = groups * blocks  # where these are fewer than the slots, each one's taps go in parts too
+    parts = max(1, min(tiles, (BLOCKS_PER_SLOT * nthreads + per - 1) // per)) if per < nthreads else 1
+    tiles_per = (tiles + parts - 1) // parts
+    units = per * parts
+    share = (units + nthreads - 1) // nthreads
+    u0 = min(slot * share, units)
+    u1 = min(u0 + share, units)
+    for i in range(sums.size):
+        sums[i] = 0
+    if u0 == u1:
+        return
+    for i in range(xl.size):  # the padding stays zero over the slot's units
+        xl[i] = 0
+    for i in range(tiles * MR):  # a tap's offset into a group's planes (past the last: that one again)
+        t = min(i, ntaps - 1)
+        ci, ky, kx = t // (kh * kw), t // kw % kh, t % kw
+        ro[i] = ci * plane + ky * dil_h * wp + kx * dil_w
+    for i in range(nb):  # a pixel's offset, its image's planes included
+        for p in range(pix):
+            ko[i * pix + p] = i * cg * plane + (p // ow) * sh * wp + (p % ow) * sw
+    iy0, iy1 = max(0, -pt), max(max(0, -pt), min(ih, hp - pt))
+    ix0, ix1 = max(0, -pl), max(max(0, -pl), min(iw, wp - pl))
+    xf = x.reshape(x.size)
+    gf = gy.reshape(gy.size)
+    last = -1
+    for u in range(u0, u1):
+        gb, part = u // parts, u % parts
+        g, blk = gb // blocks, gb % blocks
+        n0 = blk * nb
+        m = min(nb, n_img - n0)
+        for i in range(m if gb != last else 0):  # the block's planes and gy, once for its parts
+            for c in range(cg):
+                src0 = U((((n0 + i) * c_in + g * cg + c) * ih + iy0) * iw + ix0)
+                dst0 = U((i * cg + c) * plane + (pt + iy0) * wp + pl + ix0)
+                for iy in range(U(iy1 - iy0)):
+                    src, dst = src0 + iy * U(iw), dst0 + iy * U(wp)
+                    for ix in range(U(ix1 - ix0)):
+                        xl[dst + ix] = xf[src + ix]
+            for j in range(cols):  # gy's block transposed, zero past the group's channels
+                if j < kg:
+                    src = U(((n0 + i) * c_out + g * kg + j) * pix)
+                    for p in range(pix):
+                        gt[(i * pix + p) * cols + j] = gf[src + p]
+                else:
+                    for p in range(pix):
+                        gt[(i * pix + p) * cols + j] = 0
+        last = gb
+        base = g * tiles * panels * MR * nr
+        for t in range(part * tiles_per, min(tiles, (part + 1) * tiles_per)):
+            for pn in range(panels):
+                at = base + (t * panels + pn) * MR * nr
+                if kg - pn * nr <= half:
+                    _tile_gather_half(xl, 0, 0, gt, pn * nr, cols, sums, at, nr, m * pix, 1, sums, 0, 0,
+                                      ro, t * MR, ko, 0)
+                else:
+                    _tile_gather(xl, 0, 0, gt, pn * nr, cols, sums, at, nr, m * pix, 1, sums, 0, 0,
+                                 ro, t * MR, ko, 0)
+
+
+@njit(**_JIT)
+def gw_finish(gy, x, gw, sh, sw, pt, pl, dil_h, dil_w, groups, hp, wp, nthreads, fws, iws):  # pragma: no cover
+    """gw from the slots' sums, added in slot order."""
+    n_img, c_in = x.shape[0], x.shape[1]
+    c_out, cg, kh, kw = gw.shape
+    kg = c_out // groups
+    nr = _nr(fws)
+    panels = (kg + nr - 1) // nr
+    pix = gy.shape[2] * gy.shape[3]
+    ntaps = cg * kh * kw
+    tiles = (ntaps + MR - 1) // MR
+    first, _, _, _, _ = _gw_views(n_img, c_in, c_out, kh, kw, groups, hp, wp, pix, nthreads, fws, iws, 0)
+    step = 0
+    if nthreads > 1:
+        second, _, _, _, _ = _gw_views(n_img, c_in, c_out, kh, kw, groups, hp, wp, pix, nthreads, fws, iws, 1)
+        step = second.ctypes.data // fws.itemsize - first.ctypes.data // fws.itemsize  # a slot's elements
+    gf = gw.reshape(gw.size)
+    for g in range(groups):
+        for t in range(ntaps):
+            for j in range(kg):
+                at = (((g * tiles + t // MR) * panels + j // nr) * MR + t % MR) * nr + j % nr
+                total = fws[at]
+                for slot in range(1, nthreads):
+                    total += fws[slot * step + at]
+                gf[(g * kg + j) * ntaps + t] = total
+
+
+@njit(**_JIT)
+def gw_serial(gy, x, gw, sh, sw, pt, pl, dil_h, dil_w, groups, hp, wp, nthreads, fws, iws):  # pragma: no cover
+    """A one-slot call's ``gw_part`` and ``gw_finish`` in one dispatch."""
+    gw_part(gy, x, gw, sh, sw, pt, pl, dil_h, dil_w, groups, hp, wp, 1, fws, iws, 0)
+    gw_finish(gy, x, gw, sh, sw, pt, pl, dil_h, dil_w, groups, hp, wp, 1, fws, iws)

@@ -651,6 +651,16 @@ PIXELS_MIN_FILL = 0.25  # output channels a group, of a panel's columns (two vec
 PIXELS_MIN_STEPS = 100  # taps a pixel, input channels times kernel taps
 PIXELS_MAX_WIDTH = 32  # output pixels a row at stride 1, undilated ...
 PIXELS_WIDE_MIN_CHANNELS = 16  # ... or dilated with fewer output channels a group than this
+# The weight gradient on the same tiles (taps down, output channels across, pixels summed), where
+# the other tiled kernels leave it to the packed path as well: backward through the API, ms with /
+# without, 5 interleaved rounds, on the layers of seeds 31, 37 and 41 that take it: N=64 192 -> 32
+# 3x3 s2 20x20 15.2 / 25.0, N=32 256 -> 32 7x7 2.90 / 4.82, 7x7 d2 N=32 24 -> 48 7x7 2.32 / 6.01,
+# 3x3 d2 N=16 384 -> 48 14x14 10.3 / 16.3, N=64 256 -> 8 14x14 8.10 / 10.7; geomean 0.89 over 97
+# layers, but from 128 output channels a group 0.99-2.2 (N=1 16 -> 512 28x28 5.32 / 2.42).
+# Validation on seeds 43 and 47 (not used above): 0.85 over 57 layers (0.52-1.30), the losses all
+# one image (1.07-1.30: one block of images, its taps split over the slots, each copying it), which
+# the packed path keeps.
+PIXELS_GW_MAX_CHANNELS = 96
 
 
 def _pixels_extent(c):
@@ -689,6 +699,35 @@ def _pixels_forward(x, w, bias, y, c):
     _run_parts(_pixels.part, c.macs, x, w, bias, y.reshape(*y.shape[:2], -1), c.sh, c.sw, c.pt, c.pl, c.dil_h,
                c.dil_w, c.groups, hp, wp, workspaces=_workspaces(x.dtype, lambda nslots: _pixels_scratch(c, nslots)),
                prepare=_pixels.prepare, serial=_pixels.serial, pieces=_gemm.PIECES)
+
+
+def _pixels_gw_scratch(geom, itemsize, nslots):
+    """``_numba_pixels.gw_scratch``'s sizes for the weight gradient on ``geom`` in ``nslots`` slots."""
+    c = _forward_call(geom, itemsize)
+    return _pixels.gw_scratch(geom.n, geom.c_in, geom.c_out, geom.kh, geom.kw, geom.groups, *_pixels_extent(c),
+                              geom.oh * geom.ow, nslots, itemsize)
+
+
+def _pixels_gw_fit(geom, itemsize) -> bool:
+    """Whether the weight gradient on ``geom`` runs on ``_numba_pixels.gw_part``: where the forward
+    would run its tiles of output pixels (``_pixels_fit``), with up to ``PIXELS_GW_MAX_CHANNELS``
+    output channels a group, two images or more, scratch within the budget."""
+    c = _forward_call(geom, itemsize)
+    budget = call_budget(geom, itemsize)
+    if (geom.n < 2 or geom.c_out_g > PIXELS_GW_MAX_CHANNELS or not _pixels_fit(c, budget)
+            or geom.is_depthwise):
+        return False
+    nfloat, nint = _pixels_gw_scratch(geom, itemsize, _slots(geom.macs, _gemm.RED_PIECES)[1])
+    return nfloat * itemsize + nint * 8 <= budget
+
+
+def _pixels_grad_weight(gy, x, gw, geom):
+    """The weight gradient on ``_numba_pixels.gw_part`` into ``gw``."""
+    hp, wp = _pixels_extent(_forward_call(geom, x.itemsize))
+    _run_parts(_pixels.gw_part, geom.macs, gy, x, gw, geom.sh, geom.sw, geom.pt, geom.pl, geom.dil_h, geom.dil_w,
+               geom.groups, hp, wp,
+               workspaces=_workspaces(x.dtype, lambda nslots: _pixels_gw_scratch(geom, x.itemsize, nslots)),
+               serial=_pixels.gw_serial, finish=_pixels.gw_finish, pieces=_gemm.RED_PIECES)
 
 
 def _grouped_scratch(c, nslots):
@@ -827,6 +866,8 @@ def grad_weight(gy, x, geom):
                                                 _slots(geom.macs)[0], call_budget(geom, x.itemsize),
                                                 _local.compile_only):
         pass  # on the register tiles, over columns of patches (the columns kernels first, as forward)
+    elif _pixels_gw_fit(geom, x.itemsize):
+        _pixels_grad_weight(gy, x, gw, geom)
     else:
         _run_parts(_k._grad_weight_part, geom.macs, gy, x, gw, *_hyper(geom), x.dtype.type(0),
                    workspaces=_packed_workspaces(_k._gw_scratch, x, gw, (geom.oh, geom.ow), geom.sh, geom.sw,
@@ -1021,8 +1062,8 @@ def _implicit_scratch(geom, itemsize, wide, budget):
 # the input gradient of strided and dilated convolutions (or of non-finite weights) takes.
 WARMUP_STEPS = (
     ("forward (packed)", (1, 4, 3, 3), (4, 4, 2, 2), dict(padding=1), ("forward",)),
-    ("forward of few output channels (pixel tiles)", (1, 8, 5, 5), (8, 8, 3, 3), dict(padding=1, stride=2),
-     ("forward",)),
+    ("few output channels (pixel tiles)", (2, 16, 5, 5), (16, 16, 3, 3), dict(padding=1, stride=2),
+     ("forward", "grad_weight")),
     ("depthwise", (1, 4, 3, 3), (4, 1, 2, 2), dict(padding=1, groups=4), ("forward", "grad_weight")),
     ("weight gradient (packed)", (1, 4, 3, 3), (4, 4, 2, 2), dict(padding=1), ("grad_weight",)),
     ("1x1 kernels (register tiles)", (1, 8, 3, 3), (8, 8, 1, 1), {}, ("forward", "grad_input", "grad_weight")),
