@@ -32,7 +32,8 @@ U = np.uint64  # offsets into flat arrays (a signed index is tested for a negati
 BLOCKS_PER_SLOT = 2  # where images are fewer than slots: blocks of pixel tiles, this many a slot
 BLOCK_TILES = 32  # pixel tiles whose products sum over the chunks of input channels at once
 CHUNK_BYTES = 48 * 2**10  # packed weight a chunk of input channels (near L1's size)
-GW_BLOCK_PIXELS = 256  # the weight gradient's steps a tile call: output pixels of a block of images
+GW_BLOCK_PIXELS = 256  # the weight gradient's blocks: at least this many output pixels of whole images ...
+GW_CHUNK_PIXELS = 1024  # ... taken this many pixels a tile call (gy's transposed rows: 128 KiB at 32 channels)
 
 
 def chunk(cg, taps, nr, itemsize):
@@ -279,25 +280,25 @@ def gw_part(gy, x, gw, sh, sw, pt, pl, dil_h, dil_w, groups, hp, wp, nthreads, f
                     src, dst = src0 + iy * U(iw), dst0 + iy * U(wp)
                     for ix in range(U(ix1 - ix0)):
                         xl[dst + ix] = xf[src + ix]
-            for j in range(cols):  # gy's block transposed, zero past the group's channels
-                if j < kg:
+            for p0 in range(0, pix, 16):  # gy's block transposed, zero past the group's channels, 16
+                p1 = min(pix, p0 + 16)       # rows at a time (their lines stay in L1 while written)
+                for j in range(cols):
                     src = U(((n0 + i) * c_out + g * kg + j) * pix)
-                    for p in range(pix):
-                        gt[(i * pix + p) * cols + j] = gf[src + p]
-                else:
-                    for p in range(pix):
-                        gt[(i * pix + p) * cols + j] = 0
+                    for p in range(p0, p1):
+                        gt[(i * pix + p) * cols + j] = gf[src + p] if j < kg else 0
         last = gb
         base = g * tiles * panels * MR * nr
-        for t in range(part * tiles_per, min(tiles, (part + 1) * tiles_per)):
-            for pn in range(panels):
-                at = base + (t * panels + pn) * MR * nr
-                if kg - pn * nr <= half:
-                    _tile_gather_half(xl, 0, 0, gt, pn * nr, cols, sums, at, nr, m * pix, 1, sums, 0, 0,
-                                      ro, t * MR, ko, 0)
-                else:
-                    _tile_gather(xl, 0, 0, gt, pn * nr, cols, sums, at, nr, m * pix, 1, sums, 0, 0,
-                                 ro, t * MR, ko, 0)
+        for k0 in range(0, m * pix, GW_CHUNK_PIXELS):  # gy's rows of a chunk stay in cache over its taps
+            kc = min(GW_CHUNK_PIXELS, m * pix - k0)
+            for t in range(part * tiles_per, min(tiles, (part + 1) * tiles_per)):
+                for pn in range(panels):
+                    at = base + (t * panels + pn) * MR * nr
+                    if kg - pn * nr <= half:
+                        _tile_gather_half(xl, 0, 0, gt, k0 * cols + pn * nr, cols, sums, at, nr, kc, 1, sums, 0, 0,
+                                          ro, t * MR, ko, k0)
+                    else:
+                        _tile_gather(xl, 0, 0, gt, k0 * cols + pn * nr, cols, sums, at, nr, kc, 1, sums, 0, 0,
+                                     ro, t * MR, ko, k0)
 
 
 @njit(**_JIT)
