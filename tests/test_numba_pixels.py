@@ -32,21 +32,27 @@ def on(monkeypatch):
     numba_jit.forget_kernels()
 
 
-def _expected(x, w, b, geom):
-    """y in longdouble: for each group and tap, the weight's products with the strided window of
-    the padded x that it reads."""
+def _windows(x, geom):
+    """``(group, ky, kx, window)`` for each group and tap: the strided window of the zero-padded x
+    (longdouble) that the tap reads, of the group's input channels."""
     (pt, pb), (pl, pr) = geom.padding
     xp = np.pad(x.astype(np.longdouble), ((0, 0), (0, 0), (pt, pb), (pl, pr)))
-    y = np.zeros(geom.y_shape, np.longdouble) + (0 if b is None else b.astype(np.longdouble)[:, None, None])
-    cg, kg = geom.c_in_g, geom.c_out_g
+    cg = geom.c_in_g
     for g in range(geom.groups):
         for ky in range(geom.kh):
             for kx in range(geom.kw):
                 y0, x0 = ky * geom.dil_h, kx * geom.dil_w
-                window = xp[:, g * cg:(g + 1) * cg, y0:y0 + (geom.oh - 1) * geom.sh + 1:geom.sh,
-                            x0:x0 + (geom.ow - 1) * geom.sw + 1:geom.sw]
-                y[:, g * kg:(g + 1) * kg] += np.einsum("kc,nchw->nkhw", w[g * kg:(g + 1) * kg, :, ky, kx].astype(
-                    np.longdouble), window)
+                yield g, ky, kx, xp[:, g * cg:(g + 1) * cg, y0:y0 + (geom.oh - 1) * geom.sh + 1:geom.sh,
+                                    x0:x0 + (geom.ow - 1) * geom.sw + 1:geom.sw]
+
+
+def _expected(x, w, b, geom):
+    """y in longdouble: the weight's products with each tap's window."""
+    y = np.zeros(geom.y_shape, np.longdouble) + (0 if b is None else b.astype(np.longdouble)[:, None, None])
+    kg = geom.c_out_g
+    for g, ky, kx, window in _windows(x, geom):
+        y[:, g * kg:(g + 1) * kg] += np.einsum("kc,nchw->nkhw", w[g * kg:(g + 1) * kg, :, ky, kx].astype(
+            np.longdouble), window)
     return y
 
 
@@ -159,20 +165,12 @@ def test_which_forwards_take_pixel_tiles(monkeypatch):
 
 
 def _expected_gw(gy, x, geom):
-    """gw in longdouble: for each group and tap, gy's products with the strided window of the
-    padded x that the tap reads."""
-    (pt, pb), (pl, pr) = geom.padding
-    xp = np.pad(x.astype(np.longdouble), ((0, 0), (0, 0), (pt, pb), (pl, pr)))
+    """gw in longdouble: gy's products with each tap's window."""
     g64 = gy.astype(np.longdouble)
     gw = np.zeros(geom.w_shape, np.longdouble)
-    cg, kg = geom.c_in_g, geom.c_out_g
-    for g in range(geom.groups):
-        for ky in range(geom.kh):
-            for kx in range(geom.kw):
-                y0, x0 = ky * geom.dil_h, kx * geom.dil_w
-                window = xp[:, g * cg:(g + 1) * cg, y0:y0 + (geom.oh - 1) * geom.sh + 1:geom.sh,
-                            x0:x0 + (geom.ow - 1) * geom.sw + 1:geom.sw]
-                gw[g * kg:(g + 1) * kg, :, ky, kx] = np.einsum("nkhw,nchw->kc", g64[:, g * kg:(g + 1) * kg], window)
+    kg = geom.c_out_g
+    for g, ky, kx, window in _windows(x, geom):
+        gw[g * kg:(g + 1) * kg, :, ky, kx] = np.einsum("nkhw,nchw->kc", g64[:, g * kg:(g + 1) * kg], window)
     return gw
 
 

@@ -26,6 +26,7 @@ import numpy as np
 
 from ._numba_gemm import GATHER_ROWS as MR  # output pixels a tile
 from ._numba_gemm import _nr, _tile_gather, _tile_gather_half, tile_cols
+from ._numba_implicit import _copy_group
 from ._numba_kernels import _JIT, _aligned, aligned, njit
 
 U = np.uint64  # offsets into flat arrays (a signed index is tested for a negative value on every access)
@@ -124,8 +125,6 @@ def part(x, w, bias, y3, sh, sw, pt, pl, dil_h, dil_w, groups, hp, wp, nthreads,
     u0 = min(slot * share, units)
     u1 = min(u0 + share, units)
     plane = hp * wp
-    iy0, iy1 = max(0, -pt), max(max(0, -pt), min(ih, hp - pt))  # the input's rows and columns read
-    ix0, ix1 = max(0, -pl), max(max(0, -pl), min(iw, wp - pl))
     xf = x.reshape(x.size)
     for i in range(xl.size):  # the padding stays zero over the slot's units
         xl[i] = 0
@@ -133,15 +132,9 @@ def part(x, w, bias, y3, sh, sw, pt, pl, dil_h, dil_w, groups, hp, wp, nthreads,
     for u in range(u0, u1):
         ng, blk = u // blocks, u % blocks
         n, g = ng // groups, ng % groups
-        if ng != last:  # the group's channels, padded
+        if ng != last:  # the group's channels, padded (what no tap reads, a negative padding's too, left out)
             last = ng
-            for c in range(cg):  # (rows and columns that no tap reads, a negative padding's too, left out)
-                src0 = U(((n * c_in + g * cg + c) * ih + iy0) * iw + ix0)
-                dst0 = U(c * plane + (pt + iy0) * wp + pl + ix0)
-                for iy in range(U(iy1 - iy0)):
-                    src, dst = src0 + iy * U(iw), dst0 + iy * U(wp)
-                    for ix in range(U(ix1 - ix0)):
-                        xl[dst + ix] = xf[src + ix]
+            _copy_group(xf, xl, n, g, cg, c_in, ih, iw, pt, pl, hp, wp, plane, wp)
         t_end = min(tiles, (blk + 1) * tiles_per)
         for tb in range(blk * tiles_per, t_end, BLOCK_TILES):
             te = min(t_end, tb + BLOCK_TILES)
@@ -262,8 +255,6 @@ def gw_part(gy, x, gw, sh, sw, pt, pl, dil_h, dil_w, groups, hp, wp, nthreads, f
     for i in range(nb):  # a pixel's offset, its image's planes included
         for p in range(pix):
             ko[i * pix + p] = i * cg * plane + (p // ow) * sh * wp + (p % ow) * sw
-    iy0, iy1 = max(0, -pt), max(max(0, -pt), min(ih, hp - pt))
-    ix0, ix1 = max(0, -pl), max(max(0, -pl), min(iw, wp - pl))
     xf = x.reshape(x.size)
     gf = gy.reshape(gy.size)
     last = -1
@@ -273,13 +264,7 @@ def gw_part(gy, x, gw, sh, sw, pt, pl, dil_h, dil_w, groups, hp, wp, nthreads, f
         n0 = blk * nb
         m = min(nb, n_img - n0)
         for i in range(m if gb != last else 0):  # the block's planes and gy, once for its parts
-            for c in range(cg):
-                src0 = U((((n0 + i) * c_in + g * cg + c) * ih + iy0) * iw + ix0)
-                dst0 = U((i * cg + c) * plane + (pt + iy0) * wp + pl + ix0)
-                for iy in range(U(iy1 - iy0)):
-                    src, dst = src0 + iy * U(iw), dst0 + iy * U(wp)
-                    for ix in range(U(ix1 - ix0)):
-                        xl[dst + ix] = xf[src + ix]
+            _copy_group(xf, xl[i * cg * plane:], n0 + i, g, cg, c_in, ih, iw, pt, pl, hp, wp, plane, wp)
             for p0 in range(0, pix, 16):  # gy's block transposed, zero past the group's channels, 16
                 p1 = min(pix, p0 + 16)       # rows at a time (their lines stay in L1 while written)
                 for j in range(cols):
