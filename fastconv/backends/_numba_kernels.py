@@ -10,6 +10,7 @@ from collections import namedtuple
 
 import numpy as np
 from numba import njit as _njit
+from numba.extending import register_jitable
 
 from .. import _cache
 
@@ -338,14 +339,16 @@ def _fwd_packed(xp, offs, wb, y, bn, co0, cb, wq, oy0, nr, acc):  # pragma: no c
                 yr[ox] = ar[ox]
 
 
+@register_jitable
 def aligned(n):
     """``n`` elements rounded up to whole 64-byte lines (in float32), for scratch carved from one
-    workspace: every piece starts where a fresh allocation would. (Called from Python by sizers
-    that must compile nothing: a first call after ``warmup`` compiles nothing more.)"""
+    workspace: every piece starts where a fresh allocation would. A plain function from Python
+    (sizers that must compile nothing: a first call after ``warmup`` compiles nothing more) that
+    compiled code can call too."""
     return (n + 15) // 16 * 16
 
 
-_aligned = njit(inline="always", **_JIT)(aligned)  # the same, in compiled code
+_aligned = njit(inline="always", **_JIT)(aligned)  # the same, inlined in compiled code
 
 
 # How the packed passes cut their work and scratch (each shared by the pass and its sizer).

@@ -23,11 +23,12 @@ took 1.0-1.4x the time of 8, and half panels of 16 pixels 1.05-1.14x (their broa
 sum, then bound them).
 """
 import numpy as np
+from numba.extending import register_jitable
 
 from ._numba_gemm import GATHER_ROWS as MR  # output pixels a tile
 from ._numba_gemm import _nr, _tile_gather, _tile_gather_half, tile_cols
 from ._numba_implicit import _copy_group
-from ._numba_kernels import _JIT, _aligned, aligned, njit
+from ._numba_kernels import _JIT, aligned, njit
 
 U = np.uint64  # offsets into flat arrays (a signed index is tested for a negative value on every access)
 BLOCKS_PER_SLOT = 2  # where images are fewer than slots: blocks of pixel tiles, this many a slot
@@ -37,38 +38,53 @@ GW_BLOCK_PIXELS = 256  # the weight gradient's blocks: at least this many output
 GW_CHUNK_PIXELS = 1024  # ... taken this many pixels a tile call (gy's transposed rows: 128 KiB at 32 channels)
 
 
+# The sizes below are plain functions that compiled code calls too (``register_jitable``): the
+# sizers in Python and the kernels' views read one layout.
+
+@register_jitable
 def chunk(cg, taps, nr, itemsize):
     """Input channels a chunk (``CHUNK_BYTES`` of packed weight, one channel at least)."""
     return max(1, min(cg, CHUNK_BYTES // (taps * nr * itemsize)))
 
 
-_chunk = njit(inline="always", **_JIT)(chunk)  # the same, in compiled code (the sizers call ``chunk``)
+@register_jitable
+def _layout(c_in, c_out, kh, kw, groups, hp, wp, nr, itemsize):
+    """Elements of ``part``'s workspace pieces: the packed weight (output channels in whole panels
+    of ``nr`` columns), then per slot a group's padded planes and a block's products (floats), its
+    tiles' rows' offsets and those with a chunk's steps' offsets (ints)."""
+    cg, kg = c_in // groups, c_out // groups
+    panels = (kg + nr - 1) // nr
+    rows = BLOCK_TILES * MR
+    return (aligned(groups * panels * cg * kh * kw * nr), aligned(cg * hp * wp), aligned(rows * panels * nr), rows,
+            rows + chunk(cg, kh * kw, nr, itemsize) * kh * kw)
 
 
 def scratch(c_in, c_out, kh, kw, groups, hp, wp, nslots, itemsize):
-    """``(float, int)`` workspace elements of ``part``: the packed weight (output channels in whole
-    panels of a tile's columns), and per slot a group's padded input, a block's products, its
-    tiles' rows' offsets and a chunk's steps' offsets."""
-    nr = tile_cols(itemsize)
-    cg, kg = c_in // groups, c_out // groups
-    packed = groups * -(-kg // nr) * cg * kh * kw * nr
-    ints = BLOCK_TILES * MR + chunk(cg, kh * kw, nr, itemsize) * kh * kw
-    return (aligned(packed) + nslots * (aligned(cg * hp * wp) + aligned(BLOCK_TILES * -(-kg // nr) * MR * nr)),
-            nslots * ints)
+    """``(float, int)`` workspace elements of ``part`` in ``nslots`` slots (``_layout``)."""
+    packed, planes, block, _, ints = _layout(c_in, c_out, kh, kw, groups, hp, wp, tile_cols(itemsize), itemsize)
+    return packed + nslots * (planes + block), nslots * ints
 
 
 @njit(inline="always", **_JIT)
 def _views(c_in, c_out, kh, kw, groups, hp, wp, nthreads, fws, iws, slot):  # pragma: no cover
-    """``part``'s workspaces, laid out as ``scratch`` sizes them."""
-    nr = _nr(fws)
-    cg, kg = c_in // groups, c_out // groups
-    bsize = _aligned(groups * ((kg + nr - 1) // nr) * cg * kh * kw * nr)
-    xsize, tsize = _aligned(cg * hp * wp), _aligned(BLOCK_TILES * ((kg + nr - 1) // nr) * MR * nr)
-    own = bsize + slot * (xsize + tsize)
-    rsize = BLOCK_TILES * MR
-    isize = rsize + _chunk(cg, kh * kw, nr, fws.itemsize) * kh * kw
-    return (fws[:bsize], fws[own:own + xsize], fws[own + xsize:own + xsize + tsize],
-            iws[slot * isize:slot * isize + rsize], iws[slot * isize + rsize:(slot + 1) * isize])
+    """``part``'s workspaces, laid out as ``_layout`` sizes them."""
+    packed, planes, block, rows, ints = _layout(c_in, c_out, kh, kw, groups, hp, wp, _nr(fws), fws.itemsize)
+    own, mine = packed + slot * (planes + block), slot * ints
+    return (fws[:packed], fws[own:own + planes], fws[own + planes:own + planes + block],
+            iws[mine:mine + rows], iws[mine + rows:mine + ints])
+
+
+@njit(inline="always", **_JIT)
+def _share(per, tiles, nthreads, slot):  # pragma: no cover
+    """How a pass's units go to slots: each of ``per`` units (an image's group, a group's block of
+    images) in ``parts`` of ``tiles_per`` of its ``tiles`` where those units are fewer than the
+    slots (``BLOCKS_PER_SLOT`` parts a slot), and this slot's ``u0:u1`` of the ``per * parts``:
+    ``(parts, tiles_per, u0, u1)``."""
+    parts = max(1, min(tiles, (BLOCKS_PER_SLOT * nthreads + per - 1) // per)) if per < nthreads else 1
+    units = per * parts
+    share = (units + nthreads - 1) // nthreads
+    u0 = min(slot * share, units)
+    return parts, (tiles + parts - 1) // parts, u0, min(u0 + share, units)
 
 
 @njit(**_JIT)
@@ -112,18 +128,12 @@ def part(x, w, bias, y3, sh, sw, pt, pl, dil_h, dil_w, groups, hp, wp, nthreads,
     ow = (wp - (kw - 1) * dil_w - 1) // sw + 1
     tiles = (pix + MR - 1) // MR
     bp, xl, acc, ro, ko = _views(c_in, c_out, kh, kw, groups, hp, wp, nthreads, fws, iws, slot)
-    cb = _chunk(cg, kh * kw, nr, fws.itemsize)
+    cb = chunk(cg, kh * kw, nr, fws.itemsize)
     for c in range(cb):  # a step's offset into a chunk's planes
         for ky in range(kh):
             for kx in range(kw):
                 ko[(c * kh + ky) * kw + kx] = c * hp * wp + ky * dil_h * wp + kx * dil_w
-    per = n_img * groups
-    blocks = max(1, min(tiles, (BLOCKS_PER_SLOT * nthreads + per - 1) // per)) if per < nthreads else 1
-    tiles_per = (tiles + blocks - 1) // blocks
-    units = per * blocks
-    share = (units + nthreads - 1) // nthreads
-    u0 = min(slot * share, units)
-    u1 = min(u0 + share, units)
+    blocks, tiles_per, u0, u1 = _share(n_img * groups, tiles, nthreads, slot)
     plane = hp * wp
     xf = x.reshape(x.size)
     for i in range(xl.size):  # the padding stays zero over the slot's units
@@ -179,41 +189,38 @@ def serial(x, w, bias, y3, sh, sw, pt, pl, dil_h, dil_w, groups, hp, wp, nthread
 # (pixels down, output channels across). Each slot sums its images' blocks into sums of its own,
 # which ``gw_finish`` adds in slot order: the same bits for a given number of threads.
 
+@register_jitable
 def gw_images(pix, n_img):
     """Images a block: ``GW_BLOCK_PIXELS`` output pixels or more, the batch at most."""
     return max(1, min(n_img, (GW_BLOCK_PIXELS + pix - 1) // pix))
 
 
-_gw_images = njit(inline="always", **_JIT)(gw_images)  # the same, in compiled code
+@register_jitable
+def _gw_layout(n_img, c_in, c_out, kh, kw, groups, hp, wp, pix, nr):
+    """Elements of each slot's pieces of ``gw_part``'s workspace: its sums (every group's taps in
+    whole tiles times its output channels in whole panels of ``nr``), a block's padded planes, its
+    gy transposed (floats), the taps' offsets and the block's pixels' (ints)."""
+    cg, kg = c_in // groups, c_out // groups
+    taps = (cg * kh * kw + MR - 1) // MR * MR
+    cols = (kg + nr - 1) // nr * nr
+    nb = gw_images(pix, n_img)
+    return aligned(groups * taps * cols), aligned(nb * cg * hp * wp), aligned(nb * pix * cols), taps, nb * pix
 
 
 def gw_scratch(n_img, c_in, c_out, kh, kw, groups, hp, wp, pix, nslots, itemsize):
-    """``(float, int)`` workspace elements of ``gw_part``: per slot its sums (the group's taps in
-    whole tiles times its output channels in whole panels, every group), a block's padded planes
-    and its gy transposed, the taps' and the pixels' offsets."""
-    nr = tile_cols(itemsize)
-    cg, kg = c_in // groups, c_out // groups
-    taps = -(-cg * kh * kw // MR) * MR
-    cols = -(-kg // nr) * nr
-    nb = gw_images(pix, n_img)
-    per_slot = aligned(groups * taps * cols) + aligned(nb * cg * hp * wp) + aligned(nb * pix * cols)
-    return nslots * per_slot, nslots * (taps + nb * pix)
+    """``(float, int)`` workspace elements of ``gw_part`` in ``nslots`` slots (``_gw_layout``)."""
+    sums, planes, gys, taps, pixels = _gw_layout(n_img, c_in, c_out, kh, kw, groups, hp, wp, pix, tile_cols(itemsize))
+    return nslots * (sums + planes + gys), nslots * (taps + pixels)
 
 
 @njit(inline="always", **_JIT)
 def _gw_views(n_img, c_in, c_out, kh, kw, groups, hp, wp, pix, nthreads, fws, iws, slot):  # pragma: no cover
-    """``gw_part``'s workspaces, laid out as ``gw_scratch`` sizes them."""
-    nr = _nr(fws)
-    cg, kg = c_in // groups, c_out // groups
-    taps = (cg * kh * kw + MR - 1) // MR * MR
-    cols = (kg + nr - 1) // nr * nr
-    nb = _gw_images(pix, n_img)
-    ssize, xsize, bsize = _aligned(groups * taps * cols), _aligned(nb * cg * hp * wp), _aligned(nb * pix * cols)
-    own = slot * (ssize + xsize + bsize)
-    ints = slot * (taps + nb * pix)
-    return (fws[own:own + ssize], fws[own + ssize:own + ssize + xsize],
-            fws[own + ssize + xsize:own + ssize + xsize + bsize], iws[ints:ints + taps],
-            iws[ints + taps:ints + taps + nb * pix])
+    """``gw_part``'s workspaces of ``slot``, laid out as ``_gw_layout`` sizes them."""
+    sums, planes, gys, taps, pixels = _gw_layout(n_img, c_in, c_out, kh, kw, groups, hp, wp, pix, _nr(fws))
+    own, mine = slot * (sums + planes + gys), slot * (taps + pixels)
+    return (fws[own:own + sums], fws[own + sums:own + sums + planes],
+            fws[own + sums + planes:own + sums + planes + gys], iws[mine:mine + taps],
+            iws[mine + taps:mine + taps + pixels])
 
 
 @njit(**_JIT)
@@ -233,15 +240,9 @@ def gw_part(gy, x, gw, sh, sw, pt, pl, dil_h, dil_w, groups, hp, wp, nthreads, f
     ntaps = cg * kh * kw
     tiles = (ntaps + MR - 1) // MR
     sums, xl, gt, ro, ko = _gw_views(n_img, c_in, c_out, kh, kw, groups, hp, wp, pix, nthreads, fws, iws, slot)
-    nb = _gw_images(pix, n_img)
+    nb = gw_images(pix, n_img)
     blocks = (n_img + nb - 1) // nb
-    per = groups * blocks  # where these are fewer than the slots, each one's taps go in parts too
-    parts = max(1, min(tiles, (BLOCKS_PER_SLOT * nthreads + per - 1) // per)) if per < nthreads else 1
-    tiles_per = (tiles + parts - 1) // parts
-    units = per * parts
-    share = (units + nthreads - 1) // nthreads
-    u0 = min(slot * share, units)
-    u1 = min(u0 + share, units)
+    parts, tiles_per, u0, u1 = _share(groups * blocks, tiles, nthreads, slot)  # parts: of a block's taps
     for i in range(sums.size):
         sums[i] = 0
     if u0 == u1:
@@ -297,20 +298,17 @@ def gw_finish(gy, x, gw, sh, sw, pt, pl, dil_h, dil_w, groups, hp, wp, nthreads,
     pix = gy.shape[2] * gy.shape[3]
     ntaps = cg * kh * kw
     tiles = (ntaps + MR - 1) // MR
-    first, _, _, _, _ = _gw_views(n_img, c_in, c_out, kh, kw, groups, hp, wp, pix, nthreads, fws, iws, 0)
-    step = 0
-    if nthreads > 1:
-        second, _, _, _, _ = _gw_views(n_img, c_in, c_out, kh, kw, groups, hp, wp, pix, nthreads, fws, iws, 1)
-        step = second.ctypes.data // fws.itemsize - first.ctypes.data // fws.itemsize  # a slot's elements
     gf = gw.reshape(gw.size)
-    for g in range(groups):
-        for t in range(ntaps):
-            for j in range(kg):
-                at = (((g * tiles + t // MR) * panels + j // nr) * MR + t % MR) * nr + j % nr
-                total = fws[at]
-                for slot in range(1, nthreads):
-                    total += fws[slot * step + at]
-                gf[(g * kg + j) * ntaps + t] = total
+    for slot in range(nthreads):  # (each element: slot 0's sum, plus slot 1's, ... in that order)
+        sums, _, _, _, _ = _gw_views(n_img, c_in, c_out, kh, kw, groups, hp, wp, pix, nthreads, fws, iws, slot)
+        for g in range(groups):
+            for t in range(ntaps):
+                for j in range(kg):
+                    at = (((g * tiles + t // MR) * panels + j // nr) * MR + t % MR) * nr + j % nr
+                    if slot == 0:
+                        gf[(g * kg + j) * ntaps + t] = sums[at]
+                    else:
+                        gf[(g * kg + j) * ntaps + t] += sums[at]
 
 
 @njit(**_JIT)
