@@ -665,14 +665,21 @@ def _strided_few_outputs(g: Geometry) -> bool:
 # the row of few pixels per image and up to 32 output channels the forward moved too: 5x5 N=16 384
 # -> 33 10x10 7.20 / 15.4, -> 48 6.96 / 15.7, one image 384 -> 24 1.00 / 1.34; 3x3 s2 N=16 256 ->
 # 32 12x12 0.61 / 1.82.
+
+
+def _on_pixel_tiles(g: Geometry, question: str) -> bool:
+    """On full-width AVX-512, not 3x3 at stride 1 (winograd's rows), where numba's ``question``
+    (``pixel_tiles``, ``pixel_tiles_input``) says its tiles of output pixels run the pass."""
+    return _full_width(g) and not _is_3x3s1(g) and _backend_says("numba", question, g)
+
+
 AUTO_PASS_RULES: tuple[tuple[str, str, object, tuple[str, ...]], ...] = (
     ("forward", "full-width AVX-512: 1-D, one image, undilated, 32+ output channels", _one_signal,
      ("im2col", "numba")),
     ("forward", "full-width AVX-512: numba's tiles of output pixels, kernel past 1x1, 5+ input channels, "
      "not 3x3 at stride 1 nor 512+ output channels 8x the input's",
-     lambda g: (_full_width(g) and math.prod(as_2d(g).kernel) > 1 and g.c_in_g > 4 and not _is_3x3s1(g)
-                and not _many_outputs(g, AUTO_MANY_OUT_CHANNELS) and _backend_says("numba", "pixel_tiles", g)),
-     ("numba", "im2col")),
+     lambda g: (math.prod(as_2d(g).kernel) > 1 and g.c_in_g > 4 and not _many_outputs(g, AUTO_MANY_OUT_CHANNELS)
+                and _on_pixel_tiles(g, "pixel_tiles")), ("numba", "im2col")),
     ("grad_input", "1x1 kernel, one group: w's transpose times gy",
      lambda g: g.groups == 1 and math.prod(g.kernel) == 1, ("im2col", "numba")),
     ("grad_input", "up to 4 input channels, 17+ output channels, one group", _few_inputs, ("im2col", "numba")),
@@ -683,8 +690,7 @@ AUTO_PASS_RULES: tuple[tuple[str, str, object, tuple[str, ...]], ...] = (
     ("grad_input", "2-D and 3-D on numba's patches (at a stride, many channels), without AVX-512",
      lambda g: g.ndim >= 2 and _backend_says("numba", "patches", g) and _without_wide_tiles(g), ("numba", "im2col")),
     ("grad_input", "full-width AVX-512: numba's stride phases on tiles of output pixels, not 3x3 at stride 1",
-     lambda g: _full_width(g) and not _is_3x3s1(g) and _backend_says("numba", "pixel_tiles_input", g),
-     ("numba", "im2col")),
+     lambda g: _on_pixel_tiles(g, "pixel_tiles_input"), ("numba", "im2col")),
     ("grad_weight", "full-width AVX-512: 512+ output channels, 8x the input's",
      lambda g: _many_outputs(g, AUTO_MANY_OUT_CHANNELS), ("im2col", "numba")),
     ("grad_weight", "up to 4 input channels, 17+ output channels, one group, without AVX-512",
