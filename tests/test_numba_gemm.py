@@ -19,6 +19,7 @@ from fastconv.backends import _numba_gemm as gemm  # noqa: E402  (needs numba)
 
 wide = pytest.mark.skipif(not gemm.WIDE, reason="the register tiles run only on CPUs with AVX-512")
 tiles = pytest.mark.skipif(not gemm.TILES, reason="the register tiles need AVX-512, or AVX2 with FMA")
+NO_SPANS = np.empty((0, 4), np.int64)  # every step
 
 
 def _rand(shape, dtype=np.float64, seed=0):
@@ -255,7 +256,28 @@ def test_reduction_products_match_longdouble(m, n, p, dtype):
     want = np.matmul(a.astype(wide_), b.astype(wide_).transpose(0, 2, 1))
     for add in (False, True):
         c = c0.copy()
-        gemm.red_batch(a.reshape(-1), b.reshape(-1), c.reshape(-1), m, n, p, add, scratch)
+        gemm.red_batch(a.reshape(-1), b.reshape(-1), c.reshape(-1), m, n, p, add, scratch, NO_SPANS)
+        expect = want + c0 if add else want
+        assert np.abs(c - expect).max() <= 4 * p * np.finfo(dtype).eps * np.abs(expect).max()
+
+
+@wide
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_reduction_products_only_over_their_spans(dtype):
+    # winograd's weight gradient skips the steps (tiles) whose values at a transform point are
+    # zeros: two ranges per product, across a block's end (KC), one empty, both empty
+    m, n, p = 12, 40, 300
+    a, b, c0 = _rand((5, m, p), dtype, 0), _rand((5, n, p), dtype, 1), _rand((5, m, n), dtype, 2)
+    spans = np.array([[0, 300, 0, 0], [0, 140, 250, 300], [0, 0, 20, 280], [7, 9, 0, 0], [0, 0, 0, 0]], np.int64)
+    scratch = np.empty(gemm.red_batch_scratch(n, np.dtype(dtype).itemsize), dtype)
+    keep = np.zeros((5, 1, p), bool)
+    for i, (s0, s1, s2, s3) in enumerate(spans):
+        keep[i, 0, s0:s1] = keep[i, 0, s2:s3] = True
+    wide_ = np.longdouble
+    want = np.matmul(np.where(keep, a, 0).astype(wide_), b.astype(wide_).transpose(0, 2, 1))
+    for add in (False, True):
+        c = c0.copy()
+        gemm.red_batch(a.reshape(-1), b.reshape(-1), c.reshape(-1), m, n, p, add, scratch, spans)
         expect = want + c0 if add else want
         assert np.abs(c - expect).max() <= 4 * p * np.finfo(dtype).eps * np.abs(expect).max()
 

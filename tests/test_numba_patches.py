@@ -217,8 +217,8 @@ def test_the_patches_leave_their_inputs_alone_and_allocate_nothing_when_warm():
         counts = array_wrappers(calls)
     # one item (50 pixels), the packing in two parts: only the wrappers of the kernels' array
     # arguments, 2 a part to pack, 5 for the columns, 5 for the products and 3 to put them (or 2
-    # to take gy's columns and 4 for the weight gradient's sums)
-    assert counts == [2 * 2 + 5 + 5 + 3, 5 + 2 + 4]
+    # to take gy's columns and 5 for the weight gradient's sums, its steps' spans one)
+    assert counts == [2 * 2 + 5 + 5 + 3, 5 + 2 + 5]
     for a, b in zip((x, w, gy, bias), copies):
         assert np.array_equal(a, b)
 

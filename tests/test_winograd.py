@@ -417,25 +417,38 @@ G = {2: np.array([[1, 0, 0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0, 0, 1]]),
 
 
 @pytest.mark.parametrize("m", [2, 4])
-@pytest.mark.parametrize("out", [(7, 7), (8, 5), (1, 2)])
+@pytest.mark.parametrize("out", [(7, 7), (8, 5), (1, 2), (6, 9)])
 @pytest.mark.parametrize(("r0", "r1"), [(0, None), (1, 3)])
-def test_grad_output_transform_is_a_dy_at(m, out, r0, r1):
-    """The output transform's adjoint: tiles cut by gy's edges read zeros past them."""
+@pytest.mark.parametrize("ordered", [False, True])
+def test_grad_output_transform_is_a_dy_at(m, out, r0, r1, ordered):
+    """The output transform's adjoint: tiles cut by gy's edges read zeros past them. In
+    ``tile_order``'s columns, each point's values outside its spans are zeros: the weight
+    gradient's products skip them."""
     rng = np.random.default_rng(2)
     a, n, kg = m + 2, 2, 3
     tiles_h, tiles_w = -(-out[0] // m), -(-out[1] // m)
     r1 = n * tiles_h if r1 is None else min(r1, n * tiles_h)
     nt = (r1 - r0) * tiles_w
+    order, spans = np.empty(0, np.int64), np.empty((0, 4), np.int64)
+    if ordered:
+        order, spans = np.empty(nt, np.int64), np.empty((a * a, 4), np.int64)
+        _winograd_kernels.tile_order(r0, r1, tiles_h, tiles_w, m, out[0] % m != 0, out[1] % m != 0, order, spans)
     gy = rng.standard_normal((n, kg + 1, *out))
     dm = np.full(a * a * kg * nt, np.nan)
     wk = np.empty(_winograd_kernels.transform_scratch(m, r1 - r0, tiles_w, 8)[1][1])
-    _winograd_kernels._grad_output_transform(gy, 1, kg, r0, r1, tiles_h, tiles_w, m, dm, wk)
+    _winograd_kernels._grad_output_transform(gy, 1, kg, r0, r1, tiles_h, tiles_w, m, dm, wk, order)
     canvas = np.zeros((n, kg, tiles_h * m, tiles_w * m))
     canvas[:, :, :out[0], :out[1]] = gy[:, 1:]
     d = canvas.reshape(n, kg, tiles_h, m, tiles_w, m).transpose(0, 2, 4, 1, 3, 5)
     d = d.reshape(n * tiles_h, tiles_w, kg, m, m)  # (tile row over the batch, tc, k, r, q)
-    want = np.einsum("ir,Rtkrq,jq->ijkRt", AT[m].T, d[r0:r1], AT[m].T).reshape(-1)
-    np.testing.assert_allclose(dm, want, rtol=1e-13, atol=1e-12)
+    want = np.einsum("ir,Rtkrq,jq->ijkRt", AT[m].T, d[r0:r1], AT[m].T).reshape(a * a, kg, nt)
+    if ordered:
+        want = want[..., np.argsort(order)]  # tile t in column order[t]
+    np.testing.assert_allclose(dm, want.reshape(-1), rtol=1e-13, atol=1e-12)
+    for xi, (s0, s1, s2, s3) in enumerate(spans):
+        skipped = np.ones(nt, bool)
+        skipped[s0:s1] = skipped[s2:s3] = False
+        assert not dm.reshape(a * a, kg, nt)[xi][:, skipped].any()
 
 
 @pytest.mark.parametrize("m", [2, 4])

@@ -809,15 +809,22 @@ def _red_unit(a, a0, lda, astep, m, b, b0, ldb, bstep, n, kc, segs, out, o0, add
 
 
 @njit(**_JIT)
-def red_batch(a, b, c, m, n, p, add, scratch):  # pragma: no cover
+def red_batch(a, b, c, m, n, p, add, scratch, spans):  # pragma: no cover
     """``C[i] (+)= A[i] @ B[i].T`` for every i on this thread (added when ``add``): A, B and C the
     flat C-contiguous ``(len, m, p)``, ``(len, n, p)`` and ``(len, m, n)``, the reduction over p in
-    blocks of KC (winograd's weight gradient: output gradient by input, per transform point)."""
+    blocks of KC (winograd's weight gradient: output gradient by input, per transform point); only
+    over ``spans[i, 0] .. spans[i, 1]`` and then ``spans[i, 2] .. spans[i, 3]`` where ``spans`` is
+    not empty (``batch``'s column ranges: the steps past them are zeros)."""
     bp, ae, ct = _unit_views(n, scratch)
     for i in range(c.size // (m * n)):
-        for p0 in range(0, p, KC):
-            _red_unit(a, i * m * p + p0, p, 0, m, b, i * n * p + p0, p, 0, n, min(KC, p - p0), 1, c, i * m * n,
-                      1 if add or p0 > 0 else 0, bp, ae, ct)
+        first = True
+        for lo, hi in ((0, p), (0, 0)) if spans.shape[0] == 0 else ((spans[i, 0], spans[i, 1]), (spans[i, 2], spans[i, 3])):
+            for p0 in range(lo, hi, KC):
+                _red_unit(a, i * m * p + p0, p, 0, m, b, i * n * p + p0, p, 0, n, min(KC, hi - p0), 1, c, i * m * n,
+                          1 if add or not first else 0, bp, ae, ct)
+                first = False
+        if first and not add:  # no step at all
+            c[i * m * n:(i + 1) * m * n] = 0
 
 
 @njit(**_JIT)

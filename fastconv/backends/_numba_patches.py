@@ -245,9 +245,9 @@ def grad_weight(gy, x, gw, sh, sw, pt, pl, dh, dw, threads, budget, compile_only
                 columns(x, g * cg, cg, pt, pl, table, r0, r1, ow, sh, sw, hp, wp, s, ix, b)
                 take(gy3, g * kg, kg, r0, r1, a)
                 if swap:  # the sums transposed, (kr, kg)
-                    _gemm.red_batch(b, a, parts[i, g], kr, kg, nt, r0 > q0, red)
+                    _gemm.red_batch(b, a, parts[i, g], kr, kg, nt, r0 > q0, red, _NO_SPANS)
                 else:
-                    _gemm.red_batch(a, b, parts[i, g], kg, kr, nt, r0 > q0, red)
+                    _gemm.red_batch(a, b, parts[i, g], kg, kr, nt, r0 > q0, red, _NO_SPANS)
 
     items = [(i,) for i in range(slices) if i * cut < q]
     parts[len(items):] = 0

@@ -556,9 +556,10 @@ def _a_block(m, src, o, pitch, dst, od, dpitch, n):  # pragma: no cover
 
 
 @njit(**_JIT)
-def _grad_output_transform(gy, k0, kg, r0, r1, tiles_h, tiles_w, m, dm, wk):  # pragma: no cover
+def _grad_output_transform(gy, k0, kg, r0, r1, tiles_h, tiles_w, m, dm, wk, order):  # pragma: no cover
     """dm[xi, k, t] = (A dy A^T)[xi], dy the m x m tile t of gy's channel k0 + k (zeros past gy's
-    edge), tile rows r0 .. r1: the adjoint of ``_output_transform``, in its layout (``mm``'s).
+    edge), tile rows r0 .. r1: the adjoint of ``_output_transform``, in its layout (``mm``'s), the
+    tiles in ``order``'s columns (``tile_order``; row order where it is empty).
     ``gy`` C-contiguous; ``wk``: a float64 work array of ``transform_scratch``'s size.
 
     Per channel, as ``_input_transform`` reads its tiles: the block's rows of gy copied, one loop
@@ -576,7 +577,7 @@ def _grad_output_transform(gy, k0, kg, r0, r1, tiles_h, tiles_w, m, dm, wk):  # 
     # wk: p[(r*m + q)*nt + t] value (r, q) of tile t; h[(i*m + q)*nt + t] after A down the columns;
     # then the rows copied, a zero past them, and the tables
     op, oh_ = U(0), U(m * m * nt)
-    ost, oix, oim, zero, images = _pixel_tables(r0, r1, tiles_h, tiles_w, m, oh, ow, wk, np.empty(0, np.int64))
+    ost, oix, oim, zero, images = _pixel_tables(r0, r1, tiles_h, tiles_w, m, oh, ow, wk, order)
     wk[ost + U(zero)] = 0.0
     ix = wk.view(np.int64)
     bn0 = r0 // tiles_h
