@@ -818,7 +818,8 @@ def red_batch(a, b, c, m, n, p, add, scratch, spans):  # pragma: no cover
     bp, ae, ct = _unit_views(n, scratch)
     for i in range(c.size // (m * n)):
         first = True
-        for lo, hi in ((0, p), (0, 0)) if spans.shape[0] == 0 else ((spans[i, 0], spans[i, 1]), (spans[i, 2], spans[i, 3])):
+        ranges = ((0, p), (0, 0)) if spans.shape[0] == 0 else ((spans[i, 0], spans[i, 1]), (spans[i, 2], spans[i, 3]))
+        for lo, hi in ranges:
             for p0 in range(lo, hi, KC):
                 _red_unit(a, i * m * p + p0, p, 0, m, b, i * n * p + p0, p, 0, n, min(KC, hi - p0), 1, c, i * m * n,
                           1 if add or not first else 0, bp, ae, ct)
