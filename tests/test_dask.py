@@ -198,10 +198,10 @@ CHOSEN_BY_SIZE = [
     # 1x1 taps at stride 2 of a k x 1 kernel: the matrix products, which a chunk's cropped phase
     # takes too (it once ran the packed kernels: the same kernel, not a pinned one)
     ((2, 32, 10, 600), (32, 32, 3, 1), dict(stride=2, padding=(1, 0)), (1, 32, 3, 414)),
-    # depthwise, "same" padding: the flat path on the whole array, a wider output in chunks
-    # (undilated: a dilated 3x3 kernel reaches past ``_numba_depthwise.FLAT_MAX_REACH`` and runs
-    # the packed path everywhere; on AVX2 no chunk's own choice differs either way)
-    ((2, 2, 34, 600), (32, 1, 3, 3), dict(padding=(1, 1), groups=2), (1, 2, 32, 369)),
+    # depthwise, "same" padding: the flat path on the whole array (a kernel of one row: a 3x3 one
+    # runs the packed path everywhere), a wider output in chunks (undilated: a dilated kernel
+    # reaches past ``_numba_depthwise.FLAT_MAX_REACH``; on AVX2 no chunk's own choice differs)
+    ((2, 2, 34, 600), (32, 1, 1, 3), dict(padding=(0, 1), groups=2), (1, 2, 32, 369)),
     # depthwise at stride 2: each input-gradient phase's path
     ((2, 2, 13, 1200), (32, 1, 3, 3), dict(stride=2, padding=(0, 1), groups=2), (1, 2, 5, 783)),
 ]

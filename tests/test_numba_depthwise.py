@@ -19,21 +19,26 @@ RNG = np.random.default_rng(11)
 def _flat(geom):
     flat = dw._dw_layout(geom.n, geom.c_in, geom.ih, geom.iw, geom.kh, geom.kw, geom.oh, geom.ow, geom.sh,
                          geom.sw, geom.pl, geom.dil_h, geom.dil_w, 2).flat
-    assert flat == dw.takes_flat(geom.sh, geom.sw, geom.iw, geom.ow, geom.oh, geom.kw, geom.dil_w)  # said twice
+    assert flat == dw.takes_flat(geom.sh, geom.sw, geom.iw, geom.ow, geom.oh, geom.kh, geom.kw, geom.dil_w)  # twice
     return flat
 
 
-# (x shape, kernel, multiplier, kwargs, path): "flat" keeps the width at stride 1, with a kernel at
-# most 3 wide (``FLAT_MAX_REACH``) or planes of one row
+# (x shape, kernel, multiplier, kwargs, path): "flat" keeps the width at stride 1, with a kernel of
+# one row at most 3 wide (``FLAT_MAX_REACH``), of one column, or planes of one row; the 3x3 kernels
+# of the flat path's edge cases run the packed path since its loops went flat (both kept)
 CASES = [
-    ((2, 3, 7, 9), (3, 3), 1, dict(padding=1), "flat"),
+    ((2, 3, 7, 9), (3, 3), 1, dict(padding=1), "packed"),
+    ((2, 3, 7, 9), (1, 3), 1, dict(padding=(0, 1)), "flat"),
     ((2, 3, 7, 9), (3, 3), 1, dict(padding="same", dilation=2), "packed"),  # 5 wide: the packed path
     ((1, 2, 6, 5), (5, 5), 2, dict(padding=2), "packed"),
     ((1, 2, 6, 5), (1, 5), 1, dict(padding=((0, 0), (4, 0))), "packed"),
     ((1, 2, 6, 5), (1, 3), 1, dict(padding=((0, 0), (2, 0))), "flat"),       # causal: every dx < 0
-    ((1, 2, 6, 5), (3, 3), 1, dict(padding=((1, 1), (0, 2))), "flat"),       # every dx > 0
-    ((1, 2, 6, 5), (3, 3), 1, dict(padding=((3, 3), (0, 2))), "flat"),       # taps wholly in the padding
-    ((1, 2, 4, 2), (3, 3), 3, dict(padding=((1, 1), (2, 0))), "flat"),       # |dx| up to the width
+    ((1, 2, 6, 5), (3, 3), 1, dict(padding=((1, 1), (0, 2))), "packed"),     # every dx > 0
+    ((1, 2, 6, 5), (1, 3), 1, dict(padding=((1, 1), (0, 2))), "flat"),       # ... and a row of padding each side
+    ((1, 2, 6, 5), (3, 3), 1, dict(padding=((3, 3), (0, 2))), "packed"),     # taps wholly in the padding
+    ((1, 2, 6, 5), (3, 1), 1, dict(padding=((3, 3), (0, 0))), "flat"),       # ... on the flat path
+    ((1, 2, 4, 2), (3, 3), 3, dict(padding=((1, 1), (2, 0))), "packed"),     # |dx| up to the width
+    ((1, 2, 4, 2), (1, 3), 3, dict(padding=((1, 1), (2, 0))), "flat"),
     ((1, 2, 1, 9), (1, 7), 1, dict(padding=((0, 0), (3, 3))), "flat"),       # one row: flat at any width
     ((1, 2, 4, 3), (3, 7), 3, dict(padding=((1, 1), (3, 3))), "packed"),
     ((2, 4, 9, 8), (3, 3), 1, dict(padding=0), "packed"),
@@ -62,11 +67,13 @@ def test_both_passes_match_the_reference(shape, kernel, mult, kwargs, path, dtyp
 
 
 @pytest.mark.filterwarnings("ignore::RuntimeWarning")  # the reference's inf * 0
-def test_non_finite_values_at_row_ends_stay_where_they_belong():
-    # the flat path's runs read the next row's first pixel in place of the padding: an inf there
-    # must not reach the row's last output, and an inf weight times padding is NaN (as the reference)
-    geom = Geometry.from_args((1, 2, 5, 6), (2, 1, 3, 3), groups=2, padding=1)
-    assert _flat(geom)
+@pytest.mark.parametrize("kh", [1, 3])
+def test_non_finite_values_at_row_ends_stay_where_they_belong(kh):
+    # the flat path's runs (a kernel of one row) read the next row's first pixel in place of the
+    # padding: an inf there must not reach the row's last output, and an inf weight times padding
+    # is NaN (as the reference); the packed path (3x3) alike
+    geom = Geometry.from_args((1, 2, 5, 6), (2, 1, kh, 3), groups=2, padding=(kh // 2, 1))
+    assert _flat(geom) == (kh == 1)
     x, w = RNG.standard_normal(geom.x_shape), RNG.standard_normal(geom.w_shape)
     x[0, 0, 2, 0] = np.inf
     x[0, 1, 1, 5] = np.nan

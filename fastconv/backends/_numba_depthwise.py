@@ -9,7 +9,7 @@ C=128, 28x28, 3x3). Here each task is one input plane (a band of rows when it is
 output channels that read it:
 
 - "flat" (stride 1, padding that keeps the width: ``OW == W``, e.g. ``padding="same"``, and a
-  kernel at most 3 wide or planes of one row: ``FLAT_MAX_REACH``): no
+  kernel of one row at most 3 wide, of one column, or planes of one row: ``FLAT_MAX_REACH``): no
   copy at all. With equal row widths every tap is one contiguous run ``y[o] += w * x[o + shift]``
   over the plane's rows (restricted to the rows whose tap row lies inside), written straight into
   ``y``. Where a run crosses a row end it would add the neighbouring row's edge pixel in place of
@@ -17,7 +17,8 @@ output channels that read it:
   after it, so the sum is exactly that of the taps inside, as in the packed path.
 - "packed" (any other geometry): the plane is copied once into a zero-padded buffer split into
   stride phases (``_pack_terms``' layout), whose taps are contiguous runs summed 4 at a time into
-  one accumulator row kept in L1, then copied into ``y``.
+  one accumulator row kept in L1, then copied into ``y``. Since its loops run on flat offsets it
+  beats the flat one wherever the flat one saves edges on more than one kernel row.
 
 Both read each input plane from memory once and write each output plane once; the bias is the
 accumulator's starting value. Measured on one thread (N=32, C=128, 28x28, 3x3, pad 1): 2.5-2.9 ms
@@ -64,18 +65,23 @@ DwLayout = namedtuple("DwLayout", [
 
 # The flat path saves and restores the |dx| outputs at each row's ends for every tap, a strided
 # loop that a wide kernel on small planes pays more for than its multiply-adds: it runs kernels of
-# at most this reach across (3x3: 2), the packed path the rest. Two threads, float32, forward ms
-# flat / packed (the packed one then over a column more and copied back), 2026-12-04, an AVX2 Zen
-# 3: 7x7 N=16 C=256 14x14 5.33 / 2.98, C=384 7x7 4.57 / 2.00, N=8 C=192 28x28 5.39 / 4.24, C=96
+# one row and at most this reach across (1x3: 2), of one column (no shift across: nothing to save)
+# and planes of one row (1-D: no row ends), the packed path the rest. Two threads, float32,
+# forward ms flat / packed, 2026-12-04, an AVX2 Zen 3 (the packed path's loops then on slices):
+# 7x7 N=16 C=256 14x14 5.33 / 2.98, C=384 7x7 4.57 / 2.00, N=8 C=192 28x28 5.39 / 4.24, C=96
 # 56x56 6.53 / 5.48, C=64 112x112 18.6 / 14.4; 5x5 C=256 14x14 2.40 / 2.13; but 3x3 14x14 1.07 /
-# 1.68, 28x28 2.47 / 5.11, 112x112 4.75 / 10.7. A plane of one row (1-D) has no row ends to fix:
-# flat at any reach, as before.
+# 1.68, 28x28 2.47 / 5.11, 112x112 4.75 / 10.7. With the packed path on flat offsets (Intel Xeon,
+# 2026-12-04, two threads / one, forward; the input gradient alike): 3x3 N=32 C=512 7x7 2.01 /
+# 1.19 and 3.87 / 1.71, C=256 14x14 1.96 / 1.11, C=128 28x28 2.34 / 1.63 and 3.92 / 3.07, N=16 C=64
+# 56x56 1.65 / 1.40, N=8 C=32 112x112 2.24 / 1.30, C=144 56x56 1.94 / 1.54, N=16 C=256 10x10 0.83 /
+# 0.41; but 1x3 N=32 C=96 28x28 0.85 / 0.91 and 1.35 / 1.51.
 FLAT_MAX_REACH = 2
 
 
-def takes_flat(sh, sw, iw, ow, oh, kw, dil_w) -> bool:
+def takes_flat(sh, sw, iw, ow, oh, kh, kw, dil_w) -> bool:
     """Whether ``_depthwise_part`` takes the flat path (``_dw_layout`` asks its compiled twin)."""
-    return sh == 1 and sw == 1 and ow == iw and ((kw - 1) * dil_w <= FLAT_MAX_REACH or oh == 1)
+    reach = (kw - 1) * dil_w
+    return sh == 1 and sw == 1 and ow == iw and (oh == 1 or reach == 0 or (kh == 1 and reach <= FLAT_MAX_REACH))
 
 
 _takes_flat = njit(inline="always", **_JIT)(takes_flat)
@@ -84,7 +90,7 @@ _takes_flat = njit(inline="always", **_JIT)(takes_flat)
 @njit(**_JIT)
 def _dw_layout(n, c_in, ih, iw, kh, kw, oh, ow, sh, sw, pl, dil_h, dil_w, nthreads):  # pragma: no cover
     """How ``_depthwise_part`` cuts its work and scratch; shared with ``_dw_scratch``."""
-    flat = _takes_flat(sh, sw, iw, ow, oh, kw, dil_w)
+    flat = _takes_flat(sh, sw, iw, ow, oh, kh, kw, dil_w)
     hq, wq = _packed_dims(oh, ow, kh, kw, sh, sw, dil_h, dil_w)
     rows = oh if flat else min(oh, max(1, TILE // wq))  # the accumulator stays in L1
     nband = (oh + rows - 1) // rows

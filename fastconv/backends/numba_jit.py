@@ -441,7 +441,7 @@ def _run_depthwise(x, w, y, bias, c, flat):
     a chunk of an array whose call took the other path (``_forward_kernel``) runs over an output
     as wide as its input (flat) or one column wider (packed), of which it keeps ``y``'s columns."""
     width = y.shape[3]
-    if flat != _dw.takes_flat(c.sh, c.sw, x.shape[3], width, y.shape[2], w.shape[3], c.dil_w):
+    if flat != _dw.takes_flat(c.sh, c.sw, x.shape[3], width, y.shape[2], w.shape[2], w.shape[3], c.dil_w):
         width = x.shape[3] + (not flat)
     size = y.size // y.shape[3] * width
     out = y if width == y.shape[3] else _scratch("wide", size, y.dtype)[:size].reshape(*y.shape[:3], width)
@@ -497,7 +497,7 @@ def _forward_kernel(c, budget, pinned=None) -> str:
     own path)."""
     kh, kw = c.ws[2], c.ws[3]
     if _depthwise(c.groups, c.ws[1]):  # its kernel's flat or packed path
-        flat = _dw.takes_flat(c.sh, c.sw, c.xs[3], c.ys[3], c.ys[2], kw, c.dil_w)
+        flat = _dw.takes_flat(c.sh, c.sw, c.xs[3], c.ys[3], c.ys[2], kh, kw, c.dil_w)
         own = "depthwise-flat" if flat else "depthwise-packed"
         if pinned is None or pinned == own:
             return own
