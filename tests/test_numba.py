@@ -97,6 +97,52 @@ def test_nan_and_inf_in_x_propagate_like_reference(xs, ws, kwargs, value):
         np.testing.assert_allclose(got[finite], want[finite], rtol=1e-10, atol=1e-10)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("xs, ws, kwargs", [
+    ((2, 3, 9, 10), (6, 3, 4, 4), dict(stride=2, padding=((1, 2), (0, 3)))),  # phases of uneven sizes
+    ((2, 4, 11, 13), (4, 1, 3, 3), dict(stride=(3, 2), padding=1, groups=4)),  # depthwise, stride 3 by 2
+    ((1, 4, 1, 41), (6, 2, 1, 5), dict(stride=(1, 2), padding=(0, 2), groups=2)),  # 1-D: phases across only
+    ((2, 2, 3, 3), (2, 2, 3, 3), dict(stride=2)),  # a phase of one pixel
+], ids=["uneven", "depthwise-s32", "1d", "tiny"])
+def test_strided_input_gradient_phases_put_in_place_together_or_one_by_one(monkeypatch, xs, ws, kwargs, dtype):
+    # ``_interleave_part`` writes each line of gx once from the phases side by side; the same bits
+    # as each phase's copy into its strided view (below ``INTERLEAVE_MIN_BYTES``)
+    geom, x, w, gy = _inputs(xs, ws, kwargs, dtype)
+    one_by_one = numba_jit.grad_input(gy, w, geom)
+    monkeypatch.setattr(numba_jit, "INTERLEAVE_MIN_BYTES", 0)
+    together = numba_jit.grad_input(gy, w, geom)
+    np.testing.assert_array_equal(together, one_by_one)
+    tol = TOLERANCE[np.dtype(dtype)]
+    np.testing.assert_allclose(together, reference.grad_input(gy, w, geom), rtol=tol, atol=tol)
+    with fastconv.threads(1):
+        np.testing.assert_array_equal(numba_jit.grad_input(gy, w, geom), together)
+
+
+def test_phases_side_by_side_fill_the_store_exactly():
+    # ``phase_offset``: each phase starts where the one before it ends, and the last ends at gx's size
+    planes, h, w, sh, sw = 6, 11, 7, 3, 2
+    k = pytest.importorskip("fastconv.backends._numba_kernels")
+    end = 0
+    for ry in range(sh):
+        for rx in range(sw):
+            assert k.phase_offset(planes, h, w, sh, sw, ry, rx) == end
+            end += planes * len(range(ry, h, sh)) * len(range(rx, w, sw))
+    assert end == planes * h * w
+
+
+def test_warmup_compiles_the_phases_interleave():
+    # a first strided input gradient past ``INTERLEAVE_MIN_BYTES`` must not wait for a compile
+    k = pytest.importorskip("fastconv.backends._numba_kernels")
+    numba_jit.warmup(np.float32)
+    before = len(k._interleave_part.signatures)
+    assert before
+    geom, x, w, gy = _inputs((1, 2, 7, 9), (2, 2, 3, 3), dict(stride=2, padding=1), np.float32)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(numba_jit, "INTERLEAVE_MIN_BYTES", 0)
+        numba_jit.grad_input(gy, w, geom)
+    assert len(k._interleave_part.signatures) == before
+
+
 def test_inputs_are_not_modified_and_outputs_are_new():
     geom, x, w, gy = _inputs((2, 4, 6, 6), (4, 4, 3, 3), dict(padding=1), np.float32)
     saved = [a.copy() for a in (x, w, gy)]

@@ -339,6 +339,9 @@ def _fwd_packed(xp, offs, wb, y, bn, co0, cb, wq, oy0, nr, acc):  # pragma: no c
                 yr[ox] = ar[ox]
 
 
+U = np.uint64  # flat offsets: Numba tests a signed index for wrap-around, which stops a loop vectorising
+
+
 @register_jitable
 def aligned(n):
     """``n`` elements rounded up to whole 64-byte lines (in float32), for scratch carved from one
@@ -834,3 +837,44 @@ def _grad_weight_part(gy, x, gw, sh, sw, pt, pl, dil_h, dil_w, groups, zero, nth
             gw[co0:co0 + cb] = zero
             for bn in range(n):
                 _gw_rows(gy, x, gw, bn, co0, cb, g * c_in_g, sh, sw, pt, pl, dil_h, dil_w, zero)
+
+
+# -- the input gradient's stride phases, put in place together ------------------------------------
+
+
+@register_jitable
+def phase_offset(planes, h, w, sh, sw, ry, rx):
+    """Where stride phase ``(ry, rx)`` of an input gradient of ``planes`` planes of ``h x w`` starts
+    in ``_interleave_part``'s store: the phases one after another in row-major (ry, rx) order,
+    each C-contiguous ``(planes, ceil((h - ry) / sh), ceil((w - rx) / sw))`` (``gx[..., ry::sh,
+    rx::sw]``'s shape). A plain function from Python, as ``aligned`` is."""
+    rows = 0  # of the phases above ry, each the whole width across its phases
+    for a in range(ry):
+        rows += (h - a + sh - 1) // sh
+    cols = 0
+    for b in range(rx):
+        cols += (w - b + sw - 1) // sw
+    return planes * (rows * w + (h - ry + sh - 1) // sh * cols)
+
+
+@njit(**_JIT)
+def _interleave_part(store, gx, sh, sw, nthreads, fws, iws, slot):  # pragma: no cover
+    """Slot ``slot`` of ``nthreads``: gx[p, y, x] = phase (y % sh, x % sw)'s pixel (y // sh,
+    x // sw) of plane p, the phases in ``store`` (``phase_offset``), for a range of planes, each
+    row of gx written whole once. Assigning each phase to its strided view of gx instead wrote
+    every line of gx once a phase, each time from memory: two threads, depthwise 3x3 stride 2, N=32
+    C=128 56x56, 16 of the input gradient's 33 ms (2026-12-04)."""
+    n, c, h, w = gx.shape
+    planes = n * c
+    p0, p1 = planes * slot // nthreads, planes * (slot + 1) // nthreads
+    gf = gx.reshape(-1)
+    for p in range(p0, p1):
+        for y in range(h):
+            ry, i = y % sh, y // sh
+            ph = (h - ry + sh - 1) // sh
+            for rx in range(sw):  # the row's phases in turn, while it is in L1
+                pw = (w - rx + sw - 1) // sw
+                src = U(phase_offset(planes, h, w, sh, sw, ry, rx) + (p * ph + i) * pw)
+                dst = U((p * h + y) * w + rx)
+                for j in range(U(pw)):
+                    gf[dst + j * U(sw)] = store[src + j]
