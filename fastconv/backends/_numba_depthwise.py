@@ -385,8 +385,9 @@ def _dwgw_slot(gy, x, gw, sh, sw, pt, pl, dil_h, dil_w, zero, wq, hq, size, gsiz
     xflat, gflat = x.reshape(-1), gy.reshape(-1)
     xf, gyf = x.reshape((n, c_in, ih * iw)), gy.reshape((n, c_out, oh * ow))
     xp = fws[base:base + size]
-    gp = fws[base + _aligned(size):base + _aligned(size) + _aligned(oh * wq + RUN_PAD)]
-    lanes = fws[base + _aligned(size) + _aligned(oh * wq + RUN_PAD):base + _aligned(size) + gsize]
+    g0 = base + _aligned(size)  # gy at the packed width, then the lanes (``_dwgw_layout``)
+    gp = fws[g0:g0 + _aligned(oh * wq + RUN_PAD)]
+    lanes = fws[g0 + _aligned(oh * wq + RUN_PAD):g0 + gsize]
     xp[:] = 0  # the padding columns, which _pack_plane never writes
     gp[:] = 0  # and gy's thrown-away columns and tail
     flat = _takes_flat(sh, sw, iw, ow, oh, kh, kw, dil_w)  # as the forward's flat path: no packing at all

@@ -828,12 +828,13 @@ def grad_input(gy, w, geom):
         gx[...] = 0
     # a strided phase is computed contiguous, then put in place: a kernel specialised for strided
     # outputs took 5 s more to compile. Every phase is reached where the kernel is as large as the
-    # stride: then, from ``INTERLEAVE_MIN_BYTES`` of gx and where it fits the memory budget once
-    # more, they are kept side by side and put in place together (``_k._interleave_part``, each
-    # line of gx written once), else one by one
+    # stride: then, from ``INTERLEAVE_MIN_BYTES`` of gx and where it takes at most half the memory
+    # budget (the other half the phases' kernels'; the default budget is twice the input at least),
+    # they are kept side by side and put in place together (``_k._interleave_part``, each line of gx
+    # written once), else one by one
     store = None
     if (not unit and geom.sh <= geom.kh and geom.sw <= geom.kw
-            and (INTERLEAVE_MIN_BYTES <= gx.nbytes or _local.compile_only) and gx.nbytes <= budget):
+            and (INTERLEAVE_MIN_BYTES <= gx.nbytes or _local.compile_only) and 2 * gx.nbytes <= budget):
         store = _scratch("phases", gx.size, gy.dtype)
     planes = geom.n * geom.c_in
     for phase, call, kernel in _input_gradient_plan(geom, gy.itemsize, budget, _pinned("phases"),
