@@ -40,7 +40,7 @@ DILATED_FEW_CHANNELS = Geometry.from_args((8, 96, 28, 28), (96, 96, 3, 3), paddi
 FEW_TILES = Geometry.from_args((1, 512, 7, 7), (512, 512, 3, 3), padding=1)  # 16 F(2x2) tiles: im2col
 FEW_TILES_12X12 = Geometry.from_args((1, 384, 12, 12), (384, 384, 3, 3), padding=1)  # 36
 ENOUGH_TILES = Geometry.from_args((3, 256, 8, 8), (256, 256, 3, 3), padding=1)  # 48: winograd
-FEW_TILES_MANY_CHANNELS = Geometry.from_args((1, 1024, 7, 7), (1024, 1024, 3, 3), padding=1)  # winograd
+FEW_TILES_MANY_CHANNELS = Geometry.from_args((1, 1024, 7, 7), (1024, 1024, 3, 3), padding=1)  # ONE_IMAGE
 FEW_TILES_GROUPED = Geometry.from_args((1, 256, 7, 7), (256, 8, 3, 3), padding=1, groups=32)  # numba, as before
 # 64 channels on small images: numba's implicit forward runs both passes (where AVX-512 runs it) up
 # to 81 output pixels; past them, and past 64 channels, winograd
@@ -80,6 +80,15 @@ def _narrow_tiles() -> bool:
     return _numba_gemm.TILES and not _numba_gemm.WIDE
 
 
+def _full_width() -> bool:
+    """Whether numba's register tiles run AVX-512 on full-width units here (an Intel Xeon)."""
+    try:
+        from fastconv.backends import _numba_gemm
+    except ImportError:  # no numba
+        return False
+    return _numba_gemm.FULL_WIDTH
+
+
 # 1x1 kernels at unit stride, unpadded, in one group: numba's register tiles where the CPU has
 # AVX-512, else BLAS's products on few pixels or many channels
 PRODUCT = "numba" if _tiles() else "im2col"
@@ -94,6 +103,8 @@ TILED_3X3 = "winograd"
 # ... but numba on small images where its implicit forward runs both passes (those tiles too);
 # without them, 64 channels over 7x7 to 9x9 pixels are BLAS-shaped: winograd
 IMPLICIT = "numba" if _tiles() else "winograd"
+# one image of 1024 channels over 7x7 pixels: BLAS's on full-width AVX-512 (the one-image rows), else winograd
+ONE_IMAGE = "im2col" if _full_width() else "winograd"
 
 
 @pytest.fixture
@@ -148,7 +159,7 @@ def test_rule_with_every_backend(installed, geom, expected):
                                             (DILATED, TILED_3X3), (DILATED_SMALL_PHASES, "numba"),
                                             (DILATED_FEW_CHANNELS, "numba"),
                                             (FEW_TILES, "im2col"), (FEW_TILES_12X12, "im2col"),
-                                            (ENOUGH_TILES, "winograd"), (FEW_TILES_MANY_CHANNELS, "winograd"),
+                                            (ENOUGH_TILES, "winograd"), (FEW_TILES_MANY_CHANNELS, ONE_IMAGE),
                                             (FEW_TILES_GROUPED, "numba"),
                                             (IMPLICIT_7X7, IMPLICIT), (IMPLICIT_9X9, IMPLICIT),
                                             (PAST_SMALL_10X10, TILED_3X3), (PAST_WIDE_CHANNELS, "winograd"),
@@ -238,8 +249,8 @@ def test_without_wide_tiles_the_weight_gradient_of_few_input_channels_runs_blas(
     (Geometry.from_args((16, 256, 12, 12), (32, 256, 3, 3), stride=2, padding=1), "numba", "numba", "im2col"),
     # strided weight gradients of 64+ input channels: numba's, but BLAS's for one image of up to
     # 8 Mi elements of patches (3x3 192 -> 48 over 28x28 output pixels: 1.4 Mi; 7x7 128 -> 8 over
-    # 56x56: 19 Mi)
-    (Geometry.from_args((1, 192, 56, 56), (48, 192, 3, 3), stride=2, padding=1), "numba", "numba", "im2col"),
+    # 56x56: 19 Mi); the first one's forward BLAS's too (``test_one_image_rows``)
+    (Geometry.from_args((1, 192, 56, 56), (48, 192, 3, 3), stride=2, padding=1), "im2col", "numba", "im2col"),
     (Geometry.from_args((1, 128, 112, 112), (8, 128, 7, 7), stride=2, padding=3), "numba", "numba", "numba"),
     (Geometry.from_args((2, 192, 56, 56), (48, 192, 3, 3), stride=2, padding=1), "numba", "numba", "numba"),
     # 8x as many output channels as input ones: BLAS's from 512 (the input gradient from 256)
@@ -264,6 +275,70 @@ def test_full_width_avx512_rows(tiles, monkeypatch, geom, forward, grad_input, g
     assert got == ([forward, grad_input, grad_weight] if full else picks)
     if full and got != picks:  # a row of its own decided
         assert [forward, grad_input, grad_weight] != picks
+
+
+ONE_IMAGE_ROWS = "33+ output channels, one group"  # in the names of the one-image rows of ``AUTO_PASS_RULES``
+
+
+@pytest.mark.parametrize("full", [False, True])
+@pytest.mark.parametrize("geom, forward, grad_input, grad_weight", [
+    # one image, one group, 128+ input channels, 33+ output channels: BLAS's passes (None: the pick
+    # of the rows without these)
+    (Geometry.from_args((1, 128, 7, 7), (128, 128, 3, 3), stride=2, padding=1), "im2col", None, "im2col"),
+    (Geometry.from_args((1, 256, 7, 7), (33, 256, 3, 3), stride=2, padding=1), "im2col", "im2col", "im2col"),
+    # 3136 output pixels: the weight gradient as before
+    (Geometry.from_args((1, 256, 4, 28, 28), (128, 256, 3, 1, 1), padding=(1, 0, 0)), "im2col", "im2col", None),
+    (Geometry.from_args((1, 128, 1024), (128, 128, 3), padding=2, dilation=2), "im2col", None, "im2col"),
+    # ... 3x3 at stride 1: under 48 F(2x2) tiles (past the few-tiles row's 512 channels) every pass;
+    # from 48 the weight gradient, and the forward under 128 tiles and 512 channels a side
+    (Geometry.from_args((1, 1024, 7, 7), (1024, 1024, 3, 3), padding=1), "im2col", "im2col", "im2col"),  # 16 tiles
+    (Geometry.from_args((1, 384, 14, 14), (512, 384, 3, 3), padding=1), "im2col", None, "im2col"),  # 49 tiles
+    (Geometry.from_args((1, 512, 14, 14), (512, 512, 3, 3), padding=1), None, None, "im2col"),
+    (Geometry.from_args((1, 192, 28, 28), (128, 192, 3, 3), padding=1), None, None, "im2col"),  # 196 tiles
+    (Geometry.from_args((1, 128, 34, 34), (128, 128, 3, 3), padding=1), None, None, None),  # 1156 output pixels
+    # ... not past the lines
+    (Geometry.from_args((1, 127, 10, 10), (96, 127, 5, 5), padding=2), None, None, None),
+    (Geometry.from_args((1, 384, 10, 10), (32, 384, 5, 5), padding=2), None, None, None),
+    (Geometry.from_args((2, 384, 14, 14), (512, 384, 3, 3), padding=1), None, None, None),
+    (Geometry.from_args((1, 256, 14, 14), (256, 128, 3, 3), padding=1, groups=2), None, None, None)])
+def test_one_image_rows(tiles, monkeypatch, geom, forward, grad_input, grad_weight, full):
+    """On full-width AVX-512, one image of many channels runs BLAS's forward and weight gradient
+    (up to 1024 output pixels), and from 256 input channels its input gradient; elsewhere, and
+    past the rows' lines, the picks of the other rows."""
+    numba_jit = tiles(True, "reference", "im2col", "numba", "winograd")
+    rows = backends.AUTO_PASS_RULES
+    assert sum(ONE_IMAGE_ROWS in r[1] for r in rows) == 3
+
+    def picks(rows):
+        monkeypatch.setattr(numba_jit, "full_width_tiles", lambda geom: full)
+        monkeypatch.setattr(backends, "AUTO_PASS_RULES", rows)
+        monkeypatch.setattr(backends, "_ranked", {})
+        return [backends.choose(geom, np.float32, pass_=p) for p in backends.PASSES]
+
+    before = picks(tuple(r for r in rows if ONE_IMAGE_ROWS not in r[1]))
+    want = [w or b for w, b in zip((forward, grad_input, grad_weight), before)] if full else before
+    assert picks(rows) == want
+
+
+@pytest.mark.parametrize("geom, passes, blas32", [
+    (Geometry.from_args((1, 512, 20, 20), (256, 512, 3, 3), padding=1), ("forward",), ("forward",)),  # 100 tiles
+    (Geometry.from_args((1, 192, 28, 28), (128, 192, 3, 3), padding=1), ("forward", "grad_weight"), ("grad_weight",))])
+def test_one_image_rows_in_float64(tiles, monkeypatch, geom, passes, blas32):
+    """In float64 winograd's rows keep the forward of 3x3 stride-1 layers of 48+ F(2x2) tiles and
+    the weight gradient of 128+ (``AUTO_DTYPE_RULES``), where the one-image rows give float32's to BLAS."""
+    numba_jit = tiles(True, "reference", "im2col", "numba", "winograd")
+    monkeypatch.setattr(numba_jit, "full_width_tiles", lambda geom: True)
+    rows = backends.AUTO_PASS_RULES
+
+    def picks(dtype, rows, passes):
+        monkeypatch.setattr(backends, "AUTO_PASS_RULES", rows)
+        monkeypatch.setattr(backends, "_ranked", {})
+        return [backends.choose(geom, dtype, pass_=p) for p in passes]
+
+    before = tuple(r for r in rows if ONE_IMAGE_ROWS not in r[1])
+    assert picks(np.float64, rows, passes) == picks(np.float64, before, passes)
+    if backends._winograd_channels(geom):  # (the float64 rows' condition)
+        assert picks(np.float32, rows, blas32) == ["im2col"] * len(blas32)
 
 
 @pytest.mark.parametrize("full", [False, True])

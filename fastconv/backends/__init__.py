@@ -673,7 +673,62 @@ def _on_pixel_tiles(g: Geometry, question: str) -> bool:
     return _full_width(g) and not _is_3x3s1(g) and _backend_says("numba", question, g)
 
 
+# One image of many channels: numba's kernels and winograd's split a batch's images, tiles or rows
+# over the threads, and at one image their parts are few and small, where BLAS's products of one
+# image's patches stay large. Two threads, float32, each pass alone, medians of 5-7 interleaved
+# rounds, an Intel Xeon (2026-12-04), ms im2col / auto's pick before (numba unless said), forward,
+# input gradient, weight gradient: 3x3 384 -> 512 14x14 3.65 / 5.38 (winograd), 3.43 / 4.69
+# (winograd), 3.20 / 9.44; 512 -> 96 14x14 1.61 / 1.91 (winograd), 1.46 / 1.68 (winograd), 1.57 /
+# 2.07; 3x1x1 256 -> 128 4x28x28 2.72 / 7.70, 3.58 / 6.70; 3x3 s2 384 -> 64 7x7 0.21 / 0.38, 0.33 /
+# 0.38; 1x1 384 -> 64 80x80 forward 1.60 / 3.10; 1-D k3 d2 128 -> 128 over 1024 0.69 / 1.37, 0.83 /
+# 1.37, 0.81 / 0.97; 1x1x1 384 -> 128 4x16x16 0.43 / 0.96, weight 0.76 / 0.98. Where the rows stop:
+# the input gradient lost at 128 input channels (3x3 s2 112x112 128 -> 64 1.35x the time before,
+# 28x28 1.12; 3x3 d2 28x28 128 -> 256 1.07), hence its 256; the weight gradient of a 5x5 layer over
+# 56x56 output pixels (256 -> 64 23.4 / 18.4), hence its pixels; few output channels ran numba's
+# tiles of output pixels (5x5 384 -> 24 10x10, 1.34 / 1.00 at the twenty-ninth stop). 3x3 layers at
+# stride 1 of 48+ F(2x2) tiles (one 14x14 image) are winograd's rows' but for BLAS's weight
+# gradient and, under 128 tiles with fewer than 512 channels on a side, its forward: there winograd
+# and BLAS tied or either won by up to 1.4x (1024 -> 512 14x14 forward 9.72 / 8.03, 1024 -> 1024
+# 18.2 / 15.1, 640 -> 320 input gradient 5.78 / 4.09, 1024 -> 1024 15.2 / 20.3; 192 -> 128 28x28
+# forward 2.26 / 1.99). With the rows as they stand, on 67 layers of one image (24 of them random,
+# which drew the two limits above; 1-D to 3-D, kernels 1-7, strides, dilation), the passes that
+# moved, time now over before: float32 forward 46 moved, geomean 0.65 (0.28-1.17), input gradient
+# 17, 0.62 (0.25-1.00), weight gradient 34, 0.54 (0.12-1.12); float64 (with its rows in
+# ``AUTO_DTYPE_RULES``) 35, 0.64 (0.31-1.15); 17, 0.71 (0.43-1.06); 32, 0.51 (0.19-1.01).
+AUTO_ONE_IMAGE_CHANNELS = 128  # input channels, one group: from these (and 33+ outputs) BLAS runs one image
+AUTO_ONE_IMAGE_GRAD_INPUT_CHANNELS = 256  # ... its input gradient from these
+AUTO_ONE_IMAGE_WEIGHT_PIXELS = 1024  # ... its weight gradient up to these output pixels
+AUTO_ONE_IMAGE_WINOGRAD_CHANNELS = 512  # 3x3 at stride 1: from these each side the forward stays winograd's
+
+
+def _one_image(g: Geometry) -> bool:
+    """One image of one group, ``AUTO_ONE_IMAGE_CHANNELS`` input channels or more and more than
+    ``AUTO_FEW_OUT_CHANNELS`` output channels, on full-width AVX-512."""
+    return (g.n == 1 and g.groups == 1 and g.c_in >= AUTO_ONE_IMAGE_CHANNELS and g.c_out > AUTO_FEW_OUT_CHANNELS
+            and _full_width(g))
+
+
+def _one_image_forward(g: Geometry) -> bool:
+    """``_one_image``, but not 3x3 at stride 1 on ``AUTO_WEIGHT_TILES`` F(2x2) tiles or more, nor on
+    ``AUTO_FEW_TILES`` or more with ``AUTO_ONE_IMAGE_WINOGRAD_CHANNELS`` channels each side
+    (winograd's rows)."""
+    if not _one_image(g):
+        return False
+    if not _is_3x3s1(g) or _tiles(g) < AUTO_FEW_TILES:
+        return True
+    return _tiles(g) < AUTO_WEIGHT_TILES and min(g.c_in, g.c_out) < AUTO_ONE_IMAGE_WINOGRAD_CHANNELS
+
+
 AUTO_PASS_RULES: tuple[tuple[str, str, object, tuple[str, ...]], ...] = (
+    ("forward", "full-width AVX-512: one image, 128+ input channels, 33+ output channels, one group (3x3 at stride 1: "
+     "fewer than 128 F(2x2) tiles, from 48 under 512 channels one side)", _one_image_forward, ("im2col", "numba")),
+    ("grad_input", "full-width AVX-512: one image, 256+ input channels, 33+ output channels, one group (3x3 at stride "
+     "1: fewer than 48 F(2x2) tiles)",
+     lambda g: (_one_image(g) and g.c_in >= AUTO_ONE_IMAGE_GRAD_INPUT_CHANNELS
+                and not (_is_3x3s1(g) and _tiles(g) >= AUTO_FEW_TILES)), ("im2col", "numba")),
+    ("grad_weight", "full-width AVX-512: one image, 128+ input channels, 33+ output channels, one group, "
+     "up to 1024 output pixels", lambda g: _one_image(g) and _pixels(g) <= AUTO_ONE_IMAGE_WEIGHT_PIXELS,
+     ("im2col", "numba")),
     ("forward", "full-width AVX-512: 1-D, one image, undilated, 32+ output channels", _one_signal,
      ("im2col", "numba")),
     ("forward", "full-width AVX-512: numba's tiles of output pixels, kernel past 1x1, 5+ input channels, "
@@ -754,6 +809,16 @@ def _f64_winograd(g: Geometry) -> bool:
 
 
 AUTO_DTYPE_RULES: tuple[tuple[str, str, str, object, tuple[str, ...]], ...] = (
+    # (The one-image rows of ``AUTO_PASS_RULES`` lost to float64's winograd on 3x3 layers at stride
+    # 1 of 48+ F(2x2) tiles: forward time BLAS's over winograd's, 3 rounds, 2026-12-04, 512 -> 256
+    # 20x20 1.37, 1024 -> 128 14x14 1.25, 1024 -> 256 1.20, 192 -> 64 1.13, 512 -> 96 1.06, 384 -> 96
+    # 1.04; the weight gradient of 192 -> 96 28x28 (196 tiles) 1.23. There winograd's rows decide.)
+    ("float64", "forward", "full-width AVX-512: one image, 3x3 at stride 1 on 48+ F(2x2) tiles, 64+ channels",
+     lambda g: _one_image(g) and _is_3x3s1(g) and _tiles(g) >= AUTO_FEW_TILES and _winograd_channels(g),
+     ("winograd", "numba", "im2col")),
+    ("float64", "grad_weight", "full-width AVX-512: one image, 3x3 at stride 1 on 128+ F(2x2) tiles, 64+ channels",
+     lambda g: _one_image(g) and _is_3x3s1(g) and _tiles(g) >= AUTO_WEIGHT_TILES and _winograd_channels(g),
+     ("winograd", "numba", "im2col")),
     ("float64", "grad_weight", "3x3 at stride 1, 128+ F(2x2) tiles, 32+ channels per group, without AVX-512",
      _winograd_own_weight, ("winograd", "im2col", "numba")),
     ("float64", "grad_weight", "1x1 kernels, up to 64 input channels per group, without AVX-512",
