@@ -277,7 +277,7 @@ def test_full_width_avx512_rows(tiles, monkeypatch, geom, forward, grad_input, g
         assert [forward, grad_input, grad_weight] != picks
 
 
-ONE_IMAGE_ROWS = "33+ output channels, one group"  # in the names of the one-image rows of ``AUTO_PASS_RULES``
+ONE_IMAGE_ROWS = "one image of one group"  # in the names of the one-image rows of ``AUTO_PASS_RULES``
 
 
 @pytest.mark.parametrize("full", [False, True])
@@ -296,6 +296,14 @@ ONE_IMAGE_ROWS = "33+ output channels, one group"  # in the names of the one-ima
     (Geometry.from_args((1, 512, 14, 14), (512, 512, 3, 3), padding=1), None, None, "im2col"),
     (Geometry.from_args((1, 192, 28, 28), (128, 192, 3, 3), padding=1), None, None, "im2col"),  # 196 tiles
     (Geometry.from_args((1, 128, 34, 34), (128, 128, 3, 3), padding=1), None, None, None),  # 1156 output pixels
+    # ... and from 16 input channels with 96+ output channels, twice the input's, and 200+ input
+    # channels x taps
+    (Geometry.from_args((1, 24, 56, 56), (128, 24, 3, 3), stride=2, padding=1), "im2col", "im2col", "im2col"),
+    (Geometry.from_args((1, 16, 10, 10), (96, 16, 7, 7), padding=3), "im2col", "im2col", "im2col"),
+    (Geometry.from_args((1, 16, 7, 7), (256, 16, 3, 3), padding=1), None, None, None),  # 144 input channels x taps
+    (Geometry.from_args((1, 64, 10, 10), (127, 64, 3, 3), padding=1), None, None, None),  # under 2x
+    (Geometry.from_args((1, 15, 10, 10), (96, 15, 7, 7), padding=3), None, None, None),
+    (Geometry.from_args((1, 32, 8, 16, 16), (128, 32, 1, 3, 3), padding=(0, 1, 1)), None, None, None),  # 8 planes
     # ... not past the lines
     (Geometry.from_args((1, 127, 10, 10), (96, 127, 5, 5), padding=2), None, None, None),
     (Geometry.from_args((1, 384, 10, 10), (32, 384, 5, 5), padding=2), None, None, None),
@@ -303,8 +311,8 @@ ONE_IMAGE_ROWS = "33+ output channels, one group"  # in the names of the one-ima
     (Geometry.from_args((1, 256, 14, 14), (256, 128, 3, 3), padding=1, groups=2), None, None, None)])
 def test_one_image_rows(tiles, monkeypatch, geom, forward, grad_input, grad_weight, full):
     """On full-width AVX-512, one image of many channels runs BLAS's forward and weight gradient
-    (up to 1024 output pixels), and from 256 input channels its input gradient; elsewhere, and
-    past the rows' lines, the picks of the other rows."""
+    (up to 1024 output pixels), and from 256 input channels (or with many outputs for its inputs)
+    its input gradient; elsewhere, and past the rows' lines, the picks of the other rows."""
     numba_jit = tiles(True, "reference", "im2col", "numba", "winograd")
     rows = backends.AUTO_PASS_RULES
     assert sum(ONE_IMAGE_ROWS in r[1] for r in rows) == 3

@@ -690,22 +690,46 @@ def _on_pixel_tiles(g: Geometry, question: str) -> bool:
 # gradient and, under 128 tiles with fewer than 512 channels on a side, its forward: there winograd
 # and BLAS tied or either won by up to 1.4x (1024 -> 512 14x14 forward 9.72 / 8.03, 1024 -> 1024
 # 18.2 / 15.1, 640 -> 320 input gradient 5.78 / 4.09, 1024 -> 1024 15.2 / 20.3; 192 -> 128 28x28
-# forward 2.26 / 1.99). With the rows as they stand, on 67 layers of one image (24 of them random,
-# which drew the two limits above; 1-D to 3-D, kernels 1-7, strides, dilation), the passes that
-# moved, time now over before: float32 forward 46 moved, geomean 0.65 (0.28-1.17), input gradient
-# 17, 0.62 (0.25-1.00), weight gradient 34, 0.54 (0.12-1.12); float64 (with its rows in
-# ``AUTO_DTYPE_RULES``) 35, 0.64 (0.31-1.15); 17, 0.71 (0.43-1.06); 32, 0.51 (0.19-1.01).
+# forward 2.26 / 1.99). Below 128 input channels BLAS won where the outputs are many for the inputs
+# (16+ input channels, 96+ output channels and twice the input's, 200+ input channels x taps): 5x5
+# s2 96 -> 512 7x7 0.37 / 1.10, 0.57 / 1.17; 3x3 s2 24 -> 128 56x56 0.30 / 0.58, 0.44 / 1.46, 0.43
+# / 0.62; 7x7 d2 16 -> 256 10x10 0.24 / 0.53, weight 0.25 / 0.78; 3x3 32 -> 256 7x7 forward 0.09 /
+# 0.30 (winograd); numba's past those lines: 3x3 16 -> 256 7x7 forward 0.04 / 0.07 (BLAS / numba),
+# 3x1x1 16 -> 256 4x28x28 1.32 / 0.86, 1x3x3 32 -> 128 8x16x16 (the lift's 8 images) 1.39 / 0.84.
+# With the rows as they stand, on 112 layers of one image (about 60 of them random, which drew the
+# limits; 1-D to 3-D, kernels 1-7, strides, dilation), the passes that moved, time now over before
+# (medians of 5 interleaved rounds; float64 3): float32 forward 66 moved, geomean 0.63 (0.30-1.16),
+# input gradient 36, 0.64 (0.27-1.31), weight gradient 53, 0.56 (0.15-1.02); float64 (with its
+# rows in ``AUTO_DTYPE_RULES``) 55, 0.63 (0.32-1.06); 36, 0.71 (0.29-1.25); 51, 0.52 (0.17-1.05).
+# The losses past 1.1x: calls under 0.3 ms (7x7 s2 16 -> 128 7x7 input gradient 0.15 -> 0.19 ms),
+# 3x3 s2 128 -> 64 over 112x112 (forward 1.16), 3x3 d2 128 -> 256 28x28 (float64 input gradient
+# 1.25, against winograd's phases).
 AUTO_ONE_IMAGE_CHANNELS = 128  # input channels, one group: from these (and 33+ outputs) BLAS runs one image
 AUTO_ONE_IMAGE_GRAD_INPUT_CHANNELS = 256  # ... its input gradient from these
 AUTO_ONE_IMAGE_WEIGHT_PIXELS = 1024  # ... its weight gradient up to these output pixels
 AUTO_ONE_IMAGE_WINOGRAD_CHANNELS = 512  # 3x3 at stride 1: from these each side the forward stays winograd's
+AUTO_ONE_IMAGE_MIN_INPUTS = 16  # fewer input channels: with many outputs for them (below), still numba's
+AUTO_ONE_IMAGE_MANY_OUTPUTS = 96  # output channels, and 2x the input's: BLAS's from 16 input channels
+AUTO_ONE_IMAGE_MIN_REDUCTION = 200  # ... and this many input channels x taps (3x3 from 24 channels; 16 ran numba)
 
 
 def _one_image(g: Geometry) -> bool:
-    """One image of one group, ``AUTO_ONE_IMAGE_CHANNELS`` input channels or more and more than
-    ``AUTO_FEW_OUT_CHANNELS`` output channels, on full-width AVX-512."""
-    return (g.n == 1 and g.groups == 1 and g.c_in >= AUTO_ONE_IMAGE_CHANNELS and g.c_out > AUTO_FEW_OUT_CHANNELS
-            and _full_width(g))
+    """One image of one group, on full-width AVX-512, of ``AUTO_ONE_IMAGE_CHANNELS`` input channels or
+    more and more than ``AUTO_FEW_OUT_CHANNELS`` output channels, or of many outputs for its inputs
+    (``_one_image_many_outputs``)."""
+    if g.n != 1 or g.groups != 1 or not _full_width(g):
+        return False
+    return g.c_in >= AUTO_ONE_IMAGE_CHANNELS and g.c_out > AUTO_FEW_OUT_CHANNELS or _one_image_many_outputs(g)
+
+
+def _one_image_many_outputs(g: Geometry) -> bool:
+    """``AUTO_ONE_IMAGE_MIN_INPUTS`` input channels or more, at least ``AUTO_ONE_IMAGE_MANY_OUTPUTS``
+    output channels and twice the input's, a kernel past 1x1, ``AUTO_ONE_IMAGE_MIN_REDUCTION``
+    input channels times taps or more, one image in the 2-D call that runs (a 1x3x3 kernel's lift
+    runs the depth's planes as images)."""
+    return (g.c_in >= AUTO_ONE_IMAGE_MIN_INPUTS and g.c_out >= max(AUTO_ONE_IMAGE_MANY_OUTPUTS, 2 * g.c_in)
+            and math.prod(g.kernel) > 1 and g.c_in * math.prod(g.kernel) >= AUTO_ONE_IMAGE_MIN_REDUCTION
+            and as_2d(g).n == 1)
 
 
 def _one_image_forward(g: Geometry) -> bool:
@@ -720,15 +744,16 @@ def _one_image_forward(g: Geometry) -> bool:
 
 
 AUTO_PASS_RULES: tuple[tuple[str, str, object, tuple[str, ...]], ...] = (
-    ("forward", "full-width AVX-512: one image, 128+ input channels, 33+ output channels, one group (3x3 at stride 1: "
-     "fewer than 128 F(2x2) tiles, from 48 under 512 channels one side)", _one_image_forward, ("im2col", "numba")),
-    ("grad_input", "full-width AVX-512: one image, 256+ input channels, 33+ output channels, one group (3x3 at stride "
-     "1: fewer than 48 F(2x2) tiles)",
-     lambda g: (_one_image(g) and g.c_in >= AUTO_ONE_IMAGE_GRAD_INPUT_CHANNELS
+    ("forward", "full-width AVX-512: one image of one group, 128+ input channels and 33+ output channels, or 16+ and "
+     "96+ (2x the input's; kernel past 1x1); 3x3 at stride 1 under 128 F(2x2) tiles, from 48 under 512 channels a side",
+     _one_image_forward, ("im2col", "numba")),
+    ("grad_input", "full-width AVX-512: one image of one group, 256+ input channels and 33+ output channels, or 16+ "
+     "and 96+ (2x the input's; kernel past 1x1); 3x3 at stride 1 under 48 F(2x2) tiles",
+     lambda g: (_one_image(g) and (g.c_in >= AUTO_ONE_IMAGE_GRAD_INPUT_CHANNELS or _one_image_many_outputs(g))
                 and not (_is_3x3s1(g) and _tiles(g) >= AUTO_FEW_TILES)), ("im2col", "numba")),
-    ("grad_weight", "full-width AVX-512: one image, 128+ input channels, 33+ output channels, one group, "
-     "up to 1024 output pixels", lambda g: _one_image(g) and _pixels(g) <= AUTO_ONE_IMAGE_WEIGHT_PIXELS,
-     ("im2col", "numba")),
+    ("grad_weight", "full-width AVX-512: one image of one group, 128+ input channels and 33+ output channels, or 16+ "
+     "and 96+ (2x the input's; kernel past 1x1); up to 1024 output pixels",
+     lambda g: _one_image(g) and _pixels(g) <= AUTO_ONE_IMAGE_WEIGHT_PIXELS, ("im2col", "numba")),
     ("forward", "full-width AVX-512: 1-D, one image, undilated, 32+ output channels", _one_signal,
      ("im2col", "numba")),
     ("forward", "full-width AVX-512: numba's tiles of output pixels, kernel past 1x1, 5+ input channels, "
