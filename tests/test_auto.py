@@ -261,11 +261,18 @@ def test_without_wide_tiles_the_weight_gradient_of_few_input_channels_runs_blas(
     (Geometry.from_args((8, 65, 1024), (512, 65, 5), padding=2), "numba", "numba", "numba"),  # 7.9x
     (Geometry.from_args((16, 32, 14, 14), (256, 32, 5, 5), padding=2), "numba", "im2col", "numba"),
     (Geometry.from_args((16, 32, 14, 14), (255, 32, 5, 5), padding=2), "numba", "numba", "numba"),
-    (Geometry.from_args((8, 8, 28, 28), (512, 8, 1, 1)), "numba", "im2col", "numba")])  # 1x1: its own rows
+    (Geometry.from_args((8, 8, 28, 28), (512, 8, 1, 1)), "numba", "im2col", "numba"),  # 1x1: its own rows
+    # kD x 1 x 1 kernels at unit stride: BLAS's shifted products forward and backward to the input
+    (Geometry.from_args((4, 64, 8, 56, 56), (64, 64, 3, 1, 1), padding=(1, 0, 0)), "im2col", "im2col", "numba"),
+    (Geometry.from_args((16, 48, 8, 56, 56), (32, 48, 3, 1, 1), padding=(1, 0, 0)), "im2col", "numba", "numba"),
+    (Geometry.from_args((32, 31, 8, 28, 28), (64, 31, 3, 1, 1)), "numba", "im2col", "numba"),  # the lines: 32, 64
+    (Geometry.from_args((2, 64, 16, 56, 56), (64, 64, 3, 1, 1), stride=(2, 1, 1), padding=(1, 0, 0)),
+     "numba", "numba", "numba")])
 def test_full_width_avx512_rows(tiles, monkeypatch, geom, forward, grad_input, grad_weight, full):
     """With AVX-512 on full-width units (an Intel Xeon measured), numba's kernels beat BLAS's few-row
     products (up to 32 output channels where ``_blas_shaped`` gives im2col) and lose to its products
-    of many output channels beside few input channels; elsewhere (Zen 4, AVX2) the rows of before."""
+    of many output channels beside few input channels, and to its shifted products of kD x 1 x 1
+    kernels; elsewhere (Zen 4, AVX2) the rows of before."""
     numba_jit = tiles(True, "reference", "im2col", "numba")
     monkeypatch.setattr(numba_jit, "matrix_product", lambda geom: math.prod(geom.kernel) == 1)
     picks = [backends.choose(geom, np.float32, pass_=p) for p in backends.PASSES]

@@ -743,6 +743,31 @@ def _one_image_forward(g: Geometry) -> bool:
     return _tiles(g) < AUTO_WEIGHT_TILES and min(g.c_in, g.c_out) < AUTO_ONE_IMAGE_WINOGRAD_CHANNELS
 
 
+# A 3-D kernel of one tap across a plane (kD x 1 x 1, R(2+1)D's temporal layers) is a sum of kD 1x1
+# products of whole planes (``_im2col_shifted``: BLAS on shifted views, no patches), where numba
+# runs it as a kD x 1 kernel over (D, H*W) on its tiles of output pixels. Two threads, float32, each
+# pass alone, medians of 5 interleaved rounds, an Intel Xeon (2026-12-04), ms im2col / numba,
+# forward, input gradient (weight gradient: ties either way, 0.86-1.41, left to the rows below):
+# 3x1x1 N=8 256 -> 128 4x28x28 19.8 / 44.5, 23.6 / 39.2; N=4 64 -> 64 8x56x56 15.8 / 21.4, 17.6 /
+# 22.2; N=8 128 -> 128 8x14x14 5.85 / 6.21, 6.43 / 6.23; N=16 32 -> 32 16x28x28 10.8 / 11.5, 12.8 /
+# 12.3; N=4 144 -> 64 8x28x28 7.16 / 11.7, 9.36 / 11.4; N=4 256 -> 256 16x14x14 21.9 / 27.0, 23.8 /
+# 27.6; N=2 64 -> 64 16x56x56 16.6 / 21.8, 18.9 / 22.0. (2-D 7x1 and 1x7 kernels, whose rows are not
+# planes, ran faster on numba: N=8 128 -> 192 17x17 7x1 forward 4.12 / 3.32.) Where the rows stop,
+# 8 more layers: few channels, N=32 16 -> 32 8x28x28 forward 8.32 / 5.04, input gradient 6.69 /
+# 5.59; the input gradient of few output channels, N=16 48 -> 24 8x56x56 43.0 / 31.2. The 6 past
+# the lines (kD 2, 3 and 5), time BLAS's over numba's: forward 0.67-0.88 (float64 0.66-1.00),
+# input gradient 0.69-0.75 but N=8 128 -> 64 2x1x1 4x56x56 1.25 (float64 0.38-0.68).
+AUTO_PLANE_TAPS_CHANNELS = 32  # per side, from which the forward runs BLAS
+AUTO_PLANE_TAPS_GRAD_INPUT_OUTPUTS = 64  # output channels from which the input gradient does
+
+
+def _plane_taps(g: Geometry) -> bool:
+    """A 3-D kernel of one tap across a plane and more than one deep, unit stride and dilation, one
+    group, on full-width AVX-512."""
+    return (g.ndim == 3 and g.kernel[0] > 1 and g.kernel[1:] == (1, 1) and g.stride == (1, 1, 1)
+            and g.dilation == (1, 1, 1) and g.groups == 1 and _full_width(g))
+
+
 AUTO_PASS_RULES: tuple[tuple[str, str, object, tuple[str, ...]], ...] = (
     ("forward", "full-width AVX-512: one image of one group, 128+ input channels and 33+ output channels, or 16+ and "
      "96+ (2x the input's; kernel past 1x1); 3x3 at stride 1 under 128 F(2x2) tiles, from 48 under 512 channels a side",
@@ -754,6 +779,12 @@ AUTO_PASS_RULES: tuple[tuple[str, str, object, tuple[str, ...]], ...] = (
     ("grad_weight", "full-width AVX-512: one image of one group, 128+ input channels and 33+ output channels, or 16+ "
      "and 96+ (2x the input's; kernel past 1x1); up to 1024 output pixels",
      lambda g: _one_image(g) and _pixels(g) <= AUTO_ONE_IMAGE_WEIGHT_PIXELS, ("im2col", "numba")),
+    ("forward", "full-width AVX-512: 3-D kD x 1 x 1 kernels at unit stride, one group, 32+ channels a side: BLAS's "
+     "shifted products", lambda g: _plane_taps(g) and min(g.c_in, g.c_out) >= AUTO_PLANE_TAPS_CHANNELS,
+     ("im2col", "numba")),
+    ("grad_input", "full-width AVX-512: 3-D kD x 1 x 1 kernels at unit stride, one group, 64+ output channels: BLAS's "
+     "shifted products", lambda g: _plane_taps(g) and g.c_out >= AUTO_PLANE_TAPS_GRAD_INPUT_OUTPUTS,
+     ("im2col", "numba")),
     ("forward", "full-width AVX-512: 1-D, one image, undilated, 32+ output channels", _one_signal,
      ("im2col", "numba")),
     ("forward", "full-width AVX-512: numba's tiles of output pixels, kernel past 1x1, 5+ input channels, "
