@@ -293,14 +293,18 @@ ONE_IMAGE_ROWS = "one image of one group"  # in the names of the one-image rows 
     # of the rows without these)
     (Geometry.from_args((1, 128, 7, 7), (128, 128, 3, 3), stride=2, padding=1), "im2col", None, "im2col"),
     (Geometry.from_args((1, 256, 7, 7), (33, 256, 3, 3), stride=2, padding=1), "im2col", "im2col", "im2col"),
-    # 3136 output pixels: the weight gradient as before
+    # 3136 output pixels: the weight gradient as before (and the forward of a kernel past 1x1; this
+    # one's is the kD x 1 x 1 row's)
     (Geometry.from_args((1, 256, 4, 28, 28), (128, 256, 3, 1, 1), padding=(1, 0, 0)), "im2col", "im2col", None),
+    (Geometry.from_args((1, 256, 56, 56), (64, 256, 5, 5), padding=2), None, "im2col", None),
+    (Geometry.from_args((1, 384, 80, 80), (64, 384, 1, 1)), "im2col", None, None),
     (Geometry.from_args((1, 128, 1024), (128, 128, 3), padding=2, dilation=2), "im2col", None, "im2col"),
     # ... 3x3 at stride 1: under 48 F(2x2) tiles (past the few-tiles row's 512 channels) every pass;
     # from 48 the weight gradient, and the forward under 128 tiles and 512 channels a side
     (Geometry.from_args((1, 1024, 7, 7), (1024, 1024, 3, 3), padding=1), "im2col", "im2col", "im2col"),  # 16 tiles
     (Geometry.from_args((1, 384, 14, 14), (512, 384, 3, 3), padding=1), "im2col", None, "im2col"),  # 49 tiles
     (Geometry.from_args((1, 512, 14, 14), (512, 512, 3, 3), padding=1), None, None, "im2col"),
+    (Geometry.from_args((1, 1024, 14, 14), (256, 1024, 3, 3), padding=1), None, None, "im2col"),
     (Geometry.from_args((1, 192, 28, 28), (128, 192, 3, 3), padding=1), None, None, "im2col"),  # 196 tiles
     (Geometry.from_args((1, 128, 34, 34), (128, 128, 3, 3), padding=1), None, None, None),  # 1156 output pixels
     # ... and from 16 input channels with 96+ output channels, twice the input's, and 200+ input
@@ -317,9 +321,10 @@ ONE_IMAGE_ROWS = "one image of one group"  # in the names of the one-image rows 
     (Geometry.from_args((2, 384, 14, 14), (512, 384, 3, 3), padding=1), None, None, None),
     (Geometry.from_args((1, 256, 14, 14), (256, 128, 3, 3), padding=1, groups=2), None, None, None)])
 def test_one_image_rows(tiles, monkeypatch, geom, forward, grad_input, grad_weight, full):
-    """On full-width AVX-512, one image of many channels runs BLAS's forward and weight gradient
-    (up to 1024 output pixels), and from 256 input channels (or with many outputs for its inputs)
-    its input gradient; elsewhere, and past the rows' lines, the picks of the other rows."""
+    """On full-width AVX-512, one image of many channels runs BLAS's forward (1x1 kernels, or up to
+    1024 output pixels) and weight gradient (up to 1024 output pixels), and from 256 input channels
+    (or with many outputs for its inputs) its input gradient; elsewhere, and past the rows' lines,
+    the picks of the other rows."""
     numba_jit = tiles(True, "reference", "im2col", "numba", "winograd")
     rows = backends.AUTO_PASS_RULES
     assert sum(ONE_IMAGE_ROWS in r[1] for r in rows) == 3

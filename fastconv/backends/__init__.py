@@ -676,12 +676,14 @@ def _on_pixel_tiles(g: Geometry, question: str) -> bool:
 # One image of many channels: numba's kernels and winograd's split a batch's images, tiles or rows
 # over the threads, and at one image their parts are few and small, where BLAS's products of one
 # image's patches stay large. Two threads, float32, each pass alone, medians of 5-7 interleaved
-# rounds, an Intel Xeon (2026-12-04), ms im2col / auto's pick before (numba unless said), forward,
-# input gradient, weight gradient: 3x3 384 -> 512 14x14 3.65 / 5.38 (winograd), 3.43 / 4.69
-# (winograd), 3.20 / 9.44; 512 -> 96 14x14 1.61 / 1.91 (winograd), 1.46 / 1.68 (winograd), 1.57 /
-# 2.07; 3x1x1 256 -> 128 4x28x28 2.72 / 7.70, 3.58 / 6.70; 3x3 s2 384 -> 64 7x7 0.21 / 0.38, 0.33 /
-# 0.38; 1x1 384 -> 64 80x80 forward 1.60 / 3.10; 1-D k3 d2 128 -> 128 over 1024 0.69 / 1.37, 0.83 /
-# 1.37, 0.81 / 0.97; 1x1x1 384 -> 128 4x16x16 0.43 / 0.96, weight 0.76 / 0.98. Where the rows stop:
+# rounds without an idle pause before each sample (which favoured BLAS: see below; the totals
+# below were timed with it), an Intel Xeon (2026-12-04), ms im2col / auto's pick before (numba
+# unless said), forward, input gradient, weight gradient: 3x3 384 -> 512 14x14 3.65 / 5.38
+# (winograd), 3.43 / 4.69 (winograd), 3.20 / 9.44; 512 -> 96 14x14 1.61 / 1.91 (winograd), 1.46 /
+# 1.68 (winograd), 1.57 / 2.07; 3x1x1 256 -> 128 4x28x28 2.72 / 7.70, 3.58 / 6.70; 3x3 s2 384 ->
+# 64 7x7 0.21 / 0.38, 0.33 / 0.38; 1x1 384 -> 64 80x80 forward 1.60 / 3.10; 1-D k3 d2 128 -> 128
+# over 1024 0.69 / 1.37, 0.83 / 1.37, 0.81 / 0.97; 1x1x1 384 -> 128 4x16x16 0.43 / 0.96, weight
+# 0.76 / 0.98. Where the rows stop:
 # the input gradient lost at 128 input channels (3x3 s2 112x112 128 -> 64 1.35x the time before,
 # 28x28 1.12; 3x3 d2 28x28 128 -> 256 1.07), hence its 256; the weight gradient of a 5x5 layer over
 # 56x56 output pixels (256 -> 64 23.4 / 18.4), hence its pixels; few output channels ran numba's
@@ -696,18 +698,24 @@ def _on_pixel_tiles(g: Geometry, question: str) -> bool:
 # / 0.62; 7x7 d2 16 -> 256 10x10 0.24 / 0.53, weight 0.25 / 0.78; 3x3 32 -> 256 7x7 forward 0.09 /
 # 0.30 (winograd); numba's past those lines: 3x3 16 -> 256 7x7 forward 0.04 / 0.07 (BLAS / numba),
 # 3x1x1 16 -> 256 4x28x28 1.32 / 0.86, 1x3x3 32 -> 128 8x16x16 (the lift's 8 images) 1.39 / 0.84.
-# With the rows as they stand, on 112 layers of one image (about 60 of them random, which drew the
-# limits; 1-D to 3-D, kernels 1-7, strides, dilation), the passes that moved, time now over before
-# (medians of 5 interleaved rounds; float64 3): float32 forward 66 moved, geomean 0.63 (0.30-1.16),
-# input gradient 36, 0.64 (0.27-1.31), weight gradient 53, 0.56 (0.15-1.02); float64 (with its
-# rows in ``AUTO_DTYPE_RULES``) 55, 0.63 (0.32-1.06); 36, 0.71 (0.29-1.25); 51, 0.52 (0.17-1.05).
-# The losses past 1.1x: calls under 0.3 ms (7x7 s2 16 -> 128 7x7 input gradient 0.15 -> 0.19 ms),
-# 3x3 s2 128 -> 64 over 112x112 (forward 1.16), 3x3 d2 128 -> 256 28x28 (float64 input gradient
-# 1.25, against winograd's phases).
+# The forward of a kernel past 1x1 over more than 1024 output pixels stayed numba's (5x5 256 -> 64
+# 56x56 26.6 / 15.0, 384 -> 96 40x40 d2 24.9 / 15.4, 3x3 s2 128 -> 128 112x112 7.9 / 6.4; 1x1 384 ->
+# 64 80x80 0.48x), and 3x3 stride-1 forwards of 1024 input channels winograd's (14x14 -> 256 7.35
+# / 5.16). With the rows as they stand, on 112 layers of one image (about 60 of them random, which
+# drew the limits; 1-D to 3-D, kernels 1-7, strides, dilation), the passes that moved, time now
+# over before, medians of 5 interleaved rounds (float64 3), each sample after a 0.15 s pause (as
+# the bench's ``SETTLE_S``: OpenBLAS's threads spin for about 0.1 s after a call, and a first run
+# without the pause put numba's calls after BLAS's beside them): float32 forward 57 moved,
+# geomean 0.64 (0.23-1.52), input gradient 34, 0.65 (0.23-1.15), weight gradient 53, 0.66
+# (0.25-1.35); float64 (with its rows in ``AUTO_DTYPE_RULES``) 48, 0.63 (0.32-1.06); 34, 0.63
+# (0.25-1.42); 51, 0.61 (0.26-1.19). The passes past 1.2x were calls under 0.35 ms but for float64's
+# input gradients of 3x3 layers (1024 -> 256 10x10 1.42, 2048 -> 512 7x7 1.17, 128 -> 256 28x28 d2
+# 1.20); such calls' ratios moved by up to +-30 % from one run to the next.
 AUTO_ONE_IMAGE_CHANNELS = 128  # input channels, one group: from these (and 33+ outputs) BLAS runs one image
 AUTO_ONE_IMAGE_GRAD_INPUT_CHANNELS = 256  # ... its input gradient from these
-AUTO_ONE_IMAGE_WEIGHT_PIXELS = 1024  # ... its weight gradient up to these output pixels
+AUTO_ONE_IMAGE_PIXELS = 1024  # ... its weight gradient, and a forward of a kernel past 1x1, up to these output pixels
 AUTO_ONE_IMAGE_WINOGRAD_CHANNELS = 512  # 3x3 at stride 1: from these each side the forward stays winograd's
+AUTO_ONE_IMAGE_WINOGRAD_INPUTS = 1024  # ... and from these input channels
 AUTO_ONE_IMAGE_MIN_INPUTS = 16  # fewer input channels: with many outputs for them (below), still numba's
 AUTO_ONE_IMAGE_MANY_OUTPUTS = 96  # output channels, and 2x the input's: BLAS's from 16 input channels
 AUTO_ONE_IMAGE_MIN_REDUCTION = 200  # ... and this many input channels x taps (3x3 from 24 channels; 16 ran numba)
@@ -733,30 +741,35 @@ def _one_image_many_outputs(g: Geometry) -> bool:
 
 
 def _one_image_forward(g: Geometry) -> bool:
-    """``_one_image``, but not 3x3 at stride 1 on ``AUTO_WEIGHT_TILES`` F(2x2) tiles or more, nor on
-    ``AUTO_FEW_TILES`` or more with ``AUTO_ONE_IMAGE_WINOGRAD_CHANNELS`` channels each side
-    (winograd's rows)."""
-    if not _one_image(g):
+    """``_one_image`` with a 1x1 kernel or up to ``AUTO_ONE_IMAGE_PIXELS`` output pixels, but not 3x3
+    at stride 1 on ``AUTO_WEIGHT_TILES`` F(2x2) tiles or more, nor on ``AUTO_FEW_TILES`` or more with
+    ``AUTO_ONE_IMAGE_WINOGRAD_CHANNELS`` channels each side or ``AUTO_ONE_IMAGE_WINOGRAD_INPUTS``
+    input channels (winograd's rows)."""
+    if not _one_image(g) or math.prod(g.kernel) > 1 and _pixels(g) > AUTO_ONE_IMAGE_PIXELS:
         return False
     if not _is_3x3s1(g) or _tiles(g) < AUTO_FEW_TILES:
         return True
-    return _tiles(g) < AUTO_WEIGHT_TILES and min(g.c_in, g.c_out) < AUTO_ONE_IMAGE_WINOGRAD_CHANNELS
+    return (_tiles(g) < AUTO_WEIGHT_TILES and min(g.c_in, g.c_out) < AUTO_ONE_IMAGE_WINOGRAD_CHANNELS
+            and g.c_in < AUTO_ONE_IMAGE_WINOGRAD_INPUTS)
 
 
 # A 3-D kernel of one tap across a plane (kD x 1 x 1, R(2+1)D's temporal layers) is a sum of kD 1x1
 # products of whole planes (``_im2col_shifted``: BLAS on shifted views, no patches), where numba
 # runs it as a kD x 1 kernel over (D, H*W) on its tiles of output pixels. Two threads, float32, each
-# pass alone, medians of 5 interleaved rounds, an Intel Xeon (2026-12-04), ms im2col / numba,
-# forward, input gradient (weight gradient: ties either way, 0.86-1.41, left to the rows below):
+# pass alone, medians of 5 interleaved rounds (no idle pause: see ``AUTO_ONE_IMAGE_*``; the 13
+# layers' figures below had it), an Intel Xeon (2026-12-04), ms im2col / numba, forward, input
+# gradient (weight gradient: ties either way, 0.86-1.41, left to the rows below):
 # 3x1x1 N=8 256 -> 128 4x28x28 19.8 / 44.5, 23.6 / 39.2; N=4 64 -> 64 8x56x56 15.8 / 21.4, 17.6 /
 # 22.2; N=8 128 -> 128 8x14x14 5.85 / 6.21, 6.43 / 6.23; N=16 32 -> 32 16x28x28 10.8 / 11.5, 12.8 /
 # 12.3; N=4 144 -> 64 8x28x28 7.16 / 11.7, 9.36 / 11.4; N=4 256 -> 256 16x14x14 21.9 / 27.0, 23.8 /
 # 27.6; N=2 64 -> 64 16x56x56 16.6 / 21.8, 18.9 / 22.0. (2-D 7x1 and 1x7 kernels, whose rows are not
 # planes, ran faster on numba: N=8 128 -> 192 17x17 7x1 forward 4.12 / 3.32.) Where the rows stop,
 # 8 more layers: few channels, N=32 16 -> 32 8x28x28 forward 8.32 / 5.04, input gradient 6.69 /
-# 5.59; the input gradient of few output channels, N=16 48 -> 24 8x56x56 43.0 / 31.2. The 6 past
-# the lines (kD 2, 3 and 5), time BLAS's over numba's: forward 0.67-0.88 (float64 0.66-1.00),
-# input gradient 0.69-0.75 but N=8 128 -> 64 2x1x1 4x56x56 1.25 (float64 0.38-0.68).
+# 5.59; the input gradient of few output channels, N=16 48 -> 24 8x56x56 43.0 / 31.2. On the 13
+# past the lines (kD 2, 3 and 5), time BLAS's over numba's, each sample after a 0.15 s pause (see
+# ``AUTO_ONE_IMAGE_*``): forward geomean 0.81 (0.48-1.33), input gradient 0.83 (0.61-1.49; float64
+# 0.70 and 0.47); the losses N=8 128 -> 128 8x14x14 (1.33, 1.49) and the input gradient of N=8
+# 128 -> 64 2x1x1 4x56x56 (1.17).
 AUTO_PLANE_TAPS_CHANNELS = 32  # per side, from which the forward runs BLAS
 AUTO_PLANE_TAPS_GRAD_INPUT_OUTPUTS = 64  # output channels from which the input gradient does
 
@@ -770,7 +783,8 @@ def _plane_taps(g: Geometry) -> bool:
 
 AUTO_PASS_RULES: tuple[tuple[str, str, object, tuple[str, ...]], ...] = (
     ("forward", "full-width AVX-512: one image of one group, 128+ input channels and 33+ output channels, or 16+ and "
-     "96+ (2x the input's; kernel past 1x1); 3x3 at stride 1 under 128 F(2x2) tiles, from 48 under 512 channels a side",
+     "96+ (2x the input's; kernel past 1x1); kernels past 1x1 up to 1024 output pixels; 3x3 at stride 1 under 128 "
+     "F(2x2) tiles, from 48 under 512 channels a side and 1024 input channels",
      _one_image_forward, ("im2col", "numba")),
     ("grad_input", "full-width AVX-512: one image of one group, 256+ input channels and 33+ output channels, or 16+ "
      "and 96+ (2x the input's; kernel past 1x1); 3x3 at stride 1 under 48 F(2x2) tiles",
@@ -778,7 +792,7 @@ AUTO_PASS_RULES: tuple[tuple[str, str, object, tuple[str, ...]], ...] = (
                 and not (_is_3x3s1(g) and _tiles(g) >= AUTO_FEW_TILES)), ("im2col", "numba")),
     ("grad_weight", "full-width AVX-512: one image of one group, 128+ input channels and 33+ output channels, or 16+ "
      "and 96+ (2x the input's; kernel past 1x1); up to 1024 output pixels",
-     lambda g: _one_image(g) and _pixels(g) <= AUTO_ONE_IMAGE_WEIGHT_PIXELS, ("im2col", "numba")),
+     lambda g: _one_image(g) and _pixels(g) <= AUTO_ONE_IMAGE_PIXELS, ("im2col", "numba")),
     ("forward", "full-width AVX-512: 3-D kD x 1 x 1 kernels at unit stride, one group, 32+ channels a side: BLAS's "
      "shifted products", lambda g: _plane_taps(g) and min(g.c_in, g.c_out) >= AUTO_PLANE_TAPS_CHANNELS,
      ("im2col", "numba")),
