@@ -683,13 +683,13 @@ def _on_pixel_tiles(g: Geometry, question: str) -> bool:
 # 1.68 (winograd), 1.57 / 2.07; 3x1x1 256 -> 128 4x28x28 2.72 / 7.70, 3.58 / 6.70; 3x3 s2 384 ->
 # 64 7x7 0.21 / 0.38, 0.33 / 0.38; 1x1 384 -> 64 80x80 forward 1.60 / 3.10; 1-D k3 d2 128 -> 128
 # over 1024 0.69 / 1.37, 0.83 / 1.37, 0.81 / 0.97; 1x1x1 384 -> 128 4x16x16 0.43 / 0.96, weight
-# 0.76 / 0.98. Where the rows stop:
-# the input gradient lost at 128 input channels (3x3 s2 112x112 128 -> 64 1.35x the time before,
-# 28x28 1.12; 3x3 d2 28x28 128 -> 256 1.07), hence its 256; the weight gradient of a 5x5 layer over
-# 56x56 output pixels (256 -> 64 23.4 / 18.4), hence its pixels; few output channels ran numba's
-# tiles of output pixels (5x5 384 -> 24 10x10, 1.34 / 1.00 at the twenty-ninth stop). 3x3 layers at
-# stride 1 of 48+ F(2x2) tiles (one 14x14 image) are winograd's rows' but for BLAS's weight
-# gradient and, under 128 tiles with fewer than 512 channels on a side, its forward: there winograd
+# 0.76 / 0.98. Where the rows stop: the input gradient lost at 128 input channels (3x3 s2 112x112
+# 128 -> 64 1.35x the time before, 28x28 1.12; 3x3 d2 28x28 128 -> 256 1.07), hence its 256; the
+# weight gradient of a 5x5 layer over 56x56 output pixels (256 -> 64 23.4 / 18.4), hence its
+# pixels; few output channels ran numba's tiles of output pixels (5x5 384 -> 24 10x10, 1.34 / 1.00
+# at the twenty-ninth stop). 3x3 layers at stride 1 of 48+ F(2x2) tiles (one 14x14 image) are
+# winograd's rows' but for BLAS's weight gradient and, under 128 tiles with fewer than 512 channels
+# on a side, its forward: there winograd
 # and BLAS tied or either won by up to 1.4x (1024 -> 512 14x14 forward 9.72 / 8.03, 1024 -> 1024
 # 18.2 / 15.1, 640 -> 320 input gradient 5.78 / 4.09, 1024 -> 1024 15.2 / 20.3; 192 -> 128 28x28
 # forward 2.26 / 1.99). Below 128 input channels BLAS won where the outputs are many for the inputs
@@ -880,7 +880,8 @@ def _f64_winograd(g: Geometry) -> bool:
 
 AUTO_DTYPE_RULES: tuple[tuple[str, str, str, object, tuple[str, ...]], ...] = (
     # (The one-image rows of ``AUTO_PASS_RULES`` lost to float64's winograd on 3x3 layers at stride
-    # 1 of 48+ F(2x2) tiles: forward time BLAS's over winograd's, 3 rounds, 2026-12-04, 512 -> 256
+    # 1 of 48+ F(2x2) tiles: forward time BLAS's over winograd's, 3 rounds without the idle pause
+    # that ``AUTO_ONE_IMAGE_*``' totals had (it favoured BLAS), 2026-12-04, 512 -> 256
     # 20x20 1.37, 1024 -> 128 14x14 1.25, 1024 -> 256 1.20, 192 -> 64 1.13, 512 -> 96 1.06, 384 -> 96
     # 1.04; the weight gradient of 192 -> 96 28x28 (196 tiles) 1.23. There winograd's rows decide.)
     ("float64", "forward", "full-width AVX-512: one image, 3x3 at stride 1 on 48+ F(2x2) tiles, 64+ channels",
