@@ -689,10 +689,9 @@ def _on_pixel_tiles(g: Geometry, question: str) -> bool:
 # pixels; few output channels ran numba's tiles of output pixels (5x5 384 -> 24 10x10, 1.34 / 1.00
 # at the twenty-ninth stop). 3x3 layers at stride 1 of 48+ F(2x2) tiles (one 14x14 image) are
 # winograd's rows' but for BLAS's weight gradient and, under 128 tiles with fewer than 512 channels
-# on a side, its forward: there winograd
-# and BLAS tied or either won by up to 1.4x (1024 -> 512 14x14 forward 9.72 / 8.03, 1024 -> 1024
-# 18.2 / 15.1, 640 -> 320 input gradient 5.78 / 4.09, 1024 -> 1024 15.2 / 20.3; 192 -> 128 28x28
-# forward 2.26 / 1.99). Below 128 input channels BLAS won where the outputs are many for the inputs
+# on a side, its forward: there winograd and BLAS tied or either won by up to 1.4x (1024 -> 512
+# 14x14 forward 9.72 / 8.03, 1024 -> 1024 18.2 / 15.1, 640 -> 320 input gradient 5.78 / 4.09, 1024
+# -> 1024 15.2 / 20.3; 192 -> 128 28x28 forward 2.26 / 1.99). Below 128 input channels BLAS won where the outputs are many for the inputs
 # (16+ input channels, 96+ output channels and twice the input's, 200+ input channels x taps): 5x5
 # s2 96 -> 512 7x7 0.37 / 1.10, 0.57 / 1.17; 3x3 s2 24 -> 128 56x56 0.30 / 0.58, 0.44 / 1.46, 0.43
 # / 0.62; 7x7 d2 16 -> 256 10x10 0.24 / 0.53, weight 0.25 / 0.78; 3x3 32 -> 256 7x7 forward 0.09 /
