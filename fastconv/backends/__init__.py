@@ -676,40 +676,39 @@ def _on_pixel_tiles(g: Geometry, question: str) -> bool:
 # One image of many channels: numba's kernels and winograd's split a batch's images, tiles or rows
 # over the threads, and at one image their parts are few and small, where BLAS's products of one
 # image's patches stay large. Two threads, float32, each pass alone, medians of 5-7 interleaved
-# rounds without an idle pause before each sample (which favoured BLAS: see below; the totals
-# below were timed with it), an Intel Xeon (2026-12-04), ms im2col / auto's pick before (numba
-# unless said), forward, input gradient, weight gradient: 3x3 384 -> 512 14x14 3.65 / 5.38
-# (winograd), 3.43 / 4.69 (winograd), 3.20 / 9.44; 512 -> 96 14x14 1.61 / 1.91 (winograd), 1.46 /
-# 1.68 (winograd), 1.57 / 2.07; 3x1x1 256 -> 128 4x28x28 2.72 / 7.70, 3.58 / 6.70; 3x3 s2 384 ->
-# 64 7x7 0.21 / 0.38, 0.33 / 0.38; 1x1 384 -> 64 80x80 forward 1.60 / 3.10; 1-D k3 d2 128 -> 128
-# over 1024 0.69 / 1.37, 0.83 / 1.37, 0.81 / 0.97; 1x1x1 384 -> 128 4x16x16 0.43 / 0.96, weight
-# 0.76 / 0.98. Where the rows stop: the input gradient lost at 128 input channels (3x3 s2 112x112
-# 128 -> 64 1.35x the time before, 28x28 1.12; 3x3 d2 28x28 128 -> 256 1.07), hence its 256; the
-# weight gradient of a 5x5 layer over 56x56 output pixels (256 -> 64 23.4 / 18.4), hence its
-# pixels; few output channels ran numba's tiles of output pixels (5x5 384 -> 24 10x10, 1.34 / 1.00
-# at the twenty-ninth stop). 3x3 layers at stride 1 of 48+ F(2x2) tiles (one 14x14 image) are
-# winograd's rows' but for BLAS's weight gradient and, under 128 tiles with fewer than 512 channels
-# on a side, its forward: there winograd and BLAS tied or either won by up to 1.4x (1024 -> 512
-# 14x14 forward 9.72 / 8.03, 1024 -> 1024 18.2 / 15.1, 640 -> 320 input gradient 5.78 / 4.09, 1024
-# -> 1024 15.2 / 20.3; 192 -> 128 28x28 forward 2.26 / 1.99). Below 128 input channels BLAS won where the outputs are many for the inputs
-# (16+ input channels, 96+ output channels and twice the input's, 200+ input channels x taps): 5x5
-# s2 96 -> 512 7x7 0.37 / 1.10, 0.57 / 1.17; 3x3 s2 24 -> 128 56x56 0.30 / 0.58, 0.44 / 1.46, 0.43
-# / 0.62; 7x7 d2 16 -> 256 10x10 0.24 / 0.53, weight 0.25 / 0.78; 3x3 32 -> 256 7x7 forward 0.09 /
-# 0.30 (winograd); numba's past those lines: 3x3 16 -> 256 7x7 forward 0.04 / 0.07 (BLAS / numba),
-# 3x1x1 16 -> 256 4x28x28 1.32 / 0.86, 1x3x3 32 -> 128 8x16x16 (the lift's 8 images) 1.39 / 0.84.
-# The forward of a kernel past 1x1 over more than 1024 output pixels stayed numba's (5x5 256 -> 64
-# 56x56 26.6 / 15.0, 384 -> 96 40x40 d2 24.9 / 15.4, 3x3 s2 128 -> 128 112x112 7.9 / 6.4; 1x1 384 ->
-# 64 80x80 0.48x), and 3x3 stride-1 forwards of 1024 input channels winograd's (14x14 -> 256 7.35
-# / 5.16). With the rows as they stand, on 112 layers of one image (about 60 of them random, which
-# drew the limits; 1-D to 3-D, kernels 1-7, strides, dilation), the passes that moved, time now
-# over before, medians of 5 interleaved rounds (float64 3), each sample after a 0.15 s pause (as
-# the bench's ``SETTLE_S``: OpenBLAS's threads spin for about 0.1 s after a call, and a first run
-# without the pause put numba's calls after BLAS's beside them): float32 forward 57 moved,
+# rounds without an idle pause before each sample (which favoured BLAS: see below; the totals below
+# were timed with it), an Intel Xeon (2026-12-04), ms im2col / auto's pick before (numba unless
+# said), forward, input gradient, weight gradient: 3x3 384 -> 512 14x14 3.65 / 5.38 (winograd), 3.43
+# / 4.69 (winograd), 3.20 / 9.44; 512 -> 96 14x14 1.61 / 1.91 (winograd), 1.46 / 1.68 (winograd),
+# 1.57 / 2.07; 3x1x1 256 -> 128 4x28x28 2.72 / 7.70, 3.58 / 6.70; 3x3 s2 384 -> 64 7x7 0.21 / 0.38,
+# 0.33 / 0.38; 1x1 384 -> 64 80x80 forward 1.60 / 3.10; 1-D k3 d2 128 -> 128 over 1024 0.69 / 1.37,
+# 0.83 / 1.37, 0.81 / 0.97; 1x1x1 384 -> 128 4x16x16 0.43 / 0.96, weight 0.76 / 0.98. Where the rows
+# stop: the input gradient lost at 128 input channels (3x3 s2 112x112 128 -> 64 1.35x the time
+# before, 28x28 1.12; 3x3 d2 28x28 128 -> 256 1.07), hence its 256; the weight gradient of a 5x5
+# layer over 56x56 output pixels (256 -> 64 23.4 / 18.4), hence its pixels; few output channels ran
+# numba's tiles of output pixels (5x5 384 -> 24 10x10, 1.34 / 1.00 at the twenty-ninth stop). 3x3
+# layers at stride 1 of 48+ F(2x2) tiles (one 14x14 image) are winograd's rows' but for BLAS's
+# weight gradient and, under 128 tiles with fewer than 512 channels on a side, its forward: there
+# winograd and BLAS tied or either won by up to 1.4x (1024 -> 512 14x14 forward 9.72 / 8.03, 1024 ->
+# 1024 18.2 / 15.1, 640 -> 320 input gradient 5.78 / 4.09, 1024 -> 1024 15.2 / 20.3; 192 -> 128
+# 28x28 forward 2.26 / 1.99). Below 128 input channels BLAS won where the outputs are many for the
+# inputs (16+ input channels, 96+ output channels and twice the input's, 200+ input channels x
+# taps): 5x5 s2 96 -> 512 7x7 0.37 / 1.10, 0.57 / 1.17; 3x3 s2 24 -> 128 56x56 0.30 / 0.58, 0.44 /
+# 1.46, 0.43 / 0.62; 7x7 d2 16 -> 256 10x10 0.24 / 0.53, weight 0.25 / 0.78; 3x3 32 -> 256 7x7
+# forward 0.09 / 0.30 (winograd); numba's past those lines: 3x3 16 -> 256 7x7 forward 0.04 / 0.07
+# (BLAS / numba), 3x1x1 16 -> 256 4x28x28 1.32 / 0.86, 1x3x3 32 -> 128 8x16x16 (the lift's 8 images)
+# 1.39 / 0.84. The forward of a kernel past 1x1 over more than 1024 output pixels stayed numba's
+# (5x5 256 -> 64 56x56 26.6 / 15.0, 384 -> 96 40x40 d2 24.9 / 15.4, 3x3 s2 128 -> 128 112x112 7.9 /
+# 6.4; 1x1 384 -> 64 80x80 0.48x), and 3x3 stride-1 forwards of 1024 input channels winograd's
+# (14x14 -> 256 7.35 / 5.16). With the rows as they stand, on 112 layers of one image (about 60 of
+# them random, which drew the limits; 1-D to 3-D, kernels 1-7, strides, dilation), the passes that
+# moved, time now over before, medians of 5 interleaved rounds (float64 3), each sample after a 0.15
+# s pause (as the bench's ``SETTLE_S``: OpenBLAS's threads spin for about 0.1 s after a call, and a
+# first run without the pause put numba's calls after BLAS's beside them): float32 forward 57 moved,
 # geomean 0.64 (0.23-1.52), input gradient 34, 0.65 (0.23-1.15), weight gradient 53, 0.66
 # (0.25-1.35); float64 (with its rows in ``AUTO_DTYPE_RULES``) 48, 0.63 (0.32-1.06); 34, 0.63
 # (0.25-1.42); 51, 0.61 (0.26-1.19). The passes past 1.2x were calls under 0.35 ms but for float64's
-# input gradients of 3x3 layers (1024 -> 256 10x10 1.42, 2048 -> 512 7x7 1.17, 128 -> 256 28x28 d2
-# 1.20); such calls' ratios moved by up to +-30 % from one run to the next.
+# input gradients of 3x3 layers (1024 -> 256 10x10 1.42, 128 -> 256 28x28 d2 1.20); such calls' ratios moved by up to +-30 % from one run to the next.
 AUTO_ONE_IMAGE_CHANNELS = 128  # input channels, one group: from these (and 33+ outputs) BLAS runs one image
 AUTO_ONE_IMAGE_GRAD_INPUT_CHANNELS = 256  # ... its input gradient from these
 AUTO_ONE_IMAGE_PIXELS = 1024  # ... its weight gradient, and a forward of a kernel past 1x1, up to these output pixels
