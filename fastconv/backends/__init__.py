@@ -708,7 +708,8 @@ def _on_pixel_tiles(g: Geometry, question: str) -> bool:
 # geomean 0.64 (0.23-1.52), input gradient 34, 0.65 (0.23-1.15), weight gradient 53, 0.66
 # (0.25-1.35); float64 (with its rows in ``AUTO_DTYPE_RULES``) 48, 0.63 (0.32-1.06); 34, 0.63
 # (0.25-1.42); 51, 0.61 (0.26-1.19). The passes past 1.2x were calls under 0.35 ms but for float64's
-# input gradients of 3x3 layers (1024 -> 256 10x10 1.42, 128 -> 256 28x28 d2 1.20); such calls' ratios moved by up to +-30 % from one run to the next.
+# input gradients of 3x3 layers (1024 -> 256 10x10 1.42, 128 -> 256 28x28 d2 1.20); such calls'
+# ratios moved by up to +-30 % from one run to the next.
 AUTO_ONE_IMAGE_CHANNELS = 128  # input channels, one group: from these (and 33+ outputs) BLAS runs one image
 AUTO_ONE_IMAGE_GRAD_INPUT_CHANNELS = 256  # ... its input gradient from these
 AUTO_ONE_IMAGE_PIXELS = 1024  # ... its weight gradient, and a forward of a kernel past 1x1, up to these output pixels
