@@ -30,12 +30,11 @@ its compile took 7.5 s against 3.2; not kept.
 
 from collections import namedtuple
 
-import numpy as np
-
 from ._numba_kernels import (
     _JIT,
     RUN_PAD,
     TILE,
+    U,
     _aligned,
     _all_finite,
     _axpy,
@@ -45,8 +44,6 @@ from ._numba_kernels import (
     _packed_dims,
     njit,
 )
-
-U = np.uint64  # flat offsets: Numba tests a signed index for wrap-around, which stops a loop vectorising
 
 DwLayout = namedtuple("DwLayout", [
     "flat",    # the flat path (else the packed one)
