@@ -868,13 +868,17 @@ def _interleave_part(store, gx, sh, sw, nthreads, fws, iws, slot):  # pragma: no
     planes = n * c
     p0, p1 = planes * slot // nthreads, planes * (slot + 1) // nthreads
     gf = gx.reshape(-1)
+    starts = np.empty(sh * sw, np.int64)  # each phase's place in store, once rather than a row
+    for ry in range(sh):
+        for rx in range(sw):
+            starts[ry * sw + rx] = phase_offset(planes, h, w, sh, sw, ry, rx)
     for p in range(p0, p1):
         for y in range(h):
             ry, i = y % sh, y // sh
             ph = (h - ry + sh - 1) // sh
             for rx in range(sw):  # the row's phases in turn, while it is in L1
                 pw = (w - rx + sw - 1) // sw
-                src = U(phase_offset(planes, h, w, sh, sw, ry, rx) + (p * ph + i) * pw)
+                src = U(starts[ry * sw + rx] + (p * ph + i) * pw)
                 dst = U((p * h + y) * w + rx)
                 for j in range(U(pw)):
                     gf[dst + j * U(sw)] = store[src + j]
