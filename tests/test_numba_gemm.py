@@ -246,6 +246,23 @@ def test_spans_ending_on_half_panels_give_the_same_bits(dtype, m):
 
 @wide
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_every_span_width_gives_the_same_bits(dtype):
+    """``batch`` cuts a span into tiles of ``BATCH_NV`` vectors, two for four vectors left, and
+    runs the rest on the one-, two- or three-vector tiles, masked where ragged: every width from
+    one column to past four panels, from B's first column and ending at its last, gives the whole
+    product's bits in its columns and leaves the others."""
+    lanes = gemm.batch_cols(np.dtype(dtype).itemsize) // gemm.BATCH_NV
+    p, k, m = 4 * gemm.BATCH_NV * lanes + lanes + 3, 300, 20
+    a, b = _rand((1, m, k), dtype, 4), _rand((1, k, p), dtype, 5)
+    every = _batched(a, b)
+    for width in range(1, p + 1):
+        for spans in ([[0, width, 0, 0]], [[0, 0, p - width, p]]):
+            spans = np.array(spans, np.int64)
+            _assert_only_spans(_batched(a, b, spans), every, spans)
+
+
+@wide
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize(("m", "n", "p"), [(20, 45, 300), (8, 32, 256), (3, 70, 17)])
 def test_reduction_products_match_longdouble(m, n, p, dtype):
     # winograd's weight gradient: C[i] (+)= A[i] @ B[i].T, the reduction along both rows (two

@@ -50,7 +50,7 @@ NV = 2  # vectors of columns per tile row: MR * NV sums in registers (16 of AVX-
 WIDE_ROW_BYTES = NV * 512 // 8
 PIECES = 4  # slots per thread (numba_jit._run_parts): a thread slowed by another process takes fewer
 RED_PIECES = 2  # ... in the weight gradient, where each slot past the first adds a partial gw to sum
-KC = 256  # reduction steps per tile call: its B panel (KC x 2 vectors, float32 32 KiB) stays in L1
+KC = 256  # reduction steps per tile call: its B panel (KC x 2 vectors, float32 32 KiB; 48 in ``batch``) stays in L1
 # ``_cols_run``: a packed A larger than L2 (COLS_L2_BYTES) whose blocks of KC steps L2 holds (at
 # most COLS_BLOCK_BYTES) runs block by block over all of a slot's panels of B; any other A whole,
 # per panel. The AVX-512 machines measured (Skylake-X, Zen 4 and 5) have 1 MiB of L2 a core.
@@ -66,6 +66,17 @@ NARROW = WIDE and _llvm.get_host_cpu_name() == "znver4"
 # ... and the others with AVX-512, whose 512-bit operations run whole, as BLAS's do (measured on an
 # Intel Xeon): the rows and limits drawn there (``numba_jit.full_width_tiles``) hold for these.
 FULL_WIDTH = WIDE and not NARROW
+# Vectors of columns per tile row in ``batch`` (winograd's products, numba's patches): three on
+# those cores, 24 sums of AVX-512's 32, so that each of A's elements, streamed from L2, feeds three
+# multiply-adds, not two. (A run of four vectors takes two tiles of two: ``_batch_run``.) One
+# thread, 16 products m x k by k x p, float32, old / new time, same bits, medians of 15 interleaved
+# calls in one process (Intel Xeon, family 6 model 167, 2026-12-05): winograd's at 7x7 C=512 (512 x
+# 512 x 256, its cropped spans) 0.90, 256 x 256 x 336 0.93, 128 x 128 x 336 0.94, 64 x 64 x 336 0.97;
+# a patch item's (one A, 256 columns) 128 x 576 0.94, 512 x 2304 0.93. In the tile alone (A and B
+# distinct per product) two / three vectors / six rows by four (another packing of A) / twelve rows
+# by two: 512 x 512 x 192 127 / 137 / 132 / 132 GFLOP/s, 256 x 256 x 192 159 / 165 / 167 / 166.
+# Not measured on Zen 5, which takes it too.
+BATCH_NV = 3 if FULL_WIDTH else NV
 
 
 def applies(kh, kw, padded, groups, c_in, c_out) -> bool:
@@ -323,6 +334,8 @@ _tile = _tile_call(rows=False)  # A packed (the forward's weight, once per call)
 _tile_rows = _tile_call(rows=True)  # A's rows where they lie (the weight gradient's gy)
 _tile_rows_half = _tile_call(rows=True, nv=1)  # ... and half a panel of B's columns
 _tile_taps = _tile_call(rows=False, taps=True)  # A packed, B a kernel's taps over a plane (implicit forward)
+_tile_batch = _tile_call(rows=False, nv=BATCH_NV)  # A packed, a panel of ``batch``'s columns
+_tile_batch_ragged = _tile_call(rows=False, nv=BATCH_NV, masked=True)  # ... its first ``cols``
 _tile_half = _tile_call(rows=False, nv=1)  # A packed, half a panel of B's columns (winograd's cropped spans)
 _tile_ragged = _tile_call(rows=False, masked=True)  # A packed, the first ``cols`` of a panel of B's columns
 _tile_ragged_half = _tile_call(rows=False, nv=1, masked=True)  # ... of at most half a panel
@@ -348,6 +361,14 @@ def tile_cols(itemsize):
 _tile_cols = njit(inline="always", **_JIT)(tile_cols)
 
 
+def batch_cols(itemsize):
+    """Columns per tile in ``batch`` (a panel of B there): ``BATCH_NV`` vectors."""
+    return BATCH_NV * (VBITS // 8 // itemsize)
+
+
+_batch_cols = njit(inline="always", **_JIT)(batch_cols)
+
+
 @njit(inline="always", **_JIT)
 def _nr(a):  # pragma: no cover
     """``_tile_cols`` for ``a``'s dtype."""
@@ -361,9 +382,9 @@ def _whole_rows(m):  # pragma: no cover
 
 
 @njit(inline="always", **_JIT)
-def _put(ct, c, c0, ldc, rows, cols, add):  # pragma: no cover
-    """The scratch tile's first ``rows`` x ``cols`` into ``c[c0 + r*ldc + j]`` (added when ``add``)."""
-    nr = _nr(ct)
+def _put(ct, nr, c, c0, ldc, rows, cols, add):  # pragma: no cover
+    """The scratch tile's (rows ``nr`` apart) first ``rows`` x ``cols`` into ``c[c0 + r*ldc + j]``
+    (added when ``add``)."""
     for r in range(rows):  # (loops: Numba's ``view += array`` allocated a temporary)
         for j in range(cols):
             v = ct[r * nr + j]
@@ -542,13 +563,13 @@ def _cols_panel(ap, m, mp, bias_p, bflat, cflat, k, p_img, bp, ct, panel, runs, 
         _tile(ap, a0, 0, src, b0, ldb, ct, 0, nr, kc, 0, bias_p, i0, last)
         rows = min(MR, m - i0)
         if not gathered:
-            _put(ct, cflat, (img * m + i0) * p_img + p, p_img, rows, cols, add)
+            _put(ct, nr, cflat, (img * m + i0) * p_img + p, p_img, rows, cols, add)
             continue
         q = 0
         for r in range(r0, r1):  # by runs of one image's columns
             j, run = runs[r, 0], runs[r, 1]
             jm = j // p_img
-            _put(ct[q:], cflat, (jm * m + i0) * p_img + j - jm * p_img, p_img, rows, run, add)
+            _put(ct[q:], nr, cflat, (jm * m + i0) * p_img + j - jm * p_img, p_img, rows, run, add)
             q += run
 
 
@@ -603,8 +624,7 @@ def packed_size(m, k):
 def batch_scratch(m, itemsize):
     """Elements of ``batch``'s scratch for products of m rows: a scratch tile and a zero bias of
     whole panels."""
-    nr = tile_cols(itemsize)
-    return MR * nr + _whole_rows(m)
+    return MR * batch_cols(itemsize) + _whole_rows(m)
 
 
 @njit(**_JIT)
@@ -619,13 +639,17 @@ def _batch_run(ap, m, zeros, b, c, k, p, j0, j1, j2, j3, ct):  # pragma: no cove
     end runs on the masked tiles (``_batch_panel``). The sums run in the same order, so the results
     are the same bits."""
     mp = _whole_rows(m)
-    nr = _nr(ct)
+    nr = _batch_cols(ct.itemsize)
+    lanes = nr // BATCH_NV
     for pc in range(0, k, KC):
         kc = min(KC, k - pc)
         add = 1 if pc > 0 else 0
         for lo, hi in ((j0, j1), (j2, j3)):  # both ranges in one pass over A's block (read from L3 once)
-            for jb in range(lo, hi, nr):
-                _batch_panel(ap, m, mp, zeros, b, c, p, pc, kc, add, jb, min(nr, hi - jb), nr, ct)
+            jb = lo
+            while jb < hi:  # 4 vectors left run as two 2-vector tiles, not a 3 and a 1
+                cols = 2 * lanes if hi - jb == 4 * lanes else min(nr, hi - jb)
+                _batch_panel(ap, m, mp, zeros, b, c, p, pc, kc, add, jb, cols, nr, ct)
+                jb += cols
 
 
 @njit(inline="always", **_JIT)
@@ -635,22 +659,26 @@ def _batch_panel(ap, m, mp, zeros, b, c, p, pc, kc, add, jb, cols, nr, ct):  # p
     only its columns. (It had been copied into a zero-padded panel and run as a whole one through
     the scratch tile: one thread, 16 products 128 x 384 x 49, 54-64 GFLOP/s against 105-112 at 48
     columns.) C's last rows, if not a whole tile's, go through the scratch tile."""
-    half = cols <= nr // 2
+    lanes = nr // BATCH_NV
     for ip in range(mp // MR):
         i0 = ip * MR
         a0 = pc * mp + ip * kc * MR
         whole = i0 + MR <= m
         cc, c0, ldc, ad = (c, i0 * p + jb, p, add) if whole else (ct, 0, nr, 0)
         if cols == nr:
-            _tile(ap, a0, 0, b, pc * p + jb, p, cc, c0, ldc, kc, ad, zeros, i0, 0)
-        elif cols == nr // 2:
+            _tile_batch(ap, a0, 0, b, pc * p + jb, p, cc, c0, ldc, kc, ad, zeros, i0, 0)
+        elif cols == lanes:
             _tile_half(ap, a0, 0, b, pc * p + jb, p, cc, c0, ldc, kc, ad, zeros, i0, 0)
-        elif half:
+        elif cols < lanes:
             _tile_ragged_half(ap, a0, 0, b, pc * p + jb, p, cc, c0, ldc, kc, ad, zeros, i0, 0, cols)
-        else:
+        elif cols == 2 * lanes:
+            _tile(ap, a0, 0, b, pc * p + jb, p, cc, c0, ldc, kc, ad, zeros, i0, 0)
+        elif cols < 2 * lanes:
             _tile_ragged(ap, a0, 0, b, pc * p + jb, p, cc, c0, ldc, kc, ad, zeros, i0, 0, cols)
+        else:
+            _tile_batch_ragged(ap, a0, 0, b, pc * p + jb, p, cc, c0, ldc, kc, ad, zeros, i0, 0, cols)
         if not whole:
-            _put(ct, c, i0 * p + jb, p, m - i0, cols, add)
+            _put(ct, nr, c, i0 * p + jb, p, m - i0, cols, add)
 
 
 @njit(**_JIT)
@@ -660,7 +688,7 @@ def batch(ap2, m, b, c, k, p, scratch, spans, bstep):  # pragma: no cover
     (``bstep`` = k*p: B C-contiguous too); only in the columns ``spans[i, 0] .. spans[i, 1]`` and
     ``spans[i, 2] .. spans[i, 3]`` where ``spans`` is not empty (C's other columns are left as
     they were)."""
-    nr = _nr(scratch)
+    nr = _batch_cols(scratch.itemsize)
     ct = scratch[:MR * nr]
     zeros = scratch[MR * nr:MR * nr + _whole_rows(m)]  # the bias: none
     zeros[:] = 0
@@ -805,7 +833,7 @@ def _red_unit(a, a0, lda, astep, m, b, b0, ldb, bstep, n, kc, segs, out, o0, add
                     _tile_rows(src, s0, lds, bp, b1, nr, out, o0 + i0 * n + j0, n, kc, adds, ct, 0, 0)
                 else:
                     _tile_rows(src, s0, lds, bp, b1, nr, ct, 0, nr, kc, 0, ct, 0, 0)
-                    _put(ct, out[o0:], i0 * n + j0, n, min(MR, m - i0), min(nr, n - j0), adds)
+                    _put(ct, nr, out[o0:], i0 * n + j0, n, min(MR, m - i0), min(nr, n - j0), adds)
 
 
 @njit(**_JIT)
