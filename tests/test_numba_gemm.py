@@ -64,6 +64,9 @@ CASES = [
     # gathered with other images'
     pytest.param((5, 24, 7, 7), 16, {}, id="r7-half"),
     pytest.param((5, 24, 7, 7), 13, {}, id="r7-ragged"),
+    # 99 columns an image: on three-vector panels (float32) a whole one, one of two vectors, one of
+    # one and three columns gathered
+    pytest.param((3, 24, 9, 11), 16, {}, id="r99-pieces"),
     pytest.param((2, 600, 4, 5), 20, {}, id="k-blocks"),
     # a packed A over COLS_L2_BYTES whose KC blocks fit COLS_BLOCK_BYTES (both dtypes): the forward
     # runs block by block over the panels

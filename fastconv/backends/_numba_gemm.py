@@ -66,7 +66,8 @@ NARROW = WIDE and _llvm.get_host_cpu_name() == "znver4"
 # ... and the others with AVX-512, whose 512-bit operations run whole, as BLAS's do (measured on an
 # Intel Xeon): the rows and limits drawn there (``numba_jit.full_width_tiles``) hold for these.
 FULL_WIDTH = WIDE and not NARROW
-# Vectors of columns per tile row in ``batch`` (winograd's products, numba's patches): three on
+# Vectors of columns per tile row in ``batch`` (winograd's products, numba's patches) and in 1x1
+# layers' columns (``_cols_run``): three on
 # those cores, 24 sums of AVX-512's 32, so that each of A's elements, streamed from L2, feeds three
 # multiply-adds, not two. (A run of four vectors takes two tiles of two: ``_batch_run``.) One
 # thread, 16 products m x k by k x p, float32, old / new time, same bits, medians of 15 interleaved
@@ -401,7 +402,7 @@ def cols_scratch(m, k, nthreads, itemsize, columns=0, p_img=1):
     bias padded to whole tiles, and per slot a B panel for the panels gathered from several
     images, a scratch tile, and (ints) the slot's panels and runs (``_cols_panels``) over
     ``columns`` columns of images of ``p_img``."""
-    nr = tile_cols(itemsize)
+    nr = batch_cols(itemsize)
     mp = _whole_rows(m)
     panels, runs = cols_panels_max(cols_share(columns, nthreads, nr), p_img, nr)
     return _aligned(mp * k) + _aligned(mp) + nthreads * _aligned((KC + MR) * nr), nthreads * (4 * panels + 2 * runs)
@@ -414,9 +415,9 @@ def cols_share(total, nslots, nr):
 
 def cols_panels_max(share, p_img, nr):
     """``(panels, runs)``: at most how many ``_cols_panels`` makes of ``share`` columns of images of
-    ``p_img``: a half panel and a gathered one per image at most, besides the columns' halves."""
+    ``p_img``: a gathered panel per image at most, besides the panels of at least a vector."""
     images = share // p_img + 2
-    panels = share // (nr // 2) + 2 * images + 1
+    panels = share // (nr // BATCH_NV) + 2 * images + 1
     return panels, panels + images
 
 
@@ -428,7 +429,7 @@ _cols_panels_max = njit(inline="always", **_JIT)(cols_panels_max)
 def _cols_views(wm, nthreads, fws, slot):  # pragma: no cover
     m, k = wm.shape
     mp = _whole_rows(m)
-    nr = _nr(fws)
+    nr = _batch_cols(fws.itemsize)
     asize = _aligned(mp * k)
     shared = asize + _aligned(mp)
     per = _aligned((KC + MR) * nr)
@@ -469,7 +470,7 @@ def _cols_part(wm, b3, c3, bias, nthreads, fws, iws, slot):  # pragma: no cover
     ``j = n*P + p`` (whole panels of them)."""
     n_img, _, p_img = b3.shape
     m, k, mp, ap, bias_p, bp, ct = _cols_views(wm, nthreads, fws, slot)
-    nr = _nr(fws)
+    nr = _batch_cols(fws.itemsize)
     total = n_img * p_img
     share = _cols_share(total, nthreads, nr)
     most, nruns = _cols_panels_max(share, p_img, nr)
@@ -483,9 +484,9 @@ def _cols_part(wm, b3, c3, bias, nthreads, fws, iws, slot):  # pragma: no cover
 @njit(**_JIT)
 def _cols_panels(j0, j1, p_img, nr, half, panels, runs):  # pragma: no cover
     """The flat columns ``[j0, j1)`` as panels, image by image: as many whole panels of ``nr``
-    columns as an image's part holds, then (with ``half``) a half panel, both read where they lie;
-    the columns left (fewer than half a panel) gathered with other images' into panels of
-    ``nr``. ``panels[i] = (first column, columns, first run, last run)``, the runs of a
+    columns as an image's part holds, then (with ``half``) one of two vectors and one of one (each
+    on its own tile; with two-vector panels, a half panel), all read where they lie; the columns
+    left (fewer than a vector) gathered with other images' into panels of ``nr``. ``panels[i] = (first column, columns, first run, last run)``, the runs of a
     gathered panel ``runs[r] = (first column, columns)`` (none for a panel read where it lies).
     Returns the panels' count. Before, panels ran on end to end over the flat columns, and at 7x7
     (49 columns an image) two in three crossed an image's end, each copied and put through the
@@ -493,7 +494,7 @@ def _cols_panels(j0, j1, p_img, nr, half, panels, runs):  # pragma: no cover
     (7 interleaved rounds): 2048 -> 512 channels 191-198 / 132-148, 512 -> 2048 186-195 / 133-142;
     14x14 256 -> 1024 219-223 / 172-185, 1024 -> 256 211-216 / 153-155; two threads, N=32 7x7,
     forward time over torch's: 2048 -> 512 1.22 / 1.43-1.54, 512 -> 2048 1.17 / 1.26-1.50."""
-    hp = nr // 2
+    hp = nr // BATCH_NV  # a vector's columns
     n, nruns, pend, first = 0, 0, 0, 0
     j = j0
     while j < j1:
@@ -503,6 +504,10 @@ def _cols_panels(j0, j1, p_img, nr, half, panels, runs):  # pragma: no cover
             panels[n, 0], panels[n, 1], panels[n, 2], panels[n, 3] = j, nr, 0, 0
             n += 1
             j += nr
+        if half and BATCH_NV > 2 and j + 2 * hp <= end:
+            panels[n, 0], panels[n, 1], panels[n, 2], panels[n, 3] = j, 2 * hp, 0, 0
+            n += 1
+            j += 2 * hp
         if half and j + hp <= end:
             panels[n, 0], panels[n, 1], panels[n, 2], panels[n, 3] = j, hp, 0, 0
             n += 1
@@ -527,9 +532,10 @@ def _cols_panels(j0, j1, p_img, nr, half, panels, runs):  # pragma: no cover
 def _cols_panel(ap, m, mp, bias_p, bflat, cflat, k, p_img, bp, ct, panel, runs, pc, kc, add,
                 last):  # pragma: no cover
     """``_cols_run``'s block pc .. pc + kc on one panel of ``_cols_panels``: read where it lies
-    (whole, or half on ``_tile_half``), or its runs copied into ``bp`` (zeros past its columns)
-    and its sums put from the scratch tile ``ct``, as are the rows past whole tiles of C."""
-    nr = _nr(ct)
+    (whole, or of two vectors or one on their own tiles), or its runs copied into ``bp`` (zeros
+    past its columns) and its sums put from the scratch tile ``ct``, as are the rows past whole
+    tiles of C."""
+    nr = _batch_cols(ct.itemsize)
     jb, cols, r0, r1 = panel[0], panel[1], panel[2], panel[3]
     gathered = jb < 0
     if not gathered:
@@ -556,11 +562,13 @@ def _cols_panel(ap, m, mp, bias_p, bflat, cflat, k, p_img, bp, ct, panel, runs, 
         if not gathered and i0 + MR <= m:
             c0 = (img * m + i0) * p_img + p
             if cols == nr:
-                _tile(ap, a0, 0, src, b0, ldb, cflat, c0, p_img, kc, add, bias_p, i0, last)
-            else:
+                _tile_batch(ap, a0, 0, src, b0, ldb, cflat, c0, p_img, kc, add, bias_p, i0, last)
+            elif cols == nr // BATCH_NV:
                 _tile_half(ap, a0, 0, src, b0, ldb, cflat, c0, p_img, kc, add, bias_p, i0, last)
+            else:  # two vectors (of three)
+                _tile(ap, a0, 0, src, b0, ldb, cflat, c0, p_img, kc, add, bias_p, i0, last)
             continue
-        _tile(ap, a0, 0, src, b0, ldb, ct, 0, nr, kc, 0, bias_p, i0, last)
+        _tile_batch(ap, a0, 0, src, b0, ldb, ct, 0, nr, kc, 0, bias_p, i0, last)
         rows = min(MR, m - i0)
         if not gathered:
             _put(ct, nr, cflat, (img * m + i0) * p_img + p, p_img, rows, cols, add)
@@ -589,7 +597,7 @@ def _cols_run(ap, m, bias_p, bflat, cflat, k, p_img, bp, ct, panels, runs, j0, j
     block over (512 -> 2048 channels 1.73-1.77 against 1.51-1.57). The sums run in the same order
     either way: the same bits."""
     mp = _whole_rows(m)
-    nr = _nr(ct)
+    nr = _batch_cols(ct.itemsize)
     n = _cols_panels(j0, j1, p_img, nr, m % MR == 0, panels, runs)
     blocks = mp * k * ct.itemsize > COLS_L2_BYTES and mp * KC * ct.itemsize <= COLS_BLOCK_BYTES
     if not blocks:
