@@ -486,8 +486,9 @@ def _cols_panels(j0, j1, p_img, nr, half, panels, runs):  # pragma: no cover
     """The flat columns ``[j0, j1)`` as panels, image by image: as many whole panels of ``nr``
     columns as an image's part holds, then (with ``half``) one of two vectors and one of one (each
     on its own tile; with two-vector panels, a half panel), all read where they lie; the columns
-    left (fewer than a vector) gathered with other images' into panels of ``nr``. ``panels[i] = (first column, columns, first run, last run)``, the runs of a
-    gathered panel ``runs[r] = (first column, columns)`` (none for a panel read where it lies).
+    left (fewer than a vector) gathered with other images' into panels of ``nr``.
+    ``panels[i] = (first column, columns, first run, last run)``, the runs of a gathered panel
+    ``runs[r] = (first column, columns)`` (none for a panel read where it lies).
     Returns the panels' count. Before, panels ran on end to end over the flat columns, and at 7x7
     (49 columns an image) two in three crossed an image's end, each copied and put through the
     scratch tile; now one column an image is. One thread, float32, N=16 7x7, GFLOP/s now / before
