@@ -266,10 +266,12 @@ def test_every_span_width_gives_the_same_bits(dtype):
 
 @wide
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-@pytest.mark.parametrize(("m", "n", "p"), [(20, 45, 300), (8, 32, 256), (3, 70, 17)])
+@pytest.mark.parametrize(("m", "n", "p"), [(20, 45, 300), (8, 32, 256), (3, 70, 17), (9, 64, 40), (16, 100, 33),
+                                           (8, 16, 20)])
 def test_reduction_products_match_longdouble(m, n, p, dtype):
     # winograd's weight gradient: C[i] (+)= A[i] @ B[i].T, the reduction along both rows (two
-    # blocks at 300), rows and columns past whole tiles (3 rows: fewer than a tile's), added or not
+    # blocks at 300), rows and columns past whole tiles (3 rows: fewer than a tile's), added or not;
+    # columns in panels of three vectors, two and one (64: two of two; 100: two of three and one)
     a, b, c0 = _rand((16, m, p), dtype, 0), _rand((16, n, p), dtype, 1), _rand((16, m, n), dtype, 2)
     scratch = np.empty(gemm.red_batch_scratch(n, np.dtype(dtype).itemsize), dtype)
     wide_ = np.longdouble

@@ -334,6 +334,7 @@ def _tile_call(rows, taps=False, nv=NV, masked=False, planes=False, vbits=VBITS,
 _tile = _tile_call(rows=False)  # A packed (the forward's weight, once per call)
 _tile_rows = _tile_call(rows=True)  # A's rows where they lie (the weight gradient's gy)
 _tile_rows_half = _tile_call(rows=True, nv=1)  # ... and half a panel of B's columns
+_tile_rows_batch = _tile_call(rows=True, nv=BATCH_NV)  # ... a panel of ``BATCH_NV`` vectors (``_red_unit``)
 _tile_taps = _tile_call(rows=False, taps=True)  # A packed, B a kernel's taps over a plane (implicit forward)
 _tile_batch = _tile_call(rows=False, nv=BATCH_NV)  # A packed, a panel of ``batch``'s columns
 _tile_batch_ragged = _tile_call(rows=False, nv=BATCH_NV, masked=True)  # ... its first ``cols``
@@ -720,27 +721,53 @@ def red_scratch(m, n, nthreads, itemsize):
 
 def red_batch_scratch(n, itemsize):
     """Elements of ``_red_unit``'s scratch for products of ``n`` columns (``_unit_views``): B packed
-    for one block (KC x n, n in whole panels), A's last rows when they are fewer than MR, a scratch
-    tile."""
-    return _unit_size(n, tile_cols(itemsize))
+    for one block (KC x n, n in whole vectors), A's last rows when they are fewer than MR, a
+    scratch tile."""
+    return _unit_size(n, batch_cols(itemsize))
 
 
 @njit(inline="always", **_JIT)
 def _unit_size(n, nr):  # pragma: no cover
-    return _aligned(KC * ((n + nr - 1) // nr * nr) + MR * KC + MR * nr)
+    lanes = nr // BATCH_NV
+    return _aligned(KC * ((n + lanes - 1) // lanes * lanes) + MR * KC + MR * nr)
 
 
 @njit(inline="always", **_JIT)
 def _unit_views(n, own):  # pragma: no cover
     """``(bp, ae, ct)`` of ``_red_unit`` carved from ``own`` (``red_batch_scratch`` elements)."""
-    nr = _nr(own)
-    npad = (n + nr - 1) // nr * nr
+    nr = _batch_cols(own.itemsize)
+    lanes = nr // BATCH_NV
+    npad = (n + lanes - 1) // lanes * lanes
     return own[:KC * npad], own[KC * npad:KC * npad + MR * KC], own[KC * npad + MR * KC:KC * npad + MR * KC + MR * nr]
 
 
 @njit(inline="always", **_JIT)
+def _panel_width(left, nr, lanes):  # pragma: no cover
+    """The next panel's columns with ``left`` columns to go: a whole panel of ``nr``, two vectors
+    where four are left (two tiles of two, not one of three and one of one), else what is left
+    rounded up to whole vectors (the columns past it zeros)."""
+    if left == 4 * lanes and nr > 2 * lanes:
+        return 2 * lanes
+    return min(nr, (left + lanes - 1) // lanes * lanes)
+
+
+@njit(inline="always", **_JIT)
+def _pack_panel(b, b0, ldb, n, j0, kc, bp, base, nw):  # pragma: no cover
+    """``bp[base + kk*nw + q] = b[b0 + (j0 + q)*ldb + kk]`` for q < nw, kk < kc: zeros past n."""
+    for q in range(nw):
+        j = j0 + q
+        if j < n:
+            src = b[b0 + j * ldb:b0 + j * ldb + kc]
+            for kk in range(kc):
+                bp[base + kk * nw + q] = src[kk]
+        else:
+            for kk in range(kc):
+                bp[base + kk * nw + q] = 0
+
+
+@njit(inline="always", **_JIT)
 def _red_views(m, n, nthreads, fws, slot):  # pragma: no cover
-    per = _unit_size(n, _nr(fws))
+    per = _unit_size(n, _batch_cols(fws.itemsize))
     bp, ae, ct = _unit_views(n, fws[slot * per:(slot + 1) * per])
     base = nthreads * per + (slot - 1) * _aligned(m * n)
     return bp, ae, ct, fws[base:base + m * n]
@@ -805,44 +832,53 @@ def _red_unit(a, a0, lda, astep, m, b, b0, ldb, bstep, n, kc, segs, out, o0, add
     panels, is copied once (``bp``) for all of A's rows; A's last rows, when fewer than MR, go
     through ``ae``; tiles cut by the matrix's edge through the scratch tile ``ct``. Each tile runs
     every segment before the next tile, so that its part of ``out`` stays in L1 meanwhile. (Rows in
-    chunks whose A L2 holds over all the panels measured the same at 7x7, 512 -> 2048: not kept.)"""
-    nr = _nr(ct)
+    chunks whose A L2 holds over all the panels measured the same at 7x7, 512 -> 2048: not kept.)
+    Panels of ``_panel_width`` columns, each on the tile of as many vectors: two threads, float32,
+    time over two-vector panels' (medians of 3 alternating processes, 2026-12-05, same bits):
+    winograd's weight gradient N=32 7x7 C=512 0.83, 14x14 C=256 0.92, 28x28 C=128 0.95, 56x56 C=64
+    1.02 (two panels of two vectors either way), N=8 7x7 C=512 0.78; numba's 1x1 and patches 0.96-1.01.
+    Copied with a variable pitch, B's panels took numba's 1x1 weight gradients 1.09-1.16x the time:
+    the whole ones are copied with the pitch a constant."""
+    nr = _batch_cols(ct.itemsize)
+    lanes = nr // BATCH_NV
     kt = segs * kc
-    npan = (n + nr - 1) // nr
-    for jp in range(npan):  # bp[jp*kt*nr + (s*kc + kk)*nr + q] = b[b0 + s*bstep + (jp*nr + q)*ldb + kk]
+    j0 = 0
+    while j0 < n:  # bp[j0*kt + (s*kc + kk)*nw + q] = b[b0 + s*bstep + (j0 + q)*ldb + kk]
+        nw = _panel_width(n - j0, nr, lanes)
         for s in range(segs):
-            base = jp * kt * nr + s * kc * nr
-            for q in range(nr):
-                j = jp * nr + q
-                if j < n:
-                    src = b[b0 + s * bstep + j * ldb:b0 + s * bstep + j * ldb + kc]
-                    for kk in range(kc):
-                        bp[base + kk * nr + q] = src[kk]
-                else:
-                    for kk in range(kc):
-                        bp[base + kk * nr + q] = 0
+            if nw == nr:  # (the pitch a constant in the loop: the copy of most panels)
+                _pack_panel(b, b0 + s * bstep, ldb, n, j0, kc, bp, j0 * kt + s * kc * nr, nr)
+            else:
+                _pack_panel(b, b0 + s * bstep, ldb, n, j0, kc, bp, j0 * kt + s * kc * nw, nw)
+        j0 += nw
     tail = m // MR * MR
     if tail < m:  # A's last rows, fewer than MR: copied, with zero rows after them
         for s in range(segs):
             for r in range(MR):
                 for kk in range(kc):
                     ae[(s * MR + r) * kc + kk] = a[a0 + s * astep + (tail + r) * lda + kk] if tail + r < m else 0
-    for jp in range(npan):
-        j0 = jp * nr
+    j0 = 0
+    while j0 < n:
+        nw = _panel_width(n - j0, nr, lanes)
         for i0 in range(0, m, MR):
-            whole = i0 < tail and j0 + nr <= n
+            whole = i0 < tail and j0 + nw <= n
             for s in range(segs):
                 if i0 < tail:
                     src, s0, lds = a, a0 + s * astep + i0 * lda, lda
                 else:
                     src, s0, lds = ae, s * MR * kc, kc
-                b1 = jp * kt * nr + s * kc * nr
+                b1 = j0 * kt + s * kc * nw
                 adds = add if s == 0 else 1
-                if whole:
-                    _tile_rows(src, s0, lds, bp, b1, nr, out, o0 + i0 * n + j0, n, kc, adds, ct, 0, 0)
-                else:
-                    _tile_rows(src, s0, lds, bp, b1, nr, ct, 0, nr, kc, 0, ct, 0, 0)
-                    _put(ct, nr, out[o0:], i0 * n + j0, n, min(MR, m - i0), min(nr, n - j0), adds)
+                cc, c0, ldc, ad = (out, o0 + i0 * n + j0, n, adds) if whole else (ct, 0, nw, 0)
+                if nw == nr:
+                    _tile_rows_batch(src, s0, lds, bp, b1, nw, cc, c0, ldc, kc, ad, ct, 0, 0)
+                elif nw == lanes:
+                    _tile_rows_half(src, s0, lds, bp, b1, nw, cc, c0, ldc, kc, ad, ct, 0, 0)
+                else:  # two vectors (of three)
+                    _tile_rows(src, s0, lds, bp, b1, nw, cc, c0, ldc, kc, ad, ct, 0, 0)
+                if not whole:
+                    _put(ct, nw, out[o0:], i0 * n + j0, n, min(MR, m - i0), min(nw, n - j0), adds)
+        j0 += nw
 
 
 @njit(**_JIT)
