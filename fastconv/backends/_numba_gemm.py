@@ -50,7 +50,7 @@ NV = 2  # vectors of columns per tile row: MR * NV sums in registers (16 of AVX-
 WIDE_ROW_BYTES = NV * 512 // 8
 PIECES = 4  # slots per thread (numba_jit._run_parts): a thread slowed by another process takes fewer
 RED_PIECES = 2  # ... in the weight gradient, where each slot past the first adds a partial gw to sum
-KC = 256  # reduction steps per tile call: its B panel (KC x 2 vectors, float32 32 KiB; 48 in ``batch``) stays in L1
+KC = 256  # reduction steps per tile call: its B panel (KC x 2 vectors, float32 32 KiB; 48 with BATCH_NV) stays in L1
 # ``_cols_run``: a packed A larger than L2 (COLS_L2_BYTES) whose blocks of KC steps L2 holds (at
 # most COLS_BLOCK_BYTES) runs block by block over all of a slot's panels of B; any other A whole,
 # per panel. The AVX-512 machines measured (Skylake-X, Zen 4 and 5) have 1 MiB of L2 a core.
@@ -66,17 +66,18 @@ NARROW = WIDE and _llvm.get_host_cpu_name() == "znver4"
 # ... and the others with AVX-512, whose 512-bit operations run whole, as BLAS's do (measured on an
 # Intel Xeon): the rows and limits drawn there (``numba_jit.full_width_tiles``) hold for these.
 FULL_WIDTH = WIDE and not NARROW
-# Vectors of columns per tile row in ``batch`` (winograd's products, numba's patches) and in 1x1
-# layers' columns (``_cols_run``): three on
+# Vectors of columns per tile row in ``batch`` (winograd's products, numba's patches), in 1x1
+# layers' columns (``_cols_run``) and in the weight gradients' products (``_red_unit``): three on
 # those cores, 24 sums of AVX-512's 32, so that each of A's elements, streamed from L2, feeds three
-# multiply-adds, not two. (A run of four vectors takes two tiles of two: ``_batch_run``.) One
+# multiply-adds, not two. (Four vectors left run as two tiles of two: ``_batch_run``.) One
 # thread, 16 products m x k by k x p, float32, old / new time, same bits, medians of 15 interleaved
 # calls in one process (Intel Xeon, family 6 model 167, 2026-12-05): winograd's at 7x7 C=512 (512 x
 # 512 x 256, its cropped spans) 0.90, 256 x 256 x 336 0.93, 128 x 128 x 336 0.94, 64 x 64 x 336 0.97;
 # a patch item's (one A, 256 columns) 128 x 576 0.94, 512 x 2304 0.93. In the tile alone (A and B
 # distinct per product) two / three vectors / six rows by four (another packing of A) / twelve rows
 # by two: 512 x 512 x 192 127 / 137 / 132 / 132 GFLOP/s, 256 x 256 x 192 159 / 165 / 167 / 166.
-# Not measured on Zen 5, which takes it too.
+# Two threads, numba's 1x1 forward (N=32, 7x7 to 56x56) 0.88-0.97x the time. Not measured on Zen 5,
+# which takes it too.
 BATCH_NV = 3 if FULL_WIDTH else NV
 
 
