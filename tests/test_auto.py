@@ -262,6 +262,9 @@ def test_without_wide_tiles_the_weight_gradient_of_few_input_channels_runs_blas(
     (Geometry.from_args((16, 32, 14, 14), (256, 32, 5, 5), padding=2), "numba", "im2col", "numba"),
     (Geometry.from_args((16, 32, 14, 14), (255, 32, 5, 5), padding=2), "numba", "numba", "numba"),
     (Geometry.from_args((8, 8, 28, 28), (512, 8, 1, 1)), "numba", "im2col", "numba"),  # 1x1: its own rows
+    # ... at a stride: numba's input gradient (2-D only)
+    (Geometry.from_args((8, 256, 28, 28), (512, 256, 1, 1), stride=2), "numba", "numba", "numba"),
+    (Geometry.from_args((8, 256, 28), (512, 256, 1), stride=2), "numba", "im2col", "numba"),
     # kD x 1 x 1 kernels at unit stride: BLAS's shifted products forward and backward to the input
     (Geometry.from_args((4, 64, 8, 56, 56), (64, 64, 3, 1, 1), padding=(1, 0, 0)), "im2col", "im2col", "numba"),
     (Geometry.from_args((16, 48, 8, 56, 56), (32, 48, 3, 1, 1), padding=(1, 0, 0)), "im2col", "numba", "numba"),
@@ -282,6 +285,19 @@ def test_full_width_avx512_rows(tiles, monkeypatch, geom, forward, grad_input, g
     assert got == ([forward, grad_input, grad_weight] if full else picks)
     if full and got != picks:  # a row of its own decided
         assert [forward, grad_input, grad_weight] != picks
+
+
+def test_strided_pointwise_input_gradient_is_numbas_in_float32_only(tiles, monkeypatch):
+    """A 2-D 1x1 kernel at a stride on full-width AVX-512: numba's input gradient in float32, BLAS's
+    in float64 (``_strided_pointwise``, ``AUTO_DTYPE_RULES``), and BLAS's at unit stride."""
+    numba_jit = tiles(True, "reference", "im2col", "numba")
+    monkeypatch.setattr(numba_jit, "matrix_product", lambda geom: math.prod(geom.kernel) == 1)
+    monkeypatch.setattr(numba_jit, "full_width_tiles", lambda geom: True)
+    strided = Geometry.from_args((16, 128, 28, 28), (256, 128, 1, 1), stride=2)
+    unit = Geometry.from_args((16, 128, 28, 28), (256, 128, 1, 1))
+    assert backends.choose(strided, np.float32, pass_="grad_input") == "numba"
+    assert backends.choose(strided, np.float64, pass_="grad_input") == "im2col"
+    assert backends.choose(unit, np.float32, pass_="grad_input") == "im2col"
 
 
 ONE_IMAGE_ROWS = "one image of one group"  # in the names of the one-image rows of ``AUTO_PASS_RULES``

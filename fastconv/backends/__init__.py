@@ -773,6 +773,18 @@ AUTO_PLANE_TAPS_CHANNELS = 32  # per side, from which the forward runs BLAS
 AUTO_PLANE_TAPS_GRAD_INPUT_OUTPUTS = 64  # output channels from which the input gradient does
 
 
+def _strided_pointwise(g: Geometry) -> bool:
+    """A 2-D 1x1 kernel at a stride, one group, on full-width AVX-512: numba's input gradient (its
+    products on three-vector tiles, ``_numba_gemm.BATCH_NV``, beside a scatter into the pixels read)
+    ran faster than BLAS's. Float32, each pass alone after a 0.15 s pause, medians of 7 interleaved
+    rounds, two threads, an Intel Xeon (2026-12-05), numba's time over im2col's: 256 -> 512 28x28
+    N=32 0.75, N=8 0.62, 512 -> 1024 14x14 0.64, 1024 -> 2048 0.96, 64 -> 128 56x56 0.91, 64 -> 256
+    28x28 0.79, 128 -> 256 N=16 0.62. At unit stride BLAS kept most (1.10-1.68; 7x7 images, whose 49
+    pixels fill a three-vector panel and a column, 0.73-0.96, but 8x8 1.26: not a rule). In float64
+    mixed (0.93, 1.12, 1.05): ``AUTO_DTYPE_RULES`` keeps BLAS's there."""
+    return g.ndim == 2 and g.groups == 1 and math.prod(g.kernel) == 1 and max(g.stride) > 1 and _full_width(g)
+
+
 def _plane_taps(g: Geometry) -> bool:
     """A 3-D kernel of one tap across a plane and more than one deep, unit stride and dilation, one
     group, on full-width AVX-512."""
@@ -804,6 +816,8 @@ AUTO_PASS_RULES: tuple[tuple[str, str, object, tuple[str, ...]], ...] = (
      "not 3x3 at stride 1 nor 512+ output channels 8x the input's",
      lambda g: (math.prod(as_2d(g).kernel) > 1 and g.c_in_g > 4 and not _many_outputs(g, AUTO_MANY_OUT_CHANNELS)
                 and _on_pixel_tiles(g, "pixel_tiles")), ("numba", "im2col")),
+    ("grad_input", "full-width AVX-512: 2-D 1x1 kernel at a stride, one group: numba's products",
+     _strided_pointwise, ("numba", "im2col")),
     ("grad_input", "1x1 kernel, one group: w's transpose times gy",
      lambda g: g.groups == 1 and math.prod(g.kernel) == 1, ("im2col", "numba")),
     ("grad_input", "up to 4 input channels, 17+ output channels, one group", _few_inputs, ("im2col", "numba")),
@@ -905,6 +919,8 @@ AUTO_DTYPE_RULES: tuple[tuple[str, str, str, object, tuple[str, ...]], ...] = (
     # backward with winograd's passes / BLAS's, 5 rounds, 3x3 N=16 64 -> 512 14x14 1.69, N=8 28x28
     # 1.45, N=16 20x20 1.48, N=32 7x7 1.58, N=8 40x40 1.34; 96 -> 768 14x14 0.82, N=32 96 -> 1024 7x7
     # 0.93, N=4 128 -> 1024 28x28 0.85.)
+    ("float64", "grad_input", "full-width AVX-512: 2-D 1x1 kernel at a stride, one group: BLAS's products",
+     _strided_pointwise, ("im2col", "numba")),
     ("float64", "grad_input", "full-width AVX-512: 256+ output channels, 8x the input's",
      lambda g: _many_outputs_any(g, AUTO_MANY_OUT_GRAD_INPUT_CHANNELS), ("im2col", "numba")),
     ("float64", "grad_weight", "full-width AVX-512: 512+ output channels, 8x the input's",
