@@ -773,6 +773,13 @@ AUTO_PLANE_TAPS_CHANNELS = 32  # per side, from which the forward runs BLAS
 AUTO_PLANE_TAPS_GRAD_INPUT_OUTPUTS = 64  # output channels from which the input gradient does
 
 
+def _plane_taps(g: Geometry) -> bool:
+    """A 3-D kernel of one tap across a plane and more than one deep, unit stride and dilation, one
+    group, on full-width AVX-512."""
+    return (g.ndim == 3 and g.kernel[0] > 1 and g.kernel[1:] == (1, 1) and g.stride == (1, 1, 1)
+            and g.dilation == (1, 1, 1) and g.groups == 1 and _full_width(g))
+
+
 def _strided_pointwise(g: Geometry) -> bool:
     """A 2-D 1x1 kernel at a stride, one group, on full-width AVX-512: numba's input gradient (its
     products on three-vector tiles, ``_numba_gemm.BATCH_NV``, beside a scatter into the pixels read)
@@ -783,13 +790,6 @@ def _strided_pointwise(g: Geometry) -> bool:
     pixels fill a three-vector panel and a column, 0.73-0.96, but 8x8 1.26: not a rule). In float64
     mixed (0.93, 1.12, 1.05): ``AUTO_DTYPE_RULES`` keeps BLAS's there."""
     return g.ndim == 2 and g.groups == 1 and math.prod(g.kernel) == 1 and max(g.stride) > 1 and _full_width(g)
-
-
-def _plane_taps(g: Geometry) -> bool:
-    """A 3-D kernel of one tap across a plane and more than one deep, unit stride and dilation, one
-    group, on full-width AVX-512."""
-    return (g.ndim == 3 and g.kernel[0] > 1 and g.kernel[1:] == (1, 1) and g.stride == (1, 1, 1)
-            and g.dilation == (1, 1, 1) and g.groups == 1 and _full_width(g))
 
 
 AUTO_PASS_RULES: tuple[tuple[str, str, object, tuple[str, ...]], ...] = (

@@ -373,6 +373,17 @@ _batch_cols = njit(inline="always", **_JIT)(batch_cols)
 
 
 @njit(inline="always", **_JIT)
+def _panel_width(left, nr, lanes):  # pragma: no cover
+    """The next panel's columns with ``left`` columns to go, on tiles of up to ``nr`` columns
+    (``lanes`` a vector): a whole panel, two vectors where four are left (two tiles of two, not one
+    of three and one of one), else what is left rounded up to whole vectors (``_red_unit`` pads
+    them with zeros; ``batch`` takes no more than is left, on the masked tiles)."""
+    if left == 4 * lanes:
+        return 2 * lanes
+    return min(nr, (left + lanes - 1) // lanes * lanes)
+
+
+@njit(inline="always", **_JIT)
 def _nr(a):  # pragma: no cover
     """``_tile_cols`` for ``a``'s dtype."""
     return _tile_cols(a.itemsize)
@@ -657,8 +668,8 @@ def _batch_run(ap, m, zeros, b, c, k, p, j0, j1, j2, j3, ct):  # pragma: no cove
         add = 1 if pc > 0 else 0
         for lo, hi in ((j0, j1), (j2, j3)):  # both ranges in one pass over A's block (read from L3 once)
             jb = lo
-            while jb < hi:  # 4 vectors left run as two 2-vector tiles, not a 3 and a 1
-                cols = 2 * lanes if hi - jb == 4 * lanes else min(nr, hi - jb)
+            while jb < hi:
+                cols = min(_panel_width(hi - jb, nr, lanes), hi - jb)
                 _batch_panel(ap, m, mp, zeros, b, c, p, pc, kc, add, jb, cols, nr, ct)
                 jb += cols
 
@@ -740,16 +751,6 @@ def _unit_views(n, own):  # pragma: no cover
     lanes = nr // BATCH_NV
     npad = (n + lanes - 1) // lanes * lanes
     return own[:KC * npad], own[KC * npad:KC * npad + MR * KC], own[KC * npad + MR * KC:KC * npad + MR * KC + MR * nr]
-
-
-@njit(inline="always", **_JIT)
-def _panel_width(left, nr, lanes):  # pragma: no cover
-    """The next panel's columns with ``left`` columns to go: a whole panel of ``nr``, two vectors
-    where four are left (two tiles of two, not one of three and one of one), else what is left
-    rounded up to whole vectors (the columns past it zeros)."""
-    if left == 4 * lanes and nr > 2 * lanes:
-        return 2 * lanes
-    return min(nr, (left + lanes - 1) // lanes * lanes)
 
 
 @njit(inline="always", **_JIT)
