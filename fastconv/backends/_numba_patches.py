@@ -28,6 +28,10 @@ U = np.uint64  # offsets into flat arrays
 # forward in ms with items of 128 / 256 / 512 pixels: 14x14 C=256 -> 512 10.5 / 10.8 / 10.5,
 # 28x28 C=128 -> 256 10.1 / 10.3 / 10.1 (im2col's 19.5 and 18.6).
 ITEM_PIXELS = 256
+# Below this many output pixels a thread (a batch of one 7x7 or 14x14 image, say), the threads
+# split the output channels instead: items of pixels would each read the whole packed weight for
+# a few columns, two threads each streaming all of it.
+ROWS_MAX_PIXELS = 128
 PART_PIXELS = 16  # items hold whole half panels of the tiles' columns (a half runs on its own tile)
 _NO_SPANS = np.empty((0, 4), np.int64)
 
@@ -135,6 +139,29 @@ def forward_plan(x_shape, w5_shape, y_shape, sh, sw, dh, dw, item, threads, budg
     return _items(n * p_img, per_pixel, fixed, groups * _gemm.packed_size(kg, kr) * item, threads, budget)
 
 
+def _row_blocks(q, kg, threads):
+    """The blocks ``(k0, k1)`` of output channels (whole tiles' rows) that the threads take, each
+    over all ``q`` output pixels, where the pixels are too few to split (``ROWS_MAX_PIXELS``):
+    else one block, and the threads split the pixels."""
+    panels = _gemm._whole_rows(kg) // MR
+    parts = min(threads, panels) if q < threads * ROWS_MAX_PIXELS else 1
+    per = -(-panels // parts)
+    return [(p0 * MR, min(kg, (p0 + per) * MR)) for p0 in range(0, panels, per)]
+
+
+def _fits_rows(x_shape, w5_shape, y_shape, sh, sw, dh, dw, item, blocks, budget) -> bool:
+    """Whether every thread's block of ``blocks`` (``_row_blocks``), its columns of all the pixels
+    and its packed rows, fits ``budget`` bytes."""
+    n, _, h, wd = x_shape
+    groups, _, cg, kh, kw = w5_shape
+    taps, oh, ow = kh * kw, y_shape[2], y_shape[3]
+    kr, rows = cg * taps, blocks[0][1]
+    hp, wp = padded_plane(h, wd, kh, kw, sh, sw, dh, dw, oh, ow)
+    per_pixel, fixed = _item_bytes(kr + rows, _gemm.batch_scratch(rows, item), oh * ow, ow, sh, hp, wp, taps, item)
+    packed = groups * _gemm.packed_size(rows, kr) * item
+    return len(blocks) * (per_pixel * n * oh * ow + fixed + packed) <= budget
+
+
 def forward(x, w5, bias, y, sh, sw, pt, pl, dh, dw, threads, budget, compile_only=False) -> bool:
     """``y`` (C-contiguous ``(N, K, OH, OW)``) = the convolution of ``x`` (C-contiguous, padded by
     ``pt`` rows above and ``pl`` columns left) with the kernels ``w5[g, k, c]`` (any view:
@@ -152,9 +179,25 @@ def forward(x, w5, bias, y, sh, sw, pt, pl, dh, dw, threads, budget, compile_onl
     if plan is None:
         return False
     size, threads = plan
-    ap = kept("patches-packed", (groups, _gemm.packed_size(kg, kr)), x.dtype)  # (a new one each call: page faults)
     y3 = y.reshape(n, c_out, p_img)
     bias = bias if bias is not None else np.empty(0, x.dtype)
+    blocks = _row_blocks(q, kg, threads)
+    if len(blocks) > 1 and _fits_rows(x.shape, w5.shape, y.shape, sh, sw, dh, dw, x.itemsize, blocks, budget):
+        ap = kept("patches-packed", (groups, len(blocks), _gemm.packed_size(blocks[0][1], kr)), x.dtype)
+
+        def rows(j, scratch):  # the threads' share of the output channels, all of the pixels
+            k0, k1 = blocks[j]
+            b, c, s, ix, tiles = _buffers(scratch, x.dtype, q, kr, k1 - k0, _gemm.batch_scratch(k1 - k0, x.itemsize),
+                                          p_img, ow, sh, hp, wp, taps)
+            for g in range(groups):
+                pack(w5[g, k0:k1], ap[g, j], 0, _gemm._whole_rows(k1 - k0) // _gemm.MR)
+                columns(x, g * cg, cg, pt, pl, table, 0, q, ow, sh, sw, hp, wp, s, ix, b)
+                _gemm.batch(ap[g, j:j + 1], k1 - k0, b, c, kr, q, tiles, _NO_SPANS, kr * q)
+                put(c, g * kg + k0, k1 - k0, 0, q, bias, y3)
+
+        map_items([(j,) for j in range(len(blocks))], rows, 1 if compile_only else len(blocks))
+        return True
+    ap = kept("patches-packed", (groups, _gemm.packed_size(kg, kr)), x.dtype)  # (a new one each call: page faults)
     panels = _gemm._whole_rows(kg) // _gemm.MR
     per_part = max(1, -(-groups * panels // (2 * threads)))  # two parts a thread
     packing = Shared([(g, p0, min(panels, p0 + per_part)) for g in range(groups) for p0 in range(0, panels, per_part)],
