@@ -214,6 +214,18 @@ class Geometry:
     def is_padded(self) -> bool:
         return any(a or b for a, b in self.padding)
 
+    @cached_property
+    def has_blind_tap(self) -> bool:
+        """Whether some kernel index along some axis reads the padding at every output position
+        (a kernel wider than the input, say): its taps multiply no input value at all."""
+        for i, k, o, s, d, (before, _) in zip(self.in_size, self.kernel, self.out_size, self.stride, self.dilation,
+                                              self.padding):
+            for j in range(k):
+                first = max(0, -(-(before - j * d) // s))  # the first output whose index j lies inside
+                if first >= o or first * s - before + j * d >= i:
+                    return True
+        return False
+
     @property
     def span(self) -> tuple[int, ...]:
         """Reach of the dilated kernel along each axis, ``dilation*(k-1) + 1``."""

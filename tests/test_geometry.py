@@ -154,3 +154,24 @@ def test_a_strided_convolution_as_its_phases_stacked_as_channels():
     for kwargs in (dict(padding=3), dict(stride=2, groups=3), dict(stride=2, dilation=2)):
         assert Geometry.from_args((1, 3, 32, 32), (6, 1 if "groups" in kwargs else 3, 7, 7),
                                   **kwargs).stride_as_channels() is None
+
+
+@pytest.mark.parametrize("size, k, stride, pads, dil", [
+    (1, 3, 1, (1, 1), 1),  # one output: the kernel's first and last rows read padding only
+    (2, 5, 1, (3, 0), 1),
+    (5, 3, 2, (1, 1), 1),
+    (3, 3, 1, (0, 6), 3),
+    (4, 2, 3, (5, 5), 2),
+    (9, 3, 1, (1, 1), 1),
+])
+def test_a_blind_tap_reads_padding_at_every_output(size, k, stride, pads, dil):
+    """``has_blind_tap`` against the taps' positions counted out (``in_padding``), along each axis
+    of a 2-D and a 1-D geometry."""
+    from fastconv.backends._padding_nan import in_padding
+
+    geom = Geometry.from_args((1, 1, size, 4), (1, 1, k, 1), stride=(stride, 1), padding=(pads, (0, 0)),
+                              dilation=(dil, 1))
+    want = any(in_padding(geom, ky, 0).all() for ky in range(k))
+    assert geom.has_blind_tap == want
+    line = Geometry.from_args((1, 1, size), (1, 1, k), stride=stride, padding=(pads,), dilation=dil)
+    assert line.has_blind_tap == want

@@ -6,6 +6,7 @@ to hit each case, and the process-level behaviour (on-disk cache, read-only inst
 missing) runs in subprocesses.
 """
 
+import math
 import os
 import shutil
 import subprocess
@@ -296,6 +297,22 @@ def test_nan_and_inf_meeting_padding_give_nan_like_reference(xs, ws, kwargs, whe
         np.testing.assert_array_equal(np.isinf(got), np.isinf(want))
         finite = np.isfinite(want)
         np.testing.assert_allclose(got[finite], want[finite], rtol=1e-10, atol=1e-10)
+
+
+@pytest.mark.parametrize("xs, ws, blind", [((1, 16, 3, 3), (16, 16, 3, 3), False), ((1, 4, 1, 1), (4, 4, 3, 3), True)])
+def test_a_non_finite_weight_is_found_from_an_output_smaller_than_the_weight(xs, ws, blind):
+    """Where y is the smaller, the forward scans it, not w, for the trace of a non-finite weight
+    (``_weight_not_finite``); a tap that reads only padding (1x1 image, 3x3 kernel) leaves no
+    trace in y, so there w is scanned."""
+    geom, x, w, _ = _inputs(xs, ws, dict(padding=1), np.float64)
+    assert geom.has_blind_tap == blind and math.prod(geom.y_shape) < w.size
+    w[0, 0, 0, 0] = np.inf  # the first row of taps: padding only on the 1x1 image
+    w[-1, -1, 1, 1] = np.nan  # the centre tap: inside the input
+    with np.errstate(invalid="ignore"):
+        got, want = numba_jit.forward(x, w, geom), reference.forward(x, w, geom)
+    np.testing.assert_array_equal(np.isnan(got), np.isnan(want))
+    np.testing.assert_array_equal(np.isinf(got), np.isinf(want))
+    assert not np.isfinite(want[0, 0]).any()  # the inf weight reached every output of its channel
 
 
 def test_finite_values_whose_squares_overflow_put_no_nan_at_the_padding():
