@@ -49,7 +49,7 @@ except ImportError as exc:  # the registry then lists the backend as unavailable
     raise ImportError("it needs Numba: pip install 'fastconv[numba]'") from exc
 
 from .. import _cache, _threads
-from .._workers import call_budget, kept, map_items, set_idle_spin
+from .._workers import call_budget, kept, map_chunks, map_items, set_idle_spin
 from . import _numba_columns as _cols
 from . import _numba_depthwise as _dw
 from . import _numba_gemm as _gemm
@@ -1038,6 +1038,7 @@ PHASES = _gemm.FULL_WIDTH
 PHASES_MAX_CHANNELS = 16  # stacked: input channels times the stride's phases
 PHASES_MAX_WASTE = 4 / 3  # the stacked taps over the kernel's
 PHASES_MIN_OUT_CHANNELS = 32
+PHASES_THREAD_BYTES = 2**20  # of the stacked copy a thread at least, from which the copy is split
 
 
 def _phases_fit(c, budget) -> bool:
@@ -1068,19 +1069,26 @@ def _phases_forward(x, w, bias, y, geom, budget) -> bool:
     # pages each call would be zeroed by the kernel at their first touch
     xs = kept("numba-phases-x", (n, sh, sw, c, hp, wp), x.dtype)
     ws = kept("numba-phases-w", (w.shape[0], sh, sw, c, th, tw), w.dtype)
-    xs.fill(0)
     ws.fill(0)
-    for r in range(sh):  # phase row j holds input row sh*j + r - pt: from j0 on, j1 - j0 of them
-        j0 = max(0, -(-(geom.pt - r) // sh))
-        j1 = min(hp, -(-(ih + geom.pt - r) // sh))
+    for r in range(sh):
         for q in range(sw):
-            k0 = max(0, -(-(geom.pl - q) // sw))
-            k1 = min(wp, -(-(iw + geom.pl - q) // sw))
             taps = w[:, :, r::sh, q::sw]
             ws[:, r, q, :, :taps.shape[2], :taps.shape[3]] = taps
-            if j1 > j0 and k1 > k0:
-                i0, l0 = sh * j0 + r - geom.pt, sw * k0 + q - geom.pl
-                xs[:, r, q, :, j0:j1, k0:k1] = x[:, :, i0::sh, l0::sw][:, :, :j1 - j0, :k1 - k0]
+
+    def stage(b0, b1, scratch):  # images b0 .. b1 of the copy: NumPy's strided copies run on one core each
+        xs[b0:b1].fill(0)
+        for r in range(sh):  # phase row j holds input row sh*j + r - pt: from j0 on, j1 - j0 of them
+            j0 = max(0, -(-(geom.pt - r) // sh))
+            j1 = min(hp, -(-(ih + geom.pt - r) // sh))
+            for q in range(sw):
+                k0 = max(0, -(-(geom.pl - q) // sw))
+                k1 = min(wp, -(-(iw + geom.pl - q) // sw))
+                if j1 > j0 and k1 > k0:
+                    i0, l0 = sh * j0 + r - geom.pt, sw * k0 + q - geom.pl
+                    xs[b0:b1, r, q, :, j0:j1, k0:k1] = x[b0:b1, :, i0::sh, l0::sw][:, :, :j1 - j0, :k1 - k0]
+
+    threads = min(_threads.call_threads(), n, max(1, xs.nbytes // PHASES_THREAD_BYTES))
+    map_chunks(n, -(-n // threads), stage, threads)
     _implicit_forward(xs.reshape(n, -1, hp, wp), ws.reshape(w.shape[0], -1, th, tw), bias, y, g,
                       budget - xs.nbytes)
     return True
