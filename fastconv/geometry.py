@@ -226,6 +226,20 @@ class Geometry:
                     return True
         return False
 
+    @cached_property
+    def has_blind_output(self) -> bool:
+        """Whether some output position along some axis has its whole window in the padding (a
+        padding wider than the kernel's reach, say): its gradient meets no input value."""
+        for i, k, o, s, d, (before, _) in zip(self.in_size, self.kernel, self.out_size, self.stride, self.dilation,
+                                              self.padding):
+            if o and (o - 1) * s - before >= i:  # the last window starts past the input
+                return True
+            for start in range(-before, min(o, -(-before // s)) * s - before, s):  # windows that start before it
+                j = -(start // d)  # its first tap at or past the input's start
+                if j >= k or start + j * d >= i:
+                    return True
+        return False
+
     @property
     def span(self) -> tuple[int, ...]:
         """Reach of the dilated kernel along each axis, ``dilation*(k-1) + 1``."""

@@ -175,3 +175,24 @@ def test_a_blind_tap_reads_padding_at_every_output(size, k, stride, pads, dil):
     assert geom.has_blind_tap == want
     line = Geometry.from_args((1, 1, size), (1, 1, k), stride=stride, padding=(pads,), dilation=dil)
     assert line.has_blind_tap == want
+
+
+@pytest.mark.parametrize("size, k, stride, pads, dil", [
+    (2, 3, 1, (3, 3), 1),  # padding past the kernel's reach: the first and last windows are all padding
+    (9, 3, 1, (1, 1), 1),
+    (4, 3, 2, (4, 0), 2),
+    (1, 3, 3, (2, 2), 2),  # the window's taps straddle the one input pixel
+    (6, 2, 4, (0, 7), 1),
+    (5, 3, 2, (2, 2), 1),
+])
+def test_a_blind_output_has_its_whole_window_in_the_padding(size, k, stride, pads, dil):
+    """``has_blind_output`` against every output's window counted out (``in_padding`` at every
+    tap), along each axis of a 2-D and a 1-D geometry."""
+    from fastconv.backends._padding_nan import in_padding
+
+    geom = Geometry.from_args((1, 1, size, 4), (1, 1, k, 1), stride=(stride, 1), padding=(pads, (0, 0)),
+                              dilation=(dil, 1))
+    want = np.logical_and.reduce([in_padding(geom, ky, 0) for ky in range(k)]).any()
+    assert geom.has_blind_output == want
+    line = Geometry.from_args((1, 1, size), (1, 1, k), stride=stride, padding=(pads,), dilation=dil)
+    assert line.has_blind_output == want

@@ -315,6 +315,23 @@ def test_a_non_finite_weight_is_found_from_an_output_smaller_than_the_weight(xs,
     assert not np.isfinite(want[0, 0]).any()  # the inf weight reached every output of its channel
 
 
+@pytest.mark.parametrize("xs, ws, padding, blind", [((2, 2, 6, 6), (3, 2, 3, 3), 1, False),
+                                                     ((1, 2, 2, 2), (3, 2, 3, 3), 3, True)])
+def test_a_non_finite_gradient_is_found_from_a_weight_gradient_smaller_than_it(xs, ws, padding, blind):
+    """The weight gradient's check (``_gradient_not_finite``), the forward's adjoint: gw scanned
+    where it is the smaller, gy where a pixel's window lies in the padding alone (padding 3 on a
+    2x2 image, 3x3 kernel: the corner pixels) and leaves no trace in gw."""
+    geom, x, _, gy = _inputs(xs, ws, dict(padding=padding), np.float64)
+    assert geom.has_blind_output == blind and gy.size > math.prod(ws)
+    gy[0, 0, 0, 0] = np.inf  # the corner pixel: its window is all padding on the 2x2 image
+    gy[-1, -1, 2, 2] = np.nan
+    with np.errstate(invalid="ignore"):
+        got, want = numba_jit.grad_weight(gy, x, geom), reference.grad_weight(gy, x, geom)
+    np.testing.assert_array_equal(np.isnan(got), np.isnan(want))
+    np.testing.assert_array_equal(np.isinf(got), np.isinf(want))
+    assert not np.isfinite(want[0]).all()
+
+
 def test_finite_values_whose_squares_overflow_put_no_nan_at_the_padding():
     """The finiteness check sums squares (``_all_finite``): 1e20 squared overflows float32, which
     sends the call down the exact path for non-finite values, and that path must find none."""

@@ -911,9 +911,21 @@ def grad_weight(gy, x, geom):
         _run_parts(_k._grad_weight_part, geom.macs, gy, x, gw, *_hyper(geom), x.dtype.type(0),
                    workspaces=_packed_workspaces(_k._gw_scratch, x, gw, (geom.oh, geom.ow), geom.sh, geom.sw,
                                                  geom.dil_h, geom.dil_w, geom.groups))
-    if geom.is_padded and not _all_finite(gy):  # inf * 0 only where a tap reads padding
+    # inf * 0 only where a tap reads padding (nothing to mend where warmup compiled and ran nothing)
+    if geom.is_padded and not _local.compile_only and _gradient_not_finite(gy, gw, geom):
         padding_products(gw, ~np.isfinite(gy), geom, forward=False)
     return gw
+
+
+def _gradient_not_finite(gy, gw, geom) -> bool:
+    """Whether the weight gradient's ``gy`` holds inf or NaN, found from ``gw`` where that is the
+    smaller (``_weight_not_finite``'s adjoint): a non-finite gy turns its output channel's
+    gradient inf or NaN at every tap that meets the input from its pixel, and every pixel's window
+    meets the input unless one lies in the padding alone (``Geometry.has_blind_output``). (A
+    training batch, N=64 MNIST 5x5: 37 K values scanned, not 1.2 M.)"""
+    if gw.size < gy.size and not geom.has_blind_output and _all_finite(gw):
+        return False
+    return not _all_finite(gy)
 
 
 def _implicit_grad_weight(gy, x, gw, geom) -> bool:
