@@ -37,10 +37,10 @@ VOLUME_PLANES = Geometry.from_args((2, 64, 16, 56, 56), (64, 64, 1, 3, 3), paddi
 DILATED = Geometry.from_args((8, 128, 28, 28), (128, 128, 3, 3), padding=2, dilation=2)  # phases 14x14
 DILATED_SMALL_PHASES = Geometry.from_args((8, 128, 24, 24), (128, 128, 3, 3), padding=8, dilation=8)  # 3x3
 DILATED_FEW_CHANNELS = Geometry.from_args((8, 96, 28, 28), (96, 96, 3, 3), padding=2, dilation=2)
-FEW_TILES = Geometry.from_args((1, 512, 7, 7), (512, 512, 3, 3), padding=1)  # 16 F(2x2) tiles: im2col
+FEW_TILES = Geometry.from_args((1, 512, 7, 7), (512, 512, 3, 3), padding=1)  # 16 F(2x2) tiles: PATCH_ROWS
 FEW_TILES_12X12 = Geometry.from_args((1, 384, 12, 12), (384, 384, 3, 3), padding=1)  # 36
 ENOUGH_TILES = Geometry.from_args((3, 256, 8, 8), (256, 256, 3, 3), padding=1)  # 48: winograd
-FEW_TILES_MANY_CHANNELS = Geometry.from_args((1, 1024, 7, 7), (1024, 1024, 3, 3), padding=1)  # ONE_IMAGE
+FEW_TILES_MANY_CHANNELS = Geometry.from_args((1, 1024, 7, 7), (1024, 1024, 3, 3), padding=1)  # PATCH_ROWS too
 FEW_TILES_GROUPED = Geometry.from_args((1, 256, 7, 7), (256, 8, 3, 3), padding=1, groups=32)  # numba, as before
 # 64 channels on small images: numba's implicit forward runs both passes (where AVX-512 runs it) up
 # to 81 output pixels; past them, and past 64 channels, winograd
@@ -103,8 +103,11 @@ TILED_3X3 = "winograd"
 # ... but numba on small images where its implicit forward runs both passes (those tiles too);
 # without them, 64 channels over 7x7 to 9x9 pixels are BLAS-shaped: winograd
 IMPLICIT = "numba" if _tiles() else "winograd"
-# one image of 1024 channels over 7x7 pixels: BLAS's on full-width AVX-512 (the one-image rows), else winograd
-ONE_IMAGE = "im2col" if _full_width() else "winograd"
+# one image of 1024 channels over 7x7 pixels: winograd without full-width AVX-512 (there numba's
+# patches, the threads splitting the output channels, as on 256+ input channels over few pixels:
+# PATCH_ROWS, the few-tiles row's BLAS elsewhere)
+ONE_IMAGE = "numba" if _full_width() else "winograd"
+PATCH_ROWS = "numba" if _full_width() else "im2col"
 
 
 @pytest.fixture
@@ -158,7 +161,7 @@ def test_rule_with_every_backend(installed, geom, expected):
                                             (VOLUME, TILED_3X3), (VOLUME_PLANES, TILED_3X3),
                                             (DILATED, TILED_3X3), (DILATED_SMALL_PHASES, "numba"),
                                             (DILATED_FEW_CHANNELS, "numba"),
-                                            (FEW_TILES, "im2col"), (FEW_TILES_12X12, "im2col"),
+                                            (FEW_TILES, PATCH_ROWS), (FEW_TILES_12X12, PATCH_ROWS),
                                             (ENOUGH_TILES, "winograd"), (FEW_TILES_MANY_CHANNELS, ONE_IMAGE),
                                             (FEW_TILES_GROUPED, "numba"),
                                             (IMPLICIT_7X7, IMPLICIT), (IMPLICIT_9X9, IMPLICIT),
@@ -317,7 +320,7 @@ ONE_IMAGE_ROWS = "one image of one group"  # in the names of the one-image rows 
     (Geometry.from_args((1, 128, 1024), (128, 128, 3), padding=2, dilation=2), "im2col", None, "im2col"),
     # ... 3x3 at stride 1: under 48 F(2x2) tiles (past the few-tiles row's 512 channels) every pass;
     # from 48 the weight gradient, and the forward under 128 tiles and 512 channels a side
-    (Geometry.from_args((1, 1024, 7, 7), (1024, 1024, 3, 3), padding=1), "im2col", "im2col", "im2col"),  # 16 tiles
+    (Geometry.from_args((1, 1024, 7, 7), (1024, 1024, 3, 3), padding=1), None, "im2col", "im2col"),  # PATCH_ROWS
     (Geometry.from_args((1, 384, 14, 14), (512, 384, 3, 3), padding=1), "im2col", None, "im2col"),  # 49 tiles
     (Geometry.from_args((1, 512, 14, 14), (512, 512, 3, 3), padding=1), None, None, "im2col"),
     (Geometry.from_args((1, 1024, 14, 14), (256, 1024, 3, 3), padding=1), None, None, "im2col"),
@@ -749,3 +752,27 @@ def test_measuring_reads_the_environment_of_the_moment(monkeypatch, value, expec
     assert backends.measuring() is expected
     monkeypatch.setattr(backends, "_MEASURE_ITEM", None)  # the plain os.environ.get
     assert backends.measuring() is expected
+
+
+@pytest.mark.parametrize("geom, forward", [
+    (FEW_TILES, "numba"),  # one 7x7 image, 512 -> 512: numba's patches, the threads splitting the channels
+    (Geometry.from_args((1, 512, 14, 14), (512, 512, 3, 3), stride=2, padding=1), "numba"),
+    (Geometry.from_args((1, 128, 7, 7), (128, 128, 3, 3), padding=1), "im2col"),  # under 256 input channels
+    (Geometry.from_args((1, 256, 14, 14), (256, 256, 3, 3), padding=1), "im2col"),  # 49 tiles: the one-image rows
+    (Geometry.from_args((1, 512, 7, 7), (512, 128, 3, 3), padding=1, groups=4), "im2col")])  # groups: the few-tiles row
+def test_patch_rows_take_the_float32_forward_of_few_pixels(tiles, monkeypatch, geom, forward):
+    """On full-width AVX-512, 256+ input channels over few output pixels (numba's patches split the
+    output channels among two threads, not the pixels: ``AUTO_PATCH_ROWS_CHANNELS``) run numba's
+    forward in float32; the gradients and float64's forward stay BLAS's; one thread splits nothing."""
+    numba_jit = tiles(True, "reference", "im2col", "numba", "winograd")
+    monkeypatch.setattr(numba_jit, "full_width_tiles", lambda geom: True)
+    with fastconv.threads(2):
+        assert backends.choose(geom, np.float32) == forward
+        if forward == "numba":
+            assert numba_jit.patch_rows(geom)
+            assert backends.choose(geom, np.float32, pass_="grad_input") == "im2col"
+            assert backends.choose(geom, np.float64) == "im2col"
+    if geom is FEW_TILES:
+        monkeypatch.setattr(backends, "_ranked", {})
+        with fastconv.threads(1):
+            assert not numba_jit.patch_rows(geom) and backends.choose(geom, np.float32) == "im2col"

@@ -151,6 +151,15 @@ def pixel_tiles_input(geom) -> bool:
     return not chosen.adjoint and _by_phases(as_2d(geom)) and any(kernel == "pixels" for _, kernel in chosen.phases)
 
 
+def patch_rows(geom) -> bool:
+    """Whether the call's forward runs on columns of patches with the threads splitting the output
+    channels (``_numba_patches._row_blocks``: few output pixels), in float32 within the default
+    budget: for ``"auto"``."""
+    g = as_2d(geom)
+    return (whole_choices(g, np.float32).forward == "patches"
+            and len(_patches._row_blocks(g.n * g.oh * g.ow, g.c_out_g, _threads.call_threads())) > 1)
+
+
 def patches(geom) -> bool:
     """Whether the call's forward runs on the register tiles over columns of patches
     (``_numba_patches``: strided layers of many channels, say): for ``"auto"``."""
