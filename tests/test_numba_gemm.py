@@ -234,6 +234,24 @@ def test_batched_products_match_longdouble(dtype):
 
 @wide
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_products_reading_a_where_it_lies_give_the_packed_bits(dtype):
+    """``batch_rows`` (A's rows where they lie, whole tiles of rows) runs the same sums as ``batch``
+    on A packed: every column count from one to past three panels (whole, half and masked tiles),
+    over two reduction blocks, from rows of A inside a larger matrix (``lda`` past the row)."""
+    m, k, lda = 3 * gemm.MR, 300, 310
+    whole = _rand((m, lda), dtype, 6)
+    a = whole[:, 5:5 + k]  # rows lda apart
+    cols = 3 * gemm.batch_cols(np.dtype(dtype).itemsize) + 5
+    scratch = np.empty(gemm.batch_scratch(m, np.dtype(dtype).itemsize), dtype)
+    for p in range(1, cols + 1):
+        b = _rand((k, p), dtype, p)
+        c = np.full((m, p), np.nan, dtype)
+        gemm.batch_rows(whole.reshape(-1)[5:], lda, m, b.reshape(-1), c.reshape(-1), k, p, scratch)
+        assert np.array_equal(c, _batched(np.ascontiguousarray(a)[None], b[None])[0]), p
+
+
+@wide
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("m", [24, 20])  # whole panels of rows, then a part (whose tile takes a copy)
 def test_spans_ending_on_half_panels_give_the_same_bits(dtype, m):
     """A span whose last columns are half a panel runs them on the half-width tile, straight into

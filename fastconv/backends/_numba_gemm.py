@@ -336,6 +336,9 @@ _tile = _tile_call(rows=False)  # A packed (the forward's weight, once per call)
 _tile_rows = _tile_call(rows=True)  # A's rows where they lie (the weight gradient's gy)
 _tile_rows_half = _tile_call(rows=True, nv=1)  # ... and half a panel of B's columns
 _tile_rows_batch = _tile_call(rows=True, nv=BATCH_NV)  # ... a panel of ``BATCH_NV`` vectors (``_red_unit``)
+_tile_rows_ragged = _tile_call(rows=True, masked=True)  # ... the first ``cols`` of a panel (``batch_rows``)
+_tile_rows_ragged_half = _tile_call(rows=True, nv=1, masked=True)  # ... of at most half a panel
+_tile_rows_batch_ragged = _tile_call(rows=True, nv=BATCH_NV, masked=True)  # ... of ``BATCH_NV`` vectors
 _tile_taps = _tile_call(rows=False, taps=True)  # A packed, B a kernel's taps over a plane (implicit forward)
 _tile_batch = _tile_call(rows=False, nv=BATCH_NV)  # A packed, a panel of ``batch``'s columns
 _tile_batch_ragged = _tile_call(rows=False, nv=BATCH_NV, masked=True)  # ... its first ``cols``
@@ -650,7 +653,7 @@ def batch_scratch(m, itemsize):
 
 
 @njit(**_JIT)
-def _batch_run(ap, m, zeros, b, c, k, p, j0, j1, j2, j3, ct):  # pragma: no cover
+def _batch_run(ap, m, zeros, b, c, k, p, j0, j1, j2, j3, ct, lda):  # pragma: no cover
     """C = A @ B in the column ranges j0 .. j1 and j2 .. j3, A (m x k) packed, B and C the flat
     (k, p) and (m, p): per block of KC reduction steps, every panel of nr columns of both ranges,
     every panel of rows. A block of A (up to 512 KiB at 512 rows) stays in L2 over all the panels
@@ -659,7 +662,7 @@ def _batch_run(ap, m, zeros, b, c, k, p, j0, j1, j2, j3, ct):  # pragma: no cove
     range's last half panel runs on a half-width tile, straight into C, instead of through a
     scratch tile: at 512 x 512 x 256 a panel of 16 columns so cost 1.6 whole ones; any other ragged
     end runs on the masked tiles (``_batch_panel``). The sums run in the same order, so the results
-    are the same bits."""
+    are the same bits. ``lda`` > 0: A's rows where they lie, ``lda`` apart (``batch_rows``)."""
     mp = _whole_rows(m)
     nr = _batch_cols(ct.itemsize)
     lanes = nr // BATCH_NV
@@ -670,24 +673,39 @@ def _batch_run(ap, m, zeros, b, c, k, p, j0, j1, j2, j3, ct):  # pragma: no cove
             jb = lo
             while jb < hi:
                 cols = min(_panel_width(hi - jb, nr, lanes), hi - jb)
-                _batch_panel(ap, m, mp, zeros, b, c, p, pc, kc, add, jb, cols, nr, ct)
+                _batch_panel(ap, m, mp, zeros, b, c, p, pc, kc, add, jb, cols, nr, ct, lda)
                 jb += cols
 
 
 @njit(inline="always", **_JIT)
-def _batch_panel(ap, m, mp, zeros, b, c, p, pc, kc, add, jb, cols, nr, ct):  # pragma: no cover
+def _batch_panel(ap, m, mp, zeros, b, c, p, pc, kc, add, jb, cols, nr, ct, lda):  # pragma: no cover
     """``_batch_run``'s block pc .. pc + kc on the columns jb .. jb + cols (at most a panel), B read
     where it lies: a ragged panel (fewer than nr columns) by the masked tiles, which read and write
     only its columns. (It had been copied into a zero-padded panel and run as a whole one through
     the scratch tile: one thread, 16 products 128 x 384 x 49, 54-64 GFLOP/s against 105-112 at 48
-    columns.) C's last rows, if not a whole tile's, go through the scratch tile."""
+    columns.) C's last rows, if not a whole tile's, go through the scratch tile. With ``lda`` (> 0)
+    A's rows are read where they lie, ``lda`` apart (m whole tiles of rows: ``batch_rows``)."""
     lanes = nr // BATCH_NV
     for ip in range(mp // MR):
         i0 = ip * MR
         a0 = pc * mp + ip * kc * MR
         whole = i0 + MR <= m
         cc, c0, ldc, ad = (c, i0 * p + jb, p, add) if whole else (ct, 0, nr, 0)
-        if cols == nr:
+        if lda:
+            a0 = i0 * lda + pc
+            if cols == nr:
+                _tile_rows_batch(ap, a0, lda, b, pc * p + jb, p, cc, c0, ldc, kc, ad, zeros, i0, 0)
+            elif cols == lanes:
+                _tile_rows_half(ap, a0, lda, b, pc * p + jb, p, cc, c0, ldc, kc, ad, zeros, i0, 0)
+            elif cols < lanes:
+                _tile_rows_ragged_half(ap, a0, lda, b, pc * p + jb, p, cc, c0, ldc, kc, ad, zeros, i0, 0, cols)
+            elif cols == 2 * lanes:
+                _tile_rows(ap, a0, lda, b, pc * p + jb, p, cc, c0, ldc, kc, ad, zeros, i0, 0)
+            elif cols < 2 * lanes:
+                _tile_rows_ragged(ap, a0, lda, b, pc * p + jb, p, cc, c0, ldc, kc, ad, zeros, i0, 0, cols)
+            else:
+                _tile_rows_batch_ragged(ap, a0, lda, b, pc * p + jb, p, cc, c0, ldc, kc, ad, zeros, i0, 0, cols)
+        elif cols == nr:
             _tile_batch(ap, a0, 0, b, pc * p + jb, p, cc, c0, ldc, kc, ad, zeros, i0, 0)
         elif cols == lanes:
             _tile_half(ap, a0, 0, b, pc * p + jb, p, cc, c0, ldc, kc, ad, zeros, i0, 0)
@@ -717,9 +735,23 @@ def batch(ap2, m, b, c, k, p, scratch, spans, bstep):  # pragma: no cover
     for i in range(ap2.shape[0]):
         bi, ci = b[i * bstep:i * bstep + k * p], c[i * m * p:(i + 1) * m * p]
         if spans.shape[0] == 0:
-            _batch_run(ap2[i], m, zeros, bi, ci, k, p, 0, p, 0, 0, ct)
+            _batch_run(ap2[i], m, zeros, bi, ci, k, p, 0, p, 0, 0, ct, 0)
         else:
-            _batch_run(ap2[i], m, zeros, bi, ci, k, p, spans[i, 0], spans[i, 1], spans[i, 2], spans[i, 3], ct)
+            _batch_run(ap2[i], m, zeros, bi, ci, k, p, spans[i, 0], spans[i, 1], spans[i, 2], spans[i, 3], ct, 0)
+
+
+@njit(**_JIT)
+def batch_rows(a, lda, m, b, c, k, p, scratch):  # pragma: no cover
+    """``C = A @ B`` as ``batch`` does it, A (m x k, m whole tiles of rows: a multiple of ``MR``)
+    read where it lies, row r at ``a[r*lda:]``, not packed: where each of A's elements meets one
+    panel of B's columns (few of them), packing A cost as much again as reading it (numba's
+    patches over few output pixels: a 512 x 4608 weight packed in 0.6 ms a thread, against 1.05 ms
+    of products). The same sums in the same order: the same bits as ``batch``'s."""
+    nr = _batch_cols(scratch.itemsize)
+    ct = scratch[:MR * nr]
+    zeros = scratch[MR * nr:MR * nr + _whole_rows(m)]
+    zeros[:] = 0
+    _batch_run(a, m, zeros, b, c, k, p, 0, p, 0, 0, ct, lda)
 
 
 # -- weight gradient: the reduction runs over the images' pixels, each slot a share of it ----------

@@ -181,8 +181,11 @@ def forward(x, w5, bias, y, sh, sw, pt, pl, dh, dw, threads, budget, compile_onl
     size, threads = plan
     y3 = y.reshape(n, c_out, p_img)
     bias = bias if bias is not None else np.empty(0, x.dtype)
-    blocks = _row_blocks(q, kg, threads)
+    blocks = _row_blocks(q, kg, 2 if compile_only else threads)  # (warmup compiles both paths)
     if len(blocks) > 1 and _fits_rows(x.shape, w5.shape, y.shape, sh, sw, dh, dw, x.itemsize, blocks, budget):
+        # each block's weight rows read where they lie where they are whole tiles of rows (one panel
+        # of columns or two meet each of them: packing cost as much as the products' reads)
+        flat = w5.reshape(groups, kg * kr) if w5.flags.c_contiguous else None
         ap = kept("patches-packed", (groups, len(blocks), _gemm.packed_size(blocks[0][1], kr)), x.dtype)
 
         def rows(j, scratch):  # the threads' share of the output channels, all of the pixels
@@ -190,13 +193,17 @@ def forward(x, w5, bias, y, sh, sw, pt, pl, dh, dw, threads, budget, compile_onl
             b, c, s, ix, tiles = _buffers(scratch, x.dtype, q, kr, k1 - k0, _gemm.batch_scratch(k1 - k0, x.itemsize),
                                           p_img, ow, sh, hp, wp, taps)
             for g in range(groups):
-                pack(w5[g, k0:k1], ap[g, j], 0, _gemm._whole_rows(k1 - k0) // _gemm.MR)
                 columns(x, g * cg, cg, pt, pl, table, 0, q, ow, sh, sw, hp, wp, s, ix, b)
-                _gemm.batch(ap[g, j:j + 1], k1 - k0, b, c, kr, q, tiles, _NO_SPANS, kr * q)
+                if flat is not None and (k1 - k0) % _gemm.MR == 0:
+                    _gemm.batch_rows(flat[g, k0 * kr:k1 * kr], kr, k1 - k0, b, c, kr, q, tiles)
+                else:
+                    pack(w5[g, k0:k1], ap[g, j], 0, _gemm._whole_rows(k1 - k0) // _gemm.MR)
+                    _gemm.batch(ap[g, j:j + 1], k1 - k0, b, c, kr, q, tiles, _NO_SPANS, kr * q)
                 put(c, g * kg + k0, k1 - k0, 0, q, bias, y3)
 
         map_items([(j,) for j in range(len(blocks))], rows, 1 if compile_only else len(blocks))
-        return True
+        if not compile_only:
+            return True
     ap = kept("patches-packed", (groups, _gemm.packed_size(kg, kr)), x.dtype)  # (a new one each call: page faults)
     panels = _gemm._whole_rows(kg) // _gemm.MR
     per_part = max(1, -(-groups * panels // (2 * threads)))  # two parts a thread
