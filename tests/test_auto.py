@@ -757,11 +757,11 @@ def test_measuring_reads_the_environment_of_the_moment(monkeypatch, value, expec
 @pytest.mark.parametrize("geom, forward", [
     (FEW_TILES, "numba"),  # one 7x7 image, 512 -> 512: numba's patches, the threads splitting the channels
     (Geometry.from_args((1, 512, 14, 14), (512, 512, 3, 3), stride=2, padding=1), "numba"),
-    (Geometry.from_args((1, 128, 7, 7), (128, 128, 3, 3), padding=1), "im2col"),  # under 256 input channels
+    (Geometry.from_args((1, 256, 7, 7), (256, 256, 3, 3), padding=1), "im2col"),  # under 384 input channels
     (Geometry.from_args((1, 256, 14, 14), (256, 256, 3, 3), padding=1), "im2col"),  # 49 tiles: the one-image rows
     (Geometry.from_args((1, 512, 7, 7), (512, 128, 3, 3), padding=1, groups=4), "im2col")])  # groups: the few-tiles row
 def test_patch_rows_take_the_float32_forward_of_few_pixels(tiles, monkeypatch, geom, forward):
-    """On full-width AVX-512, 256+ input channels over few output pixels (numba's patches split the
+    """On full-width AVX-512, 384+ input channels over few output pixels (numba's patches split the
     output channels among two threads, not the pixels: ``AUTO_PATCH_ROWS_CHANNELS``) run numba's
     forward in float32; the gradients and float64's forward stay BLAS's; one thread splits nothing."""
     numba_jit = tiles(True, "reference", "im2col", "numba", "winograd")

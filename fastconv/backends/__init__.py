@@ -793,21 +793,20 @@ def _strided_pointwise(g: Geometry) -> bool:
 
 
 # numba's patches forward over few output pixels splits the output channels among the threads
-# (``_numba_patches._row_blocks``), each packing and streaming its own rows of the weight, where
-# BLAS (and the patches before) split the pixels and packed the whole weight for a few columns.
-# Two threads, float32, forward ms im2col / numba, 7 interleaved rounds (`fastconv bench`, each
-# sample after its pause), an Intel Xeon (2026-12-05): 3x3 at stride 1, 512 -> 512 one 7x7 image
-# 2.56 / 2.15, two 7x7 4.96 / 3.00, 8x8 3.06 / 2.28, 6x6 2.17 / 1.80; 1024 -> 1024 one 7x7 14.3 /
-# 9.5 (torch 14.8); 512 -> 1024 4.82 / 4.41; two 7x7 512 -> 256 2.50 / 1.73; 256 -> 256 one 7x7
-# 0.82 / 0.79, two 1.45 / 1.04, 10x10 1.13 / 1.05; 384 -> 384 12x12 2.59 / 2.05; at stride 2 512 ->
-# 512 14x14 2.66 / 2.17, 1024 -> 512 5.01 / 4.38, 256 -> 512 1.49 / 1.28. (Also on 3x3 at stride 1
-# of 48+ F(2x2) tiles, left to the rows that hold them: 256 -> 256 14x14 1.67 / 1.49, 384 -> 384
-# 13x13 3.40 / 2.52.) Below 256 input channels BLAS kept its lead: 128 -> 128 7x7 0.28 / 0.36, 96 -> 192
-# 10x10 0.37 / 0.54, 128 -> 256 28x28 at stride 2 0.92 / 1.22 (but two 8x8 128 -> 128 0.66 /
-# 0.55). Torch took 1.26-1.92 ms on the 512-channel layers: numba's patches stay 1.5-1.7x its time.
+# (``_numba_patches._row_blocks``), each reading its own rows of the weight where they lie
+# (``_numba_gemm.batch_rows``), where BLAS (and the patches before) split the pixels and packed the
+# whole weight for a few columns. Two threads, float32, forward ms im2col / numba / torch, 7
+# interleaved rounds (`fastconv bench`, each sample after its idle pause), an Intel Xeon
+# (2026-12-05): 3x3 at stride 1, 512 -> 512 one 7x7 image 2.67 / 1.97 / 1.30, two 5.36 / 2.56 /
+# 1.89; 1024 -> 1024 one 7x7 14.9 / 5.96 / 14.8; 384 -> 384 12x12 2.55 / 1.80 / 1.51; at stride 2
+# 512 -> 512 14x14 2.64 / 2.05 / 1.41. At 256 input channels a tie or a loss: 7x7 0.83 / 1.13,
+# 10x10 1.10 / 1.04, 256 -> 512 14x14 at stride 2 1.42 / 1.42 (back to back, without the pause,
+# numba's 0.71, 1.07 against BLAS's 0.80, 1.23: its second thread's wake-up is a larger share of
+# these); below, BLAS's lead grows (128 -> 128 7x7 0.29 / 0.47, 96 -> 192 10x10 0.39 / 0.64).
 # The gradients stay BLAS's (numba's 1.2-4x its time on these layers), and so does float64's
-# forward (``AUTO_DTYPE_RULES``: numba's 1.28-1.97x BLAS's time on six of these layers).
-AUTO_PATCH_ROWS_CHANNELS = 256  # input channels per group from which numba's patches run the forward
+# forward (``AUTO_DTYPE_RULES``: numba's 1.28-1.97x BLAS's time on six of these layers, before
+# ``batch_rows``).
+AUTO_PATCH_ROWS_CHANNELS = 384  # input channels per group from which numba's patches run the forward
 
 
 def _patch_rows(g: Geometry) -> bool:
@@ -821,7 +820,7 @@ def _patch_rows(g: Geometry) -> bool:
 
 AUTO_PASS_RULES: tuple[tuple[str, str, object, tuple[str, ...]], ...] = (
     ("forward", "full-width AVX-512: numba's patches over few output pixels, the threads splitting the output "
-     "channels, 256+ input channels, one group",
+     "channels, 384+ input channels, one group",
      _patch_rows, ("numba", "im2col")),
     ("forward", "full-width AVX-512: one image of one group, 128+ input channels and 33+ output channels, or 16+ and "
      "96+ (2x the input's; kernel past 1x1); kernels past 1x1 up to 1024 output pixels; 3x3 at stride 1 under 128 "
@@ -930,7 +929,7 @@ AUTO_DTYPE_RULES: tuple[tuple[str, str, str, object, tuple[str, ...]], ...] = (
     ("float64", "forward", "full-width AVX-512: one image, 3x3 at stride 1 on 48+ F(2x2) tiles, 64+ channels",
      lambda g: _one_image(g) and _is_3x3s1(g) and _tiles(g) >= AUTO_FEW_TILES and _winograd_channels(g),
      ("winograd", "numba", "im2col")),
-    ("float64", "forward", "full-width AVX-512: numba's patches over few output pixels, 256+ input channels: BLAS's",
+    ("float64", "forward", "full-width AVX-512: numba's patches over few output pixels, 384+ input channels: BLAS's",
      _patch_rows, ("im2col", "numba")),
     ("float64", "grad_weight", "full-width AVX-512: one image, 3x3 at stride 1 on 128+ F(2x2) tiles, 64+ channels",
      lambda g: _one_image(g) and _is_3x3s1(g) and _tiles(g) >= AUTO_WEIGHT_TILES and _winograd_channels(g),
