@@ -186,7 +186,9 @@ def forward(x, w5, bias, y, sh, sw, pt, pl, dh, dw, threads, budget, compile_onl
         # each block's weight rows read where they lie where they are whole tiles of rows (one panel
         # of columns or two meet each of them: packing cost as much as the products' reads)
         flat = w5.reshape(groups, kg * kr) if w5.flags.c_contiguous else None
-        ap = kept("patches-packed", (groups, len(blocks), _gemm.packed_size(blocks[0][1], kr)), x.dtype)
+        packs = flat is None or any((k1 - k0) % MR for k0, k1 in blocks)  # (only a last block past whole tiles)
+        shape = (groups, len(blocks), _gemm.packed_size(blocks[0][1], kr))
+        ap = kept("patches-packed", shape, x.dtype) if packs else None
 
         def rows(j, scratch):  # the threads' share of the output channels, all of the pixels
             k0, k1 = blocks[j]
@@ -194,10 +196,10 @@ def forward(x, w5, bias, y, sh, sw, pt, pl, dh, dw, threads, budget, compile_onl
                                           p_img, ow, sh, hp, wp, taps)
             for g in range(groups):
                 columns(x, g * cg, cg, pt, pl, table, 0, q, ow, sh, sw, hp, wp, s, ix, b)
-                if flat is not None and (k1 - k0) % _gemm.MR == 0:
+                if flat is not None and (k1 - k0) % MR == 0:
                     _gemm.batch_rows(flat[g, k0 * kr:k1 * kr], kr, k1 - k0, b, c, kr, q, tiles)
                 else:
-                    pack(w5[g, k0:k1], ap[g, j], 0, _gemm._whole_rows(k1 - k0) // _gemm.MR)
+                    pack(w5[g, k0:k1], ap[g, j], 0, _gemm._whole_rows(k1 - k0) // MR)
                     _gemm.batch(ap[g, j:j + 1], k1 - k0, b, c, kr, q, tiles, _NO_SPANS, kr * q)
                 put(c, g * kg + k0, k1 - k0, 0, q, bias, y3)
 
