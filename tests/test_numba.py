@@ -302,7 +302,7 @@ def test_nan_and_inf_meeting_padding_give_nan_like_reference(xs, ws, kwargs, whe
 @pytest.mark.parametrize("xs, ws, blind", [((1, 16, 3, 3), (16, 16, 3, 3), False), ((1, 4, 1, 1), (4, 4, 3, 3), True)])
 def test_a_non_finite_weight_is_found_from_an_output_smaller_than_the_weight(xs, ws, blind):
     """Where y is the smaller, the forward scans it, not w, for the trace of a non-finite weight
-    (``_weight_not_finite``); a tap that reads only padding (1x1 image, 3x3 kernel) leaves no
+    (``_not_finite``); a tap that reads only padding (1x1 image, 3x3 kernel) leaves no
     trace in y, so there w is scanned."""
     geom, x, w, _ = _inputs(xs, ws, dict(padding=1), np.float64)
     assert geom.has_blind_tap == blind and math.prod(geom.y_shape) < w.size
@@ -318,7 +318,7 @@ def test_a_non_finite_weight_is_found_from_an_output_smaller_than_the_weight(xs,
 @pytest.mark.parametrize("xs, ws, padding, blind", [((2, 2, 6, 6), (3, 2, 3, 3), 1, False),
                                                      ((1, 2, 2, 2), (3, 2, 3, 3), 3, True)])
 def test_a_non_finite_gradient_is_found_from_a_weight_gradient_smaller_than_it(xs, ws, padding, blind):
-    """The weight gradient's check (``_gradient_not_finite``), the forward's adjoint: gw scanned
+    """The weight gradient's check (``_not_finite``), the forward's adjoint: gw scanned
     where it is the smaller, gy where a pixel's window lies in the padding alone (padding 3 on a
     2x2 image, 3x3 kernel: the corner pixels) and leaves no trace in gw."""
     geom, x, _, gy = _inputs(xs, ws, dict(padding=padding), np.float64)

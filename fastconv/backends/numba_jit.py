@@ -767,20 +767,23 @@ def forward(x, w, geom, bias=None):
     call, kernel = _forward_plan(geom, x.itemsize, budget, _pinned("forward"), _threads.call_threads())
     _run_forward(kernel, x, w, bias, y, call, budget)
     # inf * 0 only where a tap reads padding (nothing to mend where warmup compiled and ran nothing)
-    if geom.is_padded and not _local.compile_only and _weight_not_finite(w, y, geom):
+    if geom.is_padded and not _local.compile_only and _not_finite(w, y, geom.has_blind_tap):
         padding_products(y, ~np.isfinite(w), geom, forward=True)
     return y
 
 
-def _weight_not_finite(w, y, geom) -> bool:
-    """Whether the forward's weight ``w`` holds inf or NaN, found from ``y`` where that is the
-    smaller: a non-finite weight makes every output of its channel inf or NaN whose tap reads the
-    input, which is every output unless a tap reads only padding (``Geometry.has_blind_tap``), so
-    a finite ``y`` vouches for ``w``. (A batch of one 7x7 image, 512 -> 512 channels: 25 K outputs
-    scanned, not the weight's 2.4 M values, 0.35-0.7 ms a call.)"""
-    if y.size < w.size and not geom.has_blind_tap and _all_finite(y):
+def _not_finite(a, product, blind) -> bool:
+    """Whether ``a`` (the forward's weight, or the weight gradient's gy) holds inf or NaN, found
+    from ``product`` (y, or gw) where that is the smaller: a non-finite weight makes every output
+    of its channel inf or NaN whose tap reads the input, a non-finite gy its channel's gradient at
+    every tap that meets the input from its pixel. That is every one of them unless a tap reads
+    only padding, or a pixel's window lies in the padding alone (``blind``:
+    ``Geometry.has_blind_tap``, ``has_blind_output``), so a finite ``product`` vouches for ``a``.
+    (One 7x7 image, 512 -> 512 channels: 25 K outputs scanned, not the weight's 2.4 M values,
+    0.35-0.7 ms a call; a training batch, N=64 MNIST 5x5: 37 K values of gw, not 1.2 M of gy.)"""
+    if product.size < a.size and not blind and _all_finite(product):
         return False
-    return not _all_finite(w)
+    return not _all_finite(a)
 
 
 def _transposed_weight(w, geom):
@@ -921,20 +924,9 @@ def grad_weight(gy, x, geom):
                    workspaces=_packed_workspaces(_k._gw_scratch, x, gw, (geom.oh, geom.ow), geom.sh, geom.sw,
                                                  geom.dil_h, geom.dil_w, geom.groups))
     # inf * 0 only where a tap reads padding (nothing to mend where warmup compiled and ran nothing)
-    if geom.is_padded and not _local.compile_only and _gradient_not_finite(gy, gw, geom):
+    if geom.is_padded and not _local.compile_only and _not_finite(gy, gw, geom.has_blind_output):
         padding_products(gw, ~np.isfinite(gy), geom, forward=False)
     return gw
-
-
-def _gradient_not_finite(gy, gw, geom) -> bool:
-    """Whether the weight gradient's ``gy`` holds inf or NaN, found from ``gw`` where that is the
-    smaller (``_weight_not_finite``'s adjoint): a non-finite gy turns its output channel's
-    gradient inf or NaN at every tap that meets the input from its pixel, and every pixel's window
-    meets the input unless one lies in the padding alone (``Geometry.has_blind_output``). (A
-    training batch, N=64 MNIST 5x5: 37 K values scanned, not 1.2 M.)"""
-    if gw.size < gy.size and not geom.has_blind_output and _all_finite(gw):
-        return False
-    return not _all_finite(gy)
 
 
 def _implicit_grad_weight(gy, x, gw, geom) -> bool:
