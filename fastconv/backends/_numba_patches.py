@@ -151,17 +151,11 @@ def _row_blocks(q, kg, threads):
     return [(p0 * MR, min(kg, (p0 + per) * MR)) for p0 in range(0, panels, per)]
 
 
-def _fits_rows(x_shape, w5_shape, y_shape, sh, sw, dh, dw, item, blocks, budget) -> bool:
-    """Whether every thread's block of ``blocks`` (``_row_blocks``), its columns of all the pixels
-    and its packed rows, fits ``budget`` bytes."""
-    n, _, h, wd = x_shape
-    groups, _, cg, kh, kw = w5_shape
-    taps, oh, ow = kh * kw, y_shape[2], y_shape[3]
-    kr, rows = cg * taps, blocks[0][1]
-    hp, wp = padded_plane(h, wd, kh, kw, sh, sw, dh, dw, oh, ow)
-    per_pixel, fixed = _item_bytes(kr + rows, _gemm.batch_scratch(rows, item), oh * ow, ow, sh, hp, wp, taps, item)
-    packed = groups * _gemm.packed_size(rows, kr) * item
-    return len(blocks) * (per_pixel * n * oh * ow + fixed + packed) <= budget
+def _rows_bytes(rows, kr, groups, q, p_img, ow, sh, hp, wp, taps, item):
+    """A thread's bytes for a block of ``rows`` output channels (``_row_blocks``): its scratch for
+    an item of all ``q`` pixels (``_item_bytes``) and its rows packed, per group."""
+    per_pixel, fixed = _item_bytes(kr + rows, _gemm.batch_scratch(rows, item), p_img, ow, sh, hp, wp, taps, item)
+    return per_pixel * q + fixed + groups * _gemm.packed_size(rows, kr) * item
 
 
 def forward(x, w5, bias, y, sh, sw, pt, pl, dh, dw, threads, budget, compile_only=False) -> bool:
@@ -184,7 +178,8 @@ def forward(x, w5, bias, y, sh, sw, pt, pl, dh, dw, threads, budget, compile_onl
     y3 = y.reshape(n, c_out, p_img)
     bias = bias if bias is not None else np.empty(0, x.dtype)
     blocks = _row_blocks(q, kg, 2 if compile_only else threads)  # (warmup compiles both paths)
-    if len(blocks) > 1 and _fits_rows(x.shape, w5.shape, y.shape, sh, sw, dh, dw, x.itemsize, blocks, budget):
+    if len(blocks) > 1 and len(blocks) * _rows_bytes(blocks[0][1], kr, groups, q, p_img, ow, sh, hp, wp, taps,
+                                                     x.itemsize) <= budget:
         # each block's weight rows read where they lie where they are whole tiles of rows (one panel
         # of columns or two meet each of them: packing cost as much as the products' reads)
         flat = w5.reshape(groups, kg * kr) if w5.flags.c_contiguous else None
