@@ -721,6 +721,16 @@ def _batch_panel(ap, m, mp, zeros, b, c, p, pc, kc, add, jb, cols, nr, ct, lda):
             _put(ct, nr, c, i0 * p + jb, p, m - i0, cols, add)
 
 
+@njit(inline="always", **_JIT)
+def _batch_views(scratch, m):  # pragma: no cover
+    """``(scratch tile, bias)`` carved from ``batch``'s scratch (``batch_scratch``): the bias zeros
+    (none)."""
+    nr = _batch_cols(scratch.itemsize)
+    zeros = scratch[MR * nr:MR * nr + _whole_rows(m)]
+    zeros[:] = 0
+    return scratch[:MR * nr], zeros
+
+
 @njit(**_JIT)
 def batch(ap2, m, b, c, k, p, scratch, spans, bstep):  # pragma: no cover
     """``C[i] = A_i @ B[i]`` for every i on this thread: ``A_i`` (m x k) packed in ``ap2[i]``, C the
@@ -728,10 +738,7 @@ def batch(ap2, m, b, c, k, p, scratch, spans, bstep):  # pragma: no cover
     (``bstep`` = k*p: B C-contiguous too); only in the columns ``spans[i, 0] .. spans[i, 1]`` and
     ``spans[i, 2] .. spans[i, 3]`` where ``spans`` is not empty (C's other columns are left as
     they were)."""
-    nr = _batch_cols(scratch.itemsize)
-    ct = scratch[:MR * nr]
-    zeros = scratch[MR * nr:MR * nr + _whole_rows(m)]  # the bias: none
-    zeros[:] = 0
+    ct, zeros = _batch_views(scratch, m)
     for i in range(ap2.shape[0]):
         bi, ci = b[i * bstep:i * bstep + k * p], c[i * m * p:(i + 1) * m * p]
         if spans.shape[0] == 0:
@@ -747,10 +754,7 @@ def batch_rows(a, lda, m, b, c, k, p, scratch):  # pragma: no cover
     panel of B's columns (few of them), packing A cost as much again as reading it (numba's
     patches over few output pixels: a 512 x 4608 weight packed in 0.6 ms a thread, against 1.05 ms
     of products). The same sums in the same order: the same bits as ``batch``'s."""
-    nr = _batch_cols(scratch.itemsize)
-    ct = scratch[:MR * nr]
-    zeros = scratch[MR * nr:MR * nr + _whole_rows(m)]
-    zeros[:] = 0
+    ct, zeros = _batch_views(scratch, m)
     _batch_run(a, m, zeros, b, c, k, p, 0, p, 0, 0, ct, lda)
 
 
