@@ -165,8 +165,9 @@ def _map(items, work, threads, terms, shared, compiled=False):
                     terms.total[result[0]] += result[1]
         return
     job = _Job(items, work, terms, shared, keep, call, compiled)
+    pool = _the_pool()
     try:
-        _the_pool().post(job, threads - 1)
+        pool.post(job, threads - 1)
         with _no_scratch() if compiled else thread_scratch(work, keep, call) as scratch:
             job.run(scratch)
     except BaseException:
@@ -174,6 +175,7 @@ def _map(items, work, threads, terms, shared, compiled=False):
         raise
     finally:
         job.close()
+        pool.missed = not job.joined
     if job.failures:
         raise job.failures[0]
 
@@ -297,6 +299,7 @@ class _Job:
         self.left.acquire()
         self.gone = np.zeros(1, np.int64)  # helpers gone, counted once they released the GIL (a hint)
         self.cpus = {_cpu()}  # the CPUs its threads run on (the caller's so far): see ``_apart``
+        self.joined = False  # whether a helper took part before the caller had finished
 
     def run(self, scratch):
         count = len(self.items)
@@ -320,6 +323,7 @@ class _Job:
         self.inside.append(me)  # before reading stop: the caller reads inside after setting it
         try:
             if not self.stop:
+                self.joined = True
                 _apart(self.cpus)
                 if self.compiled:
                     self.run(None)
@@ -440,6 +444,11 @@ class _Pool:
         self.wakes = []  # per helper: the lock it sleeps on; a release wakes it
         self.grow = threading.Lock()
         self.posts = np.zeros(1, np.int64)  # jobs posted so far: what a spinning helper watches
+        # per helper: its thread id; whether it sleeps on its lock (from just before it does until
+        # it runs again); its own mask while a poster has narrowed it (``_steer``), else None
+        self.tids, self.asleep, self.masks = [], [], []
+        self.steering = threading.Lock()  # a narrowed mask and its saved copy change together
+        self.missed = False  # no helper took part in the last job (``map_items``): see ``_steer``
 
     def post(self, job, helpers):
         if len(self.wakes) < helpers:
@@ -447,18 +456,56 @@ class _Pool:
                 while len(self.wakes) < helpers:
                     wake = _thread.allocate_lock()
                     wake.acquire()
-                    threading.Thread(target=self._serve, args=(wake,), daemon=True,
-                                     name=f"fastconv-worker-{len(self.wakes)}").start()
+                    self.asleep.append(False)
+                    self.masks.append(None)
+                    thread = threading.Thread(target=self._serve, args=(wake, len(self.wakes)), daemon=True,
+                                              name=f"fastconv-worker-{len(self.wakes)}")
+                    thread.start()
+                    self.tids.append(thread.native_id)
                     self.wakes.append(wake)
         self.jobs.extend([job] * helpers)
         self.posts[0] += 1  # (racing posters may count one: the value still moves)
-        for wake in list(self.wakes):  # all: the idle ones take the entries, the busy ones look later
+        cpu = _cpu()
+        for i, wake in enumerate(list(self.wakes)):  # all: the idle ones take the entries, the busy ones look later
+            if self.asleep[i] or self.missed:
+                self._steer(i, cpu)
             try:
                 wake.release()
             except RuntimeError:  # already woken, has not looked yet
                 pass
 
-    def _serve(self, wake):
+    def _steer(self, i, cpu):
+        """Narrow helper ``i``'s mask to the allowed CPUs but ``cpu`` (the poster's) before waking
+        it, where it sleeps or took no part in the last job; it sets its own mask back once it
+        runs (``_awake``), so the scheduler stays free to move it later. On this VM Linux woke a
+        sleeping helper on its waker's CPU (an idle virtual CPU counts as taken) and left it queued
+        there behind the caller for milliseconds, call after call, while the other CPU idled: the
+        caller ran the calls alone, and ``_apart`` cannot move a helper that does not run. Two
+        threads, MNIST's 5x5 forward (``fastconv bench --shape 64,1,28,28,32,5,1,0 --backends
+        numba,im2col,torch --pass forward --repeat 15``, 2026-12-05), ms medians, two runs each
+        interleaved: without this numba 1.23 / 1.06, im2col 1.28 / 1.26 (their best rounds 0.55 and
+        0.67); steering sleeping helpers only 1.08 / 0.77, 1.00 / 0.79; these and helpers that
+        missed a job 0.70 / 0.69, 1.06 / 0.86; torch 0.56-0.64 in each. Three system calls, about
+        1.5 us."""
+        if cpu < 0:
+            return
+        with self.steering, contextlib.suppress(OSError):  # a cpuset changed meanwhile: leave it
+            own = self.masks[i] or os.sched_getaffinity(self.tids[i])
+            others = own - {cpu}
+            if others and others != own:
+                self.masks[i] = own
+                os.sched_setaffinity(self.tids[i], others)
+
+    def _awake(self, i):
+        """Helper ``i`` runs again: its own mask back, where a poster narrowed it."""
+        with self.steering:
+            self.asleep[i] = False
+            own, self.masks[i] = self.masks[i], None
+            if own is not None:
+                with contextlib.suppress(OSError):
+                    os.sched_setaffinity(0, own)
+
+    def _serve(self, wake, i):
         while True:
             seen = int(self.posts[0])  # before looking: a job posted after this moves the count
             gone = _NOBODY  # the count of the job this helper left last, not yet moved
@@ -468,13 +515,17 @@ class _Pool:
                 except IndexError:
                     break
                 gone[0] += 1  # (another helper may add at once: a hint lost, its caller then sleeps)
+                if self.masks[i] is not None:
+                    self._awake(i)
                 job.help()
                 gone = job.gone
                 del job  # a finished call's arrays are not kept alive by an idle helper
             spin = _idle_spin
             if spin is not None and spin(self.posts, seen, gone):
                 continue  # a job was posted while spinning (its release of ``wake`` is stale, harmless)
+            self.asleep[i] = True
             wake.acquire()
+            self._awake(i)
 
 
 _pool: _Pool | None = None

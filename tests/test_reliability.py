@@ -444,6 +444,64 @@ def test_a_helper_stays_where_it_is_when_no_other_cpu_is_allowed_or_the_mask_can
     assert os.sched_getaffinity(0) == allowed
 
 
+@pytest.fixture
+def fresh_pool(monkeypatch, idle_spin):
+    """A pool of its own whose helpers sleep at once when out of work (no spin)."""
+    idle_spin(None)
+    pool = _workers._Pool()
+    monkeypatch.setattr(_workers, "_pool", pool)
+    return pool
+
+
+def _until(condition, what):
+    deadline = time.monotonic() + 10
+    while not condition():
+        assert time.monotonic() < deadline, what
+        time.sleep(0.005)
+
+
+def _both(n=2):
+    """Items that each need the other thread inside: the helper joins the job."""
+    both = threading.Barrier(n, timeout=10)
+    return [(i,) for i in range(n)], lambda i, scratch: both.wait()
+
+
+@needs_affinity
+def test_a_sleeping_helper_is_woken_off_the_posters_cpu_and_then_has_its_own_mask_again(fresh_pool):
+    # Linux may wake a sleeping helper on its waker's CPU and leave it queued there: the poster
+    # narrows its mask to the other allowed CPUs first, and the helper sets its own back once it runs.
+    allowed = os.sched_getaffinity(0)
+    _workers.map_items(*_both(), 2)
+    _until(lambda: fresh_pool.asleep[0], "the helper never slept")
+    tid, here = fresh_pool.tids[0], _workers._cpu()
+    fresh_pool._steer(0, here)
+    fresh_pool._steer(0, here)  # steered twice before it ran: its own mask is still the one kept
+    assert os.sched_getaffinity(tid) == allowed - {here}
+    assert fresh_pool.masks[0] == allowed
+    _workers.map_items(*_both(), 2)  # it joins (the barrier), having set its mask back first
+    assert fresh_pool.masks[0] is None
+    assert os.sched_getaffinity(tid) == allowed
+    fresh_pool._steer(0, -1)  # where the CPU cannot be read: no system call, no mask kept
+    assert fresh_pool.masks[0] is None
+
+
+@needs_affinity
+def test_a_helper_that_missed_a_job_is_steered_when_the_next_is_posted(fresh_pool, monkeypatch):
+    steered = []
+    _workers.map_items(*_both(), 2)
+    assert fresh_pool.missed is False  # it took part
+    _until(lambda: fresh_pool.asleep[0], "the helper never slept")
+    fresh_pool.asleep[0] = False  # as if running: only a missed job has it steered now
+    monkeypatch.setattr(fresh_pool, "_steer", lambda i, cpu: steered.append(i))
+    post = fresh_pool.post
+    monkeypatch.setattr(fresh_pool, "post", lambda job, helpers: None)  # no helper sees the job
+    _workers.map_items([(0,), (1,)], lambda i, scratch: None, 2)
+    assert fresh_pool.missed is True and steered == []
+    monkeypatch.setattr(fresh_pool, "post", post)
+    _workers.map_items(*_both(), 2)
+    assert steered == [0] and fresh_pool.missed is False
+
+
 def test_jobs_run_where_the_cpu_cannot_be_read(monkeypatch):
     monkeypatch.setattr(_workers, "_read_cpu", None)
     assert _workers._cpu() == -1
