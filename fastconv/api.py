@@ -16,7 +16,7 @@ import numpy as np
 
 from . import _padmodes, backends
 from ._precision import get_precision
-from ._threads import one_call
+from ._threads import call_threads, one_call
 from .geometry import Geometry, transposed_geometry
 
 LAYOUTS = {1: ("NCL", "NLC"), 2: ("NCHW", "NHWC"), 3: ("NCDHW", "NDHWC")}  # channels first, last
@@ -221,12 +221,13 @@ def _plain(values) -> bool:
 
 def _key(fn: str, ndim: int, x, w, b, args: tuple) -> tuple | None:
     """The key of a call of ``fn`` in ``_VALIDATED``: the arrays' shapes and dtypes, the other
-    arguments and the precision; None for anything but ndarrays and plain arguments (``_plain``)."""
+    arguments, the precision and the threads (auto's pick may depend on them: ``backends._entry``);
+    None for anything but ndarrays and plain arguments (``_plain``)."""
     if type(x) is not np.ndarray or type(w) is not np.ndarray or not (b is None or type(b) is np.ndarray) \
             or not _plain(args):
         return None
     return (fn, ndim, x.shape, x.dtype, w.shape, w.dtype, None if b is None else (b.shape, b.dtype), args,
-            get_precision())
+            get_precision(), call_threads())
 
 
 def _validated(key: tuple | None, x: np.ndarray, w: np.ndarray):

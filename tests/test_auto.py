@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import fastconv
-from fastconv import api, backends, cases
+from fastconv import _threads, api, backends, cases
 from fastconv.geometry import Geometry
 
 DENSE = Geometry.from_args((8, 64, 28, 28), (64, 64, 3, 3), padding=1)
@@ -733,6 +733,14 @@ def test_a_repeated_call_runs_what_auto_picks_now(installed, monkeypatch):
         with fastconv.precision(precision):
             run()
             assert ran[-1] == fastconv.choose_backend(x.shape, w.shape, padding=1, dtype=np.float32)
+    # a rule that reads the threads (as numba's ``patch_rows`` does): the pick follows their count
+    monkeypatch.setattr(backends, "AUTO_RULES", (
+        ("one thread", lambda g: _threads.call_threads() == 1, ("im2col",)),
+        ("otherwise", lambda g: True, ("numba",))))
+    for threads, expected in ((2, "numba"), (1, "im2col"), (2, "numba")):
+        with fastconv.threads(threads):
+            run()
+        assert ran[-1] == expected, threads
     other = "im2col" if pick != "im2col" else "numba"
     monkeypatch.setattr(backends, "AUTO_RULES", (("otherwise", lambda g: True, (other,)),))
     run()
@@ -772,7 +780,6 @@ def test_patch_rows_take_the_float32_forward_of_few_pixels(tiles, monkeypatch, g
             assert numba_jit.patch_rows(geom)
             assert backends.choose(geom, np.float32, pass_="grad_input") == "im2col"
             assert backends.choose(geom, np.float64) == "im2col"
-    if geom is FEW_TILES:
-        monkeypatch.setattr(backends, "_ranked", {})
+    if geom is FEW_TILES:  # the pick made on two threads above is not kept for one
         with fastconv.threads(1):
             assert not numba_jit.patch_rows(geom) and backends.choose(geom, np.float32) == "im2col"

@@ -37,6 +37,7 @@ import sys
 from types import ModuleType
 
 from .._precision import get_precision
+from .._threads import call_threads
 from ..geometry import Geometry
 from ._lift import as_2d
 
@@ -969,7 +970,10 @@ AUTO_MEASURE_ENV = "FASTCONV_AUTO"  # "measure": time the candidates once per sh
 _measured: dict[str, str] = {}  # FASTCONV_AUTO=measure's choices, keyed by the call's repr
 
 
-# The candidates' cache, keyed by (geometry, dtype, precision): ~10 us of a small call otherwise.
+# The candidates' cache, keyed by (geometry, dtype, precision, pass, threads): ~10 us of a small
+# call otherwise. The threads, because rules read them (numba's patches over few pixels split the
+# output channels only among two or more, ``numba_jit.patch_rows``; ``pixel_tiles`` alike): a pick
+# made on two threads had stayed after ``set_num_threads(1)``.
 # Each entry: the ranked names and auto's settled pick (the best candidate, once it is ready: a
 # compiled backend stays compiled). It holds for one object of each rule table and one list of
 # available backends (``_ranked_for``; a test or plugin that changes either empties it). Not
@@ -1023,7 +1027,7 @@ def _entry(geom: Geometry, dtype, precision: str | None, pass_: str = "forward")
     every auto call); its list of names is not to be changed."""
     precision = precision or get_precision()
     generation()
-    key = (geom, getattr(dtype, "str", dtype), precision, pass_)
+    key = (geom, getattr(dtype, "str", dtype), precision, pass_, call_threads())
     entry = _ranked.get(key)
     if entry is None:
         names = [name for name in _ranked_for[3] if _load(name).supports(geom, dtype, precision) is None]
