@@ -3,6 +3,8 @@ every padding form at the tiles' edges, its error bounds (API.md's precision lev
 and adversarial inputs, its memory budget, its fallbacks, and its refusals through the public API."""
 
 
+import threading
+
 import numpy as np
 import pytest
 from numpy.lib.stride_tricks import sliding_window_view
@@ -609,6 +611,48 @@ def test_output_channels_split_over_the_threads_gives_the_same_bits(monkeypatch,
                     np.testing.assert_array_equal(by_channels, by_items)
                 assert_close(got[0][0], numba_jit.forward(x, w, geom, b))
     assert len(ran) == 2 * 2 * 3 and all(kb == _gemm.MR for kb, _ in ran)
+
+
+@tiles_only
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_an_item_that_transforms_its_input_while_the_kernel_is_unfinished_gives_the_same_bits(
+        monkeypatch, use_threads, dtype):
+    """A thread whose item finds the kernel's transform still running on other threads transforms
+    its first group's input meanwhile, and the item then skips it: the same bits as after waiting,
+    with groups (each later group's input transformed in the item), at both tile sizes, and for
+    the input gradient."""
+    use_threads(2)
+    monkeypatch.setattr(winograd, "BY_CHANNELS_RATIO", 2**60)  # by items
+
+    class Unfinished(threading.Event):
+        def is_set(self):  # the kernel still running, as the item sees it: wait() is the Event's own
+            return False
+
+    class Late(winograd.Shared):
+        def __init__(self, *args):
+            super().__init__(*args)
+            finished, self.done = self.done.is_set(), Unfinished()
+            if finished:
+                self.done.set()
+    early = []
+    real = _winograd_kernels.item
+    monkeypatch.setattr(_winograd_kernels, "item", lambda *a: early.append(a[-1]) or real(*a))
+    rng = np.random.default_rng(12)
+    for x_shape, w_shape, padding, groups in [((3, 16, 9, 7), (24, 16, 3, 3), 1, 1),
+                                              ((2, 32, 8, 11), (16, 16, 3, 3), ((2, 0), (1, 1)), 2)]:
+        geom = Geometry.from_args(x_shape, w_shape, padding=padding, groups=groups)
+        x, w, gy = (rng.standard_normal(s).astype(dtype) for s in (geom.x_shape, geom.w_shape, geom.y_shape))
+        b = rng.standard_normal(geom.c_out).astype(dtype)
+        for level in LEVELS:
+            with precision(level):
+                got = []
+                for shared in (Late, winograd.Shared):
+                    monkeypatch.setattr(winograd, "Shared", shared)
+                    got.append((winograd.forward(x, w, geom, b), winograd.grad_input(gy, w, geom)))
+                for first_early, after in zip(*got):
+                    np.testing.assert_array_equal(first_early, after)
+                assert_close(got[0][0], numba_jit.forward(x, w, geom, b))
+    assert True in early and False in early
 
 
 @tiles_only

@@ -432,16 +432,18 @@ def _output_transform(mm, k0, kg, r0, r1, tiles_h, tiles_w, m, bias, y, wk, orde
 
 @njit(**_JIT)
 def item(src, cs, cd, r0, r1, tiles_h, tiles_w, pt, pl, m, v, mm, s, wk, order, up, tiles, spans, bias,
-         y):  # pragma: no cover
+         y, first_done):  # pragma: no cover
     """One work item of ``winograd._convolve`` on the register tiles, every group: the input
-    transform of tile rows r0 .. r1 into ``v``, the products (``_numba_gemm.batch``, the packed
-    transformed kernel ``up[g]``) into ``mm`` and the output transform into y, in one compiled call:
-    the GIL is released once an item, not three times (each time back, a thread could wait for the
-    other's Python, 30-40 us on these machines). Returns whether a value written is inf or NaN."""
+    transform of tile rows r0 .. r1 into ``v`` (the first group's already there with
+    ``first_done``), the products (``_numba_gemm.batch``, the packed transformed kernel ``up[g]``)
+    into ``mm`` and the output transform into y, in one compiled call: the GIL is released once an
+    item, not three times (each time back, a thread could wait for the other's Python, 30-40 us on
+    these machines). Returns whether a value written is inf or NaN."""
     bad = False
     nt = (r1 - r0) * tiles_w
     for g in range(up.shape[0]):
-        _input_transform(src, g * cs, cs, r0, r1, tiles_h, tiles_w, pt, pl, m, v, s, wk, 0, cs, order)
+        if g > 0 or not first_done:
+            _input_transform(src, g * cs, cs, r0, r1, tiles_h, tiles_w, pt, pl, m, v, s, wk, 0, cs, order)
         batch(up[g], cd, v, mm, cs, nt, tiles, spans, cs * nt)
         bad |= _output_transform(mm, g * cd, cd, r0, r1, tiles_h, tiles_w, m, bias, y, wk, order)
     return bad
