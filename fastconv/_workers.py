@@ -223,6 +223,10 @@ class Shared:
                 if not self.left:
                     self.done.set()
 
+    def finished(self) -> bool:
+        """Whether every part is finished (or the job failed): a thread may do other work first."""
+        return self.done.is_set()
+
     def ready(self, *args):
         """Return once every part is finished (helping first, with ``args``); raise ``_Stopped`` if
         the job failed."""

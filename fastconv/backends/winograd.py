@@ -470,7 +470,7 @@ def _convolve(src, w, geom, c_dst, out_hw, pt, pl, bias, transposed):
             # rather than wait. Two threads, float32, N=32, forward ms, medians of 15 calls in
             # alternating processes, six each (a noisy hour): 7x7 C=512 20.2 -> 19.6, 14x14 C=256
             # 18.0 -> 17.5, 28x28 C=128 19.3 -> 19.0, 56x56 C=64 26.9 -> 25.4 (2026-12-05).
-            first_done = not kernel.done.is_set()
+            first_done = not kernel.finished()
             if first_done:
                 _k._input_transform(src, 0, cs, r0, r1, tiles_h, tiles_w, pt, pl, m, v, s, wk, 0, cs, order)
             kernel.ready()
