@@ -497,8 +497,8 @@ class _Pool:
             own = self.masks[i] or os.sched_getaffinity(self.tids[i])
             others = own - {cpu}
             if others and others != own:
-                self.masks[i] = own
                 os.sched_setaffinity(self.tids[i], others)
+                self.masks[i] = own
 
     def _awake(self, i):
         """Helper ``i`` runs again: its own mask back, where a poster narrowed it."""

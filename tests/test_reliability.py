@@ -486,6 +486,27 @@ def test_a_sleeping_helper_is_woken_off_the_posters_cpu_and_then_has_its_own_mas
 
 
 @needs_affinity
+def test_a_helper_is_not_steered_where_its_mask_allows_no_other_cpu_or_cannot_be_set(fresh_pool, monkeypatch):
+    _workers.map_items(*_both(), 2)
+    _until(lambda: fresh_pool.asleep[0], "the helper never slept")
+    tid, here = fresh_pool.tids[0], _workers._cpu()
+    own = os.sched_getaffinity(tid)
+    with monkeypatch.context() as patch:
+        patch.setattr(os, "sched_getaffinity", lambda pid: {here})  # a cpuset of one CPU: nowhere to go
+        fresh_pool._steer(0, here)
+    assert fresh_pool.masks[0] is None
+
+    def refused(pid, mask):
+        raise OSError(22, "Invalid argument")
+    with monkeypatch.context() as patch:
+        patch.setattr(os, "sched_setaffinity", refused)  # a cpuset changed meanwhile: it stays
+        fresh_pool._steer(0, here)
+    assert fresh_pool.masks[0] is None  # nothing narrowed, nothing to set back
+    _workers.map_items(*_both(), 2)  # it runs, its mask as it was
+    assert os.sched_getaffinity(tid) == own and fresh_pool.masks[0] is None
+
+
+@needs_affinity
 def test_a_helper_that_missed_a_job_is_steered_when_the_next_is_posted(fresh_pool, monkeypatch):
     steered = []
     _workers.map_items(*_both(), 2)
