@@ -41,13 +41,16 @@ def _torch_pad(padding):
     return (left, right, top, bottom)
 
 
+def _arrays(rng, dtype, x_shape, w_shape, padding, groups):
+    """``(geom, x, w, b, gy)``: a call's geometry and standard normal arrays in ``dtype``."""
+    geom = Geometry.from_args(x_shape, w_shape, padding=padding, groups=groups)
+    x, w, gy = (rng.standard_normal(s).astype(dtype) for s in (geom.x_shape, geom.w_shape, geom.y_shape))
+    return geom, x, w, rng.standard_normal(geom.c_out).astype(dtype), gy
+
+
 def _case(name, dtype, seed=0):
     x_shape, w_shape, padding, groups = PROBLEMS[name]
-    geom = Geometry.from_args(x_shape, w_shape, padding=padding, groups=groups)
-    rng = np.random.default_rng(seed)
-    x, w, gy = (rng.standard_normal(s).astype(dtype) for s in (geom.x_shape, geom.w_shape, geom.y_shape))
-    b = rng.standard_normal(geom.c_out).astype(dtype)
-    return geom, x, w, b, gy, padding, groups
+    return (*_arrays(np.random.default_rng(seed), dtype, x_shape, w_shape, padding, groups), padding, groups)
 
 
 def _torch_results(x, w, b, gy, padding, groups):
@@ -597,9 +600,7 @@ def test_output_channels_split_over_the_threads_gives_the_same_bits(monkeypatch,
     monkeypatch.setattr(winograd, "BY_CHANNELS_MIN_BYTES", 0)
     for x_shape, w_shape, padding, groups in [((3, 24, 9, 7), (20, 24, 3, 3), 1, 1),
                                               ((2, 32, 6, 11), (44, 16, 3, 3), ((2, 0), (1, 3)), 2)]:
-        geom = Geometry.from_args(x_shape, w_shape, padding=padding, groups=groups)
-        x, w, gy = (rng.standard_normal(s).astype(dtype) for s in (geom.x_shape, geom.w_shape, geom.y_shape))
-        b = rng.standard_normal(geom.c_out).astype(dtype)
+        geom, x, w, b, gy = _arrays(rng, dtype, x_shape, w_shape, padding, groups)
         for level in LEVELS:
             with precision(level):
                 got = []
@@ -640,9 +641,7 @@ def test_an_item_that_transforms_its_input_while_the_kernel_is_unfinished_gives_
     rng = np.random.default_rng(12)
     for x_shape, w_shape, padding, groups in [((3, 16, 9, 7), (24, 16, 3, 3), 1, 1),
                                               ((2, 32, 8, 11), (16, 16, 3, 3), ((2, 0), (1, 1)), 2)]:
-        geom = Geometry.from_args(x_shape, w_shape, padding=padding, groups=groups)
-        x, w, gy = (rng.standard_normal(s).astype(dtype) for s in (geom.x_shape, geom.w_shape, geom.y_shape))
-        b = rng.standard_normal(geom.c_out).astype(dtype)
+        geom, x, w, b, gy = _arrays(rng, dtype, x_shape, w_shape, padding, groups)
         for level in LEVELS:
             with precision(level):
                 got = []
@@ -699,9 +698,7 @@ def test_skipping_the_products_of_cropped_pixels_gives_the_same_bits(monkeypatch
     for x_shape, w_shape, padding, groups in [((3, 16, 7, 7), (16, 16, 3, 3), 1, 1),
                                               ((2, 16, 9, 8), (24, 8, 3, 3), ((1, 0), (1, 1)), 2),
                                               ((2, 16, 8, 7), (16, 16, 3, 3), 1, 1)]:
-        geom = Geometry.from_args(x_shape, w_shape, padding=padding, groups=groups)
-        x, w, gy = (rng.standard_normal(s).astype(dtype) for s in (geom.x_shape, geom.w_shape, geom.y_shape))
-        b = rng.standard_normal(geom.c_out).astype(dtype)
+        geom, x, w, b, gy = _arrays(rng, dtype, x_shape, w_shape, padding, groups)
         for level in LEVELS:
             with precision(level):
                 for ratio in (0.0, 2**60):  # by channels, then by items
