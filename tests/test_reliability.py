@@ -335,6 +335,20 @@ def test_parts_that_wait_for_a_slow_item_are_all_added(slow):
         assert got[0] == sum(parts), threads
 
 
+def _until(condition, what):
+    """Wait until ``condition()`` holds, 10 s at most; else fail, saying ``what``."""
+    deadline = time.monotonic() + 10
+    while not condition():
+        assert time.monotonic() < deadline, what
+        time.sleep(0.005)
+
+
+def _both(n=2):
+    """Items that each need the other thread inside: the helper joins the job."""
+    both = threading.Barrier(n, timeout=10)
+    return [(i,) for i in range(n)], lambda i, scratch: both.wait()
+
+
 def test_a_call_done_before_a_helper_looks_leaves_none_of_its_arrays_alive():
     # Every helper is busy on another caller's job, so this call's entry in the pool's queue waits
     # there after the caller has done every item and returned: it must not keep the call's arrays.
@@ -349,10 +363,7 @@ def test_a_call_done_before_a_helper_looks_leaves_none_of_its_arrays_alive():
     other = threading.Thread(target=_workers.map_items, args=([(i,) for i in range(8)], blocking, 8))
     other.start()
     try:
-        deadline = time.monotonic() + 10
-        while len(started) < 8 and time.monotonic() < deadline:
-            time.sleep(0.001)
-        assert len(started) == 8, "the helpers did not all start"
+        _until(lambda: len(started) == 8, "the helpers did not all start")
         big = np.ones(1000)
         _workers.map_items([(0,), (1,)], lambda i, scratch, big=big: big.sum(), 2)
         gone = weakref.ref(big)
@@ -377,12 +388,10 @@ def test_a_helper_out_of_work_spins_on_the_post_count_then_sleeps(idle_spin):
     # to sleep, and the next post wakes it as before.
     seen = []
     idle_spin(lambda posts, value, gone: seen.append((posts, value)) or False)
-    both = threading.Barrier(2, timeout=10)  # each item needs the other thread inside: the helper joins
+    items, work = _both()  # the helper joins each job
     for _ in range(3):
-        _workers.map_items([(0,), (1,)], lambda i, scratch: both.wait(), 2)
-    deadline = time.monotonic() + 10
-    while len(seen) < 3 and time.monotonic() < deadline:
-        time.sleep(0.01)
+        _workers.map_items(items, work, 2)
+    _until(lambda: len(seen) >= 3, "the helper never spun out of work")
     pool = _workers._the_pool()
     assert len(seen) >= 3 and all(posts is pool.posts for posts, _ in seen)
     assert all(value <= pool.posts[0] for _, value in seen)
@@ -393,9 +402,9 @@ def test_a_job_posted_while_helpers_spin_is_taken_and_none_is_lost(idle_spin):
     if not spin.AVAILABLE:
         pytest.skip("the spin is x86-64 only")
     idle_spin(*spin.spinner())
-    both = threading.Barrier(2, timeout=10)
+    items, work = _both()
     for i in range(200):  # back to back: each job is posted while the helper spins, or after it slept
-        got = _workers.map_items([(0,), (1,)], lambda j, scratch: (both.wait(), j)[1], 2)
+        got = _workers.map_items(items, work, 2)
         assert got is None, i
         if i % 50 == 49:
             time.sleep(2 * spin.SPIN_S)  # and after a spin that ran out
@@ -451,19 +460,6 @@ def fresh_pool(monkeypatch, idle_spin):
     pool = _workers._Pool()
     monkeypatch.setattr(_workers, "_pool", pool)
     return pool
-
-
-def _until(condition, what):
-    deadline = time.monotonic() + 10
-    while not condition():
-        assert time.monotonic() < deadline, what
-        time.sleep(0.005)
-
-
-def _both(n=2):
-    """Items that each need the other thread inside: the helper joins the job."""
-    both = threading.Barrier(n, timeout=10)
-    return [(i,) for i in range(n)], lambda i, scratch: both.wait()
 
 
 @needs_affinity
