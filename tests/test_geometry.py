@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import torch
 
+from fastconv.backends._padding_nan import in_padding
 from fastconv.geometry import Geometry, out_size, pair, same_padding, side_padding
 
 
@@ -156,6 +157,13 @@ def test_a_strided_convolution_as_its_phases_stacked_as_channels():
                                   **kwargs).stride_as_channels() is None
 
 
+def _along_one_axis(size, k, stride, pads, dil):
+    """A 2-D geometry with the given axis first (the other plain) and the 1-D one of that axis."""
+    return (Geometry.from_args((1, 1, size, 4), (1, 1, k, 1), stride=(stride, 1), padding=(pads, (0, 0)),
+                               dilation=(dil, 1)),
+            Geometry.from_args((1, 1, size), (1, 1, k), stride=stride, padding=(pads,), dilation=dil))
+
+
 @pytest.mark.parametrize("size, k, stride, pads, dil", [
     (1, 3, 1, (1, 1), 1),  # one output: the kernel's first and last rows read padding only
     (2, 5, 1, (3, 0), 1),
@@ -167,13 +175,9 @@ def test_a_strided_convolution_as_its_phases_stacked_as_channels():
 def test_a_blind_tap_reads_padding_at_every_output(size, k, stride, pads, dil):
     """``has_blind_tap`` against the taps' positions counted out (``in_padding``), along each axis
     of a 2-D and a 1-D geometry."""
-    from fastconv.backends._padding_nan import in_padding
-
-    geom = Geometry.from_args((1, 1, size, 4), (1, 1, k, 1), stride=(stride, 1), padding=(pads, (0, 0)),
-                              dilation=(dil, 1))
+    geom, line = _along_one_axis(size, k, stride, pads, dil)
     want = any(in_padding(geom, ky, 0).all() for ky in range(k))
     assert geom.has_blind_tap == want
-    line = Geometry.from_args((1, 1, size), (1, 1, k), stride=stride, padding=(pads,), dilation=dil)
     assert line.has_blind_tap == want
 
 
@@ -188,11 +192,7 @@ def test_a_blind_tap_reads_padding_at_every_output(size, k, stride, pads, dil):
 def test_a_blind_output_has_its_whole_window_in_the_padding(size, k, stride, pads, dil):
     """``has_blind_output`` against every output's window counted out (``in_padding`` at every
     tap), along each axis of a 2-D and a 1-D geometry."""
-    from fastconv.backends._padding_nan import in_padding
-
-    geom = Geometry.from_args((1, 1, size, 4), (1, 1, k, 1), stride=(stride, 1), padding=(pads, (0, 0)),
-                              dilation=(dil, 1))
+    geom, line = _along_one_axis(size, k, stride, pads, dil)
     want = np.logical_and.reduce([in_padding(geom, ky, 0) for ky in range(k)]).any()
     assert geom.has_blind_output == want
-    line = Geometry.from_args((1, 1, size), (1, 1, k), stride=stride, padding=(pads,), dilation=dil)
     assert line.has_blind_output == want
