@@ -301,6 +301,25 @@ def test_reduction_products_match_longdouble(m, n, p, dtype):
         assert np.abs(c - expect).max() <= 4 * p * np.finfo(dtype).eps * np.abs(expect).max()
 
 
+@tiles
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize(("n", "j0", "kc"), [(100, 0, 256), (100, 48, 37), (70, 64, 256), (40, 0, 3), (16, 0, 16)])
+def test_b_panels_are_copied_exactly(dtype, n, j0, kc):
+    # _red_unit's panels of B transposed: whole blocks of a vector's lanes in registers
+    # (``_transpose``), the steps past them (kc not a multiple) and rows past n one by one
+    lanes = gemm.VBITS // 8 // np.dtype(dtype).itemsize
+    ldb, b0, base = kc + 5, 3, 7
+    for nw in range(lanes, 3 * lanes + 1, lanes):
+        b = _rand(b0 + n * ldb, dtype)
+        bp = np.full(base + kc * nw + 4, np.nan, dtype)
+        gemm._pack_panel(b, b0, ldb, n, j0, kc, bp, base, nw)
+        rows = np.zeros((nw, kc), dtype)
+        inside = min(nw, max(0, n - j0))
+        rows[:inside] = b[b0:].reshape(n, ldb)[j0:j0 + inside, :kc]
+        np.testing.assert_array_equal(bp[base:base + kc * nw].reshape(kc, nw), rows.T)
+        assert np.isnan(bp[:base]).all() and np.isnan(bp[base + kc * nw:]).all()
+
+
 @wide
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_reduction_products_only_over_their_spans(dtype):

@@ -359,6 +359,63 @@ _tile_gather = _tile_call(rows=True, gather=GATHER_ROWS)
 _tile_gather_half = _tile_call(rows=True, nv=1, gather=GATHER_ROWS)  # ... half a panel of B
 
 
+def _transpose_function(module, bits):
+    """A square block of one vector's lanes transposed, as an LLVM function of ``module``:
+    arguments ``(src, lds, dst, ldd)``, pointers to the first elements and the rows' pitches, so
+    that ``dst[c*ldd + r] = src[r*lds + c]`` for r, c < lanes. The lanes' rows are loaded whole
+    and swapped bit by bit of the lane index (one stage of ``shufflevector`` per bit: a row pair
+    exchanges the halves, quarters, ... the other needs), so each value moves in vectors, not as a
+    store of its own. (The loop it replaces stored one value at a time, scattered ``nw`` apart:
+    one thread, B of 16 products 480 x 512 packed into panels of 48 columns, 2.7 ms against 1.1.)"""
+    name = f"fastconv_gemm_transpose_f{bits}"
+    if name in module.globals:
+        return module.globals[name]
+    scalar = ir.FloatType() if bits == 32 else ir.DoubleType()
+    lanes = VBITS // bits
+    vec = ir.VectorType(scalar, lanes)
+    i64, i32 = ir.IntType(64), ir.IntType(32)
+    fn = ir.Function(module, ir.FunctionType(ir.VoidType(), [scalar.as_pointer(), i64, scalar.as_pointer(), i64]),
+                     name=name)
+    fn.linkage = "internal"
+    src, lds, dst, ldd = fn.args
+    builder = ir.IRBuilder(fn.append_basic_block("entry"))
+
+    def at(base, pitch, r):
+        return builder.bitcast(builder.gep(base, [builder.mul(pitch, ir.Constant(i64, r))]), vec.as_pointer())
+
+    rows = [builder.load(at(src, lds, r), align=bits // 8) for r in range(lanes)]
+    h = lanes // 2
+    while h:  # swap bit h of the row index with bit h of the lane index
+        low = ir.Constant(ir.VectorType(i32, lanes), [q + lanes - h if q & h else q for q in range(lanes)])
+        high = ir.Constant(ir.VectorType(i32, lanes), [q + lanes if q & h else q + h for q in range(lanes)])
+        for r in range(lanes):
+            if not r & h:
+                rows[r], rows[r + h] = (builder.shuffle_vector(rows[r], rows[r + h], low),
+                                        builder.shuffle_vector(rows[r], rows[r + h], high))
+        h //= 2
+    for c in range(lanes):
+        builder.store(rows[c], at(dst, ldd, c), align=bits // 8)
+    builder.ret_void()
+    return fn
+
+
+@intrinsic
+def _transpose(typingctx, src, s0, lds, dst, d0, ldd):
+    """``dst[d0 + c*ldd + r] = src[s0 + r*lds + c]`` for r, c < a vector's lanes
+    (``_transpose_function``); 1-D arrays of one float dtype with element offsets."""
+    def codegen(context, builder, signature, args):
+        def at(ary, aty, off):
+            return builder.gep(context.make_array(aty)(context, builder, ary).data, [off])
+
+        fn = _transpose_function(builder.module, signature.args[0].dtype.bitwidth)
+        builder.call(fn, [at(args[0], signature.args[0], args[1]), args[2], at(args[3], signature.args[3], args[4]),
+                          args[5]])
+        return context.get_dummy_value()
+
+    ip = types.intp
+    return types.void(src, ip, ip, dst, ip, ip), codegen
+
+
 def tile_cols(itemsize):
     """Columns per tile (a B panel's width) for elements of ``itemsize`` bytes: ``NV`` vectors."""
     return NV * (VBITS // 8 // itemsize)
@@ -791,16 +848,23 @@ def _unit_views(n, own):  # pragma: no cover
 
 @njit(inline="always", **_JIT)
 def _pack_panel(b, b0, ldb, n, j0, kc, bp, base, nw):  # pragma: no cover
-    """``bp[base + kk*nw + q] = b[b0 + (j0 + q)*ldb + kk]`` for q < nw, kk < kc: zeros past n."""
-    for q in range(nw):
-        j = j0 + q
-        if j < n:
-            src = b[b0 + j * ldb:b0 + j * ldb + kc]
-            for kk in range(kc):
-                bp[base + kk * nw + q] = src[kk]
-        else:
-            for kk in range(kc):
-                bp[base + kk * nw + q] = 0
+    """``bp[base + kk*nw + q] = b[b0 + (j0 + q)*ldb + kk]`` for q < nw, kk < kc: zeros past n.
+    ``nw`` a whole number of vectors: blocks of a vector's lanes square are transposed in
+    registers (``_transpose``), the steps past the last whole block and rows past n one by one."""
+    lanes = VBITS // 8 // bp.itemsize
+    kw = kc // lanes * lanes
+    for q0 in range(0, nw, lanes):
+        if j0 + q0 + lanes <= n:
+            for k0 in range(0, kw, lanes):
+                _transpose(b, b0 + (j0 + q0) * ldb + k0, ldb, bp, base + k0 * nw + q0, nw)
+        for q in range(q0, q0 + lanes):
+            j = j0 + q
+            if j < n:
+                for kk in range(kw if j0 + q0 + lanes <= n else 0, kc):
+                    bp[base + kk * nw + q] = b[b0 + j * ldb + kk]
+            else:
+                for kk in range(kc):
+                    bp[base + kk * nw + q] = 0
 
 
 @njit(inline="always", **_JIT)
