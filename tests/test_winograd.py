@@ -356,12 +356,14 @@ def test_tile_order_spans_the_tiles_each_product_needs(m, tiles_h, tiles_w, r0, 
 
 
 @pytest.mark.parametrize("m", [2, 4])
-@pytest.mark.parametrize(("size", "pt", "pl"), [((7, 7), 1, 1), ((9, 6), 0, 2), ((5, 11), 2, -1), ((1, 3), 2, 2)])
+@pytest.mark.parametrize(("size", "pt", "pl"), [((7, 7), 1, 1), ((9, 6), 0, 2), ((5, 11), 2, -1), ((1, 3), 2, 2),
+                                               ((7, 40), 1, 1), ((4, 33), 0, 2), ((5, 31), 2, -1)])
 @pytest.mark.parametrize(("r0", "r1"), [(0, None), (1, 3)])
 @pytest.mark.parametrize("cuts", [(False, False), (True, True), (True, False), (False, True)])
 def test_input_transform_is_bt_d_b(m, size, pt, pl, r0, r1, cuts):
     """Every tile, at the image's edges and a tile row's end (where the long loops' shift is fixed
-    up), and blocks that start and end mid-image; in row order and in ``tile_order``'s."""
+    up), and blocks that start and end mid-image; in row order and in ``tile_order``'s. Rows of
+    14-20 tiles: F(2x2) in row order runs them a row at a time in vectors (``_input_rows_f2``)."""
     rng = np.random.default_rng(0)
     x = rng.standard_normal((2, 3, *size))
     a = m + 2
@@ -379,6 +381,29 @@ def test_input_transform_is_bt_d_b(m, size, pt, pl, r0, r1, cuts):
     if order.size:
         want[..., order] = want.copy()
     np.testing.assert_allclose(v, want.reshape(-1), rtol=1e-13, atol=1e-12)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize(("size", "pt", "pl"), [((56, 56), 1, 1), ((13, 37), 0, 2), ((9, 60), 2, 0), ((20, 23), 1, -1)])
+def test_input_rows_in_vectors_give_the_gathered_bits(dtype, size, pt, pl):
+    """F(2x2)'s transform a tile row at a time in vectors (rows of ``WIDE_ROW_TILES`` tiles or
+    more, in row order) against the gathered one (which an order, here the identity, keeps):
+    whole blocks, the last one again over the row's end, a row shorter than a block's lanes,
+    padding on every side, blocks across images, channels in the middle of ``v``."""
+    x = np.random.default_rng(1).standard_normal((3, 5, *size)).astype(dtype)
+    x[0, 1, 2, 3] = np.float32(1e30)  # ... where a float64 sum and a float32 one would round apart
+    x[0, 1, 4, 3] = np.float32(1e-30)
+    tiles_h, tiles_w = -(-(size[0] + 2 * pt - 2) // 2), -(-(size[1] + 2 * pl - 2) // 2)
+    assert tiles_w >= _winograd_kernels.WIDE_ROW_TILES
+    for r0, r1 in ((0, 3 * tiles_h), (tiles_h - 1, tiles_h + 2)):
+        nt = (r1 - r0) * tiles_w
+        s, wk = _winograd_kernels.transform_scratch(2, r1 - r0, tiles_w, x.itemsize)[1]
+        s, wk = np.empty(s, dtype), np.empty(wk)
+        got, want = (np.full(16 * 7 * nt, np.nan, dtype) for _ in range(2))
+        for v, order in ((got, np.empty(0, np.int64)), (want, np.arange(nt, dtype=np.int64))):
+            _winograd_kernels._input_transform(x, 1, 3, r0, r1, tiles_h, tiles_w, pt, pl, 2, v, s, wk, 2, 7, order)
+        np.testing.assert_array_equal(got, want)
+        assert np.isnan(got.reshape(16, 7, nt)[:, [0, 1, 5, 6]]).all()  # other channels' places untouched
 
 
 @pytest.mark.parametrize("m", [2, 4])

@@ -11,8 +11,11 @@ at ``(xi * channels + c) * tiles + t``, the layout of ``alpha^2`` stacked (chann
 """
 
 import numpy as np
+from llvmlite import ir
+from numba import types
+from numba.extending import intrinsic
 
-from ._numba_gemm import KC, MR, batch
+from ._numba_gemm import KC, MR, VBITS, _declared, batch
 from ._numba_kernels import _CACHE, njit
 
 # fastmath stays off: the error bounds in the README were measured with IEEE arithmetic.
@@ -252,6 +255,160 @@ def _image_rows(r0, r1, tiles_h, m, shift, span, height, pitch, ix, oim):  # pra
     return n, images
 
 
+WIDE_ROW_TILES = 10  # tiles per row from which F(2x2)'s input transform runs a row at a time in vectors
+
+
+def _row_f2_function(module, bits):
+    """F(2x2)'s input transform of one tile row of one channel, as an LLVM function of ``module``:
+    arguments ``(x, o0, o1, o2, o3, ok, col0, iw, tw, v, vbase, step)``: x's pointer and the
+    element offsets of the tile row's four input rows (row k read only where bit k of ``ok`` is
+    set, else zeros), x's column under the window's first (``-pl``), the row's width, the tiles
+    ``tw``; value xi of tile t goes to ``v[vbase + xi*step + t]``.
+
+    A block of a vector's lanes of tiles at a time: per input row, two loads at column 2t and two
+    at 2t + 2 (masked to the image's columns: padding reads zeros), split by shuffles into the
+    values at 2t, 2t + 1, 2t + 2 and 2t + 3 of the block's tiles, widened to float64; B^T down the
+    columns, then along the rows, the operations and their order those of ``_bt_rows``'s two
+    passes, so the same bits as ``_input_transform``'s gather, rounded once when stored. Whole
+    blocks store whole vectors; the row's last tiles are a whole block again, ending on the row's
+    end (some tiles transformed twice, to the same values), or on rows of fewer tiles than a
+    block, a masked one. Numba's loops over a row of tiles were too short to vectorise (the reason
+    the general transform gathers the whole block's tiles first); here the vectors are explicit."""
+    name = f"fastconv_winograd_row_f2_f{bits}"
+    if name in module.globals:
+        return module.globals[name]
+    scalar = ir.FloatType() if bits == 32 else ir.DoubleType()
+    lanes = VBITS // bits
+    vec, wide = ir.VectorType(scalar, lanes), ir.VectorType(ir.DoubleType(), lanes)
+    i64, i32 = ir.IntType(64), ir.IntType(32)
+    i64v, mvec, i32v = ir.VectorType(i64, lanes), ir.VectorType(ir.IntType(1), lanes), ir.VectorType(i32, lanes)
+    vptr = vec.as_pointer()
+    fn = ir.Function(module, ir.FunctionType(ir.VoidType(), [scalar.as_pointer()] + [i64] * 8
+                                             + [scalar.as_pointer(), i64, i64]), name=name)
+    fn.linkage = "internal"
+    x, o0, o1, o2, o3, ok, col0, iw, tw, v, vbase, step = fn.args
+    align = ir.Constant(i32, bits // 8)
+    mload = _declared(module, f"llvm.masked.load.v{lanes}f{bits}.p0", vec, [vptr, i32, mvec, vec])
+    mstore = _declared(module, f"llvm.masked.store.v{lanes}f{bits}.p0", ir.VoidType(), [vec, vptr, i32, mvec])
+    lane = ir.Constant(i64v, list(range(lanes)))
+    evens = ir.Constant(i32v, list(range(0, 2 * lanes, 2)))
+    odds = ir.Constant(i32v, list(range(1, 2 * lanes, 2)))
+    none, zero = ir.Constant(mvec, [0] * lanes), ir.Constant(i64v, [0] * lanes)
+
+    def const(k):
+        return ir.Constant(i64, k)
+
+    def bt(b, s0, s1, s2, s3):
+        """F(2x2)'s B^T applied to four values (``_bt_rows``'s m = 2, in its order)."""
+        return b.fsub(s0, s2), b.fadd(s1, s2), b.fsub(s2, s1), b.fsub(s1, s3)
+
+    def spread(b, value):
+        first = b.insert_element(ir.Constant(i64v, ir.Undefined), value, ir.Constant(i32, 0))
+        return b.shuffle_vector(first, ir.Constant(i64v, ir.Undefined), ir.Constant(i32v, [0] * lanes))
+
+    entry, loop, tail, last, done = (fn.append_basic_block(n) for n in ("entry", "loop", "tail", "last", "done"))
+    b = ir.IRBuilder(entry)
+    rows = [b.gep(x, [o]) for o in (o0, o1, o2, o3)]
+    row_ok = [b.icmp_unsigned("!=", b.and_(ok, const(1 << k)), const(0)) for k in range(4)]
+    iwv, twv = spread(b, iw), spread(b, tw)
+    b.cbranch(b.icmp_signed("<=", const(lanes), tw), loop, tail)
+
+    def block(b, t0, masked):
+        """The tiles t0 .. t0 + lanes (with ``masked``, those before tw)."""
+        start = b.add(col0, b.mul(t0, const(2)))  # x's column of tile t0's first value
+        inside = {}
+        for off in (0, lanes, 2, lanes + 2):
+            cols = b.add(spread(b, b.add(start, const(off))), lane)
+            inside[off] = b.and_(b.icmp_signed(">=", cols, zero), b.icmp_signed("<", cols, iwv))
+        quads = []  # per input row k: its values at 2t, 2t + 1, 2t + 2, 2t + 3, float64
+        for k in range(4):
+            got = {off: b.call(mload, [b.bitcast(b.gep(rows[k], [b.add(start, const(off))]), vptr), align,
+                                       b.select(row_ok[k], inside[off], none), ir.Constant(vec, [0.0] * lanes)])
+                   for off in (0, lanes, 2, lanes + 2)}
+            quad = [b.shuffle_vector(got[0], got[lanes], evens), b.shuffle_vector(got[0], got[lanes], odds),
+                    b.shuffle_vector(got[2], got[lanes + 2], evens), b.shuffle_vector(got[2], got[lanes + 2], odds)]
+            quads.append([b.fpext(q, wide) for q in quad] if bits == 32 else quad)
+        cols = [[None] * 4 for _ in range(4)]  # B^T down the columns: cols[i][q]
+        for q in range(4):
+            cols[0][q], cols[1][q], cols[2][q], cols[3][q] = bt(b, *(quads[k][q] for k in range(4)))
+        keep = b.icmp_signed("<", b.add(spread(b, t0), lane), twv) if masked else None
+        base = b.add(vbase, t0)
+        for i in range(4):  # ... then along the rows: value 4i + j
+            for j, value in enumerate(bt(b, *cols[i])):
+                value = b.fptrunc(value, vec) if bits == 32 else value
+                at = b.bitcast(b.gep(v, [b.add(base, b.mul(step, const(4 * i + j)))]), vptr)
+                if masked:
+                    b.call(mstore, [value, at, align, keep])
+                else:
+                    b.store(value, at, align=bits // 8)
+
+    b = ir.IRBuilder(loop)  # whole blocks
+    t0 = b.phi(i64)
+    t0.add_incoming(const(0), entry)
+    block(b, t0, False)
+    following = b.add(t0, const(lanes))
+    t0.add_incoming(following, loop)
+    b.cbranch(b.icmp_signed("<=", b.add(following, const(lanes)), tw), loop, tail)
+    b = ir.IRBuilder(tail)  # the row's last tiles, fewer than a block
+    t1 = b.phi(i64)
+    t1.add_incoming(const(0), entry)
+    t1.add_incoming(following, loop)
+    b.cbranch(b.icmp_signed("<", t1, tw), last, done)
+    b = ir.IRBuilder(last)
+    overlap, masked = fn.append_basic_block("overlap"), fn.append_basic_block("masked")
+    b.cbranch(b.icmp_signed("<=", const(lanes), tw), overlap, masked)
+    b = ir.IRBuilder(overlap)  # a whole block that ends on the row's end, some tiles again: no mask
+    block(b, b.sub(tw, const(lanes)), False)
+    b.branch(done)
+    b = ir.IRBuilder(masked)  # a row of fewer tiles than a block
+    block(b, t1, True)
+    b.branch(done)
+    ir.IRBuilder(done).ret_void()
+    return fn
+
+
+@intrinsic
+def _row_f2(typingctx, x, o0, o1, o2, o3, ok, col0, iw, tw, v, vbase, step):
+    """``_row_f2_function`` on 1-D arrays ``x`` and ``v`` of one float dtype, offsets in elements."""
+    def codegen(context, builder, signature, args):
+        def data(i):
+            return context.make_array(signature.args[i])(context, builder, args[i]).data
+
+        fn = _row_f2_function(builder.module, signature.args[0].dtype.bitwidth)
+        builder.call(fn, [data(0), *args[1:9], data(9), args[10], args[11]])
+        return context.get_dummy_value()
+
+    ip = types.intp
+    return types.void(x, ip, ip, ip, ip, ip, ip, ip, ip, v, ip, ip), codegen
+
+
+@njit(**_JIT)
+def _input_rows_f2(x, c0, cg, r0, r1, tiles_h, tiles_w, pt, pl, v, vc0, vc):  # pragma: no cover
+    """``_input_transform`` for m = 2 in row order (no ``order``): a tile row of a channel at a
+    time (``_row_f2``), straight from x. One thread, the whole batch's transform in blocks of 256
+    tiles, N=32, ns per tile and channel, gathered / here (2026-12-05, a noisy hour): float32 56x56
+    C=64 12.2 / 6.1, 28x28 C=128 13.7 / 7.6, 24x24 13.2 / 7.6, 20x20 10.8 / 6.4, 18x18 14.2 / 9.2,
+    but 14x14 C=256 14.4 / 16.4 and 12x12 14.2 / 18.3 (rows of fewer tiles than a vector's lanes,
+    their stores masked); float64 28x28 18.9 / 15.3, 20x20 16.0 / 9.0, 18x18 18.7 / 25.2 (two
+    blocks of 8 for 9 tiles). Hence from ``WIDE_ROW_TILES``. The same bits."""
+    ih, iw = x.shape[2], x.shape[3]
+    cx = x.shape[1]
+    xf = x.reshape(x.size)
+    nt = (r1 - r0) * tiles_w
+    for c in range(cg):
+        for jj in range(r1 - r0):
+            rr = r0 + jj
+            iy = (rr % tiles_h) * 2 - pt  # the tile row's first input row
+            plane = (((rr // tiles_h) * cx + c0 + c) * ih) * iw
+            ok = 0
+            for k in range(4):
+                if 0 <= iy + k < ih:
+                    ok |= 1 << k
+            _row_f2(xf, plane + iy * iw if ok & 1 else plane, plane + (iy + 1) * iw if ok & 2 else plane,
+                    plane + (iy + 2) * iw if ok & 4 else plane, plane + (iy + 3) * iw if ok & 8 else plane, ok,
+                    -pl, iw, tiles_w, v, (vc0 + c) * nt + jj * tiles_w, vc * nt)
+
+
 @njit(**_JIT)
 def _input_transform(x, c0, cg, r0, r1, tiles_h, tiles_w, pt, pl, m, v, s, wk, vc0, vc, order):  # pragma: no cover
     """v[xi, vc0 + c, t] = (B^T d B)[xi], d the input tile t of channel c0 + c < c0 + cg, tile rows
@@ -268,7 +425,11 @@ def _input_transform(x, c0, cg, r0, r1, tiles_h, tiles_w, pt, pl, m, v, s, wk, v
     were copied one by one and then split into phases: on small images those short loops took
     most of the time. One thread, ns per tile and channel before -> now, F(2x2): 7x7 C=512 19.7 ->
     11.1, 14x14 C=256 11.7 -> 7.7, 28x28 C=128 8.6 -> 7.0, 56x56 C=64 7.7 -> 6.6; F(4x4): 7x7 56
-    -> 30, 56x56 24.5 -> 21.3 (the same bits)."""
+    -> 30, 56x56 24.5 -> 21.3 (the same bits). F(2x2) on rows of ``WIDE_ROW_TILES`` tiles or more
+    in row order runs a row at a time in vectors instead (``_input_rows_f2``)."""
+    if m == 2 and not order.size and tiles_w >= WIDE_ROW_TILES:
+        _input_rows_f2(x, c0, cg, r0, r1, tiles_h, tiles_w, pt, pl, v, vc0, vc)
+        return
     ih, iw = x.shape[2], x.shape[3]
     xf = x.reshape(x.size)
     a = m + 2
