@@ -406,6 +406,31 @@ def test_input_rows_in_vectors_give_the_gathered_bits(dtype, size, pt, pl):
         assert np.isnan(got.reshape(16, 7, nt)[:, [0, 1, 5, 6]]).all()  # other channels' places untouched
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("out", [(56, 56), (27, 27), (5, 40), (9, 21), (20, 33), (3, 63)])
+def test_output_rows_in_vectors_give_the_bits_of_the_other_ways(dtype, out):
+    """F(2x2)'s output transform a tile row at a time in vectors (rows of ``WIDE_ROW_TILES``
+    tiles or more, in row order) against the way an order (here the identity) keeps: whole
+    blocks, the last again over the row's end or masked, a last column and row cut by y's edge,
+    with and without a bias, and the inf or NaN it reports; blocks across images."""
+    rng = np.random.default_rng(2)
+    tiles_h, tiles_w = -(-out[0] // 2), -(-out[1] // 2)
+    assert tiles_w >= _winograd_kernels.WIDE_ROW_TILES
+    for r0, r1 in ((0, 2 * tiles_h), (tiles_h - 1, tiles_h + 1)):
+        nt = (r1 - r0) * tiles_w
+        mm = rng.standard_normal(16 * 3 * nt).astype(dtype)
+        mm[5], mm[21] = np.finfo(dtype).max / 4, 3e-30  # sums that round apart in float32 and float64
+        wk = np.empty(_winograd_kernels.transform_scratch(2, r1 - r0, tiles_w, 8)[1][1])
+        for bias in (np.empty(0, dtype), rng.standard_normal(5).astype(dtype)):
+            for bad in (False, True):
+                mm[16 * nt + 7] = np.inf if bad else 0.5
+                got, want = (np.full((2, 5, *out), np.nan, dtype) for _ in range(2))
+                flags = [_winograd_kernels._output_transform(mm, 1, 3, r0, r1, tiles_h, tiles_w, 2, bias, y, wk, order)
+                         for y, order in ((got, np.empty(0, np.int64)), (want, np.arange(nt, dtype=np.int64)))]
+                np.testing.assert_array_equal(got, want)
+                assert flags[0] == flags[1] == bad
+
+
 @pytest.mark.parametrize("m", [2, 4])
 @pytest.mark.parametrize("out", [(7, 7), (8, 5), (1, 2), (5, 99)])  # (5, 99): rows of STAGE_TILES or more
 @pytest.mark.parametrize(("r0", "r1"), [(0, None), (1, 3)])

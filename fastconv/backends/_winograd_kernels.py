@@ -573,6 +573,196 @@ def _pixel_tables(r0, r1, tiles_h, tiles_w, m, oh, ow, wk, order):  # pragma: no
     return ost, oix, oim, n, images
 
 
+def _out_f2_function(module, bits):
+    """F(2x2)'s output transform of one tile row of one output channel, as an LLVM function of
+    ``module``: arguments ``(mm, mo, step, y, yo0, yo1, two, full, bias)``: product xi of the row's
+    tile t at ``mm[mo + xi*step + t]``; the row's tiles ``t < full`` (both their columns inside y)
+    go to ``y[yo0 + 2t + q]`` and, where ``two``, the second output row ``y[yo1 + 2t + q]``, plus
+    ``bias`` (a double). Returns whether a value written is inf or NaN (tested in y's dtype).
+
+    A block of a vector's lanes of tiles at a time, widened to float64: A^T along the tiles' rows,
+    then down their columns, the operations and their order ``_at_tiles``'s, plus the bias, rounded
+    once (the same bits as ``_output_rows``); a row's two columns interleaved by shuffles and stored
+    whole. The row's last tiles: a whole block again ending on ``full`` or, on rows of fewer tiles
+    than a block, through masks."""
+    name = f"fastconv_winograd_out_f2_f{bits}"
+    if name in module.globals:
+        return module.globals[name]
+    scalar = ir.FloatType() if bits == 32 else ir.DoubleType()
+    lanes = VBITS // bits
+    vec, wide = ir.VectorType(scalar, lanes), ir.VectorType(ir.DoubleType(), lanes)
+    i64, i32, i1 = ir.IntType(64), ir.IntType(32), ir.IntType(1)
+    i64v, mvec, i32v = ir.VectorType(i64, lanes), ir.VectorType(i1, lanes), ir.VectorType(i32, lanes)
+    vptr = vec.as_pointer()
+    fn = ir.Function(module, ir.FunctionType(i64, [scalar.as_pointer(), i64, i64, scalar.as_pointer(), i64, i64, i64,
+                                                   i64, ir.DoubleType()]), name=name)
+    fn.linkage = "internal"
+    mm, mo, step, y, yo0, yo1, two, full, bias = fn.args
+    align = ir.Constant(i32, bits // 8)
+    mload = _declared(module, f"llvm.masked.load.v{lanes}f{bits}.p0", vec, [vptr, i32, mvec, vec])
+    mstore = _declared(module, f"llvm.masked.store.v{lanes}f{bits}.p0", ir.VoidType(), [vec, vptr, i32, mvec])
+    lane = ir.Constant(i64v, list(range(lanes)))
+    half = lanes // 2
+    low = ir.Constant(i32v, [q // 2 + (lanes if q % 2 else 0) for q in range(lanes)])  # t0, t0 + lanes, t1, ...
+    high = ir.Constant(i32v, [half + q // 2 + (lanes if q % 2 else 0) for q in range(lanes)])
+
+    def const(k):
+        return ir.Constant(i64, k)
+
+    def spread(b, value):
+        first = b.insert_element(ir.Constant(i64v, ir.Undefined), value, ir.Constant(i32, 0))
+        return b.shuffle_vector(first, ir.Constant(i64v, ir.Undefined), ir.Constant(i32v, [0] * lanes))
+
+    def at(b, z0, z1, z2, z3):
+        """F(2x2)'s A^T applied to four values (``_at_block``'s m = 2, in its order)."""
+        return b.fadd(b.fadd(z0, z1), z2), b.fsub(b.fsub(z1, z2), z3)
+
+    entry, loop, tail, last, done = (fn.append_basic_block(n) for n in ("entry", "loop", "tail", "last", "done"))
+    b = ir.IRBuilder(entry)
+    bv = b.shuffle_vector(b.insert_element(ir.Constant(wide, ir.Undefined), bias, ir.Constant(i32, 0)),
+                          ir.Constant(wide, ir.Undefined), ir.Constant(i32v, [0] * lanes))
+    second = b.icmp_signed("!=", two, const(0))
+    fullv = spread(b, full)
+    no = ir.Constant(mvec, [0] * lanes)
+    b.cbranch(b.icmp_signed("<=", const(lanes), full), loop, tail)
+
+    def block(b, t0, masked, bad):
+        """The tiles t0 .. t0 + lanes (with ``masked``, those before ``full``): ``bad`` or'ed with
+        whether one of theirs is inf or NaN."""
+        keep = b.icmp_signed("<", b.add(spread(b, t0), lane), fullv) if masked else None
+        ms = []
+        for xi in range(16):
+            p = b.bitcast(b.gep(mm, [b.add(b.add(mo, t0), b.mul(step, const(xi)))]), vptr)
+            value = (b.call(mload, [p, align, keep, ir.Constant(vec, [0.0] * lanes)]) if masked
+                     else b.load(p, align=bits // 8))
+            ms.append(b.fpext(value, wide) if bits == 32 else value)
+        rows = [at(b, *ms[4 * i:4 * i + 4]) for i in range(4)]  # along the tiles' rows: rows[i][q]
+        out = [at(b, *(rows[i][q] for i in range(4))) for q in range(2)]  # down the columns: out[q][r]
+        for r, yo in enumerate((yo0, yo1)):
+            cols = [b.fadd(out[q][r], bv) for q in range(2)]
+            if bits == 32:
+                cols = [b.fptrunc(c, vec) for c in cols]
+            for c in cols:  # inf or NaN, in y's dtype (float32 overflows)
+                odd = b.fcmp_unordered("!=", b.fsub(c, c), ir.Constant(vec, [0.0] * lanes))
+                if masked:
+                    odd = b.and_(odd, keep)
+                if r:
+                    odd = b.and_(odd, b.select(second, ir.Constant(mvec, [1] * lanes), no))
+                bad = b.or_(bad, odd)
+            pair = (b.shuffle_vector(cols[0], cols[1], low), b.shuffle_vector(cols[0], cols[1], high))
+            first = b.add(yo, b.mul(t0, const(2)))
+            dst = [b.bitcast(b.gep(y, [b.add(first, const(h * lanes))]), vptr) for h in range(2)]
+            if masked:  # value q of the pair's half h is y's column 2*t0 + h*lanes + q
+                cols2 = b.add(spread(b, b.mul(t0, const(2))), lane)
+                ends = spread(b, b.mul(full, const(2)))
+                masks = [b.icmp_signed("<", b.add(cols2, spread(b, const(h * lanes))), ends) for h in range(2)]
+            if r:
+                store_blk = b.append_basic_block("second")
+                after = b.append_basic_block("after")
+                b.cbranch(second, store_blk, after)
+                b.position_at_end(store_blk)
+            for h in range(2):
+                if masked:
+                    b.call(mstore, [pair[h], dst[h], align, masks[h]])
+                else:
+                    b.store(pair[h], dst[h], align=bits // 8)
+            if r:
+                b.branch(after)
+                b.position_at_end(after)
+        return bad
+
+    b = ir.IRBuilder(loop)  # whole blocks
+    t0 = b.phi(i64)
+    t0.add_incoming(const(0), entry)
+    bad0 = b.phi(mvec)
+    bad0.add_incoming(no, entry)
+    bad1 = block(b, t0, False, bad0)
+    following = b.add(t0, const(lanes))
+    t0.add_incoming(following, b.block)
+    bad0.add_incoming(bad1, b.block)
+    from_loop = b.block
+    b.cbranch(b.icmp_signed("<=", b.add(following, const(lanes)), full), loop, tail)
+    b = ir.IRBuilder(tail)  # the row's last tiles, fewer than a block
+    t1 = b.phi(i64)
+    t1.add_incoming(const(0), entry)
+    t1.add_incoming(following, from_loop)
+    bad2 = b.phi(mvec)
+    bad2.add_incoming(no, entry)
+    bad2.add_incoming(bad1, from_loop)
+    b.cbranch(b.icmp_signed("<", t1, full), last, done)
+    b = ir.IRBuilder(last)
+    overlap, masked = fn.append_basic_block("overlap"), fn.append_basic_block("masked")
+    b.cbranch(b.icmp_signed("<=", const(lanes), full), overlap, masked)
+    b = ir.IRBuilder(overlap)  # a whole block that ends on ``full``, some tiles again: no mask
+    bad3 = block(b, b.sub(full, const(lanes)), False, bad2)
+    from_overlap = b.block
+    b.branch(done)
+    b = ir.IRBuilder(masked)  # a row of fewer tiles than a block
+    bad4 = block(b, t1, True, bad2)
+    from_masked = b.block
+    b.branch(done)
+    b = ir.IRBuilder(done)
+    bad = b.phi(mvec)
+    bad.add_incoming(bad2, tail)
+    bad.add_incoming(bad3, from_overlap)
+    bad.add_incoming(bad4, from_masked)
+    any_bad = b.icmp_unsigned("!=", b.bitcast(bad, ir.IntType(lanes)), ir.Constant(ir.IntType(lanes), 0))
+    b.ret(b.zext(any_bad, i64))
+    return fn
+
+
+@intrinsic
+def _out_f2(typingctx, mm, mo, step, y, yo0, yo1, two, full, bias):
+    """``_out_f2_function`` on 1-D arrays ``mm`` and ``y`` of one float dtype, offsets in elements."""
+    def codegen(context, builder, signature, args):
+        def data(i):
+            return context.make_array(signature.args[i])(context, builder, args[i]).data
+
+        fn = _out_f2_function(builder.module, signature.args[0].dtype.bitwidth)
+        return builder.call(fn, [data(0), args[1], args[2], data(3), *args[4:8], args[8]])
+
+    ip = types.intp
+    return types.intp(mm, ip, ip, y, ip, ip, ip, ip, types.float64), codegen
+
+
+@njit(inline="always", **_JIT)
+def _at_first(mm, o, step):  # pragma: no cover
+    """The first value of F(2x2)'s A^T along a tile's row of products mm[o + j*step], j < 4."""
+    return (np.float64(mm[o]) + np.float64(mm[o + step])) + np.float64(mm[o + U(2) * step])
+
+
+@njit(**_JIT)
+def _output_rows_f2(mm, k0, kg, r0, r1, tiles_h, tiles_w, bias, y):  # pragma: no cover
+    """``_output_transform`` for m = 2 in row order: a tile row of an output channel at a time
+    (``_out_f2``), the last tile of a row cut by y's edge through the same sums one by one."""
+    oh, ow, cy = y.shape[2], y.shape[3], y.shape[1]
+    yf = y.reshape(y.size)
+    nt = (r1 - r0) * tiles_w
+    step = kg * nt
+    full = min(tiles_w, ow // 2)
+    bad = False
+    for k in range(kg):
+        b = np.float64(bias[k0 + k]) if bias.size else 0.0
+        for jj in range(r1 - r0):
+            rr = r0 + jj
+            oy = (rr % tiles_h) * 2
+            yo = (((rr // tiles_h) * cy + k0 + k) * oh + oy) * ow
+            two = oy + 1 < oh
+            mo = k * nt + jj * tiles_w
+            bad |= _out_f2(mm, mo, step, yf, yo, yo + ow, 1 if two else 0, full, b) != 0
+            if 2 * full < ow:  # tile ``full``'s first column: its second lies past y's edge
+                t, us = U(mo + full), U(step)
+                c0, c1 = _at_first(mm, t, us), _at_first(mm, t + U(4) * us, us)
+                c2, c3 = _at_first(mm, t + U(8) * us, us), _at_first(mm, t + U(12) * us, us)
+                q = yo + 2 * full
+                yf[q] = ((c0 + c1) + c2) + b
+                bad |= yf[q] - yf[q] != 0.0
+                if two:
+                    yf[q + ow] = ((c1 - c2) - c3) + b
+                    bad |= yf[q + ow] - yf[q + ow] != 0.0
+    return bad
+
+
 @njit(**_JIT)
 def _output_transform(mm, k0, kg, r0, r1, tiles_h, tiles_w, m, bias, y, wk, order):  # pragma: no cover
     """y[n, k0 + k, tile] = A^T M A (+ bias[k0 + k] when ``bias`` is not empty), M the products of
@@ -586,6 +776,8 @@ def _output_transform(mm, k0, kg, r0, r1, tiles_h, tiles_w, m, bias, y, wk, orde
     and channel, by tile rows / staged: 7x7 C=512 6.7 / 3.7, 14x14 C=256 4.6 / 3.3, 28x28 C=128
     3.3 / 3.1-3.6, 56x56 C=64 2.6 / 3.3-4.2; F(4x4) 7x7 34 / 16. (One kernel with both ways ran
     the staged one at 4.4 and 22-28.)"""
+    if m == 2 and not order.size and tiles_w >= WIDE_ROW_TILES:
+        return _output_rows_f2(mm, k0, kg, r0, r1, tiles_h, tiles_w, bias, y)
     if tiles_w < STAGE_TILES:
         return _output_staged(mm, k0, kg, r0, r1, tiles_h, tiles_w, m, bias, y, wk, order)
     return _output_rows(mm, k0, kg, r0, r1, tiles_h, tiles_w, m, bias, y, wk, order)
