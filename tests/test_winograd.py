@@ -407,15 +407,15 @@ def test_input_rows_in_vectors_give_the_gathered_bits(dtype, size, pt, pl):
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-@pytest.mark.parametrize("out", [(56, 56), (27, 27), (5, 40), (9, 21), (20, 33), (3, 63)])
+@pytest.mark.parametrize("out", [(56, 56), (27, 27), (5, 40), (9, 21), (20, 33), (3, 63), (14, 14), (6, 13)])
 def test_output_rows_in_vectors_give_the_bits_of_the_other_ways(dtype, out):
-    """F(2x2)'s output transform a tile row at a time in vectors (rows of ``WIDE_ROW_TILES``
+    """F(2x2)'s output transform a tile row at a time in vectors (rows of ``OUT_ROW_TILES``
     tiles or more, in row order) against the way an order (here the identity) keeps: whole
     blocks, the last again over the row's end or masked, a last column and row cut by y's edge,
     with and without a bias, and the inf or NaN it reports; blocks across images."""
     rng = np.random.default_rng(2)
     tiles_h, tiles_w = -(-out[0] // 2), -(-out[1] // 2)
-    assert tiles_w >= _winograd_kernels.WIDE_ROW_TILES
+    assert tiles_w >= _winograd_kernels.OUT_ROW_TILES
     for r0, r1 in ((0, 2 * tiles_h), (tiles_h - 1, tiles_h + 1)):
         nt = (r1 - r0) * tiles_w
         mm = rng.standard_normal(16 * 3 * nt).astype(dtype)

@@ -725,6 +725,15 @@ def _out_f2(typingctx, mm, mo, step, y, yo0, yo1, two, full, bias):
     return types.intp(mm, ip, ip, y, ip, ip, ip, ip, types.float64), codegen
 
 
+# Tiles per row from which F(2x2)'s output transform runs a row at a time in vectors
+# (``_output_rows_f2``). One thread, N=32, the whole batch's transform in blocks of 256 tiles
+# into a y in memory, ns per tile and channel, the other ways / in vectors (2026-12-05): float32
+# rows of 4 tiles (8x8 C=512) 6.8 / 10.7, 5 7.0 / 7.7, 6 6.1 / 7.2, 7 (14x14 C=256) 7.6 / 6.3,
+# 8 7.6 / 5.6, 9 8.5 / 4.4, 10 6.7 / 4.1, 14 (28x28 C=128) 7.1 / 3.2, 28 (56x56 C=64) 5.0 / 2.6;
+# float64 4 10.8 / 8.5, 7 10.3 / 7.0, 14 11.9 / 8.9, 28 11.1 / 7.6.
+OUT_ROW_TILES = 7
+
+
 @njit(inline="always", **_JIT)
 def _at_first(mm, o, step):  # pragma: no cover
     """The first value of F(2x2)'s A^T along a tile's row of products mm[o + j*step], j < 4."""
@@ -775,8 +784,9 @@ def _output_transform(mm, k0, kg, r0, r1, tiles_h, tiles_w, m, bias, y, wk, orde
     through the block's output rows staged (``_output_staged``). One thread, F(2x2), ns per tile
     and channel, by tile rows / staged: 7x7 C=512 6.7 / 3.7, 14x14 C=256 4.6 / 3.3, 28x28 C=128
     3.3 / 3.1-3.6, 56x56 C=64 2.6 / 3.3-4.2; F(4x4) 7x7 34 / 16. (One kernel with both ways ran
-    the staged one at 4.4 and 22-28.)"""
-    if m == 2 and not order.size and tiles_w >= WIDE_ROW_TILES:
+    the staged one at 4.4 and 22-28.) F(2x2) on rows of ``OUT_ROW_TILES`` tiles or more in row
+    order runs a row at a time in vectors instead (``_output_rows_f2``)."""
+    if m == 2 and not order.size and tiles_w >= OUT_ROW_TILES:
         return _output_rows_f2(mm, k0, kg, r0, r1, tiles_h, tiles_w, bias, y)
     if tiles_w < STAGE_TILES:
         return _output_staged(mm, k0, kg, r0, r1, tiles_h, tiles_w, m, bias, y, wk, order)
