@@ -521,6 +521,23 @@ def test_filter_grad_transform_is_gt_du_g_of_the_summed_slices(m):
     assert _winograd_kernels._filter_grad_transform(parts, m, 0, groups * kg, gw)
 
 
+@pytest.mark.parametrize("m", [2, 4])
+@pytest.mark.parametrize("cg", [16, 31, 32, 40, 70])
+def test_filter_grad_transform_in_float32_is_the_float64_one_rounded_once(m, cg):
+    """In float32 a square of lanes of the 9 taps x channels is transposed in registers where a
+    vector holds 9 taps (AVX-512), each filter's row stored over the last one's spare values, the
+    row's last channels one by one: every value the float64 transform's, rounded once; rows outside
+    r0 .. r1 untouched."""
+    rng = np.random.default_rng(4)
+    a, parts_n, groups, kg = m + 2, 2, 2, 3
+    parts = rng.standard_normal((parts_n, groups, a * a, kg, cg)).astype(np.float32)
+    wide_, got = (np.full((groups * kg, cg, 3, 3), np.nan, dt) for dt in (np.float64, np.float32))
+    assert not _winograd_kernels._filter_grad_transform(parts, m, 1, groups * kg - 1, got)
+    assert not _winograd_kernels._filter_grad_transform(parts, m, 1, groups * kg - 1, wide_)
+    np.testing.assert_array_equal(got, wide_.astype(np.float32))
+    assert np.isnan(got[0]).all() and np.isnan(got[-1]).all()
+
+
 # --------------------------------------------------------------------------- memory and items
 
 @pytest.mark.parametrize("threads", [1, 3])

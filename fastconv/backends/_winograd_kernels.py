@@ -15,7 +15,7 @@ from llvmlite import ir
 from numba import types
 from numba.extending import intrinsic
 
-from ._numba_gemm import KC, MR, VBITS, _declared, batch
+from ._numba_gemm import KC, MR, VBITS, _declared, _transpose, batch
 from ._numba_kernels import _CACHE, njit
 
 # fastmath stays off: the error bounds in the README were measured with IEEE arithmetic.
@@ -1002,7 +1002,10 @@ def _filter_grad_transform(parts, m, r0, r1, gw):  # pragma: no cover
     pf, gf = parts.reshape(-1), gw.reshape(-1)
     du = np.empty(a2 * cg)  # du[xi*cg + c], summed in float64
     t = np.empty(3 * a * cg)  # t[(ky*a + j)*cg + c]: G^T down the columns
-    o = np.empty(9 * cg)  # o[(ky*3 + kx)*cg + c]
+    lanes = VBITS // 8 // gw.itemsize
+    # o[(ky*3 + kx)*cg + c], rounded to gw's dtype (where gw takes it: one rounding either way),
+    # with rows past the ninth to fill a square of lanes when a vector holds a filter's 9 taps
+    o = np.empty((lanes if lanes >= 9 else 9) * cg, gw.dtype)
     bad = False
     for row in range(r0, r1):
         g, k = row // kg, row % kg
@@ -1022,9 +1025,20 @@ def _filter_grad_transform(parts, m, r0, r1, gw):  # pragma: no cover
             for kx in range(3):
                 _gt_stream(m, kx, t, U(ky * a) * uc, uc, o, U(ky * 3 + kx) * uc, uc)
         ob = U(row * cg * 9)
-        for tap in range(9):  # gw's row: (c, ky, kx), so each tap's values go 9 apart
+        # gw's row: (c, ky, kx), so each tap's values go 9 apart. Where a vector holds 9 taps, a
+        # square of lanes of o (taps x channels) is transposed in registers and its rows stored 9
+        # apart in order, each row's values past its 9 overwritten by the next row's; the last
+        # block's last row would spill past the row, so the last lanes channels go one by one.
+        # One thread, the 512 x 512 filters of a 7x7 C=512 weight gradient, float32: 2.3 ms of
+        # scattered stores before (the whole transform 7.1-7.6).
+        c0 = 0
+        if lanes >= 9:
+            while c0 + 2 * lanes <= cg:
+                _transpose(o, c0, cg, gf, row * cg * 9 + 9 * c0, 9)
+                c0 += lanes
+        for tap in range(9):
             oo = U(tap) * uc
-            for c in range(uc):
+            for c in range(U(c0), uc):
                 gf[ob + U(9) * c + U(tap)] = o[oo + c]
         for c in range(U(9 * cg)):  # inf or NaN, tested after rounding to gw's dtype
             z = gf[ob + c]
