@@ -628,6 +628,19 @@ def test_products_overwrite_only_input_slots_already_read(a2, cs, cd):
     assert cs != cd or total == (a2 + 1) * cs
 
 
+@pytest.mark.parametrize("a2", [16, 36])
+@pytest.mark.parametrize(("cs", "cd"), [(8, 8), (16, 40), (40, 16), (512, 512)])
+@pytest.mark.parametrize(("nt", "itemsize"), [(224, 4), (7, 4), (64, 8)])
+def test_planes_with_gaps_keep_the_products_off_unread_input(a2, cs, cd, nt, itemsize):
+    """``_planes``: with a gap after every point's plane, product plane xi still ends before input
+    plane xi starts (``_gemm.batch`` reads it while writing xi), both fit the buffer, and planes
+    are no longer a multiple of 4 KiB apart."""
+    total, vo, vstep, mstep = winograd._planes(a2, cs, cd, nt, itemsize)
+    assert all(xi * mstep + cd * nt <= vo + xi * vstep for xi in range(a2))
+    assert vo + a2 * vstep <= total and a2 * mstep <= total
+    assert (vstep * itemsize) % 4096 and (mstep * itemsize) % 4096
+
+
 def test_items_hold_whole_panels_where_the_threads_stay_even(use_threads):
     """Work items of the products hold whole panels of 32 tiles (float32) where one is near
     ITEM_TILES, unless that leaves one thread much more to do than an even cut would; without a
@@ -704,7 +717,7 @@ def test_an_item_that_transforms_its_input_while_the_kernel_is_unfinished_gives_
                 self.done.set()
     early = []
     real = _winograd_kernels.item
-    monkeypatch.setattr(_winograd_kernels, "item", lambda *a: early.append(a[-1]) or real(*a))
+    monkeypatch.setattr(_winograd_kernels, "item", lambda *a: early.append(a[20]) or real(*a))  # first_done
     rng = np.random.default_rng(12)
     for x_shape, w_shape, padding, groups in [((3, 16, 9, 7), (24, 16, 3, 3), 1, 1),
                                               ((2, 32, 8, 11), (16, 16, 3, 3), ((2, 0), (1, 1)), 2)]:

@@ -789,15 +789,16 @@ def _batch_views(scratch, m):  # pragma: no cover
 
 
 @njit(**_JIT)
-def batch(ap2, m, b, c, k, p, scratch, spans, bstep):  # pragma: no cover
-    """``C[i] = A_i @ B[i]`` for every i on this thread: ``A_i`` (m x k) packed in ``ap2[i]``, C the
-    flat C-contiguous ``(len(ap2), m, p)``, ``B[i]`` the C-contiguous (k, p) at ``b[i*bstep:]``
-    (``bstep`` = k*p: B C-contiguous too); only in the columns ``spans[i, 0] .. spans[i, 1]`` and
-    ``spans[i, 2] .. spans[i, 3]`` where ``spans`` is not empty (C's other columns are left as
-    they were)."""
+def batch(ap2, m, b, c, k, p, scratch, spans, bstep, cstep=0):  # pragma: no cover
+    """``C[i] = A_i @ B[i]`` for every i on this thread: ``A_i`` (m x k) packed in ``ap2[i]``,
+    ``B[i]`` the C-contiguous (k, p) at ``b[i*bstep:]`` (``bstep`` = k*p: B C-contiguous too),
+    ``C[i]`` the C-contiguous (m, p) at ``c[i*cstep:]`` (``cstep`` 0: m*p, C C-contiguous); only in
+    the columns ``spans[i, 0] .. spans[i, 1]`` and ``spans[i, 2] .. spans[i, 3]`` where ``spans``
+    is not empty (C's other columns are left as they were)."""
     ct, zeros = _batch_views(scratch, m)
+    cs = cstep if cstep else m * p
     for i in range(ap2.shape[0]):
-        bi, ci = b[i * bstep:i * bstep + k * p], c[i * m * p:(i + 1) * m * p]
+        bi, ci = b[i * bstep:i * bstep + k * p], c[i * cs:i * cs + m * p]
         if spans.shape[0] == 0:
             _batch_run(ap2[i], m, zeros, bi, ci, k, p, 0, p, 0, 0, ct, 0)
         else:

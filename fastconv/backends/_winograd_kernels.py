@@ -383,7 +383,7 @@ def _row_f2(typingctx, x, o0, o1, o2, o3, ok, col0, iw, tw, v, vbase, step):
 
 
 @njit(**_JIT)
-def _input_rows_f2(x, c0, cg, r0, r1, tiles_h, tiles_w, pt, pl, v, vc0, vc):  # pragma: no cover
+def _input_rows_f2(x, c0, cg, r0, r1, tiles_h, tiles_w, pt, pl, v, vc0, step):  # pragma: no cover
     """``_input_transform`` for m = 2 in row order (no ``order``): a tile row of a channel at a
     time (``_row_f2``), straight from x. One thread, the whole batch's transform in blocks of 256
     tiles, N=32, ns per tile and channel, gathered / here (2026-12-05, a noisy hour): float32 56x56
@@ -406,13 +406,15 @@ def _input_rows_f2(x, c0, cg, r0, r1, tiles_h, tiles_w, pt, pl, v, vc0, vc):  # 
                     ok |= 1 << k
             _row_f2(xf, plane + iy * iw if ok & 1 else plane, plane + (iy + 1) * iw if ok & 2 else plane,
                     plane + (iy + 2) * iw if ok & 4 else plane, plane + (iy + 3) * iw if ok & 8 else plane, ok,
-                    -pl, iw, tiles_w, v, (vc0 + c) * nt + jj * tiles_w, vc * nt)
+                    -pl, iw, tiles_w, v, (vc0 + c) * nt + jj * tiles_w, step)
 
 
 @njit(**_JIT)
-def _input_transform(x, c0, cg, r0, r1, tiles_h, tiles_w, pt, pl, m, v, s, wk, vc0, vc, order):  # pragma: no cover
+def _input_transform(x, c0, cg, r0, r1, tiles_h, tiles_w, pt, pl, m, v, s, wk, vc0, vc, order,
+                     vstep=0):  # pragma: no cover
     """v[xi, vc0 + c, t] = (B^T d B)[xi], d the input tile t of channel c0 + c < c0 + cg, tile rows
-    r0 .. r1; ``v`` holds ``vc`` channels (a part of them transformed here: ``vc0``, ``cg``).
+    r0 .. r1; ``v`` holds ``vc`` channels (a part of them transformed here: ``vc0``, ``cg``), point
+    xi's ``vstep`` after xi - 1's (0: ``vc`` times the block's tiles, no gap).
     ``x`` C-contiguous; ``s`` and ``wk``: work arrays of ``transform_scratch``'s sizes.
 
     Per channel: the input rows the block's tiles read (their columns inside the window) are
@@ -427,8 +429,9 @@ def _input_transform(x, c0, cg, r0, r1, tiles_h, tiles_w, pt, pl, m, v, s, wk, v
     11.1, 14x14 C=256 11.7 -> 7.7, 28x28 C=128 8.6 -> 7.0, 56x56 C=64 7.7 -> 6.6; F(4x4): 7x7 56
     -> 30, 56x56 24.5 -> 21.3 (the same bits). F(2x2) on rows of ``WIDE_ROW_TILES`` tiles or more
     in row order runs a row at a time in vectors instead (``_input_rows_f2``)."""
+    step = vstep if vstep else vc * (r1 - r0) * tiles_w  # from one transform point's values to the next's
     if m == 2 and not order.size and tiles_w >= WIDE_ROW_TILES:
-        _input_rows_f2(x, c0, cg, r0, r1, tiles_h, tiles_w, pt, pl, v, vc0, vc)
+        _input_rows_f2(x, c0, cg, r0, r1, tiles_h, tiles_w, pt, pl, v, vc0, step)
         return
     ih, iw = x.shape[2], x.shape[3]
     xf = x.reshape(x.size)
@@ -436,7 +439,6 @@ def _input_transform(x, c0, cg, r0, r1, tiles_h, tiles_w, pt, pl, m, v, s, wk, v
     rows = r1 - r0
     nt = rows * tiles_w
     mt = m * tiles_w
-    step = vc * nt
     lo, hi = min(max(0, pl), mt + E), max(min(mt + E, iw + pl), 0)  # window columns inside the image
     hi = max(lo, hi)
     pitch = hi - lo  # of a row copied into s
@@ -741,13 +743,12 @@ def _at_first(mm, o, step):  # pragma: no cover
 
 
 @njit(**_JIT)
-def _output_rows_f2(mm, k0, kg, r0, r1, tiles_h, tiles_w, bias, y):  # pragma: no cover
+def _output_rows_f2(mm, k0, kg, r0, r1, tiles_h, tiles_w, bias, y, step):  # pragma: no cover
     """``_output_transform`` for m = 2 in row order: a tile row of an output channel at a time
     (``_out_f2``), the last tile of a row cut by y's edge through the same sums one by one."""
     oh, ow, cy = y.shape[2], y.shape[3], y.shape[1]
     yf = y.reshape(y.size)
     nt = (r1 - r0) * tiles_w
-    step = kg * nt
     full = min(tiles_w, ow // 2)
     bad = False
     for k in range(kg):
@@ -773,10 +774,11 @@ def _output_rows_f2(mm, k0, kg, r0, r1, tiles_h, tiles_w, bias, y):  # pragma: n
 
 
 @njit(**_JIT)
-def _output_transform(mm, k0, kg, r0, r1, tiles_h, tiles_w, m, bias, y, wk, order):  # pragma: no cover
+def _output_transform(mm, k0, kg, r0, r1, tiles_h, tiles_w, m, bias, y, wk, order, mstep=0):  # pragma: no cover
     """y[n, k0 + k, tile] = A^T M A (+ bias[k0 + k] when ``bias`` is not empty), M the products of
     output channel k and the tile in ``mm``, tile rows r0 .. r1; pixels past y's edge are dropped.
-    ``y`` C-contiguous; ``wk``: a float64 work array of ``transform_scratch``'s size. Returns
+    ``y`` C-contiguous; ``wk``: a float64 work array of ``transform_scratch``'s size; point xi's
+    products ``mstep`` after xi - 1's (0: ``kg`` times the block's tiles, no gap). Returns
     whether a value written is inf or NaN (the caller then recomputes directly).
 
     Per channel: A^T along the tiles' rows, then down their columns (``_at_tiles``), then into y
@@ -786,29 +788,31 @@ def _output_transform(mm, k0, kg, r0, r1, tiles_h, tiles_w, m, bias, y, wk, orde
     3.3 / 3.1-3.6, 56x56 C=64 2.6 / 3.3-4.2; F(4x4) 7x7 34 / 16. (One kernel with both ways ran
     the staged one at 4.4 and 22-28.) F(2x2) on rows of ``OUT_ROW_TILES`` tiles or more in row
     order runs a row at a time in vectors instead (``_output_rows_f2``)."""
+    step = mstep if mstep else kg * (r1 - r0) * tiles_w  # from one transform point's products to the next's
     if m == 2 and not order.size and tiles_w >= OUT_ROW_TILES:
-        return _output_rows_f2(mm, k0, kg, r0, r1, tiles_h, tiles_w, bias, y)
+        return _output_rows_f2(mm, k0, kg, r0, r1, tiles_h, tiles_w, bias, y, step)
     if tiles_w < STAGE_TILES:
-        return _output_staged(mm, k0, kg, r0, r1, tiles_h, tiles_w, m, bias, y, wk, order)
-    return _output_rows(mm, k0, kg, r0, r1, tiles_h, tiles_w, m, bias, y, wk, order)
+        return _output_staged(mm, k0, kg, r0, r1, tiles_h, tiles_w, m, bias, y, wk, order, step)
+    return _output_rows(mm, k0, kg, r0, r1, tiles_h, tiles_w, m, bias, y, wk, order, step)
 
 
 @njit(**_JIT)
 def item(src, cs, cd, r0, r1, tiles_h, tiles_w, pt, pl, m, v, mm, s, wk, order, up, tiles, spans, bias,
-         y, first_done):  # pragma: no cover
+         y, first_done, vstep, mstep):  # pragma: no cover
     """One work item of ``winograd._convolve`` on the register tiles, every group: the input
     transform of tile rows r0 .. r1 into ``v`` (the first group's already there with
     ``first_done``), the products (``_numba_gemm.batch``, the packed transformed kernel ``up[g]``)
     into ``mm`` and the output transform into y, in one compiled call: the GIL is released once an
     item, not three times (each time back, a thread could wait for the other's Python, 30-40 us on
-    these machines). Returns whether a value written is inf or NaN."""
+    these machines). ``vstep`` and ``mstep``: from one transform point's values to the next's in
+    ``v`` and ``mm``. Returns whether a value written is inf or NaN."""
     bad = False
     nt = (r1 - r0) * tiles_w
     for g in range(up.shape[0]):
         if g > 0 or not first_done:
-            _input_transform(src, g * cs, cs, r0, r1, tiles_h, tiles_w, pt, pl, m, v, s, wk, 0, cs, order)
-        batch(up[g], cd, v, mm, cs, nt, tiles, spans, cs * nt)
-        bad |= _output_transform(mm, g * cd, cd, r0, r1, tiles_h, tiles_w, m, bias, y, wk, order)
+            _input_transform(src, g * cs, cs, r0, r1, tiles_h, tiles_w, pt, pl, m, v, s, wk, 0, cs, order, vstep)
+        batch(up[g], cd, v, mm, cs, nt, tiles, spans, vstep, mstep)
+        bad |= _output_transform(mm, g * cd, cd, r0, r1, tiles_h, tiles_w, m, bias, y, wk, order, mstep)
     return bad
 
 
@@ -824,12 +828,12 @@ def _at_tiles(m, mm, k, nt, step, wk):  # pragma: no cover
 
 
 @njit(**_JIT)
-def _output_rows(mm, k0, kg, r0, r1, tiles_h, tiles_w, m, bias, y, wk, order):  # pragma: no cover
+def _output_rows(mm, k0, kg, r0, r1, tiles_h, tiles_w, m, bias, y, wk, order, mstep):  # pragma: no cover
     """``_output_transform`` writing y a tile row at a time."""
     oh, ow = y.shape[2], y.shape[3]
     rows = r1 - r0
     nt = rows * tiles_w
-    un, step, oo = U(nt), U(kg * nt), U((m + 2) * m * nt)
+    un, step, oo = U(nt), U(mstep), U((m + 2) * m * nt)
     full = min(tiles_w, ow // m)  # the tiles whose m columns all lie inside y
     bad = False
     for k in range(kg):
@@ -862,7 +866,7 @@ def _output_rows(mm, k0, kg, r0, r1, tiles_h, tiles_w, m, bias, y, wk, order):  
 
 
 @njit(**_JIT)
-def _output_staged(mm, k0, kg, r0, r1, tiles_h, tiles_w, m, bias, y, wk, order):  # pragma: no cover
+def _output_staged(mm, k0, kg, r0, r1, tiles_h, tiles_w, m, bias, y, wk, order, mstep):  # pragma: no cover
     """``_output_transform`` through the block's output rows: the pixels scattered by a table
     (made once per call) into those rows, image by image (cropped pixels into one slot past
     them), which are then copied into y, one loop per image."""
@@ -870,7 +874,7 @@ def _output_staged(mm, k0, kg, r0, r1, tiles_h, tiles_w, m, bias, y, wk, order):
     yf = y.reshape(y.size)
     rows = r1 - r0
     nt = rows * tiles_w
-    step = U(kg * nt)
+    step = U(mstep)
     oo = U((m + 2) * m * nt)  # wk: _at_tiles' values, then the rows staged and the tables
     ost, oix, oim, staged, images = _pixel_tables(r0, r1, tiles_h, tiles_w, m, oh, ow, wk, order)
     ix = wk.view(np.int64)
