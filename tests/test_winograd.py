@@ -384,48 +384,61 @@ def test_input_transform_is_bt_d_b(m, size, pt, pl, r0, r1, cuts):
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-@pytest.mark.parametrize(("size", "pt", "pl"), [((56, 56), 1, 1), ((13, 37), 0, 2), ((9, 60), 2, 0), ((20, 23), 1, -1)])
-def test_input_rows_in_vectors_give_the_gathered_bits(dtype, size, pt, pl):
-    """F(2x2)'s transform a tile row at a time in vectors (rows of ``WIDE_ROW_TILES`` tiles or
-    more, in row order) against the gathered one (which an order, here the identity, keeps):
-    whole blocks, the last one again over the row's end, a row shorter than a block's lanes,
-    padding on every side, blocks across images, channels in the middle of ``v``."""
+@pytest.mark.parametrize(("m", "size", "pt", "pl"), [
+    (2, (56, 56), 1, 1), (2, (13, 37), 0, 2), (2, (9, 60), 2, 0), (2, (20, 23), 1, -1),
+    (4, (56, 56), 1, 1), (4, (13, 37), 0, 2), (4, (9, 90), 2, 0), (4, (20, 33), 1, -1), (4, (30, 30), 1, 1)])
+def test_input_rows_in_vectors_give_the_gathered_bits(dtype, m, size, pt, pl):
+    """F(2x2)'s and F(4x4)'s transforms a tile row at a time in vectors (rows of
+    ``WIDE_ROW_TILES`` / ``WIDE_ROW_TILES_F4`` tiles or more, in row order) against the gathered
+    one (which an order, here the identity, keeps): whole blocks, the last one again over the
+    row's end, a row shorter than a block's lanes, padding on every side, blocks across images,
+    channels in the middle of ``v``, points' planes apart by a gap."""
     x = np.random.default_rng(1).standard_normal((3, 5, *size)).astype(dtype)
     x[0, 1, 2, 3] = np.float32(1e30)  # ... where a float64 sum and a float32 one would round apart
     x[0, 1, 4, 3] = np.float32(1e-30)
-    tiles_h, tiles_w = -(-(size[0] + 2 * pt - 2) // 2), -(-(size[1] + 2 * pl - 2) // 2)
-    assert tiles_w >= _winograd_kernels.WIDE_ROW_TILES
+    a2 = (m + 2) ** 2
+    tiles_h, tiles_w = -(-(size[0] + 2 * pt - 2) // m), -(-(size[1] + 2 * pl - 2) // m)
+    assert tiles_w >= (_winograd_kernels.WIDE_ROW_TILES if m == 2 else _winograd_kernels.WIDE_ROW_TILES_F4)
     for r0, r1 in ((0, 3 * tiles_h), (tiles_h - 1, tiles_h + 2)):
         nt = (r1 - r0) * tiles_w
-        s, wk = _winograd_kernels.transform_scratch(2, r1 - r0, tiles_w, x.itemsize)[1]
+        s, wk = _winograd_kernels.transform_scratch(m, r1 - r0, tiles_w, x.itemsize)[1]
         s, wk = np.empty(s, dtype), np.empty(wk)
-        got, want = (np.full(16 * 7 * nt, np.nan, dtype) for _ in range(2))
+        got, want = (np.full(a2 * (7 * nt + 3), np.nan, dtype) for _ in range(2))
         for v, order in ((got, np.empty(0, np.int64)), (want, np.arange(nt, dtype=np.int64))):
-            _winograd_kernels._input_transform(x, 1, 3, r0, r1, tiles_h, tiles_w, pt, pl, 2, v, s, wk, 2, 7, order)
+            _winograd_kernels._input_transform(x, 1, 3, r0, r1, tiles_h, tiles_w, pt, pl, m, v, s, wk, 2, 7, order,
+                                               7 * nt + 3)
         np.testing.assert_array_equal(got, want)
-        assert np.isnan(got.reshape(16, 7, nt)[:, [0, 1, 5, 6]]).all()  # other channels' places untouched
+        planes = got.reshape(a2, 7 * nt + 3)
+        assert np.isnan(planes[:, :7 * nt].reshape(a2, 7, nt)[:, [0, 1, 5, 6]]).all()  # others' places untouched
+        assert np.isnan(planes[:, 7 * nt:]).all()  # and the gaps
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-@pytest.mark.parametrize("out", [(56, 56), (27, 27), (5, 40), (9, 21), (20, 33), (3, 63), (14, 14), (6, 13)])
-def test_output_rows_in_vectors_give_the_bits_of_the_other_ways(dtype, out):
-    """F(2x2)'s output transform a tile row at a time in vectors (rows of ``OUT_ROW_TILES``
-    tiles or more, in row order) against the way an order (here the identity) keeps: whole
-    blocks, the last again over the row's end or masked, a last column and row cut by y's edge,
-    with and without a bias, and the inf or NaN it reports; blocks across images."""
+@pytest.mark.parametrize(("m", "out"), [(2, (56, 56)), (2, (27, 27)), (2, (5, 40)), (2, (9, 21)), (2, (20, 33)),
+                                        (2, (3, 63)), (2, (14, 14)), (2, (6, 13)), (4, (56, 56)), (4, (27, 27)),
+                                        (4, (9, 30)), (4, (3, 63)), (4, (29, 31)), (4, (6, 61))])
+def test_output_rows_in_vectors_give_the_bits_of_the_other_ways(dtype, m, out):
+    """F(2x2)'s and F(4x4)'s output transforms a tile row at a time in vectors (rows of
+    ``OUT_ROW_TILES`` / ``OUT_ROW_TILES_F4`` tiles or more, in row order) against the way an order
+    (here the identity) keeps: whole blocks, the last again over the row's end or masked, last
+    columns and rows cut by y's edge, with and without a bias, and the inf or NaN it reports;
+    blocks across images; points' planes apart by a gap."""
     rng = np.random.default_rng(2)
-    tiles_h, tiles_w = -(-out[0] // 2), -(-out[1] // 2)
-    assert tiles_w >= _winograd_kernels.OUT_ROW_TILES
+    a2 = (m + 2) ** 2
+    tiles_h, tiles_w = -(-out[0] // m), -(-out[1] // m)
+    assert tiles_w >= (_winograd_kernels.OUT_ROW_TILES if m == 2 else _winograd_kernels.OUT_ROW_TILES_F4)
     for r0, r1 in ((0, 2 * tiles_h), (tiles_h - 1, tiles_h + 1)):
         nt = (r1 - r0) * tiles_w
-        mm = rng.standard_normal(16 * 3 * nt).astype(dtype)
-        mm[5], mm[21] = np.finfo(dtype).max / 4, 3e-30  # sums that round apart in float32 and float64
-        wk = np.empty(_winograd_kernels.transform_scratch(2, r1 - r0, tiles_w, 8)[1][1])
+        step = 3 * nt + 1
+        mm = rng.standard_normal(a2 * step).astype(dtype)
+        mm[5], mm[21] = np.finfo(dtype).max / 64, 3e-30  # sums that round apart in float32 and float64
+        wk = np.empty(_winograd_kernels.transform_scratch(m, r1 - r0, tiles_w, 8)[1][1])
         for bias in (np.empty(0, dtype), rng.standard_normal(5).astype(dtype)):
             for bad in (False, True):
-                mm[16 * nt + 7] = np.inf if bad else 0.5
+                mm[step] = np.inf if bad else 0.5  # point 1, channel 0, the first tile
                 got, want = (np.full((2, 5, *out), np.nan, dtype) for _ in range(2))
-                flags = [_winograd_kernels._output_transform(mm, 1, 3, r0, r1, tiles_h, tiles_w, 2, bias, y, wk, order)
+                flags = [_winograd_kernels._output_transform(mm, 1, 3, r0, r1, tiles_h, tiles_w, m, bias, y, wk, order,
+                                                             step)
                          for y, order in ((got, np.empty(0, np.int64)), (want, np.arange(nt, dtype=np.int64)))]
                 np.testing.assert_array_equal(got, want)
                 assert flags[0] == flags[1] == bad

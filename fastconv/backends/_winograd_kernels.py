@@ -256,6 +256,7 @@ def _image_rows(r0, r1, tiles_h, m, shift, span, height, pitch, ix, oim):  # pra
 
 
 WIDE_ROW_TILES = 10  # tiles per row from which F(2x2)'s input transform runs a row at a time in vectors
+WIDE_ROW_TILES_F4 = 7  # ... and F(4x4)'s (see ``_input_rows_f4``)
 
 
 def _row_f2_function(module, bits):
@@ -367,6 +368,160 @@ def _row_f2_function(module, bits):
     return fn
 
 
+def _bt4(b, s, const):
+    """F(4x4)'s B^T applied to six vectors (``_bt_rows``' m = 4, its operations in its order);
+    ``const(c)`` a vector of c's."""
+    s0, s1, s2, s3, s4, s5 = s
+    four, five, two = const(4.0), const(5.0), const(2.0)
+    return (b.fadd(b.fsub(b.fmul(four, s0), b.fmul(five, s2)), s4),
+            b.fsub(b.fadd(s3, s4), b.fmul(four, b.fadd(s1, s2))),
+            b.fsub(b.fadd(b.fmul(four, b.fsub(s1, s2)), s4), s3),
+            b.fsub(b.fadd(b.fmul(two, b.fsub(s3, s1)), s4), s2),
+            b.fsub(b.fadd(b.fmul(two, b.fsub(s1, s3)), s4), s2),
+            b.fadd(b.fsub(b.fmul(four, s1), b.fmul(five, s3)), s5))
+
+
+def _row_f4_function(module, bits):
+    """F(4x4)'s input transform of one tile row of one channel (``_row_f2_function``'s way, six
+    input rows ``o0 .. o5``): per row five loads from column 4t, split four ways by two stages of
+    shuffles into the values at 4t .. 4t + 3, those at 4t + 4 and 4t + 5 the next tile's first two
+    (the fifth load's first lanes shifted in); B^T down the columns, then along the rows, in
+    ``_bt_rows``' order: the same bits as the gather."""
+    name = f"fastconv_winograd_row_f4_f{bits}"
+    if name in module.globals:
+        return module.globals[name]
+    scalar = ir.FloatType() if bits == 32 else ir.DoubleType()
+    lanes = VBITS // bits
+    vec, wide = ir.VectorType(scalar, lanes), ir.VectorType(ir.DoubleType(), lanes)
+    i64, i32 = ir.IntType(64), ir.IntType(32)
+    i64v, mvec, i32v = ir.VectorType(i64, lanes), ir.VectorType(ir.IntType(1), lanes), ir.VectorType(i32, lanes)
+    vptr = vec.as_pointer()
+    fn = ir.Function(module, ir.FunctionType(ir.VoidType(), [scalar.as_pointer()] + [i64] * 10
+                                             + [scalar.as_pointer(), i64, i64]), name=name)
+    fn.linkage = "internal"
+    x, o0, o1, o2, o3, o4, o5, ok, col0, iw, tw, v, vbase, step = fn.args
+    align = ir.Constant(i32, bits // 8)
+    mload = _declared(module, f"llvm.masked.load.v{lanes}f{bits}.p0", vec, [vptr, i32, mvec, vec])
+    mstore = _declared(module, f"llvm.masked.store.v{lanes}f{bits}.p0", ir.VoidType(), [vec, vptr, i32, mvec])
+    lane = ir.Constant(i64v, list(range(lanes)))
+    evens = ir.Constant(i32v, list(range(0, 2 * lanes, 2)))
+    odds = ir.Constant(i32v, list(range(1, 2 * lanes, 2)))
+    shifted = [ir.Constant(i32v, list(range(1, lanes)) + [lanes + q]) for q in range(2)]
+    none, zero = ir.Constant(mvec, [0] * lanes), ir.Constant(i64v, [0] * lanes)
+    arith = wide if bits == 32 else vec
+
+    def const(k):
+        return ir.Constant(i64, k)
+
+    def splat(c):
+        return ir.Constant(arith, [c] * lanes)
+
+    def spread(b, value):
+        first = b.insert_element(ir.Constant(i64v, ir.Undefined), value, ir.Constant(i32, 0))
+        return b.shuffle_vector(first, ir.Constant(i64v, ir.Undefined), ir.Constant(i32v, [0] * lanes))
+
+    entry, loop, tail, last, done = (fn.append_basic_block(n) for n in ("entry", "loop", "tail", "last", "done"))
+    b = ir.IRBuilder(entry)
+    rows = [b.gep(x, [o]) for o in (o0, o1, o2, o3, o4, o5)]
+    row_ok = [b.icmp_unsigned("!=", b.and_(ok, const(1 << k)), const(0)) for k in range(6)]
+    iwv, twv = spread(b, iw), spread(b, tw)
+    b.cbranch(b.icmp_signed("<=", const(lanes), tw), loop, tail)
+
+    def block(b, t0, masked):
+        start = b.add(col0, b.mul(t0, const(4)))  # x's column of tile t0's first value
+        inside = []
+        for q in range(5):
+            cols = b.add(spread(b, b.add(start, const(q * lanes))), lane)
+            inside.append(b.and_(b.icmp_signed(">=", cols, zero), b.icmp_signed("<", cols, iwv)))
+        values = []  # per input row k: its values at 4t + j, j < 6
+        for k in range(6):
+            got = [b.call(mload, [b.bitcast(b.gep(rows[k], [b.add(start, const(q * lanes))]), vptr), align,
+                                  b.select(row_ok[k], inside[q], none), ir.Constant(vec, [0.0] * lanes)])
+                   for q in range(5)]
+            e01, o01 = b.shuffle_vector(got[0], got[1], evens), b.shuffle_vector(got[0], got[1], odds)
+            e23, o23 = b.shuffle_vector(got[2], got[3], evens), b.shuffle_vector(got[2], got[3], odds)
+            p = [b.shuffle_vector(e01, e23, evens), b.shuffle_vector(o01, o23, evens),
+                 b.shuffle_vector(e01, e23, odds), b.shuffle_vector(o01, o23, odds)]
+            p += [b.shuffle_vector(p[q], got[4], shifted[q]) for q in range(2)]  # 4(t + 1), 4(t + 1) + 1
+            values.append([b.fpext(q, wide) for q in p] if bits == 32 else p)
+        cols = [[None] * 6 for _ in range(6)]  # B^T down the columns: cols[i][j]
+        for j in range(6):
+            for i, value in enumerate(_bt4(b, [values[k][j] for k in range(6)], splat)):
+                cols[i][j] = value
+        keep = b.icmp_signed("<", b.add(spread(b, t0), lane), twv) if masked else None
+        base = b.add(vbase, t0)
+        for i in range(6):  # ... then along the rows: value 6i + j
+            for j, value in enumerate(_bt4(b, cols[i], splat)):
+                value = b.fptrunc(value, vec) if bits == 32 else value
+                at = b.bitcast(b.gep(v, [b.add(base, b.mul(step, const(6 * i + j)))]), vptr)
+                if masked:
+                    b.call(mstore, [value, at, align, keep])
+                else:
+                    b.store(value, at, align=bits // 8)
+
+    b = ir.IRBuilder(loop)
+    t0 = b.phi(i64)
+    t0.add_incoming(const(0), entry)
+    block(b, t0, False)
+    following = b.add(t0, const(lanes))
+    t0.add_incoming(following, loop)
+    b.cbranch(b.icmp_signed("<=", b.add(following, const(lanes)), tw), loop, tail)
+    b = ir.IRBuilder(tail)
+    t1 = b.phi(i64)
+    t1.add_incoming(const(0), entry)
+    t1.add_incoming(following, loop)
+    b.cbranch(b.icmp_signed("<", t1, tw), last, done)
+    b = ir.IRBuilder(last)
+    overlap, masked = fn.append_basic_block("overlap"), fn.append_basic_block("masked")
+    b.cbranch(b.icmp_signed("<=", const(lanes), tw), overlap, masked)
+    b = ir.IRBuilder(overlap)
+    block(b, b.sub(tw, const(lanes)), False)
+    b.branch(done)
+    b = ir.IRBuilder(masked)
+    block(b, t1, True)
+    b.branch(done)
+    ir.IRBuilder(done).ret_void()
+    return fn
+
+
+@intrinsic
+def _row_f4(typingctx, x, o0, o1, o2, o3, o4, o5, ok, col0, iw, tw, v, vbase, step):
+    """``_row_f4_function`` on 1-D arrays ``x`` and ``v`` of one float dtype, offsets in elements."""
+    def codegen(context, builder, signature, args):
+        def data(i):
+            return context.make_array(signature.args[i])(context, builder, args[i]).data
+
+        fn = _row_f4_function(builder.module, signature.args[0].dtype.bitwidth)
+        builder.call(fn, [data(0), *args[1:11], data(11), args[12], args[13]])
+        return context.get_dummy_value()
+
+    ip = types.intp
+    return types.void(x, ip, ip, ip, ip, ip, ip, ip, ip, ip, ip, v, ip, ip), codegen
+
+
+@njit(**_JIT)
+def _input_rows_f4(x, c0, cg, r0, r1, tiles_h, tiles_w, pt, pl, v, vc0, step):  # pragma: no cover
+    """``_input_transform`` for m = 4 in row order: a tile row of a channel at a time
+    (``_row_f4``), straight from x."""
+    ih, iw = x.shape[2], x.shape[3]
+    cx = x.shape[1]
+    xf = x.reshape(x.size)
+    nt = (r1 - r0) * tiles_w
+    for c in range(cg):
+        for jj in range(r1 - r0):
+            rr = r0 + jj
+            iy = (rr % tiles_h) * 4 - pt
+            plane = (((rr // tiles_h) * cx + c0 + c) * ih) * iw
+            ok = 0
+            for k in range(6):
+                if 0 <= iy + k < ih:
+                    ok |= 1 << k
+            _row_f4(xf, plane + iy * iw if ok & 1 else plane, plane + (iy + 1) * iw if ok & 2 else plane,
+                    plane + (iy + 2) * iw if ok & 4 else plane, plane + (iy + 3) * iw if ok & 8 else plane,
+                    plane + (iy + 4) * iw if ok & 16 else plane, plane + (iy + 5) * iw if ok & 32 else plane, ok,
+                    -pl, iw, tiles_w, v, (vc0 + c) * nt + jj * tiles_w, step)
+
+
 @intrinsic
 def _row_f2(typingctx, x, o0, o1, o2, o3, ok, col0, iw, tw, v, vbase, step):
     """``_row_f2_function`` on 1-D arrays ``x`` and ``v`` of one float dtype, offsets in elements."""
@@ -432,6 +587,9 @@ def _input_transform(x, c0, cg, r0, r1, tiles_h, tiles_w, pt, pl, m, v, s, wk, v
     step = vstep if vstep else vc * (r1 - r0) * tiles_w  # from one transform point's values to the next's
     if m == 2 and not order.size and tiles_w >= WIDE_ROW_TILES:
         _input_rows_f2(x, c0, cg, r0, r1, tiles_h, tiles_w, pt, pl, v, vc0, step)
+        return
+    if m == 4 and not order.size and tiles_w >= WIDE_ROW_TILES_F4:
+        _input_rows_f4(x, c0, cg, r0, r1, tiles_h, tiles_w, pt, pl, v, vc0, step)
         return
     ih, iw = x.shape[2], x.shape[3]
     xf = x.reshape(x.size)
@@ -713,6 +871,201 @@ def _out_f2_function(module, bits):
     return fn
 
 
+def _at4(b, z, const):
+    """F(4x4)'s A^T applied to six vectors (``_at_block``'s m = 4, its operations in its order)."""
+    z0, z1, z2, z3, z4, z5 = z
+    return (b.fadd(b.fadd(z0, b.fadd(z1, z2)), b.fadd(z3, z4)),
+            b.fadd(b.fsub(z1, z2), b.fmul(const(2.0), b.fsub(z3, z4))),
+            b.fadd(b.fadd(z1, z2), b.fmul(const(4.0), b.fadd(z3, z4))),
+            b.fadd(b.fadd(b.fsub(z1, z2), b.fmul(const(8.0), b.fsub(z3, z4))), z5))
+
+
+def _out_f4_function(module, bits):
+    """F(4x4)'s output transform of one tile row of one output channel, ``_out_f2_function``'s way:
+    arguments ``(mm, mo, step, y, yo, ow, rows, full, bias)``, the output rows ``yo + r*ow`` for
+    ``r < rows``; the row's four columns interleaved by two stages of shuffles. Returns whether a
+    value written is inf or NaN."""
+    name = f"fastconv_winograd_out_f4_f{bits}"
+    if name in module.globals:
+        return module.globals[name]
+    scalar = ir.FloatType() if bits == 32 else ir.DoubleType()
+    lanes = VBITS // bits
+    vec, wide = ir.VectorType(scalar, lanes), ir.VectorType(ir.DoubleType(), lanes)
+    i64, i32, i1 = ir.IntType(64), ir.IntType(32), ir.IntType(1)
+    i64v, mvec, i32v = ir.VectorType(i64, lanes), ir.VectorType(i1, lanes), ir.VectorType(i32, lanes)
+    vptr = vec.as_pointer()
+    fn = ir.Function(module, ir.FunctionType(i64, [scalar.as_pointer(), i64, i64, scalar.as_pointer(), i64, i64, i64,
+                                                   i64, ir.DoubleType()]), name=name)
+    fn.linkage = "internal"
+    mm, mo, step, y, yo, ow, nrows, full, bias = fn.args
+    align = ir.Constant(i32, bits // 8)
+    mload = _declared(module, f"llvm.masked.load.v{lanes}f{bits}.p0", vec, [vptr, i32, mvec, vec])
+    mstore = _declared(module, f"llvm.masked.store.v{lanes}f{bits}.p0", ir.VoidType(), [vec, vptr, i32, mvec])
+    lane = ir.Constant(i64v, list(range(lanes)))
+    half = lanes // 2
+    pairs = [ir.Constant(i32v, [h * half + q // 2 + (lanes if q % 2 else 0) for q in range(lanes)]) for h in range(2)]
+    quads = [ir.Constant(i32v, [h * half + 2 * (q // 4) + q % 2 + (lanes if q % 4 >= 2 else 0) for q in range(lanes)])
+             for h in range(2)]
+    arith = wide if bits == 32 else vec
+
+    def const(k):
+        return ir.Constant(i64, k)
+
+    def splat(c):
+        return ir.Constant(arith, [c] * lanes)
+
+    def spread(b, value):
+        first = b.insert_element(ir.Constant(i64v, ir.Undefined), value, ir.Constant(i32, 0))
+        return b.shuffle_vector(first, ir.Constant(i64v, ir.Undefined), ir.Constant(i32v, [0] * lanes))
+
+    entry, loop, tail, last, done = (fn.append_basic_block(n) for n in ("entry", "loop", "tail", "last", "done"))
+    b = ir.IRBuilder(entry)
+    bv = b.shuffle_vector(b.insert_element(ir.Constant(wide, ir.Undefined), bias, ir.Constant(i32, 0)),
+                          ir.Constant(wide, ir.Undefined), ir.Constant(i32v, [0] * lanes))
+    present = [b.icmp_signed(">", nrows, const(r)) for r in range(4)]
+    ends = spread(b, b.mul(full, const(4)))
+    fullv = spread(b, full)
+    no = ir.Constant(mvec, [0] * lanes)
+    b.cbranch(b.icmp_signed("<=", const(lanes), full), loop, tail)
+
+    def block(b, t0, masked, bad):
+        keep = b.icmp_signed("<", b.add(spread(b, t0), lane), fullv) if masked else None
+        ms = []
+        for xi in range(36):
+            p = b.bitcast(b.gep(mm, [b.add(b.add(mo, t0), b.mul(step, const(xi)))]), vptr)
+            value = (b.call(mload, [p, align, keep, ir.Constant(vec, [0.0] * lanes)]) if masked
+                     else b.load(p, align=bits // 8))
+            ms.append(b.fpext(value, wide) if bits == 32 else value)
+        rows = [_at4(b, ms[6 * i:6 * i + 6], splat) for i in range(6)]  # along the tiles' rows: rows[i][q]
+        out = [_at4(b, [rows[i][q] for i in range(6)], splat) for q in range(4)]  # down the columns: out[q][r]
+        first = b.mul(t0, const(4))
+        for r in range(4):
+            cols = [b.fadd(out[q][r], bv) for q in range(4)]
+            if bits == 32:
+                cols = [b.fptrunc(c, vec) for c in cols]
+            for c in cols:  # inf or NaN, in y's dtype
+                odd = b.fcmp_unordered("!=", b.fsub(c, c), ir.Constant(vec, [0.0] * lanes))
+                if masked:
+                    odd = b.and_(odd, keep)
+                bad = b.or_(bad, b.and_(odd, b.select(present[r], ir.Constant(mvec, [1] * lanes), no)))
+            p01 = [b.shuffle_vector(cols[0], cols[1], pairs[h]) for h in range(2)]  # c0 c1 c0 c1 ...
+            p23 = [b.shuffle_vector(cols[2], cols[3], pairs[h]) for h in range(2)]
+            four = [b.shuffle_vector(p01[k // 2], p23[k // 2], quads[k % 2]) for k in range(4)]  # c0 c1 c2 c3 ...
+            store, after = b.append_basic_block(f"row{r}"), b.append_basic_block(f"after{r}")
+            b.cbranch(present[r], store, after)
+            b.position_at_end(store)
+            row = b.add(yo, b.mul(ow, const(r)))
+            for k in range(4):
+                at = b.bitcast(b.gep(y, [b.add(b.add(row, first), const(k * lanes))]), vptr)
+                if masked:
+                    cols4 = b.add(spread(b, b.add(first, const(k * lanes))), lane)
+                    b.call(mstore, [four[k], at, align, b.icmp_signed("<", cols4, ends)])
+                else:
+                    b.store(four[k], at, align=bits // 8)
+            b.branch(after)
+            b.position_at_end(after)
+        return bad
+
+    b = ir.IRBuilder(loop)
+    t0 = b.phi(i64)
+    t0.add_incoming(const(0), entry)
+    bad0 = b.phi(mvec)
+    bad0.add_incoming(no, entry)
+    bad1 = block(b, t0, False, bad0)
+    following = b.add(t0, const(lanes))
+    t0.add_incoming(following, b.block)
+    bad0.add_incoming(bad1, b.block)
+    from_loop = b.block
+    b.cbranch(b.icmp_signed("<=", b.add(following, const(lanes)), full), loop, tail)
+    b = ir.IRBuilder(tail)
+    t1 = b.phi(i64)
+    t1.add_incoming(const(0), entry)
+    t1.add_incoming(following, from_loop)
+    bad2 = b.phi(mvec)
+    bad2.add_incoming(no, entry)
+    bad2.add_incoming(bad1, from_loop)
+    b.cbranch(b.icmp_signed("<", t1, full), last, done)
+    b = ir.IRBuilder(last)
+    overlap, masked = fn.append_basic_block("overlap"), fn.append_basic_block("masked")
+    b.cbranch(b.icmp_signed("<=", const(lanes), full), overlap, masked)
+    b = ir.IRBuilder(overlap)
+    bad3 = block(b, b.sub(full, const(lanes)), False, bad2)
+    from_overlap = b.block
+    b.branch(done)
+    b = ir.IRBuilder(masked)
+    bad4 = block(b, t1, True, bad2)
+    from_masked = b.block
+    b.branch(done)
+    b = ir.IRBuilder(done)
+    bad = b.phi(mvec)
+    bad.add_incoming(bad2, tail)
+    bad.add_incoming(bad3, from_overlap)
+    bad.add_incoming(bad4, from_masked)
+    any_bad = b.icmp_unsigned("!=", b.bitcast(bad, ir.IntType(lanes)), ir.Constant(ir.IntType(lanes), 0))
+    b.ret(b.zext(any_bad, i64))
+    return fn
+
+
+@intrinsic
+def _out_f4(typingctx, mm, mo, step, y, yo, ow, rows, full, bias):
+    """``_out_f4_function`` on 1-D arrays ``mm`` and ``y`` of one float dtype, offsets in elements."""
+    def codegen(context, builder, signature, args):
+        def data(i):
+            return context.make_array(signature.args[i])(context, builder, args[i]).data
+
+        fn = _out_f4_function(builder.module, signature.args[0].dtype.bitwidth)
+        return builder.call(fn, [data(0), args[1], args[2], data(3), *args[4:8], args[8]])
+
+    ip = types.intp
+    return types.intp(mm, ip, ip, y, ip, ip, ip, ip, types.float64), codegen
+
+
+@njit(inline="always", **_JIT)
+def _at4_scalar(z0, z1, z2, z3, z4, z5):  # pragma: no cover
+    """``_at_block``'s m = 4 on one tile's six values, in its order."""
+    return ((z0 + (z1 + z2)) + (z3 + z4), (z1 - z2) + 2.0 * (z3 - z4), (z1 + z2) + 4.0 * (z3 + z4),
+            ((z1 - z2) + 8.0 * (z3 - z4)) + z5)
+
+
+@njit(inline="always", **_JIT)
+def _at4_row(mm, o, step, q):  # pragma: no cover
+    """Value q of F(4x4)'s A^T along a tile's row of products mm[o + j*step], j < 6."""
+    v = _at4_scalar(np.float64(mm[o]), np.float64(mm[o + step]), np.float64(mm[o + U(2) * step]),
+                    np.float64(mm[o + U(3) * step]), np.float64(mm[o + U(4) * step]), np.float64(mm[o + U(5) * step]))
+    return v[q]
+
+
+@njit(**_JIT)
+def _output_rows_f4(mm, k0, kg, r0, r1, tiles_h, tiles_w, bias, y, step):  # pragma: no cover
+    """``_output_transform`` for m = 4 in row order: a tile row of an output channel at a time
+    (``_out_f4``), the last tile of a row cut by y's edge through the same sums one by one."""
+    oh, ow, cy = y.shape[2], y.shape[3], y.shape[1]
+    yf = y.reshape(y.size)
+    nt = (r1 - r0) * tiles_w
+    full = min(tiles_w, ow // 4)
+    bad = False
+    for k in range(kg):
+        b = np.float64(bias[k0 + k]) if bias.size else 0.0
+        for jj in range(r1 - r0):
+            rr = r0 + jj
+            oy = (rr % tiles_h) * 4
+            yo = (((rr // tiles_h) * cy + k0 + k) * oh + oy) * ow
+            rows = min(4, oh - oy)
+            mo = k * nt + jj * tiles_w
+            bad |= _out_f4(mm, mo, step, yf, yo, ow, rows, full, b) != 0
+            for q in range(ow - 4 * full):  # tile ``full``'s columns inside y
+                t, us = U(mo + full), U(step)
+                c0, c1 = _at4_row(mm, t, us, q), _at4_row(mm, t + U(6) * us, us, q)
+                c2, c3 = _at4_row(mm, t + U(12) * us, us, q), _at4_row(mm, t + U(18) * us, us, q)
+                c4, c5 = _at4_row(mm, t + U(24) * us, us, q), _at4_row(mm, t + U(30) * us, us, q)
+                col = _at4_scalar(c0, c1, c2, c3, c4, c5)
+                for r in range(rows):
+                    at = yo + r * ow + 4 * full + q
+                    yf[at] = col[r] + b
+                    bad |= yf[at] - yf[at] != 0.0
+    return bad
+
+
 @intrinsic
 def _out_f2(typingctx, mm, mo, step, y, yo0, yo1, two, full, bias):
     """``_out_f2_function`` on 1-D arrays ``mm`` and ``y`` of one float dtype, offsets in elements."""
@@ -734,6 +1087,7 @@ def _out_f2(typingctx, mm, mo, step, y, yo0, yo1, two, full, bias):
 # 8 7.6 / 5.6, 9 8.5 / 4.4, 10 6.7 / 4.1, 14 (28x28 C=128) 7.1 / 3.2, 28 (56x56 C=64) 5.0 / 2.6;
 # float64 4 10.8 / 8.5, 7 10.3 / 7.0, 14 11.9 / 8.9, 28 11.1 / 7.6.
 OUT_ROW_TILES = 7
+OUT_ROW_TILES_F4 = 7  # ... and F(4x4)'s (see ``_output_rows_f4``)
 
 
 @njit(inline="always", **_JIT)
@@ -791,6 +1145,8 @@ def _output_transform(mm, k0, kg, r0, r1, tiles_h, tiles_w, m, bias, y, wk, orde
     step = mstep if mstep else kg * (r1 - r0) * tiles_w  # from one transform point's products to the next's
     if m == 2 and not order.size and tiles_w >= OUT_ROW_TILES:
         return _output_rows_f2(mm, k0, kg, r0, r1, tiles_h, tiles_w, bias, y, step)
+    if m == 4 and not order.size and tiles_w >= OUT_ROW_TILES_F4:
+        return _output_rows_f4(mm, k0, kg, r0, r1, tiles_h, tiles_w, bias, y, step)
     if tiles_w < STAGE_TILES:
         return _output_staged(mm, k0, kg, r0, r1, tiles_h, tiles_w, m, bias, y, wk, order, step)
     return _output_rows(mm, k0, kg, r0, r1, tiles_h, tiles_w, m, bias, y, wk, order, step)
