@@ -363,7 +363,7 @@ def test_tile_order_spans_the_tiles_each_product_needs(m, tiles_h, tiles_w, r0, 
 def test_input_transform_is_bt_d_b(m, size, pt, pl, r0, r1, cuts):
     """Every tile, at the image's edges and a tile row's end (where the long loops' shift is fixed
     up), and blocks that start and end mid-image; in row order and in ``tile_order``'s. Rows of
-    14-20 tiles: F(2x2) in row order runs them a row at a time in vectors (``_input_rows_f2``)."""
+    14-20 tiles: F(2x2) in row order runs them a row at a time in vectors (``_input_rows_vec``)."""
     rng = np.random.default_rng(0)
     x = rng.standard_normal((2, 3, *size))
     a = m + 2

@@ -256,123 +256,216 @@ def _image_rows(r0, r1, tiles_h, m, shift, span, height, pitch, ix, oim):  # pra
 
 
 WIDE_ROW_TILES = 10  # tiles per row from which F(2x2)'s input transform runs a row at a time in vectors
-WIDE_ROW_TILES_F4 = 7  # ... and F(4x4)'s (see ``_input_rows_f4``)
+WIDE_ROW_TILES_F4 = 7  # ... and F(4x4)'s (see ``_input_rows_vec``)
 
 
-def _row_f2_function(module, bits):
-    """F(2x2)'s input transform of one tile row of one channel, as an LLVM function of ``module``:
-    arguments ``(x, o0, o1, o2, o3, ok, col0, iw, tw, v, vbase, step)``: x's pointer and the
-    element offsets of the tile row's four input rows (row k read only where bit k of ``ok`` is
-    set, else zeros), x's column under the window's first (``-pl``), the row's width, the tiles
-    ``tw``; value xi of tile t goes to ``v[vbase + xi*step + t]``.
+class _Rows:
+    """What the row transforms in LLVM IR (``_row_function`` and the others) share: for floats of
+    ``bits`` bits, vectors of a ``VBITS`` vector's lanes, their types, masked loads and stores, and
+    the loop over a tile row's blocks of lanes tiles (``loop``)."""
 
-    A block of a vector's lanes of tiles at a time: per input row, two loads at column 2t and two
-    at 2t + 2 (masked to the image's columns: padding reads zeros), split by shuffles into the
-    values at 2t, 2t + 1, 2t + 2 and 2t + 3 of the block's tiles, widened to float64; B^T down the
-    columns, then along the rows, the operations and their order those of ``_bt_rows``'s two
-    passes, so the same bits as ``_input_transform``'s gather, rounded once when stored. Whole
-    blocks store whole vectors; the row's last tiles are a whole block again, ending on the row's
-    end (some tiles transformed twice, to the same values), or on rows of fewer tiles than a
-    block, a masked one. Numba's loops over a row of tiles were too short to vectorise (the reason
-    the general transform gathers the whole block's tiles first); here the vectors are explicit."""
-    name = f"fastconv_winograd_row_f2_f{bits}"
+    def __init__(self, module, bits):
+        self.bits, self.lanes = bits, VBITS // bits
+        self.scalar = ir.FloatType() if bits == 32 else ir.DoubleType()
+        self.vec, self.wide = ir.VectorType(self.scalar, self.lanes), ir.VectorType(ir.DoubleType(), self.lanes)
+        self.i64, self.i32 = ir.IntType(64), ir.IntType(32)
+        self.i64v, self.i32v = ir.VectorType(self.i64, self.lanes), ir.VectorType(self.i32, self.lanes)
+        self.mvec = ir.VectorType(ir.IntType(1), self.lanes)
+        self.ptr, self.vptr = self.scalar.as_pointer(), self.vec.as_pointer()
+        self.align = ir.Constant(self.i32, bits // 8)
+        self.mload = _declared(module, f"llvm.masked.load.v{self.lanes}f{bits}.p0", self.vec,
+                               [self.vptr, self.i32, self.mvec, self.vec])
+        self.mstore = _declared(module, f"llvm.masked.store.v{self.lanes}f{bits}.p0", ir.VoidType(),
+                                [self.vec, self.vptr, self.i32, self.mvec])
+        self.lane = ir.Constant(self.i64v, list(range(self.lanes)))
+        self.none = ir.Constant(self.mvec, [0] * self.lanes)
+        self.all = ir.Constant(self.mvec, [1] * self.lanes)
+        self.zeros = ir.Constant(self.vec, [0.0] * self.lanes)
+
+    def const(self, k):
+        return ir.Constant(self.i64, k)
+
+    def order(self, indices):
+        """A shuffle's indices."""
+        return ir.Constant(self.i32v, indices)
+
+    def splat(self, c):
+        """c in every lane, in the arithmetic's type (float64)."""
+        return ir.Constant(self.wide, [c] * self.lanes)
+
+    def spread(self, b, value):
+        """An i64 in every lane."""
+        first = b.insert_element(ir.Constant(self.i64v, ir.Undefined), value, ir.Constant(self.i32, 0))
+        return b.shuffle_vector(first, ir.Constant(self.i64v, ir.Undefined), self.order([0] * self.lanes))
+
+    def below(self, b, first, end):
+        """The lanes whose index ``first + lane`` is under ``end`` (an i64 vector)."""
+        return b.icmp_signed("<", b.add(self.spread(b, first), self.lane), end)
+
+    def load(self, b, base, at, mask=None):
+        """The vector at ``base[at]``, float64 (the lanes outside ``mask`` zeros)."""
+        p = b.bitcast(b.gep(base, [at]), self.vptr)
+        if mask is None:
+            value = b.load(p, align=self.bits // 8)
+        else:
+            value = b.call(self.mload, [p, self.align, mask, self.zeros])
+        return b.fpext(value, self.wide) if self.bits == 32 else value
+
+    def store(self, b, value, base, at, mask=None, rounded=False):
+        """``value`` (float64 unless ``rounded``) rounded once to ``base[at]`` (the lanes in ``mask``)."""
+        if self.bits == 32 and not rounded:
+            value = b.fptrunc(value, self.vec)
+        p = b.bitcast(b.gep(base, [at]), self.vptr)
+        if mask is None:
+            b.store(value, p, align=self.bits // 8)
+        else:
+            b.call(self.mstore, [value, p, self.align, mask])
+
+    def loop(self, fn, b, tiles, block, carry=None):
+        """Blocks of lanes tiles over a row of ``tiles`` (``b`` at the function's entry): whole blocks
+        while one fits, then the row's last tiles as a whole block again ending on the row's end (some
+        tiles a second time, to the same values: no mask) or, on rows of fewer tiles than a block, a
+        masked one. ``block(b, t0, masked, carry)`` builds one at ``b`` and returns the new carry (a
+        value carried from block to block, or None); returns ``(b, carry)`` at the end."""
+        entry = b.block
+        body, tail, last, overlap, masked, done = (fn.append_basic_block(n) for n in
+                                                   ("blocks", "tail", "last", "overlap", "masked", "done"))
+        b.cbranch(b.icmp_signed("<=", self.const(self.lanes), tiles), body, tail)
+        b.position_at_end(body)
+        t0 = b.phi(self.i64)
+        t0.add_incoming(self.const(0), entry)
+        held = None if carry is None else b.phi(carry.type)
+        if held is not None:
+            held.add_incoming(carry, entry)
+        new = block(b, t0, False, held)
+        following = b.add(t0, self.const(self.lanes))
+        t0.add_incoming(following, b.block)
+        if held is not None:
+            held.add_incoming(new, b.block)
+        after_blocks = b.block
+        b.cbranch(b.icmp_signed("<=", b.add(following, self.const(self.lanes)), tiles), body, tail)
+        b.position_at_end(tail)
+        t1 = b.phi(self.i64)
+        t1.add_incoming(self.const(0), entry)
+        t1.add_incoming(following, after_blocks)
+        rest = None if carry is None else b.phi(carry.type)
+        if rest is not None:
+            rest.add_incoming(carry, entry)
+            rest.add_incoming(new, after_blocks)
+        b.cbranch(b.icmp_signed("<", t1, tiles), last, done)
+        b.position_at_end(last)
+        b.cbranch(b.icmp_signed("<=", self.const(self.lanes), tiles), overlap, masked)
+        ends = []
+        for where, is_masked in ((overlap, False), (masked, True)):
+            b.position_at_end(where)
+            value = block(b, b.sub(tiles, self.const(self.lanes)) if not is_masked else t1, is_masked, rest)
+            ends.append((value, b.block))
+            b.branch(done)
+        b.position_at_end(done)
+        if carry is None:
+            return b, None
+        out = b.phi(carry.type)
+        out.add_incoming(rest, tail)
+        for value, where in ends:
+            out.add_incoming(value, where)
+        return b, out
+
+
+def _ir_codegen(function, arrays):
+    """The codegen of an intrinsic that calls ``function(module, bits)``, an LLVM function of its
+    arguments in order: those at ``arrays`` 1-D arrays of one float dtype, passed as pointers to
+    their first elements, the rest as they are."""
+    def codegen(context, builder, signature, args):
+        values = [context.make_array(signature.args[i])(context, builder, a).data if i in arrays else a
+                  for i, a in enumerate(args)]
+        fn = function(builder.module, signature.args[arrays[0]].dtype.bitwidth)
+        result = builder.call(fn, values)
+        return context.get_dummy_value() if signature.return_type == types.void else result
+
+    return codegen
+
+
+def _row_function(module, bits, m):
+    """F(m x m)'s input transform (m = 2 or 4) of one tile row of one channel, as an LLVM function of
+    ``module``: arguments ``(x, first, iw, ok, col0, tw, v, vbase, step)``: x's pointer, the element
+    offset of the tile row's first input row and the rows' width (input row k at ``first + k*iw``,
+    read only where bit k of ``ok`` is set, else zeros: it may lie outside x), x's column under the
+    window's first (``-pl``), the tiles ``tw``; value xi of tile t goes to ``v[vbase + xi*step + t]``.
+
+    A block of a vector's lanes of tiles at a time (``_Rows.loop``): per input row, loads masked to
+    the image's columns (padding reads zeros) split by shuffles into the values at m*t .. m*t + m + 1
+    of the block's tiles (F(2x2): two loads at column 2t, even and odd lanes, and two at 2t + 2;
+    F(4x4): four at 4t split four ways by two stages, the next tile's first two values shifted in
+    from a fifth), widened to float64; B^T down the columns, then along the rows, the operations and
+    their order those of ``_bt_rows``' two passes, so the same bits as ``_input_transform``'s
+    gather, rounded once when stored. Numba's loops over a row of tiles were too short to
+    vectorise (the reason the general transform gathers the whole block's tiles first); here the
+    vectors are explicit."""
+    name = f"fastconv_winograd_row_f{m}_f{bits}"
     if name in module.globals:
         return module.globals[name]
-    scalar = ir.FloatType() if bits == 32 else ir.DoubleType()
-    lanes = VBITS // bits
-    vec, wide = ir.VectorType(scalar, lanes), ir.VectorType(ir.DoubleType(), lanes)
-    i64, i32 = ir.IntType(64), ir.IntType(32)
-    i64v, mvec, i32v = ir.VectorType(i64, lanes), ir.VectorType(ir.IntType(1), lanes), ir.VectorType(i32, lanes)
-    vptr = vec.as_pointer()
-    fn = ir.Function(module, ir.FunctionType(ir.VoidType(), [scalar.as_pointer()] + [i64] * 8
-                                             + [scalar.as_pointer(), i64, i64]), name=name)
+    r = _Rows(module, bits)
+    fn = ir.Function(module, ir.FunctionType(ir.VoidType(), [r.ptr] + [r.i64] * 5 + [r.ptr, r.i64, r.i64]), name=name)
     fn.linkage = "internal"
-    x, o0, o1, o2, o3, ok, col0, iw, tw, v, vbase, step = fn.args
-    align = ir.Constant(i32, bits // 8)
-    mload = _declared(module, f"llvm.masked.load.v{lanes}f{bits}.p0", vec, [vptr, i32, mvec, vec])
-    mstore = _declared(module, f"llvm.masked.store.v{lanes}f{bits}.p0", ir.VoidType(), [vec, vptr, i32, mvec])
-    lane = ir.Constant(i64v, list(range(lanes)))
-    evens = ir.Constant(i32v, list(range(0, 2 * lanes, 2)))
-    odds = ir.Constant(i32v, list(range(1, 2 * lanes, 2)))
-    none, zero = ir.Constant(mvec, [0] * lanes), ir.Constant(i64v, [0] * lanes)
+    x, first, iw, ok, col0, tw, v, vbase, step = fn.args
+    a = m + 2
+    evens, odds = r.order(list(range(0, 2 * r.lanes, 2))), r.order(list(range(1, 2 * r.lanes, 2)))
+    shifted = [r.order(list(range(1, r.lanes)) + [r.lanes + q]) for q in range(2)]
+    offsets = (0, r.lanes, 2, r.lanes + 2) if m == 2 else tuple(q * r.lanes for q in range(5))
+    b = ir.IRBuilder(fn.append_basic_block("entry"))
+    rows = [b.gep(x, [b.add(first, b.mul(iw, r.const(k)))]) for k in range(a)]
+    row_ok = [b.icmp_unsigned("!=", b.and_(ok, r.const(1 << k)), r.const(0)) for k in range(a)]
+    iwv, twv = r.spread(b, iw), r.spread(b, tw)
 
-    def const(k):
-        return ir.Constant(i64, k)
+    def bt(b, s):
+        return _bt2(b, s) if m == 2 else _bt4(b, s, r.splat)
 
-    def bt(b, s0, s1, s2, s3):
-        """F(2x2)'s B^T applied to four values (``_bt_rows``'s m = 2, in its order)."""
-        return b.fsub(s0, s2), b.fadd(s1, s2), b.fsub(s2, s1), b.fsub(s1, s3)
+    def split(b, got):
+        """A row's values at m*t + j, j < a, from its loads at ``offsets``."""
+        if m == 2:
+            return [b.shuffle_vector(got[0], got[1], evens), b.shuffle_vector(got[0], got[1], odds),
+                    b.shuffle_vector(got[2], got[3], evens), b.shuffle_vector(got[2], got[3], odds)]
+        e01, o01 = b.shuffle_vector(got[0], got[1], evens), b.shuffle_vector(got[0], got[1], odds)
+        e23, o23 = b.shuffle_vector(got[2], got[3], evens), b.shuffle_vector(got[2], got[3], odds)
+        p = [b.shuffle_vector(e01, e23, evens), b.shuffle_vector(o01, o23, evens),
+             b.shuffle_vector(e01, e23, odds), b.shuffle_vector(o01, o23, odds)]
+        return p + [b.shuffle_vector(p[q], got[4], shifted[q]) for q in range(2)]  # 4(t + 1), 4(t + 1) + 1
 
-    def spread(b, value):
-        first = b.insert_element(ir.Constant(i64v, ir.Undefined), value, ir.Constant(i32, 0))
-        return b.shuffle_vector(first, ir.Constant(i64v, ir.Undefined), ir.Constant(i32v, [0] * lanes))
+    def block(b, t0, masked, carry):
+        start = b.add(col0, b.mul(t0, r.const(m)))  # x's column of tile t0's first value
+        inside = [b.and_(b.icmp_signed(">=", b.add(r.spread(b, b.add(start, r.const(off))), r.lane),
+                                       ir.Constant(r.i64v, [0] * r.lanes)),
+                         r.below(b, b.add(start, r.const(off)), iwv)) for off in offsets]
+        values = []  # per input row k: its values at m*t + j
+        for k in range(a):
+            got = [b.call(r.mload, [b.bitcast(b.gep(rows[k], [b.add(start, r.const(off))]), r.vptr), r.align,
+                                    b.select(row_ok[k], inside[q], r.none), r.zeros]) for q, off in enumerate(offsets)]
+            values.append([b.fpext(q, r.wide) for q in split(b, got)] if bits == 32 else split(b, got))
+        cols = [[None] * a for _ in range(a)]  # B^T down the columns: cols[i][j]
+        for j in range(a):
+            for i, value in enumerate(bt(b, [values[k][j] for k in range(a)])):
+                cols[i][j] = value
+        keep = r.below(b, t0, twv) if masked else None
+        for i in range(a):  # ... then along the rows: value a*i + j
+            for j, value in enumerate(bt(b, cols[i])):
+                r.store(b, value, v, b.add(b.add(vbase, t0), b.mul(step, r.const(a * i + j))), keep)
 
-    entry, loop, tail, last, done = (fn.append_basic_block(n) for n in ("entry", "loop", "tail", "last", "done"))
-    b = ir.IRBuilder(entry)
-    rows = [b.gep(x, [o]) for o in (o0, o1, o2, o3)]
-    row_ok = [b.icmp_unsigned("!=", b.and_(ok, const(1 << k)), const(0)) for k in range(4)]
-    iwv, twv = spread(b, iw), spread(b, tw)
-    b.cbranch(b.icmp_signed("<=", const(lanes), tw), loop, tail)
-
-    def block(b, t0, masked):
-        """The tiles t0 .. t0 + lanes (with ``masked``, those before tw)."""
-        start = b.add(col0, b.mul(t0, const(2)))  # x's column of tile t0's first value
-        inside = {}
-        for off in (0, lanes, 2, lanes + 2):
-            cols = b.add(spread(b, b.add(start, const(off))), lane)
-            inside[off] = b.and_(b.icmp_signed(">=", cols, zero), b.icmp_signed("<", cols, iwv))
-        quads = []  # per input row k: its values at 2t, 2t + 1, 2t + 2, 2t + 3, float64
-        for k in range(4):
-            got = {off: b.call(mload, [b.bitcast(b.gep(rows[k], [b.add(start, const(off))]), vptr), align,
-                                       b.select(row_ok[k], inside[off], none), ir.Constant(vec, [0.0] * lanes)])
-                   for off in (0, lanes, 2, lanes + 2)}
-            quad = [b.shuffle_vector(got[0], got[lanes], evens), b.shuffle_vector(got[0], got[lanes], odds),
-                    b.shuffle_vector(got[2], got[lanes + 2], evens), b.shuffle_vector(got[2], got[lanes + 2], odds)]
-            quads.append([b.fpext(q, wide) for q in quad] if bits == 32 else quad)
-        cols = [[None] * 4 for _ in range(4)]  # B^T down the columns: cols[i][q]
-        for q in range(4):
-            cols[0][q], cols[1][q], cols[2][q], cols[3][q] = bt(b, *(quads[k][q] for k in range(4)))
-        keep = b.icmp_signed("<", b.add(spread(b, t0), lane), twv) if masked else None
-        base = b.add(vbase, t0)
-        for i in range(4):  # ... then along the rows: value 4i + j
-            for j, value in enumerate(bt(b, *cols[i])):
-                value = b.fptrunc(value, vec) if bits == 32 else value
-                at = b.bitcast(b.gep(v, [b.add(base, b.mul(step, const(4 * i + j)))]), vptr)
-                if masked:
-                    b.call(mstore, [value, at, align, keep])
-                else:
-                    b.store(value, at, align=bits // 8)
-
-    b = ir.IRBuilder(loop)  # whole blocks
-    t0 = b.phi(i64)
-    t0.add_incoming(const(0), entry)
-    block(b, t0, False)
-    following = b.add(t0, const(lanes))
-    t0.add_incoming(following, loop)
-    b.cbranch(b.icmp_signed("<=", b.add(following, const(lanes)), tw), loop, tail)
-    b = ir.IRBuilder(tail)  # the row's last tiles, fewer than a block
-    t1 = b.phi(i64)
-    t1.add_incoming(const(0), entry)
-    t1.add_incoming(following, loop)
-    b.cbranch(b.icmp_signed("<", t1, tw), last, done)
-    b = ir.IRBuilder(last)
-    overlap, masked = fn.append_basic_block("overlap"), fn.append_basic_block("masked")
-    b.cbranch(b.icmp_signed("<=", const(lanes), tw), overlap, masked)
-    b = ir.IRBuilder(overlap)  # a whole block that ends on the row's end, some tiles again: no mask
-    block(b, b.sub(tw, const(lanes)), False)
-    b.branch(done)
-    b = ir.IRBuilder(masked)  # a row of fewer tiles than a block
-    block(b, t1, True)
-    b.branch(done)
-    ir.IRBuilder(done).ret_void()
+    b, _ = r.loop(fn, b, tw, block)
+    b.ret_void()
     return fn
 
 
-def _bt4(b, s, const):
+def _bt2(b, s):
+    """F(2x2)'s B^T applied to four vectors (``_bt_rows``' m = 2, its operations in its order)."""
+    s0, s1, s2, s3 = s
+    return b.fsub(s0, s2), b.fadd(s1, s2), b.fsub(s2, s1), b.fsub(s1, s3)
+
+
+def _bt4(b, s, splat):
     """F(4x4)'s B^T applied to six vectors (``_bt_rows``' m = 4, its operations in its order);
-    ``const(c)`` a vector of c's."""
+    ``splat(c)`` a vector of c's."""
     s0, s1, s2, s3, s4, s5 = s
-    four, five, two = const(4.0), const(5.0), const(2.0)
+    four, five, two = splat(4.0), splat(5.0), splat(2.0)
     return (b.fadd(b.fsub(b.fmul(four, s0), b.fmul(five, s2)), s4),
             b.fsub(b.fadd(s3, s4), b.fmul(four, b.fadd(s1, s2))),
             b.fsub(b.fadd(b.fmul(four, b.fsub(s1, s2)), s4), s3),
@@ -381,128 +474,32 @@ def _bt4(b, s, const):
             b.fadd(b.fsub(b.fmul(four, s1), b.fmul(five, s3)), s5))
 
 
-def _row_f4_function(module, bits):
-    """F(4x4)'s input transform of one tile row of one channel (``_row_f2_function``'s way, six
-    input rows ``o0 .. o5``): per row five loads from column 4t, split four ways by two stages of
-    shuffles into the values at 4t .. 4t + 3, those at 4t + 4 and 4t + 5 the next tile's first two
-    (the fifth load's first lanes shifted in); B^T down the columns, then along the rows, in
-    ``_bt_rows``' order: the same bits as the gather."""
-    name = f"fastconv_winograd_row_f4_f{bits}"
-    if name in module.globals:
-        return module.globals[name]
-    scalar = ir.FloatType() if bits == 32 else ir.DoubleType()
-    lanes = VBITS // bits
-    vec, wide = ir.VectorType(scalar, lanes), ir.VectorType(ir.DoubleType(), lanes)
-    i64, i32 = ir.IntType(64), ir.IntType(32)
-    i64v, mvec, i32v = ir.VectorType(i64, lanes), ir.VectorType(ir.IntType(1), lanes), ir.VectorType(i32, lanes)
-    vptr = vec.as_pointer()
-    fn = ir.Function(module, ir.FunctionType(ir.VoidType(), [scalar.as_pointer()] + [i64] * 10
-                                             + [scalar.as_pointer(), i64, i64]), name=name)
-    fn.linkage = "internal"
-    x, o0, o1, o2, o3, o4, o5, ok, col0, iw, tw, v, vbase, step = fn.args
-    align = ir.Constant(i32, bits // 8)
-    mload = _declared(module, f"llvm.masked.load.v{lanes}f{bits}.p0", vec, [vptr, i32, mvec, vec])
-    mstore = _declared(module, f"llvm.masked.store.v{lanes}f{bits}.p0", ir.VoidType(), [vec, vptr, i32, mvec])
-    lane = ir.Constant(i64v, list(range(lanes)))
-    evens = ir.Constant(i32v, list(range(0, 2 * lanes, 2)))
-    odds = ir.Constant(i32v, list(range(1, 2 * lanes, 2)))
-    shifted = [ir.Constant(i32v, list(range(1, lanes)) + [lanes + q]) for q in range(2)]
-    none, zero = ir.Constant(mvec, [0] * lanes), ir.Constant(i64v, [0] * lanes)
-    arith = wide if bits == 32 else vec
-
-    def const(k):
-        return ir.Constant(i64, k)
-
-    def splat(c):
-        return ir.Constant(arith, [c] * lanes)
-
-    def spread(b, value):
-        first = b.insert_element(ir.Constant(i64v, ir.Undefined), value, ir.Constant(i32, 0))
-        return b.shuffle_vector(first, ir.Constant(i64v, ir.Undefined), ir.Constant(i32v, [0] * lanes))
-
-    entry, loop, tail, last, done = (fn.append_basic_block(n) for n in ("entry", "loop", "tail", "last", "done"))
-    b = ir.IRBuilder(entry)
-    rows = [b.gep(x, [o]) for o in (o0, o1, o2, o3, o4, o5)]
-    row_ok = [b.icmp_unsigned("!=", b.and_(ok, const(1 << k)), const(0)) for k in range(6)]
-    iwv, twv = spread(b, iw), spread(b, tw)
-    b.cbranch(b.icmp_signed("<=", const(lanes), tw), loop, tail)
-
-    def block(b, t0, masked):
-        start = b.add(col0, b.mul(t0, const(4)))  # x's column of tile t0's first value
-        inside = []
-        for q in range(5):
-            cols = b.add(spread(b, b.add(start, const(q * lanes))), lane)
-            inside.append(b.and_(b.icmp_signed(">=", cols, zero), b.icmp_signed("<", cols, iwv)))
-        values = []  # per input row k: its values at 4t + j, j < 6
-        for k in range(6):
-            got = [b.call(mload, [b.bitcast(b.gep(rows[k], [b.add(start, const(q * lanes))]), vptr), align,
-                                  b.select(row_ok[k], inside[q], none), ir.Constant(vec, [0.0] * lanes)])
-                   for q in range(5)]
-            e01, o01 = b.shuffle_vector(got[0], got[1], evens), b.shuffle_vector(got[0], got[1], odds)
-            e23, o23 = b.shuffle_vector(got[2], got[3], evens), b.shuffle_vector(got[2], got[3], odds)
-            p = [b.shuffle_vector(e01, e23, evens), b.shuffle_vector(o01, o23, evens),
-                 b.shuffle_vector(e01, e23, odds), b.shuffle_vector(o01, o23, odds)]
-            p += [b.shuffle_vector(p[q], got[4], shifted[q]) for q in range(2)]  # 4(t + 1), 4(t + 1) + 1
-            values.append([b.fpext(q, wide) for q in p] if bits == 32 else p)
-        cols = [[None] * 6 for _ in range(6)]  # B^T down the columns: cols[i][j]
-        for j in range(6):
-            for i, value in enumerate(_bt4(b, [values[k][j] for k in range(6)], splat)):
-                cols[i][j] = value
-        keep = b.icmp_signed("<", b.add(spread(b, t0), lane), twv) if masked else None
-        base = b.add(vbase, t0)
-        for i in range(6):  # ... then along the rows: value 6i + j
-            for j, value in enumerate(_bt4(b, cols[i], splat)):
-                value = b.fptrunc(value, vec) if bits == 32 else value
-                at = b.bitcast(b.gep(v, [b.add(base, b.mul(step, const(6 * i + j)))]), vptr)
-                if masked:
-                    b.call(mstore, [value, at, align, keep])
-                else:
-                    b.store(value, at, align=bits // 8)
-
-    b = ir.IRBuilder(loop)
-    t0 = b.phi(i64)
-    t0.add_incoming(const(0), entry)
-    block(b, t0, False)
-    following = b.add(t0, const(lanes))
-    t0.add_incoming(following, loop)
-    b.cbranch(b.icmp_signed("<=", b.add(following, const(lanes)), tw), loop, tail)
-    b = ir.IRBuilder(tail)
-    t1 = b.phi(i64)
-    t1.add_incoming(const(0), entry)
-    t1.add_incoming(following, loop)
-    b.cbranch(b.icmp_signed("<", t1, tw), last, done)
-    b = ir.IRBuilder(last)
-    overlap, masked = fn.append_basic_block("overlap"), fn.append_basic_block("masked")
-    b.cbranch(b.icmp_signed("<=", const(lanes), tw), overlap, masked)
-    b = ir.IRBuilder(overlap)
-    block(b, b.sub(tw, const(lanes)), False)
-    b.branch(done)
-    b = ir.IRBuilder(masked)
-    block(b, t1, True)
-    b.branch(done)
-    ir.IRBuilder(done).ret_void()
-    return fn
+@intrinsic
+def _row_f4(typingctx, x, first, iw, ok, col0, tw, v, vbase, step):
+    """``_row_function`` for m = 4 (``_row_f2``'s arguments)."""
+    return types.void(x, *[types.intp] * 5, v, types.intp, types.intp), _ir_codegen(
+        lambda md, bits: _row_function(md, bits, 4), (0, 6))
 
 
 @intrinsic
-def _row_f4(typingctx, x, o0, o1, o2, o3, o4, o5, ok, col0, iw, tw, v, vbase, step):
-    """``_row_f4_function`` on 1-D arrays ``x`` and ``v`` of one float dtype, offsets in elements."""
-    def codegen(context, builder, signature, args):
-        def data(i):
-            return context.make_array(signature.args[i])(context, builder, args[i]).data
-
-        fn = _row_f4_function(builder.module, signature.args[0].dtype.bitwidth)
-        builder.call(fn, [data(0), *args[1:11], data(11), args[12], args[13]])
-        return context.get_dummy_value()
-
-    ip = types.intp
-    return types.void(x, ip, ip, ip, ip, ip, ip, ip, ip, ip, ip, v, ip, ip), codegen
+def _row_f2(typingctx, x, first, iw, ok, col0, tw, v, vbase, step):
+    """``_row_function`` for m = 2 on 1-D arrays ``x`` and ``v`` of one float dtype, offsets in
+    elements."""
+    return types.void(x, *[types.intp] * 5, v, types.intp, types.intp), _ir_codegen(
+        lambda md, bits: _row_function(md, bits, 2), (0, 6))
 
 
 @njit(**_JIT)
-def _input_rows_f4(x, c0, cg, r0, r1, tiles_h, tiles_w, pt, pl, v, vc0, step):  # pragma: no cover
-    """``_input_transform`` for m = 4 in row order: a tile row of a channel at a time
-    (``_row_f4``), straight from x."""
+def _input_rows_vec(x, c0, cg, r0, r1, tiles_h, tiles_w, pt, pl, m, v, vc0, step):  # pragma: no cover
+    """``_input_transform`` for m = 2 or 4 in row order (no ``order``): a tile row of a channel at
+    a time in vectors (``_row_f2``, ``_row_f4``), straight from x. One thread, the whole batch's
+    transform in blocks of 256 tiles, N=32, ns per tile and channel, gathered / here (2026-12-05, a
+    noisy hour): F(2x2) float32 56x56 C=64 12.2 / 6.1, 28x28 C=128 13.7 / 7.6, 24x24 13.2 / 7.6,
+    20x20 10.8 / 6.4, 18x18 14.2 / 9.2, but 14x14 C=256 14.4 / 16.4 and 12x12 14.2 / 18.3 (rows of
+    fewer tiles than a vector's lanes, their stores masked); float64 28x28 18.9 / 15.3, 20x20 16.0
+    / 9.0, 18x18 18.7 / 25.2 (two blocks of 8 for 9 tiles): hence from ``WIDE_ROW_TILES``. F(4x4)
+    float32 56x56 C=64 34-35 / 16-17, 36x36 C=128 37-38 / 24.5-25, 28x28 (rows of 7) 35 / 31;
+    float64 49 / 27.6, 49-50 / 30.4-30.7, 45-48 / 23-25: from ``WIDE_ROW_TILES_F4``. The same bits."""
     ih, iw = x.shape[2], x.shape[3]
     cx = x.shape[1]
     xf = x.reshape(x.size)
@@ -510,58 +507,16 @@ def _input_rows_f4(x, c0, cg, r0, r1, tiles_h, tiles_w, pt, pl, v, vc0, step):  
     for c in range(cg):
         for jj in range(r1 - r0):
             rr = r0 + jj
-            iy = (rr % tiles_h) * 4 - pt
-            plane = (((rr // tiles_h) * cx + c0 + c) * ih) * iw
+            iy = (rr % tiles_h) * m - pt  # the tile row's first input row
+            first = (((rr // tiles_h) * cx + c0 + c) * ih + iy) * iw
             ok = 0
-            for k in range(6):
+            for k in range(m + 2):
                 if 0 <= iy + k < ih:
                     ok |= 1 << k
-            _row_f4(xf, plane + iy * iw if ok & 1 else plane, plane + (iy + 1) * iw if ok & 2 else plane,
-                    plane + (iy + 2) * iw if ok & 4 else plane, plane + (iy + 3) * iw if ok & 8 else plane,
-                    plane + (iy + 4) * iw if ok & 16 else plane, plane + (iy + 5) * iw if ok & 32 else plane, ok,
-                    -pl, iw, tiles_w, v, (vc0 + c) * nt + jj * tiles_w, step)
-
-
-@intrinsic
-def _row_f2(typingctx, x, o0, o1, o2, o3, ok, col0, iw, tw, v, vbase, step):
-    """``_row_f2_function`` on 1-D arrays ``x`` and ``v`` of one float dtype, offsets in elements."""
-    def codegen(context, builder, signature, args):
-        def data(i):
-            return context.make_array(signature.args[i])(context, builder, args[i]).data
-
-        fn = _row_f2_function(builder.module, signature.args[0].dtype.bitwidth)
-        builder.call(fn, [data(0), *args[1:9], data(9), args[10], args[11]])
-        return context.get_dummy_value()
-
-    ip = types.intp
-    return types.void(x, ip, ip, ip, ip, ip, ip, ip, ip, v, ip, ip), codegen
-
-
-@njit(**_JIT)
-def _input_rows_f2(x, c0, cg, r0, r1, tiles_h, tiles_w, pt, pl, v, vc0, step):  # pragma: no cover
-    """``_input_transform`` for m = 2 in row order (no ``order``): a tile row of a channel at a
-    time (``_row_f2``), straight from x. One thread, the whole batch's transform in blocks of 256
-    tiles, N=32, ns per tile and channel, gathered / here (2026-12-05, a noisy hour): float32 56x56
-    C=64 12.2 / 6.1, 28x28 C=128 13.7 / 7.6, 24x24 13.2 / 7.6, 20x20 10.8 / 6.4, 18x18 14.2 / 9.2,
-    but 14x14 C=256 14.4 / 16.4 and 12x12 14.2 / 18.3 (rows of fewer tiles than a vector's lanes,
-    their stores masked); float64 28x28 18.9 / 15.3, 20x20 16.0 / 9.0, 18x18 18.7 / 25.2 (two
-    blocks of 8 for 9 tiles). Hence from ``WIDE_ROW_TILES``. The same bits."""
-    ih, iw = x.shape[2], x.shape[3]
-    cx = x.shape[1]
-    xf = x.reshape(x.size)
-    nt = (r1 - r0) * tiles_w
-    for c in range(cg):
-        for jj in range(r1 - r0):
-            rr = r0 + jj
-            iy = (rr % tiles_h) * 2 - pt  # the tile row's first input row
-            plane = (((rr // tiles_h) * cx + c0 + c) * ih) * iw
-            ok = 0
-            for k in range(4):
-                if 0 <= iy + k < ih:
-                    ok |= 1 << k
-            _row_f2(xf, plane + iy * iw if ok & 1 else plane, plane + (iy + 1) * iw if ok & 2 else plane,
-                    plane + (iy + 2) * iw if ok & 4 else plane, plane + (iy + 3) * iw if ok & 8 else plane, ok,
-                    -pl, iw, tiles_w, v, (vc0 + c) * nt + jj * tiles_w, step)
+            if m == 2:
+                _row_f2(xf, first, iw, ok, -pl, tiles_w, v, (vc0 + c) * nt + jj * tiles_w, step)
+            else:
+                _row_f4(xf, first, iw, ok, -pl, tiles_w, v, (vc0 + c) * nt + jj * tiles_w, step)
 
 
 @njit(**_JIT)
@@ -583,13 +538,10 @@ def _input_transform(x, c0, cg, r0, r1, tiles_h, tiles_w, pt, pl, m, v, s, wk, v
     most of the time. One thread, ns per tile and channel before -> now, F(2x2): 7x7 C=512 19.7 ->
     11.1, 14x14 C=256 11.7 -> 7.7, 28x28 C=128 8.6 -> 7.0, 56x56 C=64 7.7 -> 6.6; F(4x4): 7x7 56
     -> 30, 56x56 24.5 -> 21.3 (the same bits). F(2x2) on rows of ``WIDE_ROW_TILES`` tiles or more
-    in row order runs a row at a time in vectors instead (``_input_rows_f2``)."""
+    in row order runs a row at a time in vectors instead (``_input_rows_vec``)."""
     step = vstep if vstep else vc * (r1 - r0) * tiles_w  # from one transform point's values to the next's
-    if m == 2 and not order.size and tiles_w >= WIDE_ROW_TILES:
-        _input_rows_f2(x, c0, cg, r0, r1, tiles_h, tiles_w, pt, pl, v, vc0, step)
-        return
-    if m == 4 and not order.size and tiles_w >= WIDE_ROW_TILES_F4:
-        _input_rows_f4(x, c0, cg, r0, r1, tiles_h, tiles_w, pt, pl, v, vc0, step)
+    if not order.size and tiles_w >= (WIDE_ROW_TILES if m == 2 else WIDE_ROW_TILES_F4):
+        _input_rows_vec(x, c0, cg, r0, r1, tiles_h, tiles_w, pt, pl, m, v, vc0, step)
         return
     ih, iw = x.shape[2], x.shape[3]
     xf = x.reshape(x.size)
@@ -733,397 +685,191 @@ def _pixel_tables(r0, r1, tiles_h, tiles_w, m, oh, ow, wk, order):  # pragma: no
     return ost, oix, oim, n, images
 
 
-def _out_f2_function(module, bits):
-    """F(2x2)'s output transform of one tile row of one output channel, as an LLVM function of
-    ``module``: arguments ``(mm, mo, step, y, yo0, yo1, two, full, bias)``: product xi of the row's
-    tile t at ``mm[mo + xi*step + t]``; the row's tiles ``t < full`` (both their columns inside y)
-    go to ``y[yo0 + 2t + q]`` and, where ``two``, the second output row ``y[yo1 + 2t + q]``, plus
-    ``bias`` (a double). Returns whether a value written is inf or NaN (tested in y's dtype).
+def _out_function(module, bits, m):
+    """F(m x m)'s output transform (m = 2 or 4) of one tile row of one output channel, as an LLVM
+    function of ``module``: arguments ``(mm, mo, step, y, yo, ow, rows, full, bias)``: product xi of
+    the row's tile t at ``mm[mo + xi*step + t]``; the row's tiles ``t < full`` (their m columns
+    inside y) go to ``y[yo + r*ow + m*t + q]`` for the output rows ``r < rows``, plus ``bias`` (a
+    double). Returns whether a value written is inf or NaN (tested in y's dtype).
 
-    A block of a vector's lanes of tiles at a time, widened to float64: A^T along the tiles' rows,
-    then down their columns, the operations and their order ``_at_tiles``'s, plus the bias, rounded
-    once (the same bits as ``_output_rows``); a row's two columns interleaved by shuffles and stored
-    whole. The row's last tiles: a whole block again ending on ``full`` or, on rows of fewer tiles
-    than a block, through masks."""
-    name = f"fastconv_winograd_out_f2_f{bits}"
+    A block of a vector's lanes of tiles at a time (``_Rows.loop``), widened to float64: A^T along
+    the tiles' rows, then down their columns, the operations and their order ``_at_tiles``', plus
+    the bias, rounded once (the same bits as ``_output_rows``); a row's m columns interleaved by
+    shuffles (``_store_interleaved``) and stored whole."""
+    name = f"fastconv_winograd_out_f{m}_f{bits}"
     if name in module.globals:
         return module.globals[name]
-    scalar = ir.FloatType() if bits == 32 else ir.DoubleType()
-    lanes = VBITS // bits
-    vec, wide = ir.VectorType(scalar, lanes), ir.VectorType(ir.DoubleType(), lanes)
-    i64, i32, i1 = ir.IntType(64), ir.IntType(32), ir.IntType(1)
-    i64v, mvec, i32v = ir.VectorType(i64, lanes), ir.VectorType(i1, lanes), ir.VectorType(i32, lanes)
-    vptr = vec.as_pointer()
-    fn = ir.Function(module, ir.FunctionType(i64, [scalar.as_pointer(), i64, i64, scalar.as_pointer(), i64, i64, i64,
-                                                   i64, ir.DoubleType()]), name=name)
+    r = _Rows(module, bits)
+    fn = ir.Function(module, ir.FunctionType(r.i64, [r.ptr, r.i64, r.i64, r.ptr] + [r.i64] * 4 + [ir.DoubleType()]),
+                     name=name)
     fn.linkage = "internal"
-    mm, mo, step, y, yo0, yo1, two, full, bias = fn.args
-    align = ir.Constant(i32, bits // 8)
-    mload = _declared(module, f"llvm.masked.load.v{lanes}f{bits}.p0", vec, [vptr, i32, mvec, vec])
-    mstore = _declared(module, f"llvm.masked.store.v{lanes}f{bits}.p0", ir.VoidType(), [vec, vptr, i32, mvec])
-    lane = ir.Constant(i64v, list(range(lanes)))
-    half = lanes // 2
-    low = ir.Constant(i32v, [q // 2 + (lanes if q % 2 else 0) for q in range(lanes)])  # t0, t0 + lanes, t1, ...
-    high = ir.Constant(i32v, [half + q // 2 + (lanes if q % 2 else 0) for q in range(lanes)])
+    mm, mo, step, y, yo, ow, nrows, full, bias = fn.args
+    a = m + 2
+    b = ir.IRBuilder(fn.append_basic_block("entry"))
+    written = [b.icmp_signed(">", nrows, r.const(row)) for row in range(m)]
+    present = [b.select(w, r.all, r.none) for w in written]
+    fullv, ends = r.spread(b, full), r.spread(b, b.mul(full, r.const(m)))
+    bv = _splat_value(b, r, bias)
 
-    def const(k):
-        return ir.Constant(i64, k)
-
-    def spread(b, value):
-        first = b.insert_element(ir.Constant(i64v, ir.Undefined), value, ir.Constant(i32, 0))
-        return b.shuffle_vector(first, ir.Constant(i64v, ir.Undefined), ir.Constant(i32v, [0] * lanes))
-
-    def at(b, z0, z1, z2, z3):
-        """F(2x2)'s A^T applied to four values (``_at_block``'s m = 2, in its order)."""
-        return b.fadd(b.fadd(z0, z1), z2), b.fsub(b.fsub(z1, z2), z3)
-
-    entry, loop, tail, last, done = (fn.append_basic_block(n) for n in ("entry", "loop", "tail", "last", "done"))
-    b = ir.IRBuilder(entry)
-    bv = b.shuffle_vector(b.insert_element(ir.Constant(wide, ir.Undefined), bias, ir.Constant(i32, 0)),
-                          ir.Constant(wide, ir.Undefined), ir.Constant(i32v, [0] * lanes))
-    second = b.icmp_signed("!=", two, const(0))
-    fullv = spread(b, full)
-    no = ir.Constant(mvec, [0] * lanes)
-    b.cbranch(b.icmp_signed("<=", const(lanes), full), loop, tail)
+    def at(b, z):
+        return _at2(b, z) if m == 2 else _at4(b, z, r.splat)
 
     def block(b, t0, masked, bad):
-        """The tiles t0 .. t0 + lanes (with ``masked``, those before ``full``): ``bad`` or'ed with
-        whether one of theirs is inf or NaN."""
-        keep = b.icmp_signed("<", b.add(spread(b, t0), lane), fullv) if masked else None
-        ms = []
-        for xi in range(16):
-            p = b.bitcast(b.gep(mm, [b.add(b.add(mo, t0), b.mul(step, const(xi)))]), vptr)
-            value = (b.call(mload, [p, align, keep, ir.Constant(vec, [0.0] * lanes)]) if masked
-                     else b.load(p, align=bits // 8))
-            ms.append(b.fpext(value, wide) if bits == 32 else value)
-        rows = [at(b, *ms[4 * i:4 * i + 4]) for i in range(4)]  # along the tiles' rows: rows[i][q]
-        out = [at(b, *(rows[i][q] for i in range(4))) for q in range(2)]  # down the columns: out[q][r]
-        for r, yo in enumerate((yo0, yo1)):
-            cols = [b.fadd(out[q][r], bv) for q in range(2)]
-            if bits == 32:
-                cols = [b.fptrunc(c, vec) for c in cols]
-            for c in cols:  # inf or NaN, in y's dtype (float32 overflows)
-                odd = b.fcmp_unordered("!=", b.fsub(c, c), ir.Constant(vec, [0.0] * lanes))
-                if masked:
-                    odd = b.and_(odd, keep)
-                if r:
-                    odd = b.and_(odd, b.select(second, ir.Constant(mvec, [1] * lanes), no))
-                bad = b.or_(bad, odd)
-            pair = (b.shuffle_vector(cols[0], cols[1], low), b.shuffle_vector(cols[0], cols[1], high))
-            first = b.add(yo, b.mul(t0, const(2)))
-            dst = [b.bitcast(b.gep(y, [b.add(first, const(h * lanes))]), vptr) for h in range(2)]
-            if masked:  # value q of the pair's half h is y's column 2*t0 + h*lanes + q
-                cols2 = b.add(spread(b, b.mul(t0, const(2))), lane)
-                ends = spread(b, b.mul(full, const(2)))
-                masks = [b.icmp_signed("<", b.add(cols2, spread(b, const(h * lanes))), ends) for h in range(2)]
-            if r:
-                store_blk = b.append_basic_block("second")
-                after = b.append_basic_block("after")
-                b.cbranch(second, store_blk, after)
-                b.position_at_end(store_blk)
-            for h in range(2):
-                if masked:
-                    b.call(mstore, [pair[h], dst[h], align, masks[h]])
-                else:
-                    b.store(pair[h], dst[h], align=bits // 8)
-            if r:
-                b.branch(after)
-                b.position_at_end(after)
+        keep = r.below(b, t0, fullv) if masked else None
+        ms = [r.load(b, mm, b.add(b.add(mo, t0), b.mul(step, r.const(xi))), keep) for xi in range(a * a)]
+        rows = [at(b, ms[a * i:a * i + a]) for i in range(a)]  # along the tiles' rows: rows[i][q]
+        out = [at(b, [rows[i][q] for i in range(a)]) for q in range(m)]  # down the columns: out[q][row]
+        for row in range(m):
+            cols, bad = _rounded(b, r, [b.fadd(out[q][row], bv) for q in range(m)], bad, keep, present[row])
+            _store_interleaved(b, r, fn, cols, y, b.add(yo, b.mul(ow, r.const(row))), b.mul(t0, r.const(m)),
+                               ends if masked else None, None if row == 0 else written[row])
         return bad
 
-    b = ir.IRBuilder(loop)  # whole blocks
-    t0 = b.phi(i64)
-    t0.add_incoming(const(0), entry)
-    bad0 = b.phi(mvec)
-    bad0.add_incoming(no, entry)
-    bad1 = block(b, t0, False, bad0)
-    following = b.add(t0, const(lanes))
-    t0.add_incoming(following, b.block)
-    bad0.add_incoming(bad1, b.block)
-    from_loop = b.block
-    b.cbranch(b.icmp_signed("<=", b.add(following, const(lanes)), full), loop, tail)
-    b = ir.IRBuilder(tail)  # the row's last tiles, fewer than a block
-    t1 = b.phi(i64)
-    t1.add_incoming(const(0), entry)
-    t1.add_incoming(following, from_loop)
-    bad2 = b.phi(mvec)
-    bad2.add_incoming(no, entry)
-    bad2.add_incoming(bad1, from_loop)
-    b.cbranch(b.icmp_signed("<", t1, full), last, done)
-    b = ir.IRBuilder(last)
-    overlap, masked = fn.append_basic_block("overlap"), fn.append_basic_block("masked")
-    b.cbranch(b.icmp_signed("<=", const(lanes), full), overlap, masked)
-    b = ir.IRBuilder(overlap)  # a whole block that ends on ``full``, some tiles again: no mask
-    bad3 = block(b, b.sub(full, const(lanes)), False, bad2)
-    from_overlap = b.block
-    b.branch(done)
-    b = ir.IRBuilder(masked)  # a row of fewer tiles than a block
-    bad4 = block(b, t1, True, bad2)
-    from_masked = b.block
-    b.branch(done)
-    b = ir.IRBuilder(done)
-    bad = b.phi(mvec)
-    bad.add_incoming(bad2, tail)
-    bad.add_incoming(bad3, from_overlap)
-    bad.add_incoming(bad4, from_masked)
-    any_bad = b.icmp_unsigned("!=", b.bitcast(bad, ir.IntType(lanes)), ir.Constant(ir.IntType(lanes), 0))
-    b.ret(b.zext(any_bad, i64))
+    b, bad = r.loop(fn, b, full, block, r.none)
+    b.ret(b.zext(b.icmp_unsigned("!=", b.bitcast(bad, ir.IntType(r.lanes)), ir.Constant(ir.IntType(r.lanes), 0)),
+                 r.i64))
     return fn
 
 
-def _at4(b, z, const):
+def _at2(b, z):
+    """F(2x2)'s A^T applied to four vectors (``_at_block``'s m = 2, in its order)."""
+    z0, z1, z2, z3 = z
+    return b.fadd(b.fadd(z0, z1), z2), b.fsub(b.fsub(z1, z2), z3)
+
+
+def _splat_value(b, r, value):
+    """A double in every float64 lane."""
+    first = b.insert_element(ir.Constant(r.wide, ir.Undefined), value, ir.Constant(r.i32, 0))
+    return b.shuffle_vector(first, ir.Constant(r.wide, ir.Undefined), r.order([0] * r.lanes))
+
+
+def _rounded(b, r, cols, bad, keep, present):
+    """``cols`` (float64) rounded to y's dtype, and ``bad`` or'ed with their inf and NaN (in the
+    lanes of ``keep``, where ``present``)."""
+    if r.bits == 32:
+        cols = [b.fptrunc(c, r.vec) for c in cols]
+    for c in cols:
+        odd = b.fcmp_unordered("!=", b.fsub(c, c), r.zeros)
+        odd = odd if keep is None else b.and_(odd, keep)
+        bad = b.or_(bad, b.and_(odd, present))
+    return cols, bad
+
+
+def _store_interleaved(b, r, fn, cols, y, yo, first, ends, when):
+    """Store the m vectors ``cols`` (y's dtype, the tiles' columns q < m) interleaved, tile by tile,
+    at ``y[yo + first + ...]``: m = 2 by one stage of shuffles, m = 4 by two. ``ends``: only y's
+    columns ``first + ...`` under it (masked stores); ``when``: only where that i1 is set."""
+    m, half = len(cols), r.lanes // 2
+    pairs = [r.order([h * half + q // 2 + (r.lanes if q % 2 else 0) for q in range(r.lanes)]) for h in range(2)]
+    vectors = [b.shuffle_vector(cols[0], cols[1], pairs[h]) for h in range(2)]  # q0 q1 q0 q1 ...
+    if m == 4:
+        quads = [r.order([h * half + 2 * (q // 4) + q % 2 + (r.lanes if q % 4 >= 2 else 0) for q in range(r.lanes)])
+                 for h in range(2)]
+        high = [b.shuffle_vector(cols[2], cols[3], pairs[h]) for h in range(2)]
+        vectors = [b.shuffle_vector(vectors[k // 2], high[k // 2], quads[k % 2]) for k in range(4)]
+    if when is not None:
+        store, after = fn.append_basic_block("store"), fn.append_basic_block("after")
+        b.cbranch(when, store, after)
+        b.position_at_end(store)
+    for k, value in enumerate(vectors):
+        at = b.add(first, r.const(k * r.lanes))
+        r.store(b, value, y, b.add(yo, at), None if ends is None else r.below(b, at, ends), rounded=True)
+    if when is not None:
+        b.branch(after)
+        b.position_at_end(after)
+
+
+def _at4(b, z, splat):
     """F(4x4)'s A^T applied to six vectors (``_at_block``'s m = 4, its operations in its order)."""
     z0, z1, z2, z3, z4, z5 = z
     return (b.fadd(b.fadd(z0, b.fadd(z1, z2)), b.fadd(z3, z4)),
-            b.fadd(b.fsub(z1, z2), b.fmul(const(2.0), b.fsub(z3, z4))),
-            b.fadd(b.fadd(z1, z2), b.fmul(const(4.0), b.fadd(z3, z4))),
-            b.fadd(b.fadd(b.fsub(z1, z2), b.fmul(const(8.0), b.fsub(z3, z4))), z5))
-
-
-def _out_f4_function(module, bits):
-    """F(4x4)'s output transform of one tile row of one output channel, ``_out_f2_function``'s way:
-    arguments ``(mm, mo, step, y, yo, ow, rows, full, bias)``, the output rows ``yo + r*ow`` for
-    ``r < rows``; the row's four columns interleaved by two stages of shuffles. Returns whether a
-    value written is inf or NaN."""
-    name = f"fastconv_winograd_out_f4_f{bits}"
-    if name in module.globals:
-        return module.globals[name]
-    scalar = ir.FloatType() if bits == 32 else ir.DoubleType()
-    lanes = VBITS // bits
-    vec, wide = ir.VectorType(scalar, lanes), ir.VectorType(ir.DoubleType(), lanes)
-    i64, i32, i1 = ir.IntType(64), ir.IntType(32), ir.IntType(1)
-    i64v, mvec, i32v = ir.VectorType(i64, lanes), ir.VectorType(i1, lanes), ir.VectorType(i32, lanes)
-    vptr = vec.as_pointer()
-    fn = ir.Function(module, ir.FunctionType(i64, [scalar.as_pointer(), i64, i64, scalar.as_pointer(), i64, i64, i64,
-                                                   i64, ir.DoubleType()]), name=name)
-    fn.linkage = "internal"
-    mm, mo, step, y, yo, ow, nrows, full, bias = fn.args
-    align = ir.Constant(i32, bits // 8)
-    mload = _declared(module, f"llvm.masked.load.v{lanes}f{bits}.p0", vec, [vptr, i32, mvec, vec])
-    mstore = _declared(module, f"llvm.masked.store.v{lanes}f{bits}.p0", ir.VoidType(), [vec, vptr, i32, mvec])
-    lane = ir.Constant(i64v, list(range(lanes)))
-    half = lanes // 2
-    pairs = [ir.Constant(i32v, [h * half + q // 2 + (lanes if q % 2 else 0) for q in range(lanes)]) for h in range(2)]
-    quads = [ir.Constant(i32v, [h * half + 2 * (q // 4) + q % 2 + (lanes if q % 4 >= 2 else 0) for q in range(lanes)])
-             for h in range(2)]
-    arith = wide if bits == 32 else vec
-
-    def const(k):
-        return ir.Constant(i64, k)
-
-    def splat(c):
-        return ir.Constant(arith, [c] * lanes)
-
-    def spread(b, value):
-        first = b.insert_element(ir.Constant(i64v, ir.Undefined), value, ir.Constant(i32, 0))
-        return b.shuffle_vector(first, ir.Constant(i64v, ir.Undefined), ir.Constant(i32v, [0] * lanes))
-
-    entry, loop, tail, last, done = (fn.append_basic_block(n) for n in ("entry", "loop", "tail", "last", "done"))
-    b = ir.IRBuilder(entry)
-    bv = b.shuffle_vector(b.insert_element(ir.Constant(wide, ir.Undefined), bias, ir.Constant(i32, 0)),
-                          ir.Constant(wide, ir.Undefined), ir.Constant(i32v, [0] * lanes))
-    present = [b.icmp_signed(">", nrows, const(r)) for r in range(4)]
-    ends = spread(b, b.mul(full, const(4)))
-    fullv = spread(b, full)
-    no = ir.Constant(mvec, [0] * lanes)
-    b.cbranch(b.icmp_signed("<=", const(lanes), full), loop, tail)
-
-    def block(b, t0, masked, bad):
-        keep = b.icmp_signed("<", b.add(spread(b, t0), lane), fullv) if masked else None
-        ms = []
-        for xi in range(36):
-            p = b.bitcast(b.gep(mm, [b.add(b.add(mo, t0), b.mul(step, const(xi)))]), vptr)
-            value = (b.call(mload, [p, align, keep, ir.Constant(vec, [0.0] * lanes)]) if masked
-                     else b.load(p, align=bits // 8))
-            ms.append(b.fpext(value, wide) if bits == 32 else value)
-        rows = [_at4(b, ms[6 * i:6 * i + 6], splat) for i in range(6)]  # along the tiles' rows: rows[i][q]
-        out = [_at4(b, [rows[i][q] for i in range(6)], splat) for q in range(4)]  # down the columns: out[q][r]
-        first = b.mul(t0, const(4))
-        for r in range(4):
-            cols = [b.fadd(out[q][r], bv) for q in range(4)]
-            if bits == 32:
-                cols = [b.fptrunc(c, vec) for c in cols]
-            for c in cols:  # inf or NaN, in y's dtype
-                odd = b.fcmp_unordered("!=", b.fsub(c, c), ir.Constant(vec, [0.0] * lanes))
-                if masked:
-                    odd = b.and_(odd, keep)
-                bad = b.or_(bad, b.and_(odd, b.select(present[r], ir.Constant(mvec, [1] * lanes), no)))
-            p01 = [b.shuffle_vector(cols[0], cols[1], pairs[h]) for h in range(2)]  # c0 c1 c0 c1 ...
-            p23 = [b.shuffle_vector(cols[2], cols[3], pairs[h]) for h in range(2)]
-            four = [b.shuffle_vector(p01[k // 2], p23[k // 2], quads[k % 2]) for k in range(4)]  # c0 c1 c2 c3 ...
-            store, after = b.append_basic_block(f"row{r}"), b.append_basic_block(f"after{r}")
-            b.cbranch(present[r], store, after)
-            b.position_at_end(store)
-            row = b.add(yo, b.mul(ow, const(r)))
-            for k in range(4):
-                at = b.bitcast(b.gep(y, [b.add(b.add(row, first), const(k * lanes))]), vptr)
-                if masked:
-                    cols4 = b.add(spread(b, b.add(first, const(k * lanes))), lane)
-                    b.call(mstore, [four[k], at, align, b.icmp_signed("<", cols4, ends)])
-                else:
-                    b.store(four[k], at, align=bits // 8)
-            b.branch(after)
-            b.position_at_end(after)
-        return bad
-
-    b = ir.IRBuilder(loop)
-    t0 = b.phi(i64)
-    t0.add_incoming(const(0), entry)
-    bad0 = b.phi(mvec)
-    bad0.add_incoming(no, entry)
-    bad1 = block(b, t0, False, bad0)
-    following = b.add(t0, const(lanes))
-    t0.add_incoming(following, b.block)
-    bad0.add_incoming(bad1, b.block)
-    from_loop = b.block
-    b.cbranch(b.icmp_signed("<=", b.add(following, const(lanes)), full), loop, tail)
-    b = ir.IRBuilder(tail)
-    t1 = b.phi(i64)
-    t1.add_incoming(const(0), entry)
-    t1.add_incoming(following, from_loop)
-    bad2 = b.phi(mvec)
-    bad2.add_incoming(no, entry)
-    bad2.add_incoming(bad1, from_loop)
-    b.cbranch(b.icmp_signed("<", t1, full), last, done)
-    b = ir.IRBuilder(last)
-    overlap, masked = fn.append_basic_block("overlap"), fn.append_basic_block("masked")
-    b.cbranch(b.icmp_signed("<=", const(lanes), full), overlap, masked)
-    b = ir.IRBuilder(overlap)
-    bad3 = block(b, b.sub(full, const(lanes)), False, bad2)
-    from_overlap = b.block
-    b.branch(done)
-    b = ir.IRBuilder(masked)
-    bad4 = block(b, t1, True, bad2)
-    from_masked = b.block
-    b.branch(done)
-    b = ir.IRBuilder(done)
-    bad = b.phi(mvec)
-    bad.add_incoming(bad2, tail)
-    bad.add_incoming(bad3, from_overlap)
-    bad.add_incoming(bad4, from_masked)
-    any_bad = b.icmp_unsigned("!=", b.bitcast(bad, ir.IntType(lanes)), ir.Constant(ir.IntType(lanes), 0))
-    b.ret(b.zext(any_bad, i64))
-    return fn
+            b.fadd(b.fsub(z1, z2), b.fmul(splat(2.0), b.fsub(z3, z4))),
+            b.fadd(b.fadd(z1, z2), b.fmul(splat(4.0), b.fadd(z3, z4))),
+            b.fadd(b.fadd(b.fsub(z1, z2), b.fmul(splat(8.0), b.fsub(z3, z4))), z5))
 
 
 @intrinsic
 def _out_f4(typingctx, mm, mo, step, y, yo, ow, rows, full, bias):
-    """``_out_f4_function`` on 1-D arrays ``mm`` and ``y`` of one float dtype, offsets in elements."""
-    def codegen(context, builder, signature, args):
-        def data(i):
-            return context.make_array(signature.args[i])(context, builder, args[i]).data
-
-        fn = _out_f4_function(builder.module, signature.args[0].dtype.bitwidth)
-        return builder.call(fn, [data(0), args[1], args[2], data(3), *args[4:8], args[8]])
-
+    """``_out_function`` for m = 4 (``_out_f2``'s arguments)."""
     ip = types.intp
-    return types.intp(mm, ip, ip, y, ip, ip, ip, ip, types.float64), codegen
-
-
-@njit(inline="always", **_JIT)
-def _at4_scalar(z0, z1, z2, z3, z4, z5):  # pragma: no cover
-    """``_at_block``'s m = 4 on one tile's six values, in its order."""
-    return ((z0 + (z1 + z2)) + (z3 + z4), (z1 - z2) + 2.0 * (z3 - z4), (z1 + z2) + 4.0 * (z3 + z4),
-            ((z1 - z2) + 8.0 * (z3 - z4)) + z5)
-
-
-@njit(inline="always", **_JIT)
-def _at4_row(mm, o, step, q):  # pragma: no cover
-    """Value q of F(4x4)'s A^T along a tile's row of products mm[o + j*step], j < 6."""
-    v = _at4_scalar(np.float64(mm[o]), np.float64(mm[o + step]), np.float64(mm[o + U(2) * step]),
-                    np.float64(mm[o + U(3) * step]), np.float64(mm[o + U(4) * step]), np.float64(mm[o + U(5) * step]))
-    return v[q]
-
-
-@njit(**_JIT)
-def _output_rows_f4(mm, k0, kg, r0, r1, tiles_h, tiles_w, bias, y, step):  # pragma: no cover
-    """``_output_transform`` for m = 4 in row order: a tile row of an output channel at a time
-    (``_out_f4``), the last tile of a row cut by y's edge through the same sums one by one."""
-    oh, ow, cy = y.shape[2], y.shape[3], y.shape[1]
-    yf = y.reshape(y.size)
-    nt = (r1 - r0) * tiles_w
-    full = min(tiles_w, ow // 4)
-    bad = False
-    for k in range(kg):
-        b = np.float64(bias[k0 + k]) if bias.size else 0.0
-        for jj in range(r1 - r0):
-            rr = r0 + jj
-            oy = (rr % tiles_h) * 4
-            yo = (((rr // tiles_h) * cy + k0 + k) * oh + oy) * ow
-            rows = min(4, oh - oy)
-            mo = k * nt + jj * tiles_w
-            bad |= _out_f4(mm, mo, step, yf, yo, ow, rows, full, b) != 0
-            for q in range(ow - 4 * full):  # tile ``full``'s columns inside y
-                t, us = U(mo + full), U(step)
-                c0, c1 = _at4_row(mm, t, us, q), _at4_row(mm, t + U(6) * us, us, q)
-                c2, c3 = _at4_row(mm, t + U(12) * us, us, q), _at4_row(mm, t + U(18) * us, us, q)
-                c4, c5 = _at4_row(mm, t + U(24) * us, us, q), _at4_row(mm, t + U(30) * us, us, q)
-                col = _at4_scalar(c0, c1, c2, c3, c4, c5)
-                for r in range(rows):
-                    at = yo + r * ow + 4 * full + q
-                    yf[at] = col[r] + b
-                    bad |= yf[at] - yf[at] != 0.0
-    return bad
+    return ip(mm, ip, ip, y, ip, ip, ip, ip, types.float64), _ir_codegen(lambda md, bits: _out_function(md, bits, 4),
+                                                                          (0, 3))
 
 
 @intrinsic
-def _out_f2(typingctx, mm, mo, step, y, yo0, yo1, two, full, bias):
-    """``_out_f2_function`` on 1-D arrays ``mm`` and ``y`` of one float dtype, offsets in elements."""
-    def codegen(context, builder, signature, args):
-        def data(i):
-            return context.make_array(signature.args[i])(context, builder, args[i]).data
-
-        fn = _out_f2_function(builder.module, signature.args[0].dtype.bitwidth)
-        return builder.call(fn, [data(0), args[1], args[2], data(3), *args[4:8], args[8]])
-
+def _out_f2(typingctx, mm, mo, step, y, yo, ow, rows, full, bias):
+    """``_out_function`` for m = 2 on 1-D arrays ``mm`` and ``y`` of one float dtype, offsets in
+    elements."""
     ip = types.intp
-    return types.intp(mm, ip, ip, y, ip, ip, ip, ip, types.float64), codegen
+    return ip(mm, ip, ip, y, ip, ip, ip, ip, types.float64), _ir_codegen(lambda md, bits: _out_function(md, bits, 2),
+                                                                          (0, 3))
 
 
 # Tiles per row from which F(2x2)'s output transform runs a row at a time in vectors
-# (``_output_rows_f2``). One thread, N=32, the whole batch's transform in blocks of 256 tiles
+# (``_output_rows_vec``). One thread, N=32, the whole batch's transform in blocks of 256 tiles
 # into a y in memory, ns per tile and channel, the other ways / in vectors (2026-12-05): float32
 # rows of 4 tiles (8x8 C=512) 6.8 / 10.7, 5 7.0 / 7.7, 6 6.1 / 7.2, 7 (14x14 C=256) 7.6 / 6.3,
 # 8 7.6 / 5.6, 9 8.5 / 4.4, 10 6.7 / 4.1, 14 (28x28 C=128) 7.1 / 3.2, 28 (56x56 C=64) 5.0 / 2.6;
 # float64 4 10.8 / 8.5, 7 10.3 / 7.0, 14 11.9 / 8.9, 28 11.1 / 7.6.
 OUT_ROW_TILES = 7
-OUT_ROW_TILES_F4 = 7  # ... and F(4x4)'s (see ``_output_rows_f4``)
+OUT_ROW_TILES_F4 = 7  # ... and F(4x4)'s (see ``_output_rows_vec``)
 
 
 @njit(inline="always", **_JIT)
-def _at_first(mm, o, step):  # pragma: no cover
-    """The first value of F(2x2)'s A^T along a tile's row of products mm[o + j*step], j < 4."""
-    return (np.float64(mm[o]) + np.float64(mm[o + step])) + np.float64(mm[o + U(2) * step])
+def _at_scalar(m, z, q):  # pragma: no cover
+    """Value q of ``_at_block``'s A^T on one tile's m + 2 values ``z``, in its order."""
+    if m == 2:
+        return (z[0] + z[1]) + z[2] if q == 0 else (z[1] - z[2]) - z[3]
+    if q == 0:
+        return (z[0] + (z[1] + z[2])) + (z[3] + z[4])
+    if q == 1:
+        return (z[1] - z[2]) + 2.0 * (z[3] - z[4])
+    if q == 2:
+        return (z[1] + z[2]) + 4.0 * (z[3] + z[4])
+    return ((z[1] - z[2]) + 8.0 * (z[3] - z[4])) + z[5]
 
 
 @njit(**_JIT)
-def _output_rows_f2(mm, k0, kg, r0, r1, tiles_h, tiles_w, bias, y, step):  # pragma: no cover
-    """``_output_transform`` for m = 2 in row order: a tile row of an output channel at a time
-    (``_out_f2``), the last tile of a row cut by y's edge through the same sums one by one."""
+def _at_cut(mm, t, step, m, q, r):  # pragma: no cover
+    """Pixel (r, q) of A^T M A for the tile whose products are mm[t + xi*step], in ``_at_tiles``'
+    order: the pixels of a tile cut by y's edge, one by one."""
+    a = m + 2
+    rows = np.empty(a)
+    z = np.empty(a)
+    for i in range(a):  # A^T along the tile's rows, value q of each
+        for j in range(a):
+            z[j] = np.float64(mm[t + U(i * a + j) * step])
+        rows[i] = _at_scalar(m, z, q)
+    return _at_scalar(m, rows, r)
+
+
+@njit(**_JIT)
+def _output_rows_vec(mm, k0, kg, r0, r1, tiles_h, tiles_w, m, bias, y, step):  # pragma: no cover
+    """``_output_transform`` for m = 2 or 4 in row order: a tile row of an output channel at a
+    time in vectors (``_out_f2``, ``_out_f4``), the last tile of a row cut by y's edge through the
+    same sums one by one (``_at_cut``)."""
     oh, ow, cy = y.shape[2], y.shape[3], y.shape[1]
     yf = y.reshape(y.size)
     nt = (r1 - r0) * tiles_w
-    full = min(tiles_w, ow // 2)
+    full = min(tiles_w, ow // m)
     bad = False
     for k in range(kg):
         b = np.float64(bias[k0 + k]) if bias.size else 0.0
         for jj in range(r1 - r0):
             rr = r0 + jj
-            oy = (rr % tiles_h) * 2
+            oy = (rr % tiles_h) * m
             yo = (((rr // tiles_h) * cy + k0 + k) * oh + oy) * ow
-            two = oy + 1 < oh
+            rows = min(m, oh - oy)
             mo = k * nt + jj * tiles_w
-            bad |= _out_f2(mm, mo, step, yf, yo, yo + ow, 1 if two else 0, full, b) != 0
-            if 2 * full < ow:  # tile ``full``'s first column: its second lies past y's edge
-                t, us = U(mo + full), U(step)
-                c0, c1 = _at_first(mm, t, us), _at_first(mm, t + U(4) * us, us)
-                c2, c3 = _at_first(mm, t + U(8) * us, us), _at_first(mm, t + U(12) * us, us)
-                q = yo + 2 * full
-                yf[q] = ((c0 + c1) + c2) + b
-                bad |= yf[q] - yf[q] != 0.0
-                if two:
-                    yf[q + ow] = ((c1 - c2) - c3) + b
-                    bad |= yf[q + ow] - yf[q + ow] != 0.0
+            if m == 2:
+                bad |= _out_f2(mm, mo, step, yf, yo, ow, rows, full, b) != 0
+            else:
+                bad |= _out_f4(mm, mo, step, yf, yo, ow, rows, full, b) != 0
+            for q in range(ow - m * full):  # tile ``full``'s columns inside y
+                for r in range(rows):
+                    at = yo + r * ow + m * full + q
+                    yf[at] = _at_cut(mm, U(mo + full), U(step), m, q, r) + b
+                    bad |= yf[at] - yf[at] != 0.0
     return bad
 
 
@@ -1141,12 +887,10 @@ def _output_transform(mm, k0, kg, r0, r1, tiles_h, tiles_w, m, bias, y, wk, orde
     and channel, by tile rows / staged: 7x7 C=512 6.7 / 3.7, 14x14 C=256 4.6 / 3.3, 28x28 C=128
     3.3 / 3.1-3.6, 56x56 C=64 2.6 / 3.3-4.2; F(4x4) 7x7 34 / 16. (One kernel with both ways ran
     the staged one at 4.4 and 22-28.) F(2x2) on rows of ``OUT_ROW_TILES`` tiles or more in row
-    order runs a row at a time in vectors instead (``_output_rows_f2``)."""
+    order runs a row at a time in vectors instead (``_output_rows_vec``)."""
     step = mstep if mstep else kg * (r1 - r0) * tiles_w  # from one transform point's products to the next's
-    if m == 2 and not order.size and tiles_w >= OUT_ROW_TILES:
-        return _output_rows_f2(mm, k0, kg, r0, r1, tiles_h, tiles_w, bias, y, step)
-    if m == 4 and not order.size and tiles_w >= OUT_ROW_TILES_F4:
-        return _output_rows_f4(mm, k0, kg, r0, r1, tiles_h, tiles_w, bias, y, step)
+    if not order.size and tiles_w >= (OUT_ROW_TILES if m == 2 else OUT_ROW_TILES_F4):
+        return _output_rows_vec(mm, k0, kg, r0, r1, tiles_h, tiles_w, m, bias, y, step)
     if tiles_w < STAGE_TILES:
         return _output_staged(mm, k0, kg, r0, r1, tiles_h, tiles_w, m, bias, y, wk, order, step)
     return _output_rows(mm, k0, kg, r0, r1, tiles_h, tiles_w, m, bias, y, wk, order, step)
