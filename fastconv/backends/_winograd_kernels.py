@@ -812,7 +812,7 @@ def _out_f2(typingctx, mm, mo, step, y, yo, ow, rows, full, bias):
 # 8 7.6 / 5.6, 9 8.5 / 4.4, 10 6.7 / 4.1, 14 (28x28 C=128) 7.1 / 3.2, 28 (56x56 C=64) 5.0 / 2.6;
 # float64 4 10.8 / 8.5, 7 10.3 / 7.0, 14 11.9 / 8.9, 28 11.1 / 7.6.
 OUT_ROW_TILES = 7
-OUT_ROW_TILES_F4 = 7  # ... and F(4x4)'s (see ``_output_rows_vec``)
+OUT_ROW_TILES_F4 = 7  # ... and F(4x4)'s: rows of 14 tiles (56x56 C=64) 32.3 / 12.0-12.7 ns, under 7 not measured
 
 
 @njit(inline="always", **_JIT)
