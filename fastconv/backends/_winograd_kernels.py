@@ -293,10 +293,11 @@ class _Rows:
         """c in every lane, in the arithmetic's type (float64)."""
         return ir.Constant(self.wide, [c] * self.lanes)
 
-    def spread(self, b, value):
-        """An i64 in every lane."""
-        first = b.insert_element(ir.Constant(self.i64v, ir.Undefined), value, ir.Constant(self.i32, 0))
-        return b.shuffle_vector(first, ir.Constant(self.i64v, ir.Undefined), self.order([0] * self.lanes))
+    def spread(self, b, value, ty=None):
+        """``value`` in every lane of a vector of ``ty`` (i64 lanes by default)."""
+        ty = ty or self.i64v
+        first = b.insert_element(ir.Constant(ty, ir.Undefined), value, ir.Constant(self.i32, 0))
+        return b.shuffle_vector(first, ir.Constant(ty, ir.Undefined), self.order([0] * self.lanes))
 
     def below(self, b, first, end):
         """The lanes whose index ``first + lane`` is under ``end`` (an i64 vector)."""
@@ -537,8 +538,8 @@ def _input_transform(x, c0, cg, r0, r1, tiles_h, tiles_w, pt, pl, m, v, s, wk, v
     were copied one by one and then split into phases: on small images those short loops took
     most of the time. One thread, ns per tile and channel before -> now, F(2x2): 7x7 C=512 19.7 ->
     11.1, 14x14 C=256 11.7 -> 7.7, 28x28 C=128 8.6 -> 7.0, 56x56 C=64 7.7 -> 6.6; F(4x4): 7x7 56
-    -> 30, 56x56 24.5 -> 21.3 (the same bits). F(2x2) on rows of ``WIDE_ROW_TILES`` tiles or more
-    in row order runs a row at a time in vectors instead (``_input_rows_vec``)."""
+    -> 30, 56x56 24.5 -> 21.3 (the same bits). On rows of ``WIDE_ROW_TILES`` tiles or more (F(4x4):
+    ``WIDE_ROW_TILES_F4``) in row order, a row at a time in vectors instead (``_input_rows_vec``)."""
     step = vstep if vstep else vc * (r1 - r0) * tiles_w  # from one transform point's values to the next's
     if not order.size and tiles_w >= (WIDE_ROW_TILES if m == 2 else WIDE_ROW_TILES_F4):
         _input_rows_vec(x, c0, cg, r0, r1, tiles_h, tiles_w, pt, pl, m, v, vc0, step)
@@ -709,7 +710,7 @@ def _out_function(module, bits, m):
     written = [b.icmp_signed(">", nrows, r.const(row)) for row in range(m)]
     present = [b.select(w, r.all, r.none) for w in written]
     fullv, ends = r.spread(b, full), r.spread(b, b.mul(full, r.const(m)))
-    bv = _splat_value(b, r, bias)
+    bv = r.spread(b, bias, r.wide)
 
     def at(b, z):
         return _at2(b, z) if m == 2 else _at4(b, z, r.splat)
@@ -735,12 +736,6 @@ def _at2(b, z):
     """F(2x2)'s A^T applied to four vectors (``_at_block``'s m = 2, in its order)."""
     z0, z1, z2, z3 = z
     return b.fadd(b.fadd(z0, z1), z2), b.fsub(b.fsub(z1, z2), z3)
-
-
-def _splat_value(b, r, value):
-    """A double in every float64 lane."""
-    first = b.insert_element(ir.Constant(r.wide, ir.Undefined), value, ir.Constant(r.i32, 0))
-    return b.shuffle_vector(first, ir.Constant(r.wide, ir.Undefined), r.order([0] * r.lanes))
 
 
 def _rounded(b, r, cols, bad, keep, present):
@@ -829,29 +824,28 @@ def _at_scalar(m, z, q):  # pragma: no cover
     return ((z[1] - z[2]) + 8.0 * (z[3] - z[4])) + z[5]
 
 
-@njit(**_JIT)
-def _at_cut(mm, t, step, m, q, r):  # pragma: no cover
-    """Pixel (r, q) of A^T M A for the tile whose products are mm[t + xi*step], in ``_at_tiles``'
-    order: the pixels of a tile cut by y's edge, one by one."""
+@njit(inline="always", **_JIT)
+def _at_column(mm, t, step, m, q, z, col):  # pragma: no cover
+    """col[i] = value q of A^T along row i of the tile whose products are mm[t + xi*step], in
+    ``_at_tiles``' order (``z``: a work array of m + 2): then ``_at_scalar(m, col, r)`` is the
+    tile's pixel (r, q)."""
     a = m + 2
-    rows = np.empty(a)
-    z = np.empty(a)
-    for i in range(a):  # A^T along the tile's rows, value q of each
+    for i in range(a):
         for j in range(a):
             z[j] = np.float64(mm[t + U(i * a + j) * step])
-        rows[i] = _at_scalar(m, z, q)
-    return _at_scalar(m, rows, r)
+        col[i] = _at_scalar(m, z, q)
 
 
 @njit(**_JIT)
 def _output_rows_vec(mm, k0, kg, r0, r1, tiles_h, tiles_w, m, bias, y, step):  # pragma: no cover
     """``_output_transform`` for m = 2 or 4 in row order: a tile row of an output channel at a
     time in vectors (``_out_f2``, ``_out_f4``), the last tile of a row cut by y's edge through the
-    same sums one by one (``_at_cut``)."""
+    same sums one column at a time (``_at_column``)."""
     oh, ow, cy = y.shape[2], y.shape[3], y.shape[1]
     yf = y.reshape(y.size)
     nt = (r1 - r0) * tiles_w
     full = min(tiles_w, ow // m)
+    z, col = np.empty(m + 2), np.empty(m + 2)
     bad = False
     for k in range(kg):
         b = np.float64(bias[k0 + k]) if bias.size else 0.0
@@ -866,9 +860,10 @@ def _output_rows_vec(mm, k0, kg, r0, r1, tiles_h, tiles_w, m, bias, y, step):  #
             else:
                 bad |= _out_f4(mm, mo, step, yf, yo, ow, rows, full, b) != 0
             for q in range(ow - m * full):  # tile ``full``'s columns inside y
+                _at_column(mm, U(mo + full), U(step), m, q, z, col)
                 for r in range(rows):
                     at = yo + r * ow + m * full + q
-                    yf[at] = _at_cut(mm, U(mo + full), U(step), m, q, r) + b
+                    yf[at] = _at_scalar(m, col, r) + b
                     bad |= yf[at] - yf[at] != 0.0
     return bad
 
@@ -886,8 +881,8 @@ def _output_transform(mm, k0, kg, r0, r1, tiles_h, tiles_w, m, bias, y, wk, orde
     through the block's output rows staged (``_output_staged``). One thread, F(2x2), ns per tile
     and channel, by tile rows / staged: 7x7 C=512 6.7 / 3.7, 14x14 C=256 4.6 / 3.3, 28x28 C=128
     3.3 / 3.1-3.6, 56x56 C=64 2.6 / 3.3-4.2; F(4x4) 7x7 34 / 16. (One kernel with both ways ran
-    the staged one at 4.4 and 22-28.) F(2x2) on rows of ``OUT_ROW_TILES`` tiles or more in row
-    order runs a row at a time in vectors instead (``_output_rows_vec``)."""
+    the staged one at 4.4 and 22-28.) On rows of ``OUT_ROW_TILES`` tiles or more (F(4x4):
+    ``OUT_ROW_TILES_F4``) in row order, a row at a time in vectors instead (``_output_rows_vec``)."""
     step = mstep if mstep else kg * (r1 - r0) * tiles_w  # from one transform point's products to the next's
     if not order.size and tiles_w >= (OUT_ROW_TILES if m == 2 else OUT_ROW_TILES_F4):
         return _output_rows_vec(mm, k0, kg, r0, r1, tiles_h, tiles_w, m, bias, y, step)
