@@ -48,6 +48,33 @@ def _arrays(rng, dtype, x_shape, w_shape, padding, groups):
     return geom, x, w, rng.standard_normal(geom.c_out).astype(dtype), gy
 
 
+def _each_level(rng, dtype, cases):
+    """``(geom, x, w, b, gy)`` of each case ``(x_shape, w_shape, padding, groups)`` under each
+    precision level in turn (the level set while the caller's loop body runs)."""
+    for x_shape, w_shape, padding, groups in cases:
+        arrays = _arrays(rng, dtype, x_shape, w_shape, padding, groups)
+        for level in LEVELS:
+            with precision(level):
+                yield arrays
+
+
+def _alike_each_way(set_way, ways, passes, arrays):
+    """``passes(*arrays)``' results after ``set_way(way)`` for each of ``ways``: the same bits each
+    way; returns the first way's."""
+    got = []
+    for way in ways:
+        set_way(way)
+        got.append(passes(*arrays))
+    for other in got[1:]:
+        for first, then in zip(got[0], other):
+            np.testing.assert_array_equal(first, then)
+    return got[0]
+
+
+def _forward_and_input_gradient(geom, x, w, b, gy):
+    return winograd.forward(x, w, geom, b), winograd.grad_input(gy, w, geom)
+
+
 def _case(name, dtype, seed=0):
     x_shape, w_shape, padding, groups = PROBLEMS[name]
     return (*_arrays(np.random.default_rng(seed), dtype, x_shape, w_shape, padding, groups), padding, groups)
@@ -691,19 +718,15 @@ def test_output_channels_split_over_the_threads_gives_the_same_bits(monkeypatch,
     monkeypatch.setattr(winograd, "_by_channels", lambda *a: ran.append(a[3]) or real(*a))
     monkeypatch.setattr(winograd, "BLOCK_BYTES", 1)  # one panel a block: many blocks, a short last one
     monkeypatch.setattr(winograd, "BY_CHANNELS_MIN_BYTES", 0)
-    for x_shape, w_shape, padding, groups in [((3, 24, 9, 7), (20, 24, 3, 3), 1, 1),
-                                              ((2, 32, 6, 11), (44, 16, 3, 3), ((2, 0), (1, 3)), 2)]:
-        geom, x, w, b, gy = _arrays(rng, dtype, x_shape, w_shape, padding, groups)
-        for level in LEVELS:
-            with precision(level):
-                got = []
-                for ratio in (0.0, 2**60):  # by channels, then by items
-                    monkeypatch.setattr(winograd, "BY_CHANNELS_RATIO", ratio)
-                    got.append((winograd.forward(x, w, geom, b), winograd.grad_input(gy, w, geom),
-                                winograd.grad_input(gy, np.asfortranarray(w), geom)))
-                for by_channels, by_items in zip(*got):
-                    np.testing.assert_array_equal(by_channels, by_items)
-                assert_close(got[0][0], numba_jit.forward(x, w, geom, b))
+    def passes(geom, x, w, b, gy):  # the input gradient's kernel Fortran-ordered too
+        return (*_forward_and_input_gradient(geom, x, w, b, gy), winograd.grad_input(gy, np.asfortranarray(w), geom))
+
+    for geom, x, w, b, gy in _each_level(rng, dtype, [((3, 24, 9, 7), (20, 24, 3, 3), 1, 1),
+                                                      ((2, 32, 6, 11), (44, 16, 3, 3), ((2, 0), (1, 3)), 2)]):
+        by_channels = _alike_each_way(  # by channels, then by items
+            lambda ratio: monkeypatch.setattr(winograd, "BY_CHANNELS_RATIO", ratio), (0.0, 2**60), passes,
+            (geom, x, w, b, gy))
+        assert_close(by_channels[0], numba_jit.forward(x, w, geom, b))
     assert len(ran) == 2 * 2 * 3 and all(kb == _gemm.MR for kb, _ in ran)
 
 
@@ -732,18 +755,11 @@ def test_an_item_that_transforms_its_input_while_the_kernel_is_unfinished_gives_
     real = _winograd_kernels.item
     monkeypatch.setattr(_winograd_kernels, "item", lambda *a: early.append(a[20]) or real(*a))  # first_done
     rng = np.random.default_rng(12)
-    for x_shape, w_shape, padding, groups in [((3, 16, 9, 7), (24, 16, 3, 3), 1, 1),
-                                              ((2, 32, 8, 11), (16, 16, 3, 3), ((2, 0), (1, 1)), 2)]:
-        geom, x, w, b, gy = _arrays(rng, dtype, x_shape, w_shape, padding, groups)
-        for level in LEVELS:
-            with precision(level):
-                got = []
-                for shared in (Late, winograd.Shared):
-                    monkeypatch.setattr(winograd, "Shared", shared)
-                    got.append((winograd.forward(x, w, geom, b), winograd.grad_input(gy, w, geom)))
-                for first_early, after in zip(*got):
-                    np.testing.assert_array_equal(first_early, after)
-                assert_close(got[0][0], numba_jit.forward(x, w, geom, b))
+    for geom, x, w, b, gy in _each_level(rng, dtype, [((3, 16, 9, 7), (24, 16, 3, 3), 1, 1),
+                                                      ((2, 32, 8, 11), (16, 16, 3, 3), ((2, 0), (1, 1)), 2)]):
+        first_early = _alike_each_way(lambda shared: monkeypatch.setattr(winograd, "Shared", shared),
+                                      (Late, winograd.Shared), _forward_and_input_gradient, (geom, x, w, b, gy))
+        assert_close(first_early[0], numba_jit.forward(x, w, geom, b))
     assert True in early and False in early
 
 
@@ -788,21 +804,15 @@ def test_skipping_the_products_of_cropped_pixels_gives_the_same_bits(monkeypatch
     skipped = []
     real = _winograd_kernels.tile_order
     monkeypatch.setattr(_winograd_kernels, "tile_order", lambda *a: skipped.append(a[5:7]) or real(*a))
-    for x_shape, w_shape, padding, groups in [((3, 16, 7, 7), (16, 16, 3, 3), 1, 1),
-                                              ((2, 16, 9, 8), (24, 8, 3, 3), ((1, 0), (1, 1)), 2),
-                                              ((2, 16, 8, 7), (16, 16, 3, 3), 1, 1)]:
-        geom, x, w, b, gy = _arrays(rng, dtype, x_shape, w_shape, padding, groups)
-        for level in LEVELS:
-            with precision(level):
-                for ratio in (0.0, 2**60):  # by channels, then by items
-                    monkeypatch.setattr(winograd, "BY_CHANNELS_RATIO", ratio)
-                    got = []
-                    for most in (2**60, -1):  # skip wherever cropped, then never
-                        monkeypatch.setattr(winograd, "CROP_MAX_PANELS", most)
-                        got.append((winograd.forward(x, w, geom, b), winograd.grad_input(gy, w, geom)))
-                    for skipping, every in zip(*got):
-                        np.testing.assert_array_equal(skipping, every)
-                    assert_close(got[0][0], numba_jit.forward(x, w, geom, b))
+    for geom, x, w, b, gy in _each_level(rng, dtype, [((3, 16, 7, 7), (16, 16, 3, 3), 1, 1),
+                                                      ((2, 16, 9, 8), (24, 8, 3, 3), ((1, 0), (1, 1)), 2),
+                                                      ((2, 16, 8, 7), (16, 16, 3, 3), 1, 1)]):
+        for ratio in (0.0, 2**60):  # by channels, then by items
+            monkeypatch.setattr(winograd, "BY_CHANNELS_RATIO", ratio)
+            skipping = _alike_each_way(  # skip wherever cropped, then never
+                lambda most: monkeypatch.setattr(winograd, "CROP_MAX_PANELS", most), (2**60, -1),
+                _forward_and_input_gradient, (geom, x, w, b, gy))
+            assert_close(skipping[0], numba_jit.forward(x, w, geom, b))
     assert {(True, True), (True, False), (False, True)} <= set(skipped)
 
 
