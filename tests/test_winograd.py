@@ -804,6 +804,8 @@ def test_skipping_the_products_of_cropped_pixels_gives_the_same_bits(monkeypatch
     skipped = []
     real = _winograd_kernels.tile_order
     monkeypatch.setattr(_winograd_kernels, "tile_order", lambda *a: skipped.append(a[5:7]) or real(*a))
+    winograd._orders.cache_clear()  # kept between calls: made afresh here, through the spy
+    winograd._cropped_rows.cache_clear()
     for geom, x, w, b, gy in _each_level(rng, dtype, [((3, 16, 7, 7), (16, 16, 3, 3), 1, 1),
                                                       ((2, 16, 9, 8), (24, 8, 3, 3), ((1, 0), (1, 1)), 2),
                                                       ((2, 16, 8, 7), (16, 16, 3, 3), 1, 1)]):
@@ -814,6 +816,19 @@ def test_skipping_the_products_of_cropped_pixels_gives_the_same_bits(monkeypatch
                 _forward_and_input_gradient, (geom, x, w, b, gy))
             assert_close(skipping[0], numba_jit.forward(x, w, geom, b))
     assert {(True, True), (True, False), (False, True)} <= set(skipped)
+
+
+@pytest.mark.parametrize("m", [2, 4])
+def test_tile_orders_kept_between_calls_are_those_of_any_first_row(m):
+    """``_tile_spans`` keeps its orders by the rows' place in an image: for any tile rows r0 .. r1,
+    what ``tile_order`` makes for them afresh."""
+    tiles_h, tiles_w, out = 3, 2, (2 * m + 1, 2 * m - 1)  # both cut
+    for r0 in range(7):
+        for r1 in range(r0 + 1, r0 + 8):
+            order, spans = winograd._tile_spans(m, r0, r1, tiles_h, tiles_w, out)
+            fresh, fresh_spans = np.empty_like(order), np.empty_like(spans)
+            _winograd_kernels.tile_order(r0, r1, tiles_h, tiles_w, m, True, True, fresh, fresh_spans)
+            assert np.array_equal(order, fresh) and np.array_equal(spans, fresh_spans), (r0, r1)
 
 
 @tiles_only

@@ -16,6 +16,7 @@ channels (with AVX-512 0.7-0.9x torch's time from 14x14 to 56x56, 0.8-0.9x at 7x
 from __future__ import annotations
 
 import contextlib
+import functools
 import math
 import os
 import threading
@@ -354,7 +355,7 @@ def _grad_weight_2d(gy, x, geom):
             s, wk = _transform_work(scratch, m, r1 - r0, tiles_w, dtype)
             rs = buffer(scratch, "red", (red,), dtype)
             # a cropped tile's output gradient is zero at the points only its cropped pixels read
-            order, spans = (_tile_spans(scratch, m, r0, r1, tiles_h, tiles_w, (geom.oh, geom.ow)) if tiles
+            order, spans = (_tile_spans(m, r0, r1, tiles_h, tiles_w, (geom.oh, geom.ow)) if tiles
                             else (_NO_ORDER, _NO_SPANS))
             for g in range(groups):
                 _k._input_transform(x, g * cs, cs, r0, r1, tiles_h, tiles_w, geom.pt, geom.pl, m, v, s, wk, 0, cs,
@@ -466,7 +467,7 @@ def _convolve(src, w, geom, c_dst, out_hw, pt, pl, bias, transposed):
             mm = buffer(scratch, "m", (a2 * cd * nt,), dtype)
         s, wk = _transform_work(scratch, m, r1 - r0, tiles_w, dtype)
         if tiles:  # the item's transforms and products in one compiled call, once the kernel is transformed
-            order, spans = _cropped(scratch, m, r0, r1, tiles_h, tiles_w, out_hw, itemsize)
+            order, spans = _cropped(m, r0, r1, tiles_h, tiles_w, out_hw, itemsize)
             # While other threads finish the kernel's last parts, this one transforms its input
             # rather than wait. Two threads, float32, N=32, forward ms, medians of 15 calls in
             # alternating processes, six each (a noisy hour): 7x7 C=512 20.2 -> 19.6, 14x14 C=256
@@ -573,7 +574,7 @@ def _by_channels(src, wv, m, plan, tiles_h, tiles_w, pt, pl, b, y, out_hw):
     # against 25.8-46.1 (best 22.5-27.6) made afresh.
     vs = kept("winograd-input", (groups, a2 * cs * nt), dtype)
     parts = -(-threads // groups)  # of a group's input channels: at least a part per thread
-    order, spans = _cropped({}, m, 0, rows, tiles_h, tiles_w, out_hw, dtype.itemsize)
+    order, spans = _cropped(m, 0, rows, tiles_h, tiles_w, out_hw, dtype.itemsize)
 
     def transform(g, c0, c1, scratch):
         s, wk = _transform_work(scratch, m, rows, tiles_w, dtype)
@@ -615,36 +616,58 @@ _NO_ORDER, _NO_SPANS = np.empty(0, np.int64), np.empty((0, 4), np.int64)  # ever
 CROP_MAX_PANELS = 0.92
 
 
-def _tile_spans(scratch, m, r0, r1, tiles_h, tiles_w, out_hw):
+def _tile_spans(m, r0, r1, tiles_h, tiles_w, out_hw):
     """``(order, spans)`` of ``_k.tile_order`` for tile rows r0 .. r1 of outputs ``out_hw`` where m
-    does not divide them, else empty (row order, every tile at every point)."""
+    does not divide them, else empty (row order, every tile at every point). Read-only by use."""
     cut_h, cut_w = out_hw[0] % m != 0, out_hw[1] % m != 0
     if not (cut_h or cut_w):
         return _NO_ORDER, _NO_SPANS
-    order = buffer(scratch, "order", ((r1 - r0) * tiles_w,), np.int64)
-    spans = buffer(scratch, "spans", ((m + 2) ** 2, 4), np.int64)
-    _k.tile_order(r0, r1, tiles_h, tiles_w, m, cut_h, cut_w, order, spans)
+    return _orders(m, r0 % tiles_h, r1 - r0, tiles_h, tiles_w, cut_h, cut_w)
+
+
+# The tile orders and the choice to skip cropped products are kept between calls, by their
+# arguments (a tile order depends on the first row only through its place in an image): made
+# afresh, their Python and the kernel's dispatch took 100-150 us of a forward's start at N=32 C=512
+# 7x7 (the interpreter's caches cold after the call before), 2 us a work item at 56x56.
+ORDERS_KEPT = 32
+
+
+@functools.lru_cache(maxsize=ORDERS_KEPT)
+def _orders(m, first, rows, tiles_h, tiles_w, cut_h, cut_w):
+    """``_k.tile_order`` of ``rows`` tile rows from row ``first`` of an image on."""
+    order = np.empty(rows * tiles_w, np.int64)
+    spans = np.empty(((m + 2) ** 2, 4), np.int64)
+    _k.tile_order(first, first + rows, tiles_h, tiles_w, m, cut_h, cut_w, order, spans)
     return order, spans
 
 
-def _cropped(scratch, m, r0, r1, tiles_h, tiles_w, out_hw, itemsize):
+def _cropped(m, r0, r1, tiles_h, tiles_w, out_hw, itemsize):
     """``_tile_spans`` for the products of a forward: the products only a cropped pixel reads are
     skipped where that saves enough (``CROP_MAX_PANELS``). Else empty: row order, every product."""
-    order, spans = _tile_spans(scratch, m, r0, r1, tiles_h, tiles_w, out_hw)
+    return _cropped_rows(m, r0 % tiles_h, r1 - r0, tiles_h, tiles_w, tuple(out_hw), itemsize, CROP_MAX_PANELS)
+
+
+@functools.lru_cache(maxsize=ORDERS_KEPT)
+def _cropped_rows(m, first, rows, tiles_h, tiles_w, out_hw, itemsize, most):
+    """``_cropped`` of ``rows`` tile rows from row ``first`` of an image on, skipping up to ``most``."""
+    order, spans = _tile_spans(m, first, first + rows, tiles_h, tiles_w, out_hw)
     if not order.size:
         return order, spans
-    nt = (r1 - r0) * tiles_w
+    nt = rows * tiles_w
     nr = _gemm.tile_cols(itemsize)
     half = nr // 2
     halves = int((-(-(spans[:, 1] - spans[:, 0]) // half) - (-(spans[:, 3] - spans[:, 2]) // half)).sum())
-    if halves > CROP_MAX_PANELS * len(spans) * 2 * -(-nt // nr):
+    if halves > most * len(spans) * 2 * -(-nt // nr):
         return _NO_ORDER, _NO_SPANS
     return order, spans
+
+
+_transform_sizes = functools.lru_cache(maxsize=ORDERS_KEPT)(_k.transform_scratch)  # per item, of a few sizes
 
 
 def _transform_work(scratch, m, rows, tiles_w, dtype):
     """The transforms' work arrays for a block of ``rows`` tile rows (``transform_scratch``)."""
-    s, wk = _k.transform_scratch(m, rows, tiles_w, np.dtype(dtype).itemsize)[1]
+    s, wk = _transform_sizes(m, rows, tiles_w, np.dtype(dtype).itemsize)[1]
     return buffer(scratch, "s", (s,), dtype), buffer(scratch, "wk", (wk,), np.float64)
 
 
