@@ -290,6 +290,26 @@ def test_full_width_avx512_rows(tiles, monkeypatch, geom, forward, grad_input, g
         assert [forward, grad_input, grad_weight] != picks
 
 
+@pytest.mark.parametrize("geom, split", [
+    (Geometry.from_args((4, 512, 7, 7), (512, 512, 3, 3), padding=1), True),  # 64 F(2x2) tiles
+    (Geometry.from_args((4, 384, 9, 9), (384, 384, 3, 3), padding=1), True),  # the line: 384; 100 tiles
+    (Geometry.from_args((2, 512, 14, 14), (512, 512, 3, 3), padding=1), True),  # 98 tiles
+    (Geometry.from_args((8, 512, 7, 7), (512, 512, 3, 3), padding=1), False),  # 128 tiles
+    (Geometry.from_args((4, 383, 9, 9), (384, 383, 3, 3), padding=1), False),
+    (Geometry.from_args((4, 512, 7, 7), (512, 256, 3, 3), padding=1, groups=2), False),
+    (Geometry.from_args((4, 512, 7, 7), (512, 512, 3, 3), stride=2, padding=1), False)])
+def test_full_width_weight_gradient_of_many_channels_over_few_tiles_is_blass(tiles, monkeypatch, geom, split):
+    """``_split_weight``: on full-width AVX-512 the weight gradient of 3x3 stride-1 layers of 384+
+    channels a side (one group) under 128 F(2x2) tiles runs im2col's split by input channels."""
+    numba_jit = tiles(True, "reference", "im2col", "numba", "winograd")
+    monkeypatch.setattr(numba_jit, "full_width_tiles", lambda geom: True)
+    assert backends._split_weight(geom) is split
+    if split:
+        assert backends.choose(geom, np.float32, pass_="grad_weight") == "im2col"
+    monkeypatch.setattr(numba_jit, "full_width_tiles", lambda geom: False)
+    assert not backends._split_weight(geom)
+
+
 def test_strided_pointwise_input_gradient_is_numbas_in_float32_only(tiles, monkeypatch):
     """A 2-D 1x1 kernel at a stride on full-width AVX-512: numba's input gradient in float32, BLAS's
     in float64 (``_strided_pointwise``, ``AUTO_DTYPE_RULES``), and BLAS's at unit stride."""

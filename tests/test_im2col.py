@@ -293,3 +293,47 @@ def test_matmul_nt_gives_a_times_b_transposed_on_either_route(m, n, k):
     out = np.empty((2, m, n))
     im2col._matmul_nt(a, b, out)
     np.testing.assert_allclose(out, a @ b.swapaxes(-1, -2), rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("x_shape, w_shape, kwargs", [
+    ((2, 24, 3, 3), (20, 24, 3, 3), {"padding": 1}),
+    ((3, 7, 4, 5), (60, 7, 3, 3), {"padding": ((1, 0), (2, 1))}),  # 7 channels: parts of 4 and 3
+    ((2, 9, 6, 6), (40, 9, 3, 3), {"stride": 2, "padding": 1}),
+    ((2, 8, 3, 3), (50, 8, 3, 3), {"dilation": 2, "padding": 2}),
+    ((2, 16, 4, 4), (32, 16, 3, 3), {}),  # unpadded: the channels' patches read x where it lies
+    ((2, 5, 3), (40, 5, 3), {"padding": 1})])  # 1-D, lifted
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_weight_gradient_split_by_channels_matches_reference(budget, use_threads, monkeypatch, x_shape, w_shape,
+                                                             kwargs, dtype):
+    """Many gradient values from few pixels (``split_by_channels``): the threads split the input
+    channels, each with the whole batch, not the images; the reference's values. Within a small
+    budget, by images as before, and within the budget either way."""
+    use_threads(2)
+    geom = Geometry.from_args(x_shape, w_shape, **kwargs)
+    x, _, gy = _inputs(geom, dtype)
+    want = reference.grad_weight(gy, x, geom)
+    split = []
+    real = im2col._grad_weight_by_channels
+    monkeypatch.setattr(im2col, "_grad_weight_by_channels", lambda *a: split.append(True) or real(*a))
+    _assert_within_budget(budget, 2**20, "grad_weight", (gy, x), geom, f"{x_shape} {w_shape}")
+    assert split
+    split.clear()
+    budget(1)
+    assert_close(im2col.grad_weight(gy, x, geom), want)
+    assert not split
+
+
+def test_weight_gradient_is_split_by_channels_from_enough_values_a_pixel(use_threads):
+    """``SPLIT_VALUES_PER_PIXEL`` gradient values per pixel contracted, two images and two threads
+    at least, one group."""
+    use_threads(2)
+
+    def split(n, c_in, c_out, size, groups=1):
+        return im2col.split_by_channels(Geometry.from_args((n, c_in, size, size), (c_out, c_in // groups, 3, 3),
+                                                           padding=1, groups=groups))
+
+    assert split(4, 512, 512, 7)  # 2.4 Mi values from 196 pixels
+    assert split(2, 4, 15, 2) and not split(2, 4, 14, 2)  # from 8 pixels 540 values, 504: the line is 512
+    assert not split(1, 512, 512, 7) and not split(4, 512, 512, 7, groups=2)
+    use_threads(1)
+    assert not split(4, 512, 512, 7)

@@ -597,6 +597,25 @@ AUTO_WEIGHT_TILES = 128  # F(2x2) tiles below which numba's weight gradient beat
 AUTO_WINOGRAD_WEIGHT_CHANNELS = 32  # per group each side, without AVX-512: winograd's own weight gradient
 
 
+# The weight gradient of many channels over few tiles runs best on im2col's split by input
+# channels (``im2col.split_by_channels``): full-width AVX-512 (an Intel Xeon), two threads, float32,
+# 3x3, ms im2col / numba or winograd, separate processes alternating per sample, 9 rounds
+# (2026-12-05): N=4 C=512 7x7 (64 F(2x2) tiles) 4.7 / numba 7.7, N=4 C=384 9x9 (100) 4.3 / 5.4; in
+# one process, interleaved: N=2 C=512 7x7 3.2 / 4.9. From ``AUTO_WEIGHT_TILES`` winograd's: N=8 7x7
+# (128) C=384 5.4 / winograd 4.3 (C=512 9.1 / 10.3), N=16 C=512 7x7 (256) 17.3 / 15.3; and numba's
+# under 384 channels: N=2 C=256 14x14 3.5 / 2.9, N=4 C=256 7x7 2.1 / 2.1.
+AUTO_SPLIT_WEIGHT_CHANNELS = 384  # a side, at least
+
+
+def _split_weight(g: Geometry) -> bool:
+    """The weight gradient's row of im2col's split by input channels: 3x3 at stride 1, one group,
+    ``AUTO_SPLIT_WEIGHT_CHANNELS`` a side, under ``AUTO_WEIGHT_TILES`` F(2x2) tiles."""
+    flat = as_2d(g)
+    return (_is_3x3s1(g) and flat.groups == 1 and min(flat.c_in, flat.c_out) >= AUTO_SPLIT_WEIGHT_CHANNELS
+            and _tiles(g) < AUTO_WEIGHT_TILES and _full_width(g)
+            and _backend_says("im2col", "split_by_channels", flat))
+
+
 def _few_weight_tiles(g: Geometry) -> bool:
     """A 3x3 stride-1 layer of ``AUTO_FEW_TILES`` to ``AUTO_WEIGHT_TILES`` F(2x2) tiles in the
     batch: the weight gradient's rows below."""
@@ -863,6 +882,8 @@ AUTO_PASS_RULES: tuple[tuple[str, str, object, tuple[str, ...]], ...] = (
      lambda g: _many_outputs(g, AUTO_MANY_OUT_CHANNELS), ("im2col", "numba")),
     ("grad_weight", "up to 4 input channels, 17+ output channels, one group, without AVX-512",
      lambda g: _few_inputs(g) and _without_wide_tiles(g), ("im2col", "numba")),
+    ("grad_weight", "full-width AVX-512: 3x3 at stride 1, one group, 384+ channels a side, under 128 F(2x2) tiles, "
+     "2+ images: im2col's gradient split by input channels", _split_weight, ("im2col", "numba")),
     ("grad_weight", "3x3 at stride 1, 48-127 F(2x2) tiles in the batch, numba's register tiles",
      lambda g: _few_weight_tiles(g) and _backend_says("numba", "register_tiles", g), ("numba", "im2col", "winograd")),
     ("grad_weight", "3x3 at stride 1, 48-127 F(2x2) tiles in the batch", _few_weight_tiles,
