@@ -337,3 +337,21 @@ def test_weight_gradient_is_split_by_channels_from_enough_values_a_pixel(use_thr
     assert not split(1, 512, 512, 7) and not split(4, 512, 512, 7, groups=2)
     use_threads(1)
     assert not split(4, 512, 512, 7)
+
+
+@pytest.mark.parametrize("threads", [2, 3])
+def test_weight_gradient_split_by_channels_stays_under_budget(budget, use_threads, monkeypatch, threads):
+    """Split by input channels only where every thread's patches of its channels over the whole
+    batch and the gathered output gradient fit (``_split_fits``): within each budget, either way."""
+    use_threads(threads)
+    geom = Geometry.from_args((4, 64, 5, 5), (128, 64, 3, 3), padding=1)  # 73,728 values from 100 pixels
+    x, _, gy = _inputs(geom, np.float32)
+    split = []
+    real = im2col._grad_weight_by_channels
+    monkeypatch.setattr(im2col, "_grad_weight_by_channels", lambda *a: split.append(True) or real(*a))
+    ways = set()
+    for nbytes in np.geomspace(2**19, 2**23, 12).astype(int):  # from where splitting the images fits too
+        split.clear()
+        _assert_within_budget(budget, int(nbytes), "grad_weight", (gy, x), geom, f"budget {nbytes}")
+        ways.add(bool(split))
+    assert ways == {False, True}
