@@ -633,6 +633,21 @@ def _input_transform(x, c0, cg, r0, r1, tiles_h, tiles_w, pt, pl, m, v, s, wk, v
                          U(step), un)
 
 
+@njit(inline="always", **_JIT)
+def _at_value(m, q, z0, z1, z2, z3, z4, z5):  # pragma: no cover
+    """Value q of F(m x m)'s A^T on a tile's m + 2 values (z4, z5 unused for m = 2): the one place
+    of its sums and their order (``_at_block``, ``_at_scalar``; in LLVM IR ``_at2``, ``_at4``)."""
+    if m == 2:
+        return (z0 + z1) + z2 if q == 0 else (z1 - z2) - z3
+    if q == 0:
+        return (z0 + (z1 + z2)) + (z3 + z4)
+    if q == 1:
+        return (z1 - z2) + 2.0 * (z3 - z4)
+    if q == 2:
+        return (z1 + z2) + 4.0 * (z3 + z4)
+    return ((z1 - z2) + 8.0 * (z3 - z4)) + z5
+
+
 @njit(**_JIT)
 def _at_block(m, src, o, pitch, dst, od, dpitch, n):  # pragma: no cover
     """dst[od + j*dpitch + f] = sum over i of A^T[j, i] * src[o + i*pitch + f] for every row j of
@@ -644,18 +659,18 @@ def _at_block(m, src, o, pitch, dst, od, dpitch, n):  # pragma: no cover
     if m == 2:
         for f in range(n):
             z0, z1, z2, z3 = np.float64(src[s0 + f]), np.float64(src[s1 + f]), src[s2 + f], src[s3 + f]
-            dst[d0 + f] = z0 + z1 + z2
-            dst[d1 + f] = z1 - z2 - z3
+            dst[d0 + f] = _at_value(2, 0, z0, z1, z2, z3, 0.0, 0.0)
+            dst[d1 + f] = _at_value(2, 1, z0, z1, z2, z3, 0.0, 0.0)
         return
     s4, s5 = o + U(4) * pitch, o + U(5) * pitch
     d2, d3 = od + U(2) * dpitch, od + U(3) * dpitch
     for f in range(n):
         z0, z1, z2 = np.float64(src[s0 + f]), np.float64(src[s1 + f]), np.float64(src[s2 + f])
         z3, z4, z5 = np.float64(src[s3 + f]), np.float64(src[s4 + f]), np.float64(src[s5 + f])
-        dst[d0 + f] = (z0 + (z1 + z2)) + (z3 + z4)
-        dst[d1 + f] = (z1 - z2) + 2.0 * (z3 - z4)
-        dst[d2 + f] = (z1 + z2) + 4.0 * (z3 + z4)
-        dst[d3 + f] = ((z1 - z2) + 8.0 * (z3 - z4)) + z5
+        dst[d0 + f] = _at_value(4, 0, z0, z1, z2, z3, z4, z5)
+        dst[d1 + f] = _at_value(4, 1, z0, z1, z2, z3, z4, z5)
+        dst[d2 + f] = _at_value(4, 2, z0, z1, z2, z3, z4, z5)
+        dst[d3 + f] = _at_value(4, 3, z0, z1, z2, z3, z4, z5)
 
 
 @njit(**_JIT)
@@ -812,16 +827,10 @@ OUT_ROW_TILES_F4 = 7  # ... and F(4x4)'s: rows of 14 tiles (56x56 C=64) 32.3 / 1
 
 @njit(inline="always", **_JIT)
 def _at_scalar(m, z, q):  # pragma: no cover
-    """Value q of ``_at_block``'s A^T on one tile's m + 2 values ``z``, in its order."""
+    """Value q of A^T on one tile's m + 2 values ``z`` (``_at_value``)."""
     if m == 2:
-        return (z[0] + z[1]) + z[2] if q == 0 else (z[1] - z[2]) - z[3]
-    if q == 0:
-        return (z[0] + (z[1] + z[2])) + (z[3] + z[4])
-    if q == 1:
-        return (z[1] - z[2]) + 2.0 * (z[3] - z[4])
-    if q == 2:
-        return (z[1] + z[2]) + 4.0 * (z[3] + z[4])
-    return ((z[1] - z[2]) + 8.0 * (z[3] - z[4])) + z[5]
+        return _at_value(2, q, z[0], z[1], z[2], z[3], 0.0, 0.0)
+    return _at_value(4, q, z[0], z[1], z[2], z[3], z[4], z[5])
 
 
 @njit(inline="always", **_JIT)
