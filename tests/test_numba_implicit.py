@@ -669,8 +669,12 @@ def phases(monkeypatch):
 @pytest.mark.parametrize("x_shape, w_shape, kwargs, takes", [
     ((2, 3, 64, 64), (64, 3, 7, 7), dict(stride=2, padding=3), True),  # a network's first layer: 12 stacked
     ((2, 1, 1, 300), (32, 1, 1, 9), dict(stride=(1, 2), padding=(0, 4)), True),  # 10 taps for 9
-    ((2, 4, 32, 32), (32, 4, 7, 7), dict(stride=2), True),  # 16 stacked channels: the most
-    ((2, 5, 32, 32), (32, 5, 7, 7), dict(stride=2), False),  # 20
+    ((2, 4, 32, 32), (32, 4, 7, 7), dict(stride=2), True),  # 16 stacked channels: the most ...
+    ((2, 6, 16, 16), (32, 6, 3, 3), dict(stride=(1, 3)), False),  # 18 stacked, 3x1 taps
+    ((2, 32, 32, 32), (32, 32, 7, 7), dict(stride=2), True),  # ... but 128 where 3x3 taps or more stack
+    ((2, 33, 32, 32), (32, 33, 7, 7), dict(stride=2), False),  # 132
+    ((2, 3, 64, 64), (64, 3, 11, 11), dict(stride=4, padding=2), True),  # AlexNet's first layer: 48, 3x3
+    ((2, 3, 64, 64), (64, 3, 8, 8), dict(stride=4, padding=2), False),  # 48 stacked, 2x2 taps
     ((2, 3, 64, 64), (64, 3, 5, 5), dict(stride=2, padding=2), False),  # 36 taps for 25
     ((2, 3, 64, 64), (64, 3, 3, 3), dict(stride=2, padding=1), False),  # 16 for 9
     ((2, 3, 64, 64), (24, 3, 7, 7), dict(stride=2, padding=3), False),  # output channels
@@ -685,6 +689,13 @@ def test_which_strided_forwards_take_the_stacked_phases(phases, monkeypatch, x_s
     ran = ran_parts(monkeypatch)
     fastconv.conv2d(np.ones(x_shape, np.float32), np.ones(w_shape, np.float32), backend="numba", **kwargs)
     assert (ran == [implicit.fw_part]) == takes or not takes and geom.stride == (1, 1)  # (its own implicit forward)
+
+
+@tiles
+def test_more_stacked_channels_take_the_phases_in_float32_only(phases):
+    geom = Geometry.from_args((2, 3, 64, 64), (64, 3, 11, 11), stride=4, padding=2)  # 48 stacked, 3x3 taps
+    assert numba_jit._forward_kernel(numba_jit._forward_call(geom, 4), 2**40) == "phases"
+    assert numba_jit._forward_kernel(numba_jit._forward_call(geom, 8), 2**40) != "phases"
 
 
 @tiles
@@ -709,6 +720,7 @@ PHASES_CASES = [
     pytest.param((2, 3, 16, 18), (33, 3, 2, 4), dict(stride=2, padding=(1, 0)), id="no-waste"),
     pytest.param((1, 2, 9, 40), (32, 2, 1, 7), dict(stride=(1, 2), padding=(0, 3)), id="1xk"),
     pytest.param((3, 1, 101), (32, 1, 9), dict(stride=2, padding=4), id="1d"),
+    pytest.param((2, 3, 30, 27), (32, 3, 11, 11), dict(stride=4, padding=2), id="11x11-s4"),  # 48 stacked: float32
 ]
 
 
@@ -722,6 +734,8 @@ def test_the_stacked_phases_match_longdouble(phases, monkeypatch, xs, ws, kwargs
     x4, w4 = (a.reshape(*a.shape[:2], 1, -1) if a.ndim == 3 else a for a in (x, w))
     kw4 = dict(stride=(1, kwargs["stride"]), padding=((0, 0), (kwargs["padding"],) * 2)) if len(xs) == 3 else kwargs
     geom = Geometry.from_args(x4.shape, w4.shape, **kw4)
+    if dtype == np.float64 and geom.stride_as_channels().c_in > numba_jit.PHASES_MAX_CHANNELS:
+        pytest.skip("more stacked channels than PHASES_MAX_CHANNELS take the phases in float32 only")
     assert numba_jit._forward_kernel(numba_jit._forward_call(geom, x.itemsize), 2**40) == "phases"
     (pt, pb), (pl, pr) = geom.padding
     xp = np.pad(x4.astype(np.longdouble), ((0, 0), (0, 0), (pt, pb), (pl, pr)))

@@ -1052,17 +1052,35 @@ PHASES_MAX_CHANNELS = 16  # stacked: input channels times the stride's phases
 PHASES_MAX_WASTE = 4 / 3  # the stacked taps over the kernel's
 PHASES_MIN_OUT_CHANNELS = 32
 PHASES_THREAD_BYTES = 2**20  # of the stacked copy a thread at least, from which the copy is split
+# In float32, where the stacked kernel keeps 3x3 taps or more, up to PHASES_MANY_TAPS_MAX_CHANNELS
+# stacked channels: there the alternative is numba's patches, whose gather of each pixel's taps
+# (an 11x11 window at stride 4: 363 values a pixel over 3 channels) costs what its products do, in
+# float32 as in float64. Two threads, forward ms, the packed or patches kernels / phases, 9 rounds
+# interleaved in one process (2026-12-05, Intel Xeon, AVX-512), float32: AlexNet's first layer N=16
+# 3 -> 64 224x224 11x11 s4 p2 (48 stacked, 144 taps for 121) 38.9 / 17.4, 3 -> 96 unpadded 39.4 /
+# 21.7, N=4 13.8 / 7.8; 12x12 s4 N=16 3 -> 64 38.1 / 17.1, 8 -> 64 112x112 (128 stacked) 26.2 /
+# 14.0; 11x11 s4 N=8 6 -> 64 and 8 -> 64 112x112 (96, 128 stacked) 0.64-0.75x and 0.72x; 7x7 s2 N=8
+# 16 -> 64 112x112 (64 stacked, 4x4 taps) 0.78-0.87x, 32 -> 64 56x56 (128) 0.82-0.84x; but 11x11
+# s4 16 -> 64 (256 stacked) 1.20-1.24x. Not where the stacked kernel is 2x2 or 1x1 (the packed or
+# pixels kernels run those: 8x8 s4 3 -> 64 1.55-1.64x, 7x7 s4 1.81x, 4x4 s4 3 -> 96 1.78x), nor
+# in float64 (11x11 s4 N=16 3 -> 64 1.45x, 7x7 s2 32 -> 64 1.37x).
+PHASES_MANY_TAPS = 9  # taps of the stacked kernel
+PHASES_MANY_TAPS_MAX_CHANNELS = 128
 
 
 def _phases_fit(c, budget) -> bool:
     """Whether the forward call ``c`` runs as its stride phases stacked as channels (``"phases"``):
-    a strided layer of one group, undilated, of at most ``PHASES_MAX_CHANNELS`` stacked channels,
+    a strided layer of one group, undilated, of at most ``PHASES_MAX_CHANNELS`` stacked channels
+    (in float32 with ``PHASES_MANY_TAPS`` stacked taps, ``PHASES_MANY_TAPS_MAX_CHANNELS``),
     ``PHASES_MAX_WASTE`` taps and ``PHASES_MIN_OUT_CHANNELS`` output channels or more, whose
     stacked copy and implicit forward's scratch fit ``budget`` bytes."""
     if not PHASES or c.geom is None:
         return False
     g = c.geom.stride_as_channels()
-    if (g is None or g.c_in > PHASES_MAX_CHANNELS or g.c_out < PHASES_MIN_OUT_CHANNELS
+    most = PHASES_MAX_CHANNELS
+    if g is not None and c.item == 4 and math.prod(g.kernel) >= PHASES_MANY_TAPS:
+        most = PHASES_MANY_TAPS_MAX_CHANNELS
+    if (g is None or g.c_in > most or g.c_out < PHASES_MIN_OUT_CHANNELS
             or math.prod(g.kernel) * math.prod(c.geom.stride) > PHASES_MAX_WASTE * math.prod(c.geom.kernel)):
         return False
     held = g.n * g.c_in * math.prod(g.in_size) * c.item
