@@ -40,6 +40,11 @@ PROBLEMS = {
     "shifted-grouped-dilated": ((3, 6, 11, 5), (4, 3, 4, 1), {"padding": ((3, 1), (0, 0)), "dilation": (2, 1),
                                                                "groups": 2}),
     "shifted-pad-beyond": ((3, 3, 4, 6), (3, 3, 2, 1), {"padding": ((3, 3), (0, 0))}),  # rows of padding only
+    # windows that do not overlap (a ViT's patches): grad_input's fold is one copy (``_tiled``)
+    "patches-exact": ((3, 3, 8, 12), (5, 3, 4, 4), {"stride": 4}),
+    "patches-gaps-padded": ((3, 4, 9, 10), (6, 2, 2, 3), {"stride": (3, 4), "padding": ((1, 0), (0, 2)),
+                                                          "groups": 2}),
+    "patches-ragged": ((3, 3, 9, 9), (4, 3, 4, 4), {"stride": 4}),  # a last input row no window reads
 }
 
 
@@ -275,6 +280,30 @@ def test_row_bands_match_reference(monkeypatch, name):
         args = _args(pass_, x, w, gy)
         want = getattr(reference, pass_)(*args, geom)
         assert_close(getattr(im2col, pass_)(*args, geom), want, what=f"{name} {pass_}")
+
+
+@pytest.mark.parametrize("bands", [False, True])
+@pytest.mark.parametrize("name", ["patches-exact", "patches-gaps-padded", "patches-ragged"])
+def test_grad_input_of_windows_that_do_not_overlap_is_one_copy(monkeypatch, name, bands):
+    """Where no two windows share a pixel, grad_input's fold copies each tap's values into place at
+    once (``_tiled``), band by band of output rows too, zeroing only what no window reads."""
+    geom, x, w, gy = _problem(name)
+    assert im2col._tiled(geom) == ("exact" if name == "patches-exact" else True)
+    monkeypatch.setattr(im2col, "_taps", None)  # the per-tap adds are not run
+    if bands:  # one output row a band
+        monkeypatch.setattr(im2col, "thread_share", lambda geom, itemsize: 1)
+    assert_close(im2col.grad_input(gy, w, geom), reference.grad_input(gy, w, geom), what=name)
+
+
+@pytest.mark.parametrize("x_shape, w_shape, kwargs", [
+    ((2, 3, 8, 8), (4, 3, 4, 4), {"stride": (4, 3)}),  # overlapping across
+    ((2, 3, 8, 8), (4, 3, 2, 2), {"stride": 2, "dilation": 2}),  # dilated: the windows interleave
+])
+def test_overlapping_or_dilated_windows_keep_the_per_tap_fold(x_shape, w_shape, kwargs):
+    geom = Geometry.from_args(x_shape, w_shape, **kwargs)
+    assert not im2col._tiled(geom)
+    x, w, gy = _inputs(geom)
+    assert_close(im2col.grad_input(gy, w, geom), reference.grad_input(gy, w, geom))
 
 
 @pytest.mark.parametrize("name", PROBLEMS)
