@@ -772,6 +772,24 @@ def _one_image_forward(g: Geometry) -> bool:
             and g.c_in < AUTO_ONE_IMAGE_WINOGRAD_INPUTS)
 
 
+def _one_image_weight(g: Geometry) -> bool:
+    """``_one_image`` up to ``AUTO_ONE_IMAGE_PIXELS`` output pixels, but not 3x3 at stride 1 on
+    ``AUTO_FEW_TILES`` F(2x2) tiles or more: those go to the few-tiles row (numba's, up to
+    ``AUTO_WEIGHT_TILES``) and winograd's. Measured in its backward pass, where BLAS's gradient
+    followed winograd's input gradient: two threads, float32, `fastconv bench --pass backward
+    --backends auto,torch --repeat 7` (2026-12-05, Intel Xeon), auto's time over torch's, BLAS's
+    gradient / the new pick, one image 3x3: 384 -> 192 28x28 (196 tiles) 1.51 / 0.91, 256 -> 256
+    28x28 1.41 / 0.87, 192 -> 384 28x28 1.48 / 0.85, 128 -> 128 32x32 1.45 / 0.97, 384 -> 384 24x24
+    1.57 / 0.96, 256 -> 256 32x32 1.27 / 0.70, 512 -> 512 28x28 1.36 / 0.85; 256 -> 256 20x20 (100)
+    1.64 / 1.26, 384 -> 384 18x18 (81) 2.10 / 1.41, 512 -> 512 16x16 (64) 1.65 / 1.37, 14x14 (49)
+    1.93 / 1.48, 256 -> 256 14x14 1.87 / 1.62, 384 -> 192 16x16 1.72 / 1.50. (numba's gradient
+    at 128+ tiles, in place of winograd's: 1.06-1.18, but for 256 -> 256 32x32 0.96.) Timed alone,
+    each after an idle pause, BLAS's gradient had looked no slower: the pause hid the spin its BLAS
+    threads leave (README, "Threads")."""
+    return (_one_image(g) and _pixels(g) <= AUTO_ONE_IMAGE_PIXELS
+            and not (_is_3x3s1(g) and _tiles(g) >= AUTO_FEW_TILES))
+
+
 # A 3-D kernel of one tap across a plane (kD x 1 x 1, R(2+1)D's temporal layers) is a sum of kD 1x1
 # products of whole planes (``_im2col_shifted``: BLAS on shifted views, no patches), where numba
 # runs it as a kD x 1 kernel over (D, H*W) on its tiles of output pixels. Two threads, float32, each
@@ -851,8 +869,8 @@ AUTO_PASS_RULES: tuple[tuple[str, str, object, tuple[str, ...]], ...] = (
      lambda g: (_one_image(g) and (g.c_in >= AUTO_ONE_IMAGE_GRAD_INPUT_CHANNELS or _one_image_many_outputs(g))
                 and not (_is_3x3s1(g) and _tiles(g) >= AUTO_FEW_TILES)), ("im2col", "numba")),
     ("grad_weight", "full-width AVX-512: one image of one group, 128+ input channels and 33+ output channels, or 16+ "
-     "and 96+ (2x the input's; kernel past 1x1); up to 1024 output pixels",
-     lambda g: _one_image(g) and _pixels(g) <= AUTO_ONE_IMAGE_PIXELS, ("im2col", "numba")),
+     "and 96+ (2x the input's; kernel past 1x1); up to 1024 output pixels; not 3x3 at stride 1 on 48+ F(2x2) tiles",
+     _one_image_weight, ("im2col", "numba")),
     ("forward", "full-width AVX-512: 3-D kD x 1 x 1 kernels at unit stride, one group, 32+ channels a side: BLAS's "
      "shifted products", lambda g: _plane_taps(g) and min(g.c_in, g.c_out) >= AUTO_PLANE_TAPS_CHANNELS,
      ("im2col", "numba")),
