@@ -335,7 +335,8 @@ ONE_IMAGE_ROWS = "one image of one group"  # in the names of the one-image rows 
     # 3136 output pixels: the weight gradient as before (and the forward of a kernel past 1x1; this
     # one's is the kD x 1 x 1 row's)
     (Geometry.from_args((1, 256, 4, 28, 28), (128, 256, 3, 1, 1), padding=(1, 0, 0)), "im2col", "im2col", None),
-    (Geometry.from_args((1, 256, 56, 56), (64, 256, 5, 5), padding=2), None, "im2col", None),
+    (Geometry.from_args((1, 256, 56, 56), (64, 256, 5, 5), padding=2), None, None, None),  # 3136 output pixels
+    (Geometry.from_args((1, 256, 32, 32), (64, 256, 5, 5), padding=2), "im2col", "im2col", "im2col"),  # 1024
     (Geometry.from_args((1, 384, 80, 80), (64, 384, 1, 1)), "im2col", None, None),
     (Geometry.from_args((1, 128, 1024), (128, 128, 3), padding=2, dilation=2), "im2col", None, "im2col"),
     # ... 3x3 at stride 1: under 48 F(2x2) tiles (past the few-tiles row's 512 channels) every pass;
@@ -365,7 +366,8 @@ def test_one_image_rows(tiles, monkeypatch, geom, forward, grad_input, grad_weig
     """On full-width AVX-512, one image of many channels runs BLAS's forward (1x1 kernels, or up to
     1024 output pixels) and weight gradient (up to 1024 output pixels; 3x3 stride-1 layers only under
     48 F(2x2) tiles), and from 256 input channels (or with many outputs for its inputs) its input
-    gradient; elsewhere, and past the rows' lines, the picks of the other rows."""
+    gradient (up to 1024 output pixels too); elsewhere, and past the rows' lines, the picks of the
+    other rows."""
     numba_jit = tiles(True, "reference", "im2col", "numba", "winograd")
     rows = backends.AUTO_PASS_RULES
     assert sum(ONE_IMAGE_ROWS in r[1] for r in rows) == 3

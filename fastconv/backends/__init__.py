@@ -772,6 +772,21 @@ def _one_image_forward(g: Geometry) -> bool:
             and g.c_in < AUTO_ONE_IMAGE_WINOGRAD_INPUTS)
 
 
+def _one_image_grad_input(g: Geometry) -> bool:
+    """``_one_image`` from ``AUTO_ONE_IMAGE_GRAD_INPUT_CHANNELS`` input channels (or with many outputs
+    for its inputs), up to ``AUTO_ONE_IMAGE_PIXELS`` output pixels as the other two rows, but not 3x3
+    at stride 1 on ``AUTO_FEW_TILES`` F(2x2) tiles or more. Past those pixels BLAS's input gradient
+    left its threads spinning into numba's weight gradient (the other row's pick there): two threads,
+    float32, `fastconv bench --pass backward` (2026-12-05, Intel Xeon), auto's time over torch's
+    before / after: one image 5x5 256 -> 512 38x38 2.35 / 1.44, 384 -> 192 40x40 2.01 / 1.40, 256 ->
+    64 56x56 2.22 / 1.54, 256 -> 128 40x40 2.61 / 1.52, 7x7 256 -> 96 36x36 1.95 / 1.73; six layers
+    within the line unchanged (5x5 256 -> 256 32x32 1.67 / 1.70, 3x3 s2 256 -> 128 56x56 1.30 /
+    1.29). (Timed alone, each after an idle pause, BLAS's input gradient had won at 56x56.)"""
+    return (_one_image(g) and (g.c_in >= AUTO_ONE_IMAGE_GRAD_INPUT_CHANNELS or _one_image_many_outputs(g))
+            and _pixels(g) <= AUTO_ONE_IMAGE_PIXELS
+            and not (_is_3x3s1(g) and _tiles(g) >= AUTO_FEW_TILES))
+
+
 def _one_image_weight(g: Geometry) -> bool:
     """``_one_image`` up to ``AUTO_ONE_IMAGE_PIXELS`` output pixels, but not 3x3 at stride 1 on
     ``AUTO_FEW_TILES`` F(2x2) tiles or more: those go to the few-tiles row (numba's, up to
@@ -865,9 +880,8 @@ AUTO_PASS_RULES: tuple[tuple[str, str, object, tuple[str, ...]], ...] = (
      "F(2x2) tiles, from 48 under 512 channels a side and 1024 input channels",
      _one_image_forward, ("im2col", "numba")),
     ("grad_input", "full-width AVX-512: one image of one group, 256+ input channels and 33+ output channels, or 16+ "
-     "and 96+ (2x the input's; kernel past 1x1); 3x3 at stride 1 under 48 F(2x2) tiles",
-     lambda g: (_one_image(g) and (g.c_in >= AUTO_ONE_IMAGE_GRAD_INPUT_CHANNELS or _one_image_many_outputs(g))
-                and not (_is_3x3s1(g) and _tiles(g) >= AUTO_FEW_TILES)), ("im2col", "numba")),
+     "and 96+ (2x the input's; kernel past 1x1); up to 1024 output pixels; 3x3 at stride 1 under 48 F(2x2) tiles",
+     _one_image_grad_input, ("im2col", "numba")),
     ("grad_weight", "full-width AVX-512: one image of one group, 128+ input channels and 33+ output channels, or 16+ "
      "and 96+ (2x the input's; kernel past 1x1); up to 1024 output pixels; not 3x3 at stride 1 on 48+ F(2x2) tiles",
      _one_image_weight, ("im2col", "numba")),
