@@ -426,6 +426,26 @@ def _one_signal(g: Geometry) -> bool:
             and _full_width(g))
 
 
+# A 2-D layer whose windows tile the input (stride equal to the kernel, unpadded: the 4x4/4 stems of
+# ConvNeXt and Swin, 2x2/2 downsampling) is one product of the weight with the input permuted (its
+# patch matrix holds each input value once): BLAS's, where the reduction is short, beat numba's
+# packed kernels, whose loads per multiply-add such a reduction does not amortise. Two threads,
+# float32, forward ms im2col / numba, `fastconv bench --repeat 7` (2026-12-05, Intel Xeon, AVX-512),
+# by input channels x taps: 4x4/4 N=16 1 -> 64 (16) 2.06 / 2.11; 2x2/2 N=16 8 -> 64 112x112 (32)
+# 2.98 / 3.62; 4x4/4 3 -> 48 (48) 2.50 / 3.24, 3 -> 96 3.77 / 5.93, N=8 2.06 / 2.68, N=32 3 -> 192
+# 19.3 / 23.6; 2x2/2 16 -> 64 (64) 4.03 / 5.14; 24 -> 96 112x112 (96) 7.34 / 9.87; but 32 -> 64
+# 56x56 (128) 2.16 / 1.82, 192 -> 384 28x28 9.24 / 8.09, 16x16/16 3 -> 384 (768) 17.0 / 15.6.
+AUTO_TILED_WINDOWS_MAX_REDUCTION = 96
+
+
+def _tiled_windows(g: Geometry) -> bool:
+    """A 2-D layer of one group whose undilated windows tile the input (stride equal to the kernel,
+    past 1x1, unpadded) with up to ``AUTO_TILED_WINDOWS_MAX_REDUCTION`` input channels x taps."""
+    taps = math.prod(g.kernel)
+    return (g.ndim == 2 and g.groups == 1 and taps > 1 and g.stride == g.kernel and g.dilation == (1, 1)
+            and g.padding == ((0, 0), (0, 0)) and g.c_in * taps <= AUTO_TILED_WINDOWS_MAX_REDUCTION)
+
+
 def _full_width(g: Geometry) -> bool:
     """Where numba's register tiles run AVX-512 on full-width units (``numba_jit.full_width_tiles``)."""
     return _backend_says("numba", "full_width_tiles", g)
@@ -893,6 +913,8 @@ AUTO_PASS_RULES: tuple[tuple[str, str, object, tuple[str, ...]], ...] = (
      ("im2col", "numba")),
     ("forward", "full-width AVX-512: 1-D, one image, undilated, 32+ output channels", _one_signal,
      ("im2col", "numba")),
+    ("forward", "2-D windows that tile the input (stride equal to the kernel, unpadded, one group), up to 96 input "
+     "channels x taps: BLAS's product of the permuted input", _tiled_windows, ("im2col", "numba")),
     ("forward", "full-width AVX-512: numba's tiles of output pixels, kernel past 1x1, 5+ input channels, "
      "not 3x3 at stride 1 nor 512+ output channels 8x the input's",
      lambda g: (math.prod(as_2d(g).kernel) > 1 and g.c_in_g > 4 and not _many_outputs(g, AUTO_MANY_OUT_CHANNELS)
