@@ -252,8 +252,8 @@ def test_without_wide_tiles_the_weight_gradient_of_few_input_channels_runs_blas(
     (Geometry.from_args((16, 256, 12, 12), (32, 256, 3, 3), stride=2, padding=1), "numba", "numba", "im2col"),
     # strided weight gradients of 64+ input channels: numba's, but BLAS's for one image of up to
     # 8 Mi elements of patches (3x3 192 -> 48 over 28x28 output pixels: 1.4 Mi; 7x7 128 -> 8 over
-    # 56x56: 19 Mi); the first one's forward BLAS's too (``test_one_image_rows``)
-    (Geometry.from_args((1, 192, 56, 56), (48, 192, 3, 3), stride=2, padding=1), "im2col", "numba", "im2col"),
+    # 56x56: 19 Mi); the first one's forward numba's (784 output pixels: ``AUTO_ONE_IMAGE_FORWARD_PIXELS``)
+    (Geometry.from_args((1, 192, 56, 56), (48, 192, 3, 3), stride=2, padding=1), "numba", "numba", "im2col"),
     (Geometry.from_args((1, 128, 112, 112), (8, 128, 7, 7), stride=2, padding=3), "numba", "numba", "numba"),
     (Geometry.from_args((2, 192, 56, 56), (48, 192, 3, 3), stride=2, padding=1), "numba", "numba", "numba"),
     # 8x as many output channels as input ones: BLAS's from 512 (the input gradient from 256)
@@ -336,7 +336,8 @@ ONE_IMAGE_ROWS = "one image of one group"  # in the names of the one-image rows 
     # one's is the kD x 1 x 1 row's)
     (Geometry.from_args((1, 256, 4, 28, 28), (128, 256, 3, 1, 1), padding=(1, 0, 0)), "im2col", "im2col", None),
     (Geometry.from_args((1, 256, 56, 56), (64, 256, 5, 5), padding=2), None, None, None),  # 3136 output pixels
-    (Geometry.from_args((1, 256, 32, 32), (64, 256, 5, 5), padding=2), "im2col", "im2col", "im2col"),  # 1024
+    (Geometry.from_args((1, 256, 32, 32), (64, 256, 5, 5), padding=2), None, "im2col", "im2col"),  # 1024
+    (Geometry.from_args((1, 256, 8, 8), (64, 256, 5, 5), padding=2), "im2col", "im2col", "im2col"),  # the forward's 64
     (Geometry.from_args((1, 384, 80, 80), (64, 384, 1, 1)), "im2col", None, None),
     (Geometry.from_args((1, 128, 1024), (128, 128, 3), padding=2, dilation=2), "im2col", None, "im2col"),
     # ... 3x3 at stride 1: under 48 F(2x2) tiles (past the few-tiles row's 512 channels) every pass;
@@ -364,10 +365,10 @@ ONE_IMAGE_ROWS = "one image of one group"  # in the names of the one-image rows 
     (Geometry.from_args((1, 256, 14, 14), (256, 128, 3, 3), padding=1, groups=2), None, None, None)])
 def test_one_image_rows(tiles, monkeypatch, geom, forward, grad_input, grad_weight, full):
     """On full-width AVX-512, one image of many channels runs BLAS's forward (1x1 kernels, or up to
-    1024 output pixels) and weight gradient (up to 1024 output pixels; 3x3 stride-1 layers only under
-    48 F(2x2) tiles), and from 256 input channels (or with many outputs for its inputs) its input
-    gradient (up to 1024 output pixels too); elsewhere, and past the rows' lines, the picks of the
-    other rows."""
+    1024 output pixels; 2-D kernels past 1x1 but 3x3 at stride 1, 64 of many input channels) and
+    weight gradient (up to 1024 output pixels; 3x3 stride-1 layers only under 48 F(2x2) tiles), and
+    from 256 input channels (or with many outputs for its inputs) its input gradient (up to 1024
+    output pixels too); elsewhere, and past the rows' lines, the picks of the other rows."""
     numba_jit = tiles(True, "reference", "im2col", "numba", "winograd")
     rows = backends.AUTO_PASS_RULES
     assert sum(ONE_IMAGE_ROWS in r[1] for r in rows) == 3

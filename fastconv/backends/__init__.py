@@ -758,6 +758,16 @@ AUTO_ONE_IMAGE_WINOGRAD_INPUTS = 1024  # ... and from these input channels
 AUTO_ONE_IMAGE_MIN_INPUTS = 16  # fewer input channels: with many outputs for them (below), still numba's
 AUTO_ONE_IMAGE_MANY_OUTPUTS = 96  # output channels, and 2x the input's: BLAS's from 16 input channels
 AUTO_ONE_IMAGE_MIN_REDUCTION = 200  # ... and this many input channels x taps (3x3 from 24 channels; 16 ran numba)
+# The forward of a kernel past 1x1 over many input channels (not the many outputs for few above) went
+# to BLAS up to 1024 output pixels, a line drawn from 56x56 and 40x40 images (above); between 64 and
+# 1024 pixels numba's kernels have since run it faster. Two threads, float32, `fastconv bench --pass
+# forward --backends auto,torch --repeat 7` (2026-12-05, Intel Xeon), auto's time over torch's,
+# BLAS's / numba's, one image: 5x5 256 -> 256 14x14 2.41 / 1.63, 16x16 -> 192 2.38 / 1.52, 18x18
+# 2.15 / 1.59, 20x20 2.00 / 1.41, 24x24 -> 192 2.06 / 1.43, 28x28 2.09 / 1.41; 3x3 s2 384 -> 128
+# 36x36 2.20 / 1.41, 256 -> 80 56x56 2.36 / 1.44, 128 -> 128 40x40 1.80 / 1.83. At 64 pixels and
+# under, BLAS's as before (3x3 s2 384 -> 64 7x7 0.21 against numba's 0.38 ms at the rows' drawing),
+# and 1-D and 3-D calls (1-D k3 d2 128 -> 128 over 1024 0.69 against 1.37 then).
+AUTO_ONE_IMAGE_FORWARD_PIXELS = 64
 
 
 def _one_image(g: Geometry) -> bool:
@@ -780,11 +790,16 @@ def _one_image_many_outputs(g: Geometry) -> bool:
 
 
 def _one_image_forward(g: Geometry) -> bool:
-    """``_one_image`` with a 1x1 kernel or up to ``AUTO_ONE_IMAGE_PIXELS`` output pixels, but not 3x3
+    """``_one_image`` with a 1x1 kernel or up to ``AUTO_ONE_IMAGE_PIXELS`` output pixels (2-D kernels
+    other than 3x3 at stride 1, with many input channels rather than many outputs for few:
+    ``AUTO_ONE_IMAGE_FORWARD_PIXELS``), but not 3x3
     at stride 1 on ``AUTO_WEIGHT_TILES`` F(2x2) tiles or more, nor on ``AUTO_FEW_TILES`` or more with
     ``AUTO_ONE_IMAGE_WINOGRAD_CHANNELS`` channels each side or ``AUTO_ONE_IMAGE_WINOGRAD_INPUTS``
     input channels (winograd's rows)."""
     if not _one_image(g) or math.prod(g.kernel) > 1 and _pixels(g) > AUTO_ONE_IMAGE_PIXELS:
+        return False
+    if (g.ndim == 2 and math.prod(g.kernel) > 1 and not _is_3x3s1(g) and _pixels(g) > AUTO_ONE_IMAGE_FORWARD_PIXELS
+            and not _one_image_many_outputs(g)):
         return False
     if not _is_3x3s1(g) or _tiles(g) < AUTO_FEW_TILES:
         return True
@@ -896,7 +911,8 @@ AUTO_PASS_RULES: tuple[tuple[str, str, object, tuple[str, ...]], ...] = (
      "channels, 384+ input channels, one group",
      _patch_rows, ("numba", "im2col")),
     ("forward", "full-width AVX-512: one image of one group, 128+ input channels and 33+ output channels, or 16+ and "
-     "96+ (2x the input's; kernel past 1x1); kernels past 1x1 up to 1024 output pixels; 3x3 at stride 1 under 128 "
+     "96+ (2x the input's; kernel past 1x1); kernels past 1x1 up to 1024 output pixels (2-D ones but 3x3 at "
+     "stride 1: 64, without many outputs for few inputs); 3x3 at stride 1 under 128 "
      "F(2x2) tiles, from 48 under 512 channels a side and 1024 input channels",
      _one_image_forward, ("im2col", "numba")),
     ("grad_input", "full-width AVX-512: one image of one group, 256+ input channels and 33+ output channels, or 16+ "
