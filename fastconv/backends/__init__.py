@@ -790,12 +790,11 @@ def _one_image_many_outputs(g: Geometry) -> bool:
 
 
 def _one_image_forward(g: Geometry) -> bool:
-    """``_one_image`` with a 1x1 kernel or up to ``AUTO_ONE_IMAGE_PIXELS`` output pixels (2-D kernels
-    other than 3x3 at stride 1, with many input channels rather than many outputs for few:
-    ``AUTO_ONE_IMAGE_FORWARD_PIXELS``), but not 3x3
-    at stride 1 on ``AUTO_WEIGHT_TILES`` F(2x2) tiles or more, nor on ``AUTO_FEW_TILES`` or more with
-    ``AUTO_ONE_IMAGE_WINOGRAD_CHANNELS`` channels each side or ``AUTO_ONE_IMAGE_WINOGRAD_INPUTS``
-    input channels (winograd's rows)."""
+    """``_one_image`` with a 1x1 kernel or up to ``AUTO_ONE_IMAGE_PIXELS`` output pixels (a 2-D kernel
+    other than 3x3 at stride 1 over many input channels, not many outputs for few, up to
+    ``AUTO_ONE_IMAGE_FORWARD_PIXELS``), but not 3x3 at stride 1 on ``AUTO_WEIGHT_TILES`` F(2x2)
+    tiles or more, nor on ``AUTO_FEW_TILES`` or more with ``AUTO_ONE_IMAGE_WINOGRAD_CHANNELS``
+    channels each side or ``AUTO_ONE_IMAGE_WINOGRAD_INPUTS`` input channels (winograd's rows)."""
     if not _one_image(g) or math.prod(g.kernel) > 1 and _pixels(g) > AUTO_ONE_IMAGE_PIXELS:
         return False
     if (g.ndim == 2 and math.prod(g.kernel) > 1 and not _is_3x3s1(g) and _pixels(g) > AUTO_ONE_IMAGE_FORWARD_PIXELS
