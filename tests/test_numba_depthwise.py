@@ -1,6 +1,7 @@
-"""The numba backend's depthwise kernel (``_numba_depthwise``): both of its paths, every edge case
-of the flat one (runs across row ends, taps wholly in the padding, cropping), bands of the packed
-one, channel multipliers, and the NaN/inf rules, against the reference loops in float64."""
+"""The numba backend's depthwise kernels: both paths of ``_numba_depthwise`` (every edge case of the
+flat one: runs across row ends, taps wholly in the padding, cropping; bands of the packed one,
+channel multipliers) and the channels in lanes of ``_numba_depthwise_lanes``, and the NaN/inf
+rules, against the reference loops in float64."""
 
 import numpy as np
 import pytest
@@ -14,6 +15,17 @@ from fastconv.geometry import Geometry  # noqa: E402
 
 numba_jit = fastconv.backends.get("numba")
 RNG = np.random.default_rng(11)
+lanes_only = pytest.mark.skipif(not numba_jit._gemm.WIDE, reason="the lanes kernel needs AVX-512")
+
+
+@pytest.fixture
+def no_lanes(monkeypatch):
+    """The depthwise forward without the lanes kernel (it would take these float32 calls), numba's
+    kernels chosen afresh before and after."""
+    monkeypatch.setattr(numba_jit, "LANES_MAX_BYTES", -1)
+    numba_jit.forget_kernels()
+    yield
+    numba_jit.forget_kernels()
 
 
 def _flat(geom):
@@ -51,7 +63,7 @@ CASES = [
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("shape,kernel,mult,kwargs,path", CASES)
-def test_both_passes_match_the_reference(shape, kernel, mult, kwargs, path, dtype):
+def test_both_passes_match_the_reference(no_lanes, shape, kernel, mult, kwargs, path, dtype):
     n, c, h, w_ = shape
     geom = Geometry.from_args(shape, (c * mult, 1, *kernel), groups=c, **kwargs)
     assert numba_jit._depthwise(geom.groups, geom.c_in_g) and _flat(geom) == (path == "flat")
@@ -68,7 +80,7 @@ def test_both_passes_match_the_reference(shape, kernel, mult, kwargs, path, dtyp
 
 @pytest.mark.filterwarnings("ignore::RuntimeWarning")  # the reference's inf * 0
 @pytest.mark.parametrize("kh", [1, 3])
-def test_non_finite_values_at_row_ends_stay_where_they_belong(kh):
+def test_non_finite_values_at_row_ends_stay_where_they_belong(no_lanes, kh):
     # the flat path's runs (a kernel of one row) read the next row's first pixel in place of the
     # padding: an inf there must not reach the row's last output, and an inf weight times padding
     # is NaN (as the reference); the packed path (3x3) alike
@@ -116,3 +128,79 @@ def test_weight_gradient_non_finite_values_match_the_reference():
     np.testing.assert_array_equal(np.isinf(got), np.isinf(want))
     finite = np.isfinite(want)
     np.testing.assert_allclose(got[finite], want[finite], rtol=1e-12, atol=1e-12)
+
+
+# The lanes kernel (float32, one output channel an input channel): channel counts around a task's
+# 16 lanes, rows of more outputs than one run of sums (``MAX_OUTPUTS``), planes of more pixels than
+# a transposed block, kernel rows wholly in the padding, strides, dilations, one-sided and cropping
+# padding, and CASES' single-channel-multiplier ones.
+LANE_CASES = [
+    ((2, 20, 7, 7), (7, 7), dict(padding=3)),
+    ((3, 33, 14, 12), (7, 7), dict(padding=3)),
+    ((2, 16, 9, 9), (3, 3), dict(stride=2, padding=1)),
+    ((2, 17, 10, 11), (5, 5), dict(stride=2, padding=2)),
+    ((1, 40, 8, 8), (3, 3), dict(padding=2, dilation=2)),
+    ((2, 5, 6, 6), (3, 3), dict(padding=0)),
+    ((1, 16, 3, 3), (5, 5), dict(padding=4)),  # rows and columns of taps in the padding only
+    ((2, 31, 13, 9), (3, 3), dict(stride=3, padding=1)),
+    ((1, 3, 19, 21), (2, 4), dict(padding=((1, 0), (3, 0)))),
+    ((1, 2, 1, 40), (1, 7), dict(padding=((0, 0), (6, 0)))),
+    ((1, 4, 12, 30), (3, 5), dict(stride=(1, 2), padding=(1, 2), dilation=(2, 1))),
+] + [(shape, kernel, kwargs) for shape, kernel, mult, kwargs, _ in CASES if mult == 1 and shape[2] < 100]
+
+
+@lanes_only
+@pytest.mark.parametrize("shape,kernel,kwargs", LANE_CASES)
+def test_the_lanes_match_the_reference(shape, kernel, kwargs):
+    geom = Geometry.from_args(shape, (shape[1], 1, *kernel), groups=shape[1], **kwargs)
+    x, w, gy = (RNG.standard_normal(s) for s in (geom.x_shape, geom.w_shape, geom.y_shape))
+    bias = RNG.standard_normal(geom.c_out)
+    x32, w32, gy32, b32 = (a.astype(np.float32) for a in (x, w, gy, bias))
+    assert numba_jit._forward_plan(geom, 4, 2**30, None, 2)[1] == "depthwise-lanes"
+    got = numba_jit.forward(x32, w32, geom, b32)
+    np.testing.assert_allclose(got, reference.forward(x, w, geom) + bias.reshape(-1, 1, 1), rtol=1e-5, atol=1e-5)
+    # the input gradient's stride phases are depthwise forwards too (cropped where the stride skips)
+    np.testing.assert_allclose(numba_jit.grad_input(gy32, w32, geom), reference.grad_input(gy, w, geom),
+                               rtol=1e-5, atol=1e-5)
+
+
+@lanes_only
+def test_the_lanes_give_the_same_bits_for_any_batch_and_threads():
+    geom = Geometry.from_args((5, 37, 14, 14), (37, 1, 7, 7), groups=37, padding=3)
+    x, w, b = (RNG.standard_normal(s).astype(np.float32) for s in (geom.x_shape, geom.w_shape, (37,)))
+    whole = numba_jit.forward(x, w, geom, b)
+    one = Geometry.from_args((1, 37, 14, 14), (37, 1, 7, 7), groups=37, padding=3)
+    with fastconv.threads(1):
+        alone = [numba_jit.forward(x[i:i + 1], w, one, b) for i in range(5)]
+    np.testing.assert_array_equal(whole, np.concatenate(alone))
+
+
+@lanes_only
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")  # the reference's inf * 0
+def test_the_lanes_keep_non_finite_values_where_they_belong():
+    # an inf weight meets the padding's zeros as the packed path's does (NaN there, as the
+    # reference); an inf or NaN input reaches only the outputs whose taps read it
+    geom = Geometry.from_args((1, 18, 6, 7), (18, 1, 3, 3), groups=18, padding=1)
+    x, w = RNG.standard_normal(geom.x_shape), RNG.standard_normal(geom.w_shape)
+    x[0, 0, 2, 0] = np.inf
+    x[0, 17, 5, 6] = np.nan
+    for weights in (w, np.where(np.arange(w.size).reshape(w.shape) == 3, np.inf, w)):
+        got = numba_jit.forward(x.astype(np.float32), weights.astype(np.float32), geom)
+        want = reference.forward(x, weights, geom)
+        np.testing.assert_array_equal(np.isnan(got), np.isnan(want))
+        np.testing.assert_array_equal(np.isinf(got), np.isinf(want))
+        finite = np.isfinite(want)
+        np.testing.assert_allclose(got[finite], want[finite], rtol=1e-5, atol=1e-5)
+
+
+@lanes_only
+def test_which_depthwise_calls_take_the_lanes():
+    def kernel(xs, k, dtype=4, mult=1, **kw):
+        geom = Geometry.from_args(xs, (xs[1] * mult, 1, k, k), groups=xs[1], **kw)
+        return numba_jit._forward_plan(geom, dtype, 2**30, None, 2)[1]
+
+    assert kernel((32, 768, 7, 7), 7, padding=3) == "depthwise-lanes"
+    assert kernel((32, 192, 48, 48), 3, padding=1) == "depthwise-lanes"  # 301 KiB a slot
+    assert kernel((32, 144, 56, 56), 3, padding=1) == "depthwise-packed"  # 408 KiB: the rows' own path
+    assert kernel((32, 768, 7, 7), 7, dtype=8, padding=3) == "depthwise-packed"  # float32 only
+    assert kernel((32, 96, 7, 7), 3, mult=2, padding=1) == "depthwise-packed"  # one output channel each

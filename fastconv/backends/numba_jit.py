@@ -8,7 +8,8 @@ phase, a stride-1 forward pass of gy with the flipped weight) split into (image,
 output channels) tasks, the weight gradient (dot products of gy with the runs; small images
 stacked) into blocks of 4 channels; each kernel runs one contiguous range of them (a slot) per
 thread of fastconv's pool (``_run_parts``), a small call one serial kernel on the calling thread.
-Depthwise layers have their own kernels (``_numba_depthwise``), and so do kernels one pixel wide over
+Depthwise layers have their own kernels (``_numba_depthwise``; on AVX-512, float32, small planes
+with channels in a vector's lanes: ``_numba_depthwise_lanes``), and so do kernels one pixel wide over
 long rows (``_numba_columns``: a 3-D temporal kernel's view, whose taps read the input where it
 lies instead of a packed band of one row per output row), and so do 1x1 kernels on AVX-512 CPUs
 (``_numba_gemm``: matrix products on register tiles), and so do, on AVX-512 or AVX2 with FMA
@@ -52,6 +53,7 @@ from .. import _cache, _threads
 from .._workers import call_budget, kept, map_chunks, map_items, set_idle_spin
 from . import _numba_columns as _cols
 from . import _numba_depthwise as _dw
+from . import _numba_depthwise_lanes as _dwl
 from . import _numba_gemm as _gemm
 from . import _numba_implicit as _implicit
 from . import _numba_kernels as _k
@@ -464,6 +466,48 @@ def _run_depthwise(x, w, y, bias, c, flat):
         y[...] = out[..., :y.shape[3]]
 
 
+# Where the depthwise forward (and a depthwise input gradient's phases) runs with channels in lanes
+# (``_numba_depthwise_lanes``): AVX-512, float32, one output channel an input channel, a slot's
+# scratch (a task's transposed input and sums) within LANES_MAX_BYTES. Two threads, float32, N=32,
+# ms lanes / the rows' paths, 7 interleaved rounds through ``fastconv bench`` (2026-12-05, Intel
+# Xeon): 7x7 C=768 7x7 1.28 / 4.13 (torch 1.04), C=384 14x14 2.14 / 4.82, 3x3 C=960 7x7 0.91 /
+# 2.11, 5x5 C=480 14x14 2.11 / 3.22, 5x5 C=240 28x28 3.76 / 6.88, 3x3 stride 2 C=144 56x56 2.53 /
+# 4.54, 3x3 C=64 48x48 1.66 / 2.22 (301 KiB a slot), C=192 28x28 1.82 / 1.76; past the line, 56x56
+# 3x3 C=144 (408 KiB) 10.90 / 9.93 and 5x5 C=120 10.65 / 9.94, though 7x7 C=96 10.15 / 13.55.
+LANES_MAX_BYTES = 320 * 2**10
+
+
+def _lanes_applies(c) -> bool:
+    """Whether the lanes kernel can run the depthwise call ``c`` (any extent of its layer)."""
+    return _gemm.WIDE and c.item == 4 and c.ws[0] == c.xs[1]
+
+
+def _lanes_slot_bytes(c) -> int:
+    return _dwl.slot_bytes(c.xs[2], c.ws[3], c.ys[2], c.ys[3], c.sw, c.dil_w, c.item)
+
+
+def _lanes_scratch_fits(c, budget) -> bool:
+    nfloat, nint = _dwl.scratch(c.xs[0], c.xs[1], c.xs[2], c.xs[3], c.ws[2], c.ws[3], c.ys[2], c.ys[3], c.sw, c.dil_w,
+                                _slots(c.macs)[1])
+    return nfloat * c.item + nint * 8 <= budget
+
+
+def _lanes_fit(c, budget) -> bool:
+    """Whether the depthwise call ``c`` takes the lanes kernel (``LANES_MAX_BYTES``)."""
+    return _lanes_applies(c) and _lanes_slot_bytes(c) <= LANES_MAX_BYTES and _lanes_scratch_fits(c, budget)
+
+
+def _lanes_forward(x, w, bias, y, c):
+    """The depthwise call ``c`` on ``_numba_depthwise_lanes`` into the C-contiguous ``y``."""
+    if bias is None:
+        bias = _scratch("zeros", w.shape[0], x.dtype)[:w.shape[0]]
+        bias[:] = 0
+    _run_parts(_dwl._part, c.macs, x, w, bias, y, c.sh, c.sw, c.pt, c.pl, c.dil_h, c.dil_w,
+               workspaces=_workspaces(x.dtype, lambda nthreads: _dwl.scratch(
+                   *x.shape, w.shape[2], w.shape[3], y.shape[2], y.shape[3], c.sw, c.dil_w, nthreads)),
+               prepare=_dwl._prepare)
+
+
 # -- which kernel runs a forward call --------------------------------------------------------------
 #
 # A forward call, and each stride phase of an input gradient (a stride-1 forward of gy by the
@@ -474,8 +518,8 @@ def _run_depthwise(x, w, y, bias, c, flat):
 # larger array would pick its own: ``whole_choices`` names the whole array's kernels and a chunk
 # run under ``choosing_as`` takes the same, for the same bits.
 
-KERNELS = ("depthwise-flat", "depthwise-packed", "matrix", "grouped", "columns", "implicit", "phases", "patches",
-           "pixels", "packed")
+KERNELS = ("depthwise-lanes", "depthwise-flat", "depthwise-packed", "matrix", "grouped", "columns", "implicit",
+           "phases", "patches", "pixels", "packed")
 
 # A forward call as the kernels see it: input, weight and output shapes, strides, padding (of a
 # phase: negative where cropped), dilations, groups, bytes an element, multiply-adds, and its
@@ -505,9 +549,13 @@ def _forward_kernel(c, budget, pinned=None) -> str:
     applies to this chunk whatever its size (and fits), else ``"packed"`` (a depthwise call: its
     own path)."""
     kh, kw = c.ws[2], c.ws[3]
-    if _depthwise(c.groups, c.ws[1]):  # its kernel's flat or packed path
+    if _depthwise(c.groups, c.ws[1]):  # its kernel's flat or packed path, or the lanes
         flat = _dw.takes_flat(c.sh, c.sw, c.xs[3], c.ys[3], c.ys[2], kh, kw, c.dil_w)
         own = "depthwise-flat" if flat else "depthwise-packed"
+        if pinned is None and _lanes_fit(c, budget):
+            return "depthwise-lanes"
+        if pinned == "depthwise-lanes":  # any extent of the same layer: the same sums
+            return pinned if _lanes_applies(c) and _lanes_scratch_fits(c, budget) else own
         if pinned is None or pinned == own:
             return own
         # the whole array's path, over a wider output (``_run_depthwise``) where that fits
@@ -603,6 +651,9 @@ def _run_forward(kernel, x, w, bias, y, c, budget):
     on a packed copy. (The chooser
     checked each kernel's scratch against ``budget`` bytes; the patches check theirs again, as
     their module's interface.)"""
+    if kernel == "depthwise-lanes":
+        _lanes_forward(x, w, bias, y, c)
+        return
     if kernel.startswith("depthwise"):
         _run_depthwise(x, w, y, bias, c, kernel == "depthwise-flat")
         return
@@ -1143,6 +1194,7 @@ WARMUP_STEPS = (
     ("few output channels (pixel tiles)", (2, 16, 5, 5), (16, 16, 3, 3), dict(padding=1, stride=2),
      ("forward", "grad_weight")),
     ("depthwise", (1, 4, 3, 3), (4, 1, 2, 2), dict(padding=1, groups=4), ("forward", "grad_weight")),
+    ("depthwise, channels in lanes", (1, 4, 3, 3), (4, 1, 2, 2), dict(padding=1, groups=4), ("forward",)),
     ("weight gradient (packed)", (1, 4, 3, 3), (4, 4, 2, 2), dict(padding=1), ("grad_weight",)),
     ("1x1 kernels (register tiles)", (1, 8, 3, 3), (8, 8, 1, 1), {}, ("forward", "grad_input", "grad_weight")),
     ("weight gradient (register tiles)", (1, 32, 3, 3), (64, 32, 3, 3), dict(padding=1), ("grad_weight",)),
@@ -1157,10 +1209,11 @@ WARMUP_STEPS = (
     ("input gradient (direct loops)", (1, 4, 5, 5), (4, 4, 2, 2), dict(padding=1, stride=2, dilation=2),
      ("grad_input",)),
 )
-_READY_AFTER = 11  # steps
+_READY_AFTER = 12  # steps
 # Steps whose forward runs a kernel of its own choosing (``choosing_as``): what the packed path
-# runs (the fallback of every other kernel) where tiles of pixels would take the call.
-_WARMUP_PINNED = {"forward (packed)": "packed"}
+# runs (the fallback of every other kernel) where tiles of pixels would take the call, and the
+# depthwise rows' path where the lanes would (the next step compiles those).
+_WARMUP_PINNED = {"forward (packed)": "packed", "depthwise": "depthwise-packed"}
 
 
 def warmup_steps(dtype):

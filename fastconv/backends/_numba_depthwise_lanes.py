@@ -1,0 +1,348 @@
+"""The ``numba`` backend's depthwise forward with channels in a vector's lanes (``depthwise-lanes``):
+one output channel per input channel (``groups == C_in == C_out``), any kernel, stride, dilation
+and padding, AVX-512, float32 (``numba_jit._lanes_fit`` says where).
+
+The other depthwise paths (``_numba_depthwise``) run their vectors along a plane's rows: on the small
+planes of a network's last stages (7x7, 14x14) most lanes of a tap's run read padding or fall on a
+row's thrown-away columns, and each tap is a pass over the accumulator in memory. Here a task is
+16 channels of one image, laid out as oneDNN's blocked layouts are (``nChw16c``): each pixel one
+vector of the 16 channels. Its input planes are transposed into that layout (16 x 16 blocks in
+registers, ``_to_lanes``) with zero columns on either side, so that every tap of a row is a
+vector multiply-add with no mask; a row of outputs is summed in registers, up to ``MAX_OUTPUTS``
+pixels at a time, over the kernel rows that read the image (the rows in the vertical padding are
+skipped) and all its columns (``_taps``), then transposed back into y's planes (``_from_lanes``).
+Numba's loop vectoriser made scalar code of that (a prototype took 4.4 ms where the packed path
+took 3.0), so the three pieces are written in LLVM IR, called through Numba intrinsics.
+
+Each output is its bias plus its taps in the kernel's order, one fused multiply-add each (a tap in
+the horizontal padding adds w * 0): the same bits whatever the task's place, the thread count or
+a chunk's extent. Measured on one thread, float32, ms for half the batch against the packed path's
+(2026-12-05, Intel Xeon, AVX-512; see ``numba_jit.LANES_MAX_BYTES`` for the two-thread figures):
+ConvNeXt's 7x7 N=16 C=768 7x7 1.24, C=384 14x14 2.15.
+"""
+
+from llvmlite import ir
+from numba import types
+from numba.extending import intrinsic
+
+from ._numba_gemm import _declared
+from ._numba_kernels import _JIT, _aligned, njit
+
+LANES = 16  # channels a task, one vector of float32
+MAX_OUTPUTS = 8  # output pixels summed at a time: 8 vector sums, a weight and an input in registers
+_I64, _I32 = ir.IntType(64), ir.IntType(32)
+
+
+def _i64(k):
+    return ir.Constant(_I64, k)
+
+
+class _Vectors:
+    """What the IR functions share, for floats of ``bits`` bits: the vector type of ``LANES`` of
+    them, its pointers, fused multiply-add and masked loads and stores (``llvm.masked.*``)."""
+
+    def __init__(self, module, bits):
+        self.scalar = ir.FloatType() if bits == 32 else ir.DoubleType()
+        self.vec = ir.VectorType(self.scalar, LANES)
+        self.ptr, self.vptr = self.scalar.as_pointer(), self.vec.as_pointer()
+        self.align = bits // 8
+        self.mask = ir.VectorType(ir.IntType(1), LANES)
+        suffix = f"v{LANES}f{bits}"
+        self.fma = _declared(module, f"llvm.fma.{suffix}", self.vec, [self.vec] * 3)
+        self.mload = _declared(module, f"llvm.masked.load.{suffix}.p0", self.vec,
+                               [self.vptr, _I32, self.mask, self.vec])
+        self.mstore = _declared(module, f"llvm.masked.store.{suffix}.p0", ir.VoidType(),
+                                [self.vec, self.vptr, _I32, self.mask])
+        self.zeros = ir.Constant(self.vec, [0.0] * LANES)
+        self.lane = ir.Constant(ir.VectorType(_I64, LANES), list(range(LANES)))
+
+    def at(self, b, base, offset):
+        """A vector pointer to ``base[offset]``."""
+        return b.bitcast(b.gep(base, [offset]), self.vptr)
+
+    def load(self, b, base, offset, mask):
+        return b.call(self.mload, [self.at(b, base, offset), ir.Constant(_I32, self.align), mask, self.zeros])
+
+    def store(self, b, value, base, offset, mask):
+        b.call(self.mstore, [value, self.at(b, base, offset), ir.Constant(_I32, self.align), mask])
+
+    def below(self, b, n):
+        """The lanes under ``n``."""
+        iv = ir.VectorType(_I64, LANES)
+        first = b.insert_element(ir.Constant(iv, ir.Undefined), n, ir.Constant(_I32, 0))
+        spread = b.shuffle_vector(first, ir.Constant(iv, ir.Undefined), ir.Constant(ir.VectorType(_I32, LANES),
+                                                                                       [0] * LANES))
+        return b.icmp_signed("<", self.lane, spread)
+
+    def all_if(self, b, cond):
+        """Every lane where ``cond`` (an i1) holds, else none."""
+        return b.select(cond, ir.Constant(self.mask, [1] * LANES), ir.Constant(self.mask, [0] * LANES))
+
+
+def _transpose(b, rows):
+    """The ``LANES`` x ``LANES`` transpose of ``rows`` (vector i holds row i): four rounds of
+    interleaving vector i with vector i + 8, the perfect shuffle's network."""
+    half = LANES // 2
+    low = ir.Constant(ir.VectorType(_I32, LANES), [k for j in range(half) for k in (j, j + LANES)])
+    high = ir.Constant(ir.VectorType(_I32, LANES), [k for j in range(half, LANES) for k in (j, j + LANES)])
+    for _ in range(LANES.bit_length() - 1):
+        rows = [b.shuffle_vector(rows[i], rows[i + half], order) for i in range(half) for order in (low, high)]
+    return rows
+
+
+def _function(module, name, args):
+    """A new internal function of ``module`` (or None where it exists) and its entry's builder.
+    Kept out of line: inlined, each caller's size grew and its loops slowed by a sixth."""
+    if name in module.globals:
+        return module.globals[name], None
+    fn = ir.Function(module, ir.FunctionType(ir.VoidType(), args), name=name)
+    fn.linkage = "internal"
+    fn.attributes.add("noinline")
+    return fn, ir.IRBuilder(fn.append_basic_block("entry"))
+
+
+def _to_lanes(module, bits):
+    """``(x, src, plane, nc, npix, xt, table, p0)``: pixels p0 .. p0 + npix (at most ``LANES``) of
+    ``nc`` planes of x, ``plane`` elements apart from ``x[src]``, to ``xt[table[p]]``, one vector of
+    the channels a pixel (lanes past ``nc`` zero)."""
+    v = _Vectors(module, bits)
+    fn, b = _function(module, f"fastconv_dw_to_lanes_f{bits}",
+                      [v.ptr, _I64, _I64, _I64, _I64, v.ptr, _I64.as_pointer(), _I64])
+    if b is None:
+        return fn
+    x, src, plane, nc, npix, xt, table, p0 = fn.args
+    inside = v.below(b, npix)
+    rows = [v.load(b, x, b.add(b.add(src, b.mul(_i64(c), plane)), p0),
+                   b.and_(inside, v.all_if(b, b.icmp_signed("<", _i64(c), nc)))) for c in range(LANES)]
+    for q, column in enumerate(_transpose(b, rows)):
+        where = b.load(b.gep(table, [b.add(p0, _i64(q))]))
+        v.store(b, column, xt, where, v.all_if(b, b.icmp_signed("<", _i64(q), npix)))
+    b.ret_void()
+    return fn
+
+
+def _from_lanes(module, bits):
+    """``(acc, p0, npix, y, dst, plane, nc)``: the vectors of pixels p0 .. p0 + npix of ``acc``
+    (``acc[p * LANES]``) to the ``nc`` planes of y, ``plane`` elements apart from ``y[dst]``."""
+    v = _Vectors(module, bits)
+    fn, b = _function(module, f"fastconv_dw_from_lanes_f{bits}", [v.ptr, _I64, _I64, v.ptr, _I64, _I64, _I64])
+    if b is None:
+        return fn
+    acc, p0, npix, y, dst, plane, nc = fn.args
+    rows = [v.load(b, acc, b.mul(b.add(p0, _i64(q)), _i64(LANES)), v.all_if(b, b.icmp_signed("<", _i64(q), npix)))
+            for q in range(LANES)]
+    inside = v.below(b, npix)
+    for c, row in enumerate(_transpose(b, rows)):
+        v.store(b, row, y, b.add(b.add(dst, b.mul(_i64(c), plane)), p0),
+                b.and_(inside, v.all_if(b, b.icmp_signed("<", _i64(c), nc))))
+    b.ret_void()
+    return fn
+
+
+def _taps(module, bits, r):
+    """``(acc, ai, w, wo, x, xi, nkh, kw, xrow, xstep, ostep, bias, bo)``: ``r`` output pixels'
+    vectors ``acc[ai + j*LANES]`` = ``bias[bo:]`` + the sum over kernel rows k < nkh and columns
+    t < kw of ``w[wo + (k*kw + t)*LANES]`` times ``x[xi + k*xrow + t*xstep + j*ostep]``, in that
+    order, the sums in registers."""
+    v = _Vectors(module, bits)
+    fn, b = _function(module, f"fastconv_dw_taps{r}_f{bits}",
+                      [v.ptr, _I64, v.ptr, _I64, v.ptr] + [_I64] * 6 + [v.ptr, _I64])
+    if b is None:
+        return fn
+    acc, ai, w, wo, x, xi, nkh, kw, xrow, xstep, ostep, bias, bo = fn.args
+    start = b.load(v.at(b, bias, bo), align=v.align)
+    entry = b.block
+    row, tap, row_end, done = (fn.append_basic_block(n) for n in ("row", "tap", "row_end", "done"))
+    b.cbranch(b.and_(b.icmp_signed(">", nkh, _i64(0)), b.icmp_signed(">", kw, _i64(0))), row, done)
+    b.position_at_end(row)  # over the kernel's rows ...
+    k = b.phi(_I64)
+    k.add_incoming(_i64(0), entry)
+    at_row = [b.phi(v.vec) for _ in range(r)]
+    for s in at_row:
+        s.add_incoming(start, entry)
+    w_row = b.add(wo, b.mul(b.mul(k, kw), _i64(LANES)))
+    x_row = b.add(xi, b.mul(k, xrow))
+    b.branch(tap)
+    b.position_at_end(tap)  # ... and its columns
+    t = b.phi(_I64)
+    t.add_incoming(_i64(0), row)
+    sums = [b.phi(v.vec) for _ in range(r)]
+    for s, s0 in zip(sums, at_row):
+        s.add_incoming(s0, row)
+    wv = b.load(v.at(b, w, b.add(w_row, b.mul(t, _i64(LANES)))), align=v.align)
+    xt = b.add(x_row, b.mul(t, xstep))
+    new = [b.call(v.fma, [wv, b.load(v.at(b, x, b.add(xt, b.mul(_i64(j), ostep))), align=v.align), sums[j]])
+           for j in range(r)]
+    t_next = b.add(t, _i64(1))
+    t.add_incoming(t_next, tap)
+    for s, s1 in zip(sums, new):
+        s.add_incoming(s1, tap)
+    b.cbranch(b.icmp_signed("<", t_next, kw), tap, row_end)
+    b.position_at_end(row_end)
+    k_next = b.add(k, _i64(1))
+    k.add_incoming(k_next, row_end)
+    for s, s1 in zip(at_row, new):
+        s.add_incoming(s1, row_end)
+    b.cbranch(b.icmp_signed("<", k_next, nkh), row, done)
+    b.position_at_end(done)
+    ends = []
+    for s1 in new:
+        end = b.phi(v.vec)
+        end.add_incoming(start, entry)
+        end.add_incoming(s1, row_end)
+        ends.append(end)
+    for j, end in enumerate(ends):
+        b.store(end, v.at(b, acc, b.add(ai, _i64(j * LANES))), align=v.align)
+    b.ret_void()
+    return fn
+
+
+def _call(build, arrays):
+    """The codegen of an intrinsic calling the function ``build(module, bits)``: the arguments at
+    ``arrays`` 1-D arrays, passed as pointers to their data (floats of the first one's width)."""
+    def codegen(context, builder, signature, args):
+        values = [context.make_array(signature.args[i])(context, builder, a).data if i in arrays else a
+                  for i, a in enumerate(args)]
+        builder.call(build(builder.module, signature.args[arrays[0]].dtype.bitwidth), values)
+        return context.get_dummy_value()
+    return codegen
+
+
+@intrinsic
+def _to_lanes_call(typingctx, x, src, plane, nc, npix, xt, table, p0):
+    """``_to_lanes`` on 1-D arrays x, xt (one float dtype) and table (int64)."""
+    return types.void(x, *[types.intp] * 4, xt, table, types.intp), _call(_to_lanes, (0, 5, 6))
+
+
+@intrinsic
+def _from_lanes_call(typingctx, acc, p0, npix, y, dst, plane, nc):
+    """``_from_lanes`` on 1-D arrays acc and y."""
+    return types.void(acc, types.intp, types.intp, y, *[types.intp] * 3), _call(_from_lanes, (0, 3))
+
+
+def _taps_intrinsic(r):
+    def taps(typingctx, acc, ai, w, wo, x, xi, nkh, kw, xrow, xstep, ostep, bias, bo):
+        return (types.void(acc, types.intp, w, types.intp, x, *[types.intp] * 6, bias, types.intp),
+                _call(lambda module, bits: _taps(module, bits, r), (0, 2, 4, 11)))
+    taps.__name__ = f"_taps{r}_call"
+    return intrinsic(taps)
+
+
+_t1, _t2, _t3, _t4, _t5, _t6, _t7, _t8 = (_taps_intrinsic(r) for r in range(1, MAX_OUTPUTS + 1))
+
+
+@njit(inline="always", **_JIT)
+def _taps_call(r, acc, ai, w, wo, x, xi, nkh, kw, xrow, xstep, ostep, bias, bo):  # pragma: no cover
+    """``_taps`` for ``r`` (1 .. ``MAX_OUTPUTS``) outputs."""
+    if r == 8:
+        _t8(acc, ai, w, wo, x, xi, nkh, kw, xrow, xstep, ostep, bias, bo)
+    elif r == 7:
+        _t7(acc, ai, w, wo, x, xi, nkh, kw, xrow, xstep, ostep, bias, bo)
+    elif r == 6:
+        _t6(acc, ai, w, wo, x, xi, nkh, kw, xrow, xstep, ostep, bias, bo)
+    elif r == 5:
+        _t5(acc, ai, w, wo, x, xi, nkh, kw, xrow, xstep, ostep, bias, bo)
+    elif r == 4:
+        _t4(acc, ai, w, wo, x, xi, nkh, kw, xrow, xstep, ostep, bias, bo)
+    elif r == 3:
+        _t3(acc, ai, w, wo, x, xi, nkh, kw, xrow, xstep, ostep, bias, bo)
+    elif r == 2:
+        _t2(acc, ai, w, wo, x, xi, nkh, kw, xrow, xstep, ostep, bias, bo)
+    else:
+        _t1(acc, ai, w, wo, x, xi, nkh, kw, xrow, xstep, ostep, bias, bo)
+
+
+def row_width(ow, kw, sw, dil_w) -> int:
+    """Columns of a task's transposed input: those its outputs' taps read, from column ``-pl``."""
+    return (ow - 1) * sw + (kw - 1) * dil_w + 1
+
+
+_row_width = njit(inline="always", **_JIT)(row_width)
+
+
+def scratch(n, c, ih, iw, kh, kw, oh, ow, sw, dil_w, nthreads):
+    """``(floats, ints)``: the workspaces' elements for ``nthreads`` slots: the packed weight and
+    bias, then each slot's transposed input (and a last vector the pixels no tap reads go to) and
+    sums; the int64 table of where each input pixel goes."""
+    blocks = -(-c // LANES)
+    per_slot = _aligned(ih * row_width(ow, kw, sw, dil_w) * LANES + LANES) + _aligned(oh * ow * LANES)
+    return _aligned(blocks * kh * kw * LANES) + _aligned(blocks * LANES) + nthreads * per_slot, ih * iw + LANES
+
+
+def slot_bytes(ih, kw, oh, ow, sw, dil_w, itemsize) -> int:
+    """Bytes of one slot's scratch (``scratch``): what a task's input and sums take."""
+    return (ih * row_width(ow, kw, sw, dil_w) + oh * ow) * LANES * itemsize
+
+
+@njit(**_JIT)
+def _prepare(x, w, bias, y, sh, sw, pt, pl, dil_h, dil_w, nslots, fws, iws):  # pragma: no cover
+    """What every slot reads: the weight as ``[block, tap, lane]`` (lanes past C zero), the bias
+    alike, and the table of where input pixel p goes in a task's transposed input."""
+    c, _, kh, kw = w.shape
+    ih, iw = x.shape[2], x.shape[3]
+    ow = y.shape[3]
+    blocks = (c + LANES - 1) // LANES
+    nt = kh * kw
+    wt = fws[:blocks * nt * LANES]
+    bt = fws[_aligned(blocks * nt * LANES):_aligned(blocks * nt * LANES) + blocks * LANES]
+    for cb in range(blocks):
+        for lane in range(LANES):
+            ch = cb * LANES + lane
+            bt[cb * LANES + lane] = bias[ch] if ch < c else 0
+            for t in range(nt):
+                wt[(cb * nt + t) * LANES + lane] = w[ch, 0, t // kw, t % kw] if ch < c else 0
+    wp = _row_width(ow, kw, sw, dil_w)
+    dump = ih * wp * LANES  # the vector after the rows: pixels no tap reads
+    for r in range(ih):
+        for q in range(iw):
+            col = q + pl
+            iws[r * iw + q] = (r * wp + col) * LANES if 0 <= col < wp else dump
+    for p in range(ih * iw, ih * iw + LANES):
+        iws[p] = dump
+
+
+@njit(**_JIT)
+def _part(x, w, bias, y, sh, sw, pt, pl, dil_h, dil_w, nslots, fws, iws, slot):  # pragma: no cover
+    """Slot ``slot`` of ``nslots``: a contiguous range of the tasks (image, block of ``LANES``
+    channels), each transposed in, summed a row of outputs at a time and transposed out."""
+    n, c, ih, iw = x.shape
+    kh, kw = w.shape[2], w.shape[3]
+    oh, ow = y.shape[2], y.shape[3]
+    blocks = (c + LANES - 1) // LANES
+    ntask = n * blocks
+    t0, t1 = ntask * slot // nslots, ntask * (slot + 1) // nslots
+    if t0 >= t1:
+        return
+    nt = kh * kw
+    wp = _row_width(ow, kw, sw, dil_w)
+    xsize, asize = _aligned(ih * wp * LANES + LANES), _aligned(oh * ow * LANES)
+    base = _aligned(blocks * nt * LANES) + _aligned(blocks * LANES) + slot * (xsize + asize)
+    wt = fws[:blocks * nt * LANES]
+    bt = fws[_aligned(blocks * nt * LANES):_aligned(blocks * nt * LANES) + blocks * LANES]
+    xt = fws[base:base + xsize]
+    acc = fws[base + xsize:base + xsize + asize]
+    xt[:] = 0  # the columns no input pixel goes to: the padding (never written after this)
+    xf, yf = x.reshape(-1), y.reshape(-1)
+    hw, ohw = ih * iw, oh * ow
+    chunks = (ow + MAX_OUTPUTS - 1) // MAX_OUTPUTS
+    for task in range(t0, t1):
+        bn, cb = task // blocks, task % blocks
+        nc = min(LANES, c - cb * LANES)
+        src = (bn * c + cb * LANES) * hw
+        for p0 in range(0, hw, LANES):
+            _to_lanes_call(xf, src, hw, nc, min(LANES, hw - p0), xt, iws, p0)
+        wo = cb * nt * LANES
+        for r in range(oh):
+            top = pt - r * sh  # the kernel rows that read the image: k0 .. k1
+            k0 = (top + dil_h - 1) // dil_h if top > 0 else 0
+            k1 = min(kh, (ih - 1 + top) // dil_h + 1) if ih - 1 + top >= 0 else 0
+            i0 = r * sh + k0 * dil_h - pt
+            o = 0
+            for q in range(chunks):  # the row's outputs in near-equal runs
+                run = (ow - o) // (chunks - q)
+                _taps_call(run, acc, (r * ow + o) * LANES, wt, wo + k0 * kw * LANES, xt, (i0 * wp + o * sw) * LANES,
+                           max(0, k1 - k0), kw, dil_h * wp * LANES, dil_w * LANES, sw * LANES, bt, cb * LANES)
+                o += run
+        dst = (bn * c + cb * LANES) * ohw
+        for p0 in range(0, ohw, LANES):
+            _from_lanes_call(acc, p0, min(LANES, ohw - p0), yf, dst, ohw, nc)
