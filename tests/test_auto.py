@@ -284,7 +284,13 @@ def test_full_width_avx512_rows(tiles, monkeypatch, geom, forward, grad_input, g
     picks = [backends.choose(geom, np.float32, pass_=p) for p in backends.PASSES]
     monkeypatch.setattr(numba_jit, "full_width_tiles", lambda geom: full)
     monkeypatch.setattr(backends, "_ranked", {})
-    got = [backends.choose(geom, np.float32, pass_=p) for p in backends.PASSES]
+    if full:  # numba's tiles of output pixels, which such a CPU runs (``PIXELS``; not Zen 4's)
+        monkeypatch.setattr(numba_jit, "PIXELS", True)
+        numba_jit.forget_kernels()
+    try:
+        got = [backends.choose(geom, np.float32, pass_=p) for p in backends.PASSES]
+    finally:
+        numba_jit.forget_kernels()  # (the kernels chosen with PIXELS set)
     assert got == ([forward, grad_input, grad_weight] if full else picks)
     if full and got != picks:  # a row of its own decided
         assert [forward, grad_input, grad_weight] != picks
