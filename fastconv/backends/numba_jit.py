@@ -469,8 +469,8 @@ def _run_depthwise(x, w, y, bias, c, flat):
 # Where the depthwise forward (and a depthwise input gradient's phases) runs with channels in lanes
 # (``_numba_depthwise_lanes``): AVX-512, float32, one output channel an input channel, a slot's
 # scratch (a task's transposed input and sums) within LANES_MAX_BYTES. Two threads, float32, N=32,
-# ms lanes / the rows' paths, 7 interleaved rounds through ``fastconv bench`` (2026-12-05, Intel
-# Xeon): 7x7 C=768 7x7 1.28 / 4.13 (torch 1.04), C=384 14x14 2.14 / 4.82, 3x3 C=960 7x7 0.91 /
+# ms lanes / the rows' paths, 7 interleaved rounds through ``fastconv bench`` (2026-12-05, AMD
+# EPYC, Zen 4): 7x7 C=768 7x7 1.28 / 4.13 (torch 1.04), C=384 14x14 2.14 / 4.82, 3x3 C=960 7x7 0.91 /
 # 2.11, 5x5 C=480 14x14 2.11 / 3.22, 5x5 C=240 28x28 3.76 / 6.88, 3x3 stride 2 C=144 56x56 2.53 /
 # 4.54, 3x3 C=64 48x48 1.66 / 2.22 (301 KiB a slot), C=192 28x28 1.82 / 1.76; past the line, 56x56
 # 3x3 C=144 (408 KiB) 10.90 / 9.93 and 5x5 C=120 10.65 / 9.94, though 7x7 C=96 10.15 / 13.55.
