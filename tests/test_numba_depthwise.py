@@ -204,3 +204,44 @@ def test_which_depthwise_calls_take_the_lanes():
     assert kernel((32, 144, 56, 56), 3, padding=1) == "depthwise-packed"  # 408 KiB: the rows' own path
     assert kernel((32, 768, 7, 7), 7, dtype=8, padding=3) == "depthwise-packed"  # float32 only
     assert kernel((32, 96, 7, 7), 3, mult=2, padding=1) == "depthwise-packed"  # one output channel each
+
+
+# The strided input gradient's phases together (``_dwl._gi_part``): kernels larger and smaller than
+# the stride (phases no tap reaches: zeros), odd sizes, one-sided and cropping padding, a stride on
+# one axis only.
+GRAD_LANE_CASES = [
+    ((2, 20, 14, 14), (3, 3), dict(stride=2, padding=1)),
+    ((3, 33, 13, 11), (5, 5), dict(stride=2, padding=2)),
+    ((2, 17, 9, 10), (2, 2), dict(stride=2)),
+    ((1, 16, 10, 10), (2, 2), dict(stride=3, padding=1)),  # a third of the phases get no tap
+    ((1, 5, 12, 9), (3, 3), dict(stride=(1, 2), padding=(1, 0))),
+    ((2, 8, 11, 12), (4, 3), dict(stride=3, padding=((2, 0), (0, 1)))),
+    ((1, 3, 7, 7), (7, 7), dict(stride=2, padding=3)),
+]
+
+
+@lanes_only
+@pytest.mark.parametrize("shape,kernel,kwargs", GRAD_LANE_CASES)
+def test_the_lanes_input_gradient_at_a_stride(monkeypatch, shape, kernel, kwargs):
+    geom = Geometry.from_args(shape, (shape[1], 1, *kernel), groups=shape[1], **kwargs)
+    gy, w = RNG.standard_normal(geom.y_shape), RNG.standard_normal(geom.w_shape)
+    gy32, w32 = gy.astype(np.float32), w.astype(np.float32)
+    assert numba_jit._lanes_grad_input_fit(geom, 4, 2**30, None)
+    got = numba_jit.grad_input(gy32, w32, geom)
+    np.testing.assert_allclose(got, reference.grad_input(gy, w, geom), rtol=1e-5, atol=1e-5)
+    # the same bits as the phases one at a time on the lanes kernel
+    monkeypatch.setattr(numba_jit, "_lanes_grad_input_fit", lambda *args: False)
+    np.testing.assert_array_equal(numba_jit.grad_input(gy32, w32, geom), got)
+
+
+@lanes_only
+def test_which_strided_input_gradients_take_the_lanes():
+    def fits(xs, k, item=4, mult=1, pinned=None, **kw):
+        geom = Geometry.from_args(xs, (xs[1] * mult, 1, k, k), groups=xs[1], **kw)
+        return numba_jit._lanes_grad_input_fit(geom, item, 2**30, pinned)
+
+    assert fits((32, 576, 14, 14), 3, stride=2, padding=1)
+    assert not fits((32, 576, 14, 14), 3, item=8, stride=2, padding=1)  # float32 only
+    assert not fits((32, 96, 14, 14), 3, mult=2, stride=2, padding=1)  # one output channel each
+    assert not fits((8, 32, 224, 224), 3, stride=2, padding=1)  # past LANES_MAX_BYTES
+    assert not fits((8, 32, 14, 14), 3, stride=2, padding=1, pinned=(((0, 0), "depthwise-packed"),))

@@ -22,6 +22,7 @@ packed path's 4.13 and torch's 1.04 (2026-12-05, AMD EPYC Zen 4; more in
 division in the tasks) measured no faster.
 """
 
+import numpy as np
 from llvmlite import ir
 from numba import types
 from numba.extending import intrinsic
@@ -141,16 +142,16 @@ def _from_lanes(module, bits):
 
 
 def _taps(module, bits, r):
-    """``(acc, ai, w, wo, x, xi, nkh, kw, xrow, xstep, ostep, bias, bo)``: ``r`` output pixels'
-    vectors ``acc[ai + j*LANES]`` = ``bias[bo:]`` + the sum over kernel rows k < nkh and columns
-    t < kw of ``w[wo + (k*kw + t)*LANES]`` times ``x[xi + k*xrow + t*xstep + j*ostep]``, in that
-    order, the sums in registers."""
+    """``(acc, ai, astep, w, wo, wrow, wcol, x, xi, nkh, kw, xrow, xstep, ostep, bias, bo)``: ``r``
+    output pixels' vectors ``acc[ai + j*astep]`` = ``bias[bo:]`` + the sum over kernel rows k < nkh
+    and columns t < kw of ``w[wo + k*wrow + t*wcol]`` times ``x[xi + k*xrow + t*xstep + j*ostep]``,
+    in that order, the sums in registers."""
     v = _Vectors(module, bits)
     fn, b = _function(module, f"fastconv_dw_taps{r}_f{bits}",
-                      [v.ptr, _I64, v.ptr, _I64, v.ptr] + [_I64] * 6 + [v.ptr, _I64])
+                      [v.ptr, _I64, _I64, v.ptr, _I64, _I64, _I64, v.ptr] + [_I64] * 6 + [v.ptr, _I64])
     if b is None:
         return fn
-    acc, ai, w, wo, x, xi, nkh, kw, xrow, xstep, ostep, bias, bo = fn.args
+    acc, ai, astep, w, wo, wrow, wcol, x, xi, nkh, kw, xrow, xstep, ostep, bias, bo = fn.args
     start = b.load(v.at(b, bias, bo), align=v.align)
     entry = b.block
     row, tap, row_end, done = (fn.append_basic_block(n) for n in ("row", "tap", "row_end", "done"))
@@ -161,7 +162,7 @@ def _taps(module, bits, r):
     at_row = [b.phi(v.vec) for _ in range(r)]
     for s in at_row:
         s.add_incoming(start, entry)
-    w_row = b.add(wo, b.mul(b.mul(k, kw), _i64(LANES)))
+    w_row = b.add(wo, b.mul(k, wrow))
     x_row = b.add(xi, b.mul(k, xrow))
     b.branch(tap)
     b.position_at_end(tap)  # ... and its columns
@@ -170,7 +171,7 @@ def _taps(module, bits, r):
     sums = [b.phi(v.vec) for _ in range(r)]
     for s, s0 in zip(sums, at_row):
         s.add_incoming(s0, row)
-    wv = b.load(v.at(b, w, b.add(w_row, b.mul(t, _i64(LANES)))), align=v.align)
+    wv = b.load(v.at(b, w, b.add(w_row, b.mul(t, wcol))), align=v.align)
     xt = b.add(x_row, b.mul(t, xstep))
     new = [b.call(v.fma, [wv, b.load(v.at(b, x, b.add(xt, b.mul(_i64(j), ostep))), align=v.align), sums[j]])
            for j in range(r)]
@@ -193,7 +194,7 @@ def _taps(module, bits, r):
         end.add_incoming(s1, row_end)
         ends.append(end)
     for j, end in enumerate(ends):
-        b.store(end, v.at(b, acc, b.add(ai, _i64(j * LANES))), align=v.align)
+        b.store(end, v.at(b, acc, b.add(ai, b.mul(_i64(j), astep))), align=v.align)
     b.ret_void()
     return fn
 
@@ -222,9 +223,10 @@ def _from_lanes_call(typingctx, acc, p0, npix, y, dst, plane, nc):
 
 
 def _taps_intrinsic(r):
-    def taps(typingctx, acc, ai, w, wo, x, xi, nkh, kw, xrow, xstep, ostep, bias, bo):
-        return (types.void(acc, types.intp, w, types.intp, x, *[types.intp] * 6, bias, types.intp),
-                _call(lambda module, bits: _taps(module, bits, r), (0, 2, 4, 11)))
+    def taps(typingctx, acc, ai, astep, w, wo, wrow, wcol, x, xi, nkh, kw, xrow, xstep, ostep, bias, bo):
+        return (types.void(acc, types.intp, types.intp, w, types.intp, types.intp, types.intp, x,
+                           *[types.intp] * 6, bias, types.intp),
+                _call(lambda module, bits: _taps(module, bits, r), (0, 3, 7, 14)))
     taps.__name__ = f"_taps{r}_call"
     return intrinsic(taps)
 
@@ -233,24 +235,24 @@ _t1, _t2, _t3, _t4, _t5, _t6, _t7, _t8 = (_taps_intrinsic(r) for r in range(1, M
 
 
 @njit(inline="always", **_JIT)
-def _taps_call(r, acc, ai, w, wo, x, xi, nkh, kw, xrow, xstep, ostep, bias, bo):  # pragma: no cover
+def _taps_call(r, acc, ai, astep, w, wo, wrow, wcol, x, xi, nkh, kw, xrow, xstep, ostep, bias, bo):  # pragma: no cover
     """``_taps`` for ``r`` (1 .. ``MAX_OUTPUTS``) outputs."""
     if r == 8:
-        _t8(acc, ai, w, wo, x, xi, nkh, kw, xrow, xstep, ostep, bias, bo)
+        _t8(acc, ai, astep, w, wo, wrow, wcol, x, xi, nkh, kw, xrow, xstep, ostep, bias, bo)
     elif r == 7:
-        _t7(acc, ai, w, wo, x, xi, nkh, kw, xrow, xstep, ostep, bias, bo)
+        _t7(acc, ai, astep, w, wo, wrow, wcol, x, xi, nkh, kw, xrow, xstep, ostep, bias, bo)
     elif r == 6:
-        _t6(acc, ai, w, wo, x, xi, nkh, kw, xrow, xstep, ostep, bias, bo)
+        _t6(acc, ai, astep, w, wo, wrow, wcol, x, xi, nkh, kw, xrow, xstep, ostep, bias, bo)
     elif r == 5:
-        _t5(acc, ai, w, wo, x, xi, nkh, kw, xrow, xstep, ostep, bias, bo)
+        _t5(acc, ai, astep, w, wo, wrow, wcol, x, xi, nkh, kw, xrow, xstep, ostep, bias, bo)
     elif r == 4:
-        _t4(acc, ai, w, wo, x, xi, nkh, kw, xrow, xstep, ostep, bias, bo)
+        _t4(acc, ai, astep, w, wo, wrow, wcol, x, xi, nkh, kw, xrow, xstep, ostep, bias, bo)
     elif r == 3:
-        _t3(acc, ai, w, wo, x, xi, nkh, kw, xrow, xstep, ostep, bias, bo)
+        _t3(acc, ai, astep, w, wo, wrow, wcol, x, xi, nkh, kw, xrow, xstep, ostep, bias, bo)
     elif r == 2:
-        _t2(acc, ai, w, wo, x, xi, nkh, kw, xrow, xstep, ostep, bias, bo)
+        _t2(acc, ai, astep, w, wo, wrow, wcol, x, xi, nkh, kw, xrow, xstep, ostep, bias, bo)
     else:
-        _t1(acc, ai, w, wo, x, xi, nkh, kw, xrow, xstep, ostep, bias, bo)
+        _t1(acc, ai, astep, w, wo, wrow, wcol, x, xi, nkh, kw, xrow, xstep, ostep, bias, bo)
 
 
 def row_width(ow, kw, sw, dil_w) -> int:
@@ -276,12 +278,10 @@ def slot_bytes(ih, kw, oh, ow, sw, dil_w, itemsize) -> int:
 
 
 @njit(**_JIT)
-def _prepare(x, w, bias, y, sh, sw, pt, pl, dil_h, dil_w, nslots, fws, iws):  # pragma: no cover
-    """What every slot reads: the weight as ``[block, tap, lane]`` (lanes past C zero), the bias
-    alike, and the table of where input pixel p goes in a task's transposed input."""
+def _pack(w, bias, fws):  # pragma: no cover
+    """The weight as ``[block, tap, lane]`` at the start of ``fws`` (lanes past C zero), then the
+    bias alike (None: zeros)."""
     c, _, kh, kw = w.shape
-    ih, iw = x.shape[2], x.shape[3]
-    ow = y.shape[3]
     blocks = (c + LANES - 1) // LANES
     nt = kh * kw
     wt = fws[:blocks * nt * LANES]
@@ -289,17 +289,29 @@ def _prepare(x, w, bias, y, sh, sw, pt, pl, dil_h, dil_w, nslots, fws, iws):  # 
     for cb in range(blocks):
         for lane in range(LANES):
             ch = cb * LANES + lane
-            bt[cb * LANES + lane] = bias[ch] if ch < c else 0
+            bt[cb * LANES + lane] = bias[ch] if bias is not None and ch < c else 0
             for t in range(nt):
                 wt[(cb * nt + t) * LANES + lane] = w[ch, 0, t // kw, t % kw] if ch < c else 0
-    wp = _row_width(ow, kw, sw, dil_w)
-    dump = ih * wp * LANES  # the vector after the rows: pixels no tap reads
+
+
+@njit(**_JIT)
+def _table(ih, iw, pl, wp, iws):  # pragma: no cover
+    """``iws[p]``: where input pixel p goes in a task's transposed input of rows ``wp`` wide whose
+    first column is the input's ``-pl``; the pixels outside go to the vector after the rows."""
+    dump = ih * wp * LANES
     for r in range(ih):
         for q in range(iw):
             col = q + pl
             iws[r * iw + q] = (r * wp + col) * LANES if 0 <= col < wp else dump
     for p in range(ih * iw, ih * iw + LANES):
         iws[p] = dump
+
+
+@njit(**_JIT)
+def _prepare(x, w, bias, y, sh, sw, pt, pl, dil_h, dil_w, nslots, fws, iws):  # pragma: no cover
+    """What every slot reads: the packed weight and bias, the table of the input's pixels."""
+    _pack(w, bias, fws)
+    _table(x.shape[2], x.shape[3], pl, _row_width(y.shape[3], w.shape[3], sw, dil_w), iws)
 
 
 @njit(**_JIT)
@@ -341,9 +353,120 @@ def _part(x, w, bias, y, sh, sw, pt, pl, dil_h, dil_w, nslots, fws, iws, slot): 
             o = 0
             for q in range(chunks):  # the row's outputs in near-equal runs
                 run = (ow - o) // (chunks - q)
-                _taps_call(run, acc, (r * ow + o) * LANES, wt, wo + k0 * kw * LANES, xt, (i0 * wp + o * sw) * LANES,
-                           max(0, k1 - k0), kw, dil_h * wp * LANES, dil_w * LANES, sw * LANES, bt, cb * LANES)
+                _taps_call(run, acc, (r * ow + o) * LANES, LANES, wt, wo + k0 * kw * LANES, kw * LANES, LANES, xt,
+                           (i0 * wp + o * sw) * LANES, max(0, k1 - k0), kw, dil_h * wp * LANES, dil_w * LANES,
+                           sw * LANES, bt, cb * LANES)
                 o += run
         dst = (bn * c + cb * LANES) * ohw
         for p0 in range(0, ohw, LANES):
             _from_lanes_call(acc, p0, min(LANES, ohw - p0), yf, dst, ohw, nc)
+
+
+# ---------------------------------------------------------------------------- input gradient
+#
+# At a stride, the input gradient's phases (``Geometry.stride_phases``: each a stride-1 forward of gy
+# by some of the taps, flipped) run in one task per image and block of channels: gy transposed in
+# once, every phase's outputs summed into the whole plane of gx's vectors, transposed out once into
+# gx. Run phase by phase, each phase transposed gy again, wrote a scratch plane, and the phases were
+# put in place after (the same sums: each output is its phase's taps in its order, from zero).
+
+PHASE_FIELDS = 9  # per phase: ry, rx, rows, cols, taps down, taps across, pad top, pad left, first tap
+
+
+def grad_input_plan(geom):
+    """``(phases, pl, wp)`` of the strided depthwise input gradient on ``geom`` (2-D, undilated):
+    the phases' table (``PHASE_FIELDS`` int64 each, the first tap the offset of the kernel's tap
+    the phase's first flipped tap is), gy's first column in a task's transposed rows (``-pl``) and
+    their width ``wp``."""
+    phases = geom.stride_phases()
+    pl = max(0, *(p.pad[1] for p in phases))
+    wp = max(geom.ow + pl, *(p.size[1] + p.taps[1] - 1 - p.pad[1] + pl for p in phases))
+    table = [(p.offset[0], p.offset[1], p.size[0], p.size[1], p.taps[0], p.taps[1], p.pad[0], p.pad[1],
+              ((p.first[0] + (p.taps[0] - 1) * geom.sh) * geom.kw + p.first[1] + (p.taps[1] - 1) * geom.sw) * LANES)
+             for p in phases]
+    return np.array(table, np.int64).reshape(-1, PHASE_FIELDS), pl, wp
+
+
+def grad_input_scratch(c, oh, ow, ih, iw, kh, kw, wp, nphases, nthreads):
+    """``(floats, ints)`` of ``_gi_part`` for ``nthreads`` slots: the packed weight and a zero bias,
+    each slot's transposed gy (rows ``wp`` wide, and a last vector) and gx plane; gy's table."""
+    blocks = -(-c // LANES)
+    per_slot = _aligned(oh * wp * LANES + LANES) + _aligned(ih * iw * LANES)
+    floats = _aligned(blocks * kh * kw * LANES) + _aligned(blocks * LANES) + nthreads * per_slot
+    return floats, oh * ow + LANES + nphases * PHASE_FIELDS
+
+
+def grad_input_slot_bytes(oh, wp, ih, iw, itemsize) -> int:
+    """Bytes of one slot's scratch (``grad_input_scratch``)."""
+    return (oh * wp + ih * iw) * LANES * itemsize
+
+
+@njit(**_JIT)
+def _gi_prepare(gy, w, gx, phases, pl, wp, sh, sw, nslots, fws, iws):  # pragma: no cover
+    """What every slot reads: the packed weight, gy's table, then the phases' table."""
+    _pack(w, None, fws)
+    oh, ow = gy.shape[2], gy.shape[3]
+    _table(oh, ow, pl, wp, iws)
+    at = oh * ow + LANES
+    for p in range(phases.shape[0]):
+        for f in range(PHASE_FIELDS):
+            iws[at + p * PHASE_FIELDS + f] = phases[p, f]
+
+
+@njit(**_JIT)
+def _gi_part(gy, w, gx, phases, pl, wp, sh, sw, nslots, fws, iws, slot):  # pragma: no cover
+    """Slot ``slot`` of ``nslots`` of the strided input gradient (``grad_input_plan``): tasks
+    (image, block of ``LANES`` channels), each gy's planes transposed in, every phase's rows summed
+    into gx's plane of vectors, which is transposed out."""
+    n, c, oh, ow = gy.shape
+    ih, iw = gx.shape[2], gx.shape[3]
+    kh, kw = w.shape[2], w.shape[3]
+    blocks = (c + LANES - 1) // LANES
+    ntask = n * blocks
+    t0, t1 = ntask * slot // nslots, ntask * (slot + 1) // nslots
+    if t0 >= t1:
+        return
+    nt = kh * kw
+    xsize, asize = _aligned(oh * wp * LANES + LANES), _aligned(ih * iw * LANES)
+    head = _aligned(blocks * nt * LANES)
+    base = head + _aligned(blocks * LANES) + slot * (xsize + asize)
+    wt = fws[:blocks * nt * LANES]
+    zero = fws[head:head + LANES]  # the zero bias (``_pack``)
+    xt = fws[base:base + xsize]
+    acc = fws[base + xsize:base + xsize + asize]
+    xt[:] = 0  # the padding columns
+    gyf, gxf = gy.reshape(-1), gx.reshape(-1)
+    hw, ihw = oh * ow, ih * iw
+    at = oh * ow + LANES
+    nphase = phases.shape[0]
+    covered = 0
+    for p in range(nphase):
+        covered += iws[at + p * PHASE_FIELDS + 2] * iws[at + p * PHASE_FIELDS + 3]
+    for task in range(t0, t1):
+        bn, cb = task // blocks, task % blocks
+        nc = min(LANES, c - cb * LANES)
+        src = (bn * c + cb * LANES) * hw
+        for p0 in range(0, hw, LANES):
+            _to_lanes_call(gyf, src, hw, nc, min(LANES, hw - p0), xt, iws, p0)
+        if covered < ihw:  # inputs no tap reaches: zero gradient
+            acc[:] = 0
+        for p in range(nphase):
+            f = at + p * PHASE_FIELDS
+            ry, rx, rows, cols = iws[f], iws[f + 1], iws[f + 2], iws[f + 3]
+            m, mw, ptp, plp, first = iws[f + 4], iws[f + 5], iws[f + 6], iws[f + 7], iws[f + 8]
+            runs = (cols + MAX_OUTPUTS - 1) // MAX_OUTPUTS
+            for r in range(rows):
+                k0 = max(0, ptp - r)
+                k1 = min(m, oh + ptp - r)
+                g0 = r + k0 - ptp  # gy's row under the first tap that reads it
+                o = 0
+                for q in range(runs):
+                    run = (cols - o) // (runs - q)
+                    _taps_call(run, acc, ((ry + r * sh) * iw + rx + o * sw) * LANES, sw * LANES, wt,
+                               cb * nt * LANES + first - k0 * sh * kw * LANES, -sh * kw * LANES, -sw * LANES, xt,
+                               (g0 * wp + o - plp + pl) * LANES, max(0, k1 - k0), mw, wp * LANES, LANES, LANES,
+                               zero, 0)
+                    o += run
+        dst = (bn * c + cb * LANES) * ihw
+        for p0 in range(0, ihw, LANES):
+            _from_lanes_call(acc, p0, min(LANES, ihw - p0), gxf, dst, ihw, nc)

@@ -508,6 +508,31 @@ def _lanes_forward(x, w, bias, y, c):
                prepare=_dwl._prepare)
 
 
+def _lanes_grad_input_fit(geom, item, budget, pinned) -> bool:
+    """Whether the strided input gradient on ``geom`` runs its phases together with channels in
+    lanes (``_dwl._gi_part``): a depthwise layer the lanes take, undilated, whose phases the whole
+    array's call ran on the lanes (``pinned``) where a chunk's is asked."""
+    if not (_gemm.WIDE and item == 4 and geom.groups == geom.c_in == geom.c_out and geom.dil_h == geom.dil_w == 1):
+        return False
+    if pinned is not None and any(kernel != "depthwise-lanes" for _, kernel in pinned):
+        return False
+    _, pl, wp = _dwl.grad_input_plan(geom)
+    if _dwl.grad_input_slot_bytes(geom.oh, wp, geom.ih, geom.iw, item) > LANES_MAX_BYTES:
+        return False
+    nfloat, nint = _dwl.grad_input_scratch(geom.c_in, geom.oh, geom.ow, geom.ih, geom.iw, geom.kh, geom.kw, wp,
+                                           len(geom.stride_phases()), _slots(geom.macs)[1])
+    return nfloat * item + nint * 8 <= budget
+
+
+def _lanes_grad_input(gy, w, gx, geom):
+    """The strided depthwise input gradient into ``gx`` with channels in lanes, its phases together."""
+    phases, pl, wp = _dwl.grad_input_plan(geom)
+    _run_parts(_dwl._gi_part, geom.macs, gy, w, gx, phases, pl, wp, geom.sh, geom.sw,
+               workspaces=_workspaces(gy.dtype, lambda nthreads: _dwl.grad_input_scratch(
+                   geom.c_in, geom.oh, geom.ow, geom.ih, geom.iw, geom.kh, geom.kw, wp, len(phases), nthreads)),
+               prepare=_dwl._gi_prepare)
+
+
 # -- which kernel runs a forward call --------------------------------------------------------------
 #
 # A forward call, and each stride phase of an input gradient (a stride-1 forward of gy by the
@@ -907,6 +932,9 @@ def grad_input(gy, w, geom):
     # budget (the other half the phases' kernels'; the default budget is twice the input at least),
     # they are kept side by side and put in place together (``_k._interleave_part``, each line of gx
     # written once), else one by one
+    if not unit and _lanes_grad_input_fit(geom, gy.itemsize, budget, _pinned("phases")):
+        _lanes_grad_input(gy, w, gx, geom)
+        return gx
     store = None
     if (not unit and geom.sh <= geom.kh and geom.sw <= geom.kw
             and (INTERLEAVE_MIN_BYTES <= gx.nbytes or _local.compile_only) and 2 * gx.nbytes <= budget):
@@ -1195,6 +1223,8 @@ WARMUP_STEPS = (
      ("forward", "grad_weight")),
     ("depthwise", (1, 4, 3, 3), (4, 1, 2, 2), dict(padding=1, groups=4), ("forward", "grad_weight")),
     ("depthwise, channels in lanes", (1, 4, 3, 3), (4, 1, 2, 2), dict(padding=1, groups=4), ("forward",)),
+    ("depthwise input gradient at a stride, channels in lanes", (1, 4, 5, 5), (4, 1, 3, 3),
+     dict(padding=1, stride=2, groups=4), ("grad_input",)),
     ("weight gradient (packed)", (1, 4, 3, 3), (4, 4, 2, 2), dict(padding=1), ("grad_weight",)),
     ("1x1 kernels (register tiles)", (1, 8, 3, 3), (8, 8, 1, 1), {}, ("forward", "grad_input", "grad_weight")),
     ("weight gradient (register tiles)", (1, 32, 3, 3), (64, 32, 3, 3), dict(padding=1), ("grad_weight",)),
@@ -1209,7 +1239,7 @@ WARMUP_STEPS = (
     ("input gradient (direct loops)", (1, 4, 5, 5), (4, 4, 2, 2), dict(padding=1, stride=2, dilation=2),
      ("grad_input",)),
 )
-_READY_AFTER = 12  # steps
+_READY_AFTER = 13  # steps
 # Steps whose forward runs a kernel of its own choosing (``choosing_as``): what the packed path
 # runs (the fallback of every other kernel) where tiles of pixels would take the call, and the
 # depthwise rows' path where the lanes would (the next step compiles those).
