@@ -200,8 +200,9 @@ def test_which_depthwise_calls_take_the_lanes():
         return numba_jit._forward_plan(geom, dtype, 2**30, None, 2)[1]
 
     assert kernel((32, 768, 7, 7), 7, padding=3) == "depthwise-lanes"
-    assert kernel((32, 192, 48, 48), 3, padding=1) == "depthwise-lanes"  # 301 KiB a slot
-    assert kernel((32, 144, 56, 56), 3, padding=1) == "depthwise-packed"  # 408 KiB: the rows' own path
+    assert kernel((32, 144, 56, 56), 3, padding=1) == "depthwise-lanes"
+    assert kernel((8, 32, 224, 224), 3, stride=2, padding=1) == "depthwise-lanes"  # 3.8 MiB a slot
+    assert kernel((2, 8, 320, 320), 3, padding=1) == "depthwise-packed"  # 12.6 MiB: the rows' own path
     assert kernel((32, 768, 7, 7), 7, dtype=8, padding=3) == "depthwise-packed"  # float32 only
     assert kernel((32, 96, 7, 7), 3, mult=2, padding=1) == "depthwise-packed"  # one output channel each
 
@@ -243,5 +244,5 @@ def test_which_strided_input_gradients_take_the_lanes():
     assert fits((32, 576, 14, 14), 3, stride=2, padding=1)
     assert not fits((32, 576, 14, 14), 3, item=8, stride=2, padding=1)  # float32 only
     assert not fits((32, 96, 14, 14), 3, mult=2, stride=2, padding=1)  # one output channel each
-    assert not fits((8, 32, 224, 224), 3, stride=2, padding=1)  # past LANES_MAX_BYTES
+    assert not fits((2, 8, 320, 320), 3, stride=2, padding=1)  # past LANES_MAX_BYTES
     assert not fits((8, 32, 14, 14), 3, stride=2, padding=1, pinned=(((0, 0), "depthwise-packed"),))

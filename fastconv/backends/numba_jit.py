@@ -468,13 +468,16 @@ def _run_depthwise(x, w, y, bias, c, flat):
 
 # Where the depthwise forward (and a depthwise input gradient's phases) runs with channels in lanes
 # (``_numba_depthwise_lanes``): AVX-512, float32, one output channel an input channel, a slot's
-# scratch (a task's transposed input and sums) within LANES_MAX_BYTES. Two threads, float32, N=32,
-# ms lanes / the rows' paths, 7 interleaved rounds through ``fastconv bench`` (2026-12-05, AMD
-# EPYC, Zen 4): 7x7 C=768 7x7 1.28 / 4.13 (torch 1.04), C=384 14x14 2.14 / 4.82, 3x3 C=960 7x7 0.91 /
-# 2.11, 5x5 C=480 14x14 2.11 / 3.22, 5x5 C=240 28x28 3.76 / 6.88, 3x3 stride 2 C=144 56x56 2.53 /
-# 4.54, 3x3 C=64 48x48 1.66 / 2.22 (301 KiB a slot), C=192 28x28 1.82 / 1.76; past the line, 56x56
-# 3x3 C=144 (408 KiB) 10.90 / 9.93 and 5x5 C=120 10.65 / 9.94, though 7x7 C=96 10.15 / 13.55.
-LANES_MAX_BYTES = 320 * 2**10
+# scratch (a task's transposed planes) within LANES_MAX_BYTES. Two threads, float32, ms lanes /
+# the rows' paths (2026-12-05, AMD EPYC Zen 4). Through ``fastconv bench``, 7 interleaved rounds,
+# N=32: 7x7 C=768 7x7 1.28 / 4.13 (torch 1.04), C=384 14x14 2.14 / 4.82, 3x3 C=960 7x7 0.91 / 2.11,
+# 5x5 C=480 14x14 2.11 / 3.22, C=240 28x28 3.76 / 6.88, 3x3/2 C=144 56x56 2.53 / 4.54, 3x3 C=192
+# 28x28 1.82 / 1.76. In one process, the two in turn, medians of 9 rounds (bench runs of the
+# 56x56 layers had swung 1.6x): N=32 3x3 C=144 56x56 (413 KiB a slot) 8.52 / 9.47, C=64 2.05 /
+# 3.08, 7x7 C=96 10.43 / 15.36; N=16 3x3 C=32 112x112 (1.5 MiB) 2.09 / 3.07, 3x3/2 C=96 112x112
+# 3.49 / 7.74; N=8 7x7 C=96 112x112 9.65 / 13.39, 3x3/2 C=32 224x224 (3.8 MiB) 3.20 / 5.80. Not
+# measured past that.
+LANES_MAX_BYTES = 4 * 2**20
 
 
 def _lanes_applies(c) -> bool:
