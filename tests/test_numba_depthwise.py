@@ -246,3 +246,58 @@ def test_which_strided_input_gradients_take_the_lanes():
     assert not fits((32, 96, 14, 14), 3, mult=2, stride=2, padding=1)  # one output channel each
     assert not fits((2, 8, 320, 320), 3, stride=2, padding=1)  # past LANES_MAX_BYTES
     assert not fits((8, 32, 14, 14), 3, stride=2, padding=1, pinned=(((0, 0), "depthwise-packed"),))
+
+
+# The weight gradient with channels in lanes (``_dwl._gw_part``): more than one block of channels
+GRAD_WEIGHT_LANE_CASES = [
+    ((2, 20, 7, 7), (7, 7), dict(padding=3)),
+    ((3, 33, 14, 12), (5, 5), dict(padding=2)),
+    ((2, 17, 9, 9), (3, 3), dict(stride=2, padding=1)),
+    ((2, 40, 8, 8), (3, 3), dict(padding=2, dilation=2)),
+    ((1, 18, 3, 3), (5, 5), dict(padding=4)),  # rows and columns of taps in the padding only
+    ((2, 31, 13, 9), (3, 3), dict(stride=3, padding=1)),
+    ((1, 19, 19, 21), (2, 9), dict(padding=((1, 0), (3, 5)))),  # 9 taps a row: two runs of sums
+    ((1, 24, 12, 30), (3, 5), dict(stride=(1, 2), padding=(1, 2), dilation=(2, 1))),
+]
+
+
+@lanes_only
+@pytest.mark.parametrize("shape,kernel,kwargs", GRAD_WEIGHT_LANE_CASES)
+def test_the_lanes_weight_gradient(shape, kernel, kwargs):
+    geom = Geometry.from_args(shape, (shape[1], 1, *kernel), groups=shape[1], **kwargs)
+    x, gy = RNG.standard_normal(geom.x_shape), RNG.standard_normal(geom.y_shape)
+    assert numba_jit._lanes_grad_weight_fit(geom, 4)
+    got = numba_jit.grad_weight(gy.astype(np.float32), x.astype(np.float32), geom)
+    np.testing.assert_allclose(got, reference.grad_weight(gy, x, geom), rtol=1e-4, atol=1e-4)
+    with fastconv.threads(1):  # the blocks of channels are what the threads share
+        np.testing.assert_array_equal(numba_jit.grad_weight(gy.astype(np.float32), x.astype(np.float32), geom), got)
+
+
+@lanes_only
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")  # the reference's inf * 0
+def test_the_lanes_weight_gradient_leaves_non_finite_values_to_the_rows_path():
+    geom = Geometry.from_args((2, 20, 6, 7), (20, 1, 3, 3), groups=20, padding=1)
+    x, gy = RNG.standard_normal(geom.x_shape), RNG.standard_normal(geom.y_shape)
+    x[1, 0, 2, 6] = np.inf
+    gy[0, 17, 0, 0] = np.nan
+    gy[1, 3, 5, 6] = np.inf  # at a corner: its taps into the padding have no product
+    got = numba_jit.grad_weight(gy.astype(np.float32), x.astype(np.float32), geom)
+    want = reference.grad_weight(gy, x, geom)
+    np.testing.assert_array_equal(np.isnan(got), np.isnan(want))
+    np.testing.assert_array_equal(np.isinf(got), np.isinf(want))
+    finite = np.isfinite(want)
+    np.testing.assert_allclose(got[finite], want[finite], rtol=1e-4, atol=1e-4)
+
+
+@lanes_only
+def test_which_weight_gradients_take_the_lanes():
+    def fits(xs, k, item=4, mult=1, **kw):
+        geom = Geometry.from_args(xs, (xs[1] * mult, 1, k, k), groups=xs[1], **kw)
+        return numba_jit._lanes_grad_weight_fit(geom, item)
+
+    assert fits((32, 960, 7, 7), 3, padding=1)
+    assert fits((32, 17, 7, 7), 3, padding=1)
+    assert not fits((32, 16, 7, 7), 3, padding=1)  # one block of channels: one thread's work
+    assert not fits((32, 960, 7, 7), 3, item=8, padding=1)
+    assert not fits((32, 96, 7, 7), 3, mult=2, padding=1)
+    assert not fits((2, 32, 320, 320), 3, padding=1)  # past LANES_MAX_BYTES

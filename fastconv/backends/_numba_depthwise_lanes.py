@@ -199,6 +199,64 @@ def _taps(module, bits, r):
     return fn
 
 
+def _tap_sums(module, bits, t_count):
+    """``(sums, si, g, gi, x, xi, tapstep, npix, ostep, nrows, grow, xrow)``: ``t_count`` taps'
+    vectors ``sums[si + t*LANES]`` += the sum over rows q < nrows and pixels j < npix of
+    ``g[gi + q*grow + j*LANES]`` times ``x[xi + q*xrow + j*ostep + t*tapstep]``, in that order,
+    the sums in registers: the weight gradient's (gy's vectors times the input's)."""
+    v = _Vectors(module, bits)
+    fn, b = _function(module, f"fastconv_dw_tap_sums{t_count}_f{bits}",
+                      [v.ptr, _I64, v.ptr, _I64, v.ptr] + [_I64] * 7)
+    if b is None:
+        return fn
+    sums, si, g, gi, x, xi, tapstep, npix, ostep, nrows, grow, xrow = fn.args
+    at = [v.at(b, sums, b.add(si, _i64(t * LANES))) for t in range(t_count)]
+    start = [b.load(p, align=v.align) for p in at]
+    entry = b.block
+    row, pixel, row_end, done = (fn.append_basic_block(n) for n in ("row", "pixel", "row_end", "done"))
+    b.cbranch(b.and_(b.icmp_signed(">", nrows, _i64(0)), b.icmp_signed(">", npix, _i64(0))), row, done)
+    b.position_at_end(row)
+    q = b.phi(_I64)
+    q.add_incoming(_i64(0), entry)
+    at_row = [b.phi(v.vec) for _ in range(t_count)]
+    for s0, s1 in zip(at_row, start):
+        s0.add_incoming(s1, entry)
+    g_row, x_row = b.add(gi, b.mul(q, grow)), b.add(xi, b.mul(q, xrow))
+    b.branch(pixel)
+    b.position_at_end(pixel)
+    j = b.phi(_I64)
+    j.add_incoming(_i64(0), row)
+    acc = [b.phi(v.vec) for _ in range(t_count)]
+    for s0, s1 in zip(acc, at_row):
+        s0.add_incoming(s1, row)
+    gv = b.load(v.at(b, g, b.add(g_row, b.mul(j, _i64(LANES)))), align=v.align)
+    xj = b.add(x_row, b.mul(j, ostep))
+    new = [b.call(v.fma, [gv, b.load(v.at(b, x, b.add(xj, b.mul(_i64(t), tapstep))), align=v.align), acc[t]])
+           for t in range(t_count)]
+    j_next = b.add(j, _i64(1))
+    j.add_incoming(j_next, pixel)
+    for s0, s1 in zip(acc, new):
+        s0.add_incoming(s1, pixel)
+    b.cbranch(b.icmp_signed("<", j_next, npix), pixel, row_end)
+    b.position_at_end(row_end)
+    q_next = b.add(q, _i64(1))
+    q.add_incoming(q_next, row_end)
+    for s0, s1 in zip(at_row, new):
+        s0.add_incoming(s1, row_end)
+    b.cbranch(b.icmp_signed("<", q_next, nrows), row, done)
+    b.position_at_end(done)
+    ends = []
+    for s0, s1 in zip(start, new):
+        end = b.phi(v.vec)
+        end.add_incoming(s0, entry)
+        end.add_incoming(s1, row_end)
+        ends.append(end)
+    for p, end in zip(at, ends):
+        b.store(end, p, align=v.align)
+    b.ret_void()
+    return fn
+
+
 def _call(build, arrays):
     """The codegen of an intrinsic calling the function ``build(module, bits)``: the arguments at
     ``arrays`` 1-D arrays, passed as pointers to their data (floats of the first one's width)."""
@@ -232,6 +290,38 @@ def _taps_intrinsic(r):
 
 
 _t1, _t2, _t3, _t4, _t5, _t6, _t7, _t8 = (_taps_intrinsic(r) for r in range(1, MAX_OUTPUTS + 1))
+
+
+def _tap_sums_intrinsic(t_count):
+    def tap_sums(typingctx, sums, si, g, gi, x, xi, tapstep, npix, ostep, nrows, grow, xrow):
+        return (types.void(sums, types.intp, g, types.intp, x, *[types.intp] * 7),
+                _call(lambda module, bits: _tap_sums(module, bits, t_count), (0, 2, 4)))
+    tap_sums.__name__ = f"_tap_sums{t_count}_call"
+    return intrinsic(tap_sums)
+
+
+_s1, _s2, _s3, _s4, _s5, _s6, _s7, _s8 = (_tap_sums_intrinsic(t) for t in range(1, MAX_OUTPUTS + 1))
+
+
+@njit(inline="always", **_JIT)
+def _tap_sums_call(t, sums, si, g, gi, x, xi, tapstep, npix, ostep, nrows, grow, xrow):  # pragma: no cover
+    """``_tap_sums`` for ``t`` (1 .. ``MAX_OUTPUTS``) taps."""
+    if t == 8:
+        _s8(sums, si, g, gi, x, xi, tapstep, npix, ostep, nrows, grow, xrow)
+    elif t == 7:
+        _s7(sums, si, g, gi, x, xi, tapstep, npix, ostep, nrows, grow, xrow)
+    elif t == 6:
+        _s6(sums, si, g, gi, x, xi, tapstep, npix, ostep, nrows, grow, xrow)
+    elif t == 5:
+        _s5(sums, si, g, gi, x, xi, tapstep, npix, ostep, nrows, grow, xrow)
+    elif t == 4:
+        _s4(sums, si, g, gi, x, xi, tapstep, npix, ostep, nrows, grow, xrow)
+    elif t == 3:
+        _s3(sums, si, g, gi, x, xi, tapstep, npix, ostep, nrows, grow, xrow)
+    elif t == 2:
+        _s2(sums, si, g, gi, x, xi, tapstep, npix, ostep, nrows, grow, xrow)
+    else:
+        _s1(sums, si, g, gi, x, xi, tapstep, npix, ostep, nrows, grow, xrow)
 
 
 @njit(inline="always", **_JIT)
@@ -470,3 +560,90 @@ def _gi_part(gy, w, gx, phases, pl, wp, sh, sw, nslots, fws, iws, slot):  # prag
         dst = (bn * c + cb * LANES) * ihw
         for p0 in range(0, ihw, LANES):
             _from_lanes_call(acc, p0, min(LANES, ihw - p0), gxf, dst, ihw, nc)
+
+
+# ---------------------------------------------------------------------------- weight gradient
+#
+# A slot takes a range of the blocks of ``LANES`` channels and, for each, every image in order:
+# the image's input planes transposed in (as the forward's), gy's planes transposed in without
+# padding, and each kernel row's taps summed over the output rows whose tap row reads the image,
+# up to ``MAX_OUTPUTS`` taps' vectors in registers at a time (``_tap_sums``), into the image's own
+# sums, which are then added to the taps' totals in the images' order: the same bits on any thread
+# count. (One running sum over all the images' pixels had 4x the rows' path's error at N=32 C=64
+# 56x56 7x7: relative RMS 5.7e-6 against 1.4e-6 and torch's 3.8e-7.)
+
+
+def grad_weight_scratch(c, ih, iw, kh, kw, oh, ow, sw, dil_w, nthreads):
+    """``(floats, ints)`` of ``_gw_part``: per slot a transposed input plane (rows as the
+    forward's), gy's plane, the taps' sums and an image's; the tables of the input's and gy's pixels."""
+    per_slot = (_aligned(ih * row_width(ow, kw, sw, dil_w) * LANES + LANES) + _aligned(oh * ow * LANES + LANES)
+                + 2 * _aligned(kh * kw * LANES))
+    return nthreads * per_slot, ih * iw + LANES + oh * ow + LANES
+
+
+def grad_weight_slot_bytes(ih, kw, oh, ow, sw, dil_w, itemsize) -> int:
+    """Bytes of one slot's scratch (``grad_weight_scratch``), less the taps' sums."""
+    return (ih * row_width(ow, kw, sw, dil_w) + oh * ow) * LANES * itemsize
+
+
+@njit(**_JIT)
+def _gw_prepare(gy, x, gw, sh, sw, pt, pl, dil_h, dil_w, nslots, fws, iws):  # pragma: no cover
+    """The tables every slot reads: the input's pixels (the forward's rows), then gy's (in order)."""
+    ih, iw = x.shape[2], x.shape[3]
+    oh, ow = gy.shape[2], gy.shape[3]
+    _table(ih, iw, pl, _row_width(ow, gw.shape[3], sw, dil_w), iws)
+    _table(oh, ow, 0, ow, iws[ih * iw + LANES:])
+
+
+@njit(**_JIT)
+def _gw_part(gy, x, gw, sh, sw, pt, pl, dil_h, dil_w, nslots, fws, iws, slot):  # pragma: no cover
+    """Slot ``slot`` of ``nslots`` of gw (depthwise, one output channel an input channel): a range
+    of the blocks of ``LANES`` channels, each over every image."""
+    n, c, ih, iw = x.shape
+    kh, kw = gw.shape[2], gw.shape[3]
+    oh, ow = gy.shape[2], gy.shape[3]
+    blocks = (c + LANES - 1) // LANES
+    b0, b1 = blocks * slot // nslots, blocks * (slot + 1) // nslots
+    if b0 >= b1:
+        return
+    wp = _row_width(ow, kw, sw, dil_w)
+    xsize, gsize = _aligned(ih * wp * LANES + LANES), _aligned(oh * ow * LANES + LANES)
+    ssize = _aligned(kh * kw * LANES)
+    base = slot * (xsize + gsize + 2 * ssize)
+    xt = fws[base:base + xsize]
+    gt = fws[base + xsize:base + xsize + gsize]
+    sums = fws[base + xsize + gsize:base + xsize + gsize + ssize]
+    image = fws[base + xsize + gsize + ssize:base + xsize + gsize + 2 * ssize]
+    xt[:] = 0  # the padding columns
+    xf, gf = x.reshape(-1), gy.reshape(-1)
+    hw, ohw = ih * iw, oh * ow
+    gtable = iws[hw + LANES:]
+    for cb in range(b0, b1):
+        nc = min(LANES, c - cb * LANES)
+        sums[:] = 0
+        for bn in range(n):
+            src = (bn * c + cb * LANES) * hw
+            for p0 in range(0, hw, LANES):
+                _to_lanes_call(xf, src, hw, nc, min(LANES, hw - p0), xt, iws, p0)
+            src = (bn * c + cb * LANES) * ohw
+            for p0 in range(0, ohw, LANES):
+                _to_lanes_call(gf, src, ohw, nc, min(LANES, ohw - p0), gt, gtable, p0)
+            image[:] = 0
+            for ky in range(kh):
+                top = pt - ky * dil_h  # output rows r whose tap row r*sh - top lies in the image
+                r0 = (top + sh - 1) // sh if top > 0 else 0
+                r1 = min(oh, (ih - 1 + top) // sh + 1) if ih - 1 + top >= 0 else 0
+                if r1 <= r0:
+                    continue
+                t0 = 0
+                while t0 < kw:
+                    nt = min(MAX_OUTPUTS, kw - t0)
+                    _tap_sums_call(nt, image, (ky * kw + t0) * LANES, gt, r0 * ow * LANES, xt,
+                                   ((r0 * sh - top) * wp + t0 * dil_w) * LANES, dil_w * LANES, ow, sw * LANES,
+                                   r1 - r0, ow * LANES, sh * wp * LANES)
+                    t0 += nt
+            for i in range(kh * kw * LANES):
+                sums[i] += image[i]
+        for lane in range(nc):
+            for t in range(kh * kw):
+                gw[cb * LANES + lane, 0, t // kw, t % kw] = sums[t * LANES + lane]

@@ -536,6 +536,26 @@ def _lanes_grad_input(gy, w, gx, geom):
                prepare=_dwl._gi_prepare)
 
 
+def _lanes_grad_weight_fit(geom, item) -> bool:
+    """Whether the weight gradient on ``geom`` runs with channels in lanes (``_dwl._gw_part``): a
+    depthwise layer of more than one block of channels (the blocks are what the threads share;
+    a line of the thread count's would make the bits depend on it) whose planes fit the lanes."""
+    if not (_gemm.WIDE and item == 4 and geom.groups == geom.c_in == geom.c_out and geom.c_in > _dwl.LANES):
+        return False
+    return _dwl.grad_weight_slot_bytes(geom.ih, geom.kw, geom.oh, geom.ow, geom.sw, geom.dil_w, item) <= LANES_MAX_BYTES
+
+
+def _lanes_grad_weight(gy, x, gw, geom) -> bool:
+    """The depthwise weight gradient into ``gw`` with channels in lanes; False (gw left to the rows'
+    path) where it came out inf or NaN: a non-finite gy times the padding's zeros is NaN where the
+    reference has no product."""
+    _run_parts(_dwl._gw_part, geom.macs, gy, x, gw, geom.sh, geom.sw, geom.pt, geom.pl, geom.dil_h, geom.dil_w,
+               workspaces=_workspaces(x.dtype, lambda nthreads: _dwl.grad_weight_scratch(
+                   geom.c_in, geom.ih, geom.iw, geom.kh, geom.kw, geom.oh, geom.ow, geom.sw, geom.dil_w, nthreads)),
+               prepare=_dwl._gw_prepare)
+    return _local.compile_only or _all_finite(gw)
+
+
 # -- which kernel runs a forward call --------------------------------------------------------------
 #
 # A forward call, and each stride phase of an input gradient (a stride-1 forward of gy by the
@@ -975,7 +995,9 @@ def grad_weight(gy, x, geom):
     """Gradient with respect to the weight, shaped like ``w``."""
     _announce(x.dtype)
     gw = np.empty(geom.w_shape, dtype=x.dtype)
-    if _depthwise(geom.groups, geom.c_in_g):
+    if _lanes_grad_weight_fit(geom, x.itemsize) and _lanes_grad_weight(gy, x, gw, geom):
+        pass  # channels in lanes
+    elif _depthwise(geom.groups, geom.c_in_g):
         _run_parts(_dw._dwgw_part, geom.macs, gy, x, gw, geom.sh, geom.sw, geom.pt, geom.pl, geom.dil_h,
                    geom.dil_w, x.dtype.type(0),
                    workspaces=_workspaces(x.dtype, lambda nthreads: _dw._dwgw_scratch(
@@ -1225,7 +1247,8 @@ WARMUP_STEPS = (
     ("few output channels (pixel tiles)", (2, 16, 5, 5), (16, 16, 3, 3), dict(padding=1, stride=2),
      ("forward", "grad_weight")),
     ("depthwise", (1, 4, 3, 3), (4, 1, 2, 2), dict(padding=1, groups=4), ("forward", "grad_weight")),
-    ("depthwise, channels in lanes", (1, 4, 3, 3), (4, 1, 2, 2), dict(padding=1, groups=4), ("forward",)),
+    ("depthwise, channels in lanes", (1, 17, 3, 3), (17, 1, 2, 2), dict(padding=1, groups=17),
+     ("forward", "grad_weight")),
     ("depthwise input gradient at a stride, channels in lanes", (1, 4, 5, 5), (4, 1, 3, 3),
      dict(padding=1, stride=2, groups=4), ("grad_input",)),
     ("weight gradient (packed)", (1, 4, 3, 3), (4, 4, 2, 2), dict(padding=1), ("grad_weight",)),
