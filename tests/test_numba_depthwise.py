@@ -146,7 +146,8 @@ LANE_CASES = [
     ((1, 3, 19, 21), (2, 4), dict(padding=((1, 0), (3, 0)))),
     ((1, 2, 1, 40), (1, 7), dict(padding=((0, 0), (6, 0)))),
     ((1, 4, 12, 30), (3, 5), dict(stride=(1, 2), padding=(1, 2), dilation=(2, 1))),
-] + [(shape, kernel, kwargs) for shape, kernel, mult, kwargs, _ in CASES if mult == 1 and shape[2] < 100]
+] + [(shape, kernel, kwargs) for shape, kernel, mult, kwargs, path in CASES
+       if mult == 1 and shape[2] < 100 and not (path == "flat" and kernel[0] * kernel[1] <= 3)]
 
 
 @lanes_only
@@ -205,6 +206,13 @@ def test_which_depthwise_calls_take_the_lanes():
     assert kernel((2, 8, 320, 320), 3, padding=1) == "depthwise-packed"  # 12.6 MiB: the rows' own path
     assert kernel((32, 768, 7, 7), 7, dtype=8, padding=3) == "depthwise-packed"  # float32 only
     assert kernel((32, 96, 7, 7), 3, mult=2, padding=1) == "depthwise-packed"  # one output channel each
+
+    def row(length, taps):  # a 1-D layer's plane of one row, "same" padding: the rows' flat path ...
+        geom = Geometry.from_args((8, 64, 1, length), (64, 1, 1, taps), groups=64, padding=(0, taps // 2))
+        return numba_jit._forward_plan(geom, 4, 2**30, None, 2)[1], numba_jit._lanes_grad_weight_fit(geom, 4)
+
+    assert row(4000, 3) == ("depthwise-flat", False)
+    assert row(4000, 5) == ("depthwise-lanes", True)  # ... up to 3 taps (``LANES_FLAT_MAX_TAPS``)
 
 
 # The strided input gradient's phases together (``_dwl._gi_part``): kernels larger and smaller than

@@ -495,9 +495,24 @@ def _lanes_scratch_fits(c, budget) -> bool:
     return nfloat * c.item + nint * 8 <= budget
 
 
+# The rows' flat path (``_dw.takes_flat``) stays where the kernel has at most this many taps: in one
+# process, the two in turn, 7 rounds (2026-12-05, Zen 4), ms lanes / flat, forward: 1-D N=8 C=512
+# 4000 3 taps 8.39 / 7.65 (dilated 8: 7.96 / 7.51), N=16 C=256 512 0.55 / 0.45, N=32 C=128 784 0.87 /
+# 0.69; the weight gradient 1.04-1.10x but 0.95 (784); from 5 taps the lanes: 5 taps 0.87-0.94x,
+# 7 taps 0.70-0.86x, 15 taps 0.41-0.56x, Conformer's 31 (N=16 C=256 512) 1.69 / 7.71.
+LANES_FLAT_MAX_TAPS = 3
+
+
+def _flat_and_narrow(sh, sw, iw, ow, oh, kh, kw, dil_w) -> bool:
+    """Whether the rows' flat path keeps a depthwise call (``LANES_FLAT_MAX_TAPS``)."""
+    return kh * kw <= LANES_FLAT_MAX_TAPS and _dw.takes_flat(sh, sw, iw, ow, oh, kh, kw, dil_w)
+
+
 def _lanes_fit(c, budget) -> bool:
-    """Whether the depthwise call ``c`` takes the lanes kernel (``LANES_MAX_BYTES``)."""
-    return _lanes_applies(c) and _lanes_slot_bytes(c) <= LANES_MAX_BYTES and _lanes_scratch_fits(c, budget)
+    """Whether the depthwise call ``c`` takes the lanes kernel (``LANES_MAX_BYTES``,
+    ``LANES_FLAT_MAX_TAPS``)."""
+    return (_lanes_applies(c) and _lanes_slot_bytes(c) <= LANES_MAX_BYTES and _lanes_scratch_fits(c, budget)
+            and not _flat_and_narrow(c.sh, c.sw, c.xs[3], c.ys[3], c.ys[2], c.ws[2], c.ws[3], c.dil_w))
 
 
 def _lanes_forward(x, w, bias, y, c):
@@ -541,6 +556,8 @@ def _lanes_grad_weight_fit(geom, item) -> bool:
     depthwise layer of more than one block of channels (the blocks are what the threads share;
     a line of the thread count's would make the bits depend on it) whose planes fit the lanes."""
     if not (_gemm.WIDE and item == 4 and geom.groups == geom.c_in == geom.c_out and geom.c_in > _dwl.LANES):
+        return False
+    if _flat_and_narrow(geom.sh, geom.sw, geom.iw, geom.ow, geom.oh, geom.kh, geom.kw, geom.dil_w):
         return False
     return _dwl.grad_weight_slot_bytes(geom.ih, geom.kw, geom.oh, geom.ow, geom.sw, geom.dil_w, item) <= LANES_MAX_BYTES
 
