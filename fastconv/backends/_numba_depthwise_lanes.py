@@ -1,6 +1,8 @@
-"""The ``numba`` backend's depthwise forward with channels in a vector's lanes (``depthwise-lanes``):
-one output channel per input channel (``groups == C_in == C_out``), any kernel, stride, dilation
-and padding, AVX-512, float32 (``numba_jit._lanes_fit`` says where).
+"""The ``numba`` backend's depthwise kernels with channels in a vector's lanes: the forward
+(``depthwise-lanes``, also each stride phase of an input gradient), a strided input gradient's
+phases together and the weight gradient. One output channel per input channel (``groups == C_in ==
+C_out``), any kernel, stride, dilation and padding, AVX-512, float32 (``numba_jit._lanes_fit``,
+``_lanes_grad_input_fit`` and ``_lanes_grad_weight_fit`` say where).
 
 The other depthwise paths (``_numba_depthwise``) run their vectors along a plane's rows: on the small
 planes of a network's last stages (7x7, 14x14) most lanes of a tap's run read padding or fall on a
@@ -12,7 +14,8 @@ vector multiply-add with no mask; a row of outputs is summed in registers, up to
 pixels at a time, over the kernel rows that read the image (the rows in the vertical padding are
 skipped) and all its columns (``_taps``), then transposed back into y's planes (``_from_lanes``).
 Numba's loop vectoriser made scalar code of that (a prototype took 4.4 ms where the packed path
-took 3.0), so the three pieces are written in LLVM IR, called through Numba intrinsics.
+took 3.0), so the pieces are written in LLVM IR, called through Numba intrinsics. The gradients'
+tasks are described above their kernels, below.
 
 Each output is its bias plus its taps in the kernel's order, one fused multiply-add each (a tap in
 the horizontal padding adds w * 0): the same bits whatever the task's place, the thread count or
@@ -31,7 +34,7 @@ from ._numba_gemm import _declared
 from ._numba_kernels import _JIT, _aligned, njit
 
 LANES = 16  # channels a task, one vector of float32
-MAX_OUTPUTS = 8  # output pixels summed at a time: 8 vector sums, a weight and an input in registers
+MAX_OUTPUTS = 8  # output pixels (weight gradient: taps) summed at a time: 8 vector sums in registers
 _I64, _I32 = ir.IntType(64), ir.IntType(32)
 
 
