@@ -144,6 +144,50 @@ def _from_lanes(module, bits):
     return fn
 
 
+def _two_loops(fn, b, start, n_outer, n_inner, outer, body):
+    """Vector sums carried in registers through two nested loops built at ``b`` (a function's
+    entry): ``outer(b, k)`` gives the values an outer step ``k < n_outer`` computes once, ``body(b,
+    values, t, sums)`` the new sums of inner step ``t < n_inner``. Returns ``(b, sums)`` after both
+    loops (``start`` where either count is zero)."""
+    entry = b.block
+    row, step, row_end, done = (fn.append_basic_block(n) for n in ("outer", "inner", "outer_end", "done"))
+    b.cbranch(b.and_(b.icmp_signed(">", n_outer, _i64(0)), b.icmp_signed(">", n_inner, _i64(0))), row, done)
+    b.position_at_end(row)
+    k = b.phi(_I64)
+    k.add_incoming(_i64(0), entry)
+    at_row = [b.phi(s0.type) for s0 in start]
+    for s, s0 in zip(at_row, start):
+        s.add_incoming(s0, entry)
+    values = outer(b, k)
+    b.branch(step)
+    b.position_at_end(step)
+    t = b.phi(_I64)
+    t.add_incoming(_i64(0), row)
+    sums = [b.phi(s0.type) for s0 in start]
+    for s, s0 in zip(sums, at_row):
+        s.add_incoming(s0, row)
+    new = body(b, values, t, sums)
+    t_next = b.add(t, _i64(1))
+    t.add_incoming(t_next, step)
+    for s, s1 in zip(sums, new):
+        s.add_incoming(s1, step)
+    b.cbranch(b.icmp_signed("<", t_next, n_inner), step, row_end)
+    b.position_at_end(row_end)
+    k_next = b.add(k, _i64(1))
+    k.add_incoming(k_next, row_end)
+    for s, s1 in zip(at_row, new):
+        s.add_incoming(s1, row_end)
+    b.cbranch(b.icmp_signed("<", k_next, n_outer), row, done)
+    b.position_at_end(done)
+    ends = []
+    for s0, s1 in zip(start, new):
+        end = b.phi(s0.type)
+        end.add_incoming(s0, entry)
+        end.add_incoming(s1, row_end)
+        ends.append(end)
+    return b, ends
+
+
 def _taps(module, bits, r):
     """``(acc, ai, astep, w, wo, wrow, wcol, x, xi, nkh, kw, xrow, xstep, ostep, bias, bo)``: ``r``
     output pixels' vectors ``acc[ai + j*astep]`` = ``bias[bo:]`` + the sum over kernel rows k < nkh
@@ -156,46 +200,15 @@ def _taps(module, bits, r):
         return fn
     acc, ai, astep, w, wo, wrow, wcol, x, xi, nkh, kw, xrow, xstep, ostep, bias, bo = fn.args
     start = b.load(v.at(b, bias, bo), align=v.align)
-    entry = b.block
-    row, tap, row_end, done = (fn.append_basic_block(n) for n in ("row", "tap", "row_end", "done"))
-    b.cbranch(b.and_(b.icmp_signed(">", nkh, _i64(0)), b.icmp_signed(">", kw, _i64(0))), row, done)
-    b.position_at_end(row)  # over the kernel's rows ...
-    k = b.phi(_I64)
-    k.add_incoming(_i64(0), entry)
-    at_row = [b.phi(v.vec) for _ in range(r)]
-    for s in at_row:
-        s.add_incoming(start, entry)
-    w_row = b.add(wo, b.mul(k, wrow))
-    x_row = b.add(xi, b.mul(k, xrow))
-    b.branch(tap)
-    b.position_at_end(tap)  # ... and its columns
-    t = b.phi(_I64)
-    t.add_incoming(_i64(0), row)
-    sums = [b.phi(v.vec) for _ in range(r)]
-    for s, s0 in zip(sums, at_row):
-        s.add_incoming(s0, row)
-    wv = b.load(v.at(b, w, b.add(w_row, b.mul(t, wcol))), align=v.align)
-    xt = b.add(x_row, b.mul(t, xstep))
-    new = [b.call(v.fma, [wv, b.load(v.at(b, x, b.add(xt, b.mul(_i64(j), ostep))), align=v.align), sums[j]])
-           for j in range(r)]
-    t_next = b.add(t, _i64(1))
-    t.add_incoming(t_next, tap)
-    for s, s1 in zip(sums, new):
-        s.add_incoming(s1, tap)
-    b.cbranch(b.icmp_signed("<", t_next, kw), tap, row_end)
-    b.position_at_end(row_end)
-    k_next = b.add(k, _i64(1))
-    k.add_incoming(k_next, row_end)
-    for s, s1 in zip(at_row, new):
-        s.add_incoming(s1, row_end)
-    b.cbranch(b.icmp_signed("<", k_next, nkh), row, done)
-    b.position_at_end(done)
-    ends = []
-    for s1 in new:
-        end = b.phi(v.vec)
-        end.add_incoming(start, entry)
-        end.add_incoming(s1, row_end)
-        ends.append(end)
+
+    def body(b, rows, t, sums):  # one weight, r inputs
+        wv = b.load(v.at(b, w, b.add(rows[0], b.mul(t, wcol))), align=v.align)
+        xt = b.add(rows[1], b.mul(t, xstep))
+        return [b.call(v.fma, [wv, b.load(v.at(b, x, b.add(xt, b.mul(_i64(j), ostep))), align=v.align), sums[j]])
+                for j in range(r)]
+
+    b, ends = _two_loops(fn, b, [start] * r, nkh, kw,
+                         lambda b, k: (b.add(wo, b.mul(k, wrow)), b.add(xi, b.mul(k, xrow))), body)
     for j, end in enumerate(ends):
         b.store(end, v.at(b, acc, b.add(ai, b.mul(_i64(j), astep))), align=v.align)
     b.ret_void()
@@ -214,46 +227,15 @@ def _tap_sums(module, bits, t_count):
         return fn
     sums, si, g, gi, x, xi, tapstep, npix, ostep, nrows, grow, xrow = fn.args
     at = [v.at(b, sums, b.add(si, _i64(t * LANES))) for t in range(t_count)]
-    start = [b.load(p, align=v.align) for p in at]
-    entry = b.block
-    row, pixel, row_end, done = (fn.append_basic_block(n) for n in ("row", "pixel", "row_end", "done"))
-    b.cbranch(b.and_(b.icmp_signed(">", nrows, _i64(0)), b.icmp_signed(">", npix, _i64(0))), row, done)
-    b.position_at_end(row)
-    q = b.phi(_I64)
-    q.add_incoming(_i64(0), entry)
-    at_row = [b.phi(v.vec) for _ in range(t_count)]
-    for s0, s1 in zip(at_row, start):
-        s0.add_incoming(s1, entry)
-    g_row, x_row = b.add(gi, b.mul(q, grow)), b.add(xi, b.mul(q, xrow))
-    b.branch(pixel)
-    b.position_at_end(pixel)
-    j = b.phi(_I64)
-    j.add_incoming(_i64(0), row)
-    acc = [b.phi(v.vec) for _ in range(t_count)]
-    for s0, s1 in zip(acc, at_row):
-        s0.add_incoming(s1, row)
-    gv = b.load(v.at(b, g, b.add(g_row, b.mul(j, _i64(LANES)))), align=v.align)
-    xj = b.add(x_row, b.mul(j, ostep))
-    new = [b.call(v.fma, [gv, b.load(v.at(b, x, b.add(xj, b.mul(_i64(t), tapstep))), align=v.align), acc[t]])
-           for t in range(t_count)]
-    j_next = b.add(j, _i64(1))
-    j.add_incoming(j_next, pixel)
-    for s0, s1 in zip(acc, new):
-        s0.add_incoming(s1, pixel)
-    b.cbranch(b.icmp_signed("<", j_next, npix), pixel, row_end)
-    b.position_at_end(row_end)
-    q_next = b.add(q, _i64(1))
-    q.add_incoming(q_next, row_end)
-    for s0, s1 in zip(at_row, new):
-        s0.add_incoming(s1, row_end)
-    b.cbranch(b.icmp_signed("<", q_next, nrows), row, done)
-    b.position_at_end(done)
-    ends = []
-    for s0, s1 in zip(start, new):
-        end = b.phi(v.vec)
-        end.add_incoming(s0, entry)
-        end.add_incoming(s1, row_end)
-        ends.append(end)
+
+    def body(b, rows, j, acc):  # one of gy's vectors, t_count inputs
+        gv = b.load(v.at(b, g, b.add(rows[0], b.mul(j, _i64(LANES)))), align=v.align)
+        xj = b.add(rows[1], b.mul(j, ostep))
+        return [b.call(v.fma, [gv, b.load(v.at(b, x, b.add(xj, b.mul(_i64(t), tapstep))), align=v.align), acc[t]])
+                for t in range(t_count)]
+
+    b, ends = _two_loops(fn, b, [b.load(p, align=v.align) for p in at], nrows, npix,
+                         lambda b, q: (b.add(gi, b.mul(q, grow)), b.add(xi, b.mul(q, xrow))), body)
     for p, end in zip(at, ends):
         b.store(end, p, align=v.align)
     b.ret_void()
@@ -400,6 +382,28 @@ def _table(ih, iw, pl, wp, iws):  # pragma: no cover
         iws[p] = dump
 
 
+@njit(inline="always", **_JIT)
+def _tasks(n, c, slot, nslots):  # pragma: no cover
+    """``(blocks, t0, t1)``: the blocks of ``LANES`` channels and slot ``slot``'s range of the tasks
+    (image, block), images outer."""
+    blocks = (c + LANES - 1) // LANES
+    return blocks, n * blocks * slot // nslots, n * blocks * (slot + 1) // nslots
+
+
+@njit(inline="always", **_JIT)
+def _in(af, src, plane, nc, dst, table):  # pragma: no cover
+    """``nc`` planes of ``plane`` pixels from ``af[src]`` into ``dst``'s vectors (``table``)."""
+    for p0 in range(0, plane, LANES):
+        _to_lanes_call(af, src, plane, nc, min(LANES, plane - p0), dst, table, p0)
+
+
+@njit(inline="always", **_JIT)
+def _out(acc, plane, af, dst, nc):  # pragma: no cover
+    """``acc``'s vectors of ``plane`` pixels out to ``nc`` planes from ``af[dst]``."""
+    for p0 in range(0, plane, LANES):
+        _from_lanes_call(acc, p0, min(LANES, plane - p0), af, dst, plane, nc)
+
+
 @njit(**_JIT)
 def _prepare(x, w, bias, y, sh, sw, pt, pl, dil_h, dil_w, nslots, fws, iws):  # pragma: no cover
     """What every slot reads: the packed weight and bias, the table of the input's pixels."""
@@ -414,9 +418,7 @@ def _part(x, w, bias, y, sh, sw, pt, pl, dil_h, dil_w, nslots, fws, iws, slot): 
     n, c, ih, iw = x.shape
     kh, kw = w.shape[2], w.shape[3]
     oh, ow = y.shape[2], y.shape[3]
-    blocks = (c + LANES - 1) // LANES
-    ntask = n * blocks
-    t0, t1 = ntask * slot // nslots, ntask * (slot + 1) // nslots
+    blocks, t0, t1 = _tasks(n, c, slot, nslots)
     if t0 >= t1:
         return
     nt = kh * kw
@@ -435,8 +437,7 @@ def _part(x, w, bias, y, sh, sw, pt, pl, dil_h, dil_w, nslots, fws, iws, slot): 
         bn, cb = task // blocks, task % blocks
         nc = min(LANES, c - cb * LANES)
         src = (bn * c + cb * LANES) * hw
-        for p0 in range(0, hw, LANES):
-            _to_lanes_call(xf, src, hw, nc, min(LANES, hw - p0), xt, iws, p0)
+        _in(xf, src, hw, nc, xt, iws)
         wo = cb * nt * LANES
         for r in range(oh):
             top = pt - r * sh  # the kernel rows that read the image: k0 .. k1
@@ -451,8 +452,7 @@ def _part(x, w, bias, y, sh, sw, pt, pl, dil_h, dil_w, nslots, fws, iws, slot): 
                            sw * LANES, bt, cb * LANES)
                 o += run
         dst = (bn * c + cb * LANES) * ohw
-        for p0 in range(0, ohw, LANES):
-            _from_lanes_call(acc, p0, min(LANES, ohw - p0), yf, dst, ohw, nc)
+        _out(acc, ohw, yf, dst, nc)
 
 
 # ---------------------------------------------------------------------------- input gradient
@@ -514,9 +514,7 @@ def _gi_part(gy, w, gx, phases, pl, wp, sh, sw, nslots, fws, iws, slot):  # prag
     n, c, oh, ow = gy.shape
     ih, iw = gx.shape[2], gx.shape[3]
     kh, kw = w.shape[2], w.shape[3]
-    blocks = (c + LANES - 1) // LANES
-    ntask = n * blocks
-    t0, t1 = ntask * slot // nslots, ntask * (slot + 1) // nslots
+    blocks, t0, t1 = _tasks(n, c, slot, nslots)
     if t0 >= t1:
         return
     nt = kh * kw
@@ -539,8 +537,7 @@ def _gi_part(gy, w, gx, phases, pl, wp, sh, sw, nslots, fws, iws, slot):  # prag
         bn, cb = task // blocks, task % blocks
         nc = min(LANES, c - cb * LANES)
         src = (bn * c + cb * LANES) * hw
-        for p0 in range(0, hw, LANES):
-            _to_lanes_call(gyf, src, hw, nc, min(LANES, hw - p0), xt, iws, p0)
+        _in(gyf, src, hw, nc, xt, iws)
         if covered < ihw:  # inputs no tap reaches: zero gradient
             acc[:] = 0
         for p in range(nphase):
@@ -561,8 +558,7 @@ def _gi_part(gy, w, gx, phases, pl, wp, sh, sw, nslots, fws, iws, slot):  # prag
                                zero, 0)
                     o += run
         dst = (bn * c + cb * LANES) * ihw
-        for p0 in range(0, ihw, LANES):
-            _from_lanes_call(acc, p0, min(LANES, ihw - p0), gxf, dst, ihw, nc)
+        _out(acc, ihw, gxf, dst, nc)
 
 
 # ---------------------------------------------------------------------------- weight gradient
@@ -626,11 +622,9 @@ def _gw_part(gy, x, gw, sh, sw, pt, pl, dil_h, dil_w, nslots, fws, iws, slot):  
         sums[:] = 0
         for bn in range(n):
             src = (bn * c + cb * LANES) * hw
-            for p0 in range(0, hw, LANES):
-                _to_lanes_call(xf, src, hw, nc, min(LANES, hw - p0), xt, iws, p0)
+            _in(xf, src, hw, nc, xt, iws)
             src = (bn * c + cb * LANES) * ohw
-            for p0 in range(0, ohw, LANES):
-                _to_lanes_call(gf, src, ohw, nc, min(LANES, ohw - p0), gt, gtable, p0)
+            _in(gf, src, ohw, nc, gt, gtable)
             image[:] = 0
             for ky in range(kh):
                 top = pt - ky * dil_h  # output rows r whose tap row r*sh - top lies in the image
