@@ -10,8 +10,11 @@ pytest.importorskip("numba")
 
 import fastconv  # noqa: E402
 from fastconv.backends import _numba_depthwise as dw  # noqa: E402
+from fastconv.backends import _numba_depthwise_lanes as dwl  # noqa: E402
 from fastconv.backends import reference  # noqa: E402
 from fastconv.geometry import Geometry  # noqa: E402
+from tests.oracle import extra_bytes  # noqa: E402
+from tests.quiet import ran_parts  # noqa: E402
 
 numba_jit = fastconv.backends.get("numba")
 RNG = np.random.default_rng(11)
@@ -309,3 +312,55 @@ def test_which_weight_gradients_take_the_lanes():
     assert not fits((32, 960, 7, 7), 3, item=8, padding=1)
     assert not fits((32, 96, 7, 7), 3, mult=2, padding=1)
     assert not fits((2, 32, 320, 320), 3, padding=1)  # past LANES_MAX_BYTES
+
+
+@lanes_only
+@pytest.mark.parametrize("threads", [1, 2, 3])
+@pytest.mark.parametrize("name", ["forward", "grad_input", "grad_weight"])
+def test_the_lanes_stay_inside_the_scratch_they_size(name, threads):
+    """Workspaces exactly as large as the sizers say, followed by guards left untouched."""
+    geom = Geometry.from_args((3, 37, 9, 11), (37, 1, 3, 4), groups=37, stride=2, padding=(1, 2))
+    x, w, gy = (RNG.standard_normal(s).astype(np.float32) for s in (geom.x_shape, geom.w_shape, geom.y_shape))
+    hyper = (geom.sh, geom.sw, geom.pt, geom.pl, geom.dil_h, geom.dil_w)
+    if name == "forward":
+        nf, ni = dwl.scratch(*geom.x_shape, geom.kh, geom.kw, geom.oh, geom.ow, geom.sw, geom.dil_w, threads)
+        got, want = np.empty(geom.y_shape, np.float32), reference.forward(x, w, geom)
+        args, prepare, part = (x, w, np.zeros(37, np.float32), got, *hyper), dwl._prepare, dwl._part
+    elif name == "grad_input":
+        phases, pl, wp = dwl.grad_input_plan(geom)
+        nf, ni = dwl.grad_input_scratch(37, geom.oh, geom.ow, geom.ih, geom.iw, geom.kh, geom.kw, wp, len(phases),
+                                        threads)
+        got, want = np.empty(geom.x_shape, np.float32), reference.grad_input(gy, w, geom)
+        args, prepare, part = (gy, w, got, phases, pl, wp, geom.sh, geom.sw), dwl._gi_prepare, dwl._gi_part
+    else:
+        nf, ni = dwl.grad_weight_scratch(37, geom.ih, geom.iw, geom.kh, geom.kw, geom.oh, geom.ow, geom.sw, geom.dil_w,
+                                         threads)
+        got, want = np.empty(geom.w_shape, np.float32), reference.grad_weight(gy, x, geom)
+        args, prepare, part = (gy, x, got, *hyper), dwl._gw_prepare, dwl._gw_part
+    fws, iws = np.full(nf + 64, np.nan, np.float32), np.full(ni + 8, -7, np.int64)
+    prepare(*args, threads, fws[:nf], iws[:ni])
+    for slot in range(threads):  # every slot, as fastconv's threads run them
+        part(*args, threads, fws[:nf], iws[:ni], slot)
+    assert np.isnan(fws[nf:]).all() and (iws[ni:] == -7).all()
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
+
+
+@lanes_only
+@pytest.mark.parametrize("name", ["forward", "grad_input", "grad_weight"])
+def test_the_lanes_extra_memory_stays_under_budget(budget, monkeypatch, name):
+    # 1 MiB: each of two slots' transposed planes (7x7 C=768: 21 KiB), the packed weight (147 KiB)
+    # and the tables; the input gradient at stride 2 (gx's planes, 14x14: 12 KiB a slot)
+    stride = 2 if name == "grad_input" else 1
+    geom = Geometry.from_args((8, 768, 7 * stride, 7 * stride), (768, 1, 7, 7), groups=768, stride=stride, padding=3)
+    x, w, gy = (RNG.standard_normal(s).astype(np.float32) for s in (geom.x_shape, geom.w_shape, geom.y_shape))
+    ran = ran_parts(monkeypatch)
+    budget(2**20)
+    call = {"forward": lambda: numba_jit.forward(x, w, geom), "grad_input": lambda: numba_jit.grad_input(gy, w, geom),
+            "grad_weight": lambda: numba_jit.grad_weight(gy, x, geom)}[name]
+    extra, _ = extra_bytes(call)
+    assert extra <= 2**20, f"{name}: {extra} bytes beyond the result"
+    assert {dwl._part, dwl._gi_part, dwl._gw_part} & set(ran)
+    budget(16 * 2**10)  # too little for the lanes: the rows' paths
+    ran.clear()
+    call()
+    assert not {dwl._part, dwl._gi_part, dwl._gw_part} & set(ran)

@@ -8,8 +8,8 @@ phase, a stride-1 forward pass of gy with the flipped weight) split into (image,
 output channels) tasks, the weight gradient (dot products of gy with the runs; small images
 stacked) into blocks of 4 channels; each kernel runs one contiguous range of them (a slot) per
 thread of fastconv's pool (``_run_parts``), a small call one serial kernel on the calling thread.
-Depthwise layers have their own kernels (``_numba_depthwise``; on AVX-512, float32, small planes
-with channels in a vector's lanes: ``_numba_depthwise_lanes``), and so do kernels one pixel wide over
+Depthwise layers have their own kernels (``_numba_depthwise``; on AVX-512, in float32, all three
+passes with channels in a vector's lanes: ``_numba_depthwise_lanes``), and so do kernels one pixel wide over
 long rows (``_numba_columns``: a 3-D temporal kernel's view, whose taps read the input where it
 lies instead of a packed band of one row per output row), and so do 1x1 kernels on AVX-512 CPUs
 (``_numba_gemm``: matrix products on register tiles), and so do, on AVX-512 or AVX2 with FMA
@@ -559,7 +559,11 @@ def _lanes_grad_weight_fit(geom, item) -> bool:
         return False
     if _flat_and_narrow(geom.sh, geom.sw, geom.iw, geom.ow, geom.oh, geom.kh, geom.kw, geom.dil_w):
         return False
-    return _dwl.grad_weight_slot_bytes(geom.ih, geom.kw, geom.oh, geom.ow, geom.sw, geom.dil_w, item) <= LANES_MAX_BYTES
+    if _dwl.grad_weight_slot_bytes(geom.ih, geom.kw, geom.oh, geom.ow, geom.sw, geom.dil_w, item) > LANES_MAX_BYTES:
+        return False
+    nfloat, nint = _dwl.grad_weight_scratch(geom.c_in, geom.ih, geom.iw, geom.kh, geom.kw, geom.oh, geom.ow, geom.sw,
+                                            geom.dil_w, _slots(geom.macs)[1])
+    return nfloat * item + nint * 8 <= call_budget(geom, item)
 
 
 def _lanes_grad_weight(gy, x, gw, geom) -> bool:
