@@ -25,6 +25,8 @@ packed path's 4.13 and torch's 1.04 (2026-12-05, AMD EPYC Zen 4; more in
 division in the tasks) measured no faster.
 """
 
+import functools
+
 import numpy as np
 from llvmlite import ir
 from numba import types
@@ -466,11 +468,12 @@ def _part(x, w, bias, y, sh, sw, pt, pl, dil_h, dil_w, nslots, fws, iws, slot): 
 PHASE_FIELDS = 9  # per phase: ry, rx, rows, cols, taps down, taps across, pad top, pad left, first tap
 
 
+@functools.lru_cache(maxsize=64)
 def grad_input_plan(geom):
     """``(phases, pl, wp)`` of the strided depthwise input gradient on ``geom`` (2-D, undilated):
     the phases' table (``PHASE_FIELDS`` int64 each, the first tap the offset of the kernel's tap
     the phase's first flipped tap is), gy's first column in a task's transposed rows (``-pl``) and
-    their width ``wp``."""
+    their width ``wp``. Kept between calls (asked twice a call): read-only by use."""
     phases = geom.stride_phases()
     pl = max(0, *(p.pad[1] for p in phases))
     wp = max(geom.ow + pl, *(p.size[1] + p.taps[1] - 1 - p.pad[1] + pl for p in phases))

@@ -534,11 +534,11 @@ def _lanes_grad_input_fit(geom, item, budget, pinned) -> bool:
         return False
     if pinned is not None and any(kernel != "depthwise-lanes" for _, kernel in pinned):
         return False
-    _, pl, wp = _dwl.grad_input_plan(geom)
+    phases, pl, wp = _dwl.grad_input_plan(geom)
     if _dwl.grad_input_slot_bytes(geom.oh, wp, geom.ih, geom.iw, item) > LANES_MAX_BYTES:
         return False
     nfloat, nint = _dwl.grad_input_scratch(geom.c_in, geom.oh, geom.ow, geom.ih, geom.iw, geom.kh, geom.kw, wp,
-                                           len(geom.stride_phases()), _slots(geom.macs)[1])
+                                           len(phases), _slots(geom.macs)[1])
     return nfloat * item + nint * 8 <= budget
 
 
