@@ -554,8 +554,12 @@ def _lanes_grad_input(gy, w, gx, geom):
 def _lanes_grad_weight_fit(geom, item) -> bool:
     """Whether the weight gradient on ``geom`` runs with channels in lanes (``_dwl._gw_part``): a
     depthwise layer of more than one block of channels (the blocks are what the threads share;
-    a line of the thread count's would make the bits depend on it) whose planes fit the lanes."""
-    if not (_gemm.WIDE and item == 4 and geom.groups == geom.c_in == geom.c_out and geom.c_in > _dwl.LANES):
+    a line of the thread count's would make the bits depend on it) whose planes fit the lanes.
+    float64 too (16 doubles a vector, two registers): in one process, the two in turn, 5 rounds
+    (2026-12-05, Zen 4), ms lanes / the rows' path, N=32: 7x7 C=768 7x7 3.91 / 18.10, C=384 14x14
+    10.84 / 22.49, 3x3 C=144 56x56 15.50 / 18.69, C=960 7x7 2.20 / 3.20; N=16 3x3/2 C=96 112x112
+    13.22 / 14.87. (Its forward was mixed, 0.52-1.12x: float32 only.)"""
+    if not (_gemm.WIDE and item in (4, 8) and geom.groups == geom.c_in == geom.c_out and geom.c_in > _dwl.LANES):
         return False
     if _flat_and_narrow(geom.sh, geom.sw, geom.iw, geom.ow, geom.oh, geom.kh, geom.kw, geom.dil_w):
         return False
