@@ -267,69 +267,42 @@ def _from_lanes_call(typingctx, acc, p0, npix, y, dst, plane, nc):
     return types.void(acc, types.intp, types.intp, y, *[types.intp] * 3), _call(_from_lanes, (0, 3))
 
 
-def _taps_intrinsic(r):
-    def taps(typingctx, acc, ai, astep, w, wo, wrow, wcol, x, xi, nkh, kw, xrow, xstep, ostep, bias, bo):
-        return (types.void(acc, types.intp, types.intp, w, types.intp, types.intp, types.intp, x,
-                           *[types.intp] * 6, bias, types.intp),
-                _call(lambda module, bits: _taps(module, bits, r), (0, 3, 7, 14)))
-    taps.__name__ = f"_taps{r}_call"
-    return intrinsic(taps)
+def _counted(build):
+    """``build(module, bits, count)``'s functions for counts 1 .. ``MAX_OUTPUTS`` behind one: its
+    first argument the count, a switch to the function of that count (inlined into its caller)."""
+    def function(module, bits):
+        name = f"{build.__name__}_counted_f{bits}"
+        if name in module.globals:
+            return module.globals[name]
+        targets = [build(module, bits, count) for count in range(1, MAX_OUTPUTS + 1)]
+        fn = ir.Function(module, ir.FunctionType(ir.VoidType(), [_I64, *targets[0].function_type.args]), name=name)
+        fn.linkage = "internal"
+        fn.attributes.add("alwaysinline")
+        entry = ir.IRBuilder(fn.append_basic_block("entry"))
+        none = fn.append_basic_block("none")
+        ir.IRBuilder(none).ret_void()
+        switch = entry.switch(fn.args[0], none)
+        for count, target in enumerate(targets, 1):
+            case = ir.IRBuilder(fn.append_basic_block(f"count{count}"))
+            case.call(target, fn.args[1:])
+            case.ret_void()
+            switch.add_case(_i64(count), case.block)
+        return fn
+    return function
 
 
-_t1, _t2, _t3, _t4, _t5, _t6, _t7, _t8 = (_taps_intrinsic(r) for r in range(1, MAX_OUTPUTS + 1))
-
-
-def _tap_sums_intrinsic(t_count):
-    def tap_sums(typingctx, sums, si, g, gi, x, xi, tapstep, npix, ostep, nrows, grow, xrow):
-        return (types.void(sums, types.intp, g, types.intp, x, *[types.intp] * 7),
-                _call(lambda module, bits: _tap_sums(module, bits, t_count), (0, 2, 4)))
-    tap_sums.__name__ = f"_tap_sums{t_count}_call"
-    return intrinsic(tap_sums)
-
-
-_s1, _s2, _s3, _s4, _s5, _s6, _s7, _s8 = (_tap_sums_intrinsic(t) for t in range(1, MAX_OUTPUTS + 1))
-
-
-@njit(inline="always", **_JIT)
-def _tap_sums_call(t, sums, si, g, gi, x, xi, tapstep, npix, ostep, nrows, grow, xrow):  # pragma: no cover
-    """``_tap_sums`` for ``t`` (1 .. ``MAX_OUTPUTS``) taps."""
-    if t == 8:
-        _s8(sums, si, g, gi, x, xi, tapstep, npix, ostep, nrows, grow, xrow)
-    elif t == 7:
-        _s7(sums, si, g, gi, x, xi, tapstep, npix, ostep, nrows, grow, xrow)
-    elif t == 6:
-        _s6(sums, si, g, gi, x, xi, tapstep, npix, ostep, nrows, grow, xrow)
-    elif t == 5:
-        _s5(sums, si, g, gi, x, xi, tapstep, npix, ostep, nrows, grow, xrow)
-    elif t == 4:
-        _s4(sums, si, g, gi, x, xi, tapstep, npix, ostep, nrows, grow, xrow)
-    elif t == 3:
-        _s3(sums, si, g, gi, x, xi, tapstep, npix, ostep, nrows, grow, xrow)
-    elif t == 2:
-        _s2(sums, si, g, gi, x, xi, tapstep, npix, ostep, nrows, grow, xrow)
-    else:
-        _s1(sums, si, g, gi, x, xi, tapstep, npix, ostep, nrows, grow, xrow)
-
-
-@njit(inline="always", **_JIT)
-def _taps_call(r, acc, ai, astep, w, wo, wrow, wcol, x, xi, nkh, kw, xrow, xstep, ostep, bias, bo):  # pragma: no cover
+@intrinsic
+def _taps_call(typingctx, r, acc, ai, astep, w, wo, wrow, wcol, x, xi, nkh, kw, xrow, xstep, ostep, bias, bo):
     """``_taps`` for ``r`` (1 .. ``MAX_OUTPUTS``) outputs."""
-    if r == 8:
-        _t8(acc, ai, astep, w, wo, wrow, wcol, x, xi, nkh, kw, xrow, xstep, ostep, bias, bo)
-    elif r == 7:
-        _t7(acc, ai, astep, w, wo, wrow, wcol, x, xi, nkh, kw, xrow, xstep, ostep, bias, bo)
-    elif r == 6:
-        _t6(acc, ai, astep, w, wo, wrow, wcol, x, xi, nkh, kw, xrow, xstep, ostep, bias, bo)
-    elif r == 5:
-        _t5(acc, ai, astep, w, wo, wrow, wcol, x, xi, nkh, kw, xrow, xstep, ostep, bias, bo)
-    elif r == 4:
-        _t4(acc, ai, astep, w, wo, wrow, wcol, x, xi, nkh, kw, xrow, xstep, ostep, bias, bo)
-    elif r == 3:
-        _t3(acc, ai, astep, w, wo, wrow, wcol, x, xi, nkh, kw, xrow, xstep, ostep, bias, bo)
-    elif r == 2:
-        _t2(acc, ai, astep, w, wo, wrow, wcol, x, xi, nkh, kw, xrow, xstep, ostep, bias, bo)
-    else:
-        _t1(acc, ai, astep, w, wo, wrow, wcol, x, xi, nkh, kw, xrow, xstep, ostep, bias, bo)
+    return (types.void(types.intp, acc, types.intp, types.intp, w, types.intp, types.intp, types.intp, x,
+                       *[types.intp] * 6, bias, types.intp), _call(_counted(_taps), (1, 4, 8, 15)))
+
+
+@intrinsic
+def _tap_sums_call(typingctx, t, sums, si, g, gi, x, xi, tapstep, npix, ostep, nrows, grow, xrow):
+    """``_tap_sums`` for ``t`` (1 .. ``MAX_OUTPUTS``) taps."""
+    return (types.void(types.intp, sums, types.intp, g, types.intp, x, *[types.intp] * 7),
+            _call(_counted(_tap_sums), (1, 3, 5)))
 
 
 def row_width(ow, kw, sw, dil_w) -> int:
