@@ -330,7 +330,7 @@ def slot_bytes(ih, kw, oh, ow, sw, dil_w, itemsize) -> int:
 @njit(**_JIT)
 def _pack(w, bias, fws):  # pragma: no cover
     """The weight as ``[block, tap, lane]`` at the start of ``fws`` (lanes past C zero), then the
-    bias alike (None: zeros)."""
+    bias alike (empty: zeros, as ``numba_jit._no_bias``)."""
     c, _, kh, kw = w.shape
     blocks = (c + LANES - 1) // LANES
     nt = kh * kw
@@ -339,7 +339,7 @@ def _pack(w, bias, fws):  # pragma: no cover
     for cb in range(blocks):
         for lane in range(LANES):
             ch = cb * LANES + lane
-            bt[cb * LANES + lane] = bias[ch] if bias is not None and ch < c else 0
+            bt[cb * LANES + lane] = bias[ch] if ch < bias.shape[0] else 0
             for t in range(nt):
                 wt[(cb * nt + t) * LANES + lane] = w[ch, 0, t // kw, t % kw] if ch < c else 0
 
@@ -473,7 +473,7 @@ def grad_input_slot_bytes(oh, wp, ih, iw, itemsize) -> int:
 @njit(**_JIT)
 def _gi_prepare(gy, w, gx, phases, pl, wp, sh, sw, nslots, fws, iws):  # pragma: no cover
     """What every slot reads: the packed weight, gy's table, then the phases' table."""
-    _pack(w, None, fws)
+    _pack(w, fws[:0], fws)
     oh, ow = gy.shape[2], gy.shape[3]
     _table(oh, ow, pl, wp, iws)
     at = oh * ow + LANES

@@ -517,9 +517,7 @@ def _lanes_fit(c, budget) -> bool:
 
 def _lanes_forward(x, w, bias, y, c):
     """The depthwise call ``c`` on ``_numba_depthwise_lanes`` into the C-contiguous ``y``."""
-    if bias is None:
-        bias = _scratch("zeros", w.shape[0], x.dtype)[:w.shape[0]]
-        bias[:] = 0
+    bias = _no_bias(x.dtype) if bias is None else bias
     _run_parts(_dwl._part, c.macs, x, w, bias, y, c.sh, c.sw, c.pt, c.pl, c.dil_h, c.dil_w,
                workspaces=_workspaces(x.dtype, lambda nthreads: _dwl.scratch(
                    *x.shape, w.shape[2], w.shape[3], y.shape[2], y.shape[3], c.sw, c.dil_w, nthreads)),
