@@ -21,6 +21,14 @@ RNG = np.random.default_rng(11)
 lanes_only = pytest.mark.skipif(not numba_jit._gemm.WIDE, reason="the lanes kernel needs AVX-512")
 
 
+def _same_values(got, want, tol):
+    """NaN and inf where the reference has them, the finite values within ``tol``."""
+    np.testing.assert_array_equal(np.isnan(got), np.isnan(want))
+    np.testing.assert_array_equal(np.isinf(got), np.isinf(want))
+    finite = np.isfinite(want)
+    np.testing.assert_allclose(got[finite], want[finite], rtol=tol, atol=tol)
+
+
 @pytest.fixture
 def no_lanes(monkeypatch):
     """The depthwise forward without the lanes kernel (it would take these float32 calls), numba's
@@ -94,10 +102,7 @@ def test_non_finite_values_at_row_ends_stay_where_they_belong(no_lanes, kh):
     x[0, 1, 1, 5] = np.nan
     for weights in (w, np.where(np.arange(w.size).reshape(w.shape) == 3, np.inf, w)):
         got, want = numba_jit.forward(x, weights, geom), reference.forward(x, weights, geom)
-        np.testing.assert_array_equal(np.isnan(got), np.isnan(want))
-        np.testing.assert_array_equal(np.isinf(got), np.isinf(want))
-        finite = np.isfinite(want)
-        np.testing.assert_allclose(got[finite], want[finite], rtol=1e-12, atol=1e-12)
+        _same_values(got, want, 1e-12)
 
 
 def test_conv1d_depthwise_runs_the_flat_path_and_matches():
@@ -127,10 +132,7 @@ def test_weight_gradient_non_finite_values_match_the_reference():
     x[1, 0, 2, 6] = np.inf
     gy[0, 2, 0, 0] = np.nan
     got, want = numba_jit.grad_weight(gy, x, geom), reference.grad_weight(gy, x, geom)
-    np.testing.assert_array_equal(np.isnan(got), np.isnan(want))
-    np.testing.assert_array_equal(np.isinf(got), np.isinf(want))
-    finite = np.isfinite(want)
-    np.testing.assert_allclose(got[finite], want[finite], rtol=1e-12, atol=1e-12)
+    _same_values(got, want, 1e-12)
 
 
 # The lanes kernel (float32, one output channel an input channel): channel counts around a task's
@@ -191,10 +193,7 @@ def test_the_lanes_keep_non_finite_values_where_they_belong():
     for weights in (w, np.where(np.arange(w.size).reshape(w.shape) == 3, np.inf, w)):
         got = numba_jit.forward(x.astype(np.float32), weights.astype(np.float32), geom)
         want = reference.forward(x, weights, geom)
-        np.testing.assert_array_equal(np.isnan(got), np.isnan(want))
-        np.testing.assert_array_equal(np.isinf(got), np.isinf(want))
-        finite = np.isfinite(want)
-        np.testing.assert_allclose(got[finite], want[finite], rtol=1e-5, atol=1e-5)
+        _same_values(got, want, 1e-5)
 
 
 @lanes_only
@@ -296,10 +295,7 @@ def test_the_lanes_weight_gradient_leaves_non_finite_values_to_the_rows_path():
     gy[1, 3, 5, 6] = np.inf  # at a corner: its taps into the padding have no product
     got = numba_jit.grad_weight(gy.astype(np.float32), x.astype(np.float32), geom)
     want = reference.grad_weight(gy, x, geom)
-    np.testing.assert_array_equal(np.isnan(got), np.isnan(want))
-    np.testing.assert_array_equal(np.isinf(got), np.isinf(want))
-    finite = np.isfinite(want)
-    np.testing.assert_allclose(got[finite], want[finite], rtol=1e-4, atol=1e-4)
+    _same_values(got, want, 1e-4)
 
 
 @lanes_only
