@@ -198,16 +198,26 @@ def test_the_scratch_of_the_register_tiles_is_small():
 _EVERY = np.empty((0, 4), np.int64)  # no spans: every column
 
 
-def _batched(a, b, spans=_EVERY):
+def _plan(spans):
+    """``gemm.batch``'s plan of product i over the columns ``spans[i]`` (two ranges) with A_i."""
+    plan = np.zeros((len(spans), gemm.PLAN_ENTRIES, 5), np.int64)
+    plan[..., 0] = gemm.UNUSED
+    for i, span in enumerate(spans):
+        plan[i, 0] = (i, *span)
+    return plan
+
+
+def _batched(a, b, spans=_EVERY, plan=None):
     """``gemm.batch`` of a[i] @ b[i] (A packed, B contiguous) into NaNs: the spans' columns only,
-    or all of them."""
+    or all of them; or by ``plan``, any of a's matrices for any product of b's."""
     (count, m, k), p = a.shape, b.shape[2]
     packed = np.empty((count, gemm.packed_size(m, k)), a.dtype)
     for i in range(count):
         gemm._pack_a(a[i], packed[i])
-    c = np.full((count, m, p), np.nan, a.dtype)
+    c = np.full((len(b), m, p), np.nan, a.dtype)
     scratch = np.empty(gemm.batch_scratch(m, a.itemsize), a.dtype)
-    gemm.batch(packed, m, b.reshape(-1), c.reshape(-1), k, p, scratch, spans, k * p)
+    plan = (_plan(spans) if len(spans) else gemm.NO_PLAN) if plan is None else plan
+    gemm.batch(packed, m, b.reshape(-1), c.reshape(-1), k, p, scratch, plan, k * p)
     return c
 
 
@@ -230,6 +240,26 @@ def test_batched_products_match_longdouble(dtype):
     # only the spans' columns (two ranges, either empty, starting mid-panel), the others untouched
     spans = np.array([[0, 45, 0, 0], [3, 40, 0, 0], [0, 10, 20, 45], [0, 0, 7, 9]] * 4, np.int64)
     _assert_only_spans(_batched(a, b, spans), c, spans)
+
+
+@wide
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_a_plan_runs_each_entry_with_its_own_matrix(dtype):
+    """winograd's edge tiles: a plan's entries take any of ap2's matrices (more of them than
+    products), zeros, or nothing, each over its two ranges, up to ``PLAN_ENTRIES`` a product: each
+    column the bits of its own matrix's whole product, zeros, or left as it was."""
+    a, b = _rand((5, 20, 300), dtype, 8), _rand((2, 300, 45), dtype, 9)
+    whole = [_batched(a[j:j + 1], b[i:i + 1])[0] for i in range(2) for j in range(5)]  # A_j @ B_i at 5 i + j
+    plan = _plan([[0, 10, 20, 24], [0, 0, 0, 0]])
+    plan[0, 1:] = [[3, 10, 20, 30, 31], [gemm.ZERO, 24, 30, 31, 33], [4, 33, 45, 0, 0]]
+    plan[1, 0] = (gemm.UNUSED, 0, 45, 0, 0)
+    plan[1, 1:3] = [[4, 0, 1, 40, 45], [gemm.ZERO, 1, 3, 0, 0]]
+    c = _batched(a, b, plan=plan)
+    for (i, lo, hi), want in zip([(0, 0, 10), (0, 10, 20), (0, 20, 24), (0, 24, 30), (0, 30, 31), (0, 31, 33),
+                                  (0, 33, 45), (1, 0, 1), (1, 1, 3), (1, 40, 45)],
+                                 [0, 3, 0, None, 3, None, 4, 9, None, 9]):
+        assert np.array_equal(c[i][:, lo:hi], 0 * c[i][:, lo:hi] if want is None else whole[want][:, lo:hi])
+    assert np.isnan(c[1][:, 3:40]).all()
 
 
 @wide

@@ -583,12 +583,15 @@ def test_filter_grad_transform_in_float32_is_the_float64_one_rounded_once(m, cg)
 @pytest.mark.parametrize("threads", [1, 3])
 @pytest.mark.parametrize("level", LEVELS)
 @pytest.mark.parametrize("pass_", ["forward", "grad_input", "grad_weight"])
-def test_extra_memory_stays_under_budget(monkeypatch, budget, use_threads, pass_, level, threads):
+@pytest.mark.parametrize("size", [40, 17])
+def test_extra_memory_stays_under_budget(monkeypatch, budget, use_threads, pass_, level, threads, size):
     """Batch 16, 32 channels of 40x40: one block of all tiles would be 4-9x the input (~3.3 MiB);
-    the weight gradient's slices hold 64-144 KiB of sums each."""
+    the weight gradient's slices hold 64-144 KiB of sums each. At 17x17 F(2x2) runs edge tiles,
+    with their extra transformed filters."""
     use_threads(threads)
     monkeypatch.setattr(winograd, "WEIGHT_MIN_CHANNELS", 1)
-    geom = Geometry.from_args((16, 32, 40, 40), (32, 32, 3, 3), padding=1)
+    geom = Geometry.from_args((16, 32, size, size), (32, 32, 3, 3), padding=1)
+    assert winograd._edges(2, geom.x_shape, (size, size), 1, 1) == (size % 2 == 1,) * 2
     rng = np.random.default_rng(0)
     x, w, gy = (rng.standard_normal(s).astype(np.float32) for s in (geom.x_shape, geom.w_shape, geom.y_shape))
     args = {"forward": (x, w), "grad_input": (gy, w), "grad_weight": (gy, x)}[pass_]
@@ -801,6 +804,7 @@ def test_skipping_the_products_of_cropped_pixels_gives_the_same_bits(monkeypatch
     monkeypatch.setattr(winograd, "_f4_pays", lambda geom, itemsize, split: True)
     monkeypatch.setattr(winograd, "BLOCK_BYTES", 1)
     monkeypatch.setattr(winograd, "BY_CHANNELS_MIN_BYTES", 0)
+    monkeypatch.setattr(winograd, "EDGE_TAPS", False)  # (their own test: below)
     skipped = []
     real = _winograd_kernels.tile_order
     monkeypatch.setattr(_winograd_kernels, "tile_order", lambda *a: skipped.append(a[5:7]) or real(*a))
@@ -816,6 +820,90 @@ def test_skipping_the_products_of_cropped_pixels_gives_the_same_bits(monkeypatch
                 _forward_and_input_gradient, (geom, x, w, b, gy))
             assert_close(skipping[0], numba_jit.forward(x, w, geom, b))
     assert {(True, True), (True, False), (False, True)} <= set(skipped)
+
+
+@tiles_only
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_edge_tiles_give_the_reference_values_by_items_and_by_channels(monkeypatch, use_threads, dtype):
+    """Edge tiles (``_edges``: the last tile row or column keeps one pixel, the padding covers the
+    rest of its window) sum two products down that axis: the same bits by items and by channels,
+    at the bottom, the right or both, with groups, for the input gradient too; against every
+    product of those tiles, other values only in the edge tiles' pixels, and no further from a
+    float64 sum."""
+    use_threads(2)
+    rng = np.random.default_rng(8)
+    monkeypatch.setattr(winograd, "BLOCK_BYTES", 1)
+    monkeypatch.setattr(winograd, "BY_CHANNELS_MIN_BYTES", 0)
+    monkeypatch.setattr(winograd, "EDGE_FILTER_TILES", 0)  # on these few images too
+    errors = {True: [], False: []}
+    # the edges of y and of gx (rows, columns), and whether the two sums differ there: not where the
+    # padding covers the kept pixel's second tap too (gx's columns in the third: 2 after), where the
+    # products at points 1 and 2 are of zeros either way
+    for (x_shape, w_shape, padding, groups), lasts in [
+            (((3, 16, 7, 7), (16, 16, 3, 3), 1, 1), ((True, True, True), (True, True, True))),
+            (((2, 16, 9, 8), (24, 8, 3, 3), ((1, 1), (1, 0)), 2), ((True, False, True), (True, False, True))),
+            (((2, 24, 8, 9), (16, 24, 3, 3), ((0, 1), (2, 0)), 1), ((True, False, True), (False, True, False))),
+            (((2, 16, 8, 7), (16, 16, 3, 3), 1, 1), ((False, True, True), (False, True, True)))]:
+        geom, x, w, b, gy = _arrays(rng, dtype, x_shape, w_shape, padding, groups)
+        got = {}
+        for edges in (True, False):
+            monkeypatch.setattr(winograd, "EDGE_TAPS", edges)
+            winograd._cropped_rows.cache_clear()
+            got[edges] = _alike_each_way(  # by channels, then by items
+                lambda ratio: monkeypatch.setattr(winograd, "BY_CHANNELS_RATIO", ratio), (0.0, 2**60),
+                _forward_and_input_gradient, (geom, x, w, b, gy))
+        want = _torch_results(x, w, b, gy, padding, groups)[:2]
+        for y, y_all, y_want, (last_h, last_w, differs) in zip(got[True], got[False], want, lasts):
+            assert_close(y, y_want.astype(dtype))
+            h, w_ = y.shape[2] - last_h, y.shape[3] - last_w
+            assert np.array_equal(y[..., :h, :w_], y_all[..., :h, :w_])
+            assert np.array_equal(y, y_all) != differs
+            for edges, value in ((True, y), (False, y_all)):
+                errors[edges].append(np.sqrt(np.mean((value - y_want) ** 2) / np.mean(y_want ** 2)))
+    assert np.mean(errors[True]) <= 1.05 * np.mean(errors[False])
+
+
+@pytest.mark.parametrize(("in_hw", "out_hw", "pads", "edges"), [
+    ((7, 7), (7, 7), (1, 1), (True, True)),  # "same": one pixel of the last tiles kept, padding past it
+    ((9, 8), (9, 7), (1, 1), (True, False)),  # after the columns no padding: cropped only
+    ((8, 7), (8, 7), (1, 1), (False, True)),  # even rows: whole tiles
+    ((6, 9), (7, 9), (2, 0), (True, True)),  # padding after: 1 and 2
+    ((5, 5), (3, 3), (0, 0), (False, False)),  # unpadded
+    ((19, 19), (19, 19), (1, 1), (False, False)),  # 10 tiles a row: the transforms' row order pays more
+])
+def test_edge_tiles_where_the_padding_covers_their_window(in_hw, out_hw, pads, edges):
+    many = winograd.EDGE_FILTERS * winograd.EDGE_FILTER_TILES  # products saved: at least one an image
+    assert winograd._edges(2, (many, 8, *in_hw), out_hw, *pads) == edges
+    assert winograd._edges(4, (many, 8, *in_hw), out_hw, *pads) == (False, False)  # F(2x2)'s only
+    assert winograd._edges(2, (1, 8, *in_hw), out_hw, *pads) == (False, False)  # too few to pay for the filters
+
+
+def test_edge_tiles_from_products_enough_to_pay_for_their_filters():
+    """On 7x7 outputs an image saves 225 - 196 = 29 products (tiles at one point) with edge tiles."""
+    least = -(-winograd.EDGE_FILTERS * winograd.EDGE_FILTER_TILES // 29)
+    assert winograd._edges(2, (least, 8, 7, 7), (7, 7), 1, 1) == (True, True)
+    assert winograd._edges(2, (least - 1, 8, 7, 7), (7, 7), 1, 1) == (False, False)
+
+
+@pytest.mark.parametrize(("cuts", "edges", "products"), [
+    ((True, True), (True, True), 14 * 14), ((True, True), (True, False), 14 * 15),
+    ((True, True), (False, False), 15 * 15), ((False, True), (False, True), 16 * 14),
+    ((False, False), (False, False), 16 * 16)])
+def test_edge_tiles_take_two_products_down_their_edge(cuts, edges, products):
+    """``_products_plan`` over two images of 4 x 4 tiles (7x7, 8x7 or 8x8 outputs): 4 + 4 + 4 + 2
+    products down an edge axis, 4 + 4 + 4 + 3 down a cropped one, per image and channel pair; each
+    tile's products run once or are zeroed (an edge tile's point 2), never both, only edge tiles'
+    zeroed."""
+    counts = winograd._tile_counts(0, 8, 4, 4, cuts)
+    plan = winograd._products_plan(2, counts, cuts, edges)
+    run, zeroed = np.zeros((16, 32), int), np.zeros((16, 32), int)
+    for xi, entries in enumerate(plan):
+        for a, j0, j1, j2, j3 in entries:
+            if a != _gemm.UNUSED:
+                (run if a >= 0 else zeroed)[xi, np.r_[j0:j1, j2:j3]] += 1
+    assert run.max() <= 1 and zeroed.max() <= 1 and not (run & zeroed).any()
+    assert run.sum() == 2 * products
+    assert not zeroed[:, :counts[0]].any() and zeroed.any() == any(edges)
 
 
 @pytest.mark.parametrize("m", [2, 4])

@@ -28,6 +28,7 @@ numba's implicit forward and weight gradient (``_numba_implicit``) run on those.
 """
 
 import llvmlite.binding as _llvm
+import numpy as np
 from llvmlite import ir
 from numba import types
 from numba.extending import intrinsic
@@ -788,21 +789,37 @@ def _batch_views(scratch, m):  # pragma: no cover
     return scratch[:MR * nr], zeros
 
 
+# ``batch``'s plan: per product, up to PLAN_ENTRIES entries ``(a, j0, j1, j2, j3)``, each the column
+# ranges j0 .. j1 and j2 .. j3 of C computed with ``ap2[a]`` (a >= 0, any of ap2's matrices),
+# set to zero (a = ``ZERO``) or an unused entry (a = ``UNUSED``)
+PLAN_ENTRIES = 4
+ZERO, UNUSED = -1, -2
+NO_PLAN = np.empty((0, PLAN_ENTRIES, 5), np.int64)  # every column of product i with ap2[i]
+
+
 @njit(**_JIT)
-def batch(ap2, m, b, c, k, p, scratch, spans, bstep, cstep=0):  # pragma: no cover
-    """``C[i] = A_i @ B[i]`` for every i on this thread: ``A_i`` (m x k) packed in ``ap2[i]``,
-    ``B[i]`` the C-contiguous (k, p) at ``b[i*bstep:]`` (``bstep`` = k*p: B C-contiguous too),
-    ``C[i]`` the C-contiguous (m, p) at ``c[i*cstep:]`` (``cstep`` 0: m*p, C C-contiguous); only in
-    the columns ``spans[i, 0] .. spans[i, 1]`` and ``spans[i, 2] .. spans[i, 3]`` where ``spans``
-    is not empty (C's other columns are left as they were)."""
+def batch(ap2, m, b, c, k, p, scratch, plan, bstep, cstep=0):  # pragma: no cover
+    """``C[i] = A @ B[i]`` for every product i on this thread: ``B[i]`` the C-contiguous (k, p) at
+    ``b[i*bstep:]`` (``bstep`` = k*p: B C-contiguous too), ``C[i]`` the C-contiguous (m, p) at
+    ``c[i*cstep:]`` (``cstep`` 0: m*p, C C-contiguous), A (m x k) packed in ``ap2``: with ``plan``
+    empty, every column with ``ap2[i]`` (one product per matrix of ap2); else only the columns of
+    ``plan[i]``'s entries, each with its own matrix of ap2 or zeros (``PLAN_ENTRIES``), C's other
+    columns left as they were. An entry's two ranges run in one pass over its A."""
     ct, zeros = _batch_views(scratch, m)
     cs = cstep if cstep else m * p
-    for i in range(ap2.shape[0]):
+    for i in range(plan.shape[0] if plan.shape[0] else ap2.shape[0]):
         bi, ci = b[i * bstep:i * bstep + k * p], c[i * cs:i * cs + m * p]
-        if spans.shape[0] == 0:
+        if plan.shape[0] == 0:
             _batch_run(ap2[i], m, zeros, bi, ci, k, p, 0, p, 0, 0, ct, 0)
-        else:
-            _batch_run(ap2[i], m, zeros, bi, ci, k, p, spans[i, 0], spans[i, 1], spans[i, 2], spans[i, 3], ct, 0)
+            continue
+        for e in range(plan.shape[1]):
+            a, j0, j1, j2, j3 = plan[i, e, 0], plan[i, e, 1], plan[i, e, 2], plan[i, e, 3], plan[i, e, 4]
+            if a >= 0:
+                _batch_run(ap2[a], m, zeros, bi, ci, k, p, j0, j1, j2, j3, ct, 0)
+            elif a == ZERO:
+                for r in range(m):
+                    ci[r * p + j0:r * p + j1] = 0
+                    ci[r * p + j2:r * p + j3] = 0
 
 
 @njit(**_JIT)

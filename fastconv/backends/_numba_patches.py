@@ -197,7 +197,7 @@ def forward(x, w5, bias, y, sh, sw, pt, pl, dh, dw, threads, budget, compile_onl
                     _gemm.batch_rows(flat[g, k0 * kr:k1 * kr], kr, k1 - k0, b, c, kr, q, tiles)
                 else:
                     pack(w5[g, k0:k1], ap[g, j], 0, _gemm._whole_rows(k1 - k0) // MR)
-                    _gemm.batch(ap[g, j:j + 1], k1 - k0, b, c, kr, q, tiles, _NO_SPANS, kr * q)
+                    _gemm.batch(ap[g, j:j + 1], k1 - k0, b, c, kr, q, tiles, _gemm.NO_PLAN, kr * q)
                 put(c, g * kg + k0, k1 - k0, 0, q, bias, y3)
 
         map_items([(j,) for j in range(len(blocks))], rows, 1 if compile_only else len(blocks))
@@ -217,7 +217,7 @@ def forward(x, w5, bias, y, sh, sw, pt, pl, dh, dw, threads, budget, compile_onl
         for g in range(groups):
             columns(x, g * cg, cg, pt, pl, table, q0, q1, ow, sh, sw, hp, wp, s, ix, b)
             packing.ready()  # (the first group's columns overlap the packing's last parts)
-            _gemm.batch(ap[g:g + 1], kg, b, c, kr, nt, tiles, _NO_SPANS, kr * nt)
+            _gemm.batch(ap[g:g + 1], kg, b, c, kr, nt, tiles, _gemm.NO_PLAN, kr * nt)
             put(c, g * kg, kg, q0, q1, bias, y3)
 
     # warmup runs on the calling thread: plain compiled loops, no pool thread to outlive a fork
@@ -381,7 +381,7 @@ def grad_input(gy, w, gx, sh, sw, pt, pl, dh, dw, threads, budget, compile_only=
                     take(gy3, g * kg, kg, r0, r1, a)
                 packing.ready()
                 m = (c1 - c0) * taps
-                _gemm.batch(packed[j:j + 1], m, a, cm, kg, nt, tiles, _NO_SPANS, kg * nt)
+                _gemm.batch(packed[j:j + 1], m, a, cm, kg, nt, tiles, _gemm.NO_PLAN, kg * nt)
                 scatter(cm, g * cg + c0, c1 - c0, pt, pl, table, r0, r1, ow, sh, sw, hp, wp, s, ix, gx)
 
     map_items([(i0, min(n, i0 + per)) for i0 in range(0, n, per)], work, 1 if compile_only else threads,

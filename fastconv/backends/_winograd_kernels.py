@@ -81,9 +81,12 @@ def _filter_transform_packed(wv, m, p0, p1, up):  # pragma: no cover
     their rows in loops over (s, row) pairs, and each block of a panel is stored end to end in
     the packed order: no unpacked copy, no pass to pack it (one thread, 7x7 C=512: transform
     and pack 3.3 + 1.6 ms before). The same values as ``_filter_transform`` then ``_pack_a``;
-    rows past wv's are transforms of zeros."""
+    rows past wv's are transforms of zeros. Where ``up`` holds ``EDGE_FILTERS`` more matrices a group
+    (F(2x2) only), they follow the group's alpha^2: ``edge_filters``' (1', j), (i, 1') and
+    (1', 1')."""
     nr, ns = wv.shape[1], wv.shape[2]
     a = m + 2
+    per = up.shape[0] // wv.shape[0]  # matrices a group
     panels = (nr + MR - 1) // MR
     mp = panels * MR
     n8 = U(ns * MR)
@@ -115,7 +118,18 @@ def _filter_transform_packed(wv, m, p0, p1, up):  # pragma: no cover
                 kc = min(KC, ns - pc)
                 o = U(pc * MR)
                 _g_rows(m, t, U(i) * n8 + o, U(a + i) * n8 + o, U(2 * a + i) * n8 + o, flat,
-                        U(g * a * a + i * a) * pitch + U(pc * mp + ip * kc * MR), pitch, U(kc * MR))
+                        U(g * per + i * a) * pitch + U(pc * mp + ip * kc * MR), pitch, U(kc * MR))
+        if per > a * a:  # the edge tiles' filters: G along the middle row, down the middle column, neither
+            for pc in range(0, ns, KC):
+                kc = min(KC, ns - pc)
+                o, run = U(pc * MR), U(kc * MR)
+                d = U(g * per + a * a) * pitch + U(pc * mp + ip * kc * MR)
+                _g_rows(m, f, U(3) * n8 + o, U(4) * n8 + o, U(5) * n8 + o, flat, d, pitch, run)
+                for i in range(U(a)):
+                    for q in range(run):
+                        flat[d + (U(a) + i) * pitch + q] = t[(U(a) + i) * n8 + o + q]
+                for q in range(run):
+                    flat[d + U(2 * a) * pitch + q] = f[U(4) * n8 + o + q]
 
 
 # The input and output transforms run as long loops over all the tiles of a block (one channel at
@@ -901,11 +915,11 @@ def _output_transform(mm, k0, kg, r0, r1, tiles_h, tiles_w, m, bias, y, wk, orde
 
 
 @njit(**_JIT)
-def item(src, cs, cd, r0, r1, tiles_h, tiles_w, pt, pl, m, v, mm, s, wk, order, up, tiles, spans, bias,
+def item(src, cs, cd, r0, r1, tiles_h, tiles_w, pt, pl, m, v, mm, s, wk, order, up, tiles, plan, bias,
          y, first_done, vstep, mstep):  # pragma: no cover
     """One work item of ``winograd._convolve`` on the register tiles, every group: the input
     transform of tile rows r0 .. r1 into ``v`` (the first group's already there with
-    ``first_done``), the products (``_numba_gemm.batch``, the packed transformed kernel ``up[g]``)
+    ``first_done``), the products (``_numba_gemm.batch`` by ``plan``, the packed transformed kernel ``up[g]``)
     into ``mm`` and the output transform into y, in one compiled call: the GIL is released once an
     item, not three times (each time back, a thread could wait for the other's Python, 30-40 us on
     these machines). ``vstep`` and ``mstep``: from one transform point's values to the next's in
@@ -915,7 +929,7 @@ def item(src, cs, cd, r0, r1, tiles_h, tiles_w, pt, pl, m, v, mm, s, wk, order, 
     for g in range(up.shape[0]):
         if g > 0 or not first_done:
             _input_transform(src, g * cs, cs, r0, r1, tiles_h, tiles_w, pt, pl, m, v, s, wk, 0, cs, order, vstep)
-        batch(up[g], cd, v, mm, cs, nt, tiles, spans, vstep, mstep)
+        batch(up[g], cd, v, mm, cs, nt, tiles, plan, vstep, mstep)
         bad |= _output_transform(mm, g * cd, cd, r0, r1, tiles_h, tiles_w, m, bias, y, wk, order, mstep)
     return bad
 

@@ -436,18 +436,19 @@ def _convolve(src, w, geom, c_dst, out_hw, pt, pl, bias, transposed):
     tiles_h, tiles_w = -(-out_hw[0] // m), -(-out_hw[1] // m)
     rows = src.shape[0] * tiles_h  # rows of tiles over the whole batch
     tiles = _on_tiles(cs, cd)
+    edges = _edges(m, src.shape, out_hw, pt, pl) if tiles else (False, False)
     y = np.empty((src.shape[0], c_dst, *out_hw), dtype)
     b = np.empty(0, dtype) if bias is None else bias
     wv = w.reshape(groups, cd if not transposed else w.shape[0] // groups, -1, 3, 3)
     if transposed:  # (group, input channel, output channel, ky, kx), flipped: a view, no copy
         wv = wv.transpose(0, 2, 1, 3, 4)[..., ::-1, ::-1]
     if tiles:
-        plan = _channel_plan(rows, tiles_w, m, cs, cd, geom, itemsize)
+        plan = _channel_plan(rows, tiles_w, m, cs, cd, geom, itemsize, edges)
         if plan:
             with np.errstate(invalid="ignore", over="ignore"):
-                bad = _by_channels(src, wv, m, plan, tiles_h, tiles_w, pt, pl, b, y, out_hw)
+                bad = _by_channels(src, wv, m, plan, tiles_h, tiles_w, pt, pl, b, y, out_hw, edges)
             return None if bad else y
-    u, up = _kernel_arrays(groups, a2, cd, cs, dtype, tiles)
+    u, up = _kernel_arrays(groups, _filters(m, edges), cd, cs, dtype, tiles)
     size, threads = _plan(rows, tiles_w, (_slots(a2, cs, cd) if tiles else a2 * (cs + cd)) * itemsize,
                           u.nbytes + up.nbytes, geom, itemsize,
                           _k.transform_scratch(m, 1, 1, itemsize)[0] + a2 * PLANE_GAP_BYTES,
@@ -467,7 +468,7 @@ def _convolve(src, w, geom, c_dst, out_hw, pt, pl, bias, transposed):
             mm = buffer(scratch, "m", (a2 * cd * nt,), dtype)
         s, wk = _transform_work(scratch, m, r1 - r0, tiles_w, dtype)
         if tiles:  # the item's transforms and products in one compiled call, once the kernel is transformed
-            order, spans = _cropped(m, r0, r1, tiles_h, tiles_w, out_hw, itemsize)
+            order, products = _cropped(m, r0, r1, tiles_h, tiles_w, out_hw, itemsize, edges)
             # While other threads finish the kernel's last parts, this one transforms its input
             # rather than wait. Two threads, float32, N=32, forward ms, medians of 15 calls in
             # alternating processes, six each (a noisy hour): 7x7 C=512 20.2 -> 19.6, 14x14 C=256
@@ -477,7 +478,7 @@ def _convolve(src, w, geom, c_dst, out_hw, pt, pl, bias, transposed):
                 _k._input_transform(src, 0, cs, r0, r1, tiles_h, tiles_w, pt, pl, m, v, s, wk, 0, cs, order, vstep)
             kernel.ready()
             if _k.item(src, cs, cd, r0, r1, tiles_h, tiles_w, pt, pl, m, v, mm, s, wk, order, up,
-                       buffer(scratch, "tiles", (_gemm.batch_scratch(cd, itemsize),), dtype), spans, b, y,
+                       buffer(scratch, "tiles", (_gemm.batch_scratch(cd, itemsize),), dtype), products, b, y,
                        first_done, vstep, mstep):
                 bad.append(True)
             return
@@ -524,12 +525,13 @@ def _slots(a2, cs, cd) -> int:
     return a2 * cs + cd + max(0, (a2 - 1) * (cd - cs))
 
 
-def _channel_plan(rows, tiles_w, m, cs, cd, geom, itemsize):
+def _channel_plan(rows, tiles_w, m, cs, cd, geom, itemsize, edges=(False, False)):
     """For ``_by_channels``: ``(output channels per block, threads)``, or None where the transformed
     kernel is under ``BY_CHANNELS_MIN_BYTES`` or small beside the transformed input
     (``BY_CHANNELS_RATIO``), the input's is over ``BY_CHANNELS_MAX_BYTES`` or the two do not fit
-    the memory budget. Blocks of about ``BLOCK_BYTES`` of transformed filters, or
-    ``LARGE_BLOCK_BYTES`` from ``LARGE_INPUT_BYTES`` of transformed input on where they fit."""
+    the memory budget (a block's transformed filters with ``edges``' too, ``_filters``). Blocks of
+    about ``BLOCK_BYTES`` of transformed filters, or ``LARGE_BLOCK_BYTES`` from
+    ``LARGE_INPUT_BYTES`` of transformed input on where they fit."""
     a2, groups, threads = (m + 2) ** 2, geom.groups, call_threads()
     u = groups * a2 * cd * cs * itemsize  # the transformed kernel
     v = groups * a2 * cs * rows * tiles_w * itemsize  # the whole batch's transformed input
@@ -538,8 +540,9 @@ def _channel_plan(rows, tiles_w, m, cs, cd, geom, itemsize):
         return None
     for block in ((LARGE_BLOCK_BYTES,) if v >= LARGE_INPUT_BYTES else ()) + (BLOCK_BYTES,):
         kb = _block_channels(block, a2, cs, cd, groups, threads, itemsize)
-        per_thread = ((a2 * _gemm.packed_size(kb, cs) + _gemm.batch_scratch(kb, itemsize) + a2 * kb * rows * tiles_w
-                       + reserved()) * itemsize + _k.transform_scratch(m, rows, tiles_w, itemsize)[0])
+        per_thread = ((_filters(m, edges) * _gemm.packed_size(kb, cs) + _gemm.batch_scratch(kb, itemsize)
+                       + a2 * kb * rows * tiles_w + reserved()) * itemsize
+                      + _k.transform_scratch(m, rows, tiles_w, itemsize)[0])
         if v + threads * per_thread <= call_budget(geom, itemsize):
             return kb, threads
     return None
@@ -556,7 +559,7 @@ def _block_channels(block, a2, cs, cd, groups, threads, itemsize) -> int:
     return -(-panels // per_group) * _gemm.MR
 
 
-def _by_channels(src, wv, m, plan, tiles_h, tiles_w, pt, pl, b, y, out_hw):
+def _by_channels(src, wv, m, plan, tiles_h, tiles_w, pt, pl, b, y, out_hw, edges):
     """``_convolve``'s work with the threads splitting the channels, over the whole batch at once:
     the input tiles are transformed (parts of the input channels, into ``vs``, shared), each block
     of output channels transforms its filters into its thread's buffer and, once the input's parts
@@ -574,7 +577,7 @@ def _by_channels(src, wv, m, plan, tiles_h, tiles_w, pt, pl, b, y, out_hw):
     # against 25.8-46.1 (best 22.5-27.6) made afresh.
     vs = kept("winograd-input", (groups, a2 * cs * nt), dtype)
     parts = -(-threads // groups)  # of a group's input channels: at least a part per thread
-    order, spans = _cropped(m, 0, rows, tiles_h, tiles_w, out_hw, dtype.itemsize)
+    order, products = _cropped(m, 0, rows, tiles_h, tiles_w, out_hw, dtype.itemsize, edges)
 
     def transform(g, c0, c1, scratch):
         s, wk = _transform_work(scratch, m, rows, tiles_w, dtype)
@@ -589,12 +592,12 @@ def _by_channels(src, wv, m, plan, tiles_h, tiles_w, pt, pl, b, y, out_hw):
     def block(g, k0, scratch):
         inputs.help(scratch)
         k = min(kb, cd - k0)
-        up = buffer(scratch, "up", (a2, _gemm.packed_size(k, cs)), dtype)
+        up = buffer(scratch, "up", (_filters(m, edges), _gemm.packed_size(k, cs)), dtype)
         _k._filter_transform_packed(wv[g:g + 1, k0:k0 + k], m, 0, -(-k // _gemm.MR), up)
         inputs.ready(scratch)
         mm = buffer(scratch, "m", (a2 * k * nt,), dtype)
         _gemm.batch(up, k, vs[g], mm, cs, nt, buffer(scratch, "tiles", (_gemm.batch_scratch(k, dtype.itemsize),),
-                                                     dtype), spans, cs * nt)
+                                                     dtype), products, cs * nt)
         wk = _transform_work(scratch, m, rows, tiles_w, dtype)[1]
         if _k._output_transform(mm, g * cd + k0, k, 0, rows, tiles_h, tiles_w, m, b, y, wk, order):
             bad.append(True)
@@ -641,25 +644,131 @@ def _orders(m, first, rows, tiles_h, tiles_w, cut_h, cut_w):
     return order, spans
 
 
-def _cropped(m, r0, r1, tiles_h, tiles_w, out_hw, itemsize):
-    """``_tile_spans`` for the products of a forward: the products only a cropped pixel reads are
-    skipped where that saves enough (``CROP_MAX_PANELS``). Else empty: row order, every product."""
-    return _cropped_rows(m, r0 % tiles_h, r1 - r0, tiles_h, tiles_w, tuple(out_hw), itemsize, CROP_MAX_PANELS)
+def _cropped(m, r0, r1, tiles_h, tiles_w, out_hw, itemsize, edges):
+    """``(order, plan)`` for the products of a forward (``_gemm.batch``'s plan): the products only a
+    cropped pixel reads are skipped where that saves enough (``CROP_MAX_PANELS``), and always
+    where ``edges`` (``_edges``) merges an edge tile's points. Else empty: row order, every
+    product."""
+    return _cropped_rows(m, r0 % tiles_h, r1 - r0, tiles_h, tiles_w, tuple(out_hw), itemsize, CROP_MAX_PANELS,
+                         tuple(edges))
 
 
 @functools.lru_cache(maxsize=ORDERS_KEPT)
-def _cropped_rows(m, first, rows, tiles_h, tiles_w, out_hw, itemsize, most):
+def _cropped_rows(m, first, rows, tiles_h, tiles_w, out_hw, itemsize, most, edges):
     """``_cropped`` of ``rows`` tile rows from row ``first`` of an image on, skipping up to ``most``."""
-    order, spans = _tile_spans(m, first, first + rows, tiles_h, tiles_w, out_hw)
+    order, _ = _tile_spans(m, first, first + rows, tiles_h, tiles_w, out_hw)
     if not order.size:
-        return order, spans
+        return order, _gemm.NO_PLAN
+    cuts = (out_hw[0] % m != 0, out_hw[1] % m != 0)
+    plan = _products_plan(m, _tile_counts(first, rows, tiles_h, tiles_w, cuts), cuts, edges)
+    if any(edges):  # the edge tiles' bits: every item alike, whatever its rows
+        return order, plan
     nt = rows * tiles_w
     nr = _gemm.tile_cols(itemsize)
     half = nr // 2
-    halves = int((-(-(spans[:, 1] - spans[:, 0]) // half) - (-(spans[:, 3] - spans[:, 2]) // half)).sum())
-    if halves > most * len(spans) * 2 * -(-nt // nr):
-        return _NO_ORDER, _NO_SPANS
-    return order, spans
+    used = plan[..., 0] >= 0
+    halves = int(((-(-(plan[..., 2] - plan[..., 1]) // half) - (-(plan[..., 4] - plan[..., 3]) // half)) * used).sum())
+    if halves > most * len(plan) * 2 * -(-nt // nr):
+        return _NO_ORDER, _gemm.NO_PLAN
+    return order, plan
+
+
+def _tile_counts(first, rows, tiles_h, tiles_w, cuts):
+    """The tiles of ``tile_order``'s four spans over ``rows`` tile rows from row ``first`` of an
+    image on: in neither an image's last row nor its last column (where ``cuts`` crops them), in
+    the last row only, in the last column only, in both."""
+    last = (first + rows) // tiles_h - first // tiles_h if cuts[0] else 0  # rows r with r % tiles_h == tiles_h - 1
+    inner = tiles_w - 1 if cuts[1] else tiles_w
+    return ((rows - last) * inner, last * inner, (rows - last) * cuts[1], last * cuts[1])
+
+
+# Edge tiles, F(2x2) only: where the output's last tile row (or column) keeps one of its two
+# pixels and the two input rows past that pixel's window lie in the zero padding (the padding
+# after the image is 1 or more), the tile's kept pixel is a two-tap sum down that axis, d0*g0 +
+# d1*g1: its transform values there are d0 - d2 = d0 at point 0, d1 + d2 = d1 at point 1 and
+# d2 - d1 = -d1 at point 2, so that points 1 and 2 sum to (G1 - G2) g * d1 = g1 * d1. Those tiles
+# run two products down that axis, not three: point 0, point 1 with the filters' middle tap row
+# in place of G's row 1 (``EDGE_FILTERS`` more transformed filters, ``_k._filter_transform_packed``),
+# and point 2's products set to zero, which the output transform then adds. On 7x7 outputs, 196
+# of F(2x2)'s 256 products per image and channel pair, against 225 skipping only the cropped
+# pixels' (``tile_order``), and a direct sum's rounding in that axis. Two threads, float32, time
+# with edge tiles / without, forward and input gradient, 7-9 interleaved rounds in one process
+# (Zen 4, 2026-12-05): N=32 C=512 7x7 0.93-0.96 and 0.955, N=16 0.94 and 0.94, N=8 0.99 and 1.00,
+# N=4 1.03 and 1.03, N=1 1.28 and 1.25 (the extra filters' transform, 0.55 ms at C=512, against
+# few products: ``EDGE_FILTER_TILES``); N=32 C=384 7x7 0.94 / 0.95, C=256 7x7 0.98 / 1.00, 13x13
+# 0.93 / 0.93, C=128 15x15 0.93 / 0.92, C=192 17x17 0.92 / 0.92 (the last three skipped no
+# products before: too few for ``CROP_MAX_PANELS``); but C=128 27x27 1.08 / 1.08, where the tiles'
+# new order cost the row-order transforms their vectors (``_k.WIDE_ROW_TILES``): not there.
+EDGE_TAPS = True
+EDGE_FILTERS = 9  # (1', j) for the 4 points j across, (i, 1') for the 4 down, (1', 1')
+EDGE_FILTER_TILES = 48  # products saved (tiles at one point) a call needs per extra filter: twice their cost
+_EDGE_SKIP, _EDGE_ZERO, _EDGE_TAP = -1, -2, -3  # a point's part down one axis, besides its own index
+
+
+def _edges(m, src_shape, out_hw, pt, pl):
+    """``(rows, columns)``: whether the last tile row (column) of the images ``src_shape`` gives is
+    an edge tile's (above), in a call where that pays: fewer than ``_k.WIDE_ROW_TILES`` tiles a
+    row, and products enough saved over the batch (``EDGE_FILTER_TILES``)."""
+    if m != 2 or not EDGE_TAPS or -(-out_hw[1] // m) >= _k.WIDE_ROW_TILES:
+        return (False, False)
+    edges = tuple(bool(o % 2 and o + 2 - i - p >= 1) for i, o, p in zip(src_shape[2:], out_hw, (pt, pl)))
+    cropped = [2 * o + o % 2 for o in out_hw]  # transform points down and across, the cropped pixels' skipped
+    saved = cropped[0] * cropped[1] - (cropped[0] - edges[0]) * (cropped[1] - edges[1])
+    return edges if src_shape[0] * saved >= EDGE_FILTERS * EDGE_FILTER_TILES else (False, False)
+
+
+def _filters(m, edges) -> int:
+    """Transformed filters a group: alpha^2, and ``EDGE_FILTERS`` more with edge tiles."""
+    return (m + 2) ** 2 + (EDGE_FILTERS if any(edges) else 0)
+
+
+def _products_plan(m, counts, cuts, edges):
+    """``_gemm.batch``'s plan over ``tile_order``'s four spans of ``counts`` tiles: at transform
+    point (i, j), each span's tiles with the point's filters, the edge tiles' (``_edges``), zeros,
+    or not at all where only cropped pixels read it."""
+    a = m + 2
+    plan = np.zeros((a * a, _gemm.PLAN_ENTRIES, 5), np.int64)
+    plan[..., 0] = _gemm.UNUSED
+    bounds = np.cumsum((0, *counts))
+    in_last = ((False, False), (True, False), (False, True), (True, True))  # the spans' tiles: last row, column
+    for i in range(a):
+        for j in range(a):
+            runs = {}
+            for (last_h, last_w), lo, hi in zip(in_last, bounds[:-1], bounds[1:]):
+                r = _part(i, a, last_h and cuts[0], last_h and edges[0])
+                c = _part(j, a, last_w and cuts[1], last_w and edges[1])
+                if lo == hi or _EDGE_SKIP in (r, c):
+                    continue
+                key = _gemm.ZERO if _EDGE_ZERO in (r, c) else _edge_filter(r, c, a)
+                spans = runs.setdefault(key, [])
+                if spans and spans[-1][1] == lo:
+                    spans[-1] = (spans[-1][0], int(hi))
+                else:
+                    spans.append((int(lo), int(hi)))
+            for e, (key, spans) in enumerate(runs.items()):
+                assert len(spans) <= 2
+                plan[i * a + j, e] = (key, *spans[0], *(spans[1] if len(spans) > 1 else (0, 0)))
+    return plan
+
+
+def _part(i, a, cropped, edge):
+    """Point i's part down one axis of a tile: its own index i, ``_EDGE_TAP`` (the middle tap, an
+    edge tile's point 1), ``_EDGE_ZERO`` (an edge tile's point 2) or ``_EDGE_SKIP`` (the last point
+    of a tile whose last pixel is cropped: no kept pixel reads it)."""
+    if cropped and i == a - 1:
+        return _EDGE_SKIP
+    if edge and i == 1:
+        return _EDGE_TAP
+    return _EDGE_ZERO if edge and i == 2 else i
+
+
+def _edge_filter(r, c, a):
+    """The transformed filters of a point whose parts down and across are r and c (``_part``)."""
+    if r != _EDGE_TAP and c != _EDGE_TAP:
+        return r * a + c
+    if c != _EDGE_TAP:
+        return a * a + c  # (1', j)
+    return a * a + a + r if r != _EDGE_TAP else a * a + 2 * a  # (i, 1'), (1', 1')
 
 
 _transform_sizes = functools.lru_cache(maxsize=ORDERS_KEPT)(_k.transform_scratch)  # per item, of a few sizes
@@ -820,7 +929,7 @@ def _convolve_3d(src, w, geom, bias, transposed):
         for od in range(d_out):
             if tiles:  # B[xi] = v3[xi, od*sd : od*sd + kD], depth*cs*nt apart
                 _gemm.batch(up[0], cd, v3.reshape(-1)[od * sd * cs * nt:], mm, kd * cs, nt,
-                            buffer(scratch, "tiles", (_gemm.batch_scratch(cd, src.itemsize),), dtype), _NO_SPANS,
+                            buffer(scratch, "tiles", (_gemm.batch_scratch(cd, src.itemsize),), dtype), _gemm.NO_PLAN,
                             depth * cs * nt)
             else:
                 np.matmul(u[0], v3[:, od * sd:od * sd + kd].reshape(a2, kd * cs, nt), out=mm.reshape(a2, cd, nt))
