@@ -81,9 +81,10 @@ def _filter_transform_packed(wv, m, p0, p1, up):  # pragma: no cover
     their rows in loops over (s, row) pairs, and each block of a panel is stored end to end in
     the packed order: no unpacked copy, no pass to pack it (one thread, 7x7 C=512: transform
     and pack 3.3 + 1.6 ms before). The same values as ``_filter_transform`` then ``_pack_a``;
-    rows past wv's are transforms of zeros. Where ``up`` holds ``EDGE_FILTERS`` more matrices a group
-    (F(2x2) only), they follow the group's alpha^2: ``edge_filters``' (1', j), (i, 1') and
-    (1', 1')."""
+    rows past wv's are transforms of zeros. Where ``up`` holds more than alpha^2 matrices a group
+    (F(2x2)'s edge tiles: ``winograd.EDGE_FILTERS``), the nine after them are (1', j) for the 4
+    points j, G along the filter's middle row; (i, 1'), G down its middle column; (1', 1'), the
+    middle tap."""
     nr, ns = wv.shape[1], wv.shape[2]
     a = m + 2
     per = up.shape[0] // wv.shape[0]  # matrices a group
@@ -919,8 +920,8 @@ def item(src, cs, cd, r0, r1, tiles_h, tiles_w, pt, pl, m, v, mm, s, wk, order, 
          y, first_done, vstep, mstep):  # pragma: no cover
     """One work item of ``winograd._convolve`` on the register tiles, every group: the input
     transform of tile rows r0 .. r1 into ``v`` (the first group's already there with
-    ``first_done``), the products (``_numba_gemm.batch`` by ``plan``, the packed transformed kernel ``up[g]``)
-    into ``mm`` and the output transform into y, in one compiled call: the GIL is released once an
+    ``first_done``), the products (``_numba_gemm.batch`` by ``plan``, the packed transformed kernel
+    ``up[g]``) into ``mm`` and the output transform into y, in one compiled call: the GIL is released once an
     item, not three times (each time back, a thread could wait for the other's Python, 30-40 us on
     these machines). ``vstep`` and ``mstep``: from one transform point's values to the next's in
     ``v`` and ``mm``. Returns whether a value written is inf or NaN."""

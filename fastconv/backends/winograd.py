@@ -706,9 +706,9 @@ _EDGE_SKIP, _EDGE_ZERO, _EDGE_TAP = -1, -2, -3  # a point's part down one axis, 
 
 
 def _edges(m, src_shape, out_hw, pt, pl):
-    """``(rows, columns)``: whether the last tile row (column) of the images ``src_shape`` gives is
-    an edge tile's (above), in a call where that pays: fewer than ``_k.WIDE_ROW_TILES`` tiles a
-    row, and products enough saved over the batch (``EDGE_FILTER_TILES``)."""
+    """``(rows, columns)``: whether an image's last tile row (column) runs as edge tiles (above) in
+    a call on ``src_shape`` (N, C, H, W) giving ``out_hw``: where that pays, on rows of fewer than
+    ``_k.WIDE_ROW_TILES`` tiles, with products enough saved over the batch (``EDGE_FILTER_TILES``)."""
     if m != 2 or not EDGE_TAPS or -(-out_hw[1] // m) >= _k.WIDE_ROW_TILES:
         return (False, False)
     edges = tuple(bool(o % 2 and o + 2 - i - p >= 1) for i, o, p in zip(src_shape[2:], out_hw, (pt, pl)))
