@@ -223,6 +223,28 @@ def test_without_wide_tiles_blas_takes_strided_and_few_tap_calls(tiles, monkeypa
         assert backends.choose(geom, np.float32) == "im2col"
 
 
+@pytest.mark.parametrize("full", [False, True])
+@pytest.mark.parametrize("geom, blas", [
+    (Geometry.from_args((32, 256, 7, 7), (256, 256, 5, 5), padding=2), True),  # rows of 11 for 7 outputs
+    (Geometry.from_args((1, 512, 7, 7), (512, 512, 7, 7), padding=3), True),
+    (Geometry.from_args((16, 256, 9, 9), (384, 256, 5, 5), padding=2), True),  # 13 for 9: 1.44
+    (Geometry.from_args((32, 256, 14, 14), (256, 256, 5, 5), padding=2), False),  # 18 for 14: 1.29
+    (Geometry.from_args((32, 128, 7, 7), (256, 128, 5, 5), padding=2), False),  # 128 input channels
+    (Geometry.from_args((32, 256, 7, 7), (256, 256, 3, 3), padding=1), False),  # 3x3
+    (Geometry.from_args((32, 256, 7, 7), (256, 256, 5, 5), padding=2, stride=2), False),
+    (Geometry.from_args((32, 256, 7, 7), (256, 128, 5, 5), padding=2, groups=2), False),
+    (Geometry.from_args((8, 256, 4, 7, 7), (256, 256, 3, 5, 5), padding=(1, 2, 2)), False)])  # 3-D
+def test_on_half_width_avx512_the_weight_gradient_of_wide_rows_runs_blas(tiles, monkeypatch, geom, blas, full):
+    """``AUTO_WIDE_ROWS_RATIO``: on AVX-512's half-width units, the weight gradient of a 2-D kernel
+    past 3x3 at stride 1, 256+ channels a side, one group, whose padded rows are 1.4x the output's
+    width or more runs BLAS's patches; not where it was not measured (full-width units)."""
+    numba_jit = tiles(True, "reference", "im2col", "numba", "winograd")
+    monkeypatch.setattr(numba_jit, "full_width_tiles", lambda geom: full)
+    assert backends._wide_rows_weight(geom) is (blas and not full)
+    if blas and not full:
+        assert backends.choose(geom, np.float32, pass_="grad_weight") == "im2col"
+
+
 @pytest.mark.parametrize("wide", [False, True])
 @pytest.mark.parametrize("geom, blas", [
     (STEM, True), (Geometry.from_args((64, 1, 28, 28), (17, 1, 5, 5)), True),  # the channel line

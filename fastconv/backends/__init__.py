@@ -905,6 +905,29 @@ def _patch_rows(g: Geometry) -> bool:
             and not (_is_3x3s1(g) and _tiles(g) >= AUTO_FEW_TILES) and _backend_says("numba", "patch_rows", g))
 
 
+# The weight gradient of 2-D kernels past 3x3 at stride 1 on outputs whose padded rows are 1.4x
+# their width or more (7x7 to 9x9 outputs of 5x5 and 7x7 kernels), 256+ channels a side, one group:
+# numba's implicit product (``_numba_implicit``) sums over "wide" rows, the padded input's width
+# (11-13 columns for 7 outputs), a third to a half of them thrown away, where BLAS's patches hold
+# the outputs alone. Two threads, float32, each gradient alone, medians of 5 calls, an AMD Zen 4
+# (AVX-512 on 256-bit units, 2026-12-05), ms im2col / numba: N=32 C=256 7x7 5x5 31.7 / 37.3, C=512
+# 112.6 / 154.6; N=16 C=256 7x7 7x7 31.2 / 44.3, N=8 C=512 62.6 / 115.2; N=32 C=256 9x9 5x5 52.0 /
+# 56.5, 5x5 5x5 17.3 / 22.4; N=4 C=256 7x7 5x5 4.4 / 6.5. Past the lines: C=128 7x7 5x5 11.7 / 10.3,
+# C=64 4.5 / 2.6, 10x10 7x7 C=128 38.6 / 37.4, 64 -> 128 7x7 7x7 5.0 / 5.7; 13x13 and 14x14 (1.29-1.31)
+# C=128-256 1.00-1.22x. Not measured on full-width AVX-512 nor without AVX-512: not there.
+AUTO_WIDE_ROWS_RATIO = 1.4  # the padded input's width over the output's
+AUTO_WIDE_ROWS_CHANNELS = 256  # per side
+
+
+def _wide_rows_weight(g: Geometry) -> bool:
+    """The weight gradient's row above (``AUTO_WIDE_ROWS_RATIO``), with numba's register tiles on
+    half-width AVX-512 units."""
+    return (g.ndim == 2 and g.groups == 1 and g.stride == (1, 1) and g.dilation == (1, 1) and g.kh * g.kw > 9
+            and min(g.c_in, g.c_out) >= AUTO_WIDE_ROWS_CHANNELS
+            and g.iw + g.pl + g.pr >= AUTO_WIDE_ROWS_RATIO * g.ow
+            and _backend_says("numba", "register_tiles", g) and not _full_width(g))
+
+
 AUTO_PASS_RULES: tuple[tuple[str, str, object, tuple[str, ...]], ...] = (
     ("forward", "full-width AVX-512: numba's patches over few output pixels, the threads splitting the output "
      "channels, 384+ input channels, one group",
@@ -949,6 +972,9 @@ AUTO_PASS_RULES: tuple[tuple[str, str, object, tuple[str, ...]], ...] = (
      lambda g: _on_pixel_tiles(g, "pixel_tiles_input"), ("numba", "im2col")),
     ("grad_weight", "full-width AVX-512: 512+ output channels, 8x the input's",
      lambda g: _many_outputs(g, AUTO_MANY_OUT_CHANNELS), ("im2col", "numba")),
+    ("grad_weight", "AVX-512 on half-width units: 2-D kernels past 3x3 at stride 1, the padded rows 1.4x the "
+     "output's width, 256+ channels a side, one group: BLAS's patches (numba's wide rows)",
+     _wide_rows_weight, ("im2col", "numba")),
     ("grad_weight", "up to 4 input channels, 17+ output channels, one group, without AVX-512",
      lambda g: _few_inputs(g) and _without_wide_tiles(g), ("im2col", "numba")),
     ("grad_weight", "full-width AVX-512: 3x3 at stride 1, one group, 384+ channels a side, under 128 F(2x2) tiles, "
