@@ -495,20 +495,25 @@ def test_full_width_avx512_one_signal_forward_runs_blas(tiles, monkeypatch, geom
     assert picks == (["im2col", *without[1:]] if blas else without)
 
 
-@pytest.mark.parametrize("geom, blas", [
-    (Geometry.from_args((16, 3, 224, 224), (96, 3, 4, 4), stride=4), True),  # ConvNeXt's stem: 48
-    (Geometry.from_args((16, 24, 112, 112), (96, 24, 2, 2), stride=2), True),  # 96: the most
-    (Geometry.from_args((16, 1, 226, 226), (64, 1, 4, 4), stride=4), True),  # a last column no window reads
-    (Geometry.from_args((16, 32, 56, 56), (64, 32, 2, 2), stride=2), False),  # 128
-    (Geometry.from_args((16, 3, 224, 224), (96, 3, 4, 4), stride=4, padding=1), False),
-    (Geometry.from_args((16, 3, 224, 224), (96, 3, 4, 4), stride=2), False),  # overlapping
-    (Geometry.from_args((16, 4, 64, 64), (32, 2, 2, 2), stride=2, groups=2), False),
-    (Geometry.from_args((16, 3, 224, 224), (96, 3, 1, 1)), False),  # 1x1 at stride 1: the input is the matrix
-    (Geometry.from_args((16, 3, 4096), (96, 3, 4), stride=4), False)])  # 1-D: not measured
-def test_windows_that_tile_the_input_run_blas_forward(tiles, monkeypatch, geom, blas):
-    """A 2-D layer whose windows tile the input with a short reduction (``_tiled_windows``): BLAS's
-    forward, the gradients as before."""
-    tiles(True, "reference", "im2col", "numba")
+@pytest.mark.parametrize("full", [True, False])
+@pytest.mark.parametrize("geom, blas", [  # (whether on full-width units, on half-width ones)
+    (Geometry.from_args((16, 3, 224, 224), (96, 3, 4, 4), stride=4), (True, True)),  # ConvNeXt's stem: 48
+    (Geometry.from_args((16, 24, 112, 112), (96, 24, 2, 2), stride=2), (True, True)),  # 96: the most
+    (Geometry.from_args((16, 1, 226, 226), (64, 1, 4, 4), stride=4), (True, True)),  # a last column no window reads
+    (Geometry.from_args((16, 32, 56, 56), (64, 32, 2, 2), stride=2), (False, True)),  # 128
+    (Geometry.from_args((16, 96, 56, 56), (192, 96, 2, 2), stride=2), (False, True)),  # 384: the most, half-width
+    (Geometry.from_args((16, 3, 224, 224), (384, 3, 16, 16), stride=16), (False, False)),  # 768
+    (Geometry.from_args((16, 3, 224, 224), (96, 3, 4, 4), stride=4, padding=1), (False, False)),
+    (Geometry.from_args((16, 3, 224, 224), (96, 3, 4, 4), stride=2), (False, False)),  # overlapping
+    (Geometry.from_args((16, 4, 64, 64), (32, 2, 2, 2), stride=2, groups=2), (False, False)),
+    (Geometry.from_args((16, 3, 224, 224), (96, 3, 1, 1)), (False, False)),  # 1x1 at stride 1: the input is the matrix
+    (Geometry.from_args((16, 3, 4096), (96, 3, 4), stride=4), (False, False))])  # 1-D: not measured
+def test_windows_that_tile_the_input_run_blas_forward(tiles, monkeypatch, geom, blas, full):
+    """A 2-D layer whose windows tile the input with a short reduction (``_tiled_windows``; longer
+    on AVX-512's half-width units): BLAS's forward, the gradients as before."""
+    numba_jit = tiles(True, "reference", "im2col", "numba")
+    monkeypatch.setattr(numba_jit, "full_width_tiles", lambda geom: full)
+    blas = blas[0] if full else blas[1]
     monkeypatch.setattr(backends, "_ranked", {})
     picks = [backends.choose(geom, np.float32, pass_=p) for p in backends.PASSES]
     assert backends._tiled_windows(geom) is blas

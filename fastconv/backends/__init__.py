@@ -435,15 +435,26 @@ def _one_signal(g: Geometry) -> bool:
 # 2.98 / 3.62; 4x4/4 3 -> 48 (48) 2.50 / 3.24, 3 -> 96 3.77 / 5.93, N=8 2.06 / 2.68, N=32 3 -> 192
 # 19.3 / 23.6; 2x2/2 16 -> 64 (64) 4.03 / 5.14; 24 -> 96 112x112 (96) 7.34 / 9.87; but 32 -> 64
 # 56x56 (128) 2.16 / 1.82, 192 -> 384 28x28 9.24 / 8.09, 16x16/16 3 -> 384 (768) 17.0 / 15.6.
+# On AVX-512's half-width units (an AMD Zen 4, 2026-12-05, `fastconv bench --pass forward --repeat
+# 5`), where numba's packed kernels run half as many multiply-adds a cycle, BLAS's wins further:
+# 2x2/2 N=32 32 -> 64 56x56 (128) 3.62 / 4.11, 8x8/8 3 -> 64 (192) 5.50 / 6.61, 2x2/2 96 -> 192
+# 56x56 (384) 22.8 / 25.0; ties from 768: 2x2/2 N=16 192 -> 384 28x28 10.1 / 9.79, 16x16/16 N=8 3
+# -> 384 6.08 / 6.35, N=16 3 -> 768 19.5 / 18.7.
 AUTO_TILED_WINDOWS_MAX_REDUCTION = 96
+AUTO_TILED_WINDOWS_HALF_WIDTH_MAX_REDUCTION = 384
 
 
 def _tiled_windows(g: Geometry) -> bool:
     """A 2-D layer of one group whose undilated windows tile the input (stride equal to the kernel,
-    past 1x1, unpadded) with up to ``AUTO_TILED_WINDOWS_MAX_REDUCTION`` input channels x taps."""
+    past 1x1, unpadded) with up to ``AUTO_TILED_WINDOWS_MAX_REDUCTION`` input channels x taps
+    (``AUTO_TILED_WINDOWS_HALF_WIDTH_MAX_REDUCTION`` on AVX-512's half-width units)."""
     taps = math.prod(g.kernel)
-    return (g.ndim == 2 and g.groups == 1 and taps > 1 and g.stride == g.kernel and g.dilation == (1, 1)
-            and g.padding == ((0, 0), (0, 0)) and g.c_in * taps <= AUTO_TILED_WINDOWS_MAX_REDUCTION)
+    if not (g.ndim == 2 and g.groups == 1 and taps > 1 and g.stride == g.kernel and g.dilation == (1, 1)
+            and g.padding == ((0, 0), (0, 0))):
+        return False
+    half_width = _backend_says("numba", "register_tiles", g) and not _full_width(g)
+    return g.c_in * taps <= (AUTO_TILED_WINDOWS_HALF_WIDTH_MAX_REDUCTION if half_width
+                             else AUTO_TILED_WINDOWS_MAX_REDUCTION)
 
 
 def _full_width(g: Geometry) -> bool:
@@ -952,7 +963,8 @@ AUTO_PASS_RULES: tuple[tuple[str, str, object, tuple[str, ...]], ...] = (
     ("forward", "full-width AVX-512: 1-D, one image, undilated, 32+ output channels", _one_signal,
      ("im2col", "numba")),
     ("forward", "2-D windows that tile the input (stride equal to the kernel, unpadded, one group), up to 96 input "
-     "channels x taps: BLAS's product of the permuted input", _tiled_windows, ("im2col", "numba")),
+     "channels x taps (384 on AVX-512's half-width units): BLAS's product of the permuted input", _tiled_windows,
+     ("im2col", "numba")),
     ("forward", "full-width AVX-512: numba's tiles of output pixels, kernel past 1x1, 5+ input channels, "
      "not 3x3 at stride 1 nor 512+ output channels 8x the input's",
      lambda g: (math.prod(as_2d(g).kernel) > 1 and g.c_in_g > 4 and not _many_outputs(g, AUTO_MANY_OUT_CHANNELS)
