@@ -436,7 +436,7 @@ def _one_signal(g: Geometry) -> bool:
 # 19.3 / 23.6; 2x2/2 16 -> 64 (64) 4.03 / 5.14; 24 -> 96 112x112 (96) 7.34 / 9.87; but 32 -> 64
 # 56x56 (128) 2.16 / 1.82, 192 -> 384 28x28 9.24 / 8.09, 16x16/16 3 -> 384 (768) 17.0 / 15.6.
 # On AVX-512's half-width units (an AMD Zen 4, 2026-12-05, `fastconv bench --pass forward --repeat
-# 5`), where numba's packed kernels run half as many multiply-adds a cycle, BLAS's wins further:
+# 5`), BLAS's wins further:
 # 2x2/2 N=32 32 -> 64 56x56 (128) 3.62 / 4.11, 8x8/8 3 -> 64 (192) 5.50 / 6.61, 2x2/2 96 -> 192
 # 56x56 (384) 22.8 / 25.0; ties from 768: 2x2/2 N=16 192 -> 384 28x28 10.1 / 9.79, 16x16/16 N=8 3
 # -> 384 6.08 / 6.35, N=16 3 -> 768 19.5 / 18.7.
@@ -452,14 +452,18 @@ def _tiled_windows(g: Geometry) -> bool:
     if not (g.ndim == 2 and g.groups == 1 and taps > 1 and g.stride == g.kernel and g.dilation == (1, 1)
             and g.padding == ((0, 0), (0, 0))):
         return False
-    half_width = _backend_says("numba", "register_tiles", g) and not _full_width(g)
-    return g.c_in * taps <= (AUTO_TILED_WINDOWS_HALF_WIDTH_MAX_REDUCTION if half_width
+    return g.c_in * taps <= (AUTO_TILED_WINDOWS_HALF_WIDTH_MAX_REDUCTION if _half_width(g)
                              else AUTO_TILED_WINDOWS_MAX_REDUCTION)
 
 
 def _full_width(g: Geometry) -> bool:
     """Where numba's register tiles run AVX-512 on full-width units (``numba_jit.full_width_tiles``)."""
     return _backend_says("numba", "full_width_tiles", g)
+
+
+def _half_width(g: Geometry) -> bool:
+    """Where numba's register tiles run AVX-512 on half-width units (AMD Zen 4): rows measured there."""
+    return _backend_says("numba", "register_tiles", g) and not _full_width(g)
 
 
 def _many_outputs(g: Geometry, least: int) -> bool:
@@ -936,7 +940,7 @@ def _wide_rows_weight(g: Geometry) -> bool:
     return (g.ndim == 2 and g.groups == 1 and g.stride == (1, 1) and g.dilation == (1, 1) and g.kh * g.kw > 9
             and min(g.c_in, g.c_out) >= AUTO_WIDE_ROWS_CHANNELS
             and g.iw + g.pl + g.pr >= AUTO_WIDE_ROWS_RATIO * g.ow
-            and _backend_says("numba", "register_tiles", g) and not _full_width(g))
+            and _half_width(g))
 
 
 AUTO_PASS_RULES: tuple[tuple[str, str, object, tuple[str, ...]], ...] = (
