@@ -894,7 +894,7 @@ def test_edge_tiles_take_two_products_down_their_edge(cuts, edges, products):
     products down an edge axis, 4 + 4 + 4 + 3 down a cropped one, per image and channel pair; each
     tile's products run once or are zeroed (an edge tile's point 2), never both, only edge tiles'
     zeroed."""
-    counts = winograd._tile_counts(0, 8, 4, 4, cuts)
+    counts = _winograd_kernels.tile_counts(0, 8, 4, 4, *cuts)
     plan = winograd._products_plan(2, counts, cuts, edges)
     run, zeroed = np.zeros((16, 32), int), np.zeros((16, 32), int)
     for xi, entries in enumerate(plan):

@@ -161,6 +161,19 @@ def transform_scratch(m, rows, tiles_w, itemsize):
     return s * itemsize + 8 * (wk + nt + 4 * a * a), (s, wk)  # with ``tile_order``'s arrays
 
 
+def tile_counts(first, rows, tiles_h, tiles_w, cut_h, cut_w):
+    """The tiles of ``tile_order``'s four spans over ``rows`` tile rows from row ``first`` on: in
+    neither an image's last row nor its last column (where ``cut_h`` and ``cut_w`` crop them), in
+    the last row only, in the last column only, in both."""
+    last = (first + rows) // tiles_h - first // tiles_h if cut_h else 0  # rows r with r % tiles_h == tiles_h - 1
+    inner = tiles_w - 1 if cut_w else tiles_w
+    edge = 1 if cut_w else 0
+    return (rows - last) * inner, last * inner, (rows - last) * edge, last * edge
+
+
+_tile_counts = njit(inline="always", **_JIT)(tile_counts)  # the same, inlined in compiled code
+
+
 @njit(**_JIT)
 def tile_order(r0, r1, tiles_h, tiles_w, m, cut_h, cut_w, order, spans):  # pragma: no cover
     """Where the products put each tile of tile rows r0 .. r1 when an image's last tile row
@@ -176,12 +189,7 @@ def tile_order(r0, r1, tiles_h, tiles_w, m, cut_h, cut_w, order, spans):  # prag
     skipping the rest pays: ``winograd._cropped``)."""
     rows = r1 - r0
     w0 = tiles_w - 1 if cut_w else tiles_w  # a row's tiles outside the last column
-    last = 0
-    for jj in range(rows):
-        if cut_h and (r0 + jj) % tiles_h == tiles_h - 1:
-            last += 1
-    n_i, n_r = (rows - last) * w0, last * w0
-    n_c = rows - last if cut_w else 0
+    n_i, n_r, n_c, _ = _tile_counts(r0, rows, tiles_h, tiles_w, cut_h, cut_w)
     ki, kl = 0, 0
     for jj in range(rows):
         if cut_h and (r0 + jj) % tiles_h == tiles_h - 1:

@@ -660,7 +660,7 @@ def _cropped_rows(m, first, rows, tiles_h, tiles_w, out_hw, itemsize, most, edge
     if not order.size:
         return order, _gemm.NO_PLAN
     cuts = (out_hw[0] % m != 0, out_hw[1] % m != 0)
-    plan = _products_plan(m, _tile_counts(first, rows, tiles_h, tiles_w, cuts), cuts, edges)
+    plan = _products_plan(m, _k.tile_counts(first, rows, tiles_h, tiles_w, *cuts), cuts, edges)
     if any(edges):  # the edge tiles' bits: every item alike, whatever its rows
         return order, plan
     nt = rows * tiles_w
@@ -671,15 +671,6 @@ def _cropped_rows(m, first, rows, tiles_h, tiles_w, out_hw, itemsize, most, edge
     if halves > most * len(plan) * 2 * -(-nt // nr):
         return _NO_ORDER, _gemm.NO_PLAN
     return order, plan
-
-
-def _tile_counts(first, rows, tiles_h, tiles_w, cuts):
-    """The tiles of ``tile_order``'s four spans over ``rows`` tile rows from row ``first`` of an
-    image on: in neither an image's last row nor its last column (where ``cuts`` crops them), in
-    the last row only, in the last column only, in both."""
-    last = (first + rows) // tiles_h - first // tiles_h if cuts[0] else 0  # rows r with r % tiles_h == tiles_h - 1
-    inner = tiles_w - 1 if cuts[1] else tiles_w
-    return ((rows - last) * inner, last * inner, (rows - last) * cuts[1], last * cuts[1])
 
 
 # Edge tiles, F(2x2) only: where the output's last tile row (or column) keeps one of its two
