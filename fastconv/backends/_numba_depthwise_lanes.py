@@ -313,13 +313,36 @@ def row_width(ow, kw, sw, dil_w) -> int:
 _row_width = njit(inline="always", **_JIT)(row_width)
 
 
+def packed_head(blocks, nt):
+    """Elements of ``fws`` before the slots of the forward and the input gradient: the packed weight
+    of ``blocks`` blocks of ``nt`` taps, then the bias (``_pack``)."""
+    return _aligned(blocks * nt * LANES) + _aligned(blocks * LANES)
+
+
+_packed_head = njit(inline="always", **_JIT)(packed_head)  # the same, inlined in compiled code
+
+
+@njit(inline="always", **_JIT)
+def _packed_views(fws, blocks, nt):  # pragma: no cover
+    """``(weight, bias)``: the packed weight and bias at the start of ``fws`` (``packed_head``)."""
+    b0 = _aligned(blocks * nt * LANES)
+    return fws[:blocks * nt * LANES], fws[b0:b0 + blocks * LANES]
+
+
+@njit(inline="always", **_JIT)
+def _slot_views(fws, blocks, nt, xsize, asize, slot):  # pragma: no cover
+    """``(planes, sums)``: slot ``slot``'s transposed planes (``xsize`` elements) and sums (``asize``),
+    past the packed weight and bias (``packed_head``)."""
+    base = _packed_head(blocks, nt) + slot * (xsize + asize)
+    return fws[base:base + xsize], fws[base + xsize:base + xsize + asize]
+
+
 def scratch(n, c, ih, iw, kh, kw, oh, ow, sw, dil_w, nthreads):
     """``(floats, ints)``: the workspaces' elements for ``nthreads`` slots: the packed weight and
     bias, then each slot's transposed input (and a last vector the pixels no tap reads go to) and
     sums; the int64 table of where each input pixel goes."""
-    blocks = -(-c // LANES)
     per_slot = _aligned(ih * row_width(ow, kw, sw, dil_w) * LANES + LANES) + _aligned(oh * ow * LANES)
-    return _aligned(blocks * kh * kw * LANES) + _aligned(blocks * LANES) + nthreads * per_slot, ih * iw + LANES
+    return packed_head(-(-c // LANES), kh * kw) + nthreads * per_slot, ih * iw + LANES
 
 
 def slot_bytes(ih, kw, oh, ow, sw, dil_w, itemsize) -> int:
@@ -334,8 +357,7 @@ def _pack(w, bias, fws):  # pragma: no cover
     c, _, kh, kw = w.shape
     blocks = (c + LANES - 1) // LANES
     nt = kh * kw
-    wt = fws[:blocks * nt * LANES]
-    bt = fws[_aligned(blocks * nt * LANES):_aligned(blocks * nt * LANES) + blocks * LANES]
+    wt, bt = _packed_views(fws, blocks, nt)
     for cb in range(blocks):
         for lane in range(LANES):
             ch = cb * LANES + lane
@@ -398,12 +420,8 @@ def _part(x, w, bias, y, sh, sw, pt, pl, dil_h, dil_w, nslots, fws, iws, slot): 
         return
     nt = kh * kw
     wp = _row_width(ow, kw, sw, dil_w)
-    xsize, asize = _aligned(ih * wp * LANES + LANES), _aligned(oh * ow * LANES)
-    base = _aligned(blocks * nt * LANES) + _aligned(blocks * LANES) + slot * (xsize + asize)
-    wt = fws[:blocks * nt * LANES]
-    bt = fws[_aligned(blocks * nt * LANES):_aligned(blocks * nt * LANES) + blocks * LANES]
-    xt = fws[base:base + xsize]
-    acc = fws[base + xsize:base + xsize + asize]
+    wt, bt = _packed_views(fws, blocks, nt)
+    xt, acc = _slot_views(fws, blocks, nt, _aligned(ih * wp * LANES + LANES), _aligned(oh * ow * LANES), slot)
     xt[:] = 0  # the columns no input pixel goes to: the padding (never written after this)
     xf, yf = x.reshape(-1), y.reshape(-1)
     hw, ohw = ih * iw, oh * ow
@@ -459,10 +477,8 @@ def grad_input_plan(geom):
 def grad_input_scratch(c, oh, ow, ih, iw, kh, kw, wp, nphases, nthreads):
     """``(floats, ints)`` of ``_gi_part`` for ``nthreads`` slots: the packed weight and a zero bias,
     each slot's transposed gy (rows ``wp`` wide, and a last vector) and gx plane; gy's table."""
-    blocks = -(-c // LANES)
     per_slot = _aligned(oh * wp * LANES + LANES) + _aligned(ih * iw * LANES)
-    floats = _aligned(blocks * kh * kw * LANES) + _aligned(blocks * LANES) + nthreads * per_slot
-    return floats, oh * ow + LANES + nphases * PHASE_FIELDS
+    return packed_head(-(-c // LANES), kh * kw) + nthreads * per_slot, oh * ow + LANES + nphases * PHASE_FIELDS
 
 
 def grad_input_slot_bytes(oh, wp, ih, iw, itemsize) -> int:
@@ -494,13 +510,8 @@ def _gi_part(gy, w, gx, phases, pl, wp, sh, sw, nslots, fws, iws, slot):  # prag
     if t0 >= t1:
         return
     nt = kh * kw
-    xsize, asize = _aligned(oh * wp * LANES + LANES), _aligned(ih * iw * LANES)
-    head = _aligned(blocks * nt * LANES)
-    base = head + _aligned(blocks * LANES) + slot * (xsize + asize)
-    wt = fws[:blocks * nt * LANES]
-    zero = fws[head:head + LANES]  # the zero bias (``_pack``)
-    xt = fws[base:base + xsize]
-    acc = fws[base + xsize:base + xsize + asize]
+    wt, zero = _packed_views(fws, blocks, nt)  # the bias zero (``_gi_prepare``)
+    xt, acc = _slot_views(fws, blocks, nt, _aligned(oh * wp * LANES + LANES), _aligned(ih * iw * LANES), slot)
     xt[:] = 0  # the padding columns
     gyf, gxf = gy.reshape(-1), gx.reshape(-1)
     hw, ihw = oh * ow, ih * iw
