@@ -178,8 +178,14 @@ def forward(x, w5, bias, y, sh, sw, pt, pl, dh, dw, threads, budget, compile_onl
     y3 = y.reshape(n, c_out, p_img)
     bias = bias if bias is not None else np.empty(0, x.dtype)
     blocks = _row_blocks(q, kg, 2 if compile_only else threads)  # (warmup compiles both paths)
-    if len(blocks) > 1 and len(blocks) * _rows_bytes(blocks[0][1], kr, groups, q, p_img, ow, sh, hp, wp, taps,
-                                                     x.itemsize) <= budget:
+    # One thread over fewer pixels than an item takes one block of every row the same way: packing
+    # the whole weight for one item's few columns cost more than the products. One thread, float32,
+    # 3x3 at stride 1, forward ms packed / read where it lies (im2col's), medians of 100 calls, an AMD
+    # Zen 4 (2026-12-05): 512 -> 512 one 7x7 image 4.77 / 3.20 (3.06-3.19), two 7.12 / 5.18 (5.49-5.74);
+    # 256 -> 256 7x7 1.15 / 0.84 (0.81-0.88); 384 -> 384 12x12 4.62 / 3.78 (4.27-4.30).
+    by_rows = len(blocks) > 1 or (threads == 1 and q < ITEM_PIXELS)
+    if by_rows and len(blocks) * _rows_bytes(blocks[0][1], kr, groups, q, p_img, ow, sh, hp, wp, taps,
+                                             x.itemsize) <= budget:
         # each block's weight rows read where they lie where they are whole tiles of rows (one panel
         # of columns or two meet each of them: packing cost as much as the products' reads)
         flat = w5.reshape(groups, kg * kr) if w5.flags.c_contiguous else None
