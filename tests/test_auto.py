@@ -104,10 +104,11 @@ TILED_3X3 = "winograd"
 # without them, 64 channels over 7x7 to 9x9 pixels are BLAS-shaped: winograd
 IMPLICIT = "numba" if _tiles() else "winograd"
 # one image of 1024 channels over 7x7 pixels: winograd without full-width AVX-512 (there numba's
-# patches, the threads splitting the output channels, as on 256+ input channels over few pixels:
-# PATCH_ROWS, the few-tiles row's BLAS elsewhere)
+# patches, the threads splitting the output channels, as on 384+ input channels over few pixels;
+# on half-width AVX-512 as on few F(2x2) tiles of 12M+ multiply-adds: PATCH_ROWS, the few-tiles
+# row's BLAS without AVX-512)
 ONE_IMAGE = "numba" if _full_width() else "winograd"
-PATCH_ROWS = "numba" if _full_width() else "im2col"
+PATCH_ROWS = "numba" if _tiles() else "im2col"
 
 
 @pytest.fixture
@@ -243,6 +244,31 @@ def test_on_half_width_avx512_the_weight_gradient_of_wide_rows_runs_blas(tiles, 
     assert backends._wide_rows_weight(geom) is (blas and not full)
     if blas and not full:
         assert backends.choose(geom, np.float32, pass_="grad_weight") == "im2col"
+
+
+@pytest.mark.parametrize("full", [False, True])
+@pytest.mark.parametrize("geom, numba", [
+    (FEW_TILES, True), (FEW_TILES_12X12, True),  # 16 and 36 F(2x2) tiles
+    (Geometry.from_args((2, 128, 7, 7), (128, 128, 3, 3), padding=1), True),  # 14.5M multiply-adds
+    (Geometry.from_args((1, 192, 7, 7), (192, 192, 3, 3), padding=1), True),  # 16.3M
+    (Geometry.from_args((1, 128, 8, 8), (128, 128, 3, 3), padding=1), False),  # 9.4M
+    (Geometry.from_args((1, 128, 7, 7), (128, 128, 3, 3), padding=1), False),  # 7.2M
+    (ENOUGH_TILES, False), (FEW_TILES_MANY_CHANNELS, False), (FEW_TILES_GROUPED, False),
+    (Geometry.from_args((1, 512, 7, 7), (512, 512, 3, 3), stride=2, padding=1), False),  # not the few-tiles row's
+    (Geometry.from_args((1, 512, 1, 7, 7), (512, 512, 1, 3, 3), padding=(0, 1, 1)), False)])  # 3-D: not measured
+def test_on_half_width_avx512_few_tiles_forward_runs_numba_patch_rows(tiles, monkeypatch, geom, numba, full):
+    """``AUTO_FEW_TILES_PATCH_ROWS_MACS``: on AVX-512's half-width units, the forward of a 2-D 3x3
+    stride-1 layer of one group on few F(2x2) tiles with 12M+ multiply-adds runs numba's patches,
+    the threads splitting the output channels, where the few-tiles row gave BLAS; the gradients
+    keep that row's BLAS. Not on full-width units (their own patch-rows row), nor with one thread
+    (no split: ``numba_jit.patch_rows``)."""
+    numba_jit = tiles(True, "reference", "im2col", "numba", "winograd")
+    monkeypatch.setattr(numba_jit, "full_width_tiles", lambda geom: full)
+    assert backends._few_tiles_patch_rows(geom) is (numba and not full)
+    if numba and not full:
+        assert [backends.choose(geom, np.float32, pass_=p) for p in backends.PASSES] == ["numba", "im2col", "im2col"]
+        with fastconv.threads(1):
+            assert not backends._few_tiles_patch_rows(geom)
 
 
 @pytest.mark.parametrize("wide", [False, True])

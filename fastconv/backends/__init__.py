@@ -920,6 +920,33 @@ def _patch_rows(g: Geometry) -> bool:
             and not (_is_3x3s1(g) and _tiles(g) >= AUTO_FEW_TILES) and _backend_says("numba", "patch_rows", g))
 
 
+# On AVX-512's half-width units (AMD Zen 4) the same patches, the threads splitting the output
+# channels, beat BLAS from fewer channels, but were measured only on 3x3 layers at stride 1 over few
+# F(2x2) tiles (``AUTO_FEW_TILES``: one or two small images), which the few-tiles row had sent to
+# BLAS (its line was drawn against winograd, before numba's patches ran at stride 1); other kernels
+# over few pixels ran numba's patches there already. Two threads, float32, forward, `fastconv bench
+# --backends im2col,numba,winograd,torch --pass both --repeat 7` (each sample after its idle pause;
+# 2026-12-05, Zen 4), time over torch's, im2col / numba / winograd, one image of 3x3 unless said:
+# 512 -> 512 7x7 1.67 / 1.09 / 1.41 (another run 3.47 / 1.20 / 1.55), two 2.34 / 1.34 / 1.16; 256 ->
+# 256 7x7 2.28 / 0.85 / 1.87, two 2.81 / 1.53 / 1.75, 8x8 1.65 / 1.19 / 1.76, 10x10 1.85 / 1.43 /
+# 1.56; 384 -> 384 12x12 1.71 / 1.20 / 1.50; 256 -> 512 7x7 1.33 / 1.03 / 1.95; 128 -> 128 12x12
+# 1.49 / 1.23 / 3.15. Medians of 7 calls after an idle pause, each pass alone (ms, im2col /
+# numba): 512 7x7 1.86 / 1.73, 256 7x7 0.60 / 0.54, 384 12x12 2.58 / 2.08, two 128 7x7 0.64 /
+# 0.45. Below 12M multiply-adds BLAS kept its lead or tied: 128 -> 128 7x7 (7.2M) 0.37 / 0.42 ms,
+# the bench 1.99 / 3.30; 8x8 (9.4M) 2.09 / 2.94 in the bench, 0.35 / 0.29 ms; 192 -> 192 7x7
+# (16M) 0.42 / 0.44 ms, the bench 2.11 / 1.27. The gradients stay the few-tiles row's (numba's
+# input gradient 1.3-1.9x BLAS's time there, its weight gradient 1.1-1.8x).
+AUTO_FEW_TILES_PATCH_ROWS_MACS = 12_000_000
+
+
+def _few_tiles_patch_rows(g: Geometry) -> bool:
+    """On AVX-512's half-width units, a 2-D 3x3 stride-1 call of one group on few F(2x2) tiles
+    (``_few_tiles``) with ``AUTO_FEW_TILES_PATCH_ROWS_MACS`` multiply-adds or more whose forward runs
+    numba's patches with the threads splitting the output channels (``numba_jit.patch_rows``)."""
+    return (g.ndim == 2 and g.groups == 1 and _few_tiles(g) and g.macs >= AUTO_FEW_TILES_PATCH_ROWS_MACS
+            and _half_width(g) and _backend_says("numba", "patch_rows", g))
+
+
 # The weight gradient of 2-D kernels past 3x3 at stride 1 on outputs whose padded rows are 1.4x
 # their width or more (7x7 to 9x9 outputs of 5x5 and 7x7 kernels), 256+ channels a side, one group:
 # numba's implicit product (``_numba_implicit``) sums over "wide" rows, the padded input's width
@@ -947,6 +974,9 @@ AUTO_PASS_RULES: tuple[tuple[str, str, object, tuple[str, ...]], ...] = (
     ("forward", "full-width AVX-512: numba's patches over few output pixels, the threads splitting the output "
      "channels, 384+ input channels, one group",
      _patch_rows, ("numba", "im2col")),
+    ("forward", "AVX-512 on half-width units: 3x3 at stride 1 under 48 F(2x2) tiles (up to 512 channels a side), "
+     "one group, 12M+ multiply-adds: numba's patches, the threads splitting the output channels",
+     _few_tiles_patch_rows, ("numba", "im2col")),
     ("forward", "full-width AVX-512: one image of one group, 128+ input channels and 33+ output channels, or 16+ and "
      "96+ (2x the input's; kernel past 1x1); kernels past 1x1 up to 1024 output pixels (2-D ones but 3x3 at "
      "stride 1: 64, without many outputs for few inputs); 3x3 at stride 1 under 128 "
