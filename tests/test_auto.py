@@ -182,15 +182,15 @@ STEM_GROUPED = Geometry.from_args((2, 8, 64, 64), (16, 4, 7, 7), stride=2, paddi
 
 @pytest.mark.parametrize("geom, forward, grad_input, grad_weight", [
     (POINTWISE, FEW_TAPS, "im2col", FEW_TAPS), (STEM, "numba", "im2col", "numba" if _tiles() else "im2col"),
-    (WEIGHT_FEW_TILES, "winograd", "winograd", "numba" if _tiles() else "im2col"),
+    (WEIGHT_FEW_TILES, "winograd", "winograd", "winograd" if _tiles() else "im2col"),  # (full width: numba)
     (STRIDED, FEW_TAPS, PATCHES, "im2col"), (VOLUME_STRIDED, PATCHES, PATCHES, PATCHES),
     (DEPTHWISE, "numba", "numba", "numba"),
     (SMALL, "numba", "numba", "numba"), (DENSE, TILED_3X3, TILED_3X3, TILED_3X3),
     (STEM_GROUPED, "numba", "numba", "numba"), (STEM_FEW_OUTPUTS, "numba", "numba", "numba")])
 def test_each_pass_takes_its_own_pick(installed, monkeypatch, geom, forward, grad_input, grad_weight):
     """``AUTO_PASS_RULES``: a gradient's own rows first (1x1 input gradients and those of few input
-    channels but 17+ output channels on BLAS, the weight gradient of few tiles on numba's register
-    tiles, else BLAS, of strided layers on BLAS), never for depthwise or small calls (nor grouped
+    channels but 17+ output channels on BLAS, the weight gradient of few tiles of 192+ channels on
+    winograd's with AVX-512's half-width units, else BLAS, of strided layers on BLAS), never for depthwise or small calls (nor grouped
     ones where no grouped layer was timed), else the forward's row. (Full-width AVX-512's own rows:
     ``test_full_width_avx512_rows``.)"""
     numba_jit = pytest.importorskip("fastconv.backends.numba_jit")
@@ -352,16 +352,43 @@ def test_full_width_avx512_rows(tiles, monkeypatch, geom, forward, grad_input, g
     (Geometry.from_args((4, 383, 9, 9), (384, 383, 3, 3), padding=1), False),
     (Geometry.from_args((4, 512, 7, 7), (512, 256, 3, 3), padding=1, groups=2), False),
     (Geometry.from_args((4, 512, 7, 7), (512, 512, 3, 3), stride=2, padding=1), False)])
-def test_full_width_weight_gradient_of_many_channels_over_few_tiles_is_blass(tiles, monkeypatch, geom, split):
-    """``_split_weight``: on full-width AVX-512 the weight gradient of 3x3 stride-1 layers of 384+
-    channels a side (one group) under 128 F(2x2) tiles runs im2col's split by input channels."""
-    numba_jit = tiles(True, "reference", "im2col", "numba", "winograd")
-    monkeypatch.setattr(numba_jit, "full_width_tiles", lambda geom: True)
-    assert backends._split_weight(geom) is split
-    if split:
-        assert backends.choose(geom, np.float32, pass_="grad_weight") == "im2col"
-    monkeypatch.setattr(numba_jit, "full_width_tiles", lambda geom: False)
+def test_avx512_weight_gradient_of_many_channels_over_few_tiles_is_blass(tiles, monkeypatch, geom, split):
+    """``_split_weight``: with AVX-512 (full-width units or half-width) the weight gradient of 3x3
+    stride-1 layers of 384+ channels a side (one group) under 128 F(2x2) tiles runs im2col's split by
+    input channels; not without AVX-512."""
+    for full in (True, False):
+        numba_jit = tiles(True, "reference", "im2col", "numba", "winograd")
+        monkeypatch.setattr(numba_jit, "full_width_tiles", lambda geom, _full=full: _full)
+        assert backends._split_weight(geom) is split
+        if split:
+            assert backends.choose(geom, np.float32, pass_="grad_weight") == "im2col"
+    tiles(False, "reference", "im2col", "numba", "winograd")
     assert not backends._split_weight(geom)
+
+
+@pytest.mark.parametrize("geom, winograd", [
+    (Geometry.from_args((4, 256, 7, 7), (256, 256, 3, 3), padding=1), True),  # 64 F(2x2) tiles
+    (Geometry.from_args((2, 192, 10, 10), (192, 192, 3, 3), padding=1), True),  # the line: 192; 50 tiles
+    (Geometry.from_args((2, 256, 14, 14), (256, 256, 3, 3), padding=1), True),  # 98 tiles
+    (Geometry.from_args((4, 256, 7, 7), (512, 256, 3, 3), padding=1), True),  # more outputs
+    (Geometry.from_args((4, 384, 7, 7), (384, 384, 3, 3), padding=1), True),  # (``_split_weight``'s first)
+    (Geometry.from_args((4, 512, 7, 7), (512, 256, 3, 3), padding=1, groups=2), True),  # 256 a group
+    (Geometry.from_args((4, 191, 7, 7), (192, 191, 3, 3), padding=1), False),
+    (Geometry.from_args((8, 256, 7, 7), (256, 256, 3, 3), padding=1), False),  # 128 tiles: winograd's rows
+    (Geometry.from_args((2, 256, 7, 7), (256, 256, 3, 3), padding=1), False),  # 32: the few-tiles row
+    (Geometry.from_args((4, 256, 7, 7), (256, 256, 3, 3), stride=2, padding=1), False)])
+def test_half_width_weight_gradient_over_few_tiles_is_winograds_from_192_channels(tiles, monkeypatch, geom, winograd):
+    """``AUTO_HALF_WIDTH_WINOGRAD_WEIGHT_CHANNELS``: on AVX-512's half-width units the weight
+    gradient of 3x3 stride-1 layers of 48-127 F(2x2) tiles with 192+ channels per group a side runs
+    winograd's, where the few-weight-tiles row ran numba's (384+ channels of one group: BLAS's split
+    first); not on full-width units."""
+    numba_jit = tiles(True, "reference", "im2col", "numba", "winograd")
+    assert backends._half_width_winograd_weight(geom) is winograd
+    if winograd:
+        want = "im2col" if backends._split_weight(geom) else "winograd"
+        assert backends.choose(geom, np.float32, pass_="grad_weight") == want
+    monkeypatch.setattr(numba_jit, "full_width_tiles", lambda geom: True)
+    assert not backends._half_width_winograd_weight(geom)
 
 
 def test_strided_pointwise_input_gradient_is_numbas_in_float32_only(tiles, monkeypatch):

@@ -638,17 +638,38 @@ AUTO_WINOGRAD_WEIGHT_CHANNELS = 32  # per group each side, without AVX-512: wino
 # (2026-12-05): N=4 C=512 7x7 (64 F(2x2) tiles) 4.7 / numba 7.7, N=4 C=384 9x9 (100) 4.3 / 5.4; in
 # one process, interleaved: N=2 C=512 7x7 3.2 / 4.9. From ``AUTO_WEIGHT_TILES`` winograd's: N=8 7x7
 # (128) C=384 5.4 / winograd 4.3 (C=512 9.1 / 10.3), N=16 C=512 7x7 (256) 17.3 / 15.3; and numba's
-# under 384 channels: N=2 C=256 14x14 3.5 / 2.9, N=4 C=256 7x7 2.1 / 2.1.
+# under 384 channels: N=2 C=256 14x14 3.5 / 2.9, N=4 C=256 7x7 2.1 / 2.1. On AVX-512's half-width
+# units (an AMD Zen 4, 2026-12-05; two threads, float32, each gradient alone, medians of 7 calls
+# after an idle pause, 7 interleaved rounds, ms im2col / numba / winograd) the split holds there too:
+# N=4 C=384 7x7 3.25 / 3.94 / 3.97, C=512 5.78 / 7.04 / 7.24, N=2 C=512 10x10 5.95 / 6.78 / 6.74,
+# N=2 C=384 12x12 4.71 / 4.98 / 4.77; but below 384 channels winograd's gradient led numba's from
+# 192 channels a side, the few-tiles row's pick there until then (``AUTO_HALF_WIDTH_WINOGRAD_WEIGHT_
+# CHANNELS``): N=4 C=192 7x7 1.30 / 1.27 / 1.13, N=2 10x10 1.25 / 1.18 / 1.09, N=4 C=256 7x7 1.63 /
+# 1.75 / 1.33, N=3 8x8 1.61 / 1.69 / 1.23, N=2 10x10 1.63 / 1.71 / 1.26, 14x14 2.80 / 2.77 / 1.79,
+# N=6 7x7 2.27 / 2.42 / 1.68, N=4 C=320 7x7 2.68 / 3.24 / 2.63, 256 -> 512 7x7 2.75 / 3.40 / 2.67;
+# numba's kept at 128 (N=4 7x7 2.10 / 0.51 / 0.54, N=2 10x10 0.98 / 0.49 / 0.51).
 AUTO_SPLIT_WEIGHT_CHANNELS = 384  # a side, at least
+AUTO_HALF_WIDTH_WINOGRAD_WEIGHT_CHANNELS = 192  # a side, per group, at least
 
 
 def _split_weight(g: Geometry) -> bool:
     """The weight gradient's row of im2col's split by input channels: 3x3 at stride 1, one group,
-    ``AUTO_SPLIT_WEIGHT_CHANNELS`` a side, under ``AUTO_WEIGHT_TILES`` F(2x2) tiles."""
+    ``AUTO_SPLIT_WEIGHT_CHANNELS`` a side, under ``AUTO_WEIGHT_TILES`` F(2x2) tiles, with AVX-512
+    (full-width units or half-width)."""
     flat = as_2d(g)
     return (_is_3x3s1(g) and flat.groups == 1 and min(flat.c_in, flat.c_out) >= AUTO_SPLIT_WEIGHT_CHANNELS
-            and _tiles(g) < AUTO_WEIGHT_TILES and _full_width(g)
+            and _tiles(g) < AUTO_WEIGHT_TILES and _backend_says("numba", "register_tiles", g)
             and _backend_says("im2col", "split_by_channels", flat))
+
+
+def _half_width_winograd_weight(g: Geometry) -> bool:
+    """On AVX-512's half-width units, a 3x3 stride-1 layer of ``AUTO_FEW_TILES`` to
+    ``AUTO_WEIGHT_TILES`` F(2x2) tiles (``_few_weight_tiles``) with
+    ``AUTO_HALF_WIDTH_WINOGRAD_WEIGHT_CHANNELS`` channels per group or more each side: winograd's
+    weight gradient, not numba's."""
+    flat = as_2d(g)
+    return (_few_weight_tiles(g) and min(flat.c_in_g, flat.c_out_g) >= AUTO_HALF_WIDTH_WINOGRAD_WEIGHT_CHANNELS
+            and _half_width(g))
 
 
 def _few_weight_tiles(g: Geometry) -> bool:
@@ -1023,8 +1044,10 @@ AUTO_PASS_RULES: tuple[tuple[str, str, object, tuple[str, ...]], ...] = (
      _wide_rows_weight, ("im2col", "numba")),
     ("grad_weight", "up to 4 input channels, 17+ output channels, one group, without AVX-512",
      lambda g: _few_inputs(g) and _without_wide_tiles(g), ("im2col", "numba")),
-    ("grad_weight", "full-width AVX-512: 3x3 at stride 1, one group, 384+ channels a side, under 128 F(2x2) tiles, "
+    ("grad_weight", "AVX-512: 3x3 at stride 1, one group, 384+ channels a side, under 128 F(2x2) tiles, "
      "2+ images: im2col's gradient split by input channels", _split_weight, ("im2col", "numba")),
+    ("grad_weight", "AVX-512 on half-width units: 3x3 at stride 1, 48-127 F(2x2) tiles in the batch, 192+ channels "
+     "per group a side: winograd's", _half_width_winograd_weight, ("winograd", "im2col", "numba")),
     ("grad_weight", "3x3 at stride 1, 48-127 F(2x2) tiles in the batch, numba's register tiles",
      lambda g: _few_weight_tiles(g) and _backend_says("numba", "register_tiles", g), ("numba", "im2col", "winograd")),
     ("grad_weight", "3x3 at stride 1, 48-127 F(2x2) tiles in the batch", _few_weight_tiles,
