@@ -956,7 +956,11 @@ def _patch_rows(g: Geometry) -> bool:
 # 0.45. Below 12M multiply-adds BLAS kept its lead or tied: 128 -> 128 7x7 (7.2M) 0.37 / 0.42 ms,
 # the bench 1.99 / 3.30; 8x8 (9.4M) 2.09 / 2.94 in the bench, 0.35 / 0.29 ms; 192 -> 192 7x7
 # (16M) 0.42 / 0.44 ms, the bench 2.11 / 1.27. The gradients stay the few-tiles row's (numba's
-# input gradient 1.3-1.9x BLAS's time there, its weight gradient 1.1-1.8x).
+# input gradient 1.3-1.9x BLAS's time there, its weight gradient 1.1-1.8x). After a BLAS call the
+# lead is gone (BLAS's idle threads spin into numba's): a bottleneck block of one image, 1x1 on BLAS,
+# the 3x3, 1x1 on BLAS, ms with the 3x3 on BLAS / numba, 2048 -> 512 7x7 4.95 / 5.03, 1536 -> 384
+# 12x12 7.84 / 7.35. (The input gradient on winograd from 25 tiles, 0.7-0.9x BLAS's time alone,
+# took 1.1-1.9x auto's backward before it, between BLAS's weight gradients: not kept.)
 AUTO_FEW_TILES_PATCH_ROWS_MACS = 12_000_000
 
 
