@@ -960,7 +960,8 @@ def _patch_rows(g: Geometry) -> bool:
 # lead is gone (BLAS's idle threads spin into numba's): a bottleneck block of one image, 1x1 on BLAS,
 # the 3x3, 1x1 on BLAS, ms with the 3x3 on BLAS / numba, 2048 -> 512 7x7 4.95 / 5.03, 1536 -> 384
 # 12x12 7.84 / 7.35. (The input gradient on winograd from 25 tiles, 0.7-0.9x BLAS's time alone,
-# took 1.1-1.9x auto's backward before it, between BLAS's weight gradients: not kept.)
+# moved auto's backward beside BLAS's weight gradient by 0.72-1.89x, four of five layers slower:
+# not kept.)
 AUTO_FEW_TILES_PATCH_ROWS_MACS = 12_000_000
 
 
