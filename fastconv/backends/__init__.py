@@ -642,9 +642,10 @@ AUTO_WINOGRAD_WEIGHT_CHANNELS = 32  # per group each side, without AVX-512: wino
 # units (an AMD Zen 4, 2026-12-05; two threads, float32, each gradient alone, medians of 7 calls
 # after an idle pause, 7 interleaved rounds, ms im2col / numba / winograd) the split holds there too:
 # N=4 C=384 7x7 3.25 / 3.94 / 3.97, C=512 5.78 / 7.04 / 7.24, N=2 C=512 10x10 5.95 / 6.78 / 6.74,
-# N=2 C=384 12x12 4.71 / 4.98 / 4.77; but below 384 channels winograd's gradient led numba's from
-# 192 channels a side, the few-tiles row's pick there until then (``AUTO_HALF_WIDTH_WINOGRAD_WEIGHT_
-# CHANNELS``): N=4 C=192 7x7 1.30 / 1.27 / 1.13, N=2 10x10 1.25 / 1.18 / 1.09, N=4 C=256 7x7 1.63 /
+# N=2 C=384 12x12 4.71 / 4.98 / 4.77; but below 384 channels winograd's gradient led numba's (the
+# few-tiles row's pick there until then) from 192 channels a side, one group measured
+# (``AUTO_HALF_WIDTH_WINOGRAD_WEIGHT_CHANNELS``): N=4 C=192 7x7 1.30 / 1.27 / 1.13, N=2 10x10 1.25 /
+# 1.18 / 1.09, N=4 C=256 7x7 1.63 /
 # 1.75 / 1.33, N=3 8x8 1.61 / 1.69 / 1.23, N=2 10x10 1.63 / 1.71 / 1.26, 14x14 2.80 / 2.77 / 1.79,
 # N=6 7x7 2.27 / 2.42 / 1.68, N=4 C=320 7x7 2.68 / 3.24 / 2.63, 256 -> 512 7x7 2.75 / 3.40 / 2.67;
 # numba's kept at 128 (N=4 7x7 2.10 / 0.51 / 0.54, N=2 10x10 0.98 / 0.49 / 0.51).
@@ -663,13 +664,13 @@ def _split_weight(g: Geometry) -> bool:
 
 
 def _half_width_winograd_weight(g: Geometry) -> bool:
-    """On AVX-512's half-width units, a 3x3 stride-1 layer of ``AUTO_FEW_TILES`` to
+    """On AVX-512's half-width units, a 3x3 stride-1 layer of one group on ``AUTO_FEW_TILES`` to
     ``AUTO_WEIGHT_TILES`` F(2x2) tiles (``_few_weight_tiles``) with
-    ``AUTO_HALF_WIDTH_WINOGRAD_WEIGHT_CHANNELS`` channels per group or more each side: winograd's
-    weight gradient, not numba's."""
+    ``AUTO_HALF_WIDTH_WINOGRAD_WEIGHT_CHANNELS`` channels or more each side: winograd's weight
+    gradient, not numba's."""
     flat = as_2d(g)
-    return (_few_weight_tiles(g) and min(flat.c_in_g, flat.c_out_g) >= AUTO_HALF_WIDTH_WINOGRAD_WEIGHT_CHANNELS
-            and _half_width(g))
+    return (_few_weight_tiles(g) and flat.groups == 1
+            and min(flat.c_in, flat.c_out) >= AUTO_HALF_WIDTH_WINOGRAD_WEIGHT_CHANNELS and _half_width(g))
 
 
 def _few_weight_tiles(g: Geometry) -> bool:
@@ -1051,8 +1052,8 @@ AUTO_PASS_RULES: tuple[tuple[str, str, object, tuple[str, ...]], ...] = (
      lambda g: _few_inputs(g) and _without_wide_tiles(g), ("im2col", "numba")),
     ("grad_weight", "AVX-512: 3x3 at stride 1, one group, 384+ channels a side, under 128 F(2x2) tiles, "
      "2+ images: im2col's gradient split by input channels", _split_weight, ("im2col", "numba")),
-    ("grad_weight", "AVX-512 on half-width units: 3x3 at stride 1, 48-127 F(2x2) tiles in the batch, 192+ channels "
-     "per group a side: winograd's", _half_width_winograd_weight, ("winograd", "im2col", "numba")),
+    ("grad_weight", "AVX-512 on half-width units: 3x3 at stride 1, 48-127 F(2x2) tiles in the batch, one group, "
+     "192+ channels a side: winograd's", _half_width_winograd_weight, ("winograd", "im2col", "numba")),
     ("grad_weight", "3x3 at stride 1, 48-127 F(2x2) tiles in the batch, numba's register tiles",
      lambda g: _few_weight_tiles(g) and _backend_says("numba", "register_tiles", g), ("numba", "im2col", "winograd")),
     ("grad_weight", "3x3 at stride 1, 48-127 F(2x2) tiles in the batch", _few_weight_tiles,
