@@ -286,10 +286,16 @@ def _backend_says(name: str, question: str, geom: Geometry) -> bool:
     return module is not None and getattr(module, question)(geom)
 
 
+def _register_tiles(g: Geometry) -> bool:
+    """Where numba runs its AVX-512 register tiles (``numba_jit.register_tiles``), on full-width
+    units or half-width ones."""
+    return _backend_says("numba", "register_tiles", g)
+
+
 def _without_wide_tiles(g: Geometry) -> bool:
-    """Where numba runs no AVX-512 register tiles (``numba_jit.register_tiles``): rows measured on
-    an AVX2 CPU, where numba's loops run BLAS's vector width."""
-    return not _backend_says("numba", "register_tiles", g)
+    """Where numba runs no AVX-512 register tiles (``_register_tiles``): rows measured on an AVX2
+    CPU, where numba's loops run BLAS's vector width."""
+    return not _register_tiles(g)
 
 
 # Without AVX-512, numba's grouped kernels and its 3-D calls' lifted ones run packed loops, and
@@ -463,7 +469,7 @@ def _full_width(g: Geometry) -> bool:
 
 def _half_width(g: Geometry) -> bool:
     """Where numba's register tiles run AVX-512 on half-width units (AMD Zen 4): rows measured there."""
-    return _backend_says("numba", "register_tiles", g) and not _full_width(g)
+    return _register_tiles(g) and not _full_width(g)
 
 
 def _many_outputs(g: Geometry, least: int) -> bool:
@@ -530,7 +536,7 @@ AUTO_RULES: tuple[tuple[str, object, tuple[str, ...]], ...] = (
     # numba 2.07x torch's time, winograd 1.45; forward numba 1.57.)
     ("3x3 at stride 1 on small images, numba's implicit forward both ways",
      lambda g: (_is_3x3s1(g) and _backend_says("numba", "small_images", g)
-                and _backend_says("numba", "register_tiles", g)), ("numba", "winograd", "im2col")),
+                and _register_tiles(g)), ("numba", "winograd", "im2col")),
     ("3x3 at stride 1, 64+ channels",
      _winograd_channels, ("winograd", "numba", "im2col")),
     ("full-width AVX-512: 2-D 3x3 at stride 1, 24+ channels one way and 256+ (grouped: 40+) the other", _lopsided_3x3,
@@ -659,7 +665,7 @@ def _split_weight(g: Geometry) -> bool:
     (full-width units or half-width)."""
     flat = as_2d(g)
     return (_is_3x3s1(g) and flat.groups == 1 and min(flat.c_in, flat.c_out) >= AUTO_SPLIT_WEIGHT_CHANNELS
-            and _tiles(g) < AUTO_WEIGHT_TILES and _backend_says("numba", "register_tiles", g)
+            and _tiles(g) < AUTO_WEIGHT_TILES and _register_tiles(g)
             and _backend_says("im2col", "split_by_channels", flat))
 
 
@@ -1055,7 +1061,7 @@ AUTO_PASS_RULES: tuple[tuple[str, str, object, tuple[str, ...]], ...] = (
     ("grad_weight", "AVX-512 on half-width units: 3x3 at stride 1, 48-127 F(2x2) tiles in the batch, one group, "
      "192+ channels a side: winograd's", _half_width_winograd_weight, ("winograd", "im2col", "numba")),
     ("grad_weight", "3x3 at stride 1, 48-127 F(2x2) tiles in the batch, numba's register tiles",
-     lambda g: _few_weight_tiles(g) and _backend_says("numba", "register_tiles", g), ("numba", "im2col", "winograd")),
+     lambda g: _few_weight_tiles(g) and _register_tiles(g), ("numba", "im2col", "winograd")),
     ("grad_weight", "3x3 at stride 1, 48-127 F(2x2) tiles in the batch", _few_weight_tiles,
      ("im2col", "winograd", "numba")),
     ("grad_weight", "3x3 at stride 1, 128+ F(2x2) tiles, 32+ channels per group, without AVX-512",
