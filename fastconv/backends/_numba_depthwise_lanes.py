@@ -329,10 +329,21 @@ def _packed_views(fws, blocks, nt):  # pragma: no cover
     return fws[:blocks * nt * LANES], fws[b0:b0 + blocks * LANES]
 
 
+def slot_sizes(rows, wp, pixels):
+    """``(planes, sums)``: the elements of a slot of the forward or the input gradient: ``rows``
+    transposed rows ``wp`` pixels wide (and a last vector, where the pixels no tap reads go) and
+    the sums of ``pixels`` outputs, ``LANES`` values a pixel, each part aligned."""
+    return _aligned(rows * wp * LANES + LANES), _aligned(pixels * LANES)
+
+
+_slot_sizes = njit(inline="always", **_JIT)(slot_sizes)  # the same, inlined in compiled code
+
+
 @njit(inline="always", **_JIT)
-def _slot_views(fws, blocks, nt, xsize, asize, slot):  # pragma: no cover
-    """``(planes, sums)``: slot ``slot``'s transposed planes (``xsize`` elements) and sums (``asize``),
-    past the packed weight and bias (``packed_head``)."""
+def _slot_views(fws, blocks, nt, rows, wp, pixels, slot):  # pragma: no cover
+    """``(planes, sums)``: slot ``slot``'s transposed planes and sums (``slot_sizes``), past the
+    packed weight and bias (``packed_head``)."""
+    xsize, asize = _slot_sizes(rows, wp, pixels)
     base = _packed_head(blocks, nt) + slot * (xsize + asize)
     return fws[base:base + xsize], fws[base + xsize:base + xsize + asize]
 
@@ -341,7 +352,7 @@ def scratch(n, c, ih, iw, kh, kw, oh, ow, sw, dil_w, nthreads):
     """``(floats, ints)``: the workspaces' elements for ``nthreads`` slots: the packed weight and
     bias, then each slot's transposed input (and a last vector the pixels no tap reads go to) and
     sums; the int64 table of where each input pixel goes."""
-    per_slot = _aligned(ih * row_width(ow, kw, sw, dil_w) * LANES + LANES) + _aligned(oh * ow * LANES)
+    per_slot = sum(slot_sizes(ih, row_width(ow, kw, sw, dil_w), oh * ow))
     return packed_head(-(-c // LANES), kh * kw) + nthreads * per_slot, ih * iw + LANES
 
 
@@ -421,7 +432,7 @@ def _part(x, w, bias, y, sh, sw, pt, pl, dil_h, dil_w, nslots, fws, iws, slot): 
     nt = kh * kw
     wp = _row_width(ow, kw, sw, dil_w)
     wt, bt = _packed_views(fws, blocks, nt)
-    xt, acc = _slot_views(fws, blocks, nt, _aligned(ih * wp * LANES + LANES), _aligned(oh * ow * LANES), slot)
+    xt, acc = _slot_views(fws, blocks, nt, ih, wp, oh * ow, slot)
     xt[:] = 0  # the columns no input pixel goes to: the padding (never written after this)
     xf, yf = x.reshape(-1), y.reshape(-1)
     hw, ohw = ih * iw, oh * ow
@@ -477,7 +488,7 @@ def grad_input_plan(geom):
 def grad_input_scratch(c, oh, ow, ih, iw, kh, kw, wp, nphases, nthreads):
     """``(floats, ints)`` of ``_gi_part`` for ``nthreads`` slots: the packed weight and a zero bias,
     each slot's transposed gy (rows ``wp`` wide, and a last vector) and gx plane; gy's table."""
-    per_slot = _aligned(oh * wp * LANES + LANES) + _aligned(ih * iw * LANES)
+    per_slot = sum(slot_sizes(oh, wp, ih * iw))
     return packed_head(-(-c // LANES), kh * kw) + nthreads * per_slot, oh * ow + LANES + nphases * PHASE_FIELDS
 
 
@@ -511,7 +522,7 @@ def _gi_part(gy, w, gx, phases, pl, wp, sh, sw, nslots, fws, iws, slot):  # prag
         return
     nt = kh * kw
     wt, zero = _packed_views(fws, blocks, nt)  # the bias zero (``_gi_prepare``)
-    xt, acc = _slot_views(fws, blocks, nt, _aligned(oh * wp * LANES + LANES), _aligned(ih * iw * LANES), slot)
+    xt, acc = _slot_views(fws, blocks, nt, oh, wp, ih * iw, slot)
     xt[:] = 0  # the padding columns
     gyf, gxf = gy.reshape(-1), gx.reshape(-1)
     hw, ihw = oh * ow, ih * iw
@@ -562,9 +573,18 @@ def _gi_part(gy, w, gx, phases, pl, wp, sh, sw, nslots, fws, iws, slot):  # prag
 def grad_weight_scratch(c, ih, iw, kh, kw, oh, ow, sw, dil_w, nthreads):
     """``(floats, ints)`` of ``_gw_part``: per slot a transposed input plane (rows as the
     forward's), gy's plane, the taps' sums and an image's; the tables of the input's and gy's pixels."""
-    per_slot = (_aligned(ih * row_width(ow, kw, sw, dil_w) * LANES + LANES) + _aligned(oh * ow * LANES + LANES)
-                + 2 * _aligned(kh * kw * LANES))
-    return nthreads * per_slot, ih * iw + LANES + oh * ow + LANES
+    xsize, gsize, ssize = gw_slot_sizes(ih, row_width(ow, kw, sw, dil_w), oh * ow, kh * kw)
+    return nthreads * (xsize + gsize + 2 * ssize), ih * iw + LANES + oh * ow + LANES
+
+
+def gw_slot_sizes(ih, wp, pixels, taps):
+    """``(planes, gy, sums)``: the elements of a slot of the weight gradient: ``ih`` transposed
+    rows ``wp`` wide and gy's ``pixels`` (each with a last vector), and the sums of ``taps`` taps
+    (twice: the taps' totals and an image's), ``LANES`` values each, each part aligned."""
+    return _aligned(ih * wp * LANES + LANES), _aligned(pixels * LANES + LANES), _aligned(taps * LANES)
+
+
+_gw_slot_sizes = njit(inline="always", **_JIT)(gw_slot_sizes)  # the same, inlined in compiled code
 
 
 def grad_weight_slot_bytes(ih, kw, oh, ow, sw, dil_w, itemsize) -> int:
@@ -593,8 +613,7 @@ def _gw_part(gy, x, gw, sh, sw, pt, pl, dil_h, dil_w, nslots, fws, iws, slot):  
     if b0 >= b1:
         return
     wp = _row_width(ow, kw, sw, dil_w)
-    xsize, gsize = _aligned(ih * wp * LANES + LANES), _aligned(oh * ow * LANES + LANES)
-    ssize = _aligned(kh * kw * LANES)
+    xsize, gsize, ssize = _gw_slot_sizes(ih, wp, oh * ow, kh * kw)
     base = slot * (xsize + gsize + 2 * ssize)
     xt = fws[base:base + xsize]
     gt = fws[base + xsize:base + xsize + gsize]
