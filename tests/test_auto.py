@@ -189,10 +189,11 @@ STEM_GROUPED = Geometry.from_args((2, 8, 64, 64), (16, 4, 7, 7), stride=2, paddi
     (STEM_GROUPED, "numba", "numba", "numba"), (STEM_FEW_OUTPUTS, "numba", "numba", "numba")])
 def test_each_pass_takes_its_own_pick(installed, monkeypatch, geom, forward, grad_input, grad_weight):
     """``AUTO_PASS_RULES``: a gradient's own rows first (1x1 input gradients and those of few input
-    channels but 17+ output channels on BLAS, the weight gradient of few tiles of 192+ channels in
-    one group on winograd's with AVX-512's half-width units, else BLAS, of strided layers on BLAS), never for
-    depthwise or small calls (nor grouped ones where no grouped layer was timed), else the
-    forward's row. (Full-width AVX-512's own rows: ``test_full_width_avx512_rows``.)"""
+    channels but 17+ output channels on BLAS; the weight gradient of few tiles, 192+ channels a side
+    in one group, on winograd's with AVX-512's half-width units, else on BLAS; that of strided
+    layers on BLAS), never for depthwise or small calls (nor grouped ones where no grouped layer
+    was timed), else the forward's row. (Full-width AVX-512's own rows:
+    ``test_full_width_avx512_rows``.)"""
     numba_jit = pytest.importorskip("fastconv.backends.numba_jit")
     monkeypatch.setattr(numba_jit, "full_width_tiles", lambda geom: False)
     installed("reference", "im2col", "numba", "winograd")

@@ -651,10 +651,10 @@ AUTO_WINOGRAD_WEIGHT_CHANNELS = 32  # per group each side, without AVX-512: wino
 # N=2 C=384 12x12 4.71 / 4.98 / 4.77; but below 384 channels winograd's gradient led numba's (the
 # few-tiles row's pick there until then) from 192 channels a side, one group measured
 # (``AUTO_HALF_WIDTH_WINOGRAD_WEIGHT_CHANNELS``): N=4 C=192 7x7 1.30 / 1.27 / 1.13, N=2 10x10 1.25 /
-# 1.18 / 1.09, N=4 C=256 7x7 1.63 /
-# 1.75 / 1.33, N=3 8x8 1.61 / 1.69 / 1.23, N=2 10x10 1.63 / 1.71 / 1.26, 14x14 2.80 / 2.77 / 1.79,
-# N=6 7x7 2.27 / 2.42 / 1.68, N=4 C=320 7x7 2.68 / 3.24 / 2.63, 256 -> 512 7x7 2.75 / 3.40 / 2.67;
-# numba's kept at 128 (N=4 7x7 2.10 / 0.51 / 0.54, N=2 10x10 0.98 / 0.49 / 0.51).
+# 1.18 / 1.09, N=4 C=256 7x7 1.63 / 1.75 / 1.33, N=3 8x8 1.61 / 1.69 / 1.23, N=2 10x10 1.63 / 1.71
+# / 1.26, 14x14 2.80 / 2.77 / 1.79, N=6 7x7 2.27 / 2.42 / 1.68, N=4 C=320 7x7 2.68 / 3.24 / 2.63,
+# 256 -> 512 7x7 2.75 / 3.40 / 2.67; numba's kept at 128 (N=4 7x7 2.10 / 0.51 / 0.54, N=2 10x10
+# 0.98 / 0.49 / 0.51).
 AUTO_SPLIT_WEIGHT_CHANNELS = 384  # a side, at least
 AUTO_HALF_WIDTH_WINOGRAD_WEIGHT_CHANNELS = 192  # a side, per group, at least
 
