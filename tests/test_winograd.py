@@ -218,9 +218,10 @@ def test_many_filter_bytes_take_f4_where_the_threads_split_the_output_channels(u
     # 36 MiB, too many); 10x10, 0.81x: never
     assert algorithm(8, size=14) == algorithm(2, size=14) == "F(4x4,3x3), weight F(2x2,3x3)"
     assert algorithm(8, c=256, size=14) == algorithm(32, c=64, size=14) == "F(4x4,3x3), weight F(2x2,3x3)"
+    # (N=4 C=256: 9 MiB of F(4x4) filters, under F4_SPLIT_MIN_FILTER_BYTES; F(2x2) runs by channels)
     assert algorithm(32, size=14) == algorithm(4, c=256, size=14) == algorithm(8, size=10) == "F(2x2,3x3)"
     assert algorithm(32, c=32, size=14) == "F(2x2,3x3)"  # few channels: unmeasured
-    # C=384: 20.25 MiB of F(4x4) filters, from BY_CHANNELS_MIN_BYTES on: by channels at 7x7 (3.4
+    # C=384: 20.25 MiB of F(4x4) filters, from F4_SPLIT_MIN_FILTER_BYTES on: by channels at 7x7 (3.4
     # MiB of input at N=16); at 14x14 N=32 (27 MiB of input) by items, within F4_ITEMS_MAX_FILTER_BYTES
     assert algorithm(16, c=384) == algorithm(32, c=384, size=14) == "F(4x4,3x3), weight F(2x2,3x3)"
     use_threads(1)
@@ -720,7 +721,6 @@ def test_output_channels_split_over_the_threads_gives_the_same_bits(monkeypatch,
     real = winograd._by_channels
     monkeypatch.setattr(winograd, "_by_channels", lambda *a: ran.append(a[3]) or real(*a))
     monkeypatch.setattr(winograd, "BLOCK_BYTES", 1)  # one panel a block: many blocks, a short last one
-    monkeypatch.setattr(winograd, "BY_CHANNELS_MIN_BYTES", 0)
     def passes(geom, x, w, b, gy):  # the input gradient's kernel Fortran-ordered too
         return (*_forward_and_input_gradient(geom, x, w, b, gy), winograd.grad_input(gy, np.asfortranarray(w), geom))
 
@@ -773,7 +773,6 @@ def test_the_transformed_input_by_channels_is_kept_between_calls(monkeypatch, us
     were zeroed again at the next one's first touch. A second call gets the same memory, and a
     call on other data over the first call's values gives the same bits as a fresh process would."""
     use_threads(2)
-    monkeypatch.setattr(winograd, "BY_CHANNELS_MIN_BYTES", 0)
     monkeypatch.setattr(winograd, "BY_CHANNELS_RATIO", 0.0)
     asked = []
     real = winograd.kept
@@ -803,7 +802,6 @@ def test_skipping_the_products_of_cropped_pixels_gives_the_same_bits(monkeypatch
     rng = np.random.default_rng(7)
     monkeypatch.setattr(winograd, "_f4_pays", lambda geom, itemsize, split: True)
     monkeypatch.setattr(winograd, "BLOCK_BYTES", 1)
-    monkeypatch.setattr(winograd, "BY_CHANNELS_MIN_BYTES", 0)
     monkeypatch.setattr(winograd, "EDGE_TAPS", False)  # (their own test: below)
     skipped = []
     real = _winograd_kernels.tile_order
@@ -833,7 +831,6 @@ def test_edge_tiles_give_the_reference_values_by_items_and_by_channels(monkeypat
     use_threads(2)
     rng = np.random.default_rng(8)
     monkeypatch.setattr(winograd, "BLOCK_BYTES", 1)
-    monkeypatch.setattr(winograd, "BY_CHANNELS_MIN_BYTES", 0)
     monkeypatch.setattr(winograd, "EDGE_FILTER_TILES", 0)  # on these few images too
     errors = {True: [], False: []}
     # the edges of y and of gx (rows, columns), and whether the two sums differ there: not where the
@@ -921,8 +918,8 @@ def test_tile_orders_kept_between_calls_are_those_of_any_first_row(m):
 
 @tiles_only
 def test_output_channels_split_where_the_kernel_outweighs_the_input(monkeypatch, budget, use_threads):
-    """``_channel_plan``: where the transformed kernel is over BY_CHANNELS_MIN_BYTES and
-    BY_CHANNELS_RATIO times the batch's transformed input, in blocks of about BLOCK_BYTES (from
+    """``_channel_plan``: where the transformed kernel is BY_CHANNELS_RATIO times the batch's
+    transformed input or more, whatever its size, in blocks of about BLOCK_BYTES (from
     LARGE_INPUT_BYTES of input on LARGE_BLOCK_BYTES, where the budget holds them) in whole rounds
     of the threads; not on one thread, nor with more input than BY_CHANNELS_MAX_BYTES, nor where
     the two do not fit the budget; and within the budget it is given."""
@@ -933,8 +930,9 @@ def test_output_channels_split_where_the_kernel_outweighs_the_input(monkeypatch,
         tiles_h = -(-size // m)
         return winograd._channel_plan(n * tiles_h, tiles_h, m, c, c, geom, 4)
 
-    assert plan(8, 448, 7) is None  # F(2x2) C=448: 12.25 MiB of filters, under BY_CHANNELS_MIN_BYTES
     assert plan(32, 512, 7) is None  # F(2x2) C=512: 16 MiB of filters against 16 MiB of input
+    assert plan(32, 256, 7) is None  # ... C=256: 4 MiB against 8 MiB
+    assert plan(4, 384, 7) is not None and plan(2, 64, 7) is not None  # 9 MiB against 1.5; 256 KiB against 32
     # (the blocks are whole panels of MR output channels: 8 with AVX-512, 6 with AVX2)
     mr = _gemm.MR
     # ... against 4 MiB: 2 MiB blocks, 8 panels of 256 KiB (AVX2: 10 of 192 KiB), 8 blocks (9)
@@ -953,7 +951,6 @@ def test_output_channels_split_where_the_kernel_outweighs_the_input(monkeypatch,
     use_threads(2)
     budget(8 * 2**20)  # below the input's 9 MiB
     assert plan(32, 512, 7, m=4) is None
-    monkeypatch.setattr(winograd, "BY_CHANNELS_MIN_BYTES", 0)
     geom = Geometry.from_args((1, 128, 8, 8), (128, 128, 3, 3), padding=1)  # 1 MiB of filters, 128 KiB of input
     x, w = (np.random.default_rng(7).standard_normal(s).astype(np.float32) for s in (geom.x_shape, geom.w_shape))
     limit = 2 * 2**20

@@ -60,7 +60,10 @@ F4_SPLIT_FILTER_BYTES = 128 * 2**10
 # ... and from a panel of AVX-512's tiles (two 64-byte vectors of tiles) on: at N=4 7x7 C=512 (16
 # tiles) F(4x4) by channels took 1.49x F(2x2)'s time there, and on AVX2 (a panel of 16 tiles) 1.20x
 F4_MIN_TILE_BYTES = _gemm.WIDE_ROW_BYTES
-F4_ITEMS_MAX_FILTER_BYTES = 24 * 2**20  # (BY_CHANNELS_MIN_BYTES's value when these were measured)
+F4_ITEMS_MAX_FILTER_BYTES = 24 * 2**20  # (by channels' floor when these were measured)
+# ... and by channels from F4_SPLIT_MIN_FILTER_BYTES of F(4x4) filters, the floor by channels had
+# when F(4x4)'s split was measured (``_f4_pays``); below it, unmeasured, F(2x2) runs.
+F4_SPLIT_MIN_FILTER_BYTES = 16 * 2**20
 # A work item's tiles: the products' width. One thread, OPENBLAS_CORETYPE=SkylakeX, F(2x2): 56
 # tiles 179-190 GFLOP/s, 224 tiles 188-228 (C=64-128), 448 182; at C=512 (7x7) 32 tiles 146,
 # 128 tiles 184. Items hold at most ITEM_BYTES of transformed input and products and at least one
@@ -112,8 +115,17 @@ GW_ITEM_BYTES = 32 * 2**20
 # runs at 7x7 and 14x14 (``_f4_pays``), C=384 N=8 14x14 0.76 / 0.95, N=32 7x7 0.71 / 0.88, N=16
 # 7x7 0.67 / 0.90, N=16 14x14 0.99 / 1.00, N=4 28x28 1.02 / 1.03. The same bits wherever the
 # algorithm is the same.
-BY_CHANNELS_MIN_BYTES = 16 * 2**20  # the transformed kernel
-BY_CHANNELS_RATIO = 1.2  # ... over the transformed input
+# The 16 MiB floor went on 2026-12-06 (Zen 4): below it too, each item of few tiles had streamed a
+# kernel several times its input for little work. Two threads, F(2x2), time by channels / by items,
+# medians of per-round ratios over 9-15 interleaved rounds in one process: float32 forward N=4
+# C=384 7x7 (9 MiB of filters) 0.64 and 0.86, N=2 C=256 10x10 0.76 and 0.98, N=8 C=384 7x7 0.90 and
+# 0.87, N=16 C=384 7x7 0.92, N=8 C=256 7x7 0.93, N=2 C=384 14x14 0.84, N=2 C=128 14x14 (1 MiB) 0.84
+# and 0.98, N=4 C=128 7x7 0.95, N=4 C=192 12x12 0.93, C=64-96 on one or two images (256-576 KiB)
+# 0.94-0.96, N=1 C=256 14x14 0.98, N=4 C=256 14x14 1.01; the input gradient N=4 C=384 7x7 0.96,
+# N=2 C=256 10x10 0.90, N=2 C=128 14x14 0.92, N=8 C=384 7x7 0.96; float64 N=2 C=256 10x10 0.81,
+# N=1 C=256 14x14 0.90, N=4 C=128 7x7 0.95, N=2 C=96 14x14 0.92, N=2 C=128 14x14 0.92-1.05 (a tie).
+# Below 1.2x the input, mixed (ratio 0.4 against 1.2: 0.96-1.07).
+BY_CHANNELS_RATIO = 1.2  # the transformed kernel over the transformed input
 BY_CHANNELS_MAX_BYTES = 24 * 2**20  # the transformed input, read once per block: within L3 (32 MiB)
 BLOCK_BYTES = 2 * 2**20  # a block's transformed filters (1-3 MiB measured alike)
 # ... and from LARGE_INPUT_BYTES of transformed input on, LARGE_BLOCK_BYTES (where the budget holds
@@ -221,7 +233,7 @@ def _f4_pays(geom, itemsize, split) -> bool:
     if (itemsize == 4 and call_threads() >= 2 and min(geom.c_in_g, geom.c_out_g) >= TILED_MIN_CHANNELS
             and filters <= min(F4_ITEMS_MAX_FILTER_BYTES, F4_SPLIT_FILTER_BYTES * geom.n * t4)):
         return True  # by items (F4_SPLIT_FILTER_BYTES); where it ties, the more accurate F(2x2) runs
-    if not _gemm.TILES:
+    if not _gemm.TILES or filters < F4_SPLIT_MIN_FILTER_BYTES:
         return False  # (only the register tiles split the output channels)
     forward = _channel_plan(geom.n * h4, w4, 4, geom.c_in_g, geom.c_out_g, geom, itemsize)
     backward = _channel_plan(geom.n * -(-geom.ih // 4), -(-geom.iw // 4), 4, geom.c_out_g, geom.c_in_g, geom, itemsize)
@@ -527,16 +539,15 @@ def _slots(a2, cs, cd) -> int:
 
 def _channel_plan(rows, tiles_w, m, cs, cd, geom, itemsize, edges=(False, False)):
     """For ``_by_channels``: ``(output channels per block, threads)``, or None where the transformed
-    kernel is under ``BY_CHANNELS_MIN_BYTES`` or small beside the transformed input
-    (``BY_CHANNELS_RATIO``), the input's is over ``BY_CHANNELS_MAX_BYTES`` or the two do not fit
-    the memory budget (a block's transformed filters with ``edges``' too, ``_filters``). Blocks of
-    about ``BLOCK_BYTES`` of transformed filters, or ``LARGE_BLOCK_BYTES`` from
-    ``LARGE_INPUT_BYTES`` of transformed input on where they fit."""
+    kernel is small beside the transformed input (``BY_CHANNELS_RATIO``), whatever its size, the
+    input's is over ``BY_CHANNELS_MAX_BYTES`` or the two do not fit the memory budget (a block's
+    transformed filters with ``edges``' too, ``_filters``). Blocks of about ``BLOCK_BYTES`` of
+    transformed filters, or ``LARGE_BLOCK_BYTES`` from ``LARGE_INPUT_BYTES`` of transformed input
+    on where they fit."""
     a2, groups, threads = (m + 2) ** 2, geom.groups, call_threads()
     u = groups * a2 * cd * cs * itemsize  # the transformed kernel
     v = groups * a2 * cs * rows * tiles_w * itemsize  # the whole batch's transformed input
-    if (u < max(BY_CHANNELS_MIN_BYTES, BY_CHANNELS_RATIO * v) or v > BY_CHANNELS_MAX_BYTES
-            or threads < 2 or not rows):
+    if u < BY_CHANNELS_RATIO * v or v > BY_CHANNELS_MAX_BYTES or threads < 2 or not rows:
         return None
     for block in ((LARGE_BLOCK_BYTES,) if v >= LARGE_INPUT_BYTES else ()) + (BLOCK_BYTES,):
         kb = _block_channels(block, a2, cs, cd, groups, threads, itemsize)
