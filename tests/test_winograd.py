@@ -188,9 +188,10 @@ def test_tile_follows_precision_products_and_filter_bytes(use_threads):
     padded = Geometry.from_args((32, 4, 14, 14), (4, 4, 3, 3), padding=1)  # 16 4x4 tiles against 49 2x2
     assert winograd.algorithm(padded, np.float32, "high") == "F(2x2,3x3)"
     # 9 MiB of F(4x4) filters: 18, 72 or 144 KiB a tile; from 48 KiB F(4x4) only where the
-    # output channels may split (forward, input gradient), and up to F4_SPLIT_FILTER_BYTES
-    split = "F(4x4,3x3), weight F(2x2,3x3)"  # by items, on the register tiles or NumPy's products
-    for n, want in [(32, "F(4x4,3x3)"), (8, split), (4, "F(2x2,3x3)")]:
+    # output channels may split (forward, input gradient): by items up to F4_SPLIT_FILTER_BYTES
+    # (on the register tiles or NumPy's products), past it by channels (the register tiles only)
+    split = "F(4x4,3x3), weight F(2x2,3x3)"
+    for n, want in [(32, "F(4x4,3x3)"), (8, split), (4, split if _gemm.TILES else "F(2x2,3x3)")]:
         geom = Geometry.from_args((n, 256, 16, 16), (256, 256, 3, 3), padding=1)
         assert winograd.algorithm(geom, np.float32, "high") == want, n
     geom = Geometry.from_args((16, 256, 16, 16), (256, 256, 3, 3), padding=1)
@@ -218,10 +219,12 @@ def test_many_filter_bytes_take_f4_where_the_threads_split_the_output_channels(u
     # 36 MiB, too many); 10x10, 0.81x: never
     assert algorithm(8, size=14) == algorithm(2, size=14) == "F(4x4,3x3), weight F(2x2,3x3)"
     assert algorithm(8, c=256, size=14) == algorithm(32, c=64, size=14) == "F(4x4,3x3), weight F(2x2,3x3)"
-    # (N=4 C=256: 9 MiB of F(4x4) filters, under F4_SPLIT_MIN_FILTER_BYTES; F(2x2) runs by channels)
-    assert algorithm(32, size=14) == algorithm(4, c=256, size=14) == algorithm(8, size=10) == "F(2x2,3x3)"
+    assert algorithm(32, size=14) == algorithm(8, size=10) == "F(2x2,3x3)"
+    # N=4 C=256: 147 KiB of F(4x4) filters a tile (9 MiB): by channels, whatever the kernel's size
+    assert algorithm(4, c=256, size=14) == "F(4x4,3x3), weight F(2x2,3x3)"
+    assert algorithm(1, c=256, size=14) == "F(2x2,3x3)"  # 16 tiles: half a panel
     assert algorithm(32, c=32, size=14) == "F(2x2,3x3)"  # few channels: unmeasured
-    # C=384: 20.25 MiB of F(4x4) filters, from F4_SPLIT_MIN_FILTER_BYTES on: by channels at 7x7 (3.4
+    # C=384: 20.25 MiB of F(4x4) filters: by channels at 7x7 (3.4
     # MiB of input at N=16); at 14x14 N=32 (27 MiB of input) by items, within F4_ITEMS_MAX_FILTER_BYTES
     assert algorithm(16, c=384) == algorithm(32, c=384, size=14) == "F(4x4,3x3), weight F(2x2,3x3)"
     use_threads(1)

@@ -61,9 +61,6 @@ F4_SPLIT_FILTER_BYTES = 128 * 2**10
 # tiles) F(4x4) by channels took 1.49x F(2x2)'s time there, and on AVX2 (a panel of 16 tiles) 1.20x
 F4_MIN_TILE_BYTES = _gemm.WIDE_ROW_BYTES
 F4_ITEMS_MAX_FILTER_BYTES = 24 * 2**20  # (by channels' floor when these were measured)
-# ... and by channels from F4_SPLIT_MIN_FILTER_BYTES of F(4x4) filters, the floor by channels had
-# when F(4x4)'s split was measured (``_f4_pays``); below it, unmeasured, F(2x2) runs.
-F4_SPLIT_MIN_FILTER_BYTES = 16 * 2**20
 # A work item's tiles: the products' width. One thread, OPENBLAS_CORETYPE=SkylakeX, F(2x2): 56
 # tiles 179-190 GFLOP/s, 224 tiles 188-228 (C=64-128), 448 182; at C=512 (7x7) 32 tiles 146,
 # 128 tiles 184. Items hold at most ITEM_BYTES of transformed input and products and at least one
@@ -222,7 +219,14 @@ def _f4_pays(geom, itemsize, split) -> bool:
     Zen 3, 2026-12-03, 9 interleaved rounds in one process, forward / input gradient F(4x4) over
     F(2x2)): 14x14 N=32 C=64 0.90 / 0.87, C=128 0.82 / 0.81, C=256 0.80 / 0.82, N=16 0.87 /
     0.84, N=8 1.00 / 1.02, N=16 C=384 0.84 / 0.83; 13x13 N=32 C=256 0.73 / 0.78; 16x16 N=8 C=256
-    0.78 / 0.79; 20x20 0.71 / 0.72; 14x14 N=8 C=192 0.91 / 1.00."""
+    0.78 / 0.79; 20x20 0.71 / 0.72; 14x14 N=8 C=192 0.91 / 1.00. Since the threads split the
+    output channels below 16 MiB of transformed kernel too (``BY_CHANNELS_RATIO``), F(4x4) so split
+    runs there where F(2x2) had, on few images: time with / without it, 9-15 interleaved rounds in
+    one process (2026-12-06, Zen 4), forward / backward, float32 N=4 C=256 14x14 (9 MiB of F(4x4)
+    filters) 0.80-0.81 / 0.91-0.96, N=2 0.90-0.95 / 0.95-1.00, N=4 13x13 0.78-0.86 / 0.91-0.93
+    (an unchanged layer beside them, N=1: 0.97 / 1.01), 16x16 N=4 0.76 / 0.92, N=2 0.87 / 0.92;
+    float64 N=2 C=128 14x14 0.94 / 0.78, N=2
+    C=192 0.89 / 0.97, N=4 C=192 0.80 / 0.90, N=4 C=128 13x13 0.80."""
     h4, w4 = -(-geom.oh // 4), -(-geom.ow // 4)  # 4x4 tiles down and across an output
     t4, t2 = geom.tiles(4), geom.tiles(2)
     filters = 36 * geom.groups * geom.c_in_g * geom.c_out_g * itemsize
@@ -233,7 +237,7 @@ def _f4_pays(geom, itemsize, split) -> bool:
     if (itemsize == 4 and call_threads() >= 2 and min(geom.c_in_g, geom.c_out_g) >= TILED_MIN_CHANNELS
             and filters <= min(F4_ITEMS_MAX_FILTER_BYTES, F4_SPLIT_FILTER_BYTES * geom.n * t4)):
         return True  # by items (F4_SPLIT_FILTER_BYTES); where it ties, the more accurate F(2x2) runs
-    if not _gemm.TILES or filters < F4_SPLIT_MIN_FILTER_BYTES:
+    if not _gemm.TILES:
         return False  # (only the register tiles split the output channels)
     forward = _channel_plan(geom.n * h4, w4, 4, geom.c_in_g, geom.c_out_g, geom, itemsize)
     backward = _channel_plan(geom.n * -(-geom.ih // 4), -(-geom.iw // 4), 4, geom.c_out_g, geom.c_in_g, geom, itemsize)
