@@ -396,26 +396,35 @@ def _cube(n, c, d, hw, k=None, **kwargs):
     return Geometry.from_args((n, c, d, hw, hw), (k or c, c // kwargs.get("groups", 1), 3, 3, 3), padding=1, **kwargs)
 
 
+def _square(n, c, hw, k=None, **kwargs):
+    return Geometry.from_args((n, c, hw, hw), (k or c, c // kwargs.get("groups", 1), 3, 3), padding=1, **kwargs)
+
+
 @pytest.mark.parametrize("full", [False, True])
 @pytest.mark.parametrize("geom, forward, grad_input", [
+    (_square(32, 32, 56), True, True), (_square(64, 48, 32), True, True), (_square(32, 32, 28), True, True),
+    (_square(16, 32, 20), False, False), (_square(32, 16, 56), False, False),  # small images; 16 channels
+    (_square(32, 64, 56), False, False),  # 64+: winograd's own rows (``beats_direct``)
+    (_square(32, 32, 56, groups=2), False, False),  # grouped: not measured
+    (Geometry.from_args((32, 32, 56, 56), (32, 32, 3, 3), padding=1, stride=2), False, False),
     (_cube(2, 32, 16, 56), True, True), (_cube(8, 32, 8, 8), True, False),  # 8x8 planes: the forward only
     (_cube(2, 16, 16, 28), True, True), (_cube(4, 16, 16, 16), False, False),  # 16 channels: 28x28 planes and up
     (_cube(8, 24, 8, 16), False, False), (_cube(4, 40, 8, 10), True, True),
-    (_cube(2, 64, 8, 16), False, False),  # 64+: winograd's own rows (``beats_direct``)
-    (_cube(2, 32, 8, 16, groups=2), False, False),  # grouped: not measured
+    (_cube(2, 64, 8, 16), False, False), (_cube(2, 32, 8, 16, groups=2), False, False),
     (Geometry.from_args((2, 32, 8, 16, 16), (32, 32, 3, 3, 3), padding=1, stride=(2, 1, 1)), False, False),
-    (Geometry.from_args((2, 32, 8, 16, 16), (32, 32, 5, 3, 3), padding=(2, 1, 1)), False, False),
-    (Geometry.from_args((2, 32, 16, 16), (32, 32, 3, 3), padding=1), False, False)])  # 2-D
-def test_half_width_deep_3d_kernels_of_few_channels_run_winograd(tiles, monkeypatch, geom, forward, grad_input,
-                                                                 full):
-    """``AUTO_DEEP_3D_CHANNELS``: on AVX-512's half-width units the forward and input gradient of
-    3x3x3 stride-1 layers of one group with 32+ channels a side (16+ on 28x28 planes and up; the
-    input gradient on planes of 10x10 and up) run winograd's, below the 64 channels of its own
-    rows; the weight gradient stays numba's. Not on full-width units (not measured)."""
+    (Geometry.from_args((2, 32, 8, 16, 16), (32, 32, 5, 3, 3), padding=(2, 1, 1)), False, False)])
+def test_half_width_3x3_layers_of_fewer_than_64_channels_run_winograd(tiles, monkeypatch, geom, forward, grad_input,
+                                                                      full):
+    """``AUTO_FEW_CHANNELS_WINOGRAD``: on AVX-512's half-width units the forward and input gradient
+    of 3x3 stride-1 layers of one group under winograd's own 64 channels run winograd's: 2-D from
+    32 channels a side on 28x28 images and up; 3x3x3 from 32 on any planes (the input gradient on
+    10x10 and up), from 16 on 28x28 and up. The weight gradient stays numba's. Not on full-width
+    units (not measured)."""
     numba_jit = tiles(True, "reference", "im2col", "numba", "winograd")
     monkeypatch.setattr(numba_jit, "full_width_tiles", lambda geom: full)
-    assert backends._deep_3d(geom) is (forward and not full)
-    assert backends._deep_3d(geom, backends.AUTO_DEEP_3D_GRAD_INPUT_PIXELS) is (grad_input and not full)
+    gi_pixels = backends.AUTO_FEW_CHANNELS_WINOGRAD_GRAD_INPUT_PIXELS
+    assert backends._few_channels_winograd(geom) is (forward and not full)
+    assert backends._few_channels_winograd(geom, gi_pixels) is (grad_input and not full)
     if forward and not full:
         for dtype in (np.float32, np.float64):
             picks = [backends.choose(geom, dtype, pass_=p) for p in backends.PASSES]

@@ -1003,40 +1003,52 @@ def _wide_rows_weight(g: Geometry) -> bool:
             and _half_width(g))
 
 
-# 3x3x3 kernels at stride 1 with fewer channels than ``winograd.beats_direct``'s 64: winograd's
-# products reduce over the kernel's depth times the channels, and its forward and input gradient
-# beat numba's loops there (its weight gradient is numba's below ``winograd.WEIGHT_MIN_CHANNELS``).
-# Two threads, each pass alone, ms numba / winograd, medians of 7 interleaved rounds (2026-12-06,
-# an AMD Zen 4, AVX-512 on half-width units), float32 forward, input gradient: N=2 C=32 16x56x56
-# 36.5 / 25.1, 42.3 / 23.7; N=4 C=32 8x28x28 10.0 / 6.5, 10.6 / 6.5; N=8 C=32 8x14x14 5.8 / 4.5,
-# 4.8 / 4.1; N=4 C=32 16x16x16 8.0 / 7.6, 6.7 / 5.9; N=1 C=32 8x112x112 38.1 / 21.3, 42.4 / 23.5;
-# N=8 C=48 8x16x16 14.6 / 9.1, 12.6 / 9.4; N=4 C=40 8x10x10 4.1 / 2.1, 2.7 / 2.0; 64 -> 32 8x8x8 1.55
-# / 1.06, 1.17 / 1.02; from 16 channels on 28x28 planes and up: N=4 C=16 16x32x32 8.8 / 6.3, 7.9 /
-# 5.7; N=2 C=16 16x56x56 12.1 / 8.4, 10.7 / 8.0; N=2 C=16 16x28x28 3.9 / 2.8, 3.1 / 2.7; N=4 C=20
-# 8x28x28 4.7 / 4.1, 4.1 / 3.7; N=2 C=24 16x28x28 6.2 / 4.2, 5.5 / 4.1. Not on smaller planes of
-# fewer channels (N=8 C=24 8x16x16 6.1 / 6.3, 4.4 / 6.7), nor the input gradient on 8x8 planes
-# (C=32 2.3 / 2.8; the forward 4.3 / 2.2 there). float64 alike or more so: N=2 C=32 16x56x56 120 /
-# 54, 120 / 47; N=4 C=16 16x32x32 15.6 / 9.8, 14.0 / 9.4; N=8 C=32 8x14x14 19.8 / 11.0, 20.7 / 11.9.
-# The weight gradient the same either way (0.89-1.06). (`fastconv bench --shape "n=2 c=32
-# size=16x56x56 k=32 kernel=3 pad=1"`: auto's forward 1.54x torch's time before, winograd's 0.98.)
-AUTO_DEEP_3D_CHANNELS = 32  # per group, each side
-AUTO_DEEP_3D_FEW_CHANNELS = 16  # ... or from these on planes of AUTO_DEEP_3D_FEW_PIXELS output pixels
-AUTO_DEEP_3D_FEW_PIXELS = 784  # 28x28
-AUTO_DEEP_3D_GRAD_INPUT_PIXELS = 100  # the input gradient's planes: at least 10x10
+# 3x3 kernels at stride 1 with fewer channels than ``winograd.beats_direct``'s 64, on AVX-512's
+# half-width units: winograd's forward and input gradient beat numba's loops on images of 28x28
+# and up from 32 channels, and 3x3x3 kernels on any planes from 32 channels (its products reduce
+# over the kernel's depth times the channels), on planes of 28x28 and up from 16; its weight
+# gradient is numba's below ``winograd.WEIGHT_MIN_CHANNELS``. Two threads, each pass alone, ms
+# numba / winograd, medians of 5-7 interleaved rounds (2026-12-06, an AMD Zen 4), float32 forward,
+# input gradient. 2-D: N=32 C=32 56x56 11.8 / 8.6, 11.8 / 8.6; C=48 24.4 / 15.1, 24.7 / 15.2; C=32
+# 28x28 3.16 / 2.40, 3.14 / 2.29; C=48 6.28 / 4.17, 6.33 / 4.15; N=64 C=32 32x32 7.80 / 5.25, 7.90 /
+# 5.23; N=8 C=32 112x112 11.0 / 8.6, 11.1 / 8.6; not on smaller images (N=16 C=32 20x20 0.74 /
+# 0.81, 0.77 / 0.81; N=32 C=32 14x14 0.74 / 0.91; N=16 C=48 14x14 0.81 / 0.80) nor 16 channels
+# (N=32 56x56 3.92 / 3.80; N=128 32x32 5.10 / 4.41: left to numba). 3x3x3: N=2 C=32 16x56x56 36.5 /
+# 25.1, 42.3 / 23.7; N=4 C=32 8x28x28 10.0 / 6.5, 10.6 / 6.5; N=8 C=32 8x14x14 5.8 / 4.5, 4.8 / 4.1;
+# N=4 C=32 16x16x16 8.0 / 7.6, 6.7 / 5.9; N=1 C=32 8x112x112 38.1 / 21.3, 42.4 / 23.5; N=8 C=48
+# 8x16x16 14.6 / 9.1, 12.6 / 9.4; N=4 C=40 8x10x10 4.1 / 2.1, 2.7 / 2.0; 64 -> 32 8x8x8 1.55 / 1.06,
+# 1.17 / 1.02; 16-24 channels on 28x28 planes and up: N=4 C=16 16x32x32 8.8 / 6.3, 7.9 / 5.7; N=2
+# C=16 16x56x56 12.1 / 8.4, 10.7 / 8.0; N=2 C=16 16x28x28 3.9 / 2.8, 3.1 / 2.7; N=4 C=20 8x28x28
+# 4.7 / 4.1, 4.1 / 3.7; N=2 C=24 16x28x28 6.2 / 4.2, 5.5 / 4.1; not on smaller planes of fewer
+# channels (N=8 C=24 8x16x16 6.1 / 6.3, 4.4 / 6.7), nor the input gradient on 8x8 planes (C=32 2.3
+# / 2.8; the forward 4.3 / 2.2 there). float64 alike or more so: 2-D N=32 C=32 56x56 24.7 / 13.5,
+# 23.1 / 13.7, N=32 C=48 28x28 25.2 / 11.2, 28.2 / 12.1, N=16 C=32 20x20 1.73 / 1.74, 1.80 / 1.67;
+# 3x3x3 N=2 C=32 16x56x56 120 / 54, 120 / 47; N=4 C=16 16x32x32 15.6 / 9.8, 14.0 / 9.4. The weight
+# gradient the same either way (0.89-1.08). (`fastconv bench`, auto over torch's time before /
+# after: N=2 C=32 16x56x56 3x3x3 forward 1.48 / 0.91, backward 1.44 / 1.11; N=32 C=48 56x56 1.26 /
+# 0.74, 1.10 / 0.90.)
+AUTO_FEW_CHANNELS_WINOGRAD = 32  # per group, each side
+AUTO_FEW_CHANNELS_WINOGRAD_3D = 16  # ... 3x3x3: from these on planes of AUTO_FEW_CHANNELS_WINOGRAD_PIXELS
+AUTO_FEW_CHANNELS_WINOGRAD_PIXELS = 784  # output pixels of an image (a plane): 28x28
+AUTO_FEW_CHANNELS_WINOGRAD_GRAD_INPUT_PIXELS = 100  # the input gradient's 3-D planes: at least 10x10
 
 
-def _deep_3d(g: Geometry, least_pixels: int = 0) -> bool:
-    """On AVX-512's half-width units, a 3x3x3 kernel at stride 1 (undilated, one group) with
-    ``AUTO_DEEP_3D_CHANNELS`` channels a side, or ``AUTO_DEEP_3D_FEW_CHANNELS`` on planes of
-    ``AUTO_DEEP_3D_FEW_PIXELS`` output pixels, and planes of ``least_pixels`` at least; fewer
-    channels than winograd's own rows take (``winograd.beats_direct``)."""
-    if not (g.ndim == 3 and g.groups == 1 and g.kernel == (3, 3, 3) and g.stride == (1, 1, 1)
-            and g.dilation == (1, 1, 1) and _half_width(g)):
+def _few_channels_winograd(g: Geometry, least_pixels: int = 0) -> bool:
+    """On AVX-512's half-width units, 3x3 at stride 1 (2-D, or 3x3x3), undilated, one group, with
+    fewer channels than winograd's own rows take (``winograd.beats_direct``): 2-D with
+    ``AUTO_FEW_CHANNELS_WINOGRAD`` channels a side on ``AUTO_FEW_CHANNELS_WINOGRAD_PIXELS`` output
+    pixels; 3x3x3 with as many channels on any planes, or ``AUTO_FEW_CHANNELS_WINOGRAD_3D`` on
+    planes of those pixels; and output images (planes) of ``least_pixels`` at least."""
+    deep = g.ndim == 3 and g.kernel[0] == 3
+    if not ((g.ndim == 2 or deep) and g.groups == 1 and _is_3x3s1(g) and g.stride[0] == g.dilation[0] == 1
+            and _half_width(g)) or _backend_says("winograd", "beats_direct", g):
         return False
     least, pixels = min(g.c_in, g.c_out), _pixels(g)
-    few = least >= AUTO_DEEP_3D_FEW_CHANNELS and pixels >= AUTO_DEEP_3D_FEW_PIXELS
-    return (pixels >= least_pixels and not _backend_says("winograd", "beats_direct", g)
-            and (least >= AUTO_DEEP_3D_CHANNELS or few))
+    if pixels < least_pixels:
+        return False
+    if pixels >= AUTO_FEW_CHANNELS_WINOGRAD_PIXELS:
+        return least >= (AUTO_FEW_CHANNELS_WINOGRAD_3D if deep else AUTO_FEW_CHANNELS_WINOGRAD)
+    return deep and least >= AUTO_FEW_CHANNELS_WINOGRAD
 
 
 AUTO_PASS_RULES: tuple[tuple[str, str, object, tuple[str, ...]], ...] = (
@@ -1107,11 +1119,13 @@ AUTO_PASS_RULES: tuple[tuple[str, str, object, tuple[str, ...]], ...] = (
      lambda g: _strided_weight(g) and (not _full_width(g)
                                        or (g.n == 1 and _patches(g) <= AUTO_FULL_WIDTH_WEIGHT_PATCHES)),
      ("im2col", "numba")),
-    ("forward", "AVX-512 on half-width units: 3x3x3 at stride 1, one group, 32+ channels a side (16+ on 28x28 "
-     "planes and up)", _deep_3d, ("winograd", "numba", "im2col")),
-    ("grad_input", "AVX-512 on half-width units: 3x3x3 at stride 1, one group, 32+ channels a side (16+ on 28x28 "
-     "planes and up), planes of 10x10 and up",
-     lambda g: _deep_3d(g, AUTO_DEEP_3D_GRAD_INPUT_PIXELS), ("winograd", "numba", "im2col")),
+    ("forward", "AVX-512 on half-width units: 3x3 at stride 1, one group, under 64 channels a side: 32+ on 28x28 "
+     "images and up; 3x3x3 32+ on any planes, 16+ on 28x28 and up", _few_channels_winograd,
+     ("winograd", "numba", "im2col")),
+    ("grad_input", "AVX-512 on half-width units: 3x3 at stride 1, one group, under 64 channels a side: 32+ on 28x28 "
+     "images and up; 3x3x3 32+ on planes of 10x10 and up, 16+ on 28x28 and up",
+     lambda g: _few_channels_winograd(g, AUTO_FEW_CHANNELS_WINOGRAD_GRAD_INPUT_PIXELS),
+     ("winograd", "numba", "im2col")),
 )
 
 # Rows for one dtype, first for it (past depthwise and small calls, ``_past_small``): ``(dtype name,
