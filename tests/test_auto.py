@@ -109,6 +109,9 @@ IMPLICIT = "numba" if _tiles() else "winograd"
 # row's BLAS without AVX-512)
 ONE_IMAGE = "numba" if _full_width() else "winograd"
 PATCH_ROWS = "numba" if _tiles() else "im2col"
+# 3x3 at stride 1 with 32-63 channels over 28x28 images and up: numba, but winograd on AVX-512's
+# half-width units (``AUTO_FEW_CHANNELS_WINOGRAD``)
+FEW_CHANNELS_3X3 = "winograd" if _tiles() and not _full_width() else "numba"
 
 
 @pytest.fixture
@@ -154,7 +157,8 @@ def test_rule_with_every_backend(installed, geom, expected):
 
 
 @pytest.mark.parametrize("geom, expected", [(DENSE, TILED_3X3), (SMALL_IMAGES, "winograd"), (DEPTHWISE, "numba"),
-                                            (Geometry.from_args((8, 32, 56, 56), (32, 32, 3, 3), padding=1), "numba"),
+                                            (Geometry.from_args((8, 32, 56, 56), (32, 32, 3, 3), padding=1),
+                                             FEW_CHANNELS_3X3),
                                             (GROUPED, "numba"),
                                             (SMALL_IMAGES_FEW_CHANNELS, "numba"), (SMALL_IMAGES_GROUPED, "numba"),
                                             (POINTWISE_SMALL_IMAGES, PRODUCT), (SMALL, "numba"),
