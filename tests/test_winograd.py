@@ -224,8 +224,8 @@ def test_many_filter_bytes_take_f4_where_the_threads_split_the_output_channels(u
     assert algorithm(4, c=256, size=14) == "F(4x4,3x3), weight F(2x2,3x3)"
     assert algorithm(1, c=256, size=14) == "F(2x2,3x3)"  # 16 tiles: half a panel
     assert algorithm(32, c=32, size=14) == "F(2x2,3x3)"  # few channels: unmeasured
-    # C=384: 20.25 MiB of F(4x4) filters: by channels at 7x7 (3.4
-    # MiB of input at N=16); at 14x14 N=32 (27 MiB of input) by items, within F4_ITEMS_MAX_FILTER_BYTES
+    # C=384: 20.25 MiB of F(4x4) filters: by channels at 7x7 (3.4 MiB of input at N=16); at 14x14
+    # N=32 (27 MiB of input) by items, within F4_ITEMS_MAX_FILTER_BYTES
     assert algorithm(16, c=384) == algorithm(32, c=384, size=14) == "F(4x4,3x3), weight F(2x2,3x3)"
     use_threads(1)
     assert algorithm(32) == algorithm(8, size=14) == algorithm(8, c=256, size=14) == "F(2x2,3x3)"

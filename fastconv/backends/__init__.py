@@ -1024,9 +1024,9 @@ def _wide_rows_weight(g: Geometry) -> bool:
 # / 2.8; the forward 4.3 / 2.2 there). float64 alike or more so: 2-D N=32 C=32 56x56 24.7 / 13.5,
 # 23.1 / 13.7, N=32 C=48 28x28 25.2 / 11.2, 28.2 / 12.1, N=16 C=32 20x20 1.73 / 1.74, 1.80 / 1.67;
 # 3x3x3 N=2 C=32 16x56x56 120 / 54, 120 / 47; N=4 C=16 16x32x32 15.6 / 9.8, 14.0 / 9.4. The weight
-# gradient the same either way (0.89-1.08). (`fastconv bench`, auto over torch's time before /
-# after: N=2 C=32 16x56x56 3x3x3 forward 1.48 / 0.91, backward 1.44 / 1.11; N=32 C=48 56x56 1.26 /
-# 0.74, 1.10 / 0.90.)
+# gradient the same either way (0.89-1.08). (`fastconv bench --backends auto,numba,torch --pass
+# both --repeat 7`, over torch's time, auto now / numba's in the same run, forward, backward: N=32
+# C=48 56x56 0.68 / 0.93, 0.84 / 0.93; 3x3x3 N=2 C=32 16x56x56 0.90 / 1.39, 1.14 / 1.49.)
 AUTO_FEW_CHANNELS_WINOGRAD = 32  # per group, each side
 AUTO_FEW_CHANNELS_WINOGRAD_3D = 16  # ... 3x3x3: from these on planes of AUTO_FEW_CHANNELS_WINOGRAD_PIXELS
 AUTO_FEW_CHANNELS_WINOGRAD_PIXELS = 784  # output pixels of an image (a plane): 28x28

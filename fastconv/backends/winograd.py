@@ -225,8 +225,8 @@ def _f4_pays(geom, itemsize, split) -> bool:
     one process (2026-12-06, Zen 4), forward / backward, float32 N=4 C=256 14x14 (9 MiB of F(4x4)
     filters) 0.80-0.81 / 0.91-0.96, N=2 0.90-0.95 / 0.95-1.00, N=4 13x13 0.78-0.86 / 0.91-0.93
     (an unchanged layer beside them, N=1: 0.97 / 1.01), 16x16 N=4 0.76 / 0.92, N=2 0.87 / 0.92;
-    float64 N=2 C=128 14x14 0.94 / 0.78, N=2
-    C=192 0.89 / 0.97, N=4 C=192 0.80 / 0.90, N=4 C=128 13x13 0.80."""
+    float64 N=2 C=128 14x14 0.94 / 0.78, N=2 C=192 0.89 / 0.97, N=4 C=192 0.80 / 0.90, N=4 C=128
+    13x13 0.80."""
     h4, w4 = -(-geom.oh // 4), -(-geom.ow // 4)  # 4x4 tiles down and across an output
     t4, t2 = geom.tiles(4), geom.tiles(2)
     filters = 36 * geom.groups * geom.c_in_g * geom.c_out_g * itemsize
