@@ -396,12 +396,12 @@ def test_half_width_weight_gradient_over_few_tiles_is_winograds_from_192_channel
     assert not backends._half_width_winograd_weight(geom)
 
 
-def _cube(n, c, d, hw, k=None, **kwargs):
-    return Geometry.from_args((n, c, d, hw, hw), (k or c, c // kwargs.get("groups", 1), 3, 3, 3), padding=1, **kwargs)
+def _cube(n, c, d, hw, **kwargs):
+    return Geometry.from_args((n, c, d, hw, hw), (c, c // kwargs.get("groups", 1), 3, 3, 3), padding=1, **kwargs)
 
 
-def _square(n, c, hw, k=None, **kwargs):
-    return Geometry.from_args((n, c, hw, hw), (k or c, c // kwargs.get("groups", 1), 3, 3), padding=1, **kwargs)
+def _square(n, c, hw, **kwargs):
+    return Geometry.from_args((n, c, hw, hw), (c, c // kwargs.get("groups", 1), 3, 3), padding=1, **kwargs)
 
 
 @pytest.mark.parametrize("full", [False, True])
