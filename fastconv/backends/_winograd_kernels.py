@@ -156,6 +156,7 @@ def transform_scratch(m, rows, tiles_w, itemsize):
     a, nt = m + 2, rows * tiles_w
     s = a * rows * (m * tiles_w + E) + 1
     wk_in = 2 * m * a * nt + 1 + 2 * E * a * rows + E * nt + (m * a * nt + E * a * rows) + 3 * (rows + 1)
+    # ``_input_lanes``' (m = 2) fits: (2 tiles_w + 2) images (2 tiles_h + 6) <= 16 (nt + rows)
     wk_out = (a * m + 3 * m * m) * nt + 1 + 3 * (rows + 1)  # also _grad_output_transform's
     wk = max(wk_in, wk_out)
     return s * itemsize + 8 * (wk + nt + 4 * a * a), (s, wk)  # with ``tile_order``'s arrays
@@ -175,7 +176,7 @@ _tile_counts = njit(inline="always", **_JIT)(tile_counts)  # the same, inlined i
 
 
 @njit(**_JIT)
-def tile_order(r0, r1, tiles_h, tiles_w, m, cut_h, cut_w, order, spans):  # pragma: no cover
+def tile_order(r0, r1, tiles_h, tiles_w, m, cut_h, cut_w, order, spans, lanes=0):  # pragma: no cover
     """Where the products put each tile of tile rows r0 .. r1 when an image's last tile row
     (``cut_h``) or column (``cut_w``) is cropped: ``order[jj*tiles_w + tc]`` = the column of tile
     tc of row jj. The tiles run in four spans: in neither an image's last row nor its last column
@@ -186,12 +187,23 @@ def tile_order(r0, r1, tiles_h, tiles_w, m, cut_h, cut_w, order, spans):  # prag
     products at transform point xi some kept pixel reads: all of them, I and R (point xi in the
     last column of the alpha x alpha), I and C (last row), or I (both). On 7x7 outputs they
     hold 225 of F(2x2)'s 256 products per image and channel pair, 121 of F(4x4)'s 144 (where
-    skipping the rest pays: ``winograd._cropped``)."""
+    skipping the rest pays: ``winograd._cropped``). With ``lanes``, the block is ``lanes`` whole
+    images (r0 an image's first row) and each span runs position by position, the images' tiles
+    at a position adjacent (``_input_lanes``' order; without cuts, one span)."""
     rows = r1 - r0
     w0 = tiles_w - 1 if cut_w else tiles_w  # a row's tiles outside the last column
     n_i, n_r, n_c, _ = _tile_counts(r0, rows, tiles_h, tiles_w, cut_h, cut_w)
     ki, kl = 0, 0
-    for jj in range(rows):
+    for jj in range(rows if lanes else 0):
+        j, ty = jj // tiles_h, jj % tiles_h
+        last_h = cut_h and ty == tiles_h - 1
+        for tc in range(tiles_w):
+            if cut_w and tc == tiles_w - 1:
+                col = n_i + n_r + n_c + j if last_h else n_i + n_r + ty * lanes + j
+            else:
+                col = n_i + tc * lanes + j if last_h else (ty * w0 + tc) * lanes + j
+            order[jj * tiles_w + tc] = col
+    for jj in range(0 if lanes else rows):
         if cut_h and (r0 + jj) % tiles_h == tiles_h - 1:
             base, col = n_i + kl * w0, n_i + n_r + n_c + kl
             kl += 1
@@ -544,8 +556,58 @@ def _input_rows_vec(x, c0, cg, r0, r1, tiles_h, tiles_w, pt, pl, m, v, vc0, step
 
 
 @njit(**_JIT)
+def _input_lanes(x, c0, cg, r0, images, tiles_h, tiles_w, pt, pl, v, vc0, step, order, wk):  # pragma: no cover
+    """``_input_transform`` for m = 2 of ``images`` whole images from tile row r0 on, in
+    ``tile_order``'s order with ``lanes`` (a position's tiles, one an image, adjacent): per
+    channel, the images' padded planes are copied into ``wk`` with the images innermost, so that
+    each step of B^T (``_bt_rows``: down the columns over a tile row's whole padded width, then
+    along the rows over a span's tiles) is one long loop over (position, image) pairs, and
+    reads and writes run on; the input is not gathered tile by tile. The planes' columns lie by
+    phase (``px = 2q + r`` at ``r*(tiles_w + 1) + q``), so that column jj of tile tc is read at
+    ``tc + jj // 2`` in phase ``jj % 2``: every tile of a span alike. The same operations in the
+    same order: the same bits."""
+    ih, iw, cx = x.shape[2], x.shape[3], x.shape[1]
+    xf = x.reshape(x.size)
+    lanes, q1 = U(images), U(tiles_w + 1)  # q1: columns a phase
+    hp = 2 * tiles_h + 2  # padded rows the tiles read
+    crow = U(2) * q1 * lanes  # a padded row of every image
+    ot, ocol = U(0), U(hp) * crow  # in wk: the planes [py][r][q][image], then one tile row after B^T down
+    nt = U(images * tiles_h * tiles_w)
+    for i in range(ocol):
+        wk[ot + i] = 0.0  # the padding; the planes' pixels are written over for each channel
+    ylo, yhi = max(0, pt), min(hp, ih + pt)  # padded rows and columns that hold pixels
+    xlo, xhi = max(0, pl), min(2 * tiles_w + 2, iw + pl)
+    pitch = U(cx * ih * iw)  # from one image to the next
+    first = r0 // tiles_h
+    for c in range(cg):
+        p0 = U((first * cx + c0 + c) * ih * iw)
+        for py in range(ylo, yhi):
+            for px in range(xlo, xhi):
+                src = p0 + U((py - pt) * iw + px - pl)
+                dst = ot + U(py) * crow + (U(px % 2) * q1 + U(px // 2)) * lanes
+                for j in range(lanes):
+                    wk[dst + j] = xf[src + j * pitch]
+        vc = U(vc0 + c) * nt
+        for ty in range(tiles_h):
+            o = ot + U(2 * ty) * crow
+            _bt_rows(2, wk, o, o + crow, o + U(2) * crow, o + U(3) * crow, o, o, wk, ocol, crow, crow)
+            base = U(order[ty * tiles_w])  # image 0's tile (ty, 0): the span's run from it
+            run = 1
+            while run < tiles_w and U(order[ty * tiles_w + run]) == base + U(run) * lanes:
+                run += 1
+            for i in range(4):
+                oi, od = ocol + U(i) * crow, vc + U(4 * i) * U(step)
+                _bt_rows(2, wk, oi, oi + q1 * lanes, oi + lanes, oi + (q1 + U(1)) * lanes, oi, oi, v, od + base,
+                         U(step), U(run) * lanes)
+                for tc in range(run, tiles_w):  # the last column's tile, in a span of its own
+                    ot_ = oi + U(tc) * lanes
+                    _bt_rows(2, wk, ot_, ot_ + q1 * lanes, ot_ + lanes, ot_ + (q1 + U(1)) * lanes, ot_, ot_, v,
+                             od + U(order[ty * tiles_w + tc]), U(step), lanes)
+
+
+@njit(**_JIT)
 def _input_transform(x, c0, cg, r0, r1, tiles_h, tiles_w, pt, pl, m, v, s, wk, vc0, vc, order,
-                     vstep=0):  # pragma: no cover
+                     vstep=0, lanes=0):  # pragma: no cover
     """v[xi, vc0 + c, t] = (B^T d B)[xi], d the input tile t of channel c0 + c < c0 + cg, tile rows
     r0 .. r1; ``v`` holds ``vc`` channels (a part of them transformed here: ``vc0``, ``cg``), point
     xi's ``vstep`` after xi - 1's (0: ``vc`` times the block's tiles, no gap).
@@ -562,8 +624,12 @@ def _input_transform(x, c0, cg, r0, r1, tiles_h, tiles_w, pt, pl, m, v, s, wk, v
     most of the time. One thread, ns per tile and channel before -> now, F(2x2): 7x7 C=512 19.7 ->
     11.1, 14x14 C=256 11.7 -> 7.7, 28x28 C=128 8.6 -> 7.0, 56x56 C=64 7.7 -> 6.6; F(4x4): 7x7 56
     -> 30, 56x56 24.5 -> 21.3 (the same bits). On rows of ``WIDE_ROW_TILES`` tiles or more (F(4x4):
-    ``WIDE_ROW_TILES_F4``) in row order, a row at a time in vectors instead (``_input_rows_vec``)."""
+    ``WIDE_ROW_TILES_F4``) in row order, a row at a time in vectors instead (``_input_rows_vec``);
+    with ``lanes`` (whole images in ``tile_order``'s order with lanes), ``_input_lanes``."""
     step = vstep if vstep else vc * (r1 - r0) * tiles_w  # from one transform point's values to the next's
+    if lanes:
+        _input_lanes(x, c0, cg, r0, lanes, tiles_h, tiles_w, pt, pl, v, vc0, step, order, wk)
+        return
     if not order.size and tiles_w >= (WIDE_ROW_TILES if m == 2 else WIDE_ROW_TILES_F4):
         _input_rows_vec(x, c0, cg, r0, r1, tiles_h, tiles_w, pt, pl, m, v, vc0, step)
         return
@@ -925,10 +991,10 @@ def _output_transform(mm, k0, kg, r0, r1, tiles_h, tiles_w, m, bias, y, wk, orde
 
 @njit(**_JIT)
 def item(src, cs, cd, r0, r1, tiles_h, tiles_w, pt, pl, m, v, mm, s, wk, order, up, tiles, plan, bias,
-         y, first_done, vstep, mstep):  # pragma: no cover
+         y, first_done, vstep, mstep, lanes):  # pragma: no cover
     """One work item of ``winograd._convolve`` on the register tiles, every group: the input
     transform of tile rows r0 .. r1 into ``v`` (the first group's already there with
-    ``first_done``), the products (``_numba_gemm.batch`` by ``plan``, the packed transformed kernel
+    ``first_done``; ``lanes``: ``_input_transform``'s), the products (``_numba_gemm.batch`` by ``plan``, the packed transformed kernel
     ``up[g]``) into ``mm`` and the output transform into y, in one compiled call: the GIL is released once an
     item, not three times (each time back, a thread could wait for the other's Python, 30-40 us on
     these machines). ``vstep`` and ``mstep``: from one transform point's values to the next's in
@@ -937,7 +1003,8 @@ def item(src, cs, cd, r0, r1, tiles_h, tiles_w, pt, pl, m, v, mm, s, wk, order, 
     nt = (r1 - r0) * tiles_w
     for g in range(up.shape[0]):
         if g > 0 or not first_done:
-            _input_transform(src, g * cs, cs, r0, r1, tiles_h, tiles_w, pt, pl, m, v, s, wk, 0, cs, order, vstep)
+            _input_transform(src, g * cs, cs, r0, r1, tiles_h, tiles_w, pt, pl, m, v, s, wk, 0, cs, order, vstep,
+                             lanes)
         batch(up[g], cd, v, mm, cs, nt, tiles, plan, vstep, mstep)
         bad |= _output_transform(mm, g * cd, cd, r0, r1, tiles_h, tiles_w, m, bias, y, wk, order, mstep)
     return bad

@@ -484,18 +484,20 @@ def _convolve(src, w, geom, c_dst, out_hw, pt, pl, bias, transposed):
             mm = buffer(scratch, "m", (a2 * cd * nt,), dtype)
         s, wk = _transform_work(scratch, m, r1 - r0, tiles_w, dtype)
         if tiles:  # the item's transforms and products in one compiled call, once the kernel is transformed
-            order, products = _cropped(m, r0, r1, tiles_h, tiles_w, out_hw, itemsize, edges)
+            lanes = _lanes(m, r0, r1, tiles_h, tiles_w, cs, itemsize)
+            order, products = _cropped(m, r0, r1, tiles_h, tiles_w, out_hw, itemsize, edges, lanes)
             # While other threads finish the kernel's last parts, this one transforms its input
             # rather than wait. Two threads, float32, N=32, forward ms, medians of 15 calls in
             # alternating processes, six each (a noisy hour): 7x7 C=512 20.2 -> 19.6, 14x14 C=256
             # 18.0 -> 17.5, 28x28 C=128 19.3 -> 19.0, 56x56 C=64 26.9 -> 25.4 (2026-12-05).
             first_done = not kernel.finished()
             if first_done:
-                _k._input_transform(src, 0, cs, r0, r1, tiles_h, tiles_w, pt, pl, m, v, s, wk, 0, cs, order, vstep)
+                _k._input_transform(src, 0, cs, r0, r1, tiles_h, tiles_w, pt, pl, m, v, s, wk, 0, cs, order, vstep,
+                                    lanes)
             kernel.ready()
             if _k.item(src, cs, cd, r0, r1, tiles_h, tiles_w, pt, pl, m, v, mm, s, wk, order, up,
                        buffer(scratch, "tiles", (_gemm.batch_scratch(cd, itemsize),), dtype), products, b, y,
-                       first_done, vstep, mstep):
+                       first_done, vstep, mstep, lanes):
                 bad.append(True)
             return
         for g in range(groups):  # NumPy's products
@@ -634,13 +636,14 @@ _NO_ORDER, _NO_SPANS = np.empty(0, np.int64), np.empty((0, 4), np.int64)  # ever
 CROP_MAX_PANELS = 0.92
 
 
-def _tile_spans(m, r0, r1, tiles_h, tiles_w, out_hw):
+def _tile_spans(m, r0, r1, tiles_h, tiles_w, out_hw, lanes=0):
     """``(order, spans)`` of ``_k.tile_order`` for tile rows r0 .. r1 of outputs ``out_hw`` where m
-    does not divide them, else empty (row order, every tile at every point). Read-only by use."""
+    does not divide them or with ``lanes`` (``_lanes``), else empty (row order, every tile at
+    every point). Read-only by use."""
     cut_h, cut_w = out_hw[0] % m != 0, out_hw[1] % m != 0
-    if not (cut_h or cut_w):
+    if not (cut_h or cut_w or lanes):
         return _NO_ORDER, _NO_SPANS
-    return _orders(m, r0 % tiles_h, r1 - r0, tiles_h, tiles_w, cut_h, cut_w)
+    return _orders(m, r0 % tiles_h, r1 - r0, tiles_h, tiles_w, cut_h, cut_w, lanes)
 
 
 # The tile orders and the choice to skip cropped products are kept between calls, by their
@@ -651,30 +654,30 @@ ORDERS_KEPT = 32
 
 
 @functools.lru_cache(maxsize=ORDERS_KEPT)
-def _orders(m, first, rows, tiles_h, tiles_w, cut_h, cut_w):
+def _orders(m, first, rows, tiles_h, tiles_w, cut_h, cut_w, lanes=0):
     """``_k.tile_order`` of ``rows`` tile rows from row ``first`` of an image on."""
     order = np.empty(rows * tiles_w, np.int64)
     spans = np.empty(((m + 2) ** 2, 4), np.int64)
-    _k.tile_order(first, first + rows, tiles_h, tiles_w, m, cut_h, cut_w, order, spans)
+    _k.tile_order(first, first + rows, tiles_h, tiles_w, m, cut_h, cut_w, order, spans, lanes)
     return order, spans
 
 
-def _cropped(m, r0, r1, tiles_h, tiles_w, out_hw, itemsize, edges):
+def _cropped(m, r0, r1, tiles_h, tiles_w, out_hw, itemsize, edges, lanes=0):
     """``(order, plan)`` for the products of a forward (``_gemm.batch``'s plan): the products only a
     cropped pixel reads are skipped where that saves enough (``CROP_MAX_PANELS``), and always
     where ``edges`` (``_edges``) merges an edge tile's points. Else empty: row order, every
-    product."""
+    product. With ``lanes`` (``_lanes``), the order is ``_input_lanes``' whatever is skipped."""
     return _cropped_rows(m, r0 % tiles_h, r1 - r0, tiles_h, tiles_w, tuple(out_hw), itemsize, CROP_MAX_PANELS,
-                         tuple(edges))
+                         tuple(edges), lanes)
 
 
 @functools.lru_cache(maxsize=ORDERS_KEPT)
-def _cropped_rows(m, first, rows, tiles_h, tiles_w, out_hw, itemsize, most, edges):
+def _cropped_rows(m, first, rows, tiles_h, tiles_w, out_hw, itemsize, most, edges, lanes=0):
     """``_cropped`` of ``rows`` tile rows from row ``first`` of an image on, skipping up to ``most``."""
-    order, _ = _tile_spans(m, first, first + rows, tiles_h, tiles_w, out_hw)
-    if not order.size:
-        return order, _gemm.NO_PLAN
+    order, _ = _tile_spans(m, first, first + rows, tiles_h, tiles_w, out_hw, lanes)
     cuts = (out_hw[0] % m != 0, out_hw[1] % m != 0)
+    if not any(cuts):
+        return order, _gemm.NO_PLAN
     plan = _products_plan(m, _k.tile_counts(first, rows, tiles_h, tiles_w, *cuts), cuts, edges)
     if any(edges):  # the edge tiles' bits: every item alike, whatever its rows
         return order, plan
@@ -684,8 +687,27 @@ def _cropped_rows(m, first, rows, tiles_h, tiles_w, out_hw, itemsize, most, edge
     used = plan[..., 0] >= 0
     halves = int(((-(-(plan[..., 2] - plan[..., 1]) // half) - (-(plan[..., 4] - plan[..., 3]) // half)) * used).sum())
     if halves > most * len(plan) * 2 * -(-nt // nr):
-        return _NO_ORDER, _gemm.NO_PLAN
+        return (order if lanes else _NO_ORDER), _gemm.NO_PLAN
     return order, plan
+
+
+# The input transform by images in lanes (``_k._input_lanes``), for F(2x2) on rows of fewer than
+# ``_k.WIDE_ROW_TILES`` tiles, in items of whole images whose transformed input is at most
+# ``LANES_MAX_BYTES``. Two threads, float32, forward time lanes / gathered (the same bits), medians of
+# 11 interleaved rounds in one process (Zen 4, 2026-12-06): N=32 7x7 C=64 0.93, C=96 0.95, C=128
+# 0.95, C=192 0.98, N=16 C=128 0.97; but C=256 1.01 and C=512 1.02 (r7): there the transform's time
+# is its writes of the transformed input (8 MiB an item at C=512), which it does not change (one
+# thread, r7's items: 1.90 against 2.03 ms, its products alike).
+INPUT_LANES = True
+LANES_MAX_BYTES = 3 * 2**20
+
+
+def _lanes(m, r0, r1, tiles_h, tiles_w, cs, itemsize) -> int:
+    """The images of tile rows r0 .. r1 where their input transform (``cs`` channels of ``itemsize``
+    bytes) runs by ``_k._input_lanes`` (above), else 0."""
+    whole = r0 % tiles_h == 0 and (r1 - r0) % tiles_h == 0
+    small = 16 * cs * (r1 - r0) * tiles_w * itemsize <= LANES_MAX_BYTES
+    return (r1 - r0) // tiles_h if INPUT_LANES and m == 2 and whole and small and tiles_w < _k.WIDE_ROW_TILES else 0
 
 
 # Edge tiles, F(2x2) only: where the output's last tile row (or column) keeps one of its two
