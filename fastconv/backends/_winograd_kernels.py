@@ -994,8 +994,9 @@ def item(src, cs, cd, r0, r1, tiles_h, tiles_w, pt, pl, m, v, mm, s, wk, order, 
          y, first_done, vstep, mstep, lanes):  # pragma: no cover
     """One work item of ``winograd._convolve`` on the register tiles, every group: the input
     transform of tile rows r0 .. r1 into ``v`` (the first group's already there with
-    ``first_done``; ``lanes``: ``_input_transform``'s), the products (``_numba_gemm.batch`` by ``plan``, the packed transformed kernel
-    ``up[g]``) into ``mm`` and the output transform into y, in one compiled call: the GIL is released once an
+    ``first_done``; ``lanes``: ``_input_transform``'s), the products (``_numba_gemm.batch`` by
+    ``plan``, the packed transformed kernel ``up[g]``) into ``mm`` and the output transform into
+    y, in one compiled call: the GIL is released once an
     item, not three times (each time back, a thread could wait for the other's Python, 30-40 us on
     these machines). ``vstep`` and ``mstep``: from one transform point's values to the next's in
     ``v`` and ``mm``. Returns whether a value written is inf or NaN."""
