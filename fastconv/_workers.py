@@ -303,10 +303,19 @@ class _Job:
         self.left.acquire()
         self.gone = np.zeros(1, np.int64)  # helpers gone, counted once they released the GIL (a hint)
         self.cpus = {_cpu()}  # the CPUs its threads run on (the caller's so far): see ``_apart``
+        self.where = {}  # per thread (ident): the CPU it was last seen on (``keep_apart``)
         self.joined = False  # whether a helper took part before the caller had finished
 
     def run(self, scratch):
         count = len(self.items)
+        _running.job = self
+        self.where[threading.get_ident()] = _cpu()
+        try:
+            self._items(count, scratch)
+        finally:
+            _running.job = None
+
+    def _items(self, count, scratch):
         while not self.stop:
             i = next(self.taken)
             if i >= count:
@@ -411,6 +420,36 @@ _read_cpu = _cpu_reader()
 def _cpu() -> int:
     """The CPU the calling thread runs on, or -1 where that is not known."""
     return _read_cpu() if _read_cpu is not None else -1
+
+
+_running = threading.local()  # .job: the ``_Job`` whose items the thread runs now (``keep_apart``)
+
+
+def keep_apart() -> None:
+    """In an item of a job on several threads, before a long step of compiled code: where the
+    calling thread runs on the CPU another of the job's threads was last seen on, move it to
+    another allowed CPU (as ``_apart`` moves a helper at its start). A thread that slept in the
+    middle of an item (on the GIL, on a :class:`Shared` wait) was woken beside its waker on this
+    VM after its CPUs had idled, and the two then ran their items on one CPU while the other
+    idled, call after call. Two threads, N=32 C=64 7x7, winograd's forward (2026-12-06, Zen 4):
+    calls 5-40 after 0.12 s idle 1.8-1.9 ms each without this, 1.3 with it, 0.7-1.0 from about
+    the 60th on either way (what still slows the first calls was not found: no page faults, and
+    a spin in place of :class:`Shared`'s sleep did not change it); timed as the bench does (an
+    idle pause, 30 ms of calls, then 20 ms timed), 2.0-2.3 ms a call without, 1.4-1.8 with."""
+    job = getattr(_running, "job", None)
+    if job is None or _read_cpu is None:
+        return
+    me, cpu = threading.get_ident(), _cpu()
+    others = {c for t, c in list(job.where.items()) if t != me}
+    if cpu in others:
+        with contextlib.suppress(OSError):  # the mask changed meanwhile (a cpuset): stay
+            allowed = os.sched_getaffinity(0)
+            free = allowed - others
+            if free:
+                os.sched_setaffinity(0, free)
+                os.sched_setaffinity(0, allowed)
+                cpu = _cpu()
+    job.where[me] = cpu
 
 
 def _apart(cpus):

@@ -12,6 +12,7 @@ import sys
 import textwrap
 import threading
 import time
+import types
 
 import numpy as np
 import pytest
@@ -451,6 +452,41 @@ def test_a_helper_stays_where_it_is_when_no_other_cpu_is_allowed_or_the_mask_can
     cpus = {_workers._cpu()}
     _workers._apart(cpus)  # a cpuset changed meanwhile: the helper runs on where it is
     assert os.sched_getaffinity(0) == allowed
+
+
+@needs_affinity
+def test_a_thread_that_lands_on_another_thread_s_cpu_mid_call_moves_off_it(monkeypatch):
+    # Woken mid-item (the GIL, a Shared wait) beside its waker, a job's thread moves off the CPU
+    # another of its threads was last seen on, then sets its mask back; elsewhere, no system call.
+    calls = []
+    real = os.sched_setaffinity
+    monkeypatch.setattr(os, "sched_setaffinity", lambda pid, mask: (calls.append(set(mask)), real(pid, mask)))
+    allowed = os.sched_getaffinity(0)
+    here = _workers._cpu()
+    there = min(allowed - {here})
+    job = types.SimpleNamespace(where={-1: here})  # another thread (ident -1) last seen here
+    monkeypatch.setattr(_workers._running, "job", job, raising=False)
+    reads = iter([here, there])  # where it runs, then where the mask sent it
+    monkeypatch.setattr(_workers, "_read_cpu", lambda: next(reads))
+    _workers.keep_apart()
+    assert calls == [allowed - {here}, allowed]
+    assert os.sched_getaffinity(0) == allowed
+    assert job.where == {-1: here, threading.get_ident(): there}
+    calls.clear()
+    monkeypatch.setattr(_workers, "_read_cpu", lambda: there)
+    _workers.keep_apart()  # apart already
+    monkeypatch.setattr(_workers._running, "job", None)
+    _workers.keep_apart()  # outside a job's items
+    assert calls == []
+
+
+def test_every_thread_of_a_job_is_seen_where_it_runs_and_no_item_is_left_with_the_job():
+    seen = []
+    _workers.map_items([(i,) for i in range(8)], lambda i, scratch: (_workers.keep_apart(),
+                                                                    seen.append(_workers._running.job)), 2)
+    assert len(seen) == 8 and all(job is not None for job in seen)
+    assert threading.get_ident() in seen[0].where
+    assert getattr(_workers._running, "job", None) is None  # the caller's, cleared with the call
 
 
 @pytest.fixture

@@ -25,7 +25,7 @@ import numpy as np
 
 from .._precision import get_precision
 from .._threads import call_threads, counted_call
-from .._workers import Shared, buffer, call_budget, chunks, even, kept, map_items, reserved
+from .._workers import Shared, buffer, call_budget, chunks, even, keep_apart, kept, map_items, reserved
 from . import _numba_gemm as _gemm
 from . import _winograd_kernels as _k
 from ._lift import as_2d, lifted
@@ -495,6 +495,7 @@ def _convolve(src, w, geom, c_dst, out_hw, pt, pl, bias, transposed):
                 _k._input_transform(src, 0, cs, r0, r1, tiles_h, tiles_w, pt, pl, m, v, s, wk, 0, cs, order, vstep,
                                     lanes)
             kernel.ready()
+            keep_apart()
             if _k.item(src, cs, cd, r0, r1, tiles_h, tiles_w, pt, pl, m, v, mm, s, wk, order, up,
                        buffer(scratch, "tiles", (_gemm.batch_scratch(cd, itemsize),), dtype), products, b, y,
                        first_done, vstep, mstep, lanes):
