@@ -441,15 +441,7 @@ def keep_apart() -> None:
         return
     me, cpu = threading.get_ident(), _cpu()
     others = {c for t, c in list(job.where.items()) if t != me}
-    if cpu in others:
-        with contextlib.suppress(OSError):  # the mask changed meanwhile (a cpuset): stay
-            allowed = os.sched_getaffinity(0)
-            free = allowed - others
-            if free:
-                os.sched_setaffinity(0, free)
-                os.sched_setaffinity(0, allowed)
-                cpu = _cpu()
-    job.where[me] = cpu
+    job.where[me] = _move_off(others) if cpu in others else cpu
 
 
 def _apart(cpus):
@@ -459,19 +451,22 @@ def _apart(cpus):
     50 ms or more, and did not move it within the call: the two shared one core while the other
     idled, and the caller ran the call's items on its own. Two threads, one 1-D signal of 128
     channels to 512, kernel 9, forward: 7.0 ms back to back, 14.6-15.1 ms after 100-300 ms asleep,
-    in 1 call of 4 after 300 ms (2026-12-04, Intel Xeon VM). A mask without the CPU moves the
-    thread at once; the old mask is set back at once (the thread stays where it went), so the
-    scheduler stays free to balance the threads later."""
+    in 1 call of 4 after 300 ms (2026-12-04, Intel Xeon VM). (``_move_off``.)"""
     cpu = _cpu()
-    if cpu in cpus and cpu >= 0:
-        with contextlib.suppress(OSError):  # the mask changed meanwhile (a cpuset): stay
-            allowed = os.sched_getaffinity(0)
-            others = allowed - cpus
-            if others:
-                os.sched_setaffinity(0, others)
-                os.sched_setaffinity(0, allowed)
-                cpu = _cpu()
-    cpus.add(cpu)
+    cpus.add(_move_off(cpus) if cpu in cpus and cpu >= 0 else cpu)
+
+
+def _move_off(taken) -> int:
+    """Move the calling thread to an allowed CPU outside ``taken``, if there is one: a mask without
+    them moves it at once, and its old mask is set back at once (the thread stays where it went),
+    so the scheduler stays free to balance the threads later. Returns the CPU it runs on."""
+    with contextlib.suppress(OSError):  # the mask changed meanwhile (a cpuset): stay
+        allowed = os.sched_getaffinity(0)
+        free = allowed - taken
+        if free:
+            os.sched_setaffinity(0, free)
+            os.sched_setaffinity(0, allowed)
+    return _cpu()
 
 
 class _Pool:

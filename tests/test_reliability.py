@@ -416,10 +416,10 @@ needs_affinity = pytest.mark.skipif(
     reason="needs sched_getcpu, sched_setaffinity and two CPUs")
 
 
-@needs_affinity
-def test_a_helper_that_wakes_on_a_cpu_of_its_job_moves_off_it_and_keeps_its_mask(monkeypatch):
-    # Linux may wake a helper on its caller's CPU (both idle a while): the helper leaves it with a
-    # mask that excludes the CPUs the job's threads are on, then sets its mask back at once.
+@pytest.fixture
+def masks(monkeypatch):
+    """``(calls, allowed, here, there)``: the masks this thread sets (recorded, then set), its
+    allowed CPUs, the one it runs on, another; its CPU then read as ``here``, then ``there``."""
     calls = []
     real = os.sched_setaffinity
     monkeypatch.setattr(os, "sched_setaffinity", lambda pid, mask: (calls.append(set(mask)), real(pid, mask)))
@@ -428,6 +428,14 @@ def test_a_helper_that_wakes_on_a_cpu_of_its_job_moves_off_it_and_keeps_its_mask
     there = min(allowed - {here})
     reads = iter([here, there])  # where it woke, then where the mask sent it
     monkeypatch.setattr(_workers, "_read_cpu", lambda: next(reads))
+    return calls, allowed, here, there
+
+
+@needs_affinity
+def test_a_helper_that_wakes_on_a_cpu_of_its_job_moves_off_it_and_keeps_its_mask(monkeypatch, masks):
+    # Linux may wake a helper on its caller's CPU (both idle a while): the helper leaves it with a
+    # mask that excludes the CPUs the job's threads are on, then sets its mask back at once.
+    calls, allowed, here, there = masks
     cpus = {here}
     _workers._apart(cpus)
     assert calls == [allowed - {here}, allowed]
@@ -455,19 +463,12 @@ def test_a_helper_stays_where_it_is_when_no_other_cpu_is_allowed_or_the_mask_can
 
 
 @needs_affinity
-def test_a_thread_that_lands_on_another_thread_s_cpu_mid_call_moves_off_it(monkeypatch):
+def test_a_thread_that_lands_on_another_thread_s_cpu_mid_call_moves_off_it(monkeypatch, masks):
     # Woken mid-item (the GIL, a Shared wait) beside its waker, a job's thread moves off the CPU
     # another of its threads was last seen on, then sets its mask back; elsewhere, no system call.
-    calls = []
-    real = os.sched_setaffinity
-    monkeypatch.setattr(os, "sched_setaffinity", lambda pid, mask: (calls.append(set(mask)), real(pid, mask)))
-    allowed = os.sched_getaffinity(0)
-    here = _workers._cpu()
-    there = min(allowed - {here})
+    calls, allowed, here, there = masks
     job = types.SimpleNamespace(where={-1: here})  # another thread (ident -1) last seen here
     monkeypatch.setattr(_workers._running, "job", job, raising=False)
-    reads = iter([here, there])  # where it runs, then where the mask sent it
-    monkeypatch.setattr(_workers, "_read_cpu", lambda: next(reads))
     _workers.keep_apart()
     assert calls == [allowed - {here}, allowed]
     assert os.sched_getaffinity(0) == allowed
