@@ -308,12 +308,12 @@ class _Job:
 
     def run(self, scratch):
         count = len(self.items)
-        _running.job = self
+        outer, _running.job = getattr(_running, "job", None), self  # (an item may run a job of its own)
         self.where[threading.get_ident()] = _cpu()
         try:
             self._items(count, scratch)
         finally:
-            _running.job = None
+            _running.job = outer
 
     def _items(self, count, scratch):
         while not self.stop:

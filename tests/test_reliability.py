@@ -483,10 +483,15 @@ def test_a_thread_that_lands_on_another_thread_s_cpu_mid_call_moves_off_it(monke
 
 def test_every_thread_of_a_job_is_seen_where_it_runs_and_no_item_is_left_with_the_job():
     seen = []
-    _workers.map_items([(i,) for i in range(8)], lambda i, scratch: (_workers.keep_apart(),
-                                                                    seen.append(_workers._running.job)), 2)
-    assert len(seen) == 8 and all(job is not None for job in seen)
-    assert threading.get_ident() in seen[0].where
+
+    def item(i, scratch):
+        job = _workers._running.job
+        _workers.map_items([(0,), (1,)], lambda j, inner: None, 2)  # a job of its own inside the item
+        _workers.keep_apart()
+        seen.append((job, _workers._running.job))
+    _workers.map_items([(i,) for i in range(8)], item, 2)
+    assert len(seen) == 8 and all(job is not None and after is job for job, after in seen)
+    assert threading.get_ident() in seen[0][0].where
     assert getattr(_workers._running, "job", None) is None  # the caller's, cleared with the call
 
 
