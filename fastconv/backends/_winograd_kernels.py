@@ -193,27 +193,29 @@ def tile_order(r0, r1, tiles_h, tiles_w, m, cut_h, cut_w, order, spans, lanes=0)
     rows = r1 - r0
     w0 = tiles_w - 1 if cut_w else tiles_w  # a row's tiles outside the last column
     n_i, n_r, n_c, _ = _tile_counts(r0, rows, tiles_h, tiles_w, cut_h, cut_w)
-    ki, kl = 0, 0
-    for jj in range(rows if lanes else 0):
-        j, ty = jj // tiles_h, jj % tiles_h
-        last_h = cut_h and ty == tiles_h - 1
-        for tc in range(tiles_w):
-            if cut_w and tc == tiles_w - 1:
-                col = n_i + n_r + n_c + j if last_h else n_i + n_r + ty * lanes + j
+    if lanes:
+        for jj in range(rows):
+            j, ty = jj // tiles_h, jj % tiles_h
+            last_h = cut_h and ty == tiles_h - 1
+            for tc in range(tiles_w):
+                if cut_w and tc == tiles_w - 1:
+                    col = n_i + n_r + n_c + j if last_h else n_i + n_r + ty * lanes + j
+                else:
+                    col = n_i + tc * lanes + j if last_h else (ty * w0 + tc) * lanes + j
+                order[jj * tiles_w + tc] = col
+    else:
+        ki, kl = 0, 0
+        for jj in range(rows):
+            if cut_h and (r0 + jj) % tiles_h == tiles_h - 1:
+                base, col = n_i + kl * w0, n_i + n_r + n_c + kl
+                kl += 1
             else:
-                col = n_i + tc * lanes + j if last_h else (ty * w0 + tc) * lanes + j
-            order[jj * tiles_w + tc] = col
-    for jj in range(0 if lanes else rows):
-        if cut_h and (r0 + jj) % tiles_h == tiles_h - 1:
-            base, col = n_i + kl * w0, n_i + n_r + n_c + kl
-            kl += 1
-        else:
-            base, col = ki * w0, n_i + n_r + ki
-            ki += 1
-        for tc in range(w0):
-            order[jj * tiles_w + tc] = base + tc
-        if cut_w:
-            order[jj * tiles_w + tiles_w - 1] = col
+                base, col = ki * w0, n_i + n_r + ki
+                ki += 1
+            for tc in range(w0):
+                order[jj * tiles_w + tc] = base + tc
+            if cut_w:
+                order[jj * tiles_w + tiles_w - 1] = col
     a = m + 2
     for i in range(a):
         for j in range(a):
@@ -597,12 +599,17 @@ def _input_lanes(x, c0, cg, r0, images, tiles_h, tiles_w, pt, pl, v, vc0, step, 
                 run += 1
             for i in range(4):
                 oi, od = ocol + U(i) * crow, vc + U(4 * i) * U(step)
-                _bt_rows(2, wk, oi, oi + q1 * lanes, oi + lanes, oi + (q1 + U(1)) * lanes, oi, oi, v, od + base,
-                         U(step), U(run) * lanes)
+                _bt_along(wk, oi, q1, lanes, v, od + base, U(step), U(run) * lanes)
                 for tc in range(run, tiles_w):  # the last column's tile, in a span of its own
-                    ot_ = oi + U(tc) * lanes
-                    _bt_rows(2, wk, ot_, ot_ + q1 * lanes, ot_ + lanes, ot_ + (q1 + U(1)) * lanes, ot_, ot_, v,
-                             od + U(order[ty * tiles_w + tc]), U(step), lanes)
+                    _bt_along(wk, oi + U(tc) * lanes, q1, lanes, v, od + U(order[ty * tiles_w + tc]), U(step), lanes)
+
+
+@njit(inline="always", **_JIT)
+def _bt_along(wk, o, q1, lanes, v, od, step, n):  # pragma: no cover
+    """B^T along the rows of ``n`` (tile, image) pairs from ``_input_lanes``' phase-laid row at
+    ``wk[o:]``: a tile's columns 0 and 1 at phases 0 and 1 of its place, 2 and 3 at the next
+    place's; into ``v[od + j*step:]`` for its four points j."""
+    _bt_rows(2, wk, o, o + q1 * lanes, o + lanes, o + (q1 + U(1)) * lanes, o, o, v, od, step, n)
 
 
 @njit(**_JIT)
