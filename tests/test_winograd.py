@@ -823,20 +823,22 @@ def test_skipping_the_products_of_cropped_pixels_gives_the_same_bits(monkeypatch
     assert {(True, True), (True, False), (False, True)} <= set(skipped)
 
 
+@pytest.mark.parametrize("images", [2, 19])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize(("size", "pt", "pl", "cuts"), [
     ((7, 7), 1, 1, (True, True)), ((9, 8), 1, 0, (True, False)), ((8, 9), 0, 2, (False, True)),
     ((6, 6), 1, 1, (False, False)), ((5, 11), 2, -1, (True, True)), ((2, 3), 1, 1, (True, True))])
-def test_input_by_images_in_lanes_gives_the_gathered_bits(dtype, size, pt, pl, cuts):
+def test_input_by_images_in_lanes_gives_the_gathered_bits(dtype, size, pt, pl, cuts, images):
     """F(2x2)'s input transform by images in lanes (``_input_lanes``, in ``tile_order``'s order
     with lanes) against the gathered one, tile for tile: padding on every side or none, more rows
     than the tiles read, a row of one tile and two, the last column's tiles in spans of their own,
-    images from the block's second on, channels in the middle of ``v``, points' planes apart by a
+    images from the block's second on, fewer images than a vector's lanes (masked) and more (whole
+    vectors, the last one overlapping), channels in the middle of ``v``, points' planes apart by a
     gap; every column of the order once."""
-    x = np.random.default_rng(1).standard_normal((4, 5, *size)).astype(dtype)
+    x = np.random.default_rng(1).standard_normal((images + 2, 5, *size)).astype(dtype)
     x[1, 1, 1, 1] = np.float32(1e30)  # ... where a float64 sum and a float32 one would round apart
     x[1, 1, -1, -1] = np.float32(1e-30)
-    m, images = 2, 2
+    m = 2
     tiles_h, tiles_w = -(-(size[0] + 2 * pt - 2) // m), -(-(size[1] + 2 * pl - 2) // m)
     assert tiles_w < _winograd_kernels.WIDE_ROW_TILES
     r0, r1 = tiles_h, (1 + images) * tiles_h

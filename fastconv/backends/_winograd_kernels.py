@@ -156,7 +156,7 @@ def transform_scratch(m, rows, tiles_w, itemsize):
     a, nt = m + 2, rows * tiles_w
     s = a * rows * (m * tiles_w + E) + 1
     wk_in = 2 * m * a * nt + 1 + 2 * E * a * rows + E * nt + (m * a * nt + E * a * rows) + 3 * (rows + 1)
-    # ``_input_lanes``' (m = 2) fits: (2 tiles_w + 2) images (2 tiles_h + 6) <= 16 (nt + rows)
+    # ``_input_lanes``' (m = 2) fits: (2 tiles_w + 2) images (2 tiles_h + 2) <= 16 (nt + rows)
     wk_out = (a * m + 3 * m * m) * nt + 1 + 3 * (rows + 1)  # also _grad_output_transform's
     wk = max(wk_in, wk_out)
     return s * itemsize + 8 * (wk + nt + 4 * a * a), (s, wk)  # with ``tile_order``'s arrays
@@ -349,6 +349,16 @@ class _Rows:
             value = b.call(self.mload, [p, self.align, mask, self.zeros])
         return b.fpext(value, self.wide) if self.bits == 32 else value
 
+    def load_wide(self, b, base, at, mask=None):
+        """The vector of lanes float64 values at ``base[at]``, ``base`` a float64 pointer (the lanes
+        outside ``mask`` zeros)."""
+        p = b.bitcast(b.gep(base, [at]), self.wide.as_pointer())
+        if mask is None:
+            return b.load(p, align=8)
+        mload = _declared(b.module, f"llvm.masked.load.v{self.lanes}f64.p0", self.wide,
+                          [self.wide.as_pointer(), self.i32, self.mvec, self.wide])
+        return b.call(mload, [p, ir.Constant(self.i32, 8), mask, ir.Constant(self.wide, [0.0] * self.lanes)])
+
     def store(self, b, value, base, at, mask=None, rounded=False):
         """``value`` (float64 unless ``rounded``) rounded once to ``base[at]`` (the lanes in ``mask``)."""
         if self.bits == 32 and not rounded:
@@ -527,6 +537,50 @@ def _row_f2(typingctx, x, first, iw, ok, col0, tw, v, vbase, step):
         lambda md, bits: _row_function(md, bits, 2), (0, 6))
 
 
+def _lanes_function(module, bits):
+    """F(2x2)'s input transform of one tile position of ``images`` images, as an LLVM function of
+    ``module``: arguments ``(p, at, prow, images, v, vbase, step)``: p a float64 pointer to the
+    padded planes with the images innermost (value (k, j) of the tile of image t at ``p[at +
+    k*prow + j*images + t]``); value xi of image t's tile goes to ``v[vbase + xi*step + t]``.
+    A block of a vector's lanes of images at a time (``_Rows.loop``): sixteen loads, B^T down the
+    columns and then along the rows (``_bt2``: ``_bt_rows``' operations in its order, in float64,
+    so the same bits as ``_input_transform``'s gather), each value rounded once when stored."""
+    name = f"fastconv_winograd_lanes_f2_f{bits}"
+    if name in module.globals:
+        return module.globals[name]
+    r = _Rows(module, bits)
+    fn = ir.Function(module, ir.FunctionType(ir.VoidType(), [ir.DoubleType().as_pointer()] + [r.i64] * 3
+                                             + [r.ptr, r.i64, r.i64]), name=name)
+    fn.linkage = "internal"
+    p, at, prow, images, v, vbase, step = fn.args
+    b = ir.IRBuilder(fn.append_basic_block("entry"))
+    where = [[b.add(at, b.add(b.mul(prow, r.const(k)), b.mul(images, r.const(j)))) for j in range(4)] for k in range(4)]
+    outs = [b.add(vbase, b.mul(step, r.const(xi))) for xi in range(16)]
+    count = r.spread(b, images)
+
+    def block(b, t0, masked, carry):
+        keep = r.below(b, t0, count) if masked else None
+        values = [[r.load_wide(b, p, b.add(where[k][j], t0), keep) for j in range(4)] for k in range(4)]
+        cols = [[None] * 4 for _ in range(4)]  # B^T down the columns: cols[i][j]
+        for j in range(4):
+            for i, value in enumerate(_bt2(b, [values[k][j] for k in range(4)])):
+                cols[i][j] = value
+        for i in range(4):  # ... then along the rows: value 4*i + j
+            for j, value in enumerate(_bt2(b, cols[i])):
+                r.store(b, value, v, b.add(outs[4 * i + j], t0), keep)
+
+    b, _ = r.loop(fn, b, images, block)
+    b.ret_void()
+    return fn
+
+
+@intrinsic
+def _lanes_f2(typingctx, p, at, prow, images, v, vbase, step):
+    """``_lanes_function`` on a 1-D float64 array ``p`` and a 1-D float array ``v``, offsets in
+    elements."""
+    return types.void(p, *[types.intp] * 3, v, types.intp, types.intp), _ir_codegen(_lanes_function, (4, 0))
+
+
 @njit(**_JIT)
 def _input_rows_vec(x, c0, cg, r0, r1, tiles_h, tiles_w, pt, pl, m, v, vc0, step):  # pragma: no cover
     """``_input_transform`` for m = 2 or 4 in row order (no ``order``): a tile row of a channel at
@@ -561,24 +615,20 @@ def _input_rows_vec(x, c0, cg, r0, r1, tiles_h, tiles_w, pt, pl, m, v, vc0, step
 def _input_lanes(x, c0, cg, r0, images, tiles_h, tiles_w, pt, pl, v, vc0, step, order, wk):  # pragma: no cover
     """``_input_transform`` for m = 2 of ``images`` whole images from tile row r0 on, in
     ``tile_order``'s order with ``lanes`` (a position's tiles, one an image, adjacent): per
-    channel, the images' padded planes are copied into ``wk`` with the images innermost, so that
-    each step of B^T (``_bt_rows``: down the columns over a tile row's whole padded width, then
-    along the rows over a span's tiles) is one long loop over (position, image) pairs, and
-    reads and writes run on; the input is not gathered tile by tile. The planes' columns lie by
-    phase (``px = 2q + r`` at ``r*(tiles_w + 1) + q``), so that column jj of tile tc is read at
-    ``tc + jj // 2`` in phase ``jj % 2``: every tile of a span alike. The same operations in the
-    same order: the same bits."""
+    channel, the images' padded planes are copied into ``wk`` (float64) with the images
+    innermost, and each tile position's tiles of every image are transformed together in vectors
+    (``_lanes_f2``), straight into their place: no gather by table, no loop over a row's few tiles
+    too short to vectorise. The same operations in the same order: the same bits."""
     ih, iw, cx = x.shape[2], x.shape[3], x.shape[1]
     xf = x.reshape(x.size)
-    lanes, q1 = U(images), U(tiles_w + 1)  # q1: columns a phase
-    hp = 2 * tiles_h + 2  # padded rows the tiles read
-    crow = U(2) * q1 * lanes  # a padded row of every image
-    ot, ocol = U(0), U(hp) * crow  # in wk: the planes [py][r][q][image], then one tile row after B^T down
-    nt = U(images * tiles_h * tiles_w)
-    for i in range(ocol):
-        wk[ot + i] = 0.0  # the padding; the planes' pixels are written over for each channel
+    lanes = U(images)
+    hp, wp = 2 * tiles_h + 2, 2 * tiles_w + 2  # padded rows and columns the tiles read
+    prow = wp * images  # a padded row of every image
+    nt = images * tiles_h * tiles_w
+    for i in range(U(hp * prow)):
+        wk[i] = 0.0  # the padding; the planes' pixels are written over for each channel
     ylo, yhi = max(0, pt), min(hp, ih + pt)  # padded rows and columns that hold pixels
-    xlo, xhi = max(0, pl), min(2 * tiles_w + 2, iw + pl)
+    xlo, xhi = max(0, pl), min(wp, iw + pl)
     pitch = U(cx * ih * iw)  # from one image to the next
     first = r0 // tiles_h
     for c in range(cg):
@@ -586,30 +636,13 @@ def _input_lanes(x, c0, cg, r0, images, tiles_h, tiles_w, pt, pl, v, vc0, step, 
         for py in range(ylo, yhi):
             for px in range(xlo, xhi):
                 src = p0 + U((py - pt) * iw + px - pl)
-                dst = ot + U(py) * crow + (U(px % 2) * q1 + U(px // 2)) * lanes
+                dst = U(py * prow + px * images)
                 for j in range(lanes):
                     wk[dst + j] = xf[src + j * pitch]
-        vc = U(vc0 + c) * nt
+        vc = (vc0 + c) * nt
         for ty in range(tiles_h):
-            o = ot + U(2 * ty) * crow
-            _bt_rows(2, wk, o, o + crow, o + U(2) * crow, o + U(3) * crow, o, o, wk, ocol, crow, crow)
-            base = U(order[ty * tiles_w])  # image 0's tile (ty, 0): the span's run from it
-            run = 1
-            while run < tiles_w and U(order[ty * tiles_w + run]) == base + U(run) * lanes:
-                run += 1
-            for i in range(4):
-                oi, od = ocol + U(i) * crow, vc + U(4 * i) * U(step)
-                _bt_along(wk, oi, q1, lanes, v, od + base, U(step), U(run) * lanes)
-                for tc in range(run, tiles_w):  # the last column's tile, in a span of its own
-                    _bt_along(wk, oi + U(tc) * lanes, q1, lanes, v, od + U(order[ty * tiles_w + tc]), U(step), lanes)
-
-
-@njit(inline="always", **_JIT)
-def _bt_along(wk, o, q1, lanes, v, od, step, n):  # pragma: no cover
-    """B^T along the rows of ``n`` (tile, image) pairs from ``_input_lanes``' phase-laid row at
-    ``wk[o:]``: a tile's columns 0 and 1 at phases 0 and 1 of its place, 2 and 3 at the next
-    place's; into ``v[od + j*step:]`` for its four points j."""
-    _bt_rows(2, wk, o, o + q1 * lanes, o + lanes, o + (q1 + U(1)) * lanes, o, o, v, od, step, n)
+            for tc in range(tiles_w):
+                _lanes_f2(wk, 2 * (ty * prow + tc * images), prow, images, v, vc + order[ty * tiles_w + tc], step)
 
 
 @njit(**_JIT)

@@ -484,7 +484,7 @@ def _convolve(src, w, geom, c_dst, out_hw, pt, pl, bias, transposed):
             mm = buffer(scratch, "m", (a2 * cd * nt,), dtype)
         s, wk = _transform_work(scratch, m, r1 - r0, tiles_w, dtype)
         if tiles:  # the item's transforms and products in one compiled call, once the kernel is transformed
-            lanes = _lanes(m, r0, r1, tiles_h, tiles_w, cs, itemsize)
+            lanes = _lanes(m, r0, r1, tiles_h, tiles_w)
             order, products = _cropped(m, r0, r1, tiles_h, tiles_w, out_hw, itemsize, edges, lanes)
             # While other threads finish the kernel's last parts, this one transforms its input
             # rather than wait. Two threads, float32, N=32, forward ms, medians of 15 calls in
@@ -693,22 +693,21 @@ def _cropped_rows(m, first, rows, tiles_h, tiles_w, out_hw, itemsize, most, edge
 
 
 # The input transform by images in lanes (``_k._input_lanes``), for F(2x2) on rows of fewer than
-# ``_k.WIDE_ROW_TILES`` tiles, in items of whole images whose transformed input is at most
-# ``LANES_MAX_BYTES``. Two threads, float32, forward time lanes / gathered (the same bits), medians of
-# 11 interleaved rounds in one process (Zen 4, 2026-12-06): N=32 7x7 C=64 0.93, C=96 0.95, C=128
-# 0.95, C=192 0.98, N=16 C=128 0.97; but C=256 1.01 and C=512 1.02 (r7): there the transform's time
-# is its writes of the transformed input (8 MiB an item at C=512), which it does not change (one
-# thread, r7's items: 1.90 against 2.03 ms, its products alike).
+# ``_k.WIDE_ROW_TILES`` tiles, in items of whole images. Two threads, float32, forward time lanes /
+# gathered (the same bits), medians of 9 interleaved rounds in one process (Zen 4, 2026-12-06), with
+# each tile position's tiles transformed in vectors from planes of float64: N=32 7x7 C=64 0.82,
+# C=128 0.87, C=256 0.94, C=512 (r7) 0.97; items of 8 and 4 images: 12x12 C=128 0.98, 15x15 0.99;
+# float64 N=32 7x7 C=96 0.93, C=256 0.98, C=512 0.99, N=16 C=512 1.02 (0.92-1.06). Before that
+# kernel (a gather into phases, then B^T in loops of 16-48 values: too short to vectorise) the
+# transformed input's size had to stay under 3 MiB (C=256 and C=512 took 1.01-1.02x the time).
 INPUT_LANES = True
-LANES_MAX_BYTES = 3 * 2**20
 
 
-def _lanes(m, r0, r1, tiles_h, tiles_w, cs, itemsize) -> int:
-    """The images of tile rows r0 .. r1 where their input transform (``cs`` channels of ``itemsize``
-    bytes) runs by ``_k._input_lanes`` (above), else 0."""
+def _lanes(m, r0, r1, tiles_h, tiles_w) -> int:
+    """The images of tile rows r0 .. r1 where their input transform runs by ``_k._input_lanes``
+    (above), else 0."""
     whole = r0 % tiles_h == 0 and (r1 - r0) % tiles_h == 0
-    small = 16 * cs * (r1 - r0) * tiles_w * itemsize <= LANES_MAX_BYTES
-    return (r1 - r0) // tiles_h if INPUT_LANES and m == 2 and whole and small and tiles_w < _k.WIDE_ROW_TILES else 0
+    return (r1 - r0) // tiles_h if INPUT_LANES and m == 2 and whole and tiles_w < _k.WIDE_ROW_TILES else 0
 
 
 # Edge tiles, F(2x2) only: where the output's last tile row (or column) keeps one of its two
