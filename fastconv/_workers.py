@@ -203,6 +203,9 @@ class Shared:
         self.left = len(parts)  # parts not finished yet
         self.lock = threading.Lock()
         self.done = threading.Event()  # set when every part is finished, or when the job failed
+        # the same for compiled code (``_numba_spin.parts_done``): parts finished, and whether the
+        # job failed
+        self.state = np.zeros(2, np.int64)
         self.broken = False
         if not parts:
             self.done.set()
@@ -220,6 +223,7 @@ class Shared:
                 raise
             with self.lock:
                 self.left -= 1
+                self.state[0] += 1
                 if not self.left:
                     self.done.set()
 
@@ -238,6 +242,7 @@ class Shared:
     def fail(self):
         """No part starts any more, and every wait ends (the job failed)."""
         self.broken = True
+        self.state[1] = 1
         self.done.set()
 
 

@@ -152,7 +152,25 @@ def test_shared_work_runs_each_part_once_and_is_whole_where_items_need_it():
 
         _workers.map_items([(i,) for i in range(7)], work, threads, shared=(shared,))
         assert sorted(ran) == list(range(13)) and seen == [13] * 7, threads
+        assert list(shared.state) == [13, 0]  # what compiled code reads: parts finished, not failed
     _workers.Shared([], None).ready()  # no parts: nothing to wait for
+
+
+def test_compiled_code_waits_for_shared_parts_until_done_failed_or_out_of_time():
+    spin = pytest.importorskip("fastconv.backends._numba_spin")
+    ticks = spin.ticks(0.002)
+    shared = _workers.Shared([(0,), (1,)], lambda i: time.sleep(0.001))
+    start = time.perf_counter()
+    assert not spin.parts_done(shared.state, 2, ticks)  # none done: it gives up
+    assert time.perf_counter() - start < 0.5  # roughly 2 ms where it spins; generous for a loaded machine
+    worker = threading.Thread(target=shared.help)
+    worker.start()
+    if spin.AVAILABLE:  # (elsewhere no spin: one look)
+        assert spin.parts_done(shared.state, 2, spin.ticks(5.0))  # done within the spin
+    worker.join()
+    assert spin.parts_done(shared.state, 2, 0)
+    shared.fail()
+    assert not spin.parts_done(shared.state, 2, ticks)  # the job failed: no wait succeeds
 
 
 @pytest.mark.parametrize("failing", ["part", "item"])

@@ -3,7 +3,6 @@ every padding form at the tiles' edges, its error bounds (API.md's precision lev
 and adversarial inputs, its memory budget, its fallbacks, and its refusals through the public API."""
 
 
-import threading
 
 import numpy as np
 import pytest
@@ -738,35 +737,29 @@ def test_output_channels_split_over_the_threads_gives_the_same_bits(monkeypatch,
 
 @tiles_only
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_an_item_that_transforms_its_input_while_the_kernel_is_unfinished_gives_the_same_bits(
-        monkeypatch, use_threads, dtype):
-    """A thread whose item finds the kernel's transform still running on other threads transforms
-    its first group's input meanwhile, and the item then skips it: the same bits as after waiting,
-    with groups (each later group's input transformed in the item), at both tile sizes, and for
-    the input gradient."""
+def test_an_item_that_waits_past_its_spin_for_the_kernel_gives_the_same_bits(monkeypatch, use_threads, dtype):
+    """An item transforms its first group's input, then waits for the kernel's transform spinning
+    in its compiled call (``KERNEL_SPIN_S``); past that it returns, waits asleep, and runs again
+    without that input transform: the same bits either way, with groups (each later group's input
+    transformed in the item), at both tile sizes, and for the input gradient."""
     use_threads(2)
     monkeypatch.setattr(winograd, "BY_CHANNELS_RATIO", 2**60)  # by items
-
-    class Unfinished(threading.Event):
-        def is_set(self):  # the kernel still running, as the item sees it: wait() is the Event's own
-            return False
+    monkeypatch.setattr(winograd, "KERNEL_SPIN_S", 1e-4)
 
     class Late(winograd.Shared):
         def __init__(self, *args):
             super().__init__(*args)
-            finished, self.done = self.done.is_set(), Unfinished()
-            if finished:
-                self.done.set()
-    early = []
+            self.state[0] = -2**40  # the compiled wait never sees the parts finished; the Event does
+    first_done = []
     real = _winograd_kernels.item
-    monkeypatch.setattr(_winograd_kernels, "item", lambda *a: early.append(a[20]) or real(*a))  # first_done
+    monkeypatch.setattr(_winograd_kernels, "item", lambda *a: first_done.append(a[20]) or real(*a))
     rng = np.random.default_rng(12)
     for geom, x, w, b, gy in _each_level(rng, dtype, [((3, 16, 9, 7), (24, 16, 3, 3), 1, 1),
                                                       ((2, 32, 8, 11), (16, 16, 3, 3), ((2, 0), (1, 1)), 2)]):
-        first_early = _alike_each_way(lambda shared: monkeypatch.setattr(winograd, "Shared", shared),
-                                      (Late, winograd.Shared), _forward_and_input_gradient, (geom, x, w, b, gy))
-        assert_close(first_early[0], numba_jit.forward(x, w, geom, b))
-    assert True in early and False in early
+        late = _alike_each_way(lambda shared: monkeypatch.setattr(winograd, "Shared", shared),
+                               (Late, winograd.Shared), _forward_and_input_gradient, (geom, x, w, b, gy))
+        assert_close(late[0], numba_jit.forward(x, w, geom, b))
+    assert True in first_done and False in first_done  # called again after the wait, and not
 
 
 @tiles_only

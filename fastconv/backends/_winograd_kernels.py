@@ -17,6 +17,7 @@ from numba.extending import intrinsic
 
 from ._numba_gemm import KC, MR, VBITS, _declared, _transpose, batch
 from ._numba_kernels import _CACHE, njit
+from ._numba_spin import parts_done
 
 # fastmath stays off: the error bounds in the README were measured with IEEE arithmetic.
 _JIT = dict(nogil=True, cache=_CACHE, fastmath=False, error_model="numpy")
@@ -1029,26 +1030,36 @@ def _output_transform(mm, k0, kg, r0, r1, tiles_h, tiles_w, m, bias, y, wk, orde
     return _output_rows(mm, k0, kg, r0, r1, tiles_h, tiles_w, m, bias, y, wk, order, step)
 
 
+ITEM_BAD = 1  # ``item``'s returns besides 0: a value written is inf or NaN; ...
+ITEM_WAITING = 2  # ... the transformed kernel was not ready in time: the item returned early
+
+
 @njit(**_JIT)
 def item(src, cs, cd, r0, r1, tiles_h, tiles_w, pt, pl, m, v, mm, s, wk, order, up, tiles, plan, bias,
-         y, first_done, vstep, mstep, lanes):  # pragma: no cover
+         y, first_done, vstep, mstep, lanes, kernel, parts, ticks):  # pragma: no cover
     """One work item of ``winograd._convolve`` on the register tiles, every group: the input
     transform of tile rows r0 .. r1 into ``v`` (the first group's already there with
     ``first_done``; ``lanes``: ``_input_transform``'s), the products (``_numba_gemm.batch`` by
     ``plan``, the packed transformed kernel ``up[g]``) into ``mm`` and the output transform into
-    y, in one compiled call: the GIL is released once an
-    item, not three times (each time back, a thread could wait for the other's Python, 30-40 us on
-    these machines). ``vstep`` and ``mstep``: from one transform point's values to the next's in
-    ``v`` and ``mm``. Returns whether a value written is inf or NaN."""
+    y, in one compiled call: the GIL is released once an item, not three times (each time back,
+    a thread could wait for the other's Python, 30-40 us on these machines). The kernel's
+    transform is the job's shared work (``kernel``: its ``Shared.state``, ``parts`` parts): after
+    the first group's input transform the item waits for it here, spinning up to ``ticks``
+    cycles (``_numba_spin.parts_done``), or returns ``ITEM_WAITING`` (that input transformed)
+    past them or if the job failed. ``vstep`` and ``mstep``: from one transform point's values to
+    the next's in ``v`` and ``mm``. Returns 0, ``ITEM_BAD`` where a value written is inf or NaN,
+    or ``ITEM_WAITING``."""
     bad = False
     nt = (r1 - r0) * tiles_w
     for g in range(up.shape[0]):
         if g > 0 or not first_done:
             _input_transform(src, g * cs, cs, r0, r1, tiles_h, tiles_w, pt, pl, m, v, s, wk, 0, cs, order, vstep,
                              lanes)
+            if g == 0 and not parts_done(kernel, parts, ticks):
+                return ITEM_WAITING
         batch(up[g], cd, v, mm, cs, nt, tiles, plan, vstep, mstep)
         bad |= _output_transform(mm, g * cd, cd, r0, r1, tiles_h, tiles_w, m, bias, y, wk, order, mstep)
-    return bad
+    return ITEM_BAD if bad else 0
 
 
 @njit(**_JIT)

@@ -27,6 +27,7 @@ from .._precision import get_precision
 from .._threads import call_threads, counted_call
 from .._workers import Shared, buffer, call_budget, chunks, even, keep_apart, kept, map_items, reserved
 from . import _numba_gemm as _gemm
+from . import _numba_spin as _spin
 from . import _winograd_kernels as _k
 from ._lift import as_2d, lifted
 from ._phases import phased, undilated
@@ -483,22 +484,21 @@ def _convolve(src, w, geom, c_dst, out_hw, pt, pl, bias, transposed):
             v = buffer(scratch, "v", (a2 * cs * nt,), dtype)
             mm = buffer(scratch, "m", (a2 * cd * nt,), dtype)
         s, wk = _transform_work(scratch, m, r1 - r0, tiles_w, dtype)
-        if tiles:  # the item's transforms and products in one compiled call, once the kernel is transformed
+        if tiles:  # the item's transforms and products in one compiled call
             lanes = _lanes(m, r0, r1, tiles_h, tiles_w)
             order, products = _cropped(m, r0, r1, tiles_h, tiles_w, out_hw, itemsize, edges, lanes)
-            # While other threads finish the kernel's last parts, this one transforms its input
-            # rather than wait. Two threads, float32, N=32, forward ms, medians of 15 calls in
-            # alternating processes, six each (a noisy hour): 7x7 C=512 20.2 -> 19.6, 14x14 C=256
-            # 18.0 -> 17.5, 28x28 C=128 19.3 -> 19.0, 56x56 C=64 26.9 -> 25.4 (2026-12-05).
-            first_done = not kernel.finished()
-            if first_done:
-                _k._input_transform(src, 0, cs, r0, r1, tiles_h, tiles_w, pt, pl, m, v, s, wk, 0, cs, order, vstep,
-                                    lanes)
-            kernel.ready()
             keep_apart()
-            if _k.item(src, cs, cd, r0, r1, tiles_h, tiles_w, pt, pl, m, v, mm, s, wk, order, up,
-                       buffer(scratch, "tiles", (_gemm.batch_scratch(cd, itemsize),), dtype), products, b, y,
-                       first_done, vstep, mstep, lanes):
+            call = (src, cs, cd, r0, r1, tiles_h, tiles_w, pt, pl, m, v, mm, s, wk, order, up,
+                    buffer(scratch, "tiles", (_gemm.batch_scratch(cd, itemsize),), dtype), products, b, y)
+            # It transforms its input while other threads finish the kernel's last parts, then waits
+            # for them inside the compiled call (``KERNEL_SPIN_S``); past that, here, asleep.
+            got = _k.item(*call, False, vstep, mstep, lanes, kernel.state, len(kernel.parts),
+                          _spin.ticks(KERNEL_SPIN_S))
+            if got == _k.ITEM_WAITING:
+                kernel.ready()
+                keep_apart()
+                got = _k.item(*call, True, vstep, mstep, lanes, kernel.state, 0, 0)
+            if got == _k.ITEM_BAD:
                 bad.append(True)
             return
         for g in range(groups):  # NumPy's products
@@ -841,6 +841,15 @@ def _kernel_arrays(groups, a2, cd, k, dtype, tiles):
 # some taken by the threads already running. Two threads, N=32 C=512 7x7 F(2x2), forward time over
 # torch's, 15 interleaved rounds: 1, 2 and 4 parts 0.74, 0.76 and 0.77 (ranges 0.67-0.85): alike.
 KERNEL_PARTS = 2
+# How long an item, its input transformed, waits for the kernel's last parts spinning in its compiled
+# call (``_k.item``, ``_spin.parts_done``) before it returns to sleep on the Event (``Shared.ready``).
+# Asleep there, a helper was woken after idle on its waker's CPU and ran only once the waker's item
+# had ended: N=32 C=64 7x7 forward, calls 3-6 after 0.12 s idle, the helper's wait 0.75 ms of a
+# 1.9 ms call (0.97 ms from the 50th call on). Two threads, float32, forward, spinning / asleep,
+# timed as the bench times (0.12 s idle, 30 ms of calls, then 20 ms timed), medians of 10
+# alternating rounds in one process (Zen 4, 2026-12-06): N=32 7x7 C=64 0.63-0.64, C=128 0.96, N=8
+# C=64 0.67-0.79, N=32 C=64 14x14 0.94, C=512 7x7 (r7) 1.00, C=128 28x28 0.99.
+KERNEL_SPIN_S = 0.002
 
 
 def _kernel_work(wv, m, u, up, tiles, threads):
