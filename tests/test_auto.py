@@ -43,9 +43,10 @@ ENOUGH_TILES = Geometry.from_args((3, 256, 8, 8), (256, 256, 3, 3), padding=1)  
 FEW_TILES_MANY_CHANNELS = Geometry.from_args((1, 1024, 7, 7), (1024, 1024, 3, 3), padding=1)  # PATCH_ROWS too
 FEW_TILES_GROUPED = Geometry.from_args((1, 256, 7, 7), (256, 8, 3, 3), padding=1, groups=32)  # numba, as before
 # 64 channels on small images: numba's implicit forward runs both passes (where AVX-512 runs it) up
-# to 81 output pixels; past them, and past 64 channels, winograd
-IMPLICIT_7X7 = Geometry.from_args((32, 64, 7, 7), (64, 64, 3, 3), padding=1)
-IMPLICIT_9X9 = Geometry.from_args((32, 64, 9, 9), (64, 64, 3, 3), padding=1)
+# to 81 output pixels, below 512 F(2x2) tiles in the batch; past them, and past 64 channels, winograd
+IMPLICIT_7X7 = Geometry.from_args((16, 64, 7, 7), (64, 64, 3, 3), padding=1)  # 256 tiles
+IMPLICIT_9X9 = Geometry.from_args((16, 64, 9, 9), (64, 64, 3, 3), padding=1)  # 400
+SMALL_IMAGES_MANY_TILES = Geometry.from_args((32, 64, 7, 7), (64, 64, 3, 3), padding=1)  # 512
 PAST_SMALL_10X10 = Geometry.from_args((32, 64, 10, 10), (64, 64, 3, 3), padding=1)
 PAST_WIDE_CHANNELS = Geometry.from_args((32, 65, 7, 7), (65, 65, 3, 3), padding=1)
 
@@ -170,6 +171,7 @@ def test_rule_with_every_backend(installed, geom, expected):
                                             (ENOUGH_TILES, "winograd"), (FEW_TILES_MANY_CHANNELS, ONE_IMAGE),
                                             (FEW_TILES_GROUPED, "numba"),
                                             (IMPLICIT_7X7, IMPLICIT), (IMPLICIT_9X9, IMPLICIT),
+                                            (SMALL_IMAGES_MANY_TILES, "winograd"),
                                             (PAST_SMALL_10X10, TILED_3X3), (PAST_WIDE_CHANNELS, "winograd"),
                                             (Geometry.from_args((8, 64, 56, 56), (64, 64, 3, 3), stride=2), FEW_TAPS)])
 def test_rule_with_winograd(installed, geom, expected):
@@ -774,6 +776,7 @@ def test_thresholds_are_where_the_rule_says():
     assert FEW_TILES.c_in_g <= backends.AUTO_FEW_TILES_MAX_CHANNELS < FEW_TILES_MANY_CHANNELS.c_in_g
     numba_jit = pytest.importorskip("fastconv.backends.numba_jit")
     assert 9 * 9 <= numba_jit.SMALL_IMAGE_PIXELS < 10 * 10
+    assert 16 * 25 < backends.AUTO_SMALL_IMAGE_WINOGRAD_TILES <= 32 * 16  # IMPLICIT_9X9's, SMALL_IMAGES_MANY_TILES'
     from fastconv.backends import winograd  # the weight-gradient rows send winograd its own products only
     assert backends.AUTO_WINOGRAD_WEIGHT_CHANNELS == winograd.WEIGHT_MIN_CHANNELS_BLAS
 

@@ -226,6 +226,27 @@ def _tiles(geom: Geometry) -> int:
     return flat.n * flat.tiles(2)
 
 
+# winograd over numba's implicit forward on small images (``numba_jit.small_images``) where both
+# sides have its 64 channels and the batch has this many F(2x2) tiles: its input transform runs
+# with a vector's lanes of images (``winograd._lanes``) and its items wait for the transformed
+# kernel spinning (``winograd.KERNEL_SPIN_S``). `fastconv bench --shape ... --backends
+# numba,winograd,torch --pass both --repeat 7` (2 threads, float32, 2026-12-06, Zen 4), 64 -> 64
+# channels, forward / backward time over torch's, winograd against numba: N=32 7x7 1.17 / 1.24
+# against 1.67 / 1.44, 8x8 1.32 / 1.18 against 1.43 / 1.29, 9x9 1.42-1.62 / 1.26-1.27 against
+# 1.48-1.54 / 1.28-1.31; N=64 7x7 1.10 / 1.29 against 1.63 / 1.39, 9x9 1.42 / 1.26 against 1.43 /
+# 1.21; 64 -> 128 N=32 7x7 1.15 / 1.20 against 1.61 / 1.34, N=64 9x9 1.19 / 1.20 against 1.44 /
+# 1.39. Below, numba's: N=16 (256 tiles at 7x7 and 8x8) 7x7 1.93 / 1.53 against 1.63 / 1.39, 8x8
+# 1.71 / 1.28 against 1.45 / 1.20; N=32 6x6 (288) 1.81 / 1.31 against 1.75 / 1.37; N=8 7x7 2.40 /
+# 1.60 against 1.59 / 1.39.
+AUTO_SMALL_IMAGE_WINOGRAD_TILES = 512
+
+
+def _winograd_small_images(geom: Geometry) -> bool:
+    """Of the small-image calls numba's rows take, those winograd runs faster: 64 channels a side
+    (``winograd.beats_direct``) over ``AUTO_SMALL_IMAGE_WINOGRAD_TILES`` F(2x2) tiles or more."""
+    return _tiles(geom) >= AUTO_SMALL_IMAGE_WINOGRAD_TILES and _backend_says("winograd", "beats_direct", geom)
+
+
 def _few_tiles(geom: Geometry) -> bool:
     """A 3x3 stride-1 call whose batch has fewer than ``AUTO_FEW_TILES`` F(2x2) tiles and at most
     ``AUTO_FEW_TILES_MAX_CHANNELS`` channels per group each side: what winograd's products save
@@ -534,9 +555,10 @@ AUTO_RULES: tuple[tuple[str, object, tuple[str, ...]], ...] = (
     # (With AVX-512 only: on AVX2 numba's weight gradient runs its packed loops, and winograd's
     # backward won. N=32, 7x7 C=64, two threads, 9 interleaved rounds, 2026-12-03, Zen 3: backward
     # numba 2.07x torch's time, winograd 1.45; forward numba 1.57.)
-    ("3x3 at stride 1 on small images, numba's implicit forward both ways",
+    ("3x3 at stride 1 on small images, numba's implicit forward both ways, but winograd's from 64 channels "
+     "a side over 512+ F(2x2) tiles",
      lambda g: (_is_3x3s1(g) and _backend_says("numba", "small_images", g)
-                and _register_tiles(g)), ("numba", "winograd", "im2col")),
+                and _register_tiles(g) and not _winograd_small_images(g)), ("numba", "winograd", "im2col")),
     ("3x3 at stride 1, 64+ channels",
      _winograd_channels, ("winograd", "numba", "im2col")),
     ("full-width AVX-512: 2-D 3x3 at stride 1, 24+ channels one way and 256+ (grouped: 40+) the other", _lopsided_3x3,
