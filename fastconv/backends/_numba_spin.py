@@ -19,7 +19,8 @@ against the clock once. x86-64 only; elsewhere helpers sleep at once.
 
 Inside a call, an item that needs work other threads are finishing (winograd's transformed kernel,
 a ``_workers.Shared``) waits for it in its compiled code (``parts_done``) rather than asleep on an
-Event: woken, a sleeper needs the GIL and a CPU again, and after idle it was woken on its waker's.
+Event: woken, a sleeper needs the GIL and a CPU again, and after idle it ran only once its waker's
+item had ended (by that timing, woken onto the waker's CPU).
 """
 
 import platform

@@ -843,9 +843,9 @@ def _kernel_arrays(groups, a2, cd, k, dtype, tiles):
 KERNEL_PARTS = 2
 # How long an item, its input transformed, waits for the kernel's last parts spinning in its compiled
 # call (``_k.item``, ``_spin.parts_done``) before it returns to sleep on the Event (``Shared.ready``).
-# Asleep there, a helper was woken after idle on its waker's CPU and ran only once the waker's item
-# had ended: N=32 C=64 7x7 forward, calls 3-6 after 0.12 s idle, the helper's wait 0.75 ms of a
-# 1.9 ms call (0.97 ms from the 50th call on). Two threads, float32, forward, spinning / asleep,
+# Asleep there after idle, a helper ran only once the waker's item had ended (by that timing, woken
+# onto the waker's CPU): N=32 C=64 7x7 forward, calls 3-6 after 0.12 s idle, the helper's wait
+# 0.75 ms of a 1.9 ms call (0.97 ms from the 50th call on). Two threads, float32, forward, spinning / asleep,
 # timed as the bench times (0.12 s idle, 30 ms of calls, then 20 ms timed), medians of 10
 # alternating rounds in one process (Zen 4, 2026-12-06): N=32 7x7 C=64 0.63-0.64, C=128 0.96, N=8
 # C=64 0.67-0.79, N=32 C=64 14x14 0.94, C=512 7x7 (r7) 1.00, C=128 28x28 0.99.
