@@ -203,8 +203,8 @@ class Shared:
         self.left = len(parts)  # parts not finished yet
         self.lock = threading.Lock()
         self.done = threading.Event()  # set when every part is finished, or when the job failed
-        # the same for compiled code (``_numba_spin.parts_done``): parts finished, and whether the
-        # job failed
+        # parts finished, and whether the job failed: what compiled code waits on
+        # (``_numba_spin.parts_done``) where Python waits on ``done``
         self.state = np.zeros(2, np.int64)
         self.broken = False
         if not parts:
@@ -226,10 +226,6 @@ class Shared:
                 self.state[0] += 1
                 if not self.left:
                     self.done.set()
-
-    def finished(self) -> bool:
-        """Whether every part is finished (or the job failed): a thread may do other work first."""
-        return self.done.is_set()
 
     def ready(self, *args):
         """Return once every part is finished (helping first, with ``args``); raise ``_Stopped`` if
@@ -438,9 +434,9 @@ def keep_apart() -> None:
     VM after its CPUs had idled, and the two then ran their items on one CPU while the other
     idled, call after call. Two threads, N=32 C=64 7x7, winograd's forward (2026-12-06, Zen 4):
     calls 5-40 after 0.12 s idle 1.8-1.9 ms each without this, 1.3 with it, 0.7-1.0 from about
-    the 60th on either way (what still slows the first calls was not found: no page faults, and
-    a spin in place of :class:`Shared`'s sleep did not change it); timed as the bench does (an
-    idle pause, 30 ms of calls, then 20 ms timed), 2.0-2.3 ms a call without, 1.4-1.8 with."""
+    the 60th on either way; timed as the bench does (an idle pause, 30 ms of calls, then 20 ms
+    timed), 2.0-2.3 ms a call without, 1.4-1.8 with. (Most of the rest was a thread asleep on
+    winograd's :class:`Shared` kernel: its items now wait for it spinning, ``winograd.KERNEL_SPIN_S``.)"""
     job = getattr(_running, "job", None)
     if job is None or _read_cpu is None:
         return

@@ -472,6 +472,7 @@ def _convolve(src, w, geom, c_dst, out_hw, pt, pl, bias, transposed):
                           panel=_gemm.tile_cols(itemsize) if tiles else 1)
     bad = []
     kernel = _kernel_work(wv, m, u, up, tiles, threads)
+    spin = _spin.ticks(KERNEL_SPIN_S) if tiles else 0  # cycles an item waits for the kernel spinning
 
     def work(r0, r1, scratch):
         kernel.help()
@@ -492,8 +493,7 @@ def _convolve(src, w, geom, c_dst, out_hw, pt, pl, bias, transposed):
                     buffer(scratch, "tiles", (_gemm.batch_scratch(cd, itemsize),), dtype), products, b, y)
             # It transforms its input while other threads finish the kernel's last parts, then waits
             # for them inside the compiled call (``KERNEL_SPIN_S``); past that, here, asleep.
-            got = _k.item(*call, False, vstep, mstep, lanes, kernel.state, len(kernel.parts),
-                          _spin.ticks(KERNEL_SPIN_S))
+            got = _k.item(*call, False, vstep, mstep, lanes, kernel.state, len(kernel.parts), spin)
             if got == _k.ITEM_WAITING:
                 kernel.ready()
                 keep_apart()
@@ -845,10 +845,10 @@ KERNEL_PARTS = 2
 # call (``_k.item``, ``_spin.parts_done``) before it returns to sleep on the Event (``Shared.ready``).
 # Asleep there after idle, a helper ran only once the waker's item had ended (by that timing, woken
 # onto the waker's CPU): N=32 C=64 7x7 forward, calls 3-6 after 0.12 s idle, the helper's wait
-# 0.75 ms of a 1.9 ms call (0.97 ms from the 50th call on). Two threads, float32, forward, spinning / asleep,
-# timed as the bench times (0.12 s idle, 30 ms of calls, then 20 ms timed), medians of 10
-# alternating rounds in one process (Zen 4, 2026-12-06): N=32 7x7 C=64 0.63-0.64, C=128 0.96, N=8
-# C=64 0.67-0.79, N=32 C=64 14x14 0.94, C=512 7x7 (r7) 1.00, C=128 28x28 0.99.
+# 0.75 ms of a 1.9 ms call (0.97 ms from the 50th call on). Two threads, float32, forward,
+# spinning / asleep, timed as the bench times (0.12 s idle, 30 ms of calls, then 20 ms timed),
+# medians of 10 alternating rounds in one process (Zen 4, 2026-12-06): N=32 7x7 C=64 0.63-0.64,
+# C=128 0.96, N=8 C=64 0.67-0.79, N=32 C=64 14x14 0.94, C=512 7x7 (r7) 1.00, C=128 28x28 0.99.
 KERNEL_SPIN_S = 0.002
 
 
