@@ -189,7 +189,7 @@ STEM_GROUPED = Geometry.from_args((2, 8, 64, 64), (16, 4, 7, 7), stride=2, paddi
 @pytest.mark.parametrize("geom, forward, grad_input, grad_weight", [
     (POINTWISE, FEW_TAPS, "im2col", FEW_TAPS), (STEM, "numba", "im2col", "numba" if _tiles() else "im2col"),
     (WEIGHT_FEW_TILES, "winograd", "winograd", "winograd" if _tiles() else "im2col"),  # (full width: numba)
-    (STRIDED, FEW_TAPS, PATCHES, "im2col"), (VOLUME_STRIDED, PATCHES, PATCHES, PATCHES),
+    (STRIDED, FEW_TAPS, PATCHES, FEW_TAPS), (VOLUME_STRIDED, PATCHES, PATCHES, PATCHES),
     (DEPTHWISE, "numba", "numba", "numba"),
     (SMALL, "numba", "numba", "numba"), (DENSE, TILED_3X3, TILED_3X3, TILED_3X3),
     (STEM_GROUPED, "numba", "numba", "numba"), (STEM_FEW_OUTPUTS, "numba", "numba", "numba")])
@@ -197,7 +197,7 @@ def test_each_pass_takes_its_own_pick(installed, monkeypatch, geom, forward, gra
     """``AUTO_PASS_RULES``: a gradient's own rows first (1x1 input gradients and those of few input
     channels but 17+ output channels on BLAS; the weight gradient of few tiles, 192+ channels a side
     in one group, on winograd's with AVX-512's half-width units, else on BLAS; that of strided
-    layers on BLAS), never for depthwise or small calls (nor grouped ones where no grouped layer
+    layers on BLAS without AVX-512's tiles), never for depthwise or small calls (nor grouped ones where no grouped layer
     was timed), else the forward's row. (Full-width AVX-512's own rows:
     ``test_full_width_avx512_rows``.)"""
     numba_jit = pytest.importorskip("fastconv.backends.numba_jit")
@@ -229,6 +229,28 @@ def test_without_wide_tiles_blas_takes_strided_and_few_tap_calls(tiles, monkeypa
     assert backends._blas_without_wide_tiles(geom) is (blas and not wide)
     if blas and not wide:
         assert backends.choose(geom, np.float32) == "im2col"
+
+
+@pytest.mark.parametrize("wide, full", [(False, False), (True, False), (True, True)])
+@pytest.mark.parametrize("geom, half, one", [
+    (Geometry.from_args((32, 64, 28, 28), (128, 64, 3, 3), stride=2, padding=1), False, False),
+    (Geometry.from_args((16, 383, 14, 14), (384, 383, 3, 3), stride=2, padding=1), False, False),
+    (Geometry.from_args((16, 384, 14, 14), (384, 384, 3, 3), stride=2, padding=1), True, False),  # the line
+    (Geometry.from_args((32, 256, 1000), (256, 256, 5), stride=2, padding=2), False, False),  # 1-D
+    (Geometry.from_args((1, 192, 56, 56), (48, 192, 3, 3), stride=2, padding=1), True, True),  # 1.4 Mi patches
+    (Geometry.from_args((1, 128, 112, 112), (8, 128, 7, 7), stride=2, padding=3), False, False),  # 19 Mi
+    (Geometry.from_args((2, 192, 56, 56), (48, 192, 3, 3), stride=2, padding=1), False, False)])
+def test_strided_weight_gradients_run_blas_without_avx512_tiles(tiles, monkeypatch, geom, half, one, wide, full):
+    """``_strided_weight_blas``: a strided weight gradient of 64+ input channels per group runs BLAS's
+    without AVX-512's register tiles; with them numba's, but BLAS's on one image of up to 8 Mi
+    elements of patches, and on half-width units from ``AUTO_HALF_WIDTH_WEIGHT_BLAS_CHANNELS``
+    input channels per group (float64 keeps BLAS's: ``AUTO_DTYPE_RULES``)."""
+    numba_jit = tiles(wide, "reference", "im2col", "numba")
+    monkeypatch.setattr(numba_jit, "full_width_tiles", lambda geom: full)
+    blas = not wide or one or (half and not full)
+    assert backends._strided_weight_blas(geom) is blas
+    assert backends.choose(geom, np.float32, pass_="grad_weight") == ("im2col" if blas else "numba")
+    assert backends.choose(geom, np.float64, pass_="grad_weight") == "im2col"
 
 
 @pytest.mark.parametrize("full", [False, True])

@@ -384,12 +384,39 @@ AUTO_FEW_OUT_STRIDED_MIN_PIXELS = 49  # output pixels per image from which the f
 # faster on those single images too, 192 -> 48 1.54 / 1.69 ms, but auto's backward, its passes in
 # turn as a caller runs them, took 1.03-1.24x as long with it: the one-image line stays.)
 AUTO_FULL_WIDTH_WEIGHT_PATCHES = 8 * 2**20  # elements of one image's patches: see the strided weight gradient's row
+# On half-width units (Zen 4) numba's strided weight gradient, since its patches' register tiles,
+# also beat BLAS's up to 256 input channels a group over two images or more (2 threads, float32, ms
+# numba / im2col, medians of per-round ratios over 7-9 interleaved rounds, family 25 model 17,
+# 2026-12-06): 3x3 s2 N=32 64 -> 128 28x28 0.87, 56x56 0.86, N=32 128 -> 256 56x56 0.88, 28x28 0.93,
+# N=8 128 -> 256 28x28 0.92, N=16 96 -> 192 32x32 0.84, N=32 256 -> 256 14x14 0.95, N=16 28x28 0.94,
+# N=4 64 -> 64 112x112 0.98; 5x5 s2 N=16 64 -> 128 32x32 0.83; 1-D k5 s2 N=64 256 -> 256 over 1000
+# 0.88-0.92, k7 s2 N=32 64 -> 128 over 2048 0.85, k9 s4 N=16 C=96 0.88; ties from 256 -> 512 (N=32
+# 28x28 1.00, N=16 14x14 1.01; 1-D N=8 512 -> 512 0.99), BLAS's from 384 input channels (N=32 384 ->
+# 384 14x14 1.05, N=8 512 -> 512 28x28 1.10, N=32 512 -> 512 14x14 1.03) and on one image (N=1 192 ->
+# 48 56x56 1.07, 256 -> 64 80x80 1.32; N=2 192 -> 48 0.98). The whole backward as auto runs it
+# (`fastconv bench --pass backward --repeat 7`, auto / numba, over torch's time): 3x3 s2 N=32 64 ->
+# 128 28x28 1.16 / 1.11, 56x56 1.14 / 1.05, N=8 128 -> 256 28x28 1.28 / 1.12, N=16 96 -> 192 32x32
+# 1.13 / 1.04, N=32 256 -> 256 14x14 1.13 / 1.06, 5x5 s2 N=16 64 -> 128 1.39 / 1.26; 384 -> 384 1.04 /
+# 1.08.
+AUTO_HALF_WIDTH_WEIGHT_BLAS_CHANNELS = 384  # input channels per group from which BLAS's is kept there
 
 
 def _strided_weight(g: Geometry) -> bool:
     """A strided 1-D or 2-D layer, a kernel past 1x1, 64+ input channels per group: BLAS's weight
     gradient (``AUTO_PASS_RULES``, and in float64 ``AUTO_DTYPE_RULES``)."""
     return g.ndim <= 2 and max(g.stride) > 1 and math.prod(g.kernel) > 1 and g.c_in_g >= 64
+
+
+def _strided_weight_blas(g: Geometry) -> bool:
+    """``_strided_weight``'s float32 row: everywhere without AVX-512's register tiles; with them,
+    one image of up to ``AUTO_FULL_WIDTH_WEIGHT_PATCHES`` elements of patches, and on half-width
+    units also ``AUTO_HALF_WIDTH_WEIGHT_BLAS_CHANNELS`` input channels per group or more."""
+    if not _strided_weight(g):
+        return False
+    if not _register_tiles(g):
+        return True
+    return ((g.n == 1 and _patches(g) <= AUTO_FULL_WIDTH_WEIGHT_PATCHES)
+            or (not _full_width(g) and g.c_in_g >= AUTO_HALF_WIDTH_WEIGHT_BLAS_CHANNELS))
 
 
 def _patches(g: Geometry) -> int:
@@ -1136,11 +1163,9 @@ AUTO_PASS_RULES: tuple[tuple[str, str, object, tuple[str, ...]], ...] = (
      ("im2col", "winograd", "numba")),
     ("grad_weight", "3x3 at stride 1, 128+ F(2x2) tiles, 32+ channels per group, without AVX-512",
      _winograd_own_weight, ("winograd", "im2col", "numba")),
-    ("grad_weight", "strided 1-D and 2-D, kernel past 1x1, 64+ input channels per group (on full-width AVX-512 "
-     "one image of up to 8 Mi patch elements)",
-     lambda g: _strided_weight(g) and (not _full_width(g)
-                                       or (g.n == 1 and _patches(g) <= AUTO_FULL_WIDTH_WEIGHT_PATCHES)),
-     ("im2col", "numba")),
+    ("grad_weight", "strided 1-D and 2-D, kernel past 1x1, 64+ input channels per group (with AVX-512's tiles "
+     "one image of up to 8 Mi patch elements, and on half-width units 384+ input channels per group)",
+     _strided_weight_blas, ("im2col", "numba")),
     ("forward", "AVX-512 on half-width units: 3x3 at stride 1, one group, under 64 channels a side: 32+ on 28x28 "
      "images and up; 3x3x3 32+ on any planes, 16+ on 28x28 and up", _few_channels_winograd,
      ("winograd", "numba", "im2col")),
