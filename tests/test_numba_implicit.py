@@ -207,6 +207,7 @@ def test_the_implicit_product_leaves_its_inputs_alone_and_allocates_nothing_when
 
 NARROW = not gemm.WIDE  # the forwards that AVX2's limits take and AVX-512's do not
 FULL = gemm.FULL_WIDTH  # ... and those that full-width AVX-512's take (an Intel Xeon)
+HALF = gemm.NARROW  # ... and half-width AVX-512's (Zen 4)
 
 
 @pytest.mark.parametrize("x_shape, w_shape, kwargs, takes", [
@@ -214,13 +215,20 @@ FULL = gemm.FULL_WIDTH  # ... and those that full-width AVX-512's take (an Intel
     ((32, 3, 32, 32), (64, 3, 3, 3), dict(padding=1), True),
     ((2, 8, 48, 48), (8, 8, 3, 3), dict(padding=2, dilation=2), True),
     # (without AVX-512 the limits are wider: ``FW_NARROW_LIMITS``; on full-width AVX-512 rows of
-    # up to ``FW_FULL_WIDTH_MAX_CHANNELS`` over an image a thread)
-    ((2, 9, 32, 32), (64, 9, 3, 3), dict(padding=1), NARROW or FULL),  # input channels, over rows
-    ((2, 32, 32, 32), (64, 32, 3, 3), dict(padding=1), NARROW or FULL),
-    ((2, 33, 32, 32), (64, 33, 3, 3), dict(padding=1), FULL),
-    ((2, 128, 32, 32), (64, 128, 3, 3), dict(padding=1), FULL),
-    ((2, 129, 32, 32), (64, 129, 3, 3), dict(padding=1), False),
+    # up to ``FW_FULL_WIDTH_MAX_CHANNELS`` over an image a thread, on half-width ones up to
+    # ``FW_HALF_WIDTH_MAX_CHANNELS``, and as many over wide pixels that waste at most 0.13)
+    ((2, 9, 32, 32), (64, 9, 3, 3), dict(padding=1), NARROW or FULL or HALF),  # input channels, over rows
+    ((2, 32, 32, 32), (64, 32, 3, 3), dict(padding=1), NARROW or FULL or HALF),
+    ((2, 33, 32, 32), (64, 33, 3, 3), dict(padding=1), FULL or HALF),
+    ((2, 128, 32, 32), (64, 128, 3, 3), dict(padding=1), FULL or HALF),
+    ((2, 129, 32, 32), (64, 129, 3, 3), dict(padding=1), HALF),
+    ((2, 256, 32, 32), (64, 256, 3, 3), dict(padding=1), HALF),
+    ((2, 257, 32, 32), (64, 257, 3, 3), dict(padding=1), False),
     ((1, 33, 32, 32), (64, 33, 3, 3), dict(padding=1), False),  # one image: one thread's
+    ((2, 128, 17, 17), (64, 128, 7, 1), dict(padding=(3, 0)), HALF),  # 304 columns for 289 pixels: 0.05
+    ((2, 96, 14, 14), (64, 96, 3, 3), dict(padding=1), False),  # 224 for 196: 0.14
+    ((2, 96, 17, 17), (64, 96, 1, 7), dict(padding=(0, 3)), False),  # 400 for 289: 0.38
+    ((1, 96, 17, 17), (64, 96, 7, 1), dict(padding=(3, 0)), False),  # one image
 
     ((2, 3, 32, 32), (5, 3, 3, 3), dict(padding=1), False),  # output channels: under one tile's rows
     ((2, 3, 14, 14), (64, 3, 3, 3), dict(padding=1), True),  # 14-pixel rows: 222 wide pixels in 7 tiles
@@ -329,6 +337,24 @@ FULL_FORWARD_CASES = [
 ]
 
 
+# ... and that only half-width AVX-512's give it (rows and thrifty wide pixels of up to 256 input
+# channels over an image a thread; both dtypes): past whole tiles of rows and columns
+HALF_FORWARD_CASES = [
+    pytest.param((3, 200, 6, 30), (20, 200, 5, 5), dict(padding=2), id="rows-200-channels"),
+    pytest.param((3, 72, 17, 17), (24, 72, 7, 1), dict(padding=(3, 0)), id="wide-72-channels"),
+    pytest.param((4, 100, 64), (16, 100, 5), dict(padding=2), id="1d-100-channels"),
+]
+
+
+@tiles
+@pytest.mark.skipif(not HALF, reason="half-width AVX-512's limits (Zen 4's)")
+@pytest.mark.parametrize("bias", [True, False])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("xs, ws, kwargs", HALF_FORWARD_CASES)
+def test_implicit_forward_on_half_width_avx512_matches_longdouble(monkeypatch, xs, ws, kwargs, dtype, bias):
+    test_implicit_forward_matches_longdouble(monkeypatch, xs, ws, kwargs, dtype, bias)
+
+
 @tiles
 @pytest.mark.skipif(not FULL, reason="full-width AVX-512's limits (an Intel Xeon's)")
 @pytest.mark.parametrize("bias", [True, False])
@@ -399,9 +425,10 @@ def test_the_implicit_forward_leaves_its_inputs_alone_and_allocates_nothing_when
 @pytest.mark.parametrize("x_shape, w_shape, kwargs, takes", [
     ((2, 16, 7, 7), (16, 16, 3, 3), dict(padding=1), True),  # wide pixels: 16 -> 16 channels
     ((2, 64, 32, 32), (8, 64, 3, 3), dict(padding=1), True),  # by rows: 8 -> 64
-    ((2, 64, 32, 32), (9, 64, 3, 3), dict(padding=1), NARROW or FULL),  # 9 over rows (``FW_NARROW_LIMITS``: 32)
-    ((2, 64, 32, 32), (33, 64, 3, 3), dict(padding=1), FULL),
-    ((2, 64, 32, 32), (129, 64, 3, 3), dict(padding=1), False),
+    ((2, 64, 32, 32), (9, 64, 3, 3), dict(padding=1), NARROW or FULL or HALF),  # 9 over rows (``FW_NARROW_LIMITS``: 32)
+    ((2, 64, 32, 32), (33, 64, 3, 3), dict(padding=1), FULL or HALF),
+    ((2, 64, 32, 32), (129, 64, 3, 3), dict(padding=1), HALF),
+    ((2, 64, 32, 32), (257, 64, 3, 3), dict(padding=1), False),
     ((2, 16, 7, 7), (65, 16, 3, 3), dict(padding=1), NARROW),  # 65 over wide pixels
     ((2, 5, 7, 7), (16, 5, 3, 3), dict(padding=1), False),  # gx's 5 channels: under one tile's rows
     ((2, 16, 7, 7), (16, 16, 3, 3), dict(padding=3), False),  # padded past the kernel's reach

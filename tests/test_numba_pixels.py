@@ -143,6 +143,8 @@ def test_non_finite_values_go_where_the_packed_kernels_put_them(on, monkeypatch,
 @tiles
 def test_which_forwards_take_pixel_tiles(monkeypatch):
     monkeypatch.setattr(numba_jit, "PIXELS", True)
+    # the full-width units that run the pixel tiles: not half-width ones' implicit forward of many channels
+    monkeypatch.setattr(gemm, "NARROW", False)
     numba_jit.forget_kernels()
 
     def kernel(xs, ws, budget=2**40, item=4, **kwargs):

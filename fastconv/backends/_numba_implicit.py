@@ -41,7 +41,8 @@ Measured (2 threads, float32, same run as torch): MNIST's first layer (N=64, 1 -
 5x5, 28x28) 1.2-1.4x torch's time, against 1.9-2.0x for the packed kernels; N=32, 3 -> 64
 channels, 3x3, 32x32: 0.6-0.9x, against 1.5x. On small images (7x7 to 14x14), whose rows would
 fill a quarter to a half of a tile, the columns are the image's wide pixels instead (as the weight
-gradient's), and up to 64 input channels (``FW_WIDE_MAX_CHANNELS``). The input gradient of a
+gradient's), and up to 64 input channels (``FW_WIDE_MAX_CHANNELS``); on Zen 4's half-width units
+rows, and wide pixels that waste little, of up to 256 (``FW_HALF_WIDTH_MAX_CHANNELS``). The input gradient of a
 stride-1 layer is such a forward too (of gy, by the flipped kernel: ``numba_jit.grad_input``), with
 gy's channels as its input channels: two threads, float32, N=32, 3x3 padded, gx ms against the
 packed kernels' (11 interleaved rounds): 7x7 C=16 0.38 / 0.45, C=32 0.61 / 0.87, C=64 1.43 / 1.56;
@@ -154,16 +155,41 @@ FW_NARROW_LIMITS = {4: (32, math.inf, 1.0), 8: (FW_MAX_CHANNELS, 128, 1.0)}
 # this forward gained alike (0.44-0.66 of their time). The wide pixels' limits stay AVX-512's
 # (``"auto"`` reads them: ``numba_jit.small_images``); float64 was not measured.
 FW_FULL_WIDTH_MAX_CHANNELS = 128
+# On half-width units (Zen 4) the limits above were drawn on 3x3 kernels over small images, where
+# the wide pixels waste a quarter of their columns and more. Measured there on other layers (2
+# threads, ms the kernel chosen before (packed or patches) / this forward, forward and input
+# gradient, medians of per-round ratios over 7 interleaved rounds, family 25 model 17, 2026-12-06),
+# float32, by rows: 5x5 N=4 256 -> 256 56x56 0.84 / 0.84, N=32 128 28x28 0.92 / 0.93, N=16 128
+# 56x56 0.80, N=16 64 -> 128 56x56 0.88, N=32 C=64 28x28 0.89 / 0.88, N=32 C=32 0.85 / 0.84, N=8 C=64
+# 112x112 0.91 / 0.91, N=32 96 -> 128 28x28 0.92; 7x7 N=16 C=64 28x28 0.79 / 0.78, C=128 0.81-0.84 /
+# 0.84, N=8 C=256 0.92, N=4 C=96 0.82 / 0.84; 3x3 N=32 C=64 56x56 0.87 / 0.87, N=8 C=128 0.88 / 0.87,
+# N=32 32 -> 256 0.88 / 0.81, N=16 C=256 28x28 (dilated 2) 0.91 / 0.97, N=32 C=128 28x28 0.99; 1-D
+# k9 N=32 C=256 over 1024 0.93 / 0.94, k5 C=128 over 4096 0.98 / 0.98; by wide pixels, where they
+# waste little of the tiles' columns (``_wide_columns``): 7x1 (no padding across) 17x17 (0.05
+# wasted) N=32 C=128 0.90 / 0.88, C=160 0.89, N=16 C=192 0.89; 3x3 35x35 (0.06) N=16 C=96 0.87 /
+# 0.87, N=2 C=256 0.88 / 0.85; 5x5 35x35 (0.12) N=16 C=192 0.88 / 0.89; but 3x3 N=32 C=256 14x14
+# (0.14) 1.01, C=512 1.02, 17x17 (0.16) 1.02: the line between.
+# float64: 7x7 N=16 C=64 28x28 0.72 / 0.74, 5x5 N=16 C=128 0.87 / 0.81, 7x1 N=32 C=128 17x17 0.89 /
+# 0.76, 3x3 N=16 C=96 35x35 0.78 / 0.82. Not taken: 512 input channels (5x5 N=4 28x28 1.00 / 1.00),
+# wide pixels wasting more (1x7 17x17 C=128, 0.38: 1.10; 5x5 14x14 C=128, 0.27: 1.02; 7x7 17x17,
+# 0.33: 1.03 / 0.99), one image on two threads (5x5 N=1 C=128 56x56 1.37 / 1.35, C=64 112x112 1.31
+# / 1.49; 7x1 N=1 C=192 1.12 / 1.10; N=2 on two threads 0.99 / 0.99).
+FW_HALF_WIDTH_MAX_CHANNELS = 256
+FW_HALF_WIDTH_WIDE_MAX_WASTE = 0.13
 
 
 def _fw_limits(itemsize, images=0):
     """``(FW_MAX_CHANNELS, FW_WIDE_MAX_CHANNELS, FW_WIDE_MAX_WASTE)`` with AVX-512's tiles (rows up
-    to ``FW_FULL_WIDTH_MAX_CHANNELS`` on full-width units in float32 over at least as many
-    ``images`` as threads), else ``FW_NARROW_LIMITS`` for the dtype's ``itemsize``."""
+    to ``FW_FULL_WIDTH_MAX_CHANNELS`` on full-width units in float32, and up to
+    ``FW_HALF_WIDTH_MAX_CHANNELS`` on half-width ones, over at least as many ``images`` as
+    threads), else ``FW_NARROW_LIMITS`` for the dtype's ``itemsize``."""
     if not _gemm.WIDE:
         return FW_NARROW_LIMITS[itemsize]
-    if _gemm.FULL_WIDTH and itemsize == 4 and images >= max(2, call_threads()):
-        return FW_FULL_WIDTH_MAX_CHANNELS, FW_WIDE_MAX_CHANNELS, FW_WIDE_MAX_WASTE
+    if images >= max(2, call_threads()):
+        if _gemm.FULL_WIDTH and itemsize == 4:
+            return FW_FULL_WIDTH_MAX_CHANNELS, FW_WIDE_MAX_CHANNELS, FW_WIDE_MAX_WASTE
+        if _gemm.NARROW:
+            return FW_HALF_WIDTH_MAX_CHANNELS, FW_WIDE_MAX_CHANNELS, FW_WIDE_MAX_WASTE
     return FW_MAX_CHANNELS, FW_WIDE_MAX_CHANNELS, FW_WIDE_MAX_WASTE
 
 
@@ -183,7 +209,11 @@ def forward_applies(geom, itemsize, by_size=None) -> bool:
     by_rows, wide = _fw_fill(geom, itemsize)
     if by_rows:
         return geom.c_in <= rows_channels
-    return wide and geom.c_in <= wide_channels
+    if wide and geom.c_in <= wide_channels:
+        return True
+    # half-width units' rows limit (``FW_HALF_WIDTH_MAX_CHANNELS``) over wide pixels that waste little
+    return (_gemm.NARROW and geom.c_in <= rows_channels
+            and _wide_columns(geom, itemsize) <= (1 + FW_HALF_WIDTH_WIDE_MAX_WASTE) * geom.oh * geom.ow)
 
 
 def forward_wide(geom, itemsize) -> bool:
@@ -201,10 +231,17 @@ def _fw_fill(geom, itemsize):
     columns."""
     nr = _gemm.WIDE_ROW_BYTES // itemsize
     oh, ow = geom.oh, geom.ow
-    k_img = (oh - 1) * (ow + (geom.kw - 1) * geom.dil_w) + ow
+    return (oh * -(-ow // nr) * nr <= (1 + FW_MAX_WASTE) * oh * ow,
+            _wide_columns(geom, itemsize) <= (1 + _fw_limits(itemsize)[2]) * oh * ow)
+
+
+def _wide_columns(geom, itemsize) -> int:
+    """The tiles' columns over an image's wide pixels (AVX-512's tiles; a half-width last tile
+    counted half)."""
+    nr = _gemm.WIDE_ROW_BYTES // itemsize
+    k_img = (geom.oh - 1) * (geom.ow + (geom.kw - 1) * geom.dil_w) + geom.ow
     whole, left = divmod(k_img, nr)
-    wide = whole * nr + (0 if not left else nr // 2 if 2 * left <= nr else nr)
-    return (oh * -(-ow // nr) * nr <= (1 + FW_MAX_WASTE) * oh * ow, wide <= (1 + _fw_limits(itemsize)[2]) * oh * ow)
+    return whole * nr + (0 if not left else nr // 2 if 2 * left <= nr else nr)
 
 
 class Plan:
