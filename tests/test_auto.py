@@ -236,6 +236,8 @@ def test_without_wide_tiles_blas_takes_strided_and_few_tap_calls(tiles, monkeypa
     (Geometry.from_args((32, 64, 28, 28), (128, 64, 3, 3), stride=2, padding=1), False, False),
     (Geometry.from_args((16, 383, 14, 14), (384, 383, 3, 3), stride=2, padding=1), False, False),
     (Geometry.from_args((16, 384, 14, 14), (384, 384, 3, 3), stride=2, padding=1), True, False),  # the line
+    (Geometry.from_args((10, 256, 14, 14), (512, 256, 3, 3), stride=2, padding=1), True, False),  # 490 pixels
+    (Geometry.from_args((11, 256, 14, 14), (512, 256, 3, 3), stride=2, padding=1), False, False),  # 539
     (Geometry.from_args((32, 256, 1000), (256, 256, 5), stride=2, padding=2), False, False),  # 1-D
     (Geometry.from_args((1, 192, 56, 56), (48, 192, 3, 3), stride=2, padding=1), True, True),  # 1.4 Mi patches
     (Geometry.from_args((1, 128, 112, 112), (8, 128, 7, 7), stride=2, padding=3), False, False),  # 19 Mi
@@ -244,7 +246,8 @@ def test_strided_weight_gradients_run_blas_without_avx512_tiles(tiles, monkeypat
     """``_strided_weight_blas``: a strided weight gradient of 64+ input channels per group runs BLAS's
     without AVX-512's register tiles; with them numba's, but BLAS's on one image of up to 8 Mi
     elements of patches, and on half-width units from ``AUTO_HALF_WIDTH_WEIGHT_BLAS_CHANNELS``
-    input channels per group (float64 keeps BLAS's: ``AUTO_DTYPE_RULES``)."""
+    input channels per group or under ``AUTO_HALF_WIDTH_WEIGHT_MIN_PIXELS`` output pixels in the
+    batch (float64 keeps BLAS's: ``AUTO_DTYPE_RULES``)."""
     numba_jit = tiles(wide, "reference", "im2col", "numba")
     monkeypatch.setattr(numba_jit, "full_width_tiles", lambda geom: full)
     blas = not wide or one or (half and not full)

@@ -397,8 +397,12 @@ AUTO_FULL_WIDTH_WEIGHT_PATCHES = 8 * 2**20  # elements of one image's patches: s
 # (`fastconv bench --pass backward --repeat 7`, auto / numba, over torch's time): 3x3 s2 N=32 64 ->
 # 128 28x28 1.16 / 1.11, 56x56 1.14 / 1.05, N=8 128 -> 256 28x28 1.28 / 1.12, N=16 96 -> 192 32x32
 # 1.13 / 1.04, N=32 256 -> 256 14x14 1.13 / 1.06, 5x5 s2 N=16 64 -> 128 1.39 / 1.26; 384 -> 384 1.04 /
-# 1.08.
-AUTO_HALF_WIDTH_WEIGHT_BLAS_CHANNELS = 384  # input channels per group from which BLAS's is kept there
+# 1.08. But not over few output pixels in the batch, where BLAS's splits the input channels over the
+# threads (ms numba / im2col, 9 rounds, the same day): 3x3 s2 256 -> 512 7x7 out N=2 (98 pixels)
+# 1.66, N=4 1.24, N=8 (392) 1.12, N=16 (784) 1.01; 128 -> 256 7x7 N=4 1.10, N=16 0.88; 192 -> 256 5x5
+# N=4 1.34; 256 -> 256 14x14 N=2 (392) 1.08, 128 -> 256 0.94; 256 -> 256 4x4 N=32 (512) 0.92.
+AUTO_HALF_WIDTH_WEIGHT_BLAS_CHANNELS = 384  # input channels per group from which BLAS's is kept there ...
+AUTO_HALF_WIDTH_WEIGHT_MIN_PIXELS = 512  # ... and output pixels in the batch under which
 
 
 def _strided_weight(g: Geometry) -> bool:
@@ -410,13 +414,15 @@ def _strided_weight(g: Geometry) -> bool:
 def _strided_weight_blas(g: Geometry) -> bool:
     """``_strided_weight``'s float32 row: everywhere without AVX-512's register tiles; with them,
     one image of up to ``AUTO_FULL_WIDTH_WEIGHT_PATCHES`` elements of patches, and on half-width
-    units also ``AUTO_HALF_WIDTH_WEIGHT_BLAS_CHANNELS`` input channels per group or more."""
+    units also ``AUTO_HALF_WIDTH_WEIGHT_BLAS_CHANNELS`` input channels per group or more, or fewer
+    than ``AUTO_HALF_WIDTH_WEIGHT_MIN_PIXELS`` output pixels in the batch."""
     if not _strided_weight(g):
         return False
     if not _register_tiles(g):
         return True
     return ((g.n == 1 and _patches(g) <= AUTO_FULL_WIDTH_WEIGHT_PATCHES)
-            or (not _full_width(g) and g.c_in_g >= AUTO_HALF_WIDTH_WEIGHT_BLAS_CHANNELS))
+            or (not _full_width(g) and (g.c_in_g >= AUTO_HALF_WIDTH_WEIGHT_BLAS_CHANNELS
+                                        or g.n * _pixels(g) < AUTO_HALF_WIDTH_WEIGHT_MIN_PIXELS)))
 
 
 def _patches(g: Geometry) -> int:
@@ -1164,7 +1170,8 @@ AUTO_PASS_RULES: tuple[tuple[str, str, object, tuple[str, ...]], ...] = (
     ("grad_weight", "3x3 at stride 1, 128+ F(2x2) tiles, 32+ channels per group, without AVX-512",
      _winograd_own_weight, ("winograd", "im2col", "numba")),
     ("grad_weight", "strided 1-D and 2-D, kernel past 1x1, 64+ input channels per group (with AVX-512's tiles "
-     "one image of up to 8 Mi patch elements, and on half-width units 384+ input channels per group)",
+     "one image of up to 8 Mi patch elements, and on half-width units 384+ input channels per group or under "
+     "512 output pixels in the batch)",
      _strided_weight_blas, ("im2col", "numba")),
     ("forward", "AVX-512 on half-width units: 3x3 at stride 1, one group, under 64 channels a side: 32+ on 28x28 "
      "images and up; 3x3x3 32+ on any planes, 16+ on 28x28 and up", _few_channels_winograd,
