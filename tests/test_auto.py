@@ -238,6 +238,7 @@ def test_without_wide_tiles_blas_takes_strided_and_few_tap_calls(tiles, monkeypa
     (Geometry.from_args((16, 384, 14, 14), (384, 384, 3, 3), stride=2, padding=1), True, False),  # the line
     (Geometry.from_args((10, 256, 14, 14), (512, 256, 3, 3), stride=2, padding=1), True, False),  # 490 pixels
     (Geometry.from_args((11, 256, 14, 14), (512, 256, 3, 3), stride=2, padding=1), False, False),  # 539
+    (Geometry.from_args((16, 128, 14, 14), (256, 128, 3, 3), stride=2, padding=1), False, False),  # few pixels an image
     (Geometry.from_args((32, 256, 1000), (256, 256, 5), stride=2, padding=2), False, False),  # 1-D
     (Geometry.from_args((1, 192, 56, 56), (48, 192, 3, 3), stride=2, padding=1), True, True),  # 1.4 Mi patches
     (Geometry.from_args((1, 128, 112, 112), (8, 128, 7, 7), stride=2, padding=3), False, False),  # 19 Mi
@@ -252,8 +253,48 @@ def test_strided_weight_gradients_run_blas_without_avx512_tiles(tiles, monkeypat
     monkeypatch.setattr(numba_jit, "full_width_tiles", lambda geom: full)
     blas = not wide or one or (half and not full)
     assert backends._strided_weight_blas(geom) is blas
-    assert backends.choose(geom, np.float32, pass_="grad_weight") == ("im2col" if blas else "numba")
+    if blas or not full:  # (full width: numba's where the rows below agree, not past the row of few pixels)
+        assert backends.choose(geom, np.float32, pass_="grad_weight") == ("im2col" if blas else "numba")
     assert backends.choose(geom, np.float64, pass_="grad_weight") == "im2col"
+
+
+@pytest.mark.parametrize("wide, full", [(False, False), (True, False), (True, True)])
+@pytest.mark.parametrize("implicit", [False, True])
+@pytest.mark.parametrize("geom, few", [
+    (Geometry.from_args((8, 256, 64), (256, 256, 3), padding=1), True),  # 64 pixels, 256 channels
+    (Geometry.from_args((16, 160, 200), (160, 160, 5), padding=2), True),
+    (Geometry.from_args((8, 256, 4096), (256, 256, 3), padding=1), False),  # many pixels: not the BLAS row's
+    (Geometry.from_args((8, 32, 64), (256, 32, 3), padding=1), False),  # few channels: nor this
+    (Geometry.from_args((32, 128, 128), (128, 128, 3), stride=2, padding=1), False),  # at a stride
+    (Geometry.from_args((8, 256, 8, 8), (256, 256, 3, 3), padding=1), False)])  # 2-D
+def test_on_half_width_avx512_one_d_calls_of_few_pixels_run_numba(tiles, monkeypatch, geom, few, implicit, wide,
+                                                                  full):
+    """``_one_d_implicit``: on AVX-512's half-width units a 1-D call at unit stride of few pixels and
+    many channels (``_blas_shaped``) runs numba's weight gradient, and its forward and input
+    gradient where numba's implicit forward runs them; elsewhere the rows of before."""
+    numba_jit = tiles(wide, "reference", "im2col", "numba")
+    monkeypatch.setattr(numba_jit, "full_width_tiles", lambda geom: full)
+    monkeypatch.setattr(numba_jit, "implicit_forward", lambda geom: implicit)
+    monkeypatch.setattr(numba_jit, "implicit_input_gradient", lambda geom: implicit)
+    taken = few and wide and not full
+    assert backends._one_d_implicit(geom, None) is taken
+    assert backends._one_d_implicit(geom, "implicit_forward") is (taken and implicit)
+    if taken:
+        assert backends._blas_shaped(geom)
+        want = ["numba" if implicit else "im2col"] * 2 + ["numba"]
+        assert [backends.choose(geom, np.float32, pass_=p) for p in backends.PASSES] == want
+
+
+def test_numba_says_which_passes_run_its_implicit_forward():
+    """``numba_jit.implicit_forward`` / ``implicit_input_gradient`` answer from ``whole_choices``
+    (float32): a strided call's input gradient is not one implicit forward."""
+    numba_jit = pytest.importorskip("fastconv.backends.numba_jit")
+    for geom in (Geometry.from_args((8, 256, 64), (256, 256, 3), padding=1),
+                 Geometry.from_args((8, 64, 128), (64, 64, 3), stride=2, padding=1)):
+        chosen = numba_jit.whole_choices(geom, np.float32)
+        assert numba_jit.implicit_forward(geom) is (chosen.forward == "implicit")
+        assert numba_jit.implicit_input_gradient(geom) is (
+            max(geom.stride) == 1 and dict(chosen.phases).get((0, 0)) == "implicit")
 
 
 @pytest.mark.parametrize("full", [False, True])

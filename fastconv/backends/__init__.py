@@ -397,7 +397,9 @@ AUTO_FULL_WIDTH_WEIGHT_PATCHES = 8 * 2**20  # elements of one image's patches: s
 # (`fastconv bench --pass backward --repeat 7`, auto / numba, over torch's time): 3x3 s2 N=32 64 ->
 # 128 28x28 1.16 / 1.11, 56x56 1.14 / 1.05, N=8 128 -> 256 28x28 1.28 / 1.12, N=16 96 -> 192 32x32
 # 1.13 / 1.04, N=32 256 -> 256 14x14 1.13 / 1.06, 5x5 s2 N=16 64 -> 128 1.39 / 1.26; 384 -> 384 1.04 /
-# 1.08. But not over few output pixels in the batch, where BLAS's splits the input channels over the
+# 1.08; and where the row of few pixels per image and many channels (``_blas_shaped``) gave BLAS's:
+# 3x3 s2 N=16 128 -> 256 14x14 0.88, N=32 256 -> 256 7x7 0.92, N=16 64 -> 128 8x8 0.88, N=32 128 ->
+# 256 14x14 0.87. But not over few output pixels in the batch, where BLAS's splits the input channels over the
 # threads (ms numba / im2col, 9 rounds, the same day): 3x3 s2 256 -> 512 7x7 out N=2 (98 pixels)
 # 1.66, N=4 1.24, N=8 (392) 1.12, N=16 (784) 1.01; 128 -> 256 7x7 N=4 1.10, N=16 0.88; 192 -> 256 5x5
 # N=4 1.34; 256 -> 256 14x14 N=2 (392) 1.08, 128 -> 256 0.94; 256 -> 256 4x4 N=32 (512) 0.92.
@@ -423,6 +425,26 @@ def _strided_weight_blas(g: Geometry) -> bool:
     return ((g.n == 1 and _patches(g) <= AUTO_FULL_WIDTH_WEIGHT_PATCHES)
             or (not _full_width(g) and (g.c_in_g >= AUTO_HALF_WIDTH_WEIGHT_BLAS_CHANNELS
                                         or g.n * _pixels(g) < AUTO_HALF_WIDTH_WEIGHT_MIN_PIXELS)))
+
+
+# The BLAS row of few pixels and many channels (``_blas_shaped``, drawn on 2026-11-27 against
+# numba's packed loops) lost on 1-D calls at unit stride on Zen 4's half-width units once numba's
+# implicit forward took rows of up to 256 channels there (``_numba_implicit.FW_HALF_WIDTH_MAX_CHANNELS``):
+# 2 threads, float32, ms numba / im2col, medians of per-round ratios over 7 interleaved rounds
+# (2026-12-06), forward, input gradient, weight gradient: k3 N=8 256 -> 256 over 64 0.89, 0.54, 0.68;
+# N=32 C=128 over 96 0.64, 0.54, 0.73; N=16 128 -> 256 over 64 0.75, 0.56, 0.57; N=2 C=256 over 128
+# 0.99, 0.48, 0.66; N=8 C=256 over 128 0.82, 0.79, 0.79; k5 N=16 C=256 over 128 0.82, 0.74, 0.83; N=16
+# C=160 over 200 0.76, 0.64, 0.86; k7 N=32 C=192 over 100 0.68, 0.69, 0.74. Where the implicit forward
+# does not run the pass (past 256 channels in): k3 N=8 C=384 over 128 1.08, 1.02, 0.85; N=16 C=512 over
+# 64 1.58, 1.49, 0.94; N=8 512 -> 256 over 128 1.10 (forward), 0.68 (its input gradient: 256 in),
+# 0.79; N=4 C=512 over 200 0.94, 0.93, 0.92. The weight gradient won on every one.
+
+
+def _one_d_implicit(g: Geometry, says: str | None) -> bool:
+    """On half-width AVX-512, a 1-D call at unit stride that the BLAS row of few pixels takes
+    (``_blas_shaped``) where numba's ``says`` (its implicit forward runs the pass; None: any)."""
+    return (g.ndim == 1 and g.stride == (1,) and _blas_shaped(g) and _half_width(g)
+            and (says is None or _backend_says("numba", says, g)))
 
 
 def _patches(g: Geometry) -> int:
@@ -1173,6 +1195,15 @@ AUTO_PASS_RULES: tuple[tuple[str, str, object, tuple[str, ...]], ...] = (
      "one image of up to 8 Mi patch elements, and on half-width units 384+ input channels per group or under "
      "512 output pixels in the batch)",
      _strided_weight_blas, ("im2col", "numba")),
+    ("grad_weight", "AVX-512 on half-width units: strided 1-D and 2-D, kernel past 1x1, 64-383 input channels per "
+     "group, 512+ output pixels in the batch, 2+ images (past the BLAS row of few pixels too)",
+     lambda g: _strided_weight(g) and _half_width(g) and not _strided_weight_blas(g), ("numba", "im2col")),
+    ("forward", "AVX-512 on half-width units: 1-D at stride 1, few pixels, many channels, on numba's implicit forward",
+     lambda g: _one_d_implicit(g, "implicit_forward"), ("numba", "im2col")),
+    ("grad_input", "AVX-512 on half-width units: 1-D at stride 1, few pixels, many channels, on numba's implicit "
+     "forward", lambda g: _one_d_implicit(g, "implicit_input_gradient"), ("numba", "im2col")),
+    ("grad_weight", "AVX-512 on half-width units: 1-D at stride 1, few pixels, many channels",
+     lambda g: _one_d_implicit(g, None), ("numba", "im2col")),
     ("forward", "AVX-512 on half-width units: 3x3 at stride 1, one group, under 64 channels a side: 32+ on 28x28 "
      "images and up; 3x3x3 32+ on any planes, 16+ on 28x28 and up", _few_channels_winograd,
      ("winograd", "numba", "im2col")),

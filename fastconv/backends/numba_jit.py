@@ -1108,6 +1108,17 @@ def small_images(geom) -> bool:
     return chosen.forward == "implicit" and dict(chosen.phases).get((0, 0)) == "implicit"
 
 
+def implicit_forward(geom) -> bool:
+    """For ``"auto"``: whether a float32 call's forward runs on the implicit forward."""
+    return whole_choices(geom, np.float32).forward == "implicit"
+
+
+def implicit_input_gradient(geom) -> bool:
+    """For ``"auto"``: whether a float32 call's input gradient runs as one implicit forward (of gy
+    by the flipped kernel, at unit stride)."""
+    return dict(whole_choices(geom, np.float32).phases).get((0, 0)) == "implicit" and max(geom.stride) == 1
+
+
 # -- the whole array's kernels, carried into its chunks --------------------------------------------
 #
 # ``fastconv.dask`` asks ``whole_choices`` on the whole array's geometry and runs each chunk under
