@@ -399,10 +399,11 @@ AUTO_FULL_WIDTH_WEIGHT_PATCHES = 8 * 2**20  # elements of one image's patches: s
 # 1.13 / 1.04, N=32 256 -> 256 14x14 1.13 / 1.06, 5x5 s2 N=16 64 -> 128 1.39 / 1.26; 384 -> 384 1.04 /
 # 1.08; and where the row of few pixels per image and many channels (``_blas_shaped``) gave BLAS's:
 # 3x3 s2 N=16 128 -> 256 14x14 0.88, N=32 256 -> 256 7x7 0.92, N=16 64 -> 128 8x8 0.88, N=32 128 ->
-# 256 14x14 0.87. But not over few output pixels in the batch, where BLAS's splits the input channels over the
-# threads (ms numba / im2col, 9 rounds, the same day): 3x3 s2 256 -> 512 7x7 out N=2 (98 pixels)
-# 1.66, N=4 1.24, N=8 (392) 1.12, N=16 (784) 1.01; 128 -> 256 7x7 N=4 1.10, N=16 0.88; 192 -> 256 5x5
-# N=4 1.34; 256 -> 256 14x14 N=2 (392) 1.08, 128 -> 256 0.94; 256 -> 256 4x4 N=32 (512) 0.92.
+# 256 14x14 0.87. But not over few output pixels in the batch, where BLAS's splits the input
+# channels over the threads (ms numba / im2col, 9 rounds, the same day): 3x3 s2 256 -> 512 7x7 out
+# N=2 (98 pixels) 1.66, N=4 1.24, N=8 (392) 1.12, N=16 (784) 1.01; 128 -> 256 7x7 N=4 1.10, N=16
+# 0.88; 192 -> 256 5x5 N=4 1.34; 256 -> 256 14x14 N=2 (392) 1.08, 128 -> 256 0.94; 256 -> 256 4x4
+# N=32 (512) 0.92.
 AUTO_HALF_WIDTH_WEIGHT_BLAS_CHANNELS = 384  # input channels per group from which BLAS's is kept there ...
 AUTO_HALF_WIDTH_WEIGHT_MIN_PIXELS = 512  # ... and output pixels in the batch under which
 

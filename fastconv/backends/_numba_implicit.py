@@ -42,8 +42,8 @@ Measured (2 threads, float32, same run as torch): MNIST's first layer (N=64, 1 -
 channels, 3x3, 32x32: 0.6-0.9x, against 1.5x. On small images (7x7 to 14x14), whose rows would
 fill a quarter to a half of a tile, the columns are the image's wide pixels instead (as the weight
 gradient's), and up to 64 input channels (``FW_WIDE_MAX_CHANNELS``); on Zen 4's half-width units
-rows, and wide pixels that waste little, of up to 256 (``FW_HALF_WIDTH_MAX_CHANNELS``). The input gradient of a
-stride-1 layer is such a forward too (of gy, by the flipped kernel: ``numba_jit.grad_input``), with
+rows, and wide pixels that waste little, of up to 256 (``FW_HALF_WIDTH_MAX_CHANNELS``). The input
+gradient of a stride-1 layer is such a forward too (of gy, by the flipped kernel: ``numba_jit.grad_input``), with
 gy's channels as its input channels: two threads, float32, N=32, 3x3 padded, gx ms against the
 packed kernels' (11 interleaved rounds): 7x7 C=16 0.38 / 0.45, C=32 0.61 / 0.87, C=64 1.43 / 1.56;
 10x10 C=48 1.60 / 2.25; 14x14 C=32 1.19 / 1.59, C=64 4.73 / 5.40. Its sums run in another order
