@@ -25,7 +25,7 @@ def on(monkeypatch):
     for every call that no other tiled kernel takes (its limits are where it pays, not where it
     works)."""
     for name, value in (("PIXELS", True), ("PIXELS_MIN_FILL", 0), ("PIXELS_MIN_STEPS", 0),
-                        ("PIXELS_MAX_WIDTH", 10**9)):
+                        ("PIXELS_MAX_WIDTH", 10**9), ("PIXELS_HALF_WIDTH", False)):
         monkeypatch.setattr(numba_jit, name, value)
     numba_jit.forget_kernels()
     yield
@@ -143,7 +143,8 @@ def test_non_finite_values_go_where_the_packed_kernels_put_them(on, monkeypatch,
 @tiles
 def test_which_forwards_take_pixel_tiles(monkeypatch):
     monkeypatch.setattr(numba_jit, "PIXELS", True)
-    # the full-width units that run the pixel tiles: not half-width ones' implicit forward of many channels
+    # the full-width units' limits: not half-width ones' (below), nor their implicit forward of many channels
+    monkeypatch.setattr(numba_jit, "PIXELS_HALF_WIDTH", False)
     monkeypatch.setattr(gemm, "NARROW", False)
     numba_jit.forget_kernels()
 
@@ -164,6 +165,36 @@ def test_which_forwards_take_pixel_tiles(monkeypatch):
     with numba_jit.choosing_as(numba_jit.Choices("packed", False, ())):  # a whole array's choice holds
         assert numba_jit._forward_kernel(numba_jit._forward_call(Geometry.from_args(
             (4, 96, 7, 7), (32, 96, 5, 5), padding=2), 4), 2**40, "packed") == "packed"
+
+
+@tiles
+def test_half_width_units_take_pixel_tiles_for_2d_forwards_of_many_channels_and_images(monkeypatch):
+    """``PIXELS_HALF_WIDTH``: on Zen 4's half-width units the tiles take 2-D forwards in one group of
+    32+ input channels over 4+ images (a chunk of such a call too, whatever its images), not the
+    input gradient's phases nor the weight gradient."""
+    monkeypatch.setattr(numba_jit, "PIXELS", True)
+    monkeypatch.setattr(numba_jit, "PIXELS_HALF_WIDTH", True)
+    numba_jit.forget_kernels()
+
+    def fits(xs, ws, by_size=None, **kwargs):
+        geom = Geometry.from_args(xs, ws, **kwargs)
+        return numba_jit._pixels_fit(numba_jit._forward_call(geom, 4), 2**40, by_size)
+    try:
+        assert fits((4, 32, 7, 7), (16, 32, 5, 5), padding=2)
+        assert fits((4, 96, 14, 14), (16, 96, 3, 3), stride=2, padding=1)
+        assert not fits((4, 31, 7, 7), (16, 31, 5, 5), padding=2)  # input channels
+        assert not fits((3, 32, 7, 7), (16, 32, 5, 5), padding=2)  # images ...
+        assert fits((3, 32, 7, 7), (16, 32, 5, 5), True, padding=2)  # ... but a chunk of a call that takes them
+        assert not fits((4, 64, 7, 7), (32, 32, 5, 5), padding=2, groups=2)  # groups
+        assert not fits((4, 64, 1, 200), (16, 64, 1, 5), stride=2)  # a 1-D call
+        assert not fits((4, 64, 20, 40), (16, 64, 3, 3), padding=2, dilation=2)  # dilated rows past 32
+        strided = Geometry.from_args((8, 96, 14, 14), (16, 96, 3, 3), stride=2, padding=1)
+        assert numba_jit.whole_choices(strided, np.float32).forward == "pixels"
+        assert all(kernel != "pixels" for _, _, kernel in numba_jit._input_gradient_plan(
+            strided, 4, 2**40, None, 2))
+        assert not numba_jit._pixels_gw_fit(strided, 4)
+    finally:
+        numba_jit.forget_kernels()
 
 
 def _expected_gw(gy, x, geom):
@@ -230,6 +261,7 @@ def test_weight_gradient_non_finite_values_go_where_the_packed_kernels_put_them(
 @tiles
 def test_which_weight_gradients_take_pixel_tiles(monkeypatch):
     monkeypatch.setattr(numba_jit, "PIXELS", True)
+    monkeypatch.setattr(numba_jit, "PIXELS_HALF_WIDTH", False)  # (half-width units: none)
 
     def takes(xs, ws, **kwargs):
         return numba_jit._pixels_gw_fit(Geometry.from_args(xs, ws, **kwargs), 4)
@@ -241,7 +273,9 @@ def test_which_weight_gradients_take_pixel_tiles(monkeypatch):
 
 
 def test_pixel_tiles_are_held_to_the_cpus_measured():
-    assert numba_jit.PIXELS == gemm.FULL_WIDTH
+    """Full-width AVX-512 (an Intel Xeon) and half-width (Zen 4), the latter within its own limits."""
+    assert numba_jit.PIXELS == gemm.WIDE
+    assert numba_jit.PIXELS_HALF_WIDTH == gemm.NARROW
 
 
 @tiles

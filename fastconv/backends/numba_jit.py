@@ -595,8 +595,8 @@ KERNELS = ("depthwise-lanes", "depthwise-flat", "depthwise-packed", "matrix", "g
 # A forward call as the kernels see it: input, weight and output shapes, strides, padding (of a
 # phase: negative where cropped), dilations, groups, bytes an element, multiply-adds, and its
 # Geometry where it has one (the implicit forward reads it; an input gradient's phase at a stride
-# has none).
-_Call = namedtuple("_Call", "xs ws ys sh sw pt pl dil_h dil_w groups item macs geom")
+# has none), and whether it is an input gradient's phase.
+_Call = namedtuple("_Call", "xs ws ys sh sw pt pl dil_h dil_w groups item macs geom phase", defaults=(False,))
 
 
 def _forward_call(geom, item) -> _Call:
@@ -611,7 +611,7 @@ def _phase_call(geom, phase, item, flipped) -> _Call:
     (``Geometry.input_gradient_as_forward``, at unit stride), else None."""
     (m, mw), (pt, pl) = phase.taps, phase.pad
     return _Call(geom.y_shape, (geom.c_in, geom.c_out_g, m, mw), (geom.n, geom.c_in, *phase.size), 1, 1, pt, pl,
-                 geom.dil_h, geom.dil_w, geom.groups, item, geom.macs // (geom.sh * geom.sw), flipped)
+                 geom.dil_h, geom.dil_w, geom.groups, item, geom.macs // (geom.sh * geom.sw), flipped, True)
 
 
 def _forward_kernel(c, budget, pinned=None) -> str:
@@ -658,7 +658,7 @@ def _forward_kernel(c, budget, pinned=None) -> str:
             and _patches.forward_plan(c.xs, (c.groups, c.ws[0] // c.groups, *c.ws[1:]), c.ys, c.sh, c.sw, c.dil_h,
                                       c.dil_w, c.item, _slots(c.macs)[0], budget) is not None)):
         return "patches"
-    if takes("pixels", lambda _: _pixels_fit(c, budget)):
+    if takes("pixels", lambda by_size: _pixels_fit(c, budget, by_size)):
         return "pixels"
     return "packed"
 
@@ -776,12 +776,35 @@ def _run_forward(kernel, x, w, bias, y, c, budget):
 # pixels: 1.2-1.5x). Validation on 70 layers drawn after the limits (seed 43): forward 0.59x the
 # time (geomean of the 12 calls that take it, 0.36-1.07), backward 0.90x (11, 0.67-1.04); float64
 # on seed 31's: 0.63x (18, 0.42-1.16) and 0.86x (18, 0.59-1.55: 8 output channels over dilated
-# rows of 1024, now excluded). Measured there only (as ``PHASES``).
-PIXELS = _gemm.FULL_WIDTH
+# rows of 1024, now excluded). Measured there first (as ``PHASES``).
+# On AVX-512's half-width units (Zen 4, 2026-12-06, the same method: each pass of numba alone, ms
+# pixels / before, 7 interleaved rounds, the 55 of 150 random layers (seed 31) whose kernels the
+# tiles change): forward 0.70x the time (geomean of 12, 0.26-1.27: N=32 384 -> 16 3x3 s2 7x7 0.61 /
+# 2.31 ms, N=16 512 -> 32 3x3 s2 10x10 0.45x, N=16 128 -> 16 7x7 10x10 0.59x), input gradient 0.92x
+# (27, 0.61-1.07), weight gradient 0.90x (38, 0.49-1.29). Its losses, held out there: dilated rows
+# past ``PIXELS_MAX_WIDTH`` (1-D k3 d2 N=2 384 -> 128 over 4096, 1.27x), one image (N=1 32 -> 512
+# 17x17 7x7 in 8 groups, 1.20x) and the weight gradient past 32 output channels a group (96: 1.29x,
+# 1.02x, 0.99x; 64: 0.92x, 1.06x, 0.99x; up to 32: 0.49-0.95x). On 150 more (seed 37): forward
+# 0.71x (16, 0.28-1.35), input gradient 0.94x (31, 0.55-1.23), weight gradient 0.74x (20,
+# 0.48-1.42). Its losses, held out there too: few input channels in the forward (3 -> 192 7x7 s2
+# 1.35x, 16 -> 512 3x3 s2 1.31x; ``PIXELS_HALF_WIDTH_MIN_CHANNELS``), the input gradient's phases
+# (1.08-1.23x on six layers, 56x56 strided ones and grouped ones among them, against 0.55-0.83x on
+# others: no line found, so none of them) and the weight gradient of layers whose forward another
+# kernel runs (the implicit forward's: 3x3 N=2 192 -> 32 28x28 1.20x, 7x7 N=2 48 -> 32 17x17
+# 1.42x; grouped 1.31x): see ``PIXELS_GW_MAX_CHANNELS``.
+# On 300 more (seed 43) the forward lost on 1-D calls at a stride (1.13-2.36x), on two images
+# (1.16-1.26x) and in groups (1.12-1.23x). So on half-width units the tiles take the forward of
+# 2-D calls (3-D ones lifted) in one group of 32+ input channels over 4+ images (over the four
+# seeds, 39 such forwards: 0.26-1.03x, geomean 0.56 / 0.60 / 0.74 / 0.78 a seed). Checked on 300
+# layers drawn after that (seed 47): the 18 forwards that moved 0.55-0.95x, geomean 0.79.
+PIXELS = _gemm.WIDE
 PIXELS_MIN_FILL = 0.25  # output channels a group, of a panel's columns (two vectors)
 PIXELS_MIN_STEPS = 100  # taps a pixel, input channels times kernel taps
 PIXELS_MAX_WIDTH = 32  # output pixels a row at stride 1, undilated ...
-PIXELS_WIDE_MIN_CHANNELS = 16  # ... or dilated with fewer output channels a group than this
+PIXELS_WIDE_MIN_CHANNELS = 16  # ... or dilated with fewer output channels a group than this (full width only)
+PIXELS_HALF_WIDTH = _gemm.NARROW  # whether the half-width units' limits hold: ...
+PIXELS_HALF_WIDTH_MIN_CHANNELS = 32  # ... input channels (one group, 2-D, not an input gradient's phase) ...
+PIXELS_HALF_WIDTH_MIN_IMAGES = 4  # ... and images
 # The weight gradient on the same tiles (taps down, output channels across, pixels summed), where
 # the other tiled kernels leave it to the packed path as well: backward through the API, ms with /
 # without, 5 interleaved rounds, on the layers of seeds 31, 37 and 41 that take it: N=64 192 -> 32
@@ -792,6 +815,10 @@ PIXELS_WIDE_MIN_CHANNELS = 16  # ... or dilated with fewer output channels a gro
 # one image (1.07-1.30: one block of images, its taps split over the slots, each copying it), which
 # the packed path keeps.
 PIXELS_GW_MAX_CHANNELS = 96
+# Not on half-width units (Zen 4, 2026-12-06): over five seeds of random layers it won on most
+# layers whose forward the tiles run (0.40-0.95x) but lost, by no line found, on others: 512 -> 32
+# 3x3 N=2 7x7 4.6x, N=4 17x17 1.40x, d2 N=8 10x10 1.25x; N=8 48 -> 32 5x5 7x7 1.20x; and where
+# another kernel runs the forward, 3x3 N=2 192 -> 32 28x28 1.20x, 7x7 N=2 48 -> 32 17x17 1.42x.
 
 
 def _pixels_extent(c):
@@ -806,19 +833,26 @@ def _pixels_scratch(c, nslots):
     return _pixels.scratch(c.xs[1], c.ws[0], c.ws[2], c.ws[3], c.groups, *_pixels_extent(c), nslots, c.item)
 
 
-def _pixels_fit(c, budget) -> bool:
+def _pixels_fit(c, budget, by_size=None) -> bool:
     """Whether the forward call ``c`` runs on ``_numba_pixels`` (``PIXELS``): a non-empty output,
     output channels a group to fill a quarter of a panel at least (``PIXELS_MIN_FILL``), taps
     enough a pixel (``PIXELS_MIN_STEPS``: a tile's products past its loads and stores), a stride,
     output rows of at most ``PIXELS_MAX_WIDTH`` (past it the packed path's rows are long enough)
-    or a dilation with ``PIXELS_WIDE_MIN_CHANNELS`` output channels a group, scratch within
-    ``budget`` bytes."""
+    or a dilation with ``PIXELS_WIDE_MIN_CHANNELS`` output channels a group (full-width units
+    only); on half-width units a 2-D forward (not an input gradient's phase) in one group of
+    ``PIXELS_HALF_WIDTH_MIN_CHANNELS`` input channels over ``PIXELS_HALF_WIDTH_MIN_IMAGES``
+    images (``by_size`` True: a chunk of a call that takes them, whatever its images); scratch
+    within ``budget`` bytes."""
     kg = c.ws[0] // c.groups
     if (not PIXELS or 0 in c.ys or kg < PIXELS_MIN_FILL * _gemm.tile_cols(c.item)
             or math.prod(c.ws[1:]) < PIXELS_MIN_STEPS):
         return False
     if (c.sh == c.sw == 1 and c.ys[3] > PIXELS_MAX_WIDTH
-            and (c.dil_h == c.dil_w == 1 or kg < PIXELS_WIDE_MIN_CHANNELS)):
+            and (c.dil_h == c.dil_w == 1 or kg < PIXELS_WIDE_MIN_CHANNELS or PIXELS_HALF_WIDTH)):
+        return False
+    if PIXELS_HALF_WIDTH and (c.phase or c.groups > 1 or c.xs[2] == c.ws[2] == 1  # (see ``PIXELS``)
+                         or c.xs[1] < PIXELS_HALF_WIDTH_MIN_CHANNELS
+                         or c.xs[0] < PIXELS_HALF_WIDTH_MIN_IMAGES and not by_size):
         return False
     nfloat, nint = _pixels_scratch(c, _slots(c.macs, _gemm.PIECES)[1])
     return nfloat * c.item + nint * 8 <= budget
@@ -842,10 +876,11 @@ def _pixels_gw_scratch(geom, itemsize, nslots):
 def _pixels_gw_fit(geom, itemsize) -> bool:
     """Whether the weight gradient on ``geom`` runs on ``_numba_pixels.gw_part``: where the forward
     would run its tiles of output pixels (``_pixels_fit``), with up to ``PIXELS_GW_MAX_CHANNELS``
-    output channels a group, two images or more, scratch within the budget."""
+    output channels a group, two images or more, scratch within the budget; not on half-width
+    units."""
     c = _forward_call(geom, itemsize)
     budget = call_budget(geom, itemsize)
-    if (geom.n < 2 or geom.c_out_g > PIXELS_GW_MAX_CHANNELS or not _pixels_fit(c, budget)
+    if (PIXELS_HALF_WIDTH or geom.n < 2 or geom.c_out_g > PIXELS_GW_MAX_CHANNELS or not _pixels_fit(c, budget)
             or geom.is_depthwise):
         return False
     nfloat, nint = _pixels_gw_scratch(geom, itemsize, _slots(geom.macs, _gemm.RED_PIECES)[1])
