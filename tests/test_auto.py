@@ -405,7 +405,7 @@ def test_full_width_avx512_rows(tiles, monkeypatch, geom, forward, grad_input, g
     picks = [backends.choose(geom, np.float32, pass_=p) for p in backends.PASSES]
     monkeypatch.setattr(numba_jit, "full_width_tiles", lambda geom: full)
     monkeypatch.setattr(backends, "_ranked", {})
-    if full:  # numba's tiles of output pixels, which such a CPU runs (``PIXELS``; not Zen 4's)
+    if full:  # numba's tiles of output pixels within such a CPU's limits (``PIXELS``; not Zen 4's)
         monkeypatch.setattr(numba_jit, "PIXELS", True)
         monkeypatch.setattr(numba_jit, "PIXELS_HALF_WIDTH", False)
         numba_jit.forget_kernels()
