@@ -285,6 +285,23 @@ def test_on_half_width_avx512_one_d_calls_of_few_pixels_run_numba(tiles, monkeyp
         assert [backends.choose(geom, np.float32, pass_=p) for p in backends.PASSES] == want
 
 
+@pytest.mark.parametrize("wide, full", [(False, False), (True, False), (True, True)])
+def test_numba_pixel_tiles_take_the_forward_with_avx512_tiles(tiles, monkeypatch, wide, full):
+    """``_on_pixel_tiles``: where numba says its tiles of output pixels run the forward, auto gives it
+    numba with AVX-512's tiles, full-width units or half-width ones (not 3x3 at stride 1), past the
+    BLAS row of few pixels per image and many channels."""
+    numba_jit = tiles(wide, "reference", "im2col", "numba")
+    monkeypatch.setattr(numba_jit, "full_width_tiles", lambda geom: full)
+    monkeypatch.setattr(numba_jit, "pixel_tiles", lambda geom: True)
+    few = Geometry.from_args((32, 384, 7, 7), (16, 384, 3, 3), stride=2, padding=1)
+    assert backends._blas_shaped(few)
+    assert backends._on_pixel_tiles(few, "pixel_tiles") is wide
+    if wide:
+        assert backends.choose(few, np.float32) == "numba"
+    assert not backends._on_pixel_tiles(Geometry.from_args((8, 256, 14, 14), (16, 256, 3, 3), padding=1),
+                                        "pixel_tiles")  # 3x3 at stride 1: winograd's rows
+
+
 def test_numba_says_which_passes_run_its_implicit_forward():
     """``numba_jit.implicit_forward`` / ``implicit_input_gradient`` answer from ``whole_choices``
     (float32): a strided call's input gradient is not one implicit forward."""

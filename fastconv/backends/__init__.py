@@ -828,10 +828,20 @@ def _strided_few_outputs(g: Geometry) -> bool:
 # 32 12x12 0.61 / 1.82.
 
 
+# On half-width units (Zen 4), where numba's tiles of output pixels now run the forward within
+# their own limits (``numba_jit.PIXELS_HALF_WIDTH``; never an input gradient's phases there), the
+# forward's row holds as well: ms numba / im2col, 7 interleaved rounds (2026-12-06), 3x3 s2 N=32
+# 384 -> 16 7x7 1.08 / 3.26, N=16 512 -> 32 10x10 1.65 / 3.52, N=32 256 -> 32 14x14 2.63 / 5.94,
+# N=16 192 -> 48 7x7 0.49 / 0.77; 7x7 N=16 128 -> 16 10x10 1.99 / 6.98; 5x5 N=16 384 -> 33 10x10
+# 8.59 / 12.72, N=64 192 -> 32 7x7 6.52 / 18.0; 3x3 d2 N=8 512 -> 48 14x14 4.50 / 6.11. (Their
+# input and weight gradients split: 0.44-1.20x and 0.55-1.38x; those rows are not taken.)
+
+
 def _on_pixel_tiles(g: Geometry, question: str) -> bool:
-    """On full-width AVX-512, not 3x3 at stride 1 (winograd's rows), where numba's ``question``
-    (``pixel_tiles``, ``pixel_tiles_input``) says its tiles of output pixels run the pass."""
-    return _full_width(g) and not _is_3x3s1(g) and _backend_says("numba", question, g)
+    """With AVX-512's register tiles, not 3x3 at stride 1 (winograd's rows), where numba's
+    ``question`` (``pixel_tiles``, ``pixel_tiles_input``) says its tiles of output pixels run the
+    pass (the input gradient's phases: full-width units only)."""
+    return _register_tiles(g) and not _is_3x3s1(g) and _backend_says("numba", question, g)
 
 
 # One image of many channels: numba's kernels and winograd's split a batch's images, tiles or rows
@@ -1158,7 +1168,7 @@ AUTO_PASS_RULES: tuple[tuple[str, str, object, tuple[str, ...]], ...] = (
     ("forward", "2-D windows that tile the input (stride equal to the kernel, unpadded, one group), up to 96 input "
      "channels x taps (384 on AVX-512's half-width units): BLAS's product of the permuted input", _tiled_windows,
      ("im2col", "numba")),
-    ("forward", "full-width AVX-512: numba's tiles of output pixels, kernel past 1x1, 5+ input channels, "
+    ("forward", "AVX-512: numba's tiles of output pixels, kernel past 1x1, 5+ input channels, "
      "not 3x3 at stride 1 nor 512+ output channels 8x the input's",
      lambda g: (math.prod(as_2d(g).kernel) > 1 and g.c_in_g > 4 and not _many_outputs(g, AUTO_MANY_OUT_CHANNELS)
                 and _on_pixel_tiles(g, "pixel_tiles")), ("numba", "im2col")),
@@ -1173,7 +1183,8 @@ AUTO_PASS_RULES: tuple[tuple[str, str, object, tuple[str, ...]], ...] = (
      _strided_few_outputs, ("numba", "im2col")),
     ("grad_input", "2-D and 3-D on numba's patches (at a stride, many channels), without AVX-512",
      lambda g: g.ndim >= 2 and _backend_says("numba", "patches", g) and _without_wide_tiles(g), ("numba", "im2col")),
-    ("grad_input", "full-width AVX-512: numba's stride phases on tiles of output pixels, not 3x3 at stride 1",
+    ("grad_input", "AVX-512: numba's stride phases on tiles of output pixels (full-width units), not 3x3 at "
+     "stride 1",
      lambda g: _on_pixel_tiles(g, "pixel_tiles_input"), ("numba", "im2col")),
     ("grad_weight", "full-width AVX-512: 512+ output channels, 8x the input's",
      lambda g: _many_outputs(g, AUTO_MANY_OUT_CHANNELS), ("im2col", "numba")),
