@@ -803,11 +803,16 @@ def _few_outputs_for_taps(g: Geometry) -> bool:
     return taps > 1 and 9 * g.c_out_g <= AUTO_FOLD_OUT_CHANNELS * taps
 
 
+# ... and on half-width units (Zen 4, 2026-12-06, the input gradient alone, ms numba / im2col, 7
+# interleaved rounds): 3x3 s2 N=32 384 -> 16 7x7 5.04 / 11.4, N=32 256 -> 32 14x14 7.96 / 10.8, N=16
+# 512 -> 32 10x10 6.30 / 7.94, N=32 48 -> 32 10x10 1.58 / 1.55 (past the line, 48 outputs: N=16
+# 192 -> 48 7x7 1.63 / 1.38).
+
+
 def _strided_few_outputs(g: Geometry) -> bool:
-    """One group, a stride, and few output channels for the kernel's taps (``_few_outputs_for_taps``),
-    without AVX-512 or on full-width AVX-512 (not measured on AVX-512 as two halves, Zen 4)."""
-    return (g.groups == 1 and max(g.stride) > 1 and _few_outputs_for_taps(g)
-            and (_without_wide_tiles(g) or _full_width(g)))
+    """One group, a stride, and few output channels for the kernel's taps (``_few_outputs_for_taps``):
+    measured without AVX-512, on full-width AVX-512 and on half-width (Zen 4)."""
+    return g.groups == 1 and max(g.stride) > 1 and _few_outputs_for_taps(g)
 
 
 # Where numba's forward runs its tiles of output pixels (``numba_jit.pixel_tiles``), and its input
@@ -1179,7 +1184,7 @@ AUTO_PASS_RULES: tuple[tuple[str, str, object, tuple[str, ...]], ...] = (
     ("grad_input", "up to 4 input channels, 17+ output channels, one group", _few_inputs, ("im2col", "numba")),
     ("grad_input", "full-width AVX-512: 256+ output channels, 8x the input's",
      lambda g: _many_outputs(g, AUTO_MANY_OUT_GRAD_INPUT_CHANNELS), ("im2col", "numba")),
-    ("grad_input", "at a stride, few output channels for the taps, one group, without AVX-512 or on full-width AVX-512",
+    ("grad_input", "at a stride, few output channels for the taps, one group",
      _strided_few_outputs, ("numba", "im2col")),
     ("grad_input", "2-D and 3-D on numba's patches (at a stride, many channels), without AVX-512",
      lambda g: g.ndim >= 2 and _backend_says("numba", "patches", g) and _without_wide_tiles(g), ("numba", "im2col")),
