@@ -1213,7 +1213,8 @@ AUTO_PASS_RULES: tuple[tuple[str, str, object, tuple[str, ...]], ...] = (
      "512 output pixels in the batch)",
      _strided_weight_blas, ("im2col", "numba")),
     ("grad_weight", "AVX-512 on half-width units: strided 1-D and 2-D, kernel past 1x1, 64-383 input channels per "
-     "group, 512+ output pixels in the batch, 2+ images (past the BLAS row of few pixels too)",
+     "group, 512+ output pixels in the batch, one image only past 8 Mi patch elements (past the BLAS row of few "
+     "pixels too)",
      lambda g: _strided_weight(g) and _half_width(g) and not _strided_weight_blas(g), ("numba", "im2col")),
     ("forward", "AVX-512 on half-width units: 1-D at stride 1, few pixels, many channels, on numba's implicit forward",
      lambda g: _one_d_implicit(g, "implicit_forward"), ("numba", "im2col")),

@@ -1134,13 +1134,11 @@ SMALL_IMAGE_PIXELS = 81  # output pixels per image up to which numba's implicit 
 
 
 def small_images(geom) -> bool:
-    """For ``"auto"``: whether both the forward and the input gradient of a float32 call run on
-    the implicit forward over images of at most ``SMALL_IMAGE_PIXELS`` output pixels (and so up
-    to ``_numba_implicit.FW_WIDE_MAX_CHANNELS`` channels)."""
-    if math.prod(as_2d(geom).out_size) > SMALL_IMAGE_PIXELS:
-        return False
-    chosen = whole_choices(geom, np.float32)
-    return chosen.forward == "implicit" and dict(chosen.phases).get((0, 0)) == "implicit"
+    """For ``"auto"``: whether both the forward and the input gradient of a float32 call at unit
+    stride run on the implicit forward over images of at most ``SMALL_IMAGE_PIXELS`` output pixels
+    (and so up to ``_numba_implicit.FW_WIDE_MAX_CHANNELS`` channels)."""
+    return (math.prod(as_2d(geom).out_size) <= SMALL_IMAGE_PIXELS and implicit_forward(geom)
+            and implicit_input_gradient(geom))
 
 
 def implicit_forward(geom) -> bool:
