@@ -521,6 +521,64 @@ def test_half_width_3x3_layers_of_fewer_than_64_channels_run_winograd(tiles, mon
             assert picks == ["winograd", "winograd" if grad_input else "numba", "numba"], dtype
 
 
+
+@pytest.mark.parametrize("full", [False, True])
+@pytest.mark.parametrize("geom, blas", [
+    (Geometry.from_args((16, 16, 14, 14), (512, 16, 3, 3), padding=1), True),
+    (Geometry.from_args((8, 8, 28, 28), (384, 8, 3, 3), padding=1), True),  # 384: from here
+    (Geometry.from_args((2, 48, 7, 7), (512, 48, 5, 5), padding=2), True),
+    (Geometry.from_args((8, 64, 1024), (512, 64, 5), padding=2), True),  # 1-D: 8x the input's
+    (Geometry.from_args((16, 16, 20, 20), (256, 16, 5, 5), padding=2), False),  # 256 output channels
+    (Geometry.from_args((16, 64, 14, 14), (384, 64, 5, 5), padding=2), False),  # 6x the input's
+    (Geometry.from_args((8, 32, 14, 14), (512, 32, 5, 5), stride=2, padding=2), False),  # at a stride
+    (Geometry.from_args((4, 48, 17, 17), (512, 24, 3, 3), padding=1, groups=2), False),  # two groups
+    (Geometry.from_args((16, 64, 14, 14), (512, 64, 3, 3), padding=1), False),  # winograd's own rows
+    (Geometry.from_args((8, 32, 14, 14), (512, 32, 1, 1)), False)])  # 1x1: BLAS's row of its own
+def test_on_half_width_avx512_the_input_gradient_of_many_outputs_runs_blas(tiles, monkeypatch, geom, blas, full):
+    """``AUTO_HALF_WIDTH_MANY_OUT_GRAD_INPUT_CHANNELS``: on AVX-512's half-width units the input
+    gradient of a kernel past 1x1 at unit stride, one group, with 384+ output channels 8x the
+    input's runs BLAS's, float32 and float64, the other passes as before; not at a stride, in
+    groups, on layers winograd's rows take, nor on full-width units (their own rows)."""
+    numba_jit = tiles(True, "reference", "im2col", "numba", "winograd")
+    monkeypatch.setattr(numba_jit, "full_width_tiles", lambda geom: full)
+    taken = blas and not full
+    assert backends._half_width_many_outputs(geom) is taken
+    if taken:
+        for dtype in (np.float32, np.float64):
+            assert backends.choose(geom, dtype, pass_="grad_input") == "im2col", dtype
+
+
+@pytest.mark.parametrize("full", [False, True])
+@pytest.mark.parametrize("implicit", [False, True])
+@pytest.mark.parametrize("geom, numba", [
+    (Geometry.from_args((2, 64, 14, 14), (64, 64, 3, 3), padding=1), True),  # 98 F(2x2) tiles
+    (Geometry.from_args((4, 64, 10, 10), (64, 64, 3, 3), padding=1), True),
+    (Geometry.from_args((1, 64, 16, 16), (128, 64, 3, 3), padding=1), True),  # 256 pixels, 64 tiles
+    (Geometry.from_args((6, 64, 14, 14), (64, 64, 3, 3), padding=1), True),  # 294 tiles
+    (Geometry.from_args((8, 64, 14, 14), (64, 64, 3, 3), padding=1), False),  # 392 tiles
+    (Geometry.from_args((1, 64, 20, 20), (64, 64, 3, 3), padding=1), False),  # 400 pixels an image
+    (Geometry.from_args((2, 96, 14, 14), (96, 96, 3, 3), padding=1), False),  # 96 channels
+    (Geometry.from_args((4, 64, 11, 11), (256, 64, 3, 3), padding=1), False),  # 256 on the larger side
+    (Geometry.from_args((2, 48, 14, 14), (48, 48, 3, 3), padding=1), False),  # not winograd's rows
+    (Geometry.from_args((2, 128, 14, 14), (128, 64, 3, 3), padding=1, groups=2), False),  # grouped
+    (Geometry.from_args((2, 64, 14, 14), (64, 64, 3, 3), stride=2, padding=1), False),
+    (Geometry.from_args((2, 64, 1, 14, 14), (64, 64, 1, 3, 3), padding=(0, 1, 1)), False)])  # 3-D
+def test_on_half_width_avx512_small_calls_of_64_channels_run_numbas_forward(tiles, monkeypatch, geom, numba,
+                                                                             implicit, full):
+    """``AUTO_HALF_WIDTH_SMALL_WINOGRAD_*``: on AVX-512's half-width units the float32 forward of a
+    2-D 3x3 stride-1 call of one group with 64-79 channels on its smaller side (up to 128 on the
+    larger), small images and few F(2x2) tiles runs numba's implicit forward, not winograd's; its
+    gradients and its float64 forward stay winograd's."""
+    numba_jit = tiles(True, "reference", "im2col", "numba", "winograd")
+    monkeypatch.setattr(numba_jit, "full_width_tiles", lambda geom: full)
+    monkeypatch.setattr(numba_jit, "implicit_forward", lambda geom: implicit)
+    taken = numba and implicit and not full
+    assert backends._half_width_small_winograd(geom) is taken
+    if taken:
+        assert backends.choose(geom, np.float32) == "numba"
+        assert backends.choose(geom, np.float64) == "winograd"
+        assert backends.choose(geom, np.float32, pass_="grad_input") == "winograd"
+
 def test_strided_pointwise_input_gradient_is_numbas_in_float32_only(tiles, monkeypatch):
     """A 2-D 1x1 kernel at a stride on full-width AVX-512: numba's input gradient in float32, BLAS's
     in float64 (``_strided_pointwise``, ``AUTO_DTYPE_RULES``), and BLAS's at unit stride."""
@@ -1001,6 +1059,7 @@ def test_a_repeated_call_runs_what_auto_picks_now(installed, monkeypatch):
             run()
             assert ran[-1] == fastconv.choose_backend(x.shape, w.shape, padding=1, dtype=np.float32)
     # a rule that reads the threads (as numba's ``patch_rows`` does): the pick follows their count
+    monkeypatch.setattr(backends, "AUTO_PASS_RULES", ())  # (a forward row takes this call on Zen 4)
     monkeypatch.setattr(backends, "AUTO_RULES", (
         ("one thread", lambda g: _threads.call_threads() == 1, ("im2col",)),
         ("otherwise", lambda g: True, ("numba",))))

@@ -1144,6 +1144,71 @@ def _few_channels_winograd(g: Geometry, least_pixels: int = 0) -> bool:
     return deep and least >= AUTO_FEW_CHANNELS_WINOGRAD
 
 
+
+# On AVX-512's half-width units the input gradient of layers with many output channels beside few
+# input ones (gy's many channels summed into few) runs faster on BLAS than on numba's loops, whose
+# tiles have few output channels to fill: the full-width row (``_many_outputs``) measured there.
+# Two threads, each pass alone after an idle pause and 30 ms of its own calls, ms over torch's in
+# the same process, numba / im2col, medians of 7 interleaved rounds (2026-12-06, an AMD Zen 4),
+# float32: 3x3 N=16 16 -> 512 28x28 1.32 / 1.08, 14x14 2.05 / 1.39; N=1 48 -> 512 14x14 1.94 /
+# 1.15; N=16 32 -> 512 10x10 2.73 / 2.31; N=32 48 -> 512 7x7 3.43 / 2.23; N=8 8 -> 384 28x28 0.98 /
+# 0.72; 5x5 N=2 48 -> 512 7x7 4.77 / 2.36; N=8 48 -> 384 7x7 4.65 / 3.56; N=2 64 -> 512 17x17 2.30
+# / 1.41; N=8 24 -> 384 14x14 1.73 / 1.59; 7x7 N=4 32 -> 512 14x14 2.47 / 1.70; N=16 8 -> 512 28x28
+# 0.88 / 0.73; 1-D k5 N=8 64 -> 512 over 1024 1.13 / 1.09, N=4 16 -> 384 over 2048 1.21 / 1.25.
+# float64 more so (3x3 N=16 16 -> 512 14x14 2.60 / 0.95; 5x5 N=8 48 -> 384 7x7 2.34 / 1.05). Not
+# from 256 output channels (5x5 N=16 16 -> 256 20x20 1.70 / 1.93, 32 -> 256 14x14 1.83 / 1.92; 1-D
+# k7 16 -> 256 0.97 / 1.08), nor at a stride (5x5 s2 N=8 32 -> 512 14x14 1.36 / 2.23, 3x3 s2 N=32
+# 48 -> 512 1.09 / 1.59), nor in groups (3x3 s2 two groups of 24 -> 256 17x17 3.57 / 1.73 but the
+# other passes 1.77 / 4.28, 1.55 / 2.89), nor in the other passes (forward 3x3 N=32 3 -> 512 28x28
+# 0.19 / 0.26, 5x5 s2 N=8 32 -> 512 1.63 / 2.34; weight gradient 3x3 s2 N=32 48 -> 512 0.85 / 1.28,
+# 5x5 N=16 3 -> 512 14x14 1.86 / 2.75: no line held).
+AUTO_HALF_WIDTH_MANY_OUT_GRAD_INPUT_CHANNELS = 384  # per group, and AUTO_MANY_OUT_RATIO times the input's
+
+
+def _half_width_many_outputs(g: Geometry) -> bool:
+    """On AVX-512's half-width units, a kernel past 1x1 at unit stride in one group with
+    ``AUTO_HALF_WIDTH_MANY_OUT_GRAD_INPUT_CHANNELS`` output channels or more, ``AUTO_MANY_OUT_RATIO``
+    times the input's; not a layer that winograd's own rows take (``_winograd_channels``)."""
+    return (g.groups == 1 and max(g.stride) == 1 and math.prod(g.kernel) > 1
+            and g.c_out >= max(AUTO_HALF_WIDTH_MANY_OUT_GRAD_INPUT_CHANNELS, AUTO_MANY_OUT_RATIO * g.c_in)
+            and _half_width(g) and not _winograd_channels(g))
+
+
+# winograd's own rows start at 64 channels a side (``winograd.beats_direct``); on AVX-512's
+# half-width units its fixed cost a call (the kernel's transform, its items' start) is not repaid
+# by small 2-D calls of 64-79 channels on small images, where numba's implicit forward runs: its
+# forward there, same method as above, ms over torch's, numba / winograd: 3x3 64 -> 64 N=2 14x14
+# (98 F(2x2) tiles) 1.45 / 2.38, N=4 14x14 1.37 / 1.72, N=6 14x14 1.24 / 1.45, N=4 10x10 1.59 /
+# 2.26, N=2 12x12 1.69 / 2.66; 64 -> 128 N=1 16x16 1.30 / 1.70; 64 -> 80 N=3 14x14 1.49 / 1.49;
+# under ``AUTO_FEW_TILES``, where the few-tiles row gave BLAS's (numba / im2col): N=1 9x9 1.37 /
+# 1.91, 12x12 1.33 / 1.89, N=2 8x8 1.81 / 4.08.
+# Not past 256 output pixels an image (N=1 64 -> 64 28x28 1.67 / 1.51, N=1 35x35 1.92 / 1.46, N=2
+# 64 -> 128 20x20 1.29 / 1.15), nor from 300 tiles (N=8 14x14 1.20 / 1.14), nor from 80 channels
+# (N=2 96 -> 96 17x17 2.62 / 1.83, N=2 128 -> 128 14x14 2.35 / 1.57), nor in the input gradient
+# (64 -> 80 N=3 14x14 1.94 / 1.64, 64 -> 128 N=1 16x16 1.64 / 1.47), nor in float64 (N=2 14x14
+# 1.87 / 1.07, N=4 10x10 2.15 / 0.85: ``AUTO_DTYPE_RULES``). On ten layers drawn after that:
+# 64 -> 64 N=8 8x8 1.57 / 1.80, N=2 12x12 1.58 / 3.14, N=1 13x13 1.06 / 5.36; 64 -> 72 N=1 15x15
+# 1.15 / 1.42; 64 -> 128 N=6 6x6 1.72 / 2.51; but not past 128 channels on the larger side (64 ->
+# 256 N=1 16x16 1.66 / 1.17, N=4 11x11 1.40 / 1.10; 64 -> 192 N=4 8x8 1.54 / 1.45), since left out.
+AUTO_HALF_WIDTH_SMALL_WINOGRAD_CHANNELS = 80  # on the smaller side: below, ...
+AUTO_HALF_WIDTH_SMALL_WINOGRAD_MAX_CHANNELS = 128  # ... up to these on the larger, ...
+AUTO_HALF_WIDTH_SMALL_WINOGRAD_PIXELS = 256  # ... up to these output pixels an image ...
+AUTO_HALF_WIDTH_SMALL_WINOGRAD_TILES = 300  # ... and under these F(2x2) tiles in the batch: numba's forward
+
+
+def _half_width_small_winograd(g: Geometry) -> bool:
+    """On AVX-512's half-width units, a 2-D 3x3 stride-1 call of one group that winograd's own rows
+    take (``_winograd_channels``) with under ``AUTO_HALF_WIDTH_SMALL_WINOGRAD_CHANNELS`` channels on
+    its smaller side and ``AUTO_HALF_WIDTH_SMALL_WINOGRAD_MAX_CHANNELS`` at most on the larger,
+    ``AUTO_HALF_WIDTH_SMALL_WINOGRAD_PIXELS`` output pixels an image at most, under
+    ``AUTO_HALF_WIDTH_SMALL_WINOGRAD_TILES`` F(2x2) tiles, whose forward numba's implicit forward
+    runs."""
+    return (g.ndim == 2 and g.groups == 1 and _winograd_channels(g)
+            and min(g.c_in, g.c_out) < AUTO_HALF_WIDTH_SMALL_WINOGRAD_CHANNELS
+            and max(g.c_in, g.c_out) <= AUTO_HALF_WIDTH_SMALL_WINOGRAD_MAX_CHANNELS
+            and _pixels(g) <= AUTO_HALF_WIDTH_SMALL_WINOGRAD_PIXELS and _tiles(g) < AUTO_HALF_WIDTH_SMALL_WINOGRAD_TILES
+            and _half_width(g) and _backend_says("numba", "implicit_forward", g))
+
 AUTO_PASS_RULES: tuple[tuple[str, str, object, tuple[str, ...]], ...] = (
     ("forward", "full-width AVX-512: numba's patches over few output pixels, the threads splitting the output "
      "channels, 384+ input channels, one group",
@@ -1229,6 +1294,11 @@ AUTO_PASS_RULES: tuple[tuple[str, str, object, tuple[str, ...]], ...] = (
      "images and up; 3x3x3 32+ on planes of 10x10 and up, 16+ on 28x28 and up",
      lambda g: _few_channels_winograd(g, AUTO_FEW_CHANNELS_WINOGRAD_GRAD_INPUT_PIXELS),
      ("winograd", "numba", "im2col")),
+    ("grad_input", "AVX-512 on half-width units: kernel past 1x1 at unit stride, one group, 384+ output channels, "
+     "8x the input's", _half_width_many_outputs, ("im2col", "numba")),
+    ("forward", "AVX-512 on half-width units: 2-D 3x3 at stride 1, one group, 64-79 channels on the smaller side and "
+     "up to 128 on the larger, up to 256 output pixels an image, under 300 F(2x2) tiles: numba's implicit forward",
+     _half_width_small_winograd, ("numba", "winograd", "im2col")),
 )
 
 # Rows for one dtype, first for it (past depthwise and small calls, ``_past_small``): ``(dtype name,
@@ -1312,6 +1382,8 @@ AUTO_DTYPE_RULES: tuple[tuple[str, str, str, object, tuple[str, ...]], ...] = (
      lambda g: _many_outputs_any(g, AUTO_MANY_OUT_GRAD_INPUT_CHANNELS), ("im2col", "numba")),
     ("float64", "grad_weight", "full-width AVX-512: 512+ output channels, 8x the input's",
      lambda g: _many_outputs_any(g, AUTO_MANY_OUT_CHANNELS), ("im2col", "numba")),
+    ("float64", "forward", "AVX-512 on half-width units: 2-D 3x3 at stride 1, 64-79 channels, small images: "
+     "winograd's (the float32 row's numba lost here)", _half_width_small_winograd, ("winograd", "numba", "im2col")),
     ("float64", "*", "3x3 at stride 1, 24+ channels per group (8+ in grouped layers), without AVX-512",
      _f64_winograd, ("winograd", "im2col", "numba")),
     ("float64", "*", "2-D and 3-D kernels but 3x3 at stride 1, 16+ input channels per group, without AVX-512",
