@@ -138,11 +138,13 @@ ONE_D: tuple[Case, ...] = (
     case("tcn-l4096-c128-k3d8", 16, 128, (4096,), 128, 3, 1, 8, dilation=8),
 )
 
-# Video and volumes: a full 3x3x3 layer and the (2+1)-D pair that factorises it (R(2+1)D).
+# Video and volumes: a full 3x3x3 layer, the (2+1)-D pair that factorises it (R(2+1)D), and a
+# depthwise 3x3x3 one (X3D, MoViNet).
 THREE_D: tuple[Case, ...] = (
     case("v16x56-c64-k3", 2, 64, (16, 56, 56), 64, 3, 1, 1),
     case("v16x56-c64-k1x3x3", 2, 64, (16, 56, 56), 64, (1, 3, 3), 1, (0, 1, 1)),
     case("v16x56-c64-k3x1x1", 2, 64, (16, 56, 56), 64, (3, 1, 1), 1, (1, 0, 0)),
+    case("v16x56-dw-c64-k3", 2, 64, (16, 56, 56), 64, 3, 1, 1, groups=64),  # X3D's depthwise 3x3x3
 )
 
 # Tiny shapes for the CLI's own tests and smoke runs: a second each, whatever the backend.

@@ -362,3 +362,94 @@ def test_the_lanes_extra_memory_stays_under_budget(budget, monkeypatch, name):
     ran.clear()
     call()
     assert not {dwl._part, dwl._gi_part, dwl._gw_part} & set(ran)
+
+
+# 3-D depthwise forwards on their own kernel (``_dw3_part``): (x shape, kernel, multiplier, kwargs)
+VOLUME_CASES = [
+    ((2, 3, 5, 6, 7), (3, 3, 3), 1, dict(padding=1)),
+    ((2, 3, 5, 6, 7), (3, 3, 3), 2, dict(padding=1)),  # a channel multiplier
+    ((1, 2, 7, 9, 8), (2, 3, 2), 3, dict(padding=(1, 0, 2), stride=(2, 1, 3))),  # strides, an even depth
+    ((1, 2, 9, 9, 9), (3, 3, 3), 1, dict(padding=2, dilation=2)),
+    ((1, 2, 9, 9, 9), (3, 3, 3), 1, dict(padding=((2, 0), (1, 1), (0, 2)), dilation=(2, 1, 1))),  # uneven
+    ((2, 4, 4, 5, 6), (1, 3, 3), 1, dict(padding=(0, 1, 1))),  # 1 x kH x kW: no depth taps
+    ((1, 2, 6, 6, 6), (3, 3, 3), 1, dict(stride=2)),  # unpadded
+    ((1, 2, 3, 4, 4), (3, 3, 3), 1, dict(padding=(3, 1, 1))),  # taps wholly in the depth padding
+    ((1, 2, 4, 130, 9), (3, 3, 3), 1, dict(padding=1)),  # two bands of rows
+]
+
+
+def _volume(shape, kernel, mult, kwargs, dtype=np.float64, seed=0):
+    c = shape[1]
+    geom = Geometry.from_args(shape, (c * mult, 1, *kernel), groups=c, **kwargs)
+    rng = np.random.default_rng(seed)
+    x, w, b = (rng.standard_normal(s).astype(dtype) for s in (geom.x_shape, geom.w_shape, (geom.c_out,)))
+    return geom, x, w, b
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("shape,kernel,mult,kwargs", VOLUME_CASES)
+def test_volumes_run_their_own_kernel_and_match_the_reference(monkeypatch, shape, kernel, mult, kwargs, dtype):
+    geom, x, w, b = _volume(shape, kernel, mult, kwargs, dtype)
+    ran = ran_parts(monkeypatch)
+    kept = x.copy(), w.copy(), b.copy()
+    for bias in (None, b):
+        got = numba_jit.forward(x, w, geom, bias)
+        want = reference.forward(x.astype(np.float64), w.astype(np.float64), geom,
+                                 None if bias is None else bias.astype(np.float64))
+        assert got.dtype == dtype and got.flags.c_contiguous and got.shape == geom.y_shape
+        tol = 1e-5 if dtype == np.float32 else 1e-12
+        np.testing.assert_allclose(got, want, rtol=tol, atol=tol * np.abs(want).max())
+    assert ran == [dw._dw3_part, dw._dw3_part]
+    for before, now in zip(kept, (x, w, b)):
+        np.testing.assert_array_equal(before, now)  # inputs untouched
+
+
+def test_volumes_give_the_same_bits_for_any_threads(use_threads):
+    geom, x, w, b = _volume((3, 5, 6, 7, 8), (3, 3, 3), 2, dict(padding=1), np.float32)
+    outs = []
+    for threads in (1, 2, 3):
+        use_threads(threads)
+        outs.append(numba_jit.forward(x, w, geom, b))
+    for out in outs[1:]:
+        np.testing.assert_array_equal(out, outs[0])
+
+
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")  # the reference's inf * 0
+def test_volumes_with_a_non_finite_weight_take_the_lift_and_match_the_reference(monkeypatch):
+    """inf or NaN in the weight: the lift's 2-D path, which mends its products with the padding."""
+    geom, x, w, b = _volume((1, 2, 4, 5, 5), (3, 3, 3), 1, dict(padding=1))
+    w[1, 0, 0, 1, 1] = np.inf
+    ran = ran_parts(monkeypatch)
+    with np.errstate(invalid="ignore"):
+        got, want = numba_jit.forward(x, w, geom), reference.forward(x, w, geom)
+    assert dw._dw3_part not in ran
+    _same_values(got, want, 1e-10)
+
+
+@pytest.mark.parametrize("threads", [1, 2, 3])
+def test_volumes_stay_inside_the_scratch_they_size(threads):
+    """Workspaces exactly as large as ``_dw3_scratch`` says, followed by guards left untouched."""
+    geom, x, w, b = _volume((2, 3, 5, 7, 9), (3, 2, 3), 2, dict(padding=(1, 1, 0), stride=(2, 1, 2)), np.float32)
+    (sd, sh, sw), (dd, dh, dwl_), ((pd, _), (pt, _), (pl, _)) = geom.stride, geom.dilation, geom.padding
+    nf, ni = dw._dw3_scratch(geom.x_shape, geom.y_shape, *geom.kernel, sd, sh, sw, dd, dh, dwl_, threads)
+    fws, iws = np.full(nf + 64, np.nan, np.float32), np.full(ni + 8, -7, np.int64)
+    got = np.empty(geom.y_shape, np.float32)
+    for slot in range(threads):
+        dw._dw3_part(x, w, b, got, sd, sh, sw, pd, pt, pl, dd, dh, dwl_, threads, fws[:nf], iws[:ni], slot)
+    assert np.isnan(fws[nf:]).all() and (iws[ni:] == -7).all()
+    np.testing.assert_allclose(got, reference.forward(x, w, geom, b), rtol=1e-4, atol=1e-4)
+
+
+def test_volume_extra_memory_stays_under_budget(budget, monkeypatch):
+    """Each slot's packed planes of a band (N=2 C=64 16x28x28, 3x3x3: 18 planes of 30x30 for two
+    slots, 130 KiB) within 1 MiB; past the budget the lift's path, as before."""
+    geom, x, w, _ = _volume((2, 64, 16, 28, 28), (3, 3, 3), 1, dict(padding=1), np.float32)
+    ran = ran_parts(monkeypatch)
+    budget(2**20)
+    extra, _ = extra_bytes(lambda: numba_jit.forward(x, w, geom))
+    assert extra <= 2**20, f"{extra} bytes beyond the result"
+    assert dw._dw3_part in ran
+    budget(32 * 2**10)
+    ran.clear()
+    numba_jit.forward(x, w, geom)
+    assert dw._dw3_part not in ran
