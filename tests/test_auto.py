@@ -533,12 +533,14 @@ def test_half_width_3x3_layers_of_fewer_than_64_channels_run_winograd(tiles, mon
     (Geometry.from_args((8, 32, 14, 14), (512, 32, 5, 5), stride=2, padding=2), False),  # at a stride
     (Geometry.from_args((4, 48, 17, 17), (512, 24, 3, 3), padding=1, groups=2), False),  # two groups
     (Geometry.from_args((16, 64, 14, 14), (512, 64, 3, 3), padding=1), False),  # winograd's own rows
-    (Geometry.from_args((8, 32, 14, 14), (512, 32, 1, 1)), False)])  # 1x1: BLAS's row of its own
+    (Geometry.from_args((8, 32, 14, 14), (512, 32, 1, 1)), False),  # 1x1: BLAS's row of its own
+    (Geometry.from_args((1, 48, 14, 14), (512, 48, 3, 3), padding=1), False)])  # one image
 def test_on_half_width_avx512_the_input_gradient_of_many_outputs_runs_blas(tiles, monkeypatch, geom, blas, full):
     """``AUTO_HALF_WIDTH_MANY_OUT_GRAD_INPUT_CHANNELS``: on AVX-512's half-width units the input
-    gradient of a kernel past 1x1 at unit stride, one group, with 384+ output channels 8x the
-    input's runs BLAS's, float32 and float64, the other passes as before; not at a stride, in
-    groups, on layers winograd's rows take, nor on full-width units (their own rows)."""
+    gradient of a kernel past 1x1 at unit stride, one group, over two images or more, with 384+
+    output channels 8x the input's runs BLAS's, float32 and float64, the other passes as before;
+    not at a stride, in groups, on one image, on layers winograd's rows take, nor on full-width
+    units (their own rows)."""
     numba_jit = tiles(True, "reference", "im2col", "numba", "winograd")
     monkeypatch.setattr(numba_jit, "full_width_tiles", lambda geom: full)
     taken = blas and not full

@@ -1161,15 +1161,23 @@ def _few_channels_winograd(g: Geometry, least_pixels: int = 0) -> bool:
 # 48 -> 512 1.09 / 1.59), nor in groups (3x3 s2 two groups of 24 -> 256 17x17 3.57 / 1.73 but the
 # other passes 1.77 / 4.28, 1.55 / 2.89), nor in the other passes (forward 3x3 N=32 3 -> 512 28x28
 # 0.19 / 0.26, 5x5 s2 N=8 32 -> 512 1.63 / 2.34; weight gradient 3x3 s2 N=32 48 -> 512 0.85 / 1.28,
-# 5x5 N=16 3 -> 512 14x14 1.86 / 2.75: no line held).
+# 5x5 N=16 3 -> 512 14x14 1.86 / 2.75: no line held). Nor on one image: timed as a backward runs
+# them, the input gradient then numba's weight gradient back to back, BLAS's threads left spinning
+# took more of the weight gradient's time than they saved (ms over torch's input gradient, BLAS's
+# input gradient / numba's: N=1 3x3 48 -> 512 14x14 4.77 / 3.28, 16 -> 512 28x28 3.29 / 3.05; 1-D
+# k5 64 -> 512 over 2048 3.71 / 2.47, k7 24 -> 384 6.68 / 3.73; 5x5 32 -> 384 20x20 4.73 / 4.32),
+# where two images and more still gained (5x5 N=2 48 -> 512 7x7 5.81 / 7.37, N=8 48 -> 384 6.04 /
+# 7.75, N=2 64 -> 512 17x17 3.29 / 4.17; 7x7 N=4 32 -> 512 14x14 3.92 / 4.43; 3x3 N=16 16 -> 512
+# 14x14 3.10 / 3.29; N=8 24 -> 384 5x5 2.75 / 2.91; N=16 8 -> 512 7x7 1.53 / 1.58).
 AUTO_HALF_WIDTH_MANY_OUT_GRAD_INPUT_CHANNELS = 384  # per group, and AUTO_MANY_OUT_RATIO times the input's
 
 
 def _half_width_many_outputs(g: Geometry) -> bool:
-    """On AVX-512's half-width units, a kernel past 1x1 at unit stride in one group with
-    ``AUTO_HALF_WIDTH_MANY_OUT_GRAD_INPUT_CHANNELS`` output channels or more, ``AUTO_MANY_OUT_RATIO``
-    times the input's; not a layer that winograd's own rows take (``_winograd_channels``)."""
-    return (g.groups == 1 and max(g.stride) == 1 and math.prod(g.kernel) > 1
+    """On AVX-512's half-width units, a kernel past 1x1 at unit stride in one group over two images
+    or more (of the 2-D call) with ``AUTO_HALF_WIDTH_MANY_OUT_GRAD_INPUT_CHANNELS`` output channels
+    or more, ``AUTO_MANY_OUT_RATIO`` times the input's; not a layer that winograd's own rows take
+    (``_winograd_channels``)."""
+    return (g.groups == 1 and max(g.stride) == 1 and math.prod(g.kernel) > 1 and as_2d(g).n >= 2
             and g.c_out >= max(AUTO_HALF_WIDTH_MANY_OUT_GRAD_INPUT_CHANNELS, AUTO_MANY_OUT_RATIO * g.c_in)
             and _half_width(g) and not _winograd_channels(g))
 
@@ -1294,8 +1302,8 @@ AUTO_PASS_RULES: tuple[tuple[str, str, object, tuple[str, ...]], ...] = (
      "images and up; 3x3x3 32+ on planes of 10x10 and up, 16+ on 28x28 and up",
      lambda g: _few_channels_winograd(g, AUTO_FEW_CHANNELS_WINOGRAD_GRAD_INPUT_PIXELS),
      ("winograd", "numba", "im2col")),
-    ("grad_input", "AVX-512 on half-width units: kernel past 1x1 at unit stride, one group, 384+ output channels, "
-     "8x the input's", _half_width_many_outputs, ("im2col", "numba")),
+    ("grad_input", "AVX-512 on half-width units: kernel past 1x1 at unit stride, one group, 2+ images, 384+ output "
+     "channels, 8x the input's", _half_width_many_outputs, ("im2col", "numba")),
     ("forward", "AVX-512 on half-width units: 2-D 3x3 at stride 1, one group, 64-79 channels on the smaller side and "
      "up to 128 on the larger, up to 256 output pixels an image, under 300 F(2x2) tiles: numba's implicit forward",
      _half_width_small_winograd, ("numba", "winograd", "im2col")),
