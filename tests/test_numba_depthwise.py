@@ -414,6 +414,18 @@ def test_volumes_give_the_same_bits_for_any_threads(use_threads):
         np.testing.assert_array_equal(out, outs[0])
 
 
+def test_volumes_whose_kernel_is_1x1_in_the_plane_keep_the_lifts_view(monkeypatch):
+    """A kD x 1 x 1 kernel at unit stride, unpadded in the plane: the lift's 2-D depthwise call over
+    (D, H*W), a view, ran faster than the volume kernel; padded in the plane, the kernel."""
+    ran = ran_parts(monkeypatch)
+    for kwargs, own in ((dict(padding=(1, 0, 0)), False), (dict(padding=1), True)):
+        geom, x, w, b = _volume((2, 3, 5, 6, 7), (3, 1, 1), 1, kwargs)
+        ran.clear()
+        np.testing.assert_allclose(numba_jit.forward(x, w, geom, b), reference.forward(x, w, geom, b), rtol=1e-12,
+                                   atol=1e-12)
+        assert (dw._dw3_part in ran) is own
+
+
 @pytest.mark.filterwarnings("ignore::RuntimeWarning")  # the reference's inf * 0
 def test_volumes_with_a_non_finite_weight_take_the_lift_and_match_the_reference(monkeypatch):
     """inf or NaN in the weight: the lift's 2-D path, which mends its products with the padding."""

@@ -269,7 +269,6 @@ def _depthwise_part(x, w, bias, y, sh, sw, pt, pl, dil_h, dil_w, nthreads, fws, 
              slot * lay.slot)
 
 
-
 # ------------------------------------------------------------------------------ 3-D volumes
 
 # A depthwise 3-D forward lifted to 2-D (``_lift``) stacks each output plane's kD input planes as
@@ -357,6 +356,7 @@ def _dw3_part(x, w, bias, y, sd, sh, sw, pd, pt, pl, dil_d, dil_h, dil_w, nthrea
                     src, dst = U(r * wq), out + U(r * ow)
                     for ox in range(U(ow)):
                         yflat[dst + ox] = acc[src + ox]
+
 
 # ---------------------------------------------------------------------------- weight gradient
 

@@ -60,6 +60,7 @@ from . import _numba_kernels as _k
 from . import _numba_patches as _patches
 from . import _numba_pixels as _pixels
 from . import _numba_spin as _spin
+from ._lift import _is_view as _lift_view
 from ._lift import as_2d, lifted
 from ._padding_nan import padding_products
 
@@ -918,7 +919,7 @@ def _grouped_forward(x, w, bias, y, c):
 def forward(x, w, geom, bias=None):
     """y of shape ``geom.y_shape``, dtype of ``x``, plus ``bias[co]`` when given: a 3-D depthwise
     call on its own kernel where it takes it (``_depthwise_volume``), the rest as 2-D calls (``_lift``)."""
-    if geom.ndim == 3 and geom.is_depthwise:
+    if geom.ndim == 3 and geom.is_depthwise and not _lift_view(geom):
         y = _depthwise_volume(x, w, geom, bias)
         if y is not None:
             return y
@@ -931,6 +932,10 @@ def forward(x, w, geom, bias=None):
 # 3.06 / 0.60, N=2 C=64 16x28x28 7.84 / 1.96, N=8 C=128 8x14x14 11.2 / 2.52, N=2 C=96 16x56x56 44.7 /
 # 11.5, stride (1, 2, 2) N=4 C=192 8x28x28 25.8 / 4.21; 1x3x3 N=2 C=64 16x28x28 1.56 / 0.92; 5x5x5
 # 13.3 / 5.2. (torch's, in `fastconv bench` the same day: 0.61, 3.95 and 4.32 ms on the first three.)
+# Not kernels 1x1 in the plane at unit stride there, unpadded, which the lift runs as a view, no
+# copy, on the 2-D depthwise paths (``_lift._is_view``): 3x1x1 N=2 C=64 16x56x56 2.09 / 2.43, N=8
+# C=128 8x14x14 0.53 / 1.35; 5x1x1 1.56 / 1.67; 1x1x1 1.07 / 1.81.
+
 
 def _depthwise_volume(x, w, geom, bias):
     """The 3-D depthwise forward on ``geom`` by ``_dw._dw3_part``, or None where it does not take
@@ -969,6 +974,7 @@ def _forward_planes(x, w, geom, bias=None):
 
 
 _lifted_forward = lifted(_forward_planes, "forward")
+
 
 def _not_finite(a, product, blind) -> bool:
     """Whether ``a`` (the forward's weight, or the weight gradient's gy) holds inf or NaN, found
