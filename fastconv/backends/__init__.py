@@ -572,8 +572,13 @@ def _winograd_channels(g: Geometry) -> bool:
 def _many_outputs_any(g: Geometry, least: int) -> bool:
     """A kernel past 1x1 with ``least`` output channels per group or more, ``AUTO_MANY_OUT_RATIO``
     times the input channels, on full-width AVX-512."""
-    return (math.prod(g.kernel) > 1 and g.c_out_g >= max(least, AUTO_MANY_OUT_RATIO * g.c_in_g)
-            and _full_width(g))
+    return _many_out_channels(g, least) and _full_width(g)
+
+
+def _many_out_channels(g: Geometry, least: int) -> bool:
+    """A kernel past 1x1 with ``least`` output channels per group or more, ``AUTO_MANY_OUT_RATIO``
+    times the input channels: the many-output rows' shape, on any CPU."""
+    return math.prod(g.kernel) > 1 and g.c_out_g >= max(least, AUTO_MANY_OUT_RATIO * g.c_in_g)
 
 
 def _winograd_without_wide_tiles(g: Geometry) -> bool:
@@ -1177,8 +1182,8 @@ def _half_width_many_outputs(g: Geometry) -> bool:
     or more (of the 2-D call) with ``AUTO_HALF_WIDTH_MANY_OUT_GRAD_INPUT_CHANNELS`` output channels
     or more, ``AUTO_MANY_OUT_RATIO`` times the input's; not a layer that winograd's own rows take
     (``_winograd_channels``)."""
-    return (g.groups == 1 and max(g.stride) == 1 and math.prod(g.kernel) > 1 and as_2d(g).n >= 2
-            and g.c_out >= max(AUTO_HALF_WIDTH_MANY_OUT_GRAD_INPUT_CHANNELS, AUTO_MANY_OUT_RATIO * g.c_in)
+    return (g.groups == 1 and max(g.stride) == 1 and as_2d(g).n >= 2
+            and _many_out_channels(g, AUTO_HALF_WIDTH_MANY_OUT_GRAD_INPUT_CHANNELS)
             and _half_width(g) and not _winograd_channels(g))
 
 

@@ -281,10 +281,17 @@ def _depthwise_part(x, w, bias, y, sh, sw, pt, pl, dil_h, dil_w, nthreads, fws, 
 # depthwise call already (one channel a group into kD).
 
 
+Dw3Layout = namedtuple("Dw3Layout", [
+    "wq", "rows", "nband", "hb", "size", "acc", "ntask", "nslot", "slot",  # as DwLayout's packed path
+    "ps",      # elements of one plane's packed band
+    "dp",      # packed planes (the depth padding's among them)
+])
+
+
 @njit(**_JIT)
 def _dw3_layout(n, c_in, kd, kh, kw, od, oh, ow, sd, sh, sw, dil_d, dil_h, dil_w, nthreads):  # pragma: no cover
-    """``(wq, rows, nband, hb, ps, dp, size, acc, ntask, nslot, slot)`` of ``_dw3_part``: bands of
-    output rows as ``_dw_layout``'s packed path, ``dp`` packed planes of ``ps`` elements each."""
+    """How ``_dw3_part`` cuts its work and scratch (``Dw3Layout``): bands of output rows as
+    ``_dw_layout``'s packed path, ``dp`` packed planes of ``ps`` elements each."""
     hq, wq = _packed_dims(oh, ow, kh, kw, sh, sw, dil_h, dil_w)
     rows = min(oh, max(1, TILE // wq))  # the accumulator stays in L1
     nband = (oh + rows - 1) // rows
@@ -296,7 +303,7 @@ def _dw3_layout(n, c_in, kd, kh, kw, od, oh, ow, sd, sh, sw, dil_d, dil_h, dil_w
     acc = _aligned(rows * wq + RUN_PAD)
     ntask = n * c_in * nband
     nslot = max(1, min(ntask, nthreads))
-    return wq, rows, nband, hb, ps, dp, size, acc, ntask, nslot, _aligned(size) + acc
+    return Dw3Layout(wq, rows, nband, hb, size, acc, ntask, nslot, _aligned(size) + acc, ps, dp)
 
 
 @njit(**_JIT)
@@ -304,7 +311,7 @@ def _dw3_scratch(x_shape, y_shape, kd, kh, kw, sd, sh, sw, dil_d, dil_h, dil_w, 
     """Elements of the float and int64 workspaces that ``_dw3_part`` needs."""
     lay = _dw3_layout(x_shape[0], x_shape[1], kd, kh, kw, y_shape[2], y_shape[3], y_shape[4], sd, sh, sw, dil_d,
                       dil_h, dil_w, nthreads)
-    return lay[9] * lay[10], lay[9] * kd * kh * kw
+    return lay.nslot * lay.slot, lay.nslot * kd * kh * kw
 
 
 @njit(**_JIT)
@@ -318,7 +325,7 @@ def _dw3_part(x, w, bias, y, sd, sh, sw, pd, pt, pl, dil_d, dil_h, dil_w, nthrea
     c_out, _, kd, kh, kw = w.shape
     m = c_out // c_in
     od, oh, ow = y.shape[2], y.shape[3], y.shape[4]
-    wq, rows, nband, hb, ps, dp, size, acc_size, ntask, nslot, slot_size = _dw3_layout(
+    wq, rows, nband, hb, size, acc_size, ntask, nslot, slot_size, ps, dp = _dw3_layout(
         n, c_in, kd, kh, kw, od, oh, ow, sd, sh, sw, dil_d, dil_h, dil_w, nthreads)
     if slot >= nslot:
         return

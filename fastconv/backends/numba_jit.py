@@ -446,6 +446,14 @@ def _depthwise(groups, c_in_g) -> bool:
     return groups > 1 and c_in_g == 1
 
 
+def _zero_bias(n, dtype):
+    """``n`` zeros in this thread's workspace: the bias of a call without one, for the kernels that
+    always add one (it lives until the thread's next call)."""
+    bias = _scratch("zeros", n, dtype)[:n]
+    bias[:] = 0
+    return bias
+
+
 def _run_depthwise(x, w, y, bias, c, flat):
     """``_dw._depthwise_part`` on the forward call ``c`` into the C-contiguous ``y``, on its
     ``flat`` path or its packed one; ``bias`` None: zeros. The kernel takes the flat path where
@@ -458,8 +466,7 @@ def _run_depthwise(x, w, y, bias, c, flat):
     size = y.size // y.shape[3] * width
     out = y if width == y.shape[3] else _scratch("wide", size, y.dtype)[:size].reshape(*y.shape[:3], width)
     if bias is None:
-        bias = _scratch("zeros", w.shape[0], x.dtype)[:w.shape[0]]
-        bias[:] = 0
+        bias = _zero_bias(w.shape[0], x.dtype)
     _run_parts(_dw._depthwise_part, c.macs, x, w, bias, out, c.sh, c.sw, c.pt, c.pl, c.dil_h, c.dil_w,
                workspaces=_workspaces(x.dtype, lambda nthreads: _dw._dw_scratch(
                    x.shape, out.shape, w.shape[2], w.shape[3], c.sh, c.sw, c.pl, c.dil_h, c.dil_w, nthreads)))
@@ -952,8 +959,7 @@ def _depthwise_volume(x, w, geom, bias):
         return None
     y = np.empty(geom.y_shape, dtype=x.dtype)
     if bias is None:
-        bias = _scratch("zeros", w.shape[0], x.dtype)[:w.shape[0]]
-        bias[:] = 0
+        bias = _zero_bias(w.shape[0], x.dtype)
     (pd, _), (pt, _), (pl, _) = geom.padding
     _run_parts(_dw._dw3_part, geom.macs, x, w, bias, y, sd, sh, sw, pd, pt, pl, dd, dh, dw,
                workspaces=_workspaces(x.dtype, sizes))
