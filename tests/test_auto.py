@@ -349,13 +349,15 @@ def test_on_half_width_avx512_few_tiles_forward_runs_numba_patch_rows(tiles, mon
     """``AUTO_FEW_TILES_PATCH_ROWS_MACS``: on AVX-512's half-width units, the forward of a 2-D 3x3
     stride-1 layer of one group on few F(2x2) tiles with 12M+ multiply-adds runs numba's patches,
     the threads splitting the output channels, where the few-tiles row gave BLAS; the gradients
-    keep that row's BLAS. Not on full-width units (their own patch-rows row), nor with one thread
+    keep that row's BLAS on one image. Not on full-width units (their own patch-rows row), nor with one thread
     (no split: ``numba_jit.patch_rows``)."""
     numba_jit = tiles(True, "reference", "im2col", "numba", "winograd")
     monkeypatch.setattr(numba_jit, "full_width_tiles", lambda geom: full)
     assert backends._few_tiles_patch_rows(geom) is (numba and not full)
     if numba and not full:
-        assert [backends.choose(geom, np.float32, pass_=p) for p in backends.PASSES] == ["numba", "im2col", "im2col"]
+        # (two images and more: the gradients' own half-width row, ``_half_width_few_tiles``)
+        gradients = ["winograd", "numba"] if backends._half_width_few_tiles(geom) else ["im2col", "im2col"]
+        assert [backends.choose(geom, np.float32, pass_=p) for p in backends.PASSES] == ["numba", *gradients]
         with fastconv.threads(1):
             assert not backends._few_tiles_patch_rows(geom)
 
@@ -1110,3 +1112,90 @@ def test_patch_rows_take_the_float32_forward_of_few_pixels(tiles, monkeypatch, g
     if geom is FEW_TILES:  # the pick made on two threads above is not kept for one
         with fastconv.threads(1):
             assert not numba_jit.patch_rows(geom) and backends.choose(geom, np.float32) == "im2col"
+
+
+@pytest.mark.parametrize("full", [False, True])
+@pytest.mark.parametrize("geom, grad_input", [
+    (Geometry.from_args((2, 256, 7, 7), (64, 256, 3, 3), padding=1), "numba"),  # under 128 on a side
+    (Geometry.from_args((3, 96, 5, 5), (96, 96, 3, 3), padding=1), "numba"),
+    (Geometry.from_args((2, 256, 8, 8), (256, 256, 3, 3), padding=1), "winograd"),  # 128+ a side
+    (Geometry.from_args((8, 384, 4, 4), (128, 384, 3, 3), padding=1), "winograd"),
+    (Geometry.from_args((2, 256, 6, 6), (512, 256, 3, 3), padding=1), None),  # 512 output channels
+    (Geometry.from_args((1, 256, 12, 12), (128, 256, 3, 3), padding=1), None),  # one image
+    (Geometry.from_args((2, 256, 14, 14), (64, 256, 3, 3), padding=1), None),  # 98 F(2x2) tiles
+    (Geometry.from_args((2, 256, 7, 7), (64, 128, 3, 3), padding=1, groups=2), None),  # two groups
+    (Geometry.from_args((2, 256, 13, 13), (64, 256, 3, 3), padding=1, stride=2), None),  # at a stride
+    (Geometry.from_args((2, 256, 1, 7, 7), (64, 256, 1, 3, 3), padding=(0, 1, 1)), None)])  # 3-D
+def test_on_half_width_avx512_the_gradients_of_few_tiles_run_numba_and_winograd(tiles, monkeypatch, geom,
+                                                                                grad_input, full):
+    """``AUTO_HALF_WIDTH_FEW_TILES_*``: on AVX-512's half-width units the float32 gradients of a 2-D
+    3x3 stride-1 call of one group on under 48 F(2x2) tiles over two images or more, up to 384
+    output channels, run numba's weight gradient and winograd's input gradient from 128 channels
+    a side, numba's below; not the few-tiles row's BLAS, which float64 keeps. Not on one image, 512
+    output channels, in groups, at a stride, on 3-D calls, nor on full-width units."""
+    numba_jit = tiles(True, "reference", "im2col", "numba", "winograd")
+    monkeypatch.setattr(numba_jit, "full_width_tiles", lambda geom: full)
+    taken = grad_input is not None and not full
+    assert backends._half_width_few_tiles(geom) is taken
+    if taken:
+        assert backends.choose(geom, np.float32, pass_="grad_input") == grad_input
+        assert backends.choose(geom, np.float32, pass_="grad_weight") == "numba"
+        for pass_ in ("grad_input", "grad_weight"):  # float64: the few-tiles row's BLAS
+            assert backends.choose(geom, np.float64, pass_=pass_) == "im2col", pass_
+
+
+@pytest.mark.parametrize("full", [False, True])
+@pytest.mark.parametrize("geom, blas", [
+    (Geometry.from_args((1, 3, 35, 35), (512, 3, 5, 5), padding=2), True),
+    (Geometry.from_args((1, 3, 112, 112), (192, 3, 7, 7), padding=3), True),  # 192: from here
+    (Geometry.from_args((1, 2, 112, 112), (384, 2, 3, 3), padding=1, stride=2), True),
+    (Geometry.from_args((1, 4, 20, 20), (768, 4, 3, 3), padding=1), True),
+    (Geometry.from_args((1, 1, 224, 224), (96, 1, 5, 5), padding=2, stride=2), False),  # 96 output channels
+    (Geometry.from_args((4, 3, 35, 35), (512, 3, 5, 5), padding=2), False),  # four images
+    (Geometry.from_args((1, 8, 35, 35), (512, 8, 5, 5), padding=2), False),  # 8 input channels
+    (Geometry.from_args((1, 4, 35, 35), (512, 2, 5, 5), padding=2, groups=2), False),  # two groups
+    (Geometry.from_args((1, 3, 35, 35), (512, 3, 1, 1)), False),  # 1x1
+    (Geometry.from_args((1, 3, 4096), (512, 3, 7), padding=3), False),  # 1-D
+    (Geometry.from_args((1, 3, 4, 56, 56), (256, 3, 3, 7, 7), padding=(1, 3, 3)), False)])  # 3-D
+def test_on_half_width_avx512_the_forward_of_one_image_of_few_inputs_runs_blas(tiles, monkeypatch, geom, blas, full):
+    """``AUTO_HALF_WIDTH_STEM_OUT_CHANNELS``: on AVX-512's half-width units the forward of a 2-D call
+    of one image, a kernel past 1x1, up to 4 input channels and 192+ output channels in one group
+    runs BLAS's, float32 and float64; not with fewer output channels, more images or input
+    channels, in groups, 1x1, 1-D or 3-D, nor on full-width units."""
+    numba_jit = tiles(True, "reference", "im2col", "numba", "winograd")
+    monkeypatch.setattr(numba_jit, "full_width_tiles", lambda geom: full)
+    taken = blas and not full
+    assert backends._half_width_stem(geom) is taken
+    if taken:
+        for dtype in (np.float32, np.float64):
+            assert backends.choose(geom, dtype) == "im2col", dtype
+
+
+@pytest.mark.parametrize("full", [False, True])
+@pytest.mark.parametrize("geom, blas", [
+    (Geometry.from_args((1, 128, 7, 7), (512, 128, 7, 7), padding=3), True),
+    (Geometry.from_args((1, 48, 10, 10), (384, 48, 5, 5), padding=2), True),  # 5x5: from here
+    (Geometry.from_args((1, 96, 20, 20), (192, 96, 5, 5), padding=2), True),  # 192 outputs, 400 pixels
+    (Geometry.from_args((1, 256, 12, 12), (128, 256, 7, 7), padding=3), False),  # 128 output channels
+    (Geometry.from_args((1, 48, 28, 28), (256, 48, 5, 5), padding=2), False),  # 784 output pixels
+    (Geometry.from_args((4, 128, 7, 7), (512, 128, 5, 5), padding=2), False),  # four images
+    (Geometry.from_args((1, 128, 7, 7), (512, 128, 3, 3), padding=1), False),  # 3x3
+    (Geometry.from_args((1, 128, 7, 7), (512, 128, 7, 1), padding=(3, 0)), False),  # 7x1
+    (Geometry.from_args((1, 128, 13, 13), (512, 128, 5, 5), padding=2, stride=2), False),  # at a stride
+    (Geometry.from_args((1, 128, 11, 11), (512, 128, 5, 5), padding=4, dilation=2), False),  # dilated
+    (Geometry.from_args((1, 128, 7, 7), (512, 64, 5, 5), padding=2, groups=2), False),  # two groups
+    (Geometry.from_args((1, 128, 256), (512, 128, 7), padding=3), False)])  # 1-D
+def test_on_half_width_avx512_the_gradients_of_one_image_under_large_kernels_run_blas(tiles, monkeypatch, geom,
+                                                                                      blas, full):
+    """``AUTO_HALF_WIDTH_ONE_IMAGE_*``: on AVX-512's half-width units both gradients of a 2-D call of
+    one image in one group, 5x5 kernels and up, undilated at stride 1, 192+ output channels over up
+    to 400 output pixels run BLAS's; not with fewer output channels, more pixels or images, smaller
+    or one-sided kernels, at a stride, dilated, in groups, 1-D, nor on full-width units."""
+    numba_jit = tiles(True, "reference", "im2col", "numba", "winograd")
+    monkeypatch.setattr(numba_jit, "full_width_tiles", lambda geom: full)
+    taken = blas and not full
+    assert backends._half_width_one_image_gradients(geom) is taken
+    if taken:
+        for dtype in (np.float32, np.float64):
+            for pass_ in ("grad_input", "grad_weight"):
+                assert backends.choose(geom, dtype, pass_=pass_) == "im2col", (dtype, pass_)

@@ -1222,6 +1222,91 @@ def _half_width_small_winograd(g: Geometry) -> bool:
             and _pixels(g) <= AUTO_HALF_WIDTH_SMALL_WINOGRAD_PIXELS and _tiles(g) < AUTO_HALF_WIDTH_SMALL_WINOGRAD_TILES
             and _half_width(g) and _backend_says("numba", "implicit_forward", g))
 
+
+# The few-tiles row (``_few_tiles``) gives BLAS the gradients of 3x3 stride-1 calls over few F(2x2)
+# tiles, a line drawn on full-width units with as many output channels as input ones (the note at
+# ``AUTO_FEW_TILES_PATCH_ROWS_MACS``). On AVX-512's half-width units, over two images or more, BLAS's
+# products of those few pixels lose to numba's and winograd's unless the output channels are many.
+# Two threads, float32, auto's backward as it runs it (the input gradient, then the weight
+# gradient, each sample after an idle pause and 30 ms of its own calls), time over torch's, medians
+# of 7 interleaved rounds in one process (2026-12-06, an AMD Zen 4), BLAS's both / numba's both /
+# winograd's input gradient and numba's weight gradient: N=2 7x7 256 -> 64 (the worst of 40 random
+# layers: 2.99x torch's backward) 4.15 / 2.16 for the input gradient alone, 3.29 / 1.50 the weight
+# gradient's; N=2 8x8 256 -> 64 5.31 / 1.65 / 1.84, 256 -> 256 1.67 / 1.75 / 1.35; N=2 6x6 512 ->
+# 128 3.00 / 1.85 / 1.64; N=2 8x8 96 -> 192 3.57 / 1.74 / 1.67; N=2 7x7 96 -> 256 2.11 / 1.73 /
+# 1.63, 64 -> 256 3.21 / 2.05 / 2.29, 128 -> 512 2.74 / 1.88 / 1.61; N=3 5x5 96 -> 96 3.47 / 2.01 /
+# 2.31; N=3 6x6 384 -> 192 2.85 / 1.88 / 1.66; N=2 4x4 192 -> 192 3.45 / 2.22 / 2.18; N=4 5x5 512 ->
+# 384 1.63 / 1.94 / 1.48; N=6 4x4 512 -> 192 2.61 / 1.83 / 1.69, 512 -> 384 1.93 / 1.81 / 1.50, 192
+# -> 512 2.28 / 2.10 / 1.61; N=8 4x4 384 -> 128 3.05 / 1.70 / 1.55. winograd's input gradient from
+# 128 channels a side, numba's below (96 -> 96 and 64 -> 256 above). Not from 512 output channels
+# (N=2 6x6 256 -> 512 1.68 / 2.17 / 1.75, N=2 4x4 192 -> 512 1.75 / 2.42 / 2.52), nor on one image,
+# where BLAS won about as often as it lost (N=1 7x7 384 -> 384 1.41 / 2.56 / 1.65, 10x10 512 -> 512
+# 1.22 / 1.73 / 1.28, 64 -> 256 1.34 / 2.00 / 1.86; 12x12 256 -> 128 2.19 / 1.55 / 1.56, 10x10 96 ->
+# 64 2.07 / 1.66 / 3.36; 7x7 512 -> 64 1.95 / 2.00 / 1.94).
+AUTO_HALF_WIDTH_FEW_TILES_MAX_OUT = 384  # output channels up to which, ...
+AUTO_HALF_WIDTH_FEW_TILES_WINOGRAD = 128  # ... and channels a side from which winograd's input gradient runs
+
+
+# On AVX-512's half-width units the gradients of one image under 5x5 and 7x7 kernels at stride 1
+# with many output channels over small outputs run faster on BLAS's patches than on numba's
+# (which split one image's few rows, or its taps, over the threads). Two threads, float32, auto's
+# backward as it runs it (each sample after an idle pause and 30 ms of its own calls), time over
+# torch's, BLAS's both / numba's both, medians of 7 interleaved rounds in one process (2026-12-06,
+# an AMD Zen 4): 7x7 128 -> 512 7x7 1.08 / 3.20, 192 -> 256 7x7 1.42 / 3.35, 64 -> 192 7x7 2.08 /
+# 2.91, 128 -> 384 12x12 1.29 / 2.11, 16 -> 256 17x17 1.69 / 2.24, 96 -> 256 20x20 1.58 / 1.97;
+# 5x5 48 -> 384 10x10 1.49 / 2.71, 64 -> 192 12x12 1.95 / 2.53, 96 -> 256 17x17 1.53 / 1.92, 20x20
+# 1.50 / 1.85, 192 -> 256 20x20 1.71 / 1.82; a tie at 192 -> 192 14x14 (2.10 / 2.10). Not below 192
+# output channels (7x7 256 -> 128 12x12 2.50 / 2.57, 64 -> 96 20x20 3.12 / 2.47; 5x5 128 -> 32
+# 17x17 2.12 / 1.97), nor on larger outputs (5x5 48 -> 256 28x28 1.62 / 1.49), nor over more
+# images (5x5 N=4 128 -> 96 7x7 3.30 / 2.44, N=16 48 -> 192 12x12 2.08 / 1.75).
+AUTO_HALF_WIDTH_ONE_IMAGE_KERNEL = 5  # taps down and across, at least, ...
+AUTO_HALF_WIDTH_ONE_IMAGE_OUT_CHANNELS = 192  # ... output channels, at least, ...
+AUTO_HALF_WIDTH_ONE_IMAGE_PIXELS = 400  # ... and output pixels, at most (20x20): BLAS's gradients
+
+
+def _half_width_one_image_gradients(g: Geometry) -> bool:
+    """On AVX-512's half-width units, the 2-D call of one image in one group, undilated at stride
+    1, a kernel of ``AUTO_HALF_WIDTH_ONE_IMAGE_KERNEL`` taps down and across or more, with
+    ``AUTO_HALF_WIDTH_ONE_IMAGE_OUT_CHANNELS`` output channels or more over at most
+    ``AUTO_HALF_WIDTH_ONE_IMAGE_PIXELS`` output pixels, whose gradients run BLAS's."""
+    return (g.ndim == 2 and g.n == 1 and g.groups == 1 and max(g.stride) == 1 and max(g.dilation) == 1
+            and min(g.kernel) >= AUTO_HALF_WIDTH_ONE_IMAGE_KERNEL
+            and g.c_out >= AUTO_HALF_WIDTH_ONE_IMAGE_OUT_CHANNELS
+            and _pixels(g) <= AUTO_HALF_WIDTH_ONE_IMAGE_PIXELS and _half_width(g))
+
+
+# On AVX-512's half-width units the forward of one image of up to 4 input channels (a stem) and
+# many output channels runs faster on BLAS: numba's tiles want 8 rows of input channels and take a
+# panel of output channels a thread, one image splitting little. Two threads, float32, forward
+# alone after an idle pause and 30 ms of its own calls, time over torch's, numba / im2col, medians
+# of 7 interleaved rounds in one process (2026-12-06, an AMD Zen 4): 5x5 3 -> 512 35x35 2.11 / 1.08
+# (of 40 random layers, the forward furthest from the fastest backend), 4 -> 384 35x35 2.20 / 1.21,
+# 4 -> 512 s2 56x56 1.34 / 1.22; 7x7 3 -> 512 28x28 2.37 / 1.27, 3 -> 768 1.92 / 1.15 (s2), 2.29 /
+# 1.20, 1 -> 512 35x35 2.29 / 1.11, 2 -> 512 56x56 1.89 / 1.07, 3 -> 192 112x112 1.82 / 1.16, 3 ->
+# 512 0.55 / 0.41, 4 -> 768 s2 56x56 1.37 / 1.16; 3x3 4 -> 768 20x20 2.26 / 1.21, s2 56x56 1.31 /
+# 1.19, 2 -> 384 s2 112x112 1.28 / 0.97; ties at 224x224 (1 -> 384 7x7 0.44 / 0.44, 2 -> 768 s2 0.42
+# / 0.44). Not below 192 output channels (5x5 s2 1 -> 96 224x224 1.31 / 1.49), nor over more images
+# (4 -> 512 7x7 N=4 35x35 1.24 / 1.13 but 1 -> 512 N=4 14x14 1.51 / 1.78, 3 -> 384 5x5 N=16 14x14
+# 1.56 / 2.54, 2 -> 128 7x7 N=8 56x56 0.83 / 1.10).
+AUTO_HALF_WIDTH_STEM_OUT_CHANNELS = 192
+
+
+def _half_width_stem(g: Geometry) -> bool:
+    """On AVX-512's half-width units, the 2-D call of one image, a kernel past 1x1, up to 4 input
+    channels (``_few_inputs``) and ``AUTO_HALF_WIDTH_STEM_OUT_CHANNELS`` output channels or more,
+    whose forward runs BLAS's."""
+    return (g.ndim == 2 and g.n == 1 and math.prod(g.kernel) > 1 and _few_inputs(g)
+            and g.c_out >= AUTO_HALF_WIDTH_STEM_OUT_CHANNELS and _half_width(g))
+
+
+def _half_width_few_tiles(g: Geometry) -> bool:
+    """On AVX-512's half-width units, a 2-D 3x3 stride-1 call of one group on few F(2x2) tiles
+    (``_few_tiles``) over two images or more with up to ``AUTO_HALF_WIDTH_FEW_TILES_MAX_OUT`` output
+    channels, whose gradients run on numba's register tiles (the input gradient on winograd from
+    ``AUTO_HALF_WIDTH_FEW_TILES_WINOGRAD`` channels a side)."""
+    return (g.ndim == 2 and g.groups == 1 and g.n >= 2 and g.c_out <= AUTO_HALF_WIDTH_FEW_TILES_MAX_OUT
+            and _few_tiles(g) and _half_width(g))
+
 AUTO_PASS_RULES: tuple[tuple[str, str, object, tuple[str, ...]], ...] = (
     ("forward", "full-width AVX-512: numba's patches over few output pixels, the threads splitting the output "
      "channels, 384+ input channels, one group",
@@ -1312,6 +1397,20 @@ AUTO_PASS_RULES: tuple[tuple[str, str, object, tuple[str, ...]], ...] = (
     ("forward", "AVX-512 on half-width units: 2-D 3x3 at stride 1, one group, 64-79 channels on the smaller side and "
      "up to 128 on the larger, up to 256 output pixels an image, under 300 F(2x2) tiles: numba's implicit forward",
      _half_width_small_winograd, ("numba", "winograd", "im2col")),
+    ("grad_input", "AVX-512 on half-width units: 2-D 3x3 at stride 1 under 48 F(2x2) tiles over 2+ images, one "
+     "group, up to 384 output channels, 128+ channels a side: winograd's",
+     lambda g: _half_width_few_tiles(g) and min(g.c_in, g.c_out) >= AUTO_HALF_WIDTH_FEW_TILES_WINOGRAD,
+     ("winograd", "numba", "im2col")),
+    ("grad_input", "AVX-512 on half-width units: 2-D 3x3 at stride 1 under 48 F(2x2) tiles over 2+ images, one "
+     "group, up to 384 output channels: numba's", _half_width_few_tiles, ("numba", "im2col")),
+    ("grad_weight", "AVX-512 on half-width units: 2-D 3x3 at stride 1 under 48 F(2x2) tiles over 2+ images, one "
+     "group, up to 384 output channels: numba's", _half_width_few_tiles, ("numba", "im2col")),
+    ("forward", "AVX-512 on half-width units: 2-D, one image, kernel past 1x1, up to 4 input channels, 192+ output "
+     "channels: BLAS's", _half_width_stem, ("im2col", "numba")),
+    ("grad_input", "AVX-512 on half-width units: 2-D, one image, one group, 5x5 kernels and up at stride 1, 192+ "
+     "output channels, up to 400 output pixels: BLAS's", _half_width_one_image_gradients, ("im2col", "numba")),
+    ("grad_weight", "AVX-512 on half-width units: 2-D, one image, one group, 5x5 kernels and up at stride 1, 192+ "
+     "output channels, up to 400 output pixels: BLAS's", _half_width_one_image_gradients, ("im2col", "numba")),
 )
 
 # Rows for one dtype, first for it (past depthwise and small calls, ``_past_small``): ``(dtype name,
@@ -1397,6 +1496,14 @@ AUTO_DTYPE_RULES: tuple[tuple[str, str, str, object, tuple[str, ...]], ...] = (
      lambda g: _many_outputs_any(g, AUTO_MANY_OUT_CHANNELS), ("im2col", "numba")),
     ("float64", "forward", "AVX-512 on half-width units: 2-D 3x3 at stride 1, 64-79 channels, small images: "
      "winograd's (the float32 row's numba lost here)", _half_width_small_winograd, ("winograd", "numba", "im2col")),
+    # (float64, the same method, BLAS's both / numba's both / winograd's and numba's: N=2 8x8 256 ->
+    # 256 0.88 / 1.61 / 1.51, N=6 4x4 512 -> 192 0.79 / 0.89 / 1.02, but N=2 7x7 256 -> 64 2.38 / 2.17
+    # / 1.01, N=3 5x5 96 -> 96 3.94 / 3.08 / 1.11: no line drawn, the few-tiles row's BLAS kept.)
+    ("float64", "grad_input", "AVX-512 on half-width units: 2-D 3x3 at stride 1 under 48 F(2x2) tiles over 2+ "
+     "images, up to 384 output channels: BLAS's (the float32 rows' numba and winograd not measured to win here)",
+     _half_width_few_tiles, ("im2col", "winograd", "numba")),
+    ("float64", "grad_weight", "AVX-512 on half-width units: 2-D 3x3 at stride 1 under 48 F(2x2) tiles over 2+ "
+     "images, up to 384 output channels: BLAS's", _half_width_few_tiles, ("im2col", "winograd", "numba")),
     ("float64", "*", "3x3 at stride 1, 24+ channels per group (8+ in grouped layers), without AVX-512",
      _f64_winograd, ("winograd", "im2col", "numba")),
     ("float64", "*", "2-D and 3-D kernels but 3x3 at stride 1, 16+ input channels per group, without AVX-512",
