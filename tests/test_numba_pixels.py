@@ -169,9 +169,9 @@ def test_which_forwards_take_pixel_tiles(monkeypatch):
 
 @tiles
 def test_half_width_units_take_pixel_tiles_for_2d_forwards_of_many_channels_and_images(monkeypatch):
-    """``PIXELS_HALF_WIDTH``: on Zen 4's half-width units the tiles take 2-D forwards in one group of
-    32+ input channels over 4+ images (a chunk of such a call too, whatever its images), not the
-    input gradient's phases nor the weight gradient."""
+    """``PIXELS_HALF_WIDTH``: on Zen 4's half-width units the tiles take 2-D forwards in one group
+    (in several at a stride) of 32+ input channels over 4+ images (a chunk of such a call too,
+    whatever its images), not the input gradient's phases nor the weight gradient."""
     monkeypatch.setattr(numba_jit, "PIXELS", True)
     monkeypatch.setattr(numba_jit, "PIXELS_HALF_WIDTH", True)
     numba_jit.forget_kernels()
@@ -185,7 +185,9 @@ def test_half_width_units_take_pixel_tiles_for_2d_forwards_of_many_channels_and_
         assert not fits((4, 31, 7, 7), (16, 31, 5, 5), padding=2)  # input channels
         assert not fits((3, 32, 7, 7), (16, 32, 5, 5), padding=2)  # images ...
         assert fits((3, 32, 7, 7), (16, 32, 5, 5), True, padding=2)  # ... but a chunk of a call that takes them
-        assert not fits((4, 64, 7, 7), (32, 32, 5, 5), padding=2, groups=2)  # groups
+        assert not fits((4, 64, 7, 7), (32, 32, 5, 5), padding=2, groups=2)  # groups at stride 1 ...
+        assert fits((4, 64, 13, 13), (32, 32, 5, 5), stride=2, padding=2, groups=2)  # ... but at a stride
+        assert not fits((4, 16, 13, 13), (32, 8, 5, 5), stride=2, padding=2, groups=2)  # 16 input channels
         assert not fits((4, 64, 1, 200), (16, 64, 1, 5), stride=2)  # a 1-D call
         assert not fits((4, 64, 20, 40), (16, 64, 3, 3), padding=2, dilation=2)  # dilated rows past 32
         strided = Geometry.from_args((8, 96, 14, 14), (16, 96, 3, 3), stride=2, padding=1)

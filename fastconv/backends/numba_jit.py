@@ -805,6 +805,18 @@ def _run_forward(kernel, x, w, bias, y, c, budget):
 # 2-D calls (3-D ones lifted) in one group of 32+ input channels over 4+ images (over the four
 # seeds, 39 such forwards: 0.26-1.03x, geomean 0.56 / 0.60 / 0.74 / 0.78 a seed). Checked on 300
 # layers drawn after that (seed 47): the 18 forwards that moved 0.55-0.95x, geomean 0.79.
+# Grouped forwards at a stride took the packed loops there (a strided 3x3 in two groups, N=32 64 ->
+# 96 17x17, at 3.0x torch's forward, 40 random layers of seed 2026120661); on the tiles, numba's
+# forward alone, time over torch's, packed / tiles, medians of 9 interleaved rounds in one process
+# (2026-12-06, Zen 4): that layer 2.38 / 1.60; 3x3 s2 N=32 4 groups 384 -> 192 20x20 2.19 / 1.11,
+# 192 -> 96 10x10 4.31 / 2.09; N=4 16 groups 768 -> 128 17x17 4.16 / 2.53; N=16 8 groups 128 ->
+# 256 10x10 4.55 / 2.34; N=8 4 groups 64 -> 128 28x28 2.14 / 1.64; N=8 2 groups 96 -> 96 56x56 1.49 /
+# 1.29; N=4 2 groups 32 -> 64 56x56 2.03 / 1.91; 5x5 s2 N=4 16 groups 256 -> 512 35x35 2.04 / 1.63,
+# N=8 8 groups 128 -> 64 28x28 2.78 / 2.02; 7x7 s2 N=8 8 groups 192 -> 256 35x35 1.42 / 1.11, 4
+# groups 32 -> 32 20x20 2.19 / 2.02 (12 of 12). At stride 1 grouped layers went either way (3x3 N=16
+# 4 groups 64 -> 384 20x20 1.29 / 1.75, N=8 128 -> 256 17x17 1.67 / 1.68, N=4 2 groups 96 -> 32 14x14
+# 2.04 / 2.10; but 5x5 N=16 16 groups 128 -> 768 7x7 2.93 / 1.80, 3x3 N=4 4 groups 384 -> 128 10x10
+# 2.68 / 1.80): there they keep the packed loops.
 PIXELS = _gemm.WIDE
 PIXELS_MIN_FILL = 0.25  # output channels a group, of a panel's columns (two vectors)
 PIXELS_MIN_STEPS = 100  # taps a pixel, input channels times kernel taps
@@ -847,10 +859,10 @@ def _pixels_fit(c, budget, by_size=None) -> bool:
     enough a pixel (``PIXELS_MIN_STEPS``: a tile's products past its loads and stores), a stride,
     output rows of at most ``PIXELS_MAX_WIDTH`` (past it the packed path's rows are long enough)
     or a dilation with ``PIXELS_WIDE_MIN_CHANNELS`` output channels a group (full-width units
-    only); on half-width units a 2-D forward (not an input gradient's phase) in one group of
-    ``PIXELS_HALF_WIDTH_MIN_CHANNELS`` input channels over ``PIXELS_HALF_WIDTH_MIN_IMAGES``
-    images (``by_size`` True: a chunk of a call that takes them, whatever its images); scratch
-    within ``budget`` bytes."""
+    only); on half-width units a 2-D forward (not an input gradient's phase) in one group, or in
+    several at a stride, of ``PIXELS_HALF_WIDTH_MIN_CHANNELS`` input channels over
+    ``PIXELS_HALF_WIDTH_MIN_IMAGES`` images (``by_size`` True: a chunk of a call that takes them,
+    whatever its images); scratch within ``budget`` bytes."""
     kg = c.ws[0] // c.groups
     if (not PIXELS or 0 in c.ys or kg < PIXELS_MIN_FILL * _gemm.tile_cols(c.item)
             or math.prod(c.ws[1:]) < PIXELS_MIN_STEPS):
@@ -858,7 +870,7 @@ def _pixels_fit(c, budget, by_size=None) -> bool:
     if (c.sh == c.sw == 1 and c.ys[3] > PIXELS_MAX_WIDTH
             and (c.dil_h == c.dil_w == 1 or kg < PIXELS_WIDE_MIN_CHANNELS or PIXELS_HALF_WIDTH)):
         return False
-    if PIXELS_HALF_WIDTH and (c.phase or c.groups > 1 or c.xs[2] == c.ws[2] == 1  # (see ``PIXELS``)
+    if PIXELS_HALF_WIDTH and (c.phase or c.groups > 1 and c.sh == c.sw == 1 or c.xs[2] == c.ws[2] == 1  # ``PIXELS``
                          or c.xs[1] < PIXELS_HALF_WIDTH_MIN_CHANNELS
                          or c.xs[0] < PIXELS_HALF_WIDTH_MIN_IMAGES and not by_size):
         return False
