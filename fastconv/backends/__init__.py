@@ -1247,6 +1247,32 @@ AUTO_HALF_WIDTH_FEW_TILES_MAX_OUT = 384  # output channels up to which, ...
 AUTO_HALF_WIDTH_FEW_TILES_WINOGRAD = 128  # ... and channels a side from which winograd's input gradient runs
 
 
+# The many-output row above holds on more layers under 5x5 and 7x7 kernels, for both gradients:
+# from 4x the input's output channels (384 and up), over two images and more. Two threads, float32,
+# auto's backward as it runs it (the input gradient, then the weight gradient, each sample after an
+# idle pause and 30 ms of its own calls), time over torch's, BLAS's both / numba's both, medians
+# of 7 interleaved rounds in one process (2026-12-06, an AMD Zen 4): 5x5 N=2 96 -> 512 10x10 (of 40
+# random layers, a backward 1.7x the fastest backend's) 1.25 / 2.01 for the weight gradient alone,
+# 1.67 / 3.44 the input gradient's; N=2 192 -> 768 7x7 1.08 / 1.87, 128 -> 768 1.22 / 2.28; N=2 96
+# -> 384 14x14 1.31 / 1.67, 96 -> 512 20x20 1.27 / 1.59; N=4 72 -> 384 17x17 1.38 / 1.50, 72 -> 512
+# 14x14 1.27 / 1.61, 96 -> 512 10x10 1.47 / 1.86; N=8 64 -> 384 17x17 1.38 / 1.60; N=16 72 -> 512
+# 10x10 1.39 / 1.58; 7x7 N=2 96 -> 384 14x14 1.37 / 2.04, 80 -> 512 10x10 1.37 / 2.94, 17x17 1.26 /
+# 2.01 (12 of 12; BLAS's weight gradient alone beside numba's input gradient won or tied on all 12).
+AUTO_HALF_WIDTH_MANY_OUT_LARGE_RATIO = 4  # output channels over input channels, at least, ...
+AUTO_HALF_WIDTH_MANY_OUT_LARGE_KERNEL = 5  # ... kernel taps down and across, at least: BLAS's gradients
+
+
+def _half_width_many_outputs_large(g: Geometry) -> bool:
+    """On AVX-512's half-width units, a 2-D call of one group, undilated at unit stride, over two
+    images or more, a kernel of ``AUTO_HALF_WIDTH_MANY_OUT_LARGE_KERNEL`` taps down and across or
+    more, with ``AUTO_HALF_WIDTH_MANY_OUT_GRAD_INPUT_CHANNELS`` output channels or more,
+    ``AUTO_HALF_WIDTH_MANY_OUT_LARGE_RATIO`` times the input's, whose gradients run BLAS's."""
+    return (g.ndim == 2 and g.groups == 1 and g.n >= 2 and max(g.stride) == 1 and max(g.dilation) == 1
+            and min(g.kernel) >= AUTO_HALF_WIDTH_MANY_OUT_LARGE_KERNEL
+            and g.c_out >= AUTO_HALF_WIDTH_MANY_OUT_GRAD_INPUT_CHANNELS
+            and g.c_out >= AUTO_HALF_WIDTH_MANY_OUT_LARGE_RATIO * g.c_in and _half_width(g))
+
+
 # On AVX-512's half-width units the gradients of one image under 5x5 and 7x7 kernels at stride 1
 # with many output channels over small outputs run faster on BLAS's patches than on numba's
 # (which split one image's few rows, or its taps, over the threads). Two threads, float32, auto's
@@ -1407,6 +1433,10 @@ AUTO_PASS_RULES: tuple[tuple[str, str, object, tuple[str, ...]], ...] = (
      "group, up to 384 output channels: numba's", _half_width_few_tiles, ("numba", "im2col")),
     ("forward", "AVX-512 on half-width units: 2-D, one image, kernel past 1x1, up to 4 input channels, 192+ output "
      "channels: BLAS's", _half_width_stem, ("im2col", "numba")),
+    ("grad_input", "AVX-512 on half-width units: 2-D, one group, 2+ images, 5x5 kernels and up at unit stride, 384+ "
+     "output channels, 4x the input's: BLAS's", _half_width_many_outputs_large, ("im2col", "numba")),
+    ("grad_weight", "AVX-512 on half-width units: 2-D, one group, 2+ images, 5x5 kernels and up at unit stride, 384+ "
+     "output channels, 4x the input's: BLAS's", _half_width_many_outputs_large, ("im2col", "numba")),
     ("grad_input", "AVX-512 on half-width units: 2-D, one image, one group, 5x5 kernels and up at stride 1, 192+ "
      "output channels, up to 400 output pixels: BLAS's", _half_width_one_image_gradients, ("im2col", "numba")),
     ("grad_weight", "AVX-512 on half-width units: 2-D, one image, one group, 5x5 kernels and up at stride 1, 192+ "
