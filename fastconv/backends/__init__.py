@@ -1247,8 +1247,18 @@ AUTO_HALF_WIDTH_FEW_TILES_MAX_OUT = 384  # output channels up to which, ...
 AUTO_HALF_WIDTH_FEW_TILES_WINOGRAD = 128  # ... and channels a side from which winograd's input gradient runs
 
 
-# The many-output row above holds on more layers under 5x5 and 7x7 kernels, for both gradients:
-# from 4x the input's output channels (384 and up), over two images and more. Two threads, float32,
+def _half_width_few_tiles(g: Geometry) -> bool:
+    """On AVX-512's half-width units, a 2-D 3x3 stride-1 call of one group on few F(2x2) tiles
+    (``_few_tiles``) over two images or more with up to ``AUTO_HALF_WIDTH_FEW_TILES_MAX_OUT`` output
+    channels, whose gradients run on numba's register tiles (the input gradient on winograd from
+    ``AUTO_HALF_WIDTH_FEW_TILES_WINOGRAD`` channels a side)."""
+    return (g.ndim == 2 and g.groups == 1 and g.n >= 2 and g.c_out <= AUTO_HALF_WIDTH_FEW_TILES_MAX_OUT
+            and _few_tiles(g) and _half_width(g))
+
+
+# The many-output input-gradient row (``_half_width_many_outputs``) holds on more layers under 5x5
+# and 7x7 kernels, for both gradients: from 4x the input's output channels (384 and up), over two
+# images and more. Two threads, float32,
 # auto's backward as it runs it (the input gradient, then the weight gradient, each sample after an
 # idle pause and 30 ms of its own calls), time over torch's, BLAS's both / numba's both, medians
 # of 7 interleaved rounds in one process (2026-12-06, an AMD Zen 4): 5x5 N=2 96 -> 512 10x10 (of 40
@@ -1324,14 +1334,6 @@ def _half_width_stem(g: Geometry) -> bool:
     return (g.ndim == 2 and g.n == 1 and math.prod(g.kernel) > 1 and _few_inputs(g)
             and g.c_out >= AUTO_HALF_WIDTH_STEM_OUT_CHANNELS and _half_width(g))
 
-
-def _half_width_few_tiles(g: Geometry) -> bool:
-    """On AVX-512's half-width units, a 2-D 3x3 stride-1 call of one group on few F(2x2) tiles
-    (``_few_tiles``) over two images or more with up to ``AUTO_HALF_WIDTH_FEW_TILES_MAX_OUT`` output
-    channels, whose gradients run on numba's register tiles (the input gradient on winograd from
-    ``AUTO_HALF_WIDTH_FEW_TILES_WINOGRAD`` channels a side)."""
-    return (g.ndim == 2 and g.groups == 1 and g.n >= 2 and g.c_out <= AUTO_HALF_WIDTH_FEW_TILES_MAX_OUT
-            and _few_tiles(g) and _half_width(g))
 
 AUTO_PASS_RULES: tuple[tuple[str, str, object, tuple[str, ...]], ...] = (
     ("forward", "full-width AVX-512: numba's patches over few output pixels, the threads splitting the output "

@@ -870,7 +870,7 @@ def _pixels_fit(c, budget, by_size=None) -> bool:
     if (c.sh == c.sw == 1 and c.ys[3] > PIXELS_MAX_WIDTH
             and (c.dil_h == c.dil_w == 1 or kg < PIXELS_WIDE_MIN_CHANNELS or PIXELS_HALF_WIDTH)):
         return False
-    if PIXELS_HALF_WIDTH and (c.phase or c.groups > 1 and c.sh == c.sw == 1 or c.xs[2] == c.ws[2] == 1  # ``PIXELS``
+    if PIXELS_HALF_WIDTH and (c.phase or (c.groups > 1 and c.sh == c.sw == 1) or c.xs[2] == c.ws[2] == 1  # ``PIXELS``
                          or c.xs[1] < PIXELS_HALF_WIDTH_MIN_CHANNELS
                          or c.xs[0] < PIXELS_HALF_WIDTH_MIN_IMAGES and not by_size):
         return False
