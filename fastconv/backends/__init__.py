@@ -1149,7 +1149,6 @@ def _few_channels_winograd(g: Geometry, least_pixels: int = 0) -> bool:
     return deep and least >= AUTO_FEW_CHANNELS_WINOGRAD
 
 
-
 # On AVX-512's half-width units the input gradient of layers with many output channels beside few
 # input ones (gy's many channels summed into few) runs faster on BLAS than on numba's loops, whose
 # tiles have few output channels to fill: the full-width row (``_many_outputs``) measured there.
