@@ -1172,58 +1172,43 @@ def test_on_half_width_avx512_the_forward_of_one_image_of_few_inputs_runs_blas(t
 
 
 @pytest.mark.parametrize("full", [False, True])
-@pytest.mark.parametrize("geom, blas", [
-    (Geometry.from_args((1, 128, 7, 7), (512, 128, 7, 7), padding=3), True),
-    (Geometry.from_args((1, 48, 10, 10), (384, 48, 5, 5), padding=2), True),  # 5x5: from here
-    (Geometry.from_args((1, 96, 20, 20), (192, 96, 5, 5), padding=2), True),  # 192 outputs, 400 pixels
-    (Geometry.from_args((1, 256, 12, 12), (128, 256, 7, 7), padding=3), False),  # 128 output channels
-    (Geometry.from_args((1, 48, 28, 28), (256, 48, 5, 5), padding=2), False),  # 784 output pixels
-    (Geometry.from_args((4, 128, 7, 7), (512, 128, 5, 5), padding=2), False),  # four images
-    (Geometry.from_args((1, 128, 7, 7), (512, 128, 3, 3), padding=1), False),  # 3x3
-    (Geometry.from_args((1, 128, 7, 7), (512, 128, 7, 1), padding=(3, 0)), False),  # 7x1
-    (Geometry.from_args((1, 128, 13, 13), (512, 128, 5, 5), padding=2, stride=2), False),  # at a stride
-    (Geometry.from_args((1, 128, 11, 11), (512, 128, 5, 5), padding=4, dilation=2), False),  # dilated
-    (Geometry.from_args((1, 128, 7, 7), (512, 64, 5, 5), padding=2, groups=2), False),  # two groups
-    (Geometry.from_args((1, 128, 256), (512, 128, 7), padding=3), False)])  # 1-D
-def test_on_half_width_avx512_the_gradients_of_one_image_under_large_kernels_run_blas(tiles, monkeypatch, geom,
-                                                                                      blas, full):
-    """``AUTO_HALF_WIDTH_ONE_IMAGE_*``: on AVX-512's half-width units both gradients of a 2-D call of
-    one image in one group, 5x5 kernels and up, undilated at stride 1, 192+ output channels over up
-    to 400 output pixels run BLAS's; not with fewer output channels, more pixels or images, smaller
-    or one-sided kernels, at a stride, dilated, in groups, 1-D, nor on full-width units."""
+@pytest.mark.parametrize("row, geom, blas", [
+    # one: ``AUTO_HALF_WIDTH_ONE_IMAGE_*``, one image, 192+ output channels over up to 400 output pixels
+    ("one", Geometry.from_args((1, 128, 7, 7), (512, 128, 7, 7), padding=3), True),
+    ("one", Geometry.from_args((1, 48, 10, 10), (384, 48, 5, 5), padding=2), True),  # 5x5: from here
+    ("one", Geometry.from_args((1, 96, 20, 20), (192, 96, 5, 5), padding=2), True),  # 192 outputs, 400 pixels
+    ("one", Geometry.from_args((1, 256, 12, 12), (128, 256, 7, 7), padding=3), False),  # 128 output channels
+    ("one", Geometry.from_args((1, 48, 28, 28), (256, 48, 5, 5), padding=2), False),  # 784 output pixels
+    ("one", Geometry.from_args((4, 128, 7, 7), (512, 128, 5, 5), padding=2), False),  # four images
+    ("one", Geometry.from_args((1, 128, 7, 7), (512, 128, 3, 3), padding=1), False),  # 3x3
+    ("one", Geometry.from_args((1, 128, 7, 7), (512, 128, 7, 1), padding=(3, 0)), False),  # 7x1
+    ("one", Geometry.from_args((1, 128, 13, 13), (512, 128, 5, 5), padding=2, stride=2), False),  # at a stride
+    ("one", Geometry.from_args((1, 128, 11, 11), (512, 128, 5, 5), padding=4, dilation=2), False),  # dilated
+    ("one", Geometry.from_args((1, 128, 7, 7), (512, 64, 5, 5), padding=2, groups=2), False),  # two groups
+    ("one", Geometry.from_args((1, 128, 256), (512, 128, 7), padding=3), False),  # 1-D
+    # many: ``AUTO_HALF_WIDTH_MANY_OUT_LARGE_*``, 2+ images, 384+ output channels 4x the input's
+    ("many", Geometry.from_args((2, 96, 10, 10), (512, 96, 5, 5), padding=2), True),
+    ("many", Geometry.from_args((2, 96, 14, 14), (384, 96, 7, 7), padding=3), True),  # 384, 4x the input's: from here
+    ("many", Geometry.from_args((2, 48, 7, 7), (512, 48, 5, 5), padding=2), True),  # 8x: the input gradient's row too
+    ("many", Geometry.from_args((2, 104, 10, 10), (384, 104, 5, 5), padding=2), False),  # 3.7x the input's
+    ("many", Geometry.from_args((4, 32, 14, 14), (256, 32, 5, 5), padding=2), False),  # 256 output channels
+    ("many", Geometry.from_args((1, 96, 10, 10), (512, 96, 5, 5), padding=2), False),  # one image (its own row)
+    ("many", Geometry.from_args((2, 64, 10, 10), (512, 64, 3, 3), padding=1), False),  # 3x3
+    ("many", Geometry.from_args((2, 96, 19, 19), (512, 96, 5, 5), padding=2, stride=2), False),  # at a stride
+    ("many", Geometry.from_args((2, 96, 14, 14), (512, 96, 5, 5), padding=4, dilation=2), False),  # dilated
+    ("many", Geometry.from_args((2, 192, 10, 10), (768, 96, 5, 5), padding=2, groups=2), False),  # two groups
+    ("many", Geometry.from_args((2, 96, 256), (512, 96, 5), padding=2), False)])  # 1-D
+def test_on_half_width_avx512_the_gradients_under_large_kernels_run_blas(tiles, monkeypatch, row, geom, blas, full):
+    """On AVX-512's half-width units both gradients of a 2-D call of one group under 5x5 kernels and
+    up, undilated at unit stride, run BLAS's, float32 and float64: on one image with 192+ output
+    channels over up to 400 output pixels, over two images or more with 384+ output channels 4x
+    the input's; not below those, under 3x3 or one-sided kernels, at a stride, dilated, in groups,
+    1-D, nor on full-width units."""
     numba_jit = tiles(True, "reference", "im2col", "numba", "winograd")
     monkeypatch.setattr(numba_jit, "full_width_tiles", lambda geom: full)
     taken = blas and not full
-    assert backends._half_width_one_image_gradients(geom) is taken
-    if taken:
-        for dtype in (np.float32, np.float64):
-            for pass_ in ("grad_input", "grad_weight"):
-                assert backends.choose(geom, dtype, pass_=pass_) == "im2col", (dtype, pass_)
-
-
-@pytest.mark.parametrize("full", [False, True])
-@pytest.mark.parametrize("geom, blas", [
-    (Geometry.from_args((2, 96, 10, 10), (512, 96, 5, 5), padding=2), True),
-    (Geometry.from_args((2, 96, 14, 14), (384, 96, 7, 7), padding=3), True),  # 384, 4x the input's: from here
-    (Geometry.from_args((2, 48, 7, 7), (512, 48, 5, 5), padding=2), True),  # (8x: the input gradient's own row too)
-    (Geometry.from_args((2, 104, 10, 10), (384, 104, 5, 5), padding=2), False),  # 3.7x the input's
-    (Geometry.from_args((4, 32, 14, 14), (256, 32, 5, 5), padding=2), False),  # 256 output channels
-    (Geometry.from_args((1, 96, 10, 10), (512, 96, 5, 5), padding=2), False),  # one image (its own row)
-    (Geometry.from_args((2, 64, 10, 10), (512, 64, 3, 3), padding=1), False),  # 3x3
-    (Geometry.from_args((2, 96, 19, 19), (512, 96, 5, 5), padding=2, stride=2), False),  # at a stride
-    (Geometry.from_args((2, 96, 14, 14), (512, 96, 5, 5), padding=4, dilation=2), False),  # dilated
-    (Geometry.from_args((2, 192, 10, 10), (768, 96, 5, 5), padding=2, groups=2), False),  # two groups
-    (Geometry.from_args((2, 96, 256), (512, 96, 5), padding=2), False)])  # 1-D
-def test_on_half_width_avx512_the_gradients_of_many_outputs_under_large_kernels_run_blas(tiles, monkeypatch, geom,
-                                                                                         blas, full):
-    """``AUTO_HALF_WIDTH_MANY_OUT_LARGE_*``: on AVX-512's half-width units both gradients of a 2-D
-    call of one group over two images or more, 5x5 kernels and up, undilated at unit stride, with
-    384+ output channels 4x the input's run BLAS's, float32 and float64; not below those, on one
-    image, under 3x3 kernels, at a stride, dilated, in groups, 1-D, nor on full-width units."""
-    numba_jit = tiles(True, "reference", "im2col", "numba", "winograd")
-    monkeypatch.setattr(numba_jit, "full_width_tiles", lambda geom: full)
-    taken = blas and not full
-    assert backends._half_width_many_outputs_large(geom) is taken
+    predicate = {"one": backends._half_width_one_image_gradients, "many": backends._half_width_many_outputs_large}[row]
+    assert predicate(geom) is taken
     if taken:
         for dtype in (np.float32, np.float64):
             for pass_ in ("grad_input", "grad_weight"):

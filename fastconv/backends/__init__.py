@@ -1334,6 +1334,11 @@ def _half_width_stem(g: Geometry) -> bool:
             and g.c_out >= AUTO_HALF_WIDTH_STEM_OUT_CHANNELS and _half_width(g))
 
 
+def _gradient_rows(name, condition, order):
+    """Two rows of ``AUTO_PASS_RULES``, the input gradient's and the weight gradient's, alike."""
+    return tuple((pass_, name, condition, order) for pass_ in ("grad_input", "grad_weight"))
+
+
 AUTO_PASS_RULES: tuple[tuple[str, str, object, tuple[str, ...]], ...] = (
     ("forward", "full-width AVX-512: numba's patches over few output pixels, the threads splitting the output "
      "channels, 384+ input channels, one group",
@@ -1428,20 +1433,15 @@ AUTO_PASS_RULES: tuple[tuple[str, str, object, tuple[str, ...]], ...] = (
      "group, up to 384 output channels, 128+ channels a side: winograd's",
      lambda g: _half_width_few_tiles(g) and min(g.c_in, g.c_out) >= AUTO_HALF_WIDTH_FEW_TILES_WINOGRAD,
      ("winograd", "numba", "im2col")),
-    ("grad_input", "AVX-512 on half-width units: 2-D 3x3 at stride 1 under 48 F(2x2) tiles over 2+ images, one "
-     "group, up to 384 output channels: numba's", _half_width_few_tiles, ("numba", "im2col")),
-    ("grad_weight", "AVX-512 on half-width units: 2-D 3x3 at stride 1 under 48 F(2x2) tiles over 2+ images, one "
-     "group, up to 384 output channels: numba's", _half_width_few_tiles, ("numba", "im2col")),
+    *_gradient_rows("AVX-512 on half-width units: 2-D 3x3 at stride 1 under 48 F(2x2) tiles over 2+ images, one "
+                    "group, up to 384 output channels: numba's", _half_width_few_tiles, ("numba", "im2col")),
     ("forward", "AVX-512 on half-width units: 2-D, one image, kernel past 1x1, up to 4 input channels, 192+ output "
      "channels: BLAS's", _half_width_stem, ("im2col", "numba")),
-    ("grad_input", "AVX-512 on half-width units: 2-D, one group, 2+ images, 5x5 kernels and up at unit stride, 384+ "
-     "output channels, 4x the input's: BLAS's", _half_width_many_outputs_large, ("im2col", "numba")),
-    ("grad_weight", "AVX-512 on half-width units: 2-D, one group, 2+ images, 5x5 kernels and up at unit stride, 384+ "
-     "output channels, 4x the input's: BLAS's", _half_width_many_outputs_large, ("im2col", "numba")),
-    ("grad_input", "AVX-512 on half-width units: 2-D, one image, one group, 5x5 kernels and up at stride 1, 192+ "
-     "output channels, up to 400 output pixels: BLAS's", _half_width_one_image_gradients, ("im2col", "numba")),
-    ("grad_weight", "AVX-512 on half-width units: 2-D, one image, one group, 5x5 kernels and up at stride 1, 192+ "
-     "output channels, up to 400 output pixels: BLAS's", _half_width_one_image_gradients, ("im2col", "numba")),
+    *_gradient_rows("AVX-512 on half-width units: 2-D, one group, 2+ images, 5x5 kernels and up at unit stride, 384+ "
+                    "output channels, 4x the input's: BLAS's", _half_width_many_outputs_large, ("im2col", "numba")),
+    *_gradient_rows("AVX-512 on half-width units: 2-D, one image, one group, 5x5 kernels and up at stride 1, 192+ "
+                    "output channels, up to 400 output pixels: BLAS's", _half_width_one_image_gradients,
+                    ("im2col", "numba")),
 )
 
 # Rows for one dtype, first for it (past depthwise and small calls, ``_past_small``): ``(dtype name,
@@ -1530,11 +1530,10 @@ AUTO_DTYPE_RULES: tuple[tuple[str, str, str, object, tuple[str, ...]], ...] = (
     # (float64, the same method, BLAS's both / numba's both / winograd's and numba's: N=2 8x8 256 ->
     # 256 0.88 / 1.61 / 1.51, N=6 4x4 512 -> 192 0.79 / 0.89 / 1.02, but N=2 7x7 256 -> 64 2.38 / 2.17
     # / 1.01, N=3 5x5 96 -> 96 3.94 / 3.08 / 1.11: no line drawn, the few-tiles row's BLAS kept.)
-    ("float64", "grad_input", "AVX-512 on half-width units: 2-D 3x3 at stride 1 under 48 F(2x2) tiles over 2+ "
-     "images, up to 384 output channels: BLAS's (the float32 rows' numba and winograd not measured to win here)",
-     _half_width_few_tiles, ("im2col", "winograd", "numba")),
-    ("float64", "grad_weight", "AVX-512 on half-width units: 2-D 3x3 at stride 1 under 48 F(2x2) tiles over 2+ "
-     "images, up to 384 output channels: BLAS's", _half_width_few_tiles, ("im2col", "winograd", "numba")),
+    *(("float64",) + row for row in _gradient_rows(
+        "AVX-512 on half-width units: 2-D 3x3 at stride 1 under 48 F(2x2) tiles over 2+ images, up to 384 output "
+        "channels: BLAS's (the float32 rows' numba and winograd not measured to win here)", _half_width_few_tiles,
+        ("im2col", "winograd", "numba"))),
     ("float64", "*", "3x3 at stride 1, 24+ channels per group (8+ in grouped layers), without AVX-512",
      _f64_winograd, ("winograd", "im2col", "numba")),
     ("float64", "*", "2-D and 3-D kernels but 3x3 at stride 1, 16+ input channels per group, without AVX-512",
