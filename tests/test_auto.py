@@ -522,35 +522,6 @@ def test_half_width_3x3_layers_of_fewer_than_64_channels_run_winograd(tiles, mon
             assert picks == ["winograd", "winograd" if grad_input else "numba", "numba"], dtype
 
 
-
-@pytest.mark.parametrize("full", [False, True])
-@pytest.mark.parametrize("geom, blas", [
-    (Geometry.from_args((16, 16, 14, 14), (512, 16, 3, 3), padding=1), True),
-    (Geometry.from_args((8, 8, 28, 28), (384, 8, 3, 3), padding=1), True),  # 384: from here
-    (Geometry.from_args((2, 48, 7, 7), (512, 48, 5, 5), padding=2), True),
-    (Geometry.from_args((8, 64, 1024), (512, 64, 5), padding=2), True),  # 1-D: 8x the input's
-    (Geometry.from_args((16, 16, 20, 20), (256, 16, 5, 5), padding=2), False),  # 256 output channels
-    (Geometry.from_args((16, 64, 14, 14), (384, 64, 5, 5), padding=2), False),  # 6x the input's
-    (Geometry.from_args((8, 32, 14, 14), (512, 32, 5, 5), stride=2, padding=2), False),  # at a stride
-    (Geometry.from_args((4, 48, 17, 17), (512, 24, 3, 3), padding=1, groups=2), False),  # two groups
-    (Geometry.from_args((16, 64, 14, 14), (512, 64, 3, 3), padding=1), False),  # winograd's own rows
-    (Geometry.from_args((8, 32, 14, 14), (512, 32, 1, 1)), False),  # 1x1: BLAS's row of its own
-    (Geometry.from_args((1, 48, 14, 14), (512, 48, 3, 3), padding=1), False)])  # one image
-def test_on_half_width_avx512_the_input_gradient_of_many_outputs_runs_blas(tiles, monkeypatch, geom, blas, full):
-    """``AUTO_HALF_WIDTH_MANY_OUT_GRAD_INPUT_CHANNELS``: on AVX-512's half-width units the input
-    gradient of a kernel past 1x1 at unit stride, one group, over two images or more, with 384+
-    output channels 8x the input's runs BLAS's, float32 and float64, the other passes as before;
-    not at a stride, in groups, on one image, on layers winograd's rows take, nor on full-width
-    units (their own rows)."""
-    numba_jit = tiles(True, "reference", "im2col", "numba", "winograd")
-    monkeypatch.setattr(numba_jit, "full_width_tiles", lambda geom: full)
-    taken = blas and not full
-    assert backends._half_width_many_outputs(geom) is taken
-    if taken:
-        for dtype in (np.float32, np.float64):
-            assert backends.choose(geom, dtype, pass_="grad_input") == "im2col", dtype
-
-
 @pytest.mark.parametrize("full", [False, True])
 @pytest.mark.parametrize("implicit", [False, True])
 @pytest.mark.parametrize("geom, numba", [
@@ -1145,34 +1116,33 @@ def test_on_half_width_avx512_the_gradients_of_few_tiles_run_numba_and_winograd(
 
 
 @pytest.mark.parametrize("full", [False, True])
-@pytest.mark.parametrize("geom, blas", [
-    (Geometry.from_args((1, 3, 35, 35), (512, 3, 5, 5), padding=2), True),
-    (Geometry.from_args((1, 3, 112, 112), (192, 3, 7, 7), padding=3), True),  # 192: from here
-    (Geometry.from_args((1, 2, 112, 112), (384, 2, 3, 3), padding=1, stride=2), True),
-    (Geometry.from_args((1, 4, 20, 20), (768, 4, 3, 3), padding=1), True),
-    (Geometry.from_args((1, 1, 224, 224), (96, 1, 5, 5), padding=2, stride=2), False),  # 96 output channels
-    (Geometry.from_args((4, 3, 35, 35), (512, 3, 5, 5), padding=2), False),  # four images
-    (Geometry.from_args((1, 8, 35, 35), (512, 8, 5, 5), padding=2), False),  # 8 input channels
-    (Geometry.from_args((1, 4, 35, 35), (512, 2, 5, 5), padding=2, groups=2), False),  # two groups
-    (Geometry.from_args((1, 3, 35, 35), (512, 3, 1, 1)), False),  # 1x1
-    (Geometry.from_args((1, 3, 4096), (512, 3, 7), padding=3), False),  # 1-D
-    (Geometry.from_args((1, 3, 4, 56, 56), (256, 3, 3, 7, 7), padding=(1, 3, 3)), False)])  # 3-D
-def test_on_half_width_avx512_the_forward_of_one_image_of_few_inputs_runs_blas(tiles, monkeypatch, geom, blas, full):
-    """``AUTO_HALF_WIDTH_STEM_OUT_CHANNELS``: on AVX-512's half-width units the forward of a 2-D call
-    of one image, a kernel past 1x1, up to 4 input channels and 192+ output channels in one group
-    runs BLAS's, float32 and float64; not with fewer output channels, more images or input
-    channels, in groups, 1x1, 1-D or 3-D, nor on full-width units."""
-    numba_jit = tiles(True, "reference", "im2col", "numba", "winograd")
-    monkeypatch.setattr(numba_jit, "full_width_tiles", lambda geom: full)
-    taken = blas and not full
-    assert backends._half_width_stem(geom) is taken
-    if taken:
-        for dtype in (np.float32, np.float64):
-            assert backends.choose(geom, dtype) == "im2col", dtype
-
-
-@pytest.mark.parametrize("full", [False, True])
 @pytest.mark.parametrize("row, geom, blas", [
+    # many8: ``AUTO_HALF_WIDTH_MANY_OUT_GRAD_INPUT_CHANNELS``, the input gradient, kernel past 1x1, unit
+    # stride, 2+ images, 384+ output channels 8x the input's
+    ("many8", Geometry.from_args((16, 16, 14, 14), (512, 16, 3, 3), padding=1), True),
+    ("many8", Geometry.from_args((8, 8, 28, 28), (384, 8, 3, 3), padding=1), True),  # 384: from here
+    ("many8", Geometry.from_args((2, 48, 7, 7), (512, 48, 5, 5), padding=2), True),
+    ("many8", Geometry.from_args((8, 64, 1024), (512, 64, 5), padding=2), True),  # 1-D: 8x the input's
+    ("many8", Geometry.from_args((16, 16, 20, 20), (256, 16, 5, 5), padding=2), False),  # 256 output channels
+    ("many8", Geometry.from_args((16, 64, 14, 14), (384, 64, 5, 5), padding=2), False),  # 6x the input's
+    ("many8", Geometry.from_args((8, 32, 14, 14), (512, 32, 5, 5), stride=2, padding=2), False),  # at a stride
+    ("many8", Geometry.from_args((4, 48, 17, 17), (512, 24, 3, 3), padding=1, groups=2), False),  # two groups
+    ("many8", Geometry.from_args((16, 64, 14, 14), (512, 64, 3, 3), padding=1), False),  # winograd's own rows
+    ("many8", Geometry.from_args((8, 32, 14, 14), (512, 32, 1, 1)), False),  # 1x1: BLAS's row of its own
+    ("many8", Geometry.from_args((1, 48, 14, 14), (512, 48, 3, 3), padding=1), False),  # one image
+    # stem: ``AUTO_HALF_WIDTH_STEM_OUT_CHANNELS``, the forward, one image of up to 4 input channels,
+    # 192+ output channels, kernel past 1x1
+    ("stem", Geometry.from_args((1, 3, 35, 35), (512, 3, 5, 5), padding=2), True),
+    ("stem", Geometry.from_args((1, 3, 112, 112), (192, 3, 7, 7), padding=3), True),  # 192: from here
+    ("stem", Geometry.from_args((1, 2, 112, 112), (384, 2, 3, 3), padding=1, stride=2), True),
+    ("stem", Geometry.from_args((1, 4, 20, 20), (768, 4, 3, 3), padding=1), True),
+    ("stem", Geometry.from_args((1, 1, 224, 224), (96, 1, 5, 5), padding=2, stride=2), False),  # 96 output channels
+    ("stem", Geometry.from_args((4, 3, 35, 35), (512, 3, 5, 5), padding=2), False),  # four images
+    ("stem", Geometry.from_args((1, 8, 35, 35), (512, 8, 5, 5), padding=2), False),  # 8 input channels
+    ("stem", Geometry.from_args((1, 4, 35, 35), (512, 2, 5, 5), padding=2, groups=2), False),  # two groups
+    ("stem", Geometry.from_args((1, 3, 35, 35), (512, 3, 1, 1)), False),  # 1x1
+    ("stem", Geometry.from_args((1, 3, 4096), (512, 3, 7), padding=3), False),  # 1-D
+    ("stem", Geometry.from_args((1, 3, 4, 56, 56), (256, 3, 3, 7, 7), padding=(1, 3, 3)), False),  # 3-D
     # one: ``AUTO_HALF_WIDTH_ONE_IMAGE_*``, one image, 192+ output channels over up to 400 output pixels
     ("one", Geometry.from_args((1, 128, 7, 7), (512, 128, 7, 7), padding=3), True),
     ("one", Geometry.from_args((1, 48, 10, 10), (384, 48, 5, 5), padding=2), True),  # 5x5: from here
@@ -1198,18 +1168,27 @@ def test_on_half_width_avx512_the_forward_of_one_image_of_few_inputs_runs_blas(t
     ("many", Geometry.from_args((2, 96, 14, 14), (512, 96, 5, 5), padding=4, dilation=2), False),  # dilated
     ("many", Geometry.from_args((2, 192, 10, 10), (768, 96, 5, 5), padding=2, groups=2), False),  # two groups
     ("many", Geometry.from_args((2, 96, 256), (512, 96, 5), padding=2), False)])  # 1-D
-def test_on_half_width_avx512_the_gradients_under_large_kernels_run_blas(tiles, monkeypatch, row, geom, blas, full):
-    """On AVX-512's half-width units both gradients of a 2-D call of one group under 5x5 kernels and
-    up, undilated at unit stride, run BLAS's, float32 and float64: on one image with 192+ output
-    channels over up to 400 output pixels, over two images or more with 384+ output channels 4x
-    the input's; not below those, under 3x3 or one-sided kernels, at a stride, dilated, in groups,
-    1-D, nor on full-width units."""
+def test_on_half_width_avx512_rows_of_blas_passes(tiles, monkeypatch, row, geom, blas, full):
+    """On AVX-512's half-width units these rows give BLAS the passes named, float32 and float64,
+    and not past their limits nor on full-width units: many8, the input gradient of a kernel past
+    1x1 at unit stride, one group, two images or more, 384+ output channels 8x the input's (not at
+    a stride, in groups, on one image, on winograd's rows); stem, the forward of a 2-D call of one
+    image, a kernel past 1x1, up to 4 input channels and 192+ output channels (not with fewer
+    outputs, more images or inputs, in groups, 1x1, 1-D, 3-D); under 5x5 kernels and up,
+    undilated at unit stride, one group, both gradients: one, of one image with 192+ output
+    channels over up to 400 output pixels; many, over two images or more with 384+ output
+    channels 4x the input's (not below those, under 3x3 or one-sided kernels, at a stride,
+    dilated, in groups, 1-D)."""
+    predicate, passes = {
+        "many8": (backends._half_width_many_outputs, ("grad_input",)),
+        "stem": (backends._half_width_stem, ("forward",)),
+        "one": (backends._half_width_one_image_gradients, ("grad_input", "grad_weight")),
+        "many": (backends._half_width_many_outputs_large, ("grad_input", "grad_weight"))}[row]
     numba_jit = tiles(True, "reference", "im2col", "numba", "winograd")
     monkeypatch.setattr(numba_jit, "full_width_tiles", lambda geom: full)
     taken = blas and not full
-    predicate = {"one": backends._half_width_one_image_gradients, "many": backends._half_width_many_outputs_large}[row]
     assert predicate(geom) is taken
     if taken:
         for dtype in (np.float32, np.float64):
-            for pass_ in ("grad_input", "grad_weight"):
+            for pass_ in passes:
                 assert backends.choose(geom, dtype, pass_=pass_) == "im2col", (dtype, pass_)

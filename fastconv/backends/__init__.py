@@ -575,10 +575,10 @@ def _many_outputs_any(g: Geometry, least: int) -> bool:
     return _many_out_channels(g, least) and _full_width(g)
 
 
-def _many_out_channels(g: Geometry, least: int) -> bool:
-    """A kernel past 1x1 with ``least`` output channels per group or more, ``AUTO_MANY_OUT_RATIO``
-    times the input channels: the many-output rows' shape, on any CPU."""
-    return math.prod(g.kernel) > 1 and g.c_out_g >= max(least, AUTO_MANY_OUT_RATIO * g.c_in_g)
+def _many_out_channels(g: Geometry, least: int, ratio: int = AUTO_MANY_OUT_RATIO) -> bool:
+    """A kernel past 1x1 with ``least`` output channels per group or more, ``ratio`` times the
+    input channels: the many-output rows' shape, on any CPU."""
+    return math.prod(g.kernel) > 1 and g.c_out_g >= max(least, ratio * g.c_in_g)
 
 
 def _winograd_without_wide_tiles(g: Geometry) -> bool:
@@ -1267,19 +1267,25 @@ def _half_width_few_tiles(g: Geometry) -> bool:
 # 14x14 1.27 / 1.61, 96 -> 512 10x10 1.47 / 1.86; N=8 64 -> 384 17x17 1.38 / 1.60; N=16 72 -> 512
 # 10x10 1.39 / 1.58; 7x7 N=2 96 -> 384 14x14 1.37 / 2.04, 80 -> 512 10x10 1.37 / 2.94, 17x17 1.26 /
 # 2.01 (12 of 12; BLAS's weight gradient alone beside numba's input gradient won or tied on all 12).
-AUTO_HALF_WIDTH_MANY_OUT_LARGE_RATIO = 4  # output channels over input channels, at least, ...
-AUTO_HALF_WIDTH_MANY_OUT_LARGE_KERNEL = 5  # ... kernel taps down and across, at least: BLAS's gradients
+AUTO_HALF_WIDTH_MANY_OUT_LARGE_RATIO = 4  # output channels over input channels, at least, under ...
+AUTO_HALF_WIDTH_LARGE_KERNEL = 5  # ... kernels of this many taps down and across, at least: BLAS's gradients
+
+
+def _half_width_large_kernel(g: Geometry) -> bool:
+    """On AVX-512's half-width units, a 2-D call of one group, undilated at unit stride, under a
+    kernel of ``AUTO_HALF_WIDTH_LARGE_KERNEL`` taps down and across or more: the shape of the
+    large-kernel rows whose gradients run BLAS's."""
+    return (g.ndim == 2 and g.groups == 1 and max(g.stride) == 1 and max(g.dilation) == 1
+            and min(g.kernel) >= AUTO_HALF_WIDTH_LARGE_KERNEL and _half_width(g))
 
 
 def _half_width_many_outputs_large(g: Geometry) -> bool:
-    """On AVX-512's half-width units, a 2-D call of one group, undilated at unit stride, over two
-    images or more, a kernel of ``AUTO_HALF_WIDTH_MANY_OUT_LARGE_KERNEL`` taps down and across or
-    more, with ``AUTO_HALF_WIDTH_MANY_OUT_GRAD_INPUT_CHANNELS`` output channels or more,
-    ``AUTO_HALF_WIDTH_MANY_OUT_LARGE_RATIO`` times the input's, whose gradients run BLAS's."""
-    return (g.ndim == 2 and g.groups == 1 and g.n >= 2 and max(g.stride) == 1 and max(g.dilation) == 1
-            and min(g.kernel) >= AUTO_HALF_WIDTH_MANY_OUT_LARGE_KERNEL
-            and g.c_out >= AUTO_HALF_WIDTH_MANY_OUT_GRAD_INPUT_CHANNELS
-            and g.c_out >= AUTO_HALF_WIDTH_MANY_OUT_LARGE_RATIO * g.c_in and _half_width(g))
+    """A large-kernel call (``_half_width_large_kernel``) over two images or more with
+    ``AUTO_HALF_WIDTH_MANY_OUT_GRAD_INPUT_CHANNELS`` output channels or more,
+    ``AUTO_HALF_WIDTH_MANY_OUT_LARGE_RATIO`` times the input's (``_many_out_channels``)."""
+    return (g.n >= 2 and _many_out_channels(g, AUTO_HALF_WIDTH_MANY_OUT_GRAD_INPUT_CHANNELS,
+                                            AUTO_HALF_WIDTH_MANY_OUT_LARGE_RATIO)
+            and _half_width_large_kernel(g))
 
 
 # On AVX-512's half-width units the gradients of one image under 5x5 and 7x7 kernels at stride 1
@@ -1294,20 +1300,16 @@ def _half_width_many_outputs_large(g: Geometry) -> bool:
 # output channels (7x7 256 -> 128 12x12 2.50 / 2.57, 64 -> 96 20x20 3.12 / 2.47; 5x5 128 -> 32
 # 17x17 2.12 / 1.97), nor on larger outputs (5x5 48 -> 256 28x28 1.62 / 1.49), nor over more
 # images (5x5 N=4 128 -> 96 7x7 3.30 / 2.44, N=16 48 -> 192 12x12 2.08 / 1.75).
-AUTO_HALF_WIDTH_ONE_IMAGE_KERNEL = 5  # taps down and across, at least, ...
-AUTO_HALF_WIDTH_ONE_IMAGE_OUT_CHANNELS = 192  # ... output channels, at least, ...
+AUTO_HALF_WIDTH_ONE_IMAGE_OUT_CHANNELS = 192  # output channels, at least, ...
 AUTO_HALF_WIDTH_ONE_IMAGE_PIXELS = 400  # ... and output pixels, at most (20x20): BLAS's gradients
 
 
 def _half_width_one_image_gradients(g: Geometry) -> bool:
-    """On AVX-512's half-width units, the 2-D call of one image in one group, undilated at stride
-    1, a kernel of ``AUTO_HALF_WIDTH_ONE_IMAGE_KERNEL`` taps down and across or more, with
+    """A large-kernel call (``_half_width_large_kernel``) of one image with
     ``AUTO_HALF_WIDTH_ONE_IMAGE_OUT_CHANNELS`` output channels or more over at most
-    ``AUTO_HALF_WIDTH_ONE_IMAGE_PIXELS`` output pixels, whose gradients run BLAS's."""
-    return (g.ndim == 2 and g.n == 1 and g.groups == 1 and max(g.stride) == 1 and max(g.dilation) == 1
-            and min(g.kernel) >= AUTO_HALF_WIDTH_ONE_IMAGE_KERNEL
-            and g.c_out >= AUTO_HALF_WIDTH_ONE_IMAGE_OUT_CHANNELS
-            and _pixels(g) <= AUTO_HALF_WIDTH_ONE_IMAGE_PIXELS and _half_width(g))
+    ``AUTO_HALF_WIDTH_ONE_IMAGE_PIXELS`` output pixels."""
+    return (g.n == 1 and g.c_out >= AUTO_HALF_WIDTH_ONE_IMAGE_OUT_CHANNELS
+            and _pixels(g) <= AUTO_HALF_WIDTH_ONE_IMAGE_PIXELS and _half_width_large_kernel(g))
 
 
 # On AVX-512's half-width units the forward of one image of up to 4 input channels (a stem) and
