@@ -161,7 +161,7 @@ TINY_3D: tuple[Case, ...] = (
     case("tiny-v4x6-k1x3x3s2", 1, 2, (4, 6, 6), 2, (1, 3, 3), (1, 2, 2), (0, 1, 1)),
 )
 
-# The shapes that placed the "auto" rule's channel line (fastconv/backends/__init__.py), none of
+# The shapes that placed the "auto" rule's channel line (fastconv/backends/_auto_rules.py), none of
 # them in the suites above: 1-D pointwise and strided layers, 7x1 and 1x7 kernels, ResNeXt's 32
 # groups, 3x3 layers over 7x7 and 14x14 images with 32 to 256 channels, 1x1 kernels over 7x7 to
 # 28x28 images with 64 to 512 channels, ResNet's strided layers and 3-D 3x3x3 and 1x1x1 ones; and

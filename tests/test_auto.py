@@ -10,6 +10,7 @@ import pytest
 
 import fastconv
 from fastconv import _threads, api, backends, cases
+from fastconv.backends import _auto_rules as rules
 from fastconv.geometry import Geometry
 
 DENSE = Geometry.from_args((8, 64, 28, 28), (64, 64, 3, 3), padding=1)
@@ -59,7 +60,7 @@ def _pointwise_with_macs(macs_at_most):
     return Geometry.from_args((n, 16, 14, 14), (16, 16, 1, 1))
 
 
-SMALL = _pointwise_with_macs(backends.AUTO_NUMBA_MAX_MACS)
+SMALL = _pointwise_with_macs(rules.AUTO_NUMBA_MAX_MACS)
 JUST_ABOVE = Geometry.from_args((SMALL.n + 1, 16, 14, 14), (16, 16, 1, 1))  # 196 pixels: a matrix product
 
 
@@ -226,7 +227,7 @@ def test_without_wide_tiles_blas_takes_strided_and_few_tap_calls(tiles, monkeypa
     numba_jit = tiles(wide, "reference", "im2col", "numba")
     monkeypatch.setattr(numba_jit, "matrix_product", lambda geom: False)  # the AVX-512 rows, out of the way
     monkeypatch.setattr(numba_jit, "patches", lambda geom: False)
-    assert backends._blas_without_wide_tiles(geom) is (blas and not wide)
+    assert rules._blas_without_wide_tiles(geom) is (blas and not wide)
     if blas and not wide:
         assert backends.choose(geom, np.float32) == "im2col"
 
@@ -252,7 +253,7 @@ def test_strided_weight_gradients_run_blas_without_avx512_tiles(tiles, monkeypat
     numba_jit = tiles(wide, "reference", "im2col", "numba")
     monkeypatch.setattr(numba_jit, "full_width_tiles", lambda geom: full)
     blas = not wide or one or (half and not full)
-    assert backends._strided_weight_blas(geom) is blas
+    assert rules._strided_weight_blas(geom) is blas
     assert backends.choose(geom, np.float32, pass_="grad_weight") == ("im2col" if blas else "numba")
     assert backends.choose(geom, np.float64, pass_="grad_weight") == "im2col"
 
@@ -276,10 +277,10 @@ def test_on_half_width_avx512_one_d_calls_of_few_pixels_run_numba(tiles, monkeyp
     monkeypatch.setattr(numba_jit, "implicit_forward", lambda geom: implicit)
     monkeypatch.setattr(numba_jit, "implicit_input_gradient", lambda geom: implicit)
     taken = few and wide and not full
-    assert backends._one_d_implicit(geom, None) is taken
-    assert backends._one_d_implicit(geom, "implicit_forward") is (taken and implicit)
+    assert rules._one_d_implicit(geom, None) is taken
+    assert rules._one_d_implicit(geom, "implicit_forward") is (taken and implicit)
     if taken:
-        assert backends._blas_shaped(geom)
+        assert rules._blas_shaped(geom)
         want = ["numba" if implicit else "im2col"] * 2 + ["numba"]
         assert [backends.choose(geom, np.float32, pass_=p) for p in backends.PASSES] == want
 
@@ -293,11 +294,11 @@ def test_numba_pixel_tiles_take_the_forward_with_avx512_tiles(tiles, monkeypatch
     monkeypatch.setattr(numba_jit, "full_width_tiles", lambda geom: full)
     monkeypatch.setattr(numba_jit, "pixel_tiles", lambda geom: True)
     few = Geometry.from_args((32, 384, 7, 7), (16, 384, 3, 3), stride=2, padding=1)
-    assert backends._blas_shaped(few)
-    assert backends._on_pixel_tiles(few, "pixel_tiles") is wide
+    assert rules._blas_shaped(few)
+    assert rules._on_pixel_tiles(few, "pixel_tiles") is wide
     if wide:
         assert backends.choose(few, np.float32) == "numba"
-    assert not backends._on_pixel_tiles(Geometry.from_args((8, 256, 14, 14), (16, 256, 3, 3), padding=1),
+    assert not rules._on_pixel_tiles(Geometry.from_args((8, 256, 14, 14), (16, 256, 3, 3), padding=1),
                                         "pixel_tiles")  # 3x3 at stride 1: winograd's rows
 
 
@@ -330,7 +331,7 @@ def test_on_half_width_avx512_the_weight_gradient_of_wide_rows_runs_blas(tiles, 
     width or more runs BLAS's patches; not where it was not measured (full-width units)."""
     numba_jit = tiles(True, "reference", "im2col", "numba", "winograd")
     monkeypatch.setattr(numba_jit, "full_width_tiles", lambda geom: full)
-    assert backends._wide_rows_weight(geom) is (blas and not full)
+    assert rules._wide_rows_weight(geom) is (blas and not full)
     if blas and not full:
         assert backends.choose(geom, np.float32, pass_="grad_weight") == "im2col"
 
@@ -353,13 +354,13 @@ def test_on_half_width_avx512_few_tiles_forward_runs_numba_patch_rows(tiles, mon
     (no split: ``numba_jit.patch_rows``)."""
     numba_jit = tiles(True, "reference", "im2col", "numba", "winograd")
     monkeypatch.setattr(numba_jit, "full_width_tiles", lambda geom: full)
-    assert backends._few_tiles_patch_rows(geom) is (numba and not full)
+    assert rules._few_tiles_patch_rows(geom) is (numba and not full)
     if numba and not full:
         # (two images and more: the gradients' own half-width row, ``_half_width_few_tiles``)
-        gradients = ["winograd", "numba"] if backends._half_width_few_tiles(geom) else ["im2col", "im2col"]
+        gradients = ["winograd", "numba"] if rules._half_width_few_tiles(geom) else ["im2col", "im2col"]
         assert [backends.choose(geom, np.float32, pass_=p) for p in backends.PASSES] == ["numba", *gradients]
         with fastconv.threads(1):
-            assert not backends._few_tiles_patch_rows(geom)
+            assert not rules._few_tiles_patch_rows(geom)
 
 
 @pytest.mark.parametrize("wide", [False, True])
@@ -451,11 +452,11 @@ def test_avx512_weight_gradient_of_many_channels_over_few_tiles_is_blass(tiles, 
     for full in (True, False):
         numba_jit = tiles(True, "reference", "im2col", "numba", "winograd")
         monkeypatch.setattr(numba_jit, "full_width_tiles", lambda geom, _full=full: _full)
-        assert backends._split_weight(geom) is split
+        assert rules._split_weight(geom) is split
         if split:
             assert backends.choose(geom, np.float32, pass_="grad_weight") == "im2col"
     tiles(False, "reference", "im2col", "numba", "winograd")
-    assert not backends._split_weight(geom)
+    assert not rules._split_weight(geom)
 
 
 @pytest.mark.parametrize("geom, winograd", [
@@ -475,12 +476,12 @@ def test_half_width_weight_gradient_over_few_tiles_is_winograds_from_192_channel
     runs winograd's, where the few-weight-tiles row ran numba's (384+ channels: BLAS's split first);
     not on full-width units, nor grouped (not measured)."""
     numba_jit = tiles(True, "reference", "im2col", "numba", "winograd")
-    assert backends._half_width_winograd_weight(geom) is winograd
+    assert rules._half_width_winograd_weight(geom) is winograd
     if winograd:
-        want = "im2col" if backends._split_weight(geom) else "winograd"
+        want = "im2col" if rules._split_weight(geom) else "winograd"
         assert backends.choose(geom, np.float32, pass_="grad_weight") == want
     monkeypatch.setattr(numba_jit, "full_width_tiles", lambda geom: True)
-    assert not backends._half_width_winograd_weight(geom)
+    assert not rules._half_width_winograd_weight(geom)
 
 
 def _cube(n, c, d, hw, **kwargs):
@@ -513,9 +514,9 @@ def test_half_width_3x3_layers_of_fewer_than_64_channels_run_winograd(tiles, mon
     units (not measured)."""
     numba_jit = tiles(True, "reference", "im2col", "numba", "winograd")
     monkeypatch.setattr(numba_jit, "full_width_tiles", lambda geom: full)
-    gi_pixels = backends.AUTO_FEW_CHANNELS_WINOGRAD_GRAD_INPUT_PIXELS
-    assert backends._few_channels_winograd(geom) is (forward and not full)
-    assert backends._few_channels_winograd(geom, gi_pixels) is (grad_input and not full)
+    gi_pixels = rules.AUTO_FEW_CHANNELS_WINOGRAD_GRAD_INPUT_PIXELS
+    assert rules._few_channels_winograd(geom) is (forward and not full)
+    assert rules._few_channels_winograd(geom, gi_pixels) is (grad_input and not full)
     if forward and not full:
         for dtype in (np.float32, np.float64):
             picks = [backends.choose(geom, dtype, pass_=p) for p in backends.PASSES]
@@ -547,7 +548,7 @@ def test_on_half_width_avx512_small_calls_of_64_channels_run_numbas_forward(tile
     monkeypatch.setattr(numba_jit, "full_width_tiles", lambda geom: full)
     monkeypatch.setattr(numba_jit, "implicit_forward", lambda geom: implicit)
     taken = numba and implicit and not full
-    assert backends._half_width_small_winograd(geom) is taken
+    assert rules._half_width_small_winograd(geom) is taken
     if taken:
         assert backends.choose(geom, np.float32) == "numba"
         assert backends.choose(geom, np.float64) == "winograd"
@@ -645,7 +646,7 @@ def test_one_image_rows_in_float64(tiles, monkeypatch, geom, passes, blas32):
 
     before = tuple(r for r in rows if ONE_IMAGE_ROWS not in r[1])
     assert picks(np.float64, rows, passes) == picks(np.float64, before, passes)
-    if backends._winograd_channels(geom):  # (the float64 rows' condition)
+    if rules._winograd_channels(geom):  # (the float64 rows' condition)
         assert picks(np.float32, rows, blas32) == ["im2col"] * len(blas32)
 
 
@@ -670,7 +671,7 @@ def test_full_width_avx512_lopsided_3x3_runs_winograd(tiles, monkeypatch, geom, 
     fewer side)."""
     numba_jit = tiles(True, "reference", "im2col", "numba", "winograd")
     monkeypatch.setattr(numba_jit, "full_width_tiles", lambda geom: full)
-    assert backends._lopsided_3x3(geom) is (lopsided and full)
+    assert rules._lopsided_3x3(geom) is (lopsided and full)
     if lopsided and full:
         assert backends.choose(geom, np.float32) == "winograd"
 
@@ -704,7 +705,7 @@ def test_full_width_avx512_one_signal_forward_runs_blas(tiles, monkeypatch, geom
     monkeypatch.setattr(numba_jit, "full_width_tiles", lambda geom: True)
     monkeypatch.setattr(backends, "_ranked", {})
     picks = [backends.choose(geom, np.float32, pass_=p) for p in backends.PASSES]
-    assert backends._one_signal(geom) is blas
+    assert rules._one_signal(geom) is blas
     monkeypatch.setattr(backends, "AUTO_PASS_RULES", tuple(r for r in backends.AUTO_PASS_RULES if r[0] != "forward"))
     without = [backends.choose(geom, np.float32, pass_=p) for p in backends.PASSES]
     assert picks == (["im2col", *without[1:]] if blas else without)
@@ -731,8 +732,8 @@ def test_windows_that_tile_the_input_run_blas_forward(tiles, monkeypatch, geom, 
     blas = blas[0] if full else blas[1]
     monkeypatch.setattr(backends, "_ranked", {})
     picks = [backends.choose(geom, np.float32, pass_=p) for p in backends.PASSES]
-    assert backends._tiled_windows(geom) is blas
-    rows = tuple(r for r in backends.AUTO_PASS_RULES if r[2] is not backends._tiled_windows)
+    assert rules._tiled_windows(geom) is blas
+    rows = tuple(r for r in backends.AUTO_PASS_RULES if r[2] is not rules._tiled_windows)
     monkeypatch.setattr(backends, "AUTO_PASS_RULES", rows)
     monkeypatch.setattr(backends, "_ranked", {})
     without = [backends.choose(geom, np.float32, pass_=p) for p in backends.PASSES]
@@ -799,9 +800,9 @@ def test_without_wide_tiles_strided_input_gradients_of_few_outputs_run_numba(til
     without AVX-512 (its forward past the BLAS row, its input gradient by its own row); its weight
     gradient stays BLAS's from 64 input channels."""
     tiles(wide, "reference", "im2col", "numba")
-    assert backends._strided_few_outputs(geom) is own  # (with AVX-512's tiles too, full or half width)
+    assert rules._strided_few_outputs(geom) is own  # (with AVX-512's tiles too, full or half width)
     if own and not wide:
-        assert not backends._blas_without_wide_tiles(geom)
+        assert not rules._blas_without_wide_tiles(geom)
         assert [backends.choose(geom, np.float32, pass_=p) for p in backends.PASSES] == ["numba", "numba", "im2col"]
 
 
@@ -816,7 +817,7 @@ def test_without_wide_tiles_winograd_takes_the_weight_gradient_from_32_channels(
     """Without AVX-512 numba's weight gradient of 3x3 layers under 64 output channels runs its
     packed loops, which winograd's own (from 32 channels a group) beat on 8 of 9 layers measured."""
     tiles(wide, "reference", "im2col", "numba", "winograd")
-    assert backends._winograd_own_weight(geom) is (own and not wide)
+    assert rules._winograd_own_weight(geom) is (own and not wide)
     if own and not wide:
         assert [backends.choose(geom, dtype, pass_="grad_weight") for dtype in (np.float32, np.float64)] == [
             "winograd", "winograd"]
@@ -831,7 +832,7 @@ def test_without_wide_tiles_winograd_takes_the_weight_gradient_from_32_channels(
     (Geometry.from_args((8, 48, 28, 28), (48, 48, 3, 3), padding=1), False)])  # dense 2-D
 def test_without_wide_tiles_winograd_takes_grouped_and_deep_3x3_layers_from_32_channels(tiles, geom, own, wide):
     tiles(wide, "reference", "im2col", "numba", "winograd")
-    assert backends._winograd_without_wide_tiles(geom) is (own and not wide)
+    assert rules._winograd_without_wide_tiles(geom) is (own and not wide)
     if own and not wide:
         assert [backends.choose(geom, np.float32, pass_=p) for p in backends.PASSES] == ["winograd"] * 3
 
@@ -881,20 +882,20 @@ def test_gradient_and_pass_names_are_checked():
 
 
 def test_thresholds_are_where_the_rule_says():
-    assert SMALL.macs <= backends.AUTO_NUMBA_MAX_MACS < JUST_ABOVE.macs
-    assert SMALL_IMAGES.oh * SMALL_IMAGES.ow < backends.AUTO_IM2COL_BELOW_PIXELS <= DENSE.oh * DENSE.ow
+    assert SMALL.macs <= rules.AUTO_NUMBA_MAX_MACS < JUST_ABOVE.macs
+    assert SMALL_IMAGES.oh * SMALL_IMAGES.ow < rules.AUTO_IM2COL_BELOW_PIXELS <= DENSE.oh * DENSE.ow
     # channels per group against AUTO_BLAS_CHANNELS x sqrt(pixels): 7 x 7 = 49 at 7x7, 140 at 20x20
-    assert SMALL_IMAGES_FEW_CHANNELS.c_in_g < backends.AUTO_BLAS_CHANNELS * 7 <= SMALL_IMAGES.c_in_g
-    assert POINTWISE.c_in_g < backends.AUTO_BLAS_CHANNELS * 28 and POINTWISE_MANY_CHANNELS.c_in_g >= 7 * 20
-    assert DILATED_SMALL_PHASES.oh // 8 < backends.AUTO_PHASE_MIN <= DILATED.oh // 2
-    assert DILATED_FEW_CHANNELS.c_in_g < backends.AUTO_PHASE_CHANNELS <= DILATED.c_in_g
-    assert 6 * 6 < backends.AUTO_FEW_TILES <= 3 * 4 * 4  # FEW_TILES_12X12's 6x6 tiles, ENOUGH_TILES' 3 x 4x4
-    assert FEW_TILES.c_in_g <= backends.AUTO_FEW_TILES_MAX_CHANNELS < FEW_TILES_MANY_CHANNELS.c_in_g
+    assert SMALL_IMAGES_FEW_CHANNELS.c_in_g < rules.AUTO_BLAS_CHANNELS * 7 <= SMALL_IMAGES.c_in_g
+    assert POINTWISE.c_in_g < rules.AUTO_BLAS_CHANNELS * 28 and POINTWISE_MANY_CHANNELS.c_in_g >= 7 * 20
+    assert DILATED_SMALL_PHASES.oh // 8 < rules.AUTO_PHASE_MIN <= DILATED.oh // 2
+    assert DILATED_FEW_CHANNELS.c_in_g < rules.AUTO_PHASE_CHANNELS <= DILATED.c_in_g
+    assert 6 * 6 < rules.AUTO_FEW_TILES <= 3 * 4 * 4  # FEW_TILES_12X12's 6x6 tiles, ENOUGH_TILES' 3 x 4x4
+    assert FEW_TILES.c_in_g <= rules.AUTO_FEW_TILES_MAX_CHANNELS < FEW_TILES_MANY_CHANNELS.c_in_g
     numba_jit = pytest.importorskip("fastconv.backends.numba_jit")
     assert 9 * 9 <= numba_jit.SMALL_IMAGE_PIXELS < 10 * 10
-    assert 16 * 25 < backends.AUTO_SMALL_IMAGE_WINOGRAD_TILES <= 32 * 16  # IMPLICIT_9X9's, SMALL_IMAGES_MANY_TILES'
+    assert 16 * 25 < rules.AUTO_SMALL_IMAGE_WINOGRAD_TILES <= 32 * 16  # IMPLICIT_9X9's, SMALL_IMAGES_MANY_TILES'
     from fastconv.backends import winograd  # the weight-gradient rows send winograd its own products only
-    assert backends.AUTO_WINOGRAD_WEIGHT_CHANNELS == winograd.WEIGHT_MIN_CHANNELS_BLAS
+    assert rules.AUTO_WINOGRAD_WEIGHT_CHANNELS == winograd.WEIGHT_MIN_CHANNELS_BLAS
 
 
 @pytest.mark.parametrize("geom", [DENSE, DEPTHWISE, SMALL])
@@ -1107,7 +1108,7 @@ def test_on_half_width_avx512_the_gradients_of_few_tiles_run_numba_and_winograd(
     numba_jit = tiles(True, "reference", "im2col", "numba", "winograd")
     monkeypatch.setattr(numba_jit, "full_width_tiles", lambda geom: full)
     taken = grad_input is not None and not full
-    assert backends._half_width_few_tiles(geom) is taken
+    assert rules._half_width_few_tiles(geom) is taken
     if taken:
         assert backends.choose(geom, np.float32, pass_="grad_input") == grad_input
         assert backends.choose(geom, np.float32, pass_="grad_weight") == "numba"
@@ -1180,10 +1181,10 @@ def test_on_half_width_avx512_rows_of_blas_passes(tiles, monkeypatch, row, geom,
     channels 4x the input's (not below those, under 3x3 or one-sided kernels, at a stride,
     dilated, in groups, 1-D)."""
     predicate, passes = {
-        "many8": (backends._half_width_many_outputs, ("grad_input",)),
-        "stem": (backends._half_width_stem, ("forward",)),
-        "one": (backends._half_width_one_image_gradients, ("grad_input", "grad_weight")),
-        "many": (backends._half_width_many_outputs_large, ("grad_input", "grad_weight"))}[row]
+        "many8": (rules._half_width_many_outputs, ("grad_input",)),
+        "stem": (rules._half_width_stem, ("forward",)),
+        "one": (rules._half_width_one_image_gradients, ("grad_input", "grad_weight")),
+        "many": (rules._half_width_many_outputs_large, ("grad_input", "grad_weight"))}[row]
     numba_jit = tiles(True, "reference", "im2col", "numba", "winograd")
     monkeypatch.setattr(numba_jit, "full_width_tiles", lambda geom: full)
     taken = blas and not full
