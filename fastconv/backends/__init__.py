@@ -39,8 +39,9 @@ from types import ModuleType
 from .._precision import get_precision
 from .._threads import call_threads
 from ..geometry import Geometry
-# (``_order`` reads the tables by these names, here: a test or plugin replaces one on this module)
 from ._auto_rules import AUTO_DTYPE_RULES, AUTO_PASS_RULES, AUTO_RULES, _past_small
+
+# (``_order`` reads auto's tables by the names above, in this module: a test or plugin replaces one here)
 
 _MODULES = {
     "reference": "fastconv.backends.reference",
