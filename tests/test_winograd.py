@@ -235,9 +235,15 @@ def test_supports_and_refusals():
     assert winograd.supports(ok, np.dtype(np.float32), "highest") is None
     assert winograd.supports(ok, np.dtype(np.float64), "high") is None
     for kwargs, w_shape in [({"stride": 2}, (4, 4, 3, 3)), ({"stride": 2, "dilation": 2}, (4, 4, 3, 3)),
-                            ({}, (4, 4, 5, 5)), ({}, (4, 4, 1, 1))]:
+                            ({"stride": 2}, (4, 4, 5, 5)), ({}, (4, 4, 1, 1)), ({}, (4, 4, 9, 9)), ({}, (4, 4, 4, 4)),
+                            ({}, (4, 4, 3, 1))]:
         geom = Geometry.from_args((1, 4, 9, 9), w_shape, **kwargs)
-        assert "3x3 kernels at stride 1" in winograd.supports(geom, np.dtype(np.float32), "highest")
+        assert "7x7 kernels (3, 5 or 7 taps each way) at stride 1 only" in winograd.supports(
+            geom, np.dtype(np.float32), "highest")
+    for w_shape in [(4, 4, 5, 5), (4, 4, 7, 7), (4, 2, 5, 3), (4, 4, 3, 7)]:  # in 3x3 blocks, on the register tiles
+        geom = Geometry.from_args((1, 4, 9, 9), w_shape, padding=2, groups=4 // w_shape[1])
+        said = winograd.supports(geom, np.dtype(np.float32), "highest")
+        assert said is None if _gemm.TILES else "register tiles" in said
     dilated = Geometry.from_args((1, 4, 9, 9), (4, 4, 3, 3), dilation=(2, 3), padding=1)  # on its phases
     assert winograd.supports(dilated, np.dtype(np.float32), "highest") is None
     depthwise = Geometry.from_args((1, 4, 8, 8), (4, 1, 3, 3), groups=4)
@@ -248,7 +254,7 @@ def test_supports_and_refusals():
     three_d = Geometry.from_args((1, 4, 5, 8, 8), (4, 4, 2, 3, 3), stride=(2, 1, 1), dilation=(2, 1, 1))
     assert winograd.supports(three_d, np.dtype(np.float32), "highest") is None
     flat_strided = Geometry.from_args((1, 4, 5, 8, 8), (4, 4, 3, 3, 3), stride=(1, 2, 1))
-    assert "3x3 kernels at stride 1" in winograd.supports(flat_strided, np.dtype(np.float32), "highest")
+    assert "at stride 1 only" in winograd.supports(flat_strided, np.dtype(np.float32), "highest")
 
 
 @pytest.mark.parametrize("level", LEVELS)
@@ -261,7 +267,7 @@ def test_public_api_runs_it_and_refuses_what_it_does_not_support(level):
     assert_close(y, want[0])
     assert_close(g.input, want[1])
     assert_close(g.weight, want[2])
-    with pytest.raises(ValueError, match="winograd.*3x3 kernels at stride 1"):
+    with pytest.raises(ValueError, match="winograd.*7x7 kernels .* at stride 1 only"):
         fastconv.conv2d(x, w, padding=1, stride=2, groups=groups, backend="winograd")
     with pytest.raises(ValueError, match="winograd.*depthwise"):
         fastconv.conv2d(x, np.ones((6, 1, 3, 3)), groups=6, backend="winograd")
@@ -276,20 +282,20 @@ def _exact(x, w, padding):
     """The convolution in a wider type: float64 for float32 data, long double for float64."""
     wide = np.float64 if x.dtype == np.float32 else np.longdouble
     xp = np.pad(x.astype(wide), ((0, 0), (0, 0), (padding, padding), (padding, padding)))
-    win = sliding_window_view(xp, (3, 3), axis=(2, 3))
+    win = sliding_window_view(xp, w.shape[2:], axis=(2, 3))
     wd = w.astype(wide)
     out = 0
-    for ky in range(3):
-        for kx in range(3):  # tensordot: long double has no BLAS, einsum would be slower
+    for ky in range(w.shape[2]):
+        for kx in range(w.shape[3]):  # tensordot: long double has no BLAS, einsum would be slower
             out = out + np.tensordot(wd[:, :, ky, kx], win[..., ky, kx], axes=([1], [1])).transpose(1, 0, 2, 3)
     return out
 
 
-def _exact_gw(gy, x, padding):
+def _exact_gw(gy, x, padding, kernel=(3, 3)):
     """The weight gradient in a wider type, as ``_exact``."""
     wide = np.float64 if x.dtype == np.float32 else np.longdouble
     xp = np.pad(x.astype(wide), ((0, 0), (0, 0), (padding, padding), (padding, padding)))
-    win = sliding_window_view(xp, (3, 3), axis=(2, 3))  # (n, c, oh, ow, ky, kx)
+    win = sliding_window_view(xp, kernel, axis=(2, 3))  # (n, c, oh, ow, ky, kx)
     return np.tensordot(gy.astype(wide), win, axes=([0, 2, 3], [0, 2, 3]))
 
 
@@ -1204,8 +1210,118 @@ def test_warmup_compiles_what_a_first_call_runs():
             with fastconv.precision(level):
                 y = fastconv.conv2d(x, w, padding=1, backend="winograd")
                 fastconv.conv2d_backward(y, x, w, padding=1, backend="winograd")
+                if _numba_gemm.TILES:  # kernels past 3x3: their blocks' products
+                    w5 = np.ones((16, 16, 5, 5), np.float32)
+                    y = fastconv.conv2d(x, w5, padding=2, backend="winograd")
+                    fastconv.conv2d_backward(y, x, w5, padding=2, backend="winograd")
         print({k: (before.get(k, 0), v) for k, v in compiled().items() if v != before.get(k, 0)})
     """
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600)
     assert run.returncode == 0, run.stderr
     assert run.stdout.strip() == "{}", run.stdout
+
+
+# ----------------------------------------------------------------- kernels past 3x3, in 3x3 blocks
+
+# (x shape, w shape, padding, groups): 5x5 and 7x7, mixed 5x3 and 3x7, odd sizes, per-side padding
+# (beyond the kernel's reach: the input gradient cropped), groups, one pixel, and batches of one,
+# two and three images (by channels, by images, by channels again: ``_large_plan``)
+LARGE = {
+    "5x5-odd": ((2, 4, 9, 11), (6, 4, 5, 5), 2, 1),
+    "7x7-valid-one": ((1, 5, 13, 12), (3, 5, 7, 7), 0, 1),
+    "5x3-asym-grouped": ((3, 6, 8, 7), (4, 3, 5, 3), ((3, 1), (0, 2)), 2),
+    "3x7-pad-beyond-reach": ((2, 5, 10, 9), (3, 5, 3, 7), ((0, 4), (8, 0)), 1),
+    "7x7-one-pixel": ((1, 3, 1, 1), (2, 3, 7, 7), 3, 1),
+    "5x5-many-channels": ((3, 24, 12, 12), (40, 24, 5, 5), 2, 1),
+}
+large_tiles = pytest.mark.skipif(not _gemm.TILES, reason="kernels past 3x3 run on the register tiles only")
+
+
+@large_tiles
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("name", LARGE)
+def test_large_kernels_match_torch_the_same_bits_each_way(monkeypatch, use_threads, name, dtype):
+    """Forward and input gradient by items of images and by blocks of output channels (the same
+    bits, at both levels), against torch; the weight gradient numba's; the inputs untouched."""
+    use_threads(2)
+    x_shape, w_shape, padding, groups = LARGE[name]
+    geom, x, w, b, gy = _arrays(np.random.default_rng(3), dtype, x_shape, w_shape, padding, groups)
+    assert winograd.algorithm(geom, dtype, "highest") == f"F(2x2,{w_shape[2]}x{w_shape[3]}) in 3x3 blocks"
+    saved = [a.copy() for a in (x, w, b, gy)]
+    want = _torch_results(x, w, b, gy, padding, groups)
+    for level in LEVELS:
+        with precision(level):
+            got = _alike_each_way(lambda way: monkeypatch.setattr(winograd, "LARGE_BY_CHANNELS", way),
+                                  (None, True, False), _forward_and_input_gradient, (geom, x, w, b, gy))
+            got = (*got, winograd.grad_weight(gy, x, geom))
+        for what, g, ref in zip(("y", "gx", "gw"), got, want):
+            assert g.dtype == dtype and g.flags.c_contiguous and g.shape == ref.shape, what
+            assert_close(g, ref, what=f"{name} {level} {what}")
+    assert all(np.array_equal(a, s) for a, s in zip((x, w, b, gy), saved)), "an input was modified"
+
+
+@large_tiles
+@pytest.mark.parametrize(("kind", "n", "c", "k"), [("normal", 2, 32, 5), ("range", 2, 32, 7), ("normal", 1, 192, 5)])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_large_kernel_error_within_a_direct_sums(kind, n, c, k, dtype):
+    """Each 3x3 block's sum is F(2x2,3x3)'s: within 2x a direct sum's relative RMS error (im2col's
+    BLAS dot products of the same C*k*k terms) at every level, forward and input gradient."""
+    rng = np.random.default_rng(5)
+    x = _error_inputs(kind, dtype, n, c, 14)[0]
+    w = rng.standard_normal((c, c, k, k)) * np.sqrt(2 / (k * k * c))
+    if kind == "range":
+        w *= 10.0 ** rng.uniform(-3, 3, w.shape)
+    w = w.astype(dtype)
+    p = k // 2
+    geom = Geometry.from_args(x.shape, w.shape, padding=p)
+    wt = np.ascontiguousarray(w.transpose(1, 0, 2, 3)[:, :, ::-1, ::-1])
+    for what, run, direct, exact in [
+            ("forward", lambda: winograd.forward(x, w, geom), im2col.forward(x, w, geom), _exact(x, w, p)),
+            ("grad_input", lambda: winograd.grad_input(x, w, geom), im2col.grad_input(x, w, geom), _exact(x, wt, p))]:
+        direct_error = _rel_rms(direct, exact)
+        for level in LEVELS:
+            with precision(level):
+                error = _rel_rms(run(), exact)
+            assert error <= 2 * direct_error, f"{what} {level}: {error:.3g} > 2 x {direct_error:.3g}"
+
+
+@large_tiles
+@pytest.mark.parametrize("threads", [1, 2, 3])
+@pytest.mark.parametrize("pass_", ["forward", "grad_input"])
+@pytest.mark.parametrize("n", [1, 3, 16])
+def test_large_kernel_extra_memory_stays_under_budget(monkeypatch, budget, use_threads, pass_, threads, n):
+    """Batches of 1 and 3 images (by channels on 2+ threads, where the whole batch's transformed
+    input fits) and 16 (by items), 16 channels of 24x24 under a 5x5 kernel: an image's item is
+    16 x 32 x 13 x 13 values (346 KiB) beside 64 KiB of the blocks' transformed filters; at 768 KiB
+    fewer threads run, at 2 MiB more images an item."""
+    use_threads(threads)
+    geom = Geometry.from_args((n, 16, 24, 24), (16, 16, 5, 5), padding=2)
+    rng = np.random.default_rng(0)
+    x, w, gy = (rng.standard_normal(s).astype(np.float32) for s in (geom.x_shape, geom.w_shape, geom.y_shape))
+    args = {"forward": (x, w), "grad_input": (gy, w)}[pass_]
+    for limit in (768 * 2**10, 2 * 2**20):
+        budget(limit)
+        assert winograd._large_plan(x, 16, 16, (24, 24), (5, 5), geom, 4) is not None  # its own path runs
+        extra, got = extra_bytes(lambda: getattr(winograd, pass_)(*args, geom))
+        assert extra <= limit, f"{pass_}: {extra} bytes beyond the output, budget {limit}"
+        assert_close(got, getattr(numba_jit, pass_)(*args, geom))
+
+
+@large_tiles
+def test_large_kernel_past_the_budget_runs_numbas_loops(monkeypatch, budget):
+    """Where one image's item does not fit the memory budget, numba's direct loops run the call."""
+    geom, x, w, b, gy = _arrays(np.random.default_rng(4), np.float32, (2, 16, 24, 24), (16, 16, 5, 5), 2, 1)
+    budget(128 * 2**10)
+    assert winograd._large_plan(x, 16, 16, (24, 24), (5, 5), geom, 4) is None
+    ran = []
+    monkeypatch.setattr(numba_jit, "forward", lambda *args: ran.append(True) or np.zeros(geom.y_shape, np.float32))
+    winograd.forward(x, w, geom, b)
+    assert ran
+
+
+@large_tiles
+def test_large_kernel_non_finite_values_rerun_directly():
+    """inf or NaN in a result reruns the call on numba's direct sums, as for 3x3 kernels."""
+    geom, x, w, b, gy = _arrays(np.random.default_rng(2), np.float32, (2, 8, 9, 9), (8, 8, 5, 5), 2, 1)
+    x[0, 3, 4, 4] = np.inf
+    np.testing.assert_array_equal(np.isnan(winograd.forward(x, w, geom, b)), np.isnan(numba_jit.forward(x, w, geom, b)))

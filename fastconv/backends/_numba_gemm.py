@@ -711,7 +711,7 @@ def batch_scratch(m, itemsize):
 
 
 @njit(**_JIT)
-def _batch_run(ap, m, zeros, b, c, k, p, j0, j1, j2, j3, ct, lda):  # pragma: no cover
+def _batch_run(ap, m, zeros, b, c, k, p, j0, j1, j2, j3, ct, lda, acc=False):  # pragma: no cover
     """C = A @ B in the column ranges j0 .. j1 and j2 .. j3, A (m x k) packed, B and C the flat
     (k, p) and (m, p): per block of KC reduction steps, every panel of nr columns of both ranges,
     every panel of rows. A block of A (up to 512 KiB at 512 rows) stays in L2 over all the panels
@@ -726,7 +726,7 @@ def _batch_run(ap, m, zeros, b, c, k, p, j0, j1, j2, j3, ct, lda):  # pragma: no
     lanes = nr // BATCH_NV
     for pc in range(0, k, KC):
         kc = min(KC, k - pc)
-        add = 1 if pc > 0 else 0
+        add = 1 if pc > 0 or acc else 0
         for lo, hi in ((j0, j1), (j2, j3)):  # both ranges in one pass over A's block (read from L3 once)
             jb = lo
             while jb < hi:

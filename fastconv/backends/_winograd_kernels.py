@@ -15,7 +15,7 @@ from llvmlite import ir
 from numba import types
 from numba.extending import intrinsic
 
-from ._numba_gemm import KC, MR, VBITS, _declared, _transpose, batch
+from ._numba_gemm import KC, MR, VBITS, _batch_run, _batch_views, _declared, _transpose, batch
 from ._numba_kernels import _CACHE, njit
 from ._numba_spin import parts_done
 
@@ -74,7 +74,7 @@ def _filter_transform(wv, m, r0, r1, u):  # pragma: no cover
 
 
 @njit(**_JIT)
-def _filter_transform_packed(wv, m, p0, p1, up):  # pragma: no cover
+def _filter_transform_packed(wv, m, p0, p1, up, ky0=0, kx0=0, ny=3, nx=3):  # pragma: no cover
     """``up[g*alpha^2 + xi]`` = the (G f G^T)[xi] of the filters f = wv[g, r, s] (3x3), packed for
     the register tiles (``_numba_gemm._pack_a``: per block of KC input channels s, panels of MR
     output channels r), for the (group, panel) pairs ``p0 <= g*P + ip < p1``. A panel's filters
@@ -85,7 +85,8 @@ def _filter_transform_packed(wv, m, p0, p1, up):  # pragma: no cover
     rows past wv's are transforms of zeros. Where ``up`` holds more than alpha^2 matrices a group
     (F(2x2)'s edge tiles: ``winograd.EDGE_FILTERS``), the nine after them are (1', j) for the 4
     points j, G along the filter's middle row; (i, 1'), G down its middle column; (1', 1'), the
-    middle tap."""
+    middle tap. A larger kernel's 3x3 block (``_convolve_large``): f = wv[g, r, s, ky0 + ky, kx0 + kx]
+    for ky < ny and kx < nx, zero past them."""
     nr, ns = wv.shape[1], wv.shape[2]
     a = m + 2
     per = up.shape[0] // wv.shape[0]  # matrices a group
@@ -107,12 +108,15 @@ def _filter_transform_packed(wv, m, p0, p1, up):  # pragma: no cover
             for ky in range(U(3)):
                 for kx in range(U(3)):
                     o = ((ky * U(3) + kx) * U(ns) + s) * U(MR)
-                    if full:
+                    if ky >= ny or kx >= nx:
                         for rr in range(U(MR)):
-                            f[o + rr] = wv[U(g), r0 + rr, s, ky, kx]
+                            f[o + rr] = 0.0
+                    elif full:
+                        for rr in range(U(MR)):
+                            f[o + rr] = wv[U(g), r0 + rr, s, U(ky0) + ky, U(kx0) + kx]
                     else:
                         for rr in range(U(MR)):
-                            f[o + rr] = wv[U(g), r0 + rr, s, ky, kx] if r0 + rr < nr else 0.0
+                            f[o + rr] = wv[U(g), r0 + rr, s, U(ky0) + ky, U(kx0) + kx] if r0 + rr < nr else 0.0
         for kx in range(3):
             _g_rows(m, f, U(kx) * n8, U(3 + kx) * n8, U(6 + kx) * n8, t, U(kx * a) * n8, n8, n8)
         for i in range(a):
@@ -132,6 +136,27 @@ def _filter_transform_packed(wv, m, p0, p1, up):  # pragma: no cover
                         flat[d + (U(a) + i) * pitch + q] = t[(U(a) + i) * n8 + o + q]
                 for q in range(run):
                     flat[d + U(2 * a) * pitch + q] = f[U(4) * n8 + o + q]
+
+
+@njit(**_JIT)
+def large_products(ups, live, offs, v, mm, cs, cd, p, scratch):  # pragma: no cover
+    """The products of a kernel larger than 3x3 as F(2x2,3x3) blocks (``winograd._convolve_large``):
+    for each point xi, ``mm[xi]`` (cd x p) = the sum, over the blocks b live at xi (``live[b, xi]``),
+    of ``ups[b, xi]`` (packed, cd x cs) times ``v[xi]``'s columns from ``offs[b]`` on (cs x p, the
+    same pitch): block b reads the transformed input of the tile ``offs[b]`` further along the grid.
+    Columns past ``p - offs[b]`` take no term of block b (tiles of the grid past the output). The
+    blocks' terms are added in one order: the same bits however the tiles are cut into items."""
+    ct, zeros = _batch_views(scratch, cd)
+    a2 = ups.shape[1]
+    for xi in range(a2):
+        first = True
+        vx = v[xi * cs * p:(xi + 1) * cs * p]
+        mx = mm[xi * cd * p:(xi + 1) * cd * p]
+        for b in range(offs.shape[0]):
+            if live[b, xi]:
+                o = offs[b]
+                _batch_run(ups[b, xi], cd, zeros, vx[o:], mx, cs, p, 0, p - o, 0, 0, ct, 0, not first)
+                first = False
 
 
 # The input and output transforms run as long loops over all the tiles of a block (one channel at
@@ -993,6 +1018,8 @@ def _output_rows_vec(mm, k0, kg, r0, r1, tiles_h, tiles_w, m, bias, y, step):  #
             oy = (rr % tiles_h) * m
             yo = (((rr // tiles_h) * cy + k0 + k) * oh + oy) * ow
             rows = min(m, oh - oy)
+            if rows <= 0:  # a tile row past the output (``_convolve_large``'s grid): the kernels write row 0
+                continue
             mo = k * nt + jj * tiles_w
             if m == 2:
                 bad |= _out_f2(mm, mo, step, yf, yo, ow, rows, full, b) != 0

@@ -180,8 +180,10 @@ def supports(geom, dtype, precision):
     if geom.c_in_g == 1:
         return "not depthwise layers (one input channel per group): direct loops are faster"
     flat = as_2d(geom)
-    if (flat.kh, flat.kw, flat.sh, flat.sw) != (3, 3, 1, 1):
-        return "3x3 kernels at stride 1 only"
+    if (flat.sh, flat.sw) != (1, 1) or not (flat.kh in LARGE_TAPS and flat.kw in LARGE_TAPS):
+        return "3x3, 5x5 and 7x7 kernels (3, 5 or 7 taps each way) at stride 1 only"
+    if (flat.kh, flat.kw) != (3, 3) and not _gemm.TILES:
+        return "kernels past 3x3 on numba's register tiles only (AVX-512 or AVX2)"
     if np.dtype(dtype) not in (np.float32, np.float64):
         return "float32 and float64 only"
     if precision not in TILE:
@@ -193,6 +195,8 @@ def algorithm(geom, dtype, precision) -> str:
     """The algorithm a supported call runs at ``precision``, e.g. ``"F(4x4,3x3)"``, with the
     weight gradient's where it differs."""
     flat, itemsize = undilated(as_2d(geom)), np.dtype(dtype).itemsize
+    if (flat.kh, flat.kw) != (3, 3):
+        return f"F(2x2,{flat.kh}x{flat.kw}) in 3x3 blocks"
     m = _tile(flat, precision, itemsize, split=not _native_3d(geom, itemsize))
     mw = _tile(flat, precision, itemsize, split=False)
     return f"F({m}x{m},3x3)" + (f", weight F({mw}x{mw},3x3)" if mw != m else "")
@@ -271,7 +275,8 @@ def grad_input(gy, w, geom):
 
 
 def _grad_input_2d(gy, w, geom):
-    gx = _convolve(gy, w, geom, geom.c_in, (geom.ih, geom.iw), 2 - geom.pt, 2 - geom.pl, None, transposed=True)
+    gx = _convolve(gy, w, geom, geom.c_in, (geom.ih, geom.iw), geom.kh - 1 - geom.pt, geom.kw - 1 - geom.pl, None,
+                   transposed=True)
     return gx if gx is not None else _direct().grad_input(gy, w, geom)
 
 
@@ -447,6 +452,8 @@ def _convolve(src, w, geom, c_dst, out_hw, pt, pl, bias, transposed):
     """The stride-1 3x3 convolution of ``src`` into ``c_dst`` channels of ``out_hw`` pixels, input
     pixel ``(oy - pt + ky, ox - pl + kx)``; with w's kernels (``transposed``: flipped, channels
     swapped). None when a result is inf or NaN."""
+    if w.shape[-2:] != (3, 3):
+        return _convolve_large(src, w, geom, c_dst, out_hw, pt, pl, bias, transposed)
     m = _tile(geom, get_precision(), src.itemsize, split=True)
     a2, groups, dtype, itemsize = (m + 2) ** 2, geom.groups, src.dtype, src.itemsize
     cs, cd = src.shape[1] // groups, c_dst // groups  # channels per group read and written
@@ -875,6 +882,180 @@ def _evenly(n, threads, run):
     map_items(list(chunks(n, -(-n // threads))), lambda i0, i1, scratch: run(i0, i1), threads)
 
 
+# ------------------------------------------------------- kernels past 3x3, as F(2x2,3x3) blocks
+
+# A kernel of k taps down an axis is cut into blocks of 3 (taps 2b, 2b + 1, and 2b + 2 only in the
+# last block, zero in the others), each an F(2x2,3x3) kernel whose output tile i reads the input
+# tile i + b of one grid, transformed once: output tile t sums, per transform point, block b's
+# transformed filter times the transformed input of tile t + offset(b) (``_k.large_products``; a
+# decomposition after Huang et al., "DWM: A Decomposable Winograd Method for Convolution
+# Acceleration", 2020). A block whose third tap is zero has a zero transformed filter at the point
+# at infinity: its product there is skipped. Products per 2x2 output tile and channel pair, against
+# a direct sum's 4 k^2: 5x5 49 (0.49), 7x7 100 (0.51); each block's sum is F(2x2,3x3)'s, so the
+# error stays a direct sum's (README, "Winograd and precision"). The grid runs past the output by
+# a tile per block down and across (their products are computed and dropped).
+LARGE_TAPS = (3, 5, 7)  # taps down (and across) a kernel this backend runs
+
+
+def _blocks(k):
+    """``(first tap, taps)`` of each 3x3 block of a kernel axis of ``k`` taps."""
+    nb = max(1, k // 2)
+    return [(2 * b, min(3 if b == nb - 1 else 2, k - 2 * b)) for b in range(nb)]
+
+
+# Items of whole images leave a thread idle where the images are fewer than the threads or do not
+# split evenly among them, and then the threads split the output channels instead (``_large_by_channels``).
+# Two threads, float32, forward time by channels / by images, 7 interleaved rounds in one process
+# (an AMD Zen 4, 2026-12-06): one image 5x5 256 -> 256 28x28 0.53, 64 -> 64 56x56 0.59; three
+# images 256 -> 256 14x14 0.78, 128 -> 128 28x28 0.89, two groups of 32 over 32x32 0.77; five 0.91
+# and 1.03; two, four, six and seven 0.95-1.14 (two 7x7 128 -> 128 28x28 1.04, six 5x5 1.14).
+LARGE_BY_CHANNELS = None  # (for measuring: True or False forces the way ``_large_plan`` takes)
+
+
+def _large_plan(src, cs, cd, out_hw, kernel, geom, itemsize):
+    """``(blocks down, blocks across, grid rows an image, grid columns, (way, size, threads))`` for
+    ``_convolve_large``: by items of ``size`` whole images, or, where the images are fewer than the
+    threads, by blocks of ``size`` output channels over the whole batch (``"channels"``); None where
+    neither fits the memory budget."""
+    bh, bw = _blocks(kernel[0]), _blocks(kernel[1])
+    tiles_h, tiles_w = -(-out_hw[0] // 2) + len(bh) - 1, -(-out_hw[1] // 2) + len(bw) - 1
+    nb, n, threads = len(bh) * len(bw), src.shape[0], call_threads()
+    budget = call_budget(geom, itemsize) - reserved() * itemsize
+    tiles = tiles_h * tiles_w
+    work = _k.transform_scratch(2, n * tiles_h, tiles_w, itemsize)[0]
+    by_channels = n < threads or (n % threads and n < 2 * threads)
+    by_channels = by_channels if LARGE_BY_CHANNELS is None else LARGE_BY_CHANNELS
+    if n and by_channels and threads > 1:
+        panels = -(-cd // _gemm.MR)
+        kb = -(-panels // -(-threads // geom.groups)) * _gemm.MR  # a group's share of the threads
+        one = ((nb * 16 * _gemm.packed_size(kb, cs) + 16 * kb * n * tiles + _gemm.batch_scratch(kb, itemsize))
+               * itemsize + work)
+        shared = geom.groups * 16 * cs * n * tiles * itemsize
+        if shared + threads * one <= budget:
+            return bh, bw, tiles_h, tiles_w, ("channels", kb, threads)
+    shared = geom.groups * nb * 16 * _gemm.packed_size(cd, cs) * itemsize
+
+    def item_bytes(images):  # an item's scratch: its transformed input and products, transforms, tiles
+        return ((16 * (cs + cd) * images * tiles + _gemm.batch_scratch(cd, itemsize)) * itemsize
+                + _k.transform_scratch(2, images * tiles_h, tiles_w, itemsize)[0])
+
+    if n == 0 or shared + item_bytes(1) > budget:
+        return None
+    threads = int(max(1, min(threads, n, (budget - shared) // item_bytes(1))))
+    per_item = max(1, min(-(-n // threads), ITEM_TILES // tiles))
+    while per_item > 1 and shared + threads * item_bytes(per_item) > budget:
+        per_item -= 1
+    items = -(-n // per_item)
+    items = -(-items // threads) * threads  # whole rounds of the threads
+    return bh, bw, tiles_h, tiles_w, ("images", -(-n // items), threads)
+
+
+def _convolve_large(src, w, geom, c_dst, out_hw, pt, pl, bias, transposed):
+    """``_convolve`` for kernels past 3x3 (``LARGE_TAPS``) on the register tiles: items of whole
+    images, each transforming its input over the grid, running the blocks' products
+    (``_k.large_products``) and the output transform; the blocks' filters transformed first, in
+    parts the items share. None when a result is inf or NaN, or where one image's item does not
+    fit the memory budget (the caller then runs numba's direct loops)."""
+    kh, kw = w.shape[-2:]
+    groups, dtype, itemsize = geom.groups, src.dtype, src.itemsize
+    cs, cd = src.shape[1] // groups, c_dst // groups
+    plan = _large_plan(src, cs, cd, out_hw, (kh, kw), geom, itemsize)
+    if plan is None:
+        return None
+    bh, bw, tiles_h, tiles_w, (way, size, threads) = plan
+    wv = w.reshape(groups, cd if not transposed else w.shape[0] // groups, -1, kh, kw)
+    if transposed:  # (group, input channel, output channel, ky, kx), flipped: a view, no copy
+        wv = wv.transpose(0, 2, 1, 3, 4)[..., ::-1, ::-1]
+    blocks = [(i, j) for i in range(len(bh)) for j in range(len(bw))]
+    offs = np.array([i * tiles_w + j for i, j in blocks], np.int64)
+    live = np.array([[not ((bh[i][1] < 3 and xi // 4 == 3) or (bw[j][1] < 3 and xi % 4 == 3)) for xi in range(16)]
+                     for i, j in blocks])
+
+    def transform(g, k0, k1, b, p0, p1, up):  # block b's filters of output channels k0 .. k1, panels p0 .. p1
+        (ky0, ny), (kx0, nx) = bh[blocks[b][0]], bw[blocks[b][1]]
+        _k._filter_transform_packed(wv[g:g + 1, k0:k1], 2, p0, p1, up, ky0, kx0, ny, nx)
+
+    y = np.empty((src.shape[0], c_dst, *out_hw), dtype)
+    b_ = np.empty(0, dtype) if bias is None else bias
+    with np.errstate(invalid="ignore", over="ignore"):
+        if way == "channels":
+            bad = _large_by_channels(src, groups, cs, cd, size, threads, blocks, live, offs, transform,
+                                     tiles_h, tiles_w, pt, pl, b_, y)
+        else:
+            bad = _large_by_images(src, groups, cs, cd, size, threads, blocks, live, offs, transform,
+                                   tiles_h, tiles_w, pt, pl, b_, y)
+    return None if bad else y
+
+
+def _large_by_images(src, groups, cs, cd, per_item, threads, blocks, live, offs, transform, tiles_h, tiles_w,
+                     pt, pl, b_, y):
+    """``_convolve_large``'s items of ``per_item`` whole images; the blocks' filters transformed
+    first, in parts the items share. Returns whether a value written is inf or NaN."""
+    dtype, itemsize = src.dtype, src.itemsize
+    ups = kept("winograd-kernel", (groups, len(blocks), 16, _gemm.packed_size(cd, cs)), dtype)
+    panels = -(-cd // _gemm.MR)
+    step = max(1, -(-panels // KERNEL_PARTS))
+    filters = Shared([(g, 0, cd, b, p0, min(panels, p0 + step), ups[g, b]) for g in range(groups)
+                      for b in range(len(blocks)) for p0 in range(0, panels, step)], transform)
+    bad = []
+
+    def work(n0, n1, scratch):
+        filters.help()
+        r0, r1 = n0 * tiles_h, n1 * tiles_h
+        p = (r1 - r0) * tiles_w
+        v = buffer(scratch, "v", (16 * cs * p,), dtype)
+        mm = buffer(scratch, "m", (16 * cd * p,), dtype)
+        s, wk = _transform_work(scratch, 2, r1 - r0, tiles_w, dtype)
+        tiles = buffer(scratch, "tiles", (_gemm.batch_scratch(cd, itemsize),), dtype)
+        for g in range(groups):
+            _k._input_transform(src, g * cs, cs, r0, r1, tiles_h, tiles_w, pt, pl, 2, v, s, wk, 0, cs, _NO_ORDER)
+            filters.ready()
+            _k.large_products(ups[g], live, offs, v, mm, cs, cd, p, tiles)
+            if _k._output_transform(mm, g * cd, cd, r0, r1, tiles_h, tiles_w, 2, b_, y, wk, _NO_ORDER):
+                bad.append(True)
+
+    map_items(list(chunks(src.shape[0], per_item)), work, threads, shared=(filters,))
+    return bool(bad)
+
+
+def _large_by_channels(src, groups, cs, cd, kb, threads, blocks, live, offs, transform, tiles_h, tiles_w,
+                       pt, pl, b_, y):
+    """``_convolve_large`` with the threads splitting the output channels (blocks of ``kb``) over
+    the whole batch, as ``_by_channels`` does: the input transformed in parts the blocks share,
+    each block transforming its own filters meanwhile. Returns whether a value written is inf or
+    NaN."""
+    dtype, itemsize = src.dtype, src.itemsize
+    rows = src.shape[0] * tiles_h
+    p = rows * tiles_w
+    vs = kept("winograd-input", (groups, 16 * cs * p), dtype)
+    parts = -(-threads // groups)
+
+    def inputs_part(g, c0, c1, scratch):
+        s, wk = _transform_work(scratch, 2, rows, tiles_w, dtype)
+        _k._input_transform(src, g * cs + c0, c1 - c0, 0, rows, tiles_h, tiles_w, pt, pl, 2, vs[g], s, wk, c0, cs,
+                            _NO_ORDER)
+
+    inputs = Shared([(g, c0, c1) for g in range(groups) for c0, c1 in chunks(cs, -(-cs // parts))], inputs_part)
+    bad = []
+
+    def block(g, k0, scratch):
+        inputs.help(scratch)
+        k = min(kb, cd - k0)
+        up = buffer(scratch, "up", (len(blocks), 16, _gemm.packed_size(k, cs)), dtype)
+        for b in range(len(blocks)):
+            transform(g, k0, k0 + k, b, 0, -(-k // _gemm.MR), up[b])
+        inputs.ready(scratch)
+        mm = buffer(scratch, "m", (16 * k * p,), dtype)
+        _k.large_products(up, live, offs, vs[g], mm, cs, k, p,
+                          buffer(scratch, "tiles", (_gemm.batch_scratch(k, itemsize),), dtype))
+        wk = _transform_work(scratch, 2, rows, tiles_w, dtype)[1]
+        if _k._output_transform(mm, g * cd + k0, k, 0, rows, tiles_h, tiles_w, 2, b_, y, wk, _NO_ORDER):
+            bad.append(True)
+
+    map_items([(g, k0) for g in range(groups) for k0 in range(0, cd, kb)], block, threads, shared=(inputs,))
+    return bool(bad)
+
+
 # ----------------------------------------------------------------- 3-D, each plane transformed once
 
 # A 3-D call's work items in ``_convolve_3d`` are an image's blocks of tile rows in one plane, so
@@ -894,6 +1075,8 @@ def _native_3d(geom, itemsize) -> bool:
     within half the memory budget (else the lift's slices)."""
     if geom.ndim != 3 or geom.groups != 1 or geom.dilation != (1, 1, 1) or geom.kernel[0] == 1:
         return False
+    if geom.kernel[1:] != (3, 3):
+        return False  # (larger planes' kernels through the lift's 2-D calls: ``_convolve_large``)
     if geom.tiles(2) < NATIVE_3D_MIN_TILES:
         return False
     planes = (math.prod(geom.x_shape) + math.prod(geom.y_shape)) * itemsize
@@ -1033,6 +1216,11 @@ def _transforms(dtype):
     compile F(2x2) and F(4x4) alike (m is an argument)."""
     from ..geometry import Geometry
 
+    if _gemm.TILES:  # kernels past 3x3 (``_convolve_large``), on the register tiles only
+        c = _gemm.MR
+        large = Geometry.from_args((1, c, 5, 5), (c, c, 5, 5), padding=2)
+        x, w = np.ones(large.x_shape, dtype), np.ones(large.w_shape, dtype)
+        grad_input(forward(x, w, large, np.ones(c, dtype)), w, large)
     for c in sorted({2, _gemm.MR}):
         geom = Geometry.from_args((1, c, 5, 5), (c, c, 3, 3), padding=1)
         x, w = np.ones(geom.x_shape, dtype), np.ones(geom.w_shape, dtype)
