@@ -1191,5 +1191,49 @@ def test_on_half_width_avx512_rows_of_blas_passes(tiles, monkeypatch, row, geom,
     assert predicate(geom) is taken
     if taken:
         for dtype in (np.float32, np.float64):
-            for pass_ in passes:
-                assert backends.choose(geom, dtype, pass_=pass_) == "im2col", (dtype, pass_)
+            for pass_ in passes:  # (winograd's row of 5x5 and 7x7 kernels comes first, for two passes)
+                first = "winograd" if pass_ != "grad_weight" and rules._large_winograd(geom) else "im2col"
+                assert backends.choose(geom, dtype, pass_=pass_) == first, (dtype, pass_)
+
+
+@pytest.mark.parametrize(("geom", "taken"), [
+    (Geometry.from_args((2, 128, 28, 28), (512, 128, 5, 5), padding=2), True),
+    (Geometry.from_args((1, 256, 28, 28), (256, 256, 7, 7), padding=3), True),  # one image
+    (Geometry.from_args((4, 192, 28, 28), (32, 192, 5, 5), padding=2), True),  # 32 output channels
+    (Geometry.from_args((4, 64, 16, 16), (64, 64, 5, 3), padding=(2, 1)), True),  # 5x3: 256 tiles, 4096 together
+    (Geometry.from_args((4, 64, 20, 20), (48, 64, 5, 5), padding=2), False),  # 3072 together
+    (Geometry.from_args((16, 24, 28, 28), (128, 24, 5, 5), padding=2), False),  # 24 input channels
+    (Geometry.from_args((1, 96, 14, 14), (512, 96, 5, 5), padding=2), False),  # 49 tiles
+    (Geometry.from_args((4, 64, 28, 28), (64, 64, 3, 3), padding=1), False),  # 3x3: its own rows
+    (Geometry.from_args((4, 64, 28, 28), (64, 64, 9, 9), padding=4), False),  # 9x9
+    (Geometry.from_args((4, 64, 28, 28), (64, 64, 5, 1), padding=(2, 0)), False),  # 5x1
+    (Geometry.from_args((4, 64, 29, 29), (64, 64, 5, 5), stride=2), False),  # at a stride
+    (Geometry.from_args((4, 64, 28, 28), (64, 64, 5, 5), padding=4, dilation=2), False),  # dilated
+    (Geometry.from_args((4, 128, 28, 28), (128, 64, 5, 5), padding=2, groups=2), False),  # two groups
+    (Geometry.from_args((4, 64, 4, 28, 28), (64, 64, 1, 5, 5), padding=(0, 2, 2)), False)])  # 3-D
+def test_large_kernels_run_winograds_blocks_forward_and_input_gradient(tiles, monkeypatch, geom, taken):
+    """``_large_winograd``: 2-D 5x5 and 7x7 kernels (3, 5 or 7 taps each way) at unit stride,
+    undilated, one group, 32+ channels a side and 4096+ together, 64+ F(2x2) tiles, on AVX-512's
+    half-width units with winograd installed: winograd's forward and input gradient, in float32
+    and float64; the weight gradient not."""
+    tiles(True, "reference", "im2col", "numba", "winograd")
+    assert rules._large_winograd(geom) is (taken and winograd_runs_large())
+    if taken and winograd_runs_large():
+        for dtype in (np.float32, np.float64):
+            for pass_ in backends.PASSES:
+                got = backends.choose(geom, dtype, pass_=pass_)
+                assert (got == "winograd") is (pass_ != "grad_weight"), (dtype, pass_)
+    tiles(False, "reference", "im2col", "numba", "winograd")  # without AVX-512: not this row
+    assert not rules._large_winograd(geom)
+    numba_jit = tiles(True, "reference", "im2col", "numba")  # nor without winograd, nor on full-width units
+    assert not rules._large_winograd(geom)
+    tiles(True, "reference", "im2col", "numba", "winograd")
+    monkeypatch.setattr(numba_jit, "full_width_tiles", lambda geom: True)
+    assert not rules._large_winograd(geom)
+
+
+def winograd_runs_large() -> bool:
+    """Whether winograd runs kernels past 3x3 here (on numba's register tiles)."""
+    from fastconv.backends import _numba_gemm
+
+    return _numba_gemm.TILES

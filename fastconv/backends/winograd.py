@@ -172,6 +172,13 @@ def beats_direct(geom) -> bool:
     return geom.ndim in (2, 3) and min(geom.c_in_g, geom.c_out_g) >= TILED_MIN_CHANNELS
 
 
+def large_blocks(geom) -> bool:
+    """Whether this backend runs the call's kernel, past 3x3, as F(2x2,3x3) blocks
+    (``_convolve_large``): for ``"auto"``."""
+    flat = as_2d(geom)
+    return (flat.kh, flat.kw) != (3, 3) and supports(geom, np.float32, "highest") is None
+
+
 def supports(geom, dtype, precision):
     """None when this backend runs the call, else why not. 3-D calls run as 2-D ones with the
     kernel's depth folded into the channels (``_lift``), so a kD x 3 x 3 kernel qualifies."""
@@ -987,6 +994,13 @@ def _convolve_large(src, w, geom, c_dst, out_hw, pt, pl, bias, transposed):
     return None if bad else y
 
 
+def _await(shared, spin, *args):
+    """Return once ``shared``'s parts are finished: spinning up to ``spin`` cycles
+    (``KERNEL_SPIN_S``) in compiled code, then asleep on it (helping first, with ``args``)."""
+    if not (spin and _k.parts_finished(shared.state, len(shared.parts), spin)):
+        shared.ready(*args)
+
+
 def _large_by_images(src, groups, cs, cd, per_item, threads, blocks, live, offs, transform, tiles_h, tiles_w,
                      pt, pl, b_, y):
     """``_convolve_large``'s items of ``per_item`` whole images; the blocks' filters transformed
@@ -998,9 +1012,11 @@ def _large_by_images(src, groups, cs, cd, per_item, threads, blocks, live, offs,
     filters = Shared([(g, 0, cd, b, p0, min(panels, p0 + step), ups[g, b]) for g in range(groups)
                       for b in range(len(blocks)) for p0 in range(0, panels, step)], transform)
     bad = []
+    spin = _spin.ticks(KERNEL_SPIN_S)
 
     def work(n0, n1, scratch):
         filters.help()
+        keep_apart()
         r0, r1 = n0 * tiles_h, n1 * tiles_h
         p = (r1 - r0) * tiles_w
         v = buffer(scratch, "v", (16 * cs * p,), dtype)
@@ -1009,7 +1025,8 @@ def _large_by_images(src, groups, cs, cd, per_item, threads, blocks, live, offs,
         tiles = buffer(scratch, "tiles", (_gemm.batch_scratch(cd, itemsize),), dtype)
         for g in range(groups):
             _k._input_transform(src, g * cs, cs, r0, r1, tiles_h, tiles_w, pt, pl, 2, v, s, wk, 0, cs, _NO_ORDER)
-            filters.ready()
+            _await(filters, spin)
+            keep_apart()
             _k.large_products(ups[g], live, offs, v, mm, cs, cd, p, tiles)
             if _k._output_transform(mm, g * cd, cd, r0, r1, tiles_h, tiles_w, 2, b_, y, wk, _NO_ORDER):
                 bad.append(True)
@@ -1037,14 +1054,17 @@ def _large_by_channels(src, groups, cs, cd, kb, threads, blocks, live, offs, tra
 
     inputs = Shared([(g, c0, c1) for g in range(groups) for c0, c1 in chunks(cs, -(-cs // parts))], inputs_part)
     bad = []
+    spin = _spin.ticks(KERNEL_SPIN_S)
 
     def block(g, k0, scratch):
         inputs.help(scratch)
+        keep_apart()
         k = min(kb, cd - k0)
         up = buffer(scratch, "up", (len(blocks), 16, _gemm.packed_size(k, cs)), dtype)
         for b in range(len(blocks)):
             transform(g, k0, k0 + k, b, 0, -(-k // _gemm.MR), up[b])
-        inputs.ready(scratch)
+        _await(inputs, spin, scratch)
+        keep_apart()
         mm = buffer(scratch, "m", (16 * k * p,), dtype)
         _k.large_products(up, live, offs, vs[g], mm, cs, k, p,
                           buffer(scratch, "tiles", (_gemm.batch_scratch(k, itemsize),), dtype))
