@@ -1200,22 +1200,26 @@ def test_on_half_width_avx512_rows_of_blas_passes(tiles, monkeypatch, row, geom,
     (Geometry.from_args((2, 128, 28, 28), (512, 128, 5, 5), padding=2), True),
     (Geometry.from_args((1, 256, 28, 28), (256, 256, 7, 7), padding=3), True),  # one image
     (Geometry.from_args((4, 192, 28, 28), (32, 192, 5, 5), padding=2), True),  # 32 output channels
-    (Geometry.from_args((4, 64, 16, 16), (64, 64, 5, 3), padding=(2, 1)), True),  # 5x3: 256 tiles, 4096 together
-    (Geometry.from_args((4, 64, 20, 20), (48, 64, 5, 5), padding=2), False),  # 3072 together
-    (Geometry.from_args((16, 24, 28, 28), (128, 24, 5, 5), padding=2), False),  # 24 input channels
-    (Geometry.from_args((1, 96, 14, 14), (512, 96, 5, 5), padding=2), False),  # 49 tiles
+    (Geometry.from_args((8, 24, 28, 28), (128, 24, 5, 5), padding=2), True),  # 24 input channels, 241M
+    (Geometry.from_args((16, 96, 10, 10), (256, 96, 5, 5), padding=2), True),  # 10x10: 0.71 of a direct sum's
+    (Geometry.from_args((16, 64, 16, 16), (64, 64, 5, 3), padding=(2, 1)), True),  # 5x3
+    (Geometry.from_args((32, 64, 14, 14), (48, 64, 7, 7), padding=3), True),  # 7x7 on 14x14: 0.84
+    (Geometry.from_args((4, 512, 10, 10), (128, 512, 7, 7), padding=3), False),  # 7x7 on 10x10: 1.00
+    (Geometry.from_args((16, 64, 7, 7), (384, 64, 7, 7), padding=3), False),  # on 7x7: 1.50
+    (Geometry.from_args((4, 64, 20, 20), (48, 64, 5, 5), padding=2), False),  # 123M multiply-adds
+    (Geometry.from_args((16, 16, 28, 28), (128, 16, 5, 5), padding=2), False),  # 16 input channels
     (Geometry.from_args((4, 64, 28, 28), (64, 64, 3, 3), padding=1), False),  # 3x3: its own rows
     (Geometry.from_args((4, 64, 28, 28), (64, 64, 9, 9), padding=4), False),  # 9x9
     (Geometry.from_args((4, 64, 28, 28), (64, 64, 5, 1), padding=(2, 0)), False),  # 5x1
-    (Geometry.from_args((4, 64, 29, 29), (64, 64, 5, 5), stride=2), False),  # at a stride
+    (Geometry.from_args((8, 64, 57, 57), (64, 64, 5, 5), stride=2), False),  # at a stride
     (Geometry.from_args((4, 64, 28, 28), (64, 64, 5, 5), padding=4, dilation=2), False),  # dilated
     (Geometry.from_args((4, 128, 28, 28), (128, 64, 5, 5), padding=2, groups=2), False),  # two groups
     (Geometry.from_args((4, 64, 4, 28, 28), (64, 64, 1, 5, 5), padding=(0, 2, 2)), False)])  # 3-D
 def test_large_kernels_run_winograds_blocks_forward_and_input_gradient(tiles, monkeypatch, geom, taken):
     """``_large_winograd``: 2-D 5x5 and 7x7 kernels (3, 5 or 7 taps each way) at unit stride,
-    undilated, one group, 32+ channels a side and 4096+ together, 64+ F(2x2) tiles, on AVX-512's
-    half-width units with winograd installed: winograd's forward and input gradient, in float32
-    and float64; the weight gradient not."""
+    undilated, one group, 24+ channels a side, 150M+ multiply-adds, products (the grid's too) at
+    most 0.9 of a direct sum's, on AVX-512's half-width units with winograd installed: winograd's
+    forward and input gradient, in float32 and float64; the weight gradient not."""
     tiles(True, "reference", "im2col", "numba", "winograd")
     assert rules._large_winograd(geom) is (taken and winograd_runs_large())
     if taken and winograd_runs_large():

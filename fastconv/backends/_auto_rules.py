@@ -1222,35 +1222,35 @@ def _half_width_stem(g: Geometry) -> bool:
 
 # winograd's kernels past 3x3 (``winograd._convolve_large``: F(2x2,3x3) blocks on one grid, 49
 # products per 2x2 output tile and channel pair at 5x5, 100 at 7x7, against a direct sum's 100 and
-# 196), forward and input gradient; its weight gradient is numba's. Each pass alone, 5 interleaved
-# rounds, 2 threads, float32, an AMD Zen 4 (2026-12-06), time over torch's forward (the gradient:
-# over torch's backward), winograd against the faster of numba and im2col, 30 layers drawn at
-# random (5x5 and 7x7, 16 to 512 channels, 7x7 to 56x56, 1 to 32 images): forward 5x5 N=2 128 ->
-# 512 28x28 0.78 / 1.23, N=8 128 -> 256 17x17 0.98 / 1.35, N=1 256 -> 384 28x28 0.89 / 1.34, N=4
-# 192 -> 32 28x28 0.80 / 1.22, N=8 384 -> 32 0.78 / 1.29, N=1 64 -> 64 56x56 0.82 / 1.44, N=4 96 ->
-# 96 20x20 0.97 / 1.57, N=16 96 -> 256 10x10 1.19 / 1.54, N=4 32 -> 512 14x14 1.15 / 1.42; 7x7
-# N=2 64 -> 384 40x40 0.78 / 1.23, N=1 256 -> 256 28x28 0.91 / 1.40, N=2 128 -> 128 17x17 1.20 /
-# 1.62, N=4 512 -> 128 10x10 1.81 / 1.92; input gradient alike (N=2 128 -> 512 0.39 / 0.61, N=1
-# 256 -> 256 7x7 0.48 / 0.84). Numba's below 32 channels a side (16 -> 16 28x28 2.03 / 1.35, 48 ->
-# 16 20x20 3.41 / 1.25, 16 -> 48 10x10 2.29 / 1.80), on small products of channels (64 -> 48
-# 20x20 1.80-2.06 / 1.31-1.39, 48 -> 32 14x14 1.75 / 1.59: calls of about a millisecond) and on
-# few tiles (one 10x10 image 96 -> 512 1.85 / 1.36); a tie at 32 -> 32 a group of 512 -> 32 10x10
-# (1.58 / 1.59). The input gradient's few-tiles loss: N=2 192 -> 32 7x7 10x10 1.27 / 1.15. In
-# float64 (the same method, five of the layers) winograd's forward 0.17-0.78 / 0.26-1.09, its input
+# 196), forward and input gradient, where its products (its grid's too) come to at most 0.9 of a
+# direct sum's (``winograd.large_blocks``); its weight gradient is numba's. Each pass alone, 5
+# interleaved rounds, 2 threads, float32, an AMD Zen 4 (2026-12-06), time over torch's forward
+# (the gradient: over torch's backward), winograd against the faster of numba and im2col, 48
+# layers drawn at random (two draws; 5x5 and 7x7, 16 to 512 channels, 7x7 to 56x56, 1 to 32
+# images). Within that bound, from 24 channels a side and 150M multiply-adds, it won every one
+# of 33 layers both ways: forward 5x5 N=2 384 -> 64 56x56 0.75 / 1.59, N=1 64 -> 64 56x56 0.82 /
+# 1.44, N=4 512 -> 48 28x28 0.86 / 1.43, N=2 128 -> 512 0.78 / 1.23, N=1 24 -> 128 56x56 0.66 /
+# 0.92, N=8 96 -> 64 17x17 1.17 / 1.85, N=16 64 -> 48 17x17 1.29 / 2.00, N=4 32 -> 512 14x14 1.15
+# / 1.42, N=16 96 -> 256 10x10 1.19 / 1.54, N=32 512 -> 32 10x10 1.58 / 1.59; 7x7 N=2 64 -> 384
+# 40x40 0.78 / 1.23, N=1 256 -> 256 28x28 0.91 / 1.40, N=32 64 -> 48 14x14 1.42 / 1.85; the input
+# gradient alike (N=2 128 -> 512 28x28 0.39 / 0.61, N=8 128 -> 256 17x17 0.45 / 0.71). Below those
+# limits it lost on 11 of 16 forwards: 16 channels a side (16 -> 16 28x28 2.03 / 1.35, 512 -> 16
+# 7x7 14x14 2.15 / 1.65, 16 -> 128 28x28 1.40 / 1.26; won 1.04 / 1.19 at 192 -> 16 40x40), calls
+# under 150M multiply-adds (64 -> 48 20x20, 123M, 2.06 / 1.39; 48 -> 32 14x14 1.75 / 1.59; one
+# 10x10 image 96 -> 512 1.85 / 1.36; won 2.50 / 3.47 at 192 -> 32 7x7 10x10, 60M). In float64 (the
+# same method, five layers within the limits) its forward 0.17-0.78 / 0.26-1.09, its input
 # gradient 0.14-0.46 / 0.17-0.65. Drawn on AVX-512's half-width units: the row holds there only.
-AUTO_LARGE_WINOGRAD_CHANNELS = 32  # each side, at least
-AUTO_LARGE_WINOGRAD_PRODUCT = 4096  # input times output channels, at least
-AUTO_LARGE_WINOGRAD_TILES = 64  # F(2x2) tiles over the batch, at least
+AUTO_LARGE_WINOGRAD_CHANNELS = 24  # each side, at least
+AUTO_LARGE_WINOGRAD_MACS = 150_000_000  # multiply-adds of the call, at least
 
 
 def _large_winograd(g: Geometry) -> bool:
     """2-D 5x5 and 7x7 kernels (any mix of 3, 5 and 7 taps, 5 or more one way) at unit stride,
-    undilated, one group, channels enough both ways and together, tiles enough, on half-width
-    AVX-512, where winograd runs them (``winograd.large_blocks``): its blocks."""
+    undilated, one group, channels enough a side, multiply-adds enough, on half-width AVX-512,
+    where winograd runs them in few products enough (``winograd.large_blocks``): its blocks."""
     return (g.ndim == 2 and g.groups == 1 and g.stride == (1, 1) and g.dilation == (1, 1)
             and max(g.kernel) >= 5 and all(k in (3, 5, 7) for k in g.kernel)
-            and min(g.c_in, g.c_out) >= AUTO_LARGE_WINOGRAD_CHANNELS
-            and g.c_in * g.c_out >= AUTO_LARGE_WINOGRAD_PRODUCT and _tiles(g) >= AUTO_LARGE_WINOGRAD_TILES
+            and min(g.c_in, g.c_out) >= AUTO_LARGE_WINOGRAD_CHANNELS and g.macs >= AUTO_LARGE_WINOGRAD_MACS
             and _half_width(g) and _backend_says("winograd", "large_blocks", g))
 
 
@@ -1260,8 +1260,9 @@ def _gradient_rows(name, condition, order):
 
 
 AUTO_PASS_RULES: tuple[tuple[str, str, object, tuple[str, ...]], ...] = (
-    *((pass_, "AVX-512 on half-width units: 2-D 5x5 and 7x7 kernels at stride 1, one group, 32+ channels a side "
-       "and 4096+ together, 64+ F(2x2) tiles: winograd's 3x3 blocks", _large_winograd, ("winograd", "numba", "im2col"))
+    *((pass_, "AVX-512 on half-width units: 2-D 5x5 and 7x7 kernels at stride 1, one group, 24+ channels a side, "
+       "150M+ multiply-adds, products at most 0.9 of a direct sum's: winograd's 3x3 blocks", _large_winograd,
+       ("winograd", "numba", "im2col"))
       for pass_ in ("forward", "grad_input")),
     ("forward", "full-width AVX-512: numba's patches over few output pixels, the threads splitting the output "
      "channels, 384+ input channels, one group",

@@ -172,11 +172,29 @@ def beats_direct(geom) -> bool:
     return geom.ndim in (2, 3) and min(geom.c_in_g, geom.c_out_g) >= TILED_MIN_CHANNELS
 
 
+# The products of ``_convolve_large`` over a direct sum's multiply-adds, up to which it beat numba's
+# direct loops and BLAS's (for ``"auto"``): 2 threads, float32, each pass alone, an AMD Zen 4
+# (2026-12-06), 48 random 5x5 and 7x7 layers, forward time over torch's, winograd against the
+# faster of the others: at 0.53-0.73 (5x5 from 10x10 outputs up, 7x7 from 28x28) it won on every
+# layer of 150M+ multiply-adds; at 0.84-0.85 (7x7 on 14x14 and 17x17) 1.42 / 1.85, 1.28 / 1.46,
+# 1.20 / 1.62; at 1.00 (7x7 on 10x10) 1.81 / 1.92 but 2.67 / 2.59 and 1.41 / 1.29; at 1.50 (7x7 on
+# 7x7: a grid of 6x6 tiles for 4x4) 2.75-4.45 / 1.34-2.90.
+LARGE_MAX_WORK = 0.9
+
+
 def large_blocks(geom) -> bool:
     """Whether this backend runs the call's kernel, past 3x3, as F(2x2,3x3) blocks
-    (``_convolve_large``): for ``"auto"``."""
+    (``_convolve_large``) with at most ``LARGE_MAX_WORK`` of a direct sum's multiply-adds in its
+    products (the grid's tiles past the output counted): for ``"auto"``."""
     flat = as_2d(geom)
-    return (flat.kh, flat.kw) != (3, 3) and supports(geom, np.float32, "highest") is None
+    if (flat.kh, flat.kw) == (3, 3) or supports(geom, np.float32, "highest") is not None:
+        return False
+    work = 1.0
+    for k, out in ((flat.kh, flat.oh), (flat.kw, flat.ow)):
+        blocks = _blocks(k)
+        points = 4 * len(blocks) - sum(1 for _, taps in blocks if taps < 3)  # (a zero third tap: no point at infinity)
+        work *= points * (-(-out // 2) + len(blocks) - 1) / (k * out)
+    return work <= LARGE_MAX_WORK
 
 
 def supports(geom, dtype, precision):
