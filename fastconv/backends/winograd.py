@@ -1,4 +1,5 @@
-"""Winograd backend: 3x3 stride-1 convolutions as F(2x2,3x3) tiles ("highest") or F(4x4,3x3) ("high").
+"""Winograd backend: 3x3 stride-1 convolutions as F(2x2,3x3) tiles ("highest") or F(4x4,3x3) ("high");
+5x5 and 7x7 ones as F(2x2,3x3) blocks on one transformed input (``_convolve_large``).
 Blocks of tiles run on fastconv's threads: Numba transforms, alpha^2 products with the transformed
 kernel (on numba's register tiles with AVX-512 or AVX2, else single-threaded BLAS), the output
 transform; grad_input is the same with the flipped kernel, grad_weight the adjoint (products over
