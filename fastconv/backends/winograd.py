@@ -997,19 +997,15 @@ def _convolve_large(src, w, geom, c_dst, out_hw, pt, pl, bias, transposed):
     live = np.array([[not ((bh[i][1] < 3 and xi // 4 == 3) or (bw[j][1] < 3 and xi % 4 == 3)) for xi in range(16)]
                      for i, j in blocks])
 
-    def transform(g, k0, k1, b, p0, p1, up):  # block b's filters of output channels k0 .. k1, panels p0 .. p1
-        (ky0, ny), (kx0, nx) = bh[blocks[b][0]], bw[blocks[b][1]]
+    def transform(g, k0, k1, block, p0, p1, up):  # a block's filters of output channels k0 .. k1, panels p0 .. p1
+        (ky0, ny), (kx0, nx) = bh[blocks[block][0]], bw[blocks[block][1]]
         _k._filter_transform_packed(wv[g:g + 1, k0:k1], 2, p0, p1, up, ky0, kx0, ny, nx)
 
     y = np.empty((src.shape[0], c_dst, *out_hw), dtype)
-    b_ = np.empty(0, dtype) if bias is None else bias
+    b = np.empty(0, dtype) if bias is None else bias
+    run = _large_by_channels if way == "channels" else _large_by_images
     with np.errstate(invalid="ignore", over="ignore"):
-        if way == "channels":
-            bad = _large_by_channels(src, groups, cs, cd, size, threads, blocks, live, offs, transform,
-                                     tiles_h, tiles_w, pt, pl, b_, y)
-        else:
-            bad = _large_by_images(src, groups, cs, cd, size, threads, blocks, live, offs, transform,
-                                   tiles_h, tiles_w, pt, pl, b_, y)
+        bad = run(src, groups, cs, cd, size, threads, blocks, live, offs, transform, tiles_h, tiles_w, pt, pl, b, y)
     return None if bad else y
 
 
@@ -1021,15 +1017,16 @@ def _await(shared, spin, *args):
 
 
 def _large_by_images(src, groups, cs, cd, per_item, threads, blocks, live, offs, transform, tiles_h, tiles_w,
-                     pt, pl, b_, y):
+                     pt, pl, b, y):
     """``_convolve_large``'s items of ``per_item`` whole images; the blocks' filters transformed
-    first, in parts the items share. Returns whether a value written is inf or NaN."""
+    first, in parts the items share (in the 3x3 path's kept buffer, which grows to the larger of
+    the two). Returns whether a value written is inf or NaN."""
     dtype, itemsize = src.dtype, src.itemsize
     ups = kept("winograd-kernel", (groups, len(blocks), 16, _gemm.packed_size(cd, cs)), dtype)
     panels = -(-cd // _gemm.MR)
     step = max(1, -(-panels // KERNEL_PARTS))
-    filters = Shared([(g, 0, cd, b, p0, min(panels, p0 + step), ups[g, b]) for g in range(groups)
-                      for b in range(len(blocks)) for p0 in range(0, panels, step)], transform)
+    filters = Shared([(g, 0, cd, block, p0, min(panels, p0 + step), ups[g, block]) for g in range(groups)
+                      for block in range(len(blocks)) for p0 in range(0, panels, step)], transform)
     bad = []
     spin = _spin.ticks(KERNEL_SPIN_S)
 
@@ -1047,7 +1044,7 @@ def _large_by_images(src, groups, cs, cd, per_item, threads, blocks, live, offs,
             _await(filters, spin)
             keep_apart()
             _k.large_products(ups[g], live, offs, v, mm, cs, cd, p, tiles)
-            if _k._output_transform(mm, g * cd, cd, r0, r1, tiles_h, tiles_w, 2, b_, y, wk, _NO_ORDER):
+            if _k._output_transform(mm, g * cd, cd, r0, r1, tiles_h, tiles_w, 2, b, y, wk, _NO_ORDER):
                 bad.append(True)
 
     map_items(list(chunks(src.shape[0], per_item)), work, threads, shared=(filters,))
@@ -1055,7 +1052,7 @@ def _large_by_images(src, groups, cs, cd, per_item, threads, blocks, live, offs,
 
 
 def _large_by_channels(src, groups, cs, cd, kb, threads, blocks, live, offs, transform, tiles_h, tiles_w,
-                       pt, pl, b_, y):
+                       pt, pl, b, y):
     """``_convolve_large`` with the threads splitting the output channels (blocks of ``kb``) over
     the whole batch, as ``_by_channels`` does: the input transformed in parts the blocks share,
     each block transforming its own filters meanwhile. Returns whether a value written is inf or
@@ -1080,15 +1077,15 @@ def _large_by_channels(src, groups, cs, cd, kb, threads, blocks, live, offs, tra
         keep_apart()
         k = min(kb, cd - k0)
         up = buffer(scratch, "up", (len(blocks), 16, _gemm.packed_size(k, cs)), dtype)
-        for b in range(len(blocks)):
-            transform(g, k0, k0 + k, b, 0, -(-k // _gemm.MR), up[b])
+        for block in range(len(blocks)):
+            transform(g, k0, k0 + k, block, 0, -(-k // _gemm.MR), up[block])
         _await(inputs, spin, scratch)
         keep_apart()
         mm = buffer(scratch, "m", (16 * k * p,), dtype)
         _k.large_products(up, live, offs, vs[g], mm, cs, k, p,
                           buffer(scratch, "tiles", (_gemm.batch_scratch(k, itemsize),), dtype))
         wk = _transform_work(scratch, 2, rows, tiles_w, dtype)[1]
-        if _k._output_transform(mm, g * cd + k0, k, 0, rows, tiles_h, tiles_w, 2, b_, y, wk, _NO_ORDER):
+        if _k._output_transform(mm, g * cd + k0, k, 0, rows, tiles_h, tiles_w, 2, b, y, wk, _NO_ORDER):
             bad.append(True)
 
     map_items([(g, k0) for g in range(groups) for k0 in range(0, cd, kb)], block, threads, shared=(inputs,))
