@@ -941,8 +941,8 @@ LARGE_BY_CHANNELS = None  # (for measuring: True or False forces the way ``_larg
 def _large_plan(src, cs, cd, out_hw, kernel, geom, itemsize):
     """``(blocks down, blocks across, grid rows an image, grid columns, (way, size, threads))`` for
     ``_convolve_large``: by items of ``size`` whole images, or, where the images are fewer than the
-    threads, by blocks of ``size`` output channels over the whole batch (``"channels"``); None where
-    neither fits the memory budget."""
+    threads or split unevenly among them (``LARGE_BY_CHANNELS``), by blocks of ``size`` output
+    channels over the whole batch (``"channels"``); None where neither fits the memory budget."""
     bh, bw = _blocks(kernel[0]), _blocks(kernel[1])
     tiles_h, tiles_w = -(-out_hw[0] // 2) + len(bh) - 1, -(-out_hw[1] // 2) + len(bw) - 1
     nb, n, threads = len(bh) * len(bw), src.shape[0], call_threads()
@@ -977,11 +977,11 @@ def _large_plan(src, cs, cd, out_hw, kernel, geom, itemsize):
 
 
 def _convolve_large(src, w, geom, c_dst, out_hw, pt, pl, bias, transposed):
-    """``_convolve`` for kernels past 3x3 (``LARGE_TAPS``) on the register tiles: items of whole
-    images, each transforming its input over the grid, running the blocks' products
-    (``_k.large_products``) and the output transform; the blocks' filters transformed first, in
-    parts the items share. None when a result is inf or NaN, or where one image's item does not
-    fit the memory budget (the caller then runs numba's direct loops)."""
+    """``_convolve`` for kernels past 3x3 (``LARGE_TAPS``) on the register tiles, by items of whole
+    images (``_large_by_images``) or by blocks of output channels (``_large_by_channels``), as
+    ``_large_plan`` says: the input transformed over the grid, the blocks' filters, their
+    products (``_k.large_products``), the output transform. None when a result is inf or NaN, or
+    where neither way fits the memory budget (the caller then runs numba's direct loops)."""
     kh, kw = w.shape[-2:]
     groups, dtype, itemsize = geom.groups, src.dtype, src.itemsize
     cs, cd = src.shape[1] // groups, c_dst // groups
@@ -1077,8 +1077,8 @@ def _large_by_channels(src, groups, cs, cd, kb, threads, blocks, live, offs, tra
         keep_apart()
         k = min(kb, cd - k0)
         up = buffer(scratch, "up", (len(blocks), 16, _gemm.packed_size(k, cs)), dtype)
-        for block in range(len(blocks)):
-            transform(g, k0, k0 + k, block, 0, -(-k // _gemm.MR), up[block])
+        for i in range(len(blocks)):  # every 3x3 block's filters of these output channels
+            transform(g, k0, k0 + k, i, 0, -(-k // _gemm.MR), up[i])
         _await(inputs, spin, scratch)
         keep_apart()
         mm = buffer(scratch, "m", (16 * k * p,), dtype)
