@@ -1228,13 +1228,13 @@ def _half_width_stem(g: Geometry) -> bool:
 # (the gradient: over torch's backward), winograd against the faster of numba and im2col, 48
 # layers drawn at random (two draws; 5x5 and 7x7, 16 to 512 channels, 7x7 to 56x56, 1 to 32
 # images). Within that bound, from 24 channels a side and 150M multiply-adds, it won every one
-# of 33 layers both ways: forward 5x5 N=2 384 -> 64 56x56 0.75 / 1.59, N=1 64 -> 64 56x56 0.82 /
+# of 27 layers both ways: forward 5x5 N=2 384 -> 64 56x56 0.75 / 1.59, N=1 64 -> 64 56x56 0.82 /
 # 1.44, N=4 512 -> 48 28x28 0.86 / 1.43, N=2 128 -> 512 0.78 / 1.23, N=1 24 -> 128 56x56 0.66 /
 # 0.92, N=8 96 -> 64 17x17 1.17 / 1.85, N=16 64 -> 48 17x17 1.29 / 2.00, N=4 32 -> 512 14x14 1.15
 # / 1.42, N=16 96 -> 256 10x10 1.19 / 1.54, N=32 512 -> 32 10x10 1.58 / 1.59; 7x7 N=2 64 -> 384
 # 40x40 0.78 / 1.23, N=1 256 -> 256 28x28 0.91 / 1.40, N=32 64 -> 48 14x14 1.42 / 1.85; the input
 # gradient alike (N=2 128 -> 512 28x28 0.39 / 0.61, N=8 128 -> 256 17x17 0.45 / 0.71). Below those
-# limits it lost on 11 of 16 forwards: 16 channels a side (16 -> 16 28x28 2.03 / 1.35, 512 -> 16
+# limits it lost 15 of 21 forwards (11 of 21 input gradients): 16 channels a side (16 -> 16 28x28 2.03 / 1.35, 512 -> 16
 # 7x7 14x14 2.15 / 1.65, 16 -> 128 28x28 1.40 / 1.26; won 1.04 / 1.19 at 192 -> 16 40x40), calls
 # under 150M multiply-adds (64 -> 48 20x20, 123M, 2.06 / 1.39; 48 -> 32 14x14 1.75 / 1.59; one
 # 10x10 image 96 -> 512 1.85 / 1.36; won 2.50 / 3.47 at 192 -> 32 7x7 10x10, 60M). In float64 (the
