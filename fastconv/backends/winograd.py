@@ -176,8 +176,9 @@ def beats_direct(geom) -> bool:
 # The products of ``_convolve_large`` over a direct sum's multiply-adds, up to which it beat numba's
 # direct loops and BLAS's (for ``"auto"``): 2 threads, float32, each pass alone, an AMD Zen 4
 # (2026-12-06), 48 random 5x5 and 7x7 layers, forward time over torch's, winograd against the
-# faster of the others: at 0.53-0.73 (5x5 from 10x10 outputs up, 7x7 from 28x28) it won on every
-# layer of 150M+ multiply-adds; at 0.84-0.85 (7x7 on 14x14 and 17x17) 1.42 / 1.85, 1.28 / 1.46,
+# faster of the others: at 0.53-0.73 (5x5 from 10x10 outputs up, 7x7 from 20x20) it won on every
+# layer of 150M+ multiply-adds and 24+ channels a side (16 -> 128 5x5 28x28 lost, 1.40 / 1.26);
+# at 0.84-0.85 (7x7 on 14x14 and 17x17) 1.42 / 1.85, 1.28 / 1.46,
 # 1.20 / 1.62; at 1.00 (7x7 on 10x10) 1.81 / 1.92 but 2.67 / 2.59 and 1.41 / 1.29; at 1.50 (7x7 on
 # 7x7: a grid of 6x6 tiles for 4x4) 2.75-4.45 / 1.34-2.90.
 LARGE_MAX_WORK = 0.9
