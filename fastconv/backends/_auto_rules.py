@@ -1245,11 +1245,10 @@ AUTO_LARGE_WINOGRAD_MACS = 150_000_000  # multiply-adds of the call, at least
 
 
 def _large_winograd(g: Geometry) -> bool:
-    """2-D 5x5 and 7x7 kernels (any mix of 3, 5 and 7 taps, 5 or more one way) at unit stride,
-    undilated, one group, channels enough a side, multiply-adds enough, on half-width AVX-512,
-    where winograd runs them in few products enough (``winograd.large_blocks``): its blocks."""
-    return (g.ndim == 2 and g.groups == 1 and g.stride == (1, 1) and g.dilation == (1, 1)
-            and max(g.kernel) >= 5 and all(k in (3, 5, 7) for k in g.kernel)
+    """2-D, undilated, one group, channels enough a side, multiply-adds enough, on half-width
+    AVX-512, where winograd runs the kernel (5x5, 7x7, any mix of 3, 5 and 7 taps past 3x3, at unit
+    stride) in few products enough (``winograd.large_blocks``, which checks the kernel): its blocks."""
+    return (g.ndim == 2 and g.groups == 1 and g.dilation == (1, 1)
             and min(g.c_in, g.c_out) >= AUTO_LARGE_WINOGRAD_CHANNELS and g.macs >= AUTO_LARGE_WINOGRAD_MACS
             and _half_width(g) and _backend_says("winograd", "large_blocks", g))
 

@@ -139,13 +139,6 @@ def _filter_transform_packed(wv, m, p0, p1, up, ky0=0, kx0=0, ny=3, nx=3):  # pr
 
 
 @njit(**_JIT)
-def parts_finished(state, parts, ticks):  # pragma: no cover
-    """Whether a :class:`_workers.Shared`'s ``parts`` are finished within ``ticks`` cycles, spinning
-    in compiled code with the GIL released (``_numba_spin.parts_done``)."""
-    return parts_done(state, parts, ticks)
-
-
-@njit(**_JIT)
 def large_products(ups, live, offs, v, mm, cs, cd, p, scratch):  # pragma: no cover
     """The products of a kernel larger than 3x3 as F(2x2,3x3) blocks (``winograd._convolve_large``):
     for each point xi, ``mm[xi]`` (cd x p) = the sum, over the blocks b live at xi (``live[b, xi]``),

@@ -192,10 +192,8 @@ def large_blocks(geom) -> bool:
     if (flat.kh, flat.kw) == (3, 3) or supports(geom, np.float32, "highest") is not None:
         return False
     work = 1.0
-    for k, out in ((flat.kh, flat.oh), (flat.kw, flat.ow)):
-        blocks = _blocks(k)
-        points = 4 * len(blocks) - sum(1 for _, taps in blocks if taps < 3)  # (a zero third tap: no point at infinity)
-        work *= points * (-(-out // 2) + len(blocks) - 1) / (k * out)
+    for k, out in ((flat.kh, flat.oh), (flat.kw, flat.ow)):  # products a 2x2 tile, over the grid, per output pixel
+        work *= sum(map(sum, _live(_blocks(k)))) * _grid(k, out) / (k * out)
     return work <= LARGE_MAX_WORK
 
 
@@ -930,6 +928,18 @@ def _blocks(k):
     return [(2 * b, min(3 if b == nb - 1 else 2, k - 2 * b)) for b in range(nb)]
 
 
+def _live(blocks):
+    """Per block of a kernel axis (``_blocks``), which of F(2x2,3x3)'s four transform points take
+    products: not the point at infinity (the last) where the block's third tap is zero."""
+    return [(True, True, True, taps == 3) for _, taps in blocks]
+
+
+def _grid(k, out):
+    """Tiles of ``_convolve_large``'s grid along an axis of ``out`` output pixels under ``k``
+    taps: the output's 2-pixel tiles, and one more for each block past the first."""
+    return -(-out // 2) + len(_blocks(k)) - 1
+
+
 # Items of whole images leave a thread idle where the images are fewer than the threads or do not
 # split evenly among them, and then the threads split the output channels instead (``_large_by_channels``).
 # Two threads, float32, forward time by channels / by images, 7 interleaved rounds in one process
@@ -945,18 +955,17 @@ def _large_plan(src, cs, cd, out_hw, kernel, geom, itemsize):
     threads or split unevenly among them (``LARGE_BY_CHANNELS``), by blocks of ``size`` output
     channels over the whole batch (``"channels"``); None where neither fits the memory budget."""
     bh, bw = _blocks(kernel[0]), _blocks(kernel[1])
-    tiles_h, tiles_w = -(-out_hw[0] // 2) + len(bh) - 1, -(-out_hw[1] // 2) + len(bw) - 1
+    tiles_h, tiles_w = _grid(kernel[0], out_hw[0]), _grid(kernel[1], out_hw[1])
     nb, n, threads = len(bh) * len(bw), src.shape[0], call_threads()
     budget = call_budget(geom, itemsize) - reserved() * itemsize
     tiles = tiles_h * tiles_w
-    work = _k.transform_scratch(2, n * tiles_h, tiles_w, itemsize)[0]
     by_channels = n < threads or (n % threads and n < 2 * threads)
     by_channels = by_channels if LARGE_BY_CHANNELS is None else LARGE_BY_CHANNELS
     if n and by_channels and threads > 1:
         panels = -(-cd // _gemm.MR)
         kb = -(-panels // -(-threads // geom.groups)) * _gemm.MR  # a group's share of the threads
         one = ((nb * 16 * _gemm.packed_size(kb, cs) + 16 * kb * n * tiles + _gemm.batch_scratch(kb, itemsize))
-               * itemsize + work)
+               * itemsize + _k.transform_scratch(2, n * tiles_h, tiles_w, itemsize)[0])
         shared = geom.groups * 16 * cs * n * tiles * itemsize
         if shared + threads * one <= budget:
             return bh, bw, tiles_h, tiles_w, ("channels", kb, threads)
@@ -995,8 +1004,8 @@ def _convolve_large(src, w, geom, c_dst, out_hw, pt, pl, bias, transposed):
         wv = wv.transpose(0, 2, 1, 3, 4)[..., ::-1, ::-1]
     blocks = [(i, j) for i in range(len(bh)) for j in range(len(bw))]
     offs = np.array([i * tiles_w + j for i, j in blocks], np.int64)
-    live = np.array([[not ((bh[i][1] < 3 and xi // 4 == 3) or (bw[j][1] < 3 and xi % 4 == 3)) for xi in range(16)]
-                     for i, j in blocks])
+    live_h, live_w = _live(bh), _live(bw)
+    live = np.array([[live_h[i][xi // 4] and live_w[j][xi % 4] for xi in range(16)] for i, j in blocks])
 
     def transform(g, k0, k1, block, p0, p1, up):  # a block's filters of output channels k0 .. k1, panels p0 .. p1
         (ky0, ny), (kx0, nx) = bh[blocks[block][0]], bw[blocks[block][1]]
@@ -1013,7 +1022,7 @@ def _convolve_large(src, w, geom, c_dst, out_hw, pt, pl, bias, transposed):
 def _await(shared, spin, *args):
     """Return once ``shared``'s parts are finished: spinning up to ``spin`` cycles
     (``KERNEL_SPIN_S``) in compiled code, then asleep on it (helping first, with ``args``)."""
-    if not (spin and _k.parts_finished(shared.state, len(shared.parts), spin)):
+    if not (spin and _spin.parts_done(shared.state, len(shared.parts), spin)):
         shared.ready(*args)
 
 
