@@ -614,13 +614,16 @@ def kept(name, shape, dtype, capped=True):
     last = None if capped else store.get((name, "view"))
     if last is not None and last.shape == shape and last.dtype == dtype:
         return last
+    del last  # (no reference here to the old buffer when a larger one is made: see below)
     dtype = np.dtype(dtype)
     nbytes = math.prod(shape) * dtype.itemsize
     if capped and nbytes > KEPT_MAX_BYTES:
         return np.empty(shape, dtype)
     raw = store.get(name)
     if raw is None or raw.size < nbytes:
-        store[name] = store[name, "view"] = None  # the old one goes first: never both at once
+        # the old one goes first, never both at once: the store's references and this frame's
+        # (which had kept it alive while its successor was made: twice the memory at a peak)
+        raw = store[name] = store[name, "view"] = None
         raw = store[name] = _aligned(np.empty, nbytes, np.dtype(np.uint8))
     view = store[name, "view"] = raw[:nbytes].view(dtype).reshape(shape)
     return view
@@ -720,7 +723,8 @@ def buffer(scratch, name, shape, dtype, zeros=False):
     nbytes = size * dtype.itemsize
     raw = scratch.get(name)
     if raw is None or raw.nbytes < nbytes or zeros and not zeroed(scratch, name):
-        scratch.pop(name, None)  # the old one goes first
+        scratch.pop(name, None)
+        raw = None  # the old one goes first, this frame's reference too (kept, it lived beside its successor)
         if isinstance(scratch, _Scratch):
             scratch.grow()
         raw = scratch[name] = _aligned((np.zeros if zeros else np.empty), nbytes, np.dtype(np.uint8))
