@@ -50,7 +50,8 @@ except ImportError as exc:  # the registry then lists the backend as unavailable
     raise ImportError("it needs Numba: pip install 'fastconv[numba]'") from exc
 
 from .. import _cache, _threads
-from .._workers import call_budget, kept, map_chunks, map_items, set_idle_spin
+from .._workers import call_budget as _call_budget
+from .._workers import kept, map_chunks, map_items, reserved, set_idle_spin
 from . import _numba_columns as _cols
 from . import _numba_depthwise as _dw
 from . import _numba_depthwise_lanes as _dwl
@@ -348,10 +349,16 @@ def _scratch(name, n, dtype):
 
 def _workspaces(dtype, sizes):
     """For ``_run_parts``: this thread's float (``dtype``) and int64 workspaces, of the element
-    counts ``sizes(nthreads)`` gives for a kernel's slots."""
+    counts ``sizes(nthreads)`` gives for a kernel's slots; ``.nbytes(nthreads)`` says their bytes
+    without making them."""
     def make(nthreads):
         nfloat, nint = sizes(nthreads)
         return _scratch("float", nfloat, dtype), _scratch("int", nint, np.int64) if nint else _NO_INTS
+
+    def nbytes(nthreads):
+        nfloat, nint = sizes(nthreads)
+        return nfloat * np.dtype(dtype).itemsize + nint * 8
+    make.nbytes = nbytes
     return make
 
 
@@ -364,13 +371,16 @@ def _packed_workspaces(sizer, x, w, out_hw, sh, sw, dil_h, dil_w, groups):
 
 def _no_workspaces(dtype):
     """For ``_run_parts``: a slot kernel that needs no scratch gets empty workspaces."""
-    return lambda nthreads: (_no_bias(dtype), _NO_INTS)
+    def make(nthreads):
+        return _no_bias(dtype), _NO_INTS
+    make.nbytes = lambda nthreads: 0
+    return make
 
 
 _NO_INTS = np.empty(0, np.int64)
 
 
-def _run_parts(part, macs, *args, workspaces, prepare=None, serial=None, finish=None, pieces=1):
+def _run_parts(part, macs, *args, workspaces, prepare=None, serial=None, finish=None, pieces=1, budget=None):
     """Call ``part(*args, nslots, fws, iws, slot)`` for every slot, on fastconv's threads (the
     call's count, ``_threads.call_threads``; one for a small call), with the workspaces that
     ``workspaces(nslots)`` returns, after ``prepare(*args, nslots, fws, iws)`` (what every slot
@@ -378,10 +388,15 @@ def _run_parts(part, macs, *args, workspaces, prepare=None, serial=None, finish=
     one-thread call runs ``serial(*args, 1, fws, iws)`` instead when given (one dispatch).
     ``nslots`` is the thread count times ``pieces``: with more slots than threads, a thread that
     another process slows takes fewer of them (the slots go to whichever thread is free).
+    With ``budget`` (bytes), fewer threads run where the workspaces of every thread's slots would
+    pass it (``_within``): the kernels that take whatever the others leave, which no chooser
+    sized against the budget (the packed ones).
     The kernels are written as one slot of work each, compiled without Numba's parallel loops,
     which took two to three times as long to compile. Returns the int64 workspace (where slots may
     leave flags)."""
     nthreads, nslots = _slots(macs, pieces)
+    if budget is not None:
+        nthreads, nslots = _within(workspaces, nthreads, pieces, budget)
     fws, iws = workspaces(nslots)
     if _local.compile_only:  # warmup: compile, not run
         types = tuple(numba.typeof(a) for a in (*args, nslots, fws, iws))
@@ -410,6 +425,26 @@ def _run_parts(part, macs, *args, workspaces, prepare=None, serial=None, finish=
 def _slots(macs, pieces=1):
     """``(threads, slots)`` of a kernel's call (``_run_parts``)."""
     nthreads = 1 if macs < SERIAL_MAX_MACS else _threads.call_threads()
+    return nthreads, (nthreads * pieces if nthreads > 1 else 1)
+
+
+# What a call of ``_run_parts`` allocates besides its workspaces (the items handed to the threads):
+# 2.5-3.2 KB on one thread, 5.2-5.6 KB on two to four (tracemalloc, three packed forwards).
+PARTS_BYTES = 8 * 2**10
+
+
+def _budget(geom, item) -> int:
+    """The memory budget of a call on ``geom`` that its kernels' workspaces may take: the call's
+    (``_workers.call_budget``), less ``PARTS_BYTES``."""
+    return max(0, _call_budget(geom, item) - PARTS_BYTES)
+
+
+def _within(workspaces, nthreads, pieces, budget):
+    """``(threads, slots)``: up to ``nthreads``, as many as have their slots' ``workspaces`` within
+    ``budget`` bytes (``_budget``'s); one at least (a budget below one slot's scratch is exceeded by
+    it, as im2col's smallest piece is)."""
+    while nthreads > 1 and workspaces.nbytes(nthreads * pieces) > budget:
+        nthreads -= 1
     return nthreads, (nthreads * pieces if nthreads > 1 else 1)
 
 
@@ -454,12 +489,13 @@ def _zero_bias(n, dtype):
     return bias
 
 
-def _run_depthwise(x, w, y, bias, c, flat):
+def _run_depthwise(x, w, y, bias, c, flat, budget):
     """``_dw._depthwise_part`` on the forward call ``c`` into the C-contiguous ``y``, on its
     ``flat`` path or its packed one; ``bias`` None: zeros. The kernel takes the flat path where
     the output keeps the input's width at stride 1 and the kernel is narrow (``_dw.takes_flat``):
     a chunk of an array whose call took the other path (``_forward_kernel``) runs over an output
-    as wide as its input (flat) or one column wider (packed), of which it keeps ``y``'s columns."""
+    as wide as its input (flat) or one column wider (packed), of which it keeps ``y``'s columns.
+    Its threads' scratch within ``budget`` bytes beside that wider output (``_run_parts``)."""
     width = y.shape[3]
     if flat != _dw.takes_flat(c.sh, c.sw, x.shape[3], width, y.shape[2], w.shape[2], w.shape[3], c.dil_w):
         width = x.shape[3] + (not flat)
@@ -469,7 +505,8 @@ def _run_depthwise(x, w, y, bias, c, flat):
         bias = _zero_bias(w.shape[0], x.dtype)
     _run_parts(_dw._depthwise_part, c.macs, x, w, bias, out, c.sh, c.sw, c.pt, c.pl, c.dil_h, c.dil_w,
                workspaces=_workspaces(x.dtype, lambda nthreads: _dw._dw_scratch(
-                   x.shape, out.shape, w.shape[2], w.shape[3], c.sh, c.sw, c.pl, c.dil_h, c.dil_w, nthreads)))
+                   x.shape, out.shape, w.shape[2], w.shape[3], c.sh, c.sw, c.pl, c.dil_h, c.dil_w, nthreads)),
+               budget=budget - (out.nbytes if out is not y else 0))
     if out is not y:
         y[...] = out[..., :y.shape[3]]
 
@@ -573,7 +610,7 @@ def _lanes_grad_weight_fit(geom, item) -> bool:
         return False
     nfloat, nint = _dwl.grad_weight_scratch(geom.c_in, geom.ih, geom.iw, geom.kh, geom.kw, geom.oh, geom.ow, geom.sw,
                                             geom.dil_w, _slots(geom.macs)[1])
-    return nfloat * item + nint * 8 <= call_budget(geom, item)
+    return nfloat * item + nint * 8 <= _budget(geom, item)
 
 
 def _lanes_grad_weight(gy, x, gw, geom) -> bool:
@@ -691,15 +728,39 @@ def _forward_plan(geom, item, budget, pinned, nthreads):
 
 @functools.lru_cache(maxsize=256)
 def _input_gradient_plan(geom, item, budget, pinned, nthreads):
-    """``(phase, call, kernel)`` of each stride phase of the input gradient on ``geom``; ``pinned``:
-    the whole array's ``Choices.phases`` (``choosing_as``), or None."""
+    """``(phase, call, kernel)`` of each stride phase of the input gradient on ``geom``, each kernel
+    within what ``_phases_held`` leaves of ``budget``; ``pinned``: the whole array's
+    ``Choices.phases`` (``choosing_as``), or None."""
     flipped = geom.input_gradient_as_forward()
     kernels = dict(pinned or ())
+    left = budget - _phases_held(geom, item, budget)
     plan = []
     for phase in geom.stride_phases():
         call = _phase_call(geom, phase, item, flipped)
-        plan.append((phase, call, _forward_kernel(call, budget, kernels.get(phase.first))))
+        plan.append((phase, call, _forward_kernel(call, left, kernels.get(phase.first))))
     return tuple(plan)
+
+
+def _phases_store(geom, item, budget) -> bool:
+    """Whether the input gradient's stride phases are kept side by side and put in place together
+    (``grad_input``): every phase reached, from ``INTERLEAVE_MIN_BYTES`` of gx, within half the
+    budget."""
+    nbytes = math.prod(geom.x_shape) * item
+    return (not geom.sh == geom.sw == 1 and geom.sh <= geom.kh and geom.sw <= geom.kw
+            and (INTERLEAVE_MIN_BYTES <= nbytes or _local.compile_only) and 2 * nbytes <= budget)
+
+
+def _phases_held(geom, item, budget) -> int:
+    """Bytes that ``grad_input``'s phases hold beside their kernels' scratch: a phase's transposed
+    taps (w's at most) and, at a stride, the phases' store (``_phases_store``), or one phase and
+    NumPy's buffers for putting it in place (a strided copy: ``reserved``)."""
+    held = math.prod(geom.w_shape) * item
+    if geom.sh == geom.sw == 1:
+        return held
+    if _phases_store(geom, item, budget):
+        return held + math.prod(geom.x_shape) * item
+    phase = geom.n * geom.c_in * -(-geom.ih // geom.sh) * -(-geom.iw // geom.sw)
+    return held + (phase + reserved()) * item
 
 
 def _is_matrix_product(c, budget) -> bool:
@@ -734,7 +795,7 @@ def _run_forward(kernel, x, w, bias, y, c, budget):
         _lanes_forward(x, w, bias, y, c)
         return
     if kernel.startswith("depthwise"):
-        _run_depthwise(x, w, y, bias, c, kernel == "depthwise-flat")
+        _run_depthwise(x, w, y, bias, c, kernel == "depthwise-flat", budget)
         return
     if kernel == "implicit":
         _implicit_forward(x, w, bias, y, c.geom, budget)
@@ -749,7 +810,8 @@ def _run_forward(kernel, x, w, bias, y, c, budget):
         _run_parts(_gemm._cols_part, c.macs, w.reshape(c_out, c_in), xs.reshape(n, c_in, p), y.reshape(n, c_out, p),
                    bias, workspaces=_workspaces(x.dtype, lambda nthreads: _gemm.cols_scratch(
                        c_out, c_in, nthreads, x.itemsize, n * p, p)),
-                   prepare=_gemm._cols_prepare, serial=_gemm._cols_serial, pieces=_gemm.PIECES)
+                   prepare=_gemm._cols_prepare, serial=_gemm._cols_serial, pieces=_gemm.PIECES,
+                   budget=budget - _cut_bytes(c, *y.shape[2:]))
     elif kernel == "grouped":
         _grouped_forward(x, w, bias, y, c)
     elif kernel == "pixels":
@@ -759,7 +821,7 @@ def _run_forward(kernel, x, w, bias, y, c, budget):
         _run_parts(_cols._columns_part, c.macs, x, w, bias, y, c.pt, c.dil_h, c.groups,
                    workspaces=_packed_workspaces(_cols._columns_scratch, x, w, y.shape[2:], c.sh, c.sw, c.dil_h,
                                                  c.dil_w, c.groups),
-                   prepare=_cols._columns_prepare)
+                   prepare=_cols._columns_prepare, budget=budget - _cut_bytes(c, c.xs[2], c.ys[3]))
     elif kernel == "patches" and _patches.forward(
             x, w.reshape(c.groups, c_out // c.groups, *w.shape[1:]), bias, y, c.sh, c.sw, c.pt, c.pl, c.dil_h,
             c.dil_w, _slots(c.macs)[0], budget, _local.compile_only):
@@ -768,7 +830,7 @@ def _run_forward(kernel, x, w, bias, y, c, budget):
         _run_parts(_k._forward_part, c.macs, x, w, bias, y, c.sh, c.sw, c.pt, c.pl, c.dil_h, c.dil_w, c.groups,
                    workspaces=_packed_workspaces(_k._forward_scratch, x, w, y.shape[2:], c.sh, c.sw, c.dil_h, c.dil_w,
                                                  c.groups),
-                   prepare=_k._forward_prepare, serial=_k._forward_serial)
+                   prepare=_k._forward_prepare, serial=_k._forward_serial, budget=budget)
 
 
 # What the other kernels leave to the packed path (few output channels a group, small or strided
@@ -899,7 +961,7 @@ def _pixels_gw_fit(geom, itemsize) -> bool:
     output channels a group, two images or more, scratch within the budget; not on half-width
     units."""
     c = _forward_call(geom, itemsize)
-    budget = call_budget(geom, itemsize)
+    budget = _budget(geom, itemsize)
     if (PIXELS_HALF_WIDTH or geom.n < 2 or geom.c_out_g > PIXELS_GW_MAX_CHANNELS or not _pixels_fit(c, budget)
             or geom.is_depthwise):
         return False
@@ -967,7 +1029,7 @@ def _depthwise_volume(x, w, geom, bias):
     kd, kh, kw = geom.kernel
     sizes = functools.partial(_dw._dw3_scratch, geom.x_shape, geom.y_shape, kd, kh, kw, sd, sh, sw, dd, dh, dw)
     nfloat, nint = sizes(_slots(geom.macs)[1])
-    if nfloat * x.itemsize + nint * 8 > call_budget(geom, x.itemsize):
+    if nfloat * x.itemsize + nint * 8 > _budget(geom, x.itemsize):
         return None
     y = np.empty(geom.y_shape, dtype=x.dtype)
     if bias is None:
@@ -982,7 +1044,7 @@ def _forward_planes(x, w, geom, bias=None):
     """``forward`` of a 2-D call (1-D and other 3-D calls run as such: ``_lifted_forward``)."""
     _announce(x.dtype)
     y = np.empty(geom.y_shape, dtype=x.dtype)
-    budget = call_budget(geom, x.itemsize)
+    budget = _budget(geom, x.itemsize)
     call, kernel = _forward_plan(geom, x.itemsize, budget, _pinned("forward"), _threads.call_threads())
     _run_forward(kernel, x, w, bias, y, call, budget)
     # inf * 0 only where a tap reads padding (nothing to mend where warmup compiled and ran nothing)
@@ -1051,7 +1113,7 @@ def grad_input(gy, w, geom):
     _announce(gy.dtype)
     gx = np.empty(geom.x_shape, dtype=gy.dtype)
     unit = geom.sh == geom.sw == 1
-    budget = call_budget(geom, gy.itemsize)
+    budget = _budget(geom, gy.itemsize)
     # a strided layer of many channels: the forward's columns' adjoint, on the register tiles (any
     # dilation; it never multiplies padding, so inf and NaN weights give the direct loops' result)
     if (_adjoint(geom, gy.itemsize, budget, _pinned("adjoint"))
@@ -1075,16 +1137,13 @@ def grad_input(gy, w, geom):
     # a strided phase is computed contiguous, then put in place: a kernel specialised for strided
     # outputs took 5 s more to compile. Every phase is reached where the kernel is as large as the
     # stride: then, from ``INTERLEAVE_MIN_BYTES`` of gx and where it takes at most half the memory
-    # budget (the other half the phases' kernels'; the default budget is twice the input at least),
-    # they are kept side by side and put in place together (``_k._interleave_part``, each line of gx
-    # written once), else one by one
+    # budget (the other half the phases' kernels', less what ``_phases_held`` counts; the default
+    # budget is twice the input at least), they are kept side by side and put in place together
+    # (``_k._interleave_part``, each line of gx written once), else one by one
     if not unit and _lanes_grad_input_fit(geom, gy.itemsize, budget, _pinned("phases")):
         _lanes_grad_input(gy, w, gx, geom)
         return gx
-    store = None
-    if (not unit and geom.sh <= geom.kh and geom.sw <= geom.kw
-            and (INTERLEAVE_MIN_BYTES <= gx.nbytes or _local.compile_only) and 2 * gx.nbytes <= budget):
-        store = _scratch("phases", gx.size, gy.dtype)
+    store = _scratch("phases", gx.size, gy.dtype) if _phases_store(geom, gy.itemsize, budget) else None
     planes = geom.n * geom.c_in
     for phase, call, kernel in _input_gradient_plan(geom, gy.itemsize, budget, _pinned("phases"),
                                                     _threads.call_threads()):
@@ -1105,7 +1164,7 @@ def grad_input(gy, w, geom):
         # fifth of the input gradient's time; the other kernels read a contiguous copy
         wt = (wsub.reshape(geom.c_out, geom.c_in).T.reshape(geom.c_in, geom.c_out, 1, 1) if kernel == "matrix"
               else _transposed_weight(wsub, geom))
-        _run_forward(kernel, gy, wt, None, dest, call, budget)
+        _run_forward(kernel, gy, wt, None, dest, call, budget - _phases_held(geom, gy.itemsize, budget))
         if store is None and dest is not out:
             out[...] = dest
     if store is not None:
@@ -1118,13 +1177,15 @@ def grad_weight(gy, x, geom):
     """Gradient with respect to the weight, shaped like ``w``."""
     _announce(x.dtype)
     gw = np.empty(geom.w_shape, dtype=x.dtype)
+    budget = _budget(geom, x.itemsize)
     if _lanes_grad_weight_fit(geom, x.itemsize) and _lanes_grad_weight(gy, x, gw, geom):
         pass  # channels in lanes
     elif _depthwise(geom.groups, geom.c_in_g):
         _run_parts(_dw._dwgw_part, geom.macs, gy, x, gw, geom.sh, geom.sw, geom.pt, geom.pl, geom.dil_h,
                    geom.dil_w, x.dtype.type(0),
                    workspaces=_workspaces(x.dtype, lambda nthreads: _dw._dwgw_scratch(
-                       x.shape, gy.shape, geom.kh, geom.kw, geom.sh, geom.sw, geom.dil_h, geom.dil_w, nthreads)))
+                       x.shape, gy.shape, geom.kh, geom.kw, geom.sh, geom.sw, geom.dil_h, geom.dil_w, nthreads)),
+                   budget=budget)
     elif _gemm.applies(geom.kh, geom.kw, geom.is_padded, geom.groups, geom.c_in, geom.c_out):
         n, p = x.shape[0], geom.oh * geom.ow
         xs = _at_stride(x, geom.sh, geom.sw)
@@ -1132,7 +1193,8 @@ def grad_weight(gy, x, geom):
                    gw.reshape(geom.c_out, geom.c_in),
                    workspaces=_workspaces(x.dtype, lambda nthreads: _gemm.red_scratch(geom.c_out, geom.c_in, nthreads,
                                                                                       x.itemsize)),
-                   finish=_gemm._red_finish, pieces=_gemm.RED_PIECES)
+                   finish=_gemm._red_finish, pieces=_gemm.RED_PIECES,
+                   budget=budget - (0 if xs is x else xs.nbytes))
     elif _implicit.grouped_gw_applies(geom) and _grouped_grad_weight(gy, x, gw, geom):
         pass  # done on the register tiles, a group at a time
     elif _implicit.applies(geom) and _implicit_grad_weight(gy, x, gw, geom):
@@ -1141,15 +1203,14 @@ def grad_weight(gy, x, geom):
         _run_parts(_cols._columns_gw_part, geom.macs, gy, x, gw, geom.pt, geom.dil_h, geom.groups, x.dtype.type(0),
                    workspaces=_no_workspaces(x.dtype))
     elif patches(geom) and _patches.grad_weight(gy, x, gw, geom.sh, geom.sw, geom.pt, geom.pl, geom.dil_h, geom.dil_w,
-                                                _slots(geom.macs)[0], call_budget(geom, x.itemsize),
-                                                _local.compile_only):
+                                                _slots(geom.macs)[0], budget, _local.compile_only):
         pass  # on the register tiles, over columns of patches (the columns kernels first, as forward)
     elif _pixels_gw_fit(geom, x.itemsize):
         _pixels_grad_weight(gy, x, gw, geom)
     else:
         _run_parts(_k._grad_weight_part, geom.macs, gy, x, gw, *_hyper(geom), x.dtype.type(0),
                    workspaces=_packed_workspaces(_k._gw_scratch, x, gw, (geom.oh, geom.ow), geom.sh, geom.sw,
-                                                 geom.dil_h, geom.dil_w, geom.groups))
+                                                 geom.dil_h, geom.dil_w, geom.groups), budget=budget)
     # inf * 0 only where a tap reads padding (nothing to mend where warmup compiled and ran nothing)
     if geom.is_padded and not _local.compile_only and _not_finite(gy, gw, geom.has_blind_output):
         padding_products(gw, ~np.isfinite(gy), geom, forward=False)
@@ -1162,7 +1223,7 @@ def _implicit_grad_weight(gy, x, gw, geom) -> bool:
     kernels then take the call)."""
     nslots = _slots(geom.macs)[1]
     plan = _implicit.Plan(geom, x.itemsize, nslots)
-    if plan.scratch(nslots)[0] * x.itemsize > call_budget(geom, x.itemsize):
+    if plan.scratch(nslots)[0] * x.itemsize > _budget(geom, x.itemsize):
         return False
     flags = _run_parts(_implicit.gw_part, geom.macs, gy.reshape(*gy.shape[:2], -1), x, gw.reshape(geom.c_out, -1),
                        geom.kh, geom.kw, geom.dil_h, geom.dil_w, geom.pt, geom.pl, *plan.args(),
@@ -1181,7 +1242,7 @@ def _grouped_grad_weight(gy, x, gw, geom) -> bool:
         return _implicit.ggw_scratch(geom.groups, geom.c_out // geom.groups, geom.c_in // geom.groups, geom.kh,
                                      geom.kw, geom.oh, wp, hp * wp, nslots, x.itemsize)
 
-    if sizes(nslots)[0] * x.itemsize > call_budget(geom, x.itemsize):
+    if sizes(nslots)[0] * x.itemsize > _budget(geom, x.itemsize):
         return False
     flags = _run_parts(_implicit.ggw_part, geom.macs, gy.reshape(*gy.shape[:2], -1), x, gw.reshape(geom.c_out, -1),
                        geom.groups, geom.kh, geom.kw, geom.dil_h, geom.pt, geom.pl, wp, hp * wp,
@@ -1235,7 +1296,7 @@ def whole_choices(geom, dtype) -> Choices:
     task may run in another process)."""
     g = as_2d(geom)
     item = np.dtype(dtype).itemsize
-    budget, threads = call_budget(g, item), _threads.call_threads()
+    budget, threads = _budget(g, item), _threads.call_threads()
     phases = _input_gradient_plan(g, item, budget, None, threads) if _by_phases(g) else ()
     return Choices(_forward_plan(g, item, budget, None, threads)[1], _adjoint(g, item, budget),
                    tuple((phase.first, kernel) for phase, _, kernel in phases))
