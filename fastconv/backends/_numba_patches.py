@@ -138,7 +138,8 @@ def forward_plan(x_shape, w5_shape, y_shape, sh, sw, dh, dw, item, threads, budg
     kr, p_img = cg * taps, oh * ow
     hp, wp = padded_plane(h, wd, kh, kw, sh, sw, dh, dw, oh, ow)
     per_pixel, fixed = _item_bytes(kr + kg, _gemm.batch_scratch(kg, item), p_img, ow, sh, hp, wp, taps, item)
-    return _items(n * p_img, per_pixel, fixed, groups * _gemm.packed_size(kg, kr) * item, threads, budget)
+    shared = groups * _gemm.packed_size(kg, kr) * item + table_bytes(taps, p_img)
+    return _items(n * p_img, per_pixel, fixed, shared, threads, budget)
 
 
 def _row_blocks(q, kg, threads):
@@ -169,11 +170,11 @@ def forward(x, w5, bias, y, sh, sw, pt, pl, dh, dw, threads, budget, compile_onl
     kr, p_img = cg * taps, y.shape[2] * y.shape[3]
     q = n * p_img
     hp, wp = padded_plane(h, wd, kh, kw, sh, sw, dh, dw, y.shape[2], y.shape[3])
-    table = tap_table(kh, kw, sh, sw, dh, dw, y.shape[2], y.shape[3])
     ow = y.shape[3]
     plan = forward_plan(x.shape, w5.shape, y.shape, sh, sw, dh, dw, x.itemsize, threads, budget)
     if plan is None:
         return False
+    table = tap_table(kh, kw, sh, sw, dh, dw, y.shape[2], y.shape[3])
     size, threads = plan
     y3 = y.reshape(n, c_out, p_img)
     bias = bias if bias is not None else np.empty(0, x.dtype)
@@ -184,8 +185,8 @@ def forward(x, w5, bias, y, sh, sw, pt, pl, dh, dw, threads, budget, compile_onl
     # Zen 4 (2026-12-05): 512 -> 512 one 7x7 image 4.77 / 3.20 (3.06-3.19), two 7.12 / 5.18 (5.49-5.74);
     # 256 -> 256 7x7 1.15 / 0.84 (0.81-0.88); 384 -> 384 12x12 4.62 / 3.78 (4.27-4.30).
     by_rows = len(blocks) > 1 or (threads == 1 and q < ITEM_PIXELS)
-    if by_rows and len(blocks) * _rows_bytes(blocks[0][1], kr, groups, q, p_img, ow, sh, hp, wp, taps,
-                                             x.itemsize) <= budget:
+    if by_rows and (len(blocks) * _rows_bytes(blocks[0][1], kr, groups, q, p_img, ow, sh, hp, wp, taps, x.itemsize)
+                    + table_bytes(taps, p_img) <= budget):
         # each block's weight rows read where they lie where they are whole tiles of rows (one panel
         # of columns or two meet each of them: packing cost as much as the products' reads)
         flat = w5.reshape(groups, kg * kr) if w5.flags.c_contiguous else None
@@ -272,7 +273,6 @@ def grad_weight(gy, x, gw, sh, sw, pt, pl, dh, dw, threads, budget, compile_only
     kr, p_img = cg * taps, oh * ow
     q = n * p_img
     hp, wp = padded_plane(h, wd, kh, kw, sh, sw, dh, dw, oh, ow)
-    table = tap_table(kh, kw, sh, sw, dh, dw, oh, ow)
     item = x.itemsize
     one = gw.size * item  # a slice's sums
     want = -(-max(1, -(-q // SLICE_PIXELS)) // threads) * threads
@@ -281,9 +281,10 @@ def grad_weight(gy, x, gw, sh, sw, pt, pl, dh, dw, threads, budget, compile_only
     packed = kg if swap else kr  # rows of the operand that ``red_batch`` packs
     per_pixel, fixed = _item_bytes(kr + kg, _gemm.red_batch_scratch(packed, item), p_img, ow, sh, hp, wp, taps, item)
     cut = -(-q // slices)
-    plan = _items(cut, per_pixel, fixed, slices * one, min(threads, slices), budget)
+    plan = _items(cut, per_pixel, fixed, slices * one + table_bytes(taps, p_img), min(threads, slices), budget)
     if plan is None:
         return False
+    table = tap_table(kh, kw, sh, sw, dh, dw, oh, ow)
     size, threads = plan
     parts = kept("patches-gw", (slices, groups, kg * kr), x.dtype)  # written whole before read
     gy3 = gy.reshape(n, c_out, p_img)
@@ -338,7 +339,8 @@ def grad_input_plan(gy_shape, w_shape, gx_shape, sh, sw, dh, dw, item, threads, 
     hp, wp = padded_plane(h, wd, kh, kw, sh, sw, dh, dw, oh, ow)
     per_pixel, fixed = _item_bytes(rows + kg, _gemm.batch_scratch(rows, item), p_img, ow, sh, hp, wp, taps, item)
     nparts = groups * -(-cg // cc)
-    return _items(n * p_img, per_pixel, fixed, nparts * _gemm.packed_size(rows, kg) * item, threads, budget)
+    shared = nparts * _gemm.packed_size(rows, kg) * item + table_bytes(taps, p_img)
+    return _items(n * p_img, per_pixel, fixed, shared, threads, budget)
 
 
 def grad_input(gy, w, gx, sh, sw, pt, pl, dh, dw, threads, budget, compile_only=False) -> bool:
@@ -357,7 +359,6 @@ def grad_input(gy, w, gx, sh, sw, pt, pl, dh, dw, threads, budget, compile_only=
     kg, taps = c_out // groups, kh * kw
     p_img = oh * ow
     hp, wp = padded_plane(h, wd, kh, kw, sh, sw, dh, dw, oh, ow)
-    table = tap_table(kh, kw, sh, sw, dh, dw, oh, ow)
     item = gx.itemsize
     cc = _chunk_channels(cg, taps)
     parts = [(g, c0, min(cg, c0 + cc)) for g in range(groups) for c0 in range(0, cg, cc)]
@@ -366,6 +367,7 @@ def grad_input(gy, w, gx, sh, sw, pt, pl, dh, dw, threads, budget, compile_only=
     plan = grad_input_plan(gy.shape, w.shape, gx.shape, sh, sw, dh, dw, item, threads, budget)
     if plan is None:
         return False
+    table = tap_table(kh, kw, sh, sw, dh, dw, oh, ow)
     size, threads = plan
     per = max(1, min(size // p_img, -(-n // threads)))  # whole images an item
     packed = kept("patches-packed", (len(parts), ap), gx.dtype)
@@ -450,7 +452,15 @@ def tap_table(kh, kw, sh, sw, dh, dw, oh, ow):
     ``oy*sh - pt + ky*dh``)."""
     ky, kx = np.divmod(np.arange(kh * kw), kw)
     oy, ox = np.divmod(np.arange(oh * ow), ow)
-    return np.stack(np.broadcast_arrays(oy[None, :] * sh + ky[:, None] * dh, ox[None, :] * sw + kx[:, None] * dw))
+    table = np.empty((2, kh * kw, oh * ow), np.int64)  # written in place: no temporaries of its size
+    np.add.outer(ky * dh, oy * sh, out=table[0])
+    np.add.outer(kx * dw, ox * sw, out=table[1])
+    return table
+
+
+def table_bytes(taps, p_img) -> int:
+    """Bytes of ``tap_table``'s table, which a call holds beside its items' scratch."""
+    return 2 * taps * p_img * 8
 
 
 def columns_scratch(nt, p_img, ow, sh, hp, wp, taps):
