@@ -72,8 +72,14 @@ class PartSum:
 
     def held(self, nbytes: int) -> int:
         """The bytes held beside the call that makes the next piece's gradient (``nbytes``): from
-        the second piece on, the first, the float64 total, and that piece's gradient itself."""
-        return 0 if self.first is None else 2 * nbytes + nbytes * 8 // self.first.itemsize
+        the second piece on (``after_first``)."""
+        return 0 if self.first is None else self.after_first(nbytes, self.first.itemsize)
+
+    @staticmethod
+    def after_first(nbytes: int, itemsize: int) -> int:
+        """``held`` from the second piece on: the first, the float64 total, and that piece's
+        gradient itself (``nbytes`` each, in values of ``itemsize`` bytes)."""
+        return 2 * nbytes + nbytes * 8 // itemsize
 
     def add(self, part: np.ndarray) -> None:
         if self.first is None:

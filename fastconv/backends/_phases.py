@@ -66,11 +66,24 @@ def _pieces(geom, itemsize):
     copies stay within ``CHUNK_BYTES`` and a quarter of the memory budget, one image at least."""
     room = min(CHUNK_BYTES, call_budget(geom, itemsize) // 4)
     for sub, pairs in _groups(geom).items():
-        per_image = 0 if sub is None else (
-            len(pairs) * (sub.c_in * math.prod(sub.in_size) + sub.c_out * math.prod(sub.out_size)) * itemsize)
-        step = max(1, room // max(1, per_image))
+        step = max(1, room // max(1, _copies_bytes(sub, pairs, 1, itemsize)))
         for b0 in range(0, geom.n, step):
             yield sub, pairs, b0, min(geom.n, b0 + step)
+
+
+def _copies_bytes(sub, pairs, images, itemsize) -> int:
+    """Bytes of a piece's copies (``_pieces``): its input phases and its result, stacked."""
+    if sub is None:
+        return 0
+    return len(pairs) * images * (sub.c_in * math.prod(sub.in_size) + sub.c_out * math.prod(sub.out_size)) * itemsize
+
+
+def _held(geom, itemsize) -> int:
+    """The bytes that every piece's call is planned beside: the largest piece's copies. Pieces of
+    different sizes each planned beside their own would not do: a backend's workspaces kept from a
+    call beside small copies (the numba backend's) stay beside the larger copies of a later one."""
+    return max((_copies_bytes(sub, pairs, b1 - b0, itemsize) for sub, pairs, b0, b1 in _pieces(geom, itemsize)),
+               default=0)
 
 
 def _phase(p, geom, images=slice(None)):
@@ -117,6 +130,7 @@ def _scatter(stacked, starts, dst, geom, b0, b1):
 
 def _forward(fn, x, w, geom, bias=None):
     y = np.empty(geom.y_shape, x.dtype)
+    held = _held(geom, x.itemsize)
     for sub, pairs, b0, b1 in _pieces(geom, x.itemsize):
         outs = [p for p, _ in pairs]
         if sub is None:  # outputs that read only padding: the bias
@@ -125,7 +139,7 @@ def _forward(fn, x, w, geom, bias=None):
             continue
         sub = replace(sub, n=len(pairs) * (b1 - b0))
         xs = _gather(x, [r for _, r in pairs], geom, b0, b1)
-        with holding(xs.nbytes + math.prod(sub.y_shape) * x.itemsize):
+        with holding(held):
             ys = fn(xs, w, sub, bias)
         _scatter(ys, outs, y, geom, b0, b1)
         del xs, ys  # never two pieces' copies at once (the next piece's are made before assignment)
@@ -134,6 +148,7 @@ def _forward(fn, x, w, geom, bias=None):
 
 def _grad_input(fn, gy, w, geom):
     gx = np.empty(geom.x_shape, gy.dtype)
+    held = _held(geom, gy.itemsize)
     read = set()
     for sub, pairs, b0, b1 in _pieces(geom, gy.itemsize):
         if sub is None:
@@ -142,7 +157,7 @@ def _grad_input(fn, gy, w, geom):
         read.update(ins)
         sub = replace(sub, n=len(pairs) * (b1 - b0))
         gys = _gather(gy, [p for p, _ in pairs], geom, b0, b1)
-        with holding(gys.nbytes + math.prod(sub.x_shape) * gy.itemsize):
+        with holding(held):
             gxs = fn(gys, w, sub)
         _scatter(gxs, ins, gx, geom, b0, b1)
         del gys, gxs
@@ -156,12 +171,16 @@ def _grad_weight(fn, gy, x, geom):
     """The pieces' weight gradients, added as ``PartSum`` does."""
     parts = PartSum()
     kernel = math.prod(geom.w_shape) * x.itemsize
+    # gy's phases and x's (a forward's copies' bytes), and from the second piece on the sums so
+    # far (``PartSum.held``): counted for every piece, as ``_held`` says why
+    several = sum(sub is not None for sub, *_ in _pieces(geom, x.itemsize)) > 1
+    held = _held(geom, x.itemsize) + (PartSum.after_first(kernel, x.itemsize) if several else 0)
     for sub, pairs, b0, b1 in _pieces(geom, x.itemsize):
         if sub is None:
             continue
         gys = _gather(gy, [p for p, _ in pairs], geom, b0, b1)
         xs = _gather(x, [r for _, r in pairs], geom, b0, b1)
-        with holding(gys.nbytes + xs.nbytes + parts.held(kernel)):
+        with holding(held):
             part = fn(gys, xs, replace(sub, n=len(pairs) * (b1 - b0)))
         del gys, xs
         parts.add(part)
