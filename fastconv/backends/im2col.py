@@ -22,6 +22,7 @@ from .._workers import (
     buffer,
     call_budget,
     chunks,
+    holding,
     map_chunks,
     map_items,
     memory_budget,
@@ -149,11 +150,12 @@ def _patches(xp, geom, scratch, image_major, rows=slice(None), ones=False):
     return cols
 
 
-def _band_rows(geom, itemsize) -> int:
+def _band_rows(geom, itemsize, fixed=0) -> int:
     """Output rows per band of one image's patch matrix: ``ROW_BAND_BYTES`` of it (see there), or
-    less when a thread's share of the memory budget, beyond its padded copy of the image, is
-    smaller (one row at least); ``oh`` or more when the whole matrix fits at once."""
-    room = thread_share(geom, itemsize) - _padded_size(geom) * itemsize
+    less when a thread's share of the memory budget, beyond its padded copy of the image and
+    ``fixed`` more elements, is smaller (one row at least); ``oh`` or more when the whole matrix
+    fits at once."""
+    room = thread_share(geom, itemsize) - (_padded_size(geom) + fixed) * itemsize
     return max(1, min(ROW_BAND_BYTES, room) // (geom.c_in * geom.kh * geom.kw * geom.ow * itemsize))
 
 
@@ -259,11 +261,16 @@ def grad_weight(gy, x, geom):
         return _grad_weight_by_channels(gy, x, geom)
     g, cog, p = geom.groups, geom.c_out_g, geom.oh * geom.ow
     kg = geom.c_in_g * geom.kh * geom.kw
-    band = _band_rows(geom, x.itemsize)
+    sums = g * cog * kg
+    band = _band_rows(geom, x.itemsize, 4 * sums)  # (beside the banded way's sums: ``_grad_weight_banded``)
     per_image = geom.c_in * geom.kh * geom.kw * p + _padded_size(geom) + geom.c_out * p
     if band < geom.oh and (band * geom.ow >= BAND_MIN_CONTRACTION
                            or per_image * x.itemsize > thread_share(geom, x.itemsize)):
-        return _grad_weight_banded(gy, x, geom, band)
+        # (not where one thread's band with its extra sums passes the budget and holds more than a
+        # whole image would: the sums of many values from a short contraction)
+        banded = geom.c_in * geom.kh * geom.kw * band * geom.ow + _padded_size(geom) + 4 * sums + reserved()
+        if banded * x.itemsize <= call_budget(geom, x.itemsize) or banded < per_image + 3 * sums + reserved():
+            return _grad_weight_banded(gy, x, geom, band)
     # fixed: per thread a part, a copy of one waiting for the chunks ahead, _matmul_nt's scratch
     nb, threads = thread_plan(geom, x.itemsize, per_image, PREFERRED_CHUNK_BYTES // (per_image * x.itemsize),
                               fixed=3 * g * cog * kg)
@@ -375,7 +382,10 @@ def grad_input(gy, w, geom):
         return _grad_input_pointwise(gy, w, geom)
     transposed = _as_forward(geom)
     if transposed is not None and (geom.c_out_g == 1 or not _is_depthwise(geom)):
-        gx = forward(gy, _flipped(w, geom), transposed)
+        flipped = _flipped(w, geom)
+        with holding(flipped.nbytes):  # (the forward plans its scratch beside the copy)
+            gx = forward(gy, flipped, transposed)
+        del flipped
         # The zeros padded around gy meet every weight; should one be infinite, 0 * inf puts
         # NaN where the exact sum has none, so the rare non-finite result is redone by the fold.
         if np.isfinite(gx.sum()):
