@@ -369,15 +369,17 @@ def test_a_warm_call_allocates_nothing_in_its_kernels(threads, kwargs):
     # finish, as ``_run_parts`` runs them (counted by a spy on it: the slots depend on the path)
     wrappers = []
 
-    def spy(part, macs, *args, workspaces, prepare=None, serial=None, finish=None, pieces=1):
+    def spy(part, macs, *args, workspaces, prepare=None, serial=None, finish=None, pieces=1, budget=None):
         nthreads, nslots = numba_jit._slots(macs, pieces)
+        if budget is not None:
+            nthreads, nslots = numba_jit._within(workspaces, nthreads, pieces, budget)
         arrays = 2 + sum(isinstance(a, np.ndarray) for a in args)
         if nthreads == 1 and serial is not None:
             wrappers.append(arrays)
         else:
             wrappers.append(arrays * ((prepare is not None) + nslots + (finish is not None and nslots > 1)))
         return real_run(part, macs, *args, workspaces=workspaces, prepare=prepare, serial=serial, finish=finish,
-                        pieces=pieces)
+                        pieces=pieces, budget=budget)
 
     real_run = numba_jit._run_parts
     calls = [(numba_jit.forward, (x, w, geom)), (numba_jit.grad_weight, (gy, x, geom)),
