@@ -561,13 +561,13 @@ def test_filter_grad_transform_is_gt_du_g_of_the_summed_slices(m):
     a, parts_n, groups, kg, cg = m + 2, 3, 2, 4, 5
     parts = rng.standard_normal((parts_n, groups, a * a, kg, cg))
     gw = np.full((groups * kg, cg, 3, 3), np.nan)
-    assert not _winograd_kernels._filter_grad_transform(parts, m, 1, groups * kg, gw)
+    assert not _winograd_kernels._filter_grad_transform(parts, m, 1, groups * kg, gw, 0)
     du = parts.sum(axis=0).reshape(groups, a, a, kg, cg)
     want = np.einsum("iy,gijkc,jx->gkcyx", G[m], du, G[m]).reshape(groups * kg, cg, 3, 3)
     np.testing.assert_allclose(gw[1:], want[1:], rtol=1e-13, atol=1e-12)
     assert np.isnan(gw[0]).all()  # rows outside r0 .. r1 untouched
     parts[1, 1, 0, 2, 3] = np.inf
-    assert _winograd_kernels._filter_grad_transform(parts, m, 0, groups * kg, gw)
+    assert _winograd_kernels._filter_grad_transform(parts, m, 0, groups * kg, gw, 0)
 
 
 @pytest.mark.parametrize("m", [2, 4])
@@ -581,8 +581,8 @@ def test_filter_grad_transform_in_float32_is_the_float64_one_rounded_once(m, cg)
     a, parts_n, groups, kg = m + 2, 2, 2, 3
     parts = rng.standard_normal((parts_n, groups, a * a, kg, cg)).astype(np.float32)
     wide_, got = (np.full((groups * kg, cg, 3, 3), np.nan, dt) for dt in (np.float64, np.float32))
-    assert not _winograd_kernels._filter_grad_transform(parts, m, 1, groups * kg - 1, got)
-    assert not _winograd_kernels._filter_grad_transform(parts, m, 1, groups * kg - 1, wide_)
+    assert not _winograd_kernels._filter_grad_transform(parts, m, 1, groups * kg - 1, got, 0)
+    assert not _winograd_kernels._filter_grad_transform(parts, m, 1, groups * kg - 1, wide_, 0)
     np.testing.assert_array_equal(got, wide_.astype(np.float32))
     assert np.isnan(got[0]).all() and np.isnan(got[-1]).all()
 
@@ -1261,6 +1261,57 @@ def test_large_kernels_match_torch_the_same_bits_each_way(monkeypatch, use_threa
 
 
 @large_tiles
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("name", LARGE)
+def test_large_kernel_weight_gradient_by_blocks_matches_torch(monkeypatch, use_threads, name, dtype):
+    """The weight gradient by the blocks' adjoint (``_grad_weight_large``, taken here whatever the
+    channels) on 1 to 3 threads (slices of whole images: 1 to 3 of them), against torch."""
+    monkeypatch.setattr(winograd, "LARGE_WEIGHT_MIN_CHANNELS", 1)
+    monkeypatch.setattr(winograd, "LARGE_WEIGHT_MIN_WORK", 0)
+    x_shape, w_shape, padding, groups = LARGE[name]
+    geom, x, w, b, gy = _arrays(np.random.default_rng(3), dtype, x_shape, w_shape, padding, groups)
+    assert winograd._winograd_weight(geom, x.itemsize) == winograd.large_blocks(geom)
+    want = _torch_results(x, w, b, gy, padding, groups)[2]
+    saved = [a.copy() for a in (x, gy)]
+    for threads in (1, 2, 3):
+        use_threads(threads)
+        got = winograd._grad_weight_large(gy, x, geom)
+        assert got.dtype == dtype and got.flags.c_contiguous and got.shape == want.shape
+        assert_close(got, want, what=f"{name} on {threads} threads")
+    assert all(np.array_equal(a, s) for a, s in zip((x, gy), saved)), "an input was modified"
+
+
+@large_tiles
+@pytest.mark.parametrize("threads", [1, 3])
+def test_large_kernel_weight_gradient_runs_within_the_budget_or_leaves_it_to_numba(budget, use_threads, threads):
+    """Slices of whole images, each summing its own sums (64 x 16 x 16 values at 5x5), in blocks of
+    images whose transforms fit; where one image of one thread does not fit, numba's runs."""
+    use_threads(threads)
+    geom = Geometry.from_args((6, 16, 24, 24), (16, 16, 5, 5), padding=2)
+    rng = np.random.default_rng(0)
+    x, gy = (rng.standard_normal(s).astype(np.float32) for s in (geom.x_shape, geom.y_shape))
+    want = numba_jit.grad_weight(gy, x, geom)
+    for limit in (1 * 2**20, 3 * 2**20):
+        budget(limit)
+        extra, got = extra_bytes(lambda: winograd._grad_weight_large(gy, x, geom))
+        assert extra <= limit, f"{extra} bytes beyond the result, budget {limit}"
+        assert_close(got, want)
+    budget(128 * 2**10)
+    assert winograd._grad_weight_large(gy, x, geom) is None
+
+
+@large_tiles
+def test_large_kernel_weight_gradient_of_non_finite_values_reruns_directly(monkeypatch):
+    monkeypatch.setattr(winograd, "LARGE_WEIGHT_MIN_CHANNELS", 1)
+    monkeypatch.setattr(winograd, "LARGE_WEIGHT_MIN_WORK", 0)
+    geom, x, w, b, gy = _arrays(np.random.default_rng(2), np.float32, (2, 8, 9, 9), (8, 8, 5, 5), 2, 1)
+    x[0, 3, 4, 4] = np.inf
+    assert winograd._grad_weight_large(gy, x, geom) is None
+    np.testing.assert_array_equal(np.isnan(winograd.grad_weight(gy, x, geom)),
+                                  np.isnan(numba_jit.grad_weight(gy, x, geom)))
+
+
+@large_tiles
 @pytest.mark.parametrize(("kind", "n", "c", "k"), [("normal", 2, 32, 5), ("range", 2, 32, 7), ("normal", 1, 192, 5)])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_large_kernel_error_within_a_direct_sums(kind, n, c, k, dtype):
@@ -1283,6 +1334,21 @@ def test_large_kernel_error_within_a_direct_sums(kind, n, c, k, dtype):
             with precision(level):
                 error = _rel_rms(run(), exact)
             assert error <= 2 * direct_error, f"{what} {level}: {error:.3g} > 2 x {direct_error:.3g}"
+
+
+@large_tiles
+@pytest.mark.parametrize(("kind", "n", "c", "k"), [("normal", 4, 64, 5), ("range", 4, 64, 7), ("normal", 2, 128, 5)])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_large_kernel_weight_gradient_error_within_a_direct_sums(kind, n, c, k, dtype):
+    """The blocks' weight gradient (each block's F(2x2,3x3) adjoint, the slices added in float64)
+    within 2x a direct sum's relative RMS error (im2col's BLAS dot products over every pixel)."""
+    x = _error_inputs(kind, dtype, n, c, 14)[0]
+    gy = _error_inputs(kind, dtype, n, c, 14, seed=1)[0]
+    geom = Geometry.from_args(x.shape, (c, c, k, k), padding=k // 2)
+    exact = _exact_gw(gy, x, k // 2, (k, k))
+    direct_error = _rel_rms(im2col.grad_weight(gy, x, geom), exact)
+    error = _rel_rms(winograd._grad_weight_large(gy, x, geom), exact)
+    assert error <= 2 * direct_error, f"{error:.3g} > 2 x {direct_error:.3g}"
 
 
 @large_tiles

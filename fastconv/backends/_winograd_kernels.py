@@ -15,7 +15,7 @@ from llvmlite import ir
 from numba import types
 from numba.extending import intrinsic
 
-from ._numba_gemm import KC, MR, VBITS, _batch_run, _batch_views, _declared, _transpose, batch
+from ._numba_gemm import KC, MR, VBITS, _batch_run, _batch_views, _declared, _red_unit, _transpose, _unit_views, batch
 from ._numba_kernels import _CACHE, njit
 from ._numba_spin import parts_done
 
@@ -157,6 +157,31 @@ def large_products(ups, live, offs, v, mm, cs, cd, p, scratch):  # pragma: no co
                 o = offs[b]
                 _batch_run(ups[b, xi], cd, zeros, vx[o:], mx, cs, p, 0, p - o, 0, 0, ct, 0, not first)
                 first = False
+
+
+@njit(**_JIT)
+def large_red(dm, v, sums, live, offs, cd, cs, p, add, scratch):  # pragma: no cover
+    """The weight gradient's products of a kernel larger than 3x3 as F(2x2,3x3) blocks
+    (``winograd._grad_weight_large``), the adjoint of ``large_products``: for each block b and
+    point xi live for it (``live[b, xi]``), ``sums[b, xi]`` (cd x cs) (+)= ``dm[xi]`` (cd x p)
+    times the transpose of ``v[xi]``'s columns from ``offs[b]`` on (cs x p, the same pitch), over
+    ``p - offs[b]`` columns: the output gradient is zero on the grid's tiles past the output, so
+    the columns that would pair them with another image's tiles (or none) take no term. A point
+    that no block takes is zeroed when not ``add`` (the filter transform reads every point)."""
+    bp, ae, ct = _unit_views(cs, scratch)
+    a2 = 16
+    for b in range(offs.shape[0]):
+        o = offs[b]
+        for xi in range(a2):
+            c0 = (b * a2 + xi) * cd * cs
+            first = True
+            if live[b, xi]:
+                for p0 in range(0, p - o, KC):
+                    _red_unit(dm, xi * cd * p + p0, p, 0, cd, v, xi * cs * p + o + p0, p, 0, cs, min(KC, p - o - p0), 1,
+                              sums, c0, 1 if add or not first else 0, bp, ae, ct)
+                    first = False
+            if first and not add:
+                sums[c0:c0 + cd * cs] = 0
 
 
 # The input and output transforms run as long loops over all the tiles of a block (one channel at
@@ -1268,13 +1293,15 @@ def _gt_stream(m, j, src, o, pitch, dst, od, n):  # pragma: no cover
 
 
 @njit(**_JIT)
-def _filter_grad_transform(parts, m, r0, r1, gw):  # pragma: no cover
+def _filter_grad_transform(parts, m, r0, r1, gw, x0):  # pragma: no cover
     """gw[g*K + k, c, ky, kx] = (G^T dU G)[ky, kx], dU[xi] the sum over p, in order, of
-    ``parts[p, g, xi, k, c]`` (the slices' products), for the (group, output channel) rows
-    ``r0 <= g*K + k < r1``; the adjoint of ``_filter_transform``. Returns whether a value written
-    is inf or NaN (the caller then recomputes directly)."""
-    npart, groups, a2, kg, cg = parts.shape
+    ``parts[p, g, x0 + xi, k, c]`` (the slices' products; ``x0``: the first point of a block's, where
+    ``parts`` holds several blocks' points, ``_grad_weight_large``), for the (group, output
+    channel) rows ``r0 <= g*K + k < r1``; the adjoint of ``_filter_transform``. Returns whether a
+    value written is inf or NaN (the caller then recomputes directly)."""
+    npart, groups, points, kg, cg = parts.shape
     a = m + 2
+    a2 = a * a
     uc = U(cg)
     pf, gf = parts.reshape(-1), gw.reshape(-1)
     du = np.empty(a2 * cg)  # du[xi*cg + c], summed in float64
@@ -1288,11 +1315,11 @@ def _filter_grad_transform(parts, m, r0, r1, gw):  # pragma: no cover
         g, k = row // kg, row % kg
         for xi in range(a2):
             d = U(xi * cg)
-            s = U(((g * a2 + xi) * kg + k) * cg)
+            s = U(((g * points + x0 + xi) * kg + k) * cg)
             for c in range(uc):
                 du[d + c] = pf[s + c]
             for p in range(1, npart):
-                s = U((((p * groups + g) * a2 + xi) * kg + k) * cg)
+                s = U((((p * groups + g) * points + x0 + xi) * kg + k) * cg)
                 for c in range(uc):
                     du[d + c] += pf[s + c]
         for ky in range(3):

@@ -328,10 +328,11 @@ def grad_weight(gy, x, geom):
 
 
 def _grad_weight_tiles(gy, x, geom):
-    """``_grad_weight_2d`` where it runs (``_winograd_weight``: each undilated piece checks its own
-    sums against the budget its caller leaves), else, or where a result is inf or NaN, numba's."""
+    """``_grad_weight_2d`` (3x3) or ``_grad_weight_large`` where it runs (``_winograd_weight``: each
+    undilated piece checks its own sums against the budget its caller leaves), else, or where a
+    result is inf or NaN, numba's."""
     if _winograd_weight(geom, x.itemsize):
-        gw = _grad_weight_2d(gy, x, geom)
+        gw = (_grad_weight_2d if (geom.kh, geom.kw) == (3, 3) else _grad_weight_large)(gy, x, geom)
         if gw is not None:
             return gw
     return _direct().grad_weight(gy, x, geom)
@@ -344,13 +345,21 @@ def _winograd_weight(geom, itemsize) -> bool:
     """Whether a 2-D call's weight gradient runs as Winograd tiles: a 3x3 stride-1 kernel (what the
     lift passes for a supported call), channels enough that they beat numba's
     (``WEIGHT_MIN_CHANNELS`` on the register tiles, else ``WEIGHT_MIN_CHANNELS_BLAS``), and one
-    slice's sums (``alpha^2`` kernels) within half the memory budget."""
-    if (geom.ndim, geom.kh, geom.kw, geom.sh, geom.sw, geom.dil_h, geom.dil_w) != (2, 3, 3, 1, 1, 1, 1):
+    slice's sums (``alpha^2`` kernels) within half the memory budget; or a larger kernel's blocks
+    (``_grad_weight_large``) on the register tiles, ``LARGE_WEIGHT_MIN_CHANNELS`` a side, an image
+    a thread at least (its slices are of whole images) and ``LARGE_WEIGHT_MIN_WORK``, products at
+    most ``LARGE_MAX_WORK`` of a direct sum's (``large_blocks``)."""
+    if (geom.ndim, geom.sh, geom.sw, geom.dil_h, geom.dil_w) != (2, 1, 1, 1, 1):
         return False
+    channels = min(geom.c_in_g, geom.c_out_g)
+    if (geom.kh, geom.kw) != (3, 3):
+        tiles = -(-geom.n // call_threads()) * _grid(geom.kh, geom.oh) * _grid(geom.kw, geom.ow)
+        return (_weight_on_tiles() and channels >= LARGE_WEIGHT_MIN_CHANNELS and geom.n >= call_threads()
+                and tiles * channels >= LARGE_WEIGHT_MIN_WORK and geom.kh in LARGE_TAPS and geom.kw in LARGE_TAPS
+                and large_blocks(geom))
     sums = 36 * geom.groups * geom.c_in_g * geom.c_out_g * itemsize
     least = WEIGHT_MIN_CHANNELS if _weight_on_tiles() else WEIGHT_MIN_CHANNELS_BLAS
-    return (min(geom.c_in_g, geom.c_out_g) >= least
-            and 2 * sums <= call_budget(geom, itemsize))
+    return channels >= least and 2 * sums <= call_budget(geom, itemsize)
 
 
 def _grad_weight_2d(gy, x, geom):
@@ -417,12 +426,110 @@ def _grad_weight_2d(gy, x, geom):
     bad = []
 
     def finish(r0, r1):
-        if _k._filter_grad_transform(parts, m, r0, r1, gw):
+        if _k._filter_grad_transform(parts, m, r0, r1, gw, 0):
             bad.append(True)
 
     with np.errstate(invalid="ignore", over="ignore"):
         map_items([(i,) for i in range(slices)], work, threads)
         _evenly(groups * cd, threads, finish)
+    return None if bad else gw
+
+
+# The weight gradient of a kernel past 3x3 as the forward's blocks (``_convolve_large``), adjoint:
+# each block's F(2x2,3x3) weight gradient pairs the output gradient's tiles with the input's tiles
+# of the grid ``offs[b]`` further on (``_k.large_red``), and G^T makes each block's 3x3 of taps,
+# of which it keeps its own. It beat numba's direct loops where each thread sums many tiles (its
+# sums, 49 or 100 blocks' points of cd x cs values a slice, and their G^T cost alike however few
+# tiles a slice holds) and the channels are not few (the transforms' share). Two threads, float32,
+# ms winograd / numba, medians of 5 interleaved rounds (an AMD Zen 4, 2026-12-06), with the grid's
+# tiles a thread sums: 5x5 N=16 64 -> 64 56x56 (6728) 36.4 / 51.8, N=8 128 -> 128 28x28 (900) 23.4 /
+# 28.7, 7x7 N=8 96 -> 192 28x28 (1296) 50.7 / 73.1, N=4 96 -> 96 (648) 15.8 / 21.8; N=8 128 -> 128
+# 20x20 (484) 13.9 / 14.9; about even: 5x5 N=3 128 -> 128 28x28 (450) 11.3 / 10.9, N=8 256 -> 256
+# 14x14 (256) 30.6 / 32.5, 7x7 N=8 64 -> 64 20x20 (576) 7.9-10.4 / 8.2; lost: 5x5 N=16 64 -> 64 14x14
+# (512) 5.7 / 4.1, N=4 128 -> 128 20x20 (242) 9.2 / 7.9, N=4 256 -> 256 14x14 (128) 19.2 / 16.8, N=2
+# 6.1 / 4.2, N=1 192 -> 256 17x17 (100) 10.3 / 5.8. Then six more: won 5x5 N=8 64 -> 128 32x32
+# (1024) 14.6 / 18.6, N=6 160 -> 160 24x24 (507) 20.1 / 28.8, N=32 64 -> 64 28x28 (3600) 22.6 / 29.0,
+# N=4 192 -> 192 28x28 (450) 24.9 / 31.1, N=8 80 -> 80 40x40 (1764) 16.3 / 32.9, 7x7 N=12 96 -> 96
+# 16x16 (726) 17.8 / 24.0. So the limit is the tiles times the channels (the fewer a side): the wins
+# from 62K, the even ones 37K-65K (256 -> 256 14x14 at 65K 0.94x), the losses up to 33K.
+LARGE_WEIGHT_MIN_CHANNELS = 64
+LARGE_WEIGHT_MIN_WORK = 60_000  # the grid's tiles of a thread's images times the channels a side, at least
+
+
+def large_weight_blocks(geom) -> bool:
+    """Whether a 2-D call's weight gradient, its kernel past 3x3, runs as the blocks' adjoint
+    (``_winograd_weight``, ``_grad_weight_large``): for ``"auto"``."""
+    return geom.ndim == 2 and (geom.kh, geom.kw) != (3, 3) and _winograd_weight(geom, 4)
+
+
+def _grad_weight_large(gy, x, geom):
+    """gw of a kernel of ``LARGE_TAPS`` by F(2x2,3x3) blocks over the forward's grid (``_grid``):
+    the input transformed over it, the output gradient through A (zeros on the tiles past the
+    output), per block and live point a product over the tiles (``_k.large_red``), each block's
+    G^T last. Slices of whole images (a block pairs a tile with one further down its image), as
+    many as whole rounds of the threads, about ``SLICE_TILES`` tiles each, each summing into its
+    own sums in blocks of images that fit the memory budget; the slices' sums added in order in
+    float64. None where a result is inf or NaN, or one image of one thread does not fit the
+    budget (the caller then runs numba's)."""
+    bh, bw = _blocks(geom.kh), _blocks(geom.kw)
+    tiles_h, tiles_w = _grid(geom.kh, geom.oh), _grid(geom.kw, geom.ow)
+    blocks = [(i, j) for i in range(len(bh)) for j in range(len(bw))]
+    nb, tiles = len(blocks), tiles_h * tiles_w
+    offs = np.array([i * tiles_w + j for i, j in blocks], np.int64)
+    live_h, live_w = _live(bh), _live(bw)
+    live = np.array([[live_h[i][xi // 4] and live_w[j][xi % 4] for xi in range(16)] for i, j in blocks])
+    groups, cs, cd, n = geom.groups, geom.c_in_g, geom.c_out_g, geom.n
+    dtype, itemsize = x.dtype, x.itemsize
+    one = groups * nb * 16 * cd * cs * itemsize  # a slice's sums
+    budget = call_budget(geom, itemsize) - reserved() * itemsize
+    threads = call_threads()
+    want = -(-max(1, -(-n * tiles // SLICE_TILES)) // threads) * threads
+    slices = int(max(1, min(want, n, budget // 2 // one)))
+    cut = -(-n // slices)
+    slices = -(-n // cut)
+    red = _gemm.red_batch_scratch(cs, itemsize)
+
+    def image_bytes(images):  # a block of images: its transformed input and output gradient, transforms
+        return 16 * (cs + cd) * images * tiles * itemsize + _k.transform_scratch(2, images * tiles_h, tiles_w,
+                                                                                 itemsize)[0]
+    spare = budget - slices * one - 9 * groups * cd * cs * itemsize  # (and the blocks' 3x3 filters)
+    threads = int(min(threads, slices, spare // (image_bytes(1) + red * itemsize) if spare > 0 else 0))
+    if threads < 1:
+        return None
+    size = max(1, min(cut, ITEM_TILES // tiles or 1))
+    while size > 1 and threads * (image_bytes(size) + red * itemsize) > spare:
+        size -= 1
+    parts = kept("gw-slices", (slices, groups, nb * 16, cd, cs), dtype)  # written whole before read
+
+    def work(i, scratch):
+        for n0 in range(i * cut, min(n, (i + 1) * cut), size):
+            n1 = min(n, (i + 1) * cut, n0 + size)
+            r0, r1 = n0 * tiles_h, n1 * tiles_h
+            p = (r1 - r0) * tiles_w
+            v = buffer(scratch, "v", (16 * cs * p,), dtype)
+            dm = buffer(scratch, "m", (16 * cd * p,), dtype)
+            s, wk = _transform_work(scratch, 2, r1 - r0, tiles_w, dtype)
+            rs = buffer(scratch, "red", (red,), dtype)
+            for g in range(groups):
+                _k._input_transform(x, g * cs, cs, r0, r1, tiles_h, tiles_w, geom.pt, geom.pl, 2, v, s, wk, 0, cs,
+                                    _NO_ORDER)
+                _k._grad_output_transform(gy, g * cd, cd, r0, r1, tiles_h, tiles_w, 2, dm, wk, _NO_ORDER)
+                _k.large_red(dm, v, parts[i, g].reshape(-1), live, offs, cd, cs, p, n0 > i * cut, rs)
+
+    gw = np.empty(geom.w_shape, dtype)
+    gw3 = np.empty((groups * cd, cs, 3, 3), dtype)
+    bad = []
+
+    def finish(r0, r1, block):
+        if _k._filter_grad_transform(parts, 2, r0, r1, gw3, block * 16):
+            bad.append(True)
+
+    with np.errstate(invalid="ignore", over="ignore"):
+        map_items([(i,) for i in range(slices)], work, threads)
+        for block, (i, j) in enumerate(blocks):
+            (ky0, ny), (kx0, nx) = bh[i], bw[j]
+            _evenly(groups * cd, call_threads(), functools.partial(finish, block=block))
+            gw[:, :, ky0:ky0 + ny, kx0:kx0 + nx] = gw3[:, :, :ny, :nx]
     return None if bad else gw
 
 
