@@ -1253,6 +1253,16 @@ def _large_winograd(g: Geometry) -> bool:
             and _half_width(g) and _backend_says("winograd", "large_blocks", g))
 
 
+def _large_winograd_weight(g: Geometry) -> bool:
+    """``_large_winograd``'s calls whose weight gradient winograd runs as its blocks' adjoint
+    (``winograd.large_weight_blocks``: 64+ channels a side, an image a thread, 60K+ of a thread's
+    grid tiles times channels), but for the wide rows that BLAS's patches take
+    (``_wide_rows_weight``: 16 x 256 -> 384 5x5 9x9, ms winograd / numba / im2col 44.3 / 45.5 /
+    36.3; 32 x 256 -> 256 5x5 14x14 87.9 / 121 / 131; 2 threads, float32, Zen 4, 2026-12-06)."""
+    return (_large_winograd(g) and not _wide_rows_weight(g)
+            and _backend_says("winograd", "large_weight_blocks", g))
+
+
 def _gradient_rows(name, condition, order):
     """Two rows of ``AUTO_PASS_RULES``, the input gradient's and the weight gradient's, alike."""
     return tuple((pass_, name, condition, order) for pass_ in ("grad_input", "grad_weight"))
@@ -1263,6 +1273,9 @@ AUTO_PASS_RULES: tuple[tuple[str, str, object, tuple[str, ...]], ...] = (
        "150M+ multiply-adds, products at most 0.9 of a direct sum's: winograd's 3x3 blocks", _large_winograd,
        ("winograd", "numba", "im2col"))
       for pass_ in ("forward", "grad_input")),
+    ("grad_weight", "AVX-512 on half-width units: the same, 64+ channels a side, an image a thread, 60K+ of a "
+     "thread's tiles times channels, not BLAS's wide rows: winograd's 3x3 blocks' adjoint", _large_winograd_weight,
+     ("winograd", "numba", "im2col")),
     ("forward", "full-width AVX-512: numba's patches over few output pixels, the threads splitting the output "
      "channels, 384+ input channels, one group",
      _patch_rows, ("numba", "im2col")),
