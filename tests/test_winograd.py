@@ -1214,6 +1214,8 @@ def test_warmup_compiles_what_a_first_call_runs():
                     w5 = np.ones((16, 16, 5, 5), np.float32)
                     y = fastconv.conv2d(x, w5, padding=2, backend="winograd")
                     fastconv.conv2d_backward(y, x, w5, padding=2, backend="winograd")
+                    from fastconv.geometry import Geometry  # (and its weight gradient's blocks)
+                    winograd._grad_weight_large(y, x, Geometry.from_args(x.shape, w5.shape, padding=2))
         print({k: (before.get(k, 0), v) for k, v in compiled().items() if v != before.get(k, 0)})
     """
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600)

@@ -1374,6 +1374,7 @@ def _transforms(dtype):
         large = Geometry.from_args((1, c, 5, 5), (c, c, 5, 5), padding=2)
         x, w = np.ones(large.x_shape, dtype), np.ones(large.w_shape, dtype)
         grad_input(forward(x, w, large, np.ones(c, dtype)), w, large)
+        counted_call(_grad_weight_large)(np.ones(large.y_shape, dtype), x, large)  # (the blocks' adjoint)
     for c in sorted({2, _gemm.MR}):
         geom = Geometry.from_args((1, c, 5, 5), (c, c, 3, 3), padding=1)
         x, w = np.ones(geom.x_shape, dtype), np.ones(geom.w_shape, dtype)
