@@ -441,17 +441,20 @@ def _grad_weight_2d(gy, x, geom):
 # of which it keeps its own. It beat numba's direct loops where each thread sums many tiles (its
 # sums, 49 or 100 blocks' points of cd x cs values a slice, and their G^T cost alike however few
 # tiles a slice holds) and the channels are not few (the transforms' share). Two threads, float32,
-# ms winograd / numba, medians of 5 interleaved rounds (an AMD Zen 4, 2026-12-06), with the grid's
-# tiles a thread sums: 5x5 N=16 64 -> 64 56x56 (6728) 36.4 / 51.8, N=8 128 -> 128 28x28 (900) 23.4 /
-# 28.7, 7x7 N=8 96 -> 192 28x28 (1296) 50.7 / 73.1, N=4 96 -> 96 (648) 15.8 / 21.8; N=8 128 -> 128
-# 20x20 (484) 13.9 / 14.9; about even: 5x5 N=3 128 -> 128 28x28 (450) 11.3 / 10.9, N=8 256 -> 256
-# 14x14 (256) 30.6 / 32.5, 7x7 N=8 64 -> 64 20x20 (576) 7.9-10.4 / 8.2; lost: 5x5 N=16 64 -> 64 14x14
-# (512) 5.7 / 4.1, N=4 128 -> 128 20x20 (242) 9.2 / 7.9, N=4 256 -> 256 14x14 (128) 19.2 / 16.8, N=2
-# 6.1 / 4.2, N=1 192 -> 256 17x17 (100) 10.3 / 5.8. Then six more: won 5x5 N=8 64 -> 128 32x32
-# (1024) 14.6 / 18.6, N=6 160 -> 160 24x24 (507) 20.1 / 28.8, N=32 64 -> 64 28x28 (3600) 22.6 / 29.0,
-# N=4 192 -> 192 28x28 (450) 24.9 / 31.1, N=8 80 -> 80 40x40 (1764) 16.3 / 32.9, 7x7 N=12 96 -> 96
-# 16x16 (726) 17.8 / 24.0. So the limit is the tiles times the channels (the fewer a side): the wins
-# from 62K, the even ones 37K-65K (256 -> 256 14x14 at 65K 0.94x), the losses up to 33K.
+# ms winograd / numba, medians of 5 interleaved rounds (an AMD Zen 4, 2026-12-06), with a thread's
+# grid tiles times the channels (the fewer a side), 22 layers: won 5x5 N=16 64 -> 64 56x56 (431K)
+# 36.4 / 51.8, N=32 64 -> 64 28x28 (230K) 22.6 / 29.0, N=8 80 -> 80 40x40 (141K) 16.3 / 32.9, N=8 128
+# -> 128 28x28 (115K) 23.4 / 28.7, N=4 192 -> 192 28x28 (86K) 24.9 / 31.1, N=6 160 -> 160 24x24 (81K)
+# 20.1 / 28.8, N=8 64 -> 128 32x32 (74K) 14.6 / 18.6, 7x7 N=8 96 -> 192 28x28 (98K) 50.7 / 73.1; 5x5
+# N=8 256 -> 256 14x14 (66K) 30.6 / 32.5, N=8 128 -> 128 20x20 (62K) 13.9 / 14.9; 7x7 N=12 96 -> 96
+# 16x16 (58K) 17.8 / 24.0, N=4 96 -> 96 28x28 (49K) 15.8 / 21.8; even or lost: 5x5 N=3 128 -> 128
+# 28x28 (58K) 11.3 / 10.9, N=32 32 -> 32 28x28 (32 channels) 8.7 / 8.7, N=4 48 -> 48 40x40 (42K) 6.1 /
+# 4.4, 7x7 N=8 64 -> 64 20x20 (37K) 10.4 / 8.2, 5x5 N=4 256 -> 256 14x14 (33K) 19.2 / 16.8, N=16 64 ->
+# 64 14x14 (33K) 5.7 / 4.1, N=4 128 -> 128 20x20 (31K) 9.2 / 7.9, N=1 192 -> 256 17x17 (one image a
+# slice: one thread) 10.3 / 5.8, N=2 256 -> 128 and 128 -> 128 20x20 (15K) 10.7 / 8.4, 6.1 / 4.2.
+# The limits keep to the wins from 60K (the two 7x7 wins below it left out); of 7 layers drawn
+# after, the 5 within them won (0.64-0.98 of numba's time), of the 2 outside, 5x5 N=24 72 -> 72
+# 14x14 (55K) would have won (9.8 / 13.1), N=2 192 -> 192 28x28 (43K) was even.
 LARGE_WEIGHT_MIN_CHANNELS = 64
 LARGE_WEIGHT_MIN_WORK = 60_000  # the grid's tiles of a thread's images times the channels a side, at least
 
