@@ -476,11 +476,8 @@ def _grad_weight_large(gy, x, geom):
     budget (the caller then runs numba's)."""
     bh, bw = _blocks(geom.kh), _blocks(geom.kw)
     tiles_h, tiles_w = _grid(geom.kh, geom.oh), _grid(geom.kw, geom.ow)
-    blocks = [(i, j) for i in range(len(bh)) for j in range(len(bw))]
+    blocks, offs, live = _block_layout(bh, bw, tiles_w)
     nb, tiles = len(blocks), tiles_h * tiles_w
-    offs = np.array([i * tiles_w + j for i, j in blocks], np.int64)
-    live_h, live_w = _live(bh), _live(bw)
-    live = np.array([[live_h[i][xi // 4] and live_w[j][xi % 4] for xi in range(16)] for i, j in blocks])
     groups, cs, cd, n = geom.groups, geom.c_in_g, geom.c_out_g, geom.n
     dtype, itemsize = x.dtype, x.itemsize
     one = groups * nb * 16 * cd * cs * itemsize  # a slice's sums
@@ -1044,6 +1041,18 @@ def _live(blocks):
     return [(True, True, True, taps == 3) for _, taps in blocks]
 
 
+def _block_layout(bh, bw, tiles_w):
+    """``(blocks, offs, live)`` of a kernel's 3x3 blocks (``_blocks`` down, ``bh``, and across,
+    ``bw``): each block's (down, across) index, how many tiles further along the grid (rows of
+    ``tiles_w``) its input tile lies than its output tile, and which of the 16 transform points
+    take its products (``_live``)."""
+    blocks = [(i, j) for i in range(len(bh)) for j in range(len(bw))]
+    offs = np.array([i * tiles_w + j for i, j in blocks], np.int64)
+    live_h, live_w = _live(bh), _live(bw)
+    live = np.array([[live_h[i][xi // 4] and live_w[j][xi % 4] for xi in range(16)] for i, j in blocks])
+    return blocks, offs, live
+
+
 def _grid(k, out):
     """Tiles of ``_convolve_large``'s grid along an axis of ``out`` output pixels under ``k``
     taps: the output's 2-pixel tiles, and one more for each block past the first."""
@@ -1112,10 +1121,7 @@ def _convolve_large(src, w, geom, c_dst, out_hw, pt, pl, bias, transposed):
     wv = w.reshape(groups, cd if not transposed else w.shape[0] // groups, -1, kh, kw)
     if transposed:  # (group, input channel, output channel, ky, kx), flipped: a view, no copy
         wv = wv.transpose(0, 2, 1, 3, 4)[..., ::-1, ::-1]
-    blocks = [(i, j) for i in range(len(bh)) for j in range(len(bw))]
-    offs = np.array([i * tiles_w + j for i, j in blocks], np.int64)
-    live_h, live_w = _live(bh), _live(bw)
-    live = np.array([[live_h[i][xi // 4] and live_w[j][xi % 4] for xi in range(16)] for i, j in blocks])
+    blocks, offs, live = _block_layout(bh, bw, tiles_w)
 
     def transform(g, k0, k1, block, p0, p1, up):  # a block's filters of output channels k0 .. k1, panels p0 .. p1
         (ky0, ny), (kx0, nx) = bh[blocks[block][0]], bw[blocks[block][1]]
