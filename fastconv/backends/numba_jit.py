@@ -741,19 +741,20 @@ def _input_gradient_plan(geom, item, budget, pinned, nthreads):
     return tuple(plan)
 
 
-def _phases_store(geom, item, budget) -> bool:
+def _phases_store(geom, item, budget, warmup=False) -> bool:
     """Whether the input gradient's stride phases are kept side by side and put in place together
-    (``grad_input``): every phase reached, from ``INTERLEAVE_MIN_BYTES`` of gx, within half the
-    budget."""
+    (``grad_input``): every phase reached, from ``INTERLEAVE_MIN_BYTES`` of gx (any size in
+    ``warmup``, which compiles the kernel that puts them), within half the budget."""
     nbytes = math.prod(geom.x_shape) * item
     return (not geom.sh == geom.sw == 1 and geom.sh <= geom.kh and geom.sw <= geom.kw
-            and (INTERLEAVE_MIN_BYTES <= nbytes or _local.compile_only) and 2 * nbytes <= budget)
+            and (INTERLEAVE_MIN_BYTES <= nbytes or warmup) and 2 * nbytes <= budget)
 
 
 def _phases_held(geom, item, budget) -> int:
     """Bytes that ``grad_input``'s phases hold beside their kernels' scratch: a phase's transposed
     taps (w's at most) and, at a stride, the phases' store (``_phases_store``), or one phase and
-    NumPy's buffers for putting it in place (a strided copy: ``reserved``)."""
+    NumPy's buffers for putting it in place (a strided copy: ``reserved``). (Not warmup's store:
+    ``_input_gradient_plan``, which reads this, keeps its answers for later calls.)"""
     held = math.prod(geom.w_shape) * item
     if geom.sh == geom.sw == 1:
         return held
@@ -1143,7 +1144,8 @@ def grad_input(gy, w, geom):
     if not unit and _lanes_grad_input_fit(geom, gy.itemsize, budget, _pinned("phases")):
         _lanes_grad_input(gy, w, gx, geom)
         return gx
-    store = _scratch("phases", gx.size, gy.dtype) if _phases_store(geom, gy.itemsize, budget) else None
+    store = (_scratch("phases", gx.size, gy.dtype) if _phases_store(geom, gy.itemsize, budget, _local.compile_only)
+             else None)
     planes = geom.n * geom.c_in
     for phase, call, kernel in _input_gradient_plan(geom, gy.itemsize, budget, _pinned("phases"),
                                                     _threads.call_threads()):
