@@ -78,12 +78,12 @@ def _copies_bytes(sub, pairs, images, itemsize) -> int:
     return len(pairs) * images * (sub.c_in * math.prod(sub.in_size) + sub.c_out * math.prod(sub.out_size)) * itemsize
 
 
-def _held(geom, itemsize) -> int:
-    """The bytes that every piece's call is planned beside: the largest piece's copies. Pieces of
-    different sizes each planned beside their own would not do: a backend's workspaces kept from a
-    call beside small copies (the numba backend's) stay beside the larger copies of a later one."""
-    return max((_copies_bytes(sub, pairs, b1 - b0, itemsize) for sub, pairs, b0, b1 in _pieces(geom, itemsize)),
-               default=0)
+def _held(pieces, itemsize) -> int:
+    """The bytes that every piece's call is planned beside: the largest piece's copies (``pieces``:
+    ``_pieces``'). Pieces of different sizes each planned beside their own would not do: a
+    backend's workspaces kept from a call beside small copies (the numba backend's) stay beside the
+    larger copies of a later one."""
+    return max((_copies_bytes(sub, pairs, b1 - b0, itemsize) for sub, pairs, b0, b1 in pieces), default=0)
 
 
 def _phase(p, geom, images=slice(None)):
@@ -130,8 +130,9 @@ def _scatter(stacked, starts, dst, geom, b0, b1):
 
 def _forward(fn, x, w, geom, bias=None):
     y = np.empty(geom.y_shape, x.dtype)
-    held = _held(geom, x.itemsize)
-    for sub, pairs, b0, b1 in _pieces(geom, x.itemsize):
+    pieces = list(_pieces(geom, x.itemsize))
+    held = _held(pieces, x.itemsize)
+    for sub, pairs, b0, b1 in pieces:
         outs = [p for p, _ in pairs]
         if sub is None:  # outputs that read only padding: the bias
             for p in outs:
@@ -148,9 +149,10 @@ def _forward(fn, x, w, geom, bias=None):
 
 def _grad_input(fn, gy, w, geom):
     gx = np.empty(geom.x_shape, gy.dtype)
-    held = _held(geom, gy.itemsize)
+    pieces = list(_pieces(geom, gy.itemsize))
+    held = _held(pieces, gy.itemsize)
     read = set()
-    for sub, pairs, b0, b1 in _pieces(geom, gy.itemsize):
+    for sub, pairs, b0, b1 in pieces:
         if sub is None:
             continue
         ins = [r for _, r in pairs]
@@ -173,9 +175,10 @@ def _grad_weight(fn, gy, x, geom):
     kernel = math.prod(geom.w_shape) * x.itemsize
     # gy's phases and x's (a forward's copies' bytes), and from the second piece on the sums so
     # far (``PartSum.held``): counted for every piece, as ``_held`` says why
-    several = sum(sub is not None for sub, *_ in _pieces(geom, x.itemsize)) > 1
-    held = _held(geom, x.itemsize) + (PartSum.after_first(kernel, x.itemsize) if several else 0)
-    for sub, pairs, b0, b1 in _pieces(geom, x.itemsize):
+    pieces = list(_pieces(geom, x.itemsize))
+    several = sum(sub is not None for sub, *_ in pieces) > 1
+    held = _held(pieces, x.itemsize) + (PartSum.after_first(kernel, x.itemsize) if several else 0)
+    for sub, pairs, b0, b1 in pieces:
         if sub is None:
             continue
         gys = _gather(gy, [p for p, _ in pairs], geom, b0, b1)

@@ -1147,6 +1147,7 @@ def grad_input(gy, w, geom):
     store = (_scratch("phases", gx.size, gy.dtype) if _phases_store(geom, gy.itemsize, budget, _local.compile_only)
              else None)
     planes = geom.n * geom.c_in
+    left = budget - _phases_held(geom, gy.itemsize, budget)  # (the plan's kernels' budget)
     for phase, call, kernel in _input_gradient_plan(geom, gy.itemsize, budget, _pinned("phases"),
                                                     _threads.call_threads()):
         (ky0, kx0), (ry, rx) = phase.first, phase.offset
@@ -1166,7 +1167,7 @@ def grad_input(gy, w, geom):
         # fifth of the input gradient's time; the other kernels read a contiguous copy
         wt = (wsub.reshape(geom.c_out, geom.c_in).T.reshape(geom.c_in, geom.c_out, 1, 1) if kernel == "matrix"
               else _transposed_weight(wsub, geom))
-        _run_forward(kernel, gy, wt, None, dest, call, budget - _phases_held(geom, gy.itemsize, budget))
+        _run_forward(kernel, gy, wt, None, dest, call, left)
         if store is None and dest is not out:
             out[...] = dest
     if store is not None:

@@ -352,11 +352,11 @@ def _winograd_weight(geom, itemsize) -> bool:
     if (geom.ndim, geom.sh, geom.sw, geom.dil_h, geom.dil_w) != (2, 1, 1, 1, 1):
         return False
     channels = min(geom.c_in_g, geom.c_out_g)
-    if (geom.kh, geom.kw) != (3, 3):
-        tiles = -(-geom.n // call_threads()) * _grid(geom.kh, geom.oh) * _grid(geom.kw, geom.ow)
-        return (_weight_on_tiles() and channels >= LARGE_WEIGHT_MIN_CHANNELS and geom.n >= call_threads()
-                and tiles * channels >= LARGE_WEIGHT_MIN_WORK and geom.kh in LARGE_TAPS and geom.kw in LARGE_TAPS
-                and large_blocks(geom))
+    if (geom.kh, geom.kw) != (3, 3):  # (``large_blocks`` checks the kernel's taps)
+        threads = call_threads()
+        tiles = -(-geom.n // threads) * _grid(geom.kh, geom.oh) * _grid(geom.kw, geom.ow)
+        return (_weight_on_tiles() and channels >= LARGE_WEIGHT_MIN_CHANNELS and geom.n >= threads
+                and tiles * channels >= LARGE_WEIGHT_MIN_WORK and large_blocks(geom))
     sums = 36 * geom.groups * geom.c_in_g * geom.c_out_g * itemsize
     least = WEIGHT_MIN_CHANNELS if _weight_on_tiles() else WEIGHT_MIN_CHANNELS_BLAS
     return channels >= least and 2 * sums <= call_budget(geom, itemsize)
