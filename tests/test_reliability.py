@@ -354,6 +354,47 @@ def test_parts_that_wait_for_a_slow_item_are_all_added(slow):
         assert got[0] == sum(parts), threads
 
 
+def test_a_thread_waiting_to_add_its_part_is_woken_by_the_add(monkeypatch):
+    # Room for one copy: item 1's part waits as a copy, so item 2's thread must wait for item 0.
+    # Adding item 0 must wake it, even where the adder, waiting next itself (item 4, with item 3's
+    # copy in the room), looks before the woken thread has run: both threads on one CPU make that
+    # likely. With one lock shared by the waiters, the adder took its own wake and both slept out
+    # the timeout (10 ms each time; here long enough to fail).
+    monkeypatch.setattr(_workers, "ORDER_POLL_S", 60.0)
+    job = types.SimpleNamespace(failed=False)
+    one_cpu = {min(os.sched_getaffinity(0))} if hasattr(os, "sched_setaffinity") else None
+
+    def pinned():
+        if one_cpu is not None:
+            os.sched_setaffinity(0, one_cpu)
+
+    def round_():
+        terms = _workers._OrderedSum(np.zeros(1), 1)
+        terms.add(1, Ellipsis, np.array([2.0]), job)
+
+        def waiter():
+            pinned()
+            terms.add(2, Ellipsis, np.array([4.0]), job)
+
+        other = threading.Thread(target=waiter, daemon=True)
+        other.start()
+        _until(lambda: terms.sleepers, "item 2's thread waits")
+        for i in (0, 3, 4):
+            terms.add(i, Ellipsis, np.array([2.0**i]), job)
+        other.join()
+        assert terms.total[0] == 31
+
+    def rounds():
+        pinned()
+        for _ in range(200):
+            round_()
+
+    runner = threading.Thread(target=rounds, daemon=True)
+    runner.start()
+    runner.join(20)
+    assert not runner.is_alive(), "a thread waiting to add its part was not woken by the add"
+
+
 def _until(condition, what):
     """Wait until ``condition()`` holds, 10 s at most; else fail, saying ``what``."""
     deadline = time.monotonic() + 10
