@@ -554,6 +554,92 @@ def test_on_half_width_avx512_small_calls_of_64_channels_run_numbas_forward(tile
         assert backends.choose(geom, np.float64) == "winograd"
         assert backends.choose(geom, np.float32, pass_="grad_input") == "winograd"
 
+@pytest.mark.parametrize("full", [False, True])
+@pytest.mark.parametrize("geom, taken", [
+    (Geometry.from_args((32, 128, 7, 7), (8, 128, 3, 3), padding=1), True),
+    (Geometry.from_args((64, 128, 7, 7), (3, 128, 3, 3), padding=1), True),
+    (Geometry.from_args((4, 512, 12, 12), (47, 512, 3, 3), padding=1), True),
+    (Geometry.from_args((8, 384, 4, 7, 7), (8, 384, 3, 3, 3), padding=1), True),  # 3x3x3
+    (Geometry.from_args((4, 512, 12, 12), (48, 512, 3, 3), padding=1), False),  # 48 output channels
+    (Geometry.from_args((2, 128, 7, 7), (8, 128, 3, 3), padding=1), False),  # 32 F(2x2) tiles: the few-tiles row
+    (Geometry.from_args((8, 128, 28, 28), (8, 128, 3, 3), padding=1), False),  # 784 pixels an image
+    (Geometry.from_args((32, 48, 7, 7), (8, 48, 3, 3), padding=1), False),  # few input channels for BLAS's row
+    (Geometry.from_args((32, 256, 7, 7), (16, 128, 3, 3), padding=1, groups=2), False),
+    (Geometry.from_args((32, 128, 14, 14), (8, 128, 3, 3), padding=1, stride=2), False),
+    (Geometry.from_args((32, 128, 12, 12), (8, 128, 5, 5), padding=2), False)])
+def test_on_half_width_avx512_3x3_calls_of_few_output_channels_run_numba(tiles, monkeypatch, geom, taken, full):
+    """``AUTO_HALF_WIDTH_FEW_OUT_3X3``: on AVX-512's half-width units a 3x3 stride-1 call of one
+    group, few pixels and many input channels (the BLAS-shaped row, which gave them winograd) and
+    under 48 output channels runs numba's forward and input gradient; its weight gradient stays
+    winograd's. Not on full-width units (not measured)."""
+    numba_jit = tiles(True, "reference", "im2col", "numba", "winograd")
+    monkeypatch.setattr(numba_jit, "full_width_tiles", lambda geom: full)
+    assert rules._half_width_few_outputs_3x3(geom) is (taken and not full)
+    if taken and not full:
+        for dtype in (np.float32, np.float64):
+            picks = [backends.choose(geom, dtype, pass_=p) for p in backends.PASSES]
+            assert picks == ["numba", "numba", "winograd"], dtype
+
+
+@pytest.mark.parametrize("full", [False, True])
+@pytest.mark.parametrize("geom, shifted, few_outputs", [
+    (Geometry.from_args((64, 96, 12, 12), (48, 96, 7, 1), padding=(3, 0)), True, True),
+    (Geometry.from_args((64, 128, 8, 8), (8, 128, 3, 1), padding=(1, 0)), True, True),
+    (Geometry.from_args((32, 256, 12, 12), (96, 256, 7, 1), padding=(3, 0)), True, False),
+    (Geometry.from_args((32, 256, 12, 12), (8, 256, 5, 5), padding=2), False, True),
+    (Geometry.from_args((2, 192, 8, 14, 14), (8, 192, 5, 5, 5), padding=2), False, True),
+    (Geometry.from_args((16, 384, 14, 14), (64, 384, 5, 5), padding=2), False, False),  # 64 output channels
+    (Geometry.from_args((32, 128, 7, 7), (8, 128, 3, 3), padding=1), False, False),  # 3x3 at stride 1
+    (Geometry.from_args((8, 96, 56, 56), (48, 96, 7, 1), padding=(3, 0)), False, False),  # 3136 pixels an image
+    (Geometry.from_args((64, 96, 12, 12), (48, 96, 7, 1), padding=(3, 1)), False, True),  # padded across
+    (Geometry.from_args((64, 192, 12, 12), (48, 96, 7, 1), padding=(3, 0), groups=2), True, False)])
+def test_on_half_width_avx512_few_pixels_of_few_outputs_or_shifted_columns_run_numba(tiles, monkeypatch, geom,
+                                                                                      shifted, few_outputs, full):
+    """``_half_width_shifted`` and ``AUTO_HALF_WIDTH_FEW_OUT_WEIGHT``: on AVX-512's half-width units,
+    calls of few pixels and many input channels (the BLAS-shaped row) run numba's passes where
+    im2col would run a k x 1 kernel on its shifted columns, and numba's weight gradient where the
+    output channels are under 64 (one group; not 3x3 stride-1 calls, winograd's); in float64 both
+    weight gradients stay BLAS's."""
+    numba_jit = tiles(True, "reference", "im2col", "numba", "winograd")
+    monkeypatch.setattr(numba_jit, "full_width_tiles", lambda geom: full)
+    assert rules._half_width_shifted(geom) is (shifted and not full)
+    assert rules._half_width_few_outputs_weight(geom) is (few_outputs and not full)
+    if shifted and not full:
+        assert [backends.choose(geom, np.float32, pass_=p) for p in backends.PASSES] == ["numba"] * 3
+    if few_outputs and not full:
+        assert backends.choose(geom, np.float32, pass_="grad_weight") == "numba"
+    if (shifted or few_outputs) and not full:  # float64's weight gradient stays BLAS's
+        assert backends.choose(geom, np.float64, pass_="grad_weight") == "im2col"
+
+
+def test_on_half_width_avx512_strided_weight_gradients_keep_their_row(tiles):
+    """A 2-D strided call of few pixels and few output channels keeps the strided rows' BLAS weight
+    gradient, ahead of the few-output row."""
+    tiles(True, "reference", "im2col", "numba", "winograd")
+    geom = Geometry.from_args((16, 512, 10, 10), (48, 512, 3, 3), padding=1, stride=2)
+    assert rules._half_width_few_outputs_weight(geom)
+    assert backends.choose(geom, np.float32, pass_="grad_weight") == "im2col"
+
+
+@pytest.mark.parametrize("full", [False, True])
+@pytest.mark.parametrize("geom, taken", [
+    (Geometry.from_args((64, 16, 1000), (256, 16, 5), padding=2, stride=2), True),
+    (Geometry.from_args((16, 8, 256), (64, 8, 3), padding=1, stride=2), True),
+    (Geometry.from_args((16, 32, 256), (256, 32, 3), padding=1, stride=2), False),  # 32 input channels
+    (Geometry.from_args((16, 16, 256), (32, 16, 3), padding=1, stride=2), False),  # 32 output channels
+    (Geometry.from_args((16, 16, 256), (256, 16, 3), padding=1), False),  # unit stride
+    (Geometry.from_args((16, 16, 64, 64), (256, 16, 3, 3), padding=1, stride=2), False),  # 2-D
+    (Geometry.from_args((16, 16, 256), (256, 8, 3), padding=1, stride=2, groups=2), False)])
+def test_on_half_width_avx512_strided_1d_few_inputs_run_blas_input_gradient(tiles, monkeypatch, geom, taken, full):
+    """``AUTO_HALF_WIDTH_STRIDED_1D_*``: on AVX-512's half-width units the input gradient of a strided
+    1-D call of one group, up to 16 input channels and 64+ output channels runs BLAS's."""
+    numba_jit = tiles(True, "reference", "im2col", "numba", "winograd")
+    monkeypatch.setattr(numba_jit, "full_width_tiles", lambda geom: full)
+    assert rules._half_width_strided_1d_few_inputs(geom) is (taken and not full)
+    if taken and not full:
+        assert backends.choose(geom, np.float32, pass_="grad_input") == "im2col"
+
+
 def test_strided_pointwise_input_gradient_is_numbas_in_float32_only(tiles, monkeypatch):
     """A 2-D 1x1 kernel at a stride on full-width AVX-512: numba's input gradient in float32, BLAS's
     in float64 (``_strided_pointwise``, ``AUTO_DTYPE_RULES``), and BLAS's at unit stride."""

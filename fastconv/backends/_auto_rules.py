@@ -666,6 +666,32 @@ def _few_inputs(g: Geometry) -> bool:
     return g.groups == 1 and g.c_in <= 4 and g.c_out >= AUTO_FEW_INPUT_MIN_OUT_CHANNELS
 
 
+# The input gradient of a strided 1-D call of few input channels and many output channels: on
+# AVX-512's half-width units BLAS's (the output gradient's columns, then added back over the taps)
+# beat numba's phases. Two threads, float32, each pass alone (an idle pause, 30 ms of its calls,
+# then 20 ms timed), medians of 3 interleaved rounds (2026-12-06, an AMD Zen 4), ms numba / im2col,
+# stride 2: N=64 16 -> 256 k5 over 1000 2.47 / 0.88 (the row's worst), N=16 16 -> 256 k3 over 256
+# 1.67 / 1.37, N=64 16 -> 64 k9 over 64 2.06 / 1.40, N=8 16 -> 384 k7 over 1000 1.68 / 1.29, over
+# 128 3.23 / 1.70; N=16 8 -> 128 k5 over 256 2.19 / 1.12, N=64 8 -> 256 k3 over 4000 0.48 / 0.25,
+# N=64 8 -> 64 k5 over 64 2.20 / 1.79, N=8 8 -> 256 k7 over 256 2.06 / 1.32, 8 -> 384 k9 over 4000
+# 0.96 / 0.64; ties and a loss: N=8 8 -> 128 k3 over 4000 1.20 / 1.17, N=64 8 -> 128 k9 over 1000
+# 0.87 / 0.79, N=64 8 -> 64 k9 over 4000 0.80 / 0.92. (The random layer that found it: N=64 16 ->
+# 384 k5 over 64, 4.6x torch's input gradient on numba's, 1.2x on BLAS's.) From 32 input channels
+# they split (N=8 32 -> 128 k9 1.94 / 1.81; 64 channels: numba's won 5 of 9), the line left there.
+# Float64, 5 rounds: N=64 16 -> 256 k5 over 1000 48.8 / 20.1, 16 -> 384 over 64 7.97 / 3.10, N=16 8
+# -> 128 k5 over 256 3.72 / 2.44, N=8 16 -> 384 k7 over 128 2.62 / 1.51.
+AUTO_HALF_WIDTH_STRIDED_1D_INPUTS = 16  # input channels, at most, ...
+AUTO_HALF_WIDTH_STRIDED_1D_OUTPUTS = 64  # ... and output channels, at least
+
+
+def _half_width_strided_1d_few_inputs(g: Geometry) -> bool:
+    """On AVX-512's half-width units, a 1-D call at a stride, one group, up to
+    ``AUTO_HALF_WIDTH_STRIDED_1D_INPUTS`` input channels and ``AUTO_HALF_WIDTH_STRIDED_1D_OUTPUTS``
+    output channels or more: BLAS's input gradient."""
+    return (g.ndim == 1 and g.groups == 1 and max(g.stride) > 1 and g.c_in <= AUTO_HALF_WIDTH_STRIDED_1D_INPUTS
+            and g.c_out >= AUTO_HALF_WIDTH_STRIDED_1D_OUTPUTS and _half_width(g))
+
+
 # Without AVX-512, numba's input gradient at a stride (a stride-1 forward per phase of the input)
 # beats im2col's (a GEMM, then adding its columns back over every tap) where the output channels
 # are few for the taps: up to this many for every 9 taps (3x3: 32, 5x5: 88, 7x7: 174). Float32,
@@ -1106,6 +1132,69 @@ def _half_width_small_winograd(g: Geometry) -> bool:
             and _half_width(g) and _backend_says("numba", "implicit_forward", g))
 
 
+# The row of 3x3 stride-1 calls on few pixels with many input channels (``_blas_shaped``) gives
+# winograd calls of few output channels, where its products are (C_out x C_in) by (C_in x tiles) with
+# few rows, and its input gradient's (C_in x C_out) with a short contraction. On AVX-512's
+# half-width units numba's forward and input gradient beat it there. Two threads, float32, each
+# pass alone (an idle pause, 30 ms of its calls, then 20 ms timed), time over torch's, medians of 3
+# interleaved rounds (2026-12-06, an AMD Zen 4), forward then input gradient, numba / winograd:
+# N=8 128 -> 3 7x7 1.84 / 2.35, 0.62 / 2.29; -> 8 12x12 1.42 / 2.45, 1.07 / 3.40; -> 16 7x7 1.95 /
+# 3.99, 1.74 / 5.15; -> 32 12x12 1.47 / 3.03, 1.46 / 2.62; 512 -> 3 12x12 1.19 / 1.72, 0.55 / 1.20;
+# -> 8 7x7 2.10 / 2.38, 1.19 / 9.74; -> 16 12x12 1.46 / 2.65, 1.70 / 3.16; -> 32 7x7 2.15 / 3.63,
+# 2.03 / 3.06; N=32 128 -> 3 12x12 1.17 / 2.00, 0.56 / 1.11; -> 8 7x7 1.62 / 2.28, 1.17 / 3.13; -> 16
+# 12x12 1.39 / 2.33, 1.37 / 2.08; -> 32 7x7 1.89 / 2.54, 1.77 / 2.40; 512 -> 3 7x7 1.80 / 2.54, 0.53
+# / 1.54; -> 8 12x12 1.04 / 1.49, 0.76 / 1.84; -> 16 7x7 1.65 / 3.26, 1.78 / 2.95; -> 32 12x12 1.29
+# / 1.44, 1.41 / 1.41; 3x3x3 N=8 384 -> 3 4x7x7 2.14 / 3.05, 1.36 / 3.92, -> 8 2.04 / 3.23, 2.24 /
+# 3.84, -> 32 2.70 / 3.23, 2.71 / 3.00; N=4 256 -> 8 8x14x14 1.57 / 2.11, 1.47 / 2.50. At 48 output
+# channels they split (7x7 and 12x12, N=8 and 32, 128 and 512 inputs: numba's forward won 4 of
+# 8, winograd's 2; the input gradient 3 and 3), the line left there. The weight gradients tied
+# (numba / winograd 0.90-1.10 but for 512 -> 8 12x12 at N=32, 1.31, and 3x3x3 8x14x14 -> 8, 1.33):
+# they stay winograd's. (The random layers that found it: N=64 128 -> 3 7x7, N=4 512 -> 8 12x12
+# and 3x3x3 N=8 384 -> 3 4x7x7, 1.9-3.4x torch's time on winograd's forward.)
+AUTO_HALF_WIDTH_FEW_OUT_3X3 = 48  # output channels under which ...
+
+
+def _half_width_few_outputs_3x3(g: Geometry) -> bool:
+    """On AVX-512's half-width units, a 3x3 (or 3x3x3) stride-1 call of one group that the row of
+    few pixels and many input channels gives winograd (``_blas_shaped``, past the few-tiles row),
+    with under ``AUTO_HALF_WIDTH_FEW_OUT_3X3`` output channels: numba's forward and input gradient."""
+    return (g.groups == 1 and g.c_out < AUTO_HALF_WIDTH_FEW_OUT_3X3 and _is_3x3s1(g) and _blas_shaped(g)
+            and not _few_tiles(g) and _half_width(g))
+
+
+# The row of few pixels per image and many input channels (``_blas_shaped``) gives BLAS every pass
+# of kernels past 3x3. On AVX-512's half-width units numba's beat it where the output channels are
+# few, and where im2col runs a k x 1 kernel on its shifted columns (one product per tap and image:
+# narrow ones on small images). Two threads, float32, each pass alone as above, time over torch's,
+# medians of 5 interleaved rounds (2026-12-06, an AMD Zen 4), numba / im2col, forward, input
+# gradient, weight gradient: 7x1 N=64 96 -> 48 12x12 1.15 / 3.36, 0.53 / 2.27, 2.29 / 4.12; N=32
+# 128 -> 16 10x10 1.23 / 5.03, 1.64 / 11.1, 3.91 / 8.47; 3x1 N=64 128 -> 8 8x8 0.84 / 4.80, 1.06 /
+# 9.90, 3.74 / 9.52; 7x1 N=32 256 -> 96 12x12 (numba's forward and input gradient already) weight
+# 1.43 / 1.54. The weight gradient of few output channels: 5x5 N=32 256 -> 8 12x12 1.53 / 4.82, N=8
+# 512 -> 24 7x7 2.70 / 4.20, N=16 384 -> 48 10x10 2.67 / 2.97; 3x3 d2 N=16 256 -> 32 12x12 2.50 /
+# 2.86; 5x5x5 N=2 192 -> 8 8x14x14 1.90 / 4.96; 1x5x5 N=8 256 -> 32 4x10x10 2.49 / 4.86; 3x3x3 s2
+# N=4 128 -> 16 8x14x14 7.47 / 11.0; ties 1x7 N=16 256 -> 32 14x14 2.53 / 2.38 and 3x3 s2 N=32 192
+# -> 16 14x14 4.63 / 4.57; with 64 output channels too (5x5 N=16 384 -> 64 14x14 1.17 / 1.94), not
+# tried further. The input gradients of those split (0.87-1.14x BLAS's time), and strided 1-D and
+# 2-D weight gradients keep their own row (3x3 s2 N=16 512 -> 48 10x10 3.76 / 2.43).
+AUTO_HALF_WIDTH_FEW_OUT_WEIGHT = 64  # output channels under which ...
+
+
+def _half_width_shifted(g: Geometry) -> bool:
+    """On AVX-512's half-width units, a call of few pixels and many input channels (``_blas_shaped``)
+    that im2col runs on its shifted columns (``im2col.shifted_columns``): numba's passes."""
+    return _blas_shaped(g) and _half_width(g) and _backend_says("im2col", "shifted_columns", g)
+
+
+def _half_width_few_outputs_weight(g: Geometry) -> bool:
+    """On AVX-512's half-width units, a 2-D or 3-D call of one group, a kernel past 1x1, few pixels
+    and many input channels (``_blas_shaped``), under ``AUTO_HALF_WIDTH_FEW_OUT_WEIGHT`` output
+    channels: numba's weight gradient (past the strided rows), but not of 3x3 stride-1 calls, whose
+    winograd's tied with it (``AUTO_HALF_WIDTH_FEW_OUT_3X3``)."""
+    return (g.ndim >= 2 and g.groups == 1 and g.c_out < AUTO_HALF_WIDTH_FEW_OUT_WEIGHT and math.prod(g.kernel) > 1
+            and _blas_shaped(g) and not _is_3x3s1(g) and _half_width(g))
+
+
 # The few-tiles row (``_few_tiles``) gives BLAS the gradients of 3x3 stride-1 calls over few F(2x2)
 # tiles, a line drawn on full-width units with as many output channels as input ones (the note at
 # ``AUTO_FEW_TILES_PATCH_ROWS_MACS``). On AVX-512's half-width units, over two images or more, BLAS's
@@ -1313,6 +1402,8 @@ AUTO_PASS_RULES: tuple[tuple[str, str, object, tuple[str, ...]], ...] = (
     ("grad_input", "1x1 kernel, one group: w's transpose times gy",
      lambda g: g.groups == 1 and math.prod(g.kernel) == 1, ("im2col", "numba")),
     ("grad_input", "up to 4 input channels, 17+ output channels, one group", _few_inputs, ("im2col", "numba")),
+    ("grad_input", "AVX-512 on half-width units: 1-D at a stride, one group, up to 16 input channels, 64+ output "
+     "channels: BLAS's", _half_width_strided_1d_few_inputs, ("im2col", "numba")),
     ("grad_input", "full-width AVX-512: 256+ output channels, 8x the input's",
      lambda g: _many_outputs(g, AUTO_MANY_OUT_GRAD_INPUT_CHANNELS), ("im2col", "numba")),
     ("grad_input", "at a stride, few output channels for the taps, one group",
@@ -1362,6 +1453,9 @@ AUTO_PASS_RULES: tuple[tuple[str, str, object, tuple[str, ...]], ...] = (
      ("winograd", "numba", "im2col")),
     ("grad_input", "AVX-512 on half-width units: kernel past 1x1 at unit stride, one group, 2+ images, 384+ output "
      "channels, 8x the input's", _half_width_many_outputs, ("im2col", "numba")),
+    *((pass_, "AVX-512 on half-width units: 3x3 at stride 1, one group, few pixels, many input channels, under 48 "
+       "output channels: numba's", _half_width_few_outputs_3x3, ("numba", "winograd", "im2col"))
+      for pass_ in ("forward", "grad_input")),
     ("forward", "AVX-512 on half-width units: 2-D 3x3 at stride 1, one group, 64-79 channels on the smaller side and "
      "up to 128 on the larger, up to 256 output pixels an image, under 300 F(2x2) tiles: numba's implicit forward",
      _half_width_small_winograd, ("numba", "winograd", "im2col")),
@@ -1378,6 +1472,12 @@ AUTO_PASS_RULES: tuple[tuple[str, str, object, tuple[str, ...]], ...] = (
     *_gradient_rows("AVX-512 on half-width units: 2-D, one image, one group, 5x5 kernels and up at stride 1, 192+ "
                     "output channels, up to 400 output pixels: BLAS's", _half_width_one_image_gradients,
                     ("im2col", "numba")),
+    *((pass_, "AVX-512 on half-width units: few pixels, many input channels, a k x 1 kernel on im2col's shifted "
+       "columns: numba's", _half_width_shifted, ("numba", "im2col"))
+      for pass_ in ("forward", "grad_input", "grad_weight")),
+    ("grad_weight", "AVX-512 on half-width units: 2-D and 3-D, kernel past 1x1, few pixels, many input channels, "
+     "one group, under 64 output channels, not 3x3 at stride 1: numba's", _half_width_few_outputs_weight,
+     ("numba", "im2col")),
 )
 
 # Rows for one dtype, first for it (past depthwise and small calls, ``_past_small``): ``(dtype name,
@@ -1461,6 +1561,17 @@ AUTO_DTYPE_RULES: tuple[tuple[str, str, str, object, tuple[str, ...]], ...] = (
      lambda g: _many_outputs_any(g, AUTO_MANY_OUT_GRAD_INPUT_CHANNELS), ("im2col", "numba")),
     ("float64", "grad_weight", "full-width AVX-512: 512+ output channels, 8x the input's",
      lambda g: _many_outputs_any(g, AUTO_MANY_OUT_CHANNELS), ("im2col", "numba")),
+    # (The half-width rows of few pixels with few output channels or shifted columns give numba's
+    # weight gradient in float32; in float64 BLAS's won half of those measured, ms numba / im2col,
+    # each pass alone, 5 interleaved rounds (2026-12-06, Zen 4): 7x1 N=64 96 -> 48 12x12 24.4 /
+    # 12.6, 5x5 N=16 384 -> 48 10x10 52.6 / 31.2; but 5x5 N=32 256 -> 8 12x12 20.0 / 46.1, 5x5x5 N=2
+    # 192 -> 8 8x14x14 48.0 / 110: BLAS's kept, as before. Their forward and input gradient stay
+    # numba's, as in float32: 7x1 14.0 / 13.5, 14.4 / 17.1; 3x3 N=32 128 -> 8 7x7 numba / winograd
+    # 0.48 / 0.84, 0.52 / 1.23, 3x3x3 N=8 384 -> 8 4x7x7 8.6 / 14.9, 9.7 / 14.9, but N=32 512 -> 32
+    # 7x7 11.2 / 6.3, 12.0 / 6.6.)
+    ("float64", "grad_weight", "AVX-512 on half-width units: few pixels, many input channels, under 64 output "
+     "channels or a k x 1 kernel on im2col's shifted columns: BLAS's",
+     lambda g: _half_width_few_outputs_weight(g) or _half_width_shifted(g), ("im2col", "numba")),
     ("float64", "forward", "AVX-512 on half-width units: 2-D 3x3 at stride 1, 64-79 channels, small images: "
      "winograd's (the float32 row's numba lost here)", _half_width_small_winograd, ("winograd", "numba", "im2col")),
     # (float64, the same method, BLAS's both / numba's both / winograd's and numba's: N=2 8x8 256 ->

@@ -34,7 +34,7 @@ from .._workers import (
 from ..geometry import Geometry
 from . import _im2col_depthwise as _depthwise
 from . import _im2col_shifted as _shifted
-from ._lift import lifted
+from ._lift import as_2d, lifted
 
 NAME = "im2col"
 # The memory budget's setter and rule live in fastconv._workers (every backend keeps to it);
@@ -303,6 +303,12 @@ def grad_weight(gy, x, geom):
 # C=512 7x7 N=16 17.3 / 21.4, N=32 34.4 / 36.4; N=32 C=128 28x28 (5.9) 47.3 / 44.9, C=64 56x56 71.4 /
 # 53.4. One image stays one product on BLAS's threads (N=1 C=512 14x14 by channels 1.14).
 SPLIT_VALUES_PER_PIXEL = 64  # gradient values per pixel contracted (images x output pixels), at least
+
+
+def shifted_columns(geom) -> bool:
+    """Whether a call runs on the shifted columns (``_im2col_shifted``: a k x 1 kernel at unit
+    stride, unpadded across), read on the 2-D call that runs: for ``"auto"``."""
+    return _shifted.applies(as_2d(geom))
 
 
 def split_by_channels(geom) -> bool:
