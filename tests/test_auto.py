@@ -566,19 +566,21 @@ def test_on_half_width_avx512_small_calls_of_64_channels_run_numbas_forward(tile
     (Geometry.from_args((32, 48, 7, 7), (8, 48, 3, 3), padding=1), False),  # few input channels for BLAS's row
     (Geometry.from_args((32, 256, 7, 7), (16, 128, 3, 3), padding=1, groups=2), False),
     (Geometry.from_args((32, 128, 14, 14), (8, 128, 3, 3), padding=1, stride=2), False),
-    (Geometry.from_args((32, 128, 12, 12), (8, 128, 5, 5), padding=2), False)])
+    (Geometry.from_args((32, 128, 12, 12), (8, 128, 5, 5), padding=2), False),
+    (Geometry.from_args((8, 512, 4, 4, 4), (16, 512, 3, 3, 3), padding=1), True)])  # 4x4 planes: the forward only
 def test_on_half_width_avx512_3x3_calls_of_few_output_channels_run_numba(tiles, monkeypatch, geom, taken, full):
     """``AUTO_HALF_WIDTH_FEW_OUT_3X3``: on AVX-512's half-width units a 3x3 stride-1 call of one
     group, few pixels and many input channels (the BLAS-shaped row, which gave them winograd) and
-    under 48 output channels runs numba's forward and input gradient; its weight gradient stays
-    winograd's. Not on full-width units (not measured)."""
+    under 48 output channels runs numba's forward, and its input gradient from 7x7 images (planes);
+    its weight gradient stays winograd's. Not on full-width units (not measured)."""
     numba_jit = tiles(True, "reference", "im2col", "numba", "winograd")
     monkeypatch.setattr(numba_jit, "full_width_tiles", lambda geom: full)
     assert rules._half_width_few_outputs_3x3(geom) is (taken and not full)
     if taken and not full:
+        grad_input = "numba" if rules._pixels(geom) >= rules.AUTO_HALF_WIDTH_FEW_OUT_PIXELS else "winograd"
         for dtype in (np.float32, np.float64):
             picks = [backends.choose(geom, dtype, pass_=p) for p in backends.PASSES]
-            assert picks == ["numba", "numba", "winograd"], dtype
+            assert picks == ["numba", grad_input, "winograd"], dtype
 
 
 @pytest.mark.parametrize("full", [False, True])
@@ -592,7 +594,8 @@ def test_on_half_width_avx512_3x3_calls_of_few_output_channels_run_numba(tiles, 
     (Geometry.from_args((32, 128, 7, 7), (8, 128, 3, 3), padding=1), False, False),  # 3x3 at stride 1
     (Geometry.from_args((8, 96, 56, 56), (48, 96, 7, 1), padding=(3, 0)), False, False),  # 3136 pixels an image
     (Geometry.from_args((64, 96, 12, 12), (48, 96, 7, 1), padding=(3, 1)), False, True),  # padded across
-    (Geometry.from_args((64, 192, 12, 12), (48, 96, 7, 1), padding=(3, 0), groups=2), True, False)])
+    (Geometry.from_args((64, 192, 12, 12), (48, 96, 7, 1), padding=(3, 0), groups=2), True, False),
+    (Geometry.from_args((2, 192, 4, 4, 4), (32, 192, 7, 7, 7), padding=3), False, False)])  # 4x4 planes
 def test_on_half_width_avx512_few_pixels_of_few_outputs_or_shifted_columns_run_numba(tiles, monkeypatch, geom,
                                                                                       shifted, few_outputs, full):
     """``_half_width_shifted`` and ``AUTO_HALF_WIDTH_FEW_OUT_WEIGHT``: on AVX-512's half-width units,
@@ -616,7 +619,7 @@ def test_on_half_width_avx512_strided_weight_gradients_keep_their_row(tiles):
     """A 2-D strided call of few pixels and few output channels keeps the strided rows' BLAS weight
     gradient, ahead of the few-output row."""
     tiles(True, "reference", "im2col", "numba", "winograd")
-    geom = Geometry.from_args((16, 512, 10, 10), (48, 512, 3, 3), padding=1, stride=2)
+    geom = Geometry.from_args((16, 512, 14, 14), (48, 512, 3, 3), padding=1, stride=2)
     assert rules._half_width_few_outputs_weight(geom)
     assert backends.choose(geom, np.float32, pass_="grad_weight") == "im2col"
 

@@ -1150,16 +1150,24 @@ def _half_width_small_winograd(g: Geometry) -> bool:
 # 8, winograd's 2; the input gradient 3 and 3), the line left there. The weight gradients tied
 # (numba / winograd 0.90-1.10 but for 512 -> 8 12x12 at N=32, 1.31, and 3x3x3 8x14x14 -> 8, 1.33):
 # they stay winograd's. (The random layers that found it: N=64 128 -> 3 7x7, N=4 512 -> 8 12x12
-# and 3x3x3 N=8 384 -> 3 4x7x7, 1.9-3.4x torch's time on winograd's forward.)
+# and 3x3x3 N=8 384 -> 3 4x7x7, 1.9-3.4x torch's time on winograd's forward.) Checked on layers
+# drawn after (ms numba / winograd): N=8 384 -> 32 14x14 2.85 / 4.20, 2.44 / 3.52; N=16 384 -> 32
+# 7x7 1.66 / 1.78, 1.49 / 1.75; N=32 96 -> 32 10x10 1.35 / 1.48, 1.39 / 1.73; 1x3x3 N=2 256 -> 24
+# 8x7x7 1.35 / 1.83, 1.16 / 1.99; 3x3x3 N=8 512 -> 16 4x4x4 3.65 / 4.66, but its input gradient
+# 10.1 / 5.37 (and N=4 96 -> 32 4x4x4 3.40 / 1.61): numba's input gradient only from planes of
+# 7x7 (``AUTO_HALF_WIDTH_FEW_OUT_PIXELS``).
 AUTO_HALF_WIDTH_FEW_OUT_3X3 = 48  # output channels under which ...
+AUTO_HALF_WIDTH_FEW_OUT_PIXELS = 49  # ... and from these output pixels an image (a plane): the input gradient
 
 
-def _half_width_few_outputs_3x3(g: Geometry) -> bool:
+def _half_width_few_outputs_3x3(g: Geometry, least_pixels: int = 0) -> bool:
     """On AVX-512's half-width units, a 3x3 (or 3x3x3) stride-1 call of one group that the row of
     few pixels and many input channels gives winograd (``_blas_shaped``, past the few-tiles row),
-    with under ``AUTO_HALF_WIDTH_FEW_OUT_3X3`` output channels: numba's forward and input gradient."""
+    with under ``AUTO_HALF_WIDTH_FEW_OUT_3X3`` output channels and ``least_pixels`` output pixels an
+    image (a plane) or more: numba's forward, and its input gradient from
+    ``AUTO_HALF_WIDTH_FEW_OUT_PIXELS``."""
     return (g.groups == 1 and g.c_out < AUTO_HALF_WIDTH_FEW_OUT_3X3 and _is_3x3s1(g) and _blas_shaped(g)
-            and not _few_tiles(g) and _half_width(g))
+            and _pixels(g) >= least_pixels and not _few_tiles(g) and _half_width(g))
 
 
 # The row of few pixels per image and many input channels (``_blas_shaped``) gives BLAS every pass
@@ -1176,7 +1184,12 @@ def _half_width_few_outputs_3x3(g: Geometry) -> bool:
 # N=4 128 -> 16 8x14x14 7.47 / 11.0; ties 1x7 N=16 256 -> 32 14x14 2.53 / 2.38 and 3x3 s2 N=32 192
 # -> 16 14x14 4.63 / 4.57; with 64 output channels too (5x5 N=16 384 -> 64 14x14 1.17 / 1.94), not
 # tried further. The input gradients of those split (0.87-1.14x BLAS's time), and strided 1-D and
-# 2-D weight gradients keep their own row (3x3 s2 N=16 512 -> 48 10x10 3.76 / 2.43).
+# 2-D weight gradients keep their own row (3x3 s2 N=16 512 -> 48 10x10 3.76 / 2.43). Checked on
+# layers drawn after (weight gradient, ms numba / im2col): 7x7 N=32 128 -> 16 10x10 14.6 / 26.4, N=8
+# 384 -> 16 7x7 7.80 / 11.5, N=2 512 -> 8 10x10 1.82 / 5.82; 5x5x5 N=4 256 -> 16 8x8x8 36.0 / 67.3;
+# 7x7x7 N=1 512 -> 16 8x8x8 62.8 / 106, s2 N=2 384 -> 8 14x14x14 81.1 / 126; 3x3x3 s2 N=1 384 -> 16
+# 14x14x14 10.6 / 10.9, N=8 512 -> 16 8x14x14 42.7 / 38.3; but 7x7x7 N=2 192 -> 32 4x4x4 25.3 /
+# 15.4: not on planes under 7x7 (``AUTO_HALF_WIDTH_FEW_OUT_PIXELS``).
 AUTO_HALF_WIDTH_FEW_OUT_WEIGHT = 64  # output channels under which ...
 
 
@@ -1188,11 +1201,13 @@ def _half_width_shifted(g: Geometry) -> bool:
 
 def _half_width_few_outputs_weight(g: Geometry) -> bool:
     """On AVX-512's half-width units, a 2-D or 3-D call of one group, a kernel past 1x1, few pixels
-    and many input channels (``_blas_shaped``), under ``AUTO_HALF_WIDTH_FEW_OUT_WEIGHT`` output
-    channels: numba's weight gradient (past the strided rows), but not of 3x3 stride-1 calls, whose
-    winograd's tied with it (``AUTO_HALF_WIDTH_FEW_OUT_3X3``)."""
+    (``AUTO_HALF_WIDTH_FEW_OUT_PIXELS`` an image or a plane at least) and many input channels
+    (``_blas_shaped``), under ``AUTO_HALF_WIDTH_FEW_OUT_WEIGHT`` output channels: numba's weight
+    gradient (past the strided rows), but not of 3x3 stride-1 calls, whose winograd's tied with it
+    (``AUTO_HALF_WIDTH_FEW_OUT_3X3``)."""
     return (g.ndim >= 2 and g.groups == 1 and g.c_out < AUTO_HALF_WIDTH_FEW_OUT_WEIGHT and math.prod(g.kernel) > 1
-            and _blas_shaped(g) and not _is_3x3s1(g) and _half_width(g))
+            and _pixels(g) >= AUTO_HALF_WIDTH_FEW_OUT_PIXELS and _blas_shaped(g) and not _is_3x3s1(g)
+            and _half_width(g))
 
 
 # The few-tiles row (``_few_tiles``) gives BLAS the gradients of 3x3 stride-1 calls over few F(2x2)
@@ -1453,9 +1468,11 @@ AUTO_PASS_RULES: tuple[tuple[str, str, object, tuple[str, ...]], ...] = (
      ("winograd", "numba", "im2col")),
     ("grad_input", "AVX-512 on half-width units: kernel past 1x1 at unit stride, one group, 2+ images, 384+ output "
      "channels, 8x the input's", _half_width_many_outputs, ("im2col", "numba")),
-    *((pass_, "AVX-512 on half-width units: 3x3 at stride 1, one group, few pixels, many input channels, under 48 "
-       "output channels: numba's", _half_width_few_outputs_3x3, ("numba", "winograd", "im2col"))
-      for pass_ in ("forward", "grad_input")),
+    ("forward", "AVX-512 on half-width units: 3x3 at stride 1, one group, few pixels, many input channels, under 48 "
+     "output channels: numba's", _half_width_few_outputs_3x3, ("numba", "winograd", "im2col")),
+    ("grad_input", "AVX-512 on half-width units: 3x3 at stride 1, one group, few pixels (49+ an image), many input "
+     "channels, under 48 output channels: numba's",
+     lambda g: _half_width_few_outputs_3x3(g, AUTO_HALF_WIDTH_FEW_OUT_PIXELS), ("numba", "winograd", "im2col")),
     ("forward", "AVX-512 on half-width units: 2-D 3x3 at stride 1, one group, 64-79 channels on the smaller side and "
      "up to 128 on the larger, up to 256 output pixels an image, under 300 F(2x2) tiles: numba's implicit forward",
      _half_width_small_winograd, ("numba", "winograd", "im2col")),
