@@ -1194,9 +1194,10 @@ AUTO_HALF_WIDTH_FEW_OUT_WEIGHT = 64  # output channels under which ...
 
 
 def _half_width_shifted(g: Geometry) -> bool:
-    """On AVX-512's half-width units, a call of few pixels and many input channels (``_blas_shaped``)
-    that im2col runs on its shifted columns (``im2col.shifted_columns``): numba's passes."""
-    return _blas_shaped(g) and _half_width(g) and _backend_says("im2col", "shifted_columns", g)
+    """On AVX-512's half-width units, a call of one group, few pixels and many input channels
+    (``_blas_shaped``) that im2col runs on its shifted columns (``im2col.shifted_columns``): numba's
+    passes (grouped ones not measured)."""
+    return g.groups == 1 and _blas_shaped(g) and _half_width(g) and _backend_says("im2col", "shifted_columns", g)
 
 
 def _half_width_few_outputs_weight(g: Geometry) -> bool:
@@ -1489,8 +1490,8 @@ AUTO_PASS_RULES: tuple[tuple[str, str, object, tuple[str, ...]], ...] = (
     *_gradient_rows("AVX-512 on half-width units: 2-D, one image, one group, 5x5 kernels and up at stride 1, 192+ "
                     "output channels, up to 400 output pixels: BLAS's", _half_width_one_image_gradients,
                     ("im2col", "numba")),
-    *((pass_, "AVX-512 on half-width units: few pixels, many input channels, a k x 1 kernel on im2col's shifted "
-       "columns: numba's", _half_width_shifted, ("numba", "im2col"))
+    *((pass_, "AVX-512 on half-width units: one group, few pixels, many input channels, a k x 1 kernel on im2col's "
+       "shifted columns: numba's", _half_width_shifted, ("numba", "im2col"))
       for pass_ in ("forward", "grad_input", "grad_weight")),
     ("grad_weight", "AVX-512 on half-width units: 2-D and 3-D, kernel past 1x1, few pixels, many input channels, "
      "one group, under 64 output channels, not 3x3 at stride 1: numba's", _half_width_few_outputs_weight,
