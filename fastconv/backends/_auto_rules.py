@@ -1157,7 +1157,8 @@ def _half_width_small_winograd(g: Geometry) -> bool:
 # 10.1 / 5.37 (and N=4 96 -> 32 4x4x4 3.40 / 1.61): numba's input gradient only from planes of
 # 7x7 (``AUTO_HALF_WIDTH_FEW_OUT_PIXELS``).
 AUTO_HALF_WIDTH_FEW_OUT_3X3 = 48  # output channels under which ...
-AUTO_HALF_WIDTH_FEW_OUT_PIXELS = 49  # ... and from these output pixels an image (a plane): the input gradient
+AUTO_HALF_WIDTH_FEW_OUT_PIXELS = 49  # ... from these output pixels an image (a plane): the input gradient's row
+# (and ``_half_width_few_outputs_weight``'s: both lost on 4x4 planes, below)
 
 
 def _half_width_few_outputs_3x3(g: Geometry, least_pixels: int = 0) -> bool:
@@ -1171,7 +1172,7 @@ def _half_width_few_outputs_3x3(g: Geometry, least_pixels: int = 0) -> bool:
 
 
 # The row of few pixels per image and many input channels (``_blas_shaped``) gives BLAS every pass
-# of kernels past 3x3. On AVX-512's half-width units numba's beat it where the output channels are
+# of kernels but 3x3 at stride 1. On AVX-512's half-width units numba's beat it where the output channels are
 # few, and where im2col runs a k x 1 kernel on its shifted columns (one product per tap and image:
 # narrow ones on small images). Two threads, float32, each pass alone as above, time over torch's,
 # medians of 5 interleaved rounds (2026-12-06, an AMD Zen 4), numba / im2col, forward, input
