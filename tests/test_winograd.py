@@ -827,35 +827,36 @@ def test_skipping_the_products_of_cropped_pixels_gives_the_same_bits(monkeypatch
 @pytest.mark.parametrize(("size", "pt", "pl", "cuts"), [
     ((7, 7), 1, 1, (True, True)), ((9, 8), 1, 0, (True, False)), ((8, 9), 0, 2, (False, True)),
     ((6, 6), 1, 1, (False, False)), ((5, 11), 2, -1, (True, True)), ((2, 3), 1, 1, (True, True))])
-def test_input_by_images_in_lanes_gives_the_gathered_bits(dtype, size, pt, pl, cuts, images):
-    """F(2x2)'s input transform by images in lanes (``_input_lanes``, in ``tile_order``'s order
-    with lanes) against the gathered one, tile for tile: padding on every side or none, more rows
-    than the tiles read, a row of one tile and two, the last column's tiles in spans of their own,
-    images from the block's second on, fewer images than a vector's lanes (masked) and more (whole
-    vectors, the last one overlapping), channels in the middle of ``v``, points' planes apart by a
-    gap; every column of the order once."""
+@pytest.mark.parametrize("m", [2, 4])
+def test_input_by_images_in_lanes_gives_the_gathered_bits(m, dtype, size, pt, pl, cuts, images):
+    """F(2x2)'s and F(4x4)'s input transform by images in lanes (``_input_lanes``, in
+    ``tile_order``'s order with lanes) against the gathered one, tile for tile: padding on every
+    side or none, more rows than the tiles read, a row of one tile and two, the last column's tiles
+    in spans of their own, images from the block's second on, fewer images than a vector's lanes
+    (masked) and more (whole vectors, the last one overlapping), channels in the middle of ``v``,
+    points' planes apart by a gap; every column of the order once."""
     x = np.random.default_rng(1).standard_normal((images + 2, 5, *size)).astype(dtype)
     x[1, 1, 1, 1] = np.float32(1e30)  # ... where a float64 sum and a float32 one would round apart
     x[1, 1, -1, -1] = np.float32(1e-30)
-    m = 2
+    a2 = (m + 2) ** 2
     tiles_h, tiles_w = -(-(size[0] + 2 * pt - 2) // m), -(-(size[1] + 2 * pl - 2) // m)
-    assert tiles_w < _winograd_kernels.WIDE_ROW_TILES
+    assert tiles_w < (_winograd_kernels.WIDE_ROW_TILES if m == 2 else _winograd_kernels.WIDE_ROW_TILES_F4)
     r0, r1 = tiles_h, (1 + images) * tiles_h
     nt = (r1 - r0) * tiles_w
     order = np.empty(nt, np.int64)
-    _winograd_kernels.tile_order(r0, r1, tiles_h, tiles_w, m, *cuts, order, np.empty((16, 4), np.int64), images)
+    _winograd_kernels.tile_order(r0, r1, tiles_h, tiles_w, m, *cuts, order, np.empty((a2, 4), np.int64), images)
     assert sorted(order) == list(range(nt))
     s, wk = _winograd_kernels.transform_scratch(m, r1 - r0, tiles_w, x.itemsize)[1]
     s, wk = np.empty(s, dtype), np.full(wk, np.nan)
-    got, want = (np.full(16 * (7 * nt + 3), np.nan, dtype) for _ in range(2))
+    got, want = (np.full(a2 * (7 * nt + 3), np.nan, dtype) for _ in range(2))
     _winograd_kernels._input_transform(x, 1, 3, r0, r1, tiles_h, tiles_w, pt, pl, m, want, s, wk, 2, 7,
                                        np.arange(nt, dtype=np.int64), 7 * nt + 3)
     _winograd_kernels._input_transform(x, 1, 3, r0, r1, tiles_h, tiles_w, pt, pl, m, got, s, wk, 2, 7, order,
                                        7 * nt + 3, images)
-    got, want = (v.reshape(16, 7 * nt + 3) for v in (got, want))
-    np.testing.assert_array_equal(got[:, :7 * nt].reshape(16, 7, nt)[..., order],
-                                  want[:, :7 * nt].reshape(16, 7, nt))
-    assert np.isnan(got[:, :7 * nt].reshape(16, 7, nt)[:, [0, 1, 5, 6]]).all()  # others' places untouched
+    got, want = (v.reshape(a2, 7 * nt + 3) for v in (got, want))
+    np.testing.assert_array_equal(got[:, :7 * nt].reshape(a2, 7, nt)[..., order],
+                                  want[:, :7 * nt].reshape(a2, 7, nt))
+    assert np.isnan(got[:, :7 * nt].reshape(a2, 7, nt)[:, [0, 1, 5, 6]]).all()  # others' places untouched
     assert np.isnan(got[:, 7 * nt:]).all()  # and the gaps
 
 
@@ -871,7 +872,7 @@ def test_items_of_whole_images_transform_their_input_in_lanes_to_the_same_bits(m
     monkeypatch.setattr(winograd, "BY_CHANNELS_RATIO", 2**60)  # by items
     used = []
     real = winograd._lanes
-    monkeypatch.setattr(winograd, "_lanes", lambda *a: used.append(real(*a)) or used[-1])
+    monkeypatch.setattr(winograd, "_lanes", lambda *a, **k: used.append(real(*a, **k)) or used[-1])
 
     def lanes(on):
         monkeypatch.setattr(winograd, "INPUT_LANES", on)
@@ -885,6 +886,40 @@ def test_items_of_whole_images_transform_their_input_in_lanes_to_the_same_bits(m
         assert_close(y, numba_jit.forward(x, w, geom, b))
         assert_close(gx, numba_jit.grad_input(gy, w, geom))
     assert any(used)
+
+
+@tiles_only
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("by_channels", [False, True])
+def test_a_vector_of_images_transforms_its_input_in_lanes_at_each_level(monkeypatch, use_threads, dtype,
+                                                                        by_channels):
+    """F(4x4) (``"high"``) takes the input transform by images in lanes from a vector's lanes of
+    images, by items and by channels, and F(2x2) by channels too: the same bits as gathered,
+    forward and input gradient, cropped tiles, padding on every side or none, groups; under a
+    vector's lanes of images the gathered transform (masked lanes cost more than they save)."""
+    use_threads(2)
+    rng = np.random.default_rng(11)
+    lanes = _gemm.VBITS // (8 * np.dtype(dtype).itemsize)
+    monkeypatch.setattr(winograd, "BY_CHANNELS_RATIO", 0.0 if by_channels else 2**60)
+    monkeypatch.setattr(winograd, "BLOCK_BYTES", 1)  # blocks of one panel: several a thread
+    monkeypatch.setattr(winograd, "_f4_pays", lambda geom, itemsize, split: True)  # "high": F(4x4) here too
+    used = []
+    real = winograd._lanes
+    monkeypatch.setattr(winograd, "_lanes", lambda m, *a, **k: used.append((m, real(m, *a, **k))) or used[-1][1])
+
+    def ways(on):
+        for name in ("INPUT_LANES", "INPUT_LANES_F4", "BY_CHANNELS_LANES"):
+            monkeypatch.setattr(winograd, name, on)
+        winograd._cropped_rows.cache_clear()
+        winograd._orders.cache_clear()
+    for geom, x, w, b, gy in _each_level(rng, dtype, [((2 * lanes, 8, 7, 7), (8, 8, 3, 3), 1, 1),  # items: a thread's
+                                                      ((lanes, 8, 9, 6), (16, 4, 3, 3), ((1, 0), (0, 1)), 2),
+                                                      ((lanes - 1, 8, 7, 7), (8, 8, 3, 3), 1, 1)]):
+        y, gx = _alike_each_way(ways, (True, False), _forward_and_input_gradient, (geom, x, w, b, gy))
+        assert_close(y, numba_jit.forward(x, w, geom, b))
+        assert_close(gx, numba_jit.grad_input(gy, w, geom))
+    assert {m for m, got in used if got} == {2, 4}
+    assert (4, 0) in used  # under a vector's lanes of images: gathered
 
 
 @tiles_only

@@ -207,7 +207,7 @@ def transform_scratch(m, rows, tiles_w, itemsize):
     a, nt = m + 2, rows * tiles_w
     s = a * rows * (m * tiles_w + E) + 1
     wk_in = 2 * m * a * nt + 1 + 2 * E * a * rows + E * nt + (m * a * nt + E * a * rows) + 3 * (rows + 1)
-    # ``_input_lanes``' (m = 2) fits: (2 tiles_w + 2) images (2 tiles_h + 2) <= 16 (nt + rows)
+    # ``_input_lanes``' fits: (m tiles_w + 2) images (m tiles_h + 2) <= (m + 2)^2 (nt + rows)
     wk_out = (a * m + 3 * m * m) * nt + 1 + 3 * (rows + 1)  # also _grad_output_transform's
     wk = max(wk_in, wk_out)
     return s * itemsize + 8 * (wk + nt + 4 * a * a), (s, wk)  # with ``tile_order``'s arrays
@@ -588,15 +588,16 @@ def _row_f2(typingctx, x, first, iw, ok, col0, tw, v, vbase, step):
         lambda md, bits: _row_function(md, bits, 2), (0, 6))
 
 
-def _lanes_function(module, bits):
-    """F(2x2)'s input transform of one tile position of ``images`` images, as an LLVM function of
-    ``module``: arguments ``(p, at, prow, images, v, vbase, step)``: p a float64 pointer to the
-    padded planes with the images innermost (value (k, j) of the tile of image t at ``p[at +
-    k*prow + j*images + t]``); value xi of image t's tile goes to ``v[vbase + xi*step + t]``.
-    A block of a vector's lanes of images at a time (``_Rows.loop``): sixteen loads, B^T down the
-    columns and then along the rows (``_bt2``: ``_bt_rows``' operations in its order, in float64,
-    so the same bits as ``_input_transform``'s gather), each value rounded once when stored."""
-    name = f"fastconv_winograd_lanes_f2_f{bits}"
+def _lanes_function(module, bits, m):
+    """F(m x m)'s input transform (m = 2 or 4) of one tile position of ``images`` images, as an LLVM
+    function of ``module``: arguments ``(p, at, prow, images, v, vbase, step)``: p a float64
+    pointer to the padded planes with the images innermost (value (k, j) of the tile of image t at
+    ``p[at + k*prow + j*images + t]``); value xi of image t's tile goes to ``v[vbase + xi*step +
+    t]``. A block of a vector's lanes of images at a time (``_Rows.loop``): (m + 2)^2 loads, B^T
+    down the columns and then along the rows (``_bt2``, ``_bt4``: ``_bt_rows``' operations in its
+    order, in float64, so the same bits as ``_input_transform``'s gather), each value rounded once
+    when stored."""
+    name = f"fastconv_winograd_lanes_f{m}_f{bits}"
     if name in module.globals:
         return module.globals[name]
     r = _Rows(module, bits)
@@ -604,21 +605,24 @@ def _lanes_function(module, bits):
                                              + [r.ptr, r.i64, r.i64]), name=name)
     fn.linkage = "internal"
     p, at, prow, images, v, vbase, step = fn.args
+    a = m + 2
     b = ir.IRBuilder(fn.append_basic_block("entry"))
-    where = [[b.add(at, b.add(b.mul(prow, r.const(k)), b.mul(images, r.const(j)))) for j in range(4)] for k in range(4)]
-    outs = [b.add(vbase, b.mul(step, r.const(xi))) for xi in range(16)]
+    where = [[b.add(at, b.add(b.mul(prow, r.const(k)), b.mul(images, r.const(j)))) for j in range(a)] for k in range(a)]
+    outs = [b.add(vbase, b.mul(step, r.const(xi))) for xi in range(a * a)]
     count = r.spread(b, images)
+
+    def bt(b, s):
+        return _bt2(b, s) if m == 2 else _bt4(b, s, r.splat)
 
     def block(b, t0, masked, carry):
         keep = r.below(b, t0, count) if masked else None
-        values = [[r.load_wide(b, p, b.add(where[k][j], t0), keep) for j in range(4)] for k in range(4)]
-        cols = [[None] * 4 for _ in range(4)]  # B^T down the columns: cols[i][j]
-        for j in range(4):
-            for i, value in enumerate(_bt2(b, [values[k][j] for k in range(4)])):
+        cols = [[None] * a for _ in range(a)]  # B^T down the columns: cols[i][j], a column's loads at a time
+        for j in range(a):
+            for i, value in enumerate(bt(b, [r.load_wide(b, p, b.add(where[k][j], t0), keep) for k in range(a)])):
                 cols[i][j] = value
-        for i in range(4):  # ... then along the rows: value 4*i + j
-            for j, value in enumerate(_bt2(b, cols[i])):
-                r.store(b, value, v, b.add(outs[4 * i + j], t0), keep)
+        for i in range(a):  # ... then along the rows: value a*i + j
+            for j, value in enumerate(bt(b, cols[i])):
+                r.store(b, value, v, b.add(outs[a * i + j], t0), keep)
 
     b, _ = r.loop(fn, b, images, block)
     b.ret_void()
@@ -627,9 +631,17 @@ def _lanes_function(module, bits):
 
 @intrinsic
 def _lanes_f2(typingctx, p, at, prow, images, v, vbase, step):
-    """``_lanes_function`` on a 1-D float64 array ``p`` and a 1-D float array ``v``, offsets in
-    elements."""
-    return types.void(p, *[types.intp] * 3, v, types.intp, types.intp), _ir_codegen(_lanes_function, (4, 0))
+    """``_lanes_function`` for m = 2 on a 1-D float64 array ``p`` and a 1-D float array ``v``,
+    offsets in elements."""
+    return types.void(p, *[types.intp] * 3, v, types.intp, types.intp), _ir_codegen(
+        lambda md, bits: _lanes_function(md, bits, 2), (4, 0))
+
+
+@intrinsic
+def _lanes_f4(typingctx, p, at, prow, images, v, vbase, step):
+    """``_lanes_function`` for m = 4 (``_lanes_f2``'s arguments)."""
+    return types.void(p, *[types.intp] * 3, v, types.intp, types.intp), _ir_codegen(
+        lambda md, bits: _lanes_function(md, bits, 4), (4, 0))
 
 
 @njit(**_JIT)
@@ -663,17 +675,17 @@ def _input_rows_vec(x, c0, cg, r0, r1, tiles_h, tiles_w, pt, pl, m, v, vc0, step
 
 
 @njit(**_JIT)
-def _input_lanes(x, c0, cg, r0, images, tiles_h, tiles_w, pt, pl, v, vc0, step, order, wk):  # pragma: no cover
-    """``_input_transform`` for m = 2 of ``images`` whole images from tile row r0 on, in
+def _input_lanes(x, c0, cg, r0, images, tiles_h, tiles_w, pt, pl, m, v, vc0, step, order, wk):  # pragma: no cover
+    """``_input_transform`` for m = 2 or 4 of ``images`` whole images from tile row r0 on, in
     ``tile_order``'s order with ``lanes`` (a position's tiles, one an image, adjacent): per
     channel, the images' padded planes are copied into ``wk`` (float64) with the images
     innermost, and each tile position's tiles of every image are transformed together in vectors
-    (``_lanes_f2``), straight into their place: no gather by table, no loop over a row's few tiles
-    too short to vectorise. The same operations in the same order: the same bits."""
+    (``_lanes_f2``, ``_lanes_f4``), straight into their place: no gather by table, no loop over a
+    row's few tiles too short to vectorise. The same operations in the same order: the same bits."""
     ih, iw, cx = x.shape[2], x.shape[3], x.shape[1]
     xf = x.reshape(x.size)
     lanes = U(images)
-    hp, wp = 2 * tiles_h + 2, 2 * tiles_w + 2  # padded rows and columns the tiles read
+    hp, wp = m * tiles_h + 2, m * tiles_w + 2  # padded rows and columns the tiles read
     prow = wp * images  # a padded row of every image
     nt = images * tiles_h * tiles_w
     for i in range(U(hp * prow)):
@@ -693,7 +705,11 @@ def _input_lanes(x, c0, cg, r0, images, tiles_h, tiles_w, pt, pl, v, vc0, step, 
         vc = (vc0 + c) * nt
         for ty in range(tiles_h):
             for tc in range(tiles_w):
-                _lanes_f2(wk, 2 * (ty * prow + tc * images), prow, images, v, vc + order[ty * tiles_w + tc], step)
+                at = m * (ty * prow + tc * images)
+                if m == 2:
+                    _lanes_f2(wk, at, prow, images, v, vc + order[ty * tiles_w + tc], step)
+                else:
+                    _lanes_f4(wk, at, prow, images, v, vc + order[ty * tiles_w + tc], step)
 
 
 @njit(**_JIT)
@@ -719,7 +735,7 @@ def _input_transform(x, c0, cg, r0, r1, tiles_h, tiles_w, pt, pl, m, v, s, wk, v
     with ``lanes`` (whole images in ``tile_order``'s order with lanes), ``_input_lanes``."""
     step = vstep if vstep else vc * (r1 - r0) * tiles_w  # from one transform point's values to the next's
     if lanes:
-        _input_lanes(x, c0, cg, r0, lanes, tiles_h, tiles_w, pt, pl, v, vc0, step, order, wk)
+        _input_lanes(x, c0, cg, r0, lanes, tiles_h, tiles_w, pt, pl, m, v, vc0, step, order, wk)
         return
     if not order.size and tiles_w >= (WIDE_ROW_TILES if m == 2 else WIDE_ROW_TILES_F4):
         _input_rows_vec(x, c0, cg, r0, r1, tiles_h, tiles_w, pt, pl, m, v, vc0, step)

@@ -126,6 +126,7 @@ GW_ITEM_BYTES = 32 * 2**20
 # Below 1.2x the input, mixed (ratio 0.4 against 1.2: 0.96-1.07).
 BY_CHANNELS_RATIO = 1.2  # the transformed kernel over the transformed input
 BY_CHANNELS_MAX_BYTES = 24 * 2**20  # the transformed input, read once per block: within L3 (32 MiB)
+BY_CHANNELS_LANES = True
 BLOCK_BYTES = 2 * 2**20  # a block's transformed filters (1-3 MiB measured alike)
 # ... and from LARGE_INPUT_BYTES of transformed input on, LARGE_BLOCK_BYTES (where the budget holds
 # them; else BLOCK_BYTES): every block reads the whole transformed input, which from about that
@@ -625,7 +626,7 @@ def _convolve(src, w, geom, c_dst, out_hw, pt, pl, bias, transposed):
             mm = buffer(scratch, "m", (a2 * cd * nt,), dtype)
         s, wk = _transform_work(scratch, m, r1 - r0, tiles_w, dtype)
         if tiles:  # the item's transforms and products in one compiled call
-            lanes = _lanes(m, r0, r1, tiles_h, tiles_w)
+            lanes = _lanes(m, r0, r1, tiles_h, tiles_w, itemsize)
             order, products = _cropped(m, r0, r1, tiles_h, tiles_w, out_hw, itemsize, edges, lanes)
             keep_apart()
             call = (src, cs, cd, r0, r1, tiles_h, tiles_w, pt, pl, m, v, mm, s, wk, order, up,
@@ -734,12 +735,13 @@ def _by_channels(src, wv, m, plan, tiles_h, tiles_w, pt, pl, b, y, out_hw, edges
     # against 25.8-46.1 (best 22.5-27.6) made afresh.
     vs = kept("winograd-input", (groups, a2 * cs * nt), dtype)
     parts = -(-threads // groups)  # of a group's input channels: at least a part per thread
-    order, products = _cropped(m, 0, rows, tiles_h, tiles_w, out_hw, dtype.itemsize, edges)
+    lanes = _lanes(m, 0, rows, tiles_h, tiles_w, dtype.itemsize, by_channels=True) if BY_CHANNELS_LANES else 0
+    order, products = _cropped(m, 0, rows, tiles_h, tiles_w, out_hw, dtype.itemsize, edges, lanes)
 
     def transform(g, c0, c1, scratch):
         s, wk = _transform_work(scratch, m, rows, tiles_w, dtype)
         _k._input_transform(src, g * cs + c0, c1 - c0, 0, rows, tiles_h, tiles_w, pt, pl, m, vs[g], s, wk, c0, cs,
-                            order)
+                            order, 0, lanes)
 
     bad = []
     # the input's parts as work the blocks share (``Shared``): a block takes the parts not yet taken,
@@ -840,13 +842,19 @@ def _cropped_rows(m, first, rows, tiles_h, tiles_w, out_hw, itemsize, most, edge
 # kernel (a gather into phases, then B^T in loops of 16-48 values: too short to vectorise) the
 # transformed input's size had to stay under 3 MiB (C=256 and C=512 took 1.01-1.02x the time).
 INPUT_LANES = True
+INPUT_LANES_F4 = True
 
 
-def _lanes(m, r0, r1, tiles_h, tiles_w) -> int:
+def _lanes(m, r0, r1, tiles_h, tiles_w, itemsize, by_channels=False) -> int:
     """The images of tile rows r0 .. r1 where their input transform runs by ``_k._input_lanes``
     (above), else 0."""
-    whole = r0 % tiles_h == 0 and (r1 - r0) % tiles_h == 0
-    return (r1 - r0) // tiles_h if INPUT_LANES and m == 2 and whole and tiles_w < _k.WIDE_ROW_TILES else 0
+    images = (r1 - r0) // tiles_h
+    if not (r0 % tiles_h == 0 and (r1 - r0) % tiles_h == 0):
+        return 0
+    few = images < _gemm.VBITS // (8 * itemsize)  # under a vector's lanes of images
+    if m == 2:
+        return images if INPUT_LANES and tiles_w < _k.WIDE_ROW_TILES and not (few and by_channels) else 0
+    return images if INPUT_LANES_F4 and tiles_w < _k.WIDE_ROW_TILES_F4 and not few else 0
 
 
 # Edge tiles, F(2x2) only: where the output's last tile row (or column) keeps one of its two
