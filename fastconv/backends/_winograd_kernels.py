@@ -92,50 +92,57 @@ def _filter_transform_packed(wv, m, p0, p1, up, ky0=0, kx0=0, ny=3, nx=3):  # pr
     per = up.shape[0] // wv.shape[0]  # matrices a group
     panels = (nr + MR - 1) // MR
     mp = panels * MR
-    n8 = U(ns * MR)
-    # f[(tap*ns + s)*MR + row]: the panel's filters by tap, in their dtype (half the stores in
-    # float32: one thread, 512 x 512, F(2x2) 2.8-3.7 -> 2.7-3.1 ms, F(4x4) 4.6-4.9 -> 3.9-4.2, 256 x
-    # 256 0.60 -> 0.48 and 0.79 -> 0.68, in one process, interleaved; the same bits)
-    f = np.empty(9 * ns * MR, wv.dtype)
-    t = np.empty(3 * a * ns * MR)  # t[((kx*a + i)*ns + s)*MR + row]: G down the columns
+    cp = U(FILTER_CHUNK * MR)  # pitch of f's and t's rows: a chunk of input channels by the panel's rows
+    # f[(tap*FILTER_CHUNK + s)*MR + row]: a chunk of the panel's filters by tap, in their dtype (half
+    # the stores in float32: one thread, 512 x 512, F(2x2) 2.8-3.7 -> 2.7-3.1 ms, F(4x4) 4.6-4.9 ->
+    # 3.9-4.2, 256 x 256 0.60 -> 0.48 and 0.79 -> 0.68, in one process, interleaved; the same bits)
+    f = np.empty(9 * FILTER_CHUNK * MR, wv.dtype)
+    t = np.empty(3 * a * FILTER_CHUNK * MR)  # t[((kx*a + i)*FILTER_CHUNK + s)*MR + row]: G down the columns
     flat, pitch = up.reshape(-1), U(up.shape[1])  # row xi of up at flat[xi * pitch]
     for pp in range(p0, p1):
         g, ip = pp // panels, pp % panels
         # the panel's rows innermost, each store one run of MR: 2-3x faster than a row at a time
         # (one thread, 512 x 512, 1.1-1.7 ms -> 0.5-0.7), the transposed view of grad_input most
         r0, full = U(ip * MR), (ip + 1) * MR <= nr
-        for s in range(U(ns)):  # unsigned indices: no test for wrap-around per element
-            for ky in range(U(3)):
-                for kx in range(U(3)):
-                    o = ((ky * U(3) + kx) * U(ns) + s) * U(MR)
-                    if ky >= ny or kx >= nx:
-                        for rr in range(U(MR)):
-                            f[o + rr] = 0.0
-                    elif full:
-                        for rr in range(U(MR)):
-                            f[o + rr] = wv[U(g), r0 + rr, s, U(ky0) + ky, U(kx0) + kx]
-                    else:
-                        for rr in range(U(MR)):
-                            f[o + rr] = wv[U(g), r0 + rr, s, U(ky0) + ky, U(kx0) + kx] if r0 + rr < nr else 0.0
-        for kx in range(3):
-            _g_rows(m, f, U(kx) * n8, U(3 + kx) * n8, U(6 + kx) * n8, t, U(kx * a) * n8, n8, n8)
-        for i in range(a):
-            for pc in range(0, ns, KC):
-                kc = min(KC, ns - pc)
-                o = U(pc * MR)
-                _g_rows(m, t, U(i) * n8 + o, U(a + i) * n8 + o, U(2 * a + i) * n8 + o, flat,
-                        U(g * per + i * a) * pitch + U(pc * mp + ip * kc * MR), pitch, U(kc * MR))
-        if per > a * a:  # the edge tiles' filters: G along the middle row, down the middle column, neither
-            for pc in range(0, ns, KC):
-                kc = min(KC, ns - pc)
-                o, run = U(pc * MR), U(kc * MR)
-                d = U(g * per + a * a) * pitch + U(pc * mp + ip * kc * MR)
-                _g_rows(m, f, U(3) * n8 + o, U(4) * n8 + o, U(5) * n8 + o, flat, d, pitch, run)
-                for i in range(U(a)):
+        for pc in range(0, ns, KC):
+            kc = min(KC, ns - pc)
+            for c0 in range(pc, pc + kc, FILTER_CHUNK):
+                sc = U(min(FILTER_CHUNK, pc + kc - c0))
+                run = sc * U(MR)
+                for s in range(sc):  # unsigned indices: no test for wrap-around per element
+                    ws = U(c0) + s
+                    for ky in range(U(3)):
+                        for kx in range(U(3)):
+                            o = (ky * U(3) + kx) * cp + s * U(MR)
+                            if ky >= ny or kx >= nx:
+                                for rr in range(U(MR)):
+                                    f[o + rr] = 0.0
+                            elif full:
+                                for rr in range(U(MR)):
+                                    f[o + rr] = wv[U(g), r0 + rr, ws, U(ky0) + ky, U(kx0) + kx]
+                            else:
+                                for rr in range(U(MR)):
+                                    f[o + rr] = wv[U(g), r0 + rr, ws, U(ky0) + ky, U(kx0) + kx] if r0 + rr < nr else 0.0
+                for kx in range(3):
+                    _g_rows(m, f, U(kx) * cp, U(3 + kx) * cp, U(6 + kx) * cp, t, U(kx * a) * cp, cp, run)
+                d0 = U(pc * mp + ip * kc * MR + (c0 - pc) * MR)  # the chunk's place in each packed matrix
+                for i in range(a):
+                    _g_rows(m, t, U(i) * cp, U(a + i) * cp, U(2 * a + i) * cp, flat, U(g * per + i * a) * pitch + d0,
+                            pitch, run)
+                if per > a * a:  # the edge tiles' filters: G along the middle row, down the middle column, neither
+                    d = U(g * per + a * a) * pitch + d0
+                    _g_rows(m, f, U(3) * cp, U(4) * cp, U(5) * cp, flat, d, pitch, run)
+                    for i in range(U(a)):
+                        for q in range(run):
+                            flat[d + (U(a) + i) * pitch + q] = t[(U(a) + i) * cp + q]
                     for q in range(run):
-                        flat[d + (U(a) + i) * pitch + q] = t[(U(a) + i) * n8 + o + q]
-                for q in range(run):
-                    flat[d + U(2 * a) * pitch + q] = f[U(4) * n8 + o + q]
+                        flat[d + U(2 * a) * pitch + q] = f[U(4) * cp + q]
+
+
+# Input channels per chunk of ``_filter_transform_packed``: the chunk's gathered filters and their
+# transform down the columns (float64) stay in L1 between the passes; a panel's whole row of them
+# (9 + 18 values a filter, 0.6 MiB for F(4x4) at 512 input channels) had gone through L2.
+FILTER_CHUNK = 32
 
 
 @njit(**_JIT)
