@@ -924,6 +924,29 @@ def test_a_vector_of_images_transforms_its_input_in_lanes_at_each_level(monkeypa
 
 @tiles_only
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_the_weight_gradient_transforms_whole_images_input_in_lanes(monkeypatch, use_threads, dtype):
+    """The weight gradient's blocks of whole small images transform their input by images in lanes
+    (``WEIGHT_LANES``), their output gradient's tiles and the products' spans in the same order:
+    the sums over the tiles in another order, so other bits, as near a direct sum's either way;
+    cropped tiles, padding on every side or none, groups, both levels."""
+    use_threads(2)
+    rng = np.random.default_rng(12)
+    monkeypatch.setattr(winograd, "WEIGHT_MIN_CHANNELS", 1)  # on these few channels too
+    used = []
+    real = winograd._lanes
+    monkeypatch.setattr(winograd, "_lanes", lambda m, *a, **k: used.append((m, real(m, *a, **k))) or used[-1][1])
+    lanes = _gemm.VBITS // (8 * np.dtype(dtype).itemsize)
+    for geom, x, w, b, gy in _each_level(rng, dtype, [((2 * lanes, 8, 7, 7), (8, 8, 3, 3), 1, 1),
+                                                      ((6, 8, 9, 6), (16, 4, 3, 3), ((1, 0), (0, 1)), 2)]):
+        want = numba_jit.grad_weight(gy, x, geom)
+        for on in (True, False):
+            monkeypatch.setattr(winograd, "WEIGHT_LANES", on)
+            assert_close(winograd.grad_weight(gy, x, geom), want)
+    assert any(got for m, got in used)
+
+
+@tiles_only
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_edge_tiles_give_the_reference_values_by_items_and_by_channels(monkeypatch, use_threads, dtype):
     """Edge tiles (``_edges``: the last tile row or column keeps one pixel, the padding covers the
     rest of its window) sum two products down that axis: the same bits by items and by channels,

@@ -412,11 +412,12 @@ def _grad_weight_2d(gy, x, geom):
             s, wk = _transform_work(scratch, m, r1 - r0, tiles_w, dtype)
             rs = buffer(scratch, "red", (red,), dtype)
             # a cropped tile's output gradient is zero at the points only its cropped pixels read
-            order, spans = (_tile_spans(m, r0, r1, tiles_h, tiles_w, (geom.oh, geom.ow)) if tiles
+            lanes = _lanes(m, r0, r1, tiles_h, tiles_w, itemsize) if tiles and WEIGHT_LANES else 0
+            order, spans = (_tile_spans(m, r0, r1, tiles_h, tiles_w, (geom.oh, geom.ow), lanes) if tiles
                             else (_NO_ORDER, _NO_SPANS))
             for g in range(groups):
                 _k._input_transform(x, g * cs, cs, r0, r1, tiles_h, tiles_w, geom.pt, geom.pl, m, v, s, wk, 0, cs,
-                                    order)
+                                    order, 0, lanes)
                 _k._grad_output_transform(gy, g * cd, cd, r0, r1, tiles_h, tiles_w, m, dm, wk, order)
                 if tiles:
                     _gemm.red_batch(dm, v, parts[i, g].reshape(-1), cd, cs, nt, r0 > r_first, rs, spans)
@@ -843,6 +844,7 @@ def _cropped_rows(m, first, rows, tiles_h, tiles_w, out_hw, itemsize, most, edge
 # transformed input's size had to stay under 3 MiB (C=256 and C=512 took 1.01-1.02x the time).
 INPUT_LANES = True
 INPUT_LANES_F4 = True
+WEIGHT_LANES = True
 
 
 def _lanes(m, r0, r1, tiles_h, tiles_w, itemsize, by_channels=False) -> int:
