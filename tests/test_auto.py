@@ -260,29 +260,36 @@ def test_strided_weight_gradients_run_blas_without_avx512_tiles(tiles, monkeypat
 
 @pytest.mark.parametrize("wide, full", [(False, False), (True, False), (True, True)])
 @pytest.mark.parametrize("implicit", [False, True])
-@pytest.mark.parametrize("geom, few", [
-    (Geometry.from_args((8, 256, 64), (256, 256, 3), padding=1), True),  # 64 pixels, 256 channels
-    (Geometry.from_args((16, 160, 200), (160, 160, 5), padding=2), True),
-    (Geometry.from_args((8, 256, 4096), (256, 256, 3), padding=1), False),  # many pixels: not the BLAS row's
-    (Geometry.from_args((8, 32, 64), (256, 32, 3), padding=1), False),  # few channels: nor this
-    (Geometry.from_args((32, 128, 128), (128, 128, 3), stride=2, padding=1), False),  # at a stride
-    (Geometry.from_args((8, 256, 8, 8), (256, 256, 3, 3), padding=1), False)])  # 2-D
-def test_on_half_width_avx512_one_d_calls_of_few_pixels_run_numba(tiles, monkeypatch, geom, few, implicit, wide,
-                                                                  full):
+@pytest.mark.parametrize("geom, few, channels", [
+    (Geometry.from_args((8, 256, 64), (256, 256, 3), padding=1), True, True),  # 64 pixels, 256 channels
+    (Geometry.from_args((16, 160, 200), (160, 160, 5), padding=2), True, True),
+    (Geometry.from_args((8, 384, 128), (384, 384, 3), padding=1), True, True),  # full-width units' most
+    (Geometry.from_args((16, 512, 64), (512, 512, 3), padding=1), True, False),  # ... past it
+    (Geometry.from_args((16, 64, 64), (512, 64, 7), padding=3), True, False),  # ... out
+    (Geometry.from_args((8, 256, 4096), (256, 256, 3), padding=1), False, True),  # many pixels: not the BLAS row's
+    (Geometry.from_args((8, 32, 64), (256, 32, 3), padding=1), False, True),  # few channels: nor this
+    (Geometry.from_args((32, 128, 128), (128, 128, 3), stride=2, padding=1), False, True),  # at a stride
+    (Geometry.from_args((8, 256, 8, 8), (256, 256, 3, 3), padding=1), False, True)])  # 2-D
+def test_on_avx512_one_d_calls_of_few_pixels_run_numba(tiles, monkeypatch, geom, few, channels, implicit, wide, full):
     """``_one_d_implicit``: on AVX-512's half-width units a 1-D call at unit stride of few pixels and
     many channels (``_blas_shaped``) runs numba's weight gradient, and its forward and input
-    gradient where numba's implicit forward runs them; elsewhere the rows of before."""
+    gradient where numba's implicit forward runs them; on full-width units every pass, up to
+    ``AUTO_FULL_WIDTH_1D_MAX_CHANNELS`` channels a side, where numba's implicit forward runs the
+    forward (and the input gradient where it runs that), but in float64 (BLAS's, ``AUTO_DTYPE_RULES``);
+    elsewhere the rows of before."""
     numba_jit = tiles(wide, "reference", "im2col", "numba")
     monkeypatch.setattr(numba_jit, "full_width_tiles", lambda geom: full)
     monkeypatch.setattr(numba_jit, "implicit_forward", lambda geom: implicit)
     monkeypatch.setattr(numba_jit, "implicit_input_gradient", lambda geom: implicit)
-    taken = few and wide and not full
+    taken = few and wide and (not full or (channels and implicit))
     assert rules._one_d_implicit(geom, None) is taken
     assert rules._one_d_implicit(geom, "implicit_forward") is (taken and implicit)
-    if taken:
+    if few:
         assert rules._blas_shaped(geom)
-        want = ["numba" if implicit else "im2col"] * 2 + ["numba"]
+        want = ["numba" if taken and implicit else "im2col"] * 2 + ["numba" if taken else "im2col"]
         assert [backends.choose(geom, np.float32, pass_=p) for p in backends.PASSES] == want
+        float64 = ["im2col"] * 3 if full else want
+        assert [backends.choose(geom, np.float64, pass_=p) for p in backends.PASSES] == float64
 
 
 @pytest.mark.parametrize("wide, full", [(False, False), (True, False), (True, True)])

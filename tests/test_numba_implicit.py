@@ -240,6 +240,11 @@ HALF = gemm.NARROW  # ... and half-width AVX-512's (Zen 4)
     ((2, 3, 32, 32), (64, 3, 3, 3), dict(stride=2), False),
     ((2, 4, 32, 32), (64, 2, 3, 3), dict(groups=2), False),
     ((0, 3, 32, 32), (64, 3, 3, 3), {}, False),
+    # one-row images (1-D signals): on full-width AVX-512 any channels, an image's input within 1 MiB
+    ((2, 192, 1, 1024), (64, 192, 1, 3), dict(padding=(0, 1)), FULL or HALF),
+    ((2, 512, 1, 512), (64, 512, 1, 3), dict(padding=(0, 1)), FULL),
+    ((2, 512, 1, 1024), (64, 512, 1, 3), dict(padding=(0, 1)), False),  # 2 MiB an image
+    ((1, 192, 1, 1024), (64, 192, 1, 3), dict(padding=(0, 1)), False),  # one image
     ((2, 8, 8, 1024), (8, 8, 3, 1), dict(padding=(1, 0)), None),  # k x 1 over long rows: the columns kernels'
     # 1x1, 8+ channels each side: the 1x1 products' (AVX-512 only)
     ((2, 8, 32, 32), (16, 8, 1, 1), {}, None if gemm.WIDE else True),
@@ -334,6 +339,7 @@ FULL_FORWARD_CASES = [
     pytest.param((3, 128, 6, 30), (20, 128, 3, 3), dict(padding=1), id="rows-128-channels"),
     pytest.param((4, 33, 9, 40), (16, 33, 5, 5), dict(padding=((2, 1), (0, 2))), id="rows-33-channels"),
     pytest.param((3, 40, 70), (24, 40, 5), dict(padding=2), id="1d-40-channels"),
+    pytest.param((3, 300, 64), (20, 300, 5), dict(padding=2), id="1d-300-channels"),  # a signal's rows
 ]
 
 

@@ -326,11 +326,39 @@ def _strided_weight_blas(g: Geometry) -> bool:
 # 0.79; N=4 C=512 over 200 0.94, 0.93, 0.92. The weight gradient won on every one.
 
 
+# On full-width units the implicit forward takes 1-D signals' rows whatever their channels
+# (``_numba_implicit._signal_rows``), and then beat BLAS there too, but at 512 input channels: 2
+# threads, float32, ms numba / im2col, medians of 5 interleaved rounds after a 0.12 s idle each (an
+# Intel Xeon, family 6 model 167, 2026-12-07), forward, input gradient, weight gradient: k3 N=8 256
+# -> 256 over 64 1.15 / 1.54, 1.40 / 1.94, 1.09 / 1.48; N=32 C=128 over 96 1.19 / 2.15, 1.28 /
+# 2.44, 1.35 / 1.89; N=16 128 -> 256 over 64 0.84 / 1.17, 1.04 / 1.48, 0.99 / 1.40; N=2 C=256 over
+# 128 0.52 / 0.68, 0.79 / 1.02, 0.61 / 0.77; N=8 1.61 / 1.92, 1.88 / 2.45, 1.73 / 2.13; N=8 C=384
+# 3.58 / 3.95, 4.28 / 5.10, 3.64 / 3.73; N=32 512 -> 256 over 128 12.3 / 14.7, 12.9 / 16.0, 12.4 /
+# 14.8; k5 N=16 C=256 over 128 5.17 / 6.37, 5.51 / 7.29, 5.30 / 5.82; N=16 C=160 over 200 3.36 /
+# 4.29, 3.53 / 4.60, 3.80 / 4.26; N=4 384 -> 48 over 128 0.49 / 0.92, 0.51 / 0.78, 1.16 / 1.12; k7
+# N=32 C=192 over 100 6.75 / 9.03, 7.19 / 10.0, 6.48 / 7.91; N=2 64 -> 384 over 64 0.28 / 0.37,
+# 0.44 / 0.39, 0.34 / 0.39. Lost: k3 N=16 C=512 over 64 6.59 / 5.98, 8.15 / 8.51, 6.91 / 6.37; N=4
+# C=512 over 200 5.37 / 4.99, 7.07 / 6.83, 5.13 / 4.95. In float64, where the implicit forward keeps
+# its limits, numba's took 1.3-2.5x BLAS's time (``AUTO_DTYPE_RULES``).
+AUTO_FULL_WIDTH_1D_MAX_CHANNELS = 384  # per group, in and out
+
+
 def _one_d_implicit(g: Geometry, says: str | None) -> bool:
-    """On half-width AVX-512, a 1-D call at unit stride that the BLAS row of few pixels takes
-    (``_blas_shaped``) where numba's ``says`` (its implicit forward runs the pass; None: any)."""
-    return (g.ndim == 1 and g.stride == (1,) and _blas_shaped(g) and _half_width(g)
+    """On AVX-512, a 1-D call at unit stride that the BLAS row of few pixels takes (``_blas_shaped``)
+    where numba's ``says`` (its implicit forward runs the pass; None: any): on half-width units,
+    and on full-width ones with up to ``AUTO_FULL_WIDTH_1D_MAX_CHANNELS`` channels a side, the
+    forward on the implicit forward whatever the pass."""
+    if not (g.ndim == 1 and g.stride == (1,) and _blas_shaped(g)):
+        return False
+    if _half_width(g):
+        return says is None or _backend_says("numba", says, g)
+    return (_full_width_1d(g) and _backend_says("numba", "implicit_forward", g)
             and (says is None or _backend_says("numba", says, g)))
+
+
+def _full_width_1d(g: Geometry) -> bool:
+    """On full-width AVX-512, up to ``AUTO_FULL_WIDTH_1D_MAX_CHANNELS`` channels per group a side."""
+    return _full_width(g) and max(g.c_in_g, g.c_out_g) <= AUTO_FULL_WIDTH_1D_MAX_CHANNELS
 
 
 def _patches(g: Geometry) -> int:
@@ -1455,12 +1483,12 @@ AUTO_PASS_RULES: tuple[tuple[str, str, object, tuple[str, ...]], ...] = (
      "group, 512+ output pixels in the batch, one image only past 8 Mi patch elements (past the BLAS row of few "
      "pixels too)",
      lambda g: _strided_weight(g) and _half_width(g) and not _strided_weight_blas(g), ("numba", "im2col")),
-    ("forward", "AVX-512 on half-width units: 1-D at stride 1, few pixels, many channels, on numba's implicit forward",
-     lambda g: _one_d_implicit(g, "implicit_forward"), ("numba", "im2col")),
-    ("grad_input", "AVX-512 on half-width units: 1-D at stride 1, few pixels, many channels, on numba's implicit "
-     "forward", lambda g: _one_d_implicit(g, "implicit_input_gradient"), ("numba", "im2col")),
-    ("grad_weight", "AVX-512 on half-width units: 1-D at stride 1, few pixels, many channels",
-     lambda g: _one_d_implicit(g, None), ("numba", "im2col")),
+    ("forward", "AVX-512: 1-D at stride 1, few pixels, many channels (full-width units: up to 384 a side), on "
+     "numba's implicit forward", lambda g: _one_d_implicit(g, "implicit_forward"), ("numba", "im2col")),
+    ("grad_input", "AVX-512: 1-D at stride 1, few pixels, many channels (full-width units: up to 384 a side), on "
+     "numba's implicit forward", lambda g: _one_d_implicit(g, "implicit_input_gradient"), ("numba", "im2col")),
+    ("grad_weight", "AVX-512: 1-D at stride 1, few pixels, many channels (full-width units: up to 384 a side, "
+     "its forward on numba's implicit forward)", lambda g: _one_d_implicit(g, None), ("numba", "im2col")),
     ("forward", "AVX-512 on half-width units: 3x3 at stride 1, one group, under 64 channels a side: 32+ on 28x28 "
      "images and up; 3x3x3 32+ on any planes, 16+ on 28x28 and up", _few_channels_winograd,
      ("winograd", "numba", "im2col")),
@@ -1570,6 +1598,13 @@ AUTO_DTYPE_RULES: tuple[tuple[str, str, str, object, tuple[str, ...]], ...] = (
     # 512 14x14 2.04, 1-D k5 s2 64 -> 128 1.26.)
     ("float64", "grad_weight", "strided 1-D and 2-D, kernel past 1x1, 64+ input channels per group",
      _strided_weight, ("im2col", "numba")),
+    # (numba's implicit rows of 1-D signals on full-width units are float32's: in float64 its packed
+    # loops took 1.3-2.5x BLAS's time there, 2026-12-07, ms numba / im2col, forward, input gradient,
+    # weight gradient: k3 N=8 256 -> 256 over 64 4.82 / 2.19, 4.29 / 2.88, 2.94 / 2.39; over 128 10.0
+    # / 4.39, 10.8 / 5.17, 6.25 / 4.01; N=8 C=384 23.6 / 9.38, 20.1 / 11.1, 16.0 / 7.81; N=32 512 ->
+    # 256 68.4 / 33.8, 70.8 / 36.0, 39.1 / 31.2.)
+    ("float64", "*", "full-width AVX-512: 1-D at stride 1, few pixels, many channels: BLAS's",
+     lambda g: g.ndim == 1 and g.stride == (1,) and _blas_shaped(g) and _full_width(g), ("im2col", "numba")),
     # (In float64 the many-output rows also hold where winograd's take the layer in float32: auto's
     # backward with winograd's passes / BLAS's, 5 rounds, 3x3 N=16 64 -> 512 14x14 1.69, N=8 28x28
     # 1.45, N=16 20x20 1.48, N=32 7x7 1.58, N=8 40x40 1.34; 96 -> 768 14x14 0.82, N=32 96 -> 1024 7x7

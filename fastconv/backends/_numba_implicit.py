@@ -193,6 +193,29 @@ def _fw_limits(itemsize, images=0):
     return FW_MAX_CHANNELS, FW_WIDE_MAX_CHANNELS, FW_WIDE_MAX_WASTE
 
 
+# 1-D signals (one row an image) on full-width units take the rows past ``FW_FULL_WIDTH_MAX_CHANNELS``
+# (drawn on 2-D layers, where the patches ran beside them): the other kernel there is the packed
+# loops, sums in memory. Two threads, float32, forward and input gradient ms packed / these tiles,
+# the better of two interleaved runs each (an Intel Xeon, family 6 model 167, 2026-12-07): k3 N=16
+# 192 -> 128 over 1024 15.7 / 10.9 and 10.7 / 10.2, 512 -> 512 over 512 73.7 / 49.4 and 76.3 /
+# 52.4, N=8 1024 -> 1024 over 256 79.8 / 51.8 and 95.0 / 66.5, d2 N=16 256 -> 256 over 1024 29.4 /
+# 26.2; k5 N=16 256 -> 256 over 1024 60.5 / 41.1 and 59.4 / 42.4, N=64 384 -> 384 over 128 89.2 /
+# 43.7, N=4 384 -> 48 over 128 0.92 / 0.51, N=2 256 -> 256 over 1024 7.09 / 5.06; k7 N=16 512 -> 64
+# over 512 23.7 / 14.7; k9 N=32 256 -> 256 over 4096 876 / 761. But where an image's input passes
+# half of L2 (``FW_FULL_WIDTH_SIGNAL_BYTES``) they lost: k3 N=4 512 -> 512 over 2048 70.6 / 86.1,
+# N=2 37.7 / 42.3, N=8 512 -> 1024 over 1024 140 / 152 (input gradient 152 / 180), N=4 192 -> 384
+# over 4096 45.9 / 49.2, N=8 192 -> 768 189 / 199; k5 N=3 256 -> 256 over 2048 21.2 / 26.2.
+FW_FULL_WIDTH_SIGNAL_BYTES = 2**20
+
+
+def _signal_rows(geom, itemsize) -> bool:
+    """Whether a call of one-row images (a 1-D signal's) takes ``fw_part``'s rows whatever its
+    channels: on full-width AVX-512 in float32, an image for every thread, each image's input
+    within ``FW_FULL_WIDTH_SIGNAL_BYTES``."""
+    return (_gemm.WIDE and _gemm.FULL_WIDTH and itemsize == 4 and geom.in_size[0] == 1 and geom.kernel[0] == 1
+            and geom.n >= max(2, call_threads()) and geom.c_in * geom.in_size[-1] * itemsize <= FW_FULL_WIDTH_SIGNAL_BYTES)
+
+
 def forward_applies(geom, itemsize, by_size=None) -> bool:
     """Whether a 2-D forward call takes ``fw_part``: stride 1, one group, a tile's rows of output
     channels or more, on a CPU with register tiles (``_numba_gemm.TILES``: AVX-512, or AVX2 and
@@ -208,7 +231,7 @@ def forward_applies(geom, itemsize, by_size=None) -> bool:
     rows_channels, wide_channels, _ = _fw_limits(itemsize, geom.n)
     by_rows, wide = _fw_fill(geom, itemsize)
     if by_rows:
-        return geom.c_in <= rows_channels
+        return geom.c_in <= rows_channels or _signal_rows(geom, itemsize)
     if wide and geom.c_in <= wide_channels:
         return True
     # half-width units' rows limit (``FW_HALF_WIDTH_MAX_CHANNELS``) over wide pixels that waste little
