@@ -936,7 +936,7 @@ def test_the_weight_gradient_transforms_whole_images_input_in_lanes(monkeypatch,
     real = winograd._lanes
     monkeypatch.setattr(winograd, "_lanes", lambda m, *a, **k: used.append((m, real(m, *a, **k))) or used[-1][1])
     lanes = _gemm.VBITS // (8 * np.dtype(dtype).itemsize)
-    for geom, x, w, b, gy in _each_level(rng, dtype, [((2 * lanes, 8, 7, 7), (8, 8, 3, 3), 1, 1),
+    for geom, x, _, _, gy in _each_level(rng, dtype, [((2 * lanes, 8, 7, 7), (8, 8, 3, 3), 1, 1),
                                                       ((6, 8, 9, 6), (16, 4, 3, 3), ((1, 0), (0, 1)), 2)]):
         want = numba_jit.grad_weight(gy, x, geom)
         for on in (True, False):

@@ -213,7 +213,8 @@ def _signal_rows(geom, itemsize) -> bool:
     channels: on full-width AVX-512 in float32, an image for every thread, each image's input
     within ``FW_FULL_WIDTH_SIGNAL_BYTES``."""
     return (_gemm.WIDE and _gemm.FULL_WIDTH and itemsize == 4 and geom.in_size[0] == 1 and geom.kernel[0] == 1
-            and geom.n >= max(2, call_threads()) and geom.c_in * geom.in_size[-1] * itemsize <= FW_FULL_WIDTH_SIGNAL_BYTES)
+            and geom.n >= max(2, call_threads())
+            and geom.c_in * geom.in_size[-1] * itemsize <= FW_FULL_WIDTH_SIGNAL_BYTES)
 
 
 def forward_applies(geom, itemsize, by_size=None) -> bool:
