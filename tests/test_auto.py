@@ -562,32 +562,37 @@ def test_on_half_width_avx512_small_calls_of_64_channels_run_numbas_forward(tile
         assert backends.choose(geom, np.float32, pass_="grad_input") == "winograd"
 
 @pytest.mark.parametrize("full", [False, True])
-@pytest.mark.parametrize("geom, taken", [
-    (Geometry.from_args((32, 128, 7, 7), (8, 128, 3, 3), padding=1), True),
-    (Geometry.from_args((64, 128, 7, 7), (3, 128, 3, 3), padding=1), True),
-    (Geometry.from_args((4, 512, 12, 12), (47, 512, 3, 3), padding=1), True),
-    (Geometry.from_args((8, 384, 4, 7, 7), (8, 384, 3, 3, 3), padding=1), True),  # 3x3x3
-    (Geometry.from_args((4, 512, 12, 12), (48, 512, 3, 3), padding=1), False),  # 48 output channels
-    (Geometry.from_args((2, 128, 7, 7), (8, 128, 3, 3), padding=1), False),  # 32 F(2x2) tiles: the few-tiles row
-    (Geometry.from_args((8, 128, 28, 28), (8, 128, 3, 3), padding=1), False),  # 784 pixels an image
-    (Geometry.from_args((32, 48, 7, 7), (8, 48, 3, 3), padding=1), False),  # few input channels for BLAS's row
-    (Geometry.from_args((32, 256, 7, 7), (16, 128, 3, 3), padding=1, groups=2), False),
-    (Geometry.from_args((32, 128, 14, 14), (8, 128, 3, 3), padding=1, stride=2), False),
-    (Geometry.from_args((32, 128, 12, 12), (8, 128, 5, 5), padding=2), False),
-    (Geometry.from_args((8, 512, 4, 4, 4), (16, 512, 3, 3, 3), padding=1), True)])  # 4x4 planes: the forward only
-def test_on_half_width_avx512_3x3_calls_of_few_output_channels_run_numba(tiles, monkeypatch, geom, taken, full):
-    """``AUTO_HALF_WIDTH_FEW_OUT_3X3``: on AVX-512's half-width units a 3x3 stride-1 call of one
-    group, few pixels and many input channels (the BLAS-shaped row, which gave them winograd) and
-    under 48 output channels runs numba's forward, and its input gradient from 7x7 images (planes);
-    its weight gradient stays winograd's. Not on full-width units (not measured)."""
+@pytest.mark.parametrize("geom, half, full_width", [
+    (Geometry.from_args((32, 128, 7, 7), (8, 128, 3, 3), padding=1), True, True),
+    (Geometry.from_args((64, 128, 7, 7), (3, 128, 3, 3), padding=1), True, True),
+    (Geometry.from_args((16, 512, 7, 7), (32, 512, 3, 3), padding=1), True, True),  # full-width units' most
+    (Geometry.from_args((16, 512, 7, 7), (33, 512, 3, 3), padding=1), True, False),
+    (Geometry.from_args((4, 512, 12, 12), (47, 512, 3, 3), padding=1), True, False),
+    (Geometry.from_args((8, 384, 4, 7, 7), (8, 384, 3, 3, 3), padding=1), True, False),  # 3x3x3
+    (Geometry.from_args((4, 512, 12, 12), (48, 512, 3, 3), padding=1), False, False),  # 48 output channels
+    (Geometry.from_args((2, 128, 7, 7), (8, 128, 3, 3), padding=1), False, False),  # 32 F(2x2) tiles: few-tiles row
+    (Geometry.from_args((8, 128, 28, 28), (8, 128, 3, 3), padding=1), False, False),  # 784 pixels an image
+    (Geometry.from_args((32, 48, 7, 7), (8, 48, 3, 3), padding=1), False, False),  # few input channels: not BLAS's
+    (Geometry.from_args((32, 256, 7, 7), (16, 128, 3, 3), padding=1, groups=2), False, False),
+    (Geometry.from_args((32, 128, 14, 14), (8, 128, 3, 3), padding=1, stride=2), False, False),
+    (Geometry.from_args((32, 128, 12, 12), (8, 128, 5, 5), padding=2), False, False),
+    (Geometry.from_args((8, 512, 4, 4, 4), (16, 512, 3, 3, 3), padding=1), True, False)])  # 4x4 planes: forward only
+def test_on_avx512_3x3_calls_of_few_output_channels_run_numba(tiles, monkeypatch, geom, half, full_width, full):
+    """``_few_outputs_3x3``: on AVX-512 a 3x3 stride-1 call of one group, few pixels and many input
+    channels (the BLAS-shaped row, which gave them winograd) and few output channels (half-width
+    units: under 48, 3x3x3 too; full-width: 2-D, up to 32) runs numba's forward, and its input
+    gradient from 7x7 images (planes); its weight gradient stays winograd's, and on full-width
+    units float64's passes too."""
     numba_jit = tiles(True, "reference", "im2col", "numba", "winograd")
     monkeypatch.setattr(numba_jit, "full_width_tiles", lambda geom: full)
-    assert rules._half_width_few_outputs_3x3(geom) is (taken and not full)
-    if taken and not full:
+    taken = full_width if full else half
+    assert rules._few_outputs_3x3(geom) is taken
+    if taken:
         grad_input = "numba" if rules._pixels(geom) >= rules.AUTO_HALF_WIDTH_FEW_OUT_PIXELS else "winograd"
         for dtype in (np.float32, np.float64):
             picks = [backends.choose(geom, dtype, pass_=p) for p in backends.PASSES]
-            assert picks == ["numba", grad_input, "winograd"], dtype
+            want = ["winograd"] * 3 if full and dtype == np.float64 else ["numba", grad_input, "winograd"]
+            assert picks == want, dtype
 
 
 @pytest.mark.parametrize("full", [False, True])

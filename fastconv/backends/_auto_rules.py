@@ -1189,14 +1189,42 @@ AUTO_HALF_WIDTH_FEW_OUT_PIXELS = 49  # ... from these output pixels an image (a 
 # (and ``_half_width_few_outputs_weight``'s: both lost on 4x4 planes, below)
 
 
-def _half_width_few_outputs_3x3(g: Geometry, least_pixels: int = 0) -> bool:
-    """On AVX-512's half-width units, a 3x3 (or 3x3x3) stride-1 call of one group that the row of
-    few pixels and many input channels gives winograd (``_blas_shaped``, past the few-tiles row),
-    with under ``AUTO_HALF_WIDTH_FEW_OUT_3X3`` output channels and ``least_pixels`` output pixels an
-    image (a plane) or more: numba's forward, and its input gradient from
+# On full-width units (an Intel Xeon, family 6 model 167, 2026-12-07; each pass alone as above, ms
+# numba / winograd, float32, forward, input gradient, weight gradient): N=16 512 -> 32 7x7 1.27 /
+# 1.89, 1.39 / 1.51, 2.72 / 2.57; N=32 256 -> 16 7x7 0.77 / 1.11, 0.78 / 1.35, 1.14 / 1.10; N=8 384
+# -> 24 10x10 0.81 / 1.41, 0.79 / 1.13, 1.43 / 1.43; N=16 256 -> 32 12x12 1.32 / 1.78, 1.48 / 1.60,
+# 1.74 / 1.69; N=64 192 -> 8 8x8 1.09 / 1.20, 0.77 / 1.42, 1.21 / 1.24; N=8 512 -> 32 14x14 1.90 /
+# 3.02, 1.70 / 2.02, 3.07 / 3.14; N=16 384 -> 16 9x9 0.83 / 1.96, 0.90 / 1.45, 1.20 / 1.22; N=4 512
+# -> 24 12x12 0.87 / 1.66, 0.74 / 1.03, 1.66 / 1.74; N=32 128 -> 32 7x7 0.54 / 1.02, 0.62 / 1.03,
+# 0.80 / 0.81. Past 32 output channels winograd's won or tied: N=32 512 -> 40 7x7 3.11 / 2.46, 2.74 /
+# 2.64; N=16 512 -> 48 7x7 1.74 / 1.93, 1.82 / 1.59; -> 64 2.34 / 2.25, 2.28 / 1.79. In float64
+# winograd's won the forward and input gradient of two of three (512 -> 32 7x7 2.89 / 2.32, 3.35 /
+# 2.04; 384 -> 24 10x10 2.07 / 1.90; 384 -> 16 9x9 1.74 / 2.63): float64 keeps them
+# (``AUTO_DTYPE_RULES``). 3x3x3 calls were not measured there.
+AUTO_FULL_WIDTH_FEW_OUT_3X3 = 33  # output channels under which, on full-width units (2-D, float32), ...
+
+
+def _few_outputs_3x3(g: Geometry, least_pixels: int = 0) -> bool:
+    """On AVX-512, a 3x3 stride-1 call of one group that the row of few pixels and many input
+    channels gives winograd (``_blas_shaped``, past the few-tiles row), with ``least_pixels`` output
+    pixels an image (a plane) or more and few output channels: on half-width units under
+    ``AUTO_HALF_WIDTH_FEW_OUT_3X3`` (3x3x3 too), on full-width ones 2-D under
+    ``AUTO_FULL_WIDTH_FEW_OUT_3X3``: numba's forward, and its input gradient from
     ``AUTO_HALF_WIDTH_FEW_OUT_PIXELS``."""
-    return (g.groups == 1 and g.c_out < AUTO_HALF_WIDTH_FEW_OUT_3X3 and _is_3x3s1(g) and _blas_shaped(g)
-            and _pixels(g) >= least_pixels and not _few_tiles(g) and _half_width(g))
+    if not (g.groups == 1 and _is_3x3s1(g) and _pixels(g) >= least_pixels):
+        return False
+    if g.c_out < AUTO_FULL_WIDTH_FEW_OUT_3X3 and g.ndim == 2 and _full_width(g):
+        most = AUTO_FULL_WIDTH_FEW_OUT_3X3
+    elif _half_width(g):
+        most = AUTO_HALF_WIDTH_FEW_OUT_3X3
+    else:
+        return False
+    return g.c_out < most and _blas_shaped(g) and not _few_tiles(g)
+
+
+def _full_width_few_outputs_3x3(g: Geometry) -> bool:
+    """``_few_outputs_3x3``'s calls on full-width units (float64 keeps winograd's there)."""
+    return _full_width(g) and _few_outputs_3x3(g)
 
 
 # The row of few pixels per image and many input channels (``_blas_shaped``) gives BLAS every pass
@@ -1498,11 +1526,11 @@ AUTO_PASS_RULES: tuple[tuple[str, str, object, tuple[str, ...]], ...] = (
      ("winograd", "numba", "im2col")),
     ("grad_input", "AVX-512 on half-width units: kernel past 1x1 at unit stride, one group, 2+ images, 384+ output "
      "channels, 8x the input's", _half_width_many_outputs, ("im2col", "numba")),
-    ("forward", "AVX-512 on half-width units: 3x3 at stride 1, one group, few pixels, many input channels, under 48 "
-     "output channels: numba's", _half_width_few_outputs_3x3, ("numba", "winograd", "im2col")),
-    ("grad_input", "AVX-512 on half-width units: 3x3 at stride 1, one group, few pixels (49+ an image), many input "
-     "channels, under 48 output channels: numba's",
-     lambda g: _half_width_few_outputs_3x3(g, AUTO_HALF_WIDTH_FEW_OUT_PIXELS), ("numba", "winograd", "im2col")),
+    ("forward", "AVX-512: 3x3 at stride 1, one group, few pixels, many input channels, few output channels (half-"
+     "width units: under 48; full-width: 2-D, up to 32): numba's", _few_outputs_3x3, ("numba", "winograd", "im2col")),
+    ("grad_input", "AVX-512: 3x3 at stride 1, one group, few pixels (49+ an image), many input channels, few output "
+     "channels (half-width units: under 48; full-width: 2-D, up to 32): numba's",
+     lambda g: _few_outputs_3x3(g, AUTO_HALF_WIDTH_FEW_OUT_PIXELS), ("numba", "winograd", "im2col")),
     ("forward", "AVX-512 on half-width units: 2-D 3x3 at stride 1, one group, 64-79 channels on the smaller side and "
      "up to 128 on the larger, up to 256 output pixels an image, under 300 F(2x2) tiles: numba's implicit forward",
      _half_width_small_winograd, ("numba", "winograd", "im2col")),
@@ -1603,6 +1631,10 @@ AUTO_DTYPE_RULES: tuple[tuple[str, str, str, object, tuple[str, ...]], ...] = (
     # weight gradient: k3 N=8 256 -> 256 over 64 4.82 / 2.19, 4.29 / 2.88, 2.94 / 2.39; over 128 10.0
     # / 4.39, 10.8 / 5.17, 6.25 / 4.01; N=8 C=384 23.6 / 9.38, 20.1 / 11.1, 16.0 / 7.81; N=32 512 ->
     # 256 68.4 / 33.8, 70.8 / 36.0, 39.1 / 31.2.)
+    ("float64", "forward", "full-width AVX-512: 2-D 3x3 at stride 1, few pixels, up to 32 output channels: "
+     "winograd's", _full_width_few_outputs_3x3, ("winograd", "numba", "im2col")),
+    ("float64", "grad_input", "full-width AVX-512: 2-D 3x3 at stride 1, few pixels, up to 32 output channels: "
+     "winograd's", _full_width_few_outputs_3x3, ("winograd", "numba", "im2col")),
     ("float64", "*", "full-width AVX-512: 1-D at stride 1, few pixels, many channels: BLAS's",
      lambda g: g.ndim == 1 and g.stride == (1,) and _blas_shaped(g) and _full_width(g), ("im2col", "numba")),
     # (In float64 the many-output rows also hold where winograd's take the layer in float32: auto's
