@@ -1339,9 +1339,16 @@ def _filter_grad_transform(parts, m, r0, r1, gw, x0):  # pragma: no cover
         for xi in range(a2):
             d = U(xi * cg)
             s = U(((g * points + x0 + xi) * kg + k) * cg)
+            if npart == 1:
+                for c in range(uc):
+                    du[d + c] = pf[s + c]
+                continue
+            # the first two slices in one pass (a pass to copy the first, then one to add the second,
+            # ran at 5-7 GB/s against 19: one thread, 2 x 16 x 512 x 512 float32 sums; the same sums)
+            s1 = U(((((groups + g) * points) + x0 + xi) * kg + k) * cg)
             for c in range(uc):
-                du[d + c] = pf[s + c]
-            for p in range(1, npart):
+                du[d + c] = np.float64(pf[s + c]) + pf[s1 + c]
+            for p in range(2, npart):
                 s = U((((p * groups + g) * points + x0 + xi) * kg + k) * cg)
                 for c in range(uc):
                     du[d + c] += pf[s + c]
