@@ -481,7 +481,9 @@ def masks(monkeypatch):
     allowed CPUs, the one it runs on, another; its CPU then read as ``here``, then ``there``."""
     calls = []
     real = os.sched_setaffinity
-    monkeypatch.setattr(os, "sched_setaffinity", lambda pid, mask: (calls.append(set(mask)), real(pid, mask)))
+    me = threading.get_ident()  # (a pool thread of an earlier test may still set its own mask meanwhile)
+    monkeypatch.setattr(os, "sched_setaffinity",
+                        lambda pid, mask: (threading.get_ident() == me and calls.append(set(mask)), real(pid, mask)))
     allowed = os.sched_getaffinity(0)
     here = _workers._cpu()
     there = min(allowed - {here})
