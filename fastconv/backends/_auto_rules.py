@@ -1213,8 +1213,8 @@ def _few_outputs_3x3(g: Geometry, least_pixels: int = 0) -> bool:
     ``AUTO_HALF_WIDTH_FEW_OUT_PIXELS``."""
     if not (g.groups == 1 and _is_3x3s1(g) and _pixels(g) >= least_pixels):
         return False
-    if g.c_out < AUTO_FULL_WIDTH_FEW_OUT_3X3 and g.ndim == 2 and _full_width(g):
-        most = AUTO_FULL_WIDTH_FEW_OUT_3X3
+    if _full_width(g):
+        most = AUTO_FULL_WIDTH_FEW_OUT_3X3 if g.ndim == 2 else 0
     elif _half_width(g):
         most = AUTO_HALF_WIDTH_FEW_OUT_3X3
     else:

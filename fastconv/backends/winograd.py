@@ -126,7 +126,7 @@ GW_ITEM_BYTES = 32 * 2**20
 # Below 1.2x the input, mixed (ratio 0.4 against 1.2: 0.96-1.07).
 BY_CHANNELS_RATIO = 1.2  # the transformed kernel over the transformed input
 BY_CHANNELS_MAX_BYTES = 24 * 2**20  # the transformed input, read once per block: within L3 (32 MiB)
-BY_CHANNELS_LANES = True
+BY_CHANNELS_LANES = True  # the input transform by images in lanes there too (``INPUT_LANES_F4``)
 BLOCK_BYTES = 2 * 2**20  # a block's transformed filters (1-3 MiB measured alike)
 # ... and from LARGE_INPUT_BYTES of transformed input on, LARGE_BLOCK_BYTES (where the budget holds
 # them; else BLOCK_BYTES): every block reads the whole transformed input, which from about that
@@ -843,7 +843,19 @@ def _cropped_rows(m, first, rows, tiles_h, tiles_w, out_hw, itemsize, most, edge
 # kernel (a gather into phases, then B^T in loops of 16-48 values: too short to vectorise) the
 # transformed input's size had to stay under 3 MiB (C=256 and C=512 took 1.01-1.02x the time).
 INPUT_LANES = True
+# F(4x4)'s too (``_k._lanes_f4``: the same kernel with the six-point B^T), and F(2x2)'s by channels
+# (``_by_channels``: the whole batch at once), from a vector's lanes of images: two threads, float32,
+# forward time gathered / in lanes, medians of 9-15 interleaved rounds in one process (an Intel
+# Xeon, family 6 model 167, 2026-12-07, the same bits): "high" N=32 C=512 7x7 1.08-1.10, C=128 7x7
+# 1.13, N=16 C=512 1.01, N=8 0.97-1.01, N=32 C=256 14x14 1.04, N=16 12x12 1.04, N=32 C=128 13x13
+# 1.24; input gradient r7 1.02, 14x14 1.02; float64 C=256 7x7 1.07, 14x14 1.00; "highest" by
+# channels N=16 C=512 7x7 1.035. Under a vector's lanes of images the masked lanes lost: "high" N=4
+# C=512 7x7 0.97, N=2 0.94; by channels at "highest" N=1 / 2 / 4 0.94 / 0.94 / 0.97, N=2 C=256 14x14
+# 0.92 (F(2x2)'s items keep theirs whatever their images, as measured above).
 INPUT_LANES_F4 = True
+# The weight gradient's blocks of whole images too, their output gradient's tiles and the products'
+# spans in the lanes' order (so its sums over the tiles run in another order: other bits, as near a
+# float64 sum): backward time gathered / in lanes, r7 1.02, N=32 C=256 14x14 1.01, C=128 7x7 1.04.
 WEIGHT_LANES = True
 
 
