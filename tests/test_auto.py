@@ -1321,26 +1321,26 @@ def test_on_half_width_avx512_rows_of_blas_passes(tiles, monkeypatch, row, geom,
 def test_large_kernels_run_winograds_blocks_forward_and_input_gradient(tiles, monkeypatch, geom, taken):
     """``_large_winograd``: 2-D 5x5 and 7x7 kernels (3, 5 or 7 taps each way) at unit stride,
     undilated, one group, 24+ channels a side, 150M+ multiply-adds, products (the grid's too) at
-    most 0.9 of a direct sum's, on AVX-512's half-width units with winograd installed: winograd's
-    forward and input gradient, in float32 and float64; the weight gradient where winograd runs its
-    blocks' adjoint (``_large_winograd_weight``; not on the first three: a thread's tiles too few,
-    one image, 32 output channels)."""
-    tiles(True, "reference", "im2col", "numba", "winograd")
-    assert rules._large_winograd(geom) is (taken and winograd_runs_large())
-    if taken and winograd_runs_large():
-        from fastconv.backends import winograd
-        blocks = winograd.large_weight_blocks(geom)
-        assert rules._large_winograd_weight(geom) is blocks
-        for dtype in (np.float32, np.float64):
-            for pass_ in backends.PASSES:
-                got = backends.choose(geom, dtype, pass_=pass_)
-                assert (got == "winograd") is (pass_ != "grad_weight" or blocks), (dtype, pass_)
+    most 0.9 of a direct sum's, on AVX-512 (half-width units; full-width ones from two images)
+    with winograd installed: winograd's forward and input gradient, in float32 and float64; the
+    weight gradient where winograd runs its blocks' adjoint (``_large_winograd_weight``; not on
+    the first three: a thread's tiles too few, one image, 32 output channels)."""
+    for full in (False, True):
+        numba_jit = tiles(True, "reference", "im2col", "numba", "winograd")
+        monkeypatch.setattr(numba_jit, "full_width_tiles", lambda geom, full=full: full)
+        taken_here = taken and (geom.n >= 2 or not full)  # (full-width units: two images and more)
+        assert rules._large_winograd(geom) is (taken_here and winograd_runs_large())
+        if taken_here and winograd_runs_large():
+            from fastconv.backends import winograd
+            blocks = winograd.large_weight_blocks(geom)
+            assert rules._large_winograd_weight(geom) is blocks
+            for dtype in (np.float32, np.float64):
+                for pass_ in backends.PASSES:
+                    got = backends.choose(geom, dtype, pass_=pass_)
+                    assert (got == "winograd") is (pass_ != "grad_weight" or blocks), (dtype, pass_, full)
     tiles(False, "reference", "im2col", "numba", "winograd")  # without AVX-512: not this row
     assert not rules._large_winograd(geom)
-    numba_jit = tiles(True, "reference", "im2col", "numba")  # nor without winograd, nor on full-width units
-    assert not rules._large_winograd(geom)
-    tiles(True, "reference", "im2col", "numba", "winograd")
-    monkeypatch.setattr(numba_jit, "full_width_tiles", lambda geom: True)
+    tiles(True, "reference", "im2col", "numba")  # nor without winograd
     assert not rules._large_winograd(geom)
 
 

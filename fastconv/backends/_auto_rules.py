@@ -1401,18 +1401,33 @@ def _half_width_stem(g: Geometry) -> bool:
 # under 150M multiply-adds (64 -> 48 20x20, 123M, 2.06 / 1.39; 48 -> 32 14x14 1.75 / 1.59; one
 # 10x10 image 96 -> 512 1.85 / 1.36; won 2.50 / 3.47 at 192 -> 32 7x7 10x10, 60M). In float64 (the
 # same method, five layers within the limits) its forward 0.17-0.78 / 0.26-1.09, its input
-# gradient 0.14-0.46 / 0.17-0.65. Drawn on AVX-512's half-width units: the row holds there only.
+# gradient 0.14-0.46 / 0.17-0.65. Drawn on AVX-512's half-width units. On full-width ones (an Intel
+# Xeon, family 6 model 167, 2026-12-07, each pass alone, 3 interleaved rounds, ms winograd / numba
+# / im2col) it won the forward and input gradient of all 9 layers within the limits timed: 5x5 N=8
+# 512 -> 64 14x14 9.42 / 15.5 / 27.2 and 9.15 / 13.9 / 13.0; N=1 192 -> 64 20x20 1.28 / 1.77 / 2.95,
+# 1.26 / 2.42 / 1.80; N=16 C=64 28x28 7.68 / 10.5 / 18.5, 7.77 / 10.6 / 19.3; N=8 C=128 11.7 / 20.3 /
+# 29.0, 11.9 / 20.6 / 30.5; N=16 96 -> 192 20x20 14.3 / 23.9 / 26.5, 15.0 / 28.4 / 36.3; N=4 C=256
+# 14x14 8.48 / 10.6 / 14.8, 9.66 / 13.2 / 19.5; N=32 48 -> 64 28x28 11.6 / 15.3 / 25.5, 11.4 / 15.7 /
+# 30.5; N=8 C=384 10x10 21.2 / 24.0 / 25.1, 25.1 / 33.0 / 33.7; 7x7 N=8 C=96 28x28 15.2 / 22.8 /
+# 35.0, 15.3 / 24.0 / 37.6. Its weight gradient (where it runs the adjoint) against numba's, which
+# auto gave those: 0.61-1.00 (N=8 C=96 7x7 19.8 / 32.4, N=8 C=128 5x5 14.3 / 20.3). In float64
+# (3 layers) 0.42-0.49x numba's time each pass. On one image it lost where the one-image rows give
+# BLAS's passes (N=1 512 -> 512 5x5 14x14: forward 14.1 against numba's 12.1, input gradient 20.4
+# against BLAS's 13.3), though it won on larger images (N=1 256 -> 64 5x5 32x32 2.74 / 4.41 / 8.53,
+# 2.13 / 3.61 / 4.67; 128 -> 256 7x7 28x28 7.82 / 10.4 / 15.5, 8.35 / 15.6 / 28.4): on full-width
+# units one image keeps the rows of before. Not measured without AVX-512: not there.
 AUTO_LARGE_WINOGRAD_CHANNELS = 24  # each side, at least
 AUTO_LARGE_WINOGRAD_MACS = 150_000_000  # multiply-adds of the call, at least
 
 
 def _large_winograd(g: Geometry) -> bool:
-    """2-D, undilated, one group, channels enough a side, multiply-adds enough, on half-width
-    AVX-512, where winograd runs the kernel (5x5, 7x7, any mix of 3, 5 and 7 taps past 3x3, at unit
-    stride) in few products enough (``winograd.large_blocks``, which checks the kernel): its blocks."""
+    """2-D, undilated, one group, channels enough a side, multiply-adds enough, on AVX-512 (half-width
+    units, or full-width ones from two images), where winograd runs the kernel (5x5, 7x7, any mix of 3, 5 and 7 taps past
+    3x3, at unit stride) in few products enough (``winograd.large_blocks``, which checks the
+    kernel): its blocks."""
     return (g.ndim == 2 and g.groups == 1 and g.dilation == (1, 1)
             and min(g.c_in, g.c_out) >= AUTO_LARGE_WINOGRAD_CHANNELS and g.macs >= AUTO_LARGE_WINOGRAD_MACS
-            and _half_width(g) and _backend_says("winograd", "large_blocks", g))
+            and (_half_width(g) or (_full_width(g) and g.n >= 2)) and _backend_says("winograd", "large_blocks", g))
 
 
 def _large_winograd_weight(g: Geometry) -> bool:
@@ -1431,11 +1446,11 @@ def _gradient_rows(name, condition, order):
 
 
 AUTO_PASS_RULES: tuple[tuple[str, str, object, tuple[str, ...]], ...] = (
-    *((pass_, "AVX-512 on half-width units: 2-D 5x5 and 7x7 kernels at stride 1, one group, 24+ channels a side, "
-       "150M+ multiply-adds, products at most 0.9 of a direct sum's: winograd's 3x3 blocks", _large_winograd,
+    *((pass_, "AVX-512 (full-width units: 2+ images): 2-D 5x5 and 7x7 kernels at stride 1, one group, 24+ channels "
+       "a side, 150M+ multiply-adds, products at most 0.9 of a direct sum's: winograd's 3x3 blocks", _large_winograd,
        ("winograd", "numba", "im2col"))
       for pass_ in ("forward", "grad_input")),
-    ("grad_weight", "AVX-512 on half-width units: the same, 64+ channels a side, an image a thread, 60K+ of a "
+    ("grad_weight", "AVX-512: the same, 64+ channels a side, an image a thread, 60K+ of a "
      "thread's tiles times channels, not BLAS's wide rows: winograd's 3x3 blocks' adjoint", _large_winograd_weight,
      ("winograd", "numba", "im2col")),
     ("forward", "full-width AVX-512: numba's patches over few output pixels, the threads splitting the output "
