@@ -1422,9 +1422,9 @@ AUTO_LARGE_WINOGRAD_MACS = 150_000_000  # multiply-adds of the call, at least
 
 def _large_winograd(g: Geometry) -> bool:
     """2-D, undilated, one group, channels enough a side, multiply-adds enough, on AVX-512 (half-width
-    units, or full-width ones from two images), where winograd runs the kernel (5x5, 7x7, any mix of 3, 5 and 7 taps past
-    3x3, at unit stride) in few products enough (``winograd.large_blocks``, which checks the
-    kernel): its blocks."""
+    units, or full-width ones from two images), where winograd runs the kernel (5x5, 7x7, any mix of
+    3, 5 and 7 taps past 3x3, at unit stride) in few products enough (``winograd.large_blocks``,
+    which checks the kernel): its blocks."""
     return (g.ndim == 2 and g.groups == 1 and g.dilation == (1, 1)
             and min(g.c_in, g.c_out) >= AUTO_LARGE_WINOGRAD_CHANNELS and g.macs >= AUTO_LARGE_WINOGRAD_MACS
             and (_half_width(g) or (_full_width(g) and g.n >= 2)) and _backend_says("winograd", "large_blocks", g))
