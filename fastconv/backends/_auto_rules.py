@@ -348,12 +348,17 @@ def _one_d_implicit(g: Geometry, says: str | None) -> bool:
     where numba's ``says`` (its implicit forward runs the pass; None: any): on half-width units,
     and on full-width ones with up to ``AUTO_FULL_WIDTH_1D_MAX_CHANNELS`` channels a side, the
     forward on the implicit forward whatever the pass."""
-    if not (g.ndim == 1 and g.stride == (1,) and _blas_shaped(g)):
+    if not _one_d_few_pixels(g):
         return False
     if _half_width(g):
         return says is None or _backend_says("numba", says, g)
     return (_full_width_1d(g) and _backend_says("numba", "implicit_forward", g)
             and (says is None or _backend_says("numba", says, g)))
+
+
+def _one_d_few_pixels(g: Geometry) -> bool:
+    """A 1-D call at unit stride that the BLAS row of few pixels takes (``_blas_shaped``)."""
+    return g.ndim == 1 and g.stride == (1,) and _blas_shaped(g)
 
 
 def _full_width_1d(g: Geometry) -> bool:
@@ -1651,7 +1656,7 @@ AUTO_DTYPE_RULES: tuple[tuple[str, str, str, object, tuple[str, ...]], ...] = (
     ("float64", "grad_input", "full-width AVX-512: 2-D 3x3 at stride 1, few pixels, up to 32 output channels: "
      "winograd's", _full_width_few_outputs_3x3, ("winograd", "numba", "im2col")),
     ("float64", "*", "full-width AVX-512: 1-D at stride 1, few pixels, many channels: BLAS's",
-     lambda g: g.ndim == 1 and g.stride == (1,) and _blas_shaped(g) and _full_width(g), ("im2col", "numba")),
+     lambda g: _one_d_few_pixels(g) and _full_width(g), ("im2col", "numba")),
     # (In float64 the many-output rows also hold where winograd's take the layer in float32: auto's
     # backward with winograd's passes / BLAS's, 5 rounds, 3x3 N=16 64 -> 512 14x14 1.69, N=8 28x28
     # 1.45, N=16 20x20 1.48, N=32 7x7 1.58, N=8 40x40 1.34; 96 -> 768 14x14 0.82, N=32 96 -> 1024 7x7
