@@ -637,6 +637,43 @@ def test_on_half_width_avx512_strided_weight_gradients_keep_their_row(tiles):
 
 
 @pytest.mark.parametrize("full", [False, True])
+@pytest.mark.parametrize("geom, taken, weight", [
+    (Geometry.from_args((16, 128, 14, 14), (4, 128, 7, 7), padding=3), True, True),
+    (Geometry.from_args((2, 512, 10, 10), (16, 512, 5, 5), padding=2), True, True),  # the row's most
+    (Geometry.from_args((8, 192, 12, 12, 12), (3, 192, 5, 5, 5), padding=2, stride=2), True, True),  # 6x6 planes
+    (Geometry.from_args((1, 96, 12, 12, 12), (11, 96, 3, 3, 3), padding=1, stride=2), True, True),  # one image
+    (Geometry.from_args((32, 512, 256), (7, 512, 3), padding=1, stride=2), True, True),  # 1-D at a stride
+    (Geometry.from_args((8, 512, 128), (8, 512, 7), padding=3), True, True),
+    (Geometry.from_args((2, 192, 10, 10), (13, 192, 7, 7), padding=3, stride=2), True, True),  # 5x5 out: 25 pixels
+    (Geometry.from_args((2, 192, 8, 8), (13, 192, 7, 7), padding=3, stride=2), True, False),  # 4x4 out
+    (Geometry.from_args((32, 192, 4, 4, 4), (10, 192, 5, 5, 5), padding=2, stride=2), True, False),  # 2x2x2 out
+    (Geometry.from_args((2, 512, 10, 10), (17, 512, 5, 5), padding=2), False, False),  # 17 output channels
+    (Geometry.from_args((8, 512, 10, 10), (16, 256, 5, 5), padding=2, groups=2), False, False),  # grouped
+    (Geometry.from_args((32, 128, 7, 7), (8, 128, 3, 3), padding=1), False, False),  # 3x3 at stride 1
+    (Geometry.from_args((8, 512, 14, 14), (8, 512, 1, 1)), False, False),  # 1x1
+    (Geometry.from_args((8, 32, 56, 56), (8, 32, 5, 5), padding=2), False, False)])  # few input channels
+def test_on_half_width_avx512_few_pixels_of_fewest_outputs_run_numba(tiles, monkeypatch, geom, taken, weight, full):
+    """``AUTO_HALF_WIDTH_FEWEST_OUT``: on AVX-512's half-width units a call of one group, a kernel past
+    1x1 (not 3x3 at stride 1), few pixels and many input channels (the BLAS-shaped row) and up to 16
+    output channels runs numba's forward, and its weight gradient from 5x5 output pixels an image (a
+    plane), at any stride; in float64 the weight gradient stays BLAS's, and so does the forward of
+    1-D calls at a stride."""
+    numba_jit = tiles(True, "reference", "im2col", "numba", "winograd")
+    monkeypatch.setattr(numba_jit, "full_width_tiles", lambda geom: full)
+    taken = taken and not full
+    assert rules._half_width_fewest_outputs(geom) is taken
+    assert rules._half_width_fewest_outputs(geom, rules.AUTO_HALF_WIDTH_FEWEST_OUT_WEIGHT_PIXELS) is (
+        taken and weight)
+    if taken:
+        strided_1d = geom.ndim == 1 and max(geom.stride) > 1
+        assert backends.choose(geom, np.float32) == "numba"
+        assert backends.choose(geom, np.float64) == ("im2col" if strided_1d else "numba")
+        if weight:
+            assert backends.choose(geom, np.float32, pass_="grad_weight") == "numba"
+            assert backends.choose(geom, np.float64, pass_="grad_weight") == "im2col"
+
+
+@pytest.mark.parametrize("full", [False, True])
 @pytest.mark.parametrize("geom, taken", [
     (Geometry.from_args((64, 16, 1000), (256, 16, 5), padding=2, stride=2), True),
     (Geometry.from_args((16, 8, 256), (64, 8, 3), padding=1, stride=2), True),

@@ -1273,6 +1273,47 @@ def _half_width_few_outputs_weight(g: Geometry) -> bool:
             and _half_width(g))
 
 
+# Fewer output channels still, on half-width units: under numba's tiles of output pixels (which it
+# runs from 16 output channels or so) its forward runs its packed loops, and the row of few pixels
+# and many input channels (``_blas_shaped``) gave the call BLAS's products of a few rows over
+# patches it builds in memory. numba's loops won every forward measured, at every kernel, stride and
+# axis count. Two threads, float32, each pass alone after an idle pause and 30 ms of its own calls,
+# medians of 5 interleaved rounds (2026-12-07, an AMD Zen 4), time over torch's, numba / im2col,
+# forward, weight gradient, on 18 layers drawn at random in the row's reach (/tmp script, seed 7):
+# 3x3 s2 N=32 192 -> 5 14x14 2.14 / 3.38, 3.54 / 3.45; 5x5 s2 N=2 256 -> 15 14x14 2.66 / 4.19, 2.17
+# / 3.51; N=4 512 -> 6 12x12 2.74 / 5.76, 2.60 / 3.94; 3x3 s2 N=2 512 -> 9 16x16 2.40 / 2.76, 2.55 /
+# 2.80; 7x7 s2 N=2 192 -> 13 10x10 2.33 / 3.05, 2.02 / 2.39; 7x7 N=8 256 -> 1 12x12 0.55 / 3.05,
+# 0.91 / 3.72; 5x5 N=32 512 -> 9 14x14 1.18 / 5.66, 1.73 / 4.23; 3x3x3 s2 N=1 96 -> 11 12x12x12
+# 1.05 / 2.43, 2.05 / 2.13; 5x5x5 s2 N=1 192 -> 13 4.04 / 7.33, 4.77 / 6.40; N=32 192 -> 10 4x4x4
+# (2x2x2 out) 4.13 / 12.0, 14.5 / 10.9; 5x5x5 N=2 512 -> 7 6x6x6 3.94 / 12.5, 4.14 / 10.5; 1-D k11
+# d2 N=16 192 -> 14 over 32 1.29 / 3.58, 1.94 / 2.37; k11 N=32 256 -> 3 over 32 1.18 / 2.67, 1.25 /
+# 1.88; k9 s2 N=32 256 -> 11 over 64 2.51 / 2.97, 2.51 / 3.17; k7 s2 N=8 256 -> 12 over 256 1.65 /
+# 2.68, 1.99 / 2.37; k3 s2 N=32 512 -> 7 over 256 0.99 / 1.69, 1.57 / 2.33; k11 s2 N=16 512 -> 5
+# 0.82 / 2.77, 1.25 / 2.88; k5 s2 N=8 256 -> 8 over 128 1.65 / 3.23, 1.83 / 2.52. And before them,
+# forward: 7x7 N=16 128 -> 4 14x14 0.69 / 3.44, 5x5x5 s2 N=8 192 -> 3 12x12x12 2.83 / 8.67 (the
+# worst of 40 random layers: auto's forward 8.9x torch's time on BLAS's), N=4 128 -> 3 8x24x24 1.93 /
+# 4.44, 5x5 N=2 512 -> 8 10x10 1.65 / 4.28, 1-D k7 N=8 512 -> 8 over 128 1.06 / 2.35. Their weight
+# gradients won where the output planes are not tiny (the strided ones past the strided rows' BLAS,
+# measured there with many output channels), from 5x5 (25) pixels: lost on 2x2x2. Their input
+# gradients mostly ran numba's already (the strided row of few outputs for the taps); at unit
+# stride numba's and BLAS's split (5x5x5 over 6x6x6 3.20 / 1.84, 7x7 N=8 12x12 0.34 / 0.38, 5x5 N=32
+# 14x14 0.86 / 0.85): left to the rows as they were. In float64 numba's forward won all but the
+# strided 1-D ones (ms numba / im2col: k9 s2 2.95 / 2.50, k7 s2 1.73 / 1.53, k3 s2 7.61 / 7.23) and
+# its weight gradient 10 of 18: float64 keeps BLAS's there (``AUTO_DTYPE_RULES``).
+AUTO_HALF_WIDTH_FEWEST_OUT = 16  # output channels, at most: numba's forward ...
+AUTO_HALF_WIDTH_FEWEST_OUT_WEIGHT_PIXELS = 25  # ... and from these output pixels an image (a plane) its weight gradient
+
+
+def _half_width_fewest_outputs(g: Geometry, least_pixels: int = 0) -> bool:
+    """On AVX-512's half-width units, a call of one group, a kernel past 1x1, few pixels (from
+    ``least_pixels`` an image or a plane) and many input channels (``_blas_shaped``) and at most
+    ``AUTO_HALF_WIDTH_FEWEST_OUT`` output channels, but not 3x3 at stride 1 (winograd's rows and
+    ``_few_outputs_3x3``): numba's forward, and from ``AUTO_HALF_WIDTH_FEWEST_OUT_WEIGHT_PIXELS``
+    its weight gradient, at any stride."""
+    return (g.groups == 1 and g.c_out <= AUTO_HALF_WIDTH_FEWEST_OUT and math.prod(g.kernel) > 1
+            and _pixels(g) >= least_pixels and _blas_shaped(g) and not _is_3x3s1(g) and _half_width(g))
+
+
 # The few-tiles row (``_few_tiles``) gives BLAS the gradients of 3x3 stride-1 calls over few F(2x2)
 # tiles, a line drawn on full-width units with as many output channels as input ones (the note at
 # ``AUTO_FEW_TILES_PATCH_ROWS_MACS``). On AVX-512's half-width units, over two images or more, BLAS's
@@ -1490,6 +1531,8 @@ AUTO_PASS_RULES: tuple[tuple[str, str, object, tuple[str, ...]], ...] = (
      "not 3x3 at stride 1 nor 512+ output channels 8x the input's",
      lambda g: (math.prod(as_2d(g).kernel) > 1 and g.c_in_g > 4 and not _many_outputs(g, AUTO_MANY_OUT_CHANNELS)
                 and _on_pixel_tiles(g, "pixel_tiles")), ("numba", "im2col")),
+    ("forward", "AVX-512 on half-width units: kernel past 1x1, one group, few pixels, many input channels, up to "
+     "16 output channels, not 3x3 at stride 1: numba's packed loops", _half_width_fewest_outputs, ("numba", "im2col")),
     ("grad_input", "full-width AVX-512: 2-D 1x1 kernel at a stride, one group: numba's products",
      _strided_pointwise, ("numba", "im2col")),
     ("grad_input", "1x1 kernel, one group: w's transpose times gy",
@@ -1523,6 +1566,9 @@ AUTO_PASS_RULES: tuple[tuple[str, str, object, tuple[str, ...]], ...] = (
      ("im2col", "winograd", "numba")),
     ("grad_weight", "3x3 at stride 1, 128+ F(2x2) tiles, 32+ channels per group, without AVX-512",
      _winograd_own_weight, ("winograd", "im2col", "numba")),
+    ("grad_weight", "AVX-512 on half-width units: kernel past 1x1, one group, few pixels (25+ an image or a plane), "
+     "many input channels, up to 16 output channels, not 3x3 at stride 1, at any stride: numba's",
+     lambda g: _half_width_fewest_outputs(g, AUTO_HALF_WIDTH_FEWEST_OUT_WEIGHT_PIXELS), ("numba", "im2col")),
     ("grad_weight", "strided 1-D and 2-D, kernel past 1x1, 64+ input channels per group (with AVX-512's tiles "
      "one image of up to 8 Mi patch elements, and on half-width units 384+ input channels per group or under "
      "512 output pixels in the batch)",
@@ -1676,8 +1722,12 @@ AUTO_DTYPE_RULES: tuple[tuple[str, str, str, object, tuple[str, ...]], ...] = (
     # 0.48 / 0.84, 0.52 / 1.23, 3x3x3 N=8 384 -> 8 4x7x7 8.6 / 14.9, 9.7 / 14.9, but N=32 512 -> 32
     # 7x7 11.2 / 6.3, 12.0 / 6.6.)
     ("float64", "grad_weight", "AVX-512 on half-width units: few pixels, many input channels, under 64 output "
-     "channels or a k x 1 kernel on im2col's shifted columns: BLAS's",
-     lambda g: _half_width_few_outputs_weight(g) or _half_width_shifted(g), ("im2col", "numba")),
+     "channels (up to 16 at any stride) or a k x 1 kernel on im2col's shifted columns: BLAS's",
+     lambda g: (_half_width_few_outputs_weight(g) or _half_width_shifted(g)
+                or _half_width_fewest_outputs(g, AUTO_HALF_WIDTH_FEWEST_OUT_WEIGHT_PIXELS)), ("im2col", "numba")),
+    ("float64", "forward", "AVX-512 on half-width units: 1-D at a stride, few pixels, many input channels, up to 16 "
+     "output channels: BLAS's (the float32 row's numba lost here)",
+     lambda g: g.ndim == 1 and max(g.stride) > 1 and _half_width_fewest_outputs(g), ("im2col", "numba")),
     ("float64", "forward", "AVX-512 on half-width units: 2-D 3x3 at stride 1, 64-79 channels, small images: "
      "winograd's (the float32 row's numba lost here)", _half_width_small_winograd, ("winograd", "numba", "im2col")),
     # (float64, the same method, BLAS's both / numba's both / winograd's and numba's: N=2 8x8 256 ->
