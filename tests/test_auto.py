@@ -627,6 +627,38 @@ def test_on_half_width_avx512_few_pixels_of_few_outputs_or_shifted_columns_run_n
         assert backends.choose(geom, np.float64, pass_="grad_weight") == "im2col"
 
 
+@pytest.mark.parametrize("full", [False, True])
+@pytest.mark.parametrize("packed", [False, True])
+@pytest.mark.parametrize("geom, taken", [
+    (Geometry.from_args((32, 240, 28, 28), (240, 80, 1, 1), groups=3), True),
+    (Geometry.from_args((8, 144, 256), (384, 48, 1), groups=3), True),  # 1-D
+    (Geometry.from_args((8, 512, 8, 8, 8), (64, 64, 1, 1, 1), groups=8), True),  # 3-D
+    (Geometry.from_args((32, 240, 28, 28), (240, 240, 1, 1)), False),  # one group: numba's matrix products
+    (Geometry.from_args((32, 240, 28, 28), (240, 1, 1, 1), groups=240), False),  # depthwise
+    (Geometry.from_args((32, 240, 28, 28), (240, 80, 3, 3), padding=1, groups=3), False)])  # 3x3
+def test_on_half_width_avx512_grouped_pointwise_calls_on_numbas_packed_loops_run_blas(tiles, monkeypatch, geom,
+                                                                                    taken, packed, full):
+    """``_half_width_grouped_pointwise``: on AVX-512's half-width units a 1x1 kernel of several groups
+    (not depthwise) whose forward numba would run on its packed loops runs BLAS's forward and input
+    gradient (in float64 too); its weight gradient stays with the other rows."""
+    numba_jit = tiles(True, "reference", "im2col", "numba", "winograd")
+    monkeypatch.setattr(numba_jit, "full_width_tiles", lambda geom: full)
+    monkeypatch.setattr(numba_jit, "packed_forward", lambda geom: packed)
+    taken = taken and packed and not full
+    assert rules._half_width_grouped_pointwise(geom) is taken
+    if taken:
+        for dtype in (np.float32, np.float64):
+            assert [backends.choose(geom, dtype, pass_=p) for p in ("forward", "grad_input")] == ["im2col"] * 2
+
+
+def test_numbas_packed_forward_answer_is_its_forward_kernel():
+    """``numba_jit.packed_forward`` reads the forward's kernel of ``whole_choices``."""
+    numba_jit = pytest.importorskip("fastconv.backends.numba_jit")
+    for geom in (Geometry.from_args((32, 240, 28, 28), (240, 80, 1, 1), groups=3),
+                 Geometry.from_args((32, 64, 28, 28), (64, 64, 3, 3), padding=1)):
+        assert numba_jit.packed_forward(geom) is (numba_jit.whole_choices(geom, np.float32).forward == "packed")
+
+
 def test_on_half_width_avx512_strided_weight_gradients_keep_their_row(tiles):
     """A 2-D strided call of few pixels and few output channels keeps the strided rows' BLAS weight
     gradient, ahead of the few-output row."""

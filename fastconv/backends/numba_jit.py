@@ -148,6 +148,12 @@ def pixel_tiles(geom) -> bool:
     return whole_choices(geom, np.float32).forward == "pixels"
 
 
+def packed_forward(geom) -> bool:
+    """Whether the call's forward runs on the packed loops (no other kernel takes it), in float32
+    within the default budget: for ``"auto"``."""
+    return whole_choices(geom, np.float32).forward == "packed"
+
+
 def pixel_tiles_input(geom) -> bool:
     """Whether the call's input gradient runs as stride phases, one of them at least on tiles of
     output pixels (float32, the default budget): for ``"auto"``."""
