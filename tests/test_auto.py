@@ -1379,6 +1379,7 @@ def test_on_half_width_avx512_rows_of_blas_passes(tiles, monkeypatch, row, geom,
     (Geometry.from_args((4, 512, 10, 10), (128, 512, 7, 7), padding=3), False),  # 7x7 on 10x10: 1.00
     (Geometry.from_args((16, 64, 7, 7), (384, 64, 7, 7), padding=3), False),  # on 7x7: 1.50
     (Geometry.from_args((4, 64, 20, 20), (48, 64, 5, 5), padding=2), False),  # 123M multiply-adds
+    (Geometry.from_args((1, 256, 14, 14), (256, 256, 5, 5), padding=2), True),  # 49 F(2x2) tiles
     (Geometry.from_args((16, 16, 28, 28), (128, 16, 5, 5), padding=2), False),  # 16 input channels
     (Geometry.from_args((4, 64, 28, 28), (64, 64, 3, 3), padding=1), False),  # 3x3: its own rows
     (Geometry.from_args((4, 64, 28, 28), (64, 64, 9, 9), padding=4), False),  # 9x9
@@ -1389,11 +1390,12 @@ def test_on_half_width_avx512_rows_of_blas_passes(tiles, monkeypatch, row, geom,
     (Geometry.from_args((4, 64, 4, 28, 28), (64, 64, 1, 5, 5), padding=(0, 2, 2)), False)])  # 3-D
 def test_large_kernels_run_winograds_blocks_forward_and_input_gradient(tiles, monkeypatch, geom, taken):
     """``_large_winograd``: 2-D 5x5 and 7x7 kernels (3, 5 or 7 taps each way) at unit stride,
-    undilated, one group, 24+ channels a side, 150M+ multiply-adds, products (the grid's too) at
-    most 0.9 of a direct sum's, on AVX-512 (half-width units; full-width ones from two images)
-    with winograd installed: winograd's forward and input gradient, in float32 and float64; the
-    weight gradient where winograd runs its blocks' adjoint (``_large_winograd_weight``; not on
-    the first three: a thread's tiles too few, one image, 32 output channels)."""
+    undilated, one group, 24+ channels a side, 150M+ multiply-adds, 48+ F(2x2) tiles in the batch,
+    products (the grid's too) at most 0.9 of a direct sum's, on AVX-512 (half-width units;
+    full-width ones from two images) with winograd installed: winograd's forward and input
+    gradient, in float32 and float64; the weight gradient where winograd runs its blocks' adjoint
+    (``_large_winograd_weight``; not on the first three: a thread's tiles too few, one image, 32
+    output channels)."""
     for full in (False, True):
         numba_jit = tiles(True, "reference", "im2col", "numba", "winograd")
         monkeypatch.setattr(numba_jit, "full_width_tiles", lambda geom, full=full: full)
@@ -1411,6 +1413,21 @@ def test_large_kernels_run_winograds_blocks_forward_and_input_gradient(tiles, mo
     assert not rules._large_winograd(geom)
     tiles(True, "reference", "im2col", "numba")  # nor without winograd
     assert not rules._large_winograd(geom)
+
+
+@pytest.mark.parametrize("geom", [
+    Geometry.from_args((2, 512, 8, 8), (512, 512, 5, 5), padding=2),  # 32 F(2x2) tiles
+    Geometry.from_args((1, 512, 12, 12), (512, 512, 5, 5), padding=2)])  # 36
+def test_large_kernels_over_few_tiles_run_winograd_in_float64_only(tiles, geom):
+    """``AUTO_LARGE_WINOGRAD_MIN_TILES``: under 48 F(2x2) tiles in the batch the float32 rows do not
+    give winograd's blocks the forward and input gradient (the filters' transform, made on every
+    call, is not repaid); float64's keep them."""
+    tiles(True, "reference", "im2col", "numba", "winograd")
+    assert not rules._large_winograd(geom)
+    if rules._large_winograd(geom, 0):  # (where winograd runs the kernel here)
+        for pass_ in ("forward", "grad_input"):
+            assert backends.choose(geom, np.float32, pass_=pass_) != "winograd"
+            assert backends.choose(geom, np.float64, pass_=pass_) == "winograd"
 
 
 def winograd_runs_large() -> bool:

@@ -1492,15 +1492,31 @@ def _half_width_stem(g: Geometry) -> bool:
 # units one image keeps the rows of before. Not measured without AVX-512: not there.
 AUTO_LARGE_WINOGRAD_CHANNELS = 24  # each side, at least
 AUTO_LARGE_WINOGRAD_MACS = 150_000_000  # multiply-adds of the call, at least
+# Not over few tiles: the blocks' filters (16 points a block, 4 blocks at 5x5: 64 MiB at 512 -> 512)
+# are transformed on every call, which a batch of few output tiles does not repay, as at 3x3
+# (``AUTO_FEW_TILES``). Each pass alone as above, ms numba / im2col / winograd (2026-12-07, Zen 4),
+# forward, input gradient, by F(2x2) tiles in the batch: 16 (N=1 512 -> 512 5x5 8x8) 4.58 / 8.35 /
+# 12.3, 17.4 / 8.97 / 15.7; 32 (N=2 8x8) 10.1 / 11.5 / 19.5, 21.6 / 22.3 / 24.1; 50 (N=2 256 ->
+# 384 5x5 10x10) 6.56 / 6.95 / 8.97, 12.9 / 15.6 / 10.6; 49 (N=1 256 -> 256 5x5 14x14) 6.02 / 6.34 /
+# 5.17, 7.09 / 8.38 / 5.06; 98 (N=2 256 -> 256 7x7 14x14) 15.4 / 25.2 / 16.8, 23.0 / 36.2 / 16.1;
+# 100 (N=4 256 -> 256 5x5 10x10) 7.98 / 8.88 / 7.79, 9.92 / 11.3 / 8.20. From 48 tiles, on
+# either kind of unit (the full-width units' measurements had 200 and more). Not in float64, whose
+# forward winograd's blocks won there too (ms winograd / the pick without them, 3 rounds: N=1 192 ->
+# 512 12x12 10.2 / 20.0, N=1 256 -> 192 12x12 4.9 / 8.8, N=2 512 -> 384 8x8 21.8 / 28.0, N=1 512 ->
+# 512 10x10 26.1 / 27.8), and its input gradient on two images (N=2 512 -> 384 8x8 backward 46.7
+# / 77.1): float64 keeps the row without the floor (``AUTO_DTYPE_RULES``).
+AUTO_LARGE_WINOGRAD_MIN_TILES = 48
 
 
-def _large_winograd(g: Geometry) -> bool:
-    """2-D, undilated, one group, channels enough a side, multiply-adds enough, on AVX-512 (half-width
+def _large_winograd(g: Geometry, least_tiles: int | None = None) -> bool:
+    """2-D, undilated, one group, channels enough a side, multiply-adds enough, F(2x2) tiles enough
+    in the batch (``least_tiles``, None: ``AUTO_LARGE_WINOGRAD_MIN_TILES``), on AVX-512 (half-width
     units, or full-width ones from two images), where winograd runs the kernel (5x5, 7x7, any mix of
     3, 5 and 7 taps past 3x3, at unit stride) in few products enough (``winograd.large_blocks``,
     which checks the kernel): its blocks."""
     return (g.ndim == 2 and g.groups == 1 and g.dilation == (1, 1)
             and min(g.c_in, g.c_out) >= AUTO_LARGE_WINOGRAD_CHANNELS and g.macs >= AUTO_LARGE_WINOGRAD_MACS
+            and _tiles(g) >= (AUTO_LARGE_WINOGRAD_MIN_TILES if least_tiles is None else least_tiles)
             and (_half_width(g) or (_full_width(g) and g.n >= 2)) and _backend_says("winograd", "large_blocks", g))
 
 
@@ -1521,7 +1537,8 @@ def _gradient_rows(name, condition, order):
 
 AUTO_PASS_RULES: tuple[tuple[str, str, object, tuple[str, ...]], ...] = (
     *((pass_, "AVX-512 (full-width units: 2+ images): 2-D 5x5 and 7x7 kernels at stride 1, one group, 24+ channels "
-       "a side, 150M+ multiply-adds, products at most 0.9 of a direct sum's: winograd's 3x3 blocks", _large_winograd,
+       "a side, 150M+ multiply-adds, 48+ F(2x2) tiles, products at most 0.9 of a direct sum's: winograd's 3x3 "
+       "blocks", _large_winograd,
        ("winograd", "numba", "im2col"))
       for pass_ in ("forward", "grad_input")),
     ("grad_weight", "AVX-512: the same, 64+ channels a side, an image a thread, 60K+ of a "
@@ -1698,6 +1715,9 @@ def _f64_winograd(g: Geometry) -> bool:
 
 
 AUTO_DTYPE_RULES: tuple[tuple[str, str, str, object, tuple[str, ...]], ...] = (
+    *(("float64", pass_, "AVX-512: 2-D 5x5 and 7x7 kernels at stride 1, as the float32 row but over any number of "
+       "F(2x2) tiles: winograd's 3x3 blocks", lambda g: _large_winograd(g, 0), ("winograd", "numba", "im2col"))
+      for pass_ in ("forward", "grad_input")),
     # (The one-image rows of ``AUTO_PASS_RULES`` lost to float64's winograd on 3x3 layers at stride
     # 1 of 48+ F(2x2) tiles: forward time BLAS's over winograd's, 3 rounds without the idle pause
     # that ``AUTO_ONE_IMAGE_*``' totals had (it favoured BLAS), 2026-12-04, 512 -> 256
