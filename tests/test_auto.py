@@ -659,6 +659,30 @@ def test_numbas_packed_forward_answer_is_its_forward_kernel():
         assert numba_jit.packed_forward(geom) is (numba_jit.whole_choices(geom, np.float32).forward == "packed")
 
 
+@pytest.mark.parametrize("full", [False, True])
+@pytest.mark.parametrize("geom, taken", [
+    (Geometry.from_args((2, 384, 10, 10), (15, 384, 5, 5), padding=2), True),
+    (Geometry.from_args((32, 96, 7, 7), (57, 96, 7, 7), padding=3), True),
+    (Geometry.from_args((32, 64, 8, 8), (33, 64, 3, 3), padding=2, dilation=2), True),  # dilated 3x3
+    (Geometry.from_args((2, 512, 7, 7, 7), (17, 512, 5, 5, 5), padding=2), True),  # 3-D
+    (Geometry.from_args((1, 384, 14, 14), (17, 384, 5, 5), padding=2), False),  # one image
+    (Geometry.from_args((8, 256, 14, 14), (16, 256, 5, 5), padding=2, stride=2), False),  # at a stride
+    (Geometry.from_args((8, 256, 12, 12), (64, 256, 5, 5), padding=2), False),  # 64 output channels
+    (Geometry.from_args((8, 256, 6, 6), (16, 256, 5, 5), padding=2), False)])  # 36 output pixels
+def test_on_half_width_avx512_few_outputs_input_gradient_at_unit_stride_runs_numba(tiles, monkeypatch, geom,
+                                                                                 taken, full):
+    """``_half_width_few_outputs_input``: on AVX-512's half-width units the input gradient of the
+    few-output weight row's calls (``_half_width_few_outputs_weight``) at unit stride over two images
+    and more runs numba's in float32, BLAS's in float64."""
+    numba_jit = tiles(True, "reference", "im2col", "numba", "winograd")
+    monkeypatch.setattr(numba_jit, "full_width_tiles", lambda geom: full)
+    taken = taken and not full
+    assert rules._half_width_few_outputs_input(geom) is taken
+    if taken:
+        assert backends.choose(geom, np.float32, pass_="grad_input") == "numba"
+        assert backends.choose(geom, np.float64, pass_="grad_input") == "im2col"
+
+
 def test_on_half_width_avx512_strided_weight_gradients_keep_their_row(tiles):
     """A 2-D strided call of few pixels and few output channels keeps the strided rows' BLAS weight
     gradient, ahead of the few-output row."""

@@ -1273,6 +1273,26 @@ def _half_width_few_outputs_weight(g: Geometry) -> bool:
             and _half_width(g))
 
 
+# Their input gradients at unit stride, over two images and more, ran faster on numba's too (the
+# same method, 2026-12-07, Zen 4, ms numba / im2col, 14 layers drawn at random in the row's reach
+# whose input gradient auto gave BLAS, /tmp script seed 21): 5x5 N=2 384 -> 15 10x10 0.61 / 1.12,
+# N=8 96 -> 42 1.23 / 1.68, N=32 192 -> 25 7x7 2.82 / 3.27, N=8 96 -> 33 12x12 1.27 / 1.66; 7x7 N=8
+# 96 -> 18 7x7 0.96 / 1.31, N=32 96 -> 57 5.66 / 8.18, N=2 256 -> 40 12x12 2.15 / 2.91, N=8 256 ->
+# 52 10x10 6.36 / 7.99; 3x3 d2 N=32 64 -> 33 8x8 0.69 / 1.17, N=16 64 -> 49 0.51 / 1.05; 5x5x5 N=2
+# 512 -> 17 7x7x7 11.2 / 12.1; on one image either won (5x5 256 -> 27 7x7 0.48 / 0.42, 384 -> 17
+# 14x14 0.93 / 0.77; 7x7 384 -> 45 8x8 1.90 / 3.07): one image keeps BLAS's. On 13 drawn after
+# (seed 22), auto's backward 0.70-0.96x its time before (geomean 0.87). In float64 numba's lost on
+# all 13 (auto's backward 1.22-1.81x): float64 keeps BLAS's (``AUTO_DTYPE_RULES``).
+AUTO_HALF_WIDTH_FEW_OUT_INPUT_IMAGES = 2  # at least: numba's input gradient at unit stride
+
+
+def _half_width_few_outputs_input(g: Geometry) -> bool:
+    """``_half_width_few_outputs_weight``'s calls at unit stride over
+    ``AUTO_HALF_WIDTH_FEW_OUT_INPUT_IMAGES`` images and more: numba's input gradient."""
+    return (g.n >= AUTO_HALF_WIDTH_FEW_OUT_INPUT_IMAGES and max(g.stride) == 1
+            and _half_width_few_outputs_weight(g))
+
+
 # Fewer output channels still, on half-width units: under numba's tiles of output pixels (which it
 # runs from 16 output channels or so) its forward runs its packed loops, and the row of few pixels
 # and many input channels (``_blas_shaped``) gave the call BLAS's products of a few rows over
@@ -1664,6 +1684,9 @@ AUTO_PASS_RULES: tuple[tuple[str, str, object, tuple[str, ...]], ...] = (
     *((pass_, "AVX-512 on half-width units: one group, few pixels, many input channels, a k x 1 kernel on im2col's "
        "shifted columns: numba's", _half_width_shifted, ("numba", "im2col"))
       for pass_ in ("forward", "grad_input", "grad_weight")),
+    ("grad_input", "AVX-512 on half-width units: 2-D and 3-D at unit stride, 2+ images, kernel past 1x1, few pixels, "
+     "many input channels, one group, under 64 output channels, not 3x3 at stride 1: numba's",
+     _half_width_few_outputs_input, ("numba", "im2col")),
     ("grad_weight", "AVX-512 on half-width units: 2-D and 3-D, kernel past 1x1, few pixels, many input channels, "
      "one group, under 64 output channels, not 3x3 at stride 1: numba's", _half_width_few_outputs_weight,
      ("numba", "im2col")),
@@ -1776,6 +1799,9 @@ AUTO_DTYPE_RULES: tuple[tuple[str, str, str, object, tuple[str, ...]], ...] = (
      "channels (up to 16 at any stride) or a k x 1 kernel on im2col's shifted columns: BLAS's",
      lambda g: (_half_width_few_outputs_weight(g) or _half_width_shifted(g)
                 or _half_width_fewest_outputs(g, AUTO_HALF_WIDTH_FEWEST_OUT_WEIGHT_PIXELS)), ("im2col", "numba")),
+    ("float64", "grad_input", "AVX-512 on half-width units: 2-D and 3-D at unit stride, 2+ images, few pixels, many "
+     "input channels, under 64 output channels: BLAS's (the float32 row's numba lost here)",
+     _half_width_few_outputs_input, ("im2col", "numba")),
     ("float64", "forward", "AVX-512 on half-width units: 1-D at a stride, few pixels, many input channels, up to 16 "
      "output channels: BLAS's (the float32 row's numba lost here)",
      lambda g: g.ndim == 1 and max(g.stride) > 1 and _half_width_fewest_outputs(g), ("im2col", "numba")),
