@@ -1334,24 +1334,24 @@ def _half_width_fewest_outputs(g: Geometry, least_pixels: int = 0) -> bool:
             and _pixels(g) >= least_pixels and _blas_shaped(g) and not _is_3x3s1(g) and _half_width(g))
 
 
-# 1x1 kernels of several groups (ShuffleNet's, say) run as one matrix product per group on BLAS,
-# while numba's 1x1 products on the register tiles take one group only (``numba_jit.matrix_product``):
-# its grouped kernel takes few channels a group, and the rest falls to its packed loops. On AVX-512's
-# half-width units BLAS's products won every forward and input gradient those loops would run. Two
-# threads, float32, each pass alone as above, ms numba / im2col, forward, input gradient (2026-12-07,
-# an AMD Zen 4): N=32 240 -> 240 in 3 groups 28x28 8.77 / 6.23, 8.81 / 6.32; 240 -> 60 5.46 / 2.64,
-# 3.77 / 2.15; N=16 32 -> 192 in 2 groups 20x20 0.56 / 0.29, 1.04 / 0.35; N=16 96 -> 192 in 2
-# 56x56 10.9 / 8.36, 11.1 / 7.64; N=16 16 -> 256 in 2 5.78 / 4.89, 7.55 / 4.22; N=1 128 -> 384 in 8
-# 56x56 0.53 / 0.42, 0.82 / 0.35; N=4 72 -> 288 in 3 28x28 0.53 / 0.41, 0.77 / 0.41; N=1 72 -> 576
-# 0.26 / 0.23, 0.48 / 0.18; 1-D N=8 144 -> 384 in 3 over 256 0.67 / 0.56, 0.84 / 0.58; N=4 384 -> 64
-# in 4 0.31 / 0.17, 0.24 / 0.18; N=32 1024 -> 256 in 8 7.35 / 4.62, 7.13 / 6.18; 1x1x1 N=8 512 -> 64
-# in 8 8x8x8 1.12 / 0.27, 0.67 / 0.33; N=32 256 -> 32 in 2 3.01 / 1.37, 1.47 / 1.49. (Some took BLAS
-# already, by the row of few pixels or many channels: N=32 480 -> 480 in 3 14x14 8.13 / 5.61.)
-# Where numba's grouped kernel runs, the two split or tied (N=8 128 -> 128 in 4 56x56 1.59 / 1.83,
-# 1.94 / 2.21; N=16 256 -> 256 in 8 28x28 1.78 / 1.67, 1.85 / 1.93; N=8 128 -> 256 in 8 20x20 0.42 /
-# 0.27, 0.48 / 0.23; 1-D N=16 64 -> 128 in 8 over 4096 4.19 / 4.15, 2.21 / 1.64), and so did its
-# columns (1-D N=32 48 -> 192 in 3 3.29 / 3.11, 2.53 / 3.01): left to it. Their weight gradients
-# split too (numba's won 5 of 8): left to the rows as they were.
+# 1x1 kernels of several groups (ShuffleNet's, say) run as one matrix product per group on BLAS, while
+# numba's 1x1 products on the register tiles take one group only (``numba_jit.matrix_product``): its
+# grouped kernel takes few channels a group, and the rest falls to its packed loops. On AVX-512's
+# half-width units BLAS's products won every forward those loops would run (0.24-0.87x their time) and
+# all input gradients but one tie (0.33-1.02x). Two threads, float32, each pass alone as above, ms
+# numba / im2col, forward, input gradient (2026-12-07, an AMD Zen 4): N=32 240 -> 240 in 3 groups
+# 28x28 8.77 / 6.23, 8.81 / 6.32; 240 -> 60 5.46 / 2.64, 3.77 / 2.15; N=16 32 -> 192 in 2 groups 20x20
+# 0.56 / 0.29, 1.04 / 0.35; N=16 96 -> 192 in 2 56x56 10.9 / 8.36, 11.1 / 7.64; N=16 16 -> 256 in 2
+# 5.78 / 4.89, 7.55 / 4.22; N=1 128 -> 384 in 8 56x56 0.53 / 0.42, 0.82 / 0.35; N=4 72 -> 288 in 3
+# 28x28 0.53 / 0.41, 0.77 / 0.41; N=1 72 -> 576 0.26 / 0.23, 0.48 / 0.18; 1-D N=8 144 -> 384 in 3 over
+# 256 0.67 / 0.56, 0.84 / 0.58; N=4 384 -> 64 in 4 0.31 / 0.17, 0.24 / 0.18; N=32 1024 -> 256 in 8
+# 7.35 / 4.62, 7.13 / 6.18; 1x1x1 N=8 512 -> 64 in 8 8x8x8 1.12 / 0.27, 0.67 / 0.33; N=32 256 -> 32 in
+# 2 3.01 / 1.37, 1.47 / 1.49. (Some took BLAS already, by the row of few pixels or many channels: N=32
+# 480 -> 480 in 3 14x14 8.13 / 5.61.) Where numba's grouped kernel runs, the two split or tied (N=8
+# 128 -> 128 in 4 56x56 1.59 / 1.83, 1.94 / 2.21; N=16 256 -> 256 in 8 28x28 1.78 / 1.67, 1.85 / 1.93;
+# N=8 128 -> 256 in 8 20x20 0.42 / 0.27, 0.48 / 0.23; 1-D N=16 64 -> 128 in 8 over 4096 4.19 / 4.15,
+# 2.21 / 1.64), and so did its columns (1-D N=32 48 -> 192 in 3 3.29 / 3.11, 2.53 / 3.01): left to it.
+# Their weight gradients split too (numba's won 5 of 8): left to the rows as they were.
 
 
 def _half_width_grouped_pointwise(g: Geometry) -> bool:
