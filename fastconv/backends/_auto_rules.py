@@ -1738,9 +1738,6 @@ def _f64_winograd(g: Geometry) -> bool:
 
 
 AUTO_DTYPE_RULES: tuple[tuple[str, str, str, object, tuple[str, ...]], ...] = (
-    *(("float64", pass_, "AVX-512: 2-D 5x5 and 7x7 kernels at stride 1, as the float32 row but over any number of "
-       "F(2x2) tiles: winograd's 3x3 blocks", lambda g: _large_winograd(g, 0), ("winograd", "numba", "im2col"))
-      for pass_ in ("forward", "grad_input")),
     # (The one-image rows of ``AUTO_PASS_RULES`` lost to float64's winograd on 3x3 layers at stride
     # 1 of 48+ F(2x2) tiles: forward time BLAS's over winograd's, 3 rounds without the idle pause
     # that ``AUTO_ONE_IMAGE_*``' totals had (it favoured BLAS), 2026-12-04, 512 -> 256
@@ -1819,4 +1816,8 @@ AUTO_DTYPE_RULES: tuple[tuple[str, str, str, object, tuple[str, ...]], ...] = (
     ("float64", "*", "2-D and 3-D kernels but 3x3 at stride 1, 16+ input channels per group, without AVX-512",
      lambda g: (g.ndim >= 2 and (as_2d(g).kernel, as_2d(g).stride) != ((3, 3), (1, 1))
                 and g.c_in_g >= AUTO_F64_BLAS_CHANNELS and _without_wide_tiles(g)), ("im2col", "numba")),
+    # (last: where no float64 row holds, as the float32 row did before its floor)
+    *(("float64", pass_, "AVX-512: 2-D 5x5 and 7x7 kernels at stride 1, as the float32 row but over any number of "
+       "F(2x2) tiles: winograd's 3x3 blocks", lambda g: _large_winograd(g, 0), ("winograd", "numba", "im2col"))
+      for pass_ in ("forward", "grad_input")),
 )
