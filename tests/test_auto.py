@@ -146,6 +146,14 @@ def tiles(installed, monkeypatch):
     return set_up
 
 
+def _avx512(tiles, monkeypatch, full: bool):
+    """``tiles`` with AVX-512's register tiles and every backend installed, on full-width units
+    (an Intel Xeon's) or half-width ones (Zen 4's); returns the numba backend's module."""
+    numba_jit = tiles(True, "reference", "im2col", "numba", "winograd")
+    monkeypatch.setattr(numba_jit, "full_width_tiles", lambda geom: full)
+    return numba_jit
+
+
 @pytest.mark.parametrize("geom, expected", [(DENSE, "numba"), (GROUPED, "numba"), (ONE_CHANNEL_GROUP, "numba"),
                                             (DEPTHWISE, "numba"), (SMALL_IMAGES, "im2col"), (POINTWISE, FEW_TAPS),
                                             (SMALL_IMAGES_FEW_CHANNELS, "numba"), (SMALL_IMAGES_GROUPED, "numba"),
@@ -336,8 +344,7 @@ def test_on_half_width_avx512_the_weight_gradient_of_wide_rows_runs_blas(tiles, 
     """``AUTO_WIDE_ROWS_RATIO``: on AVX-512's half-width units, the weight gradient of a 2-D kernel
     past 3x3 at stride 1, 256+ channels a side, one group, whose padded rows are 1.4x the output's
     width or more runs BLAS's patches; not where it was not measured (full-width units)."""
-    numba_jit = tiles(True, "reference", "im2col", "numba", "winograd")
-    monkeypatch.setattr(numba_jit, "full_width_tiles", lambda geom: full)
+    _avx512(tiles, monkeypatch, full)
     assert rules._wide_rows_weight(geom) is (blas and not full)
     if blas and not full:
         assert backends.choose(geom, np.float32, pass_="grad_weight") == "im2col"
@@ -359,8 +366,7 @@ def test_on_half_width_avx512_few_tiles_forward_runs_numba_patch_rows(tiles, mon
     the threads splitting the output channels, where the few-tiles row gave BLAS; the gradients
     keep that row's BLAS on one image. Not on full-width units (their own patch-rows row), nor with one thread
     (no split: ``numba_jit.patch_rows``)."""
-    numba_jit = tiles(True, "reference", "im2col", "numba", "winograd")
-    monkeypatch.setattr(numba_jit, "full_width_tiles", lambda geom: full)
+    _avx512(tiles, monkeypatch, full)
     assert rules._few_tiles_patch_rows(geom) is (numba and not full)
     if numba and not full:
         # (two images and more: the gradients' own half-width row, ``_half_width_few_tiles``)
@@ -519,8 +525,7 @@ def test_half_width_3x3_layers_of_fewer_than_64_channels_run_winograd(tiles, mon
     32 channels a side on 28x28 images and up; 3x3x3 from 32 on any planes (the input gradient on
     10x10 and up), from 16 on 28x28 and up. The weight gradient stays numba's. Not on full-width
     units (not measured)."""
-    numba_jit = tiles(True, "reference", "im2col", "numba", "winograd")
-    monkeypatch.setattr(numba_jit, "full_width_tiles", lambda geom: full)
+    _avx512(tiles, monkeypatch, full)
     gi_pixels = rules.AUTO_FEW_CHANNELS_WINOGRAD_GRAD_INPUT_PIXELS
     assert rules._few_channels_winograd(geom) is (forward and not full)
     assert rules._few_channels_winograd(geom, gi_pixels) is (grad_input and not full)
@@ -551,8 +556,7 @@ def test_on_half_width_avx512_small_calls_of_64_channels_run_numbas_forward(tile
     2-D 3x3 stride-1 call of one group with 64-79 channels on its smaller side (up to 128 on the
     larger), small images and few F(2x2) tiles runs numba's implicit forward, not winograd's; its
     gradients and its float64 forward stay winograd's."""
-    numba_jit = tiles(True, "reference", "im2col", "numba", "winograd")
-    monkeypatch.setattr(numba_jit, "full_width_tiles", lambda geom: full)
+    numba_jit = _avx512(tiles, monkeypatch, full)
     monkeypatch.setattr(numba_jit, "implicit_forward", lambda geom: implicit)
     taken = numba and implicit and not full
     assert rules._half_width_small_winograd(geom) is taken
@@ -583,8 +587,7 @@ def test_on_avx512_3x3_calls_of_few_output_channels_run_numba(tiles, monkeypatch
     units: under 48, 3x3x3 too; full-width: 2-D, up to 32) runs numba's forward, and its input
     gradient from 7x7 images (planes); its weight gradient stays winograd's, and on full-width
     units float64's passes too."""
-    numba_jit = tiles(True, "reference", "im2col", "numba", "winograd")
-    monkeypatch.setattr(numba_jit, "full_width_tiles", lambda geom: full)
+    _avx512(tiles, monkeypatch, full)
     taken = full_width if full else half
     assert rules._few_outputs_3x3(geom) is taken
     if taken:
@@ -615,8 +618,7 @@ def test_on_half_width_avx512_few_pixels_of_few_outputs_or_shifted_columns_run_n
     im2col would run a k x 1 kernel on its shifted columns, and numba's weight gradient where the
     output channels are under 64 (one group; not 3x3 stride-1 calls, winograd's); in float64 both
     weight gradients stay BLAS's."""
-    numba_jit = tiles(True, "reference", "im2col", "numba", "winograd")
-    monkeypatch.setattr(numba_jit, "full_width_tiles", lambda geom: full)
+    _avx512(tiles, monkeypatch, full)
     assert rules._half_width_shifted(geom) is (shifted and not full)
     assert rules._half_width_few_outputs_weight(geom) is (few_outputs and not full)
     if shifted and not full:
@@ -641,8 +643,7 @@ def test_on_half_width_avx512_grouped_pointwise_calls_on_numbas_packed_loops_run
     """``_half_width_grouped_pointwise``: on AVX-512's half-width units a 1x1 kernel of several groups
     (not depthwise) whose forward numba would run on its packed loops runs BLAS's forward and input
     gradient (in float64 too); its weight gradient stays with the other rows."""
-    numba_jit = tiles(True, "reference", "im2col", "numba", "winograd")
-    monkeypatch.setattr(numba_jit, "full_width_tiles", lambda geom: full)
+    numba_jit = _avx512(tiles, monkeypatch, full)
     monkeypatch.setattr(numba_jit, "packed_forward", lambda geom: packed)
     taken = taken and packed and not full
     assert rules._half_width_grouped_pointwise(geom) is taken
@@ -674,8 +675,7 @@ def test_on_half_width_avx512_few_outputs_input_gradient_at_unit_stride_runs_num
     """``_half_width_few_outputs_input``: on AVX-512's half-width units the input gradient of the
     few-output weight row's calls (``_half_width_few_outputs_weight``) at unit stride over two images
     and more runs numba's in float32, BLAS's in float64."""
-    numba_jit = tiles(True, "reference", "im2col", "numba", "winograd")
-    monkeypatch.setattr(numba_jit, "full_width_tiles", lambda geom: full)
+    _avx512(tiles, monkeypatch, full)
     taken = taken and not full
     assert rules._half_width_few_outputs_input(geom) is taken
     if taken:
@@ -714,8 +714,7 @@ def test_on_half_width_avx512_few_pixels_of_fewest_outputs_run_numba(tiles, monk
     output channels runs numba's forward, and its weight gradient from 5x5 output pixels an image (a
     plane), at any stride; in float64 the weight gradient stays BLAS's, and so does the forward of
     1-D calls at a stride."""
-    numba_jit = tiles(True, "reference", "im2col", "numba", "winograd")
-    monkeypatch.setattr(numba_jit, "full_width_tiles", lambda geom: full)
+    _avx512(tiles, monkeypatch, full)
     taken = taken and not full
     assert rules._half_width_fewest_outputs(geom) is taken
     assert rules._half_width_fewest_outputs(geom, rules.AUTO_HALF_WIDTH_FEWEST_OUT_WEIGHT_PIXELS) is (
@@ -741,8 +740,7 @@ def test_on_half_width_avx512_few_pixels_of_fewest_outputs_run_numba(tiles, monk
 def test_on_half_width_avx512_strided_1d_few_inputs_run_blas_input_gradient(tiles, monkeypatch, geom, taken, full):
     """``AUTO_HALF_WIDTH_STRIDED_1D_*``: on AVX-512's half-width units the input gradient of a strided
     1-D call of one group, up to 16 input channels and 64+ output channels runs BLAS's."""
-    numba_jit = tiles(True, "reference", "im2col", "numba", "winograd")
-    monkeypatch.setattr(numba_jit, "full_width_tiles", lambda geom: full)
+    _avx512(tiles, monkeypatch, full)
     assert rules._half_width_strided_1d_few_inputs(geom) is (taken and not full)
     if taken and not full:
         assert backends.choose(geom, np.float32, pass_="grad_input") == "im2col"
@@ -863,8 +861,7 @@ def test_full_width_avx512_lopsided_3x3_runs_winograd(tiles, monkeypatch, geom, 
     """With AVX-512 on full-width units, 2-D 3x3 stride-1 layers of 24+ channels one way and 256+
     the other (40+ in grouped layers) run winograd (below ``winograd.TILED_MIN_CHANNELS`` on the
     fewer side)."""
-    numba_jit = tiles(True, "reference", "im2col", "numba", "winograd")
-    monkeypatch.setattr(numba_jit, "full_width_tiles", lambda geom: full)
+    _avx512(tiles, monkeypatch, full)
     assert rules._lopsided_3x3(geom) is (lopsided and full)
     if lopsided and full:
         assert backends.choose(geom, np.float32) == "winograd"
@@ -1299,8 +1296,7 @@ def test_on_half_width_avx512_the_gradients_of_few_tiles_run_numba_and_winograd(
     output channels, run numba's weight gradient and winograd's input gradient from 128 channels
     a side, numba's below; not the few-tiles row's BLAS, which float64 keeps. Not on one image, 512
     output channels, in groups, at a stride, on 3-D calls, nor on full-width units."""
-    numba_jit = tiles(True, "reference", "im2col", "numba", "winograd")
-    monkeypatch.setattr(numba_jit, "full_width_tiles", lambda geom: full)
+    _avx512(tiles, monkeypatch, full)
     taken = grad_input is not None and not full
     assert rules._half_width_few_tiles(geom) is taken
     if taken:
@@ -1379,8 +1375,7 @@ def test_on_half_width_avx512_rows_of_blas_passes(tiles, monkeypatch, row, geom,
         "stem": (rules._half_width_stem, ("forward",)),
         "one": (rules._half_width_one_image_gradients, ("grad_input", "grad_weight")),
         "many": (rules._half_width_many_outputs_large, ("grad_input", "grad_weight"))}[row]
-    numba_jit = tiles(True, "reference", "im2col", "numba", "winograd")
-    monkeypatch.setattr(numba_jit, "full_width_tiles", lambda geom: full)
+    numba_jit = _avx512(tiles, monkeypatch, full)
     if not full:  # half-width units run no input gradient's phase on tiles of output pixels (whatever this CPU does)
         monkeypatch.setattr(numba_jit, "pixel_tiles_input", lambda geom: False)
     taken = blas and not full
