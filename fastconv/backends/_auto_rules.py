@@ -1316,8 +1316,8 @@ def _half_width_few_outputs_input(g: Geometry) -> bool:
 # gradients won where the output planes are not tiny (the strided ones past the strided rows' BLAS,
 # measured there with many output channels), from 5x5 (25) pixels: lost on 2x2x2. Their input
 # gradients mostly ran numba's already (the strided row of few outputs for the taps); at unit
-# stride numba's and BLAS's split (5x5x5 over 6x6x6 3.20 / 1.84, 7x7 N=8 12x12 0.34 / 0.38, 5x5 N=32
-# 14x14 0.86 / 0.85): left to the rows as they were. In float64 numba's forward won all but the
+# stride the row above takes them from 7x7 planes (7x7 N=8 12x12 0.34 / 0.38, 5x5 N=32 14x14 0.86 /
+# 0.85) and leaves smaller ones BLAS's (5x5x5 over 6x6x6 3.20 / 1.84). In float64 numba's forward won all but the
 # strided 1-D ones (ms numba / im2col: k9 s2 2.95 / 2.50, k7 s2 1.73 / 1.53, k3 s2 7.61 / 7.23) and
 # its weight gradient 10 of 18: float64 keeps BLAS's there (``AUTO_DTYPE_RULES``).
 AUTO_HALF_WIDTH_FEWEST_OUT = 16  # output channels, at most: numba's forward ...
