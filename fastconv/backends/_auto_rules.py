@@ -1268,9 +1268,17 @@ def _half_width_few_outputs_weight(g: Geometry) -> bool:
     (``_blas_shaped``), under ``AUTO_HALF_WIDTH_FEW_OUT_WEIGHT`` output channels: numba's weight
     gradient (past the strided rows), but not of 3x3 stride-1 calls, whose winograd's tied with it
     (``AUTO_HALF_WIDTH_FEW_OUT_3X3``)."""
-    return (g.ndim >= 2 and g.groups == 1 and g.c_out < AUTO_HALF_WIDTH_FEW_OUT_WEIGHT and math.prod(g.kernel) > 1
-            and _pixels(g) >= AUTO_HALF_WIDTH_FEW_OUT_PIXELS and _blas_shaped(g) and not _is_3x3s1(g)
-            and _half_width(g))
+    return (g.ndim >= 2 and g.c_out < AUTO_HALF_WIDTH_FEW_OUT_WEIGHT
+            and _half_width_few_pixels(g, AUTO_HALF_WIDTH_FEW_OUT_PIXELS))
+
+
+def _half_width_few_pixels(g: Geometry, least_pixels: int) -> bool:
+    """The calls of the half-width rows of few output channels, whatever their count: on AVX-512's
+    half-width units, one group, a kernel past 1x1 but not 3x3 at stride 1 (winograd's rows and
+    ``_few_outputs_3x3``), ``least_pixels`` output pixels an image (a plane) or more, and few
+    pixels with many input channels (``_blas_shaped``)."""
+    return (g.groups == 1 and math.prod(g.kernel) > 1 and _pixels(g) >= least_pixels and _blas_shaped(g)
+            and not _is_3x3s1(g) and _half_width(g))
 
 
 # Their input gradients at unit stride, over two images and more, ran faster on numba's too (the
@@ -1330,8 +1338,7 @@ def _half_width_fewest_outputs(g: Geometry, least_pixels: int = 0) -> bool:
     ``AUTO_HALF_WIDTH_FEWEST_OUT`` output channels, but not 3x3 at stride 1 (winograd's rows and
     ``_few_outputs_3x3``): numba's forward, and from ``AUTO_HALF_WIDTH_FEWEST_OUT_WEIGHT_PIXELS``
     its weight gradient, at any stride."""
-    return (g.groups == 1 and g.c_out <= AUTO_HALF_WIDTH_FEWEST_OUT and math.prod(g.kernel) > 1
-            and _pixels(g) >= least_pixels and _blas_shaped(g) and not _is_3x3s1(g) and _half_width(g))
+    return g.c_out <= AUTO_HALF_WIDTH_FEWEST_OUT and _half_width_few_pixels(g, least_pixels)
 
 
 # 1x1 kernels of several groups (ShuffleNet's, say) run as one matrix product per group on BLAS, while
