@@ -93,12 +93,14 @@ def _running(plan: Plan):
         yield
 
 
-def forward(arrays, window: Window, w, b, plan: Plan) -> np.ndarray:
-    """One output chunk: the valid convolution of its input window (padding already in the window)."""
+def forward(arrays, window: Window, w, b, depth, plan: Plan) -> np.ndarray:
+    """One output chunk: the valid convolution of its input window (padding already in the window),
+    but for a 3-D window's ``depth`` padding ``(before, after)``, left out of it (``dask._depth_padding``)."""
     x = assemble(arrays, window, plan.dtype)
     conv = getattr(fastconv, f"conv{plan.nd}d")
+    padding = 0 if depth == (0, 0) else (depth, (0, 0), (0, 0))
     with _running(plan):
-        return conv(x, w, b, plan.stride, 0, plan.dilation, plan.groups, backend=plan.backend)
+        return conv(x, w, b, plan.stride, padding, plan.dilation, plan.groups, backend=plan.backend)
 
 
 def grad_input(arrays, window: Window, w, plan: Plan, crops, offsets, out_shape) -> np.ndarray:

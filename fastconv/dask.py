@@ -167,11 +167,26 @@ def _forward(call: _Call):
     plan = call.plan("forward")
     name, dsk, wkey, gather = _graph("conv", call, plan)
     for i, idx, batch, ranges in call.out_blocks():
-        keys, window = gather.gather(call.x, call.x_window(batch, ranges))
-        dsk[(name, i, 0, *idx)] = (_dask_tasks.forward, keys, window, wkey, call.b, plan)
+        window, depth = _depth_padding(call, call.x_window(batch, ranges))
+        keys, window = gather.gather(call.x, window)
+        dsk[(name, i, 0, *idx)] = (_dask_tasks.forward, keys, window, wkey, call.b, depth, plan)
     gather.finish()
     graph = HighLevelGraph.from_collections(name, dsk, dependencies=[call.x])
     return da.Array(graph, name, call.out_chunks(), dtype=call.dtype)
+
+
+def _depth_padding(call: _Call, window):
+    """``(window, padding)``: a 3-D forward's input window without the planes past the depth's
+    ends, and those as the chunk's depth padding (``(before, after)``), so that its call leaves
+    out the taps there as the whole array's does (``backends/_lift.py``: the same sums); 1-D and
+    2-D windows, and 3-D windows of planes all in the padding, as they are, ``(0, 0)``."""
+    if call.nd != 3:
+        return window, (0, 0)
+    (lo, hi), d = window[2], call.x.shape[2]
+    before, after = max(0, -lo), max(0, hi - d)
+    if lo + before >= hi - after:
+        return window, (0, 0)
+    return [*window[:2], (lo + before, hi - after), *window[3:]], (before, after)
 
 
 def _grad_input(call: _Call, gy):

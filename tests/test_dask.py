@@ -94,6 +94,22 @@ def test_3d_equals_in_memory(kw):
         _check(*_run(3, x, w, rng.standard_normal(6), chunks, **kw))
 
 
+@pytest.mark.parametrize("kw", [dict(padding=1), dict(padding=((2, 1), (1, 0), (0, 1)), stride=(2, 1, 1)),
+                                dict(padding=((4, 3), (1, 1), (1, 1)), dilation=(2, 1, 1))], ids=str)
+def test_3d_by_runs_of_planes_equals_in_memory(kw, monkeypatch):
+    """Where a 3-D forward runs by runs of planes that leave out the depth's padding
+    (``backends/_lift.py``), a chunk at the depth's ends gets its padding as padding and runs the
+    whole array's kernels: the same sums as the in-memory call."""
+    from fastconv.backends import _lift
+
+    monkeypatch.setattr(_lift, "RUNS_MIN_SAVED", 0)
+    monkeypatch.setattr(_lift, "RUNS_MIN_FRACTION", 0)
+    monkeypatch.setattr(_lift, "RUNS_MIN_MACS", 0)
+    x, w = rng.standard_normal((2, 40, 9, 6, 5)), rng.standard_normal((16, 40, 3, 2, 3))
+    for chunks in [(1, 40, 2, 6, 5), (2, 40, (1, 7, 1), 3, (4, 1))]:
+        _check(*_run(3, x, w, rng.standard_normal(16), chunks, **kw))
+
+
 @pytest.mark.parametrize("mode", ["reflect", "replicate", "circular", "symmetric"])
 def test_padding_modes(mode):
     x, w = rng.standard_normal((2, 3, 9, 10)), rng.standard_normal((5, 3, 3, 3))

@@ -368,3 +368,94 @@ def test_3d_stacked_copies_and_the_2d_calls_stay_within_the_budget(budget, name,
     # call whose helper had not yet looked at its queued job kept that job's arrays (a slice's
     # copies) alive into the next slice (``_workers._Job.close`` drops them now).
     assert extra <= limit, extra
+
+
+# -- 3-D forwards and weight gradients by runs of output planes (``_lift._runs``) -------------------
+
+def test_runs_group_output_planes_by_the_depth_taps_that_read_the_input():
+    from fastconv.backends import _lift
+
+    def runs(d, k, s=1, p=(1, 1), dil=1):
+        geom = Geometry.from_args((1, 1, d, 3, 3), (1, 1, k, 1, 1), stride=s, padding=(p, (0, 0), (0, 0)),
+                                  dilation=dil)
+        return _lift._runs(geom, 0, geom.out_size[0])
+
+    assert runs(2, 3) == [(0, 1, 1, 3), (1, 2, 0, 2)]
+    assert runs(4, 3) == [(0, 1, 1, 3), (1, 3, 0, 3), (3, 4, 0, 2)]
+    assert runs(4, 5, p=(2, 2)) == [(0, 1, 2, 5), (1, 2, 1, 5), (2, 3, 0, 4), (3, 4, 0, 3)]
+    assert runs(8, 3, s=2) == [(0, 1, 1, 3), (1, 4, 0, 3)]  # out plane 3 reads 5, 6, 7
+    # a padding past the kernel's reach: planes whose taps all read it (none: k0 == k1)
+    assert runs(2, 2, p=(2, 2), dil=3) == [(0, 1, 1, 2), (1, 2, 1, 1), (2, 3, 0, 1)]  # plane 1 reads -1 and 2
+    assert runs(5, 3, p=(0, 0)) == [(0, 3, 0, 3)]
+
+
+@pytest.mark.parametrize("kw", [dict(padding=1), dict(padding=((2, 1), (1, 1), (0, 1)), stride=(2, 1, 1), groups=2),
+                                dict(padding=((3, 2), (1, 1), (1, 1)), dilation=(2, 1, 1)),
+                                dict(padding=((4, 4), (0, 0), (1, 1)), dilation=(3, 1, 1)),
+                                dict(padding=((5, 5), (1, 1), (1, 1)))], ids=str)
+def test_3d_runs_of_planes_match_the_reference(backend, kw, monkeypatch):
+    """Forced to run by runs (every call pays), each backend's forward and weight gradient leave out
+    the taps in the depth's padding and agree with the reference: strides, dilations, groups, and
+    planes whose taps all read the padding (bias alone)."""
+    from fastconv.backends import _lift
+
+    monkeypatch.setattr(_lift, "RUNS_MIN_SAVED", 0)
+    monkeypatch.setattr(_lift, "RUNS_MIN_FRACTION", 0)
+    monkeypatch.setattr(_lift, "RUNS_MIN_MACS", 0)
+    rng = np.random.default_rng(12)
+    x, w, b = rng.standard_normal((2, 4, 3, 5, 6)), rng.standard_normal((6, 4 // kw.get("groups", 1), 3, 3, 2)), \
+        rng.standard_normal(6)
+    geom = Geometry.from_args(x.shape, w.shape, **kw)
+    assert _lift.depth_runs(geom) and len(_lift._runs(geom, 0, geom.out_size[0])) > 1
+    y = fastconv.conv3d(x, w, b, **kw, backend=backend)
+    assert_close(y, fastconv.conv3d(x, w, b, **kw, backend="reference"), np.float64)
+    gy = rng.standard_normal(y.shape)
+    got, want = (fastconv.conv3d_backward(gy, x, w, **kw, backend=name) for name in (backend, "reference"))
+    assert_close(got.input, want.input, np.float64)
+    assert_close(got.weight, want.weight, np.float64)
+
+
+@pytest.mark.parametrize("where", ["w", "gy"])
+def test_3d_runs_put_nan_where_a_non_finite_value_meets_the_depth_padding(backend, where, monkeypatch):
+    """inf * 0 where a tap left out would have read the depth's padding: NaN as in the reference."""
+    from fastconv.backends import _lift
+
+    monkeypatch.setattr(_lift, "RUNS_MIN_SAVED", 0)
+    monkeypatch.setattr(_lift, "RUNS_MIN_FRACTION", 0)
+    monkeypatch.setattr(_lift, "RUNS_MIN_MACS", 0)
+    rng = np.random.default_rng(13)
+    x, w = rng.standard_normal((2, 3, 4, 5, 5)), rng.standard_normal((4, 3, 3, 3, 3))
+    gy = rng.standard_normal((2, 4, 4, 5, 5))
+    if where == "w":
+        w[1, 2, 0, 1, 1] = np.inf  # depth tap 0: output plane 0 reads the padding there
+        w[3, 0, 2, 0, 0] = np.nan  # depth tap 2: the last plane's
+    else:
+        gy[0, 1, 0, 2, 2] = np.inf  # the first plane: its depth tap 0 meets the padding
+        gy[1, 3, 3, 0, 0] = np.nan
+    with np.errstate(invalid="ignore", over="ignore"):
+        got = [fastconv.conv3d(x, w, padding=1, backend=backend),
+               fastconv.conv3d_backward(gy, x, w, padding=1, backend=backend).weight]
+        want = [fastconv.conv3d(x, w, padding=1, backend="reference"),
+                fastconv.conv3d_backward(gy, x, w, padding=1, backend="reference").weight]
+    for g, r in zip(got, want):
+        np.testing.assert_array_equal(np.isnan(g), np.isnan(r))
+        np.testing.assert_array_equal(np.isinf(g), np.isinf(r))
+        finite = np.isfinite(r)
+        np.testing.assert_allclose(g[finite], r[finite], rtol=1e-10, atol=1e-10)
+
+
+def test_3d_runs_where_they_pay():
+    """Shallow volumes of many channels run by runs; small, deep or grouped ones stack every tap."""
+    from fastconv.backends import _lift
+
+    def runs(text):
+        from fastconv.cases import parse_shape
+        return _lift.depth_runs(parse_shape(text).geometry)
+
+    assert runs("n=8 c=256 size=2x14x14 k=256 kernel=3 pad=1")
+    assert runs("n=4 c=512 size=2x7x7 k=512 kernel=3 pad=1")
+    assert runs("n=2 c=128 size=2x12x12 k=128 kernel=5 pad=2")
+    assert not runs("n=2 c=64 size=16x56x56 k=64 kernel=3 pad=1")  # a 24th of the taps
+    assert not runs("n=2 c=48 size=4x4x4 k=256 kernel=5 pad=2")  # the runs' weights cost more than they save
+    assert not runs("n=4 c=256 size=4x14x14 k=256 kernel=3 pad=1 groups=32")  # too little saved for the calls
+    assert not runs("n=4 c=256 size=4x14x14 k=256 kernel=1x3x3 pad=0x1x1")  # no depth padding

@@ -29,6 +29,7 @@ import numpy as np
 from .._threads import call_threads
 from .._workers import call_budget, holding, kept, map_items
 from ..geometry import Geometry
+from ._padding_nan import depth_padding_products, not_finite
 
 # Largest stacked copy of a 3-D call made at once (plus its output slice): large enough that the
 # 2-D call keeps every thread busy, small enough to stay far under the memory budget.
@@ -95,16 +96,28 @@ class PartSum:
         return self.first if self.first is not None else np.zeros(shape, dtype)
 
 
-def lifted(pass_fn, pass_name: str | None = None):
+def lifted(pass_fn, pass_name: str | None = None, pin=None):
     """Decorate a backend's 2-D ``forward``, ``grad_input`` or ``grad_weight`` so that it runs 1-D and
-    3-D geometries too (``pass_name``: which of the three, when the function is named otherwise)."""
-    lift = _LIFTS[pass_name or pass_fn.__name__]
+    3-D geometries too (``pass_name``: which of the three, when the function is named otherwise).
+    ``pin(geom, dtype)``: a context that yields whether a 3-D forward runs by runs of planes
+    (``depth_runs``), as decided on the whole call (a ``fastconv.dask`` chunk: on the whole array),
+    and in which its 2-D calls run the kernels that the backend picks for the whole call (its
+    ``whole_choices``), as a chunk's do: runs stack fewer channels and would otherwise pick by their
+    own sizes, and so sum in another order than a chunk's."""
+    view, stacked = _LIFTS[pass_name or pass_fn.__name__]
 
     @functools.wraps(pass_fn)
     def run(a, b, geom, *rest):
         if geom.ndim == 2:
             return pass_fn(a, b, geom, *rest)
-        return lift(pass_fn, a, b, geom, *rest)
+        if _is_view(geom):
+            return view(pass_fn, a, b, geom, *rest)
+        if stacked is not _forward_3d:
+            return stacked(pass_fn, a, b, geom, *rest)
+        if pin is None:
+            return stacked(pass_fn, a, b, geom, *rest, split=depth_runs(geom))
+        with pin(geom, a.dtype) as split:
+            return stacked(pass_fn, a, b, geom, *rest, split=split)
     return run
 
 
@@ -153,6 +166,77 @@ def _taps(geom: Geometry, o0: int, o1: int):
             yield kd, a, b, slice(first + a * sd, first + (b - 1) * sd + 1, sd)
 
 
+# Output planes near the depth's ends read some input planes in its padding: their taps there only
+# multiply zeros. In the forward and the weight gradient each run of planes whose taps read the
+# same input (``_runs``) stacks those taps alone and runs its own 2-D call with the weight's planes
+# of those taps, so that no backend multiplies the depth padding (torch's direct loops skip it
+# too); the most a call saves where volumes are shallow: a third at 2 planes deep and a 3x3x3 kernel
+# padded by 1. The forward's sums then leave out those zeros, so they round as a call on fewer
+# channels does: ``fastconv.dask`` passes the depth padding of a chunk at the depth's ends as
+# padding, not zeros, and the 2-D calls of one 3-D call run the kernels of the whole call
+# (``lifted``'s ``pin``), as a chunk's do, so that a chunk's sums are the whole array's. The input
+# gradient keeps every tap: a chunk's runs there end at its own bounds (its window's crops), not
+# the depth's, and a run of fewer channels can take another kernel (other bits).
+
+def _runs(geom: Geometry, o0: int, o1: int, split: bool = True):
+    """``(a, b, k0, k1)``: the runs of output planes ``a:b`` within ``o0:o1`` whose input planes in
+    the input are those of depth taps ``k0:k1`` (``k0 == k1``: none, every tap in the padding);
+    not ``split``: ``o0:o1`` as one run of every tap, the padding's planes stacked as zeros."""
+    (d,), (sd,), ((pd, _),), (dd,), (kd,) = (geom.in_size[:1], geom.stride[:1], geom.padding[:1],
+                                             geom.dilation[:1], geom.kernel[:1])
+    if not split:
+        return [(o0, o1, 0, kd)]
+    runs = []
+    for o in range(o0, o1):
+        k0 = min(kd, max(0, -(-(pd - o * sd) // dd)))  # the first tap reading a plane >= 0
+        k1 = max(k0, min(kd, (d - 1 + pd - o * sd) // dd + 1))  # one past the last reading a plane < d
+        if runs and runs[-1][2:] == [k0, k1]:
+            runs[-1][1] = o + 1
+        else:
+            runs.append([o, o + 1, k0, k1])
+    return [tuple(r) for r in runs]
+
+
+# Where runs pay: the multiply-adds they leave out, per element of the weight that their own 2-D
+# calls prepare beyond one whole weight (each call copies, packs or transforms its taps' planes of
+# it), at least ``RUNS_MIN_SAVED``. Two threads, float32, forward time by runs / every tap stacked,
+# medians of 5 interleaved rounds in one process (an AMD Zen 4, 2026-12-07), numba / winograd /
+# im2col: N=4 3x3x3 512 -> 512 2x7x7 (400 saved an element) 0.80 / 0.92 / 0.90; 256 -> 256 4x14x14
+# (390) 0.92 / 1.00 / 0.88; 128 -> 256 8x28x28 at stride 2 (390) 0.96 / - / 0.92; but 256 -> 512
+# 4x14x14 at stride 2 (200) 1.08 / - / 1.07; N=2 5x5x5 48 -> 256 4x4x4 (21) 1.42 / 1.94 / 1.86,
+# 3x3x3 160 -> 384 4x4x4 (16) 1.09 / 1.48 / 2.83. And at least ``RUNS_MIN_FRACTION`` of the call's
+# multiply-adds: N=2 3x3x3 C=64 16x56x56 (a 24th saved, 3136 an element) 0.99 / 1.03 / 0.98; and
+# ``RUNS_MIN_MACS`` (each run's call costs its own fixed price): N=4 3x3x3 256 -> 256 in 32 groups
+# 4x14x14 (29 M saved) 1.13 / 1.36 / 0.92. Out of sample (the same run): N=8 256 -> 256 2x14x14
+# 0.73 / 0.79 / 0.69, N=8 128 -> 128 4x28x28 0.87 / 0.95 / 0.87, N=8 64 -> 64 8x28x28 0.96 / 1.00 /
+# 0.96, N=2 5x5x5 128 -> 128 2x12x12 0.46 / 0.53 / 0.42.
+RUNS_MIN_SAVED = 300
+RUNS_MIN_FRACTION = 0.05
+RUNS_MIN_MACS = 50_000_000
+
+
+def depth_runs(geom: Geometry) -> bool:
+    """Whether a 3-D call's forward and weight gradient run by runs of output planes (``_runs``):
+    where some taps read the depth's padding and leaving them out pays (``RUNS_MIN_SAVED``,
+    ``RUNS_MIN_FRACTION``, ``RUNS_MIN_MACS``)."""
+    runs = _runs(geom, 0, geom.out_size[0])
+    kd = geom.kernel[0]
+    taps = sum((b - a) * (k1 - k0) for a, b, k0, k1 in runs)
+    saved = (geom.out_size[0] * kd - taps) * geom.macs // (geom.out_size[0] * kd)
+    extra = (sum(k1 - k0 for _, _, k0, k1 in runs) - kd) * math.prod(geom.w_shape) // kd
+    return saved >= max(RUNS_MIN_SAVED * max(extra, 1), RUNS_MIN_FRACTION * geom.macs, RUNS_MIN_MACS)
+
+
+def _skips(geom: Geometry, runs) -> bool:
+    """Whether some of ``runs`` (``_runs``) leave taps out."""
+    return any((k0, k1) != (0, geom.kernel[0]) for _, _, k0, k1 in runs)
+
+
+def _run_geometry(geom: Geometry, a: int, b: int, k0: int, k1: int) -> Geometry:
+    """The 2-D call of output planes ``a:b`` stacking depth taps ``k0:k1`` (``_runs``)."""
+    return replace(as_2d(geom), n=geom.n * (b - a), c_in=geom.c_in * (k1 - k0))
+
+
 # Bytes that one item of the copies below moves, about: an item per (image, plane) ran each copy
 # in NumPy's per-call overhead on small volumes (16 images of 24 channels, 4x8x8: 2 ms of copies in
 # a 5.5 ms forward, two threads contending for the GIL), while large volumes still split into many
@@ -181,27 +265,29 @@ def _each_block(n: int, o0: int, o1: int, plane_bytes: int, copy) -> None:
 # 8x28x28 (38 MB stacked) 17.5 / 13.3; 3x3x3 s2 N=32 C=96 8x12x12 (21 MB) 13.3 / 13.2.
 
 
-def _stacked(x, geom: Geometry, o0: int, o1: int) -> np.ndarray:
-    """Input planes of output planes ``o0:o1`` stacked as channels: ``(N*(o1-o0), G*kD*Cg, H, W)``."""
-    n, g, cg, kd = geom.n, geom.groups, geom.c_in_g, geom.kernel[0]
-    out = kept("lift-stacked", (n, o1 - o0, g, kd, cg, *geom.in_size[1:]), x.dtype)  # (kept: see above)
+def _stacked(x, geom: Geometry, o0: int, o1: int, k0: int, k1: int) -> np.ndarray:
+    """Input planes of depth taps ``k0:k1`` of output planes ``o0:o1`` stacked as channels (zeros
+    where they lie in the depth's padding): ``(N*(o1-o0), G*(k1-k0)*Cg, H, W)``."""
+    n, g, cg = geom.n, geom.groups, geom.c_in_g
+    out = kept("lift-stacked", (n, o1 - o0, g, k1 - k0, cg, *geom.in_size[1:]), x.dtype)  # (kept: see above)
     xg = x.reshape(n, g, cg, *geom.in_size)
 
     def copy(b0, b1, oa, ob):
         inside = {k: (a, b, planes) for k, a, b, planes in _taps(geom, oa, ob)}
-        for k in range(kd):
+        for k in range(k0, k1):
             a, b, planes = inside.get(k, (oa, oa, None))  # planes a:b read the input, the rest its depth padding
             if a < b:
-                out[b0:b1, a - o0:b - o0, :, k] = xg[b0:b1, :, :, planes].transpose(0, 3, 1, 2, 4, 5)
-            out[b0:b1, oa - o0:a - o0, :, k] = 0
-            out[b0:b1, b - o0:ob - o0, :, k] = 0
-    _each_block(n, o0, o1, kd * geom.c_in * math.prod(geom.in_size[1:]) * x.itemsize, copy)
-    return out.reshape(n * (o1 - o0), g * kd * cg, *geom.in_size[1:])
+                out[b0:b1, a - o0:b - o0, :, k - k0] = xg[b0:b1, :, :, planes].transpose(0, 3, 1, 2, 4, 5)
+            out[b0:b1, oa - o0:a - o0, :, k - k0] = 0
+            out[b0:b1, b - o0:ob - o0, :, k - k0] = 0
+    _each_block(n, o0, o1, (k1 - k0) * geom.c_in * math.prod(geom.in_size[1:]) * x.itemsize, copy)
+    return out.reshape(n * (o1 - o0), g * (k1 - k0) * cg, *geom.in_size[1:])
 
 
-def _stacked_weight(w, geom: Geometry) -> np.ndarray:
-    """``(C_out, Cg, kD, kH, kW)`` -> ``(C_out, kD*Cg, kH, kW)``, the channel order of :func:`_stacked`."""
-    return np.ascontiguousarray(w.transpose(0, 2, 1, 3, 4)).reshape(geom.c_out, -1, *geom.kernel[1:])
+def _stacked_weight(w, geom: Geometry, k0: int, k1: int) -> np.ndarray:
+    """``(C_out, Cg, kD, kH, kW)`` -> ``(C_out, (k1-k0)*Cg, kH, kW)``, the channel order of
+    :func:`_stacked` of depth taps ``k0:k1``."""
+    return np.ascontiguousarray(w[:, :, k0:k1].transpose(0, 2, 1, 3, 4)).reshape(geom.c_out, -1, *geom.kernel[1:])
 
 
 def _planes_of(y2, geom: Geometry, o0: int, o1: int, out: np.ndarray) -> None:
@@ -223,22 +309,33 @@ def _gy_planes(gy, o0: int, o1: int) -> np.ndarray:
     return out.reshape(-1, gy.shape[1], *gy.shape[3:])
 
 
-def _forward_3d(fn, x, w, geom, bias=None):
+def _forward_3d(fn, x, w, geom, bias=None, split=False):
     y = np.empty(geom.y_shape, x.dtype)
-    w2 = _stacked_weight(w, geom)
-    for o0, o1, flat in _plane_slices(geom, x.itemsize):
-        xs = _stacked(x, geom, o0, o1)
-        with holding(w2.nbytes + xs.nbytes + math.prod(flat.y_shape) * x.itemsize):
+    weights = {}  # the weight's planes of each run's taps (a call has up to 2*kD runs' taps, most 1-3)
+    runs = [r for o0, o1, _ in _plane_slices(geom, x.itemsize) for r in _runs(geom, o0, o1, split)]
+    for a, b, k0, k1 in runs:
+        if k0 == k1:  # every tap in the depth padding
+            y[:, :, a:b] = 0 if bias is None else bias.reshape(-1, 1, 1, 1)
+            continue
+        flat = _run_geometry(geom, a, b, k0, k1)
+        w2 = weights.get((k0, k1))
+        if w2 is None:
+            w2 = weights[k0, k1] = _stacked_weight(w, geom, k0, k1)
+        xs = _stacked(x, geom, a, b, k0, k1)
+        with holding(sum(v.nbytes for v in weights.values()) + xs.nbytes + math.prod(flat.y_shape) * x.itemsize):
             y2 = fn(xs, w2, flat, bias)
-        _planes_of(y2, geom, o0, o1, y)
-        del xs, y2  # never two slices' copies at once (the next slice's are made before assignment)
+        _planes_of(y2, geom, a, b, y)
+        del xs, y2  # never two runs' copies at once (the next run's are made before assignment)
+    if _skips(geom, runs) and not_finite(w, y, geom.has_blind_tap):  # inf * 0 where a tap left out reads padding
+        depth_padding_products(y, w, geom, runs, forward=True)
     return y
 
 
 def _grad_input_3d(fn, gy, w, geom):
+    # every tap's stacked channels, those in the depth's padding too (``_runs``: not left out here)
     gx = np.zeros(geom.x_shape, gy.dtype)
-    w2 = _stacked_weight(w, geom)
     n, g, cg, kd = geom.n, geom.groups, geom.c_in_g, geom.kernel[0]
+    w2 = _stacked_weight(w, geom, 0, kd)
     gxg = gx.reshape(n, g, cg, *geom.in_size)
     for o0, o1, flat in _plane_slices(geom, gy.itemsize):
         gys = _gy_planes(gy, o0, o1)
@@ -257,24 +354,33 @@ def _grad_input_3d(fn, gy, w, geom):
 
 def _grad_weight_3d(fn, gy, x, geom):
     parts = PartSum()
-    for o0, o1, flat in _plane_slices(geom, x.itemsize):
-        gys, xs = _gy_planes(gy, o0, o1), _stacked(x, geom, o0, o1)
-        with holding(gys.nbytes + xs.nbytes + parts.held(math.prod(flat.w_shape) * x.itemsize)):
+    kd, cg = geom.kernel[0], geom.c_in_g
+    full = math.prod(geom.w_shape) * x.itemsize
+    split = depth_runs(geom)  # (its sums are a chunk's to within rounding in any case: no pin)
+    runs = [r for o0, o1, _ in _plane_slices(geom, x.itemsize) for r in _runs(geom, o0, o1, split)]
+    for a, b, k0, k1 in runs:
+        if k0 == k1:
+            continue
+        flat = _run_geometry(geom, a, b, k0, k1)
+        gys, xs = _gy_planes(gy, a, b), _stacked(x, geom, a, b, k0, k1)
+        with holding(gys.nbytes + xs.nbytes + parts.held(full) + full):
             part = fn(gys, xs, flat)
         del gys, xs
+        if (k0, k1) != (0, kd):  # placed among the taps it leaves at zero
+            whole = np.zeros((geom.c_out, kd, cg, *geom.kernel[1:]), x.dtype)
+            whole[:, k0:k1] = part.reshape(geom.c_out, k1 - k0, cg, *geom.kernel[1:])
+            part = whole.reshape(as_2d(geom).w_shape)
         parts.add(part)
         del part
     gw2 = parts.result(as_2d(geom).w_shape, x.dtype)
-    kd = geom.kernel[0]
-    return np.ascontiguousarray(gw2.reshape(geom.c_out, kd, geom.c_in_g, *geom.kernel[1:]).transpose(0, 2, 1, 3, 4))
+    gw = np.ascontiguousarray(gw2.reshape(geom.c_out, kd, cg, *geom.kernel[1:]).transpose(0, 2, 1, 3, 4))
+    if _skips(geom, runs) and not_finite(gy, gw, geom.has_blind_output):  # inf * 0 where a tap left out meets padding
+        depth_padding_products(gw, gy, geom, runs, forward=False)
+    return gw
 
 
-def _by_shape(view, stacked):
-    return lambda fn, a, b, geom, *rest: (view if _is_view(geom) else stacked)(fn, a, b, geom, *rest)
-
-
-_LIFTS = {
-    "forward": _by_shape(_forward_view, _forward_3d),
-    "grad_input": _by_shape(_grad_input_view, _grad_input_3d),
-    "grad_weight": _by_shape(_grad_weight_view, _grad_weight_3d),
+_LIFTS = {  # each pass's (view, stacked) lifts
+    "forward": (_forward_view, _forward_3d),
+    "grad_input": (_grad_input_view, _grad_input_3d),
+    "grad_weight": (_grad_weight_view, _grad_weight_3d),
 }

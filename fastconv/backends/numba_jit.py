@@ -52,6 +52,7 @@ except ImportError as exc:  # the registry then lists the backend as unavailable
 from .. import _cache, _threads
 from .._workers import call_budget as _call_budget
 from .._workers import kept, map_chunks, map_items, reserved, set_idle_spin
+from . import _lift
 from . import _numba_columns as _cols
 from . import _numba_depthwise as _dw
 from . import _numba_depthwise_lanes as _dwl
@@ -63,6 +64,8 @@ from . import _numba_pixels as _pixels
 from . import _numba_spin as _spin
 from ._lift import _is_view as _lift_view
 from ._lift import as_2d, lifted
+from ._padding_nan import all_finite as _all_finite
+from ._padding_nan import not_finite as _not_finite
 from ._padding_nan import padding_products
 
 NAME = "numba"
@@ -452,17 +455,6 @@ def _within(workspaces, nthreads, pieces, budget):
     while nthreads > 1 and workspaces.nbytes(nthreads * pieces) > budget:
         nthreads -= 1
     return nthreads, (nthreads * pieces if nthreads > 1 else 1)
-
-
-def _all_finite(a) -> bool:
-    """Whether ``a`` (C-contiguous) holds no inf or NaN, without a boolean mask of its size: any
-    such element makes the sum of squares non-finite (one that overflows from finite values only
-    sends the caller down its exact, slower path). A dot product, not ``a.sum()``: BLAS's is 0.5
-    against 1.4 us on a small weight and 130 against 370 us on 2.4 M values. Not the kernels'
-    ``_k._all_finite``: called from Python, a Numba function allocates a wrapper for its array
-    argument, which the warm-call allocation test counts."""
-    flat = a.reshape(-1)
-    return math.isfinite(np.dot(flat, flat))
 
 
 def _hyper(geom):
@@ -1060,21 +1052,24 @@ def _forward_planes(x, w, geom, bias=None):
     return y
 
 
-_lifted_forward = lifted(_forward_planes, "forward")
+@contextlib.contextmanager
+def _whole_call(geom, dtype):
+    """``lifted``'s ``pin``: whether a 3-D forward runs by runs of planes (``Choices.depth_runs``),
+    as its caller's choices say (a ``fastconv.dask`` chunk: the whole array's) or the whole call's
+    (``whole_choices``), and by runs, its 2-D calls on those choices' kernels."""
+    pinned = _local.choices
+    if pinned is not None:
+        yield pinned.depth_runs
+        return
+    choices = whole_choices(geom, dtype)
+    if not choices.depth_runs:
+        yield False
+        return
+    with choosing_as(choices):
+        yield True
 
 
-def _not_finite(a, product, blind) -> bool:
-    """Whether ``a`` (the forward's weight, or the weight gradient's gy) holds inf or NaN, found
-    from ``product`` (y, or gw) where that is the smaller: a non-finite weight makes every output
-    of its channel inf or NaN whose tap reads the input, a non-finite gy its channel's gradient at
-    every tap that meets the input from its pixel. That is every one of them unless a tap reads
-    only padding, or a pixel's window lies in the padding alone (``blind``:
-    ``Geometry.has_blind_tap``, ``has_blind_output``), so a finite ``product`` vouches for ``a``.
-    (One 7x7 image, 512 -> 512 channels: 25 K outputs scanned, not the weight's 2.4 M values,
-    0.35-0.7 ms a call; a training batch, N=64 MNIST 5x5: 37 K values of gw, not 1.2 M of gy.)"""
-    if product.size < a.size and not blind and _all_finite(product):
-        return False
-    return not _all_finite(a)
+_lifted_forward = lifted(_forward_planes, "forward", pin=_whole_call)
 
 
 def _transposed_weight(w, geom):
@@ -1295,8 +1290,9 @@ def implicit_input_gradient(geom) -> bool:
 
 # The whole call's kernels: the forward's (of ``KERNELS``), whether a strided input gradient
 # runs as the adjoint (``_adjoint``), and the kernel of each of its stride phases, as
-# ``(phase.first, kernel)`` pairs.
-Choices = namedtuple("Choices", "forward adjoint phases")
+# ``(phase.first, kernel)`` pairs; and whether a 3-D forward runs by runs of planes that leave
+# out the taps in the depth's padding (``_lift.depth_runs``), which a chunk's sums then follow.
+Choices = namedtuple("Choices", "forward adjoint phases depth_runs", defaults=(False,))
 
 
 def whole_choices(geom, dtype) -> Choices:
@@ -1307,8 +1303,9 @@ def whole_choices(geom, dtype) -> Choices:
     item = np.dtype(dtype).itemsize
     budget, threads = _budget(g, item), _threads.call_threads()
     phases = _input_gradient_plan(g, item, budget, None, threads) if _by_phases(g) else ()
+    runs = geom.ndim == 3 and not _lift_view(geom) and _lift.depth_runs(geom)
     return Choices(_forward_plan(g, item, budget, None, threads)[1], _adjoint(g, item, budget),
-                   tuple((phase.first, kernel) for phase, _, kernel in phases))
+                   tuple((phase.first, kernel) for phase, _, kernel in phases), runs)
 
 
 @contextlib.contextmanager
