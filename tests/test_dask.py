@@ -102,9 +102,8 @@ def test_3d_by_runs_of_planes_equals_in_memory(kw, monkeypatch):
     whole array's kernels: the same sums as the in-memory call."""
     from fastconv.backends import _lift
 
-    monkeypatch.setattr(_lift, "RUNS_MIN_SAVED", 0)
-    monkeypatch.setattr(_lift, "RUNS_MIN_FRACTION", 0)
-    monkeypatch.setattr(_lift, "RUNS_MIN_MACS", 0)
+    for name in ("RUNS_MIN_SAVED", "RUNS_MIN_SAVED_WEIGHT", "RUNS_MIN_FRACTION", "RUNS_MIN_MACS"):
+        monkeypatch.setattr(_lift, name, 0)
     x, w = rng.standard_normal((2, 40, 9, 6, 5)), rng.standard_normal((16, 40, 3, 2, 3))
     for chunks in [(1, 40, 2, 6, 5), (2, 40, (1, 7, 1), 3, (4, 1))]:
         _check(*_run(3, x, w, rng.standard_normal(16), chunks, **kw))

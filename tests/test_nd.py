@@ -399,14 +399,14 @@ def test_3d_runs_of_planes_match_the_reference(backend, kw, monkeypatch):
     planes whose taps all read the padding (bias alone)."""
     from fastconv.backends import _lift
 
-    monkeypatch.setattr(_lift, "RUNS_MIN_SAVED", 0)
-    monkeypatch.setattr(_lift, "RUNS_MIN_FRACTION", 0)
-    monkeypatch.setattr(_lift, "RUNS_MIN_MACS", 0)
+    for name in ("RUNS_MIN_SAVED", "RUNS_MIN_SAVED_WEIGHT", "RUNS_MIN_FRACTION", "RUNS_MIN_MACS"):
+        monkeypatch.setattr(_lift, name, 0)
     rng = np.random.default_rng(12)
     x, w, b = rng.standard_normal((2, 4, 3, 5, 6)), rng.standard_normal((6, 4 // kw.get("groups", 1), 3, 3, 2)), \
         rng.standard_normal(6)
     geom = Geometry.from_args(x.shape, w.shape, **kw)
-    assert _lift.depth_runs(geom) and len(_lift._runs(geom, 0, geom.out_size[0])) > 1
+    assert _lift.depth_runs(geom) and _lift.depth_runs(geom, weight=True)
+    assert len(_lift._runs(geom, 0, geom.out_size[0])) > 1
     y = fastconv.conv3d(x, w, b, **kw, backend=backend)
     assert_close(y, fastconv.conv3d(x, w, b, **kw, backend="reference"), np.float64)
     gy = rng.standard_normal(y.shape)
@@ -420,9 +420,8 @@ def test_3d_runs_put_nan_where_a_non_finite_value_meets_the_depth_padding(backen
     """inf * 0 where a tap left out would have read the depth's padding: NaN as in the reference."""
     from fastconv.backends import _lift
 
-    monkeypatch.setattr(_lift, "RUNS_MIN_SAVED", 0)
-    monkeypatch.setattr(_lift, "RUNS_MIN_FRACTION", 0)
-    monkeypatch.setattr(_lift, "RUNS_MIN_MACS", 0)
+    for name in ("RUNS_MIN_SAVED", "RUNS_MIN_SAVED_WEIGHT", "RUNS_MIN_FRACTION", "RUNS_MIN_MACS"):
+        monkeypatch.setattr(_lift, name, 0)
     rng = np.random.default_rng(13)
     x, w = rng.standard_normal((2, 3, 4, 5, 5)), rng.standard_normal((4, 3, 3, 3, 3))
     gy = rng.standard_normal((2, 4, 4, 5, 5))
@@ -448,9 +447,9 @@ def test_3d_runs_where_they_pay():
     """Shallow volumes of many channels run by runs; small, deep or grouped ones stack every tap."""
     from fastconv.backends import _lift
 
-    def runs(text):
+    def runs(text, weight=False):
         from fastconv.cases import parse_shape
-        return _lift.depth_runs(parse_shape(text).geometry)
+        return _lift.depth_runs(parse_shape(text).geometry, weight)
 
     assert runs("n=8 c=256 size=2x14x14 k=256 kernel=3 pad=1")
     assert runs("n=4 c=512 size=2x7x7 k=512 kernel=3 pad=1")
@@ -459,3 +458,6 @@ def test_3d_runs_where_they_pay():
     assert not runs("n=2 c=48 size=4x4x4 k=256 kernel=5 pad=2")  # the runs' weights cost more than they save
     assert not runs("n=4 c=256 size=4x14x14 k=256 kernel=3 pad=1 groups=32")  # too little saved for the calls
     assert not runs("n=4 c=256 size=4x14x14 k=256 kernel=1x3x3 pad=0x1x1")  # no depth padding
+    # the weight gradient's runs each write a whole weight's gradient: where pixels are many a run
+    assert runs("n=8 c=256 size=2x14x14 k=256 kernel=3 pad=1", weight=True)
+    assert not runs("n=4 c=512 size=2x7x7 k=512 kernel=3 pad=1", weight=True)

@@ -167,10 +167,10 @@ def _taps(geom: Geometry, o0: int, o1: int):
 
 
 # Output planes near the depth's ends read some input planes in its padding: their taps there only
-# multiply zeros. In the forward and the weight gradient each run of planes whose taps read the
-# same input (``_runs``) stacks those taps alone and runs its own 2-D call with the weight's planes
-# of those taps, so that no backend multiplies the depth padding (torch's direct loops skip it
-# too); the most a call saves where volumes are shallow: a third at 2 planes deep and a 3x3x3 kernel
+# multiply zeros. Where it pays (``depth_runs``), the forward and the weight gradient run each run of
+# planes whose taps read the same input (``_runs``) as a 2-D call of its own, stacking those taps
+# alone with the weight's planes of those taps, so that no backend multiplies the depth padding
+# (torch's direct loops skip it too): a third of the work at 2 planes deep and a 3x3x3 kernel
 # padded by 1. The forward's sums then leave out those zeros, so they round as a call on fewer
 # channels does: ``fastconv.dask`` passes the depth padding of a chunk at the depth's ends as
 # padding, not zeros, and the 2-D calls of one 3-D call run the kernels of the whole call
@@ -197,7 +197,7 @@ def _runs(geom: Geometry, o0: int, o1: int, split: bool = True):
     return [tuple(r) for r in runs]
 
 
-# Where runs pay: the multiply-adds they leave out, per element of the weight that their own 2-D
+# Where the forward's runs pay: the multiply-adds they leave out, per element of the weight that their own 2-D
 # calls prepare beyond one whole weight (each call copies, packs or transforms its taps' planes of
 # it), at least ``RUNS_MIN_SAVED``. Two threads, float32, forward time by runs / every tap stacked,
 # medians of 5 interleaved rounds in one process (an AMD Zen 4, 2026-12-07), numba / winograd /
@@ -209,22 +209,39 @@ def _runs(geom: Geometry, o0: int, o1: int, split: bool = True):
 # ``RUNS_MIN_MACS`` (each run's call costs its own fixed price): N=4 3x3x3 256 -> 256 in 32 groups
 # 4x14x14 (29 M saved) 1.13 / 1.36 / 0.92. Out of sample (the same run): N=8 256 -> 256 2x14x14
 # 0.73 / 0.79 / 0.69, N=8 128 -> 128 4x28x28 0.87 / 0.95 / 0.87, N=8 64 -> 64 8x28x28 0.96 / 1.00 /
-# 0.96, N=2 5x5x5 128 -> 128 2x12x12 0.46 / 0.53 / 0.42.
+# 0.96, N=2 5x5x5 128 -> 128 2x12x12 0.46 / 0.53 / 0.42; and after: N=16 128 -> 128 2x14x14 0.68 /
+# 0.78 / 0.70, N=16 C=64 2x28x28 0.70 / 0.77 / 0.72, N=4 C=64 4x56x56 0.85 / 0.93 / 0.87, N=8
+# C=256 4x14x14 0.86 / 0.97 / 0.89, N=8 C=512 2x7x7 0.79 / 0.91 / 0.86; lost: N=4 C=96 3x20x20
+# 1.00 / 1.11 / 1.08. (winograd's 3x3x3 forward over planes of 64 tiles and more runs its own 3-D
+# kernel, not the lift: ``winograd._native_3d``.)
 RUNS_MIN_SAVED = 300
 RUNS_MIN_FRACTION = 0.05
 RUNS_MIN_MACS = 50_000_000
+# The weight gradient's runs each write a gradient of the whole weight (their taps', placed among
+# zeros) that the lift then adds in float64 (``PartSum``): per element of those beyond one, at least
+# ``RUNS_MIN_SAVED_WEIGHT`` multiply-adds left out. Weight gradient's time by runs / every tap, as
+# above, numba / winograd / im2col: N=8 256 -> 256 2x14x14 (525 an element) 0.76 / 0.92 / 0.73;
+# N=8 128 -> 128 4x28x28 (1400) 0.87 / 0.90 / 0.85; but N=4 512 -> 512 2x7x7 (66) 1.37 / 1.78 / 1.52,
+# 256 -> 256 4x14x14 (174) 0.99 / 1.28 / 0.90; N=2 5x5x5 128 -> 128 2x12x12 (118) 0.75 / 0.81 / 0.73.
+# Out of sample: N=16 128 -> 128 2x14x14 0.74 / 0.77 / 0.67, N=16 C=64 2x28x28 0.74 / 0.71 / 0.80,
+# N=4 C=64 4x56x56 0.92 / 0.90 / 0.87, N=8 C=256 4x14x14 0.93 / 1.07 / 0.90, N=4 C=96 3x20x20 0.89
+# / 1.09 / 0.82.
+RUNS_MIN_SAVED_WEIGHT = 400
 
 
-def depth_runs(geom: Geometry) -> bool:
-    """Whether a 3-D call's forward and weight gradient run by runs of output planes (``_runs``):
-    where some taps read the depth's padding and leaving them out pays (``RUNS_MIN_SAVED``,
-    ``RUNS_MIN_FRACTION``, ``RUNS_MIN_MACS``)."""
+def depth_runs(geom: Geometry, weight: bool = False) -> bool:
+    """Whether a 3-D call's forward (``weight``: weight gradient) runs by runs of output planes
+    (``_runs``): where some taps read the depth's padding and leaving them out pays
+    (``RUNS_MIN_SAVED``, ``RUNS_MIN_FRACTION``, ``RUNS_MIN_MACS``; ``RUNS_MIN_SAVED_WEIGHT``)."""
     runs = _runs(geom, 0, geom.out_size[0])
     kd = geom.kernel[0]
     taps = sum((b - a) * (k1 - k0) for a, b, k0, k1 in runs)
     saved = (geom.out_size[0] * kd - taps) * geom.macs // (geom.out_size[0] * kd)
-    extra = (sum(k1 - k0 for _, _, k0, k1 in runs) - kd) * math.prod(geom.w_shape) // kd
-    return saved >= max(RUNS_MIN_SAVED * max(extra, 1), RUNS_MIN_FRACTION * geom.macs, RUNS_MIN_MACS)
+    if weight:  # each run's call writes a gradient of the whole weight's size
+        per, extra = RUNS_MIN_SAVED_WEIGHT, (len(runs) - 1) * math.prod(geom.w_shape)
+    else:
+        per, extra = RUNS_MIN_SAVED, (sum(k1 - k0 for _, _, k0, k1 in runs) - kd) * math.prod(geom.w_shape) // kd
+    return saved >= max(per * max(extra, 1), RUNS_MIN_FRACTION * geom.macs, RUNS_MIN_MACS)
 
 
 def _skips(geom: Geometry, runs) -> bool:
@@ -311,21 +328,25 @@ def _gy_planes(gy, o0: int, o1: int) -> np.ndarray:
 
 def _forward_3d(fn, x, w, geom, bias=None, split=False):
     y = np.empty(geom.y_shape, x.dtype)
-    weights = {}  # the weight's planes of each run's taps (a call has up to 2*kD runs' taps, most 1-3)
+    weights = {}  # the weight's planes of taps that a later run reads again (across slices)
     runs = [r for o0, o1, _ in _plane_slices(geom, x.itemsize) for r in _runs(geom, o0, o1, split)]
-    for a, b, k0, k1 in runs:
+    last = {r[2:]: i for i, r in enumerate(runs)}  # each weight's last run: then dropped
+    for i, (a, b, k0, k1) in enumerate(runs):
         if k0 == k1:  # every tap in the depth padding
             y[:, :, a:b] = 0 if bias is None else bias.reshape(-1, 1, 1, 1)
             continue
         flat = _run_geometry(geom, a, b, k0, k1)
-        w2 = weights.get((k0, k1))
+        w2 = weights.pop((k0, k1), None)
         if w2 is None:
-            w2 = weights[k0, k1] = _stacked_weight(w, geom, k0, k1)
+            w2 = _stacked_weight(w, geom, k0, k1)
+        if last[k0, k1] > i:
+            weights[k0, k1] = w2
         xs = _stacked(x, geom, a, b, k0, k1)
-        with holding(sum(v.nbytes for v in weights.values()) + xs.nbytes + math.prod(flat.y_shape) * x.itemsize):
+        kept_w = sum(v.nbytes for v in weights.values() if v is not w2)
+        with holding(kept_w + w2.nbytes + xs.nbytes + math.prod(flat.y_shape) * x.itemsize):
             y2 = fn(xs, w2, flat, bias)
         _planes_of(y2, geom, a, b, y)
-        del xs, y2  # never two runs' copies at once (the next run's are made before assignment)
+        del xs, y2, w2  # never two runs' copies at once (the next run's are made before assignment)
     if _skips(geom, runs) and not_finite(w, y, geom.has_blind_tap):  # inf * 0 where a tap left out reads padding
         depth_padding_products(y, w, geom, runs, forward=True)
     return y
@@ -356,7 +377,7 @@ def _grad_weight_3d(fn, gy, x, geom):
     parts = PartSum()
     kd, cg = geom.kernel[0], geom.c_in_g
     full = math.prod(geom.w_shape) * x.itemsize
-    split = depth_runs(geom)  # (its sums are a chunk's to within rounding in any case: no pin)
+    split = depth_runs(geom, weight=True)  # (its sums are a chunk's to within rounding in any case: no pin)
     runs = [r for o0, o1, _ in _plane_slices(geom, x.itemsize) for r in _runs(geom, o0, o1, split)]
     for a, b, k0, k1 in runs:
         if k0 == k1:
