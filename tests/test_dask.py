@@ -109,6 +109,14 @@ def test_3d_by_runs_of_planes_equals_in_memory(kw, monkeypatch):
         _check(*_run(3, x, w, rng.standard_normal(16), chunks, **kw))
 
 
+def test_3d_strided_1x1x1_equals_in_memory():
+    """A chunk of a 1x1x1 kernel at a stride runs on the pixels it reads as the whole array's call
+    does (``backends/_lift.py``): the same sums."""
+    x, w = rng.standard_normal((3, 40, 9, 8, 7)), rng.standard_normal((16, 40, 1, 1, 1))
+    for chunks in [(2, 40, 3, 4, 7), (3, 40, (1, 7, 1), (5, 3), 2)]:
+        _check(*_run(3, x, w, rng.standard_normal(16), chunks, stride=(2, 3, 2)))
+
+
 @pytest.mark.parametrize("mode", ["reflect", "replicate", "circular", "symmetric"])
 def test_padding_modes(mode):
     x, w = rng.standard_normal((2, 3, 9, 10)), rng.standard_normal((5, 3, 3, 3))

@@ -461,3 +461,26 @@ def test_3d_runs_where_they_pay():
     # the weight gradient's runs each write a whole weight's gradient: where pixels are many a run
     assert runs("n=8 c=256 size=2x14x14 k=256 kernel=3 pad=1", weight=True)
     assert not runs("n=4 c=512 size=2x7x7 k=512 kernel=3 pad=1", weight=True)
+
+
+@pytest.mark.parametrize("kw", [dict(stride=2), dict(stride=(1, 2, 3)), dict(stride=(3, 1, 1), groups=2),
+                                dict(stride=2, dilation=3)], ids=str)
+def test_3d_strided_1x1x1_runs_on_the_pixels_it_reads(backend, kw, monkeypatch):
+    """A 1x1x1 kernel at a stride, unpadded, runs as the stride-1 call over the pixels it reads
+    (``_lift._is_subsampled``), picked once: every backend agrees with the reference, and the input
+    gradient is zero at the pixels no output reads."""
+    from fastconv.backends import _lift
+
+    rng = np.random.default_rng(14)
+    x, w = rng.standard_normal((2, 4, 7, 6, 9)), rng.standard_normal((6, 4 // kw.get("groups", 1), 1, 1, 1))
+    geom = Geometry.from_args(x.shape, w.shape, **kw)
+    assert _lift._is_subsampled(geom) and _lift.as_2d(geom).in_size[0] == geom.out_size[0]
+    stacked = []
+    monkeypatch.setattr(_lift, "_stacked", lambda *a: stacked.append(a) or pytest.fail("stacked"))
+    y = fastconv.conv3d(x, w, **kw, backend=backend)
+    assert_close(y, fastconv.conv3d(x, w, **kw, backend="reference"), np.float64)
+    gy = rng.standard_normal(y.shape)
+    got, want = (fastconv.conv3d_backward(gy, x, w, **kw, backend=name) for name in (backend, "reference"))
+    assert_close(got.input, want.input, np.float64)
+    assert_close(got.weight, want.weight, np.float64)
+    assert not stacked

@@ -44,11 +44,30 @@ def _is_view(geom: Geometry) -> bool:
                               and geom.padding[1:] == ((0, 0), (0, 0)))
 
 
+def _is_subsampled(geom: Geometry) -> bool:
+    """Whether ``geom`` is a 3-D 1x1x1 kernel at a stride, unpadded (3-D networks' strided
+    shortcuts): it reads every ``stride``-th pixel, and runs as the stride-1 call over those
+    (``_subsampled``), copied once, a view of a 2-D call then."""
+    return geom.ndim == 3 and geom.kernel == (1, 1, 1) and not geom.is_padded and geom.stride != (1, 1, 1)
+
+
+def _subsampled(geom: Geometry) -> Geometry:
+    """The stride-1 call over the pixels that ``_is_subsampled``'s ``geom`` reads."""
+    return replace(geom, in_size=geom.out_size, stride=(1, 1, 1), dilation=(1, 1, 1))
+
+
+def _picked(geom: Geometry) -> tuple:
+    """The index of those pixels in ``geom``'s input."""
+    return (slice(None), slice(None), *(slice(0, (o - 1) * s + 1, s) for o, s in zip(geom.out_size, geom.stride)))
+
+
 def as_2d(geom: Geometry) -> Geometry:
     """The 2-D convolution that a 1-D or 3-D ``geom`` runs as (per slice of output planes when 3-D
     planes are stacked: ``n`` counts the ``N*OD`` images)."""
     if geom.ndim == 2:
         return geom
+    if _is_subsampled(geom):
+        return as_2d(_subsampled(geom))
     if geom.ndim == 1:
         return replace(geom, in_size=(1, *geom.in_size), kernel=(1, *geom.kernel), stride=(1, *geom.stride),
                        padding=((0, 0), *geom.padding), dilation=(1, *geom.dilation),
@@ -104,12 +123,14 @@ def lifted(pass_fn, pass_name: str | None = None, pin=None):
     and in which its 2-D calls run the kernels that the backend picks for the whole call (its
     ``whole_choices``), as a chunk's do: runs stack fewer channels and would otherwise pick by their
     own sizes, and so sum in another order than a chunk's."""
-    view, stacked = _LIFTS[pass_name or pass_fn.__name__]
+    view, subsampled, stacked = _LIFTS[pass_name or pass_fn.__name__]
 
     @functools.wraps(pass_fn)
     def run(a, b, geom, *rest):
         if geom.ndim == 2:
             return pass_fn(a, b, geom, *rest)
+        if _is_subsampled(geom):
+            return subsampled(pass_fn, a, b, geom, *rest)
         if _is_view(geom):
             return view(pass_fn, a, b, geom, *rest)
         if stacked is not _forward_3d:
@@ -136,6 +157,33 @@ def _grad_input_view(fn, gy, w, geom):
 def _grad_weight_view(fn, gy, x, geom):
     flat = as_2d(geom)
     return fn(gy.reshape(flat.y_shape), x.reshape(flat.x_shape), flat).reshape(geom.w_shape)
+
+
+# ------------------------------------------------------------- 3-D 1x1x1 at a stride (``_is_subsampled``)
+#
+# Stacked (below), such a call copied its planes at the depth's stride, then the 2-D call copied
+# the pixels at the plane's stride again. Two threads, float32, ms through the stacked planes / the
+# pixels picked once, medians of 5 interleaved rounds in one process (an AMD Zen 4, 2026-12-07),
+# numba's forward, input and weight gradients, stride 2: N=4 256 -> 512 4x14x14 1.49 / 0.96, 1.54 /
+# 0.96, 1.04 / 0.74; N=4 128 -> 256 8x28x28 2.49 / 1.72, 3.64 / 2.10, 2.25 / 1.56; N=16 64 -> 192
+# 8x8x8 0.64 / 0.34, 0.72 / 0.32, 0.61 / 0.30 (im2col's alike: 0.38-0.89x the time).
+
+def _forward_subsampled(fn, x, w, geom, bias=None):
+    xs = np.ascontiguousarray(x[_picked(geom)])
+    with holding(xs.nbytes):
+        return _forward_view(fn, xs, w, _subsampled(geom), bias)
+
+
+def _grad_input_subsampled(fn, gy, w, geom):
+    gx = np.zeros(geom.x_shape, gy.dtype)  # the pixels no output reads: zero
+    gx[_picked(geom)] = _grad_input_view(fn, gy, w, _subsampled(geom))
+    return gx
+
+
+def _grad_weight_subsampled(fn, gy, x, geom):
+    xs = np.ascontiguousarray(x[_picked(geom)])
+    with holding(xs.nbytes):
+        return _grad_weight_view(fn, gy, xs, _subsampled(geom))
 
 
 # ------------------------------------------------------------------------------------- 3-D
@@ -400,8 +448,8 @@ def _grad_weight_3d(fn, gy, x, geom):
     return gw
 
 
-_LIFTS = {  # each pass's (view, stacked) lifts
-    "forward": (_forward_view, _forward_3d),
-    "grad_input": (_grad_input_view, _grad_input_3d),
-    "grad_weight": (_grad_weight_view, _grad_weight_3d),
+_LIFTS = {  # each pass's (view, subsampled, stacked) lifts
+    "forward": (_forward_view, _forward_subsampled, _forward_3d),
+    "grad_input": (_grad_input_view, _grad_input_subsampled, _grad_input_3d),
+    "grad_weight": (_grad_weight_view, _grad_weight_subsampled, _grad_weight_3d),
 }
