@@ -457,6 +457,7 @@ def test_3d_runs_where_they_pay():
     assert not runs("n=2 c=64 size=16x56x56 k=64 kernel=3 pad=1")  # a 24th of the taps
     assert not runs("n=2 c=48 size=4x4x4 k=256 kernel=5 pad=2")  # the runs' weights cost more than they save
     assert not runs("n=4 c=256 size=4x14x14 k=256 kernel=3 pad=1 groups=32")  # too little saved for the calls
+    assert not runs("n=64 c=96 size=4x4x4 k=96 kernel=3 pad=1")
     assert not runs("n=4 c=256 size=4x14x14 k=256 kernel=1x3x3 pad=0x1x1")  # no depth padding
     # the weight gradient's runs each write a whole weight's gradient: where pixels are many a run
     assert runs("n=8 c=256 size=2x14x14 k=256 kernel=3 pad=1", weight=True)

@@ -254,17 +254,21 @@ def _runs(geom: Geometry, o0: int, o1: int, split: bool = True):
 # 4x14x14 at stride 2 (200) 1.08 / - / 1.07; N=2 5x5x5 48 -> 256 4x4x4 (21) 1.42 / 1.94 / 1.86,
 # 3x3x3 160 -> 384 4x4x4 (16) 1.09 / 1.48 / 2.83. And at least ``RUNS_MIN_FRACTION`` of the call's
 # multiply-adds: N=2 3x3x3 C=64 16x56x56 (a 24th saved, 3136 an element) 0.99 / 1.03 / 0.98; and
-# ``RUNS_MIN_MACS`` (each run's call costs its own fixed price): N=4 3x3x3 256 -> 256 in 32 groups
-# 4x14x14 (29 M saved) 1.13 / 1.36 / 0.92. Out of sample (the same run): N=8 256 -> 256 2x14x14
+# ``RUNS_MIN_MACS`` for each call past the first (a smaller call runs its kernels less well, and
+# costs its own fixed price): N=4 3x3x3 256 -> 256 in 32 groups 4x14x14 (15 M saved a call) 1.13 /
+# 1.36 / 0.92; N=4 C=96 3x20x20 (132 M) 1.00 / 1.11 / 1.08; auto (numba, through the API, runs on /
+# off, 7 interleaved rounds) on a random draw's N=64 C=96 4x4x4 (85 M) 1.30; but N=2 5x5x5 128 ->
+# 128 2x12x12 (710 M) 0.46 / 0.53 / 0.42, N=4 C=256 4x14x14 (460 M) above; near 230 M ties (N=8 C=64
+# 8x28x28 0.96 / 1.00 / 0.96, 128 -> 256 8x28x28 at stride 2 0.96 / - / 0.92). Out of sample (the
+# same run as the first figures): N=8 256 -> 256 2x14x14
 # 0.73 / 0.79 / 0.69, N=8 128 -> 128 4x28x28 0.87 / 0.95 / 0.87, N=8 64 -> 64 8x28x28 0.96 / 1.00 /
 # 0.96, N=2 5x5x5 128 -> 128 2x12x12 0.46 / 0.53 / 0.42; and after: N=16 128 -> 128 2x14x14 0.68 /
 # 0.78 / 0.70, N=16 C=64 2x28x28 0.70 / 0.77 / 0.72, N=4 C=64 4x56x56 0.85 / 0.93 / 0.87, N=8
-# C=256 4x14x14 0.86 / 0.97 / 0.89, N=8 C=512 2x7x7 0.79 / 0.91 / 0.86; lost: N=4 C=96 3x20x20
-# 1.00 / 1.11 / 1.08. (winograd's 3x3x3 forward over planes of 64 tiles and more runs its own 3-D
-# kernel, not the lift: ``winograd._native_3d``.)
+# C=256 4x14x14 0.86 / 0.97 / 0.89, N=8 C=512 2x7x7 0.79 / 0.91 / 0.86. (winograd's 3x3x3 forward
+# over planes of 64 tiles and more runs its own 3-D kernel, not the lift: ``winograd._native_3d``.)
 RUNS_MIN_SAVED = 300
 RUNS_MIN_FRACTION = 0.05
-RUNS_MIN_MACS = 50_000_000
+RUNS_MIN_MACS = 300_000_000  # left out, per 2-D call past the first
 # The weight gradient's runs each write a gradient of the whole weight (their taps', placed among
 # zeros) that the lift then adds in float64 (``PartSum``): per element of those beyond one, at least
 # ``RUNS_MIN_SAVED_WEIGHT`` multiply-adds left out. Weight gradient's time by runs / every tap, as
@@ -289,7 +293,7 @@ def depth_runs(geom: Geometry, weight: bool = False) -> bool:
         per, extra = RUNS_MIN_SAVED_WEIGHT, (len(runs) - 1) * math.prod(geom.w_shape)
     else:
         per, extra = RUNS_MIN_SAVED, (sum(k1 - k0 for _, _, k0, k1 in runs) - kd) * math.prod(geom.w_shape) // kd
-    return saved >= max(per * max(extra, 1), RUNS_MIN_FRACTION * geom.macs, RUNS_MIN_MACS)
+    return saved >= max(per * max(extra, 1), RUNS_MIN_FRACTION * geom.macs, RUNS_MIN_MACS * max(len(runs) - 1, 1))
 
 
 def _skips(geom: Geometry, runs) -> bool:
