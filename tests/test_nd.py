@@ -350,12 +350,19 @@ def test_3d_weight_gradient_in_slices_is_as_accurate_as_in_one_call(name, monkey
     assert error(1) <= error(10**9)
 
 
+@pytest.mark.parametrize("runs", [False, True], ids=["every-tap", "by-runs"])
 @pytest.mark.parametrize("name", ["im2col", "numba"])
 @pytest.mark.parametrize("pass_", ["forward", "backward"])
-def test_3d_stacked_copies_and_the_2d_calls_stay_within_the_budget(budget, name, pass_):
+def test_3d_stacked_copies_and_the_2d_calls_stay_within_the_budget(budget, name, pass_, runs, monkeypatch):
     """The stacked planes of a 3-D call through a 2-D backend take at most a quarter of the memory
-    budget, and the 2-D calls plan their scratch within what they leave (``_workers.holding``)."""
+    budget, and the 2-D calls plan their scratch within what they leave (``_workers.holding``),
+    every tap stacked or by runs of planes (``_lift.depth_runs``)."""
     pytest.importorskip("numba") if name == "numba" else None
+    if runs:
+        from fastconv.backends import _lift
+
+        for constant in ("RUNS_MIN_SAVED", "RUNS_MIN_SAVED_WEIGHT", "RUNS_MIN_FRACTION", "RUNS_MIN_MACS"):
+            monkeypatch.setattr(_lift, constant, 0)
     limit = 4 * 2**20
     budget(limit)
     x = np.ones((1, 16, 16, 32, 32), np.float32)  # 1 MiB in; stacking 3 planes of it whole: 3 MiB
