@@ -312,6 +312,16 @@ def test_onnx_pytorch_converted_1d_3d(backend, case):
     np.testing.assert_allclose(y, want, rtol=1e-4, atol=1e-4)
 
 
+def _3d_agrees_with_the_reference(backend, x, w, b, kw, rng):
+    """``backend``'s 3-D forward and both gradients against the reference's, float64."""
+    y = fastconv.conv3d(x, w, b, **kw, backend=backend)
+    assert_close(y, fastconv.conv3d(x, w, b, **kw, backend="reference"), np.float64)
+    gy = rng.standard_normal(y.shape)
+    got, want = (fastconv.conv3d_backward(gy, x, w, **kw, backend=name) for name in (backend, "reference"))
+    assert_close(got.input, want.input, np.float64)
+    assert_close(got.weight, want.weight, np.float64)
+
+
 @pytest.mark.parametrize("chunk", [1, 10**9])
 def test_3d_runs_the_same_in_slices_of_output_planes(backend, chunk, monkeypatch):
     """The 3-D lift's stacked copies, one output plane at a time or all at once, give the same result."""
@@ -321,12 +331,7 @@ def test_3d_runs_the_same_in_slices_of_output_planes(backend, chunk, monkeypatch
     rng = np.random.default_rng(6)
     x, w = rng.standard_normal((2, 4, 7, 5, 6)), rng.standard_normal((6, 2, 3, 2, 3))
     kw = dict(stride=(2, 1, 1), padding=((2, 1), (1, 0), (1, 1)), dilation=(2, 1, 1), groups=2)
-    y = fastconv.conv3d(x, w, **kw, backend=backend)
-    assert_close(y, fastconv.conv3d(x, w, **kw, backend="reference"), np.float64)
-    gy = rng.standard_normal(y.shape)
-    got, want = (fastconv.conv3d_backward(gy, x, w, **kw, backend=name) for name in (backend, "reference"))
-    assert_close(got.input, want.input, np.float64)
-    assert_close(got.weight, want.weight, np.float64)
+    _3d_agrees_with_the_reference(backend, x, w, None, kw, rng)
 
 
 @pytest.mark.parametrize("name", ["im2col", "numba"])
@@ -414,12 +419,7 @@ def test_3d_runs_of_planes_match_the_reference(backend, kw, monkeypatch):
     geom = Geometry.from_args(x.shape, w.shape, **kw)
     assert _lift.depth_runs(geom) and _lift.depth_runs(geom, weight=True)
     assert len(_lift._runs(geom, 0, geom.out_size[0])) > 1
-    y = fastconv.conv3d(x, w, b, **kw, backend=backend)
-    assert_close(y, fastconv.conv3d(x, w, b, **kw, backend="reference"), np.float64)
-    gy = rng.standard_normal(y.shape)
-    got, want = (fastconv.conv3d_backward(gy, x, w, **kw, backend=name) for name in (backend, "reference"))
-    assert_close(got.input, want.input, np.float64)
-    assert_close(got.weight, want.weight, np.float64)
+    _3d_agrees_with_the_reference(backend, x, w, b, kw, rng)
 
 
 @pytest.mark.parametrize("where", ["w", "gy"])
@@ -468,7 +468,9 @@ def test_3d_runs_where_they_pay():
     assert not runs("n=4 c=256 size=4x14x14 k=256 kernel=1x3x3 pad=0x1x1")  # no depth padding
     # the weight gradient's runs each write a whole weight's gradient: where pixels are many a run
     assert runs("n=8 c=256 size=2x14x14 k=256 kernel=3 pad=1", weight=True)
+    assert runs("n=2 c=128 size=2x12x12 k=128 kernel=5 pad=2", weight=True)
     assert not runs("n=4 c=512 size=2x7x7 k=512 kernel=3 pad=1", weight=True)
+    assert not runs("n=4 c=256 size=4x14x14 k=256 kernel=3 pad=1", weight=True)
 
 
 @pytest.mark.parametrize("kw", [dict(stride=2), dict(stride=(1, 2, 3)), dict(stride=(3, 1, 1), groups=2),
@@ -485,10 +487,5 @@ def test_3d_strided_1x1x1_runs_on_the_pixels_it_reads(backend, kw, monkeypatch):
     assert _lift._is_subsampled(geom) and _lift.as_2d(geom).in_size[0] == geom.out_size[0]
     stacked = []
     monkeypatch.setattr(_lift, "_stacked", lambda *a: stacked.append(a) or pytest.fail("stacked"))
-    y = fastconv.conv3d(x, w, **kw, backend=backend)
-    assert_close(y, fastconv.conv3d(x, w, **kw, backend="reference"), np.float64)
-    gy = rng.standard_normal(y.shape)
-    got, want = (fastconv.conv3d_backward(gy, x, w, **kw, backend=name) for name in (backend, "reference"))
-    assert_close(got.input, want.input, np.float64)
-    assert_close(got.weight, want.weight, np.float64)
+    _3d_agrees_with_the_reference(backend, x, w, None, kw, rng)
     assert not stacked

@@ -245,40 +245,40 @@ def _runs(geom: Geometry, o0: int, o1: int, split: bool = True):
     return [tuple(r) for r in runs]
 
 
-# Where the forward's runs pay: the multiply-adds they leave out, per element of the weight that their own 2-D
-# calls prepare beyond one whole weight (each call copies, packs or transforms its taps' planes of
-# it), at least ``RUNS_MIN_SAVED``. Two threads, float32, forward time by runs / every tap stacked,
-# medians of 5 interleaved rounds in one process (an AMD Zen 4, 2026-12-07), numba / winograd /
-# im2col: N=4 3x3x3 512 -> 512 2x7x7 (400 saved an element) 0.80 / 0.92 / 0.90; 256 -> 256 4x14x14
-# (390) 0.92 / 1.00 / 0.88; 128 -> 256 8x28x28 at stride 2 (390) 0.96 / - / 0.92; but 256 -> 512
-# 4x14x14 at stride 2 (200) 1.08 / - / 1.07; N=2 5x5x5 48 -> 256 4x4x4 (21) 1.42 / 1.94 / 1.86,
-# 3x3x3 160 -> 384 4x4x4 (16) 1.09 / 1.48 / 2.83. And at least ``RUNS_MIN_FRACTION`` of the call's
-# multiply-adds: N=2 3x3x3 C=64 16x56x56 (a 24th saved, 3136 an element) 0.99 / 1.03 / 0.98; and
-# ``RUNS_MIN_MACS`` for each call past the first (a smaller call runs its kernels less well, and
-# costs its own fixed price): N=4 3x3x3 256 -> 256 in 32 groups 4x14x14 (15 M saved a call) 1.13 /
-# 1.36 / 0.92; N=4 C=96 3x20x20 (132 M) 1.00 / 1.11 / 1.08; auto (numba, through the API, runs on /
-# off, 7 interleaved rounds) on a random draw's N=64 C=96 4x4x4 (85 M) 1.30; but N=2 5x5x5 128 ->
-# 128 2x12x12 (710 M) 0.46 / 0.53 / 0.42, N=4 C=256 4x14x14 (460 M) above; near 230 M ties (N=8 C=64
-# 8x28x28 0.96 / 1.00 / 0.96, 128 -> 256 8x28x28 at stride 2 0.96 / - / 0.92). Out of sample (the
-# same run as the first figures): N=8 256 -> 256 2x14x14
-# 0.73 / 0.79 / 0.69, N=8 128 -> 128 4x28x28 0.87 / 0.95 / 0.87, N=8 64 -> 64 8x28x28 0.96 / 1.00 /
-# 0.96, N=2 5x5x5 128 -> 128 2x12x12 0.46 / 0.53 / 0.42; and after: N=16 128 -> 128 2x14x14 0.68 /
-# 0.78 / 0.70, N=16 C=64 2x28x28 0.70 / 0.77 / 0.72, N=4 C=64 4x56x56 0.85 / 0.93 / 0.87, N=8
-# C=256 4x14x14 0.86 / 0.97 / 0.89, N=8 C=512 2x7x7 0.79 / 0.91 / 0.86. (winograd's 3x3x3 forward
-# over planes of 64 tiles and more runs its own 3-D kernel, not the lift: ``winograd._native_3d``.)
+# Where the forward's runs pay: the multiply-adds they leave out, per element of the weight that
+# their own 2-D calls prepare beyond one whole weight (each call copies, packs or transforms its
+# taps' planes of it), at least ``RUNS_MIN_SAVED``. Two threads, float32, forward time by runs /
+# every tap stacked, medians of 5 interleaved rounds in one process (an AMD Zen 4, 2026-12-07),
+# numba / winograd / im2col: N=4 3x3x3 512 -> 512 2x7x7 (392 saved an element) 0.80 / 0.92 / 0.90;
+# 256 -> 256 4x14x14 (392) 0.92 / 1.00 / 0.88; 128 -> 256 8x28x28 at stride 2 (392) 0.96 / - / 0.92;
+# but 256 -> 512 4x14x14 at stride 2 (98) 1.08 / - / 1.07; N=2 5x5x5 48 -> 256 4x4x4 (21) 1.42 /
+# 1.94 / 1.86, 3x3x3 160 -> 384 4x4x4 (16) 1.09 / 1.48 / 2.83. And at least ``RUNS_MIN_FRACTION`` of
+# the call's multiply-adds: N=2 3x3x3 C=64 16x56x56 (a 24th saved, 3136 an element) 0.99 / 1.03 /
+# 0.98; and ``RUNS_MIN_MACS`` for each call past the first (a smaller call runs its kernels less
+# well, and costs its own fixed price): N=4 3x3x3 256 -> 256 in 32 groups 4x14x14 (14 M saved a
+# call) 1.13 / 1.36 / 0.92; N=4 C=96 3x20x20 (133 M) 1.00 / 1.11 / 1.08; auto (numba, through the
+# API, runs on / off, 7 interleaved rounds) on a random draw's N=64 C=96 4x4x4 (85 M) 1.30; but N=2
+# 5x5x5 128 -> 128 2x12x12 (708 M) 0.46 / 0.53 / 0.42, N=4 C=256 4x14x14 (462 M) above; near 230 M
+# ties (N=8 C=64 8x28x28 0.96 / 1.00 / 0.96, 128 -> 256 8x28x28 at stride 2 0.96 / - / 0.92). Out of
+# sample (the same run as the first figures): N=8 256 -> 256 2x14x14 0.73 / 0.79 / 0.69, N=8 128 ->
+# 128 4x28x28 0.87 / 0.95 / 0.87, N=8 64 -> 64 8x28x28 0.96 / 1.00 / 0.96, N=2 5x5x5 128 -> 128
+# 2x12x12 0.46 / 0.53 / 0.42; and after: N=16 128 -> 128 2x14x14 0.68 / 0.78 / 0.70, N=16 C=64
+# 2x28x28 0.70 / 0.77 / 0.72, N=4 C=64 4x56x56 0.85 / 0.93 / 0.87, N=8 C=256 4x14x14 0.86 / 0.97 /
+# 0.89, N=8 C=512 2x7x7 0.79 / 0.91 / 0.86. (winograd's 3x3x3 forward over planes of 64 tiles and
+# more runs its own 3-D kernel, not the lift: ``winograd._native_3d``.)
 RUNS_MIN_SAVED = 300
 RUNS_MIN_FRACTION = 0.05
 RUNS_MIN_MACS = 300_000_000  # left out, per 2-D call past the first
 # The weight gradient's runs each write a gradient of the whole weight (their taps', placed among
 # zeros) that the lift then adds in float64 (``PartSum``): per element of those beyond one, at least
 # ``RUNS_MIN_SAVED_WEIGHT`` multiply-adds left out. Weight gradient's time by runs / every tap, as
-# above, numba / winograd / im2col: N=8 256 -> 256 2x14x14 (525 an element) 0.76 / 0.92 / 0.73;
-# N=8 128 -> 128 4x28x28 (1400) 0.87 / 0.90 / 0.85; but N=4 512 -> 512 2x7x7 (66) 1.37 / 1.78 / 1.52,
-# 256 -> 256 4x14x14 (174) 0.99 / 1.28 / 0.90; N=2 5x5x5 128 -> 128 2x12x12 (118) 0.75 / 0.81 / 0.73.
-# Out of sample: N=16 128 -> 128 2x14x14 0.74 / 0.77 / 0.67, N=16 C=64 2x28x28 0.74 / 0.71 / 0.80,
-# N=4 C=64 4x56x56 0.92 / 0.90 / 0.87, N=8 C=256 4x14x14 0.93 / 1.07 / 0.90, N=4 C=96 3x20x20 0.89
-# / 1.09 / 0.82.
-RUNS_MIN_SAVED_WEIGHT = 400
+# above, numba / winograd / im2col: N=8 256 -> 256 2x14x14 (1045 an element) 0.76 / 0.92 / 0.73; N=8
+# 128 -> 128 4x28x28 (2091) 0.87 / 0.90 / 0.85; N=2 5x5x5 128 -> 128 2x12x12 (346) 0.75 / 0.81 /
+# 0.73; but N=4 512 -> 512 2x7x7 (131) 1.37 / 1.78 / 1.52, 256 -> 256 4x14x14 (261) 0.99 / 1.28 /
+# 0.90, N=8 512 -> 512 2x7x7 (261) 1.01 / 1.00 / 1.00. And: N=16 128 -> 128 2x14x14 (2091) 0.74 /
+# 0.77 / 0.67, N=16 C=64 2x28x28 (8363) 0.74 / 0.71 / 0.80, N=4 C=64 4x56x56 (4181) 0.92 / 0.90 /
+# 0.87, N=8 C=256 4x14x14 (523) 0.93 / 1.07 / 0.90.
+RUNS_MIN_SAVED_WEIGHT = 300
 
 
 def depth_runs(geom: Geometry, weight: bool = False) -> bool:
