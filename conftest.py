@@ -19,6 +19,16 @@ def backend(request):
     return request.param
 
 
+@pytest.fixture
+def depth_runs_always(monkeypatch):
+    """3-D forwards and weight gradients by runs of planes wherever a tap reads the depth's padding
+    (``backends/_lift.py``'s lines at zero), so that small test volumes take that path."""
+    from fastconv.backends import _lift
+
+    for line in ("RUNS_MIN_SAVED", "RUNS_MIN_SAVED_WEIGHT", "RUNS_MIN_FRACTION", "RUNS_MIN_MACS"):
+        monkeypatch.setattr(_lift, line, 0)
+
+
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_call(item):
     """A shared test body that a partial backend (winograd: 3x3 kernels at stride 1) refuses, with

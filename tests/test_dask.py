@@ -96,14 +96,10 @@ def test_3d_equals_in_memory(kw):
 
 @pytest.mark.parametrize("kw", [dict(padding=1), dict(padding=((2, 1), (1, 0), (0, 1)), stride=(2, 1, 1)),
                                 dict(padding=((4, 3), (1, 1), (1, 1)), dilation=(2, 1, 1))], ids=str)
-def test_3d_by_runs_of_planes_equals_in_memory(kw, monkeypatch):
+def test_3d_by_runs_of_planes_equals_in_memory(kw, depth_runs_always):
     """Where a 3-D forward runs by runs of planes that leave out the depth's padding
     (``backends/_lift.py``), a chunk at the depth's ends gets its padding as padding and runs the
     whole array's kernels: the same sums as the in-memory call."""
-    from fastconv.backends import _lift
-
-    for name in ("RUNS_MIN_SAVED", "RUNS_MIN_SAVED_WEIGHT", "RUNS_MIN_FRACTION", "RUNS_MIN_MACS"):
-        monkeypatch.setattr(_lift, name, 0)
     x, w = rng.standard_normal((2, 40, 9, 6, 5)), rng.standard_normal((16, 40, 3, 2, 3))
     for chunks in [(1, 40, 2, 6, 5), (2, 40, (1, 7, 1), 3, (4, 1))]:
         _check(*_run(3, x, w, rng.standard_normal(16), chunks, **kw))

@@ -358,16 +358,13 @@ def test_3d_weight_gradient_in_slices_is_as_accurate_as_in_one_call(name, monkey
 @pytest.mark.parametrize("runs", [False, True], ids=["every-tap", "by-runs"])
 @pytest.mark.parametrize("name", ["im2col", "numba"])
 @pytest.mark.parametrize("pass_", ["forward", "backward"])
-def test_3d_stacked_copies_and_the_2d_calls_stay_within_the_budget(budget, name, pass_, runs, monkeypatch):
+def test_3d_stacked_copies_and_the_2d_calls_stay_within_the_budget(budget, name, pass_, runs, request):
     """The stacked planes of a 3-D call through a 2-D backend take at most a quarter of the memory
     budget, and the 2-D calls plan their scratch within what they leave (``_workers.holding``),
     every tap stacked or by runs of planes (``_lift.depth_runs``)."""
     pytest.importorskip("numba") if name == "numba" else None
     if runs:
-        from fastconv.backends import _lift
-
-        for constant in ("RUNS_MIN_SAVED", "RUNS_MIN_SAVED_WEIGHT", "RUNS_MIN_FRACTION", "RUNS_MIN_MACS"):
-            monkeypatch.setattr(_lift, constant, 0)
+        request.getfixturevalue("depth_runs_always")
     limit = 4 * 2**20
     budget(limit)
     x = np.ones((1, 16, 16, 32, 32), np.float32)  # 1 MiB in; stacking 3 planes of it whole: 3 MiB
@@ -405,14 +402,12 @@ def test_runs_group_output_planes_by_the_depth_taps_that_read_the_input():
                                 dict(padding=((3, 2), (1, 1), (1, 1)), dilation=(2, 1, 1)),
                                 dict(padding=((4, 4), (0, 0), (1, 1)), dilation=(3, 1, 1)),
                                 dict(padding=((5, 5), (1, 1), (1, 1)))], ids=str)
-def test_3d_runs_of_planes_match_the_reference(backend, kw, monkeypatch):
+def test_3d_runs_of_planes_match_the_reference(backend, kw, depth_runs_always):
     """Forced to run by runs (every call pays), each backend's forward and weight gradient leave out
     the taps in the depth's padding and agree with the reference: strides, dilations, groups, and
     planes whose taps all read the padding (bias alone)."""
     from fastconv.backends import _lift
 
-    for name in ("RUNS_MIN_SAVED", "RUNS_MIN_SAVED_WEIGHT", "RUNS_MIN_FRACTION", "RUNS_MIN_MACS"):
-        monkeypatch.setattr(_lift, name, 0)
     rng = np.random.default_rng(12)
     x, w, b = rng.standard_normal((2, 4, 3, 5, 6)), rng.standard_normal((6, 4 // kw.get("groups", 1), 3, 3, 2)), \
         rng.standard_normal(6)
@@ -423,12 +418,8 @@ def test_3d_runs_of_planes_match_the_reference(backend, kw, monkeypatch):
 
 
 @pytest.mark.parametrize("where", ["w", "gy"])
-def test_3d_runs_put_nan_where_a_non_finite_value_meets_the_depth_padding(backend, where, monkeypatch):
+def test_3d_runs_put_nan_where_a_non_finite_value_meets_the_depth_padding(backend, where, depth_runs_always):
     """inf * 0 where a tap left out would have read the depth's padding: NaN as in the reference."""
-    from fastconv.backends import _lift
-
-    for name in ("RUNS_MIN_SAVED", "RUNS_MIN_SAVED_WEIGHT", "RUNS_MIN_FRACTION", "RUNS_MIN_MACS"):
-        monkeypatch.setattr(_lift, name, 0)
     rng = np.random.default_rng(13)
     x, w = rng.standard_normal((2, 3, 4, 5, 5)), rng.standard_normal((4, 3, 3, 3, 3))
     gy = rng.standard_normal((2, 4, 4, 5, 5))

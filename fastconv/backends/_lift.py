@@ -123,7 +123,8 @@ def lifted(pass_fn, pass_name: str | None = None, pin=None):
     and in which its 2-D calls run the kernels that the backend picks for the whole call (its
     ``whole_choices``), as a chunk's do: runs stack fewer channels and would otherwise pick by their
     own sizes, and so sum in another order than a chunk's."""
-    view, subsampled, stacked = _LIFTS[pass_name or pass_fn.__name__]
+    name = pass_name or pass_fn.__name__
+    view, subsampled, stacked = _LIFTS[name]
 
     @functools.wraps(pass_fn)
     def run(a, b, geom, *rest):
@@ -133,7 +134,7 @@ def lifted(pass_fn, pass_name: str | None = None, pin=None):
             return subsampled(pass_fn, a, b, geom, *rest)
         if _is_view(geom):
             return view(pass_fn, a, b, geom, *rest)
-        if stacked is not _forward_3d:
+        if name != "forward":  # (the weight gradient decides its runs itself: no pin there)
             return stacked(pass_fn, a, b, geom, *rest)
         if pin is None:
             return stacked(pass_fn, a, b, geom, *rest, split=depth_runs(geom))
@@ -284,16 +285,23 @@ RUNS_MIN_SAVED_WEIGHT = 300
 def depth_runs(geom: Geometry, weight: bool = False) -> bool:
     """Whether a 3-D call's forward (``weight``: weight gradient) runs by runs of output planes
     (``_runs``): where some taps read the depth's padding and leaving them out pays
-    (``RUNS_MIN_SAVED``, ``RUNS_MIN_FRACTION``, ``RUNS_MIN_MACS``; ``RUNS_MIN_SAVED_WEIGHT``)."""
+    (``RUNS_MIN_SAVED``, ``RUNS_MIN_FRACTION``, ``RUNS_MIN_MACS``; ``RUNS_MIN_SAVED_WEIGHT``).
+    Kept by the call and those lines (13 us worked out, every 3-D forward and weight gradient)."""
+    return _depth_runs(geom, weight, (RUNS_MIN_SAVED, RUNS_MIN_SAVED_WEIGHT, RUNS_MIN_FRACTION, RUNS_MIN_MACS))
+
+
+@functools.lru_cache(maxsize=256)
+def _depth_runs(geom: Geometry, weight: bool, lines) -> bool:
+    min_saved, min_saved_weight, min_fraction, min_macs = lines
     runs = _runs(geom, 0, geom.out_size[0])
     kd = geom.kernel[0]
     taps = sum((b - a) * (k1 - k0) for a, b, k0, k1 in runs)
     saved = (geom.out_size[0] * kd - taps) * geom.macs // (geom.out_size[0] * kd)
     if weight:  # each run's call writes a gradient of the whole weight's size
-        per, extra = RUNS_MIN_SAVED_WEIGHT, (len(runs) - 1) * math.prod(geom.w_shape)
+        per, extra = min_saved_weight, (len(runs) - 1) * math.prod(geom.w_shape)
     else:
-        per, extra = RUNS_MIN_SAVED, (sum(k1 - k0 for _, _, k0, k1 in runs) - kd) * math.prod(geom.w_shape) // kd
-    return saved >= max(per * max(extra, 1), RUNS_MIN_FRACTION * geom.macs, RUNS_MIN_MACS * max(len(runs) - 1, 1))
+        per, extra = min_saved, (sum(k1 - k0 for _, _, k0, k1 in runs) - kd) * math.prod(geom.w_shape) // kd
+    return saved >= max(per * max(extra, 1), min_fraction * geom.macs, min_macs * max(len(runs) - 1, 1))
 
 
 def _skips(geom: Geometry, runs) -> bool:
@@ -380,7 +388,7 @@ def _gy_planes(gy, o0: int, o1: int) -> np.ndarray:
 
 def _forward_3d(fn, x, w, geom, bias=None, split=False):
     y = np.empty(geom.y_shape, x.dtype)
-    weights = {}  # the weight's planes of taps that a later run reads again (across slices)
+    weights = {}  # the weight's planes of each run's taps, kept while a later run reads them (across slices)
     runs = [r for o0, o1, _ in _plane_slices(geom, x.itemsize) for r in _runs(geom, o0, o1, split)]
     last = {r[2:]: i for i, r in enumerate(runs)}  # each weight's last run: then dropped
     for i, (a, b, k0, k1) in enumerate(runs):
@@ -388,17 +396,15 @@ def _forward_3d(fn, x, w, geom, bias=None, split=False):
             y[:, :, a:b] = 0 if bias is None else bias.reshape(-1, 1, 1, 1)
             continue
         flat = _run_geometry(geom, a, b, k0, k1)
-        w2 = weights.pop((k0, k1), None)
-        if w2 is None:
-            w2 = _stacked_weight(w, geom, k0, k1)
-        if last[k0, k1] > i:
-            weights[k0, k1] = w2
+        if (k0, k1) not in weights:
+            weights[k0, k1] = _stacked_weight(w, geom, k0, k1)
         xs = _stacked(x, geom, a, b, k0, k1)
-        kept_w = sum(v.nbytes for v in weights.values() if v is not w2)
-        with holding(kept_w + w2.nbytes + xs.nbytes + math.prod(flat.y_shape) * x.itemsize):
-            y2 = fn(xs, w2, flat, bias)
+        with holding(sum(v.nbytes for v in weights.values()) + xs.nbytes + math.prod(flat.y_shape) * x.itemsize):
+            y2 = fn(xs, weights[k0, k1], flat, bias)
         _planes_of(y2, geom, a, b, y)
-        del xs, y2, w2  # never two runs' copies at once (the next run's are made before assignment)
+        del xs, y2  # never two runs' copies at once (the next run's are made before assignment)
+        if last[k0, k1] == i:
+            del weights[k0, k1]
     if _skips(geom, runs) and not_finite(w, y, geom.has_blind_tap):  # inf * 0 where a tap left out reads padding
         depth_padding_products(y, w, geom, runs, forward=True)
     return y
