@@ -243,6 +243,28 @@ def test_batched_products_match_longdouble(dtype):
 
 
 @wide
+@pytest.mark.parametrize("s0, s1", [(0, 700), (100, 700), (0, 300), (256, 512), (300, 600), (5, 6), (40, 40)])
+def test_batched_products_over_a_range_of_steps(s0, s1):
+    """``batch``'s steps s0 .. s1 of the reduction (winograd's 3-D products without the depth's
+    padding), A packed for all 700 (blocks of ``KC``: ranges starting and ending mid-block): the
+    same bits as the whole products with B zero past them; nothing at all where the range is empty."""
+    a, b = _rand((3, 20, 700), np.float32, 10), _rand((3, 700, 45), np.float32, 11)
+    zeroed = b.copy()
+    zeroed[:, :s0] = zeroed[:, s1:] = 0
+    want = _batched(a, zeroed)
+    packed = np.empty((3, gemm.packed_size(20, 700)), np.float32)
+    for i in range(3):
+        gemm._pack_a(a[i], packed[i])
+    c = np.full((3, 20, 45), np.nan, np.float32)
+    scratch = np.empty(gemm.batch_scratch(20, 4), np.float32)
+    gemm.batch(packed, 20, b.reshape(-1), c.reshape(-1), 700, 45, scratch, gemm.NO_PLAN, 700 * 45, 0, s0, s1)
+    if s0 == s1:
+        assert np.isnan(c).all()
+    else:
+        np.testing.assert_array_equal(c, want)
+
+
+@wide
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_a_plan_runs_each_entry_with_its_own_matrix(dtype):
     """winograd's edge tiles: a plan's entries take any of ap2's matrices (more of them than

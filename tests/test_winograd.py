@@ -1207,6 +1207,67 @@ def test_3d_transforms_each_plane_once_and_matches(monkeypatch, name, level):
     assert not calls
 
 
+@pytest.mark.parametrize("q, want", [(-1, (1, 3)), (0, (0, 3)), (5, (0, 3)), (6, (0, 2)), (7, (0, 1)),
+                                     (8, (0, 0)), (-3, (3, 3)), (-4, (3, 3))])
+def test_3d_depth_taps_are_those_inside_the_input(q, want):
+    """An output plane whose first tap reads input plane q (of 8), kernel 3 deep: the taps that
+    read planes inside; none where all of them read the padding."""
+    t0, t1 = winograd._depth_taps(q, 3, 8)
+    assert (t0, t1) == want or (t0 == t1 and want[0] == want[1])
+
+
+# channels enough for the register tiles (the few-channel cases above run NumPy's products):
+# depth padding on both sides, beyond the kernel (planes of bias alone), at a depth stride, one plane
+NATIVE_3D_TILES = {
+    "k3-p1": ((2, 8, 4, 6, 6), (16, 8, 3, 3, 3), dict(padding=1)),
+    "one-plane": ((1, 16, 1, 6, 5), (8, 16, 3, 3, 3), dict(padding=1)),
+    "pad-beyond": ((1, 8, 2, 6, 6), (8, 8, 3, 3, 3), dict(padding=(4, 1, 1))),
+    "depth-stride-2": ((2, 8, 5, 6, 6), (8, 8, 3, 3, 3), dict(padding=(2, 1, 1), stride=(2, 1, 1))),
+}
+
+
+@pytest.mark.skipif(not _gemm.TILES, reason="the register tiles run only on CPUs with AVX-512 or AVX2")
+@pytest.mark.parametrize("name", NATIVE_3D_TILES)
+def test_3d_products_leave_out_the_depth_padding(monkeypatch, name):
+    """An output plane's products run over its depth taps that read the input only: the same bits
+    as over all of them (the rest multiply zero planes), and as numba's within the tolerance."""
+    x_shape, w_shape, kwargs = NATIVE_3D_TILES[name]
+    geom = Geometry.from_args(x_shape, w_shape, **kwargs)
+    monkeypatch.setattr(winograd, "NATIVE_3D_MIN_TILES", 1)
+    assert winograd._native_3d(geom, 4) and winograd._on_tiles(8, 8)
+    rng = np.random.default_rng(6)
+    x, w, gy = (rng.standard_normal(s).astype(np.float32) for s in (geom.x_shape, geom.w_shape, geom.y_shape))
+    b = rng.standard_normal(geom.c_out).astype(np.float32)
+    taps = []
+    real = winograd._depth_taps
+    monkeypatch.setattr(winograd, "_depth_taps", lambda *a: taps.append(real(*a)) or real(*a))
+    y = winograd.forward(x, w, geom, b)
+    gx = winograd.grad_input(gy, w, geom) if geom.stride[0] == 1 else None
+    assert any(t != (0, 3) for t in taps)  # some planes left taps out
+    assert_close(y, numba_jit.forward(x, w, geom, b))
+    monkeypatch.setattr(winograd, "_depth_taps", lambda q, kd, d_in: (0, kd))
+    np.testing.assert_array_equal(y, winograd.forward(x, w, geom, b))
+    if gx is not None:
+        assert_close(gx, numba_jit.grad_input(gy, w, geom))
+        np.testing.assert_array_equal(gx, winograd.grad_input(gy, w, geom))
+
+
+@pytest.mark.parametrize("channels", [2, 8])  # NumPy's products, the register tiles
+def test_3d_non_finite_weight_at_a_padding_tap_is_nan_as_in_the_reference(monkeypatch, channels):
+    """A non-finite weight at a depth tap that reads only the padding (one input plane) makes NaN
+    in its output channel, as the reference's inf * 0: the products keep every tap then."""
+    monkeypatch.setattr(winograd, "NATIVE_3D_MIN_TILES", 1)
+    geom = Geometry.from_args((1, channels, 1, 6, 6), (channels, channels, 3, 3, 3), padding=1)
+    assert winograd._native_3d(geom, 8)
+    rng = np.random.default_rng(7)
+    x, w = rng.standard_normal(geom.x_shape), rng.standard_normal(geom.w_shape)
+    w[1, 0, 0, 1, 1] = np.inf
+    got, want = winograd.forward(x, w, geom), fastconv.conv3d(x, w, padding=1, backend="reference")
+    assert np.isnan(want[0, 1]).all()
+    np.testing.assert_array_equal(np.isnan(got), np.isnan(want))
+    assert_close(got[0, [0] + list(range(2, channels))], want[0, [0] + list(range(2, channels))])
+
+
 @pytest.mark.parametrize("geom, native", [
     (Geometry.from_args((2, 8, 4, 16, 16), (8, 8, 3, 3, 3), padding=1), True),  # 64 F(2x2) tiles a plane
     (Geometry.from_args((2, 8, 4, 15, 14), (8, 8, 3, 3, 3), padding=1), False),  # 56

@@ -711,7 +711,7 @@ def batch_scratch(m, itemsize):
 
 
 @njit(**_JIT)
-def _batch_run(ap, m, zeros, b, c, k, p, j0, j1, j2, j3, ct, lda, acc=False):  # pragma: no cover
+def _batch_run(ap, m, zeros, b, c, k, p, j0, j1, j2, j3, ct, lda, acc=False, s0=0, s1=-1):  # pragma: no cover
     """C = A @ B in the column ranges j0 .. j1 and j2 .. j3, A (m x k) packed, B and C the flat
     (k, p) and (m, p): per block of KC reduction steps, every panel of nr columns of both ranges,
     every panel of rows. A block of A (up to 512 KiB at 512 rows) stays in L2 over all the panels
@@ -720,25 +720,31 @@ def _batch_run(ap, m, zeros, b, c, k, p, j0, j1, j2, j3, ct, lda, acc=False):  #
     range's last half panel runs on a half-width tile, straight into C, instead of through a
     scratch tile: at 512 x 512 x 256 a panel of 16 columns so cost 1.6 whole ones; any other ragged
     end runs on the masked tiles (``_batch_panel``). The sums run in the same order, so the results
-    are the same bits. ``lda`` > 0: A's rows where they lie, ``lda`` apart (``batch_rows``)."""
+    are the same bits. ``lda`` > 0: A's rows where they lie, ``lda`` apart (``batch_rows``).
+    ``s0 .. s1`` (s1 < 0: k): only those reduction steps, A still packed for all k of them (the
+    steps past them multiply zeros: ``winograd._convolve_3d``'s depth padding)."""
     mp = _whole_rows(m)
     nr = _batch_cols(ct.itemsize)
     lanes = nr // BATCH_NV
+    end = k if s1 < 0 else s1
     for pc in range(0, k, KC):
         kc = min(KC, k - pc)
-        add = 1 if pc > 0 or acc else 0
+        first, last = max(pc, s0), min(pc + kc, end)
+        if first >= last:
+            continue
+        add = 1 if first > s0 or acc else 0
         for lo, hi in ((j0, j1), (j2, j3)):  # both ranges in one pass over A's block (read from L3 once)
             jb = lo
             while jb < hi:
                 cols = min(_panel_width(hi - jb, nr, lanes), hi - jb)
-                _batch_panel(ap, m, mp, zeros, b, c, p, pc, kc, add, jb, cols, nr, ct, lda)
+                _batch_panel(ap, m, mp, zeros, b, c, p, pc, kc, add, jb, cols, nr, ct, lda, first - pc, last - first)
                 jb += cols
 
 
 @njit(inline="always", **_JIT)
-def _batch_panel(ap, m, mp, zeros, b, c, p, pc, kc, add, jb, cols, nr, ct, lda):  # pragma: no cover
-    """``_batch_run``'s block pc .. pc + kc on the columns jb .. jb + cols (at most a panel), B read
-    where it lies: a ragged panel (fewer than nr columns) by the masked tiles, which read and write
+def _batch_panel(ap, m, mp, zeros, b, c, p, pc, kc, add, jb, cols, nr, ct, lda, off, steps):  # pragma: no cover
+    """``_batch_run``'s block pc .. pc + kc (its steps ``off .. off + steps``) on the columns jb ..
+    jb + cols (at most a panel), B read where it lies: a ragged panel (fewer than nr columns) by the masked tiles, which read and write
     only its columns. (It had been copied into a zero-padded panel and run as a whole one through
     the scratch tile: one thread, 16 products 128 x 384 x 49, 54-64 GFLOP/s against 105-112 at 48
     columns.) C's last rows, if not a whole tile's, go through the scratch tile. With ``lda`` (> 0)
@@ -746,35 +752,36 @@ def _batch_panel(ap, m, mp, zeros, b, c, p, pc, kc, add, jb, cols, nr, ct, lda):
     lanes = nr // BATCH_NV
     for ip in range(mp // MR):
         i0 = ip * MR
-        a0 = pc * mp + ip * kc * MR
+        a0 = pc * mp + ip * kc * MR + off * MR
+        b0 = (pc + off) * p + jb
         whole = i0 + MR <= m
         cc, c0, ldc, ad = (c, i0 * p + jb, p, add) if whole else (ct, 0, nr, 0)
         if lda:
-            a0 = i0 * lda + pc
+            a0 = i0 * lda + pc + off
             if cols == nr:
-                _tile_rows_batch(ap, a0, lda, b, pc * p + jb, p, cc, c0, ldc, kc, ad, zeros, i0, 0)
+                _tile_rows_batch(ap, a0, lda, b, b0, p, cc, c0, ldc, steps, ad, zeros, i0, 0)
             elif cols == lanes:
-                _tile_rows_half(ap, a0, lda, b, pc * p + jb, p, cc, c0, ldc, kc, ad, zeros, i0, 0)
+                _tile_rows_half(ap, a0, lda, b, b0, p, cc, c0, ldc, steps, ad, zeros, i0, 0)
             elif cols < lanes:
-                _tile_rows_ragged_half(ap, a0, lda, b, pc * p + jb, p, cc, c0, ldc, kc, ad, zeros, i0, 0, cols)
+                _tile_rows_ragged_half(ap, a0, lda, b, b0, p, cc, c0, ldc, steps, ad, zeros, i0, 0, cols)
             elif cols == 2 * lanes:
-                _tile_rows(ap, a0, lda, b, pc * p + jb, p, cc, c0, ldc, kc, ad, zeros, i0, 0)
+                _tile_rows(ap, a0, lda, b, b0, p, cc, c0, ldc, steps, ad, zeros, i0, 0)
             elif cols < 2 * lanes:
-                _tile_rows_ragged(ap, a0, lda, b, pc * p + jb, p, cc, c0, ldc, kc, ad, zeros, i0, 0, cols)
+                _tile_rows_ragged(ap, a0, lda, b, b0, p, cc, c0, ldc, steps, ad, zeros, i0, 0, cols)
             else:
-                _tile_rows_batch_ragged(ap, a0, lda, b, pc * p + jb, p, cc, c0, ldc, kc, ad, zeros, i0, 0, cols)
+                _tile_rows_batch_ragged(ap, a0, lda, b, b0, p, cc, c0, ldc, steps, ad, zeros, i0, 0, cols)
         elif cols == nr:
-            _tile_batch(ap, a0, 0, b, pc * p + jb, p, cc, c0, ldc, kc, ad, zeros, i0, 0)
+            _tile_batch(ap, a0, 0, b, b0, p, cc, c0, ldc, steps, ad, zeros, i0, 0)
         elif cols == lanes:
-            _tile_half(ap, a0, 0, b, pc * p + jb, p, cc, c0, ldc, kc, ad, zeros, i0, 0)
+            _tile_half(ap, a0, 0, b, b0, p, cc, c0, ldc, steps, ad, zeros, i0, 0)
         elif cols < lanes:
-            _tile_ragged_half(ap, a0, 0, b, pc * p + jb, p, cc, c0, ldc, kc, ad, zeros, i0, 0, cols)
+            _tile_ragged_half(ap, a0, 0, b, b0, p, cc, c0, ldc, steps, ad, zeros, i0, 0, cols)
         elif cols == 2 * lanes:
-            _tile(ap, a0, 0, b, pc * p + jb, p, cc, c0, ldc, kc, ad, zeros, i0, 0)
+            _tile(ap, a0, 0, b, b0, p, cc, c0, ldc, steps, ad, zeros, i0, 0)
         elif cols < 2 * lanes:
-            _tile_ragged(ap, a0, 0, b, pc * p + jb, p, cc, c0, ldc, kc, ad, zeros, i0, 0, cols)
+            _tile_ragged(ap, a0, 0, b, b0, p, cc, c0, ldc, steps, ad, zeros, i0, 0, cols)
         else:
-            _tile_batch_ragged(ap, a0, 0, b, pc * p + jb, p, cc, c0, ldc, kc, ad, zeros, i0, 0, cols)
+            _tile_batch_ragged(ap, a0, 0, b, b0, p, cc, c0, ldc, steps, ad, zeros, i0, 0, cols)
         if not whole:
             _put(ct, nr, c, i0 * p + jb, p, m - i0, cols, add)
 
@@ -798,24 +805,25 @@ NO_PLAN = np.empty((0, PLAN_ENTRIES, 5), np.int64)  # every column of product i 
 
 
 @njit(**_JIT)
-def batch(ap2, m, b, c, k, p, scratch, plan, bstep, cstep=0):  # pragma: no cover
+def batch(ap2, m, b, c, k, p, scratch, plan, bstep, cstep=0, s0=0, s1=-1):  # pragma: no cover
     """``C[i] = A @ B[i]`` for every product i on this thread: ``B[i]`` the C-contiguous (k, p) at
     ``b[i*bstep:]`` (``bstep`` = k*p: B C-contiguous too), ``C[i]`` the C-contiguous (m, p) at
     ``c[i*cstep:]`` (``cstep`` 0: m*p, C C-contiguous), A (m x k) packed in ``ap2``: with ``plan``
     empty, every column with ``ap2[i]`` (one product per matrix of ap2); else only the columns of
     ``plan[i]``'s entries, each with its own matrix of ap2 or zeros (``PLAN_ENTRIES``), C's other
-    columns left as they were. An entry's two ranges run in one pass over its A."""
+    columns left as they were. An entry's two ranges run in one pass over its A. ``s0 .. s1``:
+    only those of the k reduction steps (``_batch_run``)."""
     ct, zeros = _batch_views(scratch, m)
     cs = cstep if cstep else m * p
     for i in range(plan.shape[0] if plan.shape[0] else ap2.shape[0]):
         bi, ci = b[i * bstep:i * bstep + k * p], c[i * cs:i * cs + m * p]
         if plan.shape[0] == 0:
-            _batch_run(ap2[i], m, zeros, bi, ci, k, p, 0, p, 0, 0, ct, 0)
+            _batch_run(ap2[i], m, zeros, bi, ci, k, p, 0, p, 0, 0, ct, 0, False, s0, s1)
             continue
         for e in range(plan.shape[1]):
             a, j0, j1, j2, j3 = plan[i, e, 0], plan[i, e, 1], plan[i, e, 2], plan[i, e, 3], plan[i, e, 4]
             if a >= 0:
-                _batch_run(ap2[a], m, zeros, bi, ci, k, p, j0, j1, j2, j3, ct, 0)
+                _batch_run(ap2[a], m, zeros, bi, ci, k, p, j0, j1, j2, j3, ct, 0, False, s0, s1)
             elif a == ZERO:
                 for r in range(m):
                     ci[r * p + j0:r * p + j1] = 0

@@ -31,6 +31,7 @@ from . import _numba_gemm as _gemm
 from . import _numba_spin as _spin
 from . import _winograd_kernels as _k
 from ._lift import as_2d, lifted
+from ._padding_nan import all_finite
 from ._phases import phased, undilated
 
 NAME = "winograd"
@@ -1267,6 +1268,13 @@ def _native_3d(geom, itemsize) -> bool:
     return 2 * planes <= call_budget(geom, itemsize)
 
 
+def _depth_taps(q, kd, d_in):
+    """``(t0, t1)``: the depth taps of an output plane whose first tap reads input plane ``q`` that
+    read planes inside ``0 .. d_in`` (t0 == t1: none)."""
+    t0, t1 = min(kd, max(0, -q)), max(0, min(kd, d_in - q))
+    return (t0, max(t0, t1))
+
+
 def _convolve_3d(src, w, geom, bias, transposed):
     """A 3-D convolution with a ``kD x 3 x 3`` kernel as F(m x m, 3x3) tiles in each plane.
 
@@ -1310,6 +1318,11 @@ def _convolve_3d(src, w, geom, bias, transposed):
     b = np.empty(0, dtype) if bias is None else bias
     bad = []
     kernel = _kernel_work(wst, m, u, up, tiles, threads)
+    # Each output plane's products run over its taps that read input planes, not the depth's zero
+    # planes (a third of them at 2 planes deep, a sixth at 4): the same sums without their zero
+    # terms. Not with a non-finite weight: its products with the padding are NaN in the reference.
+    finite = all_finite(np.ascontiguousarray(w))
+    taps = [_depth_taps(od * sd + q0, kd, d_in) if finite else (0, kd) for od in range(d_out)]
 
     def planes_in(i, d, scratch):
         xt[i, d] = src[i, :, d]
@@ -1331,12 +1344,16 @@ def _convolve_3d(src, w, geom, bias, transposed):
                 v3[:, j] = 0
         kernel.ready()
         for od in range(d_out):
-            if tiles:  # B[xi] = v3[xi, od*sd : od*sd + kD], depth*cs*nt apart
+            t0, t1 = taps[od]
+            if t0 == t1:  # every tap in the padding: the bias alone
+                mm[:a2 * cd * nt] = 0
+            elif tiles:  # B[xi] = v3[xi, od*sd : od*sd + kD], depth*cs*nt apart; steps of taps t0 .. t1
                 _gemm.batch(up[0], cd, v3.reshape(-1)[od * sd * cs * nt:], mm, kd * cs, nt,
                             buffer(scratch, "tiles", (_gemm.batch_scratch(cd, src.itemsize),), dtype), _gemm.NO_PLAN,
-                            depth * cs * nt)
+                            depth * cs * nt, 0, t0 * cs, t1 * cs)
             else:
-                np.matmul(u[0], v3[:, od * sd:od * sd + kd].reshape(a2, kd * cs, nt), out=mm.reshape(a2, cd, nt))
+                np.matmul(u[0][:, :, t0 * cs:t1 * cs], v3[:, od * sd + t0:od * sd + t1].reshape(a2, (t1 - t0) * cs, nt),
+                          out=mm.reshape(a2, cd, nt))
             if _k._output_transform(mm, 0, cd, od * tiles_h + r0, od * tiles_h + r1, tiles_h, tiles_w, m, b,
                                     yt[i], wk, _NO_ORDER):
                 bad.append(True)
