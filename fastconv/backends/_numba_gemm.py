@@ -744,10 +744,10 @@ def _batch_run(ap, m, zeros, b, c, k, p, j0, j1, j2, j3, ct, lda, acc=False, s0=
 @njit(inline="always", **_JIT)
 def _batch_panel(ap, m, mp, zeros, b, c, p, pc, kc, add, jb, cols, nr, ct, lda, off, steps):  # pragma: no cover
     """``_batch_run``'s block pc .. pc + kc (its steps ``off .. off + steps``) on the columns jb ..
-    jb + cols (at most a panel), B read where it lies: a ragged panel (fewer than nr columns) by the masked tiles, which read and write
-    only its columns. (It had been copied into a zero-padded panel and run as a whole one through
-    the scratch tile: one thread, 16 products 128 x 384 x 49, 54-64 GFLOP/s against 105-112 at 48
-    columns.) C's last rows, if not a whole tile's, go through the scratch tile. With ``lda`` (> 0)
+    jb + cols (at most a panel), B read where it lies: a ragged panel (fewer than nr columns) by
+    the masked tiles, which read and write only its columns. (It had been copied into a
+    zero-padded panel and run as a whole one through the scratch tile: one thread, 16 products 128
+    x 384 x 49, 54-64 GFLOP/s against 105-112 at 48 columns.) C's last rows, if not a whole tile's, go through the scratch tile. With ``lda`` (> 0)
     A's rows are read where they lie, ``lda`` apart (m whole tiles of rows: ``batch_rows``)."""
     lanes = nr // BATCH_NV
     for ip in range(mp // MR):
