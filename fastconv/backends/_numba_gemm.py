@@ -747,8 +747,9 @@ def _batch_panel(ap, m, mp, zeros, b, c, p, pc, kc, add, jb, cols, nr, ct, lda, 
     jb + cols (at most a panel), B read where it lies: a ragged panel (fewer than nr columns) by
     the masked tiles, which read and write only its columns. (It had been copied into a
     zero-padded panel and run as a whole one through the scratch tile: one thread, 16 products 128
-    x 384 x 49, 54-64 GFLOP/s against 105-112 at 48 columns.) C's last rows, if not a whole tile's, go through the scratch tile. With ``lda`` (> 0)
-    A's rows are read where they lie, ``lda`` apart (m whole tiles of rows: ``batch_rows``)."""
+    x 384 x 49, 54-64 GFLOP/s against 105-112 at 48 columns.) C's last rows, if not a whole
+    tile's, go through the scratch tile. With ``lda`` (> 0) A's rows are read where they lie,
+    ``lda`` apart (m whole tiles of rows: ``batch_rows``)."""
     lanes = nr // BATCH_NV
     for ip in range(mp // MR):
         i0 = ip * MR
