@@ -420,8 +420,8 @@ def test_the_implicit_forward_leaves_its_inputs_alone_and_allocates_nothing_when
     with fastconv.threads(2):
         numba_jit.forward(x, w, geom, b)  # warm: compiled, workspaces grown
         counts = array_wrappers(((numba_jit.forward, (x, w, geom, b)),))
-    # the wrappers of the 6 array arguments of prepare and of each slot (PIECES a thread)
-    assert counts == [6 * (1 + 2 * gemm.PIECES)]
+    # the wrappers of the 7 array arguments of prepare and of each slot (PIECES a thread)
+    assert counts == [7 * (1 + 2 * gemm.PIECES)]
     assert all(np.array_equal(a, c) for a, c in zip((x, w, b), copies))
 
 
@@ -691,8 +691,10 @@ def test_the_grouped_weight_gradient_leaves_its_inputs_alone_and_allocates_nothi
 
 @pytest.fixture
 def phases(monkeypatch):
-    """The stacked phases taken on any CPU with register tiles; the kernels chosen afresh."""
+    """The stacked phases taken on any CPU with register tiles, by the rules of full-width AVX-512
+    (few stacked channels too); the kernels chosen afresh."""
     monkeypatch.setattr(numba_jit, "PHASES", True)
+    monkeypatch.setattr(numba_jit, "PHASES_FEW", True)
     numba_jit.forget_kernels()
     yield
     numba_jit.forget_kernels()
@@ -722,6 +724,52 @@ def test_which_strided_forwards_take_the_stacked_phases(phases, monkeypatch, x_s
     ran = ran_parts(monkeypatch)
     fastconv.conv2d(np.ones(x_shape, np.float32), np.ones(w_shape, np.float32), backend="numba", **kwargs)
     assert (ran == [implicit.fw_part]) == takes or not takes and geom.stride == (1, 1)  # (its own implicit forward)
+
+
+@tiles
+@pytest.mark.parametrize("x_shape, w_shape, kwargs, takes", [
+    ((2, 3, 64, 64), (64, 3, 7, 7), dict(stride=2, padding=3), False),  # 12 stacked: the packed kernels'
+    ((2, 3, 64, 64), (64, 3, 11, 11), dict(stride=4, padding=2), True),  # 48 stacked, 3x3 taps: patches' else
+    ((2, 16, 32, 32), (64, 16, 7, 7), dict(stride=2, padding=3), True),  # 64 stacked
+    ((2, 6, 64, 64), (32, 6, 11, 11), dict(stride=4, padding=2), False),  # 32 outputs: the packed kernels'
+])
+def test_half_width_units_take_the_phases_of_many_stacked_channels_only(phases, monkeypatch, x_shape, w_shape,
+                                                                       kwargs, takes):
+    """Zen 4's rule (``PHASES_FEW`` False): phases only where numba's patches would run the call."""
+    monkeypatch.setattr(numba_jit, "PHASES_FEW", False)
+    geom = Geometry.from_args(x_shape, w_shape, **kwargs)
+    assert (numba_jit._forward_kernel(numba_jit._forward_call(geom, 4), 2**40) == "phases") == takes
+
+
+@tiles
+def test_one_image_on_two_threads_leaves_the_phases_unless_pinned(phases):
+    """The implicit forward's slots take whole images: one image would run on one thread. A chunk
+    of a call that took the phases (``choosing_as``, by size) keeps them."""
+    geom = Geometry.from_args((1, 3, 224, 224), (64, 3, 7, 7), stride=2, padding=3)
+    call = numba_jit._forward_call(geom, 4)
+    with fastconv.threads(2):
+        assert numba_jit._forward_kernel(call, 2**40) != "phases"
+        assert numba_jit._forward_kernel(call, 2**40, pinned="phases") == "phases"
+    with fastconv.threads(1):
+        assert numba_jit._forward_kernel(call, 2**40) == "phases"
+
+
+@pytest.mark.parametrize("kernel, stride, channels, split", [
+    (7, 2, 3, True),  # 147 steps in 4 calls against 192 in one
+    (5, 2, 3, True),
+    (11, 4, 3, False),  # 363 in 16 against 432 in one
+    (11, 4, 8, True),  # 968 in 16 against 1152
+    (12, 4, 3, False),  # none past the kernel
+    (4, 2, 3, False),
+])
+def test_each_phase_runs_its_own_taps_where_that_pays(monkeypatch, kernel, stride, channels, split):
+    monkeypatch.setattr(numba_jit, "PHASE_OWN_TAPS", True)  # (measured on half-width units only)
+    geom = Geometry.from_args((2, channels, 64, 64), (64, channels, kernel, kernel), stride=stride)
+    taps = numba_jit._phase_taps(geom)
+    assert (len(taps) > 0) == split
+    if split:
+        assert len(taps) == stride * stride and taps.sum(axis=0).tolist() == [kernel * stride] * 2
+        assert (taps[:, 0] * taps[:, 1]).sum() == kernel * kernel
 
 
 @tiles
@@ -758,10 +806,13 @@ PHASES_CASES = [
 
 
 @tiles
+@pytest.mark.parametrize("own_taps", [True, False])  # a tile call a phase over its own taps, or one
 @pytest.mark.parametrize("bias", [True, False])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("xs, ws, kwargs", PHASES_CASES)
-def test_the_stacked_phases_match_longdouble(phases, monkeypatch, xs, ws, kwargs, dtype, bias):
+def test_the_stacked_phases_match_longdouble(phases, monkeypatch, xs, ws, kwargs, dtype, bias, own_taps):
+    monkeypatch.setattr(numba_jit, "PHASE_OWN_TAPS", own_taps)
+    monkeypatch.setattr(numba_jit, "PHASE_CALL_STEPS", -10**9)
     x, w, b = (_rand(s, dtype, i) for i, s in enumerate((xs, ws, ws[:1])))
     b = b if bias else None
     x4, w4 = (a.reshape(*a.shape[:2], 1, -1) if a.ndim == 3 else a for a in (x, w))

@@ -439,26 +439,48 @@ def _fw_views(w, plane, wide, nthreads, fws, slot):  # pragma: no cover
             fws[tile + tsize:tile + tsize + wide])
 
 
+@njit(inline="always", **_JIT)
+def _phase_block(phase_taps, p, mp, c_in, kh, kw):  # pragma: no cover
+    """``(A's offset, first channel, channels, taps down, taps across)`` of stride phase ``p``'s
+    block (``phase_taps[p]``: its taps; the phases' channels stacked in order, an equal share
+    each, w's taps past a phase's its zeros, left out); with no phases, the whole kernel."""
+    if phase_taps.shape[0] == 0:
+        return 0, 0, c_in, kh, kw
+    cp = c_in // phase_taps.shape[0]
+    off = 0
+    for q in range(p):
+        off += mp * cp * phase_taps[q, 0] * phase_taps[q, 1]
+    return off, p * cp, cp, phase_taps[p, 0], phase_taps[p, 1]
+
+
 @njit(**_JIT)
-def fw_prepare(x, w, bias, y3, dil_h, dil_w, pt, pl, wp, plane, wide, nthreads, fws, iws):  # pragma: no cover
+def fw_prepare(x, w, bias, y3, dil_h, dil_w, pt, pl, wp, plane, wide, phase_taps, nthreads, fws,
+               iws):  # pragma: no cover
     """A (w, rows output channels, steps (ci, ky, kx)) packed in panels of MR rows,
-    ``ap[ip*K*MR + k*MR + r]``, zero rows past w's; the bias padded to whole panels."""
+    ``ap[ip*K*MR + k*MR + r]``, zero rows past w's; the bias padded to whole panels. With
+    ``phase_taps`` (stride phases stacked as channels, ``_phase_block``): each phase's block of
+    its own taps, one after the other."""
     c_out, c_in, kh, kw = w.shape
-    k = c_in * kh * kw
     mp = _whole_rows(c_out)
-    wm = w.reshape(c_out, k)
     ap, bias_p, _, _, _ = _fw_views(w, plane, 0, nthreads, fws, 0)
-    for ip in range(mp // MR):
-        for kk in range(k):
-            for r in range(MR):
-                i = ip * MR + r
-                ap[(ip * k + kk) * MR + r] = wm[i, kk] if i < c_out else 0
+    for p in range(max(1, phase_taps.shape[0])):
+        off, c0, cp, th, tw = _phase_block(phase_taps, p, mp, c_in, kh, kw)
+        k = cp * th * tw
+        for ip in range(mp // MR):
+            for ci in range(cp):
+                for ky in range(th):
+                    for kx in range(tw):
+                        kk = (ci * th + ky) * tw + kx
+                        for r in range(MR):
+                            i = ip * MR + r
+                            ap[off + (ip * k + kk) * MR + r] = w[i, c0 + ci, ky, kx] if i < c_out else 0
     for i in range(mp):
         bias_p[i] = bias[i] if i < bias.size else 0
 
 
 @njit(**_JIT)
-def fw_part(x, w, bias, y3, dil_h, dil_w, pt, pl, wp, plane, wide, nthreads, fws, iws, slot):  # pragma: no cover
+def fw_part(x, w, bias, y3, dil_h, dil_w, pt, pl, wp, plane, wide, phase_taps, nthreads, fws, iws,
+            slot):  # pragma: no cover
     """This slot's share of the images: y3[n, co, oy*ow + ox] = sum over (ci, ky, kx) of
     w[co, ci, ky, kx] * xp[n, ci, (oy + ky*dil_h)*wp + ox + kx*dil_w] + bias[co], a tile of MR
     output channels x ``nr`` pixels at a time, every (ci, ky, kx) step in one call of the tile's
@@ -480,7 +502,6 @@ def fw_part(x, w, bias, y3, dil_h, dil_w, pt, pl, wp, plane, wide, nthreads, fws
     k_img = (oh - 1) * wp + ow  # wide pixels up to the output's last
     mp = _whole_rows(c_out)
     nr = _nr(fws)
-    k = c_in * kh * kw
     ap, bias_p, xl, ct, yw = _fw_views(w, plane, mp * k_img if wide else 0, nthreads, fws, slot)
     yf = y3.reshape(-1)
     share = (n_img + nthreads - 1) // nthreads
@@ -493,36 +514,43 @@ def fw_part(x, w, bias, y3, dil_h, dil_w, pt, pl, wp, plane, wide, nthreads, fws
         _pad_images(x, n, 1, pt, pl, c_in, wp, plane, xl)
         for ip in range(mp // MR):
             i0 = ip * MR
-            a0 = ip * k * MR
             rows = min(MR, c_out - i0)
             if wide:
                 for q0 in range(0, k_img, nr):
                     cols = min(nr, k_img - q0)
                     c0 = i0 * k_img + q0
-                    if cols == nr:
-                        _tile_planes(ap, a0, 0, xl, q0, dil_w, yw, c0, k_img, k, 0, bias_p, i0, addb, kw, dil_h * wp,
-                                     kh, plane)
-                    elif 2 * cols <= nr:
-                        _tile_planes_ragged_half(ap, a0, 0, xl, q0, dil_w, yw, c0, k_img, k, 0, bias_p, i0, addb, kw,
-                                                 dil_h * wp, kh, plane, cols)
-                    else:
-                        _tile_planes_ragged(ap, a0, 0, xl, q0, dil_w, yw, c0, k_img, k, 0, bias_p, i0, addb, kw,
-                                            dil_h * wp, kh, plane, cols)
+                    for p in range(max(1, phase_taps.shape[0])):  # (the phases' sums added in C)
+                        off, cf, cp, th, tw = _phase_block(phase_taps, p, mp, c_in, kh, kw)
+                        a0, b0, k = off + ip * cp * th * tw * MR, cf * plane + q0, cp * th * tw
+                        add, ab = (1, 0) if p > 0 else (0, addb)
+                        if cols == nr:
+                            _tile_planes(ap, a0, 0, xl, b0, dil_w, yw, c0, k_img, k, add, bias_p, i0, ab, tw,
+                                         dil_h * wp, th, plane)
+                        elif 2 * cols <= nr:
+                            _tile_planes_ragged_half(ap, a0, 0, xl, b0, dil_w, yw, c0, k_img, k, add, bias_p, i0, ab,
+                                                     tw, dil_h * wp, th, plane, cols)
+                        else:
+                            _tile_planes_ragged(ap, a0, 0, xl, b0, dil_w, yw, c0, k_img, k, add, bias_p, i0, ab, tw,
+                                                dil_h * wp, th, plane, cols)
                 continue
             for oy in range(oh):
                 for ox0 in range(0, ow, nr):
                     width = _row_tile(nr, ow - ox0)
                     direct = rows == MR and oy * ow + ox0 + width <= pix  # (a spill within the plane)
                     dst, c0, ldc = (yf, (n * c_out + i0) * pix + oy * ow + ox0, pix) if direct else (ct, 0, nr)
-                    if width == nr:
-                        _tile_planes(ap, a0, 0, xl, oy * wp + ox0, dil_w, dst, c0, ldc, k, 0, bias_p, i0, addb, kw,
-                                     dil_h * wp, kh, plane)
-                    elif 2 * width == nr:
-                        _tile_planes_half(ap, a0, 0, xl, oy * wp + ox0, dil_w, dst, c0, ldc, k, 0, bias_p, i0, addb,
-                                          kw, dil_h * wp, kh, plane)
-                    else:
-                        _tile_planes_narrow(ap, a0, 0, xl, oy * wp + ox0, dil_w, dst, c0, ldc, k, 0, bias_p, i0,
-                                            addb, kw, dil_h * wp, kh, plane)
+                    for p in range(max(1, phase_taps.shape[0])):
+                        off, cf, cp, th, tw = _phase_block(phase_taps, p, mp, c_in, kh, kw)
+                        a0, b0, k = off + ip * cp * th * tw * MR, cf * plane + oy * wp + ox0, cp * th * tw
+                        add, ab = (1, 0) if p > 0 else (0, addb)
+                        if width == nr:
+                            _tile_planes(ap, a0, 0, xl, b0, dil_w, dst, c0, ldc, k, add, bias_p, i0, ab, tw,
+                                         dil_h * wp, th, plane)
+                        elif 2 * width == nr:
+                            _tile_planes_half(ap, a0, 0, xl, b0, dil_w, dst, c0, ldc, k, add, bias_p, i0, ab, tw,
+                                              dil_h * wp, th, plane)
+                        else:
+                            _tile_planes_narrow(ap, a0, 0, xl, b0, dil_w, dst, c0, ldc, k, add, bias_p, i0, ab, tw,
+                                                dil_h * wp, th, plane)
                     if not direct:
                         cols = min(width, ow - ox0)
                         for r in range(rows):
@@ -552,10 +580,11 @@ def _row_tile(nr, left):  # pragma: no cover
 
 
 @njit(**_JIT)
-def fw_serial(x, w, bias, y3, dil_h, dil_w, pt, pl, wp, plane, wide, nthreads, fws, iws):  # pragma: no cover
+def fw_serial(x, w, bias, y3, dil_h, dil_w, pt, pl, wp, plane, wide, phase_taps, nthreads, fws,
+              iws):  # pragma: no cover
     """A one-slot call's ``fw_prepare`` and ``fw_part`` in one dispatch."""
-    fw_prepare(x, w, bias, y3, dil_h, dil_w, pt, pl, wp, plane, wide, 1, fws, iws)
-    fw_part(x, w, bias, y3, dil_h, dil_w, pt, pl, wp, plane, wide, 1, fws, iws, 0)
+    fw_prepare(x, w, bias, y3, dil_h, dil_w, pt, pl, wp, plane, wide, phase_taps, 1, fws, iws)
+    fw_part(x, w, bias, y3, dil_h, dil_w, pt, pl, wp, plane, wide, phase_taps, 1, fws, iws, 0)
 
 
 # -- the forward of grouped layers of few channels a group (ResNeXt's) ---------------------------

@@ -694,7 +694,7 @@ def _forward_kernel(c, budget, pinned=None) -> str:
             _implicit.forward_applies(c.geom, c.item, by_size)
             and _implicit_scratch(c.geom, c.item, _implicit.forward_wide(c.geom, c.item), budget) is not None)):
         return "implicit"
-    if takes("phases", lambda _: _phases_fit(c, budget)):
+    if takes("phases", lambda by_size: _phases_fit(c, budget, by_size)):
         return "phases"
     if takes("patches", lambda by_size: (
             _patches.applies(kh, kw, c.sh, c.sw, c.groups, c.xs[1], c.ws[0], c.ys[3], c.dil_w, by_size)
@@ -1324,15 +1324,19 @@ def _pinned(field):
     return None if choices is None else getattr(choices, field)
 
 
-def _implicit_forward(x, w, bias, y, geom, budget):
+_NO_PHASES = np.empty((0, 2), np.int64)
+
+
+def _implicit_forward(x, w, bias, y, geom, budget, phase_taps=_NO_PHASES):
     """y as an implicit matrix product on the register tiles (``_numba_implicit.fw_part``, by rows or
-    by wide pixels), whose scratch ``_forward_kernel`` found within ``budget`` bytes."""
+    by wide pixels), whose scratch ``_forward_kernel`` found within ``budget`` bytes; with
+    ``phase_taps``, x's channels are stride phases, each with its own taps (``_phases_forward``)."""
     hp, wp = geom.padded_size
     wide = _implicit.forward_wide(geom, x.itemsize)
     need = _implicit_scratch(geom, x.itemsize, wide, budget)
     _run_parts(_implicit.fw_part, geom.macs, x, w, _no_bias(x.dtype) if bias is None else bias,
                y.reshape(*y.shape[:2], -1), geom.dil_h, geom.dil_w, geom.pt, geom.pl, wp, hp * wp, int(wide),
-               workspaces=_workspaces(x.dtype, lambda _: need), prepare=_implicit.fw_prepare,
+               phase_taps, workspaces=_workspaces(x.dtype, lambda _: need), prepare=_implicit.fw_prepare,
                serial=_implicit.fw_serial, pieces=_gemm.PIECES)
 
 
@@ -1349,8 +1353,17 @@ def _implicit_forward(x, w, bias, y, geom, budget):
 # fewer output channels (7x7 s2 2 -> 24 0.32 / 0.31) and more stacked channels (5x5 s2 8 -> 64,
 # 32 stacked, with the copy 4.0 / 3.8). Measured there only: neither on Zen 4 (whose packed
 # kernels the implicit forward beat only up to 8 channels) nor on AVX2.
-PHASES = _gemm.FULL_WIDTH
+PHASES = _gemm.WIDE
 PHASES_MAX_CHANNELS = 16  # stacked: input channels times the stride's phases
+# On Zen 4's half-width units (``_gemm.NARROW``) the packed kernels ran those few stacked channels
+# about as fast: two threads, float32, forward time phases / packed (a call a phase,
+# ``PHASE_CALL_STEPS``), 7 interleaved rounds in one process (2026-12-07): 7x7 s2 3 -> 64 N=8
+# 224x224 0.94, N=32 0.98, N=16 112x112 0.93, but N=2 1.13, 3 -> 32 1.09, 4 -> 64 1.07, 1-D k9
+# s2 1.06. There only the many stacked channels below (``PHASES_MANY_TAPS``) take the phases, and
+# only from PHASES_HALF_WIDTH_MIN_OUT_CHANNELS output channels, where numba's patches take the call
+# otherwise; with fewer the packed kernels do, faster (11x11 s4 6 -> 32 1.19x, 6x6 s2 10 -> 48 1.07x).
+PHASES_FEW = _gemm.FULL_WIDTH
+PHASES_HALF_WIDTH_MIN_OUT_CHANNELS = 64
 PHASES_MAX_WASTE = 4 / 3  # the stacked taps over the kernel's
 PHASES_MIN_OUT_CHANNELS = 32
 PHASES_THREAD_BYTES = 2**20  # of the stacked copy a thread at least, from which the copy is split
@@ -1368,25 +1381,55 @@ PHASES_THREAD_BYTES = 2**20  # of the stacked copy a thread at least, from which
 # in float64 (11x11 s4 N=16 3 -> 64 1.45x, 7x7 s2 32 -> 64 1.37x).
 PHASES_MANY_TAPS = 9  # taps of the stacked kernel
 PHASES_MANY_TAPS_MAX_CHANNELS = 128
+# Each tile of the implicit forward runs the stacked kernel's steps (channels x taps) in one call
+# of the tile; run as one call a phase instead, each over its own taps (``_phase_taps``), the taps
+# past a phase's end are not multiplied, at the price of a call a phase, which costs about
+# PHASE_CALL_STEPS steps (loading and storing the tile's sums). Two threads, float32, forward time
+# a call a phase / one call, medians of 7 interleaved rounds in one process (Zen 4, 2026-12-07):
+# 7x7 s2 N=8 3 -> 64 224x224 0.83 (147 steps for 192), N=32 0.85, 16 -> 64 112x112 0.79, 32 -> 64
+# 56x56 0.81; (with the waste rule lifted) 5x5 s2 3 -> 64 0.84, 4 -> 48 0.83; 11x11 s4 (16
+# phases) 8 -> 64 0.92, 6 -> 64 0.94, but 3 -> 64 1.01-1.06 (363 steps for 432) and 12x12 s4 (none
+# past the kernel) 1.12: a call's cost fitted 3.5-7.8 steps. Measured on Zen 4's half-width units
+# only, where a step takes twice as long as on full-width ones beside a call's fixed cost: not
+# taken there (PHASE_OWN_TAPS).
+PHASE_CALL_STEPS = 8
+PHASE_OWN_TAPS = _gemm.NARROW
 
 
-def _phases_fit(c, budget) -> bool:
+def _phases_fit(c, budget, by_size=None) -> bool:
     """Whether the forward call ``c`` runs as its stride phases stacked as channels (``"phases"``):
     a strided layer of one group, undilated, of at most ``PHASES_MAX_CHANNELS`` stacked channels
     (in float32 with ``PHASES_MANY_TAPS`` stacked taps, ``PHASES_MANY_TAPS_MAX_CHANNELS``),
-    ``PHASES_MAX_WASTE`` taps and ``PHASES_MIN_OUT_CHANNELS`` output channels or more, whose
-    stacked copy and implicit forward's scratch fit ``budget`` bytes."""
-    if not PHASES or c.geom is None:
+    ``PHASES_MAX_WASTE`` taps and ``PHASES_MIN_OUT_CHANNELS`` output channels or more (on
+    half-width units, ``PHASES_FEW``, more stacked channels than ``PHASES_MAX_CHANNELS`` only, and
+    ``PHASES_HALF_WIDTH_MIN_OUT_CHANNELS`` output channels or more), whose
+    stacked copy and implicit forward's scratch fit ``budget`` bytes; an image a thread at least
+    (the implicit forward's slots take whole images: one image ran on one thread, N=1 3 -> 64
+    7x7 s2 224x224 1.8x the packed kernels' time), unless ``by_size`` (a chunk of a call that took
+    them: ``fastconv.dask``)."""
+    if not PHASES or c.geom is None or by_size is None and c.xs[0] < _slots(c.macs)[0]:
         return False
     g = c.geom.stride_as_channels()
-    most = PHASES_MAX_CHANNELS
+    least, most = (1 if PHASES_FEW else PHASES_MAX_CHANNELS + 1), PHASES_MAX_CHANNELS
     if g is not None and c.item == 4 and math.prod(g.kernel) >= PHASES_MANY_TAPS:
         most = PHASES_MANY_TAPS_MAX_CHANNELS
-    if (g is None or g.c_in > most or g.c_out < PHASES_MIN_OUT_CHANNELS
+    if (g is None or not least <= g.c_in <= most
+            or g.c_out < (PHASES_MIN_OUT_CHANNELS if PHASES_FEW else PHASES_HALF_WIDTH_MIN_OUT_CHANNELS)
             or math.prod(g.kernel) * math.prod(c.geom.stride) > PHASES_MAX_WASTE * math.prod(c.geom.kernel)):
         return False
     held = g.n * g.c_in * math.prod(g.in_size) * c.item
     return held < budget and _implicit_scratch(g, c.item, _implicit.forward_wide(g, c.item), budget - held) is not None
+
+
+def _phase_taps(geom) -> np.ndarray:
+    """``(taps down, taps across)`` of each stride phase of ``geom`` (in the stacked channels'
+    order) where the implicit forward pays to run each phase over its own taps
+    (``PHASE_CALL_STEPS``, ``PHASE_OWN_TAPS``), else none (one call over the stacked kernel)."""
+    (sh, sw), (th, tw) = geom.stride, geom.stride_as_channels().kernel
+    taps = [(-(-(geom.kh - r) // sh), -(-(geom.kw - q) // sw)) for r in range(sh) for q in range(sw)]
+    own = sum(a * b for a, b in taps) * geom.c_in + PHASE_CALL_STEPS * len(taps)
+    pays = PHASE_OWN_TAPS and own < len(taps) * th * tw * geom.c_in + PHASE_CALL_STEPS
+    return np.array(taps, np.int64) if pays else _NO_PHASES
 
 
 def _phases_forward(x, w, bias, y, geom, budget) -> bool:
@@ -1423,7 +1466,7 @@ def _phases_forward(x, w, bias, y, geom, budget) -> bool:
     threads = min(_threads.call_threads(), n, max(1, xs.nbytes // PHASES_THREAD_BYTES))
     map_chunks(n, -(-n // threads), stage, threads)
     _implicit_forward(xs.reshape(n, -1, hp, wp), ws.reshape(w.shape[0], -1, th, tw), bias, y, g,
-                      budget - xs.nbytes)
+                      budget - xs.nbytes, _phase_taps(geom))
     return True
 
 
