@@ -245,7 +245,7 @@ def test_batched_products_match_longdouble(dtype):
 @wide
 @pytest.mark.parametrize("s0, s1", [(0, 700), (100, 700), (0, 300), (256, 512), (300, 600), (5, 6), (40, 40)])
 def test_batched_products_over_a_range_of_steps(s0, s1):
-    """``batch``'s steps s0 .. s1 of the reduction (winograd's 3-D products without the depth's
+    """``batch_steps``: steps s0 .. s1 of the reduction (winograd's 3-D products without the depth's
     padding), A packed for all 700 (blocks of ``KC``: ranges starting and ending mid-block): the
     same bits as the whole products with B zero past them; nothing at all where the range is empty."""
     a, b = _rand((3, 20, 700), np.float32, 10), _rand((3, 700, 45), np.float32, 11)
@@ -257,7 +257,7 @@ def test_batched_products_over_a_range_of_steps(s0, s1):
         gemm._pack_a(a[i], packed[i])
     c = np.full((3, 20, 45), np.nan, np.float32)
     scratch = np.empty(gemm.batch_scratch(20, 4), np.float32)
-    gemm.batch(packed, 20, b.reshape(-1), c.reshape(-1), 700, 45, scratch, gemm.NO_PLAN, 700 * 45, 0, s0, s1)
+    gemm.batch_steps(packed, 20, b.reshape(-1), c.reshape(-1), 700, 45, scratch, 700 * 45, s0, s1)
     if s0 == s1:
         assert np.isnan(c).all()
     else:

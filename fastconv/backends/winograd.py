@@ -1348,9 +1348,9 @@ def _convolve_3d(src, w, geom, bias, transposed):
             if t0 == t1:  # every tap in the padding: the bias alone
                 mm[:a2 * cd * nt] = 0
             elif tiles:  # B[xi] = v3[xi, od*sd : od*sd + kD], depth*cs*nt apart; steps of taps t0 .. t1
-                _gemm.batch(up[0], cd, v3.reshape(-1)[od * sd * cs * nt:], mm, kd * cs, nt,
-                            buffer(scratch, "tiles", (_gemm.batch_scratch(cd, src.itemsize),), dtype), _gemm.NO_PLAN,
-                            depth * cs * nt, 0, t0 * cs, t1 * cs)
+                _gemm.batch_steps(up[0], cd, v3.reshape(-1)[od * sd * cs * nt:], mm, kd * cs, nt,
+                                  buffer(scratch, "tiles", (_gemm.batch_scratch(cd, src.itemsize),), dtype),
+                                  depth * cs * nt, t0 * cs, t1 * cs)
             else:
                 np.matmul(u[0][:, :, t0 * cs:t1 * cs], v3[:, od * sd + t0:od * sd + t1].reshape(a2, (t1 - t0) * cs, nt),
                           out=mm.reshape(a2, cd, nt))
