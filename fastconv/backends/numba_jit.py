@@ -1324,10 +1324,7 @@ def _pinned(field):
     return None if choices is None else getattr(choices, field)
 
 
-_NO_PHASES = np.empty((0, 2), np.int64)
-
-
-def _implicit_forward(x, w, bias, y, geom, budget, phase_taps=_NO_PHASES):
+def _implicit_forward(x, w, bias, y, geom, budget, phase_taps=None):
     """y as an implicit matrix product on the register tiles (``_numba_implicit.fw_part``, by rows or
     by wide pixels), whose scratch ``_forward_kernel`` found within ``budget`` bytes; with
     ``phase_taps``, x's channels are stride phases, each with its own taps (``_phases_forward``)."""
@@ -1351,8 +1348,7 @@ def _implicit_forward(x, w, bias, y, geom, budget, phase_taps=_NO_PHASES):
 # 1.09; 4x4 s4 3 -> 64 1.41 / 1.39. Left to the packed kernels: more taps wasted (5x5 s2, 36 for
 # 25: 3 -> 64 5.9 / 6.0, 4 -> 48 2.1 / 2.0; 3x3 s2, 16 for 9: 1.3-1.9x the packed kernels' time),
 # fewer output channels (7x7 s2 2 -> 24 0.32 / 0.31) and more stacked channels (5x5 s2 8 -> 64,
-# 32 stacked, with the copy 4.0 / 3.8). Measured there only: neither on Zen 4 (whose packed
-# kernels the implicit forward beat only up to 8 channels) nor on AVX2.
+# 32 stacked, with the copy 4.0 / 3.8). Not measured on AVX2; on Zen 4, below (``PHASES_FEW``).
 PHASES = _gemm.WIDE
 PHASES_MAX_CHANNELS = 16  # stacked: input channels times the stride's phases
 # On Zen 4's half-width units (``_gemm.NARROW``) the packed kernels ran those few stacked channels
@@ -1402,11 +1398,11 @@ def _phases_fit(c, budget, by_size=None) -> bool:
     (in float32 with ``PHASES_MANY_TAPS`` stacked taps, ``PHASES_MANY_TAPS_MAX_CHANNELS``),
     ``PHASES_MAX_WASTE`` taps and ``PHASES_MIN_OUT_CHANNELS`` output channels or more (on
     half-width units, ``PHASES_FEW``, more stacked channels than ``PHASES_MAX_CHANNELS`` only, and
-    ``PHASES_HALF_WIDTH_MIN_OUT_CHANNELS`` output channels or more), whose
-    stacked copy and implicit forward's scratch fit ``budget`` bytes; an image a thread at least
-    (the implicit forward's slots take whole images: one image ran on one thread, N=1 3 -> 64
-    7x7 s2 224x224 1.8x the packed kernels' time), unless ``by_size`` (a chunk of a call that took
-    them: ``fastconv.dask``)."""
+    ``PHASES_HALF_WIDTH_MIN_OUT_CHANNELS`` output channels or more), whose stacked copy and
+    implicit forward's scratch fit ``budget`` bytes; an image a thread at least (the implicit
+    forward's slots take whole images: one image ran on one thread, N=1 3 -> 64 7x7 s2 224x224
+    1.8x the packed kernels' time), unless ``by_size`` (a chunk of a call that took them:
+    ``fastconv.dask``)."""
     if not PHASES or c.geom is None or by_size is None and c.xs[0] < _slots(c.macs)[0]:
         return False
     g = c.geom.stride_as_channels()
@@ -1421,15 +1417,15 @@ def _phases_fit(c, budget, by_size=None) -> bool:
     return held < budget and _implicit_scratch(g, c.item, _implicit.forward_wide(g, c.item), budget - held) is not None
 
 
-def _phase_taps(geom) -> np.ndarray:
+def _phase_taps(geom) -> np.ndarray | None:
     """``(taps down, taps across)`` of each stride phase of ``geom`` (in the stacked channels'
     order) where the implicit forward pays to run each phase over its own taps
-    (``PHASE_CALL_STEPS``, ``PHASE_OWN_TAPS``), else none (one call over the stacked kernel)."""
+    (``PHASE_CALL_STEPS``, ``PHASE_OWN_TAPS``), else None (one call over the stacked kernel)."""
     (sh, sw), (th, tw) = geom.stride, geom.stride_as_channels().kernel
     taps = [(-(-(geom.kh - r) // sh), -(-(geom.kw - q) // sw)) for r in range(sh) for q in range(sw)]
     own = sum(a * b for a, b in taps) * geom.c_in + PHASE_CALL_STEPS * len(taps)
     pays = PHASE_OWN_TAPS and own < len(taps) * th * tw * geom.c_in + PHASE_CALL_STEPS
-    return np.array(taps, np.int64) if pays else _NO_PHASES
+    return np.array(taps, np.int64) if pays else None
 
 
 def _phases_forward(x, w, bias, y, geom, budget) -> bool:
@@ -1497,6 +1493,9 @@ WARMUP_STEPS = (
     ("1x1 kernels (register tiles)", (1, 8, 3, 3), (8, 8, 1, 1), {}, ("forward", "grad_input", "grad_weight")),
     ("weight gradient (register tiles)", (1, 32, 3, 3), (64, 32, 3, 3), dict(padding=1), ("grad_weight",)),
     ("forward of few input channels (register tiles)", (1, 1, 32, 32), (8, 1, 3, 3), {}, ("forward",)),
+    # (with half-width AVX-512: each stride phase over its own taps, ``_phase_taps``)
+    ("strided forward as stride phases (register tiles)", (1, 8, 12, 12), (64, 8, 7, 7), dict(stride=2, padding=3),
+     ("forward",)),
     ("k x 1 kernels over long rows", (1, 4, 2, 520), (4, 4, 2, 1), dict(padding=((1, 0), (0, 0))),
      ("forward", "grad_weight")),
     ("patches on the register tiles", (1, 32, 5, 5), (64, 32, 3, 3), dict(padding=1, stride=2),
@@ -1507,7 +1506,7 @@ WARMUP_STEPS = (
     ("input gradient (direct loops)", (1, 4, 5, 5), (4, 4, 2, 2), dict(padding=1, stride=2, dilation=2),
      ("grad_input",)),
 )
-_READY_AFTER = 14  # steps
+_READY_AFTER = 15  # steps
 # Steps whose forward runs a kernel of its own choosing (``choosing_as``): what the packed path
 # runs (the fallback of every other kernel) where tiles of pixels would take the call, and the
 # depthwise rows' path where the lanes would (the next step compiles those).
