@@ -493,7 +493,9 @@ def fw_part(x, w, bias, y3, dil_h, dil_w, pt, pl, wp, plane, wide, phase_taps, n
     tile, whose spill would land in other channels. Or (``wide`` 1: small images, whose rows would
     fill few of a tile's columns) ``nr`` wide pixels ``q = oy*wp + ox``, running on over the
     padding's columns from one row to the next, into the slot's wide output, whose pixels inside the
-    output are copied into y once the image is done."""
+    output are copied into y once the image is done. With ``phase_taps`` (x's channels stride
+    phases: ``numba_jit._phase_taps``), a tile runs a call per phase over its own taps, each after
+    the first adding to the sums (the bias with the first)."""
     n_img, c_in = x.shape[0], x.shape[1]
     c_out, _, kh, kw = w.shape
     ow = wp - (kw - 1) * dil_w
