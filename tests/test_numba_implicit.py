@@ -768,8 +768,9 @@ def test_each_phase_runs_its_own_taps_where_that_pays(monkeypatch, kernel, strid
     taps = numba_jit._phase_taps(geom)
     assert (taps is not None) == split
     if split:
-        assert len(taps) == stride * stride and taps.sum(axis=0).tolist() == [kernel * stride] * 2
+        assert len(taps) == stride * stride and taps[:, :2].sum(axis=0).tolist() == [kernel * stride] * 2
         assert (taps[:, 0] * taps[:, 1]).sum() == kernel * kernel
+        assert taps[:, 2].tolist() == np.cumsum([0, *(taps[:-1, 0] * taps[:-1, 1])]).tolist()  # the blocks' places
 
 
 @tiles

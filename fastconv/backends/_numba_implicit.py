@@ -442,15 +442,13 @@ def _fw_views(w, plane, wide, nthreads, fws, slot):  # pragma: no cover
 @njit(inline="always", **_JIT)
 def _phase_block(phase_taps, p, mp, c_in, kh, kw):  # pragma: no cover
     """``(A's offset, first channel, channels, taps down, taps across)`` of stride phase ``p``'s
-    block (``phase_taps[p]``: its taps; the phases' channels stacked in order, an equal share
-    each, w's taps past a phase's its zeros, left out); with none (None), the whole kernel."""
+    block (``phase_taps[p]``: its taps down and across, and the taps of the phases before it; the
+    phases' channels stacked in order, an equal share each, w's taps past a phase's its zeros, left
+    out); with none (None), the whole kernel."""
     if phase_taps is None:
         return 0, 0, c_in, kh, kw
     cp = c_in // phase_taps.shape[0]
-    off = 0
-    for q in range(p):
-        off += mp * cp * phase_taps[q, 0] * phase_taps[q, 1]
-    return off, p * cp, cp, phase_taps[p, 0], phase_taps[p, 1]
+    return mp * cp * phase_taps[p, 2], p * cp, cp, phase_taps[p, 0], phase_taps[p, 1]
 
 
 @njit(**_JIT)

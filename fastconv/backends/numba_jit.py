@@ -1418,14 +1418,18 @@ def _phases_fit(c, budget, by_size=None) -> bool:
 
 
 def _phase_taps(geom) -> np.ndarray | None:
-    """``(taps down, taps across)`` of each stride phase of ``geom`` (in the stacked channels'
-    order) where the implicit forward pays to run each phase over its own taps
-    (``PHASE_CALL_STEPS``, ``PHASE_OWN_TAPS``), else None (one call over the stacked kernel)."""
+    """``(taps down, taps across, taps of the phases before)`` of each stride phase of ``geom`` (in
+    the stacked channels' order: the last column places each phase's block of the packed kernel)
+    where the implicit forward pays to run each phase over its own taps (``PHASE_CALL_STEPS``,
+    ``PHASE_OWN_TAPS``), else None (one call over the stacked kernel)."""
     (sh, sw), (th, tw) = geom.stride, geom.stride_as_channels().kernel
-    taps = [(-(-(geom.kh - r) // sh), -(-(geom.kw - q) // sw)) for r in range(sh) for q in range(sw)]
-    own = sum(a * b for a, b in taps) * geom.c_in + PHASE_CALL_STEPS * len(taps)
+    taps = np.array([(-(-(geom.kh - r) // sh), -(-(geom.kw - q) // sw), 0) for r in range(sh) for q in range(sw)],
+                    np.int64)
+    per = taps[:, 0] * taps[:, 1]
+    taps[1:, 2] = np.cumsum(per)[:-1]
+    own = int(per.sum()) * geom.c_in + PHASE_CALL_STEPS * len(taps)
     pays = PHASE_OWN_TAPS and own < len(taps) * th * tw * geom.c_in + PHASE_CALL_STEPS
-    return np.array(taps, np.int64) if pays else None
+    return taps if pays else None
 
 
 def _phases_forward(x, w, bias, y, geom, budget) -> bool:

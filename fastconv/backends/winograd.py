@@ -1321,8 +1321,9 @@ def _convolve_3d(src, w, geom, bias, transposed):
     # Each output plane's products run over its taps that read input planes, not the depth's zero
     # planes (a third of them at 2 planes deep, a sixth at 4): the same sums without their zero
     # terms. Not with a non-finite weight: its products with the padding are NaN in the reference.
-    finite = all_finite(np.ascontiguousarray(w))
-    taps = [_depth_taps(od * sd + q0, kd, d_in) if finite else (0, kd) for od in range(d_out)]
+    taps = [_depth_taps(od * sd + q0, kd, d_in) for od in range(d_out)]
+    if any(t != (0, kd) for t in taps) and not all_finite(np.ascontiguousarray(w)):
+        taps = [(0, kd)] * d_out
 
     def planes_in(i, d, scratch):
         xt[i, d] = src[i, :, d]
