@@ -81,6 +81,18 @@ def out_size(size: int, k: int, stride: int, pad: int, dil: int) -> int:
     return (size + pad - dil * (k - 1) - 1) // stride + 1
 
 
+def taps_share(in_size, kernel, out_size, stride, dilation, before) -> float:
+    """The share of the output positions' kernel taps that read the input rather than padding,
+    per axis: ``in_size`` inputs, ``kernel`` taps ``dilation`` apart, ``out_size`` outputs
+    ``stride`` apart, ``before`` padded (negative: cropped) before the first. An axis's taps on the
+    input, summed over its outputs, times the other axes' (the window is their product)."""
+    share = 1.0
+    for i, k, o, s, d, b in zip(in_size, kernel, out_size, stride, dilation, before):
+        if o:
+            share *= sum(0 <= p * s - b + j * d < i for p in range(o) for j in range(k)) / (o * k)
+    return share
+
+
 def same_padding(size: int, k: int, stride: int, dil: int) -> tuple[int, int]:
     """Per-side padding that gives ``ceil(size / stride)`` outputs, any odd one at the end."""
     span = dil * (k - 1) + 1
@@ -225,6 +237,14 @@ class Geometry:
                 if first >= o or first * s - before + j * d >= i:
                     return True
         return False
+
+    @cached_property
+    def input_taps_share(self) -> float:
+        """The share of the output positions' kernel taps that read the input, not the padding (1.0
+        unpadded): what a kernel that leaves out the taps on padding multiplies of a direct sum's
+        terms (``numba``'s images as the register tiles' columns)."""
+        return taps_share(self.in_size, self.kernel, self.out_size, self.stride, self.dilation,
+                          tuple(before for before, _ in self.padding))
 
     @cached_property
     def has_blind_output(self) -> bool:

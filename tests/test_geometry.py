@@ -196,3 +196,19 @@ def test_a_blind_output_has_its_whole_window_in_the_padding(size, k, stride, pad
     want = np.logical_and.reduce([in_padding(geom, ky, 0) for ky in range(k)]).any()
     assert geom.has_blind_output == want
     assert line.has_blind_output == want
+
+
+@pytest.mark.parametrize("size, k, stride, pads, dil", [
+    (4, 5, 1, (2, 2), 1),  # 14 of 20
+    (3, 3, 1, (3, 3), 1),  # outputs whose windows are all padding
+    (6, 3, 2, (1, 0), 2),
+    (9, 3, 1, (0, 0), 1),  # unpadded: every tap
+])
+def test_the_share_of_taps_that_read_the_input(size, k, stride, pads, dil):
+    """``input_taps_share`` against every output's taps counted out (``in_padding``), along one axis
+    and along both of a 2-D geometry (the product of the axes' shares)."""
+    geom, line = _along_one_axis(size, k, stride, pads, dil)
+    want = 1 - np.mean([in_padding(geom, ky, 0) for ky in range(k)])
+    assert geom.input_taps_share == pytest.approx(want) and line.input_taps_share == pytest.approx(want)
+    square = Geometry.from_args((1, 1, size, size), (1, 1, k, k), stride=stride, padding=(pads, pads), dilation=dil)
+    assert square.input_taps_share == pytest.approx(want * want)
