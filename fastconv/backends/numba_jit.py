@@ -52,11 +52,13 @@ except ImportError as exc:  # the registry then lists the backend as unavailable
 from .. import _cache, _threads
 from .._workers import call_budget as _call_budget
 from .._workers import kept, map_chunks, map_items, reserved, set_idle_spin
+from ..geometry import taps_share
 from . import _lift
 from . import _numba_columns as _cols
 from . import _numba_depthwise as _dw
 from . import _numba_depthwise_lanes as _dwl
 from . import _numba_gemm as _gemm
+from . import _numba_images as _images
 from . import _numba_implicit as _implicit
 from . import _numba_kernels as _k
 from . import _numba_patches as _patches
@@ -149,6 +151,20 @@ def pixel_tiles(geom) -> bool:
     """Whether the call's forward runs on tiles of output pixels (``_numba_pixels``), in float32
     within the default budget: for ``"auto"``."""
     return whole_choices(geom, np.float32).forward == "pixels"
+
+
+def images(geom) -> bool:
+    """Whether the call's forward runs with the batch's images as the register tiles' columns
+    (``_numba_images``), in float32 within the default budget: for ``"auto"``."""
+    return whole_choices(geom, np.float32).forward == "images"
+
+
+def images_input(geom) -> bool:
+    """Whether the call's input gradient runs as a forward with the batch's images as the register
+    tiles' columns (``_numba_images``; at unit stride), in float32 within the default budget: for
+    ``"auto"``."""
+    chosen = whole_choices(geom, np.float32)
+    return not chosen.adjoint and any(kernel == "images" for _, kernel in chosen.phases)
 
 
 def packed_forward(geom) -> bool:
@@ -632,8 +648,8 @@ def _lanes_grad_weight(gy, x, gw, geom) -> bool:
 # larger array would pick its own: ``whole_choices`` names the whole array's kernels and a chunk
 # run under ``choosing_as`` takes the same, for the same bits.
 
-KERNELS = ("depthwise-lanes", "depthwise-flat", "depthwise-packed", "matrix", "grouped", "columns", "implicit",
-           "phases", "patches", "pixels", "packed")
+KERNELS = ("depthwise-lanes", "depthwise-flat", "depthwise-packed", "matrix", "grouped", "columns", "images",
+           "implicit", "phases", "patches", "pixels", "packed")
 
 # A forward call as the kernels see it: input, weight and output shapes, strides, padding (of a
 # phase: negative where cropped), dilations, groups, bytes an element, multiply-adds, and its
@@ -690,6 +706,8 @@ def _forward_kernel(c, budget, pinned=None) -> str:
     if takes("columns", lambda by_size: (_cols.applies(kw, c.sh, c.sw, c.pl, c.xs[3], c.ys[3], by_size)
                                          and _cut_bytes(c, c.xs[2], c.ys[3]) <= budget)):
         return "columns"
+    if takes("images", lambda by_size: _images_fit(c, budget, by_size)):
+        return "images"
     if c.geom is not None and takes("implicit", lambda by_size: (
             _implicit.forward_applies(c.geom, c.item, by_size)
             and _implicit_scratch(c.geom, c.item, _implicit.forward_wide(c.geom, c.item), budget) is not None)):
@@ -821,6 +839,9 @@ def _run_forward(kernel, x, w, bias, y, c, budget):
                    workspaces=_packed_workspaces(_cols._columns_scratch, x, w, y.shape[2:], c.sh, c.sw, c.dil_h,
                                                  c.dil_w, c.groups),
                    prepare=_cols._columns_prepare, budget=budget - _cut_bytes(c, c.xs[2], c.ys[3]))
+    elif kernel == "images" and _images.forward(x, w, bias, y, c.sh, c.sw, c.pt, c.pl, c.dil_h, _slots(c.macs)[0],
+                                                budget, _local.compile_only):
+        pass
     elif kernel == "patches" and _patches.forward(
             x, w.reshape(c.groups, c_out // c.groups, *w.shape[1:]), bias, y, c.sh, c.sw, c.pt, c.pl, c.dil_h,
             c.dil_w, _slots(c.macs)[0], budget, _local.compile_only):
@@ -912,6 +933,50 @@ def _pixels_extent(c):
 def _pixels_scratch(c, nslots):
     """``_numba_pixels.scratch``'s sizes for the forward call ``c`` in ``nslots`` slots."""
     return _pixels.scratch(c.xs[1], c.ws[0], c.ws[2], c.ws[3], c.groups, *_pixels_extent(c), nslots, c.item)
+
+
+# Small images, whose output pixels' kernels read much padding, run with the batch's images as the
+# tiles' columns, one output pixel at a time over the taps that read the image (``_numba_images``):
+# at unit stride where the taps that read padding are ``IMAGES_MIN_PADDING`` of them or more and the
+# batch fills a vector of the tiles' columns, or at least half a vector where they are
+# ``IMAGES_HALF_VECTOR_MIN_PADDING`` or more. Two threads, float32, numba's forward and input
+# gradient alone, ms, the kernel before / this one, best of 11 calls in two pairs of processes, one
+# setting each (2026-12-07, Zen 4), 36 random layers of 3x3, 5x5 and 7x7 "same" kernels over 2x2
+# to 16x16 images, 32-512 channels a side, N=8-64 (the padding's share in brackets): forward /
+# input gradient N=64 48 -> 512 5x5 4x4 (0.51) 6.46 / 3.59 and 30.0 / 5.77 (the packed loops);
+# 384 -> 128 7x7 2x2 (0.92) 9.11 / 1.66, 11.5 / 6.42; N=16 384 -> 64 5x5 5x5 (0.42) 0.45x and
+# 0.62x; N=16 64 -> 512 7x7 8x8 (0.38) 0.63x, 0.45x; N=64 64 -> 32 7x7 14x14 (0.23) 0.71x, 0.70x;
+# N=32 192 -> 32 5x5 10x10 (0.23) 0.88x, 0.67x; 3x3 over 5x5 and 6x6 (0.21-0.25) 0.91-1.10x, 0.44-
+# 1.08x. Of eight images (half a vector): 96 -> 256 7x7 4x4 (0.67) 0.80x, 0.46x, 384 -> 128 5x5
+# 3x3 (0.64) 0.84x, 0.94x, but 384 -> 128 7x7 12x12 (0.27) 1.23x, 1.31x, 96 -> 256 7x7 14x14
+# (0.23) 1.42x, 1.07x, 384 -> 384 5x5 6x6 (0.36) 1.18x, 1.12x, 3x3 (0.21) 1.58x, 1.31x. Checked on
+# 36 more (another seed): where it ran, forward 0.23-1.15x, input gradient 0.15-1.10x; at 3x3 with
+# 16-21 % of the taps on padding 0.81-1.12x and 0.81-1.10x (N=64 192 -> 64 8x8 1.09x both): so from
+# 20 %, and past 256 output pixels an image not at all (5x5 and 7x7 over 16x16, 14-20 %: 0.92-1.01x).
+IMAGES = _gemm.NARROW  # (measured there only: other CPUs keep the kernels of before)
+IMAGES_MIN_PADDING = 0.2  # of the taps, over the output pixels
+IMAGES_HALF_VECTOR_MIN_PADDING = 0.5
+IMAGES_MAX_PIXELS = 256  # output pixels an image
+IMAGES_MIN_CHANNELS = 32  # input channels
+
+
+def _images_fit(c, budget, by_size=None) -> bool:
+    """Whether the forward call ``c`` runs on the batch's images as the tiles' columns
+    (``_numba_images``): at unit stride, in one group, undilated across, of ``IMAGES_MIN_CHANNELS``
+    input channels, over images of at most ``IMAGES_MAX_PIXELS`` output pixels whose kernels read
+    padding at ``IMAGES_MIN_PADDING`` of their taps with a batch of a vector of the tiles' columns
+    or more (half of one: ``IMAGES_HALF_VECTOR_MIN_PADDING``), unless ``by_size`` (True: a chunk
+    of a call that takes it, whatever its images); scratch within ``budget`` bytes."""
+    (n, c_in, h, w), (k, _, kh, kw), (oh, ow) = c.xs, c.ws, c.ys[2:]
+    if not IMAGES or 0 in c.ys or not _images.applies(c.groups, c.dil_w) or c_in < IMAGES_MIN_CHANNELS:
+        return False
+    if not by_size:
+        lanes = _gemm.VBITS // 8 // c.item
+        padding = 1 - taps_share((h, w), (kh, kw), (oh, ow), (c.sh, c.sw), (c.dil_h, c.dil_w), (c.pt, c.pl))
+        if (c.sh != 1 or c.sw != 1 or oh * ow > IMAGES_MAX_PIXELS or 2 * n < lanes
+                or padding < (IMAGES_MIN_PADDING if n >= lanes else IMAGES_HALF_VECTOR_MIN_PADDING)):
+            return False
+    return _images.scratch_bytes(c.xs, k, kh, kw, oh, ow, c.item, _slots(c.macs)[0]) <= budget
 
 
 def _pixels_fit(c, budget, by_size=None) -> bool:
@@ -1504,13 +1569,15 @@ WARMUP_STEPS = (
      ("forward", "grad_weight")),
     ("patches on the register tiles", (1, 32, 5, 5), (64, 32, 3, 3), dict(padding=1, stride=2),
      ("forward", "grad_input", "grad_weight")),
+    ("small images, the batch's images as the tiles' columns", (16, 32, 3, 3), (32, 32, 3, 3), dict(padding=1),
+     ("forward", "grad_input")),
     ("grouped layers of few channels (register tiles)", (1, 16, 3, 3), (16, 8, 3, 3), dict(padding=1, groups=2),
      ("forward", "grad_weight")),
     ("input gradient (stride phases)", (1, 4, 5, 5), (4, 4, 3, 3), dict(padding=1, stride=2), ("grad_input",)),
     ("input gradient (direct loops)", (1, 4, 5, 5), (4, 4, 2, 2), dict(padding=1, stride=2, dilation=2),
      ("grad_input",)),
 )
-_READY_AFTER = 15  # steps
+_READY_AFTER = 16  # steps
 # Steps whose forward runs a kernel of its own choosing (``choosing_as``): what the packed path
 # runs (the fallback of every other kernel) where tiles of pixels would take the call, and the
 # depthwise rows' path where the lanes would (the next step compiles those).

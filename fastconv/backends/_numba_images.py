@@ -1,0 +1,214 @@
+"""Numba kernels of the ``numba`` backend that run a forward over small images on ``_numba_gemm``'s
+register tiles with the batch's images as the tiles' columns, one output pixel at a time, over
+the taps that read the image only.
+
+With the input laid out as ``xt[iy, ix, c, n]`` (a copy: ``(H, W, C, N)``), output pixel ``(oy,
+ox)`` is
+
+    y[:, :, oy, ox].T (K x N) = sum over the kernel rows ky that read the image of
+                                A[:, ky's steps] @ xt[iy, ix0 .. ix1, :, :] (steps x N)
+
+where A is the weight with its reduction in the order ``(ky, kx, c)``, and a kernel row's taps
+that read the image (``kx0 .. kx1``) are one run of its steps, whose factors are one run of
+``xt``'s rows, ``N`` apart: B is read where it lies, and so is A (a transposed copy of the
+weight; each of its values meets a few pixels' panels of B, too few to repay packing it). The
+taps that read padding are left out, not multiplied by zeros: over a 4x4 image a 5x5 kernel
+padded by 2 reads the image at 196 of its 400 (pixel, tap) pairs, a 7x7 one over 7x7 at 1,369 of
+2,401. The patches' columns (``_numba_patches``) and the implicit forward (``_numba_implicit``)
+multiply the padding's zeros too, and copy columns or padded planes.
+
+A work item is a range of the output channels (whole panels of the tiles' rows), over every pixel:
+it copies its rows of the weight, then per block of ``KC`` reduction steps (its A, in L2) every
+pixel's runs within the block, each run's B (``N`` columns) in L1 across the item's panels of
+rows, and puts its rows of the sums (kept per pixel, ``(pixels, rows, N)``) into ``y``. The
+threads share the input's copy (``Shared``). Each output's sums run in the same order whatever the
+thread count or the batch: the same bits (and a ``fastconv.dask`` chunk's, whose runs are the
+whole array's).
+
+Measured (one thread, float32, N=32 256 -> 256 5x5 over 4x4, padded by 2; Zen 4): the products
+7.2 ms (114 GFLOP/s of the taps that read the image), the input's copy 0.3, the weight's 0.15-0.3,
+putting the sums 0.2; the patches' forward 18.0 and torch's 9.0. See ``numba_jit._images_fit``
+for where it runs.
+"""
+import numpy as np
+
+from .._workers import Shared, buffer, kept, map_items, reserved
+from . import _numba_gemm as _gemm
+from ._numba_gemm import (
+    KC,
+    MR,
+    _batch_cols,
+    _panel_width,
+    _tile_rows,
+    _tile_rows_batch,
+    _tile_rows_batch_ragged,
+    _tile_rows_half,
+    _tile_rows_ragged,
+    _tile_rows_ragged_half,
+    _whole_rows,
+)
+from ._numba_kernels import _JIT, njit
+
+
+def applies(groups, dil_w) -> bool:
+    """Whether a 2-D forward call (or an input gradient's stride phase) of this kind can run here:
+    on register tiles, in one group, its kernel rows' taps adjacent (undilated across: each row's
+    taps that read the image are one run of ``xt``'s rows)."""
+    return _gemm.TILES and groups == 1 and dil_w == 1
+
+
+def _items(k, threads):
+    """``(r0, r1)`` ranges of ``k`` output channels, whole panels of rows each, the first the
+    largest: two a thread where there are panels enough (a thread slowed by another process takes
+    fewer)."""
+    panels = _whole_rows(k) // MR
+    count = max(1, min(panels, 2 * threads))
+    per = -(-panels // count)
+    return [(p0 * MR, min(k, (p0 + per) * MR)) for p0 in range(0, panels, per)]
+
+
+def scratch_bytes(x_shape, k, kh, kw, oh, ow, item, threads):
+    """Bytes that ``forward`` takes: the input's copy, the runs' table and the bias, and per thread
+    an item's rows of the weight and of the sums (``_items``' largest) and ``reserved``'s."""
+    n, c, h, w = x_shape
+    r0, r1 = _items(k, threads)[0]
+    mr = _whole_rows(r1 - r0)
+    per_thread = (mr * kh * kw * c + oh * ow * mr * n + reserved()) * item + oh * ow * 8
+    return (n * c * h * w + _whole_rows(k)) * item + oh * ow * (kh * 3 + 1) * 8 + threads * per_thread
+
+
+def forward(x, w, bias, y, sh, sw, pt, pl, dh, threads, budget, compile_only=False) -> bool:
+    """``y`` (C-contiguous ``(N, K, OH, OW)``) = the convolution of ``x`` (C-contiguous, padded by
+    ``pt`` rows above and ``pl`` columns left, negative: cropped) with ``w`` (``(K, C, kh, kw)``, any
+    view), plus ``bias`` (None or empty: none), at a stride, kernel rows ``dh`` apart. False, ``y`` unwritten,
+    where its scratch does not fit ``budget`` bytes. ``compile_only`` (warmup): on the calling
+    thread alone."""
+    n, c, h, wd = x.shape
+    k, _, kh, kw = w.shape
+    oh, ow = y.shape[2], y.shape[3]
+    threads = 1 if compile_only else threads
+    if scratch_bytes(x.shape, k, kh, kw, oh, ow, x.itemsize, threads) > budget:
+        return False
+    xt = kept("images-input", (h * wd * c * n,), x.dtype)
+    runs, count = _runs(c, n, h, wd, kh, kw, sh, sw, pt, pl, dh, oh, ow)
+    rows_of = _items(k, threads)
+    bias_all = np.zeros(_whole_rows(k), x.dtype)
+    if bias is not None and bias.size:
+        bias_all[:k] = bias
+    steps = kh * kw * c
+    per = -(-h // (2 * threads))  # input rows a part of the copy: two parts a thread
+    copying = Shared([(i0, min(h, i0 + per)) for i0 in range(0, h, per)], lambda i0, i1: _transpose_in(x, xt, i0, i1))
+    y3 = y.reshape(n, k, oh * ow)
+
+    def work(r0, r1, scratch):
+        copying.help()
+        mr = _whole_rows(r1 - r0)
+        # the item's rows of the weight, steps (ky, kx, c), read where they lie by the tiles
+        a = buffer(scratch, "images-weight", (mr, kh, kw, c), x.dtype)
+        np.copyto(a[:r1 - r0], w[r0:r1].transpose(0, 2, 3, 1))
+        a[r1 - r0:] = 0
+        sums = buffer(scratch, "images-sums", (oh * ow * mr * n,), x.dtype)
+        started = buffer(scratch, "images-started", (oh * ow,), np.int64)
+        copying.ready()
+        _products(a.reshape(-1), mr, steps, xt, sums, bias_all[r0:r0 + mr], runs, count, n, started)
+        _put(sums, mr, r0, r1, y3)
+
+    map_items(rows_of, work, threads, shared=(copying,))
+    return True
+
+
+@njit(**_JIT)
+def _runs(c, n, h, w, kh, kw, sh, sw, pt, pl, dh, oh, ow):  # pragma: no cover
+    """Per output pixel ``q = oy*ow + ox``, its kernel rows that read the image: ``runs[q, e] =
+    (s0, s1, b0)``, steps s0 .. s1 of the reduction (the row's taps that read the image, every
+    channel) whose factors are ``xt``'s rows from element b0 on; ``count[q]`` of them."""
+    runs = np.zeros((oh * ow, kh, 3), np.int64)
+    count = np.zeros(oh * ow, np.int64)
+    for oy in range(oh):
+        for ox in range(ow):
+            q = oy * ow + ox
+            ix0 = ox * sw - pl
+            kx0, kx1 = max(0, -ix0), min(kw, w - ix0)
+            if kx0 >= kx1:
+                continue
+            for ky in range(kh):
+                iy = oy * sh - pt + ky * dh
+                if 0 <= iy < h:
+                    e = count[q]
+                    runs[q, e, 0] = (ky * kw + kx0) * c
+                    runs[q, e, 1] = (ky * kw + kx1) * c
+                    runs[q, e, 2] = (iy * w + ix0 + kx0) * c * n
+                    count[q] = e + 1
+    return runs, count
+
+
+@njit(**_JIT)
+def _transpose_in(x, xt, i0, i1):  # pragma: no cover
+    """Rows i0 .. i1 of ``x`` (N, C, H, W) into ``xt`` (flat (H, W, C, N))."""
+    n, c, h, w = x.shape
+    for b in range(n):
+        for ci in range(c):
+            for iy in range(i0, i1):
+                for ix in range(w):
+                    xt[((iy * w + ix) * c + ci) * n + b] = x[b, ci, iy, ix]
+
+
+@njit(inline="always", **_JIT)
+def _panel(a, a0, lda, b, b0, c, c0, ldc, steps, add, bias, i0, cols, nr):  # pragma: no cover
+    """One tile of A's rows from ``a0`` (``lda`` apart) by the ``cols`` columns of B from ``b0``
+    (rows ``ldc`` apart, as C's), into C at ``c0`` (added where ``add``, else with the bias)."""
+    lanes = nr // _gemm.BATCH_NV
+    addb = 1 - add
+    if cols == nr:
+        _tile_rows_batch(a, a0, lda, b, b0, ldc, c, c0, ldc, steps, add, bias, i0, addb)
+    elif cols == lanes:
+        _tile_rows_half(a, a0, lda, b, b0, ldc, c, c0, ldc, steps, add, bias, i0, addb)
+    elif cols < lanes:
+        _tile_rows_ragged_half(a, a0, lda, b, b0, ldc, c, c0, ldc, steps, add, bias, i0, addb, cols)
+    elif cols == 2 * lanes:
+        _tile_rows(a, a0, lda, b, b0, ldc, c, c0, ldc, steps, add, bias, i0, addb)
+    elif cols < 2 * lanes:
+        _tile_rows_ragged(a, a0, lda, b, b0, ldc, c, c0, ldc, steps, add, bias, i0, addb, cols)
+    else:
+        _tile_rows_batch_ragged(a, a0, lda, b, b0, ldc, c, c0, ldc, steps, add, bias, i0, addb, cols)
+
+
+@njit(**_JIT)
+def _products(a, mp, k, xt, sums, bias, runs, count, n, started):  # pragma: no cover
+    """``sums[q]`` (mp x n, per output pixel q) = A (``mp`` rows of ``k`` steps, C-contiguous) times
+    the pixel's runs of ``xt`` (``_runs``), plus ``bias`` (mp); a pixel without runs gets the bias."""
+    nr = _batch_cols(xt.itemsize)
+    lanes = nr // _gemm.BATCH_NV
+    pixels = runs.shape[0]
+    started[:] = 0
+    for pc in range(0, k, KC):  # A's block in L2 over every pixel
+        kc = min(KC, k - pc)
+        for q in range(pixels):
+            for e in range(count[q]):
+                first, last = max(runs[q, e, 0], pc), min(runs[q, e, 1], pc + kc)
+                if first >= last:
+                    continue
+                b0 = runs[q, e, 2] + (first - runs[q, e, 0]) * n
+                add = started[q]
+                jb = 0
+                while jb < n:  # B's panel in L1 over the rows
+                    cols = min(_panel_width(n - jb, nr, lanes), n - jb)
+                    for ip in range(mp // MR):
+                        _panel(a, ip * MR * k + first, k, xt, b0 + jb, sums, (q * mp + ip * MR) * n + jb, n,
+                               last - first, add, bias, ip * MR, cols, nr)
+                    jb += cols
+                started[q] = 1
+    for q in range(pixels):
+        if not started[q]:
+            for r in range(mp):
+                sums[(q * mp + r) * n:(q * mp + r + 1) * n] = bias[r]
+
+
+@njit(**_JIT)
+def _put(sums, mp, r0, r1, y3):  # pragma: no cover
+    """Rows r0 .. r1 of ``y3`` (N, K, pixels) from ``sums`` (pixels, mp, N)."""
+    n, _, pixels = y3.shape
+    for b in range(n):
+        for r in range(r1 - r0):
+            for q in range(pixels):
+                y3[b, r0 + r, q] = sums[(q * mp + r) * n + b]

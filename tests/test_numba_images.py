@@ -1,0 +1,187 @@
+"""numba's forward over small images with the batch's images as the register tiles' columns
+(``_numba_images``): which calls take it, every edge of its work (batches past and short of whole
+panels, output channels past whole tiles, padding on any side, pixels that read only padding,
+kernel rows dilated, a stride, 1-3 threads), the stride-1 input gradient as such a forward,
+non-finite values, the memory budget, its inputs and warmup."""
+
+import numpy as np
+import pytest
+
+import fastconv
+from fastconv.backends import reference
+from fastconv.geometry import Geometry
+from tests.oracle import assert_close, extra_bytes
+
+pytest.importorskip("numba")
+numba_jit = fastconv.backends.get("numba")
+from fastconv.backends import _numba_images as images  # noqa: E402  (needs numba)
+from tests.test_numba_gemm import _rand, tiles  # noqa: E402  (the same tiles, the same skip)
+
+LANES = images._gemm.VBITS // 32  # float32 values in a vector: a batch of these fills one
+# where numba takes it (half-width AVX-512, where it was measured); its own tests run it on any tiles
+measured = pytest.mark.skipif(not numba_jit.IMAGES, reason="numba takes it on half-width AVX-512 only")
+
+
+@pytest.fixture
+def on(monkeypatch):
+    """numba's images kernel on (any CPU with tiles), its kernels chosen afresh before and after."""
+    monkeypatch.setattr(numba_jit, "IMAGES", True)
+    numba_jit.forget_kernels()
+    yield
+    numba_jit.forget_kernels()
+
+
+def _kernel(xs, ws, dtype=np.float32, **kwargs):
+    return numba_jit.whole_choices(Geometry.from_args(xs, ws, **kwargs), dtype).forward
+
+
+@measured
+@pytest.mark.parametrize("xs, ws, kwargs, takes", [
+    ((32, 256, 4, 4), (256, 256, 5, 5), dict(padding=2), True),       # half the taps read padding
+    ((LANES, 64, 7, 7), (64, 64, 7, 7), dict(padding=3), True),       # a vector of images
+    ((LANES // 2, 64, 4, 4), (64, 64, 5, 5), dict(padding=2), True),  # half of one: 51 % padding
+    ((LANES // 2, 64, 6, 6), (64, 64, 5, 5), dict(padding=2), False),  # ... 36 %
+    ((LANES // 2 - 1, 64, 4, 4), (64, 64, 5, 5), dict(padding=2), False),
+    ((32, 64, 10, 10), (64, 64, 3, 3), dict(padding=1), False),       # 13 % padding
+    ((32, 64, 16, 16), (64, 64, 7, 7), dict(padding=3), True),        # 256 pixels an image, 19 %
+    ((32, 64, 17, 17), (64, 64, 7, 7), dict(padding=3), False),       # 289
+    ((32, 64, 4, 4), (64, 64, 5, 5), dict(padding=2, stride=2), False),
+    ((32, 64, 4, 4), (64, 32, 5, 5), dict(padding=2, groups=2), False),
+    ((32, 64, 6, 6), (64, 64, 3, 3), dict(padding=2, dilation=(1, 2)), False),
+    ((32, 64, 6, 6), (64, 64, 3, 3), dict(padding=(2, 1), dilation=(2, 1)), True),
+    ((32, 31, 4, 4), (64, 31, 5, 5), dict(padding=2), False),         # few input channels
+    ((32, 64, 6, 6), (64, 64, 5, 5), {}, False),                      # unpadded: no tap reads padding
+])
+def test_which_calls_take_it(xs, ws, kwargs, takes):
+    assert (_kernel(xs, ws, **kwargs) == "images") == takes
+
+
+@measured
+def test_float64_fills_a_vector_with_half_the_images():
+    assert _kernel((LANES // 2, 64, 6, 6), (64, 64, 5, 5), np.float64, padding=2) == "images"
+
+
+@measured
+def test_auto_knows_where_it_runs():
+    geom = Geometry.from_args((32, 256, 4, 4), (256, 256, 5, 5), padding=2)
+    assert numba_jit.images(geom) and numba_jit.images_input(geom)
+    geom = Geometry.from_args((32, 64, 28, 28), (64, 64, 5, 5), padding=2)
+    assert not numba_jit.images(geom) and not numba_jit.images_input(geom)
+
+
+CASES = [
+    ((20, 32, 4, 5), (72, 32, 3, 3), dict(padding=1)),                # 20 images: a vector and a ragged end
+    ((2 * LANES + 3, 40, 3, 3), (36, 40, 5, 5), dict(padding=2)),     # past a whole panel of columns
+    ((LANES, 33, 5, 4), (42, 33, 5, 3), dict(padding=((3, 1), (0, 2)))),  # uneven padding, rows past tiles
+    ((LANES, 32, 3, 3), (34, 32, 3, 3), dict(padding=4)),             # pixels that read only padding
+    ((LANES, 48, 6, 5), (32, 48, 3, 3), dict(padding=(2, 1), dilation=(2, 1))),
+    ((LANES, 96, 2, 2), (32, 96, 7, 7), dict(padding=3)),             # runs across KC's blocks
+]
+
+
+@tiles
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("xs, ws, kwargs", CASES)
+def test_the_forward_and_input_gradient_match_the_reference_with_the_same_bits_on_any_threads(
+        monkeypatch, on, xs, ws, kwargs, dtype):
+    monkeypatch.setattr(numba_jit, "IMAGES_MIN_PADDING", 0.0)  # every case here, whatever its padding
+    monkeypatch.setattr(numba_jit, "IMAGES_HALF_VECTOR_MIN_PADDING", 0.0)
+    numba_jit.forget_kernels()
+    geom = Geometry.from_args(xs, ws, **kwargs)
+    x, w, gy, b = (_rand(s, dtype, i) for i, s in enumerate((geom.x_shape, geom.w_shape, geom.y_shape,
+                                                              (geom.c_out,))))
+    ran = []
+    real = images.forward
+    monkeypatch.setattr(images, "forward", lambda *a, **k: ran.append(a[0].shape) or real(*a, **k))
+    wants = (reference.forward(x.astype(np.float64), w.astype(np.float64), geom, b.astype(np.float64)),
+             reference.grad_input(gy.astype(np.float64), w.astype(np.float64), geom))
+    got = []
+    for threads in (1, 2, 3):
+        with fastconv.threads(threads):
+            got.append((numba_jit.forward(x, w, geom, b), numba_jit.grad_input(gy, w, geom)))
+        for have, want, name in zip(got[-1], wants, ("forward", "input gradient")):
+            assert_close(have, want, dtype, what=f"{name}, {threads} threads")
+    for later in got[1:]:
+        assert all(np.array_equal(a, b) for a, b in zip(got[0], later))
+    assert geom.x_shape in ran and geom.y_shape in ran  # the forward, and the input gradient's
+    numba_jit.forget_kernels()
+
+
+@tiles
+@pytest.mark.parametrize("stride", [(2, 2), (3, 1)])
+def test_the_kernel_runs_a_stride_too(stride):
+    # (``_images_fit`` gives it unit strides only: measured there)
+    geom = Geometry.from_args((LANES + 1, 32, 7, 6), (40, 32, 3, 5), padding=(1, 2), stride=stride)
+    x, w = _rand(geom.x_shape, np.float32, 0), _rand(geom.w_shape, np.float32, 1)
+    y = np.empty(geom.y_shape, np.float32)
+    assert images.forward(x, w, None, y, *stride, geom.pt, geom.pl, 1, 2, 2**30)
+    assert_close(y, reference.forward(x.astype(np.float64), w.astype(np.float64), geom), np.float32)
+
+
+@tiles
+@pytest.mark.parametrize("where", ["w", "x"])
+def test_non_finite_values_give_the_references_result(on, where):
+    # the taps that read padding are not multiplied: the forward's inf x 0 there is mended as after
+    # the other kernels (``padding_products``), to the reference's NaN
+    geom = Geometry.from_args((LANES, 32, 4, 4), (32, 32, 5, 5), padding=2)
+    assert numba_jit.whole_choices(geom, np.float32).forward == "images"
+    x, w = _rand(geom.x_shape, np.float32, 0), _rand(geom.w_shape, np.float32, 1)
+    {"w": w, "x": x}[where].reshape(-1)[[5, 700]] = [np.inf, np.nan]
+    have = numba_jit.forward(x, w, geom)
+    want = reference.forward(x.astype(np.float64), w.astype(np.float64), geom)
+    np.testing.assert_array_equal(np.isnan(have), np.isnan(want))
+    np.testing.assert_array_equal(np.isinf(have), np.isinf(want))
+    fin = np.isfinite(want)
+    assert_close(have[fin], want[fin], np.float32)
+
+
+@tiles
+@pytest.mark.parametrize("threads", [1, 3])
+def test_extra_memory_stays_under_budget(budget, use_threads, on, threads):
+    # 2 MiB: the input's copy (256 KiB), per item its rows of the weight (at most 400 KiB) and of the
+    # sums (at most 256 KiB)
+    use_threads(threads)
+    geom = Geometry.from_args((32, 128, 4, 4), (128, 128, 5, 5), padding=2)
+    x, w = _rand(geom.x_shape, np.float32, 0), _rand(geom.w_shape, np.float32, 1)
+    budget(2 * 2**20)
+    assert numba_jit.whole_choices(geom, np.float32).forward == "images"
+    extra, got = extra_bytes(lambda: numba_jit.forward(x, w, geom))
+    assert extra <= 2 * 2**20, f"{extra} bytes beyond the output"
+    assert_close(got, reference.forward(x.astype(np.float64), w.astype(np.float64), geom), np.float32)
+
+
+@tiles
+def test_a_call_whose_scratch_passes_the_budget_takes_another_kernel(budget, on):
+    geom = Geometry.from_args((32, 128, 4, 4), (128, 128, 5, 5), padding=2)
+    budget(256 * 2**10)  # the input's copy alone
+    assert numba_jit.whole_choices(geom, np.float32).forward != "images"
+    x, w = _rand(geom.x_shape, np.float32, 0), _rand(geom.w_shape, np.float32, 1)
+    y = np.empty(geom.y_shape, np.float32)
+    assert not images.forward(x, w, None, y, 1, 1, 2, 2, 1, 2, 256 * 2**10)
+
+
+@tiles
+def test_its_inputs_are_left_alone(on):
+    geom = Geometry.from_args((LANES, 32, 4, 4), (40, 32, 5, 5), padding=2)
+    x, w, gy, b = (_rand(s, np.float32, i) for i, s in enumerate((geom.x_shape, geom.w_shape, geom.y_shape,
+                                                                   (geom.c_out,))))
+    copies = [a.copy() for a in (x, w, gy, b)]
+    numba_jit.forward(x, w, geom, b)
+    numba_jit.grad_input(gy, w, geom)
+    for a, c in zip((x, w, gy, b), copies):
+        assert np.array_equal(a, c)
+
+
+@measured
+def test_warmup_compiles_every_kernel_it_runs():
+    # auto's first call must not wait for a compile: the forward's layouts and the input gradient's
+    # (a transposed weight, no bias)
+    numba_jit.warmup(np.float32)
+    kernels = (images._runs, images._transpose_in, images._products, images._put)
+    before = [len(k.signatures) for k in kernels]
+    geom = Geometry.from_args((32, 64, 4, 4), (96, 64, 5, 5), padding=2)
+    x, w, gy, b = (_rand(s, np.float32, i) for i, s in enumerate((geom.x_shape, geom.w_shape, geom.y_shape,
+                                                                   (geom.c_out,))))
+    numba_jit.forward(x, w, geom, b)
+    numba_jit.grad_input(gy, w, geom)
+    assert [len(k.signatures) for k in kernels] == before
