@@ -1562,7 +1562,45 @@ def _gradient_rows(name, condition, order):
     return tuple((pass_, name, condition, order) for pass_ in ("grad_input", "grad_weight"))
 
 
+# numba's forward over small images with the batch's images as the register tiles' columns, which
+# leaves out the taps that read padding (``numba_jit.images``, ``images_input``; half-width AVX-512
+# only, where it was measured). `fastconv bench --shape <51 such layers> --backends
+# auto,numba,im2col,winograd,torch --pass both --repeat 3` (2 threads, float32, 2026-12-07, Zen 4),
+# and each pass alone (5 interleaved rounds), time over torch's, numba against the best of the
+# others, forward / input gradient: kernels past 3x3 over up to 14x14 images, N=64 384 -> 32 5x5
+# 4x4 1.42 / 1.36 against 2.71 / 2.71 (auto had run im2col: 6.95), N=32 192 -> 32 7x7 5x5 1.75 /
+# 1.29 against 4.88 / 3.36 (8.57), N=32 128 -> 128 5x5 6x6 1.22 / 1.26 against 1.84 / 1.60, N=16 32
+# -> 96 7x7 14x14 1.15 / 1.24 against 1.57 / 1.56, N=16 256 -> 256 5x5 8x8 1.09 / 1.20 against 1.51
+# / 1.48, N=32 96 -> 96 7x7 12x12 1.06 / 1.11 against 1.32 / 1.43, where winograd's 3x3 blocks had
+# run them (``_large_winograd``); ties N=16 96 -> 256 5x5 10x10 1.15 / 1.25 against 1.18 / 1.23; its
+# losses N=32 64 -> 48 7x7 14x14 forward 1.60 against 1.43 (the input gradient 1.17 against 1.41),
+# N=32 192 -> 32 5x5 10x10 1.53 against 1.43 (1.26 / 1.40), N=24 192 -> 192 5x5 8x8 1.51 / 1.57
+# against 1.47 / 1.35, N=8 96 -> 512 5x5 2x2 input gradient 5.72 against BLAS's 3.29. Past 14x14
+# winograd's blocks won (N=24 64 -> 64 7x7 16x16 1.56 / 1.55 against 1.22 / 1.15). At 3x3 winograd's
+# F(2x2) won but where the padding is a third of the taps or more: N=64 512 -> 64 6x6 (21 %) 1.62 /
+# 1.43 against 1.21 / 0.98, N=24 512 -> 96 5x5 (25 %) 1.80 / 1.93 against 1.70 / 1.05, N=16 384 ->
+# 128 3x3 (40 %) 1.79 / 1.99 against 2.77 / 1.92.
+AUTO_IMAGES_MAX_PIXELS = 196  # output pixels an image, kernels past 3x3
+AUTO_IMAGES_MIN_PADDING = 0.33  # of the taps, any kernel
+
+
+def _images(g: Geometry, question: str) -> bool:
+    """On half-width AVX-512, numba runs the pass with the batch's images as the tiles' columns
+    (``question``: numba's ``images`` or ``images_input``) over images of at most
+    ``AUTO_IMAGES_MAX_PIXELS`` output pixels with a kernel past 3x3, or with
+    ``AUTO_IMAGES_MIN_PADDING`` of the taps on padding."""
+    if not _half_width(g) or not _backend_says("numba", question, g):
+        return False
+    flat = as_2d(g)
+    return (1 - flat.input_taps_share >= AUTO_IMAGES_MIN_PADDING
+            or (math.prod(flat.kernel) > 9 and math.prod(flat.out_size) <= AUTO_IMAGES_MAX_PIXELS))
+
+
 AUTO_PASS_RULES: tuple[tuple[str, str, object, tuple[str, ...]], ...] = (
+    ("forward", "AVX-512 on half-width units: numba's images as the tiles' columns, small images of kernels past "
+     "3x3 or a third of the taps on padding", lambda g: _images(g, "images"), ("numba", "winograd", "im2col")),
+    ("grad_input", "AVX-512 on half-width units: the same", lambda g: _images(g, "images_input"),
+     ("numba", "winograd", "im2col")),
     *((pass_, "AVX-512 (full-width units: 2+ images): 2-D 5x5 and 7x7 kernels at stride 1, one group, 24+ channels "
        "a side, 150M+ multiply-adds, 48+ F(2x2) tiles, products at most 0.9 of a direct sum's: winograd's 3x3 "
        "blocks", _large_winograd,
