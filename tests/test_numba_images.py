@@ -69,6 +69,21 @@ def test_auto_knows_where_it_runs():
     assert not numba_jit.images(geom) and not numba_jit.images_input(geom)
 
 
+@measured
+@pytest.mark.parametrize("xs, ws, kwargs, picks", [
+    ((32, 256, 4, 4), (256, 256, 5, 5), dict(padding=2), ("numba", "numba", "numba")),
+    ((64, 384, 4, 4), (32, 384, 5, 5), dict(padding=2), ("numba", "numba", "numba")),  # BLAS's before
+    ((32, 128, 3, 3), (192, 128, 3, 3), dict(padding=1), ("numba", "numba", "winograd")),  # 3x3: winograd's gw
+    ((8, 96, 4, 4), (384, 96, 5, 5), dict(padding=2), ("numba", "numba", "im2col")),  # 8 images: BLAS's gw
+    ((24, 64, 16, 16), (64, 64, 7, 7), dict(padding=3), ("winograd", "winograd", "winograd")),  # 16x16
+    ((64, 512, 6, 6), (64, 512, 3, 3), dict(padding=1), ("winograd", "winograd", "winograd")),  # 21 % at 3x3
+])
+def test_auto_runs_it_on_small_images_of_much_padding(xs, ws, kwargs, picks):
+    geom = Geometry.from_args(xs, ws, **kwargs)  # (auto's ranking: ``choose`` waits for numba's compile)
+    assert tuple(fastconv.backends.candidates(geom, np.dtype(np.float32), None, p)[0]
+                 for p in fastconv.backends.PASSES) == picks
+
+
 CASES = [
     ((20, 32, 4, 5), (72, 32, 3, 3), dict(padding=1)),                # 20 images: a vector and a ragged end
     ((2 * LANES + 3, 40, 3, 3), (36, 40, 5, 5), dict(padding=2)),     # past a whole panel of columns
@@ -76,14 +91,14 @@ CASES = [
     ((LANES, 32, 3, 3), (34, 32, 3, 3), dict(padding=4)),             # pixels that read only padding
     ((LANES, 48, 6, 5), (32, 48, 3, 3), dict(padding=(2, 1), dilation=(2, 1))),
     ((LANES, 96, 2, 2), (32, 96, 7, 7), dict(padding=3)),             # runs across KC's blocks
+    ((3 * LANES, 32, 7, 7), (40, 32, 3, 3), dict(padding=1)),         # a weight gradient's rows past KC
 ]
 
 
 @tiles
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("xs, ws, kwargs", CASES)
-def test_the_forward_and_input_gradient_match_the_reference_with_the_same_bits_on_any_threads(
-        monkeypatch, on, xs, ws, kwargs, dtype):
+def test_every_pass_matches_the_reference_with_the_same_bits_on_any_threads(monkeypatch, on, xs, ws, kwargs, dtype):
     monkeypatch.setattr(numba_jit, "IMAGES_MIN_PADDING", 0.0)  # every case here, whatever its padding
     monkeypatch.setattr(numba_jit, "IMAGES_HALF_VECTOR_MIN_PADDING", 0.0)
     numba_jit.forget_kernels()
@@ -91,19 +106,23 @@ def test_the_forward_and_input_gradient_match_the_reference_with_the_same_bits_o
     x, w, gy, b = (_rand(s, dtype, i) for i, s in enumerate((geom.x_shape, geom.w_shape, geom.y_shape,
                                                               (geom.c_out,))))
     ran = []
-    real = images.forward
-    monkeypatch.setattr(images, "forward", lambda *a, **k: ran.append(a[0].shape) or real(*a, **k))
+    for name in ("forward", "grad_weight"):
+        real = getattr(images, name)
+        monkeypatch.setattr(images, name, lambda *a, _r=real, _n=name, **k: ran.append((_n, a[0].shape)) or _r(*a, **k))
     wants = (reference.forward(x.astype(np.float64), w.astype(np.float64), geom, b.astype(np.float64)),
-             reference.grad_input(gy.astype(np.float64), w.astype(np.float64), geom))
+             reference.grad_input(gy.astype(np.float64), w.astype(np.float64), geom),
+             reference.grad_weight(gy.astype(np.float64), x.astype(np.float64), geom))
     got = []
     for threads in (1, 2, 3):
         with fastconv.threads(threads):
-            got.append((numba_jit.forward(x, w, geom, b), numba_jit.grad_input(gy, w, geom)))
-        for have, want, name in zip(got[-1], wants, ("forward", "input gradient")):
+            got.append((numba_jit.forward(x, w, geom, b), numba_jit.grad_input(gy, w, geom),
+                        numba_jit.grad_weight(gy, x, geom)))
+        for have, want, name in zip(got[-1], wants, ("forward", "input gradient", "weight gradient")):
             assert_close(have, want, dtype, what=f"{name}, {threads} threads")
     for later in got[1:]:
         assert all(np.array_equal(a, b) for a, b in zip(got[0], later))
-    assert geom.x_shape in ran and geom.y_shape in ran  # the forward, and the input gradient's
+    # the forward, the input gradient's (of gy) and the weight gradient (of gy, by x) ran here
+    assert {("forward", geom.x_shape), ("forward", geom.y_shape), ("grad_weight", geom.y_shape)} <= set(ran)
     numba_jit.forget_kernels()
 
 
@@ -137,17 +156,27 @@ def test_non_finite_values_give_the_references_result(on, where):
 
 @tiles
 @pytest.mark.parametrize("threads", [1, 3])
-def test_extra_memory_stays_under_budget(budget, use_threads, on, threads):
-    # 2 MiB: the input's copy (256 KiB), per item its rows of the weight (at most 400 KiB) and of the
-    # sums (at most 256 KiB)
+@pytest.mark.parametrize("name", ["forward", "grad_weight"])
+def test_extra_memory_stays_under_budget(budget, use_threads, on, threads, name):
+    # 2 MiB: the forward's input copy (256 KiB), per item its rows of the weight (at most 400 KiB)
+    # and of the sums (at most 256 KiB); the weight gradient's input and gy copies (256 KiB each)
+    # and the taps' sums (1.6 MiB)
     use_threads(threads)
     geom = Geometry.from_args((32, 128, 4, 4), (128, 128, 5, 5), padding=2)
-    x, w = _rand(geom.x_shape, np.float32, 0), _rand(geom.w_shape, np.float32, 1)
-    budget(2 * 2**20)
+    x, w, gy = (_rand(s, np.float32, i) for i, s in enumerate((geom.x_shape, geom.w_shape, geom.y_shape)))
+    budget(2 * 2**20 + 2**18)
     assert numba_jit.whole_choices(geom, np.float32).forward == "images"
-    extra, got = extra_bytes(lambda: numba_jit.forward(x, w, geom))
-    assert extra <= 2 * 2**20, f"{extra} bytes beyond the output"
-    assert_close(got, reference.forward(x.astype(np.float64), w.astype(np.float64), geom), np.float32)
+    run = {"forward": lambda: numba_jit.forward(x, w, geom), "grad_weight": lambda: numba_jit.grad_weight(gy, x, geom)}
+    ran = []
+    real = getattr(images, name)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(images, name, lambda *a, **k: ran.append(real(*a, **k)) or ran[-1])
+        extra, got = extra_bytes(run[name])
+    assert ran and all(ran), "it ran"
+    assert extra <= 2 * 2**20 + 2**18, f"{extra} bytes beyond the output"
+    want = (reference.forward(x.astype(np.float64), w.astype(np.float64), geom) if name == "forward"
+            else reference.grad_weight(gy.astype(np.float64), x.astype(np.float64), geom))
+    assert_close(got, want, np.float32)
 
 
 @tiles
@@ -168,6 +197,7 @@ def test_its_inputs_are_left_alone(on):
     copies = [a.copy() for a in (x, w, gy, b)]
     numba_jit.forward(x, w, geom, b)
     numba_jit.grad_input(gy, w, geom)
+    numba_jit.grad_weight(gy, x, geom)
     for a, c in zip((x, w, gy, b), copies):
         assert np.array_equal(a, c)
 
@@ -177,11 +207,13 @@ def test_warmup_compiles_every_kernel_it_runs():
     # auto's first call must not wait for a compile: the forward's layouts and the input gradient's
     # (a transposed weight, no bias)
     numba_jit.warmup(np.float32)
-    kernels = (images._runs, images._transpose_in, images._products, images._put)
+    kernels = (images._runs, images._transpose_in, images._products, images._put, images._transpose_gw_in,
+               images._transpose_gy, images._gw_tap, images._gw_put)
     before = [len(k.signatures) for k in kernels]
     geom = Geometry.from_args((32, 64, 4, 4), (96, 64, 5, 5), padding=2)
     x, w, gy, b = (_rand(s, np.float32, i) for i, s in enumerate((geom.x_shape, geom.w_shape, geom.y_shape,
                                                                    (geom.c_out,))))
     numba_jit.forward(x, w, geom, b)
     numba_jit.grad_input(gy, w, geom)
+    numba_jit.grad_weight(gy, x, geom)
     assert [len(k.signatures) for k in kernels] == before

@@ -76,6 +76,8 @@ def test_implicit_product_matches_longdouble(monkeypatch, xs, ws, kwargs, dtype)
                          (geom.n, geom.c_in, 1, xs[-1]) if len(xs) == 3 else xs,
                          (ws[0], ws[1], 1, ws[-1]) if len(ws) == 3 else ws,
                          **({"padding": ((0, 0), geom.padding[0])} if len(xs) == 3 else kwargs))).reshape(ws)
+    monkeypatch.setattr(numba_jit, "IMAGES", False)  # (the small images' own kernel: test_numba_images)
+    numba_jit.forget_kernels()
     ran = ran_parts(monkeypatch)
     eps, reduction = np.finfo(dtype).eps, gy.size // geom.c_out
     for threads in (1, 2, 3):  # 3: panels that do not split evenly
@@ -84,6 +86,7 @@ def test_implicit_product_matches_longdouble(monkeypatch, xs, ws, kwargs, dtype)
         # each element is one sum of `reduction` products, bounded as test_numba_gemm's are
         assert np.abs(gw - want).max() <= 4 * reduction * eps * np.abs(want).max(), threads
     assert implicit.gw_part in ran and packed._grad_weight_part not in ran
+    numba_jit.forget_kernels()
 
 
 @tiles

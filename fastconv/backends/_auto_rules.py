@@ -1596,11 +1596,33 @@ def _images(g: Geometry, question: str) -> bool:
             or (math.prod(flat.kernel) > 9 and math.prod(flat.out_size) <= AUTO_IMAGES_MAX_PIXELS))
 
 
+# Its weight gradient (``_numba_images.grad_weight``: per tap, gy's pixels by the input pixels that
+# the tap reads, a reduction over the images of a row) where the forward runs it, each pass alone as
+# above (5 interleaved rounds, 72 layers), numba's time over auto's pick before: past 3x3 from 16
+# images 0.24-0.93 (N=64 384 -> 32 5x5 4x4 0.24 against BLAS's, N=32 192 -> 192 5x5 8x8 0.72
+# against winograd's, N=16 256 -> 256 5x5 8x8 0.70), but 1.34 on N=24 96 -> 384 5x5 2x2; of 8 images
+# (each row's reduction 8 images wide) 1.41-3.00 against BLAS's; at 3x3 against winograd's own
+# 1.51 (N=32 128 -> 192 3x3) and 2.62 (N=64 256 -> 32 3x3). Before the wide rows' BLAS
+# (``_wide_rows_weight``, measured against numba's kernels before): ms numba / BLAS N=32 256 -> 256
+# 5x5 7x7 19.5 / 33.0, N=16 256 -> 384 5x5 9x9 31.4 / 39.4.
+AUTO_IMAGES_WEIGHT_MIN_IMAGES = 16
+
+
+def _images_weight(g: Geometry) -> bool:
+    """``_images``' forwards of kernels past 3x3 over ``AUTO_IMAGES_WEIGHT_MIN_IMAGES`` images or
+    more: numba's weight gradient runs per tap there too."""
+    flat = as_2d(g)
+    return (flat.n >= AUTO_IMAGES_WEIGHT_MIN_IMAGES and math.prod(flat.kernel) > 9 and max(flat.stride) == 1
+            and _images(g, "images"))
+
+
 AUTO_PASS_RULES: tuple[tuple[str, str, object, tuple[str, ...]], ...] = (
     ("forward", "AVX-512 on half-width units: numba's images as the tiles' columns, small images of kernels past "
      "3x3 or a third of the taps on padding", lambda g: _images(g, "images"), ("numba", "winograd", "im2col")),
     ("grad_input", "AVX-512 on half-width units: the same", lambda g: _images(g, "images_input"),
      ("numba", "winograd", "im2col")),
+    ("grad_weight", "AVX-512 on half-width units: the same, kernels past 3x3, 16+ images: its weight gradient per tap",
+     _images_weight, ("numba", "winograd", "im2col")),
     *((pass_, "AVX-512 (full-width units: 2+ images): 2-D 5x5 and 7x7 kernels at stride 1, one group, 24+ channels "
        "a side, 150M+ multiply-adds, 48+ F(2x2) tiles, products at most 0.9 of a direct sum's: winograd's 3x3 "
        "blocks", _large_winograd,

@@ -1265,6 +1265,10 @@ def grad_weight(gy, x, geom):
                    budget=budget - (0 if xs is x else xs.nbytes))
     elif _implicit.grouped_gw_applies(geom) and _grouped_grad_weight(gy, x, gw, geom):
         pass  # done on the register tiles, a group at a time
+    elif (geom.sh == geom.sw == 1 and _images_fit(_forward_call(geom, x.itemsize), budget)
+          and _images.grad_weight(gy, x, gw, geom.pt, geom.pl, geom.dil_h, geom.dil_w, _slots(geom.macs)[0], budget,
+                                  _local.compile_only)):
+        pass  # per tap, over the pixels whose tap reads the image
     elif _implicit.applies(geom) and _implicit_grad_weight(gy, x, gw, geom):
         pass  # done on the register tiles
     elif _cols.applies(geom.kw, geom.sh, geom.sw, geom.pl, geom.iw, geom.ow):
@@ -1570,7 +1574,7 @@ WARMUP_STEPS = (
     ("patches on the register tiles", (1, 32, 5, 5), (64, 32, 3, 3), dict(padding=1, stride=2),
      ("forward", "grad_input", "grad_weight")),
     ("small images, the batch's images as the tiles' columns", (16, 32, 3, 3), (32, 32, 3, 3), dict(padding=1),
-     ("forward", "grad_input")),
+     ("forward", "grad_input", "grad_weight")),
     ("grouped layers of few channels (register tiles)", (1, 16, 3, 3), (16, 8, 3, 3), dict(padding=1, groups=2),
      ("forward", "grad_weight")),
     ("input gradient (stride phases)", (1, 4, 5, 5), (4, 4, 3, 3), dict(padding=1, stride=2), ("grad_input",)),
