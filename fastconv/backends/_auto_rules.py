@@ -1580,20 +1580,29 @@ def _gradient_rows(name, condition, order):
 # F(2x2) won but where the padding is a third of the taps or more: N=64 512 -> 64 6x6 (21 %) 1.62 /
 # 1.43 against 1.21 / 0.98, N=24 512 -> 96 5x5 (25 %) 1.80 / 1.93 against 1.70 / 1.05, N=16 384 ->
 # 128 3x3 (40 %) 1.79 / 1.99 against 2.77 / 1.92.
+# A batch that fills its last vector of columns in part costs it that much more: N=24 (three
+# quarters of two vectors) won where the taps on the image over the vectors' share filled were 0.92
+# at most (128 -> 256 5x5 7x7 1.52 against 1.84, 192 -> 32 7x7 10x10 1.66 against 1.85) and lost
+# from 0.96 (192 -> 192 5x5 8x8, above; 96 -> 512 5x5 10x10, 1.03: forward 33.3 against 24.8 ms).
 AUTO_IMAGES_MAX_PIXELS = 196  # output pixels an image, kernels past 3x3
 AUTO_IMAGES_MIN_PADDING = 0.33  # of the taps, any kernel
+AUTO_IMAGES_MAX_COST = 0.93  # the taps on the image over the share of the last vector of images filled
+AUTO_IMAGES_LANES = 16  # images a vector (float32, AVX-512)
 
 
 def _images(g: Geometry, question: str) -> bool:
     """On half-width AVX-512, numba runs the pass with the batch's images as the tiles' columns
     (``question``: numba's ``images`` or ``images_input``) over images of at most
     ``AUTO_IMAGES_MAX_PIXELS`` output pixels with a kernel past 3x3, or with
-    ``AUTO_IMAGES_MIN_PADDING`` of the taps on padding."""
+    ``AUTO_IMAGES_MIN_PADDING`` of the taps on padding; in either case its taps on the image over
+    its vectors' fill (``AUTO_IMAGES_LANES`` images each) at most ``AUTO_IMAGES_MAX_COST``."""
     if not _half_width(g) or not _backend_says("numba", question, g):
         return False
     flat = as_2d(g)
-    return (1 - flat.input_taps_share >= AUTO_IMAGES_MIN_PADDING
-            or (math.prod(flat.kernel) > 9 and math.prod(flat.out_size) <= AUTO_IMAGES_MAX_PIXELS))
+    fill = flat.n / (-(-flat.n // AUTO_IMAGES_LANES) * AUTO_IMAGES_LANES)
+    return flat.input_taps_share <= AUTO_IMAGES_MAX_COST * fill and (
+        1 - flat.input_taps_share >= AUTO_IMAGES_MIN_PADDING
+        or (math.prod(flat.kernel) > 9 and math.prod(flat.out_size) <= AUTO_IMAGES_MAX_PIXELS))
 
 
 # Its weight gradient (``_numba_images.grad_weight``: per tap, gy's pixels by the input pixels that

@@ -162,23 +162,23 @@ def _transpose_in(x, xt, i0, i1):  # pragma: no cover
 
 
 @njit(inline="always", **_JIT)
-def _panel(a, a0, lda, b, b0, c, c0, ldc, steps, add, bias, i0, cols, nr):  # pragma: no cover
+def _panel(a, a0, lda, b, b0, ldb, c, c0, ldc, steps, add, bias, i0, addb, cols, nr):  # pragma: no cover
     """One tile of A's rows from ``a0`` (``lda`` apart) by the ``cols`` columns of B from ``b0``
-    (rows ``ldc`` apart, as C's), into C at ``c0`` (added where ``add``, else with the bias)."""
+    (rows ``ldb`` apart) into C at ``c0`` (rows ``ldc`` apart; added where ``add``, with
+    ``bias[i0:]`` where ``addb``), on the tile that fits the columns."""
     lanes = nr // _gemm.BATCH_NV
-    addb = 1 - add
     if cols == nr:
-        _tile_rows_batch(a, a0, lda, b, b0, ldc, c, c0, ldc, steps, add, bias, i0, addb)
+        _tile_rows_batch(a, a0, lda, b, b0, ldb, c, c0, ldc, steps, add, bias, i0, addb)
     elif cols == lanes:
-        _tile_rows_half(a, a0, lda, b, b0, ldc, c, c0, ldc, steps, add, bias, i0, addb)
+        _tile_rows_half(a, a0, lda, b, b0, ldb, c, c0, ldc, steps, add, bias, i0, addb)
     elif cols < lanes:
-        _tile_rows_ragged_half(a, a0, lda, b, b0, ldc, c, c0, ldc, steps, add, bias, i0, addb, cols)
+        _tile_rows_ragged_half(a, a0, lda, b, b0, ldb, c, c0, ldc, steps, add, bias, i0, addb, cols)
     elif cols == 2 * lanes:
-        _tile_rows(a, a0, lda, b, b0, ldc, c, c0, ldc, steps, add, bias, i0, addb)
+        _tile_rows(a, a0, lda, b, b0, ldb, c, c0, ldc, steps, add, bias, i0, addb)
     elif cols < 2 * lanes:
-        _tile_rows_ragged(a, a0, lda, b, b0, ldc, c, c0, ldc, steps, add, bias, i0, addb, cols)
+        _tile_rows_ragged(a, a0, lda, b, b0, ldb, c, c0, ldc, steps, add, bias, i0, addb, cols)
     else:
-        _tile_rows_batch_ragged(a, a0, lda, b, b0, ldc, c, c0, ldc, steps, add, bias, i0, addb, cols)
+        _tile_rows_batch_ragged(a, a0, lda, b, b0, ldb, c, c0, ldc, steps, add, bias, i0, addb, cols)
 
 
 @njit(**_JIT)
@@ -202,8 +202,8 @@ def _products(a, mp, k, xt, sums, bias, runs, count, n, started):  # pragma: no 
                 while jb < n:  # B's panel in L1 over the rows
                     cols = min(_panel_width(n - jb, nr, lanes), n - jb)
                     for ip in range(mp // MR):
-                        _panel(a, ip * MR * k + first, k, xt, b0 + jb, sums, (q * mp + ip * MR) * n + jb, n,
-                               last - first, add, bias, ip * MR, cols, nr)
+                        _panel(a, ip * MR * k + first, k, xt, b0 + jb, n, sums, (q * mp + ip * MR) * n + jb, n,
+                               last - first, add, bias, ip * MR, 1 - add, cols, nr)
                     jb += cols
                 started[q] = 1
     for q in range(pixels):
@@ -245,8 +245,8 @@ def grad_weight(gy, x, gw, pt, pl, dh, dw, threads, budget, compile_only=False) 
     """``gw`` (C-contiguous ``(K, C, kh, kw)``) = the weight gradient of the stride-1 convolution of
     ``x`` into ``gy`` (both C-contiguous), padded by ``pt`` rows above and ``pl`` columns left,
     taps ``dh`` and ``dw`` apart. False, ``gw`` unwritten, where the scratch does not fit
-    ``budget`` bytes. Work items are taps and ranges of output channels; each sum runs in the same
-    order whatever the thread count."""
+    ``budget`` bytes. Work items are ranges of output channels, every tap each; each sum runs in the
+    same order whatever the thread count."""
     n, c, h, wd = x.shape
     k, _, kh, kw = gw.shape
     oh, ow = gy.shape[2], gy.shape[3]
@@ -258,30 +258,35 @@ def grad_weight(gy, x, gw, pt, pl, dh, dw, threads, budget, compile_only=False) 
     gt = kept("images-gw-gy", (mp * oh * ow * n,), x.dtype)
     sums = kept("images-gw-sums", (kh * kw, mp, c), x.dtype)
     per = -(-h // (2 * threads))
-    rows = -(-mp // MR)
-    half = -(-rows // 2) * MR  # two ranges of output channels a tap: items enough for the threads
+    items = _items(k, threads)  # ranges of output channels, every tap each
     copying = Shared([("x", i0, min(h, i0 + per)) for i0 in range(0, h, per)]
-                     + [("gy", r0, min(mp, r0 + half)) for r0 in range(0, mp, half)],
+                     + [("gy", r0, _whole_rows(r1)) for r0, r1 in items],
                      lambda what, a, b: (_transpose_gw_in(x, xs, a, b) if what == "x" else _transpose_gy(gy, gt, a, b)))
 
-    def work(tap, r0, r1, scratch):
+    def work(r0, r1, scratch):
         copying.ready()
-        _gw_tap(gt, xs, sums[tap].reshape(-1), tap // kw, tap % kw, r0, r1, pt, pl, dh, dw, oh, ow, h, wd, n, c)
-        # put in place by the item (as NumPy's one strided copy after them all: 2.3 ms at 256 x 256
-        # 5x5, a third of the products' time)
-        _gw_put(sums[tap], gw, tap // kw, tap % kw, r0, min(k, r1))
+        for tap in range(kh * kw):
+            _gw_tap(gt, xs, sums[tap].reshape(-1), tap // kw, tap % kw, r0, _whole_rows(r1), pt, pl, dh, dw, oh, ow, h,
+                    wd, n, c)
+        # the item's rows of gw, whole: items that wrote taps of the same rows shared gw's lines (each
+        # row's taps of a channel are one line) and slowed each other, two threads 1.5x one's time
+        _gw_put(sums, gw, r0, r1)
 
-    map_items([(tap, r0, min(mp, r0 + half)) for tap in range(kh * kw) for r0 in range(0, mp, half)], work, threads,
-              shared=(copying,))
+    map_items(items, work, threads, shared=(copying,))
     return True
 
 
 @njit(**_JIT)
-def _gw_put(sums, gw, ky, kx, r0, r1):  # pragma: no cover
-    """Rows r0 .. r1 of a tap's sums (rows, C) into ``gw[:, :, ky, kx]``."""
+def _gw_put(sums, gw, r0, r1):  # pragma: no cover
+    """Rows r0 .. r1 of the taps' sums (taps, rows, C) into ``gw`` (K, C, kh, kw): each row's
+    taps read in turn (the taps' planes lie a multiple of 4 KiB apart: read across them, their lines
+    met in one set of L1) into its block of gw, which L1 holds."""
+    _, c, kh, kw = gw.shape
     for r in range(r0, r1):
-        for ci in range(gw.shape[1]):
-            gw[r, ci, ky, kx] = sums[r, ci]
+        for tap in range(kh * kw):
+            ky, kx = tap // kw, tap % kw
+            for ci in range(c):
+                gw[r, ci, ky, kx] = sums[tap, r, ci]
 
 
 @njit(**_JIT)
@@ -336,26 +341,7 @@ def _gw_tap(gt, xs, sums, ky, kx, r0, r1, pt, pl, dh, dw, oh, ow, h, w, n, c):  
                 a0 = i0 * lda + (oy * ow + ox0) * n
                 b0 = (iy * w + ox0 - pl + kx * dw) * n * c + jb
                 for s0 in range(0, run, KC):
-                    _gw_panel(gt, a0 + s0, lda, xs, b0 + s0 * c, c, sums, i0 * c + jb, c, min(KC, run - s0), add,
-                              cols, nr)
+                    _panel(gt, a0 + s0, lda, xs, b0 + s0 * c, c, sums, i0 * c + jb, c, min(KC, run - s0), add,
+                           sums, 0, 0, cols, nr)
                     add = 1
         jb += cols
-
-
-@njit(inline="always", **_JIT)
-def _gw_panel(a, a0, lda, b, b0, ldb, c, c0, ldc, steps, add, cols, nr):  # pragma: no cover
-    """One tile of A's rows from ``a0`` (``lda`` apart) by the ``cols`` columns of B from ``b0``
-    (rows ``ldb`` apart) into C at ``c0`` (rows ``ldc`` apart; added where ``add``)."""
-    lanes = nr // _gemm.BATCH_NV
-    if cols == nr:
-        _tile_rows_batch(a, a0, lda, b, b0, ldb, c, c0, ldc, steps, add, c, 0, 0)
-    elif cols == lanes:
-        _tile_rows_half(a, a0, lda, b, b0, ldb, c, c0, ldc, steps, add, c, 0, 0)
-    elif cols < lanes:
-        _tile_rows_ragged_half(a, a0, lda, b, b0, ldb, c, c0, ldc, steps, add, c, 0, 0, cols)
-    elif cols == 2 * lanes:
-        _tile_rows(a, a0, lda, b, b0, ldb, c, c0, ldc, steps, add, c, 0, 0)
-    elif cols < 2 * lanes:
-        _tile_rows_ragged(a, a0, lda, b, b0, ldb, c, c0, ldc, steps, add, c, 0, 0, cols)
-    else:
-        _tile_rows_batch_ragged(a, a0, lda, b, b0, ldb, c, c0, ldc, steps, add, c, 0, 0, cols)
