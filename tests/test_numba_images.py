@@ -208,8 +208,8 @@ def test_warmup_compiles_every_kernel_it_runs():
     # auto's first call must not wait for a compile: the forward's layouts and the input gradient's
     # (a transposed weight, no bias)
     numba_jit.warmup(np.float32)
-    kernels = (images._runs, images._transpose_in, images._products, images._put, images._transpose_gw_in,
-               images._transpose_gy, images._gw_tap, images._gw_put)
+    kernels = (images._runs, images._transpose_in, images._products, images._put, images._transpose_gy,
+               images._gw_tap, images._gw_put)
     before = [len(k.signatures) for k in kernels]
     geom = Geometry.from_args((32, 64, 4, 4), (96, 64, 5, 5), padding=2)
     x, w, gy, b = (_rand(s, np.float32, i) for i, s in enumerate((geom.x_shape, geom.w_shape, geom.y_shape,

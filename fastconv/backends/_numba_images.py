@@ -101,7 +101,8 @@ def forward(x, w, bias, y, sh, sw, pt, pl, dh, threads, budget, compile_only=Fal
         bias_all[:k] = bias
     steps = kh * kw * c
     per = -(-h // (2 * threads))  # input rows a part of the copy: two parts a thread
-    copying = Shared([(i0, min(h, i0 + per)) for i0 in range(0, h, per)], lambda i0, i1: _transpose_in(x, xt, i0, i1))
+    copying = Shared([(i0, min(h, i0 + per)) for i0 in range(0, h, per)],
+                     lambda i0, i1: _transpose_in(x, xt, i0, i1, True))
     y3 = y.reshape(n, k, oh * ow)
 
     def work(r0, r1, scratch):
@@ -147,18 +148,19 @@ def _runs(c, n, h, w, kh, kw, sh, sw, pt, pl, dh, oh, ow):  # pragma: no cover
 
 
 @njit(**_JIT)
-def _transpose_in(x, xt, i0, i1):  # pragma: no cover
-    """Rows i0 .. i1 of ``x`` (N, C, H, W) into ``xt`` (flat (H, W, C, N)), written in order: a
-    pixel's C x N values read from N x C lines that the next pixels reuse (in L2). (Written a
-    pixel apart, C x N values, the stores met in a few of L1's sets: N=32 256 channels 4x4, one
-    thread, 0.45 ms against 0.1.)"""
+def _transpose_in(x, xt, i0, i1, images_last):  # pragma: no cover
+    """Rows i0 .. i1 of ``x`` (N, C, H, W) into ``xt``, flat (H, W, C, N) where ``images_last``
+    (the forward's) else (H, W, N, C) (the weight gradient's), written in order: a pixel's C x N
+    values read from N x C lines that the next pixels reuse (in L2). (Written a pixel apart, the
+    stores met in a few of L1's sets: N=32 256 channels 4x4, one thread, 0.45 ms against 0.1.)"""
     n, c, h, w = x.shape
+    outer, inner = (c, n) if images_last else (n, c)
     for iy in range(i0, i1):
         for ix in range(w):
             base = (iy * w + ix) * c * n
-            for ci in range(c):
-                for b in range(n):
-                    xt[base + ci * n + b] = x[b, ci, iy, ix]
+            for o in range(outer):
+                for i in range(inner):
+                    xt[base + o * inner + i] = x[i, o, iy, ix] if images_last else x[o, i, iy, ix]
 
 
 @njit(inline="always", **_JIT)
@@ -261,7 +263,8 @@ def grad_weight(gy, x, gw, pt, pl, dh, dw, threads, budget, compile_only=False) 
     items = _items(k, threads)  # ranges of output channels, every tap each
     copying = Shared([("x", i0, min(h, i0 + per)) for i0 in range(0, h, per)]
                      + [("gy", r0, _whole_rows(r1)) for r0, r1 in items],
-                     lambda what, a, b: (_transpose_gw_in(x, xs, a, b) if what == "x" else _transpose_gy(gy, gt, a, b)))
+                     lambda what, a, b: (_transpose_in(x, xs, a, b, False) if what == "x"
+                                         else _transpose_gy(gy, gt, a, b)))
 
     def work(r0, r1, scratch):
         copying.ready()
@@ -287,19 +290,6 @@ def _gw_put(sums, gw, r0, r1):  # pragma: no cover
             ky, kx = tap // kw, tap % kw
             for ci in range(c):
                 gw[r, ci, ky, kx] = sums[tap, r, ci]
-
-
-@njit(**_JIT)
-def _transpose_gw_in(x, xs, i0, i1):  # pragma: no cover
-    """Rows i0 .. i1 of ``x`` (N, C, H, W) into ``xs`` (flat (H, W, N, C)), written in order (as
-    ``_transpose_in``)."""
-    n, c, h, w = x.shape
-    for iy in range(i0, i1):
-        for ix in range(w):
-            base = (iy * w + ix) * n * c
-            for b in range(n):
-                for ci in range(c):
-                    xs[base + b * c + ci] = x[b, ci, iy, ix]
 
 
 @njit(**_JIT)
