@@ -139,16 +139,21 @@ def test_the_kernel_runs_a_stride_too(stride):
 
 
 @tiles
-@pytest.mark.parametrize("where", ["w", "x"])
+@pytest.mark.parametrize("where", ["w", "x", "gy"])
 def test_non_finite_values_give_the_references_result(on, where):
-    # the taps that read padding are not multiplied: the forward's inf x 0 there is mended as after
-    # the other kernels (``padding_products``), to the reference's NaN
+    # the taps that read padding are not multiplied: the forward's inf x 0 there (and the weight
+    # gradient's, of gy) is mended as after the other kernels (``padding_products``), to the
+    # reference's NaN
     geom = Geometry.from_args((LANES, 32, 4, 4), (32, 32, 5, 5), padding=2)
     assert numba_jit.whole_choices(geom, np.float32).forward == "images"
-    x, w = _rand(geom.x_shape, np.float32, 0), _rand(geom.w_shape, np.float32, 1)
-    {"w": w, "x": x}[where].reshape(-1)[[5, 700]] = [np.inf, np.nan]
-    have = numba_jit.forward(x, w, geom)
-    want = reference.forward(x.astype(np.float64), w.astype(np.float64), geom)
+    x, w, gy = (_rand(s, np.float32, i) for i, s in enumerate((geom.x_shape, geom.w_shape, geom.y_shape)))
+    {"w": w, "x": x, "gy": gy}[where].reshape(-1)[[5, 700]] = [np.inf, np.nan]
+    if where == "gy":
+        have = numba_jit.grad_weight(gy, x, geom)
+        want = reference.grad_weight(gy.astype(np.float64), x.astype(np.float64), geom)
+    else:
+        have = numba_jit.forward(x, w, geom)
+        want = reference.forward(x.astype(np.float64), w.astype(np.float64), geom)
     np.testing.assert_array_equal(np.isnan(have), np.isnan(want))
     np.testing.assert_array_equal(np.isinf(have), np.isinf(want))
     fin = np.isfinite(want)

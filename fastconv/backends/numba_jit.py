@@ -1265,7 +1265,8 @@ def grad_weight(gy, x, geom):
                    budget=budget - (0 if xs is x else xs.nbytes))
     elif _implicit.grouped_gw_applies(geom) and _grouped_grad_weight(gy, x, gw, geom):
         pass  # done on the register tiles, a group at a time
-    elif (geom.sh == geom.sw == 1 and _images_fit(_forward_call(geom, x.itemsize), budget)
+    elif (geom.sh == geom.sw == 1  # where the forward runs the images as the tiles' columns (its kept choice)
+          and _forward_plan(geom, x.itemsize, budget, None, _threads.call_threads())[1] == "images"
           and _images.grad_weight(gy, x, gw, geom.pt, geom.pl, geom.dil_h, geom.dil_w, _slots(geom.macs)[0], budget,
                                   _local.compile_only)):
         pass  # per tap, over the pixels whose tap reads the image
