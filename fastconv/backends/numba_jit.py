@@ -733,6 +733,7 @@ def forget_kernels():
     change to a kernel module's thresholds, as tests make."""
     _forward_plan.cache_clear()
     _input_gradient_plan.cache_clear()
+    _images_weight.cache_clear()
 
 
 @functools.lru_cache(maxsize=256)
@@ -977,6 +978,15 @@ def _images_fit(c, budget, by_size=None) -> bool:
                 or padding < (IMAGES_MIN_PADDING if n >= lanes else IMAGES_HALF_VECTOR_MIN_PADDING)):
             return False
     return _images.scratch_bytes(c.xs, k, kh, kw, oh, ow, c.item, _slots(c.macs)[0]) <= budget
+
+
+@functools.lru_cache(maxsize=256)
+def _images_weight(geom, item, budget, nthreads) -> bool:
+    """Whether the weight gradient on ``geom`` runs per tap (``_numba_images.grad_weight``): at unit
+    stride, where its forward's call fits the images as the tiles' columns (``_images_fit``; the
+    answer kept, as the forward's kernel is: ``forget_kernels``). Not the forward's whole choice,
+    whose scratch sizes of other kernels compile helpers that warmup leaves to the forward."""
+    return geom.sh == geom.sw == 1 and _images_fit(_forward_call(geom, item), budget)
 
 
 def _pixels_fit(c, budget, by_size=None) -> bool:
@@ -1265,8 +1275,7 @@ def grad_weight(gy, x, geom):
                    budget=budget - (0 if xs is x else xs.nbytes))
     elif _implicit.grouped_gw_applies(geom) and _grouped_grad_weight(gy, x, gw, geom):
         pass  # done on the register tiles, a group at a time
-    elif (geom.sh == geom.sw == 1  # where the forward runs the images as the tiles' columns (its kept choice)
-          and _forward_plan(geom, x.itemsize, budget, None, _threads.call_threads())[1] == "images"
+    elif (_images_weight(geom, x.itemsize, budget, _threads.call_threads())
           and _images.grad_weight(gy, x, gw, geom.pt, geom.pl, geom.dil_h, geom.dil_w, _slots(geom.macs)[0], budget,
                                   _local.compile_only)):
         pass  # per tap, over the pixels whose tap reads the image
