@@ -1621,8 +1621,7 @@ def _images_weight(g: Geometry) -> bool:
     """``_images``' forwards of kernels past 3x3 over ``AUTO_IMAGES_WEIGHT_MIN_IMAGES`` images or
     more: numba's weight gradient runs per tap there too."""
     flat = as_2d(g)
-    return (flat.n >= AUTO_IMAGES_WEIGHT_MIN_IMAGES and math.prod(flat.kernel) > 9 and max(flat.stride) == 1
-            and _images(g, "images"))
+    return flat.n >= AUTO_IMAGES_WEIGHT_MIN_IMAGES and math.prod(flat.kernel) > 9 and _images(g, "images")
 
 
 AUTO_PASS_RULES: tuple[tuple[str, str, object, tuple[str, ...]], ...] = (

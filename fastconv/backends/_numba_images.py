@@ -84,9 +84,9 @@ def scratch_bytes(x_shape, k, kh, kw, oh, ow, item, threads):
 def forward(x, w, bias, y, sh, sw, pt, pl, dh, threads, budget, compile_only=False) -> bool:
     """``y`` (C-contiguous ``(N, K, OH, OW)``) = the convolution of ``x`` (C-contiguous, padded by
     ``pt`` rows above and ``pl`` columns left, negative: cropped) with ``w`` (``(K, C, kh, kw)``, any
-    view), plus ``bias`` (None or empty: none), at a stride, kernel rows ``dh`` apart. False, ``y`` unwritten,
-    where its scratch does not fit ``budget`` bytes. ``compile_only`` (warmup): on the calling
-    thread alone."""
+    view), plus ``bias`` (None or empty: none), at a stride, kernel rows ``dh`` apart. False, ``y``
+    unwritten, where its scratch does not fit ``budget`` bytes. ``compile_only`` (warmup): on the
+    calling thread alone."""
     n, c, h, wd = x.shape
     k, _, kh, kw = w.shape
     oh, ow = y.shape[2], y.shape[3]
