@@ -17,8 +17,10 @@ numba_jit = fastconv.backends.get("numba")
 from fastconv.backends import _numba_images as images  # noqa: E402  (needs numba)
 from tests.test_numba_gemm import _rand, tiles  # noqa: E402  (the same tiles, the same skip)
 
-LANES = images._gemm.VBITS // 32  # float32 values in a vector: a batch of these fills one
-# where numba takes it (half-width AVX-512, where it was measured); its own tests run it on any tiles
+LANES = images._gemm.VBITS // 32  # float32 values in a vector of the tiles' (two a panel)
+# ... in a vector of the tiles' columns where numba takes it (half-width AVX-512, where it was
+# measured): a batch of these fills one; its own tests run it on any tiles
+VECTOR = images.LANE_BITS // 32
 measured = pytest.mark.skipif(not numba_jit.IMAGES, reason="numba takes it on half-width AVX-512 only")
 
 
@@ -38,10 +40,11 @@ def _kernel(xs, ws, dtype=np.float32, **kwargs):
 @measured
 @pytest.mark.parametrize("xs, ws, kwargs, takes", [
     ((32, 256, 4, 4), (256, 256, 5, 5), dict(padding=2), True),       # half the taps read padding
-    ((LANES, 64, 7, 7), (64, 64, 7, 7), dict(padding=3), True),       # a vector of images
-    ((LANES // 2, 64, 4, 4), (64, 64, 5, 5), dict(padding=2), True),  # half of one: 51 % padding
-    ((LANES // 2, 64, 6, 6), (64, 64, 5, 5), dict(padding=2), False),  # ... 36 %
-    ((LANES // 2 - 1, 64, 4, 4), (64, 64, 5, 5), dict(padding=2), False),
+    ((VECTOR, 64, 7, 7), (64, 64, 7, 7), dict(padding=3), True),     # a vector of images
+    ((VECTOR, 64, 6, 6), (64, 64, 5, 5), dict(padding=2), True),     # ... 36 % padding
+    ((VECTOR // 2, 64, 4, 4), (64, 64, 5, 5), dict(padding=2), True),  # half of one: 51 %
+    ((VECTOR // 2, 64, 6, 6), (64, 64, 5, 5), dict(padding=2), False),  # ... 36 %
+    ((VECTOR // 2 - 1, 64, 4, 4), (64, 64, 5, 5), dict(padding=2), False),
     ((32, 64, 10, 10), (64, 64, 3, 3), dict(padding=1), False),       # 13 % padding
     ((32, 64, 16, 16), (64, 64, 7, 7), dict(padding=3), True),        # 256 pixels an image, 19 %
     ((32, 64, 17, 17), (64, 64, 7, 7), dict(padding=3), False),       # 289
@@ -58,7 +61,7 @@ def test_which_calls_take_it(xs, ws, kwargs, takes):
 
 @measured
 def test_float64_fills_a_vector_with_half_the_images():
-    assert _kernel((LANES // 2, 64, 6, 6), (64, 64, 5, 5), np.float64, padding=2) == "images"
+    assert _kernel((VECTOR // 2, 64, 6, 6), (64, 64, 5, 5), np.float64, padding=2) == "images"
 
 
 @measured
@@ -74,8 +77,12 @@ def test_auto_knows_where_it_runs():
     ((32, 256, 4, 4), (256, 256, 5, 5), dict(padding=2), ("numba", "numba", "numba")),
     ((64, 384, 4, 4), (32, 384, 5, 5), dict(padding=2), ("numba", "numba", "numba")),  # BLAS's before
     ((32, 128, 3, 3), (192, 128, 3, 3), dict(padding=1), ("numba", "numba", "winograd")),  # 3x3: winograd's gw
-    # 24 images fill three quarters of two vectors, and 77 % of the taps read the image: winograd's blocks
-    ((24, 96, 10, 10), (512, 96, 5, 5), dict(padding=2), ("winograd", "winograd", "im2col")),
+    # 77 % of the taps read the image: 24 images fill three 256-bit vectors (numba's), 12 three quarters
+    # of a 512-bit one (winograd's blocks)
+    ((24, 96, 10, 10), (512, 96, 5, 5), dict(padding=2), ("numba", "numba", "numba")),
+    ((12, 96, 10, 10), (512, 96, 5, 5), dict(padding=2), ("winograd", "winograd", "im2col")),
+    ((8, 128, 6, 6), (128, 128, 7, 7), dict(padding=3), ("numba", "numba", "numba")),  # 8 images: one vector
+    ((8, 256, 4, 4), (128, 256, 3, 3), dict(padding=1), ("numba", "winograd", "numba")),  # few tiles, 31 %
     ((24, 64, 16, 16), (64, 64, 7, 7), dict(padding=3), ("winograd", "winograd", "winograd")),  # 16x16
     ((64, 512, 6, 6), (64, 512, 3, 3), dict(padding=1), ("winograd", "winograd", "winograd")),  # 21 % at 3x3
 ])
@@ -93,6 +100,13 @@ CASES = [
     ((LANES, 48, 6, 5), (32, 48, 3, 3), dict(padding=(2, 1), dilation=(2, 1))),
     ((LANES, 96, 2, 2), (32, 96, 7, 7), dict(padding=3)),             # runs across KC's blocks
     ((3 * LANES, 32, 7, 7), (40, 32, 3, 3), dict(padding=1)),         # a weight gradient's rows past KC
+    # on half-width units, columns in 256-bit vectors: one (float64: half a 512-bit one), part of one,
+    # three (float64: a 512-bit one and a half), part of three, a panel and one
+    ((8, 32, 4, 4), (32, 32, 5, 5), dict(padding=2)),
+    ((5, 40, 3, 4), (36, 40, 3, 3), dict(padding=1)),
+    ((24, 32, 3, 3), (32, 32, 5, 5), dict(padding=2)),
+    ((21, 32, 4, 3), (40, 32, 3, 3), dict(padding=1)),
+    ((2 * LANES + 8, 36, 3, 3), (32, 36, 3, 3), dict(padding=1)),
 ]
 
 

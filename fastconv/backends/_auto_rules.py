@@ -1016,9 +1016,10 @@ AUTO_FEW_TILES_PATCH_ROWS_MACS = 12_000_000
 def _few_tiles_patch_rows(g: Geometry) -> bool:
     """On AVX-512's half-width units, a 2-D 3x3 stride-1 call of one group on few F(2x2) tiles
     (``_few_tiles``) with ``AUTO_FEW_TILES_PATCH_ROWS_MACS`` multiply-adds or more whose forward runs
-    numba's patches with the threads splitting the output channels (``numba_jit.patch_rows``)."""
+    numba's patches with the threads splitting the output channels (``numba_jit.patch_rows``), or its
+    images as the tiles' columns, which split them too and take such calls of 8+ images first."""
     return (g.ndim == 2 and g.groups == 1 and _few_tiles(g) and g.macs >= AUTO_FEW_TILES_PATCH_ROWS_MACS
-            and _half_width(g) and _backend_says("numba", "patch_rows", g))
+            and _half_width(g) and (_backend_says("numba", "patch_rows", g) or _backend_says("numba", "images", g)))
 
 
 # The weight gradient of 2-D kernels past 3x3 at stride 1 on outputs whose padded rows are 1.4x
@@ -1584,10 +1585,19 @@ def _gradient_rows(name, condition, order):
 # quarters of two vectors) won where the taps on the image over the vectors' share filled were 0.92
 # at most (128 -> 256 5x5 7x7 1.52 against 1.84, 192 -> 32 7x7 10x10 1.66 against 1.85) and lost
 # from 0.96 (192 -> 192 5x5 8x8, above; 96 -> 512 5x5 10x10, 1.03: forward 33.3 against 24.8 ms).
+# Since the tiles' columns run in 256-bit vectors there (8 images each; the same bits), the vectors
+# filled are counted in 8s: N=24 96 -> 512 5x5 10x10 (0.77 of the taps on the image) now 1.15 / 1.23
+# against winograd's 1.28 / 1.21 (its weight gradient 1.00, where BLAS's ran at 1.44), N=8 128 -> 128
+# 7x7 6x6 numba's forward 0.59x its time before. Each pass alone as above, 41 layers of 8-40 images
+# that numba runs so (another seed: 2026-12-07): numba's forward beat the others' best up to 0.70 of
+# the taps on the image (0.21-0.93x; but 0.74-3.7x on 2x2 and 3x3 images of 32-48 input channels,
+# calls of 0.2-0.3 ms in torch), input gradient to 0.58 (0.32-0.79x, but 1.11-1.48x on four such),
+# and lost or tied from 0.72 (forward 0.75-1.41x, input gradient 0.54-1.41x); N=20 (a 256-bit
+# vector's half empty) lost at 0.77 (1.27x and 1.18x winograd's time).
 AUTO_IMAGES_MAX_PIXELS = 196  # output pixels an image, kernels past 3x3
 AUTO_IMAGES_MIN_PADDING = 0.33  # of the taps, any kernel
 AUTO_IMAGES_MAX_COST = 0.93  # the taps on the image over the share of the last vector of images filled
-AUTO_IMAGES_LANES = 16  # images a vector (float32, AVX-512)
+AUTO_IMAGES_LANES = 8  # images a vector of the tiles' columns (float32, 256 bits, as numba's on half-width units)
 
 
 def _images(g: Geometry, question: str) -> bool:
@@ -1643,7 +1653,7 @@ AUTO_PASS_RULES: tuple[tuple[str, str, object, tuple[str, ...]], ...] = (
      "channels, 384+ input channels, one group",
      _patch_rows, ("numba", "im2col")),
     ("forward", "AVX-512 on half-width units: 3x3 at stride 1 under 48 F(2x2) tiles (up to 512 channels a side), "
-     "one group, 12M+ multiply-adds: numba's patches, the threads splitting the output channels",
+     "one group, 12M+ multiply-adds: numba's patches or images, the threads splitting the output channels",
      _few_tiles_patch_rows, ("numba", "im2col")),
     ("forward", "full-width AVX-512: one image of one group, 128+ input channels and 33+ output channels, or 16+ and "
      "96+ (2x the input's; kernel past 1x1); kernels past 1x1 up to 1024 output pixels (2-D ones but 3x3 at "

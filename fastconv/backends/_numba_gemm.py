@@ -354,6 +354,13 @@ _tile_planes_ragged_half = _tile_call(rows=False, taps=True, planes=True, nv=1, 
 _tile_planes_half = _tile_call(rows=False, taps=True, planes=True, nv=1)  # ... a half panel, unmasked
 # ... three quarters of a panel, in three 256-bit vectors (``NARROW``)
 _tile_planes_narrow = _tile_call(rows=False, taps=True, planes=True, nv=3, vbits=256)
+# A's rows where they lie, B's columns in 256-bit vectors (``NARROW``, where they cost a 512-bit
+# vector's half): a quarter of a panel in one (``_numba_images``' 8 images: 0.58-0.70x the time of
+# a 512-bit vector half filled), three quarters in three; the first ``cols`` of either
+_tile_rows_narrow = _tile_call(rows=True, nv=1, vbits=256)
+_tile_rows_narrow_ragged = _tile_call(rows=True, nv=1, vbits=256, masked=True)
+_tile_rows_narrow3 = _tile_call(rows=True, nv=3, vbits=256)
+_tile_rows_narrow3_ragged = _tile_call(rows=True, nv=3, vbits=256, masked=True)
 # A gathered (output pixels and taps at offsets of their own), B the weight by rows
 GATHER_ROWS = MR  # rows: output pixels (12, with 24 sums, measured the same or slower: 0.9-1.4x the time)
 _tile_gather = _tile_call(rows=True, gather=GATHER_ROWS)

@@ -33,6 +33,13 @@ Measured (one thread, float32, N=32 256 -> 256 5x5 over 4x4, padded by 2; Zen 4)
 0.15-0.3, putting the sums 0.2; the patches' forward 18.0 and torch's 9.0. Two threads: forward
 4.7-5.1 ms, weight gradient 5.0 (numba's kernels before: 9.4 and 16.4; torch's 4.5 and 6.5). See
 ``numba_jit._images_fit`` for where it runs.
+
+On the cores it runs on (``_gemm.NARROW``: a 512-bit multiply-add costs two 256-bit ones) the
+tiles' columns come in 256-bit vectors where a 512-bit one would be half empty or less (8 images:
+``_tile_rows_narrow``, 8 sums a tile) or three quarters full (24: three vectors); each sum's
+multiply-adds run in the same order, so the bits are those of any other tile. Two threads, N=8 128
+-> 128 7x7 6x6, forward 1.6 ms against 2.6 on the half-empty 512-bit vectors (torch's 1.35);
+tiles of 16 rows by one 256-bit vector measured no faster than 8 rows.
 """
 import numpy as np
 
@@ -47,11 +54,19 @@ from ._numba_gemm import (
     _tile_rows_batch,
     _tile_rows_batch_ragged,
     _tile_rows_half,
+    _tile_rows_narrow,
+    _tile_rows_narrow3,
+    _tile_rows_narrow3_ragged,
+    _tile_rows_narrow_ragged,
     _tile_rows_ragged,
     _tile_rows_ragged_half,
     _whole_rows,
 )
 from ._numba_kernels import _JIT, njit
+
+# The tiles' columns come in vectors of this many bits (``_panel``: 256-bit vectors on ``NARROW``
+# cores, where a 512-bit one costs two; the kernel runs on those only: ``numba_jit.IMAGES``).
+LANE_BITS = 256
 
 
 def applies(groups, dil_w) -> bool:
@@ -167,9 +182,21 @@ def _transpose_in(x, xt, i0, i1, images_last):  # pragma: no cover
 def _panel(a, a0, lda, b, b0, ldb, c, c0, ldc, steps, add, bias, i0, addb, cols, nr):  # pragma: no cover
     """One tile of A's rows from ``a0`` (``lda`` apart) by the ``cols`` columns of B from ``b0``
     (rows ``ldb`` apart) into C at ``c0`` (rows ``ldc`` apart; added where ``add``, with
-    ``bias[i0:]`` where ``addb``), on the tile that fits the columns."""
+    ``bias[i0:]`` where ``addb``), on the tile that fits the columns: on ``NARROW`` cores (``nr``
+    two 512-bit vectors) up to a quarter or from half to three quarters of a panel in 256-bit
+    vectors."""
     lanes = nr // _gemm.BATCH_NV
-    if cols == nr:
+    if _gemm.NARROW and 2 * cols <= lanes:
+        if 2 * cols == lanes:
+            _tile_rows_narrow(a, a0, lda, b, b0, ldb, c, c0, ldc, steps, add, bias, i0, addb)
+        else:
+            _tile_rows_narrow_ragged(a, a0, lda, b, b0, ldb, c, c0, ldc, steps, add, bias, i0, addb, cols)
+    elif _gemm.NARROW and lanes < cols and 2 * cols <= 3 * lanes:
+        if 2 * cols == 3 * lanes:
+            _tile_rows_narrow3(a, a0, lda, b, b0, ldb, c, c0, ldc, steps, add, bias, i0, addb)
+        else:
+            _tile_rows_narrow3_ragged(a, a0, lda, b, b0, ldb, c, c0, ldc, steps, add, bias, i0, addb, cols)
+    elif cols == nr:
         _tile_rows_batch(a, a0, lda, b, b0, ldb, c, c0, ldc, steps, add, bias, i0, addb)
     elif cols == lanes:
         _tile_rows_half(a, a0, lda, b, b0, ldb, c, c0, ldc, steps, add, bias, i0, addb)

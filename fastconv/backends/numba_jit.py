@@ -954,6 +954,13 @@ def _pixels_scratch(c, nslots):
 # 36 more (another seed): where it ran, forward 0.23-1.15x, input gradient 0.15-1.10x; at 3x3 with
 # 16-21 % of the taps on padding 0.81-1.12x and 0.81-1.10x (N=64 192 -> 64 8x8 1.09x both): so from
 # 20 %, and past 256 output pixels an image not at all (5x5 and 7x7 over 16x16, 14-20 %: 0.92-1.01x).
+# A vector here is 256 bits (``_numba_images.LANE_BITS``: 8 float32 images), since the tiles' columns
+# run in those (a 512-bit one costs two on these cores): 8 images, which had run half a 512-bit
+# vector, now take 0.58-0.70x the time (forward and input gradient, 8 layers) and pass the 20 %
+# line (forward, 40 random layers of 4-40 images, this kernel against the others': 0.44-0.89x from
+# 20 % of the taps on padding but 1.14x on N=8 384 -> 384 5x5 2x2; 0.90-1.28x at 9-16 %); 24 and 40
+# images 0.70x and 0.87x. Of 4-7 images (half a 256-bit vector or less, 24 layers): 0.50-1.10x from
+# half the taps on padding, 0.45-1.97x below it (most past 1).
 IMAGES = _gemm.NARROW  # (measured there only: other CPUs keep the kernels of before)
 IMAGES_MIN_PADDING = 0.2  # of the taps, over the output pixels
 IMAGES_HALF_VECTOR_MIN_PADDING = 0.5
@@ -972,7 +979,7 @@ def _images_fit(c, budget, by_size=None) -> bool:
     if not IMAGES or 0 in c.ys or not _images.applies(c.groups, c.dil_w) or c_in < IMAGES_MIN_CHANNELS:
         return False
     if not by_size:
-        lanes = _gemm.VBITS // 8 // c.item
+        lanes = _images.LANE_BITS // 8 // c.item
         padding = 1 - taps_share((h, w), (kh, kw), (oh, ow), (c.sh, c.sw), (c.dil_h, c.dil_w), (c.pt, c.pl))
         if (c.sh != 1 or c.sw != 1 or oh * ow > IMAGES_MAX_PIXELS or 2 * n < lanes
                 or padding < (IMAGES_MIN_PADDING if n >= lanes else IMAGES_HALF_VECTOR_MIN_PADDING)):
