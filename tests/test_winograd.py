@@ -662,8 +662,8 @@ def test_filters_transformed_into_the_packed_layout(m, dtype):
             _gemm._pack_a(u.reshape(groups * a2, nr, ns)[i], want[i])
         got = np.full_like(want, np.nan)
         panels = -(-nr // _gemm.MR)
-        _winograd_kernels._filter_transform_packed(wv, m, 0, 3, got)  # in two parts
-        _winograd_kernels._filter_transform_packed(wv, m, 3, groups * panels, got)
+        _winograd_kernels._filter_transform_packed(wv, m, 0, 3, got, 0, 0, 3, 3)  # in two parts
+        _winograd_kernels._filter_transform_packed(wv, m, 3, groups * panels, got, 0, 0, 3, 3)
         np.testing.assert_array_equal(got, want)
 
 

@@ -754,7 +754,7 @@ def _by_channels(src, wv, m, plan, tiles_h, tiles_w, pt, pl, b, y, out_hw, edges
         inputs.help(scratch)
         k = min(kb, cd - k0)
         up = buffer(scratch, "up", (_filters(m, edges), _gemm.packed_size(k, cs)), dtype)
-        _k._filter_transform_packed(wv[g:g + 1, k0:k0 + k], m, 0, -(-k // _gemm.MR), up)
+        _k._filter_transform_packed(wv[g:g + 1, k0:k0 + k], m, 0, -(-k // _gemm.MR), up, 0, 0, 3, 3)
         inputs.ready(scratch)
         mm = buffer(scratch, "m", (a2 * k * nt,), dtype)
         _gemm.batch(up, k, vs[g], mm, cs, nt, buffer(scratch, "tiles", (_gemm.batch_scratch(k, dtype.itemsize),),
@@ -1026,7 +1026,7 @@ def _kernel_work(wv, m, u, up, tiles, threads):
     if tiles:
         up2 = up.reshape(-1, up.shape[-1])
         n = wv.shape[0] * -(-wv.shape[1] // _gemm.MR)
-        run = lambda p0, p1: _k._filter_transform_packed(wv, m, p0, p1, up2)  # noqa: E731
+        run = lambda p0, p1: _k._filter_transform_packed(wv, m, p0, p1, up2, 0, 0, 3, 3)  # noqa: E731
     else:
         n, run = wv.shape[0] * wv.shape[1], lambda r0, r1: _k._filter_transform(wv, m, r0, r1, u)
     return Shared(list(chunks(n, max(1, -(-n // (KERNEL_PARTS * threads))))), run)
