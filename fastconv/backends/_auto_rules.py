@@ -1592,8 +1592,8 @@ def _gradient_rows(name, condition, order):
 # that numba runs so (another seed: 2026-12-07): numba's forward beat the others' best up to 0.70 of
 # the taps on the image (0.21-0.93x; but 0.74-3.7x on 2x2 and 3x3 images of 32-48 input channels,
 # calls of 0.2-0.3 ms in torch), input gradient to 0.58 (0.32-0.79x, but 1.11-1.48x on four such),
-# and lost or tied from 0.72 (forward 0.75-1.41x, input gradient 0.54-1.41x); N=20 (a 256-bit
-# vector's half empty) lost at 0.77 (1.27x and 1.18x winograd's time).
+# and lost or tied from 0.72 (forward 0.75-1.41x, input gradient 0.54-1.41x); N=20 (the last of three
+# 256-bit vectors half empty) lost at 0.77 (1.27x and 1.18x winograd's time).
 AUTO_IMAGES_MAX_PIXELS = 196  # output pixels an image, kernels past 3x3
 AUTO_IMAGES_MIN_PADDING = 0.33  # of the taps, any kernel
 AUTO_IMAGES_MAX_COST = 0.93  # the taps on the image over the share of the last vector of images filled
