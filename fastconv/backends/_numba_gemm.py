@@ -749,6 +749,38 @@ def _batch_run(ap, m, zeros, b, c, k, p, j0, j1, j2, j3, ct, lda, acc=False, s0=
 
 
 @njit(inline="always", **_JIT)
+def _rows_tile(a, a0, lda, b, b0, ldb, c, c0, ldc, steps, add, bias, i0, addb, cols, nr, narrow):  # pragma: no cover
+    """One tile of A's rows where they lie (from ``a0``, ``lda`` apart) by the ``cols`` columns of B
+    from ``b0`` (rows ``ldb`` apart, at most a panel of ``nr``) into C at ``c0`` (rows ``ldc``
+    apart; added where ``add``, with ``bias[i0:]`` where ``addb``), on the tile that fits the
+    columns; with ``narrow`` (``NARROW`` cores, where ``nr`` is two 512-bit vectors) up to a quarter
+    or from half to three quarters of a panel in 256-bit vectors (``_numba_images``)."""
+    lanes = nr // BATCH_NV
+    if narrow and 2 * cols <= lanes:
+        if 2 * cols == lanes:
+            _tile_rows_narrow(a, a0, lda, b, b0, ldb, c, c0, ldc, steps, add, bias, i0, addb)
+        else:
+            _tile_rows_narrow_ragged(a, a0, lda, b, b0, ldb, c, c0, ldc, steps, add, bias, i0, addb, cols)
+    elif narrow and lanes < cols and 2 * cols <= 3 * lanes:
+        if 2 * cols == 3 * lanes:
+            _tile_rows_narrow3(a, a0, lda, b, b0, ldb, c, c0, ldc, steps, add, bias, i0, addb)
+        else:
+            _tile_rows_narrow3_ragged(a, a0, lda, b, b0, ldb, c, c0, ldc, steps, add, bias, i0, addb, cols)
+    elif cols == nr:
+        _tile_rows_batch(a, a0, lda, b, b0, ldb, c, c0, ldc, steps, add, bias, i0, addb)
+    elif cols == lanes:
+        _tile_rows_half(a, a0, lda, b, b0, ldb, c, c0, ldc, steps, add, bias, i0, addb)
+    elif cols < lanes:
+        _tile_rows_ragged_half(a, a0, lda, b, b0, ldb, c, c0, ldc, steps, add, bias, i0, addb, cols)
+    elif cols == 2 * lanes:
+        _tile_rows(a, a0, lda, b, b0, ldb, c, c0, ldc, steps, add, bias, i0, addb)
+    elif cols < 2 * lanes:
+        _tile_rows_ragged(a, a0, lda, b, b0, ldb, c, c0, ldc, steps, add, bias, i0, addb, cols)
+    else:
+        _tile_rows_batch_ragged(a, a0, lda, b, b0, ldb, c, c0, ldc, steps, add, bias, i0, addb, cols)
+
+
+@njit(inline="always", **_JIT)
 def _batch_panel(ap, m, mp, zeros, b, c, p, pc, kc, add, jb, cols, nr, ct, lda, off, steps):  # pragma: no cover
     """``_batch_run``'s block pc .. pc + kc (its steps ``off .. off + steps``) on the columns jb ..
     jb + cols (at most a panel), B read where it lies: a ragged panel (fewer than nr columns) by
@@ -765,19 +797,7 @@ def _batch_panel(ap, m, mp, zeros, b, c, p, pc, kc, add, jb, cols, nr, ct, lda, 
         whole = i0 + MR <= m
         cc, c0, ldc, ad = (c, i0 * p + jb, p, add) if whole else (ct, 0, nr, 0)
         if lda:
-            a0 = i0 * lda + pc + off
-            if cols == nr:
-                _tile_rows_batch(ap, a0, lda, b, b0, p, cc, c0, ldc, steps, ad, zeros, i0, 0)
-            elif cols == lanes:
-                _tile_rows_half(ap, a0, lda, b, b0, p, cc, c0, ldc, steps, ad, zeros, i0, 0)
-            elif cols < lanes:
-                _tile_rows_ragged_half(ap, a0, lda, b, b0, p, cc, c0, ldc, steps, ad, zeros, i0, 0, cols)
-            elif cols == 2 * lanes:
-                _tile_rows(ap, a0, lda, b, b0, p, cc, c0, ldc, steps, ad, zeros, i0, 0)
-            elif cols < 2 * lanes:
-                _tile_rows_ragged(ap, a0, lda, b, b0, p, cc, c0, ldc, steps, ad, zeros, i0, 0, cols)
-            else:
-                _tile_rows_batch_ragged(ap, a0, lda, b, b0, p, cc, c0, ldc, steps, ad, zeros, i0, 0, cols)
+            _rows_tile(ap, i0 * lda + pc + off, lda, b, b0, p, cc, c0, ldc, steps, ad, zeros, i0, 0, cols, nr, False)
         elif cols == nr:
             _tile_batch(ap, a0, 0, b, b0, p, cc, c0, ldc, steps, ad, zeros, i0, 0)
         elif cols == lanes:

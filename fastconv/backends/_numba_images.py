@@ -36,7 +36,7 @@ Measured (one thread, float32, N=32 256 -> 256 5x5 over 4x4, padded by 2; Zen 4)
 
 On the cores it runs on (``_gemm.NARROW``: a 512-bit multiply-add costs two 256-bit ones) the
 tiles' columns come in 256-bit vectors where a 512-bit one would be half empty or less (8 images:
-``_tile_rows_narrow``, 8 sums a tile) or three quarters full (24: three vectors); each sum's
+``_gemm._tile_rows_narrow``, 8 sums a tile) or three quarters full (24: three vectors); each sum's
 multiply-adds run in the same order, so the bits are those of any other tile. Two threads, N=8 128
 -> 128 7x7 6x6, forward 1.6 ms against 2.6 on the half-empty 512-bit vectors (torch's 1.35);
 tiles of 16 rows by one 256-bit vector measured no faster than 8 rows.
@@ -45,26 +45,10 @@ import numpy as np
 
 from .._workers import Shared, buffer, kept, map_items, reserved
 from . import _numba_gemm as _gemm
-from ._numba_gemm import (
-    KC,
-    MR,
-    _batch_cols,
-    _panel_width,
-    _tile_rows,
-    _tile_rows_batch,
-    _tile_rows_batch_ragged,
-    _tile_rows_half,
-    _tile_rows_narrow,
-    _tile_rows_narrow3,
-    _tile_rows_narrow3_ragged,
-    _tile_rows_narrow_ragged,
-    _tile_rows_ragged,
-    _tile_rows_ragged_half,
-    _whole_rows,
-)
+from ._numba_gemm import KC, MR, _batch_cols, _panel_width, _rows_tile, _whole_rows
 from ._numba_kernels import _JIT, njit
 
-# The tiles' columns come in vectors of this many bits (``_panel``: 256-bit vectors on ``NARROW``
+# The tiles' columns come in vectors of this many bits (``_rows_tile``: 256-bit vectors on ``NARROW``
 # cores, where a 512-bit one costs two; the kernel runs on those only: ``numba_jit.IMAGES``).
 LANE_BITS = 256
 
@@ -189,38 +173,6 @@ def _transpose_in(x, xt, i0, i1, images_last):  # pragma: no cover
                     xt[base + o] = x[i, o, iy, ix]
 
 
-@njit(inline="always", **_JIT)
-def _panel(a, a0, lda, b, b0, ldb, c, c0, ldc, steps, add, bias, i0, addb, cols, nr):  # pragma: no cover
-    """One tile of A's rows from ``a0`` (``lda`` apart) by the ``cols`` columns of B from ``b0``
-    (rows ``ldb`` apart) into C at ``c0`` (rows ``ldc`` apart; added where ``add``, with
-    ``bias[i0:]`` where ``addb``), on the tile that fits the columns: on ``NARROW`` cores (``nr``
-    two 512-bit vectors) up to a quarter or from half to three quarters of a panel in 256-bit
-    vectors."""
-    lanes = nr // _gemm.BATCH_NV
-    if _gemm.NARROW and 2 * cols <= lanes:
-        if 2 * cols == lanes:
-            _tile_rows_narrow(a, a0, lda, b, b0, ldb, c, c0, ldc, steps, add, bias, i0, addb)
-        else:
-            _tile_rows_narrow_ragged(a, a0, lda, b, b0, ldb, c, c0, ldc, steps, add, bias, i0, addb, cols)
-    elif _gemm.NARROW and lanes < cols and 2 * cols <= 3 * lanes:
-        if 2 * cols == 3 * lanes:
-            _tile_rows_narrow3(a, a0, lda, b, b0, ldb, c, c0, ldc, steps, add, bias, i0, addb)
-        else:
-            _tile_rows_narrow3_ragged(a, a0, lda, b, b0, ldb, c, c0, ldc, steps, add, bias, i0, addb, cols)
-    elif cols == nr:
-        _tile_rows_batch(a, a0, lda, b, b0, ldb, c, c0, ldc, steps, add, bias, i0, addb)
-    elif cols == lanes:
-        _tile_rows_half(a, a0, lda, b, b0, ldb, c, c0, ldc, steps, add, bias, i0, addb)
-    elif cols < lanes:
-        _tile_rows_ragged_half(a, a0, lda, b, b0, ldb, c, c0, ldc, steps, add, bias, i0, addb, cols)
-    elif cols == 2 * lanes:
-        _tile_rows(a, a0, lda, b, b0, ldb, c, c0, ldc, steps, add, bias, i0, addb)
-    elif cols < 2 * lanes:
-        _tile_rows_ragged(a, a0, lda, b, b0, ldb, c, c0, ldc, steps, add, bias, i0, addb, cols)
-    else:
-        _tile_rows_batch_ragged(a, a0, lda, b, b0, ldb, c, c0, ldc, steps, add, bias, i0, addb, cols)
-
-
 @njit(**_JIT)
 def _products(a, mp, k, xt, sums, bias, runs, count, n, started):  # pragma: no cover
     """``sums[q]`` (mp x n, per output pixel q) = A (``mp`` rows of ``k`` steps, C-contiguous) times
@@ -242,8 +194,8 @@ def _products(a, mp, k, xt, sums, bias, runs, count, n, started):  # pragma: no 
                 while jb < n:  # B's panel in L1 over the rows
                     cols = min(_panel_width(n - jb, nr, lanes), n - jb)
                     for ip in range(mp // MR):
-                        _panel(a, ip * MR * k + first, k, xt, b0 + jb, n, sums, (q * mp + ip * MR) * n + jb, n,
-                               last - first, add, bias, ip * MR, 1 - add, cols, nr)
+                        _rows_tile(a, ip * MR * k + first, k, xt, b0 + jb, n, sums, (q * mp + ip * MR) * n + jb,
+                                   n, last - first, add, bias, ip * MR, 1 - add, cols, nr, _gemm.NARROW)
                     jb += cols
                 started[q] = 1
     for q in range(pixels):
@@ -369,7 +321,7 @@ def _gw_tap(gt, xs, sums, ky, kx, r0, r1, pt, pl, dh, dw, oh, ow, h, w, n, c):  
                 a0 = i0 * lda + (oy * ow + ox0) * n
                 b0 = (iy * w + ox0 - pl + kx * dw) * n * c + jb
                 for s0 in range(0, run, KC):
-                    _panel(gt, a0 + s0, lda, xs, b0 + s0 * c, c, sums, i0 * c + jb, c, min(KC, run - s0), add,
-                           sums, 0, 0, cols, nr)
+                    _rows_tile(gt, a0 + s0, lda, xs, b0 + s0 * c, c, sums, i0 * c + jb, c, min(KC, run - s0),
+                               add, sums, 0, 0, cols, nr, _gemm.NARROW)
                     add = 1
         jb += cols
