@@ -94,6 +94,8 @@ def _full_width() -> bool:
 # 1x1 kernels at unit stride, unpadded, in one group: numba's register tiles where the CPU has
 # AVX-512, else BLAS's products on few pixels or many channels
 PRODUCT = "numba" if _tiles() else "im2col"
+# ... but with 128+ channels a side BLAS's on AVX-512's half-width units too (``_half_width_pointwise``)
+PRODUCT_MANY_CHANNELS = "numba" if _full_width() else "im2col"
 # 48+ channels at a stride or with fewer than 9 taps: numba's register tiles or packed loops where the
 # CPU has AVX-512, else BLAS's products (numba's loops then run BLAS's vector width)
 FEW_TAPS = "numba" if _tiles() else "im2col"
@@ -157,8 +159,9 @@ def _avx512(tiles, monkeypatch, full: bool):
 @pytest.mark.parametrize("geom, expected", [(DENSE, "numba"), (GROUPED, "numba"), (ONE_CHANNEL_GROUP, "numba"),
                                             (DEPTHWISE, "numba"), (SMALL_IMAGES, "im2col"), (POINTWISE, FEW_TAPS),
                                             (SMALL_IMAGES_FEW_CHANNELS, "numba"), (SMALL_IMAGES_GROUPED, "numba"),
-                                            (POINTWISE_SMALL_IMAGES, PRODUCT), (POINTWISE_MANY_CHANNELS, PRODUCT),
-                                            (SMALL, "numba"), (JUST_ABOVE, PRODUCT), (POINTWISE_STRIDED, PRODUCT),
+                                            (POINTWISE_SMALL_IMAGES, PRODUCT),
+                                            (POINTWISE_MANY_CHANNELS, PRODUCT_MANY_CHANNELS), (SMALL, "numba"),
+                                            (JUST_ABOVE, PRODUCT), (POINTWISE_STRIDED, PRODUCT_MANY_CHANNELS),
                                             (POINTWISE_PADDED, "im2col"),
                                             (POINTWISE_FEW_CHANNELS, "im2col")])
 def test_rule_with_every_backend(installed, geom, expected):
@@ -653,6 +656,33 @@ def test_on_half_width_avx512_grouped_pointwise_calls_on_numbas_packed_loops_run
         for dtype in (np.float32, np.float64):
             assert [backends.choose(geom, dtype, pass_=p) for p in ("forward", "grad_input")] == ["im2col"] * 2
 
+
+
+@pytest.mark.parametrize("full", [False, True])
+@pytest.mark.parametrize("geom, forward, weight", [
+    (Geometry.from_args((1, 512, 14, 14), (512, 512, 1, 1)), True, True),
+    (Geometry.from_args((1, 1024, 14, 14), (2048, 1024, 1, 1), stride=2), True, True),  # at a stride: 7x7
+    (Geometry.from_args((1, 256, 196), (1024, 256, 1)), True, True),  # 1-D
+    (Geometry.from_args((8, 512, 7, 7), (512, 512, 1, 1)), True, False),  # 8 images
+    (Geometry.from_args((1, 512, 28, 28), (512, 512, 1, 1)), True, False),  # 784 output pixels
+    (Geometry.from_args((32, 256, 14, 14), (1024, 256, 1, 1)), True, False),
+    (Geometry.from_args((16, 64, 14, 14), (256, 64, 1, 1)), False, False),  # 64 input channels
+    (Geometry.from_args((1, 512, 7, 7), (64, 512, 1, 1)), False, False),  # 64 output channels
+    (Geometry.from_args((1, 512, 7, 7), (512, 128, 1, 1), groups=4), False, False),  # grouped
+    (Geometry.from_args((1, 512, 7, 7), (512, 512, 3, 3), padding=1), False, False)])  # 3x3
+def test_on_half_width_avx512_pointwise_forward_and_one_images_weight_gradient_run_blas(tiles, monkeypatch, geom,
+                                                                                       forward, weight, full):
+    """``_half_width_pointwise``: on AVX-512's half-width units a 1x1 kernel of one group with 128+
+    channels a side runs BLAS's forward, and one image of it under 256 output pixels BLAS's weight
+    gradient (``_half_width_pointwise_weight``), in float32 and float64."""
+    _avx512(tiles, monkeypatch, full)
+    assert rules._half_width_pointwise(geom) is (forward and not full)
+    assert rules._half_width_pointwise_weight(geom) is (weight and not full)
+    for dtype in (np.float32, np.float64):
+        if forward and not full:
+            assert backends.choose(geom, dtype, pass_="forward") == "im2col"
+        if weight and not full:
+            assert backends.choose(geom, dtype, pass_="grad_weight") == "im2col"
 
 def test_numbas_packed_forward_answer_is_its_forward_kernel():
     """``numba_jit.packed_forward`` reads the forward's kernel of ``whole_choices``."""

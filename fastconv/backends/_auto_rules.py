@@ -1370,6 +1370,43 @@ def _half_width_grouped_pointwise(g: Geometry) -> bool:
             and _backend_says("numba", "packed_forward", g))
 
 
+# 1x1 kernels of one group: numba's products on its register tiles (``numba_jit.matrix_product``)
+# were drawn against an OpenBLAS that ran AVX2 kernels; NumPy's OpenBLAS 0.3.31 runs its SkylakeX
+# (AVX-512) kernels on Zen 4, and its forward now wins or ties wherever both sides have 128+
+# channels: numba packs the whole weight on one thread before its products, and a batch of few
+# pixels gives its two threads few panels of columns. Two threads, each pass alone, medians of 30
+# back-to-back calls (80 for the weight gradients), time over torch's, numba / BLAS (2026-12-07, an
+# AMD Zen 4): forward, N=1 7x7 256 -> 1024 4.52 / 1.36, 512 -> 2048 4.80 / 1.11, 1024 -> 2048 2.48 /
+# 1.01; 14x14 512 -> 512 1.45 / 0.96, 2048 -> 512 1.50 / 1.00; 28x28 512 -> 2048 1.29 / 1.01; N=2 7x7
+# 512 -> 512 2.04 / 1.35; 14x14 1.23 / 1.07; N=4 7x7 2048 -> 512 1.73 / 1.15; N=8 7x7 2048 -> 512
+# 1.30 / 0.87; 14x14 512 -> 512 1.30 / 1.06; 28x28 512 -> 2048 0.81 / 0.74, 1024 -> 256 1.01 / 0.99
+# (ties from about 3,000 pixels in the batch: N=4 28x28 1024 -> 256 0.96 / 0.98, N=32 14x14 256 ->
+# 1024 in `make bench` 0.90 / 0.88); at a stride, N=1 14x14 1024 -> 2048 2.43 / 1.06, N=8 28x28 512
+# -> 1024 1.17 / 0.93; float64 N=1 7x7 1024 -> 2048 2.01 / 1.08, N=8 28x28 256 -> 1024 1.17 / 0.76.
+# With 64 channels a side numba's won from about 1,500 pixels (N=16 14x14 64 -> 256 0.96 / 1.12, 256
+# -> 64 1.10 / 1.34, N=32 7x7 64 -> 256 1.21 / 1.40) and lost below (N=1 56x56 64 -> 64 1.56 / 0.90):
+# left to it. The weight gradient of one image of at most ``AUTO_IM2COL_BELOW_PIXELS`` output
+# pixels (a short reduction into a large gw) runs on BLAS too: 7x7 256 -> 1024 3.23 / 1.35, 1024 ->
+# 256 0.64 / 0.43, 512 -> 512 1.48 / 1.00, 128 -> 512 2.50 / 1.79; 14x14 256 -> 1024 1.85 / 1.09, 128
+# -> 128 0.96 / 0.94; 1024 -> 2048 at a stride to 7x7 0.84 / 0.36; float64 7x7 1024 -> 2048 3.35 /
+# 0.84. numba's won over more pixels (28x28 512 -> 512 1.04 / 1.32) and two images (7x7 512 -> 512
+# 1.01 / 1.26, 1024 -> 256 0.54 / 0.70).
+AUTO_HALF_WIDTH_POINTWISE_CHANNELS = 128  # a side, at least
+
+
+def _half_width_pointwise(g: Geometry) -> bool:
+    """On AVX-512's half-width units, a 1x1 kernel of one group (in the 2-D call that runs), of at
+    least ``AUTO_HALF_WIDTH_POINTWISE_CHANNELS`` channels each side: BLAS's forward."""
+    flat = as_2d(g)
+    return (flat.groups == 1 and math.prod(flat.kernel) == 1
+            and min(flat.c_in, flat.c_out) >= AUTO_HALF_WIDTH_POINTWISE_CHANNELS and _half_width(g))
+
+
+def _half_width_pointwise_weight(g: Geometry) -> bool:
+    """``_half_width_pointwise`` on one image of fewer than ``AUTO_IM2COL_BELOW_PIXELS`` output
+    pixels: BLAS's weight gradient."""
+    return as_2d(g).n == 1 and _pixels(g) < AUTO_IM2COL_BELOW_PIXELS and _half_width_pointwise(g)
+
 # The few-tiles row (``_few_tiles``) gives BLAS the gradients of 3x3 stride-1 calls over few F(2x2)
 # tiles, a line drawn on full-width units with as many output channels as input ones (the note at
 # ``AUTO_FEW_TILES_PATCH_ROWS_MACS``). On AVX-512's half-width units, over two images or more, BLAS's
@@ -1681,6 +1718,10 @@ AUTO_PASS_RULES: tuple[tuple[str, str, object, tuple[str, ...]], ...] = (
      "not 3x3 at stride 1 nor 512+ output channels 8x the input's",
      lambda g: (math.prod(as_2d(g).kernel) > 1 and g.c_in_g > 4 and not _many_outputs(g, AUTO_MANY_OUT_CHANNELS)
                 and _on_pixel_tiles(g, "pixel_tiles")), ("numba", "im2col")),
+    ("forward", "AVX-512 on half-width units: 1x1 kernel, one group, 128+ channels a side: BLAS's product",
+     _half_width_pointwise, ("im2col", "numba")),
+    ("grad_weight", "AVX-512 on half-width units: 1x1 kernel, one group, 128+ channels a side, one image under 256 "
+     "output pixels: BLAS's product", _half_width_pointwise_weight, ("im2col", "numba")),
     *((pass_, "AVX-512 on half-width units: 1x1 kernels of several groups on numba's packed loops: BLAS's "
        "products, a group at a time", _half_width_grouped_pointwise, ("im2col", "numba"))
       for pass_ in ("forward", "grad_input")),
