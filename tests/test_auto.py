@@ -684,6 +684,28 @@ def test_on_half_width_avx512_pointwise_forward_and_one_images_weight_gradient_r
         if weight and not full:
             assert backends.choose(geom, dtype, pass_="grad_weight") == "im2col"
 
+
+@pytest.mark.parametrize("full", [False, True])
+@pytest.mark.parametrize("geom, taken", [
+    (Geometry.from_args((1, 96, 14, 14), (384, 96, 3, 3), stride=2, padding=1), True),
+    (Geometry.from_args((1, 128, 24, 24), (512, 128, 5, 5), stride=2, padding=2), True),
+    (Geometry.from_args((1, 64, 28, 28), (128, 64, 7, 7), stride=(2, 1), padding=3), True),  # a stride one way
+    (Geometry.from_args((2, 96, 14, 14), (384, 96, 3, 3), stride=2, padding=1), False),  # two images
+    (Geometry.from_args((1, 384, 14, 14), (96, 384, 3, 3), stride=2, padding=1), False),  # 96 output channels
+    (Geometry.from_args((1, 96, 14, 14), (384, 48, 3, 3), stride=2, padding=1, groups=2), False),  # grouped
+    (Geometry.from_args((1, 96, 14, 14), (384, 96, 1, 1), stride=2), False),  # 1x1
+    (Geometry.from_args((1, 96, 14, 14), (384, 96, 3, 3), padding=1), False),  # unit stride
+    (Geometry.from_args((1, 96, 4, 14, 14), (384, 96, 3, 3, 3), stride=2, padding=1), False)])  # 3-D
+def test_on_half_width_avx512_one_strided_images_input_gradient_runs_blas(tiles, monkeypatch, geom, taken, full):
+    """``_half_width_strided_image_input``: on AVX-512's half-width units the input gradient of one
+    2-D image at a stride (one group, a kernel past 1x1, 128+ output channels) runs BLAS's, in
+    float32 and float64."""
+    _avx512(tiles, monkeypatch, full)
+    assert rules._half_width_strided_image_input(geom) is (taken and not full)
+    if taken and not full:
+        for dtype in (np.float32, np.float64):
+            assert backends.choose(geom, dtype, pass_="grad_input") == "im2col"
+
 def test_numbas_packed_forward_answer_is_its_forward_kernel():
     """``numba_jit.packed_forward`` reads the forward's kernel of ``whole_choices``."""
     numba_jit = pytest.importorskip("fastconv.backends.numba_jit")

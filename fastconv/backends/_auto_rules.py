@@ -1390,7 +1390,14 @@ def _half_width_grouped_pointwise(g: Geometry) -> bool:
 # 256 0.64 / 0.43, 512 -> 512 1.48 / 1.00, 128 -> 512 2.50 / 1.79; 14x14 256 -> 1024 1.85 / 1.09, 128
 # -> 128 0.96 / 0.94; 1024 -> 2048 at a stride to 7x7 0.84 / 0.36; float64 7x7 1024 -> 2048 3.35 /
 # 0.84. numba's won over more pixels (28x28 512 -> 512 1.04 / 1.32) and two images (7x7 512 -> 512
-# 1.01 / 1.26, 1024 -> 256 0.54 / 0.70).
+# 1.01 / 1.26, 1024 -> 256 0.54 / 0.70). Through auto, 60 random 1x1 layers (1-32 images, 7x7-56x56,
+# 64-2048 channels, strides 1-2; `fastconv bench --shape ... --backends auto,torch --pass both
+# --repeat 5`, two runs against the rows before, alternating), auto's time over its time before on
+# the passes that moved, the best run of each: forward 0.94 (25 moved; one 28x28 image 512 -> 2048 at
+# stride 2 0.55, one 14x14 1024 -> 1024 0.57; before im2col's one-image GEMM, one 7x7 128 -> 1024
+# 1.50) and 0.91 (19), backward 0.64 (7) and 0.67 (3). In ResNet-50's bottleneck blocks at batch 1
+# (three blocks of 1x1, winograd's 3x3, 1x1), where BLAS's threads spin into winograd's call, the
+# forward stayed within the runs' spread: 28x28 9.2-10.1 ms against 9.3-10.1, 14x14 10.1 against 10.1.
 AUTO_HALF_WIDTH_POINTWISE_CHANNELS = 128  # a side, at least
 
 
@@ -1406,6 +1413,34 @@ def _half_width_pointwise_weight(g: Geometry) -> bool:
     """``_half_width_pointwise`` on one image of fewer than ``AUTO_IM2COL_BELOW_PIXELS`` output
     pixels: BLAS's weight gradient."""
     return as_2d(g).n == 1 and _pixels(g) < AUTO_IM2COL_BELOW_PIXELS and _half_width_pointwise(g)
+
+# The input gradient of one strided image: numba's patches' adjoint gives each thread whole images
+# (no two threads write a value of gx), so one image runs on one thread, where BLAS's products of
+# the image's patches take both. Splitting the adjoint's chunks of input channels among the threads
+# (tried) ran faster pass by pass but slower in a backward pass, its helper thread spinning into the
+# weight gradient's BLAS call (auto's backward 1.6-2.2x its time before on one-image 3x3 layers at
+# stride 2): not kept. Two threads, `fastconv bench --shape <24 random strided layers> --backends
+# auto,im2col,numba,torch --pass backward --repeat 5` (2026-12-07, an AMD Zen 4, float32), backward
+# time over torch's, auto's (numba's input gradient, BLAS's weight gradient) / BLAS's both: one
+# image with 128+ output channels, 14 of 14 to BLAS, 3x3 at stride 2 64 -> 512 14x14 2.19 / 1.53, 96
+# -> 384 2.18 / 1.67, 256 -> 384 1.63 / 1.21, 32x32 1.61 / 1.32, 96 -> 192 16x16 1.57 / 1.10, 192 ->
+# 256 32x32 1.13 / 0.83; 5x5 128 -> 512 14x14 1.57 / 0.98, 24x24 1.25 / 0.92, 32x32 1.50 / 1.13; 7x7
+# 64 -> 192 28x28 2.14 / 1.64, 128 -> 192 56x56 1.91 / 1.67, 384 -> 192 32x32 1.82 / 1.51, 512 ->
+# 128 24x24 1.94 / 1.85, 256 -> 192 16x16 0.74 / 0.64. Under 128 output channels split (64 -> 56x56
+# 3x3 1.92 / 2.20, 96 -> 56x56 5x5 1.91 / 2.45; 96 -> 14x14 1.96 / 1.64), and so did two images
+# (192 -> 192 14x14 2.42 / 1.60, 96 -> 128 7x7 1.82 / 2.33): left to the rows below. float64, the
+# input gradient alone: numba's 1.49-1.89x torch's time, BLAS's 0.88-1.48 (four of the layers). On
+# a fresh draw of 24 such layers (seed 12; the command as above with `--backends auto,torch --pass
+# both`, two runs against the rows before, alternating), the 11 that moved took 0.80x auto's
+# backward time (0.63-1.03, best run of each).
+AUTO_HALF_WIDTH_STRIDED_IMAGE_OUTPUTS = 128  # output channels, at least
+
+
+def _half_width_strided_image_input(g: Geometry) -> bool:
+    """On AVX-512's half-width units, one 2-D image at a stride, one group, a kernel past 1x1 and at
+    least ``AUTO_HALF_WIDTH_STRIDED_IMAGE_OUTPUTS`` output channels: BLAS's input gradient."""
+    return (g.ndim == 2 and g.n == 1 and g.groups == 1 and g.stride != (1, 1) and math.prod(g.kernel) > 1
+            and g.c_out >= AUTO_HALF_WIDTH_STRIDED_IMAGE_OUTPUTS and _half_width(g))
 
 # The few-tiles row (``_few_tiles``) gives BLAS the gradients of 3x3 stride-1 calls over few F(2x2)
 # tiles, a line drawn on full-width units with as many output channels as input ones (the note at
@@ -1722,6 +1757,8 @@ AUTO_PASS_RULES: tuple[tuple[str, str, object, tuple[str, ...]], ...] = (
      _half_width_pointwise, ("im2col", "numba")),
     ("grad_weight", "AVX-512 on half-width units: 1x1 kernel, one group, 128+ channels a side, one image under 256 "
      "output pixels: BLAS's product", _half_width_pointwise_weight, ("im2col", "numba")),
+    ("grad_input", "AVX-512 on half-width units: one 2-D image at a stride, one group, kernel past 1x1, 128+ output "
+     "channels: BLAS's", _half_width_strided_image_input, ("im2col", "numba")),
     *((pass_, "AVX-512 on half-width units: 1x1 kernels of several groups on numba's packed loops: BLAS's "
        "products, a group at a time", _half_width_grouped_pointwise, ("im2col", "numba"))
       for pass_ in ("forward", "grad_input")),
