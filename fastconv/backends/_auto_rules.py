@@ -1385,7 +1385,7 @@ def _half_width_grouped_pointwise(g: Geometry) -> bool:
 # -> 1024 1.17 / 0.93; float64 N=1 7x7 1024 -> 2048 2.01 / 1.08, N=8 28x28 256 -> 1024 1.17 / 0.76.
 # With 64 channels a side numba's won from about 1,500 pixels (N=16 14x14 64 -> 256 0.96 / 1.12, 256
 # -> 64 1.10 / 1.34, N=32 7x7 64 -> 256 1.21 / 1.40) and lost below (N=1 56x56 64 -> 64 1.56 / 0.90):
-# left to it. The weight gradient of one image of at most ``AUTO_IM2COL_BELOW_PIXELS`` output
+# left to it. The weight gradient of one image of fewer than ``AUTO_IM2COL_BELOW_PIXELS`` output
 # pixels (a short reduction into a large gw) runs on BLAS too: 7x7 256 -> 1024 3.23 / 1.35, 1024 ->
 # 256 0.64 / 0.43, 512 -> 512 1.48 / 1.00, 128 -> 512 2.50 / 1.79; 14x14 256 -> 1024 1.85 / 1.09, 128
 # -> 128 0.96 / 0.94; 1024 -> 2048 at a stride to 7x7 0.84 / 0.36; float64 7x7 1024 -> 2048 3.35 /
@@ -1414,6 +1414,7 @@ def _half_width_pointwise_weight(g: Geometry) -> bool:
     pixels: BLAS's weight gradient."""
     return as_2d(g).n == 1 and _pixels(g) < AUTO_IM2COL_BELOW_PIXELS and _half_width_pointwise(g)
 
+
 # The input gradient of one strided image: numba's patches' adjoint gives each thread whole images
 # (no two threads write a value of gx), so one image runs on one thread, where BLAS's products of
 # the image's patches take both. Splitting the adjoint's chunks of input channels among the threads
@@ -1441,6 +1442,7 @@ def _half_width_strided_image_input(g: Geometry) -> bool:
     least ``AUTO_HALF_WIDTH_STRIDED_IMAGE_OUTPUTS`` output channels: BLAS's input gradient."""
     return (g.ndim == 2 and g.n == 1 and g.groups == 1 and g.stride != (1, 1) and math.prod(g.kernel) > 1
             and g.c_out >= AUTO_HALF_WIDTH_STRIDED_IMAGE_OUTPUTS and _half_width(g))
+
 
 # The few-tiles row (``_few_tiles``) gives BLAS the gradients of 3x3 stride-1 calls over few F(2x2)
 # tiles, a line drawn on full-width units with as many output channels as input ones (the note at
